@@ -1,0 +1,146 @@
+/**
+ * Fan-out between nodes. A node hands every message and event to its broker;
+ * the broker delivers it to every node (this one included), in one order per
+ * conversation. {@link LocalBroker} is the single-node broker; the Redis
+ * broker (`--redis`) makes several nodes one chat.
+ *
+ * @module
+ */
+import type { ChatMessage } from "./protocol.ts";
+import type { Draft, Store } from "./store.ts";
+
+/** Where a message came from, so its node can echo `ref` to the sender's connection only. */
+export interface Origin {
+  node: string;
+  conn: number;
+  ref?: string;
+}
+
+/** What travels between nodes. */
+export type BrokerEvent =
+  | { kind: "message"; conv: string; msg: ChatMessage; origin?: Origin }
+  | {
+    kind: "typing";
+    conv: string;
+    room?: string;
+    to?: string;
+    user: string;
+    active: boolean;
+  }
+  | {
+    kind: "member";
+    user: string;
+    room: string;
+    joined: boolean;
+    ts: string;
+    origin?: Origin;
+  }
+  | {
+    kind: "read";
+    user: string;
+    conv: string;
+    room?: string;
+    to?: string;
+    id: number;
+    origin?: Origin;
+  }
+  | { kind: "kick"; user: string; code: number; reason: string };
+
+/** Called for every event from any node, in delivery order. */
+export type BrokerHandler = (event: BrokerEvent) => void;
+
+/** Fan-out and presence across nodes. */
+export interface Broker {
+  /** This node's id (unique among the nodes sharing a chat). */
+  readonly node: string;
+  /**
+   * Stores the message and delivers it to every node, as one step: messages
+   * of a conversation reach every node in id order. Resolves with the stored
+   * message once it is durable; rejects (code `unavailable`) when it cannot be.
+   */
+  publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage>;
+  /** Delivers an event to every node. */
+  publish(event: BrokerEvent): Promise<void>;
+  /** Sets the handler for events from every node. */
+  subscribe(handler: BrokerHandler): void;
+  /** A user now has a connection on this node. */
+  online(user: string): void;
+  /** A user has no connection left on this node. */
+  offline(user: string): void;
+  /** Whether the user is online on any node. */
+  isOnline(user: string): boolean;
+  /** Users online on any node. */
+  onlineUsers(): Iterable<string>;
+  /** Sets the handler called when the online set changes. */
+  onPresence(handler: () => void): void;
+  /** `"ok"`, or `"degraded"` while the shared backend is unreachable. */
+  readonly status: "ok" | "degraded";
+  /** Stops delivering and releases connections. */
+  close(): Promise<void>;
+}
+
+/** The single-node broker: events loop straight back to this node. */
+export class LocalBroker implements Broker {
+  readonly node = "local";
+  readonly status = "ok" as const;
+  #store: Store;
+  #handler: BrokerHandler = () => {};
+  #presence: () => void = () => {};
+  #online = new Set<string>();
+
+  /** Delivers messages after `store` has kept them. */
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** Stores, then delivers; the store resolves appends in order. */
+  publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage> {
+    return this.#store.append(draft).then((msg) => {
+      this.#handler({ kind: "message", conv: draft.conv, msg, origin });
+      return msg;
+    });
+  }
+
+  /** Delivers at once. */
+  publish(event: BrokerEvent): Promise<void> {
+    this.#handler(event);
+    return Promise.resolve();
+  }
+
+  /** Sets the event handler. */
+  subscribe(handler: BrokerHandler): void {
+    this.#handler = handler;
+  }
+
+  /** Marks a user online. */
+  online(user: string): void {
+    if (this.#online.has(user)) return;
+    this.#online.add(user);
+    this.#presence();
+  }
+
+  /** Marks a user offline. */
+  offline(user: string): void {
+    if (this.#online.delete(user)) this.#presence();
+  }
+
+  /** Whether the user is online. */
+  isOnline(user: string): boolean {
+    return this.#online.has(user);
+  }
+
+  /** Users online. */
+  onlineUsers(): Iterable<string> {
+    return this.#online;
+  }
+
+  /** Sets the presence handler. */
+  onPresence(handler: () => void): void {
+    this.#presence = handler;
+  }
+
+  /** Nothing to release. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * HTTP routing and the WebSocket upgrade, and the one error boundary: an
+ * {@link HttpError} becomes its status; anything else is logged and answered
+ * with a plain 500, never a stack trace.
+ *
+ * @module
+ */
+import type { Conn, Hub } from "./hub.ts";
+import type { Logger } from "./log.ts";
+
+/** An error with an HTTP status, safe to show to the client. */
+export class HttpError extends Error {
+  /** The HTTP status. */
+  readonly status: number;
+  /** Extra response headers (e.g. `Allow`). */
+  readonly headers: Record<string, string>;
+  /** Builds the error. */
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+/** Headers on every response. */
+export const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; " +
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+  "permissions-policy": "camera=(), microphone=(), geolocation=()",
+  "cross-origin-opener-policy": "same-origin",
+};
+
+/** A static file answer supplied by the web app. */
+export type StaticHandler = (
+  req: Request,
+  path: string,
+) => Response | null | Promise<Response | null>;
+
+/** What the handler needs. */
+export interface HttpDeps {
+  hub: Hub;
+  log: Logger;
+  /** `/healthz` body. */
+  health: () => Promise<Record<string, unknown>>;
+  /** `/api/info` body: auth mode and the like, for the web app. */
+  info: () => Record<string, unknown>;
+  /** Other web origins allowed to open WebSockets. */
+  allowedOrigins?: string[];
+  /** Seconds before an unanswered ping drops a socket (0: never). @default {30} */
+  idleTimeout?: number;
+  /** Take the client address from X-Forwarded-For. @default {false} */
+  trustProxy?: boolean;
+  /** Static files (the web app). */
+  static?: StaticHandler;
+  /** Checked before an upgrade; returns a refusal message or null. */
+  admit?: (addr: string) => string | null;
+  /** Called for every accepted socket with its connection. */
+  onSocket?: (conn: Conn, addr: string) => void;
+}
+
+/** Builds the `Deno.serve` handler. */
+export function createHandler(
+  deps: HttpDeps,
+): (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response> {
+  const allowed = new Set(
+    (deps.allowedOrigins ?? []).map((o) => o.replace(/\/+$/, "").toLowerCase()),
+  );
+  const hub = deps.hub;
+  // One set of socket handlers shared by every connection (no per-socket closures).
+  const conns = new WeakMap<WebSocket, Conn>();
+  function onMessage(this: WebSocket, e: MessageEvent): void {
+    const conn = conns.get(this);
+    if (conn) hub.receive(conn, e.data);
+  }
+  function onClose(this: WebSocket): void {
+    const conn = conns.get(this);
+    if (conn) hub.close(conn);
+  }
+  function onError(this: WebSocket): void {
+    // The close event follows; nothing to report to the client.
+  }
+
+  function upgrade(req: Request, addr: string): Response {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      throw new HttpError(426, "This endpoint speaks WebSocket: connect with a WebSocket client", {
+        upgrade: "websocket",
+      });
+    }
+    const origin = req.headers.get("origin");
+    if (origin !== null && !originAllowed(origin, req, allowed)) {
+      deps.log.warn(`Refused a WebSocket from origin "${origin.slice(0, 100)}" (${addr})`);
+      throw new HttpError(
+        403,
+        "Cross-origin WebSocket refused: add the origin to --allowed-origins",
+      );
+    }
+    const refusal = deps.admit?.(addr);
+    if (refusal) throw new HttpError(429, refusal, { "retry-after": "10" });
+    // Chrome refuses a connection whose requested subprotocol is not echoed.
+    const protocol = req.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
+    const { socket, response } = Deno.upgradeWebSocket(req, {
+      idleTimeout: deps.idleTimeout ?? 30,
+      ...(protocol ? { protocol } : {}),
+    });
+    socket.binaryType = "arraybuffer";
+    const conn = hub.open(socket, { addr });
+    conns.set(socket, conn);
+    socket.onmessage = onMessage;
+    socket.onclose = onClose;
+    socket.onerror = onError;
+    deps.onSocket?.(conn, addr);
+    return response;
+  }
+
+  async function route(req: Request, addr: string): Promise<Response> {
+    const url = new URL(req.url);
+    const path = url.pathname;
+    const method = req.method;
+    const only = (...methods: string[]) => {
+      if (!methods.includes(method)) {
+        throw new HttpError(405, `Method ${method} is not allowed here`, {
+          allow: methods.join(", "),
+        });
+      }
+    };
+    switch (path) {
+      case "/ws":
+        only("GET");
+        return upgrade(req, addr);
+      case "/healthz":
+        only("GET", "HEAD");
+        return json(await deps.health(), { "cache-control": "no-store" });
+      case "/api/info":
+        only("GET", "HEAD");
+        return json(deps.info(), { "cache-control": "no-store" });
+    }
+    if (deps.static) {
+      const res = await deps.static(req, path);
+      if (res) {
+        if (method !== "GET" && method !== "HEAD") {
+          await res.body?.cancel();
+          throw new HttpError(405, `Method ${method} is not allowed here`, { allow: "GET, HEAD" });
+        }
+        return res;
+      }
+    }
+    throw new HttpError(404, "Not found");
+  }
+
+  return async (req, info) => {
+    const remote = info.remoteAddr as Deno.NetAddr;
+    let addr = remote.hostname ?? "unknown";
+    if (deps.trustProxy) {
+      const fwd = req.headers.get("x-forwarded-for");
+      if (fwd) addr = fwd.split(",")[0].trim() || addr;
+    }
+    let res: Response;
+    try {
+      res = await route(req, addr);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        res = new Response(err.message + "\n", {
+          status: err.status,
+          headers: { "content-type": "text/plain; charset=utf-8", ...err.headers },
+        });
+      } else {
+        deps.log.error(
+          `${req.method} ${new URL(req.url).pathname} failed: ${(err as Error).stack ?? err}`,
+        );
+        res = new Response("Internal server error\n", {
+          status: 500,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+        });
+      }
+      if (req.body && !req.bodyUsed) await req.body.cancel().catch(() => {});
+    }
+    if (res.status === 101) return res;
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) {
+      if (!res.headers.has(k)) res.headers.set(k, v);
+    }
+    if (req.method === "HEAD" && res.body) {
+      await res.body.cancel();
+      return new Response(null, { status: res.status, headers: res.headers });
+    }
+    return res;
+  };
+}
+
+/** Same origin as the request's Host, or listed in `allowed`. */
+function originAllowed(origin: string, req: Request, allowed: Set<string>): boolean {
+  const o = origin.toLowerCase();
+  if (allowed.has(o) || allowed.has("*")) return true;
+  let host: string;
+  try {
+    host = new URL(o).host;
+  } catch {
+    return false;
+  }
+  const reqHost = (req.headers.get("host") ?? new URL(req.url).host).toLowerCase();
+  return host === reqHost;
+}
+
+function json(body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}

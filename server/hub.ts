@@ -1,0 +1,950 @@
+/**
+ * The chat hub: connections, users, rooms, typing, presence and fan-out.
+ *
+ * Plain logic with no I/O of its own: sockets, the store and the broker come
+ * in through small interfaces, and time comes from `tick(now)` calls made by
+ * the server's one shared timer. The data path reads top to bottom:
+ * socket → {@link parseClientFrame} → a handler here → store/broker →
+ * {@link BrokerEvent} back on every node → serialized once → {@link Outbox}.
+ *
+ * @module
+ */
+import { type Auth, passwordProblem } from "./auth.ts";
+import type { Broker, BrokerEvent, Origin } from "./broker.ts";
+import type { Logger } from "./log.ts";
+import { type Batch, Outbox, type OutboxOptions, type Socket } from "./outbox.ts";
+import {
+  type ChatMessage,
+  type ClientFrame,
+  CloseCode,
+  conversationKey,
+  type ErrorCode,
+  FrameError,
+  JOIN_REPLAY,
+  LOBBY,
+  MAX_PAGE,
+  parseClientFrame,
+  type ServerFrame,
+  type Target,
+} from "./protocol.ts";
+import type { Store } from "./store.ts";
+
+/** Flood-control settings; see docs/security.md. */
+export interface Limits {
+  /** Frames per second a connection may send, sustained. @default {20} */
+  frameRate: number;
+  /** Frames a connection may send in a burst. @default {60} */
+  frameBurst: number;
+  /** Frames queued while a sign-in is being checked. @default {32} */
+  authBacklog: number;
+}
+
+/** Default {@link Limits}. */
+export const DEFAULT_LIMITS: Limits = {
+  frameRate: 20,
+  frameBurst: 60,
+  authBacklog: 32,
+};
+
+/** Options for {@link Hub}. */
+export interface HubOptions {
+  store: Store;
+  broker: Broker;
+  auth: Auth;
+  log: Logger;
+  /** Largest message text in UTF-8 bytes. @default {4096} */
+  maxMessageBytes?: number;
+  /** Milliseconds a new connection has to sign in. @default {10000} */
+  authTimeout?: number;
+  /** Milliseconds of silence after which a typing flag clears. @default {5000} */
+  typingTimeout?: number;
+  /** Flood control. */
+  limits?: Partial<Limits>;
+  /** Batching and slow-consumer settings. */
+  outbox?: OutboxOptions;
+  /** Clock in milliseconds. @default {Date.now} */
+  now?: () => number;
+}
+
+/** What the HTTP layer knows about a new connection. */
+export interface ConnInfo {
+  /** Client address (for logs and per-address limits). */
+  addr: string;
+}
+
+interface User {
+  name: string;
+  conns: Set<Conn>;
+  rooms: Set<string>;
+}
+
+interface Buffered {
+  id: number;
+  text: string;
+}
+
+interface Route {
+  /** Connections of local members that receive the room's frames. */
+  conns: Set<Conn>;
+  /** Connections waiting for their `joined` frame; live messages wait here. */
+  joining: Map<Conn, Buffered[]>;
+}
+
+interface Typing {
+  conv: string;
+  target: Target;
+  user: string;
+  expires: number;
+}
+
+let nextConnId = 1;
+
+/** One WebSocket connection. */
+export class Conn {
+  /** Unique within this process. */
+  readonly id: number = nextConnId++;
+  /** The socket. */
+  readonly socket: Socket;
+  /** The client address. */
+  readonly addr: string;
+  /** Frames queued by the outbox. */
+  pending: Batch | null = null;
+  /** The signed-in user, once authenticated. */
+  user: User | null = null;
+  /** Credential fingerprint the session was opened with. */
+  fingerprint: string | null = null;
+  /** Frames that arrived while the sign-in was being checked. */
+  backlog: string[] | null = null;
+  /** When the connection opened (ms). */
+  readonly opened: number;
+  /** Token bucket: frames left and when it was last refilled. */
+  tokens: number;
+  refilled: number;
+  /** Whether the hub has let go of this connection. */
+  closed = false;
+
+  /** Wraps a socket. */
+  constructor(socket: Socket, addr: string, now: number, burst: number) {
+    this.socket = socket;
+    this.addr = addr;
+    this.opened = now;
+    this.tokens = burst;
+    this.refilled = now;
+  }
+}
+
+function encode(frame: ServerFrame): string {
+  return JSON.stringify(frame);
+}
+
+function messageFrame(msg: ChatMessage): string {
+  // Key order is fixed so every node builds the same text.
+  return msg.room !== undefined
+    ? `{"type":"message","id":${msg.id},"room":"${msg.room}","from":"${msg.from}","text":${
+      JSON.stringify(msg.text)
+    },"ts":"${msg.ts}"}`
+    : `{"type":"message","id":${msg.id},"to":"${msg.to}","from":"${msg.from}","text":${
+      JSON.stringify(msg.text)
+    },"ts":"${msg.ts}"}`;
+}
+
+function withRef(text: string, ref: string): string {
+  return `${text.slice(0, -1)},"ref":${JSON.stringify(ref)}}`;
+}
+
+function peerOf(conv: string, user: string): string {
+  const i = conv.indexOf(":");
+  const a = conv.slice(1, i), b = conv.slice(i + 1);
+  return a === user ? b : a;
+}
+
+/** Rooms, users and fan-out for one node. */
+export class Hub {
+  #store: Store;
+  #broker: Broker;
+  #auth: Auth;
+  #log: Logger;
+  #outbox: Outbox;
+  #now: () => number;
+  #maxText: number;
+  #authTimeout: number;
+  #typingTimeout: number;
+  #limits: Limits;
+
+  #conns = new Map<number, Conn>();
+  #unauthed = new Set<Conn>();
+  #authed = new Set<Conn>();
+  #users = new Map<string, User>();
+  /** Names being signed in (open mode): not online yet, but taken. */
+  #claims = new Set<string>();
+  #routes = new Map<string, Route>();
+  #typing = new Map<string, Typing>();
+  #presenceDirty = false;
+  #closing = false;
+
+  /** Creates a hub and subscribes it to the broker. */
+  constructor(options: HubOptions) {
+    this.#store = options.store;
+    this.#broker = options.broker;
+    this.#auth = options.auth;
+    this.#log = options.log;
+    this.#now = options.now ?? Date.now;
+    this.#maxText = options.maxMessageBytes ?? 4096;
+    this.#authTimeout = options.authTimeout ?? 10_000;
+    this.#typingTimeout = options.typingTimeout ?? 5_000;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#outbox = new Outbox({
+      ...options.outbox,
+      onSlow: (sink) => this.#slow(sink as Conn),
+    });
+    this.#broker.subscribe((e) => this.#onEvent(e));
+    this.#broker.onPresence(() => (this.#presenceDirty = true));
+  }
+
+  /** Number of open connections (signed in or not). */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Number of users online on this node. */
+  get usersOnline(): number {
+    return this.#users.size;
+  }
+
+  // -------------------------------------------------------------------------
+  // Connection lifecycle
+
+  /** Registers a new socket; it must send `auth` first. */
+  open(socket: Socket, info: ConnInfo): Conn {
+    const conn = new Conn(
+      socket,
+      info.addr,
+      this.#now(),
+      this.#limits.frameBurst,
+    );
+    this.#conns.set(conn.id, conn);
+    this.#unauthed.add(conn);
+    if (this.#closing) this.#drop(conn, CloseCode.GoingAway, "server shutting down");
+    return conn;
+  }
+
+  /** Handles one frame from a socket (a string, or anything else for binary). */
+  receive(conn: Conn, data: unknown): void {
+    if (conn.closed) return;
+    if (!this.#take(conn)) return;
+    if (typeof data !== "string") {
+      this.#error(
+        conn,
+        "bad_request",
+        "Binary frames are not supported: send JSON text",
+      );
+      return;
+    }
+    if (conn.backlog !== null) {
+      if (conn.backlog.length >= this.#limits.authBacklog) {
+        this.#error(conn, "rate_limited", "Too many frames before sign-in finished");
+      } else conn.backlog.push(data);
+      return;
+    }
+    this.#handle(conn, data);
+  }
+
+  #handle(conn: Conn, data: string): void {
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(data, { maxMessageBytes: this.#maxText });
+    } catch (err) {
+      if (err instanceof FrameError) {
+        this.#error(conn, err.code, err.message, err.ref);
+        return;
+      }
+      throw err;
+    }
+    if (conn.user === null) this.#beforeAuth(conn, frame);
+    else this.#dispatch(conn, frame);
+  }
+
+  /** The socket closed: forget the connection. */
+  close(conn: Conn): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.#outbox.discard(conn);
+    this.#conns.delete(conn.id);
+    this.#unauthed.delete(conn);
+    this.#authed.delete(conn);
+    const user = conn.user;
+    if (!user) return;
+    for (const room of user.rooms) this.#unroute(room, conn);
+    user.conns.delete(conn);
+    if (user.conns.size === 0) {
+      this.#users.delete(user.name);
+      this.#clearTyping(user.name);
+      this.#broker.offline(user.name);
+    }
+  }
+
+  /**
+   * Runs the timers: sign-in deadlines, typing expiry, presence broadcasts.
+   * The server calls it from one shared interval.
+   */
+  tick(now: number = this.#now()): void {
+    for (const conn of this.#unauthed) {
+      if (conn.backlog === null && now - conn.opened > this.#authTimeout) {
+        this.#error(
+          conn,
+          "not_authenticated",
+          `Sign in within ${Math.round(this.#authTimeout / 1000)} seconds of connecting`,
+        );
+        this.#drop(conn, CloseCode.NotAuthenticated, "sign-in timed out");
+      }
+    }
+    for (const [key, t] of this.#typing) {
+      if (t.expires <= now) {
+        this.#typing.delete(key);
+        this.#publish({ kind: "typing", conv: t.conv, ...t.target, user: t.user, active: false });
+      }
+    }
+    if (this.#presenceDirty) {
+      this.#presenceDirty = false;
+      const online = [...this.#broker.onlineUsers()].sort();
+      this.#outbox.fanout(this.#authed, encode({ type: "presence", online }));
+    }
+  }
+
+  /** Ends every session of users whose credentials changed (after users.json reloads). */
+  revalidate(): void {
+    for (const conn of [...this.#authed]) {
+      if (this.#auth.fingerprint(conn.user!.name) !== conn.fingerprint) {
+        this.#error(conn, "auth_failed", "Your account was changed or removed: sign in again");
+        this.#drop(conn, CloseCode.AuthFailed, "account changed");
+      }
+    }
+  }
+
+  /**
+   * Tells every client the server is going away and closes its socket with
+   * 1001; new connections are refused from now on.
+   */
+  shutdown(): void {
+    this.#closing = true;
+    const frame = encode({ type: "system", event: "shutdown", ts: new Date().toISOString() });
+    this.#outbox.flush();
+    for (const conn of [...this.#conns.values()]) {
+      if (conn.user) this.#outbox.push(conn, frame);
+    }
+    this.#outbox.flush();
+    for (const conn of [...this.#conns.values()]) {
+      this.#drop(conn, CloseCode.GoingAway, "server shutting down");
+    }
+    this.#outbox.close();
+  }
+
+  // -------------------------------------------------------------------------
+  // Sign-in
+
+  #beforeAuth(conn: Conn, frame: ClientFrame): void {
+    if (frame.type !== "auth" && frame.type !== "register") {
+      this.#error(
+        conn,
+        "not_authenticated",
+        'Sign in first: the first frame must be {"type":"auth",...}',
+      );
+      this.#drop(conn, CloseCode.NotAuthenticated, "not authenticated");
+      return;
+    }
+    conn.backlog = [];
+    this.#signIn(conn, frame).catch((err) => {
+      this.#log.error(`Sign-in failed: ${(err as Error).stack ?? err}`);
+      this.#error(conn, "unavailable", "The server could not sign you in: try again shortly");
+      this.#drop(conn, CloseCode.GoingAway, "sign-in failed");
+    });
+  }
+
+  async #signIn(conn: Conn, frame: ClientFrame): Promise<void> {
+    const auth = this.#auth;
+    let name: string;
+    let claimed = false;
+    if (frame.type === "register") {
+      if (auth.mode === "open") {
+        return this.#deny(
+          conn,
+          "signup_disabled",
+          "This server is in open mode: sign in with just a name",
+          CloseCode.AuthFailed,
+        );
+      }
+      const problem = passwordProblem(frame.password);
+      if (problem) return this.#deny(conn, "bad_request", problem, CloseCode.AuthFailed);
+      const result = await auth.register(frame.username, frame.password);
+      if (result === "disabled") {
+        return this.#deny(
+          conn,
+          "signup_disabled",
+          "Sign-up is turned off on this server: ask its owner for an account",
+          CloseCode.AuthFailed,
+        );
+      }
+      if (result === "exists") {
+        return this.#deny(
+          conn,
+          "name_taken",
+          `The name "${frame.username}" is taken: choose another`,
+          CloseCode.NameTaken,
+        );
+      }
+      name = frame.username;
+    } else if (frame.type === "auth" && frame.token !== undefined) {
+      const user = auth.verifyToken(frame.token);
+      if (user === null) {
+        return this.#deny(
+          conn,
+          "auth_failed",
+          "Your session has expired or is no longer valid: sign in again",
+          CloseCode.AuthFailed,
+        );
+      }
+      name = user;
+    } else if (frame.type === "auth" && auth.mode === "login") {
+      const ok = await auth.checkPassword(frame.username!, frame.password ?? "");
+      if (!ok) {
+        return this.#deny(conn, "auth_failed", "Wrong username or password", CloseCode.AuthFailed);
+      }
+      name = frame.username!;
+    } else {
+      name = (frame as { username: string }).username;
+      if (this.#broker.isOnline(name) || this.#claims.has(name)) {
+        return this.#deny(
+          conn,
+          "name_taken",
+          `The name "${name}" is taken: choose another`,
+          CloseCode.NameTaken,
+        );
+      }
+      this.#claims.add(name);
+      claimed = true;
+    }
+    try {
+      if (conn.closed) return;
+      const store = this.#store;
+      await store.touchUser(name);
+      if (await store.join(name, LOBBY)) {
+        await this.#broker.publish({
+          kind: "member",
+          user: name,
+          room: LOBBY,
+          joined: true,
+          ts: new Date().toISOString(),
+        });
+      }
+      const [rooms, conversations] = await Promise.all([
+        store.roomsOf(name),
+        store.conversations(name),
+      ]);
+      if (conn.closed) return;
+      this.#unauthed.delete(conn);
+      this.#authed.add(conn);
+      let user = this.#users.get(name);
+      if (!user) {
+        user = { name, conns: new Set(), rooms: new Set(rooms) };
+        this.#users.set(name, user);
+      }
+      user.conns.add(conn);
+      conn.user = user;
+      conn.fingerprint = auth.fingerprint(name);
+      for (const room of user.rooms) this.#route(room).conns.add(conn);
+      this.#broker.online(name);
+      this.#outbox.push(
+        conn,
+        encode({
+          type: "welcome",
+          user: name,
+          token: auth.issueToken(name),
+          rooms: [...user.rooms].sort(),
+          online: [...this.#broker.onlineUsers()].sort(),
+          mode: auth.mode,
+          conversations,
+        }),
+      );
+    } finally {
+      if (claimed) this.#claims.delete(name);
+    }
+    const backlog = conn.backlog ?? [];
+    conn.backlog = null;
+    for (const data of backlog) if (!conn.closed) this.#handle(conn, data);
+  }
+
+  #deny(conn: Conn, code: ErrorCode, message: string, close: number): void {
+    this.#error(conn, code, message);
+    this.#drop(conn, close, message.split(":")[0]);
+  }
+
+  // -------------------------------------------------------------------------
+  // Frames from signed-in users
+
+  #dispatch(conn: Conn, frame: ClientFrame): void {
+    let work: Promise<void> | void = undefined;
+    switch (frame.type) {
+      case "send":
+        work = this.#send(conn, frame);
+        break;
+      case "join":
+        work = this.#join(conn, frame.room, frame.since);
+        break;
+      case "leave":
+        work = this.#leave(conn, frame.room);
+        break;
+      case "rooms":
+        work = this.#store.rooms().then((rooms) => this.#reply(conn, { type: "rooms", rooms }));
+        break;
+      case "typing":
+        work = this.#typingFrame(conn, frame, frame.active);
+        break;
+      case "history":
+        work = this.#history(conn, frame);
+        break;
+      case "read":
+        work = this.#read(conn, frame, frame.id);
+        break;
+      case "search":
+        work = this.#search(conn, frame);
+        break;
+      case "ping":
+        this.#reply(conn, { type: "pong" });
+        break;
+      case "auth":
+      case "register":
+        this.#error(conn, "bad_request", "Already signed in");
+        break;
+    }
+    if (work) {
+      work.catch((err) => {
+        if (err instanceof FrameError) {
+          this.#error(conn, err.code, err.message, err.ref);
+          return;
+        }
+        this.#log.error(`Handling "${frame.type}" failed: ${(err as Error).message}`);
+        this.#error(
+          conn,
+          "unavailable",
+          "The server could not do that right now: try again shortly",
+          (frame as { ref?: string }).ref,
+        );
+      });
+    }
+  }
+
+  /** The conversation key of a target, checking the user may use it. */
+  async #conv(user: User, target: Target, ref?: string): Promise<string> {
+    if (target.room !== undefined) {
+      if (!user.rooms.has(target.room)) {
+        throw new FrameError(
+          "unknown_room",
+          `You are not in room "${target.room}": join it first`,
+          ref,
+        );
+      }
+      return target.room;
+    }
+    const peer = target.to!;
+    if (!(await this.#userExists(peer))) {
+      throw new FrameError("unknown_user", `There is no user "${peer}"`, ref);
+    }
+    return conversationKey(user.name, target);
+  }
+
+  async #userExists(name: string): Promise<boolean> {
+    if (this.#auth.mode === "login") return this.#auth.has(name);
+    return this.#broker.isOnline(name) || await this.#store.knownUser(name);
+  }
+
+  async #send(conn: Conn, frame: ClientFrame & { type: "send" }): Promise<void> {
+    const user = conn.user!;
+    const target: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
+    const conv = await this.#conv(user, target, frame.ref);
+    const typingKey = `${conv}\n${user.name}`;
+    if (this.#typing.delete(typingKey)) {
+      this.#publish({ kind: "typing", conv, ...target, user: user.name, active: false });
+    }
+    const origin: Origin = { node: this.#broker.node, conn: conn.id };
+    if (frame.ref !== undefined) origin.ref = frame.ref;
+    try {
+      await this.#broker.publishMessage(
+        { conv, ...target, from: user.name, text: frame.text },
+        origin,
+      );
+    } catch (err) {
+      this.#log.warn(`Message from "${user.name}" not stored: ${(err as Error).message}`);
+      throw new FrameError(
+        "unavailable",
+        "Your message was not delivered: the server cannot store messages right now, try again shortly",
+        frame.ref,
+      );
+    }
+  }
+
+  async #join(conn: Conn, room: string, since?: number): Promise<void> {
+    const user = conn.user!;
+    if (user.rooms.has(room)) {
+      const route = this.#route(room);
+      if (!route.joining.has(conn)) {
+        route.conns.delete(conn);
+        route.joining.set(conn, []);
+        await this.#sendJoined(conn, room, since);
+      }
+      return;
+    }
+    // Local state first, so frames right after the join see the membership.
+    user.rooms.add(room);
+    const route = this.#route(room);
+    for (const c of user.conns) {
+      route.conns.delete(c);
+      route.joining.set(c, []);
+    }
+    let added: boolean;
+    try {
+      added = await this.#store.join(user.name, room);
+    } catch (err) {
+      user.rooms.delete(room);
+      for (const c of user.conns) this.#unroute(room, c);
+      throw err;
+    }
+    const event: BrokerEvent & { since?: number } = {
+      kind: "member",
+      user: user.name,
+      room,
+      joined: true,
+      ts: new Date().toISOString(),
+      origin: { node: this.#broker.node, conn: conn.id },
+    };
+    if (since !== undefined) event.since = since;
+    if (added) await this.#broker.publish(event);
+    else this.#onMember(event);
+  }
+
+  async #sendJoined(conn: Conn, room: string, since?: number): Promise<void> {
+    let page, members;
+    try {
+      [page, members] = await Promise.all([
+        this.#store.page(
+          room,
+          since === undefined ? { limit: JOIN_REPLAY } : { since, limit: MAX_PAGE },
+        ),
+        this.#store.members(room),
+      ]);
+    } catch (err) {
+      this.#route(room).joining.delete(conn);
+      throw err;
+    }
+    const route = this.#routes.get(room);
+    const buffered = route?.joining.get(conn);
+    if (conn.closed || !route || !buffered) return;
+    route.joining.delete(conn);
+    route.conns.add(conn);
+    const frame: ServerFrame = { type: "joined", room, members, history: page.messages };
+    if (page.more) frame.more = true;
+    if (page.gap) frame.gap = true;
+    this.#outbox.push(conn, encode(frame));
+    const seen = page.messages.length > 0 ? page.messages[page.messages.length - 1].id : since ?? 0;
+    for (const b of buffered) if (b.id > seen || page.more) this.#outbox.push(conn, b.text);
+  }
+
+  async #leave(conn: Conn, room: string): Promise<void> {
+    const user = conn.user!;
+    if (room === LOBBY) {
+      throw new FrameError("bad_request", `Everyone stays in "${LOBBY}": it cannot be left`);
+    }
+    if (!user.rooms.has(room)) {
+      throw new FrameError("unknown_room", `You are not in room "${room}"`);
+    }
+    const event: BrokerEvent = {
+      kind: "member",
+      user: user.name,
+      room,
+      joined: false,
+      ts: new Date().toISOString(),
+    };
+    this.#removeMember(user, room);
+    this.#clearTyping(user.name, room);
+    if (await this.#store.leave(user.name, room)) await this.#broker.publish(event);
+  }
+
+  async #typingFrame(conn: Conn, target: Target, active: boolean): Promise<void> {
+    const user = conn.user!;
+    const t: Target = target.room !== undefined ? { room: target.room } : { to: target.to! };
+    const conv = await this.#conv(user, t);
+    const key = `${conv}\n${user.name}`;
+    const existing = this.#typing.get(key);
+    if (active) {
+      const expires = this.#now() + this.#typingTimeout;
+      if (existing) {
+        existing.expires = expires;
+        return;
+      }
+      this.#typing.set(key, { conv, target: t, user: user.name, expires });
+    } else if (!this.#typing.delete(key)) return;
+    this.#publish({ kind: "typing", conv, ...t, user: user.name, active });
+  }
+
+  async #history(conn: Conn, frame: ClientFrame & { type: "history" }): Promise<void> {
+    const target: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
+    const conv = await this.#conv(conn.user!, target);
+    const page = await this.#store.page(conv, {
+      before: frame.before,
+      since: frame.since,
+      limit: frame.limit ?? JOIN_REPLAY,
+    });
+    const reply: ServerFrame = {
+      type: "history",
+      ...target,
+      messages: page.messages,
+      more: page.more,
+    };
+    if (page.gap) reply.gap = true;
+    this.#reply(conn, reply);
+  }
+
+  async #read(conn: Conn, target: Target, id: number): Promise<void> {
+    const user = conn.user!;
+    const t: Target = target.room !== undefined ? { room: target.room } : { to: target.to! };
+    const conv = await this.#conv(user, t);
+    const marker = await this.#store.setRead(user.name, conv, id);
+    await this.#broker.publish({
+      kind: "read",
+      user: user.name,
+      conv,
+      ...t,
+      id: marker,
+      origin: { node: this.#broker.node, conn: conn.id },
+    });
+  }
+
+  async #search(conn: Conn, frame: ClientFrame & { type: "search" }): Promise<void> {
+    const user = conn.user!;
+    let conv: string | undefined;
+    if (frame.room !== undefined || frame.to !== undefined) {
+      const t: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
+      conv = await this.#conv(user, t);
+    }
+    const messages = await this.#store.search(frame.q, {
+      user: user.name,
+      rooms: [...user.rooms],
+      conv,
+      limit: frame.limit ?? 50,
+    });
+    this.#reply(conn, { type: "search", q: frame.q, messages });
+  }
+
+  // -------------------------------------------------------------------------
+  // Events from every node
+
+  #onEvent(e: BrokerEvent): void {
+    switch (e.kind) {
+      case "message":
+        return this.#onMessage(e.msg, e.origin);
+      case "typing": {
+        const text = encode(
+          e.room !== undefined
+            ? { type: "typing", room: e.room, user: e.user, active: e.active }
+            : { type: "typing", to: peerOf(e.conv, e.user), user: e.user, active: e.active },
+        );
+        if (e.room !== undefined) {
+          const route = this.#routes.get(e.room);
+          if (route) this.#outbox.fanout(othersOf(route.conns, e.user), text);
+        } else {
+          const peer = this.#users.get(peerOf(e.conv, e.user));
+          if (peer && peer.name !== e.user) this.#outbox.fanout(peer.conns, text);
+        }
+        return;
+      }
+      case "member":
+        return this.#onMember(e);
+      case "read": {
+        const user = this.#users.get(e.user);
+        if (!user) return;
+        const origin = this.#originConn(e.origin);
+        const frame: ServerFrame = e.room !== undefined
+          ? { type: "read", room: e.room, id: e.id }
+          : { type: "read", to: e.to!, id: e.id };
+        this.#outbox.fanout(user.conns, encode(frame), origin ?? undefined);
+        return;
+      }
+      case "kick": {
+        const user = this.#users.get(e.user);
+        for (const conn of user ? [...user.conns] : []) {
+          this.#error(conn, "auth_failed", e.reason);
+          this.#drop(conn, e.code, e.reason.slice(0, 100));
+        }
+        return;
+      }
+    }
+  }
+
+  #originConn(origin: Origin | undefined): Conn | null {
+    if (!origin || origin.node !== this.#broker.node) return null;
+    return this.#conns.get(origin.conn) ?? null;
+  }
+
+  #onMessage(msg: ChatMessage, origin?: Origin): void {
+    const text = messageFrame(msg);
+    const sender = this.#originConn(origin);
+    const own = sender && origin?.ref !== undefined ? withRef(text, origin.ref) : text;
+    if (msg.room !== undefined) {
+      const route = this.#routes.get(msg.room);
+      if (!route) return;
+      this.#outbox.fanout(route.conns, text, sender ?? undefined);
+      if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
+      for (const [c, buf] of route.joining) {
+        buf.push({ id: msg.id, text: c === sender ? own : text });
+      }
+      return;
+    }
+    const a = this.#users.get(msg.from);
+    const b = msg.to !== msg.from ? this.#users.get(msg.to!) : undefined;
+    if (a) this.#outbox.fanout(a.conns, text, sender ?? undefined);
+    if (b) this.#outbox.fanout(b.conns, text, sender ?? undefined);
+    if (sender) this.#outbox.push(sender, own);
+  }
+
+  #onMember(e: BrokerEvent & { kind: "member" }): void {
+    const user = this.#users.get(e.user);
+    const originConn = this.#originConn(e.origin);
+    const system = encode({
+      type: "system",
+      room: e.room,
+      event: e.joined ? "join" : "leave",
+      user: e.user,
+      ts: e.ts,
+    });
+    if (e.joined) {
+      const route = this.#routes.get(e.room);
+      if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
+      if (!user) return;
+      user.rooms.add(e.room);
+      const r = this.#route(e.room);
+      for (const c of user.conns) {
+        if (r.conns.has(c)) continue;
+        if (!r.joining.has(c)) r.joining.set(c, []);
+        const since = c === originConn ? (e as { since?: number }).since : undefined;
+        this.#sendJoined(c, e.room, since).catch((err) => {
+          this.#log.error(`Sending "joined" failed: ${(err as Error).message}`);
+          this.#error(c, "unavailable", `Could not load room "${e.room}": try joining again`);
+        });
+      }
+      return;
+    }
+    if (user) this.#removeMember(user, e.room);
+    const route = this.#routes.get(e.room);
+    if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
+  }
+
+  /** Takes a room from the user's local state and tells its connections. */
+  #removeMember(user: User, room: string): void {
+    if (!user.rooms.delete(room)) return;
+    const left = encode({ type: "left", room });
+    for (const c of user.conns) {
+      this.#unroute(room, c);
+      this.#outbox.push(c, left);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Plumbing
+
+  #route(room: string): Route {
+    let r = this.#routes.get(room);
+    if (!r) {
+      r = { conns: new Set(), joining: new Map() };
+      this.#routes.set(room, r);
+    }
+    return r;
+  }
+
+  #unroute(room: string, conn: Conn): void {
+    const r = this.#routes.get(room);
+    if (!r) return;
+    r.conns.delete(conn);
+    r.joining.delete(conn);
+    if (r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
+  }
+
+  #publish(event: BrokerEvent): void {
+    this.#broker.publish(event).catch((err) => {
+      this.#log.warn(`Could not publish ${event.kind} event: ${(err as Error).message}`);
+    });
+  }
+
+  #clearTyping(user: string, room?: string): void {
+    for (const [key, t] of this.#typing) {
+      if (t.user === user && (room === undefined || t.target.room === room)) {
+        this.#typing.delete(key);
+        this.#publish({ kind: "typing", conv: t.conv, ...t.target, user, active: false });
+      }
+    }
+  }
+
+  /** Takes a token from the connection's bucket; false (and an error) when empty. */
+  #take(conn: Conn): boolean {
+    if (conn.tokens >= 1) {
+      conn.tokens--;
+      return true;
+    }
+    const now = this.#now();
+    const rate = this.#limits.frameRate;
+    conn.tokens = Math.min(
+      this.#limits.frameBurst,
+      conn.tokens + ((now - conn.refilled) * rate) / 1000,
+    );
+    conn.refilled = now;
+    if (conn.tokens >= 1) {
+      conn.tokens--;
+      return true;
+    }
+    const retryAfter = Math.ceil((1 - conn.tokens) / rate);
+    this.#error(
+      conn,
+      "rate_limited",
+      `Too many frames: slow down and retry in ${retryAfter} s`,
+      undefined,
+      retryAfter,
+    );
+    return false;
+  }
+
+  #reply(conn: Conn, frame: ServerFrame): void {
+    if (!conn.closed) this.#outbox.push(conn, encode(frame));
+  }
+
+  #error(conn: Conn, code: ErrorCode, message: string, ref?: string, retryAfter?: number): void {
+    const frame: ServerFrame = { type: "error", code, message };
+    if (ref !== undefined) frame.ref = ref;
+    if (retryAfter !== undefined) frame.retryAfter = retryAfter;
+    this.#reply(conn, frame);
+  }
+
+  /** Flushes what is queued for `conn`, closes its socket and forgets it. */
+  #drop(conn: Conn, code: number, reason: string): void {
+    if (!conn.closed) this.#outbox.flushSink(conn);
+    this.close(conn);
+    try {
+      conn.socket.close(code, reason);
+    } catch {
+      // Already closing.
+    }
+  }
+
+  #slow(conn: Conn): void {
+    this.#log.warn(
+      `Disconnecting a slow consumer${conn.user ? ` ("${conn.user.name}")` : ""} from ${conn.addr}`,
+    );
+    this.close(conn);
+    try {
+      conn.socket.close(CloseCode.SlowConsumer, "slow consumer");
+    } catch {
+      // Already closing.
+    }
+  }
+}
+
+function* othersOf(conns: Iterable<Conn>, user: string): Iterable<Conn> {
+  for (const c of conns) if (c.user?.name !== user) yield c;
+}

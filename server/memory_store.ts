@@ -1,0 +1,233 @@
+/**
+ * The default store: everything in memory, the newest `limit` messages per
+ * conversation, gone when the process exits.
+ *
+ * @module
+ */
+import type { ChatMessage, Conversation } from "./protocol.ts";
+import {
+  dmPair,
+  type Draft,
+  type Page,
+  type PageQuery,
+  type RoomInfo,
+  type SearchScope,
+  searchWords,
+  type Store,
+} from "./store.ts";
+
+interface Log {
+  /** Kept messages; ids are contiguous, so `messages[i].id === first + i`. */
+  messages: ChatMessage[];
+  /** Newest id given out. */
+  last: number;
+}
+
+/** Options for {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Messages kept per conversation. @default {200} */
+  limit?: number;
+}
+
+/** In-memory {@link Store}. */
+export class MemoryStore implements Store {
+  #limit: number;
+  #logs = new Map<string, Log>();
+  #rooms = new Map<string, Set<string>>();
+  #roomsOf = new Map<string, Set<string>>();
+  #dms = new Map<string, Set<string>>();
+  #read = new Map<string, Map<string, number>>();
+  #users = new Set<string>();
+
+  /** Creates an empty store. */
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#limit = options.limit ?? 200;
+  }
+
+  #log(conv: string): Log {
+    let log = this.#logs.get(conv);
+    if (!log) {
+      log = { messages: [], last: 0 };
+      this.#logs.set(conv, log);
+    }
+    return log;
+  }
+
+  /** Appends a message; in memory it is "durable" at once. */
+  append(draft: Draft): Promise<ChatMessage> {
+    const log = this.#log(draft.conv);
+    const msg: ChatMessage = draft.room !== undefined
+      ? {
+        id: ++log.last,
+        room: draft.room,
+        from: draft.from,
+        text: draft.text,
+        ts: new Date().toISOString(),
+      }
+      : {
+        id: ++log.last,
+        to: draft.to,
+        from: draft.from,
+        text: draft.text,
+        ts: new Date().toISOString(),
+      };
+    if (this.#limit > 0) {
+      log.messages.push(msg);
+      if (log.messages.length > this.#limit) log.messages.shift();
+    }
+    const pair = dmPair(draft.conv);
+    if (pair) {
+      for (const u of pair) this.#set(this.#dms, u).add(draft.conv);
+    }
+    return Promise.resolve(msg);
+  }
+
+  /** A page of history (O(limit): ids index the array directly). */
+  page(conv: string, query: PageQuery): Promise<Page> {
+    const log = this.#logs.get(conv);
+    if (!log) return Promise.resolve({ messages: [], more: false, gap: false });
+    const msgs = log.messages;
+    const first = msgs.length > 0 ? msgs[0].id : log.last + 1;
+    let start: number, end: number, more: boolean, gap = false;
+    if (query.since !== undefined) {
+      start = clamp(query.since + 1 - first, 0, msgs.length);
+      end = Math.min(msgs.length, start + query.limit);
+      more = end < msgs.length;
+      gap = query.since < first - 1;
+    } else {
+      end = query.before === undefined ? msgs.length : clamp(query.before - first, 0, msgs.length);
+      start = Math.max(0, end - query.limit);
+      more = start > 0;
+    }
+    return Promise.resolve({ messages: msgs.slice(start, end), more, gap });
+  }
+
+  /** Scans the visible conversations newest first. */
+  search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
+    const words = searchWords(q);
+    const convs = new Set(scope.rooms);
+    for (const c of this.#dms.get(scope.user) ?? []) convs.add(c);
+    const found: ChatMessage[] = [];
+    for (const conv of convs) {
+      if (scope.conv !== undefined && conv !== scope.conv) continue;
+      const msgs = this.#logs.get(conv)?.messages ?? [];
+      let n = 0;
+      for (let i = msgs.length - 1; i >= 0 && n < scope.limit; i--) {
+        const text = msgs[i].text.toLowerCase();
+        if (words.every((w) => text.includes(w))) {
+          found.push(msgs[i]);
+          n++;
+        }
+      }
+    }
+    found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : b.id - a.id));
+    return Promise.resolve(found.slice(0, scope.limit));
+  }
+
+  /** Every room with its member count. */
+  rooms(): Promise<RoomInfo[]> {
+    const out = [...this.#rooms].map(([name, m]) => ({
+      name,
+      members: m.size,
+    }));
+    out.sort((a, b) => a.name.localeCompare(b.name));
+    return Promise.resolve(out);
+  }
+
+  /** Whether the room exists. */
+  roomExists(room: string): Promise<boolean> {
+    return Promise.resolve(this.#rooms.has(room));
+  }
+
+  /** Adds a member, creating the room. */
+  join(user: string, room: string): Promise<boolean> {
+    const members = this.#set(this.#rooms, room);
+    if (members.has(user)) return Promise.resolve(false);
+    members.add(user);
+    this.#set(this.#roomsOf, user).add(room);
+    return Promise.resolve(true);
+  }
+
+  /** Removes a member; the room stays. */
+  leave(user: string, room: string): Promise<boolean> {
+    const was = this.#rooms.get(room)?.delete(user) ?? false;
+    this.#roomsOf.get(user)?.delete(room);
+    return Promise.resolve(was);
+  }
+
+  /** Rooms of a user. */
+  roomsOf(user: string): Promise<string[]> {
+    return Promise.resolve([...(this.#roomsOf.get(user) ?? [])].sort());
+  }
+
+  /** Members of a room. */
+  members(room: string): Promise<string[]> {
+    return Promise.resolve([...(this.#rooms.get(room) ?? [])].sort());
+  }
+
+  /** The user's rooms and DMs with newest ids and read markers. */
+  conversations(user: string): Promise<Conversation[]> {
+    const read = this.#read.get(user);
+    const out: Conversation[] = [];
+    for (const room of [...(this.#roomsOf.get(user) ?? [])].sort()) {
+      out.push({
+        room,
+        last: this.#logs.get(room)?.last ?? 0,
+        read: read?.get(room) ?? 0,
+      });
+    }
+    for (const conv of [...(this.#dms.get(user) ?? [])].sort()) {
+      const [a, b] = dmPair(conv)!;
+      out.push({
+        to: a === user ? b : a,
+        last: this.#logs.get(conv)?.last ?? 0,
+        read: read?.get(conv) ?? 0,
+      });
+    }
+    return Promise.resolve(out);
+  }
+
+  /** Moves a read marker forward. */
+  setRead(user: string, conv: string, id: number): Promise<number> {
+    const markers = this.#read.get(user) ?? new Map<string, number>();
+    this.#read.set(user, markers);
+    const last = this.#logs.get(conv)?.last ?? 0;
+    const next = Math.max(markers.get(conv) ?? 0, Math.min(id, last));
+    markers.set(conv, next);
+    return Promise.resolve(next);
+  }
+
+  /** Remembers a user. */
+  touchUser(user: string): Promise<void> {
+    this.#users.add(user);
+    return Promise.resolve();
+  }
+
+  /** Whether a user was ever seen. */
+  knownUser(user: string): Promise<boolean> {
+    return Promise.resolve(this.#users.has(user));
+  }
+
+  /** Nothing is pending in memory. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Nothing to release. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  #set(map: Map<string, Set<string>>, key: string): Set<string> {
+    let s = map.get(key);
+    if (!s) {
+      s = new Set();
+      map.set(key, s);
+    }
+    return s;
+  }
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return v < lo ? lo : v > hi ? hi : v;
+}

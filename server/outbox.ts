@@ -1,0 +1,227 @@
+/**
+ * The write side of every connection: adaptive batching and slow-consumer
+ * detection.
+ *
+ * When nothing is queued, a frame goes out at once. Right after a send the
+ * outbox switches to batching until a zero-delay tick finds nothing left:
+ * frames produced meanwhile queue per connection and leave as one text frame,
+ * one JSON object per line. Queues are nodes of a trie shared by all
+ * connections for the current tick, so members of a room that received the
+ * same messages point to the same node and get the same string, built once.
+ *
+ * @module
+ */
+
+/** The part of a WebSocket the outbox needs. */
+export interface Socket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A connection as the outbox sees it. */
+export interface Sink {
+  readonly socket: Socket;
+  /** Queued frames; owned by the outbox. */
+  pending: Batch | null;
+}
+
+/** A sequence of frames; shared by every sink that queued the same ones. */
+export class Batch {
+  /** The previous frames, or `null` for the first. */
+  readonly parent: Batch | null;
+  /** The last frame of the sequence. */
+  readonly part: string;
+  /** Frames in the sequence. */
+  readonly count: number;
+  /** Characters in the joined text. */
+  readonly size: number;
+  #child: Batch | null = null;
+  #children: Map<string, Batch> | null = null;
+  #text: string | null = null;
+
+  /** Use {@link Batch.root} and {@link Batch.then}. */
+  private constructor(parent: Batch | null, part: string) {
+    this.parent = parent;
+    this.part = part;
+    this.count = parent ? parent.count + 1 : 0;
+    this.size = parent && parent.count > 0 ? parent.size + 1 + part.length : part.length;
+  }
+
+  /** An empty sequence, the root of a tick's trie. */
+  static root(): Batch {
+    return new Batch(null, "");
+  }
+
+  /** This sequence followed by `part`; the same node for every caller. */
+  then(part: string): Batch {
+    const c = this.#child;
+    if (c !== null && c.part === part) return c;
+    if (c === null && this.#children === null) {
+      return (this.#child = new Batch(this, part));
+    }
+    this.#children ??= new Map(c ? [[c.part, c]] : []);
+    let next = this.#children.get(part);
+    if (!next) {
+      next = new Batch(this, part);
+      this.#children.set(part, next);
+    }
+    return next;
+  }
+
+  /** The frames joined by newlines, built once. */
+  get text(): string {
+    if (this.#text === null) {
+      const p = this.parent;
+      this.#text = p === null || p.count === 0 ? this.part : p.text + "\n" + this.part;
+    }
+    return this.#text;
+  }
+}
+
+/** Options for {@link Outbox}. */
+export interface OutboxOptions {
+  /** Bytes a socket may buffer before its connection is a slow consumer. @default {1048576} */
+  maxBuffered?: number;
+  /** Frames per batch. @default {512} */
+  maxBatchFrames?: number;
+  /** Characters per batch. @default {65536} */
+  maxBatchSize?: number;
+  /** Runs `fn` after the current burst of events and returns a canceller; zero-delay by default. */
+  schedule?: (fn: () => void) => () => void;
+  /** Called once for a sink whose socket buffers too much. */
+  onSlow?: (sink: Sink) => void;
+}
+
+const OPEN = 1;
+
+/** Batches frames per connection and sends them. */
+export class Outbox {
+  #maxBuffered: number;
+  #maxFrames: number;
+  #maxSize: number;
+  #schedule: (fn: () => void) => () => void;
+  #cancel: (() => void) | null = null;
+  #onSlow: (sink: Sink) => void;
+  #root = Batch.root();
+  #dirty: Sink[] = [];
+  #batching = false;
+  #scheduled = false;
+  #flushBound = () => this.#tick();
+
+  /** Creates an outbox. */
+  constructor(options: OutboxOptions = {}) {
+    this.#maxBuffered = options.maxBuffered ?? 1024 * 1024;
+    this.#maxFrames = options.maxBatchFrames ?? 512;
+    this.#maxSize = options.maxBatchSize ?? 64 * 1024;
+    this.#schedule = options.schedule ?? defaultSchedule;
+    this.#onSlow = options.onSlow ?? ((s) => s.socket.close(4008, "slow consumer"));
+  }
+
+  /** Sends `text` to one sink: now when idle, else with the next batch. */
+  push(sink: Sink, text: string): void {
+    if (!this.#batching) {
+      this.#write(sink, text);
+      this.#startBatching();
+    } else this.#enqueue(sink, text);
+  }
+
+  /** Sends the same `text` to every sink (except `skip`). */
+  fanout(sinks: Iterable<Sink>, text: string, skip?: Sink): void {
+    if (!this.#batching) {
+      for (const s of sinks) if (s !== skip) this.#write(s, text);
+      this.#startBatching();
+    } else {
+      for (const s of sinks) if (s !== skip) this.#enqueue(s, text);
+    }
+  }
+
+  /** Sends everything queued now. */
+  flush(): void {
+    const dirty = this.#dirty;
+    if (dirty.length === 0) return;
+    this.#dirty = [];
+    this.#root = Batch.root();
+    for (const s of dirty) {
+      const b = s.pending;
+      if (b === null) continue;
+      s.pending = null;
+      this.#write(s, b.text);
+    }
+  }
+
+  /** Sends what is queued for one sink now. */
+  flushSink(sink: Sink): void {
+    const b = sink.pending;
+    if (b === null) return;
+    sink.pending = null;
+    this.#write(sink, b.text);
+  }
+
+  /** Drops what is queued for a sink (its connection is gone). */
+  discard(sink: Sink): void {
+    sink.pending = null;
+  }
+
+  #enqueue(s: Sink, text: string): void {
+    const b = s.pending;
+    if (b === null) {
+      s.pending = this.#root.then(text);
+      this.#dirty.push(s);
+    } else if (
+      b.count >= this.#maxFrames || b.size + 1 + text.length > this.#maxSize
+    ) {
+      // The batch is full: send it now and start another one.
+      s.pending = null;
+      this.#write(s, b.text);
+      if (s.pending === null) s.pending = this.#root.then(text);
+    } else s.pending = b.then(text);
+  }
+
+  #write(s: Sink, text: string): void {
+    const ws = s.socket;
+    if (ws.readyState !== OPEN) return;
+    if (ws.bufferedAmount + text.length > this.#maxBuffered) {
+      s.pending = null;
+      this.#onSlow(s);
+      return;
+    }
+    ws.send(text);
+  }
+
+  #startBatching(): void {
+    this.#batching = true;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      this.#cancel = this.#schedule(this.#flushBound);
+    }
+  }
+
+  #tick(): void {
+    this.#scheduled = false;
+    this.#cancel = null;
+    if (this.#dirty.length === 0) {
+      this.#batching = false;
+      return;
+    }
+    this.flush();
+    // Stay in batching mode while the backlog lasts: the next tick decides.
+    this.#scheduled = true;
+    this.#cancel = this.#schedule(this.#flushBound);
+  }
+
+  /** Sends what is queued and stops the timer. */
+  close(): void {
+    this.flush();
+    this.#cancel?.();
+    this.#cancel = null;
+    this.#scheduled = false;
+    this.#batching = false;
+  }
+}
+
+function defaultSchedule(fn: () => void): () => void {
+  const t = setTimeout(fn, 0);
+  return () => clearTimeout(t);
+}

@@ -1,0 +1,128 @@
+/**
+ * Password hashing: argon2id at the OWASP-recommended cost (19 MiB, t=2,
+ * p=1), run in a worker so it never blocks the event loop, stored as a PHC
+ * string. Seed-era plaintext entries still verify, in constant time.
+ *
+ * @module
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/** argon2id parameters for new hashes (OWASP Password Storage Cheat Sheet). */
+export const ARGON2_PARAMS = { m: 19456, t: 2, p: 1, len: 32 } as const;
+
+const PHC =
+  /^\$argon2id\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,2})\$([A-Za-z0-9+/]{16,})\$([A-Za-z0-9+/]{16,})$/;
+
+/** Whether a users.json value is a hash (else it is a seed-era plaintext password). */
+export function isHashed(value: string): boolean {
+  return PHC.test(value);
+}
+
+function b64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/=+$/, "");
+}
+
+function unb64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+interface Pending {
+  resolve(hash: Uint8Array): void;
+  reject(err: Error): void;
+}
+
+/** Hashes and verifies passwords on a worker thread. */
+export class PasswordHasher {
+  #worker: Worker | null = null;
+  #next = 1;
+  #pending = new Map<number, Pending>();
+  #dummy: string | null = null;
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(new URL("./hash_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    w.onmessage = (e) => {
+      const { id, hash, error } = e.data;
+      const job = this.#pending.get(id);
+      if (!job) return;
+      this.#pending.delete(id);
+      if (error) job.reject(new Error(`Password hashing failed: ${error}`));
+      else job.resolve(hash);
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      const err = new Error(`Password hashing failed: ${e.message}`);
+      for (const job of this.#pending.values()) job.reject(err);
+      this.#pending.clear();
+      this.#worker?.terminate();
+      this.#worker = null;
+    };
+    this.#worker = w;
+    return w;
+  }
+
+  #run(
+    password: string,
+    salt: Uint8Array,
+    params: { m: number; t: number; p: number; len: number },
+  ): Promise<Uint8Array> {
+    const w = this.#start();
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      w.postMessage({ id, password, salt, ...params });
+    });
+  }
+
+  /** A new PHC string for `password`. */
+  async hash(password: string): Promise<string> {
+    const salt = crypto.getRandomValues(new Uint8Array(16));
+    const { m, t, p } = ARGON2_PARAMS;
+    const hash = await this.#run(password, salt, ARGON2_PARAMS);
+    return `$argon2id$v=19$m=${m},t=${t},p=${p}$${b64(salt)}$${b64(hash)}`;
+  }
+
+  /**
+   * Whether `password` matches `stored` (a PHC string or a plaintext
+   * password). With `stored` undefined it spends the same time and answers
+   * false, so unknown names cannot be told apart by timing.
+   */
+  async verify(password: string, stored: string | undefined): Promise<boolean> {
+    if (stored === undefined) {
+      this.#dummy ??= await this.hash("not a password");
+      await this.verify(password, this.#dummy);
+      return false;
+    }
+    const m = PHC.exec(stored);
+    if (!m) {
+      // Seed-era plaintext entry: compare digests so length does not leak.
+      const a = createHash("sha256").update(password).digest();
+      const b = createHash("sha256").update(stored).digest();
+      return timingSafeEqual(a, b);
+    }
+    const expected = unb64(m[5]);
+    const got = await this.#run(password, unb64(m[4]), {
+      m: Number(m[1]),
+      t: Number(m[2]),
+      p: Number(m[3]),
+      len: expected.length,
+    });
+    return got.length === expected.length && timingSafeEqual(got, expected);
+  }
+
+  /** Stops the worker. */
+  close(): void {
+    this.#worker?.terminate();
+    this.#worker = null;
+    const err = new Error("Password hasher closed");
+    for (const job of this.#pending.values()) job.reject(err);
+    this.#pending.clear();
+  }
+}

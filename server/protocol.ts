@@ -1,0 +1,527 @@
+// This module is browser compatible.
+/**
+ * The wire protocol: frame types shared by the server, the web client, the
+ * terminal client and the benchmarks, and the parser that turns a client's
+ * text frame into a typed, validated value.
+ *
+ * Client → server frames are one JSON object each. Server → client frames may
+ * carry several JSON objects separated by `\n` (see {@link splitFrames}).
+ *
+ * @module
+ */
+
+/** Rooms and usernames: 1-32 letters, digits, `-` or `_`. */
+export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_-]{1,32}$/;
+
+/** Largest client frame the server reads, in bytes. */
+export const MAX_FRAME_BYTES = 64 * 1024;
+
+/** Default largest message text, in UTF-8 bytes (`--max-message`). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
+
+/** Largest `limit` a `history` or `search` request may ask for. */
+export const MAX_PAGE = 200;
+
+/** Messages replayed in a `joined` frame when no `since` is given. */
+export const JOIN_REPLAY = 50;
+
+/** The room every user belongs to. */
+export const LOBBY = "general";
+
+/** Error codes carried by `error` frames. */
+export type ErrorCode =
+  | "bad_request"
+  | "auth_failed"
+  | "not_authenticated"
+  | "name_taken"
+  | "too_large"
+  | "rate_limited"
+  | "unknown_room"
+  | "unknown_user"
+  | "unavailable"
+  | "signup_disabled"
+  | "internal";
+
+/** WebSocket close codes the server uses (4000-4999 are the application's). */
+export const CloseCode = {
+  /** The server is going away (shutdown or restart); reconnect later. */
+  GoingAway: 1001,
+  /** No `auth` frame arrived in time, or a frame came before it. */
+  NotAuthenticated: 4001,
+  /** Credentials or token were rejected, or the user was removed. */
+  AuthFailed: 4003,
+  /** The client did not read its frames fast enough; reconnect and resume. */
+  SlowConsumer: 4008,
+  /** Open mode: the name is online already. */
+  NameTaken: 4009,
+  /** Too many connections or frames; wait and reconnect. */
+  RateLimited: 4029,
+} as const;
+
+// ---------------------------------------------------------------------------
+// Client → server
+
+/** `{"type":"auth",...}`: the first frame; a password, a name (open mode) or a token. */
+export interface AuthFrame {
+  type: "auth";
+  username?: string;
+  password?: string;
+  token?: string;
+}
+/** `{"type":"register",...}`: create an account, where the server allows signup. */
+export interface RegisterFrame {
+  type: "register";
+  username: string;
+  password: string;
+}
+/** A conversation is a room or a direct-message peer (`to`). */
+export type Target = { room: string; to?: undefined } | {
+  to: string;
+  room?: undefined;
+};
+/** Join (and create, if new) a room; `since` asks for what was missed. */
+export interface JoinFrame {
+  type: "join";
+  room: string;
+  since?: number;
+}
+/** Leave a room for all of the user's connections. */
+export interface LeaveFrame {
+  type: "leave";
+  room: string;
+}
+/** List the rooms that exist. */
+export interface RoomsFrame {
+  type: "rooms";
+}
+/** Send a message to a room or a user; `ref` is echoed on the sender's copy. */
+export type SendFrame = { type: "send"; text: string; ref?: string } & Target;
+/** Typing indicator for a room or a DM. */
+export type TypingFrame = { type: "typing"; active: boolean } & Target;
+/** A page of history: older than `before`, or newer than `since`. */
+export type HistoryFrame = {
+  type: "history";
+  before?: number;
+  since?: number;
+  limit?: number;
+} & Target;
+/** The user has read a conversation up to `id`. */
+export type ReadFrame = { type: "read"; id: number } & Target;
+/** Full-text search over what the user can see. */
+export interface SearchFrame {
+  type: "search";
+  q: string;
+  room?: string;
+  to?: string;
+  limit?: number;
+}
+/** Keep-alive; answered with `pong`. */
+export interface PingFrame {
+  type: "ping";
+}
+
+/** Every frame a client may send. */
+export type ClientFrame =
+  | AuthFrame
+  | RegisterFrame
+  | JoinFrame
+  | LeaveFrame
+  | RoomsFrame
+  | SendFrame
+  | TypingFrame
+  | HistoryFrame
+  | ReadFrame
+  | SearchFrame
+  | PingFrame;
+
+// ---------------------------------------------------------------------------
+// Server → client
+
+/** A stored chat message, as delivered. */
+export interface ChatMessage {
+  id: number;
+  /** Set for room messages. */
+  room?: string;
+  /** Set for direct messages: the recipient. */
+  to?: string;
+  from: string;
+  text: string;
+  /** ISO-8601 UTC. */
+  ts: string;
+  /** Only on the sender's own copy. */
+  ref?: string;
+}
+/** A conversation the user has, with its newest id and read marker. */
+export interface Conversation {
+  room?: string;
+  to?: string;
+  /** Newest message id (0 when empty). */
+  last: number;
+  /** Read marker: the newest id the user has read. */
+  read: number;
+}
+/** Sent once after a successful `auth`. */
+export interface WelcomeFrame {
+  type: "welcome";
+  user: string;
+  token: string;
+  rooms: string[];
+  online: string[];
+  mode: "open" | "login";
+  conversations: Conversation[];
+}
+/** A chat message in a room or a DM. */
+export type MessageFrame = { type: "message" } & ChatMessage;
+/** The user is in `room` (after a join, on any of its connections). */
+export interface JoinedFrame {
+  type: "joined";
+  room: string;
+  members: string[];
+  history: ChatMessage[];
+  /** More messages than fitted follow `since`; page with `history`. */
+  more?: boolean;
+  /** Some messages after `since` are no longer kept. */
+  gap?: boolean;
+}
+/** The user left `room` (on any of its connections). */
+export interface LeftFrame {
+  type: "left";
+  room: string;
+}
+/** Someone else joined or left a room; or the server is shutting down. */
+export interface SystemFrame {
+  type: "system";
+  room?: string;
+  event: "join" | "leave" | "shutdown";
+  user?: string;
+  ts: string;
+}
+/** Someone else started or stopped typing. */
+export type TypingEventFrame = {
+  type: "typing";
+  user: string;
+  active: boolean;
+} & Target;
+/** Who is online (each user once, however many connections). */
+export interface PresenceFrame {
+  type: "presence";
+  online: string[];
+}
+/** Rooms that exist, with member counts. */
+export interface RoomsListFrame {
+  type: "rooms";
+  rooms: { name: string; members: number }[];
+}
+/** A page of history, oldest first. */
+export type HistoryPageFrame = {
+  type: "history";
+  messages: ChatMessage[];
+  more: boolean;
+  gap?: boolean;
+} & Target;
+/** Read marker update (sent to the user's other connections). */
+export type ReadEventFrame = { type: "read"; id: number } & Target;
+/** Search results, newest first. */
+export interface SearchResultFrame {
+  type: "search";
+  q: string;
+  messages: ChatMessage[];
+}
+/** Reply to `ping`. */
+export interface PongFrame {
+  type: "pong";
+}
+/** Something went wrong with a frame; `ref` echoes the frame's `ref`. */
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+  ref?: string;
+  /** For `rate_limited`: seconds to wait. */
+  retryAfter?: number;
+}
+
+/** Every frame the server may send. */
+export type ServerFrame =
+  | WelcomeFrame
+  | MessageFrame
+  | JoinedFrame
+  | LeftFrame
+  | SystemFrame
+  | TypingEventFrame
+  | PresenceFrame
+  | RoomsListFrame
+  | HistoryPageFrame
+  | ReadEventFrame
+  | SearchResultFrame
+  | PongFrame
+  | ErrorFrame;
+
+/**
+ * Splits one server text frame into its messages: the server coalesces
+ * several messages into one frame, one JSON object per line.
+ *
+ * @example
+ * ```ts
+ * import { splitFrames } from "./protocol.ts";
+ * const frames = splitFrames('{"type":"pong"}\n{"type":"pong"}');
+ * if (frames.length !== 2) throw new Error("expected two");
+ * ```
+ */
+export function splitFrames(data: string): ServerFrame[] {
+  const out: ServerFrame[] = [];
+  let start = 0;
+  while (start < data.length) {
+    let end = data.indexOf("\n", start);
+    if (end === -1) end = data.length;
+    if (end > start) out.push(JSON.parse(data.slice(start, end)));
+    start = end + 1;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+/** A frame that failed validation; `code` and `message` go into the `error` frame. */
+export class FrameError extends Error {
+  /** The error code to report. */
+  readonly code: ErrorCode;
+  /** The `ref` of the offending frame, when it had one. */
+  readonly ref?: string;
+  /** Builds an error for the client. */
+  constructor(code: ErrorCode, message: string, ref?: string) {
+    super(message);
+    this.name = "FrameError";
+    this.code = code;
+    if (ref !== undefined) this.ref = ref;
+  }
+}
+
+/** Limits applied while parsing. */
+export interface ParseOptions {
+  /** Largest message text in UTF-8 bytes. @default {4096} */
+  maxMessageBytes?: number;
+}
+
+/** Number of bytes `text` takes in UTF-8. */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+type Obj = Record<string, unknown>;
+
+function bad(message: string, ref?: string): never {
+  throw new FrameError("bad_request", message, ref);
+}
+
+function optString(o: Obj, key: string, ref?: string): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") bad(`Field "${key}" must be a string`, ref);
+  return v;
+}
+
+function name(o: Obj, key: string, what: string, ref?: string): string {
+  const v = o[key];
+  if (typeof v !== "string") {
+    bad(
+      v === undefined ? `Field "${key}" is required` : `Field "${key}" must be a string`,
+      ref,
+    );
+  }
+  if (!NAME_PATTERN.test(v)) {
+    bad(
+      `Invalid ${what} "${v.slice(0, 40)}": use 1-32 letters, digits, - or _`,
+      ref,
+    );
+  }
+  return v;
+}
+
+function optId(o: Obj, key: string, ref?: string): number | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    bad(`Field "${key}" must be a non-negative integer`, ref);
+  }
+  return v;
+}
+
+function target(o: Obj, ref?: string): Target {
+  const hasRoom = o.room !== undefined && o.room !== null;
+  const hasTo = o.to !== undefined && o.to !== null;
+  if (hasRoom && hasTo) bad('Give either "room" or "to", not both', ref);
+  if (hasTo) return { to: name(o, "to", "username", ref) };
+  if (!hasRoom) bad('Field "room" (or "to" for a direct message) is required', ref);
+  return { room: name(o, "room", "room name", ref) };
+}
+
+function limit(o: Obj, ref?: string): number | undefined {
+  const v = optId(o, "limit", ref);
+  if (v === undefined) return undefined;
+  if (v < 1 || v > MAX_PAGE) {
+    bad(`Field "limit" must be between 1 and ${MAX_PAGE}`, ref);
+  }
+  return v;
+}
+
+/**
+ * Parses and validates one client frame.
+ *
+ * @throws {FrameError} with code `too_large` or `bad_request`, naming the problem.
+ */
+export function parseClientFrame(
+  data: string,
+  options: ParseOptions = {},
+): ClientFrame {
+  const maxText = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (data.length * 3 > MAX_FRAME_BYTES && utf8Length(data) > MAX_FRAME_BYTES) {
+    throw new FrameError(
+      "too_large",
+      `Frame is larger than ${MAX_FRAME_BYTES} bytes`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    bad("Frame is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad("Frame must be a JSON object");
+  }
+  const o = value as Obj;
+  const rawRef = o.ref;
+  let ref: string | undefined;
+  if (rawRef !== undefined && rawRef !== null) {
+    if (typeof rawRef !== "string" || rawRef.length > 64) {
+      bad('Field "ref" must be a string of at most 64 characters');
+    }
+    ref = rawRef;
+  }
+  const type = o.type;
+  if (type === undefined && ("username" in o || "token" in o)) {
+    // The seed-era first frame: {"username":…,"password":…}.
+    return parseAuth(o);
+  }
+  if (typeof type !== "string") bad('Field "type" is required');
+  switch (type) {
+    case "auth":
+      return parseAuth(o);
+    case "register": {
+      const username = name(o, "username", "username");
+      const password = optString(o, "password");
+      if (!password) bad('Field "password" is required');
+      return { type, username, password };
+    }
+    case "join": {
+      const room = name(o, "room", "room name");
+      const since = optId(o, "since");
+      return since === undefined ? { type, room } : { type, room, since };
+    }
+    case "leave":
+      return { type, room: name(o, "room", "room name") };
+    case "rooms":
+    case "ping":
+      return { type };
+    case "send": {
+      const t = target(o, ref);
+      const text = o.text;
+      if (typeof text !== "string") {
+        bad(
+          text === undefined ? 'Field "text" is required' : 'Field "text" must be a string',
+          ref,
+        );
+      }
+      if (text.trim() === "") bad("Message text is empty", ref);
+      if (text.length * 3 > maxText && utf8Length(text) > maxText) {
+        throw new FrameError(
+          "too_large",
+          `Message text is longer than ${maxText} bytes`,
+          ref,
+        );
+      }
+      const frame: SendFrame = { type, text, ...t };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "typing": {
+      const t = target(o);
+      const active = o.active ?? true;
+      if (typeof active !== "boolean") bad('Field "active" must be a boolean');
+      return { type, active, ...t };
+    }
+    case "history": {
+      const t = target(o);
+      const before = optId(o, "before");
+      const since = optId(o, "since");
+      if (before !== undefined && since !== undefined) {
+        bad('Give either "before" or "since", not both');
+      }
+      const frame: HistoryFrame = { type, ...t };
+      if (before !== undefined) frame.before = before;
+      if (since !== undefined) frame.since = since;
+      const l = limit(o);
+      if (l !== undefined) frame.limit = l;
+      return frame;
+    }
+    case "read": {
+      const t = target(o);
+      const id = optId(o, "id");
+      if (id === undefined) bad('Field "id" is required');
+      return { type, id, ...t };
+    }
+    case "search": {
+      const q = optString(o, "q");
+      if (q === undefined || q.trim() === "") bad('Field "q" is required');
+      if (q.length > 200) bad("Search text is longer than 200 characters");
+      const frame: SearchFrame = { type, q };
+      if (o.room !== undefined && o.room !== null) {
+        frame.room = name(o, "room", "room name");
+      }
+      if (o.to !== undefined && o.to !== null) {
+        frame.to = name(o, "to", "username");
+      }
+      const l = limit(o);
+      if (l !== undefined) frame.limit = l;
+      return frame;
+    }
+    default:
+      bad(`Unknown frame type "${type.slice(0, 40)}"`, ref);
+  }
+}
+
+function parseAuth(o: Obj): AuthFrame {
+  const token = optString(o, "token");
+  if (token !== undefined) {
+    if (token.length > 1024) bad('Field "token" is too long');
+    return { type: "auth", token };
+  }
+  const username = name(o, "username", "username");
+  const password = optString(o, "password");
+  if (password !== undefined && password.length > 1024) {
+    bad('Field "password" is too long');
+  }
+  return password === undefined ? { type: "auth", username } : { type: "auth", username, password };
+}
+
+/** Conversation key of a room or a DM pair, used by stores and the hub. */
+export function conversationKey(
+  user: string,
+  target: { room?: string; to?: string },
+): string {
+  if (target.room !== undefined) return target.room;
+  const peer = target.to as string;
+  return user < peer ? `@${user}:${peer}` : `@${peer}:${user}`;
+}

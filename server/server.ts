@@ -1,0 +1,173 @@
+/**
+ * Puts the parts together: store, broker, auth, hub and the HTTP server, and
+ * the one shared timer that drives them. {@link startServer} is what `main.ts`
+ * and the tests call.
+ *
+ * @module
+ */
+import { Auth } from "./auth.ts";
+import { type Broker, LocalBroker } from "./broker.ts";
+import { type Config, VERSION } from "./config.ts";
+import { createHandler, type StaticHandler } from "./http.ts";
+import { Hub } from "./hub.ts";
+import { consoleLogger, type Logger } from "./log.ts";
+import { MemoryStore } from "./memory_store.ts";
+import { PasswordHasher } from "./password.ts";
+import type { Store } from "./store.ts";
+
+/** A running chat server. */
+export interface ChatServer {
+  /** The port it listens on. */
+  port: number;
+  /** The address it listens on. */
+  hostname: string;
+  /** `http://…` (or `https://…`) for local use. */
+  url: string;
+  /** The hub (for tests and health). */
+  hub: Hub;
+  /** The auth state (for tests). */
+  auth: Auth;
+  /** Stops accepting, tells clients, flushes the store and closes everything. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has stopped. */
+  finished: Promise<void>;
+  /** `await using` support. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Things tests and later features plug in. */
+export interface StartOptions {
+  log?: Logger;
+  /** Use this store instead of the configured one. */
+  store?: Store;
+  /** Use this broker instead of the configured one. */
+  broker?: Broker;
+  /** Static files (the web app). */
+  static?: StaticHandler;
+  /** Extra `/healthz` fields. */
+  health?: () => Record<string, unknown>;
+  /** Clock for the hub. */
+  now?: () => number;
+  /** Milliseconds between timer ticks. @default {100} */
+  tickInterval?: number;
+  /** Milliseconds between users.json checks. @default {1000} */
+  reloadInterval?: number;
+  /** Milliseconds a new connection has to sign in. @default {10000} */
+  authTimeout?: number;
+  /** Milliseconds after which a typing flag clears. @default {5000} */
+  typingTimeout?: number;
+}
+
+/** Starts a chat server from a configuration. */
+export async function startServer(
+  config: Config,
+  options: StartOptions = {},
+): Promise<ChatServer> {
+  const log = options.log ?? consoleLogger(config.quiet);
+  const started = Date.now();
+  const hasher = new PasswordHasher();
+  const auth = await Auth.create({
+    usersPath: config.usersPath,
+    secret: config.secret,
+    hasher,
+    log,
+    allowSignup: config.allowSignup,
+  });
+  const store = options.store ?? new MemoryStore({ limit: config.historyLimit });
+  const broker = options.broker ?? new LocalBroker(store);
+  const hub = new Hub({
+    store,
+    broker,
+    auth,
+    log,
+    maxMessageBytes: config.maxMessageBytes,
+    now: options.now,
+    authTimeout: options.authTimeout,
+    typingTimeout: options.typingTimeout,
+    limits: { frameRate: config.frameRate, frameBurst: config.frameBurst },
+    outbox: { maxBuffered: config.maxBufferedBytes },
+  });
+
+  const handler = createHandler({
+    hub,
+    log,
+    allowedOrigins: config.allowedOrigins,
+    idleTimeout: config.idleTimeout,
+    trustProxy: config.trustProxy,
+    static: options.static,
+    info: () => ({
+      mode: auth.mode,
+      signup: auth.signup && auth.mode === "login",
+      version: VERSION,
+    }),
+    health: async () => ({
+      status: broker.status,
+      connections: hub.connections,
+      users: hub.usersOnline,
+      rooms: (await store.rooms()).length,
+      uptime: Math.round((Date.now() - started) / 1000),
+      version: VERSION,
+      ...options.health?.(),
+    }),
+  });
+
+  const tls = config.certPath && config.keyPath
+    ? {
+      cert: await Deno.readTextFile(config.certPath),
+      key: await Deno.readTextFile(config.keyPath),
+    }
+    : {};
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    port: config.port,
+    hostname: config.host,
+    ...tls,
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+    onError: (err) => {
+      log.error(`Request failed: ${(err as Error).stack ?? err}`);
+      return new Response("Internal server error\n", { status: 500 });
+    },
+  }, handler);
+  const addr = await listening.promise;
+
+  const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
+  let reloading = false;
+  const reloader = setInterval(async () => {
+    if (reloading) return;
+    reloading = true;
+    try {
+      if (await auth.reload()) hub.revalidate();
+    } finally {
+      reloading = false;
+    }
+  }, options.reloadInterval ?? 1000);
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      clearInterval(ticker);
+      clearInterval(reloader);
+      hub.shutdown();
+      await server.shutdown();
+      await broker.close();
+      await store.close();
+      hasher.close();
+    })();
+    return stopping;
+  };
+
+  const scheme = config.certPath ? "https" : "http";
+  const shownHost = addr.hostname === "0.0.0.0" || addr.hostname === "::"
+    ? "localhost"
+    : addr.hostname;
+  return {
+    port: addr.port,
+    hostname: addr.hostname,
+    url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
+    hub,
+    auth,
+    shutdown,
+    finished: server.finished,
+    [Symbol.asyncDispose]: shutdown,
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * The durable state of a chat: messages, rooms, membership and read markers.
+ *
+ * One interface, several backends: {@link MemoryStore} (the default, nothing
+ * survives a restart), the SQLite store (`--data`) and the Redis store
+ * (`--redis`). `tests/store_contract.ts` runs the same suite against each.
+ *
+ * @module
+ */
+import type { ChatMessage, Conversation } from "./protocol.ts";
+
+/** A message before the store gives it an id and a timestamp. */
+export interface Draft {
+  /** Conversation key: a room name, or `@a:b` for a DM pair (see `conversationKey`). */
+  conv: string;
+  room?: string;
+  to?: string;
+  from: string;
+  text: string;
+}
+
+/** Which page of a conversation to read. */
+export interface PageQuery {
+  /** Only messages with a smaller id (the newest `limit` of them). */
+  before?: number;
+  /** Only messages with a larger id (the oldest `limit` of them). */
+  since?: number;
+  /** Largest number of messages to return. */
+  limit: number;
+}
+
+/** A page of messages, oldest first. */
+export interface Page {
+  messages: ChatMessage[];
+  /** More messages exist beyond this page in the direction asked. */
+  more: boolean;
+  /** `since` is older than what the store still keeps: some messages are gone. */
+  gap: boolean;
+}
+
+/** Where a search looks. */
+export interface SearchScope {
+  /** The user asking: DMs it is a party to are searched. */
+  user: string;
+  /** Rooms the user is in (the only rooms searched). */
+  rooms: string[];
+  /** Only this conversation key, when set (must be within the scope). */
+  conv?: string;
+  /** Largest number of results. */
+  limit: number;
+}
+
+/** A room and how many members it has. */
+export interface RoomInfo {
+  name: string;
+  members: number;
+}
+
+/** Durable chat state. Every method may be called concurrently. */
+export interface Store {
+  /**
+   * Gives the message the next id of its conversation and the current time,
+   * and keeps it. Resolves once the message is durable for this backend: a
+   * caller acknowledges the sender only after that. Messages of one
+   * conversation resolve in the order they were appended.
+   */
+  append(draft: Draft): Promise<ChatMessage>;
+  /** A page of a conversation's history, oldest first. */
+  page(conv: string, query: PageQuery): Promise<Page>;
+  /** Messages matching every word of `q`, newest first, within `scope`. */
+  search(q: string, scope: SearchScope): Promise<ChatMessage[]>;
+  /** Every room with its member count, by name. */
+  rooms(): Promise<RoomInfo[]>;
+  /** Whether a room exists. */
+  roomExists(room: string): Promise<boolean>;
+  /** Adds `user` to `room`, creating the room; resolves `true` if the user was not a member. */
+  join(user: string, room: string): Promise<boolean>;
+  /** Removes `user` from `room`; resolves `true` if it was a member. */
+  leave(user: string, room: string): Promise<boolean>;
+  /** Rooms `user` is in, by name. */
+  roomsOf(user: string): Promise<string[]>;
+  /** Members of `room`, by name. */
+  members(room: string): Promise<string[]>;
+  /** The user's rooms and DM conversations with newest id and read marker. */
+  conversations(user: string): Promise<Conversation[]>;
+  /** Moves the user's read marker of `conv` forward to `id` (never back); resolves the marker. */
+  setRead(user: string, conv: string, id: number): Promise<number>;
+  /** Records that a user has signed in (open mode lets DMs reach known users only). */
+  touchUser(user: string): Promise<void>;
+  /** Whether the user has ever signed in. */
+  knownUser(user: string): Promise<boolean>;
+  /** Resolves once everything appended so far is durable. */
+  flush(): Promise<void>;
+  /** Flushes and releases the backend. */
+  close(): Promise<void>;
+}
+
+/** Splits a DM conversation key `@a:b` into its two users. */
+export function dmPair(conv: string): [string, string] | null {
+  if (!conv.startsWith("@")) return null;
+  const i = conv.indexOf(":");
+  return [conv.slice(1, i), conv.slice(i + 1)];
+}
+
+/** Every whitespace-separated word of `q`, lower-cased (at most 8). */
+export function searchWords(q: string): string[] {
+  return q.toLowerCase().split(/\s+/).filter((w) => w !== "").slice(0, 8);
+}

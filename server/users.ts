@@ -1,0 +1,135 @@
+/**
+ * users.json: `{"name": "<argon2id PHC string>" | "<plaintext>", ...}`.
+ * Plaintext values are the seed-era format: accepted, with a warning.
+ * Writes are atomic (a temporary file renamed over the old one) and keep
+ * every other entry.
+ *
+ * @module
+ */
+import { NAME_PATTERN } from "./protocol.ts";
+import { isHashed } from "./password.ts";
+
+/** Username → stored credential (PHC hash or plaintext). */
+export type Users = Map<string, string>;
+
+/** What parsing a users file found besides the users. */
+export interface ParsedUsers {
+  users: Users;
+  /** Problems that did not stop the file from loading, one sentence each. */
+  warnings: string[];
+}
+
+/**
+ * Parses the text of a users file.
+ *
+ * @throws {SyntaxError} when the text is not a JSON object.
+ */
+export function parseUsers(text: string, path = "users.json"): ParsedUsers {
+  const users: Users = new Map();
+  const warnings: string[] = [];
+  if (text.trim() === "") return { users, warnings };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new SyntaxError(
+      `Cannot read "${path}": not valid JSON: ${(err as Error).message}`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new SyntaxError(
+      `Cannot read "${path}": expected an object like {"alice": "password"}`,
+    );
+  }
+  for (const [name, cred] of Object.entries(value)) {
+    if (!NAME_PATTERN.test(name)) {
+      warnings.push(
+        `Skipping user "${name}" in "${path}": names are 1-32 letters, digits, - or _`,
+      );
+    } else if (typeof cred !== "string" || cred === "") {
+      warnings.push(
+        `Skipping user "${name}" in "${path}": the value must be a password or a hash`,
+      );
+    } else {
+      users.set(name, cred);
+      if (!isHashed(cred)) {
+        warnings.push(
+          `User "${name}" has a plaintext password in "${path}": run "chat user passwd ${name}" to store it hashed`,
+        );
+      }
+    }
+  }
+  return { users, warnings };
+}
+
+/** Reads a users file; a missing file is an empty set (open mode). */
+export async function readUsers(path: string): Promise<ParsedUsers> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      return { users: new Map(), warnings: [] };
+    }
+    throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
+  }
+  return parseUsers(text, path);
+}
+
+/** Writes a users file atomically, readable by its owner only. */
+export async function writeUsers(
+  path: string,
+  users: Users,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  const obj: Record<string, unknown> = { ...extra };
+  for (const name of [...users.keys()].sort()) obj[name] = users.get(name)!;
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, JSON.stringify(obj, null, 2) + "\n", {
+      mode: 0o600,
+    });
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Reads, changes and writes back a users file, keeping every entry the change
+ * does not touch (even ones the server skips). `change` returns false to skip
+ * the write.
+ *
+ * @throws {SyntaxError} when the file exists but is not a JSON object.
+ */
+export async function updateUsers(
+  path: string,
+  change: (users: Users) => boolean | void,
+): Promise<Users> {
+  let raw: Record<string, unknown> = {};
+  try {
+    const text = await Deno.readTextFile(path);
+    if (text.trim() !== "") raw = JSON.parse(text);
+  } catch (err) {
+    if (err instanceof SyntaxError) {
+      throw new SyntaxError(
+        `Cannot update "${path}": not valid JSON: ${err.message}`,
+      );
+    }
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
+    }
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new SyntaxError(`Cannot update "${path}": expected a JSON object`);
+  }
+  const users: Users = new Map();
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === "string") users.set(k, v);
+    else extra[k] = v;
+  }
+  if (change(users) !== false) await writeUsers(path, users, extra);
+  return users;
+}
