@@ -120,7 +120,7 @@ export class MemoryStore implements Store {
         }
       }
     }
-    found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : b.id - a.id));
+    found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
     return Promise.resolve(found.slice(0, scope.limit));
   }
 

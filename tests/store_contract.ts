@@ -1,0 +1,188 @@
+/**
+ * The contract every {@link Store} keeps. Each backend's test calls
+ * {@link storeContract} with a factory (hono's `runTest({ newRouter })` shape).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Store } from "../server/store.ts";
+import { conversationKey } from "../server/protocol.ts";
+
+/** Opens a fresh, empty store; `keep` asks it to keep only that many messages per conversation. */
+export type OpenStore = (options: { keep?: number }) => Promise<Store>;
+
+/** Registers the contract tests for one backend. */
+export function storeContract(name: string, open: OpenStore): void {
+  const test = (what: string, fn: (store: Store) => Promise<void>, keep?: number) =>
+    Deno.test(`${name}: ${what}`, async () => {
+      const store = await open({ keep });
+      try {
+        await fn(store);
+      } finally {
+        await store.close();
+      }
+    });
+
+  test("append() numbers messages per conversation and stamps them", async (s) => {
+    const a = await s.append({ conv: "general", room: "general", from: "alice", text: "one" });
+    const b = await s.append({ conv: "general", room: "general", from: "bob", text: "two" });
+    const dmConv = conversationKey("alice", { to: "bob" });
+    const d = await s.append({ conv: dmConv, to: "bob", from: "alice", text: "psst" });
+    assert.deepEqual([a.id, b.id, d.id], [1, 2, 1]);
+    assert.equal(a.room, "general");
+    assert.equal(a.to, undefined);
+    assert.equal(d.to, "bob");
+    assert.equal(d.room, undefined);
+    assert.equal(d.from, "alice");
+    assert.match(a.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(b.ts >= a.ts);
+  });
+
+  test("append() resolves concurrent appends in order", async (s) => {
+    const all = await Promise.all(
+      Array.from(
+        { length: 100 },
+        (_, i) => s.append({ conv: "r", room: "r", from: "u", text: `m${i}` }),
+      ),
+    );
+    assert.deepEqual(all.map((m) => m.id), Array.from({ length: 100 }, (_, i) => i + 1));
+    const order: number[] = [];
+    await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) =>
+          s.append({ conv: "q", room: "q", from: "u", text: `${i}` }).then((m) => order.push(m.id)),
+      ),
+    );
+    assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+
+  test("page() reads the newest, before and since, with more", async (s) => {
+    for (let i = 1; i <= 30; i++) {
+      await s.append({ conv: "r", room: "r", from: "u", text: `m${i}` });
+    }
+    const last = await s.page("r", { limit: 10 });
+    assert.deepEqual(last.messages.map((m) => m.id), [21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
+    assert.equal(last.more, true);
+    assert.equal(last.gap, false);
+    const before = await s.page("r", { before: 5, limit: 10 });
+    assert.deepEqual(before.messages.map((m) => m.id), [1, 2, 3, 4]);
+    assert.equal(before.more, false);
+    const before2 = await s.page("r", { before: 21, limit: 3 });
+    assert.deepEqual(before2.messages.map((m) => m.text), ["m18", "m19", "m20"]);
+    assert.equal(before2.more, true);
+    const since = await s.page("r", { since: 25, limit: 3 });
+    assert.deepEqual(since.messages.map((m) => m.id), [26, 27, 28]);
+    assert.equal(since.more, true);
+    const tail = await s.page("r", { since: 28, limit: 10 });
+    assert.deepEqual(tail.messages.map((m) => m.id), [29, 30]);
+    assert.equal(tail.more, false);
+    assert.equal(tail.gap, false);
+    const none = await s.page("r", { since: 30, limit: 10 });
+    assert.deepEqual([none.messages, none.more, none.gap], [[], false, false]);
+    const empty = await s.page("nowhere", { limit: 10 });
+    assert.deepEqual(empty, { messages: [], more: false, gap: false });
+  });
+
+  test("page() reports a gap when since is older than what is kept", async (s) => {
+    for (let i = 1; i <= 12; i++) {
+      await s.append({ conv: "r", room: "r", from: "u", text: `m${i}` });
+    }
+    await s.flush();
+    const kept = await s.page("r", { limit: 50 });
+    assert.deepEqual(kept.messages.map((m) => m.id), [8, 9, 10, 11, 12]);
+    const resume = await s.page("r", { since: 3, limit: 50 });
+    assert.deepEqual(resume.messages.map((m) => m.id), [8, 9, 10, 11, 12]);
+    assert.equal(resume.gap, true);
+    const fine = await s.page("r", { since: 7, limit: 50 });
+    assert.equal(fine.gap, false);
+    const next = await s.append({ conv: "r", room: "r", from: "u", text: "m13" });
+    assert.equal(next.id, 13, "ids keep increasing after trimming");
+  }, 5);
+
+  test("join(), leave(), members(), roomsOf() and rooms() track membership", async (s) => {
+    assert.equal(await s.roomExists("ops"), false);
+    assert.equal(await s.join("alice", "ops"), true);
+    assert.equal(await s.join("alice", "ops"), false);
+    assert.equal(await s.join("bob", "ops"), true);
+    assert.equal(await s.join("alice", "general"), true);
+    assert.equal(await s.roomExists("ops"), true);
+    assert.deepEqual(await s.members("ops"), ["alice", "bob"]);
+    assert.deepEqual(await s.roomsOf("alice"), ["general", "ops"]);
+    assert.deepEqual(await s.rooms(), [{ name: "general", members: 1 }, {
+      name: "ops",
+      members: 2,
+    }]);
+    assert.equal(await s.leave("alice", "ops"), true);
+    assert.equal(await s.leave("alice", "ops"), false);
+    assert.deepEqual(await s.members("ops"), ["bob"]);
+    assert.deepEqual(await s.roomsOf("alice"), ["general"]);
+    assert.equal(await s.roomExists("ops"), true, "a room outlives its members leaving");
+  });
+
+  test("conversations() and setRead() keep read markers per user", async (s) => {
+    await s.join("alice", "general");
+    await s.append({ conv: "general", room: "general", from: "bob", text: "1" });
+    await s.append({ conv: "general", room: "general", from: "bob", text: "2" });
+    const dm = conversationKey("alice", { to: "bob" });
+    await s.append({ conv: dm, to: "alice", from: "bob", text: "hey" });
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "general", last: 2, read: 0 },
+      { to: "bob", last: 1, read: 0 },
+    ]);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.equal(await s.setRead("alice", "general", 1), 1);
+    assert.equal(await s.setRead("alice", "general", 0), 1, "markers never move back");
+    assert.equal(await s.setRead("alice", "general", 99), 2, "markers stop at the newest id");
+    assert.equal(await s.setRead("alice", dm, 1), 1);
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "general", last: 2, read: 2 },
+      { to: "bob", last: 1, read: 1 },
+    ]);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+  });
+
+  test("search() finds every word, newest first, only where the user may look", async (s) => {
+    await s.append({ conv: "ops", room: "ops", from: "alice", text: "Deploy the API today" });
+    await s.append({ conv: "ops", room: "ops", from: "bob", text: "deploy done" });
+    await s.append({ conv: "ops", room: "ops", from: "bob", text: "lunch?" });
+    await s.append({ conv: "secret", room: "secret", from: "eve", text: "deploy secretly" });
+    const ab = conversationKey("alice", { to: "bob" });
+    const bc = conversationKey("bob", { to: "carol" });
+    await s.append({ conv: ab, to: "bob", from: "alice", text: "deploy at noon?" });
+    await s.append({ conv: bc, to: "carol", from: "bob", text: "deploy gossip" });
+    await s.flush();
+    const alice = await s.search("deploy", { user: "alice", rooms: ["ops"], limit: 10 });
+    // Messages in different conversations may share a timestamp: only their set is fixed.
+    assert.deepEqual(
+      new Set(alice.map((m) => m.text)),
+      new Set(["deploy at noon?", "deploy done", "Deploy the API today"]),
+    );
+    const ops = alice.filter((m) => m.room === "ops").map((m) => m.text);
+    assert.deepEqual(ops, ["deploy done", "Deploy the API today"], "newest first");
+    const words = await s.search("API deploy", { user: "alice", rooms: ["ops"], limit: 10 });
+    assert.deepEqual(words.map((m) => m.text), ["Deploy the API today"]);
+    const carol = await s.search("deploy", { user: "carol", rooms: [], limit: 10 });
+    assert.deepEqual(
+      carol.map((m) => m.text),
+      ["deploy gossip"],
+      "a DM between two others never appears",
+    );
+    const one = await s.search("deploy", { user: "alice", rooms: ["ops"], conv: ab, limit: 10 });
+    assert.deepEqual(one.map((m) => m.text), ["deploy at noon?"]);
+    const limited = await s.search("deploy", { user: "alice", rooms: ["ops"], limit: 1 });
+    assert.equal(limited.length, 1);
+    assert.deepEqual(
+      await s.search("nothing-like-this", { user: "alice", rooms: ["ops"], limit: 5 }),
+      [],
+    );
+  });
+
+  test("touchUser() and knownUser() remember who signed in", async (s) => {
+    assert.equal(await s.knownUser("alice"), false);
+    await s.touchUser("alice");
+    await s.touchUser("alice");
+    assert.equal(await s.knownUser("alice"), true);
+    assert.equal(await s.knownUser("bob"), false);
+  });
+}
