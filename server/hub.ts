@@ -427,7 +427,7 @@ export class Hub {
       if (conn.closed) return;
       const store = this.#store;
       await store.touchUser(name);
-      if (await store.join(name, LOBBY)) {
+      if ((await store.join(name, LOBBY)).added) {
         await this.#broker.publish({
           kind: "member",
           user: name,
@@ -602,7 +602,7 @@ export class Hub {
     }
     let added: boolean;
     try {
-      added = await this.#store.join(user.name, room);
+      added = (await this.#store.join(user.name, room)).added;
     } catch (err) {
       user.rooms.delete(room);
       for (const c of user.conns) this.#unroute(room, c);

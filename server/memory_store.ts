@@ -8,6 +8,7 @@ import type { ChatMessage, Conversation } from "./protocol.ts";
 import {
   dmPair,
   type Draft,
+  type JoinResult,
   type Page,
   type PageQuery,
   type RoomInfo,
@@ -34,6 +35,7 @@ export class MemoryStore implements Store {
   #limit: number;
   #logs = new Map<string, Log>();
   #rooms = new Map<string, Set<string>>();
+  #creators = new Map<string, string>();
   #roomsOf = new Map<string, Set<string>>();
   #dms = new Map<string, Set<string>>();
   #read = new Map<string, Map<string, number>>();
@@ -140,12 +142,21 @@ export class MemoryStore implements Store {
   }
 
   /** Adds a member, creating the room. */
-  join(user: string, room: string): Promise<boolean> {
+  join(user: string, room: string): Promise<JoinResult> {
+    const created = !this.#rooms.has(room);
+    if (created) this.#creators.set(room, user);
     const members = this.#set(this.#rooms, room);
-    if (members.has(user)) return Promise.resolve(false);
+    if (members.has(user)) return Promise.resolve({ added: false, created });
     members.add(user);
     this.#set(this.#roomsOf, user).add(room);
-    return Promise.resolve(true);
+    return Promise.resolve({ added: true, created });
+  }
+
+  /** Rooms created by a user. */
+  roomsCreatedBy(user: string): Promise<number> {
+    let n = 0;
+    for (const creator of this.#creators.values()) if (creator === user) n++;
+    return Promise.resolve(n);
   }
 
   /** Removes a member; the room stays. */

@@ -50,6 +50,14 @@ export interface SearchScope {
   limit: number;
 }
 
+/** What {@link Store.join} did. */
+export interface JoinResult {
+  /** The user was not a member before. */
+  added: boolean;
+  /** The room did not exist before. */
+  created: boolean;
+}
+
 /** A room and how many members it has. */
 export interface RoomInfo {
   name: string;
@@ -73,8 +81,10 @@ export interface Store {
   rooms(): Promise<RoomInfo[]>;
   /** Whether a room exists. */
   roomExists(room: string): Promise<boolean>;
-  /** Adds `user` to `room`, creating the room; resolves `true` if the user was not a member. */
-  join(user: string, room: string): Promise<boolean>;
+  /** Adds `user` to `room`, creating the room (with `user` as its creator) if it is new. */
+  join(user: string, room: string): Promise<JoinResult>;
+  /** Number of rooms `user` created. */
+  roomsCreatedBy(user: string): Promise<number>;
   /** Removes `user` from `room`; resolves `true` if it was a member. */
   leave(user: string, room: string): Promise<boolean>;
   /** Rooms `user` is in, by name. */

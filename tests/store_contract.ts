@@ -102,10 +102,12 @@ export function storeContract(name: string, open: OpenStore): void {
 
   test("join(), leave(), members(), roomsOf() and rooms() track membership", async (s) => {
     assert.equal(await s.roomExists("ops"), false);
-    assert.equal(await s.join("alice", "ops"), true);
-    assert.equal(await s.join("alice", "ops"), false);
-    assert.equal(await s.join("bob", "ops"), true);
-    assert.equal(await s.join("alice", "general"), true);
+    assert.deepEqual(await s.join("alice", "ops"), { added: true, created: true });
+    assert.deepEqual(await s.join("alice", "ops"), { added: false, created: false });
+    assert.deepEqual(await s.join("bob", "ops"), { added: true, created: false });
+    assert.deepEqual(await s.join("alice", "general"), { added: true, created: true });
+    assert.equal(await s.roomsCreatedBy("alice"), 2);
+    assert.equal(await s.roomsCreatedBy("bob"), 0);
     assert.equal(await s.roomExists("ops"), true);
     assert.deepEqual(await s.members("ops"), ["alice", "bob"]);
     assert.deepEqual(await s.roomsOf("alice"), ["general", "ops"]);
