@@ -13,6 +13,7 @@ import { Hub } from "./hub.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
+import { webAppHandler } from "./static.ts";
 import type { Store } from "./store.ts";
 
 /** A running chat server. */
@@ -42,7 +43,7 @@ export interface StartOptions {
   store?: Store;
   /** Use this broker instead of the configured one. */
   broker?: Broker;
-  /** Static files (the web app). */
+  /** Static files. @default {the embedded web app} */
   static?: StaticHandler;
   /** Extra `/healthz` fields. */
   health?: () => Record<string, unknown>;
@@ -94,7 +95,7 @@ export async function startServer(
     allowedOrigins: config.allowedOrigins,
     idleTimeout: config.idleTimeout,
     trustProxy: config.trustProxy,
-    static: options.static,
+    static: options.static ?? await webAppHandler(),
     info: () => ({
       mode: auth.mode,
       signup: auth.signup && auth.mode === "login",

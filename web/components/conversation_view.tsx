@@ -1,0 +1,414 @@
+/**
+ * The open conversation: the message list (history, day lines, notices,
+ * the "new" line, own messages still on their way), who is typing, and the
+ * composer.
+ *
+ * @module
+ */
+import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
+import type { ChatMessage } from "../../server/protocol.ts";
+import type { Conversation, Notice, Pending } from "../conversation.ts";
+import type { ChatModel } from "../model.ts";
+import { mentions } from "../text.ts";
+import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
+import type { UiState } from "../ui.ts";
+import { Avatar } from "./avatar.tsx";
+import { ArrowDownIcon, SendIcon } from "./icons.tsx";
+import { MessageText } from "./message_text.tsx";
+
+/** Messages from one sender this close together share one header. */
+const GROUP_MS = 5 * 60 * 1000;
+
+type Row =
+  | { kind: "day"; key: string; label: string }
+  | { kind: "msg"; key: string; m: ChatMessage; grouped: boolean }
+  | { kind: "notice"; key: string; n: Notice }
+  | { kind: "divider"; key: string }
+  | { kind: "pending"; key: string; p: Pending; grouped: boolean };
+
+/** Lays out messages, notices, day lines and the "new" line in order. */
+function rows(conv: Conversation, me: string | null): Row[] {
+  const out: Row[] = [];
+  const msgs = conv.messages.value;
+  const notices = [...conv.notices.value].sort((a, b) => a.after - b.after);
+  const divider = conv.divider.value;
+  let day = "";
+  let prev: { from: string; t: number } | null = null;
+  let ni = 0;
+  let dividerShown = false;
+  const dayLine = (ts: string) => {
+    if (!ts) return;
+    const k = dayKey(ts);
+    if (k !== day) {
+      day = k;
+      out.push({ kind: "day", key: `d${k}`, label: dayLabel(ts) });
+      prev = null;
+    }
+  };
+  const notice = (n: Notice, i: number) => {
+    dayLine(n.ts);
+    out.push({ kind: "notice", key: `n${i}`, n });
+    prev = null;
+  };
+  for (const m of msgs) {
+    while (ni < notices.length && notices[ni].after < m.id) notice(notices[ni], ni++);
+    dayLine(m.ts);
+    if (!dividerShown && m.id > divider && m.from !== me) {
+      out.push({ kind: "divider", key: "new" });
+      dividerShown = true;
+      prev = null;
+    }
+    const t = Date.parse(m.ts);
+    const p = prev as { from: string; t: number } | null;
+    const grouped = p !== null && p.from === m.from && t - p.t < GROUP_MS;
+    out.push({ kind: "msg", key: `m${m.id}`, m, grouped });
+    prev = { from: m.from, t };
+  }
+  while (ni < notices.length) notice(notices[ni], ni++);
+  for (const p of conv.pending.value) {
+    dayLine(p.ts);
+    const t = Date.parse(p.ts);
+    const q = prev as { from: string; t: number } | null;
+    const grouped = q !== null && q.from === me && t - q.t < GROUP_MS;
+    out.push({ kind: "pending", key: `p${p.ref}`, p, grouped });
+    prev = { from: me ?? "", t };
+  }
+  return out;
+}
+
+function Message(
+  { model, ui, m, grouped }: { model: ChatModel; ui: UiState; m: ChatMessage; grouped: boolean },
+) {
+  const me = model.me.value;
+  const own = m.from === me;
+  const cls = `msg${grouped ? " grouped" : ""}${own ? " own" : ""}${
+    !own && mentions(m.text, me) ? " mentions-me" : ""
+  }`;
+  return (
+    <li class={cls} data-id={m.id} data-from={m.from}>
+      <div class="msg-side">
+        {grouped
+          ? (
+            <time class="msg-hover-time" dateTime={m.ts} title={fullDate(m.ts)}>
+              {clock(m.ts)}
+            </time>
+          )
+          : <Avatar name={m.from} />}
+      </div>
+      <div class="msg-body">
+        {!grouped && (
+          <div class="msg-meta">
+            {own ? <span class="from">{m.from}</span> : (
+              <button
+                type="button"
+                class="from"
+                title={`Message ${m.from} privately`}
+                onClick={() => {
+                  model.openDm(m.from);
+                  ui.focusComposer.value++;
+                }}
+              >
+                {m.from}
+              </button>
+            )}
+            <time dateTime={m.ts} title={fullDate(m.ts)}>{clock(m.ts)}</time>
+          </div>
+        )}
+        <div class="msg-text">
+          {grouped && <span class="sr-only">{m.from}:</span>}
+          <MessageText text={m.text} me={me} />
+        </div>
+      </div>
+    </li>
+  );
+}
+
+function PendingMessage(
+  { model, conv, p, grouped }: {
+    model: ChatModel;
+    conv: Conversation;
+    p: Pending;
+    grouped: boolean;
+  },
+) {
+  const me = model.me.value ?? "";
+  return (
+    <li class={`msg own pending ${p.state}${grouped ? " grouped" : ""}`} data-ref={p.ref}>
+      <div class="msg-side">{!grouped && <Avatar name={me} />}</div>
+      <div class="msg-body">
+        {!grouped && (
+          <div class="msg-meta">
+            <span class="from">{me}</span>
+            <time dateTime={p.ts}>{clock(p.ts)}</time>
+          </div>
+        )}
+        <div class="msg-text">
+          <MessageText text={p.text} me={me} />
+        </div>
+        <div class="msg-state">
+          {p.state === "failed"
+            ? (
+              <>
+                <span class="error-text">Not sent: {p.error}</span>
+                <button type="button" class="link" onClick={() => model.resend(conv, p.ref)}>
+                  Retry
+                </button>
+                <button type="button" class="link" onClick={() => model.discard(conv, p.ref)}>
+                  Delete
+                </button>
+              </>
+            )
+            : p.state === "queued"
+            ? "Waiting for the connection…"
+            : "Sending…"}
+        </div>
+      </div>
+    </li>
+  );
+}
+
+/** The scrolling message list. */
+export function MessageList(
+  { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
+) {
+  const ref = useRef<HTMLDivElement>(null);
+  const snap = useRef({ first: -1, height: 0, top: 0 });
+  const me = model.me.value;
+  const list = rows(conv, me);
+  const first = conv.messages.value[0]?.id ?? 0;
+  const hasOlder = conv.hasOlder.value;
+  const loaded = conv.loaded.value;
+  const atBottom = conv.atBottom.value;
+  const focus = conv.focus.value;
+  const unread = conv.unread.value;
+
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const s = snap.current;
+    if (s.first === -1 || conv.atBottom.peek()) el.scrollTop = el.scrollHeight;
+    else if (first < s.first) el.scrollTop = s.top + (el.scrollHeight - s.height);
+    s.first = first;
+    s.height = el.scrollHeight;
+    s.top = el.scrollTop;
+    // Not enough to scroll yet: fetch older messages until there is.
+    if (hasOlder && el.scrollHeight <= el.clientHeight + 80) model.loadOlder(conv);
+  });
+
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const ro = new ResizeObserver(() => {
+      if (conv.atBottom.peek()) el.scrollTop = el.scrollHeight;
+    });
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [conv]);
+
+  useEffect(() => {
+    if (focus === null) return;
+    const el = ref.current;
+    const node = el?.querySelector<HTMLElement>(`[data-id="${focus}"]`);
+    conv.focus.value = null;
+    if (!el || !node) return;
+    conv.atBottom.value = false;
+    node.scrollIntoView({ block: "center" });
+    node.classList.add("flash");
+    const t = setTimeout(() => node.classList.remove("flash"), 2500);
+    return () => clearTimeout(t);
+  }, [focus]);
+
+  const onScroll = () => {
+    const el = ref.current;
+    if (!el) return;
+    const bottom = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
+    if (conv.atBottom.peek() !== bottom) conv.atBottom.value = bottom;
+    snap.current.top = el.scrollTop;
+    snap.current.height = el.scrollHeight;
+    if (el.scrollTop < 300) model.loadOlder(conv);
+  };
+
+  const toBottom = () => {
+    const el = ref.current;
+    if (!el) return;
+    el.scrollTop = el.scrollHeight;
+    conv.atBottom.value = true;
+  };
+
+  const title = conv.kind === "room" ? `#${conv.name}` : conv.name;
+  return (
+    <div class="list-wrap">
+      <div
+        class="messages"
+        ref={ref}
+        onScroll={onScroll}
+        role="log"
+        aria-label={`Messages in ${title}`}
+        aria-live="polite"
+        aria-relevant="additions"
+        tabIndex={0}
+      >
+        {!loaded ? <p class="list-status">Loading messages…</p> : hasOlder
+          ? (
+            <p class="list-status">
+              {conv.loadingOlder.value
+                ? "Loading older messages…"
+                : (
+                  <button type="button" class="link" onClick={() => model.loadOlder(conv)}>
+                    Load older messages
+                  </button>
+                )}
+            </p>
+          )
+          : (
+            <div class="list-start">
+              <h2>{conv.kind === "room" ? `Welcome to #${conv.name}` : conv.name}</h2>
+              <p>
+                {conv.kind === "room"
+                  ? `This is the start of #${conv.name}.`
+                  : `This is the start of your conversation with ${conv.name}.`}
+              </p>
+            </div>
+          )}
+        <ol class="message-rows">
+          {list.map((r) => {
+            switch (r.kind) {
+              case "day":
+                return (
+                  <li key={r.key} class="day" role="separator">
+                    <span>{r.label}</span>
+                  </li>
+                );
+              case "divider":
+                return (
+                  <li key={r.key} class="divider" role="separator">
+                    <span>New</span>
+                  </li>
+                );
+              case "notice":
+                return (
+                  <li key={r.key} class={`notice ${r.n.kind}`}>
+                    {r.n.text}
+                    {r.n.ts && <time dateTime={r.n.ts}>{clock(r.n.ts)}</time>}
+                  </li>
+                );
+              case "msg":
+                return <Message key={r.key} model={model} ui={ui} m={r.m} grouped={r.grouped} />;
+              case "pending":
+                return (
+                  <PendingMessage
+                    key={r.key}
+                    model={model}
+                    conv={conv}
+                    p={r.p}
+                    grouped={r.grouped}
+                  />
+                );
+            }
+          })}
+        </ol>
+      </div>
+      {!atBottom && (
+        <button type="button" class="jump" onClick={toBottom}>
+          <ArrowDownIcon />
+          {unread > 0 ? `${unread} new` : "Latest"}
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** "bob is typing…" (kept in the layout while empty, so nothing jumps). */
+export function TypingLine({ conv }: { conv: Conversation }) {
+  const names = [...conv.typing.value.keys()].sort();
+  let text = "";
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+  else if (names.length > 3) {
+    text = `${names[0]}, ${names[1]} and ${names.length - 2} others are typing…`;
+  }
+  return (
+    <div class="typing" aria-live="polite">
+      {text && (
+        <>
+          <span class="typing-dots" aria-hidden="true">
+            <span />
+            <span />
+            <span />
+          </span>
+          {text}
+        </>
+      )}
+    </div>
+  );
+}
+
+/** The message box: Enter sends, Shift+Enter starts a new line. */
+export function Composer(
+  { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
+) {
+  const ref = useRef<HTMLTextAreaElement>(null);
+  const focusTick = ui.focusComposer.value;
+  const draft = conv.draft.value;
+
+  useEffect(() => {
+    const coarse = typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
+    if (!coarse) ref.current?.focus();
+  }, [focusTick, conv]);
+
+  useLayoutEffect(() => fit(ref.current), [draft]);
+
+  const submit = () => {
+    const text = conv.draft.value;
+    if (text.trim() === "") return;
+    model.send(text);
+    conv.draft.value = "";
+    conv.atBottom.value = true;
+  };
+
+  const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
+  return (
+    <form
+      class="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        submit();
+        ref.current?.focus();
+      }}
+    >
+      <label for="composer" class="sr-only">{label}</label>
+      <textarea
+        id="composer"
+        ref={ref}
+        rows={1}
+        placeholder={label}
+        value={draft}
+        aria-describedby="composer-hint"
+        enterkeyhint="send"
+        onInput={(e) => {
+          const v = (e.currentTarget as HTMLTextAreaElement).value;
+          conv.draft.value = v;
+          model.typing(v);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+            e.preventDefault();
+            submit();
+          }
+        }}
+      />
+      <span id="composer-hint" class="sr-only">Enter sends, Shift+Enter starts a new line.</span>
+      <button type="submit" class="send" aria-label="Send" disabled={draft.trim() === ""}>
+        <SendIcon />
+      </button>
+    </form>
+  );
+}
+
+/** Grows the textarea with its text, up to the CSS max-height. */
+function fit(el: HTMLTextAreaElement | null): void {
+  if (!el) return;
+  el.style.height = "auto";
+  el.style.height = `${el.scrollHeight}px`;
+}

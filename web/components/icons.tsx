@@ -1,0 +1,143 @@
+/**
+ * Line icons drawn as inline SVG (no image requests, styled by `currentColor`).
+ *
+ * @module
+ */
+import type { ComponentChildren } from "preact";
+
+function Icon(props: { children: ComponentChildren; size?: number }) {
+  const size = props.size ?? 20;
+  return (
+    <svg
+      class="icon"
+      width={size}
+      height={size}
+      viewBox="0 0 24 24"
+      fill="none"
+      stroke="currentColor"
+      stroke-width="2"
+      stroke-linecap="round"
+      stroke-linejoin="round"
+      aria-hidden="true"
+      focusable="false"
+    >
+      {props.children}
+    </svg>
+  );
+}
+
+/** Three lines: opens the conversation drawer. */
+export function MenuIcon() {
+  return (
+    <Icon>
+      <path d="M4 6h16M4 12h16M4 18h16" />
+    </Icon>
+  );
+}
+
+/** Paper plane: send. */
+export function SendIcon() {
+  return (
+    <Icon>
+      <path d="M22 2 11 13" />
+      <path d="M22 2 15 22l-4-9-9-4 20-7z" />
+    </Icon>
+  );
+}
+
+/** Magnifier: search. */
+export function SearchIcon({ size }: { size?: number }) {
+  return (
+    <Icon size={size}>
+      <circle cx="11" cy="11" r="7" />
+      <path d="m20 20-3.5-3.5" />
+    </Icon>
+  );
+}
+
+/** Two people: members. */
+export function PeopleIcon() {
+  return (
+    <Icon>
+      <path d="M17 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2" />
+      <circle cx="9" cy="7" r="4" />
+      <path d="M23 21v-2a4 4 0 0 0-3-3.87M16 3.13a4 4 0 0 1 0 7.75" />
+    </Icon>
+  );
+}
+
+/** Plus: add a room or conversation. */
+export function PlusIcon() {
+  return (
+    <Icon size={18}>
+      <path d="M12 5v14M5 12h14" />
+    </Icon>
+  );
+}
+
+/** Cross: close. */
+export function CloseIcon() {
+  return (
+    <Icon>
+      <path d="M18 6 6 18M6 6l12 12" />
+    </Icon>
+  );
+}
+
+/** Door with arrow: sign out / leave. */
+export function LogoutIcon() {
+  return (
+    <Icon size={18}>
+      <path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4" />
+      <path d="m16 17 5-5-5-5M21 12H9" />
+    </Icon>
+  );
+}
+
+/** Bell: notifications. */
+export function BellIcon() {
+  return (
+    <Icon size={18}>
+      <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9" />
+      <path d="M13.73 21a2 2 0 0 1-3.46 0" />
+    </Icon>
+  );
+}
+
+/** Arrow down: jump to the latest messages. */
+export function ArrowDownIcon() {
+  return (
+    <Icon size={18}>
+      <path d="M12 5v14M19 12l-7 7-7-7" />
+    </Icon>
+  );
+}
+
+/** Hash: a room. */
+export function HashIcon() {
+  return (
+    <Icon size={16}>
+      <path d="M4 9h16M4 15h16M10 3 8 21M16 3l-2 18" />
+    </Icon>
+  );
+}
+
+/** The app's mark: a speech bubble. */
+export function Logo({ size }: { size?: number }) {
+  return (
+    <svg
+      class="logo"
+      width={size ?? 28}
+      height={size ?? 28}
+      viewBox="0 0 32 32"
+      aria-hidden="true"
+      focusable="false"
+    >
+      <rect width="32" height="32" rx="8" class="logo-bg" />
+      <path
+        d="M8 11a3 3 0 0 1 3-3h10a3 3 0 0 1 3 3v6a3 3 0 0 1-3 3h-6l-4 3.5V20a3 3 0 0 1-3-3z"
+        class="logo-fg"
+      />
+    </svg>
+  );
+}

@@ -1,0 +1,274 @@
+/**
+ * The top bar of the open conversation and the right-hand panels: members
+ * with presence, and search over this conversation or everything.
+ *
+ * @module
+ */
+import { useEffect, useRef } from "preact/hooks";
+import { LOBBY } from "../../server/protocol.ts";
+import type { Conversation } from "../conversation.ts";
+import type { ChatModel, SearchScope } from "../model.ts";
+import { highlight } from "../text.ts";
+import { fullDate, shortStamp } from "../time.ts";
+import type { UiState } from "../ui.ts";
+import { Avatar } from "./avatar.tsx";
+import { CloseIcon, MenuIcon, PeopleIcon, SearchIcon } from "./icons.tsx";
+
+/** Opens a panel, or closes it when it is already open. */
+function toggle(ui: UiState, panel: "members" | "search"): void {
+  ui.panel.value = ui.panel.value === panel ? null : panel;
+  if (ui.panel.value === "search") ui.focusSearch.value++;
+}
+
+/** Title, presence summary and the panel buttons. */
+export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
+  const conv = model.current.value;
+  const online = model.online.value;
+  const total = model.unreadTotal.value - (conv?.unread.value ?? 0);
+  let subtitle = "";
+  if (conv?.kind === "room") {
+    const members = conv.members.value;
+    const here = members.filter((m) => online.has(m)).length;
+    subtitle = `${members.length} member${members.length === 1 ? "" : "s"} · ${here} online`;
+  } else if (conv) subtitle = online.has(conv.name) ? "Online" : "Offline";
+  return (
+    <header class="topbar">
+      <button
+        type="button"
+        class="icon-btn menu-btn"
+        aria-label={total > 0 ? `Conversations (${total} unread)` : "Conversations"}
+        onClick={() => (ui.drawer.value = true)}
+      >
+        <MenuIcon />
+        {total > 0 && <span class="menu-dot" aria-hidden="true" />}
+      </button>
+      <div class="title">
+        <h1>
+          {conv ? (conv.kind === "room" ? <span class="hash">#</span> : null) : null}
+          {conv ? conv.name : "Chat"}
+        </h1>
+        {subtitle && <p class="subtitle">{subtitle}</p>}
+      </div>
+      <div class="actions">
+        <button
+          type="button"
+          class={ui.panel.value === "search" ? "icon-btn pressed" : "icon-btn"}
+          aria-label="Search messages"
+          aria-pressed={ui.panel.value === "search"}
+          title="Search (Ctrl+K)"
+          onClick={() => toggle(ui, "search")}
+        >
+          <SearchIcon />
+        </button>
+        {conv?.kind === "room" && (
+          <button
+            type="button"
+            class={ui.panel.value === "members" ? "icon-btn pressed" : "icon-btn"}
+            aria-label="Members"
+            aria-pressed={ui.panel.value === "members"}
+            title="Members"
+            onClick={() => toggle(ui, "members")}
+          >
+            <PeopleIcon />
+            <span class="count">{conv.members.value.length}</span>
+          </button>
+        )}
+      </div>
+    </header>
+  );
+}
+
+function PanelHead({ ui, title }: { ui: UiState; title: string }) {
+  return (
+    <div class="panel-head">
+      <h2>{title}</h2>
+      <button
+        type="button"
+        class="icon-btn"
+        aria-label={`Close ${title.toLowerCase()}`}
+        onClick={() => (ui.panel.value = null)}
+      >
+        <CloseIcon />
+      </button>
+    </div>
+  );
+}
+
+function Person(
+  { model, ui, name, online }: { model: ChatModel; ui: UiState; name: string; online: boolean },
+) {
+  const me = model.me.value === name;
+  return (
+    <li>
+      <button
+        type="button"
+        class="person"
+        disabled={me}
+        title={me ? undefined : `Message ${name} privately`}
+        onClick={() => {
+          model.openDm(name);
+          ui.focusComposer.value++;
+          if (matchMedia("(max-width: 1099px)").matches) ui.panel.value = null;
+        }}
+      >
+        <Avatar name={name} online={online} size="sm" />
+        <span class="person-name">{name}</span>
+        {me && <span class="you">you</span>}
+        <span class="sr-only">{online ? "online" : "offline"}</span>
+      </button>
+    </li>
+  );
+}
+
+/** Room members, online first. */
+export function MembersPanel(
+  { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
+) {
+  const online = model.online.value;
+  const members = conv.members.value;
+  const on = members.filter((m) => online.has(m));
+  const off = members.filter((m) => !online.has(m));
+  return (
+    <aside class="panel" aria-label="Members">
+      <PanelHead ui={ui} title="Members" />
+      <div class="panel-body">
+        <h3>Online — {on.length}</h3>
+        <ul class="people" data-list="online">
+          {on.map((n) => <Person key={n} model={model} ui={ui} name={n} online />)}
+        </ul>
+        {off.length > 0 && (
+          <>
+            <h3>Offline — {off.length}</h3>
+            <ul class="people" data-list="offline">
+              {off.map((n) => <Person key={n} model={model} ui={ui} name={n} online={false} />)}
+            </ul>
+          </>
+        )}
+      </div>
+      {conv.name !== LOBBY && (
+        <div class="panel-foot">
+          <button
+            type="button"
+            class="btn danger-ghost wide"
+            onClick={() => model.leaveRoom(conv.name)}
+          >
+            Leave #{conv.name}
+          </button>
+        </div>
+      )}
+    </aside>
+  );
+}
+
+/** The search box and its results. */
+export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
+  const input = useRef<HTMLInputElement>(null);
+  const scopeRef = useRef<SearchScope>("here");
+  const s = model.search.value;
+  const conv = model.current.value;
+  const focusTick = ui.focusSearch.value;
+  const me = model.me.value;
+  useEffect(() => {
+    input.current?.focus();
+    input.current?.select();
+  }, [focusTick]);
+
+  const run = () => model.runSearch(input.current?.value ?? "", scopeRef.current);
+  const here = conv ? (conv.kind === "room" ? `#${conv.name}` : conv.name) : "this conversation";
+  const scope = s?.scope ?? scopeRef.current;
+  return (
+    <aside class="panel search-panel" aria-label="Search">
+      <PanelHead ui={ui} title="Search" />
+      <form
+        class="search-form"
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          run();
+        }}
+      >
+        <div class="search-box">
+          <SearchIcon size={16} />
+          <label for="search-q" class="sr-only">Search messages</label>
+          <input
+            id="search-q"
+            ref={input}
+            type="search"
+            placeholder="Search messages"
+            autocomplete="off"
+            defaultValue={s?.q ?? ""}
+            maxLength={200}
+          />
+        </div>
+        <fieldset class="scope">
+          <legend class="sr-only">Where to search</legend>
+          {(["here", "all"] as const).map((v) => (
+            <label key={v} class={scope === v ? "chip active" : "chip"}>
+              <input
+                type="radio"
+                name="scope"
+                value={v}
+                checked={scope === v}
+                onChange={() => {
+                  scopeRef.current = v;
+                  if (input.current?.value.trim()) {
+                    run();
+                  } else if (s) {
+                    model.search.value = { ...s, scope: v };
+                  }
+                }}
+              />
+              {v === "here" ? `In ${here}` : "All rooms"}
+            </label>
+          ))}
+        </fieldset>
+      </form>
+      <div class="panel-body" aria-live="polite">
+        {s === null
+          ? <p class="muted">Find messages by their words. Press Enter to search.</p>
+          : s.busy && s.results === null
+          ? <p class="muted">Searching…</p>
+          : s.results && s.results.length === 0
+          ? <p class="muted">No messages match “{s.q}”.</p>
+          : s.results && (
+            <>
+              <p class="muted">
+                {s.results.length === 1 ? "1 message" : `${s.results.length} messages`}
+                {s.busy ? " · searching…" : ""}
+              </p>
+              <ul class="results">
+                {s.results.map((m) => {
+                  const where = m.room !== undefined
+                    ? `#${m.room}`
+                    : `@${m.from === me ? m.to : m.from}`;
+                  return (
+                    <li key={`${where}:${m.id}`}>
+                      <button
+                        type="button"
+                        class="result"
+                        onClick={() => {
+                          model.jumpTo(m);
+                          if (matchMedia("(max-width: 1099px)").matches) ui.panel.value = null;
+                        }}
+                      >
+                        <span class="result-meta">
+                          <span class="result-where">{where}</span>
+                          <span class="result-from">{m.from}</span>
+                          <time dateTime={m.ts} title={fullDate(m.ts)}>{shortStamp(m.ts)}</time>
+                        </span>
+                        <span class="result-text">
+                          {highlight(m.text, s.q).map((part, i) =>
+                            i % 2 === 1 ? <mark key={i}>{part}</mark> : part
+                          )}
+                        </span>
+                      </button>
+                    </li>
+                  );
+                })}
+              </ul>
+            </>
+          )}
+      </div>
+    </aside>
+  );
+}

@@ -1,0 +1,48 @@
+// This module is browser compatible.
+/**
+ * Dates and times in the viewer's own locale and time zone.
+ *
+ * @module
+ */
+
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const FULL = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+const DAY = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
+const DAY_YEAR = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "long",
+  day: "numeric",
+});
+const SHORT = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+
+/** `14:05` (or `2:05 PM`), in local time. */
+export function clock(ts: string): string {
+  return TIME.format(new Date(ts));
+}
+
+/** The full local date and time, for tooltips. */
+export function fullDate(ts: string): string {
+  return FULL.format(new Date(ts));
+}
+
+/** Local calendar day of a timestamp, as a sortable key. */
+export function dayKey(ts: string | Date): string {
+  const d = typeof ts === "string" ? new Date(ts) : ts;
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+/** "Today", "Yesterday", "Monday, March 3" or "March 3, 2024". */
+export function dayLabel(ts: string, now: Date = new Date()): string {
+  const d = new Date(ts);
+  if (dayKey(d) === dayKey(now)) return "Today";
+  const y = new Date(now);
+  y.setDate(now.getDate() - 1);
+  if (dayKey(d) === dayKey(y)) return "Yesterday";
+  if (now.getTime() - d.getTime() < 6 * 24 * 3600 * 1000) return DAY.format(d);
+  return DAY_YEAR.format(d);
+}
+
+/** A short stamp for search results: the time today, else the date. */
+export function shortStamp(ts: string, now: Date = new Date()): string {
+  return dayKey(ts) === dayKey(now) ? clock(ts) : SHORT.format(new Date(ts));
+}

@@ -1,0 +1,30 @@
+// This module is browser compatible.
+/**
+ * Layout state that is not chat state: which drawer, panel or dialog is
+ * open. One instance for the page, read by the components.
+ *
+ * @module
+ */
+import { signal } from "@preact/signals";
+
+/** What the right-hand panel shows. */
+export type Panel = "members" | "search" | null;
+
+/** Which dialog is open. */
+export type Dialog = "rooms" | "dm" | null;
+
+/** Page layout state. */
+export class UiState {
+  /** The conversation drawer is open (phone widths). */
+  readonly drawer = signal(false);
+  /** The right-hand panel. */
+  readonly panel = signal<Panel>(null);
+  /** The open dialog. */
+  readonly dialog = signal<Dialog>(null);
+  /** Desktop notification permission: "default", "granted", "denied" or "unsupported". */
+  readonly notifications = signal<string>("unsupported");
+  /** Bumped to move focus to the composer. */
+  readonly focusComposer = signal(0);
+  /** Bumped to move focus to the search box. */
+  readonly focusSearch = signal(0);
+}
