@@ -272,3 +272,52 @@ Deno.test("ChatModel resumes after a restart with since: no duplicates, no gaps"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ChatModel.signIn() in open mode reports a name in use", async () => {
+  await using t = await startTestServer();
+  const a = model(t);
+  const b = model(t);
+  try {
+    await a.start();
+    assert.equal(a.info.value?.mode, "open");
+    a.signIn("dana");
+    await waitUntil(() => a.ready.value, "dana is in");
+    await b.start();
+    b.signIn("dana");
+    await waitUntil(() => b.authError.value, "the name is refused");
+    assert.equal(b.authError.value, 'The name "dana" is taken: choose another');
+    assert.equal(b.phase.value, "signin");
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
+Deno.test("ChatModel.loadOlder() pages back and jumpTo() reaches an old message", async () => {
+  await using t = await startTestServer({ users: await hashedUsers(), args: ["--burst", "300"] });
+  const alice = await signedIn(t, "alice");
+  const bob = await signedIn(t, "bob");
+  try {
+    for (let i = 1; i <= 120; i++) alice.send(`m${i}`);
+    await waitUntil(() => bob.current.value!.newest === 120, "bob has 120 live", 30_000);
+    const fresh = await signedIn(t, "bob");
+    try {
+      const conv = fresh.current.value!;
+      assert.deepEqual(ids(fresh, "#general"), Array.from({ length: 50 }, (_, i) => 71 + i));
+      assert.equal(conv.hasOlder.value, true);
+      fresh.loadOlder();
+      assert.equal(conv.loadingOlder.value, true);
+      await waitUntil(() => !conv.loadingOlder.value, "a page arrives");
+      assert.equal(conv.oldest, 21);
+      fresh.jumpTo({ id: 3, room: "general", from: "alice", text: "m3", ts: "" });
+      await waitUntil(() => conv.focus.value === 3, "the old message is reached");
+      assert.deepEqual(ids(fresh, "#general"), Array.from({ length: 120 }, (_, i) => i + 1));
+      assert.equal(conv.hasOlder.value, false);
+    } finally {
+      fresh.close();
+    }
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});

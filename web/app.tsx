@@ -22,7 +22,13 @@ export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
         e.preventDefault();
         ui.panel.value = "search";
         ui.focusSearch.value++;
-      } else if (e.key === "Escape" && ui.drawer.value) ui.drawer.value = false;
+      } else if (e.key === "Escape" && ui.dialog.value === null) {
+        // Close whatever covers the messages: the drawer, or a panel drawn over them.
+        if (ui.drawer.value) ui.drawer.value = false;
+        else if (ui.panel.value && matchMedia("(max-width: 1099px)").matches) {
+          ui.panel.value = null;
+        }
+      }
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);

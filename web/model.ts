@@ -532,6 +532,8 @@ export class ChatModel {
       this.ready.value = false;
       this.busy.value = false;
       this.conn.value = "offline";
+      // Who is online is unknown until the next welcome.
+      this.online.value = new Set();
       for (const c of this.convs.value.values()) {
         c.expireTyping();
         c.inflight = null;

@@ -22,9 +22,8 @@ function ConnBanner({ model }: { model: ChatModel }) {
   return (
     <div class="banner" role="status">
       <span>
-        {note ? `${note}. ` : ""}
-        {state === "waiting"
-          ? `Connection lost. Reconnecting in ${model.retryIn.value} s — messages you write will be sent then.`
+        {note ?? "Connection lost"}. {state === "waiting"
+          ? `Reconnecting in ${model.retryIn.value} s — messages you write will be sent then.`
           : "Reconnecting…"}
       </span>
       {state === "waiting" && (

@@ -89,9 +89,12 @@ function Message(
       <div class="msg-side">
         {grouped
           ? (
-            <time class="msg-hover-time" dateTime={m.ts} title={fullDate(m.ts)}>
-              {clock(m.ts)}
-            </time>
+            <>
+              <span class="sr-only">{m.from}</span>
+              <time class="msg-hover-time" dateTime={m.ts} title={fullDate(m.ts)}>
+                {clock(m.ts)}
+              </time>
+            </>
           )
           : <Avatar name={m.from} />}
       </div>
@@ -115,7 +118,6 @@ function Message(
           </div>
         )}
         <div class="msg-text">
-          {grouped && <span class="sr-only">{m.from}:</span>}
           <MessageText text={m.text} me={me} />
         </div>
       </div>
@@ -213,9 +215,10 @@ export function MessageList(
     if (!el || !node) return;
     conv.atBottom.value = false;
     node.scrollIntoView({ block: "center" });
+    // Restart the highlight even when the same message was found before.
+    for (const old of el.querySelectorAll(".flash")) old.classList.remove("flash");
+    void node.offsetWidth;
     node.classList.add("flash");
-    const t = setTimeout(() => node.classList.remove("flash"), 2500);
-    return () => clearTimeout(t);
   }, [focus]);
 
   const onScroll = () => {

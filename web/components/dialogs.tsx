@@ -88,6 +88,7 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
         <div class="inline-form">
           <input
             id="room-input"
+            autofocus
             name="room"
             placeholder="room-name"
             autocomplete="off"
@@ -172,6 +173,7 @@ export function DmDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
         <div class="inline-form">
           <input
             id="dm-input"
+            autofocus
             name="user"
             placeholder="name"
             autocomplete="off"

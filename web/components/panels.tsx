@@ -25,12 +25,16 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
   const conv = model.current.value;
   const online = model.online.value;
   const total = model.unreadTotal.value - (conv?.unread.value ?? 0);
+  const ready = model.ready.value;
   let subtitle = "";
   if (conv?.kind === "room") {
     const members = conv.members.value;
     const here = members.filter((m) => online.has(m)).length;
-    subtitle = `${members.length} member${members.length === 1 ? "" : "s"} · ${here} online`;
-  } else if (conv) subtitle = online.has(conv.name) ? "Online" : "Offline";
+    subtitle = `${members.length} member${members.length === 1 ? "" : "s"}`;
+    if (ready) subtitle += ` · ${here} online`;
+  } else if (conv) {
+    subtitle = !ready ? "Direct message" : online.has(conv.name) ? "Online" : "Offline";
+  }
   return (
     <header class="topbar">
       <button
@@ -42,6 +46,9 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
         <MenuIcon />
         {total > 0 && <span class="menu-dot" aria-hidden="true" />}
       </button>
+      {conv?.kind === "dm" && (
+        <Avatar name={conv.name} online={ready ? online.has(conv.name) : undefined} />
+      )}
       <div class="title">
         <h1>
           {conv ? (conv.kind === "room" ? <span class="hash">#</span> : null) : null}
@@ -174,7 +181,11 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
   }, [focusTick]);
 
   const run = () => model.runSearch(input.current?.value ?? "", scopeRef.current);
-  const here = conv ? (conv.kind === "room" ? `#${conv.name}` : conv.name) : "this conversation";
+  const here = !conv
+    ? "In this conversation"
+    : conv.kind === "room"
+    ? `In #${conv.name}`
+    : `With ${conv.name}`;
   const scope = s?.scope ?? scopeRef.current;
   return (
     <aside class="panel search-panel" aria-label="Search">
@@ -218,7 +229,7 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
                   }
                 }}
               />
-              {v === "here" ? `In ${here}` : "All rooms"}
+              {v === "here" ? here : "All rooms"}
             </label>
           ))}
         </fieldset>
