@@ -116,7 +116,8 @@ export async function openTunnel(
     if (result === "timeout") {
       // A tunnel that opens after we gave up must not stay open unannounced.
       opening.then((t) => t.close(), () => {});
-      return fail(`no answer from ngrok within ${Math.round(timeout / 1000)} s`);
+      const wait = timeout < 1000 ? `${timeout} ms` : `${Math.round(timeout / 1000)} s`;
+      return fail(`no answer from ngrok within ${wait}`);
     }
     return result;
   } catch (err) {
