@@ -151,7 +151,7 @@ export async function main(args: string[]): Promise<number> {
       default:
         if (first !== undefined && !first.startsWith("-")) {
           throw new ConfigError(
-            `Unknown command "${first}": use serve, client or user (see chat --help)`,
+            `Unknown command "${first}": use serve, client, user, health or docs (see chat --help)`,
           );
         }
         return await serve(args);
