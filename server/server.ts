@@ -15,6 +15,7 @@ import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
 import { webAppHandler } from "./static.ts";
 import type { Store } from "./store.ts";
+import { openTunnel, type Tunnel, type TunnelOpener } from "./tunnel.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -24,6 +25,8 @@ export interface ChatServer {
   hostname: string;
   /** `http://…` (or `https://…`) for local use. */
   url: string;
+  /** The public `https://…` URL of the ngrok tunnel, or null without one. */
+  publicUrl: string | null;
   /** The hub (for tests and health). */
   hub: Hub;
   /** The auth state (for tests). */
@@ -57,6 +60,8 @@ export interface StartOptions {
   authTimeout?: number;
   /** Milliseconds after which a typing flag clears. @default {5000} */
   typingTimeout?: number;
+  /** Opens the public tunnel when the configuration asks for one. @default {ngrokOpener} */
+  tunnel?: TunnelOpener;
 }
 
 /** Starts a chat server from a configuration. */
@@ -89,6 +94,7 @@ export async function startServer(
     outbox: { maxBuffered: config.maxBufferedBytes },
   });
 
+  let tunnel: Tunnel | null = null;
   const handler = createHandler({
     hub,
     log,
@@ -108,6 +114,7 @@ export async function startServer(
       rooms: (await store.rooms()).length,
       uptime: Math.round((Date.now() - started) / 1000),
       version: VERSION,
+      publicUrl: tunnel?.url ?? null,
       ...options.health?.(),
     }),
   });
@@ -130,6 +137,11 @@ export async function startServer(
     },
   }, handler);
   const addr = await listening.promise;
+  tunnel = await openTunnel(config, addr.port, {
+    log,
+    opener: options.tunnel,
+    tls: Boolean(config.certPath),
+  });
 
   const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
   let reloading = false;
@@ -148,6 +160,7 @@ export async function startServer(
     stopping ??= (async () => {
       clearInterval(ticker);
       clearInterval(reloader);
+      await tunnel?.close();
       hub.shutdown();
       await server.shutdown();
       await broker.close();
@@ -165,6 +178,7 @@ export async function startServer(
     port: addr.port,
     hostname: addr.hostname,
     url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
+    publicUrl: tunnel?.url ?? null,
     hub,
     auth,
     shutdown,
