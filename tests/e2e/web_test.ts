@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { MemoryStore } from "../../server/memory_store.ts";
 import { conversationKey } from "../../server/protocol.ts";
-import { freePort, hashPassword, startTestServer, type TestServer } from "../helpers.ts";
+import {
+  freePort,
+  hashPassword,
+  signIn as connect,
+  startTestServer,
+  type TestServer,
+} from "../helpers.ts";
 import { launchBrowser, screenshot } from "./browser.ts";
 
 const TIMEOUT = 30_000;
@@ -130,7 +136,7 @@ Deno.test("web app: two people chat in rooms and privately, across reloads and a
       users: first ? users : undefined,
       dir,
       store,
-      args: ["--port", String(port), "--allow-signup", "--history", "1000"],
+      args: ["--port", String(port), "--allow-signup", "--history", "1000", "--burst", "300"],
     });
   let server: TestServer = await start(true);
   const url = server.http + "/";
@@ -454,6 +460,36 @@ Deno.test("web app: two people chat in rooms and privately, across reloads and a
       assert.ok(place >= -50, `the message that was on top stays in view (${place}px)`);
     });
 
+    await t.step("a long unread stretch opens at the New line and is read at the end", async () => {
+      const raw = await connect(server.ws, "alice", PASSWORDS.alice);
+      try {
+        for (let i = 1; i <= 60; i++) {
+          raw.send({ type: "send", room: "ops", text: `status ${i}`, ref: `s${i}` });
+        }
+        await raw.next((f) => f.type === "message" && f.ref === "s60");
+      } finally {
+        await raw.close();
+      }
+      await badge(bob2, "#ops").filter({ hasText: "60" }).waitFor();
+      await openConv(bob2, "#ops");
+      const line = bob2.page.locator(".divider", { hasText: "New" });
+      await line.waitFor();
+      const jump = bob2.page.locator(".jump", { hasText: "60 new" });
+      await jump.waitFor();
+      const inView = (sel: string) =>
+        bob2.page.locator(sel).evaluate((el) => {
+          const list = el.closest(".messages")!.getBoundingClientRect();
+          const r = el.getBoundingClientRect();
+          return r.top >= list.top && r.bottom <= list.bottom;
+        });
+      assert.equal(await inView(".divider"), true, "the New line is on screen");
+      assert.equal(await inView(".msg[data-id]:last-child"), false, "the end is not");
+      await badge(bob, "#ops").filter({ hasText: "60" }).waitFor({ state: "attached" });
+      await jump.click();
+      await badge(bob, "#ops").waitFor({ state: "detached" });
+      assert.equal(await inView(".msg[data-id]:last-child"), true);
+    });
+
     await t.step("leaving a room takes it off every device and tells the others", async () => {
       await openConv(bob2, "#ops");
       // The members panel is open beside the messages on a wide screen.
@@ -483,5 +519,34 @@ Deno.test("web app: two people chat in rooms and privately, across reloads and a
     await browser?.close();
     await server.close();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("web app: open mode asks for a name and refuses one in use", async () => {
+  await using server = await startTestServer();
+  const browser = await launchBrowser();
+  try {
+    const url = server.http + "/";
+    const first = await person(browser, url, "dana", { phone: true });
+    const second = await person(browser, url, "dana");
+    await first.page.getByText("Pick a name to join the conversation.").waitFor();
+    assert.equal(await first.page.getByLabel("Password").count(), 0, "no password in open mode");
+    await first.page.getByLabel("Your name").fill("dana");
+    await first.page.getByRole("button", { name: "Join" }).click();
+    await ready(first);
+    await second.page.getByLabel("Your name").fill("dana");
+    await second.page.getByRole("button", { name: "Join" }).click();
+    await second.page.getByRole("alert").filter({ hasText: 'The name "dana" is taken' }).waitFor();
+    await second.page.getByLabel("Your name").fill("emil");
+    await second.page.getByRole("button", { name: "Join" }).click();
+    await ready(second);
+    await send(second, "hello from emil");
+    await first.page.locator(".msg", { hasText: "hello from emil" }).waitFor();
+    await first.page.reload();
+    await ready(first);
+    await first.page.locator(".msg", { hasText: "hello from emil" }).waitFor();
+    for (const p of [first, second]) assert.deepEqual(p.errors, [], `${p.name}: no errors`);
+  } finally {
+    await browser.close();
   }
 });

@@ -174,7 +174,7 @@ export function MessageList(
   { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
 ) {
   const ref = useRef<HTMLDivElement>(null);
-  const snap = useRef({ first: -1, height: 0, top: 0 });
+  const snap = useRef({ first: -1, height: 0, top: 0, placed: false });
   const me = model.me.value;
   const list = rows(conv, me);
   const first = conv.messages.value[0]?.id ?? 0;
@@ -188,7 +188,17 @@ export function MessageList(
     const el = ref.current;
     if (!el) return;
     const s = snap.current;
-    if (s.first === -1 || conv.atBottom.peek()) el.scrollTop = el.scrollHeight;
+    if (!s.placed && first > 0) {
+      // First sight of the messages: start at the "New" line when it would be
+      // above the screen, else at the end.
+      s.placed = true;
+      el.scrollTop = el.scrollHeight;
+      const line = el.querySelector<HTMLElement>(".divider");
+      if (line && line.offsetTop < el.scrollTop) {
+        el.scrollTop = line.offsetTop - 8;
+        conv.atBottom.value = false;
+      }
+    } else if (s.first === -1 || conv.atBottom.peek()) el.scrollTop = el.scrollHeight;
     else if (first < s.first) el.scrollTop = s.top + (el.scrollHeight - s.height);
     s.first = first;
     s.height = el.scrollHeight;
