@@ -321,3 +321,20 @@ Deno.test("ChatModel.loadOlder() pages back and jumpTo() reaches an old message"
     bob.close();
   }
 });
+
+Deno.test("ChatModel returns to sign-in with the reason when the account is removed", async () => {
+  await using t = await startTestServer({ users: await hashedUsers(), reloadInterval: 50 });
+  const bob = await signedIn(t, "bob");
+  try {
+    const users = JSON.parse(await Deno.readTextFile(`${t.dir}/users.json`));
+    delete users.bob;
+    await Deno.writeTextFile(`${t.dir}/users.json`, JSON.stringify(users));
+    await waitUntil(() => bob.phase.value === "signin", "bob is signed out");
+    assert.equal(bob.authError.value, "Your account was changed or removed: sign in again");
+    assert.equal(bob.me.value, null);
+    assert.equal(bob.convs.value.size, 0, "nothing of bob's is left on screen");
+    assert.equal(bob.conn.value, "offline", "no reconnect");
+  } finally {
+    bob.close();
+  }
+});

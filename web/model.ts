@@ -868,7 +868,8 @@ export class ChatModel {
   }
 
   #onError(f: ServerFrame & { type: "error" }): void {
-    if (!this.#welcomed) {
+    if (!this.#welcomed || f.code === "auth_failed") {
+      // Shown on the sign-in form (a 4003 close follows an auth_failed).
       this.authError.value = f.message;
       return;
     }

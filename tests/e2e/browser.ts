@@ -33,11 +33,14 @@ function exists(path: string): boolean {
  * with apt-get when running as root, and otherwise fails with what to
  * install. Never skips.
  */
-export async function ensureChromium(): Promise<string> {
-  if (exists(CHROMIUM)) return CHROMIUM;
+export async function ensureChromium(
+  options: { path?: string; root?: boolean } = {},
+): Promise<string> {
+  const path = options.path ?? CHROMIUM;
+  if (exists(path)) return path;
   const howTo =
-    `Browser tests need Chromium at "${CHROMIUM}": install the Debian package "chromium" (sudo apt-get install chromium)`;
-  if (Deno.uid() !== 0) throw new Error(howTo);
+    `Browser tests need Chromium at "${path}": install the Debian package "chromium" (sudo apt-get install chromium)`;
+  if (!(options.root ?? Deno.uid() === 0)) throw new Error(howTo);
   for (const args of [["update", "-qq"], ["install", "-y", "-qq", "chromium"]]) {
     const out = await new Deno.Command("apt-get", {
       args,
@@ -55,8 +58,8 @@ export async function ensureChromium(): Promise<string> {
       );
     }
   }
-  if (!exists(CHROMIUM)) throw new Error(`${howTo}: apt-get finished but "${CHROMIUM}" is missing`);
-  return CHROMIUM;
+  if (!exists(path)) throw new Error(`${howTo}: apt-get finished but "${path}" is missing`);
+  return path;
 }
 
 /** Launches headless Chromium (install it first with {@link ensureChromium}). */
