@@ -13,6 +13,7 @@ import { Hub } from "./hub.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
+import { SqliteStore } from "./sqlite_store.ts";
 import type { Store } from "./store.ts";
 
 /** A running chat server. */
@@ -73,7 +74,7 @@ export async function startServer(
     log,
     allowSignup: config.allowSignup,
   });
-  const store = options.store ?? new MemoryStore({ limit: config.historyLimit });
+  const store = options.store ?? openStore(config, log);
   const broker = options.broker ?? new LocalBroker(store);
   const hub = new Hub({
     store,
@@ -170,4 +171,19 @@ export async function startServer(
     finished: server.finished,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/** The configured store: the SQLite file with `--data`, memory otherwise. */
+function openStore(config: Config, log: Logger): Store {
+  if (config.dataPath) {
+    return SqliteStore.open(config.dataPath, {
+      retainDays: config.retainDays,
+      retainMessages: config.retainMessages,
+      log,
+    });
+  }
+  if (!config.redisUrl && (config.retainDays || config.retainMessages)) {
+    log.warn("--retain-days and --retain-messages need --data: history stays in memory only");
+  }
+  return new MemoryStore({ limit: config.historyLimit });
 }
