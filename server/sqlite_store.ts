@@ -76,6 +76,8 @@ interface ConvState {
   durable: number;
   /** Every id up to this one may be gone (deleted by retention). */
   trimmed: number;
+  /** The conversation has its row in `convs` (and `dm_members`, for a DM). */
+  stored: boolean;
 }
 
 interface Op {
@@ -138,7 +140,7 @@ export class SqliteStore implements Store {
       for (const r of this.#sql.overLimit.all(this.#retainMessages)) {
         const conv = String(r.conv);
         const last = Number(r.last);
-        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed) });
+        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed), stored: true });
         this.#over.add(conv);
       }
     }
@@ -423,7 +425,7 @@ export class SqliteStore implements Store {
       for (const conv of firsts.keys()) {
         const s = this.#convs.get(conv)!;
         this.#sql.setLast.run(conv, s.last);
-        const pair = dmPair(conv);
+        const pair = s.stored ? null : dmPair(conv);
         if (pair) { for (const u of pair) this.#sql.addDm.run(u, conv); }
       }
       db.exec("COMMIT");
@@ -442,6 +444,7 @@ export class SqliteStore implements Store {
       const s = this.#convs.get(conv)!;
       this.#stats.messages += s.last - s.durable;
       s.durable = s.last;
+      s.stored = true;
       if (this.#retainMessages !== undefined && s.durable - s.trimmed > this.#retainMessages) {
         this.#over.add(conv);
       }
@@ -459,8 +462,8 @@ export class SqliteStore implements Store {
     const row = this.#sql.conv.get(conv);
     if (row) {
       const last = Number(row.last);
-      s = { last, durable: last, trimmed: Number(row.trimmed) };
-    } else if (create) s = { last: 0, durable: 0, trimmed: 0 };
+      s = { last, durable: last, trimmed: Number(row.trimmed), stored: true };
+    } else if (create) s = { last: 0, durable: 0, trimmed: 0, stored: false };
     else return undefined;
     this.#convs.set(conv, s);
     return s;

@@ -89,7 +89,8 @@ Deno.test("server --data: a restart keeps history, membership, read markers and 
   }
 });
 
-Deno.test("server --data: every acknowledged message survives kill -9 in the middle of a stream", async () => {
+/** Streams sends, stops the server with `signal` mid-stream, restarts it and checks every ack. */
+async function streamThenStop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "chat-kill-" });
   const data = `${dir}/chat.db`;
   try {
@@ -115,19 +116,20 @@ Deno.test("server --data: every acknowledged message survives kill -9 in the mid
           alice.send({ type: "send", room: "general", text: `stream ${sent}`, ref: `k${sent}` });
         };
         for (let i = 0; i < 30; i++) send();
-        while (acked.size < 300) {
+        while (acked.size < 1000) {
           const m = await alice.next<F<"message">>(isAck);
           acked.set(m.ref!, m.id);
           send();
         }
         // 30 sends are in flight right now.
-        const status = await server.kill("SIGKILL");
-        assert.equal(status.signal, "SIGKILL");
+        const status = await server.kill(signal);
+        if (signal === "SIGKILL") assert.equal(status.signal, "SIGKILL");
+        else assert.equal(status.code, 0, server.output.join("\n"));
         await alice.waitClose();
         for (const f of alice.inbox) {
           if (f.type === "message" && f.ref !== undefined) acked.set(f.ref, f.id);
         }
-        assert.ok(sent > acked.size, "the kill came while sends were unacknowledged");
+        assert.ok(sent > acked.size, "the stop came while sends were unacknowledged");
       } finally {
         await closeAll(alice);
       }
@@ -159,7 +161,13 @@ Deno.test("server --data: every acknowledged message survives kill -9 in the mid
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
+
+Deno.test("server --data: every acknowledged message survives kill -9 in the middle of a stream", () =>
+  streamThenStop("SIGKILL"));
+
+Deno.test("server --data: a graceful stop (SIGTERM) mid-stream keeps every acknowledged message", () =>
+  streamThenStop("SIGTERM"));
 
 Deno.test("server --data: search shows only what the asker may see, also after a restart", async () => {
   const dir = await Deno.makeTempDir({ prefix: "chat-search-" });
