@@ -359,6 +359,22 @@ Deno.test("SqliteStore.open() refuses what it cannot use with one clear line and
     );
     assert.equal(await Deno.readTextFile(path), text, "left as it was");
   });
+  await t.step("a damaged database", async () => {
+    const whole = `${data.dir}/whole.db`;
+    const s = SqliteStore.open(whole);
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => s.append(room("r", "u", `message number ${i}`))),
+    );
+    await s.close();
+    const path = `${data.dir}/cut.db`;
+    const cut = (await Deno.readFile(whole)).slice(0, 3 * 4096);
+    await Deno.writeFile(path, cut);
+    refuse(
+      path,
+      /^Cannot open data file ".*cut\.db": it is damaged \(database disk image is malformed\): restore it from a backup or choose another --data path$/,
+    );
+    assert.deepEqual(await Deno.readFile(path), cut, "left as it was");
+  });
   await t.step("a database of another program", () => {
     const path = `${data.dir}/other.db`;
     const db = new DatabaseSync(path);
