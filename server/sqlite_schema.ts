@@ -209,7 +209,8 @@ function takeLock(path: string): Deno.FsFile {
   const existed = exists(path);
   try {
     // flock(2) locks are separate from SQLite's own fcntl(2) locks on Linux and macOS.
-    file = Deno.openSync(path, { read: true, write: true, create: true });
+    // Private messages: a new file is for its owner only (SQLite gives -wal and -shm the same mode).
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
   } catch (err) {
     if (!(err instanceof Deno.errors.PermissionDenied)) throw describe(path, err);
     throw new Error(

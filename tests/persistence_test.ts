@@ -278,6 +278,16 @@ Deno.test("server --retain-messages: keeps the newest per room in the background
   }
 });
 
+Deno.test("server: retention flags without --data warn that history stays in memory", async () => {
+  await using t = await startTestServer({ args: ["--retain-days", "3"] });
+  assert.ok(
+    t.log.includes(
+      "warning: --retain-days and --retain-messages need --data: history stays in memory only",
+    ),
+    t.log.join("\n"),
+  );
+});
+
 Deno.test("chat --data: a path it cannot use stops the server with one clear line", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "chat-badpath-" });
   const serve = (data: string, dropRoot = false) =>
@@ -368,7 +378,17 @@ Deno.test("chat --data: a path it cannot use stops the server with one clear lin
         "127.0.0.1",
         "--users",
         `${dir}/users.json`,
+        "--retain-days",
+        "30",
+        "--retain-messages",
+        "500",
       ]);
+      assert.ok(
+        first.output.includes(
+          `  History:    kept in ${path}; messages deleted after 30 days and beyond 500 per room or DM`,
+        ),
+        first.output.join("\n"),
+      );
       expectOneLine(
         await serve(path),
         /^error: Cannot use data file ".*busy\.db": another chat server is using it: stop that server or choose another --data path$/,

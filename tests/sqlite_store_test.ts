@@ -108,6 +108,14 @@ Deno.test("SqliteStore.open() finds messages, ids, rooms, members, read markers 
   );
 });
 
+Deno.test("SqliteStore.open() creates the file and its log readable by the owner only", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.append(room("r", "u", "private"));
+  assert.equal((await Deno.stat(data.path)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${data.path}-wal`)).mode! & 0o777, 0o600);
+});
+
 Deno.test("SqliteStore.close() commits the writes still queued", async () => {
   await using data = await tempData();
   const s = SqliteStore.open(data.path, { commitDelay: 60_000 });
