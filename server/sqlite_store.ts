@@ -430,7 +430,7 @@ export class SqliteStore implements Store {
       }
       db.exec("COMMIT");
     } catch (err) {
-      if (db.isTransaction) db.exec("ROLLBACK");
+      rollback(db);
       // Nothing of the batch was kept or delivered: give its ids out again.
       for (const [conv, first] of firsts) this.#convs.get(conv)!.last = first - 1;
       const error = new Error(
@@ -505,50 +505,63 @@ export class SqliteStore implements Store {
   /** Deletes up to one batch of expired messages; resolves whether more may be left. */
   #sweepBatch(): boolean {
     let budget = this.#retentionBatch;
+    let deleted = 0;
     const db = this.#db;
+    /** New watermarks, applied to memory once the transaction committed. */
+    const trimmed = new Map<string, number>();
     db.exec("BEGIN IMMEDIATE");
     try {
       const limit = this.#retainMessages;
       if (limit !== undefined) {
         for (const conv of this.#over) {
           const s = this.#convs.get(conv)!;
-          const target = s.durable - limit;
-          if (target <= s.trimmed) {
-            this.#over.delete(conv);
-            continue;
-          }
-          const upTo = Math.min(target, s.trimmed + budget);
-          this.#stats.deleted += Number(this.#sql.trimTo.run(conv, upTo).changes);
+          const upTo = Math.min(s.durable - limit, s.trimmed + budget);
+          if (upTo <= s.trimmed) continue;
+          deleted += Number(this.#sql.trimTo.run(conv, upTo).changes);
           this.#sql.setTrimmed.run(conv, upTo);
+          trimmed.set(conv, upTo);
           budget -= upTo - s.trimmed;
-          s.trimmed = upTo;
-          if (upTo >= target) this.#over.delete(conv);
           if (budget <= 0) break;
         }
       }
       if (this.#retainDays !== undefined && budget > 0) {
         const cutoff = this.#now() - this.#retainDays * DAY;
         const old = this.#sql.expired.all(cutoff, budget);
-        const tops = new Map<string, number>();
         for (const r of old) {
           this.#sql.deleteSeq.run(r.seq as number);
           const conv = String(r.conv);
-          tops.set(conv, Math.max(tops.get(conv) ?? 0, Number(r.id)));
+          trimmed.set(conv, Math.max(trimmed.get(conv) ?? 0, Number(r.id)));
         }
-        for (const [conv, top] of tops) {
-          this.#sql.setTrimmed.run(conv, top);
-          const s = this.#convs.get(conv);
-          if (s) s.trimmed = Math.max(s.trimmed, top);
-        }
-        this.#stats.deleted += old.length;
+        for (const [conv, top] of trimmed) this.#sql.setTrimmed.run(conv, top);
+        deleted += old.length;
         budget -= old.length;
       }
       db.exec("COMMIT");
     } catch (err) {
-      if (db.isTransaction) db.exec("ROLLBACK");
+      rollback(db);
       throw err;
     }
+    this.#stats.deleted += deleted;
+    for (const [conv, top] of trimmed) {
+      const s = this.#convs.get(conv);
+      if (s) s.trimmed = Math.max(s.trimmed, top);
+    }
+    if (this.#retainMessages !== undefined) {
+      for (const conv of this.#over) {
+        const s = this.#convs.get(conv)!;
+        if (s.durable - s.trimmed <= this.#retainMessages!) this.#over.delete(conv);
+      }
+    }
     return budget <= 0 || this.#over.size > 0;
+  }
+}
+
+/** Ends a failed transaction; SQLite may have rolled it back already. */
+function rollback(db: DatabaseSync): void {
+  try {
+    if (db.isTransaction) db.exec("ROLLBACK");
+  } catch {
+    // The error that got us here is the one to report.
   }
 }
 
