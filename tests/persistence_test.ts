@@ -121,7 +121,8 @@ async function streamThenStop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
           acked.set(m.ref!, m.id);
           send();
         }
-        // 30 sends are in flight right now.
+        // 30 sends are in flight; 200 more go out right before the signal.
+        for (let i = 0; i < 200; i++) send();
         const status = await server.kill(signal);
         if (signal === "SIGKILL") assert.equal(status.signal, "SIGKILL");
         else assert.equal(status.code, 0, server.output.join("\n"));
@@ -129,7 +130,9 @@ async function streamThenStop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
         for (const f of alice.inbox) {
           if (f.type === "message" && f.ref !== undefined) acked.set(f.ref, f.id);
         }
-        assert.ok(sent > acked.size, "the stop came while sends were unacknowledged");
+        if (signal === "SIGKILL") {
+          assert.ok(sent > acked.size, "the kill came while sends were unacknowledged");
+        }
       } finally {
         await closeAll(alice);
       }
