@@ -5,6 +5,7 @@
  * @module
  */
 import { docsCommand } from "./cli/docs.ts";
+import { exportCommand } from "./cli/export.ts";
 import { healthCommand } from "./cli/health.ts";
 import { USER_HELP, userCommand } from "./cli/user.ts";
 import {
@@ -25,6 +26,7 @@ Usage:
   chat [serve] [options]              Run the server (the default)
   chat client [URL] [options]         Chat from the terminal (see chat client --help)
   chat user add|passwd|remove|list    Manage users.json (see chat user --help)
+  chat export --data FILE [--room R]  Write kept messages as JSON lines (see chat export --help)
   chat health [URL]                   Check a running server (exit 0 when ok)
   chat docs [NAME]                    Read the built-in documentation
   chat --version                      Print the version
@@ -95,10 +97,18 @@ export function banner(server: ChatServer, config: Config): string {
   }
   lines.push(
     config.dataPath
-      ? `  History:    kept in ${config.dataPath}`
+      ? `  History:    kept in ${config.dataPath}${retention(config)}`
       : `  History:    in memory, last ${config.historyLimit} messages per room (add --data FILE to keep it)`,
   );
   return lines.join("\n");
+}
+
+/** What `--retain-days` and `--retain-messages` delete, for the banner. */
+function retention(config: Config): string {
+  const rules = [];
+  if (config.retainDays) rules.push(`after ${config.retainDays} days`);
+  if (config.retainMessages) rules.push(`beyond ${config.retainMessages} per room or DM`);
+  return rules.length ? `; messages deleted ${rules.join(" and ")}` : "";
 }
 
 async function serve(args: string[]): Promise<number> {
@@ -148,10 +158,12 @@ export async function main(args: string[]): Promise<number> {
           return 0;
         }
         return await userCommand(rest);
+      case "export":
+        return await exportCommand(rest, environment());
       default:
         if (first !== undefined && !first.startsWith("-")) {
           throw new ConfigError(
-            `Unknown command "${first}": use serve, client, user, health or docs (see chat --help)`,
+            `Unknown command "${first}": use serve, client, user, export, health or docs (see chat --help)`,
           );
         }
         return await serve(args);

@@ -13,6 +13,7 @@ import { Hub } from "./hub.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
+import { SqliteStore } from "./sqlite_store.ts";
 import { webAppHandler } from "./static.ts";
 import type { Store } from "./store.ts";
 import { openTunnel, type Tunnel, type TunnelOpener } from "./tunnel.ts";
@@ -79,7 +80,7 @@ export async function startServer(
     log,
     allowSignup: config.allowSignup,
   });
-  const store = options.store ?? new MemoryStore({ limit: config.historyLimit });
+  const store = options.store ?? openStore(config, log);
   const broker = options.broker ?? new LocalBroker(store);
   const hub = new Hub({
     store,
@@ -185,4 +186,19 @@ export async function startServer(
     finished: server.finished,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/** The configured store: the SQLite file with `--data`, memory otherwise. */
+function openStore(config: Config, log: Logger): Store {
+  if (config.dataPath) {
+    return SqliteStore.open(config.dataPath, {
+      retainDays: config.retainDays,
+      retainMessages: config.retainMessages,
+      log,
+    });
+  }
+  if (!config.redisUrl && (config.retainDays || config.retainMessages)) {
+    log.warn("--retain-days and --retain-messages need --data: history stays in memory only");
+  }
+  return new MemoryStore({ limit: config.historyLimit });
 }

@@ -180,6 +180,24 @@ export function storeContract(name: string, open: OpenStore): void {
     );
   });
 
+  test("search() takes quotes, operators and punctuation in the query as plain text", async (s) => {
+    const tricky = 'release "v2" now: col:umn AND NOT (x) OR y*';
+    await s.append({ conv: "ops", room: "ops", from: "alice", text: tricky });
+    await s.append({ conv: "ops", room: "ops", from: "bob", text: "plain words only" });
+    await s.flush();
+    const scope = { user: "alice", rooms: ["ops"], limit: 10 };
+    for (const q of ['"v2"', "col:umn", "NOT", "(x)", "y*", 'RELEASE "v2"']) {
+      assert.deepEqual((await s.search(q, scope)).map((m) => m.text), [tricky], q);
+    }
+    for (const q of ['"unbalanced', "NEAR(zzz", "zzz*", "{zzz}"]) {
+      assert.deepEqual(await s.search(q, scope), [], q);
+    }
+    // Only that nothing throws: backends may differ on what pure punctuation matches.
+    for (const q of ['"', "*", "(", ")", "-", "^", ":", "NEAR(", "AND", "OR NOT", "", "   "]) {
+      assert.ok(Array.isArray(await s.search(q, scope)), q);
+    }
+  });
+
   test("touchUser() and knownUser() remember who signed in", async (s) => {
     assert.equal(await s.knownUser("alice"), false);
     await s.touchUser("alice");

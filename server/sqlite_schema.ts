@@ -1,0 +1,394 @@
+/**
+ * The SQLite data file: opening it with clear errors for bad paths, the
+ * schema and its migrations. Used by {@link SqliteStore} (read-write, one
+ * server per file) and by `chat export` (read-only, safe beside a running
+ * server).
+ *
+ * The schema version lives in `PRAGMA user_version`; `PRAGMA application_id`
+ * marks the file as chat's, so a database of another program is refused
+ * instead of being written into.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { dirname, join } from "node:path";
+
+/** The schema this version of chat writes. */
+export const SCHEMA_VERSION = 2;
+
+/** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
+export const APPLICATION_ID = 0x63686174;
+
+/**
+ * Migrations in order: `MIGRATIONS[i]` turns schema `i` into schema `i + 1`.
+ * A new file runs them all. Never edit a released step: add one.
+ */
+const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
+  // 1: messages of rooms and DMs, rooms, membership, read markers, users.
+  (db) =>
+    db.exec(`
+      CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY,
+        conv TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        room TEXT,
+        recipient TEXT,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        UNIQUE (conv, id)
+      );
+      CREATE TABLE rooms (
+        name TEXT PRIMARY KEY,
+        creator TEXT NOT NULL,
+        created INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE members (
+        room TEXT NOT NULL,
+        member TEXT NOT NULL,
+        joined INTEGER NOT NULL,
+        PRIMARY KEY (room, member)
+      ) WITHOUT ROWID;
+      CREATE INDEX members_by_member ON members (member, room);
+      CREATE TABLE reads (
+        member TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (member, conv)
+      ) WITHOUT ROWID;
+      CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        first_seen INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `),
+  // 2: per-conversation watermarks (ids keep increasing and `gap` works after
+  // retention deleted messages), DM parties, full-text search, and an index
+  // on time for `--retain-days`.
+  (db) =>
+    db.exec(`
+      CREATE TABLE convs (
+        conv TEXT PRIMARY KEY,
+        last INTEGER NOT NULL,
+        trimmed INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO convs SELECT conv, max(id), min(id) - 1 FROM messages GROUP BY conv;
+      CREATE TABLE dm_members (
+        member TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        PRIMARY KEY (member, conv)
+      ) WITHOUT ROWID;
+      INSERT OR IGNORE INTO dm_members
+        SELECT substr(conv, 2, instr(conv, ':') - 2), conv FROM convs WHERE substr(conv, 1, 1) = '@';
+      INSERT OR IGNORE INTO dm_members
+        SELECT substr(conv, instr(conv, ':') + 1), conv FROM convs WHERE substr(conv, 1, 1) = '@';
+      CREATE INDEX messages_by_ts ON messages (ts);
+      CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text,
+        content = 'messages',
+        content_rowid = 'seq',
+        tokenize = 'unicode61 remove_diacritics 2'
+      );
+      INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+      CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+      END;
+      CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+      END;
+    `),
+];
+
+/** How {@link openDataFile} opens the file. */
+export interface OpenDataOptions {
+  /**
+   * Only read: no migration, no lock, the file must exist. For `chat export`.
+   * @default {false}
+   */
+  readOnly?: boolean;
+  /**
+   * `PRAGMA synchronous` for WAL mode: `"full"` syncs the log on every
+   * commit (survives power loss), `"normal"` survives a killed process only.
+   * @default {"full"}
+   */
+  synchronous?: "full" | "normal";
+}
+
+/** An open data file. */
+export interface DataFile {
+  db: DatabaseSync;
+  /** Schema version found when opening (before migrating). */
+  foundVersion: number;
+  /** Closes the database, then releases the lock. */
+  close(): void;
+}
+
+/**
+ * Opens (creating if needed), checks, locks and migrates a data file.
+ *
+ * @throws {Error} with one line that says what is wrong and what to do: the
+ * path is a directory, its directory is missing or read-only, the file is
+ * read-only, not a database, damaged, another program's database, from a
+ * newer chat, or in use by another server.
+ */
+export function openDataFile(path: string, options: OpenDataOptions = {}): DataFile {
+  const readOnly = options.readOnly ?? false;
+  checkPath(path, readOnly);
+  let lock: Deno.FsFile | undefined;
+  let db: DatabaseSync | undefined;
+  try {
+    if (!readOnly) lock = takeLock(path);
+    try {
+      db = new DatabaseSync(path, { readOnly, timeout: 5000 });
+    } catch (err) {
+      throw describe(path, err);
+    }
+    const foundVersion = prepare(db, path, readOnly, options.synchronous ?? "full");
+    const opened = db;
+    return {
+      db: opened,
+      foundVersion,
+      close() {
+        try {
+          opened.close();
+        } finally {
+          lock?.close();
+        }
+      },
+    };
+  } catch (err) {
+    try {
+      db?.close();
+    } catch {
+      // Already failing; the first error is the one to report.
+    }
+    lock?.close();
+    throw err;
+  }
+}
+
+function checkPath(path: string, readOnly: boolean): void {
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw describe(path, err);
+  }
+  if (info?.isDirectory) {
+    throw new Error(
+      `Cannot use data file "${path}": it is a directory: give a file path such as "${
+        join(path, "chat.db")
+      }"`,
+    );
+  }
+  if (info) return;
+  if (readOnly) {
+    throw new Error(`Cannot open data file "${path}": no such file: check the --data path`);
+  }
+  const dir = dirname(path);
+  let parent: Deno.FileInfo;
+  try {
+    parent = Deno.statSync(dir);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `Cannot create data file "${path}": directory "${dir}" does not exist: create it or choose another --data path`,
+      );
+    }
+    throw describe(path, err);
+  }
+  if (!parent.isDirectory) {
+    throw new Error(
+      `Cannot create data file "${path}": "${dir}" is not a directory: choose another --data path`,
+    );
+  }
+}
+
+/** One server per file: the ids of a conversation are counted in its memory. */
+function takeLock(path: string): Deno.FsFile {
+  let file: Deno.FsFile;
+  const existed = exists(path);
+  try {
+    // flock(2) locks are separate from SQLite's own fcntl(2) locks on Linux and macOS.
+    // Private messages: a new file is for its owner only (SQLite gives -wal and -shm the same mode).
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.PermissionDenied)) throw describe(path, err);
+    throw new Error(
+      existed
+        ? `Cannot write data file "${path}": it is read-only (permission denied): make it writable by the user running chat or choose another --data path`
+        : `Cannot create data file "${path}": directory "${
+          dirname(path)
+        }" is not writable (permission denied): make it writable by the user running chat or choose another --data path`,
+    );
+  }
+  let locked: boolean;
+  try {
+    locked = file.tryLockSync(true);
+  } catch (err) {
+    file.close();
+    throw describe(path, err);
+  }
+  if (!locked) {
+    file.close();
+    throw new Error(
+      `Cannot use data file "${path}": another chat server is using it: stop that server or choose another --data path`,
+    );
+  }
+  return file;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sets the connection up, identifies the file and brings its schema up to date. */
+function prepare(
+  db: DatabaseSync,
+  path: string,
+  readOnly: boolean,
+  synchronous: "full" | "normal",
+): number {
+  let version: number;
+  try {
+    if (!readOnly) {
+      const mode = db.prepare("PRAGMA journal_mode = WAL").get()?.journal_mode;
+      if (mode !== "wal") {
+        throw new Error(
+          `Cannot use data file "${path}": SQLite cannot use write-ahead logging on it (journal mode "${mode}"): put it on a local disk`,
+        );
+      }
+      db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      // Keep the log from staying large after a burst (bytes).
+      db.exec("PRAGMA journal_size_limit = 67108864");
+    }
+    version = pragma(db, "user_version");
+    const app = pragma(db, "application_id");
+    const tables = Number(
+      db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get()?.n,
+    );
+    if (app !== APPLICATION_ID && (app !== 0 || version !== 0 || tables > 0)) {
+      throw new Error(
+        `Cannot use data file "${path}": it is a SQLite database of another program: choose another --data path`,
+      );
+    }
+    if (version > SCHEMA_VERSION) {
+      throw new Error(
+        `Cannot use data file "${path}": it was written by a newer version of chat (schema ${version}, this version knows ${SCHEMA_VERSION}): upgrade chat`,
+      );
+    }
+    if (readOnly) {
+      if (version === 0) {
+        throw new Error(`Cannot read data file "${path}": it holds no chat data yet`);
+      }
+      return version;
+    }
+  } catch (err) {
+    throw describe(path, err);
+  }
+  migrate(db, path, version);
+  return version;
+}
+
+function pragma(db: DatabaseSync, name: string): number {
+  return Number(db.prepare(`PRAGMA ${name}`).get()?.[name] ?? 0);
+}
+
+/**
+ * Runs the missing migrations, one transaction each. With nothing to do it
+ * still writes the version once, so a file that cannot be written fails at
+ * start rather than at the first message.
+ */
+function migrate(db: DatabaseSync, path: string, from: number): void {
+  const steps = Math.max(1, SCHEMA_VERSION - from);
+  for (let i = 0; i < steps; i++) {
+    const to = Math.min(from + i + 1, SCHEMA_VERSION);
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        if (from + i < SCHEMA_VERSION) MIGRATIONS[from + i](db);
+        db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+        db.exec(`PRAGMA user_version = ${to}`);
+        db.exec("COMMIT");
+      } catch (err) {
+        if (db.isTransaction) db.exec("ROLLBACK");
+        throw err;
+      }
+    } catch (err) {
+      const e = describe(path, err);
+      throw from + i < SCHEMA_VERSION
+        ? new Error(`Cannot upgrade data file "${path}" to schema ${to}: ${detail(path, e)}`)
+        : e;
+    }
+  }
+}
+
+function detail(path: string, err: Error): string {
+  const prefix = new RegExp(`^Cannot [a-z]+ data file "${escape(path)}": `);
+  return err.message.replace(prefix, "");
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** SQLite result codes (the low byte of an extended code). */
+const SQLITE_BUSY = 5, SQLITE_READONLY = 8, SQLITE_CORRUPT = 11, SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26, SQLITE_READONLY_DIRECTORY = 1544;
+
+/** Turns whatever opening failed with into one line that says what to do. */
+export function describe(path: string, err: unknown): Error {
+  if (err instanceof Error && /^Cannot [a-z]+ data file "/.test(err.message)) return err;
+  const e = err as Error & { errcode?: number };
+  const code = typeof e.errcode === "number" ? e.errcode : undefined;
+  const dir = dirname(path);
+  const other = "or choose another --data path";
+  if (err instanceof Deno.errors.NotCapable) {
+    return new Error(
+      `Cannot open data file "${path}": Deno has no permission to use it: run with --allow-read and --allow-write`,
+    );
+  }
+  if (err instanceof Deno.errors.PermissionDenied) {
+    return new Error(
+      `Cannot write data file "${path}": permission denied: make it (and its directory) writable by the user running chat ${other}`,
+    );
+  }
+  if (code === SQLITE_READONLY_DIRECTORY) {
+    return new Error(
+      `Cannot write data file "${path}": directory "${dir}" is read-only and SQLite keeps "${path}-wal" and "${path}-shm" beside the file: make it writable ${other}`,
+    );
+  }
+  if (code !== undefined && (code & 0xff) === SQLITE_READONLY) {
+    return new Error(
+      `Cannot write data file "${path}": it is read-only: make it writable by the user running chat ${other}`,
+    );
+  }
+  if (code === SQLITE_NOTADB) {
+    return new Error(
+      `Cannot open data file "${path}": it is not a SQLite database: restore it from a backup ${other}`,
+    );
+  }
+  if (code !== undefined && (code & 0xff) === SQLITE_CORRUPT) {
+    return new Error(
+      `Cannot open data file "${path}": it is damaged (${e.message}): restore it from a backup ${other}`,
+    );
+  }
+  if (code !== undefined && (code & 0xff) === SQLITE_BUSY) {
+    return new Error(
+      `Cannot use data file "${path}": another program holds a lock on it: stop it and try again`,
+    );
+  }
+  if (
+    (code !== undefined && (code & 0xff) === SQLITE_CANTOPEN) ||
+    /unable to open database file/.test(e.message ?? "")
+  ) {
+    return new Error(
+      `Cannot open data file "${path}": permission denied or directory "${dir}" is not writable: make both writable by the user running chat ${other}`,
+    );
+  }
+  return new Error(`Cannot open data file "${path}": ${e.message ?? String(err)}`);
+}

@@ -1,0 +1,647 @@
+/**
+ * The durable store (`--data FILE`): everything in one SQLite file through
+ * Deno's built-in `node:sqlite`, so a restart loses nothing.
+ *
+ * Writes are grouped: every write (a message, a join, a read marker) is
+ * queued, and one transaction per tick commits the whole queue; only then do
+ * the callers' promises resolve, in the order they were made. The broker
+ * delivers and acknowledges a message after its `append` resolved, so what a
+ * sender saw acknowledged is in the file. The file is in WAL mode with
+ * `synchronous = FULL`: a commit survives `kill -9` and power loss.
+ *
+ * Message ids are given out at once from per-conversation counters (loaded
+ * from the file on first use), so the order of a conversation is fixed before
+ * the commit. Retention (`--retain-days`, `--retain-messages`) runs in the
+ * background in small transactions between deliveries.
+ *
+ * @module
+ */
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { clearImmediate, setImmediate } from "node:timers";
+import type { ChatMessage, Conversation } from "./protocol.ts";
+import type { Logger } from "./log.ts";
+import { type DataFile, openDataFile } from "./sqlite_schema.ts";
+import {
+  dmPair,
+  type Draft,
+  type JoinResult,
+  type Page,
+  type PageQuery,
+  type RoomInfo,
+  type SearchScope,
+  searchWords,
+  type Store,
+} from "./store.ts";
+
+/** Options for {@link SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /** Delete messages older than this many days. @default {undefined} (keep) */
+  retainDays?: number;
+  /** Keep at most this many messages per room or DM. @default {undefined} (keep all) */
+  retainMessages?: number;
+  /**
+   * `PRAGMA synchronous`: `"full"` survives power loss, `"normal"` only a
+   * killed process (see docs/persistence.md).
+   * @default {"full"}
+   */
+  synchronous?: "full" | "normal";
+  /** Milliseconds a write waits for others to share its transaction. @default {0} */
+  commitDelay?: number;
+  /** Milliseconds between `retainDays` sweeps. @default {60000} */
+  retentionInterval?: number;
+  /** Milliseconds after a commit before trimming to `retainMessages`. @default {1000} */
+  retentionDelay?: number;
+  /** Most messages one retention transaction deletes. @default {500} */
+  retentionBatch?: number;
+  /** Where retention problems are reported. @default {undefined} (silent) */
+  log?: Logger;
+  /** The clock, in milliseconds since the epoch (for tests). @default {Date.now} */
+  now?: () => number;
+}
+
+/** Counters of the store's work, for health and benchmarks. */
+export interface SqliteStats {
+  /** Transactions committed by the write queue. */
+  commits: number;
+  /** Messages committed. */
+  messages: number;
+  /** Messages deleted by retention. */
+  deleted: number;
+}
+
+interface ConvState {
+  /** Newest id given out (committed or queued). */
+  last: number;
+  /** Newest id committed. */
+  durable: number;
+  /** Every id up to this one may be gone (deleted by retention). */
+  trimmed: number;
+  /** The conversation has its row in `convs` (and `dm_members`, for a DM). */
+  stored: boolean;
+}
+
+interface Op {
+  run(): unknown;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+interface Row {
+  id: number;
+  room: string | null;
+  recipient: string | null;
+  sender: string;
+  text: string;
+  ts: number;
+}
+
+const DAY = 86_400_000;
+
+/** A {@link Store} in one SQLite file. */
+export class SqliteStore implements Store {
+  #file: DataFile;
+  #db: DatabaseSync;
+  #path: string;
+  #sql: ReturnType<typeof statements>;
+  #now: () => number;
+  #clock = 0;
+  #convs = new Map<string, ConvState>();
+  #users = new Set<string>();
+  #queue: Op[] = [];
+  /** Convs given a new id in the batch being built: their first id in it. */
+  #batchFirst = new Map<string, number>();
+  #timer: (() => void) | undefined;
+  #commitDelay: number;
+  #closed = false;
+  #retainDays?: number;
+  #retainMessages?: number;
+  #retentionDelay: number;
+  #retentionBatch: number;
+  #over = new Set<string>();
+  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  #sweepInterval: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<void> | null = null;
+  #log?: Logger;
+  #stats: SqliteStats = { commits: 0, messages: 0, deleted: 0 };
+
+  private constructor(file: DataFile, path: string, options: SqliteStoreOptions) {
+    this.#file = file;
+    this.#db = file.db;
+    this.#path = path;
+    this.#sql = statements(file.db);
+    this.#now = options.now ?? Date.now;
+    this.#commitDelay = options.commitDelay ?? 0;
+    this.#retainDays = options.retainDays;
+    this.#retainMessages = options.retainMessages;
+    this.#retentionDelay = options.retentionDelay ?? 1000;
+    this.#retentionBatch = options.retentionBatch ?? 500;
+    this.#log = options.log;
+    if (this.#retainMessages !== undefined) {
+      for (const r of this.#sql.overLimit.all(this.#retainMessages)) {
+        const conv = String(r.conv);
+        const last = Number(r.last);
+        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed), stored: true });
+        this.#over.add(conv);
+      }
+    }
+    if (this.#retainDays !== undefined) {
+      this.#sweepInterval = setInterval(
+        () => this.#startSweep(),
+        options.retentionInterval ?? 60_000,
+      );
+    }
+    // Catch up with retention (the limits may be new) without delaying the start.
+    if (this.#retains) this.#sweepSoon(0);
+  }
+
+  /**
+   * Opens the data file at `path`, creating and migrating it as needed.
+   *
+   * @throws {Error} with one line saying what is wrong with the path or file
+   * and what to do (see `openDataFile`).
+   * @example
+   * ```ts
+   * import { SqliteStore } from "./sqlite_store.ts";
+   * const store = SqliteStore.open(await Deno.makeTempFile({ suffix: ".db" }), { retainDays: 30 });
+   * await store.append({ conv: "general", room: "general", from: "alice", text: "hi" });
+   * await store.close();
+   * ```
+   */
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+    const file = openDataFile(path, { synchronous: options.synchronous });
+    try {
+      return new SqliteStore(file, path, options);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  /** Counters of committed work. */
+  get stats(): SqliteStats {
+    return { ...this.#stats };
+  }
+
+  get #retains(): boolean {
+    return this.#retainDays !== undefined || this.#retainMessages !== undefined;
+  }
+
+  /** Numbers and stamps the message now; resolves once its transaction has committed. */
+  append(draft: Draft): Promise<ChatMessage> {
+    if (this.#closed) return Promise.reject(closedError());
+    const state = this.#state(draft.conv, true)!;
+    const id = ++state.last;
+    if (!this.#batchFirst.has(draft.conv)) this.#batchFirst.set(draft.conv, id);
+    // Never backwards, so time order is id order (retention by age trims a prefix).
+    this.#clock = Math.max(this.#clock, this.#now());
+    const ts = this.#clock;
+    const msg: ChatMessage = draft.room !== undefined
+      ? { id, room: draft.room, from: draft.from, text: draft.text, ts: iso(ts) }
+      : { id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
+    const recipient = draft.room === undefined ? draft.to ?? null : null;
+    return this.#write(() => {
+      this.#sql.insert.run(
+        draft.conv,
+        id,
+        draft.room ?? null,
+        recipient,
+        draft.from,
+        draft.text,
+        ts,
+      );
+      return msg;
+    });
+  }
+
+  /** A page of committed history. */
+  page(conv: string, query: PageQuery): Promise<Page> {
+    return this.#read(() => {
+      const state = this.#state(conv, false);
+      if (!state) return { messages: [], more: false, gap: false };
+      const limit = Math.max(0, query.limit);
+      let rows: Row[], gap = false;
+      if (query.since !== undefined) {
+        rows = this.#sql.since.all(conv, query.since, limit + 1) as unknown as Row[];
+        gap = query.since < state.trimmed;
+      } else {
+        const before = query.before ?? Number.MAX_SAFE_INTEGER;
+        rows = this.#sql.before.all(conv, before, limit + 1) as unknown as Row[];
+      }
+      const more = rows.length > limit;
+      if (more) rows.pop();
+      if (query.since === undefined) rows.reverse();
+      return { messages: rows.map(toMessage), more, gap };
+    });
+  }
+
+  /**
+   * Full-text search (FTS5): every word must start a word of the message
+   * (`dep` finds "deploy"), accents and case ignored, newest first. Words are
+   * quoted, so operators and punctuation in `q` are plain text.
+   */
+  search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
+    return this.#read(() => {
+      const words = searchWords(q).filter((w) => /[\p{L}\p{N}]/u.test(w));
+      if (words.length === 0 || scope.limit <= 0) return [];
+      const match = words.map((w) => `"${w.replaceAll('"', '""')}"*`).join(" ");
+      let convs = [
+        ...scope.rooms,
+        ...this.#sql.dmsOf.all(scope.user).map((r) => String(r.conv)),
+      ];
+      if (scope.conv !== undefined) convs = convs.includes(scope.conv) ? [scope.conv] : [];
+      if (convs.length === 0) return [];
+      const rows = this.#sql.search.all(match, JSON.stringify(convs), scope.limit);
+      return (rows as unknown as Row[]).map(toMessage);
+    });
+  }
+
+  /** Every room with its member count, by name. */
+  rooms(): Promise<RoomInfo[]> {
+    return this.#read(() => {
+      const out = this.#sql.rooms.all().map((r) => ({
+        name: String(r.name),
+        members: Number(r.members),
+      }));
+      return out.sort((a, b) => a.name.localeCompare(b.name));
+    });
+  }
+
+  /** Whether the room exists. */
+  roomExists(room: string): Promise<boolean> {
+    return this.#read(() => this.#sql.roomExists.get(room) !== undefined);
+  }
+
+  /** Adds a member (creating the room) in the next commit. */
+  join(user: string, room: string): Promise<JoinResult> {
+    return this.#write(() => {
+      const created = this.#sql.createRoom.run(room, user, this.#now()).changes > 0;
+      const added = this.#sql.addMember.run(room, user, this.#now()).changes > 0;
+      return { added, created };
+    });
+  }
+
+  /** Number of rooms the user created. */
+  roomsCreatedBy(user: string): Promise<number> {
+    return this.#read(() => Number(this.#sql.createdBy.get(user)?.n ?? 0));
+  }
+
+  /** Removes a member in the next commit; the room stays. */
+  leave(user: string, room: string): Promise<boolean> {
+    return this.#write(() => this.#sql.removeMember.run(room, user).changes > 0);
+  }
+
+  /** Rooms of a user. */
+  roomsOf(user: string): Promise<string[]> {
+    return this.#read(() => this.#sql.roomsOf.all(user).map((r) => String(r.room)));
+  }
+
+  /** Members of a room. */
+  members(room: string): Promise<string[]> {
+    return this.#read(() => this.#sql.members.all(room).map((r) => String(r.member)));
+  }
+
+  /** The user's rooms and DMs with committed newest ids and read markers. */
+  conversations(user: string): Promise<Conversation[]> {
+    return this.#read(() => {
+      const out: Conversation[] = [];
+      for (const r of this.#sql.roomConvs.all(user)) {
+        out.push({ room: String(r.conv), last: Number(r.last), read: Number(r.read) });
+      }
+      for (const r of this.#sql.dmConvs.all(user)) {
+        const [a, b] = dmPair(String(r.conv))!;
+        out.push({ to: a === user ? b : a, last: Number(r.last), read: Number(r.read) });
+      }
+      return out;
+    });
+  }
+
+  /** Moves a read marker forward (up to the newest id given out) in the next commit. */
+  setRead(user: string, conv: string, id: number): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError());
+    const last = this.#state(conv, false)?.last ?? 0;
+    const want = Math.max(0, Math.min(id, last));
+    return this.#write(() => Number(this.#sql.setRead.get(user, conv, want)?.id));
+  }
+
+  /** Remembers a user (one write the first time only). */
+  touchUser(user: string): Promise<void> {
+    if (this.#users.has(user)) return Promise.resolve();
+    return this.#write(() => {
+      this.#sql.touchUser.run(user, this.#now());
+    }).then(() => {
+      this.#users.add(user);
+    });
+  }
+
+  /** Whether the user ever signed in. */
+  knownUser(user: string): Promise<boolean> {
+    return this.#read(() => {
+      if (this.#users.has(user)) return true;
+      const known = this.#sql.knownUser.get(user) !== undefined;
+      if (known) this.#users.add(user);
+      return known;
+    });
+  }
+
+  /**
+   * Commits the queue now, then lets retention catch up, so that what the
+   * caller reads next is settled. Rejects if the commit failed.
+   */
+  async flush(): Promise<void> {
+    const err = this.#commit();
+    if (err) throw err;
+    if (!this.#retains || this.#closed) return;
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    await this.#sweeping;
+    await this.#startSweep();
+  }
+
+  /** Commits what is queued, stops retention and closes the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#sweepTimer);
+    clearInterval(this.#sweepInterval);
+    this.#commit();
+    await this.#sweeping;
+    try {
+      // Cheap upkeep SQLite recommends before closing: refreshes planner statistics.
+      this.#db.exec("PRAGMA analysis_limit = 400; PRAGMA optimize");
+    } catch {
+      // Only statistics: closing matters more.
+    }
+    this.#file.close();
+  }
+
+  // -------------------------------------------------------------------------
+  // Reads and the write queue
+
+  /** Runs a read of committed data; a failure (or a closed store) rejects. */
+  #read<T>(run: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
+    try {
+      return Promise.resolve(run());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #write<T>(run: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+    this.#timer ??= this.#schedule(() => this.#commit());
+    return promise;
+  }
+
+  /**
+   * Runs `fn` after the I/O that is ready now (every frame that arrived in the
+   * meantime joins the batch), or after `commitDelay`; returns a cancel.
+   */
+  #schedule(fn: () => void): () => void {
+    if (this.#commitDelay > 0) {
+      const t = setTimeout(fn, this.#commitDelay);
+      return () => clearTimeout(t);
+    }
+    const t = setImmediate(fn);
+    return () => clearImmediate(t);
+  }
+
+  /** Commits every queued write in one transaction; returns the error if it failed. */
+  #commit(): Error | null {
+    this.#timer?.();
+    this.#timer = undefined;
+    const ops = this.#queue;
+    const firsts = this.#batchFirst;
+    if (ops.length === 0) return null;
+    this.#queue = [];
+    this.#batchFirst = new Map();
+    const results: unknown[] = [];
+    const db = this.#db;
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      for (const op of ops) results.push(op.run());
+      for (const conv of firsts.keys()) {
+        const s = this.#convs.get(conv)!;
+        this.#sql.setLast.run(conv, s.last);
+        const pair = s.stored ? null : dmPair(conv);
+        if (pair) { for (const u of pair) this.#sql.addDm.run(u, conv); }
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      rollback(db);
+      // Nothing of the batch was kept or delivered: give its ids out again.
+      for (const [conv, first] of firsts) this.#convs.get(conv)!.last = first - 1;
+      const error = new Error(
+        `Cannot save to data file "${this.#path}": ${(err as Error).message}`,
+      );
+      for (const op of ops) op.reject(error);
+      return error;
+    }
+    this.#stats.commits++;
+    for (const [conv] of firsts) {
+      const s = this.#convs.get(conv)!;
+      this.#stats.messages += s.last - s.durable;
+      s.durable = s.last;
+      s.stored = true;
+      if (this.#retainMessages !== undefined && s.durable - s.trimmed > this.#retainMessages) {
+        this.#over.add(conv);
+      }
+    }
+    for (let i = 0; i < ops.length; i++) ops[i].resolve(results[i]);
+    if (this.#over.size > 0) this.#sweepSoon(this.#retentionDelay);
+    return null;
+  }
+
+  #state(conv: string, create: true): ConvState;
+  #state(conv: string, create: false): ConvState | undefined;
+  #state(conv: string, create: boolean): ConvState | undefined {
+    let s = this.#convs.get(conv);
+    if (s) return s;
+    const row = this.#sql.conv.get(conv);
+    if (row) {
+      const last = Number(row.last);
+      s = { last, durable: last, trimmed: Number(row.trimmed), stored: true };
+    } else if (create) s = { last: 0, durable: 0, trimmed: 0, stored: false };
+    else return undefined;
+    this.#convs.set(conv, s);
+    return s;
+  }
+
+  // -------------------------------------------------------------------------
+  // Retention
+
+  #sweepSoon(delay: number): void {
+    if (this.#closed || this.#sweepTimer !== undefined) return;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined;
+      this.#startSweep();
+    }, delay);
+  }
+
+  #startSweep(): Promise<void> {
+    this.#sweeping ??= this.#sweepLoop().finally(() => {
+      this.#sweeping = null;
+    });
+    return this.#sweeping;
+  }
+
+  /** Small transactions with a turn of the event loop between them. */
+  async #sweepLoop(): Promise<void> {
+    while (!this.#closed) {
+      let more: boolean;
+      try {
+        more = this.#sweepBatch();
+      } catch (err) {
+        this.#log?.warn(`Retention paused: ${(err as Error).message}`);
+        return;
+      }
+      if (!more) return;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  }
+
+  /** Deletes up to one batch of expired messages; resolves whether more may be left. */
+  #sweepBatch(): boolean {
+    let budget = this.#retentionBatch;
+    let deleted = 0;
+    const db = this.#db;
+    /** New watermarks, applied to memory once the transaction committed. */
+    const trimmed = new Map<string, number>();
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const limit = this.#retainMessages;
+      if (limit !== undefined) {
+        for (const conv of this.#over) {
+          const s = this.#convs.get(conv)!;
+          const upTo = Math.min(s.durable - limit, s.trimmed + budget);
+          if (upTo <= s.trimmed) continue;
+          deleted += Number(this.#sql.trimTo.run(conv, upTo).changes);
+          this.#sql.setTrimmed.run(conv, upTo);
+          trimmed.set(conv, upTo);
+          budget -= upTo - s.trimmed;
+          if (budget <= 0) break;
+        }
+      }
+      if (this.#retainDays !== undefined && budget > 0) {
+        const cutoff = this.#now() - this.#retainDays * DAY;
+        const old = this.#sql.expired.all(cutoff, budget);
+        for (const r of old) {
+          this.#sql.deleteSeq.run(r.seq as number);
+          const conv = String(r.conv);
+          trimmed.set(conv, Math.max(trimmed.get(conv) ?? 0, Number(r.id)));
+        }
+        for (const [conv, top] of trimmed) this.#sql.setTrimmed.run(conv, top);
+        deleted += old.length;
+        budget -= old.length;
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      rollback(db);
+      throw err;
+    }
+    this.#stats.deleted += deleted;
+    for (const [conv, top] of trimmed) {
+      const s = this.#convs.get(conv);
+      if (s) s.trimmed = Math.max(s.trimmed, top);
+    }
+    if (this.#retainMessages !== undefined) {
+      for (const conv of this.#over) {
+        const s = this.#convs.get(conv)!;
+        if (s.durable - s.trimmed <= this.#retainMessages!) this.#over.delete(conv);
+      }
+    }
+    return budget <= 0 || this.#over.size > 0;
+  }
+}
+
+/** Ends a failed transaction; SQLite may have rolled it back already. */
+function rollback(db: DatabaseSync): void {
+  try {
+    if (db.isTransaction) db.exec("ROLLBACK");
+  } catch {
+    // The error that got us here is the one to report.
+  }
+}
+
+function closedError(): Error {
+  return new Error("The data file is closed");
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function toMessage(r: Row): ChatMessage {
+  const ts = iso(Number(r.ts));
+  return r.room !== null
+    ? { id: Number(r.id), room: r.room, from: r.sender, text: r.text, ts }
+    : { id: Number(r.id), to: r.recipient ?? undefined, from: r.sender, text: r.text, ts };
+}
+
+const COLUMNS = "id, room, recipient, sender, text, ts";
+
+function statements(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    insert: p(
+      `INSERT INTO messages (conv, id, room, recipient, sender, text, ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    conv: p("SELECT last, trimmed FROM convs WHERE conv = ?"),
+    setLast: p(
+      `INSERT INTO convs (conv, last, trimmed) VALUES (?1, ?2, 0)
+       ON CONFLICT (conv) DO UPDATE SET last = max(last, excluded.last)`,
+    ),
+    setTrimmed: p("UPDATE convs SET trimmed = max(trimmed, ?2) WHERE conv = ?1"),
+    overLimit: p("SELECT conv, last, trimmed FROM convs WHERE last - trimmed > ?"),
+    addDm: p("INSERT OR IGNORE INTO dm_members (member, conv) VALUES (?, ?)"),
+    dmsOf: p("SELECT conv FROM dm_members WHERE member = ?"),
+    since: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id > ? ORDER BY id LIMIT ?`),
+    before: p(
+      `SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+    ),
+    search: p(
+      `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts
+       FROM messages_fts JOIN messages AS m ON m.seq = messages_fts.rowid
+       WHERE messages_fts MATCH ?1 AND m.conv IN (SELECT value FROM json_each(?2))
+       ORDER BY messages_fts.rowid DESC LIMIT ?3`,
+    ),
+    rooms: p(
+      `SELECT r.name, (SELECT count(*) FROM members AS m WHERE m.room = r.name) AS members
+       FROM rooms AS r`,
+    ),
+    roomExists: p("SELECT 1 FROM rooms WHERE name = ?"),
+    createRoom: p("INSERT OR IGNORE INTO rooms (name, creator, created) VALUES (?, ?, ?)"),
+    createdBy: p("SELECT count(*) AS n FROM rooms WHERE creator = ?"),
+    addMember: p("INSERT OR IGNORE INTO members (room, member, joined) VALUES (?, ?, ?)"),
+    removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),
+    roomsOf: p("SELECT room FROM members WHERE member = ? ORDER BY room"),
+    members: p("SELECT member FROM members WHERE room = ? ORDER BY member"),
+    roomConvs: p(
+      `SELECT m.room AS conv, coalesce(c.last, 0) AS last, coalesce(r.id, 0) AS read
+       FROM members AS m
+       LEFT JOIN convs AS c ON c.conv = m.room
+       LEFT JOIN reads AS r ON r.member = m.member AND r.conv = m.room
+       WHERE m.member = ?1 ORDER BY m.room`,
+    ),
+    dmConvs: p(
+      `SELECT d.conv, coalesce(c.last, 0) AS last, coalesce(r.id, 0) AS read
+       FROM dm_members AS d
+       LEFT JOIN convs AS c ON c.conv = d.conv
+       LEFT JOIN reads AS r ON r.member = d.member AND r.conv = d.conv
+       WHERE d.member = ?1 ORDER BY d.conv`,
+    ),
+    setRead: p(
+      `INSERT INTO reads (member, conv, id) VALUES (?, ?, ?)
+       ON CONFLICT (member, conv) DO UPDATE SET id = max(id, excluded.id)
+       RETURNING id`,
+    ),
+    touchUser: p("INSERT OR IGNORE INTO users (name, first_seen) VALUES (?, ?)"),
+    knownUser: p("SELECT 1 FROM users WHERE name = ?"),
+    trimTo: p("DELETE FROM messages WHERE conv = ? AND id <= ?"),
+    expired: p("SELECT seq, conv, id FROM messages WHERE ts < ? ORDER BY ts LIMIT ?"),
+    deleteSeq: p("DELETE FROM messages WHERE seq = ?"),
+  } satisfies Record<string, StatementSync>;
+}

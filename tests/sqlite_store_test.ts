@@ -1,0 +1,436 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { conversationKey } from "../server/protocol.ts";
+import { APPLICATION_ID, SCHEMA_VERSION } from "../server/sqlite_schema.ts";
+import { SqliteStore, type SqliteStoreOptions } from "../server/sqlite_store.ts";
+import type { Draft } from "../server/store.ts";
+import { storeContract } from "./store_contract.ts";
+
+storeContract("SqliteStore", async ({ keep }) => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-sqlite-" });
+  const store = SqliteStore.open(`${dir}/chat.db`, { retainMessages: keep });
+  const close = store.close.bind(store);
+  store.close = async () => {
+    await close();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return store;
+});
+
+/** A temporary directory with `chat.db` in it, removed on dispose. */
+async function tempData(): Promise<{ dir: string; path: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "chat-sqlite-" });
+  return {
+    dir,
+    path: `${dir}/chat.db`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+/** Opens a store that closes on dispose. */
+function open(path: string, options?: SqliteStoreOptions): SqliteStore & AsyncDisposable {
+  const store = SqliteStore.open(path, options);
+  return Object.assign(store, { [Symbol.asyncDispose]: () => store.close() });
+}
+
+/** A second, independent connection: sees only what was committed. */
+function peek<T>(path: string, fn: (db: DatabaseSync) => T): T {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function count(path: string, where = "1"): number {
+  return peek(
+    path,
+    (db) => Number(db.prepare(`SELECT count(*) AS n FROM messages WHERE ${where}`).get()!.n),
+  );
+}
+
+const room = (r: string, from: string, text: string): Draft => ({ conv: r, room: r, from, text });
+const dm = (from: string, to: string, text: string): Draft => ({
+  conv: conversationKey(from, { to }),
+  to,
+  from,
+  text,
+});
+
+Deno.test("SqliteStore.open() finds messages, ids, rooms, members, read markers and users after a reopen", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.touchUser("alice");
+    await s.touchUser("bob");
+    await s.join("alice", "general");
+    await s.join("bob", "general");
+    await s.join("alice", "ops");
+    await s.join("bob", "ops");
+    await s.leave("bob", "ops");
+    for (let i = 1; i <= 5; i++) await s.append(room("general", "alice", `g${i}`));
+    await s.append(dm("alice", "bob", "psst"));
+    await s.setRead("bob", "general", 3);
+    await s.setRead("bob", conversationKey("alice", { to: "bob" }), 1);
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.rooms(), [{ name: "general", members: 2 }, { name: "ops", members: 1 }]);
+  assert.deepEqual(await s.members("general"), ["alice", "bob"]);
+  assert.deepEqual(await s.roomsOf("bob"), ["general"]);
+  assert.equal(await s.roomsCreatedBy("alice"), 2);
+  assert.equal(await s.knownUser("bob"), true);
+  assert.equal(await s.knownUser("carol"), false);
+  assert.deepEqual(await s.conversations("bob"), [
+    { room: "general", last: 5, read: 3 },
+    { to: "alice", last: 1, read: 1 },
+  ]);
+  const page = await s.page("general", { since: 2, limit: 10 });
+  assert.deepEqual(page.messages.map((m) => [m.id, m.text]), [[3, "g3"], [4, "g4"], [5, "g5"]]);
+  assert.equal(page.gap, false);
+  const next = await s.append(room("general", "bob", "g6"));
+  assert.equal(next.id, 6, "ids continue after a reopen");
+  const reply = await s.append(dm("bob", "alice", "hi"));
+  assert.equal(reply.id, 2);
+  assert.deepEqual(
+    (await s.page(conversationKey("alice", { to: "bob" }), { limit: 5 })).messages.map((m) => ({
+      id: m.id,
+      to: m.to,
+      from: m.from,
+      text: m.text,
+    })),
+    [{ id: 1, to: "bob", from: "alice", text: "psst" }, {
+      id: 2,
+      to: "alice",
+      from: "bob",
+      text: "hi",
+    }],
+  );
+});
+
+Deno.test("SqliteStore.open() creates the file and its log readable by the owner only", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.append(room("r", "u", "private"));
+  assert.equal((await Deno.stat(data.path)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${data.path}-wal`)).mode! & 0o777, 0o600);
+});
+
+Deno.test("SqliteStore.close() commits the writes still queued", async () => {
+  await using data = await tempData();
+  const s = SqliteStore.open(data.path, { commitDelay: 60_000 });
+  const pending = [s.append(room("r", "u", "one")), s.append(room("r", "u", "two"))];
+  assert.equal(count(data.path), 0, "nothing is committed before the tick");
+  await s.close();
+  assert.deepEqual((await Promise.all(pending)).map((m) => m.id), [1, 2]);
+  assert.equal(count(data.path), 2);
+  await assert.rejects(s.append(room("r", "u", "late")), /closed/);
+});
+
+Deno.test("SqliteStore.append() resolves after its transaction committed; a tick shares one transaction", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  const first = await s.append(room("r", "u", "hello"));
+  assert.equal(count(data.path, "id = 1"), 1, "another connection sees it once append resolved");
+  assert.equal(first.id, 1);
+  const before = s.stats.commits;
+  const writes = await Promise.all([
+    ...Array.from({ length: 50 }, (_, i) => s.append(room("r", "u", `m${i}`))),
+    s.join("u", "r"),
+    s.setRead("u", "r", 40),
+  ]);
+  assert.equal(s.stats.commits - before, 1, "51 messages, a join and a read marker: one commit");
+  assert.deepEqual(writes.slice(0, 50).map((m) => (m as { id: number }).id).at(-1), 51);
+  assert.deepEqual(writes[50], { added: true, created: true });
+  assert.equal(writes[51], 40);
+  assert.equal(count(data.path), 51);
+});
+
+Deno.test("SqliteStore.append() rejects every write of a failed commit and gives its ids out again", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.append(room("r", "u", "ok"));
+  // A real failure inside the commit: another connection adds a trigger that aborts.
+  const db = new DatabaseSync(data.path);
+  db.exec(`CREATE TRIGGER boom BEFORE INSERT ON messages WHEN new.text = 'boom'
+           BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+  db.close();
+  const batch = [
+    s.append(room("r", "u", "innocent")),
+    s.append(room("r", "u", "boom")),
+    s.join("u", "r"),
+  ];
+  const results = await Promise.allSettled(batch);
+  for (const r of results) {
+    assert.equal(r.status, "rejected");
+    assert.match(
+      (r as PromiseRejectedResult).reason.message,
+      /Cannot save to data file ".*": disk says no/,
+    );
+  }
+  assert.equal(count(data.path), 1, "nothing of the failed transaction was kept");
+  assert.deepEqual(await s.members("r"), []);
+  const again = await s.append(room("r", "u", "after"));
+  assert.equal(again.id, 2, "the ids of the failed transaction are given out again");
+  assert.deepEqual((await s.page("r", { limit: 10 })).messages.map((m) => m.text), ["ok", "after"]);
+});
+
+Deno.test("SqliteStore retainMessages trims only what is over the limit; ids and gap survive a reopen", async () => {
+  await using data = await tempData();
+  const ab = conversationKey("alice", { to: "bob" });
+  {
+    await using s = open(data.path, { retainMessages: 3 });
+    for (let i = 1; i <= 10; i++) await s.append(room("big", "alice", `big ${i}`));
+    for (let i = 1; i <= 2; i++) await s.append(room("small", "alice", `small ${i}`));
+    for (let i = 1; i <= 5; i++) await s.append(dm("alice", "bob", `dm ${i}`));
+    await s.flush();
+    assert.deepEqual((await s.page("big", { limit: 50 })).messages.map((m) => m.id), [8, 9, 10]);
+    assert.deepEqual((await s.page("small", { limit: 50 })).messages.map((m) => m.id), [1, 2]);
+    assert.deepEqual((await s.page(ab, { limit: 50 })).messages.map((m) => m.id), [3, 4, 5]);
+    assert.equal(count(data.path), 8, "the rows are gone from the file");
+    const scope = { user: "alice", rooms: ["big", "small"], limit: 50 };
+    assert.deepEqual(
+      (await s.search("big", scope)).map((m) => m.id),
+      [10, 9, 8],
+      "and from search",
+    );
+    assert.equal(s.stats.deleted, 9);
+  }
+  await using s = open(data.path);
+  const resume = await s.page("big", { since: 2, limit: 50 });
+  assert.deepEqual([resume.messages.map((m) => m.id), resume.gap], [[8, 9, 10], true]);
+  assert.equal((await s.page("big", { since: 7, limit: 50 })).gap, false);
+  assert.equal((await s.page("small", { since: 0, limit: 50 })).gap, false);
+  assert.equal((await s.append(room("big", "bob", "eleven"))).id, 11);
+  assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 5, read: 0 }]);
+});
+
+Deno.test("SqliteStore retainDays deletes only older messages; ids continue after everything is gone", async () => {
+  await using data = await tempData();
+  let now = Date.parse("2030-01-01T00:00:00Z");
+  const clock = () => now;
+  const ab = conversationKey("alice", { to: "bob" });
+  {
+    await using s = open(data.path, { now: clock });
+    for (let i = 1; i <= 3; i++) await s.append(room("r", "alice", `old ${i}`));
+    await s.append(dm("alice", "bob", "old dm"));
+    now += 10 * 86_400_000;
+    for (let i = 4; i <= 5; i++) await s.append(room("r", "alice", `new ${i}`));
+  }
+  {
+    await using s = open(data.path, { now: clock, retainDays: 7 });
+    await s.flush();
+    const page = await s.page("r", { since: 0, limit: 50 });
+    assert.deepEqual(page.messages.map((m) => m.text), ["new 4", "new 5"]);
+    assert.equal(page.gap, true);
+    assert.deepEqual((await s.page(ab, { limit: 50 })).messages, []);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    now += 30 * 86_400_000;
+    await s.flush();
+    assert.equal(count(data.path), 0, "everything is older than 7 days now");
+  }
+  await using s = open(data.path, { now: clock, retainDays: 7 });
+  assert.equal((await s.append(room("r", "bob", "fresh"))).id, 6);
+  assert.equal((await s.append(dm("bob", "alice", "fresh dm"))).id, 2);
+  const page = await s.page("r", { since: 3, limit: 50 });
+  assert.deepEqual([page.messages.map((m) => m.id), page.gap], [[6], true]);
+});
+
+Deno.test("SqliteStore retention deletes in small batches between writes", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await Promise.all(Array.from({ length: 3000 }, (_, i) => s.append(room("r", "u", `m${i}`))));
+  }
+  await using s = open(data.path, { retainMessages: 10, retentionBatch: 100 });
+  const deadline = Date.now() + 15_000;
+  while (count(data.path) === 3000) {
+    assert.ok(Date.now() < deadline, "the sweep starts by itself");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  const msg = await s.append(room("r", "u", "while trimming"));
+  assert.equal(msg.id, 3001);
+  const left = count(data.path);
+  assert.ok(left > 11 && left < 3001, `the append committed between two batches (${left} rows)`);
+  await s.flush();
+  assert.equal(count(data.path), 10);
+  assert.deepEqual((await s.page("r", { limit: 1 })).messages.map((m) => m.text), [
+    "while trimming",
+  ]);
+});
+
+Deno.test("SqliteStore.search() matches word prefixes, ignores case and accents, keeps DMs private", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.append(room("ops", "alice", "Déploiement du café terminé"));
+  await s.append(room("ops", "bob", "deployment at 10:00"));
+  await s.append(room("hr", "carol", "deployment of salaries"));
+  await s.append(dm("bob", "carol", "deployment gossip"));
+  const alice = { user: "alice", rooms: ["ops"], limit: 10 };
+  assert.deepEqual((await s.search("DEPLOY", alice)).map((m) => m.from), ["bob"]);
+  assert.deepEqual((await s.search("deploiement cafe", alice)).map((m) => m.from), ["alice"]);
+  assert.deepEqual((await s.search("10:00", alice)).map((m) => m.from), ["bob"]);
+  assert.deepEqual(
+    await s.search("deployment", { ...alice, conv: "hr" }),
+    [],
+    "not a room of hers",
+  );
+  const bc = conversationKey("bob", { to: "carol" });
+  assert.deepEqual(await s.search("gossip", { ...alice, conv: bc }), [], "not her DM");
+  assert.deepEqual(
+    (await s.search("deployment", { user: "carol", rooms: ["hr"], limit: 10 })).map((m) => m.text),
+    ["deployment gossip", "deployment of salaries"],
+  );
+});
+
+Deno.test("SqliteStore.open() migrates a version 1 file in place", async () => {
+  await using data = await tempData();
+  // Schema 1 as chat wrote it: no FTS index, no watermarks, no DM table.
+  const v1 = new DatabaseSync(data.path);
+  v1.exec(`
+    PRAGMA application_id = ${APPLICATION_ID};
+    PRAGMA user_version = 1;
+    CREATE TABLE messages (seq INTEGER PRIMARY KEY, conv TEXT NOT NULL, id INTEGER NOT NULL,
+      room TEXT, recipient TEXT, sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
+      UNIQUE (conv, id));
+    CREATE TABLE rooms (name TEXT PRIMARY KEY, creator TEXT NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE members (room TEXT NOT NULL, member TEXT NOT NULL, joined INTEGER NOT NULL,
+      PRIMARY KEY (room, member)) WITHOUT ROWID;
+    CREATE INDEX members_by_member ON members (member, room);
+    CREATE TABLE reads (member TEXT NOT NULL, conv TEXT NOT NULL, id INTEGER NOT NULL,
+      PRIMARY KEY (member, conv)) WITHOUT ROWID;
+    CREATE TABLE users (name TEXT PRIMARY KEY, first_seen INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO rooms VALUES ('general', 'alice', 1700000000000);
+    INSERT INTO members VALUES ('general', 'alice', 1700000000000), ('general', 'bob', 1700000000000);
+    INSERT INTO users VALUES ('alice', 1700000000000), ('bob', 1700000000000);
+    INSERT INTO messages (conv, id, room, recipient, sender, text, ts) VALUES
+      ('general', 5, 'general', NULL, 'alice', 'the deploy is done', 1700000000005),
+      ('general', 6, 'general', NULL, 'bob', 'thanks', 1700000000006),
+      ('@alice:bob', 1, NULL, 'bob', 'alice', 'secret deploy key', 1700000000007);
+    INSERT INTO reads VALUES ('bob', 'general', 5);
+  `);
+  v1.close();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    const page = await s.page("general", { since: 1, limit: 10 });
+    assert.deepEqual(page.messages.map((m) => m.text), ["the deploy is done", "thanks"]);
+    assert.equal(page.gap, true, "ids 1-4 were gone before the migration");
+    assert.equal(page.messages[0].ts, new Date(1700000000005).toISOString());
+    assert.equal((await s.page("general", { since: 4, limit: 10 })).gap, false);
+    assert.deepEqual(await s.conversations("bob"), [
+      { room: "general", last: 6, read: 5 },
+      { to: "alice", last: 1, read: 0 },
+    ]);
+    const found = await s.search("deploy", { user: "bob", rooms: ["general"], limit: 10 });
+    assert.deepEqual(found.map((m) => m.text), ["secret deploy key", "the deploy is done"]);
+    assert.deepEqual(await s.search("deploy", { user: "carol", rooms: [], limit: 10 }), []);
+    assert.equal((await s.append(room("general", "bob", "new"))).id, 7);
+    assert.equal(await s.knownUser("alice"), true);
+  }
+  await using s = open(data.path);
+  assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.id), [5, 6, 7]);
+});
+
+Deno.test("SqliteStore.open() refuses what it cannot use with one clear line and changes nothing", async (t) => {
+  await using data = await tempData();
+  const refuse = (path: string, pattern: RegExp) => {
+    assert.throws(() => SqliteStore.open(path), (err: Error) => {
+      assert.match(err.message, pattern);
+      assert.doesNotMatch(err.message, /\n/, "one line");
+      return true;
+    });
+  };
+  await t.step("a directory", async () => {
+    await Deno.mkdir(`${data.dir}/sub`);
+    refuse(
+      `${data.dir}/sub`,
+      /^Cannot use data file ".*\/sub": it is a directory: give a file path such as ".*\/sub\/chat\.db"$/,
+    );
+  });
+  await t.step("a missing directory", () => {
+    refuse(
+      `${data.dir}/nope/chat.db`,
+      /^Cannot create data file ".*": directory ".*\/nope" does not exist: create it or choose another --data path$/,
+    );
+  });
+  await t.step("a file that is not a database", async () => {
+    const path = `${data.dir}/notes.txt`;
+    const text = "dear diary, ".repeat(400);
+    await Deno.writeTextFile(path, text);
+    refuse(
+      path,
+      /^Cannot open data file ".*notes\.txt": it is not a SQLite database: restore it from a backup or choose another --data path$/,
+    );
+    assert.equal(await Deno.readTextFile(path), text, "left as it was");
+  });
+  await t.step("a damaged database", async () => {
+    const whole = `${data.dir}/whole.db`;
+    const s = SqliteStore.open(whole);
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => s.append(room("r", "u", `message number ${i}`))),
+    );
+    await s.close();
+    const path = `${data.dir}/cut.db`;
+    const cut = (await Deno.readFile(whole)).slice(0, 3 * 4096);
+    await Deno.writeFile(path, cut);
+    refuse(
+      path,
+      /^Cannot open data file ".*cut\.db": it is damaged \(database disk image is malformed\): restore it from a backup or choose another --data path$/,
+    );
+    assert.deepEqual(await Deno.readFile(path), cut, "left as it was");
+  });
+  await t.step("a database of another program", () => {
+    const path = `${data.dir}/other.db`;
+    const db = new DatabaseSync(path);
+    db.exec("CREATE TABLE invoices (n INTEGER); INSERT INTO invoices VALUES (42)");
+    db.close();
+    refuse(
+      path,
+      /^Cannot use data file ".*other\.db": it is a SQLite database of another program: choose another --data path$/,
+    );
+    const tables = peek(
+      path,
+      (db) => db.prepare("SELECT name FROM sqlite_schema").all().map((r) => r.name),
+    );
+    assert.deepEqual(tables, ["invoices"]);
+  });
+  await t.step("a file from a newer chat", () => {
+    const path = `${data.dir}/future.db`;
+    const db = new DatabaseSync(path);
+    db.exec(
+      `PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION + 1}`,
+    );
+    db.close();
+    refuse(
+      path,
+      /^Cannot use data file ".*": it was written by a newer version of chat \(schema 3, this version knows 2\): upgrade chat$/,
+    );
+  });
+  await t.step("a file another server is using", async () => {
+    const first = SqliteStore.open(data.path);
+    try {
+      await first.append(room("r", "u", "mine"));
+      refuse(
+        data.path,
+        /^Cannot use data file ".*": another chat server is using it: stop that server or choose another --data path$/,
+      );
+      assert.equal(
+        (await first.append(room("r", "u", "still mine"))).id,
+        2,
+        "the first one goes on",
+      );
+    } finally {
+      await first.close();
+    }
+    await using again = open(data.path);
+    assert.equal(
+      (await again.append(room("r", "u", "after"))).id,
+      3,
+      "usable once the first closed",
+    );
+  });
+});
