@@ -194,6 +194,9 @@ function checkPath(path: string, readOnly: boolean): void {
         `Cannot create data file "${path}": directory "${dir}" does not exist: create it or choose another --data path`,
       );
     }
+    // Permissions scoped to the data file itself (the compiled binary) do not
+    // cover its directory: creating the file below reports any real problem.
+    if (err instanceof Deno.errors.NotCapable) return;
     throw describe(path, err);
   }
   if (!parent.isDirectory) {
