@@ -104,7 +104,7 @@ export async function connectRedis(
       }),
     ]);
   } catch (err) {
-    client.destroy();
+    if (client.isOpen) client.destroy();
     throw new Error(
       `Cannot connect to Redis at "${redactUrl(url)}": ${
         describe(first ?? err)
