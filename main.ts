@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { docsCommand } from "./cli/docs.ts";
+import { healthCommand } from "./cli/health.ts";
 import { USER_HELP, userCommand } from "./cli/user.ts";
 import {
   type Config,
@@ -13,6 +15,7 @@ import {
   readDotEnv,
   VERSION,
 } from "./server/config.ts";
+import { accessHint, checkFileAccess } from "./server/file_access.ts";
 import { consoleLogger } from "./server/log.ts";
 import { type ChatServer, startServer } from "./server/server.ts";
 
@@ -22,6 +25,8 @@ Usage:
   chat [serve] [options]              Run the server (the default)
   chat client [URL] [options]         Chat from the terminal (see chat client --help)
   chat user add|passwd|remove|list    Manage users.json (see chat user --help)
+  chat health [URL]                   Check a running server (exit 0 when ok)
+  chat docs [NAME]                    Read the built-in documentation
   chat --version                      Print the version
 
 Server options (flag > environment > .env file > default):
@@ -65,6 +70,12 @@ export function banner(server: ChatServer, config: Config): string {
     `  Web app:    ${server.url}`,
     `  WebSocket:  ${ws}`,
   ];
+  if (server.publicUrl) {
+    lines.push(
+      `  Public URL: ${server.publicUrl}`,
+      `  Public WS:  ${server.publicUrl.replace(/^http/, "ws")}/ws`,
+    );
+  }
   if (auth.mode === "login") {
     lines.push(
       `  Sign-in:    login required (${auth.userCount} user${
@@ -76,6 +87,11 @@ export function banner(server: ChatServer, config: Config): string {
       `  Sign-in:    OPEN MODE: anyone who can reach this server joins with any free name.`,
       `              To require a login, add a user: chat user add NAME (writes ${config.usersPath})`,
     );
+    if (server.publicUrl) {
+      lines.push(
+        `  WARNING:    the public URL is open: anyone with the link can join. Add a user to require a login`,
+      );
+    }
   }
   lines.push(
     config.redisUrl
@@ -95,6 +111,7 @@ async function serve(args: string[]): Promise<number> {
     return 0;
   }
   const config = parseConfig(args, environment());
+  checkFileAccess(config);
   const log = consoleLogger(config.quiet);
   const server = await startServer(config, { log });
   log.info(banner(server, config));
@@ -125,6 +142,10 @@ export async function main(args: string[]): Promise<number> {
         return 0;
       case "serve":
         return await serve(rest);
+      case "health":
+        return await healthCommand(rest);
+      case "docs":
+        return await docsCommand(rest);
       case "user":
         if (rest[0] === "--help" || rest[0] === "-h") {
           print(USER_HELP);
@@ -134,7 +155,7 @@ export async function main(args: string[]): Promise<number> {
       default:
         if (first !== undefined && !first.startsWith("-")) {
           throw new ConfigError(
-            `Unknown command "${first}": use serve, client or user (see chat --help)`,
+            `Unknown command "${first}": use serve, client, user, health or docs (see chat --help)`,
           );
         }
         return await serve(args);
@@ -144,7 +165,11 @@ export async function main(args: string[]): Promise<number> {
       printError(err.message);
       return 2;
     }
-    printError((err as Error).message);
+    const message = (err as Error).message;
+    // Deno's own advice ("run again with --allow-read") cannot be followed
+    // for a compiled binary, so say what can.
+    const denied = /Requires (read|write) access to "([^"]*)"/.exec(message);
+    printError(denied ? `Cannot ${denied[1]} "${denied[2]}": ${accessHint()}` : message);
     return 1;
   }
 }

@@ -14,6 +14,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
 import type { Store } from "./store.ts";
+import { openTunnel, type Tunnel, type TunnelOpener } from "./tunnel.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -23,6 +24,8 @@ export interface ChatServer {
   hostname: string;
   /** `http://…` (or `https://…`) for local use. */
   url: string;
+  /** The public `https://…` URL of the ngrok tunnel, or null without one. */
+  publicUrl: string | null;
   /** The hub (for tests and health). */
   hub: Hub;
   /** The auth state (for tests). */
@@ -56,6 +59,8 @@ export interface StartOptions {
   authTimeout?: number;
   /** Milliseconds after which a typing flag clears. @default {5000} */
   typingTimeout?: number;
+  /** Opens the public tunnel when the configuration asks for one. @default {ngrokOpener} */
+  tunnel?: TunnelOpener;
 }
 
 /** Starts a chat server from a configuration. */
@@ -92,6 +97,7 @@ export async function startServer(
     outbox: { maxBuffered: config.maxBufferedBytes },
   });
 
+  let tunnel: Tunnel | null = null;
   const handler = createHandler({
     hub,
     log,
@@ -112,6 +118,7 @@ export async function startServer(
       rooms: await store.rooms().then((r) => r.length, () => null),
       uptime: Math.round((Date.now() - started) / 1000),
       version: VERSION,
+      publicUrl: tunnel?.url ?? null,
       ...options.health?.(),
     }),
   });
@@ -134,6 +141,11 @@ export async function startServer(
     },
   }, handler);
   const addr = await listening.promise;
+  tunnel = await openTunnel(config, addr.port, {
+    log,
+    opener: options.tunnel,
+    tls: Boolean(config.certPath),
+  });
 
   const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
   let reloading = false;
@@ -152,6 +164,7 @@ export async function startServer(
     stopping ??= (async () => {
       clearInterval(ticker);
       clearInterval(reloader);
+      await tunnel?.close();
       hub.shutdown();
       await server.shutdown();
       await broker.close();
@@ -169,6 +182,7 @@ export async function startServer(
     port: addr.port,
     hostname: addr.hostname,
     url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
+    publicUrl: tunnel?.url ?? null,
     hub,
     auth,
     shutdown,

@@ -76,7 +76,12 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
   return parseUsers(text, path);
 }
 
-/** Writes a users file atomically, readable by its owner only. */
+/**
+ * Writes a users file atomically, readable by its owner only. The new text
+ * goes to `<path>.tmp` first (a fixed name, so a binary allowed only these
+ * two paths can write it; created exclusively, so two writers take turns),
+ * then replaces the file.
+ */
 export async function writeUsers(
   path: string,
   users: Users,
@@ -84,11 +89,27 @@ export async function writeUsers(
 ): Promise<void> {
   const obj: Record<string, unknown> = { ...extra };
   for (const name of [...users.keys()].sort()) obj[name] = users.get(name)!;
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const text = JSON.stringify(obj, null, 2) + "\n";
+  const tmp = `${path}.tmp`;
+  const deadline = Date.now() + 3000;
+  while (true) {
+    try {
+      await Deno.writeTextFile(tmp, text, { mode: 0o600, createNew: true });
+      break;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) {
+        await Deno.remove(tmp).catch(() => {});
+        throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
+      }
+      // Another writer holds it, or a crash left it behind.
+      const age = Date.now() - ((await Deno.stat(tmp).catch(() => null))?.mtime?.getTime() ?? 0);
+      if (age > 10_000) await Deno.remove(tmp).catch(() => {});
+      else if (Date.now() > deadline) {
+        throw new Error(`Cannot write "${path}": "${tmp}" is in use by another writer`);
+      } else await new Promise((r) => setTimeout(r, 25));
+    }
+  }
   try {
-    await Deno.writeTextFile(tmp, JSON.stringify(obj, null, 2) + "\n", {
-      mode: 0o600,
-    });
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});

@@ -1,0 +1,216 @@
+/**
+ * Builds the one-file `chat` executable (`deno task compile`), and is the one
+ * place that says what the binary may do and what it carries: the tests run
+ * main.ts with exactly {@link permissionFlags} from a folder holding exactly
+ * {@link embeddedFiles}.
+ *
+ * The binary may:
+ * - use the network (listen, Redis, the ngrok tunnel);
+ * - read and write only `users.json` (and `users.json.tmp`, for atomic
+ *   writes), `.chat-secret` and the data file `chat.db` with its SQLite
+ *   companions (`-wal`, `-shm`, `-journal`) in the folder it runs in, plus
+ *   any `--data-dir` given here (the Docker image uses `/data`);
+ * - read `.env`, `cert.pem` and `key.pem` there;
+ * - read environment variables;
+ * - load ngrok's native addon (`--allow-ffi`) and the three facts about the
+ *   machine its loader asks for (`--allow-sys=cpus,networkInterfaces,hostname`).
+ *
+ * Relative paths are resolved when the binary starts, against the folder it
+ * is started in. Everything else (the web app, docs/, the password worker) is
+ * inside the binary.
+ *
+ * Usage: `deno task compile [--target TRIPLE] [--output FILE] [--data-dir DIR] [--print]`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The project root (where deno.json is). */
+export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The entry point. */
+export const ENTRY = "main.ts";
+
+/**
+ * Files the module graph does not reach but the binary needs: workers (a
+ * `new Worker(new URL(…))` is not an import) and docs for `chat docs`.
+ */
+export const INCLUDES: readonly string[] = ["server/hash_worker.ts", "docs/"];
+
+/** Files the binary reads and writes in its working directory. */
+export const DATA_FILES: readonly string[] = [
+  "users.json",
+  "users.json.tmp",
+  ".chat-secret",
+  "chat.db",
+  "chat.db-wal",
+  "chat.db-shm",
+  "chat.db-journal",
+];
+
+/** Files the binary only reads in its working directory. */
+export const READ_ONLY_FILES: readonly string[] = [".env", "cert.pem", "key.pem"];
+
+/** Targets `deno compile --target` accepts. */
+export const TARGETS: readonly string[] = [
+  "x86_64-unknown-linux-gnu",
+  "aarch64-unknown-linux-gnu",
+  "x86_64-apple-darwin",
+  "aarch64-apple-darwin",
+  "x86_64-pc-windows-msvc",
+];
+
+/** Options for {@link permissionFlags} and {@link compileArgs}. */
+export interface CompileOptions {
+  /** Extra directories the binary may read and write entirely (e.g. `/data`). */
+  dataDirs?: string[];
+  /** Target triple (one of {@link TARGETS}); default: this machine. */
+  target?: string;
+  /** Output file. @default {"chat"} (`chat.exe` for Windows targets) */
+  output?: string;
+}
+
+/** The permission flags baked into the binary. */
+export function permissionFlags(options: CompileOptions = {}): string[] {
+  const rw = [...DATA_FILES.map((f) => `./${f}`), ...(options.dataDirs ?? [])];
+  const ro = READ_ONLY_FILES.map((f) => `./${f}`);
+  return [
+    "--allow-net",
+    `--allow-read=${[...rw, ...ro].join(",")}`,
+    `--allow-write=${rw.join(",")}`,
+    "--allow-env",
+    "--allow-ffi",
+    "--allow-sys=cpus,networkInterfaces,hostname",
+  ];
+}
+
+/** The `deno compile …` arguments (without the `deno`). */
+export function compileArgs(options: CompileOptions = {}): string[] {
+  if (options.target !== undefined && !TARGETS.includes(options.target)) {
+    throw new RangeError(
+      `Unknown target "${options.target}": use one of ${TARGETS.join(", ")}`,
+    );
+  }
+  const windows = options.target?.includes("windows") ??
+    Deno.build.os === "windows";
+  const output = options.output ?? (windows ? "chat.exe" : "chat");
+  return [
+    "compile",
+    ...permissionFlags(options),
+    ...INCLUDES.flatMap((i) => ["--include", i]),
+    // Only the npm packages main.ts reaches (not test tools from deno.json).
+    "--exclude-unused-npm",
+    ...(options.target ? ["--target", options.target] : []),
+    "--output",
+    output,
+    ENTRY,
+  ];
+}
+
+async function walk(path: string, out: string[]): Promise<void> {
+  const info = await Deno.stat(path);
+  if (!info.isDirectory) {
+    out.push(path);
+    return;
+  }
+  for await (const entry of Deno.readDir(path)) await walk(join(path, entry.name), out);
+}
+
+/**
+ * The project files the binary embeds, relative to {@link ROOT}, sorted:
+ * every local module `deno info` finds from main.ts (text imports such as
+ * the web bundle included), everything in {@link INCLUDES}, and the config
+ * and lock files that resolve npm packages.
+ */
+export async function embeddedFiles(root: string = ROOT): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", ENTRY],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`deno info failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    modules: { specifier: string; local?: string }[];
+  };
+  const files = new Set<string>();
+  for (const m of graph.modules) {
+    if (!m.specifier.startsWith("file:") || !m.local) continue;
+    const rel = relative(root, m.local);
+    if (rel.startsWith("..")) {
+      throw new Error(`main.ts imports "${m.local}", which is outside the project`);
+    }
+    files.add(rel);
+  }
+  for (const inc of INCLUDES) {
+    const found: string[] = [];
+    await walk(join(root, inc), found);
+    for (const f of found) files.add(relative(root, f));
+  }
+  for (const f of ["deno.json", "deno.lock"]) files.add(f);
+  return [...files].sort();
+}
+
+if (import.meta.main) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      options: {
+        target: { type: "string" },
+        output: { type: "string", short: "o" },
+        "data-dir": { type: "string", multiple: true },
+        print: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    });
+  } catch (err) {
+    // deno-lint-ignore no-console
+    console.error(`error: ${(err as Error).message}`);
+    Deno.exit(2);
+  }
+  if (parsed.values.help) {
+    // deno-lint-ignore no-console
+    console.log(
+      `Build the chat executable.
+
+Usage: deno task compile [--target TRIPLE] [--output FILE] [--data-dir DIR] [--print]
+
+  --target TRIPLE   Build for another platform: ${TARGETS.join(", ")}
+  --output FILE     Where to write it (default ./chat, or chat.exe for Windows)
+  --data-dir DIR    Also let the binary read and write everything in DIR (repeatable)
+  --print           Print the deno compile command instead of running it`,
+    );
+    Deno.exit(0);
+  }
+  let args: string[];
+  try {
+    args = compileArgs({
+      target: parsed.values.target,
+      output: parsed.values.output,
+      dataDirs: parsed.values["data-dir"],
+    });
+  } catch (err) {
+    // deno-lint-ignore no-console
+    console.error(`error: ${(err as Error).message}`);
+    Deno.exit(2);
+  }
+  if (parsed.values.print) {
+    // deno-lint-ignore no-console
+    console.log(["deno", ...args].map((a) => /[^\w./=,:-]/.test(a) ? `'${a}'` : a).join(" "));
+    Deno.exit(0);
+  }
+  const status = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn().status;
+  Deno.exit(status.code);
+}

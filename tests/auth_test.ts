@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { Auth } from "../server/auth.ts";
+import { memoryLogger } from "../server/log.ts";
+import { isHashed, PasswordHasher } from "../server/password.ts";
+import { parseUsers, readUsers, updateUsers } from "../server/users.ts";
+
+async function withDir(fn: (dir: string, hasher: PasswordHasher) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  const hasher = new PasswordHasher();
+  try {
+    await fn(dir, hasher);
+  } finally {
+    hasher.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("parseUsers() accepts plaintext (with a warning) and hashes, and skips bad entries", () => {
+  const hash =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+  const { users, warnings } = parseUsers(
+    JSON.stringify({ alice: "pw", bob: hash, "bad name": "x", carol: 5 }),
+  );
+  assert.deepEqual([...users.keys()], ["alice", "bob"]);
+  assert.equal(warnings.length, 3);
+  assert.match(warnings.join("\n"), /"bad name"/);
+  assert.match(warnings.join("\n"), /"carol".*must be a password/);
+  assert.match(warnings.join("\n"), /"alice" has a plaintext password.*chat user passwd alice/);
+  assert.deepEqual(parseUsers("  ").users.size, 0);
+  assert.throws(() => parseUsers("{oops"), SyntaxError);
+  assert.throws(() => parseUsers("[1]"), /expected an object/);
+});
+
+Deno.test("PasswordHasher.hash() writes argon2id PHC strings that verify()", async () => {
+  const h = new PasswordHasher();
+  try {
+    const hash = await h.hash("correct horse");
+    assert.match(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    assert.ok(isHashed(hash));
+    assert.equal(await h.verify("correct horse", hash), true);
+    assert.equal(await h.verify("wrong horse", hash), false);
+    assert.notEqual(await h.hash("correct horse"), hash, "salted");
+    assert.equal(await h.verify("plain", "plain"), true);
+    assert.equal(await h.verify("plain", "plainx"), false);
+    assert.equal(await h.verify("anything", undefined), false);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("updateUsers() keeps every entry it does not change", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/users.json`;
+    await Deno.writeTextFile(
+      path,
+      JSON.stringify({ alice: "a", odd: { keep: true }, "bad name": "x" }),
+    );
+    await updateUsers(path, (u) => void u.set("bob", "b"));
+    const raw = JSON.parse(await Deno.readTextFile(path));
+    assert.deepEqual(raw, { alice: "a", bob: "b", odd: { keep: true }, "bad name": "x" });
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assert.equal((await readUsers(`${dir}/missing.json`)).users.size, 0);
+  });
+});
+
+Deno.test("Auth tokens carry the user, expire, and die with a password change or removal", async () => {
+  await withDir(async (dir, hasher) => {
+    const usersPath = `${dir}/users.json`;
+    await Deno.writeTextFile(
+      usersPath,
+      JSON.stringify({ alice: await hasher.hash("alice-pass"), bob: "bob-pass" }),
+    );
+    const log = memoryLogger();
+    const auth = await Auth.create({ usersPath, hasher, log });
+    assert.equal(auth.mode, "login");
+    assert.equal(await auth.checkPassword("alice", "alice-pass"), true);
+    assert.equal(await auth.checkPassword("alice", "nope"), false);
+    assert.equal(await auth.checkPassword("bob", "bob-pass"), true);
+    assert.equal(await auth.checkPassword("nobody", "x"), false);
+    const token = auth.issueToken("alice");
+    assert.equal(auth.verifyToken(token), "alice");
+    assert.equal(auth.verifyToken(token + "x"), null);
+    assert.equal(auth.verifyToken("garbage"), null);
+
+    // The secret is kept beside users.json and survives a restart.
+    const secret = await Deno.readTextFile(`${dir}/.chat-secret`);
+    assert.ok(secret.trim().length >= 32);
+    assert.equal((await Deno.stat(`${dir}/.chat-secret`)).mode! & 0o777, 0o600);
+    const again = await Auth.create({ usersPath, hasher, log });
+    assert.equal(again.verifyToken(token), "alice");
+
+    const expired = await Auth.create({ usersPath, hasher, log, tokenTtl: -5 });
+    assert.equal(expired.verifyToken(expired.issueToken("alice")), null);
+
+    await updateUsers(usersPath, (u) => void u.set("alice", "new-password"));
+    assert.equal(await auth.reload(), true);
+    assert.equal(auth.verifyToken(token), null, "a password change revokes tokens");
+    const bobToken = auth.issueToken("bob");
+    await updateUsers(usersPath, (u) => void u.delete("bob"));
+    assert.equal(await auth.reload(), true);
+    assert.equal(auth.verifyToken(bobToken), null, "removal revokes tokens");
+    assert.equal(await auth.reload(), false, "no change, no reload");
+  });
+});
+
+Deno.test("Auth.register() adds a hashed user only when sign-up is on", async () => {
+  await withDir(async (dir, hasher) => {
+    const usersPath = `${dir}/users.json`;
+    await Deno.writeTextFile(usersPath, JSON.stringify({ alice: "alice-pass" }));
+    const log = memoryLogger();
+    const closed = await Auth.create({ usersPath, hasher, log });
+    assert.equal(await closed.register("dora", "dora-pass"), "disabled");
+    const open = await Auth.create({ usersPath, hasher, log, allowSignup: true });
+    assert.equal(await open.register("dora", "dora-pass"), "ok");
+    assert.equal(await open.register("alice", "whatever1"), "exists");
+    const raw = JSON.parse(await Deno.readTextFile(usersPath));
+    assert.equal(raw.alice, "alice-pass");
+    assert.ok(isHashed(raw.dora));
+    assert.equal(await open.checkPassword("dora", "dora-pass"), true);
+  });
+});
+
+Deno.test("Auth in open mode issues tokens that stop working once logins are required", async () => {
+  await withDir(async (dir, hasher) => {
+    const usersPath = `${dir}/users.json`;
+    const auth = await Auth.create({ usersPath, hasher, log: memoryLogger() });
+    assert.equal(auth.mode, "open");
+    const token = auth.issueToken("guest");
+    assert.equal(auth.verifyToken(token), "guest");
+    await Deno.writeTextFile(usersPath, JSON.stringify({ guest: "guest-pass" }));
+    await auth.reload();
+    assert.equal(auth.mode, "login");
+    assert.equal(auth.verifyToken(token), null);
+  });
+});

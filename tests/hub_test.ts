@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { Auth } from "../server/auth.ts";
+import { LocalBroker } from "../server/broker.ts";
+import { type Conn, Hub } from "../server/hub.ts";
+import { memoryLogger } from "../server/log.ts";
+import { MemoryStore } from "../server/memory_store.ts";
+import type { Socket } from "../server/outbox.ts";
+import { PasswordHasher } from "../server/password.ts";
+import { type ServerFrame, splitFrames } from "../server/protocol.ts";
+
+class FakeSocket implements Socket {
+  readyState = 1;
+  bufferedAmount = 0;
+  frames: ServerFrame[] = [];
+  closed: { code?: number; reason?: string } | null = null;
+  send(data: string) {
+    this.frames.push(...splitFrames(data));
+  }
+  close(code?: number, reason?: string) {
+    this.closed = { code, reason };
+    this.readyState = 3;
+  }
+  take(type: string): ServerFrame[] {
+    const out = this.frames.filter((f) => f.type === type);
+    this.frames = this.frames.filter((f) => f.type !== type);
+    return out;
+  }
+}
+
+/** A hub with a manual clock and synchronous batching, on an open-mode auth. */
+async function setup() {
+  const dir = await Deno.makeTempDir();
+  const hasher = new PasswordHasher();
+  const log = memoryLogger();
+  const auth = await Auth.create({ usersPath: `${dir}/users.json`, hasher, log });
+  const store = new MemoryStore();
+  const broker = new LocalBroker(store);
+  let now = 1_000_000;
+  const ticks: (() => void)[] = [];
+  const hub = new Hub({
+    store,
+    broker,
+    auth,
+    log,
+    now: () => now,
+    outbox: {
+      schedule: (fn) => {
+        ticks.push(fn);
+        return () => {};
+      },
+    },
+  });
+  /** Lets promises settle and runs the outbox ticks. */
+  const settle = async () => {
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      for (const f of ticks.splice(0)) f();
+    }
+  };
+  const connect = async (name: string) => {
+    const socket = new FakeSocket();
+    const conn = hub.open(socket, { addr: "127.0.0.1" });
+    hub.receive(conn, JSON.stringify({ type: "auth", username: name }));
+    await settle();
+    const welcome = socket.take("welcome")[0] as Extract<ServerFrame, { type: "welcome" }>;
+    assert.ok(welcome, `${name} is welcomed`);
+    return { socket, conn, welcome };
+  };
+  return {
+    hub,
+    settle,
+    connect,
+    advance: (ms: number) => {
+      now += ms;
+      hub.tick(now);
+    },
+    async [Symbol.asyncDispose]() {
+      hub.shutdown();
+      hasher.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function send(hub: Hub, conn: Conn, frame: unknown) {
+  hub.receive(conn, JSON.stringify(frame));
+}
+
+Deno.test("Hub delivers a room message to every member once, in order", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  for (let i = 1; i <= 5; i++) {
+    send(h.hub, a.conn, { type: "send", room: "general", text: `m${i}`, ref: `r${i}` });
+  }
+  await h.settle();
+  const got = b.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(got.map((m) => m.text), ["m1", "m2", "m3", "m4", "m5"]);
+  assert.deepEqual(got.map((m) => m.id), [1, 2, 3, 4, 5]);
+  const own = a.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(own.map((m) => m.ref), ["r1", "r2", "r3", "r4", "r5"]);
+});
+
+Deno.test("Hub.tick() clears typing after the timeout and ends sign-in windows", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, a.conn, { type: "typing", room: "general", active: true });
+  await h.settle();
+  assert.deepEqual(b.socket.take("typing"), [{
+    type: "typing",
+    room: "general",
+    user: "alice",
+    active: true,
+  }]);
+  h.advance(4000);
+  send(h.hub, a.conn, { type: "typing", room: "general", active: true });
+  await h.settle();
+  assert.deepEqual(b.socket.take("typing"), [], "repeating active only extends the flag");
+  h.advance(4000);
+  await h.settle();
+  assert.deepEqual(b.socket.take("typing"), [], "extended: not expired yet");
+  h.advance(1001);
+  await h.settle();
+  assert.deepEqual(b.socket.take("typing"), [{
+    type: "typing",
+    room: "general",
+    user: "alice",
+    active: false,
+  }]);
+
+  const silent = new FakeSocket();
+  h.hub.open(silent, { addr: "127.0.0.1" });
+  h.advance(10_001);
+  await h.settle();
+  assert.equal((silent.take("error")[0] as { code: string }).code, "not_authenticated");
+  assert.equal(silent.closed?.code, 4001);
+});
+
+Deno.test("Hub presence counts users, not connections, and coalesces changes per tick", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b1 = await h.connect("bob");
+  const b2 = new FakeSocket();
+  const b2conn = h.hub.open(b2, { addr: "127.0.0.1" });
+  h.hub.receive(b2conn, JSON.stringify({ type: "auth", token: b1.welcome.token }));
+  await h.settle();
+  assert.equal(b2.take("welcome").length, 1, "the token opens a second tab");
+  h.advance(100);
+  await h.settle();
+  assert.deepEqual(a.socket.take("presence"), [{ type: "presence", online: ["alice", "bob"] }]);
+  h.hub.close(b1.conn);
+  h.advance(100);
+  await h.settle();
+  assert.deepEqual(a.socket.take("presence"), [], "bob still has a connection");
+  h.hub.close(b2conn);
+  h.advance(100);
+  await h.settle();
+  assert.deepEqual(a.socket.take("presence"), [{ type: "presence", online: ["alice"] }]);
+});
+
+Deno.test("Hub sends joined before live messages and never duplicates history", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  send(h.hub, a.conn, { type: "send", room: "ops", text: "first" });
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  send(h.hub, a.conn, { type: "send", room: "ops", text: "second" });
+  await h.settle();
+  const frames = b.socket.frames.filter((f) => f.type === "joined" || f.type === "message");
+  const joined = frames[0] as Extract<ServerFrame, { type: "joined" }>;
+  assert.equal(joined.type, "joined");
+  const seen = [
+    ...joined.history.map((m) => m.text),
+    ...frames.slice(1).map((f) => (f as { text: string }).text),
+  ];
+  assert.deepEqual(seen, ["first", "second"], "each message once, in order");
+});
+
+Deno.test("Hub refuses a second sign-in with a name that is online (open mode)", async () => {
+  await using h = await setup();
+  await h.connect("alice");
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice" }));
+  await h.settle();
+  assert.equal((socket.take("error")[0] as { code: string }).code, "name_taken");
+  assert.equal(socket.closed?.code, 4009);
+  assert.equal(h.hub.connections, 1);
+});
+
+Deno.test("Hub queues frames sent before the welcome and handles them after it", async () => {
+  await using h = await setup();
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", username: "zoe" }));
+  h.hub.receive(conn, JSON.stringify({ type: "join", room: "early" }));
+  h.hub.receive(conn, JSON.stringify({ type: "send", room: "early", text: "hi", ref: "e1" }));
+  await h.settle();
+  const types = socket.frames.map((f) => f.type).filter((t) => t !== "presence");
+  assert.deepEqual(types, ["welcome", "joined", "message"]);
+});

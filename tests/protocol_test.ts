@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import {
+  conversationKey,
+  FrameError,
+  parseClientFrame,
+  splitFrames,
+  utf8Length,
+} from "../server/protocol.ts";
+
+function fails(data: string, code: string, message: RegExp, ref?: string) {
+  assert.throws(() => parseClientFrame(data), (err: unknown) => {
+    assert.ok(err instanceof FrameError);
+    assert.equal(err.code, code);
+    assert.match(err.message, message);
+    assert.equal(err.ref, ref);
+    return true;
+  });
+}
+
+Deno.test("parseClientFrame() accepts every client frame", () => {
+  assert.deepEqual(parseClientFrame('{"type":"auth","username":"a","password":"p"}'), {
+    type: "auth",
+    username: "a",
+    password: "p",
+  });
+  assert.deepEqual(parseClientFrame('{"type":"auth","username":"a"}'), {
+    type: "auth",
+    username: "a",
+  });
+  assert.deepEqual(parseClientFrame('{"type":"auth","token":"t"}'), { type: "auth", token: "t" });
+  assert.deepEqual(parseClientFrame('{"username":"a","password":"p"}'), {
+    type: "auth",
+    username: "a",
+    password: "p",
+  });
+  assert.deepEqual(parseClientFrame('{"type":"join","room":"ops","since":4}'), {
+    type: "join",
+    room: "ops",
+    since: 4,
+  });
+  assert.deepEqual(parseClientFrame('{"type":"send","to":"bob","text":"hi","ref":"r"}'), {
+    type: "send",
+    to: "bob",
+    text: "hi",
+    ref: "r",
+  });
+  assert.deepEqual(parseClientFrame('{"type":"typing","room":"a"}'), {
+    type: "typing",
+    room: "a",
+    active: true,
+  });
+  assert.deepEqual(parseClientFrame('{"type":"history","room":"a","before":9,"limit":5}'), {
+    type: "history",
+    room: "a",
+    before: 9,
+    limit: 5,
+  });
+  assert.deepEqual(parseClientFrame('{"type":"read","to":"bob","id":3}'), {
+    type: "read",
+    to: "bob",
+    id: 3,
+  });
+  assert.deepEqual(parseClientFrame('{"type":"search","q":"x","room":"a"}'), {
+    type: "search",
+    q: "x",
+    room: "a",
+  });
+  assert.deepEqual(parseClientFrame('{"type":"ping"}'), { type: "ping" });
+  assert.deepEqual(parseClientFrame('{"type":"rooms","extra":1}'), { type: "rooms" });
+});
+
+Deno.test("parseClientFrame() names the problem with each bad frame", () => {
+  fails("nope", "bad_request", /not valid JSON/);
+  fails("null", "bad_request", /JSON object/);
+  fails('"str"', "bad_request", /JSON object/);
+  fails("{}", "bad_request", /"type" is required/);
+  fails('{"type":7}', "bad_request", /"type" is required/);
+  fails('{"type":"x"}', "bad_request", /Unknown frame type "x"/);
+  fails('{"type":"send","room":"a","text":"  ","ref":"r1"}', "bad_request", /empty/, "r1");
+  fails('{"type":"send","room":"a","text":"hi","ref":5}', "bad_request", /"ref"/);
+  fails(`{"type":"send","room":"a","text":"hi","ref":"${"r".repeat(65)}"}`, "bad_request", /"ref"/);
+  fails('{"type":"send","room":"a b","text":"hi"}', "bad_request", /Invalid room name "a b"/);
+  fails('{"type":"send","to":"","text":"hi"}', "bad_request", /Invalid username/);
+  fails('{"type":"join"}', "bad_request", /"room" is required/);
+  fails(
+    '{"type":"join","room":"a","since":1.5}',
+    "bad_request",
+    /"since" must be a non-negative integer/,
+  );
+  fails('{"type":"history","room":"a","before":1,"since":2}', "bad_request", /not both/);
+  fails('{"type":"history","room":"a","limit":201}', "bad_request", /between 1 and 200/);
+  fails('{"type":"history","room":"a","limit":0}', "bad_request", /between 1 and 200/);
+  fails('{"type":"read","room":"a"}', "bad_request", /"id" is required/);
+  fails('{"type":"typing","room":"a","active":"yes"}', "bad_request", /"active" must be a boolean/);
+  fails('{"type":"search","q":""}', "bad_request", /"q" is required/);
+  fails('{"type":"auth"}', "bad_request", /"username" is required/);
+  fails(
+    '{"type":"auth","username":"a","password":5}',
+    "bad_request",
+    /"password" must be a string/,
+  );
+  fails('{"type":"register","username":"a"}', "bad_request", /"password" is required/);
+  fails(
+    JSON.stringify({ type: "send", room: "a", text: "x".repeat(70_000) }),
+    "too_large",
+    /65536/,
+  );
+});
+
+Deno.test("parseClientFrame() measures text in UTF-8 bytes", () => {
+  const ok = { type: "send", room: "a", text: "€".repeat(1365) }; // 4095 bytes
+  assert.equal(parseClientFrame(JSON.stringify(ok)).type, "send");
+  const big = { type: "send", room: "a", text: "€".repeat(1366), ref: "r" }; // 4098 bytes
+  assert.throws(() => parseClientFrame(JSON.stringify(big)), (e: unknown) => {
+    assert.ok(e instanceof FrameError && e.code === "too_large" && e.ref === "r");
+    return true;
+  });
+  assert.equal(parseClientFrame(JSON.stringify(big), { maxMessageBytes: 5000 }).type, "send");
+});
+
+Deno.test("utf8Length() counts bytes like TextEncoder", () => {
+  for (const s of ["", "abc", "é", "€", "😀", "a😀b", "\ud800"]) {
+    assert.equal(utf8Length(s), new TextEncoder().encode(s).length, s);
+  }
+});
+
+Deno.test("splitFrames() reads batched server frames", () => {
+  assert.deepEqual(splitFrames('{"type":"pong"}'), [{ type: "pong" }]);
+  assert.deepEqual(splitFrames('{"type":"pong"}\n{"type":"rooms","rooms":[]}'), [
+    { type: "pong" },
+    { type: "rooms", rooms: [] },
+  ]);
+  assert.deepEqual(splitFrames(""), []);
+});
+
+Deno.test("conversationKey() is the same from both sides of a DM", () => {
+  assert.equal(conversationKey("alice", { to: "bob" }), conversationKey("bob", { to: "alice" }));
+  assert.equal(conversationKey("alice", { to: "bob" }), "@alice:bob");
+  assert.equal(conversationKey("alice", { room: "ops" }), "ops");
+});
