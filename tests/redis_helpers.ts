@@ -147,17 +147,17 @@ export class ChatNode implements AsyncDisposable {
     this.#stderr = new Output(proc.stderr);
   }
 
-  /** Starts a node and waits for its "listening on HOST:PORT" banner line. */
-  static async start(redisUrl: string, options: NodeOptions): Promise<ChatNode> {
+  /**
+   * Starts a node (sharing `redisUrl`, or on its own when null) and waits for
+   * its "listening on HOST:PORT" banner line.
+   */
+  static async start(redisUrl: string | null, options: NodeOptions): Promise<ChatNode> {
     const proc = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         MAIN,
-        "--redis",
-        redisUrl,
-        "--secret",
-        SECRET,
+        ...(redisUrl === null ? [] : ["--redis", redisUrl, "--secret", SECRET]),
         "--port",
         "0",
         "--host",
