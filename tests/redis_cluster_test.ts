@@ -108,6 +108,12 @@ Deno.test("RedisBroker: three nodes act as one chat", async (t) => {
 
     await t.step("a DM reaches only its two users' connections, on whichever node", async () => {
       alice.send({ type: "send", to: "carol", text: "just for carol", ref: "dm1" });
+      const tricky = 'two\nlines, "quotes", \\ and ünïcödé 😀';
+      bob.send({ type: "send", room: "general", text: tricky });
+      assert.equal(
+        (await carol.next<F<"message">>((f) => f.type === "message" && f.room === "general")).text,
+        tricky,
+      );
       const own = await alice.next<F<"message">>((f) => f.type === "message" && f.to === "carol");
       assert.equal(own.ref, "dm1");
       const got = await carol.next<F<"message">>((f) => f.type === "message" && f.to === "carol");
