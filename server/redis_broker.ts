@@ -109,6 +109,16 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `);
 
+/**
+ * Where the feed stands: `{epoch, evseq}`. The epoch is a random id set once;
+ * if it changes, Redis lost its data and the numbers started over.
+ * ARGV: prefix, a new epoch to set if there is none.
+ */
+const SYNC = new Script(`
+redis.call('SET', ARGV[1] .. 'epoch', ARGV[2], 'NX')
+return {redis.call('GET', ARGV[1] .. 'epoch'), redis.call('GET', ARGV[1] .. 'evseq') or '0'}
+`);
+
 /** Broker-internal events on the channel (never handed to the hub). */
 type Internal =
   | { kind: "presence"; node: string; user: string; on: boolean; v: number }
@@ -179,6 +189,8 @@ export class RedisBroker implements Broker {
   #handler: BrokerHandler = () => {};
   #presence: () => void = () => {};
 
+  /** Random id kept in Redis: a different one means Redis lost its data. */
+  #epoch = "";
   /** Last event number delivered; null until the start position is known. */
   #lastSeq: number | null = null;
   /** Newest event number the previous heartbeat saw. */
@@ -243,12 +255,23 @@ export class RedisBroker implements Broker {
     }
     cmd.on("error", (err: Error) => this.#linkError(err));
     await sub.subscribe(this.#channel, (payload: string) => this.#receive(payload));
-    const top = await command(cmd, ["GET", `${this.#prefix}evseq`], this.#timeout);
-    this.#lastSeq = Number(top ?? 0);
+    const { epoch, top } = await this.#sync();
+    this.#epoch = epoch;
+    this.#lastSeq = top;
     this.#seenTop = this.#lastSeq;
     await this.#beat();
     this.#timer = setInterval(() => this.#beat(), this.#heartbeatMs);
     this.#pump();
+  }
+
+  /** Redis's data epoch (new when Redis lost its data) and the newest event number. */
+  async #sync(): Promise<{ epoch: string; top: number }> {
+    const [epoch, top] = await SYNC.run(
+      this.#cmd,
+      [this.#prefix, crypto.randomUUID()],
+      this.#timeout,
+    ) as [string, string];
+    return { epoch, top: Number(top) };
   }
 
   /** `"degraded"` while either connection to Redis is down. */
@@ -346,15 +369,16 @@ export class RedisBroker implements Broker {
       while (this.#inbox.length > 0 && !this.#closed) {
         const item = this.#inbox[0];
         if (item === CATCH_UP) {
-          const top = await command(this.#cmd, ["GET", `${this.#prefix}evseq`], this.#timeout)
-            .then((v) => Number(v ?? 0), () => null);
-          if (top === null) return; // Retried on the next heartbeat or reconnect.
-          if (top < this.#lastSeq) {
+          const state = await this.#sync().catch(() => null);
+          if (state === null) return; // Retried on the next heartbeat or reconnect.
+          if (state.epoch !== this.#epoch || state.top < this.#lastSeq) {
             this.#log.error(
-              `Redis at "${this.#url}" lost data (event ${top} < ${this.#lastSeq}): run it with appendonly yes; starting over from its current state`,
+              `Redis at "${this.#url}" lost its data (restarted without appendonly yes?): carrying on from what it holds now`,
             );
-            this.#lastSeq = top;
-          } else if (top > this.#lastSeq && !await this.#replay(top)) return;
+            this.#epoch = state.epoch;
+            this.#lastSeq = 0;
+          }
+          if (state.top > this.#lastSeq && !await this.#replay(state.top)) return;
           this.#inbox.shift();
           continue;
         }

@@ -228,3 +228,34 @@ Deno.test("RedisBroker: dropped subscriptions are restored without gaps or dupli
     await closeAll(...clients);
   }
 });
+
+Deno.test("RedisBroker: Redis restarted without its data: nodes notice and carry on", async () => {
+  await using cluster = await startCluster(2);
+  const { redis, nodes } = cluster;
+  const [a, b] = await Promise.all(nodes.map((n, i) => signIn(n.ws, `user${i}`)));
+  try {
+    for (let i = 1; i <= 5; i++) {
+      a.send({ type: "send", room: "general", text: `old${i}`, ref: `o${i}` });
+      await a.next((f) => f.type === "message" && f.ref === `o${i}`);
+    }
+    await waitUntil(() => b.all.filter((f) => f.type === "message").length === 5, "b has 5");
+    await redis.stop("SIGKILL");
+    for await (const e of Deno.readDir(redis.dir)) {
+      await Deno.remove(`${redis.dir}/${e.name}`, { recursive: true });
+    }
+    await redis.restart();
+    for (const n of nodes) {
+      await waitUntil(() => /lost its data/.test(n.stderr), "every node notices the loss");
+      await waitUntil(async () => (await n.health()).status === "ok", "every node is back");
+    }
+    // Event numbers started over: without noticing, the nodes would drop these as duplicates.
+    a.send({ type: "send", room: "general", text: "new", ref: "n1" });
+    const own = await a.next<F<"message">>((f) => f.type === "message" && f.ref === "n1");
+    assert.equal(own.id, 1, "ids start over with the data");
+    const got = await b.next<F<"message">>((f) => f.type === "message" && f.text === "new");
+    assert.equal(got.from, "user0");
+    assert.match(nodes[0].stderr, /error: Redis at "redis:\/\/127\.0\.0\.1:\d+" lost its data/);
+  } finally {
+    await closeAll(a, b);
+  }
+});
