@@ -130,6 +130,7 @@ export interface RedisBrokerOptions {
   url: string;
   /** The store whose client and keys the broker shares. */
   store: RedisStore;
+  /** Where link losses, reconnections and catch-up problems are reported. */
   log: Logger;
   /** This node's id. @default {a random id} */
   node?: string;
