@@ -96,7 +96,11 @@ export function banner(server: ChatServer, config: Config): string {
     }
   }
   lines.push(
-    config.dataPath
+    config.redisUrl
+      ? `  History:    in Redis at ${
+        new URL(config.redisUrl).host
+      }, last ${config.historyLimit} messages per room or DM, shared by every node`
+      : config.dataPath
       ? `  History:    kept in ${config.dataPath}${retention(config)}`
       : `  History:    in memory, last ${config.historyLimit} messages per room (add --data FILE to keep it)`,
   );

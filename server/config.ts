@@ -411,6 +411,11 @@ export function parseConfig(
       "--redis needs --secret (or CHAT_SECRET): every node must sign tokens with the same secret",
     );
   }
+  if (c.redisUrl && c.dataPath) {
+    throw new ConfigError(
+      "--redis and --data cannot be used together: with --redis the history is kept in Redis",
+    );
+  }
   if (c.secret !== undefined && c.secret.length < 32) {
     throw new ConfigError(
       "The secret must be at least 32 characters: generate one with `openssl rand -base64 32`",

@@ -72,6 +72,10 @@ export async function startServer(
 ): Promise<ChatServer> {
   const log = options.log ?? consoleLogger(config.quiet);
   const started = Date.now();
+  // Redis first: an unreachable Redis is the likeliest startup failure, and says so in one line.
+  const shared = config.redisUrl && !options.store && !options.broker
+    ? await startRedis(config, log)
+    : null;
   const hasher = new PasswordHasher();
   const auth = await Auth.create({
     usersPath: config.usersPath,
@@ -80,8 +84,8 @@ export async function startServer(
     log,
     allowSignup: config.allowSignup,
   });
-  const store = options.store ?? openStore(config, log);
-  const broker = options.broker ?? new LocalBroker(store);
+  const store = options.store ?? shared?.store ?? openStore(config, log);
+  const broker = options.broker ?? shared?.broker ?? new LocalBroker(store);
   const hub = new Hub({
     store,
     broker,
@@ -112,7 +116,8 @@ export async function startServer(
       status: broker.status,
       connections: hub.connections,
       users: hub.usersOnline,
-      rooms: (await store.rooms()).length,
+      // null while the shared store is unreachable: health must still answer.
+      rooms: await store.rooms().then((r) => r.length, () => null),
       uptime: Math.round((Date.now() - started) / 1000),
       version: VERSION,
       publicUrl: tunnel?.url ?? null,
@@ -201,4 +206,19 @@ function openStore(config: Config, log: Logger): Store {
     log.warn("--retain-days and --retain-messages need --data: history stays in memory only");
   }
   return new MemoryStore({ limit: config.historyLimit });
+}
+
+/** Connects the Redis store and broker (`--redis`); loaded only when used. */
+async function startRedis(config: Config, log: Logger): Promise<{ store: Store; broker: Broker }> {
+  const { RedisStore } = await import("./redis_store.ts");
+  const { RedisBroker } = await import("./redis_broker.ts");
+  const store = await RedisStore.connect(config.redisUrl!, { keep: config.historyLimit });
+  try {
+    const broker = await RedisBroker.start({ url: config.redisUrl!, store, log });
+    log.info(`Sharing the chat through Redis as node "${broker.node}"`);
+    return { store, broker };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
 }

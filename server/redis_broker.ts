@@ -1,0 +1,607 @@
+/**
+ * The Redis broker (`--redis`): several nodes as one chat.
+ *
+ * - **Fan-out.** Every event goes to one pub/sub channel that every node
+ *   subscribes to; Redis delivers a channel's messages to each subscriber in
+ *   the order it executed the publishes, so every node sees one order. The
+ *   hub delivers each event to its own connections only (a DM reaches only
+ *   its two users' connections, wherever they are).
+ * - **Messages** are stored and published by one Lua script
+ *   ({@link RedisStore.appendAndPublish}): id, stream entry, feed entry and
+ *   publish happen as one step, and the sender is acknowledged only after
+ *   Redis has done all of it.
+ * - **No gaps, no duplicates.** Every event except typing gets a number from
+ *   `evseq` and is kept in the capped stream `feed`. A node delivers event
+ *   `n` only after `n - 1`; when one is missing (its subscription dropped, or
+ *   a publish was missed) it reads the gap from the feed first, and it drops
+ *   numbers it has delivered already. After reconnecting it reads everything
+ *   past its last number.
+ * - **Presence.** Each node keeps `node:<id>` (expiring after `nodeTimeout`)
+ *   and `online:<id>` (its users) fresh with a heartbeat and announces
+ *   changes at once; a node whose key expired is removed by the next
+ *   heartbeat of any other node, so a node killed with `kill -9` has its users
+ *   go offline within `nodeTimeout + heartbeat`. Updates carry the node's
+ *   version number, so a late snapshot never undoes a newer change.
+ *
+ * @module
+ */
+import type { Broker, BrokerEvent, BrokerHandler, Origin } from "./broker.ts";
+import type { Logger } from "./log.ts";
+import type { ChatMessage } from "./protocol.ts";
+import {
+  closeRedis,
+  command,
+  connectRedis,
+  redactUrl,
+  type RedisClient,
+  type Reply,
+  Script,
+} from "./redis_client.ts";
+import { type RedisStore, toMessage } from "./redis_store.ts";
+import type { Draft } from "./store.ts";
+
+/**
+ * Numbers a non-message event, keeps it in the feed and publishes it.
+ * ARGV: prefix, channel, feedLength, eventJson. Returns the number.
+ */
+const EMIT = new Script(`
+local p = ARGV[1]
+local seq = redis.call('INCR', p .. 'evseq')
+local payload = seq .. '\\n\\n\\n' .. ARGV[4]
+redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[3], seq .. '-0', 'p', payload)
+redis.call('PUBLISH', ARGV[2], payload)
+return seq
+`);
+
+/**
+ * One user came online or went offline on a node. ARGV: prefix, node,
+ * ttl ms, version, user, on (1/0), channel, payload.
+ */
+const PRESENCE = new Script(`
+local p, node = ARGV[1], ARGV[2]
+local set = p .. 'online:' .. node
+if ARGV[6] == '1' then redis.call('SADD', set, ARGV[5]) else redis.call('SREM', set, ARGV[5]) end
+redis.call('PEXPIRE', set, ARGV[3])
+redis.call('SET', p .. 'node:' .. node, ARGV[4], 'PX', ARGV[3])
+redis.call('SADD', p .. 'nodes', node)
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+`);
+
+/**
+ * A node's heartbeat: refreshes its keys and users, removes nodes whose key
+ * expired, and returns `{evseq, node, version, count, users…, …}` for the
+ * other live nodes. ARGV: prefix, node, ttl ms, version, users…
+ */
+const HEARTBEAT = new Script(`
+local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
+local set = p .. 'online:' .. node
+redis.call('SET', p .. 'node:' .. node, ARGV[4], 'PX', ttl)
+redis.call('DEL', set)
+for i = 5, #ARGV, 1000 do
+  redis.call('SADD', set, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('PEXPIRE', set, ttl)
+redis.call('SADD', p .. 'nodes', node)
+local out = {redis.call('GET', p .. 'evseq') or '0'}
+for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  local v = redis.call('GET', p .. 'node:' .. n)
+  if not v then
+    redis.call('SREM', p .. 'nodes', n)
+    redis.call('DEL', p .. 'online:' .. n)
+  elseif n ~= node then
+    local users = redis.call('SMEMBERS', p .. 'online:' .. n)
+    out[#out + 1] = n
+    out[#out + 1] = v
+    out[#out + 1] = tostring(#users)
+    for _, u in ipairs(users) do out[#out + 1] = u end
+  end
+end
+return out
+`);
+
+/** A node leaves: its keys go and the others hear at once. ARGV: prefix, node, channel, payload. */
+const GONE = new Script(`
+local p, node = ARGV[1], ARGV[2]
+redis.call('DEL', p .. 'node:' .. node, p .. 'online:' .. node)
+redis.call('SREM', p .. 'nodes', node)
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`);
+
+/**
+ * Where the feed stands: `{epoch, evseq}`. The epoch is a random id set once;
+ * if it changes, Redis lost its data and the numbers started over.
+ * ARGV: prefix, a new epoch to set if there is none.
+ */
+const SYNC = new Script(`
+redis.call('SET', ARGV[1] .. 'epoch', ARGV[2], 'NX')
+return {redis.call('GET', ARGV[1] .. 'epoch'), redis.call('GET', ARGV[1] .. 'evseq') or '0'}
+`);
+
+/** Broker-internal events on the channel (never handed to the hub). */
+type Internal =
+  | { kind: "presence"; node: string; user: string; on: boolean; v: number }
+  | { kind: "gone"; node: string };
+
+/** Options for {@link RedisBroker.start}. */
+export interface RedisBrokerOptions {
+  /** Redis URL (for the subscriber connection). */
+  url: string;
+  /** The store whose client and keys the broker shares. */
+  store: RedisStore;
+  /** Where link losses, reconnections and catch-up problems are reported. */
+  log: Logger;
+  /** This node's id. @default {a random id} */
+  node?: string;
+  /** Milliseconds between heartbeats. @default {1000} */
+  heartbeat?: number;
+  /** Milliseconds without a heartbeat after which a node's users go offline. @default {5000} */
+  nodeTimeout?: number;
+  /** Events kept in the feed for nodes catching up (approximate). @default {10000} */
+  feedLength?: number;
+}
+
+interface RemoteNode {
+  /** Version of `users` (the node's own counter). */
+  v: number;
+  users: Set<string>;
+  /** Heartbeat round during which a live update last arrived. */
+  touched: number;
+}
+
+const CATCH_UP = Symbol("catch up");
+type Item = string | typeof CATCH_UP;
+
+/** Splits a channel payload `seq\nid\nms\njson`. */
+function parsePayload(payload: string): { seq: number | null; event: BrokerEvent | Internal } {
+  const a = payload.indexOf("\n");
+  const b = payload.indexOf("\n", a + 1);
+  const c = payload.indexOf("\n", b + 1);
+  const seq = a === 0 ? null : Number(payload.slice(0, a));
+  const json = JSON.parse(payload.slice(c + 1));
+  if (b === a + 1) return { seq, event: json };
+  const id = Number(payload.slice(a + 1, b));
+  const ms = Number(payload.slice(b + 1, c));
+  const event: BrokerEvent = {
+    kind: "message",
+    conv: json.conv,
+    msg: toMessage(id, ms, json.room, json.to, json.from, json.text),
+  };
+  if (json.origin) event.origin = json.origin;
+  return { seq, event };
+}
+
+/** A {@link Broker} that makes every node sharing a Redis one chat. */
+export class RedisBroker implements Broker {
+  readonly node: string;
+  #store: RedisStore;
+  #cmd: RedisClient;
+  #sub: RedisClient;
+  #log: Logger;
+  #url: string;
+  #prefix: string;
+  #channel: string;
+  #timeout: number;
+  #heartbeatMs: number;
+  #nodeTimeout: number;
+  #feedLength: number;
+
+  #handler: BrokerHandler = () => {};
+  #presence: () => void = () => {};
+
+  /** Random id kept in Redis: a different one means Redis lost its data. */
+  #epoch = "";
+  /** Last event number delivered; null until the start position is known. */
+  #lastSeq: number | null = null;
+  /** Newest event number the previous heartbeat saw. */
+  #seenTop = 0;
+  #inbox: Item[] = [];
+  #pumping = false;
+
+  #local = new Set<string>();
+  #version = 0;
+  #remote = new Map<string, RemoteNode>();
+  #union = new Set<string>();
+  #round = 0;
+  #beating = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  #degraded = false;
+  #closed = false;
+
+  private constructor(options: RedisBrokerOptions, sub: RedisClient) {
+    this.node = options.node ?? crypto.randomUUID().slice(0, 8);
+    this.#store = options.store;
+    this.#cmd = options.store.client;
+    this.#sub = sub;
+    this.#log = options.log;
+    this.#url = redactUrl(options.url);
+    this.#prefix = options.store.prefix;
+    this.#channel = `${this.#prefix}events`;
+    this.#timeout = options.store.timeout;
+    this.#heartbeatMs = options.heartbeat ?? 1000;
+    this.#nodeTimeout = options.nodeTimeout ?? 5000;
+    this.#feedLength = options.feedLength ?? 10_000;
+  }
+
+  /**
+   * Subscribes, learns where the event feed stands and starts the heartbeat.
+   *
+   * @throws {Error} with one actionable sentence when Redis cannot be reached.
+   */
+  static async start(options: RedisBrokerOptions): Promise<RedisBroker> {
+    const ref: { broker?: RedisBroker } = {};
+    const sub = await connectRedis(options.url, {
+      name: "chat-events",
+      onError: (err) => {
+        if (ref.broker) ref.broker.#linkError(err);
+      },
+    });
+    const broker = ref.broker = new RedisBroker(options, sub);
+    try {
+      await broker.#init();
+    } catch (err) {
+      await closeRedis(sub);
+      throw err;
+    }
+    return broker;
+  }
+
+  async #init(): Promise<void> {
+    const cmd = this.#cmd, sub = this.#sub;
+    for (const c of [cmd, sub]) {
+      c.on("ready", () => this.#linkUp());
+      c.on("end", () => this.#checkLink());
+    }
+    cmd.on("error", (err: Error) => this.#linkError(err));
+    await sub.subscribe(this.#channel, (payload: string) => this.#receive(payload));
+    const { epoch, top } = await this.#sync();
+    this.#epoch = epoch;
+    this.#lastSeq = top;
+    this.#seenTop = this.#lastSeq;
+    await this.#beat();
+    this.#timer = setInterval(() => this.#beat(), this.#heartbeatMs);
+    this.#pump();
+  }
+
+  /** Redis's data epoch (new when Redis lost its data) and the newest event number. */
+  async #sync(): Promise<{ epoch: string; top: number }> {
+    const [epoch, top] = await SYNC.run(
+      this.#cmd,
+      [this.#prefix, crypto.randomUUID()],
+      this.#timeout,
+    ) as [string, string];
+    return { epoch, top: Number(top) };
+  }
+
+  /** `"degraded"` while either connection to Redis is down. */
+  get status(): "ok" | "degraded" {
+    return this.#cmd.isReady && this.#sub.isReady ? "ok" : "degraded";
+  }
+
+  // -------------------------------------------------------------------------
+  // Link state
+
+  #linkError(err: Error): void {
+    if (this.#closed) return;
+    if (!this.#degraded) {
+      this.#degraded = true;
+      this.#log.warn(
+        `Lost the connection to Redis at "${this.#url}" (${err.message}): serving local users only, reconnecting`,
+      );
+    }
+  }
+
+  #checkLink(): void {
+    if (!this.#closed && this.status === "degraded" && !this.#degraded) {
+      this.#linkError(new Error("connection closed"));
+    }
+  }
+
+  #linkUp(): void {
+    if (this.#closed || this.status !== "ok") return;
+    if (this.#degraded) {
+      this.#degraded = false;
+      this.#log.info(`Reconnected to Redis at "${this.#url}"; catching up`);
+    }
+    // The subscription is live again (node-redis resubscribes before "ready"):
+    // whatever was published meanwhile is in the feed.
+    this.#inbox.push(CATCH_UP);
+    this.#pump();
+    this.#beat();
+  }
+
+  // -------------------------------------------------------------------------
+  // Publishing
+
+  /** Stores the message and publishes it in one script; resolves once Redis accepted both. */
+  async publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage> {
+    const json = JSON.stringify({
+      kind: "message",
+      conv: draft.conv,
+      room: draft.room,
+      to: draft.to,
+      from: draft.from,
+      text: draft.text,
+      origin,
+    });
+    const { msg } = await this.#store.appendAndPublish(draft, {
+      channel: this.#channel,
+      feedLength: this.#feedLength,
+      json,
+    });
+    return msg;
+  }
+
+  /** Publishes an event to every node; typing is not kept (it is stale by the time anyone catches up). */
+  async publish(event: BrokerEvent): Promise<void> {
+    const json = JSON.stringify(event);
+    if (event.kind === "typing") {
+      await command(this.#cmd, ["PUBLISH", this.#channel, `\n\n\n${json}`], this.#timeout);
+      return;
+    }
+    await EMIT.run(
+      this.#cmd,
+      [this.#prefix, this.#channel, String(this.#feedLength), json],
+      this.#timeout,
+    );
+  }
+
+  /** Sets the event handler. */
+  subscribe(handler: BrokerHandler): void {
+    this.#handler = handler;
+  }
+
+  // -------------------------------------------------------------------------
+  // Receiving, in order
+
+  #receive(payload: string): void {
+    if (this.#closed) return;
+    this.#inbox.push(payload);
+    this.#pump();
+  }
+
+  /** Delivers queued events one by one, filling gaps from the feed first. */
+  async #pump(): Promise<void> {
+    if (this.#pumping || this.#lastSeq === null) return;
+    this.#pumping = true;
+    try {
+      while (this.#inbox.length > 0 && !this.#closed) {
+        const item = this.#inbox[0];
+        if (item === CATCH_UP) {
+          const state = await this.#sync().catch(() => null);
+          if (state === null) return; // Retried on the next heartbeat or reconnect.
+          if (state.epoch !== this.#epoch || state.top < this.#lastSeq) {
+            this.#log.error(
+              `Redis at "${this.#url}" lost its data (restarted without appendonly yes?): carrying on from what it holds now`,
+            );
+            this.#epoch = state.epoch;
+            this.#lastSeq = 0;
+          }
+          if (state.top > this.#lastSeq && !await this.#replay(state.top)) return;
+          this.#inbox.shift();
+          continue;
+        }
+        let parsed;
+        try {
+          parsed = parsePayload(item);
+        } catch (err) {
+          this.#log.error(`Ignoring a malformed event from Redis: ${(err as Error).message}`);
+          this.#inbox.shift();
+          continue;
+        }
+        const { seq, event } = parsed;
+        if (seq !== null) {
+          if (seq <= this.#lastSeq) {
+            this.#inbox.shift();
+            continue;
+          }
+          if (seq > this.#lastSeq + 1) {
+            if (!await this.#replay(seq - 1)) return;
+            continue;
+          }
+          this.#lastSeq = seq;
+        }
+        this.#inbox.shift();
+        this.#deliver(event);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Delivers feed events after the last one delivered, up to `to`; false if Redis failed. */
+  async #replay(to: number): Promise<boolean> {
+    while (this.#lastSeq! < to && !this.#closed) {
+      let entries: Reply[];
+      try {
+        entries = await command(this.#cmd, [
+          "XRANGE",
+          `${this.#prefix}feed`,
+          String(this.#lastSeq! + 1),
+          String(to),
+          "COUNT",
+          "500",
+        ], this.#timeout) as Reply[];
+      } catch (err) {
+        this.#log.warn(`Could not catch up from Redis yet: ${(err as Error).message}`);
+        return false;
+      }
+      if (entries.length === 0) {
+        this.#log.error(
+          `Events ${
+            this.#lastSeq! + 1
+          }-${to} are no longer in the feed: some live updates were missed (history is complete)`,
+        );
+        this.#lastSeq = to;
+        break;
+      }
+      for (const entry of entries) {
+        const [id, fields] = entry as [string, string[]];
+        const seq = parseInt(id);
+        if (seq > this.#lastSeq! + 1) {
+          this.#log.error(
+            `Events ${this.#lastSeq! + 1}-${
+              seq - 1
+            } are no longer in the feed: some live updates were missed (history is complete)`,
+          );
+        }
+        this.#lastSeq = seq;
+        try {
+          this.#deliver(parsePayload(fields[1]).event);
+        } catch (err) {
+          this.#log.error(`Ignoring a malformed event from Redis: ${(err as Error).message}`);
+        }
+      }
+    }
+    return true;
+  }
+
+  #deliver(event: BrokerEvent | Internal): void {
+    switch (event.kind) {
+      case "presence":
+        return this.#onPresence(event);
+      case "gone":
+        if (event.node !== this.node && this.#remote.delete(event.node)) this.#recompute();
+        return;
+      default:
+        try {
+          this.#handler(event);
+        } catch (err) {
+          this.#log.error(`Handling a ${event.kind} event failed: ${(err as Error).stack ?? err}`);
+        }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Presence
+
+  /** Marks a user online here and tells the other nodes. */
+  online(user: string): void {
+    if (this.#local.has(user)) return;
+    this.#local.add(user);
+    this.#changed(user, true);
+  }
+
+  /** Marks a user offline here and tells the other nodes. */
+  offline(user: string): void {
+    if (!this.#local.delete(user)) return;
+    this.#changed(user, false);
+  }
+
+  /** Whether the user is online on any node. */
+  isOnline(user: string): boolean {
+    return this.#union.has(user);
+  }
+
+  /** Users online on any node. */
+  onlineUsers(): Iterable<string> {
+    return this.#union;
+  }
+
+  /** Sets the presence handler. */
+  onPresence(handler: () => void): void {
+    this.#presence = handler;
+  }
+
+  #changed(user: string, on: boolean): void {
+    const v = ++this.#version;
+    this.#recompute();
+    if (this.#closed) return;
+    const payload = `\n\n\n${JSON.stringify({ kind: "presence", node: this.node, user, on, v })}`;
+    // A failure is repaired by the next heartbeat, which writes the whole set.
+    PRESENCE.run(this.#cmd, [
+      this.#prefix,
+      this.node,
+      String(this.#nodeTimeout),
+      String(v),
+      user,
+      on ? "1" : "0",
+      this.#channel,
+      payload,
+    ], this.#timeout).catch(() => {});
+  }
+
+  #onPresence(e: Internal & { kind: "presence" }): void {
+    if (e.node === this.node) return;
+    let n = this.#remote.get(e.node);
+    if (!n) {
+      n = { v: 0, users: new Set(), touched: this.#round };
+      this.#remote.set(e.node, n);
+    }
+    n.touched = this.#round;
+    if (e.v <= n.v) return;
+    n.v = e.v;
+    if (e.on) n.users.add(e.user);
+    else n.users.delete(e.user);
+    this.#recompute();
+  }
+
+  /** Rebuilds the set of online users; calls the presence handler when it changed. */
+  #recompute(): void {
+    const next = new Set(this.#local);
+    for (const n of this.#remote.values()) for (const u of n.users) next.add(u);
+    const same = next.size === this.#union.size && [...next].every((u) => this.#union.has(u));
+    this.#union = next;
+    if (!same) this.#presence();
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#beating || this.#closed || !this.#cmd.isReady) return;
+    this.#beating = true;
+    const round = ++this.#round;
+    try {
+      const out = await HEARTBEAT.run(this.#cmd, [
+        this.#prefix,
+        this.node,
+        String(this.#nodeTimeout),
+        String(this.#version),
+        ...this.#local,
+      ], this.#timeout) as string[];
+      if (this.#closed) return;
+      const live = new Set<string>();
+      for (let i = 1; i < out.length;) {
+        const node = out[i], v = Number(out[i + 1]), count = Number(out[i + 2]);
+        const users = out.slice(i + 3, i + 3 + count);
+        i += 3 + count;
+        live.add(node);
+        const known = this.#remote.get(node);
+        if (!known) this.#remote.set(node, { v, users: new Set(users), touched: 0 });
+        else if (v >= known.v) {
+          known.v = v;
+          known.users = new Set(users);
+        }
+      }
+      for (const [node, n] of this.#remote) {
+        // A node heard from after this heartbeat was sent may simply be new.
+        if (!live.has(node) && n.touched < round) this.#remote.delete(node);
+      }
+      this.#recompute();
+      // Safety net: events a whole heartbeat old that never arrived are read from the feed.
+      const top = Number(out[0]);
+      if (
+        this.#lastSeq !== null && this.#lastSeq < this.#seenTop && !this.#inbox.includes(CATCH_UP)
+      ) this.#inbox.push(CATCH_UP);
+      this.#seenTop = top;
+      this.#pump();
+    } catch {
+      // Redis is unreachable: the link handlers report it; the next beat retries.
+    } finally {
+      this.#beating = false;
+    }
+  }
+
+  /** Leaves: removes this node's presence, unsubscribes and closes the event connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    const payload = `\n\n\n${JSON.stringify({ kind: "gone", node: this.node })}`;
+    if (this.#cmd.isReady) {
+      await GONE.run(this.#cmd, [this.#prefix, this.node, this.#channel, payload], this.#timeout)
+        .catch(() => {});
+    }
+    await closeRedis(this.#sub);
+  }
+}
