@@ -5,12 +5,14 @@
  * @module
  */
 import { USER_HELP, userCommand } from "./cli/user.ts";
+import { CLIENT_HELP, clientCommand } from "./client/main.ts";
 import {
   type Config,
   ConfigError,
   optionsHelp,
   parseConfig,
   readDotEnv,
+  suggest,
   VERSION,
 } from "./server/config.ts";
 import { consoleLogger } from "./server/log.ts";
@@ -19,20 +21,27 @@ import { type ChatServer, startServer } from "./server/server.ts";
 const HELP = `chat ${VERSION}: a private group chat you run with one command.
 
 Usage:
-  chat [serve] [options]              Run the server (the default)
-  chat client [URL] [options]         Chat from the terminal (see chat client --help)
-  chat user add|passwd|remove|list    Manage users.json (see chat user --help)
+  chat [serve] [options]              Run the server (the default command)
+  chat client [URL] [options]         Chat from the terminal, or send stdin's lines
+  chat user add|passwd|remove|list    Manage who may sign in (users.json)
+  chat help [COMMAND]                 Show help for a command
   chat --version                      Print the version
 
 Server options (flag > environment > .env file > default):
 ${optionsHelp()}
   -h, --help                     Show this help
 
+Without users.json the server runs in open mode: anyone who can reach it
+joins with any free name. Add a user to require a login.
+
 Examples:
   chat                                 Serve on http://localhost:8000
   chat --port 9000 --data chat.db      Another port, history kept on disk
   chat user add alice                  Require a login from now on
+  chat client localhost:8000 -u alice  Chat from this terminal
   NGROK_AUTHTOKEN=… chat               Share it through a public ngrok URL
+
+Run "chat client --help" or "chat user --help" for their options.
 `;
 
 function print(text: string): void {
@@ -106,6 +115,26 @@ async function serve(args: string[]): Promise<number> {
   return 0;
 }
 
+/** `chat help [COMMAND]`. */
+function help(command: string | undefined): number {
+  switch (command) {
+    case undefined:
+    case "serve":
+      print(HELP);
+      return 0;
+    case "client":
+      print(CLIENT_HELP);
+      return 0;
+    case "user":
+      print(USER_HELP);
+      return 0;
+    default:
+      throw new ConfigError(
+        `Unknown command "${command}": use serve, client or user (see chat --help)`,
+      );
+  }
+}
+
 /** Runs the command line; resolves the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [first, ...rest] = args;
@@ -117,10 +146,11 @@ export async function main(args: string[]): Promise<number> {
         print(`chat ${VERSION} (deno ${Deno.version.deno})`);
         return 0;
       case "help":
-        print(HELP);
-        return 0;
+        return help(rest[0]);
       case "serve":
         return await serve(rest);
+      case "client":
+        return await clientCommand(rest);
       case "user":
         if (rest[0] === "--help" || rest[0] === "-h") {
           print(USER_HELP);
@@ -129,8 +159,11 @@ export async function main(args: string[]): Promise<number> {
         return await userCommand(rest);
       default:
         if (first !== undefined && !first.startsWith("-")) {
+          const hint = suggest(first, ["serve", "client", "user", "help"]);
           throw new ConfigError(
-            `Unknown command "${first}": use serve, client or user (see chat --help)`,
+            `Unknown command "${first}": ${
+              hint ? `did you mean "${hint}"?` : "use serve, client or user"
+            } (see chat --help)`,
           );
         }
         return await serve(args);
