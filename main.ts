@@ -6,10 +6,10 @@
  */
 import { USER_HELP, userCommand } from "./cli/user.ts";
 import { CLIENT_HELP, clientCommand } from "./client/main.ts";
+import { serverOptionsHelp } from "./cli/help.ts";
 import {
   type Config,
   ConfigError,
-  optionsHelp,
   parseConfig,
   readDotEnv,
   suggest,
@@ -21,15 +21,14 @@ import { type ChatServer, startServer } from "./server/server.ts";
 const HELP = `chat ${VERSION}: a private group chat you run with one command.
 
 Usage:
-  chat [serve] [options]              Run the server (the default command)
-  chat client [URL] [options]         Chat from the terminal, or send stdin's lines
-  chat user add|passwd|remove|list    Manage who may sign in (users.json)
-  chat help [COMMAND]                 Show help for a command
-  chat --version                      Print the version
+  chat [serve] [options]               Run the server (the default command)
+  chat client [URL] [options]          Chat from a terminal or a script
+  chat user add|passwd|remove|list     Manage who may sign in (users.json)
+  chat help [COMMAND]                  Show the help of a command
+  chat --version                       Print the version
 
-Server options (flag > environment > .env file > default):
-${optionsHelp()}
-  -h, --help                     Show this help
+Server options (flag > environment variable > .env file > default):
+${serverOptionsHelp()}
 
 Without users.json the server runs in open mode: anyone who can reach it
 joins with any free name. Add a user to require a login.
@@ -41,8 +40,7 @@ Examples:
   chat client localhost:8000 -u alice  Chat from this terminal
   NGROK_AUTHTOKEN=… chat               Share it through a public ngrok URL
 
-Run "chat client --help" or "chat user --help" for their options.
-`;
+See "chat client --help" and "chat user --help" for those commands.`;
 
 function print(text: string): void {
   // deno-lint-ignore no-console
@@ -170,7 +168,9 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof ConfigError) {
-      printError(err.message);
+      // Point at the help of the command that was run.
+      const command = first === "client" || first === "user" ? `chat ${first}` : "chat";
+      printError(err.message.replace("(see --help)", `(see ${command} --help)`));
       return 2;
     }
     printError((err as Error).message);

@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { ask, askHidden, readLine, say } from "../cli/prompt.ts";
+import { table } from "../cli/help.ts";
 import { ConfigError, flagError } from "../server/config.ts";
 import { LOBBY, NAME_PATTERN, type WelcomeFrame } from "../server/protocol.ts";
 import { describeConnectError } from "./format.ts";
@@ -15,44 +16,60 @@ import { TerminalUI } from "./terminal.ts";
 import { DEFAULT_URL, hostOf, infoUrl, normalizeUrl } from "./url.ts";
 
 /** `chat client --help`. */
-export const CLIENT_HELP = `Chat from the terminal.
+export const CLIENT_HELP = `Chat from the terminal, or send messages from a script.
 
 Usage:
   chat client [URL] [options]
 
 Arguments:
-  URL                  The server (default ${DEFAULT_URL}): ws://, wss://,
-                       http://, https:// or HOST[:PORT]. http becomes ws and
-                       https wss; /ws is added when the URL has no WebSocket
-                       path; a bare HOST means port 8000.
+${
+  table([[
+    "URL",
+    `The server: ws://, wss://, http://, https:// or HOST[:PORT] [default ${DEFAULT_URL}]. ` +
+    "http becomes ws and https wss; /ws is added when the URL names no WebSocket path; " +
+    "a bare HOST means port 8000.",
+  ]])
+}
 
 Options:
-  -u, --user NAME      Sign in as NAME (asked when not given)
-  -r, --room ROOM      Start in ROOM, creating it if new (default ${LOBBY})
-  -h, --help           Show this help
+${
+  table([
+    ["-u, --user NAME", "Sign in as NAME (asked when not given; needed when piped)"],
+    ["-r, --room ROOM", `Start in ROOM, creating it if new [default ${LOBBY}]`],
+    ["-h, --help", "Show this help"],
+  ])
+}
 
 Environment:
-  CHAT_PASSWORD        The password, for scripts (otherwise asked without echo;
-                       not needed when the server runs in open mode)
-  NO_COLOR             Print without colors
+${
+  table([
+    [
+      "CHAT_PASSWORD",
+      "The password, for scripts; otherwise it is asked without echo (open-mode servers need none)",
+    ],
+    ["NO_COLOR", "Print without colors"],
+  ])
+}
 
-On a terminal, recent history is shown and new messages appear above the
-input line. Type /help in the chat for its commands: /join, /leave, /rooms,
-/who, /dm, /history, /search and /quit.
+On a terminal, recent history is shown, then new messages appear above the
+input line as they arrive. Type /help in the chat for its commands: /join,
+/leave, /rooms, /who, /dm, /history, /search and /quit. A dropped connection
+is resumed on its own, and what was missed meanwhile is shown once.
 
 When stdin is not a terminal, each of its lines is sent as a message to the
 room, in order, and the client exits once the server has acknowledged the
-last one: 0 when every line was delivered, 1 otherwise. A dropped connection
-is resumed on its own, without losing or repeating a line.
+last one. Nothing is lost or repeated across a dropped connection.
 
-Exit codes: 0 done, 1 could not connect, sign in or deliver, 2 bad usage.
+Exit status: 0 when done (every line delivered, when piped), 1 when the
+server cannot be reached, refuses the sign-in or a line, 2 for bad usage.
 
 Examples:
-  chat client                                    Ask for the server and name
-  chat client localhost:8000 --user alice        Local server, as alice
-  chat client https://chat.example.com -r ops    Start in #ops
-  echo "deploy done" | CHAT_PASSWORD=… chat client --user bot -r ops wss://chat.example.com
-`;
+  chat client                                  Ask for the server and the name
+  chat client localhost:8000 --user alice      Local server, as alice
+  chat client https://chat.example.com -r ops  Start in #ops
+
+  # From a script (set CHAT_PASSWORD when the server wants a login):
+  echo "deploy done" | chat client -u bot -r ops chat.example.com:8000`;
 
 /** A failure to connect, sign in or deliver: one line, exit code 1. */
 export class ClientError extends Error {
