@@ -330,6 +330,7 @@ export class Session {
         ws.onclose =
           null;
       if (this.#ws === ws) this.#ws = null;
+      for (const w of this.#closeWaiters.splice(0)) w();
       reject(err);
     };
     ws.onopen = () => {
@@ -348,7 +349,14 @@ export class Session {
     };
     ws.onmessage = (e) => {
       if (typeof e.data !== "string") return;
-      const frames = splitFrames(e.data);
+      let frames: ServerFrame[];
+      try {
+        frames = splitFrames(e.data);
+      } catch {
+        // A server bug, not the user's problem: say so once per frame and go on.
+        this.#opts.onEvent({ type: "notice", message: "The server sent a frame that is not JSON" });
+        return;
+      }
       for (let i = 0; i < frames.length; i++) {
         const f = frames[i];
         if (welcomed) {
@@ -566,7 +574,9 @@ export class Session {
 
   #scheduleReconnect(delay: number): void {
     clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = setTimeout(() => this.#reconnect(), delay);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnect().catch((err) => this.#fatal(`Reconnecting failed: ${err?.message ?? err}`));
+    }, delay);
   }
 
   async #reconnect(): Promise<void> {

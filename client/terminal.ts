@@ -24,6 +24,8 @@ export interface TerminalIO {
   columns(): number;
   /** Switches raw mode on or off. */
   setRaw(on: boolean): void;
+  /** Calls `redraw` when the terminal is resized; returns a function that stops it. */
+  onResize(redraw: () => void): () => void;
 }
 
 /** The process's own terminal. */
@@ -42,6 +44,11 @@ export function stdio(): TerminalIO {
       }
     },
     setRaw: (on) => Deno.stdin.setRaw(on),
+    onResize(redraw) {
+      if (Deno.build.os === "windows") return () => {};
+      Deno.addSignalListener("SIGWINCH", redraw);
+      return () => Deno.removeSignalListener("SIGWINCH", redraw);
+    },
   };
 }
 
@@ -101,11 +108,14 @@ export class TerminalUI {
    */
   async run(): Promise<number> {
     this.#io.setRaw(true);
+    const stopResize = this.#io.onResize(() => this.#draw());
     try {
       this.#print(
-        `${paint("dim", "--", this.#color)} Signed in to ${this.#url} as ${
-          paint("bold", this.#me, this.#color)
-        }${this.#mode === "open" ? " (open mode)" : ""}. Type /help for commands, /quit to leave.`,
+        this.#notice(
+          `Signed in to ${this.#url} as ${paint("bold", this.#me, this.#color)}${
+            this.#mode === "open" ? " (open mode)" : ""
+          }. /help lists the commands.`,
+        ),
       );
       this.#draw();
       this.#openRoom(this.#firstRoom);
@@ -115,6 +125,7 @@ export class TerminalUI {
       });
       return await this.#done.promise;
     } finally {
+      stopResize();
       this.#clearLine();
       this.#drawn = false;
       this.#io.setRaw(false);
@@ -492,6 +503,7 @@ export class TerminalUI {
           }`,
         ),
       ];
+      if (joined.more) lines.push(this.#notice("Older messages: /history 200"));
       if (joined.history.length > 0) lines.push(...joined.history.map((m) => this.#line(m)));
       else lines.push(this.#notice(`No messages in #${room} yet`));
       this.#print(...lines);

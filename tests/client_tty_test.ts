@@ -110,7 +110,7 @@ Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /l
       bob.send({ type: "send", room: "ops", text });
     }
     await bob.next((f) => f.type === "message" && f.text === "lunch?");
-    await tty.start(client("--user", "alice", "--room", "ops", t.ws), { cwd: ROOT });
+    await tty.start(client("--user", "alice", "--room", "ops", t.ws), { cwd: ROOT, width: 60 });
     await tty.waitFor("-- You are in #ops with bob");
     await tty.waitFor(/#ops>$/);
     await tty.line("/who");
@@ -133,6 +133,30 @@ Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /l
     await tty.waitFor("-- You left #ops; now in #general");
     const sys = await bob.next<F<"system">>((f) => f.type === "system" && f.event === "leave");
     assert.deepEqual([sys.room, sys.user], ["ops", "alice"]);
+    await tty.waitFor(/#general>$/);
+
+    // /dm without text makes the DM the conversation.
+    await tty.line("/dm bob");
+    await tty.waitFor("-- Talking with bob: what you type goes to them only");
+    await tty.waitFor(/@bob>$/);
+    await tty.line("private words");
+    const dm = await bob.next<F<"message">>((f) => f.type === "message" && f.to === "bob");
+    assert.deepEqual([dm.from, dm.text], ["alice", "private words"]);
+    await tty.waitFor("alice → bob: private words");
+    await tty.line("/who");
+    await tty.waitFor("-- Talking with bob, who is online");
+    await tty.line("/leave");
+    await tty.waitFor("-- Back in #general");
+
+    // A line longer than the terminal scrolls sideways instead of wrapping.
+    const long = Array.from({ length: 30 }, (_, i) => `w${i}`).join(" ") + " end";
+    await tty.type(long);
+    await tty.waitFor(/ end$/);
+    const input = await tty.cursorLine();
+    assert.ok(input.startsWith("#general> "), input);
+    assert.ok(input.length <= 60, `fits in 60 columns: "${input}"`);
+    assert.ok(input.endsWith("w29 end"), input);
+    await tty.press("C-u");
     await tty.waitFor(/#general>$/);
     await tty.press("C-d");
     assert.equal(await tty.exitCode(), 0);
