@@ -24,8 +24,11 @@ export interface TerminalIO {
   columns(): number;
   /** Switches raw mode on or off. */
   setRaw(on: boolean): void;
-  /** Calls `redraw` when the terminal is resized; returns a function that stops it. */
-  onResize(redraw: () => void): () => void;
+  /**
+   * Calls `redraw` when the terminal is resized and `stop` on SIGTERM;
+   * returns a function that stops listening.
+   */
+  onSignals(redraw: () => void, stop: () => void): () => void;
 }
 
 /** The process's own terminal. */
@@ -44,10 +47,14 @@ export function stdio(): TerminalIO {
       }
     },
     setRaw: (on) => Deno.stdin.setRaw(on),
-    onResize(redraw) {
+    onSignals(redraw, stop) {
       if (Deno.build.os === "windows") return () => {};
       Deno.addSignalListener("SIGWINCH", redraw);
-      return () => Deno.removeSignalListener("SIGWINCH", redraw);
+      Deno.addSignalListener("SIGTERM", stop);
+      return () => {
+        Deno.removeSignalListener("SIGWINCH", redraw);
+        Deno.removeSignalListener("SIGTERM", stop);
+      };
     },
   };
 }
@@ -108,7 +115,8 @@ export class TerminalUI {
    */
   async run(): Promise<number> {
     this.#io.setRaw(true);
-    const stopResize = this.#io.onResize(() => this.#draw());
+    // SIGTERM ends the chat like /quit, so the terminal leaves raw mode.
+    const stopSignals = this.#io.onSignals(() => this.#draw(), () => this.quit(143));
     try {
       this.#print(
         this.#notice(
@@ -125,7 +133,7 @@ export class TerminalUI {
       });
       return await this.#done.promise;
     } finally {
-      stopResize();
+      stopSignals();
       this.#clearLine();
       this.#drawn = false;
       this.#io.setRaw(false);

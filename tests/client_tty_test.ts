@@ -45,6 +45,8 @@ Deno.test("chat client (terminal) signs in, shows history, and keeps the input l
     // A message and a typing flag arrive while alice is half-way through a line.
     await tty.type("hello wor");
     await tty.waitFor("#general> hello wor");
+    const typing = await bob.next<F<"typing">>("typing");
+    assert.deepEqual([typing.room, typing.user, typing.active], ["general", "alice", true]);
     bob.send({ type: "typing", room: "general", active: true });
     await tty.waitFor("bob is typing… #general> hello wor");
     bob.send({ type: "send", room: "general", text: "live from bob" });
@@ -56,6 +58,8 @@ Deno.test("chat client (terminal) signs in, shows history, and keeps the input l
     const mine = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
     assert.equal(mine.text, "hello world");
     assert.equal(mine.room, "general");
+    const stopped = await bob.next<F<"typing">>("typing");
+    assert.deepEqual([stopped.user, stopped.active], ["alice", false], "sending ends typing");
     screen = await tty.waitFor(/alice: hello world\n#general>$/);
 
     // /join, then a message there, with no room label since it is the current room.
@@ -165,7 +169,7 @@ Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /l
   }
 });
 
-Deno.test("chat client (terminal) asks no password in open mode, and asks again after a wrong one", async () => {
+Deno.test("chat client (terminal) asks no password in open mode, ends on SIGTERM, and asks again after a wrong password", async () => {
   await using open = await startTestServer();
   await using tty = new Tmux();
   await tty.start(client(`localhost:${open.server.port}`), { cwd: ROOT });
@@ -174,8 +178,9 @@ Deno.test("chat client (terminal) asks no password in open mode, and asks again 
   let screen = await tty.waitFor(/as carol \(open mode\)/);
   assert.ok(!screen.includes("Password"), "no password prompt in open mode");
   await tty.waitFor(/#general>$/);
-  await tty.line("/quit");
-  assert.equal(await tty.exitCode(), 0);
+  // SIGTERM ends the client like /quit would, leaving raw mode first.
+  Deno.kill(await tty.pid(), "SIGTERM");
+  assert.equal(await tty.exitCode(), 143);
   await tty.kill();
 
   await using login = await startTestServer({ users: USERS });

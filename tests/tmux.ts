@@ -99,6 +99,15 @@ export class Tmux implements AsyncDisposable {
     }
   }
 
+  /** Process id of the program (the child of the pane's shell). */
+  async pid(): Promise<number> {
+    const shell = (await this.#tmux("display", "-p", "-t", "main", "#{pane_pid}")).trim();
+    const children = await Deno.readTextFile(`/proc/${shell}/task/${shell}/children`);
+    const pids = children.trim().split(/\s+/).filter((p) => p !== "");
+    if (pids.length !== 1) throw new Error(`Expected one child of the pane's shell, got ${pids}`);
+    return Number(pids[0]);
+  }
+
   /** Waits for the program to end; resolves its exit code. */
   async exitCode(): Promise<number> {
     const screen = await this.waitFor(EXITED);
