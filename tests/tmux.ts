@@ -14,13 +14,14 @@ function quote(arg: string): string {
   return `'${arg.replaceAll("'", `'\\''`)}'`;
 }
 
-/** One program running under tmux. */
+/** One program running under tmux, on a tmux server of its own. */
 export class Tmux implements AsyncDisposable {
-  readonly socket = `chat-test-${crypto.randomUUID().slice(0, 8)}`;
+  /** Directory of the tmux server's socket, removed by {@link Tmux.kill}. */
+  readonly dir: string = Deno.makeTempDirSync({ prefix: "chat-tmux-" });
 
   async #tmux(...args: string[]): Promise<string> {
     const out = await new Deno.Command("tmux", {
-      args: ["-L", this.socket, "-f", "/dev/null", ...args],
+      args: ["-S", `${this.dir}/socket`, "-f", "/dev/null", ...args],
       stdout: "piped",
       stderr: "piped",
       clearEnv: true,
@@ -117,6 +118,7 @@ export class Tmux implements AsyncDisposable {
   /** Stops the tmux server and everything in it. */
   async kill(): Promise<void> {
     await this.#tmux("kill-server").catch(() => {});
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 
   /** `await using` support. */
