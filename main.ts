@@ -8,39 +8,49 @@ import { docsCommand } from "./cli/docs.ts";
 import { exportCommand } from "./cli/export.ts";
 import { healthCommand } from "./cli/health.ts";
 import { USER_HELP, userCommand } from "./cli/user.ts";
+import { CLIENT_HELP, clientCommand } from "./client/main.ts";
+import { serverOptionsHelp } from "./cli/help.ts";
 import {
   type Config,
   ConfigError,
-  optionsHelp,
   parseConfig,
   readDotEnv,
+  suggest,
   VERSION,
 } from "./server/config.ts";
 import { accessHint, checkFileAccess } from "./server/file_access.ts";
 import { consoleLogger } from "./server/log.ts";
 import { type ChatServer, startServer } from "./server/server.ts";
 
+/** The subcommands, for "did you mean" hints. */
+const COMMANDS = ["serve", "client", "user", "export", "health", "docs", "help"];
+
 const HELP = `chat ${VERSION}: a private group chat you run with one command.
 
 Usage:
-  chat [serve] [options]              Run the server (the default)
-  chat client [URL] [options]         Chat from the terminal (see chat client --help)
-  chat user add|passwd|remove|list    Manage users.json (see chat user --help)
-  chat export --data FILE [--room R]  Write kept messages as JSON lines (see chat export --help)
-  chat health [URL]                   Check a running server (exit 0 when ok)
-  chat docs [NAME]                    Read the built-in documentation
-  chat --version                      Print the version
+  chat [serve] [options]               Run the server (the default command)
+  chat client [URL] [options]          Chat from a terminal or a script
+  chat user add|passwd|remove|list     Manage who may sign in (users.json)
+  chat export --data FILE [--room R]   Write kept messages as JSON lines
+  chat health [URL]                    Check a running server (exit 0 when ok)
+  chat docs [NAME]                     Read the built-in documentation
+  chat help [COMMAND]                  Show the help of a command
+  chat --version                       Print the version
 
-Server options (flag > environment > .env file > default):
-${optionsHelp()}
-  -h, --help                     Show this help
+Server options (flag > environment variable > .env file > default):
+${serverOptionsHelp()}
+
+Without users.json the server runs in open mode: anyone who can reach it
+joins with any free name. Add a user to require a login.
 
 Examples:
   chat                                 Serve on http://localhost:8000
   chat --port 9000 --data chat.db      Another port, history kept on disk
   chat user add alice                  Require a login from now on
+  chat client localhost:8000 -u alice  Chat from this terminal
   NGROK_AUTHTOKEN=… chat               Share it through a public ngrok URL
-`;
+
+See "chat client --help" and "chat user --help" for those commands.`;
 
 function print(text: string): void {
   // deno-lint-ignore no-console
@@ -137,6 +147,32 @@ async function serve(args: string[]): Promise<number> {
   return 0;
 }
 
+/** `chat help [COMMAND]`. */
+async function help(command: string | undefined): Promise<number> {
+  switch (command) {
+    case undefined:
+    case "serve":
+      print(HELP);
+      return 0;
+    case "client":
+      print(CLIENT_HELP);
+      return 0;
+    case "user":
+      print(USER_HELP);
+      return 0;
+    case "export":
+      return await exportCommand(["--help"], environment());
+    case "health":
+      return await healthCommand(["--help"]);
+    case "docs":
+      return await docsCommand(["--help"]);
+    default:
+      throw new ConfigError(
+        `Unknown command "${command}": use ${COMMANDS.join(", ")} (see chat --help)`,
+      );
+  }
+}
+
 /** Runs the command line; resolves the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [first, ...rest] = args;
@@ -148,14 +184,15 @@ export async function main(args: string[]): Promise<number> {
         print(`chat ${VERSION} (deno ${Deno.version.deno})`);
         return 0;
       case "help":
-        print(HELP);
-        return 0;
+        return await help(rest[0]);
       case "serve":
         return await serve(rest);
       case "health":
         return await healthCommand(rest);
       case "docs":
         return await docsCommand(rest);
+      case "client":
+        return await clientCommand(rest);
       case "user":
         if (rest[0] === "--help" || rest[0] === "-h") {
           print(USER_HELP);
@@ -166,15 +203,20 @@ export async function main(args: string[]): Promise<number> {
         return await exportCommand(rest, environment());
       default:
         if (first !== undefined && !first.startsWith("-")) {
+          const hint = suggest(first, COMMANDS);
           throw new ConfigError(
-            `Unknown command "${first}": use serve, client, user, export, health or docs (see chat --help)`,
+            `Unknown command "${first}": ${
+              hint ? `did you mean "${hint}"?` : `use ${COMMANDS.join(", ")}`
+            } (see chat --help)`,
           );
         }
         return await serve(args);
     }
   } catch (err) {
     if (err instanceof ConfigError) {
-      printError(err.message);
+      // Point at the help of the command that was run.
+      const command = first === "client" || first === "user" ? `chat ${first}` : "chat";
+      printError(err.message.replace("(see --help)", `(see ${command} --help)`));
       return 2;
     }
     const message = (err as Error).message;

@@ -11,30 +11,42 @@ import { PasswordHasher } from "../server/password.ts";
 import { NAME_PATTERN } from "../server/protocol.ts";
 import { MIN_PASSWORD, passwordProblem } from "../server/auth.ts";
 import { readUsers, updateUsers } from "../server/users.ts";
+import { table } from "./help.ts";
 import { askHidden, say } from "./prompt.ts";
 
 /** `chat user --help`. */
 export const USER_HELP = `Manage the users who may sign in (users.json).
 
 Usage:
-  chat user add NAME       Add a user (asks for the password)
-  chat user passwd NAME    Change a user's password
-  chat user remove NAME    Remove a user
-  chat user list           List users
+${
+  table([
+    ["chat user add NAME", "Add a user (asks for the password)"],
+    ["chat user passwd NAME", "Change a user's password"],
+    ["chat user remove NAME", "Remove a user"],
+    ["chat user list", "List the users"],
+  ])
+}
 
 Options:
-  --users FILE             Users file (default ./users.json) [env USERS_FILE]
-  -h, --help               Show this help
+${
+  table([
+    ["--users FILE", "Users file [default ./users.json; env USERS_FILE]"],
+    ["-h, --help", "Show this help"],
+  ])
+}
 
 The password is asked twice without echo; for scripts it may come from the
 CHAT_PASSWORD environment variable or one line on stdin. Passwords need at
-least ${MIN_PASSWORD} characters and are stored as argon2id hashes.
+least ${MIN_PASSWORD} characters and are stored as argon2id hashes. A running server picks
+up a change within a second; the sessions of a removed user, or of one whose
+password changed, end. With no users the server runs in open mode: adding the
+first user turns login on.
 
 Examples:
   chat user add alice
   CHAT_PASSWORD=s3cret-pass chat user add bot --users /data/users.json
-  chat user list
-`;
+  chat user passwd alice
+  chat user list`;
 
 function out(line: string): void {
   // deno-lint-ignore no-console
@@ -72,9 +84,13 @@ export async function userCommand(args: string[]): Promise<number> {
     throw flagError(err as Error, ["users", "help"]);
   }
   const [action, name, ...rest] = parsed.positionals;
-  if (parsed.values.help || action === undefined || action === "help") {
-    say(USER_HELP);
-    return parsed.values.help || action === "help" ? 0 : 2;
+  if (parsed.values.help || action === "help") {
+    out(USER_HELP);
+    return 0;
+  }
+  if (action === undefined) {
+    say(`${USER_HELP}\n`);
+    return 2;
   }
   const path = parsed.values.users ?? Deno.env.get("USERS_FILE") ?? "./users.json";
   if (rest.length > 0) {

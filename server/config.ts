@@ -433,7 +433,8 @@ export function flagError(err: Error, known: string[]): ConfigError {
       `Unknown flag "--${m[1]}"${hint ? `: did you mean "--${hint}"?` : ""} (see --help)`,
     );
   }
-  const v = /Option '--?([^ ']+)[^']*' argument missing/.exec(err.message);
+  // "Option '-r, --room <value>' argument missing": name the long form.
+  const v = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument missing/.exec(err.message);
   if (v) return new ConfigError(`Flag "--${v[1]}" needs a value (see --help)`);
   const p = /Unexpected argument '([^']+)'/.exec(err.message);
   if (p) return new ConfigError(`Unexpected argument "${p[1]}" (see --help)`);

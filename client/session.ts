@@ -1,0 +1,873 @@
+/**
+ * One user's connection to a chat server, kept alive: sign-in, a queue of
+ * requests answered in order, client-side pacing under the server's rate
+ * limit, reconnection with backoff, and resumption (`join` with `since`)
+ * so that nothing sent while away is missed or shown twice.
+ *
+ * Requests go out one at a time and each waits for its answer (a send for
+ * the echo carrying its `ref`). That keeps messages in order, lets a
+ * `rate_limited` error be pinned on the request it refused, and costs little:
+ * the server's rate limit is lower than what one round trip a message allows
+ * on any usable connection.
+ *
+ * @module
+ */
+import {
+  type ChatMessage,
+  type ClientFrame,
+  CloseCode,
+  type ErrorCode,
+  type ErrorFrame,
+  type HistoryPageFrame,
+  type JoinedFrame,
+  type ServerFrame,
+  splitFrames,
+  type WelcomeFrame,
+} from "../server/protocol.ts";
+import { closeSentence, describeConnectError } from "./format.ts";
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** A conversation: a room, or a direct-message peer. */
+export type Target = { room: string; to?: undefined } | { to: string; room?: undefined };
+
+/** An error the server reported for a request, with its code. */
+export class ServerError extends Error {
+  /** The server's error code. */
+  readonly code: ErrorCode | "closed";
+  /** Builds the error. */
+  constructor(code: ErrorCode | "closed", message: string) {
+    super(message);
+    this.name = "ServerError";
+    this.code = code;
+  }
+}
+
+/** The first connection failed; `code` says why. */
+export class ConnectError extends Error {
+  /** `auth_failed`, `name_taken`, or `network` for anything below the chat protocol. */
+  readonly code: ErrorCode | "network";
+  /** Builds the error. */
+  constructor(code: ErrorCode | "network", message: string) {
+    super(message);
+    this.name = "ConnectError";
+    this.code = code;
+  }
+}
+
+/** What the session tells its user interface. */
+export type SessionEvent =
+  /** Signed in; `reconnect` after a dropped connection. */
+  | { type: "welcome"; welcome: WelcomeFrame; reconnect: boolean }
+  /** Caught up after a reconnect: `missed` messages were fetched. */
+  | { type: "resumed"; missed: number }
+  /** The connection dropped; the next attempt is in `retryMs`. */
+  | { type: "disconnected"; message: string; retryMs: number }
+  /** A message not seen before: live, or fetched while resuming (`replay`). */
+  | { type: "message"; message: ChatMessage; replay: boolean }
+  /** A frame no request was waiting for (system, typing, presence, errors…). */
+  | { type: "frame"; frame: ServerFrame }
+  /** Something the user should know that is not a server frame. */
+  | { type: "notice"; message: string }
+  /** The session cannot go on (sign-in refused, gave up reconnecting). */
+  | { type: "fatal"; message: string };
+
+/** Options for {@link Session}. */
+export interface SessionOptions {
+  /** The WebSocket URL (see `normalizeUrl`). */
+  url: string;
+  /** Who signs in. */
+  username: string;
+  /** The password (login mode); omitted in open mode. */
+  password?: string;
+  /** Receives everything that happens. */
+  onEvent: (event: SessionEvent) => void;
+  /** First reconnection delay in milliseconds; it doubles up to `maxBackoff`. @default {500} */
+  backoff?: number;
+  /** Longest reconnection delay in milliseconds. @default {15000} */
+  maxBackoff?: number;
+  /** Give up after this many milliseconds without a connection. @default {Infinity} */
+  giveUpAfter?: number;
+  /** Frames per second the client allows itself (the server's default). @default {20} */
+  rate?: number;
+  /** Frames the client sends in a burst (the server's default). @default {60} */
+  burst?: number;
+  /** Milliseconds between keep-alive pings. @default {25000} */
+  keepAlive?: number;
+  /** Milliseconds to wait for a pong, or for a connection to open. @default {10000} */
+  timeout?: number;
+}
+
+interface Request {
+  frame: ClientFrame & { ref?: string };
+  /** Whether a frame answers this request. */
+  match: (f: ServerFrame) => boolean;
+  resolve: (f: ServerFrame) => void;
+  reject: (err: Error) => void;
+  /** Sent on the current connection (a reply may still come). */
+  sent: boolean;
+  /** Sent on an earlier connection that dropped before the answer. */
+  uncertain: boolean;
+  /** `unavailable` answers so far (retried a few times). */
+  failures: number;
+}
+
+/** How many ids per conversation are remembered to drop duplicates. */
+const SEEN = 2000;
+
+/** A conversation's key on the client: the room, or `@peer`. */
+export function convOf(msg: { room?: string; to?: string; from?: string }, me: string): string {
+  if (msg.room !== undefined) return msg.room;
+  const peer = msg.from === me || msg.from === undefined ? msg.to! : msg.from;
+  return `@${peer}`;
+}
+
+function targetKey(t: Target): string {
+  return t.room !== undefined ? t.room : `@${t.to}`;
+}
+
+/** A chat connection that stays up; see the module documentation. */
+export class Session {
+  #opts: Required<Omit<SessionOptions, "password">> & { password?: string };
+  #ws: WebSocket | null = null;
+  #token: string | null = null;
+  #user: string;
+  #ready = false;
+  #closed = false;
+  #closedReason = "The client is closed";
+  #everConnected = false;
+  #queue: Request[] = [];
+  #inflight: Request | null = null;
+  #retryTimer: Timer | undefined;
+  #pumpTimer: Timer | undefined;
+  #reconnectTimer: Timer | undefined;
+  #pingTimer: Timer | undefined;
+  #pongTimer: Timer | undefined;
+  #attempt = 0;
+  #downSince = 0;
+  #refs = 0;
+  #tokens: number;
+  #refilled = Date.now();
+  /** Newest message id per conversation. */
+  #last = new Map<string, number>();
+  /** Recently seen messages per conversation: id → sender and time. */
+  #seen = new Map<string, Map<number, string>>();
+  /** Rooms the user is in, as far as this client knows. */
+  #rooms = new Set<string>();
+  /** Frames that arrived while resuming, handled once the gaps are filled. */
+  #held: ServerFrame[] | null = null;
+  #idle: (() => void)[] = [];
+  #closeWaiters: (() => void)[] = [];
+
+  /** Creates a session; {@link Session.start} connects. */
+  constructor(options: SessionOptions) {
+    this.#opts = {
+      backoff: 500,
+      maxBackoff: 15_000,
+      giveUpAfter: Infinity,
+      rate: 20,
+      burst: 60,
+      keepAlive: 25_000,
+      timeout: 10_000,
+      ...options,
+    };
+    this.#user = options.username;
+    this.#tokens = this.#opts.burst;
+  }
+
+  /** The signed-in user. */
+  get user(): string {
+    return this.#user;
+  }
+
+  /** Whether the connection is up and caught up. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Rooms the user is in. */
+  get rooms(): ReadonlySet<string> {
+    return this.#rooms;
+  }
+
+  /** Requests not answered yet (queued or in flight). */
+  get pending(): number {
+    return this.#queue.length + (this.#inflight ? 1 : 0);
+  }
+
+  /**
+   * Connects and signs in.
+   *
+   * @throws {ConnectError} when the server cannot be reached or refuses the sign-in.
+   */
+  async start(): Promise<WelcomeFrame> {
+    const welcome = await this.#connect(false);
+    this.#everConnected = true;
+    return welcome;
+  }
+
+  /** Sends a message; resolves with the stored message once the server acknowledged it. */
+  send(target: Target, text: string): Promise<ChatMessage> {
+    const ref = `c${++this.#refs}`;
+    const frame = { type: "send", ...target, text, ref } as ClientFrame & { ref: string };
+    return this.#request(frame, (f) => f.type === "message" && f.ref === ref).then((f) =>
+      stripType(f as ServerFrame & { type: "message" })
+    );
+  }
+
+  /** Joins a room (creating it if new); resolves the `joined` frame. */
+  async join(room: string, since?: number): Promise<JoinedFrame> {
+    const frame: ClientFrame = since === undefined
+      ? { type: "join", room }
+      : { type: "join", room, since };
+    const joined = await this.#request(
+      frame,
+      (f) => f.type === "joined" && f.room === room,
+    ) as JoinedFrame;
+    this.#rooms.add(room);
+    for (const m of joined.history) this.#remember(m);
+    return joined;
+  }
+
+  /** Leaves a room. */
+  async leave(room: string): Promise<void> {
+    await this.#request({ type: "leave", room }, (f) => f.type === "left" && f.room === room);
+    this.#rooms.delete(room);
+  }
+
+  /** Lists the rooms that exist. */
+  async listRooms(): Promise<{ name: string; members: number }[]> {
+    const f = await this.#request({ type: "rooms" }, (f) => f.type === "rooms");
+    return (f as ServerFrame & { type: "rooms" }).rooms;
+  }
+
+  /** The last `limit` messages of a conversation (or those after `since`). */
+  async history(
+    target: Target,
+    query: { limit: number; since?: number; before?: number },
+  ): Promise<HistoryPageFrame> {
+    const frame = { type: "history", ...target, ...query } as ClientFrame;
+    const key = targetKey(target);
+    return await this.#request(
+      frame,
+      (f) => f.type === "history" && convOf(f, this.#user) === key,
+    ) as HistoryPageFrame;
+  }
+
+  /** Searches what the user can see. */
+  async search(q: string, limit = 50): Promise<ChatMessage[]> {
+    const f = await this.#request(
+      { type: "search", q, limit },
+      (f) => f.type === "search" && f.q === q,
+    );
+    return (f as ServerFrame & { type: "search" }).messages;
+  }
+
+  /**
+   * Tells others the user is typing; best effort, skipped when the
+   * connection is down or the client is close to its rate limit.
+   */
+  typing(target: Target, active: boolean): void {
+    if (!this.#ready || this.#inflight !== null || this.#refill() < this.#opts.burst / 2) return;
+    this.#tokens--;
+    this.#raw({ type: "typing", ...target, active } as ClientFrame);
+  }
+
+  /** Resolves when every request has been answered. */
+  drained(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Closes the connection for good. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ready = false;
+    this.#stopTimers();
+    clearTimeout(this.#reconnectTimer);
+    this.#rejectAll(new ServerError("closed", "The client was closed"));
+    const ws = this.#ws;
+    if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      const closed = new Promise<void>((resolve) => this.#closeWaiters.push(resolve));
+      ws.close(1000, "bye");
+      let timer: Timer | undefined;
+      await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+    }
+    this.#ws = null;
+  }
+
+  // -------------------------------------------------------------------------
+  // Connecting
+
+  #connect(reconnect: boolean): Promise<WelcomeFrame> {
+    const url = this.#opts.url;
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) {
+      return Promise.reject(new ConnectError("network", describeConnectError(url, String(err))));
+    }
+    this.#ws = ws;
+    this.#tokens = this.#opts.burst;
+    this.#refilled = Date.now();
+    const { promise, resolve, reject } = Promise.withResolvers<WelcomeFrame>();
+    let lastError: ErrorFrame | null = null;
+    let networkError = "";
+    let welcomed = false;
+    let usedToken = false;
+    const openTimer = setTimeout(() => {
+      networkError = "timed out";
+      ws.close();
+      fail(new ConnectError("network", describeConnectError(url, "timed out")));
+    }, this.#opts.timeout);
+    const fail = (err: Error) => {
+      clearTimeout(openTimer);
+      ws.onopen =
+        ws.onmessage =
+        ws.onerror =
+        ws.onclose =
+          null;
+      if (this.#ws === ws) this.#ws = null;
+      for (const w of this.#closeWaiters.splice(0)) w();
+      reject(err);
+    };
+    ws.onopen = () => {
+      usedToken = this.#token !== null;
+      this.#tokens--;
+      this.#raw(
+        usedToken
+          ? { type: "auth", token: this.#token! }
+          : this.#opts.password === undefined
+          ? { type: "auth", username: this.#user }
+          : { type: "auth", username: this.#user, password: this.#opts.password },
+      );
+    };
+    ws.onerror = (e) => {
+      networkError = (e as ErrorEvent).message ?? "";
+    };
+    ws.onmessage = (e) => {
+      if (typeof e.data !== "string") return;
+      let frames: ServerFrame[];
+      try {
+        frames = splitFrames(e.data);
+      } catch {
+        // A server bug, not the user's problem: say so once per frame and go on.
+        this.#opts.onEvent({ type: "notice", message: "The server sent a frame that is not JSON" });
+        return;
+      }
+      for (let i = 0; i < frames.length; i++) {
+        const f = frames[i];
+        if (welcomed) {
+          this.#onFrame(f);
+        } else if (f.type === "error") {
+          lastError = f;
+        } else if (f.type === "welcome") {
+          welcomed = true;
+          clearTimeout(openTimer);
+          ws.onclose = (ev) => this.#onClose(ws, ev.code, ev.reason);
+          ws.onerror = null;
+          this.#welcome(f, reconnect);
+          resolve(f);
+        }
+      }
+    };
+    ws.onclose = (e) => {
+      if (usedToken && e.code === CloseCode.AuthFailed) {
+        // The token is no longer valid (new secret, changed password):
+        // sign in again with what the user gave, once.
+        this.#token = null;
+        fail(new ConnectError("auth_failed", "retry-with-credentials"));
+        return;
+      }
+      const le = lastError as ErrorFrame | null;
+      if (le) {
+        fail(new ConnectError(le.code, le.message));
+      } else if (e.code === 0 || e.code === 1006 || networkError) {
+        fail(new ConnectError("network", describeConnectError(url, networkError || "")));
+      } else fail(new ConnectError("unavailable", closeSentence(e.code, e.reason)));
+    };
+    return promise;
+  }
+
+  #welcome(welcome: WelcomeFrame, reconnect: boolean): void {
+    this.#token = welcome.token;
+    this.#user = welcome.user;
+    this.#attempt = 0;
+    this.#downSince = 0;
+    this.#startKeepAlive();
+    const resets: string[] = [];
+    for (const c of welcome.conversations) {
+      const key = c.room !== undefined ? c.room : `@${c.to}`;
+      const known = this.#last.get(key);
+      if (known === undefined) {
+        // New to this client: a room joined elsewhere starts from now; a
+        // DM that began while away is fetched in full when resuming.
+        if (!reconnect || c.room !== undefined) this.#last.set(key, c.last);
+      } else if (c.last < known) {
+        // The server lost history (a restart without --data): ids start over.
+        this.#last.set(key, c.last);
+        this.#seen.delete(key);
+        resets.push(c.room !== undefined ? `#${c.room}` : `your messages with ${c.to}`);
+      }
+    }
+    if (!reconnect) {
+      for (const r of welcome.rooms) this.#rooms.add(r);
+    }
+    this.#opts.onEvent({ type: "welcome", welcome, reconnect });
+    if (resets.length > 0) {
+      this.#opts.onEvent({
+        type: "notice",
+        message: `The server no longer has the earlier messages of ${
+          resets.join(", ")
+        } (it restarted without keeping history)`,
+      });
+    }
+    if (!reconnect) {
+      this.#ready = true;
+      this.#pump();
+      return;
+    }
+    this.#held = [];
+    this.#resume(welcome).then(
+      (missed) => {
+        const held = this.#held ?? [];
+        this.#held = null;
+        for (const f of held) this.#onFrame(f);
+        this.#ready = true;
+        this.#opts.onEvent({ type: "resumed", missed });
+        this.#pump();
+      },
+      () => {
+        // The connection dropped while resuming; the next welcome resumes again.
+        this.#held = null;
+      },
+    );
+  }
+
+  /** Fetches what was missed in every room and DM; resolves the number of new messages. */
+  async #resume(welcome: WelcomeFrame): Promise<number> {
+    let missed = 0;
+    const deliver = (messages: ChatMessage[]) => {
+      for (const m of messages) {
+        if (this.#remember(m)) {
+          this.#settleUncertain(m);
+          missed++;
+          this.#opts.onEvent({ type: "message", message: m, replay: true });
+        }
+      }
+    };
+    const member = new Set(welcome.rooms);
+    for (const r of welcome.rooms) this.#rooms.add(r);
+    for (const room of [...this.#rooms]) {
+      let since = this.#last.get(room) ?? 0;
+      let joined: JoinedFrame;
+      try {
+        // A room the server no longer counts the user in (it restarted
+        // without keeping state) is joined again; its recent messages are
+        // compared with what was shown, as ids may have started over.
+        joined = await this.#direct(
+          member.has(room) ? { type: "join", room, since } : { type: "join", room },
+          (f) => f.type === "joined" && f.room === room,
+        ) as JoinedFrame;
+      } catch (err) {
+        if (err instanceof ServerError && err.code !== "closed") {
+          this.#rooms.delete(room);
+          this.#opts.onEvent({
+            type: "notice",
+            message: `Could not rejoin #${room}: ${err.message}`,
+          });
+          continue;
+        }
+        throw err;
+      }
+      if (joined.gap) this.#gapNotice(`#${room}`);
+      deliver(joined.history);
+      since = joined.history.at(-1)?.id ?? since;
+      let more = joined.more ?? false;
+      while (more) {
+        const page = await this.#direct(
+          { type: "history", room, since, limit: 200 },
+          (f) => f.type === "history" && f.room === room,
+        ) as HistoryPageFrame;
+        deliver(page.messages);
+        since = page.messages.at(-1)?.id ?? since;
+        more = page.more && page.messages.length > 0;
+      }
+    }
+    for (const c of welcome.conversations) {
+      if (c.to === undefined) continue;
+      const key = `@${c.to}`;
+      let since = this.#last.get(key) ?? 0;
+      let more = c.last > since;
+      while (more) {
+        const page = await this.#direct(
+          { type: "history", to: c.to, since, limit: 200 },
+          (f) => f.type === "history" && f.to === c.to,
+        ) as HistoryPageFrame;
+        if (page.gap) this.#gapNotice(`your messages with ${c.to}`);
+        deliver(page.messages);
+        since = page.messages.at(-1)?.id ?? since;
+        more = page.more && page.messages.length > 0;
+      }
+    }
+    return missed;
+  }
+
+  #gapNotice(what: string): void {
+    this.#opts.onEvent({
+      type: "notice",
+      message: `Some messages of ${what} from while you were away are no longer kept`,
+    });
+  }
+
+  /**
+   * A message from before a reconnect matching the send that was in flight
+   * when the connection dropped: the send did arrive, so it is not repeated.
+   */
+  #settleUncertain(m: ChatMessage): void {
+    const r = this.#inflight ?? this.#queue[0];
+    if (!r || !r.uncertain || r.frame.type !== "send") return;
+    const f = r.frame as ClientFrame & { type: "send" };
+    if (m.from !== this.#user || m.text !== f.text) return;
+    if (convOf(m, this.#user) !== targetKey(f as Target)) return;
+    if (this.#inflight === r) this.#inflight = null;
+    else this.#queue.shift();
+    r.resolve({ type: "message", ...m });
+  }
+
+  #onClose(ws: WebSocket, code: number, reason: string): void {
+    if (this.#ws !== ws) return;
+    this.#ws = null;
+    for (const w of this.#closeWaiters.splice(0)) w();
+    if (this.#closed) return;
+    this.#lost(closeSentence(code, reason), code);
+  }
+
+  /** The connection is gone: keep what is pending and try again later. */
+  #lost(message: string, code = 1006): void {
+    this.#ready = false;
+    this.#held = null;
+    this.#stopTimers();
+    const r = this.#inflight;
+    if (r) {
+      this.#inflight = null;
+      if (r.sent) r.uncertain = true;
+      r.sent = false;
+      this.#queue.unshift(r);
+    }
+    for (const d of this.#directs.splice(0)) d.reject(new ServerError("closed", message));
+    if (this.#downSince === 0) this.#downSince = Date.now();
+    const delay = code === CloseCode.GoingAway || code === CloseCode.RateLimited
+      ? Math.max(this.#delay(), 1000)
+      : this.#delay();
+    this.#opts.onEvent({ type: "disconnected", message, retryMs: delay });
+    this.#scheduleReconnect(delay);
+  }
+
+  #delay(): number {
+    const base = Math.min(this.#opts.maxBackoff, this.#opts.backoff * 2 ** this.#attempt);
+    this.#attempt++;
+    return Math.round(base * (0.8 + Math.random() * 0.4));
+  }
+
+  #scheduleReconnect(delay: number): void {
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnect().catch((err) => this.#fatal(`Reconnecting failed: ${err?.message ?? err}`));
+    }, delay);
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#connect(true);
+    } catch (err) {
+      if (this.#closed) return;
+      const e = err as ConnectError;
+      if (e.code === "auth_failed" && e.message === "retry-with-credentials") {
+        return this.#scheduleReconnect(0);
+      }
+      if (e.code === "auth_failed" || e.code === "signup_disabled") {
+        return this.#fatal(e.message);
+      }
+      if (Date.now() - this.#downSince > this.#opts.giveUpAfter) {
+        return this.#fatal(
+          `${e.message}: gave up after ${Math.round(this.#opts.giveUpAfter / 1000)} s`,
+        );
+      }
+      const delay = this.#delay();
+      this.#opts.onEvent({ type: "disconnected", message: e.message, retryMs: delay });
+      this.#scheduleReconnect(delay);
+    }
+  }
+
+  #fatal(message: string): void {
+    this.#closed = true;
+    this.#closedReason = message;
+    this.#ready = false;
+    this.#stopTimers();
+    this.#rejectAll(new ServerError("closed", message));
+    this.#opts.onEvent({ type: "fatal", message });
+  }
+
+  #rejectAll(err: Error): void {
+    const all = [...(this.#inflight ? [this.#inflight] : []), ...this.#queue, ...this.#directs];
+    this.#inflight = null;
+    this.#queue = [];
+    this.#directs = [];
+    clearTimeout(this.#retryTimer);
+    for (const r of all) r.reject(err);
+    for (const w of this.#idle.splice(0)) w();
+  }
+
+  // -------------------------------------------------------------------------
+  // Keep-alive
+
+  #startKeepAlive(): void {
+    this.#stopTimers();
+    this.#pingTimer = setInterval(() => {
+      if (this.#ws?.readyState !== WebSocket.OPEN || this.#pongTimer !== undefined) return;
+      this.#raw({ type: "ping" });
+      this.#pongTimer = setTimeout(() => {
+        this.#pongTimer = undefined;
+        const ws = this.#ws;
+        if (!ws) return;
+        // No answer: the connection is dead even if TCP has not noticed.
+        ws.onclose = ws.onmessage = ws.onerror = null;
+        try {
+          ws.close();
+        } catch { /* already closing */ }
+        this.#ws = null;
+        this.#lost("The server stopped answering");
+      }, this.#opts.timeout);
+    }, this.#opts.keepAlive);
+  }
+
+  #stopTimers(): void {
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#pongTimer);
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#pumpTimer);
+    this.#pingTimer =
+      this.#pongTimer =
+      this.#retryTimer =
+      this.#pumpTimer =
+        undefined;
+  }
+
+  // -------------------------------------------------------------------------
+  // Requests
+
+  #request(frame: ClientFrame, match: (f: ServerFrame) => boolean): Promise<ServerFrame> {
+    if (this.#closed) {
+      return Promise.reject(new ServerError("closed", this.#closedReason));
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<ServerFrame>();
+    this.#queue.push({
+      frame,
+      match,
+      resolve,
+      reject,
+      sent: false,
+      uncertain: false,
+      failures: 0,
+    });
+    this.#pump();
+    return promise;
+  }
+
+  /** Requests made while resuming, one at a time: they bypass the queue, which waits. */
+  #directs: {
+    frame: ClientFrame;
+    match: (f: ServerFrame) => boolean;
+    resolve: (f: ServerFrame) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+
+  async #direct(frame: ClientFrame, match: (f: ServerFrame) => boolean): Promise<ServerFrame> {
+    while (this.#refill() < 1) {
+      await new Promise((r) => setTimeout(r, Math.ceil(1000 / this.#opts.rate)));
+    }
+    if (this.#ws?.readyState !== WebSocket.OPEN) {
+      throw new ServerError("closed", "The connection dropped");
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<ServerFrame>();
+    this.#directs.push({ frame, match, resolve, reject });
+    this.#tokens--;
+    this.#raw(frame);
+    return await promise;
+  }
+
+  /** Tokens the client has left under its own rate limit. */
+  #refill(): number {
+    const now = Date.now();
+    this.#tokens = Math.min(
+      this.#opts.burst,
+      this.#tokens + ((now - this.#refilled) * this.#opts.rate) / 1000,
+    );
+    this.#refilled = now;
+    return this.#tokens;
+  }
+
+  #pump(): void {
+    if (!this.#ready || this.#inflight !== null || this.#pumpTimer !== undefined) return;
+    const next = this.#queue[0];
+    if (!next) {
+      for (const w of this.#idle.splice(0)) w();
+      return;
+    }
+    if (this.#refill() < 1) {
+      const wait = Math.ceil(((1 - this.#tokens) * 1000) / this.#opts.rate);
+      this.#pumpTimer = setTimeout(() => {
+        this.#pumpTimer = undefined;
+        this.#pump();
+      }, wait);
+      return;
+    }
+    this.#queue.shift();
+    this.#inflight = next;
+    this.#transmit(next);
+  }
+
+  #transmit(r: Request): void {
+    this.#tokens--;
+    r.sent = true;
+    this.#raw(r.frame);
+  }
+
+  #raw(frame: ClientFrame): void {
+    const ws = this.#ws;
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  #finish(r: Request, err: Error | null, frame?: ServerFrame): void {
+    if (this.#inflight !== r) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#inflight = null;
+    if (err) r.reject(err);
+    else r.resolve(frame!);
+    this.#pump();
+  }
+
+  /** Sends the request in flight again after `ms`, unless its answer comes first. */
+  #retryLater(r: Request, ms: number): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#inflight !== r || !this.#ready) return;
+      this.#refill();
+      this.#transmit(r);
+    }, ms);
+  }
+
+  // -------------------------------------------------------------------------
+  // Frames
+
+  /**
+   * Records a message; `false` when it was seen already. A known id with a
+   * different sender or time means the server's ids started over.
+   */
+  #remember(m: ChatMessage): boolean {
+    const key = convOf(m, this.#user);
+    let seen = this.#seen.get(key);
+    if (!seen) {
+      seen = new Map();
+      this.#seen.set(key, seen);
+    }
+    const print = `${m.from}\n${m.ts}`;
+    const before = seen.get(m.id);
+    if (before === print) return false;
+    if (before !== undefined) {
+      seen.clear();
+      this.#last.set(key, 0);
+    }
+    seen.set(m.id, print);
+    if (seen.size > SEEN) seen.delete(seen.keys().next().value!);
+    if (m.id > (this.#last.get(key) ?? 0)) this.#last.set(key, m.id);
+    return true;
+  }
+
+  #onFrame(f: ServerFrame): void {
+    if (f.type === "pong") {
+      clearTimeout(this.#pongTimer);
+      this.#pongTimer = undefined;
+      return;
+    }
+    const direct = this.#directs.findIndex((d) => d.match(f));
+    if (direct !== -1) {
+      this.#directs.splice(direct, 1)[0].resolve(f);
+      return;
+    }
+    if (f.type === "error" && this.#directs.length > 0) {
+      const d = this.#directs[0];
+      if (f.code === "rate_limited") {
+        // A server stricter than the client's pacing: send it again later.
+        this.#tokens = 0;
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => {
+          this.#retryTimer = undefined;
+          if (this.#directs[0] === d) this.#raw(d.frame);
+        }, Math.max(1, f.retryAfter ?? 1) * 1000);
+        return;
+      }
+      this.#directs.shift();
+      d.reject(new ServerError(f.code, f.message));
+      return;
+    }
+    if (this.#held !== null) {
+      this.#held.push(f);
+      return;
+    }
+    const r = this.#inflight;
+    if (r && f.type === "error" && this.#errorFor(r, f)) return;
+    if (!r && f.type === "error" && f.code === "rate_limited" && f.ref === undefined) {
+      // A typing flag or ping was dropped: nothing to repeat, just slow down.
+      this.#tokens = 0;
+      return;
+    }
+    if (f.type === "message") {
+      const fresh = this.#remember(f);
+      if (r && r.match(f)) this.#finish(r, null, f);
+      if (fresh) this.#opts.onEvent({ type: "message", message: stripType(f), replay: false });
+      return;
+    }
+    if (r && r.match(f)) {
+      this.#finish(r, null, f);
+      return;
+    }
+    if (f.type === "joined") {
+      // Joined on another connection of the same user.
+      this.#rooms.add(f.room);
+      for (const m of f.history) this.#remember(m);
+    } else if (f.type === "left") this.#rooms.delete(f.room);
+    this.#opts.onEvent({ type: "frame", frame: f });
+  }
+
+  /** Applies an error to the request in flight; `false` when it is not about it. */
+  #errorFor(r: Request, f: ErrorFrame): boolean {
+    const ref = r.frame.ref;
+    if (f.code === "rate_limited" && (f.ref === undefined || f.ref === ref)) {
+      // The server dropped a frame; it can only be this one, or a typing
+      // flag, in which case the answer arrives before the retry.
+      this.#tokens = 0;
+      this.#retryLater(r, Math.max(1, f.retryAfter ?? 1) * 1000);
+      return true;
+    }
+    if (ref !== undefined && f.ref !== ref) return false;
+    if (f.code === "unavailable" && r.failures < 5) {
+      r.failures++;
+      this.#retryLater(r, 1000 * 2 ** r.failures);
+      return true;
+    }
+    this.#finish(r, new ServerError(f.code, f.message));
+    return true;
+  }
+}
+
+function stripType(f: ServerFrame & { type: "message" }): ChatMessage {
+  const { type: _, ...m } = f;
+  return m;
+}

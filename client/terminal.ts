@@ -1,0 +1,535 @@
+/**
+ * The interactive terminal client: incoming messages scroll above one input
+ * line, which is redrawn below every new line of output so that typing is
+ * never interrupted. The terminal is in raw mode while it runs.
+ *
+ * @module
+ */
+import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../server/protocol.ts";
+import { LOBBY } from "../server/protocol.ts";
+import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
+import { KeyDecoder, LineEditor } from "./editor.ts";
+import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";
+import { convOf, type Session, type SessionEvent } from "./session.ts";
+
+const encoder = new TextEncoder();
+
+/** Where the terminal UI reads and writes; the real terminal by default. */
+export interface TerminalIO {
+  /** Reads raw input; `null` at end of input. */
+  read(buf: Uint8Array): Promise<number | null>;
+  /** Writes all of `bytes`. */
+  write(bytes: Uint8Array): void;
+  /** Terminal width in columns. */
+  columns(): number;
+  /** Switches raw mode on or off. */
+  setRaw(on: boolean): void;
+  /**
+   * Calls `redraw` when the terminal is resized and `stop` on SIGTERM;
+   * returns a function that stops listening.
+   */
+  onSignals(redraw: () => void, stop: () => void): () => void;
+}
+
+/** The process's own terminal. */
+export function stdio(): TerminalIO {
+  return {
+    read: (buf) => Deno.stdin.read(buf),
+    write(bytes) {
+      let off = 0;
+      while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+    },
+    columns() {
+      try {
+        return Deno.consoleSize().columns || 80;
+      } catch {
+        return 80;
+      }
+    },
+    setRaw: (on) => Deno.stdin.setRaw(on),
+    onSignals(redraw, stop) {
+      if (Deno.build.os === "windows") return () => {};
+      Deno.addSignalListener("SIGWINCH", redraw);
+      Deno.addSignalListener("SIGTERM", stop);
+      return () => {
+        Deno.removeSignalListener("SIGWINCH", redraw);
+        Deno.removeSignalListener("SIGTERM", stop);
+      };
+    },
+  };
+}
+
+/** Options for {@link TerminalUI}. */
+export interface TerminalOptions {
+  /** The signed-in session. */
+  session: Session;
+  /** The session's first welcome. */
+  welcome: WelcomeFrame;
+  /** The room to open first. @default {"general"} */
+  room?: string;
+  /** Where the client is connected (for the banner). */
+  url: string;
+  /** ANSI colors. @default {true} */
+  color?: boolean;
+  /** The terminal. @default {stdio()} */
+  io?: TerminalIO;
+}
+
+/** The interactive client; feed it session events with {@link TerminalUI.handle}. */
+export class TerminalUI {
+  #session: Session;
+  #io: TerminalIO;
+  #color: boolean;
+  #url: string;
+  #me: string;
+  #firstRoom: string;
+  #mode: string;
+  #editor = new LineEditor();
+  #decoder = new KeyDecoder();
+  #here: Place = { room: LOBBY };
+  #members = new Map<string, Set<string>>();
+  #online = new Set<string>();
+  /** Who is typing, per conversation key. */
+  #typing = new Map<string, Set<string>>();
+  #offline: string | null = null;
+  #drawn = false;
+  #typingSince = 0;
+  #commands: Promise<void> = Promise.resolve();
+  #done = Promise.withResolvers<number>();
+
+  /** Builds the UI; {@link TerminalUI.run} starts it. */
+  constructor(options: TerminalOptions) {
+    this.#session = options.session;
+    this.#io = options.io ?? stdio();
+    this.#color = options.color ?? true;
+    this.#url = options.url;
+    this.#me = options.welcome.user;
+    this.#mode = options.welcome.mode;
+    this.#firstRoom = options.room ?? LOBBY;
+    for (const u of options.welcome.online) this.#online.add(u);
+  }
+
+  /**
+   * Runs until `/quit`, Ctrl+D, or a session that cannot go on; resolves the
+   * exit code. Restores the terminal before it returns.
+   */
+  async run(): Promise<number> {
+    this.#io.setRaw(true);
+    // SIGTERM ends the chat like /quit, so the terminal leaves raw mode.
+    const stopSignals = this.#io.onSignals(() => this.#draw(), () => this.quit(143));
+    try {
+      this.#print(
+        this.#notice(
+          `Signed in to ${this.#url} as ${paint("bold", this.#me, this.#color)}${
+            this.#mode === "open" ? " (open mode)" : ""
+          }. /help lists the commands.`,
+        ),
+      );
+      this.#draw();
+      this.#openRoom(this.#firstRoom);
+      this.#readLoop().then((code) => this.#done.resolve(code), (err) => {
+        this.#print(this.#error(`Reading the terminal failed: ${(err as Error).message}`));
+        this.#done.resolve(1);
+      });
+      return await this.#done.promise;
+    } finally {
+      stopSignals();
+      this.#clearLine();
+      this.#drawn = false;
+      this.#io.setRaw(false);
+    }
+  }
+
+  /** Ends {@link TerminalUI.run} with `code`. */
+  quit(code = 0): void {
+    this.#done.resolve(code);
+  }
+
+  async #readLoop(): Promise<number> {
+    const buf = new Uint8Array(4096);
+    while (true) {
+      const n = await this.#io.read(buf);
+      if (n === null) return 0;
+      for (const key of this.#decoder.feed(buf.subarray(0, n))) {
+        const result = this.#editor.handle(key);
+        switch (result.kind) {
+          case "submit":
+            this.#typingStopped();
+            this.#draw();
+            this.#submit(result.line);
+            break;
+          case "changed":
+            this.#typed();
+            this.#draw();
+            break;
+          case "redraw":
+            this.#draw();
+            break;
+          case "interrupt":
+          case "eof":
+            return 0;
+        }
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Output
+
+  #write(text: string): void {
+    this.#io.write(encoder.encode(text));
+  }
+
+  #clearLine(): void {
+    if (this.#drawn) this.#write("\r\x1b[2K");
+  }
+
+  /** Prints lines above the input line and draws the input line again. */
+  #print(...lines: string[]): void {
+    this.#clearLine();
+    this.#write(lines.join("\n").replace(/\n/g, "\r\n") + "\r\n");
+    if (this.#drawn) this.#draw();
+  }
+
+  #prompt(color: boolean): string {
+    const parts: string[] = [];
+    if (this.#offline) parts.push(paint("red", `(${this.#offline})`, color));
+    const key = this.#hereKey();
+    const typers = [...(this.#typing.get(key) ?? [])];
+    if (typers.length > 0) {
+      parts.push(paint(
+        "dim",
+        `${nameList(typers)} ${typers.length === 1 ? "is" : "are"} typing…`,
+        color,
+      ));
+    }
+    const label = this.#here.room !== undefined ? `#${this.#here.room}` : `@${this.#here.to}`;
+    parts.push(`${paint("bold", label, color)}> `);
+    return parts.join(" ");
+  }
+
+  #draw(): void {
+    const plainPrompt = this.#prompt(false);
+    const { line, cursor } = this.#editor.render(plainPrompt, this.#io.columns());
+    // Color only the prompt part, which render() keeps whole unless it is very long.
+    const shown = line.startsWith(plainPrompt)
+      ? this.#prompt(this.#color) + line.slice(plainPrompt.length)
+      : line;
+    this.#write(`\r\x1b[2K${shown}\r${cursor > 0 ? `\x1b[${cursor}C` : ""}`);
+    this.#drawn = true;
+  }
+
+  #notice(text: string): string {
+    return `${paint("dim", "--", this.#color)} ${text}`;
+  }
+
+  #error(text: string): string {
+    return paint("red", `! ${text}`, this.#color);
+  }
+
+  #line(msg: ChatMessage): string {
+    return formatMessage(msg, { me: this.#me, here: this.#here, color: this.#color });
+  }
+
+  #hereKey(): string {
+    return this.#here.room !== undefined ? this.#here.room : `@${this.#here.to}`;
+  }
+
+  // -------------------------------------------------------------------------
+  // Typing indicator
+
+  #typed(): void {
+    const text = this.#editor.text;
+    if (text.trim() === "" || text.startsWith("/")) {
+      this.#typingStopped(true);
+      return;
+    }
+    const now = Date.now();
+    if (now - this.#typingSince > 3000) {
+      this.#typingSince = now;
+      this.#session.typing(this.#here, true);
+    }
+  }
+
+  #typingStopped(tell = false): void {
+    if (this.#typingSince === 0) return;
+    this.#typingSince = 0;
+    if (tell) this.#session.typing(this.#here, false);
+  }
+
+  // -------------------------------------------------------------------------
+  // Session events
+
+  /** Shows what the session reports. */
+  handle(e: SessionEvent): void {
+    switch (e.type) {
+      case "welcome":
+        this.#online = new Set(e.welcome.online);
+        if (e.reconnect) this.#print(this.#notice("Reconnected; catching up…"));
+        return;
+      case "resumed":
+        this.#offline = null;
+        this.#print(this.#notice(
+          e.missed === 0
+            ? "Back online"
+            : `Back online: ${e.missed} message${e.missed === 1 ? "" : "s"} you missed are above`,
+        ));
+        return;
+      case "disconnected": {
+        const first = this.#offline === null;
+        this.#offline = "offline";
+        this.#typing.clear();
+        const secs = Math.max(1, Math.round(e.retryMs / 1000));
+        if (first) this.#print(this.#notice(`${e.message}: reconnecting in ${secs} s…`));
+        else this.#draw();
+        return;
+      }
+      case "message":
+        this.#typing.get(convOf(e.message, this.#me))?.delete(e.message.from);
+        this.#print(this.#line(e.message));
+        return;
+      case "notice":
+        this.#print(this.#notice(e.message));
+        return;
+      case "fatal":
+        this.#print(this.#error(e.message));
+        this.quit(1);
+        return;
+      case "frame":
+        this.#frame(e.frame);
+        return;
+    }
+  }
+
+  #frame(f: ServerFrame): void {
+    switch (f.type) {
+      case "system": {
+        if (f.room !== undefined && f.user !== undefined) {
+          const members = this.#members.get(f.room);
+          if (f.event === "join") members?.add(f.user);
+          else if (f.event === "leave") members?.delete(f.user);
+        }
+        this.#print(formatSystem(f, this.#color));
+        return;
+      }
+      case "typing": {
+        const key = f.room ?? `@${f.user}`;
+        let set = this.#typing.get(key);
+        if (!set) this.#typing.set(key, set = new Set());
+        if (f.active) set.add(f.user);
+        else set.delete(f.user);
+        if (key === this.#hereKey()) this.#draw();
+        return;
+      }
+      case "presence": {
+        const now = new Set(f.online);
+        const lines: string[] = [];
+        for (const u of now) {
+          if (!this.#online.has(u) && u !== this.#me) {
+            lines.push(paint("dim", `* ${u} is online`, this.#color));
+          }
+        }
+        for (const u of this.#online) {
+          if (!now.has(u) && u !== this.#me) {
+            lines.push(paint("dim", `* ${u} went offline`, this.#color));
+          }
+        }
+        this.#online = now;
+        if (lines.length > 0) this.#print(...lines);
+        return;
+      }
+      case "joined":
+        this.#members.set(f.room, new Set(f.members));
+        this.#print(this.#notice(`You joined #${f.room} in another window`));
+        return;
+      case "left":
+        this.#members.delete(f.room);
+        if (this.#here.room === f.room) this.#here = { room: LOBBY };
+        this.#print(this.#notice(`You left #${f.room}`));
+        return;
+      case "error":
+        this.#print(this.#error(f.message));
+        return;
+      default:
+        return;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Commands
+
+  /**
+   * Runs a line's command after the ones before it, so that answers appear
+   * in the order the commands were typed. Messages (which the session
+   * keeps in order itself) and commands answered locally do not wait.
+   */
+  #submit(line: string): void {
+    const cmd = parseCommand(line);
+    const report = (err: unknown) => {
+      this.#print(this.#error(err instanceof Error ? err.message : String(err)));
+    };
+    const local = ["say", "help", "quit", "who", "invalid", "unknown", "empty"];
+    if (local.includes(cmd.kind)) {
+      this.#run(cmd).catch(report);
+      return;
+    }
+    this.#commands = this.#commands.then(() => this.#run(cmd)).catch(report);
+  }
+
+  async #run(cmd: Command): Promise<void> {
+    const session = this.#session;
+    switch (cmd.kind) {
+      case "empty":
+        return;
+      case "say":
+        if (!session.ready) {
+          this.#print(
+            this.#notice("Not connected: your message goes out once the connection is back"),
+          );
+        }
+        try {
+          await session.send(this.#here, cmd.text);
+        } catch (err) {
+          this.#print(this.#error(`Not sent: ${(err as Error).message}`));
+        }
+        return;
+      case "join":
+        return this.#openRoom(cmd.room);
+      case "leave": {
+        const room = cmd.room ?? this.#here.room;
+        if (room === undefined) {
+          this.#here = { room: LOBBY };
+          this.#print(this.#notice(`Back in #${LOBBY}`));
+          this.#draw();
+          return;
+        }
+        await session.leave(room);
+        this.#members.delete(room);
+        if (this.#here.room === room) this.#here = { room: LOBBY };
+        this.#print(this.#notice(
+          `You left #${room}${this.#here.room === LOBBY ? `; now in #${LOBBY}` : ""}`,
+        ));
+        return;
+      }
+      case "rooms": {
+        const rooms = await session.listRooms();
+        if (rooms.length === 0) return this.#print(this.#notice("There are no rooms"));
+        const width = Math.max(...rooms.map((r) => r.name.length)) + 1;
+        this.#print(
+          this.#notice(`${rooms.length} room${rooms.length === 1 ? "" : "s"}:`),
+          ...rooms.map((r) =>
+            `  ${`#${r.name}`.padEnd(width)}  ${r.members} member${r.members === 1 ? "" : "s"}${
+              session.rooms.has(r.name) ? "  (you are in it)" : ""
+            }`
+          ),
+        );
+        return;
+      }
+      case "who": {
+        const online = [...this.#online].sort();
+        if (this.#here.to !== undefined) {
+          const peer = this.#here.to;
+          this.#print(this.#notice(
+            `Talking with ${peer}, who is ${this.#online.has(peer) ? "online" : "offline"}`,
+          ));
+          return;
+        }
+        const room = this.#here.room!;
+        const members = [...(this.#members.get(room) ?? [])].sort();
+        this.#print(
+          this.#notice(`In #${room} (${members.length}): ${nameList(members)}`),
+          this.#notice(`Online (${online.length}): ${nameList(online)}`),
+        );
+        return;
+      }
+      case "dm":
+        if (cmd.text !== undefined) {
+          try {
+            await session.send({ to: cmd.user }, cmd.text);
+          } catch (err) {
+            this.#print(this.#error(`Not sent: ${(err as Error).message}`));
+          }
+          return;
+        }
+        return this.#openDm(cmd.user);
+      case "history": {
+        const page = await session.history(this.#here, { limit: cmd.limit });
+        const where = this.#here.room !== undefined ? `#${this.#here.room}` : this.#here.to;
+        if (page.messages.length === 0) {
+          return this.#print(this.#notice(`No messages in ${where} yet`));
+        }
+        this.#print(
+          this.#notice(
+            `Last ${page.messages.length} message${
+              page.messages.length === 1 ? "" : "s"
+            } in ${where}:`,
+          ),
+          ...page.messages.map((m) => this.#line(m)),
+        );
+        return;
+      }
+      case "search": {
+        const results = await session.search(cmd.q);
+        if (results.length === 0) {
+          return this.#print(this.#notice(`No messages match "${cmd.q}"`));
+        }
+        this.#print(
+          this.#notice(
+            `${results.length} message${results.length === 1 ? "" : "s"} match "${cmd.q}":`,
+          ),
+          ...[...results].reverse().map((m) =>
+            formatMessage(m, { me: this.#me, color: this.#color })
+          ),
+        );
+        return;
+      }
+      case "help":
+        this.#print(COMMANDS_HELP);
+        return;
+      case "quit":
+        this.quit(0);
+        return;
+      case "invalid":
+        this.#print(this.#error(cmd.message));
+        return;
+      case "unknown":
+        this.#print(this.#error(`Unknown command "${cmd.name}"`), COMMANDS_HELP);
+        return;
+    }
+  }
+
+  /** Joins a room, makes it the current one and shows its recent history. */
+  #openRoom(room: string): Promise<void> {
+    return this.#session.join(room).then((joined: JoinedFrame) => {
+      this.#members.set(room, new Set(joined.members));
+      this.#here = { room };
+      const others = joined.members.filter((m) => m !== this.#me);
+      const lines = [
+        this.#notice(
+          `You are in #${room}${
+            others.length > 0 ? ` with ${nameList(others)}` : " (nobody else is here yet)"
+          }`,
+        ),
+      ];
+      if (joined.more) lines.push(this.#notice("Older messages: /history 200"));
+      if (joined.history.length > 0) lines.push(...joined.history.map((m) => this.#line(m)));
+      else lines.push(this.#notice(`No messages in #${room} yet`));
+      this.#print(...lines);
+    }, (err) => {
+      this.#print(this.#error(`Cannot join #${room}: ${(err as Error).message}`));
+    });
+  }
+
+  /** Makes a DM the current conversation and shows its recent history. */
+  async #openDm(user: string): Promise<void> {
+    const page = await this.#session.history({ to: user }, { limit: 20 });
+    this.#here = { to: user };
+    const lines = [
+      this.#notice(
+        `Talking with ${user}: what you type goes to them only (/join ROOM to go back)`,
+      ),
+      ...page.messages.map((m) => this.#line(m)),
+    ];
+    this.#print(...lines);
+  }
+}

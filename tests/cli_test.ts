@@ -1,0 +1,170 @@
+/**
+ * The `chat` command line as a user meets it: help texts, version, and
+ * unknown commands or flags answered with a hint.
+ */
+import assert from "node:assert/strict";
+import { OPTIONS, VERSION } from "../server/config.ts";
+import { table, wrap } from "../cli/help.ts";
+import { runChat } from "./client_helpers.ts";
+
+/** `deno task start`'s permissions, for the server's own commands. */
+const SERVE = ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "main.ts"];
+
+function assertWellKept(help: string, usage: string): void {
+  assert.ok(help.includes(`Usage:\n  ${usage}`), `usage line "${usage}"`);
+  assert.ok(help.includes("\nExamples:\n"), "examples");
+  for (const line of help.split("\n")) {
+    assert.ok(line.length <= 80, `line longer than 80 columns: "${line}"`);
+    assert.ok(!/\s$/.test(line), `trailing space: "${line}"`);
+  }
+}
+
+Deno.test("chat --help lists every server option with its default and environment variable", async () => {
+  const r = await runChat(["--help"], { permissions: SERVE });
+  assert.equal(r.code, 0);
+  assert.equal(r.stderr, "");
+  assert.ok(r.stdout.startsWith(`chat ${VERSION}: a private group chat`));
+  assertWellKept(r.stdout, "chat [serve] [options]");
+  for (const o of OPTIONS) {
+    assert.ok(r.stdout.includes(`  --${o.flag}${o.arg ? ` ${o.arg}` : ""}  `), `--${o.flag}`);
+    if (o.default !== undefined && o.default !== "" && o.default !== false) {
+      assert.ok(
+        r.stdout.replace(/\s+/g, " ").includes(`[default ${o.default}`),
+        `default of --${o.flag}`,
+      );
+    }
+    for (const e of o.env ?? []) assert.ok(r.stdout.includes(e), `env ${e}`);
+  }
+  for (const cmd of ["chat client [URL] [options]", "chat user add|passwd|remove|list"]) {
+    assert.ok(r.stdout.includes(cmd), cmd);
+  }
+  const again = await runChat(["help"], { permissions: SERVE });
+  assert.equal(again.stdout, r.stdout, "chat help is chat --help");
+});
+
+Deno.test("chat client --help explains the URL forms, options, piped mode and exit codes", async () => {
+  const r = await runChat(["client", "--help"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stderr, "");
+  assertWellKept(r.stdout, "chat client [URL] [options]");
+  const flat = r.stdout.replace(/\s+/g, " ");
+  for (
+    const text of [
+      "[default ws://localhost:8000/ws]",
+      "-u, --user NAME",
+      "-r, --room ROOM",
+      "[default general]",
+      "CHAT_PASSWORD",
+      "NO_COLOR",
+      "/join, /leave, /rooms, /who, /dm, /history, /search and /quit",
+      "When stdin is not a terminal",
+      "Exit status: 0",
+      'echo "deploy done" | chat client -u bot -r ops',
+    ]
+  ) assert.ok(flat.includes(text), text);
+  const viaHelp = await runChat(["help", "client"]);
+  assert.equal(viaHelp.stdout, r.stdout);
+  const short = await runChat(["client", "-h"]);
+  assert.equal(short.stdout, r.stdout);
+});
+
+Deno.test("chat user --help shows its commands on stdout; no command is a usage error", async () => {
+  const r = await runChat(["user", "--help"], { permissions: SERVE });
+  assert.equal(r.code, 0);
+  assert.equal(r.stderr, "");
+  assertWellKept(r.stdout, "chat user add NAME");
+  for (const text of ["chat user passwd NAME", "chat user remove NAME", "chat user list"]) {
+    assert.ok(r.stdout.includes(text), text);
+  }
+  assert.ok(r.stdout.includes("--users FILE"));
+  assert.ok(r.stdout.includes("[default ./users.json; env USERS_FILE]"));
+  const late = await runChat(["user", "add", "--help"], { permissions: SERVE });
+  assert.equal(late.code, 0);
+  assert.equal(late.stdout, r.stdout, "--help after the action also goes to stdout");
+  const none = await runChat(["user"], { permissions: SERVE });
+  assert.equal(none.code, 2);
+  assert.equal(none.stdout, "");
+  assert.ok(none.stderr.startsWith("Manage the users who may sign in"));
+});
+
+Deno.test("chat answers unknown commands and flags with a hint and exit code 2", async () => {
+  const cases: [string[], string[], string][] = [
+    [
+      ["clinet"],
+      SERVE,
+      'error: Unknown command "clinet": did you mean "client"? (see chat --help)',
+    ],
+    [["frob"], SERVE, 'error: Unknown command "frob": use serve, client or user (see chat --help)'],
+    [
+      ["--prot", "9000"],
+      SERVE,
+      'error: Unknown flag "--prot": did you mean "--port"? (see chat --help)',
+    ],
+    [
+      ["serve", "--hsot", "x"],
+      SERVE,
+      'error: Unknown flag "--hsot": did you mean "--host"? (see chat --help)',
+    ],
+    [["--port"], SERVE, 'error: Flag "--port" needs a value (see chat --help)'],
+    [
+      ["client", "--usr", "bob"],
+      [],
+      'error: Unknown flag "--usr": did you mean "--user"? (see chat client --help)',
+    ],
+    [["client", "--room"], [], 'error: Flag "--room" needs a value (see chat client --help)'],
+    [
+      ["client", "a:1", "b:2"],
+      [],
+      'error: Unexpected argument "b:2": give one server URL (see chat client --help)',
+    ],
+    [
+      ["client", "--room", "no spaces", "-u", "bob"],
+      [],
+      'error: Invalid room name "no spaces": use 1-32 letters, digits, - or _',
+    ],
+    [
+      ["user", "list", "--user", "x"],
+      SERVE,
+      'error: Unknown flag "--user": did you mean "--users"? (see chat user --help)',
+    ],
+    [
+      ["user", "rename", "x"],
+      SERVE,
+      'error: Unknown command "user rename": use add, passwd, remove or list (see chat user --help)',
+    ],
+    [
+      ["help", "nope"],
+      SERVE,
+      'error: Unknown command "nope": use serve, client or user (see chat --help)',
+    ],
+  ];
+  for (const [args, permissions, want] of cases) {
+    const r = await runChat(args, { permissions: permissions.length ? permissions : undefined });
+    assert.equal(r.stderr, `${want}\n`, args.join(" "));
+    assert.equal(r.code, 2, args.join(" "));
+    assert.equal(r.stdout, "", args.join(" "));
+  }
+});
+
+Deno.test("chat --version prints the version", async () => {
+  const r = await runChat(["--version"], { permissions: SERVE });
+  assert.equal(r.code, 0);
+  assert.match(
+    r.stdout,
+    new RegExp(`^chat ${VERSION.replaceAll(".", "\\.")} \\(deno \\d+\\.\\d+\\.\\d+\\)\n$`),
+  );
+});
+
+Deno.test("table() wraps descriptions under their own column", () => {
+  assert.deepEqual(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+  const text = table([
+    ["--x N", "word ".repeat(30).trim()],
+    ["--a-very-long-flag-name VALUE", "Short"],
+  ]);
+  const lines = text.split("\n");
+  assert.ok(lines[0].startsWith("  --x N" + " ".repeat(20) + "word"));
+  assert.ok(lines.every((l) => l.length <= 80));
+  assert.ok(lines[1].startsWith(" ".repeat(27) + "word"), "continuation lines align");
+  assert.equal(lines.at(-2), "  --a-very-long-flag-name VALUE");
+  assert.equal(lines.at(-1), " ".repeat(27) + "Short", "a long flag puts its help below");
+});

@@ -1,0 +1,225 @@
+import assert from "node:assert/strict";
+import type { ChatMessage, ServerFrame } from "../../server/protocol.ts";
+import { ConnectError, ServerError, Session, type SessionEvent } from "../../client/session.ts";
+import { closeAll, DEADLINE, signIn, startTestServer, waitUntil } from "../helpers.ts";
+import { TcpProxy } from "../tcp_proxy.ts";
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+
+const USERS = { alice: "alice-pass", bob: "bob-pass1" };
+
+/** A session that records its events. */
+function recorder(url: string, username: string, password?: string) {
+  const events: SessionEvent[] = [];
+  const session = new Session({
+    url,
+    username,
+    password,
+    onEvent: (e) => events.push(e),
+    backoff: 50,
+    maxBackoff: 200,
+  });
+  const messages = () =>
+    events.filter((e): e is SessionEvent & { type: "message" } => e.type === "message")
+      .map((e) => e.message);
+  return { session, events, messages };
+}
+
+Deno.test("Session.send() resolves on the server's acknowledgement, in order past the burst", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const { session } = recorder(t.ws, "alice", USERS.alice);
+  try {
+    const welcome = await session.start();
+    assert.equal(welcome.user, "alice");
+    const sends: Promise<ChatMessage>[] = [];
+    for (let i = 1; i <= 90; i++) sends.push(session.send({ room: "general" }, `m${i}`));
+    const acked = await Promise.all(sends);
+    assert.deepEqual(acked.map((m) => m.text), Array.from({ length: 90 }, (_, i) => `m${i + 1}`));
+    assert.ok(acked.every((m, i) => i === 0 || m.id === acked[i - 1].id + 1), "ids in order");
+    const got: string[] = [];
+    while (got.length < 90) got.push((await bob.next<F<"message">>("message")).text);
+    assert.deepEqual(got, acked.map((m) => m.text));
+    assert.equal(bob.peek("error").length, 0);
+  } finally {
+    await session.close();
+    await closeAll(bob);
+  }
+});
+
+Deno.test("Session.send() resends what a stricter server's rate limit refused, losing nothing", async () => {
+  await using t = await startTestServer({ users: USERS, args: ["--rate", "5", "--burst", "8"] });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const { session } = recorder(t.ws, "alice", USERS.alice);
+  try {
+    await session.start();
+    const sends: Promise<ChatMessage>[] = [];
+    for (let i = 1; i <= 25; i++) sends.push(session.send({ room: "general" }, `r${i}`));
+    await Promise.all(sends);
+    const got: string[] = [];
+    while (got.length < 25) got.push((await bob.next<F<"message">>("message")).text);
+    assert.deepEqual(got, Array.from({ length: 25 }, (_, i) => `r${i + 1}`));
+    await bob.barrier();
+    assert.equal(bob.peek("message").length, 0, "no message twice");
+  } finally {
+    await session.close();
+    await closeAll(bob);
+  }
+});
+
+Deno.test("Session.send() rejects with the server's sentence for a message it refuses", async () => {
+  await using t = await startTestServer({ users: USERS, args: ["--max-message", "10"] });
+  const { session } = recorder(t.ws, "alice", USERS.alice);
+  try {
+    await session.start();
+    await assert.rejects(
+      session.send({ room: "general" }, "far too long for ten bytes"),
+      new ServerError("too_large", "Message text is longer than 10 bytes"),
+    );
+    await assert.rejects(
+      session.send({ room: "nowhere" }, "hi"),
+      new ServerError("unknown_room", 'You are not in room "nowhere": join it first'),
+    );
+    const ok = await session.send({ room: "general" }, "short");
+    assert.equal(ok.text, "short", "the queue goes on after a refusal");
+  } finally {
+    await session.close();
+  }
+});
+
+Deno.test("Session.start() reports a refused sign-in and an unreachable server", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const wrong = recorder(t.ws, "alice", "not-her-password");
+  await assert.rejects(
+    wrong.session.start(),
+    new ConnectError("auth_failed", "Wrong username or password"),
+  );
+  await wrong.session.close();
+  const proxy = new TcpProxy(t.server.port);
+  proxy.refuse = true;
+  const down = recorder(proxy.ws, "alice", USERS.alice);
+  try {
+    await assert.rejects(down.session.start(), (err: Error) => {
+      assert.ok(err instanceof ConnectError);
+      assert.equal(err.code, "network");
+      assert.match(err.message, /^Cannot connect to 127\.0\.0\.1:\d+: /);
+      return true;
+    });
+  } finally {
+    await down.session.close();
+    await proxy.close();
+  }
+});
+
+Deno.test("Session resumes after a dropped connection: missed messages once, no send repeated", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const alice = recorder(proxy.ws, "alice", USERS.alice);
+  try {
+    await alice.session.start();
+    await alice.session.join("ops");
+    bob.send({ type: "join", room: "ops" });
+    await bob.next("joined");
+    await alice.session.send({ room: "ops" }, "before");
+    // Drop the line; the server keeps the old socket until it notices.
+    proxy.refuse = true;
+    await proxy.cut();
+    await waitUntil(
+      () => alice.events.some((e) => e.type === "disconnected"),
+      "alice sees the drop",
+    );
+    for (let i = 1; i <= 3; i++) {
+      bob.send({ type: "send", room: "ops", text: `missed ${i}`, ref: `b${i}` });
+      await bob.next((f) => f.type === "message" && f.ref === `b${i}`);
+    }
+    bob.send({ type: "send", to: "alice", text: "dm while away", ref: "d1" });
+    await bob.next((f) => f.type === "message" && f.ref === "d1");
+    // Queued while away: goes out after the catch-up, exactly once.
+    const queued = alice.session.send({ room: "ops" }, "written offline");
+    proxy.refuse = false;
+    await waitUntil(() => alice.events.some((e) => e.type === "resumed"), "alice resumes");
+    await queued;
+    const resumed = alice.events.find((e) => e.type === "resumed") as { missed: number };
+    assert.equal(resumed.missed, 4);
+    const texts = alice.messages().map((m) => m.text);
+    assert.deepEqual(texts, [
+      "before",
+      "missed 1",
+      "missed 2",
+      "missed 3",
+      "dm while away",
+      "written offline",
+    ]);
+    const replayed = alice.events.filter((e) => e.type === "message" && e.replay).length;
+    assert.equal(replayed, 4);
+    // bob gets the offline message once.
+    await bob.next((f) => f.type === "message" && f.text === "written offline");
+    await bob.barrier();
+    const fromAlice = bob.all.filter((f) => f.type === "message" && f.from === "alice");
+    assert.deepEqual(fromAlice.map((f) => (f as F<"message">).text), ["before", "written offline"]);
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+    await proxy.close();
+  }
+});
+
+Deno.test("Session keeps a send that was in flight when the line dropped, without repeating it", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const alice = recorder(proxy.ws, "alice", USERS.alice);
+  try {
+    await alice.session.start();
+    // Cut right after the first frame of a stream of sends reached the
+    // server: some are stored without their echo reaching alice.
+    const sends: Promise<ChatMessage>[] = [];
+    for (let i = 1; i <= 40; i++) sends.push(alice.session.send({ room: "general" }, `s${i}`));
+    await waitUntil(() => bob.peek((f) => f.type === "message" && f.text === "s5").length, "s5");
+    await proxy.cut();
+    const acked = await Promise.all(sends);
+    assert.deepEqual(acked.map((m) => m.text), Array.from({ length: 40 }, (_, i) => `s${i + 1}`));
+    const got: string[] = [];
+    while (got.length < 40) {
+      got.push((await bob.next<F<"message">>("message")).text);
+    }
+    assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => `s${i + 1}`));
+    await bob.barrier();
+    assert.equal(bob.peek("message").length, 0, "nothing twice");
+    assert.ok(alice.events.some((e) => e.type === "resumed"));
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+    await proxy.close();
+  }
+});
+
+Deno.test("Session notices a server that started over and shows its new messages", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-test-" });
+  let t = await startTestServer({ dir });
+  const port = t.server.port;
+  const alice = recorder(t.ws, "alice");
+  let bob;
+  try {
+    await alice.session.start();
+    await alice.session.send({ room: "general" }, "old one");
+    await alice.session.send({ room: "general" }, "old two");
+    await t.close();
+    await waitUntil(() => alice.events.some((e) => e.type === "disconnected"), "drop");
+    t = await startTestServer({ dir, args: ["--port", String(port)] });
+    await waitUntil(() => alice.events.some((e) => e.type === "resumed"), "resumed", DEADLINE);
+    bob = await signIn(t.ws, "bob");
+    bob.send({ type: "send", room: "general", text: "new one", ref: "n1" });
+    const sent = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "n1");
+    assert.equal(sent.id, 1, "the new server's ids start over");
+    await waitUntil(() => alice.messages().some((m) => m.text === "new one"), "alice sees it");
+    const notice = alice.events.find((e) => e.type === "notice") as { message: string };
+    assert.match(notice.message, /no longer has the earlier messages of #general/);
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,235 @@
+/**
+ * The interactive terminal client under a real pseudo-terminal (tmux),
+ * against the real server: what a person sees and types.
+ */
+import assert from "node:assert/strict";
+import type { ServerFrame } from "../server/protocol.ts";
+import { closeAll, signIn, startTestServer } from "./helpers.ts";
+import { CLIENT_RUN, ROOT } from "./client_helpers.ts";
+import { TcpProxy } from "./tcp_proxy.ts";
+import { count, Tmux } from "./tmux.ts";
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+
+const USERS = { alice: "alice-pass", bob: "bob-pass1" };
+
+function client(...args: string[]): string[] {
+  return [Deno.execPath(), ...CLIENT_RUN, "client", ...args];
+}
+
+/** The last non-empty line of the screen. */
+function lastLine(screen: string): string {
+  return screen.split("\n").filter((l) => l.trim() !== "").at(-1) ?? "";
+}
+
+Deno.test("chat client (terminal) signs in, shows history, and keeps the input line while messages arrive", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  await using tty = new Tmux();
+  try {
+    for (let i = 1; i <= 3; i++) {
+      bob.send({ type: "send", room: "general", text: `earlier ${i}`, ref: `e${i}` });
+      await bob.next((f) => f.type === "message" && f.ref === `e${i}`);
+    }
+    await tty.start(client(t.ws), { cwd: ROOT });
+    await tty.waitFor("Username:");
+    await tty.line("alice");
+    await tty.waitFor("Password for alice:");
+    await tty.line(USERS.alice);
+    let screen = await tty.waitFor("bob: earlier 3");
+    assert.ok(!screen.includes(USERS.alice), "the password is not echoed");
+    assert.match(screen, /Signed in to ws:\/\/127\.0\.0\.1:\d+\/ws as alice\./);
+    assert.match(screen, /-- You are in #general with bob\n\d\d:\d\d bob: earlier 1\n/);
+    assert.match(screen, /\d\d:\d\d bob: earlier 2\n\d\d:\d\d bob: earlier 3/);
+
+    // A message and a typing flag arrive while alice is half-way through a line.
+    await tty.type("hello wor");
+    await tty.waitFor("#general> hello wor");
+    const typing = await bob.next<F<"typing">>("typing");
+    assert.deepEqual([typing.room, typing.user, typing.active], ["general", "alice", true]);
+    bob.send({ type: "typing", room: "general", active: true });
+    await tty.waitFor("bob is typing… #general> hello wor");
+    bob.send({ type: "send", room: "general", text: "live from bob" });
+    screen = await tty.waitFor(/bob: live from bob\n#general> hello wor$/);
+    assert.equal(lastLine(screen), "#general> hello wor", "the input survives, typing cleared");
+    assert.equal(await tty.cursorLine(), "#general> hello wor");
+    await tty.type("ld");
+    await tty.press("Enter");
+    const mine = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
+    assert.equal(mine.text, "hello world");
+    assert.equal(mine.room, "general");
+    const stopped = await bob.next<F<"typing">>("typing");
+    assert.deepEqual([stopped.user, stopped.active], ["alice", false], "sending ends typing");
+    screen = await tty.waitFor(/alice: hello world\n#general>$/);
+
+    // /join, then a message there, with no room label since it is the current room.
+    await tty.line("/join random");
+    await tty.waitFor("-- You are in #random (nobody else is here yet)");
+    await tty.waitFor(/#random>$/);
+    bob.send({ type: "join", room: "random" });
+    await bob.next("joined");
+    await tty.waitFor("* bob joined #random");
+    bob.send({ type: "send", room: "random", text: "over here" });
+    bob.send({ type: "send", room: "general", text: "back in general" });
+    await tty.waitFor(/\d\d:\d\d bob: over here\n/);
+    await tty.waitFor(/\d\d:\d\d #general bob: back in general\n/);
+
+    // Direct messages both ways.
+    await tty.line("/dm bob psst");
+    const dm = await bob.next<F<"message">>((f) => f.type === "message" && f.to === "bob");
+    assert.deepEqual([dm.from, dm.text], ["alice", "psst"]);
+    await tty.waitFor("alice → bob: psst");
+    bob.send({ type: "send", to: "alice", text: "back at you" });
+    await tty.waitFor("bob → you: back at you");
+
+    // Help, an unknown command, and a misused one.
+    await tty.line("/help");
+    screen = await tty.waitFor("/search TEXT       Find messages containing every word of TEXT");
+    await tty.line("/frobnicate");
+    screen = await tty.waitFor('! Unknown command "/frobnicate"\nCommands:\n  /join ROOM');
+    await tty.line("/history lots");
+    await tty.waitFor("! Usage: /history [N], where N is a whole number from 1 to 200");
+
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+    await bob.barrier();
+    assert.equal(
+      bob.all.filter((f) => f.type === "message" && f.from === "alice").length,
+      2,
+      "alice sent exactly two messages",
+    );
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /leave", async () => {
+  await using t = await startTestServer();
+  const bob = await signIn(t.ws, "bob");
+  await using tty = new Tmux();
+  try {
+    bob.send({ type: "join", room: "ops" });
+    await bob.next("joined");
+    for (const text of ["deploy started", "deploy finished", "lunch?"]) {
+      bob.send({ type: "send", room: "ops", text });
+    }
+    await bob.next((f) => f.type === "message" && f.text === "lunch?");
+    await tty.start(client("--user", "alice", "--room", "ops", t.ws), { cwd: ROOT, width: 60 });
+    await tty.waitFor("-- You are in #ops with bob");
+    await tty.waitFor(/#ops>$/);
+    await tty.line("/who");
+    await tty.waitFor("-- In #ops (2): alice and bob\n-- Online (2): alice and bob");
+    await tty.line("/rooms");
+    await tty.waitFor(
+      "-- 2 rooms:\n  #general  2 members  (you are in it)\n  #ops      2 members  (you are in it)",
+    );
+    await tty.line("/history 2");
+    await tty.waitFor(
+      /-- Last 2 messages in #ops:\n\d\d:\d\d bob: deploy finished\n\d\d:\d\d bob: lunch\?/,
+    );
+    await tty.line("/search deploy");
+    await tty.waitFor(
+      /-- 2 messages match "deploy":\n\d\d:\d\d #ops bob: deploy started\n\d\d:\d\d #ops bob: deploy finished/,
+    );
+    await tty.line("/search nothing-like-this");
+    await tty.waitFor('-- No messages match "nothing-like-this"');
+    await tty.line("/leave");
+    await tty.waitFor("-- You left #ops; now in #general");
+    const sys = await bob.next<F<"system">>((f) => f.type === "system" && f.event === "leave");
+    assert.deepEqual([sys.room, sys.user], ["ops", "alice"]);
+    await tty.waitFor(/#general>$/);
+
+    // /dm without text makes the DM the conversation.
+    await tty.line("/dm bob");
+    await tty.waitFor("-- Talking with bob: what you type goes to them only");
+    await tty.waitFor(/@bob>$/);
+    await tty.line("private words");
+    const dm = await bob.next<F<"message">>((f) => f.type === "message" && f.to === "bob");
+    assert.deepEqual([dm.from, dm.text], ["alice", "private words"]);
+    await tty.waitFor("alice → bob: private words");
+    await tty.line("/who");
+    await tty.waitFor("-- Talking with bob, who is online");
+    await tty.line("/leave");
+    await tty.waitFor("-- Back in #general");
+
+    // A line longer than the terminal scrolls sideways instead of wrapping.
+    const long = Array.from({ length: 30 }, (_, i) => `w${i}`).join(" ") + " end";
+    await tty.type(long);
+    await tty.waitFor(/ end$/);
+    const input = await tty.cursorLine();
+    assert.ok(input.startsWith("#general> "), input);
+    assert.ok(input.length <= 60, `fits in 60 columns: "${input}"`);
+    assert.ok(input.endsWith("w29 end"), input);
+    await tty.press("C-u");
+    await tty.waitFor(/#general>$/);
+    await tty.press("C-d");
+    assert.equal(await tty.exitCode(), 0);
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("chat client (terminal) asks no password in open mode, ends on SIGTERM, and asks again after a wrong password", async () => {
+  await using open = await startTestServer();
+  await using tty = new Tmux();
+  await tty.start(client(`localhost:${open.server.port}`), { cwd: ROOT });
+  await tty.waitFor("Username:");
+  await tty.line("carol");
+  let screen = await tty.waitFor(/as carol \(open mode\)/);
+  assert.ok(!screen.includes("Password"), "no password prompt in open mode");
+  await tty.waitFor(/#general>$/);
+  // SIGTERM ends the client like /quit would, leaving raw mode first.
+  Deno.kill(await tty.pid(), "SIGTERM");
+  assert.equal(await tty.exitCode(), 143);
+  await tty.kill();
+
+  await using login = await startTestServer({ users: USERS });
+  await using tty2 = new Tmux();
+  await tty2.start(client("--user", "alice", login.ws), { cwd: ROOT });
+  await tty2.waitFor("Password for alice:");
+  await tty2.line("not-the-password");
+  await tty2.waitFor("Wrong username or password\nPassword for alice:");
+  await tty2.line(USERS.alice);
+  screen = await tty2.waitFor(/#general>$/);
+  assert.ok(!screen.includes("not-the-password"));
+  await tty2.line("/quit");
+  assert.equal(await tty2.exitCode(), 0);
+});
+
+Deno.test("chat client (terminal) reconnects after a dropped connection and shows what it missed once", async () => {
+  await using t = await startTestServer();
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob");
+  await using tty = new Tmux();
+  try {
+    await tty.start(client("--user", "alice", proxy.ws), { cwd: ROOT });
+    await tty.waitFor(/#general>$/);
+    bob.send({ type: "send", room: "general", text: "before the drop" });
+    await tty.waitFor("bob: before the drop");
+    proxy.refuse = true;
+    await proxy.cut();
+    await tty.waitFor("-- The connection was lost: reconnecting in");
+    await tty.waitFor(/\(offline\) #general>$/);
+    bob.send({ type: "send", room: "general", text: "while away 1" });
+    bob.send({ type: "send", room: "general", text: "while away 2" });
+    await bob.next((f) => f.type === "message" && f.text === "while away 2");
+    await tty.type("typed offline");
+    proxy.refuse = false;
+    let screen = await tty.waitFor("-- Back online: 2 messages you missed are above");
+    assert.match(screen, /bob: while away 1\n.*bob: while away 2\n-- Back online/);
+    await tty.waitFor(/\n#general> typed offline$/);
+    bob.send({ type: "send", room: "general", text: "live again" });
+    screen = await tty.waitFor("bob: live again");
+    for (const text of ["before the drop", "while away 1", "while away 2", "live again"]) {
+      assert.equal(count(screen, `bob: ${text}`), 1, text);
+    }
+    await tty.press("Enter");
+    const m = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
+    assert.equal(m.text, "typed offline");
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  } finally {
+    await closeAll(bob);
+    await proxy.close();
+  }
+});
