@@ -215,7 +215,10 @@ export async function main(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       // Point at the help of the command that was run.
-      const command = first === "client" || first === "user" ? `chat ${first}` : "chat";
+      const command =
+        first !== undefined && COMMANDS.includes(first) && first !== "serve" && first !== "help"
+          ? `chat ${first}`
+          : "chat";
       printError(err.message.replace("(see --help)", `(see ${command} --help)`));
       return 2;
     }

@@ -94,7 +94,11 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
       SERVE,
       'error: Unknown command "clinet": did you mean "client"? (see chat --help)',
     ],
-    [["frob"], SERVE, 'error: Unknown command "frob": use serve, client or user (see chat --help)'],
+    [
+      ["frob"],
+      SERVE,
+      'error: Unknown command "frob": use serve, client, user, export, health, docs, help (see chat --help)',
+    ],
     [
       ["--prot", "9000"],
       SERVE,
@@ -135,7 +139,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     [
       ["help", "nope"],
       SERVE,
-      'error: Unknown command "nope": use serve, client or user (see chat --help)',
+      'error: Unknown command "nope": use serve, client, user, export, health, docs, help (see chat --help)',
     ],
   ];
   for (const [args, permissions, want] of cases) {

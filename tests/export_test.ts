@@ -105,7 +105,7 @@ Deno.test("chat export explains bad flags, paths and rooms", async (t) => {
       fails(
         ["--data", path, "--rom", "ops"],
         2,
-        'error: Unknown flag "--rom": did you mean "--room"? (see --help)',
+        'error: Unknown flag "--rom": did you mean "--room"? (see chat export --help)',
       ));
     await t.step("no data file", () =>
       fails(
@@ -115,7 +115,7 @@ Deno.test("chat export explains bad flags, paths and rooms", async (t) => {
       ));
     await t.step(
       "a flag without its value",
-      () => fails(["--data"], 2, 'error: Flag "--data" needs a value (see --help)'),
+      () => fails(["--data"], 2, 'error: Flag "--data" needs a value (see chat export --help)'),
     );
     await t.step("a bad room name", () =>
       fails(
