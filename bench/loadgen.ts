@@ -59,6 +59,8 @@ export interface Result {
   rssBaseMB?: number;
   rssMB?: number;
   rssPerConnKB?: number;
+  /** Text received per connection while connecting and settling (idle), in KB. */
+  inPerConnKB?: number;
   /** Share of one core used by the server(s) during the window. */
   serverCpu: number | null;
   /** Share of one core used by this load generator during the window. */
@@ -93,6 +95,9 @@ function scan(data: string, fn: (seq: number) => void): void {
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Characters received by clients while connecting (welcome, joined, ...). */
+let setupChars = 0;
 
 /** A client that has signed in and joined its room. */
 type Client = WebSocket;
@@ -134,6 +139,7 @@ function connect(spec: Spec, url: string, name: string, room: string, onFrame: H
     let welcomed = false;
     ws.onmessage = (e) => {
       const data = e.data as string;
+      setupChars += data.length;
       if (data.includes('"type":"error"')) {
         return fail(new Error(`Client "${name}" got an error: ${data.slice(0, 200)}`));
       }
@@ -414,8 +420,9 @@ async function rooms(spec: Spec): Promise<Result> {
 async function idle(spec: Spec): Promise<Result> {
   const n = spec.clients ?? 5000, concurrency = spec.concurrency ?? 200;
   const urls = spec.urls;
-  const ignore = () => {};
-  const open = (i: number) => connect(spec, urls[i % urls.length], `i${i}`, "general", ignore);
+  let chars = 0;
+  const count = (e: MessageEvent) => void (chars += (e.data as string).length);
+  const open = (i: number) => connect(spec, urls[i % urls.length], `i${i}`, "general", count);
   // Warm-up: the same users once, a few at a time, each closed right away.
   await openAll(n, concurrency, async (i) => {
     const ws = await open(i);
@@ -424,6 +431,7 @@ async function idle(spec: Spec): Promise<Result> {
   });
   await quiet(spec);
   const rssBase = sumRss(spec);
+  chars = setupChars = 0;
   const from = sample(spec);
   const t0 = performance.now();
   const clients = await openAll(n, concurrency, open);
@@ -431,6 +439,7 @@ async function idle(spec: Spec): Promise<Result> {
   const u = usage(spec, from);
   await quiet(spec);
   const rss = sumRss(spec);
+  const received = chars + setupChars;
   await closeAll(clients);
   const mb = (b: number | null) => (b === null ? undefined : Math.round(b / 1048576 * 10) / 10);
   return {
@@ -441,6 +450,7 @@ async function idle(spec: Spec): Promise<Result> {
     rssPerConnKB: rss === null || rssBase === null
       ? undefined
       : Math.round((rss - rssBase) / n / 1024 * 100) / 100,
+    inPerConnKB: Math.round(received / n / 1024 * 100) / 100,
     ...u,
   };
 }

@@ -13,6 +13,7 @@
  * - `--redis URL`: the Redis server the `redis` variant uses
  * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
  * - `--cpu-prof DIR`: profile the chat server during the fan-out scenario
+ * - `--repeat N`: run every scenario N times (targets interleaved) and report medians
  *
  * @module
  */
@@ -312,7 +313,10 @@ async function runLoadgen(spec: Spec, pin: boolean): Promise<Result> {
 export interface Row {
   scenario: string;
   target: string;
+  /** The median of the runs (each field on its own). */
   result?: Result;
+  /** Every run, with --repeat. */
+  runs?: Result[];
   error?: string;
 }
 
@@ -330,6 +334,17 @@ export interface Report {
     target: string;
     met: boolean | null;
   }[];
+}
+
+/** Field by field median of several results. */
+function median(results: Result[]): Result {
+  const out: Record<string, number | null> = {};
+  for (const key of Object.keys(results[0])) {
+    const values = results.map((r) => (r as unknown as Record<string, number | null>)[key])
+      .filter((v): v is number => typeof v === "number").sort((a, b) => a - b);
+    out[key] = values.length ? values[Math.floor((values.length - 1) / 2)] : null;
+  }
+  return out as unknown as Result;
 }
 
 /** The CPU model; read through `sh` because Deno grants /proc reads only with --allow-all. */
@@ -356,6 +371,7 @@ const COLUMNS: [string, keyof Result, number][] = [
   ["conn/s", "connsPerSec", 7],
   ["KB/conn", "rssPerConnKB", 8],
   ["RSS MB", "rssMB", 7],
+  ["KB in", "inPerConnKB", 7],
   ["srv cpu", "serverCpu", 7],
   ["gen cpu", "loadgenCpu", 7],
 ];
@@ -363,7 +379,7 @@ const COLUMNS: [string, keyof Result, number][] = [
 /** The report as a fixed-width table. */
 export function table(report: Report): string {
   const head = "scenario".padEnd(9) + "target".padEnd(13) +
-    COLUMNS.map(([h, , w]) => h.padStart(w)).join("");
+    COLUMNS.map(([h, , w]) => " " + h.padStart(w)).join("");
   const lines = [head, "-".repeat(head.length)];
   for (const row of report.rows) {
     let line = row.scenario.padEnd(9) + row.target.padEnd(13);
@@ -371,7 +387,7 @@ export function table(report: Report): string {
     else {
       line += COLUMNS.map(([, key, w]) => {
         const v = row.result?.[key];
-        return (v === undefined || v === null ? "-" : String(v)).padStart(w);
+        return " " + (v === undefined || v === null ? "-" : String(v)).padStart(w);
       }).join("");
     }
     lines.push(line);
@@ -421,6 +437,7 @@ export async function runBench(args: string[]): Promise<Report> {
       redis: { type: "string" },
       out: { type: "string", default: `${ROOT}/bench/results/latest.json` },
       "cpu-prof": { type: "string" },
+      repeat: { type: "string", default: "1" },
     },
     strict: true,
     allowPositionals: false,
@@ -443,36 +460,53 @@ export async function runBench(args: string[]): Promise<Report> {
       targets.push(make({ redis: values.redis }));
     }
   }
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9) {
+    throw new Error(`Invalid --repeat "${values.repeat}": use 1 to 9`);
+  }
   const pin = await canPin();
   const rows: Row[] = [];
   const dir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   try {
     for (const scenario of SCENARIOS) {
       if (only && !only.includes(scenario.name)) continue;
-      for (const target of targets) {
-        const profile = values["cpu-prof"] && target.kind === "chat" && scenario.name === "fanout"
-          ? values["cpu-prof"]
-          : undefined;
-        const runDir = await Deno.makeTempDir({ dir, prefix: `${scenario.name}-` });
-        const row: Row = { scenario: scenario.name, target: target.name };
-        let server: Running | null = null;
-        try {
-          server = await startTarget(target, runDir, pin, profile);
-          row.result = await runLoadgen({
-            ...scenario.spec,
-            ...(values.short ? scenario.short : {}),
-            target: target.kind,
-            urls: server.urls,
-            pids: server.pids,
-          }, pin);
-        } catch (err) {
-          row.error = (err as Error).message +
-            (server?.output.length ? ` (server: ${server.output.slice(-3).join(" | ")})` : "");
-        } finally {
-          await server?.stop();
+      const runs = new Map<Target, Row>();
+      for (let round = 0; round < repeat; round++) {
+        for (const target of targets) {
+          const profile = values["cpu-prof"] && target.kind === "chat" && scenario.name === "fanout"
+            ? values["cpu-prof"]
+            : undefined;
+          const runDir = await Deno.makeTempDir({ dir, prefix: `${scenario.name}-` });
+          let row = runs.get(target);
+          if (!row) {
+            runs.set(target, row = { scenario: scenario.name, target: target.name, runs: [] });
+          }
+          if (row.error) continue;
+          let server: Running | null = null;
+          try {
+            server = await startTarget(target, runDir, pin, round === 0 ? profile : undefined);
+            row.runs!.push(
+              await runLoadgen({
+                ...scenario.spec,
+                ...(values.short ? scenario.short : {}),
+                target: target.kind,
+                urls: server.urls,
+                pids: server.pids,
+              }, pin),
+            );
+          } catch (err) {
+            row.error = (err as Error).message +
+              (server?.output.length ? ` (server: ${server.output.slice(-3).join(" | ")})` : "");
+          } finally {
+            await server?.stop();
+          }
+          print(`  ${scenario.name} ${target.name}: ${row.error ?? "done"}`);
         }
+      }
+      for (const row of runs.values()) {
+        if (row.runs!.length > 0) row.result = median(row.runs!);
+        if (repeat === 1) delete row.runs;
         rows.push(row);
-        print(`  ${scenario.name} ${target.name}: ${row.error ?? "done"}`);
       }
     }
   } finally {

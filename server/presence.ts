@@ -7,7 +7,8 @@
  * frame). Above that, a frame carries only what changed —
  * `{"type":"presence","count":N,"added":[…],"removed":[…]}` — and frames are
  * spaced further apart the more users are online, so that a storm of sign-ins
- * costs one frame per connection per interval rather than one per sign-in.
+ * costs one frame per connection per interval rather than one per sign-in
+ * (or per `maxChanges` changes, which bounds the size of a frame).
  * See docs/protocol.md, "Presence at scale".
  *
  * @module
@@ -24,6 +25,8 @@ export interface PresenceOptions {
   msPerUser?: number;
   /** Above `fullMax`: longest time between frames, in milliseconds. @default {10000} */
   maxInterval?: number;
+  /** Above `fullMax`: changes that make a frame go out on the next tick. @default {1000} */
+  maxChanges?: number;
 }
 
 /** Where the online set comes from (the broker). */
@@ -38,6 +41,7 @@ export class Presence {
   #fullMax: number;
   #msPerUser: number;
   #maxInterval: number;
+  #maxChanges: number;
   /** Online users, sorted; rebuilt from the source when `#stale`. */
   #sorted: string[] = [];
   #stale = false;
@@ -55,6 +59,7 @@ export class Presence {
     this.#fullMax = options.fullMax ?? PRESENCE_FULL_MAX;
     this.#msPerUser = options.msPerUser ?? 0.5;
     this.#maxInterval = options.maxInterval ?? 10_000;
+    this.#maxChanges = options.maxChanges ?? 1000;
   }
 
   /**
@@ -101,7 +106,11 @@ export class Presence {
     if (!this.#dirty) return null;
     const online = this.online();
     const n = online.length;
-    if (n > this.#fullMax && now < this.#next) return null;
+    // A storm of changes goes out in frames of about maxChanges names rather
+    // than one huge frame per interval: smaller bursts, same bytes.
+    if (n > this.#fullMax && now < this.#next && this.#changed.size < this.#maxChanges) {
+      return null;
+    }
     // Every user whose status changed since the last frame, with the status
     // it has now: a client that got the full list in its welcome after the
     // last frame ends up right whatever happened in between.
