@@ -51,7 +51,8 @@ export class Presence {
   /** The online set as of the last frame. */
   #sent = new Set<string>();
   #dirty = false;
-  #next = 0;
+  /** When the last frame went out (ms). */
+  #last = -Infinity;
 
   /** Tracks `source`; call {@link Presence.changed} whenever it changes. */
   constructor(source: OnlineSource, options: PresenceOptions = {}) {
@@ -108,9 +109,10 @@ export class Presence {
     const n = online.length;
     // A storm of changes goes out in frames of about maxChanges names rather
     // than one huge frame per interval: smaller bursts, same bytes.
-    if (n > this.#fullMax && now < this.#next && this.#changed.size < this.#maxChanges) {
-      return null;
-    }
+    if (
+      n > this.#fullMax && now - this.#last < Math.min(this.#maxInterval, n * this.#msPerUser) &&
+      this.#changed.size < this.#maxChanges
+    ) return null;
     // Every user whose status changed since the last frame, with the status
     // it has now: a client that got the full list in its welcome after the
     // last frame ends up right whatever happened in between.
@@ -121,8 +123,8 @@ export class Presence {
     this.#sent = now_;
     this.#changed = new Set();
     this.#dirty = false;
+    this.#last = now;
     if (n <= this.#fullMax) return `{"type":"presence","online":${this.json()}}`;
-    this.#next = now + Math.min(this.#maxInterval, n * this.#msPerUser);
     const added: string[] = [], removed: string[] = [];
     for (const u of [...changed].sort(compare)) (now_.has(u) ? added : removed).push(u);
     return `{"type":"presence","count":${n},"added":${JSON.stringify(added)},"removed":${
