@@ -202,10 +202,29 @@ export type TypingEventFrame = {
   user: string;
   active: boolean;
 } & Target;
-/** Who is online (each user once, however many connections). */
-export interface PresenceFrame {
+/**
+ * Who is online (each user once, however many connections). While few users
+ * are online (at most 200) the frame lists them all in `online`; above that it
+ * carries `count` and the users whose status changed since the previous
+ * presence frame (docs/protocol.md, "Presence at scale").
+ */
+export type PresenceFrame = PresenceListFrame | PresenceDeltaFrame;
+/** Everyone online, sorted. */
+export interface PresenceListFrame {
   type: "presence";
   online: string[];
+  count?: undefined;
+}
+/** Changes since the previous presence frame, for large chats. */
+export interface PresenceDeltaFrame {
+  type: "presence";
+  /** Users online now. */
+  count: number;
+  /** Users now online (sorted); some may already be in the client's list. */
+  added: string[];
+  /** Users now offline (sorted); some may already be missing from it. */
+  removed: string[];
+  online?: undefined;
 }
 /** Rooms that exist, with member counts. */
 export interface RoomsListFrame {

@@ -137,14 +137,14 @@ Deno.test("server: presence switches to deltas above the threshold; welcome keep
     const b = await signIn(t.ws, "ben");
     clients.push(b);
     assert.deepEqual(b.welcome.online, ["ann", "ben"]);
-    await a.next((f) => f.type === "presence" && "online" in f && f.online.length === 2);
+    await a.next((f) => f.type === "presence" && f.online?.length === 2);
     const c = await signIn(t.ws, "cat");
     clients.push(c);
     assert.deepEqual(c.welcome.online, ["ann", "ben", "cat"], "the welcome keeps the full list");
     const delta = await a.next<F<"presence">>("presence");
     assert.deepEqual(delta, { type: "presence", count: 3, added: ["cat"], removed: [] });
     assert.deepEqual(
-      await b.next((f) => f.type === "presence" && "count" in f),
+      await b.next((f) => f.type === "presence" && f.count !== undefined),
       delta,
       "every connection gets the same frame",
     );
