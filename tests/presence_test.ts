@@ -141,7 +141,9 @@ Deno.test("server: presence switches to deltas above the threshold; welcome keep
     const c = await signIn(t.ws, "cat");
     clients.push(c);
     assert.deepEqual(c.welcome.online, ["ann", "ben", "cat"], "the welcome keeps the full list");
-    const delta = await a.next<F<"presence">>("presence");
+    const delta = await a.next<F<"presence">>((f) =>
+      f.type === "presence" && f.count !== undefined
+    );
     assert.deepEqual(delta, { type: "presence", count: 3, added: ["cat"], removed: [] });
     assert.deepEqual(
       await b.next((f) => f.type === "presence" && f.count !== undefined),
@@ -149,8 +151,15 @@ Deno.test("server: presence switches to deltas above the threshold; welcome keep
       "every connection gets the same frame",
     );
     await clients.pop()!.close();
-    const back = await a.next<F<"presence">>("presence");
+    const back = await a.next<F<"presence">>((f) =>
+      f.type === "presence" && f.online?.length === 2
+    );
     assert.deepEqual(back, { type: "presence", online: ["ann", "ben"] }, "2 online: full list");
+    assert.deepEqual(
+      a.all.filter((f) => f.type === "presence").slice(-3),
+      [back, delta, back],
+      "nothing in between",
+    );
   } finally {
     await closeAll(...clients);
   }
