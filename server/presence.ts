@@ -97,11 +97,6 @@ export class Presence {
     return this.#json ??= JSON.stringify(this.online());
   }
 
-  /** Number of users online. */
-  get count(): number {
-    return this.online().length;
-  }
-
   /** The presence frame due at `now` (ms), or null when none is due. */
   frame(now: number): string | null {
     if (!this.#dirty) return null;
