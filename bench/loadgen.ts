@@ -267,6 +267,7 @@ async function fanout(spec: Spec): Promise<Result> {
   const u = usage(spec, from);
   stopped = true;
   await closeAll([sender, ...receivers]);
+  if (deliveries === 0) throw new Error("No message was delivered during the window");
   return {
     deliveries,
     deliveriesPerSec: Math.round(deliveries / u.seconds),

@@ -309,6 +309,28 @@ async function runLoadgen(spec: Spec, pin: boolean): Promise<Result> {
   return parsed.result!;
 }
 
+/** Starts the target, runs the load generator against it and stops the target. */
+async function measure(
+  spec: Scenario["spec"],
+  target: Target,
+  dir: string,
+  opts: { pin: boolean; profile?: string },
+): Promise<Result> {
+  let server: Running | null = null;
+  try {
+    server = await startTarget(target, dir, opts.pin, opts.profile);
+    return await runLoadgen(
+      { ...spec, target: target.kind, urls: server.urls, pids: server.pids },
+      opts.pin,
+    );
+  } catch (err) {
+    const output = server?.output.slice(-3).join(" | ");
+    throw new Error(`${(err as Error).message}${output ? ` (server: ${output})` : ""}`);
+  } finally {
+    await server?.stop();
+  }
+}
+
 /** One row of the report. */
 export interface Row {
   scenario: string;
@@ -476,29 +498,22 @@ export async function runBench(args: string[]): Promise<Report> {
           const profile = values["cpu-prof"] && target.kind === "chat" && scenario.name === "fanout"
             ? values["cpu-prof"]
             : undefined;
-          const runDir = await Deno.makeTempDir({ dir, prefix: `${scenario.name}-` });
           let row = runs.get(target);
           if (!row) {
             runs.set(target, row = { scenario: scenario.name, target: target.name, runs: [] });
           }
           if (row.error) continue;
-          let server: Running | null = null;
+          const spec = { ...scenario.spec, ...(values.short ? scenario.short : {}) };
+          const runDir = await Deno.makeTempDir({ dir, prefix: `${scenario.name}-` });
           try {
-            server = await startTarget(target, runDir, pin, round === 0 ? profile : undefined);
             row.runs!.push(
-              await runLoadgen({
-                ...scenario.spec,
-                ...(values.short ? scenario.short : {}),
-                target: target.kind,
-                urls: server.urls,
-                pids: server.pids,
-              }, pin),
+              await measure(spec, target, runDir, {
+                pin,
+                profile: round === 0 ? profile : undefined,
+              }),
             );
           } catch (err) {
-            row.error = (err as Error).message +
-              (server?.output.length ? ` (server: ${server.output.slice(-3).join(" | ")})` : "");
-          } finally {
-            await server?.stop();
+            row.error = (err as Error).message;
           }
           print(`  ${scenario.name} ${target.name}: ${row.error ?? "done"}`);
         }
