@@ -6,7 +6,7 @@
  * @module
  */
 import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../server/protocol.ts";
-import { LOBBY } from "../server/protocol.ts";
+import { applyPresence, LOBBY } from "../server/protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";
@@ -322,7 +322,7 @@ export class TerminalUI {
         return;
       }
       case "presence": {
-        const now = new Set(f.online);
+        const now = applyPresence(this.#online, f);
         const lines: string[] = [];
         for (const u of now) {
           if (!this.#online.has(u) && u !== this.#me) {

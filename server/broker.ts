@@ -71,8 +71,12 @@ export interface Broker {
   isOnline(user: string): boolean;
   /** Users online on any node. */
   onlineUsers(): Iterable<string>;
-  /** Sets the handler called when the online set changes. */
-  onPresence(handler: () => void): void;
+  /**
+   * Sets the handler called when the online set changes, with the user whose
+   * status changed where the broker knows it (presence deltas are exact then;
+   * without a name the hub compares whole lists).
+   */
+  onPresence(handler: (user?: string) => void): void;
   /** `"ok"`, or `"degraded"` while the shared backend is unreachable. */
   readonly status: "ok" | "degraded";
   /** Stops delivering and releases connections. */
@@ -85,7 +89,7 @@ export class LocalBroker implements Broker {
   readonly status = "ok" as const;
   #store: Store;
   #handler: BrokerHandler = () => {};
-  #presence: () => void = () => {};
+  #presence: (user?: string) => void = () => {};
   #online = new Set<string>();
 
   /** Delivers messages after `store` has kept them. */
@@ -116,12 +120,12 @@ export class LocalBroker implements Broker {
   online(user: string): void {
     if (this.#online.has(user)) return;
     this.#online.add(user);
-    this.#presence();
+    this.#presence(user);
   }
 
   /** Marks a user offline. */
   offline(user: string): void {
-    if (this.#online.delete(user)) this.#presence();
+    if (this.#online.delete(user)) this.#presence(user);
   }
 
   /** Whether the user is online. */
@@ -135,7 +139,7 @@ export class LocalBroker implements Broker {
   }
 
   /** Sets the presence handler. */
-  onPresence(handler: () => void): void {
+  onPresence(handler: (user?: string) => void): void {
     this.#presence = handler;
   }
 

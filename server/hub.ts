@@ -13,6 +13,7 @@ import { type Auth, passwordProblem } from "./auth.ts";
 import type { Broker, BrokerEvent, Origin } from "./broker.ts";
 import type { Logger } from "./log.ts";
 import { type Batch, Outbox, type OutboxOptions, type Socket } from "./outbox.ts";
+import { Presence, type PresenceOptions } from "./presence.ts";
 import {
   type ChatMessage,
   type ClientFrame,
@@ -26,6 +27,7 @@ import {
   parseClientFrame,
   type ServerFrame,
   type Target,
+  type WelcomeFrame,
 } from "./protocol.ts";
 import type { Store } from "./store.ts";
 
@@ -62,6 +64,8 @@ export interface HubOptions {
   limits?: Partial<Limits>;
   /** Batching and slow-consumer settings. */
   outbox?: OutboxOptions;
+  /** When presence frames switch from full lists to deltas, and how often they go. */
+  presence?: PresenceOptions;
   /** Clock in milliseconds. @default {Date.now} */
   now?: () => number;
 }
@@ -179,7 +183,7 @@ export class Hub {
   #claims = new Set<string>();
   #routes = new Map<string, Route>();
   #typing = new Map<string, Typing>();
-  #presenceDirty = false;
+  #presence: Presence;
   #closing = false;
 
   /** Creates a hub and subscribes it to the broker. */
@@ -198,7 +202,8 @@ export class Hub {
       onSlow: (sink) => this.#slow(sink as Conn),
     });
     this.#broker.subscribe((e) => this.#onEvent(e));
-    this.#broker.onPresence(() => (this.#presenceDirty = true));
+    this.#presence = new Presence(this.#broker, options.presence);
+    this.#broker.onPresence((user) => this.#presence.changed(user));
   }
 
   /** Number of open connections (signed in or not). */
@@ -304,11 +309,8 @@ export class Hub {
         this.#publish({ kind: "typing", conv: t.conv, ...t.target, user: t.user, active: false });
       }
     }
-    if (this.#presenceDirty) {
-      this.#presenceDirty = false;
-      const online = [...this.#broker.onlineUsers()].sort();
-      this.#outbox.fanout(this.#authed, encode({ type: "presence", online }));
-    }
+    const presence = this.#presence.frame(now);
+    if (presence !== null) this.#outbox.fanout(this.#authed, presence);
   }
 
   /** Ends every session of users whose credentials changed (after users.json reloads). */
@@ -453,17 +455,19 @@ export class Hub {
       conn.fingerprint = auth.fingerprint(name);
       for (const room of user.rooms) this.#route(room).conns.add(conn);
       this.#broker.online(name);
-      this.#outbox.push(
-        conn,
-        encode({
+      // The online list is kept sorted and serialized once per change, not per welcome.
+      const head = JSON.stringify(
+        {
           type: "welcome",
           user: name,
           token: auth.issueToken(name),
           rooms: [...user.rooms].sort(),
-          online: [...this.#broker.onlineUsers()].sort(),
-          mode: auth.mode,
-          conversations,
-        }),
+        } satisfies Partial<WelcomeFrame>,
+      );
+      const tail = JSON.stringify({ mode: auth.mode, conversations });
+      this.#outbox.push(
+        conn,
+        `${head.slice(0, -1)},"online":${this.#presence.json()},${tail.slice(1)}`,
       );
     } finally {
       if (claimed) this.#claims.delete(name);

@@ -202,11 +202,42 @@ export type TypingEventFrame = {
   user: string;
   active: boolean;
 } & Target;
-/** Who is online (each user once, however many connections). */
-export interface PresenceFrame {
+/**
+ * Who is online (each user once, however many connections). While few users
+ * are online (at most 200) the frame lists them all in `online`; above that it
+ * carries `count` and the users whose status changed since the previous
+ * presence frame (docs/protocol.md, "Presence at scale").
+ */
+export type PresenceFrame = PresenceListFrame | PresenceDeltaFrame;
+/** Everyone online, sorted. */
+export interface PresenceListFrame {
   type: "presence";
   online: string[];
+  count?: undefined;
 }
+/** Changes since the previous presence frame, for large chats. */
+export interface PresenceDeltaFrame {
+  type: "presence";
+  /** Users online now. */
+  count: number;
+  /** Users now online (sorted); some may already be in the client's list. */
+  added: string[];
+  /** Users now offline (sorted); some may already be missing from it. */
+  removed: string[];
+  online?: undefined;
+}
+/**
+ * Who is online after a `presence` frame: the frame's list, or `online` with
+ * the frame's changes applied (see docs/protocol.md, "Presence at scale").
+ */
+export function applyPresence(online: ReadonlySet<string>, frame: PresenceFrame): Set<string> {
+  if (frame.online !== undefined) return new Set(frame.online);
+  const next = new Set(online);
+  for (const u of frame.added) next.add(u);
+  for (const u of frame.removed) next.delete(u);
+  return next;
+}
+
 /** Rooms that exist, with member counts. */
 export interface RoomsListFrame {
   type: "rooms";

@@ -10,6 +10,7 @@ import { type Broker, LocalBroker } from "./broker.ts";
 import { type Config, VERSION } from "./config.ts";
 import { createHandler, type StaticHandler } from "./http.ts";
 import { Hub } from "./hub.ts";
+import type { PresenceOptions } from "./presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
@@ -63,6 +64,8 @@ export interface StartOptions {
   typingTimeout?: number;
   /** Opens the public tunnel when the configuration asks for one. @default {ngrokOpener} */
   tunnel?: TunnelOpener;
+  /** Presence thresholds (tests use small ones). */
+  presence?: PresenceOptions;
 }
 
 /** Starts a chat server from a configuration. */
@@ -97,6 +100,7 @@ export async function startServer(
     typingTimeout: options.typingTimeout,
     limits: { frameRate: config.frameRate, frameBurst: config.frameBurst },
     outbox: { maxBuffered: config.maxBufferedBytes },
+    presence: options.presence,
   });
 
   let tunnel: Tunnel | null = null;

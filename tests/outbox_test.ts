@@ -1,63 +1,173 @@
 import assert from "node:assert/strict";
 import { Batch, Outbox, type Sink, type Socket } from "../server/outbox.ts";
 
-class FakeSocket implements Socket {
+/** A socket that records what it is sent; `buffered` plays the kernel's backlog. */
+class RecordingSocket implements Socket {
   readyState = 1;
-  bufferedAmount = 0;
+  buffered = 0;
   sent: string[] = [];
   closed: [number | undefined, string | undefined] | null = null;
-  send(data: string) {
+  get bufferedAmount(): number {
+    return this.buffered;
+  }
+  send(data: string): void {
     this.sent.push(data);
   }
-  close(code?: number, reason?: string) {
+  close(code?: number, reason?: string): void {
     this.closed = [code, reason];
     this.readyState = 3;
   }
 }
 
-function sink(): Sink & { socket: FakeSocket } {
-  return { socket: new FakeSocket(), pending: null };
+function sink(): Sink & { socket: RecordingSocket } {
+  return { socket: new RecordingSocket(), pending: null };
 }
 
+/** A scheduler the test runs by hand: `tick()` runs what is due. */
 function manual() {
-  const queue: (() => void)[] = [];
+  let due: (() => void) | null = null;
   return {
-    schedule: (fn: () => void) => {
-      queue.push(fn);
-      return () => {
-        const i = queue.indexOf(fn);
-        if (i !== -1) queue.splice(i, 1);
-      };
+    schedule(fn: () => void) {
+      due = fn;
+      return () => (due = null);
     },
-    run() {
-      const fns = queue.splice(0);
-      for (const f of fns) f();
+    tick() {
+      const fn = due;
+      due = null;
+      fn?.();
     },
     get pending() {
-      return queue.length;
+      return due !== null;
     },
   };
 }
 
-Deno.test("Outbox.fanout() sends at once when idle, then batches a burst into one frame", () => {
+Deno.test("Outbox.push() sends at once when idle, then batches until a tick finds nothing", () => {
   const clock = manual();
-  const box = new Outbox({ schedule: clock.schedule });
+  const outbox = new Outbox({ schedule: clock.schedule });
+  const a = sink();
+  outbox.push(a, "1");
+  assert.deepEqual(a.socket.sent, ["1"], "the first frame leaves at once");
+  outbox.push(a, "2");
+  outbox.push(a, "3");
+  assert.deepEqual(a.socket.sent, ["1"], "later frames wait for the tick");
+  clock.tick();
+  assert.deepEqual(a.socket.sent, ["1", "2\n3"], "one frame, one message per line, in order");
+  outbox.push(a, "4");
+  assert.deepEqual(a.socket.sent, ["1", "2\n3"], "still batching: the last tick had work");
+  clock.tick();
+  assert.deepEqual(a.socket.sent, ["1", "2\n3", "4"]);
+  clock.tick();
+  assert.equal(clock.pending, false, "a tick that found nothing ends batching");
+  outbox.push(a, "5");
+  assert.deepEqual(a.socket.sent, ["1", "2\n3", "4", "5"], "idle again: sent at once");
+  outbox.close();
+});
+
+Deno.test("Outbox.fanout() shares one batch between members with the same pending frames", () => {
+  const clock = manual();
+  const outbox = new Outbox({ schedule: clock.schedule });
+  const sender = sink(), b = sink(), c = sink(), d = sink();
+  const room = [sender, b, c, d];
+  outbox.fanout(room, "m0", sender);
+  for (let i = 1; i <= 5; i++) outbox.fanout(room, `m${i}`, sender);
+  outbox.push(d, "private");
+  assert.equal(b.pending, c.pending, "b and c point at the same trie node");
+  assert.notEqual(b.pending, d.pending, "d has one more frame");
+  assert.equal(d.pending!.parent, b.pending, "d's queue extends the shared one");
+  const shared = b.pending!.text;
+  assert.equal(shared, c.pending!.text);
+  clock.tick();
+  assert.deepEqual(b.socket.sent, ["m0", "m1\nm2\nm3\nm4\nm5"]);
+  assert.deepEqual(c.socket.sent, b.socket.sent);
+  assert.deepEqual(d.socket.sent, ["m0", "m1\nm2\nm3\nm4\nm5\nprivate"]);
+  assert.deepEqual(sender.socket.sent, [], "the skipped sink gets nothing");
+  outbox.close();
+});
+
+Deno.test("Batch.then() returns the same node for the same frame and builds text once", () => {
+  const root = Batch.root();
+  const x = root.then("a").then("b");
+  assert.equal(root.then("a").then("b"), x);
+  assert.notEqual(root.then("a").then("c"), x, "a sibling is another node");
+  assert.equal(root.then("a").then("c").parent, x.parent);
+  assert.equal(x.count, 2);
+  assert.equal(x.size, "a\nb".length);
+  assert.equal(x.text, "a\nb");
+});
+
+Deno.test("Outbox caps a batch by frames and by size, keeping order", async (t) => {
+  await t.step("frames", () => {
+    const clock = manual();
+    const outbox = new Outbox({ schedule: clock.schedule, maxBatchFrames: 3 });
+    const a = sink();
+    for (let i = 0; i < 8; i++) outbox.push(a, String(i));
+    clock.tick();
+    assert.deepEqual(a.socket.sent, ["0", "1\n2\n3", "4\n5\n6", "7"]);
+    outbox.close();
+  });
+  await t.step("size", () => {
+    const clock = manual();
+    const outbox = new Outbox({ schedule: clock.schedule, maxBatchSize: 10 });
+    const a = sink();
+    for (const text of ["x", "aaaa", "bbbb", "cccc", "dddddddddddd"]) outbox.push(a, text);
+    clock.tick();
+    assert.deepEqual(a.socket.sent, ["x", "aaaa\nbbbb", "cccc", "dddddddddddd"]);
+    assert.ok(a.socket.sent.every((s) => s.length <= 10 || !s.includes("\n")));
+    outbox.close();
+  });
+});
+
+Deno.test("Outbox cuts a slow consumer counting the batched bytes", () => {
+  const clock = manual();
+  const slow: Sink[] = [];
+  const outbox = new Outbox({
+    schedule: clock.schedule,
+    maxBuffered: 100,
+    onSlow: (s) => slow.push(s),
+  });
   const a = sink(), b = sink();
-  box.fanout([a, b], "m1");
-  assert.deepEqual(a.socket.sent, ["m1"]);
-  box.fanout([a, b], "m2");
-  box.fanout([a, b], "m3");
-  assert.deepEqual(a.socket.sent, ["m1"], "queued while batching");
-  clock.run();
-  assert.deepEqual(a.socket.sent, ["m1", "m2\nm3"]);
-  assert.deepEqual(b.socket.sent, ["m1", "m2\nm3"]);
-  assert.equal(a.socket.sent[1], b.socket.sent[1]);
-  assert.equal(clock.pending, 1, "one more tick decides whether the backlog lasts");
-  clock.run();
-  assert.equal(clock.pending, 0);
-  box.fanout([a], "m4");
-  assert.deepEqual(a.socket.sent.at(-1), "m4", "idle again: sent at once");
-  box.close();
+  outbox.fanout([a, b], "x".repeat(40));
+  a.socket.buffered = 40;
+  b.socket.buffered = 40;
+  // Each frame alone fits under the bound; the batch of two does not for a.
+  outbox.fanout([a, b], "y".repeat(30));
+  outbox.fanout([a, b], "z".repeat(30));
+  b.socket.buffered = 0;
+  clock.tick();
+  assert.deepEqual(slow, [a], "a would have buffered 40 + 61 bytes");
+  assert.deepEqual(a.socket.sent, ["x".repeat(40)]);
+  assert.deepEqual(b.socket.sent, ["x".repeat(40), `${"y".repeat(30)}\n${"z".repeat(30)}`]);
+  outbox.close();
+});
+
+Deno.test("Outbox.discard() drops a sink's queue and closed sockets get nothing", () => {
+  const clock = manual();
+  const outbox = new Outbox({ schedule: clock.schedule });
+  const a = sink(), b = sink();
+  outbox.fanout([a, b], "1");
+  outbox.fanout([a, b], "2");
+  outbox.discard(a);
+  b.socket.readyState = 3;
+  clock.tick();
+  assert.deepEqual(a.socket.sent, ["1"]);
+  assert.deepEqual(b.socket.sent, ["1"]);
+  outbox.close();
+});
+
+Deno.test("Outbox flushes on the default scheduler after the current task", async () => {
+  const outbox = new Outbox();
+  const a = sink();
+  try {
+    outbox.push(a, "1");
+    outbox.push(a, "2");
+    outbox.push(a, "3");
+    assert.deepEqual(a.socket.sent, ["1"]);
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(a.socket.sent, ["1", "2\n3"]);
+  } finally {
+    outbox.close();
+  }
 });
 
 Deno.test("Outbox keeps per-connection order across shared and personal frames", () => {
@@ -69,59 +179,9 @@ Deno.test("Outbox keeps per-connection order across shared and personal frames",
   box.push(b, "only-b");
   box.fanout([a, b, c], "2", c);
   box.push(c, "2+ref");
-  clock.run();
+  clock.tick();
   assert.deepEqual(a.socket.sent, ["warmup", "1\n2"]);
   assert.deepEqual(b.socket.sent, ["1\nonly-b\n2"]);
   assert.deepEqual(c.socket.sent, ["1\n2+ref"]);
-  box.close();
-});
-
-Deno.test("Batch.then() shares one node per sequence and builds its text once", () => {
-  const root = Batch.root();
-  const x = root.then("a").then("b");
-  const y = root.then("a").then("b");
-  assert.equal(x, y);
-  assert.equal(x.text, "a\nb");
-  assert.equal(x.count, 2);
-  assert.equal(x.size, 3);
-  assert.notEqual(root.then("a").then("c"), x);
-});
-
-Deno.test("Outbox sends a full batch early, capped by frames and size", () => {
-  const clock = manual();
-  const box = new Outbox({ schedule: clock.schedule, maxBatchFrames: 3, maxBatchSize: 1000 });
-  const a = sink();
-  box.push(a, "x");
-  for (let i = 0; i < 7; i++) box.push(a, `m${i}`);
-  assert.deepEqual(a.socket.sent, ["x", "m0\nm1\nm2", "m3\nm4\nm5"]);
-  clock.run();
-  assert.deepEqual(a.socket.sent.at(-1), "m6");
-  box.close();
-});
-
-Deno.test("Outbox cuts off a slow consumer and leaves the others alone", () => {
-  const clock = manual();
-  const slow: Sink[] = [];
-  const box = new Outbox({
-    schedule: clock.schedule,
-    maxBuffered: 100,
-    onSlow: (s) => slow.push(s),
-  });
-  const a = sink(), stuck = sink();
-  stuck.socket.bufferedAmount = 95;
-  box.fanout([a, stuck], "0123456789");
-  assert.deepEqual(slow, [stuck]);
-  assert.deepEqual(a.socket.sent, ["0123456789"]);
-  assert.deepEqual(stuck.socket.sent, []);
-  box.close();
-});
-
-Deno.test("Outbox skips sockets that are not open", () => {
-  const clock = manual();
-  const box = new Outbox({ schedule: clock.schedule });
-  const a = sink();
-  a.socket.readyState = 2;
-  box.push(a, "x");
-  assert.deepEqual(a.socket.sent, []);
   box.close();
 });

@@ -222,7 +222,7 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
     return c;
   };
   const online = (c: TestClient, want: string[]) =>
-    c.next<F<"presence">>((f) => f.type === "presence" && f.online.join() === want.join());
+    c.next<F<"presence">>((f) => f.type === "presence" && f.online?.join() === want.join());
   try {
     const alice = await join(n0, "alice");
     const bob = await join(n1, "bob");
@@ -258,7 +258,7 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
         for (const f of alice.all.slice(mark).filter((f) => f.type === "presence")) {
           const p = f as F<"presence">;
           for (const u of ["alice", "bob", "dave"]) {
-            assert.ok(p.online.includes(u), `${u} never drops`);
+            assert.ok(p.online?.includes(u), `${u} never drops`);
           }
         }
         bob.send({ type: "history", room: "general", limit: 50 });

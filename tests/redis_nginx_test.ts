@@ -123,7 +123,7 @@ Deno.test({
       assert.equal(carol.peek((f) => f.type === "message" && f.to !== undefined).length, 0);
       assert.equal(dave.peek((f) => f.type === "message" && f.to !== undefined).length, 0);
       await waitUntil(
-        () => alice.all.some((f) => f.type === "presence" && f.online.length === 4),
+        () => alice.all.some((f) => f.type === "presence" && f.online?.length === 4),
         "alice sees all four online",
       );
       // A browser that loaded the page from nginx sends nginx's origin: it must pass the check.

@@ -170,7 +170,7 @@ Deno.test("server: presence counts a user with two tabs once", async () => {
     assert.deepEqual(alice.welcome.online, ["alice"]);
     alice2 = await signIn(t.ws, "alice", USERS.alice);
     bob = await signIn(t.ws, "bob", USERS.bob);
-    await alice.next((f) => f.type === "presence" && f.online.join() === "alice,bob");
+    await alice.next((f) => f.type === "presence" && f.online?.join() === "alice,bob");
     await alice2.close();
     bob.send({ type: "send", room: "general", text: "barrier" });
     await alice.next("message");
@@ -178,7 +178,7 @@ Deno.test("server: presence counts a user with two tabs once", async () => {
     const last = alice.all.filter((f) => f.type === "presence").at(-1) as F<"presence">;
     assert.deepEqual(last.online, ["alice", "bob"], "alice is still online with one tab");
     await bob.close();
-    await alice.next((f) => f.type === "presence" && f.online.join() === "alice");
+    await alice.next((f) => f.type === "presence" && f.online?.join() === "alice");
   } finally {
     await closeAll(alice, alice2, bob);
   }

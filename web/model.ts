@@ -12,6 +12,7 @@
  */
 import { batch, computed, effect, type ReadonlySignal, signal } from "@preact/signals";
 import {
+  applyPresence,
   type AuthFrame,
   type ChatMessage,
   type ClientFrame,
@@ -672,7 +673,7 @@ export class ChatModel {
         return;
       }
       case "presence":
-        this.online.value = new Set(f.online);
+        this.online.value = applyPresence(this.online.value, f);
         return;
       case "rooms":
         this.roomList.value = f.rooms;

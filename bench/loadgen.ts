@@ -1,0 +1,499 @@
+/**
+ * The load generator: one process that opens many WebSocket clients against
+ * the chat server or the bare relay, runs one scenario and prints its result
+ * as one JSON line.
+ *
+ * It is built to be cheap per message so it is not the bottleneck: receivers
+ * never parse JSON, they scan each frame for a marker (`~B<seq>~`) that the
+ * sender put into the message text, so a batched frame (several messages
+ * separated by `\n`) costs one `indexOf` per message. Send times live in a
+ * ring indexed by sequence number. CPU time of this process and of the
+ * server is reported beside the results, so a saturated load generator shows.
+ *
+ * Usage: `deno run -A bench/loadgen.ts '<spec JSON>'` (Deno lets a process read
+ * /proc/<pid> only with --allow-all; every URL it connects to comes from the spec).
+ *
+ * @module
+ */
+import { cpuSeconds, cpuShare, Histogram, rssBytes } from "./stats.ts";
+
+/** What to run, as passed by bench/run.ts. */
+export interface Spec {
+  /** `chat` speaks the chat protocol (sign in, join); `relay` just connects to `?room=`. */
+  target: "chat" | "relay";
+  /** WebSocket URLs of the server nodes; clients are spread over them. */
+  urls: string[];
+  /** Server process ids, for CPU and memory readings. */
+  pids: number[];
+  scenario: "fanout" | "rate" | "rooms" | "idle";
+  /** Receivers in the room (fanout, rate). */
+  receivers?: number;
+  /** Messages in flight at most (fanout). */
+  inflight?: number;
+  /** Messages per second (rate). */
+  rate?: number;
+  /** Clients (rooms), or connections (idle). */
+  clients?: number;
+  /** Members per room (rooms). */
+  roomSize?: number;
+  /** Unmeasured seconds before the window. */
+  warmup?: number;
+  /** Measured seconds. */
+  seconds?: number;
+  /** Handshakes in progress at once while connecting. */
+  concurrency?: number;
+}
+
+/** What one scenario measured; fields that do not apply are absent. */
+export interface Result {
+  deliveries?: number;
+  deliveriesPerSec?: number;
+  sent?: number;
+  /** Deliveries that never arrived (rate, rooms): should be 0. */
+  missing?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  maxMs?: number;
+  connections?: number;
+  connsPerSec?: number;
+  rssBaseMB?: number;
+  rssMB?: number;
+  rssPerConnKB?: number;
+  /** Text received per connection while connecting and settling (idle), in KB. */
+  inPerConnKB?: number;
+  /** Share of one core used by the server(s) during the window. */
+  serverCpu: number | null;
+  /** Share of one core used by this load generator during the window. */
+  loadgenCpu: number | null;
+  seconds: number;
+}
+
+const MARK = "~B";
+const FILLER = "~ the quick brown fox jumps over the lazy dog";
+const RING = 1 << 16;
+const MASK = RING - 1;
+const CONNECT_TIMEOUT = 30_000;
+
+function messageFrame(room: string, seq: number): string {
+  return `{"type":"send","room":"${room}","text":"${MARK}${seq}${FILLER}"}`;
+}
+
+/** Calls `fn` with the sequence number of every marker in `data`. */
+function scan(data: string, fn: (seq: number) => void): void {
+  let i = data.indexOf(MARK);
+  while (i !== -1) {
+    let j = i + MARK.length, seq = 0, c = data.charCodeAt(j);
+    while (c >= 48 && c <= 57) {
+      seq = seq * 10 + c - 48;
+      c = data.charCodeAt(++j);
+    }
+    fn(seq);
+    i = data.indexOf(MARK, j);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Characters received by clients while connecting (welcome, joined, ...). */
+let setupChars = 0;
+
+/** A client that has signed in and joined its room. */
+type Client = WebSocket;
+
+type Handler = (this: WebSocket, e: MessageEvent) => void;
+
+/**
+ * Opens one client; for the chat it signs in as `name` and joins `room`.
+ * Resolves once the client is ready, with `onFrame` installed.
+ */
+function connect(spec: Spec, url: string, name: string, room: string, onFrame: Handler) {
+  return new Promise<Client>((resolve, reject) => {
+    const ws = new WebSocket(spec.target === "relay" ? `${url}?room=${room}` : url);
+    const timer = setTimeout(
+      () => fail(new Error(`Client "${name}" not ready in time`)),
+      CONNECT_TIMEOUT,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      try {
+        ws.close();
+      } catch { /* closing */ }
+      reject(err);
+    };
+    const ready = () => {
+      clearTimeout(timer);
+      ws.onmessage = onFrame;
+      ws.onclose = null;
+      resolve(ws);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (e) =>
+      fail(new Error(`Client "${name}" closed while connecting: ${e.code} ${e.reason}`));
+    ws.onopen = () => {
+      if (spec.target === "relay") return ready();
+      ws.send(JSON.stringify({ type: "auth", username: name }));
+    };
+    let welcomed = false;
+    ws.onmessage = (e) => {
+      const data = e.data as string;
+      setupChars += data.length;
+      if (data.includes('"type":"error"')) {
+        return fail(new Error(`Client "${name}" got an error: ${data.slice(0, 200)}`));
+      }
+      if (!welcomed && data.includes('"type":"welcome"')) {
+        welcomed = true;
+        if (room === "general") return ready();
+        ws.send(JSON.stringify({ type: "join", room }));
+      }
+      if (welcomed && data.includes('"type":"joined"')) ready();
+    };
+  });
+}
+
+/** Opens `n` clients with at most `concurrency` handshakes at a time. */
+async function openAll(
+  n: number,
+  concurrency: number,
+  open: (i: number) => Promise<Client>,
+): Promise<Client[]> {
+  const clients: Client[] = new Array(n);
+  let next = 0;
+  async function worker() {
+    while (next < n) {
+      const i = next++;
+      clients[i] = await open(i);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return clients;
+}
+
+/** Closes every client and waits (briefly) for the closes to finish. */
+async function closeAll(clients: Client[]): Promise<void> {
+  await Promise.all(clients.map((ws) =>
+    new Promise<void>((resolve) => {
+      if (!ws || ws.readyState === WebSocket.CLOSED) return resolve();
+      const t = setTimeout(resolve, 5000);
+      ws.onclose = () => (clearTimeout(t), resolve());
+      ws.onmessage = null;
+      ws.close();
+    })
+  ));
+}
+
+/** CPU readings of the servers and this process, and the time. */
+function sample(spec: Spec) {
+  let server: number | null = 0;
+  for (const pid of spec.pids) {
+    const s = cpuSeconds(pid);
+    server = s === null || server === null ? null : server + s;
+  }
+  return { t: performance.now(), server, self: cpuSeconds("self") };
+}
+
+function usage(spec: Spec, from: ReturnType<typeof sample>) {
+  const to = sample(spec);
+  const seconds = (to.t - from.t) / 1000;
+  return {
+    seconds: Math.round(seconds * 100) / 100,
+    serverCpu: cpuShare(from.server, to.server, seconds),
+    loadgenCpu: cpuShare(from.self, to.self, seconds),
+  };
+}
+
+const ms = (us: number) => Math.round(us) / 1000;
+
+function latency(h: Histogram) {
+  return { p50Ms: ms(h.quantile(0.5)), p99Ms: ms(h.quantile(0.99)), maxMs: ms(h.max) };
+}
+
+/** Lets setup traffic (joins, presence) settle before a window starts. */
+async function settle(spec: Spec): Promise<void> {
+  await delay(spec.warmup === 0 ? 200 : 1000);
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+/** One sender, `receivers` members, at most `inflight` messages not yet seen by every receiver. */
+async function fanout(spec: Spec): Promise<Result> {
+  const n = spec.receivers ?? 500, window = spec.inflight ?? 100;
+  const room = "fan";
+  const sentAt = new Float64Array(RING), got = new Uint32Array(RING);
+  const hist = new Histogram();
+  let seq = 0, inflight = 0, measuring = false, stopped = false, deliveries = 0, progress = 0;
+  let sender: Client | null = null;
+  const pump = () => {
+    while (inflight < window && !stopped && sender) {
+      const k = seq & MASK;
+      got[k] = 0;
+      sentAt[k] = performance.now();
+      sender.send(messageFrame(room, seq++));
+      inflight++;
+    }
+  };
+  const onSeq = (now: number) => (s: number) => {
+    const k = s & MASK;
+    if (measuring) {
+      deliveries++;
+      hist.record((now - sentAt[k]) * 1000);
+    }
+    if (++got[k] === n) {
+      inflight--;
+      progress++;
+    }
+  };
+  function onFrame(e: MessageEvent) {
+    scan(e.data as string, onSeq(performance.now()));
+    if (inflight < window) pump();
+  }
+  const urls = spec.urls;
+  const receivers = await openAll(
+    n,
+    spec.concurrency ?? 50,
+    (i) => connect(spec, urls[i % urls.length], `r${i}`, room, onFrame),
+  );
+  sender = await connect(spec, urls[0], "sender", room, () => {});
+  await settle(spec);
+  pump();
+  await watch(spec.warmup ?? 1, () => progress);
+  measuring = true;
+  const from = sample(spec);
+  await watch(spec.seconds ?? 5, () => progress);
+  measuring = false;
+  const u = usage(spec, from);
+  stopped = true;
+  await closeAll([sender, ...receivers]);
+  if (deliveries === 0) throw new Error("No message was delivered during the window");
+  return {
+    deliveries,
+    deliveriesPerSec: Math.round(deliveries / u.seconds),
+    sent: seq,
+    ...latency(hist),
+    ...u,
+  };
+}
+
+/** Waits `seconds`, failing when `progress` stops moving for 10 s. */
+async function watch(seconds: number, progress: () => number): Promise<void> {
+  const end = performance.now() + seconds * 1000;
+  let last = progress(), lastAt = performance.now();
+  while (performance.now() < end) {
+    await delay(Math.min(100, Math.max(0, end - performance.now())));
+    const p = progress();
+    if (p !== last) (last = p, lastAt = performance.now());
+    else if (performance.now() - lastAt > 10_000) {
+      throw new Error("No message completed for 10 seconds: deliveries were lost");
+    }
+  }
+}
+
+/** One sender at a fixed rate into a room of `receivers`. */
+async function rate(spec: Spec): Promise<Result> {
+  const n = spec.receivers ?? 500, perSec = spec.rate ?? 50;
+  const room = "fan";
+  const sentAt = new Float64Array(RING);
+  const hist = new Histogram();
+  let measuring = false, deliveries = 0, measuredFrom = Infinity, measuredTo = Infinity;
+  const onSeq = (now: number) => (s: number) => {
+    if (s >= measuredFrom && s < measuredTo) {
+      deliveries++;
+      hist.record((now - sentAt[s & MASK]) * 1000);
+    }
+  };
+  function onFrame(e: MessageEvent) {
+    scan(e.data as string, onSeq(performance.now()));
+  }
+  const urls = spec.urls;
+  const receivers = await openAll(
+    n,
+    spec.concurrency ?? 50,
+    (i) => connect(spec, urls[i % urls.length], `r${i}`, room, onFrame),
+  );
+  const sender = await connect(spec, urls[0], "sender", room, () => {});
+  await settle(spec);
+  const warmup = spec.warmup ?? 1, seconds = spec.seconds ?? 5;
+  const total = Math.round((warmup + seconds) * perSec);
+  const start = performance.now();
+  let seq = 0, from: ReturnType<typeof sample> | null = null;
+  // Send every message whose time has come; timers may fire late, never early.
+  while (seq < total) {
+    const now = performance.now();
+    while (seq < total && start + (seq * 1000) / perSec <= now) {
+      if (!measuring && seq >= warmup * perSec) {
+        measuring = true;
+        measuredFrom = seq;
+        from = sample(spec);
+      }
+      sentAt[seq & MASK] = performance.now();
+      sender.send(messageFrame(room, seq++));
+    }
+    measuredTo = seq;
+    await delay(Math.max(0, start + (seq * 1000) / perSec - performance.now()));
+  }
+  const u = usage(spec, from!);
+  // Wait for the last deliveries (bounded).
+  const expected = (measuredTo - measuredFrom) * n;
+  const deadline = performance.now() + 10_000;
+  while (deliveries < expected && performance.now() < deadline) await delay(20);
+  await closeAll([sender, ...receivers]);
+  return {
+    deliveries,
+    deliveriesPerSec: Math.round(deliveries / u.seconds),
+    sent: measuredTo - measuredFrom,
+    missing: expected - deliveries,
+    ...latency(hist),
+    ...u,
+  };
+}
+
+/** `clients` in rooms of `roomSize`, each sending one message a second. */
+async function rooms(spec: Spec): Promise<Result> {
+  const n = spec.clients ?? 1000, size = spec.roomSize ?? 10;
+  const sentAt = new Float64Array(RING), senderOf = new Int32Array(RING);
+  const hist = new Histogram();
+  let deliveries = 0, measuredFrom = Infinity, measuredTo = Infinity;
+  const handlers: Handler[] = [];
+  function handler(me: number): Handler {
+    return function (e: MessageEvent) {
+      const now = performance.now();
+      scan(e.data as string, (s) => {
+        const k = s & MASK;
+        if (senderOf[k] === me) return; // the sender's own copy (chat only)
+        if (s >= measuredFrom && s < measuredTo) {
+          deliveries++;
+          hist.record((now - sentAt[k]) * 1000);
+        }
+      });
+    };
+  }
+  const urls = spec.urls;
+  const clients = await openAll(n, spec.concurrency ?? 50, (i) => {
+    handlers[i] = handler(i);
+    return connect(spec, urls[i % urls.length], `c${i}`, `r${Math.floor(i / size)}`, handlers[i]);
+  });
+  await settle(spec);
+  const warmup = spec.warmup ?? 1, seconds = spec.seconds ?? 5;
+  // Each client sends once a second, at its own phase in the second.
+  const phase = clients.map((_, i) => (i * 1000) / n);
+  const start = performance.now();
+  let seq = 0, round = 0, next = 0, from: ReturnType<typeof sample> | null = null;
+  const rounds = Math.round(warmup + seconds);
+  while (round < rounds) {
+    const now = performance.now();
+    while (round < rounds && start + round * 1000 + phase[next] <= now) {
+      if (from === null && round >= warmup) {
+        from = sample(spec);
+        measuredFrom = seq;
+      }
+      const k = seq & MASK;
+      sentAt[k] = performance.now();
+      senderOf[k] = next;
+      clients[next].send(messageFrame(`r${Math.floor(next / size)}`, seq++));
+      if (++next === n) (next = 0, round++);
+    }
+    measuredTo = seq;
+    await delay(2);
+  }
+  const u = usage(spec, from!);
+  const expected = (measuredTo - measuredFrom) * (size - 1);
+  const deadline = performance.now() + 10_000;
+  while (deliveries < expected && performance.now() < deadline) await delay(20);
+  await closeAll(clients);
+  return {
+    deliveries,
+    deliveriesPerSec: Math.round(deliveries / u.seconds),
+    sent: measuredTo - measuredFrom,
+    missing: expected - deliveries,
+    ...latency(hist),
+    ...u,
+  };
+}
+
+/**
+ * `clients` signed-in connections doing nothing. A first pass signs every
+ * user in once and out again, so the measured pass is returning users (a
+ * first sign-in joins the lobby, which every member is told about).
+ */
+async function idle(spec: Spec): Promise<Result> {
+  const n = spec.clients ?? 5000, concurrency = spec.concurrency ?? 200;
+  const urls = spec.urls;
+  let chars = 0;
+  const count = (e: MessageEvent) => void (chars += (e.data as string).length);
+  const open = (i: number) => connect(spec, urls[i % urls.length], `i${i}`, "general", count);
+  // Warm-up: the same users once, a few at a time, each closed right away.
+  await openAll(n, concurrency, async (i) => {
+    const ws = await open(i);
+    await closeAll([ws]);
+    return ws;
+  });
+  await quiet(spec);
+  const rssBase = sumRss(spec);
+  chars = setupChars = 0;
+  const from = sample(spec);
+  const t0 = performance.now();
+  const clients = await openAll(n, concurrency, open);
+  const connectSeconds = (performance.now() - t0) / 1000;
+  const u = usage(spec, from);
+  await quiet(spec);
+  const rss = sumRss(spec);
+  const received = chars + setupChars;
+  await closeAll(clients);
+  const mb = (b: number | null) => (b === null ? undefined : Math.round(b / 1048576 * 10) / 10);
+  return {
+    connections: n,
+    connsPerSec: Math.round(n / connectSeconds),
+    rssBaseMB: mb(rssBase),
+    rssMB: mb(rss),
+    rssPerConnKB: rss === null || rssBase === null
+      ? undefined
+      : Math.round((rss - rssBase) / n / 1024 * 100) / 100,
+    inPerConnKB: Math.round(received / n / 1024 * 100) / 100,
+    ...u,
+  };
+}
+
+function sumRss(spec: Spec): number | null {
+  let total: number | null = 0;
+  for (const pid of spec.pids) {
+    const r = rssBytes(pid);
+    total = r === null || total === null ? null : total + r;
+  }
+  return total;
+}
+
+/** Waits until the servers are nearly idle (at most 30 s): late broadcasts done, memory settled. */
+async function quiet(spec: Spec): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  await delay(500);
+  while (performance.now() < deadline) {
+    const from = sample(spec);
+    await delay(500);
+    const { serverCpu } = usage(spec, from);
+    if (serverCpu === null || serverCpu < 0.05) return;
+  }
+}
+
+const SCENARIOS = { fanout, rate, rooms, idle };
+
+/** Runs one scenario. */
+export function runScenario(spec: Spec): Promise<Result> {
+  return SCENARIOS[spec.scenario](spec);
+}
+
+if (import.meta.main) {
+  const spec = JSON.parse(Deno.args[0]) as Spec;
+  try {
+    const result = await runScenario(spec);
+    // deno-lint-ignore no-console
+    console.log(JSON.stringify({ ok: true, result }));
+    Deno.exit(0);
+  } catch (err) {
+    // deno-lint-ignore no-console
+    console.log(JSON.stringify({ ok: false, error: (err as Error).message }));
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,566 @@
+/**
+ * `deno task bench`: runs every scenario against the bare relay
+ * (bench/relay.ts) and the chat server, each in a fresh process pinned to
+ * its own core (taskset, where there are two cores or more) with the load
+ * generator (bench/loadgen.ts) on another, then prints a table, checks the
+ * targets and writes JSON.
+ *
+ * Flags:
+ * - `--short`: small sizes and one-second windows (what the test suite runs)
+ * - `--only fanout,rate50,rate200,rooms,idle5k,idle15k`: a subset of scenarios
+ * - `--targets relay,chat`: a subset of servers
+ * - `--variants memory,sqlite,redis`: chat server variants (see {@link VARIANTS})
+ * - `--redis URL`: the Redis server the `redis` variant uses
+ * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
+ * - `--cpu-prof DIR`: profile the chat server during the fan-out scenario
+ * - `--repeat N`: run every scenario N times (targets interleaved) and report medians
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { Result, Spec } from "./loadgen.ts";
+
+/** A server under test: how to start it and where clients connect. */
+interface Target {
+  name: string;
+  kind: "relay" | "chat";
+  /** Extra chat server flags; nodes > 1 start that many servers sharing them. */
+  args?: (dir: string) => string[];
+  nodes?: number;
+}
+
+/**
+ * Chat server variants. `memory` is the default store; `sqlite` keeps history
+ * in a file (`--data`), `redis` runs two nodes sharing one chat through Redis
+ * (`--redis`). A variant runs only when asked for with `--variants`.
+ */
+const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
+  memory: () => ({ name: "chat", kind: "chat" }),
+  sqlite: () => ({
+    name: "chat+sqlite",
+    kind: "chat",
+    args: (dir) => ["--data", `${dir}/bench.db`],
+  }),
+  redis: ({ redis }) => {
+    if (!redis) throw new Error("The redis variant needs --redis URL (a Redis server you started)");
+    return { name: "chat+redis", kind: "chat", nodes: 2, args: () => ["--redis", redis] };
+  },
+};
+
+/** A scenario and its sizes, full and short. */
+interface Scenario {
+  name: string;
+  what: string;
+  spec: Omit<Spec, "target" | "urls" | "pids">;
+  short: Partial<Spec>;
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: "fanout",
+    what: "500 receivers, 1 sender, <=100 in flight",
+    spec: { scenario: "fanout", receivers: 500, inflight: 100, warmup: 2, seconds: 8 },
+    short: { receivers: 20, inflight: 20, warmup: 0.5, seconds: 1 },
+  },
+  {
+    name: "rate50",
+    what: "50 msg/s into 500 members",
+    spec: { scenario: "rate", receivers: 500, rate: 50, warmup: 1, seconds: 10 },
+    short: { receivers: 20, warmup: 0.2, seconds: 1 },
+  },
+  {
+    name: "rate200",
+    what: "200 msg/s into 500 members",
+    spec: { scenario: "rate", receivers: 500, rate: 200, warmup: 1, seconds: 10 },
+    short: { receivers: 20, warmup: 0.2, seconds: 1 },
+  },
+  {
+    name: "rooms",
+    what: "1,000 clients in rooms of 10, 1 msg/s each",
+    spec: { scenario: "rooms", clients: 1000, roomSize: 10, warmup: 1, seconds: 8 },
+    short: { clients: 40, warmup: 1, seconds: 1 },
+  },
+  {
+    name: "idle5k",
+    what: "5,000 signed-in idle connections",
+    spec: { scenario: "idle", clients: 5000, concurrency: 200 },
+    short: { clients: 100, concurrency: 50 },
+  },
+  {
+    name: "idle15k",
+    what: "15,000 signed-in idle connections",
+    spec: { scenario: "idle", clients: 15000, concurrency: 200 },
+    short: { clients: 200, concurrency: 50 },
+  },
+];
+
+/** Targets that the chat must meet against the relay in the same run. */
+const GOALS = [
+  {
+    scenario: "fanout",
+    field: "deliveriesPerSec",
+    what: "fan-out deliveries/s",
+    op: ">=",
+    ratio: 4,
+  },
+  { scenario: "rate50", field: "p99Ms", what: "p99 at 50 msg/s", op: "<=", ratio: 1.2 },
+  {
+    scenario: "idle15k",
+    field: "rssPerConnKB",
+    what: "RSS per idle connection",
+    op: "<=",
+    ratio: 1.15,
+  },
+] as const;
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const SERVER_CORE = 0;
+const LOADGEN_CORE = 1;
+/** Server flood limits raised so the bench never measures the limiter. */
+const UNLIMITED = [
+  "--rate",
+  "1000000",
+  "--burst",
+  "1000000",
+  "--max-conns-per-user",
+  "1000",
+  "--max-conns-per-addr",
+  "1000000",
+  "--max-buffered",
+  String(256 * 1024 * 1024),
+]; // deno-fmt-ignore
+
+function print(line = ""): void {
+  // deno-lint-ignore no-console
+  console.log(line);
+}
+
+/** Whether taskset can pin processes here (Linux, two cores or more). */
+async function canPin(): Promise<boolean> {
+  if (navigator.hardwareConcurrency < 2) return false;
+  try {
+    const { success } = await new Deno.Command("taskset", {
+      args: ["-c", String(LOADGEN_CORE), "true"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Builds the command for a child: raises the open-file limit (the idle
+ * scenario holds 15,000 sockets on each side) and pins it to `core`.
+ */
+function command(core: number | null, argv: string[]): Deno.Command {
+  const pinned = core === null ? argv : ["taskset", "-c", String(core), ...argv];
+  return new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
+      "sh",
+      ...pinned,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    cwd: ROOT,
+  });
+}
+
+/** Keeps the last lines of a child's output (and keeps its pipe drained). */
+function drain(stream: ReadableStream<Uint8Array>, lines: string[]): Promise<void> {
+  const decoder = new TextDecoder();
+  return stream.pipeTo(
+    new WritableStream({
+      write(bytes) {
+        const chunk = decoder.decode(bytes, { stream: true });
+        for (const l of chunk.split("\n")) if (l) lines.push(l);
+        if (lines.length > 200) lines.splice(0, lines.length - 200);
+      },
+    }),
+  ).catch(() => {});
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+interface Running {
+  pids: number[];
+  urls: string[];
+  stop(): Promise<void>;
+  output: string[];
+}
+
+/** Starts the target's server process(es) and waits until they answer HTTP. */
+async function startTarget(
+  target: Target,
+  dir: string,
+  pin: boolean,
+  profileDir?: string,
+): Promise<Running> {
+  const procs: Deno.ChildProcess[] = [];
+  const output: string[] = [];
+  const drains: Promise<void>[] = [];
+  const urls: string[] = [];
+  const nodes = target.nodes ?? 1;
+  for (let i = 0; i < nodes; i++) {
+    const port = freePort();
+    const deno = [Deno.execPath(), "run"];
+    let argv: string[];
+    if (target.kind === "relay") {
+      argv = [...deno, "--allow-net=127.0.0.1", "bench/relay.ts", String(port)];
+      urls.push(`ws://127.0.0.1:${port}/`);
+    } else {
+      argv = [
+        ...deno,
+        "--allow-net=127.0.0.1",
+        "--allow-read",
+        `--allow-write=${dir}`,
+        "--allow-env",
+        ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+        "main.ts",
+        "--port",
+        String(port),
+        "--host",
+        "127.0.0.1",
+        "--users",
+        `${dir}/users.json`,
+        "--secret",
+        "bench-secret-bench-secret-bench-secret",
+        "--quiet",
+        ...UNLIMITED,
+        ...(target.args?.(dir) ?? []),
+      ]; // deno-fmt-ignore
+      urls.push(`ws://127.0.0.1:${port}/ws`);
+    }
+    const proc = command(pin ? SERVER_CORE : null, argv).spawn();
+    procs.push(proc);
+    drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
+    await waitHttp(port, proc, output);
+  }
+  return {
+    pids: procs.map((p) => p.pid),
+    urls,
+    output,
+    async stop() {
+      for (const p of procs) {
+        try {
+          p.kill("SIGTERM");
+        } catch { /* gone */ }
+      }
+      const killer = setTimeout(() => {
+        for (const p of procs) {
+          try {
+            p.kill("SIGKILL");
+          } catch { /* gone */ }
+        }
+      }, 10_000);
+      await Promise.all(procs.map((p) => p.status));
+      clearTimeout(killer);
+      await Promise.all(drains);
+    },
+  };
+}
+
+async function waitHttp(port: number, proc: Deno.ChildProcess, output: string[]): Promise<void> {
+  let exited = false;
+  proc.status.then(() => (exited = true));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !exited) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      await res.body?.cancel();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`Server on port ${port} did not start: ${output.slice(-5).join(" | ")}`);
+}
+
+/** Runs the load generator for one scenario and returns its result. */
+async function runLoadgen(spec: Spec, pin: boolean): Promise<Result> {
+  const argv = [
+    Deno.execPath(),
+    "run",
+    // Deno grants reads of /proc/<pid> (CPU time, RSS) only with --allow-all;
+    // the load generator connects only to the 127.0.0.1 URLs in its spec.
+    "--allow-all",
+    "bench/loadgen.ts",
+    JSON.stringify(spec),
+  ];
+  const out = await command(pin ? LOADGEN_CORE : null, argv).output();
+  const text = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+  let parsed: { ok: boolean; result?: Result; error?: string };
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-5).join(" | ");
+    throw new Error(`The load generator failed (exit ${out.code}): ${err || text}`);
+  }
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.result!;
+}
+
+/** Starts the target, runs the load generator against it and stops the target. */
+async function measure(
+  spec: Scenario["spec"],
+  target: Target,
+  dir: string,
+  opts: { pin: boolean; profile?: string },
+): Promise<Result> {
+  let server: Running | null = null;
+  try {
+    server = await startTarget(target, dir, opts.pin, opts.profile);
+    return await runLoadgen(
+      { ...spec, target: target.kind, urls: server.urls, pids: server.pids },
+      opts.pin,
+    );
+  } catch (err) {
+    const output = server?.output.slice(-3).join(" | ");
+    throw new Error(`${(err as Error).message}${output ? ` (server: ${output})` : ""}`);
+  } finally {
+    await server?.stop();
+  }
+}
+
+/** One row of the report. */
+export interface Row {
+  scenario: string;
+  target: string;
+  /** The median of the runs (each field on its own). */
+  result?: Result;
+  /** Every run, with --repeat. */
+  runs?: Result[];
+  error?: string;
+}
+
+/** The whole report, as written to JSON. */
+export interface Report {
+  date: string;
+  machine: { cpu: string; cores: number; os: string; deno: string; v8: string; pinned: boolean };
+  short: boolean;
+  rows: Row[];
+  goals: {
+    what: string;
+    chat: number | null;
+    relay: number | null;
+    ratio: number | null;
+    target: string;
+    met: boolean | null;
+  }[];
+}
+
+/** Field by field median of several results. */
+function median(results: Result[]): Result {
+  const out: Record<string, number | null> = {};
+  for (const key of Object.keys(results[0])) {
+    const values = results.map((r) => (r as unknown as Record<string, number | null>)[key])
+      .filter((v): v is number => typeof v === "number").sort((a, b) => a - b);
+    out[key] = values.length ? values[Math.floor((values.length - 1) / 2)] : null;
+  }
+  return out as unknown as Result;
+}
+
+/** The CPU model; read through `sh` because Deno grants /proc reads only with --allow-all. */
+async function cpuModel(): Promise<string> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", "cat /proc/cpuinfo"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const m = /^model name\s*:\s*(.+)$/m.exec(new TextDecoder().decode(out.stdout));
+    return m ? m[1].trim() : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+const COLUMNS: [string, keyof Result, number][] = [
+  ["deliv/s", "deliveriesPerSec", 10],
+  ["p50 ms", "p50Ms", 8],
+  ["p99 ms", "p99Ms", 8],
+  ["max ms", "maxMs", 8],
+  ["miss", "missing", 6],
+  ["conn/s", "connsPerSec", 7],
+  ["KB/conn", "rssPerConnKB", 8],
+  ["RSS MB", "rssMB", 7],
+  ["KB in", "inPerConnKB", 7],
+  ["srv cpu", "serverCpu", 7],
+  ["gen cpu", "loadgenCpu", 7],
+];
+
+/** The report as a fixed-width table. */
+export function table(report: Report): string {
+  const head = "scenario".padEnd(9) + "target".padEnd(13) +
+    COLUMNS.map(([h, , w]) => " " + h.padStart(w)).join("");
+  const lines = [head, "-".repeat(head.length)];
+  for (const row of report.rows) {
+    let line = row.scenario.padEnd(9) + row.target.padEnd(13);
+    if (row.error) line += `error: ${row.error}`;
+    else {
+      line += COLUMNS.map(([, key, w]) => {
+        const v = row.result?.[key];
+        return " " + (v === undefined || v === null ? "-" : String(v)).padStart(w);
+      }).join("");
+    }
+    lines.push(line);
+  }
+  lines.push("");
+  for (const g of report.goals) {
+    const status = g.met === null ? "n/a " : g.met ? "MET " : "MISS";
+    lines.push(
+      `${status} ${g.what}: chat/relay = ${g.ratio ?? "-"} (target ${g.target}; chat ${
+        g.chat ?? "-"
+      }, relay ${g.relay ?? "-"})`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function goals(rows: Row[]): Report["goals"] {
+  return GOALS.map((g) => {
+    const get = (target: string) => {
+      const v = rows.find((r) => r.scenario === g.scenario && r.target === target)?.result?.[
+        g.field
+      ];
+      return typeof v === "number" ? v : null;
+    };
+    const chat = get("chat"), relay = get("relay");
+    const ratio = chat !== null && relay ? Math.round((chat / relay) * 100) / 100 : null;
+    return {
+      what: g.what,
+      chat,
+      relay,
+      ratio,
+      target: `${g.op} ${g.ratio}x`,
+      met: ratio === null ? null : g.op === ">=" ? ratio >= g.ratio : ratio <= g.ratio,
+    };
+  });
+}
+
+/** Runs the bench; resolves the report. */
+export async function runBench(args: string[]): Promise<Report> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      short: { type: "boolean", default: false },
+      only: { type: "string" },
+      targets: { type: "string", default: "relay,chat" },
+      variants: { type: "string", default: "memory" },
+      redis: { type: "string" },
+      out: { type: "string", default: `${ROOT}/bench/results/latest.json` },
+      "cpu-prof": { type: "string" },
+      repeat: { type: "string", default: "1" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const only = values.only?.split(",").map((s) => s.trim());
+  for (const o of only ?? []) {
+    if (!SCENARIOS.some((s) => s.name === o)) {
+      throw new Error(`Unknown scenario "${o}": use ${SCENARIOS.map((s) => s.name).join(", ")}`);
+    }
+  }
+  const wanted = values.targets.split(",").map((s) => s.trim());
+  const targets: Target[] = [];
+  if (wanted.includes("relay")) targets.push({ name: "relay", kind: "relay" });
+  if (wanted.includes("chat")) {
+    for (const v of values.variants.split(",").map((s) => s.trim())) {
+      const make = VARIANTS[v];
+      if (!make) {
+        throw new Error(`Unknown variant "${v}": use ${Object.keys(VARIANTS).join(", ")}`);
+      }
+      targets.push(make({ redis: values.redis }));
+    }
+  }
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9) {
+    throw new Error(`Invalid --repeat "${values.repeat}": use 1 to 9`);
+  }
+  const pin = await canPin();
+  const rows: Row[] = [];
+  const dir = await Deno.makeTempDir({ prefix: "chat-bench-" });
+  try {
+    for (const scenario of SCENARIOS) {
+      if (only && !only.includes(scenario.name)) continue;
+      const runs = new Map<Target, Row>();
+      for (let round = 0; round < repeat; round++) {
+        for (const target of targets) {
+          const profile = values["cpu-prof"] && target.kind === "chat" && scenario.name === "fanout"
+            ? values["cpu-prof"]
+            : undefined;
+          let row = runs.get(target);
+          if (!row) {
+            runs.set(target, row = { scenario: scenario.name, target: target.name, runs: [] });
+          }
+          if (row.error) continue;
+          const spec = { ...scenario.spec, ...(values.short ? scenario.short : {}) };
+          const runDir = await Deno.makeTempDir({ dir, prefix: `${scenario.name}-` });
+          try {
+            row.runs!.push(
+              await measure(spec, target, runDir, {
+                pin,
+                profile: round === 0 ? profile : undefined,
+              }),
+            );
+          } catch (err) {
+            row.error = (err as Error).message;
+          }
+          print(`  ${scenario.name} ${target.name}: ${row.error ?? "done"}`);
+        }
+      }
+      for (const row of runs.values()) {
+        if (row.runs!.length > 0) row.result = median(row.runs!);
+        if (repeat === 1) delete row.runs;
+        rows.push(row);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  return {
+    date: new Date().toISOString(),
+    machine: {
+      cpu: await cpuModel(),
+      cores: navigator.hardwareConcurrency,
+      os: `${Deno.build.os} ${Deno.osRelease()}`,
+      deno: Deno.version.deno,
+      v8: Deno.version.v8,
+      pinned: pin,
+    },
+    short: values.short,
+    rows,
+    goals: goals(rows),
+  };
+}
+
+if (import.meta.main) {
+  const outIndex = Deno.args.indexOf("--out");
+  const out = outIndex === -1 ? `${ROOT}/bench/results/latest.json` : Deno.args[outIndex + 1];
+  let report: Report;
+  try {
+    report = await runBench(Deno.args);
+  } catch (err) {
+    // deno-lint-ignore no-console
+    console.error(`error: ${(err as Error).message}`);
+    Deno.exit(2);
+  }
+  print();
+  print(
+    `${report.machine.cpu}, ${report.machine.cores} cores, deno ${report.machine.deno}` +
+      (report.machine.pinned ? ", server and load generator pinned to separate cores" : ""),
+  );
+  print(table(report));
+  await Deno.mkdir(out.replace(/\/[^/]*$/, ""), { recursive: true });
+  await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
+  print(`\nWrote ${out}`);
+}

@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import type { Report } from "../bench/run.ts";
+
+const SCENARIOS = ["fanout", "rate50", "rate200", "rooms", "idle5k", "idle15k"];
+const TARGETS = ["relay", "chat"];
+
+/** Fields every row of a scenario must have, as finite non-negative numbers. */
+const FIELDS: Record<string, string[]> = {
+  fanout: ["deliveries", "deliveriesPerSec", "p50Ms", "p99Ms", "maxMs", "seconds"],
+  rate50: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
+  rate200: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
+  rooms: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
+  idle5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
+  idle15k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
+};
+
+// The bench's short mode, exactly as `deno task bench --short` runs it, so the
+// tooling cannot rot. Numbers are not asserted: this machine is shared.
+Deno.test("deno task bench --short completes and reports every scenario for both servers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-bench-test-" });
+  try {
+    const out = `${dir}/latest.json`;
+    const task = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
+      .tasks.bench as string;
+    const args = task.replace(/^deno /, "").split(" ");
+    const res = await new Deno.Command(Deno.execPath(), {
+      args: [...args, "--short", "--out", out],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(res.stdout);
+    const stderr = new TextDecoder().decode(res.stderr);
+    assert.equal(res.code, 0, `bench failed:\n${stdout}\n${stderr}`);
+    assert.match(stdout, /^scenario +target +deliv\/s/m, "prints the table");
+    assert.match(stdout, /fan-out deliveries\/s: chat\/relay = /);
+
+    const report = JSON.parse(await Deno.readTextFile(out)) as Report;
+    assert.equal(report.short, true);
+    assert.ok(!Number.isNaN(Date.parse(report.date)));
+    assert.equal(report.machine.cores, navigator.hardwareConcurrency);
+    assert.equal(report.machine.deno, Deno.version.deno);
+    assert.deepEqual(
+      report.rows.map((r) => `${r.scenario}/${r.target}`),
+      SCENARIOS.flatMap((s) => TARGETS.map((t) => `${s}/${t}`)),
+    );
+    for (const row of report.rows) {
+      const where = `${row.scenario}/${row.target}`;
+      assert.equal(row.error, undefined, `${where}: ${row.error}`);
+      const result = row.result as unknown as Record<string, unknown>;
+      for (const field of FIELDS[row.scenario]) {
+        const v = result[field];
+        // RSS can shrink between readings of a short run: only per-connection RSS may be negative.
+        const min = field === "rssPerConnKB" ? -Infinity : 0;
+        assert.ok(
+          typeof v === "number" && Number.isFinite(v) && v >= min,
+          `${where}.${field} = ${v}`,
+        );
+      }
+      if ("missing" in result) assert.equal(result.missing, 0, `${where}: deliveries lost`);
+      if ("deliveries" in result) assert.ok((result.deliveries as number) > 0, where);
+      assert.ok(
+        result.serverCpu === null ||
+          (typeof result.serverCpu === "number" && result.serverCpu >= 0),
+      );
+    }
+    assert.deepEqual(report.goals.map((g) => g.what), [
+      "fan-out deliveries/s",
+      "p99 at 50 msg/s",
+      "RSS per idle connection",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
