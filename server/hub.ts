@@ -467,7 +467,7 @@ export class Hub {
       const tail = JSON.stringify({ mode: auth.mode, conversations });
       this.#outbox.push(
         conn,
-        `${head.slice(0, -1)},"online":${this.#presence.json()},${tail.slice(1)}`,
+        `${head.slice(0, -1)},${this.#presence.welcomeFields()},${tail.slice(1)}`,
       );
     } finally {
       if (claimed) this.#claims.delete(name);

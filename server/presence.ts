@@ -8,7 +8,10 @@
  * `{"type":"presence","count":N,"added":[…],"removed":[…]}` — and frames are
  * spaced further apart the more users are online, so that a storm of sign-ins
  * costs one frame per connection per interval rather than one per sign-in
- * (or per `maxChanges` changes, which bounds the size of a frame).
+ * (or per `maxChanges` changes, which bounds the size of a frame). Above
+ * {@link PRESENCE_NAMES_MAX} users, frames and the welcome carry only the
+ * count: every name sent to every connection costs each idle connection
+ * memory in proportion to N, which a very large chat cannot afford.
  * See docs/protocol.md, "Presence at scale".
  *
  * @module
@@ -16,6 +19,9 @@
 
 /** Online users up to which presence frames carry the full list. */
 export const PRESENCE_FULL_MAX = 200;
+
+/** Online users up to which presence frames and the welcome carry names at all. */
+export const PRESENCE_NAMES_MAX = 500;
 
 /** Options for {@link Presence}. */
 export interface PresenceOptions {
@@ -27,6 +33,8 @@ export interface PresenceOptions {
   maxInterval?: number;
   /** Above `fullMax`: changes that make a frame go out on the next tick. @default {1000} */
   maxChanges?: number;
+  /** Online users above which frames and the welcome carry only the count. @default {500} */
+  namesMax?: number;
 }
 
 /** Where the online set comes from (the broker). */
@@ -42,6 +50,7 @@ export class Presence {
   #msPerUser: number;
   #maxInterval: number;
   #maxChanges: number;
+  #namesMax: number;
   /** Online users, sorted; rebuilt from the source when `#stale`. */
   #sorted: string[] = [];
   #stale = false;
@@ -53,6 +62,8 @@ export class Presence {
   #dirty = false;
   /** When the last frame went out (ms). */
   #last = -Infinity;
+  /** The last frame carried only the count: clients' lists are stale. */
+  #countOnly = false;
 
   /** Tracks `source`; call {@link Presence.changed} whenever it changes. */
   constructor(source: OnlineSource, options: PresenceOptions = {}) {
@@ -61,6 +72,7 @@ export class Presence {
     this.#msPerUser = options.msPerUser ?? 0.5;
     this.#maxInterval = options.maxInterval ?? 10_000;
     this.#maxChanges = options.maxChanges ?? 1000;
+    this.#namesMax = options.namesMax ?? PRESENCE_NAMES_MAX;
   }
 
   /**
@@ -97,6 +109,15 @@ export class Presence {
     return this.#json ??= JSON.stringify(this.online());
   }
 
+  /**
+   * The welcome's presence fields: `"online":[…]`, or above `namesMax` an
+   * empty list and `"onlineCount":N`.
+   */
+  welcomeFields(): string {
+    const n = this.online().length;
+    return n > this.#namesMax ? `"online":[],"onlineCount":${n}` : `"online":${this.json()}`;
+  }
+
   /** The presence frame due at `now` (ms), or null when none is due. */
   frame(now: number): string | null {
     if (!this.#dirty) return null;
@@ -119,7 +140,13 @@ export class Presence {
     this.#changed = new Set();
     this.#dirty = false;
     this.#last = now;
-    if (n <= this.#fullMax) return `{"type":"presence","online":${this.json()}}`;
+    const wasCountOnly = this.#countOnly;
+    this.#countOnly = n > this.#namesMax;
+    // Coming back from count-only frames, clients need the whole list again.
+    if (n <= this.#fullMax || wasCountOnly && !this.#countOnly) {
+      return `{"type":"presence","online":${this.json()}}`;
+    }
+    if (this.#countOnly) return `{"type":"presence","count":${n},"added":[],"removed":[]}`;
     const added: string[] = [], removed: string[] = [];
     for (const u of [...changed].sort(compare)) (now_.has(u) ? added : removed).push(u);
     return `{"type":"presence","count":${n},"added":${JSON.stringify(added)},"removed":${

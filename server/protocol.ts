@@ -166,7 +166,10 @@ export interface WelcomeFrame {
   user: string;
   token: string;
   rooms: string[];
+  /** Everyone online (empty above 500 online users: see `onlineCount`). */
   online: string[];
+  /** Set instead of a list when more than 500 users are online. */
+  onlineCount?: number;
   mode: "open" | "login";
   conversations: Conversation[];
 }
@@ -218,7 +221,7 @@ export interface PresenceListFrame {
 /** Changes since the previous presence frame, for large chats. */
 export interface PresenceDeltaFrame {
   type: "presence";
-  /** Users online now. */
+  /** Number of users online now (above 500, `added` and `removed` are empty). */
   count: number;
   /** Users now online (sorted); some may already be in the client's list. */
   added: string[];

@@ -122,6 +122,25 @@ Deno.test("Presence works from whole lists when the broker does not name the use
   assert.equal(p.frame(1), '{"type":"presence","count":3,"added":["c","d"],"removed":["a"]}');
 });
 
+Deno.test("Presence sends only the count above namesMax, in frames and in the welcome", () => {
+  const set = new Set<string>(["a", "b"]);
+  const source = { isOnline: (u: string) => set.has(u), onlineUsers: () => set };
+  const p = new Presence(source, { fullMax: 1, namesMax: 3, msPerUser: 0 });
+  p.changed();
+  assert.equal(p.frame(0), '{"type":"presence","count":2,"added":["a","b"],"removed":[]}');
+  assert.equal(p.welcomeFields(), '"online":["a","b"]');
+  for (const u of ["c", "d"]) set.add(u), p.changed(u);
+  assert.equal(p.frame(1), '{"type":"presence","count":4,"added":[],"removed":[]}');
+  assert.equal(p.welcomeFields(), '"online":[],"onlineCount":4');
+  set.delete("d"), p.changed("d");
+  assert.equal(p.frame(2), '{"type":"presence","online":["a","b","c"]}', "back: the whole list");
+  assert.equal(p.welcomeFields(), '"online":["a","b","c"]');
+  set.add("e"), p.changed("e");
+  assert.equal(p.frame(3), '{"type":"presence","count":4,"added":[],"removed":[]}');
+  set.delete("e"), p.changed("e");
+  assert.equal(p.frame(4), '{"type":"presence","online":["a","b","c"]}');
+});
+
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
 Deno.test("server: presence switches to deltas above the threshold; welcome keeps the full list", async () => {
