@@ -77,6 +77,10 @@ export function createHandler(
     const conn = conns.get(this);
     if (conn) hub.receive(conn, e.data);
   }
+  function onOpen(this: WebSocket): void {
+    const conn = conns.get(this);
+    if (conn) hub.opened(conn);
+  }
   function onClose(this: WebSocket): void {
     const conn = conns.get(this);
     if (conn) hub.close(conn);
@@ -110,6 +114,7 @@ export function createHandler(
     socket.binaryType = "arraybuffer";
     const conn = hub.open(socket, { addr });
     conns.set(socket, conn);
+    socket.onopen = onOpen;
     socket.onmessage = onMessage;
     socket.onclose = onClose;
     socket.onerror = onError;

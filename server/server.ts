@@ -14,6 +14,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
 import type { Store } from "./store.ts";
+import type { ThrottleOptions } from "./throttle.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -56,6 +57,8 @@ export interface StartOptions {
   authTimeout?: number;
   /** Milliseconds after which a typing flag clears. @default {5000} */
   typingTimeout?: number;
+  /** Sign-in throttling settings (tests shorten the delays). */
+  throttle?: Partial<ThrottleOptions>;
 }
 
 /** Starts a chat server from a configuration. */
@@ -84,7 +87,14 @@ export async function startServer(
     now: options.now,
     authTimeout: options.authTimeout,
     typingTimeout: options.typingTimeout,
-    limits: { frameRate: config.frameRate, frameBurst: config.frameBurst },
+    limits: {
+      frameRate: config.frameRate,
+      frameBurst: config.frameBurst,
+      maxConnsPerUser: config.maxConnsPerUser,
+      maxConnsPerAddr: config.maxConnsPerAddr,
+      maxRoomsPerUser: config.maxRoomsPerUser,
+    },
+    throttle: options.throttle,
     outbox: { maxBuffered: config.maxBufferedBytes },
   });
 
