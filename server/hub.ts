@@ -389,9 +389,10 @@ export class Hub {
 
   /**
    * Tells every client the server is going away and closes its socket with
-   * 1001; new connections are refused from now on.
+   * 1001; new connections are refused from now on. Returns the sockets it
+   * closed, so the caller can wait for their closing handshakes.
    */
-  shutdown(): void {
+  shutdown(): Socket[] {
     this.#closing = true;
     this.#throttle.close();
     const frame = encode({ type: "system", event: "shutdown", ts: new Date().toISOString() });
@@ -400,10 +401,13 @@ export class Hub {
       if (conn.user) this.#outbox.push(conn, frame);
     }
     this.#outbox.flush();
+    const sockets: Socket[] = [];
     for (const conn of [...this.#conns.values()]) {
+      sockets.push(conn.socket);
       this.#drop(conn, CloseCode.GoingAway, "server shutting down");
     }
     this.#outbox.close();
+    return sockets;
   }
 
   // -------------------------------------------------------------------------

@@ -157,7 +157,9 @@ export async function startServer(
     stopping ??= (async () => {
       clearInterval(ticker);
       clearInterval(reloader);
-      hub.shutdown();
+      const sockets = hub.shutdown();
+      // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
+      await closed(sockets, 1000);
       await server.shutdown();
       await broker.close();
       await store.close();
@@ -180,4 +182,12 @@ export async function startServer(
     finished: server.finished,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/** Resolves once every socket is closed, or after `timeout` ms. */
+async function closed(sockets: { readyState: number }[], timeout: number): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (sockets.some((s) => s.readyState !== WebSocket.CLOSED) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
