@@ -93,7 +93,6 @@ async function serve(args: string[]): Promise<number> {
   const config = parseConfig(args, environment());
   const log = consoleLogger(config.quiet);
   const server = await startServer(config, { log });
-  log.info(banner(server, config));
   let stopping: Promise<void> | null = null;
   const stop = () => {
     if (stopping) {
@@ -110,6 +109,8 @@ async function serve(args: string[]): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
+  // Only now: whoever waits for the banner may signal us at once.
+  log.info(banner(server, config));
   await server.finished;
   // The listener stops first; the store is flushed and closed after: wait for that too.
   if (stopping) await stopping;

@@ -7,8 +7,8 @@
  */
 import { Auth } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
-import { type Config, VERSION } from "./config.ts";
-import { createHandler, type StaticHandler } from "./http.ts";
+import { type Config, ConfigError, VERSION } from "./config.ts";
+import { createHandler, SECURITY_HEADERS, type StaticHandler } from "./http.ts";
 import { Hub } from "./hub.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
@@ -68,6 +68,7 @@ export async function startServer(
 ): Promise<ChatServer> {
   const log = options.log ?? consoleLogger(config.quiet);
   const started = Date.now();
+  const tls = await readTls(config);
   const hasher = new PasswordHasher();
   const auth = await Auth.create({
     usersPath: config.usersPath,
@@ -121,23 +122,25 @@ export async function startServer(
     }),
   });
 
-  const tls = config.certPath && config.keyPath
-    ? {
-      cert: await Deno.readTextFile(config.certPath),
-      key: await Deno.readTextFile(config.keyPath),
-    }
-    : {};
   const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    port: config.port,
-    hostname: config.host,
-    ...tls,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-    onError: (err) => {
-      log.error(`Request failed: ${(err as Error).stack ?? err}`);
-      return new Response("Internal server error\n", { status: 500 });
-    },
-  }, handler);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      port: config.port,
+      hostname: config.host,
+      ...tls,
+      onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+      onError: (err) => {
+        log.error(`Request failed: ${(err as Error).stack ?? err}`);
+        return new Response("Internal server error\n", { status: 500, headers: SECURITY_HEADERS });
+      },
+    }, handler);
+  } catch (err) {
+    await broker.close();
+    await store.close();
+    hasher.close();
+    throw listenError(err as Error, config);
+  }
   const addr = await listening.promise;
 
   const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
@@ -190,4 +193,35 @@ async function closed(sockets: { readyState: number }[], timeout: number): Promi
   while (sockets.some((s) => s.readyState !== WebSocket.CLOSED) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Reads the TLS certificate and key named by `--cert` and `--key`, if any. */
+async function readTls(config: Config): Promise<{ cert?: string; key?: string }> {
+  if (!config.certPath || !config.keyPath) return {};
+  const read = async (path: string, what: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (err) {
+      throw new ConfigError(`Cannot read TLS ${what} "${path}": ${(err as Error).message}`);
+    }
+  };
+  return {
+    cert: await read(config.certPath, "certificate"),
+    key: await read(config.keyPath, "key"),
+  };
+}
+
+/** Turns a failure to listen into a sentence saying what to change. */
+function listenError(err: Error, config: Config): Error {
+  if (err instanceof Deno.errors.AddrInUse) {
+    return new ConfigError(
+      `Cannot listen on ${config.host}:${config.port}: the port is in use (is another server running?): choose another with --port`,
+    );
+  }
+  if (config.certPath) {
+    return new ConfigError(
+      `Cannot serve TLS with "${config.certPath}" and "${config.keyPath}": ${err.message} (both must be PEM files)`,
+    );
+  }
+  return err;
 }
