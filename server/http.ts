@@ -35,6 +35,12 @@ export const SECURITY_HEADERS: Record<string, string> = {
   "cross-origin-opener-policy": "same-origin",
 };
 
+/** Largest request body accepted, in bytes: no route takes one, so anything big is abuse. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Largest total size of the request headers, in bytes. */
+export const MAX_HEADER_BYTES = 32 * 1024;
+
 /** A static file answer supplied by the web app. */
 export type StaticHandler = (
   req: Request,
@@ -123,6 +129,7 @@ export function createHandler(
   }
 
   async function route(req: Request, addr: string): Promise<Response> {
+    checkSize(req);
     const url = new URL(req.url);
     const path = url.pathname;
     const method = req.method;
@@ -194,6 +201,21 @@ export function createHandler(
     }
     return res;
   };
+}
+
+/** Refuses requests with huge headers or bodies before anything reads them. */
+function checkSize(req: Request): void {
+  let size = 0;
+  for (const [k, v] of req.headers) size += k.length + v.length + 4;
+  if (size > MAX_HEADER_BYTES) {
+    throw new HttpError(431, `Request headers are larger than ${MAX_HEADER_BYTES} bytes`);
+  }
+  const length = req.headers.get("content-length");
+  if (length !== null && !(Number(length) <= MAX_BODY_BYTES)) {
+    throw new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
+      connection: "close",
+    });
+  }
 }
 
 /** Same origin as the request's Host, or listed in `allowed`. */
