@@ -7,6 +7,7 @@
  */
 import type { Conn, Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
+import type { SocketReaper } from "./reaper.ts";
 
 /** An error with an HTTP status, safe to show to the client. */
 export class HttpError extends Error {
@@ -65,6 +66,8 @@ export interface HttpDeps {
   static?: StaticHandler;
   /** Checked before an upgrade; returns a refusal message or null. */
   admit?: (addr: string) => string | null;
+  /** Drops connections stuck while closing. */
+  reaper?: SocketReaper;
   /** Called for every accepted socket with its connection. */
   onSocket?: (conn: Conn, addr: string) => void;
 }
@@ -88,6 +91,7 @@ export function createHandler(
     if (conn) hub.opened(conn);
   }
   function onClose(this: WebSocket): void {
+    deps.reaper?.untrack(this);
     const conn = conns.get(this);
     if (conn) hub.close(conn);
   }
@@ -120,6 +124,7 @@ export function createHandler(
     socket.binaryType = "arraybuffer";
     const conn = hub.open(socket, { addr });
     conns.set(socket, conn);
+    deps.reaper?.track(socket, addr);
     socket.onopen = onOpen;
     socket.onmessage = onMessage;
     socket.onclose = onClose;

@@ -13,6 +13,7 @@ import { Hub } from "./hub.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
+import { abortSocket, SocketReaper } from "./reaper.ts";
 import type { Store } from "./store.ts";
 import type { ThrottleOptions } from "./throttle.ts";
 
@@ -57,6 +58,8 @@ export interface StartOptions {
   authTimeout?: number;
   /** Milliseconds after which a typing flag clears. @default {5000} */
   typingTimeout?: number;
+  /** Milliseconds a socket may spend closing before its connection is dropped. @default {5000} */
+  closeGrace?: number;
   /** Sign-in throttling settings (tests shorten the delays). */
   throttle?: Partial<ThrottleOptions>;
 }
@@ -99,9 +102,11 @@ export async function startServer(
     outbox: { maxBuffered: config.maxBufferedBytes },
   });
 
+  const reaper = new SocketReaper({ log, grace: options.closeGrace });
   const handler = createHandler({
     hub,
     log,
+    reaper,
     allowedOrigins: config.allowedOrigins,
     idleTimeout: config.idleTimeout,
     trustProxy: config.trustProxy,
@@ -143,7 +148,10 @@ export async function startServer(
   }
   const addr = await listening.promise;
 
-  const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
+  const ticker = setInterval(() => {
+    hub.tick();
+    reaper.sweep(Date.now());
+  }, options.tickInterval ?? 100);
   let reloading = false;
   const reloader = setInterval(async () => {
     if (reloading) return;
@@ -163,6 +171,8 @@ export async function startServer(
       const sockets = hub.shutdown();
       // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
       await closed(sockets, 1000);
+      // A client that stopped reading never completes the handshake: drop it.
+      for (const s of sockets) if (s instanceof WebSocket && s.readyState !== 3) abortSocket(s);
       await server.shutdown();
       await broker.close();
       await store.close();

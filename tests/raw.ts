@@ -128,6 +128,11 @@ export class RawWebSocket {
     await this.#send(Op.Text, enc.encode(text));
   }
 
+  /** Answers a ping. */
+  async pong(payload: Uint8Array): Promise<void> {
+    await this.#send(Op.Pong, payload);
+  }
+
   /** Sends `{"type":"auth",…}` and reads frames until `welcome` (or throws on `error`). */
   async signIn(username: string, password: string): Promise<void> {
     await this.sendText(JSON.stringify({ type: "auth", username, password }));
