@@ -48,6 +48,8 @@ interface Entry {
   fails: number;
   /** Earliest time the next attempt may be checked (ms). */
   next: number;
+  /** When the latest admitted attempt may be checked (ms). */
+  last: number;
   /** Last time this entry changed (ms). */
   touched: number;
 }
@@ -136,9 +138,9 @@ export class LoginThrottle {
     if (outcome === "failure") return;
     if (ticket.user !== null) {
       if (outcome === "success") this.#users.delete(ticket.user);
-      else this.#uncount(this.#users, ticket.user, now);
+      else this.#uncount(this.#users, ticket.user, this.#opts.userFree, now);
     }
-    this.#uncount(this.#addrs, ticket.addr, now);
+    this.#uncount(this.#addrs, ticket.addr, this.#opts.addrFree, now);
   }
 
   /** Releases attempts whose turn has come and forgets expired entries. */
@@ -181,7 +183,7 @@ export class LoginThrottle {
     let e = map.get(key);
     if (e) map.delete(key);
     else {
-      e = { fails: 0, next: 0, touched: now };
+      e = { fails: 0, next: 0, last: 0, touched: now };
       if (map.size >= this.#opts.maxEntries) {
         // Maps iterate in insertion order and every change re-inserts: the first is the stalest.
         map.delete(map.keys().next().value!);
@@ -189,14 +191,17 @@ export class LoginThrottle {
     }
     e.fails++;
     e.touched = now;
+    e.last = at;
     e.next = at + this.#spacing(e.fails, free);
     map.set(key, e);
   }
 
-  #uncount(map: Map<string, Entry>, key: string, now: number): void {
+  #uncount(map: Map<string, Entry>, key: string, free: number, now: number): void {
     const e = map.get(key);
     if (!e) return;
     e.fails = Math.max(0, e.fails - 1);
+    // The attempt was counted in advance; with one failure less, the wait shrinks again.
+    e.next = Math.min(e.next, e.last + this.#spacing(e.fails, free));
     if (e.fails === 0 && now >= e.next) map.delete(key);
   }
 

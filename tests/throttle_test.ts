@@ -125,3 +125,18 @@ Deno.test("LoginThrottle.tick() forgets quiet entries and the table stays bounde
   t.tick(20_000);
   assert.equal(t.size, 0);
 });
+
+Deno.test("LoginThrottle.settle() success pulls the address's next slot back in", () => {
+  const t = new LoginThrottle({ ...OPTS, userFree: 100, maxWait: 10_000 });
+  // Eight correct sign-ins at once from one shared address (a NAT, a tunnel).
+  const tickets = Array.from({ length: 8 }, (_, i) => admitted(t.admit(`user${i}`, "10.0.0.1", 0)));
+  assert.deepEqual(tickets.map((a) => a.wait), [0, 0, 0, 0, 0, 100, 300, 700]);
+  // Each succeeds when its turn comes; then the address owes nothing.
+  for (const a of tickets) t.settle(a.ticket, "success", a.ticket.at);
+  assert.equal(admitted(t.admit("user9", "10.0.0.1", 700)).wait, 0, "nothing left to wait for");
+  // Had they failed, the next slot would be 800 ms after the eighth.
+  const failing = new LoginThrottle({ ...OPTS, userFree: 100, maxWait: 10_000 });
+  const f = Array.from({ length: 8 }, (_, i) => admitted(failing.admit(`user${i}`, "10.0.0.1", 0)));
+  for (const a of f) failing.settle(a.ticket, "failure", a.ticket.at);
+  assert.equal(admitted(failing.admit("user9", "10.0.0.1", 700)).wait, 800);
+});
