@@ -134,16 +134,28 @@ async function serve(args: string[]): Promise<number> {
   checkFileAccess(config);
   const log = consoleLogger(config.quiet);
   const server = await startServer(config, { log });
-  log.info(banner(server, config));
+  let stopping: Promise<void> | null = null;
   const stop = () => {
+    if (stopping) {
+      log.warn("Second signal: exiting without finishing the shutdown");
+      Deno.exit(130);
+    }
     log.info("Shutting down…");
-    server.shutdown().then(() => Deno.exit(0));
-    // A second signal, or a shutdown that hangs, still ends the process.
-    setTimeout(() => Deno.exit(0), 5000);
+    // A shutdown that hangs still ends the process.
+    const force = setTimeout(() => {
+      log.error("Shutdown took more than 5 seconds: exiting anyway");
+      Deno.exit(1);
+    }, 5000);
+    stopping = server.shutdown().finally(() => clearTimeout(force));
   };
   Deno.addSignalListener("SIGINT", stop);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
+  // Only now: whoever waits for the banner may signal us at once.
+  log.info(banner(server, config));
   await server.finished;
+  // The listener stops first; the store is flushed and closed after: wait for that too.
+  if (stopping) await stopping;
+  log.info("Stopped");
   return 0;
 }
 

@@ -7,6 +7,7 @@
  */
 import type { Conn, Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
+import type { SocketReaper } from "./reaper.ts";
 
 /** An error with an HTTP status, safe to show to the client. */
 export class HttpError extends Error {
@@ -35,6 +36,12 @@ export const SECURITY_HEADERS: Record<string, string> = {
   "cross-origin-opener-policy": "same-origin",
 };
 
+/** Largest request body accepted, in bytes: no route takes one, so anything big is abuse. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Largest total size of the request headers, in bytes. */
+export const MAX_HEADER_BYTES = 32 * 1024;
+
 /** A static file answer supplied by the web app. */
 export type StaticHandler = (
   req: Request,
@@ -59,6 +66,8 @@ export interface HttpDeps {
   static?: StaticHandler;
   /** Checked before an upgrade; returns a refusal message or null. */
   admit?: (addr: string) => string | null;
+  /** Drops connections stuck while closing. */
+  reaper?: SocketReaper;
   /** Called for every accepted socket with its connection. */
   onSocket?: (conn: Conn, addr: string) => void;
 }
@@ -77,7 +86,12 @@ export function createHandler(
     const conn = conns.get(this);
     if (conn) hub.receive(conn, e.data);
   }
+  function onOpen(this: WebSocket): void {
+    const conn = conns.get(this);
+    if (conn) hub.opened(conn);
+  }
   function onClose(this: WebSocket): void {
+    deps.reaper?.untrack(this);
     const conn = conns.get(this);
     if (conn) hub.close(conn);
   }
@@ -110,6 +124,8 @@ export function createHandler(
     socket.binaryType = "arraybuffer";
     const conn = hub.open(socket, { addr });
     conns.set(socket, conn);
+    deps.reaper?.track(socket, addr);
+    socket.onopen = onOpen;
     socket.onmessage = onMessage;
     socket.onclose = onClose;
     socket.onerror = onError;
@@ -118,6 +134,7 @@ export function createHandler(
   }
 
   async function route(req: Request, addr: string): Promise<Response> {
+    checkSize(req);
     const url = new URL(req.url);
     const path = url.pathname;
     const method = req.method;
@@ -189,6 +206,21 @@ export function createHandler(
     }
     return res;
   };
+}
+
+/** Refuses requests with huge headers or bodies before anything reads them. */
+function checkSize(req: Request): void {
+  let size = 0;
+  for (const [k, v] of req.headers) size += k.length + v.length + 4;
+  if (size > MAX_HEADER_BYTES) {
+    throw new HttpError(431, `Request headers are larger than ${MAX_HEADER_BYTES} bytes`);
+  }
+  const length = req.headers.get("content-length");
+  if (length !== null && !(Number(length) <= MAX_BODY_BYTES)) {
+    throw new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
+      connection: "close",
+    });
+  }
 }
 
 /** Same origin as the request's Host, or listed in `allowed`. */

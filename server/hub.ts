@@ -11,6 +11,7 @@
  */
 import { type Auth, passwordProblem } from "./auth.ts";
 import type { Broker, BrokerEvent, Origin } from "./broker.ts";
+import { KeyedCounter, RoomQuota } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import { type Batch, Outbox, type OutboxOptions, type Socket } from "./outbox.ts";
 import { Presence, type PresenceOptions } from "./presence.ts";
@@ -30,6 +31,8 @@ import {
   type WelcomeFrame,
 } from "./protocol.ts";
 import type { Store } from "./store.ts";
+import { LoginThrottle, type Outcome, type ThrottleOptions } from "./throttle.ts";
+import { TypingGate } from "./typing_gate.ts";
 
 /** Flood-control settings; see docs/security.md. */
 export interface Limits {
@@ -39,6 +42,16 @@ export interface Limits {
   frameBurst: number;
   /** Frames queued while a sign-in is being checked. @default {32} */
   authBacklog: number;
+  /** Connections one user may hold on this node. @default {20} */
+  maxConnsPerUser: number;
+  /** Connections one client address may hold. @default {100} */
+  maxConnsPerAddr: number;
+  /** Rooms one user may create. @default {50} */
+  maxRoomsPerUser: number;
+  /** Typing changes one typist may publish per conversation in a burst. @default {4} */
+  typingBurst: number;
+  /** Milliseconds per further typing change. @default {1000} */
+  typingInterval: number;
 }
 
 /** Default {@link Limits}. */
@@ -46,6 +59,11 @@ export const DEFAULT_LIMITS: Limits = {
   frameRate: 20,
   frameBurst: 60,
   authBacklog: 32,
+  maxConnsPerUser: 20,
+  maxConnsPerAddr: 100,
+  maxRoomsPerUser: 50,
+  typingBurst: 4,
+  typingInterval: 1000,
 };
 
 /** Options for {@link Hub}. */
@@ -62,6 +80,8 @@ export interface HubOptions {
   typingTimeout?: number;
   /** Flood control. */
   limits?: Partial<Limits>;
+  /** Sign-in throttling. */
+  throttle?: Partial<ThrottleOptions>;
   /** Batching and slow-consumer settings. */
   outbox?: OutboxOptions;
   /** When presence frames switch from full lists to deltas, and how often they go. */
@@ -103,6 +123,9 @@ interface Typing {
 
 let nextConnId = 1;
 
+/** Seconds a client refused for too many connections is told to wait. */
+const RETRY_CONNECT = 10;
+
 /** One WebSocket connection. */
 export class Conn {
   /** Unique within this process. */
@@ -126,6 +149,8 @@ export class Conn {
   refilled: number;
   /** Whether the hub has let go of this connection. */
   closed = false;
+  /** Why the connection is refused once it opens (limits, shutdown). */
+  refusal: { code: number; message: string } | null = null;
 
   /** Wraps a socket. */
   constructor(socket: Socket, addr: string, now: number, burst: number) {
@@ -185,6 +210,10 @@ export class Hub {
   #typing = new Map<string, Typing>();
   #presence: Presence;
   #closing = false;
+  #throttle: LoginThrottle;
+  #addrs = new KeyedCounter();
+  #rooms: RoomQuota;
+  #typingGate: TypingGate<BrokerEvent & { kind: "typing" }>;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -197,6 +226,12 @@ export class Hub {
     this.#authTimeout = options.authTimeout ?? 10_000;
     this.#typingTimeout = options.typingTimeout ?? 5_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#throttle = new LoginThrottle(options.throttle);
+    this.#rooms = new RoomQuota(this.#store, this.#limits.maxRoomsPerUser);
+    this.#typingGate = new TypingGate({
+      burst: this.#limits.typingBurst,
+      interval: this.#limits.typingInterval,
+    });
     this.#outbox = new Outbox({
       ...options.outbox,
       onSlow: (sink) => this.#slow(sink as Conn),
@@ -219,7 +254,11 @@ export class Hub {
   // -------------------------------------------------------------------------
   // Connection lifecycle
 
-  /** Registers a new socket; it must send `auth` first. */
+  /**
+   * Registers a new socket; it must send `auth` first. A connection over a
+   * limit (or one arriving during shutdown) is refused when it opens: call
+   * {@link opened} from the socket's `open` event.
+   */
   open(socket: Socket, info: ConnInfo): Conn {
     const conn = new Conn(
       socket,
@@ -229,8 +268,26 @@ export class Hub {
     );
     this.#conns.set(conn.id, conn);
     this.#unauthed.add(conn);
-    if (this.#closing) this.#drop(conn, CloseCode.GoingAway, "server shutting down");
+    const max = this.#limits.maxConnsPerAddr;
+    if (this.#closing) {
+      conn.refusal = { code: CloseCode.GoingAway, message: "server shutting down" };
+    } else if (!this.#addrs.add(conn.addr, max)) {
+      conn.refusal = {
+        code: CloseCode.RateLimited,
+        message: `Too many connections from your address (at most ${max}): close some and retry`,
+      };
+    }
     return conn;
+  }
+
+  /** The socket is open: refuses the connection now if {@link open} decided so. */
+  opened(conn: Conn): void {
+    const r = conn.refusal;
+    if (r === null || conn.closed) return;
+    if (r.code === CloseCode.RateLimited) {
+      this.#error(conn, "rate_limited", r.message, undefined, RETRY_CONNECT);
+    }
+    this.#drop(conn, r.code, r.code === CloseCode.RateLimited ? "too many connections" : r.message);
   }
 
   /** Handles one frame from a socket (a string, or anything else for binary). */
@@ -277,6 +334,7 @@ export class Hub {
     this.#conns.delete(conn.id);
     this.#unauthed.delete(conn);
     this.#authed.delete(conn);
+    if (conn.refusal === null) this.#addrs.remove(conn.addr);
     const user = conn.user;
     if (!user) return;
     for (const room of user.rooms) this.#unroute(room, conn);
@@ -306,9 +364,17 @@ export class Hub {
     for (const [key, t] of this.#typing) {
       if (t.expires <= now) {
         this.#typing.delete(key);
-        this.#publish({ kind: "typing", conv: t.conv, ...t.target, user: t.user, active: false });
+        this.#typingEvent(key, {
+          kind: "typing",
+          conv: t.conv,
+          ...t.target,
+          user: t.user,
+          active: false,
+        });
       }
     }
+    for (const held of this.#typingGate.due(now)) this.#publish(held.info);
+    this.#throttle.tick(now);
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
   }
@@ -325,20 +391,25 @@ export class Hub {
 
   /**
    * Tells every client the server is going away and closes its socket with
-   * 1001; new connections are refused from now on.
+   * 1001; new connections are refused from now on. Returns the sockets it
+   * closed, so the caller can wait for their closing handshakes.
    */
-  shutdown(): void {
+  shutdown(): Socket[] {
     this.#closing = true;
+    this.#throttle.close();
     const frame = encode({ type: "system", event: "shutdown", ts: new Date().toISOString() });
     this.#outbox.flush();
     for (const conn of [...this.#conns.values()]) {
       if (conn.user) this.#outbox.push(conn, frame);
     }
     this.#outbox.flush();
+    const sockets: Socket[] = [];
     for (const conn of [...this.#conns.values()]) {
+      sockets.push(conn.socket);
       this.#drop(conn, CloseCode.GoingAway, "server shutting down");
     }
     this.#outbox.close();
+    return sockets;
   }
 
   // -------------------------------------------------------------------------
@@ -377,7 +448,17 @@ export class Hub {
       }
       const problem = passwordProblem(frame.password);
       if (problem) return this.#deny(conn, "bad_request", problem, CloseCode.AuthFailed);
-      const result = await auth.register(frame.username, frame.password);
+      const { username, password } = frame;
+      const result = auth.signup
+        ? await this.#throttled(
+          conn,
+          null,
+          () => auth.register(username, password),
+          // Every sign-up costs a password hash: it counts against the address like a failure.
+          () => false,
+        )
+        : "disabled";
+      if (result === null) return;
       if (result === "disabled") {
         return this.#deny(
           conn,
@@ -407,7 +488,14 @@ export class Hub {
       }
       name = user;
     } else if (frame.type === "auth" && auth.mode === "login") {
-      const ok = await auth.checkPassword(frame.username!, frame.password ?? "");
+      const username = frame.username!;
+      const ok = await this.#throttled(
+        conn,
+        username,
+        () => auth.checkPassword(username, frame.password ?? ""),
+        (ok) => ok,
+      );
+      if (ok === null) return;
       if (!ok) {
         return this.#deny(conn, "auth_failed", "Wrong username or password", CloseCode.AuthFailed);
       }
@@ -446,6 +534,18 @@ export class Hub {
       this.#unauthed.delete(conn);
       this.#authed.add(conn);
       let user = this.#users.get(name);
+      const maxConns = this.#limits.maxConnsPerUser;
+      if (user && user.conns.size >= maxConns) {
+        this.#error(
+          conn,
+          "rate_limited",
+          `Too many connections for "${name}" (at most ${maxConns}): close another tab or device`,
+          undefined,
+          RETRY_CONNECT,
+        );
+        this.#drop(conn, CloseCode.RateLimited, "too many connections");
+        return;
+      }
       if (!user) {
         user = { name, conns: new Set(), rooms: new Set(rooms) };
         this.#users.set(name, user);
@@ -475,6 +575,35 @@ export class Hub {
     const backlog = conn.backlog ?? [];
     conn.backlog = null;
     for (const data of backlog) if (!conn.closed) this.#handle(conn, data);
+  }
+
+  /**
+   * Runs a password check through the sign-in throttle: it may wait its turn,
+   * or be refused with `rate_limited` (resolving null, connection closed).
+   */
+  async #throttled<T>(
+    conn: Conn,
+    user: string | null,
+    check: () => Promise<T>,
+    success: (result: T) => boolean,
+  ): Promise<T | null> {
+    const gate = this.#throttle.admit(user, conn.addr, this.#now());
+    if (!gate.ok) {
+      const message = `Too many sign-in attempts: try again in ${gate.retryAfter} s`;
+      this.#error(conn, "rate_limited", message, undefined, gate.retryAfter);
+      this.#drop(conn, CloseCode.RateLimited, "too many sign-in attempts");
+      return null;
+    }
+    let outcome: Outcome = "abandoned";
+    try {
+      if (gate.wait > 0) await this.#throttle.wait(gate.ticket);
+      if (conn.closed) return null;
+      const result = await check();
+      outcome = success(result) ? "success" : "failure";
+      return result;
+    } finally {
+      this.#throttle.settle(gate.ticket, outcome, this.#now());
+    }
   }
 
   #deny(conn: Conn, code: ErrorCode, message: string, close: number): void {
@@ -567,7 +696,13 @@ export class Hub {
     const conv = await this.#conv(user, target, frame.ref);
     const typingKey = `${conv}\n${user.name}`;
     if (this.#typing.delete(typingKey)) {
-      this.#publish({ kind: "typing", conv, ...target, user: user.name, active: false });
+      this.#typingEvent(typingKey, {
+        kind: "typing",
+        conv,
+        ...target,
+        user: user.name,
+        active: false,
+      });
     }
     const origin: Origin = { node: this.#broker.node, conn: conn.id };
     if (frame.ref !== undefined) origin.ref = frame.ref;
@@ -605,12 +740,16 @@ export class Hub {
       route.joining.set(c, []);
     }
     let added: boolean;
+    let release: (() => void) | undefined;
     try {
+      release = await this.#rooms.reserve(user.name, room);
       added = (await this.#store.join(user.name, room)).added;
     } catch (err) {
       user.rooms.delete(room);
       for (const c of user.conns) this.#unroute(room, c);
       throw err;
+    } finally {
+      release?.();
     }
     const event: BrokerEvent & { since?: number } = {
       kind: "member",
@@ -686,7 +825,7 @@ export class Hub {
       }
       this.#typing.set(key, { conv, target: t, user: user.name, expires });
     } else if (!this.#typing.delete(key)) return;
-    this.#publish({ kind: "typing", conv, ...t, user: user.name, active });
+    this.#typingEvent(key, { kind: "typing", conv, ...t, user: user.name, active });
   }
 
   async #history(conn: Conn, frame: ClientFrame & { type: "history" }): Promise<void> {
@@ -871,6 +1010,11 @@ export class Hub {
     if (r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
   }
 
+  /** Publishes a typing change now, or holds it if the typist is changing too often. */
+  #typingEvent(key: string, event: BrokerEvent & { kind: "typing" }): void {
+    if (this.#typingGate.offer(key, event.active, event, this.#now())) this.#publish(event);
+  }
+
   #publish(event: BrokerEvent): void {
     this.#broker.publish(event).catch((err) => {
       this.#log.warn(`Could not publish ${event.kind} event: ${(err as Error).message}`);
@@ -881,7 +1025,7 @@ export class Hub {
     for (const [key, t] of this.#typing) {
       if (t.user === user && (room === undefined || t.target.room === room)) {
         this.#typing.delete(key);
-        this.#publish({ kind: "typing", conv: t.conv, ...t.target, user, active: false });
+        this.#typingEvent(key, { kind: "typing", conv: t.conv, ...t.target, user, active: false });
       }
     }
   }

@@ -36,6 +36,7 @@ export type ErrorCode =
   | "name_taken"
   | "too_large"
   | "rate_limited"
+  | "limit_reached"
   | "unknown_room"
   | "unknown_user"
   | "unavailable"

@@ -7,16 +7,18 @@
  */
 import { Auth } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
-import { type Config, VERSION } from "./config.ts";
-import { createHandler, type StaticHandler } from "./http.ts";
+import { type Config, ConfigError, VERSION } from "./config.ts";
+import { createHandler, SECURITY_HEADERS, type StaticHandler } from "./http.ts";
 import { Hub } from "./hub.ts";
 import type { PresenceOptions } from "./presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { PasswordHasher } from "./password.ts";
+import { abortSocket, SocketReaper } from "./reaper.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { webAppHandler } from "./static.ts";
 import type { Store } from "./store.ts";
+import type { ThrottleOptions } from "./throttle.ts";
 import { openTunnel, type Tunnel, type TunnelOpener } from "./tunnel.ts";
 
 /** A running chat server. */
@@ -66,6 +68,10 @@ export interface StartOptions {
   tunnel?: TunnelOpener;
   /** Presence thresholds (tests use small ones). */
   presence?: PresenceOptions;
+  /** Milliseconds a socket may spend closing before its connection is dropped. @default {5000} */
+  closeGrace?: number;
+  /** Sign-in throttling settings (tests shorten the delays). */
+  throttle?: Partial<ThrottleOptions>;
 }
 
 /** Starts a chat server from a configuration. */
@@ -75,6 +81,7 @@ export async function startServer(
 ): Promise<ChatServer> {
   const log = options.log ?? consoleLogger(config.quiet);
   const started = Date.now();
+  const tls = await readTls(config);
   // Redis first: an unreachable Redis is the likeliest startup failure, and says so in one line.
   const shared = config.redisUrl && !options.store && !options.broker
     ? await startRedis(config, log)
@@ -98,15 +105,24 @@ export async function startServer(
     now: options.now,
     authTimeout: options.authTimeout,
     typingTimeout: options.typingTimeout,
-    limits: { frameRate: config.frameRate, frameBurst: config.frameBurst },
+    limits: {
+      frameRate: config.frameRate,
+      frameBurst: config.frameBurst,
+      maxConnsPerUser: config.maxConnsPerUser,
+      maxConnsPerAddr: config.maxConnsPerAddr,
+      maxRoomsPerUser: config.maxRoomsPerUser,
+    },
+    throttle: options.throttle,
     outbox: { maxBuffered: config.maxBufferedBytes },
     presence: options.presence,
   });
 
   let tunnel: Tunnel | null = null;
+  const reaper = new SocketReaper({ log, grace: options.closeGrace });
   const handler = createHandler({
     hub,
     log,
+    reaper,
     allowedOrigins: config.allowedOrigins,
     idleTimeout: config.idleTimeout,
     trustProxy: config.trustProxy,
@@ -129,23 +145,25 @@ export async function startServer(
     }),
   });
 
-  const tls = config.certPath && config.keyPath
-    ? {
-      cert: await Deno.readTextFile(config.certPath),
-      key: await Deno.readTextFile(config.keyPath),
-    }
-    : {};
   const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    port: config.port,
-    hostname: config.host,
-    ...tls,
-    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-    onError: (err) => {
-      log.error(`Request failed: ${(err as Error).stack ?? err}`);
-      return new Response("Internal server error\n", { status: 500 });
-    },
-  }, handler);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      port: config.port,
+      hostname: config.host,
+      ...tls,
+      onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+      onError: (err) => {
+        log.error(`Request failed: ${(err as Error).stack ?? err}`);
+        return new Response("Internal server error\n", { status: 500, headers: SECURITY_HEADERS });
+      },
+    }, handler);
+  } catch (err) {
+    await broker.close();
+    await store.close();
+    hasher.close();
+    throw listenError(err as Error, config);
+  }
   const addr = await listening.promise;
   tunnel = await openTunnel(config, addr.port, {
     log,
@@ -153,7 +171,10 @@ export async function startServer(
     tls: Boolean(config.certPath),
   });
 
-  const ticker = setInterval(() => hub.tick(), options.tickInterval ?? 100);
+  const ticker = setInterval(() => {
+    hub.tick();
+    reaper.sweep(Date.now());
+  }, options.tickInterval ?? 100);
   let reloading = false;
   const reloader = setInterval(async () => {
     if (reloading) return;
@@ -171,7 +192,11 @@ export async function startServer(
       clearInterval(ticker);
       clearInterval(reloader);
       await tunnel?.close();
-      hub.shutdown();
+      const sockets = hub.shutdown();
+      // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
+      await closed(sockets, 1000);
+      // A client that stopped reading never completes the handshake: drop it.
+      for (const s of sockets) if (s instanceof WebSocket && s.readyState !== 3) abortSocket(s);
       await server.shutdown();
       await broker.close();
       await store.close();
@@ -225,4 +250,43 @@ async function startRedis(config: Config, log: Logger): Promise<{ store: Store; 
     await store.close();
     throw err;
   }
+}
+
+/** Resolves once every socket is closed, or after `timeout` ms. */
+async function closed(sockets: { readyState: number }[], timeout: number): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (sockets.some((s) => s.readyState !== WebSocket.CLOSED) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Reads the TLS certificate and key named by `--cert` and `--key`, if any. */
+async function readTls(config: Config): Promise<{ cert?: string; key?: string }> {
+  if (!config.certPath || !config.keyPath) return {};
+  const read = async (path: string, what: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (err) {
+      throw new ConfigError(`Cannot read TLS ${what} "${path}": ${(err as Error).message}`);
+    }
+  };
+  return {
+    cert: await read(config.certPath, "certificate"),
+    key: await read(config.keyPath, "key"),
+  };
+}
+
+/** Turns a failure to listen into a sentence saying what to change. */
+function listenError(err: Error, config: Config): Error {
+  if (err instanceof Deno.errors.AddrInUse) {
+    return new ConfigError(
+      `Cannot listen on ${config.host}:${config.port}: the port is in use (is another server running?): choose another with --port`,
+    );
+  }
+  if (config.certPath) {
+    return new ConfigError(
+      `Cannot serve TLS with "${config.certPath}" and "${config.keyPath}": ${err.message} (both must be PEM files)`,
+    );
+  }
+  return err;
 }

@@ -69,6 +69,12 @@ export async function startTestServer(
   };
 }
 
+/** Deno's WebSocket also takes request headers (the DOM lib does not know it). */
+type DenoWebSocket = new (
+  url: string,
+  options: { protocols?: string | string[]; headers?: Record<string, string> },
+) => WebSocket;
+
 type Match = string | ((f: ServerFrame) => boolean);
 
 function matcher(m: Match): (f: ServerFrame) => boolean {
@@ -111,8 +117,13 @@ export class TestClient implements AsyncDisposable {
   }
 
   /** Opens a connection and waits until it is open. */
-  static async connect(url: string, init?: { protocols?: string | string[] }): Promise<TestClient> {
-    const ws = new WebSocket(url, init?.protocols);
+  static async connect(
+    url: string,
+    init?: { protocols?: string | string[]; headers?: Record<string, string> },
+  ): Promise<TestClient> {
+    const ws = init?.headers
+      ? new (WebSocket as unknown as DenoWebSocket)(url, init)
+      : new WebSocket(url, init?.protocols);
     const c = new TestClient(ws);
     await new Promise<void>((resolve, reject) => {
       ws.addEventListener("open", () => resolve(), { once: true });

@@ -1,0 +1,217 @@
+/**
+ * Clients written by hand on a bare TCP socket, for what a well-behaved
+ * client library never does: send raw HTTP, do the WebSocket handshake and
+ * then ignore pings, or stop reading altogether.
+ *
+ * @module
+ */
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A parsed HTTP response. */
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+/** Sends `request` as is and reads the whole response (the server must close or send a length). */
+export async function rawHttp(port: number, request: string | Uint8Array): Promise<RawResponse> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const data = typeof request === "string" ? enc.encode(request) : request;
+    // The server may answer (and close) before it has read everything: ignore write errors.
+    const writing = conn.write(data).then(() => {}, () => {});
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(64 * 1024);
+    let text = "";
+    while (true) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      text = dec.decode(concat(chunks));
+      const head = text.indexOf("\r\n\r\n");
+      if (head !== -1) {
+        if (text.startsWith("HTTP/1.1 101")) break;
+        const len = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, head));
+        if (len && text.length >= head + 4 + Number(len[1])) break;
+      }
+    }
+    await writing;
+    return parseResponse(text);
+  } finally {
+    conn.close();
+  }
+}
+
+function parseResponse(text: string): RawResponse {
+  const head = text.indexOf("\r\n\r\n");
+  const lines = text.slice(0, head === -1 ? text.length : head).split("\r\n");
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")?.[1] ?? 0);
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(":");
+    if (i > 0) headers.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  return { status, headers, body: head === -1 ? "" : text.slice(head + 4) };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** A WebSocket frame from the server. */
+export interface RawFrame {
+  opcode: number;
+  payload: Uint8Array;
+}
+
+/** Opcodes. */
+export const Op = { Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
+
+/**
+ * A WebSocket client on a bare TCP connection: it does the handshake and
+ * sends masked text frames, and reads frames only when asked to, so pings go
+ * unanswered and unread data piles up in the kernel.
+ */
+export class RawWebSocket {
+  readonly conn: Deno.TcpConn;
+  #buf: Uint8Array = new Uint8Array(0);
+  #eof = false;
+
+  private constructor(conn: Deno.TcpConn, rest: Uint8Array) {
+    this.conn = conn;
+    this.#buf = rest;
+  }
+
+  /** Connects and completes the handshake; throws unless the answer is 101. */
+  static async connect(
+    port: number,
+    opts: { path?: string; headers?: Record<string, string> } = {},
+  ): Promise<RawWebSocket> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    const extra = Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    await conn.write(enc.encode(
+      `GET ${opts.path ?? "/ws"} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+    ));
+    let got: Uint8Array = new Uint8Array(0);
+    const buf = new Uint8Array(4096);
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) {
+        conn.close();
+        throw new Error("Connection closed during the WebSocket handshake");
+      }
+      got = concat([got, buf.subarray(0, n)]);
+      const text = dec.decode(got);
+      const end = text.indexOf("\r\n\r\n");
+      if (end === -1) continue;
+      if (!text.startsWith("HTTP/1.1 101")) {
+        conn.close();
+        throw new Error(`Handshake refused: ${text.slice(0, end).split("\r\n")[0]}`);
+      }
+      return new RawWebSocket(conn, got.slice(enc.encode(text.slice(0, end + 4)).length));
+    }
+  }
+
+  /** Sends one masked text frame. */
+  async sendText(text: string): Promise<void> {
+    await this.#send(Op.Text, enc.encode(text));
+  }
+
+  /** Answers a ping. */
+  async pong(payload: Uint8Array): Promise<void> {
+    await this.#send(Op.Pong, payload);
+  }
+
+  /** Sends `{"type":"auth",…}` and reads frames until `welcome` (or throws on `error`). */
+  async signIn(username: string, password: string): Promise<void> {
+    await this.sendText(JSON.stringify({ type: "auth", username, password }));
+    while (true) {
+      const f = await this.readFrame();
+      if (f === null) throw new Error("Closed before welcome");
+      if (f.opcode !== Op.Text) continue;
+      const text = dec.decode(f.payload);
+      if (text.includes('"type":"welcome"')) return;
+      if (text.includes('"type":"error"')) throw new Error(`Sign-in failed: ${text}`);
+    }
+  }
+
+  async #send(opcode: number, payload: Uint8Array): Promise<void> {
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    const len = payload.length;
+    const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    const frame = new Uint8Array(head + 4 + len);
+    frame[0] = 0x80 | opcode;
+    if (len < 126) frame[1] = 0x80 | len;
+    else if (len < 65536) {
+      frame[1] = 0x80 | 126;
+      new DataView(frame.buffer).setUint16(2, len);
+    } else {
+      frame[1] = 0x80 | 127;
+      new DataView(frame.buffer).setBigUint64(2, BigInt(len));
+    }
+    frame.set(mask, head);
+    for (let i = 0; i < len; i++) frame[head + 4 + i] = payload[i] ^ mask[i & 3];
+    await this.conn.write(frame);
+  }
+
+  async #fill(need: number): Promise<boolean> {
+    const chunk = new Uint8Array(256 * 1024);
+    while (this.#buf.length < need) {
+      if (this.#eof) return false;
+      const n = await this.conn.read(chunk).catch(() => null);
+      if (n === null) {
+        this.#eof = true;
+        return false;
+      }
+      this.#buf = concat([this.#buf, chunk.subarray(0, n)]);
+    }
+    return true;
+  }
+
+  /** Reads the next frame (never answering pings); null at end of stream. */
+  async readFrame(): Promise<RawFrame | null> {
+    if (!await this.#fill(2)) return null;
+    const b1 = this.#buf[1];
+    let len = b1 & 0x7f;
+    let at = 2;
+    if (len === 126) {
+      if (!await this.#fill(4)) return null;
+      len = new DataView(this.#buf.buffer, this.#buf.byteOffset).getUint16(2);
+      at = 4;
+    } else if (len === 127) {
+      if (!await this.#fill(10)) return null;
+      len = Number(new DataView(this.#buf.buffer, this.#buf.byteOffset).getBigUint64(2));
+      at = 10;
+    }
+    if (!await this.#fill(at + len)) return null;
+    const frame = { opcode: this.#buf[0] & 0x0f, payload: this.#buf.slice(at, at + len) };
+    this.#buf = this.#buf.subarray(at + len);
+    return frame;
+  }
+
+  /** The code and reason of a close frame. */
+  static closeOf(f: RawFrame): { code: number; reason: string } {
+    const code = f.payload.length >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
+    return { code, reason: dec.decode(f.payload.subarray(2)) };
+  }
+
+  /** Closes the TCP connection without a closing handshake. */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
