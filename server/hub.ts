@@ -105,6 +105,8 @@ interface User {
 interface Buffered {
   id: number;
   text: string;
+  /** The sender's own copy, carrying its `ref`: the acknowledgement. */
+  own: boolean;
 }
 
 interface Route {
@@ -788,7 +790,11 @@ export class Hub {
     if (page.gap) frame.gap = true;
     this.#outbox.push(conn, encode(frame));
     const seen = page.messages.length > 0 ? page.messages[page.messages.length - 1].id : since ?? 0;
-    for (const b of buffered) if (b.id > seen || page.more) this.#outbox.push(conn, b.text);
+    // What history already holds is not sent twice, except the sender's own
+    // copy: its `ref` is the acknowledgement the client is waiting for.
+    for (const b of buffered) {
+      if (b.id > seen || page.more || b.own) this.#outbox.push(conn, b.text);
+    }
   }
 
   async #leave(conn: Conn, room: string): Promise<void> {
@@ -937,7 +943,11 @@ export class Hub {
       this.#outbox.fanout(route.conns, text, sender ?? undefined);
       if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
       for (const [c, buf] of route.joining) {
-        buf.push({ id: msg.id, text: c === sender ? own : text });
+        buf.push({
+          id: msg.id,
+          text: c === sender ? own : text,
+          own: c === sender && own !== text,
+        });
       }
       return;
     }

@@ -116,7 +116,11 @@ export class Outbox {
   constructor(options: OutboxOptions = {}) {
     this.#maxBuffered = options.maxBuffered ?? 1024 * 1024;
     this.#maxFrames = options.maxBatchFrames ?? 512;
-    this.#maxSize = options.maxBatchSize ?? 64 * 1024;
+    // A batch must leave room under the slow-consumer bound, or one batch alone trips it.
+    this.#maxSize = Math.min(
+      options.maxBatchSize ?? 64 * 1024,
+      Math.max(1024, Math.floor(this.#maxBuffered / 4)),
+    );
     this.#schedule = options.schedule ?? defaultSchedule;
     this.#onSlow = options.onSlow ?? ((s) => s.socket.close(4008, "slow consumer"));
   }
