@@ -103,6 +103,7 @@ async function main(): Promise<void> {
         "--allow-read",
         `--allow-write=${dir}`,
         "--allow-env",
+        "--allow-sys=setPriority",
         new URL("../main.ts", import.meta.url).pathname,
         "--port",
         "0",

@@ -13,7 +13,8 @@
  * - read `.env`, `cert.pem` and `key.pem` there;
  * - read environment variables;
  * - load ngrok's native addon (`--allow-ffi`) and the three facts about the
- *   machine its loader asks for (`--allow-sys=cpus,networkInterfaces,hostname`).
+ *   machine its loader asks for (`--allow-sys=cpus,networkInterfaces,hostname`), and `setPriority` so
+ *   the password worker can lower its own priority.
  *
  * Relative paths are resolved when the binary starts, against the folder it
  * is started in. Everything else (the web app, docs/, the password worker) is
@@ -82,7 +83,7 @@ export function permissionFlags(options: CompileOptions = {}): string[] {
     `--allow-write=${rw.join(",")}`,
     "--allow-env",
     "--allow-ffi",
-    "--allow-sys=cpus,networkInterfaces,hostname",
+    "--allow-sys=cpus,networkInterfaces,hostname,setPriority",
   ];
 }
 

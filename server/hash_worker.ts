@@ -5,7 +5,18 @@
  *
  * @module
  */
+import { setPriority } from "node:os";
 import { argon2id } from "hash-wasm";
+
+// Lowest scheduling priority for this thread only (on Linux the nice value is
+// per thread): when the cores are busy, delivery on the main thread goes
+// first and sign-ins wait a little longer. Without --allow-sys=setPriority
+// the worker runs at normal priority.
+try {
+  setPriority(0, 19);
+} catch {
+  // Not permitted or not supported: hashing still happens off the main thread.
+}
 
 interface Job {
   id: number;
