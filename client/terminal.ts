@@ -6,7 +6,7 @@
  * @module
  */
 import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../server/protocol.ts";
-import { applyPresence, LOBBY } from "../server/protocol.ts";
+import { applyPresence, LOBBY, presenceCount } from "../server/protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";
@@ -89,6 +89,8 @@ export class TerminalUI {
   #here: Place = { room: LOBBY };
   #members = new Map<string, Set<string>>();
   #online = new Set<string>();
+  /** Users online in all when the chat is too large to send names, else null. */
+  #onlineCount: number | null = null;
   /** Who is typing, per conversation key. */
   #typing = new Map<string, Set<string>>();
   #offline: string | null = null;
@@ -107,6 +109,7 @@ export class TerminalUI {
     this.#mode = options.welcome.mode;
     this.#firstRoom = options.room ?? LOBBY;
     for (const u of options.welcome.online) this.#online.add(u);
+    this.#onlineCount = presenceCount(options.welcome);
   }
 
   /**
@@ -322,6 +325,7 @@ export class TerminalUI {
         return;
       }
       case "presence": {
+        this.#onlineCount = presenceCount(f);
         const now = applyPresence(this.#online, f);
         const lines: string[] = [];
         for (const u of now) {
@@ -438,7 +442,11 @@ export class TerminalUI {
         const members = [...(this.#members.get(room) ?? [])].sort();
         this.#print(
           this.#notice(`In #${room} (${members.length}): ${nameList(members)}`),
-          this.#notice(`Online (${online.length}): ${nameList(online)}`),
+          this.#notice(
+            this.#onlineCount === null
+              ? `Online (${online.length}): ${nameList(online)}`
+              : `Online: ${this.#onlineCount} (this chat is too large to list them)`,
+          ),
         );
         return;
       }

@@ -55,6 +55,7 @@ export class Auth {
   #secret: Buffer;
   #users: Users = new Map();
   #stamp = "";
+  #queue: Promise<void> = Promise.resolve();
   #ttl: number;
 
   private constructor(opts: AuthOptions, secret: string) {
@@ -111,15 +112,18 @@ export class Auth {
     if (!this.signup) return "disabled";
     if (this.#users.has(user)) return "exists";
     const hash = await this.#opts.hasher.hash(password);
-    let exists = false;
-    const users = await updateUsers(this.#opts.usersPath, (u) => {
-      if (u.has(user)) return (exists = true, false);
-      u.set(user, hash);
+    return await this.#exclusive(async () => {
+      let exists = false;
+      const users = await updateUsers(this.#opts.usersPath, (u) => {
+        if (u.has(user)) return (exists = true, false);
+        u.set(user, hash);
+      });
+      if (exists) return "exists";
+      // The validated set, as a reload would see it.
+      this.#users = users;
+      this.#stamp = await stamp(this.#opts.usersPath);
+      return "ok";
     });
-    if (exists) return "exists";
-    this.#users = new Map(users);
-    this.#stamp = await stamp(this.#opts.usersPath);
-    return "ok";
   }
 
   /**
@@ -172,7 +176,18 @@ export class Auth {
    * Re-reads users.json if it changed on disk. A file that does not parse
    * keeps the last good set. Resolves `true` when the users changed.
    */
-  async reload(): Promise<boolean> {
+  reload(): Promise<boolean> {
+    return this.#exclusive(() => this.#reload());
+  }
+
+  /** Runs `fn` after every earlier register/reload: they must not interleave. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #reload(): Promise<boolean> {
     const now = await stamp(this.#opts.usersPath);
     if (now === this.#stamp) return false;
     this.#stamp = now;

@@ -43,8 +43,7 @@ export type BrokerEvent =
     to?: string;
     id: number;
     origin?: Origin;
-  }
-  | { kind: "kick"; user: string; code: number; reason: string };
+  };
 
 /** Called for every event from any node, in delivery order. */
 export type BrokerHandler = (event: BrokerEvent) => void;
@@ -107,8 +106,13 @@ export class LocalBroker implements Broker {
 
   /** Delivers at once. */
   publish(event: BrokerEvent): Promise<void> {
-    this.#handler(event);
-    return Promise.resolve();
+    try {
+      this.#handler(event);
+      return Promise.resolve();
+    } catch (err) {
+      // As a remote broker would: the caller's catch handles it, not the event loop.
+      return Promise.reject(err);
+    }
   }
 
   /** Sets the event handler. */

@@ -37,6 +37,7 @@ export interface Config {
   maxConnsPerUser: number;
   maxConnsPerAddr: number;
   maxRoomsPerUser: number;
+  maxRooms: number;
   maxBufferedBytes: number;
   idleTimeout: number;
   trustProxy: boolean;
@@ -256,6 +257,16 @@ export const OPTIONS: OptionSpec[] = [
     min: 1,
   },
   {
+    flag: "max-rooms",
+    key: "maxRooms",
+    env: ["MAX_ROOMS"],
+    kind: "int",
+    default: 1000,
+    arg: "N",
+    help: "Rooms the whole chat may have",
+    min: 1,
+  },
+  {
     flag: "max-buffered",
     key: "maxBufferedBytes",
     env: ["MAX_BUFFERED"],
@@ -439,17 +450,4 @@ export function flagError(err: Error, known: string[]): ConfigError {
   const p = /Unexpected argument '([^']+)'/.exec(err.message);
   if (p) return new ConfigError(`Unexpected argument "${p[1]}" (see --help)`);
   return new ConfigError(`${err.message} (see --help)`);
-}
-
-/** The options part of `chat --help`. */
-export function optionsHelp(): string {
-  const rows = OPTIONS.map((o) => {
-    const left = `  --${o.flag}${o.arg ? ` ${o.arg}` : ""}`;
-    const env = o.env ? ` [env ${o.env.join(", ")}]` : "";
-    const def = o.default !== undefined && o.default !== "" && o.default !== false
-      ? ` (default ${o.default})`
-      : "";
-    return `${left.padEnd(30)} ${o.help}${def}${env}`;
-  });
-  return rows.join("\n");
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isIP } from "node:net";
 import type { Conn, Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import type { SocketReaper } from "./reaper.ts";
@@ -64,12 +65,8 @@ export interface HttpDeps {
   trustProxy?: boolean;
   /** Static files (the web app). */
   static?: StaticHandler;
-  /** Checked before an upgrade; returns a refusal message or null. */
-  admit?: (addr: string) => string | null;
   /** Drops connections stuck while closing. */
   reaper?: SocketReaper;
-  /** Called for every accepted socket with its connection. */
-  onSocket?: (conn: Conn, addr: string) => void;
 }
 
 /** Builds the `Deno.serve` handler. */
@@ -113,8 +110,6 @@ export function createHandler(
         "Cross-origin WebSocket refused: add the origin to --allowed-origins",
       );
     }
-    const refusal = deps.admit?.(addr);
-    if (refusal) throw new HttpError(429, refusal, { "retry-after": "10" });
     // Chrome refuses a connection whose requested subprotocol is not echoed.
     const protocol = req.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
     const { socket, response } = Deno.upgradeWebSocket(req, {
@@ -129,7 +124,6 @@ export function createHandler(
     socket.onmessage = onMessage;
     socket.onclose = onClose;
     socket.onerror = onError;
-    deps.onSocket?.(conn, addr);
     return response;
   }
 
@@ -171,10 +165,13 @@ export function createHandler(
 
   return async (req, info) => {
     const remote = info.remoteAddr as Deno.NetAddr;
-    let addr = remote.hostname ?? "unknown";
+    let addr = clientAddress(remote.hostname ?? "unknown");
     if (deps.trustProxy) {
+      // The proxy appends the address it saw: the last entry is the one it
+      // vouches for; earlier ones are whatever the client sent.
       const fwd = req.headers.get("x-forwarded-for");
-      if (fwd) addr = fwd.split(",")[0].trim() || addr;
+      const last = fwd?.slice(fwd.lastIndexOf(",") + 1).trim();
+      if (last && isIP(last)) addr = clientAddress(last);
     }
     let res: Response;
     try {
@@ -221,6 +218,25 @@ function checkSize(req: Request): void {
       connection: "close",
     });
   }
+}
+
+/**
+ * The address limits are counted against: IPv4 as is, IPv6 by its /64
+ * network (one host usually holds a whole /64, so single addresses are free).
+ */
+export function clientAddress(ip: string): string {
+  if (isIP(ip) !== 6 || ip === "::1") return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1];
+  const [head, tail = ""] = ip.toLowerCase().split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === "" ? [] : tail.split(":");
+  const groups = [
+    ...left,
+    ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"),
+    ...right,
+  ];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
 /** Same origin as the request's Host, or listed in `allowed`. */

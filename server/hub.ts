@@ -10,6 +10,7 @@
  * @module
  */
 import { type Auth, passwordProblem } from "./auth.ts";
+import { HasherBusyError } from "./password.ts";
 import type { Broker, BrokerEvent, Origin } from "./broker.ts";
 import { KeyedCounter, RoomQuota } from "./limits.ts";
 import type { Logger } from "./log.ts";
@@ -30,7 +31,7 @@ import {
   type Target,
   type WelcomeFrame,
 } from "./protocol.ts";
-import type { Store } from "./store.ts";
+import { dmPair, type Store } from "./store.ts";
 import { LoginThrottle, type Outcome, type ThrottleOptions } from "./throttle.ts";
 import { TypingGate } from "./typing_gate.ts";
 
@@ -48,6 +49,8 @@ export interface Limits {
   maxConnsPerAddr: number;
   /** Rooms one user may create. @default {50} */
   maxRoomsPerUser: number;
+  /** Rooms the whole chat may have. @default {1000} */
+  maxRooms: number;
   /** Typing changes one typist may publish per conversation in a burst. @default {4} */
   typingBurst: number;
   /** Milliseconds per further typing change. @default {1000} */
@@ -62,6 +65,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxConnsPerUser: 20,
   maxConnsPerAddr: 100,
   maxRoomsPerUser: 50,
+  maxRooms: 1000,
   typingBurst: 4,
   typingInterval: 1000,
 };
@@ -183,9 +187,9 @@ function withRef(text: string, ref: string): string {
   return `${text.slice(0, -1)},"ref":${JSON.stringify(ref)}}`;
 }
 
+/** The other party of a DM conversation. */
 function peerOf(conv: string, user: string): string {
-  const i = conv.indexOf(":");
-  const a = conv.slice(1, i), b = conv.slice(i + 1);
+  const [a, b] = dmPair(conv)!;
   return a === user ? b : a;
 }
 
@@ -229,7 +233,11 @@ export class Hub {
     this.#typingTimeout = options.typingTimeout ?? 5_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#throttle = new LoginThrottle(options.throttle);
-    this.#rooms = new RoomQuota(this.#store, this.#limits.maxRoomsPerUser);
+    this.#rooms = new RoomQuota(
+      this.#store,
+      this.#limits.maxRoomsPerUser,
+      this.#limits.maxRooms,
+    );
     this.#typingGate = new TypingGate({
       burst: this.#limits.typingBurst,
       interval: this.#limits.typingInterval,
@@ -429,6 +437,11 @@ export class Hub {
     }
     conn.backlog = [];
     this.#signIn(conn, frame).catch((err) => {
+      if (err instanceof HasherBusyError) {
+        this.#error(conn, "rate_limited", err.message, undefined, RETRY_CONNECT);
+        this.#drop(conn, CloseCode.RateLimited, "server busy");
+        return;
+      }
       this.#log.error(`Sign-in failed: ${(err as Error).stack ?? err}`);
       this.#error(conn, "unavailable", "The server could not sign you in: try again shortly");
       this.#drop(conn, CloseCode.GoingAway, "sign-in failed");
@@ -439,6 +452,7 @@ export class Hub {
     const auth = this.#auth;
     let name: string;
     let claimed = false;
+    let fingerprint: string | null = null;
     if (frame.type === "register") {
       if (auth.mode === "open") {
         return this.#deny(
@@ -478,6 +492,7 @@ export class Hub {
         );
       }
       name = frame.username;
+      fingerprint = auth.fingerprint(name);
     } else if (frame.type === "auth" && frame.token !== undefined) {
       const user = auth.verifyToken(frame.token);
       if (user === null) {
@@ -489,8 +504,11 @@ export class Hub {
         );
       }
       name = user;
+      fingerprint = auth.fingerprint(name);
     } else if (frame.type === "auth" && auth.mode === "login") {
       const username = frame.username!;
+      // Taken before the (slow) check: a password changed meanwhile must not open a session.
+      fingerprint = auth.fingerprint(username);
       const ok = await this.#throttled(
         conn,
         username,
@@ -514,6 +532,7 @@ export class Hub {
       }
       this.#claims.add(name);
       claimed = true;
+      fingerprint = auth.fingerprint(name);
     }
     try {
       if (conn.closed) return;
@@ -533,6 +552,16 @@ export class Hub {
         store.conversations(name),
       ]);
       if (conn.closed) return;
+      // users.json may have changed while we awaited: the session is bound to
+      // the credentials that were checked, and they must still be current.
+      if (fingerprint === null || auth.fingerprint(name) !== fingerprint) {
+        return this.#deny(
+          conn,
+          "auth_failed",
+          "Your account changed while you were signing in: sign in again",
+          CloseCode.AuthFailed,
+        );
+      }
       this.#unauthed.delete(conn);
       this.#authed.add(conn);
       let user = this.#users.get(name);
@@ -554,7 +583,7 @@ export class Hub {
       }
       user.conns.add(conn);
       conn.user = user;
-      conn.fingerprint = auth.fingerprint(name);
+      conn.fingerprint = fingerprint;
       for (const room of user.rooms) this.#route(room).conns.add(conn);
       this.#broker.online(name);
       // The online list is kept sorted and serialized once per change, not per welcome.
@@ -762,11 +791,24 @@ export class Hub {
       origin: { node: this.#broker.node, conn: conn.id },
     };
     if (since !== undefined) event.since = since;
-    if (added) await this.#broker.publish(event);
-    else this.#onMember(event);
+    if (!added) return this.#onMember(event);
+    try {
+      await this.#broker.publish(event);
+    } catch (err) {
+      // Stored but not announced: this node's connections still get their
+      // `joined`; other nodes learn of the membership when the user reconnects.
+      this.#log.warn(
+        `Could not announce "${user.name}" joining "${room}": ${(err as Error).message}`,
+      );
+      this.#onMember(event);
+    }
   }
 
   async #sendJoined(conn: Conn, room: string, since?: number): Promise<void> {
+    // This join's buffer: a later join of the same connection gets a new one,
+    // and whichever finishes must only consume its own.
+    const mine = this.#routes.get(room)?.joining.get(conn);
+    if (!mine) return;
     let page, members;
     try {
       [page, members] = await Promise.all([
@@ -777,12 +819,20 @@ export class Hub {
         this.#store.members(room),
       ]);
     } catch (err) {
-      this.#route(room).joining.delete(conn);
+      // Keep the connection in the room (live messages flow again); the
+      // client is told and can resume with `join` + `since`.
+      const route = this.#routes.get(room);
+      if (route?.joining.get(conn) === mine) {
+        route.joining.delete(conn);
+        if (!conn.closed) {
+          route.conns.add(conn);
+          for (const b of mine) this.#outbox.push(conn, b.text);
+        }
+      }
       throw err;
     }
     const route = this.#routes.get(room);
-    const buffered = route?.joining.get(conn);
-    if (conn.closed || !route || !buffered) return;
+    if (conn.closed || !route || route.joining.get(conn) !== mine) return;
     route.joining.delete(conn);
     route.conns.add(conn);
     const frame: ServerFrame = { type: "joined", room, members, history: page.messages };
@@ -790,11 +840,9 @@ export class Hub {
     if (page.gap) frame.gap = true;
     this.#outbox.push(conn, encode(frame));
     const seen = page.messages.length > 0 ? page.messages[page.messages.length - 1].id : since ?? 0;
-    // What history already holds is not sent twice, except the sender's own
+    // What the page already holds is not sent twice, except the sender's own
     // copy: its `ref` is the acknowledgement the client is waiting for.
-    for (const b of buffered) {
-      if (b.id > seen || page.more || b.own) this.#outbox.push(conn, b.text);
-    }
+    for (const b of mine) if (b.id > seen || b.own) this.#outbox.push(conn, b.text);
   }
 
   async #leave(conn: Conn, room: string): Promise<void> {
@@ -812,9 +860,11 @@ export class Hub {
       joined: false,
       ts: new Date().toISOString(),
     };
+    // The store first: if it fails, the user is still in the room everywhere.
+    const was = await this.#store.leave(user.name, room);
     this.#removeMember(user, room);
     this.#clearTyping(user.name, room);
-    if (await this.#store.leave(user.name, room)) await this.#broker.publish(event);
+    if (was) await this.#broker.publish(event);
   }
 
   async #typingFrame(conn: Conn, target: Target, active: boolean): Promise<void> {
@@ -915,14 +965,6 @@ export class Hub {
           ? { type: "read", room: e.room, id: e.id }
           : { type: "read", to: e.to!, id: e.id };
         this.#outbox.fanout(user.conns, encode(frame), origin ?? undefined);
-        return;
-      }
-      case "kick": {
-        const user = this.#users.get(e.user);
-        for (const conn of user ? [...user.conns] : []) {
-          this.#error(conn, "auth_failed", e.reason);
-          this.#drop(conn, e.code, e.reason.slice(0, 100));
-        }
         return;
       }
     }

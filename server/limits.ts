@@ -45,12 +45,19 @@ export class KeyedCounter {
 export class RoomQuota {
   #store: Store;
   #max: number;
+  #maxTotal: number;
   #pending = new Map<string, number>();
+  #pendingTotal = 0;
 
-  /** Limits every user to `max` rooms created in `store`. */
-  constructor(store: Store, max: number) {
+  /**
+   * Limits every user to `max` rooms created in `store`, and the chat to
+   * `maxTotal` rooms (open mode hands out names freely: a per-user limit
+   * alone would not bound memory).
+   */
+  constructor(store: Store, max: number, maxTotal = Infinity) {
     this.#store = store;
     this.#max = max;
+    this.#maxTotal = maxTotal;
   }
 
   /**
@@ -69,11 +76,22 @@ export class RoomQuota {
         `Cannot create room "${room}": you have created ${this.#max} rooms, the most allowed`,
       );
     }
-    this.#pending.set(user, pending + 1);
+    if (
+      this.#maxTotal !== Infinity &&
+      (await this.#store.rooms()).length + this.#pendingTotal >= this.#maxTotal
+    ) {
+      throw new FrameError(
+        "limit_reached",
+        `Cannot create room "${room}": this chat has ${this.#maxTotal} rooms, the most allowed: join one of them`,
+      );
+    }
+    this.#pending.set(user, (this.#pending.get(user) ?? 0) + 1);
+    this.#pendingTotal++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
+      this.#pendingTotal--;
       const n = (this.#pending.get(user) ?? 1) - 1;
       if (n <= 0) this.#pending.delete(user);
       else this.#pending.set(user, n);

@@ -28,11 +28,20 @@ interface Log {
 export interface MemoryStoreOptions {
   /** Messages kept per conversation. @default {200} */
   limit?: number;
+  /**
+   * Messages kept in all, across conversations: past it, the conversation
+   * least recently written to loses its oldest. Bounds memory however many
+   * rooms and DMs there are. @default {100000}
+   */
+  maxTotal?: number;
 }
 
 /** In-memory {@link Store}. */
 export class MemoryStore implements Store {
   #limit: number;
+  #maxTotal: number;
+  #total = 0;
+  /** Every conversation's log, least recently written first. */
   #logs = new Map<string, Log>();
   #rooms = new Map<string, Set<string>>();
   #creators = new Map<string, string>();
@@ -44,6 +53,7 @@ export class MemoryStore implements Store {
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
     this.#limit = options.limit ?? 200;
+    this.#maxTotal = options.maxTotal ?? 100_000;
   }
 
   #log(conv: string): Log {
@@ -75,7 +85,20 @@ export class MemoryStore implements Store {
       };
     if (this.#limit > 0) {
       log.messages.push(msg);
-      if (log.messages.length > this.#limit) log.messages.shift();
+      this.#total++;
+      if (log.messages.length > this.#limit) {
+        log.messages.shift();
+        this.#total--;
+      }
+    }
+    // Most recently written last (Map keeps insertion order).
+    this.#logs.delete(draft.conv);
+    this.#logs.set(draft.conv, log);
+    for (const old of this.#logs.values()) {
+      if (this.#total <= this.#maxTotal) break;
+      const n = Math.min(old.messages.length, this.#total - this.#maxTotal);
+      old.messages.splice(0, n);
+      this.#total -= n;
     }
     const pair = dmPair(draft.conv);
     if (pair) {

@@ -128,16 +128,18 @@ export class Outbox {
   /** Sends `text` to one sink: now when idle, else with the next batch. */
   push(sink: Sink, text: string): void {
     if (!this.#batching) {
-      this.#write(sink, text);
+      // Batching starts before the write: anything a write triggers (a slow
+      // consumer's close, say) queues behind it instead of overtaking it.
       this.#startBatching();
+      this.#write(sink, text);
     } else this.#enqueue(sink, text);
   }
 
   /** Sends the same `text` to every sink (except `skip`). */
   fanout(sinks: Iterable<Sink>, text: string, skip?: Sink): void {
     if (!this.#batching) {
-      for (const s of sinks) if (s !== skip) this.#write(s, text);
       this.#startBatching();
+      for (const s of sinks) if (s !== skip) this.#write(s, text);
     } else {
       for (const s of sinks) if (s !== skip) this.#enqueue(s, text);
     }
@@ -180,20 +182,21 @@ export class Outbox {
     ) {
       // The batch is full: send it now and start another one.
       s.pending = null;
-      this.#write(s, b.text);
-      if (s.pending === null) s.pending = this.#root.then(text);
+      if (this.#write(s, b.text)) s.pending = this.#root.then(text);
     } else s.pending = b.then(text);
   }
 
-  #write(s: Sink, text: string): void {
+  /** Sends `text`; false when the socket is gone or was just cut off as slow. */
+  #write(s: Sink, text: string): boolean {
     const ws = s.socket;
-    if (ws.readyState !== OPEN) return;
+    if (ws.readyState !== OPEN) return false;
     if (ws.bufferedAmount + text.length > this.#maxBuffered) {
       s.pending = null;
       this.#onSlow(s);
-      return;
+      return false;
     }
     ws.send(text);
+    return true;
   }
 
   #startBatching(): void {

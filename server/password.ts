@@ -13,6 +13,18 @@ export const ARGON2_PARAMS = { m: 19456, t: 2, p: 1, len: 32 } as const;
 const PHC =
   /^\$argon2id\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,2})\$([A-Za-z0-9+/]{16,})\$([A-Za-z0-9+/]{16,})$/;
 
+/** Password checks waiting at most: about 10 s of hashing. */
+export const MAX_QUEUE = 200;
+
+/** The hasher has too many checks waiting: try again later. */
+export class HasherBusyError extends Error {
+  /** Builds the error. */
+  constructor() {
+    super("Too many sign-ins are being checked: try again in a few seconds");
+    this.name = "HasherBusyError";
+  }
+}
+
 /** Whether a users.json value is a hash (else it is a seed-era plaintext password). */
 export function isHashed(value: string): boolean {
   return PHC.test(value);
@@ -76,6 +88,11 @@ export class PasswordHasher {
     salt: Uint8Array,
     params: { m: number; t: number; p: number; len: number },
   ): Promise<Uint8Array> {
+    // Each job costs ~50 ms of a core: a queue longer than this only makes
+    // every sign-in wait; refuse instead (the client retries later).
+    if (this.#pending.size >= MAX_QUEUE) {
+      return Promise.reject(new HasherBusyError());
+    }
     const w = this.#start();
     const id = this.#next++;
     return new Promise((resolve, reject) => {

@@ -242,6 +242,17 @@ export function applyPresence(online: ReadonlySet<string>, frame: PresenceFrame)
   return next;
 }
 
+/**
+ * How many users are online in all when a frame carries only the count
+ * (very large chats), else `null`: the names are then the whole story.
+ */
+export function presenceCount(frame: PresenceFrame | WelcomeFrame): number | null {
+  if (frame.type === "welcome") return frame.onlineCount ?? null;
+  return frame.online === undefined && frame.added.length === 0 && frame.removed.length === 0
+    ? frame.count
+    : null;
+}
+
 /** Rooms that exist, with member counts. */
 export interface RoomsListFrame {
   type: "rooms";

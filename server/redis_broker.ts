@@ -188,7 +188,7 @@ export class RedisBroker implements Broker {
   #feedLength: number;
 
   #handler: BrokerHandler = () => {};
-  #presence: () => void = () => {};
+  #presence: (user?: string) => void = () => {};
 
   /** Random id kept in Redis: a different one means Redis lost its data. */
   #epoch = "";
@@ -501,7 +501,7 @@ export class RedisBroker implements Broker {
   }
 
   /** Sets the presence handler. */
-  onPresence(handler: () => void): void {
+  onPresence(handler: (user?: string) => void): void {
     this.#presence = handler;
   }
 
@@ -542,9 +542,12 @@ export class RedisBroker implements Broker {
   #recompute(): void {
     const next = new Set(this.#local);
     for (const n of this.#remote.values()) for (const u of n.users) next.add(u);
-    const same = next.size === this.#union.size && [...next].every((u) => this.#union.has(u));
+    // Name every user whose status changed: presence deltas stay exact.
+    const changed: string[] = [];
+    for (const u of next) if (!this.#union.has(u)) changed.push(u);
+    for (const u of this.#union) if (!next.has(u)) changed.push(u);
     this.#union = next;
-    if (!same) this.#presence();
+    for (const u of changed) this.#presence(u);
   }
 
   async #beat(): Promise<void> {

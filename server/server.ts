@@ -111,6 +111,7 @@ export async function startServer(
       maxConnsPerUser: config.maxConnsPerUser,
       maxConnsPerAddr: config.maxConnsPerAddr,
       maxRoomsPerUser: config.maxRoomsPerUser,
+      maxRooms: config.maxRooms,
     },
     throttle: options.throttle,
     outbox: { maxBuffered: config.maxBufferedBytes },

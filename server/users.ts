@@ -77,28 +77,23 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
 }
 
 /**
- * Writes a users file atomically, readable by its owner only. The new text
- * goes to `<path>.tmp` first (a fixed name, so a binary allowed only these
- * two paths can write it; created exclusively, so two writers take turns),
- * then replaces the file.
+ * Runs `fn` holding the users file's write lock: `<path>.tmp`, created
+ * exclusively (a fixed name, so a binary allowed only these two paths can
+ * use it), which `fn` fills and which then replaces the file. Writers take
+ * turns; a lock left by a crash (older than 10 s) is broken.
  */
-export async function writeUsers(
+async function withWriteLock(
   path: string,
-  users: Users,
-  extra: Record<string, unknown> = {},
+  fn: () => Promise<string | null>,
 ): Promise<void> {
-  const obj: Record<string, unknown> = { ...extra };
-  for (const name of [...users.keys()].sort()) obj[name] = users.get(name)!;
-  const text = JSON.stringify(obj, null, 2) + "\n";
   const tmp = `${path}.tmp`;
   const deadline = Date.now() + 3000;
   while (true) {
     try {
-      await Deno.writeTextFile(tmp, text, { mode: 0o600, createNew: true });
+      await Deno.writeTextFile(tmp, "", { mode: 0o600, createNew: true });
       break;
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists)) {
-        await Deno.remove(tmp).catch(() => {});
         throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
       }
       // Another writer holds it, or a crash left it behind.
@@ -110,17 +105,41 @@ export async function writeUsers(
     }
   }
   try {
+    const text = await fn();
+    if (text === null) {
+      await Deno.remove(tmp);
+      return;
+    }
+    await Deno.writeTextFile(tmp, text, { mode: 0o600 });
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});
+    if (err instanceof SyntaxError) throw err;
     throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
   }
 }
 
+function serialize(users: Users, extra: Record<string, unknown>): string {
+  const obj: Record<string, unknown> = { ...extra };
+  for (const name of [...users.keys()].sort()) obj[name] = users.get(name)!;
+  return JSON.stringify(obj, null, 2) + "\n";
+}
+
+/** Writes a users file atomically, readable by its owner only. */
+export async function writeUsers(
+  path: string,
+  users: Users,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await withWriteLock(path, () => Promise.resolve(serialize(users, extra)));
+}
+
 /**
- * Reads, changes and writes back a users file, keeping every entry the change
- * does not touch (even ones the server skips). `change` returns false to skip
- * the write.
+ * Reads, changes and writes back a users file under its write lock, keeping
+ * every entry the change does not touch (even ones the server skips), so two
+ * writers (a sign-up and `chat user add`, say) never lose each other's
+ * entries. `change` returns false to skip the write. Resolves the users as
+ * the server would load them (validated).
  *
  * @throws {SyntaxError} when the file exists but is not a JSON object.
  */
@@ -128,29 +147,35 @@ export async function updateUsers(
   path: string,
   change: (users: Users) => boolean | void,
 ): Promise<Users> {
-  let raw: Record<string, unknown> = {};
-  try {
-    const text = await Deno.readTextFile(path);
-    if (text.trim() !== "") raw = JSON.parse(text);
-  } catch (err) {
-    if (err instanceof SyntaxError) {
-      throw new SyntaxError(
-        `Cannot update "${path}": not valid JSON: ${err.message}`,
-      );
+  let result: Users = new Map();
+  await withWriteLock(path, async () => {
+    let text = "";
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
+      }
     }
-    if (!(err instanceof Deno.errors.NotFound)) {
-      throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
+    let raw: unknown = {};
+    try {
+      if (text.trim() !== "") raw = JSON.parse(text);
+    } catch (err) {
+      throw new SyntaxError(`Cannot update "${path}": not valid JSON: ${(err as Error).message}`);
     }
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new SyntaxError(`Cannot update "${path}": expected a JSON object`);
-  }
-  const users: Users = new Map();
-  const extra: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(raw)) {
-    if (typeof v === "string") users.set(k, v);
-    else extra[k] = v;
-  }
-  if (change(users) !== false) await writeUsers(path, users, extra);
-  return users;
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new SyntaxError(`Cannot update "${path}": expected a JSON object`);
+    }
+    const users: Users = new Map();
+    const extra: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof v === "string") users.set(k, v);
+      else extra[k] = v;
+    }
+    const write = change(users) !== false;
+    const out = serialize(users, extra);
+    result = parseUsers(out, path).users;
+    return write ? out : null;
+  });
+  return result;
 }

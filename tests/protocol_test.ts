@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import {
+  applyPresence,
   conversationKey,
   FrameError,
   parseClientFrame,
+  presenceCount,
   splitFrames,
   utf8Length,
 } from "../server/protocol.ts";
@@ -137,4 +139,16 @@ Deno.test("conversationKey() is the same from both sides of a DM", () => {
   assert.equal(conversationKey("alice", { to: "bob" }), conversationKey("bob", { to: "alice" }));
   assert.equal(conversationKey("alice", { to: "bob" }), "@alice:bob");
   assert.equal(conversationKey("alice", { room: "ops" }), "ops");
+});
+
+Deno.test("applyPresence() and presenceCount() read every kind of presence frame", () => {
+  const start = new Set(["a", "b"]);
+  assert.deepEqual(applyPresence(start, { type: "presence", online: ["c"] }), new Set(["c"]));
+  assert.deepEqual(
+    applyPresence(start, { type: "presence", count: 2, added: ["c"], removed: ["a"] }),
+    new Set(["b", "c"]),
+  );
+  assert.equal(presenceCount({ type: "presence", online: ["a"] }), null);
+  assert.equal(presenceCount({ type: "presence", count: 3, added: ["c"], removed: [] }), null);
+  assert.equal(presenceCount({ type: "presence", count: 900, added: [], removed: [] }), 900);
 });

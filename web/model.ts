@@ -24,6 +24,7 @@ import {
   MAX_PAGE,
   type MessageFrame,
   NAME_PATTERN,
+  presenceCount,
   type RegisterFrame,
   type ServerFrame,
   splitFrames,
@@ -119,6 +120,8 @@ export class ChatModel {
   readonly active = signal<string | null>(null);
   /** Users online anywhere. */
   readonly online = signal<ReadonlySet<string>>(new Set());
+  /** Users online in all, when the chat is too large to send their names (else null). */
+  readonly onlineCount = signal<number | null>(null);
   /** Rooms that exist, once listed. */
   readonly roomList = signal<{ name: string; members: number }[] | null>(null);
   /** The current search. */
@@ -674,6 +677,7 @@ export class ChatModel {
       }
       case "presence":
         this.online.value = applyPresence(this.online.value, f);
+        this.onlineCount.value = presenceCount(f);
         return;
       case "rooms":
         this.roomList.value = f.rooms;
@@ -710,6 +714,7 @@ export class ChatModel {
     this.connNote.value = null;
     this.busy.value = false;
     this.online.value = new Set(f.online);
+    this.onlineCount.value = presenceCount(f);
 
     const convs = new Map(this.convs.value);
     const rooms = new Set(f.rooms);

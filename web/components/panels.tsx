@@ -31,7 +31,9 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
     const members = conv.members.value;
     const here = members.filter((m) => online.has(m)).length;
     subtitle = `${members.length} member${members.length === 1 ? "" : "s"}`;
-    if (ready) subtitle += ` · ${here} online`;
+    const count = model.onlineCount.value;
+    // A very large chat sends only how many are online, not who.
+    if (ready) subtitle += count === null ? ` · ${here} online` : ` · ${count} online in the chat`;
   } else if (conv) {
     subtitle = !ready ? "Direct message" : online.has(conv.name) ? "Online" : "Offline";
   }
