@@ -57,6 +57,12 @@ export class PasswordHasher {
   #next = 1;
   #pending = new Map<number, Pending>();
   #dummy: string | null = null;
+  #maxQueue: number;
+
+  /** `maxQueue`: checks that may wait at once. @default {200} */
+  constructor(options: { maxQueue?: number } = {}) {
+    this.#maxQueue = options.maxQueue ?? MAX_QUEUE;
+  }
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
@@ -90,7 +96,7 @@ export class PasswordHasher {
   ): Promise<Uint8Array> {
     // Each job costs ~50 ms of a core: a queue longer than this only makes
     // every sign-in wait; refuse instead (the client retries later).
-    if (this.#pending.size >= MAX_QUEUE) {
+    if (this.#pending.size >= this.#maxQueue) {
       return Promise.reject(new HasherBusyError());
     }
     const w = this.#start();

@@ -245,6 +245,46 @@ Deno.test("Hub connection limits: per user and per address, with a clear error a
       await closeAll(...mine, other, fourth, fifth);
     }
   });
+  await t.step(
+    "only the address the proxy appended counts, not what the client claims",
+    async () => {
+      // nginx appends the address it saw: "<what the client sent>, <real address>".
+      const mine = await Promise.all(
+        ["1.1.1.1", "2.2.2.2", "3.3.3.3"].map((fake) => connectFrom(s.ws, `${fake}, 10.2.2.2`)),
+      );
+      let fourth: TestClient | undefined;
+      try {
+        fourth = await connectFrom(s.ws, "4.4.4.4, 10.2.2.2");
+        assert.equal((await fourth.next<F<"error">>("error")).code, "rate_limited");
+        assert.equal((await fourth.waitClose()).code, 4029);
+      } finally {
+        await closeAll(...mine, fourth);
+      }
+    },
+  );
+});
+
+Deno.test("Hub room limit: the whole chat holds at most --max-rooms rooms", async () => {
+  await using t = await startTestServer({ args: ["--max-rooms", "3"] });
+  const eve = await signIn(t.ws, "eve");
+  const zed = await signIn(t.ws, "zed");
+  try {
+    for (const room of ["r1", "r2"]) {
+      eve.send({ type: "join", room });
+      await eve.next("joined");
+    }
+    zed.send({ type: "join", room: "r3" });
+    const err = await zed.next<F<"error">>("error");
+    assert.equal(err.code, "limit_reached");
+    assert.equal(
+      err.message,
+      'Cannot create room "r3": this chat has 3 rooms, the most allowed: join one of them',
+    );
+    zed.send({ type: "join", room: "r2" });
+    assert.equal((await zed.next<F<"joined">>("joined")).room, "r2", "existing rooms stay open");
+  } finally {
+    await closeAll(eve, zed);
+  }
 });
 
 Deno.test("Hub room limit: a user may create --max-rooms-per-user rooms, and still join others", async () => {

@@ -4,6 +4,7 @@ import { LocalBroker } from "../server/broker.ts";
 import { type Conn, Hub } from "../server/hub.ts";
 import { memoryLogger } from "../server/log.ts";
 import { MemoryStore } from "../server/memory_store.ts";
+import type { Page, PageQuery } from "../server/store.ts";
 import type { Socket } from "../server/outbox.ts";
 import { PasswordHasher } from "../server/password.ts";
 import { type ServerFrame, splitFrames } from "../server/protocol.ts";
@@ -27,13 +28,37 @@ class FakeSocket implements Socket {
   }
 }
 
-/** A hub with a manual clock and synchronous batching, on an open-mode auth. */
-async function setup() {
+/** A memory store whose calls can be held, to interleave a request with others. */
+class GatedStore extends MemoryStore {
+  #gates = new Map<string, Promise<void>>();
+  /** Holds every later call of `method` until the returned function runs. */
+  hold(method: "touchUser" | "page"): () => void {
+    const gate = Promise.withResolvers<void>();
+    this.#gates.set(method, gate.promise);
+    return () => {
+      this.#gates.delete(method);
+      gate.resolve();
+    };
+  }
+  override async touchUser(user: string): Promise<void> {
+    await this.#gates.get("touchUser");
+    return super.touchUser(user);
+  }
+  override async page(conv: string, query: PageQuery): Promise<Page> {
+    await this.#gates.get("page");
+    return super.page(conv, query);
+  }
+}
+
+/** A hub with a manual clock and synchronous batching (open mode unless `users` is given). */
+async function setup(options: { users?: Record<string, string> } = {}) {
   const dir = await Deno.makeTempDir();
+  const usersPath = `${dir}/users.json`;
+  if (options.users) await Deno.writeTextFile(usersPath, JSON.stringify(options.users));
   const hasher = new PasswordHasher();
   const log = memoryLogger();
-  const auth = await Auth.create({ usersPath: `${dir}/users.json`, hasher, log });
-  const store = new MemoryStore();
+  const auth = await Auth.create({ usersPath, hasher, log });
+  const store = new GatedStore();
   const broker = new LocalBroker(store);
   let now = 1_000_000;
   const ticks: (() => void)[] = [];
@@ -43,6 +68,7 @@ async function setup() {
     auth,
     log,
     now: () => now,
+    limits: { frameRate: 1000, frameBurst: 1000 },
     outbox: {
       schedule: (fn) => {
         ticks.push(fn);
@@ -68,6 +94,9 @@ async function setup() {
   };
   return {
     hub,
+    auth,
+    store,
+    usersPath,
     settle,
     connect,
     advance: (ms: number) => {
@@ -200,4 +229,43 @@ Deno.test("Hub queues frames sent before the welcome and handles them after it",
   await h.settle();
   const types = socket.frames.map((f) => f.type).filter((t) => t !== "presence");
   assert.deepEqual(types, ["welcome", "joined", "message"]);
+});
+
+Deno.test("Hub refuses a sign-in whose account changed while it was being checked", async () => {
+  await using h = await setup({ users: { alice: "alice-pass", bob: "bob-pass1" } });
+  const release = h.store.hold("touchUser");
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice", password: "alice-pass" }));
+  await h.settle(); // the password matched; the sign-in now waits on the store
+  await Deno.writeTextFile(h.usersPath, JSON.stringify({ bob: "bob-pass1" }));
+  assert.equal(await h.auth.reload(), true);
+  h.hub.revalidate();
+  release();
+  await h.settle();
+  assert.deepEqual(socket.take("welcome"), [], "alice was removed: no session");
+  assert.equal((socket.take("error")[0] as { code: string }).code, "auth_failed");
+  assert.equal(socket.closed?.code, 4003);
+  assert.equal(h.hub.connections, 0);
+});
+
+Deno.test("Hub sends a message that lands during a join once, whether in history or live", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  for (let i = 1; i <= 60; i++) send(h.hub, a.conn, { type: "send", room: "ops", text: `m${i}` });
+  await h.settle();
+  const release = h.store.hold("page");
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  await h.settle(); // bob's joined waits for its page
+  send(h.hub, a.conn, { type: "send", room: "ops", text: "during" });
+  await h.settle();
+  release();
+  await h.settle();
+  const joined = b.socket.take("joined")[0] as Extract<ServerFrame, { type: "joined" }>;
+  assert.equal(joined.more, true, "older messages exist");
+  const live = b.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  const seen = [...joined.history, ...live].filter((m) => m.text === "during");
+  assert.equal(seen.length, 1, "exactly once");
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ARGON2_PARAMS, isHashed, PasswordHasher } from "../server/password.ts";
+import { ARGON2_PARAMS, HasherBusyError, isHashed, PasswordHasher } from "../server/password.ts";
 
 Deno.test("PasswordHasher.hash() writes argon2id at the OWASP cost (19 MiB, t=2, p=1)", async () => {
   const h = new PasswordHasher();
@@ -43,6 +43,25 @@ Deno.test("PasswordHasher.hash() runs off the main thread: timers keep firing wh
     }
     // Three argon2id hashes take tens of milliseconds at least; a blocked loop would tick ~once.
     assert.ok(ticks >= 5, `the event loop ran ${ticks} timer callbacks during hashing`);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("PasswordHasher refuses checks beyond its queue instead of letting them wait", async () => {
+  const h = new PasswordHasher({ maxQueue: 2 });
+  try {
+    const jobs = [h.hash("one-password"), h.hash("two-password"), h.hash("three-password")];
+    const settled = await Promise.allSettled(jobs);
+    assert.deepEqual(settled.map((r) => r.status), ["fulfilled", "fulfilled", "rejected"]);
+    const third = settled[2] as PromiseRejectedResult;
+    assert.ok(third.reason instanceof HasherBusyError);
+    assert.match(third.reason.message, /try again in a few seconds/);
+    assert.match(
+      await h.hash("four-password"),
+      /^\$argon2id\$/,
+      "room again once the queue drains",
+    );
   } finally {
     h.close();
   }

@@ -66,3 +66,39 @@ Deno.test("updateUsers() from two writers at once keeps the file valid", async (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("updateUsers() from two writers at once keeps both entries", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/users.json`;
+    await writeUsers(path, new Map([["alice", "a-pass-123"]]));
+    const results = await Promise.all(
+      ["bob", "carol", "dave"].map((name) =>
+        updateUsers(path, (u) => void u.set(name, `${name}-pass-1`))
+      ),
+    );
+    assert.deepEqual([...(await readUsers(path)).users.keys()].sort(), [
+      "alice",
+      "bob",
+      "carol",
+      "dave",
+    ]);
+    assert.ok(results.every((u) => u.has("alice")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("updateUsers() resolves only the entries the server would load", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/users.json`;
+    await Deno.writeTextFile(path, JSON.stringify({ bob: "", "bad name": "x", alice: "a-pass-1" }));
+    const users = await updateUsers(path, (u) => void u.set("carol", "c-pass-1"));
+    assert.deepEqual([...users.keys()].sort(), ["alice", "carol"], "an empty password never loads");
+    const raw = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(raw.bob, "", "but the file keeps what it had");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
