@@ -40,8 +40,7 @@ export type ErrorCode =
   | "unknown_room"
   | "unknown_user"
   | "unavailable"
-  | "signup_disabled"
-  | "internal";
+  | "signup_disabled";
 
 /** WebSocket close codes the server uses (4000-4999 are the application's). */
 export const CloseCode = {
