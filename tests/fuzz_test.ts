@@ -60,7 +60,6 @@ const ERROR_CODES = new Set<ErrorCode>([
   "unknown_user",
   "unavailable",
   "signup_disabled",
-  "internal",
 ]);
 const SERVER_TYPES = new Set([
   "welcome",
