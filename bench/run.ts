@@ -10,7 +10,8 @@
  * - `--only fanout,rate50,rate200,rooms,idle5k,idle15k`: a subset of scenarios
  * - `--targets relay,chat`: a subset of servers
  * - `--variants memory,sqlite,redis`: chat server variants (see {@link VARIANTS})
- * - `--redis URL`: the Redis server the `redis` variant uses
+ * - `--redis URL`: the Redis server the `redis` variant uses (default: one of
+ *   its own per run, on a free port)
  * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
  * - `--cpu-prof DIR`: profile the chat server during the fan-out scenario
  * - `--repeat N`: run every scenario N times (targets interleaved) and report medians
@@ -25,8 +26,10 @@ interface Target {
   name: string;
   kind: "relay" | "chat";
   /** Extra chat server flags; nodes > 1 start that many servers sharing them. */
-  args?: (dir: string) => string[];
+  args?: (dir: string, redis?: string) => string[];
   nodes?: number;
+  /** Start a redis-server of its own, beside the server, for each run. */
+  ownRedis?: boolean;
 }
 
 /**
@@ -41,10 +44,15 @@ const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
     kind: "chat",
     args: (dir) => ["--data", `${dir}/bench.db`],
   }),
-  redis: ({ redis }) => {
-    if (!redis) throw new Error("The redis variant needs --redis URL (a Redis server you started)");
-    return { name: "chat+redis", kind: "chat", nodes: 2, args: () => ["--redis", redis] };
-  },
+  // Without --redis, each run gets a fresh redis-server of its own on the
+  // server's core: the machine's shared instance is never touched.
+  redis: ({ redis }) => ({
+    name: "chat+redis",
+    kind: "chat",
+    nodes: 2,
+    ownRedis: redis === undefined,
+    args: (_dir, own) => ["--redis", redis ?? own!],
+  }),
 };
 
 /** A scenario and its sizes, full and short. */
@@ -210,6 +218,30 @@ async function startTarget(
   const drains: Promise<void>[] = [];
   const urls: string[] = [];
   const nodes = target.nodes ?? 1;
+  let redisUrl: string | undefined;
+  if (target.ownRedis) {
+    const port = freePort();
+    // Persistence as docs/scaling.md recommends: acknowledged means on disk.
+    const proc = command(pin ? SERVER_CORE : null, [
+      "redis-server",
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "always",
+    ]).spawn(); // deno-fmt-ignore
+    procs.push(proc);
+    drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
+    await waitPort(port, proc, output);
+    redisUrl = `redis://127.0.0.1:${port}`;
+  }
   for (let i = 0; i < nodes; i++) {
     const port = freePort();
     const deno = [Deno.execPath(), "run"];
@@ -236,7 +268,7 @@ async function startTarget(
         "bench-secret-bench-secret-bench-secret",
         "--quiet",
         ...UNLIMITED,
-        ...(target.args?.(dir) ?? []),
+        ...(target.args?.(dir, redisUrl) ?? []),
       ]; // deno-fmt-ignore
       urls.push(`ws://127.0.0.1:${port}/ws`);
     }
@@ -267,6 +299,21 @@ async function startTarget(
       await Promise.all(drains);
     },
   };
+}
+
+async function waitPort(port: number, proc: Deno.ChildProcess, output: string[]): Promise<void> {
+  let exited = false;
+  proc.status.then(() => (exited = true));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !exited) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`redis-server on port ${port} did not start: ${output.slice(-5).join(" | ")}`);
 }
 
 async function waitHttp(port: number, proc: Deno.ChildProcess, output: string[]): Promise<void> {

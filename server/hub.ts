@@ -104,6 +104,15 @@ interface User {
   name: string;
   conns: Set<Conn>;
   rooms: Set<string>;
+  /** Joins under way (quota check and store write): room → settles when done. */
+  joining: Map<string, Promise<unknown>>;
+}
+
+/** Member changes seen while a user signs in on this node, before it is registered here. */
+interface Arriving {
+  /** Sign-ins of this user under way. */
+  count: number;
+  changes: { room: string; joined: boolean }[];
 }
 
 interface Buffered {
@@ -212,6 +221,7 @@ export class Hub {
   #users = new Map<string, User>();
   /** Names being signed in (open mode): not online yet, but taken. */
   #claims = new Set<string>();
+  #arriving = new Map<string, Arriving>();
   #routes = new Map<string, Route>();
   #typing = new Map<string, Typing>();
   #presence: Presence;
@@ -348,6 +358,7 @@ export class Hub {
     const user = conn.user;
     if (!user) return;
     for (const room of user.rooms) this.#unroute(room, conn);
+    for (const room of user.joining.keys()) this.#unroute(room, conn);
     user.conns.delete(conn);
     if (user.conns.size === 0) {
       this.#users.delete(user.name);
@@ -534,6 +545,11 @@ export class Hub {
       claimed = true;
       fingerprint = auth.fingerprint(name);
     }
+    // Membership changes made elsewhere while the rooms are read below would
+    // otherwise be missed: this node ignores events of users it does not hold.
+    const arriving = this.#arriving.get(name) ?? { count: 0, changes: [] };
+    arriving.count++;
+    this.#arriving.set(name, arriving);
     try {
       if (conn.closed) return;
       const store = this.#store;
@@ -578,7 +594,12 @@ export class Hub {
         return;
       }
       if (!user) {
-        user = { name, conns: new Set(), rooms: new Set(rooms) };
+        user = { name, conns: new Set(), rooms: new Set(rooms), joining: new Map() };
+        // Events are newer than the read: replaying them in order gives the current set.
+        for (const c of arriving.changes) {
+          if (c.joined) user.rooms.add(c.room);
+          else user.rooms.delete(c.room);
+        }
         this.#users.set(name, user);
       }
       user.conns.add(conn);
@@ -602,6 +623,7 @@ export class Hub {
       );
     } finally {
       if (claimed) this.#claims.delete(name);
+      if (--arriving.count === 0) this.#arriving.delete(name);
     }
     const backlog = conn.backlog ?? [];
     conn.backlog = null;
@@ -700,7 +722,7 @@ export class Hub {
   /** The conversation key of a target, checking the user may use it. */
   async #conv(user: User, target: Target, ref?: string): Promise<string> {
     if (target.room !== undefined) {
-      if (!user.rooms.has(target.room)) {
+      if (!(await this.#isMember(user, target.room))) {
         throw new FrameError(
           "unknown_room",
           `You are not in room "${target.room}": join it first`,
@@ -714,6 +736,14 @@ export class Hub {
       throw new FrameError("unknown_user", `There is no user "${peer}"`, ref);
     }
     return conversationKey(user.name, target);
+  }
+
+  /** Whether the user is in the room, once a join of it that is under way has settled. */
+  async #isMember(user: User, room: string): Promise<boolean> {
+    if (user.rooms.has(room)) return true;
+    const pending = user.joining.get(room);
+    if (pending) await pending.catch(() => {});
+    return user.rooms.has(room);
   }
 
   async #userExists(name: string): Promise<boolean> {
@@ -763,25 +793,40 @@ export class Hub {
       }
       return;
     }
-    // Local state first, so frames right after the join see the membership.
-    user.rooms.add(room);
+    const pending = user.joining.get(room);
+    if (pending) {
+      // Another connection of this user is joining it: this one follows.
+      await pending.catch(() => {});
+      return this.#join(conn, room, since);
+    }
+    // Buffer the room's messages from now on, so none falls between the
+    // store write and the history page; the membership itself counts only
+    // once the quota check and the store allow it (frames sent meanwhile wait
+    // for it in #isMember).
     const route = this.#route(room);
     for (const c of user.conns) {
       route.conns.delete(c);
       route.joining.set(c, []);
     }
+    const work = (async () => {
+      const release = await this.#rooms.reserve(user.name, room);
+      try {
+        return (await this.#store.join(user.name, room)).added;
+      } finally {
+        release();
+      }
+    })();
+    user.joining.set(room, work);
     let added: boolean;
-    let release: (() => void) | undefined;
     try {
-      release = await this.#rooms.reserve(user.name, room);
-      added = (await this.#store.join(user.name, room)).added;
+      added = await work;
     } catch (err) {
-      user.rooms.delete(room);
-      for (const c of user.conns) this.#unroute(room, c);
+      if (!user.rooms.has(room)) { for (const c of user.conns) this.#unroute(room, c); }
       throw err;
     } finally {
-      release?.();
+      user.joining.delete(room);
     }
+    user.rooms.add(room);
     const event: BrokerEvent & { since?: number } = {
       kind: "member",
       user: user.name,
@@ -850,7 +895,7 @@ export class Hub {
     if (room === LOBBY) {
       throw new FrameError("bad_request", `Everyone stays in "${LOBBY}": it cannot be left`);
     }
-    if (!user.rooms.has(room)) {
+    if (!(await this.#isMember(user, room))) {
       throw new FrameError("unknown_room", `You are not in room "${room}"`);
     }
     const event: BrokerEvent = {
@@ -1013,7 +1058,10 @@ export class Hub {
     if (e.joined) {
       const route = this.#routes.get(e.room);
       if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
-      if (!user) return;
+      if (!user) {
+        this.#arriving.get(e.user)?.changes.push({ room: e.room, joined: true });
+        return;
+      }
       user.rooms.add(e.room);
       const r = this.#route(e.room);
       for (const c of user.conns) {
@@ -1028,6 +1076,7 @@ export class Hub {
       return;
     }
     if (user) this.#removeMember(user, e.room);
+    else this.#arriving.get(e.user)?.changes.push({ room: e.room, joined: false });
     const route = this.#routes.get(e.room);
     if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
   }

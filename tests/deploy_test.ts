@@ -220,8 +220,12 @@ Deno.test({
     const conf = (await read("deploy/nginx.conf"))
       .replace("server chat1:8000", `server 127.0.0.1:${a.server.port}`)
       .replace("server chat2:8000", `server 127.0.0.1:${b.server.port}`)
-      .replace("listen 80;", `listen 127.0.0.1:${port};`);
+      .replace("listen 80;", `listen 127.0.0.1:${port};`)
+      // One worker: round-robin state is per worker, so with several the two
+      // sign-ins below could land on the same node.
+      .replace("worker_processes auto;", "worker_processes 1;");
     assert.ok(conf.includes(`127.0.0.1:${b.server.port}`) && conf.includes(`:${port};`));
+    assert.ok(conf.includes("worker_processes 1;"));
     await Deno.writeTextFile(join(tmp, "nginx.conf"), conf);
     const args = ["-p", tmp, "-c", join(tmp, "nginx.conf"), "-g", `pid ${tmp}/nginx.pid;`];
     const check = await new Deno.Command("nginx", { args: [...args, "-t"], stderr: "piped" })

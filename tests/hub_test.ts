@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Auth } from "../server/auth.ts";
 import { LocalBroker } from "../server/broker.ts";
-import { type Conn, Hub } from "../server/hub.ts";
+import { type Conn, Hub, type HubOptions } from "../server/hub.ts";
 import { memoryLogger } from "../server/log.ts";
 import { MemoryStore } from "../server/memory_store.ts";
 import type { Page, PageQuery } from "../server/store.ts";
@@ -32,7 +32,7 @@ class FakeSocket implements Socket {
 class GatedStore extends MemoryStore {
   #gates = new Map<string, Promise<void>>();
   /** Holds every later call of `method` until the returned function runs. */
-  hold(method: "touchUser" | "page"): () => void {
+  hold(method: "touchUser" | "page" | "roomExists" | "roomsOf"): () => void {
     const gate = Promise.withResolvers<void>();
     this.#gates.set(method, gate.promise);
     return () => {
@@ -48,10 +48,22 @@ class GatedStore extends MemoryStore {
     await this.#gates.get("page");
     return super.page(conv, query);
   }
+  override async roomExists(room: string): Promise<boolean> {
+    await this.#gates.get("roomExists");
+    return super.roomExists(room);
+  }
+  /** Reads at once but answers when released, like a reply still on the wire. */
+  override async roomsOf(user: string): Promise<string[]> {
+    const rooms = await super.roomsOf(user);
+    await this.#gates.get("roomsOf");
+    return rooms;
+  }
 }
 
 /** A hub with a manual clock and synchronous batching (open mode unless `users` is given). */
-async function setup(options: { users?: Record<string, string> } = {}) {
+async function setup(
+  options: { users?: Record<string, string>; limits?: Partial<HubOptions["limits"]> } = {},
+) {
   const dir = await Deno.makeTempDir();
   const usersPath = `${dir}/users.json`;
   if (options.users) await Deno.writeTextFile(usersPath, JSON.stringify(options.users));
@@ -68,7 +80,7 @@ async function setup(options: { users?: Record<string, string> } = {}) {
     auth,
     log,
     now: () => now,
-    limits: { frameRate: 1000, frameBurst: 1000 },
+    limits: { frameRate: 1000, frameBurst: 1000, ...options.limits },
     outbox: {
       schedule: (fn) => {
         ticks.push(fn);
@@ -96,6 +108,7 @@ async function setup(options: { users?: Record<string, string> } = {}) {
     hub,
     auth,
     store,
+    broker,
     usersPath,
     settle,
     connect,
@@ -268,4 +281,75 @@ Deno.test("Hub sends a message that lands during a join once, whether in history
   const live = b.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
   const seen = [...joined.history, ...live].filter((m) => m.text === "during");
   assert.equal(seen.length, 1, "exactly once");
+});
+
+Deno.test("Hub lets nothing into a room whose join is refused, even frames sent right after it", async () => {
+  await using h = await setup({ limits: { maxRoomsPerUser: 1 } });
+  const b = await h.connect("bob"); // bob creates the lobby
+  const a = await h.connect("alice");
+  send(h.hub, a.conn, { type: "join", room: "first" });
+  await h.settle();
+  assert.equal(a.socket.take("joined").length, 1, "the first room is within the quota");
+  a.socket.take("message");
+  const release = h.store.hold("roomExists");
+  send(h.hub, a.conn, { type: "join", room: "second" });
+  send(h.hub, a.conn, { type: "send", room: "second", text: "ghost", ref: "g1" });
+  send(h.hub, a.conn, { type: "typing", room: "second", active: true });
+  await h.settle(); // the quota check is still waiting on the store
+  release();
+  await h.settle();
+  const errors = a.socket.take("error") as Extract<ServerFrame, { type: "error" }>[];
+  assert.deepEqual(errors.map((e) => [e.code, e.ref]), [
+    ["limit_reached", undefined],
+    ["unknown_room", "g1"],
+    ["unknown_room", undefined],
+  ]);
+  assert.deepEqual(a.socket.take("message"), [], "no acknowledgement for the refused room");
+  assert.deepEqual(a.socket.take("joined"), []);
+  assert.equal(await h.store.roomExists("second"), false, "the room was not created");
+  assert.deepEqual((await h.store.page("second", { limit: 10 })).messages, [], "nothing stored");
+  assert.deepEqual(b.socket.take("typing"), []);
+
+  // Within the quota, a send right behind the join waits for it and is delivered.
+  const release2 = h.store.hold("roomExists");
+  send(h.hub, b.conn, { type: "join", room: "first" });
+  send(h.hub, b.conn, { type: "send", room: "first", text: "right behind", ref: "b1" });
+  await h.settle();
+  release2();
+  await h.settle();
+  assert.deepEqual(b.socket.take("error"), []);
+  const own = b.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(own.map((m) => [m.text, m.ref]), [["right behind", "b1"]]);
+  const got = a.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(got.map((m) => m.text), ["right behind"]);
+});
+
+Deno.test("Hub keeps a room the user joined on another node while signing in here", async () => {
+  await using h = await setup();
+  const b = await h.connect("bob");
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  await h.settle();
+  const release = h.store.hold("roomsOf");
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice" }));
+  await h.settle(); // alice's rooms were read; the answer is still on its way
+  // Meanwhile alice (on another node) joins "ops": the store and the event say so.
+  await h.store.join("alice", "ops");
+  await h.broker.publish({
+    kind: "member",
+    user: "alice",
+    room: "ops",
+    joined: true,
+    ts: new Date().toISOString(),
+  });
+  await h.settle();
+  release();
+  await h.settle();
+  const welcome = socket.take("welcome")[0] as Extract<ServerFrame, { type: "welcome" }>;
+  assert.deepEqual(welcome.rooms, ["general", "ops"]);
+  send(h.hub, b.conn, { type: "send", room: "ops", text: "to ops" });
+  await h.settle();
+  const got = socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(got.map((m) => m.text), ["to ops"], "alice gets the room's messages");
 });
