@@ -7,7 +7,11 @@
  *
  * Usage:
  *   deno run -A bench/login_latency.ts [--seconds 10] [--receivers 20]
- *     [--messages 50] [--logins 20] [--json] [--plaintext]
+ *     [--messages 50] [--logins 20] [--json] [--plaintext] [--pin]
+ *
+ * `--pin` runs the server (and its hashing worker) on core 0 and this
+ * process (the clients) on core 1, as `deno task bench` does; without it the
+ * system spreads both over every core.
  *
  * `--plaintext` stores the passwords unhashed (the seed-era format): the
  * same sign-in traffic without argon2, to tell the cost of hashing from the
@@ -30,6 +34,7 @@ const { values: opts } = parseArgs({
     logins: { type: "string", default: "20" },
     json: { type: "boolean", default: false },
     plaintext: { type: "boolean", default: false },
+    pin: { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(opts.seconds);
@@ -79,6 +84,21 @@ async function signIn(url: string, username: string): Promise<WebSocket> {
   return ws;
 }
 
+/** Moves every thread of this process to `core`; false where that cannot be done. */
+async function pinSelf(core: number): Promise<boolean> {
+  if (navigator.hardwareConcurrency < 2) return false;
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-a", "-cp", String(core), String(Deno.pid)],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "chat-login-bench-" });
   let child: Deno.ChildProcess | undefined;
@@ -96,8 +116,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < LOGIN_USERS; i++) users[`login${i}`] = hash;
     await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(users));
 
-    child = new Deno.Command(Deno.execPath(), {
+    const pinned = opts.pin && await pinSelf(1);
+    if (opts.pin && !pinned) log("Cannot pin (taskset missing or one core): running unpinned");
+    const deno = pinned ? ["taskset", "-c", "0", Deno.execPath()] : [Deno.execPath()];
+    child = new Deno.Command(deno[0], {
       args: [
+        ...deno.slice(1),
         "run",
         "--allow-net=127.0.0.1",
         "--allow-read",
@@ -231,6 +255,7 @@ async function main(): Promise<void> {
         messagesPerSecond: MSG_RATE,
         loginsPerSecond: LOGIN_RATE,
         passwords: opts.plaintext ? "plaintext" : "argon2id",
+        pinned,
       },
       deliveryIdleMs: idle,
       deliveryDuringLoginsMs: busy,

@@ -31,7 +31,8 @@ export interface ReaperOptions {
 export class SocketReaper {
   #grace: number;
   #log: Logger;
-  #sockets = new Map<WebSocket, { addr: string; closingSince: number }>();
+  /** Socket → its address, then (once seen closing) `[address, since]`. */
+  #sockets = new Map<WebSocket, string | [string, number]>();
   #swept = 0;
   #warned = false;
   /** Connections dropped so far. */
@@ -50,7 +51,8 @@ export class SocketReaper {
 
   /** Watches a socket from its upgrade on. */
   track(socket: WebSocket, addr: string): void {
-    this.#sockets.set(socket, { addr, closingSince: 0 });
+    // A bare string while open: an object per socket would cost every idle connection.
+    this.#sockets.set(socket, addr);
   }
 
   /** Stops watching a socket (its `close` event fired). */
@@ -64,16 +66,17 @@ export class SocketReaper {
     this.#swept = now;
     for (const [socket, s] of this.#sockets) {
       if (socket.readyState !== CLOSING) continue;
-      if (s.closingSince === 0) {
-        s.closingSince = now;
+      if (typeof s === "string") {
+        this.#sockets.set(socket, [s, now]);
         continue;
       }
-      if (now - s.closingSince < this.#grace) continue;
+      const [addr, since] = s;
+      if (now - since < this.#grace) continue;
       this.#sockets.delete(socket);
       if (abortSocket(socket)) {
         this.reaped++;
         this.#log.warn(
-          `Dropped a connection from ${s.addr} that did not finish closing within ${
+          `Dropped a connection from ${addr} that did not finish closing within ${
             Math.round(this.#grace / 100) / 10
           } s`,
         );

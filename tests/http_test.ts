@@ -126,6 +126,17 @@ Deno.test("createHandler() answers every status with the security headers and no
       assert.equal((await get("/healthz")).status, 200);
     },
   );
+  await t.step("a WebSocket upgrade with a head over 64 KB is refused too", async () => {
+    const res = await rawHttp(
+      port,
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+        `X-Big: ${"a".repeat(70_000)}\r\n\r\n`,
+    );
+    assert.equal(res.status, 400);
+    assert.equal(s.server.hub.connections, 0, "no connection was opened");
+    assert.equal((await get("/healthz")).status, 200);
+  });
 });
 
 Deno.test("createHandler() refuses cross-site WebSocket upgrades unless the origin is allowed", async (t) => {
