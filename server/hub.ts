@@ -112,7 +112,10 @@ interface User {
   joining: Map<string, Promise<unknown>> | null;
 }
 
-/** Member changes seen while a user signs in on this node, before it is registered here. */
+/**
+ * Member changes seen while a user signs in on this node: the sign-in read
+ * the user's rooms before them, and replays them if it creates the user here.
+ */
 interface Arriving {
   /** Sign-ins of this user under way. */
   count: number;
@@ -273,6 +276,11 @@ export class Hub {
   /** Number of users online on this node. */
   get usersOnline(): number {
     return this.#users.size;
+  }
+
+  /** Number of rooms this node routes frames for (rooms with a connection here). */
+  get roomsRouted(): number {
+    return this.#routes.size;
   }
 
   // -------------------------------------------------------------------------
@@ -550,7 +558,7 @@ export class Hub {
       fingerprint = auth.fingerprint(name);
     }
     // Membership changes made elsewhere while the rooms are read below would
-    // otherwise be missed: this node ignores events of users it does not hold.
+    // otherwise be missed: this node applies events only to users it holds.
     const arriving = this.#arriving.get(name) ?? { count: 0, changes: [] };
     arriving.count++;
     this.#arriving.set(name, arriving);
@@ -787,6 +795,8 @@ export class Hub {
   }
 
   async #join(conn: Conn, room: string, since?: number): Promise<void> {
+    // A closed connection must not be routed again: nothing would ever take it out.
+    if (conn.closed) return;
     const user = conn.user!;
     if (user.rooms.has(room)) {
       const route = this.#route(room);
@@ -825,7 +835,12 @@ export class Hub {
     try {
       added = await work;
     } catch (err) {
-      if (!user.rooms.has(room)) { for (const c of user.conns) this.#unroute(room, c); }
+      if (!user.rooms.has(room)) {
+        for (const c of user.conns) this.#unroute(room, c);
+        const r = this.#routes.get(room);
+        // Created above for connections that have all closed meanwhile.
+        if (r && r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
+      }
       throw err;
     } finally {
       user.joining?.delete(room);
@@ -882,7 +897,11 @@ export class Hub {
       throw err;
     }
     const route = this.#routes.get(room);
-    if (conn.closed || !route || route.joining.get(conn) !== mine) return;
+    if (!route || route.joining.get(conn) !== mine) return;
+    if (conn.closed) {
+      this.#unroute(room, conn);
+      return;
+    }
     route.joining.delete(conn);
     route.conns.add(conn);
     const frame: ServerFrame = { type: "joined", room, members, history: page.messages };
@@ -1060,13 +1079,13 @@ export class Hub {
       user: e.user,
       ts: e.ts,
     });
+    // A sign-in of this user under way read its rooms before this change:
+    // it replays the change if it ends up creating the user afresh.
+    this.#arriving.get(e.user)?.changes.push({ room: e.room, joined: e.joined });
     if (e.joined) {
       const route = this.#routes.get(e.room);
       if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
-      if (!user) {
-        this.#arriving.get(e.user)?.changes.push({ room: e.room, joined: true });
-        return;
-      }
+      if (!user) return;
       user.rooms.add(e.room);
       const r = this.#route(e.room);
       for (const c of user.conns) {
@@ -1081,7 +1100,6 @@ export class Hub {
       return;
     }
     if (user) this.#removeMember(user, e.room);
-    else this.#arriving.get(e.user)?.changes.push({ room: e.room, joined: false });
     const route = this.#routes.get(e.room);
     if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
   }

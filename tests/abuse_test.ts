@@ -70,8 +70,12 @@ Deno.test("Hub sign-in throttle: failures on a name are spaced out, then refused
     const codes = (await Promise.all(answers)).map((e) => e.code).sort();
     assert.deepEqual(codes, ["auth_failed", "auth_failed", "auth_failed", "rate_limited"]);
     const limited = (await Promise.all(answers)).find((e) => e.code === "rate_limited")!;
-    assert.equal(limited.retryAfter, 3);
-    assert.equal(limited.message, "Too many sign-in attempts: try again in 3 s");
+    // 2.8 s from the guesses' arrival, rounded up; less if the machine was slow to admit them.
+    assert.ok(limited.retryAfter! >= 1 && limited.retryAfter! <= 3, `${limited.retryAfter}`);
+    assert.equal(
+      limited.message,
+      `Too many sign-in attempts: try again in ${limited.retryAfter} s`,
+    );
     const limitedClient = guesses[(await Promise.all(answers)).indexOf(limited)].client;
     assert.equal((await limitedClient.waitClose()).code, 4029);
     assert.ok(
@@ -112,7 +116,12 @@ Deno.test("Hub sign-in throttle: one address guessing many names is slowed, othe
     clients.push(fifth.client);
     const refused = (await fifth.answer) as F<"error">;
     assert.equal(refused.code, "rate_limited");
-    assert.equal(refused.retryAfter, 5);
+    // The 5 s delay counts from the last failure: a slow machine may take a second or more to get here.
+    assert.ok(
+      refused.retryAfter !== undefined && refused.retryAfter >= 1 && refused.retryAfter <= 5,
+      `retryAfter ${refused.retryAfter}`,
+    );
+    assert.match(refused.message, /try again in [1-5] s/);
     // The names themselves are not locked: alice signs in from her own address.
     const alice = await attempt(t.ws, "10.0.0.1", "alice", USERS.alice);
     clients.push(alice.client);

@@ -353,3 +353,80 @@ Deno.test("Hub keeps a room the user joined on another node while signing in her
   const got = socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
   assert.deepEqual(got.map((m) => m.text), ["to ops"], "alice gets the room's messages");
 });
+
+Deno.test("Hub forgets a connection that closes while its join waits for another", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const tab = new FakeSocket();
+  const tabConn = h.hub.open(tab, { addr: "127.0.0.1" });
+  h.hub.receive(tabConn, JSON.stringify({ type: "auth", token: a.welcome.token }));
+  await h.settle();
+  assert.equal(tab.take("welcome").length, 1);
+  assert.equal(h.hub.roomsRouted, 1, "general");
+
+  // Two tabs join the same new room; the second waits for the first and closes meanwhile.
+  let release = h.store.hold("roomExists");
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  await h.settle();
+  send(h.hub, tabConn, { type: "join", room: "ops" });
+  await h.settle();
+  h.hub.close(tabConn);
+  release();
+  await h.settle();
+  assert.equal(a.socket.take("joined").length, 1, "the open tab joined");
+  assert.deepEqual(tab.take("joined"), [], "nothing for the closed tab");
+
+  // One connection joins a room twice and closes before either finishes.
+  release = h.store.hold("roomExists");
+  send(h.hub, a.conn, { type: "join", room: "dev" });
+  send(h.hub, a.conn, { type: "join", room: "dev" });
+  await h.settle();
+  h.hub.close(a.conn);
+  release();
+  await h.settle();
+  assert.equal(h.hub.connections, 0);
+  assert.equal(h.hub.roomsRouted, 0, "no room keeps a closed connection");
+});
+
+Deno.test("Hub forgets a room whose refused join outlived the user's connections", async () => {
+  await using h = await setup({ limits: { maxRoomsPerUser: 1 } });
+  await h.connect("bob"); // bob creates the lobby
+  const a = await h.connect("alice");
+  send(h.hub, a.conn, { type: "join", room: "first" });
+  await h.settle();
+  const release = h.store.hold("roomExists");
+  send(h.hub, a.conn, { type: "join", room: "second" });
+  send(h.hub, a.conn, { type: "join", room: "second" });
+  await h.settle();
+  h.hub.close(a.conn);
+  release();
+  await h.settle();
+  assert.equal(await h.store.roomExists("second"), false);
+  assert.equal(h.hub.roomsRouted, 1, "only general, for bob");
+});
+
+Deno.test("Hub keeps a room joined elsewhere while a second sign-in outlives the first session", async () => {
+  await using h = await setup();
+  await h.connect("bob");
+  const a = await h.connect("alice");
+  const release = h.store.hold("roomsOf");
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", token: a.welcome.token }));
+  await h.settle(); // the second sign-in read alice's rooms; its answer is on its way
+  await h.store.join("alice", "ops");
+  await h.broker.publish({
+    kind: "member",
+    user: "alice",
+    room: "ops",
+    joined: true,
+    ts: new Date().toISOString(),
+  });
+  await h.settle();
+  assert.equal(a.socket.take("joined").length, 1, "the first session joined ops");
+  h.hub.close(a.conn); // alice's only registered connection goes
+  release();
+  await h.settle();
+  const welcome = socket.take("welcome")[0] as Extract<ServerFrame, { type: "welcome" }>;
+  assert.deepEqual(welcome.rooms, ["general", "ops"]);
+});
