@@ -108,10 +108,17 @@ export function createHandler(
     }
     // Chrome refuses a connection whose requested subprotocol is not echoed.
     const protocol = req.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
-    const { socket, response } = Deno.upgradeWebSocket(req, {
-      idleTimeout: deps.idleTimeout ?? 30,
-      ...(protocol ? { protocol } : {}),
-    });
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(req, {
+        idleTimeout: deps.idleTimeout ?? 30,
+        ...(protocol ? { protocol } : {}),
+      });
+    } catch (err) {
+      // A handshake missing its Connection or Sec-WebSocket-Key header: the client's mistake.
+      throw new HttpError(400, `Bad WebSocket handshake: ${(err as Error).message}`);
+    }
+    const { socket, response } = upgraded;
     socket.binaryType = "arraybuffer";
     const conn = hub.open(socket, { addr });
     conns.set(socket, conn);

@@ -421,6 +421,9 @@ function limit(o: Obj, ref?: string): number | undefined {
   return v;
 }
 
+/** Whitespace and invisible characters only (zero-width spaces and joiners, BOM): nothing to show. */
+const BLANK = /^[\s\u200B-\u200D\u2060\uFEFF]*$/;
+
 /**
  * Parses and validates one client frame.
  *
@@ -460,7 +463,9 @@ export function parseClientFrame(
     // The seed-era first frame: {"username":…,"password":…}.
     return parseAuth(o);
   }
-  if (typeof type !== "string") bad('Field "type" is required');
+  if (typeof type !== "string") {
+    bad(type === undefined ? 'Field "type" is required' : 'Field "type" must be a string');
+  }
   switch (type) {
     case "auth":
       return parseAuth(o);
@@ -489,7 +494,7 @@ export function parseClientFrame(
           ref,
         );
       }
-      if (text.trim() === "") bad("Message text is empty", ref);
+      if (BLANK.test(text)) bad("Message text is empty", ref);
       if (text.length * 3 > maxText && utf8Length(text) > maxText) {
         throw new FrameError(
           "too_large",
@@ -503,8 +508,14 @@ export function parseClientFrame(
     }
     case "typing": {
       const t = target(o);
-      const active = o.active ?? true;
-      if (typeof active !== "boolean") bad('Field "active" must be a boolean');
+      const active = o.active;
+      if (typeof active !== "boolean") {
+        bad(
+          active === undefined
+            ? 'Field "active" is required (true or false)'
+            : 'Field "active" must be a boolean',
+        );
+      }
       return { type, active, ...t };
     }
     case "history": {

@@ -126,6 +126,28 @@ Deno.test("createHandler() answers every status with the security headers and no
       assert.equal((await get("/healthz")).status, 200);
     },
   );
+  await t.step(
+    "a malformed WebSocket handshake is the client's error, not the server's",
+    async () => {
+      const head =
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+      const noKey = await rawHttp(port, `${head}Connection: Upgrade\r\n\r\n`);
+      assert.equal(noKey.status, 400);
+      assert.match(noKey.body, /^Bad WebSocket handshake: .*sec-websocket-key/i);
+      const noConnection = await rawHttp(
+        port,
+        `${head}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(noConnection.status, 400);
+      assert.match(noConnection.body, /'connection' header must contain 'Upgrade'/);
+      assert.equal(noConnection.headers.get("x-content-type-options"), "nosniff");
+      assert.ok(
+        !s.log.some((l) => l.includes("GET /ws failed")),
+        "nothing logged as a server error",
+      );
+      assert.equal((await get("/healthz")).status, 200);
+    },
+  );
   await t.step("a WebSocket upgrade with a head over 64 KB is refused too", async () => {
     const res = await rawHttp(
       port,

@@ -46,7 +46,7 @@ Deno.test("parseClientFrame() accepts every client frame", () => {
     text: "hi",
     ref: "r",
   });
-  assert.deepEqual(parseClientFrame('{"type":"typing","room":"a"}'), {
+  assert.deepEqual(parseClientFrame('{"type":"typing","room":"a","active":true}'), {
     type: "typing",
     room: "a",
     active: true,
@@ -76,7 +76,7 @@ Deno.test("parseClientFrame() names the problem with each bad frame", () => {
   fails("null", "bad_request", /JSON object/);
   fails('"str"', "bad_request", /JSON object/);
   fails("{}", "bad_request", /"type" is required/);
-  fails('{"type":7}', "bad_request", /"type" is required/);
+  fails('{"type":7}', "bad_request", /"type" must be a string/);
   fails('{"type":"x"}', "bad_request", /Unknown frame type "x"/);
   fails('{"type":"send","room":"a","text":"  ","ref":"r1"}', "bad_request", /empty/, "r1");
   fails('{"type":"send","room":"a","text":"hi","ref":5}', "bad_request", /"ref"/);
@@ -94,6 +94,9 @@ Deno.test("parseClientFrame() names the problem with each bad frame", () => {
   fails('{"type":"history","room":"a","limit":0}', "bad_request", /between 1 and 200/);
   fails('{"type":"read","room":"a"}', "bad_request", /"id" is required/);
   fails('{"type":"typing","room":"a","active":"yes"}', "bad_request", /"active" must be a boolean/);
+  fails('{"type":"typing","room":"a","active":null}', "bad_request", /"active" must be a boolean/);
+  fails('{"type":"typing","room":"a"}', "bad_request", /"active" is required/);
+  fails('{"type":"send","room":"a","text":"\u200b\ufeff ","ref":"z"}', "bad_request", /empty/, "z");
   fails('{"type":"search","q":""}', "bad_request", /"q" is required/);
   fails('{"type":"auth"}', "bad_request", /"username" is required/);
   fails(
