@@ -132,7 +132,7 @@ export function closeSentence(code: number, reason: string): string {
 
 const CERT_PROBLEMS: [RegExp, string][] = [
   [/UnknownIssuer/, "the certificate is not signed by an authority this machine trusts"],
-  [/CaUsedAsEndEntity/, "the server presents a self-signed CA certificate"],
+  [/CaUsedAsEndEntity/, "the server presents a CA certificate as its own"],
   [/Expired/, "the certificate has expired"],
   [/NotValidYet/, "the certificate is not valid yet"],
   [/NotValidForName/, "the certificate is not valid for this host name"],
@@ -158,7 +158,12 @@ export function describeConnectError(url: string, detail: string): string {
   if (/certificate|tls|ssl|handshake/i.test(d) && !/invalid HTTP version/i.test(d)) {
     const raw = (/invalid peer certificate: ([^\n]+)/.exec(d)?.[1] ?? d.split("\n")[0]).trim();
     const why = CERT_PROBLEMS.find(([re]) => re.test(raw))?.[1] ?? raw;
-    return `Cannot connect to ${host}: TLS failed: ${why} (to trust a private or self-signed certificate, run with DENO_CERT=cert.pem)`;
+    // Deno refuses a CA certificate as a server's own even when told to trust it:
+    // the server needs a certificate signed by that CA.
+    const fix = /CaUsedAsEndEntity/.test(raw)
+      ? "give the server a certificate signed by a CA of your own, and run the client with DENO_CERT=ca.pem"
+      : "to trust a private or self-signed certificate, run with DENO_CERT=cert.pem";
+    return `Cannot connect to ${host}: TLS failed: ${why} (${fix})`;
   }
   if (/invalid HTTP version|InvalidContentType|corrupt message|received corrupt/i.test(d)) {
     return url.startsWith("wss:")

@@ -38,6 +38,8 @@ export function normalizeUrl(input: string): string {
   const explicit = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text);
   let url: URL;
   try {
+    // A bare HOST:PORT has no "//" and no spaces: "http//host" is a mistyped URL, not a host.
+    if (!explicit && /\/\/|\s/.test(text)) throw new TypeError("not an address");
     url = new URL(explicit ? text : `ws://${text}`);
   } catch {
     throw new TypeError(

@@ -437,16 +437,25 @@ export function parseConfig(
 
 /** Turns a `parseArgs` error into a sentence with a hint. */
 export function flagError(err: Error, known: string[]): ConfigError {
-  const m = /Unknown option '--?([^']+)'/.exec(err.message);
+  const m = /Unknown option '(--?)([^']+)'/.exec(err.message);
   if (m) {
-    const hint = suggest(m[1], known);
+    const hint = m[1] === "--" ? suggest(m[2], known) : undefined;
     return new ConfigError(
-      `Unknown flag "--${m[1]}"${hint ? `: did you mean "--${hint}"?` : ""} (see --help)`,
+      `Unknown flag "${m[1]}${m[2]}"${hint ? `: did you mean "--${hint}"?` : ""} (see --help)`,
     );
   }
   // "Option '-r, --room <value>' argument missing": name the long form.
   const v = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument missing/.exec(err.message);
   if (v) return new ConfigError(`Flag "--${v[1]}" needs a value (see --help)`);
+  // A value that starts with a dash ("--port -5") reads as another flag.
+  const a = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument is ambiguous/.exec(err.message);
+  if (a) {
+    return new ConfigError(
+      `Flag "--${a[1]}" needs a value; for one that starts with a dash, write --${
+        a[1]
+      }=VALUE (see --help)`,
+    );
+  }
   const p = /Unexpected argument '([^']+)'/.exec(err.message);
   if (p) return new ConfigError(`Unexpected argument "${p[1]}" (see --help)`);
   return new ConfigError(`${err.message} (see --help)`);

@@ -111,6 +111,12 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     ],
     [["--port"], SERVE, 'error: Flag "--port" needs a value (see chat --help)'],
     [
+      ["--port", "-5"],
+      SERVE,
+      'error: Flag "--port" needs a value; for one that starts with a dash, write --port=VALUE (see chat --help)',
+    ],
+    [["client", "-x"], [], 'error: Unknown flag "-x" (see chat client --help)'],
+    [
       ["client", "--usr", "bob"],
       [],
       'error: Unknown flag "--usr": did you mean "--user"? (see chat client --help)',

@@ -119,6 +119,14 @@ Deno.test("describeConnectError() gives one plain sentence per failure", () => {
   assert.match(tls, /not signed by an authority this machine trusts/);
   assert.match(tls, /DENO_CERT/);
   assert.ok(!tls.includes("\n"));
+  // `openssl req -x509` makes a CA certificate, which Deno will not take as a server's own.
+  assert.equal(
+    describeConnectError(
+      "wss://127.0.0.1:8443/ws",
+      "NetworkError: failed to connect to WebSocket: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+    ),
+    "Cannot connect to 127.0.0.1:8443: TLS failed: the server presents a CA certificate as its own (give the server a certificate signed by a CA of your own, and run the client with DENO_CERT=ca.pem)",
+  );
 });
 
 Deno.test("closeSentence() explains the server's close codes", () => {

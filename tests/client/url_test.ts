@@ -32,7 +32,16 @@ Deno.test("normalizeUrl() rejects other schemes and non-URLs with a clear messag
       'Unsupported server URL "ftp://example.com": use ws://, wss://, http:// or https://',
     ),
   );
-  for (const bad of ["http://", "a b", "host:99999", "ws://:8000"]) {
+  for (
+    const bad of [
+      "http://",
+      "a b",
+      "host:99999",
+      "ws://:8000",
+      "http//127.0.0.1:8000",
+      "ht!tp://x y",
+    ]
+  ) {
     assert.throws(() => normalizeUrl(bad), (e: Error) => {
       assert.ok(e instanceof TypeError, bad);
       assert.match(e.message, /^Invalid server URL "/, bad);
