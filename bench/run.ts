@@ -217,119 +217,133 @@ async function startTarget(
   const output: string[] = [];
   const drains: Promise<void>[] = [];
   const urls: string[] = [];
-  const nodes = target.nodes ?? 1;
-  let redisUrl: string | undefined;
-  if (target.ownRedis) {
-    const port = freePort();
-    // Persistence as docs/scaling.md recommends: acknowledged means on disk.
-    const proc = command(pin ? SERVER_CORE : null, [
-      "redis-server",
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "yes",
-      "--appendfsync",
-      "always",
-    ]).spawn(); // deno-fmt-ignore
-    procs.push(proc);
-    drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
-    await waitPort(port, proc, output);
-    redisUrl = `redis://127.0.0.1:${port}`;
-  }
-  for (let i = 0; i < nodes; i++) {
-    const port = freePort();
-    const deno = [Deno.execPath(), "run"];
-    let argv: string[];
-    if (target.kind === "relay") {
-      argv = [...deno, "--allow-net=127.0.0.1", "bench/relay.ts", String(port)];
-      urls.push(`ws://127.0.0.1:${port}/`);
-    } else {
-      argv = [
-        ...deno,
-        "--allow-net=127.0.0.1",
-        "--allow-read",
-        `--allow-write=${dir}`,
-        "--allow-env",
-        ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
-        "main.ts",
+  const stop = async () => {
+    for (const p of procs) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* gone */ }
+    }
+    const killer = setTimeout(() => {
+      for (const p of procs) {
+        try {
+          p.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+    }, 10_000);
+    await Promise.all(procs.map((p) => p.status));
+    clearTimeout(killer);
+    await Promise.all(drains);
+  };
+  // A child that fails to start must not leave the others (Redis, a first node) running.
+  try {
+    const nodes = target.nodes ?? 1;
+    let redisUrl: string | undefined;
+    if (target.ownRedis) {
+      const port = freePort();
+      // Persistence as docs/scaling.md recommends: acknowledged means on disk.
+      const proc = command(pin ? SERVER_CORE : null, [
+        "redis-server",
         "--port",
         String(port),
-        "--host",
+        "--bind",
         "127.0.0.1",
-        "--users",
-        `${dir}/users.json`,
-        "--secret",
-        "bench-secret-bench-secret-bench-secret",
-        "--quiet",
-        ...UNLIMITED,
-        ...(target.args?.(dir, redisUrl) ?? []),
-      ]; // deno-fmt-ignore
-      urls.push(`ws://127.0.0.1:${port}/ws`);
+        "--dir",
+        dir,
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+      ]).spawn();
+      procs.push(proc);
+      drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
+      await waitReady(
+        `redis-server on port ${port}`,
+        async () => {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        },
+        proc,
+        output,
+      );
+      redisUrl = `redis://127.0.0.1:${port}`;
     }
-    const proc = command(pin ? SERVER_CORE : null, argv).spawn();
-    procs.push(proc);
-    drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
-    await waitHttp(port, proc, output);
+    for (let i = 0; i < nodes; i++) {
+      const port = freePort();
+      const deno = [Deno.execPath(), "run"];
+      let argv: string[];
+      if (target.kind === "relay") {
+        argv = [...deno, "--allow-net=127.0.0.1", "bench/relay.ts", String(port)];
+        urls.push(`ws://127.0.0.1:${port}/`);
+      } else {
+        argv = [
+          ...deno,
+          "--allow-net=127.0.0.1",
+          "--allow-read",
+          `--allow-write=${dir}`,
+          "--allow-env",
+          ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+          "main.ts",
+          "--port",
+          String(port),
+          "--host",
+          "127.0.0.1",
+          "--users",
+          `${dir}/users.json`,
+          "--secret",
+          "bench-secret-bench-secret-bench-secret",
+          "--quiet",
+          ...UNLIMITED,
+          ...(target.args?.(dir, redisUrl) ?? []),
+        ]; // deno-fmt-ignore
+        urls.push(`ws://127.0.0.1:${port}/ws`);
+      }
+      const proc = command(pin ? SERVER_CORE : null, argv).spawn();
+      procs.push(proc);
+      drains.push(drain(proc.stdout, output), drain(proc.stderr, output));
+      await waitReady(
+        `Server on port ${port}`,
+        async () => {
+          await (await fetch(`http://127.0.0.1:${port}/healthz`)).body?.cancel();
+        },
+        proc,
+        output,
+      );
+    }
+  } catch (err) {
+    await stop();
+    throw err;
   }
   return {
     pids: procs.map((p) => p.pid),
     urls,
     output,
-    async stop() {
-      for (const p of procs) {
-        try {
-          p.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const killer = setTimeout(() => {
-        for (const p of procs) {
-          try {
-            p.kill("SIGKILL");
-          } catch { /* gone */ }
-        }
-      }, 10_000);
-      await Promise.all(procs.map((p) => p.status));
-      clearTimeout(killer);
-      await Promise.all(drains);
-    },
+    stop,
   };
 }
 
-async function waitPort(port: number, proc: Deno.ChildProcess, output: string[]): Promise<void> {
+/**
+ * Waits until `probe` succeeds (it throws while the child is not ready yet),
+ * for at most 30 s or until the child exits.
+ */
+async function waitReady(
+  what: string,
+  probe: () => Promise<void>,
+  proc: Deno.ChildProcess,
+  output: string[],
+): Promise<void> {
   let exited = false;
   proc.status.then(() => (exited = true));
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline && !exited) {
     try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      await probe();
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  throw new Error(`redis-server on port ${port} did not start: ${output.slice(-5).join(" | ")}`);
-}
-
-async function waitHttp(port: number, proc: Deno.ChildProcess, output: string[]): Promise<void> {
-  let exited = false;
-  proc.status.then(() => (exited = true));
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && !exited) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-      await res.body?.cancel();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`Server on port ${port} did not start: ${output.slice(-5).join(" | ")}`);
+  throw new Error(`${what} did not start: ${output.slice(-5).join(" | ")}`);
 }
 
 /** Runs the load generator for one scenario and returns its result. */
