@@ -837,9 +837,8 @@ export class Hub {
     } catch (err) {
       if (!user.rooms.has(room)) {
         for (const c of user.conns) this.#unroute(room, c);
-        const r = this.#routes.get(room);
-        // Created above for connections that have all closed meanwhile.
-        if (r && r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
+        // Created above for connections that may all have closed meanwhile.
+        this.#dropIfUnused(room);
       }
       throw err;
     } finally {
@@ -1131,7 +1130,13 @@ export class Hub {
     if (!r) return;
     r.conns.delete(conn);
     r.joining.delete(conn);
-    if (r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
+    this.#dropIfUnused(room);
+  }
+
+  /** Forgets a room's route once no connection here receives or awaits it. */
+  #dropIfUnused(room: string): void {
+    const r = this.#routes.get(room);
+    if (r && r.conns.size === 0 && r.joining.size === 0) this.#routes.delete(room);
   }
 
   /** Publishes a typing change now, or holds it if the typist is changing too often. */

@@ -128,6 +128,22 @@ function send(hub: Hub, conn: Conn, frame: unknown) {
   hub.receive(conn, JSON.stringify(frame));
 }
 
+/** What another node does when `user` joins `room` there: store it, then announce it. */
+async function joinElsewhere(
+  h: Awaited<ReturnType<typeof setup>>,
+  user: string,
+  room: string,
+): Promise<void> {
+  await h.store.join(user, room);
+  await h.broker.publish({
+    kind: "member",
+    user,
+    room,
+    joined: true,
+    ts: new Date().toISOString(),
+  });
+}
+
 Deno.test("Hub delivers a room message to every member once, in order", async () => {
   await using h = await setup();
   const a = await h.connect("alice");
@@ -335,14 +351,7 @@ Deno.test("Hub keeps a room the user joined on another node while signing in her
   h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice" }));
   await h.settle(); // alice's rooms were read; the answer is still on its way
   // Meanwhile alice (on another node) joins "ops": the store and the event say so.
-  await h.store.join("alice", "ops");
-  await h.broker.publish({
-    kind: "member",
-    user: "alice",
-    room: "ops",
-    joined: true,
-    ts: new Date().toISOString(),
-  });
+  await joinElsewhere(h, "alice", "ops");
   await h.settle();
   release();
   await h.settle();
@@ -414,14 +423,7 @@ Deno.test("Hub keeps a room joined elsewhere while a second sign-in outlives the
   const conn = h.hub.open(socket, { addr: "127.0.0.1" });
   h.hub.receive(conn, JSON.stringify({ type: "auth", token: a.welcome.token }));
   await h.settle(); // the second sign-in read alice's rooms; its answer is on its way
-  await h.store.join("alice", "ops");
-  await h.broker.publish({
-    kind: "member",
-    user: "alice",
-    room: "ops",
-    joined: true,
-    ts: new Date().toISOString(),
-  });
+  await joinElsewhere(h, "alice", "ops");
   await h.settle();
   assert.equal(a.socket.take("joined").length, 1, "the first session joined ops");
   h.hub.close(a.conn); // alice's only registered connection goes
