@@ -444,17 +444,16 @@ export function flagError(err: Error, known: string[]): ConfigError {
       `Unknown flag "${m[1]}${m[2]}"${hint ? `: did you mean "--${hint}"?` : ""} (see --help)`,
     );
   }
-  // "Option '-r, --room <value>' argument missing": name the long form.
-  const v = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument missing/.exec(err.message);
-  if (v) return new ConfigError(`Flag "--${v[1]}" needs a value (see --help)`);
-  // A value that starts with a dash ("--port -5") reads as another flag.
-  const a = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument is ambiguous/.exec(err.message);
-  if (a) {
-    return new ConfigError(
-      `Flag "--${a[1]}" needs a value; for one that starts with a dash, write --${
-        a[1]
-      }=VALUE (see --help)`,
-    );
+  // "Option '-r, --room <value>' argument missing": name the long form. "Argument
+  // is ambiguous": the value starts with a dash ("--port -5") and reads as a flag.
+  const v = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument (missing|is ambiguous)/.exec(
+    err.message,
+  );
+  if (v) {
+    const dash = v[2] === "missing"
+      ? ""
+      : `; for one that starts with a dash, write --${v[1]}=VALUE`;
+    return new ConfigError(`Flag "--${v[1]}" needs a value${dash} (see --help)`);
   }
   const p = /Unexpected argument '([^']+)'/.exec(err.message);
   if (p) return new ConfigError(`Unexpected argument "${p[1]}" (see --help)`);
