@@ -52,16 +52,14 @@ function Modal(
   );
 }
 
-/** Lists the rooms that exist and creates new ones. */
-export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
+/**
+ * Runs a dialog's action on a name: on a problem, shows it in the form;
+ * else closes the dialog and puts the cursor in the composer.
+ */
+function useGo(ui: UiState, action: (name: string) => string | null) {
   const [error, setError] = useState<string | null>(null);
-  const [filter, setFilter] = useState("");
-  const list = model.roomList.value;
-  const joined = model.convs.value;
-  useEffect(() => model.listRooms(), []);
-
   const go = (name: string) => {
-    const problem = model.joinRoom(name);
+    const problem = action(name);
     if (problem) {
       setError(problem);
       return;
@@ -70,39 +68,78 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
     ui.drawer.value = false;
     ui.focusComposer.value++;
   };
+  return { error, clear: () => setError(null), go };
+}
+
+/** The one-line "type a name" form a dialog opens with; `sigil` (# or @) may be typed too. */
+function NameForm(
+  { id, name, label, placeholder, button, sigil, error, clear, go }: {
+    id: string;
+    name: string;
+    label: string;
+    placeholder: string;
+    button: string;
+    sigil: string;
+    error: string | null;
+    clear: () => void;
+    go: (name: string) => void;
+  },
+) {
+  return (
+    <form
+      class="modal-section"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const data = new FormData(e.currentTarget as HTMLFormElement);
+        const typed = String(data.get(name) ?? "").trim();
+        go(typed.startsWith(sigil) ? typed.slice(1) : typed);
+      }}
+      noValidate
+    >
+      <label class="field-title" for={`${id}-input`}>{label}</label>
+      <div class="inline-form">
+        <input
+          id={`${id}-input`}
+          autofocus
+          name={name}
+          placeholder={placeholder}
+          autocomplete="off"
+          autocapitalize="off"
+          spellcheck={false}
+          maxLength={33}
+          aria-invalid={error ? true : undefined}
+          aria-describedby={`${id}-error`}
+          onInput={clear}
+        />
+        <button type="submit" class="btn primary">{button}</button>
+      </div>
+      <p id={`${id}-error`} class="form-error" role="alert" hidden={!error}>{error}</p>
+    </form>
+  );
+}
+
+/** Lists the rooms that exist and creates new ones. */
+export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
+  const [filter, setFilter] = useState("");
+  const list = model.roomList.value;
+  const joined = model.convs.value;
+  useEffect(() => model.listRooms(), []);
+
+  const { error, clear, go } = useGo(ui, (name) => model.joinRoom(name));
 
   const f = filter.trim().toLowerCase();
   const shown = (list ?? []).filter((r) => r.name.toLowerCase().includes(f));
   return (
     <Modal ui={ui} title="Rooms" id="rooms">
-      <form
-        class="modal-section"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const data = new FormData(e.currentTarget as HTMLFormElement);
-          go(String(data.get("room") ?? "").trim().replace(/^#/, ""));
-        }}
-        noValidate
-      >
-        <label class="field-title" for="room-input">Create or join a room</label>
-        <div class="inline-form">
-          <input
-            id="room-input"
-            autofocus
-            name="room"
-            placeholder="room-name"
-            autocomplete="off"
-            autocapitalize="off"
-            spellcheck={false}
-            maxLength={33}
-            aria-invalid={error ? true : undefined}
-            aria-describedby="room-error"
-            onInput={() => setError(null)}
-          />
-          <button type="submit" class="btn primary">Create</button>
-        </div>
-        <p id="room-error" class="form-error" role="alert" hidden={!error}>{error}</p>
-      </form>
+      <NameForm
+        id="room"
+        name="room"
+        label="Create or join a room"
+        placeholder="room-name"
+        button="Create"
+        sigil="#"
+        {...{ error, clear, go }}
+      />
       <div class="modal-section">
         <label class="field">
           <span>Browse rooms</span>
@@ -145,49 +182,20 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
 
 /** Starts a direct conversation with someone. */
 export function DmDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
-  const [error, setError] = useState<string | null>(null);
   const me = model.me.value;
   const online = [...model.online.value].filter((u) => u !== me).sort();
-  const go = (name: string) => {
-    const problem = model.openDm(name);
-    if (problem) {
-      setError(problem);
-      return;
-    }
-    ui.dialog.value = null;
-    ui.drawer.value = false;
-    ui.focusComposer.value++;
-  };
+  const { error, clear, go } = useGo(ui, (name) => model.openDm(name));
   return (
     <Modal ui={ui} title="New direct message" id="dm">
-      <form
-        class="modal-section"
-        onSubmit={(e) => {
-          e.preventDefault();
-          const data = new FormData(e.currentTarget as HTMLFormElement);
-          go(String(data.get("user") ?? "").trim().replace(/^@/, ""));
-        }}
-        noValidate
-      >
-        <label class="field-title" for="dm-input">Username</label>
-        <div class="inline-form">
-          <input
-            id="dm-input"
-            autofocus
-            name="user"
-            placeholder="name"
-            autocomplete="off"
-            autocapitalize="off"
-            spellcheck={false}
-            maxLength={33}
-            aria-invalid={error ? true : undefined}
-            aria-describedby="dm-error"
-            onInput={() => setError(null)}
-          />
-          <button type="submit" class="btn primary">Open</button>
-        </div>
-        <p id="dm-error" class="form-error" role="alert" hidden={!error}>{error}</p>
-      </form>
+      <NameForm
+        id="dm"
+        name="user"
+        label="Username"
+        placeholder="name"
+        button="Open"
+        sigil="@"
+        {...{ error, clear, go }}
+      />
       <div class="modal-section">
         <h3 class="field-title">Online now</h3>
         {online.length === 0 ? <p class="muted">Nobody else is online.</p> : (
