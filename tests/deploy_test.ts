@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { validate } from "dockerfile-utils";
 import { parse as parseYaml } from "yaml";
 import { embeddedFiles, ROOT } from "../scripts/compile.ts";
-import { closeAll, DEADLINE, freePort, signIn, startTestServer, waitUntil } from "./helpers.ts";
+import { closeAll, freePort, signIn, startTestServer, waitUntil } from "./helpers.ts";
+import { rawHttp, upgradeRequest } from "./raw.ts";
 
 const read = (path: string) => Deno.readTextFile(join(ROOT, path));
 
@@ -180,35 +181,6 @@ const nginx = await (async () => {
   }
 })();
 
-/** Sends a raw WebSocket upgrade; resolves the status line. */
-async function upgradeStatus(port: number, headers: Record<string, string>): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const req = [
-      "GET /ws HTTP/1.1",
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-      "",
-      "",
-    ].join("\r\n");
-    await conn.write(new TextEncoder().encode(req));
-    const buf = new Uint8Array(2048);
-    let text = "";
-    const deadline = Date.now() + DEADLINE;
-    while (!text.includes("\r\n") && Date.now() < deadline) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    return text.split("\r\n")[0];
-  } finally {
-    conn.close();
-  }
-}
-
 Deno.test({
   name: "deploy/nginx.conf proxies WebSockets to both chat nodes with Host and Origin intact",
   ignore: !nginx,
@@ -252,14 +224,10 @@ Deno.test({
       }, "nginx listens");
       const host = `127.0.0.1:${port}`;
       // The browser's Origin includes the port; nginx must pass Host with it.
-      assert.equal(
-        await upgradeStatus(port, { Host: host, Origin: `http://${host}` }),
-        "HTTP/1.1 101 Switching Protocols",
-      );
-      assert.equal(
-        await upgradeStatus(port, { Host: host, Origin: "http://evil.example" }),
-        "HTTP/1.1 403 Forbidden",
-      );
+      const same = upgradeRequest({ Host: host, Origin: `http://${host}` });
+      assert.equal((await rawHttp(port, same)).status, 101);
+      const evil = upgradeRequest({ Host: host, Origin: "http://evil.example" });
+      assert.equal((await rawHttp(port, evil)).status, 403);
       alice = await signIn(`ws://${host}/ws`, "alice");
       bob = await signIn(`ws://${host}/ws`, "bob");
       await waitUntil(

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { MAX_BODY_BYTES, MAX_HEADER_BYTES, SECURITY_HEADERS } from "../server/http.ts";
 import { closeAll, signIn, startTestServer } from "./helpers.ts";
-import { rawHttp, RawWebSocket } from "./raw.ts";
+import { rawHttp, RawWebSocket, upgradeRequest } from "./raw.ts";
 
 function assertSecurityHeaders(headers: Headers, what: string): void {
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) {
@@ -18,12 +18,6 @@ function assertPlainError(body: string, what: string): void {
   assert.ok(!/\bat .*:\d+:\d+/.test(body), `${what}: no stack trace in ${JSON.stringify(body)}`);
   assert.ok(!body.includes("file://"), `${what}: no file paths`);
   assert.ok(body.length < 200, `${what}: a short message`);
-}
-
-function upgradeRequest(port: number, headers: Record<string, string> = {}): string {
-  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
-  return `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
 }
 
 Deno.test("createHandler() answers every status with the security headers and no stack traces", async (t) => {
@@ -47,7 +41,11 @@ Deno.test("createHandler() answers every status with the security headers and no
     ["GET /ws without upgrade", () => get("/ws"), 426],
     [
       "cross-site upgrade",
-      () => rawHttp(port, upgradeRequest(port, { Origin: "https://evil.example" })),
+      () =>
+        rawHttp(
+          port,
+          upgradeRequest({ Host: `127.0.0.1:${port}`, Origin: "https://evil.example" }),
+        ),
       403,
     ],
     [
@@ -149,12 +147,7 @@ Deno.test("createHandler() answers every status with the security headers and no
     },
   );
   await t.step("a WebSocket upgrade with a head over 64 KB is refused too", async () => {
-    const res = await rawHttp(
-      port,
-      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
-        `X-Big: ${"a".repeat(70_000)}\r\n\r\n`,
-    );
+    const res = await rawHttp(port, upgradeRequest({ Host: "x", "X-Big": "a".repeat(70_000) }));
     assert.equal(res.status, 400);
     assert.equal(s.server.hub.connections, 0, "no connection was opened");
     assert.equal((await get("/healthz")).status, 200);
@@ -169,7 +162,7 @@ Deno.test("createHandler() refuses cross-site WebSocket upgrades unless the orig
   const accepted = async (origin: string | null) => {
     const res = await rawHttp(
       port,
-      upgradeRequest(port, origin === null ? {} : { Origin: origin }),
+      upgradeRequest({ Host: `127.0.0.1:${port}`, ...(origin === null ? {} : { Origin: origin }) }),
     );
     return res;
   };

@@ -16,6 +16,20 @@ export interface RawResponse {
   body: string;
 }
 
+/** A WebSocket upgrade request for `/ws`, with `headers` added (Host among them, if wanted). */
+export function upgradeRequest(headers: Record<string, string>): string {
+  return [
+    "GET /ws HTTP/1.1",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    "",
+    "",
+  ].join("\r\n");
+}
+
 /** Sends `request` as is and reads the whole response (the server must close or send a length). */
 export async function rawHttp(port: number, request: string | Uint8Array): Promise<RawResponse> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -9,7 +9,8 @@ import {
   type TunnelRequest,
   upstreamAddr,
 } from "../server/tunnel.ts";
-import { closeAll, DEADLINE, freePort, signIn, startTestServer, waitUntil } from "./helpers.ts";
+import { closeAll, freePort, signIn, startTestServer, waitUntil } from "./helpers.ts";
+import { rawHttp, upgradeRequest } from "./raw.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const PUBLIC = "https://quiet-otter-42.ngrok-free.app";
@@ -176,50 +177,27 @@ Deno.test("startServer() with a tunnel: banner, /healthz and close on shutdown",
   );
 });
 
-/** Sends a raw WebSocket upgrade and returns the status line and headers. */
-async function rawUpgrade(port: number, headers: Record<string, string>): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const lines = [
-      "GET /ws HTTP/1.1",
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-      "",
-      "",
-    ];
-    await conn.write(new TextEncoder().encode(lines.join("\r\n")));
-    const buf = new Uint8Array(4096);
-    let text = "";
-    const deadline = Date.now() + DEADLINE;
-    while (!text.includes("\r\n\r\n") && Date.now() < deadline) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    return text;
-  } finally {
-    conn.close();
-  }
-}
-
 Deno.test("createHandler() lets a browser on the ngrok URL open the WebSocket", async () => {
   // ngrok forwards the public Host header, so Origin and Host agree.
   await using ts = await startTestServer();
-  const ok = await rawUpgrade(ts.server.port, {
-    Host: "quiet-otter-42.ngrok-free.app",
-    Origin: "https://quiet-otter-42.ngrok-free.app",
-    "X-Forwarded-For": "203.0.113.9",
-    "X-Forwarded-Proto": "https",
-  });
-  assert.match(ok, /^HTTP\/1\.1 101 /);
-  const foreign = await rawUpgrade(ts.server.port, {
-    Host: "quiet-otter-42.ngrok-free.app",
-    Origin: "https://evil.example",
-  });
-  assert.match(foreign, /^HTTP\/1\.1 403 /);
+  const ok = await rawHttp(
+    ts.server.port,
+    upgradeRequest({
+      Host: "quiet-otter-42.ngrok-free.app",
+      Origin: "https://quiet-otter-42.ngrok-free.app",
+      "X-Forwarded-For": "203.0.113.9",
+      "X-Forwarded-Proto": "https",
+    }),
+  );
+  assert.equal(ok.status, 101);
+  const foreign = await rawHttp(
+    ts.server.port,
+    upgradeRequest({
+      Host: "quiet-otter-42.ngrok-free.app",
+      Origin: "https://evil.example",
+    }),
+  );
+  assert.equal(foreign.status, 403);
   await waitUntil(() => ts.log.some((l) => l.includes('origin "https://evil.example"')), "log");
 });
 
