@@ -28,6 +28,140 @@ Deno.test("segments() finds links and mentions and leaves markup as text", () =>
   ]);
 });
 
+/** Each segment as `[kind, text]`, for compact expectations. */
+function kinds(text: string): [string, string][] {
+  return segments(text).map((s) => [s.kind, s.text]);
+}
+
+Deno.test("segments() trims sentence punctuation after a link and keeps balanced parentheses", () => {
+  const x = "https://x.org";
+  assert.deepEqual(kinds(`see ${x}.`), [["text", "see "], ["link", x], ["text", "."]]);
+  assert.deepEqual(kinds(`${x}/a?!...,;:`), [["link", `${x}/a`], ["text", "?!...,;:"]]);
+  assert.deepEqual(kinds(`${x}/a.b,c`), [["link", `${x}/a.b,c`]], "inner punctuation stays");
+  assert.deepEqual(kinds(`${x}/a}.>`), [["link", `${x}/a`], ["text", "}.>"]]);
+  assert.deepEqual(kinds(`(${x}/a)`), [["text", "("], ["link", `${x}/a`], ["text", ")"]]);
+  assert.deepEqual(kinds(`${x}/A_(b)).`), [["link", `${x}/A_(b)`], ["text", ")."]]);
+  assert.deepEqual(kinds(`${x}/((a)).`), [["link", `${x}/((a))`], ["text", "."]]);
+  assert.deepEqual(kinds(`${x}/(a).)`), [["link", `${x}/(a)`], ["text", ".)"]]);
+  assert.deepEqual(kinds(`${x}/(a.)`), [["link", `${x}/(a.)`]], "a kept ) keeps what is before it");
+  assert.deepEqual(kinds(`${x}/a)b)`), [["link", `${x}/a)b`], ["text", ")"]], "only the end");
+  assert.deepEqual(kinds(`${x}/((a)`), [["link", `${x}/((a)`]], "an unclosed ( stays");
+  assert.deepEqual(kinds(`${x}/a). @bob`), [
+    ["link", `${x}/a`],
+    ["text", "). "],
+    ["mention", "@bob"],
+  ]);
+});
+
+Deno.test("segments() gives sensible output on adversarial input", () => {
+  const n = 50_000;
+  assert.deepEqual(kinds("https://a.io/" + ")".repeat(n)), [
+    ["link", "https://a.io/"],
+    ["text", ")".repeat(n)],
+  ]);
+  assert.deepEqual(kinds("http://a/" + "(.)".repeat(n) + ")".repeat(n)), [
+    ["link", "http://a/" + "(.)".repeat(n)],
+    ["text", ")".repeat(n)],
+  ]);
+  assert.deepEqual(kinds("(".repeat(n) + "http://a/b" + ")".repeat(n)), [
+    ["text", "(".repeat(n)],
+    ["link", "http://a/b"],
+    ["text", ")".repeat(n)],
+  ]);
+  const open = "http://a/" + "(".repeat(n);
+  assert.deepEqual(kinds(open), [["link", open]]);
+  const dots = "http://a/" + ".".repeat(n) + "x";
+  assert.deepEqual(kinds(dots), [["link", dots]]);
+  assert.deepEqual(kinds("http://a/" + ".)".repeat(n)), [
+    ["link", "http://a/"],
+    ["text", ".)".repeat(n)],
+  ]);
+  assert.deepEqual(kinds("@".repeat(n)), [["text", "@".repeat(n)]]);
+  assert.deepEqual(kinds("http:// ".repeat(n)), [["text", "http:// ".repeat(n)]]);
+  assert.deepEqual(kinds("http://".repeat(n)), [["link", "http://".repeat(n)]]);
+  const links = segments("http://a.io/(b). ".repeat(n)).filter((s) => s.kind === "link");
+  assert.equal(links.length, n);
+  assert.equal(links[0].text, "http://a.io/(b)");
+  assert.equal(segments("@a ".repeat(n)).filter((s) => s.kind === "mention").length, n);
+});
+
+type Method = (this: unknown, ...args: unknown[]) => unknown;
+
+/**
+ * Runs `fn` and returns how many characters it handed to string and regex
+ * built-ins: a substring costs its length, a character read 1, a regex
+ * search the span from where it started to where it stopped, and any other
+ * string method the length of its string. Code that re-slices, re-splits or
+ * re-matches its input shows up here deterministically, unlike in a timing;
+ * reads by index (`s[i]`) are not counted.
+ */
+function builtinWork(fn: () => void): number {
+  const substring = new Set(["slice", "substring", "substr"]);
+  const char = new Set(["at", "charAt", "charCodeAt", "codePointAt"]);
+  let work = 0;
+  const undo: (() => void)[] = [];
+  const patch = (target: object, name: string, wrapper: (original: Method) => Method) => {
+    const methods = target as Record<string, Method>;
+    const original = methods[name];
+    methods[name] = wrapper(original);
+    undo.push(() => methods[name] = original);
+  };
+  for (const name of Object.getOwnPropertyNames(String.prototype)) {
+    const value = (String.prototype as unknown as Record<string, unknown>)[name];
+    if (typeof value !== "function" || ["constructor", "toString", "valueOf"].includes(name)) {
+      continue;
+    }
+    patch(String.prototype, name, (original) =>
+      function (this: unknown, ...args: unknown[]) {
+        const result = original.apply(this, args);
+        const own = typeof this === "string" ? this.length : 0;
+        work += substring.has(name) ? (result as string).length : char.has(name) ? 1 : own;
+        return result;
+      });
+  }
+  patch(RegExp.prototype, "exec", (original) =>
+    function (this: unknown, ...args: unknown[]) {
+      const re = this as RegExp;
+      const start = re.global || re.sticky ? re.lastIndex : 0;
+      const match = original.apply(this, args) as RegExpExecArray | null;
+      const stop = match ? match.index + match[0].length : (args[0] as string).length;
+      work += Math.max(1, stop - start);
+      return match;
+    });
+  try {
+    fn();
+  } finally {
+    for (const restore of undo) restore();
+  }
+  return work;
+}
+
+Deno.test("segments() does work linear in the length of adversarial input", () => {
+  const shapes: Record<string, (n: number) => string> = {
+    "link + )": (n) => "https://a.io/" + ")".repeat(n),
+    "link + (.) + )": (n) => "http://a/" + "(.)".repeat(n) + ")".repeat(n),
+    "link + .)": (n) => "http://a/" + ".)".repeat(n),
+    "link + . + x": (n) => "http://a/" + ".".repeat(n) + "x",
+    "( + link + )": (n) => "(".repeat(n) + "http://a" + ")".repeat(n),
+    "link + (": (n) => "http://a/" + "(".repeat(n),
+    "@": (n) => "@".repeat(n),
+    "@a": (n) => "@a ".repeat(n),
+    "http://": (n) => "http://".repeat(n),
+    "http:// + space": (n) => "http:// ".repeat(n),
+    "links": (n) => "http://a.io/(b). @a ".repeat(n),
+  };
+  for (const [name, shape] of Object.entries(shapes)) {
+    for (const n of [1_000, 20_000]) {
+      const text = shape(n);
+      const work = builtinWork(() => segments(text, "a"));
+      assert.ok(
+        work <= 40 * text.length,
+        `"${name}" x ${n}: ${work} units of work for ${text.length} characters`,
+      );
+    }
+  }
+});
+
 Deno.test("mentions() matches @name only, case-insensitively", () => {
   assert.equal(mentions("ping @Bob", "bob"), true);
   assert.equal(mentions("ping @bobby", "bob"), false);

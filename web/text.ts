@@ -14,15 +14,18 @@ export type Segment =
   | { kind: "mention"; text: string; name: string; me: boolean };
 
 // A link runs to the next space or quote; a mention is "@name" not preceded by
-// a word character (so "a@b.c" stays an address).
+// a word character (so "a@b.c" stays an address). Both alternatives are linear
+// on any input: the link's run is greedy with nothing after it to backtrack
+// into, and a name backtracks over at most 32 characters.
 const TOKEN = /\bhttps?:\/\/[^\s<>"'`]+|(?<![\w@])@[A-Za-z0-9_-]{1,32}(?![A-Za-z0-9_-])/gi;
 
 // Characters that end a sentence rather than a URL ("see https://x.org.").
-const TRAILING = /[.,;:!?'")\]}>]+$/;
+const TRAILING = ".,;:!?'\")]}>";
 
 /**
  * Splits `text` into plain text, links (http and https only) and `@name`
- * mentions; `me` marks mentions of the viewer (case-insensitive).
+ * mentions; `me` marks mentions of the viewer (case-insensitive). Takes time
+ * linear in the length of `text`, whatever it holds.
  *
  * @example
  * ```ts
@@ -64,16 +67,20 @@ export function segments(text: string, me?: string | null): Segment[] {
 
 /** Drops sentence punctuation from the end of a link, keeping balanced parentheses. */
 function trimLink(url: string): string {
+  // Count once, then trim with running counts: a ")" stays when the link
+  // before it has at least as many "(" as ")". No "(" is ever trimmed, so the
+  // total of "(" holds for every prefix the loop looks at.
+  let open = 0;
+  let close = 0;
+  for (let i = 0; i < url.length; i++) {
+    if (url[i] === "(") open++;
+    else if (url[i] === ")") close++;
+  }
   let end = url.length;
-  while (end > 0) {
-    const tail = url.slice(0, end).match(TRAILING);
-    if (!tail) break;
-    const ch = url[end - 1];
-    if (ch === ")") {
-      const body = url.slice(0, end);
-      const open = body.split("(").length - 1;
-      const close = body.split(")").length - 1;
+  while (end > 0 && TRAILING.includes(url[end - 1])) {
+    if (url[end - 1] === ")") {
       if (open >= close) break;
+      close--;
     }
     end--;
   }
