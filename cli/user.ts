@@ -1,7 +1,9 @@
 /**
  * `chat user add|remove|passwd|list`: manage users.json from the command line.
  * The running server picks the change up within a second; sessions of a
- * removed user, or one whose password changed, end.
+ * removed user, or one whose password changed, end. Names are
+ * case-insensitive: `passwd ALICE` changes the password of the stored
+ * `alice`, and `add Alice` is refused while `alice` exists.
  *
  * @module
  */
@@ -10,7 +12,7 @@ import { ConfigError, flagError } from "../server/config.ts";
 import { PasswordHasher } from "../server/password.ts";
 import { NAME_PATTERN } from "../server/protocol.ts";
 import { MIN_PASSWORD, passwordProblem } from "../server/auth.ts";
-import { readUsers, updateUsers } from "../server/users.ts";
+import { findUser, parseUsers, readUsers, updateUsers, type Users } from "../server/users.ts";
 import { table } from "./help.ts";
 import { askHidden, say } from "./prompt.ts";
 
@@ -22,7 +24,7 @@ ${
   table([
     ["chat user add NAME", "Add a user (asks for the password)"],
     ["chat user passwd NAME", "Change a user's password"],
-    ["chat user remove NAME", "Remove a user"],
+    ["chat user remove NAME", "Remove a user (the last one only with --force)"],
     ["chat user list", "List the users"],
   ])
 }
@@ -31,16 +33,21 @@ Options:
 ${
   table([
     ["--users FILE", "Users file [default ./users.json; env USERS_FILE]"],
+    ["--force", "Let remove take the last user too"],
     ["-h, --help", "Show this help"],
   ])
 }
 
 The password is asked twice without echo; for scripts it may come from the
 CHAT_PASSWORD environment variable or one line on stdin. Passwords need at
-least ${MIN_PASSWORD} characters and are stored as argon2id hashes. A running server picks
-up a change within a second; the sessions of a removed user, or of one whose
-password changed, end. With no users the server runs in open mode: adding the
-first user turns login on.
+least ${MIN_PASSWORD} characters and are stored as argon2id hashes. Names are
+case-insensitive: "Alice" and "alice" cannot both exist, and passwd or remove
+find a user in any case.
+
+A running server picks up a change within a second; the sessions of a removed
+user, or of one whose password changed, end. A server started without
+users.json runs in open mode; adding the first user turns login on. Removing
+the last user does not turn it off: nobody can sign in until a user is added.
 
 Examples:
   chat user add alice
@@ -70,18 +77,27 @@ async function newPassword(name: string): Promise<string> {
   return pw;
 }
 
+/** How many users the server would load from `users` (raw entries). */
+function loadable(users: Users): number {
+  return parseUsers(JSON.stringify(Object.fromEntries(users))).users.size;
+}
+
 /** Runs `chat user …`; resolves the exit code. */
 export async function userCommand(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { users: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        users: { type: "string" },
+        force: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
       allowPositionals: true,
       strict: true,
     });
   } catch (err) {
-    throw flagError(err as Error, ["users", "help"]);
+    throw flagError(err as Error, ["users", "force", "help"]);
   }
   const [action, name, ...rest] = parsed.positionals;
   if (parsed.values.help || action === "help") {
@@ -98,7 +114,14 @@ export async function userCommand(args: string[]): Promise<number> {
   }
   if (action === "list") {
     const { users } = await readUsers(path);
-    if (users.size === 0) say(`No users in "${path}": the server runs in open mode\n`);
+    if (users.size === 0) {
+      const missing = await Deno.stat(path).then(() => false, () => true);
+      say(
+        missing
+          ? `No users: "${path}" does not exist (a server started without it runs in open mode)\n`
+          : `No users in "${path}": nobody can sign in\n`,
+      );
+    }
     for (const u of [...users.keys()].sort()) out(u);
     return 0;
   }
@@ -114,31 +137,65 @@ export async function userCommand(args: string[]): Promise<number> {
     throw new ConfigError(`Invalid username "${name}": use 1-32 letters, digits, - or _`);
   }
   const { users } = await readUsers(path);
-  if (action === "add" && users.has(name)) {
-    throw new ConfigError(
-      `User "${name}" exists already: use "chat user passwd ${name}" to change the password`,
-    );
-  }
-  if (action !== "add" && !users.has(name)) {
-    throw new ConfigError(`There is no user "${name}" in "${path}"`);
-  }
-  if (action === "remove") {
-    await updateUsers(path, (u) => void u.delete(name));
-    out(`Removed "${name}" from ${path}`);
+  if (action === "add") {
+    const taken = findUser(users, name);
+    if (taken !== undefined) throw exists(name, taken);
+    const hash = await hashed(await newPassword(name));
+    // Checked again under the lock: another writer may have been faster.
+    let raced: string | undefined;
+    await updateUsers(path, (u) => {
+      raced = findUser(u, name);
+      if (raced !== undefined) return false;
+      u.set(name, hash);
+    });
+    if (raced !== undefined) throw exists(name, raced);
+    out(`Added "${name}" to ${path}`);
     return 0;
   }
-  const password = await newPassword(name);
+  // passwd and remove act on the user the server knows, in its stored case.
+  const stored = findUser(users, name);
+  if (stored === undefined) throw new ConfigError(`There is no user "${name}" in "${path}"`);
+  let gone = false;
+  if (action === "remove") {
+    let last = false;
+    await updateUsers(path, (u) => {
+      if (!u.has(stored)) return (gone = true, false);
+      const left = new Map(u);
+      left.delete(stored);
+      if (loadable(left) === 0 && !parsed.values.force) return (last = true, false);
+      u.delete(stored);
+    });
+    if (gone) throw new ConfigError(`There is no user "${stored}" in "${path}"`);
+    if (last) {
+      throw new Error(
+        `"${stored}" is the last user: removing them leaves nobody able to sign in (a running server keeps refusing sign-ins until a user is added; delete "${path}" to run in open mode instead). Use --force to remove anyway`,
+      );
+    }
+    out(`Removed "${stored}" from ${path}`);
+    return 0;
+  }
+  const hash = await hashed(await newPassword(stored));
+  await updateUsers(path, (u) => {
+    if (!u.has(stored)) return (gone = true, false);
+    u.set(stored, hash);
+  });
+  if (gone) throw new ConfigError(`There is no user "${stored}" in "${path}"`);
+  out(`Changed the password of "${stored}" in ${path}`);
+  return 0;
+}
+
+function exists(name: string, stored: string): ConfigError {
+  const as = stored === name ? "" : ` as "${stored}" (names are case-insensitive)`;
+  return new ConfigError(
+    `User "${name}" exists already${as}: use "chat user passwd ${stored}" to change the password`,
+  );
+}
+
+async function hashed(password: string): Promise<string> {
   const hasher = new PasswordHasher();
   try {
-    const hash = await hasher.hash(password);
-    await updateUsers(path, (u) => void u.set(name, hash));
+    return await hasher.hash(password);
   } finally {
     hasher.close();
   }
-  out(
-    action === "add"
-      ? `Added "${name}" to ${path}`
-      : `Changed the password of "${name}" in ${path}`,
-  );
-  return 0;
 }

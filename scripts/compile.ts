@@ -6,10 +6,13 @@
  *
  * The binary may:
  * - use the network (listen, Redis, the ngrok tunnel);
- * - read and write only `users.json` (and `users.json.tmp`, for atomic
- *   writes), `.chat-secret` and the data file `chat.db` with its SQLite
- *   companions (`-wal`, `-shm`, `-journal`) in the folder it runs in, plus
- *   any `--data-dir` given here (the Docker image uses `/data`);
+ * - read and write only `users.json` (with `users.json.lock`, which writers
+ *   take turns on, and `users.json.tmp`, which is renamed over it),
+ *   `.chat-secret` and the data file `chat.db` with its SQLite companions
+ *   (`-wal`, `-shm`, `-journal`) in the folder it runs in, plus any
+ *   `--data-dir` given here (the Docker image uses `/data`). Not the folder
+ *   itself: so a write of users.json cannot sync the folder to disk there
+ *   (server/users.ts explains what that costs);
  * - read `.env`, `cert.pem` and `key.pem` there;
  * - read environment variables;
  * - load ngrok's native addon (`--allow-ffi`) and the three facts about the
@@ -43,6 +46,7 @@ export const INCLUDES: readonly string[] = ["server/hash_worker.ts", "docs/"];
 /** Files the binary reads and writes in its working directory. */
 export const DATA_FILES: readonly string[] = [
   "users.json",
+  "users.json.lock",
   "users.json.tmp",
   ".chat-secret",
   "chat.db",

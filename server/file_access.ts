@@ -59,7 +59,16 @@ export function accessHint(): string {
  * @throws {ConfigError} naming the first such file and how to fix it.
  */
 export function checkFileAccess(config: Config): void {
-  for (const f of neededFiles(config)) {
+  const files = neededFiles(config);
+  if (config.allowSignup) {
+    // A sign-up writes users.json the way server/users.ts does: holding the
+    // lock file beside it, through a temporary file renamed over it.
+    files.push(
+      { path: `${config.usersPath}.lock`, write: true, what: "users file lock" },
+      { path: `${config.usersPath}.tmp`, write: true, what: "temporary users file" },
+    );
+  }
+  for (const f of files) {
     const read = granted("read", f.path);
     if (read && (!f.write || granted("write", f.path))) continue;
     const verb = read ? "write" : f.write ? "read and write" : "read";

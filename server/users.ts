@@ -1,11 +1,16 @@
 /**
  * users.json: `{"name": "<argon2id PHC string>" | "<plaintext>", ...}`.
- * Plaintext values are the seed-era format: accepted, with a warning.
- * Writes are atomic (a temporary file renamed over the old one) and keep
- * every other entry.
+ * Plaintext values are the seed-era format: accepted, with a warning. Names
+ * are case-insensitive: `Alice` and `alice` are one user, shown as stored.
+ *
+ * Writers take turns on an OS lock of `users.json.lock` (a file that is never
+ * renamed or removed); the holder writes `users.json.tmp`, syncs it to disk
+ * and renames it over users.json, so readers see the old file or the new one,
+ * never half of one. Every entry a write does not touch is kept.
  *
  * @module
  */
+import { dirname } from "node:path";
 import { NAME_PATTERN } from "./protocol.ts";
 import { isHashed } from "./password.ts";
 
@@ -20,7 +25,43 @@ export interface ParsedUsers {
 }
 
 /**
- * Parses the text of a users file.
+ * The stored name of the user called `name` in any case, or undefined. An
+ * exact match wins (only a hand-edited file can hold two names that differ
+ * in case, and {@link parseUsers} loads only the first of them).
+ *
+ * @example Sign-in and `chat user passwd` find a user however it is typed
+ * ```ts
+ * import { findUser } from "./users.ts";
+ *
+ * const users = new Map([["Alice", "hash"]]);
+ * findUser(users, "alice"); // "Alice"
+ * findUser(users, "bob"); // undefined
+ * ```
+ */
+export function findUser(users: Users, name: string): string | undefined {
+  if (users.has(name)) return name;
+  const key = name.toLowerCase();
+  for (const stored of users.keys()) {
+    if (stored.toLowerCase() === key) return stored;
+  }
+  return undefined;
+}
+
+/** Why an entry of a users file does not load, or undefined when it does. */
+function skipReason(users: Users, name: string, cred: unknown): string | undefined {
+  if (!NAME_PATTERN.test(name)) return "names are 1-32 letters, digits, - or _";
+  if (typeof cred !== "string" || cred === "") return "the value must be a password or a hash";
+  // The first in file order wins.
+  const taken = findUser(users, name);
+  if (taken !== undefined) {
+    return `the name "${taken}" is already taken (names are case-insensitive)`;
+  }
+  return undefined;
+}
+
+/**
+ * Parses the text of a users file. Of two names that differ only in case,
+ * the first loads and the other is skipped with a warning.
  *
  * @throws {SyntaxError} when the text is not a JSON object.
  */
@@ -42,21 +83,16 @@ export function parseUsers(text: string, path = "users.json"): ParsedUsers {
     );
   }
   for (const [name, cred] of Object.entries(value)) {
-    if (!NAME_PATTERN.test(name)) {
+    const problem = skipReason(users, name, cred);
+    if (problem !== undefined) {
+      warnings.push(`Skipping user "${name}" in "${path}": ${problem}`);
+      continue;
+    }
+    users.set(name, cred);
+    if (!isHashed(cred)) {
       warnings.push(
-        `Skipping user "${name}" in "${path}": names are 1-32 letters, digits, - or _`,
+        `User "${name}" has a plaintext password in "${path}": run "chat user passwd ${name}" to store it hashed`,
       );
-    } else if (typeof cred !== "string" || cred === "") {
-      warnings.push(
-        `Skipping user "${name}" in "${path}": the value must be a password or a hash`,
-      );
-    } else {
-      users.set(name, cred);
-      if (!isHashed(cred)) {
-        warnings.push(
-          `User "${name}" has a plaintext password in "${path}": run "chat user passwd ${name}" to store it hashed`,
-        );
-      }
     }
   }
   return { users, warnings };
@@ -76,76 +112,158 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
   return parseUsers(text, path);
 }
 
+/** How long a writer waits for another one before giving up, in milliseconds. */
+const LOCK_WAIT = 5000;
+
 /**
- * Runs `fn` holding the users file's write lock: `<path>.tmp`, created
- * exclusively (a fixed name, so a binary allowed only these two paths can
- * use it), which `fn` fills and which then replaces the file. Writers take
- * turns; a lock left by a crash (older than 10 s) is broken.
+ * Takes the OS lock on `lock` (an open file), or throws after `wait` ms. The
+ * lock belongs to the open file, not to a name on disk: closing the file, or
+ * the process dying in any way, releases it, so there is no stale lock to
+ * judge by its age and no way for two writers to hold it at once.
+ */
+async function acquire(lock: Deno.FsFile, wait: number, message: string): Promise<void> {
+  const deadline = Date.now() + wait;
+  // tryLock() and a short, jittered poll rather than lock(): a blocked lock()
+  // cannot be cancelled when the wait runs out.
+  while (!(await lock.tryLock(true))) {
+    if (Date.now() >= deadline) throw new Error(message);
+    await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
+  }
+}
+
+/** Writes all of `text` to a new file at `path` and forces it to disk. */
+async function writeSynced(path: string, text: string): Promise<void> {
+  // Only the lock holder writes here, so anything already there is a leftover
+  // of a crash: remove it rather than write through it (it could be a link).
+  await Deno.remove(path).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
+  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Forces a rename in `dir` to disk, so that it survives a power cut (until
+ * then the directory entry may still point at the old file).
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  // POSIX only: Windows offers no fsync of a directory through Deno.open().
+  if (Deno.build.os === "windows") return;
+  // The compiled binary may read only its own files in the folder it runs in
+  // (scripts/compile.ts), not the folder itself, and must not be given the
+  // whole folder for this. Without the sync the rename is still atomic: after
+  // a power cut users.json is the old file or the new one, never a mix.
+  if (Deno.permissions.querySync({ name: "read", path: dir }).state !== "granted") return;
+  const handle = await Deno.open(dir, { read: true });
+  try {
+    await handle.sync();
+  } finally {
+    handle.close();
+  }
+}
+
+/**
+ * Runs `fn` holding the users file's write lock (`<path>.lock`, created 0600
+ * if missing; fixed names, so a binary allowed only a few paths can use it),
+ * then writes what `fn` returns (unless null) to `<path>.tmp`, syncs it and
+ * renames it over `path`, still holding the lock.
  */
 async function withWriteLock(
   path: string,
   fn: () => Promise<string | null>,
+  wait: number,
 ): Promise<void> {
+  const lockPath = `${path}.lock`;
   const tmp = `${path}.tmp`;
-  const deadline = Date.now() + 3000;
-  while (true) {
-    try {
-      await Deno.writeTextFile(tmp, "", { mode: 0o600, createNew: true });
-      break;
-    } catch (err) {
-      if (!(err instanceof Deno.errors.AlreadyExists)) {
-        throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
-      }
-      // Another writer holds it, or a crash left it behind.
-      const age = Date.now() - ((await Deno.stat(tmp).catch(() => null))?.mtime?.getTime() ?? 0);
-      if (age > 10_000) await Deno.remove(tmp).catch(() => {});
-      else if (Date.now() > deadline) {
-        throw new Error(`Cannot write "${path}": "${tmp}" is in use by another writer`);
-      } else await new Promise((r) => setTimeout(r, 25));
-    }
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
+  } catch (err) {
+    throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
   }
   try {
-    const text = await fn();
-    if (text === null) {
-      await Deno.remove(tmp);
-      return;
+    await acquire(lock, wait, `Cannot write "${path}": "${lockPath}" is in use by another writer`);
+    let renamed = false;
+    try {
+      const text = await fn();
+      if (text === null) return;
+      await writeSynced(tmp, text);
+      await Deno.rename(tmp, path);
+      renamed = true;
+      await syncDirectory(dirname(path));
+    } catch (err) {
+      if (!renamed) await Deno.remove(tmp).catch(() => {});
+      if (err instanceof SyntaxError) throw err;
+      throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
     }
-    await Deno.writeTextFile(tmp, text, { mode: 0o600 });
-    await Deno.rename(tmp, path);
-  } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
-    if (err instanceof SyntaxError) throw err;
-    throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
+  } finally {
+    // Closing the file releases the lock.
+    lock.close();
   }
 }
 
 function serialize(users: Users, extra: Record<string, unknown>): string {
   const obj: Record<string, unknown> = { ...extra };
-  for (const name of [...users.keys()].sort()) obj[name] = users.get(name)!;
+  // Case-insensitive, and stable: if a hand-edited file holds two names that
+  // differ only in case, the one loaded (the first) stays first.
+  const names = [...users.keys()].sort((a, b) => {
+    const x = a.toLowerCase(), y = b.toLowerCase();
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  for (const name of names) obj[name] = users.get(name)!;
   return JSON.stringify(obj, null, 2) + "\n";
 }
 
-/** Writes a users file atomically, readable by its owner only. */
+/** Writes a users file atomically and durably, readable by its owner only. */
 export async function writeUsers(
   path: string,
   users: Users,
   extra: Record<string, unknown> = {},
 ): Promise<void> {
-  await withWriteLock(path, () => Promise.resolve(serialize(users, extra)));
+  await withWriteLock(path, () => Promise.resolve(serialize(users, extra)), LOCK_WAIT);
+}
+
+/** Options for {@link updateUsers}. */
+export interface UpdateUsersOptions {
+  /** How long to wait for another writer's lock, in milliseconds. @default {5000} */
+  lockTimeout?: number;
 }
 
 /**
  * Reads, changes and writes back a users file under its write lock, keeping
  * every entry the change does not touch (even ones the server skips), so two
  * writers (a sign-up and `chat user add`, say) never lose each other's
- * entries. `change` returns false to skip the write. Resolves the users as
- * the server would load them (validated).
+ * entries. `change` gets every entry with a string value (look names up with
+ * {@link findUser}) and returns false to skip the write. Resolves the users
+ * as the server would load them (validated).
+ *
+ * @example Add a user unless the name is taken in any case
+ * ```ts ignore
+ * import { findUser, updateUsers } from "./users.ts";
+ *
+ * let taken: string | undefined;
+ * await updateUsers("users.json", (users) => {
+ *   taken = findUser(users, "Alice");
+ *   if (taken !== undefined) return false;
+ *   users.set("Alice", "<argon2id hash>");
+ * });
+ * ```
  *
  * @throws {SyntaxError} when the file exists but is not a JSON object.
+ * @throws {Error} when another writer holds the lock for longer than
+ * `lockTimeout`, or when `change` adds a name that differs only in case from
+ * one already there.
  */
 export async function updateUsers(
   path: string,
   change: (users: Users) => boolean | void,
+  options: UpdateUsersOptions = {},
 ): Promise<Users> {
   let result: Users = new Map();
   await withWriteLock(path, async () => {
@@ -172,10 +290,24 @@ export async function updateUsers(
       if (typeof v === "string") users.set(k, v);
       else extra[k] = v;
     }
+    const before = new Set(users.keys());
     const write = change(users) !== false;
+    if (write) {
+      for (const name of users.keys()) {
+        if (before.has(name)) continue;
+        const other = [...users.keys()].find((k) =>
+          k !== name && k.toLowerCase() === name.toLowerCase()
+        );
+        if (other !== undefined) {
+          throw new Error(
+            `the name "${name}" is already taken by "${other}" (names are case-insensitive)`,
+          );
+        }
+      }
+    }
     const out = serialize(users, extra);
     result = parseUsers(out, path).users;
     return write ? out : null;
-  });
+  }, options.lockTimeout ?? LOCK_WAIT);
   return result;
 }

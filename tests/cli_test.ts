@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { OPTIONS, VERSION } from "../server/config.ts";
 import { table, wrap } from "../cli/help.ts";
+import { isHashed } from "../server/password.ts";
 import { runChat } from "./client_helpers.ts";
 
 /** `deno task start`'s permissions, for the server's own commands. */
@@ -78,6 +79,17 @@ Deno.test("chat user --help shows its commands on stdout; no command is a usage 
   }
   assert.ok(r.stdout.includes("--users FILE"));
   assert.ok(r.stdout.includes("[default ./users.json; env USERS_FILE]"));
+  const flat = r.stdout.replace(/\s+/g, " ");
+  for (
+    const text of [
+      "--force",
+      "the last one only with --force",
+      'Names are case-insensitive: "Alice" and "alice" cannot both exist',
+      "A server started without users.json runs in open mode; adding the first user turns login on.",
+      "Removing the last user does not turn it off: nobody can sign in until a user is added.",
+    ]
+  ) assert.ok(flat.includes(text), text);
+  assert.ok(!flat.includes("With no users the server runs in open mode"), "the old promise");
   const late = await runChat(["user", "add", "--help"], { permissions: SERVE });
   assert.equal(late.code, 0);
   assert.equal(late.stdout, r.stdout, "--help after the action also goes to stdout");
@@ -85,6 +97,90 @@ Deno.test("chat user --help shows its commands on stdout; no command is a usage 
   assert.equal(none.code, 2);
   assert.equal(none.stdout, "");
   assert.ok(none.stderr.startsWith("Manage the users who may sign in"));
+});
+
+/** Runs `chat user ARGS… --users <dir>/users.json` in a folder holding `users`. */
+async function withUsers(
+  users: Record<string, string>,
+  fn: (
+    user: (args: string[], env?: Record<string, string>) => ReturnType<typeof runChat>,
+    path: string,
+  ) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/users.json`;
+  try {
+    await Deno.writeTextFile(path, JSON.stringify(users));
+    await fn(
+      (args, env) => runChat(["user", ...args, "--users", path], { permissions: SERVE, env }),
+      path,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function storedNames(path: string): Promise<string[]> {
+  return Object.keys(JSON.parse(await Deno.readTextFile(path)));
+}
+
+Deno.test("chat user add refuses a name taken in another case and names the stored user", async () => {
+  await withUsers({ alice: "alice-pass" }, async (user, path) => {
+    const r = await user(["add", "Alice"], { CHAT_PASSWORD: "other-pass" });
+    assert.equal(
+      r.stderr,
+      'error: User "Alice" exists already as "alice" (names are case-insensitive): ' +
+        'use "chat user passwd alice" to change the password\n',
+    );
+    assert.equal(r.code, 2);
+    assert.deepEqual(await storedNames(path), ["alice"]);
+    const same = await user(["add", "alice"], { CHAT_PASSWORD: "other-pass" });
+    assert.equal(
+      same.stderr,
+      'error: User "alice" exists already: use "chat user passwd alice" to change the password\n',
+    );
+  });
+});
+
+Deno.test("chat user passwd and remove find the user in any case and keep its stored name", async () => {
+  await withUsers({ Alice: "alice-pass", bob: "bob-pass1" }, async (user, path) => {
+    const pw = await user(["passwd", "ALICE"], { CHAT_PASSWORD: "alice-new-pass" });
+    assert.equal(pw.code, 0, pw.stderr);
+    assert.equal(pw.stdout, `Changed the password of "Alice" in ${path}\n`);
+    const raw = JSON.parse(await Deno.readTextFile(path));
+    assert.deepEqual(Object.keys(raw), ["Alice", "bob"]);
+    assert.ok(isHashed(raw.Alice));
+    const rm = await user(["remove", "BOB"]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal(rm.stdout, `Removed "bob" from ${path}\n`);
+    assert.deepEqual(await storedNames(path), ["Alice"]);
+    const missing = await user(["remove", "carol"]);
+    assert.equal(missing.stderr, `error: There is no user "carol" in "${path}"\n`);
+    assert.equal(missing.code, 2);
+  });
+});
+
+Deno.test("chat user remove refuses the last user unless --force", async () => {
+  await withUsers({ alice: "alice-pass", "bad name": "x" }, async (user, path) => {
+    const r = await user(["remove", "ALICE"]);
+    assert.equal(
+      r.stderr,
+      'error: "alice" is the last user: removing them leaves nobody able to sign in ' +
+        "(a running server keeps refusing sign-ins until a user is added; " +
+        `delete "${path}" to run in open mode instead). Use --force to remove anyway\n`,
+    );
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    assert.deepEqual(await storedNames(path), ["alice", "bad name"], "nothing changed");
+    const forced = await user(["remove", "alice", "--force"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(forced.stdout, `Removed "alice" from ${path}\n`);
+    assert.deepEqual(await storedNames(path), ["bad name"], "entries that never loaded stay");
+    const list = await user(["list"]);
+    assert.equal(list.code, 0);
+    assert.equal(list.stdout, "");
+    assert.equal(list.stderr, `No users in "${path}": nobody can sign in\n`);
+  });
 });
 
 Deno.test("chat answers unknown commands and flags with a hint and exit code 2", async () => {
