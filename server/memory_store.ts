@@ -6,9 +6,11 @@
  */
 import type { ChatMessage, Conversation } from "./protocol.ts";
 import {
+  type ClaimResult,
   dmPair,
   type Draft,
   type JoinResult,
+  type NameClaim,
   type Page,
   type PageQuery,
   type RoomInfo,
@@ -49,6 +51,10 @@ export class MemoryStore implements Store {
   #dms = new Map<string, Set<string>>();
   #read = new Map<string, Map<string, number>>();
   #users = new Set<string>();
+  /** Open-mode names by lower-cased name. */
+  #claims = new Map<string, NameClaim>();
+  /** Revoked session → until when (ms). */
+  #revoked = new Map<string, number>();
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
@@ -127,26 +133,44 @@ export class MemoryStore implements Store {
     return Promise.resolve({ messages: msgs.slice(start, end), more, gap });
   }
 
-  /** Scans the visible conversations newest first. */
-  search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
+  /**
+   * Scans the visible conversations newest first, at most `limit` matches
+   * each. The scan yields to the event loop every few milliseconds, so a
+   * search through a full store does not hold up other users; what is
+   * trimmed or wiped meanwhile is skipped.
+   */
+  async search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
     const words = searchWords(q);
     const convs = new Set(scope.rooms);
     for (const c of this.#dms.get(scope.user) ?? []) convs.add(c);
     const found: ChatMessage[] = [];
+    const slice = new Slice();
     for (const conv of convs) {
       if (scope.conv !== undefined && conv !== scope.conv) continue;
-      const msgs = this.#logs.get(conv)?.messages ?? [];
+      // Ids are contiguous, so the scan resumes by id: a pause may shift or empty the array.
+      let next = this.#logs.get(conv)?.last ?? 0;
       let n = 0;
-      for (let i = msgs.length - 1; i >= 0 && n < scope.limit; i--) {
-        const text = msgs[i].text.toLowerCase();
-        if (words.every((w) => text.includes(w))) {
-          found.push(msgs[i]);
-          n++;
+      scan: while (n < scope.limit) {
+        const msgs = this.#logs.get(conv)?.messages;
+        if (!msgs || msgs.length === 0) break;
+        for (let i = Math.min(next - msgs[0].id, msgs.length - 1); i >= 0; i--) {
+          const msg = msgs[i];
+          const text = msg.text.toLowerCase();
+          if (words.every((w) => text.includes(w))) {
+            found.push(msg);
+            if (++n >= scope.limit) break scan;
+          }
+          if (slice.spent()) {
+            next = msg.id - 1;
+            await slice.pause();
+            continue scan;
+          }
         }
+        break;
       }
     }
     found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
-    return Promise.resolve(found.slice(0, scope.limit));
+    return found.slice(0, scope.limit);
   }
 
   /** Every room with its member count. */
@@ -242,6 +266,75 @@ export class MemoryStore implements Store {
     return Promise.resolve(this.#users.has(user));
   }
 
+  /** Claims, refreshes or refuses a name (see {@link Store.claimName}). */
+  claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult> {
+    const key = name.toLowerCase();
+    const held = this.#claims.get(key);
+    if (held === undefined) {
+      if (!create) return Promise.resolve({ ok: false, claim: null });
+      const claim = { name, session, seen: now };
+      this.#claims.set(key, claim);
+      return Promise.resolve({ ok: true, claim: { ...claim } });
+    }
+    if (held.session !== session) return Promise.resolve({ ok: false, claim: { ...held } });
+    held.seen = now;
+    return Promise.resolve({ ok: true, claim: { ...held } });
+  }
+
+  /**
+   * Releases a name held by `session` and wipes its DMs (keeping their id
+   * counters), read markers, memberships and "known" mark, in one step.
+   */
+  releaseName(name: string, session: string): Promise<string[] | null> {
+    const key = name.toLowerCase();
+    const held = this.#claims.get(key);
+    if (held === undefined || held.session !== session) return Promise.resolve(null);
+    this.#claims.delete(key);
+    const user = held.name;
+    for (const conv of this.#dms.get(user) ?? []) {
+      const log = this.#logs.get(conv);
+      if (log) {
+        this.#total -= log.messages.length;
+        log.messages = [];
+      }
+      for (const party of dmPair(conv)!) {
+        this.#read.get(party)?.delete(conv);
+        const dms = this.#dms.get(party);
+        if (party !== user && dms?.delete(conv) && dms.size === 0) this.#dms.delete(party);
+      }
+    }
+    this.#dms.delete(user);
+    this.#read.delete(user);
+    const rooms = [...(this.#roomsOf.get(user) ?? [])].sort();
+    for (const room of rooms) this.#rooms.get(room)?.delete(user);
+    this.#roomsOf.delete(user);
+    this.#users.delete(user);
+    return Promise.resolve(rooms);
+  }
+
+  /** Claims not seen since `before`, oldest first (ties by name). */
+  staleClaims(before: number, limit: number): Promise<NameClaim[]> {
+    const stale = [...this.#claims].filter(([, c]) => c.seen < before);
+    stale.sort(([ka, a], [kb, b]) => a.seen - b.seen || (ka < kb ? -1 : ka > kb ? 1 : 0));
+    return Promise.resolve(stale.slice(0, Math.max(0, limit)).map(([, c]) => ({ ...c })));
+  }
+
+  /**
+   * Revokes a session until `until` (never shortening an earlier revocation).
+   * Revocations that have lapsed by the clock are dropped here.
+   */
+  revokeSession(session: string, until: number): Promise<void> {
+    const now = Date.now();
+    for (const [s, t] of this.#revoked) if (t <= now) this.#revoked.delete(s);
+    this.#revoked.set(session, Math.max(until, this.#revoked.get(session) ?? 0));
+    return Promise.resolve();
+  }
+
+  /** Whether the session's revocation lasts past `now`. */
+  sessionRevoked(session: string, now: number): Promise<boolean> {
+    return Promise.resolve((this.#revoked.get(session) ?? 0) > now);
+  }
+
   /** Nothing is pending in memory. */
   flush(): Promise<void> {
     return Promise.resolve();
@@ -259,6 +352,32 @@ export class MemoryStore implements Store {
       map.set(key, s);
     }
     return s;
+  }
+}
+
+/** Messages a scan looks at between two looks at the clock. */
+const CHECK_EVERY = 256;
+/** Milliseconds a scan may run before it lets the event loop turn. */
+const SLICE_MS = 4;
+
+/** A scan's time budget for one turn of the event loop. */
+class Slice {
+  #start = performance.now();
+  #count = 0;
+
+  /** Counts one message; true once this turn's budget is used up. */
+  spent(): boolean {
+    if (++this.#count % CHECK_EVERY !== 0) return false;
+    return performance.now() - this.#start >= SLICE_MS;
+  }
+
+  /**
+   * Lets timers and I/O run, then starts a new budget. A timer, not
+   * `setImmediate`: Deno runs immediates before it polls sockets again.
+   */
+  async pause(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#start = performance.now();
   }
 }
 

@@ -6,18 +6,21 @@
  *
  * Keys (all under `prefix`, `chat:` by default):
  *
- * | key              | type   | holds                                   |
- * | ---------------- | ------ | --------------------------------------- |
- * | `seq`            | hash   | conversation → newest message id        |
- * | `ms`             | hash   | conversation → newest timestamp (ms)    |
- * | `log:<conv>`     | stream | the kept messages of a conversation     |
- * | `dms:<user>`     | set    | DM conversation keys the user is in     |
- * | `rooms`          | hash   | room → creator                          |
- * | `created`        | hash   | user → number of rooms created          |
- * | `members:<room>` | set    | members of a room                       |
- * | `in:<user>`      | set    | rooms of a user                         |
- * | `read:<user>`    | hash   | conversation → read marker              |
- * | `users`          | set    | users who ever signed in                |
+ * | key              | type   | holds                                                        |
+ * | ---------------- | ------ | ------------------------------------------------------------ |
+ * | `seq`            | hash   | conversation → newest message id                             |
+ * | `ms`             | hash   | conversation → newest timestamp (ms)                         |
+ * | `log:<conv>`     | stream | the kept messages of a conversation                          |
+ * | `dms:<user>`     | set    | DM conversation keys the user is in                          |
+ * | `rooms`          | hash   | room → creator                                               |
+ * | `created`        | hash   | user → number of rooms created                               |
+ * | `members:<room>` | set    | members of a room                                            |
+ * | `in:<user>`      | set    | rooms of a user                                              |
+ * | `read:<user>`    | hash   | conversation → read marker                                   |
+ * | `users`          | set    | users who ever signed in                                     |
+ * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen |
+ * | `claims`         | zset   | lower-cased claimed name → seen (ms)                         |
+ * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then           |
  *
  * The broker's keys (`evseq`, `feed`, `node:*`, `online:*`, `nodes`) live
  * under the same prefix; see `redis_broker.ts`.
@@ -34,9 +37,11 @@ import {
   Script,
 } from "./redis_client.ts";
 import {
+  type ClaimResult,
   dmPair,
   type Draft,
   type JoinResult,
+  type NameClaim,
   type Page,
   type PageQuery,
   type RoomInfo,
@@ -152,6 +157,91 @@ end
 return cur
 `);
 
+/**
+ * Claims, refreshes or refuses a name. ARGV: prefix, folded name, name,
+ * session, now, create (1/0). Returns {ok, name, session, seen}, or {0} when
+ * the name is unclaimed and not created.
+ */
+const CLAIM = new Script(`
+local p, folded, now = ARGV[1], ARGV[2], ARGV[5]
+local key = p .. 'claim:' .. folded
+local held = redis.call('HMGET', key, 'n', 's', 't')
+if held[1] then
+  if held[2] ~= ARGV[4] then return {0, held[1], held[2], held[3]} end
+  redis.call('HSET', key, 't', now)
+  redis.call('ZADD', p .. 'claims', now, folded)
+  return {1, held[1], held[2], now}
+end
+if ARGV[6] ~= '1' then return {0} end
+redis.call('HSET', key, 'n', ARGV[3], 's', ARGV[4], 't', now)
+redis.call('ZADD', p .. 'claims', now, folded)
+return {1, ARGV[3], ARGV[4], now}
+`);
+
+/**
+ * Releases a name held by a session and wipes what was private to it: its DM
+ * streams (the `seq` counters stay, so ids continue), both parties' listing
+ * and read markers of them, its own markers, its memberships and its
+ * `users` mark. ARGV: prefix, folded name, session. Returns {1, {room, …}},
+ * or nil when the session does not hold the name.
+ */
+const RELEASE = new Script(`
+local p, folded = ARGV[1], ARGV[2]
+local key = p .. 'claim:' .. folded
+local held = redis.call('HMGET', key, 'n', 's')
+if not held[1] or held[2] ~= ARGV[3] then return nil end
+local user = held[1]
+redis.call('DEL', key)
+redis.call('ZREM', p .. 'claims', folded)
+for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
+  local i = string.find(conv, ':', 1, true)
+  redis.call('DEL', p .. 'log:' .. conv)
+  for _, party in ipairs({string.sub(conv, 2, i - 1), string.sub(conv, i + 1)}) do
+    redis.call('SREM', p .. 'dms:' .. party, conv)
+    redis.call('HDEL', p .. 'read:' .. party, conv)
+  end
+end
+redis.call('DEL', p .. 'read:' .. user)
+local rooms = redis.call('SMEMBERS', p .. 'in:' .. user)
+for _, room in ipairs(rooms) do redis.call('SREM', p .. 'members:' .. room, user) end
+redis.call('DEL', p .. 'in:' .. user)
+redis.call('SREM', p .. 'users', user)
+return {1, rooms}
+`);
+
+/** ARGV: prefix, before, limit. Returns {name, session, seen, …}, oldest first. */
+const STALE = new Script(`
+local out = {}
+local stale = redis.call('ZRANGE', ARGV[1] .. 'claims', '-inf', '(' .. ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[3])
+for _, folded in ipairs(stale) do
+  local held = redis.call('HMGET', ARGV[1] .. 'claim:' .. folded, 'n', 's', 't')
+  out[#out + 1] = held[1]
+  out[#out + 1] = held[2]
+  out[#out + 1] = held[3]
+end
+return out
+`);
+
+/**
+ * Revokes a session until ARGV[3] (ms), never shortening an earlier
+ * revocation; the key expires when the revocation lapses. ARGV: prefix, session, until.
+ */
+const REVOKE = new Script(`
+local key = ARGV[1] .. 'revoked:' .. ARGV[2]
+local held = tonumber(redis.call('GET', key) or '0')
+if tonumber(ARGV[3]) > held then redis.call('SET', key, ARGV[3], 'PXAT', ARGV[3]) end
+return 0
+`);
+
+/** Stream entries one search command reads (newest first). */
+const SEARCH_CHUNK = 256;
+/** Conversations a search reads at once. */
+const SEARCH_PARALLEL = 4;
+/** Entries a search looks at between two looks at the clock. */
+const CHECK_EVERY = 256;
+/** Milliseconds a search may parse before it lets the event loop turn. */
+const SLICE_MS = 4;
+
 /** Options for {@link RedisStore}. */
 export interface RedisStoreOptions {
   /** Prefix of every key, so several chats can share one Redis. @default {"chat:"} */
@@ -190,6 +280,12 @@ function fromEntry(entry: Reply): ChatMessage {
   const f: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   return toMessage(parseInt(sid), Number(f.ms), f.r, f.t, f.f, f.x);
+}
+
+/** The text of a stream entry's fields `[field, value, …]` (a value may look like a field name). */
+function textOf(fields: string[]): string {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === "x") return fields[i + 1];
+  return "";
 }
 
 /** A message with the memory store's key order (the wire shows it). */
@@ -315,31 +411,57 @@ export class RedisStore implements Store {
     return { messages, more, gap };
   }
 
-  /** Scans the kept messages of the visible conversations, newest first. */
+  /**
+   * Scans the kept messages of the visible conversations, newest first: each
+   * stream is read in chunks and only until it gave `limit` matches, a few
+   * conversations at a time, and parsing yields to the event loop every few
+   * milliseconds, so neither Redis nor this node is held up by one search.
+   */
   async search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
     const words = searchWords(q);
     const convs = new Set(scope.rooms);
     const dms = await this.#call(["SMEMBERS", `${this.#prefix}dms:${scope.user}`]) as string[];
     for (const c of dms) convs.add(c);
     const wanted = [...convs].filter((c) => scope.conv === undefined || c === scope.conv);
-    const logs = await Promise.all(
-      wanted.map((c) => this.#call(["XREVRANGE", `${this.#prefix}log:${c}`, "+", "-"])),
-    );
-    const found: ChatMessage[] = [];
-    for (const entries of logs) {
-      let n = 0;
-      for (const entry of entries as Reply[]) {
-        if (n >= scope.limit) break;
-        const msg = fromEntry(entry);
-        const text = msg.text.toLowerCase();
-        if (words.every((w) => text.includes(w))) {
-          found.push(msg);
-          n++;
-        }
+    // Per conversation, in `wanted` order: the sort below keeps that order for equal times.
+    const each: ChatMessage[][] = [];
+    const slice = new Slice();
+    let next = 0;
+    const worker = async () => {
+      while (next < wanted.length) {
+        const i = next++;
+        each[i] = await this.#scan(wanted[i], words, scope.limit, slice);
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(SEARCH_PARALLEL, wanted.length) }, worker));
+    const found = each.flat();
     found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
     return found.slice(0, scope.limit);
+  }
+
+  /** The newest `limit` messages of `conv` that contain every word. */
+  async #scan(conv: string, words: string[], limit: number, slice: Slice): Promise<ChatMessage[]> {
+    const key = `${this.#prefix}log:${conv}`;
+    const found: ChatMessage[] = [];
+    let end = "+";
+    while (found.length < limit) {
+      const entries = await this.#call(
+        ["XREVRANGE", key, end, "-", "COUNT", String(SEARCH_CHUNK)],
+      ) as [string, string[]][];
+      for (const entry of entries) {
+        const text = textOf(entry[1]).toLowerCase();
+        if (words.every((w) => text.includes(w))) {
+          found.push(fromEntry(entry));
+          if (found.length >= limit) break;
+        }
+        if (slice.spent()) await slice.pause();
+      }
+      const oldest = parseInt(entries.at(-1)?.[0] ?? "0");
+      if (entries.length < SEARCH_CHUNK || oldest <= 1) break;
+      // Stream ids are `<id>-0`: the next chunk ends just before the oldest read.
+      end = String(oldest - 1);
+    }
+    return found;
   }
 
   /** Every room with its member count. */
@@ -417,6 +539,61 @@ export class RedisStore implements Store {
     return await this.#call(["SISMEMBER", `${this.#prefix}users`, user]) === 1;
   }
 
+  /** Claims, refreshes or refuses a name in one script (see {@link Store.claimName}). */
+  async claimName(
+    name: string,
+    session: string,
+    now: number,
+    create: boolean,
+  ): Promise<ClaimResult> {
+    const reply = await this.#run(CLAIM, [
+      name.toLowerCase(),
+      name,
+      session,
+      String(now),
+      create ? "1" : "0",
+    ]) as [number, string?, string?, string?];
+    const claim = reply.length > 1
+      ? { name: reply[1]!, session: reply[2]!, seen: Number(reply[3]) }
+      : null;
+    return reply[0] === 1 ? { ok: true, claim: claim! } : { ok: false, claim };
+  }
+
+  /**
+   * Releases a name held by `session` and wipes what was private to it, in
+   * one script (see {@link Store.releaseName}); DM ids continue from `seq`.
+   */
+  async releaseName(name: string, session: string): Promise<string[] | null> {
+    const reply = await this.#run(RELEASE, [name.toLowerCase(), session]) as
+      | [number, string[]]
+      | null;
+    return reply === null ? null : reply[1].sort();
+  }
+
+  /** Claims not seen since `before`, oldest first (ties by name). */
+  async staleClaims(before: number, limit: number): Promise<NameClaim[]> {
+    if (limit <= 0) return [];
+    const flat = await this.#run(STALE, [String(before), String(limit)]) as string[];
+    const out: NameClaim[] = [];
+    for (let i = 0; i < flat.length; i += 3) {
+      out.push({ name: flat[i], session: flat[i + 1], seen: Number(flat[i + 2]) });
+    }
+    return out;
+  }
+
+  /**
+   * Revokes a session until `until` (never shortening an earlier
+   * revocation); Redis deletes the key when the revocation lapses.
+   */
+  async revokeSession(session: string, until: number): Promise<void> {
+    await this.#run(REVOKE, [session, String(until)]);
+  }
+
+  /** Whether the session's revocation lasts past `now`. */
+  async sessionRevoked(session: string, now: number): Promise<boolean> {
+    return Number(await this.#call(["GET", `${this.#prefix}revoked:${session}`]) ?? 0) > now;
+  }
+
   /**
    * Nothing is pending here: every append resolved only after Redis accepted
    * it (how durable that is depends on Redis's `appendfsync`; see docs/scaling.md).
@@ -428,5 +605,26 @@ export class RedisStore implements Store {
   /** Closes the client if this store opened it. */
   async close(): Promise<void> {
     if (this.#owns) await closeRedis(this.#client);
+  }
+}
+
+/** A search's time budget for one turn of the event loop. */
+class Slice {
+  #start = performance.now();
+  #count = 0;
+
+  /** Counts one entry; true once this turn's budget is used up. */
+  spent(): boolean {
+    if (++this.#count % CHECK_EVERY !== 0) return false;
+    return performance.now() - this.#start >= SLICE_MS;
+  }
+
+  /**
+   * Lets timers and I/O run, then starts a new budget. A timer, not
+   * `setImmediate`: Deno runs immediates before it polls sockets again.
+   */
+  async pause(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#start = performance.now();
   }
 }

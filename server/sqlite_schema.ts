@@ -14,7 +14,7 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -95,6 +95,23 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
       END;
+    `),
+  // 3: open-mode name claims (keyed by the lower-cased name, oldest first for
+  // expiry) and revoked sessions (until when, to drop lapsed ones).
+  (db) =>
+    db.exec(`
+      CREATE TABLE claims (
+        folded TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        session TEXT NOT NULL,
+        seen INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX claims_by_seen ON claims (seen, folded);
+      CREATE TABLE revoked (
+        session TEXT PRIMARY KEY,
+        until INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX revoked_by_until ON revoked (until);
     `),
 ];
 

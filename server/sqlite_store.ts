@@ -22,9 +22,11 @@ import type { ChatMessage, Conversation } from "./protocol.ts";
 import type { Logger } from "./log.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
+  type ClaimResult,
   dmPair,
   type Draft,
   type JoinResult,
+  type NameClaim,
   type Page,
   type PageQuery,
   type RoomInfo,
@@ -74,10 +76,8 @@ interface ConvState {
   last: number;
   /** Newest id committed. */
   durable: number;
-  /** Every id up to this one may be gone (deleted by retention). */
+  /** Every id up to this one may be gone (deleted by retention or a released name). */
   trimmed: number;
-  /** The conversation has its row in `convs` (and `dm_members`, for a DM). */
-  stored: boolean;
 }
 
 interface Op {
@@ -110,6 +110,8 @@ export class SqliteStore implements Store {
   #queue: Op[] = [];
   /** Convs given a new id in the batch being built: their first id in it. */
   #batchFirst = new Map<string, number>();
+  /** DMs whose parties the transaction being committed has written to `dm_members`. */
+  #dmsListed = new Set<string>();
   #timer: (() => void) | undefined;
   #commitDelay: number;
   #closed = false;
@@ -140,7 +142,7 @@ export class SqliteStore implements Store {
       for (const r of this.#sql.overLimit.all(this.#retainMessages)) {
         const conv = String(r.conv);
         const last = Number(r.last);
-        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed), stored: true });
+        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed) });
         this.#over.add(conv);
       }
     }
@@ -199,7 +201,13 @@ export class SqliteStore implements Store {
       ? { id, room: draft.room, from: draft.from, text: draft.text, ts: iso(ts) }
       : { id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
     const recipient = draft.room === undefined ? draft.to ?? null : null;
+    const pair = dmPair(draft.conv);
     return this.#write(() => {
+      // In the op, not after the batch: a name released earlier in the batch unlisted the DM.
+      if (pair && !this.#dmsListed.has(draft.conv)) {
+        for (const u of pair) this.#sql.addDm.run(u, draft.conv);
+        this.#dmsListed.add(draft.conv);
+      }
       this.#sql.insert.run(
         draft.conv,
         id,
@@ -328,7 +336,7 @@ export class SqliteStore implements Store {
     if (this.#users.has(user)) return Promise.resolve();
     return this.#write(() => {
       this.#sql.touchUser.run(user, this.#now());
-    }).then(() => {
+      // Here, in order with a release in the same batch (a failed commit clears the cache).
       this.#users.add(user);
     });
   }
@@ -341,6 +349,85 @@ export class SqliteStore implements Store {
       if (known) this.#users.add(user);
       return known;
     });
+  }
+
+  /** Claims, refreshes or refuses a name in the next commit (see {@link Store.claimName}). */
+  claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult> {
+    const folded = name.toLowerCase();
+    return this.#write((): ClaimResult => {
+      const row = this.#sql.claim.get(folded);
+      if (row === undefined) {
+        if (!create) return { ok: false, claim: null };
+        this.#sql.addClaim.run(folded, name, session, now);
+        return { ok: true, claim: { name, session, seen: now } };
+      }
+      const held = toClaim(row);
+      if (held.session !== session) return { ok: false, claim: held };
+      this.#sql.touchClaim.run(folded, now);
+      return { ok: true, claim: { ...held, seen: now } };
+    });
+  }
+
+  /**
+   * Releases a name held by `session` and, in the same transaction, deletes
+   * its DMs (their rows leave the search index by trigger; `convs` keeps the
+   * newest id, so ids continue), their read markers, its own markers, its
+   * memberships and its `users` row.
+   */
+  releaseName(name: string, session: string): Promise<string[] | null> {
+    const folded = name.toLowerCase();
+    const wiped = new Map<string, number>();
+    return this.#write(() => {
+      const row = this.#sql.claim.get(folded);
+      if (row === undefined || String(row.session) !== session) return null;
+      const user = String(row.name);
+      this.#sql.deleteClaim.run(folded);
+      for (const r of this.#sql.dmsOf.all(user)) {
+        const conv = String(r.conv);
+        const [a, b] = dmPair(conv)!;
+        const top = this.#sql.newestKept.get(conv)?.top;
+        if (top !== null && top !== undefined) {
+          this.#sql.deleteConv.run(conv);
+          this.#sql.setTrimmed.run(conv, Number(top));
+          wiped.set(conv, Number(top));
+        }
+        this.#sql.unlistDm.run(a, b, conv);
+        this.#sql.unreadDm.run(a, b, conv);
+        this.#dmsListed.delete(conv);
+      }
+      this.#sql.unreadAll.run(user);
+      const rooms = this.#sql.leaveAll.all(user).map((r) => String(r.room)).sort();
+      this.#sql.forgetUser.run(user);
+      this.#users.delete(user);
+      return rooms;
+    }).then((rooms) => {
+      for (const [conv, top] of wiped) {
+        const s = this.#convs.get(conv);
+        if (s) s.trimmed = Math.max(s.trimmed, top);
+      }
+      return rooms;
+    });
+  }
+
+  /** Committed claims not seen since `before`, oldest first (ties by name). */
+  staleClaims(before: number, limit: number): Promise<NameClaim[]> {
+    return this.#read(() => this.#sql.staleClaims.all(before, Math.max(0, limit)).map(toClaim));
+  }
+
+  /**
+   * Revokes a session until `until` (never shortening an earlier revocation)
+   * in the next commit, which also drops the revocations lapsed by the clock.
+   */
+  revokeSession(session: string, until: number): Promise<void> {
+    return this.#write(() => {
+      this.#sql.purgeRevoked.run(this.#now());
+      this.#sql.revoke.run(session, until);
+    });
+  }
+
+  /** Whether a committed revocation of the session lasts past `now`. */
+  sessionRevoked(session: string, now: number): Promise<boolean> {
+    return this.#read(() => Number(this.#sql.revoked.get(session)?.until ?? 0) > now);
   }
 
   /**
@@ -419,18 +506,16 @@ export class SqliteStore implements Store {
     this.#batchFirst = new Map();
     const results: unknown[] = [];
     const db = this.#db;
+    this.#dmsListed.clear();
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of ops) results.push(op.run());
-      for (const conv of firsts.keys()) {
-        const s = this.#convs.get(conv)!;
-        this.#sql.setLast.run(conv, s.last);
-        const pair = s.stored ? null : dmPair(conv);
-        if (pair) { for (const u of pair) this.#sql.addDm.run(u, conv); }
-      }
+      for (const conv of firsts.keys()) this.#sql.setLast.run(conv, this.#convs.get(conv)!.last);
       db.exec("COMMIT");
     } catch (err) {
       rollback(db);
+      // The ops updated the cache of known users as they ran.
+      this.#users.clear();
       // Nothing of the batch was kept or delivered: give its ids out again.
       for (const [conv, first] of firsts) this.#convs.get(conv)!.last = first - 1;
       const error = new Error(
@@ -444,7 +529,6 @@ export class SqliteStore implements Store {
       const s = this.#convs.get(conv)!;
       this.#stats.messages += s.last - s.durable;
       s.durable = s.last;
-      s.stored = true;
       if (this.#retainMessages !== undefined && s.durable - s.trimmed > this.#retainMessages) {
         this.#over.add(conv);
       }
@@ -462,8 +546,8 @@ export class SqliteStore implements Store {
     const row = this.#sql.conv.get(conv);
     if (row) {
       const last = Number(row.last);
-      s = { last, durable: last, trimmed: Number(row.trimmed), stored: true };
-    } else if (create) s = { last: 0, durable: 0, trimmed: 0, stored: false };
+      s = { last, durable: last, trimmed: Number(row.trimmed) };
+    } else if (create) s = { last: 0, durable: 0, trimmed: 0 };
     else return undefined;
     this.#convs.set(conv, s);
     return s;
@@ -573,6 +657,10 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+function toClaim(r: Record<string, unknown>): NameClaim {
+  return { name: String(r.name), session: String(r.session), seen: Number(r.seen) };
+}
+
 function toMessage(r: Row): ChatMessage {
   const ts = iso(Number(r.ts));
   return r.room !== null
@@ -641,6 +729,26 @@ function statements(db: DatabaseSync) {
     touchUser: p("INSERT OR IGNORE INTO users (name, first_seen) VALUES (?, ?)"),
     knownUser: p("SELECT 1 FROM users WHERE name = ?"),
     trimTo: p("DELETE FROM messages WHERE conv = ? AND id <= ?"),
+    claim: p("SELECT name, session, seen FROM claims WHERE folded = ?"),
+    addClaim: p("INSERT INTO claims (folded, name, session, seen) VALUES (?, ?, ?, ?)"),
+    touchClaim: p("UPDATE claims SET seen = ?2 WHERE folded = ?1"),
+    deleteClaim: p("DELETE FROM claims WHERE folded = ?"),
+    staleClaims: p(
+      "SELECT name, session, seen FROM claims WHERE seen < ? ORDER BY seen, folded LIMIT ?",
+    ),
+    newestKept: p("SELECT max(id) AS top FROM messages WHERE conv = ?"),
+    deleteConv: p("DELETE FROM messages WHERE conv = ?"),
+    unlistDm: p("DELETE FROM dm_members WHERE member IN (?1, ?2) AND conv = ?3"),
+    unreadDm: p("DELETE FROM reads WHERE member IN (?1, ?2) AND conv = ?3"),
+    unreadAll: p("DELETE FROM reads WHERE member = ?"),
+    leaveAll: p("DELETE FROM members WHERE member = ? RETURNING room"),
+    forgetUser: p("DELETE FROM users WHERE name = ?"),
+    purgeRevoked: p("DELETE FROM revoked WHERE until <= ?"),
+    revoke: p(
+      `INSERT INTO revoked (session, until) VALUES (?, ?)
+       ON CONFLICT (session) DO UPDATE SET until = max(until, excluded.until)`,
+    ),
+    revoked: p("SELECT until FROM revoked WHERE session = ?"),
     expired: p("SELECT seq, conv, id FROM messages WHERE ts < ? ORDER BY ts LIMIT ?"),
     deleteSeq: p("DELETE FROM messages WHERE seq = ?"),
   } satisfies Record<string, StatementSync>;

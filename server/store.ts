@@ -64,6 +64,21 @@ export interface RoomInfo {
   members: number;
 }
 
+/** Who holds an open-mode name (see {@link Store.claimName}). */
+export interface NameClaim {
+  /** The name as its holder chose it (the display case). */
+  name: string;
+  /** The holder's session id (carried by its token). */
+  session: string;
+  /** When the holder last signed in or disconnected (ms since the epoch). */
+  seen: number;
+}
+
+/** What {@link Store.claimName} found or did. */
+export type ClaimResult =
+  | { ok: true; claim: NameClaim }
+  | { ok: false; claim: NameClaim | null };
+
 /** Durable chat state. Every method may be called concurrently. */
 export interface Store {
   /**
@@ -99,6 +114,34 @@ export interface Store {
   touchUser(user: string): Promise<void>;
   /** Whether the user has ever signed in. */
   knownUser(user: string): Promise<boolean>;
+  /**
+   * Open mode: gives `name` to `session`, atomically (also across nodes).
+   * Names compare case-insensitively: a claim on "Alice" holds "alice" too.
+   * - Unclaimed and `create`: claims it for `session` (seen = `now`) → ok.
+   * - Claimed by `session`: refreshes `seen` to `now` (keeping the display case) → ok.
+   * - Otherwise → not ok, with the current claim (null when unclaimed), and nothing changes.
+   * The store never takes a claim away by itself: expiry is {@link releaseName}'s job.
+   */
+  claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult>;
+  /**
+   * Open mode: releases `name` if `session` holds it, and forgets everything
+   * private to it: its direct-message conversations (both parties lose them;
+   * message ids of a later conversation between the same names continue
+   * after the old ones), every read marker of those conversations, its own
+   * read markers, its room memberships and its "known user" mark. Room
+   * messages it sent stay. Resolves the rooms it was in (to announce the
+   * leaves), or null when `session` did not hold the name (nothing changed).
+   */
+  releaseName(name: string, session: string): Promise<string[] | null>;
+  /** Open mode: claims not seen since `before` (ms), oldest first, at most `limit`. */
+  staleClaims(before: number, limit: number): Promise<NameClaim[]>;
+  /**
+   * Revokes a session until `until` (ms since the epoch): its tokens stop
+   * working everywhere. A later call with an earlier `until` does not shorten it.
+   */
+  revokeSession(session: string, until: number): Promise<void>;
+  /** Whether a session was revoked (and the revocation has not lapsed at `now`). */
+  sessionRevoked(session: string, now: number): Promise<boolean>;
   /** Resolves once everything appended so far is durable. */
   flush(): Promise<void>;
   /** Flushes and releases the backend. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MemoryStore } from "../server/memory_store.ts";
+import { type ChatMessage, conversationKey } from "../server/protocol.ts";
 import { storeContract } from "./store_contract.ts";
 
 storeContract(
@@ -33,4 +34,113 @@ Deno.test("MemoryStore keeps at most maxTotal messages, trimming the least recen
     "n4",
     "n5",
   ]);
+});
+
+/** Text whose lower-casing is not the ASCII fast path, as in a real chat. */
+const TEXT = "Déploiement du café terminé, ΣΊΣΥΦΟΣ a relu la PR et tout est passé en production";
+
+/** A store at its default cap: 50 rooms × 2,000 messages. */
+async function fullStore(): Promise<{ store: MemoryStore; rooms: string[] }> {
+  const store = new MemoryStore({ limit: 2000 });
+  const rooms = Array.from({ length: 50 }, (_, i) => `room${i}`);
+  for (let i = 0; i < 2000; i++) {
+    for (const r of rooms) {
+      await store.append({ conv: r, room: r, from: "u", text: `${i} ${TEXT}` });
+    }
+  }
+  return { store, rooms };
+}
+
+/** Counts `setTimeout(0)` callbacks until `work` settles. */
+async function ticksDuring(work: () => Promise<unknown>): Promise<number> {
+  let ticks = 0;
+  const tick = () => {
+    ticks++;
+    timer = setTimeout(tick, 0);
+  };
+  let timer = setTimeout(tick, 0);
+  try {
+    await work();
+    return ticks;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Counts one-byte round trips over a local TCP connection until `work` settles. */
+async function roundTripsDuring(work: () => Promise<unknown>): Promise<number> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const server = await listener.accept();
+  const echo = (async () => {
+    const byte = new Uint8Array(1);
+    while (await server.read(byte) !== null) await server.write(byte);
+  })();
+  let trips = 0, done = false;
+  const pinging = (async () => {
+    const byte = new Uint8Array(1);
+    while (!done) {
+      await client.write(byte);
+      if (await client.read(byte) === null) return;
+      trips++;
+    }
+  })();
+  try {
+    await work();
+    return trips;
+  } finally {
+    done = true;
+    await pinging;
+    client.close();
+    await echo;
+    server.close();
+  }
+}
+
+Deno.test("MemoryStore.search() lets timers and other sockets run while it scans a full store", async () => {
+  const { store, rooms } = await fullStore();
+  const scope = { user: "u", rooms, limit: 50 };
+  const none = async () => assert.deepEqual(await store.search("nothing-like-this", scope), []);
+  // The old synchronous scan resolved before any timer or socket could get a turn.
+  const ticks = await ticksDuring(none);
+  assert.ok(ticks >= 3, `timers ran ${ticks} times during the scan`);
+  const trips = await roundTripsDuring(none);
+  assert.ok(trips >= 3, `a socket made ${trips} round trips during the scan`);
+});
+
+Deno.test("MemoryStore.search() finds what a plain scan finds, in the same order", async () => {
+  const { store, rooms } = await fullStore();
+  for (const [q, limit] of [["1999", 200], ["café 17", 50], ["99 production", 7]] as const) {
+    const scope = { user: "u", rooms, limit };
+    const expected: ChatMessage[] = [];
+    for (const r of rooms) {
+      const { messages } = await store.page(r, { limit: 2000 });
+      const words = q.toLowerCase().split(" ");
+      const hits = messages.filter((m) => words.every((w) => m.text.toLowerCase().includes(w)));
+      expected.push(...hits.reverse().slice(0, limit));
+    }
+    expected.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
+    assert.deepEqual(await store.search(q, scope), expected.slice(0, limit), q);
+  }
+});
+
+Deno.test("MemoryStore.search() copes with conversations trimmed or wiped while it waits", async () => {
+  const { store, rooms } = await fullStore();
+  await store.claimName("alice", "s1", 0, true);
+  const ab = conversationKey("alice", { to: "bob" });
+  await store.append({ conv: ab, to: "bob", from: "alice", text: "needle in a DM" });
+  await store.append({ conv: "room49", room: "room49", from: "u", text: "needle in a room" });
+  const flood = async () => {
+    // Trims the rooms written least recently (the first ones) and wipes the DM.
+    for (let i = 0; i < 50_000; i++) {
+      await store.append({ conv: "flood", room: "flood", from: "u", text: "x" });
+    }
+    await store.releaseName("alice", "s1");
+  };
+  const meanwhile = new Promise((resolve) => setTimeout(() => resolve(flood()), 0));
+  const found = await store.search("needle", { user: "alice", rooms, limit: 50 });
+  await meanwhile;
+  assert.ok(found.some((m) => m.text === "needle in a room"));
+  assert.ok(found.every((m) => m.text.startsWith("needle")));
+  assert.deepEqual((await store.page("room0", { limit: 10 })).messages, [], "room0 was trimmed");
 });

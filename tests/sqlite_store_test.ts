@@ -335,6 +335,116 @@ Deno.test("SqliteStore.open() migrates a version 1 file in place", async () => {
   assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.id), [5, 6, 7]);
 });
 
+Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations start empty", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "general");
+    await s.append(room("general", "alice", "before the upgrade"));
+    await s.append(dm("alice", "bob", "psst"));
+  }
+  // Schema 2 is schema 3 without its two tables.
+  const v2 = new DatabaseSync(data.path);
+  v2.exec("DROP TABLE claims; DROP TABLE revoked; PRAGMA user_version = 2");
+  v2.close();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.deepEqual(await s.staleClaims(Infinity, 10), []);
+    assert.equal(await s.sessionRevoked("s1", 0), false);
+    assert.equal((await s.claimName("Alice", "s1", 1000, true)).ok, true);
+    await s.revokeSession("s2", Date.now() + 60_000);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.staleClaims(Infinity, 10), [
+    { name: "Alice", session: "s1", seen: 1000 },
+  ]);
+  assert.equal(await s.sessionRevoked("s2", Date.now()), true);
+  assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.text), [
+    "before the upgrade",
+  ]);
+});
+
+Deno.test("SqliteStore.releaseName() keeps the file and its search index consistent over a reopen", async () => {
+  await using data = await tempData();
+  const ab = conversationKey("alice", { to: "bob" });
+  {
+    await using s = open(data.path);
+    await s.claimName("alice", "s1", 1000, true);
+    await s.touchUser("alice");
+    for (let i = 1; i <= 3; i++) await s.append(dm("alice", "bob", `secret ${i}`));
+    await s.append(room("general", "alice", "secret in public"));
+    await s.setRead("bob", ab, 3);
+    assert.deepEqual(await s.releaseName("alice", "s1"), []);
+  }
+  const left = (table: string) =>
+    peek(data.path, (db) => Number(db.prepare(`SELECT count(*) AS n FROM ${table}`).get()!.n));
+  assert.equal(count(data.path, `conv = '${ab}'`), 0);
+  assert.deepEqual([left("dm_members"), left("reads"), left("users"), left("claims")], [
+    0,
+    0,
+    0,
+    0,
+  ]);
+  // rank 1: the external-content index must match the messages table row for row.
+  const db = new DatabaseSync(data.path);
+  db.exec("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)");
+  db.close();
+  await using s = open(data.path);
+  const found = await s.search("secret", { user: "bob", rooms: ["general"], limit: 10 });
+  assert.deepEqual(found.map((m) => m.text), ["secret in public"]);
+  assert.equal((await s.page(ab, { since: 0, limit: 10 })).gap, true, "ids 1-3 are gone");
+  assert.equal((await s.append(dm("bob", "alice", "new"))).id, 4, "ids continue after a reopen");
+  assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 4, read: 0 }]);
+  assert.equal(await s.knownUser("alice"), false);
+});
+
+Deno.test("SqliteStore.releaseName() in a batch with writes of the same name keeps their order", async () => {
+  await using data = await tempData();
+  const ab = conversationKey("alice", { to: "bob" });
+  {
+    await using s = open(data.path, { commitDelay: 60_000 });
+    const claimed = s.claimName("alice", "s1", 1000, true);
+    const writes = [
+      s.touchUser("alice"),
+      s.append(dm("alice", "bob", "before")),
+      s.releaseName("alice", "s1"),
+      s.append(dm("bob", "alice", "after")),
+    ];
+    await s.flush();
+    assert.equal((await claimed).ok, true);
+    const [, before, rooms, after] = await Promise.all(writes);
+    assert.deepEqual(rooms, []);
+    assert.deepEqual([(before as { id: number }).id, (after as { id: number }).id], [1, 2]);
+    assert.equal(await s.knownUser("alice"), false, "the release came after the sign-in");
+    assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["after"]);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 2, read: 0 }]);
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 2, read: 0 }]);
+  assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["after"]);
+});
+
+Deno.test("SqliteStore.revokeSession() drops lapsed revocations from the file", async () => {
+  await using data = await tempData();
+  let now = Date.parse("2030-01-01T00:00:00Z");
+  await using s = open(data.path, { now: () => now });
+  await s.revokeSession("old", now + 1000);
+  await s.revokeSession("long", now + 60_000);
+  now += 2000;
+  await s.revokeSession("new", now + 1000);
+  const sessions = peek(
+    data.path,
+    (db) => db.prepare("SELECT session FROM revoked ORDER BY session").all().map((r) => r.session),
+  );
+  assert.deepEqual(sessions, ["long", "new"]);
+  assert.equal(await s.sessionRevoked("long", now), true);
+});
+
 Deno.test("SqliteStore.open() refuses what it cannot use with one clear line and changes nothing", async (t) => {
   await using data = await tempData();
   const refuse = (path: string, pattern: RegExp) => {
@@ -407,7 +517,11 @@ Deno.test("SqliteStore.open() refuses what it cannot use with one clear line and
     db.close();
     refuse(
       path,
-      /^Cannot use data file ".*": it was written by a newer version of chat \(schema 3, this version knows 2\): upgrade chat$/,
+      new RegExp(
+        `^Cannot use data file ".*": it was written by a newer version of chat \\(schema ${
+          SCHEMA_VERSION + 1
+        }, this version knows ${SCHEMA_VERSION}\\): upgrade chat$`,
+      ),
     );
   });
   await t.step("a file another server is using", async () => {

@@ -198,11 +198,180 @@ export function storeContract(name: string, open: OpenStore): void {
     }
   });
 
+  test("search() matches the text, whatever the room and sender are called", async (s) => {
+    await s.append({ conv: "x", room: "x", from: "x", text: "hello there" });
+    await s.append({ conv: "r", room: "r", from: "f", text: "x marks the spot" });
+    await s.flush();
+    const scope = { user: "x", rooms: ["x", "r"], limit: 10 };
+    assert.deepEqual((await s.search("hello", scope)).map((m) => m.text), ["hello there"]);
+    assert.deepEqual((await s.search("spot", scope)).map((m) => m.text), ["x marks the spot"]);
+  });
+
   test("touchUser() and knownUser() remember who signed in", async (s) => {
     assert.equal(await s.knownUser("alice"), false);
     await s.touchUser("alice");
     await s.touchUser("alice");
     assert.equal(await s.knownUser("alice"), true);
     assert.equal(await s.knownUser("bob"), false);
+  });
+
+  test("claimName() claims a free name, refreshes its holder and refuses everyone else", async (s) => {
+    assert.deepEqual(await s.claimName("Alice", "s1", 1000, true), {
+      ok: true,
+      claim: { name: "Alice", session: "s1", seen: 1000 },
+    });
+    assert.deepEqual(
+      await s.claimName("aLiCe", "s1", 2000, false),
+      { ok: true, claim: { name: "Alice", session: "s1", seen: 2000 } },
+      "the holder refreshes seen in any case; the display case stays",
+    );
+    assert.deepEqual(
+      await s.claimName("ALICE", "s2", 3000, true),
+      { ok: false, claim: { name: "Alice", session: "s1", seen: 2000 } },
+      "another session learns who holds it and changes nothing",
+    );
+    assert.deepEqual(
+      await s.claimName("bob", "s2", 3000, false),
+      { ok: false, claim: null },
+      "an unclaimed name is not created without create",
+    );
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [
+      { name: "Alice", session: "s1", seen: 2000 },
+    ]);
+    assert.deepEqual(await s.claimName("bob", "s2", 3000, true), {
+      ok: true,
+      claim: { name: "bob", session: "s2", seen: 3000 },
+    });
+  });
+
+  test("claimName() gives a name to exactly one of 20 concurrent sessions", async (s) => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => s.claimName("Zed", `session-${i}`, 1000 + i, true)),
+    );
+    const won = results.filter((r) => r.ok);
+    assert.equal(won.length, 1);
+    for (const r of results) assert.deepEqual(r.claim, won[0].claim, "losers see the winner");
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [won[0].claim]);
+  });
+
+  test("releaseName() changes nothing unless the session holds the name", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    await s.touchUser("alice");
+    await s.join("alice", "general");
+    const ab = conversationKey("alice", { to: "bob" });
+    await s.append({ conv: ab, to: "bob", from: "alice", text: "hi" });
+    assert.equal(await s.releaseName("alice", "s2"), null);
+    assert.equal(await s.releaseName("nobody", "s1"), null);
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [
+      { name: "alice", session: "s1", seen: 1000 },
+    ]);
+    assert.equal(await s.knownUser("alice"), true);
+    assert.deepEqual(await s.roomsOf("alice"), ["general"]);
+    assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["hi"]);
+  });
+
+  test("releaseName() wipes the holder's DMs, read markers, memberships and known mark", async (s) => {
+    for (const u of ["alice", "bob", "carol"]) await s.touchUser(u);
+    await s.claimName("alice", "s1", 1000, true);
+    await s.join("alice", "general");
+    await s.join("alice", "ops");
+    await s.join("bob", "general");
+    await s.append({ conv: "general", room: "general", from: "alice", text: "public note" });
+    await s.append({ conv: "general", room: "general", from: "bob", text: "reply" });
+    const ab = conversationKey("alice", { to: "bob" });
+    const ac = conversationKey("alice", { to: "carol" });
+    const bc = conversationKey("bob", { to: "carol" });
+    for (let i = 1; i <= 3; i++) {
+      await s.append({ conv: ab, to: "bob", from: "alice", text: `secret ${i}` });
+    }
+    await s.append({ conv: ac, to: "alice", from: "carol", text: "secret too" });
+    await s.append({ conv: bc, to: "carol", from: "bob", text: "secret of others" });
+    await s.setRead("bob", ab, 2);
+    await s.setRead("alice", ab, 3);
+    await s.setRead("alice", "general", 1);
+    await s.setRead("bob", "general", 1);
+    await s.flush();
+
+    assert.deepEqual(await s.releaseName("ALICE", "s1"), ["general", "ops"]);
+    await s.flush();
+    for (const conv of [ab, ac]) {
+      assert.deepEqual((await s.page(conv, { limit: 10 })).messages, [], conv);
+    }
+    assert.deepEqual(await s.conversations("alice"), []);
+    assert.deepEqual(
+      await s.conversations("bob"),
+      [{ room: "general", last: 2, read: 1 }, { to: "carol", last: 1, read: 0 }],
+      "the peer no longer lists the DM",
+    );
+    assert.deepEqual(await s.conversations("carol"), [{ to: "bob", last: 1, read: 0 }]);
+    assert.deepEqual(await s.roomsOf("alice"), []);
+    assert.deepEqual(await s.members("general"), ["bob"]);
+    assert.deepEqual(await s.members("ops"), []);
+    assert.equal(await s.roomExists("ops"), true, "rooms stay");
+    assert.equal(await s.roomsCreatedBy("alice"), 2, "and so does who created them");
+    assert.equal(await s.knownUser("alice"), false);
+    assert.equal(await s.knownUser("bob"), true);
+    assert.deepEqual(
+      (await s.page("general", { limit: 10 })).messages.map((m) => m.text),
+      ["public note", "reply"],
+      "room messages stay",
+    );
+    const bob = await s.search("secret", { user: "bob", rooms: ["general"], limit: 10 });
+    assert.deepEqual(bob.map((m) => m.text), ["secret of others"]);
+    assert.deepEqual(await s.search("secret", { user: "alice", rooms: [], limit: 10 }), []);
+    assert.deepEqual(await s.staleClaims(Infinity, 10), []);
+    assert.deepEqual(await s.claimName("alice", "s9", 5000, false), { ok: false, claim: null });
+
+    // A later holder of the name starts clean, and DM ids go on after the old ones.
+    assert.equal((await s.claimName("alice", "s9", 5000, true)).ok, true);
+    const next = await s.append({ conv: ab, to: "alice", from: "bob", text: "hello again" });
+    assert.equal(next.id, 4);
+    await s.flush();
+    assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.id), [4]);
+    assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 4, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [
+      { room: "general", last: 2, read: 1 },
+      { to: "alice", last: 4, read: 0 },
+      { to: "carol", last: 1, read: 0 },
+    ]);
+    assert.deepEqual(
+      (await s.search("again", { user: "alice", rooms: [], limit: 10 })).map((m) => m.id),
+      [4],
+    );
+  });
+
+  test("staleClaims() lists claims not seen since a time, oldest first, at most limit", async (s) => {
+    await s.claimName("a", "sa", 300, true);
+    await s.claimName("B", "sb", 100, true);
+    await s.claimName("c", "sc", 200, true);
+    await s.claimName("d", "sd", 500, true);
+    const names = async (before: number, limit: number) =>
+      (await s.staleClaims(before, limit)).map((c) => c.name);
+    assert.deepEqual(await s.staleClaims(400, 10), [
+      { name: "B", session: "sb", seen: 100 },
+      { name: "c", session: "sc", seen: 200 },
+      { name: "a", session: "sa", seen: 300 },
+    ]);
+    assert.deepEqual(await names(400, 2), ["B", "c"]);
+    assert.deepEqual(await names(100, 10), [], "seen exactly at before is not stale");
+    assert.deepEqual(await names(400, 0), []);
+    await s.claimName("b", "sb", 600, false);
+    assert.deepEqual(await names(400, 10), ["c", "a"], "a refresh makes it fresh");
+    await s.releaseName("a", "sa");
+    assert.deepEqual(await names(Infinity, 10), ["c", "d", "B"]);
+  });
+
+  test("revokeSession() revokes until a time and sessionRevoked() sees it lapse", async (s) => {
+    const now = Date.now();
+    assert.equal(await s.sessionRevoked("s1", now), false);
+    await s.revokeSession("s1", now + 60_000);
+    assert.equal(await s.sessionRevoked("s1", now), true);
+    assert.equal(await s.sessionRevoked("s1", now + 59_999), true);
+    assert.equal(await s.sessionRevoked("s1", now + 60_000), false, "lapsed at until");
+    assert.equal(await s.sessionRevoked("s2", now), false, "only that session");
+    await s.revokeSession("s1", now + 1000);
+    assert.equal(await s.sessionRevoked("s1", now + 30_000), true, "never shortened");
+    await s.revokeSession("s3", now - 1);
+    assert.equal(await s.sessionRevoked("s3", now), false, "already lapsed");
   });
 }
