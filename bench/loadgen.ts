@@ -25,7 +25,7 @@ export interface Spec {
   urls: string[];
   /** Server process ids, for CPU and memory readings. */
   pids: number[];
-  scenario: "fanout" | "rate" | "rooms" | "idle";
+  scenario: "fanout" | "rate" | "rooms" | "idle" | "search";
   /** Receivers in the room (fanout, rate). */
   receivers?: number;
   /** Messages in flight at most (fanout). */
@@ -42,6 +42,10 @@ export interface Spec {
   seconds?: number;
   /** Handshakes in progress at once while connecting. */
   concurrency?: number;
+  /** Rooms filled with messages before searching (search). */
+  rooms?: number;
+  /** Messages sent into each of those rooms (search). */
+  perRoom?: number;
 }
 
 /** What one scenario measured; fields that do not apply are absent. */
@@ -61,6 +65,13 @@ export interface Result {
   rssPerConnKB?: number;
   /** Text received per connection while connecting and settling (idle), in KB. */
   inPerConnKB?: number;
+  /** Searches answered during the window (search). */
+  searches?: number;
+  searchP50Ms?: number;
+  searchP99Ms?: number;
+  /** Ping round trip before any search ran (search); p50Ms/p99Ms are during the searches. */
+  idleP50Ms?: number;
+  idleP99Ms?: number;
   /** Share of one core used by the server(s) during the window. */
   serverCpu: number | null;
   /** Share of one core used by this load generator during the window. */
@@ -99,6 +110,12 @@ function delay(ms: number): Promise<void> {
 /** Characters received by clients while connecting (welcome, joined, ...). */
 let setupChars = 0;
 
+/**
+ * The token each chat user was welcomed with: a returning user signs in with
+ * it, as a real client does (open mode keeps a name for the session holding it).
+ */
+const tokens = new Map<string, string>();
+
 /** A client that has signed in and joined its room. */
 type Client = WebSocket;
 
@@ -134,7 +151,8 @@ function connect(spec: Spec, url: string, name: string, room: string, onFrame: H
       fail(new Error(`Client "${name}" closed while connecting: ${e.code} ${e.reason}`));
     ws.onopen = () => {
       if (spec.target === "relay") return ready();
-      ws.send(JSON.stringify({ type: "auth", username: name }));
+      const token = tokens.get(name);
+      ws.send(JSON.stringify(token ? { type: "auth", token } : { type: "auth", username: name }));
     };
     let welcomed = false;
     ws.onmessage = (e) => {
@@ -145,6 +163,8 @@ function connect(spec: Spec, url: string, name: string, room: string, onFrame: H
       }
       if (!welcomed && data.includes('"type":"welcome"')) {
         welcomed = true;
+        const token = /"token":"([^"]+)"/.exec(data)?.[1];
+        if (token) tokens.set(name, token);
         if (room === "general") return ready();
         ws.send(JSON.stringify({ type: "join", room }));
       }
@@ -477,7 +497,127 @@ async function quiet(spec: Spec): Promise<void> {
   }
 }
 
-const SCENARIOS = { fanout, rate, rooms, idle };
+/** Seeded text: accents and Greek keep `toLowerCase` off its ASCII fast path, as in real chats. */
+const SEED_TEXT =
+  "Déploiement du café terminé, ΣΊΣΥΦΟΣ a relu la PR et tout est passé en production";
+
+/**
+ * Sends `frame` on a ready client and resolves once a frame holding `marker`
+ * arrives; rejects on an error frame or after 30 s.
+ */
+function ask(ws: Client, frame: string, marker: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const before = ws.onmessage;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      ws.onmessage = before;
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => done(new Error(`No answer to ${frame.slice(0, 80)}`)), 30_000);
+    ws.onmessage = (e) => {
+      const data = e.data as string;
+      if (data.includes(marker)) done();
+      else if (data.includes('"type":"error"')) {
+        done(new Error(`${frame.slice(0, 80)} got an error: ${data.slice(0, 200)}`));
+      }
+    };
+    ws.send(frame);
+  });
+}
+
+/** Sends `total` messages round-robin into `rooms`, at most 500 unacknowledged. */
+function seed(ws: Client, rooms: string[], total: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let sent = 0, echoed = 0, lastEcho = performance.now();
+    const stall = setInterval(() => {
+      if (performance.now() - lastEcho < 10_000) return;
+      clearInterval(stall);
+      reject(new Error(`Seeding stalled after ${echoed} of ${total} messages`));
+    }, 1000);
+    const pump = () => {
+      while (sent < total && sent - echoed < 500) {
+        const room = rooms[sent % rooms.length];
+        ws.send(`{"type":"send","room":"${room}","text":"${MARK}${sent++}~ ${SEED_TEXT}"}`);
+      }
+    };
+    // The sender's own copy of each message is its acknowledgement.
+    ws.onmessage = (e) => {
+      scan(e.data as string, () => echoed++);
+      lastEcho = performance.now();
+      if ((e.data as string).includes('"type":"error"')) {
+        clearInterval(stall);
+        return reject(new Error(`Seeding got an error: ${(e.data as string).slice(0, 200)}`));
+      }
+      if (echoed < total) return pump();
+      clearInterval(stall);
+      ws.onmessage = null;
+      resolve();
+    };
+    pump();
+  });
+}
+
+/** Pings one after another (a few ms apart) until `stop()` is true. */
+async function pingLoop(ws: Client, hist: Histogram, stop: () => boolean): Promise<void> {
+  while (!stop()) {
+    const t0 = performance.now();
+    await ask(ws, '{"type":"ping"}', '"type":"pong"');
+    hist.record((performance.now() - t0) * 1000);
+    await delay(2);
+  }
+}
+
+/**
+ * One member of `rooms` rooms fills them with `perRoom` messages each, then
+ * searches them for a word no message holds, one search after another; a
+ * second client pings meanwhile. The ping round trip is the delay every
+ * other user sees while searches run.
+ */
+async function search(spec: Spec): Promise<Result> {
+  const rooms = Array.from({ length: spec.rooms ?? 50 }, (_, i) => `s${i}`);
+  const url = spec.urls[0];
+  const seeker = await connect(spec, url, "seeker", "general", () => {});
+  for (const room of rooms) {
+    await ask(seeker, JSON.stringify({ type: "join", room }), '"type":"joined"');
+  }
+  await seed(seeker, rooms, rooms.length * (spec.perRoom ?? 2000));
+  // On the node that searches: its event loop is the one under test.
+  const pinger = await connect(spec, url, "pinger", "general", () => {});
+  await settle(spec);
+  const query = JSON.stringify({ type: "search", q: "zzyzx-nowhere", limit: 50 });
+  const searchOnce = () => ask(seeker, query, '"type":"search"');
+  const idle = new Histogram();
+  let stopped = false;
+  const idleEnd = performance.now() + (spec.warmup ?? 1) * 1000;
+  await pingLoop(pinger, idle, () => performance.now() >= idleEnd);
+  // Warm-up: the first scans also compile the code that runs them.
+  for (let i = 0; i < 2; i++) await searchOnce();
+  const pings = new Histogram(), searches = new Histogram();
+  const from = sample(spec);
+  const end = performance.now() + (spec.seconds ?? 5) * 1000;
+  const pinging = pingLoop(pinger, pings, () => stopped);
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    await searchOnce();
+    searches.record((performance.now() - t0) * 1000);
+  }
+  stopped = true;
+  await pinging;
+  const u = usage(spec, from);
+  await closeAll([seeker, pinger]);
+  return {
+    searches: searches.count,
+    searchP50Ms: ms(searches.quantile(0.5)),
+    searchP99Ms: ms(searches.quantile(0.99)),
+    ...latency(pings),
+    idleP50Ms: ms(idle.quantile(0.5)),
+    idleP99Ms: ms(idle.quantile(0.99)),
+    ...u,
+  };
+}
+
+const SCENARIOS = { fanout, rate, rooms, idle, search };
 
 /** Runs one scenario. */
 export function runScenario(spec: Spec): Promise<Result> {

@@ -7,7 +7,8 @@
  *
  * Flags:
  * - `--short`: small sizes and one-second windows (what the test suite runs)
- * - `--only fanout,rate50,rate200,rooms,idle5k,idle15k`: a subset of scenarios
+ * - `--only fanout,rate50,rate200,rooms,idle5k,idle15k,search`: a subset of
+ *   scenarios; `search` (chat only) runs only when named here
  * - `--targets relay,chat`: a subset of servers
  * - `--variants memory,sqlite,redis`: chat server variants (see {@link VARIANTS})
  * - `--redis URL`: the Redis server the `redis` variant uses (default: one of
@@ -61,6 +62,12 @@ interface Scenario {
   what: string;
   spec: Omit<Spec, "target" | "urls" | "pids">;
   short: Partial<Spec>;
+  /** Extra chat server flags. */
+  args?: string[];
+  /** Only the chat server can run it (the relay has no history). */
+  chatOnly?: boolean;
+  /** Runs only when named with `--only`. */
+  optIn?: boolean;
 }
 
 const SCENARIOS: Scenario[] = [
@@ -100,6 +107,16 @@ const SCENARIOS: Scenario[] = [
     spec: { scenario: "idle", clients: 15000, concurrency: 200 },
     short: { clients: 200, concurrency: 50 },
   },
+  {
+    name: "search",
+    what: "searches through 100,000 kept messages while another client pings",
+    spec: { scenario: "search", rooms: 50, perRoom: 2000, warmup: 1, seconds: 5 },
+    short: { rooms: 10, perRoom: 200, warmup: 0.2, seconds: 1 },
+    // 50 rooms × 2,000 fills the memory store to its cap of 100,000 messages.
+    args: ["--history", "2000", "--max-rooms-per-user", "1000"],
+    chatOnly: true,
+    optIn: true,
+  },
 ];
 
 /** Targets that the chat must meet against the relay in the same run. */
@@ -133,6 +150,8 @@ const UNLIMITED = [
   "--max-conns-per-user",
   "1000",
   "--max-conns-per-addr",
+  "1000000",
+  "--max-pending",
   "1000000",
   "--max-buffered",
   String(256 * 1024 * 1024),
@@ -212,6 +231,7 @@ async function startTarget(
   dir: string,
   pin: boolean,
   profileDir?: string,
+  extraArgs: string[] = [],
 ): Promise<Running> {
   const procs: Deno.ChildProcess[] = [];
   const output: string[] = [];
@@ -295,6 +315,7 @@ async function startTarget(
           "--quiet",
           ...UNLIMITED,
           ...(target.args?.(dir, redisUrl) ?? []),
+          ...extraArgs,
         ]; // deno-fmt-ignore
         urls.push(`ws://127.0.0.1:${port}/ws`);
       }
@@ -375,11 +396,11 @@ async function measure(
   spec: Scenario["spec"],
   target: Target,
   dir: string,
-  opts: { pin: boolean; profile?: string },
+  opts: { pin: boolean; profile?: string; args?: string[] },
 ): Promise<Result> {
   let server: Running | null = null;
   try {
-    server = await startTarget(target, dir, opts.pin, opts.profile);
+    server = await startTarget(target, dir, opts.pin, opts.profile, opts.args);
     return await runLoadgen(
       { ...spec, target: target.kind, urls: server.urls, pids: server.pids },
       opts.pin,
@@ -457,6 +478,8 @@ const COLUMNS: [string, keyof Result, number][] = [
   ["KB in", "inPerConnKB", 7],
   ["srv cpu", "serverCpu", 7],
   ["gen cpu", "loadgenCpu", 7],
+  ["srch p50", "searchP50Ms", 8],
+  ["srch p99", "searchP99Ms", 8],
 ];
 
 /** The report as a fixed-width table. */
@@ -552,10 +575,11 @@ export async function runBench(args: string[]): Promise<Report> {
   const dir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   try {
     for (const scenario of SCENARIOS) {
-      if (only && !only.includes(scenario.name)) continue;
+      if (only ? !only.includes(scenario.name) : scenario.optIn) continue;
       const runs = new Map<Target, Row>();
       for (let round = 0; round < repeat; round++) {
         for (const target of targets) {
+          if (scenario.chatOnly && target.kind !== "chat") continue;
           const profile = values["cpu-prof"] && target.kind === "chat" && scenario.name === "fanout"
             ? values["cpu-prof"]
             : undefined;
@@ -571,6 +595,7 @@ export async function runBench(args: string[]): Promise<Report> {
               await measure(spec, target, runDir, {
                 pin,
                 profile: round === 0 ? profile : undefined,
+                args: scenario.args,
               }),
             );
           } catch (err) {
