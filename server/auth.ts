@@ -2,19 +2,27 @@
  * Who may sign in: users.json (reloaded when it changes), password checks,
  * signup, and signed session tokens.
  *
- * A token is `v1.<payload>.<signature>`: base64url JSON `{u, e, f}` (user,
- * expiry in Unix seconds, credential fingerprint) signed with HMAC-SHA256.
- * The fingerprint changes when the user's password changes or the user is
- * removed, which invalidates every token issued before.
+ * A token is `v1.<payload>.<signature>`: base64url JSON `{u, e, f, s}`
+ * (user, expiry in Unix seconds, credential fingerprint, session) signed
+ * with HMAC-SHA256. The fingerprint changes when the user's password changes
+ * or the user is removed, which invalidates every token issued before. The
+ * session names a sign-in and every token renewed from it: signing out
+ * revokes it (in the store, for every node).
+ *
+ * The mode is decided once, at start: open only when the users file does
+ * not exist. A login server never turns into an open one while it runs: a
+ * users file that becomes unreadable, invalid or blank keeps the users
+ * loaded before; one that validly lists nobody lets nobody in.
  *
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { dirname, join } from "node:path";
+import { ConfigError } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { PasswordHasher } from "./password.ts";
-import { readUsers, updateUsers, type Users } from "./users.ts";
+import { parseUsers, readUsers, updateUsers, type Users } from "./users.ts";
 
 /** Shortest password `chat user add` and sign-up accept. */
 export const MIN_PASSWORD = 8;
@@ -42,6 +50,11 @@ export interface AuthOptions {
   log: Logger;
   /** Token lifetime in seconds. @default {2592000} (30 days) */
   tokenTtl?: number;
+  /**
+   * Token lifetime in open mode, in seconds: as long as an unused name is
+   * kept, so a token never outlives its name nor dies before it. @default {tokenTtl}
+   */
+  openTokenTtl?: number;
   /** Whether `register` may add users. @default {false} */
   allowSignup?: boolean;
 }
@@ -49,11 +62,27 @@ export interface AuthOptions {
 /** Result of a sign-up attempt. */
 export type RegisterResult = "ok" | "exists" | "disabled";
 
+/** What a valid token says. */
+export interface TokenClaims {
+  /** The user, as their name is spelled. */
+  user: string;
+  /** The session the token belongs to. */
+  session: string;
+}
+
+/** A new, unguessable session id. */
+export function newSessionId(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+}
+
 /** Credentials and tokens. */
 export class Auth {
   #opts: AuthOptions;
   #secret: Buffer;
   #users: Users = new Map();
+  /** Lower-cased name → the name as stored: names are unique ignoring case. */
+  #lower = new Map<string, string>();
+  #open = false;
   #stamp = "";
   #queue: Promise<void> = Promise.resolve();
   #ttl: number;
@@ -75,16 +104,26 @@ export class Auth {
       opts.log,
     );
     const auth = new Auth(opts, secret);
+    auth.#stamp = await stamp(opts.usersPath);
+    auth.#open = auth.#stamp === "missing";
     const { users, warnings } = await readUsers(opts.usersPath);
     for (const w of warnings) opts.log.warn(w);
-    auth.#users = users;
-    auth.#stamp = await stamp(opts.usersPath);
+    auth.#setUsers(users);
+    if (!auth.#open && users.size === 0) opts.log.error(auth.#nobody());
     return auth;
   }
 
-  /** `"login"` when users.json lists users, else `"open"`. */
+  /**
+   * `"open"` when the server started without a users file (until one listing
+   * users appears), else `"login"`.
+   */
   get mode(): "open" | "login" {
-    return this.#users.size > 0 ? "login" : "open";
+    return this.#open ? "open" : "login";
+  }
+
+  /** Token lifetime in seconds (in the current mode). */
+  get tokenTtl(): number {
+    return this.#open ? this.#opts.openTokenTtl ?? this.#ttl : this.#ttl;
   }
 
   /** Whether signup is on (login mode only). */
@@ -97,9 +136,14 @@ export class Auth {
     return this.#users.size;
   }
 
-  /** Whether users.json lists `user`. */
+  /** Whether users.json lists `user` (ignoring case). */
   has(user: string): boolean {
-    return this.#users.has(user);
+    return this.#lower.has(user.toLowerCase());
+  }
+
+  /** The name as users.json spells it, for any spelling of it; undefined when unknown. */
+  canonical(user: string): string | undefined {
+    return this.#lower.get(user.toLowerCase());
   }
 
   /** Checks a password (login mode); spends the same time for unknown users. */
@@ -110,17 +154,19 @@ export class Auth {
   /** Adds a user to users.json, hashed, keeping every other entry. */
   async register(user: string, password: string): Promise<RegisterResult> {
     if (!this.signup) return "disabled";
-    if (this.#users.has(user)) return "exists";
+    if (this.has(user)) return "exists";
     const hash = await this.#opts.hasher.hash(password);
+    const lower = user.toLowerCase();
     return await this.#exclusive(async () => {
       let exists = false;
       const users = await updateUsers(this.#opts.usersPath, (u) => {
-        if (u.has(user)) return (exists = true, false);
+        if ([...u.keys()].some((k) => k.toLowerCase() === lower)) return (exists = true, false);
         u.set(user, hash);
       });
       if (exists) return "exists";
       // The validated set, as a reload would see it.
-      this.#users = users;
+      this.#setUsers(users);
+      this.#open = false;
       this.#stamp = await stamp(this.#opts.usersPath);
       return "ok";
     });
@@ -132,25 +178,30 @@ export class Auth {
    * `null` when the user may not sign in at all.
    */
   fingerprint(user: string): string | null {
-    if (this.mode === "open") return "open";
+    if (this.#open) return "open";
     const cred = this.#users.get(user);
     if (cred === undefined) return null;
     return createHmac("sha256", this.#secret).update(`fp:${user}:${cred}`)
       .digest("base64url").slice(0, 16);
   }
 
-  /** A signed token for `user`. */
-  issueToken(user: string): string {
+  /** A signed token for `user` in `session`. */
+  issueToken(user: string, session: string): string {
     const payload = Buffer.from(JSON.stringify({
       u: user,
-      e: Math.floor(Date.now() / 1000) + this.#ttl,
+      e: Math.floor(Date.now() / 1000) + this.tokenTtl,
       f: this.fingerprint(user),
+      s: session,
     })).toString("base64url");
     return `v1.${payload}.${this.#sign(payload)}`;
   }
 
-  /** The user a token belongs to, or `null` if it is forged, expired or revoked. */
-  verifyToken(token: string): string | null {
+  /**
+   * The user and session a token belongs to, or `null` if it is forged,
+   * expired or its credentials changed. Whether its session was signed out
+   * is the store's to say.
+   */
+  verifyToken(token: string): TokenClaims | null {
     const parts = token.split(".");
     if (parts.length !== 3 || parts[0] !== "v1") return null;
     const expected = Buffer.from(this.#sign(parts[1]));
@@ -158,7 +209,7 @@ export class Auth {
     if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
       return null;
     }
-    let claims: { u?: unknown; e?: unknown; f?: unknown };
+    let claims: { u?: unknown; e?: unknown; f?: unknown; s?: unknown };
     try {
       claims = JSON.parse(Buffer.from(parts[1], "base64url").toString());
     } catch {
@@ -169,7 +220,15 @@ export class Auth {
     }
     if (claims.e * 1000 < Date.now()) return null;
     const fp = this.fingerprint(claims.u);
-    return fp !== null && fp === claims.f ? claims.u : null;
+    if (fp === null || fp !== claims.f) return null;
+    let session = claims.s;
+    if (session === undefined && !this.#open) {
+      // Issued before sessions existed: its own signature names it, so the
+      // token renewed from it can still be signed out.
+      session = createHash("sha256").update(parts[2]).digest("base64url").slice(0, 22);
+    }
+    if (typeof session !== "string" || session === "") return null;
+    return { user: claims.u, session };
   }
 
   /**
@@ -188,21 +247,35 @@ export class Auth {
   }
 
   async #reload(): Promise<boolean> {
-    const now = await stamp(this.#opts.usersPath);
+    const path = this.#opts.usersPath;
+    const now = await stamp(path);
     if (now === this.#stamp) return false;
     this.#stamp = now;
-    let parsed;
-    try {
-      parsed = await readUsers(this.#opts.usersPath);
-    } catch (err) {
+    if (now === "missing" && this.#open) return false;
+    const keep = (why: string) => {
       this.#opts.log.error(
-        `${(err as Error).message}; keeping the ${this.#users.size} users loaded before`,
+        `${why}: keeping the ${this.#users.size} users loaded before, nobody else can sign in; fix the file and it is picked up at once`,
       );
       return false;
+    };
+    if (now === "missing") return keep(`The users file "${path}" is gone`);
+    let parsed;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+      parsed = parseUsers(text, path);
+    } catch (err) {
+      return keep((err as Error).message.replace(/^Cannot read/, "Cannot use"));
     }
+    // A blank file is what a crash or an editor leaves mid-write, never a decision.
+    if (text.trim() === "") return keep(`The users file "${path}" is empty`);
+    if (this.#open && parsed.users.size === 0) return false;
     const before = this.#users;
-    this.#users = parsed.users;
-    const same = before.size === parsed.users.size &&
+    const wasOpen = this.#open;
+    this.#open = false;
+    this.#setUsers(parsed.users);
+    if (parsed.users.size === 0) this.#opts.log.error(this.#nobody());
+    const same = !wasOpen && before.size === parsed.users.size &&
       [...before].every(([k, v]) => parsed.users.get(k) === v);
     if (!same) {
       for (const w of parsed.warnings) this.#opts.log.warn(w);
@@ -211,6 +284,19 @@ export class Auth {
       );
     }
     return !same;
+  }
+
+  #setUsers(users: Users): void {
+    this.#users = users;
+    this.#lower = new Map();
+    for (const name of users.keys()) {
+      const key = name.toLowerCase();
+      if (!this.#lower.has(key)) this.#lower.set(key, name);
+    }
+  }
+
+  #nobody(): string {
+    return `The users file "${this.#opts.usersPath}" lists no users: nobody can sign in until one is added with "chat user add NAME" (delete the file and restart for open mode)`;
   }
 
   #sign(payload: string): string {
@@ -229,8 +315,20 @@ async function stamp(path: string): Promise<string> {
   }
 }
 
-/** Reads the signing secret, creating it (mode 0600) on first start. */
+/**
+ * Reads the signing secret, creating it (mode 0600) on first start.
+ *
+ * @throws {ConfigError} when the file exists but group or others may read it.
+ */
 async function loadSecret(path: string, log: Logger): Promise<string> {
+  const mode = await Deno.stat(path).then((st) => st.mode, () => null);
+  if (mode !== null && Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `The token secret "${path}" may be read by other users (mode ${
+        (mode & 0o777).toString(8).padStart(3, "0")
+      }): anyone who reads it can sign in as anyone; run "chmod 600 ${path}"`,
+    );
+  }
   try {
     const s = (await Deno.readTextFile(path)).trim();
     if (s.length >= 32) return s;

@@ -43,6 +43,12 @@ export type BrokerEvent =
     to?: string;
     id: number;
     origin?: Origin;
+  }
+  | {
+    /** A session signed out: its connections close on every node. */
+    kind: "signout";
+    user: string;
+    session: string;
   };
 
 /** Called for every event from any node, in delivery order. */

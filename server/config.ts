@@ -36,6 +36,8 @@ export interface Config {
   frameBurst: number;
   maxConnsPerUser: number;
   maxConnsPerAddr: number;
+  maxPendingPerAddr: number;
+  nameExpiryDays: number;
   maxRoomsPerUser: number;
   maxRooms: number;
   maxBufferedBytes: number;
@@ -86,7 +88,7 @@ export const OPTIONS: OptionSpec[] = [
     kind: "string",
     default: "./users.json",
     arg: "FILE",
-    help: "Users file; missing or empty means open mode",
+    help: "Users file; a server started without one runs in open mode",
   },
   {
     flag: "history",
@@ -243,7 +245,27 @@ export const OPTIONS: OptionSpec[] = [
     kind: "int",
     default: 100,
     arg: "N",
-    help: "Connections one client address may hold",
+    help: "Signed-in connections one client address may hold",
+    min: 1,
+  },
+  {
+    flag: "max-pending",
+    key: "maxPendingPerAddr",
+    env: ["MAX_PENDING"],
+    kind: "int",
+    default: 16,
+    arg: "N",
+    help: "Connections one client address may hold before they send a sign-in",
+    min: 1,
+  },
+  {
+    flag: "name-expiry",
+    key: "nameExpiryDays",
+    env: ["NAME_EXPIRY_DAYS"],
+    kind: "int",
+    default: 30,
+    arg: "DAYS",
+    help: "Open mode: a name unused this long is released, with its direct messages",
     min: 1,
   },
   {

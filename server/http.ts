@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
+import { timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Conn, Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
@@ -63,19 +65,37 @@ export interface HttpDeps {
   idleTimeout?: number;
   /** Take the client address from X-Forwarded-For. @default {false} */
   trustProxy?: boolean;
+  /** The server speaks https itself (for the Origin check). @default {false} */
+  tls?: boolean;
+  /**
+   * The secret the built-in tunnel adds to every request it forwards (in
+   * {@link TUNNEL_HEADER}): only such requests have their client address
+   * taken from the tunnel's X-Forwarded-For.
+   */
+  tunnelSecret?: string;
   /** Static files (the web app). */
   static?: StaticHandler;
   /** Drops connections stuck while closing. */
   reaper?: SocketReaper;
 }
 
+/** The header the built-in tunnel adds, carrying {@link HttpDeps.tunnelSecret}. */
+export const TUNNEL_HEADER = "x-chat-tunnel";
+
 /** Builds the `Deno.serve` handler. */
 export function createHandler(
   deps: HttpDeps,
 ): (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response> {
-  const allowed = new Set(
-    (deps.allowedOrigins ?? []).map((o) => o.replace(/\/+$/, "").toLowerCase()),
-  );
+  const allowed = new Set((deps.allowedOrigins ?? []).map((o) => normalizeOrigin(o) ?? o));
+  const secret = deps.tunnelSecret ? Buffer.from(deps.tunnelSecret) : null;
+  /** Whether the request came through the built-in tunnel (it carries the tunnel's secret). */
+  function viaTunnel(req: Request): boolean {
+    const values = secret ? req.headers.get(TUNNEL_HEADER)?.split(",") : undefined;
+    return values?.some((v) => {
+      const b = Buffer.from(v.trim());
+      return b.length === secret!.length && timingSafeEqual(b, secret!);
+    }) ?? false;
+  }
   const hub = deps.hub;
   // One set of socket handlers shared by every connection (no per-socket closures).
   const conns = new WeakMap<WebSocket, Conn>();
@@ -92,14 +112,14 @@ export function createHandler(
     const conn = conns.get(this);
     if (conn) hub.close(conn);
   }
-  function upgrade(req: Request, addr: string): Response {
+  function upgrade(req: Request, addr: string, scheme: string): Response {
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "This endpoint speaks WebSocket: connect with a WebSocket client", {
         upgrade: "websocket",
       });
     }
     const origin = req.headers.get("origin");
-    if (origin !== null && !originAllowed(origin, req, allowed)) {
+    if (origin !== null && !originAllowed(origin, req, scheme, allowed)) {
       deps.log.warn(`Refused a WebSocket from origin "${origin.slice(0, 100)}" (${addr})`);
       throw new HttpError(
         403,
@@ -131,7 +151,7 @@ export function createHandler(
     return response;
   }
 
-  async function route(req: Request, addr: string): Promise<Response> {
+  async function route(req: Request, addr: string, scheme: string): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     checkSize(req, path !== "/ws");
@@ -146,13 +166,29 @@ export function createHandler(
     switch (path) {
       case "/ws":
         only("GET");
-        return upgrade(req, addr);
+        return upgrade(req, addr, scheme);
       case "/healthz":
         only("GET", "HEAD");
         return json(await deps.health(), { "cache-control": "no-store" });
       case "/api/info":
         only("GET", "HEAD");
         return json(deps.info(), { "cache-control": "no-store" });
+      case "/api/signout": {
+        only("POST");
+        // A bearer header, never a cookie: no other site can make a browser send it.
+        const m = /^Bearer\s+(\S{1,1024})$/i.exec(req.headers.get("authorization") ?? "");
+        if (!m) {
+          throw new HttpError(401, "Send the session token as Authorization: Bearer TOKEN", {
+            "www-authenticate": "Bearer",
+          });
+        }
+        if (!(await hub.signOut(m[1]))) {
+          throw new HttpError(401, "The session is not valid (expired or already signed out)", {
+            "www-authenticate": "Bearer",
+          });
+        }
+        return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
+      }
     }
     if (deps.static) {
       const res = await deps.static(req, path);
@@ -170,16 +206,21 @@ export function createHandler(
   return async (req, info) => {
     const remote = info.remoteAddr as Deno.NetAddr;
     let addr = clientAddress(remote.hostname ?? "unknown");
-    if (deps.trustProxy) {
+    let scheme = deps.tls ? "https" : "http";
+    const tunnel = viaTunnel(req);
+    if (tunnel || deps.trustProxy) {
       // The proxy appends the address it saw: the last entry is the one it
       // vouches for; earlier ones are whatever the client sent.
       const fwd = req.headers.get("x-forwarded-for");
       const last = fwd?.slice(fwd.lastIndexOf(",") + 1).trim();
       if (last && isIP(last)) addr = clientAddress(last);
+      const proto = req.headers.get("x-forwarded-proto")?.split(",").pop()?.trim().toLowerCase();
+      if (tunnel) scheme = "https";
+      else if (proto === "http" || proto === "https") scheme = proto;
     }
     let res: Response;
     try {
-      res = await route(req, addr);
+      res = await route(req, addr, scheme);
     } catch (err) {
       if (err instanceof HttpError) {
         res = new Response(err.message + "\n", {
@@ -251,18 +292,33 @@ export function clientAddress(ip: string): string {
   return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
-/** Same origin as the request's Host, or listed in `allowed`. */
-function originAllowed(origin: string, req: Request, allowed: Set<string>): boolean {
-  const o = origin.toLowerCase();
-  if (allowed.has(o) || allowed.has("*")) return true;
-  let host: string;
+/** `scheme://host[:port]` as a browser sends it (default ports dropped), or null. */
+function normalizeOrigin(origin: string): string | null {
   try {
-    host = new URL(o).host;
+    const url = new URL(origin.trim());
+    return url.protocol === "http:" || url.protocol === "https:" ? url.origin : null;
   } catch {
-    return false;
+    return null;
   }
-  const reqHost = (req.headers.get("host") ?? new URL(req.url).host).toLowerCase();
-  return host === reqHost;
+}
+
+/**
+ * Same origin as the request — scheme, host and port — or listed in
+ * `allowed`. The scheme is the one the client used: https when the server
+ * (or the tunnel, or a trusted proxy) terminates TLS.
+ */
+function originAllowed(
+  origin: string,
+  req: Request,
+  scheme: string,
+  allowed: Set<string>,
+): boolean {
+  if (allowed.has("*")) return true;
+  const o = normalizeOrigin(origin);
+  if (o === null) return false;
+  if (allowed.has(o)) return true;
+  const host = req.headers.get("host") ?? new URL(req.url).host;
+  return o === normalizeOrigin(`${scheme}://${host}`);
 }
 
 function json(body: unknown, headers: Record<string, string> = {}): Response {

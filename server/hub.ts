@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { type Auth, passwordProblem } from "./auth.ts";
+import { type Auth, newSessionId, passwordProblem } from "./auth.ts";
 import { HasherBusyError } from "./password.ts";
 import type { Broker, BrokerEvent, Origin } from "./broker.ts";
 import { KeyedCounter, RoomQuota } from "./limits.ts";
@@ -20,18 +20,23 @@ import {
   type ChatMessage,
   type ClientFrame,
   CloseCode,
+  type Conversation,
   conversationKey,
   type ErrorCode,
   FrameError,
+  isReservedName,
   JOIN_REPLAY,
   LOBBY,
+  MAX_FRAME_BYTES,
   MAX_PAGE,
   parseClientFrame,
   type ServerFrame,
   type Target,
+  utf8Length,
   type WelcomeFrame,
 } from "./protocol.ts";
-import { dmPair, type Store } from "./store.ts";
+import { dmPair, type NameClaim, type Store } from "./store.ts";
+import { encode, fitItems, headBytes, messageFrame, withArrays, withRef } from "./frames.ts";
 import { LoginThrottle, type Outcome, type ThrottleOptions } from "./throttle.ts";
 import { TypingGate } from "./typing_gate.ts";
 
@@ -45,8 +50,14 @@ export interface Limits {
   authBacklog: number;
   /** Connections one user may hold on this node. @default {20} */
   maxConnsPerUser: number;
-  /** Connections one client address may hold. @default {100} */
+  /** Signed-in connections one client address may hold. @default {100} */
   maxConnsPerAddr: number;
+  /**
+   * Connections one client address may hold that have not sent a sign-in
+   * frame yet; past it, the oldest of them makes way once it has had a
+   * second to sign in, and four times as many are never held. @default {16}
+   */
+  maxPendingPerAddr: number;
   /** Rooms one user may create. @default {50} */
   maxRoomsPerUser: number;
   /** Rooms the whole chat may have. @default {1000} */
@@ -64,6 +75,7 @@ export const DEFAULT_LIMITS: Limits = {
   authBacklog: 32,
   maxConnsPerUser: 20,
   maxConnsPerAddr: 100,
+  maxPendingPerAddr: 16,
   maxRoomsPerUser: 50,
   maxRooms: 1000,
   typingBurst: 4,
@@ -90,6 +102,11 @@ export interface HubOptions {
   outbox?: OutboxOptions;
   /** When presence frames switch from full lists to deltas, and how often they go. */
   presence?: PresenceOptions;
+  /**
+   * Open mode: milliseconds after which a name not seen is released, with
+   * its direct messages and read markers. @default {2592000000} (30 days)
+   */
+  nameExpiry?: number;
   /** Clock in milliseconds. @default {Date.now} */
   now?: () => number;
 }
@@ -148,6 +165,15 @@ let nextConnId = 1;
 /** Seconds a client refused for too many connections is told to wait. */
 const RETRY_CONNECT = 10;
 
+/** Milliseconds a connection has to send its sign-in before it may be made to make way. */
+const PENDING_GRACE = 1000;
+
+/** Milliseconds between checks for open-mode names that expired. */
+const NAME_SWEEP_INTERVAL = 10 * 60_000;
+
+/** Open-mode names released per check, at most. */
+const NAME_SWEEP_BATCH = 200;
+
 /** One WebSocket connection. */
 export class Conn {
   /** Unique within this process. */
@@ -162,6 +188,8 @@ export class Conn {
   user: User | null = null;
   /** Credential fingerprint the session was opened with. */
   fingerprint: string | null = null;
+  /** The session (token lineage) it signed in with: sign-out ends it everywhere. */
+  session: string | null = null;
   /** Frames that arrived while the sign-in was being checked. */
   backlog: string[] | null = null;
   /** When the connection opened (ms). */
@@ -184,25 +212,6 @@ export class Conn {
   }
 }
 
-function encode(frame: ServerFrame): string {
-  return JSON.stringify(frame);
-}
-
-function messageFrame(msg: ChatMessage): string {
-  // Key order is fixed so every node builds the same text.
-  return msg.room !== undefined
-    ? `{"type":"message","id":${msg.id},"room":"${msg.room}","from":"${msg.from}","text":${
-      JSON.stringify(msg.text)
-    },"ts":"${msg.ts}"}`
-    : `{"type":"message","id":${msg.id},"to":"${msg.to}","from":"${msg.from}","text":${
-      JSON.stringify(msg.text)
-    },"ts":"${msg.ts}"}`;
-}
-
-function withRef(text: string, ref: string): string {
-  return `${text.slice(0, -1)},"ref":${JSON.stringify(ref)}}`;
-}
-
 /** The other party of a DM conversation. */
 function peerOf(conv: string, user: string): string {
   const [a, b] = dmPair(conv)!;
@@ -223,11 +232,14 @@ export class Hub {
   #limits: Limits;
 
   #conns = new Map<number, Conn>();
-  #unauthed = new Set<Conn>();
+  /** Connections that have not sent a sign-in frame yet, by address, oldest first. */
+  #pending = new Map<string, Set<Conn>>();
   #authed = new Set<Conn>();
   #users = new Map<string, User>();
-  /** Names being signed in (open mode): not online yet, but taken. */
-  #claims = new Set<string>();
+  #nameExpiry: number;
+  /** When open-mode names were last checked for expiry (ms). */
+  #swept = -Infinity;
+  #sweeping = false;
   #arriving = new Map<string, Arriving>();
   #routes = new Map<string, Route>();
   #typing = new Map<string, Typing>();
@@ -248,6 +260,7 @@ export class Hub {
     this.#maxText = options.maxMessageBytes ?? 4096;
     this.#authTimeout = options.authTimeout ?? 10_000;
     this.#typingTimeout = options.typingTimeout ?? 5_000;
+    this.#nameExpiry = options.nameExpiry ?? 30 * 24 * 3600_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#throttle = new LoginThrottle(options.throttle);
     this.#rooms = new RoomQuota(
@@ -290,6 +303,11 @@ export class Hub {
    * Registers a new socket; it must send `auth` first. A connection over a
    * limit (or one arriving during shutdown) is refused when it opens: call
    * {@link opened} from the socket's `open` event.
+   *
+   * Connections that have not signed in are counted apart from signed-in
+   * ones, per address: a crowd of half-open sockets can neither fill the
+   * address's signed-in quota nor hold on to its sign-in slots, because the
+   * oldest idle one makes way for a newcomer.
    */
   open(socket: Socket, info: ConnInfo): Conn {
     const conn = new Conn(
@@ -299,17 +317,52 @@ export class Hub {
       this.#limits.frameBurst,
     );
     this.#conns.set(conn.id, conn);
-    this.#unauthed.add(conn);
     const max = this.#limits.maxConnsPerAddr;
     if (this.#closing) {
       conn.refusal = { code: CloseCode.GoingAway, message: "server shutting down" };
-    } else if (!this.#addrs.add(conn.addr, max)) {
+    } else if (this.#addrs.get(conn.addr) >= max) {
       conn.refusal = {
         code: CloseCode.RateLimited,
         message: `Too many connections from your address (at most ${max}): close some and retry`,
       };
+    } else if (!this.#admitPending(conn)) {
+      conn.refusal = {
+        code: CloseCode.RateLimited,
+        message: "Too many connections from your address are signing in: retry in a few seconds",
+      };
     }
     return conn;
+  }
+
+  /**
+   * Counts a connection as waiting for its sign-in frame; false when its
+   * address has no room for it. Past the limit the oldest waiting one makes
+   * way if it has had {@link PENDING_GRACE} to sign in (so a burst of real
+   * clients, each a round trip from signing in, is never cut); younger ones
+   * are let in up to four times the limit.
+   */
+  #admitPending(conn: Conn): boolean {
+    let set = this.#pending.get(conn.addr);
+    if (!set) {
+      set = new Set();
+      this.#pending.set(conn.addr, set);
+    }
+    const max = this.#limits.maxPendingPerAddr;
+    if (set.size >= max) {
+      const oldest = set.values().next().value!;
+      if (conn.opened - oldest.opened >= PENDING_GRACE) {
+        this.#error(oldest, "rate_limited", "Sign in right after connecting", undefined, 1);
+        this.#drop(oldest, CloseCode.NotAuthenticated, "too many connections signing in");
+      } else if (set.size >= max * 4) return false;
+    }
+    set.add(conn);
+    return true;
+  }
+
+  /** Takes a connection out of the signing-in count. */
+  #unpend(conn: Conn): void {
+    const set = this.#pending.get(conn.addr);
+    if (set?.delete(conn) && set.size === 0) this.#pending.delete(conn.addr);
   }
 
   /** The socket is open: refuses the connection now if {@link open} decided so. */
@@ -322,21 +375,35 @@ export class Hub {
     this.#drop(conn, r.code, r.code === CloseCode.RateLimited ? "too many connections" : r.message);
   }
 
-  /** Handles one frame from a socket (a string, or anything else for binary). */
+  /**
+   * Handles one frame from a socket (a string, or anything else for binary).
+   * Before sign-in, anything invalid, oversized or binary ends the
+   * connection after its error frame: nobody has vouched for it yet, and it
+   * must not cost the server more than one frame.
+   */
   receive(conn: Conn, data: unknown): void {
     if (conn.closed) return;
-    if (!this.#take(conn)) return;
+    const early = conn.user === null;
+    if (!this.#take(conn)) {
+      if (early) this.#drop(conn, CloseCode.RateLimited, "too many frames");
+      return;
+    }
     if (typeof data !== "string") {
       this.#error(
         conn,
         "bad_request",
         "Binary frames are not supported: send JSON text",
       );
+      if (early) this.#drop(conn, CloseCode.BadFrame, "binary frame");
       return;
     }
     if (conn.backlog !== null) {
       if (conn.backlog.length >= this.#limits.authBacklog) {
         this.#error(conn, "rate_limited", "Too many frames before sign-in finished");
+        this.#drop(conn, CloseCode.RateLimited, "too many frames");
+      } else if (data.length * 3 > MAX_FRAME_BYTES && utf8Length(data) > MAX_FRAME_BYTES) {
+        this.#error(conn, "too_large", `Frame is larger than ${MAX_FRAME_BYTES} bytes`);
+        this.#drop(conn, CloseCode.BadFrame, "frame too large");
       } else conn.backlog.push(data);
       return;
     }
@@ -350,6 +417,7 @@ export class Hub {
     } catch (err) {
       if (err instanceof FrameError) {
         this.#error(conn, err.code, err.message, err.ref);
+        if (conn.user === null) this.#drop(conn, CloseCode.BadFrame, "invalid frame");
         return;
       }
       throw err;
@@ -364,11 +432,11 @@ export class Hub {
     conn.closed = true;
     this.#outbox.discard(conn);
     this.#conns.delete(conn.id);
-    this.#unauthed.delete(conn);
+    this.#unpend(conn);
     this.#authed.delete(conn);
-    if (conn.refusal === null) this.#addrs.remove(conn.addr);
     const user = conn.user;
     if (!user) return;
+    this.#addrs.remove(conn.addr);
     for (const room of user.rooms) this.#unroute(room, conn);
     for (const room of user.joining?.keys() ?? []) this.#unroute(room, conn);
     user.conns.delete(conn);
@@ -376,6 +444,10 @@ export class Hub {
       this.#users.delete(user.name);
       this.#clearTyping(user.name);
       this.#broker.offline(user.name);
+      if (this.#auth.mode === "open" && conn.session !== null) {
+        // The name's holder was here until now: expiry counts from its last visit.
+        this.#store.claimName(user.name, conn.session, this.#now(), false).catch(() => {});
+      }
     }
   }
 
@@ -384,14 +456,16 @@ export class Hub {
    * The server calls it from one shared interval.
    */
   tick(now: number = this.#now()): void {
-    for (const conn of this.#unauthed) {
-      if (conn.backlog === null && now - conn.opened > this.#authTimeout) {
-        this.#error(
-          conn,
-          "not_authenticated",
-          `Sign in within ${Math.round(this.#authTimeout / 1000)} seconds of connecting`,
-        );
-        this.#drop(conn, CloseCode.NotAuthenticated, "sign-in timed out");
+    for (const set of this.#pending.values()) {
+      for (const conn of set) {
+        if (conn.backlog === null && now - conn.opened > this.#authTimeout) {
+          this.#error(
+            conn,
+            "not_authenticated",
+            `Sign in within ${Math.round(this.#authTimeout / 1000)} seconds of connecting`,
+          );
+          this.#drop(conn, CloseCode.NotAuthenticated, "sign-in timed out");
+        }
       }
     }
     for (const [key, t] of this.#typing) {
@@ -408,6 +482,10 @@ export class Hub {
     }
     for (const held of this.#typingGate.due(now)) this.#publish(held.info);
     this.#throttle.tick(now);
+    if (now - this.#swept >= NAME_SWEEP_INTERVAL) {
+      this.#swept = now;
+      this.#sweepNames(now);
+    }
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
   }
@@ -459,6 +537,8 @@ export class Hub {
       return;
     }
     conn.backlog = [];
+    // It has sent a sign-in: the throttle and the hasher's queue bound it from here.
+    this.#unpend(conn);
     this.#signIn(conn, frame).catch((err) => {
       if (err instanceof HasherBusyError) {
         this.#error(conn, "rate_limited", err.message, undefined, RETRY_CONNECT);
@@ -473,90 +553,9 @@ export class Hub {
 
   async #signIn(conn: Conn, frame: ClientFrame): Promise<void> {
     const auth = this.#auth;
-    let name: string;
-    let claimed = false;
-    let fingerprint: string | null = null;
-    if (frame.type === "register") {
-      if (auth.mode === "open") {
-        return this.#deny(
-          conn,
-          "signup_disabled",
-          "This server is in open mode: sign in with just a name",
-          CloseCode.AuthFailed,
-        );
-      }
-      const problem = passwordProblem(frame.password);
-      if (problem) return this.#deny(conn, "bad_request", problem, CloseCode.AuthFailed);
-      const { username, password } = frame;
-      const result = auth.signup
-        ? await this.#throttled(
-          conn,
-          null,
-          () => auth.register(username, password),
-          // Every sign-up costs a password hash: it counts against the address like a failure.
-          () => false,
-        )
-        : "disabled";
-      if (result === null) return;
-      if (result === "disabled") {
-        return this.#deny(
-          conn,
-          "signup_disabled",
-          "Sign-up is turned off on this server: ask its owner for an account",
-          CloseCode.AuthFailed,
-        );
-      }
-      if (result === "exists") {
-        return this.#deny(
-          conn,
-          "name_taken",
-          `The name "${frame.username}" is taken: choose another`,
-          CloseCode.NameTaken,
-        );
-      }
-      name = frame.username;
-      fingerprint = auth.fingerprint(name);
-    } else if (frame.type === "auth" && frame.token !== undefined) {
-      const user = auth.verifyToken(frame.token);
-      if (user === null) {
-        return this.#deny(
-          conn,
-          "auth_failed",
-          "Your session has expired or is no longer valid: sign in again",
-          CloseCode.AuthFailed,
-        );
-      }
-      name = user;
-      fingerprint = auth.fingerprint(name);
-    } else if (frame.type === "auth" && auth.mode === "login") {
-      const username = frame.username!;
-      // Taken before the (slow) check: a password changed meanwhile must not open a session.
-      fingerprint = auth.fingerprint(username);
-      const ok = await this.#throttled(
-        conn,
-        username,
-        () => auth.checkPassword(username, frame.password ?? ""),
-        (ok) => ok,
-      );
-      if (ok === null) return;
-      if (!ok) {
-        return this.#deny(conn, "auth_failed", "Wrong username or password", CloseCode.AuthFailed);
-      }
-      name = frame.username!;
-    } else {
-      name = (frame as { username: string }).username;
-      if (this.#broker.isOnline(name) || this.#claims.has(name)) {
-        return this.#deny(
-          conn,
-          "name_taken",
-          `The name "${name}" is taken: choose another`,
-          CloseCode.NameTaken,
-        );
-      }
-      this.#claims.add(name);
-      claimed = true;
-      fingerprint = auth.fingerprint(name);
-    }
+    const who = await this.#identify(conn, frame);
+    if (who === null) return;
+    const { name, session, fingerprint } = who;
     // Membership changes made elsewhere while the rooms are read below would
     // otherwise be missed: this node applies events only to users it holds.
     const arriving = this.#arriving.get(name) ?? { count: 0, changes: [] };
@@ -583,28 +582,32 @@ export class Hub {
       // users.json may have changed while we awaited: the session is bound to
       // the credentials that were checked, and they must still be current.
       if (fingerprint === null || auth.fingerprint(name) !== fingerprint) {
-        return this.#deny(
+        this.#deny(
           conn,
           "auth_failed",
           "Your account changed while you were signing in: sign in again",
           CloseCode.AuthFailed,
         );
-      }
-      this.#unauthed.delete(conn);
-      this.#authed.add(conn);
-      let user = this.#users.get(name);
-      const maxConns = this.#limits.maxConnsPerUser;
-      if (user && user.conns.size >= maxConns) {
-        this.#error(
-          conn,
-          "rate_limited",
-          `Too many connections for "${name}" (at most ${maxConns}): close another tab or device`,
-          undefined,
-          RETRY_CONNECT,
-        );
-        this.#drop(conn, CloseCode.RateLimited, "too many connections");
         return;
       }
+      let user = this.#users.get(name);
+      const maxConns = this.#limits.maxConnsPerUser;
+      const maxAddr = this.#limits.maxConnsPerAddr;
+      if (user && user.conns.size >= maxConns) {
+        this.#refuse(
+          conn,
+          `Too many connections for "${name}" (at most ${maxConns}): close another tab or device`,
+        );
+        return;
+      }
+      if (!this.#addrs.add(conn.addr, maxAddr)) {
+        this.#refuse(
+          conn,
+          `Too many connections from your address (at most ${maxAddr}): close some and retry`,
+        );
+        return;
+      }
+      this.#authed.add(conn);
       if (!user) {
         user = { name, conns: new Set(), rooms: new Set(rooms), joining: null };
         // Events are newer than the read: replaying them in order gives the current set.
@@ -617,29 +620,237 @@ export class Hub {
       user.conns.add(conn);
       conn.user = user;
       conn.fingerprint = fingerprint;
+      conn.session = session;
       for (const room of user.rooms) this.#route(room).conns.add(conn);
       this.#broker.online(name);
-      // The online list is kept sorted and serialized once per change, not per welcome.
-      const head = JSON.stringify(
-        {
-          type: "welcome",
-          user: name,
-          token: auth.issueToken(name),
-          rooms: [...user.rooms].sort(),
-        } satisfies Partial<WelcomeFrame>,
-      );
-      const tail = JSON.stringify({ mode: auth.mode, conversations });
       this.#outbox.push(
         conn,
-        `${head.slice(0, -1)},${this.#presence.welcomeFields()},${tail.slice(1)}`,
+        this.#welcome(name, auth.issueToken(name, session), user, conversations),
       );
     } finally {
-      if (claimed) this.#claims.delete(name);
       if (--arriving.count === 0) this.#arriving.delete(name);
     }
     const backlog = conn.backlog ?? [];
     conn.backlog = null;
     for (const data of backlog) if (!conn.closed) this.#handle(conn, data);
+  }
+
+  /**
+   * The `welcome` frame, within the reply budget: rooms may take half of it;
+   * among the conversations the rooms come first, then direct messages with
+   * unread ones first. What does not fit is left out and `more` says so.
+   */
+  #welcome(name: string, token: string, user: User, conversations: Conversation[]): string {
+    const head = { type: "welcome", user: name, token } satisfies Partial<WelcomeFrame>;
+    // The online list is kept sorted and serialized once per change, not per welcome.
+    const online = this.#presence.welcomeFields();
+    const budget = this.#outbox.replyBytes - headBytes(head) - utf8Length(online) - 64;
+    const rooms = fitItems([...user.rooms].sort(), budget / 2, "first");
+    const ordered = [
+      ...conversations.filter((c) => c.room !== undefined),
+      ...conversations.filter((c) => c.room === undefined && c.last > c.read),
+      ...conversations.filter((c) => c.room === undefined && c.last <= c.read),
+    ];
+    const convs = fitItems(ordered, budget - rooms.bytes, "first");
+    const tail: { mode: string; more?: boolean } = { mode: this.#auth.mode };
+    if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
+    const first = withArrays(head, { rooms: rooms.parts });
+    const rest = withArrays(tail, { conversations: convs.parts });
+    return `${first.slice(0, -1)},${online},${rest.slice(1)}`;
+  }
+
+  /**
+   * Who a sign-in frame proves its sender to be, the session it opens or
+   * continues and the credentials it was checked against (taken before any
+   * slow check: a password changed meanwhile must not open a session); null
+   * once the connection has been refused.
+   */
+  async #identify(
+    conn: Conn,
+    frame: ClientFrame,
+  ): Promise<{ name: string; session: string; fingerprint: string | null } | null> {
+    const auth = this.#auth;
+    const now = this.#now();
+    if (frame.type === "register") {
+      if (auth.mode === "open") {
+        return this.#deny(
+          conn,
+          "signup_disabled",
+          "This server is in open mode: sign in with just a name",
+          CloseCode.AuthFailed,
+        );
+      }
+      const problem = passwordProblem(frame.password);
+      if (problem) return this.#deny(conn, "bad_request", problem, CloseCode.AuthFailed);
+      const { username, password } = frame;
+      if (isReservedName(username)) return this.#reserved(conn, username);
+      const result = auth.signup
+        ? await this.#throttled(
+          conn,
+          null,
+          () => auth.register(username, password),
+          // Every sign-up costs a password hash: it counts against the address like a failure.
+          () => false,
+        )
+        : "disabled";
+      if (result === null) return null;
+      if (result === "disabled") {
+        return this.#deny(
+          conn,
+          "signup_disabled",
+          "Sign-up is turned off on this server: ask its owner for an account",
+          CloseCode.AuthFailed,
+        );
+      }
+      if (result === "exists") {
+        return this.#deny(
+          conn,
+          "name_taken",
+          `The name "${username}" is taken: choose another`,
+          CloseCode.NameTaken,
+        );
+      }
+      const name = auth.canonical(username) ?? username;
+      return { name, session: newSessionId(), fingerprint: auth.fingerprint(name) };
+    }
+    if (frame.type !== "auth") return null;
+    if (frame.token !== undefined) {
+      const claims = auth.verifyToken(frame.token);
+      const fingerprint = claims === null ? null : auth.fingerprint(claims.user);
+      const held = claims === null
+        ? false
+        : auth.mode === "login"
+        ? !(await this.#store.sessionRevoked(claims.session, now))
+        // Open mode: the name must still be held by this token's session.
+        : (await this.#store.claimName(claims.user, claims.session, now, false)).ok;
+      if (claims === null || !held) {
+        return this.#deny(
+          conn,
+          "auth_failed",
+          "Your session has expired or is no longer valid: sign in again",
+          CloseCode.AuthFailed,
+        );
+      }
+      return { name: claims.user, session: claims.session, fingerprint };
+    }
+    const username = frame.username!;
+    if (auth.mode === "login") {
+      const stored = auth.canonical(username) ?? username;
+      const fingerprint = auth.fingerprint(stored);
+      const ok = await this.#throttled(
+        conn,
+        stored.toLowerCase(),
+        () => auth.checkPassword(stored, frame.password ?? ""),
+        (ok) => ok,
+      );
+      if (ok === null) return null;
+      if (!ok) {
+        return this.#deny(conn, "auth_failed", "Wrong username or password", CloseCode.AuthFailed);
+      }
+      return { name: stored, session: newSessionId(), fingerprint };
+    }
+    if (isReservedName(username)) return this.#reserved(conn, username);
+    const session = newSessionId();
+    const claim = await this.#claim(username, session, now);
+    if (claim === null) {
+      return this.#deny(
+        conn,
+        "name_taken",
+        `The name "${username}" is in use by someone else: choose another`,
+        CloseCode.NameTaken,
+      );
+    }
+    return { name: claim.name, session, fingerprint: auth.fingerprint(claim.name) };
+  }
+
+  #reserved(conn: Conn, name: string): null {
+    return this.#deny(
+      conn,
+      "name_taken",
+      `The name "${name}" is reserved: choose another`,
+      CloseCode.NameTaken,
+    );
+  }
+
+  /**
+   * Open mode: claims `name` for a new session. A claim whose holder has not
+   * been seen for the name expiry is released first; so is what a holder
+   * from before claims existed left behind (a known name nobody holds).
+   */
+  async #claim(name: string, session: string, now: number): Promise<NameClaim | null> {
+    const store = this.#store;
+    let result = await store.claimName(name, session, now, true);
+    if (!result.ok) {
+      const held = result.claim;
+      if (!held || now - held.seen <= this.#nameExpiry || this.#broker.isOnline(held.name)) {
+        return null;
+      }
+      await this.#release(held.name, held.session);
+      result = await store.claimName(name, session, now, true);
+      if (!result.ok) return null;
+    } else if (await store.knownUser(result.claim.name)) {
+      // Private state of an earlier holder that never had a claim: not ours to see.
+      await this.#release(result.claim.name, session);
+      result = await store.claimName(name, session, now, true);
+      if (!result.ok) return null;
+    }
+    return result.claim;
+  }
+
+  /**
+   * Open mode: releases a name held by `session`, wiping what was private to
+   * it, and tells every node that it left its rooms. Resolves false when the
+   * session no longer held it.
+   */
+  async #release(name: string, session: string): Promise<boolean> {
+    const rooms = await this.#store.releaseName(name, session);
+    if (rooms === null) return false;
+    const ts = new Date().toISOString();
+    for (const room of rooms) {
+      await this.#broker.publish({ kind: "member", user: name, room, joined: false, ts });
+    }
+    return true;
+  }
+
+  /**
+   * Signs a session out everywhere: its tokens stop working on every node,
+   * its connections close with 4003, and in open mode its name is released
+   * (with its direct messages and read markers). Resolves false for a token
+   * that is not valid (forged, expired or already revoked).
+   */
+  async signOut(token: string): Promise<boolean> {
+    const auth = this.#auth;
+    const claims = auth.verifyToken(token);
+    if (claims === null) return false;
+    const now = this.#now();
+    if (await this.#store.sessionRevoked(claims.session, now)) return false;
+    await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
+    await this.#broker.publish({ kind: "signout", user: claims.user, session: claims.session });
+    if (auth.mode === "open") await this.#release(claims.user, claims.session);
+    return true;
+  }
+
+  /** Open mode: releases names whose holders have not been seen for the name expiry. */
+  async #sweepNames(now: number): Promise<void> {
+    if (this.#auth.mode !== "open" || this.#sweeping || this.#closing) return;
+    this.#sweeping = true;
+    try {
+      const stale = await this.#store.staleClaims(now - this.#nameExpiry, NAME_SWEEP_BATCH);
+      for (const claim of stale) {
+        if (this.#broker.isOnline(claim.name)) {
+          // Connected all along: seen now.
+          await this.#store.claimName(claim.name, claim.session, now, false);
+        } else if (await this.#release(claim.name, claim.session)) {
+          this.#log.info(`Released the name "${claim.name}": not seen for the name expiry`);
+        }
+      }
+      // A full batch: more may be waiting, go on at the next tick.
+      if (stale.length === NAME_SWEEP_BATCH) this.#swept = -Infinity;
+    } catch (err) {
+      this.#log.warn(`Could not release expired names: ${(err as Error).message}`);
+    } finally {
+      this.#sweeping = false;
+    }
   }
 
   /**
@@ -671,9 +882,16 @@ export class Hub {
     }
   }
 
-  #deny(conn: Conn, code: ErrorCode, message: string, close: number): void {
+  #deny(conn: Conn, code: ErrorCode, message: string, close: number): null {
     this.#error(conn, code, message);
     this.#drop(conn, close, message.split(":")[0]);
+    return null;
+  }
+
+  /** Refuses a sign-in over a connection limit: `rate_limited`, then 4029. */
+  #refuse(conn: Conn, message: string): void {
+    this.#error(conn, "rate_limited", message, undefined, RETRY_CONNECT);
+    this.#drop(conn, CloseCode.RateLimited, "too many connections");
   }
 
   // -------------------------------------------------------------------------
@@ -692,7 +910,11 @@ export class Hub {
         work = this.#leave(conn, frame.room);
         break;
       case "rooms":
-        work = this.#store.rooms().then((rooms) => this.#reply(conn, { type: "rooms", rooms }));
+        work = this.#store.rooms().then((rooms) => {
+          const fit = fitItems(rooms, this.#outbox.replyBytes, "first");
+          const frame = fit.dropped > 0 ? { type: "rooms", more: true } : { type: "rooms" };
+          this.#send1(conn, withArrays(frame, { rooms: fit.parts }));
+        });
         break;
       case "typing":
         work = this.#typingFrame(conn, frame, frame.active);
@@ -731,23 +953,28 @@ export class Hub {
     }
   }
 
-  /** The conversation key of a target, checking the user may use it. */
-  async #conv(user: User, target: Target, ref?: string): Promise<string> {
-    if (target.room !== undefined) {
-      if (!(await this.#isMember(user, target.room))) {
+  /**
+   * The conversation of a frame's target, checking the user may use it; a
+   * DM's peer is named as that user spells their name (names are
+   * case-insensitive).
+   */
+  async #conv(user: User, frame: Target, ref?: string): Promise<{ conv: string; target: Target }> {
+    if (frame.room !== undefined) {
+      if (!(await this.#isMember(user, frame.room))) {
         throw new FrameError(
           "unknown_room",
-          `You are not in room "${target.room}": join it first`,
+          `You are not in room "${frame.room}": join it first`,
           ref,
         );
       }
-      return target.room;
+      return { conv: frame.room, target: { room: frame.room } };
     }
-    const peer = target.to!;
-    if (!(await this.#userExists(peer))) {
-      throw new FrameError("unknown_user", `There is no user "${peer}"`, ref);
+    const peer = await this.#resolveUser(frame.to!);
+    if (peer === null) {
+      throw new FrameError("unknown_user", `There is no user "${frame.to}"`, ref);
     }
-    return conversationKey(user.name, target);
+    const target = { to: peer };
+    return { conv: conversationKey(user.name, target), target };
   }
 
   /** Whether the user is in the room, once a join of it that is under way has settled. */
@@ -758,15 +985,19 @@ export class Hub {
     return user.rooms.has(room);
   }
 
-  async #userExists(name: string): Promise<boolean> {
-    if (this.#auth.mode === "login") return this.#auth.has(name);
-    return this.#broker.isOnline(name) || await this.#store.knownUser(name);
+  /** A user's name as they spell it, or null when there is no such user. */
+  async #resolveUser(name: string): Promise<string | null> {
+    if (this.#auth.mode === "login") return this.#auth.canonical(name) ?? null;
+    if (this.#broker.isOnline(name)) return name;
+    // A read: an empty session never holds a name, so nothing changes.
+    const { claim } = await this.#store.claimName(name, "", 0, false);
+    if (claim) return claim.name;
+    return await this.#store.knownUser(name) ? name : null;
   }
 
   async #send(conn: Conn, frame: ClientFrame & { type: "send" }): Promise<void> {
     const user = conn.user!;
-    const target: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
-    const conv = await this.#conv(user, target, frame.ref);
+    const { conv, target } = await this.#conv(user, frame, frame.ref);
     const typingKey = `${conv}\n${user.name}`;
     if (this.#typing.delete(typingKey)) {
       this.#typingEvent(typingKey, {
@@ -903,11 +1134,26 @@ export class Hub {
     }
     route.joining.delete(conn);
     route.conns.add(conn);
-    const frame: ServerFrame = { type: "joined", room, members, history: page.messages };
-    if (page.more) frame.more = true;
-    if (page.gap) frame.gap = true;
-    this.#outbox.push(conn, encode(frame));
-    const seen = page.messages.length > 0 ? page.messages[page.messages.length - 1].id : since ?? 0;
+    // Bounded by its encoded size: members may take half the budget, the
+    // history what is left; whatever is cut is said (`memberCount`, `more`).
+    const budget = this.#outbox.replyBytes;
+    const people = fitItems(members, budget / 2, "first");
+    const head: { type: "joined"; room: string; memberCount?: number } = { type: "joined", room };
+    if (people.dropped > 0) head.memberCount = members.length;
+    // Without `since` the newest messages matter most; after `since`, the oldest.
+    const history = fitItems(
+      page.messages,
+      budget - people.bytes - headBytes(head) - 64,
+      since === undefined ? "last" : "first",
+    );
+    const tail: { more?: boolean; gap?: boolean } = {};
+    if (page.more || history.dropped > 0) tail.more = true;
+    if (page.gap) tail.gap = true;
+    this.#outbox.push(
+      conn,
+      withArrays({ ...head, ...tail }, { members: people.parts, history: history.parts }),
+    );
+    const seen = history.end > history.start ? page.messages[history.end - 1].id : since ?? 0;
     // What the page already holds is not sent twice, except the sender's own
     // copy: its `ref` is the acknowledgement the client is waiting for.
     for (const b of mine) if (b.id > seen || b.own) this.#outbox.push(conn, b.text);
@@ -935,10 +1181,9 @@ export class Hub {
     if (was) await this.#broker.publish(event);
   }
 
-  async #typingFrame(conn: Conn, target: Target, active: boolean): Promise<void> {
+  async #typingFrame(conn: Conn, frame: Target, active: boolean): Promise<void> {
     const user = conn.user!;
-    const t: Target = target.room !== undefined ? { room: target.room } : { to: target.to! };
-    const conv = await this.#conv(user, t);
+    const { conv, target: t } = await this.#conv(user, frame);
     const key = `${conv}\n${user.name}`;
     const existing = this.#typing.get(key);
     if (active) {
@@ -953,27 +1198,32 @@ export class Hub {
   }
 
   async #history(conn: Conn, frame: ClientFrame & { type: "history" }): Promise<void> {
-    const target: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
-    const conv = await this.#conv(conn.user!, target);
+    const { conv, target } = await this.#conv(conn.user!, frame);
     const page = await this.#store.page(conv, {
       before: frame.before,
       since: frame.since,
       limit: frame.limit ?? JOIN_REPLAY,
     });
-    const reply: ServerFrame = {
+    // Paging forward (`since`) keeps the oldest; otherwise the newest. Either
+    // way `more` still means "more in the direction asked".
+    const head = {
       type: "history",
       ...target,
-      messages: page.messages,
       more: page.more,
+      ...(page.gap ? { gap: true } : {}),
     };
-    if (page.gap) reply.gap = true;
-    this.#reply(conn, reply);
+    const fit = fitItems(
+      page.messages,
+      this.#outbox.replyBytes - headBytes(head) - 16,
+      frame.since !== undefined ? "first" : "last",
+    );
+    if (fit.dropped > 0) head.more = true;
+    this.#send1(conn, withArrays(head, { messages: fit.parts }));
   }
 
-  async #read(conn: Conn, target: Target, id: number): Promise<void> {
+  async #read(conn: Conn, frame: Target, id: number): Promise<void> {
     const user = conn.user!;
-    const t: Target = target.room !== undefined ? { room: target.room } : { to: target.to! };
-    const conv = await this.#conv(user, t);
+    const { conv, target: t } = await this.#conv(user, frame);
     const marker = await this.#store.setRead(user.name, conv, id);
     await this.#broker.publish({
       kind: "read",
@@ -990,7 +1240,7 @@ export class Hub {
     let conv: string | undefined;
     if (frame.room !== undefined || frame.to !== undefined) {
       const t: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
-      conv = await this.#conv(user, t);
+      conv = (await this.#conv(user, t)).conv;
     }
     const messages = await this.#store.search(frame.q, {
       user: user.name,
@@ -998,7 +1248,11 @@ export class Hub {
       conv,
       limit: frame.limit ?? 50,
     });
-    this.#reply(conn, { type: "search", q: frame.q, messages });
+    // Newest first: what does not fit is the oldest, and `more` says so.
+    const head: { type: "search"; q: string; more?: boolean } = { type: "search", q: frame.q };
+    const fit = fitItems(messages, this.#outbox.replyBytes - headBytes(head) - 16, "first");
+    if (fit.dropped > 0) head.more = true;
+    this.#send1(conn, withArrays(head, { messages: fit.parts }));
   }
 
   // -------------------------------------------------------------------------
@@ -1025,6 +1279,16 @@ export class Hub {
       }
       case "member":
         return this.#onMember(e);
+      case "signout": {
+        const user = this.#users.get(e.user);
+        if (!user) return;
+        for (const c of [...user.conns]) {
+          if (c.session !== e.session) continue;
+          this.#error(c, "auth_failed", "You signed out: sign in again");
+          this.#drop(c, CloseCode.AuthFailed, "signed out");
+        }
+        return;
+      }
       case "read": {
         const user = this.#users.get(e.user);
         if (!user) return;
@@ -1188,7 +1452,12 @@ export class Hub {
   }
 
   #reply(conn: Conn, frame: ServerFrame): void {
-    if (!conn.closed) this.#outbox.push(conn, encode(frame));
+    this.#send1(conn, encode(frame));
+  }
+
+  /** Sends frame text to one connection, if it is still there. */
+  #send1(conn: Conn, text: string): void {
+    if (!conn.closed) this.#outbox.push(conn, text);
   }
 
   #error(conn: Conn, code: ErrorCode, message: string, ref?: string, retryAfter?: number): void {

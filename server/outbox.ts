@@ -125,6 +125,15 @@ export class Outbox {
     this.#onSlow = options.onSlow ?? ((s) => s.socket.close(4008, "slow consumer"));
   }
 
+  /**
+   * Bytes a reply built from stored data (a page of history, search results,
+   * a member list) may take: a quarter of the slow-consumer bound, so that a
+   * reply leaves room for live traffic behind it.
+   */
+  get replyBytes(): number {
+    return Math.floor(this.#maxBuffered / 4);
+  }
+
   /** Sends `text` to one sink: now when idle, else with the next batch. */
   push(sink: Sink, text: string): void {
     if (!this.#batching) {
@@ -186,11 +195,17 @@ export class Outbox {
     } else s.pending = b.then(text);
   }
 
-  /** Sends `text`; false when the socket is gone or was just cut off as slow. */
+  /**
+   * Sends `text`; false when the socket is gone or was just cut off as slow.
+   * A socket with nothing buffered always takes the frame, however large: the
+   * slow-consumer rule is about a backlog that keeps growing, and one large
+   * reply must never cut off the client that asked for it.
+   */
   #write(s: Sink, text: string): boolean {
     const ws = s.socket;
     if (ws.readyState !== OPEN) return false;
-    if (ws.bufferedAmount + text.length > this.#maxBuffered) {
+    const buffered = ws.bufferedAmount;
+    if (buffered > 0 && buffered + text.length > this.#maxBuffered) {
       s.pending = null;
       this.#onSlow(s);
       return false;

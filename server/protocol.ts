@@ -13,10 +13,33 @@
 /** Rooms and usernames: 1-32 letters, digits, `-` or `_`. */
 export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_-]{1,32}$/;
 
+/**
+ * Usernames nobody may take at sign-up or in open mode, in any case: they
+ * would pass for the server or address everyone.
+ */
+export const RESERVED_NAMES: readonly string[] = [
+  "admin",
+  "system",
+  "root",
+  "server",
+  "everyone",
+  "here",
+  "chat",
+];
+
+/** Whether `name` is one of {@link RESERVED_NAMES}, ignoring case. */
+export function isReservedName(name: string): boolean {
+  return RESERVED_NAMES.includes(name.toLowerCase());
+}
+
 /** Largest client frame the server reads, in bytes. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 
-/** Default largest message text, in UTF-8 bytes (`--max-message`). */
+/**
+ * Default largest message text (`--max-message`), in bytes as the text
+ * travels: UTF-8, with `"`, `\\`, newlines and tabs counted twice, as JSON
+ * escapes them (see {@link wireLength}).
+ */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
 /** Largest `limit` a `history` or `search` request may ask for. */
@@ -48,11 +71,13 @@ export const CloseCode = {
   GoingAway: 1001,
   /** No `auth` frame arrived in time, or a frame came before it. */
   NotAuthenticated: 4001,
-  /** Credentials or token were rejected, or the user was removed. */
+  /** Credentials or token were rejected, the user was removed, or the session signed out. */
   AuthFailed: 4003,
   /** The client did not read its frames fast enough; reconnect and resume. */
   SlowConsumer: 4008,
-  /** Open mode: the name is online already. */
+  /** A frame sent before sign-in was invalid, too large or binary. */
+  BadFrame: 4002,
+  /** Open mode: the name is held by someone else (or reserved). */
   NameTaken: 4009,
   /** Too many connections or frames; wait and reconnect. */
   RateLimited: 4029,
@@ -171,7 +196,10 @@ export interface WelcomeFrame {
   /** Set instead of a list when more than 500 users are online. */
   onlineCount?: number;
   mode: "open" | "login";
+  /** Rooms first, then direct messages (unread first), as many as fit in one reply. */
   conversations: Conversation[];
+  /** Some direct-message conversations did not fit; they show up as messages arrive. */
+  more?: boolean;
 }
 /** A chat message in a room or a DM. */
 export type MessageFrame = { type: "message" } & ChatMessage;
@@ -179,7 +207,10 @@ export type MessageFrame = { type: "message" } & ChatMessage;
 export interface JoinedFrame {
   type: "joined";
   room: string;
+  /** Members, sorted; only the first ones when the room is very large (see `memberCount`). */
   members: string[];
+  /** Set when `members` is cut short: how many members the room has. */
+  memberCount?: number;
   history: ChatMessage[];
   /** More messages than fitted follow `since`; page with `history`. */
   more?: boolean;
@@ -256,6 +287,8 @@ export function presenceCount(frame: PresenceFrame | WelcomeFrame): number | nul
 export interface RoomsListFrame {
   type: "rooms";
   rooms: { name: string; members: number }[];
+  /** More rooms exist than fitted in one reply. */
+  more?: boolean;
 }
 /** A page of history, oldest first. */
 export type HistoryPageFrame = {
@@ -271,6 +304,8 @@ export interface SearchResultFrame {
   type: "search";
   q: string;
   messages: ChatMessage[];
+  /** Older results exist than fitted in one reply: narrow the search. */
+  more?: boolean;
 }
 /** Reply to `ping`. */
 export interface PongFrame {
@@ -345,7 +380,7 @@ export class FrameError extends Error {
 
 /** Limits applied while parsing. */
 export interface ParseOptions {
-  /** Largest message text in UTF-8 bytes. @default {4096} */
+  /** Largest message text, in bytes as it travels ({@link wireLength}). @default {4096} */
   maxMessageBytes?: number;
 }
 
@@ -362,6 +397,49 @@ export function utf8Length(text: string): number {
     } else bytes += 3;
   }
   return bytes;
+}
+
+/**
+ * Bytes `text` takes inside a JSON string on the wire: its UTF-8 length plus
+ * one for each character JSON escapes with a backslash among those message
+ * text may hold (`"`, `\\`, newline, tab). The message cap counts this, so a
+ * stored message can never grow when a reply carries it.
+ */
+export function wireLength(text: string): number {
+  let bytes = utf8Length(text);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c || c === 0x0a || c === 0x09) bytes++;
+  }
+  return bytes;
+}
+
+/**
+ * Control characters message text may not hold: C0 except tab and newline
+ * (a carriage return is turned into a newline first), DEL and C1. They have
+ * no use in a chat line, can hide text in terminals, and JSON turns each into
+ * six bytes.
+ */
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/;
+
+/**
+ * The text a `send` frame may carry, normalized: line breaks become `\n`.
+ *
+ * @throws {FrameError} `bad_request` for control characters, unpaired
+ * surrogates or nothing visible; `too_large` past `maxBytes` ({@link wireLength}).
+ */
+export function checkMessageText(raw: string, maxBytes: number, ref?: string): string {
+  const text = raw.includes("\r") ? raw.replace(/\r\n?/g, "\n") : raw;
+  if (BLANK.test(text)) bad("Message text is empty", ref);
+  if (CONTROL.test(text)) {
+    bad("Message text may not contain control characters (other than tab and newline)", ref);
+  }
+  if (!text.isWellFormed()) bad("Message text is not valid Unicode (an unpaired surrogate)", ref);
+  if (text.length * 3 > maxBytes && wireLength(text) > maxBytes) {
+    throw new FrameError("too_large", `Message text is longer than ${maxBytes} bytes`, ref);
+  }
+  return text;
 }
 
 type Obj = Record<string, unknown>;
@@ -494,15 +572,7 @@ export function parseClientFrame(
           ref,
         );
       }
-      if (BLANK.test(text)) bad("Message text is empty", ref);
-      if (text.length * 3 > maxText && utf8Length(text) > maxText) {
-        throw new FrameError(
-          "too_large",
-          `Message text is longer than ${maxText} bytes`,
-          ref,
-        );
-      }
-      const frame: SendFrame = { type, text, ...t };
+      const frame: SendFrame = { type, text: checkMessageText(text, maxText, ref), ...t };
       if (ref !== undefined) frame.ref = ref;
       return frame;
     }

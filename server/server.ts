@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { Auth } from "./auth.ts";
+import { Auth, newSessionId } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
 import { type Config, ConfigError, VERSION } from "./config.ts";
-import { createHandler, SECURITY_HEADERS, type StaticHandler } from "./http.ts";
+import { createHandler, SECURITY_HEADERS, type StaticHandler, TUNNEL_HEADER } from "./http.ts";
 import { Hub } from "./hub.ts";
 import type { PresenceOptions } from "./presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
@@ -93,6 +93,7 @@ export async function startServer(
     hasher,
     log,
     allowSignup: config.allowSignup,
+    openTokenTtl: config.nameExpiryDays * 24 * 3600,
   });
   const store = options.store ?? shared?.store ?? openStore(config, log);
   const broker = options.broker ?? shared?.broker ?? new LocalBroker(store);
@@ -110,15 +111,19 @@ export async function startServer(
       frameBurst: config.frameBurst,
       maxConnsPerUser: config.maxConnsPerUser,
       maxConnsPerAddr: config.maxConnsPerAddr,
+      maxPendingPerAddr: config.maxPendingPerAddr,
       maxRoomsPerUser: config.maxRoomsPerUser,
       maxRooms: config.maxRooms,
     },
     throttle: options.throttle,
     outbox: { maxBuffered: config.maxBufferedBytes },
     presence: options.presence,
+    nameExpiry: config.nameExpiryDays * 24 * 3600_000,
   });
 
   let tunnel: Tunnel | null = null;
+  // Added by the tunnel to what it forwards: only those requests may name their client address.
+  const tunnelSecret = config.ngrok ? newSessionId() : undefined;
   const reaper = new SocketReaper({ log, grace: options.closeGrace });
   const handler = createHandler({
     hub,
@@ -127,6 +132,8 @@ export async function startServer(
     allowedOrigins: config.allowedOrigins,
     idleTimeout: config.idleTimeout,
     trustProxy: config.trustProxy,
+    tls: Boolean(config.certPath),
+    tunnelSecret,
     static: options.static ?? await webAppHandler(),
     info: () => ({
       mode: auth.mode,
@@ -170,6 +177,7 @@ export async function startServer(
     log,
     opener: options.tunnel,
     tls: Boolean(config.certPath),
+    headers: tunnelSecret ? { [TUNNEL_HEADER]: tunnelSecret } : undefined,
   });
 
   const ticker = setInterval(() => {

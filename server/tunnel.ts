@@ -29,6 +29,8 @@ export interface TunnelRequest {
   authtoken: string;
   /** Reserved domain, if any. */
   domain?: string;
+  /** Headers the tunnel adds to every request it forwards. */
+  headers?: Record<string, string>;
 }
 
 /** Opens a tunnel; rejects with a readable error when it cannot. */
@@ -44,6 +46,8 @@ export interface OpenTunnelOptions {
   timeout?: number;
   /** The server speaks https (forward to https upstream). @default {false} */
   tls?: boolean;
+  /** Headers the tunnel adds to every request it forwards (the server's proof of origin). */
+  headers?: Record<string, string>;
 }
 
 /** Opens an ngrok endpoint with the official SDK. */
@@ -54,6 +58,9 @@ export const ngrokOpener: TunnelOpener = async (request) => {
     authtoken: request.authtoken,
     ...(request.domain ? { domain: request.domain } : {}),
     ...(request.addr.startsWith("https://") ? { verify_upstream_tls: false } : {}),
+    ...(request.headers
+      ? { request_header_add: Object.entries(request.headers).map(([k, v]) => `${k}:${v}`) }
+      : {}),
   });
   const url = listener.url();
   if (!url) {
@@ -106,6 +113,7 @@ export async function openTunnel(
     addr: upstreamAddr(config.host, port, options.tls),
     authtoken: config.ngrokToken,
     domain: config.ngrokDomain,
+    ...(options.headers ? { headers: options.headers } : {}),
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {

@@ -67,6 +67,14 @@ Deno.test("Hub sign-in throttle: failures on a name are spaced out, then refused
     order.push("carol");
     assert.equal(welcome.type, "welcome");
 
+    // The name itself is throttled: even bob's right password waits its turn, and the
+    // held guesses put it beyond maxWait.
+    const bob = await attempt(t.ws, "10.0.0.8", "bob", USERS.bob);
+    clients.push(bob.client);
+    const bobAnswer = await bob.answer;
+    assert.equal(bobAnswer.type, "error");
+    assert.equal((bobAnswer as F<"error">).code, "rate_limited");
+
     const codes = (await Promise.all(answers)).map((e) => e.code).sort();
     assert.deepEqual(codes, ["auth_failed", "auth_failed", "auth_failed", "rate_limited"]);
     const limited = (await Promise.all(answers)).find((e) => e.code === "rate_limited")!;
@@ -83,12 +91,6 @@ Deno.test("Hub sign-in throttle: failures on a name are spaced out, then refused
       `carol was answered before the held guesses: ${order.join(", ")}`,
     );
 
-    // The name itself is throttled: even bob's right password waits its turn.
-    const bob = await attempt(t.ws, "10.0.0.8", "bob", USERS.bob);
-    clients.push(bob.client);
-    const bobAnswer = await bob.answer;
-    assert.equal(bobAnswer.type, "error");
-    assert.equal((bobAnswer as F<"error">).code, "rate_limited");
     assert.ok(t.log.every((l) => !l.startsWith("error:")), t.log.join("\n"));
   } finally {
     await closeAll(...clients);
@@ -232,7 +234,17 @@ Deno.test("Hub connection limits: per user and per address, with a clear error a
     }
   });
   await t.step("an address's fourth connection is refused before sign-in", async () => {
-    const mine = await Promise.all([1, 2, 3].map(() => connectFrom(s.ws, "10.1.1.1")));
+    // Half-open sockets from the address do not count against its signed-in quota…
+    const idle = await Promise.all([1, 2, 3, 4, 5].map(() => connectFrom(s.ws, "10.1.1.1")));
+    const mine = await Promise.all(
+      (["alice", "bob", "carol"] as const).map(async (name) => {
+        const c = await connectFrom(s.ws, "10.1.1.1");
+        c.send({ type: "auth", username: name, password: USERS[name] });
+        await c.next("welcome");
+        return c;
+      }),
+    );
+    await closeAll(...idle);
     const other = await connectFrom(s.ws, "10.1.1.2");
     let fourth: TestClient | undefined, fifth: TestClient | undefined;
     try {
@@ -246,7 +258,7 @@ Deno.test("Hub connection limits: per user and per address, with a clear error a
       other.send({ type: "auth", username: "bob", password: USERS.bob });
       await other.next("welcome");
       await mine[0].close();
-      await waitUntil(() => s.server.hub.connections === 3, "the closed socket is forgotten");
+      await waitUntil(() => s.server.hub.connections === 3, "the closed sockets are forgotten");
       fifth = await connectFrom(s.ws, "10.1.1.1");
       fifth.send({ type: "auth", username: "carol", password: USERS.carol });
       await fifth.next("welcome");
@@ -258,8 +270,14 @@ Deno.test("Hub connection limits: per user and per address, with a clear error a
     "only the address the proxy appended counts, not what the client claims",
     async () => {
       // nginx appends the address it saw: "<what the client sent>, <real address>".
+      const names = ["alice", "bob", "carol"] as const;
       const mine = await Promise.all(
-        ["1.1.1.1", "2.2.2.2", "3.3.3.3"].map((fake) => connectFrom(s.ws, `${fake}, 10.2.2.2`)),
+        ["1.1.1.1", "2.2.2.2", "3.3.3.3"].map(async (fake, i) => {
+          const c = await connectFrom(s.ws, `${fake}, 10.2.2.2`);
+          c.send({ type: "auth", username: names[i], password: USERS[names[i]] });
+          await c.next("welcome");
+          return c;
+        }),
       );
       let fourth: TestClient | undefined;
       try {

@@ -77,8 +77,8 @@ Deno.test("Auth tokens carry the user, expire, and die with a password change or
     assert.equal(await auth.checkPassword("alice", "nope"), false);
     assert.equal(await auth.checkPassword("bob", "bob-pass"), true);
     assert.equal(await auth.checkPassword("nobody", "x"), false);
-    const token = auth.issueToken("alice");
-    assert.equal(auth.verifyToken(token), "alice");
+    const token = auth.issueToken("alice", "s1");
+    assert.deepEqual(auth.verifyToken(token), { user: "alice", session: "s1" });
     assert.equal(auth.verifyToken(token + "x"), null);
     assert.equal(auth.verifyToken("garbage"), null);
 
@@ -87,15 +87,15 @@ Deno.test("Auth tokens carry the user, expire, and die with a password change or
     assert.ok(secret.trim().length >= 32);
     assert.equal((await Deno.stat(`${dir}/.chat-secret`)).mode! & 0o777, 0o600);
     const again = await Auth.create({ usersPath, hasher, log });
-    assert.equal(again.verifyToken(token), "alice");
+    assert.deepEqual(again.verifyToken(token), { user: "alice", session: "s1" });
 
     const expired = await Auth.create({ usersPath, hasher, log, tokenTtl: -5 });
-    assert.equal(expired.verifyToken(expired.issueToken("alice")), null);
+    assert.equal(expired.verifyToken(expired.issueToken("alice", "s2")), null);
 
     await updateUsers(usersPath, (u) => void u.set("alice", "new-password"));
     assert.equal(await auth.reload(), true);
     assert.equal(auth.verifyToken(token), null, "a password change revokes tokens");
-    const bobToken = auth.issueToken("bob");
+    const bobToken = auth.issueToken("bob", "s3");
     await updateUsers(usersPath, (u) => void u.delete("bob"));
     assert.equal(await auth.reload(), true);
     assert.equal(auth.verifyToken(bobToken), null, "removal revokes tokens");
@@ -125,8 +125,8 @@ Deno.test("Auth in open mode issues tokens that stop working once logins are req
     const usersPath = `${dir}/users.json`;
     const auth = await Auth.create({ usersPath, hasher, log: memoryLogger() });
     assert.equal(auth.mode, "open");
-    const token = auth.issueToken("guest");
-    assert.equal(auth.verifyToken(token), "guest");
+    const token = auth.issueToken("guest", "s4");
+    assert.deepEqual(auth.verifyToken(token), { user: "guest", session: "s4" });
     await Deno.writeTextFile(usersPath, JSON.stringify({ guest: "guest-pass" }));
     await auth.reload();
     assert.equal(auth.mode, "login");

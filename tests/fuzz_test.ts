@@ -478,9 +478,11 @@ async function hubRun(loginMode: boolean, commands: Command[]): Promise<void> {
   const tokens = (data: string | Uint8Array) =>
     typeof data === "string" && data.includes('"$')
       ? data.replace(/"\$(\w+)"/g, (_, who: string) => {
-        if (who === "expired") return JSON.stringify(old.issueToken("alice"));
-        if (who === "tampered") return JSON.stringify(auth.issueToken("bob").slice(0, -2) + "AA");
-        return JSON.stringify(auth.issueToken(who));
+        if (who === "expired") return JSON.stringify(old.issueToken("alice", "fuzz-old"));
+        if (who === "tampered") {
+          return JSON.stringify(auth.issueToken("bob", "fuzz-bob").slice(0, -2) + "AA");
+        }
+        return JSON.stringify(auth.issueToken(who, "fuzz"));
       })
       : data;
   const settle = async () => {
@@ -656,7 +658,7 @@ Deno.test("the real server keeps its invariants under random frames over WebSock
               typeof data === "string"
                 ? data.replace(
                   /"\$(\w+)"/g,
-                  (_, who) => JSON.stringify(t.server.auth.issueToken(who)),
+                  (_, who) => JSON.stringify(t.server.auth.issueToken(who, "fuzz")),
                 )
                 : data,
             );

@@ -31,16 +31,23 @@ class FakeSocket implements Socket {
 /** A memory store whose calls can be held, to interleave a request with others. */
 class GatedStore extends MemoryStore {
   #gates = new Map<string, Promise<void>>();
+  #reached = new Map<string, PromiseWithResolvers<void>>();
   /** Holds every later call of `method` until the returned function runs. */
   hold(method: "touchUser" | "page" | "roomExists" | "roomsOf"): () => void {
     const gate = Promise.withResolvers<void>();
     this.#gates.set(method, gate.promise);
+    this.#reached.set(method, Promise.withResolvers<void>());
     return () => {
       this.#gates.delete(method);
       gate.resolve();
     };
   }
+  /** Resolves once a call of a held `method` is waiting at its gate. */
+  reached(method: string): Promise<void> {
+    return this.#reached.get(method)!.promise;
+  }
   override async touchUser(user: string): Promise<void> {
+    this.#reached.get("touchUser")?.resolve();
     await this.#gates.get("touchUser");
     return super.touchUser(user);
   }
@@ -266,7 +273,7 @@ Deno.test("Hub refuses a sign-in whose account changed while it was being checke
   const socket = new FakeSocket();
   const conn = h.hub.open(socket, { addr: "127.0.0.1" });
   h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice", password: "alice-pass" }));
-  await h.settle(); // the password matched; the sign-in now waits on the store
+  await h.store.reached("touchUser"); // the password matched; the sign-in now waits on the store
   await Deno.writeTextFile(h.usersPath, JSON.stringify({ bob: "bob-pass1" }));
   assert.equal(await h.auth.reload(), true);
   h.hub.revalidate();

@@ -185,3 +185,24 @@ Deno.test("Outbox keeps per-connection order across shared and personal frames",
   assert.deepEqual(c.socket.sent, ["1\n2+ref"]);
   box.close();
 });
+
+Deno.test("Outbox sends one frame larger than maxBuffered to a socket with nothing buffered", () => {
+  const clock = manual();
+  const slow: Sink[] = [];
+  const outbox = new Outbox({
+    schedule: clock.schedule,
+    maxBuffered: 1024,
+    onSlow: (s) => slow.push(s),
+  });
+  const a = sink();
+  const big = "x".repeat(5000);
+  outbox.push(a, big);
+  assert.deepEqual(a.socket.sent, [big], "a large reply to an idle socket goes out");
+  assert.deepEqual(slow, []);
+  // Once something is buffered, the backlog rule applies again.
+  a.socket.buffered = 5000;
+  outbox.push(a, "next");
+  clock.tick();
+  assert.deepEqual(slow, [a], "a backlog past maxBuffered is a slow consumer");
+  assert.equal(outbox.replyBytes, 256, "replies are bounded to a quarter of maxBuffered");
+});

@@ -138,7 +138,8 @@ async function streamThenStop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
       }
     }
     await using t = await startTestServer({ dir, args: ["--data", data] });
-    const alice = await signIn(t.ws, "alice");
+    // alice's name is still hers after the restart: someone else reads the room.
+    const alice = await signIn(t.ws, "reader");
     try {
       const { messages, gap } = await wholeRoom(alice, "general");
       assert.equal(gap, false);
@@ -262,7 +263,8 @@ Deno.test("server --retain-messages: keeps the newest per room in the background
       }
     }
     await using t = await startTestServer({ dir, args: ["--data", data] });
-    const alice = await signIn(t.ws, "alice");
+    // alice's name is still hers after the restart: someone else reads the room.
+    const alice = await signIn(t.ws, "reader");
     try {
       alice.send({ type: "join", room: "general", since: 1 });
       const joined = await alice.next<F<"joined">>("joined");

@@ -7,6 +7,7 @@ import {
   presenceCount,
   splitFrames,
   utf8Length,
+  wireLength,
 } from "../server/protocol.ts";
 
 function fails(data: string, code: string, message: RegExp, ref?: string) {
@@ -121,6 +122,35 @@ Deno.test("parseClientFrame() measures text in UTF-8 bytes", () => {
     return true;
   });
   assert.equal(parseClientFrame(JSON.stringify(big), { maxMessageBytes: 5000 }).type, "send");
+});
+
+Deno.test("parseClientFrame() counts text as it travels: escapes count twice", () => {
+  const send = (text: string, ref?: string) =>
+    JSON.stringify({ type: "send", room: "a", text, ...(ref ? { ref } : {}) });
+  // 2048 quotes are 4096 bytes on the wire: just fits; one more does not.
+  assert.equal(parseClientFrame(send('"'.repeat(2048))).type, "send");
+  fails(send('"'.repeat(2049), "q"), "too_large", /longer than 4096 bytes/, "q");
+  fails(send("\\".repeat(2049)), "too_large", /longer than 4096 bytes/);
+  fails(send("a\n".repeat(1366)), "too_large", /longer than 4096 bytes/);
+});
+
+Deno.test("parseClientFrame() refuses control characters and broken Unicode in text", () => {
+  const send = (text: string) => JSON.stringify({ type: "send", room: "a", text, ref: "r" });
+  for (
+    const c of ["\u0000", "\u0001", "\u0007", "\u001b", "\u007f", "\u0085", "\u009f", "\u000b"]
+  ) {
+    fails(send(`hi${c}there`), "bad_request", /may not contain control characters/, "r");
+  }
+  fails(send("half a pair \ud83d"), "bad_request", /not valid Unicode/, "r");
+  // Tabs and newlines stay; a carriage return becomes a newline.
+  const ok = parseClientFrame(send("a\tb\r\nc\rd\ne 😀")) as { text: string };
+  assert.equal(ok.text, "a\tb\nc\nd\ne 😀");
+});
+
+Deno.test("wireLength() is the byte length inside a JSON string", () => {
+  for (const s of ["", "abc", '"q"', "back\\slash", "tab\tnew\nline", "é€😀", "a\u2028b"]) {
+    assert.equal(wireLength(s), utf8Length(JSON.stringify(s)) - 2, JSON.stringify(s));
+  }
 });
 
 Deno.test("utf8Length() counts bytes like TextEncoder", () => {

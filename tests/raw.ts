@@ -147,12 +147,16 @@ export class RawWebSocket {
     await this.#send(Op.Pong, payload);
   }
 
-  /** Sends `{"type":"auth",…}` and reads frames until `welcome` (or throws on `error`). */
-  async signIn(username: string, password: string): Promise<void> {
+  /**
+   * Sends `{"type":"auth",…}` and reads frames until `welcome` (or throws on
+   * `error`); pings that arrive meanwhile are answered only with `answerPings`.
+   */
+  async signIn(username: string, password: string, answerPings = false): Promise<void> {
     await this.sendText(JSON.stringify({ type: "auth", username, password }));
     while (true) {
       const f = await this.readFrame();
       if (f === null) throw new Error("Closed before welcome");
+      if (f.opcode === Op.Ping && answerPings) await this.pong(f.payload);
       if (f.opcode !== Op.Text) continue;
       const text = dec.decode(f.payload);
       if (text.includes('"type":"welcome"')) return;
@@ -176,7 +180,8 @@ export class RawWebSocket {
     }
     frame.set(mask, head);
     for (let i = 0; i < len; i++) frame[head + 4 + i] = payload[i] ^ mask[i & 3];
-    await this.conn.write(frame);
+    // write() may take only part of a large frame.
+    for (let at = 0; at < frame.length;) at += await this.conn.write(frame.subarray(at));
   }
 
   async #fill(need: number): Promise<boolean> {

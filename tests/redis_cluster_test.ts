@@ -271,10 +271,51 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
       },
     );
 
-    await t.step("a name freed by the dead node can be used again", async () => {
-      const c = await join(n0, "carol");
+    await t.step("the dead node's users keep their names and get them back elsewhere", async () => {
+      const thief = await TestClient.connect(n0.ws);
+      clients.push(thief as Client);
+      thief.send({ type: "auth", username: "Carol" });
+      assert.equal((await thief.next<F<"error">>("error")).code, "name_taken");
+      const c = await withToken(n0.ws, carol.welcome.token);
+      clients.push(c);
       assert.equal(c.welcome.user, "carol");
       await online(alice, ["alice", "bob", "carol", "dave"]);
+    });
+
+    await t.step(
+      "two sign-ins racing for one new name on two nodes: exactly one gets it",
+      async () => {
+        const racers = await Promise.all([n0, n1, n0, n1].map((n) => TestClient.connect(n.ws)));
+        clients.push(...racers as Client[]);
+        for (const r of racers) r.send({ type: "auth", username: "zed" });
+        const answers = await Promise.all(
+          racers.map((r) => r.next((f) => f.type === "welcome" || f.type === "error")),
+        );
+        assert.deepEqual(answers.map((a) => a.type).sort(), ["error", "error", "error", "welcome"]);
+        await closeAll(...racers);
+      },
+    );
+
+    await t.step("signing out on one node ends the session on every node", async () => {
+      const dave0 = await withToken(n0.ws, dave1.welcome.token);
+      clients.push(dave0);
+      const res = await fetch(n0.ws.replace(/^ws/, "http").replace(/\/ws$/, "/api/signout"), {
+        method: "POST",
+        headers: { authorization: `Bearer ${dave0.welcome.token}` },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 204);
+      for (const c of [dave0, dave1]) {
+        assert.equal((await c.next<F<"error">>("error")).code, "auth_failed");
+        assert.equal((await c.waitClose()).code, 4003);
+      }
+      const again = await TestClient.connect(n1.ws);
+      clients.push(again as Client);
+      again.send({ type: "auth", token: dave1.welcome.token });
+      assert.equal((await again.next<F<"error">>("error")).code, "auth_failed");
+      // The name is free again, on any node.
+      const newDave = await join(n1, "dave");
+      assert.equal(newDave.welcome.user, "dave");
     });
 
     await t.step("a node that shuts down cleanly takes its users offline at once", async () => {

@@ -193,7 +193,7 @@ Deno.test("server: open mode lets anyone in with a free name and refuses a taken
     c.send({ type: "auth", username: "dave" });
     const err = await c.next<F<"error">>("error");
     assert.equal(err.code, "name_taken");
-    assert.match(err.message, /"dave" is taken/);
+    assert.match(err.message, /"dave" is in use/);
     const closed = await c.waitClose();
     assert.equal(closed.code, 4009);
     // The token lets the same person open a second tab.

@@ -118,8 +118,8 @@ Deno.test("Auth tokens: tampered, truncated, foreign and expired tokens get auth
         ["payload changed", `${v}.${payload.slice(0, -2)}xx.${sig}`],
         ["truncated", token.slice(0, 20)],
         ["other version", `v2.${payload}.${sig}`],
-        ["signed with another secret", other.issueToken("alice")],
-        ["expired", past.issueToken("alice")],
+        ["signed with another secret", other.issueToken("alice", "s-other")],
+        ["expired", past.issueToken("alice", "s-past")],
       ]
     ) {
       const r = await tokenSignIn(t.ws, bad);

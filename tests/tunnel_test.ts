@@ -9,7 +9,10 @@ import {
   type TunnelRequest,
   upstreamAddr,
 } from "../server/tunnel.ts";
-import { closeAll, freePort, signIn, startTestServer, waitUntil } from "./helpers.ts";
+import type { ServerFrame } from "../server/protocol.ts";
+import { closeAll, freePort, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 import { rawHttp, upgradeRequest } from "./raw.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -178,8 +181,12 @@ Deno.test("startServer() with a tunnel: banner, /healthz and close on shutdown",
 });
 
 Deno.test("createHandler() lets a browser on the ngrok URL open the WebSocket", async () => {
-  // ngrok forwards the public Host header, so Origin and Host agree.
-  await using ts = await startTestServer();
+  // ngrok forwards the public Host header and adds the secret the server gave it.
+  const { opener, state } = fakeOpener();
+  await using ts = await startTestServer({ args: ["--ngrok-token", "tok"], tunnel: opener });
+  const headers = state.requests[0].headers!;
+  assert.deepEqual(Object.keys(headers), ["x-chat-tunnel"]);
+  assert.ok(headers["x-chat-tunnel"].length >= 20, "an unguessable secret");
   const ok = await rawHttp(
     ts.server.port,
     upgradeRequest({
@@ -187,6 +194,7 @@ Deno.test("createHandler() lets a browser on the ngrok URL open the WebSocket", 
       Origin: "https://quiet-otter-42.ngrok-free.app",
       "X-Forwarded-For": "203.0.113.9",
       "X-Forwarded-Proto": "https",
+      ...headers,
     }),
   );
   assert.equal(ok.status, 101);
@@ -195,10 +203,50 @@ Deno.test("createHandler() lets a browser on the ngrok URL open the WebSocket", 
     upgradeRequest({
       Host: "quiet-otter-42.ngrok-free.app",
       Origin: "https://evil.example",
+      ...headers,
     }),
   );
   assert.equal(foreign.status, 403);
   await waitUntil(() => ts.log.some((l) => l.includes('origin "https://evil.example"')), "log");
+});
+
+Deno.test("createHandler() takes client addresses from the tunnel's X-Forwarded-For only", async () => {
+  const { opener, state } = fakeOpener();
+  await using ts = await startTestServer({
+    args: ["--ngrok-token", "tok", "--max-conns-per-addr", "1"],
+    tunnel: opener,
+  });
+  const secret = state.requests[0].headers!;
+  const clients: TestClient[] = [];
+  const connect = async (headers: Record<string, string>) => {
+    const c = await TestClient.connect(ts.ws, { headers });
+    clients.push(c);
+    return c;
+  };
+  const signInAs = async (c: TestClient, username: string) => {
+    c.send({ type: "auth", username });
+    return await c.next((f) => f.type === "welcome" || f.type === "error");
+  };
+  try {
+    // Two visitors through the tunnel are two addresses, not one 127.0.0.1 bucket.
+    const a = await connect({ "x-forwarded-for": "203.0.113.1", ...secret });
+    const b = await connect({ "x-forwarded-for": "203.0.113.2", ...secret });
+    assert.equal((await signInAs(a, "ann")).type, "welcome");
+    assert.equal((await signInAs(b, "ben")).type, "welcome");
+    // A second one from the same visitor address is counted against it.
+    const a2 = await connect({ "x-forwarded-for": "203.0.113.1", ...secret });
+    assert.equal((await a2.next<F<"error">>("error")).code, "rate_limited");
+    // A local client forging the header, without the secret (or with a wrong one), is 127.0.0.1.
+    const local = await connect({});
+    assert.equal((await signInAs(local, "lou")).type, "welcome");
+    for (const forged of [{}, { "x-chat-tunnel": "guess" }] as Record<string, string>[]) {
+      const f = await connect({ "x-forwarded-for": "198.51.100.7", ...forged });
+      const err = await f.next<F<"error">>("error");
+      assert.equal(err.code, "rate_limited", "counted as 127.0.0.1, which is full");
+    }
+  } finally {
+    await closeAll(...clients);
+  }
 });
 
 Deno.test("chat with a bogus ngrok token says so in one line and keeps serving locally", async () => {

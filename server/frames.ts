@@ -1,0 +1,106 @@
+/**
+ * Frame text built by hand where it is hot or must be bounded: a live
+ * message (one string for every recipient, the same on every node) and
+ * replies built from stored data, which stop before their encoded size
+ * passes a budget instead of after a count.
+ *
+ * @module
+ */
+import { type ChatMessage, type ServerFrame, utf8Length } from "./protocol.ts";
+
+/** A server frame as JSON text. */
+export function encode(frame: ServerFrame): string {
+  return JSON.stringify(frame);
+}
+
+/** The `message` frame of a stored message; key order is fixed so every node builds the same text. */
+export function messageFrame(msg: ChatMessage): string {
+  return msg.room !== undefined
+    ? `{"type":"message","id":${msg.id},"room":"${msg.room}","from":"${msg.from}","text":${
+      JSON.stringify(msg.text)
+    },"ts":"${msg.ts}"}`
+    : `{"type":"message","id":${msg.id},"to":"${msg.to}","from":"${msg.from}","text":${
+      JSON.stringify(msg.text)
+    },"ts":"${msg.ts}"}`;
+}
+
+/** A frame's text with `"ref"` added: the sender's own copy. */
+export function withRef(text: string, ref: string): string {
+  return `${text.slice(0, -1)},"ref":${JSON.stringify(ref)}}`;
+}
+
+/** Items encoded within a budget. */
+export interface Fitted {
+  /** The JSON text of the items kept, in their original order. */
+  parts: string[];
+  /** UTF-8 bytes of the parts and the commas between them. */
+  bytes: number;
+  /** How many items were left out. */
+  dropped: number;
+  /** Index of the first item kept. */
+  start: number;
+  /** Index after the last item kept. */
+  end: number;
+}
+
+/**
+ * Encodes `items` one by one, from the start (`"first"`) or from the end
+ * (`"last"`), until the next one would take the total past `budget` UTF-8
+ * bytes. At least one item is always kept, so that paging always moves on.
+ *
+ * @example
+ * ```ts
+ * import { fitItems } from "./frames.ts";
+ * const f = fitItems(["aaaa", "bbbb", "cccc"], 14, "last");
+ * if (f.parts.join() !== '"bbbb","cccc"' || f.dropped !== 1) throw new Error("fit");
+ * ```
+ */
+export function fitItems(
+  items: readonly unknown[],
+  budget: number,
+  keep: "first" | "last",
+): Fitted {
+  const parts: string[] = [];
+  let bytes = 0;
+  const n = items.length;
+  for (let k = 0; k < n; k++) {
+    const part = JSON.stringify(items[keep === "first" ? k : n - 1 - k]);
+    const size = utf8Length(part) + (k > 0 ? 1 : 0);
+    if (k > 0 && bytes + size > budget) break;
+    parts.push(part);
+    bytes += size;
+  }
+  const k = parts.length;
+  if (keep === "last") parts.reverse();
+  return {
+    parts,
+    bytes,
+    dropped: n - k,
+    start: keep === "first" ? 0 : n - k,
+    end: keep === "first" ? k : n,
+  };
+}
+
+/**
+ * `frame` as JSON with arrays added whose items are already JSON:
+ * `{...frame, key: [...], …}` without encoding the items again.
+ *
+ * @example
+ * ```ts
+ * import { withArrays } from "./frames.ts";
+ * const text = withArrays({ type: "x" }, { a: ["1", "2"] });
+ * if (text !== '{"type":"x","a":[1,2]}') throw new Error(text);
+ * ```
+ */
+export function withArrays(frame: object, arrays: Record<string, readonly string[]>): string {
+  let text = JSON.stringify(frame).slice(0, -1);
+  for (const [key, parts] of Object.entries(arrays)) {
+    text += `${text.length > 1 ? "," : ""}"${key}":[${parts.join(",")}]`;
+  }
+  return text + "}";
+}
+
+/** UTF-8 bytes of a frame's fixed part (everything but the bounded arrays). */
+export function headBytes(frame: object): number {
+  return utf8Length(JSON.stringify(frame));
+}
