@@ -285,8 +285,45 @@ Deno.test("ChatModel.signIn() in open mode reports a name in use", async () => {
     await b.start();
     b.signIn("dana");
     await waitUntil(() => b.authError.value, "the name is refused");
-    assert.equal(b.authError.value, 'The name "dana" is taken: choose another');
+    assert.equal(b.authError.value, 'The name "dana" is in use by someone else: choose another');
     assert.equal(b.phase.value, "signin");
+    b.signIn("Admin");
+    assert.equal(b.authError.value, 'The name "Admin" is reserved: choose another');
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
+Deno.test("ChatModel.signOut() ends the session on the server and frees an open-mode name", async () => {
+  await using t = await startTestServer();
+  const storage = new MemoryStorage();
+  const a = model(t, storage);
+  const b = model(t);
+  try {
+    await a.start();
+    a.signIn("erin");
+    await waitUntil(() => a.ready.value, "erin is in");
+    const token = storage.getItem("chat.token")!;
+    a.signOut();
+    assert.equal(a.phase.value, "signin");
+    assert.equal(storage.getItem("chat.token"), null);
+    // The server forgot the session: the old token no longer signs in anywhere…
+    await waitUntil(async () => {
+      const ws = new WebSocket(`${t.ws}`);
+      const answer = await new Promise<string>((resolve) => {
+        ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token }));
+        ws.onmessage = (e) => resolve(JSON.parse(String(e.data).split("\n")[0]).type);
+        ws.onclose = () => resolve("closed");
+      });
+      ws.close();
+      await new Promise((r) => (ws.readyState === WebSocket.CLOSED ? r(0) : (ws.onclose = r)));
+      return answer === "error";
+    }, "the token is revoked");
+    // …and the name is free for someone else.
+    await b.start();
+    b.signIn("erin");
+    await waitUntil(() => b.ready.value, "someone else may take the name");
   } finally {
     a.close();
     b.close();

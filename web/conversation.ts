@@ -114,8 +114,10 @@ export class Conversation {
   readonly last = signal(0);
   /** The user's read marker. */
   readonly read = signal(0);
-  /** Room members (rooms only). */
+  /** Room members (rooms only); only the first ones of a very large room. */
   readonly members = signal<string[]>([]);
+  /** How many members a very large room has when `members` is partial, else null. */
+  readonly memberCount = signal<number | null>(null);
   /** Users typing here, with when their flag expires (ms). */
   readonly typing = signal<ReadonlyMap<string, number>>(new Map());
   /** History has been loaded at least once. */

@@ -19,6 +19,7 @@ import {
   CloseCode,
   type HistoryFrame,
   type HistoryPageFrame,
+  isReservedName,
   type JoinedFrame,
   LOBBY,
   MAX_PAGE,
@@ -84,6 +85,8 @@ export interface SearchState {
   key: string | null;
   busy: boolean;
   results: ChatMessage[] | null;
+  /** Older matches exist than the server sent: the query should be narrowed. */
+  more?: boolean;
 }
 
 const TOKEN_KEY = "chat.token";
@@ -254,8 +257,20 @@ export class ChatModel {
     this.#connect({ type: "register", username, password }, true);
   }
 
-  /** Forgets the session on this device and shows the sign-in form. */
+  /**
+   * Signs out: the server revokes the session (every tab and device using it;
+   * in open mode the name is released), and this device forgets it.
+   */
   signOut(): void {
+    const token = this.#env.storage.getItem(TOKEN_KEY);
+    if (token) {
+      // Best effort: keepalive lets it finish even if the page goes away.
+      fetch(new URL("/api/signout", this.#env.origin), {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        keepalive: true,
+      }).then((res) => res.body?.cancel(), () => {});
+    }
     this.#env.storage.removeItem(TOKEN_KEY);
     this.#env.storage.removeItem(USER_KEY);
     this.#disconnect();
@@ -657,9 +672,14 @@ export class ChatModel {
         const conv = f.room !== undefined ? this.convs.value.get(`#${f.room}`) : undefined;
         if (!conv || !f.user) return;
         const members = new Set(conv.members.value);
+        const count = conv.memberCount.value;
         if (f.event === "join") members.add(f.user);
         else members.delete(f.user);
-        conv.members.value = [...members].sort();
+        batch(() => {
+          // A very large room's list is partial: its count moves on its own.
+          if (count !== null) conv.memberCount.value = count + (f.event === "join" ? 1 : -1);
+          conv.members.value = [...members].sort();
+        });
         conv.notice(
           f.event === "join" ? "join" : "leave",
           `${f.user} ${f.event === "join" ? "joined" : "left"} #${conv.name}`,
@@ -689,7 +709,9 @@ export class ChatModel {
       }
       case "search": {
         const s = this.search.value;
-        if (s && s.q === f.q) this.search.value = { ...s, busy: false, results: f.messages };
+        if (s && s.q === f.q) {
+          this.search.value = { ...s, busy: false, results: f.messages, more: f.more === true };
+        }
         return;
       }
       case "pong":
@@ -772,6 +794,7 @@ export class ChatModel {
     const resumed = conv.resuming;
     const before = conv.syncedTo;
     conv.members.value = [...f.members].sort();
+    conv.memberCount.value = f.memberCount ?? null;
     conv.add(f.history);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
@@ -1048,6 +1071,9 @@ export function nameProblem(name: string, what: string): string | null {
   if (name === "") return `Enter a ${what}`;
   if (!NAME_PATTERN.test(name)) {
     return `Invalid ${what} "${name.slice(0, 40)}": use 1-32 letters, digits, - or _`;
+  }
+  if (what === "username" && isReservedName(name)) {
+    return `The name "${name}" is reserved: choose another`;
   }
   return null;
 }

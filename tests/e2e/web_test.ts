@@ -536,7 +536,7 @@ Deno.test("web app: open mode asks for a name and refuses one in use", async () 
     await ready(first);
     await second.page.getByLabel("Your name").fill("dana");
     await second.page.getByRole("button", { name: "Join" }).click();
-    await second.page.getByRole("alert").filter({ hasText: 'The name "dana" is taken' }).waitFor();
+    await second.page.getByRole("alert").filter({ hasText: 'The name "dana" is in use' }).waitFor();
     await second.page.getByLabel("Your name").fill("emil");
     await second.page.getByRole("button", { name: "Join" }).click();
     await ready(second);

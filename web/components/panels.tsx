@@ -30,7 +30,8 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
   if (conv?.kind === "room") {
     const members = conv.members.value;
     const here = members.filter((m) => online.has(m)).length;
-    subtitle = `${members.length} member${members.length === 1 ? "" : "s"}`;
+    const total = conv.memberCount.value ?? members.length;
+    subtitle = `${total} member${total === 1 ? "" : "s"}`;
     const count = model.onlineCount.value;
     // A very large chat sends only how many are online, not who.
     if (ready) subtitle += count === null ? ` · ${here} online` : ` · ${count} online in the chat`;
@@ -79,7 +80,7 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
             onClick={() => toggle(ui, "members")}
           >
             <PeopleIcon />
-            <span class="count">{conv.members.value.length}</span>
+            <span class="count">{conv.memberCount.value ?? conv.members.value.length}</span>
           </button>
         )}
       </div>
@@ -152,6 +153,11 @@ export function MembersPanel(
               {off.map((n) => <Person key={n} model={model} ui={ui} name={n} online={false} />)}
             </ul>
           </>
+        )}
+        {conv.memberCount.value !== null && conv.memberCount.value > members.length && (
+          <p class="muted">
+            and {conv.memberCount.value - members.length} more, too many to list
+          </p>
         )}
       </div>
       {conv.name !== LOBBY && (
@@ -247,6 +253,7 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
             <>
               <p class="muted">
                 {s.results.length === 1 ? "1 message" : `${s.results.length} messages`}
+                {s.more ? " (the newest: add words to find older ones)" : ""}
                 {s.busy ? " · searching…" : ""}
               </p>
               <ul class="results">
