@@ -13,7 +13,8 @@ import { describeConnectError } from "./format.ts";
 import { runPiped } from "./piped.ts";
 import { ConnectError, Session, type SessionEvent } from "./session.ts";
 import { TerminalUI } from "./terminal.ts";
-import { DEFAULT_URL, hostOf, infoUrl, normalizeUrl } from "./url.ts";
+import { openTokenStore, type SavedSession, type TokenStore } from "./tokens.ts";
+import { DEFAULT_URL, hostOf, infoUrl, normalizeUrl, signoutUrl } from "./url.ts";
 
 /** `chat client --help`. */
 export const CLIENT_HELP = `Chat from the terminal, or send messages from a script.
@@ -34,8 +35,12 @@ ${
 Options:
 ${
   table([
-    ["-u, --user NAME", "Sign in as NAME (asked when not given; needed when piped)"],
+    [
+      "-u, --user NAME",
+      "Sign in as NAME (asked when not given and no session is saved; needed when piped)",
+    ],
     ["-r, --room ROOM", `Start in ROOM, creating it if new [default ${LOBBY}]`],
+    ["--forget", "Sign out the session saved for the server, forget it, and exit"],
     ["-h, --help", "Show this help"],
   ])
 }
@@ -48,8 +53,19 @@ ${
       "The password, for scripts; otherwise it is asked without echo (open-mode servers need none)",
     ],
     ["NO_COLOR", "Print without colors"],
+    [
+      "XDG_CONFIG_HOME, HOME",
+      "Where saved sessions are kept: chat/tokens.json in $XDG_CONFIG_HOME, " +
+      "else in ~/.config (Windows: in %APPDATA%)",
+    ],
   ])
 }
+
+After signing in, the client keeps the session's token for that server (one
+user per server), so the next start signs in as that user without asking;
+when piped, if --user names them. On an open-mode server this keeps the
+name, which belongs to whoever holds its session. When the saved session has
+ended, the client asks again. --forget signs it out and forgets it.
 
 On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive. Type /help in the chat for its commands: /join,
@@ -67,6 +83,7 @@ Examples:
   chat client                                  Ask for the server and the name
   chat client localhost:8000 --user alice      Local server, as alice
   chat client https://chat.example.com -r ops  Start in #ops
+  chat client localhost:8000 --forget          Sign out and forget the session
 
   # From a script (set CHAT_PASSWORD when the server wants a login):
   echo "deploy done" | chat client -u bot -r ops chat.example.com:8000`;
@@ -83,6 +100,16 @@ export class ClientError extends Error {
 function out(text: string): void {
   // deno-lint-ignore no-console
   console.log(text);
+}
+
+/** A warning on stderr: a plain line on a terminal, `warning: …` when piped. */
+function warn(text: string): void {
+  say(Deno.stdin.isTerminal() ? `${text}\n` : `warning: ${text}\n`);
+}
+
+/** A sentence-case message continued after a colon. */
+function lower(message: string): string {
+  return message.charAt(0).toLowerCase() + message.slice(1);
 }
 
 function env(name: string): string | undefined {
@@ -107,9 +134,7 @@ export async function serverMode(wsUrl: string): Promise<"open" | "login" | null
       headers: { accept: "application/json" },
     });
   } catch (err) {
-    const e = err as Error & { cause?: unknown };
-    const detail = e.name === "TimeoutError" ? "timed out" : `${e.message} ${e.cause ?? ""}`;
-    throw new ClientError(describeConnectError(wsUrl, detail));
+    throw new ClientError(fetchError(wsUrl, err));
   }
   if (!res.ok) {
     await res.body?.cancel();
@@ -120,6 +145,158 @@ export async function serverMode(wsUrl: string): Promise<"open" | "login" | null
     return info?.mode === "open" || info?.mode === "login" ? info.mode : null;
   } catch {
     return null;
+  }
+}
+
+/** Why a request to the server's HTTP side failed, as one sentence. */
+function fetchError(wsUrl: string, err: unknown): string {
+  const e = err as Error & { cause?: unknown };
+  const detail = e.name === "TimeoutError" ? "timed out" : `${e.message} ${e.cause ?? ""}`;
+  return describeConnectError(wsUrl, detail);
+}
+
+/**
+ * Signs a session out on the server (`POST /api/signout`): `signed-out`,
+ * `ended` when the server no longer knew it, or why it could not be done.
+ */
+async function signOut(
+  wsUrl: string,
+  token: string,
+  timeout = 10_000,
+): Promise<"signed-out" | "ended" | string> {
+  let res: Response;
+  try {
+    res = await fetch(signoutUrl(wsUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(timeout),
+    });
+  } catch (err) {
+    return fetchError(wsUrl, err);
+  }
+  await res.body?.cancel();
+  if (res.ok) return "signed-out";
+  if (res.status === 401) return "ended";
+  return `The server answered ${res.status} ${res.statusText}`.trimEnd();
+}
+
+/** `chat client [URL] --forget`: signs the saved session out and forgets it. */
+async function forget(url: string, user: string | undefined): Promise<number> {
+  const opened = openTokenStore();
+  const cannot = (why: string) =>
+    new ClientError(`Cannot forget the saved session for ${url}: ${lower(why)}`);
+  if ("problem" in opened) throw cannot(opened.problem);
+  let saved: SavedSession | null;
+  try {
+    saved = await opened.store.get(url);
+  } catch (err) {
+    throw cannot((err as Error).message);
+  }
+  if (saved === null) {
+    out(`No saved session for ${url}`);
+    return 0;
+  }
+  if (user !== undefined && user.toLowerCase() !== saved.user.toLowerCase()) {
+    out(`No saved session for ${user} on ${url} (the saved one is ${saved.user}'s)`);
+    return 0;
+  }
+  const outcome = await signOut(url, saved.token);
+  try {
+    await opened.store.delete(url);
+  } catch (err) {
+    throw cannot((err as Error).message);
+  }
+  out(
+    outcome === "signed-out"
+      ? `Signed out of ${url} and forgot the saved session`
+      : outcome === "ended"
+      ? `The saved session for ${url} had ended already: forgot it`
+      : `Forgot the saved session for ${url}, not signed out on the server: ${lower(outcome)}`,
+  );
+  return 0;
+}
+
+/**
+ * The session saved for one server: read at start, replaced after every
+ * welcome (tokens are renewed), dropped when the server refuses it. Once it
+ * cannot be used, it says why in one line and stays out of the way.
+ */
+class SavedSessions {
+  #url: string;
+  #store: TokenStore | null = null;
+  #notice: (message: string) => void;
+  #writes: Promise<void> = Promise.resolve();
+  /** The latest token the server gave. */
+  #token: string | null = null;
+  /** Whether a token of the session signed in with is in the file. */
+  #kept = false;
+
+  constructor(url: string, notice: (message: string) => void) {
+    this.#url = url;
+    this.#notice = notice;
+    const opened = openTokenStore();
+    if ("store" in opened) this.#store = opened.store;
+    else this.#disable(opened.problem);
+  }
+
+  #disable(why: string): void {
+    this.#store = null;
+    this.#notice(`Your session will not be remembered: ${lower(why)}`);
+  }
+
+  /** The saved session, if there is one for `user` (any case) or no user is named. */
+  async get(user: string | undefined): Promise<SavedSession | null> {
+    if (this.#store === null) return null;
+    let saved: SavedSession | null;
+    try {
+      saved = await this.#store.get(this.#url);
+    } catch (err) {
+      this.#disable((err as Error).message);
+      return null;
+    }
+    if (saved !== null && user !== undefined && saved.user.toLowerCase() !== user.toLowerCase()) {
+      return null;
+    }
+    this.#kept = saved !== null;
+    return saved;
+  }
+
+  /** Saves a welcome's token (in the background; see {@link SavedSessions.finish}). */
+  save(welcome: WelcomeFrame): void {
+    this.#token = welcome.token;
+    this.#write(async (store) => {
+      await store.set(this.#url, { user: welcome.user, token: welcome.token });
+      this.#kept = true;
+    });
+  }
+
+  /** Forgets the saved session (the server refused it). */
+  drop(): void {
+    this.#kept = false;
+    this.#write((store) => store.delete(this.#url));
+  }
+
+  /**
+   * Waits for every save; when no token of the session was saved, signs it
+   * out (best effort), so that an open-mode name is not held for nobody.
+   */
+  async finish(): Promise<void> {
+    await this.#writes;
+    if (this.#kept || this.#token === null) return;
+    // Short: the user is leaving, and the name expires on its own anyway.
+    await signOut(this.#url, this.#token, 3000);
+  }
+
+  #write(op: (store: TokenStore) => Promise<unknown>): void {
+    this.#writes = this.#writes.then(async () => {
+      const store = this.#store;
+      if (store === null) return;
+      try {
+        await op(store);
+      } catch (err) {
+        this.#disable((err as Error).message);
+      }
+    });
   }
 }
 
@@ -157,13 +334,14 @@ export async function clientCommand(args: string[]): Promise<number> {
       options: {
         user: { type: "string", short: "u" },
         room: { type: "string", short: "r" },
+        forget: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
       strict: true,
     });
   } catch (err) {
-    const e = flagError(err as Error, ["user", "room", "help"]);
+    const e = flagError(err as Error, ["user", "room", "forget", "help"]);
     throw new ConfigError(e.message.replace("(see --help)", "(see chat client --help)"));
   }
   const { values, positionals } = parsed;
@@ -184,7 +362,7 @@ export async function clientCommand(args: string[]): Promise<number> {
     throw new ConfigError(`Invalid username "${values.user}": use 1-32 letters, digits, - or _`);
   }
   const interactive = Deno.stdin.isTerminal();
-  if (!interactive && values.user === undefined) {
+  if (!interactive && values.user === undefined && !values.forget) {
     throw new ConfigError(
       "--user NAME is needed when stdin is not a terminal: stdin carries the messages",
     );
@@ -202,16 +380,42 @@ export async function clientCommand(args: string[]): Promise<number> {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  let username = values.user ?? await askName();
+  if (values.forget) return await forget(url, values.user);
+
+  const dispatcher = new Dispatcher();
+  const saved = new SavedSessions(url, (message) => dispatcher.emit({ type: "notice", message }));
+  try {
+    return await signInAndRun({ url, room, user: values.user, interactive, saved, dispatcher });
+  } finally {
+    await saved.finish();
+  }
+}
+
+/** Signs in (with the saved session first, if any) and chats; resolves the exit code. */
+async function signInAndRun(options: {
+  url: string;
+  room: string;
+  user: string | undefined;
+  interactive: boolean;
+  saved: SavedSessions;
+  dispatcher: Dispatcher;
+}): Promise<number> {
+  const { url, room, user, interactive, saved, dispatcher } = options;
+  const found = await saved.get(user);
+  let token = found?.token;
+  let username = user ?? found?.user ?? await askName();
   let mode = await serverMode(url);
   let password = mode === "open" ? undefined : env("CHAT_PASSWORD");
   let asked = false;
+  const onEvent = (e: SessionEvent) => {
+    if (e.type === "welcome") saved.save(e.welcome);
+    dispatcher.emit(e);
+  };
 
-  const dispatcher = new Dispatcher();
   let session: Session | null = null;
   let welcome: WelcomeFrame | null = null;
   for (let attempt = 1; welcome === null; attempt++) {
-    if (mode === "login" && password === undefined) {
+    if (token === undefined && mode === "login" && password === undefined) {
       if (!interactive) {
         throw new ClientError(
           `The server at ${
@@ -227,14 +431,24 @@ export async function clientCommand(args: string[]): Promise<number> {
     session = new Session({
       url,
       username,
+      token,
       password: mode === "open" ? undefined : password,
-      onEvent: dispatcher.emit,
+      onEvent,
       giveUpAfter: interactive ? Infinity : 60_000,
     });
     try {
       welcome = await session.start();
     } catch (err) {
       if (!(err instanceof ConnectError)) throw err;
+      if (err.token) {
+        // Signed out elsewhere, or unused for too long: the usual questions.
+        token = undefined;
+        saved.drop();
+        warn(`Your saved session for ${url} has ended: sign in again`);
+        if (user === undefined) username = await askName();
+        attempt--;
+        continue;
+      }
       const retry = interactive && attempt < 3;
       if (err.code === "auth_failed" && mode === null && !asked && interactive) {
         mode = "login"; // the server did not say; it wants a password
@@ -246,7 +460,7 @@ export async function clientCommand(args: string[]): Promise<number> {
         password = undefined;
         continue;
       }
-      if (err.code === "name_taken" && values.user === undefined && retry) {
+      if (err.code === "name_taken" && user === undefined && retry) {
         say(`${err.message}\n`);
         username = await askName();
         continue;

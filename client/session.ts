@@ -43,15 +43,24 @@ export class ServerError extends Error {
   }
 }
 
+/** Options for {@link ConnectError}. */
+export interface ConnectErrorOptions {
+  /** The server refused a session token (not a name or password). @default {false} */
+  token?: boolean;
+}
+
 /** The first connection failed; `code` says why. */
 export class ConnectError extends Error {
   /** `auth_failed`, `name_taken`, or `network` for anything below the chat protocol. */
   readonly code: ErrorCode | "network";
+  /** Whether it was a session token the server refused; the session has dropped it. */
+  readonly token: boolean;
   /** Builds the error. */
-  constructor(code: ErrorCode | "network", message: string) {
+  constructor(code: ErrorCode | "network", message: string, options: ConnectErrorOptions = {}) {
     super(message);
     this.name = "ConnectError";
     this.code = code;
+    this.token = options.token ?? false;
   }
 }
 
@@ -80,6 +89,12 @@ export interface SessionOptions {
   username: string;
   /** The password (login mode); omitted in open mode. */
   password?: string;
+  /**
+   * A saved session token to sign in with instead of the name and password.
+   * If the server refuses it, {@link Session.start} rejects with a
+   * {@link ConnectError} whose `token` is true.
+   */
+  token?: string;
   /** Receives everything that happens. */
   onEvent: (event: SessionEvent) => void;
   /** First reconnection delay in milliseconds; it doubles up to `maxBackoff`. @default {500} */
@@ -128,10 +143,14 @@ function targetKey(t: Target): string {
 
 /** A chat connection that stays up; see the module documentation. */
 export class Session {
-  #opts: Required<Omit<SessionOptions, "password">> & { password?: string };
+  #opts: Required<Omit<SessionOptions, "password" | "token">> & { password?: string };
   #ws: WebSocket | null = null;
   #token: string | null = null;
   #user: string;
+  /** How the server signs people in, from its latest welcome. */
+  #mode: WelcomeFrame["mode"] | null = null;
+  /** The server's sentence for why it is about to close with 4003. */
+  #authError: string | null = null;
   #ready = false;
   #closed = false;
   #closedReason = "The client is closed";
@@ -172,6 +191,7 @@ export class Session {
       ...options,
     };
     this.#user = options.username;
+    this.#token = options.token ?? null;
     this.#tokens = this.#opts.burst;
   }
 
@@ -374,14 +394,20 @@ export class Session {
       }
     };
     ws.onclose = (e) => {
+      const le = lastError as ErrorFrame | null;
       if (usedToken && e.code === CloseCode.AuthFailed) {
-        // The token is no longer valid (new secret, changed password):
-        // sign in again with what the user gave, once.
+        // The token is no longer valid (signed out, expired, new secret,
+        // changed password): never offer it again.
         this.#token = null;
-        fail(new ConnectError("auth_failed", "retry-with-credentials"));
+        fail(
+          new ConnectError(
+            "auth_failed",
+            le?.message ?? "Your session has expired or is no longer valid: sign in again",
+            { token: true },
+          ),
+        );
         return;
       }
-      const le = lastError as ErrorFrame | null;
       if (le) {
         fail(new ConnectError(le.code, le.message));
       } else if (e.code === 0 || e.code === 1006 || networkError) {
@@ -394,6 +420,8 @@ export class Session {
   #welcome(welcome: WelcomeFrame, reconnect: boolean): void {
     this.#token = welcome.token;
     this.#user = welcome.user;
+    this.#mode = welcome.mode;
+    this.#authError = null;
     this.#attempt = 0;
     this.#downSince = 0;
     this.#startKeepAlive();
@@ -542,6 +570,12 @@ export class Session {
     this.#ws = null;
     for (const w of this.#closeWaiters.splice(0)) w();
     if (this.#closed) return;
+    if (code === CloseCode.AuthFailed) {
+      // Signed out, or the account changed: the session is over, and
+      // signing in again on our own would undo a sign-out.
+      this.#fatal(this.#authError ?? closeSentence(code, reason));
+      return;
+    }
     this.#lost(closeSentence(code, reason), code);
   }
 
@@ -586,10 +620,11 @@ export class Session {
     } catch (err) {
       if (this.#closed) return;
       const e = err as ConnectError;
-      if (e.code === "auth_failed" && e.message === "retry-with-credentials") {
+      if (e.token && !(this.#mode === "login" && this.#opts.password === undefined)) {
+        // Sign in again with what the user gave, once (the token is gone).
         return this.#scheduleReconnect(0);
       }
-      if (e.code === "auth_failed" || e.code === "signup_disabled") {
+      if (e.code === "auth_failed" || e.code === "signup_disabled" || e.code === "name_taken") {
         return this.#fatal(e.message);
       }
       if (Date.now() - this.#downSince > this.#opts.giveUpAfter) {
@@ -794,6 +829,11 @@ export class Session {
     if (f.type === "pong") {
       clearTimeout(this.#pongTimer);
       this.#pongTimer = undefined;
+      return;
+    }
+    if (f.type === "error" && f.code === "auth_failed" && f.ref === undefined) {
+      // The close (4003) follows and ends the session with this sentence.
+      this.#authError = f.message;
       return;
     }
     const direct = this.#directs.findIndex((d) => d.match(f));

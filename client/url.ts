@@ -1,7 +1,8 @@
 /**
  * Server addresses as people type them: `ws://`, `wss://`, `http://`,
  * `https://` or a bare `host:port`, turned into the WebSocket URL the
- * client connects to and the `/api/info` URL it asks about sign-in.
+ * client connects to, the `/api/info` URL it asks about sign-in and the
+ * `/api/signout` URL that ends a saved session.
  *
  * @module
  */
@@ -68,17 +69,37 @@ export function normalizeUrl(input: string): string {
   return `${scheme}//${url.hostname}${port}${wsPath}${url.search}`;
 }
 
+/** An HTTP URL beside a WebSocket URL: same host, `http(s)`, same path prefix. */
+function besideWs(wsUrl: string, path: string): string {
+  const url = new URL(wsUrl);
+  url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  const prefix = url.pathname.endsWith("/ws") ? url.pathname.slice(0, -3) : "";
+  url.pathname = `${prefix}${path}`;
+  url.search = "";
+  return url.href;
+}
+
 /**
  * The `/api/info` URL beside a WebSocket URL: same host, `http(s)`, and the
  * same path prefix when the server lives below a path.
  */
 export function infoUrl(wsUrl: string): string {
-  const url = new URL(wsUrl);
-  url.protocol = url.protocol === "wss:" ? "https:" : "http:";
-  const prefix = url.pathname.endsWith("/ws") ? url.pathname.slice(0, -3) : "";
-  url.pathname = `${prefix}/api/info`;
-  url.search = "";
-  return url.href;
+  return besideWs(wsUrl, "/api/info");
+}
+
+/**
+ * The `/api/signout` URL beside a WebSocket URL, found like {@link infoUrl}.
+ *
+ * @example
+ * ```ts
+ * import { signoutUrl } from "./url.ts";
+ * if (signoutUrl("wss://example.com/chat/ws") !== "https://example.com/chat/api/signout") {
+ *   throw new Error("expected the path prefix to stay");
+ * }
+ * ```
+ */
+export function signoutUrl(wsUrl: string): string {
+  return besideWs(wsUrl, "/api/signout");
 }
 
 /** `host:port` of a URL, for messages. */

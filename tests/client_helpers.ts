@@ -1,6 +1,8 @@
 /**
  * Runs the real `chat` program as a subprocess, with the permissions of
- * `deno task client`, for the terminal client's end-to-end tests.
+ * `deno task client`, for the terminal client's end-to-end tests. Every
+ * client gets a configuration directory of its own (`XDG_CONFIG_HOME`), so
+ * no test reads or writes the saved sessions of the person running it.
  *
  * @module
  */
@@ -8,13 +10,80 @@
 /** The repository root. */
 export const ROOT: string = new URL("..", import.meta.url).pathname;
 
-/** Arguments of `deno run` for the client, as in `deno task client`. */
-export const CLIENT_RUN: string[] = [
-  "run",
-  "--allow-net",
-  "--allow-env=CHAT_PASSWORD",
-  "main.ts",
-];
+/** The directory `deno task client` may read and write, as written in deno.json. */
+export const TASK_CHAT_DIR = "$HOME/.config/chat";
+
+/** The `client` task of deno.json. */
+export const CLIENT_TASK: string = JSON.parse(
+  Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+).tasks.client;
+
+/**
+ * Arguments of `deno run` for the client, as in `deno task client`, with
+ * `chatDir` where the task has `$HOME/.config/chat`.
+ */
+export function clientRun(chatDir: string): string[] {
+  const words = CLIENT_TASK.replaceAll(TASK_CHAT_DIR, chatDir)
+    .match(/"[^"]*"|\S+/g)!
+    .map((w) => w.replace(/^"(.*)"$/, "$1"));
+  if (words[0] !== "deno" || words.at(-1) !== "client") {
+    throw new Error(`Unexpected client task: ${CLIENT_TASK}`);
+  }
+  return words.slice(1, -1);
+}
+
+/** The shape of the client's tokens.json. */
+export type SavedTokens = Record<string, { user: string; token: string }>;
+
+/**
+ * A configuration directory of one test's own, used as `XDG_CONFIG_HOME`;
+ * removed on dispose.
+ */
+export class ConfigHome implements AsyncDisposable {
+  /** The directory (`XDG_CONFIG_HOME`). */
+  readonly path: string = Deno.makeTempDirSync({ prefix: "chat-config-" });
+
+  /** The client's directory in it. */
+  get chatDir(): string {
+    return `${this.path}/chat`;
+  }
+
+  /** The saved sessions file. */
+  get tokensFile(): string {
+    return `${this.chatDir}/tokens.json`;
+  }
+
+  /** Environment for a client using it. */
+  get env(): Record<string, string> {
+    return { XDG_CONFIG_HOME: this.path };
+  }
+
+  /** `deno run` arguments with the task's permissions, for this directory. */
+  get run(): string[] {
+    return clientRun(this.chatDir);
+  }
+
+  /** The saved sessions; `{}` when the file does not exist. */
+  async tokens(): Promise<SavedTokens> {
+    try {
+      return JSON.parse(await Deno.readTextFile(this.tokensFile));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return {};
+      throw err;
+    }
+  }
+
+  /** Writes tokens.json as given (creating the directory). */
+  async write(tokens: SavedTokens): Promise<void> {
+    await Deno.mkdir(this.chatDir, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(this.tokensFile, JSON.stringify(tokens), { mode: 0o600 });
+  }
+
+  /** Removes the directory. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Deno.remove(this.path, { recursive: true }).catch(() => {});
+  }
+}
 
 /** Environment for a child: only what Deno needs, plus `extra`. */
 export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -33,30 +102,45 @@ export interface RunResult {
   stderr: string;
 }
 
+/** Options for {@link runChat}. */
+export interface RunOptions {
+  /** What the program reads on stdin (closed afterwards). */
+  stdin?: string;
+  /** Environment variables besides the ones Deno needs. */
+  env?: Record<string, string>;
+  /** `deno` arguments before `chat`'s own. @default {config.run} */
+  permissions?: string[];
+  /** The configuration directory. @default {a new one, removed afterwards} */
+  config?: ConfigHome;
+}
+
 /** Runs `chat ARGS…` to the end, feeding `stdin` (closed afterwards). */
-export async function runChat(
-  args: string[],
-  options: { stdin?: string; env?: Record<string, string>; permissions?: string[] } = {},
-): Promise<RunResult> {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: [...(options.permissions ?? CLIENT_RUN), ...args],
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    clearEnv: true,
-    env: childEnv(options.env),
-  });
-  const child = cmd.spawn();
-  const writer = child.stdin.getWriter();
+export async function runChat(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const own = options.config ? null : new ConfigHome();
+  const config = options.config ?? own!;
   try {
-    if (options.stdin) await writer.write(new TextEncoder().encode(options.stdin));
+    const cmd = new Deno.Command(Deno.execPath(), {
+      args: [...(options.permissions ?? config.run), ...args],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: childEnv({ ...config.env, ...options.env }),
+    });
+    const child = cmd.spawn();
+    const writer = child.stdin.getWriter();
+    try {
+      if (options.stdin) await writer.write(new TextEncoder().encode(options.stdin));
+    } finally {
+      await writer.close().catch(() => {});
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } finally {
-    await writer.close().catch(() => {});
+    await own?.[Symbol.asyncDispose]();
   }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /** A `chat client` process whose stdin the test writes line by line. */
@@ -64,17 +148,20 @@ export class ClientProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #output: Promise<Deno.CommandOutput>;
+  #own: ConfigHome | null;
 
-  /** Starts `chat client ARGS…`. */
-  constructor(args: string[], env: Record<string, string> = {}) {
+  /** Starts `chat client ARGS…` (in a configuration directory of its own unless given one). */
+  constructor(args: string[], env: Record<string, string> = {}, config?: ConfigHome) {
+    this.#own = config ? null : new ConfigHome();
+    const home = config ?? this.#own!;
     this.child = new Deno.Command(Deno.execPath(), {
-      args: [...CLIENT_RUN, "client", ...args],
+      args: [...home.run, "client", ...args],
       cwd: ROOT,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
       clearEnv: true,
-      env: childEnv(env),
+      env: childEnv({ ...home.env, ...env }),
     }).spawn();
     this.#writer = this.child.stdin.getWriter();
     this.#output = this.child.output();
@@ -89,6 +176,7 @@ export class ClientProcess implements AsyncDisposable {
   async finish(): Promise<RunResult> {
     await this.#writer.close().catch(() => {});
     const out = await this.#output;
+    await this.#own?.[Symbol.asyncDispose]();
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   }
@@ -102,5 +190,6 @@ export class ClientProcess implements AsyncDisposable {
     }
     await this.#writer.close().catch(() => {});
     await this.#output.catch(() => {});
+    await this.#own?.[Symbol.asyncDispose]();
   }
 }

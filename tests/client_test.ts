@@ -7,12 +7,13 @@ import type { ServerFrame } from "../server/protocol.ts";
 import {
   closeAll,
   DEADLINE,
+  freePort,
   signIn,
   startTestServer,
-  type TestClient,
+  TestClient,
   waitUntil,
 } from "./helpers.ts";
-import { ClientProcess, runChat } from "./client_helpers.ts";
+import { childEnv, ClientProcess, clientRun, ConfigHome, ROOT, runChat } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -242,5 +243,276 @@ Deno.test("chat client names a TLS certificate problem in one line", async () =>
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A message sender and its text. */
+function fromAndText(m: F<"message">): [string, string] {
+  return [m.from, m.text];
+}
+
+/** Whether the server still takes `token`: `welcome`, or the error and close code it answers. */
+async function tryToken(ws: string, token: string): Promise<string> {
+  const c = await TestClient.connect(ws);
+  try {
+    c.send({ type: "auth", token });
+    const f = await c.next((f) => f.type === "welcome" || f.type === "error");
+    if (f.type === "welcome") return "welcome";
+    return `${(f as F<"error">).code} ${(await c.waitClose()).code}`;
+  } finally {
+    await c.close();
+  }
+}
+
+Deno.test("chat client (piped) saves its session 0600 and signs in with it next time, without CHAT_PASSWORD", async () => {
+  await using t = await startTestServer({ users: USERS });
+  await using config = new ConfigHome();
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  try {
+    const first = await runChat(["client", "--user", "alice", t.ws], {
+      stdin: "first\n",
+      env: { CHAT_PASSWORD: USERS.alice },
+      config,
+    });
+    assert.deepEqual([first.code, first.stderr], [0, ""]);
+    const saved = await config.tokens();
+    assert.deepEqual(Object.keys(saved), [t.ws]);
+    assert.equal(saved[t.ws].user, "alice");
+    if (Deno.build.os !== "windows") {
+      assert.equal((await Deno.stat(config.tokensFile)).mode! & 0o777, 0o600);
+      assert.equal((await Deno.stat(config.chatDir)).mode! & 0o777, 0o700);
+    }
+    // The same user in another case: the saved session, no password.
+    const second = await runChat(["client", "--user", "ALICE", t.ws], {
+      stdin: "second\n",
+      config,
+    });
+    assert.deepEqual([second.code, second.stderr], [0, ""]);
+    assert.deepEqual([
+      fromAndText(await bob.next<F<"message">>("message")),
+      fromAndText(await bob.next<F<"message">>("message")),
+    ], [["alice", "first"], ["alice", "second"]]);
+    assert.equal(await tryToken(t.ws, (await config.tokens())[t.ws].token), "welcome");
+    // Another user does not get alice's session.
+    const other = await runChat(["client", "--user", "bob", t.ws], { stdin: "nope\n", config });
+    assert.equal(other.code, 1);
+    assertOneLine(other.stderr, /^error: The server at .* needs a password: set CHAT_PASSWORD/);
+    assert.equal((await config.tokens())[t.ws].user, "alice", "still alice's session");
+    await bob.barrier();
+    assert.equal(bob.peek("message").length, 0);
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("chat client (piped, open mode) keeps its name: taken without the saved session, back with it", async () => {
+  await using t = await startTestServer();
+  await using mine = new ConfigHome();
+  await using theirs = new ConfigHome();
+  const bob = await signIn(t.ws, "bob");
+  try {
+    const first = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "hello\n",
+      config: mine,
+    });
+    assert.deepEqual([first.code, first.stderr], [0, ""]);
+    const impostor = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "impostor\n",
+      config: theirs,
+    });
+    assert.equal(impostor.code, 1);
+    assertOneLine(
+      impostor.stderr,
+      /^error: The name "alice" is in use by someone else: choose another$/,
+    );
+    assert.deepEqual(await theirs.tokens(), {});
+    const back = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "back again\n",
+      config: mine,
+    });
+    assert.deepEqual([back.code, back.stderr], [0, ""]);
+    assert.deepEqual(await texts(bob, 2), ["hello", "back again"]);
+    await bob.barrier();
+    assert.equal(bob.peek("message").length, 0, "the impostor's line never arrived");
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("chat client replaces a saved session the server refuses, saying so once", async (s) => {
+  await using t = await startTestServer({ users: USERS });
+  await using config = new ConfigHome();
+  const elsewhere = { user: "zoe", token: "zoe-token" };
+  const OTHER = "wss://chat.example.com/ws";
+  const forged = { user: "alice", token: "v1.forged.token" };
+
+  await s.step("with CHAT_PASSWORD: signs in with it and saves the new session", async () => {
+    await config.write({ [t.ws]: forged, [OTHER]: elsewhere });
+    const r = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "hi\n",
+      env: { CHAT_PASSWORD: USERS.alice },
+      config,
+    });
+    assert.equal(r.code, 0);
+    assert.equal(r.stderr, `warning: Your saved session for ${t.ws} has ended: sign in again\n`);
+    const saved = await config.tokens();
+    assert.equal(saved[t.ws].user, "alice");
+    assert.notEqual(saved[t.ws].token, forged.token);
+    assert.equal(await tryToken(t.ws, saved[t.ws].token), "welcome");
+    assert.deepEqual(saved[OTHER], elsewhere);
+  });
+
+  await s.step("without a password to fall back on: drops it and fails as usual", async () => {
+    await config.write({ [t.ws]: forged, [OTHER]: elsewhere });
+    const r = await runChat(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^warning: Your saved session for ${RegExp.escape(t.ws)} has ended: sign in again\n` +
+          "error: The server at .* needs a password: set CHAT_PASSWORD \\(stdin is not a terminal\\)\n$",
+      ),
+    );
+    assert.deepEqual(await config.tokens(), { [OTHER]: elsewhere });
+  });
+});
+
+Deno.test("chat client --forget signs the saved session out on the server and forgets only it", async () => {
+  await using t = await startTestServer(); // open mode: signing out also frees the name
+  await using config = new ConfigHome();
+  const away = `ws://127.0.0.1:${freePort()}/ws`; // nothing listens there
+  const first = await runChat(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
+  assert.deepEqual([first.code, first.stderr], [0, ""]);
+  const { token } = (await config.tokens())[t.ws];
+  await config.write({ ...await config.tokens(), [away]: { user: "zoe", token: "zoe-token" } });
+
+  const notBob = await runChat(["client", t.ws, "--forget", "-u", "bob"], { config });
+  assert.deepEqual(notBob, {
+    code: 0,
+    stdout: `No saved session for bob on ${t.ws} (the saved one is alice's)\n`,
+    stderr: "",
+  });
+  assert.equal(await tryToken(t.ws, token), "welcome", "left alone");
+
+  const forgot = await runChat(["client", t.ws, "--forget", "-u", "Alice"], { config });
+  assert.deepEqual(forgot, {
+    code: 0,
+    stdout: `Signed out of ${t.ws} and forgot the saved session\n`,
+    stderr: "",
+  });
+  assert.deepEqual(Object.keys(await config.tokens()), [away], "the other server's stays");
+  assert.equal(await tryToken(t.ws, token), "auth_failed 4003");
+  const other = await signIn(t.ws, "alice");
+  await other.close();
+
+  const none = await runChat(["client", t.ws, "--forget"], { config });
+  assert.deepEqual(none, { code: 0, stdout: `No saved session for ${t.ws}\n`, stderr: "" });
+
+  await config.write({ ...await config.tokens(), [t.ws]: { user: "alice", token } });
+  const ended = await runChat(["client", t.ws, "--forget"], { config });
+  assert.deepEqual(ended, {
+    code: 0,
+    stdout: `The saved session for ${t.ws} had ended already: forgot it\n`,
+    stderr: "",
+  });
+  assert.deepEqual(Object.keys(await config.tokens()), [away]);
+
+  const unreachable = await runChat(["client", away, "--forget"], { config });
+  assert.equal(unreachable.code, 0);
+  assert.equal(unreachable.stderr, "");
+  assert.match(
+    unreachable.stdout,
+    new RegExp(
+      `^Forgot the saved session for ${RegExp.escape(away)}, not signed out on the server: ` +
+        "cannot connect to 127\\.0\\.0\\.1:\\d+: connection refused .*\n$",
+    ),
+  );
+  assert.deepEqual(await config.tokens(), {});
+});
+
+Deno.test("chat client without permission for its config directory chats on and says why it forgets", async (s) => {
+  await using t = await startTestServer();
+  await using config = new ConfigHome();
+  const bob = await signIn(t.ws, "bob");
+  try {
+    const cases: [string, string, string[], string][] = [
+      [
+        "no environment",
+        "alice",
+        ["run", "--allow-net", "--allow-env=CHAT_PASSWORD", "main.ts"],
+        "no permission to read the environment variable XDG_CONFIG_HOME",
+      ],
+      [
+        "no files",
+        "carol",
+        ["run", "--allow-net", "--allow-env=CHAT_PASSWORD,HOME,XDG_CONFIG_HOME,APPDATA", "main.ts"],
+        `no permission to read and write "${config.chatDir}"`,
+      ],
+    ];
+    for (const [name, user, permissions, why] of cases) {
+      await s.step(name, async () => {
+        const r = await runChat(["client", "-u", user, t.ws], {
+          stdin: `still here (${name})\n`,
+          permissions,
+          config,
+        });
+        assert.equal(r.code, 0);
+        assert.equal(r.stderr, `warning: Your session will not be remembered: ${why}\n`);
+        assert.deepEqual(await texts(bob, 1), [`still here (${name})`]);
+        // A session nobody can continue is signed out on the way out: the name is free.
+        const next = await signIn(t.ws, user);
+        await next.close();
+        const forget = await runChat(["client", t.ws, "--forget"], { permissions, config });
+        assert.equal(forget.code, 1);
+        assertOneLine(
+          forget.stderr,
+          new RegExp(
+            `^error: Cannot forget the saved session for ${RegExp.escape(t.ws)}: ${
+              RegExp.escape(why)
+            }$`,
+          ),
+        );
+      });
+    }
+    await assert.rejects(Deno.stat(config.chatDir), Deno.errors.NotFound, "nothing written");
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("deno task client may read and write $HOME/.config/chat only, and keeps sessions there", async () => {
+  assert.deepEqual(clientRun("/dir"), [
+    "run",
+    "--allow-net",
+    "--allow-env=CHAT_PASSWORD,HOME,XDG_CONFIG_HOME,APPDATA",
+    "--allow-read=/dir",
+    "--allow-write=/dir",
+    "main.ts",
+  ]);
+  await using t = await startTestServer({ users: USERS });
+  const home = await Deno.makeTempDir({ prefix: "chat-home-" });
+  try {
+    // Deno's own cache lives under HOME by default: keep using the warm one.
+    const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+    const { denoDir } = JSON.parse(new TextDecoder().decode(info.stdout));
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "client", "--user", "alice", t.ws],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: childEnv({ HOME: home, DENO_DIR: denoDir, CHAT_PASSWORD: USERS.alice }),
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("via the task\n"));
+    await writer.close();
+    const out = await child.output();
+    assert.equal(new TextDecoder().decode(out.stderr), "");
+    assert.equal(out.code, 0);
+    const saved = JSON.parse(await Deno.readTextFile(`${home}/.config/chat/tokens.json`));
+    assert.equal(saved[t.ws].user, "alice");
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 });

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../server/protocol.ts";
 import { closeAll, signIn, startTestServer } from "./helpers.ts";
-import { CLIENT_RUN, ROOT } from "./client_helpers.ts";
+import { ConfigHome, ROOT } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 import { count, Tmux } from "./tmux.ts";
 
@@ -13,8 +13,18 @@ type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
 const USERS = { alice: "alice-pass", bob: "bob-pass1" };
 
-function client(...args: string[]): string[] {
-  return [Deno.execPath(), ...CLIENT_RUN, "client", ...args];
+/** Starts `chat client ARGS…` in `tty`, keeping its saved sessions in `config`. */
+function startClient(
+  tty: Tmux,
+  config: ConfigHome,
+  args: string[],
+  options: { width?: number } = {},
+): Promise<void> {
+  return tty.start([Deno.execPath(), ...config.run, "client", ...args], {
+    cwd: ROOT,
+    env: config.env,
+    ...options,
+  });
 }
 
 /** The last non-empty line of the screen. */
@@ -25,13 +35,14 @@ function lastLine(screen: string): string {
 Deno.test("chat client (terminal) signs in, shows history, and keeps the input line while messages arrive", async () => {
   await using t = await startTestServer({ users: USERS });
   const bob = await signIn(t.ws, "bob", USERS.bob);
+  await using config = new ConfigHome();
   await using tty = new Tmux();
   try {
     for (let i = 1; i <= 3; i++) {
       bob.send({ type: "send", room: "general", text: `earlier ${i}`, ref: `e${i}` });
       await bob.next((f) => f.type === "message" && f.ref === `e${i}`);
     }
-    await tty.start(client(t.ws), { cwd: ROOT });
+    await startClient(tty, config, [t.ws]);
     await tty.waitFor("Username:");
     await tty.line("alice");
     await tty.waitFor("Password for alice:");
@@ -106,6 +117,7 @@ Deno.test("chat client (terminal) signs in, shows history, and keeps the input l
 Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /leave", async () => {
   await using t = await startTestServer();
   const bob = await signIn(t.ws, "bob");
+  await using config = new ConfigHome();
   await using tty = new Tmux();
   try {
     bob.send({ type: "join", room: "ops" });
@@ -114,7 +126,7 @@ Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /l
       bob.send({ type: "send", room: "ops", text });
     }
     await bob.next((f) => f.type === "message" && f.text === "lunch?");
-    await tty.start(client("--user", "alice", "--room", "ops", t.ws), { cwd: ROOT, width: 60 });
+    await startClient(tty, config, ["--user", "alice", "--room", "ops", t.ws], { width: 60 });
     await tty.waitFor("-- You are in #ops with bob");
     await tty.waitFor(/#ops>$/);
     await tty.line("/who");
@@ -171,8 +183,9 @@ Deno.test("chat client (terminal) answers /who, /rooms, /history, /search and /l
 
 Deno.test("chat client (terminal) asks no password in open mode, ends on SIGTERM, and asks again after a wrong password", async () => {
   await using open = await startTestServer();
+  await using config = new ConfigHome();
   await using tty = new Tmux();
-  await tty.start(client(`localhost:${open.server.port}`), { cwd: ROOT });
+  await startClient(tty, config, [`localhost:${open.server.port}`]);
   await tty.waitFor("Username:");
   await tty.line("carol");
   let screen = await tty.waitFor(/as carol \(open mode\)/);
@@ -185,7 +198,7 @@ Deno.test("chat client (terminal) asks no password in open mode, ends on SIGTERM
 
   await using login = await startTestServer({ users: USERS });
   await using tty2 = new Tmux();
-  await tty2.start(client("--user", "alice", login.ws), { cwd: ROOT });
+  await startClient(tty2, config, ["--user", "alice", login.ws]);
   await tty2.waitFor("Password for alice:");
   await tty2.line("not-the-password");
   await tty2.waitFor("Wrong username or password\nPassword for alice:");
@@ -200,9 +213,10 @@ Deno.test("chat client (terminal) reconnects after a dropped connection and show
   await using t = await startTestServer();
   const proxy = new TcpProxy(t.server.port);
   const bob = await signIn(t.ws, "bob");
+  await using config = new ConfigHome();
   await using tty = new Tmux();
   try {
-    await tty.start(client("--user", "alice", proxy.ws), { cwd: ROOT });
+    await startClient(tty, config, ["--user", "alice", proxy.ws]);
     await tty.waitFor(/#general>$/);
     bob.send({ type: "send", room: "general", text: "before the drop" });
     await tty.waitFor("bob: before the drop");
@@ -232,4 +246,82 @@ Deno.test("chat client (terminal) reconnects after a dropped connection and show
     await closeAll(bob);
     await proxy.close();
   }
+});
+
+/** `POST /api/signout` with `token`; resolves the status. */
+async function signOut(http: string, token: string): Promise<number> {
+  const res = await fetch(`${http}/api/signout`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("chat client (terminal) signs in with the saved session without asking, and asks again once it ended", async () => {
+  await using t = await startTestServer({ users: USERS });
+  await using config = new ConfigHome();
+  {
+    await using tty = new Tmux();
+    await startClient(tty, config, [t.ws]);
+    await tty.waitFor("Username:");
+    await tty.line("alice");
+    await tty.waitFor("Password for alice:");
+    await tty.line(USERS.alice);
+    await tty.waitFor(/#general>$/);
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  }
+  const first = (await config.tokens())[t.ws];
+  assert.equal(first.user, "alice");
+  {
+    await using tty = new Tmux();
+    await startClient(tty, config, [t.ws]);
+    const screen = await tty.waitFor(/#general>$/);
+    assert.match(screen, /Signed in to ws:\/\/127\.0\.0\.1:\d+\/ws as alice\./);
+    assert.ok(!screen.includes("Username") && !screen.includes("Password"), screen);
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  }
+  // Signed out elsewhere (another terminal, the web app): the next start asks again.
+  assert.equal(await signOut(t.http, (await config.tokens())[t.ws].token), 204);
+  {
+    await using tty = new Tmux();
+    await startClient(tty, config, [t.ws]);
+    await tty.waitFor(`Your saved session for ${t.ws} has ended: sign in again\nUsername:`);
+    await tty.line("alice");
+    await tty.waitFor("Password for alice:");
+    await tty.line(USERS.alice);
+    const screen = await tty.waitFor(/#general>$/);
+    assert.equal(count(screen, "has ended"), 1);
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  }
+  const renewed = (await config.tokens())[t.ws];
+  assert.equal(renewed.user, "alice");
+  assert.notEqual(renewed.token, first.token);
+});
+
+Deno.test("chat client (terminal) without file permissions asks nothing more and says once it will forget", async () => {
+  await using t = await startTestServer();
+  await using tty = new Tmux();
+  await tty.start([
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-env=CHAT_PASSWORD",
+    "main.ts",
+    "client",
+    "--user",
+    "alice",
+    t.ws,
+  ], { cwd: ROOT });
+  const notice =
+    "-- Your session will not be remembered: no permission to read the environment variable XDG_CONFIG_HOME";
+  await tty.waitFor(notice);
+  const screen = await tty.waitFor(/#general>$/);
+  assert.equal(count(screen, notice), 1);
+  assert.ok(!screen.includes("Deno requests"), "no permission prompt");
+  await tty.line("/quit");
+  assert.equal(await tty.exitCode(), 0);
 });

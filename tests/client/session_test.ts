@@ -224,3 +224,67 @@ Deno.test("Session notices a server that started over and shows its new messages
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** `POST /api/signout` with `token`; resolves the status. */
+async function signOut(http: string, token: string): Promise<number> {
+  const res = await fetch(`${http}/api/signout`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("Session.start() signs in with a saved token, and says when the token was refused", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const first = recorder(t.ws, "alice", USERS.alice);
+  const welcome = await first.session.start();
+  await first.session.close();
+  const saved = new Session({ url: t.ws, username: "alice", token: welcome.token, onEvent() {} });
+  try {
+    const renewed = await saved.start();
+    assert.equal(renewed.user, "alice", "no password needed");
+    assert.equal(await signOut(t.http, renewed.token), 204);
+  } finally {
+    await saved.close();
+  }
+  for (const token of [welcome.token, "v1.forged.token"]) {
+    const s = new Session({ url: t.ws, username: "alice", token, onEvent() {} });
+    try {
+      await assert.rejects(
+        s.start(),
+        (err: Error) => {
+          assert.ok(err instanceof ConnectError);
+          assert.deepEqual(
+            [err.code, err.token, err.message],
+            ["auth_failed", true, "Your session has expired or is no longer valid: sign in again"],
+          );
+          return true;
+        },
+      );
+    } finally {
+      await s.close();
+    }
+  }
+});
+
+Deno.test("Session ends when its session is signed out elsewhere, and leaves the name free", async () => {
+  await using t = await startTestServer();
+  const alice = recorder(t.ws, "alice");
+  let other: Awaited<ReturnType<typeof signIn>> | undefined;
+  try {
+    const welcome = await alice.session.start();
+    assert.equal(await signOut(t.http, welcome.token), 204);
+    const fatal = await waitUntil(
+      () => alice.events.find((e) => e.type === "fatal"),
+      "alice's session ends",
+    );
+    assert.deepEqual(fatal, { type: "fatal", message: "You signed out: sign in again" });
+    assert.ok(!alice.events.some((e) => e.type === "disconnected"), "no reconnecting");
+    other = await signIn(t.ws, "alice");
+    assert.equal(other.welcome.user, "alice", "the name was not taken back");
+  } finally {
+    await alice.session.close();
+    await closeAll(other);
+  }
+});
