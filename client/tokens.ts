@@ -15,6 +15,7 @@
  * @module
  */
 import { dirname, posix, win32 } from "node:path";
+import { replaceLocked } from "../server/locked_file.ts";
 
 /** A saved sign-in: who, and the token that continues their session. */
 export interface SavedSession {
@@ -178,75 +179,17 @@ export class TokenStore {
   }
 
   async #locked(change: (all: Record<string, unknown>) => boolean): Promise<void> {
-    const dir = dirname(this.path);
-    let lock: Deno.FsFile;
     try {
-      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-      lock = await Deno.open(`${this.path}.lock`, {
-        read: true,
-        write: true,
-        create: true,
-        mode: 0o600,
-      });
+      await Deno.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new Error(`Cannot write "${this.path}": ${(err as Error).message}`);
     }
-    try {
-      const deadline = Date.now() + this.#lockTimeout;
-      // tryLock() and a short poll: a blocked lock() cannot be given up on.
-      while (!(await lock.tryLock(true))) {
-        if (Date.now() >= deadline) {
-          throw new Error(`Cannot write "${this.path}": another client holds its lock`);
-        }
-        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
-      }
+    await replaceLocked(this.path, async () => {
       const all = await this.#read();
-      if (!change(all)) return;
-      const tmp = `${this.path}.tmp`;
-      try {
-        await writeSynced(tmp, `${JSON.stringify(all, null, 2)}\n`);
-        await Deno.rename(tmp, this.path);
-      } catch (err) {
-        await Deno.remove(tmp).catch(() => {});
-        throw new Error(`Cannot write "${this.path}": ${(err as Error).message}`);
-      }
-      await syncDirectory(dir);
-    } finally {
-      // Closing the file releases the lock.
-      lock.close();
-    }
-  }
-}
-
-/** Writes `text` to a new 0600 file at `path` and forces it to disk. */
-async function writeSynced(path: string, text: string): Promise<void> {
-  // Only the lock holder writes here: anything left is from a crash, and
-  // could be a link planted to redirect the write, so it is removed first.
-  await Deno.remove(path).catch((err) => {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  });
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-}
-
-/** Forces the rename to disk, so a power cut cannot bring the old file back. */
-async function syncDirectory(dir: string): Promise<void> {
-  // Windows offers no fsync of a directory through Deno.open().
-  if (Deno.build.os === "windows") return;
-  try {
-    const handle = await Deno.open(dir, { read: true });
-    try {
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-  } catch {
-    // The rename is atomic all the same; only its durability is weaker.
+      return change(all) ? `${JSON.stringify(all, null, 2)}\n` : null;
+    }, {
+      wait: this.#lockTimeout,
+      busy: `Cannot write "${this.path}": another client holds its lock`,
+    });
   }
 }

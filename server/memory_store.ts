@@ -18,6 +18,7 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
+import { Slice } from "./time_slice.ts";
 
 interface Log {
   /** Kept messages; ids are contiguous, so `messages[i].id === first + i`. */
@@ -352,32 +353,6 @@ export class MemoryStore implements Store {
       map.set(key, s);
     }
     return s;
-  }
-}
-
-/** Messages a scan looks at between two looks at the clock. */
-const CHECK_EVERY = 256;
-/** Milliseconds a scan may run before it lets the event loop turn. */
-const SLICE_MS = 4;
-
-/** A scan's time budget for one turn of the event loop. */
-class Slice {
-  #start = performance.now();
-  #count = 0;
-
-  /** Counts one message; true once this turn's budget is used up. */
-  spent(): boolean {
-    if (++this.#count % CHECK_EVERY !== 0) return false;
-    return performance.now() - this.#start >= SLICE_MS;
-  }
-
-  /**
-   * Lets timers and I/O run, then starts a new budget. A timer, not
-   * `setImmediate`: Deno runs immediates before it polls sockets again.
-   */
-  async pause(): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#start = performance.now();
   }
 }
 

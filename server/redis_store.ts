@@ -49,6 +49,7 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
+import { Slice } from "./time_slice.ts";
 
 /**
  * Gives a message the next id of its conversation and Redis's clock (never
@@ -237,10 +238,6 @@ return 0
 const SEARCH_CHUNK = 256;
 /** Conversations a search reads at once. */
 const SEARCH_PARALLEL = 4;
-/** Entries a search looks at between two looks at the clock. */
-const CHECK_EVERY = 256;
-/** Milliseconds a search may parse before it lets the event loop turn. */
-const SLICE_MS = 4;
 
 /** Options for {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -605,26 +602,5 @@ export class RedisStore implements Store {
   /** Closes the client if this store opened it. */
   async close(): Promise<void> {
     if (this.#owns) await closeRedis(this.#client);
-  }
-}
-
-/** A search's time budget for one turn of the event loop. */
-class Slice {
-  #start = performance.now();
-  #count = 0;
-
-  /** Counts one entry; true once this turn's budget is used up. */
-  spent(): boolean {
-    if (++this.#count % CHECK_EVERY !== 0) return false;
-    return performance.now() - this.#start >= SLICE_MS;
-  }
-
-  /**
-   * Lets timers and I/O run, then starts a new budget. A timer, not
-   * `setImmediate`: Deno runs immediates before it polls sockets again.
-   */
-  async pause(): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#start = performance.now();
   }
 }

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { replaceLocked } from "./locked_file.ts";
 import { NAME_PATTERN } from "./protocol.ts";
 import { isHashed } from "./password.ts";
 
@@ -116,96 +116,20 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
 const LOCK_WAIT = 5000;
 
 /**
- * Takes the OS lock on `lock` (an open file), or throws after `wait` ms. The
- * lock belongs to the open file, not to a name on disk: closing the file, or
- * the process dying in any way, releases it, so there is no stale lock to
- * judge by its age and no way for two writers to hold it at once.
+ * Runs `fn` holding the users file's write lock and writes what it returns
+ * (unless null) over `path`, atomically and durably ({@link replaceLocked};
+ * fixed names beside the file, so a binary allowed only a few paths can use
+ * them).
  */
-async function acquire(lock: Deno.FsFile, wait: number, message: string): Promise<void> {
-  const deadline = Date.now() + wait;
-  // tryLock() and a short, jittered poll rather than lock(): a blocked lock()
-  // cannot be cancelled when the wait runs out.
-  while (!(await lock.tryLock(true))) {
-    if (Date.now() >= deadline) throw new Error(message);
-    await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
-  }
-}
-
-/** Writes all of `text` to a new file at `path` and forces it to disk. */
-async function writeSynced(path: string, text: string): Promise<void> {
-  // Only the lock holder writes here, so anything already there is a leftover
-  // of a crash: remove it rather than write through it (it could be a link).
-  await Deno.remove(path).catch((err) => {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  });
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-}
-
-/**
- * Forces a rename in `dir` to disk, so that it survives a power cut (until
- * then the directory entry may still point at the old file).
- */
-async function syncDirectory(dir: string): Promise<void> {
-  // POSIX only: Windows offers no fsync of a directory through Deno.open().
-  if (Deno.build.os === "windows") return;
-  // The compiled binary may read only its own files in the folder it runs in
-  // (scripts/compile.ts), not the folder itself, and must not be given the
-  // whole folder for this. Without the sync the rename is still atomic: after
-  // a power cut users.json is the old file or the new one, never a mix.
-  if (Deno.permissions.querySync({ name: "read", path: dir }).state !== "granted") return;
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
-}
-
-/**
- * Runs `fn` holding the users file's write lock (`<path>.lock`, created 0600
- * if missing; fixed names, so a binary allowed only a few paths can use it),
- * then writes what `fn` returns (unless null) to `<path>.tmp`, syncs it and
- * renames it over `path`, still holding the lock.
- */
-async function withWriteLock(
+function withWriteLock(
   path: string,
   fn: () => Promise<string | null>,
   wait: number,
 ): Promise<void> {
-  const lockPath = `${path}.lock`;
-  const tmp = `${path}.tmp`;
-  let lock: Deno.FsFile;
-  try {
-    lock = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
-  } catch (err) {
-    throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
-  }
-  try {
-    await acquire(lock, wait, `Cannot write "${path}": "${lockPath}" is in use by another writer`);
-    let renamed = false;
-    try {
-      const text = await fn();
-      if (text === null) return;
-      await writeSynced(tmp, text);
-      await Deno.rename(tmp, path);
-      renamed = true;
-      await syncDirectory(dirname(path));
-    } catch (err) {
-      if (!renamed) await Deno.remove(tmp).catch(() => {});
-      if (err instanceof SyntaxError) throw err;
-      throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
-    }
-  } finally {
-    // Closing the file releases the lock.
-    lock.close();
-  }
+  return replaceLocked(path, fn, {
+    wait,
+    busy: `Cannot write "${path}": "${path}.lock" is in use by another writer`,
+  });
 }
 
 function serialize(users: Users, extra: Record<string, unknown>): string {
