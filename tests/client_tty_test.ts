@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../server/protocol.ts";
-import { closeAll, signIn, startTestServer } from "./helpers.ts";
+import { closeAll, signIn, signOut, startTestServer } from "./helpers.ts";
 import { ConfigHome, ROOT } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 import { count, Tmux } from "./tmux.ts";
@@ -247,16 +247,6 @@ Deno.test("chat client (terminal) reconnects after a dropped connection and show
     await proxy.close();
   }
 });
-
-/** `POST /api/signout` with `token`; resolves the status. */
-async function signOut(http: string, token: string): Promise<number> {
-  const res = await fetch(`${http}/api/signout`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}` },
-  });
-  await res.body?.cancel();
-  return res.status;
-}
 
 Deno.test("chat client (terminal) signs in with the saved session without asking, and asks again once it ended", async () => {
   await using t = await startTestServer({ users: USERS });

@@ -232,6 +232,16 @@ export async function signIn(
   return Object.assign(c, { welcome });
 }
 
+/** `POST /api/signout` with `token` on the server at `http` (`http://host:port`); resolves the status. */
+export async function signOut(http: string, token: string): Promise<number> {
+  const res = await fetch(`${http}/api/signout`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
 /** Closes every client, ignoring errors. */
 export async function closeAll(...clients: (TestClient | undefined)[]): Promise<void> {
   await Promise.all(clients.map((c) => c?.close().catch(() => {})));

@@ -14,6 +14,7 @@ import { spawnServer } from "./chat_process.ts";
 import {
   closeAll,
   signIn,
+  signOut,
   startTestServer,
   TestClient,
   type TestServer,
@@ -28,16 +29,6 @@ async function refusal(c: TestClient): Promise<{ error: F<"error">; code: number
   const error = await c.next<F<"error">>("error");
   const closed = await c.waitClose();
   return { error, code: closed.code };
-}
-
-/** POST /api/signout with a bearer token. */
-async function signOut(t: TestServer, token: string): Promise<number> {
-  const res = await fetch(`${t.http}/api/signout`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}` },
-  });
-  await res.body?.cancel();
-  return res.status;
 }
 
 /** Connects and sends an auth frame; resolves the first answer. */
@@ -314,7 +305,7 @@ Deno.test("Hub open mode: signing out releases the name and nobody inherits its 
     alice.send({ type: "join", room: "ops" });
     await alice.next("joined");
 
-    assert.equal(await signOut(s, tab2.token), 204);
+    assert.equal(await signOut(s.http, tab2.token), 204);
     // Every connection of the session ends, on every tab.
     for (const c of [alice, second]) {
       const r = await refusal(c);
@@ -325,7 +316,7 @@ Deno.test("Hub open mode: signing out releases the name and nobody inherits its 
     for (const token of [alice.welcome.token, tab2.token]) {
       assert.equal(((await tryAuth(s, { token })) as F<"error">).code, "auth_failed");
     }
-    assert.equal(await signOut(s, alice.welcome.token), 401);
+    assert.equal(await signOut(s.http, alice.welcome.token), 401);
 
     // A newcomer may take the name, and sees nothing of the old holder's.
     const mallory = await signIn(s.ws, "alice");
@@ -393,7 +384,7 @@ Deno.test("Auth: sign-out through /api/signout revokes a login session's tokens"
     const renewed = await TestClient.connect(s.ws);
     renewed.send({ type: "auth", token: phone.welcome.token });
     const again = await renewed.next<F<"welcome">>("welcome");
-    assert.equal(await signOut(s, again.token), 204);
+    assert.equal(await signOut(s.http, again.token), 204);
     for (const c of [phone, renewed]) assert.equal((await refusal(c)).code, 4003);
     for (const token of [phone.welcome.token, again.token]) {
       assert.equal(((await tryAuth(s, { token })) as F<"error">).code, "auth_failed");
@@ -409,7 +400,7 @@ Deno.test("Auth: sign-out through /api/signout revokes a login session's tokens"
     const bare = await fetch(`${s.http}/api/signout`, { method: "POST" });
     assert.equal(bare.status, 401);
     assert.match(await bare.text(), /Authorization: Bearer/);
-    assert.equal(await signOut(s, "v1.forged.token"), 401);
+    assert.equal(await signOut(s.http, "v1.forged.token"), 401);
     const get = await fetch(`${s.http}/api/signout`);
     assert.equal(get.status, 405);
     await get.body?.cancel();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ChatMessage, ServerFrame } from "../../server/protocol.ts";
 import { ConnectError, ServerError, Session, type SessionEvent } from "../../client/session.ts";
-import { closeAll, DEADLINE, signIn, startTestServer, waitUntil } from "../helpers.ts";
+import { closeAll, DEADLINE, signIn, signOut, startTestServer, waitUntil } from "../helpers.ts";
 import { TcpProxy } from "../tcp_proxy.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -224,16 +224,6 @@ Deno.test("Session notices a server that started over and shows its new messages
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** `POST /api/signout` with `token`; resolves the status. */
-async function signOut(http: string, token: string): Promise<number> {
-  const res = await fetch(`${http}/api/signout`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}` },
-  });
-  await res.body?.cancel();
-  return res.status;
-}
 
 Deno.test("Session.start() signs in with a saved token, and says when the token was refused", async () => {
   await using t = await startTestServer({ users: USERS });
