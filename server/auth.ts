@@ -9,10 +9,11 @@
  * session names a sign-in and every token renewed from it: signing out
  * revokes it (in the store, for every node).
  *
- * The mode is decided once, at start: open only when the users file does
- * not exist. A login server never turns into an open one while it runs: a
- * users file that becomes unreadable, invalid or blank keeps the users
- * loaded before; one that validly lists nobody lets nobody in.
+ * The mode is decided at start: open only when the users file does not
+ * exist. An open server turns login once a users file listing users
+ * appears; a login server never turns open while it runs: a users file that
+ * becomes unreadable, invalid or blank keeps the users loaded before, and
+ * one that validly lists nobody lets nobody in.
  *
  * @module
  */
@@ -166,7 +167,6 @@ export class Auth {
       if (exists) return "exists";
       // The validated set, as a reload would see it.
       this.#setUsers(users);
-      this.#open = false;
       this.#stamp = await stamp(this.#opts.usersPath);
       return "ok";
     });
@@ -218,7 +218,10 @@ export class Auth {
     if (typeof claims.u !== "string" || typeof claims.e !== "number") {
       return null;
     }
-    if (claims.e * 1000 < Date.now()) return null;
+    // In open mode the name's claim, renewed at every visit, is what expires
+    // (the hub checks it): a holder connected longer than a token lives must
+    // not be locked out of its own name.
+    if (!this.#open && claims.e * 1000 < Date.now()) return null;
     const fp = this.fingerprint(claims.u);
     if (fp === null || fp !== claims.f) return null;
     let session = claims.s;

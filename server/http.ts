@@ -112,7 +112,7 @@ export function createHandler(
     const conn = conns.get(this);
     if (conn) hub.close(conn);
   }
-  function upgrade(req: Request, addr: string, scheme: string): Response {
+  function upgrade(req: Request, addr: string, scheme: string | null): Response {
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError(426, "This endpoint speaks WebSocket: connect with a WebSocket client", {
         upgrade: "websocket",
@@ -123,7 +123,10 @@ export function createHandler(
       deps.log.warn(`Refused a WebSocket from origin "${origin.slice(0, 100)}" (${addr})`);
       throw new HttpError(
         403,
-        "Cross-origin WebSocket refused: add the origin to --allowed-origins",
+        "Cross-origin WebSocket refused: add the origin to --allowed-origins" +
+          (scheme !== null && originAllowed(origin, req, null, allowed)
+            ? ` (the page is not on ${scheme}: behind a TLS proxy, pass --trust-proxy and have it send X-Forwarded-Proto)`
+            : ""),
       );
     }
     // Chrome refuses a connection whose requested subprotocol is not echoed.
@@ -151,7 +154,7 @@ export function createHandler(
     return response;
   }
 
-  async function route(req: Request, addr: string, scheme: string): Promise<Response> {
+  async function route(req: Request, addr: string, scheme: string | null): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     checkSize(req, path !== "/ws");
@@ -206,7 +209,8 @@ export function createHandler(
   return async (req, info) => {
     const remote = info.remoteAddr as Deno.NetAddr;
     let addr = clientAddress(remote.hostname ?? "unknown");
-    let scheme = deps.tls ? "https" : "http";
+    // The scheme the client used; null when a trusted proxy does not say.
+    let scheme: string | null = deps.tls ? "https" : "http";
     const tunnel = viaTunnel(req);
     if (tunnel || deps.trustProxy) {
       // The proxy appends the address it saw: the last entry is the one it
@@ -216,7 +220,7 @@ export function createHandler(
       if (last && isIP(last)) addr = clientAddress(last);
       const proto = req.headers.get("x-forwarded-proto")?.split(",").pop()?.trim().toLowerCase();
       if (tunnel) scheme = "https";
-      else if (proto === "http" || proto === "https") scheme = proto;
+      else scheme = proto === "http" || proto === "https" ? proto : null;
     }
     let res: Response;
     try {
@@ -305,12 +309,14 @@ function normalizeOrigin(origin: string): string | null {
 /**
  * Same origin as the request — scheme, host and port — or listed in
  * `allowed`. The scheme is the one the client used: https when the server
- * (or the tunnel, or a trusted proxy) terminates TLS.
+ * (or the tunnel, or a trusted proxy) terminates TLS. When a trusted proxy
+ * does not say which (no X-Forwarded-Proto), only host and port can be
+ * compared.
  */
 function originAllowed(
   origin: string,
   req: Request,
-  scheme: string,
+  scheme: string | null,
   allowed: Set<string>,
 ): boolean {
   if (allowed.has("*")) return true;
@@ -318,7 +324,8 @@ function originAllowed(
   if (o === null) return false;
   if (allowed.has(o)) return true;
   const host = req.headers.get("host") ?? new URL(req.url).host;
-  return o === normalizeOrigin(`${scheme}://${host}`);
+  if (scheme !== null) return o === normalizeOrigin(`${scheme}://${host}`);
+  return new URL(o).host === host.toLowerCase();
 }
 
 function json(body: unknown, headers: Record<string, string> = {}): Response {

@@ -58,6 +58,11 @@ export interface Limits {
    * second to sign in, and four times as many are never held. @default {16}
    */
   maxPendingPerAddr: number;
+  /**
+   * Connections the whole node holds that have not sent a sign-in frame;
+   * past it, the oldest makes way once it has had a second. @default {1024}
+   */
+  maxPending: number;
   /** Rooms one user may create. @default {50} */
   maxRoomsPerUser: number;
   /** Rooms the whole chat may have. @default {1000} */
@@ -76,6 +81,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxConnsPerUser: 20,
   maxConnsPerAddr: 100,
   maxPendingPerAddr: 16,
+  maxPending: 1024,
   maxRoomsPerUser: 50,
   maxRooms: 1000,
   typingBurst: 4,
@@ -160,6 +166,12 @@ interface Typing {
   expires: number;
 }
 
+/** A reply waiting for its connection's socket to drain. */
+interface RoomWaiter {
+  conn: Conn;
+  resolve: () => void;
+}
+
 let nextConnId = 1;
 
 /** Seconds a client refused for too many connections is told to wait. */
@@ -167,6 +179,12 @@ const RETRY_CONNECT = 10;
 
 /** Milliseconds a connection has to send its sign-in before it may be made to make way. */
 const PENDING_GRACE = 1000;
+
+/** Replies from stored data one connection may have waiting at once. */
+const MAX_WAITING_REPLIES = 32;
+
+/** Searches one node runs at once; more wait their turn. */
+const SEARCHES_AT_ONCE = 2;
 
 /** Milliseconds between checks for open-mode names that expired. */
 const NAME_SWEEP_INTERVAL = 10 * 60_000;
@@ -190,6 +208,11 @@ export class Conn {
   fingerprint: string | null = null;
   /** The session (token lineage) it signed in with: sign-out ends it everywhere. */
   session: string | null = null;
+  /**
+   * Replies from stored data this connection asked for and waits on, in
+   * order (null when none, which is nearly always): see `Hub.#inTurn`.
+   */
+  replies: { tail: Promise<void>; count: number } | null = null;
   /** Frames that arrived while the sign-in was being checked. */
   backlog: string[] | null = null;
   /** When the connection opened (ms). */
@@ -234,9 +257,17 @@ export class Hub {
   #conns = new Map<number, Conn>();
   /** Connections that have not sent a sign-in frame yet, by address, oldest first. */
   #pending = new Map<string, Set<Conn>>();
+  /** The same, all addresses together, oldest first. */
+  #pendingAll = new Set<Conn>();
   #authed = new Set<Conn>();
   #users = new Map<string, User>();
   #nameExpiry: number;
+  /** Sign-ins under way, by session: a sign-out closes them too. */
+  #signingIn = new Map<string, Set<Conn>>();
+  /** Replies waiting for their connection's socket to drain (see #inTurn). */
+  #waitingRoom: RoomWaiter[] = [];
+  #searching = 0;
+  #searchQueue: (() => void)[] = [];
   /** When open-mode names were last checked for expiry (ms). */
   #swept = -Infinity;
   #sweeping = false;
@@ -335,32 +366,44 @@ export class Hub {
   }
 
   /**
-   * Counts a connection as waiting for its sign-in frame; false when its
-   * address has no room for it. Past the limit the oldest waiting one makes
-   * way if it has had {@link PENDING_GRACE} to sign in (so a burst of real
-   * clients, each a round trip from signing in, is never cut); younger ones
-   * are let in up to four times the limit.
+   * Counts a connection as waiting for its sign-in frame; false when there
+   * is no room for it. Past the limit of its address (or of the node) the
+   * oldest waiting one makes way if it has had {@link PENDING_GRACE} to sign
+   * in, so a burst of real clients, each a round trip from signing in, is
+   * never cut; younger ones are let in up to four times the address's limit
+   * (and never past the node's).
    */
   #admitPending(conn: Conn): boolean {
-    let set = this.#pending.get(conn.addr);
-    if (!set) {
-      set = new Set();
-      this.#pending.set(conn.addr, set);
-    }
     const max = this.#limits.maxPendingPerAddr;
-    if (set.size >= max) {
-      const oldest = set.values().next().value!;
-      if (conn.opened - oldest.opened >= PENDING_GRACE) {
-        this.#error(oldest, "rate_limited", "Sign in right after connecting", undefined, 1);
-        this.#drop(oldest, CloseCode.NotAuthenticated, "too many connections signing in");
-      } else if (set.size >= max * 4) return false;
+    const mine = this.#pending.get(conn.addr);
+    if (mine && mine.size >= max && !this.#makeWay(mine, conn, mine.size >= max * 4)) {
+      return false;
     }
+    const all = this.#pendingAll;
+    if (all.size >= this.#limits.maxPending && !this.#makeWay(all, conn, true)) return false;
+    // Looked up again: making way may have emptied (and dropped) the address's set.
+    let set = this.#pending.get(conn.addr);
+    if (!set) this.#pending.set(conn.addr, set = new Set());
     set.add(conn);
+    all.add(conn);
+    return true;
+  }
+
+  /**
+   * Closes the oldest of `waiting` if it has had its grace to sign in;
+   * whether `conn` may come in (when `full`, only if one made way).
+   */
+  #makeWay(waiting: Set<Conn>, conn: Conn, full: boolean): boolean {
+    const oldest = waiting.values().next().value!;
+    if (conn.opened - oldest.opened < PENDING_GRACE) return !full;
+    this.#error(oldest, "rate_limited", "Sign in right after connecting", undefined, 1);
+    this.#drop(oldest, CloseCode.NotAuthenticated, "too many connections signing in");
     return true;
   }
 
   /** Takes a connection out of the signing-in count. */
   #unpend(conn: Conn): void {
+    if (!this.#pendingAll.delete(conn)) return;
     const set = this.#pending.get(conn.addr);
     if (set?.delete(conn) && set.size === 0) this.#pending.delete(conn.addr);
   }
@@ -456,17 +499,15 @@ export class Hub {
    * The server calls it from one shared interval.
    */
   tick(now: number = this.#now()): void {
-    for (const set of this.#pending.values()) {
-      for (const conn of set) {
-        if (conn.backlog === null && now - conn.opened > this.#authTimeout) {
-          this.#error(
-            conn,
-            "not_authenticated",
-            `Sign in within ${Math.round(this.#authTimeout / 1000)} seconds of connecting`,
-          );
-          this.#drop(conn, CloseCode.NotAuthenticated, "sign-in timed out");
-        }
-      }
+    // Oldest first: the first one still within its deadline ends the loop.
+    for (const conn of this.#pendingAll) {
+      if (now - conn.opened <= this.#authTimeout) break;
+      this.#error(
+        conn,
+        "not_authenticated",
+        `Sign in within ${Math.round(this.#authTimeout / 1000)} seconds of connecting`,
+      );
+      this.#drop(conn, CloseCode.NotAuthenticated, "sign-in timed out");
     }
     for (const [key, t] of this.#typing) {
       if (t.expires <= now) {
@@ -481,6 +522,14 @@ export class Hub {
       }
     }
     for (const held of this.#typingGate.due(now)) this.#publish(held.info);
+    if (this.#waitingRoom.length > 0) {
+      const still: RoomWaiter[] = [];
+      for (const w of this.#waitingRoom) {
+        if (this.#hasRoom(w.conn)) w.resolve();
+        else still.push(w);
+      }
+      this.#waitingRoom = still;
+    }
     this.#throttle.tick(now);
     if (now - this.#swept >= NAME_SWEEP_INTERVAL) {
       this.#swept = now;
@@ -561,6 +610,11 @@ export class Hub {
     const arriving = this.#arriving.get(name) ?? { count: 0, changes: [] };
     arriving.count++;
     this.#arriving.set(name, arriving);
+    // A sign-out of this session from now on must reach this sign-in too.
+    let signing = this.#signingIn.get(session);
+    if (!signing) this.#signingIn.set(session, signing = new Set());
+    signing.add(conn);
+    let welcomed = false;
     try {
       if (conn.closed) return;
       const store = this.#store;
@@ -627,8 +681,16 @@ export class Hub {
         conn,
         this.#welcome(name, auth.issueToken(name, session), user, conversations),
       );
+      welcomed = true;
     } finally {
       if (--arriving.count === 0) this.#arriving.delete(name);
+      if (signing.delete(conn) && signing.size === 0) this.#signingIn.delete(session);
+      if (who.fresh && !welcomed) {
+        // Claimed for this sign-in, which did not get through: nobody holds it.
+        this.#release(name, session).catch((err) => {
+          this.#log.warn(`Could not release the name "${name}": ${(err as Error).message}`);
+        });
+      }
     }
     const backlog = conn.backlog ?? [];
     conn.backlog = null;
@@ -668,7 +730,9 @@ export class Hub {
   async #identify(
     conn: Conn,
     frame: ClientFrame,
-  ): Promise<{ name: string; session: string; fingerprint: string | null } | null> {
+  ): Promise<
+    { name: string; session: string; fingerprint: string | null; fresh?: boolean } | null
+  > {
     const auth = this.#auth;
     const now = this.#now();
     if (frame.type === "register") {
@@ -760,7 +824,7 @@ export class Hub {
         CloseCode.NameTaken,
       );
     }
-    return { name: claim.name, session, fingerprint: auth.fingerprint(claim.name) };
+    return { name: claim.name, session, fingerprint: auth.fingerprint(claim.name), fresh: true };
   }
 
   #reserved(conn: Conn, name: string): null {
@@ -785,7 +849,8 @@ export class Hub {
       if (!held || now - held.seen <= this.#nameExpiry || this.#broker.isOnline(held.name)) {
         return null;
       }
-      await this.#release(held.name, held.session);
+      // Only if it is still stale: its holder may be signing back in right now.
+      await this.#release(held.name, held.session, now - this.#nameExpiry);
       result = await store.claimName(name, session, now, true);
       if (!result.ok) return null;
     } else if (await store.knownUser(result.claim.name)) {
@@ -798,12 +863,12 @@ export class Hub {
   }
 
   /**
-   * Open mode: releases a name held by `session`, wiping what was private to
-   * it, and tells every node that it left its rooms. Resolves false when the
-   * session no longer held it.
+   * Open mode: releases a name held by `session` (and, with `seenBefore`,
+   * not seen since), wiping what was private to it, and tells every node
+   * that it left its rooms. Resolves false when nothing was released.
    */
-  async #release(name: string, session: string): Promise<boolean> {
-    const rooms = await this.#store.releaseName(name, session);
+  async #release(name: string, session: string, seenBefore?: number): Promise<boolean> {
+    const rooms = await this.#store.releaseName(name, session, seenBefore);
     if (rooms === null) return false;
     const ts = new Date().toISOString();
     for (const room of rooms) {
@@ -823,10 +888,15 @@ export class Hub {
     const claims = auth.verifyToken(token);
     if (claims === null) return false;
     const now = this.#now();
-    if (await this.#store.sessionRevoked(claims.session, now)) return false;
-    await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
+    if (auth.mode === "open") {
+      // The claim is the session: releasing it ends every token of it.
+      if (!(await this.#release(claims.user, claims.session))) return false;
+    } else {
+      if (await this.#store.sessionRevoked(claims.session, now)) return false;
+      await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
+    }
+    // Every node closes the session's connections, and its sign-ins under way.
     await this.#broker.publish({ kind: "signout", user: claims.user, session: claims.session });
-    if (auth.mode === "open") await this.#release(claims.user, claims.session);
     return true;
   }
 
@@ -840,7 +910,7 @@ export class Hub {
         if (this.#broker.isOnline(claim.name)) {
           // Connected all along: seen now.
           await this.#store.claimName(claim.name, claim.session, now, false);
-        } else if (await this.#release(claim.name, claim.session)) {
+        } else if (await this.#release(claim.name, claim.session, now - this.#nameExpiry)) {
           this.#log.info(`Released the name "${claim.name}": not seen for the name expiry`);
         }
       }
@@ -910,7 +980,8 @@ export class Hub {
         work = this.#leave(conn, frame.room);
         break;
       case "rooms":
-        work = this.#store.rooms().then((rooms) => {
+        work = this.#inTurn(conn, async () => {
+          const rooms = await this.#store.rooms();
           const fit = fitItems(rooms, this.#outbox.replyBytes, "first");
           const frame = fit.dropped > 0 ? { type: "rooms", more: true } : { type: "rooms" };
           this.#send1(conn, withArrays(frame, { rooms: fit.parts }));
@@ -920,13 +991,13 @@ export class Hub {
         work = this.#typingFrame(conn, frame, frame.active);
         break;
       case "history":
-        work = this.#history(conn, frame);
+        work = this.#inTurn(conn, () => this.#history(conn, frame));
         break;
       case "read":
         work = this.#read(conn, frame, frame.id);
         break;
       case "search":
-        work = this.#search(conn, frame);
+        work = this.#inTurn(conn, () => this.#search(conn, frame));
         break;
       case "ping":
         this.#reply(conn, { type: "pong" });
@@ -989,8 +1060,7 @@ export class Hub {
   async #resolveUser(name: string): Promise<string | null> {
     if (this.#auth.mode === "login") return this.#auth.canonical(name) ?? null;
     if (this.#broker.isOnline(name)) return name;
-    // A read: an empty session never holds a name, so nothing changes.
-    const { claim } = await this.#store.claimName(name, "", 0, false);
+    const claim = await this.#store.nameClaim(name);
     if (claim) return claim.name;
     return await this.#store.knownUser(name) ? name : null;
   }
@@ -1099,7 +1169,12 @@ export class Hub {
     }
   }
 
-  async #sendJoined(conn: Conn, room: string, since?: number): Promise<void> {
+  /** Sends `joined` (members and history) to one connection, in its turn. */
+  #sendJoined(conn: Conn, room: string, since?: number): Promise<void> {
+    return this.#inTurn(conn, () => this.#buildJoined(conn, room, since));
+  }
+
+  async #buildJoined(conn: Conn, room: string, since?: number): Promise<void> {
     // This join's buffer: a later join of the same connection gets a new one,
     // and whichever finishes must only consume its own.
     const mine = this.#routes.get(room)?.joining.get(conn);
@@ -1242,12 +1317,19 @@ export class Hub {
       const t: Target = frame.room !== undefined ? { room: frame.room } : { to: frame.to! };
       conv = (await this.#conv(user, t)).conv;
     }
-    const messages = await this.#store.search(frame.q, {
-      user: user.name,
-      rooms: [...user.rooms],
-      conv,
-      limit: frame.limit ?? 50,
-    });
+    // Searches of the in-memory and Redis stores scan: a few at a time per node.
+    await this.#searchTurn();
+    let messages;
+    try {
+      messages = await this.#store.search(frame.q, {
+        user: user.name,
+        rooms: [...user.rooms],
+        conv,
+        limit: frame.limit ?? 50,
+      });
+    } finally {
+      this.#searchDone();
+    }
     // Newest first: what does not fit is the oldest, and `more` says so.
     const head: { type: "search"; q: string; more?: boolean } = { type: "search", q: frame.q };
     const fit = fitItems(messages, this.#outbox.replyBytes - headBytes(head) - 16, "first");
@@ -1280,10 +1362,12 @@ export class Hub {
       case "member":
         return this.#onMember(e);
       case "signout": {
-        const user = this.#users.get(e.user);
-        if (!user) return;
-        for (const c of [...user.conns]) {
-          if (c.session !== e.session) continue;
+        const conns = [
+          ...(this.#users.get(e.user)?.conns ?? []),
+          ...(this.#signingIn.get(e.session) ?? []),
+        ];
+        for (const c of conns) {
+          if (c.closed || (c.session !== e.session && c.user !== null)) continue;
           this.#error(c, "auth_failed", "You signed out: sign in again");
           this.#drop(c, CloseCode.AuthFailed, "signed out");
         }
@@ -1449,6 +1533,67 @@ export class Hub {
       retryAfter,
     );
     return false;
+  }
+
+  /**
+   * Runs `build` — which reads the store and sends one reply — after the
+   * connection's earlier such replies, once its socket has room for one
+   * more. A client that asks for many replies at once (a browser re-joining
+   * all its rooms) gets them one after the other as it reads them, instead
+   * of a backlog that would cut it off as a slow consumer.
+   *
+   * @throws {FrameError} `rate_limited` when too many are waiting already.
+   */
+  #inTurn(conn: Conn, build: () => Promise<void>): Promise<void> {
+    const q = conn.replies ??= { tail: Promise.resolve(), count: 0 };
+    if (q.count >= MAX_WAITING_REPLIES) {
+      return Promise.reject(
+        new FrameError(
+          "rate_limited",
+          "Too many requests are waiting for their answers: wait for them first",
+        ),
+      );
+    }
+    q.count++;
+    const run = q.tail.then(() => this.#roomFor(conn)).then(build);
+    q.tail = run.then(done, done);
+    function done(): void {
+      if (--q.count === 0 && conn.replies === q) conn.replies = null;
+    }
+    return run;
+  }
+
+  /** Resolves once `conn` may take another reply (or has closed). */
+  #roomFor(conn: Conn): Promise<void> {
+    if (this.#hasRoom(conn)) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waitingRoom.push({ conn, resolve });
+    return promise;
+  }
+
+  /** Whether a reply fits in `conn`'s socket beside what it buffers now. */
+  #hasRoom(conn: Conn): boolean {
+    if (conn.closed) return true;
+    const queued = conn.socket.bufferedAmount + (conn.pending?.size ?? 0);
+    return queued + this.#outbox.replyBytes <= this.#outbox.maxBuffered;
+  }
+
+  /** Waits for a free search slot on this node. */
+  #searchTurn(): Promise<void> {
+    if (this.#searching < SEARCHES_AT_ONCE) {
+      this.#searching++;
+      return Promise.resolve();
+    }
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#searchQueue.push(resolve);
+    return promise;
+  }
+
+  /** Frees a search slot, handing it to the next waiting search. */
+  #searchDone(): void {
+    const next = this.#searchQueue.shift();
+    if (next) next();
+    else this.#searching--;
   }
 
   #reply(conn: Conn, frame: ServerFrame): void {

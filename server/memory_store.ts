@@ -267,6 +267,12 @@ export class MemoryStore implements Store {
     return Promise.resolve(this.#users.has(user));
   }
 
+  /** Who holds a name. */
+  nameClaim(name: string): Promise<NameClaim | null> {
+    const held = this.#claims.get(name.toLowerCase());
+    return Promise.resolve(held === undefined ? null : { ...held });
+  }
+
   /** Claims, refreshes or refuses a name (see {@link Store.claimName}). */
   claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult> {
     const key = name.toLowerCase();
@@ -286,10 +292,11 @@ export class MemoryStore implements Store {
    * Releases a name held by `session` and wipes its DMs (keeping their id
    * counters), read markers, memberships and "known" mark, in one step.
    */
-  releaseName(name: string, session: string): Promise<string[] | null> {
+  releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const key = name.toLowerCase();
     const held = this.#claims.get(key);
     if (held === undefined || held.session !== session) return Promise.resolve(null);
+    if (seenBefore !== undefined && held.seen >= seenBefore) return Promise.resolve(null);
     this.#claims.delete(key);
     const user = held.name;
     for (const conv of this.#dms.get(user) ?? []) {
@@ -325,9 +332,17 @@ export class MemoryStore implements Store {
    * Revocations that have lapsed by the clock are dropped here.
    */
   revokeSession(session: string, until: number): Promise<void> {
+    // Oldest first (a Map keeps insertion order, and revocations are made for
+    // one token lifetime): drop the lapsed ones from the front, and stop at
+    // the first that still holds, so each call costs what it drops.
     const now = Date.now();
-    for (const [s, t] of this.#revoked) if (t <= now) this.#revoked.delete(s);
-    this.#revoked.set(session, Math.max(until, this.#revoked.get(session) ?? 0));
+    for (const [s, t] of this.#revoked) {
+      if (t > now) break;
+      this.#revoked.delete(s);
+    }
+    const lapse = Math.max(until, this.#revoked.get(session) ?? 0);
+    this.#revoked.delete(session);
+    this.#revoked.set(session, lapse);
     return Promise.resolve();
   }
 

@@ -134,6 +134,11 @@ export class Outbox {
     return Math.floor(this.#maxBuffered / 4);
   }
 
+  /** Bytes a socket may buffer before its connection is a slow consumer. */
+  get maxBuffered(): number {
+    return this.#maxBuffered;
+  }
+
   /** Sends `text` to one sink: now when idle, else with the next batch. */
   push(sink: Sink, text: string): void {
     if (!this.#batching) {

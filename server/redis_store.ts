@@ -183,14 +183,16 @@ return {1, ARGV[3], ARGV[4], now}
  * Releases a name held by a session and wipes what was private to it: its DM
  * streams (the `seq` counters stay, so ids continue), both parties' listing
  * and read markers of them, its own markers, its memberships and its
- * `users` mark. ARGV: prefix, folded name, session. Returns {1, {room, …}},
- * or nil when the session does not hold the name.
+ * `users` mark. ARGV: prefix, folded name, session, seen-before (or empty).
+ * Returns {1, {room, …}},
+ * or nil when the session does not hold the name or was seen since.
  */
 const RELEASE = new Script(`
 local p, folded = ARGV[1], ARGV[2]
 local key = p .. 'claim:' .. folded
-local held = redis.call('HMGET', key, 'n', 's')
+local held = redis.call('HMGET', key, 'n', 's', 't')
 if not held[1] or held[2] ~= ARGV[3] then return nil end
+if ARGV[4] ~= '' and tonumber(held[3]) >= tonumber(ARGV[4]) then return nil end
 local user = held[1]
 redis.call('DEL', key)
 redis.call('ZREM', p .. 'claims', folded)
@@ -536,6 +538,18 @@ export class RedisStore implements Store {
     return await this.#call(["SISMEMBER", `${this.#prefix}users`, user]) === 1;
   }
 
+  /** Who holds a name. */
+  async nameClaim(name: string): Promise<NameClaim | null> {
+    const [n, s, t] = await this.#call([
+      "HMGET",
+      `${this.#prefix}claim:${name.toLowerCase()}`,
+      "n",
+      "s",
+      "t",
+    ]) as (string | null)[];
+    return n === null ? null : { name: n, session: s!, seen: Number(t) };
+  }
+
   /** Claims, refreshes or refuses a name in one script (see {@link Store.claimName}). */
   async claimName(
     name: string,
@@ -560,8 +574,16 @@ export class RedisStore implements Store {
    * Releases a name held by `session` and wipes what was private to it, in
    * one script (see {@link Store.releaseName}); DM ids continue from `seq`.
    */
-  async releaseName(name: string, session: string): Promise<string[] | null> {
-    const reply = await this.#run(RELEASE, [name.toLowerCase(), session]) as
+  async releaseName(
+    name: string,
+    session: string,
+    seenBefore?: number,
+  ): Promise<string[] | null> {
+    const reply = await this.#run(RELEASE, [
+      name.toLowerCase(),
+      session,
+      seenBefore === undefined ? "" : String(seenBefore),
+    ]) as
       | [number, string[]]
       | null;
     return reply === null ? null : reply[1].sort();

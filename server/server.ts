@@ -9,7 +9,7 @@ import { Auth, newSessionId } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
 import { type Config, ConfigError, VERSION } from "./config.ts";
 import { createHandler, SECURITY_HEADERS, type StaticHandler, TUNNEL_HEADER } from "./http.ts";
-import { Hub } from "./hub.ts";
+import { DEFAULT_LIMITS, Hub } from "./hub.ts";
 import type { PresenceOptions } from "./presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { MemoryStore } from "./memory_store.ts";
@@ -112,6 +112,8 @@ export async function startServer(
       maxConnsPerUser: config.maxConnsPerUser,
       maxConnsPerAddr: config.maxConnsPerAddr,
       maxPendingPerAddr: config.maxPendingPerAddr,
+      // The node's own bound never sits below what one address may hold.
+      maxPending: Math.max(DEFAULT_LIMITS.maxPending, config.maxPendingPerAddr * 4),
       maxRoomsPerUser: config.maxRoomsPerUser,
       maxRooms: config.maxRooms,
     },

@@ -351,6 +351,14 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Who holds a name (a read: no commit). */
+  nameClaim(name: string): Promise<NameClaim | null> {
+    return this.#read(() => {
+      const row = this.#sql.claim.get(name.toLowerCase());
+      return row === undefined ? null : toClaim(row);
+    });
+  }
+
   /** Claims, refreshes or refuses a name in the next commit (see {@link Store.claimName}). */
   claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult> {
     const folded = name.toLowerCase();
@@ -374,12 +382,13 @@ export class SqliteStore implements Store {
    * newest id, so ids continue), their read markers, its own markers, its
    * memberships and its `users` row.
    */
-  releaseName(name: string, session: string): Promise<string[] | null> {
+  releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const folded = name.toLowerCase();
     const wiped = new Map<string, number>();
     return this.#write(() => {
       const row = this.#sql.claim.get(folded);
       if (row === undefined || String(row.session) !== session) return null;
+      if (seenBefore !== undefined && Number(row.seen) >= seenBefore) return null;
       const user = String(row.name);
       this.#sql.deleteClaim.run(folded);
       for (const r of this.#sql.dmsOf.all(user)) {

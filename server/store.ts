@@ -123,8 +123,12 @@ export interface Store {
    * The store never takes a claim away by itself: expiry is {@link releaseName}'s job.
    */
   claimName(name: string, session: string, now: number, create: boolean): Promise<ClaimResult>;
+  /** Open mode: who holds `name` (any spelling), or null; a read that changes nothing. */
+  nameClaim(name: string): Promise<NameClaim | null>;
   /**
-   * Open mode: releases `name` if `session` holds it, and forgets everything
+   * Open mode: releases `name` if `session` holds it (and, with
+   * `seenBefore`, only if the holder was last seen before that time: an
+   * expiry must not release a name whose holder just came back), and forgets everything
    * private to it: its direct-message conversations (both parties lose them;
    * message ids of a later conversation between the same names continue
    * after the old ones), every read marker of those conversations, its own
@@ -132,7 +136,7 @@ export interface Store {
    * messages it sent stay. Resolves the rooms it was in (to announce the
    * leaves), or null when `session` did not hold the name (nothing changed).
    */
-  releaseName(name: string, session: string): Promise<string[] | null>;
+  releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null>;
   /** Open mode: claims not seen since `before` (ms), oldest first, at most `limit`. */
   staleClaims(before: number, limit: number): Promise<NameClaim[]>;
   /**

@@ -127,6 +127,13 @@ Deno.test("Auth in open mode issues tokens that stop working once logins are req
     assert.equal(auth.mode, "open");
     const token = auth.issueToken("guest", "s4");
     assert.deepEqual(auth.verifyToken(token), { user: "guest", session: "s4" });
+    // In open mode the name's claim expires, not the token: a holder connected for
+    // longer than a token lives keeps its name.
+    const lasting = await Auth.create({ usersPath, hasher, log: memoryLogger(), openTokenTtl: -5 });
+    assert.deepEqual(lasting.verifyToken(lasting.issueToken("guest", "s5")), {
+      user: "guest",
+      session: "s5",
+    });
     await Deno.writeTextFile(usersPath, JSON.stringify({ guest: "guest-pass" }));
     await auth.reload();
     assert.equal(auth.mode, "login");

@@ -4,10 +4,10 @@ import { LocalBroker } from "../server/broker.ts";
 import { type Conn, Hub, type HubOptions } from "../server/hub.ts";
 import { memoryLogger } from "../server/log.ts";
 import { MemoryStore } from "../server/memory_store.ts";
-import type { Page, PageQuery } from "../server/store.ts";
+import type { NameClaim, Page, PageQuery, SearchScope } from "../server/store.ts";
 import type { Socket } from "../server/outbox.ts";
 import { PasswordHasher } from "../server/password.ts";
-import { type ServerFrame, splitFrames } from "../server/protocol.ts";
+import { type ChatMessage, type ServerFrame, splitFrames } from "../server/protocol.ts";
 
 class FakeSocket implements Socket {
   readyState = 1;
@@ -33,7 +33,9 @@ class GatedStore extends MemoryStore {
   #gates = new Map<string, Promise<void>>();
   #reached = new Map<string, PromiseWithResolvers<void>>();
   /** Holds every later call of `method` until the returned function runs. */
-  hold(method: "touchUser" | "page" | "roomExists" | "roomsOf"): () => void {
+  hold(
+    method: "touchUser" | "page" | "roomExists" | "roomsOf" | "staleClaims" | "search",
+  ): () => void {
     const gate = Promise.withResolvers<void>();
     this.#gates.set(method, gate.promise);
     this.#reached.set(method, Promise.withResolvers<void>());
@@ -58,6 +60,27 @@ class GatedStore extends MemoryStore {
   override async roomExists(room: string): Promise<boolean> {
     await this.#gates.get("roomExists");
     return super.roomExists(room);
+  }
+  /** Searches under way now, and the most there ever were at once. */
+  searching = 0;
+  mostSearching = 0;
+  override async search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
+    this.searching++;
+    this.mostSearching = Math.max(this.mostSearching, this.searching);
+    try {
+      this.#reached.get("search")?.resolve();
+      await this.#gates.get("search");
+      return await super.search(q, scope);
+    } finally {
+      this.searching--;
+    }
+  }
+  /** Reads at once but answers when released, like a reply still on the wire. */
+  override async staleClaims(before: number, limit: number): Promise<NameClaim[]> {
+    const claims = await super.staleClaims(before, limit);
+    this.#reached.get("staleClaims")?.resolve();
+    await this.#gates.get("staleClaims");
+    return claims;
   }
   /** Reads at once but answers when released, like a reply still on the wire. */
   override async roomsOf(user: string): Promise<string[]> {
@@ -114,6 +137,7 @@ async function setup(
   return {
     hub,
     auth,
+    log,
     store,
     broker,
     usersPath,
@@ -122,6 +146,10 @@ async function setup(
     advance: (ms: number) => {
       now += ms;
       hub.tick(now);
+    },
+    /** Moves the clock without running the timers. */
+    skip: (ms: number) => {
+      now += ms;
     },
     async [Symbol.asyncDispose]() {
       hub.shutdown();
@@ -439,3 +467,150 @@ Deno.test("Hub keeps a room joined elsewhere while a second sign-in outlives the
   const welcome = socket.take("welcome")[0] as Extract<ServerFrame, { type: "welcome" }>;
   assert.deepEqual(welcome.rooms, ["general", "ops"]);
 });
+
+Deno.test("Hub never releases an expired name whose holder came back meanwhile", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, b.conn, { type: "send", to: "alice", text: "for alice", ref: "d" });
+  await h.settle();
+  h.hub.close(a.conn);
+  await h.settle();
+  // 31 days later the sweep lists alice as stale; before it releases her, she is back.
+  const release = h.store.hold("staleClaims");
+  h.advance(31 * 24 * 3600_000);
+  await h.store.reached("staleClaims");
+  const back = new FakeSocket();
+  const conn = h.hub.open(back, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", token: a.welcome.token }));
+  await h.settle();
+  assert.equal(back.take("welcome").length, 1);
+  release();
+  await h.settle();
+  assert.ok(!h.log.lines.some((l) => l.includes('Released the name "alice"')));
+  assert.equal(back.closed, null, "still signed in");
+  send(h.hub, conn, { type: "history", to: "bob" });
+  await h.settle();
+  const page = back.take("history")[0] as Extract<ServerFrame, { type: "history" }>;
+  assert.deepEqual(page.messages.map((m) => m.text), ["for alice"], "her DMs are kept");
+});
+
+Deno.test("Hub ends a sign-in under way when its session signs out", async (t) => {
+  for (const mode of ["login", "open"] as const) {
+    await t.step(mode, async () => {
+      await using h = await setup(
+        mode === "login" ? { users: { alice: "alice-pass", bob: "bob-pass1" } } : {},
+      );
+      const first = new FakeSocket();
+      const c1 = h.hub.open(first, { addr: "127.0.0.1" });
+      h.hub.receive(
+        c1,
+        JSON.stringify(
+          mode === "login"
+            ? { type: "auth", username: "alice", password: "alice-pass" }
+            : { type: "auth", username: "alice" },
+        ),
+      );
+      await waitFor(() => first.frames.some((f) => f.type === "welcome"));
+      const token = (first.take("welcome")[0] as Extract<ServerFrame, { type: "welcome" }>).token;
+      // A second tab signs in with the token; the store holds it up mid-way.
+      const release = h.store.hold("touchUser");
+      const second = new FakeSocket();
+      const c2 = h.hub.open(second, { addr: "127.0.0.1" });
+      h.hub.receive(c2, JSON.stringify({ type: "auth", token }));
+      await h.store.reached("touchUser");
+      assert.equal(await h.hub.signOut(token), true);
+      release();
+      await h.settle();
+      for (const s of [first, second]) {
+        assert.deepEqual(s.take("welcome"), [], "no session after the sign-out");
+        assert.equal(s.closed?.code, 4003);
+      }
+      assert.equal(h.hub.connections, 0);
+      assert.equal(h.hub.usersOnline, 0);
+    });
+  }
+});
+
+Deno.test("Hub frees a name claimed by a first sign-in that did not get through", async () => {
+  await using h = await setup();
+  const release = h.store.hold("touchUser");
+  const gone = new FakeSocket();
+  const conn = h.hub.open(gone, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", username: "alice" }));
+  await h.store.reached("touchUser");
+  h.hub.close(conn); // the tab was closed right after Enter
+  release();
+  await waitFor(async () => (await h.store.nameClaim("alice")) === null);
+  const again = await h.connect("alice");
+  assert.equal(again.welcome.user, "alice");
+});
+
+Deno.test("Hub sends the replies a connection asked for one after another as its socket drains", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  for (let i = 0; i < 3; i++) send(h.hub, a.conn, { type: "history", room: "general" });
+  // The socket is full: nothing more than what is on its way until it drains.
+  a.socket.bufferedAmount = 1024 * 1024;
+  await h.settle();
+  const first = a.socket.take("history").length;
+  assert.ok(first <= 1, `${first} sent into a full socket`);
+  a.socket.bufferedAmount = 0;
+  h.advance(100);
+  await waitFor(async () => {
+    await h.settle();
+    return a.socket.frames.filter((f) => f.type === "history").length === 3 - first;
+  });
+  assert.equal(a.socket.closed, null);
+});
+
+Deno.test("Hub runs two searches at once per node and lets a connection wait for 32 answers", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  const release = h.store.hold("search");
+  for (let i = 0; i < 40; i++) send(h.hub, a.conn, { type: "search", q: `w${i}` });
+  for (let i = 0; i < 3; i++) send(h.hub, b.conn, { type: "search", q: `b${i}` });
+  await h.settle();
+  const refused = a.socket.take("error") as Extract<ServerFrame, { type: "error" }>[];
+  assert.equal(refused.length, 8, "past 32 waiting, refused at once");
+  assert.ok(refused.every((e) => e.code === "rate_limited"));
+  assert.equal(h.store.searching, 2, "two at a time on the node");
+  release();
+  await waitFor(async () => {
+    await h.settle();
+    return a.socket.frames.filter((f) => f.type === "search").length === 32 &&
+      b.socket.frames.filter((f) => f.type === "search").length === 3;
+  });
+  assert.equal(h.store.mostSearching, 2);
+});
+
+Deno.test("Hub keeps timing out waiting connections however small --max-pending is", async () => {
+  await using h = await setup({ limits: { maxPendingPerAddr: 1, maxPending: 3 } });
+  const first = new FakeSocket();
+  const c1 = h.hub.open(first, { addr: "10.0.0.1" });
+  h.skip(2000);
+  const second = new FakeSocket();
+  const c2 = h.hub.open(second, { addr: "10.0.0.1" });
+  assert.equal(first.closed?.code, 4001, "the old idle one made way");
+  assert.equal(c2.refusal, null);
+  // The node's own bound: three waiting, a young fourth is refused.
+  h.hub.open(new FakeSocket(), { addr: "10.0.0.2" });
+  h.hub.open(new FakeSocket(), { addr: "10.0.0.3" });
+  const fourth = h.hub.open(new FakeSocket(), { addr: "10.0.0.4" });
+  assert.equal(fourth.refusal?.code, 4029);
+  // The newcomer is still counted and timed out.
+  h.advance(11_000);
+  assert.equal(second.closed?.code, 4001);
+  assert.equal(h.hub.connections, 1, "only the refused fourth is left, until its socket opens");
+  void c1;
+});
+
+/** Waits until `check` holds, turning the event loop (never a fixed count of turns). */
+async function waitFor(check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("Timed out waiting for a condition");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -148,3 +148,27 @@ Deno.test("Hub replies: member lists, room lists and welcome stay within the bud
     await closeAll(...clients);
   }
 });
+
+Deno.test("Hub replies: re-joining many full rooms at once never cuts off the client", async () => {
+  const store = new MemoryStore({ limit: 100 });
+  // Eight rooms, each one reply's worth of plain 4 KB messages: together many times
+  // what the client may have waiting, as when a browser re-joins its rooms.
+  const rooms = Array.from({ length: 8 }, (_, i) => `room${i}`);
+  for (const room of rooms) {
+    await store.join("mallory", room);
+    for (let i = 0; i < 5; i++) {
+      await store.append({ conv: room, room, from: "mallory", text: "x".repeat(4000) });
+    }
+  }
+  await using t = await startTestServer({ store, args: ["--max-buffered", String(MAX_BUFFERED)] });
+  const bob = await signIn(t.ws, "bob");
+  try {
+    for (const room of rooms) bob.send({ type: "join", room });
+    const joined = [];
+    for (let i = 0; i < rooms.length; i++) joined.push(await bob.next<F<"joined">>("joined"));
+    assert.deepEqual(joined.map((j) => j.room).sort(), rooms);
+    await alive(bob);
+  } finally {
+    await bob.close();
+  }
+});

@@ -458,6 +458,31 @@ Deno.test("createHandler() compares the Origin's scheme, host and port", async (
   assert.equal(await status("null"), 403);
 });
 
+Deno.test("createHandler() behind --trust-proxy takes the scheme from X-Forwarded-Proto", async () => {
+  await using s = await startTestServer({ args: ["--trust-proxy"] });
+  const host = "chat.example.com";
+  const status = async (origin: string, proto?: string) =>
+    (await rawHttp(
+      s.server.port,
+      upgradeRequest({
+        Host: host,
+        Origin: origin,
+        ...(proto ? { "X-Forwarded-Proto": proto } : {}),
+      }),
+    )).status;
+  assert.equal(await status(`https://${host}`, "https"), 101);
+  assert.equal(await status(`http://${host}`, "https"), 403, "an http page on an https chat");
+  assert.equal(await status(`https://${host}`, "http"), 403);
+  // A proxy that does not say: host and port are all there is to compare.
+  assert.equal(await status(`https://${host}`), 101);
+  assert.equal(await status(`https://${host}:8443`), 403);
+  const res = await rawHttp(
+    s.server.port,
+    upgradeRequest({ Host: host, Origin: `http://${host}`, "X-Forwarded-Proto": "https" }),
+  );
+  assert.match(res.body, /X-Forwarded-Proto/, "the refusal says what to check");
+});
+
 Deno.test("Auth: a token secret others may read is refused with the fix", async () => {
   const dir = await Deno.makeTempDir();
   try {

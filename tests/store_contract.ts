@@ -270,6 +270,27 @@ export function storeContract(name: string, open: OpenStore): void {
     assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["hi"]);
   });
 
+  test("nameClaim() reads the holder of any spelling and changes nothing", async (s) => {
+    assert.equal(await s.nameClaim("alice"), null);
+    await s.claimName("Alice", "s1", 1000, true);
+    assert.deepEqual(await s.nameClaim("ALICE"), { name: "Alice", session: "s1", seen: 1000 });
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [
+      { name: "Alice", session: "s1", seen: 1000 },
+    ]);
+  });
+
+  test("releaseName() with seenBefore spares a holder seen since", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    await s.join("alice", "general");
+    // Listed as stale at 1000, then seen again at 5000 before the release comes.
+    await s.claimName("alice", "s1", 5000, false);
+    assert.equal(await s.releaseName("alice", "s1", 2000), null);
+    assert.deepEqual(await s.roomsOf("alice"), ["general"]);
+    assert.deepEqual(await s.nameClaim("alice"), { name: "alice", session: "s1", seen: 5000 });
+    assert.deepEqual(await s.releaseName("alice", "s1", 6000), ["general"]);
+    assert.equal(await s.nameClaim("alice"), null);
+  });
+
   test("releaseName() wipes the holder's DMs, read markers, memberships and known mark", async (s) => {
     for (const u of ["alice", "bob", "carol"]) await s.touchUser(u);
     await s.claimName("alice", "s1", 1000, true);

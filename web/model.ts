@@ -741,8 +741,9 @@ export class ChatModel {
     const convs = new Map(this.convs.value);
     const rooms = new Set(f.rooms);
     for (const [key, c] of convs) {
-      // Left on another device while this one was away.
-      if (c.kind === "room" && !rooms.has(c.name)) convs.delete(key);
+      // Left on another device while this one was away (unless the welcome
+      // was cut short and simply did not list it).
+      if (c.kind === "room" && !rooms.has(c.name) && !f.more) convs.delete(key);
     }
     for (const c of f.conversations) {
       const key = convKey(c);
