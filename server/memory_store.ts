@@ -317,6 +317,9 @@ export class MemoryStore implements Store {
     for (const room of rooms) this.#rooms.get(room)?.delete(user);
     this.#roomsOf.delete(user);
     this.#users.delete(user);
+    for (const [room, creator] of this.#creators) {
+      if (creator === user) this.#creators.set(room, "");
+    }
     return Promise.resolve(rooms);
   }
 

@@ -209,6 +209,7 @@ local rooms = redis.call('SMEMBERS', p .. 'in:' .. user)
 for _, room in ipairs(rooms) do redis.call('SREM', p .. 'members:' .. room, user) end
 redis.call('DEL', p .. 'in:' .. user)
 redis.call('SREM', p .. 'users', user)
+redis.call('HDEL', p .. 'created', user)
 return {1, rooms}
 `);
 

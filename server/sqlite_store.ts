@@ -391,6 +391,7 @@ export class SqliteStore implements Store {
       if (seenBefore !== undefined && Number(row.seen) >= seenBefore) return null;
       const user = String(row.name);
       this.#sql.deleteClaim.run(folded);
+      this.#sql.forgetCreator.run(user);
       for (const r of this.#sql.dmsOf.all(user)) {
         const conv = String(r.conv);
         const [a, b] = dmPair(conv)!;
@@ -742,6 +743,7 @@ function statements(db: DatabaseSync) {
     addClaim: p("INSERT INTO claims (folded, name, session, seen) VALUES (?, ?, ?, ?)"),
     touchClaim: p("UPDATE claims SET seen = ?2 WHERE folded = ?1"),
     deleteClaim: p("DELETE FROM claims WHERE folded = ?"),
+    forgetCreator: p("UPDATE rooms SET creator = '' WHERE creator = ?"),
     staleClaims: p(
       "SELECT name, session, seen FROM claims WHERE seen < ? ORDER BY seen, folded LIMIT ?",
     ),

@@ -132,7 +132,8 @@ export interface Store {
    * private to it: its direct-message conversations (both parties lose them;
    * message ids of a later conversation between the same names continue
    * after the old ones), every read marker of those conversations, its own
-   * read markers, its room memberships and its "known user" mark. Room
+   * read markers, its room memberships, its "known user" mark and its count
+   * of rooms created (the rooms stay, so a later holder starts at none). Room
    * messages it sent stay. Resolves the rooms it was in (to announce the
    * leaves), or null when `session` did not hold the name (nothing changed).
    */

@@ -279,6 +279,15 @@ export function storeContract(name: string, open: OpenStore): void {
     ]);
   });
 
+  test("releaseName() forgets the rooms the holder created, and keeps the rooms", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    await s.join("alice", "made-by-alice");
+    assert.equal(await s.roomsCreatedBy("alice"), 1);
+    assert.deepEqual(await s.releaseName("alice", "s1"), ["made-by-alice"]);
+    assert.equal(await s.roomsCreatedBy("alice"), 0, "a later alice starts at none");
+    assert.equal(await s.roomExists("made-by-alice"), true);
+  });
+
   test("releaseName() with seenBefore spares a holder seen since", async (s) => {
     await s.claimName("alice", "s1", 1000, true);
     await s.join("alice", "general");
@@ -329,7 +338,7 @@ export function storeContract(name: string, open: OpenStore): void {
     assert.deepEqual(await s.members("general"), ["bob"]);
     assert.deepEqual(await s.members("ops"), []);
     assert.equal(await s.roomExists("ops"), true, "rooms stay");
-    assert.equal(await s.roomsCreatedBy("alice"), 2, "and so does who created them");
+    assert.equal(await s.roomsCreatedBy("alice"), 0, "but they no longer count as hers");
     assert.equal(await s.knownUser("alice"), false);
     assert.equal(await s.knownUser("bob"), true);
     assert.deepEqual(
