@@ -60,8 +60,11 @@ export interface AuthOptions {
   allowSignup?: boolean;
 }
 
-/** Result of a sign-up attempt. */
-export type RegisterResult = "ok" | "exists" | "disabled";
+/**
+ * Result of a sign-up attempt; `"unavailable"` while the users file is
+ * broken or gone (writing it then would lose every other user).
+ */
+export type RegisterResult = "ok" | "exists" | "disabled" | "unavailable";
 
 /** What a valid token says. */
 export interface TokenClaims {
@@ -84,6 +87,8 @@ export class Auth {
   /** Lower-cased name → the name as stored: names are unique ignoring case. */
   #lower = new Map<string, string>();
   #open = false;
+  /** The users file on disk is broken or gone: the users are the last good ones. */
+  #broken = false;
   #stamp = "";
   #queue: Promise<void> = Promise.resolve();
   #ttl: number;
@@ -120,6 +125,11 @@ export class Auth {
    */
   get mode(): "open" | "login" {
     return this.#open ? "open" : "login";
+  }
+
+  /** Whether the users file read cleanly at its last look (else the last good users apply). */
+  get usersFileOk(): boolean {
+    return !this.#broken;
   }
 
   /** Token lifetime in seconds (in the current mode). */
@@ -159,12 +169,16 @@ export class Auth {
     const hash = await this.#opts.hasher.hash(password);
     const lower = user.toLowerCase();
     return await this.#exclusive(async () => {
-      let exists = false;
+      if (this.#broken) return "unavailable";
+      let result: RegisterResult = "ok";
       const users = await updateUsers(this.#opts.usersPath, (u) => {
-        if ([...u.keys()].some((k) => k.toLowerCase() === lower)) return (exists = true, false);
+        // Blank or gone since the last look while users are loaded: writing it
+        // now would keep only the newcomer.
+        if (u.size === 0 && this.#users.size > 0) return (result = "unavailable", false);
+        if ([...u.keys()].some((k) => k.toLowerCase() === lower)) return (result = "exists", false);
         u.set(user, hash);
       });
-      if (exists) return "exists";
+      if (result !== "ok") return result;
       // The validated set, as a reload would see it.
       this.#setUsers(users);
       this.#stamp = await stamp(this.#opts.usersPath);
@@ -256,6 +270,7 @@ export class Auth {
     this.#stamp = now;
     if (now === "missing" && this.#open) return false;
     const keep = (why: string) => {
+      this.#broken = true;
       this.#opts.log.error(
         `${why}: keeping the ${this.#users.size} users loaded before, nobody else can sign in; fix the file and it is picked up at once`,
       );
@@ -266,12 +281,17 @@ export class Auth {
     let text: string;
     try {
       text = await Deno.readTextFile(path);
+    } catch (err) {
+      return keep(`Cannot read "${path}": ${(err as Error).message}`);
+    }
+    try {
       parsed = parseUsers(text, path);
     } catch (err) {
       return keep((err as Error).message.replace(/^Cannot read/, "Cannot use"));
     }
     // A blank file is what a crash or an editor leaves mid-write, never a decision.
     if (text.trim() === "") return keep(`The users file "${path}" is empty`);
+    this.#broken = false;
     if (this.#open && parsed.users.size === 0) return false;
     const before = this.#users;
     const wasOpen = this.#open;

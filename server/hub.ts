@@ -55,12 +55,12 @@ export interface Limits {
   /**
    * Connections one client address may hold that have not sent a sign-in
    * frame yet; past it, the oldest of them makes way once it has had a
-   * second to sign in, and four times as many are never held. @default {16}
+   * second to sign in (at once past four times as many). @default {16}
    */
   maxPendingPerAddr: number;
   /**
    * Connections the whole node holds that have not sent a sign-in frame;
-   * past it, the oldest makes way once it has had a second. @default {1024}
+   * past it, the oldest makes way. @default {1024}
    */
   maxPending: number;
   /** Rooms one user may create. @default {50} */
@@ -356,49 +356,43 @@ export class Hub {
         code: CloseCode.RateLimited,
         message: `Too many connections from your address (at most ${max}): close some and retry`,
       };
-    } else if (!this.#admitPending(conn)) {
-      conn.refusal = {
-        code: CloseCode.RateLimited,
-        message: "Too many connections from your address are signing in: retry in a few seconds",
-      };
-    }
+    } else this.#admitPending(conn);
     return conn;
   }
 
   /**
-   * Counts a connection as waiting for its sign-in frame; false when there
-   * is no room for it. Past the limit of its address (or of the node) the
-   * oldest waiting one makes way if it has had {@link PENDING_GRACE} to sign
-   * in, so a burst of real clients, each a round trip from signing in, is
-   * never cut; younger ones are let in up to four times the address's limit
-   * (and never past the node's).
+   * Counts a connection as waiting for its sign-in frame. A newcomer is never
+   * refused for others that wait: past the limit of its address the oldest
+   * waiting one makes way once it has had {@link PENDING_GRACE} to sign in
+   * (so a burst of real clients, each a round trip from signing in, is not
+   * cut), and at once past four times the limit, or past the node's limit.
+   * A crowd of half-open sockets thus only ever pushes out its own oldest: to
+   * keep a real client out it would have to open a whole address's worth of
+   * sockets in the client's round trip.
    */
-  #admitPending(conn: Conn): boolean {
+  #admitPending(conn: Conn): void {
     const max = this.#limits.maxPendingPerAddr;
     const mine = this.#pending.get(conn.addr);
-    if (mine && mine.size >= max && !this.#makeWay(mine, conn, mine.size >= max * 4)) {
-      return false;
-    }
+    if (mine && mine.size >= max) this.#makeWay(mine, conn, mine.size >= max * 4);
     const all = this.#pendingAll;
-    if (all.size >= this.#limits.maxPending && !this.#makeWay(all, conn, true)) return false;
+    if (all.size >= this.#limits.maxPending) this.#makeWay(all, conn, true);
     // Looked up again: making way may have emptied (and dropped) the address's set.
     let set = this.#pending.get(conn.addr);
     if (!set) this.#pending.set(conn.addr, set = new Set());
     set.add(conn);
     all.add(conn);
-    return true;
   }
 
-  /**
-   * Closes the oldest of `waiting` if it has had its grace to sign in;
-   * whether `conn` may come in (when `full`, only if one made way).
-   */
-  #makeWay(waiting: Set<Conn>, conn: Conn, full: boolean): boolean {
+  /** Closes the oldest of `waiting` if it has had its grace to sign in, or if `full`. */
+  #makeWay(waiting: Set<Conn>, conn: Conn, full: boolean): void {
     const oldest = waiting.values().next().value!;
-    if (conn.opened - oldest.opened < PENDING_GRACE) return !full;
-    this.#error(oldest, "rate_limited", "Sign in right after connecting", undefined, 1);
-    this.#drop(oldest, CloseCode.NotAuthenticated, "too many connections signing in");
-    return true;
+    if (!full && conn.opened - oldest.opened < PENDING_GRACE) return;
+    this.#error(
+      oldest,
+      "not_authenticated",
+      "Sign in right after connecting: other connections were waiting",
+    );
+    this.#drop(oldest, CloseCode.NotAuthenticated, "others were waiting to sign in");
   }
 
   /** Takes a connection out of the signing-in count. */
@@ -774,6 +768,16 @@ export class Hub {
           CloseCode.NameTaken,
         );
       }
+      if (result === "unavailable") {
+        return this.#deny(
+          conn,
+          "unavailable",
+          "Sign-up is not possible right now: the server's users file needs its owner's attention",
+          CloseCode.AuthFailed,
+        );
+      }
+      // The file was read afresh for the sign-up: sessions of users no longer in it end.
+      this.revalidate();
       const name = auth.canonical(username) ?? username;
       return { name, session: newSessionId(), fingerprint: auth.fingerprint(name) };
     }
