@@ -8,7 +8,8 @@
  * - use the network (listen, Redis, the ngrok tunnel);
  * - read and write only `users.json` (with `users.json.lock`, which writers
  *   take turns on, and `users.json.tmp`, which is renamed over it),
- *   `.chat-secret` and the data file `chat.db` with its SQLite companions
+ *   `.chat-secret`, `.chat-signouts` (sign-outs kept without `--data`, with
+ *   its own `.lock` and `.tmp`) and the data file `chat.db` with its SQLite companions
  *   (`-wal`, `-shm`, `-journal`) in the folder it runs in, plus any
  *   `--data-dir` given here (the Docker image uses `/data`). Not the folder
  *   itself: so a write of users.json cannot sync the folder to disk there
@@ -49,6 +50,9 @@ export const DATA_FILES: readonly string[] = [
   "users.json.lock",
   "users.json.tmp",
   ".chat-secret",
+  ".chat-signouts",
+  ".chat-signouts.lock",
+  ".chat-signouts.tmp",
   "chat.db",
   "chat.db-wal",
   "chat.db-shm",

@@ -72,6 +72,12 @@ export interface TokenClaims {
   user: string;
   /** The session the token belongs to. */
   session: string;
+  /**
+   * Open mode only: the token is past its expiry. It still continues a
+   * session whose name is held (a holder connected longer than a token
+   * lives is not locked out), but cannot take a free name back.
+   */
+  expired?: boolean;
 }
 
 /** A new, unguessable session id. */
@@ -232,10 +238,8 @@ export class Auth {
     if (typeof claims.u !== "string" || typeof claims.e !== "number") {
       return null;
     }
-    // In open mode the name's claim, renewed at every visit, is what expires
-    // (the hub checks it): a holder connected longer than a token lives must
-    // not be locked out of its own name.
-    if (!this.#open && claims.e * 1000 < Date.now()) return null;
+    const expired = claims.e * 1000 < Date.now();
+    if (expired && !this.#open) return null;
     const fp = this.fingerprint(claims.u);
     if (fp === null || fp !== claims.f) return null;
     let session = claims.s;
@@ -245,7 +249,7 @@ export class Auth {
       session = createHash("sha256").update(parts[2]).digest("base64url").slice(0, 22);
     }
     if (typeof session !== "string" || session === "") return null;
-    return { user: claims.u, session };
+    return expired ? { user: claims.u, session, expired } : { user: claims.u, session };
   }
 
   /**
@@ -344,7 +348,11 @@ async function stamp(path: string): Promise<string> {
  * @throws {ConfigError} when the file exists but group or others may read it.
  */
 async function loadSecret(path: string, log: Logger): Promise<string> {
-  const mode = await Deno.stat(path).then((st) => st.mode, () => null);
+  const info = await Deno.stat(path).catch(() => null);
+  if (info !== null && !info.isFile) {
+    throw new ConfigError(`The token secret "${path}" is not a file: remove it, or pass --secret`);
+  }
+  const mode = info?.mode ?? null;
   if (mode !== null && Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
     throw new ConfigError(
       `The token secret "${path}" may be read by other users (mode ${

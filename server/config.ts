@@ -58,6 +58,7 @@ export interface OptionSpec {
   arg?: string;
   help: string;
   min?: number;
+  max?: number;
 }
 
 /** Every server flag. */
@@ -109,6 +110,8 @@ export const OPTIONS: OptionSpec[] = [
     arg: "BYTES",
     help: "Largest message text",
     min: 1,
+    // A send frame (at most 64 KiB) must still hold the text and its envelope.
+    max: 65_000,
   },
   {
     flag: "allow-signup",
@@ -365,6 +368,9 @@ function convert(spec: OptionSpec, raw: string | boolean, source: string): unkno
       }
       if (spec.min !== undefined && n < spec.min) {
         throw new ConfigError(`Invalid ${source} "${raw}": must be at least ${spec.min}`);
+      }
+      if (spec.max !== undefined && n > spec.max) {
+        throw new ConfigError(`Invalid ${source} "${raw}": must be at most ${spec.max}`);
       }
       if (spec.key === "port" && n > 65535) {
         throw new ConfigError(`Invalid ${source} "${raw}": ports go up to 65535`);

@@ -31,6 +31,9 @@ export function neededFiles(config: Config): NeededFile[] {
       what: "token secret",
     });
   }
+  if (!config.dataPath && !config.redisUrl) {
+    files.push(...replaced(signoutsPath(config), "sign-outs file"));
+  }
   if (config.dataPath) {
     files.push({ path: config.dataPath, write: true, what: "data file" });
     for (const suffix of ["-wal", "-shm", "-journal"]) {
@@ -40,6 +43,26 @@ export function neededFiles(config: Config): NeededFile[] {
   if (config.certPath) files.push({ path: config.certPath, write: false, what: "certificate" });
   if (config.keyPath) files.push({ path: config.keyPath, write: false, what: "private key" });
   return files;
+}
+
+/**
+ * A file written the way server/locked_file.ts does: holding the lock file
+ * beside it, through a temporary file renamed over it.
+ */
+function replaced(path: string, what: string): NeededFile[] {
+  return [
+    { path, write: true, what },
+    { path: `${path}.lock`, write: true, what: `${what} lock` },
+    { path: `${path}.tmp`, write: true, what: `temporary ${what}` },
+  ];
+}
+
+/**
+ * Where the in-memory store keeps sign-outs: beside `.chat-secret`, which
+ * keeps tokens valid across restarts (their revocations must outlive it too).
+ */
+export function signoutsPath(config: Pick<Config, "usersPath">): string {
+  return join(dirname(config.usersPath), ".chat-signouts");
 }
 
 function granted(name: "read" | "write", path: string): boolean {
@@ -60,14 +83,7 @@ export function accessHint(): string {
  */
 export function checkFileAccess(config: Config): void {
   const files = neededFiles(config);
-  if (config.allowSignup) {
-    // A sign-up writes users.json the way server/users.ts does: holding the
-    // lock file beside it, through a temporary file renamed over it.
-    files.push(
-      { path: `${config.usersPath}.lock`, write: true, what: "users file lock" },
-      { path: `${config.usersPath}.tmp`, write: true, what: "temporary users file" },
-    );
-  }
+  if (config.allowSignup) files.push(...replaced(config.usersPath, "users file").slice(1));
   for (const f of files) {
     const read = granted("read", f.path);
     if (read && (!f.write || granted("write", f.path))) continue;

@@ -181,10 +181,13 @@ const RETRY_CONNECT = 10;
 const PENDING_GRACE = 1000;
 
 /** Replies from stored data one connection may have waiting at once. */
-const MAX_WAITING_REPLIES = 32;
+const MAX_WAITING_REPLIES = 64;
 
 /** Searches one node runs at once; more wait their turn. */
 const SEARCHES_AT_ONCE = 2;
+
+/** Searches that may wait for their turn on one node; more are refused. */
+const MAX_WAITING_SEARCHES = 64;
 
 /** Milliseconds between checks for open-mode names that expired. */
 const NAME_SWEEP_INTERVAL = 10 * 60_000;
@@ -785,19 +788,32 @@ export class Hub {
     if (frame.token !== undefined) {
       const claims = auth.verifyToken(frame.token);
       const fingerprint = claims === null ? null : auth.fingerprint(claims.user);
-      const held = claims === null
-        ? false
-        : auth.mode === "login"
-        ? !(await this.#store.sessionRevoked(claims.session, now))
-        // Open mode: the name must still be held by this token's session.
-        : (await this.#store.claimName(claims.user, claims.session, now, false)).ok;
-      if (claims === null || !held) {
+      if (claims === null || await this.#store.sessionRevoked(claims.session, now)) {
         return this.#deny(
           conn,
           "auth_failed",
           "Your session has expired or is no longer valid: sign in again",
           CloseCode.AuthFailed,
         );
+      }
+      // Open mode: the name must still be this session's. A name nobody
+      // holds (a server that keeps nothing restarted, or it expired) is taken
+      // back by a token still in date; one someone else took since is theirs.
+      if (auth.mode === "open") {
+        const held = await this.#store.claimName(
+          claims.user,
+          claims.session,
+          now,
+          !claims.expired,
+        );
+        if (!held.ok) {
+          return this.#deny(
+            conn,
+            "auth_failed",
+            `Someone else has taken the name "${claims.user}" since you last came: sign in with another name`,
+            CloseCode.AuthFailed,
+          );
+        }
       }
       return { name: claims.user, session: claims.session, fingerprint };
     }
@@ -892,13 +908,10 @@ export class Hub {
     const claims = auth.verifyToken(token);
     if (claims === null) return false;
     const now = this.#now();
-    if (auth.mode === "open") {
-      // The claim is the session: releasing it ends every token of it.
-      if (!(await this.#release(claims.user, claims.session))) return false;
-    } else {
-      if (await this.#store.sessionRevoked(claims.session, now)) return false;
-      await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
-    }
+    if (await this.#store.sessionRevoked(claims.session, now)) return false;
+    // Revoked first: its tokens must not take the name back once it is free.
+    await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
+    if (auth.mode === "open") await this.#release(claims.user, claims.session);
     // Every node closes the session's connections, and its sign-ins under way.
     await this.#broker.publish({ kind: "signout", user: claims.user, session: claims.session });
     return true;
@@ -1582,11 +1595,24 @@ export class Hub {
     return queued + this.#outbox.replyBytes <= this.#outbox.maxBuffered;
   }
 
-  /** Waits for a free search slot on this node. */
+  /**
+   * Waits for a free search slot on this node.
+   *
+   * @throws {FrameError} `rate_limited` when too many searches wait already.
+   */
   #searchTurn(): Promise<void> {
     if (this.#searching < SEARCHES_AT_ONCE) {
       this.#searching++;
       return Promise.resolve();
+    }
+    if (this.#searchQueue.length >= MAX_WAITING_SEARCHES) {
+      return Promise.reject(
+        new FrameError(
+          "rate_limited",
+          "The server is busy with other searches: try again in a moment",
+          undefined,
+        ),
+      );
     }
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#searchQueue.push(resolve);

@@ -18,6 +18,7 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
+import { replaceLocked } from "./locked_file.ts";
 import { Slice } from "./time_slice.ts";
 
 interface Log {
@@ -37,6 +38,12 @@ export interface MemoryStoreOptions {
    * rooms and DMs there are. @default {100000}
    */
   maxTotal?: number;
+  /**
+   * A file that keeps signed-out sessions across restarts (JSON, mode 0600):
+   * tokens outlive the process (their secret is kept on disk), so their
+   * revocations must too. Without it they live in memory only.
+   */
+  signoutsPath?: string;
 }
 
 /** In-memory {@link Store}. */
@@ -56,11 +63,14 @@ export class MemoryStore implements Store {
   #claims = new Map<string, NameClaim>();
   /** Revoked session → until when (ms). */
   #revoked = new Map<string, number>();
+  #signoutsPath: string | null;
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
     this.#limit = options.limit ?? 200;
     this.#maxTotal = options.maxTotal ?? 100_000;
+    this.#signoutsPath = options.signoutsPath ?? null;
+    if (this.#signoutsPath) this.#revoked = readSignouts(this.#signoutsPath);
   }
 
   #log(conv: string): Log {
@@ -334,7 +344,7 @@ export class MemoryStore implements Store {
    * Revokes a session until `until` (never shortening an earlier revocation).
    * Revocations that have lapsed by the clock are dropped here.
    */
-  revokeSession(session: string, until: number): Promise<void> {
+  async revokeSession(session: string, until: number): Promise<void> {
     // Oldest first (a Map keeps insertion order, and revocations are made for
     // one token lifetime): drop the lapsed ones from the front, and stop at
     // the first that still holds, so each call costs what it drops.
@@ -346,7 +356,15 @@ export class MemoryStore implements Store {
     const lapse = Math.max(until, this.#revoked.get(session) ?? 0);
     this.#revoked.delete(session);
     this.#revoked.set(session, lapse);
-    return Promise.resolve();
+    const path = this.#signoutsPath;
+    if (path) {
+      // Kept before the caller says "signed out": a restart must not undo it.
+      const text = JSON.stringify(Object.fromEntries(this.#revoked)) + "\n";
+      await replaceLocked(path, () => Promise.resolve(text), {
+        wait: 5000,
+        busy: `Cannot write "${path}": "${path}.lock" is in use by another writer`,
+      });
+    }
   }
 
   /** Whether the session's revocation lasts past `now`. */
@@ -376,4 +394,26 @@ export class MemoryStore implements Store {
 
 function clamp(v: number, lo: number, hi: number): number {
   return v < lo ? lo : v > hi ? hi : v;
+}
+
+/** Reads kept sign-outs (oldest first), dropping lapsed ones; a missing file is none. */
+function readSignouts(path: string): Map<string, number> {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return new Map();
+    throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new SyntaxError(`Cannot read "${path}": not valid JSON: fix or remove it`);
+  }
+  const now = Date.now();
+  const entries = Object.entries(data ?? {}).filter((e): e is [string, number] =>
+    typeof e[1] === "number" && e[1] > now
+  );
+  return new Map(entries.sort((a, b) => a[1] - b[1]));
 }

@@ -499,8 +499,12 @@ function limit(o: Obj, ref?: string): number | undefined {
   return v;
 }
 
-/** Whitespace and invisible characters only (zero-width spaces and joiners, BOM): nothing to show. */
-const BLANK = /^[\s\u200B-\u200D\u2060\uFEFF]*$/;
+/**
+ * Nothing to show: whitespace, characters meant to be invisible (zero-width
+ * spaces and joiners, soft hyphens, fillers, tags, variation selectors, the
+ * BOM…) and the blank braille pattern.
+ */
+const BLANK = /^[\s\p{Default_Ignorable_Code_Point}\u2800]*$/u;
 
 /**
  * Parses and validates one client frame.

@@ -9,6 +9,7 @@ import { Auth, newSessionId } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
 import { type Config, ConfigError, VERSION } from "./config.ts";
 import { createHandler, SECURITY_HEADERS, type StaticHandler, TUNNEL_HEADER } from "./http.ts";
+import { signoutsPath } from "./file_access.ts";
 import { DEFAULT_LIMITS, Hub } from "./hub.ts";
 import type { PresenceOptions } from "./presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
@@ -245,7 +246,7 @@ function openStore(config: Config, log: Logger): Store {
   if (!config.redisUrl && (config.retainDays || config.retainMessages)) {
     log.warn("--retain-days and --retain-messages need --data: history stays in memory only");
   }
-  return new MemoryStore({ limit: config.historyLimit });
+  return new MemoryStore({ limit: config.historyLimit, signoutsPath: signoutsPath(config) });
 }
 
 /** Connects the Redis store and broker (`--redis`); loaded only when used. */

@@ -133,6 +133,7 @@ Deno.test("Auth in open mode issues tokens that stop working once logins are req
     assert.deepEqual(lasting.verifyToken(lasting.issueToken("guest", "s5")), {
       user: "guest",
       session: "s5",
+      expired: true,
     });
     await Deno.writeTextFile(usersPath, JSON.stringify({ guest: "guest-pass" }));
     await auth.reload();

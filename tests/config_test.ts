@@ -43,6 +43,7 @@ Deno.test("parseConfig() explains bad flags and values", () => {
   bad(["--port", "abc"], {}, /Invalid --port "abc": expected a whole number/);
   bad(["--port", "70000"], {}, /65535/);
   bad([], { PORT: "-1" }, /Invalid PORT "-1": must be at least 0/);
+  bad(["--max-message", "100000"], {}, /Invalid --max-message "100000": must be at most 65000/);
   bad(["--port"], {}, /"--port" needs a value/);
   bad(["extra"], {}, /Unexpected argument "extra"/);
   bad(["--cert", "c.pem"], {}, /both --cert and --key/);

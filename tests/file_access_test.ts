@@ -9,6 +9,9 @@ Deno.test("neededFiles() lists users.json, the secret beside it, and the data fi
   assert.deepEqual(basic, [
     { path: "./users.json", write: false, what: "users file" },
     { path: ".chat-secret", write: true, what: "token secret" },
+    { path: ".chat-signouts", write: true, what: "sign-outs file" },
+    { path: ".chat-signouts.lock", write: true, what: "sign-outs file lock" },
+    { path: ".chat-signouts.tmp", write: true, what: "temporary sign-outs file" },
   ]);
   const full = neededFiles(parseConfig([
     "--users",

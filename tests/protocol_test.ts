@@ -142,6 +142,21 @@ Deno.test("parseClientFrame() refuses control characters and broken Unicode in t
     fails(send(`hi${c}there`), "bad_request", /may not contain control characters/, "r");
   }
   fails(send("half a pair \ud83d"), "bad_request", /not valid Unicode/, "r");
+  // Nothing visible: fillers, soft hyphens, tag characters, the blank braille pattern.
+  for (
+    const invisible of [
+      "\u3164",
+      "\u2800\u2800",
+      "\u00ad",
+      "\u{e0041}\u{e0042}",
+      "\u115f",
+      "\ufe0f",
+    ]
+  ) {
+    fails(send(invisible), "bad_request", /empty/, "r");
+  }
+  // …but they may stand among visible text.
+  assert.equal((parseClientFrame(send("co\u00adop")) as { text: string }).text, "co\u00adop");
   // Tabs and newlines stay; a carriage return becomes a newline.
   const ok = parseClientFrame(send("a\tb\r\nc\rd\ne 😀")) as { text: string };
   assert.equal(ok.text, "a\tb\nc\nd\ne 😀");

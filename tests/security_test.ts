@@ -400,7 +400,6 @@ Deno.test("Hub open mode: a name unused for --name-expiry days is released and l
     for (const c of [alice, bob]) c.send({ type: "join", room: "ops" });
     await alice.next("joined");
     await bob.next("joined");
-    const token = alice.welcome.token;
     await alice.close();
     await waitUntil(() => s.server.hub.usersOnline === 1, "alice is offline");
     // 29 days: still hers.
@@ -413,7 +412,8 @@ Deno.test("Hub open mode: a name unused for --name-expiry days is released and l
     );
     assert.equal(left.room, "ops");
     await waitUntil(() => s.log.some((l) => l.includes('Released the name "alice"')), "logged");
-    assert.equal(((await tryAuth(s, { token })) as F<"error">).code, "auth_failed");
+    // The name is free for anyone now (the old token, 30 days old in real life, would
+    // be out of date too), and nothing of the old holder's comes with it.
     const next = await signIn(s.ws, "alice");
     clients.push(next);
     assert.deepEqual(next.welcome.rooms, ["general"]);
@@ -457,6 +457,49 @@ Deno.test("Auth: sign-out through /api/signout revokes a login session's tokens"
     await laptop.barrier();
   } finally {
     await closeAll(phone, laptop);
+  }
+});
+
+Deno.test("Auth: sign-outs survive a restart without --data; holders get their names back", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-restart-" });
+  try {
+    await t.step("login mode", async () => {
+      await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify({ alice: "alice-pass1" }));
+      let token: string;
+      {
+        await using s = await startTestServer({ dir });
+        const alice = await signIn(s.ws, "alice", "alice-pass1");
+        token = alice.welcome.token;
+        await alice.close();
+        assert.equal(await signOut(s.http, token), 204);
+      }
+      assert.equal((await Deno.stat(`${dir}/.chat-signouts`)).mode! & 0o777, 0o600);
+      await using s = await startTestServer({ dir });
+      assert.equal(((await tryAuth(s, { token })) as F<"error">).code, "auth_failed");
+      assert.equal(await signOut(s.http, token), 401);
+      await Deno.remove(`${dir}/users.json`);
+    });
+    await t.step("open mode", async () => {
+      let kept: string, gone: string;
+      {
+        await using s = await startTestServer({ dir });
+        const keeper = await signIn(s.ws, "keeper");
+        const leaver = await signIn(s.ws, "leaver");
+        [kept, gone] = [keeper.welcome.token, leaver.welcome.token];
+        await closeAll(keeper, leaver);
+        assert.equal(await signOut(s.http, gone), 204);
+      }
+      // The memory store forgot every name; a token in date takes its name back.
+      await using s = await startTestServer({ dir });
+      const back = (await tryAuth(s, { token: kept })) as F<"welcome">;
+      assert.equal(back.user, "keeper");
+      assert.equal(((await tryAuth(s, { username: "keeper" })) as F<"error">).code, "name_taken");
+      // A signed-out token does not, and its name is free for anyone.
+      assert.equal(((await tryAuth(s, { token: gone })) as F<"error">).code, "auth_failed");
+      assert.equal(((await tryAuth(s, { username: "leaver" })) as F<"welcome">).user, "leaver");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
