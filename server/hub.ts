@@ -30,6 +30,7 @@ import {
   MAX_FRAME_BYTES,
   MAX_PAGE,
   parseClientFrame,
+  type SendLimits,
   type ServerFrame,
   type Target,
   utf8Length,
@@ -711,7 +712,14 @@ export class Hub {
       ...conversations.filter((c) => c.room === undefined && c.last <= c.read),
     ];
     const convs = fitItems(ordered, budget - rooms.bytes, "first");
-    const tail: { mode: string; more?: boolean } = { mode: this.#auth.mode };
+    const tail: { mode: string; limits: SendLimits; more?: boolean } = {
+      mode: this.#auth.mode,
+      limits: {
+        rate: this.#limits.frameRate,
+        burst: this.#limits.frameBurst,
+        maxMessage: this.#maxText,
+      },
+    };
     if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
     const first = withArrays(head, { rooms: rooms.parts });
     const rest = withArrays(tail, { conversations: convs.parts });

@@ -176,6 +176,16 @@ export interface ChatMessage {
   /** Only on the sender's own copy. */
   ref?: string;
 }
+/** The limits a `welcome` announces (`--rate`, `--burst`, `--max-message`). */
+export interface SendLimits {
+  /** Frames per second a connection may send, sustained (every frame counts). */
+  rate: number;
+  /** Frames a connection may send in a burst. */
+  burst: number;
+  /** Largest message text, in bytes as it travels ({@link wireLength}). */
+  maxMessage: number;
+}
+
 /** A conversation the user has, with its newest id and read marker. */
 export interface Conversation {
   room?: string;
@@ -196,6 +206,8 @@ export interface WelcomeFrame {
   /** Set instead of a list when more than 500 users are online. */
   onlineCount?: number;
   mode: "open" | "login";
+  /** What this connection may send: clients pace themselves to stay within it. */
+  limits: SendLimits;
   /** Rooms first, then direct messages (unread first), as many as fit in one reply. */
   conversations: Conversation[];
   /** Some direct-message conversations did not fit; they show up as messages arrive. */

@@ -495,3 +495,15 @@ Deno.test("server: /healthz reports status, connections, rooms and uptime", asyn
     await alice.close();
   }
 });
+
+Deno.test("server: welcome announces the limits the client must pace itself to", async () => {
+  await using t = await startTestServer({
+    args: ["--rate", "7", "--burst", "9", "--max-message", "1000"],
+  });
+  const c = await signIn(t.ws, "pacer");
+  try {
+    assert.deepEqual(c.welcome.limits, { rate: 7, burst: 9, maxMessage: 1000 });
+  } finally {
+    await c.close();
+  }
+});
