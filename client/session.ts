@@ -164,6 +164,11 @@ export class Session {
   #pongTimer: Timer | undefined;
   #attempt = 0;
   #downSince = 0;
+  /**
+   * Refs are `<random>-<n>`: unique across runs too, since the server answers
+   * a send whose ref it has seen (with the same text) with the stored message.
+   */
+  #refPrefix = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
   #refs = 0;
   #tokens: number;
   #refilled = Date.now();
@@ -228,7 +233,7 @@ export class Session {
 
   /** Sends a message; resolves with the stored message once the server acknowledged it. */
   send(target: Target, text: string): Promise<ChatMessage> {
-    const ref = `c${++this.#refs}`;
+    const ref = `${this.#refPrefix}-${++this.#refs}`;
     const frame = { type: "send", ...target, text, ref } as ClientFrame & { ref: string };
     return this.#request(frame, (f) => f.type === "message" && f.ref === ref).then((f) =>
       stripType(f as ServerFrame & { type: "message" })

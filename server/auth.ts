@@ -274,6 +274,11 @@ export class Auth {
     this.#stamp = now;
     if (now === "missing" && this.#open) return false;
     const keep = (why: string) => {
+      if (this.#open) {
+        // Nothing to keep: the server stays open until a file lists users.
+        this.#opts.log.warn(`${why}: staying in open mode until it lists users`);
+        return false;
+      }
       this.#broken = true;
       this.#opts.log.error(
         `${why}: keeping the ${this.#users.size} users loaded before, nobody else can sign in; fix the file and it is picked up at once`,

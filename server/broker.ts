@@ -7,7 +7,7 @@
  * @module
  */
 import type { ChatMessage } from "./protocol.ts";
-import type { Draft, Store } from "./store.ts";
+import type { Appended, Draft, Store } from "./store.ts";
 
 /** Where a message came from, so its node can echo `ref` to the sender's connection only. */
 export interface Origin {
@@ -62,8 +62,13 @@ export interface Broker {
    * Stores the message and delivers it to every node, as one step: messages
    * of a conversation reach every node in id order. Resolves with the stored
    * message once it is durable; rejects (code `unavailable`) when it cannot be.
+   *
+   * When `origin` carries a ref, the message is stored with
+   * {@link Store.appendOnce}: a resend of a message already stored is neither
+   * stored nor delivered again, and resolves that message with `fresh`
+   * false (the caller acknowledges it to the sender's connection alone).
    */
-  publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage>;
+  publishMessage(draft: Draft, origin: Origin): Promise<Appended>;
   /** Delivers an event to every node. */
   publish(event: BrokerEvent): Promise<void>;
   /** Sets the handler for events from every node. */
@@ -102,11 +107,17 @@ export class LocalBroker implements Broker {
     this.#store = store;
   }
 
-  /** Stores, then delivers; the store resolves appends in order. */
-  publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage> {
-    return this.#store.append(draft).then((msg) => {
-      this.#handler({ kind: "message", conv: draft.conv, msg, origin });
-      return msg;
+  /** Stores, then delivers (a resend: neither); the store resolves appends in order. */
+  publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
+    // Both ways take the same number of steps, so deliveries keep the store's order.
+    const stored = origin.ref === undefined
+      ? this.#store.append(draft).then((msg) => ({ msg, fresh: true }))
+      : this.#store.appendOnce({ ...draft, ref: origin.ref });
+    return stored.then((result) => {
+      if (result.fresh) {
+        this.#handler({ kind: "message", conv: draft.conv, msg: result.msg, origin });
+      }
+      return result;
     });
   }
 

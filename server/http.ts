@@ -220,7 +220,8 @@ export function createHandler(
       if (last && isIP(last)) addr = clientAddress(last);
       const proto = req.headers.get("x-forwarded-proto")?.split(",").pop()?.trim().toLowerCase();
       if (tunnel) scheme = "https";
-      else scheme = proto === "http" || proto === "https" ? proto : null;
+      // Unsaid: a server that serves TLS itself still knows; otherwise nobody does.
+      else scheme = proto === "http" || proto === "https" ? proto : deps.tls ? "https" : null;
     }
     let res: Response;
     try {

@@ -167,6 +167,14 @@ interface Typing {
   expires: number;
 }
 
+/** A close that waits for the socket to open. */
+interface Refusal {
+  code: number;
+  reason: string;
+  /** The error frame to send first, if any. */
+  error?: { code: ErrorCode; message: string; retryAfter?: number };
+}
+
 /** A reply waiting for its connection's socket to drain. */
 interface RoomWaiter {
   conn: Conn;
@@ -178,8 +186,17 @@ let nextConnId = 1;
 /** Seconds a client refused for too many connections is told to wait. */
 const RETRY_CONNECT = 10;
 
+/** WebSocket.readyState of a socket whose handshake has not finished. */
+const CONNECTING = 0;
+
 /** Milliseconds a connection has to send its sign-in before it may be made to make way. */
 const PENDING_GRACE = 1000;
+
+/** Live messages held for one connection while its `joined` waits. */
+const MAX_JOIN_BUFFER = 1000;
+
+/** Join buffers that reached {@link MAX_JOIN_BUFFER} and dropped messages. */
+const overflowed = new WeakSet<Buffered[]>();
 
 /** Replies from stored data one connection may have waiting at once. */
 const MAX_WAITING_REPLIES = 64;
@@ -226,8 +243,12 @@ export class Conn {
   refilled: number;
   /** Whether the hub has let go of this connection. */
   closed = false;
-  /** Why the connection is refused once it opens (limits, shutdown). */
-  refusal: { code: number; message: string } | null = null;
+  /**
+   * How the connection is to be closed once its socket opens: refused by a
+   * limit or shutdown, or dropped while its socket was still connecting (a
+   * socket ignores close() until then).
+   */
+  refusal: Refusal | null = null;
 
   /** Wraps a socket. */
   constructor(socket: Socket, addr: string, now: number, burst: number) {
@@ -354,11 +375,16 @@ export class Hub {
     this.#conns.set(conn.id, conn);
     const max = this.#limits.maxConnsPerAddr;
     if (this.#closing) {
-      conn.refusal = { code: CloseCode.GoingAway, message: "server shutting down" };
+      conn.refusal = { code: CloseCode.GoingAway, reason: "server shutting down" };
     } else if (this.#addrs.get(conn.addr) >= max) {
       conn.refusal = {
         code: CloseCode.RateLimited,
-        message: `Too many connections from your address (at most ${max}): close some and retry`,
+        reason: "too many connections",
+        error: {
+          code: "rate_limited",
+          message: `Too many connections from your address (at most ${max}): close some and retry`,
+          retryAfter: RETRY_CONNECT,
+        },
       };
     } else this.#admitPending(conn);
     return conn;
@@ -391,12 +417,10 @@ export class Hub {
   #makeWay(waiting: Set<Conn>, conn: Conn, full: boolean): void {
     const oldest = waiting.values().next().value!;
     if (!full && conn.opened - oldest.opened < PENDING_GRACE) return;
-    this.#error(
-      oldest,
-      "not_authenticated",
-      "Sign in right after connecting: other connections were waiting",
-    );
-    this.#drop(oldest, CloseCode.NotAuthenticated, "others were waiting to sign in");
+    this.#drop(oldest, CloseCode.NotAuthenticated, "others were waiting to sign in", {
+      code: "not_authenticated",
+      message: "Sign in right after connecting: other connections were waiting",
+    });
   }
 
   /** Takes a connection out of the signing-in count. */
@@ -409,11 +433,23 @@ export class Hub {
   /** The socket is open: refuses the connection now if {@link open} decided so. */
   opened(conn: Conn): void {
     const r = conn.refusal;
-    if (r === null || conn.closed) return;
-    if (r.code === CloseCode.RateLimited) {
-      this.#error(conn, "rate_limited", r.message, undefined, RETRY_CONNECT);
+    if (r === null) return;
+    conn.refusal = null;
+    if (r.error) {
+      const { code, message, retryAfter } = r.error;
+      // Sent even if the hub let go of it already: it was dropped while connecting.
+      this.#outbox.push(
+        conn,
+        encode({ type: "error", code, message, ...(retryAfter ? { retryAfter } : {}) }),
+      );
     }
-    this.#drop(conn, r.code, r.code === CloseCode.RateLimited ? "too many connections" : r.message);
+    this.#outbox.flushSink(conn);
+    this.close(conn);
+    try {
+      conn.socket.close(r.code, r.reason);
+    } catch {
+      // Already closing.
+    }
   }
 
   /**
@@ -497,9 +533,10 @@ export class Hub {
    * The server calls it from one shared interval.
    */
   tick(now: number = this.#now()): void {
-    // Oldest first: the first one still within its deadline ends the loop.
+    // At most maxPending of them; not stopped at the first one in time, since
+    // a clock set back makes insertion order and `opened` order differ.
     for (const conn of this.#pendingAll) {
-      if (now - conn.opened <= this.#authTimeout) break;
+      if (now - conn.opened <= this.#authTimeout) continue;
       this.#error(
         conn,
         "not_authenticated",
@@ -599,19 +636,24 @@ export class Hub {
   }
 
   async #signIn(conn: Conn, frame: ClientFrame): Promise<void> {
-    const auth = this.#auth;
-    const who = await this.#identify(conn, frame);
+    // The session this sign-in continues, once known: a sign-out of it from
+    // then on must reach this sign-in too (see the `signout` event).
+    const tracked: { session: string | null } = { session: null };
+    let who;
+    try {
+      who = await this.#identify(conn, frame, tracked);
+    } finally {
+      if (who == null && tracked.session !== null) this.#untrack(conn, tracked.session);
+    }
     if (who === null) return;
+    const auth = this.#auth;
     const { name, session, fingerprint } = who;
+    this.#track(conn, session, tracked);
     // Membership changes made elsewhere while the rooms are read below would
     // otherwise be missed: this node applies events only to users it holds.
     const arriving = this.#arriving.get(name) ?? { count: 0, changes: [] };
     arriving.count++;
     this.#arriving.set(name, arriving);
-    // A sign-out of this session from now on must reach this sign-in too.
-    let signing = this.#signingIn.get(session);
-    if (!signing) this.#signingIn.set(session, signing = new Set());
-    signing.add(conn);
     let welcomed = false;
     try {
       if (conn.closed) return;
@@ -682,13 +724,8 @@ export class Hub {
       welcomed = true;
     } finally {
       if (--arriving.count === 0) this.#arriving.delete(name);
-      if (signing.delete(conn) && signing.size === 0) this.#signingIn.delete(session);
-      if (who.fresh && !welcomed) {
-        // Claimed for this sign-in, which did not get through: nobody holds it.
-        this.#release(name, session).catch((err) => {
-          this.#log.warn(`Could not release the name "${name}": ${(err as Error).message}`);
-        });
-      }
+      this.#untrack(conn, session);
+      if (!welcomed && auth.mode === "open") this.#releaseUnwelcomed(name, session, who.fresh);
     }
     const backlog = conn.backlog ?? [];
     conn.backlog = null;
@@ -726,6 +763,34 @@ export class Hub {
     return `${first.slice(0, -1)},${online},${rest.slice(1)}`;
   }
 
+  /** Records a sign-in of `session` under way (see `#signingIn`). */
+  #track(conn: Conn, session: string, tracked: { session: string | null }): void {
+    tracked.session = session;
+    let set = this.#signingIn.get(session);
+    if (!set) this.#signingIn.set(session, set = new Set());
+    set.add(conn);
+  }
+
+  #untrack(conn: Conn, session: string): void {
+    const set = this.#signingIn.get(session);
+    if (set?.delete(conn) && set.size === 0) this.#signingIn.delete(session);
+  }
+
+  /**
+   * Open mode: a sign-in that did not get through leaves no name held for
+   * nobody — neither one it claimed afresh, nor one it took back for a
+   * session that was signed out meanwhile.
+   */
+  #releaseUnwelcomed(name: string, session: string, fresh = false): void {
+    (async () => {
+      if (fresh || await this.#store.sessionRevoked(session, this.#now())) {
+        await this.#release(name, session);
+      }
+    })().catch((err) => {
+      this.#log.warn(`Could not release the name "${name}": ${(err as Error).message}`);
+    });
+  }
+
   /**
    * Who a sign-in frame proves its sender to be, the session it opens or
    * continues and the credentials it was checked against (taken before any
@@ -735,6 +800,7 @@ export class Hub {
   async #identify(
     conn: Conn,
     frame: ClientFrame,
+    tracked: { session: string | null },
   ): Promise<
     { name: string; session: string; fingerprint: string | null; fresh?: boolean } | null
   > {
@@ -796,6 +862,9 @@ export class Hub {
     if (frame.token !== undefined) {
       const claims = auth.verifyToken(frame.token);
       const fingerprint = claims === null ? null : auth.fingerprint(claims.user);
+      // Tracked before the store is asked: a sign-out landing between the
+      // questions below and the welcome must still close this connection.
+      if (claims !== null) this.#track(conn, claims.session, tracked);
       if (claims === null || await this.#store.sessionRevoked(claims.session, now)) {
         return this.#deny(
           conn,
@@ -916,13 +985,16 @@ export class Hub {
     const claims = auth.verifyToken(token);
     if (claims === null) return false;
     const now = this.#now();
-    if (await this.#store.sessionRevoked(claims.session, now)) return false;
+    // A sign-out that failed half-way is finished by the next try (each step
+    // may run twice), which still answers that the token was signed out.
+    const already = await this.#store.sessionRevoked(claims.session, now);
     // Revoked first: its tokens must not take the name back once it is free.
-    await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
-    if (auth.mode === "open") await this.#release(claims.user, claims.session);
-    // Every node closes the session's connections, and its sign-ins under way.
+    if (!already) await this.#store.revokeSession(claims.session, now + auth.tokenTtl * 1000);
+    // Every node closes the session's connections and its sign-ins under way,
+    // before the name is free for anyone else.
     await this.#broker.publish({ kind: "signout", user: claims.user, session: claims.session });
-    return true;
+    if (auth.mode === "open") await this.#release(claims.user, claims.session);
+    return !already;
   }
 
   /** Open mode: releases names whose holders have not been seen for the name expiry. */
@@ -1105,8 +1177,9 @@ export class Hub {
     }
     const origin: Origin = { node: this.#broker.node, conn: conn.id };
     if (frame.ref !== undefined) origin.ref = frame.ref;
+    let sent;
     try {
-      await this.#broker.publishMessage(
+      sent = await this.#broker.publishMessage(
         { conv, ...target, from: user.name, text: frame.text },
         origin,
       );
@@ -1118,6 +1191,15 @@ export class Hub {
         frame.ref,
       );
     }
+    if (sent.fresh || frame.ref === undefined) return;
+    // A resend of a stored message: nobody gets it again but this connection,
+    // whose acknowledgement (the stored message with its ref) may have been
+    // lost. Held like any live message while the room's `joined` is on its way.
+    const own = withRef(messageFrame(sent.msg), frame.ref);
+    const room = sent.msg.room;
+    const held = room === undefined ? undefined : this.#routes.get(room)?.joining.get(conn);
+    if (held) held.push({ id: sent.msg.id, text: own, own: true });
+    else this.#outbox.push(conn, own);
   }
 
   async #join(conn: Conn, room: string, since?: number): Promise<void> {
@@ -1196,7 +1278,29 @@ export class Hub {
 
   /** Sends `joined` (members and history) to one connection, in its turn. */
   #sendJoined(conn: Conn, room: string, since?: number): Promise<void> {
-    return this.#inTurn(conn, () => this.#buildJoined(conn, room, since));
+    const mine = this.#routes.get(room)?.joining.get(conn);
+    return this.#inTurn(conn, () => this.#buildJoined(conn, room, since)).catch((err) => {
+      // Refused before it was built (too many replies waiting): live messages flow again.
+      if (mine) this.#stopJoining(conn, room, mine);
+      throw err;
+    });
+  }
+
+  /**
+   * Gives up a connection's join of `room` that will send no `joined`: it
+   * gets the room's live messages again, starting with those held for it.
+   * The client is told and may resume with `join` + `since`.
+   */
+  #stopJoining(conn: Conn, room: string, mine: Buffered[]): void {
+    const route = this.#routes.get(room);
+    if (route?.joining.get(conn) !== mine) return;
+    route.joining.delete(conn);
+    if (conn.closed) {
+      this.#dropIfUnused(room);
+      return;
+    }
+    route.conns.add(conn);
+    for (const b of mine) this.#outbox.push(conn, b.text);
   }
 
   async #buildJoined(conn: Conn, room: string, since?: number): Promise<void> {
@@ -1214,16 +1318,7 @@ export class Hub {
         this.#store.members(room),
       ]);
     } catch (err) {
-      // Keep the connection in the room (live messages flow again); the
-      // client is told and can resume with `join` + `since`.
-      const route = this.#routes.get(room);
-      if (route?.joining.get(conn) === mine) {
-        route.joining.delete(conn);
-        if (!conn.closed) {
-          route.conns.add(conn);
-          for (const b of mine) this.#outbox.push(conn, b.text);
-        }
-      }
+      this.#stopJoining(conn, room, mine);
       throw err;
     }
     const route = this.#routes.get(room);
@@ -1247,7 +1342,8 @@ export class Hub {
       since === undefined ? "last" : "first",
     );
     const tail: { more?: boolean; gap?: boolean } = {};
-    if (page.more || history.dropped > 0) tail.more = true;
+    const overflow = overflowed.has(mine);
+    if (page.more || history.dropped > 0 || overflow) tail.more = true;
     if (page.gap) tail.gap = true;
     this.#outbox.push(
       conn,
@@ -1256,7 +1352,8 @@ export class Hub {
     const seen = history.end > history.start ? page.messages[history.end - 1].id : since ?? 0;
     // What the page already holds is not sent twice, except the sender's own
     // copy: its `ref` is the acknowledgement the client is waiting for.
-    for (const b of mine) if (b.id > seen || b.own) this.#outbox.push(conn, b.text);
+    // After an overflow, what was held has a hole: the client pages from `seen` instead.
+    for (const b of mine) if (b.own || (b.id > seen && !overflow)) this.#outbox.push(conn, b.text);
   }
 
   async #leave(conn: Conn, room: string): Promise<void> {
@@ -1426,11 +1523,14 @@ export class Hub {
       this.#outbox.fanout(route.conns, text, sender ?? undefined);
       if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
       for (const [c, buf] of route.joining) {
-        buf.push({
-          id: msg.id,
-          text: c === sender ? own : text,
-          own: c === sender && own !== text,
-        });
+        const mine = c === sender && own !== text;
+        // A join that waits long (its socket is full) holds a bounded number;
+        // past it the client pages from its `joined` (which then says `more`).
+        if (!mine && buf.length >= MAX_JOIN_BUFFER) {
+          overflowed.add(buf);
+          continue;
+        }
+        buf.push({ id: msg.id, text: mine ? own : text, own: mine });
       }
       return;
     }
@@ -1580,7 +1680,10 @@ export class Hub {
       );
     }
     q.count++;
-    const run = q.tail.then(() => this.#roomFor(conn)).then(build);
+    // A connection that closed meanwhile gets nothing built for it.
+    const run = q.tail.then(() => this.#roomFor(conn)).then(() =>
+      conn.closed ? undefined : build()
+    );
     q.tail = run.then(done, done);
     function done(): void {
       if (--q.count === 0 && conn.replies === q) conn.replies = null;
@@ -1651,7 +1754,18 @@ export class Hub {
   }
 
   /** Flushes what is queued for `conn`, closes its socket and forgets it. */
-  #drop(conn: Conn, code: number, reason: string): void {
+  /**
+   * Sends `error` (if any) and what is queued for `conn`, closes its socket
+   * and forgets it. A socket still connecting ignores close(): it is closed
+   * from {@link opened} instead.
+   */
+  #drop(conn: Conn, code: number, reason: string, error?: Refusal["error"]): void {
+    if (conn.socket.readyState === CONNECTING) {
+      conn.refusal ??= { code, reason, ...(error ? { error } : {}) };
+      this.close(conn);
+      return;
+    }
+    if (error) this.#error(conn, error.code, error.message, undefined, error.retryAfter);
     if (!conn.closed) this.#outbox.flushSink(conn);
     this.close(conn);
     try {

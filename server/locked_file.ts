@@ -1,7 +1,7 @@
 /**
- * Small files that several processes rewrite (users.json, the terminal
- * client's saved sessions): one writer at a time under an OS lock, and a
- * replacement that is atomic and survives a power cut.
+ * Small files that several processes rewrite or append to (users.json, the
+ * terminal client's saved sessions, the kept sign-outs): one writer at a time
+ * under an OS lock, and writes that are atomic and survive a power cut.
  *
  * @module
  */
@@ -28,12 +28,59 @@ export interface ReplaceOptions {
  * write "<path>": …` when the file cannot be written. A `SyntaxError` from
  * `update` passes through as it is.
  */
-export async function replaceLocked(
+export function replaceLocked(
   path: string,
   update: () => Promise<string | null>,
   options: ReplaceOptions,
 ): Promise<void> {
   const tmp = `${path}.tmp`;
+  return withLock(path, options, async () => {
+    let renamed = false;
+    try {
+      const text = await update();
+      if (text === null) return;
+      await writeSynced(tmp, text);
+      await Deno.rename(tmp, path);
+      renamed = true;
+      await syncDirectory(dirname(path));
+    } catch (err) {
+      if (!renamed) await Deno.remove(tmp).catch(() => {});
+      if (err instanceof SyntaxError) throw err;
+      throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
+    }
+  });
+}
+
+/**
+ * Appends `text` to `path` (created 0600 if missing) holding the same lock
+ * as {@link replaceLocked}, and forces it to disk before resolving.
+ *
+ * @throws {Error} `options.busy` when another writer keeps the lock; `Cannot
+ * write "<path>": …` when the file cannot be written.
+ */
+export function appendLocked(path: string, text: string, options: ReplaceOptions): Promise<void> {
+  return withLock(path, options, async () => {
+    try {
+      const file = await Deno.open(path, { append: true, create: true, mode: 0o600 });
+      try {
+        const bytes = new TextEncoder().encode(text);
+        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+    } catch (err) {
+      throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
+    }
+  });
+}
+
+/** Runs `fn` holding the OS lock on `<path>.lock`, waiting at most `options.wait`. */
+async function withLock<T>(
+  path: string,
+  options: ReplaceOptions,
+  fn: () => Promise<T>,
+): Promise<T> {
   let lock: Deno.FsFile;
   try {
     lock = await Deno.open(`${path}.lock`, { read: true, write: true, create: true, mode: 0o600 });
@@ -48,19 +95,7 @@ export async function replaceLocked(
       if (Date.now() >= deadline) throw new Error(options.busy);
       await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
     }
-    let renamed = false;
-    try {
-      const text = await update();
-      if (text === null) return;
-      await writeSynced(tmp, text);
-      await Deno.rename(tmp, path);
-      renamed = true;
-      await syncDirectory(dirname(path));
-    } catch (err) {
-      if (!renamed) await Deno.remove(tmp).catch(() => {});
-      if (err instanceof SyntaxError) throw err;
-      throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
-    }
+    return await fn();
   } finally {
     // Closing the file releases the lock.
     lock.close();

@@ -6,6 +6,7 @@
  */
 import type { ChatMessage, Conversation } from "./protocol.ts";
 import {
+  type Appended,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -13,12 +14,13 @@ import {
   type NameClaim,
   type Page,
   type PageQuery,
+  REF_WINDOW,
   type RoomInfo,
   type SearchScope,
   searchWords,
   type Store,
 } from "./store.ts";
-import { replaceLocked } from "./locked_file.ts";
+import { appendLocked, replaceLocked } from "./locked_file.ts";
 import { Slice } from "./time_slice.ts";
 
 interface Log {
@@ -63,14 +65,25 @@ export class MemoryStore implements Store {
   #claims = new Map<string, NameClaim>();
   /** Revoked session → until when (ms). */
   #revoked = new Map<string, number>();
+  /**
+   * Per sender: ref → conversation and message of their latest message with
+   * that ref, oldest first, at most {@link REF_WINDOW} refs.
+   */
+  #sent = new Map<string, Map<string, { conv: string; msg: ChatMessage }>>();
   #signoutsPath: string | null;
+  #compact = false;
 
   /** Creates an empty store. */
   constructor(options: MemoryStoreOptions = {}) {
     this.#limit = options.limit ?? 200;
     this.#maxTotal = options.maxTotal ?? 100_000;
     this.#signoutsPath = options.signoutsPath ?? null;
-    if (this.#signoutsPath) this.#revoked = readSignouts(this.#signoutsPath);
+    if (this.#signoutsPath) {
+      const kept = readSignouts(this.#signoutsPath);
+      this.#revoked = kept.live;
+      // Mostly lapsed or repeated lines: the next sign-out rewrites the file.
+      this.#compact = kept.lines > kept.live.size * 2 + 64;
+    }
   }
 
   #log(conv: string): Log {
@@ -121,7 +134,30 @@ export class MemoryStore implements Store {
     if (pair) {
       for (const u of pair) this.#set(this.#dms, u).add(draft.conv);
     }
+    if (draft.ref) this.#remember(draft.from, draft.ref, draft.conv, msg);
     return Promise.resolve(msg);
+  }
+
+  /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
+  appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    const prev = this.#sent.get(draft.from)?.get(draft.ref);
+    if (prev && prev.conv === draft.conv && prev.msg.text === draft.text) {
+      return Promise.resolve({ msg: prev.msg, fresh: false });
+    }
+    return this.append(draft).then((msg) => ({ msg, fresh: true }));
+  }
+
+  /** Keeps a sender's ref as their newest, forgetting their oldest past the window. */
+  #remember(from: string, ref: string, conv: string, msg: ChatMessage): void {
+    let refs = this.#sent.get(from);
+    if (!refs) {
+      refs = new Map();
+      this.#sent.set(from, refs);
+    }
+    // Newest last (a Map keeps insertion order): a reused ref moves to the end.
+    refs.delete(ref);
+    refs.set(ref, { conv, msg });
+    if (refs.size > REF_WINDOW) refs.delete(refs.keys().next().value!);
   }
 
   /** A page of history (O(limit): ids index the array directly). */
@@ -300,7 +336,7 @@ export class MemoryStore implements Store {
 
   /**
    * Releases a name held by `session` and wipes its DMs (keeping their id
-   * counters), read markers, memberships and "known" mark, in one step.
+   * counters), read markers, memberships, "known" mark and refs, in one step.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const key = name.toLowerCase();
@@ -327,6 +363,7 @@ export class MemoryStore implements Store {
     for (const room of rooms) this.#rooms.get(room)?.delete(user);
     this.#roomsOf.delete(user);
     this.#users.delete(user);
+    this.#sent.delete(user);
     for (const [room, creator] of this.#creators) {
       if (creator === user) this.#creators.set(room, "");
     }
@@ -345,6 +382,26 @@ export class MemoryStore implements Store {
    * Revocations that have lapsed by the clock are dropped here.
    */
   async revokeSession(session: string, until: number): Promise<void> {
+    const lapse = Math.max(until, this.#revoked.get(session) ?? 0);
+    const path = this.#signoutsPath;
+    if (path) {
+      // Kept on disk before anyone is told "signed out": a restart must not
+      // undo it. One line appended per sign-out, under the file's lock, so
+      // concurrent sign-outs (and servers sharing the folder) lose none.
+      const options = {
+        wait: 5000,
+        busy: `Cannot write "${path}": "${path}.lock" is in use by another writer`,
+      };
+      if (this.#compact) {
+        this.#compact = false;
+        await replaceLocked(path, () => {
+          const all = readSignouts(path).live;
+          for (const [s, t] of this.#revoked) all.set(s, Math.max(t, all.get(s) ?? 0));
+          all.set(session, Math.max(lapse, all.get(session) ?? 0));
+          return Promise.resolve([...all].map((e) => JSON.stringify(e) + "\n").join(""));
+        }, options);
+      } else await appendLocked(path, JSON.stringify([session, lapse]) + "\n", options);
+    }
     // Oldest first (a Map keeps insertion order, and revocations are made for
     // one token lifetime): drop the lapsed ones from the front, and stop at
     // the first that still holds, so each call costs what it drops.
@@ -353,18 +410,8 @@ export class MemoryStore implements Store {
       if (t > now) break;
       this.#revoked.delete(s);
     }
-    const lapse = Math.max(until, this.#revoked.get(session) ?? 0);
     this.#revoked.delete(session);
     this.#revoked.set(session, lapse);
-    const path = this.#signoutsPath;
-    if (path) {
-      // Kept before the caller says "signed out": a restart must not undo it.
-      const text = JSON.stringify(Object.fromEntries(this.#revoked)) + "\n";
-      await replaceLocked(path, () => Promise.resolve(text), {
-        wait: 5000,
-        busy: `Cannot write "${path}": "${path}.lock" is in use by another writer`,
-      });
-    }
   }
 
   /** Whether the session's revocation lasts past `now`. */
@@ -396,24 +443,36 @@ function clamp(v: number, lo: number, hi: number): number {
   return v < lo ? lo : v > hi ? hi : v;
 }
 
-/** Reads kept sign-outs (oldest first), dropping lapsed ones; a missing file is none. */
-function readSignouts(path: string): Map<string, number> {
+/**
+ * Reads kept sign-outs, one JSON `[session, until]` per line: the ones still
+ * in force (oldest first) and how many lines the file holds. A line cut short
+ * by a crash is skipped; a missing file is none.
+ */
+function readSignouts(path: string): { live: Map<string, number>; lines: number } {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return new Map();
+    if (err instanceof Deno.errors.NotFound) return { live: new Map(), lines: 0 };
     throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
   }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new SyntaxError(`Cannot read "${path}": not valid JSON: fix or remove it`);
-  }
   const now = Date.now();
-  const entries = Object.entries(data ?? {}).filter((e): e is [string, number] =>
-    typeof e[1] === "number" && e[1] > now
-  );
-  return new Map(entries.sort((a, b) => a[1] - b[1]));
+  const live = new Map<string, number>();
+  let lines = 0;
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    lines++;
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number") {
+      continue;
+    }
+    const [session, until] = entry as [string, number];
+    if (until > now) live.set(session, Math.max(until, live.get(session) ?? 0));
+  }
+  return { live: new Map([...live].sort((a, b) => a[1] - b[1])), lines };
 }

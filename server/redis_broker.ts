@@ -9,7 +9,8 @@
  * - **Messages** are stored and published by one Lua script
  *   ({@link RedisStore.appendAndPublish}): id, stream entry, feed entry and
  *   publish happen as one step, and the sender is acknowledged only after
- *   Redis has done all of it.
+ *   Redis has done all of it. A resend (same sender and ref, see
+ *   `Store.appendOnce`) is recognized in that same step and published nowhere.
  * - **No gaps, no duplicates.** Every event except typing gets a number from
  *   `evseq` and is kept in the capped stream `feed`. A node delivers event
  *   `n` only after `n - 1`; when one is missing (its subscription dropped, or
@@ -27,7 +28,6 @@
  */
 import type { Broker, BrokerEvent, BrokerHandler, Origin } from "./broker.ts";
 import type { Logger } from "./log.ts";
-import type { ChatMessage } from "./protocol.ts";
 import {
   closeRedis,
   command,
@@ -38,7 +38,7 @@ import {
   Script,
 } from "./redis_client.ts";
 import { type RedisStore, toMessage } from "./redis_store.ts";
-import type { Draft } from "./store.ts";
+import type { Appended, Draft } from "./store.ts";
 
 /**
  * Numbers a non-message event, keeps it in the feed and publishes it.
@@ -315,8 +315,13 @@ export class RedisBroker implements Broker {
   // -------------------------------------------------------------------------
   // Publishing
 
-  /** Stores the message and publishes it in one script; resolves once Redis accepted both. */
-  async publishMessage(draft: Draft, origin: Origin): Promise<ChatMessage> {
+  /**
+   * Stores the message and publishes it in one script; resolves once Redis
+   * accepted both. With a ref, the same script first checks for a resend: a
+   * message already stored is neither stored nor published again, so nodes
+   * racing the same resend store it once.
+   */
+  async publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
     const json = JSON.stringify({
       kind: "message",
       conv: draft.conv,
@@ -326,12 +331,11 @@ export class RedisBroker implements Broker {
       text: draft.text,
       origin,
     });
-    const { msg } = await this.#store.appendAndPublish(draft, {
-      channel: this.#channel,
-      feedLength: this.#feedLength,
-      json,
-    });
-    return msg;
+    const { msg, fresh } = await this.#store.appendAndPublish(
+      origin.ref === undefined ? draft : { ...draft, ref: origin.ref },
+      { channel: this.#channel, feedLength: this.#feedLength, json },
+    );
+    return { msg, fresh };
   }
 
   /** Publishes an event to every node; typing is not kept (it is stale by the time anyone catches up). */

@@ -21,6 +21,8 @@
  * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen |
  * | `claims`         | zset   | lower-cased claimed name → seen (ms)                         |
  * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then           |
+ * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref     |
+ * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)        |
  *
  * The broker's keys (`evseq`, `feed`, `node:*`, `online:*`, `nodes`) live
  * under the same prefix; see `redis_broker.ts`.
@@ -37,6 +39,7 @@ import {
   Script,
 } from "./redis_client.ts";
 import {
+  type Appended,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -44,6 +47,7 @@ import {
   type NameClaim,
   type Page,
   type PageQuery,
+  REF_WINDOW,
   type RoomInfo,
   type SearchScope,
   searchWords,
@@ -58,17 +62,36 @@ import { Slice } from "./time_slice.ts";
  * there and publishes it: one atomic step, so every node sees a conversation's
  * messages in id order.
  *
- * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, fields…
+ * With a ref, the sender's latest refs are checked first (when `once` is 1)
+ * and kept after: if the sender's latest message with the ref went to the
+ * same conversation with the same text (by SHA-1), that message's id and time
+ * are returned and nothing is stored or published. Returns {id, ms, seq, fresh}.
+ *
+ * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
+ * ref (or empty), once (1/0), refWindow, refTtl ms, fields… (the text last).
  */
 const APPEND = new Script(`
-local p, conv = ARGV[1], ARGV[2]
+local p, conv, ref = ARGV[1], ARGV[2], ARGV[10]
+local sent, order, digest
+if ref ~= '' then
+  sent, order = p .. 'sent:' .. ARGV[9], p .. 'sentq:' .. ARGV[9]
+  digest = redis.sha1hex(ARGV[#ARGV])
+  local prev = redis.call('HGET', sent, ref)
+  if prev then
+    local pid, pms, pdigest, pconv = string.match(prev, '^(%d+)\\n(%d+)\\n(%x+)\\n(.*)$')
+    if ARGV[11] == '1' and pconv == conv and pdigest == digest then
+      return {tonumber(pid), tonumber(pms), 0, 0}
+    end
+    redis.call('LREM', order, 1, ref)
+  end
+end
 local id = redis.call('HINCRBY', p .. 'seq', conv, 1)
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prev = tonumber(redis.call('HGET', p .. 'ms', conv) or '0')
 if ms < prev then ms = prev end
 redis.call('HSET', p .. 'ms', conv, ms)
-redis.call('XADD', p .. 'log:' .. conv, 'MAXLEN', ARGV[3], id .. '-0', 'ms', ms, unpack(ARGV, 9))
+redis.call('XADD', p .. 'log:' .. conv, 'MAXLEN', ARGV[3], id .. '-0', 'ms', ms, unpack(ARGV, 14))
 if ARGV[4] ~= '' then
   redis.call('SADD', p .. 'dms:' .. ARGV[4], conv)
   redis.call('SADD', p .. 'dms:' .. ARGV[5], conv)
@@ -80,7 +103,16 @@ if ARGV[6] ~= '' then
   redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[7], seq .. '-0', 'p', payload)
   redis.call('PUBLISH', ARGV[6], payload)
 end
-return {id, ms, seq}
+if ref ~= '' then
+  redis.call('HSET', sent, ref, id .. '\\n' .. ms .. '\\n' .. digest .. '\\n' .. conv)
+  redis.call('LPUSH', order, ref)
+  if redis.call('LLEN', order) > tonumber(ARGV[12]) then
+    redis.call('HDEL', sent, redis.call('RPOP', order))
+  end
+  redis.call('PEXPIRE', sent, ARGV[13])
+  redis.call('PEXPIRE', order, ARGV[13])
+end
+return {id, ms, seq, 1}
 `);
 
 /**
@@ -182,8 +214,8 @@ return {1, ARGV[3], ARGV[4], now}
 /**
  * Releases a name held by a session and wipes what was private to it: its DM
  * streams (the `seq` counters stay, so ids continue), both parties' listing
- * and read markers of them, its own markers, its memberships and its
- * `users` mark. ARGV: prefix, folded name, session, seen-before (or empty).
+ * and read markers of them, its own markers, its refs, its memberships and
+ * its `users` mark. ARGV: prefix, folded name, session, seen-before (or empty).
  * Returns {1, {room, …}},
  * or nil when the session does not hold the name or was seen since.
  */
@@ -204,7 +236,7 @@ for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
     redis.call('HDEL', p .. 'read:' .. party, conv)
   end
 end
-redis.call('DEL', p .. 'read:' .. user)
+redis.call('DEL', p .. 'read:' .. user, p .. 'sent:' .. user, p .. 'sentq:' .. user)
 local rooms = redis.call('SMEMBERS', p .. 'in:' .. user)
 for _, room in ipairs(rooms) do redis.call('SREM', p .. 'members:' .. room, user) end
 redis.call('DEL', p .. 'in:' .. user)
@@ -252,6 +284,12 @@ export interface RedisStoreOptions {
   timeout?: number;
   /** Close the client in {@link RedisStore.close}. @default {false} */
   ownsClient?: boolean;
+  /**
+   * Milliseconds a user's refs (see {@link Store.appendOnce}) are kept after
+   * their last message with one.
+   * @default {2592000000} (30 days)
+   */
+  refTtl?: number;
 }
 
 /** Where {@link RedisStore.appendAndPublish} announces a message. */
@@ -267,10 +305,9 @@ export interface PublishTarget {
   json: string;
 }
 
-/** A message stored and published. */
-export interface Published {
-  msg: ChatMessage;
-  /** Its number in the event feed. */
+/** A message stored and published, or found stored (a resend, see {@link Store.appendOnce}). */
+export interface Published extends Appended {
+  /** Its number in the event feed; 0 when nothing was published (`fresh` is false). */
   seq: number;
 }
 
@@ -308,6 +345,7 @@ export class RedisStore implements Store {
   #keep: number;
   #timeout: number;
   #owns: boolean;
+  #refTtl: number;
 
   /** Uses a connected client (see {@link connectRedis}). */
   constructor(client: RedisClient, options: RedisStoreOptions = {}) {
@@ -316,6 +354,7 @@ export class RedisStore implements Store {
     this.#keep = options.keep ?? 200;
     this.#timeout = options.timeout ?? 5000;
     this.#owns = options.ownsClient ?? false;
+    this.#refTtl = options.refTtl ?? 30 * 86_400_000;
   }
 
   /**
@@ -354,7 +393,7 @@ export class RedisStore implements Store {
     return script.run(this.#client, [this.#prefix, ...args], this.#timeout);
   }
 
-  async #append(draft: Draft, target?: PublishTarget): Promise<Published> {
+  async #append(draft: Draft, target?: PublishTarget, once = false): Promise<Published> {
     const pair = dmPair(draft.conv);
     const fields = draft.room !== undefined
       ? ["r", draft.room, "f", draft.from, "x", draft.text]
@@ -367,10 +406,16 @@ export class RedisStore implements Store {
       target?.channel ?? "",
       String(target?.feedLength ?? 0),
       target?.json ?? "",
+      draft.from,
+      draft.ref ?? "",
+      once ? "1" : "0",
+      String(REF_WINDOW),
+      String(this.#refTtl),
       ...fields,
     ]) as number[];
-    const [id, ms, seq] = reply;
-    return { msg: toMessage(id, ms, draft.room, draft.to, draft.from, draft.text), seq };
+    const [id, ms, seq, fresh] = reply;
+    const msg = toMessage(id, ms, draft.room, draft.to, draft.from, draft.text);
+    return { msg, seq, fresh: fresh === 1 };
   }
 
   /** Appends a message; resolves once Redis has accepted it. */
@@ -378,12 +423,20 @@ export class RedisStore implements Store {
     return (await this.#append(draft)).msg;
   }
 
+  /** Appends unless the draft is a resend, in one script (see {@link Store.appendOnce}). */
+  async appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    const { msg, fresh } = await this.#append(draft, undefined, true);
+    return { msg, fresh };
+  }
+
   /**
    * Appends a message and publishes it in the same script (see the broker):
-   * resolves once Redis has done both.
+   * resolves once Redis has done both. A draft with a ref is checked first,
+   * in the same script: a resend of a stored message is neither stored nor
+   * published again, and resolves that message with `fresh` false.
    */
   appendAndPublish(draft: Draft, target: PublishTarget): Promise<Published> {
-    return this.#append(draft, target);
+    return this.#append(draft, target, true);
   }
 
   /** A page of history from the conversation's stream. */

@@ -14,7 +14,7 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -112,6 +112,13 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
         until INTEGER NOT NULL
       ) WITHOUT ROWID;
       CREATE INDEX revoked_by_until ON revoked (until);
+    `),
+  // 4: the sender's `ref` of a message, to answer a resend with the stored
+  // message (NULL for messages stored before, and for sends without one).
+  (db) =>
+    db.exec(`
+      ALTER TABLE messages ADD COLUMN ref TEXT;
+      CREATE INDEX messages_by_ref ON messages (sender, ref) WHERE ref IS NOT NULL;
     `),
 ];
 

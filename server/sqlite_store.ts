@@ -22,6 +22,7 @@ import type { ChatMessage, Conversation } from "./protocol.ts";
 import type { Logger } from "./log.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
+  type Appended,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -110,6 +111,8 @@ export class SqliteStore implements Store {
   #queue: Op[] = [];
   /** Convs given a new id in the batch being built: their first id in it. */
   #batchFirst = new Map<string, number>();
+  /** Messages with a ref in the batch being built, by sender and ref (the latest). */
+  #batchRefs = new Map<string, { conv: string; text: string; msg: Promise<ChatMessage> }>();
   /** DMs whose parties the transaction being committed has written to `dm_members`. */
   #dmsListed = new Set<string>();
   #timer: (() => void) | undefined;
@@ -202,7 +205,8 @@ export class SqliteStore implements Store {
       : { id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
     const recipient = draft.room === undefined ? draft.to ?? null : null;
     const pair = dmPair(draft.conv);
-    return this.#write(() => {
+    const ref = draft.ref || null;
+    const done = this.#write(() => {
       // In the op, not after the batch: a name released earlier in the batch unlisted the DM.
       if (pair && !this.#dmsListed.has(draft.conv)) {
         for (const u of pair) this.#sql.addDm.run(u, draft.conv);
@@ -216,9 +220,47 @@ export class SqliteStore implements Store {
         draft.from,
         draft.text,
         ts,
+        ref,
       );
       return msg;
     });
+    if (ref !== null) {
+      this.#batchRefs.set(refKey(draft.from, ref), {
+        conv: draft.conv,
+        text: draft.text,
+        msg: done,
+      });
+    }
+    return done;
+  }
+
+  /**
+   * Appends unless the draft is a resend (see {@link Store.appendOnce}): the
+   * sender's latest message with the ref is looked up among the batch being
+   * built, then among the kept messages, and numbered in the same turn, so
+   * no other write comes between. A resend of a message still in the batch
+   * resolves once it committed.
+   */
+  appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    if (this.#closed) return Promise.reject(closedError());
+    const fresh = () => this.append(draft).then((msg) => ({ msg, fresh: true }));
+    if (!draft.ref) return fresh();
+    const queued = this.#batchRefs.get(refKey(draft.from, draft.ref));
+    if (queued) {
+      return queued.conv === draft.conv && queued.text === draft.text
+        ? queued.msg.then((msg) => ({ msg, fresh: false }))
+        : fresh();
+    }
+    let row: (Row & { conv: string }) | undefined;
+    try {
+      row = this.#sql.byRef.get(draft.from, draft.ref) as (Row & { conv: string }) | undefined;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (row && row.conv === draft.conv && row.text === draft.text) {
+      return Promise.resolve({ msg: toMessage(row), fresh: false });
+    }
+    return fresh();
   }
 
   /** A page of committed history. */
@@ -408,6 +450,7 @@ export class SqliteStore implements Store {
       this.#sql.unreadAll.run(user);
       const rooms = this.#sql.leaveAll.all(user).map((r) => String(r.room)).sort();
       this.#sql.forgetUser.run(user);
+      this.#sql.forgetRefs.run(user);
       this.#users.delete(user);
       return rooms;
     }).then((rooms) => {
@@ -514,6 +557,8 @@ export class SqliteStore implements Store {
     if (ops.length === 0) return null;
     this.#queue = [];
     this.#batchFirst = new Map();
+    // Committed or rolled back below: either way the file answers from now on.
+    this.#batchRefs = new Map();
     const results: unknown[] = [];
     const db = this.#db;
     this.#dmsListed.clear();
@@ -659,6 +704,11 @@ function rollback(db: DatabaseSync): void {
   }
 }
 
+/** A sender's ref as one key (names never hold a newline). */
+function refKey(from: string, ref: string): string {
+  return `${from}\n${ref}`;
+}
+
 function closedError(): Error {
   return new Error("The data file is closed");
 }
@@ -684,9 +734,14 @@ function statements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   return {
     insert: p(
-      `INSERT INTO messages (conv, id, room, recipient, sender, text, ts)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO messages (conv, id, room, recipient, sender, text, ts, ref)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    byRef: p(
+      `SELECT conv, ${COLUMNS} FROM messages WHERE sender = ? AND ref = ?
+       ORDER BY seq DESC LIMIT 1`,
+    ),
+    forgetRefs: p("UPDATE messages SET ref = NULL WHERE sender = ? AND ref IS NOT NULL"),
     conv: p("SELECT last, trimmed FROM convs WHERE conv = ?"),
     setLast: p(
       `INSERT INTO convs (conv, last, trimmed) VALUES (?1, ?2, 0)

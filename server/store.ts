@@ -17,6 +17,25 @@ export interface Draft {
   to?: string;
   from: string;
   text: string;
+  /**
+   * The sender's reference for the message (the `ref` of its `send`), kept
+   * so that {@link Store.appendOnce} recognizes a resend. Empty means none.
+   */
+  ref?: string;
+}
+
+/**
+ * How many of a sender's latest refs every store remembers at least: a
+ * resend within them is recognized by {@link Store.appendOnce}.
+ */
+export const REF_WINDOW = 256;
+
+/** What {@link Store.appendOnce} did. */
+export interface Appended {
+  /** The message: stored now, or stored before when `fresh` is false. */
+  msg: ChatMessage;
+  /** Stored now; false for a resend of a stored message (nothing was stored). */
+  fresh: boolean;
 }
 
 /** Which page of a conversation to read. */
@@ -88,6 +107,25 @@ export interface Store {
    * conversation resolve in the order they were appended.
    */
   append(draft: Draft): Promise<ChatMessage>;
+  /**
+   * Appends the message unless it is a resend: when the sender's latest
+   * message with this `ref` (among at least their last {@link REF_WINDOW}
+   * refs) went to the same conversation with the same text, resolves that
+   * stored message with `fresh: false` and stores nothing. The same ref with
+   * another conversation or text is a new message. Checking and appending
+   * are one atomic step (also across nodes), so concurrent resends store the
+   * message once. An empty `ref` is no ref: the message is appended.
+   *
+   * @example
+   * ```ts
+   * import { MemoryStore } from "./memory_store.ts";
+   * const store = new MemoryStore();
+   * const draft = { conv: "general", room: "general", from: "alice", text: "hi", ref: "k7-1" };
+   * await store.appendOnce(draft); // { msg: { id: 1, … }, fresh: true }
+   * await store.appendOnce(draft); // { msg: { id: 1, … }, fresh: false }: a resend
+   * ```
+   */
+  appendOnce(draft: Draft & { ref: string }): Promise<Appended>;
   /** A page of a conversation's history, oldest first. */
   page(conv: string, query: PageQuery): Promise<Page>;
   /** Messages matching every word of `q`, newest first, within `scope`. */
@@ -132,8 +170,9 @@ export interface Store {
    * private to it: its direct-message conversations (both parties lose them;
    * message ids of a later conversation between the same names continue
    * after the old ones), every read marker of those conversations, its own
-   * read markers, its room memberships, its "known user" mark and its count
-   * of rooms created (the rooms stay, so a later holder starts at none). Room
+   * read markers, its room memberships, its "known user" mark, its count of
+   * rooms created (the rooms stay, so a later holder starts at none) and its
+   * refs (a later holder's sends are never taken for its resends). Room
    * messages it sent stay. Resolves the rooms it was in (to announce the
    * leaves), or null when `session` did not hold the name (nothing changed).
    */

@@ -381,7 +381,12 @@ class View {
     for (const m of messages) {
       const conv = m.room ?? [m.from, m.to].sort().join(":");
       const last = this.last.get(conv) ?? 0;
-      if (!replay && m.id <= last) this.#fail(`message ${m.id} after ${last} in "${conv}"`, m);
+      // The one exception (docs/protocol.md, join): the sender's own copy, carrying
+      // its ref, is its acknowledgement and comes even if a `joined` held it.
+      const ack = m.ref !== undefined && m.from === this.user;
+      if (!replay && m.id <= last && !ack) {
+        this.#fail(`message ${m.id} after ${last} in "${conv}"`, m);
+      }
       this.last.set(conv, replay ? m.id : Math.max(last, m.id));
     }
   }

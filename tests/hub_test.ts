@@ -4,7 +4,7 @@ import { LocalBroker } from "../server/broker.ts";
 import { type Conn, Hub, type HubOptions } from "../server/hub.ts";
 import { memoryLogger } from "../server/log.ts";
 import { MemoryStore } from "../server/memory_store.ts";
-import type { NameClaim, Page, PageQuery, SearchScope } from "../server/store.ts";
+import type { ClaimResult, NameClaim, Page, PageQuery, SearchScope } from "../server/store.ts";
 import type { Socket } from "../server/outbox.ts";
 import { PasswordHasher } from "../server/password.ts";
 import { type ChatMessage, type ServerFrame, splitFrames } from "../server/protocol.ts";
@@ -34,7 +34,14 @@ class GatedStore extends MemoryStore {
   #reached = new Map<string, PromiseWithResolvers<void>>();
   /** Holds every later call of `method` until the returned function runs. */
   hold(
-    method: "touchUser" | "page" | "roomExists" | "roomsOf" | "staleClaims" | "search",
+    method:
+      | "touchUser"
+      | "page"
+      | "roomExists"
+      | "roomsOf"
+      | "staleClaims"
+      | "search"
+      | "claimName",
   ): () => void {
     const gate = Promise.withResolvers<void>();
     this.#gates.set(method, gate.promise);
@@ -61,10 +68,36 @@ class GatedStore extends MemoryStore {
     await this.#gates.get("roomExists");
     return super.roomExists(room);
   }
+  /** Fails the next releaseName() (a store that goes away mid-way). */
+  failRelease = false;
+  override async releaseName(
+    name: string,
+    session: string,
+    seenBefore?: number,
+  ): Promise<string[] | null> {
+    if (this.failRelease) {
+      this.failRelease = false;
+      throw new Error("the store went away");
+    }
+    return await super.releaseName(name, session, seenBefore);
+  }
+  override async claimName(
+    name: string,
+    session: string,
+    now: number,
+    create: boolean,
+  ): Promise<ClaimResult> {
+    this.#reached.get("claimName")?.resolve();
+    await this.#gates.get("claimName");
+    return await super.claimName(name, session, now, create);
+  }
+  /** Searches started in all. */
+  searches = 0;
   /** Searches under way now, and the most there ever were at once. */
   searching = 0;
   mostSearching = 0;
   override async search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
+    this.searches++;
     this.searching++;
     this.mostSearching = Math.max(this.mostSearching, this.searching);
     try {
@@ -618,3 +651,119 @@ async function waitFor(check: () => boolean | Promise<boolean>): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+Deno.test("Hub: a sign-out landing while a token sign-in asks the store still ends it", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  h.hub.close(a.conn);
+  await h.settle();
+  // The tab comes back with its token; the store holds the sign-in at the claim.
+  const release = h.store.hold("claimName");
+  const back = new FakeSocket();
+  const conn = h.hub.open(back, { addr: "127.0.0.1" });
+  h.hub.receive(conn, JSON.stringify({ type: "auth", token: a.welcome.token }));
+  await h.store.reached("claimName");
+  // Meanwhile the session signs out (from another tab): revoked, closed, released.
+  const signedOut = h.hub.signOut(a.welcome.token);
+  release();
+  assert.equal(await signedOut, true);
+  await waitFor(async () => {
+    await h.settle();
+    return back.closed !== null && (await h.store.nameClaim("alice")) === null;
+  });
+  assert.deepEqual(back.take("welcome"), [], "no session after the sign-out");
+  assert.equal(back.closed?.code, 4003);
+  const someoneElse = await h.connect("alice");
+  assert.equal(someoneElse.welcome.user, "alice", "the name was not left held");
+});
+
+Deno.test("Hub: a sign-out that failed half-way is finished by trying again", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  h.store.failRelease = true;
+  await assert.rejects(() => h.hub.signOut(a.welcome.token), /went away/);
+  // Tried again: the token counts as signed out already, and the rest is done.
+  assert.equal(await h.hub.signOut(a.welcome.token), false);
+  await h.settle();
+  assert.equal(a.socket.closed?.code, 4003);
+  assert.equal(await h.store.nameClaim("alice"), null);
+});
+
+Deno.test("Hub: a connection that closes has nothing more built for it", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const release = h.store.hold("search");
+  for (let i = 0; i < 10; i++) send(h.hub, a.conn, { type: "search", q: `q${i}` });
+  await h.store.reached("search");
+  h.hub.close(a.conn);
+  release();
+  await h.settle();
+  await h.settle();
+  assert.equal(h.store.searches, 1, "only the search already under way ran");
+});
+
+Deno.test("Hub: a join refused for too many waiting replies leaves the room's messages flowing", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  await h.settle();
+  // alice's socket is nearly full (past room for a reply, short of the slow-consumer
+  // bound), and 64 answers wait for it; then she joins ops.
+  a.socket.bufferedAmount = 800 * 1024;
+  for (let i = 0; i < 64; i++) send(h.hub, a.conn, { type: "history", room: "general" });
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  await waitFor(async () => {
+    await h.settle();
+    return a.socket.frames.some((f) => f.type === "error");
+  });
+  a.socket.bufferedAmount = 0;
+  send(h.hub, b.conn, { type: "send", room: "ops", text: "still reaches alice", ref: "x" });
+  await waitFor(async () => {
+    h.advance(100);
+    await h.settle();
+    return a.socket.frames.some((f) => f.type === "message" && f.text === "still reaches alice");
+  });
+});
+
+Deno.test("Hub times out waiting connections also after the clock was set back", async () => {
+  await using h = await setup();
+  const first = new FakeSocket();
+  h.hub.open(first, { addr: "10.0.0.1" });
+  h.skip(-3600_000);
+  const second = new FakeSocket();
+  h.hub.open(second, { addr: "10.0.0.2" });
+  h.advance(11_000);
+  // The entry inserted later is still reached (the one stamped an hour ahead waits its hour).
+  assert.equal(second.closed?.code, 4001);
+  assert.equal(first.closed, null);
+});
+
+Deno.test("Hub holds a bounded number of messages for a join that waits, then says more", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  await h.settle();
+  a.socket.bufferedAmount = 800 * 1024; // no room for a reply: alice's joined waits
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  await h.settle();
+  for (let i = 1; i <= 1100; i++) {
+    await h.broker.publishMessage(
+      { conv: "ops", room: "ops", from: "bob", text: `m${i}` },
+      { node: h.broker.node, conn: b.conn.id },
+    );
+  }
+  a.socket.frames = [];
+  a.socket.bufferedAmount = 0;
+  await waitFor(async () => {
+    h.advance(100);
+    await h.settle();
+    return a.socket.frames.some((f) => f.type === "joined");
+  });
+  const joined = a.socket.take("joined")[0] as Extract<ServerFrame, { type: "joined" }>;
+  assert.equal(joined.more, true, "the client is told to page on");
+  const live = a.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
+  assert.deepEqual(live.filter((m) => m.room === "ops"), [], "nothing after a hole");
+  assert.equal(joined.history.at(-1)?.id, 1100, "the page, read now, ends with the newest");
+});

@@ -144,3 +144,46 @@ Deno.test("MemoryStore.search() copes with conversations trimmed or wiped while 
   assert.ok(found.every((m) => m.text.startsWith("needle")));
   assert.deepEqual((await store.page("room0", { limit: 10 })).messages, [], "room0 was trimmed");
 });
+
+Deno.test("MemoryStore keeps every one of concurrent sign-outs across a restart", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const signoutsPath = `${dir}/.chat-signouts`;
+    const until = Date.now() + 3600_000;
+    // Two servers sharing the folder, twenty sign-outs at once.
+    const a = new MemoryStore({ signoutsPath });
+    const b = new MemoryStore({ signoutsPath });
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).revokeSession(`s${i}`, until)),
+    );
+    const again = new MemoryStore({ signoutsPath });
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await again.sessionRevoked(`s${i}`, Date.now()), true, `s${i}`);
+    }
+    assert.equal((await Deno.stat(signoutsPath)).mode! & 0o777, 0o600);
+    // A line cut short by a crash is skipped, not fatal.
+    await Deno.writeTextFile(signoutsPath, '["half', { append: true });
+    assert.equal(await new MemoryStore({ signoutsPath }).sessionRevoked("s3", Date.now()), true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("MemoryStore rewrites a sign-outs file of mostly lapsed lines, keeping the live ones", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const signoutsPath = `${dir}/.chat-signouts`;
+    const past = Date.now() - 1000;
+    const lapsed = Array.from({ length: 200 }, (_, i) => JSON.stringify([`old${i}`, past]));
+    await Deno.writeTextFile(
+      signoutsPath,
+      [...lapsed, JSON.stringify(["live", Date.now() + 3600_000])].join("\n") + "\n",
+    );
+    const store = new MemoryStore({ signoutsPath });
+    await store.revokeSession("new", Date.now() + 3600_000);
+    const lines = (await Deno.readTextFile(signoutsPath)).trim().split("\n");
+    assert.deepEqual(lines.map((l) => JSON.parse(l)[0]).sort(), ["live", "new"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -92,3 +92,38 @@ Deno.test("RedisStore.revokeSession() lets Redis expire the revocation when it l
   assert.equal(await store.cli("EXISTS", "chat:revoked:s2"), "0", "a lapsed one is not kept");
   assert.equal(await store.sessionRevoked("s1", now), true);
 });
+
+Deno.test("RedisStore.appendOnce() keeps a user's last 256 refs in two keys that expire after a quiet while", async () => {
+  const redis = await RedisServer.start();
+  const store = await RedisStore.connect(redis.url, { keep: 10, refTtl: 60_000 });
+  try {
+    const said = (i: number) => ({
+      conv: "r",
+      room: "r",
+      from: "alice",
+      text: `m${i}`,
+      ref: `k${i}`,
+    });
+    const sent = [];
+    for (let i = 0; i < 300; i++) sent.push((await store.appendOnce(said(i))).msg);
+    await store.append({ conv: "r", room: "r", from: "bob", text: "no ref" });
+    assert.equal(await redis.cli("HLEN", "chat:sent:alice"), "256");
+    assert.equal(await redis.cli("LLEN", "chat:sentq:alice"), "256");
+    assert.equal(await redis.cli("LINDEX", "chat:sentq:alice", "0"), "k299", "newest first");
+    assert.equal(await redis.cli("EXISTS", "chat:sent:bob"), "0", "no ref, no keys");
+    for (const key of ["chat:sent:alice", "chat:sentq:alice"]) {
+      const ttl = Number(await redis.cli("PTTL", key));
+      assert.ok(ttl > 0 && ttl <= 60_000, `${key} expires (${ttl} ms)`);
+    }
+    assert.equal((await store.page("r", { limit: 50 })).messages.length, 10);
+    assert.deepEqual(
+      await store.appendOnce(said(100)),
+      { msg: sent[100], fresh: false },
+      "a resend of a message history no longer keeps is still answered",
+    );
+    assert.equal((await store.appendOnce(said(43))).fresh, true, "k43 is past the window");
+  } finally {
+    await store.close();
+    await redis[Symbol.asyncDispose]();
+  }
+});

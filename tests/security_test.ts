@@ -147,6 +147,34 @@ Deno.test("Hub before sign-in: half-open sockets cannot lock an address's real u
   }
 });
 
+Deno.test("Hub before sign-in: sockets pushed out while still connecting are closed too", async () => {
+  await using s = await startTestServer({
+    args: ["--trust-proxy", "--max-pending", "2"],
+    authTimeout: 2000,
+    tickInterval: 20,
+  });
+  // A burst far past four times the limit: many of those made to make way have not
+  // even finished their handshake (a socket ignores close() until then).
+  const crowd = await Promise.all(
+    Array.from(
+      { length: 120 },
+      () =>
+        TestClient.connect(s.ws, { headers: { "x-forwarded-for": "10.7.7.7" } }).catch(() => null),
+    ),
+  );
+  const open = crowd.filter((c): c is TestClient => c !== null);
+  try {
+    await waitUntil(
+      () => open.every((c) => c.closeEvent !== null) && s.server.hub.connections === 0,
+      "every socket that never signed in is closed and forgotten",
+    );
+    const codes = new Set(open.map((c) => c.closeEvent!.code));
+    assert.deepEqual([...codes].filter((c) => c !== 4001), [], "closed as not signed in");
+  } finally {
+    await closeAll(...open);
+  }
+});
+
 Deno.test("server process: memory stays bounded while a client keeps sending huge frames before sign-in", async () => {
   await using server = await spawnServer(["--port", "0", "--host", "127.0.0.1"]);
   const rss = async () => {

@@ -15,7 +15,7 @@ storeContract("SqliteStore", async ({ keep }) => {
     await Deno.remove(dir, { recursive: true });
   };
   return store;
-});
+}, { refsOfKept: true });
 
 /** A temporary directory with `chat.db` in it, removed on dispose. */
 async function tempData(): Promise<{ dir: string; path: string } & AsyncDisposable> {
@@ -38,6 +38,16 @@ function peek<T>(path: string, fn: (db: DatabaseSync) => T): T {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
     return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** Runs SQL on a second connection. */
+function peekExec(path: string, sql: string): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(sql);
   } finally {
     db.close();
   }
@@ -345,7 +355,7 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   }
   // Schema 2 is schema 3 without its two tables.
   const v2 = new DatabaseSync(data.path);
-  v2.exec("DROP TABLE claims; DROP TABLE revoked; PRAGMA user_version = 2");
+  v2.exec(`${TO_SCHEMA_3}; DROP TABLE claims; DROP TABLE revoked; PRAGMA user_version = 2`);
   v2.close();
   {
     await using s = open(data.path);
@@ -367,6 +377,104 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.text), [
     "before the upgrade",
   ]);
+});
+
+/** Turns a file of this version back into schema 3: messages without their `ref`. */
+const TO_SCHEMA_3 =
+  "DROP INDEX messages_by_ref; ALTER TABLE messages DROP COLUMN ref; PRAGMA user_version = 3";
+
+Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before have no ref", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.append(room("general", "alice", "before the upgrade"));
+    await s.append(dm("alice", "bob", "psst"));
+  }
+  const v3 = new DatabaseSync(data.path);
+  v3.exec(TO_SCHEMA_3);
+  v3.close();
+  const draft = { ...room("general", "alice", "before the upgrade"), ref: "k1" };
+  let first;
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.equal(SCHEMA_VERSION, 4);
+    first = await s.appendOnce(draft);
+    assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
+    assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
+    assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.text), [
+      "before the upgrade",
+      "before the upgrade",
+    ]);
+    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
+  const plan = peek(data.path, (db) =>
+    db.prepare(
+      "EXPLAIN QUERY PLAN SELECT * FROM messages WHERE sender = ? AND ref = ? ORDER BY seq DESC LIMIT 1",
+    ).all("alice", "k1").map((r) => String(r.detail)).join("; "));
+  assert.match(plan, /USING INDEX messages_by_ref/, "a resend is found through the index");
+  assert.doesNotMatch(plan, /TEMP B-TREE/, "without sorting");
+});
+
+Deno.test("SqliteStore.appendOnce() recognizes a resend after a reopen, until retention deleted it", async () => {
+  await using data = await tempData();
+  const draft = { ...room("general", "alice", "deploy done"), ref: "k1" };
+  let first;
+  {
+    await using s = open(data.path);
+    first = await s.appendOnce(draft);
+    for (let i = 0; i < 300; i++) {
+      await s.appendOnce({ ...room("ops", "alice", `${i}`), ref: `x${i}` });
+    }
+  }
+  {
+    await using s = open(data.path, { retainMessages: 3 });
+    assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
+    assert.equal(count(data.path, "text = 'deploy done'"), 1);
+    for (let i = 0; i < 3; i++) await s.append(room("general", "bob", `${i}`));
+    await s.flush();
+    assert.equal(count(data.path, "text = 'deploy done'"), 0, "retention deleted it");
+    const again = await s.appendOnce(draft);
+    assert.deepEqual([again.fresh, again.msg.id], [true, 5], "no longer kept: a new message");
+  }
+});
+
+Deno.test("SqliteStore.appendOnce() answers a resend of a message not committed yet once it is", async () => {
+  await using data = await tempData();
+  const s = SqliteStore.open(data.path, { commitDelay: 60_000 });
+  const draft = { ...room("general", "alice", "hi"), ref: "k1" };
+  const settled: string[] = [];
+  const first = s.appendOnce(draft).then((r) => (settled.push("first"), r));
+  const again = s.appendOnce(draft).then((r) => (settled.push("again"), r));
+  const other = s.appendOnce({ ...draft, text: "other" });
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(settled, [], "nothing resolves before the commit");
+  assert.equal(count(data.path), 0);
+  await s.close();
+  assert.deepEqual(settled, ["first", "again"]);
+  assert.deepEqual(await again, { msg: (await first).msg, fresh: false });
+  assert.deepEqual([(await other).fresh, (await other).msg.id], [true, 2]);
+  assert.equal(count(data.path), 2);
+});
+
+Deno.test("SqliteStore.appendOnce() rejects a resend with the failed commit of its message", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  const db = new DatabaseSync(data.path);
+  db.exec(`CREATE TRIGGER boom BEFORE INSERT ON messages WHEN new.text = 'boom'
+           BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+  db.close();
+  const draft = { ...room("general", "alice", "boom"), ref: "k1" };
+  const results = await Promise.allSettled([s.appendOnce(draft), s.appendOnce(draft)]);
+  assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected"]);
+  peekExec(data.path, "DROP TRIGGER boom");
+  const later = await s.appendOnce(draft);
+  assert.deepEqual([later.fresh, later.msg.id], [true, 1], "nothing was kept: stored now");
 });
 
 Deno.test("SqliteStore.releaseName() keeps the file and its search index consistent over a reopen", async () => {

@@ -5,14 +5,24 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Store } from "../server/store.ts";
+import { type Draft, REF_WINDOW, type Store } from "../server/store.ts";
 import { conversationKey } from "../server/protocol.ts";
 
 /** Opens a fresh, empty store; `keep` asks it to keep only that many messages per conversation. */
 export type OpenStore = (options: { keep?: number }) => Promise<Store>;
 
+/** What a backend does beyond the contract's minimum. */
+export interface ContractOptions {
+  /**
+   * `appendOnce()` recognizes a resend among every kept message, not only
+   * among the sender's last `REF_WINDOW` refs (SQLite).
+   * @default {false}
+   */
+  refsOfKept?: boolean;
+}
+
 /** Registers the contract tests for one backend. */
-export function storeContract(name: string, open: OpenStore): void {
+export function storeContract(name: string, open: OpenStore, options: ContractOptions = {}): void {
   const test = (what: string, fn: (store: Store) => Promise<void>, keep?: number) =>
     Deno.test(`${name}: ${what}`, async () => {
       const store = await open({ keep });
@@ -55,6 +65,109 @@ export function storeContract(name: string, open: OpenStore): void {
       ),
     );
     assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+
+  const said = (text: string, ref: string, conv = "general"): Draft & { ref: string } =>
+    conv.startsWith("@")
+      ? { conv, to: "bob", from: "alice", text, ref }
+      : { conv, room: conv, from: "alice", text, ref };
+
+  test("appendOnce() answers a resend with the stored message and stores nothing", async (s) => {
+    const first = await s.appendOnce(said("hi", "k1"));
+    assert.equal(first.fresh, true);
+    assert.equal(first.msg.id, 1);
+    await s.append({ conv: "general", room: "general", from: "bob", text: "hi" });
+    const again = await s.appendOnce(said("hi", "k1"));
+    assert.deepEqual(again, { msg: first.msg, fresh: false });
+    const dm = conversationKey("alice", { to: "bob" });
+    const psst = await s.appendOnce(said("psst", "k2", dm));
+    assert.deepEqual(await s.appendOnce(said("psst", "k2", dm)), { msg: psst.msg, fresh: false });
+    assert.equal(psst.msg.to, "bob");
+    const next = await s.append({ conv: "general", room: "general", from: "bob", text: "next" });
+    assert.equal(next.id, 3, "a resend takes no id");
+    await s.flush();
+    assert.deepEqual(
+      (await s.page("general", { limit: 10 })).messages.map((m) => [m.id, m.from, m.text]),
+      [[1, "alice", "hi"], [2, "bob", "hi"], [3, "bob", "next"]],
+    );
+    assert.deepEqual((await s.page(dm, { limit: 10 })).messages, [psst.msg]);
+  });
+
+  test("appendOnce() takes the same ref with another text, conversation or sender for a new message", async (s) => {
+    const hi = await s.appendOnce(said("hi", "k1"));
+    const other = await s.appendOnce(said("hi again", "k1"));
+    assert.deepEqual([other.fresh, other.msg.id], [true, 2], "another text");
+    const elsewhere = await s.appendOnce(said("hi again", "k1", "ops"));
+    assert.deepEqual([elsewhere.fresh, elsewhere.msg.id], [true, 1], "another conversation");
+    const bob = await s.appendOnce({ ...said("hi again", "k1", "ops"), from: "bob" });
+    assert.deepEqual([bob.fresh, bob.msg.id], [true, 2], "another sender");
+    // A resend is compared with the sender's latest message with that ref.
+    assert.deepEqual(await s.appendOnce(said("hi again", "k1", "ops")), {
+      msg: elsewhere.msg,
+      fresh: false,
+    });
+    const old = await s.appendOnce(said("hi", "k1"));
+    assert.deepEqual([old.fresh, old.msg.id], [true, 3], "an older use of the ref is no resend");
+    assert.notEqual(old.msg.id, hi.msg.id);
+    const plain = await s.appendOnce(said("no ref", ""));
+    const plainAgain = await s.appendOnce(said("no ref", ""));
+    assert.deepEqual([plain.fresh, plainAgain.fresh], [true, true], "an empty ref is no ref");
+    await s.flush();
+    assert.equal((await s.page("general", { limit: 10 })).messages.length, 5);
+  });
+
+  test("appendOnce() stores one of concurrent resends, in order with other appends", async (s) => {
+    const order: number[] = [];
+    const all = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => {
+        const done = i % 3 === 0
+          ? s.appendOnce(said("once", "k1"))
+          : s.appendOnce(said(`m${i}`, `k-${i}`));
+        return done.then((r) => {
+          if (r.fresh) order.push(r.msg.id);
+          return r;
+        });
+      }),
+    );
+    const resends = all.filter((_, i) => i % 3 === 0);
+    assert.equal(resends.filter((r) => r.fresh).length, 1, "stored once");
+    assert.ok(resends.every((r) => r.msg.id === 1 && r.msg.text === "once"));
+    assert.deepEqual(order, Array.from({ length: 21 }, (_, i) => i + 1), "ids resolve in order");
+    await s.flush();
+    const page = await s.page("general", { limit: 50 });
+    assert.equal(page.messages.filter((m) => m.text === "once").length, 1);
+    assert.deepEqual(page.messages.map((m) => m.id), order);
+  });
+
+  test(`appendOnce() recognizes a resend among the sender's last ${REF_WINDOW} refs`, async (s) => {
+    const first = await s.appendOnce(said("first", "k0"));
+    // Messages without a ref and other senders' refs do not count.
+    await s.append({ conv: "general", room: "general", from: "alice", text: "no ref" });
+    await s.appendOnce({ ...said("bob's", "b1"), from: "bob" });
+    for (let i = 1; i < REF_WINDOW; i++) {
+      await s.appendOnce(said(`m${i}`, `k${i}`, i % 2 === 0 ? "general" : "ops"));
+    }
+    // A resend refreshes nothing: the window moves with new refs only.
+    assert.deepEqual(await s.appendOnce(said("first", "k0")), { msg: first.msg, fresh: false });
+    assert.deepEqual(await s.appendOnce(said("first", "k0")), { msg: first.msg, fresh: false });
+    await s.appendOnce(said("one more", `k${REF_WINDOW}`));
+    const late = await s.appendOnce(said("first", "k0"));
+    if (options.refsOfKept) {
+      assert.deepEqual(late, { msg: first.msg, fresh: false }, "still kept, still known");
+    } else {
+      assert.equal(late.fresh, true, `${REF_WINDOW} newer refs: k0 is a new message again`);
+      assert.notEqual(late.msg.id, first.msg.id);
+    }
+  });
+
+  test("releaseName() forgets the holder's refs", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    const first = await s.appendOnce(said("hi", "k1"));
+    await s.flush();
+    await s.releaseName("alice", "s1");
+    await s.claimName("alice", "s2", 2000, true);
+    const later = await s.appendOnce(said("hi", "k1"));
+    assert.deepEqual([later.fresh, later.msg.id], [true, first.msg.id + 1]);
   });
 
   test("page() reads the newest, before and since, with more", async (s) => {

@@ -47,6 +47,34 @@ Deno.test("Session.send() resolves on the server's acknowledgement, in order pas
   }
 });
 
+Deno.test("Session.send() uses refs no other run uses: the same line sent by two runs is two messages", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const refs: string[] = [];
+  try {
+    for (let run = 0; run < 2; run++) {
+      const { session } = recorder(t.ws, "alice", USERS.alice);
+      try {
+        await session.start();
+        const acked = await session.send({ room: "general" }, "deploy done") as ChatMessage & {
+          ref?: string;
+        };
+        refs.push(acked.ref!);
+      } finally {
+        await session.close();
+      }
+    }
+    assert.notEqual(refs[0], refs[1]);
+    assert.ok(refs.every((r) => r.length <= 64), "refs fit the protocol's limit");
+    const first = await bob.next<F<"message">>("message");
+    const second = await bob.next<F<"message">>("message");
+    assert.deepEqual([first.text, second.text], ["deploy done", "deploy done"]);
+    assert.equal(second.id, first.id + 1, "stored twice, not taken for a resend");
+  } finally {
+    await closeAll(bob);
+  }
+});
+
 Deno.test("Session.send() resends what a stricter server's rate limit refused, losing nothing", async () => {
   await using t = await startTestServer({ users: USERS, args: ["--rate", "5", "--burst", "8"] });
   const bob = await signIn(t.ws, "bob", USERS.bob);
