@@ -5,9 +5,11 @@
  * written while offline) with no duplicates and no gaps.
  */
 import assert from "node:assert/strict";
+import { effect } from "@preact/signals";
 import { MemoryStore } from "../server/memory_store.ts";
-import { conversationKey } from "../server/protocol.ts";
-import { ChatModel } from "../web/model.ts";
+import { conversationKey, type ServerFrame } from "../server/protocol.ts";
+import type { Pending } from "../web/conversation.ts";
+import { ChatModel, PACE_NOTICE } from "../web/model.ts";
 import { freePort, hashPassword, startTestServer, type TestServer, waitUntil } from "./helpers.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
@@ -128,20 +130,33 @@ Deno.test("ChatModel.send() shows the message at once and reconciles it by ref",
   }
 });
 
-Deno.test("ChatModel shows a refused message as failed with the server's reason", async () => {
+Deno.test("ChatModel.send() refuses text over limits.maxMessage, counted as the server counts it", async () => {
   await using t = await startTestServer({
     users: await hashedUsers(),
     args: ["--max-message", "10"],
   });
   const alice = await signedIn(t, "alice");
   try {
-    alice.send("this is far too long");
+    assert.deepEqual(alice.limits.value, { rate: 20, burst: 60, maxMessage: 10 });
     const conv = alice.current.value!;
-    await waitUntil(() => conv.pending.value[0]?.state === "failed", "the message fails");
-    assert.equal(conv.pending.value[0].error, "Message text is longer than 10 bytes");
-    assert.equal(conv.messages.value.length, 0);
-    alice.discard(conv, conv.pending.value[0].ref);
-    assert.equal(conv.pending.value.length, 0);
+    // Quotes, tabs, newlines and backslashes take 2 bytes, é 2, an emoji 4.
+    assert.equal(
+      alice.send('ab"\u00e9"\tc'),
+      "This message is too long (1 byte over the limit)",
+    );
+    assert.equal(
+      alice.send("\u{1F600}\u{1F600}\n!"),
+      "This message is too long (1 byte over the limit)",
+    );
+    assert.equal(
+      alice.send("far too long for ten"),
+      "This message is too long (10 bytes over the limit)",
+    );
+    assert.equal(conv.pending.value.length, 0, "nothing is queued");
+    // Exactly at the limit: the server takes it.
+    assert.equal(alice.send('a"\u00e9"\tc'), null);
+    await waitUntil(() => conv.messages.value.length === 1, "the message is stored");
+    assert.equal(conv.messages.value[0].text, 'a"\u00e9"\tc');
   } finally {
     alice.close();
   }
@@ -378,5 +393,452 @@ Deno.test("ChatModel returns to sign-in with the reason when the account is remo
     assert.equal(bob.conn.value, "offline", "no reconnect");
   } finally {
     bob.close();
+  }
+});
+
+/** Every message the model was ever told to put back in the queue (rate limits, store failures). */
+function watchRequeues(m: ChatModel): { refs: Set<string>; stop: () => void } {
+  const refs = new Set<string>();
+  const stop = effect(() => {
+    for (const c of m.convs.value.values()) {
+      for (const p of c.pending.value) if (p.retryAt !== undefined) refs.add(p.ref);
+    }
+  });
+  return { refs, stop };
+}
+
+Deno.test("ChatModel.send() paces 75 quick messages to the announced limits: all stored once, in order", async () => {
+  await using t = await startTestServer({ users: await hashedUsers() });
+  const alice = await signedIn(t, "alice");
+  const bob = await signedIn(t, "bob");
+  const requeues = watchRequeues(alice);
+  try {
+    const texts = Array.from({ length: 75 }, (_, i) => `quick ${i + 1}`);
+    for (const text of texts) alice.send(text);
+    const conv = alice.current.value!;
+    await waitUntil(
+      () => conv.pending.value.length === 0 && ids(bob, "#general").length === 75,
+      "every message is confirmed and reaches bob",
+      30_000,
+    );
+    const seen = bob.current.value!.messages.value;
+    assert.deepEqual(seen.map((m) => m.text), texts, "once each, in the order written");
+    assert.deepEqual(seen.map((m) => m.id), Array.from({ length: 75 }, (_, i) => i + 1));
+    assert.deepEqual([...requeues.refs], [], "the server never had to refuse one");
+    assert.deepEqual(
+      alice.toasts.value.map((x) => x.text).filter((x) => x !== PACE_NOTICE),
+      [],
+      "no error toasts",
+    );
+  } finally {
+    requeues.stop();
+    alice.close();
+    bob.close();
+  }
+});
+
+Deno.test("ChatModel keeps unsent messages and drafts across a reload and sends them once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
+  const store = new MemoryStore({ limit: 1000 });
+  const port = freePort();
+  const users = await hashedUsers();
+  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  let t = await start();
+  const storage = new MemoryStorage();
+  let alice = await signedIn(t, "alice", storage);
+  const bob = await signedIn(t, "bob");
+  try {
+    await t.server.shutdown();
+    await waitUntil(() => alice.conn.value === "waiting", "alice lost the server");
+    for (let i = 1; i <= 3; i++) alice.send(`offline ${i}`);
+    alice.current.value!.draft.value = "a thought for later";
+    assert.equal(alice.openDm("bob"), null);
+    alice.current.value!.draft.value = "psst, draft";
+    alice.open("#general");
+    // The page goes away.
+    alice.close();
+    assert.deepEqual(
+      JSON.parse(storage.getItem("chat.unsent.alice")!)["#general"].map((p: Pending) => p.text),
+      ["offline 1", "offline 2", "offline 3"],
+    );
+    assert.deepEqual(JSON.parse(storage.getItem("chat.drafts.alice")!), {
+      "#general": "a thought for later",
+      "@bob": "psst, draft",
+    });
+
+    t = await start();
+    alice = model(t, storage);
+    const started = alice.start();
+    // Shown straight away, before the connection is back.
+    const general = alice.convs.value.get("#general")!;
+    assert.equal(alice.active.value, "#general");
+    assert.deepEqual(general.pending.value.map((p) => [p.text, p.state]), [
+      ["offline 1", "queued"],
+      ["offline 2", "queued"],
+      ["offline 3", "queued"],
+    ]);
+    assert.equal(general.draft.value, "a thought for later");
+    assert.equal(alice.convs.value.get("@bob")?.draft.value, "psst, draft");
+    await started;
+    await waitUntil(() => alice.ready.value && general.pending.value.length === 0, "all sent");
+    await waitUntil(() => ids(bob, "#general").length === 3, "bob has them");
+    assert.deepEqual(bob.current.value!.messages.value.map((m) => m.text), [
+      "offline 1",
+      "offline 2",
+      "offline 3",
+    ]);
+    assert.equal(general.draft.value, "a thought for later", "a draft is not sent");
+    assert.equal(storage.getItem("chat.unsent.alice"), null, "nothing unsent is left");
+
+    // A message on its way when the page goes: sent again with its ref, stored once.
+    alice.send("in flight at a reload");
+    const ref = general.pending.value[0].ref;
+    assert.match(ref, /^[\w-]{16,64}$/);
+    alice.close();
+    assert.equal(JSON.parse(storage.getItem("chat.unsent.alice")!)["#general"][0].ref, ref);
+    alice = model(t, storage);
+    await alice.start();
+    await waitUntil(
+      () => alice.ready.value && alice.convs.value.get("#general")!.pending.value.length === 0,
+      "the message in flight is confirmed",
+    );
+    await waitUntil(() => ids(bob, "#general").length >= 4, "bob has it");
+    const texts = () => alice.convs.value.get("#general")!.messages.value.map((m) => m.text);
+    assert.equal(texts().filter((x) => x === "in flight at a reload").length, 1);
+    assert.deepEqual(
+      (await store.page("general", { limit: 200 })).messages.map((m) => m.text),
+      ["offline 1", "offline 2", "offline 3", "in flight at a reload"],
+      "stored once",
+    );
+
+    // Sent: the draft is cleared from storage at once.
+    const conv = alice.convs.value.get("#general")!;
+    alice.open("#general");
+    alice.send(conv.draft.value);
+    conv.draft.value = "";
+    assert.deepEqual(JSON.parse(storage.getItem("chat.drafts.alice")!), { "@bob": "psst, draft" });
+  } finally {
+    alice.close();
+    bob.close();
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ChatModel keeps what other tabs of the same user saved", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
+  const store = new MemoryStore({ limit: 1000 });
+  const port = freePort();
+  const users = await hashedUsers();
+  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  let t = await start();
+  const storage = new MemoryStorage();
+  const one = await signedIn(t, "alice", storage);
+  // A second tab: same storage, signed in with the saved token.
+  const two = model(t, storage);
+  let later: ChatModel | undefined;
+  try {
+    await two.start();
+    await waitUntil(() => two.convs.value.get("#general")?.loaded.value, "the second tab is in");
+    await t.server.shutdown();
+    await waitUntil(
+      () => one.conn.value === "waiting" && two.conn.value === "waiting",
+      "both tabs lost the server",
+    );
+    one.send("from the first tab");
+    one.current.value!.draft.value = "first tab's draft";
+    two.send("from the second tab");
+    assert.equal(two.openDm("bob"), null);
+    two.current.value!.draft.value = "second tab's draft";
+    one.saveDrafts();
+    two.saveDrafts();
+    one.close();
+    two.close();
+    assert.deepEqual(
+      JSON.parse(storage.getItem("chat.unsent.alice")!)["#general"].map((p: Pending) => p.text),
+      ["from the first tab", "from the second tab"],
+    );
+    assert.deepEqual(JSON.parse(storage.getItem("chat.drafts.alice")!), {
+      "#general": "first tab's draft",
+      "@bob": "second tab's draft",
+    });
+
+    t = await start();
+    later = model(t, storage);
+    await later.start();
+    const general = later.convs.value.get("#general")!;
+    await waitUntil(() => later!.ready.value && general.pending.value.length === 0, "both sent");
+    assert.deepEqual(
+      (await store.page("general", { limit: 200 })).messages.map((m) => m.text),
+      ["from the first tab", "from the second tab"],
+    );
+  } finally {
+    one.close();
+    two.close();
+    later?.close();
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ChatModel keeps a user's unsent messages and drafts from the next user of the browser", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
+  const store = new MemoryStore({ limit: 1000 });
+  const port = freePort();
+  const users = await hashedUsers();
+  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  let t = await start();
+  const storage = new MemoryStorage();
+  const alice = await signedIn(t, "alice", storage);
+  let bob: ChatModel | undefined;
+  let again: ChatModel | undefined;
+  try {
+    await t.server.shutdown();
+    await waitUntil(() => alice.conn.value === "waiting", "alice lost the server");
+    alice.send("alice's secret plan");
+    alice.current.value!.draft.value = "alice's draft";
+    alice.signOut();
+    assert.equal(alice.convs.value.size, 0);
+
+    t = await start();
+    bob = model(t, storage);
+    await bob.start();
+    assert.equal(bob.phase.value, "signin");
+    bob.signIn("bob", PASSWORDS.bob);
+    await waitUntil(() => bob!.convs.value.get("#general")?.loaded.value, "bob is in");
+    for (const c of bob.convs.value.values()) {
+      assert.deepEqual(c.pending.value, [], `nothing of alice's waits in ${c.key}`);
+      assert.equal(c.draft.value, "", `no draft of alice's in ${c.key}`);
+    }
+    bob.send("bob was here");
+    await waitUntil(() => bob!.current.value!.pending.value.length === 0, "bob's message is in");
+    assert.deepEqual(
+      (await store.page("general", { limit: 200 })).messages.map((m) => [m.from, m.text]),
+      [["bob", "bob was here"]],
+      "alice's message was not sent as bob's",
+    );
+    assert.equal(storage.getItem("chat.unsent.bob"), null);
+    assert.notEqual(storage.getItem("chat.unsent.alice"), null, "alice's wait for her");
+    bob.signOut();
+
+    // Alice signs in again: her message goes out, her draft is back.
+    again = model(t, storage);
+    await again.start();
+    again.signIn("alice", PASSWORDS.alice);
+    await waitUntil(() => again!.ready.value, "alice is back");
+    const general = again.convs.value.get("#general")!;
+    assert.equal(general.draft.value, "alice's draft");
+    await waitUntil(() => general.pending.value.length === 0, "her message is confirmed");
+    assert.deepEqual(
+      (await store.page("general", { limit: 200 })).messages.map((m) => [m.from, m.text]),
+      [["bob", "bob was here"], ["alice", "alice's secret plan"]],
+    );
+  } finally {
+    alice.close();
+    bob?.close();
+    again?.close();
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ChatModel marks a message refused for good as not sent; resend() and discard() finish it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
+  const store = new MemoryStore({ limit: 1000 });
+  const port = freePort();
+  const users = await hashedUsers();
+  const start = (maxMessage: number) =>
+    startTestServer({
+      users,
+      dir,
+      store,
+      args: ["--port", String(port), "--max-message", String(maxMessage)],
+    });
+  let t = await start(100);
+  const storage = new MemoryStorage();
+  const alice = await signedIn(t, "alice", storage);
+  try {
+    assert.equal(alice.joinRoom("ops"), null);
+    await waitUntil(() => alice.convs.value.get("#ops")?.loaded.value, "alice is in ops");
+    await t.server.shutdown();
+    await waitUntil(() => alice.conn.value === "waiting", "alice lost the server");
+    alice.open("#ops");
+    alice.send("ship it");
+    alice.send("wrong room");
+    alice.open("#general");
+    alice.send("x".repeat(60));
+    // Meanwhile alice leaves ops elsewhere, and the server comes back with a smaller limit.
+    await store.leave("alice", "ops");
+    t = await start(50);
+    await waitUntil(() => alice.ready.value, "alice is back");
+    const ops = alice.convs.value.get("#ops")!;
+    const general = alice.convs.value.get("#general")!;
+    await waitUntil(() => general.pending.value[0]?.state === "failed", "the long one fails");
+    assert.equal(
+      general.pending.value[0].error,
+      "This message is too long (10 bytes over the limit)",
+    );
+    assert.equal(ops.member.value, false, "ops stays listed for its unsent messages");
+    assert.deepEqual(ops.pending.value.map((p) => [p.text, p.state, p.error]), [
+      ["ship it", "failed", "You're not in #ops any more: join it again, then retry"],
+      ["wrong room", "failed", "You're not in #ops any more: join it again, then retry"],
+    ]);
+    const saved = JSON.parse(storage.getItem("chat.unsent.alice")!);
+    assert.deepEqual(Object.keys(saved).sort(), ["#general", "#ops"], "still saved");
+
+    const [ship, wrong] = ops.pending.value.map((p) => p.ref);
+    alice.resend(ops, ship);
+    assert.equal(ops.pending.value[0].state, "failed", "not in the room yet");
+    assert.equal(alice.joinRoom("ops"), null);
+    await waitUntil(() => ops.member.value, "alice joined ops again");
+    alice.resend(ops, ship);
+    await waitUntil(() => ops.pending.value.length === 1, "the retried message is confirmed");
+    assert.equal(ops.messages.value.filter((m) => m.text === "ship it").length, 1);
+    assert.deepEqual(
+      (await store.page("ops", { limit: 200 })).messages.filter((m) => m.text === "ship it").length,
+      1,
+    );
+
+    alice.discard(ops, wrong);
+    alice.discard(general, general.pending.value[0].ref);
+    assert.deepEqual(ops.pending.value, []);
+    assert.equal(storage.getItem("chat.unsent.alice"), null, "deleted from storage too");
+    assert.equal(
+      (await store.page("ops", { limit: 200 })).messages.some((m) => m.text === "wrong room"),
+      false,
+    );
+  } finally {
+    alice.close();
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ChatModel sends again a message the server could not store", async () => {
+  let failures = 0;
+  const memory = new MemoryStore();
+  // Stores that cannot write for a while (a database restarting): the next appends fail.
+  const store = new Proxy(memory, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if ((prop === "append" || prop === "appendOnce") && failures > 0) {
+          failures--;
+          return Promise.reject(new Error("database unreachable"));
+        }
+        return value.apply(target, args);
+      };
+    },
+  });
+  await using t = await startTestServer({ users: await hashedUsers(), store });
+  const alice = await signedIn(t, "alice");
+  const bob = await signedIn(t, "bob");
+  try {
+    failures = 2;
+    alice.send("stored at last");
+    alice.send("and after it");
+    const conv = alice.current.value!;
+    await waitUntil(() => conv.pending.value[0]?.attempts === 1, "the first attempt failed");
+    assert.equal(conv.pending.value[0].state, "queued", "waiting to be retried, not failed");
+    await waitUntil(() => conv.pending.value.length === 0, "both are stored", 20_000);
+    await waitUntil(() => ids(bob, "#general").length === 2, "bob has both");
+    assert.deepEqual(
+      bob.current.value!.messages.value.map((m) => m.text),
+      ["stored at last", "and after it"],
+      "once each, in order",
+    );
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});
+
+/**
+ * A stand-in server that refuses the first `drop` sends with `rate_limited`
+ * (no ref, as the real one does), and records every send.
+ */
+function rateLimitingServer(drop: number) {
+  const sends: { ref: string; text: string }[] = [];
+  let id = 0;
+  const sockets = new Set<WebSocket>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/api/info") return Response.json({ mode: "login", signup: false });
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    sockets.add(socket);
+    socket.onclose = () => sockets.delete(socket);
+    const reply = (frame: ServerFrame) => socket.send(JSON.stringify(frame));
+    socket.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      if (f.type === "auth") {
+        reply({
+          type: "welcome",
+          user: "alice",
+          token: "v1.test",
+          rooms: ["general"],
+          online: ["alice"],
+          mode: "login",
+          limits: { rate: 20, burst: 60, maxMessage: 4096 },
+          conversations: [{ room: "general", last: 0, read: 0 }],
+        });
+      } else if (f.type === "join") {
+        reply({ type: "joined", room: f.room, members: ["alice"], history: [] });
+      } else if (f.type === "send") {
+        sends.push({ ref: f.ref, text: f.text });
+        if (sends.length <= drop) {
+          reply({
+            type: "error",
+            code: "rate_limited",
+            message: "Too many frames: slow down and retry in 1 s",
+            retryAfter: 1,
+          });
+        } else {
+          reply({
+            type: "message",
+            id: ++id,
+            room: f.room,
+            from: "alice",
+            text: f.text,
+            ts: new Date().toISOString(),
+            ref: f.ref,
+          });
+        }
+      }
+    };
+    return response;
+  });
+  return {
+    http: `http://127.0.0.1:${server.addr.port}`,
+    sends,
+    async close() {
+      for (const s of sockets) s.close();
+      await server.shutdown();
+    },
+  };
+}
+
+Deno.test("ChatModel puts messages back in the queue on rate_limited, with one friendly notice", async () => {
+  const fake = rateLimitingServer(2);
+  const alice = new ChatModel({ origin: fake.http, storage: new MemoryStorage() });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    alice.send("one");
+    alice.send("two");
+    alice.send("three");
+    const conv = alice.current.value!;
+    await waitUntil(() => conv.pending.value.length === 0, "all three are confirmed");
+    assert.deepEqual(alice.toasts.value.map((x) => x.text), [PACE_NOTICE], "one notice");
+    // "one" and "two" were refused and sent again with the same refs; "three" once.
+    const [one, two, three] = fake.sends.slice(0, 3);
+    assert.deepEqual(fake.sends.map((x) => x.text), ["one", "two", "three", "one", "two"]);
+    assert.deepEqual(fake.sends.slice(3), [one, two]);
+    assert.equal(new Set([one.ref, two.ref, three.ref]).size, 3);
+    assert.deepEqual(conv.messages.value.map((m) => m.text).sort(), ["one", "three", "two"]);
+  } finally {
+    alice.close();
+    await fake.close();
   }
 });

@@ -74,6 +74,8 @@ function boot(): void {
     model.setVisible(document.visibilityState === "visible");
   });
   addEventListener("online", () => model.retryNow());
+  // A draft typed just before the page goes away is saved too.
+  addEventListener("pagehide", () => model.saveDrafts());
   // Desktop: members beside the messages from the start.
   if (matchMedia("(min-width: 1100px)").matches) ui.panel.value = "members";
 

@@ -12,22 +12,27 @@ import { mentions } from "./text.ts";
 
 /** A message the user sent that the server has not confirmed yet. */
 export interface Pending {
-  /** Client reference echoed by the server on the confirmed copy. */
+  /**
+   * Client reference echoed by the server on the confirmed copy: random, and
+   * kept when the message is sent again, so the server can recognize a resend
+   * of a message it stored already.
+   */
   ref: string;
   text: string;
   /** When it was written (ISO-8601), shown until the server's time replaces it. */
   ts: string;
-  /** `queued`: waiting for a connection; `sending`: sent; `failed`: refused. */
-  state: "queued" | "sending" | "failed";
-  /** The server's reason, when refused. */
-  error?: string;
   /**
-   * The connection dropped after it was sent: the server may have stored it.
-   * After resuming, a message with the same text proves it arrived.
+   * `queued`: waiting to go out (for the connection, the catch-up, its turn
+   * within the send limits, or a retry); `sending`: sent, not confirmed yet;
+   * `failed`: refused for a reason retrying alone will not fix.
    */
-  unsure?: boolean;
-  /** Newest id the conversation had when it was sent. */
-  after: number;
+  state: "queued" | "sending" | "failed";
+  /** Why it was not sent (`failed`), in the user's words. */
+  error?: string;
+  /** The server could not store it: not sent again before this time (ms). */
+  retryAt?: number;
+  /** How many times the server could not store it. */
+  attempts?: number;
 }
 
 /** A line between messages: someone joined or left, or history is missing. */
@@ -130,6 +135,11 @@ export class Conversation {
   readonly atBottom = signal(true);
   /** Unsent text in the composer. */
   readonly draft = signal("");
+  /**
+   * The user is in the room (always true for direct messages). A room the
+   * user left stays listed, not a member, while it holds unsent messages.
+   */
+  readonly member = signal(true);
   /** A message id the list should scroll to and highlight. */
   readonly focus = signal<number | null>(null);
   /** Read marker when the conversation was opened: a "new" line goes after it. */
@@ -143,6 +153,8 @@ export class Conversation {
   syncedTo = 0;
   /** A `since` catch-up is in progress after a reconnect. */
   resuming = false;
+  /** Caught up on this connection: queued messages may go out. */
+  synced = false;
   /** The history request on its way, and the ones waiting for it. */
   inflight: HistoryKind | null = null;
   queue: HistoryKind[] = [];

@@ -10,13 +10,15 @@
  *
  * @module
  */
-import { batch, computed, effect, type ReadonlySignal, signal } from "@preact/signals";
+import { batch, computed, effect, type ReadonlySignal, signal, untracked } from "@preact/signals";
 import {
   applyPresence,
   type AuthFrame,
   type ChatMessage,
   type ClientFrame,
   CloseCode,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type ErrorFrame,
   type HistoryFrame,
   type HistoryPageFrame,
   isReservedName,
@@ -27,12 +29,23 @@ import {
   NAME_PATTERN,
   presenceCount,
   type RegisterFrame,
+  type SendLimits,
   type ServerFrame,
   splitFrames,
   type WelcomeFrame,
+  wireLength,
 } from "../server/protocol.ts";
 import { Conversation, convKey, type HistoryKind, type Pending } from "./conversation.ts";
+import { Pacer } from "./pacer.ts";
 import { mentions } from "./text.ts";
+import {
+  type DraftMap,
+  loadDrafts,
+  loadUnsent,
+  saveDrafts,
+  saveUnsent,
+  type UnsentMap,
+} from "./unsent.ts";
 
 /** What `/api/info` says about the server. */
 export interface ServerInfo {
@@ -48,6 +61,8 @@ export type ConnState = "offline" | "connecting" | "open" | "waiting";
 export interface Toast {
   id: number;
   text: string;
+  /** Toasts with the same key replace each other instead of piling up. */
+  key: string;
 }
 
 /** A desktop notification to show. */
@@ -92,10 +107,27 @@ export interface SearchState {
 const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.user";
 const ACTIVE_KEY = "chat.active";
+const LIMITS_KEY = "chat.limits";
+/** What a server announces when it does not say (its defaults). */
+const DEFAULT_LIMITS: SendLimits = { rate: 20, burst: 60, maxMessage: DEFAULT_MAX_MESSAGE_BYTES };
+/** Frames other than messages waiting for their turn; more are dropped. */
+const MAX_WAITING_FRAMES = 1000;
+/** Milliseconds a draft waits before it is saved while the user types. */
+const DRAFT_SAVE_DELAY = 400;
+/** First wait before sending again a message the server could not store; it doubles. */
+const STORE_RETRY = 1000;
+/** Longest wait before sending again a message the server could not store. */
+const MAX_STORE_RETRY = 30_000;
+/** Shown while messages wait for their turn within the server's limits. */
+export const PACE_NOTICE = "You're sending messages too fast — they'll go out in a moment";
+/** Shown on a message the server could not store, until it is sent again. */
+export const STORE_NOTICE = "The server couldn't store your message — it will be retried";
 /** Typing flags older than this are dropped even without an `active:false`. */
 const TYPING_TTL = 6000;
 /** Send `typing` again after this long while the user keeps typing. */
 const TYPING_RESEND = 3000;
+/** Send `typing` again this soon after a message (which cleared the flag) at the earliest. */
+const TYPING_AFTER_SEND = 1000;
 
 /** The chat client: state as signals, actions as methods. */
 export class ChatModel {
@@ -133,6 +165,8 @@ export class ChatModel {
   readonly toasts = signal<Toast[]>([]);
   /** Whether the page is visible (reads are only marked while it is). */
   readonly visible = signal(true);
+  /** What the server lets this connection send (from `welcome`; the last known before it). */
+  readonly limits = signal<SendLimits>(DEFAULT_LIMITS);
 
   /** Rooms, the lobby first. */
   readonly rooms: ReadonlySignal<Conversation[]>;
@@ -158,20 +192,38 @@ export class ChatModel {
   #typingTimer: ReturnType<typeof setInterval> | undefined;
   #readTimer: ReturnType<typeof setTimeout> | undefined;
   #lastFrame = 0;
-  #refs = 0;
   #toastId = 0;
   #toastTimers = new Map<number, ReturnType<typeof setTimeout>>();
   #openAfterJoin: string | null = null;
   /** Typing flag we sent: conversation key and when. */
-  #typingSent: { key: string; at: number } | null = null;
+  #typingSent: { key: string; at: number; cleared?: boolean } | null = null;
+  #typingLater: ReturnType<typeof setTimeout> | undefined;
   /** Message id to scroll to once older pages reach it. */
   #jump: { key: string; id: number; pages: number } | null = null;
   #disposeEffects: (() => void)[] = [];
   #closed = false;
+  /** Whose unsent messages and drafts are loaded, and saved as they change. */
+  #owner = signal<string | null>(null);
+  /** Sends within the limits of the current connection (null while there is none). */
+  #pacer: Pacer | null = null;
+  /** Frames other than messages waiting for a token, in order. */
+  #frames: ClientFrame[] = [];
+  #pumpTimer: ReturnType<typeof setTimeout> | undefined;
+  #pumpDue = 0;
+  /** Conversations whose read marker moved locally and is still to be sent. */
+  #readsDue = new Set<string>();
+  /** Refs of the unsent messages as last written to storage. */
+  #unsentSaved = new Set<string>();
+  /** Drafts as last written to storage, and the write that waits. */
+  #draftsSaved: DraftMap = new Map();
+  #draftTimer: ReturnType<typeof setTimeout> | undefined;
+  #draftWrite: (() => void) | null = null;
+  #storageWarned = false;
 
   /** Creates the model; call {@link start} to load the session. */
   constructor(env: ChatEnv) {
     this.#env = env;
+    this.limits.value = savedLimits(env.storage);
     this.rooms = computed(() =>
       [...this.convs.value.values()]
         .filter((c) => c.kind === "room")
@@ -200,6 +252,43 @@ export class ChatModel {
       const newest = msgs.length > 0 ? msgs[msgs.length - 1].id : 0;
       if (newest > conv.read.value) this.#scheduleRead();
     }));
+    // Unsent messages are saved the moment they change, drafts once the typing
+    // pauses (and at once when one is cleared: it was sent).
+    this.#disposeEffects.push(effect(() => {
+      const owner = this.#owner.value;
+      const unsent: UnsentMap = new Map();
+      for (const c of this.convs.value.values()) {
+        const list = c.pending.value;
+        if (list.length > 0) unsent.set(c.key, list);
+      }
+      if (owner === null) return;
+      if (!saveUnsent(this.#env.storage, owner, unsent, this.#unsentSaved)) this.#storageFull();
+      this.#unsentSaved = new Set([...unsent.values()].flat().map((p) => p.ref));
+    }));
+    this.#disposeEffects.push(effect(() => {
+      const owner = this.#owner.value;
+      const drafts: DraftMap = new Map();
+      for (const c of this.convs.value.values()) {
+        const text = c.draft.value;
+        if (text !== "") drafts.set(c.key, text);
+      }
+      if (owner === null) return;
+      clearTimeout(this.#draftTimer);
+      this.#draftTimer = undefined;
+      const write = () => {
+        this.#draftWrite = null;
+        this.#draftTimer = undefined;
+        const previous = this.#draftsSaved;
+        this.#draftsSaved = drafts;
+        if (!saveDrafts(this.#env.storage, owner, drafts, previous)) this.#storageFull();
+      };
+      const cleared = [...this.#draftsSaved.keys()].some((k) => !drafts.has(k));
+      if (cleared) write();
+      else if (!sameDrafts(drafts, this.#draftsSaved)) {
+        this.#draftWrite = write;
+        this.#draftTimer = setTimeout(write, DRAFT_SAVE_DELAY);
+      }
+    }));
   }
 
   // ---------------------------------------------------------------------------
@@ -209,9 +298,18 @@ export class ChatModel {
   async start(): Promise<void> {
     const token = this.#env.storage.getItem(TOKEN_KEY);
     if (token) {
-      // Show the app straight away; the welcome fills it in.
-      this.me.value = this.#env.storage.getItem(USER_KEY);
-      this.phase.value = "chat";
+      // Show the app straight away, with what was not sent yet; the welcome
+      // fills in the rest.
+      const user = this.#env.storage.getItem(USER_KEY);
+      batch(() => {
+        this.me.value = user;
+        this.phase.value = "chat";
+        if (user !== null) {
+          this.#adopt(user);
+          const saved = this.#env.storage.getItem(`${ACTIVE_KEY}.${user}`);
+          if (saved !== null && this.convs.value.has(saved)) this.open(saved);
+        }
+      });
       this.#connect({ type: "auth", token }, false);
     }
     await this.loadInfo();
@@ -289,13 +387,24 @@ export class ChatModel {
     this.#connect(this.#auth, false);
   }
 
+  /** Writes a draft change that waits to be saved (call when the page goes away). */
+  saveDrafts(): void {
+    clearTimeout(this.#draftTimer);
+    this.#draftTimer = undefined;
+    this.#draftWrite?.();
+  }
+
   /** Closes the connection and stops every timer (tests, page unload). */
   close(): void {
+    this.saveDrafts();
     this.#closed = true;
     this.#disconnect();
     clearTimeout(this.#readTimer);
     clearInterval(this.#typingTimer);
     this.#typingTimer = undefined;
+    clearTimeout(this.#typingLater);
+    this.#typingLater = undefined;
+    clearTimeout(this.#draftTimer);
     for (const t of this.#toastTimers.values()) clearTimeout(t);
     this.#toastTimers.clear();
     for (const d of this.#disposeEffects) d();
@@ -339,13 +448,18 @@ export class ChatModel {
   joinRoom(room: string): string | null {
     const problem = nameProblem(room, "room name");
     if (problem) return problem;
-    if (this.convs.value.has(`#${room}`)) {
-      this.open(`#${room}`);
+    const conv = this.convs.value.get(`#${room}`);
+    if (conv?.member.value) {
+      this.open(conv.key);
       return null;
     }
     if (!this.ready.value) return "You are offline: try again when the connection is back";
     this.#openAfterJoin = room;
-    this.#send({ type: "join", room });
+    if (conv?.loaded.value) {
+      // Back in a room still listed for its unsent messages: catch up from where it was.
+      conv.resuming = true;
+      this.#send({ type: "join", room, since: conv.syncedTo });
+    } else this.#send({ type: "join", room });
     return null;
   }
 
@@ -367,39 +481,64 @@ export class ChatModel {
     this.#history(conv, "older");
   }
 
-  /** Sends a message to the open conversation; it shows at once as pending. */
-  send(text: string): void {
+  /**
+   * Sends a message to the open conversation. It shows at once, is kept (in
+   * storage too, across reloads) until the server confirms it, and goes out
+   * in the order written, as fast as the server's limits allow. Returns why
+   * it cannot be sent (too long, not in the room), or null.
+   */
+  send(text: string): string | null {
     const conv = this.current.value;
-    if (!conv || text.trim() === "") return;
-    const ref = `c${Date.now().toString(36)}${(++this.#refs).toString(36)}`;
-    const canSend = this.ready.value && !conv.resuming;
+    if (!conv || text.trim() === "") return null;
+    const problem = this.tooLong(text) ?? this.#notIn(conv);
+    if (problem !== null) return problem;
     conv.pending.value = [...conv.pending.value, {
-      ref,
+      ref: newRef(),
       text,
       ts: new Date().toISOString(),
-      state: canSend ? "sending" : "queued",
-      after: conv.newest,
+      state: "queued",
     }];
-    this.#typingSent = null;
-    if (canSend) this.#send({ type: "send", text, ref, ...conv.target });
+    // The server clears the typing flag when the message arrives. Typing on
+    // sets it again, but not with every message of a quick run.
+    if (this.#typingSent) this.#typingSent = { ...this.#typingSent, cleared: true };
+    this.#pump();
+    return null;
   }
 
-  /** Sends a refused or queued message again. */
+  /**
+   * Why `text` is too long to send, counted as the server counts it
+   * ({@link wireLength}) against `limits.maxMessage`; null when it fits.
+   */
+  tooLong(text: string): string | null {
+    const over = wireLength(text) - this.limits.value.maxMessage;
+    return over > 0 ? `This message is too long (${bytes(over)} over the limit)` : null;
+  }
+
+  /** Sends a message that was not sent again, keeping its `ref`. */
   resend(conv: Conversation, ref: string): void {
     const p = conv.pending.value.find((x) => x.ref === ref);
-    if (!p) return;
-    const canSend = this.ready.value && !conv.resuming;
+    if (!p || p.state !== "failed") return;
+    const problem = this.#notIn(conv) ?? this.tooLong(p.text);
+    if (problem !== null) {
+      this.#updatePending(conv, ref, { error: problem });
+      return;
+    }
     this.#updatePending(conv, ref, {
-      state: canSend ? "sending" : "queued",
+      state: "queued",
       error: undefined,
-      after: conv.newest,
+      retryAt: undefined,
+      attempts: undefined,
     });
-    if (canSend) this.#send({ type: "send", text: p.text, ref, ...conv.target });
+    this.#pump();
   }
 
-  /** Drops a message that was not sent. */
+  /** Deletes a message that was not sent (from storage too). */
   discard(conv: Conversation, ref: string): void {
-    conv.pending.value = conv.pending.value.filter((p) => p.ref !== ref);
+    const p = conv.pending.value.find((x) => x.ref === ref);
+    if (!p || p.state === "sending") return;
+    conv.pending.value = conv.pending.value.filter((x) => x.ref !== ref);
+    // A room the user left was only kept for its unsent messages.
+    if (!conv.member.value && conv.pending.value.length === 0) this.#drop(conv);
   }
 
   /**
@@ -415,7 +554,19 @@ export class ChatModel {
       return;
     }
     const sent = this.#typingSent;
-    if (sent && sent.key === conv.key && now - sent.at < TYPING_RESEND) return;
+    if (sent && sent.key === conv.key) {
+      const wait = sent.at + (sent.cleared ? TYPING_AFTER_SEND : TYPING_RESEND) - now;
+      if (wait > 0) {
+        // Just after a message: the flag follows if the user is still typing then.
+        if (sent.cleared && this.#typingLater === undefined) {
+          this.#typingLater = setTimeout(() => {
+            this.#typingLater = undefined;
+            if (this.current.value === conv) this.typing(conv.draft.value);
+          }, wait);
+        }
+        return;
+      }
+    }
     if (sent && sent.key !== conv.key) this.#stopTyping();
     this.#typingSent = { key: conv.key, at: now };
     this.#send({ type: "typing", active: true, ...conv.target });
@@ -462,10 +613,20 @@ export class ChatModel {
     this.toasts.value = this.toasts.value.filter((t) => t.id !== id);
   }
 
-  /** Shows a toast for a few seconds. */
-  toast(text: string): void {
-    const id = ++this.#toastId;
-    this.toasts.value = [...this.toasts.value.slice(-2), { id, text }];
+  /**
+   * Shows a toast for a few seconds. One with the same `key` (by default the
+   * same text) already showing is kept up longer instead of repeated.
+   */
+  toast(text: string, key: string = text): void {
+    const list = this.toasts.peek();
+    const same = list.find((t) => t.key === key);
+    const id = same?.id ?? ++this.#toastId;
+    if (same) {
+      clearTimeout(this.#toastTimers.get(id));
+      if (same.text !== text) {
+        this.toasts.value = list.map((t) => t.id === id ? { ...t, text } : t);
+      }
+    } else this.toasts.value = [...list.slice(-2), { id, text, key }];
     this.#toastTimers.set(id, setTimeout(() => this.dismissToast(id), 6000));
   }
 
@@ -523,6 +684,7 @@ export class ChatModel {
     this.#clearRetry();
     clearInterval(this.#pingTimer);
     this.#pingTimer = undefined;
+    this.#stopPump();
     const ws = this.#ws;
     this.#ws = null;
     this.#gen++;
@@ -546,6 +708,7 @@ export class ChatModel {
     this.#ws = null;
     clearInterval(this.#pingTimer);
     this.#pingTimer = undefined;
+    this.#stopPump();
     const welcomed = this.#welcomed;
     batch(() => {
       this.ready.value = false;
@@ -558,15 +721,20 @@ export class ChatModel {
         c.inflight = null;
         c.queue = [];
         c.loadingOlder.value = false;
+        c.synced = false;
+        // Maybe stored, maybe not: sent again with the same ref once back,
+        // which the server answers with the stored copy if it has one.
         if (c.pending.value.some((p) => p.state === "sending")) {
           c.pending.value = c.pending.value.map((p) =>
-            p.state === "sending" ? { ...p, unsure: true } : p
+            p.state === "sending" ? { ...p, state: "queued" } : p
           );
         }
       }
       if (this.search.value?.busy) this.search.value = { ...this.search.value, busy: false };
     });
     this.#typingSent = null;
+    clearTimeout(this.#typingLater);
+    this.#typingLater = undefined;
     if (this.#closed) return;
     if (code === CloseCode.AuthFailed || (code === CloseCode.NameTaken && !welcomed)) {
       // The server said why in an error frame (shown by #onError).
@@ -612,11 +780,108 @@ export class ChatModel {
     this.#retryTimer = this.#countdown = undefined;
   }
 
+  /**
+   * Sends a frame other than a message now if the limits allow, else queues
+   * it behind the others (typing flags and pings are dropped instead: late,
+   * they are worth nothing). False when there is no connection or the frame
+   * was dropped.
+   */
   #send(frame: ClientFrame): boolean {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
-    ws.send(JSON.stringify(frame));
+    const pacer = this.#pacer;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.#welcomed || !pacer) return false;
+    // Typing flags and pings never take the tokens messages wait for.
+    const optional = frame.type === "typing" || frame.type === "ping";
+    if (this.#frames.length === 0 && pacer.take(optional ? pacer.reserve : 0)) {
+      ws.send(JSON.stringify(frame));
+      return true;
+    }
+    if (optional) return false;
+    if (this.#frames.length >= MAX_WAITING_FRAMES) return false;
+    this.#frames.push(frame);
+    this.#schedulePump(pacer.delay());
     return true;
+  }
+
+  /**
+   * Sends what waits, as far as the limits allow: frames other than messages
+   * first, then messages — in the order written within each conversation,
+   * oldest first across them, leaving a reserve for the other frames — and
+   * comes back when the next one may go.
+   */
+  #pump(): void {
+    clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = undefined;
+    const ws = this.#ws;
+    const pacer = this.#pacer;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.#welcomed || !pacer) return;
+    while (this.#frames.length > 0) {
+      if (!pacer.take()) {
+        this.#schedulePump(pacer.delay());
+        return;
+      }
+      ws.send(JSON.stringify(this.#frames.shift()));
+    }
+    let held = false;
+    batch(() => {
+      const now = Date.now();
+      while (true) {
+        const next = this.#nextMessage(now);
+        if (next === null) break;
+        if (typeof next === "number") {
+          this.#schedulePump(next - now);
+          break;
+        }
+        if (!pacer.take(pacer.reserve)) {
+          held = true;
+          this.#schedulePump(pacer.delay(pacer.reserve));
+          break;
+        }
+        const { conv, p } = next;
+        this.#updatePending(conv, p.ref, { state: "sending", retryAt: undefined });
+        ws.send(JSON.stringify({ type: "send", text: p.text, ref: p.ref, ...conv.target }));
+      }
+    });
+    if (held) this.toast(PACE_NOTICE, "pace");
+  }
+
+  /**
+   * The next message to send: the first queued one of each conversation that
+   * has caught up (unless it waits for a retry, which holds back the ones
+   * after it), the oldest of those. A number is when one will be due.
+   */
+  #nextMessage(now: number): { conv: Conversation; p: Pending } | number | null {
+    let best: { conv: Conversation; p: Pending } | null = null;
+    let soonest = Infinity;
+    for (const conv of this.convs.value.values()) {
+      if (!conv.synced || !conv.member.value) continue;
+      for (const p of conv.pending.value) {
+        if (p.state !== "queued") continue;
+        if (p.retryAt !== undefined && p.retryAt > now) soonest = Math.min(soonest, p.retryAt);
+        else if (!best || p.ts < best.p.ts) best = { conv, p };
+        break;
+      }
+    }
+    return best ?? (soonest < Infinity ? soonest : null);
+  }
+
+  #schedulePump(ms: number): void {
+    const due = Date.now() + Math.max(0, ms);
+    if (this.#pumpTimer !== undefined && this.#pumpDue <= due) return;
+    clearTimeout(this.#pumpTimer);
+    this.#pumpDue = due;
+    this.#pumpTimer = setTimeout(() => {
+      this.#pumpTimer = undefined;
+      this.#pump();
+    }, Math.max(0, ms));
+  }
+
+  /** Forgets the connection's limits and what waited to go out on it. */
+  #stopPump(): void {
+    clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = undefined;
+    this.#pacer = null;
+    this.#frames = [];
   }
 
   /** Pings now and then; a connection that stays silent is dropped and retried. */
@@ -654,12 +919,10 @@ export class ChatModel {
       case "joined":
         return this.#onJoined(f);
       case "left": {
-        const key = `#${f.room}`;
-        if (!this.convs.value.has(key)) return;
-        const next = new Map(this.convs.value);
-        next.delete(key);
-        this.convs.value = next;
-        if (this.active.value === key) this.open(`#${LOBBY}`);
+        const conv = this.convs.value.get(`#${f.room}`);
+        if (!conv) return;
+        if (conv.pending.value.length > 0) this.#leftWithUnsent(conv);
+        else this.#drop(conv);
         return;
       }
       case "history":
@@ -724,6 +987,7 @@ export class ChatModel {
   #onWelcome(f: WelcomeFrame): void {
     const storage = this.#env.storage;
     if (this.me.value !== null && this.me.value !== f.user) this.#reset();
+    this.#adopt(f.user);
     this.#welcomed = true;
     this.#attempt = 0;
     this.#interactive = false;
@@ -737,13 +1001,26 @@ export class ChatModel {
     this.busy.value = false;
     this.online.value = new Set(f.online);
     this.onlineCount.value = presenceCount(f);
+    const limits = f.limits ?? DEFAULT_LIMITS;
+    this.limits.value = limits;
+    try {
+      storage.setItem(LIMITS_KEY, JSON.stringify(limits));
+    } catch {
+      // Only a default until the next welcome.
+    }
 
     const convs = new Map(this.convs.value);
     const rooms = new Set(f.rooms);
     for (const [key, c] of convs) {
-      // Left on another device while this one was away (unless the welcome
-      // was cut short and simply did not list it).
-      if (c.kind === "room" && !rooms.has(c.name) && !f.more) convs.delete(key);
+      if (c.kind !== "room") continue;
+      if (rooms.has(c.name)) c.member.value = true;
+      else if (!f.more) {
+        // Left on another device while this one was away (unless the welcome
+        // was cut short and simply did not list it): kept while it holds
+        // messages that were not sent, which say why.
+        if (c.pending.value.length > 0) this.#leftWithUnsent(c);
+        else convs.delete(key);
+      }
     }
     for (const c of f.conversations) {
       const key = convKey(c);
@@ -760,10 +1037,14 @@ export class ChatModel {
 
     this.conn.value = "open";
     this.ready.value = true;
+    // The server counted the sign-in frame already.
+    this.#pacer = new Pacer(limits, { used: 1 });
     this.#startPing();
 
     for (const conv of convs.values()) {
+      conv.synced = false;
       if (conv.kind === "room") {
+        if (!conv.member.value) continue;
         // Resume from what we hold, or load the latest page.
         conv.resuming = conv.loaded.value;
         this.#send(
@@ -792,6 +1073,7 @@ export class ChatModel {
   #onJoined(f: JoinedFrame): void {
     const key = `#${f.room}`;
     const conv = this.#ensure(key);
+    conv.member.value = true;
     const resumed = conv.resuming;
     const before = conv.syncedTo;
     conv.members.value = [...f.members].sort();
@@ -880,10 +1162,13 @@ export class ChatModel {
     }
     conv.setTyping(f.from, null);
     if (own) {
-      // Writing in a conversation means having read it.
+      // Writing in a conversation means having read it (one read frame for a
+      // run of messages: every frame counts against the limits).
       if (f.ref !== undefined && f.id > conv.read.value) {
         conv.read.value = f.id;
-        this.#send({ type: "read", id: f.id, ...conv.target });
+        this.#readsDue.add(conv.key);
+        // Once the last of a run is confirmed: its tokens are better spent on messages.
+        if (!conv.pending.value.some((p) => p.state !== "failed")) this.#scheduleRead();
       } else if (conv.read.value === f.id - 1) conv.read.value = f.id;
       return;
     }
@@ -903,18 +1188,34 @@ export class ChatModel {
       this.authError.value = f.message;
       return;
     }
+    if (f.code === "rate_limited") return this.#onRateLimited(f);
     if (f.ref !== undefined) {
       for (const conv of this.convs.value.values()) {
-        if (conv.pending.value.some((p) => p.ref === f.ref)) {
-          this.#updatePending(conv, f.ref, { state: "failed", error: f.message });
-          return;
+        const p = conv.pending.value.find((x) => x.ref === f.ref);
+        if (!p) continue;
+        if (f.code === "unavailable") {
+          // Not stored this time: sent again later, holding back the ones after it.
+          const attempts = (p.attempts ?? 0) + 1;
+          const wait = Math.min(MAX_STORE_RETRY, STORE_RETRY * 2 ** (attempts - 1));
+          this.#updatePending(conv, f.ref, {
+            state: "queued",
+            attempts,
+            retryAt: Date.now() + wait,
+          });
+          this.#pump();
+        } else {
+          this.#updatePending(conv, f.ref, { state: "failed", error: this.#reason(f, conv, p) });
         }
+        return;
       }
     }
     if (f.code === "unknown_user") {
       // A direct conversation with someone who does not exist: drop it if empty.
       for (const conv of this.convs.value.values()) {
-        if (conv.kind === "dm" && conv.inflight === "initial" && conv.newest === 0) {
+        if (
+          conv.kind === "dm" && conv.inflight === "initial" && conv.newest === 0 &&
+          conv.pending.value.length === 0
+        ) {
           const next = new Map(this.convs.value);
           next.delete(conv.key);
           this.convs.value = next;
@@ -928,6 +1229,48 @@ export class ChatModel {
     this.toast(f.message);
   }
 
+  /**
+   * The server dropped a frame for going too fast: nothing more for the time
+   * it says, and the message it names — or, when it names none, every message
+   * not confirmed yet — goes back in the queue for then. A message that did
+   * get stored is confirmed meanwhile, or recognized by its ref when sent
+   * again.
+   */
+  #onRateLimited(f: ErrorFrame): void {
+    const wait = Math.max(1, f.retryAfter ?? 1) * 1000;
+    this.#pacer?.pause(wait);
+    const due = Date.now() + wait;
+    let requeued = false;
+    batch(() => {
+      for (const conv of this.convs.value.values()) {
+        if (!conv.pending.value.some((p) => p.state === "sending")) continue;
+        conv.pending.value = conv.pending.value.map((p) => {
+          if (p.state !== "sending" || (f.ref !== undefined && p.ref !== f.ref)) return p;
+          requeued = true;
+          return { ...p, state: "queued", retryAt: due };
+        });
+      }
+    });
+    const waiting = requeued ||
+      [...this.convs.value.values()].some((c) => c.pending.value.some((p) => p.state !== "failed"));
+    if (requeued) this.#pump();
+    if (this.search.value?.busy) this.search.value = { ...this.search.value, busy: false };
+    // Messages wait: say so in words, once. Otherwise the server's reason (a busy search).
+    this.toast(waiting ? PACE_NOTICE : f.message, "pace");
+  }
+
+  /** Why the server refused a message, in the user's words. */
+  #reason(f: ErrorFrame, conv: Conversation, p: Pending): string {
+    if (f.code === "too_large") {
+      const over = wireLength(p.text) - this.limits.value.maxMessage;
+      return over > 0
+        ? `This message is too long (${bytes(over)} over the limit)`
+        : "This message is too long for the server";
+    }
+    if (f.code === "unknown_room") return notInRoom(conv.name);
+    return f.message;
+  }
+
   // ---------------------------------------------------------------------------
   // Plumbing
 
@@ -935,6 +1278,8 @@ export class ChatModel {
     const existing = this.convs.value.get(key);
     if (existing) return existing;
     const conv = new Conversation(key, this.me);
+    // A new direct conversation has nothing to catch up on.
+    if (conv.kind === "dm" && this.ready.value) conv.synced = true;
     const next = new Map(this.convs.value);
     next.set(key, conv);
     this.convs.value = next;
@@ -959,32 +1304,85 @@ export class ChatModel {
     else if (kind === "older") conv.loadingOlder.value = false;
   }
 
-  /** Sends what waited for the conversation to catch up; drops what already arrived. */
+  /**
+   * The conversation caught up on this connection: what waited for it may go
+   * out. A message that was on its way when the connection dropped goes again
+   * with its ref; the server answers with the stored copy if it has one.
+   */
   #flushPending(conv: Conversation): void {
-    const list = conv.pending.value;
-    if (list.length === 0 || !this.ready.value) return;
-    const me = this.me.value;
-    const claimed = new Set<number>();
-    const keep = [];
-    let changed = false;
-    for (const p of list) {
-      if (p.unsure) {
-        const found = conv.messages.value.find((m) =>
-          m.id > p.after && m.from === me && m.text === p.text && !claimed.has(m.id)
-        );
-        if (found) {
-          claimed.add(found.id);
-          changed = true;
-          continue;
+    conv.synced = true;
+    this.#pump();
+  }
+
+  /**
+   * The user is no longer in a room that holds unsent messages: the room
+   * stays listed, and its messages are marked as not sent with the reason.
+   */
+  #leftWithUnsent(conv: Conversation): void {
+    const error = notInRoom(conv.name);
+    batch(() => {
+      conv.member.value = false;
+      conv.synced = false;
+      conv.pending.value = conv.pending.value.map((p) =>
+        p.state === "queued" ? { ...p, state: "failed", error, retryAt: undefined } : p
+      );
+    });
+  }
+
+  /** Takes a conversation off the list. */
+  #drop(conv: Conversation): void {
+    if (this.convs.value.get(conv.key) !== conv) return;
+    const next = new Map(this.convs.value);
+    next.delete(conv.key);
+    this.convs.value = next;
+    if (this.active.value === conv.key) this.open(`#${LOBBY}`);
+  }
+
+  /** Why nothing can be sent in `conv` right now, or null. */
+  #notIn(conv: Conversation): string | null {
+    return conv.member.value ? null : notInRoom(conv.name);
+  }
+
+  /**
+   * Loads `user`'s unsent messages and drafts into their conversations
+   * (creating those) and saves them as they change from now on.
+   */
+  #adopt(user: string): void {
+    const owner = this.#owner.peek();
+    if (owner !== null && owner.toLowerCase() === user.toLowerCase()) return;
+    const unsent = loadUnsent(this.#env.storage, user);
+    const drafts = loadDrafts(this.#env.storage, user);
+    batch(() => {
+      const convs = new Map(this.convs.value);
+      for (const key of new Set([...unsent.keys(), ...drafts.keys()])) {
+        let conv = convs.get(key);
+        if (!conv) convs.set(key, conv = new Conversation(key, this.me));
+        const restored = unsent.get(key);
+        if (restored) {
+          const refs = new Set(restored.map((p) => p.ref));
+          conv.pending.value = [
+            ...restored,
+            ...conv.pending.value.filter((p) => !refs.has(p.ref)),
+          ];
         }
+        const draft = drafts.get(key);
+        if (draft !== undefined && conv.draft.value === "") conv.draft.value = draft;
       }
-      if (p.state === "queued" || p.unsure) {
-        keep.push({ ...p, state: "sending" as const, unsure: undefined });
-        this.#send({ type: "send", text: p.text, ref: p.ref, ...conv.target });
-        changed = true;
-      } else keep.push(p);
-    }
-    if (changed) conv.pending.value = keep;
+      this.#draftsSaved = drafts;
+      this.#unsentSaved = new Set([...unsent.values()].flat().map((p) => p.ref));
+      this.convs.value = convs;
+      this.#owner.value = user;
+    });
+  }
+
+  #storageFull(): void {
+    if (this.#storageWarned) return;
+    this.#storageWarned = true;
+    untracked(() =>
+      this.toast(
+        "Unsent messages and drafts cannot be kept on this device (its storage is full or off): they are lost if the page closes",
+      )
+    );
   }
 
   #updatePending(conv: Conversation, ref: string, patch: Partial<Pending>): void {
@@ -1015,7 +1413,10 @@ export class ChatModel {
   #stopTyping(): void {
     const sent = this.#typingSent;
     this.#typingSent = null;
-    if (!sent) return;
+    clearTimeout(this.#typingLater);
+    this.#typingLater = undefined;
+    // A message cleared the flag on the server already.
+    if (!sent || sent.cleared) return;
     const conv = this.convs.value.get(sent.key);
     if (conv) this.#send({ type: "typing", active: false, ...conv.target });
   }
@@ -1043,6 +1444,12 @@ export class ChatModel {
     if (this.#readTimer !== undefined) return;
     this.#readTimer = setTimeout(() => {
       this.#readTimer = undefined;
+      for (const key of this.#readsDue) {
+        const c = this.convs.value.get(key);
+        if (c?.pending.value.some((p) => p.state !== "failed")) continue;
+        this.#readsDue.delete(key);
+        if (c && this.ready.value) this.#send({ type: "read", id: c.read.value, ...c.target });
+      }
       const conv = this.current.value;
       if (!conv || !this.ready.value || !this.visible.value || !conv.atBottom.value) return;
       const newest = conv.newest;
@@ -1053,7 +1460,13 @@ export class ChatModel {
 
   /** Forgets everything about the signed-in user. */
   #reset(): void {
+    // What the user left unsent stays in storage, theirs alone, for their next sign-in.
+    this.saveDrafts();
+    this.#readsDue.clear();
     batch(() => {
+      this.#owner.value = null;
+      this.#draftsSaved = new Map();
+      this.#unsentSaved = new Set();
       this.me.value = null;
       this.convs.value = new Map();
       this.active.value = null;
@@ -1077,4 +1490,39 @@ export function nameProblem(name: string, what: string): string | null {
     return `The name "${name}" is reserved: choose another`;
   }
   return null;
+}
+
+/** `n bytes`, `1 byte`. */
+function bytes(n: number): string {
+  return n === 1 ? "1 byte" : `${n} bytes`;
+}
+
+function notInRoom(room: string): string {
+  return `You're not in #${room} any more: join it again, then retry`;
+}
+
+/** A random message ref (33 characters): unique across reloads and devices. */
+function newRef(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return `w${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
+}
+
+function sameDrafts(a: DraftMap, b: DraftMap): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+/** The limits the last welcome announced, kept for before the next one. */
+function savedLimits(storage: ChatEnv["storage"]): SendLimits {
+  try {
+    const v = JSON.parse(storage.getItem(LIMITS_KEY) ?? "null");
+    if (
+      v && Number.isInteger(v.rate) && v.rate > 0 && Number.isInteger(v.burst) && v.burst > 0 &&
+      Number.isInteger(v.maxMessage) && v.maxMessage > 0
+    ) return { rate: v.rate, burst: v.burst, maxMessage: v.maxMessage };
+  } catch {
+    // Unreadable: the defaults.
+  }
+  return DEFAULT_LIMITS;
 }

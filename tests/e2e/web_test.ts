@@ -5,7 +5,7 @@
  * screenshots of the main screens under tests/e2e/screenshots/.
  */
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { MemoryStore } from "../../server/memory_store.ts";
 import { conversationKey } from "../../server/protocol.ts";
 import {
@@ -16,80 +16,9 @@ import {
   type TestServer,
 } from "../helpers.ts";
 import { launchBrowser, screenshot } from "./browser.ts";
+import { type Person, person, ready, send, signIn, until } from "./people.ts";
 
-const TIMEOUT = 30_000;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
-
-interface Person {
-  name: string;
-  context: BrowserContext;
-  page: Page;
-  phone: boolean;
-  /** Script errors and CSP violations seen by the page. */
-  errors: string[];
-}
-
-async function person(
-  browser: Browser,
-  url: string,
-  name: string,
-  opts: { phone?: boolean; dark?: boolean; notifications?: boolean } = {},
-): Promise<Person> {
-  const context = await browser.newContext({
-    viewport: opts.phone ? PHONE : DESKTOP,
-    isMobile: opts.phone ?? false,
-    hasTouch: opts.phone ?? false,
-    colorScheme: opts.dark ? "dark" : "light",
-    locale: "en-US",
-    timezoneId: "UTC",
-    permissions: opts.notifications ? ["notifications"] : [],
-  });
-  context.setDefaultTimeout(TIMEOUT);
-  if (opts.notifications) {
-    // Record notifications the page raises (the headless browser shows none).
-    await context.addInitScript(() => {
-      const w = globalThis as unknown as { __notes: unknown[]; Notification: typeof Notification };
-      w.__notes = [];
-      const Original = w.Notification;
-      w.Notification = class extends Original {
-        constructor(title: string, options?: NotificationOptions) {
-          w.__notes.push({ title, body: options?.body });
-          super(title, options);
-        }
-      };
-    });
-  }
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" && /Content Security Policy|Refused to/i.test(m.text())) {
-      errors.push(m.text());
-    }
-  });
-  await page.goto(url);
-  return { name, context, page, phone: opts.phone ?? false, errors };
-}
-
-async function ready(p: Person): Promise<void> {
-  await p.page.locator('.app[data-ready="true"]').waitFor();
-}
-
-async function signIn(p: Person, password: string): Promise<void> {
-  await p.page.getByLabel("Username").fill(p.name);
-  await p.page.getByLabel("Password").fill(password);
-  await p.page.getByRole("button", { name: "Sign in", exact: true }).click();
-  await ready(p);
-}
-
-async function send(p: Person, text: string): Promise<void> {
-  const box = p.page.locator("#composer");
-  await box.fill(text);
-  await box.press("Enter");
-  await p.page.locator(".msg:not(.pending)", { hasText: text.split("\n")[0] }).last().waitFor();
-}
 
 /** Opens a conversation from the sidebar (the drawer, on a phone). */
 async function openConv(p: Person, key: string): Promise<void> {
@@ -111,14 +40,6 @@ function rowIds(p: Person): Promise<number[]> {
   return p.page.locator(".msg[data-id]").evaluateAll((els) =>
     els.map((e) => Number((e as HTMLElement).dataset.id))
   );
-}
-
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + TIMEOUT;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 Deno.test("web app: two people chat in rooms and privately, across reloads and a server restart", async (t) => {

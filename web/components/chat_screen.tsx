@@ -88,7 +88,7 @@ export function ChatScreen({ model, ui }: { model: ChatModel; ui: UiState }) {
               : <p class="list-status">Connecting…</p>}
           </section>
           {panel === "search" && <SearchPanel model={model} ui={ui} />}
-          {panel === "members" && conv?.kind === "room" && (
+          {panel === "members" && conv?.kind === "room" && conv.member.value && (
             <MembersPanel model={model} ui={ui} conv={conv} />
           )}
         </div>

@@ -6,9 +6,9 @@
  * @module
  */
 import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
-import type { ChatMessage } from "../../server/protocol.ts";
+import { type ChatMessage, wireLength } from "../../server/protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
-import type { ChatModel } from "../model.ts";
+import { type ChatModel, STORE_NOTICE } from "../model.ts";
 import { mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
@@ -125,17 +125,32 @@ function Message(
   );
 }
 
+/** What an unconfirmed message row says: its class and its words. */
+function pendingState(model: ChatModel, p: Pending): { cls: string; text: string } {
+  if (p.state === "failed") return { cls: "failed", text: "Not sent" };
+  if (!model.ready.value) return { cls: "waiting", text: "Waiting for the connection…" };
+  if (p.state === "queued" && p.attempts !== undefined) {
+    return { cls: "retrying", text: STORE_NOTICE };
+  }
+  // Queued behind others or on its way: the same to the user.
+  return { cls: "sending", text: "Sending…" };
+}
+
 function PendingMessage(
-  { model, conv, p, grouped }: {
+  { model, ui, conv, p, grouped }: {
     model: ChatModel;
+    ui: UiState;
     conv: Conversation;
     p: Pending;
     grouped: boolean;
   },
 ) {
   const me = model.me.value ?? "";
+  const state = pendingState(model, p);
+  // The row goes away with its buttons: keep the keyboard in the message box.
+  const after = () => ui.focusComposer.value++;
   return (
-    <li class={`msg own pending ${p.state}${grouped ? " grouped" : ""}`} data-ref={p.ref}>
+    <li class={`msg own pending ${state.cls}${grouped ? " grouped" : ""}`} data-ref={p.ref}>
       <div class="msg-side">{!grouped && <Avatar name={me} />}</div>
       <div class="msg-body">
         {!grouped && (
@@ -151,18 +166,30 @@ function PendingMessage(
           {p.state === "failed"
             ? (
               <>
-                <span class="error-text">Not sent: {p.error}</span>
-                <button type="button" class="link" onClick={() => model.resend(conv, p.ref)}>
+                <span class="error-text" role="alert">Not sent: {p.error}</span>
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => {
+                    model.resend(conv, p.ref);
+                    after();
+                  }}
+                >
                   Retry
                 </button>
-                <button type="button" class="link" onClick={() => model.discard(conv, p.ref)}>
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => {
+                    model.discard(conv, p.ref);
+                    after();
+                  }}
+                >
                   Delete
                 </button>
               </>
             )
-            : p.state === "queued"
-            ? "Waiting for the connection…"
-            : "Sending…"}
+            : state.text}
         </div>
       </div>
     </li>
@@ -312,6 +339,7 @@ export function MessageList(
                   <PendingMessage
                     key={r.key}
                     model={model}
+                    ui={ui}
                     conv={conv}
                     p={r.p}
                     grouped={r.grouped}
@@ -357,13 +385,36 @@ export function TypingLine({ conv }: { conv: Conversation }) {
   );
 }
 
-/** The message box: Enter sends, Shift+Enter starts a new line. */
+/** Shown instead of the message box in a room the user is no longer in. */
+function JoinBar({ model, conv }: { model: ChatModel; conv: Conversation }) {
+  return (
+    <div class="composer join-bar" role="status">
+      <span>You're not in #{conv.name} any more.</span>
+      <button
+        type="button"
+        class="btn small"
+        disabled={!model.ready.value}
+        onClick={() => model.joinRoom(conv.name)}
+      >
+        Join #{conv.name}
+      </button>
+    </div>
+  );
+}
+
+/**
+ * The message box: Enter sends, Shift+Enter starts a new line. Near the
+ * largest message the server takes, a counter shows the bytes left (counted
+ * as the server counts them); above it, sending is off until the text is
+ * shortened.
+ */
 export function Composer(
   { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
 ) {
   const ref = useRef<HTMLTextAreaElement>(null);
   const focusTick = ui.focusComposer.value;
   const draft = conv.draft.value;
+  const limit = model.limits.value.maxMessage;
 
   useEffect(() => {
     const coarse = typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
@@ -372,10 +423,17 @@ export function Composer(
 
   useLayoutEffect(() => fit(ref.current), [draft]);
 
+  if (!conv.member.value) return <JoinBar model={model} conv={conv} />;
+
+  // Counting is linear in the text: only worth it once the text could be near the limit.
+  const used = draft.length * 3 >= limit * 0.9 ? wireLength(draft) : 0;
+  const left = limit - used;
+  const near = used >= limit * 0.9;
+  const over = left < 0;
+
   const submit = () => {
     const text = conv.draft.value;
-    if (text.trim() === "") return;
-    model.send(text);
+    if (text.trim() === "" || model.send(text) !== null) return;
     conv.draft.value = "";
     conv.atBottom.value = true;
   };
@@ -383,7 +441,7 @@ export function Composer(
   const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
   return (
     <form
-      class="composer"
+      class={`composer${over ? " too-long" : ""}`}
       onSubmit={(e) => {
         e.preventDefault();
         submit();
@@ -397,7 +455,8 @@ export function Composer(
         rows={1}
         placeholder={label}
         value={draft}
-        aria-describedby="composer-hint"
+        aria-describedby={near ? "composer-hint composer-count" : "composer-hint"}
+        aria-invalid={over ? "true" : undefined}
         enterkeyhint="send"
         onInput={(e) => {
           const v = (e.currentTarget as HTMLTextAreaElement).value;
@@ -412,11 +471,31 @@ export function Composer(
         }}
       />
       <span id="composer-hint" class="sr-only">Enter sends, Shift+Enter starts a new line.</span>
-      <button type="submit" class="send" aria-label="Send" disabled={draft.trim() === ""}>
+      {near && (
+        <span
+          id="composer-count"
+          class={`counter${over ? " over" : ""}`}
+          role="status"
+          title={`Messages can be up to ${limit} bytes (most characters take 1, accented letters 2, emoji 4; quotes, backslashes, tabs and line breaks 2)`}
+        >
+          {over ? `${bytes(-left)} too long` : `${bytes(left)} left`}
+        </span>
+      )}
+      <button
+        type="submit"
+        class="send"
+        aria-label="Send"
+        title={over ? `Too long to send: shorten it by ${bytes(-left)}` : undefined}
+        disabled={draft.trim() === "" || over}
+      >
         <SendIcon />
       </button>
     </form>
   );
+}
+
+function bytes(n: number): string {
+  return n === 1 ? "1 byte" : `${n} bytes`;
 }
 
 /** Grows the textarea with its text, up to the CSS max-height. */

@@ -27,7 +27,9 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
   const total = model.unreadTotal.value - (conv?.unread.value ?? 0);
   const ready = model.ready.value;
   let subtitle = "";
-  if (conv?.kind === "room") {
+  if (conv?.kind === "room" && !conv.member.value) {
+    subtitle = "You're not in this room";
+  } else if (conv?.kind === "room") {
     const members = conv.members.value;
     const here = members.filter((m) => online.has(m)).length;
     const total = conv.memberCount.value ?? members.length;
@@ -70,7 +72,7 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
         >
           <SearchIcon />
         </button>
-        {conv?.kind === "room" && (
+        {conv?.kind === "room" && conv.member.value && (
           <button
             type="button"
             class={ui.panel.value === "members" ? "icon-btn pressed" : "icon-btn"}
@@ -160,7 +162,7 @@ export function MembersPanel(
           </p>
         )}
       </div>
-      {conv.name !== LOBBY && (
+      {conv.name !== LOBBY && conv.member.value && (
         <div class="panel-foot">
           <button
             type="button"
