@@ -61,14 +61,7 @@ export function replaceLocked(
 export function appendLocked(path: string, text: string, options: ReplaceOptions): Promise<void> {
   return withLock(path, options, async () => {
     try {
-      const file = await Deno.open(path, { append: true, create: true, mode: 0o600 });
-      try {
-        const bytes = new TextEncoder().encode(text);
-        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-        await file.sync();
-      } finally {
-        file.close();
-      }
+      await writeAll(await Deno.open(path, { append: true, create: true, mode: 0o600 }), text);
     } catch (err) {
       throw new Error(`Cannot write "${path}": ${(err as Error).message}`);
     }
@@ -109,7 +102,11 @@ async function writeSynced(path: string, text: string): Promise<void> {
   await Deno.remove(path).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  await writeAll(await Deno.open(path, { write: true, createNew: true, mode: 0o600 }), text);
+}
+
+/** Writes all of `text` to `file`, forces it to disk and closes it. */
+async function writeAll(file: Deno.FsFile, text: string): Promise<void> {
   try {
     const bytes = new TextEncoder().encode(text);
     for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));

@@ -232,6 +232,23 @@ export async function signIn(
   return Object.assign(c, { welcome });
 }
 
+/** Connects and signs in with a session token from an earlier welcome. */
+export async function signInWithToken(
+  url: string,
+  token: string,
+): Promise<TestClient & { welcome: ServerFrame & { type: "welcome" } }> {
+  const c = await TestClient.connect(url);
+  c.send({ type: "auth", token });
+  const welcome = await c.next<ServerFrame & { type: "welcome" }>((f) =>
+    f.type === "welcome" || f.type === "error"
+  );
+  if (welcome.type !== "welcome") {
+    await c.close();
+    throw new Error(`Sign-in failed: ${JSON.stringify(welcome)}`);
+  }
+  return Object.assign(c, { welcome });
+}
+
 /** `POST /api/signout` with `token` on the server at `http` (`http://host:port`); resolves the status. */
 export async function signOut(http: string, token: string): Promise<number> {
   const res = await fetch(`${http}/api/signout`, {

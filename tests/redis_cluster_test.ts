@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../server/protocol.ts";
-import { closeAll, hashPassword, signIn, signOut, TestClient, waitUntil } from "./helpers.ts";
+import {
+  closeAll,
+  hashPassword,
+  signIn,
+  signInWithToken,
+  signOut,
+  TestClient,
+  waitUntil,
+} from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -25,18 +33,6 @@ async function messages(c: TestClient, room: string, n: number): Promise<F<"mess
     out.push(await c.next<F<"message">>((f) => f.type === "message" && f.room === room));
   }
   return out;
-}
-
-/** A second connection of a user (open mode allows it only with the session token). */
-async function withToken(url: string, token: string): Promise<Client> {
-  const c = await TestClient.connect(url);
-  c.send({ type: "auth", token });
-  const welcome = await c.next<F<"welcome">>((f) => f.type === "welcome" || f.type === "error");
-  if (welcome.type !== "welcome") {
-    await c.close();
-    throw new Error(`Sign-in failed: ${JSON.stringify(welcome)}`);
-  }
-  return Object.assign(c, { welcome });
 }
 
 Deno.test("RedisBroker: three nodes act as one chat", async (t) => {
@@ -228,7 +224,7 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
     const bob = await join(n1, "bob");
     const carol = await join(n2, "carol");
     const dave1 = await join(n1, "dave");
-    clients.push(await withToken(n2.ws, dave1.welcome.token));
+    clients.push(await signInWithToken(n2.ws, dave1.welcome.token));
 
     await t.step("every node sees every user online, once", async () => {
       const all = ["alice", "bob", "carol", "dave"];
@@ -276,7 +272,7 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
       clients.push(thief as Client);
       thief.send({ type: "auth", username: "Carol" });
       assert.equal((await thief.next<F<"error">>("error")).code, "name_taken");
-      const c = await withToken(n0.ws, carol.welcome.token);
+      const c = await signInWithToken(n0.ws, carol.welcome.token);
       clients.push(c);
       assert.equal(c.welcome.user, "carol");
       await online(alice, ["alice", "bob", "carol", "dave"]);
@@ -297,7 +293,7 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
     );
 
     await t.step("signing out on one node ends the session on every node", async () => {
-      const dave0 = await withToken(n0.ws, dave1.welcome.token);
+      const dave0 = await signInWithToken(n0.ws, dave1.welcome.token);
       clients.push(dave0);
       const http = n0.ws.replace(/^ws/, "http").replace(/\/ws$/, "");
       assert.equal(await signOut(http, dave0.welcome.token), 204);
@@ -339,7 +335,7 @@ Deno.test("RedisBroker: a node cut off from Redis catches up on everything it mi
     const alice = await signIn(n0.ws, "alice");
     const bob = await signIn(n2.ws, "bob");
     clients.push(alice, bob);
-    const bob2 = await withToken(n0.ws, bob.welcome.token);
+    const bob2 = await signInWithToken(n0.ws, bob.welcome.token);
     clients.push(bob2);
     alice.send({ type: "send", room: "general", text: "before", ref: "b" });
     await bob.next((f) => f.type === "message" && f.text === "before");

@@ -18,25 +18,13 @@ import { PasswordHasher } from "../server/password.ts";
 import { type ServerFrame, splitFrames } from "../server/protocol.ts";
 import type { Page, PageQuery } from "../server/store.ts";
 import { spawnServer } from "./chat_process.ts";
-import { closeAll, signIn, startTestServer, TestClient } from "./helpers.ts";
+import { closeAll, signIn, signInWithToken, startTestServer, type TestClient } from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 type Client = TestClient & { welcome: F<"welcome"> };
 
 const USERS = { alice: "alice-pass", bob: "bob-pass1" };
-
-/** Signs in with a session token from an earlier welcome. */
-async function withToken(url: string, token: string): Promise<Client> {
-  const c = await TestClient.connect(url);
-  c.send({ type: "auth", token });
-  const welcome = await c.next<F<"welcome">>((f) => f.type === "welcome" || f.type === "error");
-  if (welcome.type !== "welcome") {
-    await c.close();
-    throw new Error(`Sign-in failed: ${JSON.stringify(welcome)}`);
-  }
-  return Object.assign(c, { welcome });
-}
 
 /** Whether a frame is a message with this text. */
 const saying = (text: string) => (f: ServerFrame) => f.type === "message" && f.text === text;
@@ -71,7 +59,7 @@ Deno.test("server: a resend after a lost acknowledgement is answered with the st
     const first = await bob.next<F<"message">>(saying("deploy done"));
     await tab.next(saying("deploy done"));
 
-    again = await withToken(t.ws, alice.welcome.token);
+    again = await signInWithToken(t.ws, alice.welcome.token);
     again.send(frame);
     const ack = await ackOf(again, "k1");
     assert.deepEqual(ack, { ...first, ref: "k1" }, "the stored message, with its ref");
@@ -193,8 +181,8 @@ Deno.test("server --data: a resend after kill -9 and a restart is answered with 
       }
     }
     await using server = await spawnServer(args);
-    const alice = await withToken(server.ws, tokens[0]);
-    const bob = await withToken(server.ws, tokens[1]);
+    const alice = await signInWithToken(server.ws, tokens[0]);
+    const bob = await signInWithToken(server.ws, tokens[1]);
     try {
       alice.send(frame);
       assert.deepEqual(await ackOf(alice, "k1"), { ...first, ref: "k1" });
@@ -223,12 +211,12 @@ Deno.test("server --redis: a resend through another node is answered with the st
     const first = await bob.next<F<"message">>(saying("deploy done"));
     await carol.next(saying("deploy done"));
 
-    const onOther = keep(await withToken(n1.ws, alice.welcome.token));
+    const onOther = keep(await signInWithToken(n1.ws, alice.welcome.token));
     onOther.send(frame);
     assert.deepEqual(await ackOf(onOther, "k1"), { ...first, ref: "k1" });
 
     // The same resend on both nodes at once: one stores it, both are acknowledged.
-    const onFirst = keep(await withToken(n0.ws, alice.welcome.token));
+    const onFirst = keep(await signInWithToken(n0.ws, alice.welcome.token));
     const race = { type: "send", room: "general", text: "race", ref: "k2" };
     onFirst.send(race);
     onOther.send(race);

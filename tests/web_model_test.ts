@@ -21,6 +21,24 @@ async function hashedUsers(): Promise<Record<string, string>> {
   };
 }
 
+/**
+ * A login server that can be stopped and started again on the same port,
+ * folder and store: a restart, as the page sees it.
+ */
+async function restartable(): Promise<
+  { dir: string; store: MemoryStore; start: () => Promise<TestServer> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
+  const store = new MemoryStore({ limit: 1000 });
+  const port = freePort();
+  const users = await hashedUsers();
+  return {
+    dir,
+    store,
+    start: () => startTestServer({ users, dir, store, args: ["--port", String(port)] }),
+  };
+}
+
 /** localStorage stand-in. */
 class MemoryStorage {
   readonly items = new Map<string, string>();
@@ -438,11 +456,7 @@ Deno.test("ChatModel.send() paces 75 quick messages to the announced limits: all
 });
 
 Deno.test("ChatModel keeps unsent messages and drafts across a reload and sends them once", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
-  const store = new MemoryStore({ limit: 1000 });
-  const port = freePort();
-  const users = await hashedUsers();
-  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  const { dir, store, start } = await restartable();
   let t = await start();
   const storage = new MemoryStorage();
   let alice = await signedIn(t, "alice", storage);
@@ -526,11 +540,7 @@ Deno.test("ChatModel keeps unsent messages and drafts across a reload and sends 
 });
 
 Deno.test("ChatModel keeps what other tabs of the same user saved", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
-  const store = new MemoryStore({ limit: 1000 });
-  const port = freePort();
-  const users = await hashedUsers();
-  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  const { dir, store, start } = await restartable();
   let t = await start();
   const storage = new MemoryStorage();
   const one = await signedIn(t, "alice", storage);
@@ -582,11 +592,7 @@ Deno.test("ChatModel keeps what other tabs of the same user saved", async () => 
 });
 
 Deno.test("ChatModel keeps a user's unsent messages and drafts from the next user of the browser", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "chat-model-" });
-  const store = new MemoryStore({ limit: 1000 });
-  const port = freePort();
-  const users = await hashedUsers();
-  const start = () => startTestServer({ users, dir, store, args: ["--port", String(port)] });
+  const { dir, store, start } = await restartable();
   let t = await start();
   const storage = new MemoryStorage();
   const alice = await signedIn(t, "alice", storage);
