@@ -212,33 +212,26 @@ export class TestClient implements AsyncDisposable {
   }
 }
 
+/** A client after its `welcome`. */
+export type SignedIn = TestClient & { welcome: ServerFrame & { type: "welcome" } };
+
 /** Connects and signs in; resolves the client after its `welcome`. */
-export async function signIn(
-  url: string,
-  username: string,
-  password?: string,
-): Promise<TestClient & { welcome: ServerFrame & { type: "welcome" } }> {
-  const c = await TestClient.connect(url);
-  c.send(
+export function signIn(url: string, username: string, password?: string): Promise<SignedIn> {
+  return authenticate(
+    url,
     password === undefined ? { type: "auth", username } : { type: "auth", username, password },
   );
-  const welcome = await c.next<ServerFrame & { type: "welcome" }>((f) =>
-    f.type === "welcome" || f.type === "error"
-  );
-  if (welcome.type !== "welcome") {
-    await c.close();
-    throw new Error(`Sign-in failed: ${JSON.stringify(welcome)}`);
-  }
-  return Object.assign(c, { welcome });
 }
 
 /** Connects and signs in with a session token from an earlier welcome. */
-export async function signInWithToken(
-  url: string,
-  token: string,
-): Promise<TestClient & { welcome: ServerFrame & { type: "welcome" } }> {
+export function signInWithToken(url: string, token: string): Promise<SignedIn> {
+  return authenticate(url, { type: "auth", token });
+}
+
+/** Connects, sends `frame` and waits for the welcome (throws on an error frame). */
+async function authenticate(url: string, frame: Record<string, unknown>): Promise<SignedIn> {
   const c = await TestClient.connect(url);
-  c.send({ type: "auth", token });
+  c.send(frame);
   const welcome = await c.next<ServerFrame & { type: "welcome" }>((f) =>
     f.type === "welcome" || f.type === "error"
   );
