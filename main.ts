@@ -114,6 +114,11 @@ export function banner(server: ChatServer, config: Config): string {
       ? `  History:    kept in ${config.dataPath}${retention(config)}`
       : `  History:    in memory, last ${config.historyLimit} messages per room (add --data FILE to keep it)`,
   );
+  if (server.starting) {
+    lines.push(
+      `  Starting:   waiting for Redis; /healthz answers 503 with "status":"starting" until it answers`,
+    );
+  }
   return lines.join("\n");
 }
 
@@ -152,6 +157,9 @@ async function serve(args: string[]): Promise<number> {
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
   // Only now: whoever waits for the banner may signal us at once.
   log.info(banner(server, config));
+  // A node waiting for Redis serves once it answers; one that Redis refuses
+  // after all (a wrong password, say) has stopped, and says why below.
+  await server.ready;
   await server.finished;
   // The listener stops first; the store is flushed and closed after: wait for that too.
   if (stopping) await stopping;

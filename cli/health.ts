@@ -86,13 +86,16 @@ export async function healthCommand(args: string[]): Promise<number> {
     return fail(`${url}: ${cause.split(": ").at(-1)}`);
   }
   const text = await res.text();
-  if (!res.ok) return fail(`${url}: HTTP ${res.status}`);
-  let body: { status?: unknown };
+  let body: { status?: unknown } | null = null;
   try {
     body = JSON.parse(text);
   } catch {
-    return fail(`${url}: the answer is not JSON`);
+    // Said below.
   }
+  // A node waiting for Redis answers 503 with why ("starting"): name it.
+  const status = typeof body?.status === "string" ? ` (status "${body.status}")` : "";
+  if (!res.ok) return fail(`${url}: HTTP ${res.status}${status}`);
+  if (body === null) return fail(`${url}: the answer is not JSON`);
   if (body.status !== "ok") return fail(`${url}: status "${body.status}"`);
   out(`ok ${url}`);
   return 0;

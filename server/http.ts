@@ -223,36 +223,101 @@ export function createHandler(
       // Unsaid: a server that serves TLS itself still knows; otherwise nobody does.
       else scheme = proto === "http" || proto === "https" ? proto : deps.tls ? "https" : null;
     }
-    let res: Response;
-    try {
-      res = await route(req, addr, scheme);
-    } catch (err) {
-      if (err instanceof HttpError) {
-        res = new Response(err.message + "\n", {
-          status: err.status,
-          headers: { "content-type": "text/plain; charset=utf-8", ...err.headers },
-        });
-      } else {
-        deps.log.error(
-          `${req.method} ${new URL(req.url).pathname} failed: ${(err as Error).stack ?? err}`,
-        );
-        res = new Response("Internal server error\n", {
-          status: 500,
-          headers: { "content-type": "text/plain; charset=utf-8" },
+    return await respond(req, deps.log, () => route(req, addr, scheme));
+  };
+}
+
+/**
+ * Runs a route behind the error boundary (an {@link HttpError} becomes its
+ * status, anything else a logged 500), adds the security headers, and drops
+ * the body of a HEAD answer.
+ */
+async function respond(
+  req: Request,
+  log: Logger,
+  route: () => Promise<Response>,
+): Promise<Response> {
+  let res: Response;
+  try {
+    res = await route();
+  } catch (err) {
+    if (err instanceof HttpError) {
+      res = new Response(err.message + "\n", {
+        status: err.status,
+        headers: { "content-type": "text/plain; charset=utf-8", ...err.headers },
+      });
+    } else {
+      log.error(
+        `${req.method} ${new URL(req.url).pathname} failed: ${(err as Error).stack ?? err}`,
+      );
+      res = new Response("Internal server error\n", {
+        status: 500,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    }
+    if (req.body && !req.bodyUsed) await req.body.cancel().catch(() => {});
+  }
+  if (res.status === 101) return res;
+  for (const [k, v] of Object.entries(SECURITY_HEADERS)) {
+    if (!res.headers.has(k)) res.headers.set(k, v);
+  }
+  if (req.method === "HEAD" && res.body) {
+    await res.body.cancel();
+    return new Response(null, { status: res.status, headers: res.headers });
+  }
+  return res;
+}
+
+/** What {@link createStartingHandler} needs. */
+export interface StartingDeps {
+  log: Logger;
+  /** What the node waits for, named in the answers (`"Redis"`). */
+  waitingFor: string;
+  /** `/healthz` body; its `status` is `"starting"`. */
+  health: () => Promise<Record<string, unknown>>;
+  /** Static files (the web app). */
+  static?: StaticHandler;
+}
+
+/**
+ * The handler of a node that waits for its shared backend at start:
+ * `/healthz` answers 503 with its body (`"status":"starting"`), so a load
+ * balancer sends nobody yet; `/ws` and `/api/…` answer 503 saying what the
+ * node waits for; the web app's files are served (the app retries).
+ */
+export function createStartingHandler(deps: StartingDeps): (req: Request) => Promise<Response> {
+  const starting = () =>
+    new HttpError(
+      503,
+      `The server is starting (waiting for ${deps.waitingFor}): try again shortly`,
+      { "retry-after": "1" },
+    );
+  async function route(req: Request): Promise<Response> {
+    const path = new URL(req.url).pathname;
+    checkSize(req, path !== "/ws");
+    const readOnly = req.method === "GET" || req.method === "HEAD";
+    if (path === "/healthz") {
+      if (!readOnly) {
+        throw new HttpError(405, `Method ${req.method} is not allowed here`, {
+          allow: "GET, HEAD",
         });
       }
-      if (req.body && !req.bodyUsed) await req.body.cancel().catch(() => {});
+      return json(await deps.health(), { "cache-control": "no-store" }, 503);
     }
-    if (res.status === 101) return res;
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) {
-      if (!res.headers.has(k)) res.headers.set(k, v);
+    if (path === "/ws" || path.startsWith("/api/")) throw starting();
+    const res = await deps.static?.(req, path);
+    if (res) {
+      if (!readOnly) {
+        await res.body?.cancel();
+        throw new HttpError(405, `Method ${req.method} is not allowed here`, {
+          allow: "GET, HEAD",
+        });
+      }
+      return res;
     }
-    if (req.method === "HEAD" && res.body) {
-      await res.body.cancel();
-      return new Response(null, { status: res.status, headers: res.headers });
-    }
-    return res;
-  };
+    throw new HttpError(404, "Not found");
+  }
+  return (req) => respond(req, deps.log, () => route(req));
 }
 
 /**
@@ -329,8 +394,9 @@ function originAllowed(
   return new URL(o).host === host.toLowerCase();
 }
 
-function json(body: unknown, headers: Record<string, string> = {}): Response {
+function json(body: unknown, headers: Record<string, string> = {}, status = 200): Response {
   return new Response(JSON.stringify(body), {
+    status,
     headers: { "content-type": "application/json; charset=utf-8", ...headers },
   });
 }

@@ -23,6 +23,9 @@
  *   heartbeat of any other node, so a node killed with `kill -9` has its users
  *   go offline within `nodeTimeout + heartbeat`. Updates carry the node's
  *   version number, so a late snapshot never undoes a newer change.
+ * - **Outages.** A dropped connection, or a heartbeat that Redis does not
+ *   serve (`LOADING` after a restart, `BUSY`, no answer), makes the node
+ *   `degraded` until a heartbeat gets through again; then it catches up.
  *
  * @module
  */
@@ -32,6 +35,7 @@ import {
   closeRedis,
   command,
   connectRedis,
+  describeError,
   redactUrl,
   type RedisClient,
   type Reply,
@@ -140,6 +144,8 @@ export interface RedisBrokerOptions {
   nodeTimeout?: number;
   /** Events kept in the feed for nodes catching up (approximate). @default {10000} */
   feedLength?: number;
+  /** Gives up connecting when aborted (a node stopped while it waits for Redis). */
+  signal?: AbortSignal;
 }
 
 interface RemoteNode {
@@ -207,7 +213,10 @@ export class RedisBroker implements Broker {
   #beating = false;
   #timer: ReturnType<typeof setInterval> | undefined;
 
+  /** Redis counts as gone: a connection dropped, or it failed a heartbeat (loading, busy…). */
   #degraded = false;
+  /** The outage began with a dropped connection (for the line that ends it). */
+  #dropped = false;
   #closed = false;
 
   private constructor(options: RedisBrokerOptions, sub: RedisClient) {
@@ -228,7 +237,9 @@ export class RedisBroker implements Broker {
   /**
    * Subscribes, learns where the event feed stands and starts the heartbeat.
    *
-   * @throws {Error} with one actionable sentence when Redis cannot be reached.
+   * @throws {RedisUnavailableError} with one actionable sentence when Redis
+   * cannot be used (yet: see its `transient`); an error reply (`LOADING`…)
+   * when it stopped answering meanwhile.
    */
   static async start(options: RedisBrokerOptions): Promise<RedisBroker> {
     const ref: { broker?: RedisBroker } = {};
@@ -237,6 +248,7 @@ export class RedisBroker implements Broker {
       onError: (err) => {
         if (ref.broker) ref.broker.#linkError(err);
       },
+      signal: options.signal,
     });
     const broker = ref.broker = new RedisBroker(options, sub);
     try {
@@ -275,9 +287,13 @@ export class RedisBroker implements Broker {
     return { epoch, top: Number(top) };
   }
 
-  /** `"degraded"` while either connection to Redis is down. */
+  /**
+   * `"degraded"` while either connection to Redis is down, and from a failed
+   * heartbeat (Redis loading its data after a restart, busy with a script,
+   * not answering) until one gets through again.
+   */
   get status(): "ok" | "degraded" {
-    return this.#cmd.isReady && this.#sub.isReady ? "ok" : "degraded";
+    return this.#cmd.isReady && this.#sub.isReady && !this.#degraded ? "ok" : "degraded";
   }
 
   // -------------------------------------------------------------------------
@@ -285,31 +301,59 @@ export class RedisBroker implements Broker {
 
   #linkError(err: Error): void {
     if (this.#closed) return;
-    if (!this.#degraded) {
-      this.#degraded = true;
-      this.#log.warn(
-        `Lost the connection to Redis at "${this.#url}" (${err.message}): serving local users only, reconnecting`,
-      );
-    }
+    this.#dropped = true;
+    this.#down(
+      `Lost the connection to Redis at "${this.#url}" (${err.message}): serving local users only, reconnecting`,
+    );
+  }
+
+  /** A heartbeat failed with the connection up: Redis is loading, busy or stuck. */
+  #unanswered(err: unknown): void {
+    // A dropped connection reports itself, with a better line.
+    if (this.#closed || !this.#cmd.isReady) return;
+    this.#down(
+      `Redis at "${this.#url}" cannot serve (${
+        describeError(err)
+      }): serving local users only until it can`,
+    );
+  }
+
+  /** Enters the degraded state, saying why once per outage. */
+  #down(line: string): void {
+    if (this.#degraded) return;
+    this.#degraded = true;
+    this.#log.warn(line);
   }
 
   #checkLink(): void {
-    if (!this.#closed && this.status === "degraded" && !this.#degraded) {
+    if (!this.#closed && !(this.#cmd.isReady && this.#sub.isReady) && !this.#degraded) {
       this.#linkError(new Error("connection closed"));
     }
   }
 
   #linkUp(): void {
-    if (this.#closed || this.status !== "ok") return;
-    if (this.#degraded) {
-      this.#degraded = false;
-      this.#log.info(`Reconnected to Redis at "${this.#url}"; catching up`);
-    }
+    if (this.#closed || !this.#cmd.isReady || !this.#sub.isReady) return;
     // The subscription is live again (node-redis resubscribes before "ready"):
     // whatever was published meanwhile is in the feed.
     this.#inbox.push(CATCH_UP);
     this.#pump();
+    // Connected is not serving: after a restart Redis answers LOADING for a
+    // while. The outage ends with the first heartbeat that gets through.
     this.#beat();
+  }
+
+  /** A heartbeat got through: Redis serves this node again. */
+  #answered(): void {
+    if (!this.#degraded || this.#closed || !this.#cmd.isReady || !this.#sub.isReady) return;
+    this.#degraded = false;
+    this.#log.info(
+      this.#dropped
+        ? `Reconnected to Redis at "${this.#url}"; catching up`
+        : `Redis at "${this.#url}" serves again; catching up`,
+    );
+    this.#dropped = false;
+    // Events published while it could not serve us are in the feed.
+    if (!this.#inbox.includes(CATCH_UP)) this.#inbox.push(CATCH_UP);
   }
 
   // -------------------------------------------------------------------------
@@ -567,6 +611,7 @@ export class RedisBroker implements Broker {
         ...this.#local,
       ], this.#timeout) as string[];
       if (this.#closed) return;
+      this.#answered();
       const live = new Set<string>();
       for (let i = 1; i < out.length;) {
         const node = out[i], v = Number(out[i + 1]), count = Number(out[i + 2]);
@@ -592,8 +637,9 @@ export class RedisBroker implements Broker {
       ) this.#inbox.push(CATCH_UP);
       this.#seenTop = top;
       this.#pump();
-    } catch {
-      // Redis is unreachable: the link handlers report it; the next beat retries.
+    } catch (err) {
+      // The next beat retries.
+      this.#unanswered(err);
     } finally {
       this.#beating = false;
     }

@@ -8,7 +8,13 @@
 import { Auth, newSessionId } from "./auth.ts";
 import { type Broker, LocalBroker } from "./broker.ts";
 import { type Config, ConfigError, VERSION } from "./config.ts";
-import { createHandler, SECURITY_HEADERS, type StaticHandler, TUNNEL_HEADER } from "./http.ts";
+import {
+  createHandler,
+  createStartingHandler,
+  SECURITY_HEADERS,
+  type StaticHandler,
+  TUNNEL_HEADER,
+} from "./http.ts";
 import { signoutsPath } from "./file_access.ts";
 import { DEFAULT_LIMITS, Hub } from "./hub.ts";
 import type { PresenceOptions } from "./presence.ts";
@@ -32,10 +38,18 @@ export interface ChatServer {
   url: string;
   /** The public `https://…` URL of the ngrok tunnel, or null without one. */
   publicUrl: string | null;
-  /** The hub (for tests and health). */
-  hub: Hub;
+  /** The hub (for tests and health); throws while the node still waits for Redis. */
+  readonly hub: Hub;
   /** The auth state (for tests). */
   auth: Auth;
+  /** Whether the node still waits for Redis: `/healthz` says `"starting"`, `/ws` answers 503. */
+  readonly starting: boolean;
+  /**
+   * Resolves once the node serves chat (at once unless it waits for Redis),
+   * or when it was shut down before; rejects when Redis turned out unusable
+   * while the node waited (a refused password, say): the node has stopped then.
+   */
+  ready: Promise<void>;
   /** Stops accepting, tells clients, flushes the store and closes everything. */
   shutdown(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -75,7 +89,22 @@ export interface StartOptions {
   throttle?: Partial<ThrottleOptions>;
 }
 
-/** Starts a chat server from a configuration. */
+/** What serves chat once the store can be used. */
+interface Serving {
+  hub: Hub;
+  store: Store;
+  broker: Broker;
+  handler: (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
+}
+
+/**
+ * Starts a chat server from a configuration. With `--redis`, a Redis that is
+ * not there yet (refusing connections, loading its data) is waited for: the
+ * server listens meanwhile, answers `/healthz` with 503 and
+ * `"status":"starting"`, and starts serving as soon as Redis answers (see
+ * {@link ChatServer.ready}). A Redis that can never work (a refused password,
+ * an incompatible server) rejects at once with one sentence.
+ */
 export async function startServer(
   config: Config,
   options: StartOptions = {},
@@ -83,77 +112,123 @@ export async function startServer(
   const log = options.log ?? consoleLogger(config.quiet);
   const started = Date.now();
   const tls = await readTls(config);
-  // Redis first: an unreachable Redis is the likeliest startup failure, and says so in one line.
-  const shared = config.redisUrl && !options.store && !options.broker
-    ? await startRedis(config, log)
+  // Redis first: a refused password or an unusable server is the likeliest
+  // startup failure, and says so in one line. A Redis that is not up yet is
+  // waited for behind a listener that says so.
+  const redis = config.redisUrl && !options.store && !options.broker
+    ? connectShared(config, log)
     : null;
+  const shared = redis ? await Promise.race([redis.ready, redis.waiting.then(() => null)]) : null;
   const hasher = new PasswordHasher();
-  const auth = await Auth.create({
-    usersPath: config.usersPath,
-    secret: config.secret,
-    hasher,
-    log,
-    allowSignup: config.allowSignup,
-    openTokenTtl: config.nameExpiryDays * 24 * 3600,
-  });
-  const store = options.store ?? shared?.store ?? openStore(config, log);
-  const broker = options.broker ?? shared?.broker ?? new LocalBroker(store);
-  const hub = new Hub({
-    store,
-    broker,
-    auth,
-    log,
-    maxMessageBytes: config.maxMessageBytes,
-    now: options.now,
-    authTimeout: options.authTimeout,
-    typingTimeout: options.typingTimeout,
-    limits: {
-      frameRate: config.frameRate,
-      frameBurst: config.frameBurst,
-      maxConnsPerUser: config.maxConnsPerUser,
-      maxConnsPerAddr: config.maxConnsPerAddr,
-      maxPendingPerAddr: config.maxPendingPerAddr,
-      // The node's own bound never sits below what one address may hold.
-      maxPending: Math.max(DEFAULT_LIMITS.maxPending, config.maxPendingPerAddr * 4),
-      maxRoomsPerUser: config.maxRoomsPerUser,
-      maxRooms: config.maxRooms,
-    },
-    throttle: options.throttle,
-    outbox: { maxBuffered: config.maxBufferedBytes },
-    presence: options.presence,
-    nameExpiry: config.nameExpiryDays * 24 * 3600_000,
-  });
+  let auth: Auth;
+  try {
+    auth = await Auth.create({
+      usersPath: config.usersPath,
+      secret: config.secret,
+      hasher,
+      log,
+      allowSignup: config.allowSignup,
+      openTokenTtl: config.nameExpiryDays * 24 * 3600,
+    });
+  } catch (err) {
+    await redis?.stop();
+    await shared?.broker.close();
+    await shared?.store.close();
+    hasher.close();
+    throw err;
+  }
 
   let tunnel: Tunnel | null = null;
   // Added by the tunnel to what it forwards: only those requests may name their client address.
   const tunnelSecret = config.ngrok ? newSessionId() : undefined;
   const reaper = new SocketReaper({ log, grace: options.closeGrace });
-  const handler = createHandler({
-    hub,
+  const staticFiles = options.static ?? await webAppHandler();
+  const uptime = () => Math.round((Date.now() - started) / 1000);
+
+  /** Builds the hub and the handler on a usable store. */
+  const serve = (store: Store, broker: Broker): Serving => {
+    const hub = new Hub({
+      store,
+      broker,
+      auth,
+      log,
+      maxMessageBytes: config.maxMessageBytes,
+      now: options.now,
+      authTimeout: options.authTimeout,
+      typingTimeout: options.typingTimeout,
+      limits: {
+        frameRate: config.frameRate,
+        frameBurst: config.frameBurst,
+        maxConnsPerUser: config.maxConnsPerUser,
+        maxConnsPerAddr: config.maxConnsPerAddr,
+        maxPendingPerAddr: config.maxPendingPerAddr,
+        // The node's own bound never sits below what one address may hold.
+        maxPending: Math.max(DEFAULT_LIMITS.maxPending, config.maxPendingPerAddr * 4),
+        maxRoomsPerUser: config.maxRoomsPerUser,
+        maxRooms: config.maxRooms,
+      },
+      throttle: options.throttle,
+      outbox: { maxBuffered: config.maxBufferedBytes },
+      presence: options.presence,
+      nameExpiry: config.nameExpiryDays * 24 * 3600_000,
+    });
+    const handler = createHandler({
+      hub,
+      log,
+      reaper,
+      allowedOrigins: config.allowedOrigins,
+      idleTimeout: config.idleTimeout,
+      trustProxy: config.trustProxy,
+      tls: Boolean(config.certPath),
+      tunnelSecret,
+      static: staticFiles,
+      info: () => ({
+        mode: auth.mode,
+        signup: auth.signup && auth.mode === "login",
+        version: VERSION,
+      }),
+      health: async () => ({
+        status: broker.status,
+        connections: hub.connections,
+        users: hub.usersOnline,
+        // null while the shared store is unreachable: health must still answer.
+        rooms: await store.rooms().then((r) => r.length, () => null),
+        uptime: uptime(),
+        version: VERSION,
+        publicUrl: tunnel?.url ?? null,
+        ...options.health?.(),
+      }),
+    });
+    return { hub, store, broker, handler };
+  };
+
+  let serving: Serving | null = null;
+  if (!redis || shared) {
+    try {
+      const store = options.store ?? shared?.store ?? openStore(config, log);
+      serving = serve(store, options.broker ?? shared?.broker ?? new LocalBroker(store));
+    } catch (err) {
+      await shared?.broker.close();
+      await shared?.store.close();
+      hasher.close();
+      throw err;
+    }
+  }
+  const starting = createStartingHandler({
     log,
-    reaper,
-    allowedOrigins: config.allowedOrigins,
-    idleTimeout: config.idleTimeout,
-    trustProxy: config.trustProxy,
-    tls: Boolean(config.certPath),
-    tunnelSecret,
-    static: options.static ?? await webAppHandler(),
-    info: () => ({
-      mode: auth.mode,
-      signup: auth.signup && auth.mode === "login",
-      version: VERSION,
-    }),
-    health: async () => ({
-      status: broker.status,
-      connections: hub.connections,
-      users: hub.usersOnline,
-      // null while the shared store is unreachable: health must still answer.
-      rooms: await store.rooms().then((r) => r.length, () => null),
-      uptime: Math.round((Date.now() - started) / 1000),
-      version: VERSION,
-      publicUrl: tunnel?.url ?? null,
-      ...options.health?.(),
-    }),
+    waitingFor: "Redis",
+    static: staticFiles,
+    health: () =>
+      Promise.resolve({
+        status: "starting",
+        connections: 0,
+        users: 0,
+        rooms: null,
+        uptime: uptime(),
+        version: VERSION,
+        publicUrl: tunnel?.url ?? null,
+        ...options.health?.(),
+      }),
   });
 
   const listening = Promise.withResolvers<Deno.NetAddr>();
@@ -168,10 +243,11 @@ export async function startServer(
         log.error(`Request failed: ${(err as Error).stack ?? err}`);
         return new Response("Internal server error\n", { status: 500, headers: SECURITY_HEADERS });
       },
-    }, handler);
+    }, (req, info) => serving ? serving.handler(req, info) : starting(req));
   } catch (err) {
-    await broker.close();
-    await store.close();
+    await redis?.stop();
+    await serving?.broker.close();
+    await serving?.store.close();
     hasher.close();
     throw listenError(err as Error, config);
   }
@@ -183,39 +259,75 @@ export async function startServer(
     headers: tunnelSecret ? { [TUNNEL_HEADER]: tunnelSecret } : undefined,
   });
 
-  const ticker = setInterval(() => {
-    hub.tick();
-    reaper.sweep(Date.now());
-  }, options.tickInterval ?? 100);
-  let reloading = false;
-  const reloader = setInterval(async () => {
-    if (reloading) return;
-    reloading = true;
-    try {
-      if (await auth.reload()) hub.revalidate();
-    } finally {
-      reloading = false;
-    }
-  }, options.reloadInterval ?? 1000);
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  let reloader: ReturnType<typeof setInterval> | undefined;
+  const run = (parts: Serving) => {
+    serving = parts;
+    const hub = parts.hub;
+    ticker = setInterval(() => {
+      hub.tick();
+      reaper.sweep(Date.now());
+    }, options.tickInterval ?? 100);
+    let reloading = false;
+    reloader = setInterval(async () => {
+      if (reloading) return;
+      reloading = true;
+      try {
+        if (await auth.reload()) hub.revalidate();
+      } finally {
+        reloading = false;
+      }
+    }, options.reloadInterval ?? 1000);
+  };
 
   let stopping: Promise<void> | null = null;
+  // Settles once the node serves, was stopped while waiting, or found Redis unusable.
+  let waited = Promise.resolve();
+  if (serving) run(serving);
+  else {
+    waited = redis!.ready.then(async (parts) => {
+      if (parts === null) return;
+      let failed: unknown = null;
+      if (!stopping) {
+        try {
+          run(serve(parts.store, parts.broker));
+          return;
+        } catch (err) {
+          failed = err;
+        }
+      }
+      // Stopped just as Redis answered, or no hub could be built: let Redis go.
+      await parts.broker.close();
+      await parts.store.close();
+      if (failed !== null) throw failed;
+    });
+  }
   const shutdown = () => {
     stopping ??= (async () => {
+      await redis?.stop();
+      await waited.catch(() => {});
       clearInterval(ticker);
       clearInterval(reloader);
       await tunnel?.close();
-      const sockets = hub.shutdown();
+      const sockets = serving?.hub.shutdown() ?? [];
       // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
       await closed(sockets, 1000);
       // A client that stopped reading never completes the handshake: drop it.
       for (const s of sockets) if (s instanceof WebSocket && s.readyState !== 3) abortSocket(s);
       await server.shutdown();
-      await broker.close();
-      await store.close();
+      await serving?.broker.close();
+      await serving?.store.close();
       hasher.close();
     })();
     return stopping;
   };
+  // A node that cannot use Redis after all stops, and says why through `ready`.
+  const ready = waited.catch(async (err) => {
+    await shutdown();
+    throw err;
+  });
+  // Whoever does not wait for `ready` is not told twice.
+  ready.catch(() => {});
 
   const scheme = config.certPath ? "https" : "http";
   const shownHost = addr.hostname === "0.0.0.0" || addr.hostname === "::"
@@ -226,8 +338,15 @@ export async function startServer(
     hostname: addr.hostname,
     url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
     publicUrl: tunnel?.url ?? null,
-    hub,
+    get hub(): Hub {
+      if (!serving) throw new Error("The server is still starting: waiting for Redis");
+      return serving.hub;
+    },
     auth,
+    get starting() {
+      return serving === null;
+    },
+    ready,
     shutdown,
     finished: server.finished,
     [Symbol.asyncDispose]: shutdown,
@@ -249,19 +368,67 @@ function openStore(config: Config, log: Logger): Store {
   return new MemoryStore({ limit: config.historyLimit, signoutsPath: signoutsPath(config) });
 }
 
-/** Connects the Redis store and broker (`--redis`); loaded only when used. */
-async function startRedis(config: Config, log: Logger): Promise<{ store: Store; broker: Broker }> {
-  const { RedisStore } = await import("./redis_store.ts");
-  const { RedisBroker } = await import("./redis_broker.ts");
-  const store = await RedisStore.connect(config.redisUrl!, { keep: config.historyLimit });
-  try {
-    const broker = await RedisBroker.start({ url: config.redisUrl!, store, log });
-    log.info(`Sharing the chat through Redis as node "${broker.node}"`);
-    return { store, broker };
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
+/** Milliseconds a first attempt to reach Redis may take before the node listens as `starting`. */
+const FIRST_ATTEMPT_PATIENCE = 2000;
+
+/** The Redis store and broker (`--redis`). */
+interface Shared {
+  store: Store;
+  broker: Broker;
+}
+
+/** Connecting to Redis, in the background. */
+interface SharedStart {
+  /** The store and broker once Redis answers; null when stopped first. Rejects when Redis is unusable. */
+  ready: Promise<Shared | null>;
+  /** Resolves when a first attempt failed for a reason that may pass: the node waits. */
+  waiting: Promise<void>;
+  /** Stops waiting; resolves once no attempt is under way. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Connects the Redis store and broker (`--redis`), retrying while Redis is
+ * not there yet (see `waitForRedis`); the modules load only when used.
+ */
+function connectShared(config: Config, log: Logger): SharedStart {
+  const url = config.redisUrl!;
+  const abort = new AbortController();
+  const waiting = Promise.withResolvers<void>();
+  let patience: ReturnType<typeof setTimeout> | undefined;
+  const ready = (async (): Promise<Shared | null> => {
+    const { waitForRedis } = await import("./redis_client.ts");
+    const { RedisStore } = await import("./redis_store.ts");
+    const { RedisBroker } = await import("./redis_broker.ts");
+    // A first attempt that hangs (a host that drops packets: 10 s until it
+    // times out) must not keep the listener down either.
+    patience = setTimeout(() => waiting.resolve(), FIRST_ATTEMPT_PATIENCE);
+    const shared = await waitForRedis(url, async (signal) => {
+      const store = await RedisStore.connect(url, { keep: config.historyLimit, signal });
+      try {
+        return { store, broker: await RedisBroker.start({ url, store, log, signal }) };
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+    }, { log, signal: abort.signal, onWaiting: () => waiting.resolve() });
+    if (shared && abort.signal.aborted) {
+      // Redis answered just as the node was stopped.
+      await shared.broker.close();
+      await shared.store.close();
+      return null;
+    }
+    if (shared) log.info(`Sharing the chat through Redis as node "${shared.broker.node}"`);
+    return shared;
+  })().finally(() => clearTimeout(patience));
+  return {
+    ready,
+    waiting: waiting.promise,
+    stop: async () => {
+      abort.abort();
+      await ready.catch(() => {});
+    },
+  };
 }
 
 /** Resolves once every socket is closed, or after `timeout` ms. */

@@ -44,6 +44,18 @@ Deno.test("chat health exits 0 for a running server and 1 for none", async (t) =
   });
 });
 
+Deno.test("chat health names the status of a node that is still starting", async () => {
+  // What a node waiting for Redis answers (server/http.ts, createStartingHandler).
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => Response.json({ status: "starting", rooms: null }, { status: 503 }),
+  );
+  const url = `http://127.0.0.1:${server.addr.port}/healthz`;
+  const r = await health([url]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, `unhealthy: ${url}: HTTP 503 (status "starting")\n`);
+});
+
 Deno.test("chat health rejects bad arguments with exit code 2", async () => {
   const port = await health(["--port", "http"]);
   assert.equal(port.code, 2);

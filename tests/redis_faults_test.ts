@@ -1,11 +1,11 @@
 /**
- * Redis faults with real processes: Redis unreachable at start, and Redis
- * killed and restarted while three nodes serve clients.
+ * Redis faults with real processes: Redis killed and restarted while three
+ * nodes serve clients (a node started before Redis: redis_startup_test.ts).
  */
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../server/protocol.ts";
 import { RedisStore } from "../server/redis_store.ts";
-import { closeAll, freePort, signIn, waitUntil } from "./helpers.ts";
+import { closeAll, signIn, waitUntil } from "./helpers.ts";
 import { RedisServer, SECRET, startCluster } from "./redis_helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -25,32 +25,6 @@ async function runMain(
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
-
-Deno.test("main: Redis unreachable at start prints one clear line and exits non-zero", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "chat-noredis-" });
-  try {
-    const port = freePort();
-    const r = await runMain(
-      "--redis",
-      `redis://127.0.0.1:${port}`,
-      "--secret",
-      SECRET,
-      "--port",
-      "0",
-      "--users",
-      `${dir}/users.json`,
-    );
-    assert.equal(r.code, 1);
-    assert.equal(r.stdout, "");
-    assert.equal(
-      r.stderr,
-      `error: Cannot connect to Redis at "redis://127.0.0.1:${port}": connection refused; ` +
-        "check --redis (or REDIS_URL) and that Redis is running\n",
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
 
 Deno.test("main: --redis configuration mistakes are named", async (t) => {
   await t.step("--redis without --secret", async () => {

@@ -30,18 +30,26 @@ class Output {
   }
 }
 
+/** Options for {@link RedisServer.start}. */
+export interface RedisOptions {
+  /** More redis-server arguments, e.g. `["--requirepass", "pw"]` (later ones win). */
+  args?: string[];
+}
+
 /** A redis-server started for one test. */
 export class RedisServer implements AsyncDisposable {
   /** Its port on 127.0.0.1. */
   readonly port: number;
   /** Its data directory (AOF files). */
   readonly dir: string;
+  #args: string[];
   #proc: Deno.ChildProcess | null = null;
   #out: Output | null = null;
 
-  private constructor(port: number, dir: string) {
+  private constructor(port: number, dir: string, args: string[]) {
     this.port = port;
     this.dir = dir;
+    this.#args = args;
   }
 
   /** `redis://127.0.0.1:PORT` */
@@ -53,15 +61,27 @@ export class RedisServer implements AsyncDisposable {
    * Starts redis-server with an append-only file fsynced on every write, so
    * a restart (even after SIGKILL) keeps everything it acknowledged.
    */
-  static async start(): Promise<RedisServer> {
-    const dir = await Deno.makeTempDir({ prefix: "chat-redis-" });
-    const r = new RedisServer(freePort(), dir);
+  static async start(options: RedisOptions = {}): Promise<RedisServer> {
+    const r = await RedisServer.prepare(options);
     await r.restart();
     return r;
   }
 
-  /** Starts (again) on the same port and data directory. */
-  async restart(): Promise<void> {
+  /**
+   * A server with its port and data directory, not started yet: until
+   * {@link restart}, connections to its port are refused.
+   */
+  static async prepare(options: RedisOptions = {}): Promise<RedisServer> {
+    const dir = await Deno.makeTempDir({ prefix: "chat-redis-" });
+    return new RedisServer(freePort(), dir, options.args ?? []);
+  }
+
+  /**
+   * Starts (again) on the same port and data directory, and waits until it
+   * is ready; with `ready: false`, only until the process runs (it may still
+   * be loading its data: see {@link ping}).
+   */
+  async restart(options: { ready?: boolean } = {}): Promise<void> {
     if (this.#proc) throw new Error("redis-server is already running");
     this.#proc = new Deno.Command("redis-server", {
       args: [
@@ -79,12 +99,14 @@ export class RedisServer implements AsyncDisposable {
         "always",
         "--protected-mode",
         "no",
+        ...this.#args,
       ],
       stdout: "piped",
       stderr: "piped",
     }).spawn();
     this.#out = new Output(this.#proc.stdout);
     this.#proc.stderr.cancel();
+    if (options.ready === false) return;
     const out = this.#out;
     await waitUntil(
       () => out.text.includes("Ready to accept connections"),
@@ -104,6 +126,29 @@ export class RedisServer implements AsyncDisposable {
     }
     await proc.status;
     await this.#out?.done();
+  }
+
+  /**
+   * Sends PING on a new connection of its own, as raw RESP: resolves `PONG`,
+   * or the error Redis answers instead (`LOADING Redis is loading…`); rejects
+   * when nothing listens.
+   */
+  async ping(): Promise<string> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+    try {
+      await conn.write(new TextEncoder().encode("*1\r\n$4\r\nPING\r\n"));
+      const decoder = new TextDecoder();
+      const buf = new Uint8Array(1024);
+      let text = "";
+      while (!text.includes("\r\n")) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += decoder.decode(buf.subarray(0, n), { stream: true });
+      }
+      return text.split("\r\n")[0].replace(/^[+-]/, "");
+    } finally {
+      conn.close();
+    }
   }
 
   /** Runs one redis-cli command against the server. */
@@ -131,6 +176,11 @@ export interface NodeOptions {
   users: string;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /**
+   * Wait until the node serves (`/healthz` answers 200), not only for its
+   * banner, which a node waiting for Redis prints already. @default {true}
+   */
+  ready?: boolean;
 }
 
 /** A chat node: `deno run -A main.ts --redis URL …` as its own process. */
@@ -149,7 +199,9 @@ export class ChatNode implements AsyncDisposable {
 
   /**
    * Starts a node (sharing `redisUrl`, or on its own when null) and waits for
-   * its "listening on HOST:PORT" banner line.
+   * its "listening on HOST:PORT" banner line (printed once the node serves,
+   * or once it waits for a Redis that is not up yet), then until it serves
+   * unless `options.ready` is false.
    */
   static async start(redisUrl: string | null, options: NodeOptions): Promise<ChatNode> {
     const proc = new Deno.Command(Deno.execPath(), {
@@ -184,6 +236,16 @@ export class ChatNode implements AsyncDisposable {
         DEADLINE * 2,
       );
       node.port = Number(m[1]);
+      if (options.ready !== false) {
+        await waitUntil(
+          async () => {
+            if (exited) throw new Error(`Node exited before serving: ${node.output}`);
+            return (await node.healthz()).code === 200;
+          },
+          "the node serves",
+          DEADLINE * 2,
+        );
+      }
     } catch (err) {
       await node.kill("SIGKILL");
       throw err;
@@ -215,6 +277,12 @@ export class ChatNode implements AsyncDisposable {
   async health(): Promise<Record<string, unknown>> {
     const res = await fetch(`${this.http}/healthz`);
     return await res.json();
+  }
+
+  /** GET /healthz: its HTTP status and JSON body. */
+  async healthz(): Promise<{ code: number; body: Record<string, unknown> }> {
+    const res = await fetch(`${this.http}/healthz`);
+    return { code: res.status, body: await res.json() };
   }
 
   /** Sends `signal` and waits for the process to end. */
