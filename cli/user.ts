@@ -12,7 +12,14 @@ import { ConfigError, flagError } from "../server/config.ts";
 import { PasswordHasher } from "../server/password.ts";
 import { NAME_PATTERN } from "../server/protocol.ts";
 import { MIN_PASSWORD, passwordProblem } from "../server/auth.ts";
-import { findUser, parseUsers, readUsers, updateUsers, type Users } from "../server/users.ts";
+import {
+  findUser,
+  parseUsers,
+  readUsers,
+  setPassword,
+  updateUsers,
+  type Users,
+} from "../server/users.ts";
 import { table } from "./help.ts";
 import { askHidden, say } from "./prompt.ts";
 
@@ -175,11 +182,8 @@ export async function userCommand(args: string[]): Promise<number> {
     return 0;
   }
   const hash = await hashed(await newPassword(stored));
-  await updateUsers(path, (u) => {
-    if (!u.has(stored)) return (gone = true, false);
-    u.set(stored, hash);
-  });
-  if (gone) throw new ConfigError(`There is no user "${stored}" in "${path}"`);
+  const { result } = await setPassword(path, { name: stored, hash });
+  if (result === "missing") throw new ConfigError(`There is no user "${stored}" in "${path}"`);
   out(`Changed the password of "${stored}" in ${path}`);
   return 0;
 }

@@ -23,7 +23,7 @@ import { dirname, join } from "node:path";
 import { ConfigError } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { PasswordHasher } from "./password.ts";
-import { parseUsers, readUsers, updateUsers, type Users } from "./users.ts";
+import { parseUsers, readUsers, setPassword, updateUsers, type Users } from "./users.ts";
 
 /** Shortest password `chat user add` and sign-up accept. */
 export const MIN_PASSWORD = 8;
@@ -65,6 +65,27 @@ export interface AuthOptions {
  * broken or gone (writing it then would lose every other user).
  */
 export type RegisterResult = "ok" | "exists" | "disabled" | "unavailable";
+
+/**
+ * Result of a password change: `"wrong"` when the current password is not
+ * right, `"gone"` when the user is no longer in users.json, `"stale"` when
+ * the password was changed elsewhere meanwhile (that change stays),
+ * `"unavailable"` while the users file is broken or gone.
+ */
+export type PasswdResult = "ok" | "wrong" | "gone" | "stale" | "unavailable";
+
+/** A password change for {@link Auth.changePassword}. */
+export interface PasswdChange {
+  /** The password the user has now. */
+  current: string;
+  /** The new password (check it with {@link passwordProblem} first). */
+  password: string;
+  /**
+   * Called once the new password is hashed, before users.json is written,
+   * with the credential fingerprint the user's tokens will carry from then on.
+   */
+  beforeWrite?: (fingerprint: string) => void | Promise<void>;
+}
 
 /** What a valid token says. */
 export interface TokenClaims {
@@ -163,6 +184,11 @@ export class Auth {
     return this.#lower.get(user.toLowerCase());
   }
 
+  /** Every user in users.json, spelled as there (the login-mode directory). */
+  names(): Iterable<string> {
+    return this.#lower.values();
+  }
+
   /** Checks a password (login mode); spends the same time for unknown users. */
   checkPassword(user: string, password: string): Promise<boolean> {
     return this.#opts.hasher.verify(password, this.#users.get(user));
@@ -193,6 +219,40 @@ export class Auth {
   }
 
   /**
+   * Changes `user`'s password (login mode) when `change.current` is right:
+   * one argon2 check on the hasher's queue, then the new hash, then users.json
+   * is rewritten under its lock the way `chat user passwd` does it. Every
+   * token issued before carries the old fingerprint and stops working here
+   * at once (other nodes: once they reread the file).
+   *
+   * @throws {HasherBusyError} when the hasher has too many checks waiting.
+   */
+  async changePassword(user: string, change: PasswdChange): Promise<PasswdResult> {
+    const cred = this.#users.get(user);
+    if (cred === undefined) return "gone";
+    if (!await this.#opts.hasher.verify(change.current, cred)) return "wrong";
+    const hash = await this.#opts.hasher.hash(change.password);
+    return await this.#exclusive(async () => {
+      if (this.#broken) return "unavailable";
+      await change.beforeWrite?.(this.#fingerprintOf(user, hash));
+      const { result, users } = await setPassword(this.#opts.usersPath, {
+        name: user,
+        hash,
+        expect: cred,
+      });
+      if (result === "missing") {
+        // Blank or gone since the last look: not a decision to remove anyone.
+        return users.size === 0 && this.#users.size > 0 ? "unavailable" : "gone";
+      }
+      if (result === "stale") return "stale";
+      // The validated set, as a reload would see it.
+      this.#setUsers(users);
+      this.#stamp = await stamp(this.#opts.usersPath);
+      return "ok";
+    });
+  }
+
+  /**
    * What a session of `user` is bound to: changes when the user's password
    * changes, is removed, or the server switches between open and login mode.
    * `null` when the user may not sign in at all.
@@ -201,6 +261,10 @@ export class Auth {
     if (this.#open) return "open";
     const cred = this.#users.get(user);
     if (cred === undefined) return null;
+    return this.#fingerprintOf(user, cred);
+  }
+
+  #fingerprintOf(user: string, cred: string): string {
     return createHmac("sha256", this.#secret).update(`fp:${user}:${cred}`)
       .digest("base64url").slice(0, 16);
   }
@@ -222,6 +286,42 @@ export class Auth {
    * is the store's to say.
    */
   verifyToken(token: string): TokenClaims | null {
+    const claims = this.#signed(token);
+    if (claims === null) return null;
+    const expired = claims.e * 1000 < Date.now();
+    if (expired && !this.#open) return null;
+    const fp = this.fingerprint(claims.u);
+    if (fp === null || fp !== claims.f) return null;
+    let session = claims.s;
+    if (session === undefined && !this.#open) session = legacySession(claims.sig);
+    if (typeof session !== "string" || session === "") return null;
+    return expired ? { user: claims.u, session, expired } : { user: claims.u, session };
+  }
+
+  /**
+   * The session of a token this server once issued to `user` (any spelling),
+   * or `null` when it is forged or someone else's. Expiry, a changed
+   * password and a sign-out do not matter: it only shows that the device
+   * holding it signed in as `user` before, which earns its password sign-ins
+   * a throttle count of their own.
+   *
+   * @example
+   * ```ts ignore
+   * const session = auth.deviceSession(frame.device, "alice");
+   * const key = session === null ? "alice" : `device:${session}`;
+   * ```
+   */
+  deviceSession(token: string, user: string): string | null {
+    const claims = this.#signed(token);
+    if (claims === null || claims.u.toLowerCase() !== user.toLowerCase()) return null;
+    const session = claims.s === undefined ? legacySession(claims.sig) : claims.s;
+    return typeof session === "string" && session !== "" ? session : null;
+  }
+
+  /** The claims of a token whose signature is right, checked for shape only. */
+  #signed(
+    token: string,
+  ): { u: string; e: number; f?: unknown; s?: unknown; sig: string } | null {
     const parts = token.split(".");
     if (parts.length !== 3 || parts[0] !== "v1") return null;
     const expected = Buffer.from(this.#sign(parts[1]));
@@ -238,18 +338,7 @@ export class Auth {
     if (typeof claims.u !== "string" || typeof claims.e !== "number") {
       return null;
     }
-    const expired = claims.e * 1000 < Date.now();
-    if (expired && !this.#open) return null;
-    const fp = this.fingerprint(claims.u);
-    if (fp === null || fp !== claims.f) return null;
-    let session = claims.s;
-    if (session === undefined && !this.#open) {
-      // Issued before sessions existed: its own signature names it, so the
-      // token renewed from it can still be signed out.
-      session = createHash("sha256").update(parts[2]).digest("base64url").slice(0, 22);
-    }
-    if (typeof session !== "string" || session === "") return null;
-    return expired ? { user: claims.u, session, expired } : { user: claims.u, session };
+    return { u: claims.u, e: claims.e, f: claims.f, s: claims.s, sig: parts[2] };
   }
 
   /**
@@ -336,6 +425,14 @@ export class Auth {
       "base64url",
     );
   }
+}
+
+/**
+ * The session of a token issued before sessions existed: its own signature
+ * names it, so the token renewed from it can still be signed out.
+ */
+function legacySession(signature: string): string {
+  return createHash("sha256").update(signature).digest("base64url").slice(0, 22);
 }
 
 async function stamp(path: string): Promise<string> {

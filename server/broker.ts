@@ -49,6 +49,26 @@ export type BrokerEvent =
     kind: "signout";
     user: string;
     session: string;
+  }
+  | {
+    /**
+     * A session changed its user's password; sent before users.json is
+     * written and again after. Every node rereads the file: the session's
+     * connections go on with a new token, every other session of the user ends.
+     */
+    kind: "passwd";
+    user: string;
+    session: string;
+    /** The credential fingerprint the user's tokens carry after the change. */
+    fingerprint: string;
+  }
+  | {
+    /** A room's topic changed (`""`: cleared): to the room's members on every node. */
+    kind: "topic";
+    room: string;
+    topic: string;
+    user: string;
+    ts: string;
   };
 
 /** Called for every event from any node, in delivery order. */

@@ -22,14 +22,18 @@ import {
   CloseCode,
   type Conversation,
   conversationKey,
+  type DirectoryEntry,
   type ErrorCode,
   FrameError,
   isReservedName,
   JOIN_REPLAY,
   LOBBY,
+  MAX_DIRECTORY,
   MAX_FRAME_BYTES,
   MAX_PAGE,
   parseClientFrame,
+  type PasswdDoneFrame,
+  type PasswdFrame,
   type SendLimits,
   type ServerFrame,
   type Target,
@@ -124,6 +128,35 @@ export interface ConnInfo {
   addr: string;
 }
 
+/** Someone the directory lists, with their name folded for matching. */
+interface Person {
+  name: string;
+  folded: string;
+  /** Last seen (ms since the epoch), if ever. */
+  seen?: number;
+  /** Their entry when offline. */
+  entry: DirectoryEntry;
+}
+
+/**
+ * The throttle's key for password checks made on behalf of a session (a
+ * sign-in from its device, a password change): names never hold a colon.
+ */
+function sessionKey(session: string): string {
+  return `session:${session}`;
+}
+
+function toPerson(name: string, seen: number | undefined): Person {
+  return {
+    name,
+    folded: name.toLowerCase(),
+    seen,
+    entry: seen === undefined
+      ? { name, online: false }
+      : { name, online: false, seen: new Date(seen).toISOString() },
+  };
+}
+
 interface User {
   name: string;
   conns: Set<Conn>;
@@ -149,8 +182,13 @@ interface Arriving {
 interface Buffered {
   id: number;
   text: string;
-  /** The sender's own copy, carrying its `ref`: the acknowledgement. */
+  /**
+   * Sent after `joined` whatever its history holds: the sender's own copy,
+   * carrying its `ref` (the acknowledgement), or a topic change.
+   */
   own: boolean;
+  /** A topic change (only the latest is held): the `joined` may predate it. */
+  topic?: true;
 }
 
 interface Route {
@@ -201,10 +239,10 @@ const overflowed = new WeakSet<Buffered[]>();
 /** Replies from stored data one connection may have waiting at once. */
 const MAX_WAITING_REPLIES = 64;
 
-/** Searches one node runs at once; more wait their turn. */
+/** Searches and directories (both read much) one node builds at once; more wait their turn. */
 const SEARCHES_AT_ONCE = 2;
 
-/** Searches that may wait for their turn on one node; more are refused. */
+/** Searches and directories that may wait for their turn on one node; more are refused. */
 const MAX_WAITING_SEARCHES = 64;
 
 /** Milliseconds between checks for open-mode names that expired. */
@@ -212,6 +250,40 @@ const NAME_SWEEP_INTERVAL = 10 * 60_000;
 
 /** Open-mode names released per check, at most. */
 const NAME_SWEEP_BATCH = 200;
+
+/** Read markers `read_all` moves at once (store writes and events in flight). */
+const READ_ALL_CHUNK = 64;
+
+/**
+ * Milliseconds a node reuses the list of people behind `users` replies: a
+ * flood of them then costs a filter of that list each, not a store read and
+ * a sort of every account.
+ */
+const DIRECTORY_TTL = 5000;
+
+/** Most people (by last seen) the directory keeps in open mode, where names cost nothing. */
+const DIRECTORY_MAX = 50_000;
+
+/** Milliseconds a node keeps a session's password change in mind (see `Hub.revalidate`). */
+const RENEWAL_TTL = 60_000;
+
+/**
+ * A session that changed its user's password to the one with this
+ * fingerprint: once users.json says so, the connection that asked takes a
+ * new token, of a new session, instead of being signed out with every other
+ * connection of the user — copies of the old token included.
+ */
+interface Renewal {
+  user: string;
+  fingerprint: string;
+  /** Forgotten after this time (ms). */
+  until: number;
+  /** The connection that asked, on the node it asked (the one that goes on). */
+  conn?: Conn;
+  ref?: string;
+  /** The session the asking connection goes on in. */
+  next?: string;
+}
 
 /** One WebSocket connection. */
 export class Conn {
@@ -286,6 +358,15 @@ export class Hub {
   #pendingAll = new Set<Conn>();
   #authed = new Set<Conn>();
   #users = new Map<string, User>();
+  /** The directory's list of people, and when it was made (see {@link DIRECTORY_TTL}). */
+  #peopleCache: { at: number; list: Person[] } | null = null;
+  /** The directory's list being made, for everyone asking meanwhile. */
+  #peopleLoad: Promise<Person[]> | null = null;
+  /**
+   * People whose last seen moved since the directory's list was made (they
+   * signed in or went offline, on any node): read again on the next `users`.
+   */
+  #peopleSeen = new Set<string>();
   #nameExpiry: number;
   /** Sign-ins under way, by session: a sign-out closes them too. */
   #signingIn = new Map<string, Set<Conn>>();
@@ -305,6 +386,8 @@ export class Hub {
   #addrs = new KeyedCounter();
   #rooms: RoomQuota;
   #typingGate: TypingGate<BrokerEvent & { kind: "typing" }>;
+  /** Password changes by session (see {@link Renewal}). */
+  #renewals = new Map<string, Renewal>();
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -334,7 +417,13 @@ export class Hub {
     });
     this.#broker.subscribe((e) => this.#onEvent(e));
     this.#presence = new Presence(this.#broker, options.presence);
-    this.#broker.onPresence((user) => this.#presence.changed(user));
+    this.#broker.onPresence((user) => {
+      this.#presence.changed(user);
+      // Gone offline (on any node, which wrote their last seen first), or
+      // changed in some unknown way: the directory reads them again.
+      if (user === undefined) this.#peopleCache = null;
+      else if (!this.#broker.isOnline(user)) this.#peopleSeen.add(user);
+    });
   }
 
   /** Number of open connections (signed in or not). */
@@ -520,6 +609,15 @@ export class Hub {
     if (user.conns.size === 0) {
       this.#users.delete(user.name);
       this.#clearTyping(user.name);
+      // Seen until now, written before going offline: whoever sees the user
+      // leave then reads this time (shutdown() records everyone at once). A
+      // lost write only leaves the directory showing the sign-in time.
+      if (!this.#closing) {
+        this.#store.markSeen([user.name], this.#now()).then(
+          () => this.#peopleSeen.add(user.name),
+          () => {},
+        );
+      }
       this.#broker.offline(user.name);
       if (this.#auth.mode === "open" && conn.session !== null) {
         // The name's holder was here until now: expiry counts from its last visit.
@@ -574,13 +672,43 @@ export class Hub {
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
   }
 
-  /** Ends every session of users whose credentials changed (after users.json reloads). */
+  /**
+   * Ends every session of users whose credentials changed (after users.json
+   * reloads), except a session that changed its own password: its
+   * connections go on, each with a fresh token (see `#passwd`).
+   */
   revalidate(): void {
+    const now = this.#now();
+    for (const [session, r] of this.#renewals) if (r.until <= now) this.#renewals.delete(session);
     for (const conn of [...this.#authed]) {
-      if (this.#auth.fingerprint(conn.user!.name) !== conn.fingerprint) {
-        this.#error(conn, "auth_failed", "Your account was changed or removed: sign in again");
-        this.#drop(conn, CloseCode.AuthFailed, "account changed");
+      const name = conn.user!.name;
+      const current = this.#auth.fingerprint(name);
+      if (current === conn.fingerprint) continue;
+      const renewal = this.#renewals.get(conn.session!);
+      if (
+        current !== null && renewal?.user === name && renewal.fingerprint === current &&
+        renewal.conn === conn && renewal.next !== undefined
+      ) {
+        conn.fingerprint = current;
+        conn.session = renewal.next;
+        const frame: PasswdDoneFrame = {
+          type: "passwd",
+          token: this.#auth.issueToken(name, renewal.next),
+        };
+        if (renewal.ref !== undefined) frame.ref = renewal.ref;
+        this.#reply(conn, frame);
+        continue;
       }
+      const changedByUser = current !== null &&
+        [...this.#renewals.values()].some((r) => r.user === name && r.fingerprint === current);
+      this.#error(
+        conn,
+        "auth_failed",
+        changedByUser
+          ? "Your password was changed on another device: sign in again"
+          : "Your account was changed or removed: sign in again",
+      );
+      this.#drop(conn, CloseCode.AuthFailed, "account changed");
     }
   }
 
@@ -592,6 +720,9 @@ export class Hub {
   shutdown(): Socket[] {
     this.#closing = true;
     this.#throttle.close();
+    // Everyone here was seen until now: one write for all, queued before the store closes.
+    const here = [...this.#users.keys()];
+    if (here.length > 0) this.#store.markSeen(here, this.#now()).catch(() => {});
     const frame = encode({ type: "system", event: "shutdown", ts: new Date().toISOString() });
     this.#outbox.flush();
     for (const conn of [...this.#conns.values()]) {
@@ -658,7 +789,8 @@ export class Hub {
     try {
       if (conn.closed) return;
       const store = this.#store;
-      await store.touchUser(name);
+      await store.touchUser(name, this.#now());
+      this.#peopleSeen.add(name);
       if ((await store.join(name, LOBBY)).added) {
         await this.#broker.publish({
           kind: "member",
@@ -898,9 +1030,14 @@ export class Hub {
     if (auth.mode === "login") {
       const stored = auth.canonical(username) ?? username;
       const fingerprint = auth.fingerprint(stored);
+      // A device that signed in as this user before is counted on its own:
+      // others guessing the password never slow the real user down. It
+      // shares its session's count with password changes, so one stolen
+      // token does not buy a second set of guesses.
+      const device = frame.device === undefined ? null : auth.deviceSession(frame.device, stored);
       const ok = await this.#throttled(
         conn,
-        stored.toLowerCase(),
+        device === null ? stored.toLowerCase() : sessionKey(device),
         () => auth.checkPassword(stored, frame.password ?? ""),
         (ok) => ok,
       );
@@ -1061,6 +1198,127 @@ export class Hub {
     this.#drop(conn, CloseCode.RateLimited, "too many connections");
   }
 
+  /**
+   * Changes the user's own password (login mode). Checking `current` costs
+   * an argon2 hash, so it waits in the hasher's queue and goes through the
+   * sign-in throttle, counted per session (a stolen session cannot guess
+   * quickly) and per address; a refusal answers the frame and the
+   * connection stays open. On success every other session of the user ends
+   * on every node, and this session's connections get a fresh token (see
+   * {@link revalidate}).
+   */
+  async #passwd(conn: Conn, frame: PasswdFrame): Promise<void> {
+    const auth = this.#auth;
+    const ref = frame.ref;
+    if (auth.mode === "open") {
+      throw new FrameError(
+        "bad_request",
+        "This server is in open mode: there are no passwords",
+        ref,
+      );
+    }
+    const problem = passwordProblem(frame.password);
+    if (problem) throw new FrameError("bad_request", problem, ref);
+    const name = conn.user!.name;
+    const session = conn.session!;
+    const gate = this.#throttle.admit(sessionKey(session), conn.addr, this.#now());
+    if (!gate.ok) {
+      const message = `Too many password attempts: try again in ${gate.retryAfter} s`;
+      this.#error(conn, "rate_limited", message, ref, gate.retryAfter);
+      return;
+    }
+    let outcome: Outcome = "abandoned";
+    let result;
+    try {
+      if (gate.wait > 0) await this.#throttle.wait(gate.ticket);
+      if (conn.closed) return;
+      result = await auth.changePassword(name, {
+        current: frame.current,
+        password: frame.password,
+        beforeWrite: async (fingerprint) => {
+          const until = this.#now() + RENEWAL_TTL;
+          const next = newSessionId();
+          this.#renewals.set(session, { user: name, fingerprint, until, conn, ref, next });
+          // Before the write too: a node that rereads the file before the
+          // second announcement must not sign this session out.
+          await this.#announce({ kind: "passwd", user: name, session, fingerprint });
+        },
+      });
+      // A try costs a hash, a change two and a write: every one counts, like a sign-up.
+      outcome = "failure";
+    } catch (err) {
+      if (!(err instanceof HasherBusyError)) throw err;
+      this.#error(conn, "rate_limited", err.message, ref, RETRY_CONNECT);
+      return;
+    } finally {
+      this.#throttle.settle(gate.ticket, outcome, this.#now());
+    }
+    switch (result) {
+      case "wrong":
+        this.#error(conn, "auth_failed", "Your current password is wrong", ref);
+        return;
+      case "gone":
+        this.#error(
+          conn,
+          "auth_failed",
+          "Your account no longer exists: the password was not changed",
+          ref,
+        );
+        this.#reloadUsers();
+        return;
+      case "stale":
+        this.#error(
+          conn,
+          "auth_failed",
+          "Your password was changed elsewhere meanwhile: nothing was changed",
+          ref,
+        );
+        this.#reloadUsers();
+        return;
+      case "unavailable":
+        this.#error(
+          conn,
+          "unavailable",
+          "Your password cannot be changed right now: the server's users file needs its owner's attention",
+          ref,
+        );
+        return;
+    }
+    this.#log.info(`"${name}" changed their password: their other connections end`);
+    // This node at once: the asking connection gets its new token, in a
+    // session of its own; every other connection of the user ends — other
+    // tabs of the same session too, so that a copied token goes with them.
+    this.revalidate();
+    const fingerprint = auth.fingerprint(name);
+    // The other nodes reread users.json now rather than at their next look.
+    if (fingerprint !== null) {
+      await this.#announce({ kind: "passwd", user: name, session, fingerprint });
+    }
+  }
+
+  /** Tells every node about a password change; without it they find out from the file. */
+  async #announce(event: BrokerEvent & { kind: "passwd" }): Promise<void> {
+    try {
+      await this.#broker.publish(event);
+    } catch (err) {
+      this.#log.warn(
+        `Could not tell the other nodes that "${event.user}" changed their password (they notice at their next users.json check): ${
+          (err as Error).message
+        }`,
+      );
+    }
+  }
+
+  /** Rereads users.json now and ends the sessions it no longer allows. */
+  #reloadUsers(): void {
+    this.#auth.reload().then(
+      (changed) => {
+        if (changed) this.revalidate();
+      },
+      (err) => this.#log.warn(`Could not reread the users file: ${(err as Error).message}`),
+    );
+  }
+
   // -------------------------------------------------------------------------
   // Frames from signed-in users
 
@@ -1096,8 +1354,20 @@ export class Hub {
       case "search":
         work = this.#inTurn(conn, () => this.#search(conn, frame));
         break;
+      case "users":
+        work = this.#inTurn(conn, () => this.#directory(conn, frame.q));
+        break;
+      case "topic":
+        work = this.#topic(conn, frame);
+        break;
+      case "read_all":
+        work = this.#inTurn(conn, () => this.#readAll(conn));
+        break;
       case "ping":
         this.#reply(conn, { type: "pong" });
+        break;
+      case "passwd":
+        work = this.#passwd(conn, frame);
         break;
       case "auth":
       case "register":
@@ -1308,14 +1578,15 @@ export class Hub {
     // and whichever finishes must only consume its own.
     const mine = this.#routes.get(room)?.joining.get(conn);
     if (!mine) return;
-    let page, members;
+    let page, members, topic;
     try {
-      [page, members] = await Promise.all([
+      [page, members, topic] = await Promise.all([
         this.#store.page(
           room,
           since === undefined ? { limit: JOIN_REPLAY } : { since, limit: MAX_PAGE },
         ),
         this.#store.members(room),
+        this.#store.topic(room),
       ]);
     } catch (err) {
       this.#stopJoining(conn, room, mine);
@@ -1333,8 +1604,12 @@ export class Hub {
     // history what is left; whatever is cut is said (`memberCount`, `more`).
     const budget = this.#outbox.replyBytes;
     const people = fitItems(members, budget / 2, "first");
-    const head: { type: "joined"; room: string; memberCount?: number } = { type: "joined", room };
+    const head: { type: "joined"; room: string; memberCount?: number; topic?: string } = {
+      type: "joined",
+      room,
+    };
     if (people.dropped > 0) head.memberCount = members.length;
+    if (topic !== "") head.topic = topic;
     // Without `since` the newest messages matter most; after `since`, the oldest.
     const history = fitItems(
       page.messages,
@@ -1459,6 +1734,164 @@ export class Hub {
     this.#send1(conn, withArrays(head, { messages: fit.parts }));
   }
 
+  /**
+   * Answers `users`: in login mode every account, in open mode every name
+   * held and seen within the name expiry, and in both anyone online (on any
+   * node); never the asker. Online first by name, then by last seen, newest
+   * first, the never-seen last. The people come from a list the node keeps
+   * for a few seconds (see {@link DIRECTORY_TTL}); online status is live.
+   */
+  async #directory(conn: Conn, q?: string): Promise<void> {
+    const me = conn.user!.name.toLowerCase();
+    const match = q?.toLowerCase() ?? "";
+    const people = await this.#people();
+    if (conn.closed) return;
+    const broker = this.#broker;
+    const online: string[] = [];
+    const shown = new Set<string>();
+    const away: DirectoryEntry[] = [];
+    let more = false;
+    for (const p of people) {
+      if (p.folded === me || !p.folded.includes(match)) continue;
+      if (broker.isOnline(p.name)) {
+        online.push(p.name);
+        shown.add(p.folded);
+      } else if (away.length < MAX_DIRECTORY) {
+        away.push(p.entry);
+      } else more = true;
+    }
+    if (this.#auth.mode === "open") {
+      // Online with a name the list does not have yet (it was made before they came).
+      for (const name of broker.onlineUsers()) {
+        const folded = name.toLowerCase();
+        if (folded !== me && folded.includes(match) && !shown.has(folded)) {
+          shown.add(folded);
+          online.push(name);
+        }
+      }
+    }
+    online.sort(byName);
+    const users: DirectoryEntry[] = online.slice(0, MAX_DIRECTORY).map((name) => ({
+      name,
+      online: true,
+    }));
+    users.push(...away.slice(0, MAX_DIRECTORY - users.length));
+    const head: { type: "users"; q?: string; more?: boolean } = { type: "users" };
+    if (q !== undefined) head.q = q;
+    // Exactly the reply bound, counting `more` and the array's own brackets.
+    const budget = this.#outbox.replyBytes - headBytes({ ...head, more: true }) -
+      ',"users":[]'.length;
+    const fit = fitItems(users, budget, "first");
+    if (more || fit.dropped > 0 || online.length + away.length > users.length) head.more = true;
+    this.#send1(conn, withArrays(head, { users: fit.parts }));
+  }
+
+  /**
+   * The people the directory lists, by last seen (newest first, never seen
+   * last, then by name), made at most once per {@link DIRECTORY_TTL} on this
+   * node, in one of its slots for heavy reads (shared with search).
+   */
+  #people(): Promise<Person[]> {
+    const now = this.#now();
+    const cached = this.#peopleCache;
+    const fresh = cached !== null && now - cached.at < DIRECTORY_TTL;
+    if (fresh && this.#peopleSeen.size === 0) return Promise.resolve(cached.list);
+    this.#peopleLoad ??= (async () => {
+      await this.#searchTurn();
+      try {
+        const kept = this.#peopleCache;
+        if (kept !== null && now - kept.at < DIRECTORY_TTL) {
+          // Only some came or went: read just them again.
+          const moved = [...this.#peopleSeen];
+          this.#peopleSeen.clear();
+          const seen = await this.#store.lastSeen(moved);
+          const folded = new Set(moved.map((n) => n.toLowerCase()));
+          const list = kept.list.filter((p) => !folded.has(p.folded));
+          for (const name of moved) {
+            const at = seen.get(name);
+            // Open mode: a name released (signed out) is nobody's any more.
+            if (at === undefined && this.#auth.mode === "open") continue;
+            const person = toPerson(name, at);
+            // Newest first, never seen last.
+            const i = list.findIndex((p) =>
+              p.seen === undefined || (at !== undefined && p.seen <= at)
+            );
+            list.splice(i === -1 ? list.length : i, 0, person);
+          }
+          kept.list = list;
+          return list;
+        }
+        this.#peopleSeen.clear();
+        const found: { name: string; seen?: number }[] = [];
+        if (this.#auth.mode === "login") {
+          const names = [...this.#auth.names()];
+          const seen = await this.#store.lastSeen(names);
+          for (const name of names) found.push({ name, seen: seen.get(name) });
+        } else {
+          const claims = await this.#store.recentClaims({
+            since: now - this.#nameExpiry,
+            limit: DIRECTORY_MAX,
+          });
+          for (const c of claims) found.push({ name: c.name, seen: c.seen });
+        }
+        found.sort((a, b) =>
+          a.seen === b.seen
+            ? byName(a.name, b.name)
+            : a.seen === undefined
+            ? 1
+            : b.seen === undefined
+            ? -1
+            : b.seen - a.seen
+        );
+        const list = found.map((f) => toPerson(f.name, f.seen));
+        this.#peopleCache = { at: now, list };
+        return list;
+      } finally {
+        this.#searchDone();
+        this.#peopleLoad = null;
+      }
+    })();
+    return this.#peopleLoad;
+  }
+
+  /** Sets a room's topic: members only; a change reaches every member connection on every node. */
+  async #topic(conn: Conn, frame: ClientFrame & { type: "topic" }): Promise<void> {
+    const user = conn.user!;
+    const { room } = frame;
+    await this.#conv(user, { room });
+    // The same topic again changes nothing, and nobody is told.
+    if (!await this.#store.setTopic(room, frame.topic)) return;
+    await this.#broker.publish({
+      kind: "topic",
+      room,
+      topic: frame.topic,
+      user: user.name,
+      ts: new Date().toISOString(),
+    });
+  }
+
+  /**
+   * Marks every conversation of the user read up to its newest message. Each
+   * marker that moved is announced as a `read` to every connection of the
+   * user, the asking one included: that is its answer.
+   */
+  async #readAll(conn: Conn): Promise<void> {
+    const name = conn.user!.name;
+    const unread = (await this.#store.conversations(name)).filter((c) => c.last > c.read);
+    for (let i = 0; i < unread.length; i += READ_ALL_CHUNK) {
+      await Promise.all(
+        unread.slice(i, i + READ_ALL_CHUNK).map(async (c) => {
+          const target: Target = c.room !== undefined ? { room: c.room } : { to: c.to! };
+          const conv = conversationKey(name, target);
+          const id = await this.#store.setRead(name, conv, c.last);
+          if (id > c.read) {
+            await this.#broker.publish({ kind: "read", user: name, conv, ...target, id });
+          }
+        }),
+      );
+    }
+  }
+
   // -------------------------------------------------------------------------
   // Events from every node
 
@@ -1495,6 +1928,15 @@ export class Hub {
         }
         return;
       }
+      case "passwd": {
+        // Noted before the file is reread, so that the session goes on here too.
+        if (this.#renewals.get(e.session)?.fingerprint !== e.fingerprint) {
+          const until = this.#now() + RENEWAL_TTL;
+          this.#renewals.set(e.session, { user: e.user, fingerprint: e.fingerprint, until });
+        }
+        this.#reloadUsers();
+        return;
+      }
       case "read": {
         const user = this.#users.get(e.user);
         if (!user) return;
@@ -1503,6 +1945,25 @@ export class Hub {
           ? { type: "read", room: e.room, id: e.id }
           : { type: "read", to: e.to!, id: e.id };
         this.#outbox.fanout(user.conns, encode(frame), origin ?? undefined);
+        return;
+      }
+      case "topic": {
+        const route = this.#routes.get(e.room);
+        if (!route) return;
+        const text = encode({
+          type: "topic",
+          room: e.room,
+          topic: e.topic,
+          user: e.user,
+          ts: e.ts,
+        });
+        this.#outbox.fanout(route.conns, text);
+        // A `joined` being prepared may hold the topic from before: this follows it.
+        for (const held of route.joining.values()) {
+          const old = held.findIndex((b) => b.topic);
+          if (old !== -1) held.splice(old, 1);
+          held.push({ id: 0, text, own: true, topic: true });
+        }
         return;
       }
     }
@@ -1790,4 +2251,10 @@ export class Hub {
 
 function* othersOf(conns: Iterable<Conn>, user: string): Iterable<Conn> {
   for (const c of conns) if (c.user?.name !== user) yield c;
+}
+
+/** Orders names ignoring case (names differing only in case: by code unit). */
+function byName(a: string, b: string): number {
+  const x = a.toLowerCase(), y = b.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
 }

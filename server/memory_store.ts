@@ -14,6 +14,7 @@ import {
   type NameClaim,
   type Page,
   type PageQuery,
+  type RecentQuery,
   REF_WINDOW,
   type RoomInfo,
   type SearchScope,
@@ -61,6 +62,10 @@ export class MemoryStore implements Store {
   #dms = new Map<string, Set<string>>();
   #read = new Map<string, Map<string, number>>();
   #users = new Set<string>();
+  /** Room → its topic (rooms without one are not listed). */
+  #topics = new Map<string, string>();
+  /** Lower-cased name → when the user was last seen (ms). */
+  #seen = new Map<string, number>();
   /** Open-mode names by lower-cased name. */
   #claims = new Map<string, NameClaim>();
   /** Revoked session → until when (ms). */
@@ -222,10 +227,10 @@ export class MemoryStore implements Store {
 
   /** Every room with its member count. */
   rooms(): Promise<RoomInfo[]> {
-    const out = [...this.#rooms].map(([name, m]) => ({
-      name,
-      members: m.size,
-    }));
+    const out = [...this.#rooms].map(([name, m]): RoomInfo => {
+      const topic = this.#topics.get(name);
+      return topic === undefined ? { name, members: m.size } : { name, members: m.size, topic };
+    });
     out.sort((a, b) => a.name.localeCompare(b.name));
     return Promise.resolve(out);
   }
@@ -270,6 +275,21 @@ export class MemoryStore implements Store {
     return Promise.resolve([...(this.#rooms.get(room) ?? [])].sort());
   }
 
+  /** The room's topic, `""` for none. */
+  topic(room: string): Promise<string> {
+    return Promise.resolve(this.#topics.get(room) ?? "");
+  }
+
+  /** Sets or clears a room's topic; false when unchanged or no such room. */
+  setTopic(room: string, topic: string): Promise<boolean> {
+    if (!this.#rooms.has(room) || (this.#topics.get(room) ?? "") === topic) {
+      return Promise.resolve(false);
+    }
+    if (topic === "") this.#topics.delete(room);
+    else this.#topics.set(room, topic);
+    return Promise.resolve(true);
+  }
+
   /** The user's rooms and DMs with newest ids and read markers. */
   conversations(user: string): Promise<Conversation[]> {
     const read = this.#read.get(user);
@@ -302,10 +322,30 @@ export class MemoryStore implements Store {
     return Promise.resolve(next);
   }
 
-  /** Remembers a user. */
-  touchUser(user: string): Promise<void> {
+  /** Remembers a user (and when it was seen). */
+  touchUser(user: string, seen?: number): Promise<void> {
     this.#users.add(user);
+    if (seen !== undefined) this.markSeen([user], seen);
     return Promise.resolve();
+  }
+
+  /** Moves the users' last-seen times forward to `at`. */
+  markSeen(users: readonly string[], at: number): Promise<void> {
+    for (const user of users) {
+      const key = user.toLowerCase();
+      this.#seen.set(key, Math.max(at, this.#seen.get(key) ?? -Infinity));
+    }
+    return Promise.resolve();
+  }
+
+  /** Last-seen times of the users seen. */
+  lastSeen(users: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const user of users) {
+      const at = this.#seen.get(user.toLowerCase());
+      if (at !== undefined) out.set(user, at);
+    }
+    return Promise.resolve(out);
   }
 
   /** Whether a user was ever seen. */
@@ -336,7 +376,8 @@ export class MemoryStore implements Store {
 
   /**
    * Releases a name held by `session` and wipes its DMs (keeping their id
-   * counters), read markers, memberships, "known" mark and refs, in one step.
+   * counters), read markers, memberships, "known" mark, last-seen time and
+   * refs, in one step.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const key = name.toLowerCase();
@@ -363,6 +404,7 @@ export class MemoryStore implements Store {
     for (const room of rooms) this.#rooms.get(room)?.delete(user);
     this.#roomsOf.delete(user);
     this.#users.delete(user);
+    this.#seen.delete(key);
     this.#sent.delete(user);
     for (const [room, creator] of this.#creators) {
       if (creator === user) this.#creators.set(room, "");
@@ -375,6 +417,16 @@ export class MemoryStore implements Store {
     const stale = [...this.#claims].filter(([, c]) => c.seen < before);
     stale.sort(([ka, a], [kb, b]) => a.seen - b.seen || (ka < kb ? -1 : ka > kb ? 1 : 0));
     return Promise.resolve(stale.slice(0, Math.max(0, limit)).map(([, c]) => ({ ...c })));
+  }
+
+  /** Recent claims matching the query, newest first (ties: lower-cased name, last first). */
+  recentClaims(query: RecentQuery): Promise<NameClaim[]> {
+    const match = query.match?.toLowerCase() ?? "";
+    const found = [...this.#claims].filter(([key, c]) =>
+      c.seen >= query.since && key.includes(match)
+    );
+    found.sort(([ka, a], [kb, b]) => b.seen - a.seen || (ka < kb ? 1 : ka > kb ? -1 : 0));
+    return Promise.resolve(found.slice(0, Math.max(0, query.limit)).map(([, c]) => ({ ...c })));
   }
 
   /**

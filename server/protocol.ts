@@ -42,6 +42,12 @@ export const MAX_FRAME_BYTES = 64 * 1024;
  */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
+/** Longest room topic, in bytes as it travels ({@link wireLength}). */
+export const MAX_TOPIC_BYTES = 300;
+
+/** Most people one `users` reply lists. */
+export const MAX_DIRECTORY = 500;
+
 /** Largest `limit` a `history` or `search` request may ask for. */
 export const MAX_PAGE = 200;
 
@@ -92,6 +98,13 @@ export interface AuthFrame {
   username?: string;
   password?: string;
   token?: string;
+  /**
+   * With a password: a token this device was given earlier for the same user
+   * (expired or signed out is fine). Such a sign-in is throttled per device
+   * instead of per username, so others guessing the password never slow the
+   * real user down.
+   */
+  device?: string;
 }
 /** `{"type":"register",...}`: create an account, where the server allows signup. */
 export interface RegisterFrame {
@@ -144,6 +157,29 @@ export interface SearchFrame {
 export interface PingFrame {
   type: "ping";
 }
+/** Everyone who has an account (open mode: everyone seen recently), optionally filtered. */
+export interface UsersFrame {
+  type: "users";
+  /** Only names containing this text, ignoring case. */
+  q?: string;
+}
+/** Sets (or, with `""`, clears) a room's topic; members only. */
+export interface TopicFrame {
+  type: "topic";
+  room: string;
+  topic: string;
+}
+/** Changes the user's own password (login mode); other sessions are signed out. */
+export interface PasswdFrame {
+  type: "passwd";
+  current: string;
+  password: string;
+  ref?: string;
+}
+/** Marks every conversation of the user read up to its newest message. */
+export interface ReadAllFrame {
+  type: "read_all";
+}
 
 /** Every frame a client may send. */
 export type ClientFrame =
@@ -157,7 +193,11 @@ export type ClientFrame =
   | HistoryFrame
   | ReadFrame
   | SearchFrame
-  | PingFrame;
+  | PingFrame
+  | UsersFrame
+  | TopicFrame
+  | PasswdFrame
+  | ReadAllFrame;
 
 // ---------------------------------------------------------------------------
 // Server → client
@@ -223,6 +263,8 @@ export interface JoinedFrame {
   members: string[];
   /** Set when `members` is cut short: how many members the room has. */
   memberCount?: number;
+  /** The room's topic, when it has one. */
+  topic?: string;
   history: ChatMessage[];
   /** More messages than fitted follow `since`; page with `history`. */
   more?: boolean;
@@ -295,10 +337,10 @@ export function presenceCount(frame: PresenceFrame | WelcomeFrame): number | nul
     : null;
 }
 
-/** Rooms that exist, with member counts. */
+/** Rooms that exist, with member counts (and topics, where set). */
 export interface RoomsListFrame {
   type: "rooms";
-  rooms: { name: string; members: number }[];
+  rooms: { name: string; members: number; topic?: string }[];
   /** More rooms exist than fitted in one reply. */
   more?: boolean;
 }
@@ -322,6 +364,45 @@ export interface SearchResultFrame {
 /** Reply to `ping`. */
 export interface PongFrame {
   type: "pong";
+}
+/** Someone in the directory: online now, or when last seen. */
+export interface DirectoryEntry {
+  /** The name as the account spells it. */
+  name: string;
+  online: boolean;
+  /** ISO-8601 UTC: when the user was last connected (absent if never, or online). */
+  seen?: string;
+}
+/**
+ * Reply to `users`: everyone but the asker, online first (by name, ignoring
+ * case), then by last seen, newest first; never-seen last.
+ */
+export interface UsersListFrame {
+  type: "users";
+  /** The request's `q`, echoed (absent when it had none). */
+  q?: string;
+  users: DirectoryEntry[];
+  /** More people matched than fitted in one reply: narrow with `q`. */
+  more?: boolean;
+}
+/** A room's topic changed (`topic` is `""` when cleared); to the room's members. */
+export interface TopicEventFrame {
+  type: "topic";
+  room: string;
+  topic: string;
+  /** Who changed it. */
+  user: string;
+  ts: string;
+}
+/**
+ * The password was changed: a fresh token, of a new session, for the asking
+ * connection (it stays open); every other connection of the user was signed
+ * out, those of the asking session included.
+ */
+export interface PasswdDoneFrame {
+  type: "passwd";
+  token: string;
+  ref?: string;
 }
 /** Something went wrong with a frame; `ref` echoes the frame's `ref`. */
 export interface ErrorFrame {
@@ -347,6 +428,9 @@ export type ServerFrame =
   | ReadEventFrame
   | SearchResultFrame
   | PongFrame
+  | UsersListFrame
+  | TopicEventFrame
+  | PasswdDoneFrame
   | ErrorFrame;
 
 /**
@@ -578,7 +662,31 @@ export function parseClientFrame(
       return { type, room: name(o, "room", "room name") };
     case "rooms":
     case "ping":
+    case "read_all":
       return { type };
+    case "users": {
+      const q = optString(o, "q");
+      if (q !== undefined && q.length > 32) bad("Search text is longer than 32 characters");
+      return q === undefined || q === "" ? { type } : { type, q };
+    }
+    case "topic": {
+      const room = name(o, "room", "room name");
+      const raw = o.topic;
+      if (typeof raw !== "string") {
+        bad(raw === undefined ? 'Field "topic" is required' : 'Field "topic" must be a string');
+      }
+      return { type, room, topic: checkTopic(raw) };
+    }
+    case "passwd": {
+      const current = optString(o, "current", ref);
+      const password = optString(o, "password", ref);
+      if (current === undefined) bad('Field "current" is required', ref);
+      if (password === undefined) bad('Field "password" is required', ref);
+      if (current.length > 1024 || password.length > 1024) bad("Password is too long", ref);
+      const frame: PasswdFrame = { type, current, password };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
     case "send": {
       const t = target(o, ref);
       const text = o.text;
@@ -655,7 +763,41 @@ function parseAuth(o: Obj): AuthFrame {
   if (password !== undefined && password.length > 1024) {
     bad('Field "password" is too long');
   }
-  return password === undefined ? { type: "auth", username } : { type: "auth", username, password };
+  const frame: AuthFrame = password === undefined
+    ? { type: "auth", username }
+    : { type: "auth", username, password };
+  const device = optString(o, "device");
+  if (device !== undefined && password !== undefined) {
+    if (device.length > 1024) bad('Field "device" is too long');
+    frame.device = device;
+  }
+  return frame;
+}
+
+/** Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069). */
+const BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/;
+
+/**
+ * A room topic, normalized: one line, trimmed; `""` clears it.
+ *
+ * @throws {FrameError} `bad_request` for control characters or broken
+ * Unicode; `too_large` past {@link MAX_TOPIC_BYTES}.
+ */
+export function checkTopic(raw: string): string {
+  const topic = raw.replace(/\s+/g, " ").trim();
+  if (topic === "" || BLANK.test(topic)) return "";
+  if (CONTROL.test(topic)) bad("A topic may not contain control characters");
+  // One line shown in a header beside other text: nothing may reorder what follows it.
+  if (BIDI_CONTROL.test(topic)) {
+    bad(
+      "A topic may not contain bidirectional control characters (embeddings, overrides, isolates)",
+    );
+  }
+  if (!topic.isWellFormed()) bad("A topic is not valid Unicode (an unpaired surrogate)");
+  if (wireLength(topic) > MAX_TOPIC_BYTES) {
+    throw new FrameError("too_large", `A topic is longer than ${MAX_TOPIC_BYTES} bytes`);
+  }
+  return topic;
 }
 
 /** Conversation key of a room or a DM pair, used by stores and the hub. */

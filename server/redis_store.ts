@@ -13,11 +13,13 @@
  * | `log:<conv>`     | stream | the kept messages of a conversation                          |
  * | `dms:<user>`     | set    | DM conversation keys the user is in                          |
  * | `rooms`          | hash   | room → creator                                               |
+ * | `topics`         | hash   | room → topic (rooms without one are not listed)              |
  * | `created`        | hash   | user → number of rooms created                               |
  * | `members:<room>` | set    | members of a room                                            |
  * | `in:<user>`      | set    | rooms of a user                                              |
  * | `read:<user>`    | hash   | conversation → read marker                                   |
  * | `users`          | set    | users who ever signed in                                     |
+ * | `seen`           | hash   | lower-cased name → when last seen (ms)                       |
  * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen |
  * | `claims`         | zset   | lower-cased claimed name → seen (ms)                         |
  * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then           |
@@ -47,6 +49,7 @@ import {
   type NameClaim,
   type Page,
   type PageQuery,
+  type RecentQuery,
   REF_WINDOW,
   type RoomInfo,
   type SearchScope,
@@ -151,14 +154,46 @@ redis.call('SREM', ARGV[1] .. 'in:' .. ARGV[2], ARGV[3])
 return redis.call('SREM', ARGV[1] .. 'members:' .. ARGV[3], ARGV[2])
 `);
 
-/** ARGV: prefix. Returns {room, members, room, members, …}. */
+/** ARGV: prefix. Returns {room, members, topic, room, members, topic, …} ('' for no topic). */
 const ROOMS = new Script(`
 local out = {}
 for _, room in ipairs(redis.call('HKEYS', ARGV[1] .. 'rooms')) do
   out[#out + 1] = room
   out[#out + 1] = redis.call('SCARD', ARGV[1] .. 'members:' .. room)
+  out[#out + 1] = redis.call('HGET', ARGV[1] .. 'topics', room) or ''
 end
 return out
+`);
+
+/**
+ * Sets a room's topic ('' clears it). ARGV: prefix, room, topic. Returns 1
+ * when it changed, 0 when it was the same or the room does not exist.
+ */
+const SET_TOPIC = new Script(`
+local p, room, topic = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HEXISTS', p .. 'rooms', room) == 0 then return 0 end
+if (redis.call('HGET', p .. 'topics', room) or '') == topic then return 0 end
+if topic == '' then
+  redis.call('HDEL', p .. 'topics', room)
+else
+  redis.call('HSET', p .. 'topics', room, topic)
+end
+return 1
+`);
+
+/**
+ * Moves last-seen times forward (never back), and makes a user known when
+ * one is given. ARGV: prefix, at (ms), user to add to `users` (or empty),
+ * lower-cased names…
+ */
+const SEEN = new Script(`
+local p, at = ARGV[1], tonumber(ARGV[2])
+if ARGV[3] ~= '' then redis.call('SADD', p .. 'users', ARGV[3]) end
+for i = 4, #ARGV do
+  local cur = redis.call('HGET', p .. 'seen', ARGV[i])
+  if not cur or at > tonumber(cur) then redis.call('HSET', p .. 'seen', ARGV[i], ARGV[2]) end
+end
+return 0
 `);
 
 /** ARGV: prefix, user. Returns {kind, conv, last, read, …} with kind r (room) or d (DM). */
@@ -214,8 +249,9 @@ return {1, ARGV[3], ARGV[4], now}
 /**
  * Releases a name held by a session and wipes what was private to it: its DM
  * streams (the `seq` counters stay, so ids continue), both parties' listing
- * and read markers of them, its own markers, its refs, its memberships and
- * its `users` mark. ARGV: prefix, folded name, session, seen-before (or empty).
+ * and read markers of them, its own markers, its refs, its memberships, its
+ * last-seen time and its `users` mark. ARGV: prefix, folded name, session,
+ * seen-before (or empty).
  * Returns {1, {room, …}},
  * or nil when the session does not hold the name or was seen since.
  */
@@ -228,6 +264,7 @@ if ARGV[4] ~= '' and tonumber(held[3]) >= tonumber(ARGV[4]) then return nil end
 local user = held[1]
 redis.call('DEL', key)
 redis.call('ZREM', p .. 'claims', folded)
+redis.call('HDEL', p .. 'seen', folded)
 for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
   local i = string.find(conv, ':', 1, true)
   redis.call('DEL', p .. 'log:' .. conv)
@@ -254,6 +291,33 @@ for _, folded in ipairs(stale) do
   out[#out + 1] = held[1]
   out[#out + 1] = held[2]
   out[#out + 1] = held[3]
+end
+return out
+`);
+
+/**
+ * Claims seen at or after a time whose lower-cased name contains a text,
+ * newest first, read from `claims` in chunks until enough matched.
+ * ARGV: prefix, since, match (or empty), limit. Returns {name, session, seen, …}.
+ */
+const RECENT = new Script(`
+local p, match, limit = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local out, n, offset = {}, 0, 0
+while n < limit do
+  local chunk = redis.call('ZRANGE', p .. 'claims', '+inf', ARGV[2], 'BYSCORE', 'REV',
+    'LIMIT', offset, 500)
+  if #chunk == 0 then break end
+  for _, folded in ipairs(chunk) do
+    if match == '' or string.find(folded, match, 1, true) then
+      local held = redis.call('HMGET', p .. 'claim:' .. folded, 'n', 's', 't')
+      out[#out + 1] = held[1]
+      out[#out + 1] = held[2]
+      out[#out + 1] = held[3]
+      n = n + 1
+      if n >= limit then break end
+    end
+  end
+  offset = offset + #chunk
 end
 return out
 `);
@@ -360,13 +424,23 @@ export class RedisStore implements Store {
   /**
    * Connects to `url` and returns a store that owns its client.
    *
-   * @throws {Error} with one actionable sentence when Redis cannot be reached.
+   * @throws {RedisUnavailableError} with one actionable sentence when Redis
+   * cannot be used (yet: see its `transient`).
    */
   static async connect(
     url: string,
-    options: Omit<RedisStoreOptions, "ownsClient"> & { onError?: (err: Error) => void } = {},
+    options: Omit<RedisStoreOptions, "ownsClient"> & {
+      /** Called with each error once connected (the link dropped). */
+      onError?: (err: Error) => void;
+      /** Gives up connecting when aborted. */
+      signal?: AbortSignal;
+    } = {},
   ): Promise<RedisStore> {
-    const client = await connectRedis(url, { name: "chat-store", onError: options.onError });
+    const client = await connectRedis(url, {
+      name: "chat-store",
+      onError: options.onError,
+      signal: options.signal,
+    });
     return new RedisStore(client, { ...options, ownsClient: true });
   }
 
@@ -521,8 +595,10 @@ export class RedisStore implements Store {
   async rooms(): Promise<RoomInfo[]> {
     const flat = await this.#run(ROOMS, []) as (string | number)[];
     const out: RoomInfo[] = [];
-    for (let i = 0; i < flat.length; i += 2) {
-      out.push({ name: String(flat[i]), members: Number(flat[i + 1]) });
+    for (let i = 0; i < flat.length; i += 3) {
+      const info: RoomInfo = { name: String(flat[i]), members: Number(flat[i + 1]) };
+      if (flat[i + 2] !== "") info.topic = String(flat[i + 2]);
+      out.push(info);
     }
     out.sort((a, b) => a.name.localeCompare(b.name));
     return out;
@@ -559,6 +635,16 @@ export class RedisStore implements Store {
     return (await this.#call(["SMEMBERS", `${this.#prefix}members:${room}`]) as string[]).sort();
   }
 
+  /** The room's topic, `""` for none. */
+  async topic(room: string): Promise<string> {
+    return String(await this.#call(["HGET", `${this.#prefix}topics`, room]) ?? "");
+  }
+
+  /** Sets or clears a room's topic in one script; false when unchanged or no such room. */
+  async setTopic(room: string, topic: string): Promise<boolean> {
+    return await this.#run(SET_TOPIC, [room, topic]) === 1;
+  }
+
   /** The user's rooms and DMs with newest ids and read markers. */
   async conversations(user: string): Promise<Conversation[]> {
     const flat = await this.#run(CONVERSATIONS, [user]) as string[];
@@ -582,9 +668,31 @@ export class RedisStore implements Store {
     return Number(await this.#run(SET_READ, [user, conv, String(id)]));
   }
 
-  /** Remembers a user. */
-  async touchUser(user: string): Promise<void> {
-    await this.#call(["SADD", `${this.#prefix}users`, user]);
+  /** Remembers a user (and, in the same script, when it was seen). */
+  async touchUser(user: string, seen?: number): Promise<void> {
+    if (seen === undefined) await this.#call(["SADD", `${this.#prefix}users`, user]);
+    else await this.#run(SEEN, [String(seen), user, user.toLowerCase()]);
+  }
+
+  /** Moves the users' last-seen times forward, in one script. */
+  async markSeen(users: readonly string[], at: number): Promise<void> {
+    if (users.length === 0) return;
+    await this.#run(SEEN, [String(at), "", ...users.map((u) => u.toLowerCase())]);
+  }
+
+  /** Last-seen times of the users seen, in one HMGET. */
+  async lastSeen(users: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (users.length === 0) return out;
+    const at = await this.#call([
+      "HMGET",
+      `${this.#prefix}seen`,
+      ...users.map((u) => u.toLowerCase()),
+    ]) as (string | null)[];
+    users.forEach((user, i) => {
+      if (at[i] !== null) out.set(user, Number(at[i]));
+    });
+    return out;
   }
 
   /** Whether a user was ever seen. */
@@ -647,6 +755,21 @@ export class RedisStore implements Store {
   async staleClaims(before: number, limit: number): Promise<NameClaim[]> {
     if (limit <= 0) return [];
     const flat = await this.#run(STALE, [String(before), String(limit)]) as string[];
+    const out: NameClaim[] = [];
+    for (let i = 0; i < flat.length; i += 3) {
+      out.push({ name: flat[i], session: flat[i + 1], seen: Number(flat[i + 2]) });
+    }
+    return out;
+  }
+
+  /** Claims seen since `query.since` whose name matches, newest first, in one script. */
+  async recentClaims(query: RecentQuery): Promise<NameClaim[]> {
+    if (query.limit <= 0) return [];
+    const flat = await this.#run(RECENT, [
+      String(query.since),
+      query.match?.toLowerCase() ?? "",
+      String(query.limit),
+    ]) as string[];
     const out: NameClaim[] = [];
     for (let i = 0; i < flat.length; i += 3) {
       out.push({ name: flat[i], session: flat[i + 1], seen: Number(flat[i + 2]) });

@@ -14,7 +14,7 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -119,6 +119,18 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
     db.exec(`
       ALTER TABLE messages ADD COLUMN ref TEXT;
       CREATE INDEX messages_by_ref ON messages (sender, ref) WHERE ref IS NOT NULL;
+    `),
+  // 5: room topics ('' for none) and when each user was last seen (keyed by
+  // the lower-cased name, as claims are). Open-mode holders start from their
+  // claim's time, the best guess there is; everyone else starts unseen.
+  (db) =>
+    db.exec(`
+      ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+      CREATE TABLE seen (
+        folded TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO seen SELECT folded, seen FROM claims;
     `),
 ];
 

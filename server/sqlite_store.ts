@@ -30,6 +30,7 @@ import {
   type NameClaim,
   type Page,
   type PageQuery,
+  type RecentQuery,
   type RoomInfo,
   type SearchScope,
   searchWords,
@@ -308,10 +309,10 @@ export class SqliteStore implements Store {
   /** Every room with its member count, by name. */
   rooms(): Promise<RoomInfo[]> {
     return this.#read(() => {
-      const out = this.#sql.rooms.all().map((r) => ({
-        name: String(r.name),
-        members: Number(r.members),
-      }));
+      const out = this.#sql.rooms.all().map((r): RoomInfo => {
+        const info = { name: String(r.name), members: Number(r.members) };
+        return r.topic ? { ...info, topic: String(r.topic) } : info;
+      });
       return out.sort((a, b) => a.name.localeCompare(b.name));
     });
   }
@@ -350,6 +351,16 @@ export class SqliteStore implements Store {
     return this.#read(() => this.#sql.members.all(room).map((r) => String(r.member)));
   }
 
+  /** The room's committed topic, `""` for none. */
+  topic(room: string): Promise<string> {
+    return this.#read(() => String(this.#sql.topic.get(room)?.topic ?? ""));
+  }
+
+  /** Sets or clears a room's topic in the next commit; false when unchanged or no such room. */
+  setTopic(room: string, topic: string): Promise<boolean> {
+    return this.#write(() => this.#sql.setTopic.run(room, topic).changes > 0);
+  }
+
   /** The user's rooms and DMs with committed newest ids and read markers. */
   conversations(user: string): Promise<Conversation[]> {
     return this.#read(() => {
@@ -373,13 +384,40 @@ export class SqliteStore implements Store {
     return this.#write(() => Number(this.#sql.setRead.get(user, conv, want)?.id));
   }
 
-  /** Remembers a user (one write the first time only). */
-  touchUser(user: string): Promise<void> {
-    if (this.#users.has(user)) return Promise.resolve();
+  /** Remembers a user (one write the first time only, unless `seen` is given). */
+  touchUser(user: string, seen?: number): Promise<void> {
+    if (this.#users.has(user) && seen === undefined) return Promise.resolve();
     return this.#write(() => {
       this.#sql.touchUser.run(user, this.#now());
       // Here, in order with a release in the same batch (a failed commit clears the cache).
       this.#users.add(user);
+      if (seen !== undefined) this.#sql.markSeen.run(user.toLowerCase(), seen);
+    });
+  }
+
+  /** Moves the users' last-seen times forward in the next commit (one transaction for all). */
+  markSeen(users: readonly string[], at: number): Promise<void> {
+    if (users.length === 0) return Promise.resolve();
+    return this.#write(() => {
+      for (const user of users) this.#sql.markSeen.run(user.toLowerCase(), at);
+    });
+  }
+
+  /** Committed last-seen times of the users seen, in one query. */
+  lastSeen(users: readonly string[]): Promise<Map<string, number>> {
+    return this.#read(() => {
+      const out = new Map<string, number>();
+      if (users.length === 0) return out;
+      const folded = users.map((u) => u.toLowerCase());
+      const at = new Map<string, number>();
+      for (const r of this.#sql.lastSeen.all(JSON.stringify(folded))) {
+        at.set(String(r.folded), Number(r.at));
+      }
+      users.forEach((user, i) => {
+        const t = at.get(folded[i]);
+        if (t !== undefined) out.set(user, t);
+      });
+      return out;
     });
   }
 
@@ -422,7 +460,7 @@ export class SqliteStore implements Store {
    * Releases a name held by `session` and, in the same transaction, deletes
    * its DMs (their rows leave the search index by trigger; `convs` keeps the
    * newest id, so ids continue), their read markers, its own markers, its
-   * memberships and its `users` row.
+   * memberships, its last-seen time and its `users` row.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const folded = name.toLowerCase();
@@ -433,6 +471,7 @@ export class SqliteStore implements Store {
       if (seenBefore !== undefined && Number(row.seen) >= seenBefore) return null;
       const user = String(row.name);
       this.#sql.deleteClaim.run(folded);
+      this.#sql.forgetSeen.run(folded);
       this.#sql.forgetCreator.run(user);
       for (const r of this.#sql.dmsOf.all(user)) {
         const conv = String(r.conv);
@@ -465,6 +504,17 @@ export class SqliteStore implements Store {
   /** Committed claims not seen since `before`, oldest first (ties by name). */
   staleClaims(before: number, limit: number): Promise<NameClaim[]> {
     return this.#read(() => this.#sql.staleClaims.all(before, Math.max(0, limit)).map(toClaim));
+  }
+
+  /** Committed claims seen since `query.since` whose name matches, newest first. */
+  recentClaims(query: RecentQuery): Promise<NameClaim[]> {
+    return this.#read(() =>
+      this.#sql.recentClaims.all(
+        query.since,
+        query.match?.toLowerCase() ?? "",
+        Math.max(0, query.limit),
+      ).map(toClaim)
+    );
   }
 
   /**
@@ -762,9 +812,12 @@ function statements(db: DatabaseSync) {
        ORDER BY messages_fts.rowid DESC LIMIT ?3`,
     ),
     rooms: p(
-      `SELECT r.name, (SELECT count(*) FROM members AS m WHERE m.room = r.name) AS members
+      `SELECT r.name, r.topic,
+         (SELECT count(*) FROM members AS m WHERE m.room = r.name) AS members
        FROM rooms AS r`,
     ),
+    topic: p("SELECT topic FROM rooms WHERE name = ?"),
+    setTopic: p("UPDATE rooms SET topic = ?2 WHERE name = ?1 AND topic <> ?2"),
     roomExists: p("SELECT 1 FROM rooms WHERE name = ?"),
     createRoom: p("INSERT OR IGNORE INTO rooms (name, creator, created) VALUES (?, ?, ?)"),
     createdBy: p("SELECT count(*) AS n FROM rooms WHERE creator = ?"),
@@ -793,6 +846,14 @@ function statements(db: DatabaseSync) {
     ),
     touchUser: p("INSERT OR IGNORE INTO users (name, first_seen) VALUES (?, ?)"),
     knownUser: p("SELECT 1 FROM users WHERE name = ?"),
+    markSeen: p(
+      `INSERT INTO seen (folded, at) VALUES (?, ?)
+       ON CONFLICT (folded) DO UPDATE SET at = max(at, excluded.at)`,
+    ),
+    lastSeen: p(
+      "SELECT folded, at FROM seen WHERE folded IN (SELECT value FROM json_each(?))",
+    ),
+    forgetSeen: p("DELETE FROM seen WHERE folded = ?"),
     trimTo: p("DELETE FROM messages WHERE conv = ? AND id <= ?"),
     claim: p("SELECT name, session, seen FROM claims WHERE folded = ?"),
     addClaim: p("INSERT INTO claims (folded, name, session, seen) VALUES (?, ?, ?, ?)"),
@@ -801,6 +862,11 @@ function statements(db: DatabaseSync) {
     forgetCreator: p("UPDATE rooms SET creator = '' WHERE creator = ?"),
     staleClaims: p(
       "SELECT name, session, seen FROM claims WHERE seen < ? ORDER BY seen, folded LIMIT ?",
+    ),
+    // Backwards along claims_by_seen: no sort, and it stops after `limit` matches.
+    recentClaims: p(
+      `SELECT name, session, seen FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
+       ORDER BY seen DESC, folded DESC LIMIT ?3`,
     ),
     newestKept: p("SELECT max(id) AS top FROM messages WHERE conv = ?"),
     deleteConv: p("DELETE FROM messages WHERE conv = ?"),

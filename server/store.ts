@@ -81,6 +81,8 @@ export interface JoinResult {
 export interface RoomInfo {
   name: string;
   members: number;
+  /** The room's topic; absent when it has none. */
+  topic?: string;
 }
 
 /** Who holds an open-mode name (see {@link Store.claimName}). */
@@ -91,6 +93,16 @@ export interface NameClaim {
   session: string;
   /** When the holder last signed in or disconnected (ms since the epoch). */
   seen: number;
+}
+
+/** Which claims {@link Store.recentClaims} lists. */
+export interface RecentQuery {
+  /** Only claims seen at or after this time (ms since the epoch). */
+  since: number;
+  /** Only names containing this text, ignoring case. */
+  match?: string;
+  /** Largest number of claims. */
+  limit: number;
 }
 
 /** What {@link Store.claimName} found or did. */
@@ -130,7 +142,7 @@ export interface Store {
   page(conv: string, query: PageQuery): Promise<Page>;
   /** Messages matching every word of `q`, newest first, within `scope`. */
   search(q: string, scope: SearchScope): Promise<ChatMessage[]>;
-  /** Every room with its member count, by name. */
+  /** Every room with its member count (and its topic, where it has one), by name. */
   rooms(): Promise<RoomInfo[]>;
   /** Whether a room exists. */
   roomExists(room: string): Promise<boolean>;
@@ -144,12 +156,37 @@ export interface Store {
   roomsOf(user: string): Promise<string[]>;
   /** Members of `room`, by name. */
   members(room: string): Promise<string[]>;
+  /** The topic of `room`: `""` when it has none (or there is no such room). */
+  topic(room: string): Promise<string>;
+  /**
+   * Sets the topic of `room` (`""` clears it) as one step, also across
+   * nodes; resolves whether it changed. False when the room has that topic
+   * already, or does not exist (no room is created).
+   */
+  setTopic(room: string, topic: string): Promise<boolean>;
   /** The user's rooms and DM conversations with newest id and read marker. */
   conversations(user: string): Promise<Conversation[]>;
   /** Moves the user's read marker of `conv` forward to `id` (never back); resolves the marker. */
   setRead(user: string, conv: string, id: number): Promise<number>;
-  /** Records that a user has signed in (open mode lets DMs reach known users only). */
-  touchUser(user: string): Promise<void>;
+  /**
+   * Records that a user has signed in (open mode lets DMs reach known users
+   * only) and, with `seen` (ms since the epoch), that it was seen then, as
+   * {@link markSeen} does.
+   */
+  touchUser(user: string, seen?: number): Promise<void>;
+  /**
+   * Records that `users` were connected at `at` (ms since the epoch), in one
+   * step however many they are. A user's last-seen time only moves forward;
+   * names compare ignoring case. Unlike {@link touchUser}, it does not make
+   * anyone a known user: a name released meanwhile stays released.
+   */
+  markSeen(users: readonly string[], at: number): Promise<void>;
+  /**
+   * When each of `users` was last seen (ms), in one read however many they
+   * are (a directory of 10,000 accounts must not cost 10,000 round trips).
+   * Keyed by the names as given; users never seen are left out.
+   */
+  lastSeen(users: readonly string[]): Promise<Map<string, number>>;
   /** Whether the user has ever signed in. */
   knownUser(user: string): Promise<boolean>;
   /**
@@ -171,14 +208,21 @@ export interface Store {
    * message ids of a later conversation between the same names continue
    * after the old ones), every read marker of those conversations, its own
    * read markers, its room memberships, its "known user" mark, its count of
-   * rooms created (the rooms stay, so a later holder starts at none) and its
-   * refs (a later holder's sends are never taken for its resends). Room
+   * rooms created (the rooms stay, so a later holder starts at none), its
+   * last-seen time and its refs (a later holder's sends are never taken for
+   * its resends). Room
    * messages it sent stay. Resolves the rooms it was in (to announce the
    * leaves), or null when `session` did not hold the name (nothing changed).
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null>;
   /** Open mode: claims not seen since `before` (ms), oldest first, at most `limit`. */
   staleClaims(before: number, limit: number): Promise<NameClaim[]>;
+  /**
+   * Open mode: claims seen at or after `query.since` whose name contains
+   * `query.match` (ignoring case), newest first (ties by lower-cased name,
+   * last first), at most `query.limit`: one read, for the directory.
+   */
+  recentClaims(query: RecentQuery): Promise<NameClaim[]>;
   /**
    * Revokes a session until `until` (ms since the epoch): its tokens stop
    * working everywhere. A later call with an earlier `until` does not shorten it.

@@ -1,13 +1,17 @@
 /**
- * Sign-in throttling: failed password checks are counted per username and
- * per client address, and further attempts on a counted key are spaced out
- * with a delay that doubles with every failure. An attempt that would have to
- * wait longer than `maxWait` is refused at once with a retry-after instead.
+ * Sign-in throttling: failed password checks are counted per key and per
+ * client address, and further attempts on a counted key are spaced out with
+ * a delay that doubles with every failure. The key is the username, or the
+ * device's session for a password sign-in from a device that signed in as
+ * that user before (so guesses by others never slow the real user down) and
+ * for a password change (`session:<id>`, one count for both). An
+ * attempt that would have to wait longer than `maxWait` is refused at once
+ * with a retry-after instead.
  *
  * Every attempt counts as a failure from the moment it is admitted and is
  * taken back when it succeeds, so parallel attempts cannot slip past the
- * count. A correct password resets its username; it never touches another
- * name. Entries expire, their number is bounded, and waiting attempts are
+ * count. A correct password resets its key; it never touches another key.
+ * Entries expire, their number is bounded, and waiting attempts are
  * released by {@link LoginThrottle.tick} from the server's one shared timer,
  * not by a timer per socket.
  *
@@ -16,9 +20,13 @@
 
 /** Settings for {@link LoginThrottle}; see docs/security.md. */
 export interface ThrottleOptions {
-  /** Failed attempts on one username before attempts are spaced out. @default {5} */
+  /**
+   * Failed attempts on one key (a username or a session) that are not held
+   * back: the one after them still goes at once, those after that are spaced.
+   * @default {5}
+   */
   userFree: number;
-  /** Failed attempts from one client address before attempts are spaced out. @default {20} */
+  /** The same for one client address. @default {20} */
   addrFree: number;
   /** Spacing after the first counted failure, in ms; doubles with each more. @default {1000} */
   baseDelay: number;
@@ -103,9 +111,10 @@ export class LoginThrottle {
   }
 
   /**
-   * Decides on a sign-in attempt for `user` (null for sign-ups, which count
-   * against the address only) from `addr`: admitted after `wait` ms, or
-   * refused with a retry-after in seconds.
+   * Decides on a sign-in attempt for `user` (a username, or a device or
+   * session key as in the module documentation; null for sign-ups, which
+   * count against the address only) from `addr`: admitted after `wait` ms,
+   * or refused with a retry-after in seconds.
    */
   admit(user: string | null, addr: string, now: number): Admission {
     const o = this.#opts;

@@ -235,3 +235,59 @@ export async function updateUsers(
   }, options.lockTimeout ?? LOCK_WAIT);
   return result;
 }
+
+/** What {@link setPassword} did. */
+export type PasswordChange =
+  /** The new credential is written. */
+  | "changed"
+  /** The file no longer lists the user: nothing was written. */
+  | "missing"
+  /** The user's credential is no longer the one expected: nothing was written. */
+  | "stale";
+
+/** The change {@link setPassword} makes. */
+export interface PasswordUpdate {
+  /** The user, spelled as stored (see {@link findUser}). */
+  name: string;
+  /** The new credential (an argon2id PHC string). */
+  hash: string;
+  /**
+   * The credential the change was decided on (the one the current password
+   * was checked against). When the file holds another one by now, someone
+   * changed the password meanwhile and theirs stays.
+   */
+  expect?: string;
+}
+
+/**
+ * Replaces the credential of one user under the write lock, keeping every
+ * other entry: what `chat user passwd` and a password change over the
+ * WebSocket both do. Resolves what happened and the users as the server
+ * would load them afterwards.
+ *
+ * @example Change alice's password
+ * ```ts ignore
+ * import { setPassword } from "./users.ts";
+ *
+ * const { result } = await setPassword("users.json", { name: "alice", hash: "<argon2id hash>" });
+ * if (result === "missing") throw new Error('There is no user "alice"');
+ * ```
+ *
+ * @throws {SyntaxError} when the file is not a JSON object.
+ * @throws {Error} when another writer holds the lock for longer than `lockTimeout`.
+ */
+export async function setPassword(
+  path: string,
+  update: PasswordUpdate,
+  options: UpdateUsersOptions = {},
+): Promise<{ result: PasswordChange; users: Users }> {
+  const { name, hash, expect } = update;
+  let result: PasswordChange = "changed";
+  const users = await updateUsers(path, (u) => {
+    const now = u.get(name);
+    if (now === undefined) return (result = "missing", false);
+    if (expect !== undefined && now !== expect) return (result = "stale", false);
+    u.set(name, hash);
+  }, options);
+  return { result, users };
+}

@@ -141,3 +141,85 @@ Deno.test("Auth in open mode issues tokens that stop working once logins are req
     assert.equal(auth.verifyToken(token), null);
   });
 });
+
+Deno.test("Auth.deviceSession() checks the signature and the user only", async () => {
+  await withDir(async (dir, hasher) => {
+    const usersPath = `${dir}/users.json`;
+    await Deno.writeTextFile(usersPath, JSON.stringify({ Alice: "alice-pass", bob: "bob-pass1" }));
+    const log = memoryLogger();
+    const auth = await Auth.create({ usersPath, hasher, log });
+    const token = auth.issueToken("Alice", "s1");
+    assert.equal(auth.deviceSession(token, "Alice"), "s1");
+    assert.equal(auth.deviceSession(token, "alice"), "s1", "names are case-insensitive");
+    assert.equal(auth.deviceSession(token, "bob"), null, "someone else's token");
+    const [v, payload, sig] = token.split(".");
+    assert.equal(auth.deviceSession(`${v}.${payload}.${sig.slice(1)}x`, "Alice"), null);
+    assert.equal(auth.deviceSession(`${v}.${payload.slice(0, -1)}.${sig}`, "Alice"), null);
+    assert.equal(auth.deviceSession("garbage", "Alice"), null);
+    const stranger = await Auth.create({
+      usersPath,
+      hasher,
+      log,
+      secret: "another-secret-another-secret-another",
+    });
+    assert.equal(auth.deviceSession(stranger.issueToken("Alice", "s2"), "Alice"), null);
+
+    // Expired, or from before a password change: no longer a session, still a device.
+    const past = await Auth.create({ usersPath, hasher, log, tokenTtl: -60 });
+    const expired = past.issueToken("Alice", "s3");
+    assert.equal(auth.verifyToken(expired), null);
+    assert.equal(auth.deviceSession(expired, "Alice"), "s3");
+    await updateUsers(usersPath, (u) => void u.set("Alice", "changed-pass"));
+    assert.equal(await auth.reload(), true);
+    assert.equal(auth.verifyToken(token), null);
+    assert.equal(auth.deviceSession(token, "Alice"), "s1");
+  });
+});
+
+Deno.test("Auth.changePassword() checks the current password, then writes a new hash", async () => {
+  await withDir(async (dir, hasher) => {
+    const usersPath = `${dir}/users.json`;
+    await Deno.writeTextFile(
+      usersPath,
+      JSON.stringify({ alice: await hasher.hash("alice-pass"), bob: "bob-pass1" }),
+    );
+    const auth = await Auth.create({ usersPath, hasher, log: memoryLogger() });
+    const token = auth.issueToken("alice", "s1");
+    const before = await Deno.readTextFile(usersPath);
+    const seen: string[] = [];
+    const change = (current: string, password = "alice-new-pass") =>
+      auth.changePassword("alice", {
+        current,
+        password,
+        beforeWrite: (fingerprint) => void seen.push(fingerprint),
+      });
+
+    assert.equal(await change("nope"), "wrong");
+    assert.deepEqual(seen, [], "nothing is hashed or written for a wrong password");
+    assert.equal(await Deno.readTextFile(usersPath), before);
+
+    assert.equal(await change("alice-pass"), "ok");
+    const raw = JSON.parse(await Deno.readTextFile(usersPath));
+    assert.ok(isHashed(raw.alice));
+    assert.equal(raw.bob, "bob-pass1", "every other entry is kept");
+    assert.equal(await auth.checkPassword("alice", "alice-new-pass"), true);
+    assert.equal(await auth.checkPassword("alice", "alice-pass"), false);
+    assert.deepEqual(seen, [auth.fingerprint("alice")], "told the new fingerprint first");
+    assert.equal(auth.verifyToken(token), null, "tokens from before are void at once");
+    assert.equal(await auth.reload(), false, "the change is loaded already");
+
+    // Changed in the file meanwhile (not yet reloaded): that change stays.
+    await updateUsers(usersPath, (u) => void u.set("alice", "set-by-admin"));
+    assert.equal(await change("alice-new-pass", "mine-instead"), "stale");
+    assert.equal(JSON.parse(await Deno.readTextFile(usersPath)).alice, "set-by-admin");
+    await auth.reload();
+    // Removed meanwhile: nothing is written.
+    await updateUsers(usersPath, (u) => void u.delete("bob"));
+    assert.equal(
+      await auth.changePassword("bob", { current: "bob-pass1", password: "x".repeat(8) }),
+      "gone",
+    );
+    assert.equal(JSON.parse(await Deno.readTextFile(usersPath)).bob, undefined);
+    assert.equal(await auth.changePassword("nobody", { current: "a", password: "b" }), "gone");
+  });
+});

@@ -55,10 +55,10 @@ class GatedStore extends MemoryStore {
   reached(method: string): Promise<void> {
     return this.#reached.get(method)!.promise;
   }
-  override async touchUser(user: string): Promise<void> {
+  override async touchUser(user: string, seen?: number): Promise<void> {
     this.#reached.get("touchUser")?.resolve();
     await this.#gates.get("touchUser");
-    return super.touchUser(user);
+    return super.touchUser(user, seen);
   }
   override async page(conv: string, query: PageQuery): Promise<Page> {
     await this.#gates.get("page");
@@ -766,4 +766,36 @@ Deno.test("Hub holds a bounded number of messages for a join that waits, then sa
   const live = a.socket.take("message") as Extract<ServerFrame, { type: "message" }>[];
   assert.deepEqual(live.filter((m) => m.room === "ops"), [], "nothing after a hole");
   assert.equal(joined.history.at(-1)?.id, 1100, "the page, read now, ends with the newest");
+});
+
+Deno.test("Hub sends topic changes made while a joined is prepared after it, only the latest", async () => {
+  await using h = await setup();
+  const a = await h.connect("alice");
+  const b = await h.connect("bob");
+  send(h.hub, a.conn, { type: "join", room: "ops" });
+  await h.settle();
+  const release = h.store.hold("page");
+  send(h.hub, b.conn, { type: "join", room: "ops" });
+  await h.settle(); // bob's joined waits for its page; the topic was read before the changes
+  send(h.hub, a.conn, { type: "topic", room: "ops", topic: "one" });
+  send(h.hub, a.conn, { type: "topic", room: "ops", topic: "two" });
+  await h.settle();
+  assert.deepEqual(
+    (a.socket.take("topic") as Extract<ServerFrame, { type: "topic" }>[]).map((f) => f.topic),
+    ["one", "two"],
+  );
+  release();
+  await h.settle();
+  const frames = b.socket.frames.filter((f) => f.type === "joined" || f.type === "topic");
+  assert.equal(frames.length, 2, JSON.stringify(frames));
+  assert.equal(frames[0].type, "joined");
+  assert.equal((frames[0] as Extract<ServerFrame, { type: "joined" }>).topic, undefined);
+  const topic = frames[1] as Extract<ServerFrame, { type: "topic" }>;
+  assert.deepEqual(topic, {
+    type: "topic",
+    room: "ops",
+    topic: "two",
+    user: "alice",
+    ts: topic.ts,
+  });
 });

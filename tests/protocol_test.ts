@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import {
   applyPresence,
+  checkTopic,
   conversationKey,
   FrameError,
+  MAX_TOPIC_BYTES,
   parseClientFrame,
   presenceCount,
   splitFrames,
@@ -199,4 +201,98 @@ Deno.test("applyPresence() and presenceCount() read every kind of presence frame
   assert.equal(presenceCount({ type: "presence", online: ["a"] }), null);
   assert.equal(presenceCount({ type: "presence", count: 3, added: ["c"], removed: [] }), null);
   assert.equal(presenceCount({ type: "presence", count: 900, added: [], removed: [] }), 900);
+});
+
+Deno.test("parseClientFrame() reads users, topic and read_all frames", () => {
+  assert.deepEqual(parseClientFrame('{"type":"users"}'), { type: "users" });
+  assert.deepEqual(parseClientFrame('{"type":"users","q":"Al"}'), { type: "users", q: "Al" });
+  assert.deepEqual(parseClientFrame('{"type":"users","q":""}'), { type: "users" });
+  assert.deepEqual(parseClientFrame('{"type":"users","q":null}'), { type: "users" });
+  assert.deepEqual(parseClientFrame(JSON.stringify({ type: "users", q: "x".repeat(32) })), {
+    type: "users",
+    q: "x".repeat(32),
+  });
+  assert.deepEqual(parseClientFrame('{"type":"topic","room":"ops","topic":"Deploys"}'), {
+    type: "topic",
+    room: "ops",
+    topic: "Deploys",
+  });
+  assert.deepEqual(
+    parseClientFrame(JSON.stringify({ type: "topic", room: "ops", topic: "  a\tb\n\r\n c  " })),
+    { type: "topic", room: "ops", topic: "a b c" },
+    "one line, trimmed",
+  );
+  assert.deepEqual(parseClientFrame('{"type":"topic","room":"ops","topic":""}'), {
+    type: "topic",
+    room: "ops",
+    topic: "",
+  });
+  assert.deepEqual(
+    parseClientFrame(JSON.stringify({ type: "topic", room: "ops", topic: " \u200b\u2800 " })),
+    { type: "topic", room: "ops", topic: "" },
+    "nothing visible clears it",
+  );
+  assert.deepEqual(parseClientFrame('{"type":"read_all"}'), { type: "read_all" });
+  assert.deepEqual(parseClientFrame('{"type":"read_all","room":"x"}'), { type: "read_all" });
+});
+
+Deno.test("parseClientFrame() names the problem with bad users and topic frames", () => {
+  fails(JSON.stringify({ type: "users", q: "x".repeat(33) }), "bad_request", /longer than 32/);
+  fails('{"type":"users","q":5}', "bad_request", /"q" must be a string/);
+  fails('{"type":"topic","room":"ops"}', "bad_request", /"topic" is required/);
+  fails('{"type":"topic","room":"ops","topic":7}', "bad_request", /"topic" must be a string/);
+  fails('{"type":"topic","topic":"x"}', "bad_request", /"room" is required/);
+  fails('{"type":"topic","room":"a b","topic":"x"}', "bad_request", /Invalid room name "a b"/);
+  for (const c of ["\u0000", "\u0007", "\u001b", "\u007f", "\u0085", "\u009f"]) {
+    fails(
+      JSON.stringify({ type: "topic", room: "ops", topic: `a${c}b` }),
+      "bad_request",
+      /A topic may not contain control characters/,
+    );
+  }
+  fails(
+    JSON.stringify({ type: "topic", room: "ops", topic: "half a pair \ud83d" }),
+    "bad_request",
+    /not valid Unicode/,
+  );
+  fails(
+    JSON.stringify({ type: "topic", room: "ops", topic: "x".repeat(MAX_TOPIC_BYTES + 1) }),
+    "too_large",
+    /A topic is longer than 300 bytes/,
+  );
+});
+
+Deno.test("checkTopic() counts bytes as they travel, after trimming", () => {
+  assert.equal(MAX_TOPIC_BYTES, 300);
+  assert.equal(checkTopic("€".repeat(100)), "€".repeat(100), "300 bytes fit");
+  assert.throws(() => checkTopic("€".repeat(100) + "x"), FrameError);
+  assert.equal(checkTopic('"'.repeat(150)), '"'.repeat(150), "quotes count twice");
+  assert.throws(() => checkTopic('"'.repeat(151)), /longer than 300 bytes/);
+  assert.equal(checkTopic(`  ${"x".repeat(300)}  `), "x".repeat(300), "trimmed first");
+});
+
+Deno.test("checkTopic() refuses bidirectional controls that would reorder the header", () => {
+  for (
+    const c of [
+      "\u202A",
+      "\u202B",
+      "\u202C",
+      "\u202D",
+      "\u202E",
+      "\u2066",
+      "\u2067",
+      "\u2068",
+      "\u2069",
+    ]
+  ) {
+    assert.throws(
+      () => checkTopic(`${c}gnp.exe`),
+      (err: Error) =>
+        err instanceof FrameError && err.code === "bad_request" &&
+        err.message.includes("bidirectional control characters"),
+      `U+${c.codePointAt(0)!.toString(16)}`,
+    );
+  }
+  // Right-to-left text itself is welcome.
+  assert.equal(checkTopic("שלום עולם"), "שלום עולם");
 });

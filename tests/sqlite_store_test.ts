@@ -379,9 +379,12 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 4: no topics, no last-seen times. */
+const TO_SCHEMA_4 = "DROP TABLE seen; ALTER TABLE rooms DROP COLUMN topic; PRAGMA user_version = 4";
+
 /** Turns a file of this version back into schema 3: messages without their `ref`. */
 const TO_SCHEMA_3 =
-  "DROP INDEX messages_by_ref; ALTER TABLE messages DROP COLUMN ref; PRAGMA user_version = 3";
+  `${TO_SCHEMA_4}; DROP INDEX messages_by_ref; ALTER TABLE messages DROP COLUMN ref; PRAGMA user_version = 3`;
 
 Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before have no ref", async () => {
   await using data = await tempData();
@@ -401,7 +404,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 4);
+    assert.equal(SCHEMA_VERSION, 5);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -419,6 +422,71 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
     ).all("alice", "k1").map((r) => String(r.detail)).join("; "));
   assert.match(plan, /USING INDEX messages_by_ref/, "a resend is found through the index");
   assert.doesNotMatch(plan, /TEMP B-TREE/, "without sorting");
+});
+
+Deno.test("SqliteStore.open() migrates a version 4 file: no topics yet, name holders seen at their claim", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "general");
+    await s.join("alice", "ops");
+    await s.append(room("ops", "alice", "before the upgrade"));
+    await s.claimName("Dora", "sd", 1234, true);
+  }
+  const v4 = new DatabaseSync(data.path);
+  v4.exec(TO_SCHEMA_4);
+  v4.close();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "ops", members: 1 },
+    ]);
+    assert.equal(await s.topic("ops"), "");
+    assert.deepEqual(await s.lastSeen(["alice", "dora"]), new Map([["dora", 1234]]));
+    assert.equal(await s.setTopic("ops", "after the upgrade"), true);
+    await s.markSeen(["alice"], 5678);
+  }
+  await using s = open(data.path);
+  assert.equal(await s.topic("ops"), "after the upgrade");
+  assert.deepEqual((await s.rooms())[1], { name: "ops", members: 1, topic: "after the upgrade" });
+  assert.deepEqual(await s.lastSeen(["Alice"]), new Map([["Alice", 5678]]));
+  assert.deepEqual((await s.page("ops", { limit: 10 })).messages.map((m) => m.text), [
+    "before the upgrade",
+  ]);
+});
+
+Deno.test("SqliteStore.recentClaims() and lastSeen() use their indexes", async () => {
+  await using data = await tempData();
+  {
+    await using _s = open(data.path);
+  }
+  const plan = (sql: string, ...args: (string | number)[]) =>
+    peek(
+      data.path,
+      (db) =>
+        db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args).map((r) => String(r.detail)).join(
+          "; ",
+        ),
+    );
+  const recent = plan(
+    `SELECT name, session, seen FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
+     ORDER BY seen DESC, folded DESC LIMIT ?3`,
+    0,
+    "a",
+    10,
+  );
+  assert.match(recent, /claims_by_seen/);
+  assert.doesNotMatch(recent, /TEMP B-TREE/, "without sorting");
+  const seen = plan(
+    "SELECT folded, at FROM seen WHERE folded IN (SELECT value FROM json_each(?))",
+    "[]",
+  );
+  assert.match(seen, /USING PRIMARY KEY|SEARCH seen/);
 });
 
 Deno.test("SqliteStore.appendOnce() recognizes a resend after a reopen, until retention deleted it", async () => {

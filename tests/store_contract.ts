@@ -517,4 +517,126 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     await s.revokeSession("s3", now - 1);
     assert.equal(await s.sessionRevoked("s3", now), false, "already lapsed");
   });
+
+  test("setTopic() and topic() keep a room's topic, and rooms() lists it where set", async (s) => {
+    await s.join("alice", "general");
+    await s.join("alice", "ops");
+    assert.equal(await s.topic("ops"), "");
+    assert.equal(await s.setTopic("ops", "Deploys: ask first ✈"), true);
+    assert.equal(await s.topic("ops"), "Deploys: ask first ✈");
+    assert.equal(await s.topic("general"), "", "only that room");
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "ops", members: 1, topic: "Deploys: ask first ✈" },
+    ]);
+    assert.equal(await s.setTopic("ops", "Deploys: ask first ✈"), false, "the same: no change");
+    assert.equal(await s.setTopic("ops", "Deploys: ask first"), true);
+    assert.equal(await s.setTopic("ops", ""), true, "cleared");
+    assert.equal(await s.topic("ops"), "");
+    assert.equal(await s.setTopic("ops", ""), false, "cleared already");
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "ops", members: 1 },
+    ]);
+    await s.leave("alice", "ops");
+    assert.equal(await s.setTopic("ops", "still a room"), true, "an empty room keeps its topic");
+    assert.deepEqual((await s.rooms())[1], { name: "ops", members: 0, topic: "still a room" });
+  });
+
+  test("setTopic() of a room that does not exist changes nothing and creates no room", async (s) => {
+    assert.equal(await s.setTopic("nowhere", "hello"), false);
+    assert.equal(await s.topic("nowhere"), "");
+    assert.equal(await s.roomExists("nowhere"), false);
+    assert.deepEqual(await s.rooms(), []);
+  });
+
+  test("setTopic() reports a change to exactly one of concurrent identical sets", async (s) => {
+    await s.join("alice", "ops");
+    const changed = await Promise.all(Array.from({ length: 10 }, () => s.setTopic("ops", "t")));
+    assert.equal(changed.filter(Boolean).length, 1);
+    assert.equal(await s.topic("ops"), "t");
+  });
+
+  test("touchUser() with a time, markSeen() and lastSeen() keep when users were last seen", async (s) => {
+    assert.deepEqual(await s.lastSeen([]), new Map());
+    assert.deepEqual(await s.lastSeen(["alice"]), new Map());
+    await s.touchUser("Alice", 1000);
+    assert.equal(await s.knownUser("Alice"), true);
+    assert.deepEqual(await s.lastSeen(["Alice", "bob"]), new Map([["Alice", 1000]]));
+    assert.deepEqual(
+      await s.lastSeen(["alice", "ALICE"]),
+      new Map([["alice", 1000], ["ALICE", 1000]]),
+      "names compare ignoring case; the answer is keyed as asked",
+    );
+    await s.markSeen(["alice", "bob", "carol"], 2000);
+    assert.deepEqual(
+      await s.lastSeen(["Alice", "bob", "carol", "dave"]),
+      new Map([["Alice", 2000], ["bob", 2000], ["carol", 2000]]),
+    );
+    assert.equal(await s.knownUser("bob"), false, "markSeen() makes nobody known");
+    await s.markSeen(["bob"], 1500);
+    await s.touchUser("Alice", 1200);
+    assert.deepEqual(
+      await s.lastSeen(["Alice", "bob"]),
+      new Map([["Alice", 2000], ["bob", 2000]]),
+      "never back",
+    );
+    await s.markSeen([], 9000);
+    await s.touchUser("bob");
+    assert.deepEqual(await s.lastSeen(["bob"]), new Map([["bob", 2000]]), "no time, no change");
+  });
+
+  test("lastSeen() and markSeen() take thousands of users in one call", async (s) => {
+    const names = Array.from({ length: 3000 }, (_, i) => `user-${i}`);
+    await s.markSeen(names.filter((_, i) => i % 2 === 0), 5000);
+    const seen = await s.lastSeen(names);
+    assert.equal(seen.size, 1500);
+    assert.equal(seen.get("user-2998"), 5000);
+    assert.equal(seen.has("user-2999"), false);
+  });
+
+  test("recentClaims() lists claims seen since a time, newest first, matching, at most limit", async (s) => {
+    await s.claimName("Anna", "sa", 100, true);
+    await s.claimName("hannah", "sh", 300, true);
+    await s.claimName("Bob", "sb", 200, true);
+    await s.claimName("JOHANN", "sj", 400, true);
+    await s.claimName("zed", "sz", 50, true);
+    const names = async (q: { since: number; match?: string; limit: number }) =>
+      (await s.recentClaims(q)).map((c) => c.name);
+    assert.deepEqual(await s.recentClaims({ since: 300, limit: 10 }), [
+      { name: "JOHANN", session: "sj", seen: 400 },
+      { name: "hannah", session: "sh", seen: 300 },
+    ]);
+    assert.deepEqual(await names({ since: 100, limit: 10 }), ["JOHANN", "hannah", "Bob", "Anna"]);
+    assert.deepEqual(await names({ since: 0, match: "ANN", limit: 10 }), [
+      "JOHANN",
+      "hannah",
+      "Anna",
+    ]);
+    assert.deepEqual(await names({ since: 0, match: "ann", limit: 2 }), ["JOHANN", "hannah"]);
+    assert.deepEqual(await names({ since: 0, match: "x", limit: 10 }), []);
+    assert.deepEqual(await names({ since: 0, limit: 0 }), []);
+    await s.claimName("anna", "sa", 500, false);
+    assert.deepEqual(await names({ since: 450, limit: 10 }), ["Anna"], "a refresh counts");
+    await s.releaseName("JOHANN", "sj");
+    assert.deepEqual(await names({ since: 0, match: "h", limit: 10 }), ["hannah"]);
+  });
+
+  test("recentClaims() reads on past a long run of names that do not match", async (s) => {
+    for (let i = 0; i < 1200; i++) await s.claimName(`n${i}`, `s${i}`, 10_000 - i, true);
+    await s.claimName("needle", "sn", 1, true);
+    assert.deepEqual(
+      (await s.recentClaims({ since: 0, match: "need", limit: 5 })).map((c) => c.name),
+      ["needle"],
+    );
+    assert.equal((await s.recentClaims({ since: 0, limit: 1000 })).length, 1000);
+  });
+
+  test("releaseName() forgets the holder's last-seen time", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    await s.touchUser("alice", 1000);
+    await s.markSeen(["bob"], 1000);
+    await s.releaseName("Alice", "s1");
+    assert.deepEqual(await s.lastSeen(["alice", "bob"]), new Map([["bob", 1000]]));
+  });
 }

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import type { ServerFrame } from "../server/protocol.ts";
 import { type Admission, LoginThrottle, type Ticket } from "../server/throttle.ts";
+import { closeAll, signIn, signOut, startTestServer, TestClient } from "./helpers.ts";
 
 const OPTS = { userFree: 2, addrFree: 4, baseDelay: 100, maxDelay: 1000, maxWait: 500 };
 
@@ -139,4 +142,94 @@ Deno.test("LoginThrottle.settle() success pulls the address's next slot back in"
   const f = Array.from({ length: 8 }, (_, i) => admitted(failing.admit(`user${i}`, "10.0.0.1", 0)));
   for (const a of f) failing.settle(a.ticket, "failure", a.ticket.at);
   assert.equal(admitted(failing.admit("user9", "10.0.0.1", 700)).wait, 800);
+});
+
+// ---------------------------------------------------------------------------
+// Against the real server: guesses by others never lock the real user out
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+
+/** Signs in with `frame` on a new connection; resolves the first answer and when it came. */
+async function tryAuth(
+  url: string,
+  frame: Record<string, unknown>,
+): Promise<{ answer: ServerFrame; ms: number }> {
+  const c = await TestClient.connect(url);
+  try {
+    const started = Date.now();
+    c.send(frame);
+    const answer = await c.next((f) => f.type === "welcome" || f.type === "error");
+    return { answer, ms: Date.now() - started };
+  } finally {
+    await c.close();
+  }
+}
+
+const codeOf = (f: ServerFrame) => f.type === "error" ? f.code : f.type;
+
+Deno.test("Hub sign-in throttle: a device that signed in before is never slowed by guesses on its name", async (s) => {
+  const USERS = { alice: "alice-pass", bob: "bob-pass1" };
+  // Each failure past the free ones costs a minute: anything throttled is refused at once.
+  await using t = await startTestServer({
+    users: USERS,
+    tickInterval: 20,
+    throttle: { userFree: 2, addrFree: 100, baseDelay: 60_000, maxWait: 1000 },
+  });
+  const password = { type: "auth", username: "alice", password: USERS.alice };
+  // Alice's device signed in before; it signed out since (a device token need not be valid).
+  const phone = await signIn(t.ws, "alice", USERS.alice);
+  const device = phone.welcome.token;
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  await closeAll(phone, bob);
+  assert.equal(await signOut(t.http, device), 204);
+
+  // Someone guesses alice's password: the free failures, and two more.
+  for (let i = 0; i < 4; i++) {
+    const { answer } = await tryAuth(t.ws, { type: "auth", username: "alice", password: `g${i}` });
+    assert.equal(codeOf(answer), i < 3 ? "auth_failed" : "rate_limited", `guess ${i}`);
+  }
+
+  await s.step("alice with her password and device token gets in at once", async () => {
+    const { answer, ms } = await tryAuth(t.ws, { ...password, device });
+    assert.equal(codeOf(answer), "welcome");
+    assert.ok(ms < 1000, `answered in ${ms} ms`);
+  });
+
+  await s.step("a valid session token is never throttled", async () => {
+    const fresh = await signIn(t.ws, "alice", USERS.alice).catch(() => null);
+    assert.equal(fresh, null, "without a device, the right password waits like any guess");
+    const { answer } = await tryAuth(t.ws, { ...password, device });
+    const token = (answer as F<"welcome">).token;
+    assert.equal(codeOf((await tryAuth(t.ws, { type: "auth", token })).answer), "welcome");
+  });
+
+  await s.step("without a device the name stays throttled", async () => {
+    const { answer } = await tryAuth(t.ws, password);
+    assert.equal(codeOf(answer), "rate_limited");
+    assert.ok((answer as F<"error">).retryAfter! > 1);
+  });
+
+  await s.step("another user's device token or a forged one is ignored, not an error", async () => {
+    const bobs = bob.welcome.token;
+    const [v, payload, sig] = device.split(".");
+    const forged = [
+      `${v}.${payload}.${sig.slice(0, -2)}${sig.endsWith("AA") ? "BB" : "AA"}`,
+      `${v}.${
+        Buffer.from(JSON.stringify({ u: "alice", e: 0, s: "x" })).toString("base64url")
+      }.${sig}`,
+      "not-a-token",
+    ];
+    for (const other of [bobs, ...forged]) {
+      const { answer } = await tryAuth(t.ws, { ...password, device: other });
+      assert.equal(codeOf(answer), "rate_limited", other);
+    }
+  });
+
+  await s.step("wrong passwords with a device count against that device", async () => {
+    for (let i = 0; i < 3; i++) {
+      const { answer } = await tryAuth(t.ws, { ...password, password: `d${i}`, device });
+      assert.equal(codeOf(answer), "auth_failed");
+    }
+    assert.equal(codeOf((await tryAuth(t.ws, { ...password, device })).answer), "rate_limited");
+  });
 });

@@ -3,6 +3,7 @@ import {
   findUser,
   parseUsers,
   readUsers,
+  setPassword,
   updateUsers,
   type Users,
   writeUsers,
@@ -407,4 +408,32 @@ Deno.test("findUser() finds a name in any case and returns it as stored", () => 
   const both: Users = new Map([["alice", "a"], ["Alice", "b"]]);
   assert.equal(findUser(both, "Alice"), "Alice", "an exact match first");
   assert.equal(findUser(both, "ALICE"), "alice", "then the first in order");
+});
+
+Deno.test("setPassword() replaces one credential and keeps every other entry", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/users.json`;
+    await Deno.writeTextFile(path, JSON.stringify({ alice: "a", bob: "b", odd: { keep: true } }));
+    const done = await setPassword(path, { name: "alice", hash: "a2" });
+    assert.equal(done.result, "changed");
+    assert.deepEqual([...done.users], [["alice", "a2"], ["bob", "b"]]);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), {
+      odd: { keep: true },
+      alice: "a2",
+      bob: "b",
+    });
+    const before = await Deno.readTextFile(path);
+    assert.equal((await setPassword(path, { name: "carol", hash: "c" })).result, "missing");
+    assert.equal((await setPassword(path, { name: "Alice", hash: "x" })).result, "missing");
+    assert.equal(
+      (await setPassword(path, { name: "alice", hash: "a3", expect: "a" })).result,
+      "stale",
+      "changed by someone else since it was read",
+    );
+    assert.equal(await Deno.readTextFile(path), before, "nothing written");
+    assert.equal(
+      (await setPassword(path, { name: "alice", hash: "a3", expect: "a2" })).result,
+      "changed",
+    );
+  });
 });
