@@ -19,6 +19,7 @@ export type Command =
   | { kind: "dm"; user: string; text?: string }
   | { kind: "history"; limit: number }
   | { kind: "search"; q: string }
+  | { kind: "passwd" }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "empty" }
@@ -35,6 +36,7 @@ export const COMMANDS_HELP = `Commands:
   /dm USER [TEXT]    Send USER a direct message; without TEXT, talk to USER
   /history [N]       Show the last N messages here (default ${DEFAULT_HISTORY}, at most ${MAX_PAGE})
   /search TEXT       Find messages containing every word of TEXT
+  /passwd            Change your password (your other sessions are signed out)
   /help              Show this help
   /quit              Leave the chat (also Ctrl+D on an empty line)
 Anything else is sent as a message; start it with // to send a leading /.
@@ -119,6 +121,12 @@ export function parseCommand(line: string): Command {
       }
       return { kind: "search", q };
     }
+    case "passwd":
+    case "password":
+      // Never on the command line, where it would be seen and kept in the input history.
+      return words.length === 0
+        ? { kind: "passwd" }
+        : { kind: "invalid", message: "Usage: /passwd (it asks for the passwords without echo)" };
     case "help":
     case "?":
       return { kind: "help" };

@@ -69,8 +69,8 @@ ended, the client asks again. --forget signs it out and forgets it.
 
 On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive. Type /help in the chat for its commands: /join,
-/leave, /rooms, /who, /dm, /history, /search and /quit. A dropped connection
-is resumed on its own, and what was missed meanwhile is shown once.
+/leave, /rooms, /who, /dm, /history, /search, /passwd and /quit. A dropped
+connection is resumed on its own, and what was missed meanwhile is shown once.
 
 When stdin is not a terminal, each of its lines is sent as a message to the
 room, in order, and the client exits once the server has acknowledged the
@@ -261,11 +261,14 @@ class SavedSessions {
     return saved;
   }
 
-  /** Saves a welcome's token (in the background; see {@link SavedSessions.finish}). */
-  save(welcome: WelcomeFrame): void {
-    this.#token = welcome.token;
+  /**
+   * Saves a token from a welcome, or from a password change (in the
+   * background; see {@link SavedSessions.finish}).
+   */
+  save(session: SavedSession): void {
+    this.#token = session.token;
     this.#write(async (store) => {
-      await store.set(this.#url, { user: welcome.user, token: welcome.token });
+      await store.set(this.#url, { user: session.user, token: session.token });
       this.#kept = true;
     });
   }
@@ -408,9 +411,14 @@ async function signInAndRun(options: {
   let password = mode === "open" ? undefined : env("CHAT_PASSWORD");
   let asked = false;
   const onEvent = (e: SessionEvent) => {
-    if (e.type === "welcome") saved.save(e.welcome);
+    if (e.type === "welcome") saved.save({ user: e.welcome.user, token: e.welcome.token });
+    else if (e.type === "token") saved.save({ user: e.user, token: e.token });
     dispatcher.emit(e);
   };
+  // The saved token goes along with a password sign-in even once it has
+  // ended: it shows the server this device signed in as the user before.
+  const deviceFor = (name: string) =>
+    found !== null && found.user.toLowerCase() === name.toLowerCase() ? found.token : undefined;
 
   let session: Session | null = null;
   let welcome: WelcomeFrame | null = null;
@@ -433,6 +441,7 @@ async function signInAndRun(options: {
       username,
       token,
       password: mode === "open" ? undefined : password,
+      device: deviceFor(username),
       onEvent,
       giveUpAfter: interactive ? Infinity : 60_000,
     });

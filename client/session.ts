@@ -70,6 +70,12 @@ export type SessionEvent =
   | { type: "welcome"; welcome: WelcomeFrame; reconnect: boolean }
   /** Caught up after a reconnect: `missed` messages were fetched. */
   | { type: "resumed"; missed: number }
+  /**
+   * The server renewed the session's token after a password change: `mine`
+   * when it answers this client's {@link Session.passwd}, else the password
+   * was changed from another connection of the same session.
+   */
+  | { type: "token"; user: string; token: string; mine: boolean }
   /** The connection dropped; the next attempt is in `retryMs`. */
   | { type: "disconnected"; message: string; retryMs: number }
   /** A message not seen before: live, or fetched while resuming (`replay`). */
@@ -95,6 +101,13 @@ export interface SessionOptions {
    * {@link ConnectError} whose `token` is true.
    */
   token?: string;
+  /**
+   * A token the server gave this client earlier for the same user, even an
+   * expired or refused one, sent along with a password sign-in: the server
+   * then counts wrong passwords tried by others apart from this device.
+   * @default {token}
+   */
+  device?: string;
   /** Receives everything that happens. */
   onEvent: (event: SessionEvent) => void;
   /** First reconnection delay in milliseconds; it doubles up to `maxBackoff`. @default {500} */
@@ -143,9 +156,11 @@ function targetKey(t: Target): string {
 
 /** A chat connection that stays up; see the module documentation. */
 export class Session {
-  #opts: Required<Omit<SessionOptions, "password" | "token">> & { password?: string };
+  #opts: Required<Omit<SessionOptions, "password" | "token" | "device">> & { password?: string };
   #ws: WebSocket | null = null;
   #token: string | null = null;
+  /** The latest token of this user, kept when refused: see {@link SessionOptions.device}. */
+  #device: string | null = null;
   #user: string;
   /** How the server signs people in, from its latest welcome. */
   #mode: WelcomeFrame["mode"] | null = null;
@@ -197,6 +212,7 @@ export class Session {
     };
     this.#user = options.username;
     this.#token = options.token ?? null;
+    this.#device = options.device ?? options.token ?? null;
     this.#tokens = this.#opts.burst;
   }
 
@@ -277,6 +293,26 @@ export class Session {
       frame,
       (f) => f.type === "history" && convOf(f, this.#user) === key,
     ) as HistoryPageFrame;
+  }
+
+  /**
+   * Changes the user's password (login mode); resolves once the server
+   * changed it. Every other session of the user is signed out then, and this
+   * one goes on with a new token (reported as a `token` event). Never sent
+   * twice on its own: each try costs the server a password check.
+   *
+   * @throws {ServerError} `auth_failed` for a wrong current password,
+   * `bad_request` for a new one the server does not accept, `rate_limited`
+   * after too many tries.
+   */
+  async passwd(current: string, password: string): Promise<void> {
+    const ref = `${this.#refPrefix}-${++this.#refs}`;
+    await this.#request(
+      { type: "passwd", current, password, ref },
+      (f) => f.type === "passwd" && f.ref === ref,
+    );
+    // Signing in again with a password (should the token be refused) takes the new one.
+    if (this.#opts.password !== undefined) this.#opts.password = password;
   }
 
   /** Searches what the user can see. */
@@ -361,12 +397,15 @@ export class Session {
     ws.onopen = () => {
       usedToken = this.#token !== null;
       this.#tokens--;
+      const password = this.#opts.password;
       this.#raw(
         usedToken
           ? { type: "auth", token: this.#token! }
-          : this.#opts.password === undefined
+          : password === undefined
           ? { type: "auth", username: this.#user }
-          : { type: "auth", username: this.#user, password: this.#opts.password },
+          : this.#device === null
+          ? { type: "auth", username: this.#user, password }
+          : { type: "auth", username: this.#user, password, device: this.#device },
       );
     };
     ws.onerror = (e) => {
@@ -424,6 +463,7 @@ export class Session {
 
   #welcome(welcome: WelcomeFrame, reconnect: boolean): void {
     this.#token = welcome.token;
+    this.#device = welcome.token;
     this.#user = welcome.user;
     this.#mode = welcome.mode;
     this.#authError = null;
@@ -590,7 +630,16 @@ export class Session {
     this.#held = null;
     this.#stopTimers();
     const r = this.#inflight;
-    if (r) {
+    if (r?.sent && r.frame.type === "passwd") {
+      // Not repeated: the server may have changed the password already.
+      this.#inflight = null;
+      r.reject(
+        new ServerError(
+          "closed",
+          "The connection dropped before the server answered: the password may have changed",
+        ),
+      );
+    } else if (r) {
       this.#inflight = null;
       if (r.sent) r.uncertain = true;
       r.sent = false;
@@ -867,6 +916,13 @@ export class Session {
       return;
     }
     const r = this.#inflight;
+    if (f.type === "passwd") {
+      this.#token = this.#device = f.token;
+      const mine = r !== null && r.match(f);
+      this.#opts.onEvent({ type: "token", user: this.#user, token: f.token, mine });
+      if (mine) this.#finish(r, null, f);
+      return;
+    }
     if (r && f.type === "error" && this.#errorFor(r, f)) return;
     if (!r && f.type === "error" && f.code === "rate_limited" && f.ref === undefined) {
       // A typing flag or ping was dropped: nothing to repeat, just slow down.
@@ -894,7 +950,10 @@ export class Session {
   /** Applies an error to the request in flight; `false` when it is not about it. */
   #errorFor(r: Request, f: ErrorFrame): boolean {
     const ref = r.frame.ref;
-    if (f.code === "rate_limited" && (f.ref === undefined || f.ref === ref)) {
+    // A password change refused by the server is the user's to try again:
+    // every try costs a password check and counts against a throttle.
+    const once = r.frame.type === "passwd";
+    if (f.code === "rate_limited" && (f.ref === undefined || (f.ref === ref && !once))) {
       // The server dropped a frame; it can only be this one, or a typing
       // flag, in which case the answer arrives before the retry.
       this.#tokens = 0;
@@ -902,7 +961,7 @@ export class Session {
       return true;
     }
     if (ref !== undefined && f.ref !== ref) return false;
-    if (f.code === "unavailable" && r.failures < 5) {
+    if (f.code === "unavailable" && r.failures < 5 && !once) {
       r.failures++;
       this.#retryLater(r, 1000 * 2 ** r.failures);
       return true;

@@ -10,7 +10,7 @@ import { applyPresence, LOBBY, presenceCount } from "../server/protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";
-import { convOf, type Session, type SessionEvent } from "./session.ts";
+import { convOf, ServerError, type Session, type SessionEvent } from "./session.ts";
 
 const encoder = new TextEncoder();
 
@@ -98,6 +98,9 @@ export class TerminalUI {
   #typingSince = 0;
   #commands: Promise<void> = Promise.resolve();
   #done = Promise.withResolvers<number>();
+  /** A question asked without echo (see `#askHidden`): it takes the keys until answered. */
+  #asking: { label: string; editor: LineEditor; answer: (value: string | null) => void } | null =
+    null;
 
   /** Builds the UI; {@link TerminalUI.run} starts it. */
   constructor(options: TerminalOptions) {
@@ -145,6 +148,7 @@ export class TerminalUI {
 
   /** Ends {@link TerminalUI.run} with `code`. */
   quit(code = 0): void {
+    this.#asking?.answer(null);
     this.#done.resolve(code);
   }
 
@@ -154,6 +158,16 @@ export class TerminalUI {
       const n = await this.#io.read(buf);
       if (n === null) return 0;
       for (const key of this.#decoder.feed(buf.subarray(0, n))) {
+        const asking = this.#asking;
+        if (asking) {
+          // Ctrl+C or Ctrl+D gives up the question, never the chat.
+          if (key.name === "interrupt" || key.name === "eof") asking.answer(null);
+          else if (key.name !== "up" && key.name !== "down") {
+            const result = asking.editor.handle(key);
+            if (result.kind === "submit") asking.answer(result.line);
+          }
+          continue;
+        }
         const result = this.#editor.handle(key);
         switch (result.kind) {
           case "submit":
@@ -212,6 +226,12 @@ export class TerminalUI {
   }
 
   #draw(): void {
+    if (this.#asking) {
+      // Nothing typed is shown, not even its length.
+      this.#write(`\r\x1b[2K${this.#asking.label}: `);
+      this.#drawn = true;
+      return;
+    }
     const plainPrompt = this.#prompt(false);
     const { line, cursor } = this.#editor.render(plainPrompt, this.#io.columns());
     // Color only the prompt part, which render() keeps whole unless it is very long.
@@ -293,6 +313,11 @@ export class TerminalUI {
         return;
       case "notice":
         this.#print(this.#notice(e.message));
+        return;
+      case "token":
+        if (!e.mine) {
+          this.#print(this.#notice("Your password was changed in another window of this session"));
+        }
         return;
       case "fatal":
         this.#print(this.#error(e.message));
@@ -491,6 +516,8 @@ export class TerminalUI {
         );
         return;
       }
+      case "passwd":
+        return await this.#changePassword();
       case "help":
         this.#print(COMMANDS_HELP);
         return;
@@ -503,6 +530,55 @@ export class TerminalUI {
       case "unknown":
         this.#print(this.#error(`Unknown command "${cmd.name}"`), COMMANDS_HELP);
         return;
+    }
+  }
+
+  /**
+   * `/passwd`: asks for the current password and the new one twice, without
+   * echo, and has the server change it.
+   */
+  async #changePassword(): Promise<void> {
+    if (this.#mode === "open") {
+      this.#print(this.#error("This server is in open mode: there are no passwords"));
+      return;
+    }
+    const current = await this.#askHidden("Current password");
+    const password = current === null ? null : await this.#askHidden("New password");
+    const again = password === null ? null : await this.#askHidden("New password again");
+    if (again === null) {
+      this.#print(this.#notice("Password not changed"));
+      return;
+    }
+    if (again !== password) {
+      this.#print(this.#error("The new passwords do not match: password not changed"));
+      return;
+    }
+    try {
+      await this.#session.passwd(current!, password);
+    } catch (err) {
+      const message = (err as Error).message;
+      // A dropped connection's sentence says itself whether it changed.
+      const closed = err instanceof ServerError && err.code === "closed";
+      this.#print(this.#error(
+        closed
+          ? message
+          : `Password not changed: ${message.charAt(0).toLowerCase()}${message.slice(1)}`,
+      ));
+      return;
+    }
+    this.#print(this.#notice("Password changed; your other sessions were signed out"));
+  }
+
+  /** Asks `label` on the input line without echo; `null` when given up (Ctrl+C, Ctrl+D). */
+  async #askHidden(label: string): Promise<string | null> {
+    const { promise, resolve } = Promise.withResolvers<string | null>();
+    this.#asking = { label, editor: new LineEditor({ historySize: 0 }), answer: resolve };
+    this.#draw();
+    try {
+      return await promise;
+    } finally {
+      this.#asking = null;
+      this.#draw();
     }
   }
 

@@ -57,7 +57,7 @@ Deno.test("chat client --help explains the URL forms, options, piped mode and ex
       "[default general]",
       "CHAT_PASSWORD",
       "NO_COLOR",
-      "/join, /leave, /rooms, /who, /dm, /history, /search and /quit",
+      "/join, /leave, /rooms, /who, /dm, /history, /search, /passwd and /quit",
       "When stdin is not a terminal",
       "Exit status: 0",
       'echo "deploy done" | chat client -u bot -r ops',

@@ -9,6 +9,7 @@ import {
   DEADLINE,
   freePort,
   signIn,
+  signOut,
   startTestServer,
   TestClient,
   waitUntil,
@@ -375,6 +376,52 @@ Deno.test("chat client replaces a saved session the server refuses, saying so on
     );
     assert.deepEqual(await config.tokens(), { [OTHER]: elsewhere });
   });
+});
+
+Deno.test("chat client signs in past guesses on its name: its ended session shows whose device it is", async () => {
+  await using t = await startTestServer({
+    users: USERS,
+    tickInterval: 20,
+    throttle: { userFree: 1, addrFree: 100, baseDelay: 60_000, maxWait: 1000 },
+  });
+  await using config = new ConfigHome();
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  try {
+    const first = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "first\n",
+      env: { CHAT_PASSWORD: USERS.alice },
+      config,
+    });
+    assert.deepEqual([first.code, first.stderr], [0, ""]);
+    // The session ends (signed out on the web, say) while someone guesses alice's password.
+    assert.equal(await signOut(t.http, (await config.tokens())[t.ws].token), 204);
+    for (const guess of ["guess-1", "guess-2", "guess-3"]) {
+      const c = await TestClient.connect(t.ws);
+      c.send({ type: "auth", username: "alice", password: guess });
+      await c.next("error");
+      await c.close();
+    }
+    const elsewhere = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "from a new device\n",
+      env: { CHAT_PASSWORD: USERS.alice },
+    });
+    assert.equal(elsewhere.code, 1);
+    assertOneLine(elsewhere.stderr, /^error: Too many sign-in attempts: try again in \d+ s$/);
+    const back = await runChat(["client", "-u", "alice", t.ws], {
+      stdin: "second\n",
+      env: { CHAT_PASSWORD: USERS.alice },
+      config,
+    });
+    assert.equal(back.code, 0);
+    assert.equal(back.stderr, `warning: Your saved session for ${t.ws} has ended: sign in again\n`);
+    assert.deepEqual([
+      fromAndText(await bob.next<F<"message">>("message")),
+      fromAndText(await bob.next<F<"message">>("message")),
+    ], [["alice", "first"], ["alice", "second"]]);
+    assert.equal(await tryToken(t.ws, (await config.tokens())[t.ws].token), "welcome");
+  } finally {
+    await closeAll(bob);
+  }
 });
 
 Deno.test("chat client --forget signs the saved session out on the server and forgets only it", async () => {

@@ -4,7 +4,14 @@
  */
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../server/protocol.ts";
-import { closeAll, signIn, signOut, startTestServer } from "./helpers.ts";
+import {
+  closeAll,
+  signIn,
+  signInWithToken,
+  signOut,
+  startTestServer,
+  waitUntil,
+} from "./helpers.ts";
 import { ConfigHome, ROOT } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 import { count, Tmux } from "./tmux.ts";
@@ -314,4 +321,81 @@ Deno.test("chat client (terminal) without file permissions asks nothing more and
   assert.ok(!screen.includes("Deno requests"), "no permission prompt");
   await tty.line("/quit");
   assert.equal(await tty.exitCode(), 0);
+});
+
+Deno.test("chat client (terminal) /passwd asks without echo, changes the password and keeps the session", async () => {
+  await using t = await startTestServer({ users: USERS });
+  await using config = new ConfigHome();
+  await using tty = new Tmux();
+  const laptop = await signIn(t.ws, "alice", USERS.alice);
+  try {
+    await startClient(tty, config, ["--user", "alice", t.ws]);
+    await tty.waitFor("Password for alice:");
+    await tty.line(USERS.alice);
+    await tty.waitFor(/#general>$/);
+    // Saved in the background after the welcome.
+    const before = await waitUntil(
+      async () => (await config.tokens())[t.ws]?.token,
+      "a saved token",
+    );
+
+    // A wrong current password, in words.
+    await tty.line("/passwd");
+    await tty.waitFor(/Current password:$/);
+    await tty.line("not-my-password");
+    await tty.waitFor(/New password:$/);
+    await tty.line("brand-new-pass");
+    await tty.waitFor(/New password again:$/);
+    await tty.line("brand-new-pass");
+    await tty.waitFor("! Password not changed: your current password is wrong");
+    // Two different new ones: nothing is sent.
+    await tty.line("/passwd");
+    await tty.waitFor(/Current password:$/);
+    await tty.line(USERS.alice);
+    await tty.waitFor(/New password:$/);
+    await tty.line("brand-new-pass");
+    await tty.waitFor(/New password again:$/);
+    await tty.line("brand-new-typo");
+    await tty.waitFor("! The new passwords do not match: password not changed");
+
+    await tty.line("/passwd");
+    await tty.waitFor(/Current password:$/);
+    await tty.line(USERS.alice);
+    await tty.waitFor(/New password:$/);
+    await tty.line("brand-new-pass");
+    await tty.waitFor(/New password again:$/);
+    await tty.line("brand-new-pass");
+    const screen = await tty.waitFor("-- Password changed; your other sessions were signed out");
+    for (const secret of [USERS.alice, "not-my-password", "brand-new-pass", "brand-new-typo"]) {
+      assert.ok(!screen.includes(secret), `"${secret}" is not echoed:\n${screen}`);
+    }
+    assert.equal((await laptop.waitClose()).code, 4003, "the other session ended");
+    // The new token is saved and works; the chat goes on.
+    const saved = await waitUntil(async () => {
+      const token = (await config.tokens())[t.ws].token;
+      return token !== before ? token : null;
+    }, "the new token is saved");
+    const again = await signInWithToken(t.ws, saved);
+    await again.close();
+    await tty.line("still here");
+    await laptop.close();
+    const reader = await signIn(t.ws, "alice", "brand-new-pass");
+    try {
+      reader.send({ type: "history", room: "general", limit: 1 });
+      const page = await reader.next<F<"history">>("history");
+      assert.equal(page.messages.at(-1)?.text, "still here");
+    } finally {
+      await reader.close();
+    }
+    // Up recalls commands, never a password.
+    await tty.press("Up");
+    await tty.waitFor(/#general> still here$/);
+    await tty.press("Up");
+    await tty.waitFor(/#general> \/passwd$/);
+    await tty.press("C-u");
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  } finally {
+    await closeAll(laptop);
+  }
 });

@@ -26,6 +26,8 @@ Deno.test("parseCommand() reads every command", () => {
     ["/history", { kind: "history", limit: DEFAULT_HISTORY }],
     ["/history 5", { kind: "history", limit: 5 }],
     ["/search deploy friday", { kind: "search", q: "deploy friday" }],
+    ["/passwd", { kind: "passwd" }],
+    ["/password", { kind: "passwd" }],
     ["/help", { kind: "help" }],
     ["/quit", { kind: "quit" }],
     ["/quit   ", { kind: "quit" }],
@@ -50,6 +52,7 @@ Deno.test("parseCommand() explains a command used the wrong way", () => {
     ["/history lots", "Usage: /history [N], where N is a whole number from 1 to 200"],
     ["/search", "Usage: /search TEXT"],
     [`/search ${"x".repeat(201)}`, "Search text is longer than 200 characters"],
+    ["/passwd hunter22", "Usage: /passwd (it asks for the passwords without echo)"],
   ];
   for (const [line, message] of cases) {
     assert.deepEqual(parseCommand(line), { kind: "invalid", message }, line);
@@ -58,7 +61,18 @@ Deno.test("parseCommand() explains a command used the wrong way", () => {
 
 Deno.test("COMMANDS_HELP lists every command", () => {
   for (
-    const c of ["/join", "/leave", "/rooms", "/who", "/dm", "/history", "/search", "/help", "/quit"]
+    const c of [
+      "/join",
+      "/leave",
+      "/rooms",
+      "/who",
+      "/dm",
+      "/history",
+      "/search",
+      "/passwd",
+      "/help",
+      "/quit",
+    ]
   ) {
     assert.ok(COMMANDS_HELP.includes(`  ${c} `), c);
   }

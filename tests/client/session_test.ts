@@ -306,3 +306,90 @@ Deno.test("Session ends when its session is signed out elsewhere, and leaves the
     await closeAll(other);
   }
 });
+
+Deno.test("Session.passwd() changes the password once and goes on with the new token", async () => {
+  await using t = await startTestServer({
+    users: USERS,
+    tickInterval: 20,
+    throttle: { userFree: 1, addrFree: 100, baseDelay: 60_000, maxWait: 1000 },
+  });
+  const alice = recorder(t.ws, "alice", USERS.alice);
+  const elsewhere = recorder(t.ws, "alice", USERS.alice);
+  try {
+    const welcome = await alice.session.start();
+    await elsewhere.session.start();
+    await assert.rejects(alice.session.passwd("not-it", "a-new-secret"), (err: Error) => {
+      assert.ok(err instanceof ServerError);
+      assert.deepEqual([err.code, err.message], ["auth_failed", "Your current password is wrong"]);
+      return true;
+    });
+    await assert.rejects(alice.session.passwd(USERS.alice, "short"), /too short/);
+
+    await alice.session.passwd(USERS.alice, "a-new-secret");
+    const token = alice.events.find((e) => e.type === "token");
+    assert.ok(token?.type === "token" && token.mine && token.user === "alice");
+    assert.notEqual(token.token, welcome.token);
+    const fatal = await waitUntil(
+      () => elsewhere.events.find((e) => e.type === "fatal"),
+      "the other session ends",
+    );
+    assert.deepEqual(fatal, {
+      type: "fatal",
+      message: "Your password was changed on another device: sign in again",
+    });
+    const sent = await alice.session.send({ room: "general" }, "still here");
+    assert.equal(sent.text, "still here");
+    // The change gave this connection a session of its own, with a count of its own:
+    // two wrong tries are one more than free, and the throttle's refusal of the
+    // next is reported at once, not retried behind the user's back.
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(
+        alice.session.passwd("not-it", "x-new-secret"),
+        (err: Error) => err instanceof ServerError && err.code === "auth_failed",
+      );
+    }
+    await assert.rejects(
+      alice.session.passwd("a-new-secret", "x-new-secret"),
+      (err: Error) => err instanceof ServerError && err.code === "rate_limited",
+    );
+  } finally {
+    await alice.session.close();
+    await elsewhere.session.close();
+  }
+});
+
+Deno.test("Session sends its earlier token as `device` with a password, past guesses on its name", async () => {
+  await using t = await startTestServer({
+    users: USERS,
+    tickInterval: 20,
+    throttle: { userFree: 1, addrFree: 100, baseDelay: 60_000, maxWait: 1000 },
+  });
+  const first = recorder(t.ws, "alice", USERS.alice);
+  const { token } = await first.session.start();
+  await first.session.close();
+  assert.equal(await signOut(t.http, token), 204);
+  for (const guess of ["g1", "g2"]) {
+    const s = new Session({ url: t.ws, username: "alice", password: guess, onEvent() {} });
+    await assert.rejects(s.start(), /Wrong username or password/);
+    await s.close();
+  }
+  const plain = new Session({ url: t.ws, username: "alice", password: USERS.alice, onEvent() {} });
+  await assert.rejects(plain.start(), /Too many sign-in attempts/);
+  await plain.close();
+  // The token was signed out: it cannot sign in, but it still shows whose device this is.
+  const device = new Session({ url: t.ws, username: "alice", token, onEvent() {} });
+  await assert.rejects(device.start(), (err: Error) => err instanceof ConnectError && err.token);
+  await device.close();
+  const back = new Session({
+    url: t.ws,
+    username: "alice",
+    password: USERS.alice,
+    device: token,
+    onEvent() {},
+  });
+  try {
+    assert.equal((await back.start()).user, "alice");
+  } finally {
+    await back.close();
+  }
+});
