@@ -9,26 +9,20 @@ import { render } from "preact";
 import { useEffect } from "preact/hooks";
 import { ChatScreen } from "./components/chat_screen.tsx";
 import { Logo } from "./components/icons.tsx";
+import { promptDismissed } from "./components/settings.tsx";
 import { SignIn } from "./components/sign_in.tsx";
+import { shortcut } from "./keys.ts";
 import { ChatModel } from "./model.ts";
+import { routeHash } from "./route.ts";
 import { UiState } from "./ui.ts";
 
 /** The whole page: a loading mark, the sign-in card or the chat. */
 export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
   const phase = model.phase.value;
   useEffect(() => {
+    if (phase !== "chat") return;
     const onKey = (e: KeyboardEvent) => {
-      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "k" && phase === "chat") {
-        e.preventDefault();
-        ui.panel.value = "search";
-        ui.focusSearch.value++;
-      } else if (e.key === "Escape" && ui.dialog.value === null) {
-        // Close whatever covers the messages: the drawer, or a panel drawn over them.
-        if (ui.drawer.value) ui.drawer.value = false;
-        else if (ui.panel.value && matchMedia("(max-width: 1099px)").matches) {
-          ui.panel.value = null;
-        }
-      }
+      if (shortcut(e, model, ui)) e.preventDefault();
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
@@ -69,11 +63,15 @@ function boot(): void {
     },
   });
   if ("Notification" in globalThis) ui.notifications.value = Notification.permission;
+  ui.promptDismissed.value = promptDismissed();
   model.visible.value = document.visibilityState === "visible";
   document.addEventListener("visibilitychange", () => {
     model.setVisible(document.visibilityState === "visible");
   });
   addEventListener("online", () => model.retryNow());
+  addEventListener("storage", (e: StorageEvent) => {
+    if (e.key === "chat.token" && e.newValue) model.adoptToken(e.newValue);
+  });
   // A draft typed just before the page goes away is saved too.
   addEventListener("pagehide", () => model.saveDrafts());
   // Desktop: members beside the messages from the start.
@@ -87,8 +85,28 @@ function boot(): void {
     document.title = `${n > 0 ? `(${n}) ` : ""}${name ? `${name} · ` : ""}Chat`;
   });
 
+  // Every conversation has its own address: the hash follows the open one
+  // (a new history entry per change, so Back and Forward move between
+  // conversations), and following a link or going back opens what it names.
+  let placed = false;
+  effect(() => {
+    const key = model.active.value;
+    if (!model.ready.value || key === null) return;
+    const hash = routeHash(key);
+    if (location.hash === hash) return;
+    // A link to a message stays as it is while its conversation is open.
+    if (location.hash.startsWith(`${hash}/`)) return;
+    if (placed) history.pushState(null, "", hash);
+    else history.replaceState(null, "", hash);
+    placed = true;
+  });
+  const follow = () => model.followLink(location.hash);
+  addEventListener("hashchange", follow);
+  addEventListener("popstate", follow);
+
   render(<App model={model} ui={ui} />, document.getElementById("app")!);
   model.start();
+  model.followLink(location.hash);
 }
 
 if (typeof document !== "undefined") boot();

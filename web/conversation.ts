@@ -41,7 +41,7 @@ export interface Notice {
   after: number;
   text: string;
   ts: string;
-  kind: "join" | "leave" | "gap";
+  kind: "join" | "leave" | "gap" | "topic";
 }
 
 /** Where a conversation's history request stands. */
@@ -123,6 +123,8 @@ export class Conversation {
   readonly members = signal<string[]>([]);
   /** How many members a very large room has when `members` is partial, else null. */
   readonly memberCount = signal<number | null>(null);
+  /** The room's topic (`""` when it has none). */
+  readonly topic = signal("");
   /** Users typing here, with when their flag expires (ms). */
   readonly typing = signal<ReadonlyMap<string, number>>(new Map());
   /** History has been loaded at least once. */

@@ -18,6 +18,7 @@ import {
   type ClientFrame,
   CloseCode,
   DEFAULT_MAX_MESSAGE_BYTES,
+  type DirectoryEntry,
   type ErrorFrame,
   type HistoryFrame,
   type HistoryPageFrame,
@@ -32,12 +33,14 @@ import {
   type SendLimits,
   type ServerFrame,
   splitFrames,
+  type UsersListFrame,
   type WelcomeFrame,
   wireLength,
 } from "../server/protocol.ts";
+import { isRoute, parseRoute, type Route, routeHash } from "./route.ts";
 import { Conversation, convKey, type HistoryKind, type Pending } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
-import { mentions } from "./text.ts";
+import { mentions, segments } from "./text.ts";
 import {
   type DraftMap,
   loadDrafts,
@@ -92,6 +95,21 @@ export interface ChatEnv {
 /** Where a search looks: the open conversation or everything. */
 export type SearchScope = "here" | "all";
 
+/** People who have an account, as the server last listed them for `q`. */
+export interface PeopleState {
+  q: string;
+  users: DirectoryEntry[];
+  /** More matched than the server sent: narrow with a longer `q`. */
+  more: boolean;
+}
+
+/** A password change on its way, refused, or done. */
+export interface PasswdState {
+  busy: boolean;
+  error: string | null;
+  done: boolean;
+}
+
 /** Search state. */
 export interface SearchState {
   q: string;
@@ -108,6 +126,12 @@ const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.user";
 const ACTIVE_KEY = "chat.active";
 const LIMITS_KEY = "chat.limits";
+/**
+ * The last token this device was given for a user (kept after sign-out): it
+ * proves a password sign-in comes from a device the user has used before,
+ * which the server never slows down for someone else's wrong guesses.
+ */
+const DEVICE_KEY = "chat.device";
 /** What a server announces when it does not say (its defaults). */
 const DEFAULT_LIMITS: SendLimits = { rate: 20, burst: 60, maxMessage: DEFAULT_MAX_MESSAGE_BYTES };
 /** Frames other than messages waiting for their turn; more are dropped. */
@@ -158,7 +182,13 @@ export class ChatModel {
   /** Users online in all, when the chat is too large to send their names (else null). */
   readonly onlineCount = signal<number | null>(null);
   /** Rooms that exist, once listed. */
-  readonly roomList = signal<{ name: string; members: number }[] | null>(null);
+  readonly roomList = signal<{ name: string; members: number; topic?: string }[] | null>(null);
+  /** Everyone with an account (open mode: seen recently), as last listed. */
+  readonly people = signal<PeopleState | null>(null);
+  /** The latest list of people matching a `q` (for when {@link people} was cut short). */
+  readonly peopleFound = signal<PeopleState | null>(null);
+  /** The password change under way, or its outcome. */
+  readonly passwd = signal<PasswdState | null>(null);
   /** The current search. */
   readonly search = signal<SearchState | null>(null);
   /** Messages for the toast area. */
@@ -200,6 +230,12 @@ export class ChatModel {
   #typingLater: ReturnType<typeof setTimeout> | undefined;
   /** Message id to scroll to once older pages reach it. */
   #jump: { key: string; id: number; pages: number } | null = null;
+  /** A link (page hash) followed before the connection was ready: opened after the welcome. */
+  #link: string | null = null;
+  /** People lookups waiting for the `users` reply to their `q`. */
+  #lookups = new Map<string, ((f: UsersListFrame | null) => void)[]>();
+  /** The `ref` of the password change on its way. */
+  #passwdRef: string | null = null;
   #disposeEffects: (() => void)[] = [];
   #closed = false;
   /** Whose unsent messages and drafts are loaded, and saved as they change. */
@@ -341,6 +377,10 @@ export class ChatModel {
     const frame: AuthFrame = password === undefined
       ? { type: "auth", username }
       : { type: "auth", username, password };
+    const device = password === undefined
+      ? null
+      : this.#env.storage.getItem(`${DEVICE_KEY}.${username.toLowerCase()}`);
+    if (device) frame.device = device;
     this.#connect(frame, true);
   }
 
@@ -378,6 +418,16 @@ export class ChatModel {
       this.connNote.value = null;
       this.phase.value = "signin";
     });
+  }
+
+  /**
+   * Another tab stored a session token (it signed in, or changed the
+   * password and so signed this tab out): a tab at the sign-in form uses it.
+   */
+  adoptToken(token: string): void {
+    if (this.#closed || this.phase.peek() !== "signin" || this.busy.peek()) return;
+    this.authError.value = null;
+    this.#connect({ type: "auth", token }, false);
   }
 
   /** Reconnects now instead of waiting for the backoff. */
@@ -487,8 +537,7 @@ export class ChatModel {
    * in the order written, as fast as the server's limits allow. Returns why
    * it cannot be sent (too long, not in the room), or null.
    */
-  send(text: string): string | null {
-    const conv = this.current.value;
+  send(text: string, conv: Conversation | null = this.current.value): string | null {
     if (!conv || text.trim() === "") return null;
     const problem = this.tooLong(text) ?? this.#notIn(conv);
     if (problem !== null) return problem;
@@ -599,11 +648,179 @@ export class ChatModel {
   jumpTo(m: ChatMessage): void {
     const me = this.me.value;
     const key = m.room !== undefined ? `#${m.room}` : `@${m.from === me ? m.to : m.from}`;
-    const conv = this.convs.value.get(key) ?? (m.room === undefined ? this.#ensure(key) : null);
-    if (!conv) return;
-    this.open(key);
-    this.#jump = { key, id: m.id, pages: 0 };
-    this.#continueJump(conv);
+    this.#follow({ key, id: m.id });
+  }
+
+  /**
+   * Follows a link (a page hash, see route.ts): opens its conversation —
+   * joining the room or starting the direct conversation when needed — and
+   * scrolls to its message. Before the connection is ready, it waits for it.
+   * Returns false when the hash is not a link to a conversation.
+   */
+  followLink(hash: string): boolean {
+    if (!this.ready.value) {
+      if (!isRoute(hash)) return false;
+      this.#link = hash;
+      return true;
+    }
+    const route = parseRoute(hash, this.me.value);
+    if (route === null) return false;
+    this.#follow(route);
+    return true;
+  }
+
+  #follow(route: Route): void {
+    const { key, id } = route;
+    if (id === undefined && this.active.value === key) return;
+    let conv = this.convs.value.get(key) ?? null;
+    if (conv === null || (conv.kind === "room" && !conv.member.value)) {
+      if (key[0] === "#") {
+        if (this.joinRoom(key.slice(1)) !== null) return;
+      } else if (this.openDm(key.slice(1)) !== null) return;
+      conv = this.convs.value.get(key) ?? null;
+    } else this.open(key);
+    if (id === undefined) return;
+    this.#jump = { key, id, pages: 0 };
+    if (conv) this.#continueJump(conv);
+  }
+
+  /**
+   * Opens the next (`1`) or previous (`-1`) conversation in the sidebar's
+   * order, or only among those with unread messages.
+   */
+  step(dir: 1 | -1, unreadOnly = false): void {
+    const all = [...this.rooms.value, ...this.dms.value];
+    if (all.length === 0) return;
+    const at = all.findIndex((c) => c.key === this.active.value);
+    for (let i = 1; i <= all.length; i++) {
+      const c = all[(at + dir * i + all.length * (i + 1)) % all.length];
+      if (!unreadOnly || (c.unread.value > 0 && c.key !== this.active.value)) {
+        this.open(c.key);
+        return;
+      }
+    }
+  }
+
+  /** Asks for the people with an account, all of them or those matching `q`. */
+  listPeople(q = ""): void {
+    this.#send(q === "" ? { type: "users" } : { type: "users", q });
+  }
+
+  /**
+   * Who `name` is (ignoring case), asking the server when the list at hand
+   * cannot tell; null when nobody has that name.
+   */
+  async findPerson(name: string): Promise<DirectoryEntry | null> {
+    const lower = name.toLowerCase();
+    const me = this.me.value;
+    if (me !== null && me.toLowerCase() === lower) return { name: me, online: true };
+    const match = (s: PeopleState | null) =>
+      s?.users.find((u) => u.name.toLowerCase() === lower) ?? null;
+    const known = match(this.people.value) ?? match(this.peopleFound.value);
+    if (known) return known;
+    const full = this.people.value;
+    if (full !== null && !full.more) return null;
+    const q = lower;
+    const reply = await new Promise<UsersListFrame | null>((resolve) => {
+      const list = this.#lookups.get(q) ?? [];
+      list.push(resolve);
+      this.#lookups.set(q, list);
+      if (list.length === 1 && !this.#send({ type: "users", q })) {
+        this.#lookups.delete(q);
+        resolve(null);
+      }
+    });
+    if (reply === null) throw new Error("You are offline: try again when the connection is back");
+    return reply.users.find((u) => u.name.toLowerCase() === lower) ?? null;
+  }
+
+  /**
+   * Whether `name` is someone with an account, as far as this client knows:
+   * true until the list of people has arrived (mentions show as mentions).
+   */
+  knows(name: string): boolean {
+    const lower = name.toLowerCase();
+    const people = this.people.value;
+    if (people === null || people.more) return true;
+    if (this.me.value?.toLowerCase() === lower) return true;
+    if (people.users.some((u) => u.name.toLowerCase() === lower)) return true;
+    for (const u of this.online.value) if (u.toLowerCase() === lower) return true;
+    return false;
+  }
+
+  /**
+   * People `text` mentions who exist but are not in room `conv` (so will not
+   * see it); empty outside rooms, in the lobby, while the list of people is
+   * unknown, or when the room is too large for its whole member list.
+   */
+  absentMentions(conv: Conversation, text: string): string[] {
+    if (conv.kind !== "room" || conv.name === LOBBY || conv.memberCount.value !== null) return [];
+    if (!text.includes("@") || this.people.value === null) return [];
+    const members = new Set(conv.members.value.map((m) => m.toLowerCase()));
+    const out = new Map<string, string>();
+    for (const s of segments(text)) {
+      if (s.kind !== "mention") continue;
+      const lower = s.name.toLowerCase();
+      if (members.has(lower) || out.has(lower)) continue;
+      const who = this.people.value.users.find((u) => u.name.toLowerCase() === lower);
+      if (who) out.set(lower, who.name);
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * Invites `user` to room `room` with a direct message holding a link that
+   * opens (and joins) it.
+   */
+  invite(user: string, room: string): void {
+    const url = new URL(routeHash(`#${room}`), this.#env.origin + "/").href;
+    this.send(`Join me in #${room}: ${url}`, this.#ensure(`@${user}`));
+    this.toast(`Invited ${user} to #${room}`, "invite");
+  }
+
+  /** Sets (or with `""` clears) the topic of a room the user is in. */
+  setTopic(room: string, topic: string): void {
+    this.#send({ type: "topic", room, topic });
+  }
+
+  /** Marks every conversation read, here and on the user's other devices. */
+  markAllRead(): void {
+    if (!this.ready.value) return;
+    batch(() => {
+      for (const c of this.convs.value.values()) {
+        const newest = Math.max(c.newest, c.last.value);
+        if (newest > c.read.value) c.read.value = newest;
+      }
+    });
+    this.#send({ type: "read_all" });
+  }
+
+  /**
+   * Changes the user's password: the server checks the current one, signs
+   * out every other session, and hands this one a fresh token. The outcome
+   * shows in {@link passwd}.
+   */
+  changePassword(current: string, password: string): void {
+    if (password.length < 8) {
+      this.passwd.value = {
+        busy: false,
+        error: "The new password is too short: use at least 8 characters",
+        done: false,
+      };
+      return;
+    }
+    if (!this.ready.value) {
+      this.passwd.value = {
+        busy: false,
+        error: "You are offline: try again when the connection is back",
+        done: false,
+      };
+      return;
+    }
+    const ref = newRef();
+    this.#passwdRef = ref;
+    this.passwd.value = { busy: true, error: null, done: false };
+    this.#send({ type: "passwd", current, password, ref });
   }
 
   /** Hides a toast. */
@@ -701,11 +918,27 @@ export class ChatModel {
       this.conn.value = "offline";
       this.busy.value = false;
     });
+    this.#unanswered();
+  }
+
+  /** Questions the connection that ended will never answer. */
+  #unanswered(): void {
+    for (const waiting of this.#lookups.values()) for (const resolve of waiting) resolve(null);
+    this.#lookups.clear();
+    if (this.#passwdRef !== null) {
+      this.#passwdRef = null;
+      this.passwd.value = {
+        busy: false,
+        error: "The connection was lost before the server answered: try again",
+        done: false,
+      };
+    }
   }
 
   #onClose(gen: number, code: number): void {
     if (gen !== this.#gen) return;
     this.#ws = null;
+    this.#unanswered();
     clearInterval(this.#pingTimer);
     this.#pingTimer = undefined;
     this.#stopPump();
@@ -739,7 +972,16 @@ export class ChatModel {
     if (code === CloseCode.AuthFailed || (code === CloseCode.NameTaken && !welcomed)) {
       // The server said why in an error frame (shown by #onError).
       if (!this.#interactive) {
-        this.#env.storage.removeItem(TOKEN_KEY);
+        // Another tab changed the password: its new token is this tab's too
+        // (and if it is not there yet, `adoptToken` brings it when it comes).
+        const stored = this.#env.storage.getItem(TOKEN_KEY);
+        const used = this.#auth?.type === "auth" ? this.#auth.token : undefined;
+        if (code === CloseCode.AuthFailed && stored && used && stored !== used) {
+          this.authError.value = null;
+          this.#connect({ type: "auth", token: stored }, false);
+          return;
+        }
+        if (stored === used) this.#env.storage.removeItem(TOKEN_KEY);
         batch(() => {
           this.#reset();
           this.authError.value ??= "Your session has ended: sign in again";
@@ -977,10 +1219,55 @@ export class ChatModel {
         }
         return;
       }
+      case "users":
+        return this.#onUsers(f);
+      case "topic": {
+        const conv = this.convs.value.get(`#${f.room}`);
+        if (!conv) return;
+        conv.topic.value = f.topic;
+        conv.notice(
+          "topic",
+          f.topic === "" ? `${f.user} cleared the topic` : `${f.user} set the topic: ${f.topic}`,
+          f.ts,
+        );
+        return;
+      }
+      case "passwd":
+        return this.#onPasswd(f.token, f.ref);
       case "pong":
         return;
       case "error":
         return this.#onError(f);
+    }
+  }
+
+  #onUsers(f: UsersListFrame): void {
+    const q = f.q ?? "";
+    const state: PeopleState = { q, users: f.users, more: f.more === true };
+    if (q === "") this.people.value = state;
+    else this.peopleFound.value = state;
+    const waiting = this.#lookups.get(q);
+    this.#lookups.delete(q);
+    for (const resolve of waiting ?? []) resolve(f);
+  }
+
+  #onPasswd(token: string, ref: string | undefined): void {
+    const storage = this.#env.storage;
+    storage.setItem(TOKEN_KEY, token);
+    this.#auth = { type: "auth", token };
+    const me = this.me.value;
+    if (me) this.#saveDevice(me, token);
+    if (ref !== undefined && ref === this.#passwdRef) {
+      this.#passwdRef = null;
+      this.passwd.value = { busy: false, error: null, done: true };
+    }
+  }
+
+  #saveDevice(user: string, token: string): void {
+    try {
+      this.#env.storage.setItem(`${DEVICE_KEY}.${user.toLowerCase()}`, token);
+    } catch {
+      // Only a shortcut past the sign-in throttle: nothing is lost without it.
     }
   }
 
@@ -994,6 +1281,7 @@ export class ChatModel {
     this.#auth = { type: "auth", token: f.token };
     storage.setItem(TOKEN_KEY, f.token);
     storage.setItem(USER_KEY, f.user);
+    this.#saveDevice(f.user, f.token);
     this.me.value = f.user;
     this.phase.value = "chat";
     this.authError.value = null;
@@ -1061,8 +1349,14 @@ export class ChatModel {
       }
     }
 
+    // Who has an account: for the people lists and for telling real mentions.
+    this.#send({ type: "users" });
+
     const active = this.active.value;
-    if (active === null || !convs.has(active)) {
+    const link = this.#link === null ? null : parseRoute(this.#link, f.user);
+    this.#link = null;
+    if (link !== null) this.#follow(link);
+    else if (active === null || !convs.has(active)) {
       const saved = storage.getItem(`${ACTIVE_KEY}.${f.user}`);
       this.open(saved && convs.has(saved) ? saved : `#${LOBBY}`);
     } else if (!this.current.value?.loaded.value && this.current.value?.kind === "dm") {
@@ -1078,6 +1372,7 @@ export class ChatModel {
     const before = conv.syncedTo;
     conv.members.value = [...f.members].sort();
     conv.memberCount.value = f.memberCount ?? null;
+    conv.topic.value = f.topic ?? "";
     conv.add(f.history);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
@@ -1099,6 +1394,7 @@ export class ChatModel {
       this.#openAfterJoin = null;
       this.open(key);
     }
+    if (this.#jump?.key === key) this.#continueJump(conv);
   }
 
   #onHistory(f: HistoryPageFrame): void {
@@ -1183,6 +1479,16 @@ export class ChatModel {
   }
 
   #onError(f: ServerFrame & { type: "error" }): void {
+    if (f.ref !== undefined && f.ref === this.#passwdRef) {
+      this.#passwdRef = null;
+      const error = f.code === "auth_failed"
+        ? "Your current password is wrong"
+        : f.code === "rate_limited"
+        ? `Too many attempts: try again in ${f.retryAfter ?? 1} s`
+        : f.message;
+      this.passwd.value = { busy: false, error, done: false };
+      return;
+    }
     if (!this.#welcomed || f.code === "auth_failed") {
       // Shown on the sign-in form (a 4003 close follows an auth_failed).
       this.authError.value = f.message;
@@ -1407,7 +1713,9 @@ export class ChatModel {
       this.loadOlder(conv);
       return;
     }
+    if (conv.loadingOlder.value || conv.inflight !== null) return;
     this.#jump = null;
+    this.toast("That message is no longer here: it may have been too old to keep");
   }
 
   #stopTyping(): void {
@@ -1475,8 +1783,15 @@ export class ChatModel {
       this.search.value = null;
       this.#auth = null;
       this.#jump = null;
+      this.#link = null;
       this.#openAfterJoin = null;
+      this.people.value = null;
+      this.peopleFound.value = null;
+      this.passwd.value = null;
+      this.#passwdRef = null;
     });
+    for (const waiting of this.#lookups.values()) for (const resolve of waiting) resolve(null);
+    this.#lookups.clear();
   }
 }
 

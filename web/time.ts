@@ -46,3 +46,23 @@ export function dayLabel(ts: string, now: Date = new Date()): string {
 export function shortStamp(ts: string, now: Date = new Date()): string {
   return dayKey(ts) === dayKey(now) ? clock(ts) : SHORT.format(new Date(ts));
 }
+
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+/**
+ * When someone was last here, in words: "online", "last seen 5 minutes ago",
+ * "last seen yesterday", "last seen on Mar 3"; "not seen yet" when never.
+ */
+export function lastSeen(online: boolean, seen?: string, now: Date = new Date()): string {
+  if (online) return "online";
+  if (!seen) return "not seen yet";
+  const ms = now.getTime() - Date.parse(seen);
+  const min = Math.round(ms / 60_000);
+  if (min < 1) return "last seen just now";
+  if (min < 60) return `last seen ${RELATIVE.format(-min, "minute")}`;
+  const hours = Math.round(min / 60);
+  if (hours < 24) return `last seen ${RELATIVE.format(-hours, "hour")}`;
+  const days = Math.round(hours / 24);
+  if (days < 7) return `last seen ${RELATIVE.format(-days, "day")}`;
+  return `last seen on ${SHORT.format(new Date(seen))}`;
+}

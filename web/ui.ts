@@ -11,7 +11,7 @@ import { signal } from "@preact/signals";
 export type Panel = "members" | "search" | null;
 
 /** Which dialog is open. */
-export type Dialog = "rooms" | "dm" | null;
+export type Dialog = "rooms" | "dm" | "switcher" | "settings" | "topic" | null;
 
 /** Page layout state. */
 export class UiState {
@@ -27,4 +27,6 @@ export class UiState {
   readonly focusComposer = signal(0);
   /** Bumped to move focus to the search box. */
   readonly focusSearch = signal(0);
+  /** The sidebar's "notify me" prompt was dismissed (it comes back from settings). */
+  readonly promptDismissed = signal(false);
 }

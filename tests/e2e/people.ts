@@ -6,6 +6,7 @@
  * @module
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { launchBrowser } from "./browser.ts";
 
 /** How long a test waits for anything the page should do. */
 export const TIMEOUT = 30_000;
@@ -107,5 +108,20 @@ export async function until(check: () => Promise<boolean>, what: string): Promis
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs `fn` with a fresh browser, then closes it and the servers, whatever happens. */
+export async function withBrowser(
+  fn: (browser: Browser) => Promise<void>,
+  ...servers: AsyncDisposable[]
+): Promise<void> {
+  let browser: Browser | undefined;
+  try {
+    browser = await launchBrowser();
+    await fn(browser);
+  } finally {
+    await browser?.close();
+    for (const s of servers) await s[Symbol.asyncDispose]();
   }
 }

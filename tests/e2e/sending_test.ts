@@ -5,11 +5,11 @@
  * and a counter keeps messages within the size limit.
  */
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, WebSocketRoute } from "playwright-core";
+import type { BrowserContext, WebSocketRoute } from "playwright-core";
 import type { ChatMessage } from "../../server/protocol.ts";
 import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
-import { launchBrowser, screenshot } from "./browser.ts";
-import { type Person, person, ready, send, signIn, until } from "./people.ts";
+import { screenshot } from "./browser.ts";
+import { type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
 
@@ -115,20 +115,6 @@ async function reconnect(p: Person): Promise<void> {
     if (await retry.count() > 0) await retry.click({ timeout: 1000 }).catch(() => {});
     return false;
   }, `${p.name}'s page reconnects`);
-}
-
-async function withBrowser(
-  fn: (browser: Browser) => Promise<void>,
-  ...servers: TestServer[]
-): Promise<void> {
-  let browser: Browser | undefined;
-  try {
-    browser = await launchBrowser();
-    await fn(browser);
-  } finally {
-    await browser?.close();
-    for (const s of servers) await s.close();
-  }
 }
 
 Deno.test("web app: 75 messages typed quickly are all stored once, in order, with one notice at most", async () => {

@@ -7,10 +7,12 @@
 import type { ChatModel } from "../model.ts";
 import type { UiState } from "../ui.ts";
 import { Composer, MessageList, TypingLine } from "./conversation_view.tsx";
-import { DmDialog, RoomsDialog } from "./dialogs.tsx";
+import { DmDialog, RoomsDialog, TopicDialog } from "./dialogs.tsx";
 import { CloseIcon } from "./icons.tsx";
 import { MembersPanel, SearchPanel, Topbar } from "./panels.tsx";
+import { SettingsDialog } from "./settings.tsx";
 import { Sidebar } from "./sidebar.tsx";
+import { Switcher } from "./switcher.tsx";
 
 /** Shown while the connection is down: what happens to messages now. */
 function ConnBanner({ model }: { model: ChatModel }) {
@@ -67,7 +69,17 @@ export function ChatScreen({ model, ui }: { model: ChatModel; ui: UiState }) {
   const dialog = ui.dialog.value;
   return (
     <div class={`shell${panel ? " with-panel" : ""}`}>
-      <a class="skip" href="#composer">Skip to message box</a>
+      <a
+        class="skip"
+        href="#composer"
+        onClick={(e) => {
+          // The page's address names the open conversation: keep it.
+          e.preventDefault();
+          ui.focusComposer.value++;
+        }}
+      >
+        Skip to message box
+      </a>
       <Sidebar model={model} ui={ui} />
       {ui.drawer.value && (
         <div class="scrim" aria-hidden="true" onClick={() => (ui.drawer.value = false)} />
@@ -95,6 +107,11 @@ export function ChatScreen({ model, ui }: { model: ChatModel; ui: UiState }) {
       </main>
       {dialog === "rooms" && <RoomsDialog model={model} ui={ui} />}
       {dialog === "dm" && <DmDialog model={model} ui={ui} />}
+      {dialog === "switcher" && <Switcher model={model} ui={ui} />}
+      {dialog === "settings" && <SettingsDialog model={model} ui={ui} />}
+      {dialog === "topic" && conv?.kind === "room" && (
+        <TopicDialog model={model} ui={ui} conv={conv} />
+      )}
       <Toasts model={model} />
     </div>
   );

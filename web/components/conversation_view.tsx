@@ -9,11 +9,12 @@ import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
 import { type ChatMessage, wireLength } from "../../server/protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, STORE_NOTICE } from "../model.ts";
+import { routeHash } from "../route.ts";
 import { mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { ArrowDownIcon, SendIcon } from "./icons.tsx";
+import { ArrowDownIcon, LinkIcon, SendIcon } from "./icons.tsx";
 import { MessageText } from "./message_text.tsx";
 
 /** Messages from one sender this close together share one header. */
@@ -84,6 +85,7 @@ function Message(
   const cls = `msg${grouped ? " grouped" : ""}${own ? " own" : ""}${
     !own && mentions(m.text, me) ? " mentions-me" : ""
   }`;
+  const href = messageHash(m, me);
   return (
     <li class={cls} data-id={m.id} data-from={m.from}>
       <div class="msg-side">
@@ -91,9 +93,9 @@ function Message(
           ? (
             <>
               <span class="sr-only">{m.from}</span>
-              <time class="msg-hover-time" dateTime={m.ts} title={fullDate(m.ts)}>
-                {clock(m.ts)}
-              </time>
+              <a class="msg-hover-time permalink" href={href} tabIndex={-1}>
+                <time dateTime={m.ts} title={fullDate(m.ts)}>{clock(m.ts)}</time>
+              </a>
             </>
           )
           : <Avatar name={m.from} />}
@@ -101,7 +103,7 @@ function Message(
       <div class="msg-body">
         {!grouped && (
           <div class="msg-meta">
-            {own ? <span class="from">{m.from}</span> : (
+            {own ? <span class="from" title={m.from}>{m.from}</span> : (
               <button
                 type="button"
                 class="from"
@@ -114,15 +116,46 @@ function Message(
                 {m.from}
               </button>
             )}
-            <time dateTime={m.ts} title={fullDate(m.ts)}>{clock(m.ts)}</time>
+            <a class="permalink" href={href} tabIndex={-1}>
+              <time dateTime={m.ts} title={fullDate(m.ts)}>{clock(m.ts)}</time>
+            </a>
           </div>
         )}
         <div class="msg-text">
-          <MessageText text={m.text} me={me} />
+          <MessageText text={m.text} me={me} known={(n) => model.knows(n)} />
         </div>
+      </div>
+      <div class="msg-actions">
+        <button
+          type="button"
+          class="icon-btn small"
+          aria-label={`Copy link to the message from ${m.from} at ${clock(m.ts)}`}
+          title="Copy link"
+          onClick={() => copyLink(model, href)}
+        >
+          <LinkIcon />
+        </button>
       </div>
     </li>
   );
+}
+
+/** The page hash of a message (see route.ts). */
+function messageHash(m: ChatMessage, me: string | null): string {
+  const key = m.room !== undefined ? `#${m.room}` : `@${m.from === me ? m.to : m.from}`;
+  return routeHash(key, m.id, me);
+}
+
+/** Copies the full link of a message, saying so in a toast. */
+async function copyLink(model: ChatModel, hash: string): Promise<void> {
+  const url = new URL(hash, location.href).href;
+  try {
+    await navigator.clipboard.writeText(url);
+    model.toast("Link copied", "copied");
+  } catch {
+    // No clipboard (a page served over plain http on another host): show it to copy by hand.
+    globalThis.prompt?.("Copy this link:", url);
+  }
 }
 
 /** What an unconfirmed message row says: its class and its words. */
@@ -155,7 +188,7 @@ function PendingMessage(
       <div class="msg-body">
         {!grouped && (
           <div class="msg-meta">
-            <span class="from">{me}</span>
+            <span class="from" title={me}>{me}</span>
             <time dateTime={p.ts}>{clock(p.ts)}</time>
           </div>
         )}
@@ -258,6 +291,10 @@ export function MessageList(
     node.classList.add("flash");
   }, [focus]);
 
+  // When focus moved last: the browser scrolls a focused element into view,
+  // and that scroll must not load older messages (which would move the view
+  // under the keyboard user). Scrolling does; so does "Load older messages".
+  const focusedAt = useRef(-Infinity);
   const onScroll = () => {
     const el = ref.current;
     if (!el) return;
@@ -265,7 +302,7 @@ export function MessageList(
     if (conv.atBottom.peek() !== bottom) conv.atBottom.value = bottom;
     snap.current.top = el.scrollTop;
     snap.current.height = el.scrollHeight;
-    if (el.scrollTop < 300) model.loadOlder(conv);
+    if (el.scrollTop < 300 && performance.now() - focusedAt.current > 500) model.loadOlder(conv);
   };
 
   const toBottom = () => {
@@ -282,6 +319,7 @@ export function MessageList(
         class="messages"
         ref={ref}
         onScroll={onScroll}
+        onFocusIn={() => (focusedAt.current = performance.now())}
         role="log"
         aria-label={`Messages in ${title}`}
         aria-live="polite"
@@ -378,7 +416,7 @@ export function TypingLine({ conv }: { conv: Conversation }) {
             <span />
             <span />
           </span>
-          {text}
+          <span class="typing-text" title={text}>{text}</span>
         </>
       )}
     </div>
@@ -439,58 +477,84 @@ export function Composer(
   };
 
   const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
+  const absent = model.absentMentions(conv, draft);
   return (
-    <form
-      class={`composer${over ? " too-long" : ""}`}
-      onSubmit={(e) => {
-        e.preventDefault();
-        submit();
-        ref.current?.focus();
-      }}
-    >
-      <label for="composer" class="sr-only">{label}</label>
-      <textarea
-        id="composer"
-        ref={ref}
-        rows={1}
-        placeholder={label}
-        value={draft}
-        aria-describedby={near ? "composer-hint composer-count" : "composer-hint"}
-        aria-invalid={over ? "true" : undefined}
-        enterkeyhint="send"
-        onInput={(e) => {
-          const v = (e.currentTarget as HTMLTextAreaElement).value;
-          conv.draft.value = v;
-          model.typing(v);
-        }}
-        onKeyDown={(e) => {
-          if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
-            e.preventDefault();
-            submit();
-          }
-        }}
-      />
-      <span id="composer-hint" class="sr-only">Enter sends, Shift+Enter starts a new line.</span>
-      {near && (
-        <span
-          id="composer-count"
-          class={`counter${over ? " over" : ""}`}
-          role="status"
-          title={`Messages can be up to ${limit} bytes (most characters take 1, accented letters 2, emoji 4; quotes, backslashes, tabs and line breaks 2)`}
-        >
-          {over ? `${bytes(-left)} too long` : `${bytes(left)} left`}
-        </span>
+    <>
+      {absent.length > 0 && (
+        <div class="mention-hint" role="status">
+          <span>
+            {absent.length === 1
+              ? `${absent[0]} isn't in #${conv.name}, so they won't see this.`
+              : `${absent.slice(0, -1).join(", ")} and ${
+                absent[absent.length - 1]
+              } aren't in #${conv.name}, so they won't see this.`}
+          </span>
+          <button
+            type="button"
+            class="btn small"
+            onClick={() => {
+              for (const user of absent) model.invite(user, conv.name);
+              ui.focusComposer.value++;
+            }}
+          >
+            {absent.length === 1 ? "Invite them" : "Invite them all"}
+          </button>
+        </div>
       )}
-      <button
-        type="submit"
-        class="send"
-        aria-label="Send"
-        title={over ? `Too long to send: shorten it by ${bytes(-left)}` : undefined}
-        disabled={draft.trim() === "" || over}
+      <form
+        class={`composer${over ? " too-long" : ""}`}
+        onSubmit={(e) => {
+          e.preventDefault();
+          submit();
+          ref.current?.focus();
+        }}
       >
-        <SendIcon />
-      </button>
-    </form>
+        <label for="composer" class="sr-only">{label}</label>
+        <textarea
+          id="composer"
+          ref={ref}
+          rows={1}
+          placeholder={label}
+          value={draft}
+          aria-describedby={near ? "composer-hint composer-count" : "composer-hint"}
+          aria-invalid={over ? "true" : undefined}
+          enterkeyhint="send"
+          onInput={(e) => {
+            const v = (e.currentTarget as HTMLTextAreaElement).value;
+            conv.draft.value = v;
+            model.typing(v);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+              e.preventDefault();
+              submit();
+            }
+          }}
+        />
+        <span id="composer-hint" class="sr-only">Enter sends, Shift+Enter starts a new line.</span>
+        {/* The placeholder as text, so that a long name ends in an ellipsis (a textarea's cannot). */}
+        {draft === "" && <span class="composer-placeholder" aria-hidden="true">{label}</span>}
+        {near && (
+          <span
+            id="composer-count"
+            class={`counter${over ? " over" : ""}`}
+            role="status"
+            title={`Messages can be up to ${limit} bytes (most characters take 1, accented letters 2, emoji 4; quotes, backslashes, tabs and line breaks 2)`}
+          >
+            {over ? `${bytes(-left)} too long` : `${bytes(left)} left`}
+          </span>
+        )}
+        <button
+          type="submit"
+          class="send"
+          aria-label="Send"
+          title={over ? `Too long to send: shorten it by ${bytes(-left)}` : undefined}
+          disabled={draft.trim() === "" || over}
+        >
+          <SendIcon />
+        </button>
+      </form>
+    </>
   );
 }
 

@@ -1,22 +1,29 @@
 /**
  * Modal dialogs (native `<dialog>`: focus stays inside, Escape closes):
- * browse and create rooms, and start a direct conversation.
+ * browse and create rooms, start a direct conversation with anyone who has
+ * an account, and set a room's topic.
  *
  * @module
  */
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import type { DirectoryEntry } from "../../server/protocol.ts";
+import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
+import { slugify } from "../route.ts";
+import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
 import { CloseIcon, HashIcon } from "./icons.tsx";
 
-function Modal(
-  { ui, title, id, children }: {
+/** A modal dialog with a title and a close button; closing it clears `ui.dialog`. */
+export function Modal(
+  { ui, title, id, children, wide }: {
     ui: UiState;
     title: string;
     id: string;
     children: ComponentChildren;
+    wide?: boolean;
   },
 ) {
   const ref = useRef<HTMLDialogElement>(null);
@@ -28,7 +35,8 @@ function Modal(
   return (
     <dialog
       ref={ref}
-      class="modal"
+      id={`${id}-dialog`}
+      class={wide ? "modal wide" : "modal"}
       aria-labelledby={`${id}-title`}
       onClose={() => (ui.dialog.value = null)}
       onClick={(e) => {
@@ -52,94 +60,76 @@ function Modal(
   );
 }
 
-/**
- * Runs a dialog's action on a name: on a problem, shows it in the form;
- * else closes the dialog and puts the cursor in the composer.
- */
-function useGo(ui: UiState, action: (name: string) => string | null) {
-  const [error, setError] = useState<string | null>(null);
-  const go = (name: string) => {
-    const problem = action(name);
-    if (problem) {
-      setError(problem);
-      return;
-    }
-    ui.dialog.value = null;
-    ui.drawer.value = false;
-    ui.focusComposer.value++;
-  };
-  return { error, clear: () => setError(null), go };
-}
-
-/** The one-line "type a name" form a dialog opens with; `sigil` (# or @) may be typed too. */
-function NameForm(
-  { id, name, label, placeholder, button, sigil, error, clear, go }: {
-    id: string;
-    name: string;
-    label: string;
-    placeholder: string;
-    button: string;
-    sigil: string;
-    error: string | null;
-    clear: () => void;
-    go: (name: string) => void;
-  },
-) {
-  return (
-    <form
-      class="modal-section"
-      onSubmit={(e) => {
-        e.preventDefault();
-        const data = new FormData(e.currentTarget as HTMLFormElement);
-        const typed = String(data.get(name) ?? "").trim();
-        go(typed.startsWith(sigil) ? typed.slice(1) : typed);
-      }}
-      noValidate
-    >
-      <label class="field-title" for={`${id}-input`}>{label}</label>
-      <div class="inline-form">
-        <input
-          id={`${id}-input`}
-          autofocus
-          name={name}
-          placeholder={placeholder}
-          autocomplete="off"
-          autocapitalize="off"
-          spellcheck={false}
-          maxLength={33}
-          aria-invalid={error ? true : undefined}
-          aria-describedby={`${id}-error`}
-          onInput={clear}
-        />
-        <button type="submit" class="btn primary">{button}</button>
-      </div>
-      <p id={`${id}-error`} class="form-error" role="alert" hidden={!error}>{error}</p>
-    </form>
-  );
+/** Closes the dialog (and the drawer) and puts the cursor in the composer. */
+function done(ui: UiState): void {
+  ui.dialog.value = null;
+  ui.drawer.value = false;
+  ui.focusComposer.value++;
 }
 
 /** Lists the rooms that exist and creates new ones. */
 export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
   const [filter, setFilter] = useState("");
+  const [typed, setTyped] = useState("");
+  const [error, setError] = useState<string | null>(null);
   const list = model.roomList.value;
   const joined = model.convs.value;
   useEffect(() => model.listRooms(), []);
 
-  const { error, clear, go } = useGo(ui, (name) => model.joinRoom(name));
+  const go = (name: string) => {
+    const problem = name === "" ? "Enter a room name" : model.joinRoom(name);
+    if (problem) setError(problem);
+    else done(ui);
+  };
+  const slug = slugify(typed);
+  const exists = slug !== "" && (list ?? []).some((r) => r.name === slug);
 
   const f = filter.trim().toLowerCase();
-  const shown = (list ?? []).filter((r) => r.name.toLowerCase().includes(f));
+  const shown = (list ?? []).filter((r) =>
+    r.name.toLowerCase().includes(f) || (r.topic ?? "").toLowerCase().includes(f)
+  );
   return (
     <Modal ui={ui} title="Rooms" id="rooms">
-      <NameForm
-        id="room"
-        name="room"
-        label="Create or join a room"
-        placeholder="room-name"
-        button="Create"
-        sigil="#"
-        {...{ error, clear, go }}
-      />
+      <form
+        class="modal-section"
+        onSubmit={(e) => {
+          e.preventDefault();
+          go(slug);
+        }}
+        noValidate
+      >
+        <label class="field-title" for="room-input">Create or join a room</label>
+        <div class="inline-form">
+          <input
+            id="room-input"
+            autofocus
+            name="room"
+            placeholder="Room name"
+            autocomplete="off"
+            spellcheck={false}
+            maxLength={64}
+            value={typed}
+            aria-invalid={error ? true : undefined}
+            aria-describedby="room-preview room-error"
+            onInput={(e) => {
+              setTyped((e.currentTarget as HTMLInputElement).value);
+              setError(null);
+            }}
+          />
+          <button type="submit" class="btn primary" disabled={slug === ""}>
+            {exists ? "Join" : "Create"}
+          </button>
+        </div>
+        <p id="room-preview" class="hint" aria-live="polite">
+          {slug === "" ? "Letters, digits, - and _; spaces become -." : (
+            <>
+              {exists ? "Joins " : "Creates "}
+              <strong class="truncate" title={`#${slug}`}>#{slug}</strong>
+            </>
+          )}
+        </p>
+        <p id="room-error" class="form-error" role="alert" hidden={!error}>{error}</p>
+      </form>
       <div class="modal-section">
         <label class="field">
           <span>Browse rooms</span>
@@ -153,13 +143,16 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
         {list === null ? <p class="muted">Loading rooms…</p> : (
           <ul class="room-list">
             {shown.map((r) => {
-              const member = joined.has(`#${r.name}`);
+              const member = joined.get(`#${r.name}`)?.member.value === true;
               return (
                 <li key={r.name}>
                   <span class="conv-icon">
                     <HashIcon />
                   </span>
-                  <span class="room-name">{r.name}</span>
+                  <span class="room-text">
+                    <span class="room-name truncate" title={r.name}>{r.name}</span>
+                    {r.topic && <span class="room-topic truncate" title={r.topic}>{r.topic}</span>}
+                  </span>
                   <span class="muted">{r.members} member{r.members === 1 ? "" : "s"}</span>
                   <button
                     type="button"
@@ -180,37 +173,158 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
   );
 }
 
-/** Starts a direct conversation with someone. */
+/**
+ * People to list for what was typed: the full list filtered here, or the
+ * server's answer for the text when the full list was too long to send.
+ */
+export function usePeople(model: ChatModel, typed: string): DirectoryEntry[] | null {
+  const all = model.people.value;
+  const found = model.peopleFound.value;
+  const q = typed.trim().replace(/^@/, "").toLowerCase();
+  useEffect(() => model.listPeople(), []);
+  useEffect(() => {
+    if (!all?.more || q === "") return;
+    const t = setTimeout(() => model.listPeople(q), 200);
+    return () => clearTimeout(t);
+  }, [q, all?.more]);
+  if (all === null) return null;
+  const source = all.more && q !== "" && found?.q === q ? found.users : all.users;
+  return q === "" ? source : source.filter((u) => u.name.toLowerCase().includes(q));
+}
+
+/** Starts a direct conversation with anyone who has an account. */
 export function DmDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
-  const me = model.me.value;
-  const online = [...model.online.value].filter((u) => u !== me).sort();
-  const { error, clear, go } = useGo(ui, (name) => model.openDm(name));
+  const [typed, setTyped] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const people = usePeople(model, typed);
+  const open = model.info.value?.mode === "open";
+
+  const go = async (name: string) => {
+    const clean = name.trim().replace(/^@/, "");
+    if (clean === "") return setError("Enter a name");
+    setBusy(true);
+    try {
+      const who = await model.findPerson(clean);
+      if (who === null) {
+        setError(`There's no one called “${clean.slice(0, 40)}” here: check the spelling`);
+        return;
+      }
+      const problem = model.openDm(who.name);
+      if (problem) setError(problem);
+      else done(ui);
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
   return (
     <Modal ui={ui} title="New direct message" id="dm">
-      <NameForm
-        id="dm"
-        name="user"
-        label="Username"
-        placeholder="name"
-        button="Open"
-        sigil="@"
-        {...{ error, clear, go }}
-      />
+      <form
+        class="modal-section"
+        onSubmit={(e) => {
+          e.preventDefault();
+          go(typed);
+        }}
+        noValidate
+      >
+        <label class="field-title" for="dm-input">Find someone</label>
+        <div class="inline-form">
+          <input
+            id="dm-input"
+            autofocus
+            name="user"
+            placeholder="Name"
+            autocomplete="off"
+            autocapitalize="off"
+            spellcheck={false}
+            maxLength={33}
+            value={typed}
+            aria-invalid={error ? true : undefined}
+            aria-describedby="dm-error"
+            onInput={(e) => {
+              setTyped((e.currentTarget as HTMLInputElement).value);
+              setError(null);
+            }}
+          />
+          <button type="submit" class="btn primary" disabled={busy}>Open</button>
+        </div>
+        <p id="dm-error" class="form-error" role="alert" hidden={!error}>{error}</p>
+      </form>
       <div class="modal-section">
-        <h3 class="field-title">Online now</h3>
-        {online.length === 0 ? <p class="muted">Nobody else is online.</p> : (
-          <ul class="people">
-            {online.map((u) => (
-              <li key={u}>
-                <button type="button" class="person" onClick={() => go(u)}>
-                  <Avatar name={u} online size="sm" />
-                  <span class="person-name">{u}</span>
-                </button>
-              </li>
-            ))}
-          </ul>
+        <h3 class="field-title">{open ? "People seen recently" : "Everyone"}</h3>
+        {people === null
+          ? <p class="muted">Loading people…</p>
+          : people.length === 0
+          ? (
+            <p class="muted">
+              {typed.trim() === "" ? "Nobody else is here yet." : "Nobody matches."}
+            </p>
+          )
+          : (
+            <ul class="people directory">
+              {people.map((u) => (
+                <li key={u.name}>
+                  <button type="button" class="person" onClick={() => go(u.name)}>
+                    <Avatar name={u.name} online={u.online} size="sm" />
+                    <span class="person-name truncate" title={u.name}>{u.name}</span>
+                    <span class="seen" title={u.seen}>{lastSeen(u.online, u.seen)}</span>
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        {model.people.value?.more && typed.trim() === "" && (
+          <p class="muted">Only some people are listed: type a name to find others.</p>
         )}
       </div>
+    </Modal>
+  );
+}
+
+/** Sets or clears the topic of a room. */
+export function TopicDialog(
+  { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
+) {
+  const [text, setText] = useState(conv.topic.value);
+  return (
+    <Modal ui={ui} title={`Topic of #${conv.name}`} id="topic">
+      <form
+        class="modal-section"
+        onSubmit={(e) => {
+          e.preventDefault();
+          model.setTopic(conv.name, text.trim());
+          done(ui);
+        }}
+      >
+        <label class="field-title" for="topic-input">What is this room about?</label>
+        <input
+          id="topic-input"
+          autofocus
+          value={text}
+          maxLength={250}
+          placeholder="Add a topic"
+          onInput={(e) => setText((e.currentTarget as HTMLInputElement).value)}
+        />
+        <p class="hint">Everyone in #{conv.name} sees it in the header.</p>
+        <div class="form-actions">
+          {conv.topic.value !== "" && (
+            <button
+              type="button"
+              class="btn"
+              onClick={() => {
+                model.setTopic(conv.name, "");
+                done(ui);
+              }}
+            >
+              Clear topic
+            </button>
+          )}
+          <button type="submit" class="btn primary">Save</button>
+        </div>
+      </form>
     </Modal>
   );
 }

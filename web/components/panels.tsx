@@ -55,11 +55,28 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
         <Avatar name={conv.name} online={ready ? online.has(conv.name) : undefined} />
       )}
       <div class="title">
-        <h1>
+        <h1 title={conv ? conv.name : undefined}>
           {conv ? (conv.kind === "room" ? <span class="hash">#</span> : null) : null}
           {conv ? conv.name : "Chat"}
         </h1>
-        {subtitle && <p class="subtitle">{subtitle}</p>}
+        {subtitle && (
+          <p class="subtitle">
+            <span class="subtitle-text">{subtitle}</span>
+            {conv?.kind === "room" && conv.member.value && (
+              <button
+                type="button"
+                class={conv.topic.value ? "topic" : "topic empty"}
+                title={conv.topic.value ? `${conv.topic.value} (click to change)` : undefined}
+                aria-label={conv.topic.value
+                  ? `Topic: ${conv.topic.value}. Change the topic`
+                  : "Add a topic"}
+                onClick={() => (ui.dialog.value = "topic")}
+              >
+                {conv.topic.value || "Add a topic"}
+              </button>
+            )}
+          </p>
+        )}
       </div>
       <div class="actions">
         <button
@@ -67,7 +84,7 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
           class={ui.panel.value === "search" ? "icon-btn pressed" : "icon-btn"}
           aria-label="Search messages"
           aria-pressed={ui.panel.value === "search"}
-          title="Search (Ctrl+K)"
+          title="Search messages (Ctrl+Shift+F)"
           onClick={() => toggle(ui, "search")}
         >
           <SearchIcon />
@@ -124,7 +141,7 @@ function Person(
         }}
       >
         <Avatar name={name} online={online} size="sm" />
-        <span class="person-name">{name}</span>
+        <span class="person-name" title={name}>{name}</span>
         {me && <span class="you">you</span>}
         <span class="sr-only">{online ? "online" : "offline"}</span>
       </button>
@@ -167,9 +184,10 @@ export function MembersPanel(
           <button
             type="button"
             class="btn danger-ghost wide"
+            title={`Leave #${conv.name}`}
             onClick={() => model.leaveRoom(conv.name)}
           >
-            Leave #{conv.name}
+            <span class="truncate">Leave #{conv.name}</span>
           </button>
         </div>
       )}
@@ -198,7 +216,19 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
     : `With ${conv.name}`;
   const scope = s?.scope ?? scopeRef.current;
   return (
-    <aside class="panel search-panel" aria-label="Search">
+    <aside
+      class="panel search-panel"
+      aria-label="Search"
+      onKeyDown={(e) => {
+        // From the box or a result: close the search, back to the message box.
+        if (e.key === "Escape" && !e.defaultPrevented) {
+          e.preventDefault();
+          e.stopPropagation();
+          ui.panel.value = null;
+          ui.focusComposer.value++;
+        }
+      }}
+    >
       <PanelHead ui={ui} title="Search" />
       <form
         class="search-form"
@@ -224,7 +254,11 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
         <fieldset class="scope">
           <legend class="sr-only">Where to search</legend>
           {(["here", "all"] as const).map((v) => (
-            <label key={v} class={scope === v ? "chip active" : "chip"}>
+            <label
+              key={v}
+              class={scope === v ? "chip active" : "chip"}
+              title={v === "here" ? here : undefined}
+            >
               <input
                 type="radio"
                 name="scope"
@@ -274,8 +308,8 @@ export function SearchPanel({ model, ui }: { model: ChatModel; ui: UiState }) {
                         }}
                       >
                         <span class="result-meta">
-                          <span class="result-where">{where}</span>
-                          <span class="result-from">{m.from}</span>
+                          <span class="result-where" title={where}>{where}</span>
+                          <span class="result-from" title={m.from}>{m.from}</span>
                           <time dateTime={m.ts} title={fullDate(m.ts)}>{shortStamp(m.ts)}</time>
                         </span>
                         <span class="result-text">

@@ -8,7 +8,18 @@ import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { BellIcon, HashIcon, Logo, LogoutIcon, PlusIcon } from "./icons.tsx";
+import {
+  BellIcon,
+  CheckAllIcon,
+  CloseIcon,
+  GearIcon,
+  HashIcon,
+  Logo,
+  LogoutIcon,
+  PlusIcon,
+  SearchIcon,
+} from "./icons.tsx";
+import { askNotifications, dismissPrompt } from "./settings.tsx";
 
 function Badge({ conv }: { conv: Conversation }) {
   const n = conv.unread.value;
@@ -44,7 +55,7 @@ function Item({ model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conver
             </span>
           )
           : <Avatar name={conv.name} online={model.online.value.has(conv.name)} size="sm" />}
-        <span class="conv-name">{conv.name}</span>
+        <span class="conv-name" title={conv.name}>{conv.name}</span>
         <Badge conv={conv} />
       </button>
     </li>
@@ -75,12 +86,32 @@ export function ConnStatus({ model }: { model: ChatModel }) {
 export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
   const me = model.me.value ?? "";
   const perm = ui.notifications.value;
+  const unread = model.unreadTotal.value;
   return (
     <aside class={ui.drawer.value ? "sidebar open" : "sidebar"} aria-label="Conversations">
       <div class="brand">
         <Logo />
         <span class="brand-name">Chat</span>
+        {unread > 0 && (
+          <button
+            type="button"
+            class="mark-read"
+            title="Mark all as read (Shift+Esc)"
+            onClick={() => model.markAllRead()}
+          >
+            <CheckAllIcon /> Mark all as read
+          </button>
+        )}
       </div>
+      <button
+        type="button"
+        class="jump-to"
+        aria-keyshortcuts="Control+K"
+        onClick={() => (ui.dialog.value = "switcher")}
+      >
+        <SearchIcon size={16} /> Jump to…
+        <kbd aria-hidden="true">Ctrl K</kbd>
+      </button>
       <nav class="conv-nav">
         <section>
           <div class="section-head">
@@ -120,23 +151,37 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
           </ul>
         </section>
       </nav>
-      {perm === "default" && (
-        <button
-          type="button"
-          class="notify-btn"
-          onClick={async () => {
-            ui.notifications.value = await Notification.requestPermission();
-          }}
-        >
-          <BellIcon /> Notify me about mentions and direct messages
-        </button>
+      {perm === "default" && !ui.promptDismissed.value && (
+        <div class="notify-prompt">
+          <button type="button" class="notify-btn" onClick={() => askNotifications(ui)}>
+            <BellIcon /> Notify me about mentions and direct messages
+          </button>
+          <button
+            type="button"
+            class="icon-btn small"
+            aria-label="Dismiss: turn notifications on later from settings"
+            title="Dismiss (turn them on later from settings)"
+            onClick={() => dismissPrompt(ui, true)}
+          >
+            <CloseIcon />
+          </button>
+        </div>
       )}
       <div class="me">
         <Avatar name={me || "?"} />
         <div class="me-text">
-          <span class="me-name">{me}</span>
+          <span class="me-name" title={me}>{me}</span>
           <ConnStatus model={model} />
         </div>
+        <button
+          type="button"
+          class="icon-btn"
+          aria-label="Settings"
+          title="Settings"
+          onClick={() => (ui.dialog.value = "settings")}
+        >
+          <GearIcon />
+        </button>
         <button
           type="button"
           class="icon-btn"

@@ -1,0 +1,175 @@
+/**
+ * Settings: desktop notifications (and the sidebar's reminder about them),
+ * changing one's own password, and signing out.
+ *
+ * @module
+ */
+import { useEffect, useState } from "preact/hooks";
+import type { ChatModel } from "../model.ts";
+import type { UiState } from "../ui.ts";
+import { Modal } from "./dialogs.tsx";
+
+const PROMPT_KEY = "chat.notifyPrompt";
+
+/** Whether the sidebar's notification reminder was dismissed on this device. */
+export function promptDismissed(): boolean {
+  try {
+    return localStorage.getItem(PROMPT_KEY) === "dismissed";
+  } catch {
+    return false;
+  }
+}
+
+/** Hides (or brings back) the sidebar's notification reminder, on this device. */
+export function dismissPrompt(ui: UiState, dismissed: boolean): void {
+  ui.promptDismissed.value = dismissed;
+  try {
+    if (dismissed) localStorage.setItem(PROMPT_KEY, "dismissed");
+    else localStorage.removeItem(PROMPT_KEY);
+  } catch {
+    // Remembered until the page reloads.
+  }
+}
+
+/** Asks the browser for permission to show notifications. */
+export async function askNotifications(ui: UiState): Promise<void> {
+  if (!("Notification" in globalThis)) return;
+  try {
+    ui.notifications.value = await Notification.requestPermission();
+  } catch {
+    ui.notifications.value = "denied";
+  }
+}
+
+function Notifications({ ui }: { ui: UiState }) {
+  const perm = ui.notifications.value;
+  return (
+    <section class="modal-section" aria-labelledby="notify-title">
+      <h3 id="notify-title" class="field-title">Notifications</h3>
+      <p class="setting-state" data-permission={perm}>
+        {perm === "granted"
+          ? "On: mentions and direct messages notify you while this tab is in the background."
+          : perm === "denied"
+          ? "Blocked: allow notifications for this site in your browser's settings."
+          : perm === "unsupported"
+          ? "This browser cannot show notifications."
+          : "Off: you only see new messages while the chat is open."}
+      </p>
+      {perm === "default" && (
+        <div class="form-actions start">
+          <button type="button" class="btn primary" onClick={() => askNotifications(ui)}>
+            Turn on notifications
+          </button>
+          {ui.promptDismissed.value && (
+            <button
+              type="button"
+              class="btn"
+              onClick={() => dismissPrompt(ui, false)}
+            >
+              Show the reminder in the sidebar
+            </button>
+          )}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function Password({ model }: { model: ChatModel }) {
+  const state = model.passwd.value;
+  const [mismatch, setMismatch] = useState<string | null>(null);
+  useEffect(() => () => void (model.passwd.value = null), []);
+  if (state?.done) {
+    return (
+      <p class="setting-state ok" role="status">
+        Your password was changed. Every other device you were signed in on has been signed out.
+      </p>
+    );
+  }
+  const error = mismatch ?? state?.error ?? null;
+  return (
+    <form
+      class="password-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const data = new FormData(e.currentTarget as HTMLFormElement);
+        const current = String(data.get("current") ?? "");
+        const next = String(data.get("password") ?? "");
+        const again = String(data.get("again") ?? "");
+        if (current === "") return setMismatch("Enter your current password");
+        if (next !== again) return setMismatch("The new passwords don't match");
+        setMismatch(null);
+        model.changePassword(current, next);
+      }}
+      noValidate
+    >
+      {/* Lets password managers tie the change to the account. */}
+      <input type="hidden" name="username" autocomplete="username" value={model.me.value ?? ""} />
+      <label class="field">
+        <span>Current password</span>
+        <input
+          type="password"
+          name="current"
+          autocomplete="current-password"
+          required
+          onInput={() => setMismatch(null)}
+        />
+      </label>
+      <label class="field">
+        <span>New password</span>
+        <input
+          type="password"
+          name="password"
+          autocomplete="new-password"
+          minLength={8}
+          required
+          onInput={() => setMismatch(null)}
+        />
+      </label>
+      <label class="field">
+        <span>New password again</span>
+        <input
+          type="password"
+          name="again"
+          autocomplete="new-password"
+          minLength={8}
+          required
+          onInput={() => setMismatch(null)}
+        />
+      </label>
+      <p id="passwd-error" class="form-error" role="alert" hidden={!error}>{error}</p>
+      <p class="hint">At least 8 characters. Your other devices will be signed out.</p>
+      <div class="form-actions start">
+        <button type="submit" class="btn primary" disabled={state?.busy}>
+          {state?.busy ? "Changing…" : "Change password"}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** The settings dialog. */
+export function SettingsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
+  const login = model.info.value?.mode !== "open";
+  return (
+    <Modal ui={ui} title="Settings" id="settings">
+      <Notifications ui={ui} />
+      {login && (
+        <section class="modal-section" aria-labelledby="passwd-title">
+          <h3 id="passwd-title" class="field-title">Change your password</h3>
+          <Password model={model} />
+        </section>
+      )}
+      <section class="modal-section">
+        <h3 class="field-title">
+          Signed in as <span class="truncate">{model.me.value}</span>
+        </h3>
+        <div class="form-actions start">
+          <button type="button" class="btn danger-ghost" onClick={() => model.signOut()}>
+            Sign out
+          </button>
+        </div>
+      </section>
+    </Modal>
+  );
+}
