@@ -75,6 +75,29 @@ function Notifications({ ui }: { ui: UiState }) {
   );
 }
 
+function PasswordField(
+  { label, name, fresh, onInput }: {
+    label: string;
+    name: string;
+    fresh?: boolean;
+    onInput: () => void;
+  },
+) {
+  return (
+    <label class="field">
+      <span>{label}</span>
+      <input
+        type="password"
+        name={name}
+        autocomplete={fresh ? "new-password" : "current-password"}
+        minLength={fresh ? 8 : undefined}
+        required
+        onInput={onInput}
+      />
+    </label>
+  );
+}
+
 function Password({ model }: { model: ChatModel }) {
   const state = model.passwd.value;
   const [mismatch, setMismatch] = useState<string | null>(null);
@@ -87,6 +110,7 @@ function Password({ model }: { model: ChatModel }) {
     );
   }
   const error = mismatch ?? state?.error ?? null;
+  const clear = () => setMismatch(null);
   return (
     <form
       class="password-form"
@@ -105,38 +129,9 @@ function Password({ model }: { model: ChatModel }) {
     >
       {/* Lets password managers tie the change to the account. */}
       <input type="hidden" name="username" autocomplete="username" value={model.me.value ?? ""} />
-      <label class="field">
-        <span>Current password</span>
-        <input
-          type="password"
-          name="current"
-          autocomplete="current-password"
-          required
-          onInput={() => setMismatch(null)}
-        />
-      </label>
-      <label class="field">
-        <span>New password</span>
-        <input
-          type="password"
-          name="password"
-          autocomplete="new-password"
-          minLength={8}
-          required
-          onInput={() => setMismatch(null)}
-        />
-      </label>
-      <label class="field">
-        <span>New password again</span>
-        <input
-          type="password"
-          name="again"
-          autocomplete="new-password"
-          minLength={8}
-          required
-          onInput={() => setMismatch(null)}
-        />
-      </label>
+      <PasswordField label="Current password" name="current" onInput={clear} />
+      <PasswordField label="New password" name="password" onInput={clear} fresh />
+      <PasswordField label="New password again" name="again" onInput={clear} fresh />
       <p id="passwd-error" class="form-error" role="alert" hidden={!error}>{error}</p>
       <p class="hint">At least 8 characters. Your other devices will be signed out.</p>
       <div class="form-actions start">
