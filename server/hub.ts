@@ -22,13 +22,11 @@ import {
   CloseCode,
   type Conversation,
   conversationKey,
-  type DirectoryEntry,
   type ErrorCode,
   FrameError,
   isReservedName,
   JOIN_REPLAY,
   LOBBY,
-  MAX_DIRECTORY,
   MAX_FRAME_BYTES,
   MAX_PAGE,
   parseClientFrame,
@@ -42,6 +40,7 @@ import {
 } from "./protocol.ts";
 import { dmPair, type NameClaim, type Store } from "./store.ts";
 import { encode, fitItems, headBytes, messageFrame, withArrays, withRef } from "./frames.ts";
+import { Directory } from "./directory.ts";
 import { LoginThrottle, type Outcome, type ThrottleOptions } from "./throttle.ts";
 import { TypingGate } from "./typing_gate.ts";
 
@@ -128,33 +127,12 @@ export interface ConnInfo {
   addr: string;
 }
 
-/** Someone the directory lists, with their name folded for matching. */
-interface Person {
-  name: string;
-  folded: string;
-  /** Last seen (ms since the epoch), if ever. */
-  seen?: number;
-  /** Their entry when offline. */
-  entry: DirectoryEntry;
-}
-
 /**
  * The throttle's key for password checks made on behalf of a session (a
  * sign-in from its device, a password change): names never hold a colon.
  */
 function sessionKey(session: string): string {
   return `session:${session}`;
-}
-
-function toPerson(name: string, seen: number | undefined): Person {
-  return {
-    name,
-    folded: name.toLowerCase(),
-    seen,
-    entry: seen === undefined
-      ? { name, online: false }
-      : { name, online: false, seen: new Date(seen).toISOString() },
-  };
 }
 
 interface User {
@@ -254,16 +232,6 @@ const NAME_SWEEP_BATCH = 200;
 /** Read markers `read_all` moves at once (store writes and events in flight). */
 const READ_ALL_CHUNK = 64;
 
-/**
- * Milliseconds a node reuses the list of people behind `users` replies: a
- * flood of them then costs a filter of that list each, not a store read and
- * a sort of every account.
- */
-const DIRECTORY_TTL = 5000;
-
-/** Most people (by last seen) the directory keeps in open mode, where names cost nothing. */
-const DIRECTORY_MAX = 50_000;
-
 /** Milliseconds a node keeps a session's password change in mind (see `Hub.revalidate`). */
 const RENEWAL_TTL = 60_000;
 
@@ -358,15 +326,8 @@ export class Hub {
   #pendingAll = new Set<Conn>();
   #authed = new Set<Conn>();
   #users = new Map<string, User>();
-  /** The directory's list of people, and when it was made (see {@link DIRECTORY_TTL}). */
-  #peopleCache: { at: number; list: Person[] } | null = null;
-  /** The directory's list being made, for everyone asking meanwhile. */
-  #peopleLoad: Promise<Person[]> | null = null;
-  /**
-   * People whose last seen moved since the directory's list was made (they
-   * signed in or went offline, on any node): read again on the next `users`.
-   */
-  #peopleSeen = new Set<string>();
+  /** Who the `users` frames list. */
+  #directory: Directory;
   #nameExpiry: number;
   /** Sign-ins under way, by session: a sign-out closes them too. */
   #signingIn = new Map<string, Set<Conn>>();
@@ -417,12 +378,22 @@ export class Hub {
     });
     this.#broker.subscribe((e) => this.#onEvent(e));
     this.#presence = new Presence(this.#broker, options.presence);
+    this.#directory = new Directory({
+      accounts: () => this.#auth.mode === "login" ? this.#auth.names() : null,
+      store: this.#store,
+      isOnline: (name) => this.#broker.isOnline(name),
+      onlineUsers: () => this.#broker.onlineUsers(),
+      now: () => this.#now(),
+      nameExpiry: this.#nameExpiry,
+      turn: () => this.#searchTurn(),
+      done: () => this.#searchDone(),
+    });
     this.#broker.onPresence((user) => {
       this.#presence.changed(user);
       // Gone offline (on any node, which wrote their last seen first), or
       // changed in some unknown way: the directory reads them again.
-      if (user === undefined) this.#peopleCache = null;
-      else if (!this.#broker.isOnline(user)) this.#peopleSeen.add(user);
+      if (user === undefined) this.#directory.forget();
+      else if (!this.#broker.isOnline(user)) this.#directory.moved(user);
     });
   }
 
@@ -609,12 +580,13 @@ export class Hub {
     if (user.conns.size === 0) {
       this.#users.delete(user.name);
       this.#clearTyping(user.name);
-      // Seen until now, written before going offline: whoever sees the user
-      // leave then reads this time (shutdown() records everyone at once). A
-      // lost write only leaves the directory showing the sign-in time.
+      // Seen until now, queued before going offline (shutdown() records
+      // everyone at once). Another node may read the directory before the
+      // write lands: it shows this time once its list is read again (within
+      // DIRECTORY_TTL). A lost write only leaves the sign-in time showing.
       if (!this.#closing) {
         this.#store.markSeen([user.name], this.#now()).then(
-          () => this.#peopleSeen.add(user.name),
+          () => this.#directory.moved(user.name),
           () => {},
         );
       }
@@ -790,7 +762,7 @@ export class Hub {
       if (conn.closed) return;
       const store = this.#store;
       await store.touchUser(name, this.#now());
-      this.#peopleSeen.add(name);
+      this.#directory.moved(name);
       if ((await store.join(name, LOBBY)).added) {
         await this.#broker.publish({
           kind: "member",
@@ -1355,7 +1327,7 @@ export class Hub {
         work = this.#inTurn(conn, () => this.#search(conn, frame));
         break;
       case "users":
-        work = this.#inTurn(conn, () => this.#directory(conn, frame.q));
+        work = this.#inTurn(conn, () => this.#listUsers(conn, frame.q));
         break;
       case "topic":
         work = this.#topic(conn, frame);
@@ -1735,123 +1707,20 @@ export class Hub {
   }
 
   /**
-   * Answers `users`: in login mode every account, in open mode every name
-   * held and seen within the name expiry, and in both anyone online (on any
-   * node); never the asker. Online first by name, then by last seen, newest
-   * first, the never-seen last. The people come from a list the node keeps
-   * for a few seconds (see {@link DIRECTORY_TTL}); online status is live.
+   * Answers `users` (see {@link Directory}): cut at the reply bound, saying
+   * `more` when anyone was left out.
    */
-  async #directory(conn: Conn, q?: string): Promise<void> {
-    const me = conn.user!.name.toLowerCase();
-    const match = q?.toLowerCase() ?? "";
-    const people = await this.#people();
+  async #listUsers(conn: Conn, q?: string): Promise<void> {
+    const listing = await this.#directory.list(conn.user!.name, q);
     if (conn.closed) return;
-    const broker = this.#broker;
-    const online: string[] = [];
-    const shown = new Set<string>();
-    const away: DirectoryEntry[] = [];
-    let more = false;
-    for (const p of people) {
-      if (p.folded === me || !p.folded.includes(match)) continue;
-      if (broker.isOnline(p.name)) {
-        online.push(p.name);
-        shown.add(p.folded);
-      } else if (away.length < MAX_DIRECTORY) {
-        away.push(p.entry);
-      } else more = true;
-    }
-    if (this.#auth.mode === "open") {
-      // Online with a name the list does not have yet (it was made before they came).
-      for (const name of broker.onlineUsers()) {
-        const folded = name.toLowerCase();
-        if (folded !== me && folded.includes(match) && !shown.has(folded)) {
-          shown.add(folded);
-          online.push(name);
-        }
-      }
-    }
-    online.sort(byName);
-    const users: DirectoryEntry[] = online.slice(0, MAX_DIRECTORY).map((name) => ({
-      name,
-      online: true,
-    }));
-    users.push(...away.slice(0, MAX_DIRECTORY - users.length));
     const head: { type: "users"; q?: string; more?: boolean } = { type: "users" };
     if (q !== undefined) head.q = q;
     // Exactly the reply bound, counting `more` and the array's own brackets.
     const budget = this.#outbox.replyBytes - headBytes({ ...head, more: true }) -
       ',"users":[]'.length;
-    const fit = fitItems(users, budget, "first");
-    if (more || fit.dropped > 0 || online.length + away.length > users.length) head.more = true;
+    const fit = fitItems(listing.users, budget, "first");
+    if (listing.more || fit.dropped > 0) head.more = true;
     this.#send1(conn, withArrays(head, { users: fit.parts }));
-  }
-
-  /**
-   * The people the directory lists, by last seen (newest first, never seen
-   * last, then by name), made at most once per {@link DIRECTORY_TTL} on this
-   * node, in one of its slots for heavy reads (shared with search).
-   */
-  #people(): Promise<Person[]> {
-    const now = this.#now();
-    const cached = this.#peopleCache;
-    const fresh = cached !== null && now - cached.at < DIRECTORY_TTL;
-    if (fresh && this.#peopleSeen.size === 0) return Promise.resolve(cached.list);
-    this.#peopleLoad ??= (async () => {
-      await this.#searchTurn();
-      try {
-        const kept = this.#peopleCache;
-        if (kept !== null && now - kept.at < DIRECTORY_TTL) {
-          // Only some came or went: read just them again.
-          const moved = [...this.#peopleSeen];
-          this.#peopleSeen.clear();
-          const seen = await this.#store.lastSeen(moved);
-          const folded = new Set(moved.map((n) => n.toLowerCase()));
-          const list = kept.list.filter((p) => !folded.has(p.folded));
-          for (const name of moved) {
-            const at = seen.get(name);
-            // Open mode: a name released (signed out) is nobody's any more.
-            if (at === undefined && this.#auth.mode === "open") continue;
-            const person = toPerson(name, at);
-            // Newest first, never seen last.
-            const i = list.findIndex((p) =>
-              p.seen === undefined || (at !== undefined && p.seen <= at)
-            );
-            list.splice(i === -1 ? list.length : i, 0, person);
-          }
-          kept.list = list;
-          return list;
-        }
-        this.#peopleSeen.clear();
-        const found: { name: string; seen?: number }[] = [];
-        if (this.#auth.mode === "login") {
-          const names = [...this.#auth.names()];
-          const seen = await this.#store.lastSeen(names);
-          for (const name of names) found.push({ name, seen: seen.get(name) });
-        } else {
-          const claims = await this.#store.recentClaims({
-            since: now - this.#nameExpiry,
-            limit: DIRECTORY_MAX,
-          });
-          for (const c of claims) found.push({ name: c.name, seen: c.seen });
-        }
-        found.sort((a, b) =>
-          a.seen === b.seen
-            ? byName(a.name, b.name)
-            : a.seen === undefined
-            ? 1
-            : b.seen === undefined
-            ? -1
-            : b.seen - a.seen
-        );
-        const list = found.map((f) => toPerson(f.name, f.seen));
-        this.#peopleCache = { at: now, list };
-        return list;
-      } finally {
-        this.#searchDone();
-        this.#peopleLoad = null;
-      }
-    })();
-    return this.#peopleLoad;
   }
 
   /** Sets a room's topic: members only; a change reaches every member connection on every node. */
@@ -2251,10 +2120,4 @@ export class Hub {
 
 function* othersOf(conns: Iterable<Conn>, user: string): Iterable<Conn> {
   for (const c of conns) if (c.user?.name !== user) yield c;
-}
-
-/** Orders names ignoring case (names differing only in case: by code unit). */
-function byName(a: string, b: string): number {
-  const x = a.toLowerCase(), y = b.toLowerCase();
-  return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
 }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { MemoryStore } from "../server/memory_store.ts";
+import { Directory } from "../server/directory.ts";
 import { MAX_DIRECTORY, type ServerFrame } from "../server/protocol.ts";
 import {
   closeAll,
@@ -613,4 +614,41 @@ Deno.test("Several nodes: topics, read_all and the directory work across nodes",
   } finally {
     await closeAll(...clients);
   }
+});
+
+Deno.test("Directory: a read refused for want of a slot is not the answer from then on", async () => {
+  const store = new MemoryStore();
+  await store.markSeen(["bob"], T0);
+  let refuse = true;
+  let reads = 0;
+  const directory = new Directory({
+    accounts: () => ["alice", "bob"],
+    store: {
+      lastSeen: (names) => {
+        reads++;
+        return store.lastSeen(names);
+      },
+      recentClaims: (q) => store.recentClaims(q),
+    },
+    isOnline: () => false,
+    onlineUsers: () => [],
+    now: () => T0,
+    nameExpiry: 1000,
+    turn: () => refuse ? Promise.reject(new Error("busy")) : Promise.resolve(),
+    done: () => {},
+  });
+  await assert.rejects(directory.list("alice"), /busy/);
+  refuse = false;
+  const bob = { name: "bob", online: false, seen: iso(T0) };
+  assert.deepEqual(await directory.list("alice"), { users: [bob], more: false });
+  // Reused while nobody comes or goes; only who moved is read again.
+  assert.deepEqual(await directory.list("alice", "B"), { users: [bob], more: false });
+  assert.equal(reads, 1);
+  await store.markSeen(["bob"], T0 + 500);
+  directory.moved("bob");
+  assert.deepEqual(await directory.list("alice"), {
+    users: [{ name: "bob", online: false, seen: iso(T0 + 500) }],
+    more: false,
+  });
+  assert.equal(reads, 2);
 });

@@ -12,7 +12,7 @@ import { Logo } from "./components/icons.tsx";
 import { promptDismissed } from "./components/settings.tsx";
 import { SignIn } from "./components/sign_in.tsx";
 import { shortcut } from "./keys.ts";
-import { ChatModel } from "./model.ts";
+import { ChatModel, TOKEN_KEY } from "./model.ts";
 import { routeHash } from "./route.ts";
 import { UiState } from "./ui.ts";
 
@@ -70,7 +70,7 @@ function boot(): void {
   });
   addEventListener("online", () => model.retryNow());
   addEventListener("storage", (e: StorageEvent) => {
-    if (e.key === "chat.token" && e.newValue) model.adoptToken(e.newValue);
+    if (e.key === TOKEN_KEY && e.newValue) model.adoptToken(e.newValue);
   });
   // A draft typed just before the page goes away is saved too.
   addEventListener("pagehide", () => model.saveDrafts());
@@ -93,14 +93,23 @@ function boot(): void {
     const key = model.active.value;
     if (!model.ready.value || key === null) return;
     const hash = routeHash(key);
-    if (location.hash === hash) return;
+    if (location.hash === hash) {
+      // Opened at its own address (a reload, a link): the next one gets an entry of its own.
+      placed = true;
+      return;
+    }
     // A link to a message stays as it is while its conversation is open.
     if (location.hash.startsWith(`${hash}/`)) return;
     if (placed) history.pushState(null, "", hash);
     else history.replaceState(null, "", hash);
     placed = true;
   });
-  const follow = () => model.followLink(location.hash);
+  const follow = () => {
+    if (model.followLink(location.hash) || !location.hash.startsWith("#/")) return;
+    // Not an address of ours (a mistyped link): show where the user really is.
+    const key = model.active.peek();
+    if (key !== null) history.replaceState(null, "", routeHash(key));
+  };
   addEventListener("hashchange", follow);
   addEventListener("popstate", follow);
 

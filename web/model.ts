@@ -122,7 +122,8 @@ export interface SearchState {
   more?: boolean;
 }
 
-const TOKEN_KEY = "chat.token";
+/** Where the session token is kept (other tabs watch it: see `adoptToken`). */
+export const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.user";
 const ACTIVE_KEY = "chat.active";
 const LIMITS_KEY = "chat.limits";
@@ -146,6 +147,8 @@ const MAX_STORE_RETRY = 30_000;
 export const PACE_NOTICE = "You're sending messages too fast — they'll go out in a moment";
 /** Shown on a message the server could not store, until it is sent again. */
 export const STORE_NOTICE = "The server couldn't store your message — it will be retried";
+/** Milliseconds to wait for the server to say who has a name. */
+const LOOKUP_TIMEOUT = 10_000;
 /** Typing flags older than this are dropped even without an `active:false`. */
 const TYPING_TTL = 6000;
 /** Send `typing` again after this long while the user keeps typing. */
@@ -233,7 +236,11 @@ export class ChatModel {
   /** A link (page hash) followed before the connection was ready: opened after the welcome. */
   #link: string | null = null;
   /** People lookups waiting for the `users` reply to their `q`. */
-  #lookups = new Map<string, ((f: UsersListFrame | null) => void)[]>();
+  #lookups = new Map<string, ((f: UsersListFrame | null | "late") => void)[]>();
+  /** People invited to a room (by key, lower case) this session: not hinted at again. */
+  #invited = new Map<string, Set<string>>();
+  /** Bumped with every invitation, so that the hint about them updates. */
+  #invites = signal(0);
   /** The `ref` of the password change on its way. */
   #passwdRef: string | null = null;
   #disposeEffects: (() => void)[] = [];
@@ -309,8 +316,11 @@ export class ChatModel {
         if (text !== "") drafts.set(c.key, text);
       }
       if (owner === null) return;
+      // The write that waited is outdated now, whatever happens below: run
+      // when the page goes away, it would save a draft sent meanwhile.
       clearTimeout(this.#draftTimer);
       this.#draftTimer = undefined;
+      this.#draftWrite = null;
       const write = () => {
         this.#draftWrite = null;
         this.#draftTimer = undefined;
@@ -474,12 +484,18 @@ export class ChatModel {
   open(key: string): void {
     const conv = this.convs.value.get(key);
     if (!conv) return;
+    const before = this.current.peek();
     batch(() => {
       this.#stopTyping();
       this.active.value = key;
       conv.divider.value = conv.read.value < conv.newest ? conv.read.value : Infinity;
       conv.atBottom.value = true;
     });
+    // A room only looked at through a link goes once the user looks elsewhere.
+    if (
+      before && before !== conv && before.kind === "room" && !before.member.value &&
+      !before.loaded.value && before.pending.value.length === 0
+    ) this.#drop(before);
     if (this.me.value) this.#env.storage.setItem(`${ACTIVE_KEY}.${this.me.value}`, key);
     if (!conv.loaded.value && conv.kind === "dm" && this.ready.value) {
       this.#history(conv, "initial");
@@ -672,16 +688,39 @@ export class ChatModel {
   #follow(route: Route): void {
     const { key, id } = route;
     if (id === undefined && this.active.value === key) return;
-    let conv = this.convs.value.get(key) ?? null;
-    if (conv === null || (conv.kind === "room" && !conv.member.value)) {
-      if (key[0] === "#") {
-        if (this.joinRoom(key.slice(1)) !== null) return;
-      } else if (this.openDm(key.slice(1)) !== null) return;
-      conv = this.convs.value.get(key) ?? null;
-    } else this.open(key);
+    if (key[0] === "@") {
+      this.#followDm(key.slice(1), id);
+      return;
+    }
+    // A room the user is not in shows with "Join": a link alone joins nothing.
+    const conv = this.convs.value.get(key) ?? this.#ensure(key, false);
+    this.open(key);
     if (id === undefined) return;
     this.#jump = { key, id, pages: 0 };
-    if (conv) this.#continueJump(conv);
+    if (conv.member.value) this.#continueJump(conv);
+  }
+
+  /** Opens the direct conversation a link names, once the server says who that is. */
+  async #followDm(peer: string, id?: number): Promise<void> {
+    let name = peer;
+    if (!this.convs.value.has(`@${peer}`)) {
+      try {
+        const who = await this.findPerson(peer);
+        if (who === null) {
+          this.toast(`There's no one called “${peer}” here`);
+          return;
+        }
+        name = who.name;
+      } catch (err) {
+        this.toast((err as Error).message);
+        return;
+      }
+    }
+    const conv = this.#ensure(`@${name}`);
+    this.open(conv.key);
+    if (id === undefined) return;
+    this.#jump = { key: conv.key, id, pages: 0 };
+    this.#continueJump(conv);
   }
 
   /**
@@ -691,9 +730,12 @@ export class ChatModel {
   step(dir: 1 | -1, unreadOnly = false): void {
     const all = [...this.rooms.value, ...this.dms.value];
     if (all.length === 0) return;
-    const at = all.findIndex((c) => c.key === this.active.value);
-    for (let i = 1; i <= all.length; i++) {
-      const c = all[(at + dir * i + all.length * (i + 1)) % all.length];
+    const n = all.length;
+    const found = all.findIndex((c) => c.key === this.active.value);
+    // With none open, the first step lands on the first (or the last) one.
+    const at = found !== -1 ? found : dir === 1 ? -1 : n;
+    for (let i = 1; i <= n; i++) {
+      const c = all[(((at + dir * i) % n) + n) % n];
       if (!unreadOnly || (c.unread.value > 0 && c.key !== this.active.value)) {
         this.open(c.key);
         return;
@@ -720,8 +762,11 @@ export class ChatModel {
     if (known) return known;
     const full = this.people.value;
     if (full !== null && !full.more) return null;
+    // Longer than any name: nobody has it (and the server would refuse the question).
+    if (lower.length > 32) return null;
     const q = lower;
-    const reply = await new Promise<UsersListFrame | null>((resolve) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const reply = await new Promise<UsersListFrame | null | "late">((resolve) => {
       const list = this.#lookups.get(q) ?? [];
       list.push(resolve);
       this.#lookups.set(q, list);
@@ -729,8 +774,16 @@ export class ChatModel {
         this.#lookups.delete(q);
         resolve(null);
       }
-    });
+      // An answer refused (the server busy) never comes: do not wait forever.
+      timer = setTimeout(() => {
+        const waiting = this.#lookups.get(q)?.filter((r) => r !== resolve) ?? [];
+        if (waiting.length > 0) this.#lookups.set(q, waiting);
+        else this.#lookups.delete(q);
+        resolve("late");
+      }, LOOKUP_TIMEOUT);
+    }).finally(() => clearTimeout(timer));
     if (reply === null) throw new Error("You are offline: try again when the connection is back");
+    if (reply === "late") throw new Error("The server did not answer in time: try again");
     return reply.users.find((u) => u.name.toLowerCase() === lower) ?? null;
   }
 
@@ -754,9 +807,11 @@ export class ChatModel {
    * unknown, or when the room is too large for its whole member list.
    */
   absentMentions(conv: Conversation, text: string): string[] {
+    this.#invites.value;
     if (conv.kind !== "room" || conv.name === LOBBY || conv.memberCount.value !== null) return [];
     if (!text.includes("@") || this.people.value === null) return [];
     const members = new Set(conv.members.value.map((m) => m.toLowerCase()));
+    for (const u of this.#invited.get(conv.key) ?? []) members.add(u);
     const out = new Map<string, string>();
     for (const s of segments(text)) {
       if (s.kind !== "mention") continue;
@@ -775,6 +830,11 @@ export class ChatModel {
   invite(user: string, room: string): void {
     const url = new URL(routeHash(`#${room}`), this.#env.origin + "/").href;
     this.send(`Join me in #${room}: ${url}`, this.#ensure(`@${user}`));
+    // Asked once: the hint about them goes.
+    const invited = this.#invited.get(`#${room}`) ?? new Set<string>();
+    invited.add(user.toLowerCase());
+    this.#invited.set(`#${room}`, invited);
+    this.#invites.value++;
     this.toast(`Invited ${user} to #${room}`, "invite");
   }
 
@@ -923,13 +983,13 @@ export class ChatModel {
 
   /** Questions the connection that ended will never answer. */
   #unanswered(): void {
-    for (const waiting of this.#lookups.values()) for (const resolve of waiting) resolve(null);
-    this.#lookups.clear();
+    this.#dropLookups();
     if (this.#passwdRef !== null) {
       this.#passwdRef = null;
       this.passwd.value = {
         busy: false,
-        error: "The connection was lost before the server answered: try again",
+        error:
+          "The connection was lost before the server answered: the password may have changed. If your current password stops working, use the new one",
         done: false,
       };
     }
@@ -1367,6 +1427,7 @@ export class ChatModel {
   #onJoined(f: JoinedFrame): void {
     const key = `#${f.room}`;
     const conv = this.#ensure(key);
+    const wasMember = conv.member.value && conv.loaded.value;
     conv.member.value = true;
     const resumed = conv.resuming;
     const before = conv.syncedTo;
@@ -1380,6 +1441,15 @@ export class ChatModel {
     if (!resumed) {
       conv.hasOlder.value = f.history.length > 0 && f.history[0].id > 1;
       conv.loaded.value = true;
+      if (this.#openAfterJoin === f.room && !wasMember) {
+        // Just joined: what was said before is history, not unread.
+        const newest = Math.max(conv.newest, conv.last.value);
+        if (newest > conv.read.value) {
+          conv.read.value = newest;
+          this.#readsDue.add(key);
+          this.#scheduleRead();
+        }
+      }
     }
     if (f.more) {
       conv.resuming = true;
@@ -1481,12 +1551,8 @@ export class ChatModel {
   #onError(f: ServerFrame & { type: "error" }): void {
     if (f.ref !== undefined && f.ref === this.#passwdRef) {
       this.#passwdRef = null;
-      const error = f.code === "auth_failed"
-        ? "Your current password is wrong"
-        : f.code === "rate_limited"
-        ? `Too many attempts: try again in ${f.retryAfter ?? 1} s`
-        : f.message;
-      this.passwd.value = { busy: false, error, done: false };
+      // The server's words: a wrong password, an account changed meanwhile, a wait.
+      this.passwd.value = { busy: false, error: f.message, done: false };
       return;
     }
     if (!this.#welcomed || f.code === "auth_failed") {
@@ -1580,10 +1646,11 @@ export class ChatModel {
   // ---------------------------------------------------------------------------
   // Plumbing
 
-  #ensure(key: string): Conversation {
+  #ensure(key: string, member = true): Conversation {
     const existing = this.convs.value.get(key);
     if (existing) return existing;
     const conv = new Conversation(key, this.me);
+    conv.member.value = member;
     // A new direct conversation has nothing to catch up on.
     if (conv.kind === "dm" && this.ready.value) conv.synced = true;
     const next = new Map(this.convs.value);
@@ -1790,6 +1857,11 @@ export class ChatModel {
       this.passwd.value = null;
       this.#passwdRef = null;
     });
+    this.#dropLookups();
+  }
+
+  /** People lookups the server will not answer now: they fail as "offline". */
+  #dropLookups(): void {
     for (const waiting of this.#lookups.values()) for (const resolve of waiting) resolve(null);
     this.#lookups.clear();
   }

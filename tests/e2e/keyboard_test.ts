@@ -81,17 +81,22 @@ Deno.test("web app: focus moving through the messages never loads older ones; th
     await alice.page.locator("#composer").focus();
     const older = alice.page.getByRole("button", { name: "Load older messages" });
     let visible = true;
+    let copyLinks = 0;
     for (let i = 0; i < 400; i++) {
       await alice.page.keyboard.press("Shift+Tab");
       const state = await alice.page.evaluate(() => {
         const el = document.activeElement as HTMLElement | null;
-        if (!el || el === document.body) return { on: "", shown: true };
+        if (!el || el === document.body) return { on: "", shown: true, label: "" };
         const style = getComputedStyle(el);
         const shown = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0 ||
           style.boxShadow !== "none";
-        return { on: el.textContent ?? "", shown };
+        // Shown, not just focused: a control under opacity 0 would be a blind spot.
+        const actions = el.closest(".msg-actions");
+        const opaque = !actions || getComputedStyle(actions).opacity === "1";
+        return { on: el.textContent ?? "", shown: shown && opaque, label: el.ariaLabel ?? "" };
       });
       visible &&= state.shown;
+      if (state.label.startsWith("Copy link")) copyLinks++;
       if (state.on === "Load older messages") break;
     }
     assert.deepEqual(
@@ -101,6 +106,7 @@ Deno.test("web app: focus moving through the messages never loads older ones; th
     );
     assert.ok(await older.evaluate((el) => el === document.activeElement), "reached the top");
     assert.ok(visible, "focus was visible on every control");
+    assert.ok(copyLinks >= 50, `every message's Copy link is reachable (${copyLinks})`);
     assert.equal(await rows.first().getAttribute("data-id"), first, "the view kept its messages");
     assert.equal(await rows.count(), loaded);
     // The explicit control loads the page before.
@@ -245,6 +251,14 @@ Deno.test("web app: conversations and messages have addresses; Back and Forward 
       await waitForActive(alice, "#general");
       await page.goForward();
       await waitForActive(alice, "@bob");
+      // After a reload on an address, the next conversation still gets an entry of its own.
+      await page.reload();
+      await ready(alice);
+      await waitForActive(alice, "@bob");
+      await page.locator('[data-conv="#general"]').click();
+      await waitForActive(alice, "#general");
+      await page.goBack();
+      await waitForActive(alice, "@bob");
 
       // Copy link on bob's DM: the link names both people, so it works for bob too.
       const dm = page.locator(".msg", { hasText: "hello alice" });
@@ -271,12 +285,34 @@ Deno.test("web app: conversations and messages have addresses; Back and Forward 
       await tab.locator('[data-conv][aria-current="page"]').getAttribute("data-conv"),
       "#general",
     );
-    // A link to a room alice is not in joins it (rooms are open to everyone).
-    await tab.goto(`${server.http}/#/lobby-two`);
+    // A link to a room alice is not in opens it with "Join": a link alone joins nothing.
+    const design = await seed(server, "design", 3);
+    await tab.goto(`${server.http}/#/design/${design[1]}`);
     await tab.locator('.app[data-ready="true"]').waitFor();
-    await tab.locator('[data-conv="#lobby-two"][aria-current="page"]').waitFor({
-      state: "attached",
-    });
+    await tab.locator('[data-conv="#design"][aria-current="page"]').waitFor({ state: "attached" });
+    await tab.getByText("Join #design to see its messages.").waitFor();
+    assert.equal(await tab.locator(".msg[data-id]").count(), 0);
+    await tab.getByRole("button", { name: "Join #design" }).click();
+    await tab.locator(`.msg.flash[data-id="${design[1]}"]`).waitFor();
+    // What was said before joining is history, not news.
+    assert.equal(await tab.locator(".divider").count(), 0);
+    assert.equal(await tab.locator('[data-conv="#design"] .badge').count(), 0);
+    // A mistyped address changes nothing, and the bar shows where one is.
+    await tab.evaluate(() => (location.hash = "#/Bad Name!"));
+    await until(
+      () => Promise.resolve(new URL(tab.url()).hash === "#/design"),
+      "the address is back",
+    );
+    assert.equal(
+      await tab.locator('[data-conv][aria-current="page"]').getAttribute("data-conv"),
+      "#design",
+    );
+    // Links to nobody and to bad places say so, and change nothing.
+    await tab.goto(`${server.http}/#/@nobody`);
+    await tab.locator(".toast", { hasText: "There's no one called “nobody” here" }).waitFor();
+    assert.equal(await tab.locator('[data-conv="@nobody"]').count(), 0);
+    await tab.goto(`${server.http}/#/general/999999`);
+    await tab.locator(".toast", { hasText: "That message is no longer here" }).waitFor();
     await tab.close();
 
     // bob opens alice's DM link: the same conversation, from his side.
@@ -300,6 +336,8 @@ Deno.test("web app: a link followed before signing in opens once signed in", asy
     await signIn(alice, PASSWORDS.alice);
     await alice.page.locator(`.msg.flash[data-id="${ids[0]}"]`).waitFor();
     await ready(alice);
+    // All of it fits on the screen: seen, so read (nothing scrolls to say so).
+    await until(async () => (await alice.page.title()) === "#general · Chat", "read");
     assert.deepEqual(alice.errors, []);
   }, server);
 });

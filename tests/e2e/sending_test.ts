@@ -207,6 +207,25 @@ Deno.test("web app: unsent messages and drafts survive a reload and are sent onc
   }, server);
 });
 
+Deno.test("web app: a message sent right after typing does not come back as a draft after a reload", async () => {
+  const server = await startTestServer({ users: await users() });
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice");
+    await signIn(alice, PASSWORDS.alice);
+    const box = alice.page.locator("#composer");
+    // Typed and sent well within the pause after which a draft is saved.
+    await box.fill("sent at once");
+    await box.press("Enter");
+    await alice.page.locator(".msg:not(.pending)", { hasText: "sent at once" }).waitFor();
+    await alice.page.reload();
+    await ready(alice);
+    assert.equal(await box.inputValue(), "", "the message box is empty");
+    const saved = await alice.page.evaluate(() => localStorage.getItem("chat.drafts.alice"));
+    assert.ok(!saved?.includes("sent at once"), `no draft kept: ${saved}`);
+    assert.deepEqual(alice.errors, []);
+  }, server);
+});
+
 Deno.test("web app: a message refused for good shows Not sent with Retry and Delete", async () => {
   const server = await startTestServer({ users: await users() });
   await withBrowser(async (browser) => {

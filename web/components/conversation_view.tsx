@@ -283,8 +283,9 @@ export function MessageList(
     const node = el?.querySelector<HTMLElement>(`[data-id="${focus}"]`);
     conv.focus.value = null;
     if (!el || !node) return;
-    conv.atBottom.value = false;
     node.scrollIntoView({ block: "center" });
+    // A short conversation does not scroll at all: then it is read to its end.
+    conv.atBottom.value = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
     // Restart the highlight even when the same message was found before.
     for (const old of el.querySelectorAll(".flash")) old.classList.remove("flash");
     void node.offsetWidth;
@@ -326,16 +327,24 @@ export function MessageList(
         aria-relevant="additions"
         tabIndex={0}
       >
-        {!loaded ? <p class="list-status">Loading messages…</p> : hasOlder
+        {!loaded
           ? (
             <p class="list-status">
-              {conv.loadingOlder.value
-                ? "Loading older messages…"
-                : (
-                  <button type="button" class="link" onClick={() => model.loadOlder(conv)}>
-                    Load older messages
-                  </button>
-                )}
+              {conv.member.value ? "Loading messages…" : `Join #${conv.name} to see its messages.`}
+            </p>
+          )
+          : hasOlder
+          ? (
+            <p class="list-status">
+              {conv.loadingOlder.value ? "Loading older messages…" : (
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => model.loadOlder(conv)}
+                >
+                  Load older messages
+                </button>
+              )}
             </p>
           )
           : (
@@ -427,7 +436,7 @@ export function TypingLine({ conv }: { conv: Conversation }) {
 function JoinBar({ model, conv }: { model: ChatModel; conv: Conversation }) {
   return (
     <div class="composer join-bar" role="status">
-      <span>You're not in #{conv.name} any more.</span>
+      <span>You're not in #{conv.name}{conv.loaded.value ? " any more" : ""}.</span>
       <button
         type="button"
         class="btn small"

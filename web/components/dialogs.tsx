@@ -7,7 +7,7 @@
  */
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { DirectoryEntry } from "../../server/protocol.ts";
+import { MAX_TOPIC_BYTES, wireLength } from "../../server/protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
 import { slugify } from "../route.ts";
@@ -15,6 +15,7 @@ import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
 import { CloseIcon, HashIcon } from "./icons.tsx";
+import { usePeople } from "./use_people.ts";
 
 /** A modal dialog with a title and a close button; closing it clears `ui.dialog`. */
 export function Modal(
@@ -173,25 +174,6 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
   );
 }
 
-/**
- * People to list for what was typed: the full list filtered here, or the
- * server's answer for the text when the full list was too long to send.
- */
-export function usePeople(model: ChatModel, typed: string): DirectoryEntry[] | null {
-  const all = model.people.value;
-  const found = model.peopleFound.value;
-  const q = typed.trim().replace(/^@/, "").toLowerCase();
-  useEffect(() => model.listPeople(), []);
-  useEffect(() => {
-    if (!all?.more || q === "") return;
-    const t = setTimeout(() => model.listPeople(q), 200);
-    return () => clearTimeout(t);
-  }, [q, all?.more]);
-  if (all === null) return null;
-  const source = all.more && q !== "" && found?.q === q ? found.users : all.users;
-  return q === "" ? source : source.filter((u) => u.name.toLowerCase().includes(q));
-}
-
 /** Starts a direct conversation with anyone who has an account. */
 export function DmDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
   const [typed, setTyped] = useState("");
@@ -289,12 +271,14 @@ export function TopicDialog(
   { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
 ) {
   const [text, setText] = useState(conv.topic.value);
+  const over = wireLength(text.trim()) - MAX_TOPIC_BYTES;
   return (
     <Modal ui={ui} title={`Topic of #${conv.name}`} id="topic">
       <form
         class="modal-section"
         onSubmit={(e) => {
           e.preventDefault();
+          if (over > 0) return;
           model.setTopic(conv.name, text.trim());
           done(ui);
         }}
@@ -304,11 +288,19 @@ export function TopicDialog(
           id="topic-input"
           autofocus
           value={text}
-          maxLength={250}
           placeholder="Add a topic"
+          aria-invalid={over > 0 ? true : undefined}
+          aria-describedby="topic-hint"
           onInput={(e) => setText((e.currentTarget as HTMLInputElement).value)}
         />
-        <p class="hint">Everyone in #{conv.name} sees it in the header.</p>
+        {over > 0
+          ? (
+            <p id="topic-hint" class="form-error" role="alert">
+              Too long by {over} {over === 1 ? "byte" : "bytes"}: a topic holds up to{" "}
+              {MAX_TOPIC_BYTES} (most characters take 1, accented letters 2, emoji 4).
+            </p>
+          )
+          : <p id="topic-hint" class="hint">Everyone in #{conv.name} sees it in the header.</p>}
         <div class="form-actions">
           {conv.topic.value !== "" && (
             <button
@@ -322,7 +314,7 @@ export function TopicDialog(
               Clear topic
             </button>
           )}
-          <button type="submit" class="btn primary">Save</button>
+          <button type="submit" class="btn primary" disabled={over > 0}>Save</button>
         </div>
       </form>
     </Modal>

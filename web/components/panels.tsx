@@ -65,7 +65,7 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
             {conv?.kind === "room" && conv.member.value && (
               <button
                 type="button"
-                class={conv.topic.value ? "topic" : "topic empty"}
+                class={conv.topic.value ? "topic-btn" : "topic-btn empty"}
                 title={conv.topic.value ? `${conv.topic.value} (click to change)` : undefined}
                 aria-label={conv.topic.value
                   ? `Topic: ${conv.topic.value}. Change the topic`

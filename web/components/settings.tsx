@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { ChatModel } from "../model.ts";
 import type { UiState } from "../ui.ts";
 import { Modal } from "./dialogs.tsx";
@@ -101,10 +101,13 @@ function PasswordField(
 function Password({ model }: { model: ChatModel }) {
   const state = model.passwd.value;
   const [mismatch, setMismatch] = useState<string | null>(null);
+  const said = useRef<HTMLParagraphElement>(null);
   useEffect(() => () => void (model.passwd.value = null), []);
+  // The form goes once the change is done: the keyboard goes to what says so.
+  useEffect(() => said.current?.focus(), [state?.done]);
   if (state?.done) {
     return (
-      <p class="setting-state ok" role="status">
+      <p ref={said} tabIndex={-1} class="setting-state ok" role="status">
         Your password was changed. Every other device you were signed in on has been signed out.
       </p>
     );
@@ -120,6 +123,8 @@ function Password({ model }: { model: ChatModel }) {
         const current = String(data.get("current") ?? "");
         const next = String(data.get("password") ?? "");
         const again = String(data.get("again") ?? "");
+        // Not disabled while busy (the focus would drop to the page): ignored instead.
+        if (state?.busy) return;
         if (current === "") return setMismatch("Enter your current password");
         if (next !== again) return setMismatch("The new passwords don't match");
         setMismatch(null);
@@ -135,7 +140,7 @@ function Password({ model }: { model: ChatModel }) {
       <p id="passwd-error" class="form-error" role="alert" hidden={!error}>{error}</p>
       <p class="hint">At least 8 characters. Your other devices will be signed out.</p>
       <div class="form-actions start">
-        <button type="submit" class="btn primary" disabled={state?.busy}>
+        <button type="submit" class="btn primary" aria-disabled={state?.busy ? "true" : undefined}>
           {state?.busy ? "Changing…" : "Change password"}
         </button>
       </div>

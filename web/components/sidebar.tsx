@@ -97,7 +97,11 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
             type="button"
             class="mark-read"
             title="Mark all as read (Shift+Esc)"
-            onClick={() => model.markAllRead()}
+            onClick={() => {
+              model.markAllRead();
+              // The button goes with the last unread message: keep the keyboard somewhere useful.
+              ui.focusComposer.value++;
+            }}
           >
             <CheckAllIcon /> Mark all as read
           </button>
@@ -161,7 +165,10 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
             class="icon-btn small"
             aria-label="Dismiss: turn notifications on later from settings"
             title="Dismiss (turn them on later from settings)"
-            onClick={() => dismissPrompt(ui, true)}
+            onClick={() => {
+              dismissPrompt(ui, true);
+              ui.focusComposer.value++;
+            }}
           >
             <CloseIcon />
           </button>

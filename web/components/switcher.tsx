@@ -11,9 +11,9 @@ import type { ChatModel } from "../model.ts";
 import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { usePeople } from "./dialogs.tsx";
-import { HashIcon } from "./icons.tsx";
 import { Modal } from "./dialogs.tsx";
+import { HashIcon } from "./icons.tsx";
+import { usePeople } from "./use_people.ts";
 
 /** Most choices listed at once. */
 const MAX_CHOICES = 50;
@@ -48,9 +48,7 @@ function choices(model: ChatModel, typed: string, people: ReturnType<typeof useP
   for (const room of model.roomList.value ?? []) {
     if (have.has(`#${room.name}`.toLowerCase())) continue;
     const r = rank(room.name, q);
-    if (r >= 0 && q !== "") {
-      out.push({ c: { kind: "room", id: `#${room.name}`, ...room }, r, order: order++ });
-    }
+    if (r >= 0) out.push({ c: { kind: "room", id: `#${room.name}`, ...room }, r, order: order++ });
   }
   for (const u of people ?? []) {
     if (have.has(`@${u.name}`.toLowerCase())) continue;
