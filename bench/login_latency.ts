@@ -22,8 +22,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { PasswordHasher } from "../server/password.ts";
-import { splitFrames } from "../server/protocol.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
+import { splitFrames } from "../protocol.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,

@@ -8,8 +8,8 @@
  */
 import { parseArgs } from "node:util";
 import { ConfigError, flagError } from "../server/config.ts";
-import { NAME_PATTERN } from "../server/protocol.ts";
-import { openDataFile } from "../server/sqlite_schema.ts";
+import { NAME_PATTERN } from "../protocol.ts";
+import { openDataFile } from "../server/store/sqlite_schema.ts";
 
 /** `chat export --help`. */
 export const EXPORT_HELP = `Write the messages kept in a data file as JSON lines, oldest first.

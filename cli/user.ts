@@ -9,9 +9,9 @@
  */
 import { parseArgs } from "node:util";
 import { ConfigError, flagError } from "../server/config.ts";
-import { PasswordHasher } from "../server/password.ts";
-import { NAME_PATTERN } from "../server/protocol.ts";
-import { MIN_PASSWORD, passwordProblem } from "../server/auth.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
+import { NAME_PATTERN } from "../protocol.ts";
+import { MIN_PASSWORD, passwordProblem } from "../server/auth/auth.ts";
 import {
   findUser,
   parseUsers,
@@ -19,7 +19,7 @@ import {
   setPassword,
   updateUsers,
   type Users,
-} from "../server/users.ts";
+} from "../server/auth/users.ts";
 import { table } from "./help.ts";
 import { askHidden, say } from "./prompt.ts";
 

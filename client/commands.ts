@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { MAX_PAGE, NAME_PATTERN } from "../server/protocol.ts";
+import { MAX_PAGE, NAME_PATTERN } from "../protocol.ts";
 
 /** Messages `/history` shows when no number is given. */
 export const DEFAULT_HISTORY = 20;

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { ChatMessage, SystemFrame } from "../server/protocol.ts";
-import { CloseCode } from "../server/protocol.ts";
+import type { ChatMessage, SystemFrame } from "../protocol.ts";
+import { CloseCode } from "../protocol.ts";
 import { hostOf } from "./url.ts";
 
 /** Text styles; each is a pair of ANSI codes. */

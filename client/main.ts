@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { ask, askHidden, readLine, say } from "../cli/prompt.ts";
 import { table } from "../cli/help.ts";
 import { ConfigError, flagError } from "../server/config.ts";
-import { LOBBY, NAME_PATTERN, type WelcomeFrame } from "../server/protocol.ts";
+import { LOBBY, NAME_PATTERN, type WelcomeFrame } from "../protocol.ts";
 import { describeConnectError } from "./format.ts";
 import { runPiped } from "./piped.ts";
 import { ConnectError, Session, type SessionEvent } from "./session.ts";

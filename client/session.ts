@@ -23,7 +23,7 @@ import {
   type ServerFrame,
   splitFrames,
   type WelcomeFrame,
-} from "../server/protocol.ts";
+} from "../protocol.ts";
 import { closeSentence, describeConnectError } from "./format.ts";
 
 type Timer = ReturnType<typeof setTimeout>;

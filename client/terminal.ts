@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../server/protocol.ts";
-import { applyPresence, LOBBY, presenceCount } from "../server/protocol.ts";
+import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
+import { applyPresence, LOBBY, presenceCount } from "../protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";

@@ -13,7 +13,7 @@
  *   (`-wal`, `-shm`, `-journal`) in the folder it runs in, plus any
  *   `--data-dir` given here (the Docker image uses `/data`). Not the folder
  *   itself: so a write of users.json cannot sync the folder to disk there
- *   (server/users.ts explains what that costs);
+ *   (server/auth/users.ts explains what that costs);
  * - read `.env`, `cert.pem` and `key.pem` there;
  * - read environment variables;
  * - load ngrok's native addon (`--allow-ffi`) and the three facts about the
@@ -42,7 +42,7 @@ export const ENTRY = "main.ts";
  * Files the module graph does not reach but the binary needs: workers (a
  * `new Worker(new URL(…))` is not an import) and docs for `chat docs`.
  */
-export const INCLUDES: readonly string[] = ["server/hash_worker.ts", "docs/"];
+export const INCLUDES: readonly string[] = ["server/auth/hash_worker.ts", "docs/"];
 
 /** Files the binary reads and writes in its working directory. */
 export const DATA_FILES: readonly string[] = [

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { splitFrames } from "../server/protocol.ts";
+import { splitFrames } from "../protocol.ts";
 import { ChatNode, RedisServer } from "../tests/redis_helpers.ts";
 
 const { values } = parseArgs({

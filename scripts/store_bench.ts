@@ -24,12 +24,12 @@
 import { parseArgs } from "node:util";
 import { parseConfig } from "../server/config.ts";
 import { memoryLogger } from "../server/log.ts";
-import { MemoryStore } from "../server/memory_store.ts";
-import { splitFrames } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { splitFrames } from "../protocol.ts";
 import { startServer } from "../server/server.ts";
-import { openDataFile } from "../server/sqlite_schema.ts";
-import { SqliteStore } from "../server/sqlite_store.ts";
-import type { Store } from "../server/store.ts";
+import { openDataFile } from "../server/store/sqlite_schema.ts";
+import { SqliteStore } from "../server/store/sqlite.ts";
+import type { Store } from "../server/store/store.ts";
 
 type Mode = "memory" | "full" | "normal";
 

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { Auth, newSessionId } from "./auth.ts";
-import { type Broker, LocalBroker } from "./broker.ts";
+import { Auth, newSessionId } from "./auth/auth.ts";
+import { type Broker, LocalBroker } from "./broker/broker.ts";
 import { type Config, ConfigError, VERSION } from "./config.ts";
 import {
   createHandler,
@@ -14,19 +14,19 @@ import {
   SECURITY_HEADERS,
   type StaticHandler,
   TUNNEL_HEADER,
-} from "./http.ts";
+} from "./http/http.ts";
 import { signoutsPath } from "./file_access.ts";
-import { DEFAULT_LIMITS, Hub } from "./hub.ts";
-import type { PresenceOptions } from "./presence.ts";
+import { DEFAULT_LIMITS, Hub } from "./hub/hub.ts";
+import type { PresenceOptions } from "./hub/presence.ts";
 import { consoleLogger, type Logger } from "./log.ts";
-import { MemoryStore } from "./memory_store.ts";
-import { PasswordHasher } from "./password.ts";
-import { abortSocket, SocketReaper } from "./reaper.ts";
-import { SqliteStore } from "./sqlite_store.ts";
-import { webAppHandler } from "./static.ts";
-import type { Store } from "./store.ts";
-import type { ThrottleOptions } from "./throttle.ts";
-import { openTunnel, type Tunnel, type TunnelOpener } from "./tunnel.ts";
+import { MemoryStore } from "./store/memory.ts";
+import { PasswordHasher } from "./auth/password.ts";
+import { abortSocket, SocketReaper } from "./hub/reaper.ts";
+import { SqliteStore } from "./store/sqlite.ts";
+import { webAppHandler } from "./http/static.ts";
+import type { Store } from "./store/store.ts";
+import type { ThrottleOptions } from "./auth/throttle.ts";
+import { openTunnel, type Tunnel, type TunnelOpener } from "./http/tunnel.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -397,9 +397,9 @@ function connectShared(config: Config, log: Logger): SharedStart {
   const waiting = Promise.withResolvers<void>();
   let patience: ReturnType<typeof setTimeout> | undefined;
   const ready = (async (): Promise<Shared | null> => {
-    const { waitForRedis } = await import("./redis_client.ts");
-    const { RedisStore } = await import("./redis_store.ts");
-    const { RedisBroker } = await import("./redis_broker.ts");
+    const { waitForRedis } = await import("./broker/redis_client.ts");
+    const { RedisStore } = await import("./store/redis.ts");
+    const { RedisBroker } = await import("./broker/redis.ts");
     // A first attempt that hangs (a host that drops packets: 10 s until it
     // times out) must not keep the listener down either.
     patience = setTimeout(() => waiting.resolve(), FIRST_ATTEMPT_PATIENCE);

@@ -4,7 +4,7 @@
  * limits, typing floods and the per-connection frame bucket.
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { Auth } from "../server/auth.ts";
+import { Auth } from "../server/auth/auth.ts";
 import { memoryLogger } from "../server/log.ts";
-import { isHashed, PasswordHasher } from "../server/password.ts";
-import { parseUsers, readUsers, updateUsers } from "../server/users.ts";
+import { isHashed, PasswordHasher } from "../server/auth/password.ts";
+import { parseUsers, readUsers, updateUsers } from "../server/auth/users.ts";
 
 async function withDir(fn: (dir: string, hasher: PasswordHasher) => Promise<void>) {
   const dir = await Deno.makeTempDir();

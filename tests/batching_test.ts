@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, type TestClient } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { OPTIONS, VERSION } from "../server/config.ts";
 import { table, wrap } from "../cli/help.ts";
-import { isHashed } from "../server/password.ts";
+import { isHashed } from "../server/auth/password.ts";
 import { runChat } from "./client_helpers.ts";
 
 /** `deno task start`'s permissions, for the server's own commands. */

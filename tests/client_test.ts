@@ -3,7 +3,7 @@
  * mode end to end, sign-in modes, and the one-line errors.
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import {
   closeAll,
   DEADLINE,

@@ -3,7 +3,7 @@
  * against the real server: what a person sees and types.
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import {
   closeAll,
   signIn,

@@ -13,7 +13,7 @@ import {
   permissionFlags,
   ROOT,
 } from "../scripts/compile.ts";
-import { isHashed } from "../server/password.ts";
+import { isHashed } from "../server/auth/password.ts";
 import { closeAll, freePort, signIn, waitUntil } from "./helpers.ts";
 
 Deno.test("compileArgs() bakes in the permission flags, includes and target", async (t) => {
@@ -23,7 +23,7 @@ Deno.test("compileArgs() bakes in the permission flags, includes and target", as
     assert.equal(args.at(-1), "main.ts");
     for (const flag of permissionFlags()) assert.ok(args.includes(flag), flag);
     for (const inc of INCLUDES) assert.ok(args.join(" ").includes(`--include ${inc}`), inc);
-    assert.ok(args.includes("server/hash_worker.ts"), "the password worker is included");
+    assert.ok(args.includes("server/auth/hash_worker.ts"), "the password worker is included");
     assert.ok(!args.includes("-A") && !args.includes("--allow-all"));
     assert.ok(!args.some((a) => a === "--allow-read" || a === "--allow-write"), "scoped fs");
     assert.equal(
@@ -73,7 +73,7 @@ Deno.test("deno task compile --print shows the command it runs", async () => {
 
 Deno.test("embeddedFiles() follows the module graph and the includes", async () => {
   const files = await embeddedFiles();
-  for (const f of ["main.ts", "server/server.ts", "server/hash_worker.ts", "deno.json"]) {
+  for (const f of ["main.ts", "server/server.ts", "server/auth/hash_worker.ts", "deno.json"]) {
     assert.ok(files.includes(f), f);
   }
   assert.ok(files.includes("docs/deployment.md"), "docs ship inside");

@@ -4,9 +4,9 @@
  * and for several nodes a redis-server of the test's own.
  */
 import assert from "node:assert/strict";
-import { MemoryStore } from "../server/memory_store.ts";
-import { Directory } from "../server/directory.ts";
-import { MAX_DIRECTORY, type ServerFrame } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { Directory } from "../server/hub/directory.ts";
+import { MAX_DIRECTORY, type ServerFrame } from "../protocol.ts";
 import {
   closeAll,
   signIn,

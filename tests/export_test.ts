@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { exportCommand } from "../cli/export.ts";
-import { conversationKey } from "../server/protocol.ts";
-import { SqliteStore } from "../server/sqlite_store.ts";
+import { conversationKey } from "../protocol.ts";
+import { SqliteStore } from "../server/store/sqlite.ts";
 import { runChat } from "./chat_process.ts";
 
 /** A data file with two rooms and a DM, written at a fixed time. */

@@ -20,13 +20,13 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Auth } from "../server/auth.ts";
-import { LocalBroker } from "../server/broker.ts";
-import { type Conn, Hub } from "../server/hub.ts";
+import { Auth } from "../server/auth/auth.ts";
+import { LocalBroker } from "../server/broker/broker.ts";
+import { type Conn, Hub } from "../server/hub/hub.ts";
 import { memoryLogger } from "../server/log.ts";
-import { MemoryStore } from "../server/memory_store.ts";
-import type { Socket } from "../server/outbox.ts";
-import { PasswordHasher } from "../server/password.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import type { Socket } from "../server/hub/outbox.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
 import {
   type ChatMessage,
   type ErrorCode,
@@ -34,7 +34,7 @@ import {
   parseClientFrame,
   type ServerFrame,
   splitFrames,
-} from "../server/protocol.ts";
+} from "../protocol.ts";
 import { startTestServer, TestClient, waitUntil } from "./helpers.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 40);

@@ -45,7 +45,7 @@ Deno.test("chat health exits 0 for a running server and 1 for none", async (t) =
 });
 
 Deno.test("chat health names the status of a node that is still starting", async () => {
-  // What a node waiting for Redis answers (server/http.ts, createStartingHandler).
+  // What a node waiting for Redis answers (server/http/http.ts, createStartingHandler).
   await using server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     () => Response.json({ status: "starting", rooms: null }, { status: 503 }),

@@ -7,8 +7,8 @@
 import { parseConfig } from "../server/config.ts";
 import { memoryLogger } from "../server/log.ts";
 import { type ChatServer, type StartOptions, startServer } from "../server/server.ts";
-import { type ServerFrame, splitFrames } from "../server/protocol.ts";
-import { PasswordHasher } from "../server/password.ts";
+import { type ServerFrame, splitFrames } from "../protocol.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
 
 /** Generous deadline for anything a test waits for. */
 export const DEADLINE = 15_000;

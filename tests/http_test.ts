@@ -3,7 +3,7 @@
  * stack traces, size limits, and the cross-site WebSocket (Origin) check.
  */
 import assert from "node:assert/strict";
-import { MAX_BODY_BYTES, MAX_HEADER_BYTES, SECURITY_HEADERS } from "../server/http.ts";
+import { MAX_BODY_BYTES, MAX_HEADER_BYTES, SECURITY_HEADERS } from "../server/http/http.ts";
 import { closeAll, signIn, startTestServer } from "./helpers.ts";
 import { rawHttp, RawWebSocket, upgradeRequest } from "./raw.ts";
 

@@ -1,13 +1,19 @@
 import assert from "node:assert/strict";
-import { Auth } from "../server/auth.ts";
-import { LocalBroker } from "../server/broker.ts";
-import { type Conn, Hub, type HubOptions } from "../server/hub.ts";
+import { Auth } from "../server/auth/auth.ts";
+import { LocalBroker } from "../server/broker/broker.ts";
+import { type Conn, Hub, type HubOptions } from "../server/hub/hub.ts";
 import { memoryLogger } from "../server/log.ts";
-import { MemoryStore } from "../server/memory_store.ts";
-import type { ClaimResult, NameClaim, Page, PageQuery, SearchScope } from "../server/store.ts";
-import type { Socket } from "../server/outbox.ts";
-import { PasswordHasher } from "../server/password.ts";
-import { type ChatMessage, type ServerFrame, splitFrames } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import type {
+  ClaimResult,
+  NameClaim,
+  Page,
+  PageQuery,
+  SearchScope,
+} from "../server/store/store.ts";
+import type { Socket } from "../server/hub/outbox.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
+import { type ChatMessage, type ServerFrame, splitFrames } from "../protocol.ts";
 
 class FakeSocket implements Socket {
   readyState = 1;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { KeyedCounter, RoomQuota } from "../server/limits.ts";
-import { MemoryStore } from "../server/memory_store.ts";
-import { FrameError } from "../server/protocol.ts";
+import { KeyedCounter, RoomQuota } from "../server/hub/limits.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { FrameError } from "../protocol.ts";
 
 Deno.test("KeyedCounter.add() stops at the ceiling and remove() frees a slot", () => {
   const c = new KeyedCounter();

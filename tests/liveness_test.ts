@@ -4,7 +4,7 @@
  * The clients here are written by hand on bare TCP (tests/raw.ts).
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { signIn, startTestServer, waitUntil } from "./helpers.ts";
 import { Op, type RawFrame, RawWebSocket } from "./raw.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isHashed } from "../server/password.ts";
+import { isHashed } from "../server/auth/password.ts";
 import { closeAll, freePort, signIn } from "./helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { MemoryStore } from "../server/memory_store.ts";
-import { type ChatMessage, conversationKey } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { type ChatMessage, conversationKey } from "../protocol.ts";
 import { storeContract } from "./store_contract.ts";
 
 storeContract(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Batch, Outbox, type Sink, type Socket } from "../server/outbox.ts";
+import { Batch, Outbox, type Sink, type Socket } from "../server/hub/outbox.ts";
 
 /** A socket that records what it is sent; `buffered` plays the kernel's backlog. */
 class RecordingSocket implements Socket {

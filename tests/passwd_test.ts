@@ -8,9 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { isHashed } from "../server/password.ts";
-import type { ServerFrame } from "../server/protocol.ts";
-import { updateUsers } from "../server/users.ts";
+import { isHashed } from "../server/auth/password.ts";
+import type { ServerFrame } from "../protocol.ts";
+import { updateUsers } from "../server/auth/users.ts";
 import {
   closeAll,
   hashPassword,

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { ARGON2_PARAMS, HasherBusyError, isHashed, PasswordHasher } from "../server/password.ts";
+import {
+  ARGON2_PARAMS,
+  HasherBusyError,
+  isHashed,
+  PasswordHasher,
+} from "../server/auth/password.ts";
 
 Deno.test("PasswordHasher.hash() writes argon2id at the OWASP cost (19 MiB, t=2, p=1)", async () => {
   const h = new PasswordHasher();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { ChatMessage, ServerFrame } from "../server/protocol.ts";
-import { SqliteStore } from "../server/sqlite_store.ts";
+import type { ChatMessage, ServerFrame } from "../protocol.ts";
+import { SqliteStore } from "../server/store/sqlite.ts";
 import { runChat, spawnServer } from "./chat_process.ts";
 import { closeAll, signIn, startTestServer, type TestClient, waitUntil } from "./helpers.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Presence, PRESENCE_FULL_MAX } from "../server/presence.ts";
-import type { ServerFrame } from "../server/protocol.ts";
+import { Presence, PRESENCE_FULL_MAX } from "../server/hub/presence.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, type TestClient } from "./helpers.ts";
 
 /** The online set a broker would hold, telling a {@link Presence} about every change. */

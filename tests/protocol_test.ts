@@ -10,7 +10,7 @@ import {
   splitFrames,
   utf8Length,
   wireLength,
-} from "../server/protocol.ts";
+} from "../protocol.ts";
 
 function fails(data: string, code: string, message: RegExp, ref?: string) {
   assert.throws(() => parseClientFrame(data), (err: unknown) => {

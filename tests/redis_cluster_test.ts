@@ -3,7 +3,7 @@
  * `deno run main.ts --redis …` processes; clients spread over the nodes.
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import {
   closeAll,
   hashPassword,

@@ -3,8 +3,8 @@
  * nodes serve clients (a node started before Redis: redis_startup_test.ts).
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
-import { RedisStore } from "../server/redis_store.ts";
+import type { ServerFrame } from "../protocol.ts";
+import { RedisStore } from "../server/store/redis.ts";
 import { closeAll, signIn, waitUntil } from "./helpers.ts";
 import { RedisServer, SECRET, startCluster } from "./redis_helpers.ts";
 

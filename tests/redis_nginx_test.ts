@@ -4,7 +4,7 @@
  * nodes, and chat as one.
  */
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, freePort, signIn, waitUntil } from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";
 

@@ -10,9 +10,9 @@
 import assert from "node:assert/strict";
 import { ErrorReply } from "redis";
 import { VERSION } from "../server/config.ts";
-import { createStartingHandler } from "../server/http.ts";
+import { createStartingHandler } from "../server/http/http.ts";
 import { memoryLogger } from "../server/log.ts";
-import type { ServerFrame } from "../server/protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 import {
   closeRedis,
   connectRedis,
@@ -20,7 +20,7 @@ import {
   isTransient,
   RedisUnavailableError,
   waitForRedis,
-} from "../server/redis_client.ts";
+} from "../server/broker/redis_client.ts";
 import { closeAll, freePort, type SignedIn, signIn, TestClient, waitUntil } from "./helpers.ts";
 import { ChatNode, RedisServer, SECRET } from "./redis_helpers.ts";
 import { runChat } from "./chat_process.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { ChatMessage } from "../server/protocol.ts";
-import { RedisStore } from "../server/redis_store.ts";
+import type { ChatMessage } from "../protocol.ts";
+import { RedisStore } from "../server/store/redis.ts";
 import { RedisServer } from "./redis_helpers.ts";
 import { storeContract } from "./store_contract.ts";
 

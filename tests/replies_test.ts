@@ -5,8 +5,8 @@
  * sockets, a store filled with text that JSON inflates the most.
  */
 import assert from "node:assert/strict";
-import { MemoryStore } from "../server/memory_store.ts";
-import { conversationKey, type ServerFrame, utf8Length } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { conversationKey, type ServerFrame, utf8Length } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, type TestClient } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;

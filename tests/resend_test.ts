@@ -8,15 +8,15 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Auth } from "../server/auth.ts";
-import { LocalBroker } from "../server/broker.ts";
-import { Hub } from "../server/hub.ts";
+import { Auth } from "../server/auth/auth.ts";
+import { LocalBroker } from "../server/broker/broker.ts";
+import { Hub } from "../server/hub/hub.ts";
 import { memoryLogger } from "../server/log.ts";
-import { MemoryStore } from "../server/memory_store.ts";
-import type { Socket } from "../server/outbox.ts";
-import { PasswordHasher } from "../server/password.ts";
-import { type ServerFrame, splitFrames } from "../server/protocol.ts";
-import type { Page, PageQuery } from "../server/store.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import type { Socket } from "../server/hub/outbox.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
+import { type ServerFrame, splitFrames } from "../protocol.ts";
+import type { Page, PageQuery } from "../server/store/store.ts";
 import { spawnServer } from "./chat_process.ts";
 import { closeAll, signIn, signInWithToken, startTestServer, type TestClient } from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";

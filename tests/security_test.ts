@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../server/config.ts";
 import { memoryLogger } from "../server/log.ts";
-import { HasherBusyError, PasswordHasher } from "../server/password.ts";
-import type { ServerFrame } from "../server/protocol.ts";
+import { HasherBusyError, PasswordHasher } from "../server/auth/password.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { startServer } from "../server/server.ts";
 import { spawnServer } from "./chat_process.ts";
 import {

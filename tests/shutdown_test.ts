@@ -4,9 +4,9 @@
  * last, after the hub stopped taking frames).
  */
 import assert from "node:assert/strict";
-import { MemoryStore } from "../server/memory_store.ts";
-import type { ChatMessage, ServerFrame } from "../server/protocol.ts";
-import type { Draft, Store } from "../server/store.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import type { ChatMessage, ServerFrame } from "../protocol.ts";
+import type { Draft, Store } from "../server/store/store.ts";
 import { closeAll, signIn, startTestServer, TestClient } from "./helpers.ts";
 import { spawnChat } from "./spawn.ts";
 

@@ -7,7 +7,7 @@
  * asserts behaviour only.
  */
 import assert from "node:assert/strict";
-import { type ChatMessage, splitFrames } from "../server/protocol.ts";
+import { type ChatMessage, splitFrames } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, type TestClient, waitUntil } from "./helpers.ts";
 import { Op, RawWebSocket } from "./raw.ts";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { conversationKey } from "../server/protocol.ts";
-import { APPLICATION_ID, SCHEMA_VERSION } from "../server/sqlite_schema.ts";
-import { SqliteStore, type SqliteStoreOptions } from "../server/sqlite_store.ts";
-import type { Draft } from "../server/store.ts";
+import { conversationKey } from "../protocol.ts";
+import { APPLICATION_ID, SCHEMA_VERSION } from "../server/store/sqlite_schema.ts";
+import { SqliteStore, type SqliteStoreOptions } from "../server/store/sqlite.ts";
+import type { Draft } from "../server/store/store.ts";
 import { storeContract } from "./store_contract.ts";
 
 storeContract("SqliteStore", async ({ keep }) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { acceptsGzip, createStaticHandler, WEB_APP_FILES } from "../server/static.ts";
+import { acceptsGzip, createStaticHandler, WEB_APP_FILES } from "../server/http/static.ts";
 import { startTestServer } from "./helpers.ts";
 
 async function gunzip(bytes: Uint8Array<ArrayBuffer>): Promise<string> {

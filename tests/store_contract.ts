@@ -5,8 +5,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Draft, REF_WINDOW, type Store } from "../server/store.ts";
-import { conversationKey } from "../server/protocol.ts";
+import { type Draft, REF_WINDOW, type Store } from "../server/store/store.ts";
+import { conversationKey } from "../protocol.ts";
 
 /** Opens a fresh, empty store; `keep` asks it to keep only that many messages per conversation. */
 export type OpenStore = (options: { keep?: number }) => Promise<Store>;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import type { ServerFrame } from "../server/protocol.ts";
-import { type Admission, LoginThrottle, type Ticket } from "../server/throttle.ts";
+import type { ServerFrame } from "../protocol.ts";
+import { type Admission, LoginThrottle, type Ticket } from "../server/auth/throttle.ts";
 import { closeAll, signIn, signOut, startTestServer, TestClient } from "./helpers.ts";
 
 const OPTS = { userFree: 2, addrFree: 4, baseDelay: 100, maxDelay: 1000, maxWait: 500 };

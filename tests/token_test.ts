@@ -5,10 +5,10 @@
  * tokens get auth_failed; the secret is kept beside users.json.
  */
 import assert from "node:assert/strict";
-import { Auth } from "../server/auth.ts";
+import { Auth } from "../server/auth/auth.ts";
 import { memoryLogger } from "../server/log.ts";
-import { PasswordHasher } from "../server/password.ts";
-import type { ServerFrame } from "../server/protocol.ts";
+import { PasswordHasher } from "../server/auth/password.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, hashPassword, signIn, startTestServer, TestClient } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;

@@ -8,8 +8,8 @@ import {
   type TunnelOpener,
   type TunnelRequest,
   upstreamAddr,
-} from "../server/tunnel.ts";
-import type { ServerFrame } from "../server/protocol.ts";
+} from "../server/http/tunnel.ts";
+import type { ServerFrame } from "../protocol.ts";
 import { closeAll, freePort, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;

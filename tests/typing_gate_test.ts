@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TypingGate } from "../server/typing_gate.ts";
+import { TypingGate } from "../server/hub/typing_gate.ts";
 
 Deno.test("TypingGate.offer() lets a burst through, then holds changes", () => {
   const g = new TypingGate<string>({ burst: 3, interval: 1000 });

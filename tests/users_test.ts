@@ -7,9 +7,9 @@ import {
   updateUsers,
   type Users,
   writeUsers,
-} from "../server/users.ts";
+} from "../server/auth/users.ts";
 
-const USERS_MODULE = new URL("../server/users.ts", import.meta.url).href;
+const USERS_MODULE = new URL("../server/auth/users.ts", import.meta.url).href;
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -34,7 +34,7 @@ async function holdLock(path: string): Promise<Deno.FsFile> {
 }
 
 /**
- * A `deno eval` process running `code` with server/users.ts imported as
+ * A `deno eval` process running `code` with server/auth/users.ts imported as
  * `users`; its stdout is read with {@link waitFor}, its stdin written with
  * {@link send}.
  */

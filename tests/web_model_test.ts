@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { effect } from "@preact/signals";
-import { MemoryStore } from "../server/memory_store.ts";
-import { conversationKey, type ServerFrame } from "../server/protocol.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { conversationKey, type ServerFrame } from "../protocol.ts";
 import type { Pending } from "../web/conversation.ts";
 import { ChatModel, PACE_NOTICE } from "../web/model.ts";
 import { freePort, hashPassword, startTestServer, type TestServer, waitUntil } from "./helpers.ts";

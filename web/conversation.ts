@@ -7,7 +7,7 @@
  * @module
  */
 import { computed, type ReadonlySignal, signal } from "@preact/signals";
-import type { ChatMessage, Target } from "../server/protocol.ts";
+import type { ChatMessage, Target } from "../protocol.ts";
 import { mentions } from "./text.ts";
 
 /** A message the user sent that the server has not confirmed yet. */

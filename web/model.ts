@@ -36,7 +36,7 @@ import {
   type UsersListFrame,
   type WelcomeFrame,
   wireLength,
-} from "../server/protocol.ts";
+} from "../protocol.ts";
 import { isRoute, parseRoute, type Route, routeHash } from "./route.ts";
 import { Conversation, convKey, type HistoryKind, type Pending } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { SendLimits } from "../server/protocol.ts";
+import type { SendLimits } from "../protocol.ts";
 
 /** Share of the announced burst the client allows itself. */
 const BURST_SHARE = 0.75;

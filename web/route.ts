@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { NAME_PATTERN } from "../server/protocol.ts";
+import { NAME_PATTERN } from "../protocol.ts";
 
 /** Where a link points: a conversation key (`#room` or `@peer`) and maybe a message. */
 export interface Route {

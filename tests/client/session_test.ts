@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ChatMessage, ServerFrame } from "../../server/protocol.ts";
+import type { ChatMessage, ServerFrame } from "../../protocol.ts";
 import { ConnectError, ServerError, Session, type SessionEvent } from "../../client/session.ts";
 import { closeAll, DEADLINE, signIn, signOut, startTestServer, waitUntil } from "../helpers.ts";
 import { TcpProxy } from "../tcp_proxy.ts";

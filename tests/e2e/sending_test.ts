@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { BrowserContext, WebSocketRoute } from "playwright-core";
-import type { ChatMessage } from "../../server/protocol.ts";
+import type { ChatMessage } from "../../protocol.ts";
 import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
 import { screenshot } from "./browser.ts";
 import { type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";

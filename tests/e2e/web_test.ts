@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
-import { MemoryStore } from "../../server/memory_store.ts";
-import { conversationKey } from "../../server/protocol.ts";
+import { MemoryStore } from "../../server/store/memory.ts";
+import { conversationKey } from "../../protocol.ts";
 import {
   freePort,
   hashPassword,

@@ -6,7 +6,7 @@
  * @module
  */
 import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
-import { type ChatMessage, wireLength } from "../../server/protocol.ts";
+import { type ChatMessage, wireLength } from "../../protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, STORE_NOTICE } from "../model.ts";
 import { routeHash } from "../route.ts";

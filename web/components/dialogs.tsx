@@ -7,7 +7,7 @@
  */
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { MAX_TOPIC_BYTES, wireLength } from "../../server/protocol.ts";
+import { MAX_TOPIC_BYTES, wireLength } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
 import { slugify } from "../route.ts";

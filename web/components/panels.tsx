@@ -5,7 +5,7 @@
  * @module
  */
 import { useEffect, useRef } from "preact/hooks";
-import { LOBBY } from "../../server/protocol.ts";
+import { LOBBY } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel, SearchScope } from "../model.ts";
 import { highlight } from "../text.ts";

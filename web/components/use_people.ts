@@ -6,7 +6,7 @@
  * @module
  */
 import { useEffect } from "preact/hooks";
-import type { DirectoryEntry } from "../../server/protocol.ts";
+import type { DirectoryEntry } from "../../protocol.ts";
 import type { ChatModel } from "../model.ts";
 
 /**

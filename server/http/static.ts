@@ -9,11 +9,11 @@
  *
  * @module
  */
-import indexHtml from "../web/dist/index.html" with { type: "text" };
-import appJs from "../web/dist/app.js" with { type: "text" };
-import appCss from "../web/dist/app.css" with { type: "text" };
-import faviconSvg from "../web/dist/favicon.svg" with { type: "text" };
-import manifest from "../web/dist/manifest.webmanifest" with { type: "text" };
+import indexHtml from "../../web/dist/index.html" with { type: "text" };
+import appJs from "../../web/dist/app.js" with { type: "text" };
+import appCss from "../../web/dist/app.css" with { type: "text" };
+import faviconSvg from "../../web/dist/favicon.svg" with { type: "text" };
+import manifest from "../../web/dist/manifest.webmanifest" with { type: "text" };
 import type { StaticHandler } from "./http.ts";
 
 /** One file the app serves. */

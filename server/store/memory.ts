@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "./protocol.ts";
+import type { ChatMessage, Conversation } from "../../protocol.ts";
 import {
   type Appended,
   type ClaimResult,
@@ -21,8 +21,8 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
-import { appendLocked, replaceLocked } from "./locked_file.ts";
-import { Slice } from "./time_slice.ts";
+import { appendLocked, replaceLocked } from "../locked_file.ts";
+import { Slice } from "../hub/time_slice.ts";
 
 interface Log {
   /** Kept messages; ids are contiguous, so `messages[i].id === first + i`. */

@@ -20,8 +20,8 @@
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { dirname, join } from "node:path";
-import { ConfigError } from "./config.ts";
-import type { Logger } from "./log.ts";
+import { ConfigError } from "../config.ts";
+import type { Logger } from "../log.ts";
 import type { PasswordHasher } from "./password.ts";
 import { parseUsers, readUsers, setPassword, updateUsers, type Users } from "./users.ts";
 

@@ -31,7 +31,7 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "./protocol.ts";
+import type { ChatMessage, Conversation } from "../../protocol.ts";
 import {
   closeRedis,
   command,
@@ -39,7 +39,7 @@ import {
   type RedisClient,
   type Reply,
   Script,
-} from "./redis_client.ts";
+} from "../broker/redis_client.ts";
 import {
   type Appended,
   type ClaimResult,
@@ -56,7 +56,7 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
-import { Slice } from "./time_slice.ts";
+import { Slice } from "../hub/time_slice.ts";
 
 /**
  * Gives a message the next id of its conversation and Redis's clock (never

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { FrameError } from "./protocol.ts";
-import type { Store } from "./store.ts";
+import { FrameError } from "../../protocol.ts";
+import type { Store } from "../store/store.ts";
 
 /** Counts things per key with a ceiling; keys at zero are forgotten. */
 export class KeyedCounter {

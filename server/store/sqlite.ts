@@ -18,8 +18,8 @@
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
-import type { ChatMessage, Conversation } from "./protocol.ts";
-import type { Logger } from "./log.ts";
+import type { ChatMessage, Conversation } from "../../protocol.ts";
+import type { Logger } from "../log.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
   type Appended,
@@ -167,7 +167,7 @@ export class SqliteStore implements Store {
    * and what to do (see `openDataFile`).
    * @example
    * ```ts
-   * import { SqliteStore } from "./sqlite_store.ts";
+   * import { SqliteStore } from "./sqlite.ts";
    * const store = SqliteStore.open(await Deno.makeTempFile({ suffix: ".db" }), { retainDays: 30 });
    * await store.append({ conv: "general", room: "general", from: "alice", text: "hi" });
    * await store.close();

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { ChatMessage } from "./protocol.ts";
-import type { Appended, Draft, Store } from "./store.ts";
+import type { ChatMessage } from "../../protocol.ts";
+import type { Appended, Draft, Store } from "../store/store.ts";
 
 /** Where a message came from, so its node can echo `ref` to the sender's connection only. */
 export interface Origin {

@@ -9,11 +9,11 @@
  *
  * @module
  */
-import { type Auth, newSessionId, passwordProblem } from "./auth.ts";
-import { HasherBusyError } from "./password.ts";
-import type { Broker, BrokerEvent, Origin } from "./broker.ts";
+import { type Auth, newSessionId, passwordProblem } from "../auth/auth.ts";
+import { HasherBusyError } from "../auth/password.ts";
+import type { Broker, BrokerEvent, Origin } from "../broker/broker.ts";
 import { KeyedCounter, RoomQuota } from "./limits.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 import { type Batch, Outbox, type OutboxOptions, type Socket } from "./outbox.ts";
 import { Presence, type PresenceOptions } from "./presence.ts";
 import {
@@ -37,11 +37,11 @@ import {
   type Target,
   utf8Length,
   type WelcomeFrame,
-} from "./protocol.ts";
-import { dmPair, type NameClaim, type Store } from "./store.ts";
+} from "../../protocol.ts";
+import { dmPair, type NameClaim, type Store } from "../store/store.ts";
 import { encode, fitItems, headBytes, messageFrame, withArrays, withRef } from "./frames.ts";
 import { Directory } from "./directory.ts";
-import { LoginThrottle, type Outcome, type ThrottleOptions } from "./throttle.ts";
+import { LoginThrottle, type Outcome, type ThrottleOptions } from "../auth/throttle.ts";
 import { TypingGate } from "./typing_gate.ts";
 
 /** Flood-control settings; see docs/security.md. */

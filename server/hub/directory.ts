@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { type DirectoryEntry, MAX_DIRECTORY } from "./protocol.ts";
-import type { Store } from "./store.ts";
+import { type DirectoryEntry, MAX_DIRECTORY } from "../../protocol.ts";
+import type { Store } from "../store/store.ts";
 
 /** Milliseconds the list of people is reused before it is read again whole. */
 export const DIRECTORY_TTL = 5000;

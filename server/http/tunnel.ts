@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
 
 /** An open tunnel. */
 export interface Tunnel {

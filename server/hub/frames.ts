@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type ChatMessage, type ServerFrame, utf8Length } from "./protocol.ts";
+import { type ChatMessage, type ServerFrame, utf8Length } from "../../protocol.ts";
 
 /** A server frame as JSON text. */
 export function encode(frame: ServerFrame): string {

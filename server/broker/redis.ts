@@ -30,7 +30,7 @@
  * @module
  */
 import type { Broker, BrokerEvent, BrokerHandler, Origin } from "./broker.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 import {
   closeRedis,
   command,
@@ -41,8 +41,8 @@ import {
   type Reply,
   Script,
 } from "./redis_client.ts";
-import { type RedisStore, toMessage } from "./redis_store.ts";
-import type { Appended, Draft } from "./store.ts";
+import { type RedisStore, toMessage } from "../store/redis.ts";
+import type { Appended, Draft } from "../store/store.ts";
 
 /**
  * Numbers a non-message event, keeps it in the feed and publishes it.

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { replaceLocked } from "./locked_file.ts";
-import { NAME_PATTERN } from "./protocol.ts";
+import { replaceLocked } from "../locked_file.ts";
+import { NAME_PATTERN } from "../../protocol.ts";
 import { isHashed } from "./password.ts";
 
 /** Username → stored credential (PHC hash or plaintext). */

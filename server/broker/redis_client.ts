@@ -14,7 +14,7 @@ import {
   SocketClosedUnexpectedlyError,
   SocketTimeoutError,
 } from "redis";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 
 /** A node-redis client. */
 export type RedisClient = ReturnType<typeof createClient>;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "./protocol.ts";
+import type { ChatMessage, Conversation } from "../../protocol.ts";
 
 /** A message before the store gives it an id and a timestamp. */
 export interface Draft {
@@ -130,7 +130,7 @@ export interface Store {
    *
    * @example
    * ```ts
-   * import { MemoryStore } from "./memory_store.ts";
+   * import { MemoryStore } from "./memory.ts";
    * const store = new MemoryStore();
    * const draft = { conv: "general", room: "general", from: "alice", text: "hi", ref: "k7-1" };
    * await store.appendOnce(draft); // { msg: { id: 1, … }, fresh: true }

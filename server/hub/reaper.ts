@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 
 const CLOSING = 2;
 

@@ -8,9 +8,9 @@
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
-import type { Conn, Hub } from "./hub.ts";
-import type { Logger } from "./log.ts";
-import type { SocketReaper } from "./reaper.ts";
+import type { Conn, Hub } from "../hub/hub.ts";
+import type { Logger } from "../log.ts";
+import type { SocketReaper } from "../hub/reaper.ts";
 
 /** An error with an HTTP status, safe to show to the client. */
 export class HttpError extends Error {
