@@ -10,14 +10,9 @@ import { healthCommand } from "./cli/health.ts";
 import { USER_HELP, userCommand } from "./cli/user.ts";
 import { CLIENT_HELP, clientCommand } from "./client/main.ts";
 import { serverOptionsHelp } from "./cli/help.ts";
-import {
-  type Config,
-  ConfigError,
-  parseConfig,
-  readDotEnv,
-  suggest,
-  VERSION,
-} from "./server/config.ts";
+import { suggest, UsageError } from "./cli/flags.ts";
+import { type Config, parseConfig, readDotEnv } from "./server/config.ts";
+import { VERSION } from "./version.ts";
 import { accessHint, checkFileAccess } from "./server/file_access.ts";
 import { consoleLogger } from "./server/log.ts";
 import { type ChatServer, startServer } from "./server/server.ts";
@@ -187,7 +182,7 @@ async function help(command: string | undefined): Promise<number> {
     case "docs":
       return await docsCommand(["--help"]);
     default:
-      throw new ConfigError(
+      throw new UsageError(
         `Unknown command "${command}": use ${COMMANDS.join(", ")} (see chat --help)`,
       );
   }
@@ -224,7 +219,7 @@ export async function main(args: string[]): Promise<number> {
       default:
         if (first !== undefined && !first.startsWith("-")) {
           const hint = suggest(first, COMMANDS);
-          throw new ConfigError(
+          throw new UsageError(
             `Unknown command "${first}": ${
               hint ? `did you mean "${hint}"?` : `use ${COMMANDS.join(", ")}`
             } (see chat --help)`,
@@ -233,7 +228,7 @@ export async function main(args: string[]): Promise<number> {
         return await serve(args);
     }
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof UsageError) {
       // Point at the help of the command that was run.
       const command =
         first !== undefined && COMMANDS.includes(first) && first !== "serve" && first !== "help"

@@ -94,9 +94,13 @@ export const CloseCode = {
 
 /** `{"type":"auth",...}`: the first frame; a password, a name (open mode) or a token. */
 export interface AuthFrame {
+  /** Always `"auth"`. */
   type: "auth";
+  /** Login mode: the account name; open mode: the name to use. */
   username?: string;
+  /** Login mode: the account's password. */
   password?: string;
+  /** A token from an earlier `welcome`, instead of a password. */
   token?: string;
   /**
    * With a password: a token this device was given earlier for the same user
@@ -108,8 +112,11 @@ export interface AuthFrame {
 }
 /** `{"type":"register",...}`: create an account, where the server allows signup. */
 export interface RegisterFrame {
+  /** Always `"register"`. */
   type: "register";
+  /** The new account's name: 1-32 letters, digits, - or _. */
   username: string;
+  /** The new account's password. */
   password: string;
 }
 /** A conversation is a room or a direct-message peer (`to`). */
@@ -119,17 +126,23 @@ export type Target = { room: string; to?: undefined } | {
 };
 /** Join (and create, if new) a room; `since` asks for what was missed. */
 export interface JoinFrame {
+  /** Always `"join"`. */
   type: "join";
+  /** The room's name: 1-32 letters, digits, - or _. */
   room: string;
+  /** Newest message id the client has; the `joined` reply brings what came after it. */
   since?: number;
 }
 /** Leave a room for all of the user's connections. */
 export interface LeaveFrame {
+  /** Always `"leave"`. */
   type: "leave";
+  /** The room to leave. */
   room: string;
 }
 /** List the rooms that exist. */
 export interface RoomsFrame {
+  /** Always `"rooms"`. */
   type: "rooms";
 }
 /** Send a message to a room or a user; `ref` is echoed on the sender's copy. */
@@ -147,37 +160,52 @@ export type HistoryFrame = {
 export type ReadFrame = { type: "read"; id: number } & Target;
 /** Full-text search over what the user can see. */
 export interface SearchFrame {
+  /** Always `"search"`. */
   type: "search";
+  /** The words to look for. */
   q: string;
+  /** Search only this room. */
   room?: string;
+  /** Search only the direct messages with this user. */
   to?: string;
+  /** Most results to return. */
   limit?: number;
 }
 /** Keep-alive; answered with `pong`. */
 export interface PingFrame {
+  /** Always `"ping"`. */
   type: "ping";
 }
 /** Everyone who has an account (open mode: everyone seen recently), optionally filtered. */
 export interface UsersFrame {
+  /** Always `"users"`. */
   type: "users";
   /** Only names containing this text, ignoring case. */
   q?: string;
 }
 /** Sets (or, with `""`, clears) a room's topic; members only. */
 export interface TopicFrame {
+  /** Always `"topic"`. */
   type: "topic";
+  /** The room whose topic changes. */
   room: string;
+  /** The new topic; `""` clears it. */
   topic: string;
 }
 /** Changes the user's own password (login mode); other sessions are signed out. */
 export interface PasswdFrame {
+  /** Always `"passwd"`. */
   type: "passwd";
+  /** The current password. */
   current: string;
+  /** The new password. */
   password: string;
+  /** Echoed on the reply. */
   ref?: string;
 }
 /** Marks every conversation of the user read up to its newest message. */
 export interface ReadAllFrame {
+  /** Always `"read_all"`. */
   type: "read_all";
 }
 
@@ -204,12 +232,15 @@ export type ClientFrame =
 
 /** A stored chat message, as delivered. */
 export interface ChatMessage {
+  /** Position in its conversation: ids only grow. */
   id: number;
   /** Set for room messages. */
   room?: string;
   /** Set for direct messages: the recipient. */
   to?: string;
+  /** Who sent it. */
   from: string;
+  /** The message text. */
   text: string;
   /** ISO-8601 UTC. */
   ts: string;
@@ -228,7 +259,9 @@ export interface SendLimits {
 
 /** A conversation the user has, with its newest id and read marker. */
 export interface Conversation {
+  /** The room, for a room conversation. */
   room?: string;
+  /** The peer, for a direct-message conversation. */
   to?: string;
   /** Newest message id (0 when empty). */
   last: number;
@@ -237,14 +270,19 @@ export interface Conversation {
 }
 /** Sent once after a successful `auth`. */
 export interface WelcomeFrame {
+  /** Always `"welcome"`. */
   type: "welcome";
+  /** The signed-in name, as the account spells it. */
   user: string;
+  /** Token to sign in with next time instead of a password. */
   token: string;
+  /** Rooms the user is a member of. */
   rooms: string[];
   /** Everyone online (empty above 500 online users: see `onlineCount`). */
   online: string[];
   /** Set instead of a list when more than 500 users are online. */
   onlineCount?: number;
+  /** `"login"` when the server has accounts, else `"open"`. */
   mode: "open" | "login";
   /** What this connection may send: clients pace themselves to stay within it. */
   limits: SendLimits;
@@ -257,7 +295,9 @@ export interface WelcomeFrame {
 export type MessageFrame = { type: "message" } & ChatMessage;
 /** The user is in `room` (after a join, on any of its connections). */
 export interface JoinedFrame {
+  /** Always `"joined"`. */
   type: "joined";
+  /** The room joined. */
   room: string;
   /** Members, sorted; only the first ones when the room is very large (see `memberCount`). */
   members: string[];
@@ -265,6 +305,7 @@ export interface JoinedFrame {
   memberCount?: number;
   /** The room's topic, when it has one. */
   topic?: string;
+  /** The newest messages, or those after the join's `since`, oldest first. */
   history: ChatMessage[];
   /** More messages than fitted follow `since`; page with `history`. */
   more?: boolean;
@@ -273,15 +314,22 @@ export interface JoinedFrame {
 }
 /** The user left `room` (on any of its connections). */
 export interface LeftFrame {
+  /** Always `"left"`. */
   type: "left";
+  /** The room left. */
   room: string;
 }
 /** Someone else joined or left a room; or the server is shutting down. */
 export interface SystemFrame {
+  /** Always `"system"`. */
   type: "system";
+  /** The room, for `join` and `leave`. */
   room?: string;
+  /** What happened. */
   event: "join" | "leave" | "shutdown";
+  /** Who joined or left. */
   user?: string;
+  /** ISO-8601 UTC. */
   ts: string;
 }
 /** Someone else started or stopped typing. */
@@ -299,12 +347,16 @@ export type TypingEventFrame = {
 export type PresenceFrame = PresenceListFrame | PresenceDeltaFrame;
 /** Everyone online, sorted. */
 export interface PresenceListFrame {
+  /** Always `"presence"`. */
   type: "presence";
+  /** Everyone online, sorted. */
   online: string[];
+  /** Absent: this is the full list. */
   count?: undefined;
 }
 /** Changes since the previous presence frame, for large chats. */
 export interface PresenceDeltaFrame {
+  /** Always `"presence"`. */
   type: "presence";
   /** Number of users online now (above 500, `added` and `removed` are empty). */
   count: number;
@@ -312,6 +364,7 @@ export interface PresenceDeltaFrame {
   added: string[];
   /** Users now offline (sorted); some may already be missing from it. */
   removed: string[];
+  /** Absent: this frame carries changes only. */
   online?: undefined;
 }
 /**
@@ -339,7 +392,9 @@ export function presenceCount(frame: PresenceFrame | WelcomeFrame): number | nul
 
 /** Rooms that exist, with member counts (and topics, where set). */
 export interface RoomsListFrame {
+  /** Always `"rooms"`. */
   type: "rooms";
+  /** Each room's name, member count and topic (where set). */
   rooms: { name: string; members: number; topic?: string }[];
   /** More rooms exist than fitted in one reply. */
   more?: boolean;
@@ -355,20 +410,25 @@ export type HistoryPageFrame = {
 export type ReadEventFrame = { type: "read"; id: number } & Target;
 /** Search results, newest first. */
 export interface SearchResultFrame {
+  /** Always `"search"`. */
   type: "search";
+  /** The query, echoed. */
   q: string;
+  /** The matching messages, newest first. */
   messages: ChatMessage[];
   /** Older results exist than fitted in one reply: narrow the search. */
   more?: boolean;
 }
 /** Reply to `ping`. */
 export interface PongFrame {
+  /** Always `"pong"`. */
   type: "pong";
 }
 /** Someone in the directory: online now, or when last seen. */
 export interface DirectoryEntry {
   /** The name as the account spells it. */
   name: string;
+  /** Whether the user is connected now. */
   online: boolean;
   /** ISO-8601 UTC: when the user was last connected (absent if never, or online). */
   seen?: string;
@@ -378,20 +438,26 @@ export interface DirectoryEntry {
  * case), then by last seen, newest first; never-seen last.
  */
 export interface UsersListFrame {
+  /** Always `"users"`. */
   type: "users";
   /** The request's `q`, echoed (absent when it had none). */
   q?: string;
+  /** The people found, in the order above. */
   users: DirectoryEntry[];
   /** More people matched than fitted in one reply: narrow with `q`. */
   more?: boolean;
 }
 /** A room's topic changed (`topic` is `""` when cleared); to the room's members. */
 export interface TopicEventFrame {
+  /** Always `"topic"`. */
   type: "topic";
+  /** The room whose topic changed. */
   room: string;
+  /** The new topic; `""` when cleared. */
   topic: string;
   /** Who changed it. */
   user: string;
+  /** ISO-8601 UTC. */
   ts: string;
 }
 /**
@@ -400,15 +466,22 @@ export interface TopicEventFrame {
  * out, those of the asking session included.
  */
 export interface PasswdDoneFrame {
+  /** Always `"passwd"`. */
   type: "passwd";
+  /** The new session's token. */
   token: string;
+  /** The request's `ref`, echoed. */
   ref?: string;
 }
 /** Something went wrong with a frame; `ref` echoes the frame's `ref`. */
 export interface ErrorFrame {
+  /** Always `"error"`. */
   type: "error";
+  /** What kind of error, for programs. */
   code: ErrorCode;
+  /** What went wrong, for people. */
   message: string;
+  /** The failing frame's `ref`, echoed. */
   ref?: string;
   /** For `rate_limited`: seconds to wait. */
   retryAfter?: number;

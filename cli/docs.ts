@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ConfigError } from "../server/config.ts";
+import { UsageError } from "./flags.ts";
 
 /** `chat docs --help`. */
 export const DOCS_HELP = `Read the documentation that ships with chat.
@@ -40,7 +40,7 @@ export async function docsCommand(args: string[]): Promise<number> {
     out(DOCS_HELP);
     return 0;
   }
-  if (extra !== undefined) throw new ConfigError(`Unexpected argument "${extra}" (see --help)`);
+  if (extra !== undefined) throw new UsageError(`Unexpected argument "${extra}" (see --help)`);
   const docs = await listDocs();
   if (name === undefined) {
     const width = Math.max(...docs.map((d) => d.name.length));
@@ -50,7 +50,7 @@ export async function docsCommand(args: string[]): Promise<number> {
   }
   const wanted = name.replace(/\.md$/, "").toLowerCase();
   if (!docs.some((d) => d.name === wanted)) {
-    throw new ConfigError(
+    throw new UsageError(
       `There is no document "${name}": choose one of ${docs.map((d) => d.name).join(", ")}`,
     );
   }

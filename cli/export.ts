@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError, flagError } from "../server/config.ts";
+import { flagError, UsageError } from "./flags.ts";
 import { NAME_PATTERN } from "../protocol.ts";
 import { openDataFile } from "../server/store/sqlite_schema.ts";
 
@@ -37,7 +37,7 @@ const CHUNK = 64 * 1024;
 /**
  * Runs `chat export` with its arguments; resolves the exit code.
  *
- * @throws {ConfigError} for a bad flag or a missing `--data`.
+ * @throws {UsageError} for a bad flag or a missing `--data`.
  * @throws {Error} when the data file cannot be read or has no such room.
  */
 export async function exportCommand(
@@ -66,13 +66,13 @@ export async function exportCommand(
   }
   const path = values.data ?? (env.DATA || undefined);
   if (path === undefined) {
-    throw new ConfigError(
+    throw new UsageError(
       "Export needs a data file: chat export --data FILE (see chat export --help)",
     );
   }
   const room = values.room;
   if (room !== undefined && !NAME_PATTERN.test(room)) {
-    throw new ConfigError(
+    throw new UsageError(
       `Invalid room "${room}": names are 1-32 letters, digits, - or _`,
     );
   }

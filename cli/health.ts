@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError, flagError } from "../server/config.ts";
+import { flagError, UsageError } from "./flags.ts";
 
 /** `chat health --help`. */
 export const HEALTH_HELP = `Check that a chat server is up (for container health checks).
@@ -60,20 +60,20 @@ export async function healthCommand(args: string[]): Promise<number> {
     return 0;
   }
   const [target, extra] = parsed.positionals;
-  if (extra !== undefined) throw new ConfigError(`Unexpected argument "${extra}" (see --help)`);
+  if (extra !== undefined) throw new UsageError(`Unexpected argument "${extra}" (see --help)`);
   const port = parsed.values.port ?? Deno.env.get("PORT") ?? "8000";
   if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
-    throw new ConfigError(`Invalid --port "${port}": expected a port number`);
+    throw new UsageError(`Invalid --port "${port}": expected a port number`);
   }
   const seconds = Number(parsed.values.timeout ?? "5");
   if (!(seconds > 0)) {
-    throw new ConfigError(`Invalid --timeout "${parsed.values.timeout}": expected seconds`);
+    throw new UsageError(`Invalid --timeout "${parsed.values.timeout}": expected seconds`);
   }
   let url: URL;
   try {
     url = new URL(target ?? `http://127.0.0.1:${port}/healthz`);
   } catch {
-    throw new ConfigError(`Invalid URL "${target}": expected http://HOST:PORT/healthz`);
+    throw new UsageError(`Invalid URL "${target}": expected http://HOST:PORT/healthz`);
   }
   let res: Response;
   try {

@@ -8,7 +8,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError, flagError } from "../server/config.ts";
+import { flagError, UsageError } from "./flags.ts";
 import { PasswordHasher } from "../server/auth/password.ts";
 import { NAME_PATTERN } from "../protocol.ts";
 import { MIN_PASSWORD, passwordProblem } from "../server/auth/auth.ts";
@@ -75,12 +75,12 @@ async function newPassword(name: string): Promise<string> {
     pw = await askHidden(`Password for ${name}`);
     if (pw !== null && Deno.stdin.isTerminal()) {
       const again = await askHidden("Repeat it");
-      if (again !== pw) throw new ConfigError("The passwords do not match: nothing changed");
+      if (again !== pw) throw new UsageError("The passwords do not match: nothing changed");
     }
   }
-  if (pw === null) throw new ConfigError("No password given: nothing changed");
+  if (pw === null) throw new UsageError("No password given: nothing changed");
   const problem = passwordProblem(pw);
-  if (problem) throw new ConfigError(`${problem}: nothing changed`);
+  if (problem) throw new UsageError(`${problem}: nothing changed`);
   return pw;
 }
 
@@ -117,7 +117,7 @@ export async function userCommand(args: string[]): Promise<number> {
   }
   const path = parsed.values.users ?? Deno.env.get("USERS_FILE") ?? "./users.json";
   if (rest.length > 0) {
-    throw new ConfigError(`Unexpected argument "${rest[0]}" (see chat user --help)`);
+    throw new UsageError(`Unexpected argument "${rest[0]}" (see chat user --help)`);
   }
   if (action === "list") {
     const { users } = await readUsers(path);
@@ -133,15 +133,15 @@ export async function userCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (!["add", "remove", "passwd"].includes(action)) {
-    throw new ConfigError(
+    throw new UsageError(
       `Unknown command "user ${action}": use add, passwd, remove or list (see chat user --help)`,
     );
   }
   if (name === undefined) {
-    throw new ConfigError(`"chat user ${action}" needs a NAME (see chat user --help)`);
+    throw new UsageError(`"chat user ${action}" needs a NAME (see chat user --help)`);
   }
   if (!NAME_PATTERN.test(name)) {
-    throw new ConfigError(`Invalid username "${name}": use 1-32 letters, digits, - or _`);
+    throw new UsageError(`Invalid username "${name}": use 1-32 letters, digits, - or _`);
   }
   const { users } = await readUsers(path);
   if (action === "add") {
@@ -161,7 +161,7 @@ export async function userCommand(args: string[]): Promise<number> {
   }
   // passwd and remove act on the user the server knows, in its stored case.
   const stored = findUser(users, name);
-  if (stored === undefined) throw new ConfigError(`There is no user "${name}" in "${path}"`);
+  if (stored === undefined) throw new UsageError(`There is no user "${name}" in "${path}"`);
   let gone = false;
   if (action === "remove") {
     let last = false;
@@ -172,7 +172,7 @@ export async function userCommand(args: string[]): Promise<number> {
       if (loadable(left) === 0 && !parsed.values.force) return (last = true, false);
       u.delete(stored);
     });
-    if (gone) throw new ConfigError(`There is no user "${stored}" in "${path}"`);
+    if (gone) throw new UsageError(`There is no user "${stored}" in "${path}"`);
     if (last) {
       throw new Error(
         `"${stored}" is the last user: removing them leaves nobody able to sign in (a running server keeps refusing sign-ins until a user is added; delete "${path}" to run in open mode instead). Use --force to remove anyway`,
@@ -183,14 +183,14 @@ export async function userCommand(args: string[]): Promise<number> {
   }
   const hash = await hashed(await newPassword(stored));
   const { result } = await setPassword(path, { name: stored, hash });
-  if (result === "missing") throw new ConfigError(`There is no user "${stored}" in "${path}"`);
+  if (result === "missing") throw new UsageError(`There is no user "${stored}" in "${path}"`);
   out(`Changed the password of "${stored}" in ${path}`);
   return 0;
 }
 
-function exists(name: string, stored: string): ConfigError {
+function exists(name: string, stored: string): UsageError {
   const as = stored === name ? "" : ` as "${stored}" (names are case-insensitive)`;
-  return new ConfigError(
+  return new UsageError(
     `User "${name}" exists already${as}: use "chat user passwd ${stored}" to change the password`,
   );
 }

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { ask, askHidden, readLine, say } from "../cli/prompt.ts";
 import { table } from "../cli/help.ts";
-import { ConfigError, flagError } from "../server/config.ts";
+import { flagError, UsageError } from "../cli/flags.ts";
 import { LOBBY, NAME_PATTERN, type WelcomeFrame } from "../protocol.ts";
 import { describeConnectError } from "./format.ts";
 import { runPiped } from "./piped.ts";
@@ -345,7 +345,7 @@ export async function clientCommand(args: string[]): Promise<number> {
     });
   } catch (err) {
     const e = flagError(err as Error, ["user", "room", "forget", "help"]);
-    throw new ConfigError(e.message.replace("(see --help)", "(see chat client --help)"));
+    throw new UsageError(e.message.replace("(see --help)", "(see chat client --help)"));
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -353,20 +353,20 @@ export async function clientCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) {
-    throw new ConfigError(
+    throw new UsageError(
       `Unexpected argument "${positionals[1]}": give one server URL (see chat client --help)`,
     );
   }
   const room = (values.room ?? LOBBY).replace(/^#/, "");
   if (!NAME_PATTERN.test(room)) {
-    throw new ConfigError(`Invalid room name "${room}": use 1-32 letters, digits, - or _`);
+    throw new UsageError(`Invalid room name "${room}": use 1-32 letters, digits, - or _`);
   }
   if (values.user !== undefined && !NAME_PATTERN.test(values.user)) {
-    throw new ConfigError(`Invalid username "${values.user}": use 1-32 letters, digits, - or _`);
+    throw new UsageError(`Invalid username "${values.user}": use 1-32 letters, digits, - or _`);
   }
   const interactive = Deno.stdin.isTerminal();
   if (!interactive && values.user === undefined && !values.forget) {
-    throw new ConfigError(
+    throw new UsageError(
       "--user NAME is needed when stdin is not a terminal: stdin carries the messages",
     );
   }
@@ -381,7 +381,7 @@ export async function clientCommand(args: string[]): Promise<number> {
   try {
     url = normalizeUrl(typed ?? DEFAULT_URL);
   } catch (err) {
-    throw new ConfigError((err as Error).message);
+    throw new UsageError((err as Error).message);
   }
   if (values.forget) return await forget(url, values.user);
 

@@ -7,57 +7,119 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { parseEnv } from "node:util";
+import { parseArgs, parseEnv } from "node:util";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../protocol.ts";
+import { flagError, UsageError } from "../cli/flags.ts";
 
-/** The chat's version. */
-export const VERSION = "0.1.0";
+/**
+ * The default of every setting that has one. This is the only place they
+ * are written: `--help`, the README's table, {@link parseConfig} and the
+ * server parts (hub limits, outbox, HTTP edge) all read them from here.
+ */
+export const DEFAULTS = {
+  port: 8000,
+  host: "0.0.0.0",
+  usersPath: "./users.json",
+  historyLimit: 200,
+  // Shared with the web app, which cannot import this module.
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  allowSignup: false,
+  ngrok: false,
+  frameRate: 20,
+  frameBurst: 60,
+  maxConnsPerUser: 20,
+  maxConnsPerAddr: 100,
+  maxPendingPerAddr: 16,
+  nameExpiryDays: 30,
+  maxRoomsPerUser: 50,
+  maxRooms: 1000,
+  maxBufferedBytes: 1024 * 1024,
+  idleTimeout: 30,
+  trustProxy: false,
+  quiet: false,
+} as const satisfies Partial<Config>;
 
-/** Everything the server needs to start. */
+/** Everything the server needs to start; see {@link OPTIONS} for each flag. */
 export interface Config {
+  /** Port to listen on; 0 picks a free one. @default {8000} */
   port: number;
+  /** Address to listen on. @default {"0.0.0.0"} */
   host: string;
+  /** Users file; without one the server runs in open mode. @default {"./users.json"} */
   usersPath: string;
+  /** Messages kept in memory (or Redis) per room or DM. @default {200} */
   historyLimit: number;
+  /** Largest message text in bytes. @default {4096} */
   maxMessageBytes: number;
+  /** Whether people may create accounts from the web page. @default {false} */
   allowSignup: boolean;
+  /** Token signing secret; generated and kept beside the users file when absent. */
   secret?: string;
+  /** SQLite file that keeps the history; absent: memory only. */
   dataPath?: string;
+  /** With {@link Config.dataPath}: delete messages older than this many days. */
   retainDays?: number;
+  /** With {@link Config.dataPath}: keep at most this many messages per conversation. */
   retainMessages?: number;
+  /** Redis URL that nodes share history, presence and fan-out through. */
   redisUrl?: string;
+  /** TLS certificate (PEM file). */
   certPath?: string;
+  /** TLS private key (PEM file). */
   keyPath?: string;
+  /** Other web origins allowed to open WebSockets. @default {[]} */
   allowedOrigins: string[];
+  /** Whether to open a public ngrok tunnel. @default {false} */
   ngrok: boolean;
+  /** ngrok auth token; setting it opens the tunnel. */
   ngrokToken?: string;
+  /** Reserved ngrok domain. */
   ngrokDomain?: string;
+  /** Frames per second one connection may send, sustained. @default {20} */
   frameRate: number;
+  /** Frames one connection may send in a burst. @default {60} */
   frameBurst: number;
+  /** Connections one user may hold on a node. @default {20} */
   maxConnsPerUser: number;
+  /** Signed-in connections one client address may hold. @default {100} */
   maxConnsPerAddr: number;
+  /** Connections one client address may hold before they sign in. @default {16} */
   maxPendingPerAddr: number;
+  /** Open mode: days after which an unused name is released. @default {30} */
   nameExpiryDays: number;
+  /** Rooms one user may create. @default {50} */
   maxRoomsPerUser: number;
+  /** Rooms the whole chat may have. @default {1000} */
   maxRooms: number;
+  /** Unsent bytes after which a client is a slow consumer. @default {1048576} */
   maxBufferedBytes: number;
+  /** Seconds before an idle socket is pinged and dropped; 0: never. @default {30} */
   idleTimeout: number;
+  /** Whether client addresses come from `X-Forwarded-For`. @default {false} */
   trustProxy: boolean;
+  /** Whether to print only warnings and errors. @default {false} */
   quiet: boolean;
 }
 
-type Kind = "string" | "int" | "bool" | "list";
-
 /** One flag: its name, environment variable, kind, default and help line. */
 export interface OptionSpec {
+  /** Long flag name without the dashes. */
   flag: string;
+  /** The {@link Config} field it sets. */
   key: keyof Config;
+  /** Environment variables that set it, the first one set wins. */
   env?: string[];
-  kind: Kind;
+  /** How the text is read: as is, a whole number, true/false or a comma-separated list. */
+  kind: "string" | "int" | "bool" | "list";
+  /** Value when neither flag nor environment sets it, from {@link DEFAULTS}. */
   default?: string | number | boolean;
+  /** Placeholder for the value in `--help`. */
   arg?: string;
+  /** One line for `--help` and the README. */
   help: string;
+  /** Smallest whole number allowed. */
   min?: number;
+  /** Largest whole number allowed. */
   max?: number;
 }
 
@@ -68,7 +130,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "port",
     env: ["PORT"],
     kind: "int",
-    default: 8000,
+    default: DEFAULTS.port,
     arg: "N",
     help: "Port to listen on (0 picks a free one)",
     min: 0,
@@ -78,7 +140,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "host",
     env: ["HOST"],
     kind: "string",
-    default: "0.0.0.0",
+    default: DEFAULTS.host,
     arg: "ADDR",
     help: "Address to listen on",
   },
@@ -87,7 +149,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "usersPath",
     env: ["USERS_FILE"],
     kind: "string",
-    default: "./users.json",
+    default: DEFAULTS.usersPath,
     arg: "FILE",
     help: "Users file; a server started without one runs in open mode",
   },
@@ -96,7 +158,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "historyLimit",
     env: ["HISTORY_LIMIT"],
     kind: "int",
-    default: 200,
+    default: DEFAULTS.historyLimit,
     arg: "N",
     help: "Messages kept in memory per room or DM",
     min: 0,
@@ -106,7 +168,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxMessageBytes",
     env: ["MAX_MESSAGE"],
     kind: "int",
-    default: 4096,
+    default: DEFAULTS.maxMessageBytes,
     arg: "BYTES",
     help: "Largest message text",
     min: 1,
@@ -118,7 +180,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "allowSignup",
     env: ["ALLOW_SIGNUP"],
     kind: "bool",
-    default: false,
+    default: DEFAULTS.allowSignup,
     help: "Let people create accounts from the web page",
   },
   {
@@ -192,7 +254,7 @@ export const OPTIONS: OptionSpec[] = [
     flag: "ngrok",
     key: "ngrok",
     kind: "bool",
-    default: false,
+    default: DEFAULTS.ngrok,
     help: "Open a public ngrok tunnel (needs NGROK_AUTHTOKEN)",
   },
   {
@@ -216,7 +278,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "frameRate",
     env: ["RATE_LIMIT"],
     kind: "int",
-    default: 20,
+    default: DEFAULTS.frameRate,
     arg: "N",
     help: "Frames per second one connection may send",
     min: 1,
@@ -226,7 +288,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "frameBurst",
     env: ["RATE_BURST"],
     kind: "int",
-    default: 60,
+    default: DEFAULTS.frameBurst,
     arg: "N",
     help: "Frames one connection may send in a burst",
     min: 1,
@@ -236,7 +298,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxConnsPerUser",
     env: ["MAX_CONNS_PER_USER"],
     kind: "int",
-    default: 20,
+    default: DEFAULTS.maxConnsPerUser,
     arg: "N",
     help: "Connections one user may hold",
     min: 1,
@@ -246,7 +308,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxConnsPerAddr",
     env: ["MAX_CONNS_PER_ADDR"],
     kind: "int",
-    default: 100,
+    default: DEFAULTS.maxConnsPerAddr,
     arg: "N",
     help: "Signed-in connections one client address may hold",
     min: 1,
@@ -256,7 +318,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxPendingPerAddr",
     env: ["MAX_PENDING"],
     kind: "int",
-    default: 16,
+    default: DEFAULTS.maxPendingPerAddr,
     arg: "N",
     help: "Connections one client address may hold before they send a sign-in",
     min: 1,
@@ -266,7 +328,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "nameExpiryDays",
     env: ["NAME_EXPIRY_DAYS"],
     kind: "int",
-    default: 30,
+    default: DEFAULTS.nameExpiryDays,
     arg: "DAYS",
     help: "Open mode: a name unused this long is released, with its direct messages",
     min: 1,
@@ -276,7 +338,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxRoomsPerUser",
     env: ["MAX_ROOMS_PER_USER"],
     kind: "int",
-    default: 50,
+    default: DEFAULTS.maxRoomsPerUser,
     arg: "N",
     help: "Rooms one user may create",
     min: 1,
@@ -286,7 +348,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxRooms",
     env: ["MAX_ROOMS"],
     kind: "int",
-    default: 1000,
+    default: DEFAULTS.maxRooms,
     arg: "N",
     help: "Rooms the whole chat may have",
     min: 1,
@@ -296,7 +358,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "maxBufferedBytes",
     env: ["MAX_BUFFERED"],
     kind: "int",
-    default: 1048576,
+    default: DEFAULTS.maxBufferedBytes,
     arg: "BYTES",
     help: "Unsent bytes after which a client is a slow consumer",
     min: 1024,
@@ -306,7 +368,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "idleTimeout",
     env: ["IDLE_TIMEOUT"],
     kind: "int",
-    default: 30,
+    default: DEFAULTS.idleTimeout,
     arg: "SECONDS",
     help: "Ping idle sockets and drop those that stop answering (0: never)",
     min: 0,
@@ -316,7 +378,7 @@ export const OPTIONS: OptionSpec[] = [
     key: "trustProxy",
     env: ["TRUST_PROXY"],
     kind: "bool",
-    default: false,
+    default: DEFAULTS.trustProxy,
     help: "Take client addresses from X-Forwarded-For (behind nginx)",
   },
   {
@@ -324,13 +386,16 @@ export const OPTIONS: OptionSpec[] = [
     key: "quiet",
     env: ["QUIET"],
     kind: "bool",
-    default: false,
+    default: DEFAULTS.quiet,
     help: "Print only warnings and errors",
   },
 ];
 
-/** A configuration mistake the user can fix; the message says how. */
-export class ConfigError extends Error {
+/**
+ * A configuration mistake the user can fix (a flag, an environment
+ * variable, a file named in them); the message says how.
+ */
+export class ConfigError extends UsageError {
   /** Builds the error. */
   constructor(message: string) {
     super(message);
@@ -384,30 +449,6 @@ function convert(spec: OptionSpec, raw: string | boolean, source: string): unkno
   }
 }
 
-/** Closest known flag to `name`, for "did you mean" hints. */
-export function suggest(name: string, known: string[]): string | undefined {
-  let best: string | undefined, bestD = 3;
-  for (const k of known) {
-    const d = distance(name, k);
-    if (d < bestD) (best = k, bestD = d);
-  }
-  return best;
-}
-
-function distance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0];
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j];
-      dp[j] = Math.min(dp[j] + 1, dp[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length];
-}
-
 /**
  * Builds the configuration from flags and environment.
  *
@@ -423,7 +464,7 @@ export function parseConfig(
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (err) {
-    throw flagError(err as Error, OPTIONS.map((o) => o.flag));
+    throw new ConfigError(flagError(err as Error, OPTIONS.map((o) => o.flag)).message);
   }
   const config: Record<string, unknown> = {};
   for (const spec of OPTIONS) {
@@ -461,29 +502,4 @@ export function parseConfig(
     );
   }
   return c;
-}
-
-/** Turns a `parseArgs` error into a sentence with a hint. */
-export function flagError(err: Error, known: string[]): ConfigError {
-  const m = /Unknown option '(--?)([^']+)'/.exec(err.message);
-  if (m) {
-    const hint = m[1] === "--" ? suggest(m[2], known) : undefined;
-    return new ConfigError(
-      `Unknown flag "${m[1]}${m[2]}"${hint ? `: did you mean "--${hint}"?` : ""} (see --help)`,
-    );
-  }
-  // "Option '-r, --room <value>' argument missing": name the long form. "Argument
-  // is ambiguous": the value starts with a dash ("--port -5") and reads as a flag.
-  const v = /Option '(?:-\w, )?--?([^ ']+)[^']*' argument (missing|is ambiguous)/.exec(
-    err.message,
-  );
-  if (v) {
-    const dash = v[2] === "missing"
-      ? ""
-      : `; for one that starts with a dash, write --${v[1]}=VALUE`;
-    return new ConfigError(`Flag "--${v[1]}" needs a value${dash} (see --help)`);
-  }
-  const p = /Unexpected argument '([^']+)'/.exec(err.message);
-  if (p) return new ConfigError(`Unexpected argument "${p[1]}" (see --help)`);
-  return new ConfigError(`${err.message} (see --help)`);
 }

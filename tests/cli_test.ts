@@ -3,13 +3,14 @@
  * unknown commands or flags answered with a hint.
  */
 import assert from "node:assert/strict";
-import { OPTIONS, VERSION } from "../server/config.ts";
+import { OPTIONS } from "../server/config.ts";
+import { VERSION } from "../version.ts";
 import { table, wrap } from "../cli/help.ts";
 import { isHashed } from "../server/auth/password.ts";
-import { runChat } from "./client_helpers.ts";
+import { SERVE } from "./chat_process.ts";
+import { runClient } from "./client_helpers.ts";
 
 /** `deno task start`'s permissions, for the server's own commands. */
-const SERVE = ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "main.ts"];
 
 function assertWellKept(help: string, usage: string): void {
   assert.ok(help.includes(`Usage:\n  ${usage}`), `usage line "${usage}"`);
@@ -21,7 +22,7 @@ function assertWellKept(help: string, usage: string): void {
 }
 
 Deno.test("chat --help lists every server option with its default and environment variable", async () => {
-  const r = await runChat(["--help"], { permissions: SERVE });
+  const r = await runClient(["--help"], { permissions: SERVE });
   assert.equal(r.code, 0);
   assert.equal(r.stderr, "");
   assert.ok(r.stdout.startsWith(`chat ${VERSION}: a private group chat`));
@@ -39,12 +40,12 @@ Deno.test("chat --help lists every server option with its default and environmen
   for (const cmd of ["chat client [URL] [options]", "chat user add|passwd|remove|list"]) {
     assert.ok(r.stdout.includes(cmd), cmd);
   }
-  const again = await runChat(["help"], { permissions: SERVE });
+  const again = await runClient(["help"], { permissions: SERVE });
   assert.equal(again.stdout, r.stdout, "chat help is chat --help");
 });
 
 Deno.test("chat client --help explains the URL forms, options, piped mode and exit codes", async () => {
-  const r = await runChat(["client", "--help"]);
+  const r = await runClient(["client", "--help"]);
   assert.equal(r.code, 0);
   assert.equal(r.stderr, "");
   assertWellKept(r.stdout, "chat client [URL] [options]");
@@ -63,14 +64,14 @@ Deno.test("chat client --help explains the URL forms, options, piped mode and ex
       'echo "deploy done" | chat client -u bot -r ops',
     ]
   ) assert.ok(flat.includes(text), text);
-  const viaHelp = await runChat(["help", "client"]);
+  const viaHelp = await runClient(["help", "client"]);
   assert.equal(viaHelp.stdout, r.stdout);
-  const short = await runChat(["client", "-h"]);
+  const short = await runClient(["client", "-h"]);
   assert.equal(short.stdout, r.stdout);
 });
 
 Deno.test("chat user --help shows its commands on stdout; no command is a usage error", async () => {
-  const r = await runChat(["user", "--help"], { permissions: SERVE });
+  const r = await runClient(["user", "--help"], { permissions: SERVE });
   assert.equal(r.code, 0);
   assert.equal(r.stderr, "");
   assertWellKept(r.stdout, "chat user add NAME");
@@ -90,10 +91,10 @@ Deno.test("chat user --help shows its commands on stdout; no command is a usage 
     ]
   ) assert.ok(flat.includes(text), text);
   assert.ok(!flat.includes("With no users the server runs in open mode"), "the old promise");
-  const late = await runChat(["user", "add", "--help"], { permissions: SERVE });
+  const late = await runClient(["user", "add", "--help"], { permissions: SERVE });
   assert.equal(late.code, 0);
   assert.equal(late.stdout, r.stdout, "--help after the action also goes to stdout");
-  const none = await runChat(["user"], { permissions: SERVE });
+  const none = await runClient(["user"], { permissions: SERVE });
   assert.equal(none.code, 2);
   assert.equal(none.stdout, "");
   assert.ok(none.stderr.startsWith("Manage the users who may sign in"));
@@ -103,7 +104,7 @@ Deno.test("chat user --help shows its commands on stdout; no command is a usage 
 async function withUsers(
   users: Record<string, string>,
   fn: (
-    user: (args: string[], env?: Record<string, string>) => ReturnType<typeof runChat>,
+    user: (args: string[], env?: Record<string, string>) => ReturnType<typeof runClient>,
     path: string,
   ) => Promise<void>,
 ): Promise<void> {
@@ -112,7 +113,7 @@ async function withUsers(
   try {
     await Deno.writeTextFile(path, JSON.stringify(users));
     await fn(
-      (args, env) => runChat(["user", ...args, "--users", path], { permissions: SERVE, env }),
+      (args, env) => runClient(["user", ...args, "--users", path], { permissions: SERVE, env }),
       path,
     );
   } finally {
@@ -245,7 +246,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     ],
   ];
   for (const [args, permissions, want] of cases) {
-    const r = await runChat(args, { permissions: permissions.length ? permissions : undefined });
+    const r = await runClient(args, { permissions: permissions.length ? permissions : undefined });
     assert.equal(r.stderr, `${want}\n`, args.join(" "));
     assert.equal(r.code, 2, args.join(" "));
     assert.equal(r.stdout, "", args.join(" "));
@@ -253,7 +254,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
 });
 
 Deno.test("chat --version prints the version", async () => {
-  const r = await runChat(["--version"], { permissions: SERVE });
+  const r = await runClient(["--version"], { permissions: SERVE });
   assert.equal(r.code, 0);
   assert.match(
     r.stdout,

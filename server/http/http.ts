@@ -10,6 +10,7 @@ import { timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Conn, Hub } from "../hub/hub.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULTS } from "../config.ts";
 import type { SocketReaper } from "../hub/reaper.ts";
 
 /** An error with an HTTP status, safe to show to the client. */
@@ -134,7 +135,7 @@ export function createHandler(
     let upgraded: { socket: WebSocket; response: Response };
     try {
       upgraded = Deno.upgradeWebSocket(req, {
-        idleTimeout: deps.idleTimeout ?? 30,
+        idleTimeout: deps.idleTimeout ?? DEFAULTS.idleTimeout,
         ...(protocol ? { protocol } : {}),
       });
     } catch (err) {
