@@ -11,71 +11,158 @@ import type { Appended, Draft, Store } from "../store/store.ts";
 
 /** Where a message came from, so its node can echo `ref` to the sender's connection only. */
 export interface Origin {
+  /** The sending connection's node ({@link Broker.node}). */
   node: string;
+  /** The sending connection's id on that node. */
   conn: number;
+  /** The `ref` of the client's frame, echoed on the sender's copy. */
   ref?: string;
 }
 
-/** What travels between nodes. */
+/** A stored message, delivered after the store kept it. */
+export interface ChatMessageEvent {
+  /** Always `"message"`. */
+  kind: "message";
+  /** Conversation key (see `conversationKey`). */
+  conv: string;
+  /** The message as stored, with its id and timestamp. */
+  msg: ChatMessage;
+  /** The sending connection. */
+  origin?: Origin;
+}
+
+/** Someone started or stopped typing in a room (`room`) or to a user (`to`). Never kept. */
+export interface TypingEvent {
+  /** Always `"typing"`. */
+  kind: "typing";
+  /** Conversation key (see `conversationKey`). */
+  conv: string;
+  /** The room, for a room. */
+  room?: string;
+  /** The recipient, for a direct message. */
+  to?: string;
+  /** Who is typing. */
+  user: string;
+  /** Whether they started (true) or stopped. */
+  active: boolean;
+}
+
+/** A user joined or left a room. */
+export interface MemberEvent {
+  /** Always `"member"`. */
+  kind: "member";
+  /** Who joined or left. */
+  user: string;
+  /** The room. */
+  room: string;
+  /** True for a join, false for a leave. */
+  joined: boolean;
+  /** ISO-8601 UTC. */
+  ts: string;
+  /**
+   * The last message id the joining connection has (its `join` + `since`):
+   * that connection's `joined` replays from there. Only with `joined` and `origin`.
+   */
+  since?: number;
+  /** The connection that joined or left. */
+  origin?: Origin;
+}
+
+/** A user read a conversation up to `id`. */
+export interface ReadEvent {
+  /** Always `"read"`. */
+  kind: "read";
+  /** Who read. */
+  user: string;
+  /** Conversation key (see `conversationKey`). */
+  conv: string;
+  /** The room, for a room. */
+  room?: string;
+  /** The peer, for a direct-message conversation. */
+  to?: string;
+  /** The newest message id read. */
+  id: number;
+  /** The connection that read; the user's other connections are told. */
+  origin?: Origin;
+}
+
+/** A session signed out: its connections close on every node. */
+export interface SignoutEvent {
+  /** Always `"signout"`. */
+  kind: "signout";
+  /** The session's user. */
+  user: string;
+  /** The session that ended. */
+  session: string;
+}
+
+/**
+ * A session changed its user's password; sent before users.json is
+ * written and again after. Every node rereads the file: the session's
+ * connections go on with a new token, every other session of the user ends.
+ */
+export interface PasswdEvent {
+  /** Always `"passwd"`. */
+  kind: "passwd";
+  /** The user whose password changed. */
+  user: string;
+  /** The session that changed it: the only one that goes on. */
+  session: string;
+  /** The credential fingerprint the user's tokens carry after the change. */
+  fingerprint: string;
+}
+
+/** A room's topic changed (`""`: cleared): to the room's members on every node. */
+export interface TopicEvent {
+  /** Always `"topic"`. */
+  kind: "topic";
+  /** The room. */
+  room: string;
+  /** The new topic; `""` when cleared. */
+  topic: string;
+  /** Who changed it. */
+  user: string;
+  /** ISO-8601 UTC. */
+  ts: string;
+}
+
+/** What travels between nodes: a union on `kind`. */
 export type BrokerEvent =
-  | { kind: "message"; conv: string; msg: ChatMessage; origin?: Origin }
-  | {
-    kind: "typing";
-    conv: string;
-    room?: string;
-    to?: string;
-    user: string;
-    active: boolean;
-  }
-  | {
-    kind: "member";
-    user: string;
-    room: string;
-    joined: boolean;
-    ts: string;
-    origin?: Origin;
-  }
-  | {
-    kind: "read";
-    user: string;
-    conv: string;
-    room?: string;
-    to?: string;
-    id: number;
-    origin?: Origin;
-  }
-  | {
-    /** A session signed out: its connections close on every node. */
-    kind: "signout";
-    user: string;
-    session: string;
-  }
-  | {
-    /**
-     * A session changed its user's password; sent before users.json is
-     * written and again after. Every node rereads the file: the session's
-     * connections go on with a new token, every other session of the user ends.
-     */
-    kind: "passwd";
-    user: string;
-    session: string;
-    /** The credential fingerprint the user's tokens carry after the change. */
-    fingerprint: string;
-  }
-  | {
-    /** A room's topic changed (`""`: cleared): to the room's members on every node. */
-    kind: "topic";
-    room: string;
-    topic: string;
-    user: string;
-    ts: string;
-  };
+  | ChatMessageEvent
+  | TypingEvent
+  | MemberEvent
+  | ReadEvent
+  | SignoutEvent
+  | PasswdEvent
+  | TopicEvent;
 
 /** Called for every event from any node, in delivery order. */
 export type BrokerHandler = (event: BrokerEvent) => void;
 
-/** Fan-out and presence across nodes. */
-export interface Broker {
+/**
+ * Who is online on any node. A user is online on a node from
+ * {@link Presence.online} until {@link Presence.offline}; the handler hears
+ * of every change of the union, this node's own changes at once.
+ */
+export interface Presence {
+  /** A user now has a connection on this node (again: no change). */
+  online(user: string): void;
+  /** A user has no connection left on this node (not online here: no change). */
+  offline(user: string): void;
+  /** Whether the user is online on any node. */
+  isOnline(user: string): boolean;
+  /** Users online on any node. */
+  onlineUsers(): Iterable<string>;
+  /**
+   * Sets the handler called when the online set changes, with the user whose
+   * status changed where the broker knows it (presence deltas are exact then;
+   * without a name the hub compares whole lists).
+   */
+  onPresence(handler: (user?: string) => void): void;
+}
+
+/** Fan-out across nodes, and presence. */
+export interface Broker extends Presence {
   /** This node's id (unique among the nodes sharing a chat). */
   readonly node: string;
   /**
@@ -89,24 +176,13 @@ export interface Broker {
    * false (the caller acknowledges it to the sender's connection alone).
    */
   publishMessage(draft: Draft, origin: Origin): Promise<Appended>;
-  /** Delivers an event to every node. */
+  /**
+   * Delivers an event to every node, this one included: after the events of
+   * earlier calls, and after the messages whose `publishMessage` resolved.
+   */
   publish(event: BrokerEvent): Promise<void>;
   /** Sets the handler for events from every node. */
   subscribe(handler: BrokerHandler): void;
-  /** A user now has a connection on this node. */
-  online(user: string): void;
-  /** A user has no connection left on this node. */
-  offline(user: string): void;
-  /** Whether the user is online on any node. */
-  isOnline(user: string): boolean;
-  /** Users online on any node. */
-  onlineUsers(): Iterable<string>;
-  /**
-   * Sets the handler called when the online set changes, with the user whose
-   * status changed where the broker knows it (presence deltas are exact then;
-   * without a name the hub compares whole lists).
-   */
-  onPresence(handler: (user?: string) => void): void;
   /** `"ok"`, or `"degraded"` while the shared backend is unreachable. */
   readonly status: "ok" | "degraded";
   /** Stops delivering and releases connections. */
@@ -121,6 +197,7 @@ export class LocalBroker implements Broker {
   #handler: BrokerHandler = () => {};
   #presence: (user?: string) => void = () => {};
   #online = new Set<string>();
+  #closed = false;
 
   /** Delivers messages after `store` has kept them. */
   constructor(store: Store) {
@@ -134,15 +211,16 @@ export class LocalBroker implements Broker {
       ? this.#store.append(draft).then((msg) => ({ msg, fresh: true }))
       : this.#store.appendOnce({ ...draft, ref: origin.ref });
     return stored.then((result) => {
-      if (result.fresh) {
+      if (result.fresh && !this.#closed) {
         this.#handler({ kind: "message", conv: draft.conv, msg: result.msg, origin });
       }
       return result;
     });
   }
 
-  /** Delivers at once. */
+  /** Delivers at once (once closed: nowhere). */
   publish(event: BrokerEvent): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     try {
       this.#handler(event);
       return Promise.resolve();
@@ -184,8 +262,9 @@ export class LocalBroker implements Broker {
     this.#presence = handler;
   }
 
-  /** Nothing to release. */
+  /** Stops delivering, as the Redis broker does once its subscription is closed. */
   close(): Promise<void> {
+    this.#closed = true;
     return Promise.resolve();
   }
 }

@@ -27,6 +27,11 @@
  *   serve (`LOADING` after a restart, `BUSY`, no answer), makes the node
  *   `degraded` until a heartbeat gets through again; then it catches up.
  *
+ * Why this file is over 600 lines: publishing, the subscription, catch-up
+ * after a lost link, presence heartbeats and the degraded state are one
+ * state machine around two Redis connections; its parts only make sense
+ * read together.
+ *
  * @module
  */
 import type { Broker, BrokerEvent, BrokerHandler, Origin } from "./broker.ts";
@@ -507,6 +512,8 @@ export class RedisBroker implements Broker {
   }
 
   #deliver(event: BrokerEvent | Internal): void {
+    // A catch-up read in flight when close() was called ends here.
+    if (this.#closed) return;
     switch (event.kind) {
       case "presence":
         return this.#onPresence(event);
