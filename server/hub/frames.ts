@@ -6,7 +6,15 @@
  *
  * @module
  */
-import { type ChatMessage, type ServerFrame, utf8Length } from "../../protocol.ts";
+import {
+  type ChatMessage,
+  type Conversation,
+  type SendLimits,
+  type ServerFrame,
+  type Target,
+  utf8Length,
+  type WelcomeFrame,
+} from "../../protocol.ts";
 
 /** A server frame as JSON text. */
 export function encode(frame: ServerFrame): string {
@@ -22,6 +30,14 @@ export function messageFrame(msg: ChatMessage): string {
     : `{"type":"message","id":${msg.id},"to":"${msg.to}","from":"${msg.from}","text":${
       JSON.stringify(msg.text)
     },"ts":"${msg.ts}"}`;
+}
+
+/**
+ * The target of a frame built from a conversation, event or frame: its room,
+ * or else the user named in `to`.
+ */
+export function targetOf(x: { room?: string; to?: string }): Target {
+  return x.room !== undefined ? { room: x.room } : { to: x.to! };
 }
 
 /** A frame's text with `"ref"` added: the sender's own copy. */
@@ -103,4 +119,55 @@ export function withArrays(frame: object, arrays: Record<string, readonly string
 /** UTF-8 bytes of a frame's fixed part (everything but the bounded arrays). */
 export function headBytes(frame: object): number {
   return utf8Length(JSON.stringify(frame));
+}
+
+/** What a `welcome` frame is built from (see {@link welcomeFrame}). */
+export interface WelcomeParts {
+  /** The signed-in user's name. */
+  user: string;
+  /** The session token to keep. */
+  token: string;
+  /** The user's rooms. */
+  rooms: Iterable<string>;
+  /** The user's conversations with their markers. */
+  conversations: Conversation[];
+  /** The online list as JSON fields, serialized once per change. */
+  online: string;
+  /** The server's sign-in mode. */
+  mode: string;
+  /** The send limits the client should keep to. */
+  limits: SendLimits;
+  /** The reply budget in bytes. */
+  replyBytes: number;
+}
+
+/**
+ * The `welcome` frame, within the reply budget: rooms may take half of it;
+ * among the conversations the rooms come first, then direct messages with
+ * unread ones first. What does not fit is left out and `more` says so.
+ */
+export function welcomeFrame(parts: WelcomeParts): string {
+  const head = {
+    type: "welcome",
+    user: parts.user,
+    token: parts.token,
+  } satisfies Partial<WelcomeFrame>;
+  const online = parts.online;
+  const budget = parts.replyBytes - headBytes(head) - utf8Length(online) - 64;
+  const rooms = fitItems([...parts.rooms].sort(), budget / 2, "first");
+  const conversations = parts.conversations;
+  const ordered = [
+    ...conversations.filter((c) => c.room !== undefined),
+    ...conversations.filter((c) => c.room === undefined && c.last > c.read),
+    ...conversations.filter((c) => c.room === undefined && c.last <= c.read),
+  ];
+  const convs = fitItems(ordered, budget - rooms.bytes, "first");
+  const tail: { mode: string; limits: SendLimits; more?: boolean } = {
+    mode: parts.mode,
+    limits: parts.limits,
+  };
+  if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
+  const first = withArrays(head, { rooms: rooms.parts });
+  const rest = withArrays(tail, { conversations: convs.parts });
+  return `${first.slice(0, -1)},${online},${rest.slice(1)}`;
 }

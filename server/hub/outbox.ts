@@ -13,6 +13,7 @@
  * @module
  */
 import { clearImmediate, setImmediate } from "node:timers";
+import { DEFAULTS } from "../config.ts";
 
 /** The part of a WebSocket the outbox needs. */
 export interface Socket {
@@ -114,7 +115,7 @@ export class Outbox {
 
   /** Creates an outbox. */
   constructor(options: OutboxOptions = {}) {
-    this.#maxBuffered = options.maxBuffered ?? 1024 * 1024;
+    this.#maxBuffered = options.maxBuffered ?? DEFAULTS.maxBufferedBytes;
     this.#maxFrames = options.maxBatchFrames ?? 512;
     // A batch must leave room under the slow-consumer bound, or one batch alone trips it.
     this.#maxSize = Math.min(

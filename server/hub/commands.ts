@@ -1,0 +1,297 @@
+/**
+ * The commands of a signed-in user that read or write the store and go out
+ * through the broker: send, leave, typing, history, read, read_all, search,
+ * users, topic and rooms. Each handler checks the frame's target, does its
+ * work and either replies to the one connection or publishes an event that
+ * comes back to every node's hub for fan-out. Kept apart from the hub so that
+ * the hub holds only the connection registry and fan-out (`join`, which
+ * rewires routes, stays with them).
+ *
+ * @module
+ */
+import type { Auth } from "../auth/auth.ts";
+import type { Broker, BrokerEvent, Origin } from "../broker/broker.ts";
+import type { Logger } from "../log.ts";
+import {
+  type ClientFrame,
+  conversationKey,
+  FrameError,
+  JOIN_REPLAY,
+  LOBBY,
+  type Target,
+} from "../../protocol.ts";
+import type { Store } from "../store/store.ts";
+import type { Conn, User } from "./conn.ts";
+import type { Directory } from "./directory.ts";
+import { fitItems, headBytes, messageFrame, targetOf, withArrays, withRef } from "./frames.ts";
+import type { SearchSlots } from "./replies.ts";
+import type { Typists } from "./typing.ts";
+
+/** Read markers `read_all` moves at once (store writes and events in flight). */
+const READ_ALL_CHUNK = 64;
+
+/** A resent message's own copy, for a connection whose `joined` may still hold it back. */
+export interface Resent {
+  id: number;
+  text: string;
+  own: true;
+}
+
+/** What {@link Commands} needs from the node. */
+export interface CommandsContext {
+  store: Store;
+  broker: Broker;
+  auth: Auth;
+  log: Logger;
+  /** Clock in milliseconds. */
+  now: () => number;
+  /** Largest reply in bytes. */
+  replyBytes: () => number;
+  /** Sends frame text to one connection, if it is still there. */
+  send: (conn: Conn, text: string) => void;
+  /**
+   * Sends the own copy of a resent message to `conn`, held back like a live
+   * message while a `joined` of `room` is on its way to it.
+   */
+  resent: (conn: Conn, room: string | undefined, copy: Resent) => void;
+  /** Takes a room from a user's local state and tells their connections. */
+  removeMember: (user: User, room: string) => void;
+  typists: Typists;
+  searches: SearchSlots;
+  directory: Directory;
+}
+
+/** Handlers of the commands that need no routing changes. */
+export class Commands {
+  #ctx: CommandsContext;
+
+  /** Handles commands with what `ctx` gives. */
+  constructor(ctx: CommandsContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Answers `rooms`: every room, cut at the reply bound. */
+  async rooms(conn: Conn): Promise<void> {
+    const rooms = await this.#ctx.store.rooms();
+    const fit = fitItems(rooms, this.#ctx.replyBytes(), "first");
+    const frame = fit.dropped > 0 ? { type: "rooms", more: true } : { type: "rooms" };
+    this.#ctx.send(conn, withArrays(frame, { rooms: fit.parts }));
+  }
+
+  /**
+   * The conversation of a frame's target, checking the user may use it; a
+   * DM's peer is named as that user spells their name (names are
+   * case-insensitive).
+   */
+  async conv(user: User, frame: Target, ref?: string): Promise<{ conv: string; target: Target }> {
+    if (frame.room !== undefined) {
+      if (!(await this.isMember(user, frame.room))) {
+        throw new FrameError(
+          "unknown_room",
+          `You are not in room "${frame.room}": join it first`,
+          ref,
+        );
+      }
+      return { conv: frame.room, target: { room: frame.room } };
+    }
+    const peer = await this.#resolveUser(frame.to!);
+    if (peer === null) {
+      throw new FrameError("unknown_user", `There is no user "${frame.to}"`, ref);
+    }
+    const target = { to: peer };
+    return { conv: conversationKey(user.name, target), target };
+  }
+
+  /** Whether the user is in the room, once a join of it that is under way has settled. */
+  async isMember(user: User, room: string): Promise<boolean> {
+    if (user.rooms.has(room)) return true;
+    const pending = user.joining?.get(room);
+    if (pending) await pending.catch(() => {});
+    return user.rooms.has(room);
+  }
+
+  /** A user's name as they spell it, or null when there is no such user. */
+  async #resolveUser(name: string): Promise<string | null> {
+    if (this.#ctx.auth.mode === "login") return this.#ctx.auth.canonical(name) ?? null;
+    if (this.#ctx.broker.isOnline(name)) return name;
+    const claim = await this.#ctx.store.nameClaim(name);
+    if (claim) return claim.name;
+    return await this.#ctx.store.knownUser(name) ? name : null;
+  }
+
+  async send(conn: Conn, frame: ClientFrame & { type: "send" }): Promise<void> {
+    const user = conn.user!;
+    const { conv, target } = await this.conv(user, frame, frame.ref);
+    this.#ctx.typists.stop(conv, target, user.name);
+    const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
+    if (frame.ref !== undefined) origin.ref = frame.ref;
+    let sent;
+    try {
+      sent = await this.#ctx.broker.publishMessage(
+        { conv, ...target, from: user.name, text: frame.text },
+        origin,
+      );
+    } catch (err) {
+      this.#ctx.log.warn(`Message from "${user.name}" not stored: ${(err as Error).message}`);
+      throw new FrameError(
+        "unavailable",
+        "Your message was not delivered: the server cannot store messages right now, try again shortly",
+        frame.ref,
+      );
+    }
+    if (sent.fresh || frame.ref === undefined) return;
+    // A resend of a stored message: nobody gets it again but this connection,
+    // whose acknowledgement (the stored message with its ref) may have been
+    // lost. Held like any live message while the room's `joined` is on its way.
+    const own = withRef(messageFrame(sent.msg), frame.ref);
+    const room = sent.msg.room;
+    this.#ctx.resent(conn, room, { id: sent.msg.id, text: own, own: true });
+  }
+
+  async leave(conn: Conn, room: string): Promise<void> {
+    const user = conn.user!;
+    if (room === LOBBY) {
+      throw new FrameError("bad_request", `Everyone stays in "${LOBBY}": it cannot be left`);
+    }
+    if (!(await this.isMember(user, room))) {
+      throw new FrameError("unknown_room", `You are not in room "${room}"`);
+    }
+    const event: BrokerEvent = {
+      kind: "member",
+      user: user.name,
+      room,
+      joined: false,
+      ts: new Date(this.#ctx.now()).toISOString(),
+    };
+    // The store first: if it fails, the user is still in the room everywhere.
+    const was = await this.#ctx.store.leave(user.name, room);
+    this.#ctx.removeMember(user, room);
+    this.#ctx.typists.clear(user.name, room);
+    if (was) await this.#ctx.broker.publish(event);
+  }
+
+  async typing(conn: Conn, frame: Target, active: boolean): Promise<void> {
+    const user = conn.user!;
+    const { conv, target } = await this.conv(user, frame);
+    this.#ctx.typists.set(conv, target, user.name, active);
+  }
+
+  async history(conn: Conn, frame: ClientFrame & { type: "history" }): Promise<void> {
+    const { conv, target } = await this.conv(conn.user!, frame);
+    const page = await this.#ctx.store.page(conv, {
+      before: frame.before,
+      since: frame.since,
+      limit: frame.limit ?? JOIN_REPLAY,
+    });
+    // Paging forward (`since`) keeps the oldest; otherwise the newest. Either
+    // way `more` still means "more in the direction asked".
+    const head = {
+      type: "history",
+      ...target,
+      more: page.more,
+      ...(page.gap ? { gap: true } : {}),
+    };
+    const fit = fitItems(
+      page.messages,
+      this.#ctx.replyBytes() - headBytes(head) - 16,
+      frame.since !== undefined ? "first" : "last",
+    );
+    if (fit.dropped > 0) head.more = true;
+    this.#ctx.send(conn, withArrays(head, { messages: fit.parts }));
+  }
+
+  async read(conn: Conn, frame: Target, id: number): Promise<void> {
+    const user = conn.user!;
+    const { conv, target: t } = await this.conv(user, frame);
+    const marker = await this.#ctx.store.setRead(user.name, conv, id);
+    await this.#ctx.broker.publish({
+      kind: "read",
+      user: user.name,
+      conv,
+      ...t,
+      id: marker,
+      origin: { node: this.#ctx.broker.node, conn: conn.id },
+    });
+  }
+
+  async search(conn: Conn, frame: ClientFrame & { type: "search" }): Promise<void> {
+    const user = conn.user!;
+    let conv: string | undefined;
+    if (frame.room !== undefined || frame.to !== undefined) {
+      conv = (await this.conv(user, targetOf(frame))).conv;
+    }
+    // Searches of the in-memory and Redis stores scan: a few at a time per node.
+    await this.#ctx.searches.turn();
+    let messages;
+    try {
+      messages = await this.#ctx.store.search(frame.q, {
+        user: user.name,
+        rooms: [...user.rooms],
+        conv,
+        limit: frame.limit ?? 50,
+      });
+    } finally {
+      this.#ctx.searches.done();
+    }
+    // Newest first: what does not fit is the oldest, and `more` says so.
+    const head: { type: "search"; q: string; more?: boolean } = { type: "search", q: frame.q };
+    const fit = fitItems(messages, this.#ctx.replyBytes() - headBytes(head) - 16, "first");
+    if (fit.dropped > 0) head.more = true;
+    this.#ctx.send(conn, withArrays(head, { messages: fit.parts }));
+  }
+
+  /**
+   * Answers `users` (see {@link Directory}): cut at the reply bound, saying
+   * `more` when anyone was left out.
+   */
+  async users(conn: Conn, q?: string): Promise<void> {
+    const listing = await this.#ctx.directory.list(conn.user!.name, q);
+    if (conn.closed) return;
+    const head: { type: "users"; q?: string; more?: boolean } = { type: "users" };
+    if (q !== undefined) head.q = q;
+    // Exactly the reply bound, counting `more` and the array's own brackets.
+    const budget = this.#ctx.replyBytes() - headBytes({ ...head, more: true }) -
+      ',"users":[]'.length;
+    const fit = fitItems(listing.users, budget, "first");
+    if (listing.more || fit.dropped > 0) head.more = true;
+    this.#ctx.send(conn, withArrays(head, { users: fit.parts }));
+  }
+
+  /** Sets a room's topic: members only; a change reaches every member connection on every node. */
+  async topic(conn: Conn, frame: ClientFrame & { type: "topic" }): Promise<void> {
+    const user = conn.user!;
+    const { room } = frame;
+    await this.conv(user, { room });
+    // The same topic again changes nothing, and nobody is told.
+    if (!await this.#ctx.store.setTopic(room, frame.topic)) return;
+    await this.#ctx.broker.publish({
+      kind: "topic",
+      room,
+      topic: frame.topic,
+      user: user.name,
+      ts: new Date(this.#ctx.now()).toISOString(),
+    });
+  }
+
+  /**
+   * Marks every conversation of the user read up to its newest message. Each
+   * marker that moved is announced as a `read` to every connection of the
+   * user, the asking one included: that is its answer.
+   */
+  async readAll(conn: Conn): Promise<void> {
+    const name = conn.user!.name;
+    const unread = (await this.#ctx.store.conversations(name)).filter((c) => c.last > c.read);
+    for (let i = 0; i < unread.length; i += READ_ALL_CHUNK) {
+      await Promise.all(
+        unread.slice(i, i + READ_ALL_CHUNK).map(async (c) => {
+          const target = targetOf(c);
+          const conv = conversationKey(name, target);
+          const id = await this.#ctx.store.setRead(name, conv, c.last);
+          if (id > c.read) {
+            await this.#ctx.broker.publish({ kind: "read", user: name, conv, ...target, id });
+          }
+        }),
+      );
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * One WebSocket connection and the user it signs in as, as the hub and its
+ * command modules see them. Separate from the hub so that sign-in, commands
+ * and fan-out can share the type without sharing the hub's private state.
+ *
+ * @module
+ */
+import type { ErrorCode } from "../../protocol.ts";
+import type { Bucket } from "./limits.ts";
+import type { Batch, Socket } from "./outbox.ts";
+
+/** A signed-in user with connections on this node. */
+export interface User {
+  name: string;
+  conns: Set<Conn>;
+  rooms: Set<string>;
+  /**
+   * Joins under way (quota check and store write): room → settles when done.
+   * Null when there are none, which is nearly always: an empty Map per user
+   * would cost every idle connection ~200 bytes.
+   */
+  joining: Map<string, Promise<unknown>> | null;
+}
+
+/** A close that waits for the socket to open. */
+export interface Refusal {
+  code: number;
+  reason: string;
+  /** The error frame to send first, if any. */
+  error?: { code: ErrorCode; message: string; retryAfter?: number };
+}
+
+/** Sends an `error` frame to one connection (see `Hub`). */
+export type SendError = (
+  conn: Conn,
+  code: ErrorCode,
+  message: string,
+  ref?: string,
+  retryAfter?: number,
+) => void;
+
+/** Sends what is queued (and `error`, if any), closes the socket and forgets the connection. */
+export type Drop = (conn: Conn, code: number, reason: string, error?: Refusal["error"]) => void;
+
+let nextConnId = 1;
+
+/** One WebSocket connection. */
+export class Conn implements Bucket {
+  /** Unique within this process. */
+  readonly id: number = nextConnId++;
+  /** The socket. */
+  readonly socket: Socket;
+  /** The client address. */
+  readonly addr: string;
+  /** Frames queued by the outbox. */
+  pending: Batch | null = null;
+  /** The signed-in user, once authenticated. */
+  user: User | null = null;
+  /** Credential fingerprint the session was opened with. */
+  fingerprint: string | null = null;
+  /** The session (token lineage) it signed in with: sign-out ends it everywhere. */
+  session: string | null = null;
+  /**
+   * Replies from stored data this connection asked for and waits on, in
+   * order (null when none, which is nearly always): see `Replies.inTurn`.
+   */
+  replies: { tail: Promise<void>; count: number } | null = null;
+  /** Frames that arrived while the sign-in was being checked. */
+  backlog: string[] | null = null;
+  /** When the connection opened (ms). */
+  readonly opened: number;
+  /** Token bucket: frames left and when it was last refilled. */
+  tokens: number;
+  refilled: number;
+  /** Whether the hub has let go of this connection. */
+  closed = false;
+  /**
+   * How the connection is to be closed once its socket opens: refused by a
+   * limit or shutdown, or dropped while its socket was still connecting (a
+   * socket ignores close() until then).
+   */
+  refusal: Refusal | null = null;
+
+  /** Wraps a socket. */
+  constructor(socket: Socket, addr: string, now: number, burst: number) {
+    this.socket = socket;
+    this.addr = addr;
+    this.opened = now;
+    this.tokens = burst;
+    this.refilled = now;
+  }
+}
+
+/** Closes the connection's socket, which may be closing already. */
+export function closeSocket(conn: Conn, code: number, reason: string): void {
+  try {
+    conn.socket.close(code, reason);
+  } catch {
+    // Already closing.
+  }
+}
