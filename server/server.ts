@@ -7,7 +7,8 @@
  */
 import { Auth, newSessionId } from "./auth/auth.ts";
 import { type Broker, LocalBroker } from "./broker/broker.ts";
-import { type Config, ConfigError, VERSION } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
+import { VERSION } from "../version.ts";
 import {
   createHandler,
   createStartingHandler,
@@ -120,9 +121,30 @@ export async function startServer(
     : null;
   const shared = redis ? await Promise.race([redis.ready, redis.waiting.then(() => null)]) : null;
   const hasher = new PasswordHasher();
-  let auth: Auth;
+  let serving: Serving | null = null;
+  // Store and broker opened for serving, until the hub is built on them.
+  let opening: Pick<Serving, "store" | "broker"> | null = null;
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let tunnel: Tunnel | null = null;
+  // Whatever step fails, what the steps before it opened is closed again.
+  const abandon = async () => {
+    await tunnel?.close();
+    await server?.shutdown();
+    await redis?.stop();
+    const parts = serving ?? opening ?? shared;
+    await parts?.broker.close();
+    await parts?.store.close();
+    hasher.close();
+  };
   try {
-    auth = await Auth.create({
+    return await start();
+  } catch (err) {
+    await abandon().catch((cause) => log.error(`Cannot clean up after a failed start: ${cause}`));
+    throw err;
+  }
+
+  async function start(): Promise<ChatServer> {
+    const auth = await Auth.create({
       usersPath: config.usersPath,
       secret: config.secret,
       hasher,
@@ -130,227 +152,214 @@ export async function startServer(
       allowSignup: config.allowSignup,
       openTokenTtl: config.nameExpiryDays * 24 * 3600,
     });
-  } catch (err) {
-    await redis?.stop();
-    await shared?.broker.close();
-    await shared?.store.close();
-    hasher.close();
-    throw err;
-  }
 
-  let tunnel: Tunnel | null = null;
-  // Added by the tunnel to what it forwards: only those requests may name their client address.
-  const tunnelSecret = config.ngrok ? newSessionId() : undefined;
-  const reaper = new SocketReaper({ log, grace: options.closeGrace });
-  const staticFiles = options.static ?? await webAppHandler();
-  const uptime = () => Math.round((Date.now() - started) / 1000);
+    // Added by the tunnel to what it forwards: only those requests may name their client address.
+    const tunnelSecret = config.ngrok ? newSessionId() : undefined;
+    const reaper = new SocketReaper({ log, grace: options.closeGrace });
+    const staticFiles = options.static ?? await webAppHandler();
+    const uptime = () => Math.round((Date.now() - started) / 1000);
 
-  /** Builds the hub and the handler on a usable store. */
-  const serve = (store: Store, broker: Broker): Serving => {
-    const hub = new Hub({
-      store,
-      broker,
-      auth,
-      log,
-      maxMessageBytes: config.maxMessageBytes,
-      now: options.now,
-      authTimeout: options.authTimeout,
-      typingTimeout: options.typingTimeout,
-      limits: {
-        frameRate: config.frameRate,
-        frameBurst: config.frameBurst,
-        maxConnsPerUser: config.maxConnsPerUser,
-        maxConnsPerAddr: config.maxConnsPerAddr,
-        maxPendingPerAddr: config.maxPendingPerAddr,
-        // The node's own bound never sits below what one address may hold.
-        maxPending: Math.max(DEFAULT_LIMITS.maxPending, config.maxPendingPerAddr * 4),
-        maxRoomsPerUser: config.maxRoomsPerUser,
-        maxRooms: config.maxRooms,
-      },
-      throttle: options.throttle,
-      outbox: { maxBuffered: config.maxBufferedBytes },
-      presence: options.presence,
-      nameExpiry: config.nameExpiryDays * 24 * 3600_000,
-    });
-    const handler = createHandler({
-      hub,
-      log,
-      reaper,
-      allowedOrigins: config.allowedOrigins,
-      idleTimeout: config.idleTimeout,
-      trustProxy: config.trustProxy,
-      tls: Boolean(config.certPath),
-      tunnelSecret,
-      static: staticFiles,
-      info: () => ({
-        mode: auth.mode,
-        signup: auth.signup && auth.mode === "login",
-        version: VERSION,
-      }),
-      health: async () => ({
-        status: broker.status,
-        connections: hub.connections,
-        users: hub.usersOnline,
-        // null while the shared store is unreachable: health must still answer.
-        rooms: await store.rooms().then((r) => r.length, () => null),
-        uptime: uptime(),
-        version: VERSION,
-        publicUrl: tunnel?.url ?? null,
-        ...options.health?.(),
-      }),
-    });
-    return { hub, store, broker, handler };
-  };
+    /** Builds the hub and the handler on a usable store. */
+    const serve = (store: Store, broker: Broker): Serving => {
+      const hub = new Hub({
+        store,
+        broker,
+        auth,
+        log,
+        maxMessageBytes: config.maxMessageBytes,
+        now: options.now,
+        authTimeout: options.authTimeout,
+        typingTimeout: options.typingTimeout,
+        limits: {
+          frameRate: config.frameRate,
+          frameBurst: config.frameBurst,
+          maxConnsPerUser: config.maxConnsPerUser,
+          maxConnsPerAddr: config.maxConnsPerAddr,
+          maxPendingPerAddr: config.maxPendingPerAddr,
+          // The node's own bound never sits below what one address may hold.
+          maxPending: Math.max(DEFAULT_LIMITS.maxPending, config.maxPendingPerAddr * 4),
+          maxRoomsPerUser: config.maxRoomsPerUser,
+          maxRooms: config.maxRooms,
+        },
+        throttle: options.throttle,
+        outbox: { maxBuffered: config.maxBufferedBytes },
+        presence: options.presence,
+        nameExpiry: config.nameExpiryDays * 24 * 3600_000,
+      });
+      const handler = createHandler({
+        hub,
+        log,
+        reaper,
+        allowedOrigins: config.allowedOrigins,
+        idleTimeout: config.idleTimeout,
+        trustProxy: config.trustProxy,
+        tls: Boolean(config.certPath),
+        tunnelSecret,
+        static: staticFiles,
+        info: () => ({
+          mode: auth.mode,
+          signup: auth.signup && auth.mode === "login",
+          version: VERSION,
+        }),
+        health: async () => ({
+          status: broker.status,
+          connections: hub.connections,
+          users: hub.usersOnline,
+          // null while the shared store is unreachable: health must still answer.
+          rooms: await store.rooms().then((r) => r.length, () => null),
+          uptime: uptime(),
+          version: VERSION,
+          publicUrl: tunnel?.url ?? null,
+          ...options.health?.(),
+        }),
+      });
+      return { hub, store, broker, handler };
+    };
 
-  let serving: Serving | null = null;
-  if (!redis || shared) {
-    try {
+    if (!redis || shared) {
       const store = options.store ?? shared?.store ?? openStore(config, log);
-      serving = serve(store, options.broker ?? shared?.broker ?? new LocalBroker(store));
-    } catch (err) {
-      await shared?.broker.close();
-      await shared?.store.close();
-      hasher.close();
-      throw err;
+      opening = { store, broker: options.broker ?? shared?.broker ?? new LocalBroker(store) };
+      serving = serve(opening.store, opening.broker);
     }
-  }
-  const starting = createStartingHandler({
-    log,
-    waitingFor: "Redis",
-    static: staticFiles,
-    health: () =>
-      Promise.resolve({
-        status: "starting",
-        connections: 0,
-        users: 0,
-        rooms: null,
-        uptime: uptime(),
-        version: VERSION,
-        publicUrl: tunnel?.url ?? null,
-        ...options.health?.(),
-      }),
-  });
-
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
-      port: config.port,
-      hostname: config.host,
-      ...tls,
-      onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
-      onError: (err) => {
-        log.error(`Request failed: ${(err as Error).stack ?? err}`);
-        return new Response("Internal server error\n", { status: 500, headers: SECURITY_HEADERS });
-      },
-    }, (req, info) => serving ? serving.handler(req, info) : starting(req));
-  } catch (err) {
-    await redis?.stop();
-    await serving?.broker.close();
-    await serving?.store.close();
-    hasher.close();
-    throw listenError(err as Error, config);
-  }
-  const addr = await listening.promise;
-  tunnel = await openTunnel(config, addr.port, {
-    log,
-    opener: options.tunnel,
-    tls: Boolean(config.certPath),
-    headers: tunnelSecret ? { [TUNNEL_HEADER]: tunnelSecret } : undefined,
-  });
-
-  let ticker: ReturnType<typeof setInterval> | undefined;
-  let reloader: ReturnType<typeof setInterval> | undefined;
-  const run = (parts: Serving) => {
-    serving = parts;
-    const hub = parts.hub;
-    ticker = setInterval(() => {
-      hub.tick();
-      reaper.sweep(Date.now());
-    }, options.tickInterval ?? 100);
-    let reloading = false;
-    reloader = setInterval(async () => {
-      if (reloading) return;
-      reloading = true;
-      try {
-        if (await auth.reload()) hub.revalidate();
-      } finally {
-        reloading = false;
-      }
-    }, options.reloadInterval ?? 1000);
-  };
-
-  let stopping: Promise<void> | null = null;
-  // Settles once the node serves, was stopped while waiting, or found Redis unusable.
-  let waited = Promise.resolve();
-  if (serving) run(serving);
-  else {
-    waited = redis!.ready.then(async (parts) => {
-      if (parts === null) return;
-      let failed: unknown = null;
-      if (!stopping) {
-        try {
-          run(serve(parts.store, parts.broker));
-          return;
-        } catch (err) {
-          failed = err;
-        }
-      }
-      // Stopped just as Redis answered, or no hub could be built: let Redis go.
-      await parts.broker.close();
-      await parts.store.close();
-      if (failed !== null) throw failed;
+    const starting = createStartingHandler({
+      log,
+      waitingFor: "Redis",
+      static: staticFiles,
+      health: () =>
+        Promise.resolve({
+          status: "starting",
+          connections: 0,
+          users: 0,
+          rooms: null,
+          uptime: uptime(),
+          version: VERSION,
+          publicUrl: tunnel?.url ?? null,
+          ...options.health?.(),
+        }),
     });
-  }
-  const shutdown = () => {
-    stopping ??= (async () => {
-      await redis?.stop();
-      await waited.catch(() => {});
-      clearInterval(ticker);
-      clearInterval(reloader);
-      await tunnel?.close();
-      const sockets = serving?.hub.shutdown() ?? [];
-      // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
-      await closed(sockets, 1000);
-      // A client that stopped reading never completes the handshake: drop it.
-      for (const s of sockets) if (s instanceof WebSocket && s.readyState !== 3) abortSocket(s);
-      await server.shutdown();
-      await serving?.broker.close();
-      await serving?.store.close();
-      hasher.close();
-    })();
-    return stopping;
-  };
-  // A node that cannot use Redis after all stops, and says why through `ready`.
-  const ready = waited.catch(async (err) => {
-    await shutdown();
-    throw err;
-  });
-  // Whoever does not wait for `ready` is not told twice.
-  ready.catch(() => {});
 
-  const scheme = config.certPath ? "https" : "http";
-  const shownHost = addr.hostname === "0.0.0.0" || addr.hostname === "::"
-    ? "localhost"
-    : addr.hostname;
-  return {
-    port: addr.port,
-    hostname: addr.hostname,
-    url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
-    publicUrl: tunnel?.url ?? null,
-    get hub(): Hub {
-      if (!serving) throw new Error("The server is still starting: waiting for Redis");
-      return serving.hub;
-    },
-    auth,
-    get starting() {
-      return serving === null;
-    },
-    ready,
-    shutdown,
-    finished: server.finished,
-    [Symbol.asyncDispose]: shutdown,
-  };
+    const listening = Promise.withResolvers<Deno.NetAddr>();
+    let listener: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      listener = server = Deno.serve({
+        port: config.port,
+        hostname: config.host,
+        ...tls,
+        onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+        onError: (err) => {
+          log.error(`Request failed: ${(err as Error).stack ?? err}`);
+          return new Response("Internal server error\n", {
+            status: 500,
+            headers: SECURITY_HEADERS,
+          });
+        },
+      }, (req, info) => serving ? serving.handler(req, info) : starting(req));
+    } catch (err) {
+      throw listenError(err as Error, config);
+    }
+    const addr = await listening.promise;
+    tunnel = await openTunnel(config, addr.port, {
+      log,
+      opener: options.tunnel,
+      tls: Boolean(config.certPath),
+      headers: tunnelSecret ? { [TUNNEL_HEADER]: tunnelSecret } : undefined,
+    });
+
+    let ticker: ReturnType<typeof setInterval> | undefined;
+    let reloader: ReturnType<typeof setInterval> | undefined;
+    const run = (parts: Serving) => {
+      serving = parts;
+      const hub = parts.hub;
+      ticker = setInterval(() => {
+        hub.tick();
+        reaper.sweep(Date.now());
+      }, options.tickInterval ?? 100);
+      let reloading = false;
+      reloader = setInterval(async () => {
+        if (reloading) return;
+        reloading = true;
+        try {
+          if (await auth.reload()) hub.revalidate();
+        } finally {
+          reloading = false;
+        }
+      }, options.reloadInterval ?? 1000);
+    };
+
+    let stopping: Promise<void> | null = null;
+    // Settles once the node serves, was stopped while waiting, or found Redis unusable.
+    let waited = Promise.resolve();
+    if (serving) run(serving);
+    else {
+      waited = redis!.ready.then(async (parts) => {
+        if (parts === null) return;
+        let failed: unknown = null;
+        if (!stopping) {
+          try {
+            run(serve(parts.store, parts.broker));
+            return;
+          } catch (err) {
+            failed = err;
+          }
+        }
+        // Stopped just as Redis answered, or no hub could be built: let Redis go.
+        await parts.broker.close();
+        await parts.store.close();
+        if (failed !== null) throw failed;
+      });
+    }
+    const shutdown = () => {
+      stopping ??= (async () => {
+        await redis?.stop();
+        await waited.catch(() => {});
+        clearInterval(ticker);
+        clearInterval(reloader);
+        await tunnel?.close();
+        const sockets = serving?.hub.shutdown() ?? [];
+        // Deno's own shutdown would close the sockets again with its own reason: let ours finish.
+        await closed(sockets, 1000);
+        // A client that stopped reading never completes the handshake: drop it.
+        for (const s of sockets) {
+          if (s instanceof WebSocket && s.readyState !== WebSocket.CLOSED) abortSocket(s);
+        }
+        await listener.shutdown();
+        await serving?.broker.close();
+        await serving?.store.close();
+        hasher.close();
+      })();
+      return stopping;
+    };
+    // A node that cannot use Redis after all stops, and says why through `ready`.
+    const ready = waited.catch(async (err) => {
+      await shutdown();
+      throw err;
+    });
+    // Whoever does not wait for `ready` is not told twice.
+    ready.catch(() => {});
+
+    const scheme = config.certPath ? "https" : "http";
+    const shownHost = addr.hostname === "0.0.0.0" || addr.hostname === "::"
+      ? "localhost"
+      : addr.hostname;
+    return {
+      port: addr.port,
+      hostname: addr.hostname,
+      url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
+      publicUrl: tunnel?.url ?? null,
+      get hub(): Hub {
+        if (!serving) throw new Error("The server is still starting: waiting for Redis");
+        return serving.hub;
+      },
+      auth,
+      get starting() {
+        return serving === null;
+      },
+      ready,
+      shutdown,
+      finished: listener.finished,
+      [Symbol.asyncDispose]: shutdown,
+    };
+  }
 }
 
 /** The configured store: the SQLite file with `--data`, memory otherwise. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { ChatProcess, runChat, type RunResult } from "./chat_process.ts";
 
 /** The repository root. */
 export const ROOT: string = new URL("..", import.meta.url).pathname;
@@ -85,25 +86,8 @@ export class ConfigHome implements AsyncDisposable {
   }
 }
 
-/** Environment for a child: only what Deno needs, plus `extra`. */
-export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TZ", "LANG", "TERM"]) {
-    const v = Deno.env.get(k);
-    if (v !== undefined) env[k] = v;
-  }
-  return { ...env, ...extra };
-}
-
-/** What a finished `chat` process printed. */
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Options for {@link runChat}. */
-export interface RunOptions {
+/** Options for {@link runClient}. */
+export interface ClientRunOptions {
   /** What the program reads on stdin (closed afterwards). */
   stdin?: string;
   /** Environment variables besides the ones Deno needs. */
@@ -114,82 +98,65 @@ export interface RunOptions {
   config?: ConfigHome;
 }
 
-/** Runs `chat ARGS…` to the end, feeding `stdin` (closed afterwards). */
-export async function runChat(args: string[], options: RunOptions = {}): Promise<RunResult> {
-  const own = options.config ? null : new ConfigHome();
+/**
+ * Runs `chat ARGS…` to the end as {@link runChat} does, in the repository
+ * root with only the environment Deno needs and a configuration directory of
+ * its own, so nothing of the person running the tests leaks in.
+ */
+export async function runClient(
+  args: string[],
+  options: ClientRunOptions = {},
+): Promise<RunResult> {
+  await using own = options.config ? null : new ConfigHome();
   const config = options.config ?? own!;
-  try {
-    const cmd = new Deno.Command(Deno.execPath(), {
-      args: [...(options.permissions ?? config.run), ...args],
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      clearEnv: true,
-      env: childEnv({ ...config.env, ...options.env }),
-    });
-    const child = cmd.spawn();
-    const writer = child.stdin.getWriter();
-    try {
-      if (options.stdin) await writer.write(new TextEncoder().encode(options.stdin));
-    } finally {
-      await writer.close().catch(() => {});
-    }
-    const out = await child.output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  } finally {
-    await own?.[Symbol.asyncDispose]();
-  }
+  return await runChat(args, {
+    deno: options.permissions ?? config.run,
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...config.env, ...options.env },
+    stdin: options.stdin ?? "",
+  });
 }
 
 /** A `chat client` process whose stdin the test writes line by line. */
 export class ClientProcess implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #output: Promise<Deno.CommandOutput>;
+  readonly #proc: ChatProcess;
   #own: ConfigHome | null;
 
   /** Starts `chat client ARGS…` (in a configuration directory of its own unless given one). */
   constructor(args: string[], env: Record<string, string> = {}, config?: ConfigHome) {
     this.#own = config ? null : new ConfigHome();
     const home = config ?? this.#own!;
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: [...home.run, "client", ...args],
+    this.#proc = new ChatProcess(["client", ...args], {
+      deno: home.run,
       cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
       clearEnv: true,
-      env: childEnv({ ...home.env, ...env }),
-    }).spawn();
-    this.#writer = this.child.stdin.getWriter();
-    this.#output = this.child.output();
+      env: { ...home.env, ...env },
+      stdin: true,
+    });
+  }
+
+  /** The child process. */
+  get child(): Deno.ChildProcess {
+    return this.#proc.child;
   }
 
   /** Writes lines to the client's stdin. */
   async write(...lines: string[]): Promise<void> {
-    await this.#writer.write(new TextEncoder().encode(lines.map((l) => `${l}\n`).join("")));
+    await this.#proc.write(lines.map((l) => `${l}\n`).join(""));
   }
 
   /** Closes stdin (end of input) and waits for the process to end. */
   async finish(): Promise<RunResult> {
-    await this.#writer.close().catch(() => {});
-    const out = await this.#output;
+    await this.#proc.endInput();
+    const { code } = await this.#proc.status;
     await this.#own?.[Symbol.asyncDispose]();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    return { code, stdout: this.#proc.stdout, stderr: this.#proc.stderr };
   }
 
   /** Kills the process if it still runs. */
   async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Ended already.
-    }
-    await this.#writer.close().catch(() => {});
-    await this.#output.catch(() => {});
+    await this.#proc.kill("SIGKILL");
     await this.#own?.[Symbol.asyncDispose]();
   }
 }

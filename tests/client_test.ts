@@ -14,7 +14,8 @@ import {
   TestClient,
   waitUntil,
 } from "./helpers.ts";
-import { childEnv, ClientProcess, clientRun, ConfigHome, ROOT, runChat } from "./client_helpers.ts";
+import { childEnv } from "./chat_process.ts";
+import { ClientProcess, clientRun, ConfigHome, ROOT, runClient } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -42,7 +43,7 @@ Deno.test("chat client (piped) sends every line in order past the rate-limit bur
   try {
     const lines = Array.from({ length: 150 }, (_, i) => `line ${i + 1}`);
     lines.splice(10, 0, "", "   ", "/not a command, just text", "naïve café ☕");
-    const result = await runChat(["client", "--user", "bot", t.ws], {
+    const result = await runClient(["client", "--user", "bot", t.ws], {
       stdin: lines.join("\n") + "\n",
       env: { CHAT_PASSWORD: USERS.bot },
     });
@@ -67,7 +68,7 @@ Deno.test("chat client (piped) resends what a strict server's rate limit refused
   const bob = await signIn(t.ws, "bob");
   try {
     const lines = Array.from({ length: 30 }, (_, i) => `paced ${i + 1}`);
-    const result = await runChat(["client", "-u", "bot", t.ws], { stdin: lines.join("\n") });
+    const result = await runClient(["client", "-u", "bot", t.ws], { stdin: lines.join("\n") });
     assert.equal(result.stderr, "");
     assert.equal(result.code, 0);
     assert.deepEqual(await texts(bob, 30), lines, "the last line needs no newline either");
@@ -82,10 +83,10 @@ Deno.test("chat client (piped, open mode) accepts an http URL and creates the --
   await using t = await startTestServer();
   const bob = await signIn(t.ws, "bob");
   try {
-    const missing = await runChat(["client", t.ws], { stdin: "x\n" });
+    const missing = await runClient(["client", t.ws], { stdin: "x\n" });
     assert.equal(missing.code, 2);
     assertOneLine(missing.stderr, /^error: --user NAME is needed when stdin is not a terminal/);
-    const result = await runChat(
+    const result = await runClient(
       ["client", `http://127.0.0.1:${t.server.port}`, "--room", "deploys", "--user", "ci"],
       { stdin: "build 41 ok\nbuild 42 ok\n", env: { CHAT_PASSWORD: "not needed in open mode" } },
     );
@@ -106,7 +107,7 @@ Deno.test("chat client (piped) reports a refused line by number and still sends 
   await using t = await startTestServer({ args: ["--max-message", "10"] });
   const bob = await signIn(t.ws, "bob");
   try {
-    const result = await runChat(["client", "-u", "bot", t.ws], {
+    const result = await runClient(["client", "-u", "bot", t.ws], {
       stdin: "short\nthis one is far too long\nlast\n",
     });
     assert.equal(result.code, 1);
@@ -158,13 +159,13 @@ Deno.test("chat client refuses a wrong password with one line and exit code 1", 
   await using t = await startTestServer({ users: USERS });
   const bob = await signIn(t.ws, "bob", USERS.bob);
   try {
-    const wrong = await runChat(["client", "--user", "bot", t.ws], {
+    const wrong = await runClient(["client", "--user", "bot", t.ws], {
       stdin: "must not arrive\n",
       env: { CHAT_PASSWORD: "wrong-password" },
     });
     assert.equal(wrong.code, 1);
     assertOneLine(wrong.stderr, /^error: Wrong username or password$/);
-    const none = await runChat(["client", "--user", "bot", t.ws], { stdin: "nor this\n" });
+    const none = await runClient(["client", "--user", "bot", t.ws], { stdin: "nor this\n" });
     assert.equal(none.code, 1);
     assertOneLine(
       none.stderr,
@@ -182,7 +183,7 @@ Deno.test("chat client explains an unreachable or wrong server in one line", asy
   const proxy = new TcpProxy(t.server.port);
   const port = proxy.port;
   await proxy.close(); // now nothing listens there
-  const refused = await runChat(["client", "-u", "bot", `127.0.0.1:${port}`], { stdin: "x\n" });
+  const refused = await runClient(["client", "-u", "bot", `127.0.0.1:${port}`], { stdin: "x\n" });
   assert.equal(refused.code, 1);
   assertOneLine(
     refused.stderr,
@@ -190,18 +191,18 @@ Deno.test("chat client explains an unreachable or wrong server in one line", asy
       `^error: Cannot connect to 127\\.0\\.0\\.1:${port}: connection refused \\(is the chat server running there\\?\\)$`,
     ),
   );
-  const path = await runChat(["client", "-u", "bot", `ws://127.0.0.1:${t.server.port}/nope`], {
+  const path = await runClient(["client", "-u", "bot", `ws://127.0.0.1:${t.server.port}/nope`], {
     stdin: "x\n",
   });
   assert.equal(path.code, 1);
   assertOneLine(path.stderr, /^error: Cannot connect to .*: the server answered 404 Not Found/);
-  const scheme = await runChat(["client", "-u", "bot", "ftp://example.com"], { stdin: "x\n" });
+  const scheme = await runClient(["client", "-u", "bot", "ftp://example.com"], { stdin: "x\n" });
   assert.equal(scheme.code, 2);
   assertOneLine(
     scheme.stderr,
     /^error: Unsupported server URL "ftp:\/\/example\.com": use ws:\/\//,
   );
-  const tls = await runChat(["client", "-u", "bot", `wss://127.0.0.1:${t.server.port}`], {
+  const tls = await runClient(["client", "-u", "bot", `wss://127.0.0.1:${t.server.port}`], {
     stdin: "x\n",
   });
   assert.equal(tls.code, 1);
@@ -234,7 +235,7 @@ Deno.test("chat client names a TLS certificate problem in one line", async () =>
     await using t = await startTestServer({
       args: ["--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
     });
-    const result = await runChat(["client", "-u", "bot", `https://127.0.0.1:${t.server.port}`], {
+    const result = await runClient(["client", "-u", "bot", `https://127.0.0.1:${t.server.port}`], {
       stdin: "x\n",
     });
     assert.equal(result.code, 1);
@@ -270,7 +271,7 @@ Deno.test("chat client (piped) saves its session 0600 and signs in with it next 
   await using config = new ConfigHome();
   const bob = await signIn(t.ws, "bob", USERS.bob);
   try {
-    const first = await runChat(["client", "--user", "alice", t.ws], {
+    const first = await runClient(["client", "--user", "alice", t.ws], {
       stdin: "first\n",
       env: { CHAT_PASSWORD: USERS.alice },
       config,
@@ -284,7 +285,7 @@ Deno.test("chat client (piped) saves its session 0600 and signs in with it next 
       assert.equal((await Deno.stat(config.chatDir)).mode! & 0o777, 0o700);
     }
     // The same user in another case: the saved session, no password.
-    const second = await runChat(["client", "--user", "ALICE", t.ws], {
+    const second = await runClient(["client", "--user", "ALICE", t.ws], {
       stdin: "second\n",
       config,
     });
@@ -295,7 +296,7 @@ Deno.test("chat client (piped) saves its session 0600 and signs in with it next 
     ], [["alice", "first"], ["alice", "second"]]);
     assert.equal(await tryToken(t.ws, (await config.tokens())[t.ws].token), "welcome");
     // Another user does not get alice's session.
-    const other = await runChat(["client", "--user", "bob", t.ws], { stdin: "nope\n", config });
+    const other = await runClient(["client", "--user", "bob", t.ws], { stdin: "nope\n", config });
     assert.equal(other.code, 1);
     assertOneLine(other.stderr, /^error: The server at .* needs a password: set CHAT_PASSWORD/);
     assert.equal((await config.tokens())[t.ws].user, "alice", "still alice's session");
@@ -312,12 +313,12 @@ Deno.test("chat client (piped, open mode) keeps its name: taken without the save
   await using theirs = new ConfigHome();
   const bob = await signIn(t.ws, "bob");
   try {
-    const first = await runChat(["client", "-u", "alice", t.ws], {
+    const first = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "hello\n",
       config: mine,
     });
     assert.deepEqual([first.code, first.stderr], [0, ""]);
-    const impostor = await runChat(["client", "-u", "alice", t.ws], {
+    const impostor = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "impostor\n",
       config: theirs,
     });
@@ -327,7 +328,7 @@ Deno.test("chat client (piped, open mode) keeps its name: taken without the save
       /^error: The name "alice" is in use by someone else: choose another$/,
     );
     assert.deepEqual(await theirs.tokens(), {});
-    const back = await runChat(["client", "-u", "alice", t.ws], {
+    const back = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "back again\n",
       config: mine,
     });
@@ -349,7 +350,7 @@ Deno.test("chat client replaces a saved session the server refuses, saying so on
 
   await s.step("with CHAT_PASSWORD: signs in with it and saves the new session", async () => {
     await config.write({ [t.ws]: forged, [OTHER]: elsewhere });
-    const r = await runChat(["client", "-u", "alice", t.ws], {
+    const r = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "hi\n",
       env: { CHAT_PASSWORD: USERS.alice },
       config,
@@ -365,7 +366,7 @@ Deno.test("chat client replaces a saved session the server refuses, saying so on
 
   await s.step("without a password to fall back on: drops it and fails as usual", async () => {
     await config.write({ [t.ws]: forged, [OTHER]: elsewhere });
-    const r = await runChat(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
+    const r = await runClient(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
     assert.equal(r.code, 1);
     assert.match(
       r.stderr,
@@ -387,7 +388,7 @@ Deno.test("chat client signs in past guesses on its name: its ended session show
   await using config = new ConfigHome();
   const bob = await signIn(t.ws, "bob", USERS.bob);
   try {
-    const first = await runChat(["client", "-u", "alice", t.ws], {
+    const first = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "first\n",
       env: { CHAT_PASSWORD: USERS.alice },
       config,
@@ -401,13 +402,13 @@ Deno.test("chat client signs in past guesses on its name: its ended session show
       await c.next("error");
       await c.close();
     }
-    const elsewhere = await runChat(["client", "-u", "alice", t.ws], {
+    const elsewhere = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "from a new device\n",
       env: { CHAT_PASSWORD: USERS.alice },
     });
     assert.equal(elsewhere.code, 1);
     assertOneLine(elsewhere.stderr, /^error: Too many sign-in attempts: try again in \d+ s$/);
-    const back = await runChat(["client", "-u", "alice", t.ws], {
+    const back = await runClient(["client", "-u", "alice", t.ws], {
       stdin: "second\n",
       env: { CHAT_PASSWORD: USERS.alice },
       config,
@@ -428,12 +429,12 @@ Deno.test("chat client --forget signs the saved session out on the server and fo
   await using t = await startTestServer(); // open mode: signing out also frees the name
   await using config = new ConfigHome();
   const away = `ws://127.0.0.1:${freePort()}/ws`; // nothing listens there
-  const first = await runChat(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
+  const first = await runClient(["client", "-u", "alice", t.ws], { stdin: "hi\n", config });
   assert.deepEqual([first.code, first.stderr], [0, ""]);
   const { token } = (await config.tokens())[t.ws];
   await config.write({ ...await config.tokens(), [away]: { user: "zoe", token: "zoe-token" } });
 
-  const notBob = await runChat(["client", t.ws, "--forget", "-u", "bob"], { config });
+  const notBob = await runClient(["client", t.ws, "--forget", "-u", "bob"], { config });
   assert.deepEqual(notBob, {
     code: 0,
     stdout: `No saved session for bob on ${t.ws} (the saved one is alice's)\n`,
@@ -441,7 +442,7 @@ Deno.test("chat client --forget signs the saved session out on the server and fo
   });
   assert.equal(await tryToken(t.ws, token), "welcome", "left alone");
 
-  const forgot = await runChat(["client", t.ws, "--forget", "-u", "Alice"], { config });
+  const forgot = await runClient(["client", t.ws, "--forget", "-u", "Alice"], { config });
   assert.deepEqual(forgot, {
     code: 0,
     stdout: `Signed out of ${t.ws} and forgot the saved session\n`,
@@ -452,11 +453,11 @@ Deno.test("chat client --forget signs the saved session out on the server and fo
   const other = await signIn(t.ws, "alice");
   await other.close();
 
-  const none = await runChat(["client", t.ws, "--forget"], { config });
+  const none = await runClient(["client", t.ws, "--forget"], { config });
   assert.deepEqual(none, { code: 0, stdout: `No saved session for ${t.ws}\n`, stderr: "" });
 
   await config.write({ ...await config.tokens(), [t.ws]: { user: "alice", token } });
-  const ended = await runChat(["client", t.ws, "--forget"], { config });
+  const ended = await runClient(["client", t.ws, "--forget"], { config });
   assert.deepEqual(ended, {
     code: 0,
     stdout: `The saved session for ${t.ws} had ended already: forgot it\n`,
@@ -464,7 +465,7 @@ Deno.test("chat client --forget signs the saved session out on the server and fo
   });
   assert.deepEqual(Object.keys(await config.tokens()), [away]);
 
-  const unreachable = await runChat(["client", away, "--forget"], { config });
+  const unreachable = await runClient(["client", away, "--forget"], { config });
   assert.equal(unreachable.code, 0);
   assert.equal(unreachable.stderr, "");
   assert.match(
@@ -498,7 +499,7 @@ Deno.test("chat client without permission for its config directory chats on and 
     ];
     for (const [name, user, permissions, why] of cases) {
       await s.step(name, async () => {
-        const r = await runChat(["client", "-u", user, t.ws], {
+        const r = await runClient(["client", "-u", user, t.ws], {
           stdin: `still here (${name})\n`,
           permissions,
           config,
@@ -509,7 +510,7 @@ Deno.test("chat client without permission for its config directory chats on and 
         // A session nobody can continue is signed out on the way out: the name is free.
         const next = await signIn(t.ws, user);
         await next.close();
-        const forget = await runChat(["client", t.ws, "--forget"], { permissions, config });
+        const forget = await runClient(["client", t.ws, "--forget"], { permissions, config });
         assert.equal(forget.code, 1);
         assertOneLine(
           forget.stderr,

@@ -14,6 +14,7 @@ import {
   ROOT,
 } from "../scripts/compile.ts";
 import { isHashed } from "../server/auth/password.ts";
+import { WEB_APP_FILES } from "../server/http/static.ts";
 import { closeAll, freePort, signIn, waitUntil } from "./helpers.ts";
 
 Deno.test("compileArgs() bakes in the permission flags, includes and target", async (t) => {
@@ -77,6 +78,10 @@ Deno.test("embeddedFiles() follows the module graph and the includes", async () 
     assert.ok(files.includes(f), f);
   }
   assert.ok(files.includes("docs/deployment.md"), "docs ship inside");
+  // The web app is part of the binary: every file the static table serves is embedded.
+  for (const { path } of WEB_APP_FILES) {
+    assert.ok(files.includes(`web/dist${path}`), `web/dist${path} is embedded`);
+  }
   assert.ok(!files.some((f) => f.startsWith("tests/")), "no tests");
   assert.ok(!files.some((f) => f.startsWith("scripts/")), "no build scripts");
 });
@@ -206,16 +211,12 @@ Deno.test("chat runs from an empty folder with only what the binary embeds", asy
     assert.equal(body.status, "ok");
     assert.equal(body.publicUrl, null);
 
-    // The web app: served from the embedded bundle when the graph has one.
+    // The web app, served from what the binary embeds: a build without it fails here.
     const page = await fetch(`${base}/`);
     const html = await page.text();
-    if (files.some((f) => f.startsWith("web/"))) {
-      assert.equal(page.status, 200, html.slice(0, 200));
-      assert.match(page.headers.get("content-type") ?? "", /text\/html/);
-      assert.match(html, /<html/i);
-    } else {
-      assert.equal(page.status, 404, "no web app in this build yet");
-    }
+    assert.equal(page.status, 200, html.slice(0, 200));
+    assert.match(page.headers.get("content-type") ?? "", /text\/html/);
+    assert.match(html, /<html/i);
 
     alice = await signIn(`ws://127.0.0.1:${port}/ws`, "alice", "alice-pass");
     bob = await signIn(`ws://127.0.0.1:${port}/ws`, "bob", "bob-password");

@@ -125,7 +125,7 @@ async function streamThenStop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
         for (let i = 0; i < 200; i++) send();
         const status = await server.kill(signal);
         if (signal === "SIGKILL") assert.equal(status.signal, "SIGKILL");
-        else assert.equal(status.code, 0, server.output.join("\n"));
+        else assert.equal(status.code, 0, server.lines.join("\n"));
         await alice.waitClose();
         for (const f of alice.inbox) {
           if (f.type === "message" && f.ref !== undefined) acked.set(f.ref, f.id);
@@ -389,10 +389,10 @@ Deno.test("chat --data: a path it cannot use stops the server with one clear lin
         "500",
       ]);
       assert.ok(
-        first.output.includes(
+        first.lines.includes(
           `  History:    kept in ${path}; messages deleted after 30 days and beyond 500 per room or DM`,
         ),
-        first.output.join("\n"),
+        first.lines.join("\n"),
       );
       expectOneLine(
         await serve(path),

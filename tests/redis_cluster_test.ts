@@ -323,7 +323,8 @@ Deno.test("RedisBroker: presence spans nodes; a node killed with kill -9 loses n
 
 Deno.test("RedisBroker: a node cut off from Redis catches up on everything it missed", async () => {
   // Node 2 reaches Redis through a proxy the test can cut, like a partition.
-  const { RedisServer, ChatNode, TcpProxy } = await import("./redis_helpers.ts");
+  const { RedisServer, ChatNode } = await import("./redis_helpers.ts");
+  const { TcpProxy } = await import("./tcp_proxy.ts");
   await using redis = await RedisServer.start();
   const dir = await Deno.makeTempDir({ prefix: "chat-partition-" });
   const users = `${dir}/users.json`;
@@ -340,7 +341,8 @@ Deno.test("RedisBroker: a node cut off from Redis catches up on everything it mi
     alice.send({ type: "send", room: "general", text: "before", ref: "b" });
     await bob.next((f) => f.type === "message" && f.text === "before");
 
-    proxy.cut();
+    proxy.refuse = true;
+    await proxy.cut();
     await waitUntil(async () => (await n2.health()).status === "degraded", "node 2 is degraded");
     assert.equal((await n0.health()).status, "ok", "the other node is fine");
     bob.send({ type: "send", room: "general", text: "lost?", ref: "x1" });
@@ -357,7 +359,7 @@ Deno.test("RedisBroker: a node cut off from Redis catches up on everything it mi
     await bob2.next("joined");
     alice.send({ type: "send", to: "bob", text: "dm while away" });
 
-    proxy.restore();
+    proxy.refuse = false;
     await waitUntil(async () => (await n2.health()).status === "ok", "node 2 is back");
     const got = await messages(bob, "general", 25);
     assert.deepEqual(got.map((m) => m.text), Array.from({ length: 25 }, (_, i) => `m${i + 1}`));

@@ -1,13 +1,12 @@
 /**
  * Test helpers for `--redis`: a real `redis-server` on a free port (never the
- * machine's 6379), chat nodes as separate `deno run main.ts` processes, and a
- * TCP proxy that can cut one node off from Redis.
+ * machine's 6379) and chat nodes as separate `deno run main.ts` processes. The
+ * proxy that cuts a node off from Redis is tests/tcp_proxy.ts.
  *
  * @module
  */
+import { ChatProcess } from "./chat_process.ts";
 import { DEADLINE, freePort, waitUntil } from "./helpers.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** A 32+ character secret shared by the nodes of a test. */
 export const SECRET = "test-secret-0123456789-abcdefghijklmnop";
@@ -185,16 +184,17 @@ export interface NodeOptions {
 
 /** A chat node: `deno run -A main.ts --redis URL …` as its own process. */
 export class ChatNode implements AsyncDisposable {
-  readonly proc: Deno.ChildProcess;
-  #stdout: Output;
-  #stderr: Output;
+  readonly #proc: ChatProcess;
   /** Port read from the banner. */
   port = 0;
 
-  private constructor(proc: Deno.ChildProcess) {
-    this.proc = proc;
-    this.#stdout = new Output(proc.stdout);
-    this.#stderr = new Output(proc.stderr);
+  private constructor(proc: ChatProcess) {
+    this.#proc = proc;
+  }
+
+  /** The child process. */
+  get proc(): Deno.ChildProcess {
+    return this.#proc.child;
   }
 
   /**
@@ -204,11 +204,8 @@ export class ChatNode implements AsyncDisposable {
    * unless `options.ready` is false.
    */
   static async start(redisUrl: string | null, options: NodeOptions): Promise<ChatNode> {
-    const proc = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        MAIN,
+    const node = new ChatNode(
+      new ChatProcess([
         ...(redisUrl === null ? [] : ["--redis", redisUrl, "--secret", SECRET]),
         "--port",
         "0",
@@ -217,29 +214,15 @@ export class ChatNode implements AsyncDisposable {
         "--users",
         options.users,
         ...(options.args ?? []),
-      ],
-      env: { NO_COLOR: "1", ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const node = new ChatNode(proc);
-    let exited = false;
-    proc.status.then(() => (exited = true));
+      ], { env: options.env }),
+    );
     try {
-      const m = await waitUntil(
-        () => {
-          if (exited) throw new Error(`Node exited before listening: ${node.output}`);
-          return /listening on [^\s]+:(\d+)/.exec(node.#stdout.text);
-        },
-        "the node prints its banner",
-        DEADLINE * 2,
-      );
-      node.port = Number(m[1]);
+      const banner = await node.#proc.waitFor(/listening on [^\s]+:(\d+)/, DEADLINE * 2);
+      node.port = Number(/listening on [^\s]+:(\d+)/.exec(banner)![1]);
       if (options.ready !== false) {
         await waitUntil(
           async () => {
-            if (exited) throw new Error(`Node exited before serving: ${node.output}`);
+            if (node.#proc.exited) throw new Error(`Node exited before serving: ${node.output}`);
             return (await node.healthz()).code === 200;
           },
           "the node serves",
@@ -255,12 +238,12 @@ export class ChatNode implements AsyncDisposable {
 
   /** Everything the node printed so far. */
   get output(): string {
-    return this.#stdout.text + this.#stderr.text;
+    return this.#proc.stdout + this.#proc.stderr;
   }
 
   /** Standard error so far. */
   get stderr(): string {
-    return this.#stderr.text;
+    return this.#proc.stderr;
   }
 
   /** `ws://127.0.0.1:PORT/ws` */
@@ -286,117 +269,13 @@ export class ChatNode implements AsyncDisposable {
   }
 
   /** Sends `signal` and waits for the process to end. */
-  async kill(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
-    try {
-      this.proc.kill(signal);
-    } catch {
-      // Already gone.
-    }
-    const status = await this.proc.status;
-    await Promise.all([this.#stdout.done(), this.#stderr.done()]);
-    return status;
+  kill(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    return this.#proc.kill(signal);
   }
 
   /** Stops the node (SIGTERM). */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill("SIGTERM");
-  }
-}
-
-/**
- * A TCP proxy in front of Redis for one node: {@link cut} drops its
- * connections and refuses new ones until {@link restore}, like a network
- * partition between that node and Redis.
- */
-export class TcpProxy implements AsyncDisposable {
-  readonly port: number;
-  #listener: Deno.TcpListener;
-  #target: number;
-  #open = new Set<Deno.TcpConn>();
-  #down = false;
-  #accepting: Promise<void>;
-  #pipes = new Set<Promise<void>>();
-
-  /** Listens on a free port and forwards to `target` on 127.0.0.1. */
-  constructor(target: number) {
-    this.#target = target;
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.port = (this.#listener.addr as Deno.NetAddr).port;
-    this.#accepting = this.#accept();
-  }
-
-  /** `redis://127.0.0.1:PORT` */
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async #accept(): Promise<void> {
-    for await (const conn of this.#listener) {
-      if (this.#down) {
-        conn.close();
-        continue;
-      }
-      const p = this.#pipe(conn);
-      this.#pipes.add(p);
-      p.finally(() => this.#pipes.delete(p));
-    }
-  }
-
-  async #pipe(client: Deno.TcpConn): Promise<void> {
-    let server: Deno.TcpConn;
-    try {
-      server = await Deno.connect({ hostname: "127.0.0.1", port: this.#target });
-    } catch {
-      client.close();
-      return;
-    }
-    this.#open.add(client);
-    this.#open.add(server);
-    const copy = async (from: Deno.TcpConn, to: Deno.TcpConn) => {
-      try {
-        await from.readable.pipeTo(to.writable, { preventClose: true, preventAbort: true });
-      } catch {
-        // Closed by cut() or by the other side.
-      }
-    };
-    const both = [copy(client, server), copy(server, client)];
-    await Promise.race(both);
-    for (const c of [client, server]) {
-      if (this.#open.delete(c)) {
-        try {
-          c.close();
-        } catch {
-          // Already closed.
-        }
-      }
-    }
-    await Promise.allSettled(both);
-  }
-
-  /** Drops every connection and refuses new ones. */
-  cut(): void {
-    this.#down = true;
-    for (const c of this.#open) {
-      try {
-        c.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    this.#open.clear();
-  }
-
-  /** Accepts connections again. */
-  restore(): void {
-    this.#down = false;
-  }
-
-  /** Stops listening and closes everything. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.cut();
-    this.#listener.close();
-    await this.#accepting.catch(() => {});
-    await Promise.allSettled([...this.#pipes]);
   }
 }
 

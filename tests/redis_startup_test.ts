@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { ErrorReply } from "redis";
-import { VERSION } from "../server/config.ts";
+import { VERSION } from "../version.ts";
 import { createStartingHandler } from "../server/http/http.ts";
 import { memoryLogger } from "../server/log.ts";
 import type { ServerFrame } from "../protocol.ts";

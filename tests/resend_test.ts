@@ -18,7 +18,14 @@ import { PasswordHasher } from "../server/auth/password.ts";
 import { type ServerFrame, splitFrames } from "../protocol.ts";
 import type { Page, PageQuery } from "../server/store/store.ts";
 import { spawnServer } from "./chat_process.ts";
-import { closeAll, signIn, signInWithToken, startTestServer, type TestClient } from "./helpers.ts";
+import {
+  closeAll,
+  signIn,
+  signInWithToken,
+  startTestServer,
+  type TestClient,
+  waitUntil,
+} from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -130,9 +137,10 @@ Deno.test("Hub holds the acknowledgement of a resend until the room's joined fra
     send({ type: "auth", username: "alice" });
     const frame = { type: "send", room: "general", text: "hi", ref: "k1" };
     send(frame);
-    await settle();
-    const first = socket.frames.find((f) => f.type === "message" && f.ref === "k1");
-    assert.ok(first, "acknowledged");
+    const first = await waitUntil(
+      () => socket.frames.find((f) => f.type === "message" && f.ref === "k1"),
+      "the message is acknowledged",
+    );
     socket.frames = [];
 
     // Resuming after a reconnect: `join` with `since`, and the resend right after it.
@@ -144,7 +152,10 @@ Deno.test("Hub holds the acknowledgement of a resend until the room's joined fra
     assert.deepEqual(socket.frames.filter((f) => f.type !== "presence"), [], "held");
     store.gate = null;
     release.resolve();
-    await settle();
+    await waitUntil(
+      () => socket.frames.some((f) => f.type === "message"),
+      "the resend is answered",
+    );
     const frames = socket.frames.filter((f) => f.type === "joined" || f.type === "message");
     assert.deepEqual(frames.map((f) => f.type), ["joined", "message"]);
     assert.deepEqual((frames[0] as F<"joined">).history.map((m) => m.text), ["hi"]);

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../protocol.ts";
-import { closeAll, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
+import { parseConfig } from "../server/config.ts";
+import { memoryLogger } from "../server/log.ts";
+import { startServer } from "../server/server.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { closeAll, freePort, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
@@ -505,5 +509,43 @@ Deno.test("server: welcome announces the limits the client must pace itself to",
     assert.deepEqual(c.welcome.limits, { rate: 7, burst: 9, maxMessage: 1000 });
   } finally {
     await c.close();
+  }
+});
+
+Deno.test("startServer() closes what it opened when a step after listening throws", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-start-" });
+  try {
+    const port = freePort();
+    const config = parseConfig([
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--users",
+      `${dir}/users.json`,
+      "--ngrok-token",
+      "tok",
+    ], {});
+    let closed = 0;
+    const store = new MemoryStore();
+    const close = store.close.bind(store);
+    store.close = () => {
+      closed++;
+      return close();
+    };
+    // An opener that throws instead of rejecting gets past openTunnel()'s own handling.
+    const tunnel = () => {
+      throw new Error("the tunnel library broke");
+    };
+    await assert.rejects(
+      startServer(config, { store, log: memoryLogger(), static: () => new Response(null), tunnel }),
+      /the tunnel library broke/,
+    );
+    assert.equal(closed, 1, "the store is closed");
+    // The listener is gone too (and the sanitizers see no leaked worker or socket).
+    const again = Deno.listen({ hostname: "127.0.0.1", port });
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

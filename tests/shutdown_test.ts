@@ -8,7 +8,7 @@ import { MemoryStore } from "../server/store/memory.ts";
 import type { ChatMessage, ServerFrame } from "../protocol.ts";
 import type { Draft, Store } from "../server/store/store.ts";
 import { closeAll, signIn, startTestServer, TestClient } from "./helpers.ts";
-import { spawnChat } from "./spawn.ts";
+import { SERVE, spawnServer } from "./chat_process.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
@@ -20,7 +20,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(USERS));
     let alice: TestClient | undefined, bob: TestClient | undefined, anon: TestClient | undefined;
     try {
-      await using proc = await spawnChat(["--users", `${dir}/users.json`], { cwd: dir });
+      await using proc = await spawnServer(
+        ["--port", "0", "--host", "127.0.0.1", "--users", `${dir}/users.json`],
+        { cwd: dir, deno: SERVE },
+      );
       const ws = `ws://127.0.0.1:${proc.port}/ws`;
       alice = await signIn(ws, "alice", USERS.alice);
       bob = await signIn(ws, "bob", USERS.bob);

@@ -15,7 +15,7 @@ storeContract("SqliteStore", async ({ keep }) => {
     await Deno.remove(dir, { recursive: true });
   };
   return store;
-}, { refsOfKept: true });
+}, { refsOfKept: true, settle: (store) => store.flush() });
 
 /** A temporary directory with `chat.db` in it, removed on dispose. */
 async function tempData(): Promise<{ dir: string; path: string } & AsyncDisposable> {

@@ -1,7 +1,8 @@
 /**
- * A TCP proxy for tests that need a network failure: `cut()` drops every
- * connection through it at once, `refuse` turns new ones away (closed as
- * soon as accepted) until it is reset.
+ * The TCP proxy of the tests that need a network failure, between a client
+ * and the server or between a node and Redis: `cut()` drops every connection
+ * through it at once, `refuse` turns new ones away (closed as soon as
+ * accepted) until it is reset; both together are a network partition.
  *
  * @module
  */
@@ -31,6 +32,11 @@ export class TcpProxy implements AsyncDisposable {
   /** `ws://127.0.0.1:PORT/ws` through the proxy. */
   get ws(): string {
     return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** `redis://127.0.0.1:PORT` through the proxy. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
   }
 
   /** Number of connections open through the proxy. */

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startTestServer } from "./helpers.ts";
-import { spawnChat } from "./spawn.ts";
+import { SERVE, spawnServer } from "./chat_process.ts";
 
 const USERS = { alice: "alice-pass" };
 const CLIENT = new URL("./fixtures/wss_client.ts", import.meta.url).pathname;
@@ -154,9 +154,20 @@ Deno.test("main() with --cert and --key prints https and wss addresses; bad file
     await makeCertificates(dir);
     await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(USERS));
     await t.step("banner", async () => {
-      await using proc = await spawnChat(
-        ["--users", "users.json", "--cert", "cert.pem", "--key", "key.pem"],
-        { cwd: dir },
+      await using proc = await spawnServer(
+        [
+          "--port",
+          "0",
+          "--host",
+          "127.0.0.1",
+          "--users",
+          "users.json",
+          "--cert",
+          "cert.pem",
+          "--key",
+          "key.pem",
+        ],
+        { cwd: dir, deno: SERVE },
       );
       await proc.waitFor(/Web app: +https:\/\/127\.0\.0\.1:\d+$/);
       await proc.waitFor(/WebSocket: +wss:\/\/127\.0\.0\.1:\d+\/ws$/);

@@ -5,7 +5,7 @@
  * @module
  */
 import { DEADLINE } from "./helpers.ts";
-import { childEnv } from "./client_helpers.ts";
+import { childEnv } from "./chat_process.ts";
 
 /** The line a finished program leaves on the screen: `[exited N]`. */
 export const EXITED = /\[exited (\d+)\]/;

@@ -471,11 +471,6 @@ export class MemoryStore implements Store {
     return Promise.resolve((this.#revoked.get(session) ?? 0) > now);
   }
 
-  /** Nothing is pending in memory. */
-  flush(): Promise<void> {
-    return Promise.resolve();
-  }
-
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();

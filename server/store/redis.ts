@@ -29,6 +29,10 @@
  * The broker's keys (`evseq`, `feed`, `node:*`, `online:*`, `nodes`) live
  * under the same prefix; see `redis_broker.ts`.
  *
+ * Why this file is over 600 lines: every method is a Lua script beside the
+ * few lines that call it, and the scripts share one key layout (see
+ * docs/scaling.md); keeping them together keeps that layout in one place.
+ *
  * @module
  */
 import type { ChatMessage, Conversation } from "../../protocol.ts";
@@ -788,14 +792,6 @@ export class RedisStore implements Store {
   /** Whether the session's revocation lasts past `now`. */
   async sessionRevoked(session: string, now: number): Promise<boolean> {
     return Number(await this.#call(["GET", `${this.#prefix}revoked:${session}`]) ?? 0) > now;
-  }
-
-  /**
-   * Nothing is pending here: every append resolved only after Redis accepted
-   * it (how durable that is depends on Redis's `appendfsync`; see docs/scaling.md).
-   */
-  flush(): Promise<void> {
-    return Promise.resolve();
   }
 
   /** Closes the client if this store opened it. */

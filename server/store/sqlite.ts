@@ -14,6 +14,12 @@
  * the commit. Retention (`--retain-days`, `--retain-messages`) runs in the
  * background in small transactions between deliveries.
  *
+ * Why this file is over 600 lines: it is the whole Store interface against
+ * one schema — the prepared statements, the write queue committed once per
+ * tick and every method that reads through them share one transaction
+ * model, which splitting would scatter across files that must change
+ * together.
+ *
  * @module
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";

@@ -13,9 +13,13 @@ import type { ChatMessage, Conversation } from "../../protocol.ts";
 export interface Draft {
   /** Conversation key: a room name, or `@a:b` for a DM pair (see `conversationKey`). */
   conv: string;
+  /** The room, for a room message. */
   room?: string;
+  /** The recipient, for a direct message. */
   to?: string;
+  /** Who sent it. */
   from: string;
+  /** The message text. */
   text: string;
   /**
    * The sender's reference for the message (the `ref` of its `send`), kept
@@ -50,6 +54,7 @@ export interface PageQuery {
 
 /** A page of messages, oldest first. */
 export interface Page {
+  /** The messages, oldest first. */
   messages: ChatMessage[];
   /** More messages exist beyond this page in the direction asked. */
   more: boolean;
@@ -79,7 +84,9 @@ export interface JoinResult {
 
 /** A room and how many members it has. */
 export interface RoomInfo {
+  /** The room's name. */
   name: string;
+  /** How many members it has. */
   members: number;
   /** The room's topic; absent when it has none. */
   topic?: string;
@@ -230,9 +237,7 @@ export interface Store {
   revokeSession(session: string, until: number): Promise<void>;
   /** Whether a session was revoked (and the revocation has not lapsed at `now`). */
   sessionRevoked(session: string, now: number): Promise<boolean>;
-  /** Resolves once everything appended so far is durable. */
-  flush(): Promise<void>;
-  /** Flushes and releases the backend. */
+  /** Makes everything written so far durable and releases the backend. */
   close(): Promise<void>;
 }
 
