@@ -48,6 +48,17 @@ export const MAX_TOPIC_BYTES = 300;
 /** Most people one `users` reply lists. */
 export const MAX_DIRECTORY = 500;
 
+/**
+ * The send limits a server has unless told otherwise (`--rate`, `--burst`,
+ * `--max-message`): the server's config and the web app (before a `welcome`
+ * says) both read them here.
+ */
+export const DEFAULT_SEND_LIMITS: Readonly<SendLimits> = {
+  rate: 20,
+  burst: 60,
+  maxMessage: DEFAULT_MAX_MESSAGE_BYTES,
+};
+
 /** Largest `limit` a `history` or `search` request may ask for. */
 export const MAX_PAGE = 200;
 

@@ -8,7 +8,7 @@
  * @module
  */
 import { parseArgs, parseEnv } from "node:util";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../protocol.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEND_LIMITS } from "../protocol.ts";
 import { flagError, UsageError } from "../cli/flags.ts";
 
 /**
@@ -25,8 +25,8 @@ export const DEFAULTS = {
   maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   allowSignup: false,
   ngrok: false,
-  frameRate: 20,
-  frameBurst: 60,
+  frameRate: DEFAULT_SEND_LIMITS.rate,
+  frameBurst: DEFAULT_SEND_LIMITS.burst,
   maxConnsPerUser: 20,
   maxConnsPerAddr: 100,
   maxPendingPerAddr: 16,

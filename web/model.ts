@@ -17,7 +17,7 @@ import {
   type ChatMessage,
   type ClientFrame,
   CloseCode,
-  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_SEND_LIMITS,
   type DirectoryEntry,
   type ErrorFrame,
   type HistoryFrame,
@@ -134,7 +134,7 @@ const LIMITS_KEY = "chat.limits";
  */
 const DEVICE_KEY = "chat.device";
 /** What a server announces when it does not say (its defaults). */
-const DEFAULT_LIMITS: SendLimits = { rate: 20, burst: 60, maxMessage: DEFAULT_MAX_MESSAGE_BYTES };
+const DEFAULT_LIMITS: SendLimits = DEFAULT_SEND_LIMITS;
 /** Frames other than messages waiting for their turn; more are dropped. */
 const MAX_WAITING_FRAMES = 1000;
 /** Milliseconds a draft waits before it is saved while the user types. */
