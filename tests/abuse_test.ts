@@ -1,11 +1,17 @@
 /**
- * Flood control and sign-in throttling against the real server: login
- * throttling per name and per address, connection limits, room creation
- * limits, typing floods and the per-connection frame bucket.
+ * Flood control and sign-in throttling. Room creation limits, typing floods
+ * and the per-connection frame bucket need no socket: they run on the
+ * in-memory hub harness (tests/hub_harness.ts). On real servers stay only the
+ * checks that need real sockets: sign-in throttling (held answers are paced
+ * by real timers and the password hasher's worker, and the refusals end in
+ * close codes on the wire) and connection limits (the client address comes
+ * from X-Forwarded-For on the HTTP upgrade, and refusals close the socket
+ * with 4029).
  */
 import assert from "node:assert/strict";
 import type { ServerFrame } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
+import { send, setup } from "./hub_harness.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
@@ -292,124 +298,124 @@ Deno.test("Hub connection limits: per user and per address, with a clear error a
 });
 
 Deno.test("Hub room limit: the whole chat holds at most --max-rooms rooms", async () => {
-  await using t = await startTestServer({ args: ["--max-rooms", "3"] });
-  const eve = await signIn(t.ws, "eve");
-  const zed = await signIn(t.ws, "zed");
-  try {
-    for (const room of ["r1", "r2"]) {
-      eve.send({ type: "join", room });
-      await eve.next("joined");
-    }
-    zed.send({ type: "join", room: "r3" });
-    const err = await zed.next<F<"error">>("error");
-    assert.equal(err.code, "limit_reached");
-    assert.equal(
-      err.message,
-      'Cannot create room "r3": this chat has 3 rooms, the most allowed: join one of them',
-    );
-    zed.send({ type: "join", room: "r2" });
-    assert.equal((await zed.next<F<"joined">>("joined")).room, "r2", "existing rooms stay open");
-  } finally {
-    await closeAll(eve, zed);
+  await using h = await setup({ limits: { maxRooms: 3 } });
+  const eve = await h.connect("eve");
+  const zed = await h.connect("zed");
+  for (const room of ["r1", "r2"]) {
+    send(h.hub, eve.conn, { type: "join", room });
+    await h.until(() => eve.socket.take("joined").length === 1);
   }
+  send(h.hub, zed.conn, { type: "join", room: "r3" });
+  await h.until(() => zed.socket.frames.some((f) => f.type === "error"));
+  const err = zed.socket.take("error")[0] as F<"error">;
+  assert.equal(err.code, "limit_reached");
+  assert.equal(
+    err.message,
+    'Cannot create room "r3": this chat has 3 rooms, the most allowed: join one of them',
+  );
+  send(h.hub, zed.conn, { type: "join", room: "r2" });
+  await h.until(() => zed.socket.frames.some((f) => f.type === "joined"));
+  assert.equal(
+    (zed.socket.take("joined")[0] as F<"joined">).room,
+    "r2",
+    "existing rooms stay open",
+  );
 });
 
 Deno.test("Hub room limit: a user may create --max-rooms-per-user rooms, and still join others", async () => {
-  await using t = await startTestServer({ users: USERS, args: ["--max-rooms-per-user", "2"] });
+  await using h = await setup({ users: USERS, limits: { maxRoomsPerUser: 2 } });
   // The first user to sign in creates the lobby; that is one of their rooms (see docs/security.md).
-  const bob = await signIn(t.ws, "bob", USERS.bob);
-  const alice = await signIn(t.ws, "alice", USERS.alice);
-  try {
-    for (const room of ["r1", "r2"]) {
-      alice.send({ type: "join", room });
-      assert.equal((await alice.next<F<"joined">>("joined")).room, room);
-    }
-    alice.send({ type: "join", room: "r3" });
-    const err = await alice.next<F<"error">>("error");
-    assert.equal(err.code, "limit_reached");
-    assert.equal(
-      err.message,
-      'Cannot create room "r3": you have created 2 rooms, the most allowed',
-    );
-    alice.send({ type: "send", room: "r3", text: "hello?", ref: "x" });
-    assert.equal((await alice.next<F<"error">>("error")).code, "unknown_room");
-    alice.send({ type: "rooms" });
-    const rooms = await alice.next<F<"rooms">>("rooms");
-    assert.deepEqual(rooms.rooms.map((r) => r.name), ["general", "r1", "r2"]);
-    // Rooms made by others are open to her, and leaving does not give back a creation.
-    bob.send({ type: "join", room: "bobs" });
-    await bob.next("joined");
-    bob.send({ type: "join", room: "bobs2" });
-    assert.equal((await bob.next<F<"error">>("error")).code, "limit_reached", "general + bobs");
-    alice.send({ type: "join", room: "bobs" });
-    assert.equal((await alice.next<F<"joined">>("joined")).room, "bobs");
-    alice.send({ type: "leave", room: "r1" });
-    await alice.next("left");
-    alice.send({ type: "join", room: "r4" });
-    assert.equal((await alice.next<F<"error">>("error")).code, "limit_reached");
-    alice.send({ type: "join", room: "r1" });
-    assert.equal((await alice.next<F<"joined">>("joined")).room, "r1", "r1 still exists");
-  } finally {
-    await closeAll(alice, bob);
+  const bob = await h.connect("bob", USERS.bob);
+  const alice = await h.connect("alice", USERS.alice);
+  /** Waits for the next frame of `type` on `socket` and takes it. */
+  const next = async <T extends ServerFrame["type"]>(
+    socket: typeof alice.socket,
+    type: T,
+  ): Promise<F<T>> => {
+    await h.until(() => socket.frames.some((f) => f.type === type));
+    const i = socket.frames.findIndex((f) => f.type === type);
+    return socket.frames.splice(0, i + 1)[i] as F<T>;
+  };
+  for (const room of ["r1", "r2"]) {
+    send(h.hub, alice.conn, { type: "join", room });
+    assert.equal((await next(alice.socket, "joined")).room, room);
   }
+  send(h.hub, alice.conn, { type: "join", room: "r3" });
+  const err = await next(alice.socket, "error");
+  assert.equal(err.code, "limit_reached");
+  assert.equal(
+    err.message,
+    'Cannot create room "r3": you have created 2 rooms, the most allowed',
+  );
+  send(h.hub, alice.conn, { type: "send", room: "r3", text: "hello?", ref: "x" });
+  assert.equal((await next(alice.socket, "error")).code, "unknown_room");
+  send(h.hub, alice.conn, { type: "rooms" });
+  const rooms = await next(alice.socket, "rooms");
+  assert.deepEqual(rooms.rooms.map((r) => r.name), ["general", "r1", "r2"]);
+  // Rooms made by others are open to her, and leaving does not give back a creation.
+  send(h.hub, bob.conn, { type: "join", room: "bobs" });
+  await next(bob.socket, "joined");
+  send(h.hub, bob.conn, { type: "join", room: "bobs2" });
+  assert.equal((await next(bob.socket, "error")).code, "limit_reached", "general + bobs");
+  send(h.hub, alice.conn, { type: "join", room: "bobs" });
+  assert.equal((await next(alice.socket, "joined")).room, "bobs");
+  send(h.hub, alice.conn, { type: "leave", room: "r1" });
+  await next(alice.socket, "left");
+  send(h.hub, alice.conn, { type: "join", room: "r4" });
+  assert.equal((await next(alice.socket, "error")).code, "limit_reached");
+  send(h.hub, alice.conn, { type: "join", room: "r1" });
+  assert.equal((await next(alice.socket, "joined")).room, "r1", "r1 still exists");
 });
 
 Deno.test("Hub typing limit: toggling typing on and off cannot flood a room", async () => {
-  await using t = await startTestServer({
-    users: USERS,
-    args: ["--rate", "1000", "--burst", "1000"],
-    tickInterval: 20,
-  });
-  const alice = await signIn(t.ws, "alice", USERS.alice);
-  const bob = await signIn(t.ws, "bob", USERS.bob);
-  try {
-    const started = Date.now();
-    for (let i = 0; i < 400; i++) {
-      alice.send({ type: "typing", room: "general", active: i % 2 === 0 });
-    }
-    await alice.barrier();
-    const elapsed = Date.now() - started;
-    // Alice's last toggle was "off": bob ends up seeing that.
-    await waitUntil(() => {
-      const last = bob.all.filter((f) => f.type === "typing").at(-1) as F<"typing"> | undefined;
-      return last && last.active === false;
-    }, "bob sees alice stop typing");
-    await bob.barrier();
-    const seen = bob.all.filter((f) => f.type === "typing") as F<"typing">[];
-    assert.ok(
-      seen.length <= 4 + Math.ceil((Date.now() - started) / 1000) + 1,
-      `bob got ${seen.length} typing events for 400 toggles in ${elapsed} ms`,
-    );
-    for (let i = 1; i < seen.length; i++) {
-      assert.notEqual(seen[i].active, seen[i - 1].active, "every event is a change");
-    }
-    assert.ok(seen.every((f) => f.user === "alice" && f.room === "general"));
-    assert.equal(alice.all.filter((f) => f.type === "error").length, 0, "typing is never an error");
-  } finally {
-    await closeAll(alice, bob);
+  await using h = await setup({ users: USERS, limits: { frameRate: 1000, frameBurst: 1000 } });
+  const alice = await h.connect("alice", USERS.alice);
+  const bob = await h.connect("bob", USERS.bob);
+  const started = h.now();
+  for (let i = 0; i < 400; i++) {
+    send(h.hub, alice.conn, { type: "typing", room: "general", active: i % 2 === 0 });
   }
+  const elapsed = h.now() - started;
+  // Alice's last toggle was "off": bob ends up seeing that, as the hub's timer
+  // (the server's 20 ms tick) gives the typist tokens back.
+  await h.until(() => {
+    const last = bob.socket.frames.filter((f) => f.type === "typing").at(-1) as
+      | F<"typing">
+      | undefined;
+    if (last && last.active === false) return true;
+    h.advance(20);
+    return false;
+  });
+  const seen = bob.socket.frames.filter((f) => f.type === "typing") as F<"typing">[];
+  assert.ok(
+    seen.length <= 4 + Math.ceil((h.now() - started) / 1000) + 1,
+    `bob got ${seen.length} typing events for 400 toggles in ${elapsed} ms`,
+  );
+  for (let i = 1; i < seen.length; i++) {
+    assert.notEqual(seen[i].active, seen[i - 1].active, "every event is a change");
+  }
+  assert.ok(seen.every((f) => f.user === "alice" && f.room === "general"));
+  assert.equal(alice.socket.take("error").length, 0, "typing is never an error");
 });
 
 Deno.test("Hub frame bucket: a flood gets rate_limited with retryAfter, and nothing else is lost", async () => {
-  await using t = await startTestServer({ users: USERS, args: ["--rate", "5", "--burst", "20"] });
-  const alice = await signIn(t.ws, "alice", USERS.alice);
-  const bob = await signIn(t.ws, "bob", USERS.bob);
-  try {
-    for (let i = 0; i < 50; i++) alice.send({ type: "ping" });
-    await waitUntil(
-      () => alice.all.filter((f) => f.type === "pong" || f.type === "error").length === 50,
-      "every ping is answered",
-    );
-    const pongs = alice.all.filter((f) => f.type === "pong").length;
-    const limited = alice.all.filter((f) => f.type === "error") as F<"error">[];
-    // The burst of 20 less the auth frame, plus whatever refilled meanwhile.
-    assert.ok(pongs >= 19 && pongs < 50, `${pongs} pongs`);
-    assert.ok(limited.every((e) => e.code === "rate_limited" && e.retryAfter === 1));
-    assert.equal(alice.ws.readyState, WebSocket.OPEN, "a flood is slowed, not disconnected");
-    bob.send({ type: "send", room: "general", text: "unaffected", ref: "b" });
-    await bob.next((f) => f.type === "message" && f.ref === "b");
-    await alice.next((f) => f.type === "message" && f.text === "unaffected");
-  } finally {
-    await closeAll(alice, bob);
-  }
+  await using h = await setup({ users: USERS, limits: { frameRate: 5, frameBurst: 20 } });
+  const alice = await h.connect("alice", USERS.alice);
+  const bob = await h.connect("bob", USERS.bob);
+  for (let i = 0; i < 50; i++) send(h.hub, alice.conn, { type: "ping" });
+  await h.until(() =>
+    alice.socket.frames.filter((f) => f.type === "pong" || f.type === "error").length === 50
+  );
+  const pongs = alice.socket.frames.filter((f) => f.type === "pong").length;
+  const limited = alice.socket.frames.filter((f) => f.type === "error") as F<"error">[];
+  // The burst of 20 less the auth frame (the harness clock stands still: nothing refills).
+  assert.ok(pongs >= 19 && pongs < 50, `${pongs} pongs`);
+  assert.ok(limited.every((e) => e.code === "rate_limited" && e.retryAfter === 1));
+  assert.equal(alice.socket.closed, null, "a flood is slowed, not disconnected");
+  assert.equal(alice.socket.readyState, WebSocket.OPEN);
+  send(h.hub, bob.conn, { type: "send", room: "general", text: "unaffected", ref: "b" });
+  await h.until(() =>
+    bob.socket.frames.some((f) => f.type === "message" && f.ref === "b") &&
+    alice.socket.frames.some((f) => f.type === "message" && f.text === "unaffected")
+  );
 });

@@ -163,6 +163,8 @@ Deno.test("Outbox flushes on the default scheduler after the current task", asyn
     outbox.push(a, "2");
     outbox.push(a, "3");
     assert.deepEqual(a.socket.sent, ["1"]);
+    // One timer turn is the point of this test, not a guess: the default
+    // scheduler must flush after the current task, and no later.
     await new Promise((r) => setTimeout(r, 0));
     assert.deepEqual(a.socket.sent, ["1", "2\n3"]);
   } finally {

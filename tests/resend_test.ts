@@ -109,7 +109,10 @@ class FakeSocket implements Socket {
 /** A memory store whose history pages wait until released. */
 class SlowPages extends MemoryStore {
   gate: Promise<void> | null = null;
+  /** Resolved when a page() call waits at the gate. */
+  reached = Promise.withResolvers<void>();
   override async page(conv: string, query: PageQuery): Promise<Page> {
+    if (this.gate) this.reached.resolve();
     await this.gate;
     return super.page(conv, query);
   }
@@ -127,9 +130,6 @@ Deno.test("Hub holds the acknowledgement of a resend until the room's joined fra
     log,
     limits: { frameRate: 1000, frameBurst: 1000 },
   });
-  const settle = async () => {
-    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
-  };
   try {
     const socket = new FakeSocket();
     const conn = hub.open(socket, { addr: "127.0.0.1" });
@@ -148,7 +148,12 @@ Deno.test("Hub holds the acknowledgement of a resend until the room's joined fra
     store.gate = release.promise;
     send({ type: "join", room: "general", since: 0 });
     send(frame);
-    await settle();
+    // Sentinels: the join waits at the store's gate, and a ping sent after the
+    // resend is answered, so the resend was handled (and is waiting, if held).
+    await store.reached.promise;
+    send({ type: "ping" });
+    await waitUntil(() => socket.frames.some((f) => f.type === "pong"), "the ping is answered");
+    socket.frames = socket.frames.filter((f) => f.type !== "pong");
     assert.deepEqual(socket.frames.filter((f) => f.type !== "presence"), [], "held");
     store.gate = null;
     release.resolve();

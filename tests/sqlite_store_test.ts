@@ -520,7 +520,9 @@ Deno.test("SqliteStore.appendOnce() answers a resend of a message not committed 
   const first = s.appendOnce(draft).then((r) => (settled.push("first"), r));
   const again = s.appendOnce(draft).then((r) => (settled.push("again"), r));
   const other = s.appendOnce({ ...draft, text: "other" });
-  await new Promise((r) => setTimeout(r, 0));
+  // Sentinel: a read of committed history, asked for after them, answers
+  // first; anything already settled would have run its callback before it.
+  assert.deepEqual((await s.page("general", { limit: 10 })).messages, []);
   assert.deepEqual(settled, [], "nothing resolves before the commit");
   assert.equal(count(data.path), 0);
   await s.close();

@@ -34,6 +34,28 @@ async function holdLock(path: string): Promise<Deno.FsFile> {
 }
 
 /**
+ * Resolves once `count` tryLock() calls in this process were refused: a
+ * writer has found the lock held and is waiting for it. Restores tryLock()
+ * when disposed.
+ */
+function refusedLocks(count: number): { reached: Promise<void> } & Disposable {
+  const original = Deno.FsFile.prototype.tryLock;
+  const reached = Promise.withResolvers<void>();
+  let refused = 0;
+  Deno.FsFile.prototype.tryLock = async function (this: Deno.FsFile, exclusive?: boolean) {
+    const got = await original.call(this, exclusive);
+    if (!got && ++refused >= count) reached.resolve();
+    return got;
+  };
+  return {
+    reached: reached.promise,
+    [Symbol.dispose]() {
+      Deno.FsFile.prototype.tryLock = original;
+    },
+  };
+}
+
+/**
  * A `deno eval` process running `code` with server/auth/users.ts imported as
  * `users`; its stdout is read with {@link waitFor}, its stdin written with
  * {@link send}.
@@ -194,10 +216,12 @@ Deno.test("writeUsers() waits while another writer holds users.json.lock", async
   await withDir(async (dir) => {
     const path = `${dir}/users.json`;
     const lock = await holdLock(path);
+    using tries = refusedLocks(2);
     let written = false;
     const writing = writeUsers(path, new Map([["alice", "a-pass-123"]])).then(() => written = true);
     try {
-      await new Promise((r) => setTimeout(r, 150));
+      // The writer was refused the lock twice: it is waiting, not writing.
+      await tries.reached;
       assert.equal(written, false, "nothing may be written while the lock is held");
       await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
     } finally {
@@ -328,8 +352,13 @@ console.log("done");`);
     // both judge it stale and both get in. The age must not matter now.
     const old = new Date(Date.now() - 60_000);
     for (const name of await listDir(dir)) await Deno.utime(`${dir}/${name}`, old, old);
+    using tries = refusedLocks(2);
+    let written = false;
     const writing = updateUsers(path, (u) => void u.set("alice", "a-pass-123"));
-    assert.equal(await settlesWithin(writing, 300), false, "kept out while the lock is held");
+    writing.then(() => written = true, () => {});
+    // The writer was refused the lock twice: it is waiting, not writing.
+    await tries.reached;
+    assert.equal(written, false, "kept out while the lock is held");
     await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
     await child.send("\n");
     assert.equal(await settlesWithin(writing, 1000), true, "in right after the release");
