@@ -9,9 +9,7 @@
  *
  * @module
  */
-import type { Auth } from "../auth/auth.ts";
-import type { Broker, BrokerEvent, Origin } from "../broker/broker.ts";
-import type { Logger } from "../log.ts";
+import type { BrokerEvent, Origin } from "../broker/broker.ts";
 import {
   type ClientFrame,
   conversationKey,
@@ -20,12 +18,12 @@ import {
   LOBBY,
   type Target,
 } from "../../protocol.ts";
-import type { Store } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { fitItems, headBytes, messageFrame, targetOf, withArrays, withRef } from "./frames.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
+import type { NodeContext } from "./context.ts";
 
 /** Read markers `read_all` moves at once (store writes and events in flight). */
 const READ_ALL_CHUNK = 64;
@@ -38,13 +36,7 @@ export interface Resent {
 }
 
 /** What {@link Commands} needs from the node. */
-export interface CommandsContext {
-  store: Store;
-  broker: Broker;
-  auth: Auth;
-  log: Logger;
-  /** Clock in milliseconds. */
-  now: () => number;
+export interface CommandsContext extends NodeContext {
   /** Largest reply in bytes. */
   replyBytes: () => number;
   /** Sends frame text to one connection, if it is still there. */

@@ -7,10 +7,8 @@
  *
  * @module
  */
-import type { Auth } from "../auth/auth.ts";
-import type { Broker } from "../broker/broker.ts";
-import type { Logger } from "../log.ts";
-import type { NameClaim, Store } from "../store/store.ts";
+import type { NameClaim } from "../store/store.ts";
+import type { NodeContext } from "./context.ts";
 
 /** Milliseconds between checks for open-mode names that expired. */
 const NAME_SWEEP_INTERVAL = 10 * 60_000;
@@ -19,13 +17,7 @@ const NAME_SWEEP_INTERVAL = 10 * 60_000;
 const NAME_SWEEP_BATCH = 200;
 
 /** What {@link Names} needs from the node. */
-export interface NamesContext {
-  store: Store;
-  broker: Broker;
-  auth: Auth;
-  log: Logger;
-  /** Clock in milliseconds. */
-  now: () => number;
+export interface NamesContext extends NodeContext {
   /** Whether the node is shutting down. */
   closing: () => boolean;
 }

@@ -9,10 +9,8 @@
  *
  * @module
  */
-import { type Auth, newSessionId, passwordProblem } from "../auth/auth.ts";
+import { newSessionId, passwordProblem } from "../auth/auth.ts";
 import { LoginThrottle, type Outcome, type ThrottleOptions } from "../auth/throttle.ts";
-import type { Broker } from "../broker/broker.ts";
-import type { Logger } from "../log.ts";
 import {
   type ClientFrame,
   CloseCode,
@@ -22,11 +20,11 @@ import {
   LOBBY,
 } from "../../protocol.ts";
 import { HasherBusyError } from "../auth/password.ts";
-import type { Store } from "../store/store.ts";
 import type { Directory } from "./directory.ts";
 import { Names } from "./names.ts";
 import type { Conn, Drop, SendError } from "./conn.ts";
 import type { Limits } from "./limits.ts";
+import type { NodeContext } from "./context.ts";
 
 /** Seconds a client refused for too many connections (or a busy server) is told to wait. */
 export const RETRY_CONNECT = 10;
@@ -43,13 +41,7 @@ export function sessionKey(session: string): string {
 }
 
 /** What {@link SignIns} needs from the node. */
-export interface SignInContext {
-  store: Store;
-  broker: Broker;
-  auth: Auth;
-  log: Logger;
-  /** Clock in milliseconds. */
-  now: () => number;
+export interface SignInContext extends NodeContext {
   /** Whether the node is shutting down. */
   closing: () => boolean;
   /** Sends an `error` frame. */
