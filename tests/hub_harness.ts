@@ -73,10 +73,12 @@ export class GatedStore extends MemoryStore {
     return super.touchUser(user, seen);
   }
   override async page(conv: string, query: PageQuery): Promise<Page> {
+    this.#reached.get("page")?.resolve();
     await this.#gates.get("page");
     return super.page(conv, query);
   }
   override async roomExists(room: string): Promise<boolean> {
+    this.#reached.get("roomExists")?.resolve();
     await this.#gates.get("roomExists");
     return super.roomExists(room);
   }
@@ -101,8 +103,14 @@ export class GatedStore extends MemoryStore {
   ): Promise<ClaimResult> {
     this.#reached.get("claimName")?.resolve();
     await this.#gates.get("claimName");
-    return await super.claimName(name, session, now, create);
+    try {
+      return await super.claimName(name, session, now, create);
+    } finally {
+      this.claims++;
+    }
   }
+  /** claimName() calls finished (a sign-in, a close in open mode, the sweep). */
+  claims = 0;
   /** Searches started in all. */
   searches = 0;
   /** Searches under way now, and the most there ever were at once. */
@@ -130,6 +138,7 @@ export class GatedStore extends MemoryStore {
   /** Reads at once but answers when released, like a reply still on the wire. */
   override async roomsOf(user: string): Promise<string[]> {
     const rooms = await super.roomsOf(user);
+    this.#reached.get("roomsOf")?.resolve();
     await this.#gates.get("roomsOf");
     return rooms;
   }
@@ -163,19 +172,6 @@ export async function setup(
       },
     },
   });
-  /**
-   * Lets promises settle and runs the outbox ticks, for a fixed 20 turns.
-   * Still a fixed count: the hub answers a ping at once, not after the work a
-   * connection has under way, so there is no sentinel frame through the same
-   * path yet (it needs a hook in the hub). Prefer {@link until} for anything
-   * that can be waited for.
-   */
-  const settle = async () => {
-    for (let i = 0; i < 20; i++) {
-      await new Promise((r) => setTimeout(r, 0));
-      for (const f of ticks.splice(0)) f();
-    }
-  };
   /** Turns the event loop and runs the outbox ticks until `check` holds. */
   const until = async (check: () => boolean | Promise<boolean>) => {
     const deadline = Date.now() + 10_000;
@@ -206,7 +202,6 @@ export async function setup(
     store,
     broker,
     usersPath,
-    settle,
     until,
     connect,
     /** The harness clock (ms). */
@@ -250,12 +245,3 @@ export async function joinElsewhere(
 
 /** The harness {@link setup} returns. */
 export type Harness = Awaited<ReturnType<typeof setup>>;
-
-export /** Waits until `check` holds, turning the event loop (never a fixed count of turns). */
-async function waitFor(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("Timed out waiting for a condition");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
