@@ -22,7 +22,7 @@ import {
   type Store,
 } from "./store.ts";
 import { appendLocked, replaceLocked } from "../locked_file.ts";
-import { Slice } from "../hub/time_slice.ts";
+import { Slice } from "./time_slice.ts";
 
 interface Log {
   /** Kept messages; ids are contiguous, so `messages[i].id === first + i`. */

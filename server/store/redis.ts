@@ -60,7 +60,7 @@ import {
   searchWords,
   type Store,
 } from "./store.ts";
-import { Slice } from "../hub/time_slice.ts";
+import { Slice } from "./time_slice.ts";
 
 /**
  * Gives a message the next id of its conversation and Redis's clock (never
