@@ -40,7 +40,7 @@ import {
 import { isRoute, parseRoute, type Route, routeHash } from "./route.ts";
 import { Conversation, convKey, type HistoryKind, type Pending } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
-import { mentions, segments } from "./text.ts";
+import { bytes, mentions, segments } from "./text.ts";
 import {
   type DraftMap,
   loadDrafts,
@@ -807,6 +807,7 @@ export class ChatModel {
    * unknown, or when the room is too large for its whole member list.
    */
   absentMentions(conv: Conversation, text: string): string[] {
+    // Read so that an invitation sent updates whoever shows this list.
     this.#invites.value;
     if (conv.kind !== "room" || conv.name === LOBBY || conv.memberCount.value !== null) return [];
     if (!text.includes("@") || this.people.value === null) return [];
@@ -1877,11 +1878,6 @@ export function nameProblem(name: string, what: string): string | null {
     return `The name "${name}" is reserved: choose another`;
   }
   return null;
-}
-
-/** `n bytes`, `1 byte`. */
-function bytes(n: number): string {
-  return n === 1 ? "1 byte" : `${n} bytes`;
 }
 
 function notInRoom(room: string): string {

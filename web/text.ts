@@ -116,3 +116,8 @@ export function highlight(text: string, q: string): string[] {
   );
   return text.split(pattern);
 }
+
+/** A byte count in words: `1 byte`, `12 bytes`. */
+export function bytes(n: number): string {
+  return n === 1 ? "1 byte" : `${n} bytes`;
+}

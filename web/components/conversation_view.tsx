@@ -10,7 +10,7 @@ import { type ChatMessage, wireLength } from "../../protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, STORE_NOTICE } from "../model.ts";
 import { routeHash } from "../route.ts";
-import { mentions } from "../text.ts";
+import { bytes, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
@@ -565,10 +565,6 @@ export function Composer(
       </form>
     </>
   );
-}
-
-function bytes(n: number): string {
-  return n === 1 ? "1 byte" : `${n} bytes`;
 }
 
 /** Grows the textarea with its text, up to the CSS max-height. */

@@ -11,6 +11,7 @@ import { MAX_TOPIC_BYTES, wireLength } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
 import { slugify } from "../route.ts";
+import { bytes } from "../text.ts";
 import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
@@ -296,8 +297,8 @@ export function TopicDialog(
         {over > 0
           ? (
             <p id="topic-hint" class="form-error" role="alert">
-              Too long by {over} {over === 1 ? "byte" : "bytes"}: a topic holds up to{" "}
-              {MAX_TOPIC_BYTES} (most characters take 1, accented letters 2, emoji 4).
+              Too long by {bytes(over)}: a topic holds up to {MAX_TOPIC_BYTES}{" "}
+              (most characters take 1, accented letters 2, emoji 4).
             </p>
           )
           : <p id="topic-hint" class="hint">Everyone in #{conv.name} sees it in the header.</p>}
