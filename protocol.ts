@@ -68,6 +68,18 @@ export const JOIN_REPLAY = 50;
 /** The room every user belongs to. */
 export const LOBBY = "general";
 
+/** Most different emoji one message may carry as reactions. */
+export const MAX_REACTIONS = 20;
+
+/** Characters of the original a reply quotes (`replyTo.snippet`). */
+export const SNIPPET_CHARS = 200;
+
+/** Unread counts in `welcome` stop at this many (shown as "99+"). */
+export const UNREAD_CAP = 100;
+
+/** Longest reaction emoji, in UTF-8 bytes (the longest standard sequences take 35). */
+export const MAX_EMOJI_BYTES = 64;
+
 /** Error codes carried by `error` frames. */
 export type ErrorCode =
   | "bad_request"
@@ -80,7 +92,10 @@ export type ErrorCode =
   | "unknown_room"
   | "unknown_user"
   | "unavailable"
-  | "signup_disabled";
+  | "signup_disabled"
+  | "forbidden"
+  | "unknown_message"
+  | "too_many_reactions";
 
 /** WebSocket close codes the server uses (4000-4999 are the application's). */
 export const CloseCode = {
@@ -141,7 +156,10 @@ export interface JoinFrame {
   type: "join";
   /** The room's name: 1-32 letters, digits, - or _. */
   room: string;
-  /** Newest message id the client has; the `joined` reply brings what came after it. */
+  /**
+   * The conversation position (`seq`) the client is up to date with: the
+   * `joined` reply brings what was created or changed after it.
+   */
   since?: number;
 }
 /** Leave a room for all of the user's connections. */
@@ -156,11 +174,29 @@ export interface RoomsFrame {
   /** Always `"rooms"`. */
   type: "rooms";
 }
-/** Send a message to a room or a user; `ref` is echoed on the sender's copy. */
-export type SendFrame = { type: "send"; text: string; ref?: string } & Target;
+/**
+ * Send a message to a room or a user; `ref` is echoed on the sender's copy;
+ * `replyTo` names a message of the same conversation it answers.
+ */
+export type SendFrame = { type: "send"; text: string; ref?: string; replyTo?: number } & Target;
+/** Replace the text of one's own message. */
+export type EditFrame = { type: "edit"; id: number; text: string; ref?: string } & Target;
+/** Delete one's own message: it stays as a tombstone, its text is gone. */
+export type DeleteFrame = { type: "delete"; id: number; ref?: string } & Target;
+/** Add (`on: true`) or remove one's reaction to a message. */
+export type ReactFrame = {
+  type: "react";
+  id: number;
+  emoji: string;
+  on: boolean;
+  ref?: string;
+} & Target;
 /** Typing indicator for a room or a DM. */
 export type TypingFrame = { type: "typing"; active: boolean } & Target;
-/** A page of history: older than `before`, or newer than `since`. */
+/**
+ * A page of history: messages older than `before` (an id), or everything
+ * created or changed after the position `since` (a `seq`).
+ */
 export type HistoryFrame = {
   type: "history";
   before?: number;
@@ -228,6 +264,9 @@ export type ClientFrame =
   | LeaveFrame
   | RoomsFrame
   | SendFrame
+  | EditFrame
+  | DeleteFrame
+  | ReactFrame
   | TypingFrame
   | HistoryFrame
   | ReadFrame
@@ -241,10 +280,27 @@ export type ClientFrame =
 // ---------------------------------------------------------------------------
 // Server → client
 
-/** A stored chat message, as delivered. */
-export interface ChatMessage {
-  /** Position in its conversation: ids only grow. */
+/** The message a reply answers, as it is now. */
+export interface ReplyRef {
+  /** The original's id. */
   id: number;
+  /** Who wrote the original. */
+  from: string;
+  /** The original's first {@link SNIPPET_CHARS} characters, one line; `""` once deleted. */
+  snippet: string;
+  /** The original was deleted. */
+  deleted?: true;
+}
+
+/** A stored chat message, as delivered, in its current state. */
+export interface ChatMessage {
+  /**
+   * The message's position in its conversation when it was created: ids only
+   * grow, but skip the positions edits, deletes and reactions took.
+   */
+  id: number;
+  /** The position of the message's latest change (its `id` until it changes). */
+  seq: number;
   /** Set for room messages. */
   room?: string;
   /** Set for direct messages: the recipient. */
@@ -257,6 +313,14 @@ export interface ChatMessage {
   ts: string;
   /** Only on the sender's own copy. */
   ref?: string;
+  /** ISO-8601 UTC: when the text was last edited. */
+  edited?: string;
+  /** The message was deleted: a tombstone with empty text. */
+  deleted?: true;
+  /** Emoji → who reacted with it, in the order they did; absent when none. */
+  reactions?: Record<string, string[]>;
+  /** The message this one answers. */
+  replyTo?: ReplyRef;
 }
 /** The limits a `welcome` announces (`--rate`, `--burst`, `--max-message`). */
 export interface SendLimits {
@@ -278,6 +342,13 @@ export interface Conversation {
   last: number;
   /** Read marker: the newest id the user has read. */
   read: number;
+  /** The conversation's position: its latest creation or change (0 when empty). */
+  seq: number;
+  /**
+   * Messages from others after `read` that are not deleted, counted up to
+   * {@link UNREAD_CAP}.
+   */
+  unread: number;
 }
 /** Sent once after a successful `auth`. */
 export interface WelcomeFrame {
@@ -316,12 +387,17 @@ export interface JoinedFrame {
   memberCount?: number;
   /** The room's topic, when it has one. */
   topic?: string;
-  /** The newest messages, or those after the join's `since`, oldest first. */
+  /**
+   * The newest messages (by id); or, after the join's `since`, every message
+   * created or changed since, in its current state, by `seq`.
+   */
   history: ChatMessage[];
-  /** More messages than fitted follow `since`; page with `history`. */
+  /** More messages than fitted follow; page with `history` and `since: seq`. */
   more?: boolean;
-  /** Some messages after `since` are no longer kept. */
+  /** Some changes after `since` are no longer known: what the client holds may be stale. */
   gap?: boolean;
+  /** The position this reply brings the client up to: the next `since`. */
+  seq: number;
 }
 /** The user left `room` (on any of its connections). */
 export interface LeftFrame {
@@ -410,13 +486,45 @@ export interface RoomsListFrame {
   /** More rooms exist than fitted in one reply. */
   more?: boolean;
 }
-/** A page of history, oldest first. */
+/**
+ * A page of history: by id for `before` (oldest first), by `seq` for
+ * `since`. `seq` is the position a `since` page brings the client up to.
+ */
 export type HistoryPageFrame = {
   type: "history";
   messages: ChatMessage[];
   more: boolean;
   gap?: boolean;
+  seq: number;
 } & Target;
+/**
+ * A message's text was edited. In a DM, `to` is the other party as the
+ * receiver sees it (as in requests).
+ */
+export type EditedFrame = {
+  type: "edited";
+  id: number;
+  text: string;
+  /** ISO-8601 UTC. */
+  editedAt: string;
+  seq: number;
+  /** On the editor's own copy: the edit's `ref`. */
+  ref?: string;
+} & Target;
+/** A message was deleted: it is a tombstone now. */
+export type DeletedFrame = { type: "deleted"; id: number; seq: number; ref?: string } & Target;
+/** Someone added (`on`) or removed a reaction. */
+export type ReactionFrame = {
+  type: "reaction";
+  id: number;
+  emoji: string;
+  user: string;
+  on: boolean;
+  seq: number;
+  ref?: string;
+} & Target;
+/** A frame that changes a message that exists. */
+export type ChangeFrame = EditedFrame | DeletedFrame | ReactionFrame;
 /** Read marker update (sent to the user's other connections). */
 export type ReadEventFrame = { type: "read"; id: number } & Target;
 /** Search results, newest first. */
@@ -509,6 +617,9 @@ export type ServerFrame =
   | PresenceFrame
   | RoomsListFrame
   | HistoryPageFrame
+  | EditedFrame
+  | DeletedFrame
+  | ReactionFrame
   | ReadEventFrame
   | SearchResultFrame
   | PongFrame
@@ -661,6 +772,13 @@ function optId(o: Obj, key: string, ref?: string): number | undefined {
   return v;
 }
 
+function messageId(o: Obj, ref?: string): number {
+  const id = optId(o, "id", ref);
+  if (id === undefined) bad('Field "id" is required', ref);
+  if (id < 1) bad('Field "id" must be a message id (1 or more)', ref);
+  return id;
+}
+
 function target(o: Obj, ref?: string): Target {
   const hasRoom = o.room !== undefined && o.room !== null;
   const hasTo = o.to !== undefined && o.to !== null;
@@ -782,6 +900,51 @@ export function parseClientFrame(
       }
       const frame: SendFrame = { type, text: checkMessageText(text, maxText, ref), ...t };
       if (ref !== undefined) frame.ref = ref;
+      const replyTo = optId(o, "replyTo", ref);
+      if (replyTo !== undefined) frame.replyTo = replyTo;
+      return frame;
+    }
+    case "edit": {
+      const t = target(o, ref);
+      const id = messageId(o, ref);
+      const text = o.text;
+      if (typeof text !== "string") {
+        bad(
+          text === undefined ? 'Field "text" is required' : 'Field "text" must be a string',
+          ref,
+        );
+      }
+      let checked: string;
+      try {
+        checked = checkMessageText(text, maxText, ref);
+      } catch (err) {
+        // An edit is refused as a bad request whatever is wrong with the text.
+        if (err instanceof FrameError && err.code === "too_large") bad(err.message, ref);
+        throw err;
+      }
+      const frame: EditFrame = { type, id, text: checked, ...t };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "delete": {
+      const frame: DeleteFrame = { type, ...target(o, ref), id: messageId(o, ref) };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "react": {
+      const t = target(o, ref);
+      const id = messageId(o, ref);
+      const raw = o.emoji;
+      if (typeof raw !== "string") {
+        bad(
+          raw === undefined ? 'Field "emoji" is required' : 'Field "emoji" must be a string',
+          ref,
+        );
+      }
+      const on = o.on ?? true;
+      if (typeof on !== "boolean") bad('Field "on" must be true or false', ref);
+      const frame: ReactFrame = { type, ...t, id, emoji: checkEmoji(raw, ref), on };
+      if (ref !== undefined) frame.ref = ref;
       return frame;
     }
     case "typing": {
@@ -892,4 +1055,80 @@ export function conversationKey(
   if (target.room !== undefined) return target.room;
   const peer = target.to as string;
   return user < peer ? `@${user}:${peer}` : `@${peer}:${user}`;
+}
+
+/** Splits text into user-perceived characters. */
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/** Something only emoji have: a pictograph, a regional indicator, a keycap or emoji presentation. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20E3|\uFE0F/u;
+
+/** Letters, digits and the like (other than keycap bases): never an emoji on their own. */
+const NOT_EMOJI = /[\p{L}\p{M}\p{N}\p{P}\p{Z}\p{C}]/u;
+
+/**
+ * A reaction's emoji: exactly one emoji, as one grapheme (flags, skin tones,
+ * keycaps and ZWJ sequences included).
+ *
+ * @throws {FrameError} `bad_request` for anything else.
+ */
+export function checkEmoji(raw: string, ref?: string): string {
+  const problem = "A reaction must be exactly one emoji";
+  if (raw === "" || utf8Length(raw) > MAX_EMOJI_BYTES || !raw.isWellFormed()) bad(problem, ref);
+  const parts = [...graphemes.segment(raw)];
+  if (parts.length !== 1 || !EMOJI.test(raw)) bad(problem, ref);
+  // A keycap's base (0-9, # and *) is the only ordinary character an emoji may start with.
+  const rest = /^[0-9#*]\uFE0F?\u20E3$/u.test(raw) ? "" : raw;
+  // ZWJ (U+200D) and variation selectors are format characters inside emoji sequences.
+  if (NOT_EMOJI.test(rest.replace(/[\u200D\uFE0E\uFE0F\u{E0020}-\u{E007F}]/gu, ""))) {
+    bad(problem, ref);
+  }
+  return raw;
+}
+
+/**
+ * What a reply quotes of its original: the first {@link SNIPPET_CHARS}
+ * characters on one line (whole code points).
+ */
+export function snippetOf(text: string): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  const points = [...flat];
+  return points.length <= SNIPPET_CHARS ? flat : points.slice(0, SNIPPET_CHARS).join("");
+}
+
+/**
+ * A message with a change applied (a new object; the input is not touched).
+ * Clients merge `edited`, `deleted` and `reaction` frames with it; a change
+ * older than the message's own `seq` is ignored.
+ */
+export function applyChange(msg: ChatMessage, change: ChangeFrame): ChatMessage {
+  if (change.seq <= msg.seq || change.id !== msg.id) return msg;
+  const next: ChatMessage = { ...msg, seq: change.seq };
+  if (change.type === "edited") {
+    if (msg.deleted) return { ...msg, seq: change.seq };
+    next.text = change.text;
+    next.edited = change.editedAt;
+  } else if (change.type === "deleted") {
+    return tombstone(next);
+  } else {
+    const users = msg.reactions?.[change.emoji] ?? [];
+    const has = users.includes(change.user);
+    if (has === change.on) return next;
+    const reactions = { ...msg.reactions };
+    const list = change.on ? [...users, change.user] : users.filter((u) => u !== change.user);
+    if (list.length > 0) reactions[change.emoji] = list;
+    else delete reactions[change.emoji];
+    if (Object.keys(reactions).length > 0) next.reactions = reactions;
+    else delete next.reactions;
+  }
+  return next;
+}
+
+/** What is left of a deleted message: its place, author and time. */
+export function tombstone(msg: ChatMessage): ChatMessage {
+  const out: ChatMessage = msg.room !== undefined
+    ? { id: msg.id, seq: msg.seq, room: msg.room, from: msg.from, text: "", ts: msg.ts }
+    : { id: msg.id, seq: msg.seq, to: msg.to, from: msg.from, text: "", ts: msg.ts };
+  out.deleted = true;
+  return out;
 }

@@ -51,6 +51,8 @@ export interface Config {
   historyLimit: number;
   /** Largest message text in bytes. @default {4096} */
   maxMessageBytes: number;
+  /** Seconds after sending during which its author may edit a message; absent: no limit. */
+  editWindow?: number;
   /** Whether people may create accounts from the web page. @default {false} */
   allowSignup: boolean;
   /** Token signing secret; generated and kept beside the users file when absent. */
@@ -174,6 +176,15 @@ export const OPTIONS: OptionSpec[] = [
     min: 1,
     // A send frame (at most 64 KiB) must still hold the text and its envelope.
     max: 65_000,
+  },
+  {
+    flag: "edit-window",
+    key: "editWindow",
+    env: ["EDIT_WINDOW"],
+    kind: "int",
+    arg: "SECONDS",
+    help: "How long after sending its author may edit a message (default: no limit)",
+    min: 1,
   },
   {
     flag: "allow-signup",

@@ -167,6 +167,7 @@ export async function startServer(
         auth,
         log,
         maxMessageBytes: config.maxMessageBytes,
+        editWindow: config.editWindow,
         now: options.now,
         authTimeout: options.authTimeout,
         typingTimeout: options.typingTimeout,

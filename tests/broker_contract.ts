@@ -95,8 +95,8 @@ export function brokerContract(name: string, open: OpenBroker): void {
     assert.deepEqual(
       [room.msg, dm.msg].map(({ ts: _, ...m }) => m),
       [
-        { id: 1, room: "general", from: "alice", text: "hi" },
-        { id: 1, to: "bob", from: "alice", text: "psst" },
+        { id: 1, seq: 1, room: "general", from: "alice", text: "hi" },
+        { id: 1, seq: 1, to: "bob", from: "alice", text: "psst" },
       ],
     );
     const expected: ChatMessageEvent[] = [

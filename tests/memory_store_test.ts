@@ -36,6 +36,109 @@ Deno.test("MemoryStore keeps at most maxTotal messages, trimming the least recen
   ]);
 });
 
+Deno.test("MemoryStore raises the gap watermark to the highest seq maxTotal drops", async () => {
+  const s = new MemoryStore({ limit: 100, maxTotal: 4 });
+  for (const t of ["o1", "o2"]) await s.append({ conv: "old", room: "old", from: "u", text: t });
+  // o1 changes at 3: a reader at 2 holds a stale o1.
+  const edited = await s.change({ kind: "edit", conv: "old", id: 1, user: "u", text: "o1!" });
+  assert.equal(edited.ok && edited.applied?.seq, 3);
+  for (const t of ["n1", "n2", "n3"]) {
+    await s.append({ conv: "new", room: "new", from: "u", text: t });
+  }
+  // Five messages, four kept: o1 (seq 3) goes, o2 stays.
+  assert.deepEqual((await s.page("old", { limit: 10 })).messages.map((m) => m.id), [2]);
+  const stale = await s.page("old", { since: 2, limit: 10 });
+  assert.deepEqual([stale.messages, stale.gap, stale.seq], [[], true, 3]);
+  const fine = await s.page("old", { since: 3, limit: 10 });
+  assert.deepEqual([fine.messages, fine.gap, fine.seq], [[], false, 3]);
+  assert.deepEqual(await s.change({ kind: "edit", conv: "old", id: 1, user: "u", text: "x" }), {
+    ok: false,
+    refusal: "unknown_message",
+  });
+});
+
+Deno.test("MemoryStore never mutates a message it handed out: changes replace it", async () => {
+  const s = new MemoryStore();
+  const reply = { id: 1, from: "alice", snippet: "hello" };
+  const first = await s.append({ conv: "r", room: "r", from: "alice", text: "hello" });
+  const second = await s.append({ conv: "r", room: "r", from: "bob", text: "hi", replyTo: reply });
+  const held = [first, second, ...(await s.page("r", { limit: 10 })).messages];
+  const copies = structuredClone(held);
+  await s.change({ kind: "react", conv: "r", id: 1, user: "bob", emoji: "👍", on: true });
+  const reacted = await s.message("r", 1);
+  await s.change({ kind: "react", conv: "r", id: 1, user: "carol", emoji: "👍", on: true });
+  await s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "hello!" });
+  assert.deepEqual(reacted!.reactions, { "👍": ["bob"] }, "a reaction list is copied, not pushed");
+  await s.change({ kind: "edit", conv: "r", id: 2, user: "bob", text: "hi!" });
+  await s.change({ kind: "delete", conv: "r", id: 1, user: "alice" });
+  assert.deepEqual(held, copies);
+  assert.deepEqual(reply, { id: 1, from: "alice", snippet: "hello" }, "the draft's replyTo too");
+  assert.deepEqual((await s.message("r", 2))!.replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "",
+    deleted: true,
+  });
+});
+
+Deno.test("MemoryStore answers a resend of a deleted message with its tombstone", async () => {
+  const s = new MemoryStore();
+  const draft = { conv: "r", room: "r", from: "alice", text: "oops, a password", ref: "k1" };
+  const sent = await s.appendOnce(draft);
+  await s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "fixed" });
+  const edited = await s.appendOnce(draft);
+  assert.deepEqual([edited.fresh, edited.msg.text, edited.msg.seq], [false, "fixed", 2]);
+  await s.change({ kind: "delete", conv: "r", id: 1, user: "alice" });
+  const stone = {
+    id: 1,
+    seq: 3,
+    room: "r",
+    from: "alice",
+    text: "",
+    ts: sent.msg.ts,
+    deleted: true as const,
+  };
+  assert.deepEqual(await s.appendOnce(draft), { msg: stone, fresh: false });
+  // Still a resend once the tombstone is trimmed (the record keeps the tombstone, not the text).
+  const small = new MemoryStore({ limit: 1 });
+  await small.appendOnce(draft);
+  await small.change({ kind: "delete", conv: "r", id: 1, user: "alice" });
+  await small.append({ conv: "r", room: "r", from: "bob", text: "pushes it out" });
+  const late = await small.appendOnce(draft);
+  assert.deepEqual([late.fresh, late.msg.id, late.msg.text, late.msg.deleted], [
+    false,
+    1,
+    "",
+    true,
+  ]);
+  const other = await small.appendOnce({ ...draft, text: "another text" });
+  assert.deepEqual([other.fresh, other.msg.id], [true, 4]);
+});
+
+Deno.test("MemoryStore.search() with no words lists live messages, never tombstones", async () => {
+  const s = new MemoryStore();
+  await s.append({ conv: "r", room: "r", from: "alice", text: "kept" });
+  await s.append({ conv: "r", room: "r", from: "alice", text: "gone" });
+  await s.change({ kind: "delete", conv: "r", id: 2, user: "alice" });
+  const found = await s.search("   ", { user: "alice", rooms: ["r"], limit: 10 });
+  assert.deepEqual(found.map((m) => m.id), [1]);
+});
+
+Deno.test("MemoryStore resolves appendOnce() and change() of one conversation in seq order", async () => {
+  const s = new MemoryStore();
+  await s.append({ conv: "r", room: "r", from: "alice", text: "first" });
+  const order: number[] = [];
+  await Promise.all(Array.from({ length: 12 }, (_, i) => {
+    if (i % 2 === 0) {
+      const draft = { conv: "r", room: "r", from: "bob", text: `m${i}`, ref: `k${i}` };
+      return s.appendOnce(draft).then((r) => order.push(r.msg.seq));
+    }
+    return s.change({ kind: "react", conv: "r", id: 1, user: `u${i}`, emoji: "👍", on: true })
+      .then((r) => order.push(r.ok && r.applied ? r.applied.seq : -1));
+  }));
+  assert.deepEqual(order, Array.from({ length: 12 }, (_, i) => i + 2));
+});
+
 /** Text whose lower-casing is not the ASCII fast path, as in a real chat. */
 const TEXT = "Déploiement du café terminé, ΣΊΣΥΦΟΣ a relu la PR et tout est passé en production";
 

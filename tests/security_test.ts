@@ -361,6 +361,8 @@ Deno.test("Hub open mode: a name belongs to the holder of its token", async () =
       to: "bob",
       last: 1,
       read: 1,
+      seq: 1,
+      unread: 0,
     });
   } finally {
     await closeAll(...clients);

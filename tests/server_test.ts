@@ -409,7 +409,8 @@ Deno.test("server: rooms are created on join, listed, left on every tab and kept
     const again = await signIn(t.ws, "alice", USERS.alice);
     assert.deepEqual(again.welcome.rooms, ["general", "ops"], "membership belongs to the user");
     const conv = again.welcome.conversations.find((c) => c.room === "ops");
-    assert.deepEqual(conv, { room: "ops", last: 1, read: 0 });
+    // Its own message is never unread.
+    assert.deepEqual(conv, { room: "ops", last: 1, read: 0, seq: 1, unread: 0 });
     again.send({ type: "leave", room: "ops" });
     assert.equal((await again.next<F<"left">>("left")).room, "ops");
     assert.equal((await alice.next<F<"left">>("left")).room, "ops");
@@ -449,6 +450,8 @@ Deno.test("server: read markers reach the user's other connections and come back
       room: "general",
       last: 2,
       read: 2,
+      seq: 2,
+      unread: 0,
     });
     await later.close();
   } finally {

@@ -5,8 +5,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Draft, REF_WINDOW, type Store } from "../server/store/store.ts";
-import { conversationKey } from "../protocol.ts";
+import {
+  type Applied,
+  type Change,
+  type ChangeResult,
+  type Draft,
+  REF_WINDOW,
+  type Store,
+} from "../server/store/store.ts";
+import {
+  type ChatMessage,
+  conversationKey,
+  type ReplyRef,
+  snippetOf,
+  UNREAD_CAP,
+} from "../protocol.ts";
 
 /** Opens a fresh, empty store; `keep` asks it to keep only that many messages per conversation. */
 export type OpenStore<S extends Store = Store> = (options: { keep?: number }) => Promise<S>;
@@ -51,6 +64,7 @@ export function storeContract<S extends Store>(
     const dmConv = conversationKey("alice", { to: "bob" });
     const d = await s.append({ conv: dmConv, to: "bob", from: "alice", text: "psst" });
     assert.deepEqual([a.id, b.id, d.id], [1, 2, 1]);
+    assert.deepEqual([a.seq, b.seq, d.seq], [1, 2, 1], "a new message's seq is its id");
     assert.equal(a.room, "general");
     assert.equal(a.to, undefined);
     assert.equal(d.to, "bob");
@@ -190,6 +204,7 @@ export function storeContract<S extends Store>(
     assert.deepEqual(last.messages.map((m) => m.id), [21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
     assert.equal(last.more, true);
     assert.equal(last.gap, false);
+    assert.equal(last.seq, 30);
     const before = await s.page("r", { before: 5, limit: 10 });
     assert.deepEqual(before.messages.map((m) => m.id), [1, 2, 3, 4]);
     assert.equal(before.more, false);
@@ -199,14 +214,18 @@ export function storeContract<S extends Store>(
     const since = await s.page("r", { since: 25, limit: 3 });
     assert.deepEqual(since.messages.map((m) => m.id), [26, 27, 28]);
     assert.equal(since.more, true);
+    assert.equal(since.seq, 28, "with more: the last message's seq");
     const tail = await s.page("r", { since: 28, limit: 10 });
     assert.deepEqual(tail.messages.map((m) => m.id), [29, 30]);
     assert.equal(tail.more, false);
     assert.equal(tail.gap, false);
+    assert.equal(tail.seq, 30);
     const none = await s.page("r", { since: 30, limit: 10 });
-    assert.deepEqual([none.messages, none.more, none.gap], [[], false, false]);
+    assert.deepEqual(none, { messages: [], more: false, gap: false, seq: 30 });
     const empty = await s.page("nowhere", { limit: 10 });
-    assert.deepEqual(empty, { messages: [], more: false, gap: false });
+    assert.deepEqual(empty, { messages: [], more: false, gap: false, seq: 0 });
+    const emptySince = await s.page("nowhere", { since: 0, limit: 10 });
+    assert.deepEqual(emptySince, { messages: [], more: false, gap: false, seq: 0 });
   });
 
   test("page() reports a gap when since is older than what is kept", async (s) => {
@@ -254,19 +273,23 @@ export function storeContract<S extends Store>(
     const dm = conversationKey("alice", { to: "bob" });
     await s.append({ conv: dm, to: "alice", from: "bob", text: "hey" });
     assert.deepEqual(await s.conversations("alice"), [
-      { room: "general", last: 2, read: 0 },
-      { to: "bob", last: 1, read: 0 },
+      { room: "general", last: 2, read: 0, seq: 2, unread: 2 },
+      { to: "bob", last: 1, read: 0, seq: 1, unread: 1 },
     ]);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [
+      { to: "alice", last: 1, read: 0, seq: 1, unread: 0 },
+    ]);
     assert.equal(await s.setRead("alice", "general", 1), 1);
     assert.equal(await s.setRead("alice", "general", 0), 1, "markers never move back");
     assert.equal(await s.setRead("alice", "general", 99), 2, "markers stop at the newest id");
     assert.equal(await s.setRead("alice", dm, 1), 1);
     assert.deepEqual(await s.conversations("alice"), [
-      { room: "general", last: 2, read: 2 },
-      { to: "bob", last: 1, read: 1 },
+      { room: "general", last: 2, read: 2, seq: 2, unread: 0 },
+      { to: "bob", last: 1, read: 1, seq: 1, unread: 0 },
     ]);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [
+      { to: "alice", last: 1, read: 0, seq: 1, unread: 0 },
+    ]);
   });
 
   test("search() finds every word, newest first, only where the user may look", async (s) => {
@@ -455,10 +478,15 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.conversations("alice"), []);
     assert.deepEqual(
       await s.conversations("bob"),
-      [{ room: "general", last: 2, read: 1 }, { to: "carol", last: 1, read: 0 }],
+      [
+        { room: "general", last: 2, read: 1, seq: 2, unread: 0 },
+        { to: "carol", last: 1, read: 0, seq: 1, unread: 0 },
+      ],
       "the peer no longer lists the DM",
     );
-    assert.deepEqual(await s.conversations("carol"), [{ to: "bob", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("carol"), [
+      { to: "bob", last: 1, read: 0, seq: 1, unread: 1 },
+    ]);
     assert.deepEqual(await s.roomsOf("alice"), []);
     assert.deepEqual(await s.members("general"), ["bob"]);
     assert.deepEqual(await s.members("ops"), []);
@@ -483,11 +511,13 @@ export function storeContract<S extends Store>(
     assert.equal(next.id, 4);
     await settle(s);
     assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.id), [4]);
-    assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 4, read: 0 }]);
+    assert.deepEqual(await s.conversations("alice"), [
+      { to: "bob", last: 4, read: 0, seq: 4, unread: 1 },
+    ]);
     assert.deepEqual(await s.conversations("bob"), [
-      { room: "general", last: 2, read: 1 },
-      { to: "alice", last: 4, read: 0 },
-      { to: "carol", last: 1, read: 0 },
+      { room: "general", last: 2, read: 1, seq: 2, unread: 0 },
+      { to: "alice", last: 4, read: 0, seq: 4, unread: 0 },
+      { to: "carol", last: 1, read: 0, seq: 1, unread: 0 },
     ]);
     assert.deepEqual(
       (await s.search("again", { user: "alice", rooms: [], limit: 10 })).map((m) => m.id),
@@ -650,5 +680,550 @@ export function storeContract<S extends Store>(
     await s.markSeen(["bob"], 1000);
     await s.releaseName("Alice", "s1");
     assert.deepEqual(await s.lastSeen(["alice", "bob"]), new Map([["bob", 1000]]));
+  });
+
+  // ---------------------------------------------------------------------------
+  // Living messages (issue 15): one sequence per conversation, changes, since pages.
+
+  /** A message in room `r` (or `conv`), with optional extras such as `replyTo`. */
+  const post = (s: Store, from: string, text: string, extra: Partial<Draft> = {}) =>
+    s.append({ conv: "r", room: "r", from, text, ...extra });
+  const edit = (s: Store, id: number, user: string, text: string, sentAfter?: number) =>
+    s.change(
+      sentAfter === undefined
+        ? { kind: "edit", conv: "r", id, user, text }
+        : { kind: "edit", conv: "r", id, user, text, sentAfter },
+    );
+  const del = (s: Store, id: number, user: string) =>
+    s.change({ kind: "delete", conv: "r", id, user });
+  const react = (s: Store, id: number, user: string, emoji: string, on = true) =>
+    s.change({ kind: "react", conv: "r", id, user, emoji, on });
+  /** The `Applied` of an applied change (fails the test otherwise). */
+  const applied = (r: ChangeResult): Applied => {
+    assert.ok(r.ok && r.applied, `applied, not ${JSON.stringify(r)}`);
+    return r.applied;
+  };
+  const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+  test("append() gives seq === id; ids skip the positions changes take", async (s) => {
+    const a = await post(s, "alice", "one");
+    assert.deepEqual([a.id, a.seq], [1, 1]);
+    const e = applied(await edit(s, 1, "alice", "one!"));
+    assert.equal(e.seq, 2);
+    const b = await post(s, "bob", "two");
+    assert.deepEqual([b.id, b.seq], [3, 3], "the edit took position 2");
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages.map((m) => [m.id, m.seq]), [
+      [1, 2],
+      [3, 3],
+    ]);
+    assert.equal(await s.message("r", 2), null, "position 2 is a change, not a message");
+    assert.equal(await s.setRead("alice", "r", 99), 3, "read markers stop at the newest id");
+  });
+
+  test("change() edits: new text, edited time, exact Applied; an edit to the same text is an edit", async (s) => {
+    const a = await post(s, "alice", "helo");
+    const e = applied(await edit(s, 1, "alice", "hello"));
+    assert.match(e.editedAt!, ISO);
+    assert.ok(e.editedAt! >= a.ts, "never earlier than the message");
+    assert.deepEqual(e, {
+      kind: "edited",
+      conv: "r",
+      id: 1,
+      seq: 2,
+      user: "alice",
+      text: "hello",
+      editedAt: e.editedAt,
+    });
+    const now: ChatMessage = {
+      id: 1,
+      seq: 2,
+      room: "r",
+      from: "alice",
+      text: "hello",
+      ts: a.ts,
+      edited: e.editedAt,
+    };
+    await settle(s);
+    assert.deepEqual(await s.message("r", 1), now);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages, [now]);
+    const again = applied(await edit(s, 1, "alice", "hello"));
+    assert.equal(again.seq, 3, "the same text again still takes a position");
+    assert.deepEqual(await s.message("r", 1), { ...now, seq: 3, edited: again.editedAt });
+    // In a DM, the same rules and the DM's own sequence.
+    const dm = conversationKey("alice", { to: "bob" });
+    const d = await s.append({ conv: dm, to: "bob", from: "alice", text: "psst" });
+    const de = applied(
+      await s.change({ kind: "edit", conv: dm, id: d.id, user: "alice", text: "hm" }),
+    );
+    assert.deepEqual([de.conv, de.id, de.seq], [dm, 1, 2]);
+    assert.deepEqual(await s.message(dm, 1), {
+      id: 1,
+      seq: 2,
+      to: "bob",
+      from: "alice",
+      text: "hm",
+      ts: d.ts,
+      edited: de.editedAt,
+    });
+  });
+
+  test("change() refuses: another's message, unknown ids, deleted ones, the edit window", async (s) => {
+    const a = await post(s, "alice", "mine");
+    assert.deepEqual(await edit(s, 1, "bob", "yours"), { ok: false, refusal: "forbidden" });
+    assert.deepEqual(await del(s, 1, "bob"), { ok: false, refusal: "forbidden" });
+    assert.deepEqual(await edit(s, 99, "alice", "x"), { ok: false, refusal: "unknown_message" });
+    assert.deepEqual(await del(s, 99, "alice"), { ok: false, refusal: "unknown_message" });
+    assert.deepEqual(await react(s, 99, "alice", "👍"), { ok: false, refusal: "unknown_message" });
+    assert.deepEqual(
+      await s.change({ kind: "edit", conv: "elsewhere", id: 1, user: "alice", text: "x" }),
+      { ok: false, refusal: "unknown_message" },
+      "another conversation's ids are not this one's",
+    );
+    const sent = Date.parse(a.ts);
+    assert.deepEqual(await edit(s, 1, "alice", "late", sent + 1), {
+      ok: false,
+      refusal: "too_late",
+    });
+    const inTime = applied(await edit(s, 1, "alice", "in time", sent));
+    assert.equal(inTime.seq, 2, "sent at sentAfter: in time");
+    assert.equal((await post(s, "bob", "next")).id, 3, "refusals take no position");
+    await settle(s);
+    assert.deepEqual(await s.message("r", 1), {
+      id: 1,
+      seq: 2,
+      room: "r",
+      from: "alice",
+      text: "in time",
+      ts: a.ts,
+      edited: inTime.editedAt,
+    });
+  });
+
+  test("change() deletes: a tombstone without text, edits, reactions or reply, read back everywhere", async (s) => {
+    const orig = await post(s, "bob", "the question");
+    const a = await post(s, "alice", "secret words", {
+      replyTo: { id: 1, from: "bob", snippet: "the question" },
+    });
+    assert.equal(applied(await edit(s, 2, "alice", "secret words, edited")).seq, 3);
+    assert.equal(applied(await react(s, 2, "bob", "👍")).seq, 4);
+    const d = applied(await del(s, 2, "alice"));
+    assert.deepEqual(d, { kind: "deleted", conv: "r", id: 2, seq: 5, user: "alice" });
+    const stone: ChatMessage = {
+      id: 2,
+      seq: 5,
+      room: "r",
+      from: "alice",
+      text: "",
+      ts: a.ts,
+      deleted: true,
+    };
+    await settle(s);
+    assert.deepEqual(await s.message("r", 2), stone);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages, [orig, stone]);
+    assert.deepEqual((await s.page("r", { since: 4, limit: 10 })).messages, [stone]);
+    assert.deepEqual(await del(s, 2, "bob"), { ok: false, refusal: "forbidden" }, "author first");
+    assert.deepEqual(await edit(s, 2, "bob", "x"), { ok: false, refusal: "forbidden" });
+    assert.deepEqual(await del(s, 2, "alice"), { ok: true, applied: null }, "deleted already");
+    assert.deepEqual(await edit(s, 2, "alice", "back"), { ok: false, refusal: "unknown_message" });
+    assert.deepEqual(await react(s, 2, "bob", "🎉"), { ok: false, refusal: "unknown_message" });
+    assert.deepEqual(await react(s, 2, "bob", "👍", false), {
+      ok: false,
+      refusal: "unknown_message",
+    });
+    assert.equal((await post(s, "bob", "next")).id, 6, "nothing after the delete took a position");
+    assert.deepEqual(await s.message("r", 2), stone);
+  });
+
+  test("change() reacts: users in reaction order, idempotent, last one out removes the emoji", async (s) => {
+    const a = await post(s, "alice", "react to me");
+    assert.deepEqual(applied(await react(s, 1, "bob", "👍")), {
+      kind: "reaction",
+      conv: "r",
+      id: 1,
+      seq: 2,
+      user: "bob",
+      emoji: "👍",
+      on: true,
+    });
+    assert.equal(applied(await react(s, 1, "alice", "👍")).seq, 3, "one's own message too");
+    assert.equal(applied(await react(s, 1, "carol", "🎉")).seq, 4);
+    const reactions = async () => Object.entries((await s.message("r", 1))!.reactions ?? {});
+    assert.deepEqual(await reactions(), [["👍", ["bob", "alice"]], ["🎉", ["carol"]]]);
+    assert.deepEqual(await react(s, 1, "bob", "👍"), { ok: true, applied: null }, "already on");
+    assert.deepEqual(
+      await react(s, 1, "carol", "👍", false),
+      { ok: true, applied: null },
+      "not on",
+    );
+    assert.deepEqual(applied(await react(s, 1, "bob", "👍", false)), {
+      kind: "reaction",
+      conv: "r",
+      id: 1,
+      seq: 5,
+      user: "bob",
+      emoji: "👍",
+      on: false,
+    });
+    assert.deepEqual(await reactions(), [["👍", ["alice"]], ["🎉", ["carol"]]]);
+    assert.equal(applied(await react(s, 1, "bob", "👍")).seq, 6);
+    assert.deepEqual(
+      await reactions(),
+      [["👍", ["alice", "bob"]], ["🎉", ["carol"]]],
+      "back at the end",
+    );
+    assert.equal(applied(await react(s, 1, "carol", "🎉", false)).seq, 7);
+    assert.deepEqual(await reactions(), [["👍", ["alice", "bob"]]], "the emoji key is gone");
+    assert.equal(applied(await react(s, 1, "alice", "👍", false)).seq, 8);
+    assert.equal(applied(await react(s, 1, "bob", "👍", false)).seq, 9);
+    await settle(s);
+    const bare: ChatMessage = {
+      id: 1,
+      seq: 9,
+      room: "r",
+      from: "alice",
+      text: "react to me",
+      ts: a.ts,
+    };
+    assert.deepEqual(await s.message("r", 1), bare, "no reactions: no key");
+    assert.deepEqual((await s.page("r", { limit: 5 })).messages, [bare]);
+    assert.equal((await post(s, "bob", "next")).id, 10, "idempotent reactions took no position");
+  });
+
+  test("change() refuses a 21st different emoji, while existing ones still work", async (s) => {
+    const emoji = [..."👍😂🎉🙏🔥👀✅😮😢👏🚀💯🤔😄🙌⭐🍕☕🎯", "❤️"];
+    assert.equal(emoji.length, 20);
+    await post(s, "alice", "popular");
+    for (const e of emoji) applied(await react(s, 1, "alice", e));
+    assert.deepEqual(await react(s, 1, "bob", "🐛"), { ok: false, refusal: "too_many_reactions" });
+    assert.equal(applied(await react(s, 1, "bob", "❤️")).seq, 22, "an existing emoji still works");
+    assert.deepEqual((await s.message("r", 1))!.reactions!["❤️"], ["alice", "bob"]);
+    assert.equal(applied(await react(s, 1, "alice", "👍", false)).seq, 23);
+    assert.equal(applied(await react(s, 1, "bob", "🐛")).seq, 24, "19 left: a new one fits");
+    assert.deepEqual(
+      Object.keys((await s.message("r", 1))!.reactions!),
+      [...emoji.slice(1), "🐛"],
+    );
+  });
+
+  test("message() reads one message in its current state, null when not kept", async (s) => {
+    const a = await post(s, "alice", "hi");
+    assert.deepEqual(await s.message("r", 1), a);
+    assert.equal(await s.message("r", 2), null);
+    assert.equal(await s.message("r", 0), null);
+    assert.equal(await s.message("nowhere", 1), null);
+    await react(s, 1, "bob", "👋");
+    assert.deepEqual(await s.message("r", 1), { ...a, seq: 2, reactions: { "👋": ["bob"] } });
+  });
+
+  test("page() since brings new messages and changed older ones, by seq, once each, with a cursor", async (s) => {
+    await post(s, "alice", "one"); // 1
+    await post(s, "bob", "two"); // 2
+    await post(s, "alice", "three"); // 3
+    await settle(s);
+    const before = await s.page("r", { limit: 10 });
+    assert.equal(before.seq, 3);
+    applied(await edit(s, 1, "alice", "one, edited")); // 4
+    await post(s, "bob", "five"); // 5
+    applied(await react(s, 2, "alice", "👍")); // 6
+    await post(s, "alice", "seven"); // 7
+    applied(await del(s, 3, "alice")); // 8
+    applied(await edit(s, 5, "bob", "five, edited")); // 9
+    applied(await react(s, 2, "carol", "🎉")); // 10
+    await settle(s);
+    const all = await s.page("r", { since: 3, limit: 10 });
+    assert.deepEqual(all.messages.map((m) => [m.id, m.seq]), [[1, 4], [7, 7], [3, 8], [5, 9], [
+      2,
+      10,
+    ]]);
+    assert.deepEqual([all.more, all.gap, all.seq], [false, false, 10]);
+    assert.deepEqual(all.messages.map((m) => m.text), [
+      "one, edited",
+      "seven",
+      "",
+      "five, edited",
+      "two",
+    ]);
+    assert.deepEqual(all.messages[4].reactions, { "👍": ["alice"], "🎉": ["carol"] });
+    assert.equal(all.messages[2].deleted, true);
+    for (const m of all.messages) assert.deepEqual(m, await s.message("r", m.id));
+
+    // Paging two at a time: the cursor is the last seq while there is more, then the counter.
+    const p1 = await s.page("r", { since: 3, limit: 2 });
+    assert.deepEqual([p1.messages.map((m) => m.id), p1.more, p1.gap, p1.seq], [
+      [1, 7],
+      true,
+      false,
+      7,
+    ]);
+    const p2 = await s.page("r", { since: p1.seq, limit: 2 });
+    assert.deepEqual([p2.messages.map((m) => m.id), p2.more, p2.seq], [[3, 5], true, 9]);
+    const p3 = await s.page("r", { since: p2.seq, limit: 2 });
+    assert.deepEqual([p3.messages.map((m) => m.id), p3.more, p3.seq], [[2], false, 10]);
+    const p4 = await s.page("r", { since: p3.seq, limit: 2 });
+    assert.deepEqual(p4, { messages: [], more: false, gap: false, seq: 10 });
+    const exact = await s.page("r", { since: 7, limit: 3 });
+    assert.deepEqual([exact.messages.map((m) => m.id), exact.more, exact.seq], [
+      [3, 5, 2],
+      false,
+      10,
+    ]);
+
+    // A reader that merges by id ends up with the current state.
+    const merged = new Map(before.messages.map((m) => [m.id, m]));
+    for (const p of [p1, p2, p3]) for (const m of p.messages) merged.set(m.id, m);
+    const now = await s.page("r", { limit: 10 });
+    assert.deepEqual([...merged.values()].sort((a, b) => a.id - b.id), now.messages);
+    assert.deepEqual(now.messages.map((m) => [m.id, m.seq]), [[1, 4], [2, 10], [3, 8], [5, 9], [
+      7,
+      7,
+    ]]);
+    assert.deepEqual([now.more, now.gap, now.seq], [false, false, 10]);
+
+    // Pages by id skip the positions changes took.
+    const b1 = await s.page("r", { before: 6, limit: 2 });
+    assert.deepEqual([b1.messages.map((m) => m.id), b1.more, b1.seq], [[3, 5], true, 10]);
+    const b2 = await s.page("r", { before: 4, limit: 10 });
+    assert.deepEqual([b2.messages.map((m) => m.id), b2.more, b2.seq], [[1, 2, 3], false, 10]);
+    const b3 = await s.page("r", { before: 3, limit: 1 });
+    assert.deepEqual([b3.messages.map((m) => m.id), b3.more], [[2], true]);
+  });
+
+  test("page() says gap when a message changed after since was dropped", async (s) => {
+    for (const t of ["m1", "m2", "m3"]) await post(s, "alice", t);
+    applied(await edit(s, 1, "alice", "m1 edited")); // 4: a reader at 3 holds a stale m1
+    await post(s, "alice", "m5"); // drops m1 (keep 3)
+    await settle(s);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages.map((m) => m.id), [2, 3, 5]);
+    const stale = await s.page("r", { since: 3, limit: 10 });
+    assert.deepEqual([stale.messages.map((m) => m.id), stale.gap, stale.seq], [[5], true, 5]);
+    const fine = await s.page("r", { since: 4, limit: 10 });
+    assert.deepEqual([fine.messages.map((m) => m.id), fine.gap, fine.seq], [[5], false, 5]);
+    assert.equal((await s.page("r", { since: 5, limit: 10 })).gap, false);
+    // A change to a kept message moves nothing out: no new gap.
+    applied(await react(s, 2, "bob", "👍")); // 6
+    await settle(s);
+    const after = await s.page("r", { since: 4, limit: 10 });
+    assert.deepEqual([after.messages.map((m) => m.id), after.gap, after.seq], [[5, 2], false, 6]);
+  }, 3);
+
+  test("search() skips deleted messages and sees edited text and reactions", async (s) => {
+    await post(s, "alice", "deploy the old api"); // 1
+    await post(s, "bob", "deploy tomorrow"); // 2
+    await post(s, "alice", "lunch plans"); // 3
+    applied(await edit(s, 1, "alice", "ship the new api")); // 4
+    applied(await del(s, 2, "bob")); // 5
+    applied(await react(s, 3, "bob", "🍕")); // 6
+    await settle(s);
+    const scope = { user: "alice", rooms: ["r"], limit: 10 };
+    assert.deepEqual(await s.search("deploy", scope), [], "old words and deleted text are gone");
+    assert.deepEqual(await s.search("old", scope), []);
+    assert.deepEqual(await s.search("tomorrow", scope), []);
+    assert.deepEqual(await s.search("new api", scope), [await s.message("r", 1)]);
+    const lunch = await s.search("lunch", scope);
+    assert.deepEqual(lunch, [await s.message("r", 3)]);
+    assert.deepEqual(lunch[0].reactions, { "🍕": ["bob"] });
+    assert.equal(lunch[0].seq, 6);
+  });
+
+  test("conversations() gives seq, the newest id and unread counts of others' live messages", async (s) => {
+    await s.join("alice", "general");
+    const g = (from: string, text: string) =>
+      s.append({ conv: "general", room: "general", from, text });
+    /** A change in general (the `Omit` distributes over the kinds). */
+    const gc = (
+      change: Change extends infer C ? C extends Change ? Omit<C, "conv"> : never : never,
+    ) => s.change({ ...change, conv: "general" } as Change);
+    await g("bob", "1"); // 1
+    await g("bob", "2"); // 2
+    await g("alice", "3"); // 3: her own
+    applied(await gc({ kind: "react", id: 3, user: "bob", emoji: "👍", on: true })); // 4
+    applied(await gc({ kind: "edit", id: 1, user: "bob", text: "1!" })); // 5
+    await g("bob", "oops"); // 6
+    applied(await gc({ kind: "delete", id: 6, user: "bob" })); // 7: deleted: not unread
+    await g("bob", "8"); // 8
+    applied(await gc({ kind: "react", id: 8, user: "alice", emoji: "👀", on: true })); // 9
+    const dm = conversationKey("alice", { to: "bob" });
+    await s.append({ conv: dm, to: "alice", from: "bob", text: "hey" }); // 1
+    await s.append({ conv: dm, to: "bob", from: "alice", text: "yo" }); // 2
+    applied(
+      await s.change({ kind: "react", conv: dm, id: 1, user: "alice", emoji: "👋", on: true }),
+    ); // 3
+    await settle(s);
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "general", last: 8, read: 0, seq: 9, unread: 3 },
+      { to: "bob", last: 2, read: 0, seq: 3, unread: 1 },
+    ]);
+    assert.deepEqual(await s.conversations("bob"), [
+      { to: "alice", last: 2, read: 0, seq: 3, unread: 1 },
+    ]);
+    assert.equal(await s.setRead("alice", "general", 2), 2);
+    assert.equal(await s.setRead("bob", dm, 99), 2, "markers stop at the newest id, not at seq");
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "general", last: 8, read: 2, seq: 9, unread: 1 },
+      { to: "bob", last: 2, read: 0, seq: 3, unread: 1 },
+    ]);
+    assert.deepEqual(await s.conversations("bob"), [
+      { to: "alice", last: 2, read: 2, seq: 3, unread: 0 },
+    ]);
+    // Changes after the marker never make a conversation unread.
+    assert.equal(await s.setRead("alice", "general", 8), 8);
+    applied(await gc({ kind: "edit", id: 8, user: "bob", text: "8!" })); // 10
+    applied(await gc({ kind: "react", id: 8, user: "bob", emoji: "🎉", on: true })); // 11
+    await settle(s);
+    assert.deepEqual((await s.conversations("alice"))[0], {
+      room: "general",
+      last: 8,
+      read: 8,
+      seq: 11,
+      unread: 0,
+    });
+  });
+
+  test(`conversations() counts unread up to ${UNREAD_CAP}`, async (s) => {
+    await s.join("alice", "busy");
+    for (let i = 1; i <= 105; i++) {
+      await s.append({ conv: "busy", room: "busy", from: "bob", text: `${i}` });
+    }
+    await settle(s);
+    assert.equal(UNREAD_CAP, 100);
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "busy", last: 105, read: 0, seq: 105, unread: 100 },
+    ]);
+    await s.setRead("alice", "busy", 10);
+    assert.deepEqual(await s.conversations("alice"), [
+      { room: "busy", last: 105, read: 10, seq: 105, unread: 95 },
+    ]);
+  });
+
+  test("replyTo is stored and read back with the original's current snippet", async (s) => {
+    const text = "What do we\n  ship  today?";
+    await post(s, "alice", text); // 1
+    const sent: ReplyRef = { id: 1, from: "alice", snippet: snippetOf(text) };
+    assert.equal(sent.snippet, "What do we ship today?");
+    const reply = await post(s, "bob", "the answer", { replyTo: sent }); // 2
+    assert.deepEqual(reply, {
+      id: 2,
+      seq: 2,
+      room: "r",
+      from: "bob",
+      text: "the answer",
+      ts: reply.ts,
+      replyTo: sent,
+    });
+    await settle(s);
+    assert.deepEqual(await s.message("r", 2), reply);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages[1], reply);
+
+    const long = "x".repeat(150) + " " + "y".repeat(150);
+    applied(await edit(s, 1, "alice", long)); // 3
+    await settle(s);
+    const edited: ChatMessage = {
+      ...reply,
+      replyTo: { id: 1, from: "alice", snippet: snippetOf(long) },
+    };
+    assert.equal(edited.replyTo!.snippet.length, 200);
+    const scope = { user: "bob", rooms: ["r"], limit: 10 };
+    assert.deepEqual(await s.message("r", 2), edited, "the snippet follows the edit");
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages[1], edited);
+    assert.deepEqual((await s.page("r", { since: 1, limit: 10 })).messages, [
+      edited,
+      await s.message("r", 1),
+    ]);
+    assert.deepEqual(await s.search("answer", scope), [edited]);
+
+    applied(await del(s, 1, "alice")); // 4
+    await settle(s);
+    const gone: ChatMessage = {
+      ...reply,
+      replyTo: { id: 1, from: "alice", snippet: "", deleted: true },
+    };
+    assert.deepEqual(await s.message("r", 2), gone, "a deleted original says so");
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages[1], gone);
+    assert.deepEqual(await s.search("answer", scope), [gone]);
+  });
+
+  test("appends and changes of one conversation resolve in seq order", async (s) => {
+    await post(s, "alice", "first"); // 1
+    const order: number[] = [];
+    const seqOf = (r: ChatMessage | ChangeResult) => "seq" in r ? r.seq : applied(r).seq;
+    const ops = Array.from({ length: 30 }, (_, i): Promise<ChatMessage | ChangeResult> => {
+      const op = i % 3 === 1
+        ? react(s, 1, `u${i}`, "👍")
+        : i % 3 === 2
+        ? edit(s, 1, "alice", `edit ${i}`)
+        : post(s, "bob", `m${i}`);
+      return op.then((r) => {
+        order.push(seqOf(r));
+        return r;
+      });
+    });
+    const all = await Promise.all(ops);
+    const seqs = Array.from({ length: 30 }, (_, i) => i + 2);
+    assert.deepEqual(all.map(seqOf), seqs, "positions in call order");
+    assert.deepEqual(order, seqs, "resolved in seq order");
+    const m1 = (await s.message("r", 1))!;
+    assert.deepEqual([m1.seq, m1.text], [31, "edit 29"]);
+    assert.equal(m1.reactions!["👍"].length, 10);
+
+    // A change to a message appended in the same breath (not yet resolved) applies after it.
+    const [fresh, changed, later] = await Promise.all([
+      s.append({ conv: "q", room: "q", from: "alice", text: "typo" }),
+      s.change({ kind: "edit", conv: "q", id: 1, user: "alice", text: "fixed" }),
+      s.append({ conv: "q", room: "q", from: "bob", text: "after" }),
+    ]);
+    assert.deepEqual([fresh.id, applied(changed).seq, later.id], [1, 2, 3]);
+    await settle(s);
+    assert.deepEqual(
+      (await s.page("q", { limit: 10 })).messages.map((m) => [m.id, m.seq, m.text]),
+      [
+        [1, 2, "fixed"],
+        [3, 3, "after"],
+      ],
+    );
+  });
+
+  test("releaseName() wiping a DM: ids continue, and a since before the old counter says gap", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    const ab = conversationKey("alice", { to: "bob" });
+    for (const t of ["a", "b", "c"]) {
+      await s.append({ conv: ab, to: "bob", from: "alice", text: t });
+    }
+    applied(await s.change({ kind: "react", conv: ab, id: 3, user: "bob", emoji: "👍", on: true })); // 4
+    await settle(s);
+    await s.releaseName("alice", "s1");
+    await settle(s);
+    assert.deepEqual(await s.page(ab, { limit: 10 }), {
+      messages: [],
+      more: false,
+      gap: false,
+      seq: 4,
+    });
+    assert.equal(
+      (await s.page(ab, { since: 3, limit: 10 })).gap,
+      true,
+      "the reader's copy is wiped",
+    );
+    assert.equal(await s.message(ab, 3), null);
+    assert.deepEqual(await s.change({ kind: "edit", conv: ab, id: 3, user: "alice", text: "x" }), {
+      ok: false,
+      refusal: "unknown_message",
+    });
+    await s.claimName("alice", "s2", 2000, true);
+    const next = await s.append({ conv: ab, to: "alice", from: "bob", text: "hello again" });
+    assert.deepEqual([next.id, next.seq], [5, 5]);
+    await settle(s);
+    for (const since of [0, 2, 3]) {
+      const p = await s.page(ab, { since, limit: 10 });
+      assert.deepEqual(
+        [p.messages.map((m) => m.id), p.gap, p.seq],
+        [[5], true, 5],
+        `since ${since}`,
+      );
+    }
+    const fine = await s.page(ab, { since: 4, limit: 10 });
+    assert.deepEqual([fine.messages.map((m) => m.id), fine.gap, fine.seq], [[5], false, 5]);
+    assert.deepEqual(await s.conversations("alice"), [
+      { to: "bob", last: 5, read: 0, seq: 5, unread: 1 },
+    ]);
   });
 }

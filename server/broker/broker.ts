@@ -7,7 +7,7 @@
  * @module
  */
 import type { ChatMessage } from "../../protocol.ts";
-import type { Appended, Draft, Store } from "../store/store.ts";
+import type { Appended, Applied, Change, ChangeResult, Draft, Store } from "../store/store.ts";
 
 /** Where a message came from, so its node can echo `ref` to the sender's connection only. */
 export interface Origin {
@@ -28,6 +28,16 @@ export interface ChatMessageEvent {
   /** The message as stored, with its id and timestamp. */
   msg: ChatMessage;
   /** The sending connection. */
+  origin?: Origin;
+}
+
+/** A message changed (edited, deleted, a reaction): delivered after the store applied it. */
+export interface ChangeEvent {
+  /** Always `"change"`. */
+  kind: "change";
+  /** What changed, with its position. */
+  applied: Applied;
+  /** The connection that asked, to echo its `ref`. */
   origin?: Origin;
 }
 
@@ -129,6 +139,7 @@ export interface TopicEvent {
 /** What travels between nodes: a union on `kind`. */
 export type BrokerEvent =
   | ChatMessageEvent
+  | ChangeEvent
   | TypingEvent
   | MemberEvent
   | ReadEvent
@@ -177,6 +188,13 @@ export interface Broker extends Presence {
    */
   publishMessage(draft: Draft, origin: Origin): Promise<Appended>;
   /**
+   * Applies the change in the store and delivers it to every node, as one
+   * step: a conversation's changes and messages reach every node in `seq`
+   * order. Resolves with what the store did (a refusal or a no-op is
+   * delivered nowhere); rejects (code `unavailable`) when it cannot be kept.
+   */
+  publishChange(change: Change, origin: Origin): Promise<ChangeResult>;
+  /**
    * Delivers an event to every node, this one included: after the events of
    * earlier calls, and after the messages whose `publishMessage` resolved.
    */
@@ -213,6 +231,17 @@ export class LocalBroker implements Broker {
     return stored.then((result) => {
       if (result.fresh && !this.#closed) {
         this.#handler({ kind: "message", conv: draft.conv, msg: result.msg, origin });
+      }
+      return result;
+    });
+  }
+
+  /** Applies, then delivers (refused or nothing to do: nowhere); in the store's order. */
+  publishChange(change: Change, origin: Origin): Promise<ChangeResult> {
+    // As many steps as publishMessage's, so deliveries keep the store's order.
+    return this.#store.change(change).then((result) => result).then((result) => {
+      if (result.ok && result.applied && !this.#closed) {
+        this.#handler({ kind: "change", applied: result.applied, origin });
       }
       return result;
     });

@@ -16,8 +16,10 @@ import {
   FrameError,
   JOIN_REPLAY,
   LOBBY,
+  type ReplyRef,
   type Target,
 } from "../../protocol.ts";
+import { type Draft, replyRef } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { fitItems, headBytes, messageFrame, targetOf, withArrays, withRef } from "./frames.ts";
@@ -30,7 +32,7 @@ const READ_ALL_CHUNK = 64;
 
 /** A resent message's own copy, for a connection whose `joined` may still hold it back. */
 export interface Resent {
-  id: number;
+  seq: number;
   text: string;
   own: true;
 }
@@ -117,12 +119,11 @@ export class Commands {
     this.#ctx.typists.stop(conv, target, user.name);
     const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
     if (frame.ref !== undefined) origin.ref = frame.ref;
+    const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
+    if (frame.replyTo !== undefined) draft.replyTo = await this.#original(conv, frame);
     let sent;
     try {
-      sent = await this.#ctx.broker.publishMessage(
-        { conv, ...target, from: user.name, text: frame.text },
-        origin,
-      );
+      sent = await this.#ctx.broker.publishMessage(draft, origin);
     } catch (err) {
       this.#ctx.log.warn(`Message from "${user.name}" not stored: ${(err as Error).message}`);
       throw new FrameError(
@@ -137,7 +138,27 @@ export class Commands {
     // lost. Held like any live message while the room's `joined` is on its way.
     const own = withRef(messageFrame(sent.msg), frame.ref);
     const room = sent.msg.room;
-    this.#ctx.resent(conn, room, { id: sent.msg.id, text: own, own: true });
+    this.#ctx.resent(conn, room, { seq: sent.msg.seq, text: own, own: true });
+  }
+
+  /** What a reply quotes of its original: a message of the same conversation, not deleted. */
+  async #original(conv: string, frame: ClientFrame & { type: "send" }): Promise<ReplyRef> {
+    const original = await this.#ctx.store.message(conv, frame.replyTo!);
+    if (!original) {
+      throw new FrameError(
+        "bad_request",
+        `"replyTo": there is no message #${frame.replyTo} in this conversation`,
+        frame.ref,
+      );
+    }
+    if (original.deleted) {
+      throw new FrameError(
+        "bad_request",
+        `"replyTo": message #${frame.replyTo} was deleted`,
+        frame.ref,
+      );
+    }
+    return replyRef(original);
   }
 
   async leave(conn: Conn, room: string): Promise<void> {
@@ -182,13 +203,18 @@ export class Commands {
       ...target,
       more: page.more,
       ...(page.gap ? { gap: true } : {}),
+      seq: page.seq,
     };
     const fit = fitItems(
       page.messages,
       this.#ctx.replyBytes() - headBytes(head) - 16,
       frame.since !== undefined ? "first" : "last",
     );
-    if (fit.dropped > 0) head.more = true;
+    if (fit.dropped > 0) {
+      head.more = true;
+      // A `since` page cut short brings the client up to its last message only.
+      if (frame.since !== undefined) head.seq = page.messages[fit.end - 1].seq;
+    }
     this.#ctx.send(conn, withArrays(head, { messages: fit.parts }));
   }
 

@@ -15,21 +15,24 @@ import {
   utf8Length,
   type WelcomeFrame,
 } from "../../protocol.ts";
+import { dmPair } from "../store/store.ts";
 
 /** A server frame as JSON text. */
 export function encode(frame: ServerFrame): string {
   return JSON.stringify(frame);
 }
 
-/** The `message` frame of a stored message; key order is fixed so every node builds the same text. */
+/**
+ * The `message` frame of a new message; key order is fixed so every node
+ * builds the same text. Only `replyTo` is optional: a new message has no
+ * edits or reactions yet.
+ */
 export function messageFrame(msg: ChatMessage): string {
-  return msg.room !== undefined
-    ? `{"type":"message","id":${msg.id},"room":"${msg.room}","from":"${msg.from}","text":${
-      JSON.stringify(msg.text)
-    },"ts":"${msg.ts}"}`
-    : `{"type":"message","id":${msg.id},"to":"${msg.to}","from":"${msg.from}","text":${
-      JSON.stringify(msg.text)
-    },"ts":"${msg.ts}"}`;
+  const where = msg.room !== undefined ? `"room":"${msg.room}"` : `"to":"${msg.to}"`;
+  const reply = msg.replyTo === undefined ? "" : `,"replyTo":${JSON.stringify(msg.replyTo)}`;
+  return `{"type":"message","id":${msg.id},"seq":${msg.seq},${where},"from":"${msg.from}","text":${
+    JSON.stringify(msg.text)
+  },"ts":"${msg.ts}"${reply}}`;
 }
 
 /**
@@ -38,6 +41,12 @@ export function messageFrame(msg: ChatMessage): string {
  */
 export function targetOf(x: { room?: string; to?: string }): Target {
   return x.room !== undefined ? { room: x.room } : { to: x.to! };
+}
+
+/** The other party of DM conversation `conv` for `user` (`user` itself, in a DM to oneself). */
+export function peerOf(conv: string, user: string): string {
+  const [a, b] = dmPair(conv)!;
+  return a === user ? b : a;
 }
 
 /** A frame's text with `"ref"` added: the sender's own copy. */
@@ -158,8 +167,8 @@ export function welcomeFrame(parts: WelcomeParts): string {
   const conversations = parts.conversations;
   const ordered = [
     ...conversations.filter((c) => c.room !== undefined),
-    ...conversations.filter((c) => c.room === undefined && c.last > c.read),
-    ...conversations.filter((c) => c.room === undefined && c.last <= c.read),
+    ...conversations.filter((c) => c.room === undefined && c.unread > 0),
+    ...conversations.filter((c) => c.room === undefined && c.unread === 0),
   ];
   const convs = fitItems(ordered, budget - rooms.bytes, "first");
   const tail: { mode: string; limits: SendLimits; more?: boolean } = {

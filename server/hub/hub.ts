@@ -48,8 +48,9 @@ import {
   type ServerFrame,
   utf8Length,
 } from "../../protocol.ts";
-import { dmPair, type Store } from "../store/store.ts";
-import { encode, messageFrame, targetOf, welcomeFrame, withRef } from "./frames.ts";
+import { type Applied, dmPair, type Store } from "../store/store.ts";
+import { changeFrame, Changes } from "./changes.ts";
+import { encode, messageFrame, peerOf, targetOf, welcomeFrame, withRef } from "./frames.ts";
 import { Directory } from "./directory.ts";
 import type { ThrottleOptions } from "../auth/throttle.ts";
 import { Typists } from "./typing.ts";
@@ -70,6 +71,8 @@ export interface HubOptions {
   log: Logger;
   /** Largest message text in UTF-8 bytes. @default {4096} */
   maxMessageBytes?: number;
+  /** Seconds after sending during which a message may be edited. @default {no limit} */
+  editWindow?: number;
   /** Milliseconds a new connection has to sign in. @default {10000} */
   authTimeout?: number;
   /** Milliseconds of silence after which a typing flag clears. @default {5000} */
@@ -101,11 +104,6 @@ export interface ConnInfo {
 const CONNECTING = 0;
 
 /** The other party of a DM conversation. */
-function peerOf(conv: string, user: string): string {
-  const [a, b] = dmPair(conv)!;
-  return a === user ? b : a;
-}
-
 /** Rooms, users and fan-out for one node. */
 export class Hub {
   #store: Store;
@@ -139,6 +137,8 @@ export class Hub {
   #passwords: Passwords;
   /** Handlers of the commands that need no routing changes. */
   #commands: Commands;
+  /** Handlers of edits, deletes and reactions. */
+  #changes: Changes;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -232,6 +232,11 @@ export class Hub {
       typists: this.#typists,
       searches: this.#searches,
       directory: this.#directory,
+    });
+    this.#changes = new Changes({
+      ...node,
+      conv: (user, frame, ref) => this.#commands.conv(user, frame, ref),
+      editWindow: options.editWindow === undefined ? undefined : options.editWindow * 1000,
     });
     this.#broker.onPresence((user) => {
       this.#presence.changed(user);
@@ -541,6 +546,15 @@ export class Hub {
       case "send":
         work = this.#commands.send(conn, frame);
         break;
+      case "edit":
+        work = this.#changes.edit(conn, frame);
+        break;
+      case "delete":
+        work = this.#changes.delete(conn, frame);
+        break;
+      case "react":
+        work = this.#changes.react(conn, frame);
+        break;
       case "join":
         work = this.#joins.join(conn, frame.room, frame.since);
         break;
@@ -606,6 +620,8 @@ export class Hub {
     switch (e.kind) {
       case "message":
         return this.#onMessage(e.msg, e.origin);
+      case "change":
+        return this.#onChange(e.applied, e.origin);
       case "typing": {
         // A DM's recipient sees it addressed to them, as the conversation spells them.
         const target = e.room !== undefined ? { room: e.room } : { to: peerOf(e.conv, e.user) };
@@ -658,7 +674,7 @@ export class Hub {
         for (const held of route.joining.values()) {
           const old = held.findIndex((b) => b.topic);
           if (old !== -1) held.splice(old, 1);
-          held.push({ id: 0, text, own: true, topic: true });
+          held.push({ seq: 0, text, own: true, topic: true });
         }
         return;
       }
@@ -681,7 +697,7 @@ export class Hub {
       if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
       for (const [c, buf] of route.joining) {
         const mine = c === sender && own !== text;
-        hold(buf, { id: msg.id, text: mine ? own : text, own: mine });
+        hold(buf, { seq: msg.seq, text: mine ? own : text, own: mine });
       }
       return;
     }
@@ -690,6 +706,38 @@ export class Hub {
     if (a) this.#outbox.fanout(a.conns, text, sender ?? undefined);
     if (b) this.#outbox.fanout(b.conns, text, sender ?? undefined);
     if (sender) this.#outbox.push(sender, own);
+  }
+
+  /**
+   * A change reaches every connection of the conversation's members, in its
+   * `seq` order with the messages around it; the asking connection's copy
+   * carries the request's `ref`.
+   */
+  #onChange(applied: Applied, origin?: Origin): void {
+    const asker = this.#originConn(origin);
+    const ref = asker ? origin?.ref : undefined;
+    const pair = dmPair(applied.conv);
+    if (pair === null) {
+      const route = this.#routes.get(applied.conv);
+      if (!route) return;
+      const text = encode(changeFrame(applied, applied.user));
+      const own = ref !== undefined ? withRef(text, ref) : text;
+      this.#outbox.fanout(route.conns, text, ref !== undefined ? asker! : undefined);
+      if (ref !== undefined && route.conns.has(asker!)) this.#outbox.push(asker!, own);
+      for (const [c, buf] of route.joining) {
+        const mine = c === asker && own !== text;
+        hold(buf, { seq: applied.seq, text: mine ? own : text, own: mine });
+      }
+      return;
+    }
+    for (const name of pair[0] === pair[1] ? [pair[0]] : pair) {
+      const user = this.#users.get(name);
+      if (!user) continue;
+      const text = encode(changeFrame(applied, name));
+      const mine = ref !== undefined && user.conns.has(asker!);
+      this.#outbox.fanout(user.conns, text, mine ? asker! : undefined);
+      if (mine) this.#outbox.push(asker!, withRef(text, ref!));
+    }
   }
 
   #onMember(e: MemberEvent): void {

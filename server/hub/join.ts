@@ -193,18 +193,22 @@ export class Joins {
       budget - people.bytes - headBytes(head) - 64,
       since === undefined ? "last" : "first",
     );
-    const tail: { more?: boolean; gap?: boolean } = {};
+    const tail: { more?: boolean; gap?: boolean; seq: number } = { seq: page.seq };
     const overflow = overflowed(mine);
     if (page.more || history.dropped > 0 || overflow) tail.more = true;
     if (page.gap) tail.gap = true;
+    // A `since` page cut short brings the client up to its last message only.
+    if (since !== undefined && history.dropped > 0) {
+      tail.seq = history.end > history.start ? page.messages[history.end - 1].seq : since;
+    }
     this.#ctx.push(
       conn,
       withArrays({ ...head, ...tail }, { members: people.parts, history: history.parts }),
     );
-    const seen = history.end > history.start ? page.messages[history.end - 1].id : since ?? 0;
-    // What the page already holds is not sent twice, except the sender's own
+    // What the page already reflects is not sent twice, except the sender's own
     // copy: its `ref` is the acknowledgement the client is waiting for.
-    // After an overflow, what was held has a hole: the client pages from `seen` instead.
-    for (const b of mine) if (b.own || (b.id > seen && !overflow)) this.#ctx.push(conn, b.text);
+    // After an overflow, what was held has a hole: the client pages from `seq` instead.
+    const seen = tail.seq;
+    for (const b of mine) if (b.own || (b.seq > seen && !overflow)) this.#ctx.push(conn, b.text);
   }
 }

@@ -10,7 +10,8 @@ import type { Conn } from "./conn.ts";
 
 /** A live frame held for a connection while its `joined` is on its way. */
 export interface Buffered {
-  id: number;
+  /** The frame's position in the conversation (a message's id, a change's seq); 0 for a topic. */
+  seq: number;
   text: string;
   /**
    * Sent after `joined` whatever its history holds: the sender's own copy,

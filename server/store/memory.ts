@@ -4,9 +4,18 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "../../protocol.ts";
+import {
+  type ChatMessage,
+  type Conversation,
+  MAX_REACTIONS,
+  tombstone,
+  UNREAD_CAP,
+} from "../../protocol.ts";
 import {
   type Appended,
+  type Applied,
+  type Change,
+  type ChangeResult,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -16,6 +25,7 @@ import {
   type PageQuery,
   type RecentQuery,
   REF_WINDOW,
+  replyRef,
   type RoomInfo,
   type SearchScope,
   searchWords,
@@ -24,11 +34,36 @@ import {
 import { appendLocked, replaceLocked } from "../locked_file.ts";
 import { Slice } from "./time_slice.ts";
 
+/** One conversation: its kept messages and its sequence. */
 interface Log {
-  /** Kept messages; ids are contiguous, so `messages[i].id === first + i`. */
+  /**
+   * Kept messages in their current state, by id. Ids are increasing but not
+   * contiguous (changes take positions too): look them up by binary search.
+   * A change replaces the message object: one handed out is never mutated.
+   */
   messages: ChatMessage[];
-  /** Newest id given out. */
+  /** Newest message id given out (`Conversation.last`). */
   last: number;
+  /** The conversation's counter: the latest position, message or change. */
+  seq: number;
+  /**
+   * Highest `seq` of any message dropped (the per-conversation limit,
+   * `maxTotal`, a wiped DM): a `since` below it may hold a stale copy.
+   */
+  trimmed: number;
+}
+
+/** A sender's message with a ref, to recognize a resend of it. */
+interface Sent {
+  conv: string;
+  id: number;
+  /**
+   * A hash of the text as sent, compared instead of the text: a deleted
+   * message's text must be gone, even from here, yet its resend recognized.
+   */
+  digest: number;
+  /** The message as sent (a tombstone once deleted), for when it is no longer kept. */
+  msg: ChatMessage;
 }
 
 /** Options for {@link MemoryStore}. */
@@ -74,7 +109,7 @@ export class MemoryStore implements Store {
    * Per sender: ref → conversation and message of their latest message with
    * that ref, oldest first, at most {@link REF_WINDOW} refs.
    */
-  #sent = new Map<string, Map<string, { conv: string; msg: ChatMessage }>>();
+  #sent = new Map<string, Map<string, Sent>>();
   #signoutsPath: string | null;
   #compact = false;
 
@@ -94,7 +129,7 @@ export class MemoryStore implements Store {
   #log(conv: string): Log {
     let log = this.#logs.get(conv);
     if (!log) {
-      log = { messages: [], last: 0 };
+      log = { messages: [], last: 0, seq: 0, trimmed: 0 };
       this.#logs.set(conv, log);
     }
     return log;
@@ -102,54 +137,75 @@ export class MemoryStore implements Store {
 
   /** Appends a message; in memory it is "durable" at once. */
   append(draft: Draft): Promise<ChatMessage> {
+    return Promise.resolve(this.#append(draft));
+  }
+
+  /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
+  appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    const prev = this.#sent.get(draft.from)?.get(draft.ref);
+    if (prev && prev.conv === draft.conv && prev.digest === digest(draft.text)) {
+      const msg = this.#kept(prev.conv, prev.id) ?? prev.msg;
+      return Promise.resolve({ msg: this.#refreshed(prev.conv, [msg])[0], fresh: false });
+    }
+    // Resolved directly (no `.then`): appends and changes resolve in seq order.
+    return Promise.resolve({ msg: this.#append(draft), fresh: true });
+  }
+
+  #append(draft: Draft): ChatMessage {
     const log = this.#log(draft.conv);
+    const id = ++log.seq;
+    log.last = id;
+    const ts = new Date().toISOString();
     const msg: ChatMessage = draft.room !== undefined
-      ? {
-        id: ++log.last,
-        room: draft.room,
-        from: draft.from,
-        text: draft.text,
-        ts: new Date().toISOString(),
-      }
-      : {
-        id: ++log.last,
-        to: draft.to,
-        from: draft.from,
-        text: draft.text,
-        ts: new Date().toISOString(),
-      };
+      ? { id, seq: id, room: draft.room, from: draft.from, text: draft.text, ts }
+      : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts };
+    if (draft.replyTo) msg.replyTo = { ...draft.replyTo };
     if (this.#limit > 0) {
       log.messages.push(msg);
       this.#total++;
-      if (log.messages.length > this.#limit) {
-        log.messages.shift();
-        this.#total--;
-      }
-    }
+      if (log.messages.length > this.#limit) this.#drop(log, 1);
+    } else log.trimmed = id;
     // Most recently written last (Map keeps insertion order).
     this.#logs.delete(draft.conv);
     this.#logs.set(draft.conv, log);
     for (const old of this.#logs.values()) {
       if (this.#total <= this.#maxTotal) break;
-      const n = Math.min(old.messages.length, this.#total - this.#maxTotal);
-      old.messages.splice(0, n);
-      this.#total -= n;
+      this.#drop(old, Math.min(old.messages.length, this.#total - this.#maxTotal));
     }
     const pair = dmPair(draft.conv);
     if (pair) {
       for (const u of pair) this.#set(this.#dms, u).add(draft.conv);
     }
     if (draft.ref) this.#remember(draft.from, draft.ref, draft.conv, msg);
-    return Promise.resolve(msg);
+    return msg;
   }
 
-  /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
-  appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
-    const prev = this.#sent.get(draft.from)?.get(draft.ref);
-    if (prev && prev.conv === draft.conv && prev.msg.text === draft.text) {
-      return Promise.resolve({ msg: prev.msg, fresh: false });
+  /** Drops a log's `n` oldest messages, raising its watermark to the highest seq dropped. */
+  #drop(log: Log, n: number): void {
+    for (const gone of log.messages.splice(0, n)) {
+      if (gone.seq > log.trimmed) log.trimmed = gone.seq;
     }
-    return this.append(draft).then((msg) => ({ msg, fresh: true }));
+    this.#total -= n;
+  }
+
+  /** The kept message `id` of `conv` (current state, replies not refreshed), or null. */
+  #kept(conv: string, id: number): ChatMessage | null {
+    const msgs = this.#logs.get(conv)?.messages;
+    if (!msgs) return null;
+    const i = lowerBound(msgs, id);
+    return i < msgs.length && msgs[i].id === id ? msgs[i] : null;
+  }
+
+  /**
+   * `messages` of `conv` with their `replyTo` refreshed from the kept
+   * originals, as `refreshReplies` (store.ts) does, but synchronously: the
+   * originals are in memory, and a read needs no turn of the event loop.
+   */
+  #refreshed(conv: string, messages: ChatMessage[]): ChatMessage[] {
+    return messages.map((m) => {
+      const original = m.replyTo && this.#kept(conv, m.replyTo.id);
+      return original ? { ...m, replyTo: replyRef(original) } : m;
+    });
   }
 
   /** Keeps a sender's ref as their newest, forgetting their oldest past the window. */
@@ -161,28 +217,109 @@ export class MemoryStore implements Store {
     }
     // Newest last (a Map keeps insertion order): a reused ref moves to the end.
     refs.delete(ref);
-    refs.set(ref, { conv, msg });
+    refs.set(ref, { conv, id: msg.id, digest: digest(msg.text), msg });
     if (refs.size > REF_WINDOW) refs.delete(refs.keys().next().value!);
   }
 
-  /** A page of history (O(limit): ids index the array directly). */
+  /** Applies a change at once, checked against the kept message (see {@link Store.change}). */
+  change(change: Change): Promise<ChangeResult> {
+    return Promise.resolve(this.#change(change));
+  }
+
+  #change(change: Change): ChangeResult {
+    const log = this.#logs.get(change.conv);
+    const msgs = log?.messages ?? [];
+    const i = lowerBound(msgs, change.id);
+    if (!log || i >= msgs.length || msgs[i].id !== change.id) {
+      return { ok: false, refusal: "unknown_message" };
+    }
+    const msg = msgs[i];
+    const base = { conv: change.conv, id: change.id, user: change.user };
+    if (change.kind !== "react" && msg.from !== change.user) {
+      return { ok: false, refusal: "forbidden" };
+    }
+    if (change.kind === "delete") {
+      if (msg.deleted) return { ok: true, applied: null };
+      const seq = ++log.seq;
+      msgs[i] = tombstone({ ...msg, seq });
+      this.#forgetText(change.conv, msgs[i]);
+      return { ok: true, applied: { kind: "deleted", ...base, seq } };
+    }
+    if (msg.deleted) return { ok: false, refusal: "unknown_message" };
+    if (change.kind === "edit") {
+      if (change.sentAfter !== undefined && Date.parse(msg.ts) < change.sentAfter) {
+        return { ok: false, refusal: "too_late" };
+      }
+      const now = new Date().toISOString();
+      // A clock stepped back must not date the edit before the message.
+      const editedAt = now < msg.ts ? msg.ts : now;
+      const seq = ++log.seq;
+      msgs[i] = { ...msg, seq, text: change.text, edited: editedAt };
+      const applied: Applied = { kind: "edited", ...base, seq, text: change.text, editedAt };
+      return { ok: true, applied };
+    }
+    const { emoji, on, user } = change;
+    const users = msg.reactions?.[emoji] ?? [];
+    if (users.includes(user) === on) return { ok: true, applied: null };
+    if (on && users.length === 0 && Object.keys(msg.reactions ?? {}).length >= MAX_REACTIONS) {
+      return { ok: false, refusal: "too_many_reactions" };
+    }
+    const seq = ++log.seq;
+    // As `applyChange` does on clients: a new emoji goes last, an emptied one goes.
+    const reactions = { ...msg.reactions };
+    if (on) reactions[emoji] = [...users, user];
+    else if (users.length > 1) reactions[emoji] = users.filter((u) => u !== user);
+    else delete reactions[emoji];
+    const next: ChatMessage = { ...msg, seq, reactions };
+    if (Object.keys(reactions).length === 0) delete next.reactions;
+    msgs[i] = next;
+    return { ok: true, applied: { kind: "reaction", ...base, seq, emoji, on } };
+  }
+
+  /** Replaces the sender's resend record of a deleted message: its text must be gone. */
+  #forgetText(conv: string, stone: ChatMessage): void {
+    for (const sent of this.#sent.get(stone.from)?.values() ?? []) {
+      if (sent.id === stone.id && sent.conv === conv) sent.msg = stone;
+    }
+  }
+
+  /** One message in its current state, or null. */
+  message(conv: string, id: number): Promise<ChatMessage | null> {
+    const msg = this.#kept(conv, id);
+    return Promise.resolve(msg && this.#refreshed(conv, [msg])[0]);
+  }
+
+  /**
+   * A page of history. By id (`before`): a binary search, O(limit). Since a
+   * position: a scan of the conversation's kept messages (at most `limit`
+   * per conversation), as changed messages may be anywhere among them.
+   */
   page(conv: string, query: PageQuery): Promise<Page> {
     const log = this.#logs.get(conv);
-    if (!log) return Promise.resolve({ messages: [], more: false, gap: false });
+    if (!log) return Promise.resolve({ messages: [], more: false, gap: false, seq: 0 });
     const msgs = log.messages;
-    const first = msgs.length > 0 ? msgs[0].id : log.last + 1;
-    let start: number, end: number, more: boolean, gap = false;
     if (query.since !== undefined) {
-      start = clamp(query.since + 1 - first, 0, msgs.length);
-      end = Math.min(msgs.length, start + query.limit);
-      more = end < msgs.length;
-      gap = query.since < first - 1;
-    } else {
-      end = query.before === undefined ? msgs.length : clamp(query.before - first, 0, msgs.length);
-      start = Math.max(0, end - query.limit);
-      more = start > 0;
+      const since = query.since;
+      const changed = msgs.filter((m) => m.seq > since).sort((a, b) => a.seq - b.seq);
+      const limit = Math.max(0, query.limit);
+      const more = changed.length > limit;
+      const messages = changed.slice(0, limit);
+      return Promise.resolve({
+        messages: this.#refreshed(conv, messages),
+        more,
+        gap: since < log.trimmed,
+        // With more, up to the last message returned (`since` itself if none fitted).
+        seq: more ? (messages.at(-1)?.seq ?? since) : log.seq,
+      });
     }
-    return Promise.resolve({ messages: msgs.slice(start, end), more, gap });
+    const end = query.before === undefined ? msgs.length : lowerBound(msgs, query.before);
+    const start = Math.max(0, end - query.limit);
+    return Promise.resolve({
+      messages: this.#refreshed(conv, msgs.slice(start, end)),
+      more: start > 0,
+      gap: false,
+      seq: log.seq,
+    });
   }
 
   /**
@@ -195,22 +332,25 @@ export class MemoryStore implements Store {
     const words = searchWords(q);
     const convs = new Set(scope.rooms);
     for (const c of this.#dms.get(scope.user) ?? []) convs.add(c);
-    const found: ChatMessage[] = [];
+    const found: { conv: string; msg: ChatMessage }[] = [];
     const slice = new Slice();
     for (const conv of convs) {
       if (scope.conv !== undefined && conv !== scope.conv) continue;
-      // Ids are contiguous, so the scan resumes by id: a pause may shift or empty the array.
+      // The scan resumes by id after a pause: meanwhile the array may have shifted or emptied.
       let next = this.#logs.get(conv)?.last ?? 0;
       let n = 0;
       scan: while (n < scope.limit) {
         const msgs = this.#logs.get(conv)?.messages;
         if (!msgs || msgs.length === 0) break;
-        for (let i = Math.min(next - msgs[0].id, msgs.length - 1); i >= 0; i--) {
+        for (let i = lowerBound(msgs, next + 1) - 1; i >= 0; i--) {
           const msg = msgs[i];
-          const text = msg.text.toLowerCase();
-          if (words.every((w) => text.includes(w))) {
-            found.push(msg);
-            if (++n >= scope.limit) break scan;
+          // Current state: a tombstone has no text to find, an edit only its new words.
+          if (!msg.deleted) {
+            const text = msg.text.toLowerCase();
+            if (words.every((w) => text.includes(w))) {
+              found.push({ conv, msg });
+              if (++n >= scope.limit) break scan;
+            }
           }
           if (slice.spent()) {
             next = msg.id - 1;
@@ -221,8 +361,8 @@ export class MemoryStore implements Store {
         break;
       }
     }
-    found.sort((a, b) => (a.ts < b.ts ? 1 : a.ts > b.ts ? -1 : 0));
-    return found.slice(0, scope.limit);
+    found.sort((a, b) => (a.msg.ts < b.msg.ts ? 1 : a.msg.ts > b.msg.ts ? -1 : 0));
+    return found.slice(0, scope.limit).map(({ conv, msg }) => this.#refreshed(conv, [msg])[0]);
   }
 
   /** Every room with its member count. */
@@ -290,24 +430,26 @@ export class MemoryStore implements Store {
     return Promise.resolve(true);
   }
 
-  /** The user's rooms and DMs with newest ids and read markers. */
+  /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */
   conversations(user: string): Promise<Conversation[]> {
     const read = this.#read.get(user);
     const out: Conversation[] = [];
+    const about = (conv: string) => {
+      const log = this.#logs.get(conv);
+      const marker = read?.get(conv) ?? 0;
+      return {
+        last: log?.last ?? 0,
+        read: marker,
+        seq: log?.seq ?? 0,
+        unread: log ? unread(log.messages, user, marker) : 0,
+      };
+    };
     for (const room of [...(this.#roomsOf.get(user) ?? [])].sort()) {
-      out.push({
-        room,
-        last: this.#logs.get(room)?.last ?? 0,
-        read: read?.get(room) ?? 0,
-      });
+      out.push({ room, ...about(room) });
     }
     for (const conv of [...(this.#dms.get(user) ?? [])].sort()) {
       const [a, b] = dmPair(conv)!;
-      out.push({
-        to: a === user ? b : a,
-        last: this.#logs.get(conv)?.last ?? 0,
-        read: read?.get(conv) ?? 0,
-      });
+      out.push({ to: a === user ? b : a, ...about(conv) });
     }
     return Promise.resolve(out);
   }
@@ -389,8 +531,10 @@ export class MemoryStore implements Store {
     for (const conv of this.#dms.get(user) ?? []) {
       const log = this.#logs.get(conv);
       if (log) {
+        // The counter stays (later ids continue) and becomes the watermark: nothing before is known.
         this.#total -= log.messages.length;
         log.messages = [];
+        log.trimmed = log.seq;
       }
       for (const party of dmPair(conv)!) {
         this.#read.get(party)?.delete(conv);
@@ -486,8 +630,40 @@ export class MemoryStore implements Store {
   }
 }
 
-function clamp(v: number, lo: number, hi: number): number {
-  return v < lo ? lo : v > hi ? hi : v;
+/** Index of the first message with an id of at least `id` (`msgs.length` when none). */
+function lowerBound(msgs: readonly ChatMessage[], id: number): number {
+  let lo = 0, hi = msgs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (msgs[mid].id < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Others' messages after the read marker that are not deleted, up to
+ * `UNREAD_CAP`: newest first, so the scan stops at the marker or the cap.
+ */
+function unread(msgs: readonly ChatMessage[], user: string, read: number): number {
+  let n = 0;
+  for (let i = msgs.length - 1; i >= 0 && msgs[i].id > read && n < UNREAD_CAP; i--) {
+    if (msgs[i].from !== user && !msgs[i].deleted) n++;
+  }
+  return n;
+}
+
+/** A 53-bit hash of a text (cyrb53): enough to tell a resend from another text with the same ref. */
+function digest(text: string): number {
+  let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
 /**

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "../../protocol.ts";
+import { type ChatMessage, type Conversation, type ReplyRef, snippetOf } from "../../protocol.ts";
 
 /** A message before the store gives it an id and a timestamp. */
 export interface Draft {
@@ -21,6 +21,12 @@ export interface Draft {
   from: string;
   /** The message text. */
   text: string;
+  /**
+   * The message this one answers, as it was when sent (the hub checked it is
+   * a message of the same conversation). Reads refresh the snippet from the
+   * original's current state while the original is kept.
+   */
+  replyTo?: ReplyRef;
   /**
    * The sender's reference for the message (the `ref` of its `send`), kept
    * so that {@link Store.appendOnce} recognizes a resend. Empty means none.
@@ -42,24 +48,112 @@ export interface Appended {
   fresh: boolean;
 }
 
+/**
+ * A change to a message that exists: every kind takes the conversation's
+ * next position (`seq`), as a new message does.
+ */
+export type Change =
+  | {
+    /** Replaces the text; only the author may. */
+    kind: "edit";
+    conv: string;
+    id: number;
+    /** Who asks: must be the author. */
+    user: string;
+    text: string;
+    /** Refuse (`too_late`) when the message was sent before this time (ms): the edit window. */
+    sentAfter?: number;
+  }
+  | {
+    /** Deletes: the message becomes a tombstone; text, edits, reactions and reply are gone. */
+    kind: "delete";
+    conv: string;
+    id: number;
+    /** Who asks: must be the author. */
+    user: string;
+  }
+  | {
+    /** Adds (`on`) or removes `user`'s reaction with `emoji`. */
+    kind: "react";
+    conv: string;
+    id: number;
+    user: string;
+    emoji: string;
+    on: boolean;
+  };
+
+/** A change as it was applied: what every member of the conversation is told. */
+export interface Applied {
+  /** What changed. */
+  kind: "edited" | "deleted" | "reaction";
+  /** Conversation key (a room name, or `@a:b`). */
+  conv: string;
+  /** The message's id. */
+  id: number;
+  /** The position this change took. */
+  seq: number;
+  /** Who made the change. */
+  user: string;
+  /** `edited`: the new text. */
+  text?: string;
+  /** `edited`: ISO-8601 UTC. */
+  editedAt?: string;
+  /** `reaction`: the emoji. */
+  emoji?: string;
+  /** `reaction`: added (true) or removed. */
+  on?: boolean;
+}
+
+/** Why a change was refused. */
+export type ChangeRefusal =
+  /** No such message in the conversation (trimmed, never sent, or deleted for edit and react). */
+  | "unknown_message"
+  /** Edit or delete of someone else's message. */
+  | "forbidden"
+  /** An edit after the edit window. */
+  | "too_late"
+  /** A new emoji on a message that has `MAX_REACTIONS` different ones. */
+  | "too_many_reactions";
+
+/**
+ * What {@link Store.change} did: applied (with what to tell everyone), or
+ * nothing to do (`applied: null`: a reaction that is already so, a delete of
+ * a tombstone), or refused.
+ */
+export type ChangeResult =
+  | { ok: true; applied: Applied | null }
+  | { ok: false; refusal: ChangeRefusal };
+
 /** Which page of a conversation to read. */
 export interface PageQuery {
-  /** Only messages with a smaller id (the newest `limit` of them). */
+  /** Only messages with a smaller id (the newest `limit` of them), oldest first. */
   before?: number;
-  /** Only messages with a larger id (the oldest `limit` of them). */
+  /**
+   * Every message created or changed after this position (`seq`), in its
+   * current state, by `seq` (the `limit` lowest), instead of by id.
+   */
   since?: number;
   /** Largest number of messages to return. */
   limit: number;
 }
 
-/** A page of messages, oldest first. */
+/** A page of messages, oldest first (by `seq` for a `since` page). */
 export interface Page {
-  /** The messages, oldest first. */
+  /** The messages, in their current state. */
   messages: ChatMessage[];
   /** More messages exist beyond this page in the direction asked. */
   more: boolean;
-  /** `since` is older than what the store still keeps: some messages are gone. */
+  /**
+   * Changes after `since` are no longer all known: messages that changed
+   * (or were created) after it are gone (retention, the per-conversation cap).
+   */
   gap: boolean;
+  /**
+   * The position the page brings a reader up to: for a `since` page with
+   * `more`, the last message's `seq`; otherwise the conversation's `seq` as
+   * the page was read (0 for a conversation that never had a message).
+   */
+  seq: number;
 }
 
 /** Where a search looks. */
@@ -145,7 +239,16 @@ export interface Store {
    * ```
    */
   appendOnce(draft: Draft & { ref: string }): Promise<Appended>;
-  /** A page of a conversation's history, oldest first. */
+  /**
+   * Applies a change to a message, checking it (author, existence,
+   * `MAX_REACTIONS`) in the same atomic step (also across nodes).
+   * Changes and appends of a conversation resolve in `seq` order; an applied
+   * change is durable when it resolves, like an append.
+   */
+  change(change: Change): Promise<ChangeResult>;
+  /** One message in its current state (tombstones included), or null when not kept. */
+  message(conv: string, id: number): Promise<ChatMessage | null>;
+  /** A page of a conversation's history (see {@link PageQuery}). */
   page(conv: string, query: PageQuery): Promise<Page>;
   /** Messages matching every word of `q`, newest first, within `scope`. */
   search(q: string, scope: SearchScope): Promise<ChatMessage[]>;
@@ -171,7 +274,11 @@ export interface Store {
    * already, or does not exist (no room is created).
    */
   setTopic(room: string, topic: string): Promise<boolean>;
-  /** The user's rooms and DM conversations with newest id and read marker. */
+  /**
+   * The user's rooms and DM conversations with newest id, `seq`, read marker
+   * and unread count (messages of others after the marker, not deleted, up
+   * to `UNREAD_CAP`).
+   */
   conversations(user: string): Promise<Conversation[]>;
   /** Moves the user's read marker of `conv` forward to `id` (never back); resolves the marker. */
   setRead(user: string, conv: string, id: number): Promise<number>;
@@ -239,6 +346,32 @@ export interface Store {
   sessionRevoked(session: string, now: number): Promise<boolean>;
   /** Makes everything written so far durable and releases the backend. */
   close(): Promise<void>;
+}
+
+/**
+ * Refreshes the `replyTo` of `messages` from the originals' current state:
+ * the snippet follows edits, and a deleted original says so. `originals`
+ * reads the kept originals by id (missing ones keep the snippet they were
+ * sent with). Returns new message objects where something changed.
+ */
+export async function refreshReplies(
+  messages: ChatMessage[],
+  originals: (ids: number[]) => Promise<Map<number, ChatMessage>> | Map<number, ChatMessage>,
+): Promise<ChatMessage[]> {
+  const ids = [...new Set(messages.flatMap((m) => m.replyTo ? [m.replyTo.id] : []))];
+  if (ids.length === 0) return messages;
+  const found = await originals(ids);
+  return messages.map((m) => {
+    const o = m.replyTo && found.get(m.replyTo.id);
+    return o ? { ...m, replyTo: replyRef(o) } : m;
+  });
+}
+
+/** What a reply to `original` carries about it, as the original is now. */
+export function replyRef(original: ChatMessage): ReplyRef {
+  return original.deleted
+    ? { id: original.id, from: original.from, snippet: "", deleted: true }
+    : { id: original.id, from: original.from, snippet: snippetOf(original.text) };
 }
 
 /** Splits a DM conversation key `@a:b` into its two users. */

@@ -1,0 +1,169 @@
+/**
+ * Changes to messages that exist: `edit`, `delete` and `react`. Each is
+ * checked against the conversation (the user must be in it), handed to the
+ * broker, which applies it in the store and delivers it to every node in the
+ * conversation's `seq` order, and answered with an `error` when the store
+ * refused it. The frames every member receives are built by
+ * {@link changeFrame}.
+ *
+ * @module
+ */
+import type { Origin } from "../broker/broker.ts";
+import {
+  type ChangeFrame,
+  type ClientFrame,
+  FrameError,
+  MAX_REACTIONS,
+  type Target,
+} from "../../protocol.ts";
+import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
+import type { Conn, User } from "./conn.ts";
+import type { NodeContext } from "./context.ts";
+import { peerOf } from "./frames.ts";
+
+/** What {@link Changes} needs from the node. */
+export interface ChangesContext extends NodeContext {
+  /** The conversation of a frame's target, checked (see `Commands.conv`). */
+  conv: (user: User, frame: Target, ref?: string) => Promise<{ conv: string; target: Target }>;
+  /** Milliseconds after sending during which a message may be edited; absent: no limit. */
+  editWindow?: number;
+}
+
+/** Handlers of `edit`, `delete` and `react`. */
+export class Changes {
+  #ctx: ChangesContext;
+
+  /** Handles changes with what `ctx` gives. */
+  constructor(ctx: ChangesContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Replaces the text of the user's own message. */
+  async edit(conn: Conn, frame: ClientFrame & { type: "edit" }): Promise<void> {
+    const user = conn.user!;
+    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    const window = this.#ctx.editWindow;
+    const change: Change = { kind: "edit", conv, id: frame.id, user: user.name, text: frame.text };
+    if (window !== undefined) change.sentAfter = this.#ctx.now() - window;
+    await this.#apply(conn, change, frame.ref);
+  }
+
+  /** Deletes the user's own message: a tombstone keeps its place. */
+  async delete(conn: Conn, frame: ClientFrame & { type: "delete" }): Promise<void> {
+    const user = conn.user!;
+    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    await this.#apply(conn, { kind: "delete", conv, id: frame.id, user: user.name }, frame.ref);
+  }
+
+  /** Adds or removes the user's reaction. */
+  async react(conn: Conn, frame: ClientFrame & { type: "react" }): Promise<void> {
+    const user = conn.user!;
+    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    await this.#apply(conn, {
+      kind: "react",
+      conv,
+      id: frame.id,
+      user: user.name,
+      emoji: frame.emoji,
+      on: frame.on,
+    }, frame.ref);
+  }
+
+  async #apply(conn: Conn, change: Change, ref?: string): Promise<void> {
+    const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
+    if (ref !== undefined) origin.ref = ref;
+    let result;
+    try {
+      result = await this.#ctx.broker.publishChange(change, origin);
+    } catch (err) {
+      this.#ctx.log.warn(
+        `Change by "${change.user}" to ${change.conv}#${change.id} not stored: ${
+          (err as Error).message
+        }`,
+      );
+      throw new FrameError(
+        "unavailable",
+        "The change was not saved: the server cannot store it right now, try again shortly",
+        ref,
+      );
+    }
+    if (!result.ok) throw refused(result.refusal, change, this.#ctx.editWindow, ref);
+  }
+}
+
+/** The error a refused change answers with. */
+function refused(
+  refusal: ChangeRefusal,
+  change: Change,
+  editWindow: number | undefined,
+  ref?: string,
+): FrameError {
+  const id = change.id;
+  switch (refusal) {
+    case "unknown_message":
+      return new FrameError(
+        "unknown_message",
+        change.kind === "delete"
+          ? `There is no message #${id} here`
+          : `There is no message #${id} here (or it was deleted)`,
+        ref,
+      );
+    case "forbidden":
+      return new FrameError(
+        "forbidden",
+        change.kind === "edit"
+          ? `Message #${id} is someone else's: only its author may edit it`
+          : `Message #${id} is someone else's: only its author may delete it`,
+        ref,
+      );
+    case "too_late":
+      return new FrameError(
+        "forbidden",
+        `Message #${id} can no longer be edited: messages may be edited for ${
+          Math.round((editWindow ?? 0) / 1000)
+        } seconds after sending`,
+        ref,
+      );
+    case "too_many_reactions":
+      return new FrameError(
+        "too_many_reactions",
+        `Message #${id} has ${MAX_REACTIONS} different reactions already: add to one of them`,
+        ref,
+      );
+  }
+}
+
+/**
+ * The frame every member is told of a change. In a DM, `to` is the other
+ * party as `viewer` sees it (as in the requests they send); in a room,
+ * `viewer` does not matter. Key order is fixed, so every node builds the
+ * same text.
+ */
+export function changeFrame(applied: Applied, viewer: string): ChangeFrame {
+  const target: Target = applied.conv.startsWith("@")
+    ? { to: peerOf(applied.conv, viewer) }
+    : { room: applied.conv };
+  switch (applied.kind) {
+    case "edited":
+      return {
+        type: "edited",
+        ...target,
+        id: applied.id,
+        text: applied.text!,
+        editedAt: applied.editedAt!,
+        seq: applied.seq,
+      };
+    case "deleted":
+      return { type: "deleted", ...target, id: applied.id, seq: applied.seq };
+    case "reaction":
+      return {
+        type: "reaction",
+        ...target,
+        id: applied.id,
+        emoji: applied.emoji!,
+        user: applied.user,
+        on: applied.on!,
+        seq: applied.seq,
+      };
+  }
+}
