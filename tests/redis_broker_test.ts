@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import type { BrokerEvent } from "../server/broker/broker.ts";
+import type { Appended, Change, ChangeResult } from "../server/store/store.ts";
 import { RedisBroker } from "../server/broker/redis.ts";
 import { memoryLogger } from "../server/log.ts";
 import { RedisStore } from "../server/store/redis.ts";
 import { brokerContract, type BrokerFixture, Received, said } from "./broker_contract.ts";
 import { waitUntil } from "./helpers.ts";
 import { RedisServer } from "./redis_helpers.ts";
+import { TcpProxy } from "./tcp_proxy.ts";
 
 /** A node of a chat on `redis`: its own store client and broker, closed in that order. */
 async function openNode(
-  redis: RedisServer,
+  redis: { url: string },
   options: { node?: string; heartbeat?: number; nodeTimeout?: number } = {},
 ): Promise<BrokerFixture & { log: ReturnType<typeof memoryLogger> }> {
   const log = memoryLogger();
@@ -108,4 +110,147 @@ Deno.test("RedisBroker.status is degraded while Redis is down, ok once it serves
   assert.deepEqual(await got.count(1), [event]);
   assert.match(a.log.lines.join("\n"), /Lost the connection to Redis/);
   assert.match(a.log.lines.join("\n"), /Reconnected to Redis|serves again/);
+});
+
+/** Where an event of conversation `conv` stands in its sequence (null: another conversation or kind). */
+function position(e: BrokerEvent, conv: string): number | null {
+  if (e.kind === "message" && e.conv === conv) return e.msg.id;
+  if (e.kind === "change" && e.applied.conv === conv) return e.applied.seq;
+  return null;
+}
+
+/** 30 messages, reactions and edits of `general`, from both nodes at once; message 1 exists. */
+function mixed(a: RedisBroker, b: RedisBroker): Promise<unknown>[] {
+  return Array.from({ length: 30 }, (_, i) => {
+    const node = i % 2 ? b : a;
+    const origin = { node: node.node, conn: i, ref: `k${i}` };
+    if (i % 3 === 0) return node.publishMessage(said("general", "bob", `m${i}`), origin);
+    const change: Change = i % 3 === 1
+      ? { kind: "react", conv: "general", id: 1, user: `u${i}`, emoji: "👍", on: true }
+      : { kind: "edit", conv: "general", id: 1, user: "alice", text: `edit ${i}` };
+    return node.publishChange(change, origin);
+  });
+}
+
+Deno.test("RedisBroker delivers changes made through one node to every node in seq order with the messages around them", async () => {
+  await using redis = await RedisServer.start();
+  await using a = await openNode(redis, { node: "a" });
+  await using b = await openNode(redis, { node: "b" });
+  const atA = new Received(a.broker), atB = new Received(b.broker);
+  const origin = { node: "a", conn: 0 };
+  const first = await a.broker.publishMessage(said("general", "alice", "first"), origin);
+  const results = await Promise.all(mixed(a.broker as RedisBroker, b.broker as RedisBroker));
+  const inB = await atB.settle(a.broker);
+  await atA.count(atB.events.length);
+  assert.deepEqual(atA.events, atB.events, "one order on every node");
+  assert.deepEqual(
+    inB.map((e) => position(e, "general")),
+    Array.from({ length: 31 }, (_, i) => i + 1),
+    "messages and changes by position",
+  );
+  assert.deepEqual(inB[0], { kind: "message", conv: "general", msg: first.msg, origin });
+  // Each delivery is what its caller was answered, with the caller's origin.
+  results.forEach((r, i) => {
+    const delivered = inB.find((e) =>
+      (e.kind === "message" || e.kind === "change") && e.origin?.ref === `k${i}`
+    );
+    const node = i % 2 ? "b" : "a";
+    const ref = { node, conn: i, ref: `k${i}` };
+    if (i % 3 === 0) {
+      const { msg } = r as Appended;
+      assert.deepEqual(delivered, { kind: "message", conv: "general", msg, origin: ref });
+    } else {
+      const change = r as ChangeResult;
+      assert.ok(change.ok && change.applied);
+      assert.deepEqual(delivered, { kind: "change", applied: change.applied, origin: ref });
+    }
+  });
+  const edit = inB.findLast((e) => e.kind === "change" && e.applied.kind === "edited");
+  assert.ok(edit?.kind === "change");
+  assert.match(edit.applied.editedAt!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
+
+Deno.test("RedisBroker delivers a refused change, or one with nothing to do, nowhere", async () => {
+  await using redis = await RedisServer.start();
+  await using a = await openNode(redis, { node: "a" });
+  const got = new Received(a.broker);
+  const origin = { node: "a", conn: 1 };
+  await a.broker.publishMessage(said("general", "alice", "hi"), origin);
+  const react: Change = {
+    kind: "react",
+    conv: "general",
+    id: 1,
+    user: "bob",
+    emoji: "👍",
+    on: true,
+  };
+  assert.equal((await a.broker.publishChange(react, origin)).ok, true);
+  assert.deepEqual(await a.broker.publishChange(react, origin), { ok: true, applied: null });
+  assert.deepEqual(
+    await a.broker.publishChange({ kind: "delete", conv: "general", id: 1, user: "bob" }, origin),
+    { ok: false, refusal: "forbidden" },
+  );
+  assert.deepEqual(
+    (await got.settle(a.broker)).map((e) => e.kind),
+    ["message", "change"],
+  );
+});
+
+Deno.test("RedisBroker: a node cut off from Redis replays the changes it missed from the feed, in order", async () => {
+  await using redis = await RedisServer.start();
+  await using proxy = new TcpProxy(redis.port);
+  await using a = await openNode(redis, { node: "a", heartbeat: 50 });
+  await using b = await openNode(proxy, { node: "b", heartbeat: 50 });
+  const atA = new Received(a.broker), atB = new Received(b.broker);
+  await a.broker.publishMessage(said("general", "alice", "first"), { node: "a", conn: 0 });
+  await atB.count(1);
+  proxy.refuse = true;
+  await proxy.cut();
+  await waitUntil(() => b.broker.status === "degraded", "b lost Redis");
+  // Everything below happens while b hears nothing.
+  const both = mixed(a.broker as RedisBroker, a.broker as RedisBroker);
+  await Promise.all(both);
+  proxy.refuse = false;
+  await waitUntil(() => b.broker.status === "ok", "b is back");
+  const inB = await atB.settle(a.broker);
+  await atA.count(atB.events.length);
+  assert.deepEqual(atB.events, atA.events, "b caught up on exactly what a saw");
+  assert.deepEqual(
+    inB.map((e) => position(e, "general")),
+    Array.from({ length: 31 }, (_, i) => i + 1),
+  );
+  assert.equal(inB.filter((e) => e.kind === "change").length, 20);
+  assert.match(b.log.lines.join("\n"), /Reconnected to Redis/);
+});
+
+Deno.test("RedisBroker: a deleted message's text leaves the feed, and a node catching up skips it without a false alarm", async () => {
+  await using redis = await RedisServer.start();
+  await using proxy = new TcpProxy(redis.port);
+  await using a = await openNode(redis, { node: "a", heartbeat: 50 });
+  await using b = await openNode(proxy, { node: "b", heartbeat: 50 });
+  const atB = new Received(b.broker);
+  const origin = { node: "a", conn: 1 };
+  await a.broker.publishMessage(said("general", "alice", "before"), origin); // 1
+  await atB.count(1);
+  proxy.refuse = true;
+  await proxy.cut();
+  await waitUntil(() => b.broker.status === "degraded", "b lost Redis");
+  await a.broker.publishMessage(said("general", "alice", "secret-one"), origin); // 2
+  const edit = { kind: "edit", conv: "general", id: 2, user: "alice", text: "secret-two" } as const;
+  assert.equal((await a.broker.publishChange(edit, origin)).ok, true); // 3
+  const gone = await a.broker.publishChange(
+    { kind: "delete", conv: "general", id: 2, user: "alice" },
+    origin,
+  ); // 4
+  const after = await a.broker.publishMessage(said("general", "alice", "after"), origin); // 5
+  assert.doesNotMatch(await redis.cli("XRANGE", "contract:feed", "-", "+"), /secret/);
+  proxy.refuse = false;
+  await waitUntil(() => b.broker.status === "ok", "b is back");
+  const events = await atB.settle(a.broker);
+  assert.ok(gone.ok && gone.applied);
+  assert.deepEqual(events.slice(1), [
+    { kind: "change", applied: gone.applied, origin },
+    { kind: "message", conv: "general", msg: after.msg, origin },
+  ]);
+  assert.doesNotMatch(b.log.lines.join("\n"), /no longer in the feed/);
 });

@@ -188,7 +188,11 @@ Deno.test("RedisBroker: three nodes act as one chat", async (t) => {
       assert.equal(w.user, "alice");
       assert.deepEqual(w.rooms, ["design", "general", "ops"]);
       const ops = w.conversations.find((x) => x.room === "ops");
-      assert.deepEqual(ops, { room: "ops", last: 90, read: 42 });
+      // Unread: what others sent after the marker (however the senders interleaved).
+      alice.send({ type: "history", room: "ops", since: 42, limit: 100 });
+      const after = await alice.next<F<"history">>("history");
+      const unread = after.messages.filter((m) => m.id > 42 && m.from !== "alice").length;
+      assert.deepEqual(ops, { room: "ops", last: 90, read: 42, seq: 90, unread });
       const forged = await TestClient.connect(n1.ws);
       clients.push(forged as Client);
       forged.send({ type: "auth", token: alice.welcome.token.slice(0, -2) + "xx" });

@@ -6,17 +6,21 @@
  *   the order it executed the publishes, so every node sees one order. The
  *   hub delivers each event to its own connections only (a DM reaches only
  *   its two users' connections, wherever they are).
- * - **Messages** are stored and published by one Lua script
- *   ({@link RedisStore.appendAndPublish}): id, stream entry, feed entry and
- *   publish happen as one step, and the sender is acknowledged only after
- *   Redis has done all of it. A resend (same sender and ref, see
- *   `Store.appendOnce`) is recognized in that same step and published nowhere.
+ * - **Messages and changes** are stored and published by one Lua script
+ *   each ({@link RedisStore.appendAndPublish}, {@link RedisStore.changeAndPublish}):
+ *   position, stored state, feed entry and publish happen as one step, so
+ *   every node receives a conversation's messages and changes in `seq` order,
+ *   and the sender is acknowledged only after Redis has done all of it. A
+ *   resend (same sender and ref, see `Store.appendOnce`) is recognized in
+ *   that same step and published nowhere; so is a refused change.
  * - **No gaps, no duplicates.** Every event except typing gets a number from
  *   `evseq` and is kept in the capped stream `feed`. A node delivers event
  *   `n` only after `n - 1`; when one is missing (its subscription dropped, or
  *   a publish was missed) it reads the gap from the feed first, and it drops
  *   numbers it has delivered already. After reconnecting it reads everything
- *   past its last number.
+ *   past its last number. Deleting a message removes the feed entries that
+ *   hold its text (its creation, its edits): those holes are skipped quietly,
+ *   only entries the cap trimmed count as missed.
  * - **Presence.** Each node keeps `node:<id>` (expiring after `nodeTimeout`)
  *   and `online:<id>` (its users) fresh with a heartbeat and announces
  *   changes at once; a node whose key expired is removed by the next
@@ -34,7 +38,7 @@
  *
  * @module
  */
-import type { Broker, BrokerEvent, BrokerHandler, Origin } from "./broker.ts";
+import type { Broker, BrokerEvent, BrokerHandler, ChangeEvent, Origin } from "./broker.ts";
 import type { Logger } from "../log.ts";
 import {
   closeRedis,
@@ -46,8 +50,8 @@ import {
   type Reply,
   Script,
 } from "./redis_client.ts";
-import { type RedisStore, toMessage } from "../store/redis.ts";
-import type { Appended, Draft } from "../store/store.ts";
+import { type RedisStore, toApplied, toMessage } from "../store/redis.ts";
+import type { Appended, Change, ChangeResult, Draft } from "../store/store.ts";
 
 /**
  * Numbers a non-message event, keeps it in the feed and publishes it.
@@ -164,20 +168,30 @@ interface RemoteNode {
 const CATCH_UP = Symbol("catch up");
 type Item = string | typeof CATCH_UP;
 
-/** Splits a channel payload `seq\nid\nms\njson`. */
+/**
+ * Splits a channel payload `seq\nid\nms\njson`: a message's id and time are
+ * given by the script that stored it (the event JSON is the draft's), other
+ * events have neither. A change's `applied` was written by Lua's cjson, in
+ * any key order: it gets `Applied`'s.
+ */
 function parsePayload(payload: string): { seq: number | null; event: BrokerEvent | Internal } {
   const a = payload.indexOf("\n");
   const b = payload.indexOf("\n", a + 1);
   const c = payload.indexOf("\n", b + 1);
   const seq = a === 0 ? null : Number(payload.slice(0, a));
   const json = JSON.parse(payload.slice(c + 1));
-  if (b === a + 1) return { seq, event: json };
+  if (b === a + 1) {
+    if (json.kind !== "change") return { seq, event: json };
+    const change: ChangeEvent = { kind: "change", applied: toApplied(json.applied) };
+    if (json.origin) change.origin = json.origin;
+    return { seq, event: change };
+  }
   const id = Number(payload.slice(a + 1, b));
   const ms = Number(payload.slice(b + 1, c));
   const event: BrokerEvent = {
     kind: "message",
     conv: json.conv,
-    msg: toMessage(id, ms, json.room, json.to, json.from, json.text),
+    msg: toMessage(id, ms, json.room, json.to, json.from, json.text, json.replyTo),
   };
   if (json.origin) event.origin = json.origin;
   return { seq, event };
@@ -370,7 +384,7 @@ export class RedisBroker implements Broker {
    * message already stored is neither stored nor published again, so nodes
    * racing the same resend store it once.
    */
-  async publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
+  publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
     const json = JSON.stringify({
       kind: "message",
       conv: draft.conv,
@@ -378,13 +392,27 @@ export class RedisBroker implements Broker {
       to: draft.to,
       from: draft.from,
       text: draft.text,
+      replyTo: draft.replyTo,
       origin,
     });
-    const { msg, fresh } = await this.#store.appendAndPublish(
+    // As many promise steps as publishChange: a conversation's messages and
+    // changes resolve in the order Redis ran them.
+    return this.#store.appendAndPublish(
       origin.ref === undefined ? draft : { ...draft, ref: origin.ref },
       { channel: this.#channel, feedLength: this.#feedLength, json },
-    );
-    return { msg, fresh };
+    ).then(({ msg, fresh }) => ({ msg, fresh }));
+  }
+
+  /**
+   * Applies the change and publishes it in one script; resolves once Redis
+   * did both (a refusal, or a change with nothing to do, is published nowhere).
+   */
+  publishChange(change: Change, origin: Origin): Promise<ChangeResult> {
+    return this.#store.changeAndPublish(change, {
+      channel: this.#channel,
+      feedLength: this.#feedLength,
+      origin: JSON.stringify(origin),
+    }).then((r) => r);
   }
 
   /** Publishes an event to every node; typing is not kept (it is stale by the time anyone catches up). */
@@ -482,23 +510,15 @@ export class RedisBroker implements Broker {
         return false;
       }
       if (entries.length === 0) {
-        this.#log.error(
-          `Events ${
-            this.#lastSeq! + 1
-          }-${to} are no longer in the feed: some live updates were missed (history is complete)`,
-        );
+        if (!await this.#hole(this.#lastSeq! + 1, to)) return false;
         this.#lastSeq = to;
         break;
       }
       for (const entry of entries) {
         const [id, fields] = entry as [string, string[]];
         const seq = parseInt(id);
-        if (seq > this.#lastSeq! + 1) {
-          this.#log.error(
-            `Events ${this.#lastSeq! + 1}-${
-              seq - 1
-            } are no longer in the feed: some live updates were missed (history is complete)`,
-          );
+        if (seq > this.#lastSeq! + 1 && !await this.#hole(this.#lastSeq! + 1, seq - 1)) {
+          return false;
         }
         this.#lastSeq = seq;
         try {
@@ -507,6 +527,35 @@ export class RedisBroker implements Broker {
           this.#log.error(`Ignoring a malformed event from Redis: ${(err as Error).message}`);
         }
       }
+    }
+    return true;
+  }
+
+  /**
+   * Events `from`-`to` are missing from the feed: says so for those its cap
+   * trimmed, which are lost to this node. The others are entries of messages
+   * deleted since (their text must not stay in Redis): nothing was missed,
+   * their `deleted` change follows. Trimming removes the oldest entries only,
+   * so the feed's first entry tells one from the other. False if Redis failed.
+   */
+  async #hole(from: number, to: number): Promise<boolean> {
+    let first: Reply[];
+    try {
+      first = await command(
+        this.#cmd,
+        ["XRANGE", `${this.#prefix}feed`, "-", "+", "COUNT", "1"],
+        this.#timeout,
+      ) as Reply[];
+    } catch (err) {
+      this.#log.warn(`Could not catch up from Redis yet: ${(err as Error).message}`);
+      return false;
+    }
+    const kept = first.length > 0 ? parseInt((first[0] as [string])[0]) : Infinity;
+    const lost = Math.min(to, kept - 1);
+    if (lost >= from) {
+      this.#log.error(
+        `Events ${from}-${lost} are no longer in the feed: some live updates were missed (history is complete)`,
+      );
     }
     return true;
   }

@@ -14,6 +14,7 @@ import {
   SocketClosedUnexpectedlyError,
   SocketTimeoutError,
 } from "redis";
+import { createHash } from "node:crypto";
 import type { Logger } from "../log.ts";
 
 /** A node-redis client. */
@@ -467,23 +468,60 @@ export async function command(
   }
 }
 
+/** Per client: how many times it (re)connected, so a script sent before a reconnection counts as unsent. */
+const connections = new WeakMap<RedisClient, { n: number }>();
+
+/** The connection count of `client` (listening for reconnections from the first call on). */
+function connection(client: RedisClient): { n: number } {
+  let state = connections.get(client);
+  if (!state) {
+    const fresh = { n: 0 };
+    client.on("ready", () => fresh.n++);
+    connections.set(client, fresh);
+    state = fresh;
+  }
+  return state;
+}
+
 /**
- * A Lua script. It is sent whole with EVAL every time (Redis caches the
- * compiled script): EVALSHA with a fallback to EVAL on NOSCRIPT would let a
- * retried call overtake later ones, and callers rely on commands running in
- * the order they were sent.
+ * A Lua script. The first call on a connection sends it whole with EVAL
+ * (Redis compiles and caches it); later calls on that connection send only
+ * its SHA-1 with EVALSHA. A connection runs commands in the order they were
+ * sent, so the script is cached before any EVALSHA of it arrives, and calls
+ * keep their order. Sending the source every time would cost throughput:
+ * with `appendfsync always`, Redis syncs its file once per read of a socket,
+ * so the bytes per call bound the calls per sync.
+ *
+ * A call that still meets NOSCRIPT (the first EVAL was refused before Redis
+ * compiled it, e.g. `BUSY`, or an operator ran `SCRIPT FLUSH`) is sent
+ * again whole; only then may it run after calls sent later.
  */
 export class Script {
   /** The Lua source. */
   readonly source: string;
+  /** Its SHA-1 (hex), as Redis names it. */
+  readonly sha: string;
+  /** Per client: its connection count when the source was last sent. */
+  #sent = new WeakMap<RedisClient, number>();
 
   /** Wraps Lua source. */
   constructor(source: string) {
     this.source = source;
+    this.sha = createHash("sha1").update(source).digest("hex");
   }
 
   /** Runs the script with no keys and `args` as ARGV. */
-  run(client: RedisClient, args: string[], timeout: number): Promise<Reply> {
-    return command(client, ["EVAL", this.source, "0", ...args], timeout);
+  async run(client: RedisClient, args: string[], timeout: number): Promise<Reply> {
+    const n = connection(client).n;
+    if (this.#sent.get(client) !== n) {
+      this.#sent.set(client, n);
+      return await command(client, ["EVAL", this.source, "0", ...args], timeout);
+    }
+    try {
+      return await command(client, ["EVALSHA", this.sha, "0", ...args], timeout);
+    } catch (err) {
+      if (!(err instanceof ErrorReply) || replyCode(err) !== "NOSCRIPT") throw err;
+      return await command(client, ["EVAL", this.source, "0", ...args], timeout);
+    }
   }
 }

@@ -1,33 +1,48 @@
 /**
  * The Redis store (`--redis`): the chat's durable state, shared by every
- * node. Each conversation's history is a Redis Stream capped at `keep`
- * entries whose stream ids are the message ids (`17-0`), so `before`/`since`
- * are plain range reads and the oldest kept id says whether `since` has a gap.
+ * node. Each conversation keeps its messages in their current state (a hash
+ * of JSON by id) with two sorted sets beside it: by id (for `before` pages and
+ * the cap of `keep` messages) and by `seq`, the position of each message's
+ * latest change (for `since` pages). Everything that checks and writes runs
+ * in one Lua script, so nodes sharing the Redis never see half a change.
  *
  * Keys (all under `prefix`, `chat:` by default):
  *
- * | key              | type   | holds                                                        |
- * | ---------------- | ------ | ------------------------------------------------------------ |
- * | `seq`            | hash   | conversation → newest message id                             |
- * | `ms`             | hash   | conversation → newest timestamp (ms)                         |
- * | `log:<conv>`     | stream | the kept messages of a conversation                          |
- * | `dms:<user>`     | set    | DM conversation keys the user is in                          |
- * | `rooms`          | hash   | room → creator                                               |
- * | `topics`         | hash   | room → topic (rooms without one are not listed)              |
- * | `created`        | hash   | user → number of rooms created                               |
- * | `members:<room>` | set    | members of a room                                            |
- * | `in:<user>`      | set    | rooms of a user                                              |
- * | `read:<user>`    | hash   | conversation → read marker                                   |
- * | `users`          | set    | users who ever signed in                                     |
- * | `seen`           | hash   | lower-cased name → when last seen (ms)                       |
- * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen |
- * | `claims`         | zset   | lower-cased claimed name → seen (ms)                         |
- * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then           |
- * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref     |
- * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)        |
+ * | key              | type   | holds                                                            |
+ * | ---------------- | ------ | ---------------------------------------------------------------- |
+ * | `schema`         | string | layout version (`2`); set once data of older layouts is migrated |
+ * | `seq`            | hash   | conversation → its position: latest message or change            |
+ * | `last`           | hash   | conversation → newest message id                                 |
+ * | `trimmed`        | hash   | conversation → highest `seq` of any message dropped              |
+ * | `ms`             | hash   | conversation → newest timestamp (ms)                             |
+ * | `m:<conv>`       | hash   | message id → the message as JSON, in its current state           |
+ * | `ids:<conv>`     | zset   | kept message ids (score: id)                                     |
+ * | `revs:<conv>`    | zset   | kept message ids (score: `seq` of the latest change)             |
+ * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
+ * | `rooms`          | hash   | room → creator                                                   |
+ * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
+ * | `created`        | hash   | user → number of rooms created                                   |
+ * | `members:<room>` | set    | members of a room                                                |
+ * | `in:<user>`      | set    | rooms of a user                                                  |
+ * | `read:<user>`    | hash   | conversation → read marker                                       |
+ * | `users`          | set    | users who ever signed in                                         |
+ * | `seen`           | hash   | lower-cased name → when last seen (ms)                           |
+ * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen     |
+ * | `claims`         | zset   | lower-cased claimed name → seen (ms)                             |
+ * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then               |
+ * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref         |
+ * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)            |
  *
- * The broker's keys (`evseq`, `feed`, `node:*`, `online:*`, `nodes`) live
- * under the same prefix; see `redis_broker.ts`.
+ * A stored message is `{id, seq, room | to, from, text, ms, edited?,
+ * deleted?, reactions?, replyTo?, ev?}` with `ms` the time in milliseconds,
+ * `reactions` a list of `[emoji, [user…]]` (a JSON object would lose the
+ * order in Lua) and `ev` the numbers of the broker's feed entries that hold a
+ * text of it (its creation, its edits): deleting the message deletes them,
+ * so its text is gone from Redis, not only from its history. The previous layout (`log:<conv>` streams) is converted at
+ * connect (see {@link RedisStore.connect}).
+ *
+ * The broker's keys (`evseq`, `feed`, `epoch`, `node:*`, `online:*`,
+ * `nodes`) live under the same prefix; see `server/broker/redis.ts`.
  *
  * Why this file is over 600 lines: every method is a Lua script beside the
  * few lines that call it, and the scripts share one key layout (see
@@ -35,7 +50,13 @@
  *
  * @module
  */
-import type { ChatMessage, Conversation } from "../../protocol.ts";
+import {
+  type ChatMessage,
+  type Conversation,
+  MAX_REACTIONS,
+  type ReplyRef,
+  UNREAD_CAP,
+} from "../../protocol.ts";
 import {
   closeRedis,
   command,
@@ -46,6 +67,10 @@ import {
 } from "../broker/redis_client.ts";
 import {
   type Appended,
+  type Applied,
+  type Change,
+  type ChangeRefusal,
+  type ChangeResult,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -55,6 +80,7 @@ import {
   type PageQuery,
   type RecentQuery,
   REF_WINDOW,
+  refreshReplies,
   type RoomInfo,
   type SearchScope,
   searchWords,
@@ -62,12 +88,80 @@ import {
 } from "./store.ts";
 import { Slice } from "./time_slice.ts";
 
+/** The key layout this file reads and writes (see the module's table). */
+const SCHEMA = "2";
+
 /**
- * Gives a message the next id of its conversation and Redis's clock (never
- * earlier than the conversation's previous message), appends it to the capped
- * stream, and, when a channel is given, numbers it in the event feed, keeps it
- * there and publishes it: one atomic step, so every node sees a conversation's
- * messages in id order.
+ * Lua: the conversation's clock, read from Redis (`TIME`) and never earlier
+ * than its previous message or change (a clock stepped back must not make
+ * times go backwards). Writes it back.
+ */
+const CLOCK_LUA = `
+local function clock(p, conv)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local prev = tonumber(redis.call('HGET', p .. 'ms', conv) or '0')
+  if ms < prev then ms = prev end
+  redis.call('HSET', p .. 'ms', conv, ms)
+  return ms
+end
+`;
+
+/**
+ * Lua: drops the oldest messages past `keep` and raises the `trimmed`
+ * watermark to the highest `seq` among them (a message changed lately may be
+ * dropped with a `seq` above messages still kept).
+ */
+const CAP_LUA = `
+local function cap(p, conv, keep)
+  local ids, revs = p .. 'ids:' .. conv, p .. 'revs:' .. conv
+  local over = redis.call('ZCARD', ids) - keep
+  if over <= 0 then return end
+  local gone = redis.call('ZPOPMIN', ids, over)
+  local top = tonumber(redis.call('HGET', p .. 'trimmed', conv) or '0')
+  for i = 1, #gone, 2 do
+    local s = tonumber(redis.call('ZSCORE', revs, gone[i]) or '0')
+    if s > top then top = s end
+    redis.call('HDEL', p .. 'm:' .. conv, gone[i])
+    redis.call('ZREM', revs, gone[i])
+  end
+  redis.call('HSET', p .. 'trimmed', conv, top)
+end
+`;
+
+/**
+ * Lua: ISO-8601 UTC of a time in ms (`2025-01-02T03:04:05.678Z`), as
+ * JavaScript's `toISOString` writes it (Redis's Lua has no `os.date`).
+ * Days to a civil date after Howard Hinnant's `civil_from_days`.
+ */
+const ISO_LUA = `
+local function iso(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem / 60) % 60, rem % 60, ms % 1000)
+end
+`;
+
+/**
+ * Gives a message the next position of its conversation as its id (and
+ * `seq`) and Redis's clock (never earlier than the conversation's previous
+ * message), keeps it (dropping the oldest past `keep`), and, when a channel
+ * is given, numbers it in the event feed, keeps it there and publishes it:
+ * one atomic step, so every node sees a conversation's messages and changes
+ * in `seq` order.
  *
  * With a ref, the sender's latest refs are checked first (when `once` is 1)
  * and kept after: if the sender's latest message with the ref went to the
@@ -75,14 +169,17 @@ import { Slice } from "./time_slice.ts";
  * are returned and nothing is stored or published. Returns {id, ms, seq, fresh}.
  *
  * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
- * ref (or empty), once (1/0), refWindow, refTtl ms, fields… (the text last).
+ * ref (or empty), once (1/0), refWindow, refTtl ms, room (or empty), to (or
+ * empty), replyTo id (or empty), its from, its snippet, its deleted (1/0),
+ * text (last).
  */
-const APPEND = new Script(`
-local p, conv, ref = ARGV[1], ARGV[2], ARGV[10]
+const APPEND = new Script(
+  CLOCK_LUA + CAP_LUA + `
+local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[20]
 local sent, order, digest
 if ref ~= '' then
   sent, order = p .. 'sent:' .. ARGV[9], p .. 'sentq:' .. ARGV[9]
-  digest = redis.sha1hex(ARGV[#ARGV])
+  digest = redis.sha1hex(text)
   local prev = redis.call('HGET', sent, ref)
   if prev then
     local pid, pms, pdigest, pconv = string.match(prev, '^(%d+)\\n(%d+)\\n(%x+)\\n(.*)$')
@@ -93,19 +190,29 @@ if ref ~= '' then
   end
 end
 local id = redis.call('HINCRBY', p .. 'seq', conv, 1)
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prev = tonumber(redis.call('HGET', p .. 'ms', conv) or '0')
-if ms < prev then ms = prev end
-redis.call('HSET', p .. 'ms', conv, ms)
-redis.call('XADD', p .. 'log:' .. conv, 'MAXLEN', ARGV[3], id .. '-0', 'ms', ms, unpack(ARGV, 14))
-if ARGV[4] ~= '' then
-  redis.call('SADD', p .. 'dms:' .. ARGV[4], conv)
-  redis.call('SADD', p .. 'dms:' .. ARGV[5], conv)
+local ms = clock(p, conv)
+local msg = {id = id, seq = id, from = ARGV[9], text = text, ms = ms}
+if ARGV[14] ~= '' then msg.room = ARGV[14] else msg.to = ARGV[15] end
+if ARGV[16] ~= '' then
+  msg.replyTo = {id = tonumber(ARGV[16]), from = ARGV[17], snippet = ARGV[18]}
+  if ARGV[19] == '1' then msg.replyTo.deleted = true end
 end
 local seq = 0
 if ARGV[6] ~= '' then
   seq = redis.call('INCR', p .. 'evseq')
+  -- The feed entry holds the text: a delete removes it (see CHANGE).
+  msg.ev = {seq}
+end
+redis.call('HSET', p .. 'm:' .. conv, id, cjson.encode(msg))
+redis.call('ZADD', p .. 'ids:' .. conv, id, id)
+redis.call('ZADD', p .. 'revs:' .. conv, id, id)
+redis.call('HSET', p .. 'last', conv, id)
+cap(p, conv, tonumber(ARGV[3]))
+if ARGV[4] ~= '' then
+  redis.call('SADD', p .. 'dms:' .. ARGV[4], conv)
+  redis.call('SADD', p .. 'dms:' .. ARGV[5], conv)
+end
+if seq > 0 then
   local payload = seq .. '\\n' .. id .. '\\n' .. ms .. '\\n' .. ARGV[8]
   redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[7], seq .. '-0', 'p', payload)
   redis.call('PUBLISH', ARGV[6], payload)
@@ -120,28 +227,190 @@ if ref ~= '' then
   redis.call('PEXPIRE', order, ARGV[13])
 end
 return {id, ms, seq, 1}
+`,
+);
+
+/**
+ * Checks a change against the message's current state and applies it: the
+ * change takes the conversation's next position, which becomes the message's
+ * `seq`. When a channel is given, the change is numbered in the event feed,
+ * kept there and published as `{"kind":"change","applied":…,"origin":…}`, in
+ * the same step (as APPEND does for messages).
+ *
+ * Returns {1, appliedJson} when applied, {1} when there was nothing to do (a
+ * reaction that is already so, a delete of a tombstone), {0, refusal}.
+ *
+ * ARGV: prefix, conv, id, user, kind (edit/delete/react), text or emoji,
+ * on (1/0), sentAfter ms (or empty), maxReactions, channel (or empty),
+ * feedLength, origin JSON (or empty).
+ */
+const CHANGE = new Script(
+  CLOCK_LUA + ISO_LUA + `
+local p, conv, id, user, kind, arg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local mkey = p .. 'm:' .. conv
+local raw = redis.call('HGET', mkey, id)
+if not raw then return {0, 'unknown_message'} end
+local msg = cjson.decode(raw)
+if kind ~= 'react' and msg.from ~= user then return {0, 'forbidden'} end
+if msg.deleted then
+  if kind == 'delete' then return {1} end
+  return {0, 'unknown_message'}
+end
+if kind == 'edit' and ARGV[8] ~= '' and msg.ms < tonumber(ARGV[8]) then
+  return {0, 'too_late'}
+end
+local applied = {conv = conv, id = msg.id, user = user}
+if kind == 'react' then
+  local on = ARGV[7] == '1'
+  local list = msg.reactions or {}
+  local at, pos
+  for i = 1, #list do
+    if list[i][1] == arg then at = i end
+  end
+  if at then
+    for j = 1, #list[at][2] do
+      if list[at][2][j] == user then pos = j end
+    end
+  end
+  if (pos ~= nil) == on then return {1} end
+  if on and at then
+    table.insert(list[at][2], user)
+  elseif on then
+    if #list >= tonumber(ARGV[9]) then return {0, 'too_many_reactions'} end
+    list[#list + 1] = {arg, {user}}
+  else
+    table.remove(list[at][2], pos)
+    if #list[at][2] == 0 then table.remove(list, at) end
+  end
+  -- cjson writes an empty table as {}: no reactions is no field.
+  if #list > 0 then msg.reactions = list else msg.reactions = nil end
+  applied.kind, applied.emoji, applied.on = 'reaction', arg, on
+end
+local seq = redis.call('HINCRBY', p .. 'seq', conv, 1)
+local n = 0
+if ARGV[10] ~= '' then n = redis.call('INCR', p .. 'evseq') end
+if kind == 'edit' then
+  local ms = clock(p, conv)
+  if ms < msg.ms then ms = msg.ms end
+  msg.text, msg.edited = arg, iso(ms)
+  applied.kind, applied.text, applied.editedAt = 'edited', arg, msg.edited
+  if n > 0 then
+    -- Feed entries holding a text of the message, but those trimmed long ago.
+    local ev = {}
+    for _, e in ipairs(msg.ev or {}) do
+      if e > n - 2 * tonumber(ARGV[11]) then ev[#ev + 1] = e end
+    end
+    ev[#ev + 1] = n
+    msg.ev = ev
+  end
+elseif kind == 'delete' then
+  -- The text goes from the feed too: a node catching up skips these entries.
+  for _, e in ipairs(msg.ev or {}) do redis.call('XDEL', p .. 'feed', e .. '-0') end
+  msg = {id = msg.id, room = msg.room, to = msg.to, from = msg.from, text = '', ms = msg.ms,
+    deleted = true}
+  applied.kind = 'deleted'
+end
+msg.seq, applied.seq = seq, seq
+redis.call('HSET', mkey, id, cjson.encode(msg))
+redis.call('ZADD', p .. 'revs:' .. conv, seq, id)
+local json = cjson.encode(applied)
+if n > 0 then
+  local origin = ''
+  if ARGV[12] ~= '' then origin = ',"origin":' .. ARGV[12] end
+  local payload = n .. '\\n\\n\\n{"kind":"change","applied":' .. json .. origin .. '}'
+  redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[11], n .. '-0', 'p', payload)
+  redis.call('PUBLISH', ARGV[10], payload)
+end
+return {1, json}
+`,
+);
+
+/**
+ * A page: the conversation's position, its `trimmed` watermark and up to
+ * `n` messages (JSON), by `seq` after `since` or by id before `before`
+ * (newest first). ARGV: prefix, conv, mode (since/before), bound (a score:
+ * `(17` or `+inf`), n.
+ */
+const PAGE = new Script(`
+local p, conv = ARGV[1], ARGV[2]
+local out = {
+  redis.call('HGET', p .. 'seq', conv) or '0',
+  redis.call('HGET', p .. 'trimmed', conv) or '0',
+}
+local ids
+if ARGV[3] == 'since' then
+  ids = redis.call('ZRANGE', p .. 'revs:' .. conv, ARGV[4], '+inf', 'BYSCORE', 'LIMIT', 0, ARGV[5])
+else
+  ids = redis.call('ZRANGE', p .. 'ids:' .. conv, ARGV[4], '-inf', 'BYSCORE', 'REV',
+    'LIMIT', 0, ARGV[5])
+end
+for i = 1, #ids, 1000 do
+  local part = redis.call('HMGET', p .. 'm:' .. conv, unpack(ids, i, math.min(i + 999, #ids)))
+  for j = 1, #part do out[#out + 1] = part[j] end
+end
+return out
 `);
 
 /**
- * The oldest kept id (or newest + 1 when nothing is kept) and a range of
- * entries. ARGV: prefix, conv, command (XRANGE/XREVRANGE), start, end, count.
+ * Search: up to `n` kept messages (JSON) of a conversation with an id below
+ * a bound (a score: `(17` or `+inf`), newest first. ARGV: prefix, conv,
+ * bound, n. Exported for tests, which count what searches read.
  */
-const PAGE = new Script(`
-local key = ARGV[1] .. 'log:' .. ARGV[2]
-local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-local oldest
-if #first > 0 then
-  oldest = tonumber(string.match(first[1][1], '^(%d+)'))
-else
-  oldest = tonumber(redis.call('HGET', ARGV[1] .. 'seq', ARGV[2]) or '0') + 1
-end
-local entries = {}
-if ARGV[6] ~= '0' then
-  entries = redis.call(ARGV[3], key, ARGV[4], ARGV[5], 'COUNT', ARGV[6])
-end
-return {oldest, entries}
+export const SEARCH_CHUNK_READ = new Script(`
+local ids = redis.call('ZRANGE', ARGV[1] .. 'ids:' .. ARGV[2], ARGV[3], '-inf', 'BYSCORE', 'REV',
+  'LIMIT', 0, ARGV[4])
+if #ids == 0 then return {} end
+return redis.call('HMGET', ARGV[1] .. 'm:' .. ARGV[2], unpack(ids))
 `);
 
+/**
+ * Converts one conversation from the previous layout (a `log:<conv>` stream
+ * whose entry ids were the message ids, the counter being the newest id) to
+ * this one, and deletes the stream. Idempotent, so nodes starting together
+ * may both run it: once the stream is gone, a conversation that has a `last`
+ * is converted (or new) and left alone. ARGV: prefix, conv. Returns the
+ * number of messages converted.
+ */
+const MIGRATE = new Script(`
+local p, conv = ARGV[1], ARGV[2]
+local log = p .. 'log:' .. conv
+local counter = tonumber(redis.call('HGET', p .. 'seq', conv) or '0')
+if redis.call('EXISTS', log) == 0 then
+  if redis.call('HEXISTS', p .. 'last', conv) == 1 then return 0 end
+  -- A stream wiped (a released DM) or trimmed away: whatever was given out is gone.
+  redis.call('HSET', p .. 'last', conv, counter)
+  if counter > 0 then redis.call('HSET', p .. 'trimmed', conv, counter) end
+  return 0
+end
+local mkey, ids, revs = p .. 'm:' .. conv, p .. 'ids:' .. conv, p .. 'revs:' .. conv
+local entries = redis.call('XRANGE', log, '-', '+')
+local oldest = counter + 1
+for i, e in ipairs(entries) do
+  local id = string.match(e[1], '^(%d+)')
+  if i == 1 then oldest = tonumber(id) end
+  local msg = {id = tonumber(id), seq = tonumber(id)}
+  local f = e[2]
+  for j = 1, #f, 2 do
+    local k, v = f[j], f[j + 1]
+    if k == 'ms' then msg.ms = tonumber(v)
+    elseif k == 'r' then msg.room = v
+    elseif k == 't' then msg.to = v
+    elseif k == 'f' then msg.from = v
+    elseif k == 'x' then msg.text = v end
+  end
+  redis.call('HSETNX', mkey, id, cjson.encode(msg))
+  redis.call('ZADD', ids, 'NX', id, id)
+  redis.call('ZADD', revs, 'NX', id, id)
+end
+if counter > tonumber(redis.call('HGET', p .. 'last', conv) or '0') then
+  redis.call('HSET', p .. 'last', conv, counter)
+end
+if oldest - 1 > tonumber(redis.call('HGET', p .. 'trimmed', conv) or '0') then
+  redis.call('HSET', p .. 'trimmed', conv, oldest - 1)
+end
+redis.call('DEL', log)
+return #entries
+`);
 /** ARGV: prefix, user, room. Returns {added, created}. */
 const JOIN = new Script(`
 local p, user, room = ARGV[1], ARGV[2], ARGV[3]
@@ -200,25 +469,54 @@ end
 return 0
 `);
 
-/** ARGV: prefix, user. Returns {kind, conv, last, read, …} with kind r (room) or d (DM). */
+/**
+ * The user's conversations, each with its newest id, position, read marker
+ * and unread count: kept messages after the marker from others that are not
+ * deleted, counted up to a cap (a long unread run costs at most the cap).
+ * ARGV: prefix, user, cap. Returns {kind, conv, last, seq, read, unread, …}
+ * with kind r (room) or d (DM).
+ */
 const CONVERSATIONS = new Script(`
-local p, user = ARGV[1], ARGV[2]
+local p, user, cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
+local function unread(conv, read)
+  local ids, mkey = p .. 'ids:' .. conv, p .. 'm:' .. conv
+  local n, offset = 0, 0
+  while n < cap do
+    local chunk = redis.call('ZRANGE', ids, '(' .. read, '+inf', 'BYSCORE', 'LIMIT', offset, 128)
+    if #chunk == 0 then break end
+    local raws = redis.call('HMGET', mkey, unpack(chunk))
+    for i = 1, #raws do
+      if raws[i] then
+        local m = cjson.decode(raws[i])
+        if m.from ~= user and not m.deleted then
+          n = n + 1
+          if n >= cap then break end
+        end
+      end
+    end
+    offset = offset + #chunk
+  end
+  return n
+end
 local function add(kind, conv)
+  local read = redis.call('HGET', p .. 'read:' .. user, conv) or '0'
   out[#out + 1] = kind
   out[#out + 1] = conv
+  out[#out + 1] = redis.call('HGET', p .. 'last', conv) or '0'
   out[#out + 1] = redis.call('HGET', p .. 'seq', conv) or '0'
-  out[#out + 1] = redis.call('HGET', p .. 'read:' .. user, conv) or '0'
+  out[#out + 1] = read
+  out[#out + 1] = unread(conv, read)
 end
 for _, room in ipairs(redis.call('SMEMBERS', p .. 'in:' .. user)) do add('r', room) end
 for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do add('d', conv) end
 return out
 `);
 
-/** ARGV: prefix, user, conv, id. Moves the marker forward, never past the newest id. */
+/** ARGV: prefix, user, conv, id. Moves the marker forward, never past the newest message id. */
 const SET_READ = new Script(`
 local p, user, conv = ARGV[1], ARGV[2], ARGV[3]
-local last = tonumber(redis.call('HGET', p .. 'seq', conv) or '0')
+local last = tonumber(redis.call('HGET', p .. 'last', conv) or '0')
 local cur = tonumber(redis.call('HGET', p .. 'read:' .. user, conv) or '0')
 local want = tonumber(ARGV[4])
 if want > last then want = last end
@@ -252,7 +550,9 @@ return {1, ARGV[3], ARGV[4], now}
 
 /**
  * Releases a name held by a session and wipes what was private to it: its DM
- * streams (the `seq` counters stay, so ids continue), both parties' listing
+ * messages, from the broker's feed too (the `seq` counters stay, so ids
+ * continue, and `trimmed` rises to them: a reader of the old conversation
+ * has a gap), both parties' listing
  * and read markers of them, its own markers, its refs, its memberships, its
  * last-seen time and its `users` mark. ARGV: prefix, folded name, session,
  * seen-before (or empty).
@@ -271,7 +571,12 @@ redis.call('ZREM', p .. 'claims', folded)
 redis.call('HDEL', p .. 'seen', folded)
 for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
   local i = string.find(conv, ':', 1, true)
-  redis.call('DEL', p .. 'log:' .. conv)
+  -- Their texts leave the broker's feed too (as a delete's do).
+  for _, raw in ipairs(redis.call('HVALS', p .. 'm:' .. conv)) do
+    for _, e in ipairs(cjson.decode(raw).ev or {}) do redis.call('XDEL', p .. 'feed', e .. '-0') end
+  end
+  redis.call('DEL', p .. 'm:' .. conv, p .. 'ids:' .. conv, p .. 'revs:' .. conv)
+  redis.call('HSET', p .. 'trimmed', conv, redis.call('HGET', p .. 'seq', conv) or '0')
   for _, party in ipairs({string.sub(conv, 2, i - 1), string.sub(conv, i + 1)}) do
     redis.call('SREM', p .. 'dms:' .. party, conv)
     redis.call('HDEL', p .. 'read:' .. party, conv)
@@ -337,10 +642,12 @@ if tonumber(ARGV[3]) > held then redis.call('SET', key, ARGV[3], 'PXAT', ARGV[3]
 return 0
 `);
 
-/** Stream entries one search command reads (newest first). */
+/** Messages one search command reads (newest first). */
 const SEARCH_CHUNK = 256;
 /** Conversations a search reads at once. */
 const SEARCH_PARALLEL = 4;
+/** Conversations of the previous layout converted at once at connect. */
+const MIGRATE_CHUNK = 200;
 
 /** Options for {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -373,27 +680,47 @@ export interface PublishTarget {
   json: string;
 }
 
+/** Where {@link RedisStore.changeAndPublish} announces a change. */
+export interface ChangeTarget {
+  /** Pub/sub channel. */
+  channel: string;
+  /** Approximate number of events the feed keeps for nodes catching up. */
+  feedLength: number;
+  /** The event's `origin` as JSON, or empty for none. */
+  origin: string;
+}
+
 /** A message stored and published, or found stored (a resend, see {@link Store.appendOnce}). */
 export interface Published extends Appended {
   /** Its number in the event feed; 0 when nothing was published (`fresh` is false). */
   seq: number;
 }
 
-/** Builds a message from a stream entry `[id, [field, value, …]]`. */
-function fromEntry(entry: Reply): ChatMessage {
-  const [sid, fields] = entry as [string, string[]];
-  const f: Record<string, string> = {};
-  for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
-  return toMessage(parseInt(sid), Number(f.ms), f.r, f.t, f.f, f.x);
+/** A message as the scripts keep it in `m:<conv>` (see the module's documentation). */
+interface Stored {
+  id: number;
+  seq: number;
+  room?: string;
+  to?: string;
+  from: string;
+  text: string;
+  ms: number;
+  edited?: string;
+  deleted?: boolean;
+  reactions?: [string, string[]][];
+  replyTo?: ReplyRef;
+  /** Event feed entries that hold a text of the message (its own, its edits'): a delete removes them. */
+  ev?: number[];
 }
 
-/** The text of a stream entry's fields `[field, value, …]` (a value may look like a field name). */
-function textOf(fields: string[]): string {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === "x") return fields[i + 1];
-  return "";
+/** A reply reference with the wire's key order (Lua's cjson writes keys in any order). */
+function replyOf(r: ReplyRef): ReplyRef {
+  return r.deleted
+    ? { id: r.id, from: r.from, snippet: r.snippet, deleted: true }
+    : { id: r.id, from: r.from, snippet: r.snippet };
 }
 
-/** A message with the memory store's key order (the wire shows it). */
+/** A new message with the memory store's key order (the wire shows it). */
 export function toMessage(
   id: number,
   ms: number,
@@ -401,9 +728,41 @@ export function toMessage(
   to: string | undefined,
   from: string,
   text: string,
+  replyTo?: ReplyRef,
 ): ChatMessage {
   const ts = new Date(ms).toISOString();
-  return room !== undefined ? { id, room, from, text, ts } : { id, to, from, text, ts };
+  const msg: ChatMessage = room !== undefined
+    ? { id, seq: id, room, from, text, ts }
+    : { id, seq: id, to, from, text, ts };
+  if (replyTo) msg.replyTo = replyOf(replyTo);
+  return msg;
+}
+
+/** A message in its current state from its JSON in `m:<conv>`. */
+function fromStored(json: string): ChatMessage {
+  const s = JSON.parse(json) as Stored;
+  const ts = new Date(s.ms).toISOString();
+  const msg: ChatMessage = s.room !== undefined
+    ? { id: s.id, seq: s.seq, room: s.room, from: s.from, text: s.text, ts }
+    : { id: s.id, seq: s.seq, to: s.to, from: s.from, text: s.text, ts };
+  if (s.edited) msg.edited = s.edited;
+  if (s.deleted) msg.deleted = true;
+  if (s.reactions) msg.reactions = Object.fromEntries(s.reactions);
+  if (s.replyTo) msg.replyTo = replyOf(s.replyTo);
+  return msg;
+}
+
+/** An applied change with {@link Applied}'s key order, from the scripts' JSON. */
+export function toApplied(a: Applied): Applied {
+  const out: Applied = { kind: a.kind, conv: a.conv, id: a.id, seq: a.seq, user: a.user };
+  if (a.kind === "edited") {
+    out.text = a.text;
+    out.editedAt = a.editedAt;
+  } else if (a.kind === "reaction") {
+    out.emoji = a.emoji;
+    out.on = a.on;
+  }
+  return out;
 }
 
 /** A {@link Store} in Redis, shared by every node of a chat. */
@@ -415,7 +774,10 @@ export class RedisStore implements Store {
   #owns: boolean;
   #refTtl: number;
 
-  /** Uses a connected client (see {@link connectRedis}). */
+  /**
+   * Uses a connected client (see {@link connectRedis}). Data of an older key
+   * layout is converted by {@link migrate}, which {@link connect} runs.
+   */
   constructor(client: RedisClient, options: RedisStoreOptions = {}) {
     this.#client = client;
     this.#prefix = options.prefix ?? "chat:";
@@ -426,10 +788,12 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Connects to `url` and returns a store that owns its client.
+   * Connects to `url`, converts data written by an older version (see
+   * {@link migrate}) and returns a store that owns its client.
    *
    * @throws {RedisUnavailableError} with one actionable sentence when Redis
-   * cannot be used (yet: see its `transient`).
+   * cannot be used (yet: see its `transient`); an error reply (`LOADING`…)
+   * when it stopped answering meanwhile.
    */
   static async connect(
     url: string,
@@ -445,7 +809,44 @@ export class RedisStore implements Store {
       onError: options.onError,
       signal: options.signal,
     });
-    return new RedisStore(client, { ...options, ownsClient: true });
+    const store = new RedisStore(client, { ...options, ownsClient: true });
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+
+  /**
+   * Converts the history of the previous layout (one capped `log:<conv>`
+   * stream per conversation) to this one, once: `schema` records that it is
+   * done. The conversations are the fields of `seq` (every conversation that
+   * ever had a message has one), so no scan of the whole keyspace is needed.
+   * Each conversation is converted by one idempotent script, so nodes
+   * starting together may run this at the same time. Resolves the number of
+   * messages converted.
+   */
+  async migrate(): Promise<number> {
+    if (await this.#call(["GET", `${this.#prefix}schema`]) === SCHEMA) return 0;
+    let converted = 0;
+    let cursor = "0";
+    do {
+      const [next, flat] = await this.#call([
+        "HSCAN",
+        `${this.#prefix}seq`,
+        cursor,
+        "COUNT",
+        String(MIGRATE_CHUNK),
+      ]) as [string, string[]];
+      cursor = next;
+      for (let i = 0; i < flat.length; i += 2) {
+        converted += Number(await this.#run(MIGRATE, [flat[i]]));
+      }
+    } while (cursor !== "0");
+    await this.#call(["SET", `${this.#prefix}schema`, SCHEMA]);
+    return converted;
   }
 
   /** The client (the broker shares it for its commands). */
@@ -471,12 +872,15 @@ export class RedisStore implements Store {
     return script.run(this.#client, [this.#prefix, ...args], this.#timeout);
   }
 
-  async #append(draft: Draft, target?: PublishTarget, once = false): Promise<Published> {
+  // Appends and changes of a conversation must resolve in `seq` order: Redis
+  // answers in order, and every public method below reaches its caller
+  // through the same number of promise steps (one script run, two `then`s),
+  // so no answer overtakes an earlier one on its way out.
+
+  #append(draft: Draft, target?: PublishTarget, once = false): Promise<Published> {
     const pair = dmPair(draft.conv);
-    const fields = draft.room !== undefined
-      ? ["r", draft.room, "f", draft.from, "x", draft.text]
-      : ["t", draft.to!, "f", draft.from, "x", draft.text];
-    const reply = await this.#run(APPEND, [
+    const reply = draft.replyTo;
+    return this.#run(APPEND, [
       draft.conv,
       String(this.#keep),
       pair?.[0] ?? "",
@@ -489,22 +893,28 @@ export class RedisStore implements Store {
       once ? "1" : "0",
       String(REF_WINDOW),
       String(this.#refTtl),
-      ...fields,
-    ]) as number[];
-    const [id, ms, seq, fresh] = reply;
-    const msg = toMessage(id, ms, draft.room, draft.to, draft.from, draft.text);
-    return { msg, seq, fresh: fresh === 1 };
+      draft.room ?? "",
+      draft.room === undefined ? draft.to! : "",
+      reply ? String(reply.id) : "",
+      reply?.from ?? "",
+      reply?.snippet ?? "",
+      reply?.deleted ? "1" : "0",
+      draft.text,
+    ]).then((reply) => {
+      const [id, ms, seq, fresh] = reply as number[];
+      const msg = toMessage(id, ms, draft.room, draft.to, draft.from, draft.text, draft.replyTo);
+      return { msg, seq, fresh: fresh === 1 };
+    });
   }
 
   /** Appends a message; resolves once Redis has accepted it. */
-  async append(draft: Draft): Promise<ChatMessage> {
-    return (await this.#append(draft)).msg;
+  append(draft: Draft): Promise<ChatMessage> {
+    return this.#append(draft).then((p) => p.msg);
   }
 
   /** Appends unless the draft is a resend, in one script (see {@link Store.appendOnce}). */
-  async appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
-    const { msg, fresh } = await this.#append(draft, undefined, true);
-    return { msg, fresh };
+  appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    return this.#append(draft, undefined, true).then(({ msg, fresh }) => ({ msg, fresh }));
   }
 
   /**
@@ -514,39 +924,102 @@ export class RedisStore implements Store {
    * published again, and resolves that message with `fresh` false.
    */
   appendAndPublish(draft: Draft, target: PublishTarget): Promise<Published> {
-    return this.#append(draft, target, true);
+    return this.#append(draft, target, true).then((p) => p);
   }
 
-  /** A page of history from the conversation's stream. */
+  #change(change: Change, target?: ChangeTarget): Promise<ChangeResult> {
+    const [arg, on, sentAfter] = change.kind === "edit"
+      ? [change.text, "0", change.sentAfter === undefined ? "" : String(change.sentAfter)]
+      : change.kind === "react"
+      ? [change.emoji, change.on ? "1" : "0", ""]
+      : ["", "0", ""];
+    return this.#run(CHANGE, [
+      change.conv,
+      String(change.id),
+      change.user,
+      change.kind,
+      arg,
+      on,
+      sentAfter,
+      String(MAX_REACTIONS),
+      target?.channel ?? "",
+      String(target?.feedLength ?? 0),
+      target?.origin ?? "",
+    ]).then((reply): ChangeResult => {
+      const [ok, detail] = reply as [number, string?];
+      if (ok !== 1) return { ok: false, refusal: detail as ChangeRefusal };
+      return { ok: true, applied: detail === undefined ? null : toApplied(JSON.parse(detail)) };
+    });
+  }
+
+  /** Checks and applies a change in one script (see {@link Store.change}). */
+  change(change: Change): Promise<ChangeResult> {
+    return this.#change(change).then((r) => r);
+  }
+
+  /**
+   * Applies a change and, in the same script, numbers it in the event feed
+   * and publishes it (see the broker), as {@link appendAndPublish} does for
+   * messages: every node receives a conversation's messages and changes in
+   * `seq` order. A refusal or a change with nothing to do is published nowhere.
+   */
+  changeAndPublish(change: Change, target: ChangeTarget): Promise<ChangeResult> {
+    return this.#change(change, target).then((r) => r);
+  }
+
+  /** One message in its current state, or null when not kept. */
+  async message(conv: string, id: number): Promise<ChatMessage | null> {
+    const raw = await this.#call(["HGET", `${this.#prefix}m:${conv}`, String(id)]) as
+      | string
+      | null;
+    if (raw === null) return null;
+    return (await this.#refresh(conv, [fromStored(raw)]))[0];
+  }
+
+  /** Refreshes the replies among `messages` of `conv` from their originals, in one HMGET. */
+  #refresh(conv: string, messages: ChatMessage[]): Promise<ChatMessage[]> {
+    return refreshReplies(messages, async (ids) => {
+      const raws = await this.#call(
+        ["HMGET", `${this.#prefix}m:${conv}`, ...ids.map(String)],
+      ) as (string | null)[];
+      const found = new Map<number, ChatMessage>();
+      for (const raw of raws) {
+        if (raw === null) continue;
+        const msg = fromStored(raw);
+        found.set(msg.id, msg);
+      }
+      return found;
+    });
+  }
+
+  /** A page of history: by `seq` after `since`, or by id before `before` (see {@link PageQuery}). */
   async page(conv: string, query: PageQuery): Promise<Page> {
-    const n = String(query.limit + 1);
-    let args: string[];
-    if (query.since !== undefined) {
-      args = ["XRANGE", String(query.since + 1), "+", n];
-    } else if (query.before !== undefined) {
-      args = query.before <= 1 ? ["XREVRANGE", "+", "-", "0"] : [
-        "XREVRANGE",
-        String(query.before - 1),
-        "-",
-        n,
-      ];
-    } else {
-      args = ["XREVRANGE", "+", "-", n];
-    }
-    const [oldest, entries] = await this.#run(PAGE, [conv, ...args]) as [number, Reply[]];
-    let messages = entries.map(fromEntry);
-    const more = messages.length > query.limit;
-    if (more) messages = messages.slice(0, query.limit);
-    if (args[0] === "XREVRANGE") messages.reverse();
-    const gap = query.since !== undefined && query.since < oldest - 1;
-    return { messages, more, gap };
+    const { since, before, limit } = query;
+    const [counter, trimmed, ...raws] = await this.#run(PAGE, [
+      conv,
+      since !== undefined ? "since" : "before",
+      since !== undefined ? `(${since}` : before !== undefined ? `(${before}` : "+inf",
+      String(limit + 1),
+    ]) as string[];
+    let messages = raws.map(fromStored);
+    const more = messages.length > limit;
+    if (more) messages = messages.slice(0, limit);
+    if (since === undefined) messages.reverse();
+    messages = await this.#refresh(conv, messages);
+    return {
+      messages,
+      more,
+      gap: since !== undefined && since < Number(trimmed),
+      seq: since !== undefined && more ? messages.at(-1)?.seq ?? since : Number(counter),
+    };
   }
 
   /**
    * Scans the kept messages of the visible conversations, newest first: each
-   * stream is read in chunks and only until it gave `limit` matches, a few
-   * conversations at a time, and parsing yields to the event loop every few
-   * milliseconds, so neither Redis nor this node is held up by one search.
+   * conversation is read in chunks and only until it gave `limit` matches, a
+   * few conversations at a time, and parsing yields to the event loop every
+   * few milliseconds, so neither Redis nor this node is held up by one search.
+   * Deleted messages are never found (their text is gone anyway).
    */
   async search(q: string, scope: SearchScope): Promise<ChatMessage[]> {
     const words = searchWords(q);
@@ -561,7 +1034,8 @@ export class RedisStore implements Store {
     const worker = async () => {
       while (next < wanted.length) {
         const i = next++;
-        each[i] = await this.#scan(wanted[i], words, scope.limit, slice);
+        const found = await this.#scan(wanted[i], words, scope.limit, slice);
+        each[i] = await this.#refresh(wanted[i], found);
       }
     };
     await Promise.all(Array.from({ length: Math.min(SEARCH_PARALLEL, wanted.length) }, worker));
@@ -570,27 +1044,29 @@ export class RedisStore implements Store {
     return found.slice(0, scope.limit);
   }
 
-  /** The newest `limit` messages of `conv` that contain every word. */
+  /** The newest `limit` messages of `conv` that are not deleted and contain every word. */
   async #scan(conv: string, words: string[], limit: number, slice: Slice): Promise<ChatMessage[]> {
-    const key = `${this.#prefix}log:${conv}`;
     const found: ChatMessage[] = [];
-    let end = "+";
+    let bound = "+inf";
     while (found.length < limit) {
-      const entries = await this.#call(
-        ["XREVRANGE", key, end, "-", "COUNT", String(SEARCH_CHUNK)],
-      ) as [string, string[]][];
-      for (const entry of entries) {
-        const text = textOf(entry[1]).toLowerCase();
-        if (words.every((w) => text.includes(w))) {
-          found.push(fromEntry(entry));
+      const raws = await this.#run(SEARCH_CHUNK_READ, [conv, bound, String(SEARCH_CHUNK)]) as (
+        | string
+        | null
+      )[];
+      let oldest = 0;
+      for (const raw of raws) {
+        if (raw === null) continue;
+        const msg = fromStored(raw);
+        oldest = msg.id;
+        const text = msg.text.toLowerCase();
+        if (!msg.deleted && words.every((w) => text.includes(w))) {
+          found.push(msg);
           if (found.length >= limit) break;
         }
         if (slice.spent()) await slice.pause();
       }
-      const oldest = parseInt(entries.at(-1)?.[0] ?? "0");
-      if (entries.length < SEARCH_CHUNK || oldest <= 1) break;
-      // Stream ids are `<id>-0`: the next chunk ends just before the oldest read.
-      end = String(oldest - 1);
+      if (raws.length < SEARCH_CHUNK || oldest <= 1) break;
+      bound = `(${oldest}`;
     }
     return found;
   }
@@ -649,17 +1125,21 @@ export class RedisStore implements Store {
     return await this.#run(SET_TOPIC, [room, topic]) === 1;
   }
 
-  /** The user's rooms and DMs with newest ids and read markers. */
+  /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */
   async conversations(user: string): Promise<Conversation[]> {
-    const flat = await this.#run(CONVERSATIONS, [user]) as string[];
+    const flat = await this.#run(CONVERSATIONS, [user, String(UNREAD_CAP)]) as (
+      | string
+      | number
+    )[];
     const rooms: [string, Conversation][] = [];
     const dms: [string, Conversation][] = [];
-    for (let i = 0; i < flat.length; i += 4) {
-      const [kind, conv, last, read] = flat.slice(i, i + 4);
-      if (kind === "r") rooms.push([conv, { room: conv, last: Number(last), read: Number(read) }]);
+    for (let i = 0; i < flat.length; i += 6) {
+      const [kind, conv] = [String(flat[i]), String(flat[i + 1])];
+      const [last, seq, read, unread] = flat.slice(i + 2, i + 6).map(Number);
+      if (kind === "r") rooms.push([conv, { room: conv, last, read, seq, unread }]);
       else {
         const [a, b] = dmPair(conv)!;
-        dms.push([conv, { to: a === user ? b : a, last: Number(last), read: Number(read) }]);
+        dms.push([conv, { to: a === user ? b : a, last, read, seq, unread }]);
       }
     }
     const byKey = (x: [string, Conversation], y: [string, Conversation]) =>
