@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { MAX_PAGE, NAME_PATTERN } from "../protocol.ts";
+import { checkEmoji, MAX_PAGE, NAME_PATTERN } from "../protocol.ts";
 
 /** Messages `/history` shows when no number is given. */
 export const DEFAULT_HISTORY = 20;
@@ -20,6 +20,15 @@ export type Command =
   | { kind: "history"; limit: number }
   | { kind: "search"; q: string }
   | { kind: "passwd" }
+  /** Edit a message of the user's: `id`, or their last one here. */
+  | { kind: "edit"; id?: number; text: string }
+  /** Delete a message of the user's: `id`, or their last one here. */
+  | { kind: "delete"; id?: number }
+  /** Add a reaction, or take it back if the user already gave it. */
+  | { kind: "react"; id: number; emoji: string }
+  | { kind: "reply"; id: number; text: string }
+  /** Show or hide message ids. */
+  | { kind: "ids" }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "empty" }
@@ -37,15 +46,36 @@ export const COMMANDS_HELP = `Commands:
   /history [N]       Show the last N messages here (default ${DEFAULT_HISTORY}, at most ${MAX_PAGE})
   /search TEXT       Find messages containing every word of TEXT
   /passwd            Change your password (your other sessions are signed out)
+  /edit [ID] TEXT    Change your message ID (default: your last one here) to TEXT
+  /delete [ID]       Delete your message ID (default: your last one here)
+  /react ID EMOJI    React to message ID with EMOJI; again with the same EMOJI takes it back
+  /reply ID TEXT     Answer message ID, quoting it
+  /ids               Show or hide message ids (#41) in front of lines
   /help              Show this help
   /quit              Leave the chat (also Ctrl+D on an empty line)
-Anything else is sent as a message; start it with // to send a leading /.
+Anything else is sent as a message (Markdown: **bold**, _italic_, ~~struck~~, \`code\`,
+> quotes, - lists, [text](url)); start it with // to send a leading /.
 Keys: Left/Right, Home/End, Up/Down (input history), Ctrl+U/Ctrl+K/Ctrl+W erase.`;
 
 function nameProblem(value: string, what: string): string | null {
   return NAME_PATTERN.test(value)
     ? null
     : `Invalid ${what} "${value.slice(0, 40)}": use 1-32 letters, digits, - or _`;
+}
+
+/** A message id as typed: `41` or `#41`; `null` when it is not one. */
+export function parseId(word: string): number | null {
+  const m = /^#?(\d{1,15})$/.exec(word);
+  if (!m) return null;
+  const id = Number(m[1]);
+  return id >= 1 && Number.isSafeInteger(id) ? id : null;
+}
+
+/** `ID REST`: the id and the text after it (`null` when the first word is not an id). */
+function idAndText(rest: string): { id: number; text: string } | null {
+  const m = /^(\S+)(?:\s+([\s\S]*))?$/.exec(rest);
+  const id = m ? parseId(m[1]) : null;
+  return id === null ? null : { id, text: m![2] ?? "" };
 }
 
 /**
@@ -127,6 +157,53 @@ export function parseCommand(line: string): Command {
       return words.length === 0
         ? { kind: "passwd" }
         : { kind: "invalid", message: "Usage: /passwd (it asks for the passwords without echo)" };
+    case "edit": {
+      const usage = { kind: "invalid", message: "Usage: /edit [ID] TEXT" } as const;
+      if (rest.trim() === "") return usage;
+      const withId = idAndText(rest);
+      if (withId === null) return { kind: "edit", text: rest };
+      if (withId.text.trim() === "") {
+        return {
+          kind: "invalid",
+          message: `Usage: /edit [ID] TEXT (the new text of message #${withId.id} is missing)`,
+        };
+      }
+      return { kind: "edit", id: withId.id, text: withId.text };
+    }
+    case "delete":
+    case "del": {
+      if (words.length === 0) return { kind: "delete" };
+      const id = words.length === 1 ? parseId(words[0]) : null;
+      return id === null
+        ? {
+          kind: "invalid",
+          message: "Usage: /delete [ID], where ID is a message id (/ids shows them)",
+        }
+        : { kind: "delete", id };
+    }
+    case "react": {
+      const id = words.length === 2 ? parseId(words[0]) : null;
+      if (id === null) {
+        return { kind: "invalid", message: "Usage: /react ID EMOJI, e.g. /react 41 👍" };
+      }
+      try {
+        return { kind: "react", id, emoji: checkEmoji(words[1]) };
+      } catch {
+        return { kind: "invalid", message: `"${words[1].slice(0, 40)}" is not one emoji` };
+      }
+    }
+    case "reply":
+    case "re": {
+      const withId = idAndText(rest);
+      if (withId === null || withId.text.trim() === "") {
+        return { kind: "invalid", message: "Usage: /reply ID TEXT" };
+      }
+      return { kind: "reply", id: withId.id, text: withId.text };
+    }
+    case "ids":
+      return words.length === 0
+        ? { kind: "ids" }
+        : { kind: "invalid", message: "Usage: /ids (it takes no arguments)" };
     case "help":
     case "?":
       return { kind: "help" };

@@ -5,13 +5,15 @@
  *
  * @module
  */
-import type { ChatMessage, SystemFrame } from "../protocol.ts";
+import type { ChangeFrame, ChatMessage, ReplyRef, SystemFrame } from "../protocol.ts";
 import { CloseCode } from "../protocol.ts";
+import { plainText, renderMarkdown, strip } from "./markdown.ts";
 import { hostOf } from "./url.ts";
 
 /** Text styles; each is a pair of ANSI codes. */
 const STYLES = {
   dim: ["\x1b[2m", "\x1b[22m"],
+  italic: ["\x1b[3m", "\x1b[23m"],
   bold: ["\x1b[1m", "\x1b[22m"],
   cyan: ["\x1b[36m", "\x1b[39m"],
   green: ["\x1b[32m", "\x1b[39m"],
@@ -26,12 +28,6 @@ export type Style = keyof typeof STYLES;
 /** Wraps `text` in a style when `color` is on. */
 export function paint(style: Style, text: string, color: boolean): string {
   return color ? STYLES[style][0] + text + STYLES[style][1] : text;
-}
-
-/** Removes control characters a message could use to redraw the terminal. */
-export function clean(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, "").replace(/\n/g, "\n  ");
 }
 
 function pad(n: number): string {
@@ -60,34 +56,227 @@ export interface FormatOptions {
   me: string;
   /** The conversation on screen: its messages need no label. */
   here?: Place;
-  /** Use ANSI colors. @default {false} */
+  /**
+   * Use ANSI colors, and render Markdown with styles; without, the text
+   * shows as written. @default {false}
+   */
   color?: boolean;
+  /** Show message ids (`#41`) in front of lines. @default {false} */
+  ids?: boolean;
   /** Clock, for the date part of old messages. */
   now?: Date;
 }
 
+/** Characters of a quoted message shown in a reply's quote line or a reaction's mention. */
+export const QUOTE_CHARS = 60;
+
+/** `text` cut to `max` characters (whole code points), with `…` when cut. */
+export function shorten(text: string, max = QUOTE_CHARS): string {
+  const points = [...text];
+  return points.length <= max ? text : `${points.slice(0, max - 1).join("").trimEnd()}…`;
+}
+
+/** Reactions as one summary: `[👍 2 ❤️ 1]`, in the order they were first given. */
+export function reactionSummary(reactions: Record<string, string[]> | undefined): string {
+  const parts = Object.entries(reactions ?? {})
+    .filter(([, users]) => users.length > 0)
+    .map(([emoji, users]) => `${strip(emoji)} ${users.length}`);
+  return parts.length === 0 ? "" : `[${parts.join(" ")}]`;
+}
+
+/** What a reply quotes: `↳ bob: the first words…` (`↳ #41 bob: …` with ids). */
+export function formatQuote(ref: ReplyRef, options: FormatOptions): string {
+  const color = options.color ?? false;
+  const id = options.ids ? `#${ref.id} ` : "";
+  const what = ref.deleted
+    ? paint("italic", "message deleted", color)
+    : shorten(oneLine(ref.snippet, color));
+  return paint("dim", `↳ ${id}${ref.from}: `, color) + paint("dim", what, color);
+}
+
 /**
- * One message line: `12:04 bob: hello`, with `#room` in front when it is not
- * the room on screen, and `bob → you:` for direct messages.
+ * A message as lines (joined by `\n`): `12:04 bob: hello`, with `#room` in
+ * front when it is not the room on screen and `bob → you:` for direct
+ * messages; its current state after the text (`(edited)`, reactions), a
+ * tombstone as "message deleted", and a reply's quote on a line before it.
  */
 export function formatMessage(msg: ChatMessage, options: FormatOptions): string {
   const color = options.color ?? false;
   const time = paint("dim", formatTime(msg.ts, options.now), color);
+  const id = options.ids ? `${paint("dim", `#${msg.id}`, color)} ` : "";
   const fromStyle: Style = msg.from === options.me ? "green" : "cyan";
   const from = paint("bold", paint(fromStyle, msg.from, color), color);
-  const text = clean(msg.text);
+  let head: string;
   if (msg.room !== undefined) {
     const label = options.here?.room === msg.room
       ? ""
       : `${paint("yellow", `#${msg.room}`, color)} `;
-    return `${time} ${label}${from}: ${text}`;
+    head = `${id}${time} ${label}${from}:`;
+  } else {
+    const mine = msg.from === options.me;
+    const peer = mine ? msg.to! : msg.from;
+    const arrow = mine
+      ? `${from} → ${paint("magenta", peer === options.me ? "you" : peer, color)}`
+      : `${from} → ${paint("magenta", "you", color)}`;
+    head = `${id}${time} ${arrow}:`;
   }
-  const mine = msg.from === options.me;
-  const peer = mine ? msg.to! : msg.from;
-  const arrow = mine
-    ? `${from} → ${paint("magenta", peer === options.me ? "you" : peer, color)}`
-    : `${from} → ${paint("magenta", "you", color)}`;
-  return `${time} ${arrow}: ${text}`;
+  const body = msg.deleted
+    ? paint("dim", paint("italic", "message deleted", color), color)
+    : renderMarkdown(msg.text, { style: color }).join("\n  ");
+  const marks = [
+    msg.edited && !msg.deleted ? paint("dim", "(edited)", color) : "",
+    reactionSummary(msg.reactions),
+  ].filter((m) => m !== "").join(" ");
+  const line = `${head} ${body}${marks === "" ? "" : ` ${marks}`}`;
+  if (msg.replyTo === undefined) return line;
+  // The quote lines up with the sender's name.
+  const indent = " ".repeat(
+    (options.ids ? `#${msg.id} `.length : 0) + formatTime(msg.ts, options.now).length + 1,
+  );
+  return `${indent}${formatQuote(msg.replyTo, options)}\n${line}`;
+}
+
+/** Options for {@link formatChange} and {@link formatUpdate}. */
+export interface ChangeOptions extends FormatOptions {
+  /** The message as it is after the change, when the client holds it. */
+  message?: ChatMessage;
+}
+
+/** `#ops ` or `@bob ` in front of a line about a conversation that is not on screen. */
+function placeLabel(where: { room?: string; to?: string }, options: FormatOptions): string {
+  const color = options.color ?? false;
+  if (where.room !== undefined) {
+    return options.here?.room === where.room ? "" : `${paint("yellow", `#${where.room}`, color)} `;
+  }
+  return options.here?.to === where.to ? "" : `${paint("magenta", `@${where.to}`, color)} `;
+}
+
+/** ` (bob: the first words…)`: which message a reaction is about, when known. */
+function mention(msg: ChatMessage | undefined, color: boolean): string {
+  if (!msg || msg.deleted) return "";
+  return ` (${msg.from}: ${shorten(oneLine(msg.text, color))})`;
+}
+
+/** Text on one line: Markdown without its marks on a terminal, else as written. */
+function oneLine(text: string, color: boolean): string {
+  return color ? plainText(text) : strip(text.replace(/\s+/g, " "));
+}
+
+function changeLine(
+  kind: "edited" | "deleted" | "reacted" | "removed" | "reactions",
+  parts: { id: number; user?: string; emoji?: string; text?: string; ts?: string },
+  where: { room?: string; to?: string },
+  options: ChangeOptions,
+): string {
+  const color = options.color ?? false;
+  const time = paint(
+    "dim",
+    formatTime(parts.ts ?? (options.now ?? new Date()).toISOString(), options.now),
+    color,
+  );
+  const label = placeLabel(where, options);
+  const who = parts.user === undefined
+    ? ""
+    : paint("bold", paint(parts.user === options.me ? "green" : "cyan", parts.user, color), color);
+  const id = `#${parts.id}`;
+  const emoji = strip(parts.emoji ?? "");
+  switch (kind) {
+    case "edited": {
+      const text = renderMarkdown(parts.text ?? "", { style: color }).join("\n  ");
+      return who === ""
+        ? `${time} ${label}${id} was edited: ${text}`
+        : `${time} ${label}${who} edited ${id}: ${text}`;
+    }
+    case "deleted":
+      return who === ""
+        ? `${time} ${label}${id} was deleted`
+        : `${time} ${label}${who} deleted ${id}`;
+    case "reacted":
+      return `${time} ${label}${who} reacted ${emoji} to ${id}${mention(options.message, color)}`;
+    case "removed":
+      return `${time} ${label}${who} removed ${emoji} from ${id}${mention(options.message, color)}`;
+    case "reactions":
+      return `${time} ${label}${id}${mention(options.message, color)} has reactions ${
+        reactionSummary(options.message?.reactions)
+      }`;
+  }
+}
+
+/**
+ * A live change as a short line: `bob edited #41: new text`, `alice deleted
+ * #41`, `alice reacted 👍 to #41 (bob: the deploy…)`, `alice removed 👍 from
+ * #41`, with the time in front. Who edited or deleted is the message's
+ * author, named when the client holds the message (`options.message`).
+ */
+export function formatChange(change: ChangeFrame, options: ChangeOptions): string {
+  const author = options.message?.from;
+  switch (change.type) {
+    case "edited":
+      return changeLine(
+        "edited",
+        { id: change.id, user: author, text: change.text, ts: change.editedAt },
+        change,
+        options,
+      );
+    case "deleted":
+      return changeLine("deleted", { id: change.id, user: author }, change, options);
+    case "reaction":
+      return changeLine(
+        change.on ? "reacted" : "removed",
+        { id: change.id, user: change.user, emoji: change.emoji },
+        change,
+        options,
+      );
+  }
+}
+
+/**
+ * What changed in a message while the client was away, as the same short
+ * lines as {@link formatChange}: from the copy it held (`before`), or, when
+ * it held none, what the message's state says (an edit, a deletion, its
+ * reactions). Empty when nothing is worth a line.
+ */
+export function formatUpdate(
+  before: ChatMessage | undefined,
+  after: ChatMessage,
+  options: FormatOptions,
+): string[] {
+  const opts: ChangeOptions = { ...options, message: after };
+  if (after.deleted) {
+    return before?.deleted
+      ? []
+      : [changeLine("deleted", { id: after.id, user: after.from }, after, opts)];
+  }
+  const lines: string[] = [];
+  if (after.edited !== undefined && after.edited !== before?.edited) {
+    lines.push(changeLine(
+      "edited",
+      { id: after.id, user: after.from, text: after.text, ts: after.edited },
+      after,
+      opts,
+    ));
+  }
+  if (before === undefined) {
+    if (after.reactions) lines.push(changeLine("reactions", { id: after.id }, after, opts));
+    return lines;
+  }
+  const was = before.reactions ?? {};
+  const now = after.reactions ?? {};
+  for (const emoji of new Set([...Object.keys(now), ...Object.keys(was)])) {
+    const old = was[emoji] ?? [];
+    const cur = now[emoji] ?? [];
+    for (const user of cur) {
+      if (!old.includes(user)) {
+        lines.push(changeLine("reacted", { id: after.id, user, emoji }, after, opts));
+      }
+    }
+    for (const user of old) {
+      if (!cur.includes(user)) {
+        lines.push(changeLine("removed", { id: after.id, user, emoji }, after, opts));
+      }
+    }
+  }
+  return lines;
 }
 
 /** A room event as a sentence: `* bob joined #random`. */

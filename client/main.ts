@@ -68,9 +68,11 @@ name, which belongs to whoever holds its session. When the saved session has
 ended, the client asks again. --forget signs it out and forgets it.
 
 On a terminal, recent history is shown, then new messages appear above the
-input line as they arrive. Type /help in the chat for its commands: /join,
-/leave, /rooms, /who, /dm, /history, /search, /passwd and /quit. A dropped
-connection is resumed on its own, and what was missed meanwhile is shown once.
+input line as they arrive, their Markdown styled. Type /help in the chat for
+its commands: /join, /leave, /rooms, /who, /dm, /history, /search, /passwd
+and /quit. /edit, /delete, /react and /reply change and answer messages, and
+/ids shows their ids. A dropped connection is resumed on its own, and what
+was missed meanwhile (messages, edits, deletions, reactions) is shown once.
 
 When stdin is not a terminal, each of its lines is sent as a message to the
 room, in order, and the client exits once the server has acknowledged the

@@ -13,13 +13,18 @@
  * @module
  */
 import {
+  applyChange,
+  type ChangeFrame,
   type ChatMessage,
   type ClientFrame,
   CloseCode,
+  type DeletedFrame,
+  type EditedFrame,
   type ErrorCode,
   type ErrorFrame,
   type HistoryPageFrame,
   type JoinedFrame,
+  type ReactionFrame,
   type ServerFrame,
   splitFrames,
   type WelcomeFrame,
@@ -68,8 +73,11 @@ export class ConnectError extends Error {
 export type SessionEvent =
   /** Signed in; `reconnect` after a dropped connection. */
   | { type: "welcome"; welcome: WelcomeFrame; reconnect: boolean }
-  /** Caught up after a reconnect: `missed` messages were fetched. */
-  | { type: "resumed"; missed: number }
+  /**
+   * Caught up after a reconnect: `missed` new messages were fetched, and
+   * `changed` messages had changed (each reported as `updated`).
+   */
+  | { type: "resumed"; missed: number; changed: number }
   /**
    * The server renewed the session's token after a password change: `mine`
    * when it answers this client's {@link Session.passwd}, else the password
@@ -80,6 +88,16 @@ export type SessionEvent =
   | { type: "disconnected"; message: string; retryMs: number }
   /** A message not seen before: live, or fetched while resuming (`replay`). */
   | { type: "message"; message: ChatMessage; replay: boolean }
+  /**
+   * A live change to a message (`edited`, `deleted`, `reaction`); `before`
+   * and `message` (the state after it) when the client holds the message.
+   */
+  | { type: "change"; change: ChangeFrame; before?: ChatMessage; message?: ChatMessage }
+  /**
+   * A message that changed while the client was away, in its current
+   * state; `before` is the copy the client held, if it held one.
+   */
+  | { type: "updated"; message: ChatMessage; before?: ChatMessage }
   /** A frame no request was waiting for (system, typing, presence, errors…). */
   | { type: "frame"; frame: ServerFrame }
   /** Something the user should know that is not a server frame. */
@@ -124,13 +142,19 @@ export interface SessionOptions {
   keepAlive?: number;
   /** Milliseconds to wait for a pong, or for a connection to open. @default {10000} */
   timeout?: number;
+  /**
+   * Milliseconds after which a change request without an answer counts as
+   * having changed nothing (see {@link QUIET}). @default {5000}
+   */
+  quiet?: number;
 }
 
 interface Request {
   frame: ClientFrame & { ref?: string };
   /** Whether a frame answers this request. */
   match: (f: ServerFrame) => boolean;
-  resolve: (f: ServerFrame) => void;
+  /** Called with `null` when a change request had nothing to change (see {@link QUIET}). */
+  resolve: (f: ServerFrame | null) => void;
   reject: (err: Error) => void;
   /** Sent on the current connection (a reply may still come). */
   sent: boolean;
@@ -138,10 +162,39 @@ interface Request {
   uncertain: boolean;
   /** `unavailable` answers so far (retried a few times). */
   failures: number;
+  /** A change, which the server does not answer when it had nothing to do. */
+  quiet: boolean;
 }
 
-/** How many ids per conversation are remembered to drop duplicates. */
+/** How many messages per conversation are held, to drop duplicates and merge changes. */
 const SEEN = 2000;
+
+/**
+ * Milliseconds after which a change request without an answer counts as
+ * having changed nothing. The server answers a reaction that is already so,
+ * or a delete of a deleted message, with the frame at `seq` 0 (which changes
+ * nothing here); servers before that sent no frame at all, which this covers.
+ */
+const QUIET = 5000;
+
+/** A message's position: its `seq` (an older server sends ids only). */
+function seqOf(m: { id: number; seq?: number }): number {
+  return m.seq ?? m.id;
+}
+
+/** Whether a message's state already shows what a change request asked for. */
+function reflects(m: ChatMessage, frame: ClientFrame, user: string): boolean {
+  switch (frame.type) {
+    case "edit":
+      return !m.deleted && m.edited !== undefined && m.text === frame.text;
+    case "delete":
+      return m.deleted === true;
+    case "react":
+      return (m.reactions?.[frame.emoji]?.includes(user) ?? false) === frame.on;
+    default:
+      return false;
+  }
+}
 
 /** A conversation's key on the client: the room, or `@peer`. */
 export function convOf(msg: { room?: string; to?: string; from?: string }, me: string): string {
@@ -173,6 +226,7 @@ export class Session {
   #queue: Request[] = [];
   #inflight: Request | null = null;
   #retryTimer: Timer | undefined;
+  #quietTimer: Timer | undefined;
   #pumpTimer: Timer | undefined;
   #reconnectTimer: Timer | undefined;
   #pingTimer: Timer | undefined;
@@ -187,10 +241,13 @@ export class Session {
   #refs = 0;
   #tokens: number;
   #refilled = Date.now();
-  /** Newest message id per conversation. */
-  #last = new Map<string, number>();
-  /** Recently seen messages per conversation: id → sender and time. */
-  #seen = new Map<string, Map<number, string>>();
+  /**
+   * Per conversation, the position (`seq`) up to which the client has seen
+   * every new message and change: the `since` of the next catch-up.
+   */
+  #cursor = new Map<string, number>();
+  /** Recently seen messages per conversation, id → the message as it is now. */
+  #seen = new Map<string, Map<number, ChatMessage>>();
   /** Rooms the user is in, as far as this client knows. */
   #rooms = new Set<string>();
   /** Frames that arrived while resuming, handled once the gaps are filled. */
@@ -208,6 +265,7 @@ export class Session {
       burst: 60,
       keepAlive: 25_000,
       timeout: 10_000,
+      quiet: QUIET,
       ...options,
     };
     this.#user = options.username;
@@ -247,13 +305,94 @@ export class Session {
     return welcome;
   }
 
-  /** Sends a message; resolves with the stored message once the server acknowledged it. */
-  send(target: Target, text: string): Promise<ChatMessage> {
+  /**
+   * Sends a message (answering message `replyTo` of the same conversation,
+   * if given); resolves with the stored message once the server
+   * acknowledged it.
+   */
+  send(target: Target, text: string, options: { replyTo?: number } = {}): Promise<ChatMessage> {
     const ref = `${this.#refPrefix}-${++this.#refs}`;
     const frame = { type: "send", ...target, text, ref } as ClientFrame & { ref: string };
+    if (options.replyTo !== undefined) (frame as { replyTo?: number }).replyTo = options.replyTo;
     return this.#request(frame, (f) => f.type === "message" && f.ref === ref).then((f) =>
       stripType(f as ServerFrame & { type: "message" })
     );
+  }
+
+  /**
+   * Replaces the text of the user's message `id`; resolves the `edited`
+   * frame, or `null` if no answer came (see {@link QUIET}).
+   *
+   * @throws {ServerError} `forbidden` (someone else's, or too late),
+   * `unknown_message`, `bad_request`.
+   */
+  async edit(target: Target, id: number, text: string): Promise<EditedFrame | null> {
+    return await this.#change({ type: "edit", ...target, id, text }, "edited") as EditedFrame;
+  }
+
+  /**
+   * Deletes the user's message `id`; resolves the `deleted` frame, or `null`
+   * when it was deleted already.
+   *
+   * @throws {ServerError} `forbidden`, `unknown_message`.
+   */
+  async delete(target: Target, id: number): Promise<DeletedFrame | null> {
+    return await this.#change({ type: "delete", ...target, id }, "deleted") as DeletedFrame;
+  }
+
+  /**
+   * Adds (`on`) or removes the user's reaction `emoji` to message `id`;
+   * resolves the `reaction` frame, or `null` when it was so already.
+   *
+   * @throws {ServerError} `unknown_message`, `too_many_reactions`, `bad_request`.
+   */
+  async react(
+    target: Target,
+    id: number,
+    emoji: string,
+    on: boolean,
+  ): Promise<ReactionFrame | null> {
+    return await this.#change({ type: "react", ...target, id, emoji, on }, "reaction") as
+      | ReactionFrame
+      | null;
+  }
+
+  #change(
+    body: ClientFrame & { type: "edit" | "delete" | "react" },
+    answer: ChangeFrame["type"],
+  ): Promise<ServerFrame | null> {
+    const ref = `${this.#refPrefix}-${++this.#refs}`;
+    return this.#request(
+      { ...body, ref } as ClientFrame,
+      (f) => f.type === answer && (f as ChangeFrame).ref === ref,
+      true,
+    );
+  }
+
+  /** The message `id` of a conversation as the client holds it (recent ones only). */
+  message(target: Target, id: number): ChatMessage | undefined {
+    return this.#seen.get(targetKey(target))?.get(id);
+  }
+
+  /** The user's newest message of a conversation that is not deleted, among those held. */
+  lastOwn(target: Target): ChatMessage | undefined {
+    let last: ChatMessage | undefined;
+    for (const m of this.#seen.get(targetKey(target))?.values() ?? []) {
+      if (m.from === this.#user && !m.deleted && (last === undefined || m.id > last.id)) last = m;
+    }
+    return last;
+  }
+
+  /**
+   * Message `id` of a conversation as it is now: the held copy, else asked
+   * of the server (a one-message history page); `null` when it is not kept.
+   */
+  async fetchMessage(target: Target, id: number): Promise<ChatMessage | null> {
+    const held = this.message(target, id);
+    if (held) return held;
+    const page = await this.history(target, { before: id + 1, limit: 1 });
+    const m = page.messages.find((m) => m.id === id);
+    return m ?? null;
   }
 
   /** Joins a room (creating it if new); resolves the `joined` frame. */
@@ -267,6 +406,7 @@ export class Session {
     ) as JoinedFrame;
     this.#rooms.add(room);
     for (const m of joined.history) this.#remember(m);
+    this.#advance(room, joined.seq);
     return joined;
   }
 
@@ -289,10 +429,13 @@ export class Session {
   ): Promise<HistoryPageFrame> {
     const frame = { type: "history", ...target, ...query } as ClientFrame;
     const key = targetKey(target);
-    return await this.#request(
+    const page = await this.#request(
       frame,
       (f) => f.type === "history" && convOf(f, this.#user) === key,
     ) as HistoryPageFrame;
+    // Held for /react and /edit; the cursor stays: it moves with what arrives live.
+    for (const m of page.messages) this.#remember(m, false);
+    return page;
   }
 
   /**
@@ -473,14 +616,15 @@ export class Session {
     const resets: string[] = [];
     for (const c of welcome.conversations) {
       const key = c.room !== undefined ? c.room : `@${c.to}`;
-      const known = this.#last.get(key);
+      const known = this.#cursor.get(key);
+      const seq = c.seq ?? c.last;
       if (known === undefined) {
         // New to this client: a room joined elsewhere starts from now; a
         // DM that began while away is fetched in full when resuming.
-        if (!reconnect || c.room !== undefined) this.#last.set(key, c.last);
-      } else if (c.last < known) {
-        // The server lost history (a restart without --data): ids start over.
-        this.#last.set(key, c.last);
+        if (!reconnect || c.room !== undefined) this.#cursor.set(key, seq);
+      } else if (seq < known) {
+        // The server lost history (a restart without --data): positions start over.
+        this.#cursor.set(key, seq);
         this.#seen.delete(key);
         resets.push(c.room !== undefined ? `#${c.room}` : `your messages with ${c.to}`);
       }
@@ -504,12 +648,12 @@ export class Session {
     }
     this.#held = [];
     this.#resume(welcome).then(
-      (missed) => {
+      ({ missed, changed }) => {
         const held = this.#held ?? [];
         this.#held = null;
         for (const f of held) this.#onFrame(f);
         this.#ready = true;
-        this.#opts.onEvent({ type: "resumed", missed });
+        this.#opts.onEvent({ type: "resumed", missed, changed });
         this.#pump();
       },
       () => {
@@ -519,22 +663,57 @@ export class Session {
     );
   }
 
-  /** Fetches what was missed in every room and DM; resolves the number of new messages. */
-  async #resume(welcome: WelcomeFrame): Promise<number> {
+  /**
+   * Fetches what was missed in every room and DM: the messages created and
+   * changed after each conversation's cursor, merged by id with the held
+   * ones. Resolves how many were new, and how many had changed.
+   */
+  async #resume(welcome: WelcomeFrame): Promise<{ missed: number; changed: number }> {
     let missed = 0;
-    const deliver = (messages: ChatMessage[]) => {
+    let changed = 0;
+    /**
+     * `from`: the cursor the catch-up started from. A message with an id at
+     * or below it was created before and has changed since; one above it is
+     * new, whichever page it comes in (pages go by `seq`, not by id).
+     */
+    const deliver = (messages: ChatMessage[], from: number) => {
       for (const m of messages) {
-        if (this.#remember(m)) {
+        const seen = this.#remember(m);
+        if (seen.kind === "same") continue;
+        if (seen.kind === "new" && m.id > from) {
           this.#settleUncertain(m);
           missed++;
           this.#opts.onEvent({ type: "message", message: m, replay: true });
+          continue;
         }
+        // Created before `since`, changed after it.
+        const before = seen.kind === "changed" ? seen.before : undefined;
+        this.#settleUncertainChange(m);
+        changed++;
+        this.#opts.onEvent(
+          before ? { type: "updated", message: m, before } : { type: "updated", message: m },
+        );
       }
+    };
+    /** Pages forward from `since` while the server has more; resolves the new cursor. */
+    const pageOn = async (target: Target, from: number, since: number, more: boolean) => {
+      while (more) {
+        const page = await this.#direct(
+          { type: "history", ...target, since, limit: 200 } as ClientFrame,
+          (f) => f.type === "history" && convOf(f, this.#user) === targetKey(target),
+        ) as HistoryPageFrame;
+        if (page.gap && target.to !== undefined) this.#gapNotice(`your messages with ${target.to}`);
+        deliver(page.messages, from);
+        const next = page.seq ?? page.messages.at(-1)?.seq ?? since;
+        more = page.more && page.messages.length > 0 && next > since;
+        since = Math.max(since, next);
+      }
+      return since;
     };
     const member = new Set(welcome.rooms);
     for (const r of welcome.rooms) this.#rooms.add(r);
     for (const room of [...this.#rooms]) {
-      let since = this.#last.get(room) ?? 0;
+      const since = this.#cursor.get(room) ?? 0;
       let joined: JoinedFrame;
       try {
         // A room the server no longer counts the user in (it restarted
@@ -556,36 +735,17 @@ export class Session {
         throw err;
       }
       if (joined.gap) this.#gapNotice(`#${room}`);
-      deliver(joined.history);
-      since = joined.history.at(-1)?.id ?? since;
-      let more = joined.more ?? false;
-      while (more) {
-        const page = await this.#direct(
-          { type: "history", room, since, limit: 200 },
-          (f) => f.type === "history" && f.room === room,
-        ) as HistoryPageFrame;
-        deliver(page.messages);
-        since = page.messages.at(-1)?.id ?? since;
-        more = page.more && page.messages.length > 0;
-      }
+      deliver(joined.history, since);
+      const next = Math.max(since, joined.seq ?? joined.history.at(-1)?.seq ?? since);
+      this.#advance(room, await pageOn({ room }, since, next, joined.more ?? false));
     }
     for (const c of welcome.conversations) {
       if (c.to === undefined) continue;
       const key = `@${c.to}`;
-      let since = this.#last.get(key) ?? 0;
-      let more = c.last > since;
-      while (more) {
-        const page = await this.#direct(
-          { type: "history", to: c.to, since, limit: 200 },
-          (f) => f.type === "history" && f.to === c.to,
-        ) as HistoryPageFrame;
-        if (page.gap) this.#gapNotice(`your messages with ${c.to}`);
-        deliver(page.messages);
-        since = page.messages.at(-1)?.id ?? since;
-        more = page.more && page.messages.length > 0;
-      }
+      const since = this.#cursor.get(key) ?? 0;
+      this.#advance(key, await pageOn({ to: c.to }, since, since, (c.seq ?? c.last) > since));
     }
-    return missed;
+    return { missed, changed };
   }
 
   #gapNotice(what: string): void {
@@ -608,6 +768,22 @@ export class Session {
     if (this.#inflight === r) this.#inflight = null;
     else this.#queue.shift();
     r.resolve({ type: "message", ...m });
+  }
+
+  /**
+   * A changed message from a catch-up that already shows what the change
+   * request in flight when the connection dropped asked for: it arrived, so
+   * it is not sent again (the server would have nothing to do, and say nothing).
+   */
+  #settleUncertainChange(m: ChatMessage): void {
+    const r = this.#inflight ?? this.#queue[0];
+    if (!r || !r.uncertain || !r.quiet) return;
+    const f = r.frame as ClientFrame & { id: number } & Target;
+    if (f.id !== m.id || convOf(m, this.#user) !== targetKey(f)) return;
+    if (!reflects(m, r.frame, this.#user)) return;
+    if (this.#inflight === r) this.#inflight = null;
+    else this.#queue.shift();
+    r.resolve(null);
   }
 
   #onClose(ws: WebSocket, code: number, reason: string): void {
@@ -738,6 +914,8 @@ export class Session {
     clearInterval(this.#pingTimer);
     clearTimeout(this.#pongTimer);
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#quietTimer);
+    this.#quietTimer = undefined;
     clearTimeout(this.#pumpTimer);
     this.#pingTimer =
       this.#pongTimer =
@@ -749,11 +927,21 @@ export class Session {
   // -------------------------------------------------------------------------
   // Requests
 
-  #request(frame: ClientFrame, match: (f: ServerFrame) => boolean): Promise<ServerFrame> {
+  #request(frame: ClientFrame, match: (f: ServerFrame) => boolean): Promise<ServerFrame>;
+  #request(
+    frame: ClientFrame,
+    match: (f: ServerFrame) => boolean,
+    quiet: true,
+  ): Promise<ServerFrame | null>;
+  #request(
+    frame: ClientFrame,
+    match: (f: ServerFrame) => boolean,
+    quiet = false,
+  ): Promise<ServerFrame | null> {
     if (this.#closed) {
       return Promise.reject(new ServerError("closed", this.#closedReason));
     }
-    const { promise, resolve, reject } = Promise.withResolvers<ServerFrame>();
+    const { promise, resolve, reject } = Promise.withResolvers<ServerFrame | null>();
     this.#queue.push({
       frame,
       match,
@@ -762,6 +950,7 @@ export class Session {
       sent: false,
       uncertain: false,
       failures: 0,
+      quiet,
     });
     this.#pump();
     return promise;
@@ -824,6 +1013,13 @@ export class Session {
     this.#tokens--;
     r.sent = true;
     this.#raw(r.frame);
+    if (r.quiet) {
+      clearTimeout(this.#quietTimer);
+      this.#quietTimer = setTimeout(() => {
+        this.#quietTimer = undefined;
+        this.#finish(r, null, null);
+      }, this.#opts.quiet);
+    }
   }
 
   #raw(frame: ClientFrame): void {
@@ -831,13 +1027,15 @@ export class Session {
     if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
 
-  #finish(r: Request, err: Error | null, frame?: ServerFrame): void {
+  #finish(r: Request, err: Error | null, frame?: ServerFrame | null): void {
     if (this.#inflight !== r) return;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    clearTimeout(this.#quietTimer);
+    this.#quietTimer = undefined;
     this.#inflight = null;
     if (err) r.reject(err);
-    else r.resolve(frame!);
+    else r.resolve(frame ?? null);
     this.#pump();
   }
 
@@ -856,27 +1054,61 @@ export class Session {
   // Frames
 
   /**
-   * Records a message; `false` when it was seen already. A known id with a
-   * different sender or time means the server's ids started over.
+   * Records a message in its current state: `new` when the client did not
+   * hold it, `changed` when it held an older state (`before`), `same` when
+   * it held this one. A known id with a different sender or time means the
+   * server's ids started over. `advance` moves the conversation's cursor
+   * (not for pages of older history).
    */
-  #remember(m: ChatMessage): boolean {
+  #remember(
+    m: ChatMessage,
+    advance = true,
+  ): { kind: "new" } | { kind: "same" } | { kind: "changed"; before: ChatMessage } {
     const key = convOf(m, this.#user);
     let seen = this.#seen.get(key);
     if (!seen) {
       seen = new Map();
       this.#seen.set(key, seen);
     }
-    const print = `${m.from}\n${m.ts}`;
-    const before = seen.get(m.id);
-    if (before === print) return false;
-    if (before !== undefined) {
+    let before = seen.get(m.id);
+    if (before !== undefined && (before.from !== m.from || before.ts !== m.ts)) {
       seen.clear();
-      this.#last.set(key, 0);
+      this.#cursor.set(key, 0);
+      before = undefined;
     }
-    seen.set(m.id, print);
+    if (advance) this.#advance(key, seqOf(m));
+    if (before !== undefined) {
+      if (seqOf(m) <= seqOf(before)) return { kind: "same" };
+      seen.set(m.id, m);
+      return { kind: "changed", before };
+    }
+    seen.set(m.id, m);
     if (seen.size > SEEN) seen.delete(seen.keys().next().value!);
-    if (m.id > (this.#last.get(key) ?? 0)) this.#last.set(key, m.id);
-    return true;
+    return { kind: "new" };
+  }
+
+  /** Moves a conversation's cursor forward to `seq`. */
+  #advance(key: string, seq: number | undefined): void {
+    if (seq !== undefined && seq > (this.#cursor.get(key) ?? 0)) this.#cursor.set(key, seq);
+  }
+
+  /**
+   * Applies a live change to the held message; `null` when it is not news
+   * (the message already shows it, or a catch-up went past it).
+   */
+  #applyChange(f: ChangeFrame): { before?: ChatMessage; message?: ChatMessage } | null {
+    const key = convOf(f, this.#user);
+    const held = this.#seen.get(key)?.get(f.id);
+    if (held !== undefined) {
+      if (f.seq <= seqOf(held)) return null;
+      const after = applyChange(held, f);
+      this.#seen.get(key)!.set(f.id, after);
+      this.#advance(key, f.seq);
+      return { before: held, message: after };
+    }
+    if (f.seq <= (this.#cursor.get(key) ?? 0)) return null;
+    this.#advance(key, f.seq);
+    return {};
   }
 
   #onFrame(f: ServerFrame): void {
@@ -930,9 +1162,16 @@ export class Session {
       return;
     }
     if (f.type === "message") {
-      const fresh = this.#remember(f);
+      const message = stripType(f);
+      const fresh = this.#remember(message).kind === "new";
       if (r && r.match(f)) this.#finish(r, null, f);
-      if (fresh) this.#opts.onEvent({ type: "message", message: stripType(f), replay: false });
+      if (fresh) this.#opts.onEvent({ type: "message", message, replay: false });
+      return;
+    }
+    if (f.type === "edited" || f.type === "deleted" || f.type === "reaction") {
+      const news = this.#applyChange(f);
+      if (r && r.match(f)) this.#finish(r, null, f);
+      if (news) this.#opts.onEvent({ type: "change", change: f, ...news });
       return;
     }
     if (r && r.match(f)) {
@@ -943,6 +1182,7 @@ export class Session {
       // Joined on another connection of the same user.
       this.#rooms.add(f.room);
       for (const m of f.history) this.#remember(m);
+      this.#advance(f.room, f.seq);
     } else if (f.type === "left") this.#rooms.delete(f.room);
     this.#opts.onEvent({ type: "frame", frame: f });
   }

@@ -9,7 +9,15 @@ import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../pro
 import { applyPresence, LOBBY, presenceCount } from "../protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
-import { formatMessage, formatSystem, nameList, paint, type Place } from "./format.ts";
+import {
+  formatChange,
+  formatMessage,
+  formatSystem,
+  formatUpdate,
+  nameList,
+  paint,
+  type Place,
+} from "./format.ts";
 import { convOf, ServerError, type Session, type SessionEvent } from "./session.ts";
 
 const encoder = new TextEncoder();
@@ -96,6 +104,10 @@ export class TerminalUI {
   #offline: string | null = null;
   #drawn = false;
   #typingSince = 0;
+  /** Message ids shown in front of lines (`/ids`). */
+  #ids = false;
+  /** The latest send per conversation, which `/edit` and `/delete` without an id wait for. */
+  #sending = new Map<string, Promise<unknown>>();
   #commands: Promise<void> = Promise.resolve();
   #done = Promise.withResolvers<number>();
   /** A question asked without echo (see `#askHidden`): it takes the keys until answered. */
@@ -251,7 +263,11 @@ export class TerminalUI {
   }
 
   #line(msg: ChatMessage): string {
-    return formatMessage(msg, { me: this.#me, here: this.#here, color: this.#color });
+    return formatMessage(msg, this.#formatOptions());
+  }
+
+  #formatOptions() {
+    return { me: this.#me, here: this.#here, color: this.#color, ids: this.#ids };
   }
 
   #hereKey(): string {
@@ -290,14 +306,19 @@ export class TerminalUI {
         this.#online = new Set(e.welcome.online);
         if (e.reconnect) this.#print(this.#notice("Reconnected; catching up…"));
         return;
-      case "resumed":
+      case "resumed": {
         this.#offline = null;
+        const missed = e.missed === 0
+          ? []
+          : [`${e.missed} message${e.missed === 1 ? "" : "s"} you missed`];
+        if (e.changed > 0) {
+          missed.push(`${e.changed} change${e.changed === 1 ? "" : "s"} to earlier ones`);
+        }
         this.#print(this.#notice(
-          e.missed === 0
-            ? "Back online"
-            : `Back online: ${e.missed} message${e.missed === 1 ? "" : "s"} you missed are above`,
+          missed.length === 0 ? "Back online" : `Back online: ${missed.join(" and ")} are above`,
         ));
         return;
+      }
       case "disconnected": {
         const first = this.#offline === null;
         this.#offline = "offline";
@@ -311,6 +332,14 @@ export class TerminalUI {
         this.#typing.get(convOf(e.message, this.#me))?.delete(e.message.from);
         this.#print(this.#line(e.message));
         return;
+      case "change":
+        this.#print(formatChange(e.change, { ...this.#formatOptions(), message: e.message }));
+        return;
+      case "updated": {
+        const lines = formatUpdate(e.before, e.message, this.#formatOptions());
+        if (lines.length > 0) this.#print(...lines);
+        return;
+      }
       case "notice":
         this.#print(this.#notice(e.message));
         return;
@@ -397,7 +426,7 @@ export class TerminalUI {
     const report = (err: unknown) => {
       this.#print(this.#error(err instanceof Error ? err.message : String(err)));
     };
-    const local = ["say", "help", "quit", "who", "invalid", "unknown", "empty"];
+    const local = ["say", "reply", "ids", "help", "quit", "who", "invalid", "unknown", "empty"];
     if (local.includes(cmd.kind)) {
       this.#run(cmd).catch(report);
       return;
@@ -416,11 +445,49 @@ export class TerminalUI {
             this.#notice("Not connected: your message goes out once the connection is back"),
           );
         }
-        try {
-          await session.send(this.#here, cmd.text);
-        } catch (err) {
-          this.#print(this.#error(`Not sent: ${(err as Error).message}`));
+        await this.#send(cmd.text);
+        return;
+      case "reply":
+        if (!session.ready) {
+          this.#print(
+            this.#notice("Not connected: your reply goes out once the connection is back"),
+          );
         }
+        await this.#send(cmd.text, cmd.id);
+        return;
+      case "edit": {
+        const here = this.#here;
+        const target = await this.#own(here, cmd.id, "edit");
+        if (target === null) return;
+        await session.edit(here, target, cmd.text);
+        return;
+      }
+      case "delete": {
+        const here = this.#here;
+        const target = await this.#own(here, cmd.id, "delete");
+        if (target === null) return;
+        if (session.message(here, target)?.deleted) {
+          this.#print(this.#notice(`Message #${target} is deleted already`));
+          return;
+        }
+        await session.delete(here, target);
+        return;
+      }
+      case "react": {
+        const here = this.#here;
+        const msg = await session.fetchMessage(here, cmd.id);
+        // Toggles: the same emoji again takes the reaction back.
+        const on = !(msg?.reactions?.[cmd.emoji]?.includes(this.#me) ?? false);
+        await session.react(here, cmd.id, cmd.emoji, on);
+        return;
+      }
+      case "ids":
+        this.#ids = !this.#ids;
+        this.#print(this.#notice(
+          this.#ids
+            ? "Message ids are shown in front of lines (/ids hides them)"
+            : "Message ids are hidden (/ids shows them)",
+        ));
         return;
       case "join":
         return this.#openRoom(cmd.room);
@@ -531,6 +598,52 @@ export class TerminalUI {
         this.#print(this.#error(`Unknown command "${cmd.name}"`), COMMANDS_HELP);
         return;
     }
+  }
+
+  /**
+   * Sends a message to the conversation on screen, answering `replyTo` if
+   * given; remembered so that `/edit` and `/delete` can wait for it.
+   */
+  async #send(text: string, replyTo?: number): Promise<void> {
+    const here = this.#here;
+    const key = here.room !== undefined ? here.room : `@${here.to}`;
+    const sent = this.#session.send(here, text, replyTo === undefined ? {} : { replyTo });
+    const settled = sent.then(() => {}, () => {});
+    this.#sending.set(key, settled);
+    try {
+      await sent;
+    } catch (err) {
+      this.#print(this.#error(`Not sent: ${(err as Error).message}`));
+    } finally {
+      if (this.#sending.get(key) === settled) this.#sending.delete(key);
+    }
+  }
+
+  /**
+   * The message `/edit` or `/delete` is about: `id`, or the user's last one
+   * in conversation `here` (after the sends still on their way); `null`,
+   * having said why, when there is none.
+   */
+  async #own(
+    here: Place,
+    id: number | undefined,
+    verb: "edit" | "delete",
+  ): Promise<number | null> {
+    if (id !== undefined) return id;
+    await this.#sending.get(here.room !== undefined ? here.room : `@${here.to}`);
+    let last = this.#session.lastOwn(here);
+    if (last === undefined) {
+      // Not among the messages on hand: look at the conversation's recent ones.
+      await this.#session.history(here, { limit: 50 });
+      last = this.#session.lastOwn(here);
+    }
+    if (last === undefined) {
+      this.#print(
+        this.#error(`You have no message here to ${verb}: give its id (/ids shows them)`),
+      );
+      return null;
+    }
+    return last.id;
   }
 
   /**

@@ -399,3 +399,157 @@ Deno.test("chat client (terminal) /passwd asks without echo, changes the passwor
     await closeAll(laptop);
   }
 });
+
+Deno.test("chat client (terminal) edits, deletes, reacts and replies, and shows others' changes", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  await using config = new ConfigHome();
+  await using tty = new Tmux();
+  try {
+    bob.send({ type: "send", room: "general", text: "is the **deploy** done?", ref: "q" });
+    const question = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "q");
+    await startClient(tty, config, ["--user", "alice", t.ws]);
+    await tty.waitFor("Password for alice:");
+    await tty.line(USERS.alice);
+    // Markdown is styled on a terminal: the asterisks are gone.
+    await tty.waitFor(/\d\d:\d\d bob: is the deploy done\?\n/);
+    await tty.waitFor(/#general>$/);
+    await tty.line("/ids");
+    await tty.waitFor("-- Message ids are shown in front of lines (/ids hides them)");
+
+    // Send, then fix the last message without naming it.
+    await tty.line("not yet");
+    const mine = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
+    await tty.waitFor(new RegExp(`#${mine.id} \\d\\d:\\d\\d alice: not yet\\n`));
+    await tty.line("/edit done _now_");
+    const edited = await bob.next<F<"edited">>("edited");
+    assert.deepEqual([edited.room, edited.id, edited.text], ["general", mine.id, "done _now_"]);
+    await tty.waitFor(new RegExp(`\\d\\d:\\d\\d alice edited #${mine.id}: done now\\n`));
+
+    // React, then the same again takes it back.
+    await tty.line(`/react ${question.id} 👍`);
+    const on = await bob.next<F<"reaction">>("reaction");
+    assert.deepEqual([on.id, on.emoji, on.user, on.on], [question.id, "👍", "alice", true]);
+    await tty.waitFor(`alice reacted 👍 to #${question.id} (bob: is the deploy done?)`);
+    await tty.line(`/react ${question.id} 👍`);
+    const off = await bob.next<F<"reaction">>("reaction");
+    assert.deepEqual([off.id, off.emoji, off.user, off.on], [question.id, "👍", "alice", false]);
+    await tty.waitFor(`alice removed 👍 from #${question.id} (bob: is the deploy done?)`);
+
+    // A reply quotes its original on the line before it.
+    await tty.line(`/reply ${question.id} yes, **all green**`);
+    const reply = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
+    assert.equal(reply.text, "yes, **all green**");
+    assert.deepEqual(reply.replyTo, {
+      id: question.id,
+      from: "bob",
+      snippet: "is the **deploy** done?",
+    });
+    await tty.waitFor(
+      new RegExp(
+        ` +↳ #${question.id} bob: is the deploy done\\?\\n#${reply.id} \\d\\d:\\d\\d alice: yes, all green\\n`,
+      ),
+    );
+    await tty.line("/delete");
+    const deleted = await bob.next<F<"deleted">>("deleted");
+    assert.equal(deleted.id, reply.id, "the last message is the reply");
+    await tty.waitFor(`alice deleted #${reply.id}`);
+
+    // Someone else's edit and reaction show as short lines.
+    bob.send({ type: "edit", room: "general", id: question.id, text: "is the deploy done now?" });
+    await tty.waitFor(`bob edited #${question.id}: is the deploy done now?`);
+    bob.send({ type: "react", room: "general", id: mine.id, emoji: "🎉", on: true });
+    await tty.waitFor(`bob reacted 🎉 to #${mine.id} (alice: done now)`);
+
+    // Refusals read like every other error; the chat goes on.
+    await tty.line(`/edit ${question.id} mine now`);
+    await tty.waitFor(`! Message #${question.id} is someone else's: only its author may edit it`);
+    await tty.line("/react 9999 👍");
+    await tty.waitFor("! There is no message #9999 here (or it was deleted)");
+    await tty.line("/react 1 nope");
+    await tty.waitFor('! "nope" is not one emoji');
+
+    // The server refuses raw control characters; character references that
+    // Markdown decodes into them never reach the terminal either.
+    bob.send({ type: "send", room: "general", text: "&#27;[2J&#27;[Hwiped? &#x9b;31mred?" });
+    const screen = await tty.waitFor("bob: [2J[Hwiped? 31mred?");
+    assert.match(screen, /-- You are in #general with bob\n/, "nothing was cleared");
+    // History shows the current state of each message.
+    await tty.line("/history 4");
+    await tty.waitFor(
+      new RegExp(
+        `-- Last 4 messages in #general:\\n#${question.id} \\d\\d:\\d\\d bob: is the deploy done now\\? \\(edited\\)\\n` +
+          `#${mine.id} \\d\\d:\\d\\d alice: done now \\(edited\\) \\[🎉 1\\]\\n` +
+          // A tombstone keeps no text, reactions or quote.
+          `#${reply.id} \\d\\d:\\d\\d alice: message deleted\\n` +
+          `#\\d+ \\d\\d:\\d\\d bob: \\[2J\\[Hwiped\\? 31mred\\?\\n`,
+      ),
+    );
+
+    // The same in a direct message.
+    await tty.line("/dm bob");
+    await tty.waitFor(/@bob>$/);
+    await tty.line("see you at 5");
+    const dm = await bob.next<F<"message">>((f) => f.type === "message" && f.to === "bob");
+    await tty.line("/edit see you at 6");
+    const dmEdit = await bob.next<F<"edited">>((f) => f.type === "edited" && f.to !== undefined);
+    assert.deepEqual([dmEdit.to, dmEdit.id, dmEdit.text], ["alice", dm.id, "see you at 6"]);
+    await tty.waitFor(`alice edited #${dm.id}: see you at 6`);
+    bob.send({ type: "react", to: "alice", id: dm.id, emoji: "👌", on: true });
+    await tty.waitFor(`bob reacted 👌 to #${dm.id} (alice: see you at 6)`);
+    await tty.line(`/react ${dm.id} 👌`);
+    const dmReact = await bob.next<F<"reaction">>((f) =>
+      f.type === "reaction" && f.to !== undefined && f.user === "alice"
+    );
+    assert.deepEqual([dmReact.to, dmReact.user, dmReact.on], ["alice", "alice", true]);
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+    await bob.barrier();
+    assert.deepEqual(
+      bob.all.filter((f) => f.type === "message" && f.from === "alice").length,
+      3,
+      "alice sent three messages",
+    );
+  } finally {
+    await closeAll(bob);
+  }
+});
+
+Deno.test("chat client (terminal) shows the changes made while it was offline after reconnecting", async () => {
+  await using t = await startTestServer();
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob");
+  await using config = new ConfigHome();
+  await using tty = new Tmux();
+  try {
+    await startClient(tty, config, ["--user", "alice", proxy.ws]);
+    await tty.waitFor(/#general>$/);
+    bob.send({ type: "send", room: "general", text: "teh plan", ref: "p" });
+    const plan = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "p");
+    await tty.waitFor("bob: teh plan");
+    await tty.line("good plan");
+    const mine = await bob.next<F<"message">>((f) => f.type === "message" && f.from === "alice");
+    proxy.refuse = true;
+    await proxy.cut();
+    await tty.waitFor(/\(offline\) #general>$/);
+    bob.send({ type: "edit", room: "general", id: plan.id, text: "the plan" });
+    await bob.next("edited");
+    bob.send({ type: "react", room: "general", id: mine.id, emoji: "👍", on: true });
+    await bob.next("reaction");
+    bob.send({ type: "send", room: "general", text: "and one more" });
+    await bob.next((f) => f.type === "message" && f.text === "and one more");
+    proxy.refuse = false;
+    const screen = await tty.waitFor(
+      "-- Back online: 1 message you missed and 2 changes to earlier ones are above",
+    );
+    assert.match(screen, new RegExp(`bob edited #${plan.id}: the plan\\n`));
+    assert.match(screen, new RegExp(`bob reacted 👍 to #${mine.id} \\(alice: good plan\\)\\n`));
+    assert.match(screen, /bob: and one more\n/);
+    assert.equal(count(screen, "bob edited"), 1);
+    await tty.line("/quit");
+    assert.equal(await tty.exitCode(), 0);
+  } finally {
+    await closeAll(bob);
+    await proxy.close();
+  }
+});

@@ -31,6 +31,19 @@ Deno.test("parseCommand() reads every command", () => {
     ["/help", { kind: "help" }],
     ["/quit", { kind: "quit" }],
     ["/quit   ", { kind: "quit" }],
+    ["/edit fixed the typo", { kind: "edit", text: "fixed the typo" }],
+    ["/edit 41 fixed the typo", { kind: "edit", id: 41, text: "fixed the typo" }],
+    ["/edit #41 **bold** now", { kind: "edit", id: 41, text: "**bold** now" }],
+    ["/edit 4x2 is not an id", { kind: "edit", text: "4x2 is not an id" }],
+    ["/delete", { kind: "delete" }],
+    ["/delete 41", { kind: "delete", id: 41 }],
+    ["/del #41", { kind: "delete", id: 41 }],
+    ["/react 41 👍", { kind: "react", id: 41, emoji: "👍" }],
+    ["/react #7 👍🏽", { kind: "react", id: 7, emoji: "👍🏽" }],
+    ["/react 7 🏳️‍🌈", { kind: "react", id: 7, emoji: "🏳️‍🌈" }],
+    ["/reply 41 yes, done", { kind: "reply", id: 41, text: "yes, done" }],
+    ["/reply #41 multi  spaced", { kind: "reply", id: 41, text: "multi  spaced" }],
+    ["/ids", { kind: "ids" }],
     ["/frobnicate now", { kind: "unknown", name: "/frobnicate" }],
     ["/", { kind: "unknown", name: "/" }],
   ];
@@ -53,6 +66,18 @@ Deno.test("parseCommand() explains a command used the wrong way", () => {
     ["/search", "Usage: /search TEXT"],
     [`/search ${"x".repeat(201)}`, "Search text is longer than 200 characters"],
     ["/passwd hunter22", "Usage: /passwd (it asks for the passwords without echo)"],
+    ["/edit", "Usage: /edit [ID] TEXT"],
+    ["/edit 41", "Usage: /edit [ID] TEXT (the new text of message #41 is missing)"],
+    ["/delete 41 42", "Usage: /delete [ID], where ID is a message id (/ids shows them)"],
+    ["/delete last", "Usage: /delete [ID], where ID is a message id (/ids shows them)"],
+    ["/delete 0", "Usage: /delete [ID], where ID is a message id (/ids shows them)"],
+    ["/react 41", "Usage: /react ID EMOJI, e.g. /react 41 👍"],
+    ["/react 👍 41", "Usage: /react ID EMOJI, e.g. /react 41 👍"],
+    ["/react 41 ok", '"ok" is not one emoji'],
+    ["/react 41 👍👍", '"👍👍" is not one emoji'],
+    ["/reply 41", "Usage: /reply ID TEXT"],
+    ["/reply bob hi", "Usage: /reply ID TEXT"],
+    ["/ids on", "Usage: /ids (it takes no arguments)"],
   ];
   for (const [line, message] of cases) {
     assert.deepEqual(parseCommand(line), { kind: "invalid", message }, line);
@@ -70,10 +95,22 @@ Deno.test("COMMANDS_HELP lists every command", () => {
       "/history",
       "/search",
       "/passwd",
+      "/edit",
+      "/delete",
+      "/react",
+      "/reply",
+      "/ids",
       "/help",
       "/quit",
     ]
   ) {
     assert.ok(COMMANDS_HELP.includes(`  ${c} `), c);
   }
+});
+
+Deno.test("COMMANDS_HELP says that reacting again takes a reaction back", () => {
+  assert.match(
+    COMMANDS_HELP,
+    /\/react ID EMOJI +React to message ID with EMOJI; again with the same EMOJI takes it back/,
+  );
 });

@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
+import type { ChatMessage } from "../../protocol.ts";
 import {
-  clean,
   closeSentence,
   describeConnectError,
+  formatChange,
   formatMessage,
+  formatQuote,
   formatSystem,
   formatTime,
+  formatUpdate,
   nameList,
   paint,
+  reactionSummary,
+  shorten,
 } from "../../client/format.ts";
 
 const local = (y: number, mo: number, d: number, h: number, mi: number) =>
@@ -26,22 +31,22 @@ Deno.test("formatMessage() labels other rooms and direct messages", () => {
   const here = { room: "general" } as const;
   const opts = { me: "alice", here, now };
   assert.equal(
-    formatMessage({ id: 1, room: "general", from: "bob", text: "hi", ts }, opts),
+    formatMessage({ id: 1, seq: 1, room: "general", from: "bob", text: "hi", ts }, opts),
     "14:03 bob: hi",
   );
   assert.equal(
-    formatMessage({ id: 2, room: "ops", from: "bob", text: "deploy", ts }, opts),
+    formatMessage({ id: 2, seq: 2, room: "ops", from: "bob", text: "deploy", ts }, opts),
     "14:03 #ops bob: deploy",
   );
   assert.equal(
-    formatMessage({ id: 3, to: "alice", from: "bob", text: "psst", ts }, opts),
+    formatMessage({ id: 3, seq: 3, to: "alice", from: "bob", text: "psst", ts }, opts),
     "14:03 bob → you: psst",
   );
   assert.equal(
-    formatMessage({ id: 4, to: "bob", from: "alice", text: "yes?", ts }, opts),
+    formatMessage({ id: 4, seq: 4, to: "bob", from: "alice", text: "yes?", ts }, opts),
     "14:03 alice → bob: yes?",
   );
-  const colored = formatMessage({ id: 1, room: "general", from: "bob", text: "hi", ts }, {
+  const colored = formatMessage({ id: 1, seq: 1, room: "general", from: "bob", text: "hi", ts }, {
     ...opts,
     color: true,
   });
@@ -49,10 +54,15 @@ Deno.test("formatMessage() labels other rooms and direct messages", () => {
   assert.ok(colored.includes("\x1b["), "colors on request");
 });
 
-Deno.test("clean() strips terminal control characters from message text", () => {
-  assert.equal(clean("a\x1b[2Jb\rc\x07"), "a[2Jbc");
-  assert.equal(clean("two\nlines"), "two\n  lines");
-  assert.equal(clean("tab\tstays"), "tab\tstays");
+Deno.test("formatMessage() drops control characters from message text", () => {
+  const ts = new Date(2026, 4, 17, 14, 3).toISOString();
+  const now = new Date(2026, 4, 17, 15, 0);
+  const msg = { id: 1, seq: 1, room: "general", from: "bob", text: "a\x1b[2Jb\x07 tab\tstays", ts };
+  for (const color of [false, true]) {
+    const line = formatMessage(msg, { me: "alice", here: { room: "general" }, now, color });
+    assert.ok(line.includes("a[2Jb tab\tstays"), JSON.stringify(line));
+    assert.ok(!line.includes("\x1b[2J") && !line.includes("\x07"), JSON.stringify(line));
+  }
 });
 
 Deno.test("formatSystem() says who joined or left, and shutdowns", () => {
@@ -133,4 +143,169 @@ Deno.test("closeSentence() explains the server's close codes", () => {
   assert.equal(closeSentence(1001, "server shutting down"), "The server is restarting");
   assert.equal(closeSentence(4008, "slow consumer"), "The connection fell behind");
   assert.equal(closeSentence(1006, ""), "The connection was lost");
+});
+
+Deno.test("formatMessage() shows the current state: (edited), tombstones, reactions, ids", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 14, 3);
+  const here = { room: "general" } as const;
+  const opts = { me: "alice", here, now };
+  const msg: ChatMessage = { id: 41, seq: 45, room: "general", from: "bob", text: "fixed", ts };
+  assert.equal(
+    formatMessage(
+      { ...msg, edited: ts, reactions: { "👍": ["alice", "carol"], "❤️": ["dan"] } },
+      opts,
+    ),
+    "14:03 bob: fixed (edited) [👍 2 ❤️ 1]",
+  );
+  assert.equal(
+    formatMessage({ ...msg, text: "", deleted: true }, opts),
+    "14:03 bob: message deleted",
+  );
+  assert.equal(formatMessage(msg, { ...opts, ids: true }), "#41 14:03 bob: fixed");
+  // Piped to a file (no colors), the text is as written; on a terminal, Markdown is styled.
+  const md = { ...msg, text: "**done**, see `log`" };
+  assert.equal(formatMessage(md, opts), "14:03 bob: **done**, see `log`");
+  const styled = formatMessage(md, { ...opts, color: true });
+  assert.ok(
+    styled.endsWith("\x1b[1mdone\x1b[22m, see \x1b[36mlog\x1b[39m"),
+    JSON.stringify(styled),
+  );
+  // A second line is indented under the first.
+  assert.equal(formatMessage({ ...msg, text: "one\ntwo" }, opts), "14:03 bob: one\n  two");
+});
+
+Deno.test("formatMessage() puts a reply's quote on the line before it", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 14, 4);
+  const opts = { me: "alice", here: { room: "general" } as const, now };
+  const reply: ChatMessage = {
+    id: 42,
+    seq: 42,
+    room: "general",
+    from: "alice",
+    text: "yes it is",
+    ts,
+    replyTo: { id: 41, from: "bob", snippet: "is the deploy done?" },
+  };
+  assert.equal(
+    formatMessage(reply, opts),
+    "      ↳ bob: is the deploy done?\n14:04 alice: yes it is",
+  );
+  assert.equal(
+    formatMessage(reply, { ...opts, ids: true }),
+    "          ↳ #41 bob: is the deploy done?\n#42 14:04 alice: yes it is",
+  );
+  assert.equal(
+    formatMessage({ ...reply, replyTo: { id: 41, from: "bob", snippet: "", deleted: true } }, opts),
+    "      ↳ bob: message deleted\n14:04 alice: yes it is",
+  );
+  const long = "x".repeat(150);
+  assert.equal(
+    formatQuote({ id: 1, from: "bob", snippet: `${long}\x1b[2J` }, opts),
+    `↳ bob: ${"x".repeat(59)}…`,
+  );
+  assert.equal(shorten("short"), "short");
+  assert.equal(reactionSummary(undefined), "");
+  assert.equal(reactionSummary({ "🎉": ["a"] }), "[🎉 1]");
+});
+
+Deno.test("formatChange() says who edited, deleted or reacted, in short lines", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 14, 5);
+  const opts = { me: "alice", here: { room: "general" } as const, now };
+  const held: ChatMessage = {
+    id: 41,
+    seq: 43,
+    room: "general",
+    from: "bob",
+    text: "the **deploy** is done",
+    ts,
+  };
+  assert.equal(
+    formatChange(
+      { type: "edited", room: "general", id: 41, text: "new text", editedAt: ts, seq: 44 },
+      { ...opts, message: held },
+    ),
+    "14:05 bob edited #41: new text",
+  );
+  assert.equal(
+    formatChange(
+      { type: "edited", room: "ops", id: 7, text: "elsewhere", editedAt: ts, seq: 9 },
+      opts,
+    ),
+    "14:05 #ops #7 was edited: elsewhere",
+  );
+  assert.equal(
+    formatChange({ type: "deleted", room: "general", id: 41, seq: 45 }, {
+      ...opts,
+      message: held,
+    }),
+    "15:00 bob deleted #41",
+  );
+  assert.equal(
+    formatChange(
+      { type: "reaction", room: "general", id: 41, emoji: "👍", user: "alice", on: true, seq: 46 },
+      { ...opts, message: held },
+    ),
+    "15:00 alice reacted 👍 to #41 (bob: the **deploy** is done)",
+  );
+  // On a terminal the mention is the rendered text, without its marks.
+  assert.ok(
+    formatChange(
+      { type: "reaction", room: "general", id: 41, emoji: "👍", user: "alice", on: true, seq: 46 },
+      { ...opts, color: true, message: held },
+    ).endsWith(" (bob: the deploy is done)"),
+  );
+  assert.equal(
+    formatChange(
+      { type: "reaction", to: "bob", id: 3, emoji: "❤️", user: "bob", on: false, seq: 8 },
+      opts,
+    ),
+    "15:00 @bob bob removed ❤️ from #3",
+  );
+});
+
+Deno.test("formatUpdate() tells what changed while away from the copy held before", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 14, 5);
+  const opts = { me: "alice", here: { room: "general" } as const, now };
+  const before: ChatMessage = {
+    id: 41,
+    seq: 41,
+    room: "general",
+    from: "bob",
+    text: "old",
+    ts,
+    reactions: { "👍": ["alice"], "🎉": ["carol"] },
+  };
+  const after: ChatMessage = {
+    ...before,
+    seq: 50,
+    text: "new",
+    edited: ts,
+    reactions: { "👍": ["alice", "dan"], "❤️": ["carol"] },
+  };
+  assert.deepEqual(formatUpdate(before, after, opts), [
+    "14:05 bob edited #41: new",
+    "15:00 dan reacted 👍 to #41 (bob: new)",
+    "15:00 carol reacted ❤️ to #41 (bob: new)",
+    "15:00 carol removed 🎉 from #41 (bob: new)",
+  ]);
+  const gone: ChatMessage = {
+    id: 41,
+    seq: 51,
+    room: "general",
+    from: "bob",
+    text: "",
+    ts,
+    deleted: true,
+  };
+  assert.deepEqual(formatUpdate(before, gone, opts), ["15:00 bob deleted #41"]);
+  assert.deepEqual(formatUpdate(gone, { ...gone, seq: 52 }, opts), []);
+  // Not held before: what its state says.
+  assert.deepEqual(formatUpdate(undefined, after, opts), [
+    "14:05 bob edited #41: new",
+    "15:00 #41 (bob: new) has reactions [👍 2 ❤️ 1]",
+  ]);
 });

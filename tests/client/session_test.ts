@@ -393,3 +393,270 @@ Deno.test("Session sends its earlier token as `device` with a password, past gue
     await back.close();
   }
 });
+
+Deno.test("Session edits, deletes, reacts and replies; a peer gets the frames, the session merges them", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const alice = recorder(t.ws, "alice", USERS.alice);
+  const changes = () =>
+    alice.events.filter((e): e is SessionEvent & { type: "change" } => e.type === "change");
+  try {
+    await alice.session.start();
+    const here = { room: "general" };
+    bob.send({ type: "send", room: "general", text: "is the deploy done?", ref: "q" });
+    const question = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "q");
+    await waitUntil(() => alice.session.message(here, question.id), "alice holds bob's message");
+
+    const mine = await alice.session.send(here, "not yet");
+    assert.equal((await bob.next<F<"message">>("message")).id, mine.id);
+    assert.equal(alice.session.lastOwn(here)?.id, mine.id);
+
+    const edited = await alice.session.edit(here, mine.id, "done **now**");
+    assert.ok(edited !== null && edited.type === "edited");
+    const seen = await bob.next<F<"edited">>("edited");
+    assert.deepEqual(
+      [seen.room, seen.id, seen.text, seen.seq, seen.editedAt],
+      ["general", mine.id, "done **now**", edited.seq, edited.editedAt],
+    );
+    assert.ok(edited.seq > mine.id, "an edit takes the next position");
+    const held = alice.session.message(here, mine.id)!;
+    assert.deepEqual([held.text, held.edited, held.seq], [
+      "done **now**",
+      edited.editedAt,
+      edited.seq,
+    ]);
+    assert.equal(changes().at(-1)?.before?.text, "not yet");
+
+    // Reactions: on, then off; the held copy follows.
+    const on = await alice.session.react(here, question.id, "👍", true);
+    assert.ok(on !== null && on.on);
+    const r1 = await bob.next<F<"reaction">>("reaction");
+    assert.deepEqual([r1.id, r1.emoji, r1.user, r1.on], [question.id, "👍", "alice", true]);
+    assert.deepEqual(alice.session.message(here, question.id)?.reactions, { "👍": ["alice"] });
+    await alice.session.react(here, question.id, "👍", false);
+    const r2 = await bob.next<F<"reaction">>("reaction");
+    assert.deepEqual([r2.emoji, r2.user, r2.on], ["👍", "alice", false]);
+    assert.equal(alice.session.message(here, question.id)?.reactions, undefined);
+    // Another user's reaction arrives as a change with the state after it.
+    bob.send({ type: "react", room: "general", id: mine.id, emoji: "🎉", on: true });
+    const live = await waitUntil(
+      () => changes().find((e) => e.change.type === "reaction" && e.change.user === "bob"),
+      "bob's reaction reaches alice",
+    );
+    assert.deepEqual(live.message?.reactions, { "🎉": ["bob"] });
+
+    // A reply quotes its original.
+    const reply = await alice.session.send(here, "see above", { replyTo: question.id });
+    assert.deepEqual(reply.replyTo, {
+      id: question.id,
+      from: "bob",
+      snippet: "is the deploy done?",
+    });
+    const got = await bob.next<F<"message">>((f) => f.type === "message" && f.text === "see above");
+    assert.deepEqual(got.replyTo, reply.replyTo);
+
+    const deleted = await alice.session.delete(here, reply.id);
+    assert.ok(deleted !== null);
+    assert.deepEqual(
+      [
+        (await bob.next<F<"deleted">>("deleted")).id,
+        alice.session.message(here, reply.id)?.deleted,
+      ],
+      [reply.id, true],
+    );
+    assert.equal(alice.session.lastOwn(here)?.id, mine.id, "a deleted message is not the last");
+
+    // Refusals reject with the server's code; the queue goes on.
+    const refused = async (p: Promise<unknown>, code: string) => {
+      await assert.rejects(p, (err: Error) => {
+        assert.ok(err instanceof ServerError, String(err));
+        assert.equal(err.code, code, err.message);
+        return true;
+      });
+    };
+    await refused(alice.session.edit(here, question.id, "mine now"), "forbidden");
+    await refused(alice.session.delete(here, question.id), "forbidden");
+    await refused(alice.session.react(here, 9999, "👍", true), "unknown_message");
+    await refused(alice.session.edit(here, reply.id, "back from the dead"), "unknown_message");
+    await refused(alice.session.send(here, "to nothing", { replyTo: 9999 }), "bad_request");
+    await refused(alice.session.edit(here, mine.id, ""), "bad_request");
+    const emoji = [..."😀😁😂🤣😃😄😅😆😉😊😋😎😍😘🥰😗😙😚🙂🤗"];
+    assert.equal(emoji.length, 20);
+    for (const e of emoji) await alice.session.react(here, question.id, e, true);
+    await refused(alice.session.react(here, question.id, "🤩", true), "too_many_reactions");
+    assert.equal(Object.keys(alice.session.message(here, question.id)!.reactions!).length, 20);
+    assert.equal((await alice.session.send(here, "still here")).text, "still here");
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+  }
+});
+
+Deno.test("Session.fetchMessage() asks the server for a message it does not hold", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const alice = recorder(t.ws, "alice", USERS.alice);
+  try {
+    bob.send({ type: "send", room: "general", text: "long ago", ref: "old" });
+    const old = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "old");
+    bob.send({ type: "react", room: "general", id: old.id, emoji: "👀", on: true });
+    await bob.next("reaction");
+    for (let i = 0; i < 60; i++) bob.send({ type: "send", room: "general", text: `n${i}` });
+    await bob.next((f) => f.type === "message" && f.text === "n59");
+    await alice.session.start();
+    // The first 50 of the join do not reach back that far.
+    await alice.session.join("general");
+    assert.equal(alice.session.message({ room: "general" }, old.id), undefined);
+    const fetched = await alice.session.fetchMessage({ room: "general" }, old.id);
+    assert.deepEqual([fetched?.text, fetched?.reactions], ["long ago", { "👀": ["bob"] }]);
+    assert.equal(await alice.session.fetchMessage({ room: "general" }, 99_999), null);
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+  }
+});
+
+Deno.test("Session catches up on changes made while it was away, in their current state, once", async () => {
+  await using t = await startTestServer({ users: USERS });
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  const alice = recorder(proxy.ws, "alice", USERS.alice);
+  const updates = () =>
+    alice.events.filter((e): e is SessionEvent & { type: "updated" } => e.type === "updated");
+  try {
+    await alice.session.start();
+    const here = { room: "general" };
+    const say = async (text: string, to?: string) => {
+      const ref = `r-${text}`;
+      bob.send(to ? { type: "send", to, text, ref } : { type: "send", room: "general", text, ref });
+      return await bob.next<F<"message">>((f) => f.type === "message" && f.ref === ref);
+    };
+    const typo = await say("teh plan");
+    const doomed = await say("wrong room, sorry");
+    const dm = await say("psst", "alice");
+    const mine = await alice.session.send(here, "sounds good");
+    await waitUntil(
+      () => alice.session.message({ to: "bob" }, dm.id) && alice.session.message(here, doomed.id),
+      "alice holds them all",
+    );
+
+    proxy.refuse = true;
+    await proxy.cut();
+    await waitUntil(() => alice.events.some((e) => e.type === "disconnected"), "the drop");
+    bob.send({ type: "edit", room: "general", id: typo.id, text: "the plan" });
+    await bob.next("edited");
+    bob.send({ type: "delete", room: "general", id: doomed.id });
+    await bob.next("deleted");
+    bob.send({ type: "react", room: "general", id: mine.id, emoji: "👍", on: true });
+    await bob.next("reaction");
+    bob.send({ type: "react", to: "alice", id: dm.id, emoji: "🤫", on: true });
+    await bob.next("reaction");
+    await say("after all that");
+    proxy.refuse = false;
+
+    const resumed = await waitUntil(
+      () => alice.events.find((e) => e.type === "resumed"),
+      "alice resumes",
+    );
+    assert.deepEqual(resumed, { type: "resumed", missed: 1, changed: 4 });
+    // Ids are per conversation: the DM's first message is #1 too.
+    const byId = new Map(updates().filter((e) => e.message.room).map((e) => [e.message.id, e]));
+    const dmUpdate = updates().find((e) => e.message.to !== undefined);
+    assert.equal(updates().length, 4, "each change once");
+    assert.deepEqual(
+      [byId.get(typo.id)?.before?.text, byId.get(typo.id)?.message.text],
+      ["teh plan", "the plan"],
+    );
+    assert.ok(byId.get(typo.id)?.message.edited);
+    assert.deepEqual(byId.get(doomed.id)?.message.deleted, true);
+    assert.equal(byId.get(doomed.id)?.message.text, "");
+    assert.deepEqual(byId.get(mine.id)?.message.reactions, { "👍": ["bob"] });
+    assert.deepEqual([dmUpdate?.message.id, dmUpdate?.message.reactions], [dm.id, {
+      "🤫": ["bob"],
+    }]);
+    assert.equal(alice.session.message(here, typo.id)?.text, "the plan", "merged by id");
+    const news = alice.events.filter((e) => e.type === "message" && e.replay);
+    assert.deepEqual(news.map((e) => e.type === "message" && e.message.text), ["after all that"]);
+
+    // Live again: a change after the catch-up arrives once, nothing before it twice.
+    bob.send({ type: "react", room: "general", id: typo.id, emoji: "✅", on: true });
+    await waitUntil(
+      () => alice.events.some((e) => e.type === "change" && e.change.type === "reaction"),
+      "a live change",
+    );
+    assert.equal(alice.events.filter((e) => e.type === "change").length, 1);
+    assert.equal(updates().length, 4);
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+    await proxy.close();
+  }
+});
+
+Deno.test("Session resolves a change the server had nothing to do for with null, and goes on", async () => {
+  await using t = await startTestServer();
+  const events: SessionEvent[] = [];
+  const session = new Session({
+    url: t.ws,
+    username: "alice",
+    onEvent: (e) => events.push(e),
+    quiet: 300,
+  });
+  try {
+    await session.start();
+    const here = { room: "general" };
+    const m = await session.send(here, "react to me");
+    assert.ok(await session.react(here, m.id, "👍", true));
+    // Already so: the server answers nothing at all.
+    assert.equal(await session.react(here, m.id, "👍", true), null);
+    assert.ok(await session.delete(here, m.id));
+    assert.equal(await session.delete(here, m.id), null);
+    assert.equal((await session.send(here, "next")).text, "next");
+    assert.equal(events.filter((e) => e.type === "change").length, 2);
+  } finally {
+    await session.close();
+  }
+});
+
+Deno.test("Session counts a message made and edited while away as new, over several pages", async () => {
+  await using t = await startTestServer({ args: ["--rate", "1000", "--burst", "1000"] });
+  const proxy = new TcpProxy(t.server.port);
+  const bob = await signIn(t.ws, "bob");
+  const alice = recorder(proxy.ws, "alice");
+  // Long messages: a reply holds about 80 (a quarter of the 1 MiB a socket may
+  // buffer), so the catch-up takes two pages.
+  const pad = "x".repeat(3000);
+  try {
+    await alice.session.start();
+    await alice.session.send({ room: "general" }, "before");
+    proxy.refuse = true;
+    await proxy.cut();
+    await waitUntil(() => alice.events.some((e) => e.type === "disconnected"), "the drop");
+    for (let i = 1; i <= 150; i++) {
+      bob.send({ type: "send", room: "general", text: `m${i} ${pad}` });
+    }
+    const first = await bob.next<F<"message">>((f) =>
+      f.type === "message" && f.text.startsWith("m1 ")
+    );
+    await bob.next((f) => f.type === "message" && f.text.startsWith("m150 "));
+    // The edit moves m1 to the end of the catch-up, pages after its id.
+    bob.send({ type: "edit", room: "general", id: first.id, text: "m1, edited" });
+    await bob.next("edited");
+    proxy.refuse = false;
+    const resumed = await waitUntil(
+      () => alice.events.find((e) => e.type === "resumed"),
+      "alice resumes",
+      DEADLINE,
+    );
+    assert.deepEqual(resumed, { type: "resumed", missed: 150, changed: 0 });
+    const texts = alice.messages().filter((m) => m.from === "bob").map((m) => m.text.split(" ")[0]);
+    assert.equal(texts.length, 150);
+    assert.equal(new Set(texts).size, 150, "each once");
+    assert.equal(texts.at(-1), "m1,", "in its current state, where the edit put it");
+    assert.ok(!texts.includes("m1"));
+  } finally {
+    await alice.session.close();
+    await closeAll(bob);
+    await proxy.close();
+  }
+});
