@@ -355,8 +355,14 @@ Deno.test("living: reactions are one emoji each, idempotent, at most 20 kinds pe
     await bob.next((f) => f.type === "reaction" && f.ref === "more");
     bob.send({ type: "react", room: "general", id: m.id, emoji: "👍🏽", on: false, ref: "off" });
     await bob.next((f) => f.type === "reaction" && f.ref === "off");
-    // Removing what is not there changes nothing.
-    bob.send({ type: "react", room: "general", id: m.id, emoji: "👍🏽", on: false });
+    // Removing what is not there changes nothing; with a ref, the asker alone
+    // is answered, at position 0.
+    bob.send({ type: "react", room: "general", id: m.id, emoji: "👍🏽", on: false, ref: "noop" });
+    const noop = await bob.next<F<"reaction">>((f) => f.type === "reaction" && f.ref === "noop");
+    assert.deepEqual(
+      [noop.id, noop.emoji, noop.user, noop.on, noop.seq],
+      [m.id, "👍🏽", "bob", false, 0],
+    );
     const got = (await changes(alice)) as F<"reaction">[];
     assert.equal(got.length, 1 + 1 + emoji.length + 1 + 1);
     assert.deepEqual(

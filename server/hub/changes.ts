@@ -19,7 +19,7 @@ import {
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
-import { peerOf } from "./frames.ts";
+import { encode, peerOf, withRef } from "./frames.ts";
 
 /** What {@link Changes} needs from the node. */
 export interface ChangesContext extends NodeContext {
@@ -27,6 +27,8 @@ export interface ChangesContext extends NodeContext {
   conv: (user: User, frame: Target, ref?: string) => Promise<{ conv: string; target: Target }>;
   /** Milliseconds after sending during which a message may be edited; absent: no limit. */
   editWindow?: number;
+  /** Sends frame text to one connection, if it is still there. */
+  reply: (conn: Conn, text: string) => void;
 }
 
 /** Handlers of `edit`, `delete` and `react`. */
@@ -88,6 +90,30 @@ export class Changes {
       );
     }
     if (!result.ok) throw refused(result.refusal, change, this.#ctx.editWindow, ref);
+    if (result.applied === null && ref !== undefined) this.#unchanged(conn, change, ref);
+  }
+
+  /**
+   * Nothing to do (a reaction already so, a tombstone deleted again): nobody
+   * is told, but a request with a `ref` still gets its answer: the frame it
+   * would have caused, at position 0 — it took none, and a client that
+   * merges it by `seq` changes nothing (a real position could run ahead of a
+   * live change still on its way to this connection).
+   */
+  #unchanged(conn: Conn, change: Change, ref: string): void {
+    if (change.kind === "edit") return;
+    const applied: Applied = change.kind === "react"
+      ? {
+        kind: "reaction",
+        conv: change.conv,
+        id: change.id,
+        seq: 0,
+        user: change.user,
+        emoji: change.emoji,
+        on: change.on,
+      }
+      : { kind: "deleted", conv: change.conv, id: change.id, seq: 0, user: change.user };
+    this.#ctx.reply(conn, withRef(encode(changeFrame(applied, change.user)), ref));
   }
 }
 

@@ -237,6 +237,7 @@ export class Hub {
       ...node,
       conv: (user, frame, ref) => this.#commands.conv(user, frame, ref),
       editWindow: options.editWindow === undefined ? undefined : options.editWindow * 1000,
+      reply: (conn, text) => this.#send1(conn, text),
     });
     this.#broker.onPresence((user) => {
       this.#presence.changed(user);
