@@ -182,7 +182,7 @@ Deno.test("highlight() splits around query words", () => {
 });
 
 Deno.test("mergeMessages() keeps id order and drops duplicates", () => {
-  const m = (id: number) => ({ id, room: "r", from: "a", text: `${id}`, ts: "" });
+  const m = (id: number) => ({ id, seq: id, room: "r", from: "a", text: `${id}`, ts: "" });
   const list = [m(3), m(4)];
   assert.equal(mergeMessages(list, []), list);
   assert.equal(mergeMessages(list, [m(3)]), list, "nothing new: same array");

@@ -16,10 +16,15 @@ const WEB = new URL(".", import.meta.url);
 /** Files copied as they are: source name → name in the output. */
 export const STATIC_FILES: Record<string, string> = {
   "index.html": "index.html",
-  "styles.css": "app.css",
   "favicon.svg": "favicon.svg",
   "manifest.webmanifest": "manifest.webmanifest",
 };
+
+/**
+ * Stylesheets joined, in this order, into `app.css`: the page's one
+ * stylesheet (the server serves and hashes that one file).
+ */
+export const STYLESHEETS: readonly string[] = ["styles.css", "markdown.css"];
 
 /**
  * Builds everything into `outDir`, writing only files whose content changed
@@ -54,6 +59,8 @@ export async function build(outDir: string): Promise<string[]> {
     for (const [from, to] of Object.entries(STATIC_FILES)) {
       files[to] = await Deno.readFile(new URL(from, WEB));
     }
+    const css = await Promise.all(STYLESHEETS.map((f) => Deno.readTextFile(new URL(f, WEB))));
+    files["app.css"] = new TextEncoder().encode(css.join("\n"));
     const written: string[] = [];
     for (const [name, bytes] of Object.entries(files)) {
       const path = `${outDir}/${name}`;
