@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { flagError, UsageError } from "./flags.ts";
-import { NAME_PATTERN } from "../protocol.ts";
+import { type ChatMessage, NAME_PATTERN, type ReplyRef, snippetOf } from "../protocol.ts";
 import { openDataFile } from "../server/store/sqlite_schema.ts";
 
 /** `chat export --help`. */
@@ -22,9 +22,16 @@ Options:
   --room NAME    Only the messages of this room (default: every room and DM)
   -h, --help     Show this help
 
-Each line is one message: {"id":1,"room":"general","from":"alice","text":"hi","ts":"…"};
+Each line is one message in its current state:
+  {"id":1,"room":"general","from":"alice","text":"hi","ts":"…"}
 direct messages carry "to" (the recipient) instead of "room". Ids count per room
-or DM. The file is only read, so a running server may keep using it.
+or DM and skip numbers (edits, deletes and reactions take positions too).
+Where it applies, a message also carries "edited" (when its text was last
+edited), "reactions" ({"👍":["bob","carol"]}: who reacted, in order) and
+"replyTo" ({"id":3,"from":"bob","snippet":"…"}: the message it answers, as that
+one is now). A deleted message is a tombstone with empty text and
+"deleted":true: its text is not in the file any more. The file is only read,
+so a running server may keep using it.
 
 Examples:
   chat export --data chat.db > chat-backup.jsonl
@@ -84,21 +91,12 @@ export async function exportCommand(
     if (room !== undefined && !db.prepare("SELECT 1 FROM rooms WHERE name = ?").get(room)) {
       throw new Error(`No room "${room}" in data file "${path}": check the name`);
     }
-    const rows = room === undefined
-      ? db.prepare(
-        "SELECT id, room, recipient, sender, text, ts FROM messages ORDER BY seq",
-      ).iterate()
-      : db.prepare(
-        "SELECT id, room, recipient, sender, text, ts FROM messages WHERE conv = ? ORDER BY id",
-      ).iterate(room);
+    const sql = selectMessages(file.foundVersion, room !== undefined);
+    const rows = room === undefined ? db.prepare(sql).iterate() : db.prepare(sql).iterate(room);
     const encoder = new TextEncoder();
     let chunk = "";
     for (const r of rows) {
-      const ts = new Date(Number(r.ts)).toISOString();
-      const line = r.room !== null
-        ? { id: Number(r.id), room: r.room, from: r.sender, text: r.text, ts }
-        : { id: Number(r.id), to: r.recipient, from: r.sender, text: r.text, ts };
-      chunk += JSON.stringify(line) + "\n";
+      chunk += JSON.stringify(exported(r)) + "\n";
       if (chunk.length >= CHUNK) {
         if (!await writeAll(out, encoder.encode(chunk))) return 0;
         chunk = "";
@@ -110,6 +108,72 @@ export async function exportCommand(
     if (db.isTransaction) db.exec("COMMIT");
     file.close();
   }
+}
+
+/** A message as `chat export` writes it: its current state, without positions. */
+type ExportedMessage = Omit<ChatMessage, "seq" | "ref">;
+
+/**
+ * The messages with what their current state needs: the original a reply
+ * answers (when it is still kept) and the reactions, in reaction order, as
+ * JSON. Files of schema 5 and before (a server that was not upgraded yet)
+ * have no changes: they read as such.
+ */
+function selectMessages(version: number, oneRoom: boolean): string {
+  const where = oneRoom ? "WHERE m.conv = ? ORDER BY m.id" : "ORDER BY m.seq";
+  if (version < 6) {
+    return `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts FROM messages AS m ${where}`;
+  }
+  return `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts, m.edited, m.deleted,
+      m.reply_to, m.reply_from, m.reply_snippet,
+      o.sender AS o_from, o.text AS o_text, o.deleted AS o_deleted,
+      (SELECT json_group_array(json_array(r.emoji, r.member) ORDER BY r.emoji_ord, r.ord)
+        FROM reactions AS r WHERE r.conv = m.conv AND r.id = m.id) AS reactions
+    FROM messages AS m
+    LEFT JOIN messages AS o ON o.conv = m.conv AND o.id = m.reply_to
+    ${where}`;
+}
+
+/** One row as its export line. */
+function exported(r: Record<string, unknown>): ExportedMessage {
+  const ts = new Date(Number(r.ts)).toISOString();
+  const id = Number(r.id), from = String(r.sender), text = String(r.text);
+  const line: ExportedMessage = r.room !== null
+    ? { id, room: String(r.room), from, text, ts }
+    : { id, to: String(r.recipient), from, text, ts };
+  if (Number(r.deleted ?? 0) !== 0) {
+    // The row's text is '' already; the tombstone says so.
+    line.text = "";
+    line.deleted = true;
+    return line;
+  }
+  if (r.edited !== null && r.edited !== undefined) {
+    line.edited = new Date(Math.max(Number(r.edited), Number(r.ts))).toISOString();
+  }
+  const pairs = JSON.parse(String(r.reactions ?? "[]")) as [string, string][];
+  if (pairs.length > 0) {
+    const reactions: Record<string, string[]> = {};
+    for (const [emoji, user] of pairs) (reactions[emoji] ??= []).push(user);
+    line.reactions = reactions;
+  }
+  if (r.reply_to !== null && r.reply_to !== undefined) line.replyTo = replyOf(r);
+  return line;
+}
+
+/** What a reply quotes: from the original as it is now while kept, else as stored. */
+function replyOf(r: Record<string, unknown>): ReplyRef {
+  const id = Number(r.reply_to);
+  if (r.o_from !== null && r.o_from !== undefined) {
+    const from = String(r.o_from);
+    return Number(r.o_deleted) !== 0
+      ? { id, from, snippet: "", deleted: true }
+      : { id, from, snippet: snippetOf(String(r.o_text)) };
+  }
+  const from = String(r.reply_from ?? "");
+  // A NULL snippet: the original was deleted (and is gone now).
+  return r.reply_snippet === null
+    ? { id, from, snippet: "", deleted: true }
+    : { id, from, snippet: String(r.reply_snippet) };
 }
 
 /** Writes everything; resolves `false` if the reader went away (`| head`). */

@@ -1,17 +1,31 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { exportCommand } from "../cli/export.ts";
 import { conversationKey } from "../protocol.ts";
 import { SqliteStore } from "../server/store/sqlite.ts";
+import { replyRef } from "../server/store/store.ts";
 import { runChat } from "./chat_process.ts";
 
-/** A data file with two rooms and a DM, written at a fixed time. */
+/** The word only the deleted message had. */
+const SECRET = "hunter2xyzzy";
+
+/**
+ * A data file with two rooms and a DM, written at a fixed time, whose
+ * messages changed after they were sent: an edit, reactions, a reply to
+ * the edited message and a deleted one.
+ */
 async function fixture(dir: string): Promise<string> {
   const path = `${dir}/chat.db`;
   const s = SqliteStore.open(path, { now: () => Date.parse("2030-05-01T12:00:00.000Z") });
   await s.join("alice", "general");
   await s.join("alice", "ops");
   await s.append({ conv: "general", room: "general", from: "alice", text: "hello" });
-  await s.append({ conv: "ops", room: "ops", from: "bob", text: 'deploy "now"\nplease' });
+  const deploy = await s.append({
+    conv: "ops",
+    room: "ops",
+    from: "bob",
+    text: 'deploy "now"\nplease',
+  });
   await s.append({
     conv: conversationKey("alice", { to: "bob" }),
     to: "bob",
@@ -19,6 +33,27 @@ async function fixture(dir: string): Promise<string> {
     text: "psst",
   });
   await s.append({ conv: "ops", room: "ops", from: "alice", text: "done ✅" });
+  await s.append({
+    conv: "ops",
+    room: "ops",
+    from: "carol",
+    text: "on it",
+    replyTo: replyRef(deploy),
+  });
+  await s.append({
+    conv: "general",
+    room: "general",
+    from: "alice",
+    text: `the password is ${SECRET}`,
+  });
+  const changes = [
+    await s.change({ kind: "edit", conv: "ops", id: 1, user: "bob", text: "deploy now" }),
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "bob", emoji: "👍", on: true }),
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "carol", emoji: "👍", on: true }),
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "bob", emoji: "🎉", on: true }),
+    await s.change({ kind: "delete", conv: "general", id: 2, user: "alice" }),
+  ];
+  assert.ok(changes.every((c) => c.ok && c.applied !== null));
   await s.close();
   return path;
 }
@@ -26,9 +61,25 @@ async function fixture(dir: string): Promise<string> {
 const TS = "2030-05-01T12:00:00.000Z";
 const ALL = [
   { id: 1, room: "general", from: "alice", text: "hello", ts: TS },
-  { id: 1, room: "ops", from: "bob", text: 'deploy "now"\nplease', ts: TS },
+  { id: 1, room: "ops", from: "bob", text: "deploy now", ts: TS, edited: TS },
   { id: 1, to: "bob", from: "alice", text: "psst", ts: TS },
-  { id: 2, room: "ops", from: "alice", text: "done ✅", ts: TS },
+  {
+    id: 2,
+    room: "ops",
+    from: "alice",
+    text: "done ✅",
+    ts: TS,
+    reactions: { "👍": ["bob", "carol"], "🎉": ["bob"] },
+  },
+  {
+    id: 3,
+    room: "ops",
+    from: "carol",
+    text: "on it",
+    ts: TS,
+    replyTo: { id: 1, from: "bob", snippet: "deploy now" },
+  },
+  { id: 2, room: "general", from: "alice", text: "", ts: TS, deleted: true },
 ];
 
 function lines(stdout: string): unknown[] {
@@ -36,7 +87,7 @@ function lines(stdout: string): unknown[] {
   return stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
 }
 
-Deno.test("chat export writes every message as a JSON line, oldest first", async () => {
+Deno.test("chat export writes every message as a JSON line in its current state, oldest first", async () => {
   const dir = await Deno.makeTempDir({ prefix: "chat-export-" });
   try {
     const path = await fixture(dir);
@@ -45,11 +96,14 @@ Deno.test("chat export writes every message as a JSON line, oldest first", async
     assert.equal(all.stderr, "");
     assert.equal(all.code, 0);
     assert.deepEqual(lines(all.stdout), ALL);
+    // Key order too: reactions in the order the emoji were first used.
+    assert.equal(all.stdout.split("\n")[3], JSON.stringify(ALL[3]));
+    assert.doesNotMatch(all.stdout, new RegExp(SECRET), "a deleted message's text is not exported");
     const ops = await runChat(["export", "--data", path, "--room", "ops"]);
     assert.equal(ops.code, 0);
-    assert.deepEqual(lines(ops.stdout), [ALL[1], ALL[3]]);
+    assert.deepEqual(lines(ops.stdout), [ALL[1], ALL[3], ALL[4]]);
     const env = await runChat(["export", "--room", "general"], { env: { DATA: path } });
-    assert.deepEqual(lines(env.stdout), [ALL[0]], "DATA names the file too");
+    assert.deepEqual(lines(env.stdout), [ALL[0], ALL[5]], "DATA names the file too");
     assert.deepEqual(await Deno.readFile(path), before, "export only reads");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -67,15 +121,42 @@ Deno.test("chat export works beside a running server that holds the file", async
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(
         (lines(r.stdout) as { text: string }[]).map((m) => m.text),
-        ['deploy "now"\nplease', "done ✅", "live"],
+        ["deploy now", "done ✅", "on it", "live"],
       );
       assert.equal(
         (await live.append({ conv: "ops", room: "ops", from: "bob", text: "more" })).id,
-        4,
+        9,
+        "after 3 messages, 4 changes and the live one",
       );
     } finally {
       await live.close();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("chat export reads a file a server of schema 5 still uses: messages as they were", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-export-" });
+  try {
+    const path = `${dir}/chat.db`;
+    const s = SqliteStore.open(path, { now: () => Date.parse(TS) });
+    await s.join("alice", "general");
+    await s.append({ conv: "general", room: "general", from: "alice", text: "hello" });
+    await s.close();
+    // Schema 5 had none of the columns and tables of changes.
+    const db = new DatabaseSync(path);
+    db.exec(`
+      DROP TRIGGER messages_fts_update; DROP INDEX messages_by_rev; DROP INDEX messages_by_reply;
+      DROP TABLE reactions;
+      ALTER TABLE messages DROP COLUMN rev; ALTER TABLE messages DROP COLUMN edited;
+      ALTER TABLE messages DROP COLUMN deleted; ALTER TABLE messages DROP COLUMN reply_to;
+      ALTER TABLE messages DROP COLUMN reply_from; ALTER TABLE messages DROP COLUMN reply_snippet;
+      PRAGMA user_version = 5`);
+    db.close();
+    const r = await runChat(["export", "--data", path]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(lines(r.stdout), [ALL[0]]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -91,6 +172,8 @@ Deno.test("chat export explains bad flags, paths and rooms", async (t) => {
       assert.match(r.stdout, /^Write the messages kept in a data file as JSON lines/);
       assert.match(r.stdout, /Usage:\n {2}chat export --data FILE \[--room NAME\]/);
       assert.match(r.stdout, /Examples:\n {2}chat export --data chat\.db > chat-backup\.jsonl/);
+      assert.match(r.stdout, /A deleted message is a tombstone with empty text/);
+      assert.match(r.stdout, /"reactions"/);
     });
     const fails = async (args: string[], code: number, message: string | RegExp) => {
       const r = await runChat(["export", ...args]);

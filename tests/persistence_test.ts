@@ -59,9 +59,9 @@ Deno.test("server --data: a restart keeps history, membership, read markers and 
     try {
       assert.deepEqual(alice.welcome.rooms.toSorted(), ["general", "ops"]);
       assert.deepEqual(bob.welcome.conversations, [
-        { room: "general", last: 0, read: 0 },
-        { room: "ops", last: 3, read: 2 },
-        { to: "alice", last: 1, read: 0 },
+        { room: "general", last: 0, read: 0, seq: 0, unread: 0 },
+        { room: "ops", last: 3, read: 2, seq: 3, unread: 1 },
+        { to: "alice", last: 1, read: 0, seq: 1, unread: 1 },
       ]);
       bob.send({ type: "join", room: "ops", since: 2 });
       const joined = await bob.next<F<"joined">>("joined");

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { conversationKey } from "../protocol.ts";
+import { conversationKey, snippetOf } from "../protocol.ts";
 import { APPLICATION_ID, SCHEMA_VERSION } from "../server/store/sqlite_schema.ts";
 import { SqliteStore, type SqliteStoreOptions } from "../server/store/sqlite.ts";
-import type { Draft } from "../server/store/store.ts";
+import { type Draft, replyRef } from "../server/store/store.ts";
 import { storeContract } from "./store_contract.ts";
 
 storeContract("SqliteStore", async ({ keep }) => {
@@ -92,8 +92,8 @@ Deno.test("SqliteStore.open() finds messages, ids, rooms, members, read markers 
   assert.equal(await s.knownUser("bob"), true);
   assert.equal(await s.knownUser("carol"), false);
   assert.deepEqual(await s.conversations("bob"), [
-    { room: "general", last: 5, read: 3 },
-    { to: "alice", last: 1, read: 1 },
+    { room: "general", last: 5, read: 3, seq: 5, unread: 2 },
+    { to: "alice", last: 1, read: 1, seq: 1, unread: 0 },
   ]);
   const page = await s.page("general", { since: 2, limit: 10 });
   assert.deepEqual(page.messages.map((m) => [m.id, m.text]), [[3, "g3"], [4, "g4"], [5, "g5"]]);
@@ -212,7 +212,13 @@ Deno.test("SqliteStore retainMessages trims only what is over the limit; ids and
   assert.equal((await s.page("big", { since: 7, limit: 50 })).gap, false);
   assert.equal((await s.page("small", { since: 0, limit: 50 })).gap, false);
   assert.equal((await s.append(room("big", "bob", "eleven"))).id, 11);
-  assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 5, read: 0 }]);
+  assert.deepEqual(await s.conversations("bob"), [{
+    to: "alice",
+    last: 5,
+    read: 0,
+    seq: 5,
+    unread: 3,
+  }]);
 });
 
 Deno.test("SqliteStore retainDays deletes only older messages; ids continue after everything is gone", async () => {
@@ -234,7 +240,13 @@ Deno.test("SqliteStore retainDays deletes only older messages; ids continue afte
     assert.deepEqual(page.messages.map((m) => m.text), ["new 4", "new 5"]);
     assert.equal(page.gap, true);
     assert.deepEqual((await s.page(ab, { limit: 50 })).messages, []);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [{
+      to: "alice",
+      last: 1,
+      read: 0,
+      seq: 1,
+      unread: 0,
+    }]);
     now += 30 * 86_400_000;
     await s.flush();
     assert.equal(count(data.path), 0, "everything is older than 7 days now");
@@ -332,8 +344,8 @@ Deno.test("SqliteStore.open() migrates a version 1 file in place", async () => {
     assert.equal(page.messages[0].ts, new Date(1700000000005).toISOString());
     assert.equal((await s.page("general", { since: 4, limit: 10 })).gap, false);
     assert.deepEqual(await s.conversations("bob"), [
-      { room: "general", last: 6, read: 5 },
-      { to: "alice", last: 1, read: 0 },
+      { room: "general", last: 6, read: 5, seq: 6, unread: 0 },
+      { to: "alice", last: 1, read: 0, seq: 1, unread: 1 },
     ]);
     const found = await s.search("deploy", { user: "bob", rooms: ["general"], limit: 10 });
     assert.deepEqual(found.map((m) => m.text), ["secret deploy key", "the deploy is done"]);
@@ -367,7 +379,13 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
     assert.equal(await s.sessionRevoked("s1", 0), false);
     assert.equal((await s.claimName("Alice", "s1", 1000, true)).ok, true);
     await s.revokeSession("s2", Date.now() + 60_000);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [{
+      to: "alice",
+      last: 1,
+      read: 0,
+      seq: 1,
+      unread: 1,
+    }]);
   }
   await using s = open(data.path);
   assert.deepEqual(await s.staleClaims(Infinity, 10), [
@@ -379,8 +397,31 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/**
+ * Turns a file of this version back into schema 5: messages without changes
+ * (positions, edits, tombstones, replies, reactions), `convs` without the
+ * newest id and the count of kept messages, no update trigger, and the search
+ * index with `secure-delete` off (FTS5's default, as schema 5 had it).
+ */
+const TO_SCHEMA_5 = `
+  DROP TRIGGER messages_fts_update;
+  DROP INDEX messages_by_rev;
+  DROP INDEX messages_by_reply;
+  DROP TABLE reactions;
+  ALTER TABLE messages DROP COLUMN rev;
+  ALTER TABLE messages DROP COLUMN edited;
+  ALTER TABLE messages DROP COLUMN deleted;
+  ALTER TABLE messages DROP COLUMN reply_to;
+  ALTER TABLE messages DROP COLUMN reply_from;
+  ALTER TABLE messages DROP COLUMN reply_snippet;
+  ALTER TABLE convs DROP COLUMN newest;
+  ALTER TABLE convs DROP COLUMN kept;
+  INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 0);
+  PRAGMA user_version = 5`;
+
 /** Turns a file of this version back into schema 4: no topics, no last-seen times. */
-const TO_SCHEMA_4 = "DROP TABLE seen; ALTER TABLE rooms DROP COLUMN topic; PRAGMA user_version = 4";
+const TO_SCHEMA_4 =
+  `${TO_SCHEMA_5}; DROP TABLE seen; ALTER TABLE rooms DROP COLUMN topic; PRAGMA user_version = 4`;
 
 /** Turns a file of this version back into schema 3: messages without their `ref`. */
 const TO_SCHEMA_3 =
@@ -404,7 +445,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 5);
+    assert.equal(SCHEMA_VERSION, 6);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -412,7 +453,13 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       "before the upgrade",
       "before the upgrade",
     ]);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 1, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [{
+      to: "alice",
+      last: 1,
+      read: 0,
+      seq: 1,
+      unread: 1,
+    }]);
   }
   await using s = open(data.path);
   assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -577,7 +624,13 @@ Deno.test("SqliteStore.releaseName() keeps the file and its search index consist
   assert.deepEqual(found.map((m) => m.text), ["secret in public"]);
   assert.equal((await s.page(ab, { since: 0, limit: 10 })).gap, true, "ids 1-3 are gone");
   assert.equal((await s.append(dm("bob", "alice", "new"))).id, 4, "ids continue after a reopen");
-  assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 4, read: 0 }]);
+  assert.deepEqual(await s.conversations("alice"), [{
+    to: "bob",
+    last: 4,
+    read: 0,
+    seq: 4,
+    unread: 1,
+  }]);
   assert.equal(await s.knownUser("alice"), false);
 });
 
@@ -600,10 +653,22 @@ Deno.test("SqliteStore.releaseName() in a batch with writes of the same name kee
     assert.deepEqual([(before as { id: number }).id, (after as { id: number }).id], [1, 2]);
     assert.equal(await s.knownUser("alice"), false, "the release came after the sign-in");
     assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["after"]);
-    assert.deepEqual(await s.conversations("bob"), [{ to: "alice", last: 2, read: 0 }]);
+    assert.deepEqual(await s.conversations("bob"), [{
+      to: "alice",
+      last: 2,
+      read: 0,
+      seq: 2,
+      unread: 0,
+    }]);
   }
   await using s = open(data.path);
-  assert.deepEqual(await s.conversations("alice"), [{ to: "bob", last: 2, read: 0 }]);
+  assert.deepEqual(await s.conversations("alice"), [{
+    to: "bob",
+    last: 2,
+    read: 0,
+    seq: 2,
+    unread: 1,
+  }]);
   assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => m.text), ["after"]);
 });
 
@@ -725,4 +790,451 @@ Deno.test("SqliteStore.open() refuses what it cannot use with one clear line and
       "usable once the first closed",
     );
   });
+});
+
+/** Whether `word` occurs anywhere in the bytes of the data file or its log. */
+async function inFile(path: string, word: string): Promise<boolean> {
+  const latin1 = new TextDecoder("latin1");
+  for (const file of [path, `${path}-wal`]) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(file);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) continue;
+      throw err;
+    }
+    // One byte, one character: an ASCII word is found wherever its bytes are.
+    if (latin1.decode(bytes).includes(word)) return true;
+  }
+  return false;
+}
+
+/** Waits until `ready()` holds, failing after `ms`. */
+async function until(ready: () => boolean | Promise<boolean>, what: string, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!await ready()) {
+    assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function walSize(path: string): number {
+  try {
+    return Deno.statSync(`${path}-wal`).size;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return 0;
+    throw err;
+  }
+}
+
+Deno.test("SqliteStore.change() delete leaves the text nowhere: not the file, its log, the index or a reply", async () => {
+  await using data = await tempData();
+  // A word no other part of the file holds.
+  const secret = "quokkazanzibar";
+  const scope = { user: "bob", rooms: ["general"], limit: 10 };
+  {
+    await using s = open(data.path, { checkpointDelay: 20 });
+    await s.append(room("general", "bob", "before"));
+    // Long enough to spill into overflow pages: freed, they would keep the text unless zeroed.
+    const long = `the vault code is ${secret} 42 ${"and more words ".repeat(600)}${secret}`;
+    const m = await s.append(room("general", "alice", long));
+    const reply = await s.append({ ...room("general", "bob", "noted"), replyTo: replyRef(m) });
+    await s.append(room("general", "bob", "after"));
+    assert.equal(reply.replyTo?.snippet, snippetOf(long));
+    assert.equal(await inFile(data.path, secret), true, "the text is in the file first");
+    assert.deepEqual((await s.search(secret, scope)).map((f) => f.id), [m.id]);
+    const deleted = await s.change({ kind: "delete", conv: "general", id: m.id, user: "alice" });
+    assert.deepEqual(deleted, {
+      ok: true,
+      applied: { kind: "deleted", conv: "general", id: m.id, seq: 5, user: "alice" },
+    });
+    // The checkpoint comes by itself soon after the commit, and empties the log.
+    await until(() => walSize(data.path) === 0, "the log is checkpointed");
+    assert.equal(await inFile(data.path, secret), false, "gone from the file and its log");
+    assert.deepEqual(await s.search(secret, scope), []);
+    assert.deepEqual(await s.search("vault", scope), []);
+    assert.deepEqual(await s.message("general", m.id), {
+      id: m.id,
+      seq: 5,
+      room: "general",
+      from: "alice",
+      text: "",
+      ts: m.ts,
+      deleted: true,
+    });
+    const [answer] = (await s.page("general", { since: 2, limit: 1 })).messages;
+    assert.deepEqual(answer.replyTo, { id: m.id, from: "alice", snippet: "", deleted: true });
+    const stored = peek(
+      data.path,
+      (db) =>
+        db.prepare("SELECT text, reply_snippet FROM messages WHERE conv = 'general' ORDER BY id")
+          .all(),
+    ).map((r) => [r.text, r.reply_snippet]);
+    assert.deepEqual(stored, [["before", null], ["", null], ["noted", null], ["after", null]]);
+  }
+  assert.equal(await inFile(data.path, secret), false, "and after closing");
+  // rank 1: the external-content index matches the messages table row for row.
+  peekExec(
+    data.path,
+    "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+  );
+  await using s = open(data.path);
+  assert.deepEqual(await s.search(secret, scope), []);
+  assert.deepEqual((await s.search("after", scope)).map((m) => m.text), ["after"]);
+});
+
+Deno.test("SqliteStore.change() works on a message sent in the same batch, before the commit", async () => {
+  await using data = await tempData();
+  const s = SqliteStore.open(data.path, { commitDelay: 60_000 });
+  const order: string[] = [];
+  const track = <T>(what: string, p: Promise<T>) => p.then((v) => (order.push(what), v));
+  const sent = track("sent", s.append(room("general", "alice", "helo")));
+  const edited = track(
+    "edited",
+    s.change({ kind: "edit", conv: "general", id: 1, user: "alice", text: "hello" }),
+  );
+  const reacted = track(
+    "reacted",
+    s.change({ kind: "react", conv: "general", id: 1, user: "bob", emoji: "👍", on: true }),
+  );
+  const twice = track(
+    "twice",
+    s.change({ kind: "react", conv: "general", id: 1, user: "bob", emoji: "👍", on: true }),
+  );
+  const forbidden = track(
+    "forbidden",
+    s.change({ kind: "edit", conv: "general", id: 1, user: "bob", text: "mine now" }),
+  );
+  const unknown = track(
+    "unknown",
+    s.change({ kind: "edit", conv: "general", id: 2, user: "alice", text: "?" }),
+  );
+  const next = track("next", s.append(room("general", "bob", "hi")));
+  assert.equal(count(data.path), 0, "nothing is committed yet");
+  // Sentinel: a read of committed history answers before anything of the batch resolves.
+  assert.deepEqual((await s.page("general", { limit: 10 })).messages, []);
+  assert.deepEqual(order, []);
+  await s.flush();
+  const all = await Promise.all([sent, edited, reacted, twice, forbidden, unknown, next]);
+  assert.deepEqual(order, ["sent", "edited", "reacted", "twice", "forbidden", "unknown", "next"]);
+  const editedAt = (all[1] as { applied: { editedAt: string } }).applied.editedAt;
+  assert.deepEqual(all.slice(1, 6), [
+    {
+      ok: true,
+      applied: {
+        kind: "edited",
+        conv: "general",
+        id: 1,
+        seq: 2,
+        user: "alice",
+        text: "hello",
+        editedAt,
+      },
+    },
+    {
+      ok: true,
+      applied: {
+        kind: "reaction",
+        conv: "general",
+        id: 1,
+        seq: 3,
+        user: "bob",
+        emoji: "👍",
+        on: true,
+      },
+    },
+    { ok: true, applied: null },
+    { ok: false, refusal: "forbidden" },
+    { ok: false, refusal: "unknown_message" },
+  ]);
+  assert.equal((all[6] as { id: number }).id, 4, "the next message takes the next position");
+  await s.close();
+  await using again = open(data.path);
+  const page = await again.page("general", { since: 0, limit: 10 });
+  assert.deepEqual(page.messages.map((m) => [m.id, m.seq, m.text, m.edited, m.reactions]), [
+    [1, 3, "hello", editedAt, { "👍": ["bob"] }],
+    [4, 4, "hi", undefined, undefined],
+  ]);
+  assert.equal(page.seq, 4);
+});
+
+Deno.test("SqliteStore.change() in a failed commit gives its position out again and leaves no trace", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.append(room("r", "alice", "one"));
+  peekExec(
+    data.path,
+    `CREATE TRIGGER boom BEFORE UPDATE OF text ON messages WHEN new.text = 'boom'
+     BEGIN SELECT RAISE(ABORT, 'disk says no'); END`,
+  );
+  const results = await Promise.allSettled([
+    s.change({ kind: "react", conv: "r", id: 1, user: "bob", emoji: "👍", on: true }),
+    s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "boom" }),
+  ]);
+  assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected"]);
+  peekExec(data.path, "DROP TRIGGER boom");
+  const again = await s.change({
+    kind: "react",
+    conv: "r",
+    id: 1,
+    user: "bob",
+    emoji: "👍",
+    on: true,
+  });
+  assert.deepEqual(again.ok && again.applied?.seq, 2, "the reaction was not kept: added now");
+  const msg = await s.message("r", 1);
+  assert.deepEqual([msg?.seq, msg?.text, msg?.reactions], [2, "one", { "👍": ["bob"] }]);
+});
+
+Deno.test("SqliteStore keeps edits, tombstones, reactions and replies over a reopen", async () => {
+  await using data = await tempData();
+  const ab = conversationKey("alice", { to: "bob" });
+  let editedAt: string | undefined;
+  {
+    await using s = open(data.path);
+    await s.join("alice", "ops");
+    await s.join("bob", "ops");
+    const q = await s.append(room("ops", "alice", "is the deploy done?"));
+    await s.append({ ...room("ops", "bob", "yes"), replyTo: replyRef(q) });
+    await s.append(room("ops", "bob", "oops"));
+    await s.append(dm("alice", "bob", "psst"));
+    const e = await s.change({
+      kind: "edit",
+      conv: "ops",
+      id: 1,
+      user: "alice",
+      text: "is the release done?",
+    });
+    editedAt = e.ok ? e.applied?.editedAt : undefined;
+    // 🎉 keeps its place before 👍 after its first user left it, as a client applying the frames sees it.
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "alice", emoji: "🎉", on: true });
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "alice", emoji: "👍", on: true });
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "carol", emoji: "🎉", on: true });
+    await s.change({ kind: "react", conv: "ops", id: 2, user: "alice", emoji: "🎉", on: false });
+    await s.change({ kind: "delete", conv: "ops", id: 3, user: "bob" });
+    await s.change({ kind: "react", conv: ab, id: 1, user: "bob", emoji: "👀", on: true });
+  }
+  await using s = open(data.path);
+  const page = await s.page("ops", { since: 0, limit: 10 });
+  const ts = page.messages.map((m) => m.ts);
+  assert.match(editedAt ?? "", /^\d{4}-\d\d-\d\dT/);
+  assert.deepEqual(
+    page.messages,
+    [
+      {
+        id: 1,
+        seq: 4,
+        room: "ops",
+        from: "alice",
+        text: "is the release done?",
+        ts: ts[0],
+        edited: editedAt,
+      },
+      {
+        id: 2,
+        seq: 8,
+        room: "ops",
+        from: "bob",
+        text: "yes",
+        ts: ts[1],
+        reactions: { "🎉": ["carol"], "👍": ["alice"] },
+        replyTo: { id: 1, from: "alice", snippet: "is the release done?" },
+      },
+      { id: 3, seq: 9, room: "ops", from: "bob", text: "", ts: ts[2], deleted: true },
+    ],
+  );
+  assert.deepEqual(Object.keys(page.messages[1].reactions!), ["🎉", "👍"]);
+  assert.deepEqual([page.seq, page.more, page.gap], [9, false, false]);
+  assert.deepEqual(
+    (await s.page("ops", { since: 4, limit: 10 })).messages.map((m) => m.id),
+    [2, 3],
+    "by seq: only what changed after 4",
+  );
+  assert.deepEqual(await s.conversations("alice"), [
+    { room: "ops", last: 3, read: 0, seq: 9, unread: 1 },
+    { to: "bob", last: 1, read: 0, seq: 2, unread: 0 },
+  ]);
+  assert.deepEqual((await s.message(ab, 1))?.reactions, { "👀": ["bob"] });
+  assert.equal((await s.append(room("ops", "alice", "thanks"))).id, 10, "positions continue");
+  assert.deepEqual(
+    peek(data.path, (db) => db.prepare("SELECT count(*) AS n FROM reactions").get()!.n),
+    3,
+  );
+});
+
+Deno.test("SqliteStore.open() migrates a version 5 file: every message readable, seq = id", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "general");
+    await s.join("bob", "general");
+    for (let i = 1; i <= 4; i++) await s.append(room("general", i % 2 ? "alice" : "bob", `g${i}`));
+    await s.append(dm("alice", "bob", "psst"));
+    await s.setRead("bob", "general", 1);
+  }
+  const v5 = new DatabaseSync(data.path);
+  // As schema 5 retention left it: message 1 is gone, the watermark says so.
+  v5.exec(`${TO_SCHEMA_5}; DELETE FROM messages WHERE conv = 'general' AND id = 1;
+    UPDATE convs SET trimmed = 1 WHERE conv = 'general'`);
+  v5.close();
+  assert.equal(
+    peek(
+      data.path,
+      (db) =>
+        db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'reactions'").get()!.n,
+    ),
+    0,
+    "a real schema 5 file",
+  );
+  {
+    await using s = open(data.path, { retainMessages: 100 });
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    const page = await s.page("general", { since: 0, limit: 10 });
+    assert.deepEqual(
+      page.messages.map((m) => [m.id, m.seq, m.from, m.text]),
+      [[2, 2, "bob", "g2"], [3, 3, "alice", "g3"], [4, 4, "bob", "g4"]],
+    );
+    assert.deepEqual([page.gap, page.seq], [true, 4], "message 1 was gone before");
+    assert.equal((await s.page("general", { since: 1, limit: 10 })).gap, false);
+    assert.deepEqual(await s.conversations("bob"), [
+      { room: "general", last: 4, read: 1, seq: 4, unread: 1 },
+      { to: "alice", last: 1, read: 0, seq: 1, unread: 1 },
+    ]);
+    assert.deepEqual(
+      peek(
+        data.path,
+        (db) =>
+          db.prepare("SELECT conv, last, newest, kept, trimmed FROM convs ORDER BY conv").all()
+            .map((r) => ({ ...r })),
+      ),
+      [
+        { conv: "@alice:bob", last: 1, newest: 1, kept: 1, trimmed: 0 },
+        { conv: "general", last: 4, newest: 4, kept: 3, trimmed: 1 },
+      ],
+    );
+    assert.equal(
+      peek(
+        data.path,
+        (db) => db.prepare("SELECT v FROM messages_fts_config WHERE k = 'secure-delete'").get()?.v,
+      ),
+      1,
+      "the index removes deleted words",
+    );
+    const e = await s.change({
+      kind: "edit",
+      conv: "general",
+      id: 3,
+      user: "alice",
+      text: "g3 fixed",
+    });
+    assert.equal(e.ok && e.applied?.seq, 5);
+    const scope = { user: "bob", rooms: ["general"], limit: 10 };
+    assert.deepEqual((await s.search("fixed", scope)).map((m) => m.id), [3], "edits are indexed");
+    assert.deepEqual(await s.search("g3", scope).then((f) => f.map((m) => m.text)), ["g3 fixed"]);
+    assert.equal((await s.append(room("general", "bob", "g6"))).id, 6);
+  }
+  await using s = open(data.path);
+  const since4 = await s.page("general", { since: 4, limit: 10 });
+  assert.deepEqual(since4.messages.map((m) => [m.id, m.seq]), [[3, 5], [6, 6]]);
+});
+
+Deno.test("SqliteStore retention removes a message with its reactions; the watermark is its last change", async () => {
+  await using data = await tempData();
+  {
+    // Written without retention, trimmed at the reopen: nothing races the changes.
+    await using s = open(data.path);
+    for (let i = 1; i <= 5; i++) await s.append(room("r", "alice", `m${i}`));
+    // A late reaction to message 1 (seq 6), one to message 5 (7), an edit of message 4 (8).
+    await s.change({ kind: "react", conv: "r", id: 1, user: "bob", emoji: "👍", on: true });
+    await s.change({ kind: "react", conv: "r", id: 5, user: "bob", emoji: "👍", on: true });
+    await s.change({ kind: "edit", conv: "r", id: 4, user: "alice", text: "m4 edited" });
+  }
+  {
+    await using s = open(data.path, { retainMessages: 3 });
+    await s.flush();
+    const page = await s.page("r", { since: 0, limit: 10 });
+    assert.deepEqual(page.messages.map((m) => [m.id, m.seq]), [[3, 3], [5, 7], [4, 8]]);
+    assert.equal(page.gap, true);
+    assert.equal(
+      (await s.page("r", { since: 5, limit: 10 })).gap,
+      true,
+      "message 1 changed at 6, after 5: a copy held since 5 is stale",
+    );
+    assert.equal((await s.page("r", { since: 6, limit: 10 })).gap, false);
+    assert.deepEqual(
+      peek(data.path, (db) => db.prepare("SELECT id FROM reactions").all().map((r) => r.id)),
+      [5],
+      "the reactions of the removed messages are gone",
+    );
+    assert.equal(
+      await s.change({ kind: "react", conv: "r", id: 1, user: "bob", emoji: "👍", on: false })
+        .then((r) => r.ok ? "ok" : r.refusal),
+      "unknown_message",
+    );
+  }
+  await using s = open(data.path);
+  assert.equal((await s.page("r", { since: 5, limit: 10 })).gap, true, "after a reopen too");
+  assert.equal((await s.page("r", { since: 6, limit: 10 })).gap, false);
+});
+
+Deno.test("SqliteStore retainDays removes old messages with their reactions; the watermark is their last change", async () => {
+  await using data = await tempData();
+  let now = Date.parse("2030-01-01T00:00:00Z");
+  {
+    await using s = open(data.path, { now: () => now });
+    await s.append(room("r", "alice", "old"));
+    now += 10 * 86_400_000;
+    await s.append(room("r", "alice", "new"));
+    await s.change({ kind: "react", conv: "r", id: 1, user: "bob", emoji: "👍", on: true });
+    await s.change({ kind: "react", conv: "r", id: 2, user: "bob", emoji: "👍", on: true });
+  }
+  await using s = open(data.path, { now: () => now, retainDays: 7 });
+  await s.flush();
+  const page = await s.page("r", { since: 0, limit: 10 });
+  assert.deepEqual(page.messages.map((m) => [m.id, m.seq, m.text]), [[2, 4, "new"]]);
+  assert.equal((await s.page("r", { since: 2, limit: 10 })).gap, true, "message 1 changed at 3");
+  assert.equal((await s.page("r", { since: 3, limit: 10 })).gap, false);
+  assert.deepEqual(
+    peek(data.path, (db) => db.prepare("SELECT id FROM reactions").all().map((r) => r.id)),
+    [2],
+  );
+});
+
+Deno.test("SqliteStore reads by position, counts unread and finds replies through indexes", async () => {
+  await using data = await tempData();
+  {
+    await using _s = open(data.path);
+  }
+  const plan = (sql: string, ...args: (string | number)[]) =>
+    peek(
+      data.path,
+      (db) =>
+        db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args).map((r) => String(r.detail)).join(
+          "; ",
+        ),
+    );
+  const since = plan(
+    "SELECT id FROM messages WHERE conv = ? AND rev > ? ORDER BY rev LIMIT ?",
+    "r",
+    0,
+    10,
+  );
+  assert.match(since, /USING INDEX messages_by_rev \(conv=\? AND rev>\?\)/);
+  assert.doesNotMatch(since, /TEMP B-TREE/, "without sorting");
+  const unread = plan(
+    `SELECT count(*) FROM (SELECT 1 FROM messages AS x WHERE x.conv = ?1 AND x.id > ?2
+       AND x.deleted = 0 AND x.sender <> ?3 LIMIT ?4)`,
+    "r",
+    0,
+    "u",
+    100,
+  );
+  assert.match(unread, /SEARCH x USING INDEX sqlite_autoindex_messages_1 \(conv=\? AND id>\?\)/);
+  assert.match(
+    plan("UPDATE messages SET reply_snippet = NULL WHERE conv = ? AND reply_to = ?", "r", 1),
+    /USING INDEX messages_by_reply/,
+  );
 });

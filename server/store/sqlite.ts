@@ -9,26 +9,44 @@
  * sender saw acknowledged is in the file. The file is in WAL mode with
  * `synchronous = FULL`: a commit survives `kill -9` and power loss.
  *
- * Message ids are given out at once from per-conversation counters (loaded
+ * Positions (`seq`: message ids, and the positions of edits, deletes and
+ * reactions) are given out at once from per-conversation counters (loaded
  * from the file on first use), so the order of a conversation is fixed before
- * the commit. Retention (`--retain-days`, `--retain-messages`) runs in the
- * background in small transactions between deliveries.
+ * the commit. A change is checked at call time against the file plus what the
+ * queue will write (a send followed at once by an edit of it works before the
+ * commit), and resolves in the same ordered commit as the appends around it.
+ * Retention (`--retain-days`, `--retain-messages`) runs in the background in
+ * small transactions between deliveries.
+ *
+ * A deleted message's text is gone from the file, not hidden: its row keeps
+ * an empty text, the search index drops its words (FTS5 `secure-delete`),
+ * freed space is zeroed (`PRAGMA secure_delete`), and a checkpoint soon after
+ * the commit empties the write-ahead log that still held the old page.
  *
  * Why this file is over 600 lines: it is the whole Store interface against
  * one schema — the prepared statements, the write queue committed once per
- * tick and every method that reads through them share one transaction
- * model, which splitting would scatter across files that must change
- * together.
+ * tick (with the view of queued messages that changes are checked against)
+ * and every method that reads through them share one transaction model,
+ * which splitting would scatter across files that must change together.
  *
  * @module
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
-import type { ChatMessage, Conversation } from "../../protocol.ts";
+import {
+  type ChatMessage,
+  type Conversation,
+  MAX_REACTIONS,
+  type ReplyRef,
+  UNREAD_CAP,
+} from "../../protocol.ts";
 import type { Logger } from "../log.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
   type Appended,
+  type Applied,
+  type Change,
+  type ChangeResult,
   type ClaimResult,
   dmPair,
   type Draft,
@@ -37,6 +55,7 @@ import {
   type Page,
   type PageQuery,
   type RecentQuery,
+  refreshReplies,
   type RoomInfo,
   type SearchScope,
   searchWords,
@@ -63,6 +82,12 @@ export interface SqliteStoreOptions {
   retentionDelay?: number;
   /** Most messages one retention transaction deletes. @default {500} */
   retentionBatch?: number;
+  /**
+   * Milliseconds after a commit that removed text (a delete, retention, a
+   * released name's DMs) before the write-ahead log is checkpointed and
+   * emptied, so the old text does not linger in it. @default {1000}
+   */
+  checkpointDelay?: number;
   /** Where retention problems are reported. @default {undefined} (silent) */
   log?: Logger;
   /** The clock, in milliseconds since the epoch (for tests). @default {Date.now} */
@@ -75,17 +100,70 @@ export interface SqliteStats {
   commits: number;
   /** Messages committed. */
   messages: number;
+  /** Edits, deletes and reactions committed. */
+  changes: number;
   /** Messages deleted by retention. */
   deleted: number;
 }
 
 interface ConvState {
-  /** Newest id given out (committed or queued). */
-  last: number;
-  /** Newest id committed. */
+  /** Newest position given out, to a message or a change (committed or queued). */
+  seq: number;
+  /** Newest position committed. */
   durable: number;
-  /** Every id up to this one may be gone (deleted by retention or a released name). */
+  /** Newest message id given out (committed or queued). */
+  newest: number;
+  /**
+   * The highest position of any message dropped (retention, a released
+   * name): a reader up to an older position may hold a stale copy.
+   */
   trimmed: number;
+  /** Messages kept, committed (ids skip, so this is not `newest - trimmed`). */
+  kept: number;
+}
+
+/** A conversation's counters before the batch being built touched them. */
+interface BatchStart {
+  seq: number;
+  newest: number;
+}
+
+/**
+ * What a change is checked against: a message as the file plus the queue
+ * leave it.
+ */
+interface Live {
+  from: string;
+  /** Sent at (ms). */
+  ts: number;
+  deleted: boolean;
+  /** Emoji → who reacted, in the order they did. */
+  reactions: Map<string, string[]>;
+}
+
+/** What the ops of the transaction being committed did, for memory once it committed. */
+interface Ran {
+  /** Messages inserted per conversation (since a wipe of it in the same transaction). */
+  added: Map<string, number>;
+  /** Conversations whose messages were all deleted (a released name's DMs). */
+  emptied: Set<string>;
+  /** New watermarks. */
+  trimmed: Map<string, number>;
+  messages: number;
+  changes: number;
+  /** Some text was removed: checkpoint the log soon. */
+  textGone: boolean;
+}
+
+function newRan(): Ran {
+  return {
+    added: new Map(),
+    emptied: new Set(),
+    trimmed: new Map(),
+    messages: 0,
+    changes: 0,
+    textGone: false,
+  };
 }
 
 interface Op {
@@ -95,12 +173,19 @@ interface Op {
 }
 
 interface Row {
+  conv: string;
   id: number;
+  rev: number;
   room: string | null;
   recipient: string | null;
   sender: string;
   text: string;
   ts: number;
+  edited: number | null;
+  deleted: number;
+  reply_to: number | null;
+  reply_from: string | null;
+  reply_snippet: string | null;
 }
 
 const DAY = 86_400_000;
@@ -116,8 +201,11 @@ export class SqliteStore implements Store {
   #convs = new Map<string, ConvState>();
   #users = new Set<string>();
   #queue: Op[] = [];
-  /** Convs given a new id in the batch being built: their first id in it. */
-  #batchFirst = new Map<string, number>();
+  /** Convs given a new position in the batch being built: their counters before it. */
+  #batchFirst = new Map<string, BatchStart>();
+  /** Messages a change looked at since the last commit, as the queue leaves them. */
+  #live = new Map<string, Live>();
+  #ran: Ran = newRan();
   /** Messages with a ref in the batch being built, by sender and ref (the latest). */
   #batchRefs = new Map<string, { conv: string; text: string; msg: Promise<ChatMessage> }>();
   /** DMs whose parties the transaction being committed has written to `dm_members`. */
@@ -133,8 +221,10 @@ export class SqliteStore implements Store {
   #sweepTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepInterval: ReturnType<typeof setInterval> | undefined;
   #sweeping: Promise<void> | null = null;
+  #checkpointDelay: number;
+  #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
   #log?: Logger;
-  #stats: SqliteStats = { commits: 0, messages: 0, deleted: 0 };
+  #stats: SqliteStats = { commits: 0, messages: 0, changes: 0, deleted: 0 };
 
   private constructor(file: DataFile, path: string, options: SqliteStoreOptions) {
     this.#file = file;
@@ -147,12 +237,12 @@ export class SqliteStore implements Store {
     this.#retainMessages = options.retainMessages;
     this.#retentionDelay = options.retentionDelay ?? 1000;
     this.#retentionBatch = options.retentionBatch ?? 500;
+    this.#checkpointDelay = options.checkpointDelay ?? 1000;
     this.#log = options.log;
     if (this.#retainMessages !== undefined) {
       for (const r of this.#sql.overLimit.all(this.#retainMessages)) {
         const conv = String(r.conv);
-        const last = Number(r.last);
-        this.#convs.set(conv, { last, durable: last, trimmed: Number(r.trimmed) });
+        this.#convs.set(conv, convState(r));
         this.#over.add(conv);
       }
     }
@@ -202,14 +292,23 @@ export class SqliteStore implements Store {
   append(draft: Draft): Promise<ChatMessage> {
     if (this.#closed) return Promise.reject(closedError());
     const state = this.#state(draft.conv, true)!;
-    const id = ++state.last;
-    if (!this.#batchFirst.has(draft.conv)) this.#batchFirst.set(draft.conv, id);
+    this.#touch(draft.conv, state);
+    const id = ++state.seq;
+    state.newest = id;
     // Never backwards, so time order is id order (retention by age trims a prefix).
     this.#clock = Math.max(this.#clock, this.#now());
     const ts = this.#clock;
     const msg: ChatMessage = draft.room !== undefined
-      ? { id, room: draft.room, from: draft.from, text: draft.text, ts: iso(ts) }
-      : { id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
+      ? { id, seq: id, room: draft.room, from: draft.from, text: draft.text, ts: iso(ts) }
+      : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
+    const reply = draft.replyTo;
+    if (reply) msg.replyTo = { ...reply };
+    this.#live.set(liveKey(draft.conv, id), {
+      from: draft.from,
+      ts,
+      deleted: false,
+      reactions: new Map(),
+    });
     const recipient = draft.room === undefined ? draft.to ?? null : null;
     const pair = dmPair(draft.conv);
     const ref = draft.ref || null;
@@ -228,7 +327,13 @@ export class SqliteStore implements Store {
         draft.text,
         ts,
         ref,
+        reply?.id ?? null,
+        reply?.from ?? null,
+        // NULL: the original was deleted (its text must not live on here).
+        reply && !reply.deleted ? reply.snippet : null,
       );
+      this.#ran.added.set(draft.conv, (this.#ran.added.get(draft.conv) ?? 0) + 1);
+      this.#ran.messages++;
       return msg;
     });
     if (ref !== null) {
@@ -258,36 +363,141 @@ export class SqliteStore implements Store {
         ? queued.msg.then((msg) => ({ msg, fresh: false }))
         : fresh();
     }
-    let row: (Row & { conv: string }) | undefined;
+    let row: Row | undefined;
     try {
-      row = this.#sql.byRef.get(draft.from, draft.ref) as (Row & { conv: string }) | undefined;
+      row = this.#sql.byRef.get(draft.from, draft.ref) as Row | undefined;
     } catch (err) {
       return Promise.reject(err);
     }
-    if (row && row.conv === draft.conv && row.text === draft.text) {
-      return Promise.resolve({ msg: toMessage(row), fresh: false });
+    // An edited or deleted message no longer has the text it was sent with:
+    // its ref in the same conversation is enough (a resend must not bring a
+    // deleted message back).
+    if (
+      row && row.conv === draft.conv &&
+      (row.text === draft.text || row.edited !== null || row.deleted !== 0)
+    ) {
+      return this.#current([row]).then(([msg]) => ({ msg, fresh: false }));
     }
     return fresh();
   }
 
-  /** A page of committed history. */
+  /**
+   * Checks and applies a change (see {@link Store.change}) against the file
+   * plus the queue, now; gives it the conversation's next position and
+   * queues its write, so it resolves in order with the appends around it.
+   * Nothing to do and refusals resolve after what is queued already.
+   */
+  change(change: Change): Promise<ChangeResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    const { conv, id, user } = change;
+    let live: Live | undefined;
+    try {
+      live = this.#liveOf(conv, id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!live) return this.#after({ ok: false, refusal: "unknown_message" });
+    if (change.kind !== "react" && live.from !== user) {
+      return this.#after({ ok: false, refusal: "forbidden" });
+    }
+    if (live.deleted) {
+      // Deleting a tombstone again changes nothing; there is nothing left to edit or react to.
+      const result: ChangeResult = change.kind === "delete"
+        ? { ok: true, applied: null }
+        : { ok: false, refusal: "unknown_message" };
+      return this.#after(result);
+    }
+    if (change.kind === "edit" && change.sentAfter !== undefined && live.ts < change.sentAfter) {
+      return this.#after({ ok: false, refusal: "too_late" });
+    }
+    if (change.kind === "react") {
+      const users = live.reactions.get(change.emoji);
+      if ((users?.includes(user) ?? false) === change.on) {
+        return this.#after({ ok: true, applied: null });
+      }
+      if (change.on && !users && live.reactions.size >= MAX_REACTIONS) {
+        return this.#after({ ok: false, refusal: "too_many_reactions" });
+      }
+    }
+    const state = this.#state(conv, true);
+    this.#touch(conv, state);
+    const seq = ++state.seq;
+    let applied: Applied;
+    let write: () => boolean;
+    if (change.kind === "edit") {
+      this.#clock = Math.max(this.#clock, this.#now());
+      const at = Math.max(this.#clock, live.ts);
+      applied = { kind: "edited", conv, id, seq, user, text: change.text, editedAt: iso(at) };
+      write = () => this.#sql.edit.run(change.text, at, seq, conv, id).changes > 0;
+    } else if (change.kind === "delete") {
+      live.deleted = true;
+      live.reactions.clear();
+      applied = { kind: "deleted", conv, id, seq, user };
+      write = () => {
+        if (this.#sql.erase.run(seq, conv, id).changes === 0) return false;
+        this.#sql.dropReactions.run(conv, id);
+        // Replies keep no quote of it either.
+        this.#sql.orphanReplies.run(conv, id);
+        this.#ran.textGone = true;
+        return true;
+      };
+    } else {
+      const { emoji, on } = change;
+      const users = live.reactions.get(emoji) ?? [];
+      const now = on ? [...users, user] : users.filter((u) => u !== user);
+      if (now.length > 0) live.reactions.set(emoji, now);
+      else live.reactions.delete(emoji);
+      applied = { kind: "reaction", conv, id, seq, user, emoji, on };
+      write = () => {
+        if (this.#sql.bump.run(seq, conv, id).changes === 0) return false;
+        if (on) this.#sql.addReaction.run(conv, id, emoji, user, seq);
+        else this.#sql.removeReaction.run(conv, id, emoji, user);
+        return true;
+      };
+    }
+    return this.#write((): ChangeResult => {
+      if (!write()) {
+        // Dropped in this transaction before its change (a released name's
+        // DM): the position is spent, and readers before it have a gap.
+        this.#ran.trimmed.set(conv, Math.max(this.#ran.trimmed.get(conv) ?? 0, seq));
+        return { ok: false, refusal: "unknown_message" };
+      }
+      this.#ran.changes++;
+      return { ok: true, applied };
+    });
+  }
+
+  /** One committed message in its current state, or null. */
+  message(conv: string, id: number): Promise<ChatMessage | null> {
+    return this.#read(() => {
+      const row = this.#sql.one.get(conv, id) as Row | undefined;
+      return row ? this.#current([row]).then(([msg]) => msg) : null;
+    });
+  }
+
+  /**
+   * A page of committed history, in its current state: by position for
+   * `since` (what was created or changed after it), else by id.
+   */
   page(conv: string, query: PageQuery): Promise<Page> {
     return this.#read(() => {
       const state = this.#state(conv, false);
-      if (!state) return { messages: [], more: false, gap: false };
+      if (!state) return { messages: [], more: false, gap: false, seq: 0 };
       const limit = Math.max(0, query.limit);
       let rows: Row[], gap = false;
-      if (query.since !== undefined) {
-        rows = this.#sql.since.all(conv, query.since, limit + 1) as unknown as Row[];
-        gap = query.since < state.trimmed;
+      const since = query.since;
+      if (since !== undefined) {
+        rows = this.#sql.since.all(conv, since, limit + 1) as unknown as Row[];
+        gap = since < state.trimmed;
       } else {
         const before = query.before ?? Number.MAX_SAFE_INTEGER;
         rows = this.#sql.before.all(conv, before, limit + 1) as unknown as Row[];
       }
       const more = rows.length > limit;
       if (more) rows.pop();
-      if (query.since === undefined) rows.reverse();
-      return { messages: rows.map(toMessage), more, gap };
+      if (since === undefined) rows.reverse();
+      const seq = since !== undefined && more ? rows.at(-1)?.rev ?? since : state.durable;
+      return this.#current(rows).then((messages) => ({ messages, more, gap, seq }));
     });
   }
 
@@ -308,7 +518,7 @@ export class SqliteStore implements Store {
       if (scope.conv !== undefined) convs = convs.includes(scope.conv) ? [scope.conv] : [];
       if (convs.length === 0) return [];
       const rows = this.#sql.search.all(match, JSON.stringify(convs), scope.limit);
-      return (rows as unknown as Row[]).map(toMessage);
+      return this.#current(rows as unknown as Row[]);
     });
   }
 
@@ -367,16 +577,25 @@ export class SqliteStore implements Store {
     return this.#write(() => this.#sql.setTopic.run(room, topic).changes > 0);
   }
 
-  /** The user's rooms and DMs with committed newest ids and read markers. */
+  /**
+   * The user's rooms and DMs with committed newest ids, positions, read
+   * markers and unread counts (each stops counting at `UNREAD_CAP`).
+   */
   conversations(user: string): Promise<Conversation[]> {
     return this.#read(() => {
       const out: Conversation[] = [];
-      for (const r of this.#sql.roomConvs.all(user)) {
-        out.push({ room: String(r.conv), last: Number(r.last), read: Number(r.read) });
+      const numbers = (r: Record<string, unknown>) => ({
+        last: Number(r.last),
+        read: Number(r.read),
+        seq: Number(r.seq),
+        unread: Number(r.unread),
+      });
+      for (const r of this.#sql.roomConvs.all(user, UNREAD_CAP)) {
+        out.push({ room: String(r.conv), ...numbers(r) });
       }
-      for (const r of this.#sql.dmConvs.all(user)) {
+      for (const r of this.#sql.dmConvs.all(user, UNREAD_CAP)) {
         const [a, b] = dmPair(String(r.conv))!;
-        out.push({ to: a === user ? b : a, last: Number(r.last), read: Number(r.read) });
+        out.push({ to: a === user ? b : a, ...numbers(r) });
       }
       return out;
     });
@@ -385,7 +604,7 @@ export class SqliteStore implements Store {
   /** Moves a read marker forward (up to the newest id given out) in the next commit. */
   setRead(user: string, conv: string, id: number): Promise<number> {
     if (this.#closed) return Promise.reject(closedError());
-    const last = this.#state(conv, false)?.last ?? 0;
+    const last = this.#state(conv, false)?.newest ?? 0;
     const want = Math.max(0, Math.min(id, last));
     return this.#write(() => Number(this.#sql.setRead.get(user, conv, want)?.id));
   }
@@ -464,13 +683,13 @@ export class SqliteStore implements Store {
 
   /**
    * Releases a name held by `session` and, in the same transaction, deletes
-   * its DMs (their rows leave the search index by trigger; `convs` keeps the
-   * newest id, so ids continue), their read markers, its own markers, its
+   * its DMs (their rows and reactions; the rows leave the search index by
+   * trigger; `convs` keeps the counters, so ids continue, and the counter
+   * becomes the watermark), their read markers, its own markers, its
    * memberships, its last-seen time and its `users` row.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const folded = name.toLowerCase();
-    const wiped = new Map<string, number>();
     return this.#write(() => {
       const row = this.#sql.claim.get(folded);
       if (row === undefined || String(row.session) !== session) return null;
@@ -482,12 +701,14 @@ export class SqliteStore implements Store {
       for (const r of this.#sql.dmsOf.all(user)) {
         const conv = String(r.conv);
         const [a, b] = dmPair(conv)!;
-        const top = this.#sql.newestKept.get(conv)?.top;
-        if (top !== null && top !== undefined) {
-          this.#sql.deleteConv.run(conv);
-          this.#sql.setTrimmed.run(conv, Number(top));
-          wiped.set(conv, Number(top));
-        }
+        // The counter as of this op: what is committed, and what the batch wrote before it.
+        const top = Number(this.#sql.wipeTop.get(conv)?.top ?? 0);
+        if (this.#sql.deleteConv.run(conv).changes > 0) this.#ran.textGone = true;
+        this.#sql.dropConvReactions.run(conv);
+        this.#sql.wipeConv.run(conv, top);
+        this.#ran.trimmed.set(conv, Math.max(this.#ran.trimmed.get(conv) ?? 0, top));
+        this.#ran.emptied.add(conv);
+        this.#ran.added.delete(conv);
         this.#sql.unlistDm.run(a, b, conv);
         this.#sql.unreadDm.run(a, b, conv);
         this.#dmsListed.delete(conv);
@@ -497,12 +718,6 @@ export class SqliteStore implements Store {
       this.#sql.forgetUser.run(user);
       this.#sql.forgetRefs.run(user);
       this.#users.delete(user);
-      return rooms;
-    }).then((rooms) => {
-      for (const [conv, top] of wiped) {
-        const s = this.#convs.get(conv);
-        if (s) s.trimmed = Math.max(s.trimmed, top);
-      }
       return rooms;
     });
   }
@@ -546,11 +761,13 @@ export class SqliteStore implements Store {
   async flush(): Promise<void> {
     const err = this.#commit();
     if (err) throw err;
-    if (!this.#retains || this.#closed) return;
-    clearTimeout(this.#sweepTimer);
-    this.#sweepTimer = undefined;
-    await this.#sweeping;
-    await this.#startSweep();
+    if (this.#retains && !this.#closed) {
+      clearTimeout(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+      await this.#sweeping;
+      await this.#startSweep();
+    }
+    if (this.#checkpointTimer !== undefined) this.#checkpoint();
   }
 
   /** Commits what is queued, stops retention and closes the file. */
@@ -559,6 +776,9 @@ export class SqliteStore implements Store {
     this.#closed = true;
     clearTimeout(this.#sweepTimer);
     clearInterval(this.#sweepInterval);
+    // Closing the last connection checkpoints and removes the log anyway.
+    clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
     this.#commit();
     await this.#sweeping;
     try {
@@ -574,13 +794,98 @@ export class SqliteStore implements Store {
   // Reads and the write queue
 
   /** Runs a read of committed data; a failure (or a closed store) rejects. */
-  #read<T>(run: () => T): Promise<T> {
+  #read<T>(run: () => T | Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     try {
       return Promise.resolve(run());
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * Resolves `value` after what is queued (so a refusal or a no-op does not
+   * overtake the writes asked for before it), or now when nothing is.
+   */
+  #after<T>(value: T): Promise<T> {
+    return this.#queue.length > 0 ? this.#write(() => value) : Promise.resolve(value);
+  }
+
+  /** Records a conversation's counters before the batch being built first touches them. */
+  #touch(conv: string, state: ConvState): void {
+    if (!this.#batchFirst.has(conv)) {
+      this.#batchFirst.set(conv, { seq: state.seq, newest: state.newest });
+    }
+  }
+
+  /** A message as the file plus the queue leave it, or undefined when not kept. */
+  #liveOf(conv: string, id: number): Live | undefined {
+    const key = liveKey(conv, id);
+    const known = this.#live.get(key);
+    if (known) return known;
+    const row = this.#sql.liveRow.get(conv, id);
+    if (!row) return undefined;
+    const reactions = new Map<string, string[]>();
+    for (const r of this.#sql.reactionsOf.all(conv, id)) {
+      const emoji = String(r.emoji);
+      const users = reactions.get(emoji);
+      if (users) users.push(String(r.member));
+      else reactions.set(emoji, [String(r.member)]);
+    }
+    const live = {
+      from: String(row.sender),
+      ts: Number(row.ts),
+      deleted: row.deleted !== 0,
+      reactions,
+    };
+    this.#live.set(key, live);
+    return live;
+  }
+
+  /**
+   * Rows as messages in their current state: reactions (one query for all)
+   * and replies refreshed from their originals (one query for all). Reads
+   * synchronously, so the rows and what decorates them are one snapshot.
+   */
+  #current(rows: Row[]): Promise<ChatMessage[]> {
+    const msgs = rows.map(toMessage);
+    if (msgs.length === 0) return Promise.resolve(msgs);
+    const byKey = new Map(msgs.map((m, i) => [liveKey(rows[i].conv, m.id), m]));
+    const live = rows.filter((r) => r.deleted === 0).map((r) => [r.conv, r.id]);
+    if (live.length > 0) {
+      for (const r of this.#sql.reactionsIn.all(JSON.stringify(live))) {
+        const m = byKey.get(liveKey(String(r.conv), Number(r.id)));
+        if (!m) continue;
+        const reactions = m.reactions ??= {};
+        (reactions[String(r.emoji)] ??= []).push(String(r.member));
+      }
+    }
+    const asked = rows.flatMap((r) => r.reply_to !== null ? [[r.conv, r.reply_to]] : []);
+    if (asked.length === 0) return Promise.resolve(msgs);
+    const originals = new Map<string, ChatMessage>();
+    for (const o of this.#sql.messagesIn.all(JSON.stringify(asked)) as unknown as Row[]) {
+      originals.set(liveKey(o.conv, o.id), toMessage(o));
+    }
+    // refreshReplies works on one conversation: split by it, keep the order.
+    const groups = new Map<string, number[]>();
+    rows.forEach((r, i) => {
+      if (r.reply_to === null) return;
+      const group = groups.get(r.conv);
+      if (group) group.push(i);
+      else groups.set(r.conv, [i]);
+    });
+    const out = [...msgs];
+    const done = [...groups].map(([conv, at]) =>
+      refreshReplies(at.map((i) => msgs[i]), (ids) => {
+        const found = new Map<number, ChatMessage>();
+        for (const id of ids) {
+          const o = originals.get(liveKey(conv, id));
+          if (o) found.set(id, o);
+        }
+        return found;
+      }).then((fresh) => fresh.forEach((m, j) => (out[at[j]] = m)))
+    );
+    return Promise.all(done).then(() => out);
   }
 
   #write<T>(run: () => T): Promise<T> {
@@ -615,20 +920,35 @@ export class SqliteStore implements Store {
     this.#batchFirst = new Map();
     // Committed or rolled back below: either way the file answers from now on.
     this.#batchRefs = new Map();
+    this.#live.clear();
+    const ran = this.#ran = newRan();
     const results: unknown[] = [];
     const db = this.#db;
     this.#dmsListed.clear();
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of ops) results.push(op.run());
-      for (const conv of firsts.keys()) this.#sql.setLast.run(conv, this.#convs.get(conv)!.last);
+      for (const conv of firsts.keys()) {
+        const s = this.#convs.get(conv)!;
+        this.#sql.setConv.run(
+          conv,
+          s.seq,
+          s.newest,
+          ran.added.get(conv) ?? 0,
+          ran.trimmed.get(conv) ?? 0,
+        );
+      }
       db.exec("COMMIT");
     } catch (err) {
       rollback(db);
       // The ops updated the cache of known users as they ran.
       this.#users.clear();
-      // Nothing of the batch was kept or delivered: give its ids out again.
-      for (const [conv, first] of firsts) this.#convs.get(conv)!.last = first - 1;
+      // Nothing of the batch was kept or delivered: give its positions out again.
+      for (const [conv, first] of firsts) {
+        const s = this.#convs.get(conv)!;
+        s.seq = first.seq;
+        s.newest = first.newest;
+      }
       const error = new Error(
         `Cannot save to data file "${this.#path}": ${(err as Error).message}`,
       );
@@ -636,17 +956,55 @@ export class SqliteStore implements Store {
       return error;
     }
     this.#stats.commits++;
+    this.#stats.messages += ran.messages;
+    this.#stats.changes += ran.changes;
+    for (const conv of ran.emptied) {
+      const s = this.#convs.get(conv);
+      if (s) s.kept = 0;
+    }
+    for (const [conv, top] of ran.trimmed) {
+      const s = this.#convs.get(conv);
+      if (s) s.trimmed = Math.max(s.trimmed, top);
+    }
     for (const [conv] of firsts) {
       const s = this.#convs.get(conv)!;
-      this.#stats.messages += s.last - s.durable;
-      s.durable = s.last;
-      if (this.#retainMessages !== undefined && s.durable - s.trimmed > this.#retainMessages) {
+      s.durable = s.seq;
+      s.kept += ran.added.get(conv) ?? 0;
+      if (this.#retainMessages !== undefined && s.kept > this.#retainMessages) {
         this.#over.add(conv);
       }
     }
     for (let i = 0; i < ops.length; i++) ops[i].resolve(results[i]);
     if (this.#over.size > 0) this.#sweepSoon(this.#retentionDelay);
+    if (ran.textGone) this.#checkpointSoon();
     return null;
+  }
+
+  #checkpointSoon(): void {
+    if (this.#closed || this.#checkpointTimer !== undefined) return;
+    this.#checkpointTimer = setTimeout(() => this.#checkpoint(), this.#checkpointDelay);
+  }
+
+  /**
+   * Copies the log into the file and empties it, so that removed text no
+   * longer sits in old log frames. Never waits: a reader that holds an old
+   * snapshot (`chat export`) makes it try again later.
+   */
+  #checkpoint(): void {
+    clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
+    if (this.#closed) return;
+    let busy = false;
+    try {
+      this.#db.exec("PRAGMA busy_timeout = 0");
+      busy = Number(this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get()?.busy ?? 0) !== 0;
+    } catch (err) {
+      busy = true;
+      this.#log?.warn(`Checkpoint of "${this.#path}" failed: ${(err as Error).message}`);
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT}`);
+    }
+    if (busy) this.#checkpointSoon();
   }
 
   #state(conv: string, create: true): ConvState;
@@ -655,10 +1013,8 @@ export class SqliteStore implements Store {
     let s = this.#convs.get(conv);
     if (s) return s;
     const row = this.#sql.conv.get(conv);
-    if (row) {
-      const last = Number(row.last);
-      s = { last, durable: last, trimmed: Number(row.trimmed) };
-    } else if (create) s = { last: 0, durable: 0, trimmed: 0 };
+    if (row) s = convState(row);
+    else if (create) s = { seq: 0, durable: 0, newest: 0, trimmed: 0, kept: 0 };
     else return undefined;
     this.#convs.set(conv, s);
     return s;
@@ -697,25 +1053,48 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Deletes up to one batch of expired messages; resolves whether more may be left. */
+  /**
+   * Deletes up to one batch of expired messages (with their reactions; the
+   * watermark becomes the highest position of what went); resolves whether
+   * more may be left.
+   */
   #sweepBatch(): boolean {
+    // Changes in the queue were checked against rows this may delete: commit them first.
+    if (this.#commit() !== null) return false;
+    this.#live.clear();
     let budget = this.#retentionBatch;
     let deleted = 0;
     const db = this.#db;
-    /** New watermarks, applied to memory once the transaction committed. */
+    /** New watermarks and messages gone per conversation, for memory once committed. */
     const trimmed = new Map<string, number>();
+    const gone = new Map<string, number>();
+    /** Conversations whose `kept` turned out wrong: counted again. */
+    const recount = new Map<string, number>();
+    const drop = (conv: string, rev: number) => {
+      trimmed.set(conv, Math.max(trimmed.get(conv) ?? 0, rev));
+      gone.set(conv, (gone.get(conv) ?? 0) + 1);
+    };
     db.exec("BEGIN IMMEDIATE");
     try {
       const limit = this.#retainMessages;
       if (limit !== undefined) {
         for (const conv of this.#over) {
           const s = this.#convs.get(conv)!;
-          const upTo = Math.min(s.durable - limit, s.trimmed + budget);
-          if (upTo <= s.trimmed) continue;
-          deleted += Number(this.#sql.trimTo.run(conv, upTo).changes);
-          this.#sql.setTrimmed.run(conv, upTo);
-          trimmed.set(conv, upTo);
-          budget -= upTo - s.trimmed;
+          const n = Math.min(s.kept - limit, budget);
+          if (n <= 0) continue;
+          const rows = this.#sql.trimOldest.all(conv, n);
+          let top = 0;
+          for (const r of rows) {
+            drop(conv, Number(r.rev));
+            top = Math.max(top, Number(r.id));
+          }
+          // The oldest by id went: every reaction up to the newest of them was theirs.
+          if (rows.length > 0) this.#sql.dropReactionsTo.run(conv, top);
+          if (rows.length < n) {
+            recount.set(conv, Number(this.#sql.countConv.get(conv)?.n ?? 0));
+          }
+          deleted += rows.length;
+          budget -= rows.length;
           if (budget <= 0) break;
         }
       }
@@ -723,14 +1102,16 @@ export class SqliteStore implements Store {
         const cutoff = this.#now() - this.#retainDays * DAY;
         const old = this.#sql.expired.all(cutoff, budget);
         for (const r of old) {
-          this.#sql.deleteSeq.run(r.seq as number);
           const conv = String(r.conv);
-          trimmed.set(conv, Math.max(trimmed.get(conv) ?? 0, Number(r.id)));
+          this.#sql.deleteSeq.run(r.seq as number);
+          this.#sql.dropReactions.run(conv, r.id as number);
+          drop(conv, Number(r.rev));
         }
-        for (const [conv, top] of trimmed) this.#sql.setTrimmed.run(conv, top);
         deleted += old.length;
         budget -= old.length;
       }
+      for (const [conv, top] of trimmed) this.#sql.shrink.run(conv, gone.get(conv)!, top);
+      for (const [conv, n] of recount) this.#sql.setKept.run(conv, n);
       db.exec("COMMIT");
     } catch (err) {
       rollback(db);
@@ -739,14 +1120,17 @@ export class SqliteStore implements Store {
     this.#stats.deleted += deleted;
     for (const [conv, top] of trimmed) {
       const s = this.#convs.get(conv);
-      if (s) s.trimmed = Math.max(s.trimmed, top);
+      if (!s) continue;
+      s.trimmed = Math.max(s.trimmed, top);
+      s.kept = recount.get(conv) ?? s.kept - gone.get(conv)!;
     }
     if (this.#retainMessages !== undefined) {
       for (const conv of this.#over) {
         const s = this.#convs.get(conv)!;
-        if (s.durable - s.trimmed <= this.#retainMessages!) this.#over.delete(conv);
+        if (s.kept <= this.#retainMessages!) this.#over.delete(conv);
       }
     }
+    if (deleted > 0) this.#checkpointSoon();
     return budget <= 0 || this.#over.size > 0;
   }
 }
@@ -765,6 +1149,25 @@ function refKey(from: string, ref: string): string {
   return `${from}\n${ref}`;
 }
 
+/** A message's key in the batch's view of messages. */
+function liveKey(conv: string, id: number): string {
+  return `${conv}\n${id}`;
+}
+
+/** The `busy_timeout` the data file is opened with (ms). */
+const BUSY_TIMEOUT = 5000;
+
+function convState(r: Record<string, unknown>): ConvState {
+  const seq = Number(r.last);
+  return {
+    seq,
+    durable: seq,
+    newest: Number(r.newest),
+    trimmed: Number(r.trimmed),
+    kept: Number(r.kept),
+  };
+}
+
 function closedError(): Error {
   return new Error("The data file is closed");
 }
@@ -777,44 +1180,121 @@ function toClaim(r: Record<string, unknown>): NameClaim {
   return { name: String(r.name), session: String(r.session), seen: Number(r.seen) };
 }
 
+/** A row as a message in its stored state (reactions and reply refresh are added by reads). */
 function toMessage(r: Row): ChatMessage {
   const ts = iso(Number(r.ts));
-  return r.room !== null
-    ? { id: Number(r.id), room: r.room, from: r.sender, text: r.text, ts }
-    : { id: Number(r.id), to: r.recipient ?? undefined, from: r.sender, text: r.text, ts };
+  const id = Number(r.id), seq = Number(r.rev);
+  const msg: ChatMessage = r.room !== null
+    ? { id, seq, room: r.room, from: r.sender, text: r.text, ts }
+    : { id, seq, to: r.recipient ?? undefined, from: r.sender, text: r.text, ts };
+  if (r.deleted !== 0) {
+    msg.text = "";
+    msg.deleted = true;
+    return msg;
+  }
+  if (r.edited !== null) msg.edited = iso(Math.max(Number(r.edited), Number(r.ts)));
+  if (r.reply_to !== null) {
+    const reply: ReplyRef = { id: Number(r.reply_to), from: r.reply_from ?? "", snippet: "" };
+    if (r.reply_snippet === null) reply.deleted = true;
+    else reply.snippet = r.reply_snippet;
+    msg.replyTo = reply;
+  }
+  return msg;
 }
 
-const COLUMNS = "id, room, recipient, sender, text, ts";
+const COLUMN_NAMES = [
+  "conv",
+  "id",
+  "rev",
+  "room",
+  "recipient",
+  "sender",
+  "text",
+  "ts",
+  "edited",
+  "deleted",
+  "reply_to",
+  "reply_from",
+  "reply_snippet",
+];
+const COLUMNS = COLUMN_NAMES.join(", ");
+/** A JSON array of `[conv, id]` pairs as rows (for `(conv, id) IN (…)`). */
+const PAIRS = "SELECT value ->> 0, value ->> 1 FROM json_each(?)";
 
 function statements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   return {
     insert: p(
-      `INSERT INTO messages (conv, id, room, recipient, sender, text, ts, ref)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO messages (conv, id, rev, room, recipient, sender, text, ts, ref,
+         reply_to, reply_from, reply_snippet)
+       VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)`,
     ),
+    one: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id = ?`),
+    messagesIn: p(`SELECT ${COLUMNS} FROM messages WHERE (conv, id) IN (${PAIRS})`),
+    liveRow: p("SELECT sender, ts, deleted FROM messages WHERE conv = ? AND id = ?"),
+    reactionsOf: p(
+      "SELECT emoji, member FROM reactions WHERE conv = ? AND id = ? ORDER BY emoji_ord, ord",
+    ),
+    reactionsIn: p(
+      `SELECT conv, id, emoji, member FROM reactions WHERE (conv, id) IN (${PAIRS}) ORDER BY emoji_ord, ord`,
+    ),
+    edit: p(
+      `UPDATE messages SET text = ?1, edited = ?2, rev = ?3
+       WHERE conv = ?4 AND id = ?5 AND deleted = 0`,
+    ),
+    // The text becomes '' (the update trigger takes its words out of the index).
+    erase: p(
+      `UPDATE messages SET text = '', edited = NULL, deleted = 1, rev = ?1,
+         reply_to = NULL, reply_from = NULL, reply_snippet = NULL
+       WHERE conv = ?2 AND id = ?3`,
+    ),
+    orphanReplies: p(
+      "UPDATE messages SET reply_snippet = NULL WHERE conv = ? AND reply_to = ?",
+    ),
+    bump: p("UPDATE messages SET rev = ?1 WHERE conv = ?2 AND id = ?3 AND deleted = 0"),
+    // An emoji keeps its place among the message's while anyone still has it.
+    addReaction: p(
+      `INSERT OR IGNORE INTO reactions (conv, id, emoji, member, ord, emoji_ord)
+       VALUES (?1, ?2, ?3, ?4, ?5, coalesce((SELECT min(emoji_ord) FROM reactions
+         WHERE conv = ?1 AND id = ?2 AND emoji = ?3), ?5))`,
+    ),
+    removeReaction: p(
+      "DELETE FROM reactions WHERE conv = ? AND id = ? AND emoji = ? AND member = ?",
+    ),
+    dropReactions: p("DELETE FROM reactions WHERE conv = ? AND id = ?"),
+    dropReactionsTo: p("DELETE FROM reactions WHERE conv = ? AND id <= ?"),
+    dropConvReactions: p("DELETE FROM reactions WHERE conv = ?"),
     byRef: p(
-      `SELECT conv, ${COLUMNS} FROM messages WHERE sender = ? AND ref = ?
+      `SELECT ${COLUMNS} FROM messages WHERE sender = ? AND ref = ?
        ORDER BY seq DESC LIMIT 1`,
     ),
     forgetRefs: p("UPDATE messages SET ref = NULL WHERE sender = ? AND ref IS NOT NULL"),
-    conv: p("SELECT last, trimmed FROM convs WHERE conv = ?"),
-    setLast: p(
-      `INSERT INTO convs (conv, last, trimmed) VALUES (?1, ?2, 0)
-       ON CONFLICT (conv) DO UPDATE SET last = max(last, excluded.last)`,
+    conv: p("SELECT last, trimmed, newest, kept FROM convs WHERE conv = ?"),
+    // `kept` grows by what the batch inserted (after a wipe of it in the batch).
+    setConv: p(
+      `INSERT INTO convs (conv, last, newest, kept, trimmed) VALUES (?1, ?2, ?3, ?4, ?5)
+       ON CONFLICT (conv) DO UPDATE SET last = max(last, excluded.last),
+         newest = max(newest, excluded.newest), kept = kept + excluded.kept,
+         trimmed = max(trimmed, excluded.trimmed)`,
     ),
-    setTrimmed: p("UPDATE convs SET trimmed = max(trimmed, ?2) WHERE conv = ?1"),
-    overLimit: p("SELECT conv, last, trimmed FROM convs WHERE last - trimmed > ?"),
+    shrink: p(
+      "UPDATE convs SET kept = max(0, kept - ?2), trimmed = max(trimmed, ?3) WHERE conv = ?1",
+    ),
+    setKept: p("UPDATE convs SET kept = ?2 WHERE conv = ?1"),
+    countConv: p("SELECT count(*) AS n FROM messages WHERE conv = ?"),
+    wipeConv: p("UPDATE convs SET kept = 0, trimmed = max(trimmed, ?2) WHERE conv = ?1"),
+    overLimit: p("SELECT conv, last, trimmed, newest, kept FROM convs WHERE kept > ?"),
     addDm: p("INSERT OR IGNORE INTO dm_members (member, conv) VALUES (?, ?)"),
     dmsOf: p("SELECT conv FROM dm_members WHERE member = ?"),
-    since: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id > ? ORDER BY id LIMIT ?`),
+    since: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND rev > ? ORDER BY rev LIMIT ?`),
     before: p(
       `SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id < ? ORDER BY id DESC LIMIT ?`,
     ),
     search: p(
-      `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts
+      `SELECT ${COLUMN_NAMES.map((c) => `m.${c}`).join(", ")}
        FROM messages_fts JOIN messages AS m ON m.seq = messages_fts.rowid
        WHERE messages_fts MATCH ?1 AND m.conv IN (SELECT value FROM json_each(?2))
+         AND m.deleted = 0
        ORDER BY messages_fts.rowid DESC LIMIT ?3`,
     ),
     rooms: p(
@@ -831,15 +1311,24 @@ function statements(db: DatabaseSync) {
     removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),
     roomsOf: p("SELECT room FROM members WHERE member = ? ORDER BY room"),
     members: p("SELECT member FROM members WHERE room = ? ORDER BY member"),
+    // Unread: others' kept messages after the marker, not deleted; the LIMIT stops the count.
     roomConvs: p(
-      `SELECT m.room AS conv, coalesce(c.last, 0) AS last, coalesce(r.id, 0) AS read
+      `SELECT m.room AS conv, coalesce(c.newest, 0) AS last, coalesce(c.last, 0) AS seq,
+         coalesce(r.id, 0) AS read,
+         (SELECT count(*) FROM (SELECT 1 FROM messages AS x
+           WHERE x.conv = m.room AND x.id > coalesce(r.id, 0) AND x.deleted = 0
+             AND x.sender <> ?1 LIMIT ?2)) AS unread
        FROM members AS m
        LEFT JOIN convs AS c ON c.conv = m.room
        LEFT JOIN reads AS r ON r.member = m.member AND r.conv = m.room
        WHERE m.member = ?1 ORDER BY m.room`,
     ),
     dmConvs: p(
-      `SELECT d.conv, coalesce(c.last, 0) AS last, coalesce(r.id, 0) AS read
+      `SELECT d.conv, coalesce(c.newest, 0) AS last, coalesce(c.last, 0) AS seq,
+         coalesce(r.id, 0) AS read,
+         (SELECT count(*) FROM (SELECT 1 FROM messages AS x
+           WHERE x.conv = d.conv AND x.id > coalesce(r.id, 0) AND x.deleted = 0
+             AND x.sender <> ?1 LIMIT ?2)) AS unread
        FROM dm_members AS d
        LEFT JOIN convs AS c ON c.conv = d.conv
        LEFT JOIN reads AS r ON r.member = d.member AND r.conv = d.conv
@@ -860,7 +1349,11 @@ function statements(db: DatabaseSync) {
       "SELECT folded, at FROM seen WHERE folded IN (SELECT value FROM json_each(?))",
     ),
     forgetSeen: p("DELETE FROM seen WHERE folded = ?"),
-    trimTo: p("DELETE FROM messages WHERE conv = ? AND id <= ?"),
+    trimOldest: p(
+      `DELETE FROM messages WHERE seq IN
+         (SELECT seq FROM messages WHERE conv = ?1 ORDER BY id LIMIT ?2)
+       RETURNING id, rev`,
+    ),
     claim: p("SELECT name, session, seen FROM claims WHERE folded = ?"),
     addClaim: p("INSERT INTO claims (folded, name, session, seen) VALUES (?, ?, ?, ?)"),
     touchClaim: p("UPDATE claims SET seen = ?2 WHERE folded = ?1"),
@@ -874,7 +1367,10 @@ function statements(db: DatabaseSync) {
       `SELECT name, session, seen FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
        ORDER BY seen DESC, folded DESC LIMIT ?3`,
     ),
-    newestKept: p("SELECT max(id) AS top FROM messages WHERE conv = ?"),
+    wipeTop: p(
+      `SELECT max(coalesce((SELECT last FROM convs WHERE conv = ?1), 0),
+         coalesce((SELECT max(rev) FROM messages WHERE conv = ?1), 0)) AS top`,
+    ),
     deleteConv: p("DELETE FROM messages WHERE conv = ?"),
     unlistDm: p("DELETE FROM dm_members WHERE member IN (?1, ?2) AND conv = ?3"),
     unreadDm: p("DELETE FROM reads WHERE member IN (?1, ?2) AND conv = ?3"),
@@ -887,7 +1383,7 @@ function statements(db: DatabaseSync) {
        ON CONFLICT (session) DO UPDATE SET until = max(until, excluded.until)`,
     ),
     revoked: p("SELECT until FROM revoked WHERE session = ?"),
-    expired: p("SELECT seq, conv, id FROM messages WHERE ts < ? ORDER BY ts LIMIT ?"),
+    expired: p("SELECT seq, conv, id, rev FROM messages WHERE ts < ? ORDER BY ts LIMIT ?"),
     deleteSeq: p("DELETE FROM messages WHERE seq = ?"),
   } satisfies Record<string, StatementSync>;
 }

@@ -14,7 +14,7 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -132,7 +132,59 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       ) WITHOUT ROWID;
       INSERT INTO seen SELECT folded, seen FROM claims;
     `),
+  // 6: living messages. Every change takes the conversation's next position:
+  // `rev` is the position of a message's latest change (its id until it
+  // changes; `seq` stays the rowid), `convs.last` stays the counter and
+  // `newest` is the newest message id; `kept` counts the kept messages (for
+  // --retain-messages, now that ids skip). Edits, tombstones, replies (the
+  // original as sent; `reply_snippet` NULL once the original was deleted) and
+  // reactions (`ord`: the position that added them; `emoji_ord`: the one that
+  // first added the emoji, while anyone still has it). An edit re-indexes the
+  // text; a delete must leave nothing of it behind, in the index either.
+  (db) => {
+    db.exec(`
+      ALTER TABLE messages ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+      UPDATE messages SET rev = id;
+      ALTER TABLE messages ADD COLUMN edited INTEGER;
+      ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+      ALTER TABLE messages ADD COLUMN reply_from TEXT;
+      ALTER TABLE messages ADD COLUMN reply_snippet TEXT;
+      CREATE INDEX messages_by_rev ON messages (conv, rev);
+      CREATE INDEX messages_by_reply ON messages (conv, reply_to) WHERE reply_to IS NOT NULL;
+      CREATE TABLE reactions (
+        conv TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        member TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        emoji_ord INTEGER NOT NULL,
+        PRIMARY KEY (conv, id, emoji, member)
+      ) WITHOUT ROWID;
+      ALTER TABLE convs ADD COLUMN newest INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE convs ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+      UPDATE convs SET newest = last,
+        kept = (SELECT count(*) FROM messages AS m WHERE m.conv = convs.conv);
+      CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages
+      WHEN old.text IS NOT new.text BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+        INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+      END;
+    `);
+    // Removes a deleted message's words from the index itself instead of
+    // only marking them deleted (FTS5 3.44+; older SQLite merges them away later).
+    if (sqliteAtLeast(db, 3, 44)) {
+      db.exec("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)");
+    }
+  },
 ];
+
+/** Whether the SQLite library is at least `major.minor`. */
+function sqliteAtLeast(db: DatabaseSync, major: number, minor: number): boolean {
+  const v = String(db.prepare("SELECT sqlite_version() AS v").get()?.v ?? "0.0");
+  const [a, b] = v.split(".").map(Number);
+  return a > major || (a === major && b >= minor);
+}
 
 /** How {@link openDataFile} opens the file. */
 export interface OpenDataOptions {
@@ -302,6 +354,8 @@ function prepare(
         );
       }
       db.exec(`PRAGMA synchronous = ${synchronous.toUpperCase()}`);
+      // Deleted messages must be gone, not only unlinked: freed space is zeroed.
+      db.exec("PRAGMA secure_delete = ON");
       // Keep the log from staying large after a burst (bytes).
       db.exec("PRAGMA journal_size_limit = 67108864");
     }
