@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { Lexer, type Token, type Tokens } from "marked";
+import type { Token, Tokens } from "marked";
+import { lexMessage } from "../markdown.ts";
 
 /** The ANSI styles of the renderer: an opening and a closing code each. */
 const SGR = {
@@ -221,13 +222,10 @@ function plain(text: string): string {
  */
 export function renderMarkdown(text: string, options: MarkdownOptions = {}): string[] {
   if (!(options.style ?? true)) return strip(text, true).split("\n");
-  let lines: string[];
-  try {
-    lines = new Renderer(true).blocks(Lexer.lex(text, { gfm: true, breaks: true }));
-  } catch {
-    // The parser should never fail; if it does, the words still show.
-    lines = strip(text, true).split("\n");
-  }
+  // Too long or too deeply nested to parse safely: the words still show.
+  const tokens = lexMessage(text);
+  if (tokens === null) return strip(text, true).split("\n");
+  const lines = new Renderer(true).blocks(tokens);
   // Only link definitions, say: show what was written rather than nothing.
   if (lines.every((l) => l === "") && text.trim() !== "") return strip(text, true).split("\n");
   return lines;

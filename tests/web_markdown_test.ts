@@ -6,14 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { Fragment, type VNode } from "preact";
-import {
-  type Block,
-  CACHE_SIZE,
-  type Inline,
-  markdown,
-  MAX_DEPTH,
-  MAX_MARKDOWN,
-} from "../web/markdown.ts";
+import { type Block, CACHE_SIZE, type Inline, markdown } from "../web/markdown.ts";
+import { MAX_DEPTH, MAX_MARKDOWN } from "../markdown.ts";
 import { CodeBlock, MessageText } from "../web/components/message_text.tsx";
 
 const KNOWN = new Set(["alice", "bob"]);

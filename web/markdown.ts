@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { Lexer, type MarkedToken, type Token } from "marked";
+import type { MarkedToken, Token } from "marked";
+import { lexMessage, MAX_DEPTH } from "../markdown.ts";
 import { safeHref, segments } from "./text.ts";
 
 /** A piece of running text. */
@@ -79,41 +80,9 @@ export function isInline(blocks: Block[]): blocks is [{ t: "p"; children: Inline
   return blocks.length === 1 && blocks[0].t === "p";
 }
 
-/**
- * How deep quotes, lists and emphasis may nest before the rest shows as typed:
- * enough for any real message, and a bound on the depth of the element tree.
- */
-export const MAX_DEPTH = 8;
-
-/**
- * Messages longer than this many characters show as typed: it bounds the
- * parser's worst case (some shapes take time quadratic in the length).
- */
-export const MAX_MARKDOWN = 16_384;
-
-// Shapes that make marked recurse once per character (taking quadratic time
-// and, from a few thousand, overflowing the stack): a line starting with many
-// quote or list markers ("> > > …", "- - - … a") and a very long run of
-// emphasis delimiters ("*****…x*****…"; a run as long as a code comment banner
-// is fine). Nobody writes these on purpose; such a message shows as typed.
-// Both patterns are linear: each repetition must consume a marker.
-const DEEP_BLOCKS = new RegExp(
-  `^(?:[ \\t]*(?:>|(?:[-+*]|\\d{1,9}[.)])(?=[ \\t]))){${2 * MAX_DEPTH + 1}}`,
-  "m",
-);
-const LONG_RUN = /[*_]{257}/;
-
 function parse(text: string): Block[] {
-  if (text.length > MAX_MARKDOWN || DEEP_BLOCKS.test(text) || LONG_RUN.test(text)) {
-    return [{ t: "p", children: plain(text, true) }];
-  }
-  try {
-    return blocks(Lexer.lex(text, { gfm: true, breaks: true }), 0);
-  } catch {
-    // A backstop: marked recurses per nesting level and could still overflow
-    // the stack on some shape. The message shows as typed, the list survives.
-    return [{ t: "p", children: plain(text, true) }];
-  }
+  const tokens = lexMessage(text);
+  return tokens === null ? [{ t: "p", children: plain(text, true) }] : blocks(tokens, 0);
 }
 
 function newlines(s: string, fromEnd = false): number {
