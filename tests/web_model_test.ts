@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { effect } from "@preact/signals";
 import { MemoryStore } from "../server/store/memory.ts";
-import { conversationKey, type ServerFrame } from "../protocol.ts";
+import {
+  type ChatMessage,
+  type ClientFrame,
+  conversationKey,
+  type ServerFrame,
+  type WelcomeFrame,
+} from "../protocol.ts";
 import type { Pending } from "../web/conversation.ts";
 import { ChatModel, PACE_NOTICE } from "../web/model.ts";
 import { freePort, hashPassword, startTestServer, type TestServer, waitUntil } from "./helpers.ts";
@@ -384,7 +390,7 @@ Deno.test("ChatModel.loadOlder() pages back and jumpTo() reaches an old message"
       assert.equal(conv.loadingOlder.value, true);
       await waitUntil(() => !conv.loadingOlder.value, "a page arrives");
       assert.equal(conv.oldest, 21);
-      fresh.jumpTo({ id: 3, room: "general", from: "alice", text: "m3", ts: "" });
+      fresh.jumpTo({ id: 3, seq: 3, room: "general", from: "alice", text: "m3", ts: "" });
       await waitUntil(() => conv.focus.value === 3, "the old message is reached");
       assert.deepEqual(ids(fresh, "#general"), Array.from({ length: 120 }, (_, i) => i + 1));
       assert.equal(conv.hasOlder.value, false);
@@ -786,10 +792,10 @@ function rateLimitingServer(drop: number) {
           online: ["alice"],
           mode: "login",
           limits: { rate: 20, burst: 60, maxMessage: 4096 },
-          conversations: [{ room: "general", last: 0, read: 0 }],
+          conversations: [{ room: "general", last: 0, read: 0, seq: 0, unread: 0 }],
         });
       } else if (f.type === "join") {
-        reply({ type: "joined", room: f.room, members: ["alice"], history: [] });
+        reply({ type: "joined", room: f.room, members: ["alice"], history: [], seq: id });
       } else if (f.type === "send") {
         sends.push({ ref: f.ref, text: f.text });
         if (sends.length <= drop) {
@@ -803,6 +809,7 @@ function rateLimitingServer(drop: number) {
           reply({
             type: "message",
             id: ++id,
+            seq: id,
             room: f.room,
             from: "alice",
             text: f.text,
@@ -843,6 +850,588 @@ Deno.test("ChatModel puts messages back in the queue on rate_limited, with one f
     assert.deepEqual(fake.sends.slice(3), [one, two]);
     assert.equal(new Set([one.ref, two.ref, three.ref]).size, 3);
     assert.deepEqual(conv.messages.value.map((m) => m.text).sort(), ["one", "three", "two"]);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Living messages (issue 15), against a stand-in server that plays the frames
+
+/** A message as the server sends it (its `seq` is its id until it changes). */
+function msg(
+  id: number,
+  from: string,
+  text: string,
+  extra: Partial<ChatMessage> = {},
+): ChatMessage {
+  return {
+    id,
+    seq: id,
+    room: "general",
+    from,
+    text,
+    ts: new Date(Date.UTC(2026, 0, 1, 9, id)).toISOString(),
+    ...extra,
+  };
+}
+
+/**
+ * A stand-in server: answers `/api/info` and `auth` with `welcome`, hands
+ * every other frame to `answer`, records what the client sends, and lets
+ * the test push frames or drop the connection.
+ */
+function standIn(
+  welcome: Pick<WelcomeFrame, "rooms" | "conversations">,
+  answer: (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => void,
+) {
+  const received: (ClientFrame & { ref?: string })[] = [];
+  const sockets = new Set<WebSocket>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/api/info") return Response.json({ mode: "login", signup: false });
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    sockets.add(socket);
+    socket.onclose = () => sockets.delete(socket);
+    const reply = (frame: ServerFrame) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+    };
+    socket.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      if (f.type === "auth") {
+        reply({
+          type: "welcome",
+          user: "alice",
+          token: "v1.test",
+          online: ["alice"],
+          mode: "login",
+          limits: { rate: 20, burst: 60, maxMessage: 4096 },
+          ...welcome,
+        });
+        return;
+      }
+      received.push(f);
+      answer(f, reply);
+    };
+    return response;
+  });
+  return {
+    http: `http://127.0.0.1:${server.addr.port}`,
+    received,
+    /** Sends a frame to every connection. */
+    push(frame: ServerFrame): void {
+      for (const s of sockets) s.send(JSON.stringify(frame));
+    },
+    /** The next frame the client sends (after `from` already seen) that matches. */
+    next<T extends ClientFrame["type"]>(
+      type: T,
+      from = 0,
+    ): Promise<Extract<ClientFrame, { type: T }> & { ref?: string }> {
+      return waitUntil(
+        () => received.slice(from).find((f) => f.type === type),
+        `the client sends ${type}`,
+      ) as Promise<Extract<ClientFrame, { type: T }> & { ref?: string }>;
+    },
+    /** Drops every connection (the client reconnects). */
+    drop(): void {
+      for (const s of sockets) s.close(1001, "going away");
+    },
+    async close(): Promise<void> {
+      for (const s of sockets) s.close();
+      await server.shutdown();
+    },
+  };
+}
+
+function texts(m: ChatModel, key = "#general"): string[] {
+  return m.convs.value.get(key)?.messages.value.map((x) => x.text) ?? [];
+}
+
+Deno.test("ChatModel merges edits, deletes and reactions by id and seq; they never make anything unread", async () => {
+  const notes: unknown[] = [];
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [{ room: "general", last: 3, read: 3, seq: 3, unread: 0 }],
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({
+          type: "joined",
+          room: "general",
+          members: ["alice", "bob"],
+          history: [msg(1, "alice", "first"), msg(2, "bob", "second"), msg(3, "bob", "third")],
+          seq: 3,
+        });
+      }
+    },
+  );
+  const alice = new ChatModel({
+    origin: fake.http,
+    storage: new MemoryStorage(),
+    notify: (n) => notes.push(n),
+  });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    const conv = alice.convs.value.get("#general")!;
+    alice.setVisible(false);
+    assert.equal(conv.cursor, 3, "the join's seq");
+
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      user: "bob",
+      on: true,
+      seq: 4,
+    });
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      user: "carol",
+      on: true,
+      seq: 5,
+    });
+    fake.push({
+      type: "edited",
+      room: "general",
+      id: 1,
+      text: "first, fixed",
+      editedAt: "2026-01-01T10:00:00.000Z",
+      seq: 6,
+    });
+    fake.push({
+      type: "message",
+      ...msg(7, "bob", "answer @alice", {
+        replyTo: { id: 1, from: "alice", snippet: "first, fixed" },
+      }),
+    });
+    fake.push({
+      type: "edited",
+      room: "general",
+      id: 1,
+      text: "first,\n  fixed again",
+      editedAt: "2026-01-01T10:01:00.000Z",
+      seq: 8,
+    });
+    // Played again (a duplicate delivery): a change the message has already is ignored.
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      user: "carol",
+      on: true,
+      seq: 5,
+    });
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      user: "bob",
+      on: false,
+      seq: 9,
+    });
+    // The answer to a change that changed nothing (the reaction was there): position 0.
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      user: "carol",
+      on: true,
+      seq: 0,
+      ref: "w0",
+    });
+    fake.push({ type: "deleted", room: "general", id: 3, seq: 10 });
+    // A change to a message older than the oldest loaded one: it comes with its page.
+    fake.push({
+      type: "edited",
+      room: "general",
+      id: 0,
+      text: "never loaded",
+      editedAt: "2026-01-01T10:02:00.000Z",
+      seq: 11,
+    });
+    await waitUntil(() => conv.cursor === 11, "every frame is in");
+
+    assert.deepEqual(conv.messages.value.map((m) => m.id), [1, 2, 3, 7]);
+    const [one, two, three, seven] = conv.messages.value;
+    assert.deepEqual(one, {
+      ...msg(1, "alice", "first,\n  fixed again"),
+      seq: 8,
+      edited: "2026-01-01T10:01:00.000Z",
+    });
+    assert.deepEqual(two, { ...msg(2, "bob", "second"), seq: 9, reactions: { "👍": ["carol"] } });
+    assert.deepEqual(three, { ...msg(3, "bob", ""), seq: 10, deleted: true });
+    assert.deepEqual(
+      seven.replyTo,
+      { id: 1, from: "alice", snippet: "first, fixed again" },
+      "the quote follows the edit",
+    );
+    // The answer is unread (and mentions alice); the changes added nothing to that.
+    assert.equal(conv.unread.value, 1);
+    assert.equal(conv.mentioned.value, true);
+    assert.equal(notes.length, 1, "only the new message notified");
+
+    fake.push({ type: "deleted", room: "general", id: 1, seq: 12 });
+    await waitUntil(() => conv.messages.value[0].deleted, "the original is deleted");
+    assert.deepEqual(conv.messages.value[3].replyTo, {
+      id: 1,
+      from: "alice",
+      snippet: "",
+      deleted: true,
+    });
+    assert.equal(conv.unread.value, 1);
+    fake.push({ type: "deleted", room: "general", id: 7, seq: 13 });
+    await waitUntil(() => conv.unread.value === 0, "a deleted message is no longer unread");
+    assert.equal(conv.mentioned.value, false);
+    assert.equal(notes.length, 1);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel resumes with since = the highest seq it saw, and takes the catch-up's state by id", async () => {
+  let joins = 0;
+  const dm = (id: number, from: string, text: string): ChatMessage => ({
+    ...msg(id, from, text),
+    room: undefined,
+    to: from === "bob" ? "alice" : "bob",
+  });
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [
+        { room: "general", last: 3, read: 3, seq: 3, unread: 0 },
+        { to: "bob", last: 2, read: 2, seq: 2, unread: 0 },
+      ],
+    },
+    (f, reply) => {
+      if (f.type === "join" && joins++ === 0) {
+        reply({
+          type: "joined",
+          room: "general",
+          members: ["alice", "bob"],
+          history: [msg(1, "alice", "one"), msg(2, "bob", "two"), msg(3, "bob", "three")],
+          seq: 3,
+        });
+      } else if (f.type === "history" && f.to === "bob" && f.since === undefined) {
+        reply({
+          type: "history",
+          to: "bob",
+          messages: [dm(1, "bob", "hi"), dm(2, "alice", "hello")],
+          more: false,
+          seq: 2,
+        });
+      }
+    },
+  );
+  const alice = new ChatModel({
+    origin: fake.http,
+    storage: new MemoryStorage(),
+    backoff: 50,
+    maxBackoff: 100,
+  });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    alice.openDm("bob");
+    await waitUntil(() => alice.convs.value.get("@bob")?.loaded.value, "the DM is loaded");
+    const general = alice.convs.value.get("#general")!;
+    const bob = alice.convs.value.get("@bob")!;
+    assert.equal(bob.cursor, 2);
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 2,
+      emoji: "🎉",
+      user: "bob",
+      on: true,
+      seq: 4,
+    });
+    await waitUntil(() => general.cursor === 4, "the reaction moved the cursor");
+    alice.open("#general");
+
+    const seen = fake.received.length;
+    fake.drop();
+    await waitUntil(() => !alice.ready.value, "alice is offline");
+    // Written while offline: goes once the catch-up is done.
+    assert.equal(alice.send("back online"), null);
+    const join = await fake.next("join", seen);
+    assert.equal(join.since, 4, "resumes from the highest seq seen");
+    const since = await fake.next("history", seen);
+    assert.deepEqual({ to: since.to, since: since.since }, { to: "bob", since: 2 });
+    // The catch-up: two changed messages (one older than anything loaded), one new, more to come.
+    fake.push({
+      type: "joined",
+      room: "general",
+      members: ["alice", "bob"],
+      history: [
+        msg(0, "bob", "older than the oldest loaded", { seq: 5 }),
+        { ...msg(3, "bob", ""), seq: 6, deleted: true },
+        msg(8, "bob", "while you were away"),
+      ],
+      more: true,
+      seq: 8,
+    });
+    const page = await fake.next("history", fake.received.length);
+    assert.deepEqual({ room: page.room, since: page.since }, { room: "general", since: 8 });
+    assert.equal(
+      alice.current.value!.pending.value[0].state,
+      "queued",
+      "not sent before the catch-up ends",
+    );
+    fake.push({
+      type: "history",
+      room: "general",
+      messages: [
+        {
+          ...msg(2, "bob", "two, fixed"),
+          seq: 9,
+          edited: "2026-01-01T11:00:00.000Z",
+          reactions: { "🎉": ["bob"] },
+        },
+      ],
+      more: false,
+      seq: 10,
+    });
+    fake.push({
+      type: "history",
+      to: "bob",
+      messages: [{ ...dm(1, "bob", "hi"), seq: 3, reactions: { "👋": ["bob"] } }],
+      more: false,
+      seq: 3,
+    });
+    const sent = await fake.next("send", seen);
+    assert.equal(sent.text, "back online");
+    await waitUntil(() => general.cursor === 10 && bob.cursor === 3, "both caught up");
+    assert.deepEqual(texts(alice), ["one", "two, fixed", "", "while you were away"]);
+    assert.deepEqual(general.messages.value.map((m) => m.id), [1, 2, 3, 8]);
+    assert.equal(general.messages.value[1].edited, "2026-01-01T11:00:00.000Z");
+    assert.deepEqual(general.messages.value[1].reactions, { "🎉": ["bob"] });
+    assert.equal(general.messages.value[2].deleted, true);
+    assert.deepEqual(bob.messages.value[0].reactions, { "👋": ["bob"] });
+    assert.equal(general.unread.value, 1, "one new message, the changes are not unread");
+    assert.equal(bob.unread.value, 0);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel.edit(), delete(), react() and reply() send their frames; refusals show as toasts", async () => {
+  const storage = new MemoryStorage();
+  let id = 3;
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [{ room: "general", last: 3, read: 3, seq: 3, unread: 0 }],
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({
+          type: "joined",
+          room: "general",
+          members: ["alice", "bob"],
+          history: [
+            msg(1, "alice", "mine"),
+            msg(2, "bob", "theirs", { reactions: { "👍": ["bob"] } }),
+            msg(3, "alice", "also mine"),
+          ],
+          seq: 3,
+        });
+      } else if (f.type === "send") {
+        if (f.text === "refuse me") {
+          reply({
+            type: "error",
+            code: "unknown_message",
+            message: "No message 99 in #general",
+            ref: f.ref,
+          });
+          return;
+        }
+        reply({
+          type: "message",
+          ...msg(++id, "alice", f.text),
+          ref: f.ref,
+          ...(f.replyTo ? { replyTo: { id: f.replyTo, from: "bob", snippet: "theirs" } } : {}),
+        });
+      } else if (f.type === "react" && f.emoji === "🚀") {
+        reply({
+          type: "error",
+          code: "too_many_reactions",
+          message: "At most 20 different reactions",
+          ref: f.ref,
+        });
+      } else if (f.type === "edit" && f.id === 2) {
+        reply({ type: "error", code: "forbidden", message: "Not yours", ref: f.ref });
+      } else if (f.type === "delete" && f.id === 99) {
+        reply({ type: "error", code: "unknown_message", message: "No such message", ref: f.ref });
+      } else if (f.type === "react") {
+        reply({
+          type: "reaction",
+          room: "general",
+          id: f.id,
+          emoji: f.emoji,
+          user: "alice",
+          on: f.on,
+          seq: ++id,
+          ref: f.ref,
+        });
+      }
+    },
+  );
+  const alice = new ChatModel({ origin: fake.http, storage });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    const conv = alice.current.value!;
+
+    // Reactions toggle: bob's 👍 is not alice's, so hers is added, then taken back.
+    let from = fake.received.length;
+    assert.equal(alice.react(conv, 2, "👍"), null);
+    const on = await fake.next("react", from);
+    assert.deepEqual({ ...on, ref: undefined }, {
+      type: "react",
+      room: "general",
+      id: 2,
+      emoji: "👍",
+      on: true,
+      ref: undefined,
+    });
+    assert.match(on.ref!, /^w[0-9a-f]{32}$/);
+    await waitUntil(() => conv.find(2)!.reactions!["👍"].length === 2, "alice's reaction is in");
+    assert.deepEqual(alice.recentEmoji.value, ["👍"]);
+    assert.equal(storage.getItem("chat.emoji"), '["👍"]');
+    from = fake.received.length;
+    alice.react(conv, 2, "👍");
+    assert.equal((await fake.next("react", from)).on, false);
+    await waitUntil(() => conv.find(2)!.reactions!["👍"].length === 1, "taken back");
+    alice.react(conv, 1, "🎉");
+    await waitUntil(() => conv.find(1)!.reactions, "🎉 is in");
+    assert.deepEqual(alice.recentEmoji.value, ["🎉", "👍"], "most recent first");
+
+    // Edits: the same text sends nothing, an empty one is refused before sending.
+    from = fake.received.length;
+    assert.equal(alice.edit(conv, 1, "mine"), null);
+    assert.equal(alice.edit(conv, 1, "  "), "A message cannot be empty: delete it instead");
+    assert.equal(alice.edit(conv, 1, "mine, edited"), null);
+    const edit = await fake.next("edit", from);
+    assert.deepEqual({ ...edit, ref: undefined }, {
+      type: "edit",
+      room: "general",
+      id: 1,
+      text: "mine, edited",
+      ref: undefined,
+    });
+    assert.equal(fake.received.slice(from).filter((f) => f.type === "edit").length, 1);
+    from = fake.received.length;
+    assert.equal(alice.delete(conv, 3), null);
+    assert.deepEqual({ ...(await fake.next("delete", from)), ref: undefined }, {
+      type: "delete",
+      room: "general",
+      id: 3,
+      ref: undefined,
+    });
+
+    // A reply: shown with the composer, sent as replyTo, kept with the message until confirmed.
+    alice.reply(conv, 2);
+    assert.deepEqual(conv.replyTo.value, { id: 2, from: "bob", snippet: "theirs" });
+    from = fake.received.length;
+    assert.equal(alice.send("answering", conv, conv.replyTo.value), null);
+    const send = await fake.next("send", from);
+    assert.equal(send.replyTo, 2);
+    await waitUntil(() => conv.messages.value.at(-1)?.text === "answering", "the reply is stored");
+    assert.deepEqual(conv.messages.value.at(-1)!.replyTo, {
+      id: 2,
+      from: "bob",
+      snippet: "theirs",
+    });
+    // Refused for good: Retry sends it again as a reply.
+    alice.send("refuse me", conv, { id: 2, from: "bob", snippet: "theirs" });
+    await waitUntil(() => conv.pending.value[0]?.state === "failed", "refused");
+    assert.deepEqual(conv.pending.value[0].replyTo, { id: 2, from: "bob", snippet: "theirs" });
+    from = fake.received.length;
+    alice.resend(conv, conv.pending.value[0].ref);
+    assert.equal((await fake.next("send", from)).replyTo, 2);
+
+    // Refusals, in the user's words; the connection goes on.
+    alice.edit(conv, 2, "not mine");
+    await waitUntil(
+      () => alice.toasts.value.some((t) => t.text === "You can only edit your own messages"),
+      "forbidden",
+    );
+    alice.react(conv, 2, "🚀");
+    await waitUntil(
+      () =>
+        alice.toasts.value.some((t) =>
+          t.text === "A message can have at most 20 different reactions"
+        ),
+      "too many",
+    );
+    assert.equal(alice.ready.value, true);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel shows the server's unread count until the loaded history reaches the read marker", async () => {
+  const page = Array.from({ length: 50 }, (_, i) => msg(451 + i * 2, "bob", `m${451 + i * 2}`));
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      // Ids skip the positions reactions took: last - read would say 449.
+      conversations: [{ room: "general", last: 549, read: 100, seq: 560, unread: 37 }],
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({
+          type: "joined",
+          room: "general",
+          members: ["alice", "bob"],
+          history: page,
+          seq: 560,
+        });
+      }
+    },
+  );
+  const alice = new ChatModel({ origin: fake.http, storage: new MemoryStorage() });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    const conv = alice.convs.value.get("#general")!;
+    alice.setVisible(false);
+    assert.equal(conv.unread.value, 37);
+    fake.push({ type: "message", ...msg(561, "bob", "one more") });
+    fake.push({ type: "message", ...msg(562, "alice", "mine") });
+    fake.push({
+      type: "reaction",
+      room: "general",
+      id: 561,
+      emoji: "👍",
+      user: "bob",
+      on: true,
+      seq: 563,
+    });
+    await waitUntil(() => conv.cursor === 563, "all in");
+    assert.equal(conv.unread.value, 38, "one new message from someone else");
+    // Read up to a loaded message on another device: now counted from what is here.
+    fake.push({ type: "read", room: "general", id: 541 });
+    await waitUntil(() => conv.read.value === 541, "the marker moved");
+    assert.equal(conv.unread.value, 5, "543, 545, 547, 549 and 561");
   } finally {
     alice.close();
     await fake.close();

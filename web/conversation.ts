@@ -1,13 +1,22 @@
 // This module is browser compatible.
 /**
  * One conversation (a room or a direct-message peer) as the client holds it:
- * its messages in id order, messages still on their way, notices, unread
- * state, members and who is typing, each a signal the UI reads directly.
+ * its messages in id order (each in its latest known state: edits, deletes
+ * and reactions merged in by `seq`), messages still on their way, notices,
+ * unread state, members, who is typing, and what the composer is doing (a
+ * reply, an edit), each a signal the UI reads directly.
  *
  * @module
  */
 import { computed, type ReadonlySignal, signal } from "@preact/signals";
-import type { ChatMessage, Target } from "../protocol.ts";
+import {
+  applyChange,
+  type ChangeFrame,
+  type ChatMessage,
+  type ReplyRef,
+  snippetOf,
+  type Target,
+} from "../protocol.ts";
 import { mentions } from "./text.ts";
 
 /** A message the user sent that the server has not confirmed yet. */
@@ -33,6 +42,8 @@ export interface Pending {
   retryAt?: number;
   /** How many times the server could not store it. */
   attempts?: number;
+  /** The message it answers (sent as `send.replyTo`; kept for a resend). */
+  replyTo?: ReplyRef;
 }
 
 /** A line between messages: someone joined or left, or history is missing. */
@@ -53,15 +64,18 @@ export function convKey(target: { room?: string; to?: string }): string {
 }
 
 /**
- * Merges messages into a list sorted by id, dropping duplicates. Returns the
- * same array when nothing is new, so signals do not fire for nothing.
+ * Merges messages into a list sorted by id. A message already there is
+ * replaced only by a later state of it (a higher `seq`: edited, deleted,
+ * reacted to since). Returns the same array when nothing changed, so
+ * signals do not fire for nothing.
  *
  * @example
  * ```ts
  * import { mergeMessages } from "./conversation.ts";
- * const m = (id: number) => ({ id, room: "r", from: "a", text: "", ts: "" });
+ * const m = (id: number, seq = id) => ({ id, seq, room: "r", from: "a", text: "", ts: "" });
  * const out = mergeMessages([m(1), m(2)], [m(2), m(3)]);
  * if (out.map((x) => x.id).join() !== "1,2,3") throw new Error("merge");
+ * if (mergeMessages(out, [m(2, 9)])[1].seq !== 9) throw new Error("later state");
  * ```
  */
 export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): ChatMessage[] {
@@ -80,25 +94,69 @@ export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): Cha
   if (inOrder) return list.concat(incoming.map(strip));
   const byId = new Map<number, ChatMessage>();
   for (const m of list) byId.set(m.id, m);
-  let added = false;
+  let changed = false;
   for (const m of incoming) {
-    if (!byId.has(m.id)) {
+    const old = byId.get(m.id);
+    if (!old || seqOf(m) > seqOf(old)) {
       byId.set(m.id, strip(m));
-      added = true;
+      changed = true;
     }
   }
-  if (!added) return list;
+  if (!changed) return list;
   return [...byId.values()].sort((a, b) => a.id - b.id);
 }
 
-/** A stored copy without the sender-only `ref`. */
+/** A message's position: its latest change (its id for a server that does not say). */
+function seqOf(m: ChatMessage): number {
+  return m.seq ?? m.id;
+}
+
+/** A stored copy without the sender-only `ref` (and the frame's `type`). */
 function strip(m: ChatMessage): ChatMessage {
   if (m.ref === undefined && !("type" in m)) return m;
-  const { id, from, text, ts } = m;
-  const out: ChatMessage = { id, from, text, ts };
-  if (m.room !== undefined) out.room = m.room;
-  if (m.to !== undefined) out.to = m.to;
+  const { ref: _ref, type: _type, ...rest } = m as ChatMessage & { type?: string };
+  return rest;
+}
+
+/** What a reply carries about `original` as it is now (see the server's `replyRef`). */
+export function replyRefOf(original: ChatMessage): ReplyRef {
+  return original.deleted
+    ? { id: original.id, from: original.from, snippet: "", deleted: true }
+    : { id: original.id, from: original.from, snippet: snippetOf(original.text) };
+}
+
+/**
+ * Replies in `list` quote the current state of the originals in `changed`
+ * (by id): the snippet follows an edit, a deleted original says so. Returns
+ * the same array when no reply needed it.
+ */
+function refreshReplies(list: ChatMessage[], changed: Map<number, ChatMessage>): ChatMessage[] {
+  if (changed.size === 0) return list;
+  let out = list;
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i].replyTo;
+    const original = r && changed.get(r.id);
+    if (!r || !original) continue;
+    const ref = replyRefOf(original);
+    if (ref.snippet === r.snippet && ref.deleted === r.deleted && ref.from === r.from) continue;
+    if (out === list) out = list.slice();
+    out[i] = { ...list[i], replyTo: ref };
+  }
   return out;
+}
+
+/** Index of the message with `id` in a list sorted by id, or -1. */
+export function indexOfId(list: ChatMessage[], id: number): number {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const at = list[mid].id;
+    if (at === id) return mid;
+    if (at < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 /** A room or a direct-message conversation. */
@@ -146,13 +204,29 @@ export class Conversation {
   readonly focus = signal<number | null>(null);
   /** Read marker when the conversation was opened: a "new" line goes after it. */
   readonly divider = signal(Infinity);
+  /**
+   * The server's unread count (`welcome.conversations[].unread`) and the
+   * newest id it counted to: the count to show until the loaded history
+   * reaches back to the read marker (ids skip the positions changes took,
+   * so `last - read` counts nothing useful).
+   */
+  readonly unreadBase = signal<{ count: number; last: number } | null>(null);
+  /** The message the composer answers (sent as `send.replyTo`), or null. */
+  readonly replyTo = signal<ReplyRef | null>(null);
+  /** The id of the user's message being edited in place, or null. */
+  readonly editing = signal<number | null>(null);
   /** Unread messages (not counting the user's own). */
   readonly unread: ReadonlySignal<number>;
   /** Some unread message mentions the user (or it is a direct message). */
   readonly mentioned: ReadonlySignal<boolean>;
 
-  /** Everything up to this id is here (from the first loaded message on). */
-  syncedTo = 0;
+  /**
+   * The position (`seq`) this conversation is up to date with, from the
+   * first loaded message on: the highest seen in order (messages, changes,
+   * `joined.seq`, the `seq` of `since` pages). A reconnect resumes with
+   * `since` = this, which brings what was created and what changed after it.
+   */
+  cursor = 0;
   /** A `since` catch-up is in progress after a reconnect. */
   resuming = false;
   /** Caught up on this connection: queued messages may go out. */
@@ -171,15 +245,19 @@ export class Conversation {
       const last = this.last.value;
       if (last <= read) return 0;
       const msgs = this.messages.value;
-      if (this.loaded.value && msgs.length > 0 && msgs[0].id <= read + 1) {
-        const user = me.value;
-        let n = 0;
-        for (let i = msgs.length - 1; i >= 0 && msgs[i].id > read; i--) {
-          if (msgs[i].from !== user) n++;
-        }
-        return n;
+      const user = me.value;
+      // The loaded messages are contiguous from the oldest on: they hold every
+      // message after the marker once they reach back to it (or to the start).
+      const covered = this.loaded.value &&
+        ((msgs.length > 0 && msgs[0].id <= read) || !this.hasOlder.value);
+      const base = this.unreadBase.value;
+      const counted = !covered && base !== null && base.last > read;
+      const from = counted ? base.last : read;
+      let n = counted ? base.count : 0;
+      for (let i = msgs.length - 1; i >= 0 && msgs[i].id > from; i--) {
+        if (msgs[i].from !== user && !msgs[i].deleted) n++;
       }
-      return last - read;
+      return n;
     });
     this.mentioned = computed(() => {
       if (this.unread.value === 0) return false;
@@ -188,7 +266,7 @@ export class Conversation {
       const user = me.value;
       const msgs = this.messages.value;
       for (let i = msgs.length - 1; i >= 0 && msgs[i].id > read; i--) {
-        if (msgs[i].from !== user && mentions(msgs[i].text, user)) return true;
+        if (msgs[i].from !== user && !msgs[i].deleted && mentions(msgs[i].text, user)) return true;
       }
       return false;
     });
@@ -211,12 +289,73 @@ export class Conversation {
     return m.length > 0 ? m[0].id : 0;
   }
 
-  /** Adds messages (any order, duplicates ignored) and moves `last`. */
-  add(messages: ChatMessage[]): void {
-    const next = mergeMessages(this.messages.value, messages);
-    if (next !== this.messages.value) this.messages.value = next;
+  /** The loaded message with `id`, or undefined. */
+  find(id: number): ChatMessage | undefined {
+    const msgs = this.messages.value;
+    const i = indexOfId(msgs, id);
+    return i === -1 ? undefined : msgs[i];
+  }
+
+  /**
+   * Adds messages (any order; one already here is replaced by a later state
+   * of it) and moves `last`. With `caughtUp` (the messages of a `since`
+   * page), messages older than the oldest loaded one are left out: they
+   * come, in their current state, with the older page that holds them.
+   */
+  add(messages: ChatMessage[], caughtUp = false): void {
+    const before = this.messages.value;
+    let incoming = messages;
+    if (caughtUp && before.length > 0) {
+      const oldest = before[0].id;
+      incoming = messages.filter((m) => m.id >= oldest);
+    }
+    let next = mergeMessages(before, incoming);
+    if (next !== before) {
+      // Replies quote their originals as they are now.
+      const changed = new Map<number, ChatMessage>();
+      for (const m of incoming) {
+        const old = before[indexOfId(before, m.id)];
+        if (
+          old && seqOf(m) > seqOf(old) && (old.text !== m.text || old.deleted !== m.deleted)
+        ) {
+          changed.set(m.id, m);
+        }
+      }
+      next = refreshReplies(next, changed);
+      this.messages.value = next;
+    }
     const newest = this.newest;
     if (newest > this.last.value) this.last.value = newest;
+  }
+
+  /**
+   * Applies an `edited`, `deleted` or `reaction` frame to the loaded message
+   * it names (nothing for one not loaded, or a change it has already).
+   */
+  change(f: ChangeFrame): void {
+    const msgs = this.messages.value;
+    const i = indexOfId(msgs, f.id);
+    if (i === -1) return;
+    const next = applyChange(msgs[i], f);
+    if (next === msgs[i]) return;
+    let list = msgs.slice();
+    list[i] = next;
+    if (f.type !== "reaction") {
+      list = refreshReplies(list, new Map([[f.id, next]]));
+      const reply = this.replyTo.value;
+      if (reply?.id === f.id) this.replyTo.value = next.deleted ? null : replyRefOf(next);
+      if (next.deleted && this.editing.value === f.id) this.editing.value = null;
+    }
+    this.messages.value = list;
+  }
+
+  /** The user's newest message that is not deleted (for Up arrow: edit it), if loaded. */
+  lastOwn(user: string | null): ChatMessage | undefined {
+    const msgs = this.messages.value;
+    for (let i = msgs.length - 1; i >= 0; i--) {
+      if (msgs[i].from === user && !msgs[i].deleted) return msgs[i];
+    }
+    return undefined;
   }
 
   /** Adds a notice after the newest message. */

@@ -8,12 +8,18 @@
  * It touches no DOM: the page hands it storage, visibility and a notifier, so
  * the same model runs in Deno tests against a real server.
  *
+ * Messages live: `edited`, `deleted` and `reaction` frames change the loaded
+ * copies (merged by `seq`), and each conversation keeps the position it is
+ * up to date with (`Conversation.cursor`) so that a reconnect catches up on
+ * changes exactly as on new messages.
+ *
  * @module
  */
 import { batch, computed, effect, type ReadonlySignal, signal, untracked } from "@preact/signals";
 import {
   applyPresence,
   type AuthFrame,
+  type ChangeFrame,
   type ChatMessage,
   type ClientFrame,
   CloseCode,
@@ -26,10 +32,13 @@ import {
   type JoinedFrame,
   LOBBY,
   MAX_PAGE,
+  MAX_REACTIONS,
   type MessageFrame,
   NAME_PATTERN,
   presenceCount,
   type RegisterFrame,
+  type ReplyRef,
+  type SendFrame,
   type SendLimits,
   type ServerFrame,
   splitFrames,
@@ -38,7 +47,13 @@ import {
   wireLength,
 } from "../protocol.ts";
 import { isRoute, parseRoute, type Route, routeHash } from "./route.ts";
-import { Conversation, convKey, type HistoryKind, type Pending } from "./conversation.ts";
+import {
+  Conversation,
+  convKey,
+  type HistoryKind,
+  type Pending,
+  replyRefOf,
+} from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
 import { bytes, mentions, segments } from "./text.ts";
 import {
@@ -127,6 +142,12 @@ export const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.user";
 const ACTIVE_KEY = "chat.active";
 const LIMITS_KEY = "chat.limits";
+/** The reaction emoji this browser used last, most recent first. */
+const EMOJI_KEY = "chat.emoji";
+/** How many recently used emoji are kept. */
+const RECENT_EMOJI = 8;
+/** Edits, deletes and reactions whose answer is awaited, at most (for their refusals). */
+const MAX_CHANGES = 200;
 /**
  * The last token this device was given for a user (kept after sign-out): it
  * proves a password sign-in comes from a device the user has used before,
@@ -200,6 +221,8 @@ export class ChatModel {
   readonly visible = signal(true);
   /** What the server lets this connection send (from `welcome`; the last known before it). */
   readonly limits = signal<SendLimits>(DEFAULT_LIMITS);
+  /** Reaction emoji used lately on this browser, most recent first. */
+  readonly recentEmoji = signal<string[]>([]);
 
   /** Rooms, the lobby first. */
   readonly rooms: ReadonlySignal<Conversation[]>;
@@ -262,11 +285,14 @@ export class ChatModel {
   #draftTimer: ReturnType<typeof setTimeout> | undefined;
   #draftWrite: (() => void) | null = null;
   #storageWarned = false;
+  /** Edits, deletes and reactions on their way, by ref: what the server may refuse. */
+  #changes = new Map<string, "edit" | "delete" | "react">();
 
   /** Creates the model; call {@link start} to load the session. */
   constructor(env: ChatEnv) {
     this.#env = env;
     this.limits.value = savedLimits(env.storage);
+    this.recentEmoji.value = savedEmoji(env.storage);
     this.rooms = computed(() =>
       [...this.convs.value.values()]
         .filter((c) => c.kind === "room")
@@ -524,7 +550,7 @@ export class ChatModel {
     if (conv?.loaded.value) {
       // Back in a room still listed for its unsent messages: catch up from where it was.
       conv.resuming = true;
-      this.#send({ type: "join", room, since: conv.syncedTo });
+      this.#send({ type: "join", room, since: conv.cursor });
     } else this.#send({ type: "join", room });
     return null;
   }
@@ -550,19 +576,21 @@ export class ChatModel {
   /**
    * Sends a message to the open conversation. It shows at once, is kept (in
    * storage too, across reloads) until the server confirms it, and goes out
-   * in the order written, as fast as the server's limits allow. Returns why
-   * it cannot be sent (too long, not in the room), or null.
+   * in the order written, as fast as the server's limits allow. `replyTo`
+   * names the message it answers. Returns why it cannot be sent (too long,
+   * not in the room), or null.
    */
-  send(text: string, conv: Conversation | null = this.current.value): string | null {
+  send(
+    text: string,
+    conv: Conversation | null = this.current.value,
+    replyTo?: ReplyRef | null,
+  ): string | null {
     if (!conv || text.trim() === "") return null;
     const problem = this.tooLong(text) ?? this.#notIn(conv);
     if (problem !== null) return problem;
-    conv.pending.value = [...conv.pending.value, {
-      ref: newRef(),
-      text,
-      ts: new Date().toISOString(),
-      state: "queued",
-    }];
+    const p: Pending = { ref: newRef(), text, ts: new Date().toISOString(), state: "queued" };
+    if (replyTo) p.replyTo = replyTo;
+    conv.pending.value = [...conv.pending.value, p];
     // The server clears the typing flag when the message arrives. Typing on
     // sets it again, but not with every message of a quick run.
     if (this.#typingSent) this.#typingSent = { ...this.#typingSent, cleared: true };
@@ -604,6 +632,95 @@ export class ChatModel {
     conv.pending.value = conv.pending.value.filter((x) => x.ref !== ref);
     // A room the user left was only kept for its unsent messages.
     if (!conv.member.value && conv.pending.value.length === 0) this.#drop(conv);
+  }
+
+  /**
+   * Replaces the text of one of the user's messages (`edited` comes back to
+   * every member). The same text changes nothing. Returns why it cannot be
+   * edited (empty, too long, offline), or null.
+   */
+  edit(conv: Conversation, id: number, text: string): string | null {
+    const m = conv.find(id);
+    if (!m || m.deleted) return "That message no longer exists";
+    if (text.trim() === "") return "A message cannot be empty: delete it instead";
+    if (text === m.text) return null;
+    const problem = this.tooLong(text);
+    if (problem !== null) return problem;
+    return this.#change(conv, { type: "edit", id, text, ...conv.target });
+  }
+
+  /** Deletes one of the user's messages for everyone: it stays as a tombstone. */
+  delete(conv: Conversation, id: number): string | null {
+    const m = conv.find(id);
+    if (!m || m.deleted) return null;
+    return this.#change(conv, { type: "delete", id, ...conv.target });
+  }
+
+  /**
+   * Toggles the user's reaction `emoji` on a message: adds it, or removes it
+   * when the user reacted so already. Returns why it cannot, or null.
+   */
+  react(conv: Conversation, id: number, emoji: string): string | null {
+    const m = conv.find(id);
+    if (!m || m.deleted) return "That message no longer exists";
+    const users = m.reactions?.[emoji];
+    const on = !users?.includes(this.me.value ?? "");
+    if (on && !users && Object.keys(m.reactions ?? {}).length >= MAX_REACTIONS) {
+      return tooManyReactions();
+    }
+    const problem = this.#change(conv, { type: "react", id, emoji, on, ...conv.target });
+    if (problem === null && on) this.#usedEmoji(emoji);
+    return problem;
+  }
+
+  /**
+   * Makes the composer of `conv` answer message `id` (shown above it until
+   * sent or cancelled), or with null stops replying.
+   */
+  reply(conv: Conversation, id: number | null): void {
+    const m = id === null ? undefined : conv.find(id);
+    conv.replyTo.value = m && !m.deleted ? replyRefOf(m) : null;
+    if (m) conv.editing.value = null;
+  }
+
+  /**
+   * Scrolls to a message of `conv` (a reply's original), loading older pages
+   * until it is there.
+   */
+  showMessage(conv: Conversation, id: number): void {
+    if (this.active.value !== conv.key) this.open(conv.key);
+    this.#jump = { key: conv.key, id, pages: 0 };
+    this.#continueJump(conv);
+  }
+
+  /** Sends an edit, a delete or a reaction, remembering its ref for the answer. */
+  #change(
+    conv: Conversation,
+    frame: ClientFrame & { type: "edit" | "delete" | "react" },
+  ): string | null {
+    const offline = "You are offline: try again when the connection is back";
+    if (!this.ready.value) return offline;
+    if (!conv.member.value) return notInRoom(conv.name);
+    const ref = newRef();
+    if (!this.#send({ ...frame, ref })) return offline;
+    this.#changes.set(ref, frame.type);
+    // A change with nothing to do (a reaction that is already so) gets no answer: forget the oldest.
+    if (this.#changes.size > MAX_CHANGES) this.#changes.delete(this.#changes.keys().next().value!);
+    return null;
+  }
+
+  /** Puts `emoji` first among the recently used ones (kept in storage). */
+  #usedEmoji(emoji: string): void {
+    const list = [emoji, ...this.recentEmoji.value.filter((e) => e !== emoji)].slice(
+      0,
+      RECENT_EMOJI,
+    );
+    this.recentEmoji.value = list;
+    try {
+      this.#env.storage.setItem(EMOJI_KEY, JSON.stringify(list));
+    } catch {
+      // Only a convenience: the list lasts as long as the page.
+    }
   }
 
   /**
@@ -985,6 +1102,7 @@ export class ChatModel {
   /** Questions the connection that ended will never answer. */
   #unanswered(): void {
     this.#dropLookups();
+    this.#changes.clear();
     if (this.#passwdRef !== null) {
       this.#passwdRef = null;
       this.passwd.value = {
@@ -1142,7 +1260,9 @@ export class ChatModel {
         }
         const { conv, p } = next;
         this.#updatePending(conv, p.ref, { state: "sending", retryAt: undefined });
-        ws.send(JSON.stringify({ type: "send", text: p.text, ref: p.ref, ...conv.target }));
+        const send: SendFrame = { type: "send", text: p.text, ref: p.ref, ...conv.target };
+        if (p.replyTo) send.replyTo = p.replyTo.id;
+        ws.send(JSON.stringify(send));
       }
     });
     if (held) this.toast(PACE_NOTICE, "pace");
@@ -1230,6 +1350,10 @@ export class ChatModel {
       }
       case "history":
         return this.#onHistory(f);
+      case "edited":
+      case "deleted":
+      case "reaction":
+        return this.#onChange(f);
       case "system": {
         if (f.event === "shutdown") {
           this.connNote.value = "The server is restarting";
@@ -1377,6 +1501,10 @@ export class ChatModel {
       if (!conv) convs.set(key, conv = new Conversation(key, this.me));
       if (c.last > conv.last.value) conv.last.value = c.last;
       if (c.read > conv.read.value) conv.read.value = c.read;
+      conv.unreadBase.value = {
+        count: c.unread ?? Math.max(0, c.last - c.read),
+        last: c.last,
+      };
     }
     for (const room of f.rooms) {
       const key = `#${room}`;
@@ -1398,7 +1526,7 @@ export class ChatModel {
         conv.resuming = conv.loaded.value;
         this.#send(
           conv.loaded.value
-            ? { type: "join", room: conv.name, since: conv.syncedTo }
+            ? { type: "join", room: conv.name, since: conv.cursor }
             : { type: "join", room: conv.name },
         );
       } else if (conv.loaded.value) {
@@ -1431,11 +1559,11 @@ export class ChatModel {
     const wasMember = conv.member.value && conv.loaded.value;
     conv.member.value = true;
     const resumed = conv.resuming;
-    const before = conv.syncedTo;
+    const before = conv.newest;
     conv.members.value = [...f.members].sort();
     conv.memberCount.value = f.memberCount ?? null;
     conv.topic.value = f.topic ?? "";
-    conv.add(f.history);
+    conv.add(f.history, resumed);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
     }
@@ -1452,12 +1580,14 @@ export class ChatModel {
         }
       }
     }
-    if (f.more) {
+    // Where the reply brings the conversation: the next `since`.
+    const seq = f.seq ?? Math.max(conv.cursor, conv.newest);
+    if (f.more && (!resumed || seq > conv.cursor)) {
       conv.resuming = true;
-      conv.syncedTo = f.history.length > 0 ? f.history[f.history.length - 1].id : conv.syncedTo;
+      conv.cursor = seq;
       this.#history(conv, "since");
     } else {
-      conv.syncedTo = Math.max(conv.syncedTo, conv.newest);
+      conv.cursor = resumed ? Math.max(conv.cursor, seq) : seq;
       conv.resuming = false;
       this.#flushPending(conv);
     }
@@ -1473,7 +1603,8 @@ export class ChatModel {
     if (!conv) return;
     const kind = conv.inflight;
     conv.inflight = null;
-    conv.add(f.messages);
+    const before = conv.newest;
+    conv.add(f.messages, kind === "since");
     if (kind === "older") {
       conv.hasOlder.value = f.more;
       conv.loadingOlder.value = false;
@@ -1484,21 +1615,23 @@ export class ChatModel {
           "gap",
           "Some messages from while you were away are no longer kept",
           "",
-          conv.syncedTo,
+          before,
         );
       }
-      if (f.more && f.messages.length > 0) {
-        conv.syncedTo = f.messages[f.messages.length - 1].id;
+      const seq = f.seq ?? Math.max(conv.cursor, conv.newest);
+      // A page that brings nothing further would be asked for forever.
+      if (f.more && seq > conv.cursor) {
+        conv.cursor = seq;
         conv.queue.unshift("since");
       } else {
-        conv.syncedTo = Math.max(conv.syncedTo, conv.newest);
+        conv.cursor = Math.max(conv.cursor, seq);
         conv.resuming = false;
         this.#flushPending(conv);
       }
     } else if (kind === "initial") {
       conv.hasOlder.value = f.more;
       conv.loaded.value = true;
-      conv.syncedTo = Math.max(conv.syncedTo, conv.newest);
+      conv.cursor = f.seq ?? Math.max(conv.cursor, conv.newest);
       conv.resuming = false;
       if (this.active.value === conv.key) {
         conv.divider.value = conv.read.value < conv.newest ? conv.read.value : Infinity;
@@ -1521,9 +1654,13 @@ export class ChatModel {
       const after = before.filter((p) => p.ref !== f.ref);
       if (after.length !== before.length) conv.pending.value = after;
     }
-    const wasSynced = conv.loaded.value && !conv.resuming && conv.syncedTo >= conv.newest;
+    // Live frames arrive in `seq` order: they move the cursor, except while a
+    // catch-up is on its way (its pages say where they bring it).
+    const inOrder = conv.loaded.value && !conv.resuming;
+    const lastBefore = Math.max(conv.last.value, conv.newest);
     conv.add([f]);
-    if (wasSynced && f.id > conv.syncedTo) conv.syncedTo = f.id;
+    const seq = f.seq ?? f.id;
+    if (inOrder && seq > conv.cursor) conv.cursor = seq;
     if (!conv.loaded.value && conv.kind === "dm" && this.active.value === key) {
       this.#history(conv, "initial");
     }
@@ -1536,7 +1673,10 @@ export class ChatModel {
         this.#readsDue.add(conv.key);
         // Once the last of a run is confirmed: its tokens are better spent on messages.
         if (!conv.pending.value.some((p) => p.state !== "failed")) this.#scheduleRead();
-      } else if (conv.read.value === f.id - 1) conv.read.value = f.id;
+      } else if (conv.read.value >= lastBefore && f.id > conv.read.value) {
+        // Written on another device by someone who had read everything before it.
+        conv.read.value = f.id;
+      }
       return;
     }
     const hidden = !this.visible.value;
@@ -1549,6 +1689,19 @@ export class ChatModel {
     }
   }
 
+  /**
+   * A message was edited, deleted or reacted to. Only the loaded copy
+   * changes (an older one comes in its current state with its page); it
+   * never counts as unread and never notifies.
+   */
+  #onChange(f: ChangeFrame): void {
+    if (f.ref !== undefined) this.#changes.delete(f.ref);
+    const conv = this.convs.value.get(convKey(f));
+    if (!conv) return;
+    conv.change(f);
+    if (conv.loaded.value && !conv.resuming && f.seq > conv.cursor) conv.cursor = f.seq;
+  }
+
   #onError(f: ServerFrame & { type: "error" }): void {
     if (f.ref !== undefined && f.ref === this.#passwdRef) {
       this.#passwdRef = null;
@@ -1559,6 +1712,12 @@ export class ChatModel {
     if (!this.#welcomed || f.code === "auth_failed") {
       // Shown on the sign-in form (a 4003 close follows an auth_failed).
       this.authError.value = f.message;
+      return;
+    }
+    if (f.ref !== undefined && this.#changes.has(f.ref)) {
+      const kind = this.#changes.get(f.ref)!;
+      this.#changes.delete(f.ref);
+      this.toast(changeRefused(f, kind), "change");
       return;
     }
     if (f.code === "rate_limited") return this.#onRateLimited(f);
@@ -1671,7 +1830,7 @@ export class ChatModel {
       frame.before = conv.oldest || undefined;
       frame.limit = 50;
     } else if (kind === "since") {
-      frame.since = conv.syncedTo;
+      frame.since = conv.cursor;
       frame.limit = MAX_PAGE;
     } else frame.limit = 50;
     if (this.#send(frame)) conv.inflight = kind;
@@ -1878,6 +2037,48 @@ export function nameProblem(name: string, what: string): string | null {
     return `The name "${name}" is reserved: choose another`;
   }
   return null;
+}
+
+/** Why the server refused an edit, a delete or a reaction, in the user's words. */
+function changeRefused(f: ErrorFrame, kind: "edit" | "delete" | "react"): string {
+  switch (f.code) {
+    case "forbidden":
+      return kind === "edit"
+        ? "You can only edit your own messages"
+        : kind === "delete"
+        ? "You can only delete your own messages"
+        : f.message;
+    case "unknown_message":
+      return "That message no longer exists";
+    case "too_many_reactions":
+      return tooManyReactions();
+    case "too_large":
+      return "The edited message is too long";
+    case "rate_limited":
+      return "You're going too fast: try again in a moment";
+    default:
+      return f.message;
+  }
+}
+
+function tooManyReactions(): string {
+  return `A message can have at most ${MAX_REACTIONS} different reactions`;
+}
+
+/** The recently used reaction emoji kept on this browser. */
+function savedEmoji(storage: ChatEnv["storage"]): string[] {
+  try {
+    const v = JSON.parse(storage.getItem(EMOJI_KEY) ?? "[]");
+    if (Array.isArray(v)) {
+      return v.filter((e) => typeof e === "string" && e.length > 0 && e.length <= 32).slice(
+        0,
+        RECENT_EMOJI,
+      );
+    }
+  } catch {
+    // Unreadable: none.
+  }
+  return [];
 }
 
 function notInRoom(room: string): string {

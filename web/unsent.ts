@@ -53,11 +53,16 @@ export function loadUnsent(storage: KeyValueStorage, user: string): UnsentMap {
         p.ref.length > 64 || typeof p.text !== "string" || typeof p.ts !== "string" ||
         !STATES.has(p.state as string)
       ) continue;
-      kept.push(
-        p.state === "failed"
-          ? { ref: p.ref, text: p.text, ts: p.ts, state: "failed", error: String(p.error ?? "") }
-          : { ref: p.ref, text: p.text, ts: p.ts, state: "queued" },
-      );
+      const saved: Pending = p.state === "failed"
+        ? { ref: p.ref, text: p.text, ts: p.ts, state: "failed", error: String(p.error ?? "") }
+        : { ref: p.ref, text: p.text, ts: p.ts, state: "queued" };
+      // The message it answers goes with it (sent as `send.replyTo`).
+      const r = p.replyTo;
+      if (
+        r && typeof r === "object" && Number.isSafeInteger(r.id) && r.id > 0 &&
+        typeof r.from === "string" && typeof r.snippet === "string"
+      ) saved.replyTo = { id: r.id, from: r.from, snippet: r.snippet };
+      kept.push(saved);
     }
     if (kept.length > 0) out.set(key, kept);
   }
@@ -76,7 +81,7 @@ export function saveUnsent(
   unsent: UnsentMap,
   ours: ReadonlySet<string> = new Set(),
 ): boolean {
-  type Saved = Pick<Pending, "ref" | "text" | "ts" | "state" | "error">;
+  type Saved = Pick<Pending, "ref" | "text" | "ts" | "state" | "error" | "replyTo">;
   const mine = new Set<string>();
   for (const list of unsent.values()) for (const p of list) mine.add(p.ref);
   const out: Record<string, Saved[]> = {};
@@ -92,9 +97,12 @@ export function saveUnsent(
   }
   for (const [key, list] of unsent) {
     if (list.length === 0) continue;
-    const own = list.map(({ ref, text, ts, state, error }) =>
-      error === undefined ? { ref, text, ts, state } : { ref, text, ts, state, error }
-    );
+    const own = list.map(({ ref, text, ts, state, error, replyTo }) => {
+      const saved: Saved = { ref, text, ts, state };
+      if (error !== undefined) saved.error = error;
+      if (replyTo !== undefined) saved.replyTo = replyTo;
+      return saved;
+    });
     out[key] = [...(out[key] ?? []), ...own];
   }
   const any = Object.keys(out).length > 0;

@@ -41,7 +41,8 @@ export async function ensureChromium(
   const howTo =
     `Browser tests need Chromium at "${path}": install the Debian package "chromium" (sudo apt-get install chromium)`;
   if (!(options.root ?? Deno.uid() === 0)) throw new Error(howTo);
-  for (const args of [["update", "-qq"], ["install", "-y", "-qq", "chromium"]]) {
+  const packages = ["chromium", "fonts-noto-color-emoji"];
+  for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...packages]]) {
     const out = await new Deno.Command("apt-get", {
       args,
       env: { DEBIAN_FRONTEND: "noninteractive" },

@@ -1,7 +1,9 @@
 /**
  * The open conversation: the message list (history, day lines, notices,
- * the "new" line, own messages still on their way), who is typing, and the
- * composer.
+ * the "new" line, own messages still on their way; each message with its
+ * reply quote, reactions, actions, or as a tombstone once deleted), who is
+ * typing, and the composer (with the reply being written; Up arrow edits
+ * one's last message).
  *
  * @module
  */
@@ -14,7 +16,17 @@ import { bytes, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { ArrowDownIcon, LinkIcon, SendIcon } from "./icons.tsx";
+import { ArrowDownIcon, SendIcon } from "./icons.tsx";
+import {
+  MessageDialogs,
+  MessageEditor,
+  MessageToolbar,
+  openSheet,
+  Reactions,
+  ReplyBar,
+  ReplyQuote,
+  useLongPress,
+} from "./message_actions.tsx";
 import { MessageText } from "./message_text.tsx";
 
 /** Messages from one sender this close together share one header. */
@@ -78,16 +90,26 @@ function rows(conv: Conversation, me: string | null): Row[] {
 }
 
 function Message(
-  { model, ui, m, grouped }: { model: ChatModel; ui: UiState; m: ChatMessage; grouped: boolean },
+  { model, ui, conv, m, grouped }: {
+    model: ChatModel;
+    ui: UiState;
+    conv: Conversation;
+    m: ChatMessage;
+    grouped: boolean;
+  },
 ) {
   const me = model.me.value;
   const own = m.from === me;
+  const editing = !m.deleted && conv.editing.value === m.id;
+  const press = useLongPress(() => {
+    if (!m.deleted && conv.editing.peek() !== m.id) openSheet(conv, m.id);
+  });
   const cls = `msg${grouped ? " grouped" : ""}${own ? " own" : ""}${
     !own && mentions(m.text, me) ? " mentions-me" : ""
-  }`;
+  }${m.deleted ? " deleted" : ""}${editing ? " editing" : ""}`;
   const href = messageHash(m, me);
   return (
-    <li class={cls} data-id={m.id} data-from={m.from}>
+    <li class={cls} data-id={m.id} data-from={m.from} {...press}>
       <div class="msg-side">
         {grouped
           ? (
@@ -121,21 +143,26 @@ function Message(
             </a>
           </div>
         )}
-        <div class="msg-text">
-          <MessageText text={m.text} me={me} known={(n) => model.knows(n)} />
-        </div>
+        {m.replyTo && !m.deleted && <ReplyQuote model={model} conv={conv} r={m.replyTo} />}
+        {m.deleted
+          ? <div class="msg-text tombstone">message deleted</div>
+          : editing
+          ? <MessageEditor model={model} ui={ui} conv={conv} m={m} />
+          : (
+            <div class="msg-text">
+              <MessageText text={m.text} me={me} known={(n) => model.knows(n)} />
+              {m.edited && (
+                <span class="edited" title={`Edited ${fullDate(m.edited)}`}>
+                  {" "}(edited)
+                </span>
+              )}
+            </div>
+          )}
+        {!m.deleted && <Reactions model={model} conv={conv} m={m} />}
       </div>
-      <div class="msg-actions">
-        <button
-          type="button"
-          class="icon-btn small"
-          aria-label={`Copy link to the message from ${m.from} at ${clock(m.ts)}`}
-          title="Copy link"
-          onClick={() => copyLink(model, href)}
-        >
-          <LinkIcon />
-        </button>
-      </div>
+      {!m.deleted && !editing && (
+        <MessageToolbar model={model} ui={ui} conv={conv} m={m} href={href} />
+      )}
     </li>
   );
 }
@@ -144,18 +171,6 @@ function Message(
 function messageHash(m: ChatMessage, me: string | null): string {
   const key = m.room !== undefined ? `#${m.room}` : `@${m.from === me ? m.to : m.from}`;
   return routeHash(key, m.id, me);
-}
-
-/** Copies the full link of a message, saying so in a toast. */
-async function copyLink(model: ChatModel, hash: string): Promise<void> {
-  const url = new URL(hash, location.href).href;
-  try {
-    await navigator.clipboard.writeText(url);
-    model.toast("Link copied", "copied");
-  } catch {
-    // No clipboard (a page served over plain http on another host): show it to copy by hand.
-    globalThis.prompt?.("Copy this link:", url);
-  }
 }
 
 /** What an unconfirmed message row says: its class and its words. */
@@ -192,6 +207,7 @@ function PendingMessage(
             <time dateTime={p.ts}>{clock(p.ts)}</time>
           </div>
         )}
+        {p.replyTo && <ReplyQuote model={model} conv={conv} r={p.replyTo} />}
         <div class="msg-text">
           <MessageText text={p.text} me={me} />
         </div>
@@ -380,7 +396,16 @@ export function MessageList(
                   </li>
                 );
               case "msg":
-                return <Message key={r.key} model={model} ui={ui} m={r.m} grouped={r.grouped} />;
+                return (
+                  <Message
+                    key={r.key}
+                    model={model}
+                    ui={ui}
+                    conv={conv}
+                    m={r.m}
+                    grouped={r.grouped}
+                  />
+                );
               case "pending":
                 return (
                   <PendingMessage
@@ -396,6 +421,12 @@ export function MessageList(
           })}
         </ol>
       </div>
+      <MessageDialogs
+        model={model}
+        ui={ui}
+        conv={conv}
+        hash={(m) => messageHash(m, model.me.value)}
+      />
       {!atBottom && (
         <button type="button" class="jump" onClick={toBottom}>
           <ArrowDownIcon />
@@ -461,6 +492,7 @@ export function Composer(
   const ref = useRef<HTMLTextAreaElement>(null);
   const focusTick = ui.focusComposer.value;
   const draft = conv.draft.value;
+  const reply = conv.replyTo.value;
   const limit = model.limits.value.maxMessage;
 
   useEffect(() => {
@@ -480,8 +512,9 @@ export function Composer(
 
   const submit = () => {
     const text = conv.draft.value;
-    if (text.trim() === "" || model.send(text) !== null) return;
+    if (text.trim() === "" || model.send(text, conv, conv.replyTo.value) !== null) return;
     conv.draft.value = "";
+    conv.replyTo.value = null;
     conv.atBottom.value = true;
   };
 
@@ -510,8 +543,9 @@ export function Composer(
           </button>
         </div>
       )}
+      {reply && <ReplyBar ui={ui} conv={conv} r={reply} />}
       <form
-        class={`composer${over ? " too-long" : ""}`}
+        class={`composer${over ? " too-long" : ""}${reply ? " replying" : ""}`}
         onSubmit={(e) => {
           e.preventDefault();
           submit();
@@ -534,13 +568,26 @@ export function Composer(
             model.typing(v);
           }}
           onKeyDown={(e) => {
+            const plain = !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing;
             if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
               e.preventDefault();
               submit();
+            } else if (e.key === "ArrowUp" && plain && conv.draft.value === "") {
+              // Up in an empty box edits one's last message, where it is.
+              const last = conv.lastOwn(model.me.value);
+              if (last) {
+                e.preventDefault();
+                conv.editing.value = last.id;
+              }
+            } else if (e.key === "Escape" && plain && conv.replyTo.value) {
+              e.preventDefault();
+              conv.replyTo.value = null;
             }
           }}
         />
-        <span id="composer-hint" class="sr-only">Enter sends, Shift+Enter starts a new line.</span>
+        <span id="composer-hint" class="sr-only">
+          Enter sends, Shift+Enter starts a new line, Up arrow edits your last message.
+        </span>
         {/* The placeholder as text, so that a long name ends in an ellipsis (a textarea's cannot). */}
         {draft === "" && <span class="composer-placeholder" aria-hidden="true">{label}</span>}
         {near && (
