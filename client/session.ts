@@ -142,18 +142,13 @@ export interface SessionOptions {
   keepAlive?: number;
   /** Milliseconds to wait for a pong, or for a connection to open. @default {10000} */
   timeout?: number;
-  /**
-   * Milliseconds after which a change request without an answer counts as
-   * having changed nothing (see {@link QUIET}). @default {5000}
-   */
-  quiet?: number;
 }
 
 interface Request {
   frame: ClientFrame & { ref?: string };
   /** Whether a frame answers this request. */
   match: (f: ServerFrame) => boolean;
-  /** Called with `null` when a change request had nothing to change (see {@link QUIET}). */
+  /** Called with `null` when a change request had nothing to change. */
   resolve: (f: ServerFrame | null) => void;
   reject: (err: Error) => void;
   /** Sent on the current connection (a reply may still come). */
@@ -162,20 +157,12 @@ interface Request {
   uncertain: boolean;
   /** `unavailable` answers so far (retried a few times). */
   failures: number;
-  /** A change, which the server does not answer when it had nothing to do. */
-  quiet: boolean;
+  /** An edit, delete or reaction (settled by a catch-up that shows it, see `#settleUncertainChange`). */
+  change: boolean;
 }
 
 /** How many messages per conversation are held, to drop duplicates and merge changes. */
 const SEEN = 2000;
-
-/**
- * Milliseconds after which a change request without an answer counts as
- * having changed nothing. The server answers a reaction that is already so,
- * or a delete of a deleted message, with the frame at `seq` 0 (which changes
- * nothing here); servers before that sent no frame at all, which this covers.
- */
-const QUIET = 5000;
 
 /** A message's position: its `seq` (an older server sends ids only). */
 function seqOf(m: { id: number; seq?: number }): number {
@@ -226,7 +213,6 @@ export class Session {
   #queue: Request[] = [];
   #inflight: Request | null = null;
   #retryTimer: Timer | undefined;
-  #quietTimer: Timer | undefined;
   #pumpTimer: Timer | undefined;
   #reconnectTimer: Timer | undefined;
   #pingTimer: Timer | undefined;
@@ -265,7 +251,6 @@ export class Session {
       burst: 60,
       keepAlive: 25_000,
       timeout: 10_000,
-      quiet: QUIET,
       ...options,
     };
     this.#user = options.username;
@@ -321,7 +306,7 @@ export class Session {
 
   /**
    * Replaces the text of the user's message `id`; resolves the `edited`
-   * frame, or `null` if no answer came (see {@link QUIET}).
+   * frame.
    *
    * @throws {ServerError} `forbidden` (someone else's, or too late),
    * `unknown_message`, `bad_request`.
@@ -362,11 +347,12 @@ export class Session {
     answer: ChangeFrame["type"],
   ): Promise<ServerFrame | null> {
     const ref = `${this.#refPrefix}-${++this.#refs}`;
+    // The answer at seq 0 says the server had nothing to do.
     return this.#request(
       { ...body, ref } as ClientFrame,
       (f) => f.type === answer && (f as ChangeFrame).ref === ref,
       true,
-    );
+    ).then((f) => f && (f as ChangeFrame).seq === 0 ? null : f);
   }
 
   /** The message `id` of a conversation as the client holds it (recent ones only). */
@@ -773,11 +759,11 @@ export class Session {
   /**
    * A changed message from a catch-up that already shows what the change
    * request in flight when the connection dropped asked for: it arrived, so
-   * it is not sent again (the server would have nothing to do, and say nothing).
+   * it is not sent again (the server would have nothing to do).
    */
   #settleUncertainChange(m: ChatMessage): void {
     const r = this.#inflight ?? this.#queue[0];
-    if (!r || !r.uncertain || !r.quiet) return;
+    if (!r || !r.uncertain || !r.change) return;
     const f = r.frame as ClientFrame & { id: number } & Target;
     if (f.id !== m.id || convOf(m, this.#user) !== targetKey(f)) return;
     if (!reflects(m, r.frame, this.#user)) return;
@@ -914,8 +900,6 @@ export class Session {
     clearInterval(this.#pingTimer);
     clearTimeout(this.#pongTimer);
     clearTimeout(this.#retryTimer);
-    clearTimeout(this.#quietTimer);
-    this.#quietTimer = undefined;
     clearTimeout(this.#pumpTimer);
     this.#pingTimer =
       this.#pongTimer =
@@ -931,12 +915,12 @@ export class Session {
   #request(
     frame: ClientFrame,
     match: (f: ServerFrame) => boolean,
-    quiet: true,
+    change: true,
   ): Promise<ServerFrame | null>;
   #request(
     frame: ClientFrame,
     match: (f: ServerFrame) => boolean,
-    quiet = false,
+    change = false,
   ): Promise<ServerFrame | null> {
     if (this.#closed) {
       return Promise.reject(new ServerError("closed", this.#closedReason));
@@ -950,7 +934,7 @@ export class Session {
       sent: false,
       uncertain: false,
       failures: 0,
-      quiet,
+      change,
     });
     this.#pump();
     return promise;
@@ -1013,13 +997,6 @@ export class Session {
     this.#tokens--;
     r.sent = true;
     this.#raw(r.frame);
-    if (r.quiet) {
-      clearTimeout(this.#quietTimer);
-      this.#quietTimer = setTimeout(() => {
-        this.#quietTimer = undefined;
-        this.#finish(r, null, null);
-      }, this.#opts.quiet);
-    }
   }
 
   #raw(frame: ClientFrame): void {
@@ -1031,8 +1008,6 @@ export class Session {
     if (this.#inflight !== r) return;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
-    clearTimeout(this.#quietTimer);
-    this.#quietTimer = undefined;
     this.#inflight = null;
     if (err) r.reject(err);
     else r.resolve(frame ?? null);

@@ -306,6 +306,7 @@ Deno.test("topic sets a room's topic for its members only, and joined and rooms 
       type: "joined",
       room: "ops",
       members: ["alice", "bob"],
+      seq: 0,
       history: [],
     }, "no topic yet");
 
@@ -374,6 +375,7 @@ Deno.test("topic sets a room's topic for its members only, and joined and rooms 
       room: "ops",
       members: ["alice", "bob", "carol"],
       topic: "Deploys: Fridays only",
+      seq: 0,
       history: [],
     });
 
@@ -499,10 +501,10 @@ Deno.test("read_all marks every conversation read and tells every connection of 
     const again = await login(s, "alice");
     try {
       assert.deepEqual(again.welcome.conversations, [
-        { room: "general", last: 2, read: 2 },
-        { room: "ops", last: 1, read: 1 },
-        { to: "bob", last: 2, read: 2 },
-        { to: "carol", last: 1, read: 1 },
+        { room: "general", last: 2, read: 2, seq: 2, unread: 0 },
+        { room: "ops", last: 1, read: 1, seq: 1, unread: 0 },
+        { to: "bob", last: 2, read: 2, seq: 2, unread: 0 },
+        { to: "carol", last: 1, read: 1, seq: 1, unread: 0 },
       ]);
     } finally {
       await again.close();

@@ -38,7 +38,7 @@ async function fixture(dir: string): Promise<string> {
     room: "ops",
     from: "carol",
     text: "on it",
-    replyTo: replyRef(deploy),
+    replyTo: { ...replyRef(deploy), seq: deploy.seq },
   });
   await s.append({
     conv: "general",

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { MemoryStore } from "../server/store/memory.ts";
 import type { ChatMessage, ServerFrame } from "../protocol.ts";
-import type { Draft, Store } from "../server/store/store.ts";
+import type { Appended, Draft, Store } from "../server/store/store.ts";
 import { closeAll, signIn, startTestServer, TestClient } from "./helpers.ts";
 import { SERVE, spawnServer } from "./chat_process.ts";
 
@@ -78,6 +78,17 @@ class RecordingStore extends MemoryStore implements Store {
     const msg = await super.append(draft);
     this.events.push(`append ${msg.text}`);
     return msg;
+  }
+
+  override async appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    if (this.#closed) {
+      this.events.push("append-after-close");
+      throw new Error("Store is closed");
+    }
+    await new Promise((r) => setTimeout(r, 1));
+    const result = await super.appendOnce(draft);
+    if (result.fresh) this.events.push(`append ${result.msg.text}`);
+    return result;
   }
 
   override async close(): Promise<void> {
