@@ -71,6 +71,12 @@ export const LOBBY = "general";
 /** Most different emoji one message may carry as reactions. */
 export const MAX_REACTIONS = 20;
 
+/**
+ * Most reactions one message may carry in all (people × emoji): bounds the
+ * size of a message however large its room.
+ */
+export const MAX_REACTIONS_TOTAL = 1000;
+
 /** Characters of the original a reply quotes (`replyTo.snippet`). */
 export const SNIPPET_CHARS = 200;
 
@@ -1060,29 +1066,36 @@ export function conversationKey(
 /** Splits text into user-perceived characters. */
 const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 
-/** Something only emoji have: a pictograph, a regional indicator, a keycap or emoji presentation. */
-const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20E3|\uFE0F/u;
+/** What makes an emoji: a pictograph or a regional indicator (flags). */
+const PICTOGRAPH = /\p{Extended_Pictographic}|\p{Regional_Indicator}/u;
 
-/** Letters, digits and the like (other than keycap bases): never an emoji on their own. */
+/** A single regional indicator and nothing else. */
+const LONE_INDICATOR = /^\p{Regional_Indicator}$/u;
+
+/** A keycap: 0-9, # or * with the enclosing keycap mark. */
+const KEYCAP = /^[0-9#*]\uFE0F?\u20E3$/u;
+
+/** Joiners, variation selectors and tags: parts of emoji sequences, invisible alone. */
+const EMOJI_GLUE = /[\u200D\uFE0E\uFE0F\u{E0020}-\u{E007F}]/gu;
+
+/** Letters, marks, digits, punctuation, spaces and controls: never part of an emoji. */
 const NOT_EMOJI = /[\p{L}\p{M}\p{N}\p{P}\p{Z}\p{C}]/u;
 
 /**
  * A reaction's emoji: exactly one emoji, as one grapheme (flags, skin tones,
- * keycaps and ZWJ sequences included).
+ * keycaps and ZWJ sequences included), never only invisible parts.
  *
  * @throws {FrameError} `bad_request` for anything else.
  */
 export function checkEmoji(raw: string, ref?: string): string {
   const problem = "A reaction must be exactly one emoji";
   if (raw === "" || utf8Length(raw) > MAX_EMOJI_BYTES || !raw.isWellFormed()) bad(problem, ref);
-  const parts = [...graphemes.segment(raw)];
-  if (parts.length !== 1 || !EMOJI.test(raw)) bad(problem, ref);
-  // A keycap's base (0-9, # and *) is the only ordinary character an emoji may start with.
-  const rest = /^[0-9#*]\uFE0F?\u20E3$/u.test(raw) ? "" : raw;
-  // ZWJ (U+200D) and variation selectors are format characters inside emoji sequences.
-  if (NOT_EMOJI.test(rest.replace(/[\u200D\uFE0E\uFE0F\u{E0020}-\u{E007F}]/gu, ""))) {
-    bad(problem, ref);
-  }
+  if ([...graphemes.segment(raw)].length !== 1) bad(problem, ref);
+  if (KEYCAP.test(raw)) return raw;
+  const core = raw.replace(EMOJI_GLUE, "");
+  if (!PICTOGRAPH.test(core) || NOT_EMOJI.test(core)) bad(problem, ref);
+  // Regional indicators make a flag in pairs; one alone shows as a boxed letter.
+  if (LONE_INDICATOR.test(core)) bad(problem, ref);
   return raw;
 }
 
@@ -1105,7 +1118,8 @@ export function applyChange(msg: ChatMessage, change: ChangeFrame): ChatMessage 
   if (change.seq <= msg.seq || change.id !== msg.id) return msg;
   const next: ChatMessage = { ...msg, seq: change.seq };
   if (change.type === "edited") {
-    if (msg.deleted) return { ...msg, seq: change.seq };
+    // A tombstone stays one: a late edit only moves its position.
+    if (msg.deleted) return next;
     next.text = change.text;
     next.edited = change.editedAt;
   } else if (change.type === "deleted") {

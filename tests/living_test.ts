@@ -16,7 +16,15 @@ import {
   snippetOf,
 } from "../protocol.ts";
 import { spawnServer } from "./chat_process.ts";
-import { closeAll, signIn, signInWithToken, startTestServer, type TestClient } from "./helpers.ts";
+import {
+  closeAll,
+  signIn,
+  signInWithToken,
+  signOut,
+  startTestServer,
+  type TestClient,
+  waitUntil,
+} from "./helpers.ts";
 import { startCluster } from "./redis_helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -258,6 +266,34 @@ for (const [name, backend] of Object.entries(BACKENDS)) {
   });
 }
 
+for (const [name, backend] of Object.entries(BACKENDS)) {
+  Deno.test(`living (${name}): a reply and the sends right behind it are stored in the order sent`, async () => {
+    await backend(async ([a, b]) => {
+      const alice = await signIn(a, "alice", USERS.alice);
+      const bob = await signIn(b, "bob", USERS.bob);
+      try {
+        const original = await say(bob, "the original");
+        await alice.next((f) => f.type === "message" && f.id === original.id);
+        for (let i = 0; i < 5; i++) {
+          alice.send({ type: "send", room: "general", text: `r${i}`, replyTo: original.id });
+          alice.send({ type: "send", room: "general", text: `p${i}` });
+        }
+        const texts: string[] = [];
+        while (texts.length < 10) {
+          const m = await bob.next<F<"message">>((f) => f.type === "message");
+          texts.push(m.text);
+          if (m.text.startsWith("r")) {
+            assert.deepEqual(m.replyTo, { id: original.id, from: "bob", snippet: "the original" });
+          }
+        }
+        assert.deepEqual(texts, ["r0", "p0", "r1", "p1", "r2", "p2", "r3", "p3", "r4", "p4"]);
+      } finally {
+        await closeAll(alice, bob);
+      }
+    });
+  });
+}
+
 Deno.test("living: bad requests get their code, change nothing and leave the connection usable", async () => {
   await using t = await startTestServer({ users: USERS });
   const alice = await signIn(t.ws, "alice", USERS.alice);
@@ -291,6 +327,10 @@ Deno.test("living: bad requests get their code, change nothing and leave the con
       [bob, { type: "react", room: "general", id: mine.id, emoji: "ok" }, "bad_request"],
       [bob, { type: "react", room: "general", id: mine.id, emoji: "👍👍" }, "bad_request"],
       [bob, { type: "react", room: "general", id: mine.id, emoji: "" }, "bad_request"],
+      // Only the invisible parts of emoji sequences: nothing to show.
+      [bob, { type: "react", room: "general", id: mine.id, emoji: "\uFE0F" }, "bad_request"],
+      [bob, { type: "react", room: "general", id: mine.id, emoji: "\u200D\uFE0F" }, "bad_request"],
+      [bob, { type: "react", room: "general", id: mine.id, emoji: "👍\u0301" }, "bad_request"],
       [bob, { type: "react", room: "general", id: mine.id, emoji: 5 }, "bad_request"],
       [bob, { type: "react", room: "general", id: mine.id, emoji: "👍", on: "yes" }, "bad_request"],
       [bob, { type: "edit", room: "general", id: -1, text: "x" }, "bad_request"],
@@ -502,5 +542,40 @@ Deno.test("living: with --data, changes survive kill -9 and a restart", async ()
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("living (open mode): whoever takes a released name cannot change what its earlier holder sent", async () => {
+  await using t = await startTestServer();
+  let frank: Client | undefined = await signIn(t.ws, "frank");
+  const carol = await signIn(t.ws, "carol");
+  try {
+    const old = await say(frank, "pay invoice 1234 to the usual account");
+    frank.send({ type: "react", room: "general", id: old.id, emoji: "✅", ref: "r" });
+    await frank.next((f) => f.type === "reaction" && f.ref === "r");
+    assert.equal(await signOut(t.http, frank.welcome.token), 204);
+    await frank.waitClose();
+    // Someone else takes the name later (past the clock skew the server allows for).
+    await waitUntil(() => Date.now() > Date.parse(old.ts) + 2500, "time to pass");
+    frank = await signIn(t.ws, "frank");
+    const cases: [Record<string, unknown>, string][] = [
+      [{ type: "edit", room: "general", id: old.id, text: "pay it to account EVIL" }, "edit"],
+      [{ type: "delete", room: "general", id: old.id }, "delete"],
+    ];
+    for (const [frame, ref] of cases) {
+      frank.send({ ...frame, ref });
+      const err = await errorOf(frank, ref);
+      assert.equal(err.code, "forbidden");
+      assert.match(err.message, /earlier holder of the name "frank"/);
+    }
+    // Their own messages are theirs.
+    const mine = await say(frank, "hello, I am the new frank");
+    frank.send({ type: "edit", room: "general", id: mine.id, text: "hello again", ref: "own" });
+    await frank.next((f) => f.type === "edited" && f.ref === "own");
+    const page = await history(carol, { room: "general" });
+    assert.equal(page.messages.find((m) => m.id === old.id)!.text, old.text);
+    assert.deepEqual((await changes(carol)).map((f) => f.type), ["reaction", "edited"]);
+  } finally {
+    await closeAll(frank, carol);
   }
 });

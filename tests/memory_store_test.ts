@@ -59,7 +59,7 @@ Deno.test("MemoryStore raises the gap watermark to the highest seq maxTotal drop
 
 Deno.test("MemoryStore never mutates a message it handed out: changes replace it", async () => {
   const s = new MemoryStore();
-  const reply = { id: 1, from: "alice", snippet: "hello" };
+  const reply = { id: 1, from: "alice", snippet: "hello", seq: 1 };
   const first = await s.append({ conv: "r", room: "r", from: "alice", text: "hello" });
   const second = await s.append({ conv: "r", room: "r", from: "bob", text: "hi", replyTo: reply });
   const held = [first, second, ...(await s.page("r", { limit: 10 })).messages];
@@ -72,7 +72,11 @@ Deno.test("MemoryStore never mutates a message it handed out: changes replace it
   await s.change({ kind: "edit", conv: "r", id: 2, user: "bob", text: "hi!" });
   await s.change({ kind: "delete", conv: "r", id: 1, user: "alice" });
   assert.deepEqual(held, copies);
-  assert.deepEqual(reply, { id: 1, from: "alice", snippet: "hello" }, "the draft's replyTo too");
+  assert.deepEqual(
+    reply,
+    { id: 1, from: "alice", snippet: "hello", seq: 1 },
+    "the draft's replyTo too",
+  );
   assert.deepEqual((await s.message("r", 2))!.replyTo, {
     id: 1,
     from: "alice",
@@ -113,6 +117,71 @@ Deno.test("MemoryStore answers a resend of a deleted message with its tombstone"
   ]);
   const other = await small.appendOnce({ ...draft, text: "another text" });
   assert.deepEqual([other.fresh, other.msg.id], [true, 4]);
+});
+
+Deno.test("MemoryStore.releaseName() forgets the peer's resend records of the wiped DM", async () => {
+  const s = new MemoryStore();
+  await s.claimName("alice", "s1", 1000, true);
+  const ab = conversationKey("alice", { to: "bob" });
+  const secret = { conv: ab, to: "alice", from: "bob", text: "a secret for alice", ref: "b1" };
+  const sent = await s.appendOnce(secret); // 1
+  const elsewhere = await s.appendOnce({
+    conv: "r",
+    room: "r",
+    from: "bob",
+    text: "hi",
+    ref: "b2",
+  });
+  await s.append({ conv: ab, to: "bob", from: "alice", text: "thanks" }); // 2
+  assert.deepEqual(await s.appendOnce(secret), { msg: sent.msg, fresh: false }, "a resend first");
+  assert.deepEqual(await s.releaseName("alice", "s1"), []);
+  // The wiped message is not answered as stored: the resend is a new message, stored now.
+  const again = await s.appendOnce(secret);
+  assert.deepEqual([again.fresh, again.msg.id, again.msg.text], [true, 3, "a secret for alice"]);
+  assert.deepEqual((await s.page(ab, { limit: 10 })).messages, [again.msg]);
+  assert.deepEqual(await s.appendOnce(secret), { msg: again.msg, fresh: false });
+  // Records of other conversations stay.
+  const hi = { conv: "r", room: "r", from: "bob", text: "hi", ref: "b2" };
+  assert.deepEqual(await s.appendOnce(hi), { msg: elsewhere.msg, fresh: false });
+});
+
+Deno.test("MemoryStore answers a resend of a dropped reply with the original's last quote", async () => {
+  const s = new MemoryStore({ limit: 2 });
+  const original = await s.append({ conv: "r", room: "r", from: "alice", text: "zork words" });
+  const draft = {
+    conv: "r",
+    room: "r",
+    from: "bob",
+    text: "my answer",
+    ref: "b1",
+    replyTo: { id: 1, from: "alice", snippet: "zork words", seq: original.seq },
+  };
+  const reply = await s.appendOnce(draft); // 2
+  await s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "better words" }); // 3
+  await s.append({ conv: "r", room: "r", from: "carol", text: "one" }); // 4: drops 1
+  await s.append({ conv: "r", room: "r", from: "carol", text: "two" }); // 5: drops the reply
+  assert.equal(await s.message("r", 2), null);
+  const edited = await s.appendOnce(draft);
+  assert.deepEqual(edited, {
+    msg: { ...reply.msg, replyTo: { id: 1, from: "alice", snippet: "better words" } },
+    fresh: false,
+  });
+  assert.ok(!JSON.stringify(edited).includes("zork"), "the pre-edit text is not handed out");
+  // Deleted while the reply is kept: the record quotes nothing of it.
+  const small = new MemoryStore({ limit: 2 });
+  await small.append({ conv: "r", room: "r", from: "alice", text: "zork words" });
+  await small.appendOnce(draft);
+  await small.change({ kind: "delete", conv: "r", id: 1, user: "alice" }); // 3
+  await small.append({ conv: "r", room: "r", from: "carol", text: "one" });
+  await small.append({ conv: "r", room: "r", from: "carol", text: "two" });
+  const deleted = await small.appendOnce(draft);
+  assert.deepEqual([deleted.fresh, deleted.msg.replyTo], [false, {
+    id: 1,
+    from: "alice",
+    snippet: "",
+    deleted: true,
+  }]);
+  assert.ok(!JSON.stringify(deleted).includes("zork"), "the deleted text is not handed out");
 });
 
 Deno.test("MemoryStore.search() with no words lists live messages, never tombstones", async () => {

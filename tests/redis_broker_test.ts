@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import type { BrokerEvent } from "../server/broker/broker.ts";
-import type { Appended, Change, ChangeResult } from "../server/store/store.ts";
+import {
+  type Appended,
+  type Change,
+  type ChangeResult,
+  ReplyChanged,
+  replyRef,
+} from "../server/store/store.ts";
 import { RedisBroker } from "../server/broker/redis.ts";
 import { memoryLogger } from "../server/log.ts";
 import { RedisStore } from "../server/store/redis.ts";
@@ -253,4 +259,56 @@ Deno.test("RedisBroker: a deleted message's text leaves the feed, and a node cat
     { kind: "message", conv: "general", msg: after.msg, origin },
   ]);
   assert.doesNotMatch(b.log.lines.join("\n"), /no longer in the feed/);
+});
+
+Deno.test("RedisBroker: a reply goes out quoting its original without seq, a stale one nowhere, and the original's delete takes the quote out of the feed", async () => {
+  await using redis = await RedisServer.start();
+  await using proxy = new TcpProxy(redis.port);
+  await using a = await openNode(redis, { node: "a", heartbeat: 50 });
+  await using b = await openNode(proxy, { node: "b", heartbeat: 50 });
+  const atA = new Received(a.broker), atB = new Received(b.broker);
+  const origin = { node: "a", conn: 1 };
+  const original = (await a.broker.publishMessage(said("general", "alice", "zephyr"), origin)).msg;
+  const quote = { ...replyRef(original), seq: original.seq };
+  const reply = await a.broker.publishMessage(
+    { ...said("general", "bob", "agreed"), replyTo: quote },
+    origin,
+  );
+  assert.deepEqual(reply.msg.replyTo, { id: 1, from: "alice", snippet: "zephyr" });
+  const heard = await atB.count(2);
+  assert.deepEqual(heard[1], { kind: "message", conv: "general", msg: reply.msg, origin });
+  assert.doesNotMatch(await redis.cli("XRANGE", "contract:feed", "-", "+"), /"seq"/);
+
+  const edit = { kind: "edit", conv: "general", id: 1, user: "alice", text: "zephyr!" } as const;
+  assert.equal((await a.broker.publishChange(edit, origin)).ok, true); // seq 3
+  await assert.rejects(
+    a.broker.publishMessage({ ...said("general", "carol", "late"), replyTo: quote }, origin),
+    ReplyChanged,
+    "quoted before the edit",
+  );
+
+  proxy.refuse = true;
+  await proxy.cut();
+  await waitUntil(() => b.broker.status === "degraded", "b lost Redis");
+  const gone = await a.broker.publishChange(
+    { kind: "delete", conv: "general", id: 1, user: "alice" },
+    origin,
+  );
+  assert.ok(gone.ok && gone.applied);
+  assert.doesNotMatch(await redis.cli("XRANGE", "contract:feed", "-", "+"), /zephyr/);
+  proxy.refuse = false;
+  await waitUntil(() => b.broker.status === "ok", "b is back");
+  const events = await atB.settle(a.broker);
+  // The reply was heard live; a node catching up would find it in history.
+  assert.deepEqual(events.slice(2).map((e) => e.kind === "change" && e.applied.kind), [
+    "edited",
+    "deleted",
+  ]);
+  assert.doesNotMatch(b.log.lines.join("\n"), /no longer in the feed/);
+  assert.deepEqual(
+    (await atA.settle(a.broker)).filter((e) => e.kind !== "signout") // b's settle sentinel
+      .map((e) => e.kind === "message" ? e.msg.id : e.kind),
+    [1, 2, "change", "change"],
+    "the stale reply was published nowhere",
+  );
 });

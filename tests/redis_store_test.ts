@@ -1,8 +1,21 @@
 import assert from "node:assert/strict";
-import { applyChange, type ChangeFrame, type ChatMessage, MAX_REACTIONS } from "../protocol.ts";
+import {
+  applyChange,
+  type ChangeFrame,
+  type ChatMessage,
+  MAX_REACTIONS,
+  snippetOf,
+} from "../protocol.ts";
 import { closeRedis, command, connectRedis, type Reply } from "../server/broker/redis_client.ts";
-import { RedisStore, SEARCH_CHUNK_READ } from "../server/store/redis.ts";
-import type { Change } from "../server/store/store.ts";
+import { type Published, RedisStore, SEARCH_CHUNK_READ } from "../server/store/redis.ts";
+import {
+  type Applied,
+  type Change,
+  type ChangeResult,
+  type Draft,
+  ReplyChanged,
+  replyRef,
+} from "../server/store/store.ts";
 import { RedisServer } from "./redis_helpers.ts";
 import { storeContract } from "./store_contract.ts";
 
@@ -96,6 +109,28 @@ Deno.test("RedisStore.revokeSession() lets Redis expire the revocation when it l
   await store.revokeSession("s2", now - 1);
   assert.equal(await store.cli("EXISTS", "chat:revoked:s2"), "0", "a lapsed one is not kept");
   assert.equal(await store.sessionRevoked("s1", now), true);
+});
+
+Deno.test("RedisStore: a claim keeps its time in `c`; a claim made before without one reads as 0", async () => {
+  await using store = await openStore(10);
+  await store.claimName("Alice", "s1", 1000, true);
+  assert.equal(await store.cli("HGET", "chat:claim:alice", "c"), "1000");
+  // As a claim recorded before `c` existed: no such field.
+  await store.cli("HSET", "chat:claim:bob", "n", "Bob", "s", "sb", "t", "500");
+  await store.cli("ZADD", "chat:claims", "500", "bob");
+  const bob = { name: "Bob", session: "sb", seen: 500, since: 0 };
+  assert.deepEqual(await store.nameClaim("BOB"), bob);
+  assert.deepEqual(await store.claimName("bob", "s2", 600, true), { ok: false, claim: bob });
+  const alice = { name: "Alice", session: "s1", seen: 1000, since: 1000 };
+  assert.deepEqual(await store.staleClaims(Infinity, 10), [bob, alice]);
+  assert.deepEqual(await store.recentClaims({ since: 0, limit: 10 }), [alice, bob]);
+  const refreshed = { ...bob, seen: 2000 };
+  assert.deepEqual(await store.claimName("bob", "sb", 2000, false), {
+    ok: true,
+    claim: refreshed,
+  });
+  assert.equal(await store.cli("HEXISTS", "chat:claim:bob", "c"), "0", "a refresh adds no time");
+  assert.deepEqual(await store.recentClaims({ since: 0, match: "b", limit: 10 }), [refreshed]);
 });
 
 Deno.test("RedisStore.appendOnce() keeps a user's last 256 refs in two keys that expire after a quiet while", async () => {
@@ -486,5 +521,285 @@ Deno.test("RedisStore.releaseName() takes the wiped DMs' texts out of the event 
   assert.deepEqual(
     await store.page("@alice:bob", { since: 0, limit: 10 }),
     { messages: [], more: false, gap: true, seq: 1 },
+  );
+});
+
+/**
+ * Every value Redis holds, as text: each key's name and contents, whatever
+ * its type (for "this text is nowhere" checks).
+ */
+async function everything(store: RedisStore): Promise<string> {
+  const run = (...args: string[]) => command(store.client, args, 5000);
+  const out: string[] = [];
+  for (const key of await run("KEYS", "*") as string[]) {
+    const type = await run("TYPE", key) as string;
+    const read: Record<string, string[]> = {
+      string: ["GET", key],
+      hash: ["HGETALL", key],
+      set: ["SMEMBERS", key],
+      zset: ["ZRANGE", key, "0", "-1", "WITHSCORES"],
+      list: ["LRANGE", key, "0", "-1"],
+      stream: ["XRANGE", key, "-", "+"],
+    };
+    assert.ok(read[type], `a key of a type this dump reads: ${key} (${type})`);
+    out.push(`${key} ${JSON.stringify(await run(...read[type]))}`);
+  }
+  return out.join("\n");
+}
+
+/** The JSON `m:<conv>` keeps for a message, parsed (`ev` and all). */
+async function stored(store: RedisStore, conv: string, id: number) {
+  const raw = await command(store.client, ["HGET", `chat:m:${conv}`, String(id)], 5000);
+  return JSON.parse(raw as string) as { ev?: number[]; replyTo?: unknown; text: string };
+}
+
+/** The change as applied, asserting it was. */
+function applied(result: ChangeResult): Applied {
+  assert.ok(result.ok && result.applied, `applied: ${JSON.stringify(result)}`);
+  return result.applied;
+}
+
+/** Publishing helpers for a store used as the broker uses it: every write goes to the feed. */
+function publisher(store: RedisStore, feedLength = 100) {
+  const target = { channel: "chat:events", feedLength };
+  return {
+    send: (from: string, text: string, replyTo?: Draft["replyTo"], ref?: string) =>
+      store.appendAndPublish({ conv: "r", room: "r", from, text, replyTo, ref }, {
+        ...target,
+        // As the broker publishes it: the quote without the original's seq.
+        json: JSON.stringify({
+          kind: "message",
+          conv: "r",
+          room: "r",
+          from,
+          text,
+          replyTo: replyTo && { id: replyTo.id, from: replyTo.from, snippet: replyTo.snippet },
+        }),
+      }),
+    change: (c: Change) => store.changeAndPublish(c, { ...target, origin: "" }),
+  };
+}
+
+/** The quote a reply to `msg` sends, with the `seq` it was taken at. */
+function quote(msg: ChatMessage): NonNullable<Draft["replyTo"]> {
+  return { ...replyRef(msg), seq: msg.seq };
+}
+
+Deno.test("RedisStore: deleting an original empties its replies' quotes and takes their feed entries out: its text is in no key", async () => {
+  await using store = await openStore(10);
+  const { send, change } = publisher(store);
+  const original = (await send("alice", "the zanzibar plan")).msg; // 1, feed 1
+  const reply = (await send("bob", "sounds good", quote(original))).msg; // 2, feed 2
+  const other = (await send("carol", "unrelated")).msg; // 3, feed 3
+  applied(await change({ kind: "edit", conv: "r", id: 2, user: "bob", text: "sounds great" })); // feed 4
+  assert.equal(await store.cli("SMEMBERS", "chat:rp:r:1"), "2", "the reply is indexed");
+  assert.match(await everything(store), /zanzibar/);
+
+  applied(await change({ kind: "delete", conv: "r", id: 1, user: "alice" })); // feed 5
+  const dump = await everything(store);
+  assert.doesNotMatch(dump, /zanzibar/, "the original's text is in no key");
+  assert.equal(await store.cli("EXISTS", "chat:rp:r:1"), "0", "its reply index went with it");
+  const feed = await command(store.client, ["XRANGE", "chat:feed", "-", "+"], 5000) as [
+    string,
+    string[],
+  ][];
+  assert.deepEqual(
+    feed.map(([id]) => id),
+    ["3-0", "4-0", "5-0"],
+    "the original's and the reply's creation entries are gone; the reply's edit stays",
+  );
+  assert.deepEqual((await stored(store, "r", 2)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "",
+    deleted: true,
+  }, "emptied in storage, not only on read");
+  assert.deepEqual(await store.message("r", 2), {
+    ...reply,
+    seq: 4,
+    text: "sounds great",
+    edited: (await store.message("r", 2))!.edited,
+    replyTo: { id: 1, from: "alice", snippet: "", deleted: true },
+  });
+  assert.deepEqual(await store.message("r", 3), other);
+});
+
+Deno.test("RedisStore: an original's edit rewrites its kept replies' stored quotes; a deleted reply leaves the index", async () => {
+  await using store = await openStore(10);
+  const { send, change } = publisher(store);
+  const original = (await send("alice", "draft one")).msg; // 1
+  await send("bob", "first reply", quote(original)); // 2
+  await send("carol", "second reply", quote(original)); // 3
+  assert.equal(await store.cli("SCARD", "chat:rp:r:1"), "2");
+  applied(await change({ kind: "delete", conv: "r", id: 3, user: "carol" })); // seq 4
+  assert.equal(await store.cli("SMEMBERS", "chat:rp:r:1"), "2", "the tombstone quotes nothing");
+  const long = "é".repeat(150) + " " + "word ".repeat(100);
+  applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: long })); // seq 5
+  assert.deepEqual((await stored(store, "r", 2)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: snippetOf(long),
+  }, "the snippet is cut by characters, not bytes");
+  assert.equal((await store.message("r", 3))!.replyTo, undefined);
+  assert.equal((await stored(store, "r", 3)).replyTo, undefined, "the edit gave it no quote back");
+  assert.doesNotMatch(await store.cli("HGETALL", "chat:m:r"), /draft one/);
+});
+
+Deno.test("RedisStore: a reply index goes when its original is dropped by the cap or its DM is wiped", async () => {
+  await using store = await openStore(3);
+  const { send } = publisher(store);
+  const original = (await send("alice", "one")).msg; // 1
+  await send("bob", "re one", quote(original)); // 2
+  assert.equal(await store.cli("EXISTS", "chat:rp:r:1"), "1");
+  await send("bob", "three");
+  await send("bob", "four"); // drops 1
+  assert.equal(await store.cli("EXISTS", "chat:rp:r:1"), "0");
+  assert.deepEqual((await store.message("r", 2))!.replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "one",
+  });
+
+  const dm = { conv: "@alice:bob", to: "bob", from: "alice" };
+  const psst = await store.append({ ...dm, text: "psst" });
+  await store.append({ ...dm, to: "alice", from: "bob", text: "what", replyTo: quote(psst) });
+  assert.equal(await store.cli("SMEMBERS", "chat:rp:@alice:bob:1"), "2");
+  await store.claimName("alice", "s1", Date.now(), true);
+  assert.deepEqual(await store.releaseName("alice", "s1"), []);
+  assert.equal(await store.cli("KEYS", "chat:rp:*"), "", "no index is left behind");
+});
+
+Deno.test("RedisStore: a delete of the original racing a reply from another store: refused, or stored and emptied, never the text kept", async () => {
+  await using redis = await RedisServer.start();
+  const [a, b] = await Promise.all([
+    RedisStore.connect(redis.url, { keep: 1000 }),
+    RedisStore.connect(redis.url, { keep: 1000 }),
+  ]);
+  try {
+    const pa = publisher(a), pb = publisher(b);
+    const outcomes = { refused: 0, emptied: 0 };
+    for (let i = 0; i < 40; i++) {
+      const original = (await pa.send("alice", `secret${i}word`)).msg;
+      // Either may reach Redis first: alternate which one is sent first.
+      const del = () => pa.change({ kind: "delete", conv: "r", id: original.id, user: "alice" });
+      const reply = () => pb.send("bob", `re ${i}`, quote(original)).catch((e): Error => e);
+      let racing: [Promise<ChangeResult>, Promise<Published | Error>];
+      if (i % 2) {
+        const d = del();
+        racing = [d, reply()];
+      } else {
+        const r = reply();
+        racing = [del(), r];
+      }
+      const [deleted, sent] = await Promise.all(racing);
+      assert.equal(applied(deleted).kind, "deleted");
+      if (sent instanceof ReplyChanged) {
+        outcomes.refused++;
+        assert.equal(
+          sent.message,
+          `Message #${original.id} changed while a reply to it was being sent`,
+        );
+      } else {
+        outcomes.emptied++;
+        assert.ok(!(sent instanceof Error), String(sent));
+        const { msg } = sent;
+        assert.deepEqual(msg.replyTo, replyRef(original), "acknowledged as sent");
+        assert.deepEqual((await b.message("r", msg.id))!.replyTo, {
+          id: original.id,
+          from: "alice",
+          snippet: "",
+          deleted: true,
+        });
+        assert.deepEqual((await stored(a, "r", msg.id)).replyTo, {
+          id: original.id,
+          from: "alice",
+          snippet: "",
+          deleted: true,
+        });
+      }
+    }
+    assert.equal(outcomes.refused + outcomes.emptied, 40);
+    assert.doesNotMatch(await everything(a), /secret\d+word/, "no deleted text anywhere");
+    // Every position went to a message or a change: refused replies used none.
+    const page = await a.page("r", { since: 0, limit: 1000 });
+    assert.equal(page.seq, 40 + 40 + outcomes.emptied);
+    assert.equal(page.messages.length, 40 + outcomes.emptied);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("RedisStore: a message's feed entries still in the feed are all deleted with it, however far back", async () => {
+  await using store = await openStore(1000);
+  const { send, change } = publisher(store, 100);
+  await send("alice", "keep me"); // 1, feed 1
+  applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "early-edit" })); // feed 2
+  // 300 messages published, each deleted at once without a feed entry of
+  // its own: the feed numbers move far past 2 × feedLength, the feed stays short.
+  for (let i = 0; i < 300; i++) {
+    const { msg } = await send("bob", `filler ${i}`);
+    applied(await store.change({ kind: "delete", conv: "r", id: msg.id, user: "bob" }));
+  }
+  assert.equal(await store.cli("XLEN", "chat:feed"), "2");
+  applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "late-edit" })); // feed 303
+  assert.deepEqual((await stored(store, "r", 1)).ev, [1, 2, 303], "the early edit is remembered");
+  applied(await change({ kind: "delete", conv: "r", id: 1, user: "alice" }));
+  assert.doesNotMatch(await everything(store), /keep me|early-edit|late-edit|filler/);
+});
+
+Deno.test("RedisStore: a message's recorded feed entries are exactly its creation's and its edits' still in the feed", async () => {
+  await using store = await openStore(10);
+  const { send, change } = publisher(store, 10);
+  await send("alice", "v0"); // feed 1
+  for (let i = 1; i <= 400; i++) {
+    applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: `v${i}` }));
+  }
+  const feed = await command(store.client, ["XRANGE", "chat:feed", "-", "+"], 5000) as [
+    string,
+    string[],
+  ][];
+  assert.ok(feed.length < 400, `the feed was trimmed (${feed.length} entries)`);
+  assert.deepEqual(
+    (await stored(store, "r", 1)).ev,
+    [1, ...feed.map(([id]) => parseInt(id))],
+    "its creation's first (trimmed long ago), then every entry still in the feed, nothing older",
+  );
+});
+
+Deno.test("RedisStore: a resend answers the stored message as it is now: edited, or deleted", async () => {
+  await using store = await openStore(10);
+  const { send, change } = publisher(store);
+  const first = await send("alice", "hello", undefined, "k1");
+  assert.deepEqual([first.fresh, first.seq], [true, 1]);
+  const edit = applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "hi" }));
+  const edited = { ...first.msg, seq: edit.seq, text: "hi", edited: edit.editedAt };
+  assert.deepEqual(await send("alice", "hello", undefined, "k1"), {
+    msg: edited,
+    fresh: false,
+    seq: 0,
+  });
+  assert.deepEqual(
+    await store.appendOnce({ conv: "r", room: "r", from: "alice", text: "hello", ref: "k1" }),
+    { msg: edited, fresh: false },
+  );
+  const gone = applied(await change({ kind: "delete", conv: "r", id: 1, user: "alice" }));
+  assert.deepEqual((await send("alice", "hello", undefined, "k1")).msg, {
+    id: 1,
+    seq: gone.seq,
+    room: "r",
+    from: "alice",
+    text: "",
+    ts: first.msg.ts,
+    deleted: true,
+  });
+  const feed = await command(store.client, ["XRANGE", "chat:feed", "-", "+"], 5000) as [
+    string,
+    string[],
+  ][];
+  assert.deepEqual(
+    feed.map(([id]) => id),
+    [`${gone.seq}-0`],
+    "nothing more was published: the delete's entry is all the feed holds",
   );
 });

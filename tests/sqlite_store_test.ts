@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { conversationKey, snippetOf } from "../protocol.ts";
+import { type ChatMessage, conversationKey, snippetOf, UNREAD_CAP } from "../protocol.ts";
 import { APPLICATION_ID, SCHEMA_VERSION } from "../server/store/sqlite_schema.ts";
-import { SqliteStore, type SqliteStoreOptions } from "../server/store/sqlite.ts";
-import { type Draft, replyRef } from "../server/store/store.ts";
+import { SqliteStore, type SqliteStoreOptions, UNREAD_SCAN } from "../server/store/sqlite.ts";
+import { type Draft, ReplyChanged, replyRef } from "../server/store/store.ts";
 import { storeContract } from "./store_contract.ts";
 
 storeContract("SqliteStore", async ({ keep }) => {
@@ -389,7 +389,7 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   }
   await using s = open(data.path);
   assert.deepEqual(await s.staleClaims(Infinity, 10), [
-    { name: "Alice", session: "s1", seen: 1000 },
+    { name: "Alice", session: "s1", seen: 1000, since: 1000 },
   ]);
   assert.equal(await s.sessionRevoked("s2", Date.now()), true);
   assert.deepEqual((await s.page("general", { limit: 10 })).messages.map((m) => m.text), [
@@ -400,10 +400,12 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
 /**
  * Turns a file of this version back into schema 5: messages without changes
  * (positions, edits, tombstones, replies, reactions), `convs` without the
- * newest id and the count of kept messages, no update trigger, and the search
- * index with `secure-delete` off (FTS5's default, as schema 5 had it).
+ * newest id and the count of kept messages, no update trigger, the search
+ * index with `secure-delete` off (FTS5's default, as schema 5 had it), and
+ * claims without the time they were made.
  */
 const TO_SCHEMA_5 = `
+  ALTER TABLE claims DROP COLUMN since;
   DROP TRIGGER messages_fts_update;
   DROP INDEX messages_by_rev;
   DROP INDEX messages_by_reply;
@@ -521,7 +523,7 @@ Deno.test("SqliteStore.recentClaims() and lastSeen() use their indexes", async (
         ),
     );
   const recent = plan(
-    `SELECT name, session, seen FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
+    `SELECT name, session, seen, since FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
      ORDER BY seen DESC, folded DESC LIMIT ?3`,
     0,
     "a",
@@ -838,7 +840,10 @@ Deno.test("SqliteStore.change() delete leaves the text nowhere: not the file, it
     // Long enough to spill into overflow pages: freed, they would keep the text unless zeroed.
     const long = `the vault code is ${secret} 42 ${"and more words ".repeat(600)}${secret}`;
     const m = await s.append(room("general", "alice", long));
-    const reply = await s.append({ ...room("general", "bob", "noted"), replyTo: replyRef(m) });
+    const reply = await s.append({
+      ...room("general", "bob", "noted"),
+      replyTo: { ...replyRef(m), seq: m.seq },
+    });
     await s.append(room("general", "bob", "after"));
     assert.equal(reply.replyTo?.snippet, snippetOf(long));
     assert.equal(await inFile(data.path, secret), true, "the text is in the file first");
@@ -995,7 +1000,7 @@ Deno.test("SqliteStore keeps edits, tombstones, reactions and replies over a reo
     await s.join("alice", "ops");
     await s.join("bob", "ops");
     const q = await s.append(room("ops", "alice", "is the deploy done?"));
-    await s.append({ ...room("ops", "bob", "yes"), replyTo: replyRef(q) });
+    await s.append({ ...room("ops", "bob", "yes"), replyTo: { ...replyRef(q), seq: q.seq } });
     await s.append(room("ops", "bob", "oops"));
     await s.append(dm("alice", "bob", "psst"));
     const e = await s.change({
@@ -1071,6 +1076,7 @@ Deno.test("SqliteStore.open() migrates a version 5 file: every message readable,
     for (let i = 1; i <= 4; i++) await s.append(room("general", i % 2 ? "alice" : "bob", `g${i}`));
     await s.append(dm("alice", "bob", "psst"));
     await s.setRead("bob", "general", 1);
+    await s.claimName("Dora", "sd", 1234, true);
   }
   const v5 = new DatabaseSync(data.path);
   // As schema 5 retention left it: message 1 is gone, the watermark says so.
@@ -1092,6 +1098,18 @@ Deno.test("SqliteStore.open() migrates a version 5 file: every message readable,
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
+    // A claim made before its time was kept: 0 (every message of the name is
+    // its holder's, as before), kept by a refresh; a new claim has its time.
+    const dora = { name: "Dora", session: "sd", seen: 1234, since: 0 };
+    assert.deepEqual(await s.nameClaim("dora"), dora);
+    assert.deepEqual(await s.claimName("dora", "sd", 2000, false), {
+      ok: true,
+      claim: { ...dora, seen: 2000 },
+    });
+    assert.deepEqual(await s.claimName("Eve", "se", 3000, true), {
+      ok: true,
+      claim: { name: "Eve", session: "se", seen: 3000, since: 3000 },
+    });
     const page = await s.page("general", { since: 0, limit: 10 });
     assert.deepEqual(
       page.messages.map((m) => [m.id, m.seq, m.from, m.text]),
@@ -1225,16 +1243,151 @@ Deno.test("SqliteStore reads by position, counts unread and finds replies throug
   assert.match(since, /USING INDEX messages_by_rev \(conv=\? AND rev>\?\)/);
   assert.doesNotMatch(since, /TEMP B-TREE/, "without sorting");
   const unread = plan(
-    `SELECT count(*) FROM (SELECT 1 FROM messages AS x WHERE x.conv = ?1 AND x.id > ?2
-       AND x.deleted = 0 AND x.sender <> ?3 LIMIT ?4)`,
+    `SELECT count(*) FROM (SELECT 1 FROM (SELECT x.deleted, x.sender FROM messages AS x
+         WHERE x.conv = ?1 AND x.id > ?2 ORDER BY x.id DESC LIMIT ?5)
+       WHERE deleted = 0 AND sender <> ?3 LIMIT ?4)`,
     "r",
     0,
     "u",
     100,
+    1000,
   );
   assert.match(unread, /SEARCH x USING INDEX sqlite_autoindex_messages_1 \(conv=\? AND id>\?\)/);
+  assert.doesNotMatch(unread, /TEMP B-TREE/, "newest first along the index, without sorting");
   assert.match(
     plan("UPDATE messages SET reply_snippet = NULL WHERE conv = ? AND reply_to = ?", "r", 1),
     /USING INDEX messages_by_reply/,
   );
+  assert.match(
+    plan("UPDATE messages SET reply_snippet = ?3 WHERE conv = ?1 AND reply_to = ?2", "r", 1, "x"),
+    /USING INDEX messages_by_reply/,
+    "an edit's new quote reaches the replies through the index",
+  );
+});
+
+Deno.test("SqliteStore.conversations() counts unread among the newest messages after the marker", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  assert.equal(UNREAD_SCAN, 1000);
+  await s.join("alice", "busy");
+  await s.join("alice", "calm");
+  const ab = conversationKey("alice", { to: "bob" });
+  // Asked for at once: one transaction.
+  await Promise.all(
+    Array.from({ length: 1100 }, (_, i) => s.append(room("busy", "bob", `b${i + 1}`))),
+  );
+  const calm = [];
+  for (let i = 1; i <= 12; i++) {
+    calm.push(s.append(room("calm", i % 3 === 0 ? "alice" : "bob", `c${i}`)));
+  }
+  calm.push(s.append(dm("bob", "alice", "hey")), s.append(dm("alice", "bob", "yo")));
+  await Promise.all(calm);
+  for (const id of [1, 2, 4]) {
+    await s.change({ kind: "delete", conv: "calm", id, user: "bob" });
+  }
+  await s.change({ kind: "react", conv: "calm", id: 5, user: "alice", emoji: "👍", on: true });
+  await s.flush();
+  /** Others' live messages after the marker, counted from the pages. */
+  const brute = async (conv: string, read: number) =>
+    (await s.page(conv, { limit: 5000 })).messages.filter((m) =>
+      m.id > read && m.from !== "alice" && !m.deleted
+    ).length;
+  // calm: 12 messages, alice's are 3, 6, 9, 12; 1, 2 and 4 are deleted: 5, 7, 8, 10, 11.
+  assert.equal(await brute("calm", 0), 5);
+  assert.deepEqual(await s.conversations("alice"), [
+    { room: "busy", last: 1100, read: 0, seq: 1100, unread: UNREAD_CAP },
+    { room: "calm", last: 12, read: 0, seq: 16, unread: 5 },
+    { to: "bob", last: 2, read: 0, seq: 2, unread: 1 },
+  ]);
+  await s.setRead("alice", "busy", 1050);
+  await s.setRead("alice", "calm", 7);
+  await s.setRead("alice", ab, 1);
+  assert.equal(await brute("calm", 7), 3);
+  assert.deepEqual(await s.conversations("alice"), [
+    { room: "busy", last: 1100, read: 1050, seq: 1100, unread: 50 },
+    { room: "calm", last: 12, read: 7, seq: 16, unread: 3 },
+    { to: "bob", last: 2, read: 1, seq: 2, unread: 0 },
+  ]);
+  // The bound: past UNREAD_SCAN of alice's own messages after her marker, older ones are not counted.
+  await s.setRead("alice", "busy", 1100);
+  await Promise.all(
+    Array.from({ length: 5 }, (_, i) => s.append(room("busy", "bob", `late${i}`))),
+  );
+  await Promise.all(
+    Array.from({ length: UNREAD_SCAN }, (_, i) => s.append(room("busy", "alice", `own${i}`))),
+  );
+  await s.flush();
+  assert.equal(await brute("busy", 1100), 5);
+  assert.equal((await s.conversations("alice"))[0].unread, 0, "only the newest 1000 are looked at");
+  await s.append(room("busy", "bob", "newest"));
+  await s.flush();
+  assert.equal((await s.conversations("alice"))[0].unread, 1);
+});
+
+Deno.test("SqliteStore.append() refuses a stale reply after what is queued, so a read then sees the change", async () => {
+  await using data = await tempData();
+  await using s = open(data.path, { commitDelay: 60_000 });
+  const first = s.append(room("r", "alice", "first words"));
+  await s.flush();
+  const quote = { ...replyRef(await first), seq: 1 };
+  const edited = s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "second words" });
+  let seen: ChatMessage | null | undefined;
+  const refused = s.append({ ...room("r", "bob", "re"), replyTo: quote }).catch(async (err) => {
+    // The hub reads the original again on ReplyChanged: the edit is committed by then.
+    seen = await s.message("r", 1);
+    throw err;
+  });
+  // A turn of the event loop (the commit is a minute away): still waiting for the edit's commit.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const settled = () => seen !== undefined;
+  assert.equal(settled(), false, "not refused before what is queued commits");
+  await s.flush();
+  await assert.rejects(refused, ReplyChanged);
+  assert.equal((await edited).ok, true);
+  assert.deepEqual(
+    [seen?.seq, seen?.text],
+    [2, "second words"],
+  );
+  const retry = s.append({
+    ...room("r", "bob", "re"),
+    replyTo: { ...quote, snippet: "second words", seq: 2 },
+  });
+  await s.flush();
+  assert.deepEqual((await retry).replyTo, { id: 1, from: "alice", snippet: "second words" });
+  assert.equal((await retry).id, 3, "the refusal took no id");
+  // An edit updates the stored quote (read back without the original, from the row itself).
+  const third = s.change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "third\n  words" });
+  await s.flush();
+  assert.equal((await third).ok, true);
+  const stored = peek(
+    data.path,
+    (db) =>
+      db.prepare("SELECT reply_snippet FROM messages WHERE conv = 'r' AND id = 3").get()
+        ?.reply_snippet,
+  );
+  assert.equal(stored, snippetOf("third\n  words"));
+});
+
+Deno.test("SqliteStore.append() of a reply after a release wiped its original in the same batch quotes nothing", async () => {
+  await using data = await tempData();
+  const secret = "wombatquixotic";
+  const ab = conversationKey("alice", { to: "bob" });
+  await using s = open(data.path, { commitDelay: 60_000, checkpointDelay: 10 });
+  const claimed = s.claimName("alice", "s1", 1000, true);
+  const original = s.append(dm("alice", "bob", `the ${secret} plan`));
+  await s.flush();
+  assert.equal((await claimed).ok, true);
+  const quote = { ...replyRef(await original), seq: 1 };
+  // Checked at call time (the original is kept), then the release runs first in the transaction.
+  const released = s.releaseName("alice", "s1");
+  const reply = s.append({ ...dm("bob", "alice", "sounds good"), replyTo: quote });
+  await s.flush();
+  assert.deepEqual(await released, []);
+  const gone = { id: 1, from: "alice", snippet: "", deleted: true };
+  assert.deepEqual([(await reply).id, (await reply).replyTo], [2, gone]);
+  assert.deepEqual((await s.page(ab, { limit: 10 })).messages.map((m) => [m.id, m.replyTo]), [
+    [2, gone],
+  ]);
+  await until(() => walSize(data.path) === 0, "the log is checkpointed");
+  assert.equal(await inFile(data.path, secret), false, "nothing of the wiped text is in the file");
 });

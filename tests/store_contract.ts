@@ -11,11 +11,15 @@ import {
   type ChangeResult,
   type Draft,
   REF_WINDOW,
+  ReplyChanged,
+  replyRef,
   type Store,
 } from "../server/store/store.ts";
 import {
   type ChatMessage,
   conversationKey,
+  MAX_REACTIONS,
+  MAX_REACTIONS_TOTAL,
   type ReplyRef,
   snippetOf,
   UNREAD_CAP,
@@ -366,16 +370,16 @@ export function storeContract<S extends Store>(
   test("claimName() claims a free name, refreshes its holder and refuses everyone else", async (s) => {
     assert.deepEqual(await s.claimName("Alice", "s1", 1000, true), {
       ok: true,
-      claim: { name: "Alice", session: "s1", seen: 1000 },
+      claim: { name: "Alice", session: "s1", seen: 1000, since: 1000 },
     });
     assert.deepEqual(
       await s.claimName("aLiCe", "s1", 2000, false),
-      { ok: true, claim: { name: "Alice", session: "s1", seen: 2000 } },
-      "the holder refreshes seen in any case; the display case stays",
+      { ok: true, claim: { name: "Alice", session: "s1", seen: 2000, since: 1000 } },
+      "the holder refreshes seen in any case; the display case and since stay",
     );
     assert.deepEqual(
       await s.claimName("ALICE", "s2", 3000, true),
-      { ok: false, claim: { name: "Alice", session: "s1", seen: 2000 } },
+      { ok: false, claim: { name: "Alice", session: "s1", seen: 2000, since: 1000 } },
       "another session learns who holds it and changes nothing",
     );
     assert.deepEqual(
@@ -384,12 +388,37 @@ export function storeContract<S extends Store>(
       "an unclaimed name is not created without create",
     );
     assert.deepEqual(await s.staleClaims(Infinity, 10), [
-      { name: "Alice", session: "s1", seen: 2000 },
+      { name: "Alice", session: "s1", seen: 2000, since: 1000 },
     ]);
     assert.deepEqual(await s.claimName("bob", "s2", 3000, true), {
       ok: true,
-      claim: { name: "bob", session: "s2", seen: 3000 },
+      claim: { name: "bob", session: "s2", seen: 3000, since: 3000 },
     });
+  });
+
+  test("claimName() records since at creation, keeps it on refresh; every read returns it", async (s) => {
+    const first = { name: "Alice", session: "s1", seen: 1000, since: 1000 };
+    assert.deepEqual(await s.claimName("Alice", "s1", 1000, true), { ok: true, claim: first });
+    const refreshed = { ...first, seen: 4000 };
+    assert.deepEqual(await s.claimName("alice", "s1", 4000, true), {
+      ok: true,
+      claim: refreshed,
+    });
+    await settle(s);
+    assert.deepEqual(await s.nameClaim("ALICE"), refreshed);
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [refreshed]);
+    assert.deepEqual(await s.recentClaims({ since: 0, limit: 10 }), [refreshed]);
+    assert.deepEqual(await s.recentClaims({ since: 4000, match: "lic", limit: 10 }), [refreshed]);
+
+    // Released, the name's next holder gets its own time, not the old one's.
+    assert.deepEqual(await s.releaseName("alice", "s1"), []);
+    const next = { name: "aLICE", session: "s2", seen: 9000, since: 9000 };
+    assert.deepEqual(await s.claimName("aLICE", "s2", 9000, true), { ok: true, claim: next });
+    assert.deepEqual(await s.claimName("alice", "s3", 9500, true), { ok: false, claim: next });
+    await settle(s);
+    assert.deepEqual(await s.nameClaim("alice"), next);
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [next]);
+    assert.deepEqual(await s.recentClaims({ since: 0, limit: 10 }), [next]);
   });
 
   test("claimName() gives a name to exactly one of 20 concurrent sessions", async (s) => {
@@ -411,7 +440,7 @@ export function storeContract<S extends Store>(
     assert.equal(await s.releaseName("alice", "s2"), null);
     assert.equal(await s.releaseName("nobody", "s1"), null);
     assert.deepEqual(await s.staleClaims(Infinity, 10), [
-      { name: "alice", session: "s1", seen: 1000 },
+      { name: "alice", session: "s1", seen: 1000, since: 1000 },
     ]);
     assert.equal(await s.knownUser("alice"), true);
     assert.deepEqual(await s.roomsOf("alice"), ["general"]);
@@ -421,10 +450,9 @@ export function storeContract<S extends Store>(
   test("nameClaim() reads the holder of any spelling and changes nothing", async (s) => {
     assert.equal(await s.nameClaim("alice"), null);
     await s.claimName("Alice", "s1", 1000, true);
-    assert.deepEqual(await s.nameClaim("ALICE"), { name: "Alice", session: "s1", seen: 1000 });
-    assert.deepEqual(await s.staleClaims(Infinity, 10), [
-      { name: "Alice", session: "s1", seen: 1000 },
-    ]);
+    const claim = { name: "Alice", session: "s1", seen: 1000, since: 1000 };
+    assert.deepEqual(await s.nameClaim("ALICE"), claim);
+    assert.deepEqual(await s.staleClaims(Infinity, 10), [claim]);
   });
 
   test("releaseName() forgets the rooms the holder created, and keeps the rooms", async (s) => {
@@ -443,7 +471,12 @@ export function storeContract<S extends Store>(
     await s.claimName("alice", "s1", 5000, false);
     assert.equal(await s.releaseName("alice", "s1", 2000), null);
     assert.deepEqual(await s.roomsOf("alice"), ["general"]);
-    assert.deepEqual(await s.nameClaim("alice"), { name: "alice", session: "s1", seen: 5000 });
+    assert.deepEqual(await s.nameClaim("alice"), {
+      name: "alice",
+      session: "s1",
+      seen: 5000,
+      since: 1000,
+    });
     assert.deepEqual(await s.releaseName("alice", "s1", 6000), ["general"]);
     assert.equal(await s.nameClaim("alice"), null);
   });
@@ -533,9 +566,9 @@ export function storeContract<S extends Store>(
     const names = async (before: number, limit: number) =>
       (await s.staleClaims(before, limit)).map((c) => c.name);
     assert.deepEqual(await s.staleClaims(400, 10), [
-      { name: "B", session: "sb", seen: 100 },
-      { name: "c", session: "sc", seen: 200 },
-      { name: "a", session: "sa", seen: 300 },
+      { name: "B", session: "sb", seen: 100, since: 100 },
+      { name: "c", session: "sc", seen: 200, since: 200 },
+      { name: "a", session: "sa", seen: 300, since: 300 },
     ]);
     assert.deepEqual(await names(400, 2), ["B", "c"]);
     assert.deepEqual(await names(100, 10), [], "seen exactly at before is not stale");
@@ -646,8 +679,8 @@ export function storeContract<S extends Store>(
     const names = async (q: { since: number; match?: string; limit: number }) =>
       (await s.recentClaims(q)).map((c) => c.name);
     assert.deepEqual(await s.recentClaims({ since: 300, limit: 10 }), [
-      { name: "JOHANN", session: "sj", seen: 400 },
-      { name: "hannah", session: "sh", seen: 300 },
+      { name: "JOHANN", session: "sj", seen: 400, since: 400 },
+      { name: "hannah", session: "sh", seen: 300, since: 300 },
     ]);
     assert.deepEqual(await names({ since: 100, limit: 10 }), ["JOHANN", "hannah", "Bob", "Anna"]);
     assert.deepEqual(await names({ since: 0, match: "ANN", limit: 10 }), [
@@ -694,8 +727,12 @@ export function storeContract<S extends Store>(
         ? { kind: "edit", conv: "r", id, user, text }
         : { kind: "edit", conv: "r", id, user, text, sentAfter },
     );
-  const del = (s: Store, id: number, user: string) =>
-    s.change({ kind: "delete", conv: "r", id, user });
+  const del = (s: Store, id: number, user: string, sentAfter?: number) =>
+    s.change(
+      sentAfter === undefined
+        ? { kind: "delete", conv: "r", id, user }
+        : { kind: "delete", conv: "r", id, user, sentAfter },
+    );
   const react = (s: Store, id: number, user: string, emoji: string, on = true) =>
     s.change({ kind: "react", conv: "r", id, user, emoji, on });
   /** The `Applied` of an applied change (fails the test otherwise). */
@@ -799,10 +836,58 @@ export function storeContract<S extends Store>(
     });
   });
 
+  test("change() refuses a delete of a message sent before sentAfter, after the author check", async (s) => {
+    const a = await post(s, "alice", "mine");
+    const sent = Date.parse(a.ts);
+    assert.deepEqual(await del(s, 1, "bob", sent + 1), { ok: false, refusal: "forbidden" });
+    assert.deepEqual(await del(s, 1, "alice", sent + 1), { ok: false, refusal: "too_late" });
+    assert.equal((await post(s, "bob", "next")).id, 2, "the refusal took no position");
+    await settle(s);
+    assert.deepEqual(await s.message("r", 1), a, "and changed nothing");
+    const d = applied(await del(s, 1, "alice", sent));
+    assert.deepEqual(
+      d,
+      { kind: "deleted", conv: "r", id: 1, seq: 3, user: "alice" },
+      "sent at sentAfter: in time",
+    );
+    assert.deepEqual(
+      await del(s, 1, "alice", sent + 1),
+      { ok: false, refusal: "too_late" },
+      "a tombstone too: it is not this holder's either",
+    );
+    assert.deepEqual(await del(s, 1, "alice"), { ok: true, applied: null }, "deleted already");
+    await post(s, "alice", "also mine");
+    assert.deepEqual(applied(await del(s, 4, "alice")).seq, 5, "without sentAfter: no limit");
+  });
+
+  test("a later holder of a released name cannot edit or delete the earlier one's messages", async (s) => {
+    await s.claimName("alice", "s1", 1000, true);
+    const old = await post(s, "alice", "the first alice's");
+    await settle(s);
+    assert.deepEqual(await s.releaseName("alice", "s1"), []);
+    // One ms after the old message: sent before the new claim whatever the clock does.
+    const claimed = await s.claimName("alice", "s2", Date.parse(old.ts) + 1, true);
+    assert.ok(claimed.ok);
+    const since = claimed.claim.since;
+    assert.deepEqual(await edit(s, 1, "alice", "hijacked", since), {
+      ok: false,
+      refusal: "too_late",
+    });
+    assert.deepEqual(await del(s, 1, "alice", since), { ok: false, refusal: "too_late" });
+    await settle(s);
+    assert.deepEqual(await s.message("r", 1), old);
+    // Its own messages, sent at or after its claim, are its to change: wait
+    // for the clock to reach the claim's time (a ms at most) before sending.
+    while (Date.now() < since) await new Promise((r) => setTimeout(r, 1));
+    const mine = await post(s, "alice", "the second alice's");
+    assert.equal(applied(await edit(s, mine.id, "alice", "edited", since)).kind, "edited");
+    assert.equal(applied(await del(s, mine.id, "alice", since)).kind, "deleted");
+  });
+
   test("change() deletes: a tombstone without text, edits, reactions or reply, read back everywhere", async (s) => {
     const orig = await post(s, "bob", "the question");
     const a = await post(s, "alice", "secret words", {
-      replyTo: { id: 1, from: "bob", snippet: "the question" },
+      replyTo: { id: 1, from: "bob", snippet: "the question", seq: 1 },
     });
     assert.equal(applied(await edit(s, 2, "alice", "secret words, edited")).seq, 3);
     assert.equal(applied(await react(s, 2, "bob", "👍")).seq, 4);
@@ -1100,7 +1185,7 @@ export function storeContract<S extends Store>(
     await post(s, "alice", text); // 1
     const sent: ReplyRef = { id: 1, from: "alice", snippet: snippetOf(text) };
     assert.equal(sent.snippet, "What do we ship today?");
-    const reply = await post(s, "bob", "the answer", { replyTo: sent }); // 2
+    const reply = await post(s, "bob", "the answer", { replyTo: { ...sent, seq: 1 } }); // 2
     assert.deepEqual(reply, {
       id: 2,
       seq: 2,
@@ -1225,5 +1310,279 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.conversations("alice"), [
       { to: "bob", last: 5, read: 0, seq: 5, unread: 1 },
     ]);
+  });
+
+  // ---------------------------------------------------------------------------
+  // Round 2: replies checked in the append, quotes that never outlive the
+  // original's text, the total reactions cap, and a gap for positions ahead.
+
+  /** A quote of `id` in `conv` as the hub takes it: the original as read now, with its seq. */
+  const quote = async (s: Store, id: number, conv = "r"): Promise<ReplyRef & { seq: number }> => {
+    const original = await s.message(conv, id);
+    assert.ok(original, `message ${id} of ${conv} is kept`);
+    return { ...replyRef(original), seq: original.seq };
+  };
+  /** Asserts that `p` rejects with `ReplyChanged` for the original `id`. */
+  const replyChanged = (p: Promise<unknown>, id: number) =>
+    assert.rejects(p, (err) => {
+      assert.ok(err instanceof ReplyChanged, `ReplyChanged, not ${err}`);
+      assert.equal(err.message, new ReplyChanged(id).message);
+      return true;
+    });
+
+  test("append() with replyTo stores the quote without seq when the original is unchanged", async (s) => {
+    await post(s, "alice", "the question"); // 1
+    applied(await edit(s, 1, "alice", "the real question")); // 2
+    const q = await quote(s, 1);
+    assert.deepEqual(q, { id: 1, from: "alice", snippet: "the real question", seq: 2 });
+    const reply = await post(s, "bob", "the answer", { replyTo: q }); // 3
+    const expected: ChatMessage = {
+      id: 3,
+      seq: 3,
+      room: "r",
+      from: "bob",
+      text: "the answer",
+      ts: reply.ts,
+      replyTo: { id: 1, from: "alice", snippet: "the real question" },
+    };
+    assert.deepEqual(reply, expected, "the returned quote carries no seq");
+    await settle(s);
+    assert.deepEqual(await s.message("r", 3), expected);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages[1], expected);
+    assert.deepEqual((await s.page("r", { since: 2, limit: 10 })).messages, [expected]);
+    // A reaction moves the original's seq too: a quote taken before it is stale.
+    applied(await react(s, 1, "carol", "👍")); // 4
+    await replyChanged(post(s, "bob", "late", { replyTo: q }), 1);
+    const again = await post(s, "bob", "on time", { replyTo: await quote(s, 1) });
+    assert.deepEqual([again.id, again.seq], [5, 5], "the refused append took no position");
+    assert.deepEqual(again.replyTo, { id: 1, from: "alice", snippet: "the real question" });
+  });
+
+  test("append() with a stale, deleted or unknown original rejects ReplyChanged and stores nothing", async (s) => {
+    await post(s, "alice", "original"); // 1
+    const q1 = await quote(s, 1);
+    applied(await edit(s, 1, "alice", "original, edited")); // 2
+    await replyChanged(post(s, "bob", "stale", { replyTo: q1 }), 1);
+    await replyChanged(
+      post(s, "bob", "unknown", { replyTo: { id: 99, from: "alice", snippet: "", seq: 99 } }),
+      99,
+    );
+    await replyChanged(
+      post(s, "bob", "a position, not a message", {
+        replyTo: { id: 2, from: "alice", snippet: "", seq: 2 },
+      }),
+      2,
+    );
+    await replyChanged(
+      s.append({
+        conv: "elsewhere",
+        room: "elsewhere",
+        from: "bob",
+        text: "another conversation",
+        replyTo: await quote(s, 1),
+      }),
+      1,
+    );
+    const q2 = await quote(s, 1);
+    applied(await del(s, 1, "alice")); // 3
+    await replyChanged(post(s, "bob", "too late", { replyTo: q2 }), 1);
+    const stone = await s.message("r", 1);
+    assert.deepEqual([stone?.deleted, stone?.seq], [true, 3]);
+    await replyChanged(
+      post(s, "bob", "to a tombstone", {
+        replyTo: { id: 1, from: "alice", snippet: "", deleted: true, seq: 3 },
+      }),
+      1,
+    );
+    // With a ref: refused, the ref is not remembered (a retry is a new message).
+    await post(s, "alice", "another"); // 4
+    const q4 = await quote(s, 4);
+    applied(await react(s, 4, "bob", "🎉")); // 5
+    const draft = { ...said("with a ref", "k1", "r"), replyTo: q4 };
+    await replyChanged(s.appendOnce(draft), 4);
+    const retry = await s.appendOnce({ ...draft, replyTo: await quote(s, 4) });
+    assert.deepEqual([retry.fresh, retry.msg.id], [true, 6], "next id, nothing stored before");
+    assert.deepEqual(retry.msg.replyTo, { id: 4, from: "alice", snippet: "another" });
+    assert.equal(
+      (await s.append({ conv: "elsewhere", room: "elsewhere", from: "bob", text: "x" })).id,
+      1,
+    );
+    await settle(s);
+    assert.deepEqual(
+      (await s.page("r", { limit: 10 })).messages.map((m) => [m.id, m.text]),
+      [[1, ""], [4, "another"], [6, "with a ref"]],
+    );
+    assert.deepEqual((await s.page("r", { since: 0, limit: 10 })).seq, 6);
+  });
+
+  test("append() with replyTo checks against changes made in the same breath", async (s) => {
+    await post(s, "alice", "first draft"); // 1
+    await settle(s);
+    const q = await quote(s, 1);
+    // The edit is asked for first: the reply quoting the text before it is refused.
+    const [edited, stale] = await Promise.allSettled([
+      edit(s, 1, "alice", "second draft"), // 2
+      post(s, "bob", "re: first", { replyTo: q }),
+    ]);
+    assert.equal(edited.status === "fulfilled" && applied(edited.value).seq, 2);
+    assert.equal(stale.status, "rejected");
+    assert.ok(stale.status === "rejected" && stale.reason instanceof ReplyChanged);
+    // The reply is asked for first: it is stored, and the edit right after updates its quote.
+    const q2 = await quote(s, 1);
+    const [reply, again] = await Promise.all([
+      post(s, "bob", "re: second", { replyTo: q2 }), // 3
+      edit(s, 1, "alice", "third draft"), // 4
+    ]);
+    assert.deepEqual([reply.id, applied(again).seq], [3, 4]);
+    assert.deepEqual(reply.replyTo, { id: 1, from: "alice", snippet: "second draft" });
+    // A reply to a message appended in the same breath (quoted at its own seq).
+    const [orig, fresh] = await Promise.all([
+      post(s, "alice", "brand new"), // 5
+      post(s, "bob", "re: brand new", {
+        replyTo: { id: 5, from: "alice", snippet: "brand new", seq: 5 },
+      }), // 6
+    ]);
+    assert.deepEqual([orig.id, fresh.id], [5, 6]);
+    await settle(s);
+    assert.deepEqual((await s.message("r", 3))!.replyTo, {
+      id: 1,
+      from: "alice",
+      snippet: "third draft",
+    });
+    assert.deepEqual((await s.message("r", 6))!.replyTo, {
+      id: 5,
+      from: "alice",
+      snippet: "brand new",
+    });
+  });
+
+  test(
+    "a reply whose original was edited, then dropped, quotes the edited text only",
+    async (s) => {
+      await post(s, "alice", "xyzzy original wording"); // 1
+      const reply = await post(s, "bob", "plover answer", { replyTo: await quote(s, 1) }); // 2
+      assert.equal(reply.replyTo?.snippet, "xyzzy original wording");
+      const other = await post(s, "carol", "plover too", { replyTo: await quote(s, 1) }); // 3
+      applied(await edit(s, 1, "alice", "better wording")); // 4
+      await post(s, "dave", "filler one"); // 5: drops 1 (keep 3)
+      await settle(s);
+      assert.equal(await s.message("r", 1), null, "the original is dropped");
+      const quoted = { id: 1, from: "alice", snippet: "better wording" };
+      assert.deepEqual((await s.message("r", 2))!.replyTo, quoted);
+      assert.deepEqual((await s.message("r", 3))!.replyTo, quoted);
+      assert.deepEqual({ ...other, replyTo: quoted }, await s.message("r", 3));
+      const scope = { user: "bob", rooms: ["r"], limit: 10 };
+      const seen = [
+        await s.message("r", 2),
+        await s.message("r", 3),
+        await s.page("r", { limit: 10 }),
+        await s.page("r", { since: 0, limit: 10 }),
+        await s.page("r", { before: 5, limit: 10 }),
+        await s.search("plover", scope),
+      ];
+      assert.equal((seen[5] as ChatMessage[]).length, 2);
+      assert.ok(!JSON.stringify(seen).includes("xyzzy"), "the pre-edit text is gone");
+      assert.ok(JSON.stringify(seen).includes("better wording"));
+    },
+    3,
+  );
+
+  test(
+    "a reply whose original was deleted, then dropped, shows it deleted and nothing of its text",
+    async (s) => {
+      await post(s, "alice", "frobozz secret plan"); // 1
+      const q = await quote(s, 1);
+      await post(s, "bob", "plugh answer", { replyTo: q }); // 2
+      applied(await edit(s, 1, "alice", "frobozz even more secret")); // 3
+      await post(s, "carol", "plugh also", { replyTo: await quote(s, 1) }); // 4
+      applied(await del(s, 1, "alice")); // 5
+      await post(s, "dave", "filler"); // 6: drops the tombstone (keep 3)
+      await settle(s);
+      assert.equal(await s.message("r", 1), null, "the tombstone is dropped");
+      const gone = { id: 1, from: "alice", snippet: "", deleted: true };
+      assert.deepEqual((await s.message("r", 2))!.replyTo, gone);
+      assert.deepEqual((await s.message("r", 4))!.replyTo, gone);
+      const scope = { user: "bob", rooms: ["r"], limit: 10 };
+      const seen = [
+        await s.message("r", 2),
+        await s.message("r", 4),
+        await s.page("r", { limit: 10 }),
+        await s.page("r", { since: 0, limit: 10 }),
+        await s.page("r", { before: 6, limit: 10 }),
+        await s.search("plugh", scope),
+      ];
+      assert.deepEqual((seen[5] as ChatMessage[]).map((m) => m.id), [4, 2]);
+      assert.ok(!JSON.stringify(seen).includes("frobozz"), "the deleted text is nowhere");
+      assert.ok(!JSON.stringify(seen).includes("secret"));
+    },
+    3,
+  );
+
+  test(`change() refuses a reaction past ${MAX_REACTIONS_TOTAL} in all; removing one makes room`, async (s) => {
+    assert.equal(MAX_REACTIONS_TOTAL, 1000);
+    assert.equal(MAX_REACTIONS, 20);
+    await post(s, "alice", "very popular"); // 1
+    const emoji = [..."👍😂🎉🙏🔥👀✅😮😢👏🚀💯🤔😄🙌⭐🍕☕🎯🐛"];
+    assert.equal(emoji.length, MAX_REACTIONS);
+    const perEmoji = MAX_REACTIONS_TOTAL / MAX_REACTIONS;
+    // Asked for at once: one batch where the backend batches (positions 2..1001).
+    const all = await Promise.all(
+      emoji.flatMap((e) => Array.from({ length: perEmoji }, (_, i) => react(s, 1, `u${i}`, e))),
+    );
+    assert.deepEqual(
+      all.map((r) => applied(r).seq),
+      Array.from({ length: MAX_REACTIONS_TOTAL }, (_, i) => i + 2),
+      `the ${MAX_REACTIONS_TOTAL}th fits`,
+    );
+    const refused = { ok: false, refusal: "too_many_reactions" };
+    assert.deepEqual(await react(s, 1, `u${perEmoji}`, emoji[0]), refused, "an existing emoji");
+    assert.deepEqual(await react(s, 1, "alice", emoji[5]), refused);
+    assert.deepEqual(
+      await react(s, 1, "u0", emoji[0]),
+      { ok: true, applied: null },
+      "already on: nothing to do",
+    );
+    assert.equal(applied(await react(s, 1, "u0", emoji[0], false)).seq, 1002);
+    assert.equal(applied(await react(s, 1, `u${perEmoji}`, emoji[0])).seq, 1003, "room for one");
+    assert.deepEqual(await react(s, 1, "u0", emoji[0]), refused, "full again");
+    assert.equal((await post(s, "bob", "next")).id, 1004, "refusals took no position");
+    await settle(s);
+    const reactions = (await s.message("r", 1))!.reactions!;
+    assert.deepEqual(Object.keys(reactions), emoji);
+    assert.equal(Object.values(reactions).reduce((n, users) => n + users.length, 0), 1000);
+    assert.deepEqual(reactions[emoji[0]].slice(-2), [`u${perEmoji - 1}`, `u${perEmoji}`]);
+    assert.equal(reactions[emoji[0]][0], "u1");
+  });
+
+  test("page() since ahead of the conversation's position says gap", async (s) => {
+    assert.deepEqual(await s.page("nowhere", { since: 5, limit: 10 }), {
+      messages: [],
+      more: false,
+      gap: true,
+      seq: 0,
+    }, "no messages at all, a client that holds positions");
+    assert.equal((await s.page("nowhere", { since: 0, limit: 10 })).gap, false);
+    for (const t of ["a", "b", "c"]) await post(s, "alice", t);
+    await settle(s);
+    assert.deepEqual(await s.page("r", { since: 3, limit: 10 }), {
+      messages: [],
+      more: false,
+      gap: false,
+      seq: 3,
+    });
+    for (const since of [4, 100]) {
+      assert.deepEqual(await s.page("r", { since, limit: 10 }), {
+        messages: [],
+        more: false,
+        gap: true,
+        seq: 3,
+      }, `since ${since}`);
+    }
+    applied(await react(s, 2, "bob", "👍")); // 4
+    await settle(s);
+    const caught = await s.page("r", { since: 4, limit: 10 });
+    assert.deepEqual([caught.messages, caught.gap, caught.seq], [[], false, 4]);
+    const back = await s.page("r", { since: 3, limit: 10 });
+    assert.deepEqual([back.messages.map((m) => m.id), back.gap, back.seq], [[2], false, 4]);
   });
 }

@@ -207,6 +207,13 @@ export interface Broker extends Presence {
   close(): Promise<void>;
 }
 
+/** A store call waiting for its turn to be delivered (see `LocalBroker`). */
+interface Turn {
+  settled: boolean;
+  /** What to deliver; null for a failure, a resend or a refused change. */
+  event: BrokerEvent | null;
+}
+
 /** The single-node broker: events loop straight back to this node. */
 export class LocalBroker implements Broker {
   readonly node = "local";
@@ -216,35 +223,71 @@ export class LocalBroker implements Broker {
   #presence: (user?: string) => void = () => {};
   #online = new Set<string>();
   #closed = false;
+  /** Store calls in call order, each delivered once it and those before it settled. */
+  #turns: Turn[] = [];
 
   /** Delivers messages after `store` has kept them. */
   constructor(store: Store) {
     this.#store = store;
   }
 
-  /** Stores, then delivers (a resend: neither); the store resolves appends in order. */
+  /** Stores, then delivers (a resend: neither), in the order of the calls. */
   publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
-    // Both ways take the same number of steps, so deliveries keep the store's order.
     const stored = origin.ref === undefined
       ? this.#store.append(draft).then((msg) => ({ msg, fresh: true }))
       : this.#store.appendOnce({ ...draft, ref: origin.ref });
-    return stored.then((result) => {
-      if (result.fresh && !this.#closed) {
-        this.#handler({ kind: "message", conv: draft.conv, msg: result.msg, origin });
-      }
-      return result;
-    });
+    return this.#inTurn(
+      stored,
+      (result) =>
+        result.fresh ? { kind: "message", conv: draft.conv, msg: result.msg, origin } : null,
+    );
   }
 
-  /** Applies, then delivers (refused or nothing to do: nowhere); in the store's order. */
+  /** Applies, then delivers (refused or nothing to do: nowhere), in the order of the calls. */
   publishChange(change: Change, origin: Origin): Promise<ChangeResult> {
-    // As many steps as publishMessage's, so deliveries keep the store's order.
-    return this.#store.change(change).then((result) => result).then((result) => {
-      if (result.ok && result.applied && !this.#closed) {
-        this.#handler({ kind: "change", applied: result.applied, origin });
+    return this.#inTurn(
+      this.#store.change(change),
+      (result) =>
+        result.ok && result.applied ? { kind: "change", applied: result.applied, origin } : null,
+    );
+  }
+
+  /**
+   * Delivers what `work` stored once it and every store call made before it
+   * have settled. The store gives positions in call order, so delivering in
+   * call order is delivering in `seq` order — by construction, not by
+   * counting promise steps.
+   */
+  #inTurn<T>(work: Promise<T>, eventOf: (result: T) => BrokerEvent | null): Promise<T> {
+    const turn: Turn = { settled: false, event: null };
+    this.#turns.push(turn);
+    return work.then(
+      (result) => {
+        turn.event = eventOf(result);
+        turn.settled = true;
+        this.#deliverSettled();
+        return result;
+      },
+      (err) => {
+        turn.settled = true;
+        this.#deliverSettled();
+        throw err;
+      },
+    );
+  }
+
+  #deliverSettled(): void {
+    let failed: unknown = null;
+    while (this.#turns.length > 0 && this.#turns[0].settled) {
+      const { event } = this.#turns.shift()!;
+      try {
+        if (event && !this.#closed) this.#handler(event);
+      } catch (err) {
+        // The rest still goes out; the caller whose turn ran hears of it.
+        failed ??= err;
       }
-      return result;
-    });
+    }
+    if (failed !== null) throw failed;
   }
 
   /** Delivers at once (once closed: nowhere). */

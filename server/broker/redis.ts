@@ -382,7 +382,8 @@ export class RedisBroker implements Broker {
    * Stores the message and publishes it in one script; resolves once Redis
    * accepted both. With a ref, the same script first checks for a resend: a
    * message already stored is neither stored nor published again, so nodes
-   * racing the same resend store it once.
+   * racing the same resend store it once. A reply whose original changed
+   * since its quote was taken rejects with `ReplyChanged` (nothing published).
    */
   publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
     const json = JSON.stringify({
@@ -392,7 +393,9 @@ export class RedisBroker implements Broker {
       to: draft.to,
       from: draft.from,
       text: draft.text,
-      replyTo: draft.replyTo,
+      // The quote as stored: the original's `seq` was for the store's check only.
+      replyTo: draft.replyTo &&
+        { id: draft.replyTo.id, from: draft.replyTo.from, snippet: draft.replyTo.snippet },
       origin,
     });
     // As many promise steps as publishChange: a conversation's messages and

@@ -14,12 +14,16 @@ import {
   type ClientFrame,
   FrameError,
   MAX_REACTIONS,
+  MAX_REACTIONS_TOTAL,
   type Target,
 } from "../../protocol.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
 import { encode, peerOf, withRef } from "./frames.ts";
+
+/** Milliseconds the clocks of nodes and the store may disagree by. */
+const CLOCK_SKEW = 2000;
 
 /** What {@link Changes} needs from the node. */
 export interface ChangesContext extends NodeContext {
@@ -45,33 +49,63 @@ export class Changes {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
     const window = this.#ctx.editWindow;
+    const bound = await this.#heldSince(user.name);
     const change: Change = { kind: "edit", conv, id: frame.id, user: user.name, text: frame.text };
-    if (window !== undefined) change.sentAfter = this.#ctx.now() - window;
-    await this.#apply(conn, change, frame.ref);
+    const late = window === undefined ? 0 : this.#ctx.now() - window;
+    if (Math.max(late, bound) > 0) change.sentAfter = Math.max(late, bound);
+    await this.#apply(conn, change, frame.ref, bound >= late ? "holder" : "window");
   }
 
   /** Deletes the user's own message: a tombstone keeps its place. */
   async delete(conn: Conn, frame: ClientFrame & { type: "delete" }): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
-    await this.#apply(conn, { kind: "delete", conv, id: frame.id, user: user.name }, frame.ref);
+    const change: Change = { kind: "delete", conv, id: frame.id, user: user.name };
+    const bound = await this.#heldSince(user.name);
+    if (bound > 0) change.sentAfter = bound;
+    await this.#apply(conn, change, frame.ref, "holder");
   }
 
   /** Adds or removes the user's reaction. */
   async react(conn: Conn, frame: ClientFrame & { type: "react" }): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
-    await this.#apply(conn, {
-      kind: "react",
-      conv,
-      id: frame.id,
-      user: user.name,
-      emoji: frame.emoji,
-      on: frame.on,
-    }, frame.ref);
+    await this.#apply(
+      conn,
+      {
+        kind: "react",
+        conv,
+        id: frame.id,
+        user: user.name,
+        emoji: frame.emoji,
+        on: frame.on,
+      },
+      frame.ref,
+      "window",
+    );
   }
 
-  async #apply(conn: Conn, change: Change, ref?: string): Promise<void> {
+  /**
+   * Open mode: since when the user's session holds its name (0 when unknown,
+   * and in login mode, where a name is always the same person). A name
+   * released and claimed again is someone else: what the earlier holder sent
+   * is not theirs to change.
+   */
+  async #heldSince(name: string): Promise<number> {
+    if (this.#ctx.auth.mode !== "open") return 0;
+    const since = (await this.#ctx.store.nameClaim(name))?.since ?? 0;
+    // Message times come from the store's clock (Redis's, with several
+    // nodes), the claim's from the node's: allow for a little skew.
+    return since > 0 ? since - CLOCK_SKEW : 0;
+  }
+
+  /** `late` says which bound a `too_late` refusal means: the edit window or the name's holder. */
+  async #apply(
+    conn: Conn,
+    change: Change,
+    ref: string | undefined,
+    late: "window" | "holder",
+  ): Promise<void> {
     const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
     if (ref !== undefined) origin.ref = ref;
     let result;
@@ -89,7 +123,7 @@ export class Changes {
         ref,
       );
     }
-    if (!result.ok) throw refused(result.refusal, change, this.#ctx.editWindow, ref);
+    if (!result.ok) throw this.#refused(result.refusal, change, ref, late);
     if (result.applied === null && ref !== undefined) this.#unchanged(conn, change, ref);
   }
 
@@ -115,47 +149,54 @@ export class Changes {
       : { kind: "deleted", conv: change.conv, id: change.id, seq: 0, user: change.user };
     this.#ctx.reply(conn, withRef(encode(changeFrame(applied, change.user)), ref));
   }
-}
 
-/** The error a refused change answers with. */
-function refused(
-  refusal: ChangeRefusal,
-  change: Change,
-  editWindow: number | undefined,
-  ref?: string,
-): FrameError {
-  const id = change.id;
-  switch (refusal) {
-    case "unknown_message":
-      return new FrameError(
-        "unknown_message",
-        change.kind === "delete"
-          ? `There is no message #${id} here`
-          : `There is no message #${id} here (or it was deleted)`,
-        ref,
-      );
-    case "forbidden":
-      return new FrameError(
-        "forbidden",
-        change.kind === "edit"
-          ? `Message #${id} is someone else's: only its author may edit it`
-          : `Message #${id} is someone else's: only its author may delete it`,
-        ref,
-      );
-    case "too_late":
-      return new FrameError(
-        "forbidden",
-        `Message #${id} can no longer be edited: messages may be edited for ${
-          Math.round((editWindow ?? 0) / 1000)
-        } seconds after sending`,
-        ref,
-      );
-    case "too_many_reactions":
-      return new FrameError(
-        "too_many_reactions",
-        `Message #${id} has ${MAX_REACTIONS} different reactions already: add to one of them`,
-        ref,
-      );
+  /** The error a refused change answers with. */
+  #refused(
+    refusal: ChangeRefusal,
+    change: Change,
+    ref: string | undefined,
+    late: "window" | "holder",
+  ): FrameError {
+    const id = change.id;
+    switch (refusal) {
+      case "unknown_message":
+        return new FrameError(
+          "unknown_message",
+          change.kind === "delete"
+            ? `There is no message #${id} here`
+            : `There is no message #${id} here (or it was deleted)`,
+          ref,
+        );
+      case "forbidden":
+        return new FrameError(
+          "forbidden",
+          change.kind === "edit"
+            ? `Message #${id} is someone else's: only its author may edit it`
+            : `Message #${id} is someone else's: only its author may delete it`,
+          ref,
+        );
+      case "too_late":
+        if (late === "holder") {
+          return new FrameError(
+            "forbidden",
+            `Message #${id} was sent by an earlier holder of the name "${change.user}": it is not yours to change`,
+            ref,
+          );
+        }
+        return new FrameError(
+          "forbidden",
+          `Message #${id} can no longer be edited: messages may be edited for ${
+            Math.round((this.#ctx.editWindow ?? 0) / 1000)
+          } seconds after sending`,
+          ref,
+        );
+      case "too_many_reactions":
+        return new FrameError(
+          "too_many_reactions",
+          `Message #${id} has all the reactions it may hold (${MAX_REACTIONS} different emoji, ${MAX_REACTIONS_TOTAL} in all)`,
+          ref,
+        );
+    }
   }
 }
 

@@ -19,13 +19,16 @@ import {
   type ReplyRef,
   type Target,
 } from "../../protocol.ts";
-import { type Draft, replyRef } from "../store/store.ts";
+import { type Appended, type Draft, ReplyChanged, replyRef } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
-import { fitItems, headBytes, messageFrame, targetOf, withArrays, withRef } from "./frames.ts";
+import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
 import type { NodeContext } from "./context.ts";
+
+/** Reads of a reply's original before giving up when it keeps changing meanwhile. */
+const REPLY_ATTEMPTS = 3;
 
 /** Read markers `read_all` moves at once (store writes and events in flight). */
 const READ_ALL_CHUNK = 64;
@@ -120,29 +123,82 @@ export class Commands {
     const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
     if (frame.ref !== undefined) origin.ref = frame.ref;
     const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
-    if (frame.replyTo !== undefined) draft.replyTo = await this.#original(conv, frame);
+    // A reply reads its original first: the connection's later sends wait
+    // for it, so that they are stored after it, in the order they were sent.
+    const before = conn.sendsAfter;
     let sent;
-    try {
-      sent = await this.#ctx.broker.publishMessage(draft, origin);
-    } catch (err) {
-      this.#ctx.log.warn(`Message from "${user.name}" not stored: ${(err as Error).message}`);
-      throw new FrameError(
-        "unavailable",
-        "Your message was not delivered: the server cannot store messages right now, try again shortly",
-        frame.ref,
-      );
+    if (frame.replyTo === undefined) {
+      if (before) await before;
+      sent = await this.#publish(draft, origin, frame.ref);
+    } else {
+      const done = Promise.withResolvers<void>();
+      const gate = Promise.all([before, done.promise]).then(() => {});
+      conn.sendsAfter = gate;
+      try {
+        if (before) await before;
+        sent = await this.#publishReply(draft, origin, frame);
+      } finally {
+        done.resolve();
+        if (conn.sendsAfter === gate) conn.sendsAfter = null;
+      }
     }
     if (sent.fresh || frame.ref === undefined) return;
     // A resend of a stored message: nobody gets it again but this connection,
     // whose acknowledgement (the stored message with its ref) may have been
-    // lost. Held like any live message while the room's `joined` is on its way.
-    const own = withRef(messageFrame(sent.msg), frame.ref);
-    const room = sent.msg.room;
-    this.#ctx.resent(conn, room, { seq: sent.msg.seq, text: own, own: true });
+    // lost. It gets the message as it is now (edited, or a tombstone). Held
+    // like any live message while the room's `joined` is on its way.
+    const now = await this.#ctx.store.message(conv, sent.msg.id) ?? sent.msg;
+    const own = encode({ type: "message", ...now, ref: frame.ref });
+    this.#ctx.resent(conn, now.room, { seq: now.seq, text: own, own: true });
+  }
+
+  /** Stores and delivers a message; a store that cannot is `unavailable`. */
+  async #publish(draft: Draft, origin: Origin, ref?: string): Promise<Appended> {
+    try {
+      return await this.#ctx.broker.publishMessage(draft, origin);
+    } catch (err) {
+      if (err instanceof ReplyChanged) throw err;
+      this.#ctx.log.warn(`Message from "${draft.from}" not stored: ${(err as Error).message}`);
+      throw new FrameError(
+        "unavailable",
+        "Your message was not delivered: the server cannot store messages right now, try again shortly",
+        ref,
+      );
+    }
+  }
+
+  /**
+   * Stores a reply with its quote of the original as it is now. The store
+   * refuses it if the original changed after it was read (see
+   * {@link ReplyChanged}): it is read again, a few times at most.
+   */
+  async #publishReply(
+    draft: Draft,
+    origin: Origin,
+    frame: ClientFrame & { type: "send" },
+  ): Promise<Appended> {
+    for (let attempt = 1;; attempt++) {
+      draft.replyTo = await this.#quote(draft.conv, frame);
+      try {
+        return await this.#publish(draft, origin, frame.ref);
+      } catch (err) {
+        if (!(err instanceof ReplyChanged)) throw err;
+        if (attempt === REPLY_ATTEMPTS) {
+          throw new FrameError(
+            "unavailable",
+            `Message #${frame.replyTo} kept changing while you replied to it: try again`,
+            frame.ref,
+          );
+        }
+      }
+    }
   }
 
   /** What a reply quotes of its original: a message of the same conversation, not deleted. */
-  async #original(conv: string, frame: ClientFrame & { type: "send" }): Promise<ReplyRef> {
+  async #quote(
+    conv: string,
+    frame: ClientFrame & { type: "send" },
+  ): Promise<ReplyRef & { seq: number }> {
     const original = await this.#ctx.store.message(conv, frame.replyTo!);
     if (!original) {
       throw new FrameError(
@@ -158,7 +214,7 @@ export class Commands {
         frame.ref,
       );
     }
-    return replyRef(original);
+    return { ...replyRef(original), seq: original.seq };
   }
 
   async leave(conn: Conn, room: string): Promise<void> {

@@ -67,6 +67,12 @@ export class Conn implements Bucket {
   replies: { tail: Promise<void>; count: number } | null = null;
   /** Frames that arrived while the sign-in was being checked. */
   backlog: string[] | null = null;
+  /**
+   * Settles once the replies this connection is sending (which read their
+   * original first) are stored or refused: its later sends wait for it, so
+   * they are stored after them (null when none is under way).
+   */
+  sendsAfter: Promise<void> | null = null;
   /** When the connection opened (ms). */
   readonly opened: number;
   /** Token bucket: frames left and when it was last refilled. */

@@ -103,7 +103,6 @@ export interface ConnInfo {
 /** WebSocket.readyState of a socket whose handshake has not finished. */
 const CONNECTING = 0;
 
-/** The other party of a DM conversation. */
 /** Rooms, users and fan-out for one node. */
 export class Hub {
   #store: Store;

@@ -206,9 +206,12 @@ export class Joins {
       withArrays({ ...head, ...tail }, { members: people.parts, history: history.parts }),
     );
     // What the page already reflects is not sent twice, except the sender's own
-    // copy: its `ref` is the acknowledgement the client is waiting for.
-    // After an overflow, what was held has a hole: the client pages from `seq` instead.
+    // copy: its `ref` is the acknowledgement the client is waiting for. When
+    // a `since` page says `more`, the client pages on from `seq` and gets the
+    // rest from the store: what was held would only run ahead of those pages.
+    // After an overflow, what was held has a hole: the client pages instead.
     const seen = tail.seq;
-    for (const b of mine) if (b.own || (b.seq > seen && !overflow)) this.#ctx.push(conn, b.text);
+    const pagesOn = overflow || (since !== undefined && tail.more === true);
+    for (const b of mine) if (b.own || (b.seq > seen && !pagesOn)) this.#ctx.push(conn, b.text);
   }
 }

@@ -8,6 +8,7 @@ import {
   type ChatMessage,
   type Conversation,
   MAX_REACTIONS,
+  MAX_REACTIONS_TOTAL,
   tombstone,
   UNREAD_CAP,
 } from "../../protocol.ts";
@@ -25,10 +26,12 @@ import {
   type PageQuery,
   type RecentQuery,
   REF_WINDOW,
+  ReplyChanged,
   replyRef,
   type RoomInfo,
   type SearchScope,
   searchWords,
+  sinceGap,
   type Store,
 } from "./store.ts";
 import { appendLocked, replaceLocked } from "../locked_file.ts";
@@ -62,7 +65,10 @@ interface Sent {
    * message's text must be gone, even from here, yet its resend recognized.
    */
   digest: number;
-  /** The message as sent (a tombstone once deleted), for when it is no longer kept. */
+  /**
+   * The message as last known (edited, a tombstone once deleted, its quote
+   * following its original), for when it is no longer kept.
+   */
   msg: ChatMessage;
 }
 
@@ -135,9 +141,16 @@ export class MemoryStore implements Store {
     return log;
   }
 
-  /** Appends a message; in memory it is "durable" at once. */
+  /**
+   * Appends a message; in memory it is "durable" at once. Rejects with
+   * {@link ReplyChanged} when its `replyTo` no longer matches the original.
+   */
   append(draft: Draft): Promise<ChatMessage> {
-    return Promise.resolve(this.#append(draft));
+    try {
+      return Promise.resolve(this.#append(draft));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
@@ -148,10 +161,23 @@ export class MemoryStore implements Store {
       return Promise.resolve({ msg: this.#refreshed(prev.conv, [msg])[0], fresh: false });
     }
     // Resolved directly (no `.then`): appends and changes resolve in seq order.
-    return Promise.resolve({ msg: this.#append(draft), fresh: true });
+    try {
+      return Promise.resolve({ msg: this.#append(draft), fresh: true });
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
+  /** Stores the draft; throws {@link ReplyChanged} (storing nothing) for a stale `replyTo`. */
   #append(draft: Draft): ChatMessage {
+    const reply = draft.replyTo;
+    if (reply) {
+      // Checked before anything is taken: a refused reply uses no position and no ref.
+      const original = this.#kept(draft.conv, reply.id);
+      if (!original || original.deleted || original.seq !== reply.seq) {
+        throw new ReplyChanged(reply.id);
+      }
+    }
     const log = this.#log(draft.conv);
     const id = ++log.seq;
     log.last = id;
@@ -159,7 +185,8 @@ export class MemoryStore implements Store {
     const msg: ChatMessage = draft.room !== undefined
       ? { id, seq: id, room: draft.room, from: draft.from, text: draft.text, ts }
       : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts };
-    if (draft.replyTo) msg.replyTo = { ...draft.replyTo };
+    // The quote as sent, without the seq it was checked at.
+    if (reply) msg.replyTo = { id: reply.id, from: reply.from, snippet: reply.snippet };
     if (this.#limit > 0) {
       log.messages.push(msg);
       this.#total++;
@@ -239,30 +266,40 @@ export class MemoryStore implements Store {
       return { ok: false, refusal: "forbidden" };
     }
     if (change.kind === "delete") {
+      // Before the tombstone check: a message sent before `sentAfter` (an
+      // earlier holder's of the name) is refused whatever its state.
+      if (tooLate(msg, change.sentAfter)) return { ok: false, refusal: "too_late" };
       if (msg.deleted) return { ok: true, applied: null };
       const seq = ++log.seq;
       msgs[i] = tombstone({ ...msg, seq });
-      this.#forgetText(change.conv, msgs[i]);
+      this.#resync(change.conv, msgs[i]);
+      this.#requote(change.conv, msgs, i);
       return { ok: true, applied: { kind: "deleted", ...base, seq } };
     }
     if (msg.deleted) return { ok: false, refusal: "unknown_message" };
     if (change.kind === "edit") {
-      if (change.sentAfter !== undefined && Date.parse(msg.ts) < change.sentAfter) {
-        return { ok: false, refusal: "too_late" };
-      }
+      if (tooLate(msg, change.sentAfter)) return { ok: false, refusal: "too_late" };
       const now = new Date().toISOString();
       // A clock stepped back must not date the edit before the message.
       const editedAt = now < msg.ts ? msg.ts : now;
       const seq = ++log.seq;
       msgs[i] = { ...msg, seq, text: change.text, edited: editedAt };
+      this.#resync(change.conv, msgs[i]);
+      this.#requote(change.conv, msgs, i);
       const applied: Applied = { kind: "edited", ...base, seq, text: change.text, editedAt };
       return { ok: true, applied };
     }
     const { emoji, on, user } = change;
     const users = msg.reactions?.[emoji] ?? [];
     if (users.includes(user) === on) return { ok: true, applied: null };
-    if (on && users.length === 0 && Object.keys(msg.reactions ?? {}).length >= MAX_REACTIONS) {
-      return { ok: false, refusal: "too_many_reactions" };
+    if (on) {
+      const all = Object.values(msg.reactions ?? {});
+      if (
+        (users.length === 0 && all.length >= MAX_REACTIONS) ||
+        all.reduce((n, list) => n + list.length, 0) >= MAX_REACTIONS_TOTAL
+      ) {
+        return { ok: false, refusal: "too_many_reactions" };
+      }
     }
     const seq = ++log.seq;
     // As `applyChange` does on clients: a new emoji goes last, an emptied one goes.
@@ -276,10 +313,31 @@ export class MemoryStore implements Store {
     return { ok: true, applied: { kind: "reaction", ...base, seq, emoji, on } };
   }
 
-  /** Replaces the sender's resend record of a deleted message: its text must be gone. */
-  #forgetText(conv: string, stone: ChatMessage): void {
-    for (const sent of this.#sent.get(stone.from)?.values() ?? []) {
-      if (sent.id === stone.id && sent.conv === conv) sent.msg = stone;
+  /**
+   * Replaces the sender's resend record of a message with its new state: a
+   * deleted or edited text (or a quote of one) must not live on there,
+   * where a resend of the message once dropped would hand it out.
+   */
+  #resync(conv: string, msg: ChatMessage): void {
+    for (const sent of this.#sent.get(msg.from)?.values() ?? []) {
+      if (sent.id === msg.id && sent.conv === conv) sent.msg = msg;
+    }
+  }
+
+  /**
+   * Stores the new quote of `msgs[i]` (just edited or deleted) in every kept
+   * reply to it, so a reply never quotes text its original no longer has,
+   * even after the original is dropped. Replies come after their original:
+   * only the messages after it are scanned (at most the conversation's limit).
+   */
+  #requote(conv: string, msgs: ChatMessage[], i: number): void {
+    const original = msgs[i];
+    const quote = replyRef(original);
+    for (let j = i + 1; j < msgs.length; j++) {
+      if (msgs[j].replyTo?.id !== original.id) continue;
+      // A new object (one handed out is never mutated); the reply's seq stays: it did not change.
+      msgs[j] = { ...msgs[j], replyTo: { ...quote } };
+      this.#resync(conv, msgs[j]);
     }
   }
 
@@ -296,7 +354,10 @@ export class MemoryStore implements Store {
    */
   page(conv: string, query: PageQuery): Promise<Page> {
     const log = this.#logs.get(conv);
-    if (!log) return Promise.resolve({ messages: [], more: false, gap: false, seq: 0 });
+    if (!log) {
+      const gap = query.since !== undefined && sinceGap(query.since, 0, 0);
+      return Promise.resolve({ messages: [], more: false, gap, seq: 0 });
+    }
     const msgs = log.messages;
     if (query.since !== undefined) {
       const since = query.since;
@@ -307,7 +368,7 @@ export class MemoryStore implements Store {
       return Promise.resolve({
         messages: this.#refreshed(conv, messages),
         more,
-        gap: since < log.trimmed,
+        gap: sinceGap(since, log.trimmed, log.seq),
         // With more, up to the last message returned (`since` itself if none fitted).
         seq: more ? (messages.at(-1)?.seq ?? since) : log.seq,
       });
@@ -507,7 +568,7 @@ export class MemoryStore implements Store {
     const held = this.#claims.get(key);
     if (held === undefined) {
       if (!create) return Promise.resolve({ ok: false, claim: null });
-      const claim = { name, session, seen: now };
+      const claim: NameClaim = { name, session, seen: now, since: now };
       this.#claims.set(key, claim);
       return Promise.resolve({ ok: true, claim: { ...claim } });
     }
@@ -538,6 +599,8 @@ export class MemoryStore implements Store {
       }
       for (const party of dmPair(conv)!) {
         this.#read.get(party)?.delete(conv);
+        // The peer's resend records hold wiped messages (and a digest of their text).
+        if (party !== user) this.#forgetRefsIn(party, conv);
         const dms = this.#dms.get(party);
         if (party !== user && dms?.delete(conv) && dms.size === 0) this.#dms.delete(party);
       }
@@ -554,6 +617,14 @@ export class MemoryStore implements Store {
       if (creator === user) this.#creators.set(room, "");
     }
     return Promise.resolve(rooms);
+  }
+
+  /** Forgets `from`'s resend records of messages in `conv` (at most {@link REF_WINDOW}). */
+  #forgetRefsIn(from: string, conv: string): void {
+    const refs = this.#sent.get(from);
+    if (!refs) return;
+    for (const [ref, sent] of refs) if (sent.conv === conv) refs.delete(ref);
+    if (refs.size === 0) this.#sent.delete(from);
   }
 
   /** Claims not seen since `before`, oldest first (ties by name). */
@@ -631,6 +702,11 @@ export class MemoryStore implements Store {
 }
 
 /** Index of the first message with an id of at least `id` (`msgs.length` when none). */
+/** Whether `msg` was sent before `sentAfter` (ms), when given: refused as `too_late`. */
+function tooLate(msg: ChatMessage, sentAfter: number | undefined): boolean {
+  return sentAfter !== undefined && Date.parse(msg.ts) < sentAfter;
+}
+
 function lowerBound(msgs: readonly ChatMessage[], id: number): number {
   let lo = 0, hi = msgs.length;
   while (lo < hi) {

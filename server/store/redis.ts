@@ -18,6 +18,7 @@
  * | `m:<conv>`       | hash   | message id → the message as JSON, in its current state           |
  * | `ids:<conv>`     | zset   | kept message ids (score: id)                                     |
  * | `revs:<conv>`    | zset   | kept message ids (score: `seq` of the latest change)             |
+ * | `rp:<conv>:<id>` | set    | ids of the kept replies to message `id` (while `id` is kept)     |
  * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
  * | `rooms`          | hash   | room → creator                                                   |
  * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
@@ -27,7 +28,8 @@
  * | `read:<user>`    | hash   | conversation → read marker                                       |
  * | `users`          | set    | users who ever signed in                                         |
  * | `seen`           | hash   | lower-cased name → when last seen (ms)                           |
- * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen     |
+ * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen,    |
+ * |                  |        | `c` since when held (ms; absent for claims made before: 0)       |
  * | `claims`         | zset   | lower-cased claimed name → seen (ms)                             |
  * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then               |
  * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref         |
@@ -37,9 +39,16 @@
  * deleted?, reactions?, replyTo?, ev?}` with `ms` the time in milliseconds,
  * `reactions` a list of `[emoji, [user…]]` (a JSON object would lose the
  * order in Lua) and `ev` the numbers of the broker's feed entries that hold a
- * text of it (its creation, its edits): deleting the message deletes them,
- * so its text is gone from Redis, not only from its history. The previous layout (`log:<conv>` streams) is converted at
- * connect (see {@link RedisStore.connect}).
+ * text of it: `ev[1]` its creation's (0 when it was not published), then
+ * its edits' still in the feed. Deleting the message deletes them, so its
+ * text is gone from Redis, not only from its history.
+ *
+ * A reply's `replyTo` quotes its original: the original's edits rewrite the
+ * snippet of every kept reply (found through `rp:<conv>:<id>`), and its
+ * delete empties it and deletes the replies' creation entries from the feed
+ * (they quote it too), so the original's text outlives it nowhere. The
+ * previous layout (`log:<conv>` streams) is converted at connect (see
+ * {@link RedisStore.connect}).
  *
  * The broker's keys (`evseq`, `feed`, `epoch`, `node:*`, `online:*`,
  * `nodes`) live under the same prefix; see `server/broker/redis.ts`.
@@ -54,7 +63,9 @@ import {
   type ChatMessage,
   type Conversation,
   MAX_REACTIONS,
+  MAX_REACTIONS_TOTAL,
   type ReplyRef,
+  snippetOf,
   UNREAD_CAP,
 } from "../../protocol.ts";
 import {
@@ -81,9 +92,11 @@ import {
   type RecentQuery,
   REF_WINDOW,
   refreshReplies,
+  ReplyChanged,
   type RoomInfo,
   type SearchScope,
   searchWords,
+  sinceGap,
   type Store,
 } from "./store.ts";
 import { Slice } from "./time_slice.ts";
@@ -110,7 +123,9 @@ end
 /**
  * Lua: drops the oldest messages past `keep` and raises the `trimmed`
  * watermark to the highest `seq` among them (a message changed lately may be
- * dropped with a `seq` above messages still kept).
+ * dropped with a `seq` above messages still kept). A dropped message's reply
+ * index goes with it. Replies are newer than their original, so a dropped
+ * reply's original was dropped first (or now): no index keeps a dropped reply.
  */
 const CAP_LUA = `
 local function cap(p, conv, keep)
@@ -124,6 +139,7 @@ local function cap(p, conv, keep)
     if s > top then top = s end
     redis.call('HDEL', p .. 'm:' .. conv, gone[i])
     redis.call('ZREM', revs, gone[i])
+    redis.call('DEL', p .. 'rp:' .. conv .. ':' .. gone[i])
   end
   redis.call('HSET', p .. 'trimmed', conv, top)
 end
@@ -165,45 +181,61 @@ end
  *
  * With a ref, the sender's latest refs are checked first (when `once` is 1)
  * and kept after: if the sender's latest message with the ref went to the
- * same conversation with the same text (by SHA-1), that message's id and time
- * are returned and nothing is stored or published. Returns {id, ms, seq, fresh}.
+ * same conversation with the same text (by SHA-1), that message is returned
+ * (its JSON in its current state, when still kept) and nothing is stored or
+ * published. A reply is then checked against its original: kept, not
+ * deleted and still at the `seq` the quote was taken at, or nothing is
+ * stored ({-1}); it joins the original's reply index.
+ *
+ * Returns {id, ms, seq, 1} for a new message, {id, ms, 0, 0, json?} for a
+ * resend, {-1} when the original changed.
  *
  * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
  * ref (or empty), once (1/0), refWindow, refTtl ms, room (or empty), to (or
- * empty), replyTo id (or empty), its from, its snippet, its deleted (1/0),
- * text (last).
+ * empty), replyTo id (or empty), its from, its snippet, its seq, text (last).
  */
 const APPEND = new Script(
   CLOCK_LUA + CAP_LUA + `
 local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[20]
-local sent, order, digest
+local mkey = p .. 'm:' .. conv
+local sent, order, digest, prev
 if ref ~= '' then
   sent, order = p .. 'sent:' .. ARGV[9], p .. 'sentq:' .. ARGV[9]
   digest = redis.sha1hex(text)
-  local prev = redis.call('HGET', sent, ref)
-  if prev then
+  prev = redis.call('HGET', sent, ref)
+  if prev and ARGV[11] == '1' then
     local pid, pms, pdigest, pconv = string.match(prev, '^(%d+)\\n(%d+)\\n(%x+)\\n(.*)$')
-    if ARGV[11] == '1' and pconv == conv and pdigest == digest then
+    if pconv == conv and pdigest == digest then
+      -- As it is now (edited, deleted…); rebuilt by the caller once dropped.
+      local stored = redis.call('HGET', mkey, pid)
+      if stored then return {tonumber(pid), tonumber(pms), 0, 0, stored} end
       return {tonumber(pid), tonumber(pms), 0, 0}
     end
-    redis.call('LREM', order, 1, ref)
   end
 end
+if ARGV[16] ~= '' then
+  -- Checked before anything is written: a refused reply leaves no trace.
+  local raw = redis.call('HGET', mkey, ARGV[16])
+  if not raw then return {-1} end
+  local original = cjson.decode(raw)
+  if original.deleted or original.seq ~= tonumber(ARGV[19]) then return {-1} end
+end
+if prev then redis.call('LREM', order, 1, ref) end
 local id = redis.call('HINCRBY', p .. 'seq', conv, 1)
 local ms = clock(p, conv)
 local msg = {id = id, seq = id, from = ARGV[9], text = text, ms = ms}
 if ARGV[14] ~= '' then msg.room = ARGV[14] else msg.to = ARGV[15] end
 if ARGV[16] ~= '' then
   msg.replyTo = {id = tonumber(ARGV[16]), from = ARGV[17], snippet = ARGV[18]}
-  if ARGV[19] == '1' then msg.replyTo.deleted = true end
+  redis.call('SADD', p .. 'rp:' .. conv .. ':' .. ARGV[16], id)
 end
 local seq = 0
 if ARGV[6] ~= '' then
   seq = redis.call('INCR', p .. 'evseq')
-  -- The feed entry holds the text: a delete removes it (see CHANGE).
+  -- The feed entry holds the text (and a reply's quote): a delete removes it (see CHANGE).
   msg.ev = {seq}
 end
-redis.call('HSET', p .. 'm:' .. conv, id, cjson.encode(msg))
+redis.call('HSET', mkey, id, cjson.encode(msg))
 redis.call('ZADD', p .. 'ids:' .. conv, id, id)
 redis.call('ZADD', p .. 'revs:' .. conv, id, id)
 redis.call('HSET', p .. 'last', conv, id)
@@ -237,21 +269,32 @@ return {id, ms, seq, 1}
  * kept there and published as `{"kind":"change","applied":…,"origin":…}`, in
  * the same step (as APPEND does for messages).
  *
+ * An edit rewrites the quote of every kept reply to the message with the new
+ * snippet; a delete empties those quotes and deletes the replies' creation
+ * entries from the feed, as well as the message's own entries: the text it
+ * had survives nowhere. A reply deleted leaves its original's reply index.
+ *
  * Returns {1, appliedJson} when applied, {1} when there was nothing to do (a
  * reaction that is already so, a delete of a tombstone), {0, refusal}.
  *
  * ARGV: prefix, conv, id, user, kind (edit/delete/react), text or emoji,
- * on (1/0), sentAfter ms (or empty), maxReactions, channel (or empty),
- * feedLength, origin JSON (or empty).
+ * on (1/0), sentAfter ms for edit and delete (or empty), maxReactions, channel (or empty),
+ * feedLength, origin JSON (or empty), maxReactionsTotal, the edit's snippet
+ * (computed by the caller: Lua counts bytes, not characters).
  */
 const CHANGE = new Script(
   CLOCK_LUA + ISO_LUA + `
 local p, conv, id, user, kind, arg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local mkey = p .. 'm:' .. conv
+local mkey, feed = p .. 'm:' .. conv, p .. 'feed'
 local raw = redis.call('HGET', mkey, id)
 if not raw then return {0, 'unknown_message'} end
 local msg = cjson.decode(raw)
 if kind ~= 'react' and msg.from ~= user then return {0, 'forbidden'} end
+-- Before the tombstone check: a delete of a message sent before sentAfter (an
+-- earlier holder's of the name) is refused whatever its state.
+if kind == 'delete' and ARGV[8] ~= '' and msg.ms < tonumber(ARGV[8]) then
+  return {0, 'too_late'}
+end
 if msg.deleted then
   if kind == 'delete' then return {1} end
   return {0, 'unknown_message'}
@@ -264,8 +307,10 @@ if kind == 'react' then
   local on = ARGV[7] == '1'
   local list = msg.reactions or {}
   local at, pos
+  local total = 0
   for i = 1, #list do
     if list[i][1] == arg then at = i end
+    total = total + #list[i][2]
   end
   if at then
     for j = 1, #list[at][2] do
@@ -273,10 +318,12 @@ if kind == 'react' then
     end
   end
   if (pos ~= nil) == on then return {1} end
+  if on and (total >= tonumber(ARGV[13]) or (not at and #list >= tonumber(ARGV[9]))) then
+    return {0, 'too_many_reactions'}
+  end
   if on and at then
     table.insert(list[at][2], user)
   elseif on then
-    if #list >= tonumber(ARGV[9]) then return {0, 'too_many_reactions'} end
     list[#list + 1] = {arg, {user}}
   else
     table.remove(list[at][2], pos)
@@ -289,38 +336,69 @@ end
 local seq = redis.call('HINCRBY', p .. 'seq', conv, 1)
 local n = 0
 if ARGV[10] ~= '' then n = redis.call('INCR', p .. 'evseq') end
+-- The kept replies quoting this message (the index may name replies gone since).
+local rp = p .. 'rp:' .. conv .. ':' .. id
+local function replies(each)
+  for _, r in ipairs(redis.call('SMEMBERS', rp)) do
+    local rraw = redis.call('HGET', mkey, r)
+    local reply = rraw and cjson.decode(rraw)
+    if reply and not reply.deleted and reply.replyTo and reply.replyTo.id == msg.id then
+      each(reply)
+      redis.call('HSET', mkey, r, cjson.encode(reply))
+    else
+      redis.call('SREM', rp, r)
+    end
+  end
+end
 if kind == 'edit' then
   local ms = clock(p, conv)
   if ms < msg.ms then ms = msg.ms end
   msg.text, msg.edited = arg, iso(ms)
   applied.kind, applied.text, applied.editedAt = 'edited', arg, msg.edited
-  if n > 0 then
-    -- Feed entries holding a text of the message, but those trimmed long ago.
-    local ev = {}
-    for _, e in ipairs(msg.ev or {}) do
-      if e > n - 2 * tonumber(ARGV[11]) then ev[#ev + 1] = e end
-    end
-    ev[#ev + 1] = n
-    msg.ev = ev
-  end
+  replies(function(reply) reply.replyTo.snippet = ARGV[14] end)
 elseif kind == 'delete' then
   -- The text goes from the feed too: a node catching up skips these entries.
-  for _, e in ipairs(msg.ev or {}) do redis.call('XDEL', p .. 'feed', e .. '-0') end
+  for _, e in ipairs(msg.ev or {}) do redis.call('XDEL', feed, e .. '-0') end
+  replies(function(reply)
+    reply.replyTo = {id = msg.id, from = msg.from, snippet = '', deleted = true}
+    -- Its creation entry quotes this message. Its edits' entries do not: they stay.
+    local created = reply.ev and reply.ev[1] or 0
+    if created > 0 then redis.call('XDEL', feed, created .. '-0') end
+  end)
+  redis.call('DEL', rp)
+  if msg.replyTo then
+    redis.call('SREM', p .. 'rp:' .. conv .. ':' .. msg.replyTo.id, msg.id)
+  end
   msg = {id = msg.id, room = msg.room, to = msg.to, from = msg.from, text = '', ms = msg.ms,
     deleted = true}
   applied.kind = 'deleted'
 end
 msg.seq, applied.seq = seq, seq
-redis.call('HSET', mkey, id, cjson.encode(msg))
-redis.call('ZADD', p .. 'revs:' .. conv, seq, id)
 local json = cjson.encode(applied)
 if n > 0 then
   local origin = ''
   if ARGV[12] ~= '' then origin = ',"origin":' .. ARGV[12] end
   local payload = n .. '\\n\\n\\n{"kind":"change","applied":' .. json .. origin .. '}'
-  redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[11], n .. '-0', 'p', payload)
+  redis.call('XADD', feed, 'MAXLEN', '~', ARGV[11], n .. '-0', 'p', payload)
   redis.call('PUBLISH', ARGV[10], payload)
+  if kind == 'edit' then
+    -- The feed entries holding a text of the message: its creation's first,
+    -- then its edits' still in the feed. Those below the feed's first entry
+    -- are gone for good (trimmed or deleted: numbers only grow), whatever
+    -- the cap's overshoot or the deletes' holes; every other one is kept.
+    local first = redis.call('XRANGE', feed, '-', '+', 'COUNT', 1)
+    local low = tonumber(string.match(first[1][1], '^(%d+)'))
+    local old = msg.ev or {0}
+    local ev = {old[1]}
+    for i = 2, #old do
+      if old[i] >= low then ev[#ev + 1] = old[i] end
+    end
+    ev[#ev + 1] = n
+    msg.ev = ev
+  end
 end
+redis.call('HSET', mkey, id, cjson.encode(msg))
+redis.call('ZADD', p .. 'revs:' .. conv, seq, id)
 return {1, json}
 `,
 );
@@ -529,23 +607,24 @@ return cur
 
 /**
  * Claims, refreshes or refuses a name. ARGV: prefix, folded name, name,
- * session, now, create (1/0). Returns {ok, name, session, seen}, or {0} when
- * the name is unclaimed and not created.
+ * session, now, create (1/0). Returns {ok, name, session, seen, since}, or
+ * {0} when the name is unclaimed and not created. A refresh keeps `c` (since).
  */
 const CLAIM = new Script(`
 local p, folded, now = ARGV[1], ARGV[2], ARGV[5]
 local key = p .. 'claim:' .. folded
-local held = redis.call('HMGET', key, 'n', 's', 't')
+local held = redis.call('HMGET', key, 'n', 's', 't', 'c')
 if held[1] then
-  if held[2] ~= ARGV[4] then return {0, held[1], held[2], held[3]} end
+  local since = held[4] or '0'
+  if held[2] ~= ARGV[4] then return {0, held[1], held[2], held[3], since} end
   redis.call('HSET', key, 't', now)
   redis.call('ZADD', p .. 'claims', now, folded)
-  return {1, held[1], held[2], now}
+  return {1, held[1], held[2], now, since}
 end
 if ARGV[6] ~= '1' then return {0} end
-redis.call('HSET', key, 'n', ARGV[3], 's', ARGV[4], 't', now)
+redis.call('HSET', key, 'n', ARGV[3], 's', ARGV[4], 't', now, 'c', now)
 redis.call('ZADD', p .. 'claims', now, folded)
-return {1, ARGV[3], ARGV[4], now}
+return {1, ARGV[3], ARGV[4], now, now}
 `);
 
 /**
@@ -571,9 +650,12 @@ redis.call('ZREM', p .. 'claims', folded)
 redis.call('HDEL', p .. 'seen', folded)
 for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
   local i = string.find(conv, ':', 1, true)
-  -- Their texts leave the broker's feed too (as a delete's do).
+  -- Their texts leave the broker's feed too (as a delete's do), and their
+  -- reply indexes go (each names replies of this conversation only).
   for _, raw in ipairs(redis.call('HVALS', p .. 'm:' .. conv)) do
-    for _, e in ipairs(cjson.decode(raw).ev or {}) do redis.call('XDEL', p .. 'feed', e .. '-0') end
+    local m = cjson.decode(raw)
+    for _, e in ipairs(m.ev or {}) do redis.call('XDEL', p .. 'feed', e .. '-0') end
+    if m.replyTo then redis.call('DEL', p .. 'rp:' .. conv .. ':' .. m.replyTo.id) end
   end
   redis.call('DEL', p .. 'm:' .. conv, p .. 'ids:' .. conv, p .. 'revs:' .. conv)
   redis.call('HSET', p .. 'trimmed', conv, redis.call('HGET', p .. 'seq', conv) or '0')
@@ -591,15 +673,16 @@ redis.call('HDEL', p .. 'created', user)
 return {1, rooms}
 `);
 
-/** ARGV: prefix, before, limit. Returns {name, session, seen, …}, oldest first. */
+/** ARGV: prefix, before, limit. Returns {name, session, seen, since, …}, oldest first. */
 const STALE = new Script(`
 local out = {}
 local stale = redis.call('ZRANGE', ARGV[1] .. 'claims', '-inf', '(' .. ARGV[2], 'BYSCORE', 'LIMIT', 0, ARGV[3])
 for _, folded in ipairs(stale) do
-  local held = redis.call('HMGET', ARGV[1] .. 'claim:' .. folded, 'n', 's', 't')
+  local held = redis.call('HMGET', ARGV[1] .. 'claim:' .. folded, 'n', 's', 't', 'c')
   out[#out + 1] = held[1]
   out[#out + 1] = held[2]
   out[#out + 1] = held[3]
+  out[#out + 1] = held[4] or '0'
 end
 return out
 `);
@@ -607,7 +690,7 @@ return out
 /**
  * Claims seen at or after a time whose lower-cased name contains a text,
  * newest first, read from `claims` in chunks until enough matched.
- * ARGV: prefix, since, match (or empty), limit. Returns {name, session, seen, …}.
+ * ARGV: prefix, since, match (or empty), limit. Returns {name, session, seen, since, …}.
  */
 const RECENT = new Script(`
 local p, match, limit = ARGV[1], ARGV[3], tonumber(ARGV[4])
@@ -618,10 +701,11 @@ while n < limit do
   if #chunk == 0 then break end
   for _, folded in ipairs(chunk) do
     if match == '' or string.find(folded, match, 1, true) then
-      local held = redis.call('HMGET', p .. 'claim:' .. folded, 'n', 's', 't')
+      local held = redis.call('HMGET', p .. 'claim:' .. folded, 'n', 's', 't', 'c')
       out[#out + 1] = held[1]
       out[#out + 1] = held[2]
       out[#out + 1] = held[3]
+      out[#out + 1] = held[4] or '0'
       n = n + 1
       if n >= limit then break end
     end
@@ -709,7 +793,10 @@ interface Stored {
   deleted?: boolean;
   reactions?: [string, string[]][];
   replyTo?: ReplyRef;
-  /** Event feed entries that hold a text of the message (its own, its edits'): a delete removes them. */
+  /**
+   * Event feed entries that hold a text of the message: its creation's (0
+   * for none), then its edits' still in the feed. A delete removes them.
+   */
   ev?: number[];
 }
 
@@ -898,16 +985,24 @@ export class RedisStore implements Store {
       reply ? String(reply.id) : "",
       reply?.from ?? "",
       reply?.snippet ?? "",
-      reply?.deleted ? "1" : "0",
+      reply ? String(reply.seq) : "",
       draft.text,
-    ]).then((reply) => {
-      const [id, ms, seq, fresh] = reply as number[];
-      const msg = toMessage(id, ms, draft.room, draft.to, draft.from, draft.text, draft.replyTo);
+    ]).then((out) => {
+      const [id, ms, seq, fresh, stored] = out as [number, number, number, number, string?];
+      if (id === -1) throw new ReplyChanged(reply!.id);
+      // A resend answers the stored message as it is now (edited, deleted…).
+      const msg = stored !== undefined
+        ? fromStored(stored)
+        : toMessage(id, ms, draft.room, draft.to, draft.from, draft.text, reply);
       return { msg, seq, fresh: fresh === 1 };
     });
   }
 
-  /** Appends a message; resolves once Redis has accepted it. */
+  /**
+   * Appends a message; resolves once Redis has accepted it. Rejects with
+   * {@link ReplyChanged} (storing nothing) when the draft's `replyTo` no
+   * longer matches its original, checked in the same script.
+   */
   append(draft: Draft): Promise<ChatMessage> {
     return this.#append(draft).then((p) => p.msg);
   }
@@ -921,7 +1016,9 @@ export class RedisStore implements Store {
    * Appends a message and publishes it in the same script (see the broker):
    * resolves once Redis has done both. A draft with a ref is checked first,
    * in the same script: a resend of a stored message is neither stored nor
-   * published again, and resolves that message with `fresh` false.
+   * published again, and resolves that message (as it is now) with `fresh`
+   * false. A reply whose original changed since its quote was taken rejects
+   * with {@link ReplyChanged}: nothing is stored or published.
    */
   appendAndPublish(draft: Draft, target: PublishTarget): Promise<Published> {
     return this.#append(draft, target, true).then((p) => p);
@@ -932,7 +1029,7 @@ export class RedisStore implements Store {
       ? [change.text, "0", change.sentAfter === undefined ? "" : String(change.sentAfter)]
       : change.kind === "react"
       ? [change.emoji, change.on ? "1" : "0", ""]
-      : ["", "0", ""];
+      : ["", "0", change.sentAfter === undefined ? "" : String(change.sentAfter)];
     return this.#run(CHANGE, [
       change.conv,
       String(change.id),
@@ -945,6 +1042,8 @@ export class RedisStore implements Store {
       target?.channel ?? "",
       String(target?.feedLength ?? 0),
       target?.origin ?? "",
+      String(MAX_REACTIONS_TOTAL),
+      change.kind === "edit" ? snippetOf(change.text) : "",
     ]).then((reply): ChangeResult => {
       const [ok, detail] = reply as [number, string?];
       if (ok !== 1) return { ok: false, refusal: detail as ChangeRefusal };
@@ -1009,7 +1108,7 @@ export class RedisStore implements Store {
     return {
       messages,
       more,
-      gap: since !== undefined && since < Number(trimmed),
+      gap: since !== undefined && sinceGap(since, Number(trimmed), Number(counter)),
       seq: since !== undefined && more ? messages.at(-1)?.seq ?? since : Number(counter),
     };
   }
@@ -1186,14 +1285,16 @@ export class RedisStore implements Store {
 
   /** Who holds a name. */
   async nameClaim(name: string): Promise<NameClaim | null> {
-    const [n, s, t] = await this.#call([
+    const [n, s, t, c] = await this.#call([
       "HMGET",
       `${this.#prefix}claim:${name.toLowerCase()}`,
       "n",
       "s",
       "t",
+      "c",
     ]) as (string | null)[];
-    return n === null ? null : { name: n, session: s!, seen: Number(t) };
+    // No `c`: a claim made before claims kept it (0).
+    return n === null ? null : { name: n, session: s!, seen: Number(t), since: Number(c ?? 0) };
   }
 
   /** Claims, refreshes or refuses a name in one script (see {@link Store.claimName}). */
@@ -1209,9 +1310,9 @@ export class RedisStore implements Store {
       session,
       String(now),
       create ? "1" : "0",
-    ]) as [number, string?, string?, string?];
+    ]) as [number, string?, string?, string?, string?];
     const claim = reply.length > 1
-      ? { name: reply[1]!, session: reply[2]!, seen: Number(reply[3]) }
+      ? { name: reply[1]!, session: reply[2]!, seen: Number(reply[3]), since: Number(reply[4]) }
       : null;
     return reply[0] === 1 ? { ok: true, claim: claim! } : { ok: false, claim };
   }
@@ -1240,8 +1341,13 @@ export class RedisStore implements Store {
     if (limit <= 0) return [];
     const flat = await this.#run(STALE, [String(before), String(limit)]) as string[];
     const out: NameClaim[] = [];
-    for (let i = 0; i < flat.length; i += 3) {
-      out.push({ name: flat[i], session: flat[i + 1], seen: Number(flat[i + 2]) });
+    for (let i = 0; i < flat.length; i += 4) {
+      out.push({
+        name: flat[i],
+        session: flat[i + 1],
+        seen: Number(flat[i + 2]),
+        since: Number(flat[i + 3]),
+      });
     }
     return out;
   }
@@ -1255,8 +1361,13 @@ export class RedisStore implements Store {
       String(query.limit),
     ]) as string[];
     const out: NameClaim[] = [];
-    for (let i = 0; i < flat.length; i += 3) {
-      out.push({ name: flat[i], session: flat[i + 1], seen: Number(flat[i + 2]) });
+    for (let i = 0; i < flat.length; i += 4) {
+      out.push({
+        name: flat[i],
+        session: flat[i + 1],
+        seen: Number(flat[i + 2]),
+        since: Number(flat[i + 3]),
+      });
     }
     return out;
   }

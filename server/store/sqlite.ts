@@ -14,7 +14,10 @@
  * from the file on first use), so the order of a conversation is fixed before
  * the commit. A change is checked at call time against the file plus what the
  * queue will write (a send followed at once by an edit of it works before the
- * commit), and resolves in the same ordered commit as the appends around it.
+ * commit), and resolves in the same ordered commit as the appends around it;
+ * a reply's quote of its original is checked against the same view. An edit
+ * stores the new quote in the replies, a delete empties it, so a reply never
+ * quotes text its original no longer has, even once the original is gone.
  * Retention (`--retain-days`, `--retain-messages`) runs in the background in
  * small transactions between deliveries.
  *
@@ -37,7 +40,9 @@ import {
   type ChatMessage,
   type Conversation,
   MAX_REACTIONS,
+  MAX_REACTIONS_TOTAL,
   type ReplyRef,
+  snippetOf,
   UNREAD_CAP,
 } from "../../protocol.ts";
 import type { Logger } from "../log.ts";
@@ -56,9 +61,11 @@ import {
   type PageQuery,
   type RecentQuery,
   refreshReplies,
+  ReplyChanged,
   type RoomInfo,
   type SearchScope,
   searchWords,
+  sinceGap,
   type Store,
 } from "./store.ts";
 
@@ -136,6 +143,11 @@ interface Live {
   from: string;
   /** Sent at (ms). */
   ts: number;
+  /**
+   * The position of its latest change (its id until it changes): a reply's
+   * quote is checked against it.
+   */
+  seq: number;
   deleted: boolean;
   /** Emoji → who reacted, in the order they did. */
   reactions: Map<string, string[]>;
@@ -189,6 +201,14 @@ interface Row {
 }
 
 const DAY = 86_400_000;
+
+/**
+ * Most messages after a read marker that `conversations()` looks at to count
+ * the unread (up to `UNREAD_CAP`): the count's work stays bounded however far
+ * behind the reader is. Only past this many deleted or own messages in a row
+ * does it count fewer than are there.
+ */
+export const UNREAD_SCAN = 1000;
 
 /** A {@link Store} in one SQLite file. */
 export class SqliteStore implements Store {
@@ -288,9 +308,29 @@ export class SqliteStore implements Store {
     return this.#retainDays !== undefined || this.#retainMessages !== undefined;
   }
 
-  /** Numbers and stamps the message now; resolves once its transaction has committed. */
+  /**
+   * Numbers and stamps the message now; resolves once its transaction has
+   * committed. A reply is checked now against the file plus the queue (the
+   * view changes are checked against): when its original is not kept, is
+   * deleted or has changed since it was quoted, it rejects with
+   * {@link ReplyChanged}, after what is queued (the caller's next read of the
+   * original sees the change), and takes nothing.
+   */
   append(draft: Draft): Promise<ChatMessage> {
     if (this.#closed) return Promise.reject(closedError());
+    const reply = draft.replyTo;
+    if (reply) {
+      let original: Live | undefined;
+      try {
+        original = this.#liveOf(draft.conv, reply.id);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (!original || original.deleted || original.seq !== reply.seq) {
+        const refused = new ReplyChanged(reply.id);
+        return this.#after(null).then(() => Promise.reject(refused));
+      }
+    }
     const state = this.#state(draft.conv, true)!;
     this.#touch(draft.conv, state);
     const id = ++state.seq;
@@ -301,11 +341,12 @@ export class SqliteStore implements Store {
     const msg: ChatMessage = draft.room !== undefined
       ? { id, seq: id, room: draft.room, from: draft.from, text: draft.text, ts: iso(ts) }
       : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
-    const reply = draft.replyTo;
-    if (reply) msg.replyTo = { ...reply };
+    // The quote as sent, without the seq it was checked at.
+    if (reply) msg.replyTo = { id: reply.id, from: reply.from, snippet: reply.snippet };
     this.#live.set(liveKey(draft.conv, id), {
       from: draft.from,
       ts,
+      seq: id,
       deleted: false,
       reactions: new Map(),
     });
@@ -318,6 +359,11 @@ export class SqliteStore implements Store {
         for (const u of pair) this.#sql.addDm.run(u, draft.conv);
         this.#dmsListed.add(draft.conv);
       }
+      // A name released earlier in this transaction wiped the original with
+      // its DM (the view checked at call time does not know): quote nothing of it.
+      if (reply && this.#sql.liveRow.get(draft.conv, reply.id) === undefined) {
+        msg.replyTo = { id: reply.id, from: reply.from, snippet: "", deleted: true };
+      }
       this.#sql.insert.run(
         draft.conv,
         id,
@@ -329,8 +375,8 @@ export class SqliteStore implements Store {
         ref,
         reply?.id ?? null,
         reply?.from ?? null,
-        // NULL: the original was deleted (its text must not live on here).
-        reply && !reply.deleted ? reply.snippet : null,
+        // NULL: the original is gone (its text must not live on here).
+        msg.replyTo && !msg.replyTo.deleted ? msg.replyTo.snippet : null,
       );
       this.#ran.added.set(draft.conv, (this.#ran.added.get(draft.conv) ?? 0) + 1);
       this.#ran.messages++;
@@ -400,6 +446,11 @@ export class SqliteStore implements Store {
     if (change.kind !== "react" && live.from !== user) {
       return this.#after({ ok: false, refusal: "forbidden" });
     }
+    if (change.kind === "delete" && change.sentAfter !== undefined && live.ts < change.sentAfter) {
+      // Before the tombstone check: a message sent before `sentAfter` (an
+      // earlier holder's of the name) is refused whatever its state.
+      return this.#after({ ok: false, refusal: "too_late" });
+    }
     if (live.deleted) {
       // Deleting a tombstone again changes nothing; there is nothing left to edit or react to.
       const result: ChangeResult = change.kind === "delete"
@@ -415,20 +466,32 @@ export class SqliteStore implements Store {
       if ((users?.includes(user) ?? false) === change.on) {
         return this.#after({ ok: true, applied: null });
       }
-      if (change.on && !users && live.reactions.size >= MAX_REACTIONS) {
-        return this.#after({ ok: false, refusal: "too_many_reactions" });
+      if (change.on) {
+        let total = 0;
+        for (const list of live.reactions.values()) total += list.length;
+        if ((!users && live.reactions.size >= MAX_REACTIONS) || total >= MAX_REACTIONS_TOTAL) {
+          return this.#after({ ok: false, refusal: "too_many_reactions" });
+        }
       }
     }
     const state = this.#state(conv, true);
     this.#touch(conv, state);
     const seq = ++state.seq;
+    // Every kind moves the message's position: a reply quoting it before is stale.
+    live.seq = seq;
     let applied: Applied;
     let write: () => boolean;
     if (change.kind === "edit") {
       this.#clock = Math.max(this.#clock, this.#now());
       const at = Math.max(this.#clock, live.ts);
       applied = { kind: "edited", conv, id, seq, user, text: change.text, editedAt: iso(at) };
-      write = () => this.#sql.edit.run(change.text, at, seq, conv, id).changes > 0;
+      const snippet = snippetOf(change.text);
+      write = () => {
+        if (this.#sql.edit.run(change.text, at, seq, conv, id).changes === 0) return false;
+        // Replies store the new quote: once the original is dropped, they show the last text.
+        this.#sql.requote.run(conv, id, snippet);
+        return true;
+      };
     } else if (change.kind === "delete") {
       live.deleted = true;
       live.reactions.clear();
@@ -482,13 +545,17 @@ export class SqliteStore implements Store {
   page(conv: string, query: PageQuery): Promise<Page> {
     return this.#read(() => {
       const state = this.#state(conv, false);
-      if (!state) return { messages: [], more: false, gap: false, seq: 0 };
+      if (!state) {
+        // A reader at a position in a conversation that never had one: not this store's.
+        const gap = query.since !== undefined && sinceGap(query.since, 0, 0);
+        return { messages: [], more: false, gap, seq: 0 };
+      }
       const limit = Math.max(0, query.limit);
       let rows: Row[], gap = false;
       const since = query.since;
       if (since !== undefined) {
         rows = this.#sql.since.all(conv, since, limit + 1) as unknown as Row[];
-        gap = since < state.trimmed;
+        gap = sinceGap(since, state.trimmed, state.durable);
       } else {
         const before = query.before ?? Number.MAX_SAFE_INTEGER;
         rows = this.#sql.before.all(conv, before, limit + 1) as unknown as Row[];
@@ -590,10 +657,10 @@ export class SqliteStore implements Store {
         seq: Number(r.seq),
         unread: Number(r.unread),
       });
-      for (const r of this.#sql.roomConvs.all(user, UNREAD_CAP)) {
+      for (const r of this.#sql.roomConvs.all(user, UNREAD_CAP, UNREAD_SCAN)) {
         out.push({ room: String(r.conv), ...numbers(r) });
       }
-      for (const r of this.#sql.dmConvs.all(user, UNREAD_CAP)) {
+      for (const r of this.#sql.dmConvs.all(user, UNREAD_CAP, UNREAD_SCAN)) {
         const [a, b] = dmPair(String(r.conv))!;
         out.push({ to: a === user ? b : a, ...numbers(r) });
       }
@@ -671,8 +738,8 @@ export class SqliteStore implements Store {
       const row = this.#sql.claim.get(folded);
       if (row === undefined) {
         if (!create) return { ok: false, claim: null };
-        this.#sql.addClaim.run(folded, name, session, now);
-        return { ok: true, claim: { name, session, seen: now } };
+        this.#sql.addClaim.run(folded, name, session, now, now);
+        return { ok: true, claim: { name, session, seen: now, since: now } };
       }
       const held = toClaim(row);
       if (held.session !== session) return { ok: false, claim: held };
@@ -835,6 +902,7 @@ export class SqliteStore implements Store {
     const live = {
       from: String(row.sender),
       ts: Number(row.ts),
+      seq: Number(row.rev),
       deleted: row.deleted !== 0,
       reactions,
     };
@@ -1177,7 +1245,12 @@ function iso(ms: number): string {
 }
 
 function toClaim(r: Record<string, unknown>): NameClaim {
-  return { name: String(r.name), session: String(r.session), seen: Number(r.seen) };
+  return {
+    name: String(r.name),
+    session: String(r.session),
+    seen: Number(r.seen),
+    since: Number(r.since),
+  };
 }
 
 /** A row as a message in its stored state (reactions and reply refresh are added by reads). */
@@ -1231,7 +1304,7 @@ function statements(db: DatabaseSync) {
     ),
     one: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id = ?`),
     messagesIn: p(`SELECT ${COLUMNS} FROM messages WHERE (conv, id) IN (${PAIRS})`),
-    liveRow: p("SELECT sender, ts, deleted FROM messages WHERE conv = ? AND id = ?"),
+    liveRow: p("SELECT sender, ts, rev, deleted FROM messages WHERE conv = ? AND id = ?"),
     reactionsOf: p(
       "SELECT emoji, member FROM reactions WHERE conv = ? AND id = ? ORDER BY emoji_ord, ord",
     ),
@@ -1251,6 +1324,8 @@ function statements(db: DatabaseSync) {
     orphanReplies: p(
       "UPDATE messages SET reply_snippet = NULL WHERE conv = ? AND reply_to = ?",
     ),
+    // Through messages_by_reply; a deleted reply has no reply_to any more.
+    requote: p("UPDATE messages SET reply_snippet = ?3 WHERE conv = ?1 AND reply_to = ?2"),
     bump: p("UPDATE messages SET rev = ?1 WHERE conv = ?2 AND id = ?3 AND deleted = 0"),
     // An emoji keeps its place among the message's while anyone still has it.
     addReaction: p(
@@ -1311,13 +1386,15 @@ function statements(db: DatabaseSync) {
     removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),
     roomsOf: p("SELECT room FROM members WHERE member = ? ORDER BY room"),
     members: p("SELECT member FROM members WHERE room = ? ORDER BY member"),
-    // Unread: others' kept messages after the marker, not deleted; the LIMIT stops the count.
+    // Unread: others' kept messages after the marker, not deleted; the LIMIT ?2 stops the
+    // count, and it looks at the newest ?3 messages after the marker only, so a reader far
+    // behind in a conversation full of tombstones or of its own messages costs no more.
     roomConvs: p(
       `SELECT m.room AS conv, coalesce(c.newest, 0) AS last, coalesce(c.last, 0) AS seq,
          coalesce(r.id, 0) AS read,
-         (SELECT count(*) FROM (SELECT 1 FROM messages AS x
-           WHERE x.conv = m.room AND x.id > coalesce(r.id, 0) AND x.deleted = 0
-             AND x.sender <> ?1 LIMIT ?2)) AS unread
+         (SELECT count(*) FROM (SELECT 1 FROM (SELECT x.deleted, x.sender FROM messages AS x
+             WHERE x.conv = m.room AND x.id > coalesce(r.id, 0) ORDER BY x.id DESC LIMIT ?3)
+           WHERE deleted = 0 AND sender <> ?1 LIMIT ?2)) AS unread
        FROM members AS m
        LEFT JOIN convs AS c ON c.conv = m.room
        LEFT JOIN reads AS r ON r.member = m.member AND r.conv = m.room
@@ -1326,9 +1403,9 @@ function statements(db: DatabaseSync) {
     dmConvs: p(
       `SELECT d.conv, coalesce(c.newest, 0) AS last, coalesce(c.last, 0) AS seq,
          coalesce(r.id, 0) AS read,
-         (SELECT count(*) FROM (SELECT 1 FROM messages AS x
-           WHERE x.conv = d.conv AND x.id > coalesce(r.id, 0) AND x.deleted = 0
-             AND x.sender <> ?1 LIMIT ?2)) AS unread
+         (SELECT count(*) FROM (SELECT 1 FROM (SELECT x.deleted, x.sender FROM messages AS x
+             WHERE x.conv = d.conv AND x.id > coalesce(r.id, 0) ORDER BY x.id DESC LIMIT ?3)
+           WHERE deleted = 0 AND sender <> ?1 LIMIT ?2)) AS unread
        FROM dm_members AS d
        LEFT JOIN convs AS c ON c.conv = d.conv
        LEFT JOIN reads AS r ON r.member = d.member AND r.conv = d.conv
@@ -1354,17 +1431,17 @@ function statements(db: DatabaseSync) {
          (SELECT seq FROM messages WHERE conv = ?1 ORDER BY id LIMIT ?2)
        RETURNING id, rev`,
     ),
-    claim: p("SELECT name, session, seen FROM claims WHERE folded = ?"),
-    addClaim: p("INSERT INTO claims (folded, name, session, seen) VALUES (?, ?, ?, ?)"),
+    claim: p("SELECT name, session, seen, since FROM claims WHERE folded = ?"),
+    addClaim: p("INSERT INTO claims (folded, name, session, seen, since) VALUES (?, ?, ?, ?, ?)"),
     touchClaim: p("UPDATE claims SET seen = ?2 WHERE folded = ?1"),
     deleteClaim: p("DELETE FROM claims WHERE folded = ?"),
     forgetCreator: p("UPDATE rooms SET creator = '' WHERE creator = ?"),
     staleClaims: p(
-      "SELECT name, session, seen FROM claims WHERE seen < ? ORDER BY seen, folded LIMIT ?",
+      "SELECT name, session, seen, since FROM claims WHERE seen < ? ORDER BY seen, folded LIMIT ?",
     ),
     // Backwards along claims_by_seen: no sort, and it stops after `limit` matches.
     recentClaims: p(
-      `SELECT name, session, seen FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
+      `SELECT name, session, seen, since FROM claims WHERE seen >= ?1 AND instr(folded, ?2) > 0
        ORDER BY seen DESC, folded DESC LIMIT ?3`,
     ),
     wipeTop: p(

@@ -141,8 +141,11 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
   // reactions (`ord`: the position that added them; `emoji_ord`: the one that
   // first added the emoji, while anyone still has it). An edit re-indexes the
   // text; a delete must leave nothing of it behind, in the index either.
+  // Claims keep when their holder claimed the name (`since`; 0 for claims
+  // made before), so a later holder cannot edit or delete an earlier one's messages.
   (db) => {
     db.exec(`
+      ALTER TABLE claims ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE messages ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
       UPDATE messages SET rev = id;
       ALTER TABLE messages ADD COLUMN edited INTEGER;

@@ -22,16 +22,33 @@ export interface Draft {
   /** The message text. */
   text: string;
   /**
-   * The message this one answers, as it was when sent (the hub checked it is
-   * a message of the same conversation). Reads refresh the snippet from the
-   * original's current state while the original is kept.
+   * The message this one answers, quoted as the hub read it, with the
+   * original's `seq` at that read. The store checks in the same atomic step
+   * as the append that the original is still kept, not deleted and at that
+   * `seq` (unchanged since the quote was taken): otherwise the append
+   * rejects with {@link ReplyChanged} and nothing is stored. The stored quote
+   * (without `seq`) follows later edits of the original and is emptied when
+   * the original is deleted, so it never outlives the original's text.
    */
-  replyTo?: ReplyRef;
+  replyTo?: ReplyRef & { seq: number };
   /**
    * The sender's reference for the message (the `ref` of its `send`), kept
    * so that {@link Store.appendOnce} recognizes a resend. Empty means none.
    */
   ref?: string;
+}
+
+/**
+ * Thrown (rejected) by an append whose {@link Draft.replyTo} no longer
+ * matches its original: the original changed, was deleted or is no longer
+ * kept since the quote was taken. The caller reads it again and retries.
+ */
+export class ReplyChanged extends Error {
+  /** Builds the error for the original `id`. */
+  constructor(id: number) {
+    super(`Message #${id} changed while a reply to it was being sent`);
+    this.name = "ReplyChanged";
+  }
 }
 
 /**
@@ -71,6 +88,8 @@ export type Change =
     id: number;
     /** Who asks: must be the author. */
     user: string;
+    /** Refuse (`too_late`) when the message was sent before this time (ms). */
+    sentAfter?: number;
   }
   | {
     /** Adds (`on`) or removes `user`'s reaction with `emoji`. */
@@ -110,9 +129,12 @@ export type ChangeRefusal =
   | "unknown_message"
   /** Edit or delete of someone else's message. */
   | "forbidden"
-  /** An edit after the edit window. */
+  /** An edit after the edit window, or an edit or delete of a message sent before `sentAfter`. */
   | "too_late"
-  /** A new emoji on a message that has `MAX_REACTIONS` different ones. */
+  /**
+   * A new emoji on a message that has `MAX_REACTIONS` different ones, or a
+   * reaction on one that has `MAX_REACTIONS_TOTAL` reactions in all.
+   */
   | "too_many_reactions";
 
 /**
@@ -194,6 +216,12 @@ export interface NameClaim {
   session: string;
   /** When the holder last signed in or disconnected (ms since the epoch). */
   seen: number;
+  /**
+   * When this holder claimed the name (ms since the epoch); 0 for claims
+   * recorded before it was kept. Messages the name sent before are an
+   * earlier holder's: not this one's to edit or delete.
+   */
+  since: number;
 }
 
 /** Which claims {@link Store.recentClaims} lists. */
@@ -346,6 +374,18 @@ export interface Store {
   sessionRevoked(session: string, now: number): Promise<boolean>;
   /** Makes everything written so far durable and releases the backend. */
   close(): Promise<void>;
+}
+
+/**
+ * The gap rule every store follows for a `since` page: changes after `since`
+ * are not all known when something changed after it was dropped
+ * (`since < trimmed`), or when `since` is ahead of the conversation's
+ * position (`seq`): the client holds positions this store never gave out,
+ * from before a restart that lost them (the memory store) or from another
+ * chat.
+ */
+export function sinceGap(since: number, trimmed: number, seq: number): boolean {
+  return since < trimmed || since > seq;
 }
 
 /**
