@@ -180,3 +180,43 @@ export function CheckAllIcon() {
     </Icon>
   );
 }
+
+/** A smiling face: add a reaction. */
+export function SmileIcon({ size }: { size?: number }) {
+  return (
+    <Icon size={size ?? 16}>
+      <circle cx="12" cy="12" r="9" />
+      <path d="M8 14s1.5 2 4 2 4-2 4-2" />
+      <path d="M9 9h.01M15 9h.01" />
+    </Icon>
+  );
+}
+
+/** A curved arrow back: reply. */
+export function ReplyIcon({ size }: { size?: number }) {
+  return (
+    <Icon size={size ?? 16}>
+      <path d="M9 17 4 12l5-5" />
+      <path d="M20 18v-2a4 4 0 0 0-4-4H4" />
+    </Icon>
+  );
+}
+
+/** A bin: delete. */
+export function TrashIcon() {
+  return (
+    <Icon size={16}>
+      <path d="M3 6h18M8 6V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2M19 6l-1 14a2 2 0 0 1-2 2H8a2 2 0 0 1-2-2L5 6" />
+    </Icon>
+  );
+}
+
+/** Two sheets: copy the text. */
+export function CopyIcon() {
+  return (
+    <Icon size={16}>
+      <rect x="9" y="9" width="12" height="12" rx="2" />
+      <path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1" />
+    </Icon>
+  );
+}

@@ -19,70 +19,15 @@ import { type Block, type Inline, markdown } from "../markdown.ts";
 import type { ChatModel } from "../model.ts";
 import { clock } from "../time.ts";
 import type { UiState } from "../ui.ts";
-import { CloseIcon, LinkIcon, PencilIcon } from "./icons.tsx";
-
-// ---------------------------------------------------------------------------
-// Icons (line icons like those of icons.tsx)
-
-function Svg({ children, size = 16 }: { children: ComponentChildren; size?: number }) {
-  return (
-    <svg
-      class="icon"
-      width={size}
-      height={size}
-      viewBox="0 0 24 24"
-      fill="none"
-      stroke="currentColor"
-      stroke-width="2"
-      stroke-linecap="round"
-      stroke-linejoin="round"
-      aria-hidden="true"
-      focusable="false"
-    >
-      {children}
-    </svg>
-  );
-}
-
-/** A smiling face: add a reaction. */
-export function SmileIcon({ size }: { size?: number }) {
-  return (
-    <Svg size={size}>
-      <circle cx="12" cy="12" r="9" />
-      <path d="M8 14s1.5 2 4 2 4-2 4-2" />
-      <path d="M9 9h.01M15 9h.01" />
-    </Svg>
-  );
-}
-
-/** A curved arrow back: reply. */
-export function ReplyIcon({ size }: { size?: number }) {
-  return (
-    <Svg size={size}>
-      <path d="M9 17 4 12l5-5" />
-      <path d="M20 18v-2a4 4 0 0 0-4-4H4" />
-    </Svg>
-  );
-}
-
-/** A bin: delete. */
-function TrashIcon() {
-  return (
-    <Svg>
-      <path d="M3 6h18M8 6V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2M19 6l-1 14a2 2 0 0 1-2 2H8a2 2 0 0 1-2-2L5 6" />
-    </Svg>
-  );
-}
-
-/** Two sheets: copy the text. */
-function CopyIcon() {
-  return (
-    <Svg>
-      <rect x="9" y="9" width="12" height="12" rx="2" />
-      <path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1" />
-    </Svg>
-  );
-}
+import {
+  CloseIcon,
+  CopyIcon,
+  LinkIcon,
+  PencilIcon,
+  ReplyIcon,
+  SmileIcon,
+  TrashIcon,
+} from "./icons.tsx";
 
 // ---------------------------------------------------------------------------
 // Emoji
