@@ -7,8 +7,10 @@
  * never parse JSON, they scan each frame for a marker (`~B<seq>~`) that the
  * sender put into the message text, so a batched frame (several messages
  * separated by `\n`) costs one `indexOf` per message. Send times live in a
- * ring indexed by sequence number. CPU time of this process and of the
- * server is reported beside the results, so a saturated load generator shows.
+ * ring indexed by sequence number. A reaction has no text to mark:
+ * receivers find it by its message id and direction (`living`). CPU time of
+ * this process and of the server is reported beside the results, so a
+ * saturated load generator shows.
  *
  * Usage: `deno run -A bench/loadgen.ts '<spec JSON>'` (Deno lets a process read
  * /proc/<pid> only with --allow-all; every URL it connects to comes from the spec).
@@ -25,12 +27,12 @@ export interface Spec {
   urls: string[];
   /** Server process ids, for CPU and memory readings. */
   pids: number[];
-  scenario: "fanout" | "rate" | "rooms" | "idle" | "search";
-  /** Receivers in the room (fanout, rate). */
+  scenario: "fanout" | "rate" | "living" | "rooms" | "idle" | "search";
+  /** Receivers in the room (fanout, rate, living). */
   receivers?: number;
   /** Messages in flight at most (fanout). */
   inflight?: number;
-  /** Messages per second (rate). */
+  /** Messages per second (rate), or frames per second of every kind (living). */
   rate?: number;
   /** Clients (rooms), or connections (idle). */
   clients?: number;
@@ -53,11 +55,23 @@ export interface Result {
   deliveries?: number;
   deliveriesPerSec?: number;
   sent?: number;
-  /** Deliveries that never arrived (rate, rooms): should be 0. */
+  /** Deliveries that never arrived (rate, living, rooms): should be 0. */
   missing?: number;
   p50Ms?: number;
   p99Ms?: number;
   maxMs?: number;
+  /** Edits and reactions sent during the window (living); `sent` counts every frame. */
+  edits?: number;
+  reactions?: number;
+  /** Latency by kind of frame (living): new messages, edits, reactions. */
+  messageP50Ms?: number;
+  messageP99Ms?: number;
+  editP50Ms?: number;
+  editP99Ms?: number;
+  reactionP50Ms?: number;
+  reactionP99Ms?: number;
+  /** Deliveries a receiver saw after a later frame of the same sender (living): should be 0. */
+  reordered?: number;
   connections?: number;
   connsPerSec?: number;
   rssBaseMB?: number;
@@ -370,6 +384,190 @@ async function rate(spec: Spec): Promise<Result> {
   };
 }
 
+/** Kinds of frame the `living` sender sends, as kept in its ring. */
+const MESSAGE = 0, EDIT = 1, REACTION = 2;
+/** One frame in this many is an edit or a reaction (living): a quarter of the traffic. */
+const CHANGE_EVERY = 4;
+/**
+ * Starts a reaction as receivers see it: the chat's `reaction` frame and the
+ * `react` frame the relay forwards unchanged.
+ */
+const REACT = '"type":"react';
+
+/** A reaction's key: the message it is on and its direction (each happens once per message). */
+function reactionKey(id: number, on: boolean): number {
+  return id * 2 + (on ? 1 : 0);
+}
+
+/**
+ * Calls `fn` with the sender's sequence number of every frame in `data`, in
+ * the order they appear: a message or an edit by the marker in its text, a
+ * reaction (which has no text to mark) by its message id and direction,
+ * looked up in `reactions`. Still no JSON parsing: receivers stay cheap.
+ */
+function scanLiving(data: string, reactions: Map<number, number>, fn: (seq: number) => void) {
+  let m = data.indexOf(MARK), r = data.indexOf(REACT);
+  while (m !== -1 || r !== -1) {
+    if (r === -1 || (m !== -1 && m < r)) {
+      let j = m + MARK.length, seq = 0, c = data.charCodeAt(j);
+      while (c >= 48 && c <= 57) {
+        seq = seq * 10 + c - 48;
+        c = data.charCodeAt(++j);
+      }
+      fn(seq);
+      m = data.indexOf(MARK, j);
+    } else {
+      // The first "id" after the type is the frame's own: a room name never holds one.
+      let j = data.indexOf('"id":', r) + 5, id = 0, c = data.charCodeAt(j);
+      while (c >= 48 && c <= 57) {
+        id = id * 10 + c - 48;
+        c = data.charCodeAt(++j);
+      }
+      j = data.indexOf('"on":', j) + 5;
+      const seq = reactions.get(reactionKey(id, data.charCodeAt(j) === 116 /* t */));
+      if (seq !== undefined) fn(seq);
+      r = data.indexOf(REACT, j);
+    }
+  }
+}
+
+/**
+ * `rate` with living messages: one sender at `rate` frames per second into a
+ * room of `receivers`, where every fourth frame changes one of its earlier
+ * messages instead of sending a new one — an edit or a reaction, in turn. A
+ * reaction is added to the newest message not reacted to yet and removed at
+ * the next reaction turn. Every receiver's delivery of every frame is timed,
+ * by kind; a frame a receiver sees after a later one of the sender counts as
+ * reordered.
+ *
+ * The chat names messages by the id it assigns, which the sender learns from
+ * its own copy of each message; the relay assigns none, so there the sender
+ * uses its own sequence number as the id (the relay forwards the frames as
+ * they are, and receivers find the same fields in them).
+ */
+async function living(spec: Spec): Promise<Result> {
+  const n = spec.receivers ?? 500, perSec = spec.rate ?? 50;
+  const room = "fan";
+  const relay = spec.target === "relay";
+  const sentAt = new Float64Array(RING), kindOf = new Uint8Array(RING);
+  const reactions = new Map<number, number>();
+  const hists = [new Histogram(), new Histogram(), new Histogram()], all = new Histogram();
+  const delivered = [0, 0, 0], sentKinds = [0, 0, 0];
+  let measuredFrom = Infinity, measuredTo = Infinity, reordered = 0;
+  const lastSeen = new Float64Array(n).fill(-1);
+  function receiver(me: number): Handler {
+    return function (e: MessageEvent) {
+      const now = performance.now();
+      scanLiving(e.data as string, reactions, (s) => {
+        if (s < lastSeen[me]) reordered++;
+        else lastSeen[me] = s;
+        if (s >= measuredFrom && s < measuredTo) {
+          const k = s & MASK, kind = kindOf[k], us = (now - sentAt[k]) * 1000;
+          delivered[kind]++;
+          hists[kind].record(us);
+          all.record(us);
+        }
+      });
+    };
+  }
+  // Ids of the sender's messages that the chat has stored, oldest first.
+  const confirmed: number[] = [];
+  let senderError: string | null = null;
+  function onSenderFrame(e: MessageEvent) {
+    for (const line of (e.data as string).split("\n")) {
+      if (line.startsWith('{"type":"message"')) {
+        const id = /"id":(\d+)/.exec(line);
+        if (id) confirmed.push(Number(id[1]));
+      } else if (line.startsWith('{"type":"error"')) senderError ??= line.slice(0, 300);
+    }
+  }
+  const urls = spec.urls;
+  const receivers = await openAll(
+    n,
+    spec.concurrency ?? 50,
+    (i) => connect(spec, urls[i % urls.length], `r${i}`, room, receiver(i)),
+  );
+  const sender = await connect(spec, urls[0], "sender", room, onSenderFrame);
+  await settle(spec);
+  let reactedOn: number | null = null, lastReacted = -1;
+  /** The frame to send as number `seq`, and its kind. */
+  const next = (seq: number): [number, string] => {
+    const latest = confirmed.at(-1);
+    if (seq % CHANGE_EVERY === CHANGE_EVERY - 1 && latest !== undefined) {
+      if (Math.floor(seq / CHANGE_EVERY) % 2 === 0) {
+        const text = `${MARK}${seq}~ edited${FILLER}`;
+        return [EDIT, `{"type":"edit","room":"${room}","id":${latest},"text":"${text}"}`];
+      }
+      // Until a message has been confirmed, or a newer one than the last reacted to, a message goes.
+      const id = reactedOn ?? (latest > lastReacted ? latest : null);
+      if (id !== null) {
+        const on = reactedOn === null;
+        reactions.set(reactionKey(id, on), seq);
+        if (on) reactedOn = lastReacted = id;
+        else reactedOn = null;
+        return [
+          REACTION,
+          `{"type":"react","room":"${room}","id":${id},"emoji":"👍","on":${on}}`,
+        ];
+      }
+    }
+    if (relay) confirmed.push(seq);
+    return [MESSAGE, messageFrame(room, seq)];
+  };
+  const warmup = spec.warmup ?? 1, seconds = spec.seconds ?? 5;
+  const total = Math.round((warmup + seconds) * perSec);
+  const start = performance.now();
+  let seq = 0, measuring = false, from: ReturnType<typeof sample> | null = null;
+  // Send every frame whose time has come; timers may fire late, never early.
+  while (seq < total && senderError === null) {
+    const now = performance.now();
+    while (seq < total && start + (seq * 1000) / perSec <= now) {
+      if (!measuring && seq >= warmup * perSec) {
+        measuring = true;
+        measuredFrom = seq;
+        from = sample(spec);
+      }
+      const [kind, frame] = next(seq);
+      const k = seq & MASK;
+      kindOf[k] = kind;
+      if (measuring) sentKinds[kind]++;
+      sentAt[k] = performance.now();
+      sender.send(frame);
+      seq++;
+    }
+    measuredTo = seq;
+    await delay(Math.max(0, start + (seq * 1000) / perSec - performance.now()));
+  }
+  const u = usage(spec, from!);
+  // Wait for the last deliveries (bounded).
+  const expected = (measuredTo - measuredFrom) * n;
+  const deliveries = () => delivered[0] + delivered[1] + delivered[2];
+  const deadline = performance.now() + 10_000;
+  while (deliveries() < expected && performance.now() < deadline && senderError === null) {
+    await delay(20);
+  }
+  await closeAll([sender, ...receivers]);
+  if (senderError !== null) throw new Error(`The sender got an error: ${senderError}`);
+  const q = (h: Histogram, p: number) => ms(h.quantile(p));
+  return {
+    deliveries: deliveries(),
+    deliveriesPerSec: Math.round(deliveries() / u.seconds),
+    sent: measuredTo - measuredFrom,
+    edits: sentKinds[EDIT],
+    reactions: sentKinds[REACTION],
+    missing: expected - deliveries(),
+    reordered,
+    ...latency(all),
+    messageP50Ms: q(hists[MESSAGE], 0.5),
+    messageP99Ms: q(hists[MESSAGE], 0.99),
+    editP50Ms: q(hists[EDIT], 0.5),
+    editP99Ms: q(hists[EDIT], 0.99),
+    reactionP50Ms: q(hists[REACTION], 0.5),
+    reactionP99Ms: q(hists[REACTION], 0.99),
+    ...u,
+  };
+}
+
 /** `clients` in rooms of `roomSize`, each sending one message a second. */
 async function rooms(spec: Spec): Promise<Result> {
   const n = spec.clients ?? 1000, size = spec.roomSize ?? 10;
@@ -617,7 +815,7 @@ async function search(spec: Spec): Promise<Result> {
   };
 }
 
-const SCENARIOS = { fanout, rate, rooms, idle, search };
+const SCENARIOS = { fanout, rate, living, rooms, idle, search };
 
 /** Runs one scenario. */
 export function runScenario(spec: Spec): Promise<Result> {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Report } from "../bench/run.ts";
 
-const SCENARIOS = ["fanout", "rate50", "rate200", "rooms", "idle5k", "idle15k"];
+const SCENARIOS = ["fanout", "rate50", "rate200", "living", "rooms", "idle5k", "idle15k"];
 const TARGETS = ["relay", "chat"];
 
 /** Fields every row of a scenario must have, as finite non-negative numbers. */
@@ -9,6 +9,23 @@ const FIELDS: Record<string, string[]> = {
   fanout: ["deliveries", "deliveriesPerSec", "p50Ms", "p99Ms", "maxMs", "seconds"],
   rate50: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
   rate200: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
+  living: [
+    "deliveries",
+    "deliveriesPerSec",
+    "missing",
+    "p50Ms",
+    "p99Ms",
+    "maxMs",
+    "edits",
+    "reactions",
+    "messageP50Ms",
+    "messageP99Ms",
+    "editP50Ms",
+    "editP99Ms",
+    "reactionP50Ms",
+    "reactionP99Ms",
+    "reordered",
+  ],
   rooms: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
   idle5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
   idle15k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
@@ -34,6 +51,7 @@ Deno.test("deno task bench --short completes and reports every scenario for both
     assert.equal(res.code, 0, `bench failed:\n${stdout}\n${stderr}`);
     assert.match(stdout, /^scenario +target +deliv\/s/m, "prints the table");
     assert.match(stdout, /fan-out deliveries\/s: chat\/relay = /);
+    assert.match(stdout, /^by kind +target +sent +edits +reacts/m, "prints latency by kind");
 
     const report = JSON.parse(await Deno.readTextFile(out)) as Report;
     assert.equal(report.short, true);
@@ -59,6 +77,11 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       }
       if ("missing" in result) assert.equal(result.missing, 0, `${where}: deliveries lost`);
       if ("deliveries" in result) assert.ok((result.deliveries as number) > 0, where);
+      if (row.scenario === "living") {
+        // Both kinds of change really went out, and every receiver saw them in the order sent.
+        assert.ok((result.edits as number) > 0 && (result.reactions as number) > 0, where);
+        assert.equal(result.reordered, 0, `${where}: frames seen out of the order sent`);
+      }
       assert.ok(
         result.serverCpu === null ||
           (typeof result.serverCpu === "number" && result.serverCpu >= 0),
@@ -67,6 +90,7 @@ Deno.test("deno task bench --short completes and reports every scenario for both
     assert.deepEqual(report.goals.map((g) => g.what), [
       "fan-out deliveries/s",
       "p99 at 50 msg/s",
+      "p99 at 50 frames/s, a quarter edits and reactions",
       "RSS per idle connection",
     ]);
   } finally {

@@ -294,6 +294,63 @@ for (const [name, backend] of Object.entries(BACKENDS)) {
   });
 }
 
+/** Open mode (an edit or delete reads the name's claim first), in memory and through Redis. */
+const OPEN_BACKENDS: Record<string, Backend> = {
+  memory: async (fn) => {
+    await using t = await startTestServer();
+    await fn([t.ws, t.ws]);
+  },
+  redis: async (fn) => {
+    await using cluster = await startCluster(1);
+    await fn([cluster.nodes[0].ws, cluster.nodes[0].ws]);
+  },
+};
+
+for (const [name, backend] of Object.entries({ ...BACKENDS, ...prefixed(OPEN_BACKENDS) })) {
+  Deno.test(`living (${name}): one connection's messages and changes take positions in the order sent`, async () => {
+    await backend(async ([a]) => {
+      const alice = name.startsWith("open")
+        ? await signIn(a, "alice")
+        : await signIn(a, "alice", USERS.alice);
+      try {
+        const first = await say(alice, "the first");
+        // Sends, edits and reactions interleaved, all in one burst (within --burst).
+        const refs: string[] = [];
+        for (let i = 0; i < 10; i++) {
+          const round: Record<string, unknown>[] = [
+            { type: "send", room: "general", text: `m${i}` },
+            { type: "edit", room: "general", id: first.id, text: `first, v${i}` },
+            { type: "react", room: "general", id: first.id, emoji: "👍", on: true },
+            { type: "send", room: "general", text: `n${i}` },
+            { type: "react", room: "general", id: first.id, emoji: "👍", on: false },
+          ];
+          for (const frame of round) {
+            const ref = `o${refs.length}`;
+            refs.push(ref);
+            alice.send({ ...frame, ref });
+          }
+        }
+        const seqOf = new Map<string, number>();
+        while (seqOf.size < refs.length) {
+          const f = await alice.next((f) => "ref" in f && typeof f.ref === "string");
+          if (f.type === "error") throw new Error(`${f.code}: ${f.message}`);
+          seqOf.set((f as { ref: string }).ref, (f as { seq: number }).seq);
+        }
+        const seqs = refs.map((r) => seqOf.get(r)!);
+        assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), "positions in the order sent");
+        assert.equal(new Set(seqs).size, seqs.length);
+      } finally {
+        await alice.close();
+      }
+    });
+  });
+}
+
+/** The backends under names that say they run in open mode. */
+function prefixed(backends: Record<string, Backend>): Record<string, Backend> {
+  return Object.fromEntries(Object.entries(backends).map(([k, v]) => [`open mode, ${k}`, v]));
+}
+
 Deno.test("living: bad requests get their code, change nothing and leave the connection usable", async () => {
   await using t = await startTestServer({ users: USERS });
   const alice = await signIn(t.ws, "alice", USERS.alice);

@@ -18,7 +18,7 @@ import {
   type Target,
 } from "../../protocol.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
-import type { Conn, User } from "./conn.ts";
+import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
 import { encode, peerOf, withRef } from "./frames.ts";
 
@@ -46,6 +46,15 @@ export class Changes {
 
   /** Replaces the text of the user's own message. */
   async edit(conn: Conn, frame: ClientFrame & { type: "edit" }): Promise<void> {
+    const turn = takeTurn(conn);
+    try {
+      await this.#edit(conn, frame, turn);
+    } finally {
+      turn.done();
+    }
+  }
+
+  async #edit(conn: Conn, frame: ClientFrame & { type: "edit" }, turn: Turn): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
     const window = this.#ctx.editWindow;
@@ -53,25 +62,44 @@ export class Changes {
     const change: Change = { kind: "edit", conv, id: frame.id, user: user.name, text: frame.text };
     const late = window === undefined ? 0 : this.#ctx.now() - window;
     if (Math.max(late, bound) > 0) change.sentAfter = Math.max(late, bound);
-    await this.#apply(conn, change, frame.ref, bound >= late ? "holder" : "window");
+    await this.#apply(conn, turn, change, frame.ref, bound >= late ? "holder" : "window");
   }
 
   /** Deletes the user's own message: a tombstone keeps its place. */
   async delete(conn: Conn, frame: ClientFrame & { type: "delete" }): Promise<void> {
+    const turn = takeTurn(conn);
+    try {
+      await this.#delete(conn, frame, turn);
+    } finally {
+      turn.done();
+    }
+  }
+
+  async #delete(conn: Conn, frame: ClientFrame & { type: "delete" }, turn: Turn): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
     const change: Change = { kind: "delete", conv, id: frame.id, user: user.name };
     const bound = await this.#heldSince(user.name);
     if (bound > 0) change.sentAfter = bound;
-    await this.#apply(conn, change, frame.ref, "holder");
+    await this.#apply(conn, turn, change, frame.ref, "holder");
   }
 
   /** Adds or removes the user's reaction. */
   async react(conn: Conn, frame: ClientFrame & { type: "react" }): Promise<void> {
+    const turn = takeTurn(conn);
+    try {
+      await this.#react(conn, frame, turn);
+    } finally {
+      turn.done();
+    }
+  }
+
+  async #react(conn: Conn, frame: ClientFrame & { type: "react" }, turn: Turn): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
     await this.#apply(
       conn,
+      turn,
       {
         kind: "react",
         conv,
@@ -102,6 +130,7 @@ export class Changes {
   /** `late` says which bound a `too_late` refusal means: the edit window or the name's holder. */
   async #apply(
     conn: Conn,
+    turn: Turn,
     change: Change,
     ref: string | undefined,
     late: "window" | "holder",
@@ -110,7 +139,10 @@ export class Changes {
     if (ref !== undefined) origin.ref = ref;
     let result;
     try {
-      result = await this.#ctx.broker.publishChange(change, origin);
+      if (turn.ready) await turn.ready;
+      const applied = this.#ctx.broker.publishChange(change, origin);
+      turn.done();
+      result = await applied;
     } catch (err) {
       this.#ctx.log.warn(
         `Change by "${change.user}" to ${change.conv}#${change.id} not stored: ${

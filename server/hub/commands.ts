@@ -20,7 +20,7 @@ import {
   type Target,
 } from "../../protocol.ts";
 import { type Appended, type Draft, ReplyChanged, replyRef } from "../store/store.ts";
-import type { Conn, User } from "./conn.ts";
+import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
 import type { SearchSlots } from "./replies.ts";
@@ -117,30 +117,30 @@ export class Commands {
   }
 
   async send(conn: Conn, frame: ClientFrame & { type: "send" }): Promise<void> {
-    const user = conn.user!;
-    const { conv, target } = await this.conv(user, frame, frame.ref);
-    this.#ctx.typists.stop(conv, target, user.name);
-    const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
-    if (frame.ref !== undefined) origin.ref = frame.ref;
-    const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
-    // A reply reads its original first: the connection's later sends wait
-    // for it, so that they are stored after it, in the order they were sent.
-    const before = conn.sendsAfter;
-    let sent;
-    if (frame.replyTo === undefined) {
-      if (before) await before;
-      sent = await this.#publish(draft, origin, frame.ref);
-    } else {
-      const done = Promise.withResolvers<void>();
-      const gate = Promise.all([before, done.promise]).then(() => {});
-      conn.sendsAfter = gate;
-      try {
-        if (before) await before;
+    const turn = takeTurn(conn);
+    let sent, conv;
+    try {
+      const user = conn.user!;
+      const found = await this.conv(user, frame, frame.ref);
+      conv = found.conv;
+      const target = found.target;
+      this.#ctx.typists.stop(conv, target, user.name);
+      const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
+      if (frame.ref !== undefined) origin.ref = frame.ref;
+      const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
+      if (frame.replyTo === undefined) {
+        if (turn.ready) await turn.ready;
+        const stored = this.#publish(draft, origin, frame.ref);
+        turn.done();
+        sent = await stored;
+      } else {
+        // A reply keeps its turn until it is stored: a retry (its original
+        // changed meanwhile) must still come before what was sent after it.
+        if (turn.ready) await turn.ready;
         sent = await this.#publishReply(draft, origin, frame);
-      } finally {
-        done.resolve();
-        if (conn.sendsAfter === gate) conn.sendsAfter = null;
       }
+    } finally {
+      turn.done();
     }
     if (sent.fresh || frame.ref === undefined) return;
     // A resend of a stored message: nobody gets it again but this connection,

@@ -68,11 +68,10 @@ export class Conn implements Bucket {
   /** Frames that arrived while the sign-in was being checked. */
   backlog: string[] | null = null;
   /**
-   * Settles once the replies this connection is sending (which read their
-   * original first) are stored or refused: its later sends wait for it, so
-   * they are stored after them (null when none is under way).
+   * Settles once every message and change this connection sent so far has
+   * reached the store (null when none is on its way): see {@link takeTurn}.
    */
-  sendsAfter: Promise<void> | null = null;
+  storeTail: Promise<void> | null = null;
   /** When the connection opened (ms). */
   readonly opened: number;
   /** Token bucket: frames left and when it was last refilled. */
@@ -104,4 +103,34 @@ export function closeSocket(conn: Conn, code: number, reason: string): void {
   } catch {
     // Already closing.
   }
+}
+
+/** A connection's place in line for the store (see {@link takeTurn}). */
+export interface Turn {
+  /** Settles when the frames before this one have reached the store (null: none). */
+  ready: Promise<void> | null;
+  /** Lets the next frame go: call once this frame's store call is made (or it failed). */
+  done(): void;
+}
+
+/**
+ * Takes the connection's next turn at the store. Messages and changes take
+ * positions in the order their store calls are made, and handlers await
+ * different things first (a room check, a reply's original, a name's
+ * claim): without turns, a send could overtake the edit sent just before
+ * it. Take the turn before the first `await`, await `ready` right before the
+ * store call, and call `done` right after making it.
+ */
+export function takeTurn(conn: Conn): Turn {
+  const before = conn.storeTail;
+  const mine = Promise.withResolvers<void>();
+  const tail = before ? Promise.all([before, mine.promise]).then(() => {}) : mine.promise;
+  conn.storeTail = tail;
+  return {
+    ready: before,
+    done() {
+      mine.resolve();
+      if (conn.storeTail === tail) conn.storeTail = null;
+    },
+  };
 }
