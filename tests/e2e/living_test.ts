@@ -424,7 +424,7 @@ Deno.test("web app: every message action is reachable with Tab and Enter", async
     await page.keyboard.press("Enter");
     const picker = page.locator("dialog.emoji-picker");
     await picker.waitFor();
-    assert.equal(await focused(page), "thumbs up", "the first emoji has the focus");
+    await until(async () => await focused(page) === "thumbs up", "the first emoji has the focus");
     await page.keyboard.press("ArrowRight");
     await page.keyboard.press("ArrowDown");
     assert.equal(await focused(page), "fire");
@@ -432,7 +432,10 @@ Deno.test("web app: every message action is reachable with Tab and Enter", async
     await picker.waitFor({ state: "detached" });
     const msg = row(alice, "typed without a mouse");
     await until(async () => (await chips(msg)).join() === "🔥 1 mine", "🔥 is in");
-    assert.match(await focused(page), /^Add a reaction to your message/, "focus went back");
+    await until(
+      async () => /^Add a reaction to your message/.test(await focused(page)),
+      "focus went back",
+    );
     // The chip (before the toolbar), by keyboard: Enter takes the reaction back.
     await tabTo(page, "Shift+Tab", "🔥 1");
     await page.keyboard.press("Enter");
@@ -443,7 +446,8 @@ Deno.test("web app: every message action is reachable with Tab and Enter", async
     await tabTo(page, "Shift+Tab", "Reply to your message");
     await page.keyboard.press("Enter");
     await page.locator(".reply-bar").waitFor();
-    assert.equal(await focused(page), "composer");
+    // The box takes the focus once the reply bar is laid out.
+    await until(async () => await focused(page) === "composer", "the box has the focus");
     await page.keyboard.press("Escape");
     await page.locator(".reply-bar").waitFor({ state: "detached" });
 
@@ -462,16 +466,18 @@ Deno.test("web app: every message action is reachable with Tab and Enter", async
     await page.keyboard.press("Enter");
     const ask = page.getByRole("dialog", { name: "Delete this message?" });
     await ask.waitFor();
-    assert.equal(await focused(page), "", "the Delete button has the focus");
-    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Delete");
+    await until(
+      async () => await page.evaluate(() => document.activeElement?.textContent) === "Delete",
+      "the Delete button has the focus",
+    );
     await page.keyboard.press("Escape");
     await ask.waitFor({ state: "detached" });
-    assert.match(await focused(page), /^Delete your message/);
+    await until(async () => /^Delete your message/.test(await focused(page)), "focus went back");
     await page.keyboard.press("Enter");
     await ask.waitFor();
     await page.keyboard.press("Enter");
     await page.locator(".msg.deleted").waitFor();
-    assert.equal(await focused(page), "composer");
+    await until(async () => await focused(page) === "composer", "the box has the focus");
     assert.deepEqual(alice.errors, []);
   }, server);
 });
