@@ -351,6 +351,50 @@ function prefixed(backends: Record<string, Backend>): Record<string, Backend> {
   return Object.fromEntries(Object.entries(backends).map(([k, v]) => [`open mode, ${k}`, v]));
 }
 
+for (const [name, backend] of Object.entries(BACKENDS)) {
+  Deno.test(`living (${name}): a resent reply is answered with the stored copy after its original was deleted`, async () => {
+    await backend(async ([a, b]) => {
+      const alice = await signIn(a, "alice", USERS.alice);
+      const bob = await signIn(b, "bob", USERS.bob);
+      try {
+        const original = await say(bob, "delete me soon");
+        const frame = {
+          type: "send",
+          room: "general",
+          text: "a reply",
+          replyTo: original.id,
+          ref: "re1",
+        };
+        alice.send(frame);
+        const first = await alice.next<F<"message">>((f) =>
+          f.type === "message" && f.ref === "re1"
+        );
+        bob.send({ type: "delete", room: "general", id: original.id, ref: "d" });
+        await bob.next((f) => f.type === "deleted" && f.ref === "d");
+        // The acknowledgement was lost: the same frame again, after the delete.
+        alice.send(frame);
+        const again = await alice.next<F<"message">>((f) =>
+          f.type === "message" && f.ref === "re1"
+        );
+        assert.equal(again.id, first.id);
+        assert.deepEqual(again.replyTo, {
+          id: original.id,
+          from: "bob",
+          snippet: "",
+          deleted: true,
+        });
+        // A new reply to it is refused, and nothing was stored twice.
+        alice.send({ ...frame, ref: "re2" });
+        assert.equal((await errorOf(alice, "re2")).code, "bad_request");
+        const page = await history(bob, { room: "general" });
+        assert.equal(page.messages.filter((m) => m.text === "a reply").length, 1);
+      } finally {
+        await closeAll(alice, bob);
+      }
+    });
+  });
+}
+
 Deno.test("living: bad requests get their code, change nothing and leave the connection usable", async () => {
   await using t = await startTestServer({ users: USERS });
   const alice = await signIn(t.ws, "alice", USERS.alice);

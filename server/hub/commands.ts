@@ -178,7 +178,14 @@ export class Commands {
     frame: ClientFrame & { type: "send" },
   ): Promise<Appended> {
     for (let attempt = 1;; attempt++) {
-      draft.replyTo = await this.#quote(draft.conv, frame);
+      try {
+        draft.replyTo = await this.#quote(draft.conv, frame);
+      } catch (err) {
+        // The original is gone; but this may be a resend of a reply stored
+        // before it went, whose acknowledgement was lost: that one is answered.
+        if (!(err instanceof FrameError) || frame.ref === undefined) throw err;
+        return await this.#resentReply(draft, origin, frame, err);
+      }
       try {
         return await this.#publish(draft, origin, frame.ref);
       } catch (err) {
@@ -191,6 +198,25 @@ export class Commands {
           );
         }
       }
+    }
+  }
+
+  /**
+   * A reply whose original is gone: stored already (a resend, recognized by
+   * its ref before the quote is checked) → that message; otherwise `refusal`.
+   * The quote given can never match, so nothing new is stored.
+   */
+  async #resentReply(
+    draft: Draft,
+    origin: Origin,
+    frame: ClientFrame & { type: "send" },
+    refusal: FrameError,
+  ): Promise<Appended> {
+    draft.replyTo = { id: frame.replyTo!, from: "", snippet: "", seq: -1 };
+    try {
+      return await this.#publish(draft, origin, frame.ref);
+    } catch (err) {
+      throw err instanceof ReplyChanged ? refusal : err;
     }
   }
 
