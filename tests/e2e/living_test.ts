@@ -123,7 +123,7 @@ Deno.test("web app: two people edit, delete, react, un-react and reply", async (
     await action(alice, "a mesage to fix", "Edit your message");
     const editor = alice.page.locator(".msg-editor textarea");
     assert.equal(await editor.inputValue(), "a mesage to fix");
-    assert.equal(await focused(alice.page), `edit-${id}`, "the editor has the focus");
+    await until(async () => await focused(alice.page) === `edit-${id}`, "the editor has the focus");
     await editor.fill("a message, fixed");
     await editor.press("Enter");
     for (const p of [alice, bob]) {
@@ -132,7 +132,7 @@ Deno.test("web app: two people edit, delete, react, un-react and reply", async (
       assert.match((await edited.getAttribute("title"))!, /^Edited \w+day, /);
     }
     assert.equal(await row(bob, "a mesage to fix").count(), 0);
-    assert.equal(await focused(alice.page), "composer", "back in the message box");
+    await until(async () => await focused(alice.page) === "composer", "back in the message box");
 
     // Up arrow in the empty box edits the last message; Escape leaves it as it was.
     await alice.page.keyboard.press("ArrowUp");
@@ -182,7 +182,7 @@ Deno.test("web app: two people edit, delete, react, un-react and reply", async (
     await bar.waitFor();
     assert.equal(await bar.locator(".reply-from").textContent(), "alice");
     assert.equal(await bar.locator(".reply-snippet").textContent(), "a message, fixed");
-    assert.equal(await focused(bob.page), "composer");
+    await until(async () => await focused(bob.page) === "composer", "the box has the focus");
     await send(bob, "agreed");
     await bar.waitFor({ state: "detached" });
     for (const p of [alice, bob]) {
@@ -595,7 +595,10 @@ for (const phone of [false, true]) {
         await page.keyboard.press("Escape");
         await page.locator("dialog.emoji-picker").waitFor({ state: "detached" });
         // The focus went back to the toolbar, which shows while it has it.
-        assert.match(await focused(page), /^Add a reaction to the message from bob/);
+        await until(
+          async () => /^Add a reaction to the message from bob/.test(await focused(page)),
+          "focus went back to the toolbar",
+        );
         await screenshot(page, "message-toolbar-desktop");
         await action(alice, "right after the release", "Edit your message");
         await page.locator(".msg-editor textarea").waitFor();
