@@ -55,3 +55,67 @@ export function lexMessage(text: string): Token[] | null {
     return null;
   }
 }
+
+/** Characters without which text has no Markdown that changes its words. */
+const MARKUP = /[*_~`[\]<>&\\!|#]|https?:|www\./;
+
+/**
+ * The words of message `text` without its Markdown, as search indexes them:
+ * emphasis, code marks and quote markers gone, a link's text kept and its
+ * address dropped (an autolinked URL is its own text), raw HTML as typed.
+ * Blocks are separated by newlines. Text without Markdown comes back as is.
+ *
+ * @example
+ * ```ts
+ * import { plainText } from "./markdown.ts";
+ * if (plainText("dep**loy** [docs](https://x.test/y)") !== "deploy docs") throw new Error();
+ * ```
+ */
+export function plainText(text: string): string {
+  if (!MARKUP.test(text)) return text;
+  const tokens = lexMessage(text);
+  return tokens === null ? text : words(tokens).trim();
+}
+
+/** The text of tokens, blocks on their own lines. */
+function words(tokens: readonly Token[]): string {
+  let out = "";
+  for (const t of tokens) {
+    const children = (t as { tokens?: Token[] }).tokens;
+    switch (t.type) {
+      case "space":
+      case "hr":
+        out += "\n";
+        break;
+      case "br":
+        out += "\n";
+        break;
+      case "code":
+        out += `${t.text}\n`;
+        break;
+      case "codespan":
+      case "escape":
+      case "html":
+        out += t.type === "html" ? t.raw : t.text;
+        break;
+      case "list":
+        for (const item of t.items) out += `${words(item.tokens)}\n`;
+        break;
+      case "table":
+        for (const row of [t.header, ...t.rows]) {
+          out += `${row.map((cell: { tokens: Token[] }) => words(cell.tokens)).join(" ")}\n`;
+        }
+        break;
+      case "image":
+        out += t.text;
+        break;
+      default:
+        // Paragraphs, headings, quotes, emphasis, links (their text): what is inside.
+        if (children) out += words(children);
+        else if ("text" in t && typeof t.text === "string") out += t.text;
+        else out += t.raw;
+        if (t.type === "paragraph" || t.type === "heading" || t.type === "blockquote") out += "\n";
+    }
+  }
+  return out;
+}

@@ -147,7 +147,9 @@ Deno.test("chat export reads a file a server of schema 5 still uses: messages as
     // Schema 5 had none of the columns and tables of changes.
     const db = new DatabaseSync(path);
     db.exec(`
-      DROP TRIGGER messages_fts_update; DROP INDEX messages_by_rev; DROP INDEX messages_by_reply;
+      DROP TRIGGER messages_fts_insert; DROP TRIGGER messages_fts_delete;
+      DROP TRIGGER messages_fts_update; DROP TABLE messages_fts; ALTER TABLE messages DROP COLUMN plain;
+      DROP INDEX messages_by_rev; DROP INDEX messages_by_reply;
       DROP TABLE reactions;
       ALTER TABLE messages DROP COLUMN rev; ALTER TABLE messages DROP COLUMN edited;
       ALTER TABLE messages DROP COLUMN deleted; ALTER TABLE messages DROP COLUMN reply_to;

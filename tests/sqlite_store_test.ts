@@ -398,6 +398,35 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
 });
 
 /**
+ * Turns a file of this version back into schema 6: the search index over the
+ * text as typed, with the triggers of schema 6, and no `plain` column.
+ */
+const TO_SCHEMA_6 = `
+  DROP TRIGGER messages_fts_insert;
+  DROP TRIGGER messages_fts_delete;
+  DROP TRIGGER messages_fts_update;
+  DROP TABLE messages_fts;
+  ALTER TABLE messages DROP COLUMN plain;
+  CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text, content = 'messages', content_rowid = 'seq',
+    tokenize = 'unicode61 remove_diacritics 2'
+  );
+  INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+  CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+  END;
+  CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+  END;
+  CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages
+  WHEN old.text IS NOT new.text BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.seq, new.text);
+  END;
+  INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);
+  PRAGMA user_version = 6`;
+
+/**
  * Turns a file of this version back into schema 5: messages without changes
  * (positions, edits, tombstones, replies, reactions), `convs` without the
  * newest id and the count of kept messages, no update trigger, the search
@@ -405,6 +434,7 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
  * claims without the time they were made.
  */
 const TO_SCHEMA_5 = `
+  ${TO_SCHEMA_6};
   ALTER TABLE claims DROP COLUMN since;
   DROP TRIGGER messages_fts_update;
   DROP INDEX messages_by_rev;
@@ -447,7 +477,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 6);
+    assert.equal(SCHEMA_VERSION, 7);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1390,4 +1420,23 @@ Deno.test("SqliteStore.append() of a reply after a release wiped its original in
   ]);
   await until(() => walSize(data.path) === 0, "the log is checkpointed");
   assert.equal(await inFile(data.path, secret), false, "nothing of the wiped text is in the file");
+});
+
+Deno.test("SqliteStore.open() migrates a version 6 file: search finds words through their Markdown", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.append(room("general", "alice", "the dep**loy** is [done](https://x.test/zebra)"));
+  }
+  const v6 = new DatabaseSync(data.path);
+  v6.exec(TO_SCHEMA_6);
+  v6.close();
+  await using s = open(data.path);
+  const scope = { user: "alice", rooms: ["general"], limit: 10 };
+  assert.deepEqual((await s.search("deploy done", scope)).length, 1);
+  assert.deepEqual((await s.search("zebra", scope)).length, 0);
+  // The index follows the migrated rows: an edit replaces their words.
+  await s.change({ kind: "edit", conv: "general", id: 1, user: "alice", text: "a **mango**" });
+  assert.deepEqual((await s.search("deploy", scope)).length, 0);
+  assert.deepEqual((await s.search("mango", scope)).length, 1);
 });

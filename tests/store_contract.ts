@@ -359,6 +359,25 @@ export function storeContract<S extends Store>(
     assert.deepEqual((await s.search("spot", scope)).map((m) => m.text), ["x marks the spot"]);
   });
 
+  test("search() looks at the words without their Markdown, also after an edit", async (s) => {
+    const room = (text: string) => ({ conv: "r", room: "r", from: "f", text });
+    const split = await s.append(room("the dep**loy** is _done_"));
+    const link = await s.append(room("read [the runbook](https://wiki.test/zebra-page) first"));
+    const code = await s.append(room("run `make kiwi` then\n```\nmango --fast\n```"));
+    await settle(s);
+    const scope = { user: "f", rooms: ["r"], limit: 10 };
+    const ids = async (q: string) => (await s.search(q, scope)).map((m) => m.id);
+    assert.deepEqual(await ids("deploy done"), [split.id]);
+    assert.deepEqual(await ids("runbook"), [link.id]);
+    assert.deepEqual(await ids("zebra"), [], "a link's address is not its words");
+    assert.deepEqual(await ids("kiwi"), [code.id]);
+    assert.deepEqual(await ids("mango"), [code.id]);
+    await s.change({ kind: "edit", conv: "r", id: link.id, user: "f", text: "read **the guide**" });
+    await settle(s);
+    assert.deepEqual(await ids("guide"), [link.id]);
+    assert.deepEqual(await ids("runbook"), []);
+  });
+
   test("touchUser() and knownUser() remember who signed in", async (s) => {
     assert.equal(await s.knownUser("alice"), false);
     await s.touchUser("alice");

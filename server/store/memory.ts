@@ -30,6 +30,7 @@ import {
   replyRef,
   type RoomInfo,
   type SearchScope,
+  searchText,
   searchWords,
   sinceGap,
   type Store,
@@ -407,7 +408,7 @@ export class MemoryStore implements Store {
           const msg = msgs[i];
           // Current state: a tombstone has no text to find, an edit only its new words.
           if (!msg.deleted) {
-            const text = msg.text.toLowerCase();
+            const text = searchText(msg);
             if (words.every((w) => text.includes(w))) {
               found.push({ conv, msg });
               if (++n >= scope.limit) break scan;

@@ -95,6 +95,7 @@ import {
   ReplyChanged,
   type RoomInfo,
   type SearchScope,
+  searchText,
   searchWords,
   sinceGap,
   type Store,
@@ -1157,7 +1158,7 @@ export class RedisStore implements Store {
         if (raw === null) continue;
         const msg = fromStored(raw);
         oldest = msg.id;
-        const text = msg.text.toLowerCase();
+        const text = searchText(msg);
         if (!msg.deleted && words.every((w) => text.includes(w))) {
           found.push(msg);
           if (found.length >= limit) break;

@@ -45,6 +45,7 @@ import {
   snippetOf,
   UNREAD_CAP,
 } from "../../protocol.ts";
+import { plainText } from "../../markdown.ts";
 import type { Logger } from "../log.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
@@ -377,6 +378,7 @@ export class SqliteStore implements Store {
         reply?.from ?? null,
         // NULL: the original is gone (its text must not live on here).
         msg.replyTo && !msg.replyTo.deleted ? msg.replyTo.snippet : null,
+        plainText(draft.text),
       );
       this.#ran.added.set(draft.conv, (this.#ran.added.get(draft.conv) ?? 0) + 1);
       this.#ran.messages++;
@@ -487,7 +489,9 @@ export class SqliteStore implements Store {
       applied = { kind: "edited", conv, id, seq, user, text: change.text, editedAt: iso(at) };
       const snippet = snippetOf(change.text);
       write = () => {
-        if (this.#sql.edit.run(change.text, at, seq, conv, id).changes === 0) return false;
+        if (
+          this.#sql.edit.run(change.text, at, seq, conv, id, plainText(change.text)).changes === 0
+        ) return false;
         // Replies store the new quote: once the original is dropped, they show the last text.
         this.#sql.requote.run(conv, id, snippet);
         return true;
@@ -1299,8 +1303,8 @@ function statements(db: DatabaseSync) {
   return {
     insert: p(
       `INSERT INTO messages (conv, id, rev, room, recipient, sender, text, ts, ref,
-         reply_to, reply_from, reply_snippet)
-       VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)`,
+         reply_to, reply_from, reply_snippet, plain)
+       VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)`,
     ),
     one: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id = ?`),
     messagesIn: p(`SELECT ${COLUMNS} FROM messages WHERE (conv, id) IN (${PAIRS})`),
@@ -1312,12 +1316,12 @@ function statements(db: DatabaseSync) {
       `SELECT conv, id, emoji, member FROM reactions WHERE (conv, id) IN (${PAIRS}) ORDER BY emoji_ord, ord`,
     ),
     edit: p(
-      `UPDATE messages SET text = ?1, edited = ?2, rev = ?3
+      `UPDATE messages SET text = ?1, edited = ?2, rev = ?3, plain = ?6
        WHERE conv = ?4 AND id = ?5 AND deleted = 0`,
     ),
     // The text becomes '' (the update trigger takes its words out of the index).
     erase: p(
-      `UPDATE messages SET text = '', edited = NULL, deleted = 1, rev = ?1,
+      `UPDATE messages SET text = '', plain = '', edited = NULL, deleted = 1, rev = ?1,
          reply_to = NULL, reply_from = NULL, reply_snippet = NULL
        WHERE conv = ?2 AND id = ?3`,
     ),

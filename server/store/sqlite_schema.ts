@@ -12,9 +12,10 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
+import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -176,6 +177,46 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
     `);
     // Removes a deleted message's words from the index itself instead of
     // only marking them deleted (FTS5 3.44+; older SQLite merges them away later).
+    if (sqliteAtLeast(db, 3, 44)) {
+      db.exec("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)");
+    }
+  },
+  // 7: search indexes each message's words without its Markdown (`plain`,
+  // kept beside the text so that the index is always told exactly what it
+  // holds when a message changes or goes): `dep**loy**` is found by
+  // "deploy", a link by its text and not by its address.
+  (db) => {
+    db.exec(`
+      ALTER TABLE messages ADD COLUMN plain TEXT NOT NULL DEFAULT '';
+      DROP TRIGGER messages_fts_insert;
+      DROP TRIGGER messages_fts_delete;
+      DROP TRIGGER messages_fts_update;
+      DROP TABLE messages_fts;
+    `);
+    const update = db.prepare("UPDATE messages SET plain = ? WHERE seq = ?");
+    for (const row of db.prepare("SELECT seq, text FROM messages WHERE text <> ''").iterate()) {
+      update.run(plainText(String(row.text)), Number(row.seq));
+    }
+    db.exec(`
+      CREATE VIRTUAL TABLE messages_fts USING fts5(
+        plain,
+        content = 'messages',
+        content_rowid = 'seq',
+        tokenize = 'unicode61 remove_diacritics 2'
+      );
+      INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+      CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, plain) VALUES (new.seq, new.plain);
+      END;
+      CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, plain) VALUES ('delete', old.seq, old.plain);
+      END;
+      CREATE TRIGGER messages_fts_update AFTER UPDATE OF plain ON messages
+      WHEN old.plain IS NOT new.plain BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, plain) VALUES ('delete', old.seq, old.plain);
+        INSERT INTO messages_fts (rowid, plain) VALUES (new.seq, new.plain);
+      END;
+    `);
     if (sqliteAtLeast(db, 3, 44)) {
       db.exec("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)");
     }

@@ -8,6 +8,7 @@
  * @module
  */
 import { type ChatMessage, type Conversation, type ReplyRef, snippetOf } from "../../protocol.ts";
+import { plainText } from "../../markdown.ts";
 
 /** A message before the store gives it an id and a timestamp. */
 export interface Draft {
@@ -419,6 +420,23 @@ export function dmPair(conv: string): [string, string] | null {
   if (!conv.startsWith("@")) return null;
   const i = conv.indexOf(":");
   return [conv.slice(1, i), conv.slice(i + 1)];
+}
+
+/** Searchable text by message object (messages are never changed in place). */
+const searchable = new WeakMap<ChatMessage, string>();
+
+/**
+ * What the scanning stores (memory, Redis) match search words against: the
+ * message's words without its Markdown (`plainText`), lower-cased. Cached
+ * per message object.
+ */
+export function searchText(msg: ChatMessage): string {
+  let text = searchable.get(msg);
+  if (text === undefined) {
+    text = plainText(msg.text).toLowerCase();
+    searchable.set(msg, text);
+  }
+  return text;
 }
 
 /** Every whitespace-separated word of `q`, lower-cased (at most 8). */
