@@ -456,6 +456,8 @@ Deno.test("web app: every message action is reachable with Tab and Enter", async
     await page.keyboard.press("Enter");
     const editor = page.locator(".msg-editor textarea");
     await editor.waitFor();
+    // Type only once the editor has the focus (it takes it after layout).
+    await until(async () => (await focused(page)).startsWith("edit-"), "the editor has the focus");
     await page.keyboard.type(", edited");
     await page.keyboard.press("Enter");
     await row(alice, "typed without a mouse, edited").locator(".edited").waitFor();
