@@ -8,10 +8,10 @@
  * reactions, a reply, a code block and a tombstone, desktop and phone.
  */
 import assert from "node:assert/strict";
-import type { BrowserContext, Locator, Page, WebSocketRoute } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
 import { screenshot } from "./browser.ts";
-import { type Person, person, send, signIn, until, withBrowser } from "./people.ts";
+import { Network, type Person, person, send, signIn, until, withBrowser } from "./people.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password", carol: "carol-password" };
 
@@ -19,36 +19,6 @@ async function users(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [name, pw] of Object.entries(PASSWORDS)) out[name] = await hashPassword(pw);
   return out;
-}
-
-/**
- * The page's network to the chat's WebSocket, which a test can cut: the
- * page stays loaded, but its sockets close at once (as in sending_test.ts).
- */
-class Network {
-  #online = true;
-  #open = new Set<WebSocketRoute>();
-
-  async attach(context: BrowserContext): Promise<void> {
-    await context.routeWebSocket(/\/ws$/, (ws) => {
-      if (!this.#online) {
-        ws.close({ code: 1001, reason: "offline" }).catch(() => {});
-        return;
-      }
-      ws.connectToServer();
-      this.#open.add(ws);
-    });
-  }
-
-  async cut(): Promise<void> {
-    this.#online = false;
-    for (const ws of this.#open) await ws.close({ code: 1001, reason: "offline" }).catch(() => {});
-    this.#open.clear();
-  }
-
-  restore(): void {
-    this.#online = true;
-  }
 }
 
 /** The confirmed message whose text contains `text`. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, Page, WebSocketRoute } from "playwright-core";
 import { launchBrowser } from "./browser.ts";
 
 /** How long a test waits for anything the page should do. */
@@ -123,5 +123,38 @@ export async function withBrowser(
   } finally {
     await browser?.close();
     for (const s of servers) await s[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * The page's network to the chat's WebSocket, which a test can cut: the
+ * page still loads (the HTTP server stays up), but its sockets close at once.
+ */
+export class Network {
+  #online = true;
+  #open = new Set<WebSocketRoute>();
+
+  /** Routes the context's WebSockets through this network. */
+  async attach(context: BrowserContext): Promise<void> {
+    await context.routeWebSocket(/\/ws$/, (ws) => {
+      if (!this.#online) {
+        ws.close({ code: 1001, reason: "offline" }).catch(() => {});
+        return;
+      }
+      ws.connectToServer();
+      this.#open.add(ws);
+    });
+  }
+
+  /** Closes the open sockets; new ones close as soon as they open. */
+  async cut(): Promise<void> {
+    this.#online = false;
+    for (const ws of this.#open) await ws.close({ code: 1001, reason: "offline" }).catch(() => {});
+    this.#open.clear();
+  }
+
+  /** Lets sockets through again. */
+  restore(): void {
+    this.#online = true;
   }
 }

@@ -5,11 +5,11 @@
  * and a counter keeps messages within the size limit.
  */
 import assert from "node:assert/strict";
-import type { BrowserContext, WebSocketRoute } from "playwright-core";
+import type { BrowserContext } from "playwright-core";
 import type { ChatMessage } from "../../protocol.ts";
 import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
 import { screenshot } from "./browser.ts";
-import { type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
+import { Network, type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
 
@@ -18,39 +18,6 @@ async function users(): Promise<Record<string, string>> {
     alice: await hashPassword(PASSWORDS.alice),
     bob: await hashPassword(PASSWORDS.bob),
   };
-}
-
-/**
- * The page's network to the chat's WebSocket, which a test can cut: the
- * page still loads (the HTTP server stays up), but its sockets close at once.
- */
-class Network {
-  #online = true;
-  #open = new Set<WebSocketRoute>();
-
-  /** Routes the context's WebSockets through this network. */
-  async attach(context: BrowserContext): Promise<void> {
-    await context.routeWebSocket(/\/ws$/, (ws) => {
-      if (!this.#online) {
-        ws.close({ code: 1001, reason: "offline" }).catch(() => {});
-        return;
-      }
-      ws.connectToServer();
-      this.#open.add(ws);
-    });
-  }
-
-  /** Closes the open sockets; new ones close as soon as they open. */
-  async cut(): Promise<void> {
-    this.#online = false;
-    for (const ws of this.#open) await ws.close({ code: 1001, reason: "offline" }).catch(() => {});
-    this.#open.clear();
-  }
-
-  /** Lets sockets through again. */
-  restore(): void {
-    this.#online = true;
-  }
 }
 
 /** Records the text of every toast the page shows, in `__toasts`. */
