@@ -5,6 +5,8 @@
  * @module
  */
 import {
+  applyChange,
+  type ChangeFrame,
   type ChatMessage,
   type Conversation,
   MAX_REACTIONS,
@@ -284,7 +286,15 @@ export class MemoryStore implements Store {
       // A clock stepped back must not date the edit before the message.
       const editedAt = now < msg.ts ? msg.ts : now;
       const seq = ++log.seq;
-      msgs[i] = { ...msg, seq, text: change.text, edited: editedAt };
+      const frame: ChangeFrame = {
+        type: "edited",
+        room: change.conv,
+        id: msg.id,
+        text: change.text,
+        editedAt,
+        seq,
+      };
+      msgs[i] = applyChange(msg, frame);
       this.#resync(change.conv, msgs[i]);
       this.#requote(change.conv, msgs, i);
       const applied: Applied = { kind: "edited", ...base, seq, text: change.text, editedAt };
@@ -303,14 +313,17 @@ export class MemoryStore implements Store {
       }
     }
     const seq = ++log.seq;
-    // As `applyChange` does on clients: a new emoji goes last, an emptied one goes.
-    const reactions = { ...msg.reactions };
-    if (on) reactions[emoji] = [...users, user];
-    else if (users.length > 1) reactions[emoji] = users.filter((u) => u !== user);
-    else delete reactions[emoji];
-    const next: ChatMessage = { ...msg, seq, reactions };
-    if (Object.keys(reactions).length === 0) delete next.reactions;
-    msgs[i] = next;
+    // The rule clients merge by: a new emoji goes last, an emptied one goes.
+    const frame: ChangeFrame = {
+      type: "reaction",
+      room: change.conv,
+      id: msg.id,
+      emoji,
+      user,
+      on,
+      seq,
+    };
+    msgs[i] = applyChange(msg, frame);
     return { ok: true, applied: { kind: "reaction", ...base, seq, emoji, on } };
   }
 
