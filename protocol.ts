@@ -101,7 +101,8 @@ export type ErrorCode =
   | "signup_disabled"
   | "forbidden"
   | "unknown_message"
-  | "too_many_reactions";
+  | "too_many_reactions"
+  | "unknown_file";
 
 /** WebSocket close codes the server uses (4000-4999 are the application's). */
 export const CloseCode = {
@@ -184,7 +185,18 @@ export interface RoomsFrame {
  * Send a message to a room or a user; `ref` is echoed on the sender's copy;
  * `replyTo` names a message of the same conversation it answers.
  */
-export type SendFrame = { type: "send"; text: string; ref?: string; replyTo?: number } & Target;
+export type SendFrame = {
+  type: "send";
+  /** The text; may be empty (`""`) when `files` is set. */
+  text: string;
+  ref?: string;
+  replyTo?: number;
+  /**
+   * Ids of the sender's own uploads (`POST /api/files`), at most
+   * {@link MAX_FILES}, each not yet sent: the message carries them.
+   */
+  files?: string[];
+} & Target;
 /** Replace the text of one's own message. */
 export type EditFrame = { type: "edit"; id: number; text: string; ref?: string } & Target;
 /** Delete one's own message: it stays as a tombstone, its text is gone. */
@@ -327,7 +339,40 @@ export interface ChatMessage {
   reactions?: Record<string, string[]>;
   /** The message this one answers. */
   replyTo?: ReplyRef;
+  /** Attached files, in the order they were sent; absent when none (and on a tombstone). */
+  files?: FileInfo[];
 }
+
+/**
+ * A file attached to a message (see docs/protocol.md, "Files"). The type is
+ * decided by the server from the file's bytes, never from the name.
+ */
+export interface FileInfo {
+  /** Unguessable id (22 characters, base64url). */
+  id: string;
+  /** The file name, cleaned by the server (no paths, controls or bidi overrides; ≤ 255 bytes). */
+  name: string;
+  /** Size in bytes, as stored (photos are stored without their metadata). */
+  size: number;
+  /** Media type sniffed from the bytes (`image/png`, `application/pdf`, `application/octet-stream`…). */
+  type: string;
+  /**
+   * Where the receiving user downloads it: a path on the server, signed for
+   * that user and checked against the conversation's members on every
+   * request. Set on every frame the server sends; absent only inside the store.
+   */
+  url?: string;
+  /** Images: width in pixels, as the picture shows (orientation applied). */
+  width?: number;
+  /** Images: height in pixels, as the picture shows. */
+  height?: number;
+}
+
+/** Most files one message carries. */
+export const MAX_FILES = 10;
+
+/** What a file id looks like: 22 base64url characters (128 random bits). */
+export const FILE_ID = /^[A-Za-z0-9_-]{22}$/;
 /** The limits a `welcome` announces (`--rate`, `--burst`, `--max-message`). */
 export interface SendLimits {
   /** Frames per second a connection may send, sustained (every frame counts). */
@@ -741,6 +786,22 @@ export function checkMessageText(raw: string, maxBytes: number, ref?: string): s
 
 type Obj = Record<string, unknown>;
 
+/** A send's `files`: 1 to {@link MAX_FILES} different file ids, or undefined when absent. */
+function fileIds(o: Obj, ref?: string): string[] | undefined {
+  const v = o.files;
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) bad('Field "files" must be a list of file ids', ref);
+  if (v.length === 0) return undefined;
+  if (v.length > MAX_FILES) bad(`A message carries at most ${MAX_FILES} files`, ref);
+  for (const id of v) {
+    if (typeof id !== "string" || !FILE_ID.test(id)) {
+      bad('Field "files" must hold file ids as returned by POST /api/files', ref);
+    }
+  }
+  if (new Set(v).size !== v.length) bad('Field "files" names a file twice', ref);
+  return v as string[];
+}
+
 function bad(message: string, ref?: string): never {
   throw new FrameError("bad_request", message, ref);
 }
@@ -897,17 +958,21 @@ export function parseClientFrame(
     }
     case "send": {
       const t = target(o, ref);
-      const text = o.text;
+      const files = fileIds(o, ref);
+      const text = o.text ?? (files ? "" : undefined);
       if (typeof text !== "string") {
         bad(
           text === undefined ? 'Field "text" is required' : 'Field "text" must be a string',
           ref,
         );
       }
-      const frame: SendFrame = { type, text: checkMessageText(text, maxText, ref), ...t };
+      // A message with files may have no text: a blank one is stored as "".
+      const checked = files && BLANK.test(text) ? "" : checkMessageText(text, maxText, ref);
+      const frame: SendFrame = { type, text: checked, ...t };
       if (ref !== undefined) frame.ref = ref;
       const replyTo = optId(o, "replyTo", ref);
       if (replyTo !== undefined) frame.replyTo = replyTo;
+      if (files) frame.files = files;
       return frame;
     }
     case "edit": {

@@ -1,25 +1,36 @@
 /**
- * `chat export --data FILE [--room NAME]`: the history kept in a data file as
- * JSON lines on stdout, for backups and for leaving. It opens the file
- * read-only and reads one consistent snapshot, so it is safe to run beside a
- * live server.
+ * `chat export --data FILE [--room NAME] [--files DIR]`: the history kept in
+ * a data file as JSON lines on stdout, for backups and for leaving, and with
+ * `--files` the files those messages carry, one file each in DIR. It opens
+ * the data file read-only and reads one consistent snapshot, so it is safe to
+ * run beside a live server.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { flagError, UsageError } from "./flags.ts";
-import { type ChatMessage, NAME_PATTERN, type ReplyRef, snippetOf } from "../protocol.ts";
+import {
+  type ChatMessage,
+  type FileInfo,
+  NAME_PATTERN,
+  type ReplyRef,
+  snippetOf,
+} from "../protocol.ts";
 import { openDataFile } from "../server/store/sqlite_schema.ts";
 
 /** `chat export --help`. */
 export const EXPORT_HELP = `Write the messages kept in a data file as JSON lines, oldest first.
 
 Usage:
-  chat export --data FILE [--room NAME]
+  chat export --data FILE [--room NAME] [--files DIR]
 
 Options:
   --data FILE    Data file of a server started with --data FILE [env DATA]
   --room NAME    Only the messages of this room (default: every room and DM)
+  --files DIR    Also write the files of the exported messages into DIR
+                 (created if missing), each as ID-NAME
   -h, --help     Show this help
 
 Each line is one message in its current state:
@@ -29,12 +40,19 @@ or DM and skip numbers (edits, deletes and reactions take positions too).
 Where it applies, a message also carries "edited" (when its text was last
 edited), "reactions" ({"👍":["bob","carol"]}: who reacted, in order) and
 "replyTo" ({"id":3,"from":"bob","snippet":"…"}: the message it answers, as that
-one is now). A deleted message is a tombstone with empty text and
-"deleted":true: its text is not in the file any more. The file is only read,
-so a running server may keep using it.
+one is now) and "files" (the files it carries:
+[{"id":"…","name":"cat.png","size":1234,"type":"image/png","width":640,…}]).
+A deleted message is a tombstone with empty text and "deleted":true: its text
+and files are not in the file any more. The file is only read, so a running
+server may keep using it.
+
+With --files DIR, every file of the exported messages is also written to DIR
+as ID-NAME (DIR/q3Xv…-cat.png), byte for byte: with the JSON lines, a copy of
+everything the data file holds about those messages.
 
 Examples:
   chat export --data chat.db > chat-backup.jsonl
+  chat export --data chat.db --files chat-files > chat-backup.jsonl
   chat export --data chat.db --room ops | jq -r '.from + ": " + .text'
 `;
 
@@ -59,13 +77,14 @@ export async function exportCommand(
       options: {
         data: { type: "string" },
         room: { type: "string" },
+        files: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
-    throw flagError(err as Error, ["data", "room", "help"]);
+    throw flagError(err as Error, ["data", "room", "files", "help"]);
   }
   if (values.help) {
     await writeAll(out, new TextEncoder().encode(EXPORT_HELP));
@@ -83,6 +102,10 @@ export async function exportCommand(
       `Invalid room "${room}": names are 1-32 letters, digits, - or _`,
     );
   }
+  const filesDir = values.files;
+  if (filesDir === "") {
+    throw new UsageError('Flag "--files" needs a directory (see chat export --help)');
+  }
   const file = openDataFile(path, { readOnly: true });
   const db = file.db;
   try {
@@ -94,9 +117,15 @@ export async function exportCommand(
     const sql = selectMessages(file.foundVersion, room !== undefined);
     const rows = room === undefined ? db.prepare(sql).iterate() : db.prepare(sql).iterate(room);
     const encoder = new TextEncoder();
+    const saver = filesDir !== undefined && file.foundVersion >= 8
+      ? await fileSaver(db, filesDir)
+      : null;
+    if (filesDir !== undefined && !saver) await makeDir(filesDir);
     let chunk = "";
     for (const r of rows) {
-      chunk += JSON.stringify(exported(r)) + "\n";
+      const line = exported(r);
+      if (saver && line.files) { for (const f of line.files) await saver(f); }
+      chunk += JSON.stringify(line) + "\n";
       if (chunk.length >= CHUNK) {
         if (!await writeAll(out, encoder.encode(chunk))) return 0;
         chunk = "";
@@ -108,6 +137,75 @@ export async function exportCommand(
     if (db.isTransaction) db.exec("COMMIT");
     file.close();
   }
+}
+
+/** Creates the directory `dir` (and its parents) unless it exists. */
+async function makeDir(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`Cannot create directory "${dir}" for --files: ${(err as Error).message}`);
+  }
+}
+
+/** Longest file name most file systems take, in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * A function that writes one file of the data file into `dir` as
+ * `ID-NAME`, chunk by chunk (never the whole file in memory). Files whose
+ * bytes are not in the data file (removed since) are left out.
+ */
+async function fileSaver(
+  db: DatabaseSync,
+  dir: string,
+): Promise<(f: FileInfo) => Promise<void>> {
+  await makeDir(dir);
+  const kept = db.prepare("SELECT size FROM files WHERE id = ? AND state <> 0");
+  const chunks = db.prepare("SELECT data FROM file_chunks WHERE file = ? ORDER BY n");
+  return async (f) => {
+    if (kept.get(f.id) === undefined) return;
+    const path = join(dir, diskName(f.id, f.name));
+    // Never through a link or over a directory someone put there.
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = await Deno.lstat(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    if (info && !info.isFile) {
+      throw new Error(`Cannot write "${path}": something other than a file is there`);
+    }
+    // Private, as the data file is.
+    using out = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 });
+    for (const row of chunks.iterate(f.id)) {
+      const data = row.data as Uint8Array;
+      for (let off = 0; off < data.length;) off += await out.write(data.subarray(off));
+    }
+  };
+}
+
+/**
+ * `ID-NAME` as one path segment: no separators or control characters (the
+ * server cleaned the name already; this holds whatever the file says), at
+ * most {@link NAME_MAX} bytes, keeping a short extension.
+ */
+export function diskName(id: string, name: string): string {
+  // deno-lint-ignore no-control-regex
+  let clean = name.replace(/[\/\\\x00-\x1f\x7f]/g, "_");
+  if (clean === "") clean = "file";
+  // Ids are base64url; a data file edited by hand gets no say either.
+  const prefix = `${id.replace(/[^A-Za-z0-9_-]/g, "_")}-`;
+  const encoder = new TextEncoder();
+  const room = NAME_MAX - encoder.encode(prefix).length;
+  if (encoder.encode(clean).length > room) {
+    const dot = clean.lastIndexOf(".");
+    const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : "";
+    let base = clean.slice(0, clean.length - ext.length);
+    while (encoder.encode(base + ext).length > room) base = [...base].slice(0, -1).join("");
+    clean = base + ext;
+  }
+  return prefix + clean;
 }
 
 /** A message as `chat export` writes it: its current state, without positions. */
@@ -125,7 +223,7 @@ function selectMessages(version: number, oneRoom: boolean): string {
     return `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts FROM messages AS m ${where}`;
   }
   return `SELECT m.id, m.room, m.recipient, m.sender, m.text, m.ts, m.edited, m.deleted,
-      m.reply_to, m.reply_from, m.reply_snippet,
+      m.reply_to, m.reply_from, m.reply_snippet, ${version >= 8 ? "m.files" : "NULL AS files"},
       o.sender AS o_from, o.text AS o_text, o.deleted AS o_deleted,
       (SELECT json_group_array(json_array(r.emoji, r.member) ORDER BY r.emoji_ord, r.ord)
         FROM reactions AS r WHERE r.conv = m.conv AND r.id = m.id) AS reactions
@@ -157,6 +255,8 @@ function exported(r: Record<string, unknown>): ExportedMessage {
     line.reactions = reactions;
   }
   if (r.reply_to !== null && r.reply_to !== undefined) line.replyTo = replyOf(r);
+  // As stored: without `url` (a link is signed for one viewer of a running server).
+  if (typeof r.files === "string") line.files = JSON.parse(r.files) as FileInfo[];
   return line;
 }
 

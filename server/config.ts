@@ -37,7 +37,12 @@ export const DEFAULTS = {
   idleTimeout: 30,
   trustProxy: false,
   quiet: false,
+  maxUploadBytes: 25 * 1000 * 1000,
+  filesQuotaBytes: 1000 * 1000 * 1000,
 } as const satisfies Partial<Config>;
+
+/** The files quota of a server that keeps files in memory: they take its RAM. */
+export const MEMORY_FILES_QUOTA = 256 * 1000 * 1000;
 
 /** Everything the server needs to start; see {@link OPTIONS} for each flag. */
 export interface Config {
@@ -101,6 +106,13 @@ export interface Config {
   trustProxy: boolean;
   /** Whether to print only warnings and errors. @default {false} */
   quiet: boolean;
+  /** Largest file one upload may bring, in bytes. @default {25000000} */
+  maxUploadBytes: number;
+  /**
+   * Total bytes of files kept (uploads under way included); absent: 1 GB,
+   * or 256 MB when files are kept in memory.
+   */
+  filesQuotaBytes?: number;
 }
 
 /** One flag: its name, environment variable, kind, default and help line. */
@@ -111,8 +123,11 @@ export interface OptionSpec {
   key: keyof Config;
   /** Environment variables that set it, the first one set wins. */
   env?: string[];
-  /** How the text is read: as is, a whole number, true/false or a comma-separated list. */
-  kind: "string" | "int" | "bool" | "list";
+  /**
+   * How the text is read: as is, a whole number, a size in bytes (`25MB`,
+   * `1.5GB`, `512KiB` or a plain number), true/false or a comma-separated list.
+   */
+  kind: "string" | "int" | "bytes" | "bool" | "list";
   /** Value when neither flag nor environment sets it, from {@link DEFAULTS}. */
   default?: string | number | boolean;
   /** Placeholder for the value in `--help`. */
@@ -385,6 +400,25 @@ export const OPTIONS: OptionSpec[] = [
     min: 0,
   },
   {
+    flag: "max-upload",
+    key: "maxUploadBytes",
+    env: ["MAX_UPLOAD"],
+    kind: "bytes",
+    default: DEFAULTS.maxUploadBytes,
+    arg: "SIZE",
+    help: "Largest file one upload may bring (25MB, 100MB, 1GB…)",
+    min: 1,
+  },
+  {
+    flag: "files-quota",
+    key: "filesQuotaBytes",
+    env: ["FILES_QUOTA"],
+    kind: "bytes",
+    arg: "SIZE",
+    help: "Total size of the files kept (default: 1GB; 256MB without --data or --redis)",
+    min: 1,
+  },
+  {
     flag: "trust-proxy",
     key: "trustProxy",
     env: ["TRUST_PROXY"],
@@ -453,11 +487,49 @@ function convert(spec: OptionSpec, raw: string | boolean, source: string): unkno
       }
       return n;
     }
+    case "bytes": {
+      const n = typeof raw === "string" ? parseBytes(raw) : null;
+      if (n === null) {
+        throw new ConfigError(
+          `Invalid ${source} "${raw}": expected a size such as 25MB, 512KB, 1GB or a number of bytes`,
+        );
+      }
+      if (spec.min !== undefined && n < spec.min) {
+        throw new ConfigError(`Invalid ${source} "${raw}": must be at least ${spec.min} bytes`);
+      }
+      return n;
+    }
     case "list":
       return String(raw).split(",").map((s) => s.trim()).filter((s) => s !== "");
     default:
       return String(raw);
   }
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+/** A size such as `25MB`, `1.5 GB`, `512KiB` or `1000` in bytes, or null. */
+export function parseBytes(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m && UNITS[m[2].toLowerCase()];
+  if (!m || unit === undefined || unit === null) return null;
+  const n = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(n) ? n : null;
 }
 
 /**

@@ -7,7 +7,12 @@
  */
 import { Auth, newSessionId } from "./auth/auth.ts";
 import { type Broker, LocalBroker } from "./broker/broker.ts";
-import { type Config, ConfigError } from "./config.ts";
+import { type Config, ConfigError, DEFAULTS, MEMORY_FILES_QUOTA } from "./config.ts";
+import type { FileStore } from "./files/files.ts";
+import { FileJanitor } from "./files/janitor.ts";
+import { MemoryFileStore } from "./files/memory.ts";
+import { SqliteFileStore } from "./files/sqlite.ts";
+import { fileRoutes } from "./http/files.ts";
 import { VERSION } from "../version.ts";
 import {
   createHandler,
@@ -88,6 +93,8 @@ export interface StartOptions {
   closeGrace?: number;
   /** Sign-in throttling settings (tests shorten the delays). */
   throttle?: Partial<ThrottleOptions>;
+  /** Use this file store instead of the one beside the store. */
+  files?: FileStore;
 }
 
 /** What serves chat once the store can be used. */
@@ -95,6 +102,8 @@ interface Serving {
   hub: Hub;
   store: Store;
   broker: Broker;
+  files: FileStore;
+  janitor: FileJanitor;
   handler: (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
 }
 
@@ -160,12 +169,15 @@ export async function startServer(
     const uptime = () => Math.round((Date.now() - started) / 1000);
 
     /** Builds the hub and the handler on a usable store. */
-    const serve = (store: Store, broker: Broker): Serving => {
+    const serve = (store: Store, broker: Broker, sharedFiles?: FileStore): Serving => {
+      const files = options.files ?? sharedFiles ?? openFiles(config, store);
+      const janitor = new FileJanitor(files, store, log);
       const hub = new Hub({
         store,
         broker,
         auth,
         log,
+        files,
         maxMessageBytes: config.maxMessageBytes,
         editWindow: config.editWindow,
         now: options.now,
@@ -197,10 +209,18 @@ export async function startServer(
         tls: Boolean(config.certPath),
         tunnelSecret,
         static: staticFiles,
+        files: fileRoutes({
+          files,
+          urls: hub.fileUrls,
+          maxUpload: config.maxUploadBytes ?? DEFAULTS.maxUploadBytes,
+          tokenUser: (token) => hub.tokenUser(token),
+          canSee: (user, conv) => hub.canSeeFiles(user, conv),
+        }),
         info: () => ({
           mode: auth.mode,
           signup: auth.signup && auth.mode === "login",
           version: VERSION,
+          maxUpload: config.maxUploadBytes ?? DEFAULTS.maxUploadBytes,
         }),
         health: async () => ({
           status: broker.status,
@@ -214,13 +234,13 @@ export async function startServer(
           ...options.health?.(),
         }),
       });
-      return { hub, store, broker, handler };
+      return { hub, store, broker, files, janitor, handler };
     };
 
     if (!redis || shared) {
       const store = options.store ?? shared?.store ?? openStore(config, log);
       opening = { store, broker: options.broker ?? shared?.broker ?? new LocalBroker(store) };
-      serving = serve(opening.store, opening.broker);
+      serving = serve(opening.store, opening.broker, shared?.files);
     }
     const starting = createStartingHandler({
       log,
@@ -274,6 +294,7 @@ export async function startServer(
       ticker = setInterval(() => {
         hub.tick();
         reaper.sweep(Date.now());
+        parts.janitor.tick(Date.now());
       }, options.tickInterval ?? 100);
       let reloading = false;
       reloader = setInterval(async () => {
@@ -297,7 +318,7 @@ export async function startServer(
         let failed: unknown = null;
         if (!stopping) {
           try {
-            run(serve(parts.store, parts.broker));
+            run(serve(parts.store, parts.broker, parts.files));
             return;
           } catch (err) {
             failed = err;
@@ -324,7 +345,9 @@ export async function startServer(
           if (s instanceof WebSocket && s.readyState !== WebSocket.CLOSED) abortSocket(s);
         }
         await listener.shutdown();
+        await serving?.janitor.idle();
         await serving?.broker.close();
+        await serving?.files.close();
         await serving?.store.close();
         hasher.close();
       })();
@@ -378,13 +401,23 @@ function openStore(config: Config, log: Logger): Store {
   return new MemoryStore({ limit: config.historyLimit, signoutsPath: signoutsPath(config) });
 }
 
+/** The file store beside `store`: in the same data file, the same Redis, or memory. */
+function openFiles(config: Config, store: Store): FileStore {
+  const quota = config.filesQuotaBytes;
+  if (store instanceof SqliteStore) {
+    return SqliteFileStore.open(store, { quota: quota ?? DEFAULTS.filesQuotaBytes });
+  }
+  return new MemoryFileStore({ quota: quota ?? MEMORY_FILES_QUOTA });
+}
+
 /** Milliseconds a first attempt to reach Redis may take before the node listens as `starting`. */
 const FIRST_ATTEMPT_PATIENCE = 2000;
 
-/** The Redis store and broker (`--redis`). */
+/** The Redis store, broker and file store (`--redis`). */
 interface Shared {
   store: Store;
   broker: Broker;
+  files: FileStore;
 }
 
 /** Connecting to Redis, in the background. */
@@ -410,13 +443,20 @@ function connectShared(config: Config, log: Logger): SharedStart {
     const { waitForRedis } = await import("./broker/redis_client.ts");
     const { RedisStore } = await import("./store/redis.ts");
     const { RedisBroker } = await import("./broker/redis.ts");
+    const { RedisFileStore } = await import("./files/redis.ts");
     // A first attempt that hangs (a host that drops packets: 10 s until it
     // times out) must not keep the listener down either.
     patience = setTimeout(() => waiting.resolve(), FIRST_ATTEMPT_PATIENCE);
     const shared = await waitForRedis(url, async (signal) => {
       const store = await RedisStore.connect(url, { keep: config.historyLimit, signal });
       try {
-        return { store, broker: await RedisBroker.start({ url, store, log, signal }) };
+        const broker = await RedisBroker.start({ url, store, log, signal });
+        const files = new RedisFileStore(store.client, {
+          quota: config.filesQuotaBytes ?? DEFAULTS.filesQuotaBytes,
+          prefix: store.prefix,
+          timeout: store.timeout,
+        });
+        return { store, broker, files };
       } catch (err) {
         await store.close();
         throw err;

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { exportCommand } from "../cli/export.ts";
+import { diskName, exportCommand } from "../cli/export.ts";
+import { CHUNK_BYTES, type FileMeta } from "../server/files/files.ts";
+import { SqliteFileStore } from "../server/files/sqlite.ts";
+import { pattern, upload } from "./file_store_contract.ts";
 import { conversationKey } from "../protocol.ts";
 import { SqliteStore } from "../server/store/sqlite.ts";
 import { replyRef } from "../server/store/store.ts";
@@ -249,4 +252,159 @@ Deno.test("exportCommand() stops quietly when the reader goes away", async () =>
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/**
+ * A data file whose messages carry files: a photo and a large document in
+ * a room, a file in a DM, a file whose message was deleted, and one
+ * uploaded but never sent.
+ */
+async function filesFixture(dir: string) {
+  const path = `${dir}/chat.db`;
+  const s = SqliteStore.open(path, { now: () => Date.parse(TS) });
+  const files = SqliteFileStore.open(s, { quota: 1 << 30 });
+  const photoBytes = pattern(1000, 1);
+  const docBytes = pattern(2 * CHUNK_BYTES + 17, 2);
+  const dmBytes = pattern(50, 3);
+  const photo = await upload(files, "alice", "cat.png", photoBytes, {
+    type: "image/png",
+    width: 4,
+    height: 3,
+  });
+  const doc = await upload(files, "alice", "report 2030.pdf", docBytes, {
+    type: "application/pdf",
+  });
+  const dmFile = await upload(files, "alice", "psst.txt", dmBytes, { type: "text/plain" });
+  const gone = await upload(files, "alice", "oops.txt", pattern(60, 4), { type: "text/plain" });
+  const unsent = await upload(files, "alice", "unsent.txt", pattern(70, 5));
+  const meta = (f: FileMeta): FileMeta => {
+    const m: FileMeta = { id: f.id, name: f.name, size: f.size, type: f.type };
+    if (f.width !== undefined) m.width = f.width;
+    if (f.height !== undefined) m.height = f.height;
+    return m;
+  };
+  const send = async (conv: string, text: string, list: FileMeta[], to?: string) => {
+    const attached = await files.attach("alice", list.map((f) => f.id), conv, "");
+    assert.ok(Array.isArray(attached));
+    const msg = await s.append({
+      conv,
+      ...(to ? { to } : { room: conv }),
+      from: "alice",
+      text,
+      files: attached.map(meta),
+    });
+    await files.bind(list.map((f) => f.id), conv, msg.id);
+    return msg;
+  };
+  await s.join("alice", "general");
+  await s.join("alice", "ops");
+  await send("general", "look", [photo, doc]);
+  await send(conversationKey("alice", { to: "bob" }), "", [dmFile], "bob");
+  const oops = await send("ops", "wrong one", [gone]);
+  assert.ok((await s.change({ kind: "delete", conv: "ops", id: oops.id, user: "alice" })).ok);
+  await files.close();
+  await s.close();
+  return {
+    path,
+    photo: { meta: meta(photo), bytes: photoBytes },
+    doc: { meta: meta(doc), bytes: docBytes },
+    dm: { meta: meta(dmFile), bytes: dmBytes },
+    gone,
+    unsent,
+  };
+}
+
+Deno.test("chat export --files writes the files of the exported messages as ID-NAME; lines keep their files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-export-" });
+  try {
+    const fx = await filesFixture(dir);
+    const out = `${dir}/files/nested`;
+    const r = await runChat(["export", "--data", fx.path, "--files", out]);
+    assert.equal(r.stderr, "");
+    assert.equal(r.code, 0);
+    assert.deepEqual(lines(r.stdout), [
+      {
+        id: 1,
+        room: "general",
+        from: "alice",
+        text: "look",
+        ts: TS,
+        files: [fx.photo.meta, fx.doc.meta],
+      },
+      { id: 1, to: "bob", from: "alice", text: "", ts: TS, files: [fx.dm.meta] },
+      { id: 1, room: "ops", from: "alice", text: "", ts: TS, deleted: true },
+    ]);
+    assert.doesNotMatch(r.stdout, /"url"/);
+    const names = [];
+    for await (const e of Deno.readDir(out)) names.push(e.name);
+    const want = [fx.photo, fx.doc, fx.dm];
+    assert.deepEqual(names.sort(), want.map((f) => `${f.meta.id}-${f.meta.name}`).sort());
+    for (const f of want) {
+      const path = `${out}/${f.meta.id}-${f.meta.name}`;
+      assert.deepEqual(await Deno.readFile(path), f.bytes, f.meta.name);
+      assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600, "private, as the data file");
+    }
+    const ops = await runChat([
+      "export",
+      "--data",
+      fx.path,
+      "--room",
+      "general",
+      "--files",
+      `${dir}/g`,
+    ]);
+    assert.equal(ops.code, 0, ops.stderr);
+    const only = [];
+    for await (const e of Deno.readDir(`${dir}/g`)) only.push(e.name);
+    assert.deepEqual(
+      only.sort(),
+      [fx.photo, fx.doc].map((f) => `${f.meta.id}-${f.meta.name}`).sort(),
+      "only the files of the room exported",
+    );
+    const plain = await runChat(["export", "--data", fx.path]);
+    assert.deepEqual(plain.stdout, r.stdout, "without --files, the same lines");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("chat export --files never writes through a link or outside the directory", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-export-" });
+  try {
+    const fx = await filesFixture(dir);
+    const out = `${dir}/out`;
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(`${dir}/precious`, "keep me");
+    await Deno.symlink(`${dir}/precious`, `${out}/${fx.photo.meta.id}-${fx.photo.meta.name}`);
+    const r = await runChat(["export", "--data", fx.path, "--files", out]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^error: Cannot write ".*cat\.png": something other than a file is there\n$/,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/precious`), "keep me");
+    const bad = await runChat(["export", "--data", fx.path, "--files="]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /"--files" needs a directory/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("diskName() makes one safe path segment of at most 255 bytes", () => {
+  const id = "q3Xv5hBWOmL3kP0Jc0rS1A";
+  assert.equal(diskName(id, "cat.png"), `${id}-cat.png`);
+  assert.equal(diskName(id, "../../etc/passwd"), `${id}-.._.._etc_passwd`);
+  assert.equal(diskName(id, "a\\b\u0000c\nd"), `${id}-a_b_c_d`);
+  assert.equal(diskName("../x", "y"), "___x-y", "even the id");
+  const long = diskName(id, "é".repeat(200) + ".jpeg");
+  assert.ok(new TextEncoder().encode(long).length <= 255, long);
+  assert.ok(long.endsWith("é.jpeg"), "whole characters, the extension kept");
+});
+
+Deno.test("chat export --help documents --files", async () => {
+  const r = await runChat(["export", "--help"]);
+  assert.match(r.stdout, /Usage:\n {2}chat export --data FILE \[--room NAME\] \[--files DIR\]/);
+  assert.match(r.stdout, /--files DIR +Also write the files of the exported messages into DIR/);
+  assert.match(r.stdout, /"files"/);
 });

@@ -16,6 +16,7 @@ import {
   ReplyChanged,
   replyRef,
 } from "../server/store/store.ts";
+import type { FileMeta } from "../server/files/files.ts";
 import { RedisServer } from "./redis_helpers.ts";
 import { storeContract } from "./store_contract.ts";
 
@@ -550,7 +551,12 @@ async function everything(store: RedisStore): Promise<string> {
 /** The JSON `m:<conv>` keeps for a message, parsed (`ev` and all). */
 async function stored(store: RedisStore, conv: string, id: number) {
   const raw = await command(store.client, ["HGET", `chat:m:${conv}`, String(id)], 5000);
-  return JSON.parse(raw as string) as { ev?: number[]; replyTo?: unknown; text: string };
+  return JSON.parse(raw as string) as {
+    ev?: number[];
+    replyTo?: unknown;
+    text: string;
+    files?: unknown;
+  };
 }
 
 /** The change as applied, asserting it was. */
@@ -802,4 +808,42 @@ Deno.test("RedisStore: a resend answers the stored message as it is now: edited,
     [`${gone.seq}-0`],
     "nothing more was published: the delete's entry is all the feed holds",
   );
+});
+
+Deno.test("RedisStore: a message's files are kept in its JSON in wire key order, and gone from Redis with a delete", async () => {
+  await using store = await openStore(1);
+  // Names cjson must carry as they are: quotes, backslashes, slashes, emoji, bidi-free Unicode.
+  const photo: FileMeta = {
+    id: "CCCCCCCCCCCCCCCCCCCCCC",
+    name: 'a "b" \\ c/d 🐈 é.png',
+    size: 26_214_400,
+    type: "image/png",
+    width: 4032,
+    height: 3024,
+  };
+  const doc: FileMeta = { id: "DDDDDDDDDDDDDDDDDDDDDD", name: "r.pdf", size: 1, type: "x/y" };
+  const draft = { conv: "r", room: "r", from: "alice", text: "", files: [photo, doc], ref: "k1" };
+  const first = await store.appendOnce(draft);
+  assert.deepEqual(first.msg.files, [photo, doc]);
+  assert.deepEqual(Object.keys(first.msg.files![0]), [
+    "id",
+    "name",
+    "size",
+    "type",
+    "width",
+    "height",
+  ]);
+  const kept = await store.message("r", 1);
+  assert.deepEqual(kept?.files, [photo, doc]);
+  assert.deepEqual(Object.keys(kept!.files![0]), ["id", "name", "size", "type", "width", "height"]);
+  assert.deepEqual((await stored(store, "r", 1)).files, [photo, doc]);
+
+  // Dropped by the cap (keep 1): a resend is rebuilt from the draft, files included.
+  await store.append({ conv: "r", room: "r", from: "bob", text: "next" });
+  assert.deepEqual(await store.appendOnce(draft), { msg: first.msg, fresh: false });
+
+  await store.append({ conv: "r", room: "r", from: "alice", text: "again", files: [photo] });
+  assert.equal((await store.change({ kind: "delete", conv: "r", id: 3, user: "alice" })).ok, true);
+  const raw = await store.cli("HGET", "chat:m:r", "3");
+  assert.equal(raw.includes(photo.id) || raw.includes("files"), false, `gone: ${raw}`);
 });

@@ -397,11 +397,19 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 7: no files, with messages or on their own. */
+const TO_SCHEMA_7 = `
+  DROP TABLE file_chunks;
+  DROP TABLE files;
+  ALTER TABLE messages DROP COLUMN files;
+  PRAGMA user_version = 7`;
+
 /**
  * Turns a file of this version back into schema 6: the search index over the
  * text as typed, with the triggers of schema 6, and no `plain` column.
  */
 const TO_SCHEMA_6 = `
+  ${TO_SCHEMA_7};
   DROP TRIGGER messages_fts_insert;
   DROP TRIGGER messages_fts_delete;
   DROP TRIGGER messages_fts_update;
@@ -477,7 +485,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 7);
+    assert.equal(SCHEMA_VERSION, 8);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1439,4 +1447,65 @@ Deno.test("SqliteStore.open() migrates a version 6 file: search finds words thro
   await s.change({ kind: "edit", conv: "general", id: 1, user: "alice", text: "a **mango**" });
   assert.deepEqual((await s.search("deploy", scope)).length, 0);
   assert.deepEqual((await s.search("mango", scope)).length, 1);
+});
+
+Deno.test("SqliteStore keeps a message's files over a reopen; a delete leaves none in its row", async () => {
+  await using data = await tempData();
+  const photo = {
+    id: "q3Xv5hBWOmL3kP0Jc0rS1A",
+    name: "cat.png",
+    size: 1234,
+    type: "image/png",
+    width: 640,
+    height: 480,
+  };
+  const doc = { id: "Zz9_-aBcDeFgHiJkLmNoPq", name: "a.pdf", size: 5, type: "application/pdf" };
+  {
+    await using s = open(data.path);
+    await s.append({ ...room("general", "alice", "look"), files: [photo, doc] });
+    await s.append({ ...room("general", "alice", ""), files: [doc] });
+    await s.append(room("general", "alice", "plain"));
+  }
+  assert.deepEqual(
+    peek(data.path, (db) => db.prepare("SELECT files FROM messages ORDER BY id").all())
+      .map((r) => r.files === null ? null : JSON.parse(String(r.files))),
+    [[photo, doc], [doc], null],
+    "JSON in the row, NULL when none",
+  );
+  await using s = open(data.path);
+  const page = await s.page("general", { limit: 10 });
+  assert.deepEqual(page.messages.map((m) => m.files), [[photo, doc], [doc], undefined]);
+  const found = await s.search("look", { user: "alice", rooms: ["general"], limit: 10 });
+  assert.deepEqual(found.map((m) => m.files), [[photo, doc]]);
+  assert.ok((await s.change({ kind: "delete", conv: "general", id: 1, user: "alice" })).ok);
+  await s.flush();
+  assert.equal((await s.message("general", 1))?.files, undefined);
+  assert.equal(
+    peek(data.path, (db) => db.prepare("SELECT files FROM messages WHERE id = 1").get()!.files),
+    null,
+  );
+});
+
+Deno.test("SqliteStore.open() migrates a version 7 file: messages without files, empty file tables", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.append(room("general", "alice", "before files"));
+  }
+  const v7 = new DatabaseSync(data.path);
+  v7.exec(TO_SCHEMA_7);
+  v7.close();
+  await using s = open(data.path);
+  assert.equal(
+    peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+    SCHEMA_VERSION,
+  );
+  const [before] = (await s.page("general", { limit: 10 })).messages;
+  assert.deepEqual([before.text, "files" in before], ["before files", false]);
+  assert.equal(peek(data.path, (db) => db.prepare("SELECT count(*) AS n FROM files").get()!.n), 0);
+  const after = await s.append({
+    ...room("general", "alice", ""),
+    files: [{ id: "q3Xv5hBWOmL3kP0Jc0rS1A", name: "x.txt", size: 1, type: "text/plain" }],
+  });
+  assert.deepEqual(await s.message("general", after.id), after);
 });

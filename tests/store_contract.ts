@@ -15,6 +15,7 @@ import {
   replyRef,
   type Store,
 } from "../server/store/store.ts";
+import type { FileMeta } from "../server/files/files.ts";
 import {
   type ChatMessage,
   conversationKey,
@@ -1603,5 +1604,79 @@ export function storeContract<S extends Store>(
     assert.deepEqual([caught.messages, caught.gap, caught.seq], [[], false, 4]);
     const back = await s.page("r", { since: 3, limit: 10 });
     assert.deepEqual([back.messages.map((m) => m.id), back.gap, back.seq], [[2], false, 4]);
+  });
+
+  // ---------------------------------------------------------------------------
+  // Files (issue 16): a message keeps the files it carries, until it is deleted.
+
+  const PHOTO: FileMeta = {
+    id: "AAAAAAAAAAAAAAAAAAAAAA",
+    name: "cat.png",
+    size: 1234,
+    type: "image/png",
+    width: 640,
+    height: 480,
+  };
+  const NOTES: FileMeta = {
+    id: "BBBBBBBBBBBBBBBBBBBBBB",
+    name: "notes.pdf",
+    size: 99,
+    type: "application/pdf",
+  };
+
+  test("append() keeps files with the message, in order: page, since, message(), search", async (s) => {
+    const a = await post(s, "alice", "look", { files: [PHOTO, NOTES] });
+    assert.deepEqual(a.files, [PHOTO, NOTES]);
+    const b = await post(s, "bob", "", { files: [NOTES] });
+    assert.deepEqual([b.text, b.files], ["", [NOTES]], "a message may have files and no text");
+    const c = await post(s, "bob", "plain");
+    assert.equal("files" in c, false, "no files: no files field");
+    await settle(s);
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages, [a, b, c]);
+    assert.deepEqual((await s.page("r", { since: 1, limit: 10 })).messages, [b, c]);
+    assert.deepEqual((await s.page("r", { before: 2, limit: 10 })).messages, [a]);
+    assert.deepEqual(await s.message("r", 1), a);
+    assert.deepEqual(await s.search("look", { user: "alice", rooms: ["r"], limit: 10 }), [a]);
+    const dmConv = conversationKey("alice", { to: "bob" });
+    const d = await s.append({ conv: dmConv, to: "bob", from: "alice", text: "", files: [PHOTO] });
+    await settle(s);
+    assert.deepEqual((await s.page(dmConv, { limit: 10 })).messages, [d]);
+    assert.deepEqual(d.files, [PHOTO]);
+  });
+
+  test("appendOnce() answers a resend of a message with files with the stored message", async (s) => {
+    const draft = { conv: "r", room: "r", from: "alice", text: "", files: [PHOTO], ref: "k1" };
+    const first = await s.appendOnce(draft);
+    assert.deepEqual([first.fresh, first.msg.files], [true, [PHOTO]]);
+    assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
+    await settle(s);
+    assert.equal((await s.page("r", { limit: 10 })).messages.length, 1);
+  });
+
+  test("change() keeps a message's files through edits and reactions; a delete drops them", async (s) => {
+    const a = await post(s, "alice", "look", { files: [PHOTO, NOTES] });
+    applied(await edit(s, 1, "alice", "look at this"));
+    applied(await react(s, 1, "bob", "👍"));
+    await settle(s);
+    const edited = await s.message("r", 1);
+    assert.deepEqual(
+      [edited?.text, edited?.files, edited?.reactions],
+      ["look at this", [PHOTO, NOTES], { "👍": ["bob"] }],
+    );
+    assert.deepEqual((await s.page("r", { since: 2, limit: 10 })).messages, [edited]);
+    applied(await del(s, 1, "alice"));
+    await settle(s);
+    const stone: ChatMessage = {
+      id: 1,
+      seq: 4,
+      room: "r",
+      from: "alice",
+      text: "",
+      ts: a.ts,
+      deleted: true,
+    };
+    assert.deepEqual(await s.message("r", 1), stone, "a tombstone carries no files");
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages, [stone]);
+    assert.deepEqual((await s.page("r", { since: 3, limit: 10 })).messages, [stone]);
   });
 }

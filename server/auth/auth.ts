@@ -281,6 +281,15 @@ export class Auth {
   }
 
   /**
+   * A key for another use of the server's secret (`purpose` names the use,
+   * e.g. `"files"`): derived from the token secret, so every node that shares
+   * the secret derives the same key, and no use can forge another's.
+   */
+  keyFor(purpose: string): Buffer {
+    return createHmac("sha256", this.#secret).update(`key:${purpose}`).digest();
+  }
+
+  /**
    * The user and session a token belongs to, or `null` if it is forged,
    * expired or its credentials changed. Whether its session was signed out
    * is the store's to say.

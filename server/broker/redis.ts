@@ -191,7 +191,7 @@ function parsePayload(payload: string): { seq: number | null; event: BrokerEvent
   const event: BrokerEvent = {
     kind: "message",
     conv: json.conv,
-    msg: toMessage(id, ms, json.room, json.to, json.from, json.text, json.replyTo),
+    msg: toMessage(id, ms, json.room, json.to, json.from, json.text, json.replyTo, json.files),
   };
   if (json.origin) event.origin = json.origin;
   return { seq, event };
@@ -396,6 +396,7 @@ export class RedisBroker implements Broker {
       // The quote as stored: the original's `seq` was for the store's check only.
       replyTo: draft.replyTo &&
         { id: draft.replyTo.id, from: draft.replyTo.from, snippet: draft.replyTo.snippet },
+      files: draft.files,
       origin,
     });
     // As many promise steps as publishChange: a conversation's messages and

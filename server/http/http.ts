@@ -12,6 +12,7 @@ import type { Conn, Hub } from "../hub/hub.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULTS } from "../config.ts";
 import type { SocketReaper } from "../hub/reaper.ts";
+import type { FileRoutes } from "./files.ts";
 
 /** An error with an HTTP status, safe to show to the client. */
 export class HttpError extends Error {
@@ -31,7 +32,7 @@ export class HttpError extends Error {
 /** Headers on every response. */
 export const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; " +
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; " +
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
@@ -78,6 +79,8 @@ export interface HttpDeps {
   static?: StaticHandler;
   /** Drops connections stuck while closing. */
   reaper?: SocketReaper;
+  /** Uploads and downloads of attachments; absent: those paths are 404. */
+  files?: FileRoutes;
 }
 
 /** The header the built-in tunnel adds, carrying {@link HttpDeps.tunnelSecret}. */
@@ -158,7 +161,8 @@ export function createHandler(
   async function route(req: Request, addr: string, scheme: string | null): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
-    checkSize(req, path !== "/ws");
+    // An upload's body is bounded by --max-upload, as it streams.
+    checkSize(req, path !== "/ws", path !== "/api/files" || !deps.files);
     const method = req.method;
     const only = (...methods: string[]) => {
       if (!methods.includes(method)) {
@@ -193,6 +197,14 @@ export function createHandler(
         }
         return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
       }
+      case "/api/files":
+        if (!deps.files) break;
+        only("POST");
+        return await deps.files.upload(req, url, addr);
+    }
+    if (deps.files && path.startsWith("/files/")) {
+      only("GET", "HEAD");
+      return await deps.files.download(req, url);
     }
     if (deps.static) {
       const res = await deps.static(req, path);
@@ -305,7 +317,7 @@ export function createStartingHandler(deps: StartingDeps): (req: Request) => Pro
       }
       return json(await deps.health(), { "cache-control": "no-store" }, 503);
     }
-    if (path === "/ws" || path.startsWith("/api/")) throw starting();
+    if (path === "/ws" || path.startsWith("/api/") || path.startsWith("/files/")) throw starting();
     const res = await deps.static?.(req, path);
     if (res) {
       if (!readOnly) {
@@ -328,7 +340,7 @@ export function createStartingHandler(deps: StartingDeps): (req: Request) => Pro
  * would keep a JS copy of them too (~1.5 KB per idle connection). Their head
  * is still bounded: Deno answers 400 to a request head over 64 KB.
  */
-function checkSize(req: Request, headers = true): void {
+function checkSize(req: Request, headers = true, body = true): void {
   if (headers) {
     let size = 0;
     for (const [k, v] of req.headers) size += k.length + v.length + 4;
@@ -337,7 +349,7 @@ function checkSize(req: Request, headers = true): void {
     }
   }
   const length = req.headers.get("content-length");
-  if (length !== null && !(Number(length) <= MAX_BODY_BYTES)) {
+  if (body && length !== null && !(Number(length) <= MAX_BODY_BYTES)) {
     throw new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes`, {
       connection: "close",
     });

@@ -19,14 +19,14 @@ import {
 } from "../../protocol.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
-import type { NodeContext } from "./context.ts";
+import type { FilesContext, NodeContext } from "./context.ts";
 import { encode, peerOf, withRef } from "./frames.ts";
 
 /** Milliseconds the clocks of nodes and the store may disagree by. */
 const CLOCK_SKEW = 2000;
 
 /** What {@link Changes} needs from the node. */
-export interface ChangesContext extends NodeContext {
+export interface ChangesContext extends NodeContext, FilesContext {
   /** The conversation of a frame's target, checked (see `Commands.conv`). */
   conv: (user: User, frame: Target, ref?: string) => Promise<{ conv: string; target: Target }>;
   /** Milliseconds after sending during which a message may be edited; absent: no limit. */
@@ -81,7 +81,19 @@ export class Changes {
     const change: Change = { kind: "delete", conv, id: frame.id, user: user.name };
     const bound = await this.#heldSince(user.name);
     if (bound > 0) change.sentAfter = bound;
-    await this.#apply(conn, turn, change, frame.ref, "holder");
+    // A message's files never change: read before, removed once it is deleted.
+    const files = (await this.#ctx.store.message(conv, frame.id))?.files;
+    const applied = await this.#apply(conn, turn, change, frame.ref, "holder");
+    if (applied && files) await this.#removeFiles(files.map((f) => f.id));
+  }
+
+  /** Removes a deleted message's files; a failure is left to the file sweep. */
+  async #removeFiles(ids: string[]): Promise<void> {
+    try {
+      await this.#ctx.files.remove(ids);
+    } catch (err) {
+      this.#ctx.log.warn(`Files of a deleted message not removed yet: ${(err as Error).message}`);
+    }
   }
 
   /** Adds or removes the user's reaction. */
@@ -134,7 +146,7 @@ export class Changes {
     change: Change,
     ref: string | undefined,
     late: "window" | "holder",
-  ): Promise<void> {
+  ): Promise<Applied | null> {
     const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
     if (ref !== undefined) origin.ref = ref;
     let result;
@@ -157,6 +169,7 @@ export class Changes {
     }
     if (!result.ok) throw this.#refused(result.refusal, change, ref, late);
     if (result.applied === null && ref !== undefined) this.#unchanged(conn, change, ref);
+    return result.applied;
   }
 
   /**

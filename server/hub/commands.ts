@@ -20,12 +20,14 @@ import {
   type Target,
 } from "../../protocol.ts";
 import { type Appended, type Draft, ReplyChanged, replyRef } from "../store/store.ts";
+import type { FileMeta } from "../files/files.ts";
+import { createHash } from "node:crypto";
 import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
-import type { NodeContext } from "./context.ts";
+import type { FilesContext, NodeContext } from "./context.ts";
 
 /** Reads of a reply's original before giving up when it keeps changing meanwhile. */
 const REPLY_ATTEMPTS = 3;
@@ -41,7 +43,7 @@ export interface Resent {
 }
 
 /** What {@link Commands} needs from the node. */
-export interface CommandsContext extends NodeContext {
+export interface CommandsContext extends NodeContext, FilesContext {
   /** Largest reply in bytes. */
   replyBytes: () => number;
   /** Sends frame text to one connection, if it is still there. */
@@ -128,6 +130,7 @@ export class Commands {
       const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
       if (frame.ref !== undefined) origin.ref = frame.ref;
       const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
+      if (frame.files) draft.files = await this.#attach(user.name, frame, conv);
       if (frame.replyTo === undefined) {
         if (turn.ready) await turn.ready;
         const stored = this.#publish(draft, origin, frame.ref);
@@ -142,14 +145,59 @@ export class Commands {
     } finally {
       turn.done();
     }
+    if (frame.files) await this.#ctx.files.bind(frame.files, conv, sent.msg.id);
     if (sent.fresh || frame.ref === undefined) return;
     // A resend of a stored message: nobody gets it again but this connection,
     // whose acknowledgement (the stored message with its ref) may have been
     // lost. It gets the message as it is now (edited, or a tombstone). Held
     // like any live message while the room's `joined` is on its way.
-    const now = await this.#ctx.store.message(conv, sent.msg.id) ?? sent.msg;
+    const stored = await this.#ctx.store.message(conv, sent.msg.id) ?? sent.msg;
+    const now = this.#ctx.urls.viewed(stored, conn.user!.name);
     const own = encode({ type: "message", ...now, ref: frame.ref });
     this.#ctx.resent(conn, now.room, { seq: now.seq, text: own, own: true });
+  }
+
+  /**
+   * Attaches the files a send names to its conversation (the sender's own
+   * uploads not sent yet; a resend's, sent with the same ref), as one step.
+   */
+  async #attach(
+    user: string,
+    frame: ClientFrame & { type: "send" },
+    conv: string,
+  ): Promise<FileMeta[]> {
+    // A resend is the same ref with the same text (as `appendOnce` decides):
+    // the same ref with other text is another message, which must not get
+    // files a message carries already.
+    const ref = frame.ref === undefined || frame.ref === ""
+      ? ""
+      : `${frame.ref}\n${createHash("sha256").update(frame.text).digest("base64url").slice(0, 22)}`;
+    let result;
+    try {
+      result = await this.#ctx.files.attach(user, frame.files!, conv, ref);
+    } catch (err) {
+      this.#ctx.log.warn(
+        `Files of a message from "${user}" not attached: ${(err as Error).message}`,
+      );
+      throw new FrameError(
+        "unavailable",
+        "Your message was not delivered: the server cannot reach its files right now, try again shortly",
+        frame.ref,
+      );
+    }
+    if (!Array.isArray(result)) {
+      throw new FrameError(
+        "unknown_file",
+        `File ${result.id} is not one of your uploads waiting to be sent: it is someone else's, sent already, or was removed (unsent uploads go after an hour)`,
+        frame.ref,
+      );
+    }
+    return result.map(({ id, name, size, type, width, height }) => {
+      const meta: FileMeta = { id, name, size, type };
+      if (width !== undefined) meta.width = width;
+      if (height !== undefined) meta.height = height;
+      return meta;
+    });
   }
 
   /** Stores and delivers a message; a store that cannot is `unavailable`. */
@@ -287,8 +335,9 @@ export class Commands {
       ...(page.gap ? { gap: true } : {}),
       seq: page.seq,
     };
+    const viewer = conn.user!.name;
     const fit = fitItems(
-      page.messages,
+      page.messages.map((m) => this.#ctx.urls.viewed(m, viewer)),
       this.#ctx.replyBytes() - headBytes(head) - 16,
       frame.since !== undefined ? "first" : "last",
     );
@@ -335,7 +384,11 @@ export class Commands {
     }
     // Newest first: what does not fit is the oldest, and `more` says so.
     const head: { type: "search"; q: string; more?: boolean } = { type: "search", q: frame.q };
-    const fit = fitItems(messages, this.#ctx.replyBytes() - headBytes(head) - 16, "first");
+    const fit = fitItems(
+      messages.map((m) => this.#ctx.urls.viewed(m, user.name)),
+      this.#ctx.replyBytes() - headBytes(head) - 16,
+      "first",
+    );
     if (fit.dropped > 0) head.more = true;
     this.#ctx.send(conn, withArrays(head, { messages: fit.parts }));
   }

@@ -30,9 +30,10 @@ export function encode(frame: ServerFrame): string {
 export function messageFrame(msg: ChatMessage): string {
   const where = msg.room !== undefined ? `"room":"${msg.room}"` : `"to":"${msg.to}"`;
   const reply = msg.replyTo === undefined ? "" : `,"replyTo":${JSON.stringify(msg.replyTo)}`;
+  const files = msg.files === undefined ? "" : `,"files":${JSON.stringify(msg.files)}`;
   return `{"type":"message","id":${msg.id},"seq":${msg.seq},${where},"from":"${msg.from}","text":${
     JSON.stringify(msg.text)
-  },"ts":"${msg.ts}"${reply}}`;
+  },"ts":"${msg.ts}"${reply}${files}}`;
 }
 
 /**

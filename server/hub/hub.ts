@@ -27,7 +27,10 @@ import type { Auth } from "../auth/auth.ts";
 import { type Identity, type MemberChange, RETRY_CONNECT, SignIns } from "./sign_in.ts";
 import { Passwords } from "./passwd.ts";
 import { Commands } from "./commands.ts";
-import { DEFAULTS } from "../config.ts";
+import { DEFAULTS, MEMORY_FILES_QUOTA } from "../config.ts";
+import type { FileStore } from "../files/files.ts";
+import { MemoryFileStore } from "../files/memory.ts";
+import { FileUrls } from "../files/urls.ts";
 import { Joins } from "./join.ts";
 import { hold, Routes } from "./routes.ts";
 import type { Broker, BrokerEvent, MemberEvent, Origin } from "../broker/broker.ts";
@@ -92,6 +95,8 @@ export interface HubOptions {
   nameExpiry?: number;
   /** Clock in milliseconds. @default {Date.now} */
   now?: () => number;
+  /** Where uploads are kept. @default {a MemoryFileStore with the in-memory quota} */
+  files?: FileStore;
 }
 
 /** What the HTTP layer knows about a new connection. */
@@ -138,6 +143,8 @@ export class Hub {
   #commands: Commands;
   /** Handlers of edits, deletes and reactions. */
   #changes: Changes;
+  #files: FileStore;
+  #urls: FileUrls;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -149,6 +156,8 @@ export class Hub {
     this.#maxText = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
     const nameExpiry = options.nameExpiry ?? DEFAULTS.nameExpiryDays * 24 * 3600_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#files = options.files ?? new MemoryFileStore({ quota: MEMORY_FILES_QUOTA });
+    this.#urls = new FileUrls(this.#auth.keyFor("files"));
     // What most parts need; each takes only the fields its context names.
     const node = {
       store: this.#store,
@@ -156,6 +165,8 @@ export class Hub {
       auth: this.#auth,
       log: this.#log,
       now: () => this.#now(),
+      files: this.#files,
+      urls: this.#urls,
     };
     const error: SendError = (...args) => this.#error(...args);
     const drop: Drop = (...args) => this.#drop(...args);
@@ -527,6 +538,45 @@ export class Hub {
     return true;
   }
 
+  /** Where messages are kept. */
+  get store(): Store {
+    return this.#store;
+  }
+
+  /** Where uploads are kept. */
+  get files(): FileStore {
+    return this.#files;
+  }
+
+  /** Signs file links for their viewers. */
+  get fileUrls(): FileUrls {
+    return this.#urls;
+  }
+
+  /**
+   * The user a session token belongs to now (as their name is spelled), or
+   * null when it is forged, expired, signed out, or (open mode) its name has
+   * gone to someone else: what an HTTP request with a bearer token acts as.
+   */
+  tokenUser(token: string): Promise<string | null> {
+    return this.#signIns.tokenUser(token);
+  }
+
+  /**
+   * Whether `user` may see the files of conversation `conv` now: a member of
+   * the room, or a party of the DM, who still exists (an account in login
+   * mode, a held name in open mode).
+   */
+  async canSeeFiles(user: string, conv: string): Promise<boolean> {
+    let name: string | undefined = user;
+    if (this.#auth.mode === "login") name = this.#auth.canonical(user);
+    else name = (await this.#store.nameClaim(user))?.name;
+    if (name === undefined) return false;
+    const pair = dmPair(conv);
+    if (pair !== null) return pair.some((p) => p.toLowerCase() === name.toLowerCase());
+    return (await this.#store.roomsOf(name)).includes(conv);
+  }
+
   /**
    * Signs a session out everywhere: its tokens stop working on every node,
    * its connections close with 4003, and in open mode its name is released
@@ -687,6 +737,7 @@ export class Hub {
   }
 
   #onMessage(msg: ChatMessage, origin?: Origin): void {
+    if (msg.files !== undefined) return this.#onFileMessage(msg, origin);
     const text = messageFrame(msg);
     const sender = this.#originConn(origin);
     const own = sender && origin?.ref !== undefined ? withRef(text, origin.ref) : text;
@@ -706,6 +757,39 @@ export class Hub {
     if (a) this.#outbox.fanout(a.conns, text, sender ?? undefined);
     if (b) this.#outbox.fanout(b.conns, text, sender ?? undefined);
     if (sender) this.#outbox.push(sender, own);
+  }
+
+  /**
+   * A message with files: each user gets its own text, its links signed for
+   * them (built once per user), by the same routes as any message.
+   */
+  #onFileMessage(msg: ChatMessage, origin?: Origin): void {
+    const sender = this.#originConn(origin);
+    const ref = sender ? origin?.ref : undefined;
+    const texts = new Map<string, string>();
+    const textFor = (c: Conn) => {
+      const name = c.user!.name;
+      let text = texts.get(name);
+      if (text === undefined) {
+        text = messageFrame(this.#urls.viewed(msg, name));
+        texts.set(name, text);
+      }
+      return c === sender && ref !== undefined ? withRef(text, ref) : text;
+    };
+    if (msg.room !== undefined) {
+      const route = this.#routes.get(msg.room);
+      if (!route) return;
+      for (const c of route.conns) this.#outbox.push(c, textFor(c));
+      for (const [c, buf] of route.joining) {
+        hold(buf, { seq: msg.seq, text: textFor(c), own: c === sender && ref !== undefined });
+      }
+      return;
+    }
+    const a = this.#users.get(msg.from);
+    const b = msg.to !== msg.from ? this.#users.get(msg.to!) : undefined;
+    const conns = new Set([...(a?.conns ?? []), ...(b?.conns ?? [])]);
+    if (sender) conns.add(sender);
+    for (const c of conns) this.#outbox.push(c, textFor(c));
   }
 
   /**

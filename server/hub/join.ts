@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { FilesContext } from "./context.ts";
 import type { Broker, MemberEvent } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
 import { JOIN_REPLAY, MAX_PAGE } from "../../protocol.ts";
@@ -18,7 +19,7 @@ import type { Replies } from "./replies.ts";
 import { type Buffered, overflowed, type Routes } from "./routes.ts";
 
 /** What {@link Joins} needs from the node. */
-export interface JoinsContext {
+export interface JoinsContext extends FilesContext {
   store: Store;
   broker: Broker;
   log: Logger;
@@ -188,8 +189,9 @@ export class Joins {
     if (people.dropped > 0) head.memberCount = members.length;
     if (topic !== "") head.topic = topic;
     // Without `since` the newest messages matter most; after `since`, the oldest.
+    const viewer = conn.user!.name;
     const history = fitItems(
-      page.messages,
+      page.messages.map((m) => this.#ctx.urls.viewed(m, viewer)),
       budget - people.bytes - headBytes(head) - 64,
       since === undefined ? "last" : "first",
     );

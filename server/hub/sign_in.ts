@@ -470,6 +470,16 @@ export class SignIns {
     );
   }
 
+  /** The user a token acts as now, or null (see `Hub.tokenUser`). */
+  async tokenUser(token: string): Promise<string | null> {
+    const claims = this.#ctx.auth.verifyToken(token);
+    if (claims === null) return null;
+    if (await this.#ctx.store.sessionRevoked(claims.session, this.#ctx.now())) return null;
+    if (this.#ctx.auth.mode === "login") return claims.user;
+    const claim = await this.#ctx.store.nameClaim(claims.user);
+    return claim !== null && claim.session === claims.session ? claim.name : null;
+  }
+
   /**
    * Signs a session out everywhere: its tokens stop working on every node,
    * its connections close with 4003, and in open mode its name is released

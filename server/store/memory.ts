@@ -190,6 +190,8 @@ export class MemoryStore implements Store {
       : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts };
     // The quote as sent, without the seq it was checked at.
     if (reply) msg.replyTo = { id: reply.id, from: reply.from, snippet: reply.snippet };
+    // Copies: the caller's objects are not the store's (a tombstone drops them).
+    if (draft.files?.length) msg.files = draft.files.map((f) => ({ ...f }));
     if (this.#limit > 0) {
       log.messages.push(msg);
       this.#total++;

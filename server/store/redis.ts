@@ -36,9 +36,11 @@
  * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)            |
  *
  * A stored message is `{id, seq, room | to, from, text, ms, edited?,
- * deleted?, reactions?, replyTo?, ev?}` with `ms` the time in milliseconds,
+ * deleted?, reactions?, replyTo?, files?, ev?}` with `ms` the time in milliseconds,
  * `reactions` a list of `[emoji, [user…]]` (a JSON object would lose the
- * order in Lua) and `ev` the numbers of the broker's feed entries that hold a
+ * order in Lua), `files` the files it carries (`{id, name, size, type,
+ * width?, height?}`, kept through edits and reactions, gone with a delete;
+ * their bytes are the file store's, see `server/files/redis.ts`) and `ev` the numbers of the broker's feed entries that hold a
  * text of it: `ev[1]` its creation's (0 when it was not published), then
  * its edits' still in the feed. Deleting the message deletes them, so its
  * text is gone from Redis, not only from its history.
@@ -101,6 +103,7 @@ import {
   type Store,
 } from "./store.ts";
 import { Slice } from "./time_slice.ts";
+import type { FileMeta } from "../files/files.ts";
 
 /** The key layout this file reads and writes (see the module's table). */
 const SCHEMA = "2";
@@ -193,11 +196,12 @@ end
  *
  * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
  * ref (or empty), once (1/0), refWindow, refTtl ms, room (or empty), to (or
- * empty), replyTo id (or empty), its from, its snippet, its seq, text (last).
+ * empty), replyTo id (or empty), its from, its snippet, its seq, files JSON
+ * (or empty), text (last).
  */
 const APPEND = new Script(
   CLOCK_LUA + CAP_LUA + `
-local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[20]
+local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[21]
 local mkey = p .. 'm:' .. conv
 local sent, order, digest, prev
 if ref ~= '' then
@@ -230,6 +234,7 @@ if ARGV[16] ~= '' then
   msg.replyTo = {id = tonumber(ARGV[16]), from = ARGV[17], snippet = ARGV[18]}
   redis.call('SADD', p .. 'rp:' .. conv .. ':' .. ARGV[16], id)
 end
+if ARGV[20] ~= '' then msg.files = cjson.decode(ARGV[20]) end
 local seq = 0
 if ARGV[6] ~= '' then
   seq = redis.call('INCR', p .. 'evseq')
@@ -794,6 +799,8 @@ interface Stored {
   deleted?: boolean;
   reactions?: [string, string[]][];
   replyTo?: ReplyRef;
+  /** The files it carries (absent when none, and on a tombstone). */
+  files?: FileMeta[];
   /**
    * Event feed entries that hold a text of the message: its creation's (0
    * for none), then its edits' still in the feed. A delete removes them.
@@ -808,6 +815,19 @@ function replyOf(r: ReplyRef): ReplyRef {
     : { id: r.id, from: r.from, snippet: r.snippet };
 }
 
+/**
+ * Files with the wire's key order (`{id, name, size, type, width?, height?}`):
+ * Lua's cjson writes keys in any order.
+ */
+function filesOf(files: readonly FileMeta[]): FileMeta[] {
+  return files.map((f) => {
+    const meta: FileMeta = { id: f.id, name: f.name, size: f.size, type: f.type };
+    if (f.width !== undefined) meta.width = f.width;
+    if (f.height !== undefined) meta.height = f.height;
+    return meta;
+  });
+}
+
 /** A new message with the memory store's key order (the wire shows it). */
 export function toMessage(
   id: number,
@@ -817,12 +837,14 @@ export function toMessage(
   from: string,
   text: string,
   replyTo?: ReplyRef,
+  files?: readonly FileMeta[],
 ): ChatMessage {
   const ts = new Date(ms).toISOString();
   const msg: ChatMessage = room !== undefined
     ? { id, seq: id, room, from, text, ts }
     : { id, seq: id, to, from, text, ts };
   if (replyTo) msg.replyTo = replyOf(replyTo);
+  if (files && files.length > 0) msg.files = filesOf(files);
   return msg;
 }
 
@@ -837,6 +859,7 @@ function fromStored(json: string): ChatMessage {
   if (s.deleted) msg.deleted = true;
   if (s.reactions) msg.reactions = Object.fromEntries(s.reactions);
   if (s.replyTo) msg.replyTo = replyOf(s.replyTo);
+  if (s.files && s.files.length > 0) msg.files = filesOf(s.files);
   return msg;
 }
 
@@ -987,6 +1010,7 @@ export class RedisStore implements Store {
       reply?.from ?? "",
       reply?.snippet ?? "",
       reply ? String(reply.seq) : "",
+      draft.files && draft.files.length > 0 ? JSON.stringify(filesOf(draft.files)) : "",
       draft.text,
     ]).then((out) => {
       const [id, ms, seq, fresh, stored] = out as [number, number, number, number, string?];
@@ -994,7 +1018,7 @@ export class RedisStore implements Store {
       // A resend answers the stored message as it is now (edited, deleted…).
       const msg = stored !== undefined
         ? fromStored(stored)
-        : toMessage(id, ms, draft.room, draft.to, draft.from, draft.text, reply);
+        : toMessage(id, ms, draft.room, draft.to, draft.from, draft.text, reply, draft.files);
       return { msg, seq, fresh: fresh === 1 };
     });
   }

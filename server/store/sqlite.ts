@@ -21,8 +21,9 @@
  * Retention (`--retain-days`, `--retain-messages`) runs in the background in
  * small transactions between deliveries.
  *
- * A deleted message's text is gone from the file, not hidden: its row keeps
- * an empty text, the search index drops its words (FTS5 `secure-delete`),
+ * A message keeps the files it carries (their meta, as JSON; the bytes are
+ * the file store's, in the same file). A deleted message's text and files
+ * are gone from the file, not hidden: its row keeps an empty text and no files, the search index drops its words (FTS5 `secure-delete`),
  * freed space is zeroed (`PRAGMA secure_delete`), and a checkpoint soon after
  * the commit empties the write-ahead log that still held the old page.
  *
@@ -47,6 +48,7 @@ import {
 } from "../../protocol.ts";
 import { plainText } from "../../markdown.ts";
 import type { Logger } from "../log.ts";
+import type { FileMeta } from "../files/files.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
   type Appended,
@@ -199,6 +201,8 @@ interface Row {
   reply_to: number | null;
   reply_from: string | null;
   reply_snippet: string | null;
+  /** JSON array of {@link FileMeta}, NULL when none (and once deleted). */
+  files: string | null;
 }
 
 const DAY = 86_400_000;
@@ -305,6 +309,33 @@ export class SqliteStore implements Store {
     return { ...this.#stats };
   }
 
+  /**
+   * The data file's connection, for the SQLite file store
+   * (`server/files/sqlite.ts`) that keeps files in the same file. It must
+   * run each of its writes as one synchronous transaction (never across an
+   * `await`), so that it never interleaves with this store's commits, and
+   * must not close it: {@link close} does.
+   */
+  get database(): DatabaseSync {
+    if (this.#closed) throw closedError();
+    return this.#db;
+  }
+
+  /** The data file's path (for messages about it). */
+  get path(): string {
+    return this.#path;
+  }
+
+  /**
+   * Tells the store that data was removed from the file outside its own
+   * writes (a file's bytes): the write-ahead log, which still holds the old
+   * pages, is checkpointed and emptied soon, as after a delete (and at the
+   * next {@link flush}).
+   */
+  removedData(): void {
+    this.#checkpointSoon();
+  }
+
   get #retains(): boolean {
     return this.#retainDays !== undefined || this.#retainMessages !== undefined;
   }
@@ -344,6 +375,8 @@ export class SqliteStore implements Store {
       : { id, seq: id, to: draft.to, from: draft.from, text: draft.text, ts: iso(ts) };
     // The quote as sent, without the seq it was checked at.
     if (reply) msg.replyTo = { id: reply.id, from: reply.from, snippet: reply.snippet };
+    const files = draft.files?.length ? draft.files.map(fileMeta) : undefined;
+    if (files) msg.files = files;
     this.#live.set(liveKey(draft.conv, id), {
       from: draft.from,
       ts,
@@ -379,6 +412,7 @@ export class SqliteStore implements Store {
         // NULL: the original is gone (its text must not live on here).
         msg.replyTo && !msg.replyTo.deleted ? msg.replyTo.snippet : null,
         plainText(draft.text),
+        files ? JSON.stringify(files) : null,
       );
       this.#ran.added.set(draft.conv, (this.#ran.added.get(draft.conv) ?? 0) + 1);
       this.#ran.messages++;
@@ -1276,7 +1310,16 @@ function toMessage(r: Row): ChatMessage {
     else reply.snippet = r.reply_snippet;
     msg.replyTo = reply;
   }
+  if (r.files !== null) msg.files = JSON.parse(r.files) as FileMeta[];
   return msg;
+}
+
+/** A file as a message keeps it: only the fields of {@link FileMeta}, in their order. */
+function fileMeta(f: FileMeta): FileMeta {
+  const meta: FileMeta = { id: f.id, name: f.name, size: f.size, type: f.type };
+  if (f.width !== undefined) meta.width = f.width;
+  if (f.height !== undefined) meta.height = f.height;
+  return meta;
 }
 
 const COLUMN_NAMES = [
@@ -1293,6 +1336,7 @@ const COLUMN_NAMES = [
   "reply_to",
   "reply_from",
   "reply_snippet",
+  "files",
 ];
 const COLUMNS = COLUMN_NAMES.join(", ");
 /** A JSON array of `[conv, id]` pairs as rows (for `(conv, id) IN (…)`). */
@@ -1303,8 +1347,8 @@ function statements(db: DatabaseSync) {
   return {
     insert: p(
       `INSERT INTO messages (conv, id, rev, room, recipient, sender, text, ts, ref,
-         reply_to, reply_from, reply_snippet, plain)
-       VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)`,
+         reply_to, reply_from, reply_snippet, plain, files)
+       VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)`,
     ),
     one: p(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND id = ?`),
     messagesIn: p(`SELECT ${COLUMNS} FROM messages WHERE (conv, id) IN (${PAIRS})`),
@@ -1319,10 +1363,11 @@ function statements(db: DatabaseSync) {
       `UPDATE messages SET text = ?1, edited = ?2, rev = ?3, plain = ?6
        WHERE conv = ?4 AND id = ?5 AND deleted = 0`,
     ),
-    // The text becomes '' (the update trigger takes its words out of the index).
+    // The text becomes '' (the update trigger takes its words out of the index);
+    // the files go with it (the file store removes their bytes).
     erase: p(
       `UPDATE messages SET text = '', plain = '', edited = NULL, deleted = 1, rev = ?1,
-         reply_to = NULL, reply_from = NULL, reply_snippet = NULL
+         reply_to = NULL, reply_from = NULL, reply_snippet = NULL, files = NULL
        WHERE conv = ?2 AND id = ?3`,
     ),
     orphanReplies: p(

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -221,6 +221,40 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       db.exec("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)");
     }
   },
+  // 8: files. A message keeps the files it carries (`files`: a JSON array of
+  // FileMeta, NULL when none and once deleted). The files themselves: one
+  // row each (`state` 0 while uploading, invisible to readers and deleted at
+  // the next open; 1 ready; 2 attached to `conv` by the send with `ref`, at
+  // `attached`, carrying message `msg` once bound) and their chunks, each
+  // in its own row. Chunks are large blobs: a rowid table (a WITHOUT ROWID
+  // table would hold them in its b-tree) with a unique index to find them.
+  (db) =>
+    db.exec(`
+      ALTER TABLE messages ADD COLUMN files TEXT;
+      CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        type TEXT NOT NULL DEFAULT '',
+        width INTEGER,
+        height INTEGER,
+        created INTEGER NOT NULL,
+        conv TEXT,
+        ref TEXT,
+        attached INTEGER,
+        msg INTEGER
+      ) WITHOUT ROWID;
+      CREATE INDEX files_by_state ON files (state, created);
+      CREATE INDEX files_unbound ON files (attached) WHERE state = 2 AND msg IS NULL;
+      CREATE TABLE file_chunks (
+        file TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL
+      );
+      CREATE UNIQUE INDEX file_chunks_by_file ON file_chunks (file, n);
+    `),
 ];
 
 /** Whether the SQLite library is at least `major.minor`. */

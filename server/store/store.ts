@@ -9,6 +9,7 @@
  */
 import { type ChatMessage, type Conversation, type ReplyRef, snippetOf } from "../../protocol.ts";
 import { plainText } from "../../markdown.ts";
+import type { FileMeta } from "../files/files.ts";
 
 /** A message before the store gives it an id and a timestamp. */
 export interface Draft {
@@ -32,6 +33,12 @@ export interface Draft {
    * the original is deleted, so it never outlives the original's text.
    */
   replyTo?: ReplyRef & { seq: number };
+  /**
+   * Files the message carries (attached by the file store before the
+   * append), kept with the message in this order and dropped when it is
+   * deleted. Absent (never `[]`) when none.
+   */
+  files?: FileMeta[];
   /**
    * The sender's reference for the message (the `ref` of its `send`), kept
    * so that {@link Store.appendOnce} recognizes a resend. Empty means none.

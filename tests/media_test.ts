@@ -1,0 +1,923 @@
+import assert from "node:assert/strict";
+import {
+  cleanName,
+  DamagedImage,
+  isInlineImage,
+  Sanitizer,
+  SNIFF_BYTES,
+} from "../server/files/media.ts";
+import { crc32, readOrientation } from "../server/files/exif.ts";
+import { Flow, MAX_READ, read } from "../server/files/flow.ts";
+import { orientationSegment } from "../server/files/jpeg.ts";
+import { launchBrowser } from "./e2e/browser.ts";
+
+const FIXTURES = new URL("./fixtures/images/", import.meta.url);
+const HEAD_BYTES = 262144;
+const enc = new TextEncoder();
+
+/** Bytes as a string of char codes 0–255 (TextDecoder's "latin1" is windows-1252). */
+function binary(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+const latin1 = { decode: binary };
+
+function fixture(name: string): Uint8Array {
+  return Deno.readFileSync(new URL(name, FIXTURES));
+}
+
+function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Deterministic random numbers (mulberry32). */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Cuts `input` into pieces: a fixed size, or random sizes from a seed. */
+function pieces(input: Uint8Array, split: number | { seed: number }): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const next = typeof split === "number" ? () => split : (() => {
+    const r = random(split.seed);
+    return () => 1 + Math.floor(r() * 600);
+  })();
+  for (let at = 0; at < input.length;) {
+    const n = Math.min(next(), input.length - at);
+    out.push(input.subarray(at, at + n));
+    at += n;
+  }
+  return out;
+}
+
+interface Result {
+  bytes: Uint8Array;
+  type: string;
+  width?: number;
+  height?: number;
+}
+
+/**
+ * Runs `input` through a sanitizer as the upload path does: pieces are
+ * copied into one reused buffer that is scribbled over after each push
+ * (the caller may reuse it), and the head is fixed at the end.
+ */
+function sanitize(input: Uint8Array, split: number | { seed: number } = input.length): Result {
+  const s = new Sanitizer();
+  const parts: Uint8Array[] = [];
+  const shared = new Uint8Array(Math.max(1, input.length));
+  for (const piece of pieces(input, split)) {
+    const view = shared.subarray(0, piece.length);
+    view.set(piece);
+    parts.push(...s.push(view));
+    view.fill(0xaa);
+  }
+  const { out, type, width, height } = s.end();
+  parts.push(...out);
+  const bytes = concat(parts);
+  s.fixHead(bytes.subarray(0, Math.min(bytes.length, HEAD_BYTES)), bytes.length);
+  return { bytes, type, width, height };
+}
+
+function typeOf(input: Uint8Array | string): string {
+  return sanitize(typeof input === "string" ? enc.encode(input) : input).type;
+}
+
+function has(bytes: Uint8Array, text: string): boolean {
+  return latin1.decode(bytes).includes(text);
+}
+
+const SECRETS = ["Secret", "SN4242", "http://ns.adobe.com/xap", "Photoshop 3.0"];
+
+function assertNoSecrets(bytes: Uint8Array): void {
+  for (const s of SECRETS) assert.ok(!has(bytes, s), `"${s}" is still in the output`);
+}
+
+/** The raw GPSLatitude and GPSLongitude values (rationals) of an Exif TIFF block. */
+function gpsValues(tiff: Uint8Array): string[] {
+  const little = tiff[0] === 0x49;
+  const v = new DataView(tiff.buffer, tiff.byteOffset, tiff.byteLength);
+  const entries = (ifd: number) =>
+    Array.from({ length: v.getUint16(ifd, little) }, (_, i) => ifd + 2 + i * 12);
+  const pointer = entries(v.getUint32(4, little)).find((e) => v.getUint16(e, little) === 0x8825);
+  assert.ok(pointer, "no GPS IFD");
+  const values = entries(v.getUint32(pointer + 8, little))
+    .filter((e) => [2, 4].includes(v.getUint16(e, little)))
+    .map((e) => binary(tiff.subarray(v.getUint32(e + 8, little), v.getUint32(e + 8, little) + 24)));
+  assert.equal(values.length, 2);
+  return values;
+}
+
+function assertNoGps(input: Uint8Array, exif: Uint8Array, output: Uint8Array): void {
+  for (const value of gpsValues(exif)) {
+    assert.ok(binary(input).includes(value));
+    assert.ok(!binary(output).includes(value), "the GPS position is still in the output");
+  }
+}
+
+// --- JPEG structure ---------------------------------------------------------
+
+interface Segment {
+  marker: number;
+  start: number;
+  end: number;
+}
+
+/** Splits a JPEG up to SOS; `scan` is where the entropy-coded data starts. */
+function jpegSegments(b: Uint8Array): { segments: Segment[]; scan: number } {
+  assert.deepEqual([b[0], b[1]], [0xff, 0xd8]);
+  const segments: Segment[] = [];
+  let at = 2;
+  for (;;) {
+    assert.equal(b[at], 0xff, `marker expected at ${at}`);
+    const marker = b[at + 1];
+    const len = (b[at + 2] << 8) | b[at + 3];
+    assert.ok(at + 2 + len <= b.length, "segment runs past the end");
+    segments.push({ marker, start: at, end: at + 2 + len });
+    at += 2 + len;
+    if (marker === 0xda) return { segments, scan: at };
+  }
+}
+
+function segment(b: Uint8Array, s: Segment): Uint8Array {
+  return b.subarray(s.start, s.end);
+}
+
+/**
+ * Splits a whole JPEG, scans included: each SOS part holds its header and
+ * its entropy-coded data (up to the next marker other than FF00 and RSTn).
+ */
+function jpegParts(b: Uint8Array): { marker: number; bytes: Uint8Array }[] {
+  assert.deepEqual([b[0], b[1]], [0xff, 0xd8]);
+  const parts = [];
+  let at = 2;
+  for (;;) {
+    assert.equal(b[at], 0xff, `marker expected at ${at}`);
+    const marker = b[at + 1];
+    if (marker === 0xd9) {
+      parts.push({ marker, bytes: b.subarray(at, at + 2) });
+      return parts;
+    }
+    let end = at + 2 + ((b[at + 2] << 8) | b[at + 3]);
+    if (marker === 0xda) {
+      while (!(b[end] === 0xff && b[end + 1] !== 0 && (b[end + 1] & 0xf8) !== 0xd0)) end++;
+    }
+    assert.ok(end <= b.length, "segment runs past the end");
+    parts.push({ marker, bytes: b.subarray(at, end) });
+    at = end;
+  }
+}
+
+// --- PNG structure ----------------------------------------------------------
+
+interface Chunk {
+  type: string;
+  data: Uint8Array;
+  crc: number;
+}
+
+/** A PNG chunk with its length and CRC. */
+function pngChunk(type: string, data: Uint8Array): Uint8Array {
+  const chunk = new Uint8Array(12 + data.length);
+  const view = new DataView(chunk.buffer);
+  view.setUint32(0, data.length);
+  chunk.set(enc.encode(type), 4);
+  chunk.set(data, 8);
+  view.setUint32(8 + data.length, crc32(chunk.subarray(4, 8 + data.length)));
+  return chunk;
+}
+
+function pngChunks(b: Uint8Array): Chunk[] {
+  assert.deepEqual([...b.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const chunks: Chunk[] = [];
+  for (let at = 8; at < b.length;) {
+    const len = view.getUint32(at);
+    const type = latin1.decode(b.subarray(at + 4, at + 8));
+    chunks.push({
+      type,
+      data: b.subarray(at + 8, at + 8 + len),
+      crc: view.getUint32(at + 8 + len),
+    });
+    at += 12 + len;
+  }
+  return chunks;
+}
+
+// --- WebP structure ---------------------------------------------------------
+
+function riffChunks(b: Uint8Array): { size: number; chunks: { type: string; data: Uint8Array }[] } {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  assert.equal(latin1.decode(b.subarray(0, 4)), "RIFF");
+  assert.equal(latin1.decode(b.subarray(8, 12)), "WEBP");
+  const chunks = [];
+  let at = 12;
+  while (at < b.length) {
+    const len = view.getUint32(at + 4, true);
+    chunks.push({
+      type: latin1.decode(b.subarray(at, at + 4)),
+      data: b.subarray(at + 8, at + 8 + len),
+    });
+    at += 8 + len + (len & 1);
+  }
+  assert.equal(at, b.length, "chunks do not end with the file");
+  return { size: view.getUint32(4, true), chunks };
+}
+
+function webpFile(chunks: [string, Uint8Array][]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const [type, data] of chunks) {
+    const head = new Uint8Array(8);
+    head.set(enc.encode(type));
+    new DataView(head.buffer).setUint32(4, data.length, true);
+    parts.push(head, data);
+    if (data.length & 1) parts.push(new Uint8Array(1));
+  }
+  const body = concat(parts);
+  const head = new Uint8Array(12);
+  head.set(enc.encode("RIFF"));
+  new DataView(head.buffer).setUint32(4, body.length + 4, true);
+  head.set(enc.encode("WEBP"), 8);
+  return concat([head, body]);
+}
+
+// --- GIF structure ----------------------------------------------------------
+
+/** The blocks of a GIF after its header: [intro, label?, bytes of the whole block]. */
+function gifBlocks(b: Uint8Array): { kind: string; bytes: Uint8Array }[] {
+  const table = (packed: number) => (packed & 0x80 ? 3 * (1 << ((packed & 7) + 1)) : 0);
+  let at = 13 + table(b[10]);
+  const blocks = [];
+  const subBlocks = (from: number) => {
+    while (b[from] !== 0) from += 1 + b[from];
+    return from + 1;
+  };
+  for (;;) {
+    const start = at;
+    if (b[at] === 0x3b) {
+      assert.equal(at + 1, b.length, "data after the trailer");
+      return blocks;
+    }
+    if (b[at] === 0x2c) {
+      at = subBlocks(at + 10 + table(b[at + 9]) + 1);
+      blocks.push({ kind: "image", bytes: b.subarray(start, at) });
+    } else {
+      assert.equal(b[at], 0x21);
+      const label = b[at + 1];
+      const kind = label === 0xff ? latin1.decode(b.subarray(at + 3, at + 14)) : `ext${label}`;
+      at = subBlocks(at + 2);
+      blocks.push({ kind, bytes: b.subarray(start, at) });
+    }
+  }
+}
+
+// --- names ------------------------------------------------------------------
+
+Deno.test("cleanName() keeps only the last path segment", () => {
+  assert.equal(cleanName("photo.jpg"), "photo.jpg");
+  assert.equal(cleanName("/etc/passwd"), "passwd");
+  assert.equal(cleanName("C:\\Users\\me\\Desktop\\report.pdf"), "report.pdf");
+  assert.equal(cleanName("../../../etc/shadow"), "shadow");
+  assert.equal(cleanName("a/b\\c.txt"), "c.txt");
+  assert.equal(cleanName("dir/"), null);
+  assert.equal(cleanName("../"), null);
+  assert.equal(cleanName("a/.."), null);
+});
+
+Deno.test("cleanName() removes controls and bidirectional overrides", () => {
+  assert.equal(cleanName("invoice\u202Egpj.exe"), "invoicegpj.exe");
+  assert.equal(cleanName("\u2066evil\u2069\u200E\u200F\u061C.txt"), "evil.txt");
+  assert.equal(cleanName("a\u0000b\u0007c\u007Fd\u0085e\u009Ff.txt"), "a b c d e f.txt");
+  assert.equal(cleanName("two\nlines\r\n.txt"), "two lines .txt");
+  assert.equal(cleanName("zero\u200Bwidth\uFEFF.txt"), "zerowidth.txt");
+  assert.equal(cleanName("  lots \t of   space  .md "), "lots of space .md");
+  assert.equal(cleanName("\u0000\u202E"), null);
+});
+
+Deno.test("cleanName() normalizes to NFC and refuses empty names", () => {
+  assert.equal(cleanName("Cafe\u0301.txt"), "Caf\u00e9.txt");
+  for (const raw of ["", " ", ".", "..", " .. ", "\t", "/", "\\"]) {
+    assert.equal(cleanName(raw), null, JSON.stringify(raw));
+  }
+  assert.equal(cleanName(".bashrc"), ".bashrc");
+  assert.equal(cleanName("..."), "...");
+  assert.equal(cleanName("\ud800bad.txt"), "\ufffdbad.txt");
+});
+
+Deno.test("cleanName() cuts long names to 255 bytes on a character boundary", async (t) => {
+  const bytes = (s: string) => enc.encode(s).length;
+  await t.step("keeps a short extension", () => {
+    const name = cleanName("é".repeat(150) + ".jpeg")!; // 300 bytes + 5
+    assert.ok(bytes(name) <= 255, `${bytes(name)} bytes`);
+    assert.ok(name.endsWith("é.jpeg"));
+    assert.equal(name, "é".repeat(125) + ".jpeg");
+  });
+  await t.step("never splits a character or an emoji", () => {
+    const family = "👨‍👩‍👧"; // 18 bytes, one grapheme
+    const name = cleanName("x" + family.repeat(20) + ".png")!;
+    assert.ok(bytes(name) <= 255);
+    assert.equal(name, "x" + family.repeat(13) + ".png");
+    const cjk = cleanName("漢".repeat(100))!;
+    assert.equal(cjk, "漢".repeat(85));
+  });
+  await t.step("cuts a long extension with the rest", () => {
+    const name = cleanName("a." + "b".repeat(300))!;
+    assert.equal(bytes(name), 255);
+    assert.ok(name.startsWith("a.bbb"));
+  });
+  await t.step("leaves 255 bytes alone", () => {
+    const exact = "a".repeat(251) + ".txt";
+    assert.equal(cleanName(exact), exact);
+  });
+});
+
+Deno.test("isInlineImage() accepts only the four images", () => {
+  for (const t of ["image/png", "image/jpeg", "image/gif", "image/webp"]) {
+    assert.ok(isInlineImage(t));
+  }
+  for (
+    const t of ["image/svg+xml", "text/html", "text/plain", "image/heic", "image/bmp", "IMAGE/PNG"]
+  ) {
+    assert.ok(!isInlineImage(t), t);
+  }
+});
+
+// --- types ------------------------------------------------------------------
+
+function bytesOf(...parts: (number[] | string)[]): Uint8Array {
+  return concat(parts.map((p) => (typeof p === "string" ? enc.encode(p) : Uint8Array.from(p))));
+}
+
+function padded(head: Uint8Array, size = 5000, fill = 0x00): Uint8Array {
+  const out = new Uint8Array(Math.max(size, head.length)).fill(fill);
+  out.set(head);
+  return out;
+}
+
+Deno.test("Sanitizer decides the type from the bytes", async (t) => {
+  await t.step("HTML and SVG are plain text, whatever the name", () => {
+    assert.equal(typeOf("<!doctype html><script>alert(1)</script>"), "text/plain");
+    assert.equal(
+      typeOf('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script/></svg>'),
+      "text/plain",
+    );
+    assert.equal(typeOf("<html>" + "ü".repeat(5000) + "</html>"), "text/plain");
+  });
+  await t.step("documents, archives and media", async () => {
+    const gz = new Uint8Array(
+      await new Response(
+        new Blob([enc.encode("hello ".repeat(100))]).stream().pipeThrough(
+          new CompressionStream("gzip"),
+        ),
+      ).arrayBuffer(),
+    );
+    const cases: [Uint8Array, string][] = [
+      [bytesOf("%PDF-1.7\n%\xe2\xe3\n"), "application/pdf"],
+      [padded(bytesOf("PK", [3, 4, 20, 0])), "application/zip"],
+      [gz, "application/gzip"],
+      [padded(bytesOf([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4])), "application/x-7z-compressed"],
+      [padded(bytesOf("ID3", [4, 0, 0, 0, 0, 0, 0])), "audio/mpeg"],
+      [padded(bytesOf([0xff, 0xfb, 0x90, 0x64])), "audio/mpeg"],
+      [padded(bytesOf([0, 0, 0, 0x20], "ftypisom", [0, 0, 2, 0], "isomiso2avc1mp41")), "video/mp4"],
+      [padded(bytesOf([0, 0, 0, 0x14], "ftypqt  ", [0, 0, 2, 0], "qt  ")), "video/quicktime"],
+      [padded(bytesOf([0, 0, 0, 0x18], "ftypM4A ", [0, 0, 2, 0], "M4A isom")), "audio/mp4"],
+      [padded(bytesOf([0, 0, 0, 0x18], "ftypheic", [0, 0, 0, 0], "mif1heic")), "image/heic"],
+      [padded(bytesOf([0, 0, 0, 0x1c], "ftypavif", [0, 0, 0, 0], "avifmif1miaf")), "image/avif"],
+      [padded(bytesOf([0, 0, 0, 0x18], "ftypmif1", [0, 0, 0, 0], "mif1avif")), "image/avif"],
+      [padded(bytesOf([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x82, 0x84], "webm")), "video/webm"],
+      [
+        padded(bytesOf([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x82, 0x88], "matroska")),
+        "video/x-matroska",
+      ],
+      [padded(bytesOf("OggS", [0, 2], "\0".repeat(22), "OpusHead")), "audio/ogg"],
+      [padded(bytesOf("RIFF", [0x24, 0, 0, 0], "WAVEfmt ")), "audio/wav"],
+      [padded(bytesOf("fLaC", [0, 0, 0, 0x22])), "audio/flac"],
+      [padded(bytesOf("II*\0", [8, 0, 0, 0])), "image/tiff"],
+    ];
+    for (const [input, type] of cases) assert.equal(typeOf(input), type, type);
+  });
+  await t.step("anything else is application/octet-stream", () => {
+    const r = random(7);
+    const noise = Uint8Array.from({ length: 10000 }, () => Math.floor(r() * 256));
+    assert.equal(typeOf(noise), "application/octet-stream");
+    assert.equal(typeOf(bytesOf("text with a NUL\0 byte")), "application/octet-stream");
+    assert.equal(typeOf(bytesOf([0x89, 0x50, 0x4e])), "application/octet-stream");
+    assert.equal(typeOf(bytesOf("RIFF", [4, 0, 0, 0], "WEBX")), "application/octet-stream");
+  });
+  await t.step("text must be valid UTF-8 to its end", () => {
+    const text = enc.encode("ünïcödé ".repeat(2000));
+    assert.equal(sanitize(text, 1).type, "text/plain");
+    assert.equal(sanitize(text, 7).type, "text/plain");
+    const late = concat([text, Uint8Array.of(0xc3, 0x28)]); // bad sequence after the sniffed head
+    assert.ok(late.length > SNIFF_BYTES);
+    assert.equal(typeOf(late), "application/octet-stream");
+    assert.equal(typeOf(concat([text, Uint8Array.of(0xe2, 0x82)])), "application/octet-stream");
+    assert.equal(typeOf(concat([text, Uint8Array.of(0)])), "application/octet-stream");
+  });
+  await t.step("non-images pass through unchanged", () => {
+    const r = random(3);
+    const noise = Uint8Array.from({ length: 30000 }, () => Math.floor(r() * 256));
+    assert.deepEqual(sanitize(noise, { seed: 5 }).bytes, noise);
+    const html = enc.encode("<html>" + "x".repeat(10000));
+    assert.deepEqual(sanitize(html, 7).bytes, html);
+  });
+});
+
+// --- images -----------------------------------------------------------------
+
+Deno.test("Sanitizer strips a JPEG's Exif, keeping its orientation and image data", () => {
+  const input = fixture("photo.jpg");
+  // The fixture really carries what must go.
+  for (const s of SECRETS) assert.ok(has(input, s), `fixture lacks "${s}"`);
+  const { bytes, type, width, height } = sanitize(input);
+  assert.equal(type, "image/jpeg");
+  assertNoSecrets(bytes);
+  assertNoGps(input, input.subarray(binary(input).indexOf("Exif\0\0") + 6), bytes);
+  // Stored 64×48, shown turned a quarter (orientation 6): 48×64.
+  assert.deepEqual([width, height], [48, 64]);
+
+  const before = jpegSegments(input);
+  const after = jpegSegments(bytes);
+  const markers = after.segments.map((s) => s.marker);
+  assert.deepEqual(markers.filter((m) => m >= 0xe0 && m <= 0xef || m === 0xfe), [0xe0, 0xe1, 0xe2]);
+  const app1 = segment(bytes, after.segments.find((s) => s.marker === 0xe1)!);
+  assert.deepEqual(app1, orientationSegment(6));
+  assert.equal(readOrientation(app1.subarray(4)), 6);
+  // JFIF kept without a thumbnail.
+  const app0 = segment(bytes, after.segments[0]);
+  assert.equal(latin1.decode(app0.subarray(4, 9)), "JFIF\0");
+  assert.deepEqual([app0[16], app0[17]], [0, 0]);
+  // The ICC profile, tables and frame header are byte for byte the same.
+  const kept = (b: Uint8Array, segs: Segment[]) =>
+    segs.filter((s) =>
+      ![0xe0, 0xe1].includes(s.marker) && !(s.marker > 0xe2 && s.marker <= 0xef) &&
+      s.marker !== 0xfe
+    ).map((s) => latin1.decode(segment(b, s)));
+  assert.deepEqual(kept(bytes, after.segments), kept(input, before.segments));
+  // The image data, up to EOI, is untouched; nothing follows it.
+  assert.deepEqual(bytes.subarray(after.scan), input.subarray(before.scan));
+  assert.deepEqual([...bytes.subarray(-2)], [0xff, 0xd9]);
+  // The Exif thumbnail (a JPEG of its own) is gone: one SOI only.
+  assert.equal(latin1.decode(bytes).split("\xff\xd8").length - 1, 1);
+});
+
+Deno.test("Sanitizer drops what follows a JPEG's end (appended pictures)", () => {
+  const input = fixture("photo.jpg");
+  const clean = sanitize(input).bytes;
+  const appended = concat([input, input]);
+  assert.deepEqual(sanitize(appended, 7).bytes, clean);
+});
+
+Deno.test("Sanitizer drops Exif without an orientation entirely", () => {
+  // Same photo with orientation 1: no APP1 at all.
+  const input = fixture("photo.jpg").slice();
+  const at = latin1.decode(input).indexOf("Exif\0\0");
+  const tiff = input.subarray(at + 6);
+  const little = tiff[0] === 0x49;
+  const view = new DataView(tiff.buffer, tiff.byteOffset);
+  const ifd = view.getUint32(4, little);
+  for (let i = 0; i < view.getUint16(ifd, little); i++) {
+    const e = ifd + 2 + i * 12;
+    if (view.getUint16(e, little) === 0x0112) view.setUint16(e + 8, 1, little);
+  }
+  const { bytes, width, height } = sanitize(input);
+  assert.ok(!jpegSegments(bytes).segments.some((s) => s.marker === 0xe1));
+  assert.deepEqual([width, height], [64, 48]);
+});
+
+Deno.test("Sanitizer strips metadata between the scans of a progressive JPEG", () => {
+  const input = fixture("progressive.jpg");
+  const before = jpegParts(input);
+  const markers = before.map((p) => p.marker);
+  assert.equal(markers.filter((m) => m === 0xc2).length, 1, "not progressive");
+  assert.ok(markers.filter((m) => m === 0xda).length >= 2, "not multi-scan");
+  // The Exif (GPS, serial number) and the comment sit after the first scan.
+  const firstScan = markers.indexOf(0xda);
+  assert.ok(markers.indexOf(0xe1) > firstScan && markers.indexOf(0xfe) > firstScan);
+  for (const s of ["Secret", "SN4242"]) assert.ok(has(input, s), `fixture lacks "${s}"`);
+  const { bytes, type, width, height } = sanitize(input);
+  assert.equal(type, "image/jpeg");
+  assertNoSecrets(bytes);
+  assertNoGps(input, input.subarray(binary(input).indexOf("Exif\0\0") + 6), bytes);
+  assert.deepEqual([width, height], [64, 48]);
+  // Everything else, every scan included, is byte for byte the same.
+  const after = jpegParts(bytes);
+  const kept = (parts: { marker: number; bytes: Uint8Array }[]) =>
+    parts.filter((p) => p.marker !== 0xe1 && p.marker !== 0xfe).map((p) => binary(p.bytes));
+  assert.deepEqual(after.map((p) => binary(p.bytes)), kept(before));
+
+  // Fill bytes before a marker between scans, and more metadata there (an
+  // APP13, an XMP APP1): same output.
+  const first = before.findIndex((p) => p.marker === 0xda);
+  const at = before[first].bytes.byteOffset - input.byteOffset + before[first].bytes.length;
+  const seg = (marker: number, text: string) => bytesOf([0xff, marker, 0, text.length + 2], text);
+  const extra = concat([
+    input.subarray(0, at),
+    seg(0xe1, "http://ns.adobe.com/xap/1.0/\0Secret"),
+    Uint8Array.of(0xff, 0xff), // fill bytes
+    seg(0xed, "Photoshop 3.0\0Secret"),
+    Uint8Array.of(0xff),
+    input.subarray(at),
+  ]);
+  assert.deepEqual(sanitize(extra).bytes, bytes);
+  assert.deepEqual(sanitize(extra, 1).bytes, bytes);
+
+  // Cut between scans, it still shows what it has (no damage).
+  const cut = sanitize(input.subarray(0, at + 3));
+  assert.deepEqual([cut.width, cut.height], [64, 48]);
+  assert.deepEqual(cut.bytes, bytes.subarray(0, cut.bytes.length));
+});
+
+Deno.test("Sanitizer keeps JPEG scan data with stuffed bytes and restart markers", () => {
+  // A made-up frame whose "entropy-coded data" holds FF00, RSTn and FF at
+  // chunk boundaries; a COM and an APP1 after it go, a DHT and SOS stay.
+  const sof = [0xff, 0xc2, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0];
+  const sos = [0xff, 0xda, 0, 8, 1, 1, 0, 0, 0x3f, 0];
+  const data1 = [1, 2, 0xff, 0, 3, 0xff, 0xd0, 4, 0xff, 0, 0xff, 0xd7, 5];
+  const dht = [0xff, 0xc4, 0, 5, 0x10, 9, 9];
+  const data2 = [0xff, 0, 0xff, 0, 6, 0xff, 0xd3];
+  const input = bytesOf(
+    [0xff, 0xd8],
+    sof,
+    sos,
+    data1,
+    [0xff, 0xfe, 0, 8],
+    "Secret",
+    [0xff, 0xe1, 0, 8],
+    "Exif\0\0",
+    dht,
+    sos,
+    data2,
+    [0xff, 0xff, 0xd9],
+    "after the end",
+  );
+  const want = bytesOf([0xff, 0xd8], sof, sos, data1, dht, sos, data2, [0xff, 0xd9]);
+  for (const split of [input.length, 1, 2, 3, 5, { seed: 4 }, { seed: 5 }]) {
+    const { bytes, width, height } = sanitize(input, split);
+    assert.deepEqual(bytes, want, JSON.stringify(split));
+    assert.deepEqual([width, height], [1, 1]);
+  }
+});
+
+Deno.test("Sanitizer strips a PNG's text, time and Exif chunks", async () => {
+  const input = fixture("photo.png");
+  const types = pngChunks(input).map((c) => c.type);
+  for (const t of ["tEXt", "iTXt", "eXIf", "tIME"]) {
+    assert.ok(types.includes(t), `fixture lacks ${t}`);
+  }
+  const { bytes, type, width, height } = sanitize(input);
+  assert.equal(type, "image/png");
+  assertNoSecrets(bytes);
+  assertNoGps(input, pngChunks(input).find((c) => c.type === "eXIf")!.data, bytes);
+  // Stored 40×30, orientation 8: shown 30×40.
+  assert.deepEqual([width, height], [30, 40]);
+  const chunks = pngChunks(bytes);
+  const names = chunks.map((c) => c.type);
+  for (const t of ["tEXt", "zTXt", "iTXt", "tIME"]) assert.ok(!names.includes(t), t);
+  assert.equal(names[0], "IHDR");
+  assert.equal(names.at(-1), "IEND");
+  const exif = chunks.filter((c) => c.type === "eXIf");
+  assert.equal(exif.length, 1);
+  assert.equal(exif[0].data.length, 26);
+  assert.equal(readOrientation(exif[0].data), 8);
+  // Every chunk is intact (CRC), kept ones byte for byte.
+  for (const c of chunks) {
+    assert.equal(crc32(concat([enc.encode(c.type), c.data])), c.crc, c.type);
+  }
+  const keptBefore = pngChunks(input).filter((c) =>
+    !["tEXt", "iTXt", "zTXt", "tIME", "eXIf"].includes(c.type)
+  );
+  const keptAfter = chunks.filter((c) => c.type !== "eXIf");
+  assert.deepEqual(keptAfter, keptBefore);
+  // The pixels still inflate to the size IHDR promises.
+  const ihdr = new DataView(chunks[0].data.buffer, chunks[0].data.byteOffset);
+  const [w, h, depth, color] = [
+    ihdr.getUint32(0),
+    ihdr.getUint32(4),
+    chunks[0].data[8],
+    chunks[0].data[9],
+  ];
+  const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[color]!;
+  const idat = concat(chunks.filter((c) => c.type === "IDAT").map((c) => c.data));
+  const raw = new Uint8Array(
+    await new Response(new Blob([idat]).stream().pipeThrough(new DecompressionStream("deflate")))
+      .arrayBuffer(),
+  );
+  assert.equal(raw.length, h * (1 + Math.ceil((w * channels * depth) / 8)));
+});
+
+Deno.test("Sanitizer keeps only the PNG chunks it knows are harmless", async (t) => {
+  const input = fixture("photo.png");
+  const ihdrEnd = 8 + 12 + 13;
+  const insert = (...chunks: Uint8Array[]) =>
+    concat([input.subarray(0, ihdrEnd), ...chunks, input.subarray(ihdrEnd)]);
+  const clean = sanitize(input).bytes;
+  await t.step("unknown, private and metadata ancillary chunks go", () => {
+    const secret = enc.encode("SecretPrivate");
+    const { bytes } = sanitize(insert(
+      pngChunk("prVt", secret),
+      pngChunk("vpAg", secret),
+      pngChunk("caBX", secret),
+      pngChunk("zzZZ", secret),
+      pngChunk("dSIG", secret),
+    ));
+    assert.deepEqual(bytes, clean);
+  });
+  await t.step("drawing chunks stay byte for byte", () => {
+    const known = [
+      pngChunk("sRGB", Uint8Array.of(0)),
+      pngChunk("gAMA", Uint8Array.of(0, 0, 0xb1, 0x8f)),
+      pngChunk("pHYs", Uint8Array.of(0, 0, 0x0b, 0x13, 0, 0, 0x0b, 0x13, 1)),
+      pngChunk("cICP", Uint8Array.of(1, 13, 0, 1)),
+    ];
+    const { bytes } = sanitize(insert(...known, pngChunk("prVt", enc.encode("Secret"))));
+    assertNoSecrets(bytes);
+    assert.deepEqual(
+      bytes,
+      concat([clean.subarray(0, ihdrEnd), ...known, clean.subarray(ihdrEnd)]),
+    );
+  });
+  await t.step("an unknown critical chunk is damage", () => {
+    for (const type of ["ABCD", "PRVt", "IDOT"]) {
+      const s = new Sanitizer();
+      s.push(insert(pngChunk(type, enc.encode("data"))));
+      assert.throws(() => s.end(), DamagedImage, type);
+    }
+  });
+});
+
+Deno.test("Sanitizer strips a WebP's EXIF and XMP and fixes the RIFF header", () => {
+  const input = fixture("photo.webp");
+  const before = riffChunks(input);
+  assert.deepEqual(before.chunks.map((c) => c.type), ["VP8X", "ICCP", "VP8 ", "EXIF", "XMP "]);
+  const { bytes, type, width, height } = sanitize(input);
+  assert.equal(type, "image/webp");
+  assertNoSecrets(bytes);
+  assertNoGps(input, before.chunks[3].data, bytes);
+  // Browsers show WebP as stored, whatever its EXIF orientation.
+  assert.deepEqual([width, height], [32, 24]);
+  const after = riffChunks(bytes);
+  assert.equal(after.size, bytes.length - 8);
+  assert.deepEqual(after.chunks.map((c) => c.type), ["VP8X", "ICCP", "VP8 ", "EXIF"]);
+  const flags = after.chunks[0].data[0];
+  assert.equal(flags & 0x04, 0, "XMP flag still set");
+  assert.equal(flags & 0x08, 0x08, "EXIF flag cleared");
+  assert.equal(flags & 0x20, 0x20, "ICC flag cleared");
+  assert.equal(readOrientation(after.chunks[3].data), 6);
+  assert.equal(after.chunks[3].data.length, 26);
+  for (const i of [1, 2]) assert.deepEqual(after.chunks[i], before.chunks[i]);
+});
+
+Deno.test("Sanitizer clears the WebP EXIF flag when no orientation is left", () => {
+  const vp8l = riffChunks(fixture("plain.webp")).chunks[0];
+  assert.equal(vp8l.type, "VP8L");
+  const vp8x = new Uint8Array(10);
+  vp8x[0] = 0x08 | 0x04; // EXIF, XMP
+  vp8x.set([19, 0, 0, 9, 0, 0], 4); // 20×10
+  const exif = bytesOf("MM\0*", [
+    0,
+    0,
+    0,
+    8,
+    0,
+    1,
+    0x88,
+    0x25,
+    0,
+    4,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    26,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  const input = webpFile([["VP8X", vp8x], ["VP8L", vp8l.data], ["EXIF", exif], [
+    "XMP ",
+    enc.encode("<x:xmpmeta/>"),
+  ], [
+    "JUNK",
+    new Uint8Array(3),
+  ]]);
+  const { bytes, width, height } = sanitize(concat([input, enc.encode("trailing")]), 7);
+  const after = riffChunks(bytes);
+  assert.equal(after.size, bytes.length - 8);
+  assert.deepEqual(after.chunks.map((c) => c.type), ["VP8X", "VP8L", "JUNK"]);
+  assert.equal(after.chunks[0].data[0], 0);
+  assert.deepEqual([width, height], [20, 10]);
+  // A simple lossless file passes as it is.
+  const plain = fixture("plain.webp");
+  const r = sanitize(plain);
+  assert.deepEqual(r.bytes, plain);
+  assert.deepEqual([r.width, r.height], [20, 10]);
+});
+
+Deno.test("Sanitizer strips a GIF's comment and XMP, keeping the animation", () => {
+  const input = fixture("anim.gif");
+  const kinds = gifBlocks(input).map((b) => b.kind);
+  assert.ok(kinds.includes("ext254") && kinds.includes("XMP DataXMP"), kinds.join());
+  const { bytes, type, width, height } = sanitize(input);
+  assert.equal(type, "image/gif");
+  assertNoSecrets(bytes);
+  assert.deepEqual([width, height], [24, 16]);
+  const keep = (b: Uint8Array) =>
+    gifBlocks(b).filter((x) => x.kind !== "ext254" && x.kind !== "XMP DataXMP").map((x) =>
+      latin1.decode(x.bytes)
+    );
+  const after = gifBlocks(bytes).map((b) => b.kind);
+  assert.deepEqual(after, ["ext249", "NETSCAPE2.0", "image", "ext249", "image"]);
+  assert.deepEqual(keep(bytes), keep(input));
+  assert.deepEqual(bytes.subarray(0, 13), input.subarray(0, 13));
+});
+
+Deno.test("Sanitizer gives the same output however the input is cut", () => {
+  const r = random(42);
+  const text = enc.encode("plain ünïcödé text ".repeat(500));
+  const noise = Uint8Array.from({ length: 9000 }, () => Math.floor(r() * 256));
+  const inputs = [
+    ...["photo.jpg", "progressive.jpg", "photo.png", "photo.webp", "plain.webp", "anim.gif"]
+      .map(fixture),
+    text,
+    noise,
+  ];
+  for (const input of inputs) {
+    const whole = sanitize(input);
+    for (const split of [1, 2, 7, 13, 4096, 4097, { seed: 1 }, { seed: 2 }, { seed: 3 }]) {
+      assert.deepEqual(
+        sanitize(input, split),
+        whole,
+        `${whole.type} cut by ${JSON.stringify(split)}`,
+      );
+    }
+  }
+});
+
+Deno.test("Sanitizer refuses damaged images with DamagedImage", async (t) => {
+  const fails = (input: Uint8Array, message: RegExp, split: number = input.length) => {
+    const s = new Sanitizer();
+    for (const p of pieces(input, split)) s.push(p);
+    assert.throws(() => s.end(), (err: unknown) => {
+      assert.ok(err instanceof DamagedImage, String(err));
+      assert.match(err.message, message);
+      return true;
+    });
+  };
+  const png = fixture("photo.png");
+  const jpeg = fixture("photo.jpg");
+  await t.step("PNG magic, then garbage", () => {
+    fails(concat([png.subarray(0, 8), enc.encode("this is not a PNG at all ".repeat(300))]), /PNG/);
+    fails(png.subarray(0, 8), /PNG/);
+  });
+  await t.step("PNG cut short, or with a chunk length past the end", () => {
+    fails(png.subarray(0, png.length - 20), /PNG/, 7);
+    const bad = png.slice();
+    new DataView(bad.buffer).setUint32(33, 0x7ffffff0); // the chunk after IHDR
+    fails(bad, /PNG/);
+  });
+  await t.step("PNG with an IEND length no header read may hold", () => {
+    const iend = png.length - 12;
+    assert.equal(latin1.decode(png.subarray(iend + 4, iend + 8)), "IEND");
+    for (const len of [0x7fffffff, 0x10000, 65533]) {
+      const bad = png.slice();
+      new DataView(bad.buffer).setUint32(iend, len);
+      fails(bad, /PNG.*IEND/);
+      fails(bad, /PNG.*IEND/, 7);
+    }
+    // Data in IEND (at most a header's size) is dropped: IEND is written empty.
+    const data = enc.encode("SecretInIend");
+    const withData = concat([png.subarray(0, iend), pngChunk("IEND", data)]);
+    const { bytes } = sanitize(withData);
+    assertNoSecrets(bytes);
+    assert.deepEqual(bytes, sanitize(png).bytes);
+    assert.deepEqual(pngChunks(bytes).at(-1), {
+      type: "IEND",
+      data: new Uint8Array(0),
+      crc: 0xae426082,
+    });
+  });
+  await t.step("a parser asking for more than MAX_READ at once", () => {
+    // Whatever the format, a read past MAX_READ is damage, not a RangeError.
+    const big = function* () {
+      yield read(MAX_READ + 1);
+      return {};
+    };
+    assert.throws(() => new Flow("Test", big()), DamagedImage);
+    assert.throws(() => {
+      const flow = new Flow(
+        "Test",
+        (function* () {
+          yield read(4);
+          yield read(0x7fffffff);
+          return {};
+        })(),
+      );
+      flow.push(new Uint8Array(10));
+    }, /Test.*too large/);
+  });
+  await t.step("JPEG with a segment length running past the end", () => {
+    const bad = jpeg.slice(0, 200);
+    // The first segment after SOI claims 65000 bytes.
+    bad[4] = 0xfd;
+    bad[5] = 0xe8;
+    fails(bad, /JPEG.*end/);
+  });
+  await t.step("JPEG without a frame before its data, or garbage between segments", () => {
+    fails(bytesOf([0xff, 0xd8, 0xff, 0xda, 0, 2], "scan"), /JPEG/);
+    fails(bytesOf([0xff, 0xd8, 0xff, 0xe0, 0, 4, 0, 0, 0x12, 0x34]), /JPEG/);
+    fails(bytesOf([0xff, 0xd8, 0xff, 0xd9]), /JPEG/);
+  });
+  await t.step("WebP with a chunk past its end", () => {
+    const webp = fixture("photo.webp");
+    fails(webp.subarray(0, 3000), /WebP/);
+    fails(bytesOf("RIFF", [100, 0, 0, 0], "WEBPVP8 ", [200, 0, 0, 0]), /WebP/);
+  });
+  await t.step("GIF cut inside its image data", () => {
+    const gif = fixture("anim.gif");
+    const lastImage = latin1.decode(gif).lastIndexOf("\x2c");
+    fails(gif.subarray(0, lastImage + 14), /GIF/, 1);
+  });
+  await t.step("damage shows in failed before the end", () => {
+    const s = new Sanitizer();
+    s.push(concat([png.subarray(0, 8), new Uint8Array(SNIFF_BYTES)]));
+    assert.ok(s.failed instanceof DamagedImage);
+    assert.deepEqual(s.push(new Uint8Array(100)), []);
+    assert.throws(() => s.end(), DamagedImage);
+  });
+});
+
+Deno.test("Sanitizer streams huge metadata without holding it", () => {
+  // A PNG whose 40 MB text chunk arrives in 1 MiB pieces from one reused buffer.
+  const png = fixture("photo.png");
+  const chunks = pngChunks(png);
+  const ihdrEnd = 8 + 12 + 13;
+  const size = 40 * 1024 * 1024;
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setUint32(0, size);
+  head.set(enc.encode("zTXt"), 4);
+  const s = new Sanitizer();
+  const out: Uint8Array[] = [...s.push(png.subarray(0, ihdrEnd)), ...s.push(head)];
+  const piece = new Uint8Array(1024 * 1024).fill(0x41);
+  for (let sent = 0; sent < size; sent += piece.length) {
+    const got = s.push(piece);
+    // The first piece completes the sniffed head: out come the signature and IHDR.
+    assert.equal(got.reduce((n, p) => n + p.length, 0), sent === 0 ? ihdrEnd : 0);
+    out.push(...got);
+  }
+  out.push(...s.push(new Uint8Array(4)), ...s.push(png.subarray(ihdrEnd)));
+  const end = s.end();
+  const bytes = concat([...out, ...end.out]);
+  assert.ok(bytes.length < png.length);
+  assert.deepEqual(
+    pngChunks(bytes).map((c) => c.type),
+    pngChunks(sanitize(png).bytes).map((c) => c.type),
+  );
+  assert.equal(chunks[0].type, "IHDR");
+});
+
+Deno.test("Sanitizer output decodes in a browser at the size it reports", async () => {
+  const files: [string, string][] = [
+    ["photo.jpg", "image/jpeg"],
+    ["progressive.jpg", "image/jpeg"],
+    ["photo.png", "image/png"],
+    ["photo.webp", "image/webp"],
+    ["plain.webp", "image/webp"],
+    ["anim.gif", "image/gif"],
+  ];
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    for (const [name, type] of files) {
+      const { bytes, width, height } = sanitize(fixture(name), 7);
+      const src = `data:${type};base64,${btoa(latin1.decode(bytes))}`;
+      const shown = await page.evaluate(async (src) => {
+        const img = new Image();
+        img.src = src;
+        await img.decode();
+        return [img.naturalWidth, img.naturalHeight];
+      }, src);
+      assert.deepEqual(shown, [width, height], name);
+    }
+  } finally {
+    await browser.close();
+  }
+});
