@@ -16,6 +16,17 @@ import {
 } from "../protocol.ts";
 import type { Pending } from "../web/conversation.ts";
 import { ChatModel, PACE_NOTICE } from "../web/model.ts";
+import { loadUnsent } from "../web/unsent.ts";
+import {
+  checkFileInfo,
+  fetchUploader,
+  fileKind,
+  fitBox,
+  humanSize,
+  type Uploader,
+  uploadProblem,
+  type UploadResponse,
+} from "../web/uploads.ts";
 import { freePort, hashPassword, startTestServer, type TestServer, waitUntil } from "./helpers.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
@@ -1435,5 +1446,283 @@ Deno.test("ChatModel shows the server's unread count until the loaded history re
   } finally {
     alice.close();
     await fake.close();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Files
+
+/** A 1×1 PNG. */
+const PNG = Uint8Array.from(
+  atob(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+  ),
+  (c) => c.charCodeAt(0),
+);
+
+/**
+ * An uploader that holds each upload until the test lets it go (then sends
+ * it for real), recording aborts.
+ */
+function heldUploader() {
+  const held: { name: string; go: () => void; aborted: boolean }[] = [];
+  const upload: Uploader = (req) => {
+    const gate = Promise.withResolvers<void>();
+    const entry = {
+      name: new URL(req.url).searchParams.get("name") ?? "",
+      go: () => gate.resolve(),
+      aborted: false,
+    };
+    held.push(entry);
+    let inner: ReturnType<Uploader> | null = null;
+    const aborted = Promise.withResolvers<UploadResponse>();
+    const done = Promise.race([
+      gate.promise.then(() => {
+        if (entry.aborted) return aborted.promise;
+        inner = fetchUploader(req);
+        return inner.done;
+      }),
+      aborted.promise,
+    ]);
+    return {
+      done,
+      abort: () => {
+        entry.aborted = true;
+        inner?.abort();
+        aborted.resolve({ status: 0, text: "aborted" });
+      },
+    };
+  };
+  return { held, upload };
+}
+
+Deno.test("uploads.ts words and numbers: sizes, boxes, kinds, refusals", () => {
+  assert.equal(humanSize(0), "0 bytes");
+  assert.equal(humanSize(1), "1 byte");
+  assert.equal(humanSize(999), "999 bytes");
+  assert.equal(humanSize(1000), "1 KB");
+  assert.equal(humanSize(2_450), "2.5 KB");
+  assert.equal(humanSize(25_000_000), "25 MB");
+  assert.equal(humanSize(999_999), "1 MB");
+  assert.equal(humanSize(1_234_567_890), "1.2 GB");
+  assert.deepEqual(fitBox(800, 600), { width: 360, height: 270 });
+  assert.deepEqual(fitBox(600, 1200), { width: 140, height: 280 });
+  assert.deepEqual(fitBox(40, 30), { width: 40, height: 30 }, "never scaled up");
+  assert.deepEqual(fitBox(10_000, 1), { width: 360, height: 1 }, "at least a pixel");
+  assert.equal(fileKind("application/pdf", "x"), "pdf");
+  assert.equal(fileKind("application/octet-stream", "Budget.XLSX"), "sheet");
+  assert.equal(fileKind("application/zip", "a.docx"), "archive");
+  assert.equal(fileKind("application/octet-stream", "notes"), "file");
+  assert.equal(fileKind("text/plain", "notes"), "text");
+  assert.equal(fileKind("image/png", "a.txt"), "image");
+  assert.deepEqual(
+    uploadProblem({ status: 413, text: "The file is larger than 25 MB, this chat's limit" }),
+    { text: "The file is larger than 25 MB, this chat's limit", retry: false },
+  );
+  assert.equal(uploadProblem({ status: 413, text: "" }).text, "Too large for this chat");
+  assert.equal(uploadProblem({ status: 400, text: "The file is empty" }).text, "The file is empty");
+  assert.deepEqual(uploadProblem({ status: 0, text: "" }), {
+    text: "The upload failed: check your connection and retry",
+    retry: true,
+  });
+  assert.equal(uploadProblem({ status: 507, text: "" }).retry, true);
+  assert.match(uploadProblem({ status: 401, text: "x" }).text, /^Your session has ended/);
+  assert.equal(uploadProblem({ status: 429, text: "" }).retry, true);
+  assert.match(uploadProblem({ status: 502, text: "<html>" }).text, /error 502/);
+  const id = "A".repeat(22);
+  assert.deepEqual(checkFileInfo({ id, name: "a", size: 1, type: "t", width: 2, height: 3 }), {
+    id,
+    name: "a",
+    size: 1,
+    type: "t",
+    width: 2,
+    height: 3,
+  });
+  assert.equal(checkFileInfo({ id: "short", name: "a", size: 1, type: "t" }), null);
+  assert.equal(checkFileInfo({ id, name: "a", size: -1, type: "t" }), null);
+  assert.deepEqual(checkFileInfo({ id, name: "a", size: 1, type: "t", width: 0, height: 3 }), {
+    id,
+    name: "a",
+    size: 1,
+    type: "t",
+  }, "no half a size");
+});
+
+Deno.test("ChatModel.attach() uploads, submit() sends the text with the files; the other side gets them signed for it", async () => {
+  await using t = await startTestServer({ users: await hashedUsers() });
+  const alice = await signedIn(t, "alice");
+  const bob = await signedIn(t, "bob");
+  try {
+    const conv = alice.convs.value.get("#general")!;
+    alice.attach(conv, [
+      new File([PNG], "dot.png", { type: "image/png" }),
+      new File(["hello"], "notes.txt", { type: "text/plain" }),
+    ]);
+    const list = () => alice.uploads.value.get("#general") ?? [];
+    assert.deepEqual(list().map((u) => [u.name, u.state]), [
+      ["dot.png", "uploading"],
+      ["notes.txt", "uploading"],
+    ]);
+    await waitUntil(() => list().every((u) => u.state === "done"), "both uploaded");
+    const [png, txt] = list().map((u) => u.file!);
+    assert.equal(png.type, "image/png");
+    assert.deepEqual([png.width, png.height], [1, 1]);
+    assert.equal(txt.size, 5);
+    conv.draft.value = "two files";
+    assert.equal(alice.submit(conv), null);
+    assert.equal(conv.draft.value, "", "the composer is empty");
+    assert.equal(list().length, 0, "and so are its files");
+    assert.deepEqual(conv.pending.value[0].files?.map((f) => f.name), ["dot.png", "notes.txt"]);
+    const got = () => bob.convs.value.get("#general")!.messages.value.at(-1);
+    await waitUntil(() => got()?.text === "two files", "bob gets it");
+    const files = got()!.files!;
+    assert.deepEqual(files.map((f) => f.id), [png.id, txt.id]);
+    assert.match(files[0].url!, /[?&]v=bob&/, "signed for bob");
+    const res = await fetch(t.http + files[0].url);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), PNG);
+    await waitUntil(() => conv.pending.value.length === 0, "alice's copy confirmed");
+    assert.equal(conv.messages.value.at(-1)!.files!.length, 2);
+
+    // Files alone: no text at all.
+    alice.attach(conv, [new File(["x"], "x.bin")]);
+    await waitUntil(() => list()[0]?.state === "done", "uploaded");
+    conv.draft.value = "  ";
+    assert.equal(alice.submit(conv), null);
+    await waitUntil(() => got()?.files?.[0].name === "x.bin", "bob gets the file");
+    assert.equal(got()!.text, "");
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});
+
+Deno.test("ChatModel.submit() waits for uploads on their way; removeUpload() cancels one", async () => {
+  await using t = await startTestServer({ users: await hashedUsers() });
+  const { held, upload } = heldUploader();
+  const m = new ChatModel({ origin: t.http, storage: new MemoryStorage(), upload });
+  const bob = await signedIn(t, "bob");
+  try {
+    await m.start();
+    m.signIn("alice", PASSWORDS.alice);
+    await waitUntil(() => m.convs.value.get("#general")?.loaded.value, "alice is in");
+    const conv = m.convs.value.get("#general")!;
+    const list = () => m.uploads.value.get("#general") ?? [];
+    m.attach(conv, [new File(["a"], "a.txt"), new File(["b"], "b.txt")]);
+    await waitUntil(() => held.length === 2, "both started");
+    // Cancelled: aborted and gone.
+    m.removeUpload(conv, list()[1].key);
+    assert.equal(held[1].aborted, true);
+    assert.deepEqual(list().map((u) => u.name), ["a.txt"]);
+    conv.draft.value = "with a file";
+    assert.equal(m.submit(conv), null);
+    assert.equal(m.sendWaiting.value.has("#general"), true, "waits for the upload");
+    assert.equal(conv.draft.value, "with a file", "the text stays meanwhile");
+    assert.equal(conv.pending.value.length, 0);
+    held[0].go();
+    const got = () => bob.convs.value.get("#general")!.messages.value.at(-1);
+    await waitUntil(() => got()?.text === "with a file", "sent once uploaded");
+    assert.deepEqual(got()!.files!.map((f) => f.name), ["a.txt"]);
+    assert.equal(m.sendWaiting.value.size, 0);
+    assert.equal(conv.draft.value, "");
+
+    // More than a message carries: the rest are left out, with a word.
+    m.attach(conv, Array.from({ length: 12 }, (_, i) => new File(["z"], `f${i}.txt`)));
+    assert.equal(list().length, 10);
+    assert.match(m.toasts.value.at(-1)!.text, /at most 10 files: the other 2 were left out/);
+    // At most 3 go at once (the server takes 4 per user).
+    await waitUntil(() => held.length === 5, "three more started");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(held.length, 5, "no more than three at a time");
+    for (const u of list()) m.removeUpload(conv, u.key);
+    assert.equal(list().length, 0);
+    assert.equal(held.slice(2).every((h) => h.aborted), true);
+  } finally {
+    m.close();
+    bob.close();
+  }
+});
+
+Deno.test("ChatModel.attach() says why the server refused a file: too large, empty", async () => {
+  await using t = await startTestServer({
+    users: await hashedUsers(),
+    args: ["--max-upload", "1KB"],
+  });
+  const alice = await signedIn(t, "alice");
+  try {
+    const conv = alice.convs.value.get("#general")!;
+    alice.attach(conv, [new File([new Uint8Array(5000)], "big.bin"), new File([], "empty.txt")]);
+    const list = () => alice.uploads.value.get("#general") ?? [];
+    assert.equal(list()[1].state, "failed");
+    assert.equal(list()[1].error, "This file is empty");
+    await waitUntil(() => list()[0].state === "failed", "refused");
+    assert.equal(list()[0].error, "The file is larger than 1 KB, this chat's limit");
+    assert.equal(list()[0].retry, false);
+    conv.draft.value = "look";
+    assert.match(alice.submit(conv)!, /^2 files were not uploaded: retry them or remove them/);
+    assert.equal(conv.pending.value.length, 0, "nothing sent");
+    for (const u of list()) alice.removeUpload(conv, u.key);
+    assert.equal(alice.submit(conv), null);
+    await waitUntil(() => conv.messages.value.at(-1)?.text === "look", "the text alone goes");
+  } finally {
+    alice.close();
+  }
+});
+
+Deno.test("ChatModel keeps an unsent message's files across a reload and sends them once; expired files say so", async () => {
+  await using t = await startTestServer({ users: await hashedUsers() });
+  const storage = new MemoryStorage();
+  const bob = await signedIn(t, "bob");
+  const first = await signedIn(t, "alice", storage);
+  let second: ChatModel | null = null;
+  try {
+    const conv = first.convs.value.get("#general")!;
+    first.attach(conv, [new File([PNG], "dot.png", { type: "image/png" })]);
+    await waitUntil(
+      () => first.uploads.value.get("#general")?.[0].state === "done",
+      "uploaded",
+    );
+    const file = first.uploads.value.get("#general")![0].file!;
+    conv.draft.value = "sent before a reload";
+    assert.equal(first.submit(conv), null);
+    // The page goes while the message is on its way: saved with its files.
+    first.close();
+    const saved = loadUnsent(storage, "alice").get("#general")!;
+    assert.deepEqual(saved.map((p) => p.files?.map((f) => f.id)), [[file.id]]);
+
+    second = model(t, storage);
+    const started = second.start();
+    const general = second.convs.value.get("#general")!;
+    assert.deepEqual(general.pending.value[0].files?.map((f) => f.name), ["dot.png"]);
+    await started;
+    // Sent again with the same ref and files: the server answers with the stored copy.
+    await waitUntil(
+      () => second!.ready.value && general.pending.value.length === 0,
+      "confirmed after the reload",
+    );
+    const got = () => bob.convs.value.get("#general")!.messages.value;
+    await waitUntil(() => got().some((m) => m.text === "sent before a reload"), "bob has it");
+    assert.equal(got().filter((x) => x.text === "sent before a reload").length, 1, "stored once");
+    const m = general.messages.value.find((x) => x.text === "sent before a reload")!;
+    assert.deepEqual(m.files!.map((f) => f.id), [file.id]);
+    assert.equal(storage.getItem("chat.unsent.alice"), null, "nothing unsent is left");
+
+    // Files the server no longer has (or never gave this user): not sent, in words.
+    const conv2 = general;
+    conv2.pending.value = [{
+      ref: "w-expired-files",
+      text: "",
+      ts: new Date().toISOString(),
+      state: "failed",
+      error: "",
+      files: [{ ...file, id: "B".repeat(22) }],
+    }];
+    second.resend(conv2, "w-expired-files");
+    assert.equal(conv2.pending.value[0].state, "sending");
+    await waitUntil(() => conv2.pending.value[0]?.state === "failed", "refused");
+    assert.match(conv2.pending.value[0].error!, /^Its files are no longer on the server/);
+  } finally {
+    first.close();
+    second?.close();
+    bob.close();
   }
 });

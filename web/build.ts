@@ -24,7 +24,7 @@ export const STATIC_FILES: Record<string, string> = {
  * Stylesheets joined, in this order, into `app.css`: the page's one
  * stylesheet (the server serves and hashes that one file).
  */
-export const STYLESHEETS: readonly string[] = ["styles.css", "markdown.css"];
+export const STYLESHEETS: readonly string[] = ["styles.css", "markdown.css", "files.css"];
 
 /**
  * Builds everything into `outDir`, writing only files whose content changed

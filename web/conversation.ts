@@ -13,6 +13,7 @@ import {
   applyChange,
   type ChangeFrame,
   type ChatMessage,
+  type FileInfo,
   type ReplyRef,
   snippetOf,
   type Target,
@@ -38,6 +39,11 @@ export interface Pending {
   state: "queued" | "sending" | "failed";
   /** Why it was not sent (`failed`), in the user's words. */
   error?: string;
+  /**
+   * The uploads it carries (sent as `send.files`; kept for a resend, which
+   * the server accepts with the same `ref`).
+   */
+  files?: FileInfo[];
   /** The server could not store it: not sent again before this time (ms). */
   retryAt?: number;
   /** How many times the server could not store it. */

@@ -26,11 +26,13 @@ import {
   DEFAULT_SEND_LIMITS,
   type DirectoryEntry,
   type ErrorFrame,
+  type FileInfo,
   type HistoryFrame,
   type HistoryPageFrame,
   isReservedName,
   type JoinedFrame,
   LOBBY,
+  MAX_FILES,
   MAX_PAGE,
   MAX_REACTIONS,
   type MessageFrame,
@@ -56,6 +58,15 @@ import {
 } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
 import { bytes, mentions, segments } from "./text.ts";
+import {
+  defaultUploader,
+  humanSize,
+  parseFileInfo,
+  type Uploader,
+  type UploadHandle,
+  uploadProblem,
+  uploadUrl,
+} from "./uploads.ts";
 import {
   type DraftMap,
   loadDrafts,
@@ -105,7 +116,38 @@ export interface ChatEnv {
   maxBackoff?: number;
   /** Milliseconds between keep-alive pings. @default {25000} */
   pingInterval?: number;
+  /** Sends files to the server. @default {XMLHttpRequest in a page, else fetch} */
+  upload?: Uploader;
 }
+
+/**
+ * A file attached in the composer: on its way to the server, there, or
+ * refused. Sending the message takes the ones that are there.
+ */
+export interface Upload {
+  /** Unique in the page. */
+  key: number;
+  /** The name as picked (the server's cleaned name once it is there). */
+  name: string;
+  /** Bytes. */
+  size: number;
+  /** The browser's guess at the type, for the icon until the server says. */
+  mime: string;
+  /** The file itself: for the preview and for a retry. */
+  blob: Blob;
+  state: "uploading" | "done" | "failed";
+  /** Bytes sent so far. */
+  loaded: number;
+  /** Why it failed, in the user's words. */
+  error?: string;
+  /** Trying again may help (the network, a busy or full server). */
+  retry?: boolean;
+  /** The file as the server keeps it, once there. */
+  file?: FileInfo;
+}
+
+/** A file given to {@link ChatModel.attach}: a `File`, or any blob with a name. */
+export type Attachable = Blob & { readonly name?: string };
 
 /** Where a search looks: the open conversation or everything. */
 export type SearchScope = "here" | "all";
@@ -174,6 +216,8 @@ const LOOKUP_TIMEOUT = 10_000;
 const TYPING_TTL = 6000;
 /** Send `typing` again after this long while the user keeps typing. */
 const TYPING_RESEND = 3000;
+/** Uploads on their way at once; more wait (the server takes 4 per user at a time). */
+const MAX_UPLOADS = 3;
 /** Send `typing` again this soon after a message (which cleared the flag) at the earliest. */
 const TYPING_AFTER_SEND = 1000;
 
@@ -223,6 +267,10 @@ export class ChatModel {
   readonly limits = signal<SendLimits>(DEFAULT_LIMITS);
   /** Reaction emoji used lately on this browser, most recent first. */
   readonly recentEmoji = signal<string[]>([]);
+  /** Files attached in each conversation's composer (by key), in the order attached. */
+  readonly uploads = signal<ReadonlyMap<string, readonly Upload[]>>(new Map());
+  /** Conversations whose message waits for its uploads to finish, then goes. */
+  readonly sendWaiting = signal<ReadonlySet<string>>(new Set());
 
   /** Rooms, the lobby first. */
   readonly rooms: ReadonlySignal<Conversation[]>;
@@ -287,6 +335,11 @@ export class ChatModel {
   #storageWarned = false;
   /** Edits, deletes and reactions on their way, by ref: what the server may refuse. */
   #changes = new Map<string, "edit" | "delete" | "react">();
+  /** Uploads on their way, by {@link Upload.key}. */
+  #uploading = new Map<number, UploadHandle>();
+  /** Uploads waiting for one of those to end (the server takes a few per user at once). */
+  #uploadQueue: { key: string; u: Upload }[] = [];
+  #uploadKey = 0;
 
   /** Creates the model; call {@link start} to load the session. */
   constructor(env: ChatEnv) {
@@ -495,6 +548,7 @@ export class ChatModel {
     this.#toastTimers.clear();
     for (const d of this.#disposeEffects) d();
     this.#disposeEffects = [];
+    this.#abortUploads();
   }
 
   /** Sets whether the page is visible; coming back reconnects at once. */
@@ -577,25 +631,235 @@ export class ChatModel {
    * Sends a message to the open conversation. It shows at once, is kept (in
    * storage too, across reloads) until the server confirms it, and goes out
    * in the order written, as fast as the server's limits allow. `replyTo`
-   * names the message it answers. Returns why it cannot be sent (too long,
-   * not in the room), or null.
+   * names the message it answers; `files` are uploads it carries (then the
+   * text may be empty). Returns why it cannot be sent (too long, not in the
+   * room, too many files), or null.
    */
   send(
     text: string,
     conv: Conversation | null = this.current.value,
     replyTo?: ReplyRef | null,
+    files: readonly FileInfo[] = [],
   ): string | null {
-    if (!conv || text.trim() === "") return null;
-    const problem = this.tooLong(text) ?? this.#notIn(conv);
+    if (!conv || (text.trim() === "" && files.length === 0)) return null;
+    const problem = (text.trim() === "" ? null : this.tooLong(text)) ?? this.#notIn(conv) ??
+      (files.length > MAX_FILES ? tooManyFiles() : null);
     if (problem !== null) return problem;
-    const p: Pending = { ref: newRef(), text, ts: new Date().toISOString(), state: "queued" };
+    // A message of files alone has no text at all (not blanks).
+    const p: Pending = {
+      ref: newRef(),
+      text: text.trim() === "" ? "" : text,
+      ts: new Date().toISOString(),
+      state: "queued",
+    };
     if (replyTo) p.replyTo = replyTo;
+    if (files.length > 0) p.files = [...files];
     conv.pending.value = [...conv.pending.value, p];
     // The server clears the typing flag when the message arrives. Typing on
     // sets it again, but not with every message of a quick run.
     if (this.#typingSent) this.#typingSent = { ...this.#typingSent, cleared: true };
     this.#pump();
     return null;
+  }
+
+  /**
+   * Sends what the composer of `conv` holds: its text, the message it
+   * answers and the files uploaded in it; then empties it. While uploads
+   * are still on their way the message waits for them (see
+   * {@link sendWaiting}) and goes once the last one is there — or not at
+   * all if one fails, which then says why. Returns why it cannot be sent,
+   * or null.
+   */
+  submit(conv: Conversation): string | null {
+    const list = this.uploads.value.get(conv.key) ?? [];
+    const text = conv.draft.value;
+    if (text.trim() === "" && list.length === 0) return null;
+    const failed = list.filter((u) => u.state === "failed");
+    if (failed.length > 0) {
+      return failed.length === 1
+        ? `“${failed[0].name}” was not uploaded: retry it or remove it first`
+        : `${failed.length} files were not uploaded: retry them or remove them first`;
+    }
+    const problem = (text.trim() === "" ? null : this.tooLong(text)) ?? this.#notIn(conv);
+    if (problem !== null) return problem;
+    if (list.some((u) => u.state === "uploading")) {
+      this.#setWaiting(conv.key, true);
+      return null;
+    }
+    this.#setWaiting(conv.key, false);
+    const files = list.flatMap((u) => u.file ? [u.file] : []);
+    const refused = this.send(text, conv, conv.replyTo.value, files);
+    if (refused !== null) return refused;
+    batch(() => {
+      conv.draft.value = "";
+      conv.replyTo.value = null;
+      conv.atBottom.value = true;
+      this.#setUploads(conv.key, []);
+    });
+    return null;
+  }
+
+  /**
+   * Attaches files to the composer of `conv`: each starts uploading at once
+   * and shows with its progress. Beyond {@link MAX_FILES} for one message
+   * the rest are left out, with a toast that says so.
+   */
+  attach(conv: Conversation, files: Iterable<Attachable>): void {
+    const list = [...(this.uploads.value.get(conv.key) ?? [])];
+    const room = MAX_FILES - list.filter((u) => u.state !== "failed").length;
+    const picked = [...files];
+    if (picked.length > room) {
+      this.toast(
+        `${tooManyFiles()}: ${
+          room <= 0 ? "send these first" : `the other ${picked.length - room} were left out`
+        }`,
+        "files",
+      );
+    }
+    const started: Upload[] = [];
+    for (const blob of picked.slice(0, Math.max(0, room))) {
+      const u: Upload = {
+        key: ++this.#uploadKey,
+        name: blob.name || defaultName(blob.type),
+        size: blob.size,
+        mime: blob.type,
+        blob,
+        state: "uploading",
+        loaded: 0,
+      };
+      if (blob.size === 0) {
+        Object.assign(u, { state: "failed", error: "This file is empty", retry: false });
+      } else started.push(u);
+      list.push(u);
+    }
+    this.#setUploads(conv.key, list);
+    for (const u of started) this.#upload(conv.key, u);
+  }
+
+  /** Stops an upload on its way, or takes a file out of the composer. */
+  removeUpload(conv: Conversation, key: number): void {
+    this.#uploading.get(key)?.abort();
+    this.#uploading.delete(key);
+    this.#uploadQueue = this.#uploadQueue.filter((q) => q.u.key !== key);
+    this.#nextUpload();
+    const list = this.uploads.value.get(conv.key) ?? [];
+    // Taking a file out changes the message: it no longer goes by itself.
+    this.#setWaiting(conv.key, false);
+    this.#setUploads(conv.key, list.filter((u) => u.key !== key));
+  }
+
+  /** The message of `conv` no longer goes by itself once its uploads finish (Escape). */
+  stopWaiting(conv: Conversation): void {
+    this.#setWaiting(conv.key, false);
+  }
+
+  /** Uploads again a file that failed. */
+  retryUpload(conv: Conversation, key: number): void {
+    const u = this.uploads.value.get(conv.key)?.find((x) => x.key === key);
+    if (!u || u.state !== "failed" || u.blob.size === 0) return;
+    const again: Upload = { ...u, state: "uploading", loaded: 0, error: undefined, retry: false };
+    this.#patchUpload(conv.key, key, again);
+    this.#upload(conv.key, again);
+  }
+
+  /** Sends one upload now, or once fewer are on their way. */
+  #upload(key: string, u: Upload): void {
+    this.#uploadQueue.push({ key, u });
+    this.#nextUpload();
+  }
+
+  /** Starts the uploads that wait, as far as {@link MAX_UPLOADS} allows. */
+  #nextUpload(): void {
+    while (this.#uploading.size < MAX_UPLOADS && this.#uploadQueue.length > 0) {
+      const { key, u } = this.#uploadQueue.shift()!;
+      this.#startUpload(key, u);
+    }
+  }
+
+  /** Sends one upload and records how it went. */
+  async #startUpload(key: string, u: Upload): Promise<void> {
+    const token = this.#auth?.type === "auth"
+      ? this.#auth.token
+      : this.#env.storage.getItem(TOKEN_KEY);
+    const upload = this.#env.upload ?? defaultUploader();
+    let last = 0;
+    const handle = upload({
+      url: uploadUrl(this.#env.origin, u.name),
+      token: token ?? "",
+      body: u.blob,
+      onProgress: (loaded) => {
+        // A progress bar moves in steps of 1 %: no more signal changes than that.
+        if (loaded - last < u.size / 100 && loaded < u.size) return;
+        last = loaded;
+        this.#patchUpload(key, u.key, { loaded });
+      },
+    });
+    this.#uploading.set(u.key, handle);
+    const res = await handle.done;
+    // Removed meanwhile (cancelled, sent, signed out): nothing to record.
+    if (this.#uploading.get(u.key) !== handle) return;
+    this.#uploading.delete(u.key);
+    this.#nextUpload();
+    const file = res.status === 201 ? parseFileInfo(res.text) : null;
+    if (file) {
+      this.#patchUpload(key, u.key, { state: "done", loaded: u.size, file, name: file.name });
+    } else {
+      const problem = res.status === 201
+        ? { text: "The server's answer was not understood: retry", retry: true }
+        : uploadProblem(res);
+      this.#patchUpload(key, u.key, { state: "failed", error: problem.text, retry: problem.retry });
+    }
+    this.#uploadsSettled(key);
+  }
+
+  /** An upload ended or went: a message waiting for the uploads may go, or cannot. */
+  #uploadsSettled(key: string): void {
+    if (!this.sendWaiting.value.has(key)) return;
+    const list = this.uploads.value.get(key) ?? [];
+    if (list.some((u) => u.state === "uploading")) return;
+    const conv = this.convs.value.get(key);
+    if (!conv || list.some((u) => u.state === "failed")) {
+      // The failed file says why on its chip; the text stays in the box.
+      this.#setWaiting(key, false);
+      return;
+    }
+    const problem = this.submit(conv);
+    if (problem !== null) {
+      this.#setWaiting(key, false);
+      this.toast(problem);
+    }
+  }
+
+  #setWaiting(key: string, on: boolean): void {
+    const cur = this.sendWaiting.value;
+    if (cur.has(key) === on) return;
+    const next = new Set(cur);
+    if (on) next.add(key);
+    else next.delete(key);
+    this.sendWaiting.value = next;
+  }
+
+  #setUploads(key: string, list: Upload[]): void {
+    const next = new Map(this.uploads.value);
+    if (list.length > 0) next.set(key, list);
+    else next.delete(key);
+    this.uploads.value = next;
+  }
+
+  #patchUpload(key: string, uploadKey: number, patch: Partial<Upload>): void {
+    const list = this.uploads.value.get(key);
+    if (!list?.some((u) => u.key === uploadKey)) return;
+    this.#setUploads(key, list.map((u) => u.key === uploadKey ? { ...u, ...patch } : u));
+  }
+
+  /** Stops every upload and empties every composer's files (sign-out, close). */
+  #abortUploads(): void {
+    const handles = [...this.#uploading.values()];
+    this.#uploading.clear();
+    this.#uploadQueue = [];
+    for (const h of handles) h.abort();
+    if (this.uploads.peek().size > 0) this.uploads.value = new Map();
+    if (this.sendWaiting.peek().size > 0) this.sendWaiting.value = new Set();
   }
 
   /**
@@ -1262,6 +1526,7 @@ export class ChatModel {
         this.#updatePending(conv, p.ref, { state: "sending", retryAt: undefined });
         const send: SendFrame = { type: "send", text: p.text, ref: p.ref, ...conv.target };
         if (p.replyTo) send.replyTo = p.replyTo.id;
+        if (p.files && p.files.length > 0) send.files = p.files.map((f) => f.id);
         ws.send(JSON.stringify(send));
       }
     });
@@ -1681,9 +1946,11 @@ export class ChatModel {
     }
     const hidden = !this.visible.value;
     if (hidden && (conv.kind === "dm" || mentions(f.text, me))) {
+      // A message of files alone says what they are.
+      const text = f.text !== "" ? f.text : filesLine(f.files ?? []);
       this.#env.notify?.({
         title: conv.kind === "dm" ? `${f.from} (direct message)` : `${f.from} in #${conv.name}`,
-        body: f.text.length > 200 ? `${f.text.slice(0, 200)}…` : f.text,
+        body: text.length > 200 ? `${text.slice(0, 200)}…` : text,
         key,
       });
     }
@@ -1800,6 +2067,9 @@ export class ChatModel {
         : "This message is too long for the server";
     }
     if (f.code === "unknown_room") return notInRoom(conv.name);
+    if (f.code === "unknown_file") {
+      return "Its files are no longer on the server (a file not sent within an hour is removed): delete this message and attach them again";
+    }
     return f.message;
   }
 
@@ -1998,6 +2268,7 @@ export class ChatModel {
     // What the user left unsent stays in storage, theirs alone, for their next sign-in.
     this.saveDrafts();
     this.#readsDue.clear();
+    this.#abortUploads();
     batch(() => {
       this.#owner.value = null;
       this.#draftsSaved = new Map();
@@ -2059,6 +2330,22 @@ function changeRefused(f: ErrorFrame, kind: "edit" | "delete" | "react"): string
     default:
       return f.message;
   }
+}
+
+function tooManyFiles(): string {
+  return `A message carries at most ${MAX_FILES} files`;
+}
+
+/** "📎 plan.pdf (1.2 MB)", "📎 3 files": a message's files in a line. */
+function filesLine(files: readonly FileInfo[]): string {
+  if (files.length === 1) return `📎 ${files[0].name} (${humanSize(files[0].size)})`;
+  return `📎 ${files.length} files`;
+}
+
+/** A name for a pasted file that has none ("image.png"). */
+function defaultName(type: string): string {
+  const ext = /^image\/(png|jpeg|gif|webp)$/.exec(type)?.[1];
+  return ext ? `image.${ext === "jpeg" ? "jpg" : ext}` : "file";
 }
 
 function tooManyReactions(): string {

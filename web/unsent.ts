@@ -10,7 +10,9 @@
  *
  * @module
  */
+import type { FileInfo } from "../protocol.ts";
 import type { Pending } from "./conversation.ts";
+import { checkFileInfo } from "./uploads.ts";
 
 /** The part of `localStorage` used here. */
 export type KeyValueStorage = Pick<Storage, "getItem" | "setItem" | "removeItem">;
@@ -62,6 +64,12 @@ export function loadUnsent(storage: KeyValueStorage, user: string): UnsentMap {
         r && typeof r === "object" && Number.isSafeInteger(r.id) && r.id > 0 &&
         typeof r.from === "string" && typeof r.snippet === "string"
       ) saved.replyTo = { id: r.id, from: r.from, snippet: r.snippet };
+      // Its files go with it (their ids are what the server needs).
+      if (Array.isArray(p.files)) {
+        const files = p.files.map(checkFileInfo).filter((f): f is FileInfo => f !== null);
+        if (files.length > 0) saved.files = files;
+      }
+      if (saved.text === "" && !saved.files) continue;
       kept.push(saved);
     }
     if (kept.length > 0) out.set(key, kept);
@@ -81,7 +89,7 @@ export function saveUnsent(
   unsent: UnsentMap,
   ours: ReadonlySet<string> = new Set(),
 ): boolean {
-  type Saved = Pick<Pending, "ref" | "text" | "ts" | "state" | "error" | "replyTo">;
+  type Saved = Pick<Pending, "ref" | "text" | "ts" | "state" | "error" | "replyTo" | "files">;
   const mine = new Set<string>();
   for (const list of unsent.values()) for (const p of list) mine.add(p.ref);
   const out: Record<string, Saved[]> = {};
@@ -97,10 +105,11 @@ export function saveUnsent(
   }
   for (const [key, list] of unsent) {
     if (list.length === 0) continue;
-    const own = list.map(({ ref, text, ts, state, error, replyTo }) => {
+    const own = list.map(({ ref, text, ts, state, error, replyTo, files }) => {
       const saved: Saved = { ref, text, ts, state };
       if (error !== undefined) saved.error = error;
       if (replyTo !== undefined) saved.replyTo = replyTo;
+      if (files !== undefined && files.length > 0) saved.files = files;
       return saved;
     });
     out[key] = [...(out[key] ?? []), ...own];

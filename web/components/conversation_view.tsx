@@ -2,8 +2,8 @@
  * The open conversation: the message list (history, day lines, notices,
  * the "new" line, own messages still on their way; each message with its
  * reply quote, reactions, actions, or as a tombstone once deleted), who is
- * typing, and the composer (with the reply being written; Up arrow edits
- * one's last message).
+ * typing, and the composer (with the reply being written and the files
+ * attached — picked, pasted or dropped; Up arrow edits one's last message).
  *
  * @module
  */
@@ -15,6 +15,14 @@ import { routeHash } from "../route.ts";
 import { bytes, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
+import {
+  AttachButton,
+  DropZone,
+  Lightbox,
+  MessageFiles,
+  pastedFiles,
+  UploadTray,
+} from "./attachments.tsx";
 import { Avatar } from "./avatar.tsx";
 import { ArrowDownIcon, SendIcon } from "./icons.tsx";
 import {
@@ -148,7 +156,7 @@ function Message(
           ? <div class="msg-text tombstone">message deleted</div>
           : editing
           ? <MessageEditor model={model} ui={ui} conv={conv} m={m} />
-          : (
+          : (m.text !== "" || m.edited || !m.files?.length) && (
             <div class="msg-text">
               <MessageText text={m.text} me={me} known={(n) => model.knows(n)} />
               {m.edited && (
@@ -158,6 +166,9 @@ function Message(
               )}
             </div>
           )}
+        {!m.deleted && m.files && m.files.length > 0 && (
+          <MessageFiles files={m.files} from={m.from} />
+        )}
         {!m.deleted && <Reactions model={model} conv={conv} m={m} />}
       </div>
       {!m.deleted && !editing && (
@@ -208,9 +219,12 @@ function PendingMessage(
           </div>
         )}
         {p.replyTo && <ReplyQuote model={model} conv={conv} r={p.replyTo} />}
-        <div class="msg-text">
-          <MessageText text={p.text} me={me} />
-        </div>
+        {(p.text !== "" || !p.files?.length) && (
+          <div class="msg-text">
+            <MessageText text={p.text} me={me} />
+          </div>
+        )}
+        {p.files && p.files.length > 0 && <MessageFiles files={p.files} from={me} />}
         <div class="msg-state">
           {p.state === "failed"
             ? (
@@ -427,6 +441,7 @@ export function MessageList(
         conv={conv}
         hash={(m) => messageHash(m, model.me.value)}
       />
+      <Lightbox />
       {!atBottom && (
         <button type="button" class="jump" onClick={toBottom}>
           <ArrowDownIcon />
@@ -510,12 +525,17 @@ export function Composer(
   const near = used >= limit * 0.9;
   const over = left < 0;
 
+  const uploads = model.uploads.value.get(conv.key) ?? [];
+  const waiting = model.sendWaiting.value.has(conv.key);
+  const failed = uploads.some((u) => u.state === "failed");
+  // Text, or files (uploaded or on their way: Enter then waits for them).
+  const something = draft.trim() !== "" || uploads.length > 0;
+
+  // Enter while files upload: the message goes once they are there.
   const submit = () => {
-    const text = conv.draft.value;
-    if (text.trim() === "" || model.send(text, conv, conv.replyTo.value) !== null) return;
-    conv.draft.value = "";
-    conv.replyTo.value = null;
-    conv.atBottom.value = true;
+    const problem = model.submit(conv);
+    // Too long or not in the room show where they are; a file not uploaded needs saying.
+    if (problem !== null && failed) model.toast(problem, "submit");
   };
 
   const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
@@ -544,14 +564,19 @@ export function Composer(
         </div>
       )}
       {reply && <ReplyBar ui={ui} conv={conv} r={reply} />}
+      <DropZone model={model} conv={conv} />
       <form
-        class={`composer${over ? " too-long" : ""}${reply ? " replying" : ""}`}
+        class={`composer${over ? " too-long" : ""}${reply ? " replying" : ""}${
+          uploads.length > 0 ? " with-files" : ""
+        }`}
         onSubmit={(e) => {
           e.preventDefault();
           submit();
           ref.current?.focus();
         }}
       >
+        <UploadTray model={model} ui={ui} conv={conv} />
+        <AttachButton model={model} ui={ui} conv={conv} />
         <label for="composer" class="sr-only">{label}</label>
         <textarea
           id="composer"
@@ -567,6 +592,13 @@ export function Composer(
             conv.draft.value = v;
             model.typing(v);
           }}
+          onPaste={(e) => {
+            // A screenshot or copied files are attached; text pastes as text.
+            const files = pastedFiles(e);
+            if (files.length === 0) return;
+            e.preventDefault();
+            model.attach(conv, files);
+          }}
           onKeyDown={(e) => {
             const plain = !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing;
             if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
@@ -579,6 +611,10 @@ export function Composer(
                 e.preventDefault();
                 conv.editing.value = last.id;
               }
+            } else if (e.key === "Escape" && plain && waiting) {
+              // The message stays in the box, to be sent with Enter again.
+              e.preventDefault();
+              model.stopWaiting(conv);
             } else if (e.key === "Escape" && plain && conv.replyTo.value) {
               e.preventDefault();
               conv.replyTo.value = null;
@@ -586,7 +622,8 @@ export function Composer(
           }}
         />
         <span id="composer-hint" class="sr-only">
-          Enter sends, Shift+Enter starts a new line, Up arrow edits your last message.
+          Enter sends, Shift+Enter starts a new line, Up arrow edits your last message. Paste or
+          drop files to attach them.
         </span>
         {/* The placeholder as text, so that a long name ends in an ellipsis (a textarea's cannot). */}
         {draft === "" && <span class="composer-placeholder" aria-hidden="true">{label}</span>}
@@ -604,8 +641,14 @@ export function Composer(
           type="submit"
           class="send"
           aria-label="Send"
-          title={over ? `Too long to send: shorten it by ${bytes(-left)}` : undefined}
-          disabled={draft.trim() === "" || over}
+          title={over
+            ? `Too long to send: shorten it by ${bytes(-left)}`
+            : failed
+            ? "Retry or remove the files that were not uploaded first"
+            : waiting
+            ? "Sends when the uploads finish"
+            : undefined}
+          disabled={!something || over || failed || waiting}
         >
           <SendIcon />
         </button>

@@ -220,3 +220,69 @@ export function CopyIcon() {
     </Icon>
   );
 }
+
+/** A paperclip: attach files. */
+export function PaperclipIcon() {
+  return (
+    <Icon>
+      <path d="m21.4 11.1-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5" />
+    </Icon>
+  );
+}
+
+/** An arrow into a tray: download. */
+export function DownloadIcon({ size }: { size?: number }) {
+  return (
+    <Icon size={size ?? 18}>
+      <path d="M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4" />
+      <path d="m7 10 5 5 5-5M12 15V3" />
+    </Icon>
+  );
+}
+
+/** A chevron pointing left (`dir` -1) or right (1): the previous or next picture. */
+export function ChevronIcon({ dir }: { dir: -1 | 1 }) {
+  return (
+    <Icon size={24}>
+      <path d={dir === -1 ? "m15 18-6-6 6-6" : "m9 18 6-6-6-6"} />
+    </Icon>
+  );
+}
+
+/** Arrows in a circle: try again. */
+export function RetryIcon() {
+  return (
+    <Icon size={16}>
+      <path d="M3 12a9 9 0 0 1 15.5-6.2L21 8" />
+      <path d="M21 3v5h-5" />
+      <path d="M21 12a9 9 0 0 1-15.5 6.2L3 16" />
+      <path d="M3 21v-5h5" />
+    </Icon>
+  );
+}
+
+/** What a file icon shows inside the page (see `fileKind` in uploads.ts). */
+const FILE_MARKS: Record<string, string> = {
+  image: "m7 18 3.5-4 2.5 3 1.5-2 2.5 3z M9.5 11.5h.01",
+  video: "m10 11.5 4.5 3-4.5 3z",
+  audio: "M10 18.5v-6l5-1.5v6 M10 18.5a1.5 1.5 0 1 1-3 0 1.5 1.5 0 0 1 3 0z",
+  pdf: "M8 13h8M8 16h8M8 19h5",
+  archive: "M11 3v2h2v2h-2v2h2v2h-2 M10.5 14h3v4h-3z",
+  sheet: "M7.5 12.5h9v6.5h-9z M7.5 15.75h9 M12 12.5v6.5",
+  doc: "M8 13h8M8 16h8M8 19h5",
+  code: "m10 12.5-2.5 3 2.5 3 M14 12.5l2.5 3-2.5 3",
+  text: "M8 13h8M8 16h8M8 19h5",
+  file: "",
+};
+
+/** A page with a folded corner, marked by what the file is (`kind`). */
+export function FileIcon({ kind, size }: { kind: string; size?: number }) {
+  const mark = FILE_MARKS[kind] ?? "";
+  return (
+    <Icon size={size ?? 28}>
+      <path d="M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z" />
+      <path d="M14 2v6h6" />
+      {mark && <path d={mark} stroke-width="1.6" />}
+    </Icon>
+  );
+}

@@ -1,0 +1,503 @@
+/**
+ * Files in a real browser on a real server: picked with the paperclip,
+ * pasted from the clipboard and dropped on the conversation; chips with
+ * progress and cancel; Enter waiting for an upload; the other person's
+ * previews in a box reserved before the pictures load, the lightbox
+ * (Escape, arrows, focus back), file cards with a download link, a file
+ * over the server's limit refused in words, and a phone. Screenshots:
+ * files-desktop, files-phone, lightbox-desktop, upload-progress-desktop.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import type { Locator, Page } from "playwright-core";
+import { hashPassword, startTestServer } from "../helpers.ts";
+import { fitBox } from "../../web/uploads.ts";
+import { screenshot } from "./browser.ts";
+import { type Person, person, signIn, until, withBrowser } from "./people.ts";
+
+const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
+
+async function users(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [name, pw] of Object.entries(PASSWORDS)) out[name] = await hashPassword(pw);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Pictures made here: real PNGs the server sniffs and measures.
+
+const CRC = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  out.set(new TextEncoder().encode(type), 4);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+/** A `width`×`height` PNG whose pixels `paint` gives (RGB, 0-255). */
+async function png(
+  width: number,
+  height: number,
+  paint: (x: number, y: number) => [number, number, number],
+): Promise<Uint8Array> {
+  const raw = new Uint8Array((width * 3 + 1) * height);
+  let o = 0;
+  for (let y = 0; y < height; y++) {
+    raw[o++] = 0;
+    for (let x = 0; x < width; x++) {
+      const [r, g, b] = paint(x, y);
+      raw[o++] = r;
+      raw[o++] = g;
+      raw[o++] = b;
+    }
+  }
+  const z = new Uint8Array(
+    await new Response(new Blob([raw]).stream().pipeThrough(new CompressionStream("deflate")))
+      .arrayBuffer(),
+  );
+  const head = new Uint8Array(13);
+  const v = new DataView(head.buffer);
+  v.setUint32(0, width);
+  v.setUint32(4, height);
+  head.set([8, 2, 0, 0, 0], 8);
+  const parts = [
+    Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a),
+    chunk("IHDR", head),
+    chunk("IDAT", z),
+    chunk("IEND", new Uint8Array()),
+  ];
+  return new Uint8Array(await new Blob(parts).arrayBuffer());
+}
+
+const mix = (a: number, b: number, t: number) => Math.round(a + (b - a) * t);
+
+/** A sunset over the sea. */
+function sunset(w: number, h: number) {
+  return png(w, h, (x, y) => {
+    const t = y / h;
+    const d = Math.hypot(x - w * 0.62, y - h * 0.58) / (h * 0.16);
+    if (t > 0.62) {
+      const s = (t - 0.62) / 0.38;
+      const glint = Math.abs(x - w * 0.62) < w * 0.05 * (1 - s) && (y % 9) < 4 ? 60 : 0;
+      return [mix(40, 12, s) + glint, mix(52, 20, s) + glint, mix(96, 48, s) + glint / 2];
+    }
+    if (d < 1) return [255, 214, 140];
+    const glow = Math.max(0, 1 - d / 4) * 40;
+    return [
+      Math.min(255, mix(72, 250, t / 0.62) + glow),
+      Math.min(255, mix(60, 128, t / 0.62) + glow),
+      mix(140, 90, t / 0.62),
+    ];
+  });
+}
+
+/** A tall tower against the sky. */
+function tower(w: number, h: number) {
+  return png(w, h, (x, y) => {
+    const t = y / h;
+    const half = w * (0.05 + 0.12 * t);
+    if (Math.abs(x - w / 2) < half && y > h * 0.12) {
+      return (y % 40) < 6 ? [70, 78, 96] : [110, 120, 140];
+    }
+    if (y > h * 0.9) return [46, 110, 70];
+    return [mix(120, 200, t), mix(170, 225, t), 245];
+  });
+}
+
+/** A screenshot-like picture: a window with lines of "text". */
+function screen(w: number, h: number) {
+  return png(w, h, (x, y) => {
+    if (y < 36) return x > 16 && x < 28 && y > 12 && y < 24 ? [240, 90, 80] : [228, 231, 236];
+    if (x < w * 0.26) return [242, 243, 246];
+    const line = Math.floor((y - 56) / 28);
+    const inLine = (y - 56) % 28 < 10 && line >= 0 && line < 9;
+    const len = w * (0.45 + ((line * 37) % 40) / 100);
+    if (inLine && x > w * 0.3 && x < len) return line === 0 ? [79, 70, 229] : [150, 156, 168];
+    return [255, 255, 255];
+  });
+}
+
+/** A small PDF (the server tells it from its first bytes). */
+const PDF = new TextEncoder().encode(
+  "%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
+);
+
+/** Noise that compresses to nothing: a file that takes a while to upload when throttled. */
+function noise(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+  out.set([0x50, 0x4b, 0x03, 0x04], 0);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// In the page
+
+/** Puts files on the page's clipboard and pastes them into the message box. */
+async function paste(page: Page, files: { name: string; type: string; bytes: Uint8Array }[]) {
+  await page.locator("#composer").evaluate(
+    (el, list) => {
+      const dt = new DataTransfer();
+      for (const f of list) {
+        dt.items.add(new File([Uint8Array.from(f.bytes)], f.name, { type: f.type }));
+      }
+      el.dispatchEvent(
+        new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }),
+      );
+    },
+    files.map((f) => ({ ...f, bytes: [...f.bytes] })),
+  );
+}
+
+/** Drags files over the message list: the drop zone shows; `drop` drops them. */
+async function drag(
+  page: Page,
+  files: { name: string; type: string; bytes: Uint8Array }[],
+  drop: boolean,
+) {
+  await page.locator(".messages").evaluate(
+    (el, { list, drop }) => {
+      const dt = new DataTransfer();
+      for (const f of list) {
+        dt.items.add(new File([Uint8Array.from(f.bytes)], f.name, { type: f.type }));
+      }
+      const fire = (type: string) =>
+        el.dispatchEvent(
+          new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }),
+        );
+      fire("dragenter");
+      fire("dragover");
+      if (drop) fire("drop");
+    },
+    { list: files.map((f) => ({ ...f, bytes: [...f.bytes] })), drop },
+  );
+}
+
+function chip(p: Person, name: string): Locator {
+  return p.page.locator(`.upload[data-name="${name}"]`);
+}
+
+/** The confirmed message whose own text contains `text`. */
+function row(p: Person, text: string): Locator {
+  return p.page.locator(".msg[data-id]").filter({
+    has: p.page.locator(":scope > .msg-body > .msg-text", { hasText: text }),
+  });
+}
+
+function focused(page: Page): Promise<string> {
+  return page.evaluate(() =>
+    document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.id ?? ""
+  );
+}
+
+/** Each preview's size on the page and whether its picture has arrived. */
+function previews(r: Locator): Promise<{ w: number; h: number; loaded: boolean }[]> {
+  return r.locator(".msg-image img").evaluateAll((els) =>
+    (els as HTMLImageElement[]).map((img) => {
+      const box = img.getBoundingClientRect();
+      return {
+        w: Math.round(box.width),
+        h: Math.round(box.height),
+        loaded: img.complete && img.naturalWidth > 0,
+      };
+    })
+  );
+}
+
+Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, cards, progress and refusals", async () => {
+  const server = await startTestServer({ users: await users(), args: ["--max-upload", "3MB"] });
+  const pictures = {
+    sunset: await sunset(1200, 800),
+    tower: await tower(600, 900),
+    screen: await screen(960, 600),
+  };
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice");
+    // bob's pictures wait until the test lets them through: their boxes must be there before.
+    const held: (() => void)[] = [];
+    let holding = true;
+    const bob = await person(browser, server.http + "/", "bob", {
+      setup: async (c) => {
+        await c.route("**/files/**", (route) => {
+          if (!holding) return route.continue();
+          held.push(() => route.continue().catch(() => {}));
+        });
+      },
+    });
+    await signIn(alice, PASSWORDS.alice);
+    await signIn(bob, PASSWORDS.bob);
+    const page = alice.page;
+
+    // The paperclip picks two pictures: a chip each, then sent with the text.
+    const attach = page.getByRole("button", { name: "Attach files" });
+    assert.equal(await page.locator("#composer-files").getAttribute("accept"), null);
+    assert.equal(await page.locator("#composer-files").getAttribute("multiple"), "");
+    await attach.click();
+    await page.locator("#composer-files").setInputFiles([
+      { name: "sunset.png", mimeType: "image/png", buffer: Buffer.from(pictures.sunset) },
+      { name: "tower.png", mimeType: "image/png", buffer: Buffer.from(pictures.tower) },
+    ]);
+    for (const name of ["sunset.png", "tower.png"]) {
+      await chip(alice, name).locator(".upload-size").waitFor();
+      assert.equal(await chip(alice, name).locator(".upload-thumb img").count(), 1, "a thumbnail");
+    }
+    await page.locator("#composer").fill("Last night from the roof");
+    await page.locator("#composer").press("Enter");
+    await row(alice, "Last night from the roof").waitFor();
+    assert.equal(await page.locator(".upload").count(), 0, "the chips went with the message");
+
+    // Pasted and dropped: a screenshot and a PDF in the next message.
+    await paste(page, [{ name: "image.png", type: "image/png", bytes: pictures.screen }]);
+    await chip(alice, "image.png").waitFor();
+    await drag(page, [{ name: "plan.pdf", type: "application/pdf", bytes: PDF }], false);
+    const zone = page.locator(".drop-zone.over");
+    await zone.waitFor();
+    assert.match((await zone.textContent())!, /Drop files to send to #general/);
+    await drag(page, [{ name: "plan.pdf", type: "application/pdf", bytes: PDF }], true);
+    await zone.waitFor({ state: "detached" });
+    await chip(alice, "plan.pdf").locator(".upload-size").waitFor();
+    await chip(alice, "image.png").locator(".upload-size").waitFor();
+    await page.locator("#composer").fill("The plan, and where it stands");
+    await page.locator("#composer").press("Enter");
+    await row(alice, "The plan, and where it stands").waitFor();
+
+    // bob: every preview has its box before its picture arrives.
+    const roof = row(bob, "Last night from the roof");
+    const plan = row(bob, "The plan, and where it stands");
+    await plan.waitFor();
+    const small = { width: 220, height: 180 };
+    const expect = [fitBox(1200, 800, small), fitBox(600, 900, small)];
+    assert.deepEqual(
+      await previews(roof),
+      expect.map((b) => ({ w: b.width, h: b.height, loaded: false })),
+      "two pictures: smaller boxes, reserved before loading",
+    );
+    const one = fitBox(960, 600);
+    assert.deepEqual(await previews(plan), [{ w: one.width, h: one.height, loaded: false }]);
+    holding = false;
+    for (const go of held.splice(0)) go();
+    await until(
+      async () => (await previews(roof)).every((p) => p.loaded),
+      "bob's pictures arrive",
+    );
+    assert.deepEqual(
+      (await previews(roof)).map((p) => [p.w, p.h]),
+      expect.map((b) => [b.width, b.height]),
+      "nothing moved when they loaded",
+    );
+    assert.equal(await roof.locator("img").first().getAttribute("alt"), "sunset.png");
+
+    // A card for the PDF: icon, name, size and a download link signed for bob.
+    const card = plan.locator(".file-card");
+    assert.equal(await card.getAttribute("data-kind"), "pdf");
+    assert.equal(await card.locator(".file-name").textContent(), "plan.pdf");
+    assert.equal(await card.locator(".file-size").textContent(), `${PDF.length} bytes`);
+    const link = card.getByRole("link", { name: `Download plan.pdf (${PDF.length} bytes)` });
+    assert.equal(await link.getAttribute("download"), "plan.pdf");
+    assert.match((await link.getAttribute("href"))!, /^\/files\/[\w-]{22}\/plan\.pdf\?v=bob&s=/);
+    const res = await bob.page.request.get(server.http + (await link.getAttribute("href"))!);
+    assert.deepEqual(new Uint8Array(await res.body()), PDF);
+    await plan.locator(".file-card").waitFor();
+    await screenshot(bob.page, "files-desktop");
+
+    // The lightbox: opens on the picture, arrows go between the message's pictures.
+    const first = roof.getByRole("button", { name: "Open the picture sunset.png" });
+    await first.click();
+    const box = bob.page.locator("dialog.lightbox");
+    await box.waitFor();
+    assert.equal(await box.getAttribute("aria-label"), "sunset.png, from alice (1 of 2)");
+    await until(async () => await focused(bob.page) === "Close", "the focus is in the lightbox");
+    await until(
+      () => box.locator(".lightbox-stage img").evaluate((i) => (i as HTMLImageElement).complete),
+      "the picture shows",
+    );
+    await screenshot(bob.page, "lightbox-desktop");
+    await bob.page.keyboard.press("ArrowRight");
+    await until(
+      async () => await box.getAttribute("aria-label") === "tower.png, from alice (2 of 2)",
+      "→ shows the next picture",
+    );
+    await bob.page.keyboard.press("ArrowRight");
+    await until(
+      async () => (await box.getAttribute("aria-label"))!.startsWith("sunset.png"),
+      "and wraps around",
+    );
+    await bob.page.keyboard.press("ArrowLeft");
+    await until(
+      async () => (await box.getAttribute("aria-label"))!.startsWith("tower.png"),
+      "← goes back",
+    );
+    // Tab stays inside (a modal dialog).
+    for (let i = 0; i < 6; i++) {
+      await bob.page.keyboard.press("Tab");
+      assert.equal(
+        await bob.page.evaluate(() => !!document.activeElement?.closest("dialog.lightbox")),
+        true,
+        "the focus stays in the lightbox",
+      );
+    }
+    await bob.page.keyboard.press("Escape");
+    await box.waitFor({ state: "detached" });
+    await until(
+      async () => await focused(bob.page) === "Open the picture sunset.png",
+      "the focus goes back to the picture",
+    );
+
+    // A slow upload: the chip shows its progress; Enter waits for it, then sends.
+    const cdp = await alice.context.newCDPSession(page);
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 20,
+      downloadThroughput: -1,
+      uploadThroughput: 400_000,
+    });
+    await page.locator("#composer-files").setInputFiles([
+      {
+        name: "site-backup.zip",
+        mimeType: "application/zip",
+        buffer: Buffer.from(noise(1_800_000)),
+      },
+    ]);
+    const slow = chip(alice, "site-backup.zip");
+    await until(async () => {
+      const v = await slow.locator("progress").getAttribute("value").catch(() => null);
+      return v !== null && Number(v) >= 15;
+    }, "the upload is under way");
+    await page.locator("#composer").fill("Backup of the site, before the move");
+    await page.locator("#composer").press("Enter");
+    await page.locator(".upload-wait", { hasText: "Sending when the upload finishes" }).waitFor();
+    assert.equal(await page.locator(".composer .send").isDisabled(), true);
+    await screenshot(page, "upload-progress-desktop");
+    await row(bob, "Backup of the site, before the move").locator(".file-card").waitFor({
+      timeout: 60_000,
+    });
+    assert.equal(await page.locator("#composer").inputValue(), "", "sent from the box");
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: -1,
+    });
+
+    // Cancel: × stops an upload; the box is as it was.
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 20,
+      downloadThroughput: -1,
+      uploadThroughput: 100_000,
+    });
+    await page.locator("#composer-files").setInputFiles([
+      { name: "never.zip", mimeType: "application/zip", buffer: Buffer.from(noise(1_000_000)) },
+    ]);
+    await chip(alice, "never.zip").locator("progress").waitFor();
+    await page.getByRole("button", { name: "Cancel the upload of never.zip" }).click();
+    await chip(alice, "never.zip").waitFor({ state: "detached" });
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: -1,
+    });
+
+    // Too large for the server: said in its words, nothing sent, removed with ×.
+    await page.locator("#composer-files").setInputFiles([
+      { name: "huge.mov", mimeType: "video/quicktime", buffer: Buffer.from(noise(3_500_000)) },
+    ]);
+    const huge = chip(alice, "huge.mov");
+    await huge.locator(".upload-error").waitFor();
+    assert.equal(
+      await huge.locator(".upload-error").textContent(),
+      "The file is larger than 3 MB, this chat's limit",
+    );
+    assert.equal(await page.locator(".composer .send").isDisabled(), true, "nothing to send");
+    await page.getByRole("button", { name: "Remove huge.mov" }).click();
+    await huge.waitFor({ state: "detached" });
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+  }, server);
+});
+
+Deno.test("web app: files on a phone — the paperclip, previews that fit, the lightbox", async () => {
+  const server = await startTestServer({ users: await users() });
+  const sunsetPng = await sunset(1200, 800);
+  const screenPng = await screen(960, 600);
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice");
+    const bob = await person(browser, server.http + "/", "bob", { phone: true });
+    await signIn(alice, PASSWORDS.alice);
+    await signIn(bob, PASSWORDS.bob);
+    await alice.page.locator("#composer-files").setInputFiles([
+      { name: "sunset.png", mimeType: "image/png", buffer: Buffer.from(sunsetPng) },
+    ]);
+    await chip(alice, "sunset.png").locator(".upload-size").waitFor();
+    await alice.page.locator("#composer").fill("The view tonight");
+    await alice.page.locator("#composer").press("Enter");
+    await alice.page.locator("#composer-files").setInputFiles([
+      {
+        name: "quarterly-report-final-v3.pdf",
+        mimeType: "application/pdf",
+        buffer: Buffer.from(PDF),
+      },
+      {
+        name: "budget.csv",
+        mimeType: "text/csv",
+        buffer: Buffer.from(new TextEncoder().encode("a,b\n1,2\n")),
+      },
+    ]);
+    await chip(alice, "budget.csv").locator(".upload-size").waitFor();
+    await chip(alice, "quarterly-report-final-v3.pdf").locator(".upload-size").waitFor();
+    await alice.page.locator("#composer").fill("Numbers for Monday");
+    await alice.page.locator("#composer").press("Enter");
+
+    const page = bob.page;
+    const view = row(bob, "The view tonight");
+    await row(bob, "Numbers for Monday").locator(".file-card").nth(1).waitFor();
+    await until(
+      async () => (await previews(view)).every((p) => p.loaded),
+      "the picture arrives",
+    );
+    // On a phone the preview fits the message column, its shape kept.
+    const [p] = await previews(view);
+    const column = await view.locator(".msg-body").evaluate((el) => el.clientWidth);
+    assert.ok(p.w <= column, `${p.w} fits in ${column}`);
+    assert.equal(Math.round((p.w * 800) / 1200), p.h);
+    const cards = await row(bob, "Numbers for Monday").locator(".file-card").evaluateAll((els) =>
+      els.map((el) => el.getBoundingClientRect().right <= innerWidth)
+    );
+    assert.deepEqual(cards, [true, true], "the cards fit the screen");
+    // The paperclip is a finger's size.
+    const clip = (await page.getByRole("button", { name: "Attach files" }).boundingBox())!;
+    assert.ok(clip.width >= 44 && clip.height >= 44, "44×44 at least");
+    // A pasted screenshot waiting in bob's box, for the picture.
+    await paste(page, [{ name: "image.png", type: "image/png", bytes: screenPng }]);
+    await chip(bob, "image.png").locator(".upload-size").waitFor();
+    await page.locator("#composer").fill("Mine");
+    await page.locator("#composer").blur();
+    await screenshot(page, "files-phone");
+
+    await view.getByRole("button", { name: "Open the picture sunset.png" }).click();
+    const box = page.locator("dialog.lightbox");
+    await box.waitFor();
+    const img = (await box.locator(".lightbox-stage img").boundingBox())!;
+    assert.ok(img.width <= 390 && img.width > 300, `the picture fills the width (${img.width})`);
+    await screenshot(page, "lightbox-phone");
+    await box.getByRole("button", { name: "Close" }).click();
+    await box.waitFor({ state: "detached" });
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+  }, server);
+});
