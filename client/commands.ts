@@ -27,6 +27,10 @@ export type Command =
   /** Add a reaction, or take it back if the user already gave it. */
   | { kind: "react"; id: number; emoji: string }
   | { kind: "reply"; id: number; text: string }
+  /** Upload the file at `path` and send it here, with `text` (may be ""). */
+  | { kind: "upload"; path: string; text: string }
+  /** Save file `id` (or the start of one's id) of this conversation, to `path` if given. */
+  | { kind: "download"; id: string; path?: string }
   /** Show or hide message ids. */
   | { kind: "ids" }
   | { kind: "help" }
@@ -50,12 +54,15 @@ export const COMMANDS_HELP = `Commands:
   /delete [ID]       Delete your message ID (default: your last one here)
   /react ID EMOJI    React to message ID with EMOJI; again with the same EMOJI takes it back
   /reply ID TEXT     Answer message ID, quoting it
+  /upload PATH [TEXT] Send the file at PATH here, with TEXT ("quote" a PATH with spaces)
+  /download ID [PATH] Save file ID (in its link: /files/ID/…) to PATH (default: its name)
   /ids               Show or hide message ids (#41) in front of lines
   /help              Show this help
   /quit              Leave the chat (also Ctrl+D on an empty line)
 Anything else is sent as a message (Markdown: **bold**, _italic_, ~~struck~~, \`code\`,
 > quotes, - lists, [text](url)); start it with // to send a leading /.
-Keys: Left/Right, Home/End, Up/Down (input history), Ctrl+U/Ctrl+K/Ctrl+W erase.`;
+Keys: Left/Right, Home/End, Up/Down (input history), Ctrl+U/Ctrl+K/Ctrl+W erase,
+Ctrl+C cancels an upload or download under way.`;
 
 function nameProblem(value: string, what: string): string | null {
   return NAME_PATTERN.test(value)
@@ -69,6 +76,43 @@ export function parseId(word: string): number | null {
   if (!m) return null;
   const id = Number(m[1]);
   return id >= 1 && Number.isSafeInteger(id) ? id : null;
+}
+
+/**
+ * The first argument of `rest`, as a shell reads a word: `"…"` or `'…'`
+ * keep spaces, and so does a backslash before a space or quote (a
+ * backslash before anything else stays, for Windows paths); then the text
+ * after it. `null` when a quote is not closed.
+ */
+export function firstArg(rest: string): { arg: string; rest: string } | null {
+  const text = rest.trimStart();
+  let arg = "";
+  let quote: string | null = null;
+  let i = 0;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (quote !== null) {
+      if (c === quote) quote = null;
+      else arg += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === "\\" && /[\s"']/.test(text[i + 1] ?? "")) {
+      arg += text[++i];
+    } else if (/\s/.test(c)) {
+      break;
+    } else {
+      arg += c;
+    }
+  }
+  if (quote !== null) return null;
+  return { arg, rest: text.slice(i).trim() };
+}
+
+/** What `/download` takes as a file id: an id, the start of one, or a file's link. */
+function fileIdOf(word: string): string | null {
+  const inLink = /\/files\/([A-Za-z0-9_-]{1,64})(?:[/?#]|$)/.exec(word);
+  if (inLink) return inLink[1];
+  return /^[A-Za-z0-9_-]{1,64}$/.test(word) ? word : null;
 }
 
 /** `ID REST`: the id and the text after it (`null` when the first word is not an id). */
@@ -199,6 +243,30 @@ export function parseCommand(line: string): Command {
         return { kind: "invalid", message: "Usage: /reply ID TEXT" };
       }
       return { kind: "reply", id: withId.id, text: withId.text };
+    }
+    case "upload":
+    case "up": {
+      const usage = "Usage: /upload PATH [TEXT]";
+      const first = firstArg(rest);
+      if (first === null) {
+        return { kind: "invalid", message: `${usage} (a quote in PATH is not closed)` };
+      }
+      if (first.arg === "") return { kind: "invalid", message: usage };
+      return { kind: "upload", path: first.arg, text: first.rest };
+    }
+    case "download":
+    case "dl": {
+      const usage =
+        "Usage: /download ID [PATH], where ID is a file's id (in its link: /files/ID/…)";
+      const id = words.length > 0 ? fileIdOf(words[0]) : null;
+      if (id === null) return { kind: "invalid", message: usage };
+      const after = rest.trimStart().slice(words[0].length);
+      if (after.trim() === "") return { kind: "download", id };
+      const path = firstArg(after);
+      if (path === null || path.arg === "" || path.rest !== "") {
+        return { kind: "invalid", message: `${usage} ("quote" a PATH with spaces)` };
+      }
+      return { kind: "download", id, path: path.arg };
     }
     case "ids":
       return words.length === 0

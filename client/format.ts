@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ChangeFrame, ChatMessage, ReplyRef, SystemFrame } from "../protocol.ts";
+import type { ChangeFrame, ChatMessage, FileInfo, ReplyRef, SystemFrame } from "../protocol.ts";
 import { CloseCode } from "../protocol.ts";
 import { plainText, renderMarkdown, strip } from "./markdown.ts";
 import { hostOf } from "./url.ts";
@@ -65,6 +65,11 @@ export interface FormatOptions {
   ids?: boolean;
   /** Clock, for the date part of old messages. */
   now?: Date;
+  /**
+   * The server's HTTP address (`httpBase` of url.ts), put in front of file
+   * links, which the server sends as paths; without it, links show as paths.
+   */
+  base?: string;
 }
 
 /** Characters of a quoted message shown in a reply's quote line or a reaction's mention. */
@@ -82,6 +87,52 @@ export function reactionSummary(reactions: Record<string, string[]> | undefined)
     .filter(([, users]) => users.length > 0)
     .map(([emoji, users]) => `${strip(emoji)} ${users.length}`);
   return parts.length === 0 ? "" : `[${parts.join(" ")}]`;
+}
+
+const SIZE_UNITS = ["KB", "MB", "GB", "TB"];
+
+/**
+ * A byte count as people read it, in decimal units like the server's
+ * `--max-upload`: `1 byte`, `512 bytes`, `2.9 MB`, `25 MB`.
+ */
+export function formatSize(bytes: number): string {
+  if (bytes < 1000) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
+  // One decimal below 10 (2.9 MB), none above (25 MB); 999.96 KB reads 1 MB.
+  const shown = (v: number) => v < 9.95 ? v.toFixed(1).replace(/\.0$/, "") : String(Math.round(v));
+  let value = bytes / 1000;
+  let unit = 0;
+  while (unit < SIZE_UNITS.length - 1 && Number(shown(value)) >= 1000) {
+    value /= 1000;
+    unit++;
+  }
+  return `${shown(value)} ${SIZE_UNITS[unit]}`;
+}
+
+/**
+ * A file's link: the server's address (`options.base`) and the file's
+ * signed path; the path alone without a base, and "" when the frame
+ * carried no `url`.
+ */
+export function fileLink(file: FileInfo, base?: string): string {
+  const url = strip(file.url ?? "");
+  if (url === "") return "";
+  return base !== undefined && url.startsWith("/") ? `${base}${url}` : url;
+}
+
+/**
+ * An attached file on one line: `📎 photo.png (2.9 MB, 1280×720) LINK`,
+ * the link as {@link fileLink} makes it.
+ */
+export function formatFile(file: FileInfo, options: FormatOptions): string {
+  const color = options.color ?? false;
+  const facts = [formatSize(file.size)];
+  if (file.width !== undefined && file.height !== undefined) {
+    facts.push(`${file.width}×${file.height}`);
+  }
+  const link = fileLink(file, options.base);
+  return `📎 ${paint("bold", strip(file.name), color)} (${facts.join(", ")})${
+    link === "" ? "" : ` ${paint("dim", link, color)}`
+  }`;
 }
 
 /** What a reply quotes: `↳ bob: the first words…` (`↳ #41 bob: …` with ids). */
@@ -120,14 +171,20 @@ export function formatMessage(msg: ChatMessage, options: FormatOptions): string 
       : `${from} → ${paint("magenta", "you", color)}`;
     head = `${id}${time} ${arrow}:`;
   }
+  // Files follow the text, one a line; a message of files alone starts with the first.
+  const files = msg.deleted ? [] : (msg.files ?? []).map((f) => formatFile(f, options));
   const body = msg.deleted
     ? paint("dim", paint("italic", "message deleted", color), color)
+    : msg.text === "" && files.length > 0
+    ? files.shift()!
     : renderMarkdown(msg.text, { style: color }).join("\n  ");
   const marks = [
     msg.edited && !msg.deleted ? paint("dim", "(edited)", color) : "",
     reactionSummary(msg.reactions),
   ].filter((m) => m !== "").join(" ");
-  const line = `${head} ${body}${marks === "" ? "" : ` ${marks}`}`;
+  const line = `${head} ${body}${marks === "" ? "" : ` ${marks}`}${
+    files.map((f) => `\n  ${f}`).join("")
+  }`;
   if (msg.replyTo === undefined) return line;
   // The quote lines up with the sender's name.
   const indent = " ".repeat(
@@ -154,7 +211,9 @@ function placeLabel(where: { room?: string; to?: string }, options: FormatOption
 /** ` (bob: the first words…)`: which message a reaction is about, when known. */
 function mention(msg: ChatMessage | undefined, color: boolean): string {
   if (!msg || msg.deleted) return "";
-  return ` (${msg.from}: ${shorten(oneLine(msg.text, color))})`;
+  // A message of files alone is named by its first file.
+  const what = msg.text === "" && msg.files?.length ? `📎 ${strip(msg.files[0].name)}` : msg.text;
+  return ` (${msg.from}: ${shorten(oneLine(what, color))})`;
 }
 
 /** Text on one line: Markdown without its marks on a terminal, else as written. */

@@ -22,6 +22,7 @@ import {
   type EditedFrame,
   type ErrorCode,
   type ErrorFrame,
+  type FileInfo,
   type HistoryPageFrame,
   type JoinedFrame,
   type ReactionFrame,
@@ -264,6 +265,15 @@ export class Session {
     return this.#user;
   }
 
+  /**
+   * The session's token, from the latest `welcome` or password change: what
+   * the server's HTTP side takes as `Authorization: Bearer TOKEN` (uploads,
+   * downloads). `null` before the first sign-in.
+   */
+  get token(): string | null {
+    return this.#token;
+  }
+
   /** Whether the connection is up and caught up. */
   get ready(): boolean {
     return this.#ready;
@@ -292,13 +302,22 @@ export class Session {
 
   /**
    * Sends a message (answering message `replyTo` of the same conversation,
-   * if given); resolves with the stored message once the server
-   * acknowledged it.
+   * if given, and carrying the uploaded `files`, by id); resolves with the
+   * stored message once the server acknowledged it. `text` may be "" when
+   * there are files.
+   *
+   * @throws {ServerError} `unknown_file` when a file is not the user's
+   * upload, or was sent already.
    */
-  send(target: Target, text: string, options: { replyTo?: number } = {}): Promise<ChatMessage> {
+  send(
+    target: Target,
+    text: string,
+    options: { replyTo?: number; files?: string[] } = {},
+  ): Promise<ChatMessage> {
     const ref = `${this.#refPrefix}-${++this.#refs}`;
     const frame = { type: "send", ...target, text, ref } as ClientFrame & { ref: string };
     if (options.replyTo !== undefined) (frame as { replyTo?: number }).replyTo = options.replyTo;
+    if (options.files?.length) (frame as { files?: string[] }).files = [...options.files];
     return this.#request(frame, (f) => f.type === "message" && f.ref === ref).then((f) =>
       stripType(f as ServerFrame & { type: "message" })
     );
@@ -358,6 +377,17 @@ export class Session {
   /** The message `id` of a conversation as the client holds it (recent ones only). */
   message(target: Target, id: number): ChatMessage | undefined {
     return this.#seen.get(targetKey(target))?.get(id);
+  }
+
+  /**
+   * The files of a conversation's messages among those held (not deleted),
+   * newest message first: what `/download` picks from.
+   */
+  files(target: Target): FileInfo[] {
+    const held = [...this.#seen.get(targetKey(target))?.values() ?? []]
+      .filter((m) => !m.deleted && m.files !== undefined)
+      .sort((a, b) => b.id - a.id);
+    return held.flatMap((m) => m.files!);
   }
 
   /** The user's newest message of a conversation that is not deleted, among those held. */
@@ -750,6 +780,8 @@ export class Session {
     if (!r || !r.uncertain || r.frame.type !== "send") return;
     const f = r.frame as ClientFrame & { type: "send" };
     if (m.from !== this.#user || m.text !== f.text) return;
+    // A message of files alone is told apart by its files (its text is "").
+    if ((m.files ?? []).map((x) => x.id).join() !== (f.files ?? []).join()) return;
     if (convOf(m, this.#user) !== targetKey(f as Target)) return;
     if (this.#inflight === r) this.#inflight = null;
     else this.#queue.shift();

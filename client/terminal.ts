@@ -5,20 +5,33 @@
  *
  * @module
  */
-import type { ChatMessage, JoinedFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
-import { applyPresence, LOBBY, presenceCount } from "../protocol.ts";
+import type { ChatMessage, FileInfo, JoinedFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
+import { applyPresence, LOBBY, MAX_PAGE, presenceCount } from "../protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import {
+  baseName,
+  destination,
+  downloadFile,
+  expandHome,
+  TransferError,
+  uploadFile,
+} from "./files.ts";
+import {
+  fileLink,
   formatChange,
   formatMessage,
+  formatSize,
   formatSystem,
   formatUpdate,
   nameList,
   paint,
   type Place,
+  shorten,
 } from "./format.ts";
+import { strip } from "./markdown.ts";
 import { convOf, ServerError, type Session, type SessionEvent } from "./session.ts";
+import { httpBase } from "./url.ts";
 
 const encoder = new TextEncoder();
 
@@ -81,7 +94,31 @@ export interface TerminalOptions {
   color?: boolean;
   /** The terminal. @default {stdio()} */
   io?: TerminalIO;
+  /**
+   * Redraw an upload's or download's progress in place, in front of the
+   * prompt (stdout is a terminal); without, only its final line is shown.
+   * @default {true}
+   */
+  progress?: boolean;
 }
+
+/** The upload or download under way (one at a time): Ctrl+C cancels it. */
+interface Transfer {
+  verb: "Uploading" | "Downloading";
+  name: string;
+  done: number;
+  total: number | null;
+  abort: AbortController;
+  /** When the progress was last drawn (ms). */
+  drawn: number;
+  /** Settles when the transfer is over, its partial file removed. */
+  over: Promise<void>;
+  /** Settles {@link Transfer.over}. */
+  finish: () => void;
+}
+
+/** Milliseconds between two redraws of a transfer's progress. */
+const PROGRESS_MS = 100;
 
 /** The interactive client; feed it session events with {@link TerminalUI.handle}. */
 export class TerminalUI {
@@ -92,6 +129,10 @@ export class TerminalUI {
   #me: string;
   #firstRoom: string;
   #mode: string;
+  /** The server's HTTP address, in front of file links. */
+  #base: string;
+  #showProgress: boolean;
+  #transfer: Transfer | null = null;
   #editor = new LineEditor();
   #decoder = new KeyDecoder();
   #here: Place = { room: LOBBY };
@@ -120,6 +161,8 @@ export class TerminalUI {
     this.#io = options.io ?? stdio();
     this.#color = options.color ?? true;
     this.#url = options.url;
+    this.#base = httpBase(options.url);
+    this.#showProgress = options.progress ?? true;
     this.#me = options.welcome.user;
     this.#mode = options.welcome.mode;
     this.#firstRoom = options.room ?? LOBBY;
@@ -151,6 +194,10 @@ export class TerminalUI {
       });
       return await this.#done.promise;
     } finally {
+      // Leaving cancels a transfer; a download's partial file is removed first.
+      const transfer = this.#transfer;
+      transfer?.abort.abort();
+      await transfer?.over;
       stopSignals();
       this.#clearLine();
       this.#drawn = false;
@@ -178,6 +225,11 @@ export class TerminalUI {
             const result = asking.editor.handle(key);
             if (result.kind === "submit") asking.answer(result.line);
           }
+          continue;
+        }
+        if (key.name === "interrupt" && this.#transfer) {
+          // Ctrl+C cancels the transfer, never the line typed meanwhile.
+          this.#transfer.abort.abort();
           continue;
         }
         const result = this.#editor.handle(key);
@@ -223,6 +275,16 @@ export class TerminalUI {
   #prompt(color: boolean): string {
     const parts: string[] = [];
     if (this.#offline) parts.push(paint("red", `(${this.#offline})`, color));
+    const t = this.#transfer;
+    if (t && this.#showProgress) {
+      const pct = t.total ? ` ${Math.floor((t.done * 100) / t.total)}%` : "";
+      const of = t.total === null ? "" : ` of ${formatSize(t.total)}`;
+      parts.push(paint(
+        "yellow",
+        `${t.verb} ${shorten(t.name, 24)}${pct} (${formatSize(t.done)}${of})`,
+        color,
+      ));
+    }
     const key = this.#hereKey();
     const typers = [...(this.#typing.get(key) ?? [])];
     if (typers.length > 0) {
@@ -267,7 +329,13 @@ export class TerminalUI {
   }
 
   #formatOptions() {
-    return { me: this.#me, here: this.#here, color: this.#color, ids: this.#ids };
+    return {
+      me: this.#me,
+      here: this.#here,
+      color: this.#color,
+      ids: this.#ids,
+      base: this.#base,
+    };
   }
 
   #hereKey(): string {
@@ -426,7 +494,20 @@ export class TerminalUI {
     const report = (err: unknown) => {
       this.#print(this.#error(err instanceof Error ? err.message : String(err)));
     };
-    const local = ["say", "reply", "ids", "help", "quit", "who", "invalid", "unknown", "empty"];
+    // Uploads and downloads run beside the other commands rather than hold them up.
+    const local = [
+      "say",
+      "reply",
+      "ids",
+      "help",
+      "quit",
+      "who",
+      "invalid",
+      "unknown",
+      "empty",
+      "upload",
+      "download",
+    ];
     if (local.includes(cmd.kind)) {
       this.#run(cmd).catch(report);
       return;
@@ -481,6 +562,10 @@ export class TerminalUI {
         await session.react(here, cmd.id, cmd.emoji, on);
         return;
       }
+      case "upload":
+        return await this.#upload(cmd.path, cmd.text);
+      case "download":
+        return await this.#download(cmd.id, cmd.path);
       case "ids":
         this.#ids = !this.#ids;
         this.#print(this.#notice(
@@ -578,7 +663,7 @@ export class TerminalUI {
             `${results.length} message${results.length === 1 ? "" : "s"} match "${cmd.q}":`,
           ),
           ...[...results].reverse().map((m) =>
-            formatMessage(m, { me: this.#me, color: this.#color })
+            formatMessage(m, { me: this.#me, color: this.#color, base: this.#base })
           ),
         );
         return;
@@ -601,13 +686,21 @@ export class TerminalUI {
   }
 
   /**
-   * Sends a message to the conversation on screen, answering `replyTo` if
-   * given; remembered so that `/edit` and `/delete` can wait for it.
+   * Sends a message to the conversation on screen (or `options.here`),
+   * answering `replyTo` if given, with `files` if given; remembered so that
+   * `/edit` and `/delete` can wait for it.
    */
-  async #send(text: string, replyTo?: number): Promise<void> {
-    const here = this.#here;
+  async #send(
+    text: string,
+    replyTo?: number,
+    options: { here?: Place; files?: string[] } = {},
+  ): Promise<void> {
+    const here = options.here ?? this.#here;
     const key = here.room !== undefined ? here.room : `@${here.to}`;
-    const sent = this.#session.send(here, text, replyTo === undefined ? {} : { replyTo });
+    const sent = this.#session.send(here, text, {
+      ...(replyTo === undefined ? {} : { replyTo }),
+      ...(options.files ? { files: options.files } : {}),
+    });
     const settled = sent.then(() => {}, () => {});
     this.#sending.set(key, settled);
     try {
@@ -617,6 +710,153 @@ export class TerminalUI {
     } finally {
       if (this.#sending.get(key) === settled) this.#sending.delete(key);
     }
+  }
+
+  // -------------------------------------------------------------------------
+  // Files
+
+  /**
+   * Runs one transfer with its progress in front of the prompt; `null` when
+   * another one is under way (having said so).
+   */
+  #begin(verb: Transfer["verb"], name: string): Transfer | null {
+    if (this.#transfer) {
+      const what = this.#transfer.verb === "Uploading" ? "An upload" : "A download";
+      this.#print(this.#error(
+        `${what} of ${this.#transfer.name} is under way: wait for it, or press Ctrl+C to cancel it`,
+      ));
+      return null;
+    }
+    const over = Promise.withResolvers<void>();
+    const t: Transfer = {
+      verb,
+      name: strip(name),
+      done: 0,
+      total: null,
+      abort: new AbortController(),
+      drawn: 0,
+      over: over.promise,
+      finish: over.resolve,
+    };
+    this.#transfer = t;
+    this.#draw();
+    return t;
+  }
+
+  /** Notes a transfer's progress, drawing it at most every {@link PROGRESS_MS}. */
+  #progress(t: Transfer, done: number, total: number | null): void {
+    t.done = done;
+    t.total = total;
+    const now = Date.now();
+    if (this.#transfer !== t || !this.#showProgress || now - t.drawn < PROGRESS_MS) return;
+    t.drawn = now;
+    this.#draw();
+  }
+
+  #end(t: Transfer): void {
+    if (this.#transfer === t) this.#transfer = null;
+    t.finish();
+    this.#draw();
+  }
+
+  /** `/upload PATH [TEXT]`: uploads the file, then sends it with TEXT where it was asked. */
+  async #upload(path: string, text: string): Promise<void> {
+    const here = this.#here;
+    const token = this.#session.token;
+    if (token === null) {
+      this.#print(this.#error("Not uploaded: not signed in yet"));
+      return;
+    }
+    const local = expandHome(path);
+    const t = this.#begin("Uploading", baseName(local));
+    if (t === null) return;
+    let info: FileInfo;
+    try {
+      info = await uploadFile(local, {
+        wsUrl: this.#url,
+        token,
+        signal: t.abort.signal,
+        onProgress: (done, total) => this.#progress(t, done, total),
+      });
+    } catch (err) {
+      this.#end(t);
+      this.#print(
+        err instanceof TransferError && err.cancelled
+          ? this.#notice(`Upload of ${t.name} cancelled`)
+          : this.#error(`Not uploaded: ${lower((err as Error).message)}`),
+      );
+      return;
+    }
+    this.#end(t);
+    this.#print(this.#notice(`Uploaded ${strip(info.name)} (${formatSize(info.size)})`));
+    await this.#send(text, undefined, { here, files: [info.id] });
+  }
+
+  /**
+   * `/download ID [PATH]`: finds the file among the conversation's messages
+   * (by id, or a unique start of one) and saves it.
+   */
+  async #download(id: string, path?: string): Promise<void> {
+    const here = this.#here;
+    let file = this.#findFile(here, id);
+    if (file === undefined) {
+      // Not among the messages on hand: look at the conversation's recent ones.
+      await this.#session.history(here, { limit: MAX_PAGE });
+      file = this.#findFile(here, id);
+    }
+    if (file === undefined) {
+      this.#print(this.#error(
+        `There is no file "${id}" in this conversation's messages: give the id in its link (/files/ID/…)`,
+      ));
+      return;
+    }
+    if (file === null) {
+      this.#print(this.#error(`Several files here have an id starting "${id}": give more of it`));
+      return;
+    }
+    const link = fileLink(file, this.#base);
+    if (link === "") {
+      this.#print(this.#error(`The server sent no link for ${strip(file.name)}`));
+      return;
+    }
+    const t = this.#begin("Downloading", file.name);
+    if (t === null) return;
+    try {
+      const target = destination(file.name, path);
+      const saved = await downloadFile(link, target, {
+        wsUrl: this.#url,
+        token: this.#session.token ?? undefined,
+        size: file.size,
+        signal: t.abort.signal,
+        onProgress: (done, total) => this.#progress(t, done, total),
+      });
+      this.#end(t);
+      this.#print(this.#notice(
+        `Saved ${t.name} (${formatSize(saved.size)}) as ${saved.path}${
+          saved.taken === undefined ? "" : ` (${saved.taken} exists already)`
+        }`,
+      ));
+    } catch (err) {
+      this.#end(t);
+      this.#print(
+        err instanceof TransferError && err.cancelled
+          ? this.#notice(`Download of ${t.name} cancelled`)
+          : this.#error(`Not downloaded: ${lower((err as Error).message)}`),
+      );
+    }
+  }
+
+  /**
+   * The file of conversation `here` with id `id`, or the one whose id
+   * starts so; `null` when several do, `undefined` when none does.
+   */
+  #findFile(here: Place, id: string): FileInfo | null | undefined {
+    const files = this.#session.files(here);
+    const exact = files.find((f) => f.id === id);
+    if (exact) return exact;
+    const ids = new Set(files.filter((f) => f.id.startsWith(id)).map((f) => f.id));
+    if (ids.size > 1) return null;
+    return ids.size === 1 ? files.find((f) => ids.has(f.id)) : undefined;
   }
 
   /**
@@ -729,4 +969,9 @@ export class TerminalUI {
     ];
     this.#print(...lines);
   }
+}
+
+/** A sentence continued after a colon: its first letter lower case (unless a word in capitals). */
+function lower(message: string): string {
+  return /^[A-Z][a-z]/.test(message) ? message.charAt(0).toLowerCase() + message.slice(1) : message;
 }

@@ -1,8 +1,9 @@
 /**
  * Server addresses as people type them: `ws://`, `wss://`, `http://`,
  * `https://` or a bare `host:port`, turned into the WebSocket URL the
- * client connects to, the `/api/info` URL it asks about sign-in and the
- * `/api/signout` URL that ends a saved session.
+ * client connects to, the `/api/info` URL it asks about sign-in, the
+ * `/api/signout` URL that ends a saved session, and the `/api/files` URL
+ * uploads go to.
  *
  * @module
  */
@@ -100,6 +101,30 @@ export function infoUrl(wsUrl: string): string {
  */
 export function signoutUrl(wsUrl: string): string {
   return besideWs(wsUrl, "/api/signout");
+}
+
+/**
+ * The `/api/files` URL beside a WebSocket URL (where uploads go), found
+ * like {@link infoUrl}.
+ */
+export function filesUrl(wsUrl: string): string {
+  return besideWs(wsUrl, "/api/files");
+}
+
+/**
+ * The server's HTTP address beside a WebSocket URL, without a trailing
+ * slash: what a file's `url` (a path on the server) is appended to.
+ *
+ * @example
+ * ```ts
+ * import { httpBase } from "./url.ts";
+ * if (httpBase("wss://example.com/chat/ws") !== "https://example.com/chat") {
+ *   throw new Error("expected the path prefix to stay");
+ * }
+ * ```
+ */
+export function httpBase(wsUrl: string): string {
+  return besideWs(wsUrl, "").replace(/\/$/, "");
 }
 
 /** `host:port` of a URL, for messages. */

@@ -114,3 +114,59 @@ Deno.test("COMMANDS_HELP says that reacting again takes a reaction back", () => 
     /\/react ID EMOJI +React to message ID with EMOJI; again with the same EMOJI takes it back/,
   );
 });
+
+Deno.test("parseCommand() reads /upload PATH [TEXT], with quoted paths", () => {
+  const cases: [string, Command][] = [
+    ["/upload photo.png", { kind: "upload", path: "photo.png", text: "" }],
+    ["/upload ~/a/b.pdf the **report**", {
+      kind: "upload",
+      path: "~/a/b.pdf",
+      text: "the **report**",
+    }],
+    ['/upload "my photo.png" look', { kind: "upload", path: "my photo.png", text: "look" }],
+    ["/upload 'it''s.txt'", { kind: "upload", path: "its.txt", text: "" }],
+    ["/upload my\\ photo.png  hi  there", {
+      kind: "upload",
+      path: "my photo.png",
+      text: "hi  there",
+    }],
+    ["/up C:\\Users\\ann\\x.txt", { kind: "upload", path: "C:\\Users\\ann\\x.txt", text: "" }],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
+  assert.deepEqual(parseCommand("/upload"), {
+    kind: "invalid",
+    message: "Usage: /upload PATH [TEXT]",
+  });
+  assert.deepEqual(parseCommand('/upload "open'), {
+    kind: "invalid",
+    message: "Usage: /upload PATH [TEXT] (a quote in PATH is not closed)",
+  });
+});
+
+Deno.test("parseCommand() reads /download ID [PATH], taking an id, its start, or a link", () => {
+  const id = "mwU0aEG46mBH-Tc5GvrpYA";
+  const cases: [string, Command][] = [
+    [`/download ${id}`, { kind: "download", id }],
+    ["/download mwU0", { kind: "download", id: "mwU0" }],
+    [`/download ${id} out/`, { kind: "download", id, path: "out/" }],
+    [`/dl ${id} "my file.txt"`, { kind: "download", id, path: "my file.txt" }],
+    [
+      `/download http://localhost:8000/files/${id}/x%20y.txt?v=alice&s=abc ~/got.txt`,
+      { kind: "download", id, path: "~/got.txt" },
+    ],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
+  const usage = "Usage: /download ID [PATH], where ID is a file's id (in its link: /files/ID/…)";
+  assert.deepEqual(parseCommand("/download"), { kind: "invalid", message: usage });
+  assert.deepEqual(parseCommand("/download a.b"), { kind: "invalid", message: usage });
+  assert.deepEqual(parseCommand(`/download ${id} my file.txt`), {
+    kind: "invalid",
+    message: `${usage} ("quote" a PATH with spaces)`,
+  });
+});
+
+Deno.test("COMMANDS_HELP lists /upload and /download, and says Ctrl+C cancels them", () => {
+  assert.match(COMMANDS_HELP, /\n {2}\/upload PATH \[TEXT\] Send the file at PATH here, with TEXT/);
+  assert.match(COMMANDS_HELP, /\n {2}\/download ID \[PATH\] Save file ID/);
+  assert.match(COMMANDS_HELP, /Ctrl\+C cancels an upload or download under way/);
+});

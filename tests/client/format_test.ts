@@ -3,9 +3,12 @@ import type { ChatMessage } from "../../protocol.ts";
 import {
   closeSentence,
   describeConnectError,
+  fileLink,
   formatChange,
+  formatFile,
   formatMessage,
   formatQuote,
+  formatSize,
   formatSystem,
   formatTime,
   formatUpdate,
@@ -308,4 +311,94 @@ Deno.test("formatUpdate() tells what changed while away from the copy held befor
     "14:05 bob edited #41: new",
     "15:00 #41 (bob: new) has reactions [👍 2 ❤️ 1]",
   ]);
+});
+
+Deno.test("formatSize() writes sizes in decimal units, like --max-upload", () => {
+  const cases: [number, string][] = [
+    [0, "0 bytes"],
+    [1, "1 byte"],
+    [999, "999 bytes"],
+    [1000, "1 KB"],
+    [1500, "1.5 KB"],
+    [9949, "9.9 KB"],
+    [9950, "10 KB"],
+    [999_499, "999 KB"],
+    [999_960, "1 MB"],
+    [2_949_000, "2.9 MB"],
+    [25_000_000, "25 MB"],
+    [3e9, "3 GB"],
+  ];
+  for (const [n, want] of cases) assert.equal(formatSize(n), want, String(n));
+});
+
+const FILE = {
+  id: "mwU0aEG46mBH-Tc5GvrpYA",
+  name: "photo.png",
+  size: 2_949_000,
+  type: "image/png",
+  url: "/files/mwU0aEG46mBH-Tc5GvrpYA/photo.png?v=alice&s=sig",
+  width: 1280,
+  height: 720,
+};
+
+Deno.test("formatFile() shows a file as name, size and link", () => {
+  const base = "https://chat.example.com/chat";
+  assert.equal(
+    formatFile(FILE, { me: "alice", base }),
+    `📎 photo.png (2.9 MB, 1280×720) ${base}${FILE.url}`,
+  );
+  const doc = { id: FILE.id, name: "notes.txt", size: 12, type: "text/plain", url: "/files/x/n" };
+  assert.equal(formatFile(doc, { me: "alice" }), "📎 notes.txt (12 bytes) /files/x/n");
+  // A name or link from the server cannot move the cursor.
+  assert.equal(
+    formatFile({ ...doc, name: "a\x1b[2Jb.txt", url: "/files/x\x1b[H" }, { me: "a", base }),
+    `📎 a[2Jb.txt (12 bytes) ${base}/files/x[H`,
+  );
+  assert.equal(fileLink({ ...doc, url: undefined }, base), "");
+  assert.equal(
+    formatFile(FILE, { me: "alice", base, color: true }),
+    `📎 \x1b[1mphoto.png\x1b[22m (2.9 MB, 1280×720) \x1b[2m${base}${FILE.url}\x1b[22m`,
+  );
+});
+
+Deno.test("formatMessage() shows a message's files after its text, and alone on its first line", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 14, 3);
+  const opts = { me: "alice", here: { room: "general" } as const, now, base: "http://h:1" };
+  const doc = { id: "b".repeat(22), name: "a.pdf", size: 1000, type: "application/pdf", url: "/f" };
+  const msg: ChatMessage = {
+    id: 4,
+    seq: 4,
+    room: "general",
+    from: "bob",
+    text: "look",
+    ts,
+    files: [FILE, doc],
+    reactions: { "👍": ["alice"] },
+  };
+  assert.equal(
+    formatMessage(msg, opts),
+    `14:03 bob: look [👍 1]\n  📎 photo.png (2.9 MB, 1280×720) http://h:1${FILE.url}\n` +
+      "  📎 a.pdf (1 KB) http://h:1/f",
+  );
+  assert.equal(
+    formatMessage({ ...msg, text: "", reactions: undefined }, opts),
+    `14:03 bob: 📎 photo.png (2.9 MB, 1280×720) http://h:1${FILE.url}\n  📎 a.pdf (1 KB) http://h:1/f`,
+  );
+  // A tombstone shows no files.
+  assert.equal(
+    formatMessage(
+      { ...msg, deleted: true, text: "", reactions: undefined },
+      opts,
+    ),
+    "14:03 bob: message deleted",
+  );
+  // A reaction to a message of files alone names its first file.
+  assert.equal(
+    formatChange(
+      { type: "reaction", room: "general", id: 4, seq: 5, emoji: "🎉", user: "carol", on: true },
+      { ...opts, message: { ...msg, text: "" } },
+    ).replace(/^\d\d:\d\d /, ""),
+    "carol reacted 🎉 to #4 (bob: 📎 photo.png)",
+  );
 });
