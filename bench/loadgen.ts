@@ -18,6 +18,7 @@
  * @module
  */
 import { cpuSeconds, cpuShare, Histogram, rssBytes } from "./stats.ts";
+import { mib, RssSampler, upload, type UploadOutcome } from "./upload.ts";
 
 /** What to run, as passed by bench/run.ts. */
 export interface Spec {
@@ -48,6 +49,11 @@ export interface Spec {
   rooms?: number;
   /** Messages sent into each of those rooms (search). */
   perRoom?: number;
+  /**
+   * Bytes of one file the sender uploads at the start of the window (fanout,
+   * rate; chat only), streamed while the scenario's traffic goes on.
+   */
+  upload?: number;
 }
 
 /** What one scenario measured; fields that do not apply are absent. */
@@ -86,6 +92,22 @@ export interface Result {
   /** Ping round trip before any search ran (search); p50Ms/p99Ms are during the searches. */
   idleP50Ms?: number;
   idleP99Ms?: number;
+  /** Server RSS (summed over its processes) at the start of the window and its highest reading in it, in MiB (fanout, rate). */
+  rssStartMB?: number;
+  rssPeakMB?: number;
+  /** With `upload`: the answer's HTTP status (201: stored), its size, duration and rate (10⁶ bytes/s). */
+  uploadStatus?: number;
+  uploadBytes?: number;
+  uploadSeconds?: number;
+  uploadMBps?: number;
+  /** Server RSS in MiB when the upload started, its highest reading until it ended, and at the end of the window. */
+  uploadRssBeforeMB?: number;
+  uploadRssPeakMB?: number;
+  uploadRssAfterMB?: number;
+  /** Latency of the deliveries of messages sent while the upload was under way. */
+  uploadDeliveries?: number;
+  uploadP50Ms?: number;
+  uploadP99Ms?: number;
   /** Share of one core used by the server(s) during the window. */
   serverCpu: number | null;
   /** Share of one core used by this load generator during the window. */
@@ -240,6 +262,11 @@ function usage(spec: Spec, from: ReturnType<typeof sample>) {
 
 const ms = (us: number) => Math.round(us) / 1000;
 
+/** p50 and p99 of `h` as `<prefix>P50Ms` and `<prefix>P99Ms`. */
+function latencyAs(prefix: "upload", h: Histogram) {
+  return { [`${prefix}P50Ms`]: ms(h.quantile(0.5)), [`${prefix}P99Ms`]: ms(h.quantile(0.99)) };
+}
+
 function latency(h: Histogram) {
   return { p50Ms: ms(h.quantile(0.5)), p99Ms: ms(h.quantile(0.99)), maxMs: ms(h.max) };
 }
@@ -247,6 +274,78 @@ function latency(h: Histogram) {
 /** Lets setup traffic (joins, presence) settle before a window starts. */
 async function settle(spec: Spec): Promise<void> {
   await delay(spec.warmup === 0 ? 200 : 1000);
+}
+
+/**
+ * The measured window's server memory and, when the spec asks for one, the
+ * upload run during it: started with the window, as the sender (with the
+ * token its welcome gave it). Deliveries of messages sent while the upload is
+ * under way are timed apart.
+ */
+class Window {
+  #spec: Spec;
+  #rss: RssSampler;
+  #start: number | null;
+  #upload: Promise<UploadOutcome> | null = null;
+  #uploadPeak: number | null = null;
+  #from = Infinity;
+  #to = Infinity;
+  #during = new Histogram();
+
+  constructor(spec: Spec) {
+    this.#spec = spec;
+    this.#rss = new RssSampler(spec.pids);
+    this.#start = this.#rss.mark();
+    if (!spec.upload) return;
+    const token = tokens.get("sender");
+    if (spec.target !== "chat" || !token) throw new Error("An upload needs the chat's sender");
+    this.#from = performance.now();
+    this.#upload = upload(spec.urls[0], token, spec.upload).then((outcome) => {
+      this.#to = outcome.endedAt;
+      this.#uploadPeak = this.#rss.peak();
+      return outcome;
+    });
+    // Awaited in finish(); a rejection meanwhile must not end the process.
+    this.#upload.catch(() => {});
+  }
+
+  /** Times one delivery of a message sent at `sentAt` if the upload was under way then. */
+  record(sentAt: number, us: number): void {
+    if (sentAt >= this.#from && sentAt < this.#to) this.#during.record(us);
+  }
+
+  /** Waits for the upload (if any), stops sampling; resolves the window's fields. */
+  async finish(): Promise<Partial<Result>> {
+    const outcome = await this.#upload?.catch((err: Error) => {
+      throw new Error(`The upload failed: ${err.message}`);
+    });
+    const peak = this.#rss.peak(), end = this.#rss.read();
+    this.#rss.stop();
+    const out: Partial<Result> = { rssStartMB: mib(this.#start), rssPeakMB: mib(peak) };
+    if (!outcome) return out;
+    if (outcome.status !== 201) {
+      throw new Error(`The upload was refused: ${outcome.status} ${outcome.answer}`);
+    }
+    const seconds = (outcome.endedAt - outcome.startedAt) / 1000;
+    return {
+      ...out,
+      uploadStatus: outcome.status,
+      uploadBytes: outcome.bytes,
+      uploadSeconds: Math.round(seconds * 1000) / 1000,
+      uploadMBps: Math.round(outcome.bytes / 1e6 / seconds * 10) / 10,
+      uploadRssBeforeMB: mib(this.#start),
+      uploadRssPeakMB: mib(this.#uploadPeak),
+      uploadRssAfterMB: mib(end),
+      uploadDeliveries: this.#during.count,
+      // No latency at all rather than 0 when no message went out during a (very short) upload.
+      ...(this.#during.count > 0 ? latencyAs("upload", this.#during) : {}),
+    };
+  }
+
+  /** Stops sampling without waiting (on failure). */
+  stop(): void {
+    this.#rss.stop();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -259,7 +358,7 @@ async function fanout(spec: Spec): Promise<Result> {
   const sentAt = new Float64Array(RING), got = new Uint32Array(RING);
   const hist = new Histogram();
   let seq = 0, inflight = 0, measuring = false, stopped = false, deliveries = 0, progress = 0;
-  let sender: Client | null = null;
+  let sender: Client | null = null, window_: Window | null = null;
   const pump = () => {
     while (inflight < window && !stopped && sender) {
       const k = seq & MASK;
@@ -273,7 +372,9 @@ async function fanout(spec: Spec): Promise<Result> {
     const k = s & MASK;
     if (measuring) {
       deliveries++;
-      hist.record((now - sentAt[k]) * 1000);
+      const us = (now - sentAt[k]) * 1000;
+      hist.record(us);
+      window_?.record(sentAt[k], us);
     }
     if (++got[k] === n) {
       inflight--;
@@ -296,9 +397,17 @@ async function fanout(spec: Spec): Promise<Result> {
   await watch(spec.warmup ?? 1, () => progress);
   measuring = true;
   const from = sample(spec);
-  await watch(spec.seconds ?? 5, () => progress);
-  measuring = false;
-  const u = usage(spec, from);
+  window_ = new Window(spec);
+  let fields: Partial<Result>, u: ReturnType<typeof usage>;
+  try {
+    await watch(spec.seconds ?? 5, () => progress);
+    measuring = false;
+    u = usage(spec, from);
+    // The traffic goes on until an upload that outlasts the window is done.
+    fields = await window_.finish();
+  } finally {
+    window_.stop();
+  }
   stopped = true;
   await closeAll([sender, ...receivers]);
   if (deliveries === 0) throw new Error("No message was delivered during the window");
@@ -307,6 +416,7 @@ async function fanout(spec: Spec): Promise<Result> {
     deliveriesPerSec: Math.round(deliveries / u.seconds),
     sent: seq,
     ...latency(hist),
+    ...fields,
     ...u,
   };
 }
@@ -332,10 +442,13 @@ async function rate(spec: Spec): Promise<Result> {
   const sentAt = new Float64Array(RING);
   const hist = new Histogram();
   let measuring = false, deliveries = 0, measuredFrom = Infinity, measuredTo = Infinity;
+  let window_: Window | null = null;
   const onSeq = (now: number) => (s: number) => {
     if (s >= measuredFrom && s < measuredTo) {
       deliveries++;
-      hist.record((now - sentAt[s & MASK]) * 1000);
+      const at = sentAt[s & MASK], us = (now - at) * 1000;
+      hist.record(us);
+      window_?.record(at, us);
     }
   };
   function onFrame(e: MessageEvent) {
@@ -353,33 +466,41 @@ async function rate(spec: Spec): Promise<Result> {
   const total = Math.round((warmup + seconds) * perSec);
   const start = performance.now();
   let seq = 0, from: ReturnType<typeof sample> | null = null;
-  // Send every message whose time has come; timers may fire late, never early.
-  while (seq < total) {
-    const now = performance.now();
-    while (seq < total && start + (seq * 1000) / perSec <= now) {
-      if (!measuring && seq >= warmup * perSec) {
-        measuring = true;
-        measuredFrom = seq;
-        from = sample(spec);
+  const expected = () => (measuredTo - measuredFrom) * n;
+  let fields: Partial<Result>, u: ReturnType<typeof usage>;
+  try {
+    // Send every message whose time has come; timers may fire late, never early.
+    while (seq < total) {
+      const now = performance.now();
+      while (seq < total && start + (seq * 1000) / perSec <= now) {
+        if (!measuring && seq >= warmup * perSec) {
+          measuring = true;
+          measuredFrom = seq;
+          from = sample(spec);
+          window_ = new Window(spec);
+        }
+        sentAt[seq & MASK] = performance.now();
+        sender.send(messageFrame(room, seq++));
       }
-      sentAt[seq & MASK] = performance.now();
-      sender.send(messageFrame(room, seq++));
+      measuredTo = seq;
+      await delay(Math.max(0, start + (seq * 1000) / perSec - performance.now()));
     }
-    measuredTo = seq;
-    await delay(Math.max(0, start + (seq * 1000) / perSec - performance.now()));
+    u = usage(spec, from!);
+    // Wait for the last deliveries (bounded), then for an upload that outlasts the window.
+    const deadline = performance.now() + 10_000;
+    while (deliveries < expected() && performance.now() < deadline) await delay(20);
+    fields = await window_!.finish();
+  } finally {
+    window_?.stop();
   }
-  const u = usage(spec, from!);
-  // Wait for the last deliveries (bounded).
-  const expected = (measuredTo - measuredFrom) * n;
-  const deadline = performance.now() + 10_000;
-  while (deliveries < expected && performance.now() < deadline) await delay(20);
   await closeAll([sender, ...receivers]);
   return {
     deliveries,
     deliveriesPerSec: Math.round(deliveries / u.seconds),
     sent: measuredTo - measuredFrom,
-    missing: expected - deliveries,
+    missing: expected() - deliveries,
     ...latency(hist),
+    ...fields,
     ...u,
   };
 }

@@ -7,8 +7,9 @@
  *
  * Flags:
  * - `--short`: small sizes and one-second windows (what the test suite runs)
- * - `--only fanout,rate50,rate200,living,rooms,idle5k,idle15k,search`: a subset of
- *   scenarios; `search` (chat only) runs only when named here
+ * - `--only fanout,fanout+upload,rate50,rate50+upload,rate200,living,rooms,idle5k,idle15k,search`:
+ *   a subset of scenarios; `search` (chat only) runs only when named here; an
+ *   `+upload` scenario (chat only) brings the scenario it is compared with
  * - `--targets relay,chat`: a subset of servers
  * - `--variants memory,sqlite,redis`: chat server variants (see {@link VARIANTS})
  * - `--redis URL`: the Redis server the `redis` variant uses (default: one of
@@ -31,6 +32,12 @@ interface Target {
   nodes?: number;
   /** Start a redis-server of its own, beside the server, for each run. */
   ownRedis?: boolean;
+  /**
+   * Whether an uploaded file stays in the RAM counted as the server's RSS
+   * (the memory file store; Redis when it is ours, its process being summed
+   * with the nodes). With `--data` it goes to the SQLite file.
+   */
+  filesInMemory?: boolean;
 }
 
 /**
@@ -39,7 +46,7 @@ interface Target {
  * (`--redis`). A variant runs only when asked for with `--variants`.
  */
 const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
-  memory: () => ({ name: "chat", kind: "chat" }),
+  memory: () => ({ name: "chat", kind: "chat", filesInMemory: true }),
   sqlite: () => ({
     name: "chat+sqlite",
     kind: "chat",
@@ -52,6 +59,7 @@ const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
     kind: "chat",
     nodes: 2,
     ownRedis: redis === undefined,
+    filesInMemory: redis === undefined,
     args: (_dir, own) => ["--redis", redis ?? own!],
   }),
 };
@@ -68,7 +76,12 @@ interface Scenario {
   chatOnly?: boolean;
   /** Runs only when named with `--only`. */
   optIn?: boolean;
+  /** For a scenario with an upload: the same scenario without it, run too and compared with. */
+  base?: string;
 }
+
+/** The upload of the `+upload` scenarios: 25 MB, the server's default `--max-upload`. */
+const UPLOAD_BYTES = 25 * 1000 * 1000;
 
 const SCENARIOS: Scenario[] = [
   {
@@ -78,10 +91,40 @@ const SCENARIOS: Scenario[] = [
     short: { receivers: 20, inflight: 20, warmup: 0.5, seconds: 1 },
   },
   {
+    name: "fanout+upload",
+    what: "fanout while the sender uploads a 25 MB file",
+    spec: {
+      scenario: "fanout",
+      receivers: 500,
+      inflight: 100,
+      warmup: 2,
+      seconds: 8,
+      upload: UPLOAD_BYTES,
+    },
+    short: { receivers: 20, inflight: 20, warmup: 0.5, seconds: 1 },
+    chatOnly: true,
+    base: "fanout",
+  },
+  {
     name: "rate50",
     what: "50 msg/s into 500 members",
     spec: { scenario: "rate", receivers: 500, rate: 50, warmup: 1, seconds: 10 },
     short: { receivers: 20, warmup: 0.2, seconds: 1 },
+  },
+  {
+    name: "rate50+upload",
+    what: "rate50 while the sender uploads a 25 MB file",
+    spec: {
+      scenario: "rate",
+      receivers: 500,
+      rate: 50,
+      warmup: 1,
+      seconds: 10,
+      upload: UPLOAD_BYTES,
+    },
+    short: { receivers: 20, warmup: 0.2, seconds: 1 },
+    chatOnly: true,
+    base: "rate50",
   },
   {
     name: "rate200",
@@ -150,6 +193,14 @@ const GOALS = [
     ratio: 1.15,
   },
 ] as const;
+
+/** Targets of an upload during a scenario, against the same scenario without it. */
+const UPLOAD_GOALS = {
+  /** Chat p99 while the upload is under way, at most this many times the p99 without it. */
+  p99Ratio: 2,
+  /** Server memory growth beyond the file itself (and the scenario's own), in 256 KiB chunks. */
+  chunks: 8,
+};
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const SERVER_CORE = 0;
@@ -443,6 +494,8 @@ export interface Report {
   machine: { cpu: string; cores: number; os: string; deno: string; v8: string; pinned: boolean };
   short: boolean;
   rows: Row[];
+  /** Each `+upload` row beside its scenario without the upload, same target. */
+  uploads: UploadComparison[];
   goals: {
     what: string;
     chat: number | null;
@@ -451,6 +504,44 @@ export interface Report {
     target: string;
     met: boolean | null;
   }[];
+}
+
+/** A scenario with an upload against the same scenario without it. */
+export interface UploadComparison {
+  scenario: string;
+  base: string;
+  target: string;
+  /** Whether the file itself stays in the RSS measured (see {@link Target.filesInMemory}). */
+  fileInMemory: boolean;
+  /** The upload's HTTP status (201: stored), size, seconds and rate in 10⁶ bytes/s. */
+  status: number | null;
+  bytes: number | null;
+  seconds: number | null;
+  mbPerSec: number | null;
+  /** Server RSS in MiB: when the upload started, its highest reading until it ended, at the end. */
+  rssBeforeMB: number | null;
+  rssPeakMB: number | null;
+  rssAfterMB: number | null;
+  /** Peak growth over the window in MiB, with the upload and without (the base scenario). */
+  growthMB: number | null;
+  baseGrowthMB: number | null;
+  /** Growth due to the upload beyond the file's own bytes when it stays in RAM, in MiB and in 256 KiB chunks. */
+  extraMB: number | null;
+  extraChunks: number | null;
+  /**
+   * Chat p99 over the window: without the upload (base), with it, and their
+   * ratio; and of the messages sent while the upload was under way only,
+   * with its ratio to the base (stricter: a short upload is a small part of
+   * the window).
+   */
+  baseP99Ms: number | null;
+  p99Ms: number | null;
+  p99Ratio: number | null;
+  uploadP99Ms: number | null;
+  uploadP99Ratio: number | null;
+  /** Whether the window's p99 ratio and the memory growth are within {@link UPLOAD_GOALS}. */
+  latencyMet: boolean | null;
+  memoryMet: boolean | null;
 }
 
 /** Counts of what must never happen: the worst run is reported, not the median. */
@@ -501,11 +592,12 @@ const COLUMNS: [string, keyof Result, number][] = [
 
 /** The report as a fixed-width table. */
 export function table(report: Report): string {
-  const head = "scenario".padEnd(9) + "target".padEnd(13) +
+  const width = Math.max(9, ...report.rows.map((r) => r.scenario.length + 1));
+  const head = "scenario".padEnd(width) + "target".padEnd(13) +
     COLUMNS.map(([h, , w]) => " " + h.padStart(w)).join("");
   const lines = [head, "-".repeat(head.length)];
   for (const row of report.rows) {
-    let line = row.scenario.padEnd(9) + row.target.padEnd(13);
+    let line = row.scenario.padEnd(width) + row.target.padEnd(13);
     if (row.error) line += `error: ${row.error}`;
     else {
       line += COLUMNS.map(([, key, w]) => {
@@ -517,6 +609,7 @@ export function table(report: Report): string {
   }
   const living = report.rows.filter((r) => r.result?.editP50Ms !== undefined);
   if (living.length > 0) lines.push("", kindTable(living));
+  if (report.uploads.length > 0) lines.push("", uploadTable(report.uploads));
   lines.push("");
   for (const g of report.goals) {
     const status = g.met === null ? "n/a " : g.met ? "MET " : "MISS";
@@ -526,7 +619,111 @@ export function table(report: Report): string {
       }, relay ${g.relay ?? "-"})`,
     );
   }
+  for (const u of report.uploads) {
+    const status = (met: boolean | null) => met === null ? "n/a " : met ? "MET " : "MISS";
+    const mb = u.bytes === null ? "-" : `${u.bytes / 1e6} MB`;
+    lines.push(
+      `${status(u.latencyMet)} p99 with a ${mb} upload (${u.base}, ${u.target}): ` +
+        `with/without = ${u.p99Ratio ?? "-"} (target <= ${UPLOAD_GOALS.p99Ratio}x; ` +
+        `with ${u.p99Ms ?? "-"} ms, without ${u.baseP99Ms ?? "-"} ms; ` +
+        `sent during the upload ${u.uploadP99Ms ?? "-"} ms, ${u.uploadP99Ratio ?? "-"}x)`,
+      `${status(u.memoryMet)} server memory during a ${mb} upload (${u.base}, ${u.target}): ` +
+        `${u.extraChunks ?? "-"} chunks of 256 KiB beyond ${
+          u.fileInMemory ? "the stored file and " : ""
+        }the scenario's own growth (target <= ${UPLOAD_GOALS.chunks})`,
+    );
+  }
   return lines.join("\n");
+}
+
+/** The `+upload` rows beside their scenario without the upload. */
+function uploadTable(uploads: UploadComparison[]): string {
+  const cols: [string, keyof UploadComparison, number][] = [
+    ["status", "status", 6],
+    ["s", "seconds", 6],
+    ["MB/s", "mbPerSec", 6],
+    ["RSS before", "rssBeforeMB", 10],
+    ["peak", "rssPeakMB", 7],
+    ["after", "rssAfterMB", 7],
+    ["grow MiB", "growthMB", 8],
+    ["w/o", "baseGrowthMB", 6],
+    ["extra", "extraMB", 6],
+    ["chunks", "extraChunks", 6],
+    ["p99 w/o", "baseP99Ms", 8],
+    ["p99 with", "p99Ms", 8],
+    ["ratio", "p99Ratio", 6],
+    ["p99 up", "uploadP99Ms", 8],
+    ["ratio", "uploadP99Ratio", 6],
+  ];
+  const head = "upload".padEnd(15) + "target".padEnd(13) +
+    cols.map(([h, , w]) => " " + h.padStart(w)).join("");
+  const lines = [head, "-".repeat(head.length)];
+  for (const u of uploads) {
+    lines.push(
+      u.scenario.padEnd(15) + u.target.padEnd(13) +
+        cols.map(([, key, w]) => " " + String(u[key] ?? "-").padStart(w)).join(""),
+    );
+  }
+  lines.push(
+    "(RSS in MiB; `extra` = growth with the upload - growth without" +
+      (uploads.some((u) => u.fileInMemory) ? " - the file itself where it stays in RAM" : "") +
+      "; p99 up = of the messages sent while the upload was under way)",
+  );
+  return lines.join("\n");
+}
+
+/** Compares each `+upload` row with its base scenario's row for the same target. */
+function uploadComparisons(rows: Row[], filesInMemory: Map<string, boolean>): UploadComparison[] {
+  const out: UploadComparison[] = [];
+  const round = (v: number) => Math.round(v * 100) / 100;
+  for (const row of rows) {
+    const base = SCENARIOS.find((s) => s.name === row.scenario)?.base;
+    if (!base) continue;
+    const r = row.result,
+      b = rows.find((x) => x.scenario === base && x.target === row.target)
+        ?.result;
+    const num = (v: number | undefined) => (typeof v === "number" ? v : null);
+    const fileInMemory = filesInMemory.get(row.target) ?? false;
+    const bytes = num(r?.uploadBytes);
+    const growth = r?.rssPeakMB !== undefined && r.rssStartMB !== undefined
+      ? round(r.rssPeakMB - r.rssStartMB)
+      : null;
+    const baseGrowth = b?.rssPeakMB !== undefined && b.rssStartMB !== undefined
+      ? round(b.rssPeakMB - b.rssStartMB)
+      : null;
+    const extra = growth === null || baseGrowth === null || bytes === null
+      ? null
+      : round(growth - baseGrowth - (fileInMemory ? bytes / 1048576 : 0));
+    const baseP99 = num(b?.p99Ms), p99 = num(r?.p99Ms), uploadP99 = num(r?.uploadP99Ms);
+    const ratioTo = (v: number | null) => (v !== null && baseP99 ? round(v / baseP99) : null);
+    const ratio = ratioTo(p99);
+    const extraChunks = extra === null ? null : Math.round(extra * 4 * 10) / 10;
+    out.push({
+      scenario: row.scenario,
+      base,
+      target: row.target,
+      fileInMemory,
+      status: num(r?.uploadStatus),
+      bytes,
+      seconds: num(r?.uploadSeconds),
+      mbPerSec: num(r?.uploadMBps),
+      rssBeforeMB: num(r?.uploadRssBeforeMB),
+      rssPeakMB: num(r?.uploadRssPeakMB),
+      rssAfterMB: num(r?.uploadRssAfterMB),
+      growthMB: growth,
+      baseGrowthMB: baseGrowth,
+      extraMB: extra,
+      extraChunks,
+      baseP99Ms: baseP99,
+      p99Ms: p99,
+      p99Ratio: ratio,
+      uploadP99Ms: uploadP99,
+      uploadP99Ratio: ratioTo(uploadP99),
+      latencyMet: ratio === null ? null : ratio <= UPLOAD_GOALS.p99Ratio,
+      memoryMet: extraChunks === null ? null : extraChunks <= UPLOAD_GOALS.chunks,
+    });
+  }
+  return out;
 }
 
 /** Columns of the by-kind table (`living`): header, field, width. */
@@ -597,9 +794,12 @@ export async function runBench(args: string[]): Promise<Report> {
   });
   const only = values.only?.split(",").map((s) => s.trim());
   for (const o of only ?? []) {
-    if (!SCENARIOS.some((s) => s.name === o)) {
+    const scenario = SCENARIOS.find((s) => s.name === o);
+    if (!scenario) {
       throw new Error(`Unknown scenario "${o}": use ${SCENARIOS.map((s) => s.name).join(", ")}`);
     }
+    // An upload is measured against the same scenario without it.
+    if (scenario.base && !only!.includes(scenario.base)) only!.push(scenario.base);
   }
   const wanted = values.targets.split(",").map((s) => s.trim());
   const targets: Target[] = [];
@@ -672,6 +872,10 @@ export async function runBench(args: string[]): Promise<Report> {
     },
     short: values.short,
     rows,
+    uploads: uploadComparisons(
+      rows,
+      new Map(targets.map((t) => [t.name, t.filesInMemory ?? false])),
+    ),
     goals: goals(rows),
   };
 }

@@ -1,8 +1,33 @@
 import assert from "node:assert/strict";
 import type { Report } from "../bench/run.ts";
 
-const SCENARIOS = ["fanout", "rate50", "rate200", "living", "rooms", "idle5k", "idle15k"];
+const SCENARIOS = [
+  "fanout",
+  "fanout+upload",
+  "rate50",
+  "rate50+upload",
+  "rate200",
+  "living",
+  "rooms",
+  "idle5k",
+  "idle15k",
+];
 const TARGETS = ["relay", "chat"];
+/** Scenarios only the chat runs (the relay has no uploads). */
+const CHAT_ONLY = ["fanout+upload", "rate50+upload"];
+/** Fields of a scenario run with an upload, beside those of the scenario itself. */
+const UPLOAD_FIELDS = [
+  "rssStartMB",
+  "rssPeakMB",
+  "uploadStatus",
+  "uploadBytes",
+  "uploadSeconds",
+  "uploadMBps",
+  "uploadRssBeforeMB",
+  "uploadRssPeakMB",
+  "uploadRssAfterMB",
+  "uploadDeliveries",
+];
 
 /** Fields every row of a scenario must have, as finite non-negative numbers. */
 const FIELDS: Record<string, string[]> = {
@@ -30,6 +55,8 @@ const FIELDS: Record<string, string[]> = {
   idle5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
   idle15k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
 };
+FIELDS["fanout+upload"] = [...FIELDS.fanout, ...UPLOAD_FIELDS];
+FIELDS["rate50+upload"] = [...FIELDS.rate50, ...UPLOAD_FIELDS];
 
 // The bench's short mode, exactly as `deno task bench --short` runs it, so the
 // tooling cannot rot. Numbers are not asserted: this machine is shared.
@@ -52,6 +79,8 @@ Deno.test("deno task bench --short completes and reports every scenario for both
     assert.match(stdout, /^scenario +target +deliv\/s/m, "prints the table");
     assert.match(stdout, /fan-out deliveries\/s: chat\/relay = /);
     assert.match(stdout, /^by kind +target +sent +edits +reacts/m, "prints latency by kind");
+    assert.match(stdout, /^upload +target +status +s +MB\/s +RSS before/m, "prints the uploads");
+    assert.match(stdout, /p99 with a 25 MB upload \(fanout, chat\): with\/without = /);
 
     const report = JSON.parse(await Deno.readTextFile(out)) as Report;
     assert.equal(report.short, true);
@@ -60,7 +89,9 @@ Deno.test("deno task bench --short completes and reports every scenario for both
     assert.equal(report.machine.deno, Deno.version.deno);
     assert.deepEqual(
       report.rows.map((r) => `${r.scenario}/${r.target}`),
-      SCENARIOS.flatMap((s) => TARGETS.map((t) => `${s}/${t}`)),
+      SCENARIOS.flatMap((s) =>
+        TARGETS.filter((t) => t === "chat" || !CHAT_ONLY.includes(s)).map((t) => `${s}/${t}`)
+      ),
     );
     for (const row of report.rows) {
       const where = `${row.scenario}/${row.target}`;
@@ -77,6 +108,11 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       }
       if ("missing" in result) assert.equal(result.missing, 0, `${where}: deliveries lost`);
       if ("deliveries" in result) assert.ok((result.deliveries as number) > 0, where);
+      if (CHAT_ONLY.includes(row.scenario)) {
+        // The 25 MB upload (the server's default --max-upload) was stored while the traffic ran.
+        assert.equal(result.uploadStatus, 201, `${where}: upload refused`);
+        assert.equal(result.uploadBytes, 25_000_000, where);
+      }
       if (row.scenario === "living") {
         // Both kinds of change really went out, and every receiver saw them in the order sent.
         assert.ok((result.edits as number) > 0 && (result.reactions as number) > 0, where);
@@ -93,6 +129,39 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       "p99 at 50 frames/s, a quarter edits and reactions",
       "RSS per idle connection",
     ]);
+    // Each upload run beside the same scenario without it, for the chat.
+    assert.deepEqual(
+      report.uploads.map((u) => `${u.scenario}/${u.base}/${u.target}`),
+      ["fanout+upload/fanout/chat", "rate50+upload/rate50/chat"],
+    );
+    for (const u of report.uploads) {
+      const where = u.scenario;
+      assert.equal(u.status, 201, where);
+      assert.equal(u.fileInMemory, true, `${where}: the default store keeps files in memory`);
+      for (
+        const key of [
+          "seconds",
+          "mbPerSec",
+          "rssBeforeMB",
+          "rssPeakMB",
+          "rssAfterMB",
+          "baseP99Ms",
+          "p99Ms",
+          "p99Ratio",
+        ] as const
+      ) {
+        const v = u[key];
+        assert.ok(typeof v === "number" && Number.isFinite(v) && v >= 0, `${where}.${key} = ${v}`);
+      }
+      // A p99 during the upload needs messages sent while it ran (nearly always, even short).
+      if (u.uploadP99Ms !== null) assert.ok(u.uploadP99Ratio !== null, where);
+      // Growths are differences of RSS readings: any sign, but numbers.
+      for (const key of ["growthMB", "baseGrowthMB", "extraMB", "extraChunks"] as const) {
+        assert.ok(Number.isFinite(u[key]), `${where}.${key} = ${u[key]}`);
+      }
+      assert.equal(typeof u.latencyMet, "boolean", where);
+      assert.equal(typeof u.memoryMet, "boolean", where);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
