@@ -91,6 +91,10 @@ export interface StartOptions {
   presence?: PresenceOptions;
   /** Milliseconds a socket may spend closing before its connection is dropped. @default {5000} */
   closeGrace?: number;
+  /** Milliseconds an upload may go without a byte before it is dropped (408). @default {30000} */
+  uploadIdle?: number;
+  /** The slowest an upload may go before it is dropped (408). @default {16 KB/s over 60 s} */
+  uploadMinRate?: { bytesPerSecond: number; windowMs: number };
   /** Sign-in throttling settings (tests shorten the delays). */
   throttle?: Partial<ThrottleOptions>;
   /** Use this file store instead of the one beside the store. */
@@ -215,6 +219,8 @@ export async function startServer(
           maxUpload: config.maxUploadBytes ?? DEFAULTS.maxUploadBytes,
           tokenUser: (token) => hub.tokenUser(token),
           canSee: (user, conv) => hub.canSeeFiles(user, conv),
+          idleMs: options.uploadIdle,
+          minRate: options.uploadMinRate,
         }),
         info: () => ({
           mode: auth.mode,
@@ -344,7 +350,10 @@ export async function startServer(
         for (const s of sockets) {
           if (s instanceof WebSocket && s.readyState !== WebSocket.CLOSED) abortSocket(s);
         }
-        await listener.shutdown();
+        // Bounded: a client that stalled mid-upload keeps its connection even
+        // after its 408 (Deno's HTTP/1.1 server waits for the rest of the body);
+        // the store must still be closed cleanly.
+        await bounded(listener.shutdown(), options.closeGrace ?? 5000);
         await serving?.janitor.idle();
         await serving?.broker.close();
         await serving?.files.close();
@@ -384,6 +393,13 @@ export async function startServer(
       [Symbol.asyncDispose]: shutdown,
     };
   }
+}
+
+/** Waits for `p`, at most `ms` milliseconds. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise((r) => timer = setTimeout(r, ms))]);
+  clearTimeout(timer);
 }
 
 /** The configured store: the SQLite file with `--data`, memory otherwise. */

@@ -533,3 +533,47 @@ Deno.test("files: a send that reuses a ref with other text cannot take files ano
     await closeAll(alice);
   }
 });
+
+Deno.test("files: a HEIC or AVIF photo comes back with its Exif and XMP zeroed, a damaged one is refused", async () => {
+  await using t = await loginServer();
+  const { alice, bob, carol } = await people(t);
+  try {
+    const text = (b: Uint8Array) => Array.from(b, (c) => String.fromCharCode(c)).join("");
+    const cases: [string, string, number, number][] = [
+      ["photo.heic", "image/heic", 64, 48],
+      // Turned a quarter by its irot property.
+      ["photo.avif", "image/avif", 48, 64],
+    ];
+    for (const [name, type, width, height] of cases) {
+      const photo = await Deno.readFile(new URL(`./fixtures/images/${name}`, import.meta.url));
+      assert.match(text(photo), /SN4242SECRET/);
+      const up = await upload(t, tokenOf(alice), "IMG_0002.jpg", photo);
+      assert.equal(up.status, 201, up.text);
+      const f = up.file!;
+      assert.equal(f.type, type);
+      assert.deepEqual([f.width, f.height], [width, height]);
+      // Zeroed in place: the same length, every offset still right.
+      assert.equal(f.size, photo.length);
+      alice.send({ type: "send", room: "general", text: name, files: [f.id], ref: name });
+      const got = await bob.next<Message>((m) => m.type === "message" && m.text === name);
+      const r = await download(t, got.files![0].url!);
+      assert.equal(r.status, 200);
+      assert.equal(r.body.length, photo.length);
+      const out = text(r.body);
+      for (const secret of ["SN4242SECRET", "SecretArtist", "SecretCreator", "<x:xmpmeta"]) {
+        assert.ok(!out.includes(secret), `${secret} is gone from ${name}`);
+      }
+      assert.equal(out.slice(4, 8), "ftyp");
+      assert.match(r.headers.get("content-disposition")!, /^attachment/);
+    }
+    // Cut inside its meta box: refused, nothing kept.
+    const heic = await Deno.readFile(new URL("./fixtures/images/photo.heic", import.meta.url));
+    const before = await usage(t);
+    const bad = await upload(t, tokenOf(alice), "cut.heic", heic.subarray(0, 200));
+    assert.equal(bad.status, 400);
+    assert.match(bad.text!, /Cannot read the HEIC image/);
+    assert.equal(await usage(t), before);
+  } finally {
+    await closeAll(alice, bob, carol);
+  }
+});

@@ -83,7 +83,10 @@ function sanitize(input: Uint8Array, split: number | { seed: number } = input.le
   for (const piece of pieces(input, split)) {
     const view = shared.subarray(0, piece.length);
     view.set(piece);
-    parts.push(...s.push(view));
+    // The output may be views into the input: copied before the input's
+    // buffer is reused (as the upload does), which must not change what the
+    // sanitizer keeps between pieces.
+    parts.push(...s.push(view).map((out) => out.slice()));
     view.fill(0xaa);
   }
   const { out, type, width, height } = s.end();
@@ -285,6 +288,217 @@ function gifBlocks(b: Uint8Array): { kind: string; bytes: Uint8Array }[] {
   }
 }
 
+// --- HEIF structure ---------------------------------------------------------
+
+function u16(n: number): number[] {
+  return [(n >>> 8) & 255, n & 255];
+}
+
+function u32(n: number): number[] {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+}
+
+/** An ISO base media box: 32-bit size, type, contents. */
+function isoBox(type: string, ...parts: (Uint8Array | number[] | string)[]): Uint8Array {
+  const body = concat(parts.map((p) => (p instanceof Uint8Array ? p : bytesOf(p))));
+  return concat([Uint8Array.from(u32(8 + body.length)), enc.encode(type), body]);
+}
+
+/** A full box: version, flags 0, contents. */
+function fullBox(type: string, version: number, ...parts: (Uint8Array | number[] | string)[]) {
+  return isoBox(type, [version, 0, 0, 0], ...parts);
+}
+
+interface IsoBox {
+  type: string;
+  start: number;
+  /** Where the contents start. */
+  body: number;
+  end: number;
+}
+
+/** The boxes in `b` from `from` to `to` (sizes 0 and 1 understood). */
+function isoBoxes(b: Uint8Array, from = 0, to = b.length): IsoBox[] {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const boxes: IsoBox[] = [];
+  for (let at = from; at < to;) {
+    let size = view.getUint32(at);
+    let body = at + 8;
+    if (size === 1) {
+      size = Number(view.getBigUint64(at + 8));
+      body += 8;
+    } else if (size === 0) {
+      size = to - at;
+    }
+    assert.ok(at + size <= to, "box runs past its parent");
+    boxes.push({
+      type: latin1.decode(b.subarray(at + 4, at + 8)),
+      start: at,
+      body,
+      end: at + size,
+    });
+    at += size;
+  }
+  return boxes;
+}
+
+/** A HEIF file's items (type and file extents), read from meta's iinf and iloc. */
+function heifItems(b: Uint8Array): Map<number, { type: string; extents: [number, number][] }> {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const meta = isoBoxes(b).find((x) => x.type === "meta")!;
+  const inside = isoBoxes(b, meta.body + 4, meta.end);
+  const find = (type: string) => inside.find((x) => x.type === type);
+  const items = new Map<number, { type: string; extents: [number, number][] }>();
+  const iinf = find("iinf")!;
+  const countSize = b[iinf.body] === 0 ? 2 : 4;
+  for (const infe of isoBoxes(b, iinf.body + 4 + countSize, iinf.end)) {
+    const wide = b[infe.body] === 3;
+    const id = wide ? view.getUint32(infe.body + 4) : view.getUint16(infe.body + 4);
+    const at = infe.body + 4 + (wide ? 4 : 2) + 2;
+    items.set(id, { type: latin1.decode(b.subarray(at, at + 4)), extents: [] });
+  }
+  const iloc = find("iloc")!;
+  const version = b[iloc.body];
+  const [offsetSize, lengthSize] = [b[iloc.body + 4] >> 4, b[iloc.body + 4] & 15];
+  const [baseSize, indexSize] = [b[iloc.body + 5] >> 4, version > 0 ? b[iloc.body + 5] & 15 : 0];
+  const num = (at: number, size: number) =>
+    size === 0
+      ? 0
+      : size === 2
+      ? view.getUint16(at)
+      : size === 4
+      ? view.getUint32(at)
+      : Number(view.getBigUint64(at));
+  let at = iloc.body + 6;
+  const count = num(at, version < 2 ? 2 : 4);
+  at += version < 2 ? 2 : 4;
+  for (let i = 0; i < count; i++) {
+    const id = num(at, version < 2 ? 2 : 4);
+    at += version < 2 ? 2 : 4;
+    const method = version > 0 ? num(at, 2) & 15 : 0;
+    at += version > 0 ? 2 : 0;
+    const base = num(at + 2, baseSize);
+    const extents = num(at + 2 + baseSize, 2);
+    at += 4 + baseSize;
+    for (let e = 0; e < extents; e++) {
+      const offset = base + num(at + indexSize, offsetSize);
+      const length = num(at + indexSize + offsetSize, lengthSize);
+      const start = method === 0 ? offset : find("idat")!.body + offset;
+      items.get(id)!.extents.push([start, start + length]);
+      at += indexSize + offsetSize + lengthSize;
+    }
+  }
+  return items;
+}
+
+/** The file ranges of a HEIF file's Exif and XMP items. */
+function heifMetadata(b: Uint8Array): [number, number][] {
+  return [...heifItems(b).values()].filter((i) => i.type === "Exif" || i.type === "mime")
+    .flatMap((i) => i.extents);
+}
+
+function zeroed(b: Uint8Array, ranges: [number, number][]): Uint8Array {
+  const out = b.slice();
+  for (const [start, end] of ranges) out.fill(0, start, end);
+  return out;
+}
+
+interface HandHeif {
+  /** Where the Exif item is: in mdat, in idat (construction method 1), or in idat by file offset. */
+  exif?: "mdat" | "idat" | "idat-offset";
+  /** Boxes between ftyp and meta. */
+  before?: Uint8Array[];
+  /** Boxes after mdat. */
+  after?: Uint8Array[];
+  /** mdat with size 0: up to the end of the file. */
+  open?: boolean;
+  /** Changes to the Exif item's iloc entry. */
+  exifEntry?: { method?: number; reference?: number; length?: number };
+  /** The Exif item's infe version. */
+  infe?: number;
+  /** Boxes added inside meta. */
+  inMeta?: Uint8Array[];
+}
+
+const HAND_PICTURE = enc.encode("PICTURE-DATA-".repeat(20));
+const HAND_EXIF = bytesOf(u32(6), "Exif\0\0MM\0*", "SecretExifGps");
+const HAND_XMP = enc.encode("<x:xmpmeta>SecretXmpText</x:xmpmeta>");
+
+/**
+ * A HEIC made by hand: ftyp, meta (an hvc1 picture 40×30 turned by irot,
+ * an Exif and an XMP item), mdat. Returns it with the ranges of its metadata.
+ */
+function handHeif(o: HandHeif = {}): { bytes: Uint8Array; secret: [number, number][] } {
+  const where = o.exif ?? "mdat";
+  const ftyp = isoBox("ftyp", "heic", u32(0), "mif1heic");
+  const metaStart = ftyp.length + (o.before ?? []).reduce((n, x) => n + x.length, 0);
+  const infe = (id: number, type: string, extra = "", version = 2) =>
+    fullBox("infe", version, u16(id), u16(0), type, "\0", extra);
+  // iloc v1: 4-byte offsets and lengths, no base, one extent per item.
+  const entry = (id: number, method: number, offset: number, length: number, reference = 0) => [
+    ...u16(id),
+    ...u16(method),
+    ...u16(reference),
+    ...u16(1),
+    ...u32(offset),
+    ...u32(length),
+  ];
+  const inMdat = where === "mdat";
+  const mdatData = concat([HAND_PICTURE, ...(inMdat ? [HAND_EXIF] : []), HAND_XMP]);
+  const xmpAt = (mdatBody: number) => mdatBody + mdatData.length - HAND_XMP.length;
+  const layout = (mdatBody: number, idatBody: number) => {
+    const e = o.exifEntry ?? {};
+    const length = e.length ?? HAND_EXIF.length;
+    const exif = inMdat
+      ? entry(2, e.method ?? 0, mdatBody + HAND_PICTURE.length, length, e.reference)
+      : where === "idat"
+      ? entry(2, e.method ?? 1, 0, length, e.reference)
+      : entry(2, e.method ?? 0, idatBody, length, e.reference);
+    return [
+      fullBox("hdlr", 0, u32(0), "pict", u32(0), u32(0), u32(0), "\0"),
+      fullBox("pitm", 0, u16(1)),
+      fullBox("iloc", 1, [0x44, 0x00], u16(3), [
+        ...entry(1, 0, mdatBody, HAND_PICTURE.length),
+        ...exif,
+        ...entry(3, 0, xmpAt(mdatBody), HAND_XMP.length),
+      ]),
+      fullBox(
+        "iinf",
+        0,
+        u16(3),
+        infe(1, "hvc1"),
+        infe(2, "Exif", "", o.infe),
+        infe(3, "mime", "application/rdf+xml\0"),
+      ),
+      isoBox(
+        "iprp",
+        isoBox("ipco", fullBox("ispe", 0, u32(40), u32(30)), isoBox("irot", [1])),
+        fullBox("ipma", 0, u32(1), u16(1), [2, 0x81, 0x02]),
+      ),
+      ...(o.inMeta ?? []),
+    ];
+  };
+  // Sizes do not depend on the offsets: lay out once to measure, then for real.
+  const inner = layout(0, 0).reduce((n, x) => n + x.length, 0);
+  const idat = inMdat ? [] : [isoBox("idat", HAND_EXIF)];
+  const idatBody = metaStart + 12 + inner + 8; // idat comes last in meta
+  const mdatBody = metaStart + 12 + inner + (inMdat ? 0 : 8 + HAND_EXIF.length) + 8;
+  const meta = fullBox("meta", 0, ...layout(mdatBody, idatBody), ...idat);
+  assert.equal(metaStart + meta.length + 8, mdatBody);
+  const mdat = o.open
+    ? concat([Uint8Array.from(u32(0)), enc.encode("mdat"), mdatData])
+    : isoBox("mdat", mdatData);
+  const bytes = concat([ftyp, ...(o.before ?? []), meta, mdat, ...(o.after ?? [])]);
+  const exifAt = inMdat ? mdatBody + HAND_PICTURE.length : idatBody;
+  return {
+    bytes,
+    secret: [[exifAt, exifAt + HAND_EXIF.length], [
+      xmpAt(mdatBody),
+      xmpAt(mdatBody) + HAND_XMP.length,
+    ]],
+  };
+}
+
 // --- names ------------------------------------------------------------------
 
 Deno.test("cleanName() keeps only the last path segment", () => {
@@ -362,6 +576,13 @@ function bytesOf(...parts: (number[] | string)[]): Uint8Array {
   return concat(parts.map((p) => (typeof p === "string" ? enc.encode(p) : Uint8Array.from(p))));
 }
 
+/** The smallest HEIF: ftyp with these brands, an empty meta, padding in a free box. */
+function heifWith(major: string, brands: string): Uint8Array {
+  const ftyp = isoBox("ftyp", major, u32(0), brands);
+  const meta = fullBox("meta", 0, fullBox("hdlr", 0, u32(0), "pict", u32(0), u32(0), u32(0), "\0"));
+  return concat([ftyp, meta, isoBox("free", new Uint8Array(5000))]);
+}
+
 function padded(head: Uint8Array, size = 5000, fill = 0x00): Uint8Array {
   const out = new Uint8Array(Math.max(size, head.length)).fill(fill);
   out.set(head);
@@ -395,9 +616,13 @@ Deno.test("Sanitizer decides the type from the bytes", async (t) => {
       [padded(bytesOf([0, 0, 0, 0x20], "ftypisom", [0, 0, 2, 0], "isomiso2avc1mp41")), "video/mp4"],
       [padded(bytesOf([0, 0, 0, 0x14], "ftypqt  ", [0, 0, 2, 0], "qt  ")), "video/quicktime"],
       [padded(bytesOf([0, 0, 0, 0x18], "ftypM4A ", [0, 0, 2, 0], "M4A isom")), "audio/mp4"],
-      [padded(bytesOf([0, 0, 0, 0x18], "ftypheic", [0, 0, 0, 0], "mif1heic")), "image/heic"],
-      [padded(bytesOf([0, 0, 0, 0x1c], "ftypavif", [0, 0, 0, 0], "avifmif1miaf")), "image/avif"],
-      [padded(bytesOf([0, 0, 0, 0x18], "ftypmif1", [0, 0, 0, 0], "mif1avif")), "image/avif"],
+      // HEIF images are read (and stripped), so they must be real: a meta box after ftyp.
+      [heifWith("heic", "mif1heic"), "image/heic"],
+      [heifWith("avif", "avifmif1miaf"), "image/avif"],
+      [heifWith("mif1", "mif1avif"), "image/avif"],
+      [heifWith("mif1", "mif1"), "image/heif"],
+      [fixture("photo.heic"), "image/heic"],
+      [fixture("photo.avif"), "image/avif"],
       [padded(bytesOf([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x82, 0x84], "webm")), "video/webm"],
       [
         padded(bytesOf([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x82, 0x88], "matroska")),
@@ -750,13 +975,683 @@ Deno.test("Sanitizer strips a GIF's comment and XMP, keeping the animation", () 
   assert.deepEqual(bytes.subarray(0, 13), input.subarray(0, 13));
 });
 
+Deno.test("Sanitizer zeroes a HEIC's and an AVIF's Exif and XMP items in place", async (t) => {
+  const cases: [string, string, number, number][] = [
+    // heif-enc: a grid item described in idat; Exif and XMP in mdat after meta.
+    ["photo.heic", "image/heic", 64, 48],
+    // avifenc: Exif and XMP in mdat before the picture; irot turns it a quarter.
+    ["photo.avif", "image/avif", 48, 64],
+  ];
+  for (const [name, type, width, height] of cases) {
+    await t.step(name, () => {
+      const input = fixture(name);
+      for (const s of ["Secret", "SN4242", "<x:xmpmeta"]) {
+        assert.ok(has(input, s), `fixture lacks "${s}"`);
+      }
+      const items = [...heifItems(input).values()].map((i) => i.type);
+      assert.ok(items.includes("Exif") && items.includes("mime"), items.join());
+      const metadata = heifMetadata(input);
+      for (const [start, end] of metadata) {
+        assert.ok(input.subarray(start, end).some((b) => b !== 0), "empty metadata item");
+      }
+      const out = sanitize(input);
+      assert.equal(out.type, type);
+      assertNoSecrets(out.bytes);
+      assert.ok(!has(out.bytes, "<x:xmpmeta"), "the XMP is still in the output");
+      assertNoGps(input, input.subarray(binary(input).indexOf("MM\0*")), out.bytes);
+      // Only the metadata items' bytes change: same length, same boxes, same offsets.
+      assert.deepEqual(out.bytes, zeroed(input, metadata));
+      assert.deepEqual(isoBoxes(out.bytes), isoBoxes(input));
+      // HEIF turns pictures by irot only; the Exif orientation (6) never counted.
+      assert.deepEqual([out.width, out.height], [width, height]);
+    });
+  }
+});
+
+Deno.test("Sanitizer strips a HEIF told by any of its brands, typed by them", async (t) => {
+  const input = fixture("photo.heic");
+  const want = zeroed(input, heifMetadata(input));
+  await t.step("an image brand among the compatible ones is enough", () => {
+    // photo.heic lists mif1 and heic as compatible brands.
+    for (const major of ["mif2", "miaf", "isom", "MiHE", "avci", "jpeg", "mp42", "qt  "]) {
+      const bytes = input.slice();
+      bytes.set(enc.encode(major), 8);
+      const out = sanitize(bytes, 7);
+      assert.equal(out.type, "image/heic", major);
+      assertNoSecrets(out.bytes);
+      assert.deepEqual(out.bytes, concat([bytes.subarray(0, 12), want.subarray(12)]), major);
+    }
+    assert.equal(typeOf(heifWith("isom", "isommif1")), "image/heif");
+    assert.equal(typeOf(heifWith("mp42", "mp42avif")), "image/avif");
+    assert.equal(typeOf(heifWith("mif2", "mif2")), "image/heif");
+  });
+  await t.step("videos without an image brand stay videos", () => {
+    const video = (major: string, brands: string) =>
+      padded(concat([isoBox("ftyp", major, u32(0x200), brands), isoBox("mdat", "frames")]));
+    assert.equal(typeOf(video("isom", "isomiso2avc1mp41")), "video/mp4");
+    assert.equal(typeOf(video("mp42", "mp42isomhevc")), "video/mp4");
+    assert.equal(typeOf(video("isom", "isomiso6hevx")), "video/mp4");
+    assert.equal(typeOf(video("qt  ", "qt  ")), "video/quicktime");
+    assert.equal(typeOf(video("3gp4", "3gp4isom")), "video/3gpp");
+    assert.equal(typeOf(video("M4A ", "M4A mp42isom")), "audio/mp4");
+  });
+  await t.step("a tar header's magic in a HEIF does not make it a tar", () => {
+    // "ustar" at offset 257, where tar says so, inside a free box before meta.
+    const padding = new Uint8Array(300);
+    padding.set(enc.encode("ustar\x0000"), 257 - 24 - 8);
+    const heic = handHeif({ before: [isoBox("free", padding)] });
+    assert.equal(binary(heic.bytes).indexOf("ustar"), 257);
+    const out = sanitize(heic.bytes);
+    assert.equal(out.type, "image/heic");
+    assert.deepEqual(out.bytes, zeroed(heic.bytes, heic.secret));
+  });
+});
+
+Deno.test("Sanitizer output of a HEIC and an AVIF decodes to the same pixels", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "heif_test_" });
+  const run = async (cmd: string, args: string[]) => {
+    let out;
+    try {
+      out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new Error(`"${cmd}" is not installed: apt-get install libheif-examples libavif-bin`);
+      }
+      throw err;
+    }
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${cmd} ${args.join(" ")}: ${text}`);
+    return text;
+  };
+  try {
+    // With a JPEG preview item (zeroed: its own Exif has GPS) and XMP and
+    // Apple's location in meta (blanked): the pictures must not change.
+    const key = "com.apple.quicktime.location.ISO6709";
+    const extra = [
+      fullBox("xml ", 0, "<x:xmpmeta>SecretXmlBox</x:xmpmeta>"),
+      fullBox("keys", 0, u32(1), u32(8 + key.length), "mdta", key),
+      isoBox("ilst", u32(42), u32(1), isoBox("data", u32(1), u32(0), "+48.8584+002.2945/")),
+    ];
+    const preview = fixture("photo.jpg");
+    for (
+      const [name, bytes] of [
+        ["photo.heic", fixture("photo.heic")],
+        ["photo.avif", fixture("photo.avif")],
+        ["preview.heic", withPreview(fixture("photo.heic"), preview, extra)],
+        ["preview.avif", withPreview(fixture("photo.avif"), preview, extra)],
+      ] as const
+    ) {
+      const input = `${dir}/in_${name}`;
+      const output = `${dir}/out_${name}`;
+      Deno.writeFileSync(input, bytes);
+      const out = sanitize(bytes, 7).bytes;
+      assertNoSecrets(out);
+      assert.ok(!has(out, "+48.8584") && !has(out, "ISO6709"), name);
+      Deno.writeFileSync(output, out);
+      const info = await run("heif-info", [output]);
+      assert.match(
+        info,
+        name.endsWith("avif") ? /image: 48x64 .*primary/ : /image: 64x48 .*primary/,
+      );
+      // Raw frames (Y4M) hold no metadata: the pixels must match exactly.
+      await run("heif-convert", [input, `${input}.y4m`]);
+      await run("heif-convert", [output, `${output}.y4m`]);
+      assert.deepEqual(Deno.readFileSync(`${output}.y4m`), Deno.readFileSync(`${input}.y4m`), name);
+      if (name.endsWith("avif")) {
+        await run("avifdec", [input, `${input}.avifdec.y4m`]);
+        await run("avifdec", [output, `${output}.avifdec.y4m`]);
+        assert.deepEqual(
+          Deno.readFileSync(`${output}.avifdec.y4m`),
+          Deno.readFileSync(`${input}.avifdec.y4m`),
+        );
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Sanitizer zeroes HEIF metadata wherever its items lie", async (t) => {
+  const check = (input: { bytes: Uint8Array; secret: [number, number][] }) => {
+    assert.ok(has(input.bytes, "SecretExifGps") && has(input.bytes, "SecretXmpText"));
+    const want = zeroed(input.bytes, input.secret);
+    for (const split of [input.bytes.length, 1, 7, { seed: 9 }]) {
+      const out = sanitize(input.bytes, split);
+      assert.equal(out.type, "image/heic");
+      assert.deepEqual(out.bytes, want, JSON.stringify(split));
+      // 40×30 turned a quarter by irot.
+      assert.deepEqual([out.width, out.height], [30, 40]);
+    }
+  };
+  await t.step("in mdat (file offsets)", () => check(handHeif()));
+  await t.step("in idat inside meta (construction method 1)", () => {
+    const input = handHeif({ exif: "idat" });
+    assert.deepEqual(heifMetadata(input.bytes), input.secret);
+    check(input);
+  });
+  await t.step("in meta itself, by file offset", () => check(handHeif({ exif: "idat-offset" })));
+  await t.step("in an mdat that runs to the end of the file (size 0)", () => {
+    check(handHeif({ open: true }));
+  });
+  await t.step("boxes before meta that hold no metadata pass", () => {
+    check(handHeif({ before: [isoBox("free", "padding")] }));
+  });
+  await t.step("user data and vendor boxes become free boxes of zeros", () => {
+    const udta = isoBox("udta", isoBox("loci", "+48.8584+002.2945/"));
+    const uuid = isoBox("uuid", "0123456789abcdef", "SecretVendorData");
+    const trakMeta = fullBox("meta", 0, "SecretTrackMeta");
+    const tkhd = fullBox("tkhd", 0, new Uint8Array(80));
+    const moov = isoBox(
+      "moov",
+      fullBox("mvhd", 0, new Uint8Array(96)),
+      isoBox("trak", tkhd, trakMeta, udta),
+      udta,
+    );
+    const input = handHeif({ after: [moov, uuid, udta] });
+    const blank = (b: Uint8Array) =>
+      concat([b.subarray(0, 4), enc.encode("free"), new Uint8Array(b.length - 8)]);
+    const want = zeroed(input.bytes, input.secret);
+    const tail = concat([
+      isoBox(
+        "moov",
+        fullBox("mvhd", 0, new Uint8Array(96)),
+        isoBox("trak", tkhd, blank(trakMeta), blank(udta)),
+        blank(udta),
+      ),
+      blank(uuid),
+      blank(udta),
+    ]);
+    const head = want.subarray(0, want.length - moov.length - uuid.length - udta.length);
+    for (const split of [input.bytes.length, 1, 5]) {
+      const out = sanitize(input.bytes, split);
+      assert.deepEqual(out.bytes, concat([head, tail]), JSON.stringify(split));
+    }
+    assert.ok(!has(sanitize(input.bytes).bytes, "+48.8584"));
+  });
+  await t.step("boxes in meta that decoders do not read become free boxes of zeros", () => {
+    const xmp = '<x:xmpmeta><rdf:Description exif:GPSLatitude="48,51.5022N"/></x:xmpmeta>';
+    const key = "com.apple.quicktime.location.ISO6709";
+    const keys = fullBox("keys", 0, u32(1), u32(8 + key.length), "mdta", key);
+    const value = isoBox("data", u32(1), u32(0), "+48.8584+002.2945+035.000/");
+    const ilst = isoBox("ilst", u32(8 + value.length), u32(1), value);
+    const extra = [fullBox("xml ", 0, xmp), keys, ilst, isoBox("zzzz", "SecretUnknownBox")];
+    const input = handHeif({ inMeta: extra });
+    const meta = isoBoxes(input.bytes).find((b) => b.type === "meta")!;
+    const blanked = isoBoxes(input.bytes, meta.body + 4, meta.end)
+      .filter((b) => ["xml ", "keys", "ilst", "zzzz"].includes(b.type));
+    assert.equal(blanked.length, 4);
+    const want = zeroed(input.bytes, input.secret);
+    for (const b of blanked) {
+      want.set(enc.encode("free"), b.start + 4);
+      want.fill(0, b.body, b.end);
+    }
+    for (const split of [input.bytes.length, 1, 7, { seed: 4 }]) {
+      const out = sanitize(input.bytes, split);
+      assert.deepEqual(out.bytes, want, JSON.stringify(split));
+      assert.deepEqual([out.width, out.height], [30, 40]);
+    }
+    const out = sanitize(input.bytes).bytes;
+    for (const s of ["48,51.5022N", "+48.8584", "ISO6709", "SecretUnknownBox"]) {
+      assert.ok(!has(out, s), `"${s}" is still in the output`);
+    }
+  });
+});
+
+/** Parts of a HEIF built item by item: ftyp, meta, then mdat with each item's data. */
+interface HeifItem {
+  id: number;
+  type: string;
+  data: Uint8Array;
+}
+
+/**
+ * A HEIF of the given items (iloc v0, file offsets into mdat), primary item
+ * 1 (40×30), with `dimg` and `thmb` references as [type, from, to...].
+ */
+function itemsHeif(items: HeifItem[], refs: [string, number, ...number[]][]): Uint8Array {
+  const ftyp = isoBox("ftyp", "heic", u32(0), "mif1heic");
+  const meta = (mdatBody: number) => {
+    let at = mdatBody;
+    const entries = items.flatMap((item) => {
+      const entry = [...u16(item.id), ...u16(0), ...u16(1), ...u32(at), ...u32(item.data.length)];
+      at += item.data.length;
+      return entry;
+    });
+    return fullBox(
+      "meta",
+      0,
+      fullBox("hdlr", 0, u32(0), "pict", u32(0), u32(0), u32(0), "\0"),
+      fullBox("pitm", 0, u16(1)),
+      fullBox("iloc", 0, [0x44, 0x00], u16(items.length), entries),
+      fullBox(
+        "iinf",
+        0,
+        u16(items.length),
+        ...items.map((i) => fullBox("infe", 2, u16(i.id), u16(0), i.type, "\0")),
+      ),
+      fullBox(
+        "iref",
+        0,
+        ...refs.map(([type, from, ...to]) =>
+          isoBox(type, u16(from), u16(to.length), to.flatMap(u16))
+        ),
+      ),
+      isoBox(
+        "iprp",
+        isoBox("ipco", fullBox("ispe", 0, u32(40), u32(30))),
+        fullBox("ipma", 0, u32(1), u16(1), [1, 0x81]),
+      ),
+    );
+  };
+  const mdatBody = ftyp.length + meta(0).length + 8;
+  return concat([ftyp, meta(mdatBody), isoBox("mdat", ...items.map((i) => i.data))]);
+}
+
+/**
+ * A real HEIF (`heic`) with a JPEG preview item of the primary picture
+ * (`thmb`, its data in a second mdat at the end) and `extra` boxes at the end
+ * of meta: iinf, iref and iloc rewritten, file offsets in iloc moved.
+ */
+function withPreview(heic: Uint8Array, jpeg: Uint8Array, extra: Uint8Array[]): Uint8Array {
+  const view = new DataView(heic.buffer, heic.byteOffset);
+  const meta = isoBoxes(heic).find((b) => b.type === "meta")!;
+  const inside = isoBoxes(heic, meta.body + 4, meta.end);
+  const find = (type: string) => inside.find((b) => b.type === type)!;
+  const [iinf, iloc, iref, pitm] = ["iinf", "iloc", "iref", "pitm"].map(find);
+  assert.ok(heic[iinf.body] === 0 && heic[iref.body] === 0 && heic[pitm.body] === 0);
+  const id = 1000;
+  const newIinf = isoBox(
+    "iinf",
+    heic.subarray(iinf.body, iinf.body + 4),
+    u16(view.getUint16(iinf.body + 4) + 1),
+    heic.subarray(iinf.body + 6, iinf.end),
+    fullBox("infe", 2, u16(id), u16(0), "jpeg", "\0"),
+  );
+  const newIref = isoBox(
+    "iref",
+    heic.subarray(iref.body, iref.end),
+    isoBox("thmb", u16(id), u16(1), u16(view.getUint16(pitm.body + 4))),
+  );
+  const newIloc = (delta: number, at: number) => {
+    const b = heic.slice(iloc.body, iloc.end);
+    const v = new DataView(b.buffer);
+    const version = b[0];
+    assert.ok(version < 2);
+    const [offsetSize, lengthSize, baseSize] = [b[4] >> 4, b[4] & 15, b[5] >> 4];
+    const indexSize = version > 0 ? b[5] & 15 : 0;
+    const num = (p: number, n: number) =>
+      n === 0 ? 0 : n === 2 ? v.getUint16(p) : n === 4 ? v.getUint32(p) : Number(v.getBigUint64(p));
+    const move = (p: number, n: number) =>
+      n === 4 ? v.setUint32(p, num(p, 4) + delta) : v.setBigUint64(p, BigInt(num(p, 8) + delta));
+    const count = num(6, 2);
+    let p = 8;
+    for (let i = 0; i < count; i++) {
+      const method = version > 0 ? num(p + 2, 2) & 15 : 0;
+      p += version > 0 ? 6 : 4;
+      if (method === 0 && baseSize > 0) move(p, baseSize);
+      const extents = num(p + baseSize, 2);
+      p += baseSize + 2;
+      for (let e = 0; e < extents; e++) {
+        if (method === 0 && baseSize === 0) move(p + indexSize, offsetSize);
+        p += indexSize + offsetSize + lengthSize;
+      }
+    }
+    v.setUint16(6, count + 1);
+    const field = (n: number, x: number) => (n === 4 ? u32(x) : [...u32(0), ...u32(x)]);
+    return isoBox("iloc", b, [
+      ...u16(id),
+      ...(version > 0 ? u16(0) : []),
+      ...u16(0),
+      ...new Array(baseSize).fill(0),
+      ...u16(1),
+      ...new Array(indexSize).fill(0),
+      ...field(offsetSize, at),
+      ...field(lengthSize, jpeg.length),
+    ]);
+  };
+  const build = (delta: number, at: number) =>
+    isoBox(
+      "meta",
+      heic.subarray(meta.body, meta.body + 4),
+      ...inside.map((b) =>
+        b === iinf
+          ? newIinf
+          : b === iref
+          ? newIref
+          : b === iloc
+          ? newIloc(delta, at)
+          : heic.subarray(b.start, b.end)
+      ),
+      ...extra,
+    );
+  const delta = build(0, 0).length - (meta.end - meta.start);
+  return concat([
+    heic.subarray(0, meta.start),
+    build(delta, heic.length + delta + 8),
+    heic.subarray(meta.end),
+    isoBox("mdat", jpeg),
+  ]);
+}
+
+Deno.test("Sanitizer zeroes a HEIF's JPEG items that are not the picture", async (t) => {
+  // A preview JPEG keeps its own Exif (GPS, serial): photo.jpg carries both.
+  const preview = fixture("photo.jpg");
+  assert.ok(has(preview, "SN4242"));
+  const picture = HAND_PICTURE;
+  /** Where each item's data lies in a file from {@link itemsHeif}. */
+  const spans = (bytes: Uint8Array) => {
+    const out = new Map<number, [number, number]>();
+    for (const [id, item] of heifItems(bytes)) out.set(id, item.extents[0]);
+    return out;
+  };
+  await t.step("a preview of a coded picture (thmb)", () => {
+    const input = itemsHeif([
+      { id: 1, type: "hvc1", data: picture },
+      { id: 2, type: "jpeg", data: preview },
+    ], [["thmb", 2, 1]]);
+    const want = zeroed(input, [spans(input).get(2)!]);
+    for (const split of [input.length, 1, 7, { seed: 6 }]) {
+      const out = sanitize(input, split);
+      assert.equal(out.type, "image/heic");
+      assert.deepEqual(out.bytes, want, JSON.stringify(split));
+    }
+    assertNoSecrets(sanitize(input).bytes);
+  });
+  await t.step("a JPEG picture and its JPEG grid tiles stay, a JPEG not in it goes", () => {
+    const tile = enc.encode("JPEG-TILE-".repeat(8));
+    const input = itemsHeif([
+      { id: 1, type: "grid", data: Uint8Array.of(0, 0, 0, 0, 0, 40, 0, 30) },
+      { id: 2, type: "jpeg", data: tile },
+      { id: 3, type: "jpeg", data: tile },
+      { id: 4, type: "jpeg", data: preview },
+      { id: 5, type: "jpeg", data: preview },
+    ], [["dimg", 1, 2, 3], ["thmb", 4, 1]]);
+    const at = spans(input);
+    assert.deepEqual(sanitize(input, 5).bytes, zeroed(input, [at.get(4)!, at.get(5)!]));
+    const alone = itemsHeif([{ id: 1, type: "jpeg", data: preview }], []);
+    assert.deepEqual(sanitize(alone, 3).bytes, alone);
+  });
+  await t.step("an iref too short for its count is damage", () => {
+    const input = itemsHeif([
+      { id: 1, type: "hvc1", data: picture },
+      { id: 2, type: "jpeg", data: preview },
+    ], [["dimg", 1, 2]]);
+    const iref = binary(input).indexOf("dimg");
+    new DataView(input.buffer).setUint16(iref + 6, 500);
+    assert.throws(() => sanitize(input), /HEIC.*iref box is cut short/);
+  });
+});
+
+Deno.test("Sanitizer refuses damaged or hostile HEIF files with DamagedImage", async (t) => {
+  const refuses = (input: Uint8Array, message: RegExp) => {
+    for (const split of [input.length, 1, 7]) {
+      const s = new Sanitizer();
+      const out: Uint8Array[] = [];
+      for (const p of pieces(input, split)) out.push(...s.push(p));
+      assert.throws(() => s.end(), (err: unknown) => {
+        assert.ok(err instanceof DamagedImage, String(err));
+        assert.match(err.message, message);
+        return true;
+      }, `cut by ${split}`);
+      // Nothing said to be metadata went out before the refusal.
+      assertNoSecrets(concat(out));
+    }
+  };
+  const good = handHeif().bytes;
+  const meta = isoBoxes(good).find((b) => b.type === "meta")!;
+  const mdat = isoBoxes(good).find((b) => b.type === "mdat")!;
+  const ftyp = good.subarray(0, meta.start);
+  const setU32 = (b: Uint8Array, at: number, v: number) =>
+    new DataView(b.buffer, b.byteOffset).setUint32(at, v);
+
+  await t.step("cut inside a box header, meta or mdat", () => {
+    for (
+      const at of [ftyp.length + 3, ftyp.length + 12, meta.end - 5, mdat.body + 10, mdat.end - 1]
+    ) {
+      refuses(good.subarray(0, at), /HEIC/);
+    }
+  });
+  await t.step("no meta box, or two", () => {
+    refuses(concat([ftyp, isoBox("mdat", "picture")]), /HEIC.*no meta box/);
+    refuses(concat([good, good.subarray(meta.start, meta.end)]), /HEIC.*two meta boxes/);
+  });
+  await t.step("metadata in bytes already sent (meta after mdat)", () => {
+    // The Exif item lies in an mdat that comes before meta.
+    const early = isoBox("mdat", HAND_EXIF);
+    const input = handHeif({ before: [early] });
+    const bytes = input.bytes.slice();
+    const items = heifItems(bytes);
+    assert.ok(items.get(2));
+    // Point the Exif item at the early mdat's contents.
+    const iloc = isoBoxes(bytes, meta.body + 4 + early.length, meta.end + early.length).find((b) =>
+      b.type === "iloc"
+    )!;
+    setU32(bytes, iloc.body + 8 + 16 + 8, ftyp.length + 8);
+    refuses(bytes, /HEIC.*before its meta box/);
+  });
+  await t.step("metadata said to lie in a box header", () => {
+    const bytes = good.slice();
+    const iloc = isoBoxes(bytes, meta.body + 4, meta.end).find((b) => b.type === "iloc")!;
+    setU32(bytes, iloc.body + 8 + 16 + 8, mdat.start + 2);
+    refuses(bytes, /HEIC.*box header/);
+  });
+  await t.step("a meta box running to the end of the file, or too large to hold", () => {
+    const open = good.slice();
+    setU32(open, meta.start, 0);
+    refuses(open, /HEIC.*meta box is larger/);
+    const big = handHeif({ inMeta: [isoBox("free", new Uint8Array(256 * 1024))] }).bytes;
+    refuses(big, /HEIC.*meta box is larger than 256 KiB/);
+  });
+  await t.step("impossible box sizes", () => {
+    // A 64-bit size past 2^53, one smaller than the header, one past the file.
+    const large = (size: bigint) => {
+      const head = new Uint8Array(16);
+      const v = new DataView(head.buffer);
+      v.setUint32(0, 1);
+      head.set(enc.encode("mdat"), 4);
+      v.setBigUint64(8, size);
+      return concat([good.subarray(0, mdat.start), head, good.subarray(mdat.body)]);
+    };
+    refuses(large(2n ** 63n), /HEIC.*impossibly large/);
+    refuses(large(2n ** 62n + 5n), /HEIC.*impossibly large/);
+    refuses(large(4n), /HEIC.*smaller than its header/);
+    refuses(large(2n ** 52n), /HEIC.*ends too early/);
+    const small = good.slice();
+    setU32(small, mdat.start, 3);
+    refuses(small, /HEIC.*smaller than its header/);
+    const inside = good.slice();
+    const iinf = isoBoxes(inside, meta.body + 4, meta.end).find((b) => b.type === "iinf")!;
+    setU32(inside, iinf.start, 0x7fffffff);
+    refuses(inside, /HEIC.*impossible size/);
+  });
+  await t.step("iloc with absurd counts", () => {
+    const iloc = isoBoxes(good, meta.body + 4, meta.end).find((b) => b.type === "iloc")!;
+    const counted = (items: number, extents: number) => {
+      const bytes = good.slice();
+      new DataView(bytes.buffer).setUint16(iloc.body + 6, items);
+      new DataView(bytes.buffer).setUint16(iloc.body + 8 + 16 + 6, extents);
+      return bytes;
+    };
+    refuses(counted(0xffff, 1), /HEIC.*cut short/);
+    refuses(counted(3, 0xffff), /HEIC.*cut short/);
+    // Extents of no bytes at all (offset and length sizes 0): a count cannot loop for long.
+    const none = (items: number[], extents: number) =>
+      concat([
+        ftyp,
+        fullBox(
+          "meta",
+          0,
+          fullBox("iinf", 0, u16(1), fullBox("infe", 2, u16(1), u16(0), "Exif", "\0")),
+          fullBox(
+            "iloc",
+            2,
+            [0, 0],
+            u32(items.length),
+            items.flatMap((id) => [...u32(id), 0, 0, 0, 0, ...u16(extents)]),
+          ),
+        ),
+      ]);
+    refuses(none([1], 0xffff), /HEIC.*too many metadata extents/);
+    refuses(none([1], 1), /HEIC.*no length/);
+    // Many empty entries for other items: read in one pass, accepted (nothing to strip).
+    const others = none(Array.from({ length: 5000 }, (_, i) => i + 2), 0xffff);
+    assert.deepEqual(sanitize(others).bytes, others);
+    const wild = others.slice();
+    setU32(wild, wild.length - 5000 * 10 - 4, 0xffffffff); // item count
+    refuses(wild, /HEIC.*cut short/);
+  });
+  await t.step("layouts not handled: old item entries, derived or external metadata", () => {
+    refuses(handHeif({ infe: 1 }).bytes, /HEIC.*older than HEIF/);
+    refuses(handHeif({ exifEntry: { method: 2 } }).bytes, /HEIC.*built from other items/);
+    refuses(handHeif({ exifEntry: { reference: 1 } }).bytes, /HEIC.*another file/);
+    refuses(handHeif({ exifEntry: { length: 0 } }).bytes, /HEIC.*no length/);
+    refuses(handHeif({ exif: "idat", exifEntry: { length: 1000 } }).bytes, /HEIC.*past its idat/);
+    refuses(
+      handHeif({ inMeta: [fullBox("iloc", 1, [0x44, 0], u16(0))] }).bytes,
+      /HEIC.*two "iloc"/,
+    );
+  });
+  await t.step(
+    "random damage in the first boxes: DamagedImage, or a file of the same length",
+    () => {
+      const r = random(16);
+      const files = [
+        fixture("photo.heic"),
+        fixture("photo.avif"),
+        handHeif({ exif: "idat" }).bytes,
+      ];
+      let refused = 0;
+      for (let i = 0; i < 3000; i++) {
+        const input = files[i % files.length].slice();
+        for (let m = 0; m < 1 + Math.floor(r() * 3); m++) {
+          input[Math.floor(r() * Math.min(input.length, 700))] = Math.floor(r() * 256);
+        }
+        const s = new Sanitizer();
+        const out: Uint8Array[] = [];
+        for (const p of pieces(input, 1 + Math.floor(r() * 300))) out.push(...s.push(p));
+        try {
+          out.push(...s.end().out);
+          assert.equal(concat(out).length, input.length);
+        } catch (err) {
+          assert.ok(err instanceof DamagedImage, String(err));
+          refused++;
+        }
+      }
+      assert.ok(refused > 100, `${refused} refused`);
+    },
+  );
+  await t.step("trak inside trak, moov inside moov or trak: refused, however deep", () => {
+    /** `depth` boxes of `type` each inside the last, in a moov. */
+    const nested = (type: string, depth: number) => {
+      const out = new Uint8Array(8 * depth);
+      const view = new DataView(out.buffer);
+      for (let i = 0; i < depth; i++) {
+        view.setUint32(i * 8, 8 * (depth - i));
+        out.set(enc.encode(type), i * 8 + 4);
+      }
+      return concat([good, isoBox("moov", out)]);
+    };
+    refuses(nested("trak", 2), /HEIC.*"trak" boxes nest too deeply/);
+    refuses(nested("moov", 1), /HEIC.*"moov" boxes nest too deeply/);
+    refuses(concat([good, isoBox("moov", isoBox("trak", isoBox("moov")))]), /HEIC.*nest too/);
+    // 4000 deep overflowed the stack (a RangeError, not damage) after seconds of work.
+    const deep = nested("trak", 4000);
+    assert.throws(() => sanitize(deep), (err: unknown) => {
+      assert.ok(err instanceof DamagedImage, String(err));
+      return /nest too deeply/.test(err.message);
+    });
+    // One level each is what HEIF image sequences have.
+    const sequence = concat([good, isoBox("moov", isoBox("trak", isoBox("mdia", "x")))]);
+    assert.equal(sanitize(sequence, 3).bytes.length, sequence.length);
+  });
+  await t.step("more than MAX_BOXES boxes, at the top or inside moov and trak", () => {
+    const empty = (type: string, n: number) => {
+      const out = new Uint8Array(8 * n);
+      for (let i = 0; i < n; i++) {
+        out[i * 8 + 3] = 8;
+        out.set(enc.encode(type), i * 8 + 4);
+      }
+      return out;
+    };
+    // good has 3 boxes: ftyp, meta, mdat.
+    const top = (n: number) => concat([good, empty("free", n)]);
+    assert.equal(sanitize(top(4093), 7).bytes.length, top(4093).length);
+    refuses(top(4094), /HEIC.*more than 4096 boxes/);
+    refuses(concat([good, empty("udta", 4094)]), /HEIC.*more than 4096 boxes/);
+    refuses(concat([good, isoBox("moov", empty("free", 4093))]), /HEIC.*more than 4096 boxes/);
+    refuses(
+      concat([good, isoBox("moov", isoBox("trak", empty("udta", 4092)))]),
+      /HEIC.*more than 4096 boxes/,
+    );
+    // 3 million 8-byte boxes (24 MB) took 10 s of CPU: now refused within the first piece.
+    const s = new Sanitizer();
+    const huge = concat([good, empty("udta", 300_000)]);
+    s.push(huge.subarray(0, 1 << 20));
+    const failed = s.failed;
+    assert.ok(failed instanceof DamagedImage, String(failed));
+    assert.match(failed.message, /more than 4096 boxes/);
+    assert.deepEqual(s.push(huge.subarray(1 << 20, 2 << 20)), []);
+  });
+  await t.step("an AVIF says AVIF", () => {
+    const avif = fixture("photo.avif");
+    refuses(avif.subarray(0, avif.length - 10), /^Cannot read the AVIF image: /);
+  });
+});
+
+Deno.test("Sanitizer zeroes huge HEIF metadata as it streams, holding none of it", () => {
+  // An Exif item of 40 MB arrives in 1 MiB pieces from one reused buffer.
+  const size = 40 * 1024 * 1024;
+  const piece = new Uint8Array(1024 * 1024).fill(0x41);
+  const ftyp = isoBox("ftyp", "heic", u32(0), "mif1heic");
+  const meta = (at: number) =>
+    fullBox(
+      "meta",
+      0,
+      fullBox("iinf", 0, u16(1), fullBox("infe", 2, u16(1), u16(0), "Exif", "\0")),
+      fullBox("iloc", 0, [0x44, 0], u16(1), u16(1), u16(0), u16(1), u32(at), u32(size)),
+    );
+  const at = ftyp.length + meta(0).length + 8;
+  const head = concat([ftyp, meta(at), Uint8Array.from(u32(8 + size)), enc.encode("mdat")]);
+  const s = new Sanitizer();
+  let total = 0;
+  const count = (parts: Uint8Array[]) => {
+    let n = 0;
+    for (const p of parts) {
+      // Past the head, every byte out is a zero (the input is all 0x41).
+      const from = Math.max(0, head.length - total - n);
+      assert.equal(p.indexOf(0x41, from), -1, "metadata went out");
+      n += p.length;
+    }
+    total += n;
+    return n;
+  };
+  // The head waits for the sniffed bytes; the first piece sends it and its share.
+  count(s.push(head));
+  for (let sent = 0; sent < size; sent += piece.length) {
+    const n = count(s.push(piece));
+    assert.ok(n <= piece.length + SNIFF_BYTES + 65536, `${n} bytes out for one piece`);
+  }
+  count(s.end().out);
+  assert.equal(total, head.length + size);
+});
+
 Deno.test("Sanitizer gives the same output however the input is cut", () => {
   const r = random(42);
   const text = enc.encode("plain ünïcödé text ".repeat(500));
   const noise = Uint8Array.from({ length: 9000 }, () => Math.floor(r() * 256));
   const inputs = [
-    ...["photo.jpg", "progressive.jpg", "photo.png", "photo.webp", "plain.webp", "anim.gif"]
-      .map(fixture),
+    ...[
+      "photo.jpg",
+      "progressive.jpg",
+      "photo.png",
+      "photo.webp",
+      "plain.webp",
+      "anim.gif",
+      "photo.heic",
+      "photo.avif",
+    ].map(fixture),
+    handHeif().bytes,
+    handHeif({ exif: "idat", open: true }).bytes,
     text,
     noise,
   ];
@@ -902,6 +1797,8 @@ Deno.test("Sanitizer output decodes in a browser at the size it reports", async 
     ["photo.webp", "image/webp"],
     ["plain.webp", "image/webp"],
     ["anim.gif", "image/gif"],
+    // Turned a quarter by its irot property: shown 48×64.
+    ["photo.avif", "image/avif"],
   ];
   const browser = await launchBrowser();
   try {
@@ -920,4 +1817,35 @@ Deno.test("Sanitizer output decodes in a browser at the size it reports", async 
   } finally {
     await browser.close();
   }
+});
+
+Deno.test("Sanitizer refuses a picture made of too many parts, and quickly", async (t) => {
+  const png = fixture("photo.png");
+  const chunks = pngChunks(png);
+  const ihdr = png.subarray(0, 8 + 12 + chunks[0].data.length);
+  const rest = png.subarray(ihdr.length);
+  const phys = pngChunk("pHYs", new Uint8Array(9));
+  const many = (n: number, part: Uint8Array) => {
+    const out = new Uint8Array(n * part.length);
+    for (let i = 0; i < n; i++) out.set(part, i * part.length);
+    return out;
+  };
+  await t.step("a PNG with a million tiny chunks", () => {
+    const input = concat([ihdr, many(1_000_000, phys), rest]);
+    const started = performance.now();
+    assert.throws(() => sanitize(input, 262144), /too many parts/);
+    // Refused long before its end, not after seconds of parsing.
+    assert.ok(performance.now() - started < 5000);
+  });
+  await t.step("a JPEG with a million empty comments", () => {
+    const jpeg = fixture("photo.jpg");
+    const com = Uint8Array.of(0xff, 0xfe, 0x00, 0x02);
+    const input = concat([jpeg.subarray(0, 2), many(1_000_000, com), jpeg.subarray(2)]);
+    assert.throws(() => sanitize(input, 262144), /too many parts/);
+  });
+  await t.step("a PNG of a few thousand chunks is a picture", () => {
+    const input = concat([ihdr, many(5000, phys), rest]);
+    const { type } = sanitize(input, 262144);
+    assert.equal(type, "image/png");
+  });
 });

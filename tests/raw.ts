@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { connect, type Socket } from "node:net";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -231,6 +232,143 @@ export class RawWebSocket {
       this.conn.close();
     } catch {
       // Already closed.
+    }
+  }
+}
+
+/** Options for {@link RawRequest.open}. */
+export interface RawRequestOptions {
+  /** The local address to send from: any of 127.0.0.0/8 reaches a server on 127.0.0.1. @default {"127.0.0.1"} */
+  localAddress?: string;
+}
+
+/**
+ * One HTTP request on a bare TCP connection that the test feeds at its own
+ * pace: the head at once, the body in whatever pieces and pauses it wants
+ * (an upload held open, a stalled one). `Deno.connect` cannot choose the
+ * local address, so this uses `node:net`, whose `localAddress` can: that is
+ * how a test sends from several client addresses of one machine.
+ */
+export class RawRequest {
+  readonly #socket: Socket;
+  #received: Uint8Array[] = [];
+  #ended = false;
+  #closed: Promise<void>;
+  #changed = new Set<() => void>();
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on("data", (data: Uint8Array) => {
+      this.#received.push(new Uint8Array(data));
+      this.#wake();
+    });
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#wake();
+    });
+    // A reset ends the connection as well; the test looks at what arrived before it.
+    socket.on("error", () => {});
+    this.#closed = new Promise((resolve) =>
+      socket.once("close", () => {
+        this.#ended = true;
+        this.#wake();
+        resolve();
+      })
+    );
+  }
+
+  /** Connects to 127.0.0.1:`port` and sends `head` (up to the blank line after the headers). */
+  static async open(
+    port: number,
+    head: string,
+    options: RawRequestOptions = {},
+  ): Promise<RawRequest> {
+    const socket = connect({
+      host: "127.0.0.1",
+      port,
+      localAddress: options.localAddress ?? "127.0.0.1",
+    });
+    const req = new RawRequest(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    await req.write(enc.encode(head));
+    return req;
+  }
+
+  /** Whether the server has ended the connection (FIN or reset). */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Sends `bytes` (part of the body, or the rest of it). */
+  write(bytes: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.#socket.write(bytes, (err?: Error | null) => err ? reject(err) : resolve())
+    );
+  }
+
+  /** The response so far, or null until its head and `Content-Length` bytes of body are in. */
+  peek(): RawResponse | null {
+    const text = dec.decode(concat(this.#received));
+    const head = text.indexOf("\r\n\r\n");
+    if (head === -1) return null;
+    const len = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, head));
+    if (len ? text.length < head + 4 + Number(len[1]) : !this.#ended) return null;
+    return parseResponse(text);
+  }
+
+  /** Waits for the whole response; throws if the connection ends first or after `timeout` ms. */
+  async response(timeout = 15_000): Promise<RawResponse> {
+    return await this.#until(
+      () => {
+        const res = this.peek();
+        if (res === null && this.#ended) throw new Error("The connection ended before a response");
+        return res;
+      },
+      timeout,
+      "a response",
+    );
+  }
+
+  /** Waits until the server ends the connection; throws after `timeout` ms. */
+  async serverClosed(timeout = 15_000): Promise<void> {
+    await this.#until(() => this.#ended || null, timeout, "the server to close");
+  }
+
+  /** Closes the connection (if still open) and waits until it is. */
+  async close(): Promise<void> {
+    this.#socket.destroy();
+    await this.#closed;
+  }
+
+  /** `Symbol.asyncDispose`: {@link close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #wake(): void {
+    for (const w of this.#changed) w();
+  }
+
+  async #until<T>(check: () => T | null, timeout: number, what: string): Promise<T> {
+    const deadline = Date.now() + timeout;
+    while (true) {
+      const v = check();
+      if (v !== null) return v;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Timed out waiting for ${what}`);
+      const changed = this.#changed;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, left);
+        function done() {
+          clearTimeout(t);
+          changed.delete(done);
+          resolve();
+        }
+        changed.add(done);
+      });
     }
   }
 }

@@ -73,7 +73,8 @@ export interface FileWriter {
    * {@link CHUNK_BYTES}; chunks may be written in any order (the upload
    * writes chunk 0 last, once its header is final). Counts against the
    * quota at once: rejects with {@link QuotaExceeded} (nothing of this chunk
-   * kept) when the store would pass it.
+   * kept) when the store would pass it. The store must not hold on to
+   * `bytes` once the promise settles: the caller reuses that buffer.
    */
   write(index: number, bytes: Uint8Array): Promise<void>;
   /**

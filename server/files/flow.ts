@@ -14,6 +14,15 @@
 /** The largest read a format may ask for (a whole JPEG segment fits). */
 export const MAX_READ = 65536;
 
+/**
+ * The most steps (reads, passes, skips, emits) a file may take. Each costs
+ * about a microsecond of JavaScript, so a file made of millions of empty
+ * chunks or segments would cost seconds of the server's one thread; real
+ * pictures take tens to a few thousand (a long animated GIF, tens of
+ * thousands).
+ */
+export const MAX_STEPS = 200_000;
+
 /** Thrown when a file that starts like an image cannot be parsed up to its image data. */
 export class DamagedImage extends Error {
   /** Builds the error; `detail` says what is wrong, for the user. */
@@ -108,6 +117,8 @@ export class Flow {
   #out: Uint8Array[] = [];
   #info: ImageInfo | undefined;
   #format: string;
+  /** Steps taken so far (see {@link MAX_STEPS}). */
+  #steps = 0;
 
   /** Starts `gen`; `format` names the image in errors. */
   constructor(format: string, gen: Parser) {
@@ -126,7 +137,10 @@ export class Flow {
     return this.#info;
   }
 
-  /** Feeds bytes; returns the output produced (copies). Throws {@link DamagedImage}. */
+  /**
+   * Feeds bytes; returns the output produced, partly as views into `chunk`:
+   * use them before `chunk` is reused. Throws {@link DamagedImage}.
+   */
   push(chunk: Uint8Array): Uint8Array[] {
     let pos = 0;
     const len = chunk.length;
@@ -157,7 +171,7 @@ export class Flow {
         case PASS:
         case SKIP: {
           const take = Math.min(this.#left, len - pos);
-          if (op.op === PASS) this.#out.push(chunk.slice(pos, pos + take));
+          if (op.op === PASS) this.#out.push(chunk.subarray(pos, pos + take));
           pos += take;
           this.#left -= take;
           if (this.#left === 0) this.#resume(undefined);
@@ -216,6 +230,10 @@ export class Flow {
       }
       const op = r.value;
       value = undefined;
+      if (++this.#steps > MAX_STEPS) {
+        this.#op = undefined;
+        throw this.#damaged("it has too many parts to be a picture");
+      }
       if (op.op === EMIT) {
         this.#out.push(op.bytes.slice());
         continue;
@@ -262,7 +280,7 @@ export class Flow {
       }
       const j = chunk.indexOf(0xff, i);
       if (j < 0) {
-        if (from < len) this.#out.push(chunk.slice(from));
+        if (from < len) this.#out.push(chunk.subarray(from));
         return len;
       }
       const b = j + 1 < len ? chunk[j + 1] : -1;
@@ -271,7 +289,7 @@ export class Flow {
         continue;
       }
       // A marker (or the end of the chunk) after this FF: hold the FF back.
-      if (j > from) this.#out.push(chunk.slice(from, j));
+      if (j > from) this.#out.push(chunk.subarray(from, j));
       this.#state = 1;
       i = j + 1;
     }
@@ -296,7 +314,7 @@ export class Flow {
       }
       this.#state = size;
     }
-    if (keep && pos > start) this.#out.push(chunk.slice(start, pos));
+    if (keep && pos > start) this.#out.push(chunk.subarray(start, pos));
     if (finished) this.#resume(undefined);
     return pos;
   }

@@ -5,15 +5,18 @@
  * and clean the name.
  *
  * The {@link Sanitizer} holds at most the first {@link SNIFF_BYTES} bytes
- * plus one header (≤ 64 KiB) at any time, whatever the upload's size.
+ * plus one header (≤ 64 KiB) at any time, whatever the upload's size; a
+ * HEIF image's file-level `meta` box is held whole while it is read (up to
+ * 256 KiB, plus one piece of input).
  *
  * @module
  */
 import { DamagedImage, Flow } from "./flow.ts";
 import { gif } from "./gif.ts";
+import { heif, heifName } from "./heif.ts";
 import { jpeg } from "./jpeg.ts";
 import { png } from "./png.ts";
-import { IMAGE_TYPES, imageFormat, knownType, SNIFF_BYTES, TextCheck } from "./sniff.ts";
+import { heifType, IMAGE_TYPES, imageFormat, knownType, SNIFF_BYTES, TextCheck } from "./sniff.ts";
 import { fixWebpHead, webp, type WebpState } from "./webp.ts";
 
 export { cleanName, MAX_NAME_BYTES } from "./name.ts";
@@ -70,9 +73,10 @@ export class Sanitizer {
   }
 
   /**
-   * Feeds input bytes; returns output bytes ready to store (possibly none;
-   * the input buffer may be reused by the caller after the call: what is
-   * kept is copied). Never throws for bad input: damage is reported by
+   * Feeds input bytes; returns output bytes ready to store (possibly none).
+   * The output may be views into `chunk` (no copy per byte passed through):
+   * use it before reusing `chunk`'s buffer; what the sanitizer keeps between
+   * calls it copies. Never throws for bad input: damage is reported by
    * {@link end} (and {@link failed}).
    */
   push(chunk: Uint8Array): Uint8Array[] {
@@ -129,16 +133,20 @@ export class Sanitizer {
     this.#head = undefined;
     const format = imageFormat(head);
     if (format) {
-      this.#type = IMAGE_TYPES[format];
+      // HEIF is one format under three types (HEIC, HEIF, AVIF), told by its brands.
+      this.#type = format === "heif" ? heifType(head)! : IMAGE_TYPES[format];
+      const name = format === "heif" ? heifName(this.#type) : FORMAT_NAMES[format];
       let parser;
       if (format === "webp") {
         this.#webp = { vp8x: false, exif: false };
         parser = webp(this.#webp);
+      } else if (format === "heif") {
+        parser = heif(name);
       } else {
         parser = format === "png" ? png() : format === "jpeg" ? jpeg() : gif();
       }
       try {
-        this.#flow = new Flow(FORMAT_NAMES[format], parser);
+        this.#flow = new Flow(name, parser);
       } catch (err) {
         return this.#fail(err);
       }
@@ -163,7 +171,7 @@ export class Sanitizer {
       }
     }
     this.#text?.push(bytes);
-    return [bytes.slice()];
+    return [bytes];
   }
 
   #fail(err: unknown): Uint8Array[] {

@@ -9,11 +9,17 @@
 /** Bytes looked at before deciding. */
 export const SNIFF_BYTES = 4096;
 
-/** The images the server understands, strips and serves inline. */
-export type ImageFormat = "png" | "jpeg" | "gif" | "webp";
+/** The images the server serves inline. */
+export type InlineFormat = "png" | "jpeg" | "gif" | "webp";
 
-/** Media type of each image format. */
-export const IMAGE_TYPES: Record<ImageFormat, string> = {
+/**
+ * The images the server understands and strips: the inline ones, and HEIF
+ * (HEIC, HEIF and AVIF, served as attachments; {@link knownType} names them).
+ */
+export type ImageFormat = InlineFormat | "heif";
+
+/** Media type of each inline image format. */
+export const IMAGE_TYPES: Record<InlineFormat, string> = {
   png: "image/png",
   jpeg: "image/jpeg",
   gif: "image/gif",
@@ -36,6 +42,7 @@ export function imageFormat(head: Uint8Array): ImageFormat | undefined {
   if (at(head, 0, [0xff, 0xd8, 0xff])) return "jpeg";
   if (at(head, 0, "GIF87a") || at(head, 0, "GIF89a")) return "gif";
   if (at(head, 0, "RIFF") && at(head, 8, "WEBP")) return "webp";
+  if (heifType(head)) return "heif";
   return undefined;
 }
 
@@ -48,20 +55,51 @@ function contains(b: Uint8Array, s: string): boolean {
   return false;
 }
 
-/** ISO base media (ftyp box): MP4, QuickTime, M4A, 3GP, HEIC, AVIF. */
-function isoType(head: Uint8Array): string {
+/** Brands that name a HEIF image (or image sequence) format: major or compatible. */
+const AVIF_BRANDS = new Set(["avif", "avis"]);
+const HEIC_BRANDS = new Set(["heic", "heix", "heim", "heis", "hevc", "hevx"]);
+const HEIF_BRANDS = new Set(["mif1", "msf1", "mif2", "miaf", "avci", "avcs", "jpeg"]);
+
+/** The ftyp box's brands: the major first, then the compatible ones. */
+function brands(head: Uint8Array): string[] {
   const boxSize = ((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0;
-  const brands: string[] = [];
+  const out: string[] = [];
   for (let i = 8; i + 4 <= Math.min(boxSize, head.length, 256); i += 4) {
     if (i === 12) continue; // minor version
-    brands.push(String.fromCharCode(head[i], head[i + 1], head[i + 2], head[i + 3]));
+    out.push(String.fromCharCode(head[i], head[i + 1], head[i + 2], head[i + 3]));
   }
-  const major = brands[0] ?? "";
-  if (major === "avif" || major === "avis") return "image/avif";
-  if (["heic", "heix", "heim", "heis", "hevc", "hevx"].includes(major)) return "image/heic";
-  if (major === "mif1" || major === "msf1") {
-    return brands.includes("avif") ? "image/avif" : "image/heif";
-  }
+  return out;
+}
+
+/**
+ * The image type of an ISO base media file whose major or any compatible
+ * brand is a HEIF brand (as libheif and libavif decide), else undefined: a
+ * reader that would show it as a picture must get it stripped. The major
+ * brand decides between AVIF and HEIC when it is one of theirs.
+ */
+export function heifType(head: Uint8Array): string | undefined {
+  if (!at(head, 4, "ftyp")) return undefined;
+  const all = brands(head);
+  const major = all[0] ?? "";
+  if (AVIF_BRANDS.has(major)) return "image/avif";
+  if (HEIC_BRANDS.has(major)) return "image/heic";
+  // Compatible brands only (hevc/hevx alone also name HEVC videos, so not them).
+  const rest = all.slice(1);
+  const image = HEIF_BRANDS.has(major) ||
+    rest.some((b) =>
+      AVIF_BRANDS.has(b) || HEIF_BRANDS.has(b) || (HEIC_BRANDS.has(b) && !b.startsWith("hev"))
+    );
+  if (!image) return undefined;
+  if (rest.some((b) => AVIF_BRANDS.has(b))) return "image/avif";
+  if (rest.some((b) => HEIC_BRANDS.has(b))) return "image/heic";
+  return "image/heif";
+}
+
+/** ISO base media (ftyp box): MP4, QuickTime, M4A, 3GP, HEIC, AVIF. */
+function isoType(head: Uint8Array): string {
+  const image = heifType(head);
+  if (image) return image;
+  const major = brands(head)[0] ?? "";
   if (major === "qt  ") return "video/quicktime";
   if (major === "M4A " || major === "M4B ") return "audio/mp4";
   if (major.startsWith("3g2")) return "video/3gpp2";
@@ -79,7 +117,11 @@ function mpegAudio(head: Uint8Array): string | undefined {
   return bitrate !== 0x0f && rate !== 3 && ((head[1] >> 3) & 3) !== 1 ? "audio/mpeg" : undefined;
 }
 
-/** The media type of a non-image file from its first bytes, if it is one we know. */
+/**
+ * The media type of a non-image file from its first bytes, if it is one we
+ * know. For a HEIF image ({@link imageFormat} says "heif") use
+ * {@link heifType}: a tar header check here would come first.
+ */
 export function knownType(head: Uint8Array): string | undefined {
   if (at(head, 0, "%PDF-")) return "application/pdf";
   if (at(head, 0, "PK\x03\x04") || at(head, 0, "PK\x05\x06") || at(head, 0, "PK\x07\x08")) {

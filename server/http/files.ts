@@ -16,6 +16,7 @@ import { FILE_ID } from "../../protocol.ts";
 import { CHUNK_BYTES, type FileStore, type FileWriter, QuotaExceeded } from "../files/files.ts";
 import { cleanName, DamagedImage, isInlineImage, Sanitizer } from "../files/media.ts";
 import type { FileUrls } from "../files/urls.ts";
+import { KeyedCounter } from "../hub/limits.ts";
 import { HttpError } from "./http.ts";
 
 /** Uploads one user may have under way at once on a node. */
@@ -33,6 +34,17 @@ export const MAX_UPLOADS = 64;
 /** Milliseconds an upload may go without sending a byte before it is dropped (408). */
 export const UPLOAD_IDLE_MS = 30_000;
 
+/**
+ * The slowest an upload may go, on average over each {@link SLOW_WINDOW_MS}:
+ * 16 KB/s (a poor mobile uplink does ten times that). Without it a client
+ * could keep an upload slot for hours by sending a byte before each idle
+ * cutoff, and 64 such clients would shut everyone out of uploading.
+ */
+export const MIN_UPLOAD_RATE = 16_000;
+
+/** Milliseconds over which {@link MIN_UPLOAD_RATE} is measured. */
+export const SLOW_WINDOW_MS = 60_000;
+
 /** What the file routes need. */
 export interface FileRoutesDeps {
   files: FileStore;
@@ -43,6 +55,10 @@ export interface FileRoutesDeps {
   tokenUser: (token: string) => Promise<string | null>;
   /** Whether `user` may see the files of conversation `conv` now. */
   canSee: (user: string, conv: string) => Promise<boolean>;
+  /** Milliseconds an upload may go without a byte (tests use small ones). @default {UPLOAD_IDLE_MS} */
+  idleMs?: number;
+  /** The slowest average rate, in bytes/s, over each `window` ms (tests use small windows). */
+  minRate?: { bytesPerSecond: number; windowMs: number };
 }
 
 /** The two file routes. */
@@ -55,9 +71,11 @@ export interface FileRoutes {
 
 /** Builds the file routes. */
 export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
-  const active = new Map<string, number>();
-  const byAddr = new Map<string, number>();
+  const byUser = new KeyedCounter();
+  const byAddr = new KeyedCounter();
   let running = 0;
+  const idleMs = deps.idleMs ?? UPLOAD_IDLE_MS;
+  const minRate = deps.minRate ?? { bytesPerSecond: MIN_UPLOAD_RATE, windowMs: SLOW_WINDOW_MS };
 
   async function upload(req: Request, url: URL, addr: string): Promise<Response> {
     const user = await bearerUser(req, deps);
@@ -73,7 +91,7 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
     const length = req.headers.get("content-length");
     if (length !== null && Number(length) > deps.maxUpload) throw tooLarge(deps.maxUpload);
     if (length === "0" || req.body === null) throw empty();
-    const mine = active.get(user) ?? 0;
+    const mine = byUser.get(user);
     if (mine >= MAX_ACTIVE_UPLOADS) {
       throw new HttpError(
         429,
@@ -81,18 +99,17 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
         { "retry-after": "1" },
       );
     }
-    if ((byAddr.get(addr) ?? 0) >= MAX_UPLOADS_PER_ADDR || running >= MAX_UPLOADS) {
+    if (running >= MAX_UPLOADS || !byAddr.add(addr, MAX_UPLOADS_PER_ADDR)) {
       throw new HttpError(429, "Too many uploads under way: try again shortly", {
         "retry-after": "5",
       });
     }
-    count(active, user, 1);
-    count(byAddr, addr, 1);
+    byUser.add(user, MAX_ACTIVE_UPLOADS);
     running++;
     let writer: FileWriter | null = null;
     try {
       writer = await deps.files.create(user, name);
-      const record = await store(req.body, writer, deps.maxUpload);
+      const record = await store(pieces(req.body, idleMs, minRate), writer, deps.maxUpload);
       writer = null;
       return new Response(JSON.stringify(deps.urls.info(record, user)), {
         status: 201,
@@ -108,8 +125,8 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
       if (err instanceof DamagedImage) throw new HttpError(400, err.message);
       throw err;
     } finally {
-      count(active, user, -1);
-      count(byAddr, addr, -1);
+      byUser.remove(user);
+      byAddr.remove(addr);
       running--;
     }
   }
@@ -171,19 +188,28 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
   return { upload, download };
 }
 
-/** Adds `by` to `key`'s count, forgetting keys that reach 0. */
-function count(map: Map<string, number>, key: string, by: number): void {
-  const n = (map.get(key) ?? 0) + by;
-  if (n === 0) map.delete(key);
-  else map.set(key, n);
-}
-
 /**
- * The pieces of `body`, failing with 408 when none comes for
- * {@link UPLOAD_IDLE_MS}: a stalled upload must not hold its memory forever.
+ * The pieces of `body`, failing with 408 when none comes for `idleMs`: a
+ * stalled upload must not hold its slot forever. A streamed body is read
+ * into one reused buffer (a BYOB reader: no allocation per piece, so a large
+ * upload leaves no garbage behind it); each piece is valid until the next is
+ * asked for. (A body the runtime already holds whole is not a byte stream.)
  */
-async function* pieces(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = body.getReader();
+async function* pieces(
+  body: ReadableStream<Uint8Array>,
+  idleMs: number,
+  minRate: { bytesPerSecond: number; windowMs: number },
+): AsyncGenerator<Uint8Array> {
+  let windowStart = performance.now();
+  let windowBytes = 0;
+  let buffer: ArrayBuffer | null = new ArrayBuffer(CHUNK_BYTES);
+  let reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+  try {
+    reader = body.getReader({ mode: "byob" });
+  } catch {
+    buffer = null;
+    reader = body.getReader();
+  }
   try {
     while (true) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -191,16 +217,39 @@ async function* pieces(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Ar
         timer = setTimeout(
           () =>
             reject(
-              new HttpError(408, "The upload stalled: nothing arrived for 30 seconds", {
-                connection: "close",
-              }),
+              new HttpError(
+                408,
+                `The upload stalled: nothing arrived for ${
+                  Number((idleMs / 1000).toFixed(1))
+                } seconds`,
+                { connection: "close" },
+              ),
             ),
-          UPLOAD_IDLE_MS,
+          idleMs,
         );
       });
       try {
-        const { done, value } = await Promise.race([reader.read(), idle]);
-        if (done) return;
+        const read = buffer === null
+          ? (reader as ReadableStreamDefaultReader<Uint8Array>).read()
+          : (reader as ReadableStreamBYOBReader).read(new Uint8Array(buffer));
+        const { done, value } = await Promise.race([read.catch(cutOff), idle]);
+        if (done || value === undefined) return;
+        if (buffer !== null) buffer = value.buffer as ArrayBuffer;
+        windowBytes += value.length;
+        const now = performance.now();
+        if (now - windowStart >= minRate.windowMs) {
+          if (windowBytes < minRate.bytesPerSecond * minRate.windowMs / 1000) {
+            throw new HttpError(
+              408,
+              `The upload is too slow: under ${humanBytes(minRate.bytesPerSecond)}/s for ${
+                Number((minRate.windowMs / 1000).toFixed(1))
+              } seconds`,
+              { connection: "close" },
+            );
+          }
+          windowStart = now;
+          windowBytes = 0;
+        }
         yield value;
       } finally {
         clearTimeout(timer);
@@ -212,6 +261,16 @@ async function* pieces(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Ar
   }
 }
 
+/**
+ * A body that cannot be read any more: the client went away mid-upload (or
+ * the server is shutting down). Nobody reads the answer; it must not be
+ * logged as the server's failure.
+ */
+function cutOff(err: unknown): never {
+  if (err instanceof HttpError) throw err;
+  throw new HttpError(400, "The upload was cut off before its end", { connection: "close" });
+}
+
 /** The user of the request's `Authorization: Bearer` token, or null. */
 async function bearerUser(req: Request, deps: FileRoutesDeps): Promise<string | null> {
   const m = /^Bearer\s+(\S{1,1024})$/i.exec(req.headers.get("authorization") ?? "");
@@ -220,25 +279,29 @@ async function bearerUser(req: Request, deps: FileRoutesDeps): Promise<string | 
 
 /**
  * Streams `body` through a {@link Sanitizer} into `writer`, chunk by chunk;
- * resolves the committed file. Chunk 0 is kept back and written last, once
- * its header is final.
+ * resolves the committed file. Chunk 0 is kept back in its own buffer and
+ * written last, once its header is final; every other chunk is cut in one
+ * reused buffer (the store copies what it keeps). Between chunks the event
+ * loop gets a turn, so that chat traffic is not held up behind a fast upload.
  */
-async function store(body: ReadableStream<Uint8Array>, writer: FileWriter, max: number) {
+async function store(body: AsyncIterable<Uint8Array>, writer: FileWriter, max: number) {
+  using turns = new Turns();
   const sanitizer = new Sanitizer();
   let received = 0;
   let total = 0;
   let index = 0;
-  // Chunk 0, kept back until the header is final.
-  const first: { head: Uint8Array | null } = { head: null };
-  let buf = new Uint8Array(CHUNK_BYTES);
+  const head = new Uint8Array(CHUNK_BYTES);
+  const rest = new Uint8Array(CHUNK_BYTES);
+  let buf = head;
   let fill = 0;
   const flush = async () => {
-    const chunk = fill === CHUNK_BYTES ? buf : buf.slice(0, fill);
-    if (index === 0) first.head = chunk;
-    else await writer.write(index, chunk);
+    if (index > 0) {
+      await writer.write(index, fill === CHUNK_BYTES ? buf : buf.subarray(0, fill));
+      await turns.next();
+    }
     index++;
     total += fill;
-    buf = new Uint8Array(CHUNK_BYTES);
+    buf = rest;
     fill = 0;
   };
   const put = async (bytes: Uint8Array) => {
@@ -251,7 +314,7 @@ async function store(body: ReadableStream<Uint8Array>, writer: FileWriter, max: 
       if (fill === CHUNK_BYTES) await flush();
     }
   };
-  for await (const piece of pieces(body)) {
+  for await (const piece of body) {
     received += piece.length;
     if (received > max) throw tooLarge(max);
     for (const out of sanitizer.push(piece)) await put(out);
@@ -259,17 +322,46 @@ async function store(body: ReadableStream<Uint8Array>, writer: FileWriter, max: 
   if (received === 0) throw empty();
   const end = sanitizer.end();
   for (const out of end.out) await put(out);
+  const headLength = index === 0 ? fill : CHUNK_BYTES;
   if (fill > 0) await flush();
-  const head = first.head;
-  if (head === null) throw empty();
-  sanitizer.fixHead(head, total);
-  await writer.write(0, head);
+  if (total === 0) throw empty();
+  const first = head.subarray(0, headLength);
+  sanitizer.fixHead(first, total);
+  await writer.write(0, first);
   return await writer.commit({
     type: end.type,
     size: total,
     ...(end.width !== undefined ? { width: end.width } : {}),
     ...(end.height !== undefined ? { height: end.height } : {}),
   });
+}
+
+/**
+ * Turns of the event loop, as messages to ourselves: unlike a timer they are
+ * not clamped to milliseconds, and pending socket reads run first. Closed
+ * when the upload ends (an open port would keep the process alive).
+ */
+class Turns implements Disposable {
+  #channel = new MessageChannel();
+  #waiting: (() => void)[] = [];
+
+  constructor() {
+    this.#channel.port1.onmessage = () => this.#waiting.shift()?.();
+  }
+
+  /** Resolves after one turn. */
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      this.#channel.port2.postMessage(null);
+    });
+  }
+
+  [Symbol.dispose](): void {
+    this.#channel.port1.close();
+    this.#channel.port2.close();
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  }
 }
 
 function tooLarge(max: number): HttpError {
