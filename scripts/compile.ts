@@ -42,7 +42,11 @@ export const ENTRY = "main.ts";
  * Files the module graph does not reach but the binary needs: workers (a
  * `new Worker(new URL(…))` is not an import) and docs for `chat docs`.
  */
-export const INCLUDES: readonly string[] = ["server/auth/hash_worker.ts", "docs/"];
+export const INCLUDES: readonly string[] = [
+  "server/auth/hash_worker.ts",
+  "server/store/checkpoint_worker.ts",
+  "docs/",
+];
 
 /** Files the binary reads and writes in its working directory. */
 export const DATA_FILES: readonly string[] = [

@@ -25,6 +25,10 @@ Deno.test("compileArgs() bakes in the permission flags, includes and target", as
     for (const flag of permissionFlags()) assert.ok(args.includes(flag), flag);
     for (const inc of INCLUDES) assert.ok(args.join(" ").includes(`--include ${inc}`), inc);
     assert.ok(args.includes("server/auth/hash_worker.ts"), "the password worker is included");
+    assert.ok(
+      args.includes("server/store/checkpoint_worker.ts"),
+      "the checkpoint worker is included",
+    );
     assert.ok(!args.includes("-A") && !args.includes("--allow-all"));
     assert.ok(!args.some((a) => a === "--allow-read" || a === "--allow-write"), "scoped fs");
     assert.equal(

@@ -49,6 +49,7 @@ import {
 import { plainText } from "../../markdown.ts";
 import type { Logger } from "../log.ts";
 import type { FileMeta } from "../files/files.ts";
+import { Checkpointer } from "./checkpointer.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
 import {
   type Appended,
@@ -114,6 +115,8 @@ export interface SqliteStats {
   changes: number;
   /** Messages deleted by retention. */
   deleted: number;
+  /** Checkpoints run from another thread (after a file's chunks, see {@link SqliteStore.grewLog}). */
+  backgroundCheckpoints: number;
 }
 
 interface ConvState {
@@ -249,7 +252,13 @@ export class SqliteStore implements Store {
   #checkpointDelay: number;
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
   #log?: Logger;
-  #stats: SqliteStats = { commits: 0, messages: 0, changes: 0, deleted: 0 };
+  #background: Checkpointer;
+  #stats: Omit<SqliteStats, "backgroundCheckpoints"> = {
+    commits: 0,
+    messages: 0,
+    changes: 0,
+    deleted: 0,
+  };
 
   private constructor(file: DataFile, path: string, options: SqliteStoreOptions) {
     this.#file = file;
@@ -264,6 +273,7 @@ export class SqliteStore implements Store {
     this.#retentionBatch = options.retentionBatch ?? 500;
     this.#checkpointDelay = options.checkpointDelay ?? 1000;
     this.#log = options.log;
+    this.#background = new Checkpointer(path, options.log);
     if (this.#retainMessages !== undefined) {
       for (const r of this.#sql.overLimit.all(this.#retainMessages)) {
         const conv = String(r.conv);
@@ -306,7 +316,7 @@ export class SqliteStore implements Store {
 
   /** Counters of committed work. */
   get stats(): SqliteStats {
-    return { ...this.#stats };
+    return { ...this.#stats, backgroundCheckpoints: this.#background.checkpoints };
   }
 
   /**
@@ -334,6 +344,24 @@ export class SqliteStore implements Store {
    */
   removedData(): void {
     this.#checkpointSoon();
+  }
+
+  /**
+   * Tells the store that a lot was written outside its own writes (a file's
+   * chunks, written without a sync or a checkpoint of their own): the log is
+   * copied into the file from another thread now (see {@link Checkpointer}).
+   */
+  grewLog(): void {
+    if (!this.#closed) this.#background.request();
+  }
+
+  /**
+   * Resolves once the log written so far is checkpointed from another thread
+   * (see {@link Checkpointer.settle}): a FULL commit right after has little
+   * left to sync, instead of waiting on the main thread for megabytes.
+   */
+  settleLog(): Promise<void> {
+    return this.#closed ? Promise.resolve() : this.#background.settle();
   }
 
   get #retains(): boolean {
@@ -886,6 +914,17 @@ export class SqliteStore implements Store {
     this.#checkpointTimer = undefined;
     this.#commit();
     await this.#sweeping;
+    // Before the main connection closes: it must be the last, to remove the log.
+    if (!await this.#background.close()) {
+      // The worker's connection may still be open: empty the log from here,
+      // so that the data file alone is the whole state, as a backup expects.
+      this.#log?.warn(`The checkpoint thread of "${this.#path}" did not stop in time`);
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } catch (err) {
+        this.#log?.warn(`Checkpoint of "${this.#path}" failed: ${(err as Error).message}`);
+      }
+    }
     try {
       // Cheap upkeep SQLite recommends before closing: refreshes planner statistics.
       this.#db.exec("PRAGMA analysis_limit = 400; PRAGMA optimize");
