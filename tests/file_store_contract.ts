@@ -349,6 +349,31 @@ export function fileStoreContract<S extends FileStore>(name: string, open: OpenF
     },
   );
 
+  test(
+    "sweepUnattached() counts an attached, unbound file's age from its attach, not its upload",
+    async (files, clock) => {
+      // Uploaded long ago, sent just now: the send is between attach and bind.
+      clock.now = 1000;
+      const old = await upload(files, "alice", "old.txt", pattern(10));
+      const resent = await upload(files, "alice", "resent.txt", pattern(20));
+      clock.now = 9000;
+      assert.ok(Array.isArray(await files.attach("alice", [old.id], "general", "")));
+      assert.ok(Array.isArray(await files.attach("alice", [resent.id], "general", "k1")));
+      assert.equal(await files.sweepUnattached(5000), 0, "attached after the cut");
+      assert.equal((await files.get(old.id))?.conv, "general");
+      await files.bind([old.id], "general", 4);
+      assert.equal((await files.get(old.id))?.msg, 4, "the bind finds it");
+      // A resend of the same ref does not move the attach time on.
+      clock.now = 20_000;
+      assert.ok(Array.isArray(await files.attach("alice", [resent.id], "general", "k1")));
+      assert.equal(await files.sweepUnattached(9000), 0, "the cut is exclusive");
+      assert.equal(await files.sweepUnattached(9001), 1, "attached before the cut, never bound");
+      assert.equal(await files.get(resent.id), null);
+      assert.equal((await files.get(old.id))?.msg, 4, "bound stays");
+      assert.equal(await files.usage(), 10);
+    },
+  );
+
   test("remove() drops files, their bytes and records; unknown ids are ignored", async (files) => {
     const a = await upload(files, "alice", "a.txt", pattern(CHUNK_BYTES + 10));
     const b = await upload(files, "alice", "b.txt", pattern(20));

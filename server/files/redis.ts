@@ -13,7 +13,7 @@
  * | `file:<id>:<n>`   | string | chunk `n` of the file (0-based; {@link CHUNK_BYTES} but the last) |
  * | `fileup:<id>`     | hash   | an upload under way: chunk index → bytes written                  |
  * | `files:up`        | zset   | uploads under way → time of their latest write (ms)               |
- * | `files:unbound`   | zset   | committed files not bound to a message → committed (ms)           |
+ * | `files:unbound`   | zset   | files not bound to a message → committed, or attached once sent   |
  * | `files:bound`     | zset   | bound files (score 0: by id)                                      |
  * | `files:usage`     | string | bytes counted against the quota: files and uploads under way      |
  *
@@ -150,21 +150,27 @@ return abandon(ARGV[1], ARGV[2])
 /**
  * Attaches files to a conversation, all or none: each must be the owner's
  * and ready, or attached to the same conversation by a send with the same
- * non-empty ref (a resend). ARGV: prefix, owner, conv, ref, ids… Returns
- * {1, fields of each file…} (HGETALL, in the order given) or {0, id}.
+ * non-empty ref (a resend). A first attach moves the file's time in
+ * `files:unbound` to now: the sweep counts an unbound file's age from its
+ * send, so an old upload sent just now is not removed before its bind (a
+ * resend leaves the time alone). ARGV: prefix, owner, conv, ref, now, ids…
+ * Returns {1, fields of each file…} (HGETALL, in the order given) or {0, id}.
  */
 const ATTACH = new Script(`
-local p, owner, conv, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-for i = 5, #ARGV do
+local p, owner, conv, ref, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+for i = 6, #ARGV do
   local f = redis.call('HMGET', p .. 'file:' .. ARGV[i], 'o', 'v', 'r')
   if f[1] ~= owner or (f[2] and (ref == '' or f[2] ~= conv or f[3] ~= ref)) then
     return {0, ARGV[i]}
   end
 end
 local out = {1}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local key = p .. 'file:' .. ARGV[i]
-  if redis.call('HEXISTS', key, 'v') == 0 then redis.call('HSET', key, 'v', conv, 'r', ref) end
+  if redis.call('HEXISTS', key, 'v') == 0 then
+    redis.call('HSET', key, 'v', conv, 'r', ref)
+    redis.call('ZADD', p .. 'files:unbound', 'XX', now, ARGV[i])
+  end
   out[#out + 1] = redis.call('HGETALL', key)
 end
 return out
@@ -198,7 +204,8 @@ return n
 
 /**
  * One round of the sweep: at most `limit` uploads untouched since one time
- * and at most `limit` files committed before another and never bound. ARGV:
+ * and at most `limit` files never bound whose time in `files:unbound`
+ * (committed, or attached once sent) is before another. ARGV:
  * prefix, chunk bytes, files' cut, limit, uploads' cut. Returns {uploads
  * dropped, files removed}.
  */
@@ -438,7 +445,13 @@ export class RedisFileStore implements FileStore {
     if (ids.length === 0) return [];
     const bad = ids.find((id) => !FILE_ID.test(id));
     if (bad !== undefined) return { id: bad };
-    const [ok, ...rest] = await this.#run(ATTACH, [owner, conv, ref, ...ids]) as Reply[];
+    const [ok, ...rest] = await this.#run(ATTACH, [
+      owner,
+      conv,
+      ref,
+      String(this.#now()),
+      ...ids,
+    ]) as Reply[];
     if (ok !== 1) return { id: String(rest[0]) };
     return rest.map((flat, i) => toRecord(ids[i], flat as Reply[]));
   }
@@ -458,7 +471,8 @@ export class RedisFileStore implements FileStore {
   }
 
   /**
-   * Removes files committed before `before` and never bound, and drops
+   * Removes files never bound that were committed (ready ones) or attached
+   * (sent ones whose message never came) before `before`, and drops
    * uploads not written to for {@link UNATTACHED_TTL} (by this store's
    * clock) nor since `before`: their node died, or their client stalled. A
    * batch per script. Resolves the number of files removed (dropped uploads
