@@ -4,10 +4,11 @@
  * by an `AbortSignal`; free names for downloads, so that nothing is
  * overwritten. Neither ever holds a whole file in memory.
  *
- * The client never asks for a permission it lacks (a prompt would fight
- * the raw-mode input line): each path is checked with
- * `Deno.permissions.querySync` first, and refused with a sentence saying
- * which flag would allow it.
+ * Each path is checked with `Deno.permissions.querySync` first. A
+ * permission not granted yet is asked for, for exactly that path, through
+ * the caller's {@link Ask} (the terminal client shows Deno's own question);
+ * without one, or once refused, the transfer is refused with a sentence
+ * saying what would allow it, for `deno run` and for the compiled binary.
  *
  * @module
  */
@@ -42,6 +43,17 @@ export class TransferError extends Error {
   }
 }
 
+/** A permission a transfer needs: reading the file to upload, or writing a download. */
+export type Access = "read" | "write";
+
+/**
+ * Asks the user for `access` to exactly `path` (Deno's own question, see
+ * `Deno.permissions.request`); resolves the permission's state afterwards:
+ * `"granted"`, `"denied"` when the user said no, and `"prompt"` when nobody
+ * could be asked after all (Deno was started with `--no-prompt`).
+ */
+export type Ask = (access: Access, path: string) => Promise<Deno.PermissionState>;
+
 /** Options for {@link uploadFile}. */
 export interface UploadOptions {
   /** The chat's WebSocket URL: the upload goes to `/api/files` beside it. */
@@ -54,6 +66,13 @@ export interface UploadOptions {
   signal?: AbortSignal;
   /** Told as bytes go out. */
   onProgress?: Progress;
+  /** Asks for read access to the file when it is not granted yet; without it, refused. */
+  ask?: Ask;
+  /**
+   * Told once reading the file is allowed (any question answered), before it
+   * is opened: opening a FIFO waits for its writer.
+   */
+  onReady?: () => void;
 }
 
 /** Options for {@link downloadFile}. */
@@ -68,6 +87,18 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Told as bytes arrive. */
   onProgress?: Progress;
+  /**
+   * Asks for write access to each file name tried (the path, then
+   * `name (1).ext`…) that is not granted yet; without it, refused.
+   */
+  ask?: Ask;
+  /**
+   * The file's name: when the path turns out to be a folder the client may
+   * not look into (it could not tell before), the file goes in it by this name.
+   */
+  name?: string;
+  /** Told once the file is created (any question answered), before the server is asked. */
+  onReady?: () => void;
 }
 
 /** Where a download went. */
@@ -123,26 +154,63 @@ export function numbered(path: string, n: number): string {
   return `${dir}${stem} (${n})${ext}`;
 }
 
-/** Whether the client may `name` (read or write) at `path`, without asking. */
-function allowed(name: "read" | "write", path: string): boolean {
+/** The state of `access` to `path`; `"denied"` when Deno cannot say. */
+function permissionState(access: Access, path: string): Deno.PermissionState {
   try {
-    return Deno.permissions.querySync({ name, path }).state === "granted";
+    return Deno.permissions.querySync({ name: access, path }).state;
   } catch {
-    return false;
+    return "denied";
   }
 }
 
-function noPermission(name: "read" | "write", path: string): TransferError {
-  return new TransferError(
-    `No permission to ${name} "${path}": start the client with --allow-${name}=DIR for its directory`,
+/** Whether the client may `access` `path`, without asking. */
+function allowed(access: Access, path: string): boolean {
+  return permissionState(access, path) === "granted";
+}
+
+/**
+ * Makes sure the client may `access` `path`: granted already, or asked for
+ * with `ask` (when Deno would still ask) and granted.
+ *
+ * @throws {TransferError} when it may not: refused now, refused earlier in
+ * this run (Deno asks once), or nobody to ask; the sentence says what to do.
+ */
+async function obtain(access: Access, path: string, ask?: Ask): Promise<void> {
+  let state = permissionState(access, path);
+  if (state === "granted") return;
+  if (state === "prompt" && ask) {
+    try {
+      state = await ask(access, path);
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+      state = permissionState(access, path);
+    }
+    if (state === "granted") return;
+    if (state === "denied") {
+      throw new TransferError(
+        `${access === "read" ? "Reading" : "Writing"} "${path}" was not allowed`,
+      );
+    }
+  }
+  const flag = `start deno run with --allow-${access}=DIR for its folder`;
+  throw new TransferError(
+    state === "denied"
+      ? `No permission to ${access} "${path}": it was refused earlier, and Deno asks only once a run: restart the client and answer y, or ${flag}`
+      : `No permission to ${access} "${path}", and nobody to ask (that takes a terminal on stdin and stderr, without --no-prompt): run the client from a terminal and answer its question, or ${flag}`,
   );
 }
 
 /** A local file problem as a sentence. */
-function fileProblem(path: string, err: unknown): TransferError {
-  if (err instanceof Deno.errors.NotFound) return new TransferError(`There is no file "${path}"`);
+function fileProblem(path: string, err: unknown, access: Access = "read"): TransferError {
+  if (err instanceof Deno.errors.NotFound) {
+    return new TransferError(
+      access === "read" ? `There is no file "${path}"` : `There is no folder for "${path}"`,
+    );
+  }
   if (err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable) {
-    return new TransferError(`"${path}" may not be read: ${(err as Error).message}`);
+    return new TransferError(
+      `"${path}" may not be ${access === "read" ? "read" : "written"}: ${(err as Error).message}`,
+    );
   }
   if (err instanceof Deno.errors.IsADirectory) {
     return new TransferError(`"${path}" is a directory: give a file`);
@@ -191,7 +259,8 @@ function counter(count: (bytes: number) => void): TransformStream<Uint8Array, Ui
  */
 export async function uploadFile(path: string, options: UploadOptions): Promise<FileInfo> {
   const { wsUrl, token, signal, onProgress } = options;
-  if (!allowed("read", path)) throw noPermission("read", path);
+  await obtain("read", path, options.ask);
+  options.onReady?.();
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -249,23 +318,71 @@ export async function uploadFile(path: string, options: UploadOptions): Promise<
   }
 }
 
+/** A file created for a download, and its path. */
+interface Created {
+  file: Deno.FsFile;
+  path: string;
+  /** The name asked for, when something was there and `path` is another one. */
+  taken?: string;
+}
+
+/** Creates `path` anew; `null` when something is there already. */
+async function createNew(path: string): Promise<Created | null> {
+  try {
+    return { file: await Deno.open(path, { write: true, createNew: true }), path };
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return null;
+    throw err;
+  }
+}
+
 /**
  * Creates `path` for writing, never over an existing file: when it is
- * taken, `name (1).ext`, `name (2).ext`… Resolves the file and its path.
+ * taken, `name (1).ext`, `name (2).ext`… Each name tried is asked for with
+ * `ask` unless granted. When `path` is taken and the client may not look at
+ * it, it may be a folder: then the file goes in it as `inside` (write access
+ * to the folder was just granted for exactly the path the user typed).
  */
-async function createFree(path: string): Promise<{ file: Deno.FsFile; path: string }> {
+async function createFree(
+  path: string,
+  options: { ask?: Ask; inside?: string } = {},
+): Promise<Created> {
+  let base = path;
+  let inside = options.inside === undefined ? undefined : localName(options.inside);
   for (let n = 0; n < 1000; n++) {
-    const candidate = n === 0 ? path : numbered(path, n);
-    if (!allowed("write", candidate)) throw noPermission("write", candidate);
+    const candidate = n === 0 ? base : numbered(base, n);
+    await obtain("write", candidate, options.ask);
+    let created: Created | null;
     try {
-      const file = await Deno.open(candidate, { write: true, createNew: true });
-      return { file, path: candidate };
+      created = await createNew(candidate);
     } catch (err) {
-      if (err instanceof Deno.errors.AlreadyExists) continue;
-      throw fileProblem(candidate, err);
+      throw fileProblem(candidate, err, "write");
+    }
+    if (created) return n === 0 ? created : { ...created, taken: base };
+    if (n === 0 && inside !== undefined && !allowed("read", candidate)) {
+      // No stat without read access: trying a name inside tells a folder from a file.
+      const within = `${candidate}/${inside}`;
+      inside = undefined;
+      try {
+        created = await createNew(within);
+      } catch (err) {
+        if (err instanceof Deno.errors.NotADirectory) continue;
+        throw fileProblem(within, err, "write");
+      }
+      if (created) return created;
+      base = within;
+      n = 0;
     }
   }
   throw new TransferError(`"${path}" and the next 999 names like it are taken`);
+}
+
+/** Closes and removes a download's file that is not to be kept. */
+async function discard(created: Created): Promise<void> {
+  try {
+    created.file.close();
+  } catch { /* closed by its stream already */ }
+  await Deno.remove(created.path).catch(() => {});
 }
 
 /**
@@ -301,8 +418,9 @@ export async function downloadFile(
   options: DownloadOptions,
 ): Promise<Downloaded> {
   const { wsUrl, signal, onProgress } = options;
-  // Checked before asking the server, so that nothing is fetched in vain.
-  if (!allowed("write", path)) throw noPermission("write", path);
+  // Created before the server is asked: every question comes first, and nothing is fetched in vain.
+  const created = await createFree(path, { ask: options.ask, inside: options.name });
+  options.onReady?.();
   let res: Response;
   try {
     res = await fetch(link, {
@@ -310,9 +428,11 @@ export async function downloadFile(
       signal,
     });
   } catch (err) {
+    await discard(created);
     throw requestFailure(wsUrl, err, signal);
   }
   if (!res.ok) {
+    await discard(created);
     if (res.status === 404) {
       await res.body?.cancel();
       throw new TransferError(
@@ -326,13 +446,6 @@ export async function downloadFile(
   const total = Number.isSafeInteger(length) && res.headers.has("content-length")
     ? length
     : options.size ?? null;
-  let created: { file: Deno.FsFile; path: string };
-  try {
-    created = await createFree(path);
-  } catch (err) {
-    await res.body?.cancel();
-    throw err;
-  }
   let done = 0;
   onProgress?.(0, total);
   try {
@@ -342,10 +455,7 @@ export async function downloadFile(
       onProgress?.(done, total);
     })).pipeTo(created.file.writable, { signal });
   } catch (err) {
-    try {
-      created.file.close();
-    } catch { /* closed by its stream already */ }
-    await Deno.remove(created.path).catch(() => {});
+    await discard(created);
     if (err instanceof TransferError) throw err;
     throw requestFailure(wsUrl, err, signal);
   }
@@ -353,7 +463,7 @@ export async function downloadFile(
     await Deno.remove(created.path).catch(() => {});
     throw new TransferError(`The download stopped after ${done} of ${total} bytes`);
   }
-  return created.path === path
-    ? { path, size: done }
-    : { path: created.path, size: done, taken: path };
+  return created.taken === undefined
+    ? { path: created.path, size: done }
+    : { path: created.path, size: done, taken: created.taken };
 }

@@ -10,6 +10,7 @@ import { applyPresence, LOBBY, MAX_PAGE, presenceCount } from "../protocol.ts";
 import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import {
+  type Access,
   baseName,
   destination,
   downloadFile,
@@ -50,11 +51,44 @@ export interface TerminalIO {
    * returns a function that stops listening.
    */
   onSignals(redraw: () => void, stop: () => void): () => void;
+  /**
+   * Asks the user for `access` to exactly `path` with Deno's own question
+   * (`Deno.permissions.request`, which writes to stderr and reads a line
+   * from stdin); resolves the permission's state afterwards. Called with
+   * raw mode off, the input line cleared and nothing else reading the
+   * terminal. Absent where nobody can be asked: the client then refuses.
+   */
+  requestPermission?(access: Access, path: string): Promise<Deno.PermissionState>;
+}
+
+/**
+ * Deno's question for a permission, on the process's terminal. Ctrl+C is
+ * ignored meanwhile, so that it does not end the chat (answer n instead).
+ */
+function requestPermission(access: Access, path: string): Promise<Deno.PermissionState> {
+  const ignore = () => {};
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", ignore);
+    listening = true;
+  } catch { /* no such signal here: Ctrl+C keeps its usual meaning */ }
+  try {
+    // Blocks until answered. `--no-prompt` makes it answer "denied" without asking,
+    // while the state stays "prompt": the state afterwards tells the two apart.
+    Deno.permissions.requestSync({ name: access, path });
+    return Promise.resolve(Deno.permissions.querySync({ name: access, path }).state);
+  } finally {
+    if (listening) Deno.removeSignalListener("SIGINT", ignore);
+  }
 }
 
 /** The process's own terminal. */
 export function stdio(): TerminalIO {
+  // Deno asks only when stdin and stderr are both a terminal; elsewhere it
+  // would answer "denied" without asking, and keep that for the whole run.
+  const canAsk = Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
   return {
+    ...(canAsk ? { requestPermission } : {}),
     read: (buf) => Deno.stdin.read(buf),
     write(bytes) {
       let off = 0;
@@ -120,6 +154,24 @@ interface Transfer {
 /** Milliseconds between two redraws of a transfer's progress. */
 const PROGRESS_MS = 100;
 
+/**
+ * Longest time (ms) `/download` keeps the terminal unread while it looks
+ * for a file in the conversation's history (see {@link Hold}).
+ */
+const LOOKUP_HOLD_MS = 3000;
+
+/**
+ * A command that may ask for a permission keeps the terminal unread until
+ * it is past that: a read under way would take the answer meant for Deno's
+ * question.
+ */
+interface Hold {
+  /** Whether the terminal is still unread for this command. */
+  readonly active: boolean;
+  /** Lets the terminal be read again. */
+  release(): void;
+}
+
 /** The interactive client; feed it session events with {@link TerminalUI.handle}. */
 export class TerminalUI {
   #session: Session;
@@ -150,6 +202,13 @@ export class TerminalUI {
   /** The latest send per conversation, which `/edit` and `/delete` without an id wait for. */
   #sending = new Map<string, Promise<unknown>>();
   #commands: Promise<void> = Promise.resolve();
+  /** Until these settle, the terminal is not read (see {@link Hold}). */
+  #holds = new Set<Promise<void>>();
+  /** Deno's question for a permission is on screen: nothing else is drawn. */
+  #questioning = false;
+  /** Lines to print once the question is answered. */
+  #heldLines: string[] = [];
+  #finished = false;
   #done = Promise.withResolvers<number>();
   /** A question asked without echo (see `#askHidden`): it takes the keys until answered. */
   #asking: { label: string; editor: LineEditor; answer: (value: string | null) => void } | null =
@@ -194,6 +253,7 @@ export class TerminalUI {
       });
       return await this.#done.promise;
     } finally {
+      this.#finished = true;
       // Leaving cancels a transfer; a download's partial file is removed first.
       const transfer = this.#transfer;
       transfer?.abort.abort();
@@ -214,6 +274,8 @@ export class TerminalUI {
   async #readLoop(): Promise<number> {
     const buf = new Uint8Array(4096);
     while (true) {
+      while (this.#holds.size > 0) await Promise.all(this.#holds);
+      if (this.#finished) return 0;
       const n = await this.#io.read(buf);
       if (n === null) return 0;
       for (const key of this.#decoder.feed(buf.subarray(0, n))) {
@@ -267,6 +329,10 @@ export class TerminalUI {
 
   /** Prints lines above the input line and draws the input line again. */
   #print(...lines: string[]): void {
+    if (this.#questioning) {
+      this.#heldLines.push(...lines);
+      return;
+    }
     this.#clearLine();
     this.#write(lines.join("\n").replace(/\n/g, "\r\n") + "\r\n");
     if (this.#drawn) this.#draw();
@@ -300,6 +366,7 @@ export class TerminalUI {
   }
 
   #draw(): void {
+    if (this.#questioning) return;
     if (this.#asking) {
       // Nothing typed is shown, not even its length.
       this.#write(`\r\x1b[2K${this.#asking.label}: `);
@@ -505,9 +572,14 @@ export class TerminalUI {
       "invalid",
       "unknown",
       "empty",
-      "upload",
-      "download",
     ];
+    if (cmd.kind === "upload" || cmd.kind === "download") {
+      const hold = this.#hold();
+      (cmd.kind === "upload"
+        ? this.#upload(cmd.path, cmd.text, hold)
+        : this.#download(cmd.id, cmd.path, hold)).catch(report).finally(hold.release);
+      return;
+    }
     if (local.includes(cmd.kind)) {
       this.#run(cmd).catch(report);
       return;
@@ -562,10 +634,6 @@ export class TerminalUI {
         await session.react(here, cmd.id, cmd.emoji, on);
         return;
       }
-      case "upload":
-        return await this.#upload(cmd.path, cmd.text);
-      case "download":
-        return await this.#download(cmd.id, cmd.path);
       case "ids":
         this.#ids = !this.#ids;
         this.#print(this.#notice(
@@ -759,8 +827,11 @@ export class TerminalUI {
     this.#draw();
   }
 
-  /** `/upload PATH [TEXT]`: uploads the file, then sends it with TEXT where it was asked. */
-  async #upload(path: string, text: string): Promise<void> {
+  /**
+   * `/upload PATH [TEXT]`: uploads the file, then sends it with TEXT where
+   * it was asked; `hold` is released once reading the file is allowed.
+   */
+  async #upload(path: string, text: string, hold: Hold): Promise<void> {
     const here = this.#here;
     const token = this.#session.token;
     if (token === null) {
@@ -777,6 +848,8 @@ export class TerminalUI {
         token,
         signal: t.abort.signal,
         onProgress: (done, total) => this.#progress(t, done, total),
+        ask: this.#asker(hold),
+        onReady: hold.release,
       });
     } catch (err) {
       this.#end(t);
@@ -794,14 +867,22 @@ export class TerminalUI {
 
   /**
    * `/download ID [PATH]`: finds the file among the conversation's messages
-   * (by id, or a unique start of one) and saves it.
+   * (by id, or a unique start of one) and saves it; `hold` is released
+   * once the file is created.
    */
-  async #download(id: string, path?: string): Promise<void> {
+  async #download(id: string, path: string | undefined, hold: Hold): Promise<void> {
     const here = this.#here;
     let file = this.#findFile(here, id);
     if (file === undefined) {
-      // Not among the messages on hand: look at the conversation's recent ones.
-      await this.#session.history(here, { limit: MAX_PAGE });
+      // Not among the messages on hand: look at the conversation's recent ones,
+      // without leaving the terminal unread for long (offline, not at all).
+      if (!this.#session.ready) hold.release();
+      const timer = setTimeout(hold.release, LOOKUP_HOLD_MS);
+      try {
+        await this.#session.history(here, { limit: MAX_PAGE });
+      } finally {
+        clearTimeout(timer);
+      }
       file = this.#findFile(here, id);
     }
     if (file === undefined) {
@@ -829,6 +910,9 @@ export class TerminalUI {
         size: file.size,
         signal: t.abort.signal,
         onProgress: (done, total) => this.#progress(t, done, total),
+        ask: this.#asker(hold),
+        name: file.name,
+        onReady: hold.release,
       });
       this.#end(t);
       this.#print(this.#notice(
@@ -843,6 +927,71 @@ export class TerminalUI {
           ? this.#notice(`Download of ${t.name} cancelled`)
           : this.#error(`Not downloaded: ${lower((err as Error).message)}`),
       );
+    }
+  }
+
+  /** Keeps the terminal unread until released (see {@link Hold}). */
+  #hold(): Hold {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#holds.add(promise);
+    let active = true;
+    return {
+      get active() {
+        return active;
+      },
+      release: () => {
+        active = false;
+        this.#holds.delete(promise);
+        resolve();
+      },
+    };
+  }
+
+  /**
+   * How a transfer asks for a permission, while `hold` keeps the terminal
+   * unread; none when the terminal cannot ask.
+   */
+  #asker(
+    hold: Hold,
+  ): ((access: Access, path: string) => Promise<Deno.PermissionState>) | undefined {
+    const request = this.#io.requestPermission?.bind(this.#io);
+    if (!request) return undefined;
+    return (access, path) => {
+      if (!hold.active || this.#finished) {
+        // A read is under way: it would take the answer meant for the question.
+        throw new TransferError(
+          `The question for ${
+            access === "read" ? "reading" : "writing"
+          } "${path}" could not be shown then (the file was found late): give the command again`,
+        );
+      }
+      return this.#askPermission(request, access, path);
+    };
+  }
+
+  /**
+   * Shows Deno's question for `access` to `path` and resolves its answer:
+   * the input line is cleared and raw mode left first, so that the user
+   * sees the question and answers it as a line (the terminal is not being
+   * read, see `#holds`); then raw mode is back and the prompt redrawn, with
+   * any lines that arrived meanwhile above it.
+   */
+  async #askPermission(
+    request: NonNullable<TerminalIO["requestPermission"]>,
+    access: Access,
+    path: string,
+  ): Promise<Deno.PermissionState> {
+    this.#clearLine();
+    this.#questioning = true;
+    this.#io.setRaw(false);
+    try {
+      return await request(access, path);
+    } finally {
+      this.#io.setRaw(true);
+      this.#questioning = false;
+      const held = this.#heldLines.splice(0);
+      if (held.length > 0) this.#print(...held);
+      else this.#draw();
     }
   }
 

@@ -20,27 +20,12 @@ import {
 import { Session, type SessionEvent } from "../client/session.ts";
 import { type TerminalIO, TerminalUI } from "../client/terminal.ts";
 import { closeAll, signIn, startTestServer, waitUntil } from "./helpers.ts";
-import { ConfigHome, ROOT } from "./client_helpers.ts";
+import { ConfigHome, randomBytes, ROOT, TempDir } from "./client_helpers.ts";
 import { Tmux } from "./tmux.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
 const USERS = { alice: "alice-pass", bob: "bob-pass1" };
-
-/** A temporary directory, removed on dispose. */
-class TempDir implements AsyncDisposable {
-  readonly path: string = Deno.makeTempDirSync({ prefix: "chat-files-" });
-  async [Symbol.asyncDispose](): Promise<void> {
-    await Deno.remove(this.path, { recursive: true }).catch(() => {});
-  }
-}
-
-/** `n` random bytes (not compressible, not an image: stored as they are). */
-function randomBytes(n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
-  return out;
-}
 
 async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
@@ -247,6 +232,47 @@ Deno.test("downloadFile() streams to the path, or beside it when taken, sending 
       /no such file for you/.test(err.message),
   );
   await assert.rejects(() => Deno.stat(`${dir.path}/x.txt`), Deno.errors.NotFound);
+});
+
+Deno.test("uploadFile() and downloadFile() ask nothing for paths they may use, and are ready before the server is asked", async () => {
+  // Run with -A: every path is granted, so `ask` must not be called.
+  await using dir = new TempDir();
+  await Deno.writeFile(`${dir.path}/a.bin`, randomBytes(1000));
+  const events: string[] = [];
+  await using fake = fakeServer(async (req) => {
+    events.push(`server ${req.method}`);
+    if (req.method === "POST") {
+      await req.body?.cancel();
+      return Response.json({ id: "x", name: "a.bin", size: 1000, type: "", url: "/files/x/a" }, {
+        status: 201,
+      });
+    }
+    return new Response("not found", { status: 404 });
+  });
+  const ask = (access: string, path: string) => {
+    events.push(`ask ${access} ${path}`);
+    return Promise.resolve("granted" as const);
+  };
+  await uploadFile(`${dir.path}/a.bin`, {
+    wsUrl: fake.ws,
+    token: "t",
+    ask,
+    onReady: () => events.push("ready"),
+  });
+  assert.deepEqual(events, ["ready", "server POST"]);
+  events.length = 0;
+  // The file is created first (then removed when the server has none).
+  await assert.rejects(
+    () =>
+      downloadFile(`${fake.http}/files/gone/b.bin`, `${dir.path}/b.bin`, {
+        wsUrl: fake.ws,
+        ask,
+        onReady: () => events.push(`ready ${Deno.statSync(`${dir.path}/b.bin`).isFile}`),
+      }),
+    (err) => err instanceof TransferError && err.status === 404,
+  );
+  assert.deepEqual(events, ["ready true", "server GET"]);
+  await assert.rejects(() => Deno.stat(`${dir.path}/b.bin`), Deno.errors.NotFound);
 });
 
 Deno.test("downloadFile() cancelled half-way leaves no partial file", async () => {
@@ -501,7 +527,7 @@ function runWithFiles(config: ConfigHome, dir: string): string[] {
   );
 }
 
-Deno.test("chat client (terminal) uploads and downloads files where it may, and says where it may not", async () => {
+Deno.test("chat client (terminal) uploads and downloads files where it may, and asks where it may not", async () => {
   await using t = await startTestServer({ users: USERS });
   await using dir = new TempDir();
   await using config = new ConfigHome();
@@ -542,11 +568,13 @@ Deno.test("chat client (terminal) uploads and downloads files where it may, and 
       await sha256(bytes),
     );
 
-    // Outside what it was allowed, it says so instead of asking for the permission.
+    // Outside what it was allowed, Deno asks for exactly that file (see
+    // client_permissions_test.ts); n refuses it in one line.
     await tty.line("/upload /etc/hostname");
-    await tty.waitFor(
-      '! Not uploaded: no permission to read "/etc/hostname": start the client with --allow-read=DIR for its directory',
-    );
+    await tty.waitFor('Deno requests read access to "/etc/hostname".');
+    await tty.waitForStdinRead();
+    await tty.line("n");
+    await tty.waitFor('! Not uploaded: reading "/etc/hostname" was not allowed');
     await tty.line("/quit");
     assert.equal(await tty.exitCode(), 0);
   } finally {

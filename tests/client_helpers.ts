@@ -160,3 +160,21 @@ export class ClientProcess implements AsyncDisposable {
     await this.#own?.[Symbol.asyncDispose]();
   }
 }
+
+/** A temporary directory, removed on dispose. */
+export class TempDir implements AsyncDisposable {
+  readonly path: string;
+  constructor(prefix = "chat-files-") {
+    this.path = Deno.makeTempDirSync({ prefix });
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Deno.remove(this.path, { recursive: true }).catch(() => {});
+  }
+}
+
+/** `n` random bytes (not compressible, not an image: stored as they are). */
+export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+  return out;
+}

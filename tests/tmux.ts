@@ -109,6 +109,27 @@ export class Tmux implements AsyncDisposable {
     return Number(pids[0]);
   }
 
+  /**
+   * Waits until the program's main thread is blocked reading its stdin
+   * (Linux, from `/proc`): a question asked in line mode there, such as
+   * Deno's permission prompt, is ready for its answer. Deno drops whatever
+   * is typed before that (it empties stdin until it has been quiet for
+   * 100 ms), so a test answers only then.
+   */
+  async waitForStdinRead(timeout = 2 * DEADLINE): Promise<void> {
+    const pid = await this.pid();
+    const deadline = Date.now() + timeout;
+    while (true) {
+      // "0 0x0 …": the read(2) system call, on file descriptor 0.
+      const call = await Deno.readTextFile(`/proc/${pid}/task/${pid}/syscall`).catch(() => "");
+      if (call.startsWith("0 0x0 ")) return;
+      if (Date.now() > deadline) {
+        throw new Error(`Timed out waiting for a read of stdin:\n${await this.screen()}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   /** Waits for the program to end; resolves its exit code. */
   async exitCode(): Promise<number> {
     const screen = await this.waitFor(EXITED);
