@@ -197,7 +197,10 @@ export type SendFrame = {
    */
   files?: string[];
 } & Target;
-/** Replace the text of one's own message. */
+/**
+ * Replace the text of one's own message. Blank text is `""`, which the
+ * server accepts only for a message with files (the files stay).
+ */
 export type EditFrame = { type: "edit"; id: number; text: string; ref?: string } & Target;
 /** Delete one's own message: it stays as a tombstone, its text is gone. */
 export type DeleteFrame = { type: "delete"; id: number; ref?: string } & Target;
@@ -985,9 +988,10 @@ export function parseClientFrame(
           ref,
         );
       }
-      let checked: string;
+      // Blank text is "": the hub allows it for a message with files only (it knows the message).
+      let checked = "";
       try {
-        checked = checkMessageText(text, maxText, ref);
+        if (!BLANK.test(text)) checked = checkMessageText(text, maxText, ref);
       } catch (err) {
         // An edit is refused as a bad request whatever is wrong with the text.
         if (err instanceof FrameError && err.code === "too_large") bad(err.message, ref);

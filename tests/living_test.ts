@@ -680,3 +680,108 @@ Deno.test("living (open mode): whoever takes a released name cannot change what 
     await closeAll(frank, carol);
   }
 });
+
+/** A 1×1 PNG. */
+const PNG = Uint8Array.from(
+  atob(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+  ),
+  (c) => c.charCodeAt(0),
+);
+
+/** Uploads `bytes` as `name` through the node of `ws` with `c`'s token; resolves the file's id. */
+async function uploadFile(
+  ws: string,
+  c: Client,
+  name: string,
+  bytes: Uint8Array<ArrayBuffer>,
+): Promise<string> {
+  const http = ws.replace(/^ws/, "http").replace(/\/ws$/, "");
+  const res = await fetch(`${http}/api/files?name=${encodeURIComponent(name)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${c.welcome.token}` },
+    body: bytes,
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return (await res.json()).id;
+}
+
+for (const [name, backend] of Object.entries(BACKENDS)) {
+  Deno.test(`living (${name}): an edit may leave a message with files without text, and only such a message`, async () => {
+    await backend(async ([a, b]) => {
+      const alice = await signIn(a, "alice", USERS.alice);
+      const tab = await signIn(b, "alice", USERS.alice);
+      const bob = await signIn(b, "bob", USERS.bob);
+      try {
+        const id = await uploadFile(a, alice, "photo.png", PNG);
+        const ref = "withfiles";
+        alice.send({ type: "send", room: "general", text: "look at this", files: [id], ref });
+        const sent = await alice.next<F<"message">>((f) => f.type === "message" && f.ref === ref);
+        const plain = await say(alice, "no files here");
+        const reply = await say(bob, "nice", { room: "general" }, sent.id);
+        await tab.next((f) => f.type === "message" && f.id === reply.id);
+        await alice.next((f) => f.type === "message" && f.id === reply.id);
+        await changes(alice);
+        for (const c of [alice, tab, bob]) c.inbox.length = 0;
+
+        // Blank text counts as none: the message keeps its files.
+        alice.send({ type: "edit", room: "general", id: sent.id, text: " \n ", ref: "e0" });
+        const mine = await alice.next<F<"edited">>((f) => f.type === "edited" && f.ref === "e0");
+        assert.ok(mine.editedAt >= sent.ts);
+        const edited: F<"edited"> = {
+          type: "edited",
+          room: "general",
+          id: sent.id,
+          text: "",
+          editedAt: mine.editedAt,
+          seq: mine.seq,
+        };
+        assert.deepEqual(mine, { ...edited, ref: "e0" });
+        assert.ok(mine.seq > reply.id);
+        for (const c of [tab, bob]) {
+          await waitUntil(
+            () => c.peek((f) => f.type === "edited").length > 0,
+            "the edit to arrive",
+          );
+        }
+        assert.deepEqual(await changes(tab), [edited]);
+        assert.deepEqual(await changes(bob), [edited]);
+        assert.deepEqual(await changes(alice), []);
+        for (const c of [tab, bob]) c.inbox.length = 0;
+
+        // A message without files may not be left empty: refused, and nobody is told.
+        alice.send({ type: "edit", room: "general", id: plain.id, text: "", ref: "e1" });
+        const err = await errorOf(alice, "e1");
+        assert.deepEqual(err, {
+          type: "error",
+          code: "bad_request",
+          message:
+            `Message #${plain.id} has no files, so it cannot be left empty: delete it instead`,
+          ref: "e1",
+        });
+        for (const c of [alice, tab, bob]) assert.deepEqual(await changes(c), []);
+
+        const page = await history(bob, { room: "general" });
+        const kept = page.messages.find((m) => m.id === sent.id)!;
+        assert.equal(kept.text, "");
+        assert.equal(kept.edited, mine.editedAt);
+        assert.deepEqual(kept.files?.map((f) => [f.id, f.name, f.type]), [
+          [id, "photo.png", "image/png"],
+        ]);
+        assert.equal(page.messages.find((m) => m.id === plain.id)!.text, "no files here");
+        // The reply's quote follows: the original has no words left.
+        assert.deepEqual(page.messages.find((m) => m.id === reply.id)!.replyTo, {
+          id: sent.id,
+          from: "alice",
+          snippet: "",
+        });
+        // Text can come back.
+        alice.send({ type: "edit", room: "general", id: sent.id, text: "words again", ref: "e2" });
+        const again = await alice.next<F<"edited">>((f) => f.type === "edited" && f.ref === "e2");
+        assert.equal(again.text, "words again");
+      } finally {
+        await closeAll(alice, tab, bob);
+      }
+    });
+  });
+}

@@ -74,6 +74,19 @@ function boot(): void {
   });
   // A draft typed just before the page goes away is saved too.
   addEventListener("pagehide", () => model.saveDrafts());
+  // Files still uploading would be lost with the page: the browser asks first,
+  // as Slack's does. Listening only meanwhile keeps the page in the
+  // back/forward cache the rest of the time.
+  effect(() => {
+    if (model.uploading.value === 0) return;
+    const ask = (e: BeforeUnloadEvent) => {
+      e.preventDefault();
+      // Chrome before 119 and older Safari ask only when this is set.
+      e.returnValue = true;
+    };
+    addEventListener("beforeunload", ask);
+    return () => removeEventListener("beforeunload", ask);
+  });
   // Desktop: members beside the messages from the start.
   if (matchMedia("(min-width: 1100px)").matches) ui.panel.value = "members";
 

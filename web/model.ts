@@ -60,7 +60,7 @@ import { Pacer } from "./pacer.ts";
 import { bytes, mentions, segments } from "./text.ts";
 import {
   defaultUploader,
-  humanSize,
+  filesLine,
   parseFileInfo,
   type Uploader,
   type UploadHandle,
@@ -280,6 +280,11 @@ export class ChatModel {
   readonly current: ReadonlySignal<Conversation | null>;
   /** Unread messages everywhere. */
   readonly unreadTotal: ReadonlySignal<number>;
+  /**
+   * Files on their way to the server, in every conversation: the page warns
+   * before it goes while there are any (they would be lost).
+   */
+  readonly uploading: ReadonlySignal<number>;
 
   #env: ChatEnv;
   #ws: WebSocket | null = null;
@@ -363,6 +368,13 @@ export class ChatModel {
     this.unreadTotal = computed(() => {
       let n = 0;
       for (const c of this.convs.value.values()) n += c.unread.value;
+      return n;
+    });
+    this.uploading = computed(() => {
+      let n = 0;
+      for (const list of this.uploads.value.values()) {
+        for (const u of list) if (u.state === "uploading") n++;
+      }
       return n;
     });
     // Mark the open conversation read while the page is visible and the list
@@ -901,12 +913,17 @@ export class ChatModel {
   /**
    * Replaces the text of one of the user's messages (`edited` comes back to
    * every member). The same text changes nothing. Returns why it cannot be
-   * edited (empty, too long, offline), or null.
+   * edited (empty without files, too long, offline), or null. A message
+   * with files may be left without text.
    */
   edit(conv: Conversation, id: number, text: string): string | null {
     const m = conv.find(id);
     if (!m || m.deleted) return "That message no longer exists";
-    if (text.trim() === "") return "A message cannot be empty: delete it instead";
+    // A message with files may lose its words (the files stay); one without would be empty.
+    if (text.trim() === "") {
+      if (!m.files?.length) return "A message cannot be empty: delete it instead";
+      text = "";
+    }
     if (text === m.text) return null;
     const problem = this.tooLong(text);
     if (problem !== null) return problem;
@@ -2334,12 +2351,6 @@ function changeRefused(f: ErrorFrame, kind: "edit" | "delete" | "react"): string
 
 function tooManyFiles(): string {
   return `A message carries at most ${MAX_FILES} files`;
-}
-
-/** "📎 plan.pdf (1.2 MB)", "📎 3 files": a message's files in a line. */
-function filesLine(files: readonly FileInfo[]): string {
-  if (files.length === 1) return `📎 ${files[0].name} (${humanSize(files[0].size)})`;
-  return `📎 ${files.length} files`;
 }
 
 /** A name for a pasted file that has none ("image.png"). */

@@ -200,6 +200,24 @@ export function isImage(f: Pick<FileInfo, "type" | "width" | "height">): boolean
   return IMAGES.has(f.type) && f.width !== undefined && f.height !== undefined;
 }
 
+/**
+ * A message's files as one line, where a preview would show its words (a
+ * reply's quote, a notification, a message of files alone):
+ * "🖼️ photo.jpg", "📎 report.pdf", "🖼️ 3 pictures", "📎 3 files"; "" for none.
+ */
+export function filesLine(files: readonly FileInfo[]): string {
+  if (files.length === 0) return "";
+  const pictures = files.every(isImage);
+  const icon = pictures ? "🖼️" : "📎";
+  if (files.length === 1) return `${icon} ${files[0].name}`;
+  return `${icon} ${files.length} ${pictures ? "pictures" : "files"}`;
+}
+
+/** Each file of a message on its own line, as {@link filesLine} names one: what copying them gives. */
+export function filesText(files: readonly FileInfo[]): string {
+  return files.map((f) => filesLine([f])).join("\n");
+}
+
 /** What a file is, for its icon. */
 export type FileKind =
   | "image"

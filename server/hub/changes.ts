@@ -57,12 +57,28 @@ export class Changes {
   async #edit(conn: Conn, frame: ClientFrame & { type: "edit" }, turn: Turn): Promise<void> {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    if (frame.text === "") await this.#mayBeEmpty(conv, frame.id, frame.ref);
     const window = this.#ctx.editWindow;
     const bound = await this.#heldSince(user.name);
     const change: Change = { kind: "edit", conv, id: frame.id, user: user.name, text: frame.text };
     const late = window === undefined ? 0 : this.#ctx.now() - window;
     if (Math.max(late, bound) > 0) change.sentAfter = Math.max(late, bound);
     await this.#apply(conn, turn, change, frame.ref, bound >= late ? "holder" : "window");
+  }
+
+  /**
+   * An edit may leave no text only on a message with files (they stay, as in
+   * Slack). A missing or deleted message is left to the store to refuse.
+   */
+  async #mayBeEmpty(conv: string, id: number, ref: string | undefined): Promise<void> {
+    const msg = await this.#ctx.store.message(conv, id);
+    if (msg && !msg.deleted && !msg.files?.length) {
+      throw new FrameError(
+        "bad_request",
+        `Message #${id} has no files, so it cannot be left empty: delete it instead`,
+        ref,
+      );
+    }
   }
 
   /** Deletes the user's own message: a tombstone keeps its place. */

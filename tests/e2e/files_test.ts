@@ -4,16 +4,20 @@
  * progress and cancel; Enter waiting for an upload; the other person's
  * previews in a box reserved before the pictures load, the lightbox
  * (Escape, arrows, focus back), file cards with a download link, a file
- * over the server's limit refused in words, and a phone. Screenshots:
- * files-desktop, files-phone, lightbox-desktop, upload-progress-desktop.
+ * over the server's limit refused in words, and a phone; messages of files
+ * alone previewed by their files (reply bar and quote, Copy text, a
+ * notification), an edit that leaves a message with files without text,
+ * and the question before leaving while an upload runs. Screenshots:
+ * files-desktop, files-phone, files-desktop-dark, files-phone-dark,
+ * files-alone-desktop, lightbox-desktop, lightbox-phone, upload-progress-desktop.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import type { Locator, Page } from "playwright-core";
+import type { CDPSession, Locator, Page } from "playwright-core";
 import { hashPassword, startTestServer } from "../helpers.ts";
 import { fitBox } from "../../web/uploads.ts";
 import { screenshot } from "./browser.ts";
-import { type Person, person, signIn, until, withBrowser } from "./people.ts";
+import { type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
 
 const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
 
@@ -48,21 +52,25 @@ function chunk(type: string, data: Uint8Array): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** A `width`×`height` PNG whose pixels `paint` gives (RGB, 0-255). */
+/**
+ * A `width`×`height` PNG whose pixels `paint` gives (RGB, 0-255), with film
+ * grain of ±`grain` per channel (it makes the file large: slow to upload).
+ */
 async function png(
   width: number,
   height: number,
   paint: (x: number, y: number) => [number, number, number],
+  grain = 0,
 ): Promise<Uint8Array> {
   const raw = new Uint8Array((width * 3 + 1) * height);
   let o = 0;
   for (let y = 0; y < height; y++) {
     raw[o++] = 0;
     for (let x = 0; x < width; x++) {
-      const [r, g, b] = paint(x, y);
-      raw[o++] = r;
-      raw[o++] = g;
-      raw[o++] = b;
+      for (const c of paint(x, y)) {
+        const jitter = grain ? Math.round((Math.random() * 2 - 1) * grain) : 0;
+        raw[o++] = Math.max(0, Math.min(255, c + jitter));
+      }
     }
   }
   const z = new Uint8Array(
@@ -86,7 +94,7 @@ async function png(
 const mix = (a: number, b: number, t: number) => Math.round(a + (b - a) * t);
 
 /** A sunset over the sea. */
-function sunset(w: number, h: number) {
+function sunset(w: number, h: number, grain = 0) {
   return png(w, h, (x, y) => {
     const t = y / h;
     const d = Math.hypot(x - w * 0.62, y - h * 0.58) / (h * 0.16);
@@ -102,7 +110,7 @@ function sunset(w: number, h: number) {
       Math.min(255, mix(60, 128, t / 0.62) + glow),
       mix(140, 90, t / 0.62),
     ];
-  });
+  }, grain);
 }
 
 /** A tall tower against the sky. */
@@ -119,7 +127,7 @@ function tower(w: number, h: number) {
 }
 
 /** A screenshot-like picture: a window with lines of "text". */
-function screen(w: number, h: number) {
+function screen(w: number, h: number, grain = 0) {
   return png(w, h, (x, y) => {
     if (y < 36) return x > 16 && x < 28 && y > 12 && y < 24 ? [240, 90, 80] : [228, 231, 236];
     if (x < w * 0.26) return [242, 243, 246];
@@ -128,7 +136,7 @@ function screen(w: number, h: number) {
     const len = w * (0.45 + ((line * 37) % 40) / 100);
     if (inLine && x > w * 0.3 && x < len) return line === 0 ? [79, 70, 229] : [150, 156, 168];
     return [255, 255, 255];
-  });
+  }, grain);
 }
 
 /** A small PDF (the server tells it from its first bytes). */
@@ -434,7 +442,8 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
 Deno.test("web app: files on a phone — the paperclip, previews that fit, the lightbox", async () => {
   const server = await startTestServer({ users: await users() });
   const sunsetPng = await sunset(1200, 800);
-  const screenPng = await screen(960, 600);
+  // Grainy: large enough to be caught uploading in the picture.
+  const screenPng = await screen(960, 600, 8);
   await withBrowser(async (browser) => {
     const alice = await person(browser, server.http + "/", "alice");
     const bob = await person(browser, server.http + "/", "bob", { phone: true });
@@ -482,12 +491,15 @@ Deno.test("web app: files on a phone — the paperclip, previews that fit, the l
     // The paperclip is a finger's size.
     const clip = (await page.getByRole("button", { name: "Attach files" }).boundingBox())!;
     assert.ok(clip.width >= 44 && clip.height >= 44, "44×44 at least");
-    // A pasted screenshot waiting in bob's box, for the picture.
+    // A pasted screenshot on its way in bob's box, for the picture.
+    await throttle(bob, 60_000);
     await paste(page, [{ name: "image.png", type: "image/png", bytes: screenPng }]);
-    await chip(bob, "image.png").locator(".upload-size").waitFor();
+    await underWay(bob, "image.png", 20);
     await page.locator("#composer").fill("Mine");
     await page.locator("#composer").blur();
     await screenshot(page, "files-phone");
+    await throttle(bob, -1);
+    await chip(bob, "image.png").locator(".upload-size").waitFor();
 
     await view.getByRole("button", { name: "Open the picture sunset.png" }).click();
     const box = page.locator("dialog.lightbox");
@@ -497,6 +509,295 @@ Deno.test("web app: files on a phone — the paperclip, previews that fit, the l
     await screenshot(page, "lightbox-phone");
     await box.getByRole("button", { name: "Close" }).click();
     await box.waitFor({ state: "detached" });
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+  }, server);
+});
+
+/** The confirmed message that carries a file named `name`. */
+function fileRow(p: Person, name: string): Locator {
+  return p.page.locator(".msg[data-id]").filter({
+    has: p.page.locator(`.file-name:text-is("${name}"), .msg-image img[alt="${name}"]`),
+  });
+}
+
+/** Points at a message and clicks one of its toolbar buttons (by the start of its label). */
+async function action(r: Locator, label: string): Promise<void> {
+  await r.hover();
+  await r.locator(".msg-actions").getByRole("button", { name: new RegExp(`^${label}`) }).click();
+}
+
+/** Attaches `files` with the paperclip's input and waits until each is on the server. */
+async function attachAll(p: Person, files: { name: string; type: string; bytes: Uint8Array }[]) {
+  await attachAllLater(p, files);
+  for (const f of files) await chip(p, f.name).locator(".upload-size").waitFor();
+}
+
+/** Attaches `files` with the paperclip's input, without waiting for the uploads. */
+async function attachAllLater(
+  p: Person,
+  files: { name: string; type: string; bytes: Uint8Array }[],
+): Promise<void> {
+  await p.page.locator("#composer-files").setInputFiles(
+    files.map((f) => ({ name: f.name, mimeType: f.type, buffer: Buffer.from(f.bytes) })),
+  );
+}
+
+/** Makes the page hidden (`true`) or visible again, as a switched tab would. */
+async function hide(p: Person, hidden: boolean): Promise<void> {
+  await p.page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", {
+      value: hidden ? "hidden" : "visible",
+      configurable: true,
+    });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+const sessions = new WeakMap<Page, CDPSession>();
+
+/** Slows the page's uploads to `bytes` a second (`-1`: no limit); it lasts while the page does. */
+async function throttle(p: Person, bytes: number): Promise<void> {
+  let cdp = sessions.get(p.page);
+  if (!cdp) {
+    cdp = await p.context.newCDPSession(p.page);
+    sessions.set(p.page, cdp);
+  }
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false,
+    latency: bytes < 0 ? 0 : 20,
+    downloadThroughput: -1,
+    uploadThroughput: bytes,
+  });
+}
+
+/** Waits until the chip of `name` shows at least `percent` % uploaded. */
+async function underWay(p: Person, name: string, percent: number): Promise<void> {
+  await until(async () => {
+    const v = await chip(p, name).locator("progress").getAttribute("value").catch(() => null);
+    return v !== null && Number(v) >= percent;
+  }, `the upload of ${name} is under way`);
+}
+
+Deno.test("web app: a message of files alone shows its files wherever it is previewed; an edit may clear the text; leaving mid-upload asks first", async () => {
+  const server = await startTestServer({ users: await users() });
+  const photo = await sunset(600, 400);
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice");
+    const bob = await person(browser, server.http + "/", "bob", { notifications: true });
+    await bob.context.grantPermissions(["clipboard-read", "clipboard-write"]);
+    await signIn(alice, PASSWORDS.alice);
+    await signIn(bob, PASSWORDS.bob);
+    const page = alice.page;
+
+    // A PDF alone, then two files alone: no text at all.
+    await attachAll(alice, [{ name: "report.pdf", type: "application/pdf", bytes: PDF }]);
+    await page.locator("#composer").press("Enter");
+    await fileRow(alice, "report.pdf").waitFor();
+    await attachAll(alice, [
+      { name: "sunset.png", type: "image/png", bytes: photo },
+      { name: "plan.pdf", type: "application/pdf", bytes: PDF },
+    ]);
+    await page.locator("#composer").press("Enter");
+    const pair = fileRow(bob, "plan.pdf");
+    await pair.waitFor();
+
+    // bob replies to the PDF: the bar above his box and the quote above the reply name it.
+    const report = fileRow(bob, "report.pdf");
+    await action(report, "Reply to the message from alice");
+    const bar = bob.page.locator(".reply-bar");
+    assert.equal(await bar.locator(".reply-snippet").textContent(), "📎 report.pdf");
+    await bob.page.locator("#composer").fill("Read it, looks good");
+    await bob.page.locator("#composer").press("Enter");
+    await bar.waitFor({ state: "detached" });
+    for (const p of [alice, bob]) {
+      const quote = row(p, "Read it, looks good").locator(".reply-quote");
+      await quote.waitFor();
+      assert.equal(await quote.locator(".reply-snippet").textContent(), "📎 report.pdf");
+      assert.equal(
+        await quote.getAttribute("aria-label"),
+        "In reply to alice: 📎 report.pdf. Show that message",
+      );
+    }
+    // A reply to two files says how many; pictures alone say pictures.
+    await action(pair, "Reply to the message from alice");
+    assert.equal(await bar.locator(".reply-snippet").textContent(), "📎 2 files");
+    await bar.getByRole("button", { name: "Cancel the reply to alice" }).click();
+    await bar.waitFor({ state: "detached" });
+
+    // "Copy text" on files alone copies their names, one a line.
+    await action(pair, "Copy the text of the message from alice");
+    const copied = bob.page.locator(".toast", { hasText: "File names copied" });
+    await copied.waitFor();
+    assert.equal(
+      await bob.page.evaluate(() => navigator.clipboard.readText()),
+      "🖼️ sunset.png\n📎 plan.pdf",
+    );
+    await copied.getByRole("button", { name: "Dismiss" }).click();
+    await copied.waitFor({ state: "detached" });
+
+    // A picture alone in a DM while bob's tab is hidden: the notification names it.
+    await hide(bob, true);
+    await row(alice, "Read it, looks good").locator("button.from").click();
+    await page.locator("#composer").waitFor();
+    await until(async () => (await page.title()).startsWith("bob"), "the DM is open");
+    await attachAll(alice, [{ name: "photo.png", type: "image/png", bytes: photo }]);
+    await page.locator("#composer").press("Enter");
+    await fileRow(alice, "photo.png").waitFor();
+    await until(
+      async () =>
+        (await bob.page.evaluate(() => (globalThis as unknown as { __notes: unknown[] }).__notes))
+          .length === 1,
+      "a notification is raised",
+    );
+    assert.deepEqual(
+      await bob.page.evaluate(() => (globalThis as unknown as { __notes: unknown[] }).__notes),
+      [{ title: "alice (direct message)", body: "🖼️ photo.png" }],
+    );
+    await hide(bob, false);
+
+    // Editing a message with files: the text may go, the files stay, for everyone.
+    await page.goto(server.http + "/#/general");
+    await ready(alice);
+    await attachAll(alice, [{
+      name: "budget.csv",
+      type: "text/csv",
+      bytes: new TextEncoder().encode("a,b\n1,2\n"),
+    }]);
+    await page.locator("#composer").fill("Numbers for Monday (draft)");
+    await page.locator("#composer").press("Enter");
+    const budget = row(alice, "Numbers for Monday (draft)");
+    await budget.waitFor();
+    const id = await budget.getAttribute("data-id");
+    await action(budget, "Edit your message");
+    const editor = page.locator(`#edit-${id}`);
+    assert.equal(await editor.getAttribute("placeholder"), "No text: the files stay");
+    await editor.fill("");
+    await editor.press("Enter");
+    await editor.waitFor({ state: "detached" });
+    for (const p of [alice, bob]) {
+      const r = p.page.locator(`.msg[data-id="${id}"]`);
+      await r.locator(".edited").waitFor();
+      assert.equal(await r.locator(".msg-text").textContent(), " (edited)", "only the mark");
+      assert.equal(await r.locator(".file-card .file-name").textContent(), "budget.csv");
+    }
+    // The picture shows bob's screen as he would leave it: the keyboard in his message box.
+    await bob.page.locator("#composer").focus();
+    await screenshot(bob.page, "files-alone-desktop");
+    // A message without files may not be left empty: the editor says so and keeps it.
+    await send(alice, "no files in this one");
+    const plain = row(alice, "no files in this one");
+    const plainId = await plain.getAttribute("data-id");
+    await action(plain, "Edit your message");
+    const plainEditor = page.locator(`#edit-${plainId}`);
+    assert.equal(await plainEditor.getAttribute("placeholder"), null);
+    await plainEditor.fill("  ");
+    await plainEditor.press("Enter");
+    await page.locator(`#edit-${plainId}-error`, {
+      hasText: "A message cannot be empty: delete it instead",
+    }).waitFor();
+    await plainEditor.press("Escape");
+    await plainEditor.waitFor({ state: "detached" });
+    assert.equal(await row(bob, "no files in this one").locator(".edited").count(), 0);
+
+    // Leaving: nothing uploading, nothing asked.
+    const asked: string[] = [];
+    let answer: "accept" | "dismiss" = "dismiss";
+    page.on("dialog", (d) => {
+      asked.push(d.type());
+      answer === "accept" ? d.accept() : d.dismiss();
+    });
+    await page.reload();
+    await ready(alice);
+    assert.deepEqual(asked, [], "no question while nothing uploads");
+    // The browser asks only a page that was used: click into it, as a person would have.
+    await page.locator("#composer").click();
+    await throttle(alice, 100_000);
+    await page.locator("#composer-files").setInputFiles([
+      { name: "big.zip", mimeType: "application/zip", buffer: Buffer.from(noise(1_500_000)) },
+    ]);
+    await underWay(alice, "big.zip", 1);
+    // Closing the tab asks; staying keeps the upload going.
+    await page.close({ runBeforeUnload: true });
+    await until(() => Promise.resolve(asked.length === 1), "the browser asks before closing");
+    assert.deepEqual(asked, ["beforeunload"]);
+    assert.equal(page.isClosed(), false, "the page stays");
+    await underWay(alice, "big.zip", 5);
+    // A reload asks too; leaving anyway reloads.
+    answer = "accept";
+    await page.reload();
+    await ready(alice);
+    assert.deepEqual(asked, ["beforeunload", "beforeunload"]);
+    await throttle(alice, -1);
+    // Cancelled uploads ask nothing either.
+    await page.locator("#composer").click();
+    await attachAll(alice, [{ name: "small.pdf", type: "application/pdf", bytes: PDF }]);
+    await page.getByRole("button", { name: "Remove small.pdf" }).click();
+    await page.reload();
+    await ready(alice);
+    assert.equal(asked.length, 2, "nothing asked once the uploads are done");
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+  }, server);
+});
+
+Deno.test("web app: files in the dark theme, on a desktop and a phone (screenshots)", async () => {
+  const server = await startTestServer({ users: await users() });
+  const pictures = {
+    sunset: await sunset(1200, 800),
+    tower: await tower(600, 900),
+    harbour: await sunset(1200, 800, 10),
+    screen: await screen(960, 600, 8),
+  };
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice", { dark: true });
+    const bob = await person(browser, server.http + "/", "bob", { dark: true, phone: true });
+    await signIn(alice, PASSWORDS.alice);
+    await signIn(bob, PASSWORDS.bob);
+    const page = alice.page;
+    await attachAll(alice, [
+      { name: "sunset.png", type: "image/png", bytes: pictures.sunset },
+      { name: "tower.png", type: "image/png", bytes: pictures.tower },
+    ]);
+    await page.locator("#composer").fill("Last night from the roof");
+    await page.locator("#composer").press("Enter");
+    await attachAll(alice, [
+      { name: "quarterly-report.pdf", type: "application/pdf", bytes: PDF },
+      { name: "budget.csv", type: "text/csv", bytes: new TextEncoder().encode("a,b\n1,2\n") },
+    ]);
+    await page.locator("#composer").fill("Numbers for Monday");
+    await page.locator("#composer").press("Enter");
+    await row(bob, "Numbers for Monday").locator(".file-card").nth(1).waitFor();
+    for (const p of [alice, bob]) {
+      await until(
+        async () => (await previews(row(p, "Last night from the roof"))).every((x) => x.loaded),
+        `${p.name}'s pictures arrive`,
+      );
+    }
+
+    // alice's next picture on its way, with words written.
+    await throttle(alice, 150_000);
+    await attachAllLater(alice, [{
+      name: "harbour.png",
+      type: "image/png",
+      bytes: pictures.harbour,
+    }]);
+    await underWay(alice, "harbour.png", 15);
+    await page.locator("#composer").fill("And one from the harbour");
+    await page.locator("#composer").blur();
+    await screenshot(page, "files-desktop-dark");
+
+    // bob's pasted screenshot on its way, on the phone.
+    await throttle(bob, 60_000);
+    await paste(bob.page, [{ name: "image.png", type: "image/png", bytes: pictures.screen }]);
+    await underWay(bob, "image.png", 20);
+    await bob.page.locator("#composer").fill("Mine");
+    await bob.page.locator("#composer").blur();
+    await screenshot(bob.page, "files-phone-dark");
+
+    for (const p of [alice, bob]) await throttle(p, -1);
+    await chip(alice, "harbour.png").locator(".upload-size").waitFor();
+    await chip(bob, "image.png").locator(".upload-size").waitFor();
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
   }, server);

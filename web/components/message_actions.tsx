@@ -19,6 +19,7 @@ import { type Block, type Inline, markdown } from "../markdown.ts";
 import type { ChatModel } from "../model.ts";
 import { clock } from "../time.ts";
 import type { UiState } from "../ui.ts";
+import { filesLine, filesText } from "../uploads.ts";
 import {
   CloseIcon,
   CopyIcon,
@@ -152,12 +153,31 @@ export function plainSnippet(text: string): string {
 }
 
 /**
+ * A message on one line, wherever it is previewed (a reply's quote, the
+ * question before a delete): its words, or for a message of files alone
+ * its files ("🖼️ photo.jpg", "📎 3 files").
+ */
+export function previewOf(m: Pick<ChatMessage, "text" | "files">): string {
+  const words = plainSnippet(m.text);
+  return words !== "" ? words : snippetOf(filesLine(m.files ?? []));
+}
+
+/**
+ * What a quote says of a message of files alone that is not loaded: the
+ * server's snippet is its words, and it has none.
+ */
+const FILES_ONLY = "📎 Files";
+
+/**
  * The words a quote shows: from the original when it is loaded (its line
- * breaks tell code from text), else from the snippet the server sent.
+ * breaks tell code from text, its files show when it has no words), else
+ * from the snippet the server sent.
  */
 function quoted(conv: Conversation, r: ReplyRef): string {
   const original = conv.find(r.id);
-  return plainSnippet(original && !original.deleted ? original.text : r.snippet);
+  if (original && !original.deleted) return previewOf(original);
+  const words = plainSnippet(r.snippet);
+  return words === "" && !r.deleted ? FILES_ONLY : words;
 }
 
 /** Shows why an action could not be done, the way the app shows other errors. */
@@ -181,9 +201,15 @@ export function copyLink(model: ChatModel, hash: string): Promise<void> {
   return copy(model, new URL(hash, location.href).href, "Link copied", "link");
 }
 
-/** Copies the text of a message as it was written. */
-export function copyText(model: ChatModel, text: string): Promise<void> {
-  return copy(model, text, "Text copied", "text");
+/**
+ * Copies the text of a message as it was written; a message of files alone
+ * gives their names, one a line ("📎 report.pdf").
+ */
+export function copyText(model: ChatModel, m: Pick<ChatMessage, "text" | "files">): Promise<void> {
+  if (m.text === "" && m.files?.length) {
+    return copy(model, filesText(m.files), "File names copied", "text");
+  }
+  return copy(model, m.text, "Text copied", "text");
 }
 
 /** How the actions name a message: "your message at 10:04", "the message from bob at 10:04". */
@@ -265,7 +291,7 @@ export function MessageToolbar(
         class="icon-btn small"
         aria-label={`Copy the text of ${what}`}
         title="Copy text"
-        onClick={() => copyText(model, m.text)}
+        onClick={() => copyText(model, m)}
       >
         <CopyIcon />
       </button>
@@ -421,6 +447,7 @@ export function MessageEditor(
         ref={ref}
         rows={1}
         value={text}
+        placeholder={m.files?.length ? "No text: the files stay" : undefined}
         aria-describedby={`${id}-hint${error ? ` ${id}-error` : ""}`}
         aria-invalid={error ? "true" : undefined}
         onInput={(e) => {
@@ -743,7 +770,7 @@ function ActionSheet(
             <TrashIcon /> Delete
           </button>
         )}
-        <button type="button" class="sheet-item" onClick={then(() => copyText(model, m.text))}>
+        <button type="button" class="sheet-item" onClick={then(() => copyText(model, m))}>
           <CopyIcon /> Copy text
         </button>
         <button type="button" class="sheet-item" onClick={then(() => copyLink(model, href))}>
@@ -761,7 +788,7 @@ function ActionSheet(
 function ConfirmDelete(
   { model, ui, conv, m }: { model: ChatModel; ui: UiState; conv: Conversation; m: ChatMessage },
 ) {
-  const quote = plainSnippet(m.text);
+  const quote = previewOf(m);
   return (
     <Dialog class="modal confirm" labelledBy="confirm-title">
       <div class="modal-head">
