@@ -18,7 +18,7 @@
  * @module
  */
 import { cpuSeconds, cpuShare, Histogram, rssBytes } from "./stats.ts";
-import { mib, RssSampler, upload, type UploadOutcome } from "./upload.ts";
+import { mib, RssSampler, uploadInWorker, type UploadOutcome, WARM_UP_BYTES } from "./upload.ts";
 
 /** What to run, as passed by bench/run.ts. */
 export interface Spec {
@@ -276,6 +276,14 @@ async function settle(spec: Spec): Promise<void> {
   await delay(spec.warmup === 0 ? 200 : 1000);
 }
 
+/** Before a window with an upload: one small upload (see {@link WARM_UP_BYTES}). */
+async function warmUpload(spec: Spec): Promise<void> {
+  const token = tokens.get("sender");
+  if (!spec.upload || !token) return;
+  const { status, answer } = await uploadInWorker(spec.urls[0], token, WARM_UP_BYTES);
+  if (status !== 201) throw new Error(`The warm-up upload failed: ${status} ${answer}`);
+}
+
 /**
  * The measured window's server memory and, when the spec asks for one, the
  * upload run during it: started with the window, as the sender (with the
@@ -300,7 +308,7 @@ class Window {
     const token = tokens.get("sender");
     if (spec.target !== "chat" || !token) throw new Error("An upload needs the chat's sender");
     this.#from = performance.now();
-    this.#upload = upload(spec.urls[0], token, spec.upload).then((outcome) => {
+    this.#upload = uploadInWorker(spec.urls[0], token, spec.upload).then((outcome) => {
       this.#to = outcome.endedAt;
       this.#uploadPeak = this.#rss.peak();
       return outcome;
@@ -392,6 +400,7 @@ async function fanout(spec: Spec): Promise<Result> {
     (i) => connect(spec, urls[i % urls.length], `r${i}`, room, onFrame),
   );
   sender = await connect(spec, urls[0], "sender", room, () => {});
+  await warmUpload(spec);
   await settle(spec);
   pump();
   await watch(spec.warmup ?? 1, () => progress);
@@ -461,6 +470,7 @@ async function rate(spec: Spec): Promise<Result> {
     (i) => connect(spec, urls[i % urls.length], `r${i}`, room, onFrame),
   );
   const sender = await connect(spec, urls[0], "sender", room, () => {});
+  await warmUpload(spec);
   await settle(spec);
   const warmup = spec.warmup ?? 1, seconds = spec.seconds ?? 5;
   const total = Math.round((warmup + seconds) * perSec);
