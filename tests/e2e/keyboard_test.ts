@@ -153,6 +153,8 @@ Deno.test("web app: Ctrl+K switches conversations; Ctrl+Shift+F searches; Escape
     await page.keyboard.press("ArrowDown");
     await page.keyboard.press("Enter");
     await waitForActive(alice, "@carol");
+    // (Closed first: Ctrl+K on a switcher still open closes it.)
+    await page.locator("#switcher-dialog").waitFor({ state: "detached" });
     // Escape closes the switcher without moving.
     await page.keyboard.press("Control+k");
     await box.waitFor();

@@ -158,7 +158,16 @@ function Message(
           ? <MessageEditor model={model} ui={ui} conv={conv} m={m} />
           : (m.text !== "" || m.edited || !m.files?.length) && (
             <div class="msg-text">
-              <MessageText text={m.text} me={me} known={(n) => model.knows(n)} />
+              {
+                /* Keyed by the edit: an edit renders the text afresh (a page catching
+                  up once showed the old text and the new one side by side). */
+              }
+              <MessageText
+                key={m.edited ?? 0}
+                text={m.text}
+                me={me}
+                known={(n) => model.knows(n)}
+              />
               {m.edited && (
                 <span class="edited" title={`Edited ${fullDate(m.edited)}`}>
                   {" "}(edited)
