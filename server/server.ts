@@ -294,6 +294,8 @@ export async function startServer(
 
     let ticker: ReturnType<typeof setInterval> | undefined;
     let reloader: ReturnType<typeof setInterval> | undefined;
+    /** A users.json check under way (awaited by shutdown: it reads the file). */
+    let reloading: Promise<void> | null = null;
     const run = (parts: Serving) => {
       serving = parts;
       const hub = parts.hub;
@@ -302,15 +304,15 @@ export async function startServer(
         reaper.sweep(Date.now());
         parts.janitor.tick(Date.now());
       }, options.tickInterval ?? 100);
-      let reloading = false;
-      reloader = setInterval(async () => {
+      reloader = setInterval(() => {
         if (reloading) return;
-        reloading = true;
-        try {
-          if (await auth.reload()) hub.revalidate();
-        } finally {
-          reloading = false;
-        }
+        reloading = (async () => {
+          try {
+            if (await auth.reload()) hub.revalidate();
+          } finally {
+            reloading = null;
+          }
+        })();
       }, options.reloadInterval ?? 1000);
     };
 
@@ -342,6 +344,7 @@ export async function startServer(
         await waited.catch(() => {});
         clearInterval(ticker);
         clearInterval(reloader);
+        await reloading?.catch(() => {});
         await tunnel?.close();
         const sockets = serving?.hub.shutdown() ?? [];
         // Deno's own shutdown would close the sockets again with its own reason: let ours finish.

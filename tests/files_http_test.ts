@@ -344,6 +344,10 @@ Deno.test("files: history, joined and search give each reader links signed for t
     bob.send({ type: "search", q: "quarterly" });
     const found = await bob.next<ServerFrame & { type: "search" }>("search");
     assert.match(found.messages[0].files![0].url!, /v=bob/);
+    // Found by the file's name too.
+    bob.send({ type: "search", q: "plan.pdf" });
+    const byName = await bob.next<ServerFrame & { type: "search" }>("search");
+    assert.deepEqual(byName.messages.map((m) => m.files?.[0]?.id), [f.id]);
 
     // A newcomer's joined page carries links for them too.
     const dave = await signIn(t.ws, "alice", "alice-pw-1");

@@ -485,7 +485,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 8);
+    assert.equal(SCHEMA_VERSION, 9);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1508,4 +1508,32 @@ Deno.test("SqliteStore.open() migrates a version 7 file: messages without files,
     files: [{ id: "q3Xv5hBWOmL3kP0Jc0rS1A", name: "x.txt", size: 1, type: "text/plain" }],
   });
   assert.deepEqual(await s.message("general", after.id), after);
+});
+
+Deno.test("SqliteStore.open() migrates a version 8 file: messages are found by their files' names", async () => {
+  await using data = await tempData();
+  const file = {
+    id: "AAAAAAAAAAAAAAAAAAAAAA",
+    name: "q3-revenue.csv",
+    size: 10,
+    type: "text/plain",
+  };
+  {
+    await using s = open(data.path);
+    await s.append({ ...room("general", "alice", "the numbers"), files: [file] });
+    await s.append({ ...room("general", "bob", ""), files: [{ ...file, name: "team photo.png" }] });
+  }
+  // As version 8 left it: only the text was searched.
+  const v8 = new DatabaseSync(data.path);
+  v8.exec(`UPDATE messages SET plain = text; PRAGMA user_version = 8`);
+  v8.close();
+  await using s = open(data.path);
+  assert.equal(
+    peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+    SCHEMA_VERSION,
+  );
+  const scope = { user: "alice", rooms: ["general"], limit: 10 };
+  assert.deepEqual((await s.search("revenue", scope)).map((m) => m.id), [1]);
+  assert.deepEqual((await s.search("photo", scope)).map((m) => m.id), [2]);
+  assert.deepEqual((await s.search("numbers", scope)).map((m) => m.id), [1]);
 });

@@ -1644,6 +1644,25 @@ export function storeContract<S extends Store>(
     assert.deepEqual(d.files, [PHOTO]);
   });
 
+  test("search() finds a message by its files' names, through edits, not once deleted", async (s) => {
+    const scope = { user: "alice", rooms: ["r"], limit: 10 };
+    await post(s, "alice", "look", { files: [PHOTO, NOTES] });
+    await post(s, "bob", "", { files: [{ ...NOTES, name: "Q3-Revenue.xlsx" }] });
+    await post(s, "bob", "cats are great");
+    await settle(s);
+    const ids = async (q: string) => (await s.search(q, scope)).map((m) => m.id);
+    assert.deepEqual(await ids("notes"), [1]);
+    assert.deepEqual(await ids("revenue"), [2], "a part of the name, in any case");
+    assert.deepEqual(await ids("cat"), [3, 1], "text and names alike, newest first");
+    applied(await edit(s, 1, "alice", "look again"));
+    await settle(s);
+    assert.deepEqual(await ids("notes"), [1], "an edit keeps the names searchable");
+    assert.deepEqual(await ids("again"), [1]);
+    applied(await del(s, 2, "bob"));
+    await settle(s);
+    assert.deepEqual(await ids("revenue"), [], "a deleted message is found by nothing");
+  });
+
   test("appendOnce() answers a resend of a message with files with the stored message", async (s) => {
     const draft = { conv: "r", room: "r", from: "alice", text: "", files: [PHOTO], ref: "k1" };
     const first = await s.appendOnce(draft);

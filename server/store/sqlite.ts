@@ -67,6 +67,7 @@ import {
   refreshReplies,
   ReplyChanged,
   type RoomInfo,
+  searchable,
   type SearchScope,
   searchWords,
   sinceGap,
@@ -439,7 +440,7 @@ export class SqliteStore implements Store {
         reply?.from ?? null,
         // NULL: the original is gone (its text must not live on here).
         msg.replyTo && !msg.replyTo.deleted ? msg.replyTo.snippet : null,
-        plainText(draft.text),
+        searchable(draft.text, files),
         files ? JSON.stringify(files) : null,
       );
       this.#ran.added.set(draft.conv, (this.#ran.added.get(draft.conv) ?? 0) + 1);
@@ -1398,8 +1399,11 @@ function statements(db: DatabaseSync) {
     reactionsIn: p(
       `SELECT conv, id, emoji, member FROM reactions WHERE (conv, id) IN (${PAIRS}) ORDER BY emoji_ord, ord`,
     ),
+    // What is searched keeps the names of the message's files (see searchable()).
     edit: p(
-      `UPDATE messages SET text = ?1, edited = ?2, rev = ?3, plain = ?6
+      `UPDATE messages SET text = ?1, edited = ?2, rev = ?3,
+         plain = ltrim(?6 || coalesce(
+           (SELECT ' ' || group_concat(value ->> '$.name', ' ') FROM json_each(messages.files)), ''))
        WHERE conv = ?4 AND id = ?5 AND deleted = 0`,
     ),
     // The text becomes '' (the update trigger takes its words out of the index);

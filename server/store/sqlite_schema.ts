@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -254,6 +254,15 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
         data BLOB NOT NULL
       );
       CREATE UNIQUE INDEX file_chunks_by_file ON file_chunks (file, n);
+    `),
+  // 9: a message is found by its files' names too (see searchable() in
+  // store.ts): they join the indexed words of the messages that carry them;
+  // the update trigger puts them in the index.
+  (db) =>
+    db.exec(`
+      UPDATE messages SET plain = ltrim(plain || coalesce(
+        (SELECT ' ' || group_concat(value ->> '$.name', ' ') FROM json_each(messages.files)), ''))
+      WHERE files IS NOT NULL AND deleted = 0;
     `),
 ];
 

@@ -430,18 +430,29 @@ export function dmPair(conv: string): [string, string] | null {
 }
 
 /** Searchable text by message object (messages are never changed in place). */
-const searchable = new WeakMap<ChatMessage, string>();
+const searchableText = new WeakMap<ChatMessage, string>();
 
 /**
- * What the scanning stores (memory, Redis) match search words against: the
- * message's words without its Markdown (`plainText`), lower-cased. Cached
- * per message object.
+ * What a message is found by: its words without their Markdown
+ * (`plainText`) and the names of its files ("report" finds the message that
+ * carries `q3-report.pdf`). The SQLite store indexes this; see
+ * {@link searchText} for the scanning stores.
+ */
+export function searchable(text: string, files?: readonly { name: string }[]): string {
+  const plain = plainText(text);
+  if (!files?.length) return plain;
+  return [plain, ...files.map((f) => f.name)].filter((t) => t !== "").join(" ");
+}
+
+/**
+ * What the scanning stores (memory, Redis) match search words against:
+ * {@link searchable}, lower-cased. Cached per message object.
  */
 export function searchText(msg: ChatMessage): string {
-  let text = searchable.get(msg);
+  let text = searchableText.get(msg);
   if (text === undefined) {
-    text = plainText(msg.text).toLowerCase();
-    searchable.set(msg, text);
+    text = searchable(msg.text, msg.files).toLowerCase();
+    searchableText.set(msg, text);
   }
   return text;
 }
