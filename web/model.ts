@@ -61,6 +61,7 @@ import { bytes, mentions, segments } from "./text.ts";
 import {
   defaultUploader,
   filesLine,
+  overLimit,
   parseFileInfo,
   type Uploader,
   type UploadHandle,
@@ -81,6 +82,8 @@ export interface ServerInfo {
   mode: "open" | "login";
   signup: boolean;
   version?: string;
+  /** The largest file the server takes, in bytes (absent from servers without files). */
+  maxUpload?: number;
 }
 
 /** The state of the connection, for the status indicator. */
@@ -220,6 +223,9 @@ const TYPING_RESEND = 3000;
 const MAX_UPLOADS = 3;
 /** Send `typing` again this soon after a message (which cleared the flag) at the earliest. */
 const TYPING_AFTER_SEND = 1000;
+
+/** The key of the toast that says why a message with failed files did not go. */
+export const FAILED_FILES_TOAST = "failed-files";
 
 /** The chat client: state as signals, actions as methods. */
 export class ChatModel {
@@ -462,7 +468,15 @@ export class ChatModel {
         throw new Error(`status ${res.status}`);
       }
       const info = await res.json() as ServerInfo;
-      this.info.value = { mode: info.mode, signup: info.signup === true, version: info.version };
+      const next: ServerInfo = {
+        mode: info.mode,
+        signup: info.signup === true,
+        version: info.version,
+      };
+      if (Number.isSafeInteger(info.maxUpload) && info.maxUpload! > 0) {
+        next.maxUpload = info.maxUpload;
+      }
+      this.info.value = next;
     } catch {
       this.info.value = null;
     }
@@ -688,9 +702,7 @@ export class ChatModel {
     if (text.trim() === "" && list.length === 0) return null;
     const failed = list.filter((u) => u.state === "failed");
     if (failed.length > 0) {
-      return failed.length === 1
-        ? `“${failed[0].name}” was not uploaded: retry it or remove it first`
-        : `${failed.length} files were not uploaded: retry them or remove them first`;
+      return failedProblem(failed, text.trim() !== "" || failed.length < list.length);
     }
     const problem = (text.trim() === "" ? null : this.tooLong(text)) ?? this.#notIn(conv);
     if (problem !== null) return problem;
@@ -739,8 +751,16 @@ export class ChatModel {
         state: "uploading",
         loaded: 0,
       };
+      const max = this.info.peek()?.maxUpload;
       if (blob.size === 0) {
         Object.assign(u, { state: "failed", error: "This file is empty", retry: false });
+      } else if (max !== undefined && blob.size > max) {
+        // Known too large: not a byte goes to the server.
+        Object.assign(u, {
+          state: "failed",
+          error: overLimit(u.name, blob.size, max),
+          retry: false,
+        });
       } else started.push(u);
       list.push(u);
     }
@@ -757,7 +777,13 @@ export class ChatModel {
     const list = this.uploads.value.get(conv.key) ?? [];
     // Taking a file out changes the message: it no longer goes by itself.
     this.#setWaiting(conv.key, false);
-    this.#setUploads(conv.key, list.filter((u) => u.key !== key));
+    const left = list.filter((u) => u.key !== key);
+    this.#setUploads(conv.key, left);
+    // The toast that asked for the failed files to go has done its work.
+    if (!left.some((u) => u.state === "failed")) {
+      const t = this.toasts.peek().find((t) => t.key === FAILED_FILES_TOAST);
+      if (t) this.dismissToast(t.id);
+    }
   }
 
   /** The message of `conv` no longer goes by itself once its uploads finish (Escape). */
@@ -2347,6 +2373,25 @@ function changeRefused(f: ErrorFrame, kind: "edit" | "delete" | "react"): string
     default:
       return f.message;
   }
+}
+
+/**
+ * Why the composer's message cannot go while `failed` files are in it: a
+ * file that cannot be uploaded (too large, empty, refused) must be removed,
+ * one that failed on the way may be retried. `rest`: the message has more
+ * (text or other files), which goes once the failed ones are out.
+ */
+function failedProblem(failed: readonly Upload[], rest: boolean): string {
+  const retry = failed.some((u) => u.retry);
+  const one = failed.length === 1;
+  const what = one ? `“${failed[0].name}”` : `${failed.length} files`;
+  const then = rest ? " to send the rest" : "";
+  if (retry) {
+    return `${what} ${one ? "was" : "were"} not uploaded: retry ${one ? "it" : "them"} or remove ${
+      one ? "it" : "them"
+    }${then || " first"}`;
+  }
+  return `${what} cannot be sent: remove ${one ? "it" : "them"}${then}`;
 }
 
 function tooManyFiles(): string {

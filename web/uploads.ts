@@ -173,6 +173,42 @@ export function humanSize(n: number): string {
   return `${shown} ${units[u]}`;
 }
 
+/**
+ * Why a file of `size` bytes is not sent to a server that takes at most
+ * `max`: "archive.zip is 3 MB: more than this chat's 1 MB limit", in the
+ * same units as the server's own refusal.
+ */
+export function overLimit(name: string, size: number, max: number): string {
+  const shown = humanSize(size);
+  const limit = humanSize(max);
+  // Rounded to the same figure ("1 MB" over a 1 MB limit): say it without the size.
+  return shown === limit
+    ? `${name} is larger than this chat's ${limit} limit`
+    : `${name} is ${shown}: more than this chat's ${limit} limit`;
+}
+
+/** Image types a pasted picture may have, with the extension its name gets. */
+const PASTED_EXT: Record<string, string> = {
+  "image/png": "png",
+  "image/jpeg": "jpg",
+  "image/gif": "gif",
+  "image/webp": "webp",
+};
+
+/**
+ * The name a pasted picture is sent with: browsers call every screenshot
+ * "image.png" (or nothing), so those get "Pasted image 2026-12-07 at
+ * 14.05.09.png" from the local time `at`; any other name is kept.
+ */
+export function pastedName(name: string, type: string, at: Date): string {
+  const ext = PASTED_EXT[type.toLowerCase()];
+  if (!ext || (name !== "" && !/^image\.(png|jpe?g|gif|webp)$/i.test(name))) return name;
+  const two = (n: number) => String(n).padStart(2, "0");
+  const day = `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}`;
+  const time = `${two(at.getHours())}.${two(at.getMinutes())}.${two(at.getSeconds())}`;
+  return `Pasted image ${day} at ${time}.${ext}`;
+}
+
 /** The largest box an image preview takes in a message, in CSS pixels. */
 export const PREVIEW_BOX = { width: 360, height: 280 };
 

@@ -4,12 +4,16 @@
  * progress and cancel; Enter waiting for an upload; the other person's
  * previews in a box reserved before the pictures load, the lightbox
  * (Escape, arrows, focus back), file cards with a download link, a file
- * over the server's limit refused in words, and a phone; messages of files
- * alone previewed by their files (reply bar and quote, Copy text, a
+ * over the server's limit refused before uploading (and a 413 in the
+ * server's words), a pasted screenshot named by its time, and a phone
+ * (several pictures two a row, the long-press sheet); messages of files
+ * alone previewed by their files (reply bar and quote, Copy file names, a
  * notification), an edit that leaves a message with files without text,
- * and the question before leaving while an upload runs. Screenshots:
- * files-desktop, files-phone, files-desktop-dark, files-phone-dark,
- * files-alone-desktop, lightbox-desktop, lightbox-phone, upload-progress-desktop.
+ * the delete question naming the files, and the question before leaving
+ * while an upload runs. Screenshots: files-desktop, files-phone,
+ * files-grid-phone, files-desktop-dark, files-phone-dark,
+ * files-alone-desktop, lightbox-desktop, lightbox-phone,
+ * upload-progress-desktop, upload-too-large-desktop.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -199,6 +203,11 @@ function chip(p: Person, name: string): Locator {
   return p.page.locator(`.upload[data-name="${name}"]`);
 }
 
+/** The chip of a pasted picture: named by when it was pasted. */
+function pastedChip(p: Person): Locator {
+  return p.page.locator(`.upload[data-name^="Pasted image "]`);
+}
+
 /** The confirmed message whose own text contains `text`. */
 function row(p: Person, text: string): Locator {
   return p.page.locator(".msg[data-id]").filter({
@@ -244,6 +253,12 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
           if (!holding) return route.continue();
           held.push(() => route.continue().catch(() => {}));
         });
+        // bob's page was loaded when the limit was higher (see the 413 below).
+        await c.route("**/api/info", async (route) => {
+          const res = await route.fetch();
+          const info = await res.json();
+          await route.fulfill({ response: res, json: { ...info, maxUpload: 100_000_000 } });
+        });
       },
     });
     await signIn(alice, PASSWORDS.alice);
@@ -270,7 +285,17 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
 
     // Pasted and dropped: a screenshot and a PDF in the next message.
     await paste(page, [{ name: "image.png", type: "image/png", bytes: pictures.screen }]);
-    await chip(alice, "image.png").waitFor();
+    // The browser's "image.png" becomes when it was pasted, in the page's local time.
+    const pasted = pastedChip(alice);
+    await pasted.waitFor();
+    const pastedName = (await pasted.getAttribute("data-name"))!;
+    const today = await page.evaluate(() => {
+      const d = new Date();
+      const two = (n: number) => String(n).padStart(2, "0");
+      return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+    });
+    assert.match(pastedName, /^Pasted image \d{4}-\d\d-\d\d at \d\d\.\d\d\.\d\d\.png$/);
+    assert.ok(pastedName.startsWith(`Pasted image ${today} at `), pastedName);
     await drag(page, [{ name: "plan.pdf", type: "application/pdf", bytes: PDF }], false);
     const zone = page.locator(".drop-zone.over");
     await zone.waitFor();
@@ -278,7 +303,7 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
     await drag(page, [{ name: "plan.pdf", type: "application/pdf", bytes: PDF }], true);
     await zone.waitFor({ state: "detached" });
     await chip(alice, "plan.pdf").locator(".upload-size").waitFor();
-    await chip(alice, "image.png").locator(".upload-size").waitFor();
+    await chip(alice, pastedName).locator(".upload-size").waitFor();
     await page.locator("#composer").fill("The plan, and where it stands");
     await page.locator("#composer").press("Enter");
     await row(alice, "The plan, and where it stands").waitFor();
@@ -421,19 +446,66 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
       uploadThroughput: -1,
     });
 
-    // Too large for the server: said in its words, nothing sent, removed with ×.
+    // Over the limit /api/info gives: refused at once, in the server's units, nothing sent.
+    const posted: string[] = [];
+    page.on("request", (r) => {
+      if (r.method() === "POST" && r.url().includes("/api/files")) posted.push(r.url());
+    });
     await page.locator("#composer-files").setInputFiles([
-      { name: "huge.mov", mimeType: "video/quicktime", buffer: Buffer.from(noise(3_500_000)) },
+      { name: "archive.zip", mimeType: "application/zip", buffer: Buffer.from(noise(3_500_000)) },
+      { name: "notes.pdf", mimeType: "application/pdf", buffer: Buffer.from(PDF) },
     ]);
-    const huge = chip(alice, "huge.mov");
-    await huge.locator(".upload-error").waitFor();
+    const huge = chip(alice, "archive.zip");
     assert.equal(
       await huge.locator(".upload-error").textContent(),
+      "archive.zip is 3.5 MB: more than this chat's 3 MB limit",
+      "said at once, without an upload",
+    );
+    assert.equal(
+      await huge.getByRole("button", { name: "Retry uploading archive.zip" }).count(),
+      0,
+    );
+    await chip(alice, "notes.pdf").locator(".upload-size").waitFor();
+    assert.equal(posted.length, 1, "only notes.pdf went to the server");
+    assert.match(posted[0], /name=notes\.pdf/);
+    assert.equal(await page.locator(".composer .send").isDisabled(), true, "not with that file");
+    // Enter says what to do: remove it; the toast leaves the chip's words in sight.
+    await page.locator("#composer").fill("Notes from the meeting");
+    await page.locator("#composer").press("Enter");
+    const told = page.locator(".toast", {
+      hasText: "“archive.zip” cannot be sent: remove it to send the rest",
+    });
+    await told.waitFor();
+    const toastBox = (await told.boundingBox())!;
+    const errorBox = (await huge.locator(".upload-error").boundingBox())!;
+    assert.ok(
+      toastBox.y + toastBox.height <= errorBox.y,
+      `the toast (bottom ${toastBox.y + toastBox.height}) is above the chip (top ${errorBox.y})`,
+    );
+    await screenshot(page, "upload-too-large-desktop");
+    // Removed: the toast goes, and the text and the other file go with Enter.
+    await page.getByRole("button", { name: "Remove archive.zip" }).click();
+    await huge.waitFor({ state: "detached" });
+    await told.waitFor({ state: "detached" });
+    assert.equal(await page.locator(".composer .send").isDisabled(), false);
+    await page.locator("#composer").press("Enter");
+    await row(bob, "Notes from the meeting").locator(".file-card .file-name", {
+      hasText: "notes.pdf",
+    }).waitFor();
+    assert.equal(posted.length, 1, "archive.zip was never uploaded");
+
+    // A server whose limit went down since the page loaded: its 413 is shown in its words.
+    await bob.page.locator("#composer-files").setInputFiles([
+      { name: "huge.mov", mimeType: "video/quicktime", buffer: Buffer.from(noise(3_500_000)) },
+    ]);
+    const late = chip(bob, "huge.mov");
+    await late.locator(".upload-error").waitFor();
+    assert.equal(
+      await late.locator(".upload-error").textContent(),
       "The file is larger than 3 MB, this chat's limit",
     );
-    assert.equal(await page.locator(".composer .send").isDisabled(), true, "nothing to send");
-    await page.getByRole("button", { name: "Remove huge.mov" }).click();
-    await huge.waitFor({ state: "detached" });
+    await bob.page.getByRole("button", { name: "Remove huge.mov" }).click();
+    await late.waitFor({ state: "detached" });
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
   }, server);
@@ -442,6 +514,7 @@ Deno.test("web app: files picked, pasted and dropped; previews, the lightbox, ca
 Deno.test("web app: files on a phone — the paperclip, previews that fit, the lightbox", async () => {
   const server = await startTestServer({ users: await users() });
   const sunsetPng = await sunset(1200, 800);
+  const towerPng = await tower(600, 900);
   // Grainy: large enough to be caught uploading in the picture.
   const screenPng = await screen(960, 600, 8);
   await withBrowser(async (browser) => {
@@ -471,6 +544,15 @@ Deno.test("web app: files on a phone — the paperclip, previews that fit, the l
     await chip(alice, "quarterly-report-final-v3.pdf").locator(".upload-size").waitFor();
     await alice.page.locator("#composer").fill("Numbers for Monday");
     await alice.page.locator("#composer").press("Enter");
+    await attachAll(alice, [
+      { name: "roof.png", type: "image/png", bytes: sunsetPng },
+      { name: "tower.png", type: "image/png", bytes: towerPng },
+      { name: "sea.png", type: "image/png", bytes: sunsetPng },
+    ]);
+    await alice.page.locator("#composer").fill("Three from the walk");
+    await alice.page.locator("#composer").press("Enter");
+    await attachAll(alice, [{ name: "minutes.pdf", type: "application/pdf", bytes: PDF }]);
+    await alice.page.locator("#composer").press("Enter");
 
     const page = bob.page;
     const view = row(bob, "The view tonight");
@@ -488,18 +570,60 @@ Deno.test("web app: files on a phone — the paperclip, previews that fit, the l
       els.map((el) => el.getBoundingClientRect().right <= innerWidth)
     );
     assert.deepEqual(cards, [true, true], "the cards fit the screen");
+    // Several pictures: two a row, each its shape, in boxes that do not move as they load.
+    const walk = row(bob, "Three from the walk");
+    await walk.locator(".msg-image").nth(2).waitFor();
+    const grid = async () =>
+      await walk.locator(".msg-image").evaluateAll((els) =>
+        els.map((el) => {
+          const b = el.querySelector("img")!.getBoundingClientRect();
+          return { x: Math.round(b.x), y: Math.round(b.y), w: b.width, h: b.height };
+        })
+      );
+    const before = await grid();
+    const walkColumn = await walk.locator(".msg-body").evaluate((el) => el.getBoundingClientRect());
+    assert.equal(before[0].y, before[1].y, "the first two side by side");
+    assert.ok(before[1].x > before[0].x + before[0].w, "the second right of the first");
+    assert.ok(before[2].y > before[0].y, "the third on the next row");
+    assert.equal(before[2].x, before[0].x, "under the first");
+    for (const b of before) {
+      assert.ok(b.x + b.w <= walkColumn.right + 0.5, "inside the message column");
+      assert.ok(b.w <= walkColumn.width / 2, `half the column at most (${b.w})`);
+    }
+    const ratio = [1200 / 800, 600 / 900, 1200 / 800];
+    before.forEach((b, i) => assert.ok(Math.abs(b.w / b.h - ratio[i]) < 0.03, "its shape kept"));
+    await until(async () => (await previews(walk)).every((p) => p.loaded), "the walk arrives");
+    assert.deepEqual(await grid(), before, "nothing moved as they loaded");
+    // The long-press sheet of a message of files alone copies their names, as the toolbar does.
+    const minutes = fileRow(bob, "minutes.pdf");
+    const target = (await minutes.locator(".file-text").boundingBox())!;
+    const touch = await bob.context.newCDPSession(page);
+    const point = { x: target.x + 10, y: target.y + target.height / 2 };
+    await touch.send("Input.dispatchTouchEvent", { type: "touchStart", touchPoints: [point] });
+    const sheet = page.locator("dialog.sheet");
+    await sheet.waitFor();
+    await touch.send("Input.dispatchTouchEvent", { type: "touchEnd", touchPoints: [] });
+    assert.deepEqual(
+      await sheet.locator(".sheet-item").allInnerTexts(),
+      ["Reply", "Copy file names", "Copy link", "Cancel"],
+    );
+    await sheet.getByRole("button", { name: "Cancel" }).click();
+    await sheet.waitFor({ state: "detached" });
+    await touch.detach();
+    await walk.scrollIntoViewIfNeeded();
+    await screenshot(page, "files-grid-phone");
     // The paperclip is a finger's size.
     const clip = (await page.getByRole("button", { name: "Attach files" }).boundingBox())!;
     assert.ok(clip.width >= 44 && clip.height >= 44, "44×44 at least");
     // A pasted screenshot on its way in bob's box, for the picture.
     await throttle(bob, 60_000);
     await paste(page, [{ name: "image.png", type: "image/png", bytes: screenPng }]);
-    await underWay(bob, "image.png", 20);
+    await underWay(bob, (await pastedChip(bob).getAttribute("data-name"))!, 20);
     await page.locator("#composer").fill("Mine");
     await page.locator("#composer").blur();
     await screenshot(page, "files-phone");
     await throttle(bob, -1);
-    await chip(bob, "image.png").locator(".upload-size").waitFor();
+    await pastedChip(bob).locator(".upload-size").waitFor();
 
     await view.getByRole("button", { name: "Open the picture sunset.png" }).click();
     const box = page.locator("dialog.lightbox");
@@ -626,7 +750,7 @@ Deno.test("web app: a message of files alone shows its files wherever it is prev
     await bar.waitFor({ state: "detached" });
 
     // "Copy text" on files alone copies their names, one a line.
-    await action(pair, "Copy the text of the message from alice");
+    await action(pair, "Copy the file names of the message from alice");
     const copied = bob.page.locator(".toast", { hasText: "File names copied" });
     await copied.waitFor();
     assert.equal(
@@ -678,9 +802,21 @@ Deno.test("web app: a message of files alone shows its files wherever it is prev
     for (const p of [alice, bob]) {
       const r = p.page.locator(`.msg[data-id="${id}"]`);
       await r.locator(".edited").waitFor();
-      assert.equal(await r.locator(".msg-text").textContent(), " (edited)", "only the mark");
+      // The mark sits beside the time, not on a line of its own above the files.
+      assert.equal(await r.locator(".msg-text").count(), 0, "no text line");
+      assert.equal(await r.locator(".msg-meta .edited").textContent(), "(edited)");
       assert.equal(await r.locator(".file-card .file-name").textContent(), "budget.csv");
     }
+    // Deleting a message with files says they go too.
+    await action(fileRow(alice, "budget.csv"), "Delete your message");
+    const question = page.locator("dialog.confirm #confirm-title");
+    assert.equal(await question.textContent(), "Delete this message and its file?");
+    await page.locator("dialog.confirm").getByRole("button", { name: "Cancel" }).click();
+    await question.waitFor({ state: "detached" });
+    await action(fileRow(alice, "plan.pdf"), "Delete your message");
+    assert.equal(await question.textContent(), "Delete this message and its 2 files?");
+    await page.locator("dialog.confirm").getByRole("button", { name: "Cancel" }).click();
+    await question.waitFor({ state: "detached" });
     // The picture shows bob's screen as he would leave it: the keyboard in his message box.
     await bob.page.locator("#composer").focus();
     await screenshot(bob.page, "files-alone-desktop");
@@ -790,14 +926,14 @@ Deno.test("web app: files in the dark theme, on a desktop and a phone (screensho
     // bob's pasted screenshot on its way, on the phone.
     await throttle(bob, 60_000);
     await paste(bob.page, [{ name: "image.png", type: "image/png", bytes: pictures.screen }]);
-    await underWay(bob, "image.png", 20);
+    await underWay(bob, (await pastedChip(bob).getAttribute("data-name"))!, 20);
     await bob.page.locator("#composer").fill("Mine");
     await bob.page.locator("#composer").blur();
     await screenshot(bob.page, "files-phone-dark");
 
     for (const p of [alice, bob]) await throttle(p, -1);
     await chip(alice, "harbour.png").locator(".upload-size").waitFor();
-    await chip(bob, "image.png").locator(".upload-size").waitFor();
+    await pastedChip(bob).locator(".upload-size").waitFor();
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
   }, server);

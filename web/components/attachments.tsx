@@ -8,12 +8,13 @@
  * @module
  */
 import { signal } from "@preact/signals";
+import type { ComponentChildren } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { FileInfo } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel, Upload } from "../model.ts";
 import type { UiState } from "../ui.ts";
-import { fileKind, fitBox, humanSize, isImage, PREVIEW_BOX } from "../uploads.ts";
+import { fileKind, fitBox, humanSize, isImage, pastedName, PREVIEW_BOX } from "../uploads.ts";
 import {
   ChevronIcon,
   CloseIcon,
@@ -69,14 +70,23 @@ export function AttachButton(
 export function pastedFiles(e: ClipboardEvent): File[] {
   const data = e.clipboardData;
   if (!data) return [];
-  if (data.files.length > 0) return [...data.files];
   const out: File[] = [];
-  for (const item of data.items) {
-    if (item.kind !== "file") continue;
-    const f = item.getAsFile();
-    if (f) out.push(f);
+  if (data.files.length > 0) out.push(...data.files);
+  else {
+    for (const item of data.items) {
+      if (item.kind !== "file") continue;
+      const f = item.getAsFile();
+      if (f) out.push(f);
+    }
   }
-  return out;
+  // A screenshot comes as "image.png": named by when it was pasted instead.
+  const now = new Date();
+  return out.map((f) => {
+    const name = pastedName(f.name, f.type, now);
+    return name === f.name
+      ? f
+      : new File([f], name, { type: f.type, lastModified: f.lastModified });
+  });
 }
 
 /** Whether a drag carries files (not text or a link from the page). */
@@ -269,7 +279,14 @@ const lightbox = signal<{ files: FileInfo[]; index: number; from: string } | nul
  * their `width` and `height` give (fitted to a box, aspect ratio kept,
  * reserved before they load), then the other files as cards.
  */
-export function MessageFiles({ files, from }: { files: readonly FileInfo[]; from: string }) {
+export function MessageFiles(
+  { files, from, after }: {
+    files: readonly FileInfo[];
+    from: string;
+    /** Shown small after the files (the edited mark of a message without text). */
+    after?: ComponentChildren;
+  },
+) {
   const images = files.filter((f) => isImage(f) && f.url);
   const others = files.filter((f) => !images.includes(f));
   return (
@@ -302,6 +319,7 @@ export function MessageFiles({ files, from }: { files: readonly FileInfo[]; from
         </div>
       )}
       {others.map((f) => <FileCard key={f.id} f={f} />)}
+      {after}
     </div>
   );
 }

@@ -10,7 +10,7 @@
 import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
 import { type ChatMessage, wireLength } from "../../protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
-import { type ChatModel, STORE_NOTICE } from "../model.ts";
+import { type ChatModel, FAILED_FILES_TOAST, STORE_NOTICE } from "../model.ts";
 import { routeHash } from "../route.ts";
 import { bytes, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
@@ -116,6 +116,14 @@ function Message(
     !own && mentions(m.text, me) ? " mentions-me" : ""
   }${m.deleted ? " deleted" : ""}${editing ? " editing" : ""}`;
   const href = messageHash(m, me);
+  // A message of files alone that was edited (its text removed): the mark goes
+  // beside the time, or after the files where no header shows — not on a line of its own.
+  const filesOnly = m.text === "" && (m.files?.length ?? 0) > 0;
+  const edited = m.edited && (
+    <span class="edited" title={`Edited ${fullDate(m.edited)}`}>
+      {filesOnly ? "(edited)" : " (edited)"}
+    </span>
+  );
   return (
     <li class={cls} data-id={m.id} data-from={m.from} {...press}>
       <div class="msg-side">
@@ -149,6 +157,7 @@ function Message(
             <a class="permalink" href={href} tabIndex={-1}>
               <time dateTime={m.ts} title={fullDate(m.ts)}>{clock(m.ts)}</time>
             </a>
+            {filesOnly && !m.deleted && !editing && edited}
           </div>
         )}
         {m.replyTo && !m.deleted && <ReplyQuote model={model} conv={conv} r={m.replyTo} />}
@@ -156,7 +165,7 @@ function Message(
           ? <div class="msg-text tombstone">message deleted</div>
           : editing
           ? <MessageEditor model={model} ui={ui} conv={conv} m={m} />
-          : (m.text !== "" || m.edited || !m.files?.length) && (
+          : !filesOnly && (
             <div class="msg-text">
               {
                 /* Keyed by the edit: an edit renders the text afresh (a page catching
@@ -168,15 +177,15 @@ function Message(
                 me={me}
                 known={(n) => model.knows(n)}
               />
-              {m.edited && (
-                <span class="edited" title={`Edited ${fullDate(m.edited)}`}>
-                  {" "}(edited)
-                </span>
-              )}
+              {edited}
             </div>
           )}
         {!m.deleted && m.files && m.files.length > 0 && (
-          <MessageFiles files={m.files} from={m.from} />
+          <MessageFiles
+            files={m.files}
+            from={m.from}
+            after={filesOnly && grouped && !editing ? edited : undefined}
+          />
         )}
         {!m.deleted && <Reactions model={model} conv={conv} m={m} />}
       </div>
@@ -526,6 +535,27 @@ export function Composer(
 
   useLayoutEffect(() => fit(ref.current), [draft]);
 
+  // Toasts float above the message box, however tall its chips make it.
+  const form = useRef<HTMLFormElement>(null);
+  useLayoutEffect(() => {
+    const el = form.current;
+    if (!el || typeof ResizeObserver !== "function") return;
+    const root = document.documentElement;
+    const place = () => {
+      const above = Math.round(innerHeight - el.getBoundingClientRect().top) + 12;
+      root.style.setProperty("--above-composer", `${above}px`);
+    };
+    const ro = new ResizeObserver(place);
+    ro.observe(el);
+    addEventListener("resize", place);
+    place();
+    return () => {
+      ro.disconnect();
+      removeEventListener("resize", place);
+      root.style.removeProperty("--above-composer");
+    };
+  }, [conv, conv.member.value]);
+
   if (!conv.member.value) return <JoinBar model={model} conv={conv} />;
 
   // Counting is linear in the text: only worth it once the text could be near the limit.
@@ -544,7 +574,7 @@ export function Composer(
   const submit = () => {
     const problem = model.submit(conv);
     // Too long or not in the room show where they are; a file not uploaded needs saying.
-    if (problem !== null && failed) model.toast(problem, "submit");
+    if (problem !== null && failed) model.toast(problem, FAILED_FILES_TOAST);
   };
 
   const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
@@ -575,6 +605,7 @@ export function Composer(
       {reply && <ReplyBar ui={ui} conv={conv} r={reply} />}
       <DropZone model={model} conv={conv} />
       <form
+        ref={form}
         class={`composer${over ? " too-long" : ""}${reply ? " replying" : ""}${
           uploads.length > 0 ? " with-files" : ""
         }`}

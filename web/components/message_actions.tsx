@@ -206,10 +206,15 @@ export function copyLink(model: ChatModel, hash: string): Promise<void> {
  * gives their names, one a line ("📎 report.pdf").
  */
 export function copyText(model: ChatModel, m: Pick<ChatMessage, "text" | "files">): Promise<void> {
-  if (m.text === "" && m.files?.length) {
-    return copy(model, filesText(m.files), "File names copied", "text");
+  if (namesOnly(m)) {
+    return copy(model, filesText(m.files!), "File names copied", "text");
   }
   return copy(model, m.text, "Text copied", "text");
+}
+
+/** A message of files alone: copying it gives their names (see {@link copyText}). */
+function namesOnly(m: Pick<ChatMessage, "text" | "files">): boolean {
+  return m.text === "" && (m.files?.length ?? 0) > 0;
 }
 
 /** How the actions name a message: "your message at 10:04", "the message from bob at 10:04". */
@@ -289,8 +294,8 @@ export function MessageToolbar(
       <button
         type="button"
         class="icon-btn small"
-        aria-label={`Copy the text of ${what}`}
-        title="Copy text"
+        aria-label={namesOnly(m) ? `Copy the file names of ${what}` : `Copy the text of ${what}`}
+        title={namesOnly(m) ? "Copy file names" : "Copy text"}
         onClick={() => copyText(model, m)}
       >
         <CopyIcon />
@@ -771,7 +776,7 @@ function ActionSheet(
           </button>
         )}
         <button type="button" class="sheet-item" onClick={then(() => copyText(model, m))}>
-          <CopyIcon /> Copy text
+          <CopyIcon /> {namesOnly(m) ? "Copy file names" : "Copy text"}
         </button>
         <button type="button" class="sheet-item" onClick={then(() => copyLink(model, href))}>
           <LinkIcon /> Copy link
@@ -784,6 +789,14 @@ function ActionSheet(
   );
 }
 
+/** "Delete this message?", naming the files that go with it: "…and its 2 files?". */
+export function deleteQuestion(files: number): string {
+  if (files === 0) return "Delete this message?";
+  return files === 1
+    ? "Delete this message and its file?"
+    : `Delete this message and its ${files} files?`;
+}
+
 /** "Delete this message?": asked once, in the app's style. */
 function ConfirmDelete(
   { model, ui, conv, m }: { model: ChatModel; ui: UiState; conv: Conversation; m: ChatMessage },
@@ -792,7 +805,7 @@ function ConfirmDelete(
   return (
     <Dialog class="modal confirm" labelledBy="confirm-title">
       <div class="modal-head">
-        <h2 id="confirm-title">Delete this message?</h2>
+        <h2 id="confirm-title">{deleteQuestion(m.files?.length ?? 0)}</h2>
       </div>
       <div class="modal-section">
         {quote !== "" && <p class="confirm-quote">{quote}</p>}
