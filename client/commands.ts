@@ -55,7 +55,7 @@ export const COMMANDS_HELP = `Commands:
   /react ID EMOJI    React to message ID with EMOJI; again with the same EMOJI takes it back
   /reply ID TEXT     Answer message ID, quoting it
   /upload PATH [TEXT] Send the file at PATH here, with TEXT ("quote" a PATH with spaces)
-  /download ID [PATH] Save file ID (in its link: /files/ID/…) to PATH (default: its name)
+  /download ID [PATH] Save file ID (as shown after the file) to PATH (default: ~/Downloads)
   /ids               Show or hide message ids (#41) in front of lines
   /help              Show this help
   /quit              Leave the chat (also Ctrl+D on an empty line)
@@ -257,7 +257,7 @@ export function parseCommand(line: string): Command {
     case "download":
     case "dl": {
       const usage =
-        "Usage: /download ID [PATH], where ID is a file's id (in its link: /files/ID/…)";
+        "Usage: /download ID [PATH], where ID is a file's id (shown after it: /download ID)";
       const id = words.length > 0 ? fileIdOf(words[0]) : null;
       if (id === null) return { kind: "invalid", message: usage };
       const after = rest.trimStart().slice(words[0].length);

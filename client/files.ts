@@ -99,6 +99,11 @@ export interface DownloadOptions {
   name?: string;
   /** Told once the file is created (any question answered), before the server is asked. */
   onReady?: () => void;
+  /**
+   * Where the file goes instead when the folder of `path` turns out not to
+   * exist (a Downloads folder the client could not look into beforehand).
+   */
+  fallback?: string;
 }
 
 /** Where a download went. */
@@ -126,6 +131,52 @@ export function expandHome(path: string): string {
 /** The last part of a path (`/a/b/photo.png` → `photo.png`), on any system. */
 export function baseName(path: string): string {
   return path.replace(/[\\/]+$/, "").split(/[\\/]/).at(-1) ?? path;
+}
+
+/** Reads `name` from the environment only when allowed already: never a question. */
+function envAllowed(name: string): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The user's Downloads folder, as {@link downloadsFolder} finds it. */
+export interface DownloadsFolder {
+  /** The folder's absolute path. */
+  path: string;
+  /**
+   * Whether it is known to exist: `false` when the client may not look
+   * (then a download tries it, and falls back to the current directory).
+   */
+  checked: boolean;
+}
+
+/**
+ * Where `/download` saves by default: `$XDG_DOWNLOAD_DIR` when it is set
+ * (and readable from the environment without a question), else
+ * `~/Downloads`; only a folder that exists, or that the client may not look
+ * into (it may exist). `undefined` when there is none: the current
+ * directory then.
+ */
+export function downloadsFolder(): DownloadsFolder | undefined {
+  const candidates: string[] = [];
+  const xdg = envAllowed("XDG_DOWNLOAD_DIR");
+  // Like the XDG spec's other variables: a relative path is ignored.
+  if (xdg && xdg.startsWith("/")) candidates.push(xdg.replace(/(.)\/+$/, "$1"));
+  const home = envAllowed("HOME") ?? envAllowed("USERPROFILE");
+  if (home) candidates.push(`${home.replace(/[\\/]+$/, "")}/Downloads`);
+  for (const path of candidates) {
+    if (!allowed("read", path)) return { path, checked: false };
+    try {
+      if (Deno.statSync(path).isDirectory) return { path, checked: true };
+    } catch { /* not there: the next one */ }
+  }
+  return undefined;
 }
 
 /**
@@ -192,11 +243,10 @@ async function obtain(access: Access, path: string, ask?: Ask): Promise<void> {
       );
     }
   }
-  const flag = `start deno run with --allow-${access}=DIR for its folder`;
   throw new TransferError(
     state === "denied"
-      ? `No permission to ${access} "${path}": it was refused earlier, and Deno asks only once a run: restart the client and answer y, or ${flag}`
-      : `No permission to ${access} "${path}", and nobody to ask (that takes a terminal on stdin and stderr, without --no-prompt): run the client from a terminal and answer its question, or ${flag}`,
+      ? `No permission to ${access} "${path}": it was refused earlier, and Deno asks only once a run: restart the client and answer y, or start deno run with --allow-${access}=DIR for its folder`
+      : `No permission to ${access} "${path}" and nobody to ask: run the client in a terminal, or with --allow-${access}=FOLDER`,
   );
 }
 
@@ -345,7 +395,7 @@ async function createNew(path: string): Promise<Created | null> {
  */
 async function createFree(
   path: string,
-  options: { ask?: Ask; inside?: string } = {},
+  options: { ask?: Ask; inside?: string; fallback?: string } = {},
 ): Promise<Created> {
   let base = path;
   let inside = options.inside === undefined ? undefined : localName(options.inside);
@@ -356,6 +406,9 @@ async function createFree(
     try {
       created = await createNew(candidate);
     } catch (err) {
+      if (err instanceof Deno.errors.NotFound && options.fallback !== undefined) {
+        return createFree(options.fallback, { ask: options.ask });
+      }
       throw fileProblem(candidate, err, "write");
     }
     if (created) return n === 0 ? created : { ...created, taken: base };
@@ -419,7 +472,11 @@ export async function downloadFile(
 ): Promise<Downloaded> {
   const { wsUrl, signal, onProgress } = options;
   // Created before the server is asked: every question comes first, and nothing is fetched in vain.
-  const created = await createFree(path, { ask: options.ask, inside: options.name });
+  const created = await createFree(path, {
+    ask: options.ask,
+    inside: options.name,
+    fallback: options.fallback,
+  });
   options.onReady?.();
   let res: Response;
   try {

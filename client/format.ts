@@ -119,9 +119,15 @@ export function fileLink(file: FileInfo, base?: string): string {
   return base !== undefined && url.startsWith("/") ? `${base}${url}` : url;
 }
 
+/** How many characters of a file's id {@link formatFile} shows. */
+export const FILE_ID_SHOWN = 8;
+
 /**
- * An attached file on one line: `📎 photo.png (2.9 MB, 1280×720) LINK`,
- * the link as {@link fileLink} makes it.
+ * An attached file: `📎 photo.png (2.9 MB, 1280×720) · /download mwU0aEG4`,
+ * the command that saves it (with the start of its id) first; then its link
+ * (as {@link fileLink} makes it), dimmed, on a line of its own two spaces
+ * further in, where a link too long for the terminal wraps without
+ * splitting the line above.
  */
 export function formatFile(file: FileInfo, options: FormatOptions): string {
   const color = options.color ?? false;
@@ -130,9 +136,12 @@ export function formatFile(file: FileInfo, options: FormatOptions): string {
     facts.push(`${file.width}×${file.height}`);
   }
   const link = fileLink(file, options.base);
+  // The start of the id is enough for /download (48 random bits: two files of
+  // a conversation that share it are as good as impossible, and it says so).
+  const id = strip(file.id ?? "").slice(0, FILE_ID_SHOWN);
   return `📎 ${paint("bold", strip(file.name), color)} (${facts.join(", ")})${
-    link === "" ? "" : ` ${paint("dim", link, color)}`
-  }`;
+    id === "" ? "" : ` ${paint("dim", "·", color)} /download ${id}`
+  }${link === "" ? "" : `\n  ${paint("dim", link, color)}`}`;
 }
 
 /** What a reply quotes: `↳ bob: the first words…` (`↳ #41 bob: …` with ids). */
@@ -171,19 +180,26 @@ export function formatMessage(msg: ChatMessage, options: FormatOptions): string 
       : `${from} → ${paint("magenta", "you", color)}`;
     head = `${id}${time} ${arrow}:`;
   }
-  // Files follow the text, one a line; a message of files alone starts with the first.
+  // Files follow the text, each with its link on the next line; a message of
+  // files alone starts with the first (its link then follows the marks).
   const files = msg.deleted ? [] : (msg.files ?? []).map((f) => formatFile(f, options));
-  const body = msg.deleted
-    ? paint("dim", paint("italic", "message deleted", color), color)
-    : msg.text === "" && files.length > 0
-    ? files.shift()!
-    : renderMarkdown(msg.text, { style: color }).join("\n  ");
+  let rest = "";
+  let body: string;
+  if (msg.deleted) {
+    body = paint("dim", paint("italic", "message deleted", color), color);
+  } else if (msg.text === "" && files.length > 0) {
+    const [first, ...more] = files.shift()!.split("\n");
+    body = first;
+    rest = more.map((l) => `\n  ${l}`).join("");
+  } else {
+    body = renderMarkdown(msg.text, { style: color }).join("\n  ");
+  }
   const marks = [
     msg.edited && !msg.deleted ? paint("dim", "(edited)", color) : "",
     reactionSummary(msg.reactions),
   ].filter((m) => m !== "").join(" ");
-  const line = `${head} ${body}${marks === "" ? "" : ` ${marks}`}${
-    files.map((f) => `\n  ${f}`).join("")
+  const line = `${head} ${body}${marks === "" ? "" : ` ${marks}`}${rest}${
+    files.map((f) => `\n  ${f.replaceAll("\n", "\n  ")}`).join("")
   }`;
   if (msg.replyTo === undefined) return line;
   // The quote lines up with the sender's name.

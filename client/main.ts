@@ -58,6 +58,11 @@ ${
       "Where saved sessions are kept: chat/tokens.json in $XDG_CONFIG_HOME, " +
       "else in ~/.config (Windows: in %APPDATA%)",
     ],
+    [
+      "XDG_DOWNLOAD_DIR",
+      "Where /download saves without a path, when it is a folder; else ~/Downloads, " +
+      "else the current directory",
+    ],
   ])
 }
 
@@ -71,11 +76,13 @@ On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive, their Markdown styled. Type /help in the chat for
 its commands: /join, /leave, /rooms, /who, /dm, /history, /search, /passwd
 and /quit. /edit, /delete, /react and /reply change and answer messages, and
-/ids shows their ids. /upload sends a file and /download saves one; a file
-the client may not read or write yet is asked for with Deno's question, that
-one file only (answer y or n; deno run may instead be given --allow-read=DIR
-and --allow-write=DIR). A dropped connection is resumed on its own, and what
-was missed meanwhile (messages, edits, deletions, reactions) is shown once.
+/ids shows their ids. /upload sends a file and /download saves one (into
+$XDG_DOWNLOAD_DIR or ~/Downloads when there is one, else the current
+directory); a file the client may not read or write yet is asked for with
+Deno's question, that one file only (answer y or n; deno run may instead be
+given --allow-read=DIR and --allow-write=DIR). A dropped connection is
+resumed on its own, and what was missed meanwhile (messages, edits,
+deletions, reactions) is shown once.
 
 When stdin is not a terminal, each of its lines is sent as a message to the
 room, in order, and the client exits once the server has acknowledged the

@@ -14,7 +14,9 @@ import {
   baseName,
   destination,
   downloadFile,
+  downloadsFolder,
   expandHome,
+  localName,
   TransferError,
   uploadFile,
 } from "./files.ts";
@@ -887,7 +889,7 @@ export class TerminalUI {
     }
     if (file === undefined) {
       this.#print(this.#error(
-        `There is no file "${id}" in this conversation's messages: give the id in its link (/files/ID/…)`,
+        `There is no file "${id}" in this conversation's messages: give the id shown after it (/download ID)`,
       ));
       return;
     }
@@ -903,8 +905,13 @@ export class TerminalUI {
     const t = this.#begin("Downloading", file.name);
     if (t === null) return;
     try {
-      const target = destination(file.name, path);
+      // Without a path: the Downloads folder, else the current directory.
+      const folder = path === undefined ? downloadsFolder() : undefined;
+      const target = folder === undefined
+        ? destination(file.name, path)
+        : `${folder.path}/${localName(file.name)}`;
       const saved = await downloadFile(link, target, {
+        fallback: folder?.checked === false ? localName(file.name) : undefined,
         wsUrl: this.#url,
         token: this.#session.token ?? undefined,
         size: file.size,
@@ -916,8 +923,8 @@ export class TerminalUI {
       });
       this.#end(t);
       this.#print(this.#notice(
-        `Saved ${t.name} (${formatSize(saved.size)}) as ${saved.path}${
-          saved.taken === undefined ? "" : ` (${saved.taken} exists already)`
+        `Saved ${t.name} (${formatSize(saved.size)}) as ${shownPath(saved.path)}${
+          saved.taken === undefined ? "" : ` (${shownPath(saved.taken)} exists already)`
         }`,
       ));
     } catch (err) {
@@ -1118,6 +1125,11 @@ export class TerminalUI {
     ];
     this.#print(...lines);
   }
+}
+
+/** A path as the final line of a download shows it: `./name` in the current directory. */
+function shownPath(path: string): string {
+  return /^([\\/]|[A-Za-z]:|\.\.?[\\/])/.test(path) ? path : `./${path}`;
 }
 
 /** A sentence continued after a colon: its first letter lower case (unless a word in capitals). */

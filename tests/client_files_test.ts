@@ -20,7 +20,7 @@ import {
 import { Session, type SessionEvent } from "../client/session.ts";
 import { type TerminalIO, TerminalUI } from "../client/terminal.ts";
 import { closeAll, signIn, startTestServer, waitUntil } from "./helpers.ts";
-import { ConfigHome, randomBytes, ROOT, TempDir } from "./client_helpers.ts";
+import { ConfigHome, denoDir, randomBytes, ROOT, TempDir } from "./client_helpers.ts";
 import { Tmux } from "./tmux.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -409,19 +409,23 @@ Deno.test("/upload sends a file that another client sees, /download saves it byt
   alice.term.line(`/upload "${dir.path}/my photo.bin" here it **is**`);
   await alice.term.waitFor("-- Uploaded my photo.bin (1.2 MB)");
   await alice.term.waitFor(/^\d\d:\d\d alice: here it \*\*is\*\*$/);
-  const seen = await bob.term.waitFor(/^ {2}📎 my photo\.bin \(1\.2 MB\) http:\/\//);
-  const m = /\/files\/([A-Za-z0-9_-]{22})\/my%20photo\.bin\?v=bob&s=/.exec(seen);
-  assert.ok(m, `the link is signed for bob: ${seen}`);
-  assert.ok(seen.includes(`${t.http}/files/`), "the link is absolute");
+  // The file's line ends with the command that saves it; its link is on the next line.
+  const seen = await bob.term.waitFor(/^ {2}📎 my photo\.bin \(1\.2 MB\) · \/download [\w-]{8}$/);
+  const link = await bob.term.waitFor(/^ {4}http:\/\//);
+  const m = /\/files\/([A-Za-z0-9_-]{22})\/my%20photo\.bin\?v=bob&s=/.exec(link);
+  assert.ok(m, `the link is signed for bob: ${link}`);
+  assert.ok(link.startsWith(`    ${t.http}/files/`), "the link is absolute");
   const id = m[1];
+  const command = seen.slice(seen.indexOf("/download"));
+  assert.equal(command, `/download ${id.slice(0, 8)}`);
   // The upload's progress was drawn in front of the prompt, and is gone after it.
   assert.ok(alice.term.prompts().some((p) => /^Uploading my photo\.bin \d+% \(/.test(p)));
   assert.equal(alice.term.prompts().at(-1), "#general> ");
 
-  // The start of the id is enough; a directory takes the file's name.
+  // The command as shown, with a directory: that takes the file's name.
   const out = `${dir.path}/out`;
   await Deno.mkdir(out);
-  bob.term.line(`/download ${id.slice(0, 6)} ${out}`);
+  bob.term.line(`${command} ${out}`);
   await bob.term.waitFor(`-- Saved my photo.bin (1.2 MB) as ${out}/my photo.bin`);
   assert.equal(await sha256(await Deno.readFile(`${out}/my photo.bin`)), await sha256(bytes));
   // Again: beside it, saying so.
@@ -433,18 +437,69 @@ Deno.test("/upload sends a file that another client sees, /download saves it byt
 
   bob.term.line("/download zzzzzz");
   await bob.term.waitFor(
-    `! There is no file "zzzzzz" in this conversation's messages: give the id in its link (/files/ID/…)`,
+    `! There is no file "zzzzzz" in this conversation's messages: give the id shown after it (/download ID)`,
   );
   // History shows files too; a message of a file alone starts with it.
   alice.term.line(`/upload ${dir.path}/my\\ photo.bin`);
-  await alice.term.waitFor(/^\d\d:\d\d alice: 📎 my photo\.bin \(1\.2 MB\) http:/);
+  await alice.term.waitFor(/^\d\d:\d\d alice: 📎 my photo\.bin \(1\.2 MB\) · \/download [\w-]{8}$/);
   bob.term.line("/history 2");
   await bob.term.waitFor("-- Last 2 messages in #general:");
   await waitUntil(
     () =>
-      bob.term.lines().filter((l) => l.includes(`📎 my photo.bin (1.2 MB) ${t.http}`)).length >= 4,
-    "bob sees both files live and in history",
+      bob.term.lines().filter((l) => /📎 my photo\.bin \(1\.2 MB\) · \/download [\w-]{8}$/.test(l))
+          .length >= 4 &&
+      bob.term.lines().filter((l) => l.startsWith(`    ${t.http}/files/`)).length >= 4,
+    "bob sees both files live and in history, each with its link below",
   );
+});
+
+Deno.test("/download without a path saves into $XDG_DOWNLOAD_DIR, else ~/Downloads, else the current directory", async (t) => {
+  await using server = await startTestServer({ users: USERS });
+  await using dir = new TempDir();
+  const bytes = randomBytes(5000);
+  await Deno.writeFile(`${dir.path}/a.bin`, bytes);
+  const saved = { home: Deno.env.get("HOME"), xdg: Deno.env.get("XDG_DOWNLOAD_DIR") };
+  const cwd = Deno.cwd();
+  const restore = (name: string, value: string | undefined) =>
+    value === undefined ? Deno.env.delete(name) : Deno.env.set(name, value);
+  await using alice = await startUI(server.ws, "alice", USERS.alice);
+  try {
+    alice.term.line(`/upload ${dir.path}/a.bin`);
+    const line = await alice.term.waitFor(/alice: 📎 a\.bin \(5 KB\) · \/download [\w-]{8}$/);
+    const command = line.slice(line.indexOf("/download"));
+    for (const sub of ["xdg", "home/Downloads", "cwd"]) {
+      await Deno.mkdir(`${dir.path}/${sub}`, { recursive: true });
+    }
+    Deno.env.set("HOME", `${dir.path}/home`);
+    Deno.chdir(`${dir.path}/cwd`);
+
+    await t.step("$XDG_DOWNLOAD_DIR when it is a folder", async () => {
+      Deno.env.set("XDG_DOWNLOAD_DIR", `${dir.path}/xdg/`);
+      alice.term.line(command);
+      await alice.term.waitFor(`-- Saved a.bin (5 KB) as ${dir.path}/xdg/a.bin`);
+      assert.deepEqual(await Deno.readFile(`${dir.path}/xdg/a.bin`), bytes);
+    });
+    await t.step("~/Downloads when $XDG_DOWNLOAD_DIR is not a folder", async () => {
+      Deno.env.set("XDG_DOWNLOAD_DIR", `${dir.path}/missing`);
+      alice.term.line(command);
+      await alice.term.waitFor(`-- Saved a.bin (5 KB) as ${dir.path}/home/Downloads/a.bin`);
+      alice.term.line(command);
+      await alice.term.waitFor(
+        `-- Saved a.bin (5 KB) as ${dir.path}/home/Downloads/a (1).bin (${dir.path}/home/Downloads/a.bin exists already)`,
+      );
+    });
+    await t.step("the current directory when neither is there", async () => {
+      Deno.env.set("XDG_DOWNLOAD_DIR", "xdg"); // relative: ignored
+      await Deno.remove(`${dir.path}/home/Downloads`, { recursive: true });
+      alice.term.line(command);
+      await alice.term.waitFor("-- Saved a.bin (5 KB) as ./a.bin");
+      assert.deepEqual(await Deno.readFile(`${dir.path}/cwd/a.bin`), bytes);
+    });
+  } finally {
+    Deno.chdir(cwd);
+    restore("HOME", saved.home);
+    restore("XDG_DOWNLOAD_DIR", saved.xdg);
+  }
 });
 
 Deno.test("/upload of a file over --max-upload says the server's sentence and sends nothing", async () => {
@@ -536,6 +591,7 @@ Deno.test("chat client (terminal) uploads and downloads files where it may, and 
   const bytes = randomBytes(300_000);
   await Deno.writeFile(`${dir.path}/report.pdf`, bytes);
   try {
+    // HOME is the folder it may use: whether HOME/Downloads is there can be told.
     await tty.start([
       Deno.execPath(),
       ...runWithFiles(config, dir.path),
@@ -545,8 +601,8 @@ Deno.test("chat client (terminal) uploads and downloads files where it may, and 
       t.ws,
     ], {
       cwd: dir.path,
-      env: config.env,
-      width: 200,
+      env: { ...config.env, HOME: dir.path, DENO_DIR: await denoDir() },
+      width: 80,
     });
     await tty.waitFor("Password for alice:");
     await tty.line(USERS.alice);
@@ -556,15 +612,29 @@ Deno.test("chat client (terminal) uploads and downloads files where it may, and 
     assert.equal(sent.text, "the report");
     assert.deepEqual(sent.files?.map((f) => [f.name, f.size]), [["report.pdf", 300_000]]);
     await tty.waitFor("-- Uploaded report.pdf (300 KB)");
+    // At 80 columns: the command to save it on a line of its own, the link below.
+    const command = `/download ${sent.files![0].id.slice(0, 8)}`;
     await tty.waitFor(
-      /alice: the report\n {2}📎 report\.pdf \(300 KB\) http:\/\/127\.0\.0\.1:\d+\/files\//,
+      new RegExp(
+        `alice: the report\\n {2}📎 report\\.pdf \\(300 KB\\) · ${command}\\n {4}http://127\\.0\\.0\\.1:\\d+/files/`,
+      ),
     );
 
-    // The default is the file's name in the current directory, never over a file.
-    await tty.line(`/download ${sent.files![0].id.slice(0, 5)}`);
-    await tty.waitFor("-- Saved report.pdf (300 KB) as report (1).pdf (report.pdf exists already)");
+    // Without ~/Downloads, the default is the current directory, never over a file.
+    await tty.line(command);
+    await tty.waitFor(
+      "-- Saved report.pdf (300 KB) as ./report (1).pdf (./report.pdf exists already)",
+    );
     assert.equal(
       await sha256(await Deno.readFile(`${dir.path}/report (1).pdf`)),
+      await sha256(bytes),
+    );
+    // With it, the file goes there.
+    await Deno.mkdir(`${dir.path}/Downloads`);
+    await tty.line(command);
+    await tty.waitFor(`-- Saved report.pdf (300 KB) as ${dir.path}/Downloads/report.pdf`);
+    assert.equal(
+      await sha256(await Deno.readFile(`${dir.path}/Downloads/report.pdf`)),
       await sha256(bytes),
     );
 

@@ -33,6 +33,13 @@ export function clientRun(chatDir: string): string[] {
   return words.slice(1, -1);
 }
 
+/** Deno's cache, to name explicitly for a client run with a HOME of its own. */
+export async function denoDir(): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
+    .output();
+  return JSON.parse(new TextDecoder().decode(out.stdout)).denoDir;
+}
+
 /** The shape of the client's tokens.json. */
 export type SavedTokens = Record<string, { user: string; token: string }>;
 

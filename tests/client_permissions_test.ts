@@ -8,19 +8,12 @@
 import assert from "node:assert/strict";
 import type { FileInfo, ServerFrame } from "../protocol.ts";
 import { closeAll, DEADLINE, type SignedIn, signIn, startTestServer } from "./helpers.ts";
-import { clientRun, randomBytes, ROOT, TempDir } from "./client_helpers.ts";
+import { clientRun, denoDir, randomBytes, ROOT, TempDir } from "./client_helpers.ts";
 import { count, Tmux } from "./tmux.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
 const USERS = { alice: "alice-pass", bob: "bob-pass1" };
-
-/** Deno's cache, named explicitly: the client runs with another HOME. */
-async function denoDir(): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" })
-    .output();
-  return JSON.parse(new TextDecoder().decode(out.stdout)).denoDir;
-}
 
 /** Options for {@link startClient}. */
 interface StartOptions {
@@ -200,15 +193,19 @@ Deno.test("chat client (terminal) /download outside its folders asks Deno's ques
     const file = await shareAsBob(t.http, bob, "report.bin", bytes);
     await tty.waitFor("📎 report.bin (40 KB)");
 
-    // y: the default is the file's name in the current folder; the question is for that file.
+    // y: the default is ~/Downloads, which the client may not look into: the
+    // question is for the file there; the folder is not there, so the file
+    // goes in the current folder instead, asked for too.
     await tty.line(`/download ${file.id.slice(0, 8)}`);
     let screen = await tty.waitFor(/Allow\? \[y\/n\/A\][^\n]*> ?$/);
     assert.ok(
-      screen.includes(`Deno requests write access to "report.bin".`),
+      screen.includes(`Deno requests write access to "${home.path}/Downloads/report.bin".`),
       `the question is for the file alone:\n${screen}`,
     );
     await answer(tty, "y");
-    screen = await tty.waitFor("-- Saved report.bin (40 KB) as report.bin");
+    await tty.waitFor(`Deno requests write access to "report.bin".`);
+    await answer(tty, "y");
+    screen = await tty.waitFor("-- Saved report.bin (40 KB) as ./report.bin");
     assert.deepEqual(await Deno.readFile(`${work.path}/report.bin`), bytes);
     await waitForPrompt(tty);
     await assertRawMode(tty, bob, "saved it");
@@ -229,10 +226,17 @@ Deno.test("chat client (terminal) /download outside its folders asks Deno's ques
     await tty.waitFor(`Deno requests write access to "report (1).bin".`);
     await answer(tty, "y");
     await tty.waitFor(
-      "-- Saved report.bin (40 KB) as report (1).bin (report.bin exists already)",
+      "-- Saved report.bin (40 KB) as ./report (1).bin (./report.bin exists already)",
     );
     assert.deepEqual(await Deno.readFile(`${work.path}/report (1).bin`), bytes);
     assert.deepEqual(await Deno.readFile(`${work.path}/report.bin`), bytes);
+
+    // Once ~/Downloads is there, the file goes in it (allowed already: no question).
+    await Deno.mkdir(`${home.path}/Downloads`);
+    await tty.line(`/download ${file.id.slice(0, 8)}`);
+    screen = await tty.waitFor(`-- Saved report.bin (40 KB) as ${home.path}/Downloads/report.bin`);
+    assert.equal(count(screen, "Granted write access"), 3, "no new question");
+    assert.deepEqual(await Deno.readFile(`${home.path}/Downloads/report.bin`), bytes);
 
     // A folder it may not look into, typed without a final /: the question
     // names it as typed, and the file goes in it.
@@ -254,9 +258,7 @@ Deno.test("chat client (terminal) refuses /upload and /download without a questi
   const notes = `${outside.path}/notes.bin`;
   await Deno.writeFile(notes, randomBytes(1000));
   const bob = await signIn(server.ws, "bob", USERS.bob);
-  const nobody = "and nobody to ask (that takes a terminal on stdin and stderr, without " +
-    "--no-prompt): run the client from a terminal and answer its question, or start deno run " +
-    "with";
+  const nobody = "and nobody to ask: run the client in a terminal, or with";
   try {
     const file = await shareAsBob(server.http, bob, "report.bin", randomBytes(2000));
     const variants: [string, (dir: string) => StartOptions][] = [
@@ -271,12 +273,17 @@ Deno.test("chat client (terminal) refuses /upload and /download without a questi
         await startClient(tty, server.ws, { home: home.path, cwd: work.path }, options(home.path));
         await tty.line(`/upload ${notes} the notes`);
         await tty.waitFor(
-          `! Not uploaded: no permission to read "${notes}", ${nobody} --allow-read=DIR for its folder`,
+          `! Not uploaded: no permission to read "${notes}" ${nobody} --allow-read=FOLDER\n`,
         );
         const target = `${outside.path}/copy.bin`;
         await tty.line(`/download ${file.id} ${target}`);
         await tty.waitFor(
-          `! Not downloaded: no permission to write "${target}", ${nobody} --allow-write=DIR for its folder`,
+          `! Not downloaded: no permission to write "${target}" ${nobody} --allow-write=FOLDER\n`,
+        );
+        // Without a path, the Downloads folder is what may not be written.
+        await tty.line(`/download ${file.id.slice(0, 8)}`);
+        await tty.waitFor(
+          `! Not downloaded: no permission to write "${home.path}/Downloads/report.bin" ${nobody} --allow-write=FOLDER\n`,
         );
         await tty.line(`after ${name}`);
         const next = await bob.next<F<"message">>((f) =>

@@ -532,7 +532,7 @@ Deno.test("deno task client may read and write $HOME/.config/chat only, and keep
   assert.deepEqual(clientRun("/dir"), [
     "run",
     "--allow-net",
-    "--allow-env=CHAT_PASSWORD,HOME,XDG_CONFIG_HOME,APPDATA",
+    "--allow-env=CHAT_PASSWORD,HOME,XDG_CONFIG_HOME,XDG_DOWNLOAD_DIR,APPDATA",
     "--allow-read=/dir",
     "--allow-write=/dir",
     "main.ts",

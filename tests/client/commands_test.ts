@@ -156,7 +156,8 @@ Deno.test("parseCommand() reads /download ID [PATH], taking an id, its start, or
     ],
   ];
   for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
-  const usage = "Usage: /download ID [PATH], where ID is a file's id (in its link: /files/ID/…)";
+  const usage =
+    "Usage: /download ID [PATH], where ID is a file's id (shown after it: /download ID)";
   assert.deepEqual(parseCommand("/download"), { kind: "invalid", message: usage });
   assert.deepEqual(parseCommand("/download a.b"), { kind: "invalid", message: usage });
   assert.deepEqual(parseCommand(`/download ${id} my file.txt`), {

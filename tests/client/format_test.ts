@@ -341,23 +341,40 @@ const FILE = {
   height: 720,
 };
 
-Deno.test("formatFile() shows a file as name, size and link", () => {
+Deno.test("formatFile() shows a file as name, size and the command that saves it, its link below", () => {
   const base = "https://chat.example.com/chat";
   assert.equal(
     formatFile(FILE, { me: "alice", base }),
-    `📎 photo.png (2.9 MB, 1280×720) ${base}${FILE.url}`,
+    `📎 photo.png (2.9 MB, 1280×720) · /download mwU0aEG4\n  ${base}${FILE.url}`,
   );
-  const doc = { id: FILE.id, name: "notes.txt", size: 12, type: "text/plain", url: "/files/x/n" };
-  assert.equal(formatFile(doc, { me: "alice" }), "📎 notes.txt (12 bytes) /files/x/n");
-  // A name or link from the server cannot move the cursor.
+  const doc = { id: "x", name: "notes.txt", size: 12, type: "text/plain", url: "/files/x/n" };
   assert.equal(
-    formatFile({ ...doc, name: "a\x1b[2Jb.txt", url: "/files/x\x1b[H" }, { me: "a", base }),
-    `📎 a[2Jb.txt (12 bytes) ${base}/files/x[H`,
+    formatFile(doc, { me: "alice" }),
+    "📎 notes.txt (12 bytes) · /download x\n  /files/x/n",
+  );
+  // A name, id or link from the server cannot move the cursor.
+  assert.equal(
+    formatFile(
+      { ...doc, id: "x\x1b[1A", name: "a\x1b[2Jb.txt", url: "/files/x\x1b[H" },
+      { me: "a", base },
+    ),
+    `📎 a[2Jb.txt (12 bytes) · /download x[1A\n  ${base}/files/x[H`,
   );
   assert.equal(fileLink({ ...doc, url: undefined }, base), "");
   assert.equal(
+    formatFile({ ...doc, url: undefined }, { me: "a" }),
+    "📎 notes.txt (12 bytes) · /download x",
+  );
+  assert.equal(
     formatFile(FILE, { me: "alice", base, color: true }),
-    `📎 \x1b[1mphoto.png\x1b[22m (2.9 MB, 1280×720) \x1b[2m${base}${FILE.url}\x1b[22m`,
+    `📎 \x1b[1mphoto.png\x1b[22m (2.9 MB, 1280×720) \x1b[2m·\x1b[22m /download mwU0aEG4\n` +
+      `  \x1b[2m${base}${FILE.url}\x1b[22m`,
+  );
+  // The line to copy from fits in 80 columns for a usual name; the link wraps on a line of its own.
+  const first = formatFile({ ...FILE, name: "quarterly report.pdf" }, { me: "a", base });
+  assert.equal(
+    `14:07 dave: ${first.split("\n")[0]}`,
+    "14:07 dave: 📎 quarterly report.pdf (2.9 MB, 1280×720) · /download mwU0aEG4",
   );
 });
 
@@ -378,12 +395,19 @@ Deno.test("formatMessage() shows a message's files after its text, and alone on 
   };
   assert.equal(
     formatMessage(msg, opts),
-    `14:03 bob: look [👍 1]\n  📎 photo.png (2.9 MB, 1280×720) http://h:1${FILE.url}\n` +
-      "  📎 a.pdf (1 KB) http://h:1/f",
+    "14:03 bob: look [👍 1]\n" +
+      `  📎 photo.png (2.9 MB, 1280×720) · /download mwU0aEG4\n` +
+      `    http://h:1${FILE.url}\n` +
+      `  📎 a.pdf (1 KB) · /download bbbbbbbb\n` +
+      "    http://h:1/f",
   );
+  // Alone: the first file on the first line, the marks after it, the links under it.
   assert.equal(
-    formatMessage({ ...msg, text: "", reactions: undefined }, opts),
-    `14:03 bob: 📎 photo.png (2.9 MB, 1280×720) http://h:1${FILE.url}\n  📎 a.pdf (1 KB) http://h:1/f`,
+    formatMessage({ ...msg, text: "", edited: ts }, opts),
+    `14:03 bob: 📎 photo.png (2.9 MB, 1280×720) · /download mwU0aEG4 (edited) [👍 1]\n` +
+      `    http://h:1${FILE.url}\n` +
+      `  📎 a.pdf (1 KB) · /download bbbbbbbb\n` +
+      "    http://h:1/f",
   );
   // A tombstone shows no files.
   assert.equal(
