@@ -15,7 +15,13 @@ import {
   type FileWriter,
 } from "../server/files/files.ts";
 import { MemoryFileStore } from "../server/files/memory.ts";
-import { MAX_ACTIVE_UPLOADS, MAX_UPLOADS, MAX_UPLOADS_PER_ADDR } from "../server/http/files.ts";
+import {
+  ADDR_UPLOAD_RATE,
+  MAX_ACTIVE_UPLOADS,
+  MAX_UPLOADS,
+  MAX_UPLOADS_PER_ADDR,
+  USER_UPLOAD_RATE,
+} from "../server/http/files.ts";
 import { closeAll, signIn, startTestServer, type TestServer, waitUntil } from "./helpers.ts";
 import { RawRequest, type RawResponse } from "./raw.ts";
 
@@ -406,6 +412,48 @@ Deno.test("an upload that trickles in under the slowest rate is dropped with 408
     assert.equal(await files.usage(), 0);
     // A normal upload is not affected.
     assert.equal((await upload(t, alice, "fast")).status, 201);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("POST /api/files limits how fast one user and one address start uploads", async () => {
+  const { t, files } = await server();
+  try {
+    const alice = await tokenFor(t, "alice");
+    const bob = await tokenFor(t, "bob");
+    // A burst goes through (a folder of photos dropped at once), then uploads
+    // started faster than the rate are refused (bounded: the refill is slow).
+    let accepted = 0;
+    let refused: Awaited<ReturnType<typeof upload>> | null = null;
+    const usedBefore: number[] = [];
+    for (let i = 0; i < 2 * USER_UPLOAD_RATE.burst && refused === null; i++) {
+      usedBefore.push(await files.usage());
+      const r = await upload(t, alice, `f${i}`);
+      if (r.status === 201) accepted++;
+      else refused = r;
+    }
+    assert.ok(refused !== null, "a user cannot start uploads faster than the rate for long");
+    assert.ok(accepted >= USER_UPLOAD_RATE.burst, `the burst went through: ${accepted}`);
+    const used = usedBefore.at(-1)!;
+    assert.equal(refused.status, 429);
+    assert.match(refused.body, /Too many uploads: slow down/);
+    assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+    assert.equal(await files.usage(), used);
+    // Someone else, from another address, is not slowed down.
+    assert.equal((await uploadFrom(t, bob, "127.0.0.2", "mine")).status, 201);
+    // The address counts too: names are free in open mode.
+    const names = await Promise.all(
+      Array.from({ length: 3 }, (_, i) => tokenFor(t, `n${i}`)),
+    );
+    let ok = 0, tooMany = 0;
+    for (let i = 0; i < 2 * ADDR_UPLOAD_RATE.burst && tooMany === 0; i++) {
+      const r = await uploadFrom(t, names[i % 3], "127.0.0.3", `a${i}`);
+      if (r.status === 201) ok++;
+      else if (r.status === 429) tooMany++;
+    }
+    assert.equal(tooMany, 1, "one address cannot start uploads faster than its rate for long");
+    assert.ok(ok >= ADDR_UPLOAD_RATE.burst, `the address's burst went through: ${ok}`);
   } finally {
     await t.close();
   }

@@ -23,6 +23,7 @@ import {
   fileKind,
   fitBox,
   humanSize,
+  isImage,
   type Uploader,
   uploadProblem,
   type UploadResponse,
@@ -1642,7 +1643,7 @@ Deno.test("ChatModel.submit() waits for uploads on their way; removeUpload() can
   }
 });
 
-Deno.test("ChatModel.attach() says why the server refused a file: too large, empty", async () => {
+Deno.test("ChatModel.attach() says why a file cannot go: too large (before any upload), empty", async () => {
   await using t = await startTestServer({
     users: await hashedUsers(),
     args: ["--max-upload", "1KB"],
@@ -1655,10 +1656,11 @@ Deno.test("ChatModel.attach() says why the server refused a file: too large, emp
     assert.equal(list()[1].state, "failed");
     assert.equal(list()[1].error, "This file is empty");
     await waitUntil(() => list()[0].state === "failed", "refused");
-    assert.equal(list()[0].error, "The file is larger than 1 KB, this chat's limit");
+    // Known from /api/info's maxUpload: refused without sending a byte.
+    assert.equal(list()[0].error, "big.bin is 5 KB: more than this chat's 1 KB limit");
     assert.equal(list()[0].retry, false);
     conv.draft.value = "look";
-    assert.match(alice.submit(conv)!, /^2 files were not uploaded: retry them or remove them/);
+    assert.equal(alice.submit(conv), "2 files cannot be sent: remove them to send the rest");
     assert.equal(conv.pending.value.length, 0, "nothing sent");
     for (const u of list()) alice.removeUpload(conv, u.key);
     assert.equal(alice.submit(conv), null);
@@ -1725,4 +1727,14 @@ Deno.test("ChatModel keeps an unsent message's files across a reload and sends t
     second?.close();
     bob.close();
   }
+});
+
+Deno.test("isImage(): a picture that claims too many pixels is a file card, not a preview", () => {
+  const png = { type: "image/png" };
+  assert.equal(isImage({ ...png, width: 4000, height: 3000 }), true);
+  assert.equal(isImage({ ...png, width: 7071, height: 7071 }), true, "50 MP");
+  assert.equal(isImage({ ...png, width: 30000, height: 30000 }), false, "a decompression bomb");
+  assert.equal(isImage({ ...png, width: 2147483647, height: 2147483647 }), false);
+  assert.equal(isImage({ type: "image/png" }), false, "no size: not previewed");
+  assert.equal(isImage({ type: "image/heic", width: 10, height: 10 }), false);
 });

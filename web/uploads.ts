@@ -233,8 +233,16 @@ const IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 
 /** Whether a file shows as a picture (the server's sniffed type, with its size known). */
 export function isImage(f: Pick<FileInfo, "type" | "width" | "height">): boolean {
-  return IMAGES.has(f.type) && f.width !== undefined && f.height !== undefined;
+  return IMAGES.has(f.type) && f.width !== undefined && f.height !== undefined &&
+    f.width * f.height <= MAX_PREVIEW_PIXELS;
 }
+
+/**
+ * Pictures larger than this (in pixels) are shown as a file card, never
+ * decoded in the page: a small file can claim, and even hold, a picture
+ * that would take gigabytes to draw (a "decompression bomb").
+ */
+export const MAX_PREVIEW_PIXELS = 50_000_000;
 
 /**
  * A message's files as one line, where a preview would show its words (a

@@ -15,7 +15,7 @@ import { type FileStore, UNATTACHED_TTL } from "./files.ts";
 export interface JanitorOptions {
   /** Milliseconds between sweeps of unsent uploads. @default {60000} */
   unattachedEvery?: number;
-  /** Milliseconds between sweeps of files whose message is gone. @default {600000} */
+  /** Milliseconds between sweeps of files whose message is gone. @default {60000} */
   orphansEvery?: number;
   /** Files looked at per read of the orphan sweep. @default {500} */
   batch?: number;
@@ -39,7 +39,9 @@ export class FileJanitor {
     this.#store = store;
     this.#log = log;
     this.#unattachedEvery = options.unattachedEvery ?? 60_000;
-    this.#orphansEvery = options.orphansEvery ?? 600_000;
+    // A minute: a released name's DM files must not stay readable for long
+    // (by whoever takes the name next and was given an old link).
+    this.#orphansEvery = options.orphansEvery ?? 60_000;
     this.#batch = options.batch ?? 500;
   }
 

@@ -16,7 +16,7 @@ import { FILE_ID } from "../../protocol.ts";
 import { CHUNK_BYTES, type FileStore, type FileWriter, QuotaExceeded } from "../files/files.ts";
 import { cleanName, DamagedImage, isInlineImage, Sanitizer } from "../files/media.ts";
 import type { FileUrls } from "../files/urls.ts";
-import { KeyedCounter } from "../hub/limits.ts";
+import { type Bucket, KeyedCounter, takeToken } from "../hub/limits.ts";
 import { HttpError } from "./http.ts";
 
 /** Uploads one user may have under way at once on a node. */
@@ -30,6 +30,17 @@ export const MAX_UPLOADS_PER_ADDR = 8;
 
 /** Uploads a node runs at once: each holds about two chunks in memory. */
 export const MAX_UPLOADS = 64;
+
+/**
+ * New uploads one user may start: a burst of 60 (a folder of photos dropped
+ * at once), then 2 a second. Unsent uploads live for an hour, each costing
+ * its record whatever its size: without a rate, one account could post
+ * thousands of one-byte files a second and fill the server's memory.
+ */
+export const USER_UPLOAD_RATE = { rate: 2, burst: 60 };
+
+/** New uploads one client address may start (names cost nothing in open mode). */
+export const ADDR_UPLOAD_RATE = { rate: 4, burst: 120 };
 
 /** Milliseconds an upload may go without sending a byte before it is dropped (408). */
 export const UPLOAD_IDLE_MS = 30_000;
@@ -73,6 +84,7 @@ export interface FileRoutes {
 export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
   const byUser = new KeyedCounter();
   const byAddr = new KeyedCounter();
+  const starts = new RateBuckets();
   let running = 0;
   const idleMs = deps.idleMs ?? UPLOAD_IDLE_MS;
   const minRate = deps.minRate ?? { bytesPerSecond: MIN_UPLOAD_RATE, windowMs: SLOW_WINDOW_MS };
@@ -98,6 +110,15 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
         `You have ${mine} uploads under way: wait for one to finish`,
         { "retry-after": "1" },
       );
+    }
+    const wait = Math.max(
+      starts.take(`u:${user.toLowerCase()}`, USER_UPLOAD_RATE),
+      starts.take(`a:${addr}`, ADDR_UPLOAD_RATE),
+    );
+    if (wait > 0) {
+      throw new HttpError(429, "Too many uploads: slow down and try again shortly", {
+        "retry-after": String(wait),
+      });
     }
     if (running >= MAX_UPLOADS || !byAddr.add(addr, MAX_UPLOADS_PER_ADDR)) {
       throw new HttpError(429, "Too many uploads under way: try again shortly", {
@@ -186,6 +207,30 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
   }
 
   return { upload, download };
+}
+
+/** Token buckets by key, for {@link USER_UPLOAD_RATE} and {@link ADDR_UPLOAD_RATE}. */
+class RateBuckets {
+  #buckets = new Map<string, Bucket & { burst: number; rate: number }>();
+
+  /** Takes a token from `key`'s bucket; seconds to wait when there is none (0: taken). */
+  take(key: string, limit: { rate: number; burst: number }): number {
+    const now = Date.now();
+    let b = this.#buckets.get(key);
+    if (!b) {
+      if (this.#buckets.size >= 10_000) this.#prune(now);
+      b = { tokens: limit.burst, refilled: now, ...limit };
+      this.#buckets.set(key, b);
+    }
+    return takeToken(b, { ...limit, now: () => now });
+  }
+
+  /** Forgets buckets that have filled up again: they are as good as new. */
+  #prune(now: number): void {
+    for (const [key, b] of this.#buckets) {
+      if (b.tokens + ((now - b.refilled) * b.rate) / 1000 >= b.burst) this.#buckets.delete(key);
+    }
+  }
 }
 
 /**
