@@ -139,11 +139,9 @@ Deno.test("a checkpoint thread that fails does not leave a commit waiting", asyn
   const dir = await Deno.makeTempDir({ prefix: "chat-checkpoint-" });
   const path = `${dir}/chat.db`;
   const log = memoryLogger();
-  const c = new Checkpointer(
-    path,
-    log,
-    new URL("./fixtures/failing_checkpoint_worker.ts", import.meta.url),
-  );
+  const c = new Checkpointer(path, log, {
+    worker: new URL("./fixtures/failing_checkpoint_worker.ts", import.meta.url),
+  });
   try {
     // The first run fails (the worker throws): whoever waited is let go…
     await Deno.writeTextFile(`${path}.fail`, "");
@@ -159,6 +157,25 @@ Deno.test("a checkpoint thread that fails does not leave a commit waiting", asyn
     await c.settle();
     assert.equal(c.checkpoints, 2);
     assert.equal(await c.close(), true);
+  } finally {
+    await c.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a checkpoint thread that never confirms closing is ended, and close says so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-checkpoint-" });
+  const path = `${dir}/chat.db`;
+  const c = new Checkpointer(path, memoryLogger(), {
+    worker: new URL("./fixtures/failing_checkpoint_worker.ts", import.meta.url),
+    closeWait: 200,
+  });
+  try {
+    await c.settle();
+    assert.equal(c.checkpoints, 1);
+    // The worker ignores the request to close: the caller must empty the log itself.
+    await Deno.writeTextFile(`${path}.silent`, "");
+    assert.equal(await c.close(), false);
   } finally {
     await c.close();
     await Deno.remove(dir, { recursive: true });

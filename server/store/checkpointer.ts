@@ -22,6 +22,7 @@ export class Checkpointer {
   #path: string;
   #log: Logger | undefined;
   #url: URL;
+  #closeWait: number;
   #worker: Worker | null = null;
   #running = false;
   #again = false;
@@ -34,11 +35,15 @@ export class Checkpointer {
   /** Callers of {@link settle}, each with the checkpoint it waits for. */
   #waiting: { until: number; resolve: () => void }[] = [];
 
-  /** `worker`: the worker module (tests use one that fails). */
-  constructor(path: string, log?: Logger, worker?: URL) {
+  /**
+   * `options.worker`: the worker module, `options.closeWait`: ms {@link close}
+   * waits for each step (tests use a worker that fails or never answers).
+   */
+  constructor(path: string, log?: Logger, options: { worker?: URL; closeWait?: number } = {}) {
     this.#path = path;
     this.#log = log;
-    this.#url = worker ?? new URL("./checkpoint_worker.ts", import.meta.url);
+    this.#url = options.worker ?? new URL("./checkpoint_worker.ts", import.meta.url);
+    this.#closeWait = options.closeWait ?? CLOSE_WAIT_MS;
   }
 
   /** Checkpoints finished so far (for tests). */
@@ -136,7 +141,7 @@ export class Checkpointer {
     const bounded = <T>(p: Promise<T>) =>
       Promise.race([
         p,
-        new Promise<false>((r) => timer = setTimeout(() => r(false), CLOSE_WAIT_MS)),
+        new Promise<false>((r) => timer = setTimeout(() => r(false), this.#closeWait)),
       ])
         .finally(() => clearTimeout(timer));
     if (this.#running) await bounded(new Promise<void>((r) => this.#onIdle = r));
