@@ -33,6 +33,7 @@ import { webAppHandler } from "./http/static.ts";
 import type { Store } from "./store/store.ts";
 import type { ThrottleOptions } from "./auth/throttle.ts";
 import { openTunnel, type Tunnel, type TunnelOpener } from "./http/tunnel.ts";
+import { bounded } from "./bounded.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -221,6 +222,7 @@ export async function startServer(
           canSee: (user, conv) => hub.canSeeFiles(user, conv),
           idleMs: options.uploadIdle,
           minRate: options.uploadMinRate,
+          stopping: () => stopping !== null,
         }),
         info: () => ({
           mode: auth.mode,
@@ -396,13 +398,6 @@ export async function startServer(
       [Symbol.asyncDispose]: shutdown,
     };
   }
-}
-
-/** Waits for `p`, at most `ms` milliseconds. */
-async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([p, new Promise((r) => timer = setTimeout(r, ms))]);
-  clearTimeout(timer);
 }
 
 /** The configured store: the SQLite file with `--data`, memory otherwise. */

@@ -1849,3 +1849,45 @@ Deno.test("Sanitizer refuses a picture made of too many parts, and quickly", asy
     assert.equal(type, "image/png");
   });
 });
+
+Deno.test("Sanitizer gives a GIF the size of its largest frame when a frame goes past the screen", () => {
+  // A 1×1 screen with one 60000×60000 frame: what a browser may try to draw.
+  const gif = Uint8Array.of(
+    ...latin1Bytes("GIF89a"),
+    1,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0, // screen 1×1, no global colour table
+    0x2c,
+    10,
+    0,
+    20,
+    0,
+    0x60,
+    0xea,
+    0x60,
+    0xea,
+    0, // at (10,20), 60000×60000, no local table
+    2,
+    2,
+    0x4c,
+    0x01,
+    0, // LZW minimum code size, one sub-block, end
+    0x3b,
+  );
+  const { type, width, height } = sanitize(gif);
+  assert.equal(type, "image/gif");
+  assert.deepEqual([width, height], [60010, 60020]);
+  // The screen's size stays when every frame fits in it.
+  assert.deepEqual([sanitize(fixture("anim.gif")).width, sanitize(fixture("anim.gif")).height], [
+    24,
+    16,
+  ]);
+});
+
+function latin1Bytes(s: string): number[] {
+  return [...s].map((c) => c.charCodeAt(0));
+}

@@ -25,8 +25,10 @@ export function* gif(): Parser {
   const head = yield read(13);
   if (head!.length < 13) throw damaged("it ends inside its header");
   const d = head!;
-  const width = d[6] | (d[7] << 8);
-  const height = d[8] | (d[9] << 8);
+  // The screen's size, grown to any frame that goes past it (browsers grow
+  // the picture to fit it): what a viewer may have to draw.
+  let width = d[6] | (d[7] << 8);
+  let height = d[8] | (d[9] << 8);
   yield emit(d);
   yield pass(colorTableBytes(d[10]));
   for (;;) {
@@ -39,6 +41,9 @@ export function* gif(): Parser {
     if (intro![0] === 0x2c) {
       const desc = yield read(9);
       if (desc!.length < 9) throw damaged("an image descriptor is cut short");
+      const e = desc!;
+      width = Math.max(width, (e[0] | (e[1] << 8)) + (e[4] | (e[5] << 8)));
+      height = Math.max(height, (e[2] | (e[3] << 8)) + (e[6] | (e[7] << 8)));
       yield emit(Uint8Array.of(0x2c));
       yield emit(desc!);
       // The local colour table, then the LZW minimum code size before the data.

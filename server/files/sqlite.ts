@@ -29,6 +29,7 @@ import {
   newFileId,
   QuotaExceeded,
 } from "./files.ts";
+import { bounded } from "../bounded.ts";
 
 /** Options for {@link SqliteFileStore.open}. */
 export interface SqliteFileStoreOptions {
@@ -52,6 +53,9 @@ const DISK_RATE = 40_000_000;
 
 /** How far ahead of the budget an upload may run before it waits (ms). */
 const PACE_SLACK_MS = 20;
+
+/** Longest a commit waits for the background checkpoint before it syncs on its own (ms). */
+const SETTLE_WAIT_MS = 5_000;
 
 /** SQLite's default `wal_autocheckpoint` (pages), restored after each chunk. */
 const AUTOCHECKPOINT = 1000;
@@ -199,7 +203,10 @@ export class SqliteFileStore implements FileStore {
       },
       commit: async (info) => {
         // A large upload's log is synced off the main thread first (see #chunk).
-        if (chunks.size > CHECKPOINT_CHUNKS && !this.#closed) await this.#store.settleLog();
+        // Bounded: the commit's own FULL sync is correct without it, only slower.
+        if (chunks.size > CHECKPOINT_CHUNKS && !this.#closed) {
+          await bounded(this.#store.settleLog(), SETTLE_WAIT_MS);
+        }
         return this.#run(() => commit(info));
       },
       // Gives the bytes back even once the store is closed (the rows go at the next open).

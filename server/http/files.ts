@@ -16,7 +16,7 @@ import { FILE_ID } from "../../protocol.ts";
 import { CHUNK_BYTES, type FileStore, type FileWriter, QuotaExceeded } from "../files/files.ts";
 import { cleanName, DamagedImage, isInlineImage, Sanitizer } from "../files/media.ts";
 import type { FileUrls } from "../files/urls.ts";
-import { type Bucket, KeyedCounter, takeToken } from "../hub/limits.ts";
+import { type Bucket, KeyedCounter } from "../hub/limits.ts";
 import { HttpError } from "./http.ts";
 
 /** Uploads one user may have under way at once on a node. */
@@ -70,6 +70,8 @@ export interface FileRoutesDeps {
   idleMs?: number;
   /** The slowest average rate, in bytes/s, over each `window` ms (tests use small windows). */
   minRate?: { bytesPerSecond: number; windowMs: number };
+  /** Whether the server is shutting down (an upload cut by it is not the server's failure). */
+  stopping?: () => boolean;
 }
 
 /** The two file routes. */
@@ -111,20 +113,25 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
         { "retry-after": "1" },
       );
     }
+    if (running >= MAX_UPLOADS || byAddr.get(addr) >= MAX_UPLOADS_PER_ADDR) {
+      throw new HttpError(429, "Too many uploads under way: try again shortly", {
+        "retry-after": "5",
+      });
+    }
+    // Both rates are checked before either is spent: a refusal costs nothing.
+    const userKey = `u:${user.toLowerCase()}`, addrKey = `a:${addr}`;
     const wait = Math.max(
-      starts.take(`u:${user.toLowerCase()}`, USER_UPLOAD_RATE),
-      starts.take(`a:${addr}`, ADDR_UPLOAD_RATE),
+      starts.wait(userKey, USER_UPLOAD_RATE),
+      starts.wait(addrKey, ADDR_UPLOAD_RATE),
     );
     if (wait > 0) {
       throw new HttpError(429, "Too many uploads: slow down and try again shortly", {
         "retry-after": String(wait),
       });
     }
-    if (running >= MAX_UPLOADS || !byAddr.add(addr, MAX_UPLOADS_PER_ADDR)) {
-      throw new HttpError(429, "Too many uploads under way: try again shortly", {
-        "retry-after": "5",
-      });
-    }
+    starts.take(userKey);
+    starts.take(addrKey);
+    byAddr.add(addr, MAX_UPLOADS_PER_ADDR);
     byUser.add(user, MAX_ACTIVE_UPLOADS);
     running++;
     let writer: FileWriter | null = null;
@@ -144,6 +151,12 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
         });
       }
       if (err instanceof DamagedImage) throw new HttpError(400, err.message);
+      if (!(err instanceof HttpError) && deps.stopping?.()) {
+        throw new HttpError(503, "The server is restarting: upload the file again in a moment", {
+          connection: "close",
+          "retry-after": "5",
+        });
+      }
       throw err;
     } finally {
       byUser.remove(user);
@@ -213,8 +226,8 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
 class RateBuckets {
   #buckets = new Map<string, Bucket & { burst: number; rate: number }>();
 
-  /** Takes a token from `key`'s bucket; seconds to wait when there is none (0: taken). */
-  take(key: string, limit: { rate: number; burst: number }): number {
+  /** Seconds until `key` has a token (0: it has one now); takes nothing. */
+  wait(key: string, limit: { rate: number; burst: number }): number {
     const now = Date.now();
     let b = this.#buckets.get(key);
     if (!b) {
@@ -222,7 +235,15 @@ class RateBuckets {
       b = { tokens: limit.burst, refilled: now, ...limit };
       this.#buckets.set(key, b);
     }
-    return takeToken(b, { ...limit, now: () => now });
+    b.tokens = Math.min(b.burst, b.tokens + ((now - b.refilled) * b.rate) / 1000);
+    b.refilled = now;
+    return b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / b.rate);
+  }
+
+  /** Takes the token {@link wait} found for `key`. */
+  take(key: string): void {
+    const b = this.#buckets.get(key);
+    if (b) b.tokens -= 1;
   }
 
   /** Forgets buckets that have filled up again: they are as good as new. */

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { bounded } from "../bounded.ts";
 import type { Logger } from "../log.ts";
 
 /** How long {@link Checkpointer.close} waits for a checkpoint under way. */
@@ -137,26 +138,27 @@ export class Checkpointer {
     this.#wake(true);
     const w = this.#worker;
     if (!w) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bounded = <T>(p: Promise<T>) =>
-      Promise.race([
-        p,
-        new Promise<false>((r) => timer = setTimeout(() => r(false), this.#closeWait)),
-      ])
-        .finally(() => clearTimeout(timer));
-    if (this.#running) await bounded(new Promise<void>((r) => this.#onIdle = r));
-    const closed = await bounded(
-      new Promise<boolean>((resolve) => {
-        w.onmessage = (e) => e.data?.closed && resolve(true);
+    if (this.#running) {
+      await bounded(new Promise<void>((r) => this.#onIdle = r), this.#closeWait);
+    }
+    let confirmed = false;
+    await bounded(
+      new Promise<void>((resolve) => {
+        w.onmessage = (e) => {
+          if (!e.data?.closed) return;
+          confirmed = true;
+          resolve();
+        };
         w.onerror = (e) => {
           e.preventDefault();
-          resolve(false);
+          resolve();
         };
         w.postMessage({ close: true });
       }),
+      this.#closeWait,
     );
     w.terminate();
     this.#worker = null;
-    return closed === true;
+    return confirmed;
   }
 }
