@@ -25,7 +25,8 @@ const HELP = `chat ${VERSION}: a private group chat you run with one command.
 Usage:
   chat [serve] [options]               Run the server (the default command)
   chat client [URL] [options]          Chat from a terminal or a script
-  chat user add|passwd|remove|list     Manage who may sign in (users.json)
+  chat user add|passwd|role|remove|list
+                                       Manage who may sign in and their roles
   chat export --data FILE [--room R]   Write kept messages as JSON lines
   chat health [URL]                    Check a running server (exit 0 when ok)
   chat docs [NAME]                     Read the built-in documentation

@@ -420,6 +420,8 @@ export interface WelcomeFrame {
   onlineCount?: number;
   /** `"login"` when the server has accounts, else `"open"`. */
   mode: "open" | "login";
+  /** The user's role (login mode only): admins manage people, invites and rooms. */
+  role?: "admin" | "member";
   /** What this connection may send: clients pace themselves to stay within it. */
   limits: SendLimits;
   /** Rooms first, then direct messages (unread first), as many as fit in one reply. */
@@ -660,9 +662,21 @@ export interface ErrorFrame {
   retryAfter?: number;
 }
 
+/**
+ * The user's role changed (an admin promoted or demoted them, or users.json
+ * was edited): sent to each of the user's connections.
+ */
+export interface RoleFrame {
+  /** Always `"role"`. */
+  type: "role";
+  /** The role from now on. */
+  role: "admin" | "member";
+}
+
 /** Every frame the server may send. */
 export type ServerFrame =
   | WelcomeFrame
+  | RoleFrame
   | MessageFrame
   | JoinedFrame
   | LeftFrame

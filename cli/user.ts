@@ -1,5 +1,5 @@
 /**
- * `chat user add|remove|passwd|list`: manage users.json from the command line.
+ * `chat user add|remove|passwd|role|list`: manage users.json from the command line.
  * The running server picks the change up within a second; sessions of a
  * removed user, or one whose password changed, end. Names are
  * case-insensitive: `passwd ALICE` changes the password of the stored
@@ -16,7 +16,9 @@ import {
   findUser,
   parseUsers,
   readUsers,
+  removesLastAdmin,
   setPassword,
+  setRole,
   updateUsers,
   type Users,
 } from "../server/auth/users.ts";
@@ -31,8 +33,9 @@ ${
   table([
     ["chat user add NAME", "Add a user (asks for the password)"],
     ["chat user passwd NAME", "Change a user's password"],
+    ["chat user role NAME ROLE", "Make a user an admin, or a member (ROLE)"],
     ["chat user remove NAME", "Remove a user (the last one only with --force)"],
-    ["chat user list", "List the users"],
+    ["chat user list", "List the users and their roles"],
   ])
 }
 
@@ -40,6 +43,7 @@ Options:
 ${
   table([
     ["--users FILE", "Users file [default ./users.json; env USERS_FILE]"],
+    ["--admin", "Add the user as an admin"],
     ["--force", "Let remove take the last user too"],
     ["-h, --help", "Show this help"],
   ])
@@ -51,6 +55,10 @@ least ${MIN_PASSWORD} characters and are stored as argon2id hashes. Names are
 case-insensitive: "Alice" and "alice" cannot both exist, and passwd or remove
 find a user in any case.
 
+Admins manage people, invites and rooms in the web app. The first user added
+to a file without users is an admin. At least one admin always remains:
+demoting or removing the last one is refused (make another admin first).
+
 A running server picks up a change within a second; the sessions of a removed
 user, or of one whose password changed, end. A server started without
 users.json runs in open mode; adding the first user turns login on. Removing
@@ -60,6 +68,7 @@ Examples:
   chat user add alice
   CHAT_PASSWORD=s3cret-pass chat user add bot --users /data/users.json
   chat user passwd alice
+  chat user role bob admin
   chat user list`;
 
 function out(line: string): void {
@@ -98,15 +107,19 @@ export async function userCommand(args: string[]): Promise<number> {
       options: {
         users: { type: "string" },
         force: { type: "boolean" },
+        admin: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
       strict: true,
     });
   } catch (err) {
-    throw flagError(err as Error, ["users", "force", "help"]);
+    throw flagError(err as Error, ["users", "force", "admin", "help"]);
   }
-  const [action, name, ...rest] = parsed.positionals;
+  const [action, name, ...more] = parsed.positionals;
+  // `role NAME ROLE` takes one more word than the others.
+  const role = action === "role" ? more[0] : undefined;
+  const rest = action === "role" ? more.slice(1) : more;
   if (parsed.values.help || action === "help") {
     out(USER_HELP);
     return 0;
@@ -119,8 +132,11 @@ export async function userCommand(args: string[]): Promise<number> {
   if (rest.length > 0) {
     throw new UsageError(`Unexpected argument "${rest[0]}" (see chat user --help)`);
   }
+  if (parsed.values.admin && action !== "add") {
+    throw new UsageError(`--admin goes with "chat user add" (see chat user --help)`);
+  }
   if (action === "list") {
-    const { users } = await readUsers(path);
+    const { users, admins } = await readUsers(path);
     if (users.size === 0) {
       const missing = await Deno.stat(path).then(() => false, () => true);
       say(
@@ -129,12 +145,17 @@ export async function userCommand(args: string[]): Promise<number> {
           : `No users in "${path}": nobody can sign in\n`,
       );
     }
-    for (const u of [...users.keys()].sort()) out(u);
+    const names = [...users.keys()].sort();
+    const width = Math.max(0, ...names.map((n) => n.length));
+    for (const u of names) out(`${u.padEnd(width)}  ${admins.has(u) ? "admin" : "member"}`);
+    if (users.size > 0 && admins.size === 0) {
+      say(`Nobody is an admin: make one with "chat user role NAME admin"\n`);
+    }
     return 0;
   }
-  if (!["add", "remove", "passwd"].includes(action)) {
+  if (!["add", "remove", "passwd", "role"].includes(action)) {
     throw new UsageError(
-      `Unknown command "user ${action}": use add, passwd, remove or list (see chat user --help)`,
+      `Unknown command "user ${action}": use add, passwd, role, remove or list (see chat user --help)`,
     );
   }
   if (name === undefined) {
@@ -143,6 +164,13 @@ export async function userCommand(args: string[]): Promise<number> {
   if (!NAME_PATTERN.test(name)) {
     throw new UsageError(`Invalid username "${name}": use 1-32 letters, digits, - or _`);
   }
+  if (action === "role" && role !== "admin" && role !== "member") {
+    throw new UsageError(
+      role === undefined
+        ? `"chat user role ${name}" needs a role: admin or member (see chat user --help)`
+        : `Unknown role "${role}": use admin or member`,
+    );
+  }
   const { users } = await readUsers(path);
   if (action === "add") {
     const taken = findUser(users, name);
@@ -150,13 +178,32 @@ export async function userCommand(args: string[]): Promise<number> {
     const hash = await hashed(await newPassword(name));
     // Checked again under the lock: another writer may have been faster.
     let raced: string | undefined;
-    await updateUsers(path, (u) => {
+    let admin = false;
+    await updateUsers(path, (u, admins) => {
       raced = findUser(u, name);
       if (raced !== undefined) return false;
+      // The first user of a file is its admin: someone must be able to manage the rest.
+      admin = parsed.values.admin === true || loadable(u) === 0;
+      if (admin) admins.add(name);
       u.set(name, hash);
     });
     if (raced !== undefined) throw exists(name, raced);
-    out(`Added "${name}" to ${path}`);
+    out(`Added "${name}" to ${path}${admin ? " as an admin" : ""}`);
+    return 0;
+  }
+  if (action === "role") {
+    const { result, stored } = await setRole(path, name, role as "admin" | "member");
+    if (result === "missing") throw new UsageError(`There is no user "${name}" in "${path}"`);
+    if (result === "last_admin") {
+      throw new UsageError(
+        `"${stored}" is the last admin: make another user an admin first ("chat user role NAME admin")`,
+      );
+    }
+    out(
+      result === "same"
+        ? `"${stored}" is already ${role === "admin" ? "an admin" : "a member"}`
+        : `"${stored}" is now ${role === "admin" ? "an admin" : "a member"} in ${path}`,
+    );
     return 0;
   }
   // passwd and remove act on the user the server knows, in its stored case.
@@ -165,14 +212,21 @@ export async function userCommand(args: string[]): Promise<number> {
   let gone = false;
   if (action === "remove") {
     let last = false;
-    await updateUsers(path, (u) => {
+    let lastAdmin = false;
+    await updateUsers(path, (u, admins) => {
       if (!u.has(stored)) return (gone = true, false);
+      if (removesLastAdmin(u, admins, stored)) return (lastAdmin = true, false);
       const left = new Map(u);
       left.delete(stored);
       if (loadable(left) === 0 && !parsed.values.force) return (last = true, false);
       u.delete(stored);
     });
     if (gone) throw new UsageError(`There is no user "${stored}" in "${path}"`);
+    if (lastAdmin) {
+      throw new UsageError(
+        `"${stored}" is the last admin: make another user an admin first ("chat user role NAME admin"), then remove them`,
+      );
+    }
     if (last) {
       throw new Error(
         `"${stored}" is the last user: removing them leaves nobody able to sign in (a running server keeps refusing sign-ins until a user is added; delete "${path}" to run in open mode instead). Use --force to remove anyway`,

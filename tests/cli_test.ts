@@ -37,7 +37,7 @@ Deno.test("chat --help lists every server option with its default and environmen
     }
     for (const e of o.env ?? []) assert.ok(r.stdout.includes(e), `env ${e}`);
   }
-  for (const cmd of ["chat client [URL] [options]", "chat user add|passwd|remove|list"]) {
+  for (const cmd of ["chat client [URL] [options]", "chat user add|passwd|role|remove|list"]) {
     assert.ok(r.stdout.includes(cmd), cmd);
   }
   const again = await runClient(["help"], { permissions: SERVE });
@@ -237,7 +237,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     [
       ["user", "rename", "x"],
       SERVE,
-      'error: Unknown command "user rename": use add, passwd, remove or list (see chat user --help)',
+      'error: Unknown command "user rename": use add, passwd, role, remove or list (see chat user --help)',
     ],
     [
       ["help", "nope"],

@@ -37,7 +37,11 @@ export async function hashPassword(password: string): Promise<string> {
 
 /** Starts a server; `users` are written to users.json (values are plaintext unless hashed). */
 export async function startTestServer(
-  opts: { users?: Record<string, string>; args?: string[]; dir?: string } & StartOptions = {},
+  opts: {
+    users?: Record<string, string | { password: string; role?: string }>;
+    args?: string[];
+    dir?: string;
+  } & StartOptions = {},
 ): Promise<TestServer> {
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "chat-test-" });
   if (opts.users) {

@@ -289,7 +289,7 @@ Deno.test("updateUsers() from two writers at once keeps both entries", async () 
       "carol",
       "dave",
     ]);
-    assert.ok(results.every((u) => u.has("alice")));
+    assert.ok(results.every((u) => u.users.has("alice")));
   });
 });
 
@@ -372,7 +372,7 @@ Deno.test("updateUsers() resolves only the entries the server would load", async
   await withDir(async (dir) => {
     const path = `${dir}/users.json`;
     await Deno.writeTextFile(path, JSON.stringify({ bob: "", "bad name": "x", alice: "a-pass-1" }));
-    const users = await updateUsers(path, (u) => void u.set("carol", "c-pass-1"));
+    const { users } = await updateUsers(path, (u) => void u.set("carol", "c-pass-1"));
     assert.deepEqual([...users.keys()].sort(), ["alice", "carol"], "an empty password never loads");
     const raw = JSON.parse(await Deno.readTextFile(path));
     assert.equal(raw.bob, "", "but the file keeps what it had");
@@ -406,7 +406,7 @@ Deno.test("updateUsers() keeps the loaded one of two names that differ in case f
     const path = `${dir}/users.json`;
     // A hand-edited file; sorted by code unit, "Alice" would move ahead.
     await Deno.writeTextFile(path, JSON.stringify({ alice: "a-pass-123", Alice: "b-pass-123" }));
-    const users = await updateUsers(path, (u) => void u.set("carol", "c-pass-123"));
+    const { users } = await updateUsers(path, (u) => void u.set("carol", "c-pass-123"));
     assert.deepEqual([...users], [["alice", "a-pass-123"], ["carol", "c-pass-123"]]);
     assert.deepEqual(Object.keys(JSON.parse(await Deno.readTextFile(path))), [
       "alice",

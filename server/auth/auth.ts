@@ -23,7 +23,18 @@ import { dirname, join } from "node:path";
 import { ConfigError } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { PasswordHasher } from "./password.ts";
-import { parseUsers, readUsers, setPassword, updateUsers, type Users } from "./users.ts";
+import {
+  parseUsers,
+  readUsers,
+  removesLastAdmin,
+  type RoleChange,
+  setPassword,
+  setRole,
+  updateUsers,
+  type Users,
+  type UsersFile,
+} from "./users.ts";
+import type { Role } from "../admin/admin.ts";
 
 /** Shortest password `chat user add` and sign-up accept. */
 export const MIN_PASSWORD = 8;
@@ -111,6 +122,8 @@ export class Auth {
   #opts: AuthOptions;
   #secret: Buffer;
   #users: Users = new Map();
+  /** The admins, spelled as stored. */
+  #admins = new Set<string>();
   /** Lower-cased name → the name as stored: names are unique ignoring case. */
   #lower = new Map<string, string>();
   #open = false;
@@ -139,10 +152,11 @@ export class Auth {
     const auth = new Auth(opts, secret);
     auth.#stamp = await stamp(opts.usersPath);
     auth.#open = auth.#stamp === "missing";
-    const { users, warnings } = await readUsers(opts.usersPath);
+    const { users, admins, warnings } = await readUsers(opts.usersPath);
     for (const w of warnings) opts.log.warn(w);
-    auth.#setUsers(users);
+    auth.#setUsers({ users, admins });
     if (!auth.#open && users.size === 0) opts.log.error(auth.#nobody());
+    auth.#adminHint();
     return auth;
   }
 
@@ -184,6 +198,22 @@ export class Auth {
     return this.#lower.get(user.toLowerCase());
   }
 
+  /**
+   * The role of `user` (any spelling) in login mode; undefined in open mode
+   * (the server's shell is the admin there) and for unknown users.
+   */
+  role(user: string): Role | undefined {
+    if (this.#open) return undefined;
+    const name = this.canonical(user);
+    if (name === undefined) return undefined;
+    return this.#admins.has(name) ? "admin" : "member";
+  }
+
+  /** The admins, spelled as in users.json. */
+  admins(): string[] {
+    return [...this.#admins];
+  }
+
   /** Every user in users.json, spelled as there (the login-mode directory). */
   names(): Iterable<string> {
     return this.#lower.values();
@@ -194,27 +224,73 @@ export class Auth {
     return this.#opts.hasher.verify(password, this.#users.get(user));
   }
 
-  /** Adds a user to users.json, hashed, keeping every other entry. */
-  async register(user: string, password: string): Promise<RegisterResult> {
-    if (!this.signup) return "disabled";
+  /** Adds a user to users.json by sign-up (when it is on), hashed, keeping every other entry. */
+  register(user: string, password: string): Promise<RegisterResult> {
+    if (!this.signup) return Promise.resolve("disabled");
+    return this.createAccount(user, password, "member");
+  }
+
+  /**
+   * Adds a user to users.json, hashed, keeping every other entry, whether
+   * sign-up is on or not (an invite link's account). The first user of a
+   * file without users is an admin whatever `role` says.
+   */
+  async createAccount(user: string, password: string, role: Role): Promise<RegisterResult> {
     if (this.has(user)) return "exists";
     const hash = await this.#opts.hasher.hash(password);
     const lower = user.toLowerCase();
     return await this.#exclusive(async () => {
       if (this.#broken) return "unavailable";
       let result: RegisterResult = "ok";
-      const users = await updateUsers(this.#opts.usersPath, (u) => {
+      const file = await updateUsers(this.#opts.usersPath, (u, admins) => {
         // Blank or gone since the last look while users are loaded: writing it
         // now would keep only the newcomer.
         if (u.size === 0 && this.#users.size > 0) return (result = "unavailable", false);
         if ([...u.keys()].some((k) => k.toLowerCase() === lower)) return (result = "exists", false);
+        if (role === "admin" || u.size === 0) admins.add(user);
         u.set(user, hash);
       });
       if (result !== "ok") return result;
       // The validated set, as a reload would see it.
-      this.#setUsers(users);
+      this.#setUsers(file);
       this.#stamp = await stamp(this.#opts.usersPath);
       return "ok";
+    });
+  }
+
+  /**
+   * Gives `user` a role in users.json (an admin's change in the web app);
+   * the last admin cannot be demoted (`"last_admin"`).
+   */
+  async changeRole(user: string, role: Role): Promise<RoleChange | "unavailable"> {
+    return await this.#exclusive(async () => {
+      if (this.#broken || this.#open) return "unavailable";
+      const { result, users, admins } = await setRole(this.#opts.usersPath, user, role);
+      if (result !== "changed") return result;
+      this.#setUsers({ users, admins });
+      this.#stamp = await stamp(this.#opts.usersPath);
+      return "changed";
+    });
+  }
+
+  /**
+   * Removes `user` from users.json (an admin's removal in the web app): their
+   * tokens stop working at once. The last admin cannot be removed.
+   */
+  async removeUser(user: string): Promise<"removed" | "missing" | "last_admin" | "unavailable"> {
+    return await this.#exclusive(async () => {
+      if (this.#broken || this.#open) return "unavailable";
+      let result: "removed" | "missing" | "last_admin" = "removed";
+      const file = await updateUsers(this.#opts.usersPath, (u, admins) => {
+        const name = [...u.keys()].find((k) => k.toLowerCase() === user.toLowerCase());
+        if (name === undefined) return (result = "missing", false);
+        if (removesLastAdmin(u, admins, name)) return (result = "last_admin", false);
+        u.delete(name);
+      });
+      if (result !== "removed") return result;
+      this.#setUsers(file);
+      this.#stamp = await stamp(this.#opts.usersPath);
+      return "removed";
     });
   }
 
@@ -235,7 +311,7 @@ export class Auth {
     return await this.#exclusive(async () => {
       if (this.#broken) return "unavailable";
       await change.beforeWrite?.(this.#fingerprintOf(user, hash));
-      const { result, users } = await setPassword(this.#opts.usersPath, {
+      const { result, users, admins } = await setPassword(this.#opts.usersPath, {
         name: user,
         hash,
         expect: cred,
@@ -246,7 +322,7 @@ export class Auth {
       }
       if (result === "stale") return "stale";
       // The validated set, as a reload would see it.
-      this.#setUsers(users);
+      this.#setUsers({ users, admins });
       this.#stamp = await stamp(this.#opts.usersPath);
       return "ok";
     });
@@ -401,28 +477,41 @@ export class Auth {
     this.#broken = false;
     if (this.#open && parsed.users.size === 0) return false;
     const before = this.#users;
+    const adminsBefore = this.#admins;
     const wasOpen = this.#open;
     this.#open = false;
-    this.#setUsers(parsed.users);
+    this.#setUsers(parsed);
     if (parsed.users.size === 0) this.#opts.log.error(this.#nobody());
     const same = !wasOpen && before.size === parsed.users.size &&
-      [...before].every(([k, v]) => parsed.users.get(k) === v);
+      [...before].every(([k, v]) => parsed.users.get(k) === v) &&
+      adminsBefore.size === parsed.admins.size &&
+      [...adminsBefore].every((k) => parsed.admins.has(k));
     if (!same) {
       for (const w of parsed.warnings) this.#opts.log.warn(w);
       this.#opts.log.info(
-        `Reloaded "${this.#opts.usersPath}": ${parsed.users.size} users (${this.mode} mode)`,
+        `Reloaded "${this.#opts.usersPath}": ${parsed.users.size} users, ${parsed.admins.size} admins (${this.mode} mode)`,
       );
+      if (adminsBefore.size > 0 || wasOpen) this.#adminHint();
     }
     return !same;
   }
 
-  #setUsers(users: Users): void {
+  #setUsers({ users, admins }: UsersFile): void {
     this.#users = users;
+    this.#admins = admins;
     this.#lower = new Map();
     for (const name of users.keys()) {
       const key = name.toLowerCase();
       if (!this.#lower.has(key)) this.#lower.set(key, name);
     }
+  }
+
+  /** Says how to make an admin when users exist and none is one (a seed-format file). */
+  #adminHint(): void {
+    if (this.#open || this.#users.size === 0 || this.#admins.size > 0) return;
+    this.#opts.log.warn(
+      `No user in "${this.#opts.usersPath}" is an admin: make one with "chat user role NAME admin"`,
+    );
   }
 
   #nobody(): string {

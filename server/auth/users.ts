@@ -1,7 +1,9 @@
 /**
- * users.json: `{"name": "<argon2id PHC string>" | "<plaintext>", ...}`.
- * Plaintext values are the seed-era format: accepted, with a warning. Names
- * are case-insensitive: `Alice` and `alice` are one user, shown as stored.
+ * users.json: `{"name": "<argon2id PHC string>" | "<plaintext>", ...}` for
+ * members, and `{"name": {"password": "<argon2id PHC string>", "role":
+ * "admin"}}` for admins. Plaintext values are the seed-era format: accepted,
+ * with a warning; a file of the seed format lists members only. Names are
+ * case-insensitive: `Alice` and `alice` are one user, shown as stored.
  *
  * Writers take turns on an OS lock of `users.json.lock` (a file that is never
  * renamed or removed); the holder writes `users.json.tmp`, syncs it to disk
@@ -13,13 +15,21 @@
 import { replaceLocked } from "../locked_file.ts";
 import { NAME_PATTERN } from "../../protocol.ts";
 import { isHashed } from "./password.ts";
+import type { Role } from "../admin/admin.ts";
 
 /** Username → stored credential (PHC hash or plaintext). */
 export type Users = Map<string, string>;
 
-/** What parsing a users file found besides the users. */
-export interface ParsedUsers {
+/** The users of a users file, and which of them are admins. */
+export interface UsersFile {
+  /** Every user the server loads, with their credential. */
   users: Users;
+  /** The admins among them, spelled as stored. */
+  admins: Set<string>;
+}
+
+/** What parsing a users file found besides the users. */
+export interface ParsedUsers extends UsersFile {
   /** Problems that did not stop the file from loading, one sentence each. */
   warnings: string[];
 }
@@ -47,10 +57,32 @@ export function findUser(users: Users, name: string): string | undefined {
   return undefined;
 }
 
+/** An entry of a users file as written: a member's credential, or an object with a role. */
+type RawEntry = string | { password?: unknown; role?: unknown };
+
+/** The credential and role of an entry, or why it does not load. */
+function entryOf(raw: unknown): { cred: string; role: Role } | string {
+  if (typeof raw === "string") {
+    return raw === "" ? "the value must be a password or a hash" : { cred: raw, role: "member" };
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return 'the value must be a password, a hash, or {"password": …, "role": "admin"}';
+  }
+  const { password, role } = raw as { password?: unknown; role?: unknown };
+  if (typeof password !== "string" || password === "") {
+    return '"password" must be a password or a hash';
+  }
+  if (role !== undefined && role !== "admin" && role !== "member") {
+    return '"role" must be "admin" or "member"';
+  }
+  return { cred: password, role: role === "admin" ? "admin" : "member" };
+}
+
 /** Why an entry of a users file does not load, or undefined when it does. */
-function skipReason(users: Users, name: string, cred: unknown): string | undefined {
+function skipReason(users: Users, name: string, raw: unknown): string | undefined {
   if (!NAME_PATTERN.test(name)) return "names are 1-32 letters, digits, - or _";
-  if (typeof cred !== "string" || cred === "") return "the value must be a password or a hash";
+  const entry = entryOf(raw);
+  if (typeof entry === "string") return entry;
   // The first in file order wins.
   const taken = findUser(users, name);
   if (taken !== undefined) {
@@ -67,8 +99,9 @@ function skipReason(users: Users, name: string, cred: unknown): string | undefin
  */
 export function parseUsers(text: string, path = "users.json"): ParsedUsers {
   const users: Users = new Map();
+  const admins = new Set<string>();
   const warnings: string[] = [];
-  if (text.trim() === "") return { users, warnings };
+  if (text.trim() === "") return { users, admins, warnings };
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -82,20 +115,22 @@ export function parseUsers(text: string, path = "users.json"): ParsedUsers {
       `Cannot read "${path}": expected an object like {"alice": "password"}`,
     );
   }
-  for (const [name, cred] of Object.entries(value)) {
-    const problem = skipReason(users, name, cred);
+  for (const [name, raw] of Object.entries(value)) {
+    const problem = skipReason(users, name, raw);
     if (problem !== undefined) {
       warnings.push(`Skipping user "${name}" in "${path}": ${problem}`);
       continue;
     }
+    const { cred, role } = entryOf(raw) as { cred: string; role: Role };
     users.set(name, cred);
+    if (role === "admin") admins.add(name);
     if (!isHashed(cred)) {
       warnings.push(
         `User "${name}" has a plaintext password in "${path}": run "chat user passwd ${name}" to store it hashed`,
       );
     }
   }
-  return { users, warnings };
+  return { users, admins, warnings };
 }
 
 /** Reads a users file; a missing file is an empty set (open mode). */
@@ -105,7 +140,7 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
     text = await Deno.readTextFile(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      return { users: new Map(), warnings: [] };
+      return { users: new Map(), admins: new Set(), warnings: [] };
     }
     throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
   }
@@ -132,7 +167,11 @@ function withWriteLock(
   });
 }
 
-function serialize(users: Users, extra: Record<string, unknown>): string {
+function serialize(
+  users: Users,
+  admins: ReadonlySet<string>,
+  extra: Record<string, unknown>,
+): string {
   const obj: Record<string, unknown> = { ...extra };
   // Case-insensitive, and stable: if a hand-edited file holds two names that
   // differ only in case, the one loaded (the first) stays first.
@@ -140,7 +179,11 @@ function serialize(users: Users, extra: Record<string, unknown>): string {
     const x = a.toLowerCase(), y = b.toLowerCase();
     return x < y ? -1 : x > y ? 1 : 0;
   });
-  for (const name of names) obj[name] = users.get(name)!;
+  for (const name of names) {
+    const cred = users.get(name)!;
+    // Members stay in the seed format, so a file without admins reads as before.
+    obj[name] = admins.has(name) ? { password: cred, role: "admin" } : cred;
+  }
   return JSON.stringify(obj, null, 2) + "\n";
 }
 
@@ -149,8 +192,9 @@ export async function writeUsers(
   path: string,
   users: Users,
   extra: Record<string, unknown> = {},
+  admins: ReadonlySet<string> = new Set(),
 ): Promise<void> {
-  await withWriteLock(path, () => Promise.resolve(serialize(users, extra)), LOCK_WAIT);
+  await withWriteLock(path, () => Promise.resolve(serialize(users, admins, extra)), LOCK_WAIT);
 }
 
 /** Options for {@link updateUsers}. */
@@ -163,9 +207,10 @@ export interface UpdateUsersOptions {
  * Reads, changes and writes back a users file under its write lock, keeping
  * every entry the change does not touch (even ones the server skips), so two
  * writers (a sign-up and `chat user add`, say) never lose each other's
- * entries. `change` gets every entry with a string value (look names up with
- * {@link findUser}) and returns false to skip the write. Resolves the users
- * as the server would load them (validated).
+ * entries. `change` gets every entry's credential (look names up with
+ * {@link findUser}) and the set of admins, changes them in place, and
+ * returns false to skip the write. A name removed from `users` stops being
+ * an admin. Resolves the users as the server would load them (validated).
  *
  * @example Add a user unless the name is taken in any case
  * ```ts ignore
@@ -186,10 +231,10 @@ export interface UpdateUsersOptions {
  */
 export async function updateUsers(
   path: string,
-  change: (users: Users) => boolean | void,
+  change: (users: Users, admins: Set<string>) => boolean | void,
   options: UpdateUsersOptions = {},
-): Promise<Users> {
-  let result: Users = new Map();
+): Promise<UsersFile> {
+  let result: UsersFile = { users: new Map(), admins: new Set() };
   await withWriteLock(path, async () => {
     let text = "";
     try {
@@ -209,13 +254,20 @@ export async function updateUsers(
       throw new SyntaxError(`Cannot update "${path}": expected a JSON object`);
     }
     const users: Users = new Map();
+    const admins = new Set<string>();
     const extra: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(raw)) {
-      if (typeof v === "string") users.set(k, v);
-      else extra[k] = v;
+      const entry = entryOf(v as RawEntry);
+      if (typeof entry === "string") {
+        // Kept as written (the server skips it with a warning).
+        extra[k] = v;
+        continue;
+      }
+      users.set(k, entry.cred);
+      if (entry.role === "admin") admins.add(k);
     }
     const before = new Set(users.keys());
-    const write = change(users) !== false;
+    const write = change(users, admins) !== false;
     if (write) {
       for (const name of users.keys()) {
         if (before.has(name)) continue;
@@ -229,8 +281,10 @@ export async function updateUsers(
         }
       }
     }
-    const out = serialize(users, extra);
-    result = parseUsers(out, path).users;
+    for (const name of admins) if (!users.has(name)) admins.delete(name);
+    const out = serialize(users, admins, extra);
+    const parsed = parseUsers(out, path);
+    result = { users: parsed.users, admins: parsed.admins };
     return write ? out : null;
   }, options.lockTimeout ?? LOCK_WAIT);
   return result;
@@ -280,14 +334,52 @@ export async function setPassword(
   path: string,
   update: PasswordUpdate,
   options: UpdateUsersOptions = {},
-): Promise<{ result: PasswordChange; users: Users }> {
+): Promise<{ result: PasswordChange } & UsersFile> {
   const { name, hash, expect } = update;
   let result: PasswordChange = "changed";
-  const users = await updateUsers(path, (u) => {
+  const file = await updateUsers(path, (u) => {
     const now = u.get(name);
     if (now === undefined) return (result = "missing", false);
     if (expect !== undefined && now !== expect) return (result = "stale", false);
     u.set(name, hash);
   }, options);
-  return { result, users };
+  return { result, ...file };
+}
+
+/** What {@link setRole} did. */
+export type RoleChange = "changed" | "same" | "missing" | "last_admin";
+
+/**
+ * Gives `name` (any case) a role under the write lock: what `chat user role`
+ * and an admin in the web app both do. Demoting the last admin is refused
+ * (`"last_admin"`): at least one admin always remains once there is one.
+ */
+export async function setRole(
+  path: string,
+  name: string,
+  role: Role,
+  options: UpdateUsersOptions = {},
+): Promise<{ result: RoleChange; stored?: string } & UsersFile> {
+  let result: RoleChange = "changed";
+  let stored: string | undefined;
+  const file = await updateUsers(path, (users, admins) => {
+    stored = findUser(users, name);
+    if (stored === undefined) return (result = "missing", false);
+    if (admins.has(stored) === (role === "admin")) return (result = "same", false);
+    if (role === "admin") admins.add(stored);
+    else {
+      if (admins.size === 1) return (result = "last_admin", false);
+      admins.delete(stored);
+    }
+  }, options);
+  return { result, stored, ...file };
+}
+
+/**
+ * Whether removing `name` would take the last admin away: it is an admin,
+ * the only one, and other users would remain (removing the very last user
+ * is `chat user remove --force`'s own question).
+ */
+export function removesLastAdmin(users: Users, admins: ReadonlySet<string>, name: string): boolean {
+  return admins.has(name) && admins.size === 1 && users.size > 1;
 }

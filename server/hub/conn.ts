@@ -20,6 +20,8 @@ export interface User {
    * would cost every idle connection ~200 bytes.
    */
   joining: Map<string, Promise<unknown>> | null;
+  /** The role the user's connections were last told (login mode only). */
+  role?: "admin" | "member";
 }
 
 /** A close that waits for the socket to open. */

@@ -145,6 +145,8 @@ export interface WelcomeParts {
   online: string;
   /** The server's sign-in mode. */
   mode: string;
+  /** The user's role (login mode only). */
+  role?: "admin" | "member";
   /** The send limits the client should keep to. */
   limits: SendLimits;
   /** The reply budget in bytes. */
@@ -172,10 +174,11 @@ export function welcomeFrame(parts: WelcomeParts): string {
     ...conversations.filter((c) => c.room === undefined && c.unread === 0),
   ];
   const convs = fitItems(ordered, budget - rooms.bytes, "first");
-  const tail: { mode: string; limits: SendLimits; more?: boolean } = {
+  const tail: { mode: string; role?: string; limits: SendLimits; more?: boolean } = {
     mode: parts.mode,
     limits: parts.limits,
   };
+  if (parts.role !== undefined) tail.role = parts.role;
   if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
   const first = withArrays(head, { rooms: rooms.parts });
   const rest = withArrays(tail, { conversations: convs.parts });

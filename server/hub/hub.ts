@@ -435,6 +435,16 @@ export class Hub {
    */
   revalidate(): void {
     this.#passwords.revalidate(this.#authed);
+    // A role changed in users.json reaches the user's connections here at once.
+    for (const user of this.#users.values()) {
+      const role = this.#auth.role(user.name);
+      if (role === user.role) continue;
+      if (role === undefined) delete user.role;
+      else user.role = role;
+      if (role === undefined) continue;
+      const text = encode({ type: "role", role } satisfies ServerFrame);
+      for (const conn of user.conns) this.#outbox.push(conn, text);
+    }
   }
 
   /**
@@ -504,6 +514,8 @@ export class Hub {
     this.#authed.add(conn);
     if (!user) {
       user = { name, conns: new Set(), rooms: new Set(rooms), joining: null };
+      const role = auth.role(name);
+      if (role !== undefined) user.role = role;
       // Events are newer than the read: replaying them in order gives the current set.
       for (const c of changes) {
         if (c.joined) user.rooms.add(c.room);
@@ -527,6 +539,7 @@ export class Hub {
         // The online list is kept sorted and serialized once per change, not per welcome.
         online: this.#presence.welcomeFields(),
         mode: auth.mode,
+        role: user.role,
         limits: {
           rate: this.#limits.frameRate,
           burst: this.#limits.frameBurst,
