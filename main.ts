@@ -8,6 +8,7 @@ import { docsCommand } from "./cli/docs.ts";
 import { exportCommand } from "./cli/export.ts";
 import { healthCommand } from "./cli/health.ts";
 import { USER_HELP, userCommand } from "./cli/user.ts";
+import { INVITE_HELP, inviteCommand } from "./cli/invite.ts";
 import { CLIENT_HELP, clientCommand } from "./client/main.ts";
 import { serverOptionsHelp } from "./cli/help.ts";
 import { suggest, UsageError } from "./cli/flags.ts";
@@ -18,7 +19,7 @@ import { consoleLogger } from "./server/log.ts";
 import { type ChatServer, startServer } from "./server/server.ts";
 
 /** The subcommands, for "did you mean" hints. */
-const COMMANDS = ["serve", "client", "user", "export", "health", "docs", "help"];
+const COMMANDS = ["serve", "client", "user", "invite", "export", "health", "docs", "help"];
 
 const HELP = `chat ${VERSION}: a private group chat you run with one command.
 
@@ -27,6 +28,7 @@ Usage:
   chat client [URL] [options]          Chat from a terminal or a script
   chat user add|passwd|role|remove|list
                                        Manage who may sign in and their roles
+  chat invite [options]                Print an invite link and its QR code
   chat export --data FILE [--room R]   Write kept messages as JSON lines
   chat health [URL]                    Check a running server (exit 0 when ok)
   chat docs [NAME]                     Read the built-in documentation
@@ -43,10 +45,11 @@ Examples:
   chat                                 Serve on http://localhost:8000
   chat --port 9000 --data chat.db      Another port, history kept on disk
   chat user add alice                  Require a login from now on
+  chat invite                          Print a link a friend can join with
   chat client localhost:8000 -u alice  Chat from this terminal
   NGROK_AUTHTOKEN=… chat               Share it through a public ngrok URL
 
-See "chat client --help" and "chat user --help" for those commands.`;
+See "chat client --help", "chat user --help" and "chat invite --help".`;
 
 function print(text: string): void {
   // deno-lint-ignore no-console
@@ -176,6 +179,9 @@ async function help(command: string | undefined): Promise<number> {
     case "user":
       print(USER_HELP);
       return 0;
+    case "invite":
+      print(INVITE_HELP);
+      return 0;
     case "export":
       return await exportCommand(["--help"], environment());
     case "health":
@@ -215,6 +221,8 @@ export async function main(args: string[]): Promise<number> {
           return 0;
         }
         return await userCommand(rest);
+      case "invite":
+        return await inviteCommand(rest);
       case "export":
         return await exportCommand(rest, environment());
       default:

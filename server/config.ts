@@ -80,6 +80,8 @@ export interface Config {
   ngrok: boolean;
   /** ngrok auth token; setting it opens the tunnel. */
   ngrokToken?: string;
+  /** The address people reach the chat at (invite links); absent: the tunnel's, else this machine's. */
+  publicUrl?: string;
   /** Reserved ngrok domain. */
   ngrokDomain?: string;
   /** Frames per second one connection may send, sustained. @default {20} */
@@ -277,6 +279,15 @@ export const OPTIONS: OptionSpec[] = [
     help: "Other web origins allowed to open WebSockets (comma-separated)",
   },
   {
+    flag: "public-url",
+    key: "publicUrl",
+    env: ["CHAT_PUBLIC_URL"],
+    kind: "string",
+    arg: "URL",
+    help:
+      "Where people reach the chat, for invite links (default: the tunnel's address, else this machine's)",
+  },
+  {
     flag: "ngrok",
     key: "ngrok",
     kind: "bool",
@@ -464,6 +475,25 @@ export function readDotEnv(path = ".env"): Record<string, string> {
   }
 }
 
+/** `--public-url` checked and without a trailing slash. */
+function publicUrl(raw: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    // Said below.
+  }
+  if (
+    url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.search ||
+    url.hash
+  ) {
+    throw new ConfigError(
+      `--public-url "${raw}" is not an http or https address like https://chat.example.com`,
+    );
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
 function convert(spec: OptionSpec, raw: string | boolean, source: string): unknown {
   switch (spec.kind) {
     case "bool":
@@ -569,6 +599,7 @@ export function parseConfig(
     throw new ConfigError("TLS needs both --cert and --key");
   }
   if (c.ngrokToken) c.ngrok = true;
+  if (c.publicUrl !== undefined) c.publicUrl = publicUrl(c.publicUrl);
   if (c.redisUrl && !c.secret) {
     throw new ConfigError(
       "--redis needs --secret (or CHAT_SECRET): every node must sign tokens with the same secret",

@@ -11,6 +11,10 @@ import { type Config, ConfigError, DEFAULTS, MEMORY_FILES_QUOTA } from "./config
 import type { FileStore } from "./files/files.ts";
 import { FileJanitor } from "./files/janitor.ts";
 import { MemoryFileStore } from "./files/memory.ts";
+import type { AdminStore } from "./admin/admin.ts";
+import { MemoryAdminStore } from "./admin/memory.ts";
+import { SqliteAdminStore } from "./admin/sqlite.ts";
+import { adminRoutes } from "./http/admin.ts";
 import { SqliteFileStore } from "./files/sqlite.ts";
 import { fileRoutes } from "./http/files.ts";
 import { VERSION } from "../version.ts";
@@ -108,6 +112,7 @@ interface Serving {
   store: Store;
   broker: Broker;
   files: FileStore;
+  admin: AdminStore;
   janitor: FileJanitor;
   handler: (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
 }
@@ -173,9 +178,33 @@ export async function startServer(
     const staticFiles = options.static ?? await webAppHandler();
     const uptime = () => Math.round((Date.now() - started) / 1000);
 
+    /**
+     * Where invite links point: --public-url, else the tunnel, else the
+     * address the request came to — but not a loopback one when the server
+     * listens on every interface (the shell's `chat invite`, a browser on
+     * this machine): a friend needs this machine's network address.
+     */
+    const linkBase = (req: Request): string => {
+      if (config.publicUrl) return config.publicUrl;
+      if (tunnel?.url) return tunnel.url;
+      const url = new URL(req.url);
+      const everywhere = config.host === "0.0.0.0" || config.host === "::";
+      const lan = everywhere && isLoopback(url.hostname) ? networkAddress() : null;
+      if (lan === null) return url.origin;
+      return `${url.protocol}//${lan.includes(":") ? `[${lan}]` : lan}${
+        url.port ? `:${url.port}` : ""
+      }`;
+    };
+
     /** Builds the hub and the handler on a usable store. */
-    const serve = (store: Store, broker: Broker, sharedFiles?: FileStore): Serving => {
+    const serve = (
+      store: Store,
+      broker: Broker,
+      sharedFiles?: FileStore,
+      sharedAdmin?: AdminStore,
+    ): Serving => {
       const files = options.files ?? sharedFiles ?? openFiles(config, store);
+      const admin = sharedAdmin ?? openAdmin(store);
       const janitor = new FileJanitor(files, store, log);
       const hub = new Hub({
         store,
@@ -224,6 +253,13 @@ export async function startServer(
           minRate: options.uploadMinRate,
           stopping: () => stopping !== null,
         }),
+        admin: adminRoutes({
+          admin,
+          auth,
+          log,
+          tokenUser: (token) => hub.tokenUser(token),
+          linkBase: (req) => linkBase(req),
+        }),
         info: () => ({
           mode: auth.mode,
           signup: auth.signup && auth.mode === "login",
@@ -242,13 +278,13 @@ export async function startServer(
           ...options.health?.(),
         }),
       });
-      return { hub, store, broker, files, janitor, handler };
+      return { hub, store, broker, files, admin, janitor, handler };
     };
 
     if (!redis || shared) {
       const store = options.store ?? shared?.store ?? openStore(config, log);
       opening = { store, broker: options.broker ?? shared?.broker ?? new LocalBroker(store) };
-      serving = serve(opening.store, opening.broker, shared?.files);
+      serving = serve(opening.store, opening.broker, shared?.files, shared?.admin);
     }
     const starting = createStartingHandler({
       log,
@@ -328,7 +364,7 @@ export async function startServer(
         let failed: unknown = null;
         if (!stopping) {
           try {
-            run(serve(parts.store, parts.broker, parts.files));
+            run(serve(parts.store, parts.broker, parts.files, parts.admin));
             return;
           } catch (err) {
             failed = err;
@@ -424,14 +460,37 @@ function openFiles(config: Config, store: Store): FileStore {
   return new MemoryFileStore({ quota: quota ?? MEMORY_FILES_QUOTA });
 }
 
+/** Whether a host name is this machine's loopback. */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || host === "::1" || /^127\./.test(host);
+}
+
+/** This machine's first non-loopback IPv4 address, or null (none, or not allowed to look). */
+function networkAddress(): string | null {
+  try {
+    const found = Deno.networkInterfaces().find((i) =>
+      i.family === "IPv4" && !i.address.startsWith("127.") && !i.address.startsWith("169.254.")
+    );
+    return found?.address ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The admin store beside `store`: in the same data file, or memory (Redis: see {@link connectShared}). */
+function openAdmin(store: Store): AdminStore {
+  return store instanceof SqliteStore ? SqliteAdminStore.open(store) : new MemoryAdminStore();
+}
+
 /** Milliseconds a first attempt to reach Redis may take before the node listens as `starting`. */
 const FIRST_ATTEMPT_PATIENCE = 2000;
 
-/** The Redis store, broker and file store (`--redis`). */
+/** The Redis store, broker, file store and admin store (`--redis`). */
 interface Shared {
   store: Store;
   broker: Broker;
   files: FileStore;
+  admin: AdminStore;
 }
 
 /** Connecting to Redis, in the background. */
@@ -458,6 +517,7 @@ function connectShared(config: Config, log: Logger): SharedStart {
     const { RedisStore } = await import("./store/redis.ts");
     const { RedisBroker } = await import("./broker/redis.ts");
     const { RedisFileStore } = await import("./files/redis.ts");
+    const { RedisAdminStore } = await import("./admin/redis.ts");
     // A first attempt that hangs (a host that drops packets: 10 s until it
     // times out) must not keep the listener down either.
     patience = setTimeout(() => waiting.resolve(), FIRST_ATTEMPT_PATIENCE);
@@ -470,7 +530,11 @@ function connectShared(config: Config, log: Logger): SharedStart {
           prefix: store.prefix,
           timeout: store.timeout,
         });
-        return { store, broker, files };
+        const admin = new RedisAdminStore(store.client, {
+          prefix: store.prefix,
+          timeout: store.timeout,
+        });
+        return { store, broker, files, admin };
       } catch (err) {
         await store.close();
         throw err;

@@ -194,7 +194,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     [
       ["frob"],
       SERVE,
-      'error: Unknown command "frob": use serve, client, user, export, health, docs, help (see chat --help)',
+      'error: Unknown command "frob": use serve, client, user, invite, export, health, docs, help (see chat --help)',
     ],
     [
       ["--prot", "9000"],
@@ -242,7 +242,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     [
       ["help", "nope"],
       SERVE,
-      'error: Unknown command "nope": use serve, client, user, export, health, docs, help (see chat --help)',
+      'error: Unknown command "nope": use serve, client, user, invite, export, health, docs, help (see chat --help)',
     ],
   ];
   for (const [args, permissions, want] of cases) {

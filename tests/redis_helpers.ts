@@ -295,7 +295,10 @@ export interface Cluster extends AsyncDisposable {
  */
 export async function startCluster(
   count: number,
-  options: { users?: Record<string, string>; args?: string[] } = {},
+  options: {
+    users?: Record<string, string | { password: string; role: string }>;
+    args?: string[];
+  } = {},
 ): Promise<Cluster> {
   const dir = await Deno.makeTempDir({ prefix: "chat-cluster-" });
   const users = `${dir}/users.json`;

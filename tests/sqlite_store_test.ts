@@ -397,8 +397,16 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 9: no invites, bans or audit log. */
+const TO_SCHEMA_9 = `
+  DROP TABLE invites;
+  DROP TABLE bans;
+  DROP TABLE audit;
+  PRAGMA user_version = 9`;
+
 /** Turns a file of this version back into schema 7: no files, with messages or on their own. */
 const TO_SCHEMA_7 = `
+  ${TO_SCHEMA_9};
   DROP TABLE file_chunks;
   DROP TABLE files;
   ALTER TABLE messages DROP COLUMN files;
@@ -485,7 +493,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 9);
+    assert.equal(SCHEMA_VERSION, 10);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1525,7 +1533,7 @@ Deno.test("SqliteStore.open() migrates a version 8 file: messages are found by t
   }
   // As version 8 left it: only the text was searched.
   const v8 = new DatabaseSync(data.path);
-  v8.exec(`UPDATE messages SET plain = text; PRAGMA user_version = 8`);
+  v8.exec(`${TO_SCHEMA_9}; UPDATE messages SET plain = text; PRAGMA user_version = 8`);
   v8.close();
   await using s = open(data.path);
   assert.equal(

@@ -112,6 +112,15 @@ export interface TokenClaims {
   expired?: boolean;
 }
 
+/**
+ * The key for one use (`purpose`) of a token secret: what
+ * {@link Auth.keyFor} gives, for tools that hold the secret but no `Auth`
+ * (`chat invite` signs its requests with the `"shell"` key).
+ */
+export function deriveKey(secret: string | Buffer, purpose: string): Buffer {
+  return createHmac("sha256", secret).update(`key:${purpose}`).digest();
+}
+
 /** A new, unguessable session id. */
 export function newSessionId(): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
@@ -362,7 +371,7 @@ export class Auth {
    * the secret derives the same key, and no use can forge another's.
    */
   keyFor(purpose: string): Buffer {
-    return createHmac("sha256", this.#secret).update(`key:${purpose}`).digest();
+    return deriveKey(this.#secret, purpose);
   }
 
   /**

@@ -16,7 +16,8 @@ import { FILE_ID } from "../../protocol.ts";
 import { CHUNK_BYTES, type FileStore, type FileWriter, QuotaExceeded } from "../files/files.ts";
 import { cleanName, DamagedImage, isInlineImage, Sanitizer } from "../files/media.ts";
 import type { FileUrls } from "../files/urls.ts";
-import { type Bucket, KeyedCounter } from "../hub/limits.ts";
+import { KeyedCounter } from "../hub/limits.ts";
+import { RateBuckets } from "./rate.ts";
 import { HttpError } from "./http.ts";
 
 /** Uploads one user may have under way at once on a node. */
@@ -220,38 +221,6 @@ export function fileRoutes(deps: FileRoutesDeps): FileRoutes {
   }
 
   return { upload, download };
-}
-
-/** Token buckets by key, for {@link USER_UPLOAD_RATE} and {@link ADDR_UPLOAD_RATE}. */
-class RateBuckets {
-  #buckets = new Map<string, Bucket & { burst: number; rate: number }>();
-
-  /** Seconds until `key` has a token (0: it has one now); takes nothing. */
-  wait(key: string, limit: { rate: number; burst: number }): number {
-    const now = Date.now();
-    let b = this.#buckets.get(key);
-    if (!b) {
-      if (this.#buckets.size >= 10_000) this.#prune(now);
-      b = { tokens: limit.burst, refilled: now, ...limit };
-      this.#buckets.set(key, b);
-    }
-    b.tokens = Math.min(b.burst, b.tokens + ((now - b.refilled) * b.rate) / 1000);
-    b.refilled = now;
-    return b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / b.rate);
-  }
-
-  /** Takes the token {@link wait} found for `key`. */
-  take(key: string): void {
-    const b = this.#buckets.get(key);
-    if (b) b.tokens -= 1;
-  }
-
-  /** Forgets buckets that have filled up again: they are as good as new. */
-  #prune(now: number): void {
-    for (const [key, b] of this.#buckets) {
-      if (b.tokens + ((now - b.refilled) * b.rate) / 1000 >= b.burst) this.#buckets.delete(key);
-    }
-  }
 }
 
 /**

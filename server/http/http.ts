@@ -13,19 +13,36 @@ import type { Logger } from "../log.ts";
 import { DEFAULTS } from "../config.ts";
 import type { SocketReaper } from "../hub/reaper.ts";
 import type { FileRoutes } from "./files.ts";
+import type { AdminRoutes } from "./admin.ts";
 
-/** An error with an HTTP status, safe to show to the client. */
+/**
+ * An error with an HTTP status, safe to show to the client. With a `code`
+ * (for the JSON routes) it is answered as `{"error": code, "message": …}`,
+ * else as plain text.
+ */
 export class HttpError extends Error {
   /** The HTTP status. */
   readonly status: number;
   /** Extra response headers (e.g. `Allow`). */
   readonly headers: Record<string, string>;
+  /** A machine-readable code, e.g. `"invite_used"`. */
+  readonly code?: string;
+  /** More fields for the JSON answer. */
+  readonly extra?: Record<string, unknown>;
   /** Builds the error. */
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+  constructor(
+    status: number,
+    message: string,
+    headers: Record<string, string> = {},
+    code?: string,
+    extra?: Record<string, unknown>,
+  ) {
     super(message);
     this.name = "HttpError";
     this.status = status;
     this.headers = headers;
+    if (code !== undefined) this.code = code;
+    if (extra !== undefined) this.extra = extra;
   }
 }
 
@@ -81,6 +98,8 @@ export interface HttpDeps {
   reaper?: SocketReaper;
   /** Uploads and downloads of attachments; absent: those paths are 404. */
   files?: FileRoutes;
+  /** Invite links and the audit log; absent: those paths are 404. */
+  admin?: AdminRoutes;
 }
 
 /** The header the built-in tunnel adds, carrying {@link HttpDeps.tunnelSecret}. */
@@ -202,6 +221,10 @@ export function createHandler(
         only("POST");
         return await deps.files.upload(req, url, addr);
     }
+    if (deps.admin && (path === "/api/audit" || path.startsWith("/api/invites"))) {
+      const res = await deps.admin.handle(req, url, addr);
+      if (res) return res;
+    }
     if (deps.files && path.startsWith("/files/")) {
       only("GET", "HEAD");
       return await deps.files.download(req, url);
@@ -254,7 +277,13 @@ async function respond(
   try {
     res = await route();
   } catch (err) {
-    if (err instanceof HttpError) {
+    if (err instanceof HttpError && err.code !== undefined) {
+      res = json(
+        { ...err.extra, error: err.code, message: err.message },
+        { "cache-control": "no-store", ...err.headers },
+        err.status,
+      );
+    } else if (err instanceof HttpError) {
       res = new Response(err.message + "\n", {
         status: err.status,
         headers: { "content-type": "text/plain; charset=utf-8", ...err.headers },
@@ -407,7 +436,8 @@ function originAllowed(
   return new URL(o).host === host.toLowerCase();
 }
 
-function json(body: unknown, headers: Record<string, string> = {}, status = 200): Response {
+/** A JSON answer. */
+export function json(body: unknown, headers: Record<string, string> = {}, status = 200): Response {
   return new Response(JSON.stringify(body), {
     status,
     headers: { "content-type": "application/json; charset=utf-8", ...headers },

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 9;
+export const SCHEMA_VERSION = 10;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -263,6 +263,42 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       UPDATE messages SET plain = ltrim(plain || coalesce(
         (SELECT ' ' || group_concat(value ->> '$.name', ' ') FROM json_each(messages.files)), ''))
       WHERE files IS NOT NULL AND deleted = 0;
+    `),
+  // 10: what admins manage (server/admin/sqlite.ts). Invite links (`used_by`:
+  // a JSON array of the names that joined with one, oldest first; `admin` 0
+  // or 1; `revoked` NULL until revoked), bans (keyed by the lower-cased
+  // name; `until` NULL for a ban until lifted) and the audit log, whose ids
+  // never come back after its oldest entries are trimmed (AUTOINCREMENT).
+  (db) =>
+    db.exec(`
+      CREATE TABLE invites (
+        code TEXT PRIMARY KEY,
+        by TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        uses INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        admin INTEGER NOT NULL,
+        revoked INTEGER,
+        used_by TEXT NOT NULL DEFAULT '[]'
+      ) WITHOUT ROWID;
+      CREATE INDEX invites_by_created ON invites (created, code);
+      CREATE TABLE bans (
+        folded TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        until INTEGER,
+        reason TEXT
+      ) WITHOUT ROWID;
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT
+      );
     `),
 ];
 

@@ -1,0 +1,381 @@
+/**
+ * The admin routes: invite links (created, listed and revoked by admins and
+ * by the server's shell; opened and used by anyone holding one) and the
+ * audit log. JSON in and out; every refusal is `{"error": code, "message"}`.
+ *
+ * - `GET /api/invites/<code>`: whether a link can be used (no sign-in).
+ * - `POST /api/invites/<code>` `{"name","password"}`: creates the account
+ *   and answers its session token (no sign-in; sign-up may be off).
+ * - `GET|POST /api/invites`, `DELETE /api/invites/<code>`, `GET /api/audit`:
+ *   admins only (`Authorization: Bearer <token>`), or the server's shell
+ *   (`Authorization: Shell …`, see `server/admin/shell.ts`).
+ *
+ * @module
+ */
+import { isReservedName, NAME_PATTERN } from "../../protocol.ts";
+import {
+  type AdminStore,
+  type Invite,
+  inviteState,
+  MAX_INVITE_TTL,
+  MAX_INVITE_USES,
+  MAX_LIVE_INVITES,
+  newInviteCode,
+} from "../admin/admin.ts";
+import { isShell } from "../admin/shell.ts";
+import { type Auth, newSessionId, passwordProblem } from "../auth/auth.ts";
+import { HasherBusyError } from "../auth/password.ts";
+import type { Logger } from "../log.ts";
+import { HttpError, json } from "./http.ts";
+import { RateBuckets } from "./rate.ts";
+
+/** An invite's default life: seven days, in seconds. */
+export const DEFAULT_INVITE_SECONDS = 7 * 24 * 3600;
+
+/** Shortest invite life accepted, in seconds. */
+const MIN_INVITE_SECONDS = 60;
+
+/** Looking up invite links, per client address. */
+const LOOKUP_RATE = { rate: 2, burst: 30 };
+
+/** Using invite links (each costs an argon2 hash), per client address. */
+const REDEEM_RATE = { rate: 0.2, burst: 10 };
+
+/** Invite codes: 22 base64url characters. */
+const CODE = /^[A-Za-z0-9_-]{22}$/;
+
+/** What the admin routes need. */
+export interface AdminRoutesDeps {
+  admin: AdminStore;
+  auth: Auth;
+  log: Logger;
+  /** The user a session token acts as now, or null (forged, expired, signed out). */
+  tokenUser: (token: string) => Promise<string | null>;
+  /** Whether `user` is banned now (a banned admin manages nothing). */
+  banned?: (user: string) => Promise<boolean>;
+  /** Where invite links point: `<base>/#/invite/<code>`. */
+  linkBase: (req: Request) => string;
+  /** Clock in ms. @default {Date.now} */
+  now?: () => number;
+}
+
+/** The admin routes, called by the router for `/api/invites…` and `/api/audit`. */
+export interface AdminRoutes {
+  /** Answers `req` for `path`, or returns null when the path is not one of these routes. */
+  handle(req: Request, url: URL, addr: string): Promise<Response | null>;
+}
+
+/** Builds the admin routes. */
+export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
+  const now = deps.now ?? Date.now;
+  const limits = new RateBuckets();
+  const shellKey = deps.auth.keyFor("shell");
+
+  function limit(key: string, rate: { rate: number; burst: number }, what: string): void {
+    const wait = limits.wait(key, rate);
+    if (wait > 0) {
+      throw new HttpError(
+        429,
+        `Too many ${what} from your address: try again in ${wait} s`,
+        { "retry-after": String(wait) },
+        "rate_limited",
+      );
+    }
+    limits.take(key);
+  }
+
+  /** The admin making the request (`""` for the server's shell); throws 401/403 otherwise. */
+  async function adminOf(req: Request, url: URL): Promise<string> {
+    const header = req.headers.get("authorization");
+    if (isShell(header, shellKey, req.method, url.pathname, now())) return "";
+    const m = /^Bearer\s+(\S{1,1024})$/i.exec(header ?? "");
+    const user = m ? await deps.tokenUser(m[1]) : null;
+    if (user === null) {
+      throw new HttpError(
+        401,
+        "Send an admin's session token as Authorization: Bearer TOKEN",
+        { "www-authenticate": "Bearer" },
+        "unauthorized",
+      );
+    }
+    if (deps.auth.role(user) !== "admin" || await deps.banned?.(user)) {
+      throw new HttpError(403, "Only admins may do this", {}, "forbidden");
+    }
+    return user;
+  }
+
+  function view(invite: Invite, base: string, at: number) {
+    return { ...invite, url: `${base}/#/invite/${invite.code}`, state: inviteState(invite, at) };
+  }
+
+  async function body(req: Request): Promise<Record<string, unknown>> {
+    let value: unknown;
+    try {
+      value = await req.json();
+    } catch {
+      throw new HttpError(400, "The body must be a JSON object", {}, "bad_request");
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new HttpError(400, "The body must be a JSON object", {}, "bad_request");
+    }
+    return value as Record<string, unknown>;
+  }
+
+  function whole(v: unknown, name: string, min: number, max: number, fallback: number): number {
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      throw new HttpError(
+        400,
+        `"${name}" must be a whole number from ${min} to ${max}`,
+        {},
+        "bad_request",
+      );
+    }
+    return v;
+  }
+
+  async function create(req: Request, url: URL): Promise<Response> {
+    const by = await adminOf(req, url);
+    if (deps.auth.mode !== "login") {
+      throw new HttpError(
+        409,
+        "The server runs in open mode: anyone with its address joins with any free name. Add a user (chat user add NAME) to require a login, then invite people",
+        {},
+        "open_mode",
+        { url: deps.linkBase(req) },
+      );
+    }
+    const b = await body(req);
+    const uses = whole(b.uses, "uses", 1, MAX_INVITE_USES, 1);
+    const seconds = whole(
+      b.expires,
+      "expires",
+      MIN_INVITE_SECONDS,
+      MAX_INVITE_TTL / 1000,
+      DEFAULT_INVITE_SECONDS,
+    );
+    if (b.admin !== undefined && typeof b.admin !== "boolean") {
+      throw new HttpError(400, `"admin" must be true or false`, {}, "bad_request");
+    }
+    const at = now();
+    const tooMany = () =>
+      new HttpError(
+        429,
+        `There are ${MAX_LIVE_INVITES} invites that can still be used: revoke some first`,
+        {},
+        "too_many_invites",
+      );
+    if (await deps.admin.liveInvites(at) >= MAX_LIVE_INVITES) throw tooMany();
+    const invite: Invite = {
+      code: newInviteCode(),
+      by,
+      created: at,
+      expires: at + seconds * 1000,
+      uses,
+      used: 0,
+      admin: b.admin === true,
+      usedBy: [],
+    };
+    try {
+      await deps.admin.createInvite(invite);
+    } catch (err) {
+      // Another admin's invite took the last place since the count above.
+      if (err instanceof RangeError && await deps.admin.liveInvites(at) >= MAX_LIVE_INVITES) {
+        throw tooMany();
+      }
+      throw err;
+    }
+    await deps.admin.audit({
+      at,
+      by,
+      action: "invite.create",
+      target: short(invite.code),
+      detail: `${uses} use${uses === 1 ? "" : "s"}, ${duration(seconds)}${
+        invite.admin ? ", admin" : ""
+      }`,
+    });
+    return json(view(invite, deps.linkBase(req), at), { "cache-control": "no-store" }, 201);
+  }
+
+  async function list(req: Request, url: URL): Promise<Response> {
+    await adminOf(req, url);
+    const at = now();
+    const base = deps.linkBase(req);
+    const invites = (await deps.admin.invites(at)).map((i) => view(i, base, at));
+    return json({ invites }, { "cache-control": "no-store" });
+  }
+
+  async function revoke(req: Request, url: URL, code: string): Promise<Response> {
+    const by = await adminOf(req, url);
+    const invite = await deps.admin.invite(code);
+    if (invite === null) throw unknown();
+    const revoked = await deps.admin.revokeInvite(code, now());
+    if (revoked) {
+      await deps.admin.audit({ at: now(), by, action: "invite.revoke", target: short(code) });
+    }
+    return json({ ok: revoked }, { "cache-control": "no-store" });
+  }
+
+  /** The invite behind `code` if it can be used now; throws 404/410 otherwise. */
+  async function usable(code: string): Promise<Invite> {
+    const invite = CODE.test(code) ? await deps.admin.invite(code) : null;
+    if (invite === null) throw unknown();
+    const state = inviteState(invite, now());
+    if (state !== "ok") throw refused(state);
+    return invite;
+  }
+
+  async function lookup(code: string, addr: string): Promise<Response> {
+    limit(`look:${addr}`, LOOKUP_RATE, "invite lookups");
+    const invite = await usable(code);
+    return json({ ok: true, expires: invite.expires, admin: invite.admin, mode: deps.auth.mode }, {
+      "cache-control": "no-store",
+    });
+  }
+
+  async function redeem(req: Request, code: string, addr: string): Promise<Response> {
+    limit(`use:${addr}`, REDEEM_RATE, "new accounts");
+    const b = await body(req);
+    const name = typeof b.name === "string" ? b.name.trim() : "";
+    const password = typeof b.password === "string" ? b.password : "";
+    if (!NAME_PATTERN.test(name)) {
+      throw new HttpError(400, "Names are 1-32 letters, digits, - or _", {}, "bad_request");
+    }
+    const problem = passwordProblem(password);
+    if (problem !== null) throw new HttpError(400, problem, {}, "bad_request");
+    const invite = await usable(code);
+    if (deps.auth.mode !== "login") {
+      throw new HttpError(
+        409,
+        "The server runs in open mode: join with any free name",
+        {},
+        "open_mode",
+      );
+    }
+    if (isReservedName(name) || deps.auth.has(name)) throw taken(name);
+    const redeemed = await deps.admin.redeem(code, name, now());
+    if (!redeemed.ok) throw redeemed.why === "unknown" ? unknown() : refused(redeemed.why);
+    let result;
+    try {
+      result = await deps.auth.createAccount(name, password, invite.admin ? "admin" : "member");
+    } catch (err) {
+      await deps.admin.release(code, name);
+      if (err instanceof HasherBusyError) {
+        throw new HttpError(503, "The server is busy: try again in a moment", {
+          "retry-after": "2",
+        }, "unavailable");
+      }
+      throw err;
+    }
+    if (result !== "ok") {
+      await deps.admin.release(code, name);
+      if (result === "exists") throw taken(name);
+      throw new HttpError(
+        503,
+        "Accounts cannot be created right now (the users file is being fixed): try again later",
+        { "retry-after": "30" },
+        "unavailable",
+      );
+    }
+    const user = deps.auth.canonical(name) ?? name;
+    await deps.admin.audit({
+      at: now(),
+      by: user,
+      action: "invite.use",
+      target: short(code),
+      detail: invite.admin ? "joined as an admin" : "joined",
+    });
+    deps.log.info(`"${user}" joined with an invite from ${invite.by || "the server's shell"}`);
+    const token = deps.auth.issueToken(user, newSessionId());
+    return json({ user, token }, { "cache-control": "no-store" }, 201);
+  }
+
+  async function audit(req: Request, url: URL): Promise<Response> {
+    await adminOf(req, url);
+    const q = url.searchParams;
+    const num = (k: string, min: number, max: number, fallback: number) => {
+      const raw = q.get(k);
+      if (raw === null) return fallback;
+      const v = Number(raw);
+      if (!/^\d{1,16}$/.test(raw) || v < min || v > max) {
+        throw new HttpError(
+          400,
+          `"${k}" must be a whole number from ${min} to ${max}`,
+          {},
+          "bad_request",
+        );
+      }
+      return v;
+    };
+    const limit = num("limit", 1, 500, 100);
+    const before = q.has("before") ? num("before", 1, Number.MAX_SAFE_INTEGER, 0) : undefined;
+    const entries = await deps.admin.auditLog(before === undefined ? { limit } : { before, limit });
+    return json({ entries }, { "cache-control": "no-store" });
+  }
+
+  return {
+    async handle(req, url, addr) {
+      const path = url.pathname;
+      const method = req.method;
+      const only = (...methods: string[]) => {
+        if (!methods.includes(method)) {
+          throw new HttpError(405, `Method ${method} is not allowed here`, {
+            allow: methods.join(", "),
+          });
+        }
+      };
+      if (path === "/api/audit") {
+        only("GET", "HEAD");
+        return await audit(req, url);
+      }
+      if (path === "/api/invites") {
+        only("GET", "HEAD", "POST");
+        return method === "POST" ? await create(req, url) : await list(req, url);
+      }
+      if (!path.startsWith("/api/invites/")) return null;
+      const code = path.slice("/api/invites/".length);
+      only("GET", "HEAD", "POST", "DELETE");
+      if (method === "DELETE") return await revoke(req, url, code);
+      if (method === "POST") return await redeem(req, code, addr);
+      return await lookup(code, addr);
+    },
+  };
+}
+
+/** The first characters of an invite code: enough to tell invites apart in the audit log. */
+function short(code: string): string {
+  return `invite ${code.slice(0, 6)}…`;
+}
+
+function duration(seconds: number): string {
+  const days = seconds / 86400;
+  if (Number.isInteger(days)) return `${days} day${days === 1 ? "" : "s"}`;
+  const hours = seconds / 3600;
+  if (Number.isInteger(hours)) return `${hours} hour${hours === 1 ? "" : "s"}`;
+  return `${Math.round(seconds / 60)} minutes`;
+}
+
+function unknown(): HttpError {
+  return new HttpError(
+    404,
+    "This invite link is not valid: ask for a new one",
+    {},
+    "unknown_invite",
+  );
+}
+
+function taken(name: string): HttpError {
+  return new HttpError(409, `The name "${name}" is taken: choose another`, {}, "name_taken");
+}
+
+const REFUSALS = {
+  used: "This invite link has been used: ask for a new one",
+  expired: "This invite link has expired: ask for a new one",
+  revoked: "This invite link was revoked by an admin: ask for a new one",
+  unknown: "This invite link is not valid: ask for a new one",
+} as const;
+
+function refused(why: keyof typeof REFUSALS): HttpError {
+  if (why === "unknown") return unknown();
+  return new HttpError(410, REFUSALS[why], {}, `invite_${why}`);
+}
