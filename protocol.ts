@@ -102,7 +102,8 @@ export type ErrorCode =
   | "forbidden"
   | "unknown_message"
   | "too_many_reactions"
-  | "unknown_file";
+  | "unknown_file"
+  | "banned";
 
 /** WebSocket close codes the server uses (4000-4999 are the application's). */
 export const CloseCode = {
@@ -118,6 +119,8 @@ export const CloseCode = {
   BadFrame: 4002,
   /** Open mode: the name is held by someone else (or reserved). */
   NameTaken: 4009,
+  /** An admin banned the user from the chat; they cannot sign in until unbanned. */
+  Banned: 4011,
   /** Too many connections or frames; wait and reconnect. */
   RateLimited: 4029,
 } as const;
@@ -271,6 +274,49 @@ export interface PasswdFrame {
   /** Echoed on the reply. */
   ref?: string;
 }
+/** Longest ban reason, in characters. */
+export const MAX_BAN_REASON = 200;
+
+/** Longest ban, in seconds (ten years); a ban without a duration lasts until lifted. */
+export const MAX_BAN_SECONDS = 10 * 365 * 24 * 3600;
+
+/**
+ * Admins only: bans a user from the whole chat. Their connections on every
+ * node close with {@link CloseCode.Banned}; they cannot sign in, and their
+ * tokens do not work, until the ban ends or is lifted.
+ */
+export interface BanFrame {
+  /** Always `"ban"`. */
+  type: "ban";
+  /** Who is banned. */
+  user: string;
+  /** Why, shown to them (at most {@link MAX_BAN_REASON} characters). */
+  reason?: string;
+  /** How long, in seconds; absent: until unbanned. */
+  duration?: number;
+  /** Echoed on the reply. */
+  ref?: string;
+}
+/** Admins only: lifts a user's ban. */
+export interface UnbanFrame {
+  /** Always `"unban"`. */
+  type: "unban";
+  /** Whose ban ends. */
+  user: string;
+  /** Echoed on the reply. */
+  ref?: string;
+}
+/** Admins only: removes a user from a room (they may join a public room again). */
+export interface KickFrame {
+  /** Always `"kick"`. */
+  type: "kick";
+  /** The room. */
+  room: string;
+  /** Who is removed from it. */
+  user: string;
+  /** Echoed on the reply. */
+  ref?: string;
+}
 /** Marks every conversation of the user read up to its newest message. */
 export interface ReadAllFrame {
   /** Always `"read_all"`. */
@@ -296,7 +342,10 @@ export type ClientFrame =
   | UsersFrame
   | TopicFrame
   | PasswdFrame
-  | ReadAllFrame;
+  | ReadAllFrame
+  | BanFrame
+  | UnbanFrame
+  | KickFrame;
 
 // ---------------------------------------------------------------------------
 // Server → client
@@ -461,6 +510,8 @@ export interface LeftFrame {
   type: "left";
   /** The room left. */
   room: string;
+  /** The admin who removed the user (a `kick`), when it was not the user's own leave. */
+  by?: string;
 }
 /** Someone else joined or left a room; or the server is shutting down. */
 export interface SystemFrame {
@@ -472,6 +523,8 @@ export interface SystemFrame {
   event: "join" | "leave" | "shutdown";
   /** Who joined or left. */
   user?: string;
+  /** For a `leave`: the admin who removed them (a `kick`). */
+  by?: string;
   /** ISO-8601 UTC. */
   ts: string;
 }
@@ -662,6 +715,43 @@ export interface ErrorFrame {
   retryAfter?: number;
 }
 
+/** The answer to an admin's `ban`. */
+export interface BannedFrame {
+  /** Always `"banned"`. */
+  type: "banned";
+  /** Who is banned. */
+  user: string;
+  /** The admin who banned them. */
+  by: string;
+  /** The reason given, if any. */
+  reason?: string;
+  /** When the ban ends (ms since the epoch); absent: until unbanned. */
+  until?: number;
+  /** The `ban`'s ref. */
+  ref?: string;
+}
+/** The answer to an admin's `unban`. */
+export interface UnbannedFrame {
+  /** Always `"unbanned"`. */
+  type: "unbanned";
+  /** Whose ban ended. */
+  user: string;
+  /** False when the user was not banned. */
+  ok: boolean;
+  /** The `unban`'s ref. */
+  ref?: string;
+}
+/** The answer to an admin's `kick`. */
+export interface KickedFrame {
+  /** Always `"kicked"`. */
+  type: "kicked";
+  /** The room. */
+  room: string;
+  /** Who was removed. */
+  user: string;
+  /** The `kick`'s ref. */
+  ref?: string;
+}
 /**
  * The user's role changed (an admin promoted or demoted them, or users.json
  * was edited): sent to each of the user's connections.
@@ -677,6 +767,9 @@ export interface RoleFrame {
 export type ServerFrame =
   | WelcomeFrame
   | RoleFrame
+  | BannedFrame
+  | UnbannedFrame
+  | KickedFrame
   | MessageFrame
   | JoinedFrame
   | LeftFrame
@@ -962,6 +1055,49 @@ export function parseClientFrame(
         bad(raw === undefined ? 'Field "topic" is required' : 'Field "topic" must be a string');
       }
       return { type, room, topic: checkTopic(raw) };
+    }
+    case "ban": {
+      const user = name(o, "user", "user name", ref);
+      const frame: BanFrame = { type, user };
+      const reason = optString(o, "reason", ref)?.replace(/\s+/g, " ").trim();
+      if (reason) {
+        if ([...reason].length > MAX_BAN_REASON) {
+          bad(`A reason has at most ${MAX_BAN_REASON} characters`, ref);
+        }
+        if (CONTROL.test(reason) || BIDI_CONTROL.test(reason)) {
+          bad("A reason may not contain control characters", ref);
+        }
+        frame.reason = reason;
+      }
+      const duration = o.duration;
+      if (duration !== undefined && duration !== null) {
+        if (
+          typeof duration !== "number" || !Number.isInteger(duration) || duration < 1 ||
+          duration > MAX_BAN_SECONDS
+        ) {
+          bad(
+            `Field "duration" must be a whole number of seconds from 1 to ${MAX_BAN_SECONDS}`,
+            ref,
+          );
+        }
+        frame.duration = duration;
+      }
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "unban": {
+      const frame: UnbanFrame = { type, user: name(o, "user", "user name", ref) };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "kick": {
+      const frame: KickFrame = {
+        type,
+        room: name(o, "room", "room name", ref),
+        user: name(o, "user", "user name", ref),
+      };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
     }
     case "passwd": {
       const current = optString(o, "current", ref);

@@ -210,6 +210,7 @@ export async function startServer(
         store,
         broker,
         auth,
+        admin,
         log,
         files,
         maxMessageBytes: config.maxMessageBytes,
@@ -258,6 +259,7 @@ export async function startServer(
           auth,
           log,
           tokenUser: (token) => hub.tokenUser(token),
+          usersChanged: () => hub.revalidate(),
           linkBase: (req) => linkBase(req),
         }),
         info: () => ({

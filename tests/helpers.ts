@@ -202,6 +202,11 @@ export class TestClient implements AsyncDisposable {
     ]).finally(() => clearTimeout(t));
   }
 
+  /** Resolves the close event once the server (or anyone) closed the connection. */
+  closed(): Promise<CloseEvent> {
+    return this.#closed;
+  }
+
   /** Closes (if open) and waits for the close to finish. */
   async close(): Promise<void> {
     if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) {

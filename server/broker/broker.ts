@@ -76,6 +76,28 @@ export interface MemberEvent {
   since?: number;
   /** The connection that joined or left. */
   origin?: Origin;
+  /** For a leave: the admin who removed the user (a `kick`). */
+  by?: string;
+}
+
+/** An admin lifted a user's ban. */
+export interface UnbanEvent {
+  /** Always `"unban"`. */
+  kind: "unban";
+  /** The user. */
+  user: string;
+}
+
+/** An admin banned a user: their connections close on every node. */
+export interface BanEvent {
+  /** Always `"ban"`. */
+  kind: "ban";
+  /** The banned user. */
+  user: string;
+  /** The reason given, if any. */
+  reason?: string;
+  /** When the ban ends (ms since the epoch); absent: until lifted. */
+  until?: number;
 }
 
 /** A user read a conversation up to `id`. */
@@ -145,7 +167,9 @@ export type BrokerEvent =
   | ReadEvent
   | SignoutEvent
   | PasswdEvent
-  | TopicEvent;
+  | TopicEvent
+  | BanEvent
+  | UnbanEvent;
 
 /** Called for every event from any node, in delivery order. */
 export type BrokerHandler = (event: BrokerEvent) => void;

@@ -6,9 +6,11 @@
  * - `GET /api/invites/<code>`: whether a link can be used (no sign-in).
  * - `POST /api/invites/<code>` `{"name","password"}`: creates the account
  *   and answers its session token (no sign-in; sign-up may be off).
- * - `GET|POST /api/invites`, `DELETE /api/invites/<code>`, `GET /api/audit`:
- *   admins only (`Authorization: Bearer <token>`), or the server's shell
- *   (`Authorization: Shell …`, see `server/admin/shell.ts`).
+ * - `GET|POST /api/invites`, `DELETE /api/invites/<code>`, `GET /api/audit`,
+ *   `GET /api/bans`, `GET /api/people`, `POST /api/people/<name>/role`,
+ *   `DELETE /api/people/<name>`: admins only (`Authorization: Bearer
+ *   <token>`), or the server's shell (`Authorization: Shell …`, see
+ *   `server/admin/shell.ts`).
  *
  * @module
  */
@@ -49,10 +51,10 @@ export interface AdminRoutesDeps {
   admin: AdminStore;
   auth: Auth;
   log: Logger;
-  /** The user a session token acts as now, or null (forged, expired, signed out). */
+  /** The user a session token acts as now, or null (forged, expired, signed out, banned). */
   tokenUser: (token: string) => Promise<string | null>;
-  /** Whether `user` is banned now (a banned admin manages nothing). */
-  banned?: (user: string) => Promise<boolean>;
+  /** Called after an admin changed users.json (a role, a removal): sessions are checked again. */
+  usersChanged?: () => void;
   /** Where invite links point: `<base>/#/invite/<code>`. */
   linkBase: (req: Request) => string;
   /** Clock in ms. @default {Date.now} */
@@ -98,7 +100,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
         "unauthorized",
       );
     }
-    if (deps.auth.role(user) !== "admin" || await deps.banned?.(user)) {
+    if (deps.auth.role(user) !== "admin") {
       throw new HttpError(403, "Only admins may do this", {}, "forbidden");
     }
     return user;
@@ -313,6 +315,75 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     return json({ entries }, { "cache-control": "no-store" });
   }
 
+  async function bans(req: Request, url: URL): Promise<Response> {
+    await adminOf(req, url);
+    return json({ bans: await deps.admin.bans(now()) }, { "cache-control": "no-store" });
+  }
+
+  async function people(req: Request, url: URL): Promise<Response> {
+    await adminOf(req, url);
+    const auth = deps.auth;
+    const list = [...auth.names()].sort((a, b) => a.toLowerCase() < b.toLowerCase() ? -1 : 1)
+      .map((name) => ({ name, role: auth.role(name) ?? "member" }));
+    return json({ people: list }, { "cache-control": "no-store" });
+  }
+
+  /** The account a path names, spelled as stored; 404 when there is none. */
+  function account(raw: string): string {
+    let name = "";
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      // Not a name.
+    }
+    const stored = NAME_PATTERN.test(name) ? deps.auth.canonical(name) : undefined;
+    if (stored === undefined) {
+      throw new HttpError(404, `There is no user "${name.slice(0, 40)}"`, {}, "unknown_user");
+    }
+    return stored;
+  }
+
+  const lastAdmin = (user: string) =>
+    new HttpError(
+      409,
+      `"${user}" is the last admin: make another user an admin first`,
+      {},
+      "last_admin",
+    );
+
+  async function setRole(req: Request, url: URL, user: string): Promise<Response> {
+    const by = await adminOf(req, url);
+    const b = await body(req);
+    if (b.role !== "admin" && b.role !== "member") {
+      throw new HttpError(400, `"role" must be "admin" or "member"`, {}, "bad_request");
+    }
+    const result = await deps.auth.changeRole(user, b.role);
+    if (result === "missing") throw account(user);
+    if (result === "last_admin") throw lastAdmin(user);
+    if (result === "unavailable") throw unavailable();
+    if (result === "changed") {
+      await deps.admin.audit({ at: now(), by, action: "role", target: user, detail: b.role });
+      deps.usersChanged?.();
+    }
+    return json({ user, role: b.role, changed: result === "changed" }, {
+      "cache-control": "no-store",
+    });
+  }
+
+  async function remove(req: Request, url: URL, user: string): Promise<Response> {
+    const by = await adminOf(req, url);
+    if (user === by) {
+      throw new HttpError(400, "You cannot remove yourself: ask another admin", {}, "bad_request");
+    }
+    const result = await deps.auth.removeUser(user);
+    if (result === "missing") throw account(user);
+    if (result === "last_admin") throw lastAdmin(user);
+    if (result === "unavailable") throw unavailable();
+    await deps.admin.audit({ at: now(), by, action: "remove", target: user });
+    deps.usersChanged?.();
+    return json({ ok: true }, { "cache-control": "no-store" });
+  }
+
   return {
     async handle(req, url, addr) {
       const path = url.pathname;
@@ -327,6 +398,23 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       if (path === "/api/audit") {
         only("GET", "HEAD");
         return await audit(req, url);
+      }
+      if (path === "/api/bans") {
+        only("GET", "HEAD");
+        return await bans(req, url);
+      }
+      if (path === "/api/people") {
+        only("GET", "HEAD");
+        return await people(req, url);
+      }
+      const person = /^\/api\/people\/([^/]+)(\/role)?$/.exec(path);
+      if (person) {
+        if (person[2]) {
+          only("POST");
+          return await setRole(req, url, account(person[1]));
+        }
+        only("DELETE");
+        return await remove(req, url, account(person[1]));
       }
       if (path === "/api/invites") {
         only("GET", "HEAD", "POST");
@@ -353,6 +441,15 @@ function duration(seconds: number): string {
   const hours = seconds / 3600;
   if (Number.isInteger(hours)) return `${hours} hour${hours === 1 ? "" : "s"}`;
   return `${Math.round(seconds / 60)} minutes`;
+}
+
+function unavailable(): HttpError {
+  return new HttpError(
+    503,
+    "users.json cannot be changed right now (it is being fixed): try again later",
+    { "retry-after": "30" },
+    "unavailable",
+  );
 }
 
 function unknown(): HttpError {

@@ -102,6 +102,9 @@ export interface HttpDeps {
   admin?: AdminRoutes;
 }
 
+/** The paths of the admin routes (`server/http/admin.ts`). */
+const ADMIN_PATHS = /^\/api\/(audit|bans|invites|people)(\/|$)/;
+
 /** The header the built-in tunnel adds, carrying {@link HttpDeps.tunnelSecret}. */
 export const TUNNEL_HEADER = "x-chat-tunnel";
 
@@ -221,7 +224,7 @@ export function createHandler(
         only("POST");
         return await deps.files.upload(req, url, addr);
     }
-    if (deps.admin && (path === "/api/audit" || path.startsWith("/api/invites"))) {
+    if (deps.admin && ADMIN_PATHS.test(path)) {
       const res = await deps.admin.handle(req, url, addr);
       if (res) return res;
     }

@@ -57,6 +57,9 @@ import { encode, messageFrame, peerOf, targetOf, welcomeFrame, withRef } from ".
 import { Directory } from "./directory.ts";
 import type { ThrottleOptions } from "../auth/throttle.ts";
 import { Typists } from "./typing.ts";
+import { banMessage, Moderation } from "./moderation.ts";
+import type { AdminStore } from "../admin/admin.ts";
+import { MemoryAdminStore } from "../admin/memory.ts";
 import { Replies, SearchSlots } from "./replies.ts";
 
 export { Conn } from "./conn.ts";
@@ -70,6 +73,8 @@ export interface HubOptions {
   broker: Broker;
   /** Accounts, passwords and tokens. */
   auth: Auth;
+  /** Bans and the audit log. @default {a MemoryAdminStore} */
+  admin?: AdminStore;
   /** Where the hub logs. */
   log: Logger;
   /** Largest message text in UTF-8 bytes. @default {4096} */
@@ -143,6 +148,8 @@ export class Hub {
   #commands: Commands;
   /** Handlers of edits, deletes and reactions. */
   #changes: Changes;
+  /** Bans and kicks. */
+  #moderation: Moderation;
   #files: FileStore;
   #urls: FileUrls;
 
@@ -171,12 +178,19 @@ export class Hub {
     const error: SendError = (...args) => this.#error(...args);
     const drop: Drop = (...args) => this.#drop(...args);
     const revalidate = () => this.revalidate();
+    this.#moderation = new Moderation({
+      ...node,
+      admin: options.admin ?? new MemoryAdminStore(),
+      reply: (conn, frame) => this.#reply(conn, frame),
+      isMember: async (user, room) => (await this.#store.roomsOf(user)).includes(room),
+    });
     this.#signIns = new SignIns({
       ...node,
       error,
       drop,
       revalidate,
       closing: () => this.#closing,
+      banned: (name) => this.#moderation.banOf(name),
       directory: { moved: (name) => this.#directory.moved(name) },
       register: (conn, who, rooms, conversations, changes) =>
         this.#register(conn, who, rooms, conversations, changes),
@@ -494,6 +508,12 @@ export class Hub {
   ): boolean {
     const { name, session, fingerprint } = who;
     const auth = this.#auth;
+    // Banned while this sign-in read the store: the ban's event came first.
+    const ban = this.#moderation.recentBan(name);
+    if (ban) {
+      this.#drop(conn, CloseCode.Banned, "banned", { code: "banned", message: banMessage(ban) });
+      return false;
+    }
     let user = this.#users.get(name);
     const maxConns = this.#limits.maxConnsPerUser;
     const maxAddr = this.#limits.maxConnsPerAddr;
@@ -654,6 +674,15 @@ export class Hub {
       case "passwd":
         work = this.#passwords.passwd(conn, frame);
         break;
+      case "ban":
+        work = this.#moderation.ban(conn, frame);
+        break;
+      case "unban":
+        work = this.#moderation.unban(conn, frame);
+        break;
+      case "kick":
+        work = this.#moderation.kick(conn, frame);
+        break;
       case "auth":
       case "register":
         this.#error(conn, "bad_request", "Already signed in");
@@ -714,6 +743,16 @@ export class Hub {
       }
       case "passwd":
         return this.#passwords.noted(e);
+      case "ban": {
+        this.#moderation.heard(e.user, true, e);
+        const user = this.#users.get(this.#auth.canonical(e.user) ?? e.user);
+        for (const c of [...(user?.conns ?? [])]) {
+          this.#drop(c, CloseCode.Banned, "banned", { code: "banned", message: banMessage(e) });
+        }
+        return;
+      }
+      case "unban":
+        return this.#moderation.heard(e.user, false);
       case "read": {
         const user = this.#users.get(e.user);
         if (!user) return;
@@ -845,6 +884,7 @@ export class Hub {
       room: e.room,
       event: e.joined ? "join" : "leave",
       user: e.user,
+      ...(e.by === undefined ? {} : { by: e.by }),
       ts: e.ts,
     });
     // A sign-in of this user under way read its rooms before this change:
@@ -867,15 +907,15 @@ export class Hub {
       }
       return;
     }
-    if (user) this.#removeMember(user, e.room);
+    if (user) this.#removeMember(user, e.room, e.by);
     const route = this.#routes.get(e.room);
     if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
   }
 
-  /** Takes a room from the user's local state and tells its connections. */
-  #removeMember(user: User, room: string): void {
+  /** Takes a room from the user's local state and tells its connections (and who removed them). */
+  #removeMember(user: User, room: string, by?: string): void {
     if (!user.rooms.delete(room)) return;
-    const left = encode({ type: "left", room });
+    const left = encode(by === undefined ? { type: "left", room } : { type: "left", room, by });
     for (const c of user.conns) {
       this.#routes.unroute(room, c);
       this.#outbox.push(c, left);

@@ -24,6 +24,7 @@ import type { Directory } from "./directory.ts";
 import { Names } from "./names.ts";
 import type { Conn, Drop, SendError } from "./conn.ts";
 import type { Limits } from "./limits.ts";
+import { banMessage } from "./moderation.ts";
 import type { NodeContext } from "./context.ts";
 
 /** Seconds a client refused for too many connections (or a busy server) is told to wait. */
@@ -44,6 +45,8 @@ export function sessionKey(session: string): string {
 export interface SignInContext extends NodeContext {
   /** Whether the node is shutting down. */
   closing: () => boolean;
+  /** The ban of `user` in force now, or null. */
+  banned: (user: string) => Promise<{ reason?: string; until?: number } | null>;
   /** Sends an `error` frame. */
   error: SendError;
   /** Closes a connection. */
@@ -274,6 +277,16 @@ export class SignIns {
     if (who === null) return;
     const auth = this.#ctx.auth;
     const { name, session, fingerprint } = who;
+    // Open mode has no admins, so nobody to ban (and no store read per sign-in).
+    const ban = auth.mode === "login" ? await this.#ctx.banned(name) : null;
+    if (ban !== null) {
+      if (tracked.session !== null) this.#untrack(conn, tracked.session);
+      this.#ctx.drop(conn, CloseCode.Banned, "banned", {
+        code: "banned",
+        message: banMessage(ban),
+      });
+      return;
+    }
     this.#track(conn, session, tracked);
     // Membership changes made elsewhere while the rooms are read below would
     // otherwise be missed: this node applies events only to users it holds.
@@ -475,6 +488,9 @@ export class SignIns {
     const claims = this.#ctx.auth.verifyToken(token);
     if (claims === null) return null;
     if (await this.#ctx.store.sessionRevoked(claims.session, this.#ctx.now())) return null;
+    if (this.#ctx.auth.mode === "login" && await this.#ctx.banned(claims.user) !== null) {
+      return null;
+    }
     if (this.#ctx.auth.mode === "login") return claims.user;
     const claim = await this.#ctx.store.nameClaim(claims.user);
     return claim !== null && claim.session === claims.session ? claim.name : null;

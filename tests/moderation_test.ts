@@ -1,0 +1,324 @@
+/**
+ * Moderation over real sockets: `ban` / `unban` (the whole chat, on every
+ * node), `kick` (one room), and the people routes (roles, removal). Every
+ * refusal has its code and leaves the asking connection usable.
+ */
+import assert from "node:assert/strict";
+import { CloseCode, type ServerFrame } from "../protocol.ts";
+import {
+  signIn,
+  signInWithToken,
+  startTestServer,
+  TestClient,
+  type TestServer,
+  waitUntil,
+} from "./helpers.ts";
+import { startCluster } from "./redis_helpers.ts";
+
+const USERS = {
+  alice: { password: "alice-pass", role: "admin" },
+  root: { password: "root-pass-1", role: "admin" },
+  bob: "bob-pass-1",
+  carol: "carol-pass",
+};
+
+/** Signs in and expects to be refused as banned; resolves the error frame and close event. */
+async function refusedAsBanned(ws: string, frame: Record<string, unknown>) {
+  const c = await TestClient.connect(ws);
+  try {
+    c.send(frame);
+    const err = await c.next((f) => f.type === "error" || f.type === "welcome");
+    const closed = await c.closed();
+    return { err, closed };
+  } finally {
+    await c.close();
+  }
+}
+
+async function audit(srv: TestServer | string, token: string) {
+  const http = typeof srv === "string" ? srv : srv.http;
+  const res = await fetch(`${http}/api/audit`, { headers: { authorization: `Bearer ${token}` } });
+  return ((await res.json()).entries as {
+    action: string;
+    by: string;
+    target: string;
+    detail?: string;
+  }[]);
+}
+
+Deno.test("ban closes every connection of the user at once, refuses password and token sign-ins, and unban lets them back", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob1 = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using bob2 = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  const token = bob1.welcome.token;
+  alice.send({ type: "ban", user: "BOB", reason: "spamming  links", ref: "b1" });
+  const done = await alice.next("banned");
+  assert.deepEqual(done, {
+    type: "banned",
+    user: "bob",
+    by: "alice",
+    reason: "spamming links",
+    ref: "b1",
+  });
+  for (const bob of [bob1, bob2]) {
+    const err = await bob.next("error");
+    assert.deepEqual(err, {
+      type: "error",
+      code: "banned",
+      message: "You are banned from this chat: spamming links",
+    });
+    const closed = await bob.closed();
+    assert.equal(closed.code, CloseCode.Banned);
+    assert.equal(closed.reason, "banned");
+  }
+  assert.equal(carol.ws.readyState, WebSocket.OPEN, "nobody else is affected");
+  const byPassword = await refusedAsBanned(srv.ws, {
+    type: "auth",
+    username: "bob",
+    password: "bob-pass-1",
+  });
+  assert.equal((byPassword.err as ServerFrame & { code: string }).code, "banned");
+  assert.equal(byPassword.closed.code, CloseCode.Banned);
+  const byToken = await refusedAsBanned(srv.ws, { type: "auth", token });
+  assert.equal(byToken.closed.code, CloseCode.Banned);
+  // The token no longer works over HTTP either.
+  const upload = await fetch(`${srv.http}/api/files?name=a.txt`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    body: "hello",
+  });
+  assert.equal(upload.status, 401);
+  await upload.body?.cancel();
+  alice.send({ type: "unban", user: "bob", ref: "u1" });
+  assert.deepEqual(await alice.next("unbanned"), {
+    type: "unbanned",
+    user: "bob",
+    ok: true,
+    ref: "u1",
+  });
+  await using back = await signInWithToken(srv.ws, token);
+  assert.equal(back.welcome.user, "bob", "the old token works again");
+  alice.send({ type: "unban", user: "bob", ref: "u2" });
+  assert.deepEqual(await alice.next("unbanned"), {
+    type: "unbanned",
+    user: "bob",
+    ok: false,
+    ref: "u2",
+  });
+  const log = await audit(srv, alice.welcome.token);
+  assert.deepEqual(log.map((e) => [e.action, e.by, e.target]), [
+    ["unban", "alice", "bob"],
+    ["ban", "alice", "bob"],
+  ]);
+  assert.equal(log[1].detail, "until unbanned: spamming links");
+});
+
+Deno.test("a ban with a duration ends by itself", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  alice.send({ type: "ban", user: "bob", duration: 1 });
+  const done = await alice.next("banned");
+  assert.ok(done.type === "banned" && done.until! > Date.now() && done.until! <= Date.now() + 1000);
+  const refused = await refusedAsBanned(srv.ws, {
+    type: "auth",
+    username: "bob",
+    password: "bob-pass-1",
+  });
+  assert.match(
+    (refused.err as { message: string }).message,
+    /^You are banned from this chat until \d{4}-/,
+  );
+  const bob = await waitUntil(
+    () => signIn(srv.ws, "bob", "bob-pass-1").catch(() => null),
+    "the ban has ended",
+  );
+  assert.equal(bob.welcome.user, "bob");
+  await bob.close();
+});
+
+Deno.test("ban, unban and kick: every refusal has its code and the connection stays usable", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  const refusals: [TestClient, Record<string, unknown>, string, string][] = [
+    [bob, { type: "ban", user: "carol" }, "forbidden", "Only admins may do this"],
+    [bob, { type: "unban", user: "carol" }, "forbidden", "Only admins may do this"],
+    [bob, { type: "kick", room: "x", user: "carol" }, "forbidden", "Only admins may do this"],
+    [alice, { type: "ban", user: "zed" }, "unknown_user", `There is no user "zed"`],
+    [alice, { type: "ban", user: "alice" }, "bad_request", "You cannot do this to yourself"],
+    [
+      alice,
+      { type: "ban", user: "root" },
+      "forbidden",
+      `"root" is an admin: make them a member first`,
+    ],
+    [
+      alice,
+      { type: "ban", user: "bob", duration: 0 },
+      "bad_request",
+      `Field "duration" must be a whole number of seconds from 1 to 315360000`,
+    ],
+    [
+      alice,
+      { type: "ban", user: "bob", duration: "1h" },
+      "bad_request",
+      `Field "duration" must be a whole number of seconds from 1 to 315360000`,
+    ],
+    [
+      alice,
+      { type: "ban", user: "bob", reason: "x".repeat(201) },
+      "bad_request",
+      "A reason has at most 200 characters",
+    ],
+    [
+      alice,
+      { type: "ban", user: "bob", reason: "a\u202Eb" },
+      "bad_request",
+      "A reason may not contain control characters",
+    ],
+    [
+      alice,
+      { type: "ban", user: "bad name" },
+      "bad_request",
+      `Invalid user name "bad name": use 1-32 letters, digits, - or _`,
+    ],
+    [
+      alice,
+      { type: "kick", room: "general", user: "bob" },
+      "bad_request",
+      `Everyone stays in "general": ban them instead`,
+    ],
+    [
+      alice,
+      { type: "kick", room: "nowhere", user: "bob" },
+      "unknown_user",
+      `"bob" is not in room "nowhere"`,
+    ],
+  ];
+  let n = 0;
+  for (const [who, frame, code, message] of refusals) {
+    const ref = `r${n++}`;
+    who.send({ ...frame, ref });
+    const err = await who.next((f) => f.type === "error" && f.ref === ref);
+    assert.deepEqual(err, { type: "error", code, message, ref }, JSON.stringify(frame));
+  }
+  for (const who of [alice, bob]) {
+    who.send({ type: "ping" });
+    await who.next("pong");
+  }
+  assert.equal(bob.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("open mode has no admins: ban and kick are forbidden", async () => {
+  await using srv = await startTestServer();
+  await using zed = await signIn(srv.ws, "zed");
+  await using amy = await signIn(srv.ws, "amy");
+  zed.send({ type: "ban", user: "amy", ref: "b" });
+  const err = await zed.next("error");
+  assert.equal(err.type === "error" && err.code, "forbidden");
+  assert.equal(amy.ws.readyState, WebSocket.OPEN);
+});
+
+Deno.test("kick removes a user from a room: they and the others are told who did it; they may join again", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  for (const c of [bob, carol]) {
+    c.send({ type: "join", room: "lounge" });
+    await c.next((f) => f.type === "joined" && f.room === "lounge");
+  }
+  alice.send({ type: "kick", room: "lounge", user: "bob", ref: "k" });
+  assert.deepEqual(await alice.next("kicked"), {
+    type: "kicked",
+    room: "lounge",
+    user: "bob",
+    ref: "k",
+  });
+  assert.deepEqual(await bob.next("left"), { type: "left", room: "lounge", by: "alice" });
+  const seen = await carol.next((f) => f.type === "system" && f.event === "leave");
+  assert.ok(seen.type === "system");
+  assert.equal(seen.user, "bob");
+  assert.equal(seen.by, "alice");
+  bob.send({ type: "send", room: "lounge", text: "still here?", ref: "s" });
+  const err = await bob.next("error");
+  assert.equal(err.type === "error" && err.code, "unknown_room");
+  bob.send({ type: "join", room: "lounge" });
+  await bob.next((f) => f.type === "joined" && f.room === "lounge");
+  const log = await audit(srv, alice.welcome.token);
+  assert.deepEqual(log.map((e) => [e.action, e.target, e.detail]), [["kick", "bob", "lounge"]]);
+});
+
+Deno.test("people routes: roles change live, the last admin stays, a removed user is signed out", async () => {
+  await using srv = await startTestServer({
+    users: { alice: { password: "alice-pass", role: "admin" }, bob: "bob-pass-1" },
+  });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  const token = alice.welcome.token;
+  const api = async (method: string, path: string, body?: unknown, as = token) => {
+    const res = await fetch(`${srv.http}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${as}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  assert.deepEqual((await api("GET", "/api/people")).body, {
+    people: [{ name: "alice", role: "admin" }, { name: "bob", role: "member" }],
+  });
+  const member = await api("GET", "/api/people", undefined, bob.welcome.token);
+  assert.equal(member.status, 403);
+  const last = await api("POST", "/api/people/alice/role", { role: "member" });
+  assert.equal(last.status, 409);
+  assert.equal(last.body.error, "last_admin");
+  const bad = await api("POST", "/api/people/bob/role", { role: "owner" });
+  assert.equal(bad.status, 400);
+  const nobody = await api("POST", "/api/people/zed/role", { role: "admin" });
+  assert.equal(nobody.status, 404);
+  assert.equal(nobody.body.error, "unknown_user");
+  const up = await api("POST", "/api/people/Bob/role", { role: "admin" });
+  assert.deepEqual(up.body, { user: "bob", role: "admin", changed: true });
+  assert.deepEqual(await bob.next("role"), { type: "role", role: "admin" });
+  const users = JSON.parse(await Deno.readTextFile(`${srv.dir}/users.json`));
+  assert.equal(users.bob.role, "admin");
+  const down = await api("POST", "/api/people/bob/role", { role: "member" });
+  assert.equal(down.body.changed, true);
+  assert.deepEqual(await bob.next("role"), { type: "role", role: "member" });
+  const self = await api("DELETE", "/api/people/alice");
+  assert.equal(self.status, 400);
+  const gone = await api("DELETE", "/api/people/bob");
+  assert.deepEqual(gone.body, { ok: true });
+  const closed = await bob.closed();
+  assert.equal(closed.code, CloseCode.AuthFailed);
+  await assert.rejects(signIn(srv.ws, "bob", "bob-pass-1"), /auth_failed/);
+  const log = await audit(srv, token);
+  assert.deepEqual(log.map((e) => [e.action, e.target, e.detail ?? ""]), [
+    ["remove", "bob", ""],
+    ["role", "bob", "member"],
+    ["role", "bob", "admin"],
+  ]);
+});
+
+Deno.test("through Redis: a ban on one node closes the user's connections on the other within a second", async () => {
+  await using cluster = await startCluster(2, { users: USERS });
+  const [a, b] = cluster.nodes.map((n) => `ws://127.0.0.1:${n.port}/ws`);
+  await using alice = await signIn(a, "alice", "alice-pass");
+  await using bob = await signIn(b, "bob", "bob-pass-1");
+  alice.send({ type: "ban", user: "bob", reason: "gone" });
+  await alice.next("banned");
+  const closed = await bob.closed();
+  assert.equal(closed.code, CloseCode.Banned);
+  // Nothing but the ban's event closes it: no node checks bans on a timer.
+  const again = await refusedAsBanned(b, { type: "auth", username: "bob", password: "bob-pass-1" });
+  assert.equal(again.closed.code, CloseCode.Banned);
+  const bans = await fetch(`http://127.0.0.1:${cluster.nodes[1].port}/api/bans`, {
+    headers: { authorization: `Bearer ${alice.welcome.token}` },
+  }).then((r) => r.json());
+  assert.deepEqual(bans.bans.map((x: { user: string; reason: string }) => [x.user, x.reason]), [[
+    "bob",
+    "gone",
+  ]]);
+});
