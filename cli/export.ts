@@ -1,5 +1,5 @@
 /**
- * `chat export --data FILE [--room NAME] [--files DIR]`: the history kept in
+ * `chat export --data FILE [--room NAME] [--files DIR] [--audit]`: the history kept in
  * a data file as JSON lines on stdout, for backups and for leaving, and with
  * `--files` the files those messages carry, one file each in DIR. It opens
  * the data file read-only and reads one consistent snapshot, so it is safe to
@@ -25,12 +25,15 @@ export const EXPORT_HELP = `Write the messages kept in a data file as JSON lines
 
 Usage:
   chat export --data FILE [--room NAME] [--files DIR]
+  chat export --data FILE --audit
 
 Options:
   --data FILE    Data file of a server started with --data FILE [env DATA]
   --room NAME    Only the messages of this room (default: every room and DM)
   --files DIR    Also write the files of the exported messages into DIR
                  (created if missing), each as ID-NAME
+  --audit        Write the audit log of admin actions instead, oldest first:
+                 {"id":1,"at":"…","by":"alice","action":"ban","target":"bob"}
   -h, --help     Show this help
 
 Each line is one message in its current state:
@@ -54,6 +57,7 @@ Examples:
   chat export --data chat.db > chat-backup.jsonl
   chat export --data chat.db --files chat-files > chat-backup.jsonl
   chat export --data chat.db --room ops | jq -r '.from + ": " + .text'
+  chat export --data chat.db --audit > audit.jsonl
 `;
 
 /** Lines are written in chunks of about this many bytes. */
@@ -78,13 +82,14 @@ export async function exportCommand(
         data: { type: "string" },
         room: { type: "string" },
         files: { type: "string" },
+        audit: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
-    throw flagError(err as Error, ["data", "room", "files", "help"]);
+    throw flagError(err as Error, ["data", "room", "files", "audit", "help"]);
   }
   if (values.help) {
     await writeAll(out, new TextEncoder().encode(EXPORT_HELP));
@@ -102,6 +107,9 @@ export async function exportCommand(
       `Invalid room "${room}": names are 1-32 letters, digits, - or _`,
     );
   }
+  if (values.audit && (room !== undefined || values.files !== undefined)) {
+    throw new UsageError("--audit writes the audit log alone: leave out --room and --files");
+  }
   const filesDir = values.files;
   if (filesDir === "") {
     throw new UsageError('Flag "--files" needs a directory (see chat export --help)');
@@ -114,6 +122,7 @@ export async function exportCommand(
     if (room !== undefined && !db.prepare("SELECT 1 FROM rooms WHERE name = ?").get(room)) {
       throw new Error(`No room "${room}" in data file "${path}": check the name`);
     }
+    if (values.audit) return await exportAudit(db, file.foundVersion, out);
     const sql = selectMessages(file.foundVersion, room !== undefined);
     const rows = room === undefined ? db.prepare(sql).iterate() : db.prepare(sql).iterate(room);
     const encoder = new TextEncoder();
@@ -137,6 +146,40 @@ export async function exportCommand(
     if (db.isTransaction) db.exec("COMMIT");
     file.close();
   }
+}
+
+/**
+ * The audit log as JSON lines, oldest first (`by` is `""` for the server's
+ * shell). A file older than schema 10 has none.
+ */
+async function exportAudit(
+  db: DatabaseSync,
+  version: number,
+  out: { write(p: Uint8Array): Promise<number> },
+): Promise<number> {
+  if (version < 10) return 0;
+  const encoder = new TextEncoder();
+  let chunk = "";
+  for (
+    const r of db.prepare("SELECT id, at, by, action, target, detail FROM audit ORDER BY id")
+      .iterate()
+  ) {
+    const entry: Record<string, unknown> = {
+      id: Number(r.id),
+      at: new Date(Number(r.at)).toISOString(),
+      by: r.by,
+      action: r.action,
+      target: r.target,
+    };
+    if (r.detail !== null) entry.detail = r.detail;
+    chunk += JSON.stringify(entry) + "\n";
+    if (chunk.length >= CHUNK) {
+      if (!await writeAll(out, encoder.encode(chunk))) return 0;
+      chunk = "";
+    }
+  }
+  if (chunk !== "") await writeAll(out, encoder.encode(chunk));
+  return 0;
 }
 
 /** Creates the directory `dir` (and its parents) unless it exists. */

@@ -6,6 +6,7 @@ import { SqliteFileStore } from "../server/files/sqlite.ts";
 import { pattern, upload } from "./file_store_contract.ts";
 import { conversationKey } from "../protocol.ts";
 import { SqliteStore } from "../server/store/sqlite.ts";
+import { SqliteAdminStore } from "../server/admin/sqlite.ts";
 import { replyRef } from "../server/store/store.ts";
 import { runChat } from "./chat_process.ts";
 
@@ -407,4 +408,53 @@ Deno.test("chat export --help documents --files", async () => {
   assert.match(r.stdout, /Usage:\n {2}chat export --data FILE \[--room NAME\] \[--files DIR\]/);
   assert.match(r.stdout, /--files DIR +Also write the files of the exported messages into DIR/);
   assert.match(r.stdout, /"files"/);
+});
+
+Deno.test("chat export --audit writes the admin actions a server with --data recorded, oldest first", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-export-" });
+  try {
+    const path = `${dir}/chat.db`;
+    const store = SqliteStore.open(path);
+    const admin = SqliteAdminStore.open(store);
+    try {
+      await admin.audit({
+        at: Date.parse("2030-05-01T12:00:00.000Z"),
+        by: "",
+        action: "invite.create",
+        target: "invite abcdef…",
+        detail: "1 use, 7 days",
+      });
+      await admin.audit({
+        at: Date.parse("2030-05-01T12:05:00.000Z"),
+        by: "alice",
+        action: "ban",
+        target: "bob",
+      });
+      // Read while the store still holds the file, as beside a live server.
+      const r = await runChat(["export", "--data", path, "--audit"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(lines(r.stdout), [
+        {
+          id: 1,
+          at: "2030-05-01T12:00:00.000Z",
+          by: "",
+          action: "invite.create",
+          target: "invite abcdef…",
+          detail: "1 use, 7 days",
+        },
+        { id: 2, at: "2030-05-01T12:05:00.000Z", by: "alice", action: "ban", target: "bob" },
+      ]);
+      const mixed = await runChat(["export", "--data", path, "--audit", "--room", "ops"]);
+      assert.equal(mixed.code, 2);
+      assert.match(
+        mixed.stderr,
+        /--audit writes the audit log alone: leave out --room and --files/,
+      );
+    } finally {
+      await admin.close();
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
