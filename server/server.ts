@@ -260,6 +260,7 @@ export async function startServer(
           log,
           tokenUser: (token) => hub.tokenUser(token),
           usersChanged: () => hub.revalidate(),
+          evict: (user, by) => hub.evict([user], by),
           linkBase: (req) => linkBase(req),
         }),
         info: () => ({
@@ -348,7 +349,23 @@ export async function startServer(
         if (reloading) return;
         reloading = (async () => {
           try {
-            if (await auth.reload()) hub.revalidate();
+            const before = auth.mode === "login" ? new Set(auth.names()) : null;
+            if (await auth.reload()) {
+              hub.revalidate();
+              // Removed on the server's shell: out of their rooms too.
+              // (Not when the file now lists nobody: that locks everyone out already,
+              // and is more likely a mistake than a decision to empty every room.)
+              const gone = before && auth.userCount > 0
+                ? [...before].filter((u) => !auth.has(u))
+                : [];
+              if (gone.length > 0) {
+                await hub.evict(gone).catch((err) =>
+                  log.warn(
+                    `Removed users not taken out of their rooms yet: ${(err as Error).message}`,
+                  )
+                );
+              }
+            }
           } finally {
             reloading = null;
           }

@@ -322,3 +322,50 @@ Deno.test("through Redis: a ban on one node closes the user's connections on the
     "gone",
   ]]);
 });
+
+Deno.test("the banned and the removed leave their rooms; the others see who took them out", async () => {
+  await using srv = await startTestServer({ users: USERS, reloadInterval: 50 });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  carol.send({ type: "join", room: "lounge" });
+  await carol.next((f) => f.type === "joined" && f.room === "lounge");
+  const joinLounge = async (name: string, password: string) => {
+    await using c = await signIn(srv.ws, name, password);
+    c.send({ type: "join", room: "lounge" });
+    await c.next((f) => f.type === "joined" && f.room === "lounge");
+  };
+  const leaves = (user: string) =>
+    carol.next((f) =>
+      f.type === "system" && f.event === "leave" && f.user === user && f.room === "lounge"
+    );
+
+  await joinLounge("bob", "bob-pass-1");
+  alice.send({ type: "ban", user: "bob" });
+  const banned = await leaves("bob");
+  assert.equal(banned.type === "system" && banned.by, "alice");
+  alice.send({ type: "unban", user: "bob" });
+  await alice.next("unbanned");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.deepEqual(bob.welcome.rooms, ["general"], "back in general only");
+  await bob.close();
+
+  // Removed by an admin over HTTP.
+  await joinLounge("bob", "bob-pass-1");
+  const res = await fetch(`${srv.http}/api/people/bob`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${alice.welcome.token}` },
+  });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  const removed = await leaves("bob");
+  assert.equal(removed.type === "system" && removed.by, "alice");
+
+  // Removed on the server's shell (users.json edited): the reload takes them out.
+  const { updateUsers } = await import("../server/auth/users.ts");
+  await updateUsers(`${srv.dir}/users.json`, (u) => void u.set("dave", "dave-pass-1"));
+  await waitUntil(() => srv.server.auth.has("dave"), "dave is loaded");
+  await joinLounge("dave", "dave-pass-1");
+  await updateUsers(`${srv.dir}/users.json`, (u) => void u.delete("dave"));
+  const shell = await leaves("dave");
+  assert.equal(shell.type === "system" && shell.by, undefined);
+});

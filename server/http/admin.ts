@@ -55,6 +55,8 @@ export interface AdminRoutesDeps {
   tokenUser: (token: string) => Promise<string | null>;
   /** Called after an admin changed users.json (a role, a removal): sessions are checked again. */
   usersChanged?: () => void;
+  /** Takes a removed user out of every room (`by`: the admin who removed them). */
+  evict?: (user: string, by: string) => Promise<void>;
   /** Where invite links point: `<base>/#/invite/<code>`. */
   linkBase: (req: Request) => string;
   /** Clock in ms. @default {Date.now} */
@@ -381,6 +383,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     if (result === "unavailable") throw unavailable();
     await deps.admin.audit({ at: now(), by, action: "remove", target: user });
     deps.usersChanged?.();
+    await deps.evict?.(user, by);
     return json({ ok: true }, { "cache-control": "no-store" });
   }
 

@@ -178,9 +178,10 @@ export class Hub {
     const error: SendError = (...args) => this.#error(...args);
     const drop: Drop = (...args) => this.#drop(...args);
     const revalidate = () => this.revalidate();
+    const admin = options.admin ?? new MemoryAdminStore();
     this.#moderation = new Moderation({
       ...node,
-      admin: options.admin ?? new MemoryAdminStore(),
+      admin,
       reply: (conn, frame) => this.#reply(conn, frame),
       isMember: async (user, room) => (await this.#store.roomsOf(user)).includes(room),
     });
@@ -262,6 +263,7 @@ export class Hub {
       conv: (user, frame, ref) => this.#commands.conv(user, frame, ref),
       editWindow: options.editWindow === undefined ? undefined : options.editWindow * 1000,
       reply: (conn, text) => this.#send1(conn, text),
+      admin,
     });
     this.#broker.onPresence((user) => {
       this.#presence.changed(user);
@@ -443,9 +445,18 @@ export class Hub {
   }
 
   /**
+   * Takes users who are gone (removed from users.json, by an admin or on the
+   * server's shell) out of every room; `by` names the admin, if one did it.
+   */
+  async evict(users: Iterable<string>, by?: string): Promise<void> {
+    for (const user of users) await this.#moderation.evict(user, by);
+  }
+
+  /**
    * Ends every session of users whose credentials changed (after users.json
    * reloads), except a session that changed its own password: its
-   * connections go on, each with a fresh token (see {@link Passwords}).
+   * connections go on, each with a fresh token (see {@link Passwords}); and
+   * tells users whose role changed their new role.
    */
   revalidate(): void {
     this.#passwords.revalidate(this.#authed);

@@ -111,6 +111,8 @@ export class Moderation {
     if (ban.reason) event.reason = ban.reason;
     if (ban.until !== undefined) event.until = ban.until;
     await this.#ctx.broker.publish(event);
+    // Out of the chat, out of its rooms: member lists do not fill with the banned.
+    await this.evict(user, by);
     const reply: ServerFrame = { type: "banned", user, by };
     if (ban.reason) reply.reason = ban.reason;
     if (ban.until !== undefined) reply.until = ban.until;
@@ -167,6 +169,25 @@ export class Moderation {
     const reply: ServerFrame = { type: "kicked", room, user };
     if (frame.ref !== undefined) reply.ref = frame.ref;
     this.#ctx.reply(conn, reply);
+  }
+
+  /**
+   * Takes `user` out of every room (`general` too: a sign-in puts them back
+   * there), telling each room's members, on every node; `by` names the admin
+   * who did it, if one did. For the banned and the removed.
+   */
+  async evict(user: string, by?: string): Promise<void> {
+    for (const room of await this.#ctx.store.roomsOf(user)) {
+      if (!(await this.#ctx.store.leave(user, room))) continue;
+      await this.#ctx.broker.publish({
+        kind: "member",
+        user,
+        room,
+        joined: false,
+        ts: new Date(this.#ctx.now()).toISOString(),
+        ...(by === undefined ? {} : { by }),
+      });
+    }
   }
 
   /** The asking admin's name; `forbidden` for anyone else. */
