@@ -7,34 +7,47 @@
 import { effect } from "@preact/signals";
 import { render } from "preact";
 import { useEffect } from "preact/hooks";
+import { AdminPage } from "./components/admin_page.tsx";
 import { ChatScreen } from "./components/chat_screen.tsx";
 import { Logo } from "./components/icons.tsx";
+import { InvitePage } from "./components/invite_page.tsx";
 import { promptDismissed } from "./components/settings.tsx";
 import { SignIn } from "./components/sign_in.tsx";
 import { shortcut } from "./keys.ts";
 import { ChatModel, TOKEN_KEY } from "./model.ts";
-import { routeHash } from "./route.ts";
+import { parsePage, routeHash } from "./route.ts";
 import { UiState } from "./ui.ts";
 
-/** The whole page: a loading mark, the sign-in card or the chat. */
+/**
+ * The whole page: a loading mark, the sign-in card or the chat — or a page
+ * of its own address instead: an invite link (signed in or not) or, once
+ * signed in, the admin page.
+ */
 export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
   const phase = model.phase.value;
+  const page = ui.page.value;
+  const chat = phase === "chat" && page === null;
   useEffect(() => {
-    if (phase !== "chat") return;
+    if (!chat) return;
     const onKey = (e: KeyboardEvent) => {
       if (shortcut(e, model, ui)) e.preventDefault();
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
-  }, [phase]);
+  }, [chat]);
   return (
     <div
       class="app"
       data-phase={phase}
+      data-page={page?.kind}
       data-conn={model.conn.value}
       data-ready={model.ready.value ? "true" : undefined}
     >
-      {phase === "loading"
+      {page?.kind === "invite"
+        ? <InvitePage key={page.code} model={model} ui={ui} code={page.code} />
+        : page?.kind === "admin" && phase === "chat"
+        ? <AdminPage model={model} ui={ui} tab={page.tab} />
+        : phase === "loading"
         ? (
           <div class="splash" aria-busy="true" aria-label="Loading">
             <Logo size={48} />
@@ -57,6 +70,8 @@ function boot(): void {
       const n = new Notification(alert.title, { body: alert.body, tag: alert.key });
       n.onclick = () => {
         focus();
+        // Off the admin page, if it is open: the conversation is what was asked for.
+        ui.page.value = null;
         model.open(alert.key);
         n.close();
       };
@@ -94,17 +109,26 @@ function boot(): void {
   effect(() => {
     const n = model.unreadTotal.value;
     const conv = model.current.value;
-    const name = conv ? (conv.kind === "room" ? `#${conv.name}` : conv.name) : "";
+    const page = ui.page.value?.kind;
+    const name = page === "admin"
+      ? "Admin"
+      : page === "invite"
+      ? "Invite"
+      : conv
+      ? (conv.kind === "room" ? `#${conv.name}` : conv.name)
+      : "";
     document.title = `${n > 0 ? `(${n}) ` : ""}${name ? `${name} · ` : ""}Chat`;
   });
 
   // Every conversation has its own address: the hash follows the open one
   // (a new history entry per change, so Back and Forward move between
   // conversations), and following a link or going back opens what it names.
+  // A page of its own (an invite link, the admin page) keeps its address
+  // until it is left; then the hash names the open conversation again.
   let placed = false;
   effect(() => {
     const key = model.active.value;
-    if (!model.ready.value || key === null) return;
+    if (!model.ready.value || key === null || ui.page.value !== null) return;
     const hash = routeHash(key);
     if (location.hash === hash) {
       // Opened at its own address (a reload, a link): the next one gets an entry of its own.
@@ -118,6 +142,8 @@ function boot(): void {
     placed = true;
   });
   const follow = () => {
+    ui.page.value = parsePage(location.hash);
+    if (ui.page.value !== null) return;
     if (model.followLink(location.hash) || !location.hash.startsWith("#/")) return;
     // Not an address of ours (a mistyped link): show where the user really is.
     const key = model.active.peek();
@@ -126,9 +152,10 @@ function boot(): void {
   addEventListener("hashchange", follow);
   addEventListener("popstate", follow);
 
+  ui.page.value = parsePage(location.hash);
   render(<App model={model} ui={ui} />, document.getElementById("app")!);
   model.start();
-  model.followLink(location.hash);
+  if (ui.page.value === null) model.followLink(location.hash);
 }
 
 if (typeof document !== "undefined") boot();

@@ -235,6 +235,8 @@ export class ChatModel {
   readonly phase = signal<"loading" | "signin" | "chat">("loading");
   /** The signed-in user. */
   readonly me = signal<string | null>(null);
+  /** The user's role, from the welcome (login mode); null in open mode or before it. */
+  readonly role = signal<"admin" | "member" | null>(null);
   /** Connection state. */
   readonly conn = signal<ConnState>("offline");
   /** The socket is open and the welcome arrived. */
@@ -440,23 +442,48 @@ export class ChatModel {
   /** Asks the server how sign-in works and resumes a saved session. */
   async start(): Promise<void> {
     const token = this.#env.storage.getItem(TOKEN_KEY);
-    if (token) {
-      // Show the app straight away, with what was not sent yet; the welcome
-      // fills in the rest.
-      const user = this.#env.storage.getItem(USER_KEY);
-      batch(() => {
-        this.me.value = user;
-        this.phase.value = "chat";
-        if (user !== null) {
-          this.#adopt(user);
-          const saved = this.#env.storage.getItem(`${ACTIVE_KEY}.${user}`);
-          if (saved !== null && this.convs.value.has(saved)) this.open(saved);
-        }
-      });
-      this.#connect({ type: "auth", token }, false);
-    }
+    if (token) this.#resume(token);
     await this.loadInfo();
     if (!token && !this.#closed) this.phase.value = "signin";
+  }
+
+  /**
+   * Signs in with a session token the server handed out some other way (an
+   * invite link made the account): kept as the saved session is, and used
+   * the way a saved session is resumed.
+   */
+  useSession(user: string, token: string): void {
+    if (this.#closed) return;
+    this.#disconnect();
+    this.#reset();
+    this.#env.storage.setItem(TOKEN_KEY, token);
+    this.#env.storage.setItem(USER_KEY, user);
+    this.authError.value = null;
+    this.connNote.value = null;
+    this.#resume(token);
+  }
+
+  /** The session token this page signs in with (for the HTTP API), or null. */
+  sessionToken(): string | null {
+    return this.#auth?.type === "auth" && this.#auth.token
+      ? this.#auth.token
+      : this.#env.storage.getItem(TOKEN_KEY);
+  }
+
+  /** Shows the app at once with what was not sent yet and connects with `token`. */
+  #resume(token: string): void {
+    // The welcome fills in the rest.
+    const user = this.#env.storage.getItem(USER_KEY);
+    batch(() => {
+      this.me.value = user;
+      this.phase.value = "chat";
+      if (user !== null) {
+        this.#adopt(user);
+        const saved = this.#env.storage.getItem(`${ACTIVE_KEY}.${user}`);
+        if (saved !== null && this.convs.value.has(saved)) this.open(saved);
+      }
+    });
+    this.#connect({ type: "auth", token }, false);
   }
 
   /** Fetches `/api/info` (retried by the sign-in form when it fails). */
@@ -1727,6 +1754,9 @@ export class ChatModel {
       }
       case "passwd":
         return this.#onPasswd(f.token, f.ref);
+      case "role":
+        this.role.value = f.role;
+        return;
       case "pong":
         return;
       case "error":
@@ -1776,6 +1806,7 @@ export class ChatModel {
     storage.setItem(USER_KEY, f.user);
     this.#saveDevice(f.user, f.token);
     this.me.value = f.user;
+    this.role.value = f.role ?? null;
     this.phase.value = "chat";
     this.authError.value = null;
     this.connNote.value = null;
@@ -2317,6 +2348,7 @@ export class ChatModel {
       this.#draftsSaved = new Map();
       this.#unsentSaved = new Set();
       this.me.value = null;
+      this.role.value = null;
       this.convs.value = new Map();
       this.active.value = null;
       this.online.value = new Set();

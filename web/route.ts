@@ -9,6 +9,11 @@
  *   conversation names both people, `#/@alice+bob/42`, so that the link
  *   means the same to either of them.
  *
+ * Pages that are not conversations have addresses of their own (see
+ * {@link parsePage}): `#/invite/<code>` an invite link, `#/admin`,
+ * `#/admin/invites` and `#/admin/audit` the admin page. These come first:
+ * `#/admin` would otherwise be the link of a room named `admin`.
+ *
  * @module
  */
 import { NAME_PATTERN } from "../protocol.ts";
@@ -67,6 +72,32 @@ export function parseRoute(hash: string, me: string | null): Route | null {
     else return null;
   }
   return id === undefined ? { key: `@${peer}` } : { key: `@${peer}`, id };
+}
+
+/** A tab of the admin page. */
+export type AdminTab = "invites" | "audit";
+
+/** A page that is not a conversation: an invite link or the admin page. */
+export type Page =
+  | { kind: "invite"; code: string }
+  | { kind: "admin"; tab: AdminTab };
+
+/** Invite codes are 22 base64url characters; a little slack for other servers' lengths. */
+const INVITE = /^#\/invite\/([A-Za-z0-9_-]{8,64})\/?$/;
+const ADMIN = /^#\/admin(?:\/(invites|audit))?\/?$/;
+
+/** The page a hash names, or null when it is a conversation's (or nothing of ours). */
+export function parsePage(hash: string): Page | null {
+  const invite = INVITE.exec(hash);
+  if (invite) return { kind: "invite", code: invite[1] };
+  const admin = ADMIN.exec(hash);
+  if (admin) return { kind: "admin", tab: (admin[1] as AdminTab | undefined) ?? "invites" };
+  return null;
+}
+
+/** The hash of a page. */
+export function pageHash(page: Page): string {
+  return page.kind === "invite" ? `#/invite/${page.code}` : `#/admin/${page.tab}`;
 }
 
 /**

@@ -66,3 +66,25 @@ export function lastSeen(online: boolean, seen?: string, now: Date = new Date())
   if (days < 7) return `last seen ${RELATIVE.format(-days, "day")}`;
   return `last seen on ${SHORT.format(new Date(seen))}`;
 }
+
+const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** `Dec 7, 2026, 10:32 AM`, in local time (for lists and logs). */
+export function when(ms: number): string {
+  return WHEN.format(new Date(ms));
+}
+
+/**
+ * How far `ms` is from now in words: "in 7 days", "in 3 hours",
+ * "5 minutes ago", "just now" (under a minute either way).
+ */
+export function fromNow(ms: number, now: number = Date.now()): string {
+  const diff = ms - now;
+  const min = Math.round(Math.abs(diff) / 60_000);
+  if (min < 1) return "just now";
+  const sign = diff < 0 ? -1 : 1;
+  if (min < 60) return RELATIVE.format(sign * min, "minute");
+  const hours = Math.round(min / 60);
+  if (hours < 24) return RELATIVE.format(sign * hours, "hour");
+  return RELATIVE.format(sign * Math.round(hours / 24), "day");
+}

@@ -6,6 +6,7 @@
  * @module
  */
 import { signal } from "@preact/signals";
+import type { Page } from "./route.ts";
 
 /** What the right-hand panel shows. */
 export type Panel = "members" | "search" | null;
@@ -21,6 +22,8 @@ export class UiState {
   readonly panel = signal<Panel>(null);
   /** The open dialog. */
   readonly dialog = signal<Dialog>(null);
+  /** A page shown instead of the chat (an invite link, the admin page), from the hash. */
+  readonly page = signal<Page | null>(null);
   /** Desktop notification permission: "default", "granted", "denied" or "unsupported". */
   readonly notifications = signal<string>("unsupported");
   /** Bumped to move focus to the composer. */

@@ -286,3 +286,34 @@ export function FileIcon({ kind, size }: { kind: string; size?: number }) {
     </Icon>
   );
 }
+
+/** A shield: the admin page. */
+export function ShieldIcon() {
+  return (
+    <Icon>
+      <path d="M12 3 4 6v6c0 4.5 3.4 8.3 8 9 4.6-.7 8-4.5 8-9V6l-8-3z" />
+      <path d="m9 12 2 2 4-4" />
+    </Icon>
+  );
+}
+
+/** Four squares: a QR code. */
+export function QrIcon() {
+  return (
+    <Icon size={16}>
+      <rect x="3" y="3" width="7" height="7" rx="1" />
+      <rect x="14" y="3" width="7" height="7" rx="1" />
+      <rect x="3" y="14" width="7" height="7" rx="1" />
+      <path d="M14 14h3v3h-3zM20 14v.01M14 20h.01M17 20h4v-3" />
+    </Icon>
+  );
+}
+
+/** An arrow to the left: back. */
+export function BackIcon() {
+  return (
+    <Icon size={16}>
+      <path d="M19 12H5M12 19l-7-7 7-7" />
+    </Icon>
+  );
+}

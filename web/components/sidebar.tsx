@@ -18,6 +18,7 @@ import {
   LogoutIcon,
   PlusIcon,
   SearchIcon,
+  ShieldIcon,
 } from "./icons.tsx";
 import { askNotifications, dismissPrompt } from "./settings.tsx";
 
@@ -180,6 +181,17 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
           <span class="me-name" title={me}>{me}</span>
           <ConnStatus model={model} />
         </div>
+        {model.role.value === "admin" && (
+          <a
+            class="icon-btn"
+            href="#/admin/invites"
+            aria-label="Admin"
+            title="Admin: invite links and the audit log"
+            onClick={() => (ui.drawer.value = false)}
+          >
+            <ShieldIcon />
+          </a>
+        )}
         <button
           type="button"
           class="icon-btn"

@@ -1,0 +1,119 @@
+/**
+ * The admin page's audit log: every admin action, newest first, who did
+ * what to whom and when, a page at a time ("Load older" asks for entries
+ * before the oldest shown).
+ *
+ * @module
+ */
+import { useEffect, useState } from "preact/hooks";
+import type { AdminApi, ApiError, AuditEntry } from "../admin_api.ts";
+import { when } from "../time.ts";
+
+/** Entries asked for at a time. */
+const PAGE = 50;
+
+/** What an entry's action was, in words. */
+function what(e: AuditEntry): string {
+  switch (e.action) {
+    case "invite.create":
+      return "created an invite link";
+    case "invite.revoke":
+      return "revoked an invite link";
+    case "invite.use":
+      return /admin/.test(e.detail ?? "")
+        ? "joined as an admin with an invite link"
+        : "joined with an invite link";
+    case "role":
+      return e.detail === "admin" || e.detail === "member"
+        ? `changed the role to ${e.detail}`
+        : "changed the role";
+    default:
+      return e.action;
+  }
+}
+
+/** The audit log tab. */
+export function AuditTab({ api }: { api: AdminApi }) {
+  const [entries, setEntries] = useState<AuditEntry[] | null>(null);
+  const [more, setMore] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const load = async (before?: number) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const page = await api.audit(before, PAGE);
+      setEntries((old) => before === undefined ? page : [...(old ?? []), ...page]);
+      setMore(page.length === PAGE);
+    } catch (err) {
+      setError((err as ApiError).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  useEffect(() => void load(), []);
+
+  return (
+    <section class="admin-section" aria-labelledby="audit-title">
+      <div class="admin-section-head">
+        <h2 id="audit-title">Audit log</h2>
+        <button type="button" class="btn small" onClick={() => load()} disabled={busy}>
+          Refresh
+        </button>
+      </div>
+      <p class="hint">Every admin action: who did what, to whom, and when. Newest first.</p>
+      {error && <p class="form-error" role="alert">{error}</p>}
+      {entries === null
+        ? !error && <p class="list-status" role="status">Loading…</p>
+        : entries.length === 0
+        ? <p class="list-status">Nothing yet: admin actions show here as they happen.</p>
+        : (
+          <table class="audit">
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Who</th>
+                <th scope="col">What</th>
+                <th scope="col">Target</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entries.map((e) => (
+                <tr key={e.id} data-id={e.id} data-action={e.action}>
+                  <td class="audit-when" data-label="When">
+                    <time dateTime={new Date(e.at).toISOString()}>{when(e.at)}</time>
+                  </td>
+                  <td class="audit-who" data-label="Who">
+                    {e.by === "" ? <em>the server's shell</em> : e.by}
+                  </td>
+                  <td class="audit-what" data-label="What">
+                    {what(e)}
+                    {e.detail && e.action !== "role" && e.action !== "invite.use" && (
+                      <>
+                        {" "}
+                        <span class="audit-detail">({e.detail})</span>
+                      </>
+                    )}
+                  </td>
+                  <td class="audit-target" data-label="Target">{e.target || "—"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      {more && (
+        <div class="form-actions start">
+          <button
+            type="button"
+            class="btn"
+            disabled={busy}
+            onClick={() => load(entries?.[entries.length - 1]?.id)}
+          >
+            {busy ? "Loading…" : "Load older"}
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,72 @@
+/**
+ * The admin page (`#/admin/invites`, `#/admin/audit`), shown instead of the
+ * chat while the connection stays up behind it: a header back to the chat
+ * and a tab per thing admins manage. Only an admin's welcome shows the tabs;
+ * anyone else gets a plain note and a way back, and the server refuses its
+ * endpoints to them anyway.
+ *
+ * @module
+ */
+import { useMemo } from "preact/hooks";
+import { AdminApi } from "../admin_api.ts";
+import type { ChatModel } from "../model.ts";
+import { type AdminTab, pageHash } from "../route.ts";
+import type { UiState } from "../ui.ts";
+import { AuditTab } from "./admin_audit.tsx";
+import { InvitesTab } from "./admin_invites.tsx";
+import { BackIcon } from "./icons.tsx";
+
+const TABS: { tab: AdminTab; label: string }[] = [
+  { tab: "invites", label: "Invites" },
+  { tab: "audit", label: "Audit log" },
+];
+
+/** Back to the open conversation (the hash follows it again: see app.tsx). */
+function backToChat(ui: UiState): void {
+  ui.page.value = null;
+}
+
+/** The admin page. */
+export function AdminPage({ model, ui, tab }: { model: ChatModel; ui: UiState; tab: AdminTab }) {
+  const role = model.role.value;
+  const api = useMemo(() => new AdminApi(location.origin, () => model.sessionToken()), []);
+  return (
+    <div class="admin-page">
+      <header class="admin-head">
+        <button type="button" class="btn small" onClick={() => backToChat(ui)}>
+          <BackIcon /> Back to the chat
+        </button>
+        <h1>Admin</h1>
+      </header>
+      {role === "admin"
+        ? (
+          <>
+            <nav class="tabs admin-tabs" aria-label="Admin sections">
+              {TABS.map((t) => (
+                <a
+                  key={t.tab}
+                  class={t.tab === tab ? "tab active" : "tab"}
+                  href={pageHash({ kind: "admin", tab: t.tab })}
+                  aria-current={t.tab === tab ? "page" : undefined}
+                >
+                  {t.label}
+                </a>
+              ))}
+            </nav>
+            <main class="admin-body">
+              {tab === "invites" ? <InvitesTab api={api} /> : <AuditTab api={api} />}
+            </main>
+          </>
+        )
+        : (
+          <main class="admin-body">
+            <p class="admin-note" role="status">
+              {role === null && !model.ready.value
+                ? "Connecting…"
+                : "This page is for the chat's admins. Ask one of them if you need something changed."}
+            </p>
+          </main>
+        )}
+    </div>
+  );
+}
