@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { parseUsers, readUsers, updateUsers } from "../server/auth/users.ts";
 import { SERVE } from "./chat_process.ts";
 import { runClient } from "./client_helpers.ts";
-import { signIn, startTestServer, waitUntil } from "./helpers.ts";
+import { signIn, startTestServer, TestClient, waitUntil } from "./helpers.ts";
 
 /** Runs `chat user ARGS… --users <path>` with a password from the environment. */
 function user(path: string, args: string[], password = "a-good-pass") {
@@ -199,4 +199,25 @@ Deno.test("open mode has no roles", async () => {
   await using zed = await signIn(srv.ws, "zed");
   assert.equal(zed.welcome.mode, "open");
   assert.equal(zed.welcome.role, undefined);
+});
+
+Deno.test("the first account signed up into an empty users file is its admin; the next is a member", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-roles-" });
+  try {
+    await Deno.writeTextFile(`${dir}/users.json`, "{}");
+    await using srv = await startTestServer({ dir, args: ["--allow-signup"] });
+    const signUp = async (username: string) => {
+      const c = await TestClient.connect(srv.ws);
+      c.send({ type: "register", username, password: `${username}-pass-1` });
+      const w = await c.next("welcome");
+      await c.close();
+      return w.type === "welcome" ? w.role : undefined;
+    };
+    assert.equal(await signUp("first"), "admin");
+    assert.equal(await signUp("second"), "member");
+    const { admins } = await readUsers(`${dir}/users.json`);
+    assert.deepEqual([...admins], ["first"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
