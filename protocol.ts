@@ -171,6 +171,11 @@ export interface JoinFrame {
    * `joined` reply brings what was created or changed after it.
    */
   since?: number;
+  /**
+   * Create the room private (only when it does not exist yet): only its
+   * members see it, and they add others with `invite`.
+   */
+  private?: boolean;
 }
 /** Leave a room for all of the user's connections. */
 export interface LeaveFrame {
@@ -306,6 +311,35 @@ export interface UnbanFrame {
   /** Echoed on the reply. */
   ref?: string;
 }
+/**
+ * A member of a room adds `user` to it (the way into a private room): they
+ * become a member at once and their connections get `invited`.
+ */
+export interface InviteFrame {
+  /** Always `"invite"`. */
+  type: "invite";
+  /** The room (the asker must be a member). */
+  room: string;
+  /** Who is added. */
+  user: string;
+  /** Echoed on the reply. */
+  ref?: string;
+}
+/** Admins only: changes what kind of room a room is; each field given is set or cleared. */
+export interface RoomSettingsFrame {
+  /** Always `"room_settings"`. */
+  type: "room_settings";
+  /** The room. */
+  room: string;
+  /** Members only see it. */
+  private?: boolean;
+  /** Only admins may send (announcements). */
+  readOnly?: boolean;
+  /** Kept, read-only for everyone, out of the rooms list. */
+  archived?: boolean;
+  /** Echoed on the reply. */
+  ref?: string;
+}
 /** Admins only: removes a user from a room (they may join a public room again). */
 export interface KickFrame {
   /** Always `"kick"`. */
@@ -345,7 +379,9 @@ export type ClientFrame =
   | ReadAllFrame
   | BanFrame
   | UnbanFrame
-  | KickFrame;
+  | KickFrame
+  | InviteFrame
+  | RoomSettingsFrame;
 
 // ---------------------------------------------------------------------------
 // Server → client
@@ -387,6 +423,8 @@ export interface ChatMessage {
   edited?: string;
   /** The message was deleted: a tombstone with empty text. */
   deleted?: true;
+  /** On a tombstone: an admin removed the message (someone else's), not its author. */
+  removed?: true;
   /** Emoji → who reacted with it, in the order they did; absent when none. */
   reactions?: Record<string, string[]>;
   /** The message this one answers. */
@@ -492,6 +530,12 @@ export interface JoinedFrame {
   memberCount?: number;
   /** The room's topic, when it has one. */
   topic?: string;
+  /** Only members see the room. */
+  private?: true;
+  /** Only admins may send in it. */
+  readOnly?: true;
+  /** Archived: read-only for everyone. */
+  archived?: true;
   /**
    * The newest messages (by id); or, after the join's `since`, every message
    * created or changed since, in its current state, by `seq`.
@@ -590,8 +634,12 @@ export function presenceCount(frame: PresenceFrame | WelcomeFrame): number | nul
 export interface RoomsListFrame {
   /** Always `"rooms"`. */
   type: "rooms";
-  /** Each room's name, member count and topic (where set). */
-  rooms: { name: string; members: number; topic?: string }[];
+  /**
+   * Each room's name, member count, topic (where set) and kind (`private`,
+   * `readOnly`, where set); private rooms only for their members, archived
+   * ones for nobody.
+   */
+  rooms: ({ name: string; members: number; topic?: string } & RoomKind)[];
   /** More rooms exist than fitted in one reply. */
   more?: boolean;
 }
@@ -621,7 +669,14 @@ export type EditedFrame = {
   ref?: string;
 } & Target;
 /** A message was deleted: it is a tombstone now. */
-export type DeletedFrame = { type: "deleted"; id: number; seq: number; ref?: string } & Target;
+export type DeletedFrame = {
+  type: "deleted";
+  id: number;
+  seq: number;
+  /** An admin removed the message (someone else's): the tombstone says so. */
+  removed?: true;
+  ref?: string;
+} & Target;
 /** Someone added (`on`) or removed a reaction. */
 export type ReactionFrame = {
   type: "reaction";
@@ -715,6 +770,44 @@ export interface ErrorFrame {
   retryAfter?: number;
 }
 
+/** What kind of room a room is: each flag is absent when off. */
+export interface RoomKind {
+  /** Only its members see it. */
+  private?: true;
+  /** Only admins may send in it. */
+  readOnly?: true;
+  /** Kept and read-only for everyone, out of the rooms list. */
+  archived?: true;
+}
+/**
+ * `user` was added to `room` by `by` (an `invite`): sent to each of their
+ * connections (without `user`) and, as the answer, to the one that asked.
+ */
+export interface InvitedFrame {
+  /** Always `"invited"`. */
+  type: "invited";
+  /** The room. */
+  room: string;
+  /** Who was added (in the answer to the asker). */
+  user?: string;
+  /** Who added them. */
+  by: string;
+  /** The `invite`'s ref (in the answer). */
+  ref?: string;
+}
+/** A room's kind changed (an admin's `room_settings`): sent to its members and to the admin. */
+export interface RoomSettingsChangedFrame {
+  /** Always `"room_settings"`. */
+  type: "room_settings";
+  /** The room. */
+  room: string;
+  /** Its kind from now on. */
+  settings: RoomKind;
+  /** The admin who changed it. */
+  by: string;
+  /** The request's ref (to the admin who asked). */
+  ref?: string;
+}
 /** The answer to an admin's `ban`. */
 export interface BannedFrame {
   /** Always `"banned"`. */
@@ -770,6 +863,8 @@ export type ServerFrame =
   | BannedFrame
   | UnbannedFrame
   | KickedFrame
+  | InvitedFrame
+  | RoomSettingsChangedFrame
   | MessageFrame
   | JoinedFrame
   | LeftFrame
@@ -1035,7 +1130,37 @@ export function parseClientFrame(
     case "join": {
       const room = name(o, "room", "room name");
       const since = optId(o, "since");
-      return since === undefined ? { type, room } : { type, room, since };
+      const frame: JoinFrame = since === undefined ? { type, room } : { type, room, since };
+      if (o.private !== undefined && o.private !== null) {
+        if (typeof o.private !== "boolean") bad('Field "private" must be true or false');
+        if (o.private) frame.private = true;
+      }
+      return frame;
+    }
+    case "invite": {
+      const frame: InviteFrame = {
+        type,
+        room: name(o, "room", "room name", ref),
+        user: name(o, "user", "user name", ref),
+      };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "room_settings": {
+      const frame: RoomSettingsFrame = { type, room: name(o, "room", "room name", ref) };
+      for (const key of ["private", "readOnly", "archived"] as const) {
+        const v = o[key];
+        if (v === undefined || v === null) continue;
+        if (typeof v !== "boolean") bad(`Field "${key}" must be true or false`, ref);
+        frame[key] = v;
+      }
+      if (
+        frame.private === undefined && frame.readOnly === undefined && frame.archived === undefined
+      ) {
+        bad('Say what to change: "private", "readOnly" or "archived"', ref);
+      }
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
     }
     case "leave":
       return { type, room: name(o, "room", "room name") };
@@ -1342,7 +1467,9 @@ export function applyChange(msg: ChatMessage, change: ChangeFrame): ChatMessage 
     next.text = change.text;
     next.edited = change.editedAt;
   } else if (change.type === "deleted") {
-    return tombstone(next);
+    const stone = tombstone(next);
+    if (change.removed) stone.removed = true;
+    return stone;
   } else {
     const users = msg.reactions?.[change.emoji] ?? [];
     const has = users.includes(change.user);

@@ -45,7 +45,8 @@ edited), "reactions" ({"👍":["bob","carol"]}: who reacted, in order) and
 "replyTo" ({"id":3,"from":"bob","snippet":"…"}: the message it answers, as that
 one is now) and "files" (the files it carries:
 [{"id":"…","name":"cat.png","size":1234,"type":"image/png","width":640,…}]).
-A deleted message is a tombstone with empty text and "deleted":true: its text
+A deleted message is a tombstone with empty text and "deleted":true (and
+"removed":true when an admin removed someone else's message): its text
 and files are not in the file any more. The file is only read, so a running
 server may keep using it.
 
@@ -283,9 +284,10 @@ function exported(r: Record<string, unknown>): ExportedMessage {
     ? { id, room: String(r.room), from, text, ts }
     : { id, to: String(r.recipient), from, text, ts };
   if (Number(r.deleted ?? 0) !== 0) {
-    // The row's text is '' already; the tombstone says so.
+    // The row's text is '' already; the tombstone says so (2: an admin removed it).
     line.text = "";
     line.deleted = true;
+    if (Number(r.deleted) === 2) line.removed = true;
     return line;
   }
   if (r.edited !== null && r.edited !== undefined) {

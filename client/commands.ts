@@ -51,7 +51,7 @@ export const COMMANDS_HELP = `Commands:
   /search TEXT       Find messages containing every word of TEXT
   /passwd            Change your password (your other sessions are signed out)
   /edit [ID] TEXT    Change your message ID (default: your last one here) to TEXT
-  /delete [ID]       Delete your message ID (default: your last one here)
+  /delete [ID]       Delete your message ID (default: your last one here); admins: anyone's
   /react ID EMOJI    React to message ID with EMOJI; again with the same EMOJI takes it back
   /reply ID TEXT     Answer message ID, quoting it
   /upload PATH [TEXT] Send the file at PATH here, with TEXT ("quote" a PATH with spaces)

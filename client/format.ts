@@ -158,7 +158,8 @@ export function formatQuote(ref: ReplyRef, options: FormatOptions): string {
  * A message as lines (joined by `\n`): `12:04 bob: hello`, with `#room` in
  * front when it is not the room on screen and `bob → you:` for direct
  * messages; its current state after the text (`(edited)`, reactions), a
- * tombstone as "message deleted", and a reply's quote on a line before it.
+ * tombstone as "message deleted" ("message removed by an admin" when one
+ * removed it), and a reply's quote on a line before it.
  */
 export function formatMessage(msg: ChatMessage, options: FormatOptions): string {
   const color = options.color ?? false;
@@ -186,7 +187,8 @@ export function formatMessage(msg: ChatMessage, options: FormatOptions): string 
   let rest = "";
   let body: string;
   if (msg.deleted) {
-    body = paint("dim", paint("italic", "message deleted", color), color);
+    const what = msg.removed ? "message removed by an admin" : "message deleted";
+    body = paint("dim", paint("italic", what, color), color);
   } else if (msg.text === "" && files.length > 0) {
     const [first, ...more] = files.shift()!.split("\n");
     body = first;
@@ -238,7 +240,7 @@ function oneLine(text: string, color: boolean): string {
 }
 
 function changeLine(
-  kind: "edited" | "deleted" | "reacted" | "removed" | "reactions",
+  kind: "edited" | "deleted" | "taken down" | "reacted" | "removed" | "reactions",
   parts: { id: number; user?: string; emoji?: string; text?: string; ts?: string },
   where: { room?: string; to?: string },
   options: ChangeOptions,
@@ -266,6 +268,11 @@ function changeLine(
       return who === ""
         ? `${time} ${label}${id} was deleted`
         : `${time} ${label}${who} deleted ${id}`;
+    // An admin removed someone else's message: the author did not delete it.
+    case "taken down":
+      return who === ""
+        ? `${time} ${label}${id} was removed by an admin`
+        : `${time} ${label}${who}'s message ${id} was removed by an admin`;
     case "reacted":
       return `${time} ${label}${who} reacted ${emoji} to ${id}${mention(options.message, color)}`;
     case "removed":
@@ -279,8 +286,8 @@ function changeLine(
 
 /**
  * A live change as a short line: `bob edited #41: new text`, `alice deleted
- * #41`, `alice reacted 👍 to #41 (bob: the deploy…)`, `alice removed 👍 from
- * #41`, with the time in front. Who edited or deleted is the message's
+ * #41`, `bob's message #41 was removed by an admin`, `alice reacted 👍 to #41
+ * (bob: the deploy…)`, `alice removed 👍 from #41`, with the time in front. Who edited or deleted is the message's
  * author, named when the client holds the message (`options.message`).
  */
 export function formatChange(change: ChangeFrame, options: ChangeOptions): string {
@@ -294,7 +301,12 @@ export function formatChange(change: ChangeFrame, options: ChangeOptions): strin
         options,
       );
     case "deleted":
-      return changeLine("deleted", { id: change.id, user: author }, change, options);
+      return changeLine(
+        change.removed ? "taken down" : "deleted",
+        { id: change.id, user: author },
+        change,
+        options,
+      );
     case "reaction":
       return changeLine(
         change.on ? "reacted" : "removed",
@@ -318,9 +330,12 @@ export function formatUpdate(
 ): string[] {
   const opts: ChangeOptions = { ...options, message: after };
   if (after.deleted) {
-    return before?.deleted
-      ? []
-      : [changeLine("deleted", { id: after.id, user: after.from }, after, opts)];
+    return before?.deleted ? [] : [changeLine(
+      after.removed ? "taken down" : "deleted",
+      { id: after.id, user: after.from },
+      after,
+      opts,
+    )];
   }
   const lines: string[] = [];
   if (after.edited !== undefined && after.edited !== before?.edited) {

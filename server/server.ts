@@ -261,6 +261,7 @@ export async function startServer(
           tokenUser: (token) => hub.tokenUser(token),
           usersChanged: () => hub.revalidate(),
           evict: (user, by) => hub.evict([user], by),
+          rooms: () => store.rooms(),
           linkBase: (req) => linkBase(req),
         }),
         info: () => ({

@@ -124,7 +124,10 @@ Deno.test("SqliteStore.open() migrates a version 9 file: empty invites, bans and
     await both.store.append({ conv: "general", room: "general", from: "alice", text: "before" });
   }
   const v9 = new DatabaseSync(data.path);
-  v9.exec("DROP TABLE invites; DROP TABLE bans; DROP TABLE audit; PRAGMA user_version = 9");
+  v9.exec(`
+    ALTER TABLE rooms DROP COLUMN private; ALTER TABLE rooms DROP COLUMN read_only;
+    ALTER TABLE rooms DROP COLUMN archived;
+    DROP TABLE invites; DROP TABLE bans; DROP TABLE audit; PRAGMA user_version = 9`);
   v9.close();
   await using both = openBoth(data.path);
   const version = () => {
@@ -136,7 +139,7 @@ Deno.test("SqliteStore.open() migrates a version 9 file: empty invites, bans and
     }
   };
   assert.equal(version(), SCHEMA_VERSION);
-  assert.equal(SCHEMA_VERSION, 10);
+  assert.equal(SCHEMA_VERSION, 11);
   assert.deepEqual(await everything(both.admin, T), { invites: [], live: 0, bans: [], audit: [] });
   assert.deepEqual(
     (await both.store.page("general", { limit: 10 })).messages.map((m) => m.text),

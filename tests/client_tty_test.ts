@@ -553,3 +553,40 @@ Deno.test("chat client (terminal) shows the changes made while it was offline af
     await proxy.close();
   }
 });
+
+Deno.test("chat client (terminal): an admin deletes someone else's message; it shows as removed by an admin", async () => {
+  await using t = await startTestServer({
+    users: { alice: { password: "alice-pass", role: "admin" }, bob: USERS.bob },
+  });
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  await using config = new ConfigHome();
+  await using tty = new Tmux();
+  try {
+    bob.send({ type: "send", room: "general", text: "rude words", ref: "r1" });
+    const rude = await bob.next<F<"message">>((f) => f.type === "message" && f.ref === "r1");
+    await startClient(tty, config, [t.ws]);
+    await tty.waitFor("Username:");
+    await tty.line("alice");
+    await tty.waitFor("Password for alice:");
+    await tty.line("alice-pass");
+    await tty.waitFor("bob: rude words");
+    await tty.line(`/delete ${rude.id}`);
+    const deleted = await bob.next<F<"deleted">>("deleted");
+    assert.deepEqual(deleted, {
+      type: "deleted",
+      room: "general",
+      id: rude.id,
+      seq: rude.seq + 1,
+      removed: true,
+    });
+    await tty.waitFor(`bob's message #${rude.id} was removed by an admin`);
+    await tty.line("/history 1");
+    await tty.waitFor(
+      new RegExp(
+        `-- Last 1 message in #general:\\n(#${rude.id} )?\\d\\d:\\d\\d bob: message removed by an admin\\n`,
+      ),
+    );
+  } finally {
+    await closeAll(bob);
+  }
+});

@@ -847,3 +847,52 @@ Deno.test("RedisStore: a message's files are kept in its JSON in wire key order,
   const raw = await store.cli("HGET", "chat:m:r", "3");
   assert.equal(raw.includes(photo.id) || raw.includes("files"), false, `gone: ${raw}`);
 });
+
+Deno.test("RedisStore: room settings are one key, seen by every store; racing creators agree", async () => {
+  await using redis = await RedisServer.start();
+  const [a, b] = await Promise.all([
+    RedisStore.connect(redis.url, { keep: 100 }),
+    RedisStore.connect(redis.url, { keep: 100 }),
+  ]);
+  try {
+    await a.join("alice", "secret", { private: true });
+    await a.join("alice", "plain");
+    assert.deepEqual(await b.roomSettings("secret"), { private: true });
+    assert.deepEqual(await b.roomSettings("plain"), {});
+    assert.equal(await b.roomSettings("nowhere"), null);
+    assert.deepEqual(await b.setRoomSettings("secret", { readOnly: true, archived: true }), {
+      private: true,
+      readOnly: true,
+      archived: true,
+    });
+    assert.equal(await redis.cli("HGET", "chat:settings", "secret"), "pra");
+    assert.deepEqual(await a.setRoomSettings("secret", { private: false, archived: false }), {
+      readOnly: true,
+    });
+    assert.deepEqual(await b.rooms(), [
+      { name: "plain", members: 1 },
+      { name: "secret", members: 1, readOnly: true },
+    ]);
+    await b.setRoomSettings("secret", { readOnly: false });
+    assert.equal(await redis.cli("HEXISTS", "chat:settings", "secret"), "0", "a plain room's goes");
+    assert.equal(await a.setRoomSettings("nowhere", { private: true }), null);
+    assert.equal(await redis.cli("HLEN", "chat:settings"), "0", "nothing written");
+    assert.equal(await redis.cli("HEXISTS", "chat:rooms", "nowhere"), "0");
+    // Two nodes creating the same rooms at once: only the creator's wish counts.
+    for (let i = 0; i < 20; i++) {
+      const room = `race${i}`;
+      const [ja, jb] = await Promise.all([
+        a.join("alice", room, { private: true }),
+        b.join("bob", room),
+      ]);
+      assert.equal(Number(ja.created) + Number(jb.created), 1, "one creator");
+      const expected = ja.created ? { private: true } : {};
+      assert.deepEqual(await a.roomSettings(room), expected);
+      assert.deepEqual(await b.roomSettings(room), expected);
+      assert.deepEqual(await b.members(room), ["alice", "bob"]);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

@@ -5,6 +5,7 @@ import { APPLICATION_ID, SCHEMA_VERSION } from "../server/store/sqlite_schema.ts
 import { SqliteStore, type SqliteStoreOptions, UNREAD_SCAN } from "../server/store/sqlite.ts";
 import { type Draft, ReplyChanged, replyRef } from "../server/store/store.ts";
 import { storeContract } from "./store_contract.ts";
+import { exportCommand } from "../cli/export.ts";
 
 storeContract("SqliteStore", async ({ keep }) => {
   const dir = await Deno.makeTempDir({ prefix: "chat-sqlite-" });
@@ -397,8 +398,16 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 10: rooms without settings. */
+const TO_SCHEMA_10 = `
+  ALTER TABLE rooms DROP COLUMN private;
+  ALTER TABLE rooms DROP COLUMN read_only;
+  ALTER TABLE rooms DROP COLUMN archived;
+  PRAGMA user_version = 10`;
+
 /** Turns a file of this version back into schema 9: no invites, bans or audit log. */
 const TO_SCHEMA_9 = `
+  ${TO_SCHEMA_10};
   DROP TABLE invites;
   DROP TABLE bans;
   DROP TABLE audit;
@@ -493,7 +502,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 10);
+    assert.equal(SCHEMA_VERSION, 11);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1113,6 +1122,78 @@ Deno.test("SqliteStore keeps edits, tombstones, reactions and replies over a reo
   );
 });
 
+Deno.test("SqliteStore keeps an admin's removal over a reopen, in pages, search and chat export", async () => {
+  await using data = await tempData();
+  let ts = "", ownTs = "";
+  {
+    await using s = open(data.path);
+    await s.join("alice", "ops");
+    await s.join("bob", "ops");
+    ts = (await s.append(room("ops", "bob", "rude words"))).ts;
+    ownTs = (await s.append(room("ops", "alice", "my own"))).ts;
+    const removed = await s.change({
+      kind: "delete",
+      conv: "ops",
+      id: 1,
+      user: "alice",
+      moderator: true,
+    });
+    assert.deepEqual(removed, {
+      ok: true,
+      applied: { kind: "deleted", conv: "ops", id: 1, seq: 3, user: "alice", removed: true },
+    });
+    const own = await s.change({
+      kind: "delete",
+      conv: "ops",
+      id: 2,
+      user: "alice",
+      moderator: true,
+    });
+    assert.deepEqual(own, {
+      ok: true,
+      applied: { kind: "deleted", conv: "ops", id: 2, seq: 4, user: "alice" },
+    });
+  }
+  // The existing column carries it: 2 for removed, 1 for deleted by its author.
+  assert.deepEqual(
+    peek(data.path, (db) => db.prepare("SELECT id, deleted, text FROM messages ORDER BY id").all())
+      .map((r) => [r.id, r.deleted, r.text]),
+    [[1, 2, ""], [2, 1, ""]],
+  );
+  {
+    await using s = open(data.path);
+    const stone = {
+      id: 1,
+      seq: 3,
+      room: "ops",
+      from: "bob",
+      text: "",
+      ts,
+      deleted: true as const,
+      removed: true as const,
+    };
+    assert.deepEqual(await s.message("ops", 1), stone);
+    const page = await s.page("ops", { since: 2, limit: 10 });
+    assert.deepEqual(page.messages.map((m) => [m.id, m.removed]), [[1, true], [2, undefined]]);
+    assert.deepEqual(page.messages[0], stone);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages[0], stone);
+    assert.deepEqual(await s.search("rude", { user: "alice", rooms: ["ops"], limit: 10 }), []);
+  }
+  let text = "";
+  const decoder = new TextDecoder();
+  const out = {
+    write(p: Uint8Array): Promise<number> {
+      text += decoder.decode(p, { stream: true });
+      return Promise.resolve(p.length);
+    },
+  };
+  assert.equal(await exportCommand(["--data", data.path], {}, out), 0);
+  assert.deepEqual(text.trimEnd().split("\n").map((l) => JSON.parse(l)), [
+    { id: 1, room: "ops", from: "bob", text: "", ts, deleted: true, removed: true },
+    { id: 2, room: "ops", from: "alice", text: "", ts: ownTs, deleted: true },
+  ]);
+});
+
 Deno.test("SqliteStore.open() migrates a version 5 file: every message readable, seq = id", async () => {
   await using data = await tempData();
   {
@@ -1544,4 +1625,80 @@ Deno.test("SqliteStore.open() migrates a version 8 file: messages are found by t
   assert.deepEqual((await s.search("revenue", scope)).map((m) => m.id), [1]);
   assert.deepEqual((await s.search("photo", scope)).map((m) => m.id), [2]);
   assert.deepEqual((await s.search("numbers", scope)).map((m) => m.id), [1]);
+});
+
+Deno.test("SqliteStore keeps room settings over a reopen, and a private room's creation", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "secret", { private: true });
+    await s.join("bob", "secret");
+    await s.join("alice", "news");
+    await s.join("alice", "old");
+    await s.join("alice", "plain");
+    assert.deepEqual(await s.setRoomSettings("news", { readOnly: true }), { readOnly: true });
+    await s.setRoomSettings("old", { archived: true, readOnly: true });
+    await s.setRoomSettings("old", { readOnly: false });
+    assert.equal(await s.setRoomSettings("nowhere", { private: true }), null);
+  }
+  assert.deepEqual(
+    peek(
+      data.path,
+      (db) =>
+        db.prepare("SELECT name, private, read_only, archived FROM rooms ORDER BY name").all()
+          .map((r) => [r.name, r.private, r.read_only, r.archived]),
+    ),
+    [["news", 0, 1, 0], ["old", 0, 0, 1], ["plain", 0, 0, 0], ["secret", 1, 0, 0]],
+  );
+  await using s = open(data.path);
+  assert.deepEqual(await s.rooms(), [
+    { name: "news", members: 1, readOnly: true },
+    { name: "old", members: 1, archived: true },
+    { name: "plain", members: 1 },
+    { name: "secret", members: 2, private: true },
+  ]);
+  assert.deepEqual(await s.roomSettings("secret"), { private: true });
+  assert.deepEqual(await s.roomSettings("plain"), {});
+  assert.equal(await s.roomSettings("nowhere"), null);
+  assert.deepEqual(await s.members("secret"), ["alice", "bob"]);
+});
+
+Deno.test("SqliteStore.open() migrates a version 10 file: existing rooms are plain", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "general");
+    await s.join("bob", "ops");
+    await s.setTopic("ops", "deploys");
+    await s.append(room("ops", "bob", "before the upgrade"));
+  }
+  const v10 = new DatabaseSync(data.path);
+  v10.exec(TO_SCHEMA_10);
+  v10.close();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "ops", members: 1, topic: "deploys" },
+    ]);
+    assert.deepEqual(await s.roomSettings("ops"), {});
+    assert.deepEqual(await s.setRoomSettings("ops", { private: true }), { private: true });
+    assert.deepEqual(await s.join("carol", "hidden", { private: true }), {
+      added: true,
+      created: true,
+    });
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.rooms(), [
+    { name: "general", members: 1 },
+    { name: "hidden", members: 1, private: true },
+    { name: "ops", members: 1, topic: "deploys", private: true },
+  ]);
+  assert.deepEqual((await s.page("ops", { limit: 10 })).messages.map((m) => m.text), [
+    "before the upgrade",
+  ]);
 });

@@ -652,6 +652,140 @@ export function storeContract<S extends Store>(
     assert.equal(await s.topic("ops"), "t");
   });
 
+  test("roomSettings(): a plain room's are {}, no room's null; rooms() shows no flags", async (s) => {
+    assert.equal(await s.roomSettings("ops"), null);
+    await s.join("alice", "ops");
+    await s.join("bob", "ops", {});
+    await s.join("bob", "general", { private: false });
+    assert.deepEqual(await s.roomSettings("ops"), {});
+    assert.deepEqual(await s.roomSettings("general"), {});
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "ops", members: 2 },
+    ]);
+  });
+
+  test("join() with private creates a private room; membership works as for any room", async (s) => {
+    assert.deepEqual(await s.join("alice", "secret", { private: true }), {
+      added: true,
+      created: true,
+    });
+    await s.join("alice", "general");
+    assert.deepEqual(await s.roomSettings("secret"), { private: true });
+    assert.deepEqual(await s.rooms(), [
+      { name: "general", members: 1 },
+      { name: "secret", members: 1, private: true },
+    ]);
+    assert.equal(await s.roomsCreatedBy("alice"), 2);
+    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false });
+    assert.deepEqual(await s.members("secret"), ["alice", "bob"]);
+    assert.deepEqual(await s.roomsOf("bob"), ["secret"]);
+    assert.equal(await s.leave("alice", "secret"), true);
+    assert.deepEqual(await s.members("secret"), ["bob"]);
+    assert.deepEqual(await s.roomsOf("alice"), ["general"]);
+    assert.equal(await s.leave("bob", "secret"), true);
+    assert.deepEqual(await s.roomSettings("secret"), { private: true }, "kept when empty");
+    assert.deepEqual((await s.rooms())[1], { name: "secret", members: 0, private: true });
+  });
+
+  test("join() never changes the settings of a room that exists", async (s) => {
+    await s.join("alice", "ops");
+    assert.deepEqual(await s.join("bob", "ops", { private: true }), {
+      added: true,
+      created: false,
+    });
+    assert.deepEqual(await s.join("alice", "ops", { private: true }), {
+      added: false,
+      created: false,
+    });
+    assert.deepEqual(await s.roomSettings("ops"), {}, "not made private by a later join");
+    await s.join("alice", "secret", { private: true });
+    await s.setRoomSettings("secret", { readOnly: true });
+    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false });
+    assert.deepEqual(await s.join("carol", "secret", { private: false }), {
+      added: true,
+      created: false,
+    });
+    assert.deepEqual(await s.roomSettings("secret"), { private: true, readOnly: true });
+    assert.deepEqual(await s.rooms(), [
+      { name: "ops", members: 2 },
+      { name: "secret", members: 3, private: true, readOnly: true },
+    ]);
+  });
+
+  test("join() racing to create a room: only the creator's private wish counts", async (s) => {
+    for (const [i, creatorPrivate] of [[0, true], [1, false], [2, true], [3, false]] as const) {
+      const room = `race${i}`;
+      // Every other joiner wishes the opposite of the first.
+      const wish = (j: number) => j % 2 === 0 ? creatorPrivate : !creatorPrivate;
+      const joins = await Promise.all(
+        Array.from({ length: 8 }, (_, j) => s.join(`u${j}`, room, { private: wish(j) })),
+      );
+      const creators = joins.flatMap((r, j) => r.created ? [j] : []);
+      assert.equal(creators.length, 1, "one creator");
+      assert.deepEqual(await s.roomSettings(room), wish(creators[0]) ? { private: true } : {});
+      assert.equal((await s.members(room)).length, 8);
+    }
+  });
+
+  test("setRoomSettings() sets and clears each flag and resolves the settings after", async (s) => {
+    await s.join("alice", "ops");
+    assert.deepEqual(await s.setRoomSettings("ops", { readOnly: true }), { readOnly: true });
+    assert.deepEqual(await s.setRoomSettings("ops", { archived: true, private: true }), {
+      private: true,
+      readOnly: true,
+      archived: true,
+    });
+    assert.deepEqual(await s.roomSettings("ops"), {
+      private: true,
+      readOnly: true,
+      archived: true,
+    });
+    assert.deepEqual(await s.rooms(), [
+      { name: "ops", members: 1, private: true, readOnly: true, archived: true },
+    ]);
+    assert.deepEqual(await s.setRoomSettings("ops", { private: false }), {
+      readOnly: true,
+      archived: true,
+    });
+    assert.deepEqual(await s.setRoomSettings("ops", { readOnly: false, archived: true }), {
+      archived: true,
+    });
+    assert.deepEqual(await s.setRoomSettings("ops", {}), { archived: true }, "nothing given");
+    assert.deepEqual(await s.setRoomSettings("ops", { archived: false }), {});
+    assert.deepEqual(await s.setRoomSettings("ops", { private: false }), {}, "cleared already");
+    assert.deepEqual(await s.roomSettings("ops"), {});
+    assert.deepEqual(await s.rooms(), [{ name: "ops", members: 1 }]);
+    assert.deepEqual(await s.setRoomSettings("ops", { private: true }), { private: true });
+    assert.deepEqual(await s.setRoomSettings("ops", { private: true }), { private: true });
+    assert.deepEqual(await s.members("ops"), ["alice"], "membership unchanged");
+    assert.deepEqual(await s.roomsOf("alice"), ["ops"]);
+  });
+
+  test("setRoomSettings() of a room that does not exist resolves null and creates nothing", async (s) => {
+    assert.equal(await s.setRoomSettings("nowhere", { private: true, readOnly: true }), null);
+    assert.equal(await s.setRoomSettings("nowhere", {}), null);
+    assert.equal(await s.roomSettings("nowhere"), null);
+    assert.equal(await s.roomExists("nowhere"), false);
+    assert.deepEqual(await s.rooms(), []);
+    assert.deepEqual(await s.join("alice", "nowhere"), { added: true, created: true });
+    assert.deepEqual(await s.roomSettings("nowhere"), {}, "created later: plain");
+  });
+
+  test("setRoomSettings() made at once on different flags all stick", async (s) => {
+    await s.join("alice", "ops");
+    await Promise.all([
+      s.setRoomSettings("ops", { private: true }),
+      s.setRoomSettings("ops", { readOnly: true }),
+      s.setRoomSettings("ops", { archived: true }),
+    ]);
+    assert.deepEqual(await s.roomSettings("ops"), {
+      private: true,
+      readOnly: true,
+      archived: true,
+    });
+  });
+
   test("touchUser() with a time, markSeen() and lastSeen() keep when users were last seen", async (s) => {
     assert.deepEqual(await s.lastSeen([]), new Map());
     assert.deepEqual(await s.lastSeen(["alice"]), new Map());
@@ -1697,5 +1831,111 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.message("r", 1), stone, "a tombstone carries no files");
     assert.deepEqual((await s.page("r", { limit: 10 })).messages, [stone]);
     assert.deepEqual((await s.page("r", { since: 3, limit: 10 })).messages, [stone]);
+  });
+
+  // ---------------------------------------------------------------------------
+  // Moderation (issue 17): an admin's delete (`moderator`) of anyone's message.
+
+  /** A moderator delete in room `r` (or `conv`), with an optional `sentAfter`. */
+  const remove = (s: Store, id: number, user: string, sentAfter?: number, conv = "r") =>
+    s.change(
+      sentAfter === undefined
+        ? { kind: "delete", conv, id, user, moderator: true }
+        : { kind: "delete", conv, id, user, moderator: true, sentAfter },
+    );
+
+  test("change() with moderator deletes someone else's message: a tombstone that says removed", async (s) => {
+    const q = await post(s, "alice", "the question"); // 1
+    const rude = await post(s, "bob", "rude words", {
+      replyTo: { id: 1, from: "alice", snippet: "the question", seq: 1 },
+      files: [PHOTO],
+    }); // 2
+    const answer = await post(s, "carol", "calm answer", {
+      replyTo: { id: 2, from: "bob", snippet: "rude words", seq: 2 },
+    }); // 3
+    applied(await react(s, 2, "carol", "👎")); // 4
+    assert.deepEqual(await del(s, 2, "carol"), { ok: false, refusal: "forbidden" }, "not one");
+    const sent = Date.parse(rude.ts);
+    assert.deepEqual(
+      applied(await remove(s, 2, "alice", sent + 60_000)),
+      { kind: "deleted", conv: "r", id: 2, seq: 5, user: "alice", removed: true },
+      "neither the author nor sentAfter is checked",
+    );
+    const stone: ChatMessage = {
+      id: 2,
+      seq: 5,
+      room: "r",
+      from: "bob",
+      text: "",
+      ts: rude.ts,
+      deleted: true,
+      removed: true,
+    };
+    const quoting: ChatMessage = {
+      ...answer,
+      replyTo: { id: 2, from: "bob", snippet: "", deleted: true },
+    };
+    await settle(s);
+    assert.deepEqual(await s.message("r", 2), stone, "no text, files or reactions");
+    assert.deepEqual((await s.page("r", { limit: 10 })).messages, [q, stone, quoting]);
+    assert.deepEqual((await s.page("r", { since: 4, limit: 10 })).messages, [stone]);
+    assert.deepEqual((await s.page("r", { before: 3, limit: 1 })).messages, [stone]);
+    const scope = { user: "alice", rooms: ["r"], limit: 10 };
+    assert.deepEqual(await s.search("rude", scope), [], "its text is found by nothing");
+    assert.deepEqual(await s.search("cat", scope), [], "nor its files' names");
+    assert.deepEqual(await s.search("calm", scope), [quoting], "a reply quotes none of it");
+    assert.deepEqual(await remove(s, 2, "alice"), { ok: true, applied: null }, "removed already");
+    assert.deepEqual(await del(s, 2, "bob"), { ok: true, applied: null }, "its author: nothing");
+    assert.deepEqual(await edit(s, 2, "bob", "back"), { ok: false, refusal: "unknown_message" });
+    assert.equal((await post(s, "bob", "next")).id, 6, "one position, taken once");
+    await settle(s);
+    assert.deepEqual(await s.message("r", 2), stone, "still removed");
+  });
+
+  test("change() with moderator on one's own message is a plain delete; DMs too", async (s) => {
+    const own = await post(s, "alice", "mine");
+    await settle(s);
+    assert.deepEqual(
+      applied(await remove(s, 1, "alice", Date.parse(own.ts) + 60_000)),
+      { kind: "deleted", conv: "r", id: 1, seq: 2, user: "alice" },
+      "no removed: its author deleted it",
+    );
+    await settle(s);
+    assert.deepEqual(await s.message("r", 1), {
+      id: 1,
+      seq: 2,
+      room: "r",
+      from: "alice",
+      text: "",
+      ts: own.ts,
+      deleted: true,
+    });
+    const dm = conversationKey("alice", { to: "bob" });
+    const d = await s.append({ conv: dm, to: "alice", from: "bob", text: "psst" });
+    assert.deepEqual(await s.change({ kind: "delete", conv: dm, id: 1, user: "alice" }), {
+      ok: false,
+      refusal: "forbidden",
+    });
+    assert.deepEqual(applied(await remove(s, 1, "alice", undefined, dm)), {
+      kind: "deleted",
+      conv: dm,
+      id: 1,
+      seq: 2,
+      user: "alice",
+      removed: true,
+    });
+    await settle(s);
+    const stone: ChatMessage = {
+      id: 1,
+      seq: 2,
+      to: "alice",
+      from: "bob",
+      text: "",
+      ts: d.ts,
+      deleted: true,
+      removed: true,
+    };
+    assert.deepEqual(await s.message(dm, 1), stone);
+    assert.deepEqual((await s.page(dm, { since: 1, limit: 10 })).messages, [stone]);
   });
 }

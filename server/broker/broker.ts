@@ -7,7 +7,15 @@
  * @module
  */
 import type { ChatMessage } from "../../protocol.ts";
-import type { Appended, Applied, Change, ChangeResult, Draft, Store } from "../store/store.ts";
+import type {
+  Appended,
+  Applied,
+  Change,
+  ChangeResult,
+  Draft,
+  RoomSettings,
+  Store,
+} from "../store/store.ts";
 
 /** Where a message came from, so its node can echo `ref` to the sender's connection only. */
 export interface Origin {
@@ -76,8 +84,20 @@ export interface MemberEvent {
   since?: number;
   /** The connection that joined or left. */
   origin?: Origin;
-  /** For a leave: the admin who removed the user (a `kick`). */
+  /** For a leave: the admin who removed the user (a `kick`); for a join: who added them (an `invite`). */
   by?: string;
+}
+
+/** An admin changed what kind of room a room is. */
+export interface RoomEvent {
+  /** Always `"room"`. */
+  kind: "room";
+  /** The room. */
+  room: string;
+  /** Its settings from now on. */
+  settings: RoomSettings;
+  /** The admin. */
+  by: string;
 }
 
 /** An admin lifted a user's ban. */
@@ -169,7 +189,8 @@ export type BrokerEvent =
   | PasswdEvent
   | TopicEvent
   | BanEvent
-  | UnbanEvent;
+  | UnbanEvent
+  | RoomEvent;
 
 /** Called for every event from any node, in delivery order. */
 export type BrokerHandler = (event: BrokerEvent) => void;

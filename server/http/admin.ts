@@ -7,14 +7,14 @@
  * - `POST /api/invites/<code>` `{"name","password"}`: creates the account
  *   and answers its session token (no sign-in; sign-up may be off).
  * - `GET|POST /api/invites`, `DELETE /api/invites/<code>`, `GET /api/audit`,
- *   `GET /api/bans`, `GET /api/people`, `POST /api/people/<name>/role`,
+ *   `GET /api/bans`, `GET /api/rooms`, `GET /api/people`, `POST /api/people/<name>/role`,
  *   `DELETE /api/people/<name>`: admins only (`Authorization: Bearer
  *   <token>`), or the server's shell (`Authorization: Shell …`, see
  *   `server/admin/shell.ts`).
  *
  * @module
  */
-import { isReservedName, NAME_PATTERN } from "../../protocol.ts";
+import { isReservedName, NAME_PATTERN, type RoomKind } from "../../protocol.ts";
 import {
   type AdminStore,
   type Invite,
@@ -55,6 +55,8 @@ export interface AdminRoutesDeps {
   tokenUser: (token: string) => Promise<string | null>;
   /** Called after an admin changed users.json (a role, a removal): sessions are checked again. */
   usersChanged?: () => void;
+  /** Every room with its members count, topic and kind (private and archived ones too). */
+  rooms?: () => Promise<({ name: string; members: number; topic?: string } & RoomKind)[]>;
   /** Takes a removed user out of every room (`by`: the admin who removed them). */
   evict?: (user: string, by: string) => Promise<void>;
   /** Where invite links point: `<base>/#/invite/<code>`. */
@@ -322,6 +324,11 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     return json({ bans: await deps.admin.bans(now()) }, { "cache-control": "no-store" });
   }
 
+  async function rooms(req: Request, url: URL): Promise<Response> {
+    await adminOf(req, url);
+    return json({ rooms: await deps.rooms?.() ?? [] }, { "cache-control": "no-store" });
+  }
+
   async function people(req: Request, url: URL): Promise<Response> {
     await adminOf(req, url);
     const auth = deps.auth;
@@ -405,6 +412,10 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       if (path === "/api/bans") {
         only("GET", "HEAD");
         return await bans(req, url);
+      }
+      if (path === "/api/rooms") {
+        only("GET", "HEAD");
+        return await rooms(req, url);
       }
       if (path === "/api/people") {
         only("GET", "HEAD");

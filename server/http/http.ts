@@ -103,7 +103,7 @@ export interface HttpDeps {
 }
 
 /** The paths of the admin routes (`server/http/admin.ts`). */
-const ADMIN_PATHS = /^\/api\/(audit|bans|invites|people)(\/|$)/;
+const ADMIN_PATHS = /^\/api\/(audit|bans|invites|people|rooms)(\/|$)/;
 
 /** The header the built-in tunnel adds, carrying {@link HttpDeps.tunnelSecret}. */
 export const TUNNEL_HEADER = "x-chat-tunnel";

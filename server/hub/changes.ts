@@ -4,7 +4,8 @@
  * broker, which applies it in the store and delivers it to every node in the
  * conversation's `seq` order, and answered with an `error` when the store
  * refused it. The frames every member receives are built by
- * {@link changeFrame}.
+ * {@link changeFrame}. An admin may delete anyone's message (a moderator
+ * delete): its tombstone says `removed`, and the audit log records it.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import {
   MAX_REACTIONS_TOTAL,
   type Target,
 } from "../../protocol.ts";
+import type { AdminStore } from "../admin/admin.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -33,6 +35,8 @@ export interface ChangesContext extends NodeContext, FilesContext {
   editWindow?: number;
   /** Sends frame text to one connection, if it is still there. */
   reply: (conn: Conn, text: string) => void;
+  /** Where a moderator delete is recorded. */
+  admin: Pick<AdminStore, "audit">;
 }
 
 /** Handlers of `edit`, `delete` and `react`. */
@@ -81,7 +85,10 @@ export class Changes {
     }
   }
 
-  /** Deletes the user's own message: a tombstone keeps its place. */
+  /**
+   * Deletes the user's own message, or an admin's choice of anyone's: a
+   * tombstone keeps its place.
+   */
   async delete(conn: Conn, frame: ClientFrame & { type: "delete" }): Promise<void> {
     const turn = takeTurn(conn);
     try {
@@ -95,12 +102,40 @@ export class Changes {
     const user = conn.user!;
     const { conv } = await this.#ctx.conv(user, frame, frame.ref);
     const change: Change = { kind: "delete", conv, id: frame.id, user: user.name };
-    const bound = await this.#heldSince(user.name);
-    if (bound > 0) change.sentAfter = bound;
-    // A message's files never change: read before, removed once it is deleted.
-    const files = (await this.#ctx.store.message(conv, frame.id))?.files;
+    // A message's files and author never change: read before, files removed once it is deleted.
+    const msg = await this.#ctx.store.message(conv, frame.id);
+    if (msg && msg.from !== user.name && this.#ctx.auth.role(user.name) === "admin") {
+      change.moderator = true;
+    } else {
+      const bound = await this.#heldSince(user.name);
+      if (bound > 0) change.sentAfter = bound;
+    }
     const applied = await this.#apply(conn, turn, change, frame.ref, "holder");
-    if (applied && files) await this.#removeFiles(files.map((f) => f.id));
+    if (applied?.removed) await this.#audit(applied, msg!.from);
+    if (applied && msg?.files) await this.#removeFiles(msg.files.map((f) => f.id));
+  }
+
+  /**
+   * Records an admin's delete of someone else's message. The delete is done
+   * and everyone told already: a failure is logged, not answered.
+   */
+  async #audit(applied: Applied, author: string): Promise<void> {
+    const where = applied.conv.startsWith("@") ? "DM" : applied.conv;
+    try {
+      await this.#ctx.admin.audit({
+        at: this.#ctx.now(),
+        by: applied.user,
+        action: "delete",
+        target: `${where} #${applied.id}`,
+        detail: `a message by ${author}`,
+      });
+    } catch (err) {
+      this.#ctx.log.error(
+        `Delete of ${applied.conv}#${applied.id} by "${applied.user}" not audited: ${
+          (err as Error).message
+        }`,
+      );
+    }
   }
 
   /** Removes a deleted message's files; a failure is left to the file sweep. */
@@ -233,7 +268,9 @@ export class Changes {
           "forbidden",
           change.kind === "edit"
             ? `Message #${id} is someone else's: only its author may edit it`
-            : `Message #${id} is someone else's: only its author may delete it`,
+            : `Message #${id} is someone else's: only its author${
+              this.#ctx.auth.mode === "login" ? " or an admin" : ""
+            } may delete it`,
           ref,
         );
       case "too_late":
@@ -282,7 +319,9 @@ export function changeFrame(applied: Applied, viewer: string): ChangeFrame {
         seq: applied.seq,
       };
     case "deleted":
-      return { type: "deleted", ...target, id: applied.id, seq: applied.seq };
+      return applied.removed
+        ? { type: "deleted", ...target, id: applied.id, seq: applied.seq, removed: true }
+        : { type: "deleted", ...target, id: applied.id, seq: applied.seq };
     case "reaction":
       return {
         type: "reaction",

@@ -25,6 +25,7 @@ import { createHash } from "node:crypto";
 import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
+import { type RoomKinds, sendRefusal } from "./rooms.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -44,6 +45,8 @@ export interface Resent {
 
 /** What {@link Commands} needs from the node. */
 export interface CommandsContext extends NodeContext, FilesContext {
+  /** The kinds of rooms (read-only and archived rooms refuse sends). */
+  kinds: RoomKinds;
   /** Largest reply in bytes. */
   replyBytes: () => number;
   /** Sends frame text to one connection, if it is still there. */
@@ -71,7 +74,11 @@ export class Commands {
 
   /** Answers `rooms`: every room, cut at the reply bound. */
   async rooms(conn: Conn): Promise<void> {
-    const rooms = await this.#ctx.store.rooms();
+    const mine = conn.user!.rooms;
+    // Archived rooms are out of the list; private ones are for their members' eyes only.
+    const rooms = (await this.#ctx.store.rooms()).filter((r) =>
+      !r.archived && (!r.private || mine.has(r.name))
+    );
     const fit = fitItems(rooms, this.#ctx.replyBytes(), "first");
     const frame = fit.dropped > 0 ? { type: "rooms", more: true } : { type: "rooms" };
     this.#ctx.send(conn, withArrays(frame, { rooms: fit.parts }));
@@ -93,7 +100,7 @@ export class Commands {
       }
       return { conv: frame.room, target: { room: frame.room } };
     }
-    const peer = await this.#resolveUser(frame.to!);
+    const peer = await this.resolveUser(frame.to!);
     if (peer === null) {
       throw new FrameError("unknown_user", `There is no user "${frame.to}"`, ref);
     }
@@ -110,7 +117,7 @@ export class Commands {
   }
 
   /** A user's name as they spell it, or null when there is no such user. */
-  async #resolveUser(name: string): Promise<string | null> {
+  async resolveUser(name: string): Promise<string | null> {
     if (this.#ctx.auth.mode === "login") return this.#ctx.auth.canonical(name) ?? null;
     if (this.#ctx.broker.isOnline(name)) return name;
     const claim = await this.#ctx.store.nameClaim(name);
@@ -126,6 +133,11 @@ export class Commands {
       const found = await this.conv(user, frame, frame.ref);
       conv = found.conv;
       const target = found.target;
+      if (target.room !== undefined) {
+        const admin = this.#ctx.auth.role(user.name) === "admin";
+        const refusal = sendRefusal(await this.#ctx.kinds.of(target.room), target.room, admin);
+        if (refusal !== null) throw new FrameError("forbidden", refusal, frame.ref);
+      }
       this.#ctx.typists.stop(conv, target, user.name);
       const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
       if (frame.ref !== undefined) origin.ref = frame.ref;

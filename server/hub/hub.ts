@@ -58,6 +58,7 @@ import { Directory } from "./directory.ts";
 import type { ThrottleOptions } from "../auth/throttle.ts";
 import { Typists } from "./typing.ts";
 import { banMessage, Moderation } from "./moderation.ts";
+import { kindOf, RoomCommands, RoomKinds } from "./rooms.ts";
 import type { AdminStore } from "../admin/admin.ts";
 import { MemoryAdminStore } from "../admin/memory.ts";
 import { Replies, SearchSlots } from "./replies.ts";
@@ -150,6 +151,10 @@ export class Hub {
   #changes: Changes;
   /** Bans and kicks. */
   #moderation: Moderation;
+  /** The kinds of rooms this node has read. */
+  #kinds: RoomKinds;
+  /** `invite` and `room_settings`. */
+  #roomCommands: RoomCommands;
   #files: FileStore;
   #urls: FileUrls;
 
@@ -177,6 +182,7 @@ export class Hub {
     };
     const error: SendError = (...args) => this.#error(...args);
     const drop: Drop = (...args) => this.#drop(...args);
+    this.#kinds = new RoomKinds(this.#store);
     const revalidate = () => this.revalidate();
     const admin = options.admin ?? new MemoryAdminStore();
     this.#moderation = new Moderation({
@@ -243,9 +249,11 @@ export class Hub {
       quota: this.#rooms,
       replies: this.#replies,
       onMember: (event) => this.#onMember(event),
+      kinds: this.#kinds,
     });
     this.#commands = new Commands({
       ...node,
+      kinds: this.#kinds,
       replyBytes,
       send: (conn, text) => this.#send1(conn, text),
       resent: (conn, room, copy) => {
@@ -257,6 +265,14 @@ export class Hub {
       typists: this.#typists,
       searches: this.#searches,
       directory: this.#directory,
+    });
+    this.#roomCommands = new RoomCommands({
+      ...node,
+      admin,
+      kinds: this.#kinds,
+      isMember: (user, room) => this.#commands.isMember(user, room),
+      resolveUser: (name) => this.#commands.resolveUser(name),
+      reply: (conn, frame) => this.#reply(conn, frame),
     });
     this.#changes = new Changes({
       ...node,
@@ -650,7 +666,13 @@ export class Hub {
         work = this.#changes.react(conn, frame);
         break;
       case "join":
-        work = this.#joins.join(conn, frame.room, frame.since);
+        work = this.#joins.join(conn, frame.room, frame.since, { private: frame.private });
+        break;
+      case "invite":
+        work = this.#roomCommands.invite(conn, frame);
+        break;
+      case "room_settings":
+        work = this.#roomCommands.settings(conn, frame);
         break;
       case "leave":
         work = this.#commands.leave(conn, frame.room);
@@ -764,6 +786,19 @@ export class Hub {
       }
       case "unban":
         return this.#moderation.heard(e.user, false);
+      case "room": {
+        this.#kinds.set(e.room, e.settings);
+        const route = this.#routes.get(e.room);
+        if (!route) return;
+        const text = encode({
+          type: "room_settings",
+          room: e.room,
+          settings: kindOf(e.settings),
+          by: e.by,
+        });
+        this.#outbox.fanout(route.conns, text);
+        return;
+      }
       case "read": {
         const user = this.#users.get(e.user);
         if (!user) return;
@@ -905,6 +940,11 @@ export class Hub {
       const route = this.#routes.get(e.room);
       if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
       if (!user) return;
+      if (e.by !== undefined && !user.rooms.has(e.room)) {
+        // Added by someone else (an invite): told who, then given the room.
+        const invited = encode({ type: "invited", room: e.room, by: e.by });
+        for (const c of user.conns) this.#outbox.push(c, invited);
+      }
       user.rooms.add(e.room);
       const r = this.#routes.route(e.room);
       for (const c of user.conns) {

@@ -10,7 +10,8 @@
 import type { FilesContext } from "./context.ts";
 import type { Broker, MemberEvent } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
-import { JOIN_REPLAY, MAX_PAGE } from "../../protocol.ts";
+import { FrameError, JOIN_REPLAY, MAX_PAGE } from "../../protocol.ts";
+import { kindOf, type RoomKinds } from "./rooms.ts";
 import type { Store } from "../store/store.ts";
 import type { Conn } from "./conn.ts";
 import { fitItems, headBytes, withArrays } from "./frames.ts";
@@ -37,6 +38,8 @@ export interface JoinsContext extends FilesContext {
   replyBytes: () => number;
   /** Applies a membership change on this node (see `Hub`). */
   onMember: (event: MemberEvent) => void;
+  /** The kinds of rooms (a private room is joined by invitation only). */
+  kinds: RoomKinds;
 }
 
 /** Joins of rooms by this node's connections. */
@@ -48,7 +51,17 @@ export class Joins {
     this.#ctx = ctx;
   }
 
-  async join(conn: Conn, room: string, since?: number): Promise<void> {
+  /**
+   * `join`: a member's connection gets its `joined`; anyone else becomes a
+   * member of a public room (creating it, private when `create.private`), but
+   * a private room answers `unknown_room` as if it did not exist.
+   */
+  async join(
+    conn: Conn,
+    room: string,
+    since?: number,
+    create: { private?: boolean } = {},
+  ): Promise<void> {
     // A closed connection must not be routed again: nothing would ever take it out.
     if (conn.closed) return;
     const user = conn.user!;
@@ -77,9 +90,30 @@ export class Joins {
       route.joining.set(c, []);
     }
     const work = (async () => {
+      // Checked inside the join under way, so that frames sent right behind it
+      // wait for its outcome (see Commands.isMember). Membership of a private
+      // room comes only from an invite: a non-member never reaches the store's
+      // join, and learns nothing a missing room would not say.
+      if ((await this.#ctx.kinds.of(room))?.private) {
+        throw new FrameError(
+          "unknown_room",
+          `There is no room "${room}" you can join: a private room is joined by invitation`,
+        );
+      }
       const release = await this.#ctx.quota.reserve(user.name, room);
       try {
-        return (await this.#ctx.store.join(user.name, room)).added;
+        const wish = create.private ? { private: true } : undefined;
+        const store = this.#ctx.store;
+        const joined = await store.join(user.name, room, wish);
+        // Made private by someone else between the check above and now: not ours to enter.
+        if (joined.added && !joined.created) {
+          const now = await store.roomSettings(room);
+          if (now?.private) {
+            await this.#ctx.store.leave(user.name, room);
+            throw new FrameError("unknown_room", `There is no room "${room}" you can join`);
+          }
+        }
+        return joined.added;
       } finally {
         release();
       }
@@ -156,15 +190,16 @@ export class Joins {
     // and whichever finishes must only consume its own.
     const mine = this.#ctx.routes.get(room)?.joining.get(conn);
     if (!mine) return;
-    let page, members, topic;
+    let page, members, topic, kind;
     try {
-      [page, members, topic] = await Promise.all([
+      [page, members, topic, kind] = await Promise.all([
         this.#ctx.store.page(
           room,
           since === undefined ? { limit: JOIN_REPLAY } : { since, limit: MAX_PAGE },
         ),
         this.#ctx.store.members(room),
         this.#ctx.store.topic(room),
+        this.#ctx.kinds.of(room),
       ]);
     } catch (err) {
       this.#stopJoining(conn, room, mine);
@@ -185,6 +220,7 @@ export class Joins {
     const head: { type: "joined"; room: string; memberCount?: number; topic?: string } = {
       type: "joined",
       room,
+      ...(kind ? kindOf(kind) : {}),
     };
     if (people.dropped > 0) head.memberCount = members.length;
     if (topic !== "") head.topic = topic;

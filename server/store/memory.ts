@@ -31,6 +31,8 @@ import {
   ReplyChanged,
   replyRef,
   type RoomInfo,
+  type RoomSettings,
+  type RoomSettingsChange,
   type SearchScope,
   searchText,
   searchWords,
@@ -108,6 +110,8 @@ export class MemoryStore implements Store {
   #users = new Set<string>();
   /** Room → its topic (rooms without one are not listed). */
   #topics = new Map<string, string>();
+  /** Room → its settings (plain rooms are not listed). */
+  #settings = new Map<string, RoomSettings>();
   /** Lower-cased name → when the user was last seen (ms). */
   #seen = new Map<string, number>();
   /** Open-mode names by lower-cased name. */
@@ -267,19 +271,25 @@ export class MemoryStore implements Store {
     }
     const msg = msgs[i];
     const base = { conv: change.conv, id: change.id, user: change.user };
-    if (change.kind !== "react" && msg.from !== change.user) {
+    // An admin's delete (`moderator`) checks neither the author nor the time.
+    const moderator = change.kind === "delete" && change.moderator === true;
+    if (change.kind !== "react" && !moderator && msg.from !== change.user) {
       return { ok: false, refusal: "forbidden" };
     }
     if (change.kind === "delete") {
       // Before the tombstone check: a message sent before `sentAfter` (an
       // earlier holder's of the name) is refused whatever its state.
-      if (tooLate(msg, change.sentAfter)) return { ok: false, refusal: "too_late" };
+      if (!moderator && tooLate(msg, change.sentAfter)) return { ok: false, refusal: "too_late" };
       if (msg.deleted) return { ok: true, applied: null };
       const seq = ++log.seq;
+      const removed = moderator && msg.from !== change.user;
       msgs[i] = tombstone({ ...msg, seq });
+      if (removed) msgs[i].removed = true;
       this.#resync(change.conv, msgs[i]);
       this.#requote(change.conv, msgs, i);
-      return { ok: true, applied: { kind: "deleted", ...base, seq } };
+      const applied: Applied = { kind: "deleted", ...base, seq };
+      if (removed) applied.removed = true;
+      return { ok: true, applied };
     }
     if (msg.deleted) return { ok: false, refusal: "unknown_message" };
     if (change.kind === "edit") {
@@ -442,11 +452,14 @@ export class MemoryStore implements Store {
     return found.slice(0, scope.limit).map(({ conv, msg }) => this.#refreshed(conv, [msg])[0]);
   }
 
-  /** Every room with its member count. */
+  /** Every room with its member count, topic and settings. */
   rooms(): Promise<RoomInfo[]> {
     const out = [...this.#rooms].map(([name, m]): RoomInfo => {
       const topic = this.#topics.get(name);
-      return topic === undefined ? { name, members: m.size } : { name, members: m.size, topic };
+      const info: RoomInfo = topic === undefined
+        ? { name, members: m.size }
+        : { name, members: m.size, topic };
+      return Object.assign(info, this.#settings.get(name));
     });
     out.sort((a, b) => a.name.localeCompare(b.name));
     return Promise.resolve(out);
@@ -457,10 +470,11 @@ export class MemoryStore implements Store {
     return Promise.resolve(this.#rooms.has(room));
   }
 
-  /** Adds a member, creating the room. */
-  join(user: string, room: string): Promise<JoinResult> {
+  /** Adds a member, creating the room (private when asked; an existing room keeps its settings). */
+  join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const created = !this.#rooms.has(room);
     if (created) this.#creators.set(room, user);
+    if (created && create?.private) this.#settings.set(room, { private: true });
     const members = this.#set(this.#rooms, room);
     if (members.has(user)) return Promise.resolve({ added: false, created });
     members.add(user);
@@ -505,6 +519,21 @@ export class MemoryStore implements Store {
     if (topic === "") this.#topics.delete(room);
     else this.#topics.set(room, topic);
     return Promise.resolve(true);
+  }
+
+  /** The room's settings, null when no such room. */
+  roomSettings(room: string): Promise<RoomSettings | null> {
+    if (!this.#rooms.has(room)) return Promise.resolve(null);
+    return Promise.resolve({ ...this.#settings.get(room) });
+  }
+
+  /** Sets and clears the room's flags; null (and nothing created) when no such room. */
+  setRoomSettings(room: string, change: RoomSettingsChange): Promise<RoomSettings | null> {
+    if (!this.#rooms.has(room)) return Promise.resolve(null);
+    const now = changedSettings(this.#settings.get(room) ?? {}, change);
+    if (Object.keys(now).length === 0) this.#settings.delete(room);
+    else this.#settings.set(room, now);
+    return Promise.resolve({ ...now });
   }
 
   /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */
@@ -719,6 +748,15 @@ export class MemoryStore implements Store {
 
 /** Index of the first message with an id of at least `id` (`msgs.length` when none). */
 /** Whether `msg` was sent before `sentAfter` (ms), when given: refused as `too_late`. */
+/** `settings` after `change`: each flag given set or cleared, the rest as they were. */
+function changedSettings(settings: RoomSettings, change: RoomSettingsChange): RoomSettings {
+  const out: RoomSettings = {};
+  if (change.private ?? settings.private) out.private = true;
+  if (change.readOnly ?? settings.readOnly) out.readOnly = true;
+  if (change.archived ?? settings.archived) out.archived = true;
+  return out;
+}
+
 function tooLate(msg: ChatMessage, sentAfter: number | undefined): boolean {
   return sentAfter !== undefined && Date.parse(msg.ts) < sentAfter;
 }

@@ -22,6 +22,8 @@
  * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
  * | `rooms`          | hash   | room → creator                                                   |
  * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
+ * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived, in   |
+ * |                  |        | that order (plain rooms are not listed)                          |
  * | `created`        | hash   | user → number of rooms created                                   |
  * | `members:<room>` | set    | members of a room                                                |
  * | `in:<user>`      | set    | rooms of a user                                                  |
@@ -36,7 +38,8 @@
  * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)            |
  *
  * A stored message is `{id, seq, room | to, from, text, ms, edited?,
- * deleted?, reactions?, replyTo?, files?, ev?}` with `ms` the time in milliseconds,
+ * deleted?, removed?, reactions?, replyTo?, files?, ev?}` with `ms` the time in milliseconds,
+ * `removed` true on the tombstone of a message an admin deleted (someone else's),
  * `reactions` a list of `[emoji, [user…]]` (a JSON object would lose the
  * order in Lua), `files` the files it carries (`{id, name, size, type,
  * width?, height?}`, kept through edits and reactions, gone with a delete;
@@ -96,6 +99,8 @@ import {
   refreshReplies,
   ReplyChanged,
   type RoomInfo,
+  type RoomSettings,
+  type RoomSettingsChange,
   type SearchScope,
   searchText,
   searchWords,
@@ -286,7 +291,9 @@ return {id, ms, seq, 1}
  * ARGV: prefix, conv, id, user, kind (edit/delete/react), text or emoji,
  * on (1/0), sentAfter ms for edit and delete (or empty), maxReactions, channel (or empty),
  * feedLength, origin JSON (or empty), maxReactionsTotal, the edit's snippet
- * (computed by the caller: Lua counts bytes, not characters).
+ * (computed by the caller: Lua counts bytes, not characters), moderator (1
+ * for an admin's delete, which checks neither the author nor sentAfter, or
+ * empty).
  */
 const CHANGE = new Script(
   CLOCK_LUA + ISO_LUA + `
@@ -295,10 +302,11 @@ local mkey, feed = p .. 'm:' .. conv, p .. 'feed'
 local raw = redis.call('HGET', mkey, id)
 if not raw then return {0, 'unknown_message'} end
 local msg = cjson.decode(raw)
-if kind ~= 'react' and msg.from ~= user then return {0, 'forbidden'} end
+local moderator = kind == 'delete' and ARGV[15] == '1'
+if kind ~= 'react' and not moderator and msg.from ~= user then return {0, 'forbidden'} end
 -- Before the tombstone check: a delete of a message sent before sentAfter (an
 -- earlier holder's of the name) is refused whatever its state.
-if kind == 'delete' and ARGV[8] ~= '' and msg.ms < tonumber(ARGV[8]) then
+if kind == 'delete' and not moderator and ARGV[8] ~= '' and msg.ms < tonumber(ARGV[8]) then
   return {0, 'too_late'}
 end
 if msg.deleted then
@@ -375,9 +383,11 @@ elseif kind == 'delete' then
   if msg.replyTo then
     redis.call('SREM', p .. 'rp:' .. conv .. ':' .. msg.replyTo.id, msg.id)
   end
+  local removed = moderator and msg.from ~= user
   msg = {id = msg.id, room = msg.room, to = msg.to, from = msg.from, text = '', ms = msg.ms,
     deleted = true}
   applied.kind = 'deleted'
+  if removed then msg.removed, applied.removed = true, true end
 end
 msg.seq, applied.seq = seq, seq
 local json = cjson.encode(applied)
@@ -495,11 +505,16 @@ end
 redis.call('DEL', log)
 return #entries
 `);
-/** ARGV: prefix, user, room. Returns {added, created}. */
+/**
+ * ARGV: prefix, user, room, private ('1' to create the room private). Returns
+ * {added, created}. Only the creation sets the settings: a room that exists
+ * keeps its own.
+ */
 const JOIN = new Script(`
 local p, user, room = ARGV[1], ARGV[2], ARGV[3]
 local created = redis.call('HSETNX', p .. 'rooms', room, user)
 if created == 1 then redis.call('HINCRBY', p .. 'created', user, 1) end
+if created == 1 and ARGV[4] == '1' then redis.call('HSET', p .. 'settings', room, 'p') end
 local added = redis.call('SADD', p .. 'members:' .. room, user)
 redis.call('SADD', p .. 'in:' .. user, room)
 return {added, created}
@@ -511,13 +526,17 @@ redis.call('SREM', ARGV[1] .. 'in:' .. ARGV[2], ARGV[3])
 return redis.call('SREM', ARGV[1] .. 'members:' .. ARGV[3], ARGV[2])
 `);
 
-/** ARGV: prefix. Returns {room, members, topic, room, members, topic, …} ('' for no topic). */
+/**
+ * ARGV: prefix. Returns {room, members, topic, flags, room, …} ('' for no
+ * topic, and for a plain room's flags).
+ */
 const ROOMS = new Script(`
 local out = {}
 for _, room in ipairs(redis.call('HKEYS', ARGV[1] .. 'rooms')) do
   out[#out + 1] = room
   out[#out + 1] = redis.call('SCARD', ARGV[1] .. 'members:' .. room)
   out[#out + 1] = redis.call('HGET', ARGV[1] .. 'topics', room) or ''
+  out[#out + 1] = redis.call('HGET', ARGV[1] .. 'settings', room) or ''
 end
 return out
 `);
@@ -536,6 +555,41 @@ else
   redis.call('HSET', p .. 'topics', room, topic)
 end
 return 1
+`);
+
+/**
+ * A room's settings. ARGV: prefix, room. Returns {1, flags} (see
+ * {@link settingsOf}), or {0} when the room does not exist.
+ */
+const ROOM_SETTINGS = new Script(`
+local p, room = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', p .. 'rooms', room) == 0 then return {0} end
+return {1, redis.call('HGET', p .. 'settings', room) or ''}
+`);
+
+/**
+ * Sets and clears a room's flags. ARGV: prefix, room, then private,
+ * read-only and archived: '1' sets, '0' clears, '' leaves it. Returns {1,
+ * flags} after the change (a plain room's field is deleted), or {0} when the
+ * room does not exist (nothing is written).
+ */
+const SET_ROOM_SETTINGS = new Script(`
+local p, room = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', p .. 'rooms', room) == 0 then return {0} end
+local old = redis.call('HGET', p .. 'settings', room) or ''
+local flags = ''
+for i, letter in ipairs({'p', 'r', 'a'}) do
+  local want = ARGV[i + 2]
+  if want == '1' or (want == '' and string.find(old, letter, 1, true)) then
+    flags = flags .. letter
+  end
+end
+if flags == '' then
+  redis.call('HDEL', p .. 'settings', room)
+else
+  redis.call('HSET', p .. 'settings', room, flags)
+end
+return {1, flags}
 `);
 
 /**
@@ -797,6 +851,8 @@ interface Stored {
   ms: number;
   edited?: string;
   deleted?: boolean;
+  /** On a tombstone: an admin removed it. */
+  removed?: boolean;
   reactions?: [string, string[]][];
   replyTo?: ReplyRef;
   /** The files it carries (absent when none, and on a tombstone). */
@@ -848,6 +904,15 @@ export function toMessage(
   return msg;
 }
 
+/** A room's flags as `settings` keeps them (letters `p`, `r`, `a`) as {@link RoomSettings}. */
+function settingsOf(flags: string): RoomSettings {
+  const out: RoomSettings = {};
+  if (flags.includes("p")) out.private = true;
+  if (flags.includes("r")) out.readOnly = true;
+  if (flags.includes("a")) out.archived = true;
+  return out;
+}
+
 /** A message in its current state from its JSON in `m:<conv>`. */
 function fromStored(json: string): ChatMessage {
   const s = JSON.parse(json) as Stored;
@@ -857,6 +922,7 @@ function fromStored(json: string): ChatMessage {
     : { id: s.id, seq: s.seq, to: s.to, from: s.from, text: s.text, ts };
   if (s.edited) msg.edited = s.edited;
   if (s.deleted) msg.deleted = true;
+  if (s.deleted && s.removed) msg.removed = true;
   if (s.reactions) msg.reactions = Object.fromEntries(s.reactions);
   if (s.replyTo) msg.replyTo = replyOf(s.replyTo);
   if (s.files && s.files.length > 0) msg.files = filesOf(s.files);
@@ -872,6 +938,8 @@ export function toApplied(a: Applied): Applied {
   } else if (a.kind === "reaction") {
     out.emoji = a.emoji;
     out.on = a.on;
+  } else if (a.removed) {
+    out.removed = true;
   }
   return out;
 }
@@ -1069,6 +1137,7 @@ export class RedisStore implements Store {
       target?.origin ?? "",
       String(MAX_REACTIONS_TOTAL),
       change.kind === "edit" ? snippetOf(change.text) : "",
+      change.kind === "delete" && change.moderator ? "1" : "",
     ]).then((reply): ChangeResult => {
       const [ok, detail] = reply as [number, string?];
       if (ok !== 1) return { ok: false, refusal: detail as ChangeRefusal };
@@ -1199,10 +1268,10 @@ export class RedisStore implements Store {
   async rooms(): Promise<RoomInfo[]> {
     const flat = await this.#run(ROOMS, []) as (string | number)[];
     const out: RoomInfo[] = [];
-    for (let i = 0; i < flat.length; i += 3) {
+    for (let i = 0; i < flat.length; i += 4) {
       const info: RoomInfo = { name: String(flat[i]), members: Number(flat[i + 1]) };
       if (flat[i + 2] !== "") info.topic = String(flat[i + 2]);
-      out.push(info);
+      out.push(Object.assign(info, settingsOf(String(flat[i + 3]))));
     }
     out.sort((a, b) => a.name.localeCompare(b.name));
     return out;
@@ -1213,9 +1282,10 @@ export class RedisStore implements Store {
     return await this.#call(["HEXISTS", `${this.#prefix}rooms`, room]) === 1;
   }
 
-  /** Adds a member, creating the room. */
-  async join(user: string, room: string): Promise<JoinResult> {
-    const [added, created] = await this.#run(JOIN, [user, room]) as number[];
+  /** Adds a member, creating the room (private when asked) in the same script. */
+  async join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
+    const wish = create?.private ? "1" : "";
+    const [added, created] = await this.#run(JOIN, [user, room, wish]) as number[];
     return { added: added === 1, created: created === 1 };
   }
 
@@ -1247,6 +1317,24 @@ export class RedisStore implements Store {
   /** Sets or clears a room's topic in one script; false when unchanged or no such room. */
   async setTopic(room: string, topic: string): Promise<boolean> {
     return await this.#run(SET_TOPIC, [room, topic]) === 1;
+  }
+
+  /** The room's settings, null when no such room (one script). */
+  async roomSettings(room: string): Promise<RoomSettings | null> {
+    const [found, flags] = await this.#run(ROOM_SETTINGS, [room]) as [number, string?];
+    return found === 1 ? settingsOf(String(flags)) : null;
+  }
+
+  /** Sets and clears the room's flags in one script; null (nothing written) when no such room. */
+  async setRoomSettings(room: string, change: RoomSettingsChange): Promise<RoomSettings | null> {
+    const flag = (on: boolean | undefined) => on === undefined ? "" : on ? "1" : "0";
+    const [found, flags] = await this.#run(SET_ROOM_SETTINGS, [
+      room,
+      flag(change.private),
+      flag(change.readOnly),
+      flag(change.archived),
+    ]) as [number, string?];
+    return found === 1 ? settingsOf(String(flags)) : null;
   }
 
   /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */

@@ -67,6 +67,8 @@ import {
   refreshReplies,
   ReplyChanged,
   type RoomInfo,
+  type RoomSettings,
+  type RoomSettingsChange,
   searchable,
   type SearchScope,
   searchWords,
@@ -209,6 +211,13 @@ interface Row {
   files: string | null;
 }
 
+/**
+ * The `deleted` column: 0 kept, 1 deleted by its author, 2 removed by an
+ * admin (`removed` on the tombstone). Readers test `deleted = 0` for kept,
+ * so schema 6's column carries it without a migration.
+ */
+const DELETED = 1, REMOVED = 2;
+
 const DAY = 86_400_000;
 
 /**
@@ -306,13 +315,19 @@ export class SqliteStore implements Store {
    * ```
    */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+    // A log left behind by a crash (a kill within `checkpointDelay` of a
+    // delete) still holds the removed text in old frames: empty it soon.
+    const leftLog = hasLog(path);
     const file = openDataFile(path, { synchronous: options.synchronous });
+    let store: SqliteStore;
     try {
-      return new SqliteStore(file, path, options);
+      store = new SqliteStore(file, path, options);
     } catch (err) {
       file.close();
       throw err;
     }
+    if (leftLog) store.#checkpointSoon();
+    return store;
   }
 
   /** Counters of committed work. */
@@ -508,10 +523,15 @@ export class SqliteStore implements Store {
       return Promise.reject(err);
     }
     if (!live) return this.#after({ ok: false, refusal: "unknown_message" });
-    if (change.kind !== "react" && live.from !== user) {
+    // An admin's delete (`moderator`) checks neither the author nor the time.
+    const moderator = change.kind === "delete" && change.moderator === true;
+    if (change.kind !== "react" && !moderator && live.from !== user) {
       return this.#after({ ok: false, refusal: "forbidden" });
     }
-    if (change.kind === "delete" && change.sentAfter !== undefined && live.ts < change.sentAfter) {
+    if (
+      change.kind === "delete" && !moderator && change.sentAfter !== undefined &&
+      live.ts < change.sentAfter
+    ) {
       // Before the tombstone check: a message sent before `sentAfter` (an
       // earlier holder's of the name) is refused whatever its state.
       return this.#after({ ok: false, refusal: "too_late" });
@@ -563,8 +583,12 @@ export class SqliteStore implements Store {
       live.deleted = true;
       live.reactions.clear();
       applied = { kind: "deleted", conv, id, seq, user };
+      const removed = moderator && live.from !== user;
+      if (removed) applied.removed = true;
       write = () => {
-        if (this.#sql.erase.run(seq, conv, id).changes === 0) return false;
+        if (this.#sql.erase.run(seq, conv, id, removed ? REMOVED : DELETED).changes === 0) {
+          return false;
+        }
         this.#sql.dropReactions.run(conv, id);
         // Replies keep no quote of it either.
         this.#sql.orphanReplies.run(conv, id);
@@ -656,12 +680,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Every room with its member count, by name. */
+  /** Every room with its member count, topic and settings, by name. */
   rooms(): Promise<RoomInfo[]> {
     return this.#read(() => {
       const out = this.#sql.rooms.all().map((r): RoomInfo => {
         const info = { name: String(r.name), members: Number(r.members) };
-        return r.topic ? { ...info, topic: String(r.topic) } : info;
+        return Object.assign(r.topic ? { ...info, topic: String(r.topic) } : info, settingsOf(r));
       });
       return out.sort((a, b) => a.name.localeCompare(b.name));
     });
@@ -672,10 +696,14 @@ export class SqliteStore implements Store {
     return this.#read(() => this.#sql.roomExists.get(room) !== undefined);
   }
 
-  /** Adds a member (creating the room) in the next commit. */
-  join(user: string, room: string): Promise<JoinResult> {
+  /**
+   * Adds a member (creating the room, private when asked) in the next
+   * commit; a room that exists keeps its settings (the insert is ignored).
+   */
+  join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     return this.#write(() => {
-      const created = this.#sql.createRoom.run(room, user, this.#now()).changes > 0;
+      const priv = create?.private ? 1 : 0;
+      const created = this.#sql.createRoom.run(room, user, this.#now(), priv).changes > 0;
       const added = this.#sql.addMember.run(room, user, this.#now()).changes > 0;
       return { added, created };
     });
@@ -709,6 +737,31 @@ export class SqliteStore implements Store {
   /** Sets or clears a room's topic in the next commit; false when unchanged or no such room. */
   setTopic(room: string, topic: string): Promise<boolean> {
     return this.#write(() => this.#sql.setTopic.run(room, topic).changes > 0);
+  }
+
+  /** The room's committed settings, null when no such room. */
+  roomSettings(room: string): Promise<RoomSettings | null> {
+    return this.#read(() => {
+      const row = this.#sql.roomSettings.get(room);
+      return row ? settingsOf(row) : null;
+    });
+  }
+
+  /**
+   * Sets and clears the room's flags in the next commit, in one statement;
+   * null (and no room created) when no such room.
+   */
+  setRoomSettings(room: string, change: RoomSettingsChange): Promise<RoomSettings | null> {
+    const flag = (on: boolean | undefined) => on === undefined ? null : on ? 1 : 0;
+    return this.#write(() => {
+      const row = this.#sql.setRoomSettings.get(
+        room,
+        flag(change.private),
+        flag(change.readOnly),
+        flag(change.archived),
+      );
+      return row ? settingsOf(row) : null;
+    });
   }
 
   /**
@@ -1331,6 +1384,24 @@ function toClaim(r: Record<string, unknown>): NameClaim {
   };
 }
 
+/** Whether the write-ahead log of the data file at `path` exists and is not empty. */
+function hasLog(path: string): boolean {
+  try {
+    return Deno.statSync(`${path}-wal`).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** A room row's 0/1 flag columns as {@link RoomSettings} (flags that are off left out). */
+function settingsOf(r: Record<string, unknown>): RoomSettings {
+  const out: RoomSettings = {};
+  if (Number(r.private) === 1) out.private = true;
+  if (Number(r.read_only) === 1) out.readOnly = true;
+  if (Number(r.archived) === 1) out.archived = true;
+  return out;
+}
+
 /** A row as a message in its stored state (reactions and reply refresh are added by reads). */
 function toMessage(r: Row): ChatMessage {
   const ts = iso(Number(r.ts));
@@ -1341,6 +1412,7 @@ function toMessage(r: Row): ChatMessage {
   if (r.deleted !== 0) {
     msg.text = "";
     msg.deleted = true;
+    if (r.deleted === REMOVED) msg.removed = true;
     return msg;
   }
   if (r.edited !== null) msg.edited = iso(Math.max(Number(r.edited), Number(r.ts)));
@@ -1409,7 +1481,7 @@ function statements(db: DatabaseSync) {
     // The text becomes '' (the update trigger takes its words out of the index);
     // the files go with it (the file store removes their bytes).
     erase: p(
-      `UPDATE messages SET text = '', plain = '', edited = NULL, deleted = 1, rev = ?1,
+      `UPDATE messages SET text = '', plain = '', edited = NULL, deleted = ?4, rev = ?1,
          reply_to = NULL, reply_from = NULL, reply_snippet = NULL, files = NULL
        WHERE conv = ?2 AND id = ?3`,
     ),
@@ -1465,14 +1537,23 @@ function statements(db: DatabaseSync) {
        ORDER BY messages_fts.rowid DESC LIMIT ?3`,
     ),
     rooms: p(
-      `SELECT r.name, r.topic,
+      `SELECT r.name, r.topic, r.private, r.read_only, r.archived,
          (SELECT count(*) FROM members AS m WHERE m.room = r.name) AS members
        FROM rooms AS r`,
+    ),
+    roomSettings: p("SELECT private, read_only, archived FROM rooms WHERE name = ?"),
+    // A NULL flag stays as it is.
+    setRoomSettings: p(
+      `UPDATE rooms SET private = coalesce(?2, private), read_only = coalesce(?3, read_only),
+         archived = coalesce(?4, archived)
+       WHERE name = ?1 RETURNING private, read_only, archived`,
     ),
     topic: p("SELECT topic FROM rooms WHERE name = ?"),
     setTopic: p("UPDATE rooms SET topic = ?2 WHERE name = ?1 AND topic <> ?2"),
     roomExists: p("SELECT 1 FROM rooms WHERE name = ?"),
-    createRoom: p("INSERT OR IGNORE INTO rooms (name, creator, created) VALUES (?, ?, ?)"),
+    createRoom: p(
+      "INSERT OR IGNORE INTO rooms (name, creator, created, private) VALUES (?, ?, ?, ?)",
+    ),
     createdBy: p("SELECT count(*) AS n FROM rooms WHERE creator = ?"),
     addMember: p("INSERT OR IGNORE INTO members (room, member, joined) VALUES (?, ?, ?)"),
     removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 10;
+export const SCHEMA_VERSION = 11;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -299,6 +299,14 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
         target TEXT NOT NULL,
         detail TEXT
       );
+    `),
+  // 11: room settings (Store.roomSettings), one 0/1 column per flag: private
+  // (members only), read-only (admins send) and archived. Existing rooms are plain.
+  (db) =>
+    db.exec(`
+      ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE rooms ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE rooms ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
     `),
 ];
 

@@ -94,10 +94,15 @@ export type Change =
     kind: "delete";
     conv: string;
     id: number;
-    /** Who asks: must be the author. */
+    /** Who asks: must be the author, unless `moderator`. */
     user: string;
-    /** Refuse (`too_late`) when the message was sent before this time (ms). */
+    /** Refuse (`too_late`) when the message was sent before this time (ms); ignored with `moderator`. */
     sentAfter?: number;
+    /**
+     * An admin removes the message: neither the author nor `sentAfter` is
+     * checked. The tombstone of someone else's message keeps `removed`.
+     */
+    moderator?: boolean;
   }
   | {
     /** Adds (`on`) or removes `user`'s reaction with `emoji`. */
@@ -129,13 +134,15 @@ export interface Applied {
   emoji?: string;
   /** `reaction`: added (true) or removed. */
   on?: boolean;
+  /** `deleted`: an admin removed someone else's message (a moderator delete). */
+  removed?: true;
 }
 
 /** Why a change was refused. */
 export type ChangeRefusal =
   /** No such message in the conversation (trimmed, never sent, or deleted for edit and react). */
   | "unknown_message"
-  /** Edit or delete of someone else's message. */
+  /** Edit or delete of someone else's message (a moderator delete excepted). */
   | "forbidden"
   /** An edit after the edit window, or an edit or delete of a message sent before `sentAfter`. */
   | "too_late"
@@ -206,8 +213,31 @@ export interface JoinResult {
   created: boolean;
 }
 
-/** A room and how many members it has. */
-export interface RoomInfo {
+/**
+ * What kind of room a room is. Each flag is absent (never `false`) when off,
+ * so a plain room's settings are `{}`.
+ */
+export interface RoomSettings {
+  /** Only its members see it, find it and read it (see `docs/admin.md`). */
+  private?: true;
+  /** Only admins may send in it (announcements). */
+  readOnly?: true;
+  /** Kept, read-only for everyone, and out of the rooms list. */
+  archived?: true;
+}
+
+/** A change of {@link RoomSettings}: each flag given is set (`true`) or cleared (`false`). */
+export interface RoomSettingsChange {
+  /** Members only, or open again. */
+  private?: boolean;
+  /** Only admins send, or everyone again. */
+  readOnly?: boolean;
+  /** Archived, or back in use. */
+  archived?: boolean;
+}
+
+/** A room and how many members it has, with its settings. */
+export interface RoomInfo extends RoomSettings {
   /** The room's name. */
   name: string;
   /** How many members it has. */
@@ -288,12 +318,20 @@ export interface Store {
   page(conv: string, query: PageQuery): Promise<Page>;
   /** Messages matching every word of `q`, newest first, within `scope`. */
   search(q: string, scope: SearchScope): Promise<ChatMessage[]>;
-  /** Every room with its member count (and its topic, where it has one), by name. */
+  /**
+   * Every room with its member count, its topic where it has one, and its
+   * settings, by name; private and archived rooms included (the hub decides
+   * who sees them).
+   */
   rooms(): Promise<RoomInfo[]>;
   /** Whether a room exists. */
   roomExists(room: string): Promise<boolean>;
-  /** Adds `user` to `room`, creating the room (with `user` as its creator) if it is new. */
-  join(user: string, room: string): Promise<JoinResult>;
+  /**
+   * Adds `user` to `room`, creating the room (with `user` as its creator) if
+   * it is new, private when `create.private` is true. The settings of a room
+   * that exists are left as they are.
+   */
+  join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult>;
   /** Number of rooms `user` created. */
   roomsCreatedBy(user: string): Promise<number>;
   /** Removes `user` from `room`; resolves `true` if it was a member. */
@@ -310,6 +348,13 @@ export interface Store {
    * already, or does not exist (no room is created).
    */
   setTopic(room: string, topic: string): Promise<boolean>;
+  /** The settings of `room`, or null when there is no such room. */
+  roomSettings(room: string): Promise<RoomSettings | null>;
+  /**
+   * Changes the settings of `room` as one step (also across nodes); resolves
+   * the settings after it, or null when there is no such room (none is created).
+   */
+  setRoomSettings(room: string, change: RoomSettingsChange): Promise<RoomSettings | null>;
   /**
    * The user's rooms and DM conversations with newest id, `seq`, read marker
    * and unread count (messages of others after the marker, not deleted, up

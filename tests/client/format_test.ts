@@ -165,6 +165,10 @@ Deno.test("formatMessage() shows the current state: (edited), tombstones, reacti
     formatMessage({ ...msg, text: "", deleted: true }, opts),
     "14:03 bob: message deleted",
   );
+  assert.equal(
+    formatMessage({ ...msg, text: "", deleted: true, removed: true }, opts),
+    "14:03 bob: message removed by an admin",
+  );
   assert.equal(formatMessage(msg, { ...opts, ids: true }), "#41 14:03 bob: fixed");
   // Piped to a file (no colors), the text is as written; on a terminal, Markdown is styled.
   const md = { ...msg, text: "**done**, see `log`" };
@@ -247,6 +251,17 @@ Deno.test("formatChange() says who edited, deleted or reacted, in short lines", 
     "15:00 bob deleted #41",
   );
   assert.equal(
+    formatChange({ type: "deleted", room: "general", id: 41, seq: 45, removed: true }, {
+      ...opts,
+      message: held,
+    }),
+    "15:00 bob's message #41 was removed by an admin",
+  );
+  assert.equal(
+    formatChange({ type: "deleted", room: "ops", id: 7, seq: 9, removed: true }, opts),
+    "15:00 #ops #7 was removed by an admin",
+  );
+  assert.equal(
     formatChange(
       { type: "reaction", room: "general", id: 41, emoji: "👍", user: "alice", on: true, seq: 46 },
       { ...opts, message: held },
@@ -305,6 +320,9 @@ Deno.test("formatUpdate() tells what changed while away from the copy held befor
     deleted: true,
   };
   assert.deepEqual(formatUpdate(before, gone, opts), ["15:00 bob deleted #41"]);
+  assert.deepEqual(formatUpdate(before, { ...gone, removed: true }, opts), [
+    "15:00 bob's message #41 was removed by an admin",
+  ]);
   assert.deepEqual(formatUpdate(gone, { ...gone, seq: 52 }, opts), []);
   // Not held before: what its state says.
   assert.deepEqual(formatUpdate(undefined, after, opts), [

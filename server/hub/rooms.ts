@@ -1,0 +1,169 @@
+/**
+ * Kinds of rooms: private (members only see and reach it), read-only (only
+ * admins send: announcements) and archived (kept, read-only for everyone,
+ * out of the list). The store keeps each room's settings; this node keeps
+ * those it has read, updated by the `room` events every node publishes when
+ * an admin changes them, so that a send does not read the store each time.
+ * Only rooms that exist are remembered: a room another node creates private
+ * is read from the store the first time it is asked about here.
+ *
+ * Also the commands on rooms' membership and kind: `invite` (a member adds
+ * someone: the way into a private room) and `room_settings` (admins).
+ *
+ * @module
+ */
+import {
+  FrameError,
+  type InviteFrame,
+  LOBBY,
+  type RoomKind,
+  type RoomSettingsFrame,
+  type ServerFrame,
+} from "../../protocol.ts";
+import type { AdminStore } from "../admin/admin.ts";
+import type { RoomSettings, Store } from "../store/store.ts";
+import type { Conn, User } from "./conn.ts";
+import type { NodeContext } from "./context.ts";
+
+/** At most this many rooms' settings are remembered (the chat's room cap is 1,000 by default). */
+const REMEMBERED = 10_000;
+
+/** The settings of the rooms this node has read (see the module docs). */
+export class RoomKinds {
+  #store: Store;
+  #known = new Map<string, RoomSettings>();
+
+  /** Reads what it does not know from `store`. */
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** The settings of `room`, or null when it does not exist. */
+  async of(room: string): Promise<RoomSettings | null> {
+    const known = this.#known.get(room);
+    if (known) return known;
+    const read = await this.#store.roomSettings(room);
+    if (read !== null) this.#remember(room, read);
+    return read;
+  }
+
+  /** What an admin's change made of `room` (an event from any node). */
+  set(room: string, settings: RoomSettings): void {
+    this.#remember(room, settings);
+  }
+
+  #remember(room: string, settings: RoomSettings): void {
+    if (this.#known.size >= REMEMBERED && !this.#known.has(room)) {
+      this.#known.delete(this.#known.keys().next().value!);
+    }
+    this.#known.set(room, settings);
+  }
+}
+
+/** The fields of {@link RoomKind} that are set in `s`, for frames. */
+export function kindOf(s: RoomSettings): RoomKind {
+  const kind: RoomKind = {};
+  if (s.private) kind.private = true;
+  if (s.readOnly) kind.readOnly = true;
+  if (s.archived) kind.archived = true;
+  return kind;
+}
+
+/**
+ * Why `user` may not send in a room of kind `s` (`forbidden`), or null when
+ * they may: nobody in an archived room, only admins in a read-only one.
+ */
+export function sendRefusal(s: RoomSettings | null, room: string, admin: boolean): string | null {
+  if (s?.archived) return `#${room} is archived: it is kept, read-only`;
+  if (s?.readOnly && !admin) return `Only admins post in #${room}: it is read-only`;
+  return null;
+}
+
+/** What {@link RoomCommands} needs from the node. */
+export interface RoomCommandsContext extends NodeContext {
+  admin: AdminStore;
+  kinds: RoomKinds;
+  /** Whether the user is in the room (once a join under way settled). */
+  isMember: (user: User, room: string) => Promise<boolean>;
+  /** A user's name as they spell it, or null when there is no such user. */
+  resolveUser: (name: string) => Promise<string | null>;
+  /** Sends a frame to one connection. */
+  reply: (conn: Conn, frame: ServerFrame) => void;
+}
+
+/** `invite` and `room_settings`. */
+export class RoomCommands {
+  #ctx: RoomCommandsContext;
+
+  /** Runs the commands with what `ctx` gives. */
+  constructor(ctx: RoomCommandsContext) {
+    this.#ctx = ctx;
+  }
+
+  /** `invite`: a member adds `frame.user` to the room, on every node, and they are told who did. */
+  async invite(conn: Conn, frame: InviteFrame): Promise<void> {
+    const user = conn.user!;
+    const { room, ref } = frame;
+    if (!(await this.#ctx.isMember(user, room))) {
+      throw new FrameError("unknown_room", `You are not in room "${room}": join it first`, ref);
+    }
+    const kind = await this.#ctx.kinds.of(room);
+    if (kind?.archived) {
+      throw new FrameError("forbidden", `#${room} is archived: nobody joins it any more`, ref);
+    }
+    const target = await this.#ctx.resolveUser(frame.user);
+    if (target === null) {
+      throw new FrameError("unknown_user", `There is no user "${frame.user}"`, ref);
+    }
+    if (!(await this.#ctx.store.join(target, room)).added) {
+      throw new FrameError("bad_request", `"${target}" is in #${room} already`, ref);
+    }
+    await this.#ctx.broker.publish({
+      kind: "member",
+      user: target,
+      room,
+      joined: true,
+      ts: new Date(this.#ctx.now()).toISOString(),
+      by: user.name,
+    });
+    const reply: ServerFrame = { type: "invited", room, user: target, by: user.name };
+    if (ref !== undefined) reply.ref = ref;
+    this.#ctx.reply(conn, reply);
+  }
+
+  /** `room_settings`: admins change what kind of room a room is; its members are told. */
+  async settings(conn: Conn, frame: RoomSettingsFrame): Promise<void> {
+    const by = conn.user!.name;
+    const { room, ref } = frame;
+    if (this.#ctx.auth.role(by) !== "admin") {
+      throw new FrameError("forbidden", "Only admins may do this", ref);
+    }
+    if (room === LOBBY && (frame.private || frame.archived)) {
+      throw new FrameError("bad_request", `Everyone is in "${LOBBY}": it stays open`, ref);
+    }
+    const change: { private?: boolean; readOnly?: boolean; archived?: boolean } = {};
+    if (frame.private !== undefined) change.private = frame.private;
+    if (frame.readOnly !== undefined) change.readOnly = frame.readOnly;
+    if (frame.archived !== undefined) change.archived = frame.archived;
+    const settings = await this.#ctx.store.setRoomSettings(room, change);
+    if (settings === null) throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    const words = Object.entries(change).map(([k, v]) => `${v ? "" : "not "}${WORDS[k]}`);
+    await this.#ctx.admin.audit({
+      at: this.#ctx.now(),
+      by,
+      action: "room",
+      target: room,
+      detail: words.join(", "),
+    });
+    await this.#ctx.broker.publish({ kind: "room", room, settings, by });
+    const reply: ServerFrame = { type: "room_settings", room, settings: kindOf(settings), by };
+    if (ref !== undefined) reply.ref = ref;
+    this.#ctx.reply(conn, reply);
+  }
+}
+
+const WORDS: Record<string, string> = {
+  private: "private",
+  readOnly: "read-only",
+  archived: "archived",
+};
