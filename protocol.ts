@@ -337,6 +337,8 @@ export interface RoomSettingsFrame {
   readOnly?: boolean;
   /** Kept, read-only for everyone, out of the rooms list. */
   archived?: boolean;
+  /** New accounts join it, as they join `general`. */
+  autoJoin?: boolean;
   /** Echoed on the reply. */
   ref?: string;
 }
@@ -778,6 +780,8 @@ export interface RoomKind {
   readOnly?: true;
   /** Kept and read-only for everyone, out of the rooms list. */
   archived?: true;
+  /** New accounts join it (a default room). */
+  autoJoin?: true;
 }
 /**
  * `user` was added to `room` by `by` (an `invite`): sent to each of their
@@ -1148,16 +1152,17 @@ export function parseClientFrame(
     }
     case "room_settings": {
       const frame: RoomSettingsFrame = { type, room: name(o, "room", "room name", ref) };
-      for (const key of ["private", "readOnly", "archived"] as const) {
+      for (const key of ["private", "readOnly", "archived", "autoJoin"] as const) {
         const v = o[key];
         if (v === undefined || v === null) continue;
         if (typeof v !== "boolean") bad(`Field "${key}" must be true or false`, ref);
         frame[key] = v;
       }
       if (
-        frame.private === undefined && frame.readOnly === undefined && frame.archived === undefined
+        frame.private === undefined && frame.readOnly === undefined &&
+        frame.archived === undefined && frame.autoJoin === undefined
       ) {
-        bad('Say what to change: "private", "readOnly" or "archived"', ref);
+        bad('Say what to change: "private", "readOnly", "archived" or "autoJoin"', ref);
       }
       if (ref !== undefined) frame.ref = ref;
       return frame;

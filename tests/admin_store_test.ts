@@ -126,7 +126,7 @@ Deno.test("SqliteStore.open() migrates a version 9 file: empty invites, bans and
   const v9 = new DatabaseSync(data.path);
   v9.exec(`
     ALTER TABLE rooms DROP COLUMN private; ALTER TABLE rooms DROP COLUMN read_only;
-    ALTER TABLE rooms DROP COLUMN archived;
+    ALTER TABLE rooms DROP COLUMN archived; ALTER TABLE rooms DROP COLUMN auto_join;
     DROP TABLE invites; DROP TABLE bans; DROP TABLE audit; PRAGMA user_version = 9`);
   v9.close();
   await using both = openBoth(data.path);

@@ -257,3 +257,35 @@ Deno.test("through Redis: a private room made on one node stays invisible on the
   const joined = await bob.next((f) => f.type === "joined" && f.room === "hush");
   assert.equal(joined.type === "joined" && joined.private, true);
 });
+
+Deno.test("admins choose default rooms: new accounts join them with general, existing ones do not", async () => {
+  await using srv = await startTestServer({ users: USERS, args: ["--allow-signup"] });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  alice.send({ type: "join", room: "welcome" });
+  await alice.next((f) => f.type === "joined" && f.room === "welcome");
+  const set = await ask(
+    alice,
+    { type: "room_settings", room: "welcome", autoJoin: true },
+    (f) => f.type === "room_settings" && f.ref !== undefined,
+  );
+  assert.deepEqual(set.type === "room_settings" && set.settings, { autoJoin: true });
+  const c = await (await import("./helpers.ts")).TestClient.connect(srv.ws);
+  try {
+    c.send({ type: "register", username: "newbie", password: "newbie-pass-1" });
+    const w = await c.next("welcome");
+    assert.deepEqual(w.type === "welcome" && [...w.rooms].sort(), ["general", "welcome"]);
+    const seen = await alice.next((f) =>
+      f.type === "system" && f.room === "welcome" && f.event === "join"
+    );
+    assert.equal(seen.type === "system" && seen.user, "newbie");
+  } finally {
+    await c.close();
+  }
+  await using again = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.deepEqual(again.welcome.rooms, ["general"], "existing accounts are left as they are");
+  const log = await fetch(`${srv.http}/api/audit`, {
+    headers: { authorization: `Bearer ${alice.welcome.token}` },
+  }).then((r) => r.json());
+  assert.equal(log.entries[0].detail, "a default room");
+});

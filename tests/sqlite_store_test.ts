@@ -403,6 +403,7 @@ const TO_SCHEMA_10 = `
   ALTER TABLE rooms DROP COLUMN private;
   ALTER TABLE rooms DROP COLUMN read_only;
   ALTER TABLE rooms DROP COLUMN archived;
+  ALTER TABLE rooms DROP COLUMN auto_join;
   PRAGMA user_version = 10`;
 
 /** Turns a file of this version back into schema 9: no invites, bans or audit log. */

@@ -760,6 +760,16 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.setRoomSettings("ops", { private: true }), { private: true });
     assert.deepEqual(await s.members("ops"), ["alice"], "membership unchanged");
     assert.deepEqual(await s.roomsOf("alice"), ["ops"]);
+    // A default room of new accounts, beside the other flags.
+    assert.deepEqual(await s.setRoomSettings("ops", { autoJoin: true, private: false }), {
+      autoJoin: true,
+    });
+    assert.deepEqual(await s.rooms(), [{ name: "ops", members: 1, autoJoin: true }]);
+    assert.deepEqual(await s.setRoomSettings("ops", { readOnly: true }), {
+      readOnly: true,
+      autoJoin: true,
+    });
+    assert.deepEqual(await s.setRoomSettings("ops", { autoJoin: false, readOnly: false }), {});
   });
 
   test("setRoomSettings() of a room that does not exist resolves null and creates nothing", async (s) => {

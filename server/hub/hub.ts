@@ -788,6 +788,7 @@ export class Hub {
         return this.#moderation.heard(e.user, false);
       case "room": {
         this.#kinds.set(e.room, e.settings);
+        this.#signIns.roomsChanged();
         const route = this.#routes.get(e.room);
         if (!route) return;
         const text = encode({

@@ -21,7 +21,7 @@ import {
   type ServerFrame,
 } from "../../protocol.ts";
 import type { AdminStore } from "../admin/admin.ts";
-import type { RoomSettings, Store } from "../store/store.ts";
+import type { RoomSettings, RoomSettingsChange, Store } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
 
@@ -66,6 +66,7 @@ export function kindOf(s: RoomSettings): RoomKind {
   if (s.private) kind.private = true;
   if (s.readOnly) kind.readOnly = true;
   if (s.archived) kind.archived = true;
+  if (s.autoJoin) kind.autoJoin = true;
   return kind;
 }
 
@@ -141,10 +142,11 @@ export class RoomCommands {
     if (room === LOBBY && (frame.private || frame.archived)) {
       throw new FrameError("bad_request", `Everyone is in "${LOBBY}": it stays open`, ref);
     }
-    const change: { private?: boolean; readOnly?: boolean; archived?: boolean } = {};
+    const change: RoomSettingsChange = {};
     if (frame.private !== undefined) change.private = frame.private;
     if (frame.readOnly !== undefined) change.readOnly = frame.readOnly;
     if (frame.archived !== undefined) change.archived = frame.archived;
+    if (frame.autoJoin !== undefined) change.autoJoin = frame.autoJoin;
     const settings = await this.#ctx.store.setRoomSettings(room, change);
     if (settings === null) throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
     const words = Object.entries(change).map(([k, v]) => `${v ? "" : "not "}${WORDS[k]}`);
@@ -166,4 +168,5 @@ const WORDS: Record<string, string> = {
   private: "private",
   readOnly: "read-only",
   archived: "archived",
+  autoJoin: "a default room",
 };

@@ -33,6 +33,9 @@ export const RETRY_CONNECT = 10;
 /** Milliseconds a connection has to send its sign-in before it may be made to make way. */
 const PENDING_GRACE = 1000;
 
+/** How long the list of default rooms is kept before it is read again (ms). */
+const DEFAULTS_TTL = 2000;
+
 /**
  * The throttle's key for password checks made on behalf of a session (a
  * sign-in from its device, a password change): names never hold a colon.
@@ -126,6 +129,8 @@ export class SignIns {
   #names: Names;
   /** Member changes seen while users sign in here, by user. */
   #arriving = new Map<string, Arriving>();
+  /** The default rooms as last read (see `#defaultRooms`). */
+  #defaults: { at: number; rooms: string[] } | null = null;
 
   /** Checks sign-ins with what `ctx` gives. */
   constructor(ctx: SignInContext, options: SignInOptions) {
@@ -214,6 +219,27 @@ export class SignIns {
     });
   }
 
+  /**
+   * The rooms admins chose for newcomers (besides `general`), read at most
+   * every {@link DEFAULTS_TTL} ms and after every change of a room's
+   * settings: a storm of first sign-ins reads the room list once, not once each.
+   */
+  async #defaultRooms(): Promise<string[]> {
+    const now = this.#ctx.now();
+    if (this.#defaults === null || now - this.#defaults.at > DEFAULTS_TTL) {
+      const rooms = (await this.#ctx.store.rooms())
+        .filter((r) => r.autoJoin && !r.archived && r.name !== LOBBY)
+        .map((r) => r.name);
+      this.#defaults = { at: now, rooms };
+    }
+    return this.#defaults.rooms;
+  }
+
+  /** A room's settings changed (on any node): the default rooms are read again. */
+  roomsChanged(): void {
+    this.#defaults = null;
+  }
+
   /** Takes a connection out of the signing-in count. */
   unpend(conn: Conn): void {
     if (!this.#pendingAll.delete(conn)) return;
@@ -300,13 +326,17 @@ export class SignIns {
       await store.touchUser(name, this.#ctx.now());
       this.#ctx.directory.moved(name);
       if ((await store.join(name, LOBBY)).added) {
-        await this.#ctx.broker.publish({
-          kind: "member",
-          user: name,
-          room: LOBBY,
-          joined: true,
-          ts: new Date(this.#ctx.now()).toISOString(),
-        });
+        // New here (or back after a removal): general, and the rooms admins chose for newcomers.
+        for (const room of [LOBBY, ...await this.#defaultRooms()]) {
+          if (room !== LOBBY && !(await store.join(name, room)).added) continue;
+          await this.#ctx.broker.publish({
+            kind: "member",
+            user: name,
+            room,
+            joined: true,
+            ts: new Date(this.#ctx.now()).toISOString(),
+          });
+        }
       }
       const [rooms, conversations] = await Promise.all([
         store.roomsOf(name),

@@ -746,21 +746,22 @@ export class MemoryStore implements Store {
   }
 }
 
-/** Index of the first message with an id of at least `id` (`msgs.length` when none). */
-/** Whether `msg` was sent before `sentAfter` (ms), when given: refused as `too_late`. */
 /** `settings` after `change`: each flag given set or cleared, the rest as they were. */
 function changedSettings(settings: RoomSettings, change: RoomSettingsChange): RoomSettings {
   const out: RoomSettings = {};
   if (change.private ?? settings.private) out.private = true;
   if (change.readOnly ?? settings.readOnly) out.readOnly = true;
   if (change.archived ?? settings.archived) out.archived = true;
+  if (change.autoJoin ?? settings.autoJoin) out.autoJoin = true;
   return out;
 }
 
+/** Whether `msg` was sent before `sentAfter` (ms), when given: refused as `too_late`. */
 function tooLate(msg: ChatMessage, sentAfter: number | undefined): boolean {
   return sentAfter !== undefined && Date.parse(msg.ts) < sentAfter;
 }
 
+/** Index of the first message with an id of at least `id` (`msgs.length` when none). */
 function lowerBound(msgs: readonly ChatMessage[], id: number): number {
   let lo = 0, hi = msgs.length;
   while (lo < hi) {

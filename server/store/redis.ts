@@ -22,8 +22,8 @@
  * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
  * | `rooms`          | hash   | room → creator                                                   |
  * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
- * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived, in   |
- * |                  |        | that order (plain rooms are not listed)                          |
+ * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived,      |
+ * |                  |        | `j` auto-join, in that order (plain rooms are not listed)        |
  * | `created`        | hash   | user → number of rooms created                                   |
  * | `members:<room>` | set    | members of a room                                                |
  * | `in:<user>`      | set    | rooms of a user                                                  |
@@ -569,7 +569,7 @@ return {1, redis.call('HGET', p .. 'settings', room) or ''}
 
 /**
  * Sets and clears a room's flags. ARGV: prefix, room, then private,
- * read-only and archived: '1' sets, '0' clears, '' leaves it. Returns {1,
+ * read-only, archived and auto-join: '1' sets, '0' clears, '' leaves it. Returns {1,
  * flags} after the change (a plain room's field is deleted), or {0} when the
  * room does not exist (nothing is written).
  */
@@ -578,7 +578,7 @@ local p, room = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', p .. 'rooms', room) == 0 then return {0} end
 local old = redis.call('HGET', p .. 'settings', room) or ''
 local flags = ''
-for i, letter in ipairs({'p', 'r', 'a'}) do
+for i, letter in ipairs({'p', 'r', 'a', 'j'}) do
   local want = ARGV[i + 2]
   if want == '1' or (want == '' and string.find(old, letter, 1, true)) then
     flags = flags .. letter
@@ -904,12 +904,13 @@ export function toMessage(
   return msg;
 }
 
-/** A room's flags as `settings` keeps them (letters `p`, `r`, `a`) as {@link RoomSettings}. */
+/** A room's flags as `settings` keeps them (letters `p`, `r`, `a`, `j`) as {@link RoomSettings}. */
 function settingsOf(flags: string): RoomSettings {
   const out: RoomSettings = {};
   if (flags.includes("p")) out.private = true;
   if (flags.includes("r")) out.readOnly = true;
   if (flags.includes("a")) out.archived = true;
+  if (flags.includes("j")) out.autoJoin = true;
   return out;
 }
 
@@ -1333,6 +1334,7 @@ export class RedisStore implements Store {
       flag(change.private),
       flag(change.readOnly),
       flag(change.archived),
+      flag(change.autoJoin),
     ]) as [number, string?];
     return found === 1 ? settingsOf(String(flags)) : null;
   }

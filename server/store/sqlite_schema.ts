@@ -301,12 +301,14 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       );
     `),
   // 11: room settings (Store.roomSettings), one 0/1 column per flag: private
-  // (members only), read-only (admins send) and archived. Existing rooms are plain.
+  // (members only), read-only (admins send), archived and auto-join (a default
+  // room of new accounts). Existing rooms are plain.
   (db) =>
     db.exec(`
       ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE rooms ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE rooms ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE rooms ADD COLUMN auto_join INTEGER NOT NULL DEFAULT 0;
     `),
 ];
 

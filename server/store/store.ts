@@ -224,6 +224,8 @@ export interface RoomSettings {
   readOnly?: true;
   /** Kept, read-only for everyone, and out of the rooms list. */
   archived?: true;
+  /** New accounts join it, as they join `general` (an admin's choice of default rooms). */
+  autoJoin?: true;
 }
 
 /** A change of {@link RoomSettings}: each flag given is set (`true`) or cleared (`false`). */
@@ -234,6 +236,8 @@ export interface RoomSettingsChange {
   readOnly?: boolean;
   /** Archived, or back in use. */
   archived?: boolean;
+  /** A default room for new accounts, or not. */
+  autoJoin?: boolean;
 }
 
 /** A room and how many members it has, with its settings. */
