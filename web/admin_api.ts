@@ -50,6 +50,24 @@ export interface AuditEntry {
   detail?: string;
 }
 
+/** An account as admins see it (`GET /api/people`). */
+export interface Account {
+  name: string;
+  role: "admin" | "member";
+}
+
+/** A ban in force (`GET /api/bans`). */
+export interface Ban {
+  user: string;
+  /** The admin who banned them. */
+  by: string;
+  /** When (ms since the epoch). */
+  at: number;
+  /** When it ends (ms since the epoch); absent: until lifted. */
+  until?: number;
+  reason?: string;
+}
+
 /** What `GET /api/invites/<code>` says about a link that works. */
 export interface InviteCheck {
   expires: number;
@@ -192,6 +210,36 @@ export class AdminApi {
     await call(this.origin, path(code), { method: "DELETE", token: this.token() });
   }
 
+  /** Every account, by name, with its role. */
+  async people(): Promise<Account[]> {
+    const v = await call(this.origin, "/api/people", { token: this.token() }) as {
+      people?: unknown;
+    } | null;
+    return Array.isArray(v?.people) ? v.people.filter(isAccount) : [];
+  }
+
+  /** The bans in force. */
+  async bans(): Promise<Ban[]> {
+    const v = await call(this.origin, "/api/bans", { token: this.token() }) as {
+      bans?: unknown;
+    } | null;
+    return Array.isArray(v?.bans) ? v.bans.filter(isBan) : [];
+  }
+
+  /** Makes `name` an admin or a member (refused for the last admin: `last_admin`). */
+  async setRole(name: string, role: Account["role"]): Promise<void> {
+    await call(this.origin, `${person(name)}/role`, {
+      method: "POST",
+      token: this.token(),
+      body: { role },
+    });
+  }
+
+  /** Removes `name`'s account; their sessions end at once. */
+  async remove(name: string): Promise<void> {
+    await call(this.origin, person(name), { method: "DELETE", token: this.token() });
+  }
+
   /** Audit log entries older than `before` (an entry's id), newest first. */
   async audit(before?: number, limit = 50): Promise<AuditEntry[]> {
     const q = new URLSearchParams({ limit: String(limit) });
@@ -201,6 +249,22 @@ export class AdminApi {
     } | null;
     return Array.isArray(v?.entries) ? v.entries.filter(isEntry) : [];
   }
+}
+
+function person(name: string): string {
+  return `/api/people/${encodeURIComponent(name)}`;
+}
+
+function isAccount(v: unknown): v is Account {
+  const a = v as Account | null;
+  return typeof a === "object" && a !== null && typeof a.name === "string" &&
+    (a.role === "admin" || a.role === "member");
+}
+
+function isBan(v: unknown): v is Ban {
+  const b = v as Ban | null;
+  return typeof b === "object" && b !== null && typeof b.user === "string" &&
+    typeof b.at === "number" && (b.until === undefined || typeof b.until === "number");
 }
 
 function isInvite(v: unknown): v is Invite {

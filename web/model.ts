@@ -19,6 +19,8 @@ import { batch, computed, effect, type ReadonlySignal, signal, untracked } from 
 import {
   applyPresence,
   type AuthFrame,
+  type BanFrame,
+  type BannedFrame,
   type ChangeFrame,
   type ChatMessage,
   type ClientFrame,
@@ -31,6 +33,8 @@ import {
   type HistoryPageFrame,
   isReservedName,
   type JoinedFrame,
+  type KickedFrame,
+  type KickFrame,
   LOBBY,
   MAX_FILES,
   MAX_PAGE,
@@ -44,6 +48,8 @@ import {
   type SendLimits,
   type ServerFrame,
   splitFrames,
+  type UnbanFrame,
+  type UnbannedFrame,
   type UsersListFrame,
   type WelcomeFrame,
   wireLength,
@@ -227,6 +233,9 @@ const TYPING_AFTER_SEND = 1000;
 /** The key of the toast that says why a message with failed files did not go. */
 export const FAILED_FILES_TOAST = "failed-files";
 
+/** The server's answer to an admin's `ban`, `unban` or `kick`. */
+export type ModerationAnswer = BannedFrame | UnbannedFrame | KickedFrame;
+
 /** The chat client: state as signals, actions as methods. */
 export class ChatModel {
   /** `/api/info`, once fetched. */
@@ -247,6 +256,12 @@ export class ChatModel {
   readonly connNote = signal<string | null>(null);
   /** The server's answer to a sign-in attempt. */
   readonly authError = signal<string | null>(null);
+  /**
+   * The server's words when it shut this user out with a ban ("You are
+   * banned from this chat until …"): the sign-in screen shows them, and the
+   * app stops reconnecting until someone signs in again.
+   */
+  readonly banned = signal<string | null>(null);
   /** A sign-in attempt is on its way. */
   readonly busy = signal(false);
   /** Conversations by key (`#room`, `@peer`). */
@@ -346,6 +361,13 @@ export class ChatModel {
   #draftTimer: ReturnType<typeof setTimeout> | undefined;
   #draftWrite: (() => void) | null = null;
   #storageWarned = false;
+  /** Admin frames (ban, unban, kick) on their way, by ref: their answer settles the promise. */
+  #moderating = new Map<string, {
+    resolve: (f: ModerationAnswer) => void;
+    reject: (err: Error) => void;
+  }>();
+  /** The socket (its generation) on which the server said the user is banned. */
+  #bannedGen = -1;
   /** Edits, deletes and reactions on their way, by ref: what the server may refuse. */
   #changes = new Map<string, "edit" | "delete" | "react">();
   /** Uploads on their way, by {@link Upload.key}. */
@@ -1027,6 +1049,23 @@ export class ChatModel {
     this.#continueJump(conv);
   }
 
+  /**
+   * Sends an admin's `ban`, `unban` or `kick` over the connection and
+   * resolves the server's answer (`banned`, `unbanned`, `kicked`); rejects
+   * with the server's words when it refuses (an admin as the target,
+   * oneself, a member asking) or when the connection is not there.
+   */
+  moderate(frame: BanFrame): Promise<BannedFrame>;
+  moderate(frame: UnbanFrame): Promise<UnbannedFrame>;
+  moderate(frame: KickFrame): Promise<KickedFrame>;
+  moderate(frame: BanFrame | UnbanFrame | KickFrame): Promise<ModerationAnswer> {
+    const ref = newRef();
+    if (!this.ready.value || !this.#send({ ...frame, ref })) {
+      return Promise.reject(new Error("You are offline: try again when the connection is back"));
+    }
+    return new Promise((resolve, reject) => this.#moderating.set(ref, { resolve, reject }));
+  }
+
   /** Sends an edit, a delete or a reaction, remembering its ref for the answer. */
   #change(
     conv: Conversation,
@@ -1384,6 +1423,7 @@ export class ChatModel {
       if (interactive) {
         this.busy.value = true;
         this.authError.value = null;
+        this.banned.value = null;
       }
     });
     ws.onopen = () => {
@@ -1437,6 +1477,15 @@ export class ChatModel {
   #unanswered(): void {
     this.#dropLookups();
     this.#changes.clear();
+    const moderating = [...this.#moderating.values()];
+    this.#moderating.clear();
+    for (const m of moderating) {
+      m.reject(
+        new Error(
+          "The connection was lost before the server answered: check the list, then try again",
+        ),
+      );
+    }
     if (this.#passwdRef !== null) {
       this.#passwdRef = null;
       this.passwd.value = {
@@ -1482,6 +1531,19 @@ export class ChatModel {
     clearTimeout(this.#typingLater);
     this.#typingLater = undefined;
     if (this.#closed) return;
+    if (code === CloseCode.Banned || this.#bannedGen === gen) {
+      // Banned (the error frame before the close said until when and why):
+      // trying again would only be refused, so the app stops and says so.
+      // The token stays: once the ban ends a reload resumes the session.
+      if (!this.#interactive) {
+        batch(() => {
+          this.#reset();
+          this.banned.value ??= "You are banned from this chat";
+          this.phase.value = "signin";
+        });
+      }
+      return;
+    }
     if (code === CloseCode.AuthFailed || (code === CloseCode.NameTaken && !welcomed)) {
       // The server said why in an error frame (shown by #onError).
       if (!this.#interactive) {
@@ -1678,6 +1740,10 @@ export class ChatModel {
         return this.#onJoined(f);
       case "left": {
         const conv = this.convs.value.get(`#${f.room}`);
+        // An admin removed the user (a kick): say who, as the room goes.
+        if (f.by !== undefined) {
+          this.toast(`${f.by} removed you from #${f.room}`, `kicked:${f.room}`);
+        }
         if (!conv) return;
         if (conv.pending.value.length > 0) this.#leftWithUnsent(conv);
         else this.#drop(conv);
@@ -1707,7 +1773,11 @@ export class ChatModel {
         });
         conv.notice(
           f.event === "join" ? "join" : "leave",
-          `${f.user} ${f.event === "join" ? "joined" : "left"} #${conv.name}`,
+          f.event === "join"
+            ? `${f.user} joined #${conv.name}`
+            : f.by !== undefined
+            ? `${f.by} removed ${f.user} from #${conv.name}`
+            : `${f.user} left #${conv.name}`,
           f.ts,
         );
         return;
@@ -1757,6 +1827,15 @@ export class ChatModel {
       case "role":
         this.role.value = f.role;
         return;
+      case "banned":
+      case "unbanned":
+      case "kicked": {
+        const waiting = f.ref === undefined ? undefined : this.#moderating.get(f.ref);
+        if (waiting === undefined) return;
+        this.#moderating.delete(f.ref!);
+        waiting.resolve(f);
+        return;
+      }
       case "pong":
         return;
       case "error":
@@ -1809,6 +1888,7 @@ export class ChatModel {
     this.role.value = f.role ?? null;
     this.phase.value = "chat";
     this.authError.value = null;
+    this.banned.value = null;
     this.connNote.value = null;
     this.busy.value = false;
     this.online.value = new Set(f.online);
@@ -2048,6 +2128,18 @@ export class ChatModel {
       this.#passwdRef = null;
       // The server's words: a wrong password, an account changed meanwhile, a wait.
       this.passwd.value = { busy: false, error: f.message, done: false };
+      return;
+    }
+    if (f.ref !== undefined && this.#moderating.has(f.ref)) {
+      const waiting = this.#moderating.get(f.ref)!;
+      this.#moderating.delete(f.ref);
+      waiting.reject(new Error(f.message));
+      return;
+    }
+    if (f.code === "banned") {
+      // A 4011 close follows: shown on the sign-in screen, and no retry.
+      this.banned.value = f.message;
+      this.#bannedGen = this.#gen;
       return;
     }
     if (!this.#welcomed || f.code === "auth_failed") {

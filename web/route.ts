@@ -10,8 +10,9 @@
  *   means the same to either of them.
  *
  * Pages that are not conversations have addresses of their own (see
- * {@link parsePage}): `#/invite/<code>` an invite link, `#/admin`,
- * `#/admin/invites` and `#/admin/audit` the admin page. These come first:
+ * {@link parsePage}): `#/invite/<code>` an invite link, `#/admin` (its
+ * first tab, People), `#/admin/people`, `#/admin/invites` and
+ * `#/admin/audit` the admin page. These come first:
  * `#/admin` would otherwise be the link of a room named `admin`.
  *
  * @module
@@ -75,7 +76,7 @@ export function parseRoute(hash: string, me: string | null): Route | null {
 }
 
 /** A tab of the admin page. */
-export type AdminTab = "invites" | "audit";
+export type AdminTab = "people" | "invites" | "audit";
 
 /** A page that is not a conversation: an invite link or the admin page. */
 export type Page =
@@ -84,14 +85,14 @@ export type Page =
 
 /** Invite codes are 22 base64url characters; a little slack for other servers' lengths. */
 const INVITE = /^#\/invite\/([A-Za-z0-9_-]{8,64})\/?$/;
-const ADMIN = /^#\/admin(?:\/(invites|audit))?\/?$/;
+const ADMIN = /^#\/admin(?:\/(people|invites|audit))?\/?$/;
 
 /** The page a hash names, or null when it is a conversation's (or nothing of ours). */
 export function parsePage(hash: string): Page | null {
   const invite = INVITE.exec(hash);
   if (invite) return { kind: "invite", code: invite[1] };
   const admin = ADMIN.exec(hash);
-  if (admin) return { kind: "admin", tab: (admin[1] as AdminTab | undefined) ?? "invites" };
+  if (admin) return { kind: "admin", tab: (admin[1] as AdminTab | undefined) ?? "people" };
   return null;
 }
 

@@ -88,3 +88,16 @@ export function fromNow(ms: number, now: number = Date.now()): string {
   if (hours < 24) return RELATIVE.format(sign * hours, "hour");
   return RELATIVE.format(sign * Math.round(hours / 24), "day");
 }
+
+const ISO_TIME = /\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?Z\b/g;
+
+/**
+ * The server's words with the times it wrote as ISO-8601 UTC in the reader's
+ * own ("…until 2026-12-08T10:32:00.000Z" → "…until Dec 8, 2026, 10:32 AM").
+ */
+export function localTimes(text: string): string {
+  return text.replace(ISO_TIME, (iso) => {
+    const ms = Date.parse(iso);
+    return Number.isNaN(ms) ? iso : when(ms);
+  });
+}

@@ -99,10 +99,14 @@ function expectedCells(text: string): string[] {
   return cells.sort();
 }
 
-/** Opens the admin page from the user menu (the drawer on a phone). */
+/** Opens the admin page from the user menu (the drawer on a phone), then its Invites tab. */
 async function openAdmin(p: Person): Promise<void> {
   if (p.phone) await p.page.getByRole("button", { name: /^Conversations/ }).click();
   await p.page.getByRole("link", { name: "Admin" }).click();
+  // People is the first tab.
+  await p.page.getByRole("heading", { name: "People" }).waitFor();
+  assert.match(p.page.url(), /#\/admin\/people$/);
+  await p.page.getByRole("link", { name: "Invites" }).click();
   await p.page.getByRole("heading", { name: "Invite links" }).waitFor();
   assert.match(p.page.url(), /#\/admin\/invites$/);
 }
@@ -437,14 +441,14 @@ Deno.test("web app: a member has no way to the admin page and sees nothing of it
     const bob = await person(browser, server.http + "/", "bob");
     const asked: string[] = [];
     bob.page.on("request", (r) => {
-      if (/\/api\/(invites|audit)/.test(r.url())) asked.push(r.url());
+      if (/\/api\/(invites|audit|people|bans)/.test(r.url())) asked.push(r.url());
     });
     await signIn(bob, PASSWORDS.bob);
     assert.equal(await bob.page.getByRole("link", { name: "Admin" }).count(), 0);
     await bob.page.goto(server.http + "/#/admin/invites");
     await bob.page.getByText("This page is for the chat's admins.").waitFor();
     await ready(bob);
-    for (const what of ["Invites", "Audit log", "Create invite link"]) {
+    for (const what of ["People", "Invites", "Audit log", "Create invite link"]) {
       assert.equal(await bob.page.getByText(what, { exact: true }).count(), 0, what);
     }
     assert.deepEqual(asked, []);
@@ -460,7 +464,7 @@ Deno.test("web app: a member has no way to the admin page and sees nothing of it
     all.bob = { password: all.bob, role: "admin" };
     await Deno.writeTextFile(file, JSON.stringify(all));
     await bob.page.getByRole("link", { name: "Admin" }).click();
-    await bob.page.getByRole("heading", { name: "Invite links" }).waitFor();
+    await bob.page.getByRole("heading", { name: "People" }).waitFor();
     assert.deepEqual(bob.errors, []);
   }, server);
 });
@@ -503,7 +507,8 @@ Deno.test("web app: the admin page on a phone: one column, full-width controls",
 Deno.test("web app: invite and admin addresses are pages, not conversations", () => {
   const code = "rwp8sk_LUeZLH3d549exZw";
   assert.deepEqual(parsePage(`#/invite/${code}`), { kind: "invite", code });
-  assert.deepEqual(parsePage("#/admin"), { kind: "admin", tab: "invites" });
+  assert.deepEqual(parsePage("#/admin"), { kind: "admin", tab: "people" });
+  assert.deepEqual(parsePage("#/admin/people"), { kind: "admin", tab: "people" });
   assert.deepEqual(parsePage("#/admin/invites"), { kind: "admin", tab: "invites" });
   assert.deepEqual(parsePage("#/admin/audit/"), { kind: "admin", tab: "audit" });
   for (

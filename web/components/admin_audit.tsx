@@ -27,9 +27,47 @@ function what(e: AuditEntry): string {
       return e.detail === "admin" || e.detail === "member"
         ? `changed the role to ${e.detail}`
         : "changed the role";
+    case "ban":
+      return "banned";
+    case "unban":
+      return "lifted the ban";
+    case "kick":
+      return e.detail ? `removed from #${e.detail}` : "removed from a room";
+    case "remove":
+      return "removed the account";
+    case "delete":
+      return /^a message by /.test(e.detail ?? "") ? `removed ${e.detail}` : "removed a message";
+    case "room":
+      return "changed the room";
     default:
       return e.action;
   }
+}
+
+/** What an entry's detail adds, in words, or "" when {@link what} said it all. */
+function detail(e: AuditEntry): string {
+  switch (e.action) {
+    case "role":
+    case "invite.use":
+    case "kick":
+    case "delete":
+      return "";
+    case "ban":
+      // "for 86400 s: spam" → "for 1 day: spam".
+      return (e.detail ?? "").replace(/^for (\d+) s\b/, (_, n) => `for ${span(Number(n))}`);
+    default:
+      return e.detail ?? "";
+  }
+}
+
+/** Seconds in words: "1 day", "7 days", "1 hour", "90 minutes". */
+function span(seconds: number): string {
+  const days = seconds / 86400;
+  if (Number.isInteger(days)) return `${days} ${days === 1 ? "day" : "days"}`;
+  const hours = seconds / 3600;
+  if (Number.isInteger(hours)) return `${hours} ${hours === 1 ? "hour" : "hours"}`;
+  const minutes = Math.round(seconds / 60);
+  return `${minutes} ${minutes === 1 ? "minute" : "minutes"}`;
 }
 
 /** The audit log tab. */
@@ -89,10 +127,10 @@ export function AuditTab({ api }: { api: AdminApi }) {
                   </td>
                   <td class="audit-what" data-label="What">
                     {what(e)}
-                    {e.detail && e.action !== "role" && e.action !== "invite.use" && (
+                    {detail(e) && (
                       <>
                         {" "}
-                        <span class="audit-detail">({e.detail})</span>
+                        <span class="audit-detail">({detail(e)})</span>
                       </>
                     )}
                   </td>

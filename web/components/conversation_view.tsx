@@ -162,7 +162,11 @@ function Message(
         )}
         {m.replyTo && !m.deleted && <ReplyQuote model={model} conv={conv} r={m.replyTo} />}
         {m.deleted
-          ? <div class="msg-text tombstone">message deleted</div>
+          ? (
+            <div class="msg-text tombstone">
+              {m.removed ? "message removed by an admin" : "message deleted"}
+            </div>
+          )
           : editing
           ? <MessageEditor model={model} ui={ui} conv={conv} m={m} />
           : !filesOnly && (

@@ -1,7 +1,7 @@
 /**
  * What can be done with a message once it is sent: the toolbar that shows on
- * hover or keyboard focus (react, reply, edit and delete for one's own, copy
- * text, copy link), the same actions as a sheet after a long-press on a
+ * hover or keyboard focus (react, reply, edit and delete for one's own —
+ * admins delete anyone's —, copy text, copy link), the same actions as a sheet after a long-press on a
  * phone, reaction chips, the emoji picker, editing in place, the quote of
  * the message a reply answers, and the question before a delete.
  *
@@ -244,6 +244,8 @@ export function MessageToolbar(
   const me = model.me.value;
   const own = m.from === me;
   const what = about(m, me);
+  // Admins remove anyone's message in a conversation they are in (the server checks).
+  const deletable = own || model.role.value === "admin";
   return (
     <div class="msg-actions" role="group" aria-label={`Actions on ${what}`}>
       <button
@@ -279,7 +281,7 @@ export function MessageToolbar(
           <PencilIcon />
         </button>
       )}
-      {own && (
+      {deletable && (
         <button
           type="button"
           class="icon-btn small danger"
@@ -363,7 +365,10 @@ export function Reactions(
 export function ReplyQuote(
   { model, conv, r }: { model: ChatModel; conv: Conversation; r: ReplyRef },
 ) {
-  const text = r.deleted ? "message deleted" : quoted(conv, r);
+  // The reference does not say who deleted it: the original, when loaded, does.
+  const text = r.deleted
+    ? conv.find(r.id)?.removed ? "message removed by an admin" : "message deleted"
+    : quoted(conv, r);
   return (
     <button
       type="button"
@@ -718,6 +723,7 @@ function ActionSheet(
 ) {
   const me = model.me.value;
   const own = m.from === me;
+  const deletable = own || model.role.value === "admin";
   const then = (fn: () => void) => () => {
     overlay.value = null;
     fn();
@@ -766,7 +772,7 @@ function ActionSheet(
             <PencilIcon /> Edit
           </button>
         )}
-        {own && (
+        {deletable && (
           <button
             type="button"
             class="sheet-item danger"
@@ -797,19 +803,39 @@ export function deleteQuestion(files: number): string {
     : `Delete this message and its ${files} files?`;
 }
 
-/** "Delete this message?": asked once, in the app's style. */
+/** An admin removing someone else's message: "Remove bob's message?". */
+export function removeQuestion(from: string, files: number): string {
+  if (files === 0) return `Remove ${from}'s message?`;
+  return files === 1
+    ? `Remove ${from}'s message and its file?`
+    : `Remove ${from}'s message and its ${files} files?`;
+}
+
+/**
+ * "Delete this message?": asked once, in the app's style. An admin removing
+ * someone else's message is told that it is someone else's, and what
+ * everyone will see instead.
+ */
 function ConfirmDelete(
   { model, ui, conv, m }: { model: ChatModel; ui: UiState; conv: Conversation; m: ChatMessage },
 ) {
   const quote = previewOf(m);
+  const own = m.from === model.me.value;
+  const files = m.files?.length ?? 0;
   return (
     <Dialog class="modal confirm" labelledBy="confirm-title">
       <div class="modal-head">
-        <h2 id="confirm-title">{deleteQuestion(m.files?.length ?? 0)}</h2>
+        <h2 id="confirm-title">
+          {own ? deleteQuestion(files) : removeQuestion(m.from, files)}
+        </h2>
       </div>
       <div class="modal-section">
         {quote !== "" && <p class="confirm-quote">{quote}</p>}
-        <p class="confirm-text">It is deleted for everyone and cannot be brought back.</p>
+        <p class="confirm-text">
+          {own
+            ? "It is deleted for everyone and cannot be brought back."
+            : `This is ${m.from}'s message, not yours: as an admin you remove it for everyone, and it cannot be brought back. In its place everyone sees “message removed by an admin”.`}
+        </p>
         <div class="form-actions">
           <button type="button" class="btn" onClick={() => (overlay.value = null)}>
             Cancel
@@ -825,7 +851,7 @@ function ConfirmDelete(
               ui.focusComposer.value++;
             }}
           >
-            Delete
+            {own ? "Delete" : "Remove message"}
           </button>
         </div>
       </div>

@@ -184,9 +184,9 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
         {model.role.value === "admin" && (
           <a
             class="icon-btn"
-            href="#/admin/invites"
+            href="#/admin/people"
             aria-label="Admin"
-            title="Admin: invite links and the audit log"
+            title="Admin: people, invite links and the audit log"
             onClick={() => (ui.drawer.value = false)}
           >
             <ShieldIcon />

@@ -1,12 +1,14 @@
 /**
  * The sign-in screen: a name (open mode), a name and password (login mode),
  * or a new account where the server allows sign-up. The server's answer is
- * shown inline.
+ * shown inline; a ban (the server shut the user out) stands above the form,
+ * in the server's words, and the app does not try again on its own.
  *
  * @module
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { ChatModel } from "../model.ts";
+import { localTimes } from "../time.ts";
 import { Logo } from "./icons.tsx";
 
 /** The sign-in card. */
@@ -15,6 +17,7 @@ export function SignIn({ model }: { model: ChatModel }) {
   const [tab, setTab] = useState<"signin" | "signup">("signin");
   const nameRef = useRef<HTMLInputElement>(null);
   const error = model.authError.value;
+  const banned = model.banned.value;
   const busy = model.busy.value;
   const open = info?.mode === "open";
   const signup = !open && tab === "signup" && info?.signup === true;
@@ -43,6 +46,13 @@ export function SignIn({ model }: { model: ChatModel }) {
           <Logo size={40} />
           <h1>Chat</h1>
         </div>
+        {banned && (
+          <div class="signin-notice" role="alert" aria-labelledby="banned-title">
+            <h2 id="banned-title">An admin banned you</h2>
+            <p class="banned-message">{localTimes(banned)}</p>
+            <p class="hint">Once the ban ends or is lifted, sign in again here.</p>
+          </div>
+        )}
         {info === null
           ? (
             <div class="signin-body">
