@@ -1,8 +1,8 @@
 /**
  * `chat invite`: asks the running server for an invite link and prints it
  * with its QR code. It runs on the server's machine: it signs its request
- * with a key derived from the server's token secret (see
- * `server/admin/shell.ts`), which only the server's shell can read.
+ * (and its body, once) with a key derived from the server's token secret
+ * (see `server/admin/shell.ts`), which only the server's shell can read.
  *
  * @module
  */
@@ -122,15 +122,17 @@ export async function inviteCommand(args: string[]): Promise<number> {
   const secret = await secretOf(v.secret, usersPath);
   const server = serverUrl(v.url);
   const path = "/api/invites";
+  const body = JSON.stringify({ uses, expires, admin: v.admin === true });
+  const key = deriveKey(secret, "shell");
   let res: Response;
   try {
     res = await fetch(new URL(path, server), {
       method: "POST",
       headers: {
-        authorization: shellAuthorization(deriveKey(secret, "shell"), "POST", path, Date.now()),
+        authorization: shellAuthorization(key, "POST", path, Date.now(), body),
         "content-type": "application/json",
       },
-      body: JSON.stringify({ uses, expires, admin: v.admin === true }),
+      body,
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {
@@ -140,10 +142,10 @@ export async function inviteCommand(args: string[]): Promise<number> {
       }): start it with "chat", or pass --url`,
     );
   }
-  const body = await res.json().catch(() => ({})) as Record<string, unknown>;
-  if (res.status === 409 && body.error === "open_mode" && typeof body.url === "string") {
-    out(`${body.message}\n\nThe chat's link (anyone with it can join):\n  ${body.url}\n`);
-    out(renderUnicodeCompact(body.url, { border: 2 }));
+  const answer = await res.json().catch(() => ({})) as Record<string, unknown>;
+  if (res.status === 409 && answer.error === "open_mode" && typeof answer.url === "string") {
+    out(`${answer.message}\n\nThe chat's link (anyone with it can join):\n  ${answer.url}\n`);
+    out(renderUnicodeCompact(answer.url, { border: 2 }));
     return 0;
   }
   if (res.status === 401 || res.status === 403) {
@@ -151,17 +153,17 @@ export async function inviteCommand(args: string[]): Promise<number> {
       `The server at ${server} does not accept this shell's secret: run chat invite with the secret the server uses (--users FILE beside it, or --secret)`,
     );
   }
-  if (res.status !== 201 || typeof body.url !== "string") {
+  if (res.status !== 201 || typeof answer.url !== "string") {
     throw new Error(
       `The server at ${server} refused: ${
-        typeof body.message === "string" ? body.message : `HTTP ${res.status}`
+        typeof answer.message === "string" ? answer.message : `HTTP ${res.status}`
       }`,
     );
   }
-  const until = new Date(Number(body.expires)).toLocaleString();
+  const until = new Date(Number(answer.expires)).toLocaleString();
   const who = uses === 1 ? "one person" : `${uses} people`;
-  out(`Invite link for ${who}${v.admin ? " (as admins)" : ""}, until ${until}:\n  ${body.url}\n`);
-  out(renderUnicodeCompact(body.url, { border: 2 }));
+  out(`Invite link for ${who}${v.admin ? " (as admins)" : ""}, until ${until}:\n  ${answer.url}\n`);
+  out(renderUnicodeCompact(answer.url, { border: 2 }));
   return 0;
 }
 

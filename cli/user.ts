@@ -13,6 +13,7 @@ import { PasswordHasher } from "../server/auth/password.ts";
 import { NAME_PATTERN } from "../protocol.ts";
 import { MIN_PASSWORD, passwordProblem } from "../server/auth/auth.ts";
 import {
+  endSessions,
   findUser,
   parseUsers,
   readUsers,
@@ -34,6 +35,7 @@ ${
     ["chat user add NAME", "Add a user (asks for the password)"],
     ["chat user passwd NAME", "Change a user's password"],
     ["chat user role NAME ROLE", "Make a user an admin, or a member (ROLE)"],
+    ["chat user signout NAME", "End all of a user's sessions, on every device"],
     ["chat user remove NAME", "Remove a user (the last one only with --force)"],
     ["chat user list", "List the users and their roles"],
   ])
@@ -153,9 +155,9 @@ export async function userCommand(args: string[]): Promise<number> {
     }
     return 0;
   }
-  if (!["add", "remove", "passwd", "role"].includes(action)) {
+  if (!["add", "remove", "passwd", "role", "signout"].includes(action)) {
     throw new UsageError(
-      `Unknown command "user ${action}": use add, passwd, role, remove or list (see chat user --help)`,
+      `Unknown command "user ${action}": use add, passwd, role, signout, remove or list (see chat user --help)`,
     );
   }
   if (name === undefined) {
@@ -189,6 +191,12 @@ export async function userCommand(args: string[]): Promise<number> {
     });
     if (raced !== undefined) throw exists(name, raced);
     out(`Added "${name}" to ${path}${admin ? " as an admin" : ""}`);
+    return 0;
+  }
+  if (action === "signout") {
+    const { stored } = await endSessions(path, name);
+    if (stored === undefined) throw new UsageError(`There is no user "${name}" in "${path}"`);
+    out(`Signed "${stored}" out everywhere: their sessions end within a second`);
     return 0;
   }
   if (action === "role") {

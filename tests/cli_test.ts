@@ -237,7 +237,7 @@ Deno.test("chat answers unknown commands and flags with a hint and exit code 2",
     [
       ["user", "rename", "x"],
       SERVE,
-      'error: Unknown command "user rename": use add, passwd, role, remove or list (see chat user --help)',
+      'error: Unknown command "user rename": use add, passwd, role, signout, remove or list (see chat user --help)',
     ],
     [
       ["help", "nope"],

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { adminRoutes } from "../server/http/admin.ts";
 import { HttpError } from "../server/http/http.ts";
 import { MemoryAdminStore } from "../server/admin/memory.ts";
-import { Auth } from "../server/auth/auth.ts";
+import { Auth, deriveKey } from "../server/auth/auth.ts";
+import { shellAuthorization } from "../server/admin/shell.ts";
 import { PasswordHasher } from "../server/auth/password.ts";
 import { memoryLogger } from "../server/log.ts";
 import { SERVE } from "./chat_process.ts";
@@ -469,4 +470,33 @@ Deno.test("an expired link says so, by its clock (admin routes on their own)", a
     hasher.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the shell's signature is good for one request: not again, not with another body or path", async () => {
+  await using srv = await startTestServer({ users: ADMIN });
+  const secret = (await Deno.readTextFile(`${srv.dir}/.chat-secret`)).trim();
+  const key = deriveKey(secret, "shell");
+  const body = JSON.stringify({ uses: 1 });
+  const header = shellAuthorization(key, "POST", "/api/invites", Date.now(), body);
+  const post = (h: string, b: string, path = "/api/invites") =>
+    fetch(`${srv.http}${path}`, { method: "POST", headers: { authorization: h }, body: b })
+      .then(async (r) => ({ status: r.status, body: await r.json() }));
+  const first = await post(header, body);
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.equal(first.body.by, "");
+  const replay = await post(header, body);
+  assert.equal(replay.status, 401, "the same request again");
+  const other = shellAuthorization(key, "POST", "/api/invites", Date.now(), body);
+  const swapped = await post(other, JSON.stringify({ uses: 1000, admin: true }));
+  assert.equal(swapped.status, 401, "another body under a signature");
+  const elsewhere = await post(
+    shellAuthorization(key, "POST", "/api/invites", Date.now(), ""),
+    "",
+    "/api/people/bob/signout",
+  );
+  assert.equal(elsewhere.status, 401, "another path");
+  const old = shellAuthorization(key, "POST", "/api/invites", Date.now() - 120_000, body);
+  assert.equal((await post(old, body)).status, 401, "too old");
+  const list = await call(`${srv.http}/api/invites`, { token: await adminToken(srv) });
+  assert.equal((list.body.invites as unknown[]).length, 1, "only the first made an invite");
 });

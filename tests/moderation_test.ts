@@ -369,3 +369,42 @@ Deno.test("the banned and the removed leave their rooms; the others see who took
   const shell = await leaves("dave");
   assert.equal(shell.type === "system" && shell.by, undefined);
 });
+
+Deno.test("sign out everywhere: every session of the user ends and their tokens stop working; a password still lets them in", async () => {
+  await using srv = await startTestServer({ users: USERS, reloadInterval: 50 });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using phone = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using laptop = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  const call = (path: string, token: string) =>
+    fetch(`${srv.http}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}` } })
+      .then(async (r) => ({ status: r.status, body: await r.json() }));
+  assert.equal((await call("/api/people/bob/signout", carol.welcome.token)).status, 403);
+  assert.equal((await call("/api/people/zed/signout", alice.welcome.token)).status, 404);
+  const done = await call("/api/people/BOB/signout", alice.welcome.token);
+  assert.deepEqual(done, { status: 200, body: { ok: true } });
+  for (const bob of [phone, laptop]) {
+    const closed = await bob.closed();
+    assert.equal(closed.code, CloseCode.AuthFailed);
+  }
+  assert.equal(carol.ws.readyState, WebSocket.OPEN, "nobody else is signed out");
+  await assert.rejects(signInWithToken(srv.ws, phone.welcome.token), /auth_failed/);
+  await using back = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.equal(back.welcome.user, "bob");
+  const users = JSON.parse(await Deno.readTextFile(`${srv.dir}/users.json`));
+  assert.deepEqual(Object.keys(users.bob).sort(), ["password", "sessions"]);
+  assert.equal(users.bob.sessions, 1);
+  const log = await audit(srv, alice.welcome.token);
+  assert.deepEqual(log.map((e) => [e.action, e.by, e.target]), [["signout", "alice", "bob"]]);
+
+  // The same from the server's shell: chat user signout.
+  const { runClient } = await import("./client_helpers.ts");
+  const { SERVE } = await import("./chat_process.ts");
+  const r = await runClient(["user", "signout", "bob", "--users", `${srv.dir}/users.json`], {
+    permissions: SERVE,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `Signed "bob" out everywhere: their sessions end within a second\n`);
+  const closed = await back.closed();
+  assert.equal(closed.code, CloseCode.AuthFailed);
+});

@@ -289,3 +289,69 @@ Deno.test("admins choose default rooms: new accounts join them with general, exi
   }).then((r) => r.json());
   assert.equal(log.entries[0].detail, "a default room");
 });
+
+Deno.test("archived rooms change no more and take nobody new; read-only rooms keep their topic; banned users cannot be added", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  for (const c of [alice, bob]) {
+    c.send({ type: "join", room: "old" });
+    await c.next((f) => f.type === "joined" && f.room === "old");
+  }
+  bob.send({ type: "send", room: "old", text: "before", ref: "m" });
+  const m = await bob.next((f) => f.type === "message" && f.ref === "m");
+  const id = m.type === "message" ? m.id : 0;
+  await ask(
+    alice,
+    { type: "room_settings", room: "old", readOnly: true },
+    (f) => f.type === "room_settings" && f.ref !== undefined,
+  );
+  const topic = await ask(bob, { type: "topic", room: "old", topic: "mine now" });
+  assert.equal(
+    topic.type === "error" && topic.message,
+    "Only admins post in #old: it is read-only",
+  );
+  await ask(
+    alice,
+    { type: "room_settings", room: "old", archived: true },
+    (f) => f.type === "room_settings" && f.ref !== undefined,
+  );
+  for (
+    const frame of [
+      { type: "edit", room: "old", id, text: "after" },
+      { type: "react", room: "old", id, emoji: "👍", on: true },
+      { type: "delete", room: "old", id },
+    ]
+  ) {
+    const err = await ask(bob, frame);
+    assert.deepEqual(
+      err.type === "error" && [err.code, err.message],
+      ["forbidden", "#old is archived: it is kept, read-only"],
+      JSON.stringify(frame),
+    );
+  }
+  const join = await ask(carol, { type: "join", room: "old" });
+  assert.deepEqual(
+    join.type === "error" && [join.code, join.message],
+    ["forbidden", "#old is archived: nobody joins it any more"],
+  );
+  // An admin may still remove a message from it.
+  const removed = await ask(
+    alice,
+    { type: "delete", room: "old", id },
+    (f) => f.type === "deleted",
+  );
+  assert.equal(removed.type === "deleted" && removed.removed, true);
+
+  // A ban took carol out of every room: nobody adds her back.
+  alice.send({ type: "ban", user: "carol" });
+  await alice.next("banned");
+  bob.send({ type: "join", room: "fresh" });
+  await bob.next((f) => f.type === "joined" && f.room === "fresh");
+  const invite = await ask(bob, { type: "invite", room: "fresh", user: "carol" });
+  assert.deepEqual(
+    invite.type === "error" && [invite.code, invite.message],
+    ["forbidden", `"carol" is banned from this chat`],
+  );
+});

@@ -159,3 +159,24 @@ export function inviteState(invite: Invite, now: number): "ok" | InviteRefusal {
 export function droppedAt(invite: Invite): number {
   return (invite.revoked ?? invite.expires) + SPENT_INVITE_KEEP;
 }
+
+/**
+ * Records an admin action that has taken effect already: a failure to write
+ * the entry is logged, never answered, because the action is done (and its
+ * effects must not wait on, or be undone by, the log).
+ */
+export async function record(
+  admin: Pick<AdminStore, "audit">,
+  log: { error(message: string): void },
+  entry: Omit<AuditEntry, "id">,
+): Promise<void> {
+  try {
+    await admin.audit(entry);
+  } catch (err) {
+    log.error(
+      `Audit log: could not record ${entry.action} of "${entry.target}" by "${
+        entry.by || "the server's shell"
+      }": ${(err as Error).message}`,
+    );
+  }
+}

@@ -24,6 +24,7 @@ import { ConfigError } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { PasswordHasher } from "./password.ts";
 import {
+  endSessions,
   parseUsers,
   readUsers,
   removesLastAdmin,
@@ -133,6 +134,8 @@ export class Auth {
   #users: Users = new Map();
   /** The admins, spelled as stored. */
   #admins = new Set<string>();
+  /** How often each user was signed out everywhere (see `UsersFile.epochs`). */
+  #epochs = new Map<string, number>();
   /** Lower-cased name → the name as stored: names are unique ignoring case. */
   #lower = new Map<string, string>();
   #open = false;
@@ -161,9 +164,9 @@ export class Auth {
     const auth = new Auth(opts, secret);
     auth.#stamp = await stamp(opts.usersPath);
     auth.#open = auth.#stamp === "missing";
-    const { users, admins, warnings } = await readUsers(opts.usersPath);
+    const { users, admins, epochs, warnings } = await readUsers(opts.usersPath);
     for (const w of warnings) opts.log.warn(w);
-    auth.#setUsers({ users, admins });
+    auth.#setUsers({ users, admins, epochs });
     if (!auth.#open && users.size === 0) opts.log.error(auth.#nobody());
     auth.#adminHint();
     return auth;
@@ -274,11 +277,28 @@ export class Auth {
   async changeRole(user: string, role: Role): Promise<RoleChange | "unavailable"> {
     return await this.#exclusive(async () => {
       if (this.#broken || this.#open) return "unavailable";
-      const { result, users, admins } = await setRole(this.#opts.usersPath, user, role);
+      const { result, ...file } = await setRole(this.#opts.usersPath, user, role);
       if (result !== "changed") return result;
-      this.#setUsers({ users, admins });
+      this.#setUsers(file);
       this.#stamp = await stamp(this.#opts.usersPath);
       return "changed";
+    });
+  }
+
+  /**
+   * Signs `user` out everywhere (an admin's "sign out everywhere"): raises
+   * their `sessions` count in users.json, which their tokens are bound to, so
+   * every token issued before stops working here at once (other nodes: once
+   * they reread the file) and their live sessions end at the next check.
+   */
+  async endSessions(user: string): Promise<"ended" | "missing" | "unavailable"> {
+    return await this.#exclusive(async () => {
+      if (this.#broken || this.#open) return "unavailable";
+      const { stored, ...file } = await endSessions(this.#opts.usersPath, user);
+      if (stored === undefined) return "missing";
+      this.#setUsers(file);
+      this.#stamp = await stamp(this.#opts.usersPath);
+      return "ended";
     });
   }
 
@@ -320,7 +340,7 @@ export class Auth {
     return await this.#exclusive(async () => {
       if (this.#broken) return "unavailable";
       await change.beforeWrite?.(this.#fingerprintOf(user, hash));
-      const { result, users, admins } = await setPassword(this.#opts.usersPath, {
+      const { result, users, ...file } = await setPassword(this.#opts.usersPath, {
         name: user,
         hash,
         expect: cred,
@@ -331,7 +351,7 @@ export class Auth {
       }
       if (result === "stale") return "stale";
       // The validated set, as a reload would see it.
-      this.#setUsers({ users, admins });
+      this.#setUsers({ users, ...file });
       this.#stamp = await stamp(this.#opts.usersPath);
       return "ok";
     });
@@ -350,8 +370,10 @@ export class Auth {
   }
 
   #fingerprintOf(user: string, cred: string): string {
-    return createHmac("sha256", this.#secret).update(`fp:${user}:${cred}`)
-      .digest("base64url").slice(0, 16);
+    // Bound to the sessions count too once there is one (tokens from before it stay as they were).
+    const epoch = this.#epochs.get(user) ?? 0;
+    const bound = epoch > 0 ? `fp:${user}:${cred}:${epoch}` : `fp:${user}:${cred}`;
+    return createHmac("sha256", this.#secret).update(bound).digest("base64url").slice(0, 16);
   }
 
   /** A signed token for `user` in `session`. */
@@ -487,6 +509,7 @@ export class Auth {
     if (this.#open && parsed.users.size === 0) return false;
     const before = this.#users;
     const adminsBefore = this.#admins;
+    const epochsBefore = this.#epochs;
     const wasOpen = this.#open;
     this.#open = false;
     this.#setUsers(parsed);
@@ -494,7 +517,9 @@ export class Auth {
     const same = !wasOpen && before.size === parsed.users.size &&
       [...before].every(([k, v]) => parsed.users.get(k) === v) &&
       adminsBefore.size === parsed.admins.size &&
-      [...adminsBefore].every((k) => parsed.admins.has(k));
+      [...adminsBefore].every((k) => parsed.admins.has(k)) &&
+      epochsBefore.size === parsed.epochs.size &&
+      [...epochsBefore].every(([k, v]) => parsed.epochs.get(k) === v);
     if (!same) {
       for (const w of parsed.warnings) this.#opts.log.warn(w);
       this.#opts.log.info(
@@ -505,9 +530,10 @@ export class Auth {
     return !same;
   }
 
-  #setUsers({ users, admins }: UsersFile): void {
+  #setUsers({ users, admins, epochs }: UsersFile): void {
     this.#users = users;
     this.#admins = admins;
+    this.#epochs = epochs;
     this.#lower = new Map();
     for (const name of users.keys()) {
       const key = name.toLowerCase();

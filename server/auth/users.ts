@@ -1,7 +1,8 @@
 /**
  * users.json: `{"name": "<argon2id PHC string>" | "<plaintext>", ...}` for
  * members, and `{"name": {"password": "<argon2id PHC string>", "role":
- * "admin"}}` for admins. Plaintext values are the seed-era format: accepted,
+ * "admin"}}` for admins; `"sessions": N` in such an object counts how often
+ * an admin signed the user out everywhere (their tokens carry it). Plaintext values are the seed-era format: accepted,
  * with a warning; a file of the seed format lists members only. Names are
  * case-insensitive: `Alice` and `alice` are one user, shown as stored.
  *
@@ -26,6 +27,11 @@ export interface UsersFile {
   users: Users;
   /** The admins among them, spelled as stored. */
   admins: Set<string>;
+  /**
+   * How often each user was signed out everywhere (absent: never): part of
+   * what their tokens are bound to, so raising it ends every session.
+   */
+  epochs: Map<string, number>;
 }
 
 /** What parsing a users file found besides the users. */
@@ -61,21 +67,33 @@ export function findUser(users: Users, name: string): string | undefined {
 type RawEntry = string | { password?: unknown; role?: unknown };
 
 /** The credential and role of an entry, or why it does not load. */
-function entryOf(raw: unknown): { cred: string; role: Role } | string {
+function entryOf(raw: unknown): { cred: string; role: Role; epoch: number } | string {
   if (typeof raw === "string") {
-    return raw === "" ? "the value must be a password or a hash" : { cred: raw, role: "member" };
+    return raw === ""
+      ? "the value must be a password or a hash"
+      : { cred: raw, role: "member", epoch: 0 };
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return 'the value must be a password, a hash, or {"password": …, "role": "admin"}';
   }
-  const { password, role } = raw as { password?: unknown; role?: unknown };
+  const { password, role, sessions } = raw as {
+    password?: unknown;
+    role?: unknown;
+    sessions?: unknown;
+  };
   if (typeof password !== "string" || password === "") {
     return '"password" must be a password or a hash';
   }
   if (role !== undefined && role !== "admin" && role !== "member") {
     return '"role" must be "admin" or "member"';
   }
-  return { cred: password, role: role === "admin" ? "admin" : "member" };
+  if (
+    sessions !== undefined &&
+    (typeof sessions !== "number" || !Number.isSafeInteger(sessions) || sessions < 0)
+  ) {
+    return '"sessions" must be a whole number of 0 or more';
+  }
+  return { cred: password, role: role === "admin" ? "admin" : "member", epoch: sessions ?? 0 };
 }
 
 /** Why an entry of a users file does not load, or undefined when it does. */
@@ -100,8 +118,9 @@ function skipReason(users: Users, name: string, raw: unknown): string | undefine
 export function parseUsers(text: string, path = "users.json"): ParsedUsers {
   const users: Users = new Map();
   const admins = new Set<string>();
+  const epochs = new Map<string, number>();
   const warnings: string[] = [];
-  if (text.trim() === "") return { users, admins, warnings };
+  if (text.trim() === "") return { users, admins, epochs, warnings };
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -121,16 +140,17 @@ export function parseUsers(text: string, path = "users.json"): ParsedUsers {
       warnings.push(`Skipping user "${name}" in "${path}": ${problem}`);
       continue;
     }
-    const { cred, role } = entryOf(raw) as { cred: string; role: Role };
+    const { cred, role, epoch } = entryOf(raw) as { cred: string; role: Role; epoch: number };
     users.set(name, cred);
     if (role === "admin") admins.add(name);
+    if (epoch > 0) epochs.set(name, epoch);
     if (!isHashed(cred)) {
       warnings.push(
         `User "${name}" has a plaintext password in "${path}": run "chat user passwd ${name}" to store it hashed`,
       );
     }
   }
-  return { users, admins, warnings };
+  return { users, admins, epochs, warnings };
 }
 
 /** Reads a users file; a missing file is an empty set (open mode). */
@@ -140,7 +160,7 @@ export async function readUsers(path: string): Promise<ParsedUsers> {
     text = await Deno.readTextFile(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      return { users: new Map(), admins: new Set(), warnings: [] };
+      return { users: new Map(), admins: new Set(), epochs: new Map(), warnings: [] };
     }
     throw new Error(`Cannot read "${path}": ${(err as Error).message}`);
   }
@@ -171,6 +191,7 @@ function serialize(
   users: Users,
   admins: ReadonlySet<string>,
   extra: Record<string, unknown>,
+  epochs: ReadonlyMap<string, number> = new Map(),
 ): string {
   const obj: Record<string, unknown> = { ...extra };
   // Case-insensitive, and stable: if a hand-edited file holds two names that
@@ -182,7 +203,15 @@ function serialize(
   for (const name of names) {
     const cred = users.get(name)!;
     // Members stay in the seed format, so a file without admins reads as before.
-    obj[name] = admins.has(name) ? { password: cred, role: "admin" } : cred;
+    const epoch = epochs.get(name) ?? 0;
+    if (!admins.has(name) && epoch === 0) obj[name] = cred;
+    else {
+      obj[name] = {
+        password: cred,
+        ...(admins.has(name) ? { role: "admin" } : {}),
+        ...(epoch > 0 ? { sessions: epoch } : {}),
+      };
+    }
   }
   return JSON.stringify(obj, null, 2) + "\n";
 }
@@ -231,10 +260,10 @@ export interface UpdateUsersOptions {
  */
 export async function updateUsers(
   path: string,
-  change: (users: Users, admins: Set<string>) => boolean | void,
+  change: (users: Users, admins: Set<string>, epochs: Map<string, number>) => boolean | void,
   options: UpdateUsersOptions = {},
 ): Promise<UsersFile> {
-  let result: UsersFile = { users: new Map(), admins: new Set() };
+  let result: UsersFile = { users: new Map(), admins: new Set(), epochs: new Map() };
   await withWriteLock(path, async () => {
     let text = "";
     try {
@@ -255,6 +284,7 @@ export async function updateUsers(
     }
     const users: Users = new Map();
     const admins = new Set<string>();
+    const epochs = new Map<string, number>();
     const extra: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(raw)) {
       const entry = entryOf(v as RawEntry);
@@ -265,9 +295,10 @@ export async function updateUsers(
       }
       users.set(k, entry.cred);
       if (entry.role === "admin") admins.add(k);
+      if (entry.epoch > 0) epochs.set(k, entry.epoch);
     }
     const before = new Set(users.keys());
-    const write = change(users, admins) !== false;
+    const write = change(users, admins, epochs) !== false;
     if (write) {
       for (const name of users.keys()) {
         if (before.has(name)) continue;
@@ -282,9 +313,10 @@ export async function updateUsers(
       }
     }
     for (const name of admins) if (!users.has(name)) admins.delete(name);
-    const out = serialize(users, admins, extra);
+    for (const name of epochs.keys()) if (!users.has(name)) epochs.delete(name);
+    const out = serialize(users, admins, extra, epochs);
     const parsed = parseUsers(out, path);
-    result = { users: parsed.users, admins: parsed.admins };
+    result = { users: parsed.users, admins: parsed.admins, epochs: parsed.epochs };
     return write ? out : null;
   }, options.lockTimeout ?? LOCK_WAIT);
   return result;
@@ -373,6 +405,25 @@ export async function setRole(
     }
   }, options);
   return { result, stored, ...file };
+}
+
+/**
+ * Signs `name` (any case) out everywhere: raises their `sessions` count under
+ * the write lock, which every token of theirs is bound to. Resolves the name
+ * as stored, or undefined when there is no such user.
+ */
+export async function endSessions(
+  path: string,
+  name: string,
+  options: UpdateUsersOptions = {},
+): Promise<{ stored?: string } & UsersFile> {
+  let stored: string | undefined;
+  const file = await updateUsers(path, (users, _admins, epochs) => {
+    stored = findUser(users, name);
+    if (stored === undefined) return false;
+    epochs.set(stored, (epochs.get(stored) ?? 0) + 1);
+  }, options);
+  return { stored, ...file };
 }
 
 /**

@@ -8,7 +8,7 @@
  *   and answers its session token (no sign-in; sign-up may be off).
  * - `GET|POST /api/invites`, `DELETE /api/invites/<code>`, `GET /api/audit`,
  *   `GET /api/bans`, `GET /api/rooms`, `GET /api/people`, `POST /api/people/<name>/role`,
- *   `DELETE /api/people/<name>`: admins only (`Authorization: Bearer
+ *   `POST /api/people/<name>/signout`, `DELETE /api/people/<name>`: admins only (`Authorization: Bearer
  *   <token>`), or the server's shell (`Authorization: Shell …`, see
  *   `server/admin/shell.ts`).
  *
@@ -23,8 +23,9 @@ import {
   MAX_INVITE_USES,
   MAX_LIVE_INVITES,
   newInviteCode,
+  record,
 } from "../admin/admin.ts";
-import { isShell } from "../admin/shell.ts";
+import { ShellSignatures } from "../admin/shell.ts";
 import { type Auth, newSessionId, passwordProblem } from "../auth/auth.ts";
 import { HasherBusyError } from "../auth/password.ts";
 import type { Logger } from "../log.ts";
@@ -76,6 +77,17 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
   const now = deps.now ?? Date.now;
   const limits = new RateBuckets();
   const shellKey = deps.auth.keyFor("shell");
+  const shell = new ShellSignatures();
+  /** Each request's body, read once: the shell's signature covers it, and the route parses it. */
+  const texts = new WeakMap<Request, Promise<string>>();
+  const textOf = (req: Request): Promise<string> => {
+    let text = texts.get(req);
+    if (!text) {
+      text = req.body ? req.text() : Promise.resolve("");
+      texts.set(req, text);
+    }
+    return text;
+  };
 
   function limit(key: string, rate: { rate: number; burst: number }, what: string): void {
     const wait = limits.wait(key, rate);
@@ -93,7 +105,10 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
   /** The admin making the request (`""` for the server's shell); throws 401/403 otherwise. */
   async function adminOf(req: Request, url: URL): Promise<string> {
     const header = req.headers.get("authorization");
-    if (isShell(header, shellKey, req.method, url.pathname, now())) return "";
+    if (header?.startsWith("Shell ")) {
+      const request = { method: req.method, path: url.pathname, body: await textOf(req) };
+      if (shell.take(header, shellKey, request, now())) return "";
+    }
     const m = /^Bearer\s+(\S{1,1024})$/i.exec(header ?? "");
     const user = m ? await deps.tokenUser(m[1]) : null;
     if (user === null) {
@@ -117,7 +132,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
   async function body(req: Request): Promise<Record<string, unknown>> {
     let value: unknown;
     try {
-      value = await req.json();
+      value = JSON.parse(await textOf(req));
     } catch {
       throw new HttpError(400, "The body must be a JSON object", {}, "bad_request");
     }
@@ -191,7 +206,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       }
       throw err;
     }
-    await deps.admin.audit({
+    await record(deps.admin, deps.log, {
       at,
       by,
       action: "invite.create",
@@ -217,7 +232,12 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     if (invite === null) throw unknown();
     const revoked = await deps.admin.revokeInvite(code, now());
     if (revoked) {
-      await deps.admin.audit({ at: now(), by, action: "invite.revoke", target: short(code) });
+      await record(deps.admin, deps.log, {
+        at: now(),
+        by,
+        action: "invite.revoke",
+        target: short(code),
+      });
     }
     return json({ ok: revoked }, { "cache-control": "no-store" });
   }
@@ -284,7 +304,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       );
     }
     const user = deps.auth.canonical(name) ?? name;
-    await deps.admin.audit({
+    await record(deps.admin, deps.log, {
       at: now(),
       by: user,
       action: "invite.use",
@@ -346,9 +366,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       // Not a name.
     }
     const stored = NAME_PATTERN.test(name) ? deps.auth.canonical(name) : undefined;
-    if (stored === undefined) {
-      throw new HttpError(404, `There is no user "${name.slice(0, 40)}"`, {}, "unknown_user");
-    }
+    if (stored === undefined) throw noUser(name);
     return stored;
   }
 
@@ -367,16 +385,32 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       throw new HttpError(400, `"role" must be "admin" or "member"`, {}, "bad_request");
     }
     const result = await deps.auth.changeRole(user, b.role);
-    if (result === "missing") throw account(user);
+    if (result === "missing") throw noUser(user);
     if (result === "last_admin") throw lastAdmin(user);
     if (result === "unavailable") throw unavailable();
     if (result === "changed") {
-      await deps.admin.audit({ at: now(), by, action: "role", target: user, detail: b.role });
       deps.usersChanged?.();
+      await record(deps.admin, deps.log, {
+        at: now(),
+        by,
+        action: "role",
+        target: user,
+        detail: b.role,
+      });
     }
     return json({ user, role: b.role, changed: result === "changed" }, {
       "cache-control": "no-store",
     });
+  }
+
+  async function endSessions(req: Request, url: URL, user: string): Promise<Response> {
+    const by = await adminOf(req, url);
+    const result = await deps.auth.endSessions(user);
+    if (result === "missing") throw noUser(user);
+    if (result === "unavailable") throw unavailable();
+    deps.usersChanged?.();
+    await record(deps.admin, deps.log, { at: now(), by, action: "signout", target: user });
+    return json({ ok: true }, { "cache-control": "no-store" });
   }
 
   async function remove(req: Request, url: URL, user: string): Promise<Response> {
@@ -385,12 +419,12 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       throw new HttpError(400, "You cannot remove yourself: ask another admin", {}, "bad_request");
     }
     const result = await deps.auth.removeUser(user);
-    if (result === "missing") throw account(user);
+    if (result === "missing") throw noUser(user);
     if (result === "last_admin") throw lastAdmin(user);
     if (result === "unavailable") throw unavailable();
-    await deps.admin.audit({ at: now(), by, action: "remove", target: user });
     deps.usersChanged?.();
     await deps.evict?.(user, by);
+    await record(deps.admin, deps.log, { at: now(), by, action: "remove", target: user });
     return json({ ok: true }, { "cache-control": "no-store" });
   }
 
@@ -421,11 +455,15 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
         only("GET", "HEAD");
         return await people(req, url);
       }
-      const person = /^\/api\/people\/([^/]+)(\/role)?$/.exec(path);
+      const person = /^\/api\/people\/([^/]+)(\/role|\/signout)?$/.exec(path);
       if (person) {
-        if (person[2]) {
+        if (person[2] === "/role") {
           only("POST");
           return await setRole(req, url, account(person[1]));
+        }
+        if (person[2] === "/signout") {
+          only("POST");
+          return await endSessions(req, url, account(person[1]));
         }
         only("DELETE");
         return await remove(req, url, account(person[1]));
@@ -455,6 +493,10 @@ function duration(seconds: number): string {
   const hours = seconds / 3600;
   if (Number.isInteger(hours)) return `${hours} hour${hours === 1 ? "" : "s"}`;
   return `${Math.round(seconds / 60)} minutes`;
+}
+
+function noUser(name: string): HttpError {
+  return new HttpError(404, `There is no user "${name.slice(0, 40)}"`, {}, "unknown_user");
 }
 
 function unavailable(): HttpError {

@@ -18,7 +18,8 @@ import {
   MAX_REACTIONS_TOTAL,
   type Target,
 } from "../../protocol.ts";
-import type { AdminStore } from "../admin/admin.ts";
+import { type AdminStore, record } from "../admin/admin.ts";
+import type { RoomKinds } from "./rooms.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -37,6 +38,8 @@ export interface ChangesContext extends NodeContext, FilesContext {
   reply: (conn: Conn, text: string) => void;
   /** Where a moderator delete is recorded. */
   admin: Pick<AdminStore, "audit">;
+  /** The kinds of rooms: nothing changes in an archived one (but an admin's delete). */
+  kinds: RoomKinds;
 }
 
 /** Handlers of `edit`, `delete` and `react`. */
@@ -60,7 +63,7 @@ export class Changes {
 
   async #edit(conn: Conn, frame: ClientFrame & { type: "edit" }, turn: Turn): Promise<void> {
     const user = conn.user!;
-    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    const { conv } = await this.#open(user, frame, frame.ref);
     if (frame.text === "") await this.#mayBeEmpty(conv, frame.id, frame.ref);
     const window = this.#ctx.editWindow;
     const bound = await this.#heldSince(user.name);
@@ -100,7 +103,7 @@ export class Changes {
 
   async #delete(conn: Conn, frame: ClientFrame & { type: "delete" }, turn: Turn): Promise<void> {
     const user = conn.user!;
-    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    const { conv } = await this.#open(user, frame, frame.ref, true);
     const change: Change = { kind: "delete", conv, id: frame.id, user: user.name };
     // A message's files and author never change: read before, files removed once it is deleted.
     const msg = await this.#ctx.store.message(conv, frame.id);
@@ -116,26 +119,38 @@ export class Changes {
   }
 
   /**
+   * The conversation of a change, checked like any frame's, and refused in
+   * an archived room (kept as it is), but for an admin's delete when `admins`.
+   */
+  async #open(
+    user: User,
+    frame: Target,
+    ref: string | undefined,
+    admins = false,
+  ): Promise<{ conv: string; target: Target }> {
+    const found = await this.#ctx.conv(user, frame, ref);
+    const room = found.target.room;
+    if (room !== undefined && (await this.#ctx.kinds.of(room))?.archived) {
+      if (!admins || this.#ctx.auth.role(user.name) !== "admin") {
+        throw new FrameError("forbidden", `#${room} is archived: it is kept, read-only`, ref);
+      }
+    }
+    return found;
+  }
+
+  /**
    * Records an admin's delete of someone else's message. The delete is done
    * and everyone told already: a failure is logged, not answered.
    */
   async #audit(applied: Applied, author: string): Promise<void> {
     const where = applied.conv.startsWith("@") ? "DM" : applied.conv;
-    try {
-      await this.#ctx.admin.audit({
-        at: this.#ctx.now(),
-        by: applied.user,
-        action: "delete",
-        target: `${where} #${applied.id}`,
-        detail: `a message by ${author}`,
-      });
-    } catch (err) {
-      this.#ctx.log.error(
-        `Delete of ${applied.conv}#${applied.id} by "${applied.user}" not audited: ${
-          (err as Error).message
-        }`,
-      );
-    }
+    await record(this.#ctx.admin, this.#ctx.log, {
+      at: this.#ctx.now(),
+      by: applied.user,
+      action: "delete",
+      target: `${where} #${applied.id}`,
+      detail: `a message by ${author}`,
+    });
   }
 
   /** Removes a deleted message's files; a failure is left to the file sweep. */
@@ -159,7 +174,7 @@ export class Changes {
 
   async #react(conn: Conn, frame: ClientFrame & { type: "react" }, turn: Turn): Promise<void> {
     const user = conn.user!;
-    const { conv } = await this.#ctx.conv(user, frame, frame.ref);
+    const { conv } = await this.#open(user, frame, frame.ref);
     await this.#apply(
       conn,
       turn,

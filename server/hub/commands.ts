@@ -427,6 +427,10 @@ export class Commands {
     const user = conn.user!;
     const { room } = frame;
     await this.conv(user, { room });
+    // The topic of an announcement room is the admins' to set; an archived room stays as it is.
+    const admin = this.#ctx.auth.role(user.name) === "admin";
+    const refusal = sendRefusal(await this.#ctx.kinds.of(room), room, admin);
+    if (refusal !== null) throw new FrameError("forbidden", refusal);
     // The same topic again changes nothing, and nobody is told.
     if (!await this.#ctx.store.setTopic(room, frame.topic)) return;
     await this.#ctx.broker.publish({

@@ -272,10 +272,12 @@ export class Hub {
       kinds: this.#kinds,
       isMember: (user, room) => this.#commands.isMember(user, room),
       resolveUser: (name) => this.#commands.resolveUser(name),
+      banned: (name) => this.#moderation.banOf(name),
       reply: (conn, frame) => this.#reply(conn, frame),
     });
     this.#changes = new Changes({
       ...node,
+      kinds: this.#kinds,
       conv: (user, frame, ref) => this.#commands.conv(user, frame, ref),
       editWindow: options.editWindow === undefined ? undefined : options.editWindow * 1000,
       reply: (conn, text) => this.#send1(conn, text),

@@ -94,11 +94,10 @@ export class Joins {
       // wait for its outcome (see Commands.isMember). Membership of a private
       // room comes only from an invite: a non-member never reaches the store's
       // join, and learns nothing a missing room would not say.
-      if ((await this.#ctx.kinds.of(room))?.private) {
-        throw new FrameError(
-          "unknown_room",
-          `There is no room "${room}" you can join: a private room is joined by invitation`,
-        );
+      const kind = await this.#ctx.kinds.of(room);
+      if (kind?.private) throw cannotJoin(room);
+      if (kind?.archived) {
+        throw new FrameError("forbidden", `#${room} is archived: nobody joins it any more`);
       }
       const release = await this.#ctx.quota.reserve(user.name, room);
       try {
@@ -110,7 +109,7 @@ export class Joins {
           const now = await store.roomSettings(room);
           if (now?.private) {
             await this.#ctx.store.leave(user.name, room);
-            throw new FrameError("unknown_room", `There is no room "${room}" you can join`);
+            throw cannotJoin(room);
           }
         }
         return joined.added;
@@ -252,4 +251,12 @@ export class Joins {
     const pagesOn = overflow || (since !== undefined && tail.more === true);
     for (const b of mine) if (b.own || (b.seq > seen && !pagesOn)) this.#ctx.push(conn, b.text);
   }
+}
+
+/** The one answer to a join of a private room by a non-member, however it was found out. */
+function cannotJoin(room: string): FrameError {
+  return new FrameError(
+    "unknown_room",
+    `There is no room "${room}" you can join: a private room is joined by invitation`,
+  );
 }

@@ -19,7 +19,7 @@ import {
   type ServerFrame,
   type UnbanFrame,
 } from "../../protocol.ts";
-import type { AdminStore, Ban } from "../admin/admin.ts";
+import { type AdminStore, type Ban, record } from "../admin/admin.ts";
 import type { BanEvent } from "../broker/broker.ts";
 import type { Conn } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
@@ -97,7 +97,15 @@ export class Moderation {
     if (frame.reason) ban.reason = frame.reason;
     if (frame.duration !== undefined) ban.until = now + frame.duration * 1000;
     await this.#ctx.admin.ban(ban);
-    await this.#ctx.admin.audit({
+    const event: BanEvent = { kind: "ban", user };
+    if (ban.reason) event.reason = ban.reason;
+    if (ban.until !== undefined) event.until = ban.until;
+    // Every node closes their connections (a failure here answers `unavailable`:
+    // the ban is kept, and banning again is how the admin makes sure).
+    await this.#ctx.broker.publish(event);
+    // Out of the chat, out of its rooms: member lists do not fill with the banned.
+    await this.evict(user, by);
+    await record(this.#ctx.admin, this.#ctx.log, {
       at: now,
       by,
       action: "ban",
@@ -107,12 +115,6 @@ export class Moderation {
         ban.reason,
       ].filter(Boolean).join(": "),
     });
-    const event: BanEvent = { kind: "ban", user };
-    if (ban.reason) event.reason = ban.reason;
-    if (ban.until !== undefined) event.until = ban.until;
-    await this.#ctx.broker.publish(event);
-    // Out of the chat, out of its rooms: member lists do not fill with the banned.
-    await this.evict(user, by);
     const reply: ServerFrame = { type: "banned", user, by };
     if (ban.reason) reply.reason = ban.reason;
     if (ban.until !== undefined) reply.until = ban.until;
@@ -126,8 +128,13 @@ export class Moderation {
     const user = this.#ctx.auth.canonical(frame.user) ?? frame.user;
     const ok = await this.#ctx.admin.unban(user);
     if (ok) {
-      await this.#ctx.admin.audit({ at: this.#ctx.now(), by, action: "unban", target: user });
       await this.#ctx.broker.publish({ kind: "unban", user });
+      await record(this.#ctx.admin, this.#ctx.log, {
+        at: this.#ctx.now(),
+        by,
+        action: "unban",
+        target: user,
+      });
     }
     const reply: ServerFrame = { type: "unbanned", user, ok };
     if (frame.ref !== undefined) reply.ref = frame.ref;
@@ -150,13 +157,6 @@ export class Moderation {
       throw new FrameError("unknown_user", `"${user}" is not in room "${room}"`, frame.ref);
     }
     if (await this.#ctx.store.leave(user, room)) {
-      await this.#ctx.admin.audit({
-        at: this.#ctx.now(),
-        by,
-        action: "kick",
-        target: user,
-        detail: room,
-      });
       await this.#ctx.broker.publish({
         kind: "member",
         user,
@@ -164,6 +164,13 @@ export class Moderation {
         joined: false,
         ts: new Date(this.#ctx.now()).toISOString(),
         by,
+      });
+      await record(this.#ctx.admin, this.#ctx.log, {
+        at: this.#ctx.now(),
+        by,
+        action: "kick",
+        target: user,
+        detail: room,
       });
     }
     const reply: ServerFrame = { type: "kicked", room, user };

@@ -2,10 +2,12 @@
  * Kinds of rooms: private (members only see and reach it), read-only (only
  * admins send: announcements) and archived (kept, read-only for everyone,
  * out of the list). The store keeps each room's settings; this node keeps
- * those it has read, updated by the `room` events every node publishes when
- * an admin changes them, so that a send does not read the store each time.
- * Only rooms that exist are remembered: a room another node creates private
- * is read from the store the first time it is asked about here.
+ * those it has read, updated at once where an admin changes them and by the
+ * `room` event on every other node, so that a send does not read the store
+ * each time. Only rooms that exist are remembered: a room another node
+ * creates private is read from the store the first time it is asked about
+ * here. (A node that misses an event — Redis unreachable as it is published —
+ * keeps the old kind until the admin sets it again.)
  *
  * Also the commands on rooms' membership and kind: `invite` (a member adds
  * someone: the way into a private room) and `room_settings` (admins).
@@ -20,7 +22,7 @@ import {
   type RoomSettingsFrame,
   type ServerFrame,
 } from "../../protocol.ts";
-import type { AdminStore } from "../admin/admin.ts";
+import { type AdminStore, record } from "../admin/admin.ts";
 import type { RoomSettings, RoomSettingsChange, Store } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
 import type { NodeContext } from "./context.ts";
@@ -88,6 +90,8 @@ export interface RoomCommandsContext extends NodeContext {
   isMember: (user: User, room: string) => Promise<boolean>;
   /** A user's name as they spell it, or null when there is no such user. */
   resolveUser: (name: string) => Promise<string | null>;
+  /** The ban of `user` in force now, or null. */
+  banned: (user: string) => Promise<unknown | null>;
   /** Sends a frame to one connection. */
   reply: (conn: Conn, frame: ServerFrame) => void;
 }
@@ -115,6 +119,10 @@ export class RoomCommands {
     const target = await this.#ctx.resolveUser(frame.user);
     if (target === null) {
       throw new FrameError("unknown_user", `There is no user "${frame.user}"`, ref);
+    }
+    // A ban took them out of every room: nobody brings them back in.
+    if (this.#ctx.auth.mode === "login" && await this.#ctx.banned(target) !== null) {
+      throw new FrameError("forbidden", `"${target}" is banned from this chat`, ref);
     }
     if (!(await this.#ctx.store.join(target, room)).added) {
       throw new FrameError("bad_request", `"${target}" is in #${room} already`, ref);
@@ -149,15 +157,18 @@ export class RoomCommands {
     if (frame.autoJoin !== undefined) change.autoJoin = frame.autoJoin;
     const settings = await this.#ctx.store.setRoomSettings(room, change);
     if (settings === null) throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    // Known here at once (this node's refusals must not wait on the event),
+    // then on every node.
+    this.#ctx.kinds.set(room, settings);
+    await this.#ctx.broker.publish({ kind: "room", room, settings, by });
     const words = Object.entries(change).map(([k, v]) => `${v ? "" : "not "}${WORDS[k]}`);
-    await this.#ctx.admin.audit({
+    await record(this.#ctx.admin, this.#ctx.log, {
       at: this.#ctx.now(),
       by,
       action: "room",
       target: room,
       detail: words.join(", "),
     });
-    await this.#ctx.broker.publish({ kind: "room", room, settings, by });
     const reply: ServerFrame = { type: "room_settings", room, settings: kindOf(settings), by };
     if (ref !== undefined) reply.ref = ref;
     this.#ctx.reply(conn, reply);
