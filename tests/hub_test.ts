@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ServerFrame } from "../protocol.ts";
+import { CloseCode, type ServerFrame } from "../protocol.ts";
 import { FakeSocket, joinElsewhere, send, setup } from "./hub_harness.ts";
 
 /** Whether `socket` got a message with `text`, live or in a joined's history. */
@@ -636,4 +636,32 @@ Deno.test("Hub sends topic changes made while a joined is prepared after it, onl
     user: "alice",
     ts: topic.ts,
   });
+});
+
+Deno.test("Hub: a sign-in under way when its user is banned never gets in, not even back into general", async () => {
+  await using h = await setup({
+    users: {
+      alice: { password: "alice-pass", role: "admin" },
+      bob: "bob-pass-1",
+    } as unknown as Record<string, string>,
+  });
+  const alice = await h.connect("alice", "alice-pass");
+  await h.connect("bob", "bob-pass-1"); // bob is a member of general
+  const release = h.store.hold("touchUser");
+  const socket = new FakeSocket();
+  const conn = h.hub.open(socket, { addr: "127.0.0.1" });
+  send(h.hub, conn, { type: "auth", username: "bob", password: "bob-pass-1" });
+  await h.store.reached("touchUser"); // past the ban check, before anything is written
+  send(h.hub, alice.conn, { type: "ban", user: "bob", ref: "b" });
+  await h.until(() => alice.socket.frames.some((f) => f.type === "banned"));
+  assert.deepEqual(await h.store.roomsOf("bob"), [], "the ban took bob out of general");
+  release();
+  await h.until(() => socket.closed !== null);
+  assert.equal(socket.closed?.code, CloseCode.Banned);
+  assert.deepEqual(socket.take("welcome"), []);
+  assert.deepEqual(
+    (socket.take("error") as Extract<ServerFrame, { type: "error" }>[]).map((e) => e.code),
+    ["banned"],
+  );
+  assert.deepEqual(await h.store.roomsOf("bob"), [], "and the sign-in did not put him back");
 });

@@ -198,6 +198,7 @@ export class Hub {
       revalidate,
       closing: () => this.#closing,
       banned: (name) => this.#moderation.banOf(name),
+      recentBan: (name) => this.#moderation.recentBan(name),
       directory: { moved: (name) => this.#directory.moved(name) },
       register: (conn, who, rooms, conversations, changes) =>
         this.#register(conn, who, rooms, conversations, changes),

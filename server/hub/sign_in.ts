@@ -50,6 +50,8 @@ export interface SignInContext extends NodeContext {
   closing: () => boolean;
   /** The ban of `user` in force now, or null. */
   banned: (user: string) => Promise<{ reason?: string; until?: number } | null>;
+  /** A ban of `user` this node heard of while the sign-in was under way, or null. */
+  recentBan: (user: string) => { reason?: string; until?: number } | null;
   /** Sends an `error` frame. */
   error: SendError;
   /** Closes a connection. */
@@ -324,6 +326,15 @@ export class SignIns {
       if (conn.closed) return;
       const store = this.#ctx.store;
       await store.touchUser(name, this.#ctx.now());
+      // Banned since the check above: not even back into general.
+      const late = this.#ctx.recentBan(name);
+      if (late !== null) {
+        this.#ctx.drop(conn, CloseCode.Banned, "banned", {
+          code: "banned",
+          message: banMessage(late),
+        });
+        return;
+      }
       this.#ctx.directory.moved(name);
       if ((await store.join(name, LOBBY)).added) {
         // New here (or back after a removal): general, and the rooms admins chose for newcomers.
