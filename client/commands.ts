@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { checkEmoji, MAX_PAGE, NAME_PATTERN } from "../protocol.ts";
+import {
+  checkEmoji,
+  MAX_BAN_REASON,
+  MAX_BAN_SECONDS,
+  MAX_PAGE,
+  NAME_PATTERN,
+} from "../protocol.ts";
 
 /** Messages `/history` shows when no number is given. */
 export const DEFAULT_HISTORY = 20;
@@ -12,7 +18,8 @@ export const DEFAULT_HISTORY = 20;
 /** A parsed input line. */
 export type Command =
   | { kind: "say"; text: string }
-  | { kind: "join"; room: string }
+  /** Join `room`; `private` creates it private when it is new. */
+  | { kind: "join"; room: string; private?: true }
   | { kind: "leave"; room?: string }
   | { kind: "rooms" }
   | { kind: "who" }
@@ -33,6 +40,16 @@ export type Command =
   | { kind: "download"; id: string; path?: string }
   /** Show or hide message ids. */
   | { kind: "ids" }
+  /** Add `user` to the current room (the way into a private one). */
+  | { kind: "invite"; user: string }
+  /** Admins: remove `user` from the current room. */
+  | { kind: "kick"; user: string }
+  /** Admins: ban `user` from the chat, for `duration` seconds (else until unbanned). */
+  | { kind: "ban"; user: string; duration?: number; reason?: string }
+  /** Admins: lift `user`'s ban. */
+  | { kind: "unban"; user: string }
+  /** Admins: switch one setting of the current room on or off (`room_settings`). */
+  | { kind: "setting"; setting: RoomSetting; on: boolean }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "empty" }
@@ -40,9 +57,21 @@ export type Command =
   | { kind: "invalid"; message: string }
   | { kind: "unknown"; name: string };
 
+/** A room setting an admin switches: `/readonly`, `/archive`, `/private`. */
+export type RoomSetting = "readOnly" | "archived" | "private";
+
+/** Commands only admins may use, by name. */
+export const ADMIN_COMMANDS: ReadonlySet<Command["kind"]> = new Set([
+  "kick",
+  "ban",
+  "unban",
+  "setting",
+]);
+
 /** The command list shown by `/help`. */
 export const COMMANDS_HELP = `Commands:
-  /join ROOM         Join a room (created if new) and talk there
+  /join ROOM [private] Join a room (created if new, private with "private") and talk there
+  /invite USER       Add USER to this room (the way into a private room)
   /leave [ROOM]      Leave the current room (or ROOM)
   /rooms             List the rooms
   /who               Who is in this room, and who is online
@@ -63,6 +92,52 @@ Anything else is sent as a message (Markdown: **bold**, _italic_, ~~struck~~, \`
 > quotes, - lists, [text](url)); start it with // to send a leading /.
 Keys: Left/Right, Home/End, Up/Down (input history), Ctrl+U/Ctrl+K/Ctrl+W erase,
 Ctrl+C cancels an upload or download under way.`;
+
+/** The admins' commands, added to `/help` for admins. */
+export const ADMIN_HELP = `Admin commands:
+  /kick USER         Remove USER from this room (they may join a public room again)
+  /ban USER [DURATION] [REASON]
+                     Ban USER from the chat, for DURATION (30m, 12h, 7d; default: until
+                     /unban), telling them REASON
+  /unban USER        Lift USER's ban
+  /readonly on|off   Only admins may post in this room (announcements), or everyone again
+  /archive on|off    Archive this room (kept, read-only, out of /rooms), or bring it back
+  /private on|off    Make this room private (members add people with /invite), or public`;
+
+/** What `/help` shows: {@link COMMANDS_HELP}, and {@link ADMIN_HELP} for an admin. */
+export function helpText(admin: boolean): string {
+  return admin ? `${COMMANDS_HELP}\n${ADMIN_HELP}` : COMMANDS_HELP;
+}
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
+
+/**
+ * A ban's duration as typed, in seconds: `45s`, `30m`, `12h`, `7d`, `2w`;
+ * `null` when `word` is not one. Past the server's longest ban it is still
+ * read (and then refused by {@link parseCommand} with the limit).
+ */
+export function parseDuration(word: string): number | null {
+  const m = /^(\d{1,9})([smhdw])$/i.exec(word);
+  if (!m) return null;
+  const seconds = Number(m[1]) * UNITS[m[2].toLowerCase()];
+  return seconds >= 1 ? seconds : null;
+}
+
+/** The target of a one-user command (`/kick @bob` works too), or why it is not one. */
+function userArg(words: string[], usage: string): { user: string } | { message: string } {
+  if (words.length !== 1) return { message: usage };
+  const user = words[0].replace(/^@/, "");
+  const problem = nameProblem(user, "username");
+  return problem ? { message: problem } : { user };
+}
+
+/** `on` or `off` (also yes/no, true/false) for the room setting commands. */
+function onOff(words: string[], name: string, setting: RoomSetting): Command {
+  const word = words.length === 1 ? words[0].toLowerCase() : "";
+  if (["on", "yes", "true"].includes(word)) return { kind: "setting", setting, on: true };
+  if (["off", "no", "false"].includes(word)) return { kind: "setting", setting, on: false };
+  return { kind: "invalid", message: `Usage: /${name} on|off` };
+}
 
 function nameProblem(value: string, what: string): string | null {
   return NAME_PATTERN.test(value)
@@ -143,11 +218,65 @@ export function parseCommand(line: string): Command {
   switch (name) {
     case "join":
     case "j": {
-      if (words.length !== 1) return { kind: "invalid", message: "Usage: /join ROOM" };
+      const usage = { kind: "invalid", message: "Usage: /join ROOM [private]" } as const;
+      if (words.length < 1 || words.length > 2) return usage;
+      const isPrivate = words.length === 2;
+      if (isPrivate && !["private", "--private"].includes(words[1].toLowerCase())) return usage;
       const room = words[0].replace(/^#/, "");
       const problem = nameProblem(room, "room name");
-      return problem ? { kind: "invalid", message: problem } : { kind: "join", room };
+      if (problem) return { kind: "invalid", message: problem };
+      return isPrivate ? { kind: "join", room, private: true } : { kind: "join", room };
     }
+    case "invite":
+    case "add": {
+      const got = userArg(words, "Usage: /invite USER");
+      return "user" in got ? { kind: "invite", user: got.user } : { kind: "invalid", ...got };
+    }
+    case "kick":
+    case "remove": {
+      const got = userArg(words, "Usage: /kick USER");
+      return "user" in got ? { kind: "kick", user: got.user } : { kind: "invalid", ...got };
+    }
+    case "unban": {
+      const got = userArg(words, "Usage: /unban USER");
+      return "user" in got ? { kind: "unban", user: got.user } : { kind: "invalid", ...got };
+    }
+    case "ban": {
+      const usage = "Usage: /ban USER [DURATION] [REASON], e.g. /ban bob 7d spam";
+      const m = /^(\S+)(?:\s+(\S+))?(?:\s+([\s\S]*))?$/.exec(rest.trim());
+      if (!m) return { kind: "invalid", message: usage };
+      const got = userArg([m[1]], usage);
+      if (!("user" in got)) return { kind: "invalid", ...got };
+      const duration = m[2] === undefined ? null : parseDuration(m[2]);
+      // A second word that is no duration starts the reason.
+      const reason = (duration === null ? [m[2], m[3]] : [m[3]])
+        .filter((w) => w !== undefined).join(" ").trim();
+      if (duration !== null && duration > MAX_BAN_SECONDS) {
+        return {
+          kind: "invalid",
+          message: `A ban lasts at most ${
+            MAX_BAN_SECONDS / 86400
+          }d (ten years): leave DURATION out to ban until /unban`,
+        };
+      }
+      if (reason.length > MAX_BAN_REASON) {
+        return {
+          kind: "invalid",
+          message: `The reason is longer than ${MAX_BAN_REASON} characters`,
+        };
+      }
+      const cmd: Command = { kind: "ban", user: got.user };
+      if (duration !== null) cmd.duration = duration;
+      if (reason !== "") cmd.reason = reason;
+      return cmd;
+    }
+    case "readonly":
+    case "read-only":
+      return onOff(words, "readonly", "readOnly");
+    case "archive":
+      return onOff(words, "archive", "archived");
+    case "private":
+      return onOff(words, "private", "private");
     case "leave":
     case "part": {
       if (words.length > 1) return { kind: "invalid", message: "Usage: /leave [ROOM]" };

@@ -5,7 +5,17 @@
  *
  * @module
  */
-import type { ChangeFrame, ChatMessage, FileInfo, ReplyRef, SystemFrame } from "../protocol.ts";
+import type {
+  BannedFrame,
+  ChangeFrame,
+  ChatMessage,
+  FileInfo,
+  InvitedFrame,
+  ReplyRef,
+  RoomKind,
+  RoomSettingsChangedFrame,
+  SystemFrame,
+} from "../protocol.ts";
 import { CloseCode } from "../protocol.ts";
 import { plainText, renderMarkdown, strip } from "./markdown.ts";
 import { hostOf } from "./url.ts";
@@ -369,17 +379,128 @@ export function formatUpdate(
   return lines;
 }
 
-/** A room event as a sentence: `* bob joined #random`. */
-export function formatSystem(frame: SystemFrame, color = false, now?: Date): string {
+/**
+ * A room event as a sentence: `* bob joined #random`, `* alice added bob to
+ * #plans` (an invitation), `* alice removed bob from #lounge` (an admin's
+ * kick); `me` is named "you".
+ */
+export function formatSystem(frame: SystemFrame, color = false, now?: Date, me?: string): string {
   const time = paint("dim", formatTime(frame.ts, now), color);
+  const who = (name: string | undefined) => name === me ? "you" : name;
   switch (frame.event) {
     case "join":
-      return `${time} ${paint("dim", `* ${frame.user} joined #${frame.room}`, color)}`;
+      return frame.by === undefined
+        ? `${time} ${paint("dim", `* ${frame.user} joined #${frame.room}`, color)}`
+        : `${time} ${
+          paint("dim", `* ${who(frame.by)} added ${who(frame.user)} to #${frame.room}`, color)
+        }`;
     case "leave":
-      return `${time} ${paint("dim", `* ${frame.user} left #${frame.room}`, color)}`;
+      return frame.by === undefined
+        ? `${time} ${paint("dim", `* ${frame.user} left #${frame.room}`, color)}`
+        : `${time} ${
+          paint(
+            "yellow",
+            `* ${who(frame.by)} removed ${who(frame.user)} from #${frame.room}`,
+            color,
+          )
+        }`;
     case "shutdown":
       return `${time} ${paint("yellow", "* The server is shutting down", color)}`;
   }
+}
+
+/**
+ * An invitation: the answer to one's own `/invite` (`You added bob to
+ * #plans`) or being added (`alice added you to #plans: /join plans to talk
+ * there`).
+ */
+export function formatInvited(frame: InvitedFrame, me: string): string {
+  // Names are shown as written; only "you" starts a sentence in capitals.
+  const by = frame.by === me ? "You" : frame.by;
+  if (frame.user !== undefined && frame.user !== me) {
+    return `${by} added ${frame.user} to #${frame.room}`;
+  }
+  return `${by} added you to #${frame.room}: /join ${frame.room} to talk there`;
+}
+
+/** Being removed from a room by an admin: `alice removed you from #lounge`. */
+export function formatRemoved(room: string, by: string, me: string): string {
+  return by === me ? `You removed yourself from #${room}` : `${by} removed you from #${room}`;
+}
+
+/** What a room's kind says, in words: `["private", "read-only"]`; empty for an ordinary room. */
+export function kindWords(kind: RoomKind | undefined): string[] {
+  const words: string[] = [];
+  if (kind?.private) words.push("private");
+  if (kind?.readOnly) words.push("read-only");
+  if (kind?.archived) words.push("archived");
+  return words;
+}
+
+/** Whether two room kinds are the same. */
+export function sameKind(a: RoomKind | undefined, b: RoomKind | undefined): boolean {
+  return kindWords(a).join() === kindWords(b).join();
+}
+
+/**
+ * An admin's change of a room's kind as a sentence: `alice made #news
+ * read-only`, `You made #plans public again`, `alice archived #old`. What
+ * changed is told from `before` (the kind the client knew); without it,
+ * the room's whole kind afterwards is said.
+ */
+export function formatRoomSettings(
+  frame: RoomSettingsChangedFrame,
+  me: string,
+  before?: RoomKind,
+): string {
+  const by = frame.by === me ? "You" : frame.by;
+  const room = `#${frame.room}`;
+  const after = frame.settings;
+  const made: string[] = [];
+  const other: string[] = [];
+  const flag = (k: keyof RoomKind) =>
+    before === undefined
+      ? (after[k] ? true : null)
+      : (!!before[k] === !!after[k] ? null : !!after[k]);
+  const priv = flag("private");
+  if (priv === true) made.push("private");
+  if (priv === false) made.push("public again");
+  const ro = flag("readOnly");
+  if (ro === true) made.push("read-only");
+  if (ro === false) other.push(`let everyone post in ${room} again`);
+  const arch = flag("archived");
+  if (arch === true) other.push(`archived ${room}`);
+  if (arch === false) other.push(`took ${room} out of the archive`);
+  const parts = [...(made.length > 0 ? [`made ${room} ${nameList(made)}`] : []), ...other];
+  if (parts.length === 0) {
+    return before === undefined
+      ? `${by} made ${room} an open room again`
+      : `${by} changed nothing about ${room}`;
+  }
+  return `${by} ${nameList(parts)}`;
+}
+
+/** A role change: `You are now an admin` / `You are now a member`. */
+export function formatRole(role: "admin" | "member"): string {
+  return role === "admin"
+    ? "You are now an admin (/help lists the admin commands)"
+    : "You are now a member";
+}
+
+/** When a ban ends, in local time (`2026-12-08 10:00`), from ms since the epoch. */
+function localDateTime(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${
+    pad(d.getMinutes())
+  }`;
+}
+
+/** The answer to an admin's ban: `You banned bob until 2026-12-08 10:00: spam`. */
+export function formatBanned(frame: BannedFrame): string {
+  const until = frame.until === undefined
+    ? " until you /unban them"
+    : ` until ${localDateTime(frame.until)}`;
+  return `You banned ${frame.user}${until}${frame.reason ? `: ${strip(frame.reason)}` : ""}`;
 }
 
 /** A short list of names: `alice, bob and carol`. */
@@ -402,6 +523,8 @@ export function closeSentence(code: number, reason: string): string {
       return reason ? `Sign-in failed: ${reason}` : "Sign-in failed";
     case CloseCode.NameTaken:
       return reason ? `Name taken: ${reason}` : "The name is taken";
+    case CloseCode.Banned:
+      return "You are banned from this chat";
     case 1000:
       return "The connection was closed";
     default:

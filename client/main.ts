@@ -74,13 +74,15 @@ ended, the client asks again. --forget signs it out and forgets it.
 
 On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive, their Markdown styled. Type /help in the chat for
-its commands: /join, /leave, /rooms, /who, /dm, /history, /search, /passwd
-and /quit. /edit, /delete, /react and /reply change and answer messages, and
-/ids shows their ids. /upload sends a file and /download saves one (into
-$XDG_DOWNLOAD_DIR or ~/Downloads when there is one, else the current
-directory); a file the client may not read or write yet is asked for with
-Deno's question, that one file only (answer y or n; deno run may instead be
-given --allow-read=DIR and --allow-write=DIR). A dropped connection is
+its commands: /join (/join ROOM private creates a private room), /invite,
+/leave, /rooms, /who, /dm, /history, /search, /passwd and /quit; admins also
+/kick, /ban, /unban, /readonly, /archive and /private. /edit, /delete, /react
+and /reply change and answer messages, and /ids shows their ids. /upload
+sends a file and /download saves one (into $XDG_DOWNLOAD_DIR or ~/Downloads
+when there is one, else the current directory); a file the client may not
+read or write yet is asked for with Deno's question, that one file only
+(answer y or n; deno run may instead be given --allow-read=DIR and
+--allow-write=DIR). A dropped connection is
 resumed on its own, and what was missed meanwhile (messages, edits,
 deletions, reactions) is shown once.
 
@@ -89,7 +91,8 @@ room, in order, and the client exits once the server has acknowledged the
 last one. Nothing is lost or repeated across a dropped connection.
 
 Exit status: 0 when done (every line delivered, when piped), 1 when the
-server cannot be reached, refuses the sign-in or a line, 2 for bad usage.
+server cannot be reached, refuses the sign-in or a line, or bans the user
+(then the client prints why and does not reconnect), 2 for bad usage.
 
 Examples:
   chat client                                  Ask for the server and the name
@@ -504,7 +507,9 @@ async function signInAndRun(options: {
       return await ui.run();
     }
     let down = false;
+    const ended = Promise.withResolvers<string>();
     dispatcher.attach((e) => {
+      if (e.type === "fatal") return ended.resolve(e.message);
       if (e.type === "disconnected" && !down) {
         down = true;
         say(`warning: ${e.message}: reconnecting…\n`);
@@ -525,6 +530,7 @@ async function signInAndRun(options: {
       target: { room },
       readLine,
       report: (line) => say(`error: ${line}\n`),
+      ended: ended.promise,
     });
   } finally {
     await s.close();

@@ -19,6 +19,11 @@ export interface PipedOptions {
   readLine: () => Promise<string | null>;
   /** Reports a problem (one line each). */
   report: (line: string) => void;
+  /**
+   * Settles with the session's last word when it cannot go on (banned,
+   * signed out): no more lines are read, and the run ends with 1.
+   */
+  ended?: Promise<string>;
 }
 
 /**
@@ -30,10 +35,15 @@ export async function runPiped(options: PipedOptions): Promise<number> {
   let failed = 0;
   let firstLost = Infinity;
   let fatal: string | null = null;
+  const ended = options.ended?.then((message) => {
+    fatal ??= message;
+    return null;
+  });
   const window: Promise<void>[] = [];
   let lineNo = 0;
   while (fatal === null) {
-    const line = await readLine();
+    // A read waiting for a line that may never come must not outlive the session.
+    const line = await (ended ? Promise.race([readLine(), ended]) : readLine());
     if (line === null) break;
     lineNo++;
     if (line.trim() === "") continue;
@@ -53,7 +63,11 @@ export async function runPiped(options: PipedOptions): Promise<number> {
   }
   await Promise.all(window);
   if (fatal !== null) {
-    report(`${fatal}: line ${firstLost} and those after it were not sent`);
+    report(
+      firstLost === Infinity
+        ? fatal
+        : `${fatal}: line ${firstLost} and those after it were not sent`,
+    );
     return 1;
   }
   return failed > 0 ? 1 : 0;

@@ -14,6 +14,7 @@
  */
 import {
   applyChange,
+  type BannedFrame,
   type ChangeFrame,
   type ChatMessage,
   type ClientFrame,
@@ -24,10 +25,16 @@ import {
   type ErrorFrame,
   type FileInfo,
   type HistoryPageFrame,
+  type InvitedFrame,
   type JoinedFrame,
+  type KickedFrame,
   type ReactionFrame,
+  type RoomKind,
+  type RoomSettingsChangedFrame,
+  type RoomsListFrame,
   type ServerFrame,
   splitFrames,
+  type UnbannedFrame,
   type WelcomeFrame,
 } from "../protocol.ts";
 import { closeSentence, describeConnectError } from "./format.ts";
@@ -207,6 +214,8 @@ export class Session {
   #mode: WelcomeFrame["mode"] | null = null;
   /** The server's sentence for why it is about to close with 4003. */
   #authError: string | null = null;
+  /** The server's sentence for why it is about to close with 4011 (a ban). */
+  #banError: string | null = null;
   #ready = false;
   #closed = false;
   #closedReason = "The client is closed";
@@ -411,11 +420,19 @@ export class Session {
     return m ?? null;
   }
 
-  /** Joins a room (creating it if new); resolves the `joined` frame. */
-  async join(room: string, since?: number): Promise<JoinedFrame> {
+  /**
+   * Joins a room (creating it if new, private when `options.private`);
+   * resolves the `joined` frame.
+   */
+  async join(
+    room: string,
+    since?: number,
+    options: { private?: boolean } = {},
+  ): Promise<JoinedFrame> {
     const frame: ClientFrame = since === undefined
       ? { type: "join", room }
       : { type: "join", room, since };
+    if (options.private) frame.private = true;
     const joined = await this.#request(
       frame,
       (f) => f.type === "joined" && f.room === room,
@@ -432,10 +449,85 @@ export class Session {
     this.#rooms.delete(room);
   }
 
-  /** Lists the rooms that exist. */
-  async listRooms(): Promise<{ name: string; members: number }[]> {
+  /** Lists the rooms the user can see, with their kinds (private, read-only). */
+  async listRooms(): Promise<RoomsListFrame["rooms"]> {
     const f = await this.#request({ type: "rooms" }, (f) => f.type === "rooms");
-    return (f as ServerFrame & { type: "rooms" }).rooms;
+    return (f as RoomsListFrame).rooms;
+  }
+
+  /**
+   * Adds `user` to `room` (which the user is in); resolves the `invited` answer.
+   *
+   * @throws {ServerError} `unknown_room`, `unknown_user`, `bad_request`
+   * (already a member), `forbidden` (archived).
+   */
+  async invite(room: string, user: string): Promise<InvitedFrame> {
+    const ref = this.#ref();
+    return await this.#request(
+      { type: "invite", room, user, ref },
+      (f) => f.type === "invited" && f.ref === ref,
+    ) as InvitedFrame;
+  }
+
+  /**
+   * Admins: removes `user` from `room`; resolves the `kicked` answer.
+   *
+   * @throws {ServerError} `forbidden`, `unknown_user`, `unknown_room`, `bad_request`.
+   */
+  async kick(room: string, user: string): Promise<KickedFrame> {
+    const ref = this.#ref();
+    return await this.#request(
+      { type: "kick", room, user, ref },
+      (f) => f.type === "kicked" && f.ref === ref,
+    ) as KickedFrame;
+  }
+
+  /**
+   * Admins: bans `user` from the chat for `duration` seconds (else until
+   * lifted), telling them `reason`; resolves the `banned` answer.
+   *
+   * @throws {ServerError} `forbidden` (not an admin, or an admin as target),
+   * `unknown_user`, `bad_request`.
+   */
+  async ban(
+    user: string,
+    options: { duration?: number; reason?: string } = {},
+  ): Promise<BannedFrame> {
+    const ref = this.#ref();
+    const frame: ClientFrame = { type: "ban", user, ref };
+    if (options.duration !== undefined) frame.duration = options.duration;
+    if (options.reason !== undefined) frame.reason = options.reason;
+    return await this.#request(frame, (f) => f.type === "banned" && f.ref === ref) as BannedFrame;
+  }
+
+  /** Admins: lifts `user`'s ban; resolves the answer (`ok` false when there was none). */
+  async unban(user: string): Promise<UnbannedFrame> {
+    const ref = this.#ref();
+    return await this.#request(
+      { type: "unban", user, ref },
+      (f) => f.type === "unbanned" && f.ref === ref,
+    ) as UnbannedFrame;
+  }
+
+  /**
+   * Admins: sets or clears settings of `room`; resolves the answer, whose
+   * `settings` is the room's whole kind afterwards.
+   *
+   * @throws {ServerError} `forbidden`, `unknown_room`, `bad_request`.
+   */
+  async roomSettings(
+    room: string,
+    settings: { [K in keyof RoomKind]?: boolean },
+  ): Promise<RoomSettingsChangedFrame> {
+    const ref = this.#ref();
+    return await this.#request(
+      { type: "room_settings", room, ...settings, ref },
+      (f) => f.type === "room_settings" && f.ref === ref,
+    ) as RoomSettingsChangedFrame;
+  }
+
+  #ref(): string {
+    return `${this.#refPrefix}-${++this.#refs}`;
   }
 
   /** The last `limit` messages of a conversation (or those after `since`). */
@@ -815,6 +907,11 @@ export class Session {
       this.#fatal(this.#authError ?? closeSentence(code, reason));
       return;
     }
+    if (code === CloseCode.Banned) {
+      // Banned by an admin: signing in again would only be refused.
+      this.#fatal(this.#banError ?? closeSentence(code, reason));
+      return;
+    }
     this.#lost(closeSentence(code, reason), code);
   }
 
@@ -872,7 +969,10 @@ export class Session {
         // Sign in again with what the user gave, once (the token is gone).
         return this.#scheduleReconnect(0);
       }
-      if (e.code === "auth_failed" || e.code === "signup_disabled" || e.code === "name_taken") {
+      if (
+        e.code === "auth_failed" || e.code === "signup_disabled" || e.code === "name_taken" ||
+        e.code === "banned"
+      ) {
         return this.#fatal(e.message);
       }
       if (Date.now() - this.#downSince > this.#opts.giveUpAfter) {
@@ -1127,6 +1227,11 @@ export class Session {
     if (f.type === "error" && f.code === "auth_failed" && f.ref === undefined) {
       // The close (4003) follows and ends the session with this sentence.
       this.#authError = f.message;
+      return;
+    }
+    if (f.type === "error" && f.code === "banned" && f.ref === undefined) {
+      // The close (4011) follows and ends the session with this sentence.
+      this.#banError = f.message;
       return;
     }
     const direct = this.#directs.findIndex((d) => d.match(f));

@@ -5,9 +5,16 @@
  *
  * @module
  */
-import type { ChatMessage, FileInfo, JoinedFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
+import type {
+  ChatMessage,
+  FileInfo,
+  JoinedFrame,
+  RoomKind,
+  ServerFrame,
+  WelcomeFrame,
+} from "../protocol.ts";
 import { applyPresence, LOBBY, MAX_PAGE, presenceCount } from "../protocol.ts";
-import { type Command, COMMANDS_HELP, parseCommand } from "./commands.ts";
+import { ADMIN_COMMANDS, type Command, helpText, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import {
   type Access,
@@ -22,14 +29,21 @@ import {
 } from "./files.ts";
 import {
   fileLink,
+  formatBanned,
   formatChange,
+  formatInvited,
   formatMessage,
+  formatRemoved,
+  formatRole,
+  formatRoomSettings,
   formatSize,
   formatSystem,
   formatUpdate,
+  kindWords,
   nameList,
   paint,
   type Place,
+  sameKind,
   shorten,
 } from "./format.ts";
 import { strip } from "./markdown.ts";
@@ -183,6 +197,17 @@ export class TerminalUI {
   #me: string;
   #firstRoom: string;
   #mode: string;
+  /** The user's role, from the latest welcome or `role` frame (none in open mode). */
+  #role: WelcomeFrame["role"];
+  /** What kind of room each room the user is in is (private, read-only, archived). */
+  #kinds = new Map<string, RoomKind>();
+  /** Rooms the user was just added to: their `joined` follows, and is no news. */
+  #invitedTo = new Set<string>();
+  /**
+   * `system` events this client's own `/invite` and `/kick` cause (`join
+   * room user`, `leave room user`): their answer says it already.
+   */
+  #expected = new Set<string>();
   /** The server's HTTP address, in front of file links. */
   #base: string;
   #showProgress: boolean;
@@ -226,6 +251,7 @@ export class TerminalUI {
     this.#showProgress = options.progress ?? true;
     this.#me = options.welcome.user;
     this.#mode = options.welcome.mode;
+    this.#role = options.welcome.role;
     this.#firstRoom = options.room ?? LOBBY;
     for (const u of options.welcome.online) this.#online.add(u);
     this.#onlineCount = presenceCount(options.welcome);
@@ -363,7 +389,9 @@ export class TerminalUI {
       ));
     }
     const label = this.#here.room !== undefined ? `#${this.#here.room}` : `@${this.#here.to}`;
-    parts.push(`${paint("bold", label, color)}> `);
+    const kind = this.#here.room !== undefined ? kindWords(this.#kinds.get(this.#here.room)) : [];
+    const marks = kind.length === 0 ? "" : ` ${paint("yellow", `(${kind.join(", ")})`, color)}`;
+    parts.push(`${paint("bold", label, color)}${marks}> `);
     return parts.join(" ");
   }
 
@@ -441,6 +469,10 @@ export class TerminalUI {
     switch (e.type) {
       case "welcome":
         this.#online = new Set(e.welcome.online);
+        if (e.reconnect && e.welcome.role !== undefined && e.welcome.role !== this.#role) {
+          this.#print(this.#notice(formatRole(e.welcome.role)));
+        }
+        this.#role = e.welcome.role;
         if (e.reconnect) this.#print(this.#notice("Reconnected; catching up…"));
         return;
       case "resumed": {
@@ -502,8 +534,32 @@ export class TerminalUI {
           const members = this.#members.get(f.room);
           if (f.event === "join") members?.add(f.user);
           else if (f.event === "leave") members?.delete(f.user);
+          // The answer to this client's own /invite or /kick said it already.
+          if (
+            f.by === this.#me &&
+            this.#expected.delete(`${f.event} ${f.room} ${f.user.toLowerCase()}`)
+          ) return;
         }
-        this.#print(formatSystem(f, this.#color));
+        this.#print(formatSystem(f, this.#color, undefined, this.#me));
+        return;
+      }
+      case "role":
+        if (f.role === this.#role) return;
+        this.#role = f.role;
+        this.#print(this.#notice(formatRole(f.role)));
+        return;
+      case "invited":
+        // Added by someone: the `joined` that follows is this.
+        if (f.user === undefined) this.#invitedTo.add(f.room);
+        this.#print(this.#notice(formatInvited(f, this.#me)));
+        return;
+      case "room_settings": {
+        const before = this.#kinds.get(f.room);
+        // The answer to this client's own change may have come first.
+        if (before !== undefined && sameKind(before, f.settings)) return;
+        this.#kinds.set(f.room, f.settings);
+        this.#print(this.#notice(formatRoomSettings(f, this.#me, before)));
+        this.#draw();
         return;
       }
       case "typing": {
@@ -535,13 +591,22 @@ export class TerminalUI {
       }
       case "joined":
         this.#members.set(f.room, new Set(f.members));
+        this.#kinds.set(f.room, kindOf(f));
+        if (this.#invitedTo.delete(f.room)) return;
         this.#print(this.#notice(`You joined #${f.room} in another window`));
         return;
-      case "left":
+      case "left": {
         this.#members.delete(f.room);
-        if (this.#here.room === f.room) this.#here = { room: LOBBY };
-        this.#print(this.#notice(`You left #${f.room}`));
+        this.#kinds.delete(f.room);
+        const here = this.#here.room === f.room;
+        if (here) this.#here = { room: LOBBY };
+        const what = f.by === undefined
+          ? `You left #${f.room}`
+          : formatRemoved(f.room, f.by, this.#me);
+        const line = `${what}${here ? `; now in #${LOBBY}` : ""}`;
+        this.#print(f.by === undefined ? this.#notice(line) : this.#error(line));
         return;
+      }
       case "error":
         this.#print(this.#error(f.message));
         return;
@@ -591,6 +656,15 @@ export class TerminalUI {
 
   async #run(cmd: Command): Promise<void> {
     const session = this.#session;
+    if (ADMIN_COMMANDS.has(cmd.kind) && this.#role !== "admin") {
+      const name = cmd.kind === "setting" ? settingName(cmd.setting) : `/${cmd.kind}`;
+      this.#print(this.#error(
+        this.#mode === "open"
+          ? `${name} is for admins, and this server is in open mode: it has none`
+          : `${name} is for admins: you are a member`,
+      ));
+      return;
+    }
     switch (cmd.kind) {
       case "empty":
         return;
@@ -645,7 +719,68 @@ export class TerminalUI {
         ));
         return;
       case "join":
-        return this.#openRoom(cmd.room);
+        return this.#openRoom(cmd.room, cmd.private ?? false);
+      case "invite": {
+        const room = this.#currentRoom("/invite");
+        if (room === null) return;
+        const key = `join ${room} ${cmd.user.toLowerCase()}`;
+        this.#expected.add(key);
+        try {
+          const f = await session.invite(room, cmd.user);
+          this.#members.get(room)?.add(f.user ?? cmd.user);
+          this.#print(this.#notice(formatInvited(f, this.#me)));
+        } catch (err) {
+          this.#expected.delete(key);
+          throw err;
+        }
+        return;
+      }
+      case "kick": {
+        const room = this.#currentRoom("/kick");
+        if (room === null) return;
+        const key = `leave ${room} ${cmd.user.toLowerCase()}`;
+        this.#expected.add(key);
+        try {
+          const f = await session.kick(room, cmd.user);
+          this.#members.get(room)?.delete(f.user);
+          this.#print(this.#notice(`You removed ${f.user} from #${f.room}`));
+        } catch (err) {
+          this.#expected.delete(key);
+          throw err;
+        }
+        return;
+      }
+      case "ban": {
+        const f = await session.ban(cmd.user, { duration: cmd.duration, reason: cmd.reason });
+        this.#print(this.#notice(formatBanned(f)));
+        return;
+      }
+      case "unban": {
+        const f = await session.unban(cmd.user);
+        this.#print(this.#notice(
+          f.ok ? `${f.user} is no longer banned` : `${f.user} was not banned`,
+        ));
+        return;
+      }
+      case "setting": {
+        const room = this.#currentRoom(settingName(cmd.setting));
+        if (room === null) return;
+        const before = this.#kinds.get(room);
+        const f = await session.roomSettings(room, { [cmd.setting]: cmd.on });
+        const now = this.#kinds.get(room);
+        if (before !== undefined && sameKind(before, f.settings)) {
+          const words = kindWords(f.settings);
+          this.#print(this.#notice(
+            `#${room} is ${words.length > 0 ? nameList(words) : "an open room"} already`,
+          ));
+        } else if (now === undefined || !sameKind(now, f.settings)) {
+          // Not told as a member of the room (yet): the answer says it.
+          this.#kinds.set(room, f.settings);
+          this.#print(this.#notice(formatRoomSettings(f, this.#me, before)));
+        }
+        this.#draw();
+        return;
+      }
       case "leave": {
         const room = cmd.room ?? this.#here.room;
         if (room === undefined) {
@@ -670,8 +805,8 @@ export class TerminalUI {
           this.#notice(`${rooms.length} room${rooms.length === 1 ? "" : "s"}:`),
           ...rooms.map((r) =>
             `  ${`#${r.name}`.padEnd(width)}  ${r.members} member${r.members === 1 ? "" : "s"}${
-              session.rooms.has(r.name) ? "  (you are in it)" : ""
-            }`
+              kindWords(r).map((w) => `  (${w})`).join("")
+            }${session.rooms.has(r.name) ? "  (you are in it)" : ""}`
           ),
         );
         return;
@@ -741,7 +876,7 @@ export class TerminalUI {
       case "passwd":
         return await this.#changePassword();
       case "help":
-        this.#print(COMMANDS_HELP);
+        this.#print(helpText(this.#role === "admin"));
         return;
       case "quit":
         this.quit(0);
@@ -750,7 +885,10 @@ export class TerminalUI {
         this.#print(this.#error(cmd.message));
         return;
       case "unknown":
-        this.#print(this.#error(`Unknown command "${cmd.name}"`), COMMANDS_HELP);
+        this.#print(
+          this.#error(`Unknown command "${cmd.name}"`),
+          helpText(this.#role === "admin"),
+        );
         return;
     }
   }
@@ -1091,19 +1229,44 @@ export class TerminalUI {
     }
   }
 
-  /** Joins a room, makes it the current one and shows its recent history. */
-  #openRoom(room: string): Promise<void> {
-    return this.#session.join(room).then((joined: JoinedFrame) => {
+  /** The room on screen for a room command; `null` (having said so) in a DM. */
+  #currentRoom(name: string): string | null {
+    if (this.#here.room !== undefined) return this.#here.room;
+    this.#print(this.#error(`${name} works in a room: /join the room first`));
+    return null;
+  }
+
+  /**
+   * Joins a room (created private when new and `isPrivate`), makes it the
+   * current one and shows its recent history.
+   */
+  #openRoom(room: string, isPrivate = false): Promise<void> {
+    const options = isPrivate ? { private: true } : {};
+    return this.#session.join(room, undefined, options).then((joined: JoinedFrame) => {
       this.#members.set(room, new Set(joined.members));
+      this.#kinds.set(room, kindOf(joined));
       this.#here = { room };
       const others = joined.members.filter((m) => m !== this.#me);
+      const kind = kindWords(joined);
       const lines = [
         this.#notice(
-          `You are in #${room}${
+          `You are in ${kind.length > 0 ? `${nameList(kind)} room ` : ""}#${room}${
             others.length > 0 ? ` with ${nameList(others)}` : " (nobody else is here yet)"
           }`,
         ),
       ];
+      if (isPrivate && !joined.private) {
+        lines.push(this.#notice(`#${room} existed already and is not private`));
+      }
+      if (joined.readOnly || joined.archived) {
+        lines.push(this.#notice(
+          joined.archived
+            ? `#${room} is archived: nobody can post in it`
+            : this.#role === "admin"
+            ? `#${room} is read-only: only admins (like you) post in it`
+            : `#${room} is read-only: only admins post in it`,
+        ));
+      }
       if (joined.more) lines.push(this.#notice("Older messages: /history 200"));
       if (joined.history.length > 0) lines.push(...joined.history.map((m) => this.#line(m)));
       else lines.push(this.#notice(`No messages in #${room} yet`));
@@ -1125,6 +1288,20 @@ export class TerminalUI {
     ];
     this.#print(...lines);
   }
+}
+
+/** The kind of a room from a frame that carries its flags. */
+function kindOf(f: RoomKind): RoomKind {
+  const kind: RoomKind = {};
+  if (f.private) kind.private = true;
+  if (f.readOnly) kind.readOnly = true;
+  if (f.archived) kind.archived = true;
+  return kind;
+}
+
+/** The command that switches a room setting. */
+function settingName(setting: "readOnly" | "archived" | "private"): string {
+  return setting === "readOnly" ? "/readonly" : setting === "archived" ? "/archive" : "/private";
 }
 
 /** A path as the final line of a download shows it: `./name` in the current directory. */

@@ -14,7 +14,7 @@ import {
   TestClient,
   waitUntil,
 } from "./helpers.ts";
-import { childEnv } from "./chat_process.ts";
+import { ChatProcess, childEnv } from "./chat_process.ts";
 import { ClientProcess, clientRun, ConfigHome, ROOT, runClient } from "./client_helpers.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
@@ -562,5 +562,51 @@ Deno.test("deno task client may read and write $HOME/.config/chat only, and keep
     assert.equal(saved[t.ws].user, "alice");
   } finally {
     await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("chat client (piped): a banned member's client prints the ban on stderr and exits 1 without reconnecting", async () => {
+  const users = { alice: { password: "alice-pass", role: "admin" }, bob: "bob-pass-1" };
+  await using t = await startTestServer({ users });
+  const alice = await signIn(t.ws, "alice", "alice-pass");
+  await using config = new ConfigHome();
+  // stdin stays open: the client waits for lines when the ban comes.
+  await using bob = new ChatProcess(["client", "--user", "bob", t.ws], {
+    deno: config.run,
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...config.env, CHAT_PASSWORD: "bob-pass-1" },
+    stdin: true,
+  });
+  try {
+    await bob.write("hello before the ban\n");
+    const hello = await alice.next<F<"message">>((f) => f.type === "message" && f.from === "bob");
+    assert.equal(hello.text, "hello before the ban");
+
+    alice.send({ type: "ban", user: "bob", reason: "spam", duration: 3600, ref: "b1" });
+    const banned = await alice.next<F<"banned">>("banned");
+    assert.deepEqual([banned.user, banned.by, banned.reason, banned.ref], [
+      "bob",
+      "alice",
+      "spam",
+      "b1",
+    ]);
+    const status = await bob.status;
+    assert.equal(status.code, 1);
+    assertOneLine(bob.stderr, /^error: You are banned from this chat until .+: spam$/);
+    assert.ok(!/reconnect/i.test(bob.stderr), bob.stderr);
+    assert.equal(bob.stdout, "");
+
+    // Starting again is refused the same way, in one line.
+    const again = await runClient(["client", "--user", "bob", t.ws], {
+      stdin: "must not arrive\n",
+      env: { CHAT_PASSWORD: "bob-pass-1" },
+    });
+    assert.equal(again.code, 1);
+    assertOneLine(again.stderr, /^error: You are banned from this chat until .+: spam$/);
+    await alice.barrier();
+    assert.equal(alice.peek((f) => f.type === "message" && f.from === "bob").length, 0);
+  } finally {
+    await closeAll(alice);
   }
 });

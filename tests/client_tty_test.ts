@@ -590,3 +590,138 @@ Deno.test("chat client (terminal): an admin deletes someone else's message; it s
     await closeAll(bob);
   }
 });
+
+const ADMIN_USERS = { alice: { password: "alice-pass", role: "admin" }, bob: "bob-pass-1" };
+
+/** Starts `chat client --user USER ARGS…` in `tty`, signing in with CHAT_PASSWORD. */
+function startAs(
+  tty: Tmux,
+  config: ConfigHome,
+  user: string,
+  password: string,
+  args: string[],
+): Promise<void> {
+  return tty.start([Deno.execPath(), ...config.run, "client", "--user", user, ...args], {
+    cwd: ROOT,
+    env: { ...config.env, CHAT_PASSWORD: password },
+  });
+}
+
+Deno.test("chat client (terminal): an admin kicks, makes a room read-only and bans; the member sees each, then exits 1", async () => {
+  await using t = await startTestServer({ users: ADMIN_USERS });
+  await using aliceConfig = new ConfigHome();
+  await using bobConfig = new ConfigHome();
+  await using alice = new Tmux();
+  await using bob = new Tmux();
+  await startAs(alice, aliceConfig, "alice", "alice-pass", ["--room", "lounge", t.ws]);
+  await alice.waitFor("-- You are in #lounge (nobody else is here yet)");
+  await startAs(bob, bobConfig, "bob", "bob-pass-1", ["--room", "lounge", t.ws]);
+  await bob.waitFor("-- You are in #lounge with alice");
+  await alice.waitFor("* bob joined #lounge");
+
+  // Members neither see the admin commands nor may use them.
+  await bob.line("/help");
+  let screen = await bob.waitFor("/quit              Leave the chat");
+  assert.ok(!screen.includes("Admin commands"), screen);
+  assert.ok(screen.includes("  /invite USER       Add USER to this room"), screen);
+  await bob.line("/kick alice");
+  await bob.waitFor("! /kick is for admins: you are a member");
+  await bob.line("/readonly on");
+  await bob.waitFor("! /readonly is for admins: you are a member");
+  await alice.line("/help");
+  await alice.waitFor("Admin commands:\n  /kick USER");
+
+  // A kick: both sides say it in words; bob is back in #general.
+  await alice.line("/kick bob");
+  await alice.waitFor("-- You removed bob from #lounge");
+  await bob.waitFor("! alice removed you from #lounge; now in #general");
+  await bob.waitFor(/#general>$/);
+  await alice.line("/kick bob");
+  await alice.waitFor(`! "bob" is not in room "lounge"`);
+
+  // Read-only: the prompt says so, and a member's message is refused by the server.
+  await alice.line("/join general");
+  await alice.waitFor(/#general>$/);
+  await alice.line("/readonly on");
+  await alice.waitFor("-- You made #general read-only");
+  await alice.waitFor(/#general \(read-only\)>$/);
+  await bob.waitFor("-- alice made #general read-only");
+  await bob.waitFor(/#general \(read-only\)>$/);
+  await bob.line("may I?");
+  await bob.waitFor("! Not sent: Only admins post in #general: it is read-only");
+  await alice.line("/readonly on");
+  await alice.waitFor("-- #general is read-only already");
+  await alice.line("/readonly off");
+  await bob.waitFor("-- alice let everyone post in #general again");
+  await bob.waitFor(/#general>$/);
+  screen = await alice.waitFor("-- You let everyone post in #general again");
+  assert.equal(screen.split("You made #general read-only").length, 2, "said once:\n" + screen);
+
+  // A ban: bob's client says why and ends with 1, leaving the terminal usable.
+  await alice.line("/ban bob 1h spam, twice");
+  await alice.waitFor(/-- You banned bob until \d{4}-\d\d-\d\d \d\d:\d\d: spam, twice/);
+  screen = await bob.waitFor(/\[exited \d+\]/);
+  assert.match(screen, /! You are banned from this chat until .+: spam, twice\n\[exited 1\]/);
+  assert.ok(!/reconnect/i.test(screen), screen);
+  await alice.waitFor("* bob went offline");
+  await alice.line("/unban bob");
+  await alice.waitFor("-- bob is no longer banned");
+  await alice.line("/unban bob");
+  await alice.waitFor("-- bob was not banned");
+  await alice.line("/quit");
+  assert.equal(await alice.exitCode(), 0);
+});
+
+Deno.test("chat client (terminal): a member creates a private room and invites someone, who is told", async () => {
+  await using t = await startTestServer({ users: ADMIN_USERS });
+  await using aliceConfig = new ConfigHome();
+  await using bobConfig = new ConfigHome();
+  await using alice = new Tmux();
+  await using bob = new Tmux();
+  await startAs(alice, aliceConfig, "alice", "alice-pass", [t.ws]);
+  await alice.waitFor(/#general>$/);
+  await startAs(bob, bobConfig, "bob", "bob-pass-1", [t.ws]);
+  await bob.waitFor(/#general>$/);
+
+  await bob.line("/join plans private");
+  await bob.waitFor("-- You are in private room #plans (nobody else is here yet)");
+  await bob.waitFor(/#plans \(private\)>$/);
+  // Invisible to everyone else, admins included.
+  await alice.line("/rooms");
+  let screen = await alice.waitFor("-- 1 room:\n  #general  2 members  (you are in it)");
+  assert.ok(!screen.includes("#plans"), screen);
+
+  await bob.line("/invite alice");
+  await bob.waitFor("-- You added alice to #plans");
+  await alice.waitFor("-- bob added you to #plans: /join plans to talk there");
+  await alice.line("/rooms");
+  await alice.waitFor(
+    "-- 2 rooms:\n  #general  2 members  (you are in it)\n  #plans    2 members  (private)  (you are in it)",
+  );
+  await alice.line("/join plans");
+  await alice.waitFor("-- You are in private room #plans with bob");
+  await alice.waitFor(/#plans \(private\)>$/);
+  await alice.line("secret plans");
+  await bob.waitFor(/\d\d:\d\d alice: secret plans/);
+  await bob.line("/invite alice");
+  await bob.waitFor('! "alice" is in #plans already');
+  screen = await bob.screen();
+  assert.equal(screen.split("added alice").length, 2, "the invitation is told once:\n" + screen);
+  assert.ok(!screen.includes("You joined #plans in another window"), screen);
+  screen = await alice.screen();
+  assert.ok(!screen.includes("You joined #plans in another window"), screen);
+
+  // Made an admin meanwhile (on the admin page): told at once, and /help grows.
+  const [{ token }] = Object.values(await aliceConfig.tokens());
+  const res = await fetch(`http://127.0.0.1:${t.server.port}/api/people/bob/role`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ role: "admin" }),
+  });
+  assert.equal(res.status, 200, await res.text());
+  await bob.waitFor("-- You are now an admin (/help lists the admin commands)");
+  await bob.line("/help");
+  await bob.waitFor("Admin commands:\n  /kick USER");
+  await bob.line("/quit");
+  assert.equal(await bob.exitCode(), 0);
+});

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  ADMIN_COMMANDS,
+  ADMIN_HELP,
   type Command,
   COMMANDS_HELP,
   DEFAULT_HISTORY,
+  helpText,
   parseCommand,
+  parseDuration,
 } from "../../client/commands.ts";
 
 Deno.test("parseCommand() reads every command", () => {
@@ -52,8 +56,8 @@ Deno.test("parseCommand() reads every command", () => {
 
 Deno.test("parseCommand() explains a command used the wrong way", () => {
   const cases: [string, string][] = [
-    ["/join", "Usage: /join ROOM"],
-    ["/join a b", "Usage: /join ROOM"],
+    ["/join", "Usage: /join ROOM [private]"],
+    ["/join a b", "Usage: /join ROOM [private]"],
     ["/join bad!name", 'Invalid room name "bad!name": use 1-32 letters, digits, - or _'],
     ["/leave a b", "Usage: /leave [ROOM]"],
     ["/rooms all", "Usage: /rooms (it takes no arguments)"],
@@ -170,4 +174,111 @@ Deno.test("COMMANDS_HELP lists /upload and /download, and says Ctrl+C cancels th
   assert.match(COMMANDS_HELP, /\n {2}\/upload PATH \[TEXT\] Send the file at PATH here, with TEXT/);
   assert.match(COMMANDS_HELP, /\n {2}\/download ID \[PATH\] Save file ID/);
   assert.match(COMMANDS_HELP, /Ctrl\+C cancels an upload or download under way/);
+});
+
+Deno.test("parseCommand() reads /join ROOM private and /invite USER", () => {
+  const cases: [string, Command][] = [
+    ["/join plans private", { kind: "join", room: "plans", private: true }],
+    ["/join #plans PRIVATE", { kind: "join", room: "plans", private: true }],
+    ["/join plans --private", { kind: "join", room: "plans", private: true }],
+    ["/invite bob", { kind: "invite", user: "bob" }],
+    ["/invite @bob", { kind: "invite", user: "bob" }],
+    ["/add bob", { kind: "invite", user: "bob" }],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
+  const wrong: [string, string][] = [
+    ["/join plans secret", "Usage: /join ROOM [private]"],
+    ["/join plans private now", "Usage: /join ROOM [private]"],
+    ["/invite", "Usage: /invite USER"],
+    ["/invite bob carol", "Usage: /invite USER"],
+    ["/invite b@d", 'Invalid username "b@d": use 1-32 letters, digits, - or _'],
+  ];
+  for (const [line, message] of wrong) {
+    assert.deepEqual(parseCommand(line), { kind: "invalid", message }, line);
+  }
+});
+
+Deno.test("parseCommand() reads the admin commands", () => {
+  const cases: [string, Command][] = [
+    ["/kick bob", { kind: "kick", user: "bob" }],
+    ["/kick @bob", { kind: "kick", user: "bob" }],
+    ["/ban bob", { kind: "ban", user: "bob" }],
+    ["/ban bob 30m", { kind: "ban", user: "bob", duration: 1800 }],
+    ["/ban bob 12h", { kind: "ban", user: "bob", duration: 43_200 }],
+    ["/ban bob 7d spam, and  more spam", {
+      kind: "ban",
+      user: "bob",
+      duration: 604_800,
+      reason: "spam, and  more spam",
+    }],
+    ["/ban bob spam links", { kind: "ban", user: "bob", reason: "spam links" }],
+    ["/ban bob 2W", { kind: "ban", user: "bob", duration: 1_209_600 }],
+    ["/unban bob", { kind: "unban", user: "bob" }],
+    ["/readonly on", { kind: "setting", setting: "readOnly", on: true }],
+    ["/readonly OFF", { kind: "setting", setting: "readOnly", on: false }],
+    ["/archive on", { kind: "setting", setting: "archived", on: true }],
+    ["/archive off", { kind: "setting", setting: "archived", on: false }],
+    ["/private on", { kind: "setting", setting: "private", on: true }],
+    ["/private off", { kind: "setting", setting: "private", on: false }],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
+  for (const kind of ["kick", "ban", "unban", "setting"] as const) {
+    assert.ok(ADMIN_COMMANDS.has(kind), kind);
+  }
+  for (const kind of ["invite", "join", "delete"] as const) {
+    assert.ok(!ADMIN_COMMANDS.has(kind), kind);
+  }
+});
+
+Deno.test("parseCommand() explains an admin command used the wrong way", () => {
+  const ban = "Usage: /ban USER [DURATION] [REASON], e.g. /ban bob 7d spam";
+  const cases: [string, string][] = [
+    ["/kick", "Usage: /kick USER"],
+    ["/kick bob now", "Usage: /kick USER"],
+    ["/ban", ban],
+    ["/ban b@d 1d", 'Invalid username "b@d": use 1-32 letters, digits, - or _'],
+    [
+      "/ban bob 5000w",
+      "A ban lasts at most 3650d (ten years): leave DURATION out to ban until /unban",
+    ],
+    [`/ban bob 1d ${"x".repeat(201)}`, "The reason is longer than 200 characters"],
+    ["/unban", "Usage: /unban USER"],
+    ["/readonly", "Usage: /readonly on|off"],
+    ["/readonly maybe", "Usage: /readonly on|off"],
+    ["/archive on now", "Usage: /archive on|off"],
+    ["/private", "Usage: /private on|off"],
+  ];
+  for (const [line, message] of cases) {
+    assert.deepEqual(parseCommand(line), { kind: "invalid", message }, line);
+  }
+});
+
+Deno.test("parseDuration() reads 45s, 30m, 12h, 7d and 2w, and nothing else", () => {
+  assert.equal(parseDuration("45s"), 45);
+  assert.equal(parseDuration("30m"), 1800);
+  assert.equal(parseDuration("12h"), 43_200);
+  assert.equal(parseDuration("7d"), 604_800);
+  assert.equal(parseDuration("2w"), 1_209_600);
+  for (const word of ["0m", "7", "d", "1.5h", "7days", "-1d", "spam"]) {
+    assert.equal(parseDuration(word), null, word);
+  }
+});
+
+Deno.test("/help shows the admin commands to admins only", () => {
+  assert.equal(helpText(false), COMMANDS_HELP);
+  assert.ok(!COMMANDS_HELP.includes("/kick"));
+  assert.match(
+    COMMANDS_HELP,
+    /\n {2}\/join ROOM \[private\] Join a room \(created if new, private/,
+  );
+  assert.match(COMMANDS_HELP, /\n {2}\/invite USER +Add USER to this room/);
+  const admin = helpText(true);
+  assert.ok(admin.startsWith(COMMANDS_HELP));
+  assert.ok(admin.endsWith(ADMIN_HELP));
+  for (const c of ["/kick USER", "/ban USER [DURATION] [REASON]", "/unban USER"]) {
+    assert.ok(ADMIN_HELP.includes(`\n  ${c}`), c);
+  }
+  for (const c of ["/readonly on|off", "/archive on|off", "/private on|off"]) {
+    assert.ok(ADMIN_HELP.includes(`\n  ${c} `), c);
+  }
 });

@@ -4,17 +4,24 @@ import {
   closeSentence,
   describeConnectError,
   fileLink,
+  formatBanned,
   formatChange,
   formatFile,
+  formatInvited,
   formatMessage,
   formatQuote,
+  formatRemoved,
+  formatRole,
+  formatRoomSettings,
   formatSize,
   formatSystem,
   formatTime,
   formatUpdate,
+  kindWords,
   nameList,
   paint,
   reactionSummary,
+  sameKind,
   shorten,
 } from "../../client/format.ts";
 
@@ -443,4 +450,99 @@ Deno.test("formatMessage() shows a message's files after its text, and alone on 
     ).replace(/^\d\d:\d\d /, ""),
     "carol reacted 🎉 to #4 (bob: 📎 photo.png)",
   );
+});
+
+Deno.test("formatSystem() says who added or removed whom", () => {
+  const now = new Date(2026, 4, 17, 15, 0);
+  const ts = local(2026, 5, 17, 9, 5);
+  const join = {
+    type: "system",
+    room: "plans",
+    event: "join",
+    user: "bob",
+    by: "alice",
+    ts,
+  } as const;
+  assert.equal(formatSystem(join, false, now), "09:05 * alice added bob to #plans");
+  assert.equal(formatSystem(join, false, now, "alice"), "09:05 * you added bob to #plans");
+  const leave = { ...join, room: "lounge", event: "leave" } as const;
+  assert.equal(formatSystem(leave, false, now), "09:05 * alice removed bob from #lounge");
+  assert.equal(formatSystem(leave, false, now, "bob"), "09:05 * alice removed you from #lounge");
+});
+
+Deno.test("formatInvited() and formatRemoved() tell who added or removed the user", () => {
+  assert.equal(
+    formatInvited({ type: "invited", room: "plans", user: "bob", by: "alice" }, "alice"),
+    "You added bob to #plans",
+  );
+  assert.equal(
+    formatInvited({ type: "invited", room: "plans", by: "alice" }, "bob"),
+    "alice added you to #plans: /join plans to talk there",
+  );
+  assert.equal(formatRemoved("lounge", "alice", "bob"), "alice removed you from #lounge");
+});
+
+Deno.test("formatRoomSettings() says what an admin changed about a room", () => {
+  const f = (settings: Record<string, true>, by = "alice") => ({
+    type: "room_settings" as const,
+    room: "news",
+    settings,
+    by,
+  });
+  assert.equal(formatRoomSettings(f({ readOnly: true }), "bob", {}), "alice made #news read-only");
+  assert.equal(
+    formatRoomSettings(f({ readOnly: true }), "alice", {}),
+    "You made #news read-only",
+  );
+  assert.equal(formatRoomSettings(f({ private: true }), "bob", {}), "alice made #news private");
+  assert.equal(
+    formatRoomSettings(f({}), "bob", { private: true }),
+    "alice made #news public again",
+  );
+  assert.equal(
+    formatRoomSettings(f({}), "bob", { readOnly: true }),
+    "alice let everyone post in #news again",
+  );
+  assert.equal(
+    formatRoomSettings(f({ archived: true }), "bob", {}),
+    "alice archived #news",
+  );
+  assert.equal(
+    formatRoomSettings(f({}), "bob", { archived: true }),
+    "alice took #news out of the archive",
+  );
+  assert.equal(
+    formatRoomSettings(f({ private: true, readOnly: true }), "bob"),
+    "alice made #news private and read-only",
+    "without the kind before, the whole kind",
+  );
+  assert.equal(formatRoomSettings(f({}), "bob"), "alice made #news an open room again");
+});
+
+Deno.test("kindWords() and sameKind() read a room's kind", () => {
+  assert.deepEqual(kindWords({}), []);
+  assert.deepEqual(kindWords(undefined), []);
+  assert.deepEqual(kindWords({ private: true, readOnly: true, archived: true }), [
+    "private",
+    "read-only",
+    "archived",
+  ]);
+  assert.ok(sameKind({}, undefined));
+  assert.ok(sameKind({ readOnly: true }, { readOnly: true }));
+  assert.ok(!sameKind({ readOnly: true }, {}));
+});
+
+Deno.test("formatRole(), formatBanned() and closeSentence(4011) speak of roles and bans", () => {
+  assert.equal(formatRole("admin"), "You are now an admin (/help lists the admin commands)");
+  assert.equal(formatRole("member"), "You are now a member");
+  assert.equal(
+    formatBanned({ type: "banned", user: "bob", by: "alice" }),
+    "You banned bob until you /unban them",
+  );
+  const until = new Date(2026, 11, 8, 10, 30).getTime();
+  assert.equal(
+    formatBanned({ type: "banned", user: "bob", by: "alice", until, reason: "spam" }),
+    "You banned bob until 2026-12-08 10:30: spam",
+  );
+  assert.equal(closeSentence(4011, "banned"), "You are banned from this chat");
 });

@@ -659,3 +659,69 @@ Deno.test("Session counts a message made and edited while away as new, over seve
     await proxy.close();
   }
 });
+
+Deno.test("Session: admin frames get their answers, and a ban ends the member's session without reconnecting", async () => {
+  const users = { alice: { password: "alice-pass", role: "admin" }, bob: "bob-pass1" };
+  await using t = await startTestServer({ users });
+  const alice = recorder(t.ws, "alice", "alice-pass");
+  const bob = recorder(t.ws, "bob", "bob-pass1");
+  try {
+    assert.equal((await alice.session.start()).role, "admin");
+    assert.equal((await bob.session.start()).role, "member");
+
+    // A private room, and an invitation: bob is told who added him, then joined.
+    const joined = await bob.session.join("plans", undefined, { private: true });
+    assert.equal(joined.private, true);
+    const invited = await bob.session.invite("plans", "alice");
+    assert.deepEqual(
+      [invited.type, invited.room, invited.user, invited.by],
+      ["invited", "plans", "alice", "bob"],
+    );
+    await waitUntil(() => alice.session.rooms.has("plans"), "alice is in #plans");
+    const told = alice.events.find((e) => e.type === "frame" && e.frame.type === "invited");
+    assert.deepEqual(told, { type: "frame", frame: { type: "invited", room: "plans", by: "bob" } });
+    assert.ok((await alice.session.listRooms()).some((r) => r.name === "plans" && r.private));
+
+    // Room settings and kicks answer the asker; members refused with the server's sentence.
+    const settings = await alice.session.roomSettings("plans", { readOnly: true });
+    assert.deepEqual(settings.settings, { private: true, readOnly: true });
+    await assert.rejects(bob.session.send({ room: "plans" }, "may I?"), (err: Error) => {
+      assert.ok(err instanceof ServerError);
+      assert.deepEqual([err.code, err.message], [
+        "forbidden",
+        "Only admins post in #plans: it is read-only",
+      ]);
+      return true;
+    });
+    await assert.rejects(bob.session.kick("plans", "alice"), /Only admins/);
+    const kicked = await alice.session.kick("plans", "bob");
+    assert.deepEqual([kicked.type, kicked.room, kicked.user], ["kicked", "plans", "bob"]);
+    const left = await waitUntil(
+      () => bob.events.find((e) => e.type === "frame" && e.frame.type === "left"),
+      "bob is told",
+    );
+    assert.deepEqual(left, { type: "frame", frame: { type: "left", room: "plans", by: "alice" } });
+    assert.ok(!bob.session.rooms.has("plans"));
+
+    // A ban: fatal with the server's sentence, and no attempt to reconnect.
+    const banned = await alice.session.ban("bob", { duration: 600, reason: "spam" });
+    assert.deepEqual([banned.user, banned.by, banned.reason], ["bob", "alice", "spam"]);
+    assert.ok(banned.until !== undefined && banned.until > Date.now());
+    const fatal = await waitUntil(
+      () => bob.events.find((e) => e.type === "fatal"),
+      "bob's session ends",
+    );
+    assert.deepEqual(fatal, {
+      type: "fatal",
+      message: `You are banned from this chat until ${new Date(banned.until).toISOString()}: spam`,
+    });
+    assert.ok(!bob.events.some((e) => e.type === "disconnected"), "no reconnecting");
+    await assert.rejects(bob.session.send({ room: "general" }, "still here?"), /banned/);
+    const unbanned = await alice.session.unban("bob");
+    assert.deepEqual([unbanned.type, unbanned.user, unbanned.ok], ["unbanned", "bob", true]);
+    assert.equal((await alice.session.unban("bob")).ok, false);
+  } finally {
+    await alice.session.close();
+    await bob.session.close();
+  }
+});
