@@ -408,3 +408,32 @@ Deno.test("sign out everywhere: every session of the user ends and their tokens 
   const closed = await back.closed();
   assert.equal(closed.code, CloseCode.AuthFailed);
 });
+
+Deno.test("people routes tell nobody but admins whether an account exists; admins are not removed", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  for (
+    const [method, path] of [
+      ["POST", "/api/people/nosuch/role"],
+      ["POST", "/api/people/alice/role"],
+      ["DELETE", "/api/people/nosuch"],
+      ["POST", "/api/people/nosuch/signout"],
+    ]
+  ) {
+    const res = await fetch(`${srv.http}${path}`, { method, body: "{}" });
+    assert.equal(res.status, 401, `${method} ${path}`);
+    await res.body?.cancel();
+  }
+  const res = await fetch(`${srv.http}/api/people/root`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${alice.welcome.token}` },
+  });
+  assert.deepEqual(
+    { status: res.status, body: await res.json() },
+    {
+      status: 403,
+      body: { error: "forbidden", message: `"root" is an admin: make them a member first` },
+    },
+  );
+  assert.ok(srv.server.auth.has("root"));
+});

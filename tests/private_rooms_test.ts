@@ -355,3 +355,51 @@ Deno.test("archived rooms change no more and take nobody new; read-only rooms ke
     ["forbidden", `"carol" is banned from this chat`],
   );
 });
+
+Deno.test("a private room is its members' even to admins: no settings, no kicks, no member list from outside; read-only rooms keep their messages", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  bob.send({ type: "join", room: "pq", private: true });
+  await bob.next((f) => f.type === "joined" && f.room === "pq");
+  await ask(bob, { type: "invite", room: "pq", user: "carol" }, (f) => f.type === "invited");
+  for (
+    const frame of [
+      { type: "room_settings", room: "pq", private: false },
+      { type: "kick", room: "pq", user: "carol" },
+      { type: "kick", room: "pq", user: "bob" },
+    ]
+  ) {
+    const err = await ask(alice, frame);
+    assert.equal(err.type === "error" && err.code, "unknown_room", JSON.stringify(frame));
+  }
+  const still = await ask(alice, { type: "join", room: "pq" });
+  assert.equal(still.type === "error" && still.code, "unknown_room", "still private");
+
+  // Read-only: members' old messages stay as they are; reactions are fine.
+  for (const c of [alice, bob]) {
+    c.send({ type: "join", room: "ro" });
+    await c.next((f) => f.type === "joined" && f.room === "ro");
+  }
+  bob.send({ type: "send", room: "ro", text: "mine", ref: "m" });
+  const m = await bob.next((f) => f.type === "message" && f.ref === "m");
+  const id = m.type === "message" ? m.id : 0;
+  await ask(
+    alice,
+    { type: "room_settings", room: "ro", readOnly: true },
+    (f) => f.type === "room_settings" && f.ref !== undefined,
+  );
+  const edit = await ask(bob, { type: "edit", room: "ro", id, text: "changed" });
+  assert.deepEqual(
+    edit.type === "error" && [edit.code, edit.message],
+    ["forbidden", "Only admins post in #ro: it is read-only"],
+  );
+  const react = await ask(
+    bob,
+    { type: "react", room: "ro", id, emoji: "👍", on: true },
+    (f) => f.type === "reaction",
+  );
+  assert.equal(react.type, "reaction");
+  assert.equal(carol.ws.readyState, WebSocket.OPEN);
+});

@@ -378,8 +378,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       "last_admin",
     );
 
-  async function setRole(req: Request, url: URL, user: string): Promise<Response> {
-    const by = await adminOf(req, url);
+  async function setRole(req: Request, by: string, user: string): Promise<Response> {
     const b = await body(req);
     if (b.role !== "admin" && b.role !== "member") {
       throw new HttpError(400, `"role" must be "admin" or "member"`, {}, "bad_request");
@@ -403,8 +402,7 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     });
   }
 
-  async function endSessions(req: Request, url: URL, user: string): Promise<Response> {
-    const by = await adminOf(req, url);
+  async function endSessions(by: string, user: string): Promise<Response> {
     const result = await deps.auth.endSessions(user);
     if (result === "missing") throw noUser(user);
     if (result === "unavailable") throw unavailable();
@@ -413,10 +411,17 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     return json({ ok: true }, { "cache-control": "no-store" });
   }
 
-  async function remove(req: Request, url: URL, user: string): Promise<Response> {
-    const by = await adminOf(req, url);
+  async function remove(by: string, user: string): Promise<Response> {
     if (user === by) {
       throw new HttpError(400, "You cannot remove yourself: ask another admin", {}, "bad_request");
+    }
+    if (deps.auth.role(user) === "admin") {
+      throw new HttpError(
+        403,
+        `"${user}" is an admin: make them a member first`,
+        {},
+        "forbidden",
+      );
     }
     const result = await deps.auth.removeUser(user);
     if (result === "missing") throw noUser(user);
@@ -457,16 +462,13 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       }
       const person = /^\/api\/people\/([^/]+)(\/role|\/signout)?$/.exec(path);
       if (person) {
-        if (person[2] === "/role") {
-          only("POST");
-          return await setRole(req, url, account(person[1]));
-        }
-        if (person[2] === "/signout") {
-          only("POST");
-          return await endSessions(req, url, account(person[1]));
-        }
-        only("DELETE");
-        return await remove(req, url, account(person[1]));
+        only(person[2] ? "POST" : "DELETE");
+        // Who asks first: nobody else may learn from the answer whether an account exists.
+        const by = await adminOf(req, url);
+        const user = account(person[1]);
+        if (person[2] === "/role") return await setRole(req, by, user);
+        if (person[2] === "/signout") return await endSessions(by, user);
+        return await remove(by, user);
       }
       if (path === "/api/invites") {
         only("GET", "HEAD", "POST");

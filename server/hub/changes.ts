@@ -63,7 +63,7 @@ export class Changes {
 
   async #edit(conn: Conn, frame: ClientFrame & { type: "edit" }, turn: Turn): Promise<void> {
     const user = conn.user!;
-    const { conv } = await this.#open(user, frame, frame.ref);
+    const { conv } = await this.#open(user, frame, frame.ref, false, true);
     if (frame.text === "") await this.#mayBeEmpty(conv, frame.id, frame.ref);
     const window = this.#ctx.editWindow;
     const bound = await this.#heldSince(user.name);
@@ -120,20 +120,27 @@ export class Changes {
 
   /**
    * The conversation of a change, checked like any frame's, and refused in
-   * an archived room (kept as it is), but for an admin's delete when `admins`.
+   * an archived room (kept as it is), but for an admin's delete when
+   * `admins`; an `edit` by a member is refused in a read-only room too.
    */
   async #open(
     user: User,
     frame: Target,
     ref: string | undefined,
     admins = false,
+    edit = false,
   ): Promise<{ conv: string; target: Target }> {
     const found = await this.#ctx.conv(user, frame, ref);
     const room = found.target.room;
-    if (room !== undefined && (await this.#ctx.kinds.of(room))?.archived) {
-      if (!admins || this.#ctx.auth.role(user.name) !== "admin") {
-        throw new FrameError("forbidden", `#${room} is archived: it is kept, read-only`, ref);
-      }
+    if (room === undefined) return found;
+    const kind = await this.#ctx.kinds.of(room);
+    const admin = this.#ctx.auth.role(user.name) === "admin";
+    if (kind?.archived && !(admins && admin)) {
+      throw new FrameError("forbidden", `#${room} is archived: it is kept, read-only`, ref);
+    }
+    // Announcements stay as the admins left them (members may still react, and delete their own).
+    if (kind?.readOnly && edit && !admin) {
+      throw new FrameError("forbidden", `Only admins post in #${room}: it is read-only`, ref);
     }
     return found;
   }

@@ -153,6 +153,16 @@ export class Moderation {
         frame.ref,
       );
     }
+    // A private room is its members' even to admins: one who is not in it
+    // learns nothing of who is (and removes nobody from it).
+    const kind = await this.#ctx.store.roomSettings(room);
+    if (kind?.private && !(await this.#ctx.isMember(by, room))) {
+      throw new FrameError(
+        "unknown_room",
+        `You are not in room "${room}": join it first`,
+        frame.ref,
+      );
+    }
     if (!(await this.#ctx.isMember(user, room))) {
       throw new FrameError("unknown_user", `"${user}" is not in room "${room}"`, frame.ref);
     }

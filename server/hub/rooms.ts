@@ -155,6 +155,13 @@ export class RoomCommands {
     if (frame.readOnly !== undefined) change.readOnly = frame.readOnly;
     if (frame.archived !== undefined) change.archived = frame.archived;
     if (frame.autoJoin !== undefined) change.autoJoin = frame.autoJoin;
+    // A private room is its members' even to admins: one who is not in it
+    // changes nothing about it (and cannot open it up to read it).
+    if (
+      (await this.#ctx.kinds.of(room))?.private && !(await this.#ctx.isMember(conn.user!, room))
+    ) {
+      throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    }
     const settings = await this.#ctx.store.setRoomSettings(room, change);
     if (settings === null) throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
     // Known here at once (this node's refusals must not wait on the event),
