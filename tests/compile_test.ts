@@ -145,10 +145,13 @@ Deno.test("chat runs from an empty folder with only what the binary embeds", asy
     for (const [name, pw] of [["alice", "alice-pass"], ["bob", "bob-password"]]) {
       const add = await chat(["user", "add", name], { CHAT_PASSWORD: pw });
       assert.equal(add.code, 0, add.stderr);
-      assert.equal(add.stdout, `Added "${name}" to ./users.json\n`);
+      // The first user of a file is its admin.
+      const as = name === "alice" ? " as an admin" : "";
+      assert.equal(add.stdout, `Added "${name}" to ./users.json${as}\n`);
     }
     const users = JSON.parse(await Deno.readTextFile(join(cwd, "users.json")));
-    assert.ok(isHashed(users.alice) && isHashed(users.bob));
+    assert.ok(isHashed(users.alice.password) && isHashed(users.bob));
+    assert.equal(users.alice.role, "admin");
 
     const docs = await chat(["docs"]);
     assert.equal(docs.code, 0, docs.stderr);
