@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { immediate } from "../store/sqlite_tx.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { SqliteStore } from "../store/sqlite.ts";
 import {
@@ -255,21 +256,7 @@ export class SqliteAdminStore implements AdminStore {
   }
 
   #tx<T>(fn: () => T): T {
-    const db = this.#db;
-    if (db.isTransaction) return fn();
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      const out = fn();
-      db.exec("COMMIT");
-      return out;
-    } catch (err) {
-      try {
-        if (db.isTransaction) db.exec("ROLLBACK");
-      } catch {
-        // The error that got us here is the one to report.
-      }
-      throw err;
-    }
+    return immediate(this.#db, fn);
   }
 
   #run<T>(fn: () => T): Promise<T> {

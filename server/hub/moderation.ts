@@ -166,15 +166,7 @@ export class Moderation {
     if (!(await this.#ctx.isMember(user, room))) {
       throw new FrameError("unknown_user", `"${user}" is not in room "${room}"`, frame.ref);
     }
-    if (await this.#ctx.store.leave(user, room)) {
-      await this.#ctx.broker.publish({
-        kind: "member",
-        user,
-        room,
-        joined: false,
-        ts: new Date(this.#ctx.now()).toISOString(),
-        by,
-      });
+    if (await this.#remove(user, room, by)) {
       await record(this.#ctx.admin, this.#ctx.log, {
         at: this.#ctx.now(),
         by,
@@ -194,17 +186,21 @@ export class Moderation {
    * who did it, if one did. For the banned and the removed.
    */
   async evict(user: string, by?: string): Promise<void> {
-    for (const room of await this.#ctx.store.roomsOf(user)) {
-      if (!(await this.#ctx.store.leave(user, room))) continue;
-      await this.#ctx.broker.publish({
-        kind: "member",
-        user,
-        room,
-        joined: false,
-        ts: new Date(this.#ctx.now()).toISOString(),
-        ...(by === undefined ? {} : { by }),
-      });
-    }
+    for (const room of await this.#ctx.store.roomsOf(user)) await this.#remove(user, room, by);
+  }
+
+  /** Takes `user` out of `room` (kept first, then told on every node); false when not a member. */
+  async #remove(user: string, room: string, by?: string): Promise<boolean> {
+    if (!(await this.#ctx.store.leave(user, room))) return false;
+    await this.#ctx.broker.publish({
+      kind: "member",
+      user,
+      room,
+      joined: false,
+      ts: new Date(this.#ctx.now()).toISOString(),
+      ...(by === undefined ? {} : { by }),
+    });
+    return true;
   }
 
   /** The asking admin's name; `forbidden` for anyone else. */
