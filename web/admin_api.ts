@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { RoomKind } from "../protocol.ts";
 
 /** Why an invite link cannot be used. */
 export type InviteProblem = "unknown" | "used" | "expired" | "revoked";
@@ -180,6 +181,9 @@ export interface NewInvite {
   admin: boolean;
 }
 
+/** A room as `GET /api/rooms` lists it for admins. */
+export type AdminRoom = { name: string; members: number; topic?: string } & RoomKind;
+
 /** The admin endpoints, called with an admin's session token. */
 export class AdminApi {
   constructor(readonly origin: string, readonly token: () => string | null) {}
@@ -240,6 +244,14 @@ export class AdminApi {
     await call(this.origin, person(name), { method: "DELETE", token: this.token() });
   }
 
+  /** Every room with its size, topic and kind (private and archived ones too). */
+  async rooms(): Promise<AdminRoom[]> {
+    const v = await call(this.origin, "/api/rooms", { token: this.token() }) as {
+      rooms?: unknown;
+    } | null;
+    return Array.isArray(v?.rooms) ? v.rooms.filter(isRoom) : [];
+  }
+
   /** Audit log entries older than `before` (an entry's id), newest first. */
   async audit(before?: number, limit = 50): Promise<AuditEntry[]> {
     const q = new URLSearchParams({ limit: String(limit) });
@@ -259,6 +271,12 @@ function isAccount(v: unknown): v is Account {
   const a = v as Account | null;
   return typeof a === "object" && a !== null && typeof a.name === "string" &&
     (a.role === "admin" || a.role === "member");
+}
+
+function isRoom(v: unknown): v is AdminRoom {
+  const r = v as AdminRoom | null;
+  return typeof r === "object" && r !== null && typeof r.name === "string" &&
+    typeof r.members === "number";
 }
 
 function isBan(v: unknown): v is Ban {

@@ -15,6 +15,7 @@ import {
   type ChatMessage,
   type FileInfo,
   type ReplyRef,
+  type RoomKind,
   snippetOf,
   type Target,
 } from "../protocol.ts";
@@ -58,7 +59,7 @@ export interface Notice {
   after: number;
   text: string;
   ts: string;
-  kind: "join" | "leave" | "gap" | "topic";
+  kind: "join" | "leave" | "gap" | "topic" | "settings";
 }
 
 /** Where a conversation's history request stands. */
@@ -189,6 +190,11 @@ export class Conversation {
   readonly memberCount = signal<number | null>(null);
   /** The room's topic (`""` when it has none). */
   readonly topic = signal("");
+  /**
+   * What kind of room it is (private, read-only, archived), from `joined`
+   * and kept live by `room_settings`.
+   */
+  readonly settings = signal<RoomKind>({});
   /** Users typing here, with when their flag expires (ms). */
   readonly typing = signal<ReadonlyMap<string, number>>(new Map());
   /** History has been loaded at least once. */

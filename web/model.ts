@@ -31,6 +31,8 @@ import {
   type FileInfo,
   type HistoryFrame,
   type HistoryPageFrame,
+  type InvitedFrame,
+  type InviteFrame,
   isReservedName,
   type JoinedFrame,
   type KickedFrame,
@@ -44,6 +46,9 @@ import {
   presenceCount,
   type RegisterFrame,
   type ReplyRef,
+  type RoomKind,
+  type RoomSettingsChangedFrame,
+  type RoomSettingsFrame,
   type SendFrame,
   type SendLimits,
   type ServerFrame,
@@ -63,6 +68,7 @@ import {
   replyRefOf,
 } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
+import { kindNotices, kindOf, sameKind } from "./room_kind.ts";
 import { bytes, mentions, segments } from "./text.ts";
 import {
   defaultUploader,
@@ -233,8 +239,19 @@ const TYPING_AFTER_SEND = 1000;
 /** The key of the toast that says why a message with failed files did not go. */
 export const FAILED_FILES_TOAST = "failed-files";
 
-/** The server's answer to an admin's `ban`, `unban` or `kick`. */
-export type ModerationAnswer = BannedFrame | UnbannedFrame | KickedFrame;
+/**
+ * The server's answer to an admin's `ban`, `unban`, `kick` or `room_settings`,
+ * or to a member's `invite`.
+ */
+export type ModerationAnswer =
+  | BannedFrame
+  | UnbannedFrame
+  | KickedFrame
+  | InvitedFrame
+  | RoomSettingsChangedFrame;
+
+/** A room as the `rooms` list shows it. */
+export type ListedRoom = { name: string; members: number; topic?: string } & RoomKind;
 
 /** The chat client: state as signals, actions as methods. */
 export class ChatModel {
@@ -273,7 +290,7 @@ export class ChatModel {
   /** Users online in all, when the chat is too large to send their names (else null). */
   readonly onlineCount = signal<number | null>(null);
   /** Rooms that exist, once listed. */
-  readonly roomList = signal<{ name: string; members: number; topic?: string }[] | null>(null);
+  readonly roomList = signal<ListedRoom[] | null>(null);
   /** Everyone with an account (open mode: seen recently), as last listed. */
   readonly people = signal<PeopleState | null>(null);
   /** The latest list of people matching a `q` (for when {@link people} was cut short). */
@@ -366,6 +383,8 @@ export class ChatModel {
     resolve: (f: ModerationAnswer) => void;
     reject: (err: Error) => void;
   }>();
+  /** Who added this user to a room (an `invited`), until the room's `joined` says so there. */
+  #addedBy = new Map<string, string>();
   /** The socket (its generation) on which the server said the user is banned. */
   #bannedGen = -1;
   /** Edits, deletes and reactions on their way, by ref: what the server may refuse. */
@@ -665,8 +684,11 @@ export class ChatModel {
     return null;
   }
 
-  /** Joins (creating if new) a room and opens it. */
-  joinRoom(room: string): string | null {
+  /**
+   * Joins (creating if new) a room and opens it; `opts.private` creates it
+   * private (the server ignores it for a room that exists).
+   */
+  joinRoom(room: string, opts: { private?: boolean } = {}): string | null {
     const problem = nameProblem(room, "room name");
     if (problem) return problem;
     const conv = this.convs.value.get(`#${room}`);
@@ -680,7 +702,8 @@ export class ChatModel {
       // Back in a room still listed for its unsent messages: catch up from where it was.
       conv.resuming = true;
       this.#send({ type: "join", room, since: conv.cursor });
-    } else this.#send({ type: "join", room });
+    } else if (opts.private) this.#send({ type: "join", room, private: true });
+    else this.#send({ type: "join", room });
     return null;
   }
 
@@ -1050,20 +1073,41 @@ export class ChatModel {
   }
 
   /**
-   * Sends an admin's `ban`, `unban` or `kick` over the connection and
-   * resolves the server's answer (`banned`, `unbanned`, `kicked`); rejects
+   * Sends an admin's `ban`, `unban`, `kick` or `room_settings` (or anyone's
+   * `invite`) over the connection and resolves the server's answer
+   * (`banned`, `unbanned`, `kicked`, `room_settings`, `invited`); rejects
    * with the server's words when it refuses (an admin as the target,
    * oneself, a member asking) or when the connection is not there.
    */
   moderate(frame: BanFrame): Promise<BannedFrame>;
   moderate(frame: UnbanFrame): Promise<UnbannedFrame>;
   moderate(frame: KickFrame): Promise<KickedFrame>;
-  moderate(frame: BanFrame | UnbanFrame | KickFrame): Promise<ModerationAnswer> {
+  moderate(frame: RoomSettingsFrame): Promise<RoomSettingsChangedFrame>;
+  moderate(frame: InviteFrame): Promise<InvitedFrame>;
+  moderate(
+    frame: BanFrame | UnbanFrame | KickFrame | RoomSettingsFrame | InviteFrame,
+  ): Promise<ModerationAnswer> {
     const ref = newRef();
     if (!this.ready.value || !this.#send({ ...frame, ref })) {
       return Promise.reject(new Error("You are offline: try again when the connection is back"));
     }
     return new Promise((resolve, reject) => this.#moderating.set(ref, { resolve, reject }));
+  }
+
+  /**
+   * Adds `user` to room `room` (the way into a private room): resolves the
+   * server's `invited`, rejects with its words (no such person, already in).
+   */
+  addToRoom(room: string, user: string): Promise<InvitedFrame> {
+    return this.moderate({ type: "invite", room, user });
+  }
+
+  /** An admin sets or clears a room's flags: resolves the room's kind afterwards. */
+  roomSettings(
+    room: string,
+    change: Pick<RoomSettingsFrame, "private" | "readOnly" | "archived" | "autoJoin">,
+  ): Promise<RoomSettingsChangedFrame> {
+    return this.moderate({ type: "room_settings", room, ...change });
   }
 
   /** Sends an edit, a delete or a reaction, remembering its ref for the answer. */
@@ -1316,17 +1360,30 @@ export class ChatModel {
 
   /**
    * Invites `user` to room `room` with a direct message holding a link that
-   * opens (and joins) it.
+   * opens (and joins) it — or, for a private room (whose link would not let
+   * them in), adds them to it with an `invite` frame.
    */
   invite(user: string, room: string): void {
+    if (this.convs.value.get(`#${room}`)?.settings.value.private) {
+      this.addToRoom(room, user).then(
+        (f) => this.toast(`Added ${f.user ?? user} to #${room}`, "invite"),
+        (err: Error) => this.toast(err.message, "invite"),
+      );
+      this.#invitedNow(user, room);
+      return;
+    }
     const url = new URL(routeHash(`#${room}`), this.#env.origin + "/").href;
     this.send(`Join me in #${room}: ${url}`, this.#ensure(`@${user}`));
-    // Asked once: the hint about them goes.
+    this.#invitedNow(user, room);
+    this.toast(`Invited ${user} to #${room}`, "invite");
+  }
+
+  /** Asked once: the hint about `user` in `room` goes. */
+  #invitedNow(user: string, room: string): void {
     const invited = this.#invited.get(`#${room}`) ?? new Set<string>();
     invited.add(user.toLowerCase());
     this.#invited.set(`#${room}`, invited);
     this.#invites.value++;
-    this.toast(`Invited ${user} to #${room}`, "invite");
   }
 
   /** Sets (or with `""` clears) the topic of a room the user is in. */
@@ -1774,7 +1831,9 @@ export class ChatModel {
         conv.notice(
           f.event === "join" ? "join" : "leave",
           f.event === "join"
-            ? `${f.user} joined #${conv.name}`
+            ? f.by !== undefined
+              ? `${f.by} added ${f.user} to #${conv.name}`
+              : `${f.user} joined #${conv.name}`
             : f.by !== undefined
             ? `${f.by} removed ${f.user} from #${conv.name}`
             : `${f.user} left #${conv.name}`,
@@ -1827,6 +1886,38 @@ export class ChatModel {
       case "role":
         this.role.value = f.role;
         return;
+      case "invited":
+        if (f.user === undefined) {
+          // Someone added this user: said now, and in the room once its `joined` follows.
+          this.#addedBy.set(f.room, f.by);
+          this.toast(`${f.by} added you to #${f.room}`, `invited:${f.room}`);
+          return;
+        }
+        return this.#answer(f);
+      case "room_settings": {
+        const conv = this.convs.value.get(`#${f.room}`);
+        const kind = kindOf(f.settings);
+        if (conv && !sameKind(conv.settings.value, kind)) {
+          for (const text of kindNotices(f.room, f.by, conv.settings.value, kind)) {
+            conv.notice("settings", text, new Date().toISOString());
+          }
+          conv.settings.value = kind;
+        }
+        const listed = this.roomList.value;
+        if (listed?.some((r) => r.name === f.room)) {
+          this.roomList.value = listed.map((r) =>
+            r.name === f.room
+              ? {
+                name: r.name,
+                members: r.members,
+                ...(r.topic ? { topic: r.topic } : {}),
+                ...kind,
+              }
+              : r
+          );
+        }
+        return this.#answer(f);
+      }
       case "banned":
       case "unbanned":
       case "kicked": {
@@ -1841,6 +1932,14 @@ export class ChatModel {
       case "error":
         return this.#onError(f);
     }
+  }
+
+  /** Settles the `moderate()` waiting for this answer, if any. */
+  #answer(f: ModerationAnswer): void {
+    const waiting = f.ref === undefined ? undefined : this.#moderating.get(f.ref);
+    if (waiting === undefined) return;
+    this.#moderating.delete(f.ref!);
+    waiting.resolve(f);
   }
 
   #onUsers(f: UsersListFrame): void {
@@ -1982,6 +2081,7 @@ export class ChatModel {
     conv.members.value = [...f.members].sort();
     conv.memberCount.value = f.memberCount ?? null;
     conv.topic.value = f.topic ?? "";
+    conv.settings.value = kindOf(f);
     conv.add(f.history, resumed);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
@@ -2009,6 +2109,11 @@ export class ChatModel {
       conv.cursor = resumed ? Math.max(conv.cursor, seq) : seq;
       conv.resuming = false;
       this.#flushPending(conv);
+    }
+    const by = this.#addedBy.get(f.room);
+    if (by !== undefined) {
+      this.#addedBy.delete(f.room);
+      conv.notice("join", `${by} added you to #${f.room}`, new Date().toISOString());
     }
     if (this.#openAfterJoin === f.room) {
       this.#openAfterJoin = null;
@@ -2189,7 +2294,9 @@ export class ChatModel {
         }
       }
     }
-    if (this.#openAfterJoin !== null && f.code === "bad_request") this.#openAfterJoin = null;
+    if (
+      this.#openAfterJoin !== null && (f.code === "bad_request" || f.code === "unknown_room")
+    ) this.#openAfterJoin = null;
     if (this.search.value?.busy) this.search.value = { ...this.search.value, busy: false };
     this.toast(f.message);
   }
@@ -2434,6 +2541,7 @@ export class ChatModel {
     // What the user left unsent stays in storage, theirs alone, for their next sign-in.
     this.saveDrafts();
     this.#readsDue.clear();
+    this.#addedBy.clear();
     this.#abortUploads();
     batch(() => {
       this.#owner.value = null;

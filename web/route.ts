@@ -76,7 +76,7 @@ export function parseRoute(hash: string, me: string | null): Route | null {
 }
 
 /** A tab of the admin page. */
-export type AdminTab = "people" | "invites" | "audit";
+export type AdminTab = "people" | "invites" | "rooms" | "audit";
 
 /** A page that is not a conversation: an invite link or the admin page. */
 export type Page =
@@ -85,7 +85,7 @@ export type Page =
 
 /** Invite codes are 22 base64url characters; a little slack for other servers' lengths. */
 const INVITE = /^#\/invite\/([A-Za-z0-9_-]{8,64})\/?$/;
-const ADMIN = /^#\/admin(?:\/(people|invites|audit))?\/?$/;
+const ADMIN = /^#\/admin(?:\/(people|invites|rooms|audit))?\/?$/;
 
 /** The page a hash names, or null when it is a conversation's (or nothing of ours). */
 export function parsePage(hash: string): Page | null {

@@ -1,5 +1,6 @@
 /**
- * The admin page (`#/admin/people`, `#/admin/invites`, `#/admin/audit`),
+ * The admin page (`#/admin/people`, `#/admin/invites`, `#/admin/rooms`,
+ * `#/admin/audit`),
  * shown instead of the chat while the connection stays up behind it: a
  * header back to the chat and a tab per thing admins manage. Only an admin's
  * welcome shows the tabs; anyone else gets a plain note and a way back, and
@@ -16,11 +17,13 @@ import type { UiState } from "../ui.ts";
 import { AuditTab } from "./admin_audit.tsx";
 import { InvitesTab } from "./admin_invites.tsx";
 import { PeopleTab } from "./admin_people.tsx";
+import { RoomsTab } from "./admin_rooms.tsx";
 import { BackIcon } from "./icons.tsx";
 
 const TABS: { tab: AdminTab; label: string }[] = [
   { tab: "people", label: "People" },
   { tab: "invites", label: "Invites" },
+  { tab: "rooms", label: "Rooms" },
   { tab: "audit", label: "Audit log" },
 ];
 
@@ -64,6 +67,8 @@ export function AdminPage({ model, ui, tab }: { model: ChatModel; ui: UiState; t
                 ? <PeopleTab api={api} model={model} />
                 : tab === "invites"
                 ? <InvitesTab api={api} />
+                : tab === "rooms"
+                ? <RoomsTab api={api} model={model} />
                 : <AuditTab api={api} />}
             </main>
           </>

@@ -11,6 +11,7 @@ import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
 import { type ChatMessage, wireLength } from "../../protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, FAILED_FILES_TOAST, STORE_NOTICE } from "../model.ts";
+import { postingClosed } from "../room_kind.ts";
 import { routeHash } from "../route.ts";
 import { bytes, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
@@ -24,7 +25,7 @@ import {
   UploadTray,
 } from "./attachments.tsx";
 import { Avatar } from "./avatar.tsx";
-import { ArrowDownIcon, SendIcon } from "./icons.tsx";
+import { ArrowDownIcon, LockIcon, SendIcon } from "./icons.tsx";
 import {
   MessageDialogs,
   MessageEditor,
@@ -531,6 +532,10 @@ export function Composer(
   const draft = conv.draft.value;
   const reply = conv.replyTo.value;
   const limit = model.limits.value.maxMessage;
+  // A read-only room (for members) or an archived one (for everyone) takes no messages.
+  const closed = conv.kind === "room"
+    ? postingClosed(conv.name, conv.settings.value, model.role.value === "admin")
+    : null;
 
   useEffect(() => {
     const coarse = typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
@@ -558,9 +563,17 @@ export function Composer(
       removeEventListener("resize", place);
       root.style.removeProperty("--above-composer");
     };
-  }, [conv, conv.member.value]);
+  }, [conv, conv.member.value, closed]);
 
   if (!conv.member.value) return <JoinBar model={model} conv={conv} />;
+  if (closed !== null) {
+    return (
+      <div class="composer join-bar closed-bar" role="status" data-closed={conv.name}>
+        <LockIcon />
+        <span>{closed}</span>
+      </div>
+    );
+  }
 
   // Counting is linear in the text: only worth it once the text could be near the limit.
   const used = draft.length * 3 >= limit * 0.9 ? wireLength(draft) : 0;

@@ -15,7 +15,7 @@ import { bytes } from "../text.ts";
 import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { CloseIcon, HashIcon } from "./icons.tsx";
+import { CloseIcon, RoomIcon } from "./icons.tsx";
 import { usePeople } from "./use_people.ts";
 
 /** A modal dialog with a title and a close button; closing it clears `ui.dialog`. */
@@ -74,17 +74,22 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
   const [filter, setFilter] = useState("");
   const [typed, setTyped] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const [locked, setLocked] = useState(false);
   const list = model.roomList.value;
   const joined = model.convs.value;
   useEffect(() => model.listRooms(), []);
 
-  const go = (name: string) => {
-    const problem = name === "" ? "Enter a room name" : model.joinRoom(name);
+  const go = (name: string, opts: { private?: boolean } = {}) => {
+    const problem = name === "" ? "Enter a room name" : model.joinRoom(name, opts);
     if (problem) setError(problem);
     else done(ui);
   };
   const slug = slugify(typed);
-  const exists = slug !== "" && (list ?? []).some((r) => r.name === slug);
+  const exists = slug !== "" &&
+    ((list ?? []).some((r) => r.name === slug) ||
+      joined.get(`#${slug}`)?.member.value === true);
+  // Private only when creating: the server keeps an existing room's kind.
+  const makePrivate = locked && !exists && slug !== "";
 
   const f = filter.trim().toLowerCase();
   const shown = (list ?? []).filter((r) =>
@@ -96,7 +101,7 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
         class="modal-section"
         onSubmit={(e) => {
           e.preventDefault();
-          go(slug);
+          go(slug, makePrivate ? { private: true } : {});
         }}
         noValidate
       >
@@ -122,11 +127,24 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
             {exists ? "Join" : "Create"}
           </button>
         </div>
+        {!exists && slug !== "" && (
+          <label class="check switch">
+            <input
+              type="checkbox"
+              role="switch"
+              checked={locked}
+              aria-describedby="room-preview"
+              onChange={(e) => setLocked((e.currentTarget as HTMLInputElement).checked)}
+            />
+            <span>Private</span>
+          </label>
+        )}
         <p id="room-preview" class="hint" aria-live="polite">
           {slug === "" ? "Letters, digits, - and _; spaces become -." : (
             <>
-              {exists ? "Joins " : "Creates "}
+              {exists ? "Joins " : makePrivate ? "Creates the private room " : "Creates "}
               <strong class="truncate" title={`#${slug}`}>#{slug}</strong>
+              {makePrivate && ": only people you add see it"}
             </>
           )}
         </p>
@@ -148,11 +166,18 @@ export function RoomsDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
               const member = joined.get(`#${r.name}`)?.member.value === true;
               return (
                 <li key={r.name}>
-                  <span class="conv-icon">
-                    <HashIcon />
+                  <span
+                    class={r.private ? "conv-icon private" : "conv-icon"}
+                    title={r.private ? "Private room" : undefined}
+                  >
+                    <RoomIcon private={r.private} />
                   </span>
                   <span class="room-text">
-                    <span class="room-name truncate" title={r.name}>{r.name}</span>
+                    <span class="room-name truncate" title={r.name}>
+                      {r.name}
+                      {r.private && <span class="sr-only">(private)</span>}
+                      {r.readOnly && <span class="state-badge">Read-only</span>}
+                    </span>
                     {r.topic && <span class="room-topic truncate" title={r.topic}>{r.topic}</span>}
                   </span>
                   <span class="muted">{r.members} member{r.members === 1 ? "" : "s"}</span>

@@ -122,6 +122,21 @@ export function HashIcon() {
   );
 }
 
+/** A padlock: a private room. */
+export function LockIcon({ size }: { size?: number }) {
+  return (
+    <Icon size={size ?? 16}>
+      <rect x="5" y="11" width="14" height="10" rx="2" />
+      <path d="M8 11V8a4 4 0 0 1 8 0v3" />
+    </Icon>
+  );
+}
+
+/** A room's icon: a padlock when it is private, else a hash. */
+export function RoomIcon({ private: locked }: { private?: boolean }) {
+  return locked ? <LockIcon /> : <HashIcon />;
+}
+
 /** The app's mark: a speech bubble. */
 export function Logo({ size }: { size?: number }) {
   return (

@@ -17,6 +17,7 @@ import { type ChatMessage, checkEmoji, type ReplyRef, snippetOf } from "../../pr
 import type { Conversation } from "../conversation.ts";
 import { type Block, type Inline, markdown } from "../markdown.ts";
 import type { ChatModel } from "../model.ts";
+import { messageRights } from "../room_kind.ts";
 import { clock } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { filesLine, filesText } from "../uploads.ts";
@@ -244,33 +245,38 @@ export function MessageToolbar(
   const me = model.me.value;
   const own = m.from === me;
   const what = about(m, me);
+  const may = rights(model, conv);
   // Admins remove anyone's message in a conversation they are in (the server checks).
-  const deletable = own || model.role.value === "admin";
+  const deletable = (own || model.role.value === "admin") && may.delete;
   return (
     <div class="msg-actions" role="group" aria-label={`Actions on ${what}`}>
-      <button
-        type="button"
-        class="icon-btn small"
-        aria-label={`Add a reaction to ${what}`}
-        aria-haspopup="dialog"
-        title="Add a reaction"
-        onClick={(e) => openPicker(conv, m.id, e.currentTarget)}
-      >
-        <SmileIcon />
-      </button>
-      <button
-        type="button"
-        class="icon-btn small"
-        aria-label={`Reply to ${what}`}
-        title="Reply"
-        onClick={() => {
-          model.reply(conv, m.id);
-          ui.focusComposer.value++;
-        }}
-      >
-        <ReplyIcon />
-      </button>
-      {own && (
+      {may.react && (
+        <button
+          type="button"
+          class="icon-btn small"
+          aria-label={`Add a reaction to ${what}`}
+          aria-haspopup="dialog"
+          title="Add a reaction"
+          onClick={(e) => openPicker(conv, m.id, e.currentTarget)}
+        >
+          <SmileIcon />
+        </button>
+      )}
+      {may.reply && (
+        <button
+          type="button"
+          class="icon-btn small"
+          aria-label={`Reply to ${what}`}
+          title="Reply"
+          onClick={() => {
+            model.reply(conv, m.id);
+            ui.focusComposer.value++;
+          }}
+        >
+          <ReplyIcon />
+        </button>
+      )}
+      {own && may.edit && (
         <button
           type="button"
           class="icon-btn small"
@@ -723,14 +729,15 @@ function ActionSheet(
 ) {
   const me = model.me.value;
   const own = m.from === me;
-  const deletable = own || model.role.value === "admin";
+  const may = rights(model, conv);
+  const deletable = (own || model.role.value === "admin") && may.delete;
   const then = (fn: () => void) => () => {
     overlay.value = null;
     fn();
   };
   return (
     <Dialog class="sheet" label={`Actions on ${about(m, me)}`}>
-      <div class="sheet-emoji" role="group" aria-label="React">
+      <div class="sheet-emoji" role="group" aria-label="React" hidden={!may.react}>
         {quickEmoji(model, 6).map((e) => (
           <EmojiButton
             key={e}
@@ -753,17 +760,19 @@ function ActionSheet(
         </button>
       </div>
       <div class="sheet-actions">
-        <button
-          type="button"
-          class="sheet-item"
-          onClick={then(() => {
-            model.reply(conv, m.id);
-            ui.focusComposer.value++;
-          })}
-        >
-          <ReplyIcon size={20} /> Reply
-        </button>
-        {own && (
+        {may.reply && (
+          <button
+            type="button"
+            class="sheet-item"
+            onClick={then(() => {
+              model.reply(conv, m.id);
+              ui.focusComposer.value++;
+            })}
+          >
+            <ReplyIcon size={20} /> Reply
+          </button>
+        )}
+        {own && may.edit && (
           <button
             type="button"
             class="sheet-item"
@@ -793,6 +802,13 @@ function ActionSheet(
       </div>
     </Dialog>
   );
+}
+
+/** What this user may do to messages here: a read-only or archived room takes less. */
+function rights(model: ChatModel, conv: Conversation) {
+  return conv.kind === "room"
+    ? messageRights(conv.settings.value, model.role.value === "admin")
+    : messageRights({}, false);
 }
 
 /** "Delete this message?", naming the files that go with it: "…and its 2 files?". */

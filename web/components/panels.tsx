@@ -8,11 +8,13 @@ import { useEffect, useRef } from "preact/hooks";
 import { LOBBY } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel, SearchScope } from "../model.ts";
+import { postingClosed } from "../room_kind.ts";
 import { highlight } from "../text.ts";
 import { fullDate, shortStamp } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
-import { CloseIcon, MenuIcon, PeopleIcon, SearchIcon } from "./icons.tsx";
+import { AddPeople, RemoveFromRoom } from "./room_people.tsx";
+import { CloseIcon, LockIcon, MenuIcon, PeopleIcon, SearchIcon } from "./icons.tsx";
 
 /** Opens a panel, or closes it when it is already open. */
 function toggle(ui: UiState, panel: "members" | "search"): void {
@@ -27,13 +29,24 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
   const total = model.unreadTotal.value - (conv?.unread.value ?? 0);
   const ready = model.ready.value;
   let subtitle = "";
+  // Who may not post here may not set the topic either (the server refuses it).
+  const closed = conv?.kind === "room" &&
+    postingClosed(conv.name, conv.settings.value, model.role.value === "admin") !== null;
   if (conv?.kind === "room" && !conv.member.value) {
     subtitle = "You're not in this room";
   } else if (conv?.kind === "room") {
     const members = conv.members.value;
     const here = members.filter((m) => online.has(m)).length;
     const total = conv.memberCount.value ?? members.length;
-    subtitle = `${total} member${total === 1 ? "" : "s"}`;
+    const kind = conv.settings.value;
+    // What kind of room, first: it says why the composer may be missing.
+    const kinds = [
+      kind.private && "Private",
+      kind.archived ? "Archived" : kind.readOnly && "Read-only",
+    ].filter(Boolean);
+    subtitle = `${kinds.length > 0 ? kinds.join(" · ") + " · " : ""}${total} member${
+      total === 1 ? "" : "s"
+    }`;
     const count = model.onlineCount.value;
     // A very large chat sends only how many are online, not who.
     if (ready) subtitle += count === null ? ` · ${here} online` : ` · ${count} online in the chat`;
@@ -56,13 +69,30 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
       )}
       <div class="title">
         <h1 title={conv ? conv.name : undefined}>
-          {conv ? (conv.kind === "room" ? <span class="hash">#</span> : null) : null}
+          {conv
+            ? (conv.kind === "room"
+              ? (conv.settings.value.private
+                ? (
+                  <span class="hash lock" title="Private room">
+                    <LockIcon size={18} />
+                    <span class="sr-only">Private room</span>
+                  </span>
+                )
+                : <span class="hash">#</span>)
+              : null)
+            : null}
           {conv ? conv.name : "Chat"}
         </h1>
         {subtitle && (
           <p class="subtitle">
             <span class="subtitle-text">{subtitle}</span>
-            {conv?.kind === "room" && conv.member.value && (
+            {conv?.kind === "room" && conv.member.value && closed && conv.topic.value && (
+              // The topic of a room this user may not change (read-only, archived): shown only.
+              <span class="topic-text truncate" title={conv.topic.value}>
+                · {conv.topic.value}
+              </span>
+            )}
+            {conv?.kind === "room" && conv.member.value && !closed && (
               <button
                 type="button"
                 class={conv.topic.value ? "topic-btn" : "topic-btn empty"}
@@ -124,11 +154,20 @@ function PanelHead({ ui, title }: { ui: UiState; title: string }) {
 }
 
 function Person(
-  { model, ui, name, online }: { model: ChatModel; ui: UiState; name: string; online: boolean },
+  { model, ui, name, online, conv }: {
+    model: ChatModel;
+    ui: UiState;
+    name: string;
+    online: boolean;
+    conv: Conversation;
+  },
 ) {
   const me = model.me.value === name;
+  // Admins remove people from a room (not from the lobby: everyone stays there).
+  const removable = !me && model.role.value === "admin" && conv.name !== LOBBY &&
+    conv.member.value;
   return (
-    <li>
+    <li class={removable ? "member-row" : undefined} data-member={name}>
       <button
         type="button"
         class="person"
@@ -145,6 +184,7 @@ function Person(
         {me && <span class="you">you</span>}
         <span class="sr-only">{online ? "online" : "offline"}</span>
       </button>
+      {removable && <RemoveFromRoom model={model} conv={conv} name={name} />}
     </li>
   );
 }
@@ -161,15 +201,20 @@ export function MembersPanel(
     <aside class="panel" aria-label="Members">
       <PanelHead ui={ui} title="Members" />
       <div class="panel-body">
+        {conv.name !== LOBBY && conv.member.value && !conv.settings.value.archived && (
+          <AddPeople key={conv.key} model={model} conv={conv} />
+        )}
         <h3>Online — {on.length}</h3>
         <ul class="people" data-list="online">
-          {on.map((n) => <Person key={n} model={model} ui={ui} name={n} online />)}
+          {on.map((n) => <Person key={n} model={model} ui={ui} conv={conv} name={n} online />)}
         </ul>
         {off.length > 0 && (
           <>
             <h3>Offline — {off.length}</h3>
             <ul class="people" data-list="offline">
-              {off.map((n) => <Person key={n} model={model} ui={ui} name={n} online={false} />)}
+              {off.map((n) => (
+                <Person key={n} model={model} ui={ui} conv={conv} name={n} online={false} />
+              ))}
             </ul>
           </>
         )}

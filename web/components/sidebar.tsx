@@ -13,10 +13,10 @@ import {
   CheckAllIcon,
   CloseIcon,
   GearIcon,
-  HashIcon,
   Logo,
   LogoutIcon,
   PlusIcon,
+  RoomIcon,
   SearchIcon,
   ShieldIcon,
 } from "./icons.tsx";
@@ -51,8 +51,12 @@ function Item({ model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conver
       >
         {conv.kind === "room"
           ? (
-            <span class="conv-icon">
-              <HashIcon />
+            <span
+              class={conv.settings.value.private ? "conv-icon private" : "conv-icon"}
+              title={conv.settings.value.private ? "Private room" : undefined}
+            >
+              <RoomIcon private={conv.settings.value.private} />
+              {conv.settings.value.private && <span class="sr-only">Private room</span>}
             </span>
           )
           : <Avatar name={conv.name} online={model.online.value.has(conv.name)} size="sm" />}
@@ -186,7 +190,7 @@ export function Sidebar({ model, ui }: { model: ChatModel; ui: UiState }) {
             class="icon-btn"
             href="#/admin/people"
             aria-label="Admin"
-            title="Admin: people, invite links and the audit log"
+            title="Admin: people, invite links, rooms and the audit log"
             onClick={() => (ui.drawer.value = false)}
           >
             <ShieldIcon />

@@ -12,7 +12,7 @@ import { lastSeen } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
 import { Modal } from "./dialogs.tsx";
-import { HashIcon } from "./icons.tsx";
+import { RoomIcon } from "./icons.tsx";
 import { usePeople } from "./use_people.ts";
 
 /** Most choices listed at once. */
@@ -20,7 +20,7 @@ const MAX_CHOICES = 50;
 
 type Choice =
   | { kind: "conv"; id: string; conv: Conversation }
-  | { kind: "room"; id: string; name: string; topic?: string }
+  | { kind: "room"; id: string; name: string; topic?: string; private?: true }
   | { kind: "person"; id: string; name: string; online: boolean; seen?: string };
 
 /** How well `name` matches `q`: 0 starts with it, 1 has a word starting with it, 2 has it, else -1. */
@@ -141,7 +141,9 @@ export function Switcher({ model, ui }: { model: ChatModel; ui: UiState }) {
                 )
                 : (
                   <span class="conv-icon">
-                    <HashIcon />
+                    <RoomIcon
+                      private={c.kind === "conv" ? c.conv.settings.value.private : c.private}
+                    />
                   </span>
                 )}
               <span class="choice-name truncate" title={c.kind === "conv" ? c.conv.name : c.name}>
