@@ -239,6 +239,11 @@ export class AdminApi {
     });
   }
 
+  /** Ends every session of `name`, on every device; their password still works. */
+  async signOut(name: string): Promise<void> {
+    await call(this.origin, `${person(name)}/signout`, { method: "POST", token: this.token() });
+  }
+
   /** Removes `name`'s account; their sessions end at once. */
   async remove(name: string): Promise<void> {
     await call(this.origin, person(name), { method: "DELETE", token: this.token() });

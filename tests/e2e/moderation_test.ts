@@ -101,6 +101,7 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
     await signIn(bob, PASSWORDS.bob);
     // dave is signed in elsewhere: removing his account ends that session.
     const dave = await connect(server.ws, "dave", PASSWORDS.dave);
+    let daveAgain: Awaited<ReturnType<typeof connect>> | undefined;
     try {
       await openPeople(alice);
       const page = alice.page;
@@ -124,7 +125,7 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
       );
       assert.deepEqual(
         await rowOf(alice, "bob").locator(".person-actions button").allTextContents(),
-        ["Make admin", "Ban…", " Remove…"],
+        ["Make admin", "Ban…", "Sign out everywhere…", " Remove…"],
       );
 
       // A ban for a day, with its reason, shows in the list as the server keeps it.
@@ -154,7 +155,7 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
       );
       assert.deepEqual(
         await rowOf(alice, "carol").locator(".person-actions button").allTextContents(),
-        ["Make admin", "Unban", " Remove…"],
+        ["Make admin", "Unban", "Sign out everywhere…", " Remove…"],
       );
       await screenshot(page, "admin-people-desktop");
 
@@ -199,13 +200,22 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
       }).waitFor();
       assert.equal(await aliceRow.getAttribute("data-role"), "admin");
 
-      // Removing dave's account asks once, then his session ends and he leaves the list.
+      // Signing dave out everywhere asks once; his session ends, his password still works.
       const daveRow = rowOf(alice, "dave");
+      await daveRow.getByRole("button", { name: "Sign out everywhere…" }).click();
+      await daveRow.getByRole("group", { name: "Sign dave out everywhere?" })
+        .getByRole("button", { name: "Sign out everywhere" }).click();
+      await daveRow.getByRole("status").filter({ hasText: "dave is signed out everywhere" })
+        .waitFor();
+      assert.equal((await dave.waitClose()).code, 4003);
+      daveAgain = await connect(server.ws, "dave", PASSWORDS.dave);
+
+      // Removing dave's account asks once, then his session ends and he leaves the list.
       await daveRow.getByRole("button", { name: "Remove…" }).click();
       await daveRow.getByRole("group", { name: "Remove dave's account?" })
         .getByRole("button", { name: "Remove account" }).click();
       await daveRow.waitFor({ state: "detached" });
-      assert.equal((await dave.waitClose()).code, 4003);
+      assert.equal((await daveAgain!.waitClose()).code, 4003);
       const { people } = await get(server, "/api/people", token) as { people: { name: string }[] };
       assert.deepEqual(people.map((p) => p.name), ["alice", "bob", "carol"]);
       assert.deepEqual(
@@ -228,6 +238,7 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
         ),
         [
           "alice | removed the account | dave",
+          "alice | signed them out everywhere | dave",
           "alice | changed the role to member | bob",
           "alice | changed the role to admin | bob",
           "alice | banned (for 1 day: spam) | carol",
@@ -236,7 +247,7 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
       assert.deepEqual(alice.errors, []);
       assert.deepEqual(bob.errors, []);
     } finally {
-      await closeAll(dave);
+      await closeAll(dave, daveAgain);
     }
   }, server);
 });

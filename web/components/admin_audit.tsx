@@ -35,6 +35,8 @@ function what(e: AuditEntry): string {
       return e.detail ? `removed from #${e.detail}` : "removed from a room";
     case "remove":
       return "removed the account";
+    case "signout":
+      return "signed them out everywhere";
     case "delete":
       return /^a message by /.test(e.detail ?? "") ? `removed ${e.detail}` : "removed a message";
     case "room":

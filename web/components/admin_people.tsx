@@ -112,7 +112,7 @@ function banText(b: Ban): string {
   return `Banned ${until}${b.by ? ` by ${b.by}` : ""}${b.reason ? `: ${b.reason}` : ""}`;
 }
 
-type Asking = "member" | "ban" | "remove" | null;
+type Asking = "member" | "ban" | "signout" | "remove" | null;
 
 /** One person in the list, with what can be done to them. */
 function PersonItem(
@@ -198,6 +198,12 @@ function PersonItem(
       return null;
     });
 
+  const signOut = () =>
+    act(async () => {
+      await api.signOut(name);
+      return `${name} is signed out everywhere`;
+    });
+
   return (
     <li
       class={`person-admin${ban ? " banned" : ""}`}
@@ -271,6 +277,16 @@ function PersonItem(
         {!self && (
           <button
             type="button"
+            class="btn small"
+            aria-expanded={asking === "signout"}
+            onClick={() => setAsking(asking === "signout" ? null : "signout")}
+          >
+            Sign out everywhere…
+          </button>
+        )}
+        {!self && (
+          <button
+            type="button"
             class="btn small danger-ghost"
             aria-expanded={asking === "remove"}
             onClick={() => setAsking(asking === "remove" ? null : "remove")}
@@ -288,6 +304,16 @@ function PersonItem(
           action="Make member"
           busy={busy}
           onYes={() => setRole("member")}
+          onNo={() => setAsking(null)}
+        />
+      )}
+      {asking === "signout" && (
+        <Confirm
+          label={`Sign ${name} out everywhere?`}
+          text={`Sign ${name} out on every device? Every session of theirs ends now; they can sign in again with their password.`}
+          action="Sign out everywhere"
+          busy={busy}
+          onYes={signOut}
           onNo={() => setAsking(null)}
         />
       )}
