@@ -32,7 +32,8 @@ Deno.test("chat user add, passwd, list and remove manage users.json", async () =
     });
     assert.equal(piped.code, 0, piped.stderr);
     const raw = JSON.parse(await Deno.readTextFile(users));
-    assert.ok(isHashed(raw.alice) && isHashed(raw.bob));
+    // The first user of the file is its admin.
+    assert.ok(isHashed(raw.alice.password) && raw.alice.role === "admin" && isHashed(raw.bob));
     const dup = await runChat(["user", "add", "alice", "--users", users], {
       env: { CHAT_PASSWORD: "x-password" },
     });
@@ -44,12 +45,17 @@ Deno.test("chat user add, passwd, list and remove manage users.json", async () =
     assert.equal(short.code, 2);
     assert.match(short.stderr, /too short/);
     const list = await runChat(["user", "list", "--users", users]);
-    assert.equal(list.stdout, "alice\nbob\n");
+    assert.equal(list.stdout, "alice  admin\nbob    member\n");
     const pw = await runChat(["user", "passwd", "bob", "--users", users], {
       env: { CHAT_PASSWORD: "new-password" },
     });
     assert.equal(pw.code, 0, pw.stderr);
     assert.notEqual(JSON.parse(await Deno.readTextFile(users)).bob, raw.bob);
+    const last = await runChat(["user", "remove", "alice", "--users", users]);
+    assert.equal(last.code, 2, "the last admin stays");
+    assert.match(last.stderr, /"alice" is the last admin/);
+    const role = await runChat(["user", "role", "bob", "admin", "--users", users]);
+    assert.equal(role.code, 0, role.stderr);
     const rm = await runChat(["user", "remove", "alice", "--users", users]);
     assert.equal(rm.code, 0);
     assert.deepEqual(Object.keys(JSON.parse(await Deno.readTextFile(users))), ["bob"]);
