@@ -261,7 +261,7 @@ Deno.test("through Redis: a private room made on one node stays invisible on the
 Deno.test("admins choose default rooms: new accounts join them with general, existing ones do not", async () => {
   await using srv = await startTestServer({ users: USERS, args: ["--allow-signup"] });
   await using alice = await signIn(srv.ws, "alice", "alice-pass");
-  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using _bob = await signIn(srv.ws, "bob", "bob-pass-1");
   alice.send({ type: "join", room: "welcome" });
   await alice.next((f) => f.type === "joined" && f.room === "welcome");
   const set = await ask(

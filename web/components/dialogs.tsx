@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { NameField } from "./name_field.tsx";
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { MAX_TOPIC_BYTES, wireLength } from "../../protocol.ts";
@@ -240,20 +241,13 @@ export function DmDialog({ model, ui }: { model: ChatModel; ui: UiState }) {
       >
         <label class="field-title" for="dm-input">Find someone</label>
         <div class="inline-form">
-          <input
+          <NameField
             id="dm-input"
-            autofocus
-            name="user"
-            placeholder="Name"
-            autocomplete="off"
-            autocapitalize="off"
-            spellcheck={false}
-            maxLength={33}
+            errorId="dm-error"
             value={typed}
-            aria-invalid={error ? true : undefined}
-            aria-describedby="dm-error"
-            onInput={(e) => {
-              setTyped((e.currentTarget as HTMLInputElement).value);
+            invalid={error !== null}
+            onValue={(v) => {
+              setTyped(v);
               setError(null);
             }}
           />

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { NameField } from "./name_field.tsx";
 import { useState } from "preact/hooks";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
@@ -97,20 +98,13 @@ function AddForm(
     >
       <label class="field-title" for="add-person-input">Add someone to #{room}</label>
       <div class="inline-form">
-        <input
+        <NameField
           id="add-person-input"
-          autofocus
-          name="user"
-          placeholder="Name"
-          autocomplete="off"
-          autocapitalize="off"
-          spellcheck={false}
-          maxLength={33}
+          errorId="add-person-error"
           value={typed}
-          aria-invalid={error ? true : undefined}
-          aria-describedby="add-person-error"
-          onInput={(e) => {
-            setTyped((e.currentTarget as HTMLInputElement).value);
+          invalid={error !== null}
+          onValue={(v) => {
+            setTyped(v);
             setError(null);
           }}
         />
