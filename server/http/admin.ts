@@ -319,19 +319,11 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
   async function audit(req: Request, url: URL): Promise<Response> {
     await adminOf(req, url);
     const q = url.searchParams;
+    // A query value is text: only plain digits are a number (else `whole` refuses it).
     const num = (k: string, min: number, max: number, fallback: number) => {
       const raw = q.get(k);
-      if (raw === null) return fallback;
-      const v = Number(raw);
-      if (!/^\d{1,16}$/.test(raw) || v < min || v > max) {
-        throw new HttpError(
-          400,
-          `"${k}" must be a whole number from ${min} to ${max}`,
-          {},
-          "bad_request",
-        );
-      }
-      return v;
+      const v = raw === null ? undefined : /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+      return whole(v, k, min, max, fallback);
     };
     const limit = num("limit", 1, 500, 100);
     const before = q.has("before") ? num("before", 1, Number.MAX_SAFE_INTEGER, 0) : undefined;
