@@ -320,6 +320,48 @@ export function fileStoreContract<S extends FileStore>(name: string, open: OpenF
     );
   });
 
+  test("rebind() moves every file attached or bound to a conversation, and only those", async (files) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      ids.push((await upload(files, "alice", `${i}.txt`, pattern(10 + i, i))).id);
+    }
+    // 0, 1: bound in "ops"; 2: attached to "ops", its send not done; 3: bound in "general";
+    // 4: a DM's; 5: ready, never sent.
+    assert.ok(Array.isArray(await files.attach("alice", ids.slice(0, 3), "ops", "k1")));
+    assert.ok(Array.isArray(await files.attach("alice", [ids[3]], "general", "k2")));
+    assert.ok(Array.isArray(await files.attach("alice", [ids[4]], "@alice:bob", "")));
+    await files.bind(ids.slice(0, 2), "ops", 7);
+    await files.bind([ids[3]], "general", 2);
+    await files.bind([ids[4]], "@alice:bob", 1);
+    const before = await Promise.all(ids.map((id) => files.get(id)));
+    assert.equal(await files.rebind("ops", "deploys"), 3);
+    const after = await Promise.all(ids.map((id) => files.get(id)));
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(after[i], { ...before[i]!, conv: "deploys" }, "id, ref, msg stay");
+    }
+    assert.deepEqual(after.slice(3), before.slice(3), "others' files stay as they were");
+    assert.deepEqual(await readAll(files.read(ids[1], 0, 11)), pattern(11, 1), "bytes stay");
+    const expected = [
+      { id: ids[0], conv: "deploys", msg: 7 },
+      { id: ids[1], conv: "deploys", msg: 7 },
+      { id: ids[3], conv: "general", msg: 2 },
+      { id: ids[4], conv: "@alice:bob", msg: 1 },
+    ].sort((x, y) => x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+    assert.deepEqual(await files.bound("", 10), expected);
+    await files.bind([ids[2]], "ops", 8);
+    assert.equal((await files.get(ids[2]))?.msg, undefined, "the old name binds nothing");
+    await files.bind([ids[2]], "deploys", 8);
+    assert.equal((await files.get(ids[2]))?.msg, 8, "the new name does");
+    assert.deepEqual(
+      await files.attach("alice", ids.slice(0, 2), "deploys", "k1"),
+      [after[0], after[1]].map((f) => ({ ...f!, msg: 7 })),
+      "a resend under the new name gets them",
+    );
+    assert.equal(await files.rebind("ops", "deploys"), 0, "nothing left to move");
+    assert.equal(await files.rebind("nowhere", "x"), 0);
+    assert.equal(await files.usage(), 10 + 11 + 12 + 13 + 14 + 15);
+  });
+
   test(
     "sweepUnattached() removes files never sent or never bound before the cut; bound ones stay",
     async (files, clock) => {

@@ -5,6 +5,10 @@ import { MemoryFileStore } from "../server/files/memory.ts";
 import { SqliteFileStore } from "../server/files/sqlite.ts";
 import { SqliteStore } from "../server/store/sqlite.ts";
 import { fileStoreContract, pattern, readAll, upload } from "./file_store_contract.ts";
+import { FileJanitor } from "../server/files/janitor.ts";
+import { MemoryStore } from "../server/store/memory.ts";
+import { memoryLogger } from "../server/log.ts";
+import type { FileStore } from "../server/files/files.ts";
 
 fileStoreContract("MemoryFileStore", (options) => Promise.resolve(new MemoryFileStore(options)));
 
@@ -328,4 +332,46 @@ Deno.test("SqliteFileStore.sweepUnattached() counts an unbound file's age from i
     await files.close();
     await store.close();
   }
+});
+
+Deno.test("FileJanitor.sweep() keeps the files of a room just renamed until they are rebound; others whose message is gone go", async () => {
+  const files = new MemoryFileStore({ quota: 64 * CHUNK_BYTES });
+  const store = new MemoryStore();
+  const janitor = new FileJanitor(files, store, memoryLogger());
+  const orphans = { unattached: false, orphans: true };
+  /** Uploads a file and sends it in `conv` (a message is stored only with `store`). */
+  const sent = async (conv: string, store?: MemoryStore) => {
+    const f = await upload(files, "alice", `${conv}.txt`, pattern(10));
+    assert.ok(Array.isArray(await files.attach("alice", [f.id], conv, "")));
+    const draft = conv.startsWith("@")
+      ? { conv, to: "bob", from: "alice", text: "" }
+      : { conv, room: conv, from: "alice", text: "" };
+    const msg = store ? (await store.append({ ...draft, files: [f] })).id : 99;
+    await files.bind([f.id], conv, msg);
+    return f.id;
+  };
+  const kept = (fs: FileStore, ids: string[]) =>
+    Promise.all(ids.map(async (id) => (await fs.get(id))?.conv ?? null));
+  await store.join("alice", "ops");
+  await store.join("alice", "general");
+  const inOps = await sent("ops", store);
+  const lost = await sent("general");
+  const lostDm = await sent("@alice:bob");
+  assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+  // Between the rename and the rebind: the message is under the new name.
+  assert.equal(await janitor.sweep(Date.now(), orphans), 2, "only the files whose message is gone");
+  assert.deepEqual(await kept(files, [inOps, lost, lostDm]), ["ops", null, null]);
+  assert.equal(await files.rebind("ops", "deploys"), 1);
+  assert.equal(await janitor.sweep(Date.now(), orphans), 0, "found under the new name");
+  assert.deepEqual(await kept(files, [inOps]), ["deploys"]);
+  // A room of the old name created again: a file left under it (a failed rebind) now goes.
+  const stale = await sent("deploys", store);
+  assert.equal(await store.renameRoom("deploys", "ops"), "renamed");
+  await store.join("bob", "deploys");
+  assert.equal(
+    await janitor.sweep(Date.now(), orphans),
+    2,
+    "the room exists: its message is not there",
+  );
+  assert.deepEqual(await kept(files, [inOps, stale]), [null, null]);
 });

@@ -71,6 +71,9 @@ class WatchedFiles implements FileStore {
   attach(owner: string, ids: readonly string[], conv: string, ref: string) {
     return this.#inner.attach(owner, ids, conv, ref);
   }
+  rebind(from: string, to: string) {
+    return this.#inner.rebind(from, to);
+  }
   bind(ids: readonly string[], conv: string, msg: number) {
     return this.#inner.bind(ids, conv, msg);
   }

@@ -15,10 +15,11 @@ import {
   type Draft,
   ReplyChanged,
   replyRef,
+  RoomGone,
 } from "../server/store/store.ts";
 import type { FileMeta } from "../server/files/files.ts";
 import { RedisServer } from "./redis_helpers.ts";
-import { storeContract } from "./store_contract.ts";
+import { assertRenamed, roomToRename, storeContract } from "./store_contract.ts";
 
 // One redis-server per test, on a free port; each store gets its own key prefix.
 storeContract("RedisStore", async ({ keep }) => {
@@ -895,4 +896,57 @@ Deno.test("RedisStore: room settings are one key, seen by every store; racing cr
     await a.close();
     await b.close();
   }
+});
+
+Deno.test("RedisStore.renameRoom(): the renamed room and the gone old name survive a restart of Redis", async () => {
+  await using redis = await RedisServer.start();
+  let store = await RedisStore.connect(redis.url, { keep: 100 });
+  try {
+    const before = await roomToRename(store);
+    assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+    await store.close();
+    await redis.stop("SIGKILL");
+    await redis.restart();
+    store = await RedisStore.connect(redis.url, { keep: 100 });
+    await assertRenamed(store, before);
+    await assert.rejects(
+      store.append({ conv: "ops", room: "ops", from: "a", text: "x" }),
+      RoomGone,
+    );
+    assert.deepEqual(await store.join("dave", "ops"), { added: true, created: true });
+    const first = await store.append({ conv: "ops", room: "ops", from: "dave", text: "new" });
+    assert.equal(first.id, before.history.seq + 2, "after the renamed room's ids and its gap");
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("RedisStore.renameRoom(): markers move for members; an ex-member's stays under the old name", async () => {
+  await using store = await openStore(100);
+  await store.join("alice", "ops");
+  await store.join("erin", "ops");
+  await store.append({ conv: "ops", room: "ops", from: "alice", text: "one" });
+  await store.setRead("erin", "ops", 1);
+  await store.setRead("alice", "ops", 1);
+  await store.leave("erin", "ops");
+  assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+  assert.deepEqual(await store.cli("HGETALL", "chat:read:alice"), "deploys\n1");
+  assert.deepEqual(await store.cli("HGETALL", "chat:read:erin"), "ops\n1");
+  assert.deepEqual(await store.cli("SMEMBERS", "chat:gone"), "ops");
+  await store.join("bob", "ops");
+  assert.deepEqual(await store.cli("SMEMBERS", "chat:gone"), "", "created again: not gone");
+});
+
+Deno.test("RedisStore.renameRoom() renames the reply indexes: an edit under the new name rewrites the stored quotes", async () => {
+  await using store = await openStore(100);
+  await store.join("alice", "ops");
+  const original = await store.append({ conv: "ops", room: "ops", from: "alice", text: "v1" });
+  const replyTo = { ...replyRef(original), seq: original.seq };
+  await store.append({ conv: "ops", room: "ops", from: "bob", text: "re", replyTo });
+  assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+  assert.equal(await store.cli("EXISTS", "chat:rp:ops:1"), "0");
+  assert.equal(await store.cli("SMEMBERS", "chat:rp:deploys:1"), "2");
+  await store.change({ kind: "edit", conv: "deploys", id: 1, user: "alice", text: "v2" });
+  const stored = JSON.parse(await store.cli("HGET", "chat:m:deploys", "2"));
+  assert.deepEqual([stored.room, stored.replyTo.snippet], ["deploys", "v2"]);
 });

@@ -3,8 +3,8 @@ import { DatabaseSync } from "node:sqlite";
 import { type ChatMessage, conversationKey, snippetOf, UNREAD_CAP } from "../protocol.ts";
 import { APPLICATION_ID, SCHEMA_VERSION } from "../server/store/sqlite_schema.ts";
 import { SqliteStore, type SqliteStoreOptions, UNREAD_SCAN } from "../server/store/sqlite.ts";
-import { type Draft, ReplyChanged, replyRef } from "../server/store/store.ts";
-import { storeContract } from "./store_contract.ts";
+import { type Draft, ReplyChanged, replyRef, RoomGone } from "../server/store/store.ts";
+import { assertRenamed, roomToRename, storeContract } from "./store_contract.ts";
 import { exportCommand } from "../cli/export.ts";
 
 storeContract("SqliteStore", async ({ keep }) => {
@@ -1702,4 +1702,74 @@ Deno.test("SqliteStore.open() migrates a version 10 file: existing rooms are pla
   assert.deepEqual((await s.page("ops", { limit: 10 })).messages.map((m) => m.text), [
     "before the upgrade",
   ]);
+});
+
+Deno.test("SqliteStore.renameRoom() is durable when it resolves: the room and the gone old name survive a reopen", async () => {
+  await using data = await tempData();
+  let before;
+  {
+    await using s = open(data.path);
+    before = await roomToRename(s, (s) => (s as SqliteStore).flush());
+    // Queued, not awaited: the rename commits them first, and they move with the room.
+    const late = s.append(room("ops", "bob", "just before"));
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.equal((await late).id, before.history.seq + 1);
+    assert.deepEqual(
+      peek(data.path, (db) => ({
+        ...db.prepare("SELECT conv, room FROM messages WHERE id = ?").get(before.history.seq + 1),
+      })),
+      { conv: "deploys", room: "deploys" },
+      "committed by the time the rename resolved",
+    );
+    before.history.messages.push(await late);
+    before.history.seq++;
+    before.changes.messages.push(await late);
+    before.changes.seq++;
+    for (const convs of before.convs.values()) {
+      for (const c of convs) {
+        if (c.room !== "ops") continue;
+        c.last = c.seq = before.history.seq;
+        c.unread += c.read < c.last && convs !== before.convs.get("bob") ? 1 : 0;
+      }
+    }
+  }
+  await using s = open(data.path);
+  await assertRenamed(s, before);
+  await assert.rejects(s.append(room("ops", "alice", "lost?")), RoomGone);
+  assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true });
+  const first = await s.append(room("ops", "dave", "new"));
+  assert.equal(first.id, before.history.seq + 2, "after the renamed room's ids and its gap");
+});
+
+Deno.test("SqliteStore.renameRoom() moves every user's read marker; a join that creates the old name again survives a reopen", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "ops");
+    await s.join("erin", "ops");
+    await s.append(room("ops", "alice", "one"));
+    await s.setRead("erin", "ops", 1);
+    await s.leave("erin", "ops");
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.deepEqual(
+      peek(
+        data.path,
+        (db) => db.prepare("SELECT member, conv, id FROM reads").all().map((r) => ({ ...r })),
+      ),
+      [{ member: "erin", conv: "deploys", id: 1 }],
+      "an ex-member's marker moves too",
+    );
+    // Not awaited: the send after the join is taken, in order.
+    const joined = s.join("bob", "ops");
+    const sent = s.append(room("ops", "bob", "hi"));
+    assert.deepEqual(await joined, { added: true, created: true });
+    assert.equal((await sent).id, 3);
+  }
+  await using s = open(data.path);
+  assert.equal((await s.append(room("ops", "bob", "again"))).id, 4);
+  await s.join("erin", "deploys");
+  assert.deepEqual(
+    (await s.conversations("erin")).map((c) => [c.room, c.read, c.unread]),
+    [["deploys", 1, 0]],
+  );
 });

@@ -10,14 +10,18 @@ import {
   type Change,
   type ChangeResult,
   type Draft,
+  type Page,
   REF_WINDOW,
   ReplyChanged,
   replyRef,
+  RoomGone,
+  type RoomInfo,
   type Store,
 } from "../server/store/store.ts";
 import type { FileMeta } from "../server/files/files.ts";
 import {
   type ChatMessage,
+  type Conversation,
   conversationKey,
   MAX_REACTIONS,
   MAX_REACTIONS_TOTAL,
@@ -1948,4 +1952,311 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.message(dm, 1), stone);
     assert.deepEqual((await s.page(dm, { since: 1, limit: 10 })).messages, [stone]);
   });
+  // ---------------------------------------------------------------------------
+  // Renaming a room (issue 17): everything of the room moves, the old name is free.
+
+  test("renameRoom() moves history, replies, reactions, search, members, markers, topic, settings", async (s) => {
+    const before = await roomToRename(s, settle);
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    await settle(s);
+    await assertRenamed(s, before);
+    // Changes under the new name reach what moved: the reply follows its original.
+    const top = before.history.seq;
+    const edited = await s.change({
+      kind: "edit",
+      conv: "deploys",
+      id: 1,
+      user: "alice",
+      text: "deploy the web",
+    });
+    assert.deepEqual([edited.ok, edited.ok && edited.applied?.seq], [true, top + 1]);
+    await settle(s);
+    assert.equal((await s.message("deploys", 2))?.replyTo?.snippet, "deploy the web");
+    assert.deepEqual(
+      await s.change({ kind: "react", conv: "deploys", id: 1, user: "bob", emoji: "👍", on: true }),
+      { ok: true, applied: null },
+      "bob's reaction moved with the message",
+    );
+    await s.change({ kind: "delete", conv: "deploys", id: 1, user: "alice" });
+    await settle(s);
+    assert.deepEqual((await s.message("deploys", 2))?.replyTo, {
+      id: 1,
+      from: "alice",
+      snippet: "",
+      deleted: true,
+    });
+    assert.deepEqual(
+      await s.change({ kind: "edit", conv: "ops", id: 3, user: "carol", text: "x" }),
+      { ok: false, refusal: "unknown_message" },
+      "nothing is left under the old name",
+    );
+  });
+
+  test("renameRoom() frees the old name: gap for old positions, RoomGone until created again", async (s) => {
+    const before = await roomToRename(s, settle);
+    const top = before.history.seq;
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    await settle(s);
+    for (let since = 0; since <= top; since++) {
+      const page = await s.page("ops", { since, limit: 10 });
+      assert.deepEqual([page.messages, page.gap], [[], true], `a reader of "ops" at ${since}`);
+    }
+    const draft = { conv: "ops", room: "ops", from: "alice", text: "lost?" };
+    await assert.rejects(s.append(draft), RoomGone);
+    await assert.rejects(s.appendOnce({ ...draft, ref: "k-gone" }), RoomGone);
+    // A resend of a message the room kept: refused under the old name too.
+    await assert.rejects(
+      s.appendOnce({ ...draft, from: "carol", text: "ship it", ref: "k-ship" }),
+      RoomGone,
+    );
+    const reply = { ...draft, replyTo: { id: 1, from: "alice", snippet: "x", seq: 1 } };
+    await assert.rejects(s.append(reply), RoomGone);
+    await settle(s);
+    assert.equal((await s.page("ops", { limit: 10 })).messages.length, 0, "nothing stored");
+    assert.deepEqual(await s.page("deploys", { limit: 50 }), renamedPage(before.history));
+    // The new name takes sends, continuing the room's ids.
+    const next = await s.append({ conv: "deploys", room: "deploys", from: "bob", text: "on" });
+    assert.equal(next.id, top + 1);
+    // Created again: it starts empty, after the old room's ids, and takes sends.
+    assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true });
+    assert.equal(await s.roomsCreatedBy("dave"), 1);
+    assert.deepEqual(await s.roomSettings("ops"), {}, "a new room: none of the old settings");
+    assert.equal(await s.topic("ops"), "");
+    assert.deepEqual(await s.members("ops"), ["dave"]);
+    await settle(s);
+    const empty = await s.page("ops", { limit: 10 });
+    assert.deepEqual(empty.messages, []);
+    assert.ok(empty.seq > top, "its position is past the old room's");
+    const first = await s.append({ conv: "ops", room: "ops", from: "dave", text: "hello" });
+    assert.ok(first.id > top, `id ${first.id} continues after ${top}`);
+    await settle(s);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages, [first]);
+    assert.equal((await s.page("ops", { since: top, limit: 10 })).gap, true);
+    assert.deepEqual(await s.page("ops", { since: empty.seq, limit: 10 }), {
+      messages: [first],
+      more: false,
+      gap: false,
+      seq: first.seq,
+    });
+    assert.deepEqual(
+      (await s.conversations("dave")).filter((c) => c.room === "ops").map((c) => [c.last, c.read]),
+      [[first.id, 0]],
+    );
+    assert.deepEqual(
+      (await s.page("deploys", { limit: 50 })).messages,
+      [...renamedPage(before.history).messages, next],
+      "the renamed room is untouched by the new one",
+    );
+  });
+
+  test("renameRoom() of no such room is unknown, to a room that exists taken; nothing changes", async (s) => {
+    const before = await roomToRename(s, settle);
+    assert.equal(await s.renameRoom("nowhere", "deploys"), "unknown");
+    assert.equal(await s.roomExists("deploys"), false);
+    assert.equal(await s.renameRoom("ops", "general"), "taken");
+    assert.equal(await s.renameRoom("ops", "ops"), "taken", "its own name is taken");
+    await s.leave("alice", "general");
+    assert.equal(await s.renameRoom("ops", "general"), "taken", "an empty room is taken");
+    assert.equal(await s.renameRoom("general", "ops"), "taken");
+    await settle(s);
+    assert.deepEqual(await s.page("ops", { limit: 50 }), before.history);
+    assert.deepEqual(await s.page("ops", { since: 0, limit: 50 }), before.changes);
+    assert.deepEqual(await s.page("general", { limit: 50 }), before.general);
+    assert.deepEqual(await s.members("ops"), ["alice", "bob", "carol"]);
+    assert.deepEqual(await s.members("general"), ["dave"]);
+    assert.equal(await s.topic("ops"), "Deploys: ask first");
+    assert.deepEqual(await s.roomSettings("ops"), { private: true, readOnly: true });
+    const more = await s.append({ conv: "ops", room: "ops", from: "bob", text: "still here" });
+    assert.equal(more.id, before.history.seq + 1, "the room takes sends as before");
+  });
+
+  test("renameRoom() back to the old name restores the room, ids and all", async (s) => {
+    const before = await roomToRename(s, settle);
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.equal(await s.renameRoom("deploys", "ops"), "renamed");
+    await settle(s);
+    const page = await s.page("ops", { limit: 50 });
+    assert.deepEqual(page.messages, before.history.messages);
+    assert.ok(page.seq >= before.history.seq);
+    assert.deepEqual(await s.members("ops"), ["alice", "bob", "carol"]);
+    assert.equal(await s.topic("ops"), "Deploys: ask first");
+    for (const user of ["alice", "bob", "carol"]) {
+      const [was, is] = [before.convs.get(user)!, await s.conversations(user)];
+      assert.deepEqual(
+        is.map(({ room, to, read, unread }) => ({ room, to, read, unread })),
+        was.map(({ room, to, read, unread }) => ({ room, to, read, unread })),
+        `${user}'s markers came back`,
+      );
+    }
+    const next = await s.append({ conv: "ops", room: "ops", from: "bob", text: "back" });
+    assert.ok(next.id > before.history.seq);
+    await assert.rejects(
+      s.append({ conv: "deploys", room: "deploys", from: "bob", text: "x" }),
+      RoomGone,
+      "the name it had meanwhile is gone now",
+    );
+    assert.equal((await s.search("deploy", scopeOf("carol", ["deploys"]))).length, 0);
+    assert.equal((await s.search("deploy", scopeOf("carol", ["ops"]))).length, 1);
+  });
+
+  test("renameRoom() racing appends: each is in the renamed history or refused, never lost", async (s) => {
+    await s.join("alice", "ops");
+    const sends: Promise<ChatMessage>[] = [];
+    const send = (i: number) =>
+      sends.push(s.append({ conv: "ops", room: "ops", from: "alice", text: `m${i}` }));
+    for (let i = 0; i < 20; i++) send(i);
+    const renamed = s.renameRoom("ops", "deploys");
+    for (let i = 20; i < 40; i++) send(i);
+    // Some after a microtask too, while the rename may be under way.
+    await Promise.resolve();
+    for (let i = 40; i < 50; i++) send(i);
+    assert.equal(await renamed, "renamed");
+    const results = await Promise.allSettled(sends);
+    const stored: ChatMessage[] = [];
+    for (const r of results) {
+      if (r.status === "fulfilled") stored.push({ ...r.value, room: "deploys" });
+      else assert.ok(r.reason instanceof RoomGone, `refused with RoomGone, not ${r.reason}`);
+    }
+    assert.ok(stored.length >= 20, "those sent before the rename are kept");
+    await settle(s);
+    assert.deepEqual((await s.page("deploys", { limit: 100 })).messages, stored);
+    assert.deepEqual((await s.page("ops", { limit: 100 })).messages, []);
+    // Refused sends after accepted ones only: the rename is one point in the order.
+    const kinds = results.map((r) => r.status);
+    assert.deepEqual(kinds, [...kinds].sort((a, b) => a === b ? 0 : a === "fulfilled" ? -1 : 1));
+  });
+}
+
+/** A search scope of `user` over `rooms`. */
+function scopeOf(user: string, rooms: string[]) {
+  return { user, rooms, limit: 50 };
+}
+
+/** What room "ops" and its neighbours looked like before {@link assertRenamed}. */
+export interface RoomSnapshot {
+  /** `page("ops", { limit: 50 })`. */
+  history: Page;
+  /** `page("ops", { since: 0, limit: 50 })`. */
+  changes: Page;
+  /** `page("general", { limit: 50 })`. */
+  general: Page;
+  /** The page of alice and bob's DM. */
+  dm: Page;
+  /** `conversations()` of alice, bob, carol and dave. */
+  convs: Map<string, Conversation[]>;
+  /** `rooms()`. */
+  rooms: RoomInfo[];
+}
+
+/**
+ * Fills `s` with a room "ops" to rename (created by alice, private and
+ * read-only, with a topic; members alice, bob, carol; a reply, a reaction, an
+ * edit, a delete, a file, read markers) beside room "general" and a DM, and
+ * resolves how it all looked. `settle` waits for the backend's background work.
+ */
+export async function roomToRename(
+  s: Store,
+  settle: (s: Store) => Promise<void> = () => Promise.resolve(),
+): Promise<RoomSnapshot> {
+  const dm = conversationKey("alice", { to: "bob" });
+  await s.join("alice", "general");
+  await s.join("alice", "ops");
+  await s.join("bob", "ops");
+  await s.join("carol", "ops");
+  await s.join("dave", "general");
+  await s.setTopic("ops", "Deploys: ask first");
+  await s.setRoomSettings("ops", { private: true, readOnly: true });
+  const ops = (from: string, text: string, extra: Partial<Draft> = {}) =>
+    s.append({ conv: "ops", room: "ops", from, text, ...extra });
+  const m1 = await ops("alice", "deploy the api");
+  await s.append({ conv: "general", room: "general", from: "dave", text: "deploy nothing here" });
+  const file: FileMeta = { id: "CCCCCCCCCCCCCCCCCCCCCC", name: "plan.pdf", size: 12, type: "x/y" };
+  await ops("bob", "rollback plan", { replyTo: { ...replyRef(m1), seq: m1.seq }, files: [file] });
+  await ops("carol", "ship it", { ref: "k-ship" });
+  await s.change({ kind: "react", conv: "ops", id: 1, user: "bob", emoji: "👍", on: true });
+  await s.change({ kind: "edit", conv: "ops", id: 1, user: "alice", text: "deploy the api now" });
+  const m4 = await ops("alice", "oops");
+  await s.change({ kind: "delete", conv: "ops", id: m4.id, user: "alice" });
+  await ops("bob", "done");
+  await s.append({ conv: dm, to: "bob", from: "alice", text: "deploy tonight?" });
+  await s.setRead("alice", "ops", 3);
+  await s.setRead("bob", "ops", m4.id + 1);
+  await s.setRead("dave", "general", 1);
+  await settle(s);
+  const convs = new Map<string, Conversation[]>();
+  for (const user of ["alice", "bob", "carol", "dave"]) {
+    convs.set(user, await s.conversations(user));
+  }
+  return {
+    history: await s.page("ops", { limit: 50 }),
+    changes: await s.page("ops", { since: 0, limit: 50 }),
+    general: await s.page("general", { limit: 50 }),
+    dm: await s.page(dm, { limit: 50 }),
+    convs,
+    rooms: await s.rooms(),
+  };
+}
+
+/** A page of "ops" as it reads under the new name "deploys". */
+function renamedPage(page: Page): Page {
+  return { ...page, messages: page.messages.map((m) => ({ ...m, room: "deploys" })) };
+}
+
+/** Conversations after "ops" became "deploys": renamed, rooms by name, then DMs. */
+function renamedConvs(convs: Conversation[]): Conversation[] {
+  const rooms = convs.filter((c) => c.room !== undefined)
+    .map((c) => c.room === "ops" ? { ...c, room: "deploys" } : c)
+    .sort((a, b) => a.room! < b.room! ? -1 : a.room! > b.room! ? 1 : 0);
+  return [...rooms, ...convs.filter((c) => c.room === undefined)];
+}
+
+/**
+ * Checks that `s` holds the room of {@link roomToRename} (as `before`)
+ * renamed from "ops" to "deploys", with nothing else changed.
+ */
+export async function assertRenamed(s: Store, before: RoomSnapshot): Promise<void> {
+  assert.deepEqual(await s.page("deploys", { limit: 50 }), renamedPage(before.history));
+  assert.deepEqual(await s.page("deploys", { since: 0, limit: 50 }), renamedPage(before.changes));
+  assert.deepEqual(
+    await s.page("deploys", { before: 3, limit: 50 }),
+    renamedPage({ ...before.history, messages: before.history.messages.slice(0, 2) }),
+  );
+  const reply = await s.message("deploys", 2);
+  assert.deepEqual(reply?.replyTo, { id: 1, from: "alice", snippet: "deploy the api now" });
+  assert.deepEqual(reply?.files?.map((f) => f.name), ["plan.pdf"]);
+  assert.deepEqual((await s.message("deploys", 1))?.reactions, { "👍": ["bob"] });
+  assert.equal(await s.message("ops", 1), null);
+  const found = await s.search("deploy", scopeOf("alice", ["deploys"]));
+  assert.deepEqual(
+    found.map((m) => `${m.room ?? `@${m.to}`}#${m.id}`).sort(),
+    ["@bob#1", "deploys#1"],
+    "the room's message under the new name (and alice's DM)",
+  );
+  assert.deepEqual(await s.search("plan", scopeOf("bob", ["deploys"])), [
+    (await s.message("deploys", 2))!,
+  ]);
+  assert.deepEqual(await s.search("deploy", { ...scopeOf("carol", ["ops"]) }), []);
+  assert.deepEqual(await s.members("deploys"), ["alice", "bob", "carol"]);
+  assert.deepEqual(await s.members("ops"), []);
+  assert.deepEqual(await s.roomsOf("alice"), ["deploys", "general"]);
+  assert.deepEqual(await s.roomsOf("bob"), ["deploys"]);
+  assert.deepEqual(await s.roomsOf("carol"), ["deploys"]);
+  for (const [user, convs] of before.convs) {
+    assert.deepEqual(await s.conversations(user), renamedConvs(convs), `${user}'s conversations`);
+  }
+  assert.equal(await s.topic("deploys"), "Deploys: ask first");
+  assert.equal(await s.topic("ops"), "");
+  assert.deepEqual(await s.roomSettings("deploys"), { private: true, readOnly: true });
+  assert.equal(await s.roomSettings("ops"), null);
+  assert.equal(await s.roomExists("ops"), false);
+  assert.equal(await s.roomExists("deploys"), true);
+  assert.deepEqual(
+    await s.rooms(),
+    before.rooms.map((r) => r.name === "ops" ? { ...r, name: "deploys" } : r)
+      .sort((a, b) => a.name.localeCompare(b.name)),
+  );
+  assert.equal(await s.roomsCreatedBy("alice"), 2, "the creator keeps the count");
+  assert.deepEqual(await s.page("general", { limit: 50 }), before.general, "another room");
+  const dm = conversationKey("alice", { to: "bob" });
+  assert.deepEqual(await s.page(dm, { limit: 50 }), before.dm, "a DM");
 }

@@ -120,6 +120,12 @@ export interface FileStore {
   ): Promise<FileRecord[] | AttachRefusal>;
   /** Records that files attached to `conv` are carried by message `msg`. */
   bind(ids: readonly string[], conv: string, msg: number): Promise<void>;
+  /**
+   * Moves every file attached or bound to conversation `from` to `to` (a
+   * room's rename), in one atomic step (also across nodes); resolves how
+   * many moved. Their ids, messages and bytes stay as they are.
+   */
+  rebind(from: string, to: string): Promise<number>;
   /** Removes files (their bytes and records) and gives their bytes back to the quota. */
   remove(ids: readonly string[]): Promise<void>;
   /**

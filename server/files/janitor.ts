@@ -76,9 +76,13 @@ export class FileJanitor {
       const page = await this.#files.bound(after, this.#batch);
       if (page.length === 0) break;
       const gone: string[] = [];
+      /** Rooms of this page that no longer exist under their name, looked up once each. */
+      const renamed = new Map<string, boolean>();
       for (const f of page) {
         const msg = await this.#store.message(f.conv, f.msg);
-        if (msg === null || msg.deleted || !msg.files?.some((x) => x.id === f.id)) gone.push(f.id);
+        if (msg !== null && !msg.deleted && msg.files?.some((x) => x.id === f.id)) continue;
+        if (msg === null && await this.#renamedAway(f.conv, renamed)) continue;
+        gone.push(f.id);
       }
       if (gone.length > 0) await this.#files.remove(gone);
       removed += gone.length;
@@ -86,5 +90,22 @@ export class FileJanitor {
       if (page.length < this.#batch) break;
     }
     return removed;
+  }
+
+  /**
+   * Whether `conv` is a room that no longer exists: one just renamed, whose
+   * messages are under the new name and whose files are about to follow
+   * them (`FileStore.rebind` runs after `Store.renameRoom`). Its files stay.
+   * Should the rebind fail, they stay until a room of the old name is
+   * created again (then their message is looked for there, and is not found).
+   */
+  async #renamedAway(conv: string, known: Map<string, boolean>): Promise<boolean> {
+    if (conv.startsWith("@")) return false;
+    let away = known.get(conv);
+    if (away === undefined) {
+      away = !(await this.#store.roomExists(conv));
+      known.set(conv, away);
+    }
+    return away;
   }
 }

@@ -147,6 +147,16 @@ export class MemoryFileStore implements FileStore {
     return Promise.resolve();
   }
 
+  rebind(from: string, to: string): Promise<number> {
+    let n = 0;
+    for (const { record: r } of this.#files.values()) {
+      if (r.conv !== from) continue;
+      r.conv = to;
+      n++;
+    }
+    return Promise.resolve(n);
+  }
+
   remove(ids: readonly string[]): Promise<void> {
     for (const id of ids) {
       const kept = this.#files.get(id);

@@ -193,6 +193,28 @@ end
 return 0
 `);
 
+/**
+ * Moves every file attached or bound to a conversation to another (a room's
+ * rename). No index by conversation: it reads the conversation of every
+ * file sent (`files:bound`, and the attached ones of `files:unbound`),
+ * one HGET each — a rare admin step. ARGV: prefix, from, to. Returns how
+ * many moved.
+ */
+const REBIND = new Script(`
+local p, from, to = ARGV[1], ARGV[2], ARGV[3]
+local n = 0
+for _, index in ipairs({'files:bound', 'files:unbound'}) do
+  for _, id in ipairs(redis.call('ZRANGE', p .. index, 0, -1)) do
+    local key = p .. 'file:' .. id
+    if redis.call('HGET', key, 'v') == from then
+      redis.call('HSET', key, 'v', to)
+      n = n + 1
+    end
+  end
+end
+return n
+`);
+
 /** Removes committed files. ARGV: prefix, chunk bytes, ids… Returns how many there were. */
 const REMOVE = new Script(
   DROP_LUA + `
@@ -461,6 +483,11 @@ export class RedisFileStore implements FileStore {
     const valid = ids.filter((id) => FILE_ID.test(id));
     if (valid.length === 0) return;
     await this.#run(BIND, [conv, String(msg), ...valid]);
+  }
+
+  /** Moves the files of conversation `from` to `to`, in one script (see {@link FileStore.rebind}). */
+  async rebind(from: string, to: string): Promise<number> {
+    return Number(await this.#run(REBIND, [from, to]));
   }
 
   /** Removes files and gives their bytes back, in one script. */

@@ -307,6 +307,11 @@ export class SqliteFileStore implements FileStore {
     );
   }
 
+  /** Moves the files of conversation `from` to `to` in one transaction (see {@link FileStore.rebind}). */
+  rebind(from: string, to: string): Promise<number> {
+    return this.#run(() => this.#tx(() => Number(this.#sql.rebind.run(from, to).changes)));
+  }
+
   /** Removes committed files, one transaction each, and gives their bytes back. */
   remove(ids: readonly string[]): Promise<void> {
     return this.#run(() => {
@@ -513,6 +518,8 @@ function statements(db: DatabaseSync) {
        WHERE id = ?1 AND state = ${READY}`,
     ),
     bind: p(`UPDATE files SET msg = ?3 WHERE id = ?1 AND conv = ?2 AND state = ${ATTACHED}`),
+    // No index by conversation: a rename (rare, by an admin) reads every file's row, not its bytes.
+    rebind: p(`UPDATE files SET conv = ?2 WHERE conv = ?1 AND state = ${ATTACHED}`),
     removeFile: p(`DELETE FROM files WHERE id = ? AND state <> ${UPLOADING} RETURNING size`),
     // The partial index holds only files sent and not bound yet: a sweep
     // never walks every file ever sent.

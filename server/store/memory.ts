@@ -28,8 +28,10 @@ import {
   type PageQuery,
   type RecentQuery,
   REF_WINDOW,
+  type RenameResult,
   ReplyChanged,
   replyRef,
+  RoomGone,
   type RoomInfo,
   type RoomSettings,
   type RoomSettingsChange,
@@ -112,6 +114,11 @@ export class MemoryStore implements Store {
   #topics = new Map<string, string>();
   /** Room → its settings (plain rooms are not listed). */
   #settings = new Map<string, RoomSettings>();
+  /**
+   * Names of rooms renamed away whose history moved with them: appends to
+   * them are refused until a room of the name is created again.
+   */
+  #gone = new Set<string>();
   /** Lower-cased name → when the user was last seen (ms). */
   #seen = new Map<string, number>();
   /** Open-mode names by lower-cased name. */
@@ -162,6 +169,8 @@ export class MemoryStore implements Store {
 
   /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
   appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
+    // Before the resend check: a resend to a renamed room's old name is refused as a send is.
+    if (this.#isGone(draft)) return Promise.reject(new RoomGone(draft.conv));
     const prev = this.#sent.get(draft.from)?.get(draft.ref);
     if (prev && prev.conv === draft.conv && prev.digest === digest(draft.text)) {
       const msg = this.#kept(prev.conv, prev.id) ?? prev.msg;
@@ -177,6 +186,7 @@ export class MemoryStore implements Store {
 
   /** Stores the draft; throws {@link ReplyChanged} (storing nothing) for a stale `replyTo`. */
   #append(draft: Draft): ChatMessage {
+    if (this.#isGone(draft)) throw new RoomGone(draft.conv);
     const reply = draft.replyTo;
     if (reply) {
       // Checked before anything is taken: a refused reply uses no position and no ref.
@@ -214,6 +224,11 @@ export class MemoryStore implements Store {
     }
     if (draft.ref) this.#remember(draft.from, draft.ref, draft.conv, msg);
     return msg;
+  }
+
+  /** Whether `draft` goes to a room renamed away (see {@link Store.renameRoom}). */
+  #isGone(draft: Draft): boolean {
+    return draft.room !== undefined && this.#gone.has(draft.conv);
   }
 
   /** Drops a log's `n` oldest messages, raising its watermark to the highest seq dropped. */
@@ -474,6 +489,8 @@ export class MemoryStore implements Store {
   join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const created = !this.#rooms.has(room);
     if (created) this.#creators.set(room, user);
+    // A new room of a renamed room's old name: its history continues the old counters.
+    if (created) this.#gone.delete(room);
     if (created && create?.private) this.#settings.set(room, { private: true });
     const members = this.#set(this.#rooms, room);
     if (members.has(user)) return Promise.resolve({ added: false, created });
@@ -534,6 +551,73 @@ export class MemoryStore implements Store {
     if (Object.keys(now).length === 0) this.#settings.delete(room);
     else this.#settings.set(room, now);
     return Promise.resolve({ ...now });
+  }
+
+  /**
+   * Renames a room at once (see {@link Store.renameRoom}): its log (each
+   * message a new object with the new `room`), members, read markers of
+   * every user, topic, settings, creator and the resend records of its
+   * messages move; the old name keeps counters that continue after the
+   * room's, with every old position behind its watermark.
+   */
+  renameRoom(room: string, to: string): Promise<RenameResult> {
+    if (!this.#rooms.has(room)) return Promise.resolve("unknown");
+    // A conversation of the name with messages but no room (written without
+    // a join, which the hub never does) is not overwritten either.
+    if (this.#rooms.has(to) || (this.#logs.get(to)?.messages.length ?? 0) > 0) {
+      return Promise.resolve("taken");
+    }
+    this.#moveLog(room, to);
+    this.#gone.add(room);
+    this.#gone.delete(to);
+    const members = this.#rooms.get(room)!;
+    this.#rooms.delete(room);
+    this.#rooms.set(to, members);
+    for (const user of members) {
+      const rooms = this.#roomsOf.get(user);
+      rooms?.delete(room);
+      rooms?.add(to);
+    }
+    for (const markers of this.#read.values()) {
+      const marker = markers.get(room);
+      // A marker of the new name (a name without a room) says nothing about this history.
+      markers.delete(to);
+      if (marker === undefined) continue;
+      markers.delete(room);
+      markers.set(to, marker);
+    }
+    moveKey(this.#creators, room, to);
+    moveKey(this.#topics, room, to);
+    moveKey(this.#settings, room, to);
+    for (const refs of this.#sent.values()) {
+      for (const sent of refs.values()) {
+        if (sent.conv !== room) continue;
+        sent.conv = to;
+        sent.msg = this.#kept(to, sent.id) ?? { ...sent.msg, room: to };
+      }
+    }
+    return Promise.resolve("renamed");
+  }
+
+  /**
+   * Moves the log of `room` to `to` (each message a new object with the new
+   * `room`; counters merged with any `to` had) and leaves the old name
+   * counters one position past the room's, with everything before it
+   * trimmed: a reader at an old position of the old name has a gap.
+   */
+  #moveLog(room: string, to: string): void {
+    const old = this.#log(room);
+    const left = this.#logs.get(to);
+    const moved: Log = {
+      messages: old.messages.map((m) => ({ ...m, room: to })),
+      last: Math.max(old.last, left?.last ?? 0),
+      seq: Math.max(old.seq, left?.seq ?? 0),
+      trimmed: Math.max(old.trimmed, left?.trimmed ?? 0),
+    };
+    this.#logs.delete(to);
+    this.#logs.set(to, moved);
+    old.messages = [];
+    old.seq = old.trimmed = moved.seq + 1;
   }
 
   /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */
@@ -744,6 +828,14 @@ export class MemoryStore implements Store {
     }
     return s;
   }
+}
+
+/** Moves the entry of `from` to `to`, if there is one. */
+function moveKey<V>(map: Map<string, V>, from: string, to: string): void {
+  const value = map.get(from);
+  if (value === undefined) return;
+  map.delete(from);
+  map.set(to, value);
 }
 
 /** `settings` after `change`: each flag given set or cleared, the rest as they were. */

@@ -51,6 +51,7 @@ import type { Logger } from "../log.ts";
 import type { FileMeta } from "../files/files.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type DataFile, openDataFile } from "./sqlite_schema.ts";
+import { immediate } from "./sqlite_tx.ts";
 import {
   type Appended,
   type Applied,
@@ -65,7 +66,9 @@ import {
   type PageQuery,
   type RecentQuery,
   refreshReplies,
+  type RenameResult,
   ReplyChanged,
+  RoomGone,
   type RoomInfo,
   type RoomSettings,
   type RoomSettingsChange,
@@ -134,9 +137,20 @@ interface ConvState {
    * name): a reader up to an older position may hold a stale copy.
    */
   trimmed: number;
-  /** Messages kept, committed (ids skip, so this is not `newest - trimmed`). */
+  /**
+   * Messages kept, committed (ids skip, so this is not `newest - trimmed`);
+   * {@link GONE} for the old name of a renamed room.
+   */
   kept: number;
 }
+
+/**
+ * `convs.kept` of a room's old name after a rename (see
+ * {@link SqliteStore.renameRoom}): it has no messages, and appends to it are
+ * refused until a room of the name is created again (which sets it to 0).
+ * Kept in the counters' row, so it survives a restart without a new column.
+ */
+const GONE = -1;
 
 /** A conversation's counters before the batch being built touched them. */
 interface BatchStart {
@@ -248,6 +262,8 @@ export class SqliteStore implements Store {
   #batchRefs = new Map<string, { conv: string; text: string; msg: Promise<ChatMessage> }>();
   /** DMs whose parties the transaction being committed has written to `dm_members`. */
   #dmsListed = new Set<string>();
+  /** Old names of renamed rooms that a join in the batch being built creates again. */
+  #revived = new Set<string>();
   #timer: (() => void) | undefined;
   #commitDelay: number;
   #closed = false;
@@ -394,6 +410,8 @@ export class SqliteStore implements Store {
    */
   append(draft: Draft): Promise<ChatMessage> {
     if (this.#closed) return Promise.reject(closedError());
+    const gone = this.#goneCheck(draft);
+    if (gone) return gone;
     const reply = draft.replyTo;
     if (reply) {
       let original: Live | undefined;
@@ -473,6 +491,23 @@ export class SqliteStore implements Store {
   }
 
   /**
+   * A rejection with {@link RoomGone} (after what is queued) when `draft`
+   * goes to the old name of a renamed room, or null.
+   */
+  #goneCheck(draft: Draft): Promise<never> | null {
+    if (draft.room === undefined) return null;
+    let state: ConvState | undefined;
+    try {
+      state = this.#state(draft.conv, false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (state?.kept !== GONE) return null;
+    const refused = new RoomGone(draft.room);
+    return this.#after(null).then(() => Promise.reject(refused));
+  }
+
+  /**
    * Appends unless the draft is a resend (see {@link Store.appendOnce}): the
    * sender's latest message with the ref is looked up among the batch being
    * built, then among the kept messages, and numbered in the same turn, so
@@ -481,6 +516,9 @@ export class SqliteStore implements Store {
    */
   appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
     if (this.#closed) return Promise.reject(closedError());
+    // Before the resend check: a resend to a renamed room's old name is refused as a send is.
+    const gone = this.#goneCheck(draft);
+    if (gone) return gone;
     const fresh = () => this.append(draft).then((msg) => ({ msg, fresh: true }));
     if (!draft.ref) return fresh();
     const queued = this.#batchRefs.get(refKey(draft.from, draft.ref));
@@ -701,9 +739,24 @@ export class SqliteStore implements Store {
    * commit; a room that exists keeps its settings (the insert is ignored).
    */
   join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    let state: ConvState | undefined;
+    try {
+      state = this.#state(room, false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (state?.kept === GONE) {
+      // The old name of a renamed room, created again by this join (renames
+      // are never queued, so nothing else can create it first): sends to it
+      // are taken from now on, in order after the join.
+      state.kept = 0;
+      this.#revived.add(room);
+    }
     return this.#write(() => {
       const priv = create?.private ? 1 : 0;
       const created = this.#sql.createRoom.run(room, user, this.#now(), priv).changes > 0;
+      if (created) this.#sql.revive.run(room);
       const added = this.#sql.addMember.run(room, user, this.#now()).changes > 0;
       return { added, created };
     });
@@ -763,6 +816,83 @@ export class SqliteStore implements Store {
       );
       return row ? settingsOf(row) : null;
     });
+  }
+
+  /**
+   * Renames a room (see {@link Store.renameRoom}). Not queued: the queue is
+   * committed first, so every message numbered before the rename is in the
+   * file and moves with the room, then the rename runs in a transaction of
+   * its own, now. Durable when it resolves, and every append numbered after
+   * it finds the old name gone (its counters say so, see {@link GONE}).
+   * Messages, reactions, members, every user's read marker and the room's
+   * row (topic, settings, creator) change name in place; the search index
+   * follows the rows (it is keyed by `seq`, which stays).
+   */
+  renameRoom(room: string, to: string): Promise<RenameResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    const failed = this.#commit();
+    if (failed) return Promise.reject(failed);
+    let done: RenameResult | { moved: ConvState; left: ConvState };
+    try {
+      done = immediate(this.#db, () => this.#renameRows(room, to));
+    } catch (err) {
+      return Promise.reject(
+        new Error(`Cannot save to data file "${this.#path}": ${(err as Error).message}`),
+      );
+    }
+    if (typeof done === "string") return Promise.resolve(done);
+    // Committed: the counters in memory follow.
+    this.#convs.set(to, done.moved);
+    this.#convs.set(room, done.left);
+    if (this.#over.delete(room)) this.#over.add(to);
+    this.#live.clear();
+    return Promise.resolve("renamed");
+  }
+
+  /**
+   * The rename's writes, in the caller's transaction: the refusals, or the
+   * counters of the new name (merged with any the name had: the old name of
+   * a room renamed before) and of the old one, one position past the room's
+   * with every earlier position trimmed.
+   */
+  #renameRows(room: string, to: string): RenameResult | { moved: ConvState; left: ConvState } {
+    const sql = this.#sql;
+    if (sql.roomExists.get(room) === undefined) return "unknown";
+    // A conversation of the name with messages but no room (written without
+    // a join, which the hub never does) is not overwritten either.
+    if (sql.roomExists.get(to) !== undefined || sql.anyMessage.get(to) !== undefined) {
+      return "taken";
+    }
+    const old = this.#state(room, true);
+    const prior = this.#state(to, false);
+    const seq = Math.max(old.seq, prior?.seq ?? 0);
+    const moved: ConvState = {
+      seq,
+      durable: seq,
+      newest: Math.max(old.newest, prior?.newest ?? 0),
+      trimmed: Math.max(old.trimmed, prior?.trimmed ?? 0),
+      kept: Math.max(0, old.kept),
+    };
+    const left: ConvState = {
+      seq: seq + 1,
+      durable: seq + 1,
+      newest: old.newest,
+      trimmed: seq + 1,
+      kept: GONE,
+    };
+    // What the new name holds without a room (stray markers, members, reactions) is not the room's.
+    sql.dropConvReactions.run(to);
+    sql.unreadConv.run(to);
+    sql.dropMembers.run(to);
+    sql.moveMessages.run(room, to);
+    sql.moveReactions.run(room, to);
+    sql.moveReads.run(room, to);
+    sql.moveMembers.run(room, to);
+    sql.renameRoom.run(room, to);
+    for (const [conv, s] of [[to, moved], [room, left]] as const) {
+      sql.putConv.run(conv, s.seq, s.newest, s.kept, s.trimmed);
+    }
+    return { moved, left };
   }
 
   /**
@@ -1125,6 +1255,8 @@ export class SqliteStore implements Store {
     const results: unknown[] = [];
     const db = this.#db;
     this.#dmsListed.clear();
+    const revived = this.#revived;
+    this.#revived = new Set();
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of ops) results.push(op.run());
@@ -1148,6 +1280,11 @@ export class SqliteStore implements Store {
         const s = this.#convs.get(conv)!;
         s.seq = first.seq;
         s.newest = first.newest;
+      }
+      // Their joins were not kept: the old names are still gone.
+      for (const conv of revived) {
+        const s = this.#convs.get(conv);
+        if (s) s.kept = GONE;
       }
       const error = new Error(
         `Cannot save to data file "${this.#path}": ${(err as Error).message}`,
@@ -1522,6 +1659,20 @@ function statements(db: DatabaseSync) {
       "UPDATE convs SET kept = max(0, kept - ?2), trimmed = max(trimmed, ?3) WHERE conv = ?1",
     ),
     setKept: p("UPDATE convs SET kept = ?2 WHERE conv = ?1"),
+    putConv: p(
+      `INSERT INTO convs (conv, last, newest, kept, trimmed) VALUES (?1, ?2, ?3, ?4, ?5)
+       ON CONFLICT (conv) DO UPDATE SET last = excluded.last, newest = excluded.newest,
+         kept = excluded.kept, trimmed = excluded.trimmed`,
+    ),
+    revive: p(`UPDATE convs SET kept = 0 WHERE conv = ? AND kept = ${GONE}`),
+    anyMessage: p("SELECT 1 FROM messages WHERE conv = ? LIMIT 1"),
+    moveMessages: p("UPDATE messages SET conv = ?2, room = ?2 WHERE conv = ?1"),
+    moveReactions: p("UPDATE reactions SET conv = ?2 WHERE conv = ?1"),
+    moveReads: p("UPDATE reads SET conv = ?2 WHERE conv = ?1"),
+    unreadConv: p("DELETE FROM reads WHERE conv = ?"),
+    moveMembers: p("UPDATE members SET room = ?2 WHERE room = ?1"),
+    dropMembers: p("DELETE FROM members WHERE room = ?"),
+    renameRoom: p("UPDATE rooms SET name = ?2 WHERE name = ?1"),
     countConv: p("SELECT count(*) AS n FROM messages WHERE conv = ?"),
     wipeConv: p("UPDATE convs SET kept = 0, trimmed = max(trimmed, ?2) WHERE conv = ?1"),
     overLimit: p("SELECT conv, last, trimmed, newest, kept FROM convs WHERE kept > ?"),

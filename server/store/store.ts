@@ -161,6 +161,29 @@ export type ChangeResult =
   | { ok: true; applied: Applied | null }
   | { ok: false; refusal: ChangeRefusal };
 
+/**
+ * Thrown (rejected) by an append to a room that was renamed away: the
+ * conversation has a history but its room no longer exists under that name
+ * (see {@link Store.renameRoom}). A send that raced the rename must not land
+ * where nobody can read it, nor in the history of a later room of that name.
+ */
+export class RoomGone extends Error {
+  /** Builds the error for `room`. */
+  constructor(room: string) {
+    super(`There is no room "${room}" any more`);
+    this.name = "RoomGone";
+  }
+}
+
+/** What {@link Store.renameRoom} did. */
+export type RenameResult =
+  /** Renamed: everything of the room is under the new name. */
+  | "renamed"
+  /** There is no room of the old name (nothing changed). */
+  | "unknown"
+  /** A room of the new name exists (nothing changed). */
+  | "taken";
+
 /** Which page of a conversation to read. */
 export interface PageQuery {
   /** Only messages with a smaller id (the newest `limit` of them), oldest first. */
@@ -359,6 +382,22 @@ export interface Store {
    * the settings after it, or null when there is no such room (none is created).
    */
   setRoomSettings(room: string, change: RoomSettingsChange): Promise<RoomSettings | null>;
+  /**
+   * Renames `room` to `to` as one atomic step (also across nodes): its
+   * messages (each message's `room` field), ids and positions (`seq`), reply
+   * links, reactions, search index, members (and each member's list of
+   * rooms), read markers, topic, settings and creator move to the new name
+   * unchanged. Resolves `"unknown"` when there is no room `room` and
+   * `"taken"` when a room `to` exists; then nothing changes.
+   *
+   * The old name is free afterwards. Its counters stay behind (as a released
+   * DM's do): a room created later under it continues ids and positions after
+   * the renamed room's, and a `since` page of it from a position the old room
+   * had says `gap`, so a reader that missed the rename never takes the new
+   * room's messages for the old room's. Until such a room is created, an
+   * append to the old name rejects with {@link RoomGone}.
+   */
+  renameRoom(room: string, to: string): Promise<RenameResult>;
   /**
    * The user's rooms and DM conversations with newest id, `seq`, read marker
    * and unread count (messages of others after the marker, not deleted, up
