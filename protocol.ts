@@ -342,6 +342,20 @@ export interface RoomSettingsFrame {
   /** Echoed on the reply. */
   ref?: string;
 }
+/**
+ * Admins only: renames a room. Its history, members, read markers, topic,
+ * settings and files go with it; every member is told (`room_renamed`).
+ */
+export interface RenameRoomFrame {
+  /** Always `"rename_room"`. */
+  type: "rename_room";
+  /** The room's name now. */
+  room: string;
+  /** Its new name (no room may have it). */
+  name: string;
+  /** Echoed on the reply. */
+  ref?: string;
+}
 /** Admins only: removes a user from a room (they may join a public room again). */
 export interface KickFrame {
   /** Always `"kick"`. */
@@ -383,7 +397,8 @@ export type ClientFrame =
   | UnbanFrame
   | KickFrame
   | InviteFrame
-  | RoomSettingsFrame;
+  | RoomSettingsFrame
+  | RenameRoomFrame;
 
 // ---------------------------------------------------------------------------
 // Server → client
@@ -812,6 +827,24 @@ export interface RoomSettingsChangedFrame {
   /** The request's ref (to the admin who asked). */
   ref?: string;
 }
+/**
+ * A room was renamed by an admin (`rename_room`): sent to its members on
+ * every node and, as the answer, to the admin. Everything the room had is
+ * under `name` from now on; frames about `room` sent before this one are
+ * about the same room.
+ */
+export interface RoomRenamedFrame {
+  /** Always `"room_renamed"`. */
+  type: "room_renamed";
+  /** The room's old name. */
+  room: string;
+  /** Its new name. */
+  name: string;
+  /** The admin who renamed it. */
+  by: string;
+  /** The request's ref (to the admin who asked). */
+  ref?: string;
+}
 /** The answer to an admin's `ban`. */
 export interface BannedFrame {
   /** Always `"banned"`. */
@@ -869,6 +902,7 @@ export type ServerFrame =
   | KickedFrame
   | InvitedFrame
   | RoomSettingsChangedFrame
+  | RoomRenamedFrame
   | MessageFrame
   | JoinedFrame
   | LeftFrame
@@ -1164,6 +1198,16 @@ export function parseClientFrame(
       ) {
         bad('Say what to change: "private", "readOnly", "archived" or "autoJoin"', ref);
       }
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "rename_room": {
+      const frame: RenameRoomFrame = {
+        type,
+        room: name(o, "room", "room name", ref),
+        name: name(o, "name", "room name", ref),
+      };
+      if (frame.name === frame.room) bad(`#${frame.room} has that name already`, ref);
       if (ref !== undefined) frame.ref = ref;
       return frame;
     }

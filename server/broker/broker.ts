@@ -100,6 +100,20 @@ export interface RoomEvent {
   by: string;
 }
 
+/** An admin renamed a room: everything of it is under `name` from now on. */
+export interface RenamedEvent {
+  /** Always `"renamed"`. */
+  kind: "renamed";
+  /** The room's old name. */
+  room: string;
+  /** Its new name. */
+  name: string;
+  /** The admin. */
+  by: string;
+  /** The admin's connection (answered with the request's ref instead). */
+  origin?: Origin;
+}
+
 /** An admin lifted a user's ban. */
 export interface UnbanEvent {
   /** Always `"unban"`. */
@@ -190,7 +204,8 @@ export type BrokerEvent =
   | TopicEvent
   | BanEvent
   | UnbanEvent
-  | RoomEvent;
+  | RoomEvent
+  | RenamedEvent;
 
 /** Called for every event from any node, in delivery order. */
 export type BrokerHandler = (event: BrokerEvent) => void;

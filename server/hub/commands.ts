@@ -19,7 +19,7 @@ import {
   type ReplyRef,
   type Target,
 } from "../../protocol.ts";
-import { type Appended, type Draft, ReplyChanged, replyRef } from "../store/store.ts";
+import { type Appended, type Draft, ReplyChanged, replyRef, RoomGone } from "../store/store.ts";
 import type { FileMeta } from "../files/files.ts";
 import { createHash } from "node:crypto";
 import { type Conn, takeTurn, type User } from "./conn.ts";
@@ -91,13 +91,7 @@ export class Commands {
    */
   async conv(user: User, frame: Target, ref?: string): Promise<{ conv: string; target: Target }> {
     if (frame.room !== undefined) {
-      if (!(await this.isMember(user, frame.room))) {
-        throw new FrameError(
-          "unknown_room",
-          `You are not in room "${frame.room}": join it first`,
-          ref,
-        );
-      }
+      if (!(await this.isMember(user, frame.room))) throw this.#notIn(frame.room, ref);
       return { conv: frame.room, target: { room: frame.room } };
     }
     const peer = await this.resolveUser(frame.to!);
@@ -212,12 +206,22 @@ export class Commands {
     });
   }
 
+  /** The refusal of a frame about a room the user is not in: where it went, if it was renamed. */
+  #notIn(room: string, ref?: string): FrameError {
+    const now = this.#ctx.kinds.renamedTo(room);
+    const message = now === undefined
+      ? `You are not in room "${room}": join it first`
+      : `#${room} was renamed #${now}: use its new name`;
+    return new FrameError("unknown_room", message, ref);
+  }
+
   /** Stores and delivers a message; a store that cannot is `unavailable`. */
   async #publish(draft: Draft, origin: Origin, ref?: string): Promise<Appended> {
     try {
       return await this.#ctx.broker.publishMessage(draft, origin);
     } catch (err) {
       if (err instanceof ReplyChanged) throw err;
+      if (err instanceof RoomGone) throw this.#notIn(draft.room!, ref);
       this.#ctx.log.warn(`Message from "${draft.from}" not stored: ${(err as Error).message}`);
       throw new FrameError(
         "unavailable",

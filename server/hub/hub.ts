@@ -33,7 +33,13 @@ import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
 import { Joins } from "./join.ts";
 import { hold, Routes } from "./routes.ts";
-import type { Broker, BrokerEvent, MemberEvent, Origin } from "../broker/broker.ts";
+import type {
+  Broker,
+  BrokerEvent,
+  MemberEvent,
+  Origin,
+  RenamedEvent,
+} from "../broker/broker.ts";
 import { DEFAULT_LIMITS, KeyedCounter, type Limits, RoomQuota, takeToken } from "./limits.ts";
 import { closeSocket, Conn, type Drop, type Refusal, type SendError, type User } from "./conn.ts";
 import type { Logger } from "../log.ts";
@@ -568,10 +574,17 @@ export class Hub {
       if (role !== undefined) user.role = role;
       // Events are newer than the read: replaying them in order gives the current set.
       for (const c of changes) {
-        if (c.joined) user.rooms.add(c.room);
+        if (c.to !== undefined) {
+          if (user.rooms.delete(c.room)) user.rooms.add(c.to);
+        } else if (c.joined) user.rooms.add(c.room);
         else user.rooms.delete(c.room);
       }
       this.#users.set(name, user);
+    }
+    // The conversations were read before any rename heard since: under the new name.
+    for (const c of changes) {
+      if (c.to === undefined) continue;
+      conversations = conversations.map((v) => v.room === c.room ? { ...v, room: c.to } : v);
     }
     user.conns.add(conn);
     conn.user = user;
@@ -677,6 +690,9 @@ export class Hub {
       case "room_settings":
         work = this.#roomCommands.settings(conn, frame);
         break;
+      case "rename_room":
+        work = this.#roomCommands.rename(conn, frame);
+        break;
       case "leave":
         work = this.#commands.leave(conn, frame.room);
         break;
@@ -747,9 +763,11 @@ export class Hub {
   #onEvent(e: BrokerEvent): void {
     switch (e.kind) {
       case "message":
-        return this.#onMessage(e.msg, e.origin);
+        return this.#onMessage(this.#current(e.msg), e.origin);
       case "change":
-        return this.#onChange(e.applied, e.origin);
+        return this.#onChange(this.#current(e.applied), e.origin);
+      case "renamed":
+        return this.#onRenamed(e);
       case "typing": {
         // A DM's recipient sees it addressed to them, as the conversation spells them.
         const target = e.room !== undefined ? { room: e.room } : { to: peerOf(e.conv, e.user) };
@@ -831,6 +849,45 @@ export class Hub {
         return;
       }
     }
+  }
+
+  /**
+   * A message or change of a room renamed since it was stored (published
+   * before the rename, heard after it): it goes to the room under its name
+   * now. Anything else as it is.
+   */
+  #current<T extends ChatMessage | Applied>(item: T): T {
+    const room = "conv" in item ? (dmPair(item.conv) ? undefined : item.conv) : item.room;
+    if (room === undefined || this.#routes.get(room)) return item;
+    const now = this.#kinds.renamedTo(room);
+    if (now === undefined) return item;
+    return "conv" in item ? { ...item, conv: now } : { ...item, room: now };
+  }
+
+  /**
+   * A room was renamed (on any node): its route, its members' room lists
+   * and its kind here move to the new name, sign-ins under way hear of it,
+   * and its members' connections are told (the admin's gets the answer).
+   */
+  #onRenamed(e: RenamedEvent): void {
+    this.#kinds.renamed(e.room, e.name);
+    this.#signIns.noteRename(e.room, e.name);
+    this.#signIns.roomsChanged();
+    this.#typists.forgetRoom(e.room);
+    const route = this.#routes.rename(e.room, e.name);
+    if (!route) return;
+    const conns = [...route.conns, ...route.joining.keys()];
+    for (const c of conns) {
+      const user = c.user;
+      if (user?.rooms.delete(e.room)) user.rooms.add(e.name);
+      if (user?.joining?.has(e.room)) {
+        user.joining.set(e.name, user.joining.get(e.room)!);
+        user.joining.delete(e.room);
+      }
+    }
+    const text = encode({ type: "room_renamed", room: e.room, name: e.name, by: e.by });
+    const admin = this.#originConn(e.origin);
+    this.#outbox.fanout(conns, text, admin ?? undefined);
   }
 
   #originConn(origin: Origin | undefined): Conn | null {
@@ -941,6 +998,7 @@ export class Hub {
     // it replays the change if it ends up creating the user afresh.
     this.#signIns.noteMember(e.user, e.room, e.joined);
     if (e.joined) {
+      this.#kinds.joined(e.room);
       const route = this.#routes.get(e.room);
       if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
       if (!user) return;

@@ -9,8 +9,9 @@
  * here. (A node that misses an event — Redis unreachable as it is published —
  * keeps the old kind until the admin sets it again.)
  *
- * Also the commands on rooms' membership and kind: `invite` (a member adds
- * someone: the way into a private room) and `room_settings` (admins).
+ * Also the commands on rooms' membership, kind and name: `invite` (a member
+ * adds someone: the way into a private room), `room_settings` and
+ * `rename_room` (admins).
  *
  * @module
  */
@@ -18,6 +19,7 @@ import {
   FrameError,
   type InviteFrame,
   LOBBY,
+  type RenameRoomFrame,
   type RoomKind,
   type RoomSettingsFrame,
   type ServerFrame,
@@ -25,15 +27,19 @@ import {
 import { type AdminStore, record } from "../admin/admin.ts";
 import type { RoomSettings, RoomSettingsChange, Store } from "../store/store.ts";
 import type { Conn, User } from "./conn.ts";
-import type { NodeContext } from "./context.ts";
+import type { FilesContext, NodeContext } from "./context.ts";
 
 /** At most this many rooms' settings are remembered (the chat's room cap is 1,000 by default). */
 const REMEMBERED = 10_000;
+
+/** At most this many renames are remembered (for late events and for errors in words). */
+const RENAMES = 1_000;
 
 /** The settings of the rooms this node has read (see the module docs). */
 export class RoomKinds {
   #store: Store;
   #known = new Map<string, RoomSettings>();
+  #renames = new Map<string, string>();
 
   /** Reads what it does not know from `store`. */
   constructor(store: Store) {
@@ -52,6 +58,47 @@ export class RoomKinds {
   /** What an admin's change made of `room` (an event from any node). */
   set(room: string, settings: RoomSettings): void {
     this.#remember(room, settings);
+  }
+
+  /**
+   * `room` is called `to` from now on (an admin's rename, from any node):
+   * its settings move, and the old name is remembered as the new one's for a
+   * while (see {@link renamedTo}).
+   */
+  renamed(room: string, to: string): void {
+    const settings = this.#known.get(room);
+    this.#known.delete(room);
+    if (settings) this.#remember(to, settings);
+    // Both names are live rooms' or free now: neither leads elsewhere.
+    this.#renames.delete(room);
+    this.#renames.delete(to);
+    if (this.#renames.size >= RENAMES) this.#renames.delete(this.#renames.keys().next().value!);
+    this.#renames.set(room, to);
+  }
+
+  /**
+   * What `room` is called now, when this node saw it renamed (following
+   * renames of renames); undefined otherwise. A late frame about the old
+   * name (published before the rename, heard after it) goes to the room's
+   * members under its new name, and a refusal can say where the room went.
+   */
+  renamedTo(room: string): string | undefined {
+    let name = this.#renames.get(room);
+    for (let hops = 0; name !== undefined && hops < 8; hops++) {
+      const next = this.#renames.get(name);
+      if (next === undefined) return name;
+      name = next;
+    }
+    return name;
+  }
+
+  /**
+   * A room of this name was joined (perhaps created anew after a rename):
+   * frames about it are its own from now on. Events reach every node in the
+   * order they were published, so none of the new room's comes before this.
+   */
+  joined(room: string): void {
+    this.#renames.delete(room);
   }
 
   #remember(room: string, settings: RoomSettings): void {
@@ -83,7 +130,7 @@ export function sendRefusal(s: RoomSettings | null, room: string, admin: boolean
 }
 
 /** What {@link RoomCommands} needs from the node. */
-export interface RoomCommandsContext extends NodeContext {
+export interface RoomCommandsContext extends NodeContext, Pick<FilesContext, "files"> {
   admin: AdminStore;
   kinds: RoomKinds;
   /** Whether the user is in the room (once a join under way settled). */
@@ -96,7 +143,7 @@ export interface RoomCommandsContext extends NodeContext {
   reply: (conn: Conn, frame: ServerFrame) => void;
 }
 
-/** `invite` and `room_settings`. */
+/** `invite`, `room_settings` and `rename_room`. */
 export class RoomCommands {
   #ctx: RoomCommandsContext;
 
@@ -179,6 +226,74 @@ export class RoomCommands {
     const reply: ServerFrame = { type: "room_settings", room, settings: kindOf(settings), by };
     if (ref !== undefined) reply.ref = ref;
     this.#ctx.reply(conn, reply);
+  }
+
+  /**
+   * `rename_room`: an admin renames a room. The store moves everything of it
+   * in one step, then its files follow, then every node re-keys its routes
+   * and tells the room's members (`room_renamed`).
+   */
+  async rename(conn: Conn, frame: RenameRoomFrame): Promise<void> {
+    const by = conn.user!.name;
+    const { room, name: to, ref } = frame;
+    if (this.#ctx.auth.role(by) !== "admin") {
+      throw new FrameError("forbidden", "Only admins may do this", ref);
+    }
+    if (room === LOBBY) {
+      throw new FrameError("bad_request", `Everyone is in "${LOBBY}": it keeps its name`, ref);
+    }
+    if (to === LOBBY) throw new FrameError("name_taken", `There is a room "${LOBBY}" already`, ref);
+    // As for its settings: a private room is its members' even to admins.
+    if (
+      (await this.#ctx.kinds.of(room))?.private && !(await this.#ctx.isMember(conn.user!, room))
+    ) {
+      throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    }
+    const result = await this.#ctx.store.renameRoom(room, to);
+    if (result === "unknown") throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    if (result === "taken") throw new FrameError("name_taken", `There is a room "${to}" already`, ref);
+    try {
+      await retried(() => this.#ctx.files.rebind(room, to));
+    } catch (err) {
+      // The room is renamed: its members must hear of it all the same.
+      this.#ctx.log.error(
+        `Files of #${room} not moved to #${to} (they cannot be opened until they are): ${
+          (err as Error).message
+        }`,
+      );
+    }
+    this.#ctx.kinds.renamed(room, to);
+    await this.#ctx.broker.publish({
+      kind: "renamed",
+      room,
+      name: to,
+      by,
+      origin: { node: this.#ctx.broker.node, conn: conn.id },
+    });
+    await record(this.#ctx.admin, this.#ctx.log, {
+      at: this.#ctx.now(),
+      by,
+      action: "rename",
+      target: room,
+      detail: `to #${to}`,
+    });
+    const reply: ServerFrame = { type: "room_renamed", room, name: to, by };
+    if (ref !== undefined) reply.ref = ref;
+    this.#ctx.reply(conn, reply);
+  }
+}
+
+/**
+ * Tries a file store step a few times: a rename that moved the messages must
+ * move their files too, or nobody could open them under the new name.
+ */
+async function retried<T>(step: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1;; i++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (i >= attempts) throw err;
+    }
   }
 }
 

@@ -87,6 +87,24 @@ export class Routes {
     this.dropIfUnused(room);
   }
 
+  /**
+   * Moves the room's route to its new name (a rename), joining any route the
+   * new name has here already; resolves the route under the new name, if any.
+   */
+  rename(room: string, to: string): Route | undefined {
+    const r = this.#routes.get(room);
+    if (!r) return this.#routes.get(to);
+    this.#routes.delete(room);
+    const there = this.#routes.get(to);
+    if (!there) {
+      this.#routes.set(to, r);
+      return r;
+    }
+    for (const c of r.conns) there.conns.add(c);
+    for (const [c, held] of r.joining) if (!there.joining.has(c)) there.joining.set(c, held);
+    return there;
+  }
+
   /** Forgets a room's route once no connection here receives or awaits it. */
   dropIfUnused(room: string): void {
     const r = this.#routes.get(room);

@@ -80,6 +80,8 @@ export interface SignInContext extends NodeContext {
 export interface MemberChange {
   room: string;
   joined: boolean;
+  /** A rename: `room` is called this from now on (`joined` is unused). */
+  to?: string;
 }
 
 /**
@@ -159,6 +161,13 @@ export class SignIns {
    */
   noteMember(user: string, room: string, joined: boolean): void {
     this.#arriving.get(user)?.changes.push({ room, joined });
+  }
+
+  /** A room was renamed: sign-ins under way read its old name, and replay this. */
+  noteRename(room: string, to: string): void {
+    for (const arriving of this.#arriving.values()) {
+      arriving.changes.push({ room, joined: false, to });
+    }
   }
 
   /** Closes the connections that did not sign in within the time they had. */

@@ -85,6 +85,14 @@ export class Typists {
     }
   }
 
+  /**
+   * Forgets the flags in `room` without a word: it was renamed, and its
+   * members clear them as they hear of that.
+   */
+  forgetRoom(room: string): void {
+    for (const [key, t] of this.#typing) if (t.target.room === room) this.#typing.delete(key);
+  }
+
   /** Clears flags that timed out and publishes held changes whose turn came. */
   tick(now: number): void {
     for (const [key, t] of this.#typing) {
