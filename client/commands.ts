@@ -50,6 +50,8 @@ export type Command =
   | { kind: "unban"; user: string }
   /** Admins: switch one setting of the current room on or off (`room_settings`). */
   | { kind: "setting"; setting: RoomSetting; on: boolean }
+  /** Admins: rename `room` (default: the current room) to `name` (`rename_room`). */
+  | { kind: "rename"; room?: string; name: string }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "empty" }
@@ -102,7 +104,8 @@ export const ADMIN_HELP = `Admin commands:
   /unban USER        Lift USER's ban
   /readonly on|off   Only admins may post in this room (announcements), or everyone again
   /archive on|off    Archive this room (kept, read-only, out of /rooms), or bring it back
-  /private on|off    Make this room private (members add people with /invite), or public`;
+  /private on|off    Make this room private (members add people with /invite), or public
+  /rename [ROOM] NEW Rename this room (or ROOM) to NEW, with all it has`;
 
 /** What `/help` shows: {@link COMMANDS_HELP}, and {@link ADMIN_HELP} for an admin. */
 export function helpText(admin: boolean): string {
@@ -137,6 +140,22 @@ function onOff(words: string[], name: string, setting: RoomSetting): Command {
   if (["on", "yes", "true"].includes(word)) return { kind: "setting", setting, on: true };
   if (["off", "no", "false"].includes(word)) return { kind: "setting", setting, on: false };
   return { kind: "invalid", message: `Usage: /${name} on|off` };
+}
+
+/** `/rename NEW` or `/rename ROOM NEW` (`#` in front of a name is allowed). */
+function renameArgs(words: string[]): Command {
+  if (words.length < 1 || words.length > 2) {
+    return { kind: "invalid", message: "Usage: /rename [ROOM] NEW" };
+  }
+  const names = words.map((w) => w.replace(/^#/, ""));
+  for (const n of names) {
+    const problem = nameProblem(n, "room name");
+    if (problem) return { kind: "invalid", message: problem };
+  }
+  if (names.length === 1) return { kind: "rename", name: names[0] };
+  const [room, name] = names;
+  if (room === name) return { kind: "invalid", message: `#${room} has that name already` };
+  return { kind: "rename", room, name };
 }
 
 function nameProblem(value: string, what: string): string | null {
@@ -277,6 +296,8 @@ export function parseCommand(line: string): Command {
       return onOff(words, "archive", "archived");
     case "private":
       return onOff(words, "private", "private");
+    case "rename":
+      return renameArgs(words);
     case "leave":
     case "part": {
       if (words.length > 1) return { kind: "invalid", message: "Usage: /leave [ROOM]" };

@@ -428,6 +428,52 @@ export function formatRemoved(room: string, by: string, me: string): string {
   return by === me ? `You removed yourself from #${room}` : `${by} removed you from #${room}`;
 }
 
+/**
+ * A room's new name: `* alice renamed #old to #new` (`you` for one's own),
+ * or, found out on reconnecting, `* #old was renamed to #new while you were
+ * away`.
+ */
+export function formatRenamed(
+  frame: { room: string; name: string; by?: string },
+  me: string,
+): string {
+  if (frame.by === undefined) {
+    return `* #${frame.room} was renamed to #${frame.name} while you were away`;
+  }
+  return `* ${frame.by === me ? "you" : frame.by} renamed #${frame.room} to #${frame.name}`;
+}
+
+/**
+ * Why `/rename` was refused, in words, from the server's error `code` (its
+ * `message` for what has no words of its own here).
+ */
+export function formatRenameRefusal(
+  code: string,
+  message: string,
+  options: { room: string; name: string; open?: boolean },
+): string {
+  const { room, name } = options;
+  switch (code) {
+    case "forbidden":
+      return options.open
+        ? `Cannot rename #${room}: only admins rename rooms, and this server is in open mode: it has none`
+        : `Cannot rename #${room}: only admins rename rooms`;
+    case "unknown_room":
+      return `Cannot rename #${room}: there is no such room (or it is private and you are not in it)`;
+    case "name_taken":
+      return `Cannot rename #${room} to #${name}: there is a room #${name} already`;
+    case "bad_request":
+      return `Cannot rename #${room} to #${name}: ${lowerFirst(message)}`;
+    default:
+      return `Not renamed: ${lowerFirst(message)}`;
+  }
+}
+
+/** A sentence continued after a colon: its first letter lower case (unless a word in capitals). */
+function lowerFirst(message: string): string {
+  return /^[A-Z][a-z]/.test(message) ? message.charAt(0).toLowerCase() + message.slice(1) : message;
+}
+
 /** What a room's kind says, in words: `["private", "read-only"]`; empty for an ordinary room. */
 export function kindWords(kind: RoomKind | undefined): string[] {
   const words: string[] = [];

@@ -76,8 +76,9 @@ On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive, their Markdown styled. Type /help in the chat for
 its commands: /join (/join ROOM private creates a private room), /invite,
 /leave, /rooms, /who, /dm, /history, /search, /passwd and /quit; admins also
-/kick, /ban, /unban, /readonly, /archive and /private. /edit, /delete, /react
-and /reply change and answer messages, and /ids shows their ids. /upload
+/kick, /ban, /unban, /readonly, /archive and /private, and may /rename a
+room. /edit, /delete, /react and /reply change and answer messages, and /ids
+shows their ids. /upload
 sends a file and /download saves one (into $XDG_DOWNLOAD_DIR or ~/Downloads
 when there is one, else the current directory); a file the client may not
 read or write yet is asked for with Deno's question, that one file only
@@ -508,8 +509,11 @@ async function signInAndRun(options: {
     }
     let down = false;
     const ended = Promise.withResolvers<string>();
+    // Lines go on to the room under its new name when it is renamed.
+    const target = { room };
     dispatcher.attach((e) => {
       if (e.type === "fatal") return ended.resolve(e.message);
+      if (e.type === "renamed" && e.room === target.room) target.room = e.name;
       if (e.type === "disconnected" && !down) {
         down = true;
         say(`warning: ${e.message}: reconnecting…\n`);
@@ -527,7 +531,7 @@ async function signInAndRun(options: {
     }
     return await runPiped({
       session: s,
-      target: { room },
+      target,
       readLine,
       report: (line) => say(`error: ${line}\n`),
       ended: ended.promise,

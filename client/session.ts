@@ -28,8 +28,10 @@ import {
   type InvitedFrame,
   type JoinedFrame,
   type KickedFrame,
+  type LeftFrame,
   type ReactionFrame,
   type RoomKind,
+  type RoomRenamedFrame,
   type RoomSettingsChangedFrame,
   type RoomsListFrame,
   type ServerFrame,
@@ -106,6 +108,15 @@ export type SessionEvent =
    * state; `before` is the copy the client held, if it held one.
    */
   | { type: "updated"; message: ChatMessage; before?: ChatMessage }
+  /**
+   * Room `room` is called `name` from now on, and everything the session
+   * kept under the old name is under the new one (the rooms the user is in,
+   * the held messages, the catch-up position, requests not yet answered).
+   * `by` is the admin who renamed it; absent when the session found out on
+   * reconnecting (renamed while it was away). Told once per rename, also for
+   * the session's own {@link Session.renameRoom}.
+   */
+  | { type: "renamed"; room: string; name: string; by?: string }
   /** A frame no request was waiting for (system, typing, presence, errors…). */
   | { type: "frame"; frame: ServerFrame }
   /** Something the user should know that is not a server frame. */
@@ -163,6 +174,11 @@ interface Request {
   sent: boolean;
   /** Sent on an earlier connection that dropped before the answer. */
   uncertain: boolean;
+  /**
+   * Sent under a room's old name, renamed before the answer came: a refusal
+   * because of the old name is not the answer, the request goes again.
+   */
+  renamed?: boolean;
   /** `unavailable` answers so far (retried a few times). */
   failures: number;
   /** An edit, delete or reaction (settled by a catch-up that shows it, see `#settleUncertainChange`). */
@@ -171,6 +187,23 @@ interface Request {
 
 /** How many messages per conversation are held, to drop duplicates and merge changes. */
 const SEEN = 2000;
+
+/**
+ * Requests about a room that follow it when it is renamed before they are
+ * answered. Not a `join` (the user asked for that name, which is free now)
+ * nor a `rename_room` (the room it meant is gone under that name).
+ */
+const FOLLOW_RENAME: ReadonlySet<ClientFrame["type"]> = new Set([
+  "send",
+  "edit",
+  "delete",
+  "react",
+  "history",
+  "invite",
+  "kick",
+  "room_settings",
+  "leave",
+]);
 
 /** A message's position: its `seq` (an older server sends ids only). */
 function seqOf(m: { id: number; seq?: number }): number {
@@ -246,6 +279,8 @@ export class Session {
   #seen = new Map<string, Map<number, ChatMessage>>();
   /** Rooms the user is in, as far as this client knows. */
   #rooms = new Set<string>();
+  /** The latest rename applied (`old\nnew`), so that a second frame of it is no news. */
+  #lastRename = "";
   /** Frames that arrived while resuming, handled once the gaps are filled. */
   #held: ServerFrame[] | null = null;
   #idle: (() => void)[] = [];
@@ -443,10 +478,19 @@ export class Session {
     return joined;
   }
 
-  /** Leaves a room. */
-  async leave(room: string): Promise<void> {
-    await this.#request({ type: "leave", room }, (f) => f.type === "left" && f.room === room);
-    this.#rooms.delete(room);
+  /**
+   * Leaves a room; resolves the `left` frame, whose `room` is the room's
+   * name now (it may have been renamed before the server answered).
+   */
+  async leave(room: string): Promise<LeftFrame> {
+    // Its room follows a rename before the answer (see `#renamed`).
+    const frame: ClientFrame & { type: "leave" } = { type: "leave", room };
+    const left = await this.#request(
+      frame,
+      (f) => f.type === "left" && f.room === frame.room,
+    ) as LeftFrame;
+    this.#rooms.delete(left.room);
+    return left;
   }
 
   /** Lists the rooms the user can see, with their kinds (private, read-only). */
@@ -526,6 +570,23 @@ export class Session {
     ) as RoomSettingsChangedFrame;
   }
 
+  /**
+   * Admins: renames `room` to `name`; resolves the `room_renamed` answer.
+   * By then the session has moved what it keeps of the room to the new name
+   * and told a `renamed` event.
+   *
+   * @throws {ServerError} `forbidden` (not an admin), `unknown_room` (none,
+   * or a private room the user is not in), `name_taken`, `bad_request` (an
+   * invalid name, or the lobby, which keeps its name).
+   */
+  async renameRoom(room: string, name: string): Promise<RoomRenamedFrame> {
+    const ref = this.#ref();
+    return await this.#request(
+      { type: "rename_room", room, name, ref },
+      (f) => f.type === "room_renamed" && f.ref === ref,
+    ) as RoomRenamedFrame;
+  }
+
   #ref(): string {
     return `${this.#refPrefix}-${++this.#refs}`;
   }
@@ -536,10 +597,10 @@ export class Session {
     query: { limit: number; since?: number; before?: number },
   ): Promise<HistoryPageFrame> {
     const frame = { type: "history", ...target, ...query } as ClientFrame;
-    const key = targetKey(target);
+    // The frame's room, not `target`'s: it follows a rename (see `#renamed`).
     const page = await this.#request(
       frame,
-      (f) => f.type === "history" && convOf(f, this.#user) === key,
+      (f) => f.type === "history" && convOf(f, this.#user) === targetKey(frame as Target),
     ) as HistoryPageFrame;
     // Held for /react and /edit; the cursor stays: it moves with what arrives live.
     for (const m of page.messages) this.#remember(m, false);
@@ -819,6 +880,9 @@ export class Session {
       return since;
     };
     const member = new Set(welcome.rooms);
+    // Before anything is joined: a renamed room must not be joined (and so
+    // made again, empty) under its old name.
+    await this.#findRenames(welcome);
     for (const r of welcome.rooms) this.#rooms.add(r);
     for (const room of [...this.#rooms]) {
       const since = this.#cursor.get(room) ?? 0;
@@ -854,6 +918,69 @@ export class Session {
       this.#advance(key, await pageOn({ to: c.to }, since, since, (c.seq ?? c.last) > since));
     }
     return { missed, changed };
+  }
+
+  /**
+   * Rooms renamed while the client was away. The server no longer counts
+   * the user in a room of the old name, and counts them in one the client
+   * did not know, which holds the client's newest message of the old room
+   * (the same id, sender and time: a rename keeps them). Each such pair is
+   * moved to the new name (see `#renamed`) and told as a `renamed` event
+   * without `by`. An old room of which the client holds no message is paired
+   * only when it is the one such room and the one new room is empty too.
+   */
+  async #findRenames(welcome: WelcomeFrame): Promise<void> {
+    const member = new Set(welcome.rooms);
+    const gone = [...this.#rooms].filter((r) => !member.has(r));
+    const fresh = welcome.rooms.filter((r) => !this.#rooms.has(r));
+    if (gone.length === 0 || fresh.length === 0) return;
+    const moved = (room: string, name: string) => {
+      fresh.splice(fresh.indexOf(name), 1);
+      this.#renamed(room, name);
+      this.#opts.onEvent({ type: "renamed", room, name });
+    };
+    const unsure: string[] = [];
+    for (const room of gone) {
+      const newest = this.#newestHeld(room);
+      if (newest === undefined) {
+        unsure.push(room);
+        continue;
+      }
+      for (const name of [...fresh]) {
+        if (await this.#holds(name, newest)) {
+          moved(room, name);
+          break;
+        }
+      }
+    }
+    const empty = (name: string) =>
+      (welcome.conversations.find((c) => c.room === name)?.last ?? 0) === 0;
+    if (unsure.length === 1 && fresh.length === 1 && empty(fresh[0])) moved(unsure[0], fresh[0]);
+  }
+
+  /** The newest message held of a room (by id), if any. */
+  #newestHeld(room: string): ChatMessage | undefined {
+    let newest: ChatMessage | undefined;
+    for (const m of this.#seen.get(room)?.values() ?? []) {
+      if (newest === undefined || m.id > newest.id) newest = m;
+    }
+    return newest;
+  }
+
+  /** Whether room `room` on the server has message `m` (its id, sender and time). */
+  async #holds(room: string, m: ChatMessage): Promise<boolean> {
+    let page: HistoryPageFrame;
+    try {
+      page = await this.#direct(
+        { type: "history", room, before: m.id + 1, limit: 1 },
+        (f) => f.type === "history" && f.room === room,
+      ) as HistoryPageFrame;
+    } catch (err) {
+      if (err instanceof ServerError && err.code !== "closed") return false;
+      throw err;
+    }
+    const got = page.messages.at(-1);
+    return got?.id === m.id && got.from === m.from && got.ts === m.ts;
   }
 
   #gapNotice(what: string): void {
@@ -1286,6 +1413,12 @@ export class Session {
       if (news) this.#opts.onEvent({ type: "change", change: f, ...news });
       return;
     }
+    if (f.type === "room_renamed") {
+      const news = this.#renamed(f.room, f.name);
+      if (r && r.match(f)) this.#finish(r, null, f);
+      if (news) this.#opts.onEvent({ type: "renamed", room: f.room, name: f.name, by: f.by });
+      return;
+    }
     if (r && r.match(f)) {
       this.#finish(r, null, f);
       return;
@@ -1297,6 +1430,37 @@ export class Session {
       this.#advance(f.room, f.seq);
     } else if (f.type === "left") this.#rooms.delete(f.room);
     this.#opts.onEvent({ type: "frame", frame: f });
+  }
+
+  /**
+   * Moves what the session keeps of room `room` to `name`: membership,
+   * catch-up position, held messages, and the requests not answered yet
+   * that follow a rename. `false` when this rename was applied already (its
+   * answer and a broadcast of it both came).
+   */
+  #renamed(room: string, name: string): boolean {
+    const key = `${room}\n${name}`;
+    if (this.#lastRename === key && !this.#rooms.has(room)) return false;
+    this.#lastRename = key;
+    if (this.#rooms.delete(room)) this.#rooms.add(name);
+    // Anything kept under the new name was an earlier room's of that name.
+    const cursor = this.#cursor.get(room);
+    const seen = this.#seen.get(room);
+    for (const k of [room, name]) {
+      this.#cursor.delete(k);
+      this.#seen.delete(k);
+    }
+    if (cursor !== undefined) this.#cursor.set(name, cursor);
+    if (seen !== undefined) {
+      this.#seen.set(name, new Map([...seen].map(([id, m]) => [id, { ...m, room: name }])));
+    }
+    for (const r of [...(this.#inflight ? [this.#inflight] : []), ...this.#queue]) {
+      const frame = r.frame as { type: ClientFrame["type"]; room?: string };
+      if (frame.room !== room || !FOLLOW_RENAME.has(frame.type)) continue;
+      frame.room = name;
+      if (r.sent) r.renamed = true;
+    }
+    return true;
   }
 
   /** Applies an error to the request in flight; `false` when it is not about it. */
@@ -1313,6 +1477,13 @@ export class Session {
       return true;
     }
     if (ref !== undefined && f.ref !== ref) return false;
+    if (r.renamed) {
+      // Refused under the room's old name, sent before the rename reached
+      // this client: once more, under the new one.
+      r.renamed = false;
+      this.#retryLater(r, 0);
+      return true;
+    }
     if (f.code === "unavailable" && r.failures < 5 && !once) {
       r.failures++;
       this.#retryLater(r, 1000 * 2 ** r.failures);

@@ -34,6 +34,8 @@ import {
   formatInvited,
   formatMessage,
   formatRemoved,
+  formatRenamed,
+  formatRenameRefusal,
   formatRole,
   formatRoomSettings,
   formatSize,
@@ -483,8 +485,12 @@ export class TerminalUI {
         if (e.changed > 0) {
           missed.push(`${e.changed} change${e.changed === 1 ? "" : "s"} to earlier ones`);
         }
+        // "1 message you missed is above", but "… and 2 changes … are above".
+        const one = missed.length === 1 && e.missed + e.changed === 1;
         this.#print(this.#notice(
-          missed.length === 0 ? "Back online" : `Back online: ${missed.join(" and ")} are above`,
+          missed.length === 0
+            ? "Back online"
+            : `Back online: ${missed.join(" and ")} ${one ? "is" : "are"} above`,
         ));
         return;
       }
@@ -520,6 +526,11 @@ export class TerminalUI {
       case "fatal":
         this.#print(this.#error(e.message));
         this.quit(1);
+        return;
+      case "renamed":
+        this.#renamed(e.room, e.name);
+        this.#print(paint("yellow", formatRenamed(e, this.#me), this.#color));
+        this.#draw();
         return;
       case "frame":
         this.#frame(e.frame);
@@ -613,6 +624,26 @@ export class TerminalUI {
       default:
         return;
     }
+  }
+
+  /**
+   * Room `room` is called `name` now: what the screen keeps of it moves
+   * there, and if it is the room on screen, the prompt and what is typed
+   * next go to the new name.
+   */
+  #renamed(room: string, name: string): void {
+    moveKey(this.#members, room, name);
+    moveKey(this.#kinds, room, name);
+    moveKey(this.#typing, room, name);
+    moveKey(this.#sending, room, name);
+    if (this.#invitedTo.delete(room)) this.#invitedTo.add(name);
+    for (const key of [...this.#expected]) {
+      const [event, r, user] = key.split(" ");
+      if (r !== room) continue;
+      this.#expected.delete(key);
+      this.#expected.add(`${event} ${name} ${user}`);
+    }
+    if (this.#here.room === room) this.#here = { room: name };
   }
 
   // -------------------------------------------------------------------------
@@ -781,15 +812,36 @@ export class TerminalUI {
         this.#draw();
         return;
       }
+      case "rename": {
+        const room = cmd.room ?? this.#currentRoom("/rename");
+        if (room === null) return;
+        if (room === cmd.name) {
+          this.#print(this.#error(`#${room} has that name already`));
+          return;
+        }
+        try {
+          // The session tells the rename (a `renamed` event) before this resolves.
+          await session.renameRoom(room, cmd.name);
+        } catch (err) {
+          if (!(err instanceof ServerError)) throw err;
+          this.#print(this.#error(formatRenameRefusal(err.code, err.message, {
+            room,
+            name: cmd.name,
+            open: this.#mode === "open",
+          })));
+        }
+        return;
+      }
       case "leave": {
-        const room = cmd.room ?? this.#here.room;
+        let room = cmd.room ?? this.#here.room;
         if (room === undefined) {
           this.#here = { room: LOBBY };
           this.#print(this.#notice(`Back in #${LOBBY}`));
           this.#draw();
           return;
         }
-        await session.leave(room);
+        // Renamed meanwhile, it is left under its new name.
+        room = (await session.leave(room)).room;
         this.#members.delete(room);
         if (this.#here.room === room) this.#here = { room: LOBBY };
         this.#print(this.#notice(
@@ -1297,6 +1349,13 @@ function kindOf(f: RoomKind): RoomKind {
   if (f.readOnly) kind.readOnly = true;
   if (f.archived) kind.archived = true;
   return kind;
+}
+
+/** Moves `map`'s entry of `from` to `to` (dropping what `to` had: an earlier room's). */
+function moveKey<V>(map: Map<string, V>, from: string, to: string): void {
+  const value = map.get(from);
+  map.delete(to);
+  if (map.delete(from)) map.set(to, value!);
 }
 
 /** The command that switches a room setting. */

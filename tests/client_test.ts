@@ -610,3 +610,42 @@ Deno.test("chat client (piped): a banned member's client prints the ban on stder
     await closeAll(alice);
   }
 });
+
+Deno.test("chat client (piped) goes on in the --room under its new name when an admin renames it mid-stream", async () => {
+  const users = { ...USERS, alice: { password: "alice-pass", role: "admin" } };
+  await using t = await startTestServer({ users });
+  const alice = await signIn(t.ws, "alice", "alice-pass");
+  const bob = await signIn(t.ws, "bob", USERS.bob);
+  await using client = new ClientProcess(["--user", "bot", "--room", "ops", t.ws], {
+    CHAT_PASSWORD: USERS.bot,
+  });
+  try {
+    bob.send({ type: "join", room: "ops" });
+    await bob.next("joined");
+    await client.write("a1", "a2", "a3");
+    const before = await texts(bob, 3);
+    assert.deepEqual(before, ["a1", "a2", "a3"]);
+    // Lines on their way while the room is renamed: sent before, or after, or refused
+    // under the old name and sent again under the new one; each arrives once, in order.
+    const during = Array.from({ length: 100 }, (_, i) => `b${i + 1}`);
+    await client.write(...during);
+    alice.send({ type: "rename_room", room: "ops", name: "ops-2", ref: "r1" });
+    await alice.next((f) => f.type === "room_renamed" && f.ref === "r1");
+    const after = Array.from({ length: 20 }, (_, i) => `c${i + 1}`);
+    await client.write(...after);
+    const result = await client.finish();
+    assert.deepEqual([result.code, result.stderr], [0, ""]);
+    const got: F<"message">[] = [];
+    while (got.length < 120) got.push(await bob.next<F<"message">>("message", 4 * DEADLINE));
+    assert.deepEqual(got.map((m) => m.text), [...during, ...after]);
+    const rooms = got.map((m) => m.room);
+    const firstNew = rooms.indexOf("ops-2");
+    assert.ok(firstNew !== -1, "some lines went to #ops-2");
+    assert.ok(rooms.slice(0, firstNew).every((r) => r === "ops"), rooms.join());
+    assert.ok(rooms.slice(firstNew).every((r) => r === "ops-2"), rooms.join());
+    await bob.barrier();
+    assert.equal(bob.peek("message").length, 0, "no line twice");
+  } finally {
+    await closeAll(alice, bob);
+  }
+});

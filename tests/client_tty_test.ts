@@ -725,3 +725,116 @@ Deno.test("chat client (terminal): a member creates a private room and invites s
   await bob.line("/quit");
   assert.equal(await bob.exitCode(), 0);
 });
+
+const RENAME_USERS = { ...ADMIN_USERS, carol: "carol-pass" };
+
+Deno.test("chat client (terminal): an admin renames the member's room; the notice, prompt and sending follow; a member is refused in words", async () => {
+  await using t = await startTestServer({ users: RENAME_USERS });
+  const carol = await signIn(t.ws, "carol", RENAME_USERS.carol);
+  await using aliceConfig = new ConfigHome();
+  await using bobConfig = new ConfigHome();
+  await using alice = new Tmux();
+  await using bob = new Tmux();
+  try {
+    carol.send({ type: "join", room: "lounge" });
+    await carol.next("joined");
+    await startAs(alice, aliceConfig, "alice", "alice-pass", ["--room", "lounge", t.ws]);
+    await alice.waitFor("-- You are in #lounge with carol");
+    await startAs(bob, bobConfig, "bob", "bob-pass-1", ["--room", "lounge", t.ws]);
+    await bob.waitFor("-- You are in #lounge with alice and carol");
+    await bob.waitFor(/#lounge>$/);
+
+    // A member may ask; the server refuses, and the client says so in words.
+    await bob.line("/rename den");
+    await bob.waitFor("! Cannot rename #lounge: only admins rename rooms");
+    await bob.waitFor(/#lounge>$/);
+    await alice.line("/help");
+    await alice.waitFor("\n  /rename [ROOM] NEW Rename this room (or ROOM) to NEW");
+
+    await alice.line("/rename #den");
+    await alice.waitFor("* you renamed #lounge to #den");
+    await alice.waitFor(/#den>$/);
+    let screen = await bob.waitFor("* alice renamed #lounge to #den");
+    await bob.waitFor(/#den>$/);
+    const renamed = await carol.next<F<"room_renamed">>("room_renamed");
+    assert.deepEqual(renamed, { type: "room_renamed", room: "lounge", name: "den", by: "alice" });
+
+    // What bob types now goes to #den; his client knows the room by its new name.
+    await bob.line("hello den");
+    const m = await carol.next<F<"message">>("message");
+    assert.deepEqual([m.room, m.from, m.text], ["den", "bob", "hello den"]);
+    await alice.waitFor(/\n\d\d:\d\d bob: hello den\n/);
+    await bob.line("/who");
+    await bob.waitFor("-- In #den (3): alice, bob and carol");
+    await bob.line("/rooms");
+    screen = await bob.waitFor(/-- 2 rooms:\n {2}#den +3 members {2}\(you are in it\)\n/);
+    assert.ok(!screen.includes("#lounge  "), screen);
+    assert.equal(screen.split("renamed #lounge to #den").length, 2, "told once:\n" + screen);
+
+    // The admin's refusals, in words.
+    await alice.line("/rename general lobby");
+    await alice.waitFor(
+      `! Cannot rename #general to #lobby: everyone is in "general": it keeps its name`,
+    );
+    await alice.line("/rename den general");
+    await alice.waitFor("! Cannot rename #den to #general: there is a room #general already");
+    await alice.line("/rename nowhere somewhere");
+    await alice.waitFor(
+      "! Cannot rename #nowhere: there is no such room (or it is private and you are not in it)",
+    );
+    await alice.line("/rename den");
+    await alice.waitFor("! #den has that name already");
+    await alice.line("/quit");
+    assert.equal(await alice.exitCode(), 0);
+    await bob.line("/quit");
+    assert.equal(await bob.exitCode(), 0);
+  } finally {
+    await closeAll(carol);
+  }
+});
+
+Deno.test("chat client (terminal): a room renamed while it was offline is the room on screen after reconnecting", async () => {
+  await using t = await startTestServer({ users: RENAME_USERS });
+  const proxy = new TcpProxy(t.server.port);
+  const alice = await signIn(t.ws, "alice", "alice-pass");
+  await using bobConfig = new ConfigHome();
+  await using bob = new Tmux();
+  try {
+    await startAs(bob, bobConfig, "bob", "bob-pass-1", ["--room", "lounge", proxy.ws]);
+    await bob.waitFor(/#lounge>$/);
+    alice.send({ type: "join", room: "lounge" });
+    await alice.next("joined");
+    await bob.line("before");
+    await alice.next((f) => f.type === "message" && f.text === "before");
+
+    proxy.refuse = true;
+    await proxy.cut();
+    await bob.waitFor(/\(offline\) #lounge>$/);
+    alice.send({ type: "rename_room", room: "lounge", name: "den", ref: "r1" });
+    await alice.next((f) => f.type === "room_renamed" && f.ref === "r1");
+    alice.send({ type: "send", room: "den", text: "while away", ref: "s1" });
+    await alice.next((f) => f.type === "message" && f.ref === "s1");
+    await bob.type("typed offline");
+    proxy.refuse = false;
+
+    let screen = await bob.waitFor("-- Back online: 1 message you missed is above");
+    assert.match(
+      screen,
+      /\* #lounge was renamed to #den while you were away\n\d\d:\d\d alice: while away\n-- Back online/,
+    );
+    assert.ok(!/Could not rejoin|Cannot join/.test(screen), screen);
+    await bob.waitFor(/\n#den> typed offline$/);
+    await bob.press("Enter");
+    const m = await alice.next<F<"message">>((f) => f.type === "message" && f.from === "bob");
+    assert.deepEqual([m.room, m.text], ["den", "typed offline"]);
+    // No room of the old name was made again.
+    await bob.line("/rooms");
+    screen = await bob.waitFor(/-- 2 rooms:\n {2}#den +2 members {2}\(you are in it\)\n/);
+    assert.ok(!screen.includes("#lounge  "), screen);
+    await bob.line("/quit");
+    assert.equal(await bob.exitCode(), 0);
+  } finally {
+    await closeAll(alice);
+    await proxy.close();
+  }
+});

@@ -282,3 +282,40 @@ Deno.test("/help shows the admin commands to admins only", () => {
     assert.ok(ADMIN_HELP.includes(`\n  ${c} `), c);
   }
 });
+
+Deno.test("parseCommand() reads /rename NEW and /rename ROOM NEW", () => {
+  const cases: [string, Command][] = [
+    ["/rename lounge", { kind: "rename", name: "lounge" }],
+    ["/rename #lounge", { kind: "rename", name: "lounge" }],
+    ["/RENAME ops  ops-2", { kind: "rename", room: "ops", name: "ops-2" }],
+    ["/rename #ops #ops_2 ", { kind: "rename", room: "ops", name: "ops_2" }],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
+  // The server refuses members; the client asks it, and says its answer.
+  assert.ok(!ADMIN_COMMANDS.has("rename"));
+});
+
+Deno.test("parseCommand() explains /rename used the wrong way", () => {
+  const cases: [string, string][] = [
+    ["/rename", "Usage: /rename [ROOM] NEW"],
+    ["/rename a b c", "Usage: /rename [ROOM] NEW"],
+    ["/rename b@d", 'Invalid room name "b@d": use 1-32 letters, digits, - or _'],
+    ["/rename ops n€w", 'Invalid room name "n€w": use 1-32 letters, digits, - or _'],
+    [
+      `/rename ${"x".repeat(33)}`,
+      `Invalid room name "${"x".repeat(33)}": use 1-32 letters, digits, - or _`,
+    ],
+    ["/rename ops #ops", "#ops has that name already"],
+  ];
+  for (const [line, message] of cases) {
+    assert.deepEqual(parseCommand(line), { kind: "invalid", message }, line);
+  }
+});
+
+Deno.test("/help lists /rename among the admin commands", () => {
+  assert.ok(!COMMANDS_HELP.includes("/rename"));
+  assert.match(
+    ADMIN_HELP,
+    /\n {2}\/rename \[ROOM\] NEW Rename this room \(or ROOM\) to NEW, with all it has$/,
+  );
+});

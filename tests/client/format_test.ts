@@ -11,6 +11,8 @@ import {
   formatMessage,
   formatQuote,
   formatRemoved,
+  formatRenamed,
+  formatRenameRefusal,
   formatRole,
   formatRoomSettings,
   formatSize,
@@ -545,4 +547,45 @@ Deno.test("formatRole(), formatBanned() and closeSentence(4011) speak of roles a
     "You banned bob until 2026-12-08 10:30: spam",
   );
   assert.equal(closeSentence(4011, "banned"), "You are banned from this chat");
+});
+
+Deno.test("formatRenamed() says who renamed a room, or that it was renamed while away", () => {
+  const f = { room: "ops", name: "ops-2", by: "alice" };
+  assert.equal(formatRenamed(f, "bob"), "* alice renamed #ops to #ops-2");
+  assert.equal(formatRenamed(f, "alice"), "* you renamed #ops to #ops-2");
+  assert.equal(
+    formatRenamed({ room: "ops", name: "ops-2" }, "bob"),
+    "* #ops was renamed to #ops-2 while you were away",
+  );
+});
+
+Deno.test("formatRenameRefusal() says each refusal of /rename in words", () => {
+  const at = { room: "ops", name: "news" };
+  assert.equal(
+    formatRenameRefusal("forbidden", "Only admins may do this", at),
+    "Cannot rename #ops: only admins rename rooms",
+  );
+  assert.equal(
+    formatRenameRefusal("forbidden", "Only admins may do this", { ...at, open: true }),
+    "Cannot rename #ops: only admins rename rooms, and this server is in open mode: it has none",
+  );
+  assert.equal(
+    formatRenameRefusal("unknown_room", 'There is no room "ops"', at),
+    "Cannot rename #ops: there is no such room (or it is private and you are not in it)",
+  );
+  assert.equal(
+    formatRenameRefusal("name_taken", 'There is a room "news" already', at),
+    "Cannot rename #ops to #news: there is a room #news already",
+  );
+  assert.equal(
+    formatRenameRefusal("bad_request", 'Everyone is in "general": it keeps its name', {
+      room: "general",
+      name: "news",
+    }),
+    'Cannot rename #general to #news: everyone is in "general": it keeps its name',
+  );
+  assert.equal(
+    formatRenameRefusal("closed", "The client was closed", at),
+    "Not renamed: the client was closed",
+  );
 });

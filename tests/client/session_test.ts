@@ -725,3 +725,125 @@ Deno.test("Session: admin frames get their answers, and a ban ends the member's 
     await bob.session.close();
   }
 });
+
+const ADMIN_USERS = { alice: { password: "alice-pass", role: "admin" }, bob: "bob-pass1" };
+
+Deno.test("Session.renameRoom() moves the room for every member; refusals carry their codes", async () => {
+  await using t = await startTestServer({ users: ADMIN_USERS });
+  const alice = recorder(t.ws, "alice", "alice-pass");
+  const bob = recorder(t.ws, "bob", "bob-pass1");
+  try {
+    await alice.session.start();
+    await bob.session.start();
+    await alice.session.join("ops");
+    await bob.session.join("ops");
+    await alice.session.join("taken");
+    const before = await bob.session.send({ room: "ops" }, "before");
+
+    const refused = async (p: Promise<unknown>, code: string) =>
+      await assert.rejects(p, (err: Error) => {
+        assert.ok(err instanceof ServerError);
+        assert.equal(err.code, code, err.message);
+        return true;
+      });
+    await refused(bob.session.renameRoom("ops", "mine"), "forbidden");
+    await refused(alice.session.renameRoom("general", "lobby"), "bad_request");
+    await refused(alice.session.renameRoom("nowhere", "somewhere"), "unknown_room");
+    await refused(alice.session.renameRoom("ops", "taken"), "name_taken");
+    assert.ok(!alice.events.some((e) => e.type === "renamed"), "nothing renamed yet");
+
+    const answer = await alice.session.renameRoom("ops", "ops-2");
+    assert.deepEqual(
+      [answer.type, answer.room, answer.name, answer.by],
+      ["room_renamed", "ops", "ops-2", "alice"],
+    );
+    const renamed = { type: "renamed", room: "ops", name: "ops-2", by: "alice" };
+    assert.deepEqual(alice.events.filter((e) => e.type === "renamed"), [renamed]);
+    assert.deepEqual([...alice.session.rooms].sort(), ["general", "ops-2", "taken"]);
+
+    // bob is told once, and everything he keeps of #ops is under #ops-2.
+    await waitUntil(() => bob.events.some((e) => e.type === "renamed"), "bob is told");
+    assert.deepEqual(bob.events.filter((e) => e.type === "renamed"), [renamed]);
+    assert.ok(!bob.events.some((e) => e.type === "frame" && e.frame.type === "room_renamed"));
+    assert.deepEqual([...bob.session.rooms].sort(), ["general", "ops-2"]);
+    assert.deepEqual(bob.session.message({ room: "ops-2" }, before.id), {
+      ...before,
+      room: "ops-2",
+    });
+    assert.equal(bob.session.message({ room: "ops" }, before.id), undefined);
+    assert.equal(bob.session.lastOwn({ room: "ops-2" })?.id, before.id);
+
+    const after = await bob.session.send({ room: "ops-2" }, "after");
+    assert.deepEqual([after.room, after.id > before.id], ["ops-2", true]);
+    const heard = await waitUntil(
+      () => alice.messages().find((m) => m.text === "after"),
+      "alice hears it",
+    );
+    assert.equal(heard.room, "ops-2");
+    assert.deepEqual((await bob.session.listRooms()).map((r) => r.name).sort(), [
+      "general",
+      "ops-2",
+      "taken",
+    ]);
+  } finally {
+    await alice.session.close();
+    await bob.session.close();
+  }
+});
+
+Deno.test("Session finds rooms renamed while it was away: caught up under the new names, no ghost of the old", async () => {
+  await using t = await startTestServer({ users: ADMIN_USERS });
+  const proxy = new TcpProxy(t.server.port);
+  const alice = recorder(t.ws, "alice", "alice-pass");
+  const bob = recorder(proxy.ws, "bob", "bob-pass1");
+  try {
+    await alice.session.start();
+    await bob.session.start();
+    await bob.session.join("ops");
+    await bob.session.join("quiet"); // no messages: nothing to compare
+    const before = await bob.session.send({ room: "ops" }, "before");
+
+    proxy.refuse = true;
+    await proxy.cut();
+    await waitUntil(() => bob.events.some((e) => e.type === "disconnected"), "bob is away");
+    await alice.session.renameRoom("ops", "ops-2");
+    await alice.session.renameRoom("quiet", "calm");
+    await alice.session.join("ops-2");
+    await alice.session.send({ room: "ops-2" }, "while away");
+    // Written to the old name while away: it goes to the new one.
+    const queued = bob.session.send({ room: "ops" }, "written offline");
+    proxy.refuse = false;
+
+    await waitUntil(() => bob.events.some((e) => e.type === "resumed"), "bob resumes");
+    const sent = await queued;
+    assert.equal(sent.room, "ops-2");
+    const told = bob.events.filter((e) =>
+      e.type === "renamed" || e.type === "notice" || e.type === "resumed" ||
+      (e.type === "message" && e.replay)
+    );
+    assert.deepEqual(told.map((e) => e.type === "message" ? e.message.text : e), [
+      { type: "renamed", room: "ops", name: "ops-2" },
+      { type: "renamed", room: "quiet", name: "calm" },
+      "while away",
+      { type: "resumed", missed: 1, changed: 0 },
+    ]);
+    assert.equal(bob.messages().find((m) => m.text === "while away")?.room, "ops-2");
+    assert.deepEqual([...bob.session.rooms].sort(), ["calm", "general", "ops-2"]);
+    assert.equal(bob.session.message({ room: "ops-2" }, before.id)?.text, "before");
+    // Neither old name was made again by a join.
+    assert.deepEqual((await alice.session.listRooms()).map((r) => r.name).sort(), [
+      "calm",
+      "general",
+      "ops-2",
+    ]);
+    const got = await waitUntil(
+      () => alice.messages().find((m) => m.text === "written offline"),
+      "alice gets the offline line",
+    );
+    assert.equal(got.room, "ops-2");
+  } finally {
+    await alice.session.close();
+    await bob.session.close();
+    await proxy.close();
+  }
+});
