@@ -1738,3 +1738,258 @@ Deno.test("isImage(): a picture that claims too many pixels is a file card, not 
   assert.equal(isImage({ type: "image/png" }), false, "no size: not previewed");
   assert.equal(isImage({ type: "image/heic", width: 10, height: 10 }), false);
 });
+
+// ---------------------------------------------------------------------------
+// Renaming a room (issue 17), against a stand-in server that plays the frames
+
+/** A message of room `room` (see {@link msg}). */
+function roomMsg(room: string, id: number, from: string, text: string): ChatMessage {
+  return msg(id, from, text, { room });
+}
+
+/** The stand-in's answer to `join`: each room's members and history, as `rooms` says. */
+function joinAnswer(
+  rooms: Record<string, { history: ChatMessage[]; topic?: string; private?: true }>,
+) {
+  return (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => {
+    if (f.type !== "join") return;
+    const room = rooms[f.room];
+    if (!room) return;
+    const history = f.since === undefined
+      ? room.history
+      : room.history.filter((m) => (m.seq ?? m.id) > f.since!);
+    reply({
+      type: "joined",
+      room: f.room,
+      members: ["alice", "bob"],
+      history,
+      seq: room.history.at(-1)?.seq ?? 0,
+      ...(room.topic ? { topic: room.topic } : {}),
+      ...(room.private ? { private: true } : {}),
+    });
+  };
+}
+
+Deno.test("ChatModel moves everything of a renamed room to its new name", async () => {
+  const storage = new MemoryStorage();
+  const plans = [
+    roomMsg("plans", 1, "bob", "one"),
+    roomMsg("plans", 2, "bob", "two"),
+    roomMsg("plans", 3, "bob", "three"),
+  ];
+  const answer = joinAnswer({
+    general: { history: [] },
+    plans: { history: plans, topic: "Q3", private: true },
+  });
+  const fake = standIn(
+    {
+      rooms: ["general", "plans"],
+      conversations: [
+        { room: "general", last: 0, read: 0, seq: 0, unread: 0 },
+        { room: "plans", last: 3, read: 1, seq: 3, unread: 2 },
+      ],
+    },
+    answer,
+  );
+  const alice = new ChatModel({ origin: fake.http, storage });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#plans")?.loaded.value, "plans is loaded");
+    // Hidden: nothing is marked read, so the unread count must survive the rename as it is.
+    alice.setVisible(false);
+    alice.open("#plans");
+    const conv = alice.convs.value.get("#plans")!;
+    assert.equal(conv.unread.value, 2);
+    conv.draft.value = "half a thought";
+    alice.send("on its way");
+    const sent = await fake.next("send");
+    assert.equal(sent.room, "plans");
+    fake.push({ type: "typing", room: "plans", user: "bob", active: true });
+    await waitUntil(() => conv.typing.value.has("bob"), "bob is typing");
+    alice.runSearch("two", "here");
+    assert.equal(alice.search.value?.key, "#plans");
+    alice.saveDrafts();
+    assert.match(storage.getItem("chat.drafts.alice") ?? "", /"#plans"/);
+
+    fake.push({ type: "room_renamed", room: "plans", name: "ideas", by: "bob" });
+    await waitUntil(() => alice.convs.value.has("#ideas"), "the room is under its new name");
+
+    assert.deepEqual([...alice.convs.value.keys()].sort(), ["#general", "#ideas"]);
+    assert.equal(alice.convs.value.get("#ideas"), conv, "the same conversation, renamed");
+    assert.equal(conv.key, "#ideas");
+    assert.equal(conv.name, "ideas");
+    assert.deepEqual(conv.target, { room: "ideas" });
+    assert.deepEqual(alice.rooms.value.map((c) => c.name), ["general", "ideas"]);
+    assert.deepEqual(conv.messages.value.map((m) => [m.id, m.room]), [
+      [1, "ideas"],
+      [2, "ideas"],
+      [3, "ideas"],
+    ]);
+    assert.equal(conv.unread.value, 2);
+    assert.equal(conv.read.value, 1);
+    assert.equal(conv.draft.value, "half a thought");
+    assert.deepEqual(conv.pending.value.map((p) => p.text), ["on its way"]);
+    assert.deepEqual(conv.members.value, ["alice", "bob"]);
+    assert.equal(conv.topic.value, "Q3");
+    assert.deepEqual(conv.settings.value, { private: true });
+    assert.equal(conv.typing.value.size, 0, "typing flags were for the old name");
+    assert.equal(alice.active.value, "#ideas");
+    assert.equal(alice.current.value, conv);
+    assert.equal(storage.getItem("chat.active.alice"), "#ideas");
+    assert.equal(alice.search.value?.key, "#ideas");
+    assert.deepEqual(conv.notices.value.map((n) => [n.kind, n.text, n.after]), [
+      ["rename", "bob renamed #plans to #ideas", 3],
+    ]);
+    assert.ok(alice.toasts.value.some((t) => t.text === "bob renamed #plans to #ideas"));
+    // The draft and the unsent message are kept under the new key only.
+    await waitUntil(
+      () => /"#ideas"/.test(storage.getItem("chat.drafts.alice") ?? ""),
+      "the draft is saved under the new name",
+    );
+    assert.doesNotMatch(storage.getItem("chat.drafts.alice")!, /"#plans"/);
+    assert.deepEqual([...loadUnsent(storage, "alice").keys()], ["#ideas"]);
+
+    // Links to the old name follow the rename for as long as the page knows it.
+    assert.equal(alice.movedLink("#/plans/2"), "#/ideas/2");
+    assert.equal(alice.movedLink("#/plans"), "#/ideas");
+    assert.equal(alice.movedLink("#/general"), null);
+    alice.open("#general");
+    assert.equal(alice.followLink("#/plans"), true);
+    assert.equal(alice.active.value, "#ideas");
+    assert.equal(alice.convs.value.has("#plans"), false, "no room of the old name appears");
+    // So does a key of the old name (a notification shown before the rename, clicked after).
+    alice.open("#general");
+    alice.open("#plans");
+    assert.equal(alice.active.value, "#ideas");
+
+    // The send raced the rename and was refused for the old name: it goes again, same ref.
+    const before = fake.received.length;
+    fake.push({ type: "error", code: "unknown_room", message: "No room plans", ref: sent.ref });
+    const again = await fake.next("send", before);
+    assert.deepEqual([again.room, again.ref, again.text], ["ideas", sent.ref, "on its way"]);
+    fake.push({ type: "message", ...roomMsg("ideas", 4, "alice", "on its way"), ref: sent.ref });
+    await waitUntil(() => conv.pending.value.length === 0, "the message is confirmed");
+    // A frame about the old name that was on its way lands in the renamed room.
+    fake.push({ type: "message", ...roomMsg("plans", 5, "bob", "late") });
+    await waitUntil(() => conv.newest === 5, "the late message is in #ideas");
+    assert.equal(alice.convs.value.has("#plans"), false);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel.renameRoom() sends rename_room and settles with the server's answer or words", async () => {
+  const fake = standIn(
+    {
+      rooms: ["general", "plans"],
+      conversations: [],
+    },
+    (f, reply) => {
+      joinAnswer({ general: { history: [] }, plans: { history: [] } })(f, reply);
+      if (f.type !== "rename_room") return;
+      if (f.name === "general") {
+        reply({
+          type: "error",
+          code: "name_taken",
+          message: 'There is a room "general" already',
+          ref: f.ref,
+        });
+      } else reply({ type: "room_renamed", room: f.room, name: f.name, by: "alice", ref: f.ref });
+    },
+  );
+  const alice = new ChatModel({ origin: fake.http, storage: new MemoryStorage() });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#plans")?.loaded.value, "plans is loaded");
+    await assert.rejects(alice.renameRoom("plans", "Bad name"), /Invalid room name "Bad name"/);
+    await assert.rejects(alice.renameRoom("plans", "plans"), /#plans has that name already/);
+    assert.equal(fake.received.filter((f) => f.type === "rename_room").length, 0);
+    await assert.rejects(alice.renameRoom("plans", "general"), /There is a room "general" already/);
+    const f = await alice.renameRoom("plans", "ideas");
+    assert.deepEqual([f.room, f.name, f.by], ["plans", "ideas", "alice"]);
+    const sent = fake.received.filter((x) => x.type === "rename_room");
+    assert.deepEqual(
+      sent.map((x) => [x.type === "rename_room" && x.room, x.type === "rename_room" && x.name]),
+      [
+        ["plans", "general"],
+        ["plans", "ideas"],
+      ],
+    );
+    // The answer moved the room in this app too, once.
+    assert.deepEqual(alice.rooms.value.map((c) => c.name), ["general", "ideas"]);
+    assert.equal(alice.convs.value.get("#ideas")!.notices.value.length, 1);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel recognizes a room renamed while it was away: no ghost, the draft and unsent messages follow", async () => {
+  const storage = new MemoryStorage();
+  const plans = [roomMsg("plans", 1, "bob", "one"), roomMsg("plans", 2, "bob", "two")];
+  const old = [roomMsg("old", 1, "bob", "from a room alice left elsewhere")];
+  const welcome: Pick<WelcomeFrame, "rooms" | "conversations"> = {
+    rooms: ["general", "plans", "old"],
+    conversations: [
+      { room: "plans", last: 2, read: 2, seq: 2, unread: 0 },
+      { room: "old", last: 1, read: 1, seq: 1, unread: 0 },
+    ],
+  };
+  const rooms: Parameters<typeof joinAnswer>[0] = {
+    general: { history: [] },
+    plans: { history: plans },
+    old: { history: old },
+  };
+  const fake = standIn(welcome, (f, reply) => joinAnswer(rooms)(f, reply));
+  const alice = new ChatModel({ origin: fake.http, storage, backoff: 50, maxBackoff: 100 });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#old")?.loaded.value, "old is loaded");
+    alice.open("#plans");
+    const conv = alice.convs.value.get("#plans")!;
+    conv.draft.value = "still typing";
+    alice.send("written before the rename");
+    const sent = await fake.next("send");
+
+    // While the device is away, plans becomes ideas (with a message more) and alice leaves old.
+    welcome.rooms = ["general", "ideas"];
+    welcome.conversations = [{ room: "ideas", last: 3, read: 2, seq: 3, unread: 1 }];
+    rooms.ideas = {
+      history: [...plans.map((m) => ({ ...m, room: "ideas" })), roomMsg("ideas", 3, "bob", "new")],
+    };
+    delete rooms.plans;
+    const before = fake.received.length;
+    fake.drop();
+
+    const again = await fake.next("send", before);
+    assert.deepEqual([again.room, again.ref, again.text], [
+      "ideas",
+      sent.ref,
+      "written before the rename",
+    ]);
+    const ideas = alice.convs.value.get("#ideas")!;
+    assert.deepEqual([...alice.convs.value.keys()].sort(), ["#general", "#ideas"], "no ghost");
+    assert.deepEqual(alice.rooms.value.map((c) => c.name), ["general", "ideas"]);
+    assert.equal(alice.active.value, "#ideas");
+    assert.equal(ideas.draft.value, "still typing");
+    assert.deepEqual(ideas.messages.value.map((m) => m.text), ["one", "two", "new"]);
+    assert.equal(ideas.unread.value, 1);
+    assert.deepEqual(ideas.notices.value.map((n) => n.text), [
+      "#plans was renamed to #ideas while you were away",
+    ]);
+    assert.equal(alice.movedLink("#/plans/1"), "#/ideas/1");
+    assert.equal(alice.movedLink("#/old"), null, "a room left is not taken for a renamed one");
+    await waitUntil(
+      () => /"#ideas"/.test(storage.getItem("chat.drafts.alice") ?? ""),
+      "the draft is saved under the new name",
+    );
+    assert.doesNotMatch(storage.getItem("chat.drafts.alice")!, /"#plans"/);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});

@@ -137,6 +137,13 @@ function boot(): void {
     }
     // A link to a message stays as it is while its conversation is open.
     if (location.hash.startsWith(`${hash}/`)) return;
+    // The open room was renamed: the same place under its new name, not a new entry.
+    const moved = model.movedLink(location.hash);
+    if (moved !== null && (moved === hash || moved.startsWith(`${hash}/`))) {
+      history.replaceState(null, "", moved);
+      placed = true;
+      return;
+    }
     if (placed) history.pushState(null, "", hash);
     else history.replaceState(null, "", hash);
     placed = true;
@@ -144,6 +151,9 @@ function boot(): void {
   const follow = () => {
     ui.page.value = parsePage(location.hash);
     if (ui.page.value !== null) return;
+    // A link to a room renamed this session (Back, an old link): its new address.
+    const moved = model.movedLink(location.hash);
+    if (moved !== null) history.replaceState(null, "", moved);
     if (model.followLink(location.hash) || !location.hash.startsWith("#/")) return;
     // Not an address of ours (a mistyped link): show where the user really is.
     const key = model.active.peek();

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { computed, type ReadonlySignal, signal } from "@preact/signals";
+import { batch, computed, type ReadonlySignal, signal } from "@preact/signals";
 import {
   applyChange,
   type ChangeFrame,
@@ -53,13 +53,16 @@ export interface Pending {
   replyTo?: ReplyRef;
 }
 
-/** A line between messages: someone joined or left, or history is missing. */
+/**
+ * A line between messages: someone joined or left, history is missing, the
+ * topic, kind or name of the room changed.
+ */
 export interface Notice {
   /** Shown after the message with this id (0: before every message). */
   after: number;
   text: string;
   ts: string;
-  kind: "join" | "leave" | "gap" | "topic" | "settings";
+  kind: "join" | "leave" | "gap" | "topic" | "settings" | "rename";
 }
 
 /** Where a conversation's history request stands. */
@@ -166,14 +169,20 @@ export function indexOfId(list: ChatMessage[], id: number): number {
   return -1;
 }
 
+/** Numbers conversations for {@link Conversation.id}. */
+let nextId = 0;
+
 /** A room or a direct-message conversation. */
 export class Conversation {
-  /** `#room` or `@peer`. */
-  readonly key: string;
+  /**
+   * Unique in the page and kept when the room is renamed: the identity of
+   * the list that shows it, so a rename leaves the reader where they were.
+   */
+  readonly id = ++nextId;
   /** Room or direct message. */
   readonly kind: "room" | "dm";
-  /** Room name or peer's username. */
-  readonly name: string;
+  /** The room's name or the peer's username; a signal, since a room may be renamed. */
+  readonly #name = signal("");
   /** Confirmed messages, by id. */
   readonly messages = signal<ChatMessage[]>([]);
   /** Own messages not confirmed yet, in the order written. */
@@ -249,9 +258,8 @@ export class Conversation {
 
   /** Creates an empty conversation; `me` is the signed-in user. */
   constructor(key: string, me: ReadonlySignal<string | null>) {
-    this.key = key;
     this.kind = key[0] === "#" ? "room" : "dm";
-    this.name = key.slice(1);
+    this.#name.value = key.slice(1);
     this.unread = computed(() => {
       const read = this.read.value;
       const last = this.last.value;
@@ -281,6 +289,32 @@ export class Conversation {
         if (msgs[i].from !== user && !msgs[i].deleted && mentions(msgs[i].text, user)) return true;
       }
       return false;
+    });
+  }
+
+  /** `#room` or `@peer` (a room's follows its renames). */
+  get key(): string {
+    return (this.kind === "room" ? "#" : "@") + this.#name.value;
+  }
+
+  /** Room name or peer's username (a room's follows its renames). */
+  get name(): string {
+    return this.#name.value;
+  }
+
+  /**
+   * The room is called `name` from now on (an admin renamed it): the loaded
+   * messages name it so (their links follow), and who was typing is
+   * forgotten (the flags were for the old name). Everything else stays.
+   */
+  rename(name: string): void {
+    if (this.kind !== "room" || name === this.#name.peek()) return;
+    batch(() => {
+      this.#name.value = name;
+      this.messages.value = this.messages.peek().map((m) =>
+        m.room !== undefined && m.room !== name ? { ...m, room: name } : m
+      );
+      this.expireTyping();
     });
   }
 

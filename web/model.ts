@@ -45,8 +45,10 @@ import {
   NAME_PATTERN,
   presenceCount,
   type RegisterFrame,
+  type RenameRoomFrame,
   type ReplyRef,
   type RoomKind,
+  type RoomRenamedFrame,
   type RoomSettingsChangedFrame,
   type RoomSettingsFrame,
   type SendFrame,
@@ -240,15 +242,19 @@ const TYPING_AFTER_SEND = 1000;
 export const FAILED_FILES_TOAST = "failed-files";
 
 /**
- * The server's answer to an admin's `ban`, `unban`, `kick` or `room_settings`,
- * or to a member's `invite`.
+ * The server's answer to an admin's `ban`, `unban`, `kick`, `room_settings`
+ * or `rename_room`, or to a member's `invite`.
  */
 export type ModerationAnswer =
   | BannedFrame
   | UnbannedFrame
   | KickedFrame
   | InvitedFrame
-  | RoomSettingsChangedFrame;
+  | RoomSettingsChangedFrame
+  | RoomRenamedFrame;
+
+/** Renames the app follows in a session, at most (old links, late answers). */
+const MAX_RENAMES = 100;
 
 /** A room as the `rooms` list shows it. */
 export type ListedRoom = { name: string; members: number; topic?: string } & RoomKind;
@@ -394,6 +400,23 @@ export class ChatModel {
   /** Uploads waiting for one of those to end (the server takes a few per user at once). */
   #uploadQueue: { key: string; u: Upload }[] = [];
   #uploadKey = 0;
+  /**
+   * Rooms renamed this session, old key to new key: links to the old name
+   * and answers about it still find the room (until a room of the old name
+   * is joined).
+   */
+  #renamed = new Map<string, string>();
+  /**
+   * Rooms of the user's that were missing from the welcome while others were
+   * new in it: perhaps renamed while this device was away. Each waits, out
+   * of the sidebar, for the new rooms' history to show whether one of them
+   * is it (see {@link #claimMoved}).
+   */
+  #missing = new Map<string, Conversation>();
+  /** The new rooms of the welcome whose `joined` has not come yet. */
+  #newRooms = new Set<string>();
+  /** Messages on their way when their room was renamed: a refusal sends them again. */
+  #sentBeforeRename = new Set<string>();
 
   /** Creates the model; call {@link start} to load the session. */
   constructor(env: ChatEnv) {
@@ -654,10 +677,14 @@ export class ChatModel {
   // ---------------------------------------------------------------------------
   // Conversations
 
-  /** Opens a conversation by key, loading its history when needed. */
-  open(key: string): void {
-    const conv = this.convs.value.get(key);
+  /**
+   * Opens a conversation by key (a room's old key, from before a rename this
+   * session, opens it under its new name), loading its history when needed.
+   */
+  open(at: string): void {
+    const conv = this.convs.value.get(this.#current(at));
     if (!conv) return;
+    const key = conv.key;
     const before = this.current.peek();
     batch(() => {
       this.#stopTyping();
@@ -923,7 +950,8 @@ export class ChatModel {
   }
 
   /** An upload ended or went: a message waiting for the uploads may go, or cannot. */
-  #uploadsSettled(key: string): void {
+  #uploadsSettled(at: string): void {
+    const key = this.#current(at);
     if (!this.sendWaiting.value.has(key)) return;
     const list = this.uploads.value.get(key) ?? [];
     if (list.some((u) => u.state === "uploading")) return;
@@ -956,7 +984,9 @@ export class ChatModel {
     this.uploads.value = next;
   }
 
-  #patchUpload(key: string, uploadKey: number, patch: Partial<Upload>): void {
+  #patchUpload(at: string, uploadKey: number, patch: Partial<Upload>): void {
+    // The room may have been renamed while the file was on its way.
+    const key = this.#current(at);
     const list = this.uploads.value.get(key);
     if (!list?.some((u) => u.key === uploadKey)) return;
     this.#setUploads(key, list.map((u) => u.key === uploadKey ? { ...u, ...patch } : u));
@@ -1084,8 +1114,9 @@ export class ChatModel {
   moderate(frame: KickFrame): Promise<KickedFrame>;
   moderate(frame: RoomSettingsFrame): Promise<RoomSettingsChangedFrame>;
   moderate(frame: InviteFrame): Promise<InvitedFrame>;
+  moderate(frame: RenameRoomFrame): Promise<RoomRenamedFrame>;
   moderate(
-    frame: BanFrame | UnbanFrame | KickFrame | RoomSettingsFrame | InviteFrame,
+    frame: BanFrame | UnbanFrame | KickFrame | RoomSettingsFrame | InviteFrame | RenameRoomFrame,
   ): Promise<ModerationAnswer> {
     const ref = newRef();
     if (!this.ready.value || !this.#send({ ...frame, ref })) {
@@ -1108,6 +1139,46 @@ export class ChatModel {
     change: Pick<RoomSettingsFrame, "private" | "readOnly" | "archived" | "autoJoin">,
   ): Promise<RoomSettingsChangedFrame> {
     return this.moderate({ type: "room_settings", room, ...change });
+  }
+
+  /**
+   * An admin renames room `room` to `name` (a valid room name: see
+   * `slugify`): resolves the server's `room_renamed` once everything of the
+   * room is under the new name (in this app too), rejects with the server's
+   * words (the name is taken, `general`, not an admin).
+   */
+  renameRoom(room: string, name: string): Promise<RoomRenamedFrame> {
+    const problem = nameProblem(name, "room name") ??
+      (name === room ? `#${room} has that name already` : null);
+    if (problem !== null) return Promise.reject(new Error(problem));
+    return this.moderate({ type: "rename_room", room, name });
+  }
+
+  /**
+   * Where a link (a page hash) to a room renamed this session points now
+   * (`#/old/42` → `#/new/42`), or null when it names no such room — or a room
+   * of the old name the user has joined since.
+   */
+  movedLink(hash: string): string | null {
+    const route = parseRoute(hash, this.me.peek());
+    if (route === null || route.key[0] !== "#") return null;
+    const key = this.#current(route.key);
+    return key === route.key ? null : routeHash(key, route.id);
+  }
+
+  /**
+   * The key a conversation has now: `key` itself while the app holds it, else
+   * where the renames of this session took it.
+   */
+  #current(key: string): string {
+    let at = key;
+    // A rename of a rename is followed; a cycle (a→b, b→a) stops at the start.
+    for (let i = 0; i < MAX_RENAMES && !this.convs.peek().has(at); i++) {
+      const next = this.#renamed.get(at);
+      if (next === undefined || next === key) break;
+      at = next;
+    }
+    return at;
   }
 
   /** Sends an edit, a delete or a reaction, remembering its ref for the answer. */
@@ -1220,7 +1291,9 @@ export class ChatModel {
   }
 
   #follow(route: Route): void {
-    const { key, id } = route;
+    const id = route.id;
+    // A link to a room renamed this session opens it under its new name.
+    const key = route.key[0] === "#" ? this.#current(route.key) : route.key;
     if (id === undefined && this.active.value === key) return;
     if (key[0] === "@") {
       this.#followDm(key.slice(1), id);
@@ -1817,7 +1890,9 @@ export class ChatModel {
           this.connNote.value = "The server is restarting";
           return;
         }
-        const conv = f.room !== undefined ? this.convs.value.get(`#${f.room}`) : undefined;
+        const conv = f.room !== undefined
+          ? this.convs.value.get(this.#current(`#${f.room}`))
+          : undefined;
         if (!conv || !f.user) return;
         const members = new Set(conv.members.value);
         const count = conv.memberCount.value;
@@ -1857,7 +1932,7 @@ export class ChatModel {
         this.roomList.value = f.rooms;
         return;
       case "read": {
-        const conv = this.convs.value.get(convKey(f));
+        const conv = this.convs.value.get(this.#current(convKey(f)));
         if (conv && f.id > conv.read.value) conv.read.value = f.id;
         return;
       }
@@ -1871,7 +1946,7 @@ export class ChatModel {
       case "users":
         return this.#onUsers(f);
       case "topic": {
-        const conv = this.convs.value.get(`#${f.room}`);
+        const conv = this.convs.value.get(this.#current(`#${f.room}`));
         if (!conv) return;
         conv.topic.value = f.topic;
         conv.notice(
@@ -1918,6 +1993,8 @@ export class ChatModel {
         }
         return this.#answer(f);
       }
+      case "room_renamed":
+        return this.#onRenamed(f);
       case "banned":
       case "unbanned":
       case "kicked": {
@@ -1932,6 +2009,107 @@ export class ChatModel {
       case "error":
         return this.#onError(f);
     }
+  }
+
+  /**
+   * A room was renamed: it is the same room under another name, so
+   * everything the app holds under the old name moves to the new one, and
+   * the room says who renamed it (a toast too, when it is open).
+   */
+  #onRenamed(f: RoomRenamedFrame): void {
+    const from = `#${f.room}`;
+    const to = `#${f.name}`;
+    // Older renames that led to the old name now lead on to the new one.
+    for (const [k, v] of this.#renamed) if (v === from) this.#renamed.set(k, to);
+    this.#renamed.delete(to);
+    this.#renamed.set(from, to);
+    if (this.#renamed.size > MAX_RENAMES) this.#renamed.delete(this.#renamed.keys().next().value!);
+    const conv = this.convs.value.get(from);
+    if (conv) {
+      const open = this.active.value === from;
+      this.#moveRoom(conv, f.name);
+      const text = `${f.by || "An admin"} renamed #${f.room} to #${f.name}`;
+      conv.notice("rename", text, new Date().toISOString());
+      if (open) this.toast(text, `renamed:${f.name}`);
+    }
+    const listed = this.roomList.value;
+    if (listed?.some((r) => r.name === f.room)) {
+      this.roomList.value = listed.map((r) => r.name === f.room ? { ...r, name: f.name } : r);
+    }
+    const s = this.search.value;
+    if (s && (s.key === from || s.results?.some((m) => m.room === f.room))) {
+      this.search.value = {
+        ...s,
+        key: s.key === from ? to : s.key,
+        results: s.results?.map((m) => m.room === f.room ? { ...m, room: f.name } : m) ?? null,
+      };
+    }
+    if (this.#openAfterJoin === f.room) this.#openAfterJoin = f.name;
+    const by = this.#addedBy.get(f.room);
+    if (by !== undefined) {
+      this.#addedBy.delete(f.room);
+      this.#addedBy.set(f.name, by);
+    }
+    this.#answer(f);
+  }
+
+  /**
+   * Files `conv` under the name `name`: the conversation object stays (its
+   * messages, unsent ones, draft, read marker, members, topic, kind, the
+   * place the reader is at), and whatever is kept by its key elsewhere — the
+   * composer's files, reads and typing flags due, the open conversation, a
+   * jump under way — moves with it. Unsent messages and the draft are saved
+   * under the new key by the effects that watch them.
+   */
+  #moveRoom(conv: Conversation, name: string): void {
+    const from = conv.key;
+    const to = `#${name}`;
+    if (from === to) return;
+    // Sent under the old name and not confirmed: a refusal for that name is no reason to give up.
+    for (const p of conv.pending.value) {
+      if (p.state === "sending") this.#sentBeforeRename.add(p.ref);
+    }
+    batch(() => {
+      conv.rename(name);
+      const next = new Map<string, Conversation>();
+      // A room of the new name looked at through a link (not joined) gives way.
+      for (const [k, c] of this.convs.value) if (k !== from && k !== to) next.set(k, c);
+      next.set(to, conv);
+      this.convs.value = next;
+      this.#moveKeyed(from, to);
+    });
+  }
+
+  /** What the app keeps by conversation key outside the conversation moves from `from` to `to`. */
+  #moveKeyed(from: string, to: string): void {
+    batch(() => {
+      const files = this.uploads.value.get(from);
+      if (files) {
+        const up = new Map(this.uploads.value);
+        up.delete(from);
+        up.set(to, files);
+        this.uploads.value = up;
+      }
+      if (this.sendWaiting.value.has(from)) {
+        const waiting = new Set(this.sendWaiting.value);
+        waiting.delete(from);
+        waiting.add(to);
+        this.sendWaiting.value = waiting;
+      }
+      if (this.active.value === from) {
+        this.active.value = to;
+        if (this.me.value) this.#env.storage.setItem(`${ACTIVE_KEY}.${this.me.value}`, to);
+      }
+    });
+    for (const q of this.#uploadQueue) if (q.key === from) q.key = to;
+    if (this.#readsDue.delete(from)) this.#readsDue.add(to);
+    const invited = this.#invited.get(from);
+    if (invited) {
+      this.#invited.delete(from);
+      this.#invited.set(to, invited);
+    }
+    if (this.#typingSent?.key === from) this.#typingSent = { ...this.#typingSent, key: to };
+    if (this.#jump?.key === from) this.#jump = { ...this.#jump, key: to };
   }
 
   /** Settles the `moderate()` waiting for this answer, if any. */
@@ -2002,17 +2180,30 @@ export class ChatModel {
 
     const convs = new Map(this.convs.value);
     const rooms = new Set(f.rooms);
-    for (const [key, c] of convs) {
+    // Rooms still waiting from the last welcome to be recognized are looked at again.
+    for (const [key, c] of this.#missing) if (!convs.has(key)) convs.set(key, c);
+    this.#missing.clear();
+    this.#newRooms = new Set(f.rooms.filter((r) => !convs.has(`#${r}`)));
+    // A copy: a room kept for its unsent messages goes back into `convs` as it is looked at.
+    for (const [key, c] of [...convs]) {
       if (c.kind !== "room") continue;
       if (rooms.has(c.name)) c.member.value = true;
       else if (!f.more) {
+        convs.delete(key);
+        // Renamed while this device was away, perhaps: a new room of the
+        // welcome whose history holds its newest message is it. It waits out
+        // of the sidebar for their `joined` (see #claimMoved).
+        if (c.member.value && c.newest > 0 && this.#newRooms.size > 0) this.#missing.set(key, c);
         // Left on another device while this one was away (unless the welcome
         // was cut short and simply did not list it): kept while it holds
         // messages that were not sent, which say why.
-        if (c.pending.value.length > 0) this.#leftWithUnsent(c);
-        else convs.delete(key);
+        else if (c.pending.value.length > 0) {
+          this.#leftWithUnsent(c);
+          convs.set(key, c);
+        }
       }
     }
+    if (this.#missing.size === 0) this.#newRooms.clear();
     for (const c of f.conversations) {
       const key = convKey(c);
       let conv = convs.get(key);
@@ -2063,7 +2254,9 @@ export class ChatModel {
     const link = this.#link === null ? null : parseRoute(this.#link, f.user);
     this.#link = null;
     if (link !== null) this.#follow(link);
-    else if (active === null || !convs.has(active)) {
+    else if (active !== null && this.#missing.has(active)) {
+      // The open room may come back under a new name: nothing else opens meanwhile.
+    } else if (active === null || !convs.has(active)) {
       const saved = storage.getItem(`${ACTIVE_KEY}.${f.user}`);
       this.open(saved && convs.has(saved) ? saved : `#${LOBBY}`);
     } else if (!this.current.value?.loaded.value && this.current.value?.kind === "dm") {
@@ -2073,7 +2266,10 @@ export class ChatModel {
 
   #onJoined(f: JoinedFrame): void {
     const key = `#${f.room}`;
+    // The name is a room of the user's again: its links are its own.
+    this.#renamed.delete(key);
     const conv = this.#ensure(key);
+    const fresh = this.#newRooms.delete(f.room);
     const wasMember = conv.member.value && conv.loaded.value;
     conv.member.value = true;
     const resumed = conv.resuming;
@@ -2083,6 +2279,7 @@ export class ChatModel {
     conv.topic.value = f.topic ?? "";
     conv.settings.value = kindOf(f);
     conv.add(f.history, resumed);
+    if (fresh) this.#claimMoved(conv, f);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
     }
@@ -2122,8 +2319,60 @@ export class ChatModel {
     if (this.#jump?.key === key) this.#continueJump(conv);
   }
 
+  /**
+   * A room new in the welcome answered its `join`: if its history holds the
+   * newest message of a room that went missing from the welcome (the same
+   * id, author and time), it is that room, renamed while this device was
+   * away. What the user had there that the server does not keep — the
+   * draft, unsent messages, the reply being written, attached files, being
+   * the open room — moves to it, with a line that says so; its history is
+   * the server's. Once every new room answered, rooms not recognized are
+   * taken as left (kept while they hold unsent messages).
+   */
+  #claimMoved(conv: Conversation, f: JoinedFrame): void {
+    for (const [key, old] of this.#missing) {
+      const m = old.messages.peek().at(-1);
+      if (!m || !f.history.some((h) => h.id === m.id && h.from === m.from && h.ts === m.ts)) {
+        continue;
+      }
+      this.#missing.delete(key);
+      this.#renamed.set(key, conv.key);
+      batch(() => {
+        if (conv.draft.value === "") conv.draft.value = old.draft.value;
+        const refs = new Set(conv.pending.value.map((p) => p.ref));
+        conv.pending.value = [
+          ...old.pending.value.filter((p) => !refs.has(p.ref)),
+          ...conv.pending.value,
+        ];
+        conv.replyTo.value ??= old.replyTo.value;
+        this.#moveKeyed(key, conv.key);
+        if (this.active.value === conv.key) {
+          conv.divider.value = conv.read.value < conv.newest ? conv.read.value : Infinity;
+        }
+        conv.notice(
+          "rename",
+          `#${old.name} was renamed to #${conv.name} while you were away`,
+          new Date().toISOString(),
+        );
+      });
+      break;
+    }
+    if (this.#newRooms.size > 0) return;
+    const left = [...this.#missing.values()];
+    this.#missing.clear();
+    for (const old of left) {
+      if (old.pending.value.length === 0) continue;
+      this.#leftWithUnsent(old);
+      const next = new Map(this.convs.value);
+      next.set(old.key, old);
+      this.convs.value = next;
+    }
+    const active = this.active.value;
+    if (active !== null && !this.convs.value.has(active)) this.open(`#${LOBBY}`);
+  }
+
   #onHistory(f: HistoryPageFrame): void {
-    const conv = this.convs.value.get(convKey(f));
+    const conv = this.convs.value.get(this.#current(convKey(f)));
     if (!conv) return;
     const kind = conv.inflight;
     conv.inflight = null;
@@ -2170,10 +2419,12 @@ export class ChatModel {
   #onMessage(f: MessageFrame): void {
     const me = this.me.value;
     const own = f.from === me;
-    const key = f.room !== undefined ? `#${f.room}` : `@${own ? f.to : f.from}`;
+    // A frame about a room renamed meanwhile is about the room under its new name.
+    const key = f.room !== undefined ? this.#current(`#${f.room}`) : `@${own ? f.to : f.from}`;
     const conv = f.room !== undefined ? this.convs.value.get(key) : this.#ensure(key);
     if (!conv) return;
     if (f.ref !== undefined) {
+      this.#sentBeforeRename.delete(f.ref);
       const before = conv.pending.value;
       const after = before.filter((p) => p.ref !== f.ref);
       if (after.length !== before.length) conv.pending.value = after;
@@ -2222,7 +2473,7 @@ export class ChatModel {
    */
   #onChange(f: ChangeFrame): void {
     if (f.ref !== undefined) this.#changes.delete(f.ref);
-    const conv = this.convs.value.get(convKey(f));
+    const conv = this.convs.value.get(this.#current(convKey(f)));
     if (!conv) return;
     conv.change(f);
     if (conv.loaded.value && !conv.resuming && f.seq > conv.cursor) conv.cursor = f.seq;
@@ -2263,6 +2514,12 @@ export class ChatModel {
       for (const conv of this.convs.value.values()) {
         const p = conv.pending.value.find((x) => x.ref === f.ref);
         if (!p) continue;
+        if (this.#sentBeforeRename.delete(f.ref) && f.code !== "too_large") {
+          // Refused for the room's old name: it goes again, with its ref, under the new one.
+          this.#updatePending(conv, f.ref, { state: "queued" });
+          this.#pump();
+          return;
+        }
         if (f.code === "unavailable") {
           // Not stored this time: sent again later, holding back the ones after it.
           const attempts = (p.attempts ?? 0) + 1;
@@ -2542,6 +2799,10 @@ export class ChatModel {
     this.saveDrafts();
     this.#readsDue.clear();
     this.#addedBy.clear();
+    this.#renamed.clear();
+    this.#missing.clear();
+    this.#newRooms.clear();
+    this.#sentBeforeRename.clear();
     this.#abortUploads();
     batch(() => {
       this.#owner.value = null;

@@ -41,6 +41,8 @@ function what(e: AuditEntry): string {
       return /^a message by /.test(e.detail ?? "") ? `removed ${e.detail}` : "removed a message";
     case "room":
       return "changed the room";
+    case "rename":
+      return "renamed the room";
     default:
       return e.action;
   }

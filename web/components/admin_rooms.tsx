@@ -4,16 +4,19 @@
  * messages. Switches set a room private, read-only, archived or a default
  * room (new accounts join it): each sends a `room_settings` frame over the
  * app's connection, and the row shows the server's answer, or its refusal
- * in its words (`general` cannot be private or archived).
+ * in its words (`general` cannot be private or archived). **Rename** opens a
+ * field for a new name in the row (not for `general`); the row then shows
+ * the room under it.
  *
  * @module
  */
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { LOBBY, type RoomKind } from "../../protocol.ts";
 import type { AdminApi, AdminRoom, ApiError } from "../admin_api.ts";
 import type { ChatModel } from "../model.ts";
 import { kindOf } from "../room_kind.ts";
 import { RoomIcon } from "./icons.tsx";
+import { mayRename, RenameRoom } from "./rename_room.tsx";
 
 /** The switches, in the order shown, with what turning each on or off means. */
 const FLAGS: { key: keyof RoomKind; label: string; on: string; off: string; hint: string }[] = [
@@ -51,6 +54,8 @@ const FLAGS: { key: keyof RoomKind; label: string; on: string; off: string; hint
 export function RoomsTab({ api, model }: { api: AdminApi; model: ChatModel }) {
   const [rooms, setRooms] = useState<AdminRoom[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // What the last rename said, shown in the row of the room under its new name.
+  const [renamed, setRenamed] = useState<{ room: string; text: string } | null>(null);
   const load = async () => {
     setError(null);
     try {
@@ -82,6 +87,14 @@ export function RoomsTab({ api, model }: { api: AdminApi; model: ChatModel }) {
                 key={r.name}
                 model={model}
                 room={r}
+                note={renamed?.room === r.name ? renamed.text : null}
+                onRenamed={(name) => {
+                  setRenamed({ room: name, text: `#${r.name} is called #${name} now` });
+                  setRooms((old) =>
+                    (old ?? []).map((x) => x.name === r.name ? { ...x, name } : x)
+                      .sort((a, b) => a.name.localeCompare(b.name))
+                  );
+                }}
                 onKind={(kind) =>
                   setRooms((old) =>
                     (old ?? []).map((x) =>
@@ -103,17 +116,26 @@ export function RoomsTab({ api, model }: { api: AdminApi; model: ChatModel }) {
   );
 }
 
-/** One room with its switches. */
+/** One room with its switches and Rename. */
 function RoomItem(
-  { model, room, onKind }: {
+  { model, room, note: renamedNote, onRenamed, onKind }: {
     model: ChatModel;
     room: AdminRoom;
+    /** A note to show from the start (the row is new after a rename). */
+    note: string | null;
+    onRenamed: (name: string) => void;
     onKind: (kind: RoomKind) => void;
   },
 ) {
   const [busy, setBusy] = useState<keyof RoomKind | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [note, setNote] = useState<string | null>(null);
+  const [note, setNote] = useState<string | null>(renamedNote);
+  const [renaming, setRenaming] = useState(false);
+  const renameButton = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    // The row is new after a rename: the keyboard goes on from its Rename.
+    if (renamedNote !== null) renameButton.current?.focus();
+  }, []);
   const id = `room-${room.name}`;
 
   const set = async (key: keyof RoomKind, value: boolean) => {
@@ -165,6 +187,24 @@ function RoomItem(
             {room.topic && <span class="room-admin-topic" title={room.topic}>· {room.topic}</span>}
           </p>
         </div>
+        {mayRename(model, room.name) && !renaming && (
+          <button
+            ref={renameButton}
+            type="button"
+            class="btn small rename-btn"
+            aria-label={`Rename #${room.name}`}
+            aria-expanded="false"
+            aria-disabled={outside ? "true" : undefined}
+            aria-describedby={outside ? `${id}-outside` : undefined}
+            onClick={() => {
+              if (outside) return;
+              setNote(null);
+              setRenaming(true);
+            }}
+          >
+            Rename
+          </button>
+        )}
       </div>
       <div class="room-switches" role="group" aria-label={`Settings of #${room.name}`}>
         {FLAGS.map((f) => {
@@ -188,6 +228,19 @@ function RoomItem(
           );
         })}
       </div>
+      {renaming && (
+        <RenameRoom
+          model={model}
+          room={room.name}
+          id={`${id}-rename`}
+          onCancel={() => {
+            setRenaming(false);
+            // The field goes: the keyboard stays on the row, on the button that opened it.
+            setTimeout(() => renameButton.current?.focus());
+          }}
+          onDone={(f) => onRenamed(f.name)}
+        />
+      )}
       {outside && (
         <p id={`${id}-outside`} class="hint room-outside">
           You are not in #{room.name}: only its members manage a private room.

@@ -92,7 +92,7 @@ export function ChatScreen({ model, ui }: { model: ChatModel; ui: UiState }) {
             {conv
               ? (
                 <>
-                  <MessageList key={conv.key} model={model} ui={ui} conv={conv} />
+                  <MessageList key={conv.id} model={model} ui={ui} conv={conv} />
                   <TypingLine conv={conv} />
                   <Composer model={model} ui={ui} conv={conv} />
                 </>

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { LOBBY } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel, SearchScope } from "../model.ts";
@@ -14,6 +14,7 @@ import { fullDate, shortStamp } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import { Avatar } from "./avatar.tsx";
 import { AddPeople, RemoveFromRoom } from "./room_people.tsx";
+import { mayRename, RenameRoom } from "./rename_room.tsx";
 import { CloseIcon, LockIcon, MenuIcon, PeopleIcon, SearchIcon } from "./icons.tsx";
 
 /** Opens a panel, or closes it when it is already open. */
@@ -226,6 +227,7 @@ export function MembersPanel(
       </div>
       {conv.name !== LOBBY && conv.member.value && (
         <div class="panel-foot">
+          {mayRename(model, conv.name) && <RenameHere model={model} conv={conv} />}
           <button
             type="button"
             class="btn danger-ghost wide"
@@ -237,6 +239,35 @@ export function MembersPanel(
         </div>
       )}
     </aside>
+  );
+}
+
+/** An admin's "Rename #room…" at the foot of the members panel, and the field it opens. */
+function RenameHere({ model, conv }: { model: ChatModel; conv: Conversation }) {
+  const [open, setOpen] = useState(false);
+  const button = useRef<HTMLButtonElement>(null);
+  const close = () => {
+    setOpen(false);
+    // The field goes: the keyboard stays here, on the button that opened it.
+    setTimeout(() => button.current?.focus());
+  };
+  if (open) {
+    // The room says who renamed it (and the title follows): nothing more to tell here.
+    return (
+      <RenameRoom model={model} room={conv.name} id="rename-here" onCancel={close} onDone={close} />
+    );
+  }
+  return (
+    <button
+      ref={button}
+      type="button"
+      class="btn wide"
+      aria-expanded="false"
+      title={`Rename #${conv.name}`}
+      onClick={() => setOpen(true)}
+    >
+      <span class="truncate">Rename #{conv.name}…</span>
+    </button>
   );
 }
 
