@@ -532,6 +532,21 @@ export interface WelcomeFrame {
   conversations: Conversation[];
   /** Some direct-message conversations did not fit; they show up as messages arrive. */
   more?: boolean;
+  /**
+   * Rooms of the user's renamed lately (`rename_room`), newest first: a name
+   * the client may hold from before it was away (`room`) and the room's name
+   * now (`name`). A client moves what it keeps under `room` to `name`; a name
+   * the user is in now (a new room of an old name) is never listed. Absent
+   * when there are none.
+   */
+  renamed?: RoomRename[];
+}
+/** A room's old name and its name now (see {@link WelcomeFrame.renamed}). */
+export interface RoomRename {
+  /** The old name. */
+  room: string;
+  /** The room's name now. */
+  name: string;
 }
 /** A chat message in a room or a DM. */
 export type MessageFrame = { type: "message" } & ChatMessage;

@@ -882,7 +882,7 @@ export class Session {
     const member = new Set(welcome.rooms);
     // Before anything is joined: a renamed room must not be joined (and so
     // made again, empty) under its old name.
-    await this.#findRenames(welcome);
+    this.#applyRenames(welcome);
     for (const r of welcome.rooms) this.#rooms.add(r);
     for (const room of [...this.#rooms]) {
       const since = this.#cursor.get(room) ?? 0;
@@ -921,66 +921,26 @@ export class Session {
   }
 
   /**
-   * Rooms renamed while the client was away. The server no longer counts
-   * the user in a room of the old name, and counts them in one the client
-   * did not know, which holds the client's newest message of the old room
-   * (the same id, sender and time: a rename keeps them). Each such pair is
-   * moved to the new name (see `#renamed`) and told as a `renamed` event
-   * without `by`. An old room of which the client holds no message is paired
-   * only when it is the one such room and the one new room is empty too.
+   * Rooms renamed while the client was away, as the welcome lists them
+   * (`renamed`): each old name the session keeps something under, and which
+   * the user is not in now, is moved to the room's name now (see `#renamed`)
+   * and told as a `renamed` event without `by`. An old name the user is in
+   * again is a new room of that name, and stays.
    */
-  async #findRenames(welcome: WelcomeFrame): Promise<void> {
+  #applyRenames(welcome: WelcomeFrame): void {
     const member = new Set(welcome.rooms);
-    const gone = [...this.#rooms].filter((r) => !member.has(r));
-    const fresh = welcome.rooms.filter((r) => !this.#rooms.has(r));
-    if (gone.length === 0 || fresh.length === 0) return;
-    const moved = (room: string, name: string) => {
-      fresh.splice(fresh.indexOf(name), 1);
+    // A rename told on an earlier connection is no reason to skip one now.
+    this.#lastRename = "";
+    for (const { room, name } of welcome.renamed ?? []) {
+      if (member.has(room) || !this.#keeps(room)) continue;
       this.#renamed(room, name);
       this.#opts.onEvent({ type: "renamed", room, name });
-    };
-    const unsure: string[] = [];
-    for (const room of gone) {
-      const newest = this.#newestHeld(room);
-      if (newest === undefined) {
-        unsure.push(room);
-        continue;
-      }
-      for (const name of [...fresh]) {
-        if (await this.#holds(name, newest)) {
-          moved(room, name);
-          break;
-        }
-      }
     }
-    const empty = (name: string) =>
-      (welcome.conversations.find((c) => c.room === name)?.last ?? 0) === 0;
-    if (unsure.length === 1 && fresh.length === 1 && empty(fresh[0])) moved(unsure[0], fresh[0]);
   }
 
-  /** The newest message held of a room (by id), if any. */
-  #newestHeld(room: string): ChatMessage | undefined {
-    let newest: ChatMessage | undefined;
-    for (const m of this.#seen.get(room)?.values() ?? []) {
-      if (newest === undefined || m.id > newest.id) newest = m;
-    }
-    return newest;
-  }
-
-  /** Whether room `room` on the server has message `m` (its id, sender and time). */
-  async #holds(room: string, m: ChatMessage): Promise<boolean> {
-    let page: HistoryPageFrame;
-    try {
-      page = await this.#direct(
-        { type: "history", room, before: m.id + 1, limit: 1 },
-        (f) => f.type === "history" && f.room === room,
-      ) as HistoryPageFrame;
-    } catch (err) {
-      if (err instanceof ServerError && err.code !== "closed") return false;
-      throw err;
-    }
-    const got = page.messages.at(-1);
-    return got?.id === m.id && got.from === m.from && got.ts === m.ts;
+  /** Whether the session keeps anything under room `room`: membership, position or messages. */
+  #keeps(room: string): boolean {
+    return this.#rooms.has(room) || this.#cursor.has(room) || this.#seen.has(room);
   }
 
   #gapNotice(what: string): void {

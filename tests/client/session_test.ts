@@ -791,7 +791,7 @@ Deno.test("Session.renameRoom() moves the room for every member; refusals carry 
   }
 });
 
-Deno.test("Session finds rooms renamed while it was away: caught up under the new names, no ghost of the old", async () => {
+Deno.test("Session follows the welcome's renamed rooms: caught up under the names now, no ghost of the old", async () => {
   await using t = await startTestServer({ users: ADMIN_USERS });
   const proxy = new TcpProxy(t.server.port);
   const alice = recorder(t.ws, "alice", "alice-pass");
@@ -800,7 +800,7 @@ Deno.test("Session finds rooms renamed while it was away: caught up under the ne
     await alice.session.start();
     await bob.session.start();
     await bob.session.join("ops");
-    await bob.session.join("quiet"); // no messages: nothing to compare
+    await bob.session.join("quiet"); // empty: no message to tell it by
     const before = await bob.session.send({ room: "ops" }, "before");
 
     proxy.refuse = true;
@@ -808,39 +808,56 @@ Deno.test("Session finds rooms renamed while it was away: caught up under the ne
     await waitUntil(() => bob.events.some((e) => e.type === "disconnected"), "bob is away");
     await alice.session.renameRoom("ops", "ops-2");
     await alice.session.renameRoom("quiet", "calm");
-    await alice.session.join("ops-2");
-    await alice.session.send({ room: "ops-2" }, "while away");
-    // Written to the old name while away: it goes to the new one.
+    await alice.session.renameRoom("ops-2", "ops-3"); // renamed twice
+    await alice.session.join("ops-3");
+    await alice.session.send({ room: "ops-3" }, "while away");
+    await alice.session.join("calm");
+    await alice.session.send({ room: "calm" }, "calm while away");
+    // A new room of an old name, which bob is not in: not his #quiet.
+    await alice.session.join("quiet");
+    // Written to the old name while away: it goes to the name now.
     const queued = bob.session.send({ room: "ops" }, "written offline");
     proxy.refuse = false;
 
     await waitUntil(() => bob.events.some((e) => e.type === "resumed"), "bob resumes");
     const sent = await queued;
-    assert.equal(sent.room, "ops-2");
+    assert.equal(sent.room, "ops-3");
+    const welcome = bob.events.findLast((e) => e.type === "welcome");
+    assert.ok(welcome?.type === "welcome" && welcome.reconnect);
+    // Newest first, followed to the name now; #ops-2 is a name bob never held.
+    assert.deepEqual(welcome.welcome.renamed, [
+      { room: "ops-2", name: "ops-3" },
+      { room: "quiet", name: "calm" },
+      { room: "ops", name: "ops-3" },
+    ]);
     const told = bob.events.filter((e) =>
       e.type === "renamed" || e.type === "notice" || e.type === "resumed" ||
       (e.type === "message" && e.replay)
     );
     assert.deepEqual(told.map((e) => e.type === "message" ? e.message.text : e), [
-      { type: "renamed", room: "ops", name: "ops-2" },
       { type: "renamed", room: "quiet", name: "calm" },
+      { type: "renamed", room: "ops", name: "ops-3" },
+      "calm while away",
       "while away",
-      { type: "resumed", missed: 1, changed: 0 },
+      { type: "resumed", missed: 2, changed: 0 },
     ]);
-    assert.equal(bob.messages().find((m) => m.text === "while away")?.room, "ops-2");
-    assert.deepEqual([...bob.session.rooms].sort(), ["calm", "general", "ops-2"]);
-    assert.equal(bob.session.message({ room: "ops-2" }, before.id)?.text, "before");
-    // Neither old name was made again by a join.
+    assert.equal(bob.messages().find((m) => m.text === "while away")?.room, "ops-3");
+    assert.equal(bob.messages().find((m) => m.text === "calm while away")?.room, "calm");
+    assert.deepEqual([...bob.session.rooms].sort(), ["calm", "general", "ops-3"]);
+    assert.equal(bob.session.message({ room: "ops-3" }, before.id)?.text, "before");
+    assert.equal(bob.session.message({ room: "ops" }, before.id), undefined);
+    // No old name was made again by a join: #quiet is alice's new room alone.
     assert.deepEqual((await alice.session.listRooms()).map((r) => r.name).sort(), [
       "calm",
       "general",
-      "ops-2",
+      "ops-3",
+      "quiet",
     ]);
     const got = await waitUntil(
       () => alice.messages().find((m) => m.text === "written offline"),
       "alice gets the offline line",
     );
-    assert.equal(got.room, "ops-2");
+    assert.equal(got.room, "ops-3");
   } finally {
     await alice.session.close();
     await bob.session.close();
