@@ -950,3 +950,48 @@ Deno.test("RedisStore.renameRoom() renames the reply indexes: an edit under the 
   const stored = JSON.parse(await store.cli("HGET", "chat:m:deploys", "2"));
   assert.deepEqual([stored.room, stored.replyTo.snippet], ["deploys", "v2"]);
 });
+
+Deno.test("RedisStore: renames and sessions survive a restart of Redis, under their documented keys", async () => {
+  await using redis = await RedisServer.start();
+  let store = await RedisStore.connect(redis.url, { keep: 100 });
+  const now = Date.now();
+  try {
+    await store.join("alice", "ops");
+    assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+    await store.noteSession("Alice", "s1", 1000);
+    await store.noteSession("alice", "s2", 2000);
+    const [renamed] = await store.recentRenames(1);
+    assert.deepEqual(JSON.parse(await redis.cli("LINDEX", "chat:renames", "0")), renamed);
+    assert.equal(
+      await redis.cli("ZRANGE", "chat:sess:alice", "0", "-1", "WITHSCORES"),
+      "s1\n1000\ns2\n2000",
+    );
+    await store.close();
+    await redis.stop("SIGKILL");
+    await redis.restart();
+    store = await RedisStore.connect(redis.url, { keep: 100 });
+    assert.deepEqual(await store.recentRenames(10), [renamed]);
+    assert.deepEqual(
+      await store.sessions(["ALICE"], 0, now),
+      new Map([["ALICE", [{ session: "s2", seen: 2000 }, { session: "s1", seen: 1000 }]]]),
+    );
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("RedisStore.sessions() reads every user's sessions in one script, however many", async () => {
+  await using store = await openStore(100);
+  const users = Array.from({ length: 200 }, (_, i) => `u${i}`);
+  for (const user of users.slice(0, 3)) await store.noteSession(user, `${user}-s`, 1000);
+  // Once first, so that the script is loaded and the counted run is its only command.
+  await store.sessions(["u0"], 0, Date.now());
+  await store.cli("CONFIG", "RESETSTAT");
+  const found = await store.sessions(users, 0, Date.now());
+  assert.deepEqual([...found.keys()], ["u0", "u1", "u2"]);
+  const stats = await store.cli("INFO", "commandstats");
+  const calls = (cmd: string) =>
+    Number(stats.match(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`))?.[1] ?? 0);
+  assert.deepEqual([calls("evalsha"), calls("eval")], [1, 0]);
+  assert.equal(calls("zrange"), users.length, "one ZRANGE per user, inside the script");
+});

@@ -398,8 +398,15 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 11: no renames or sessions listed. */
+const TO_SCHEMA_11 = `
+  DROP TABLE renames;
+  DROP TABLE sessions;
+  PRAGMA user_version = 11`;
+
 /** Turns a file of this version back into schema 10: rooms without settings. */
 const TO_SCHEMA_10 = `
+  ${TO_SCHEMA_11};
   ALTER TABLE rooms DROP COLUMN private;
   ALTER TABLE rooms DROP COLUMN read_only;
   ALTER TABLE rooms DROP COLUMN archived;
@@ -503,7 +510,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 11);
+    assert.equal(SCHEMA_VERSION, 12);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1771,5 +1778,92 @@ Deno.test("SqliteStore.renameRoom() moves every user's read marker; a join that 
   assert.deepEqual(
     (await s.conversations("erin")).map((c) => [c.room, c.read, c.unread]),
     [["deploys", 1, 0]],
+  );
+});
+
+Deno.test("SqliteStore.open() migrates a version 11 file: no renames or sessions yet, kept from then on", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "ops");
+    await s.append(room("ops", "alice", "before the upgrade"));
+  }
+  const v11 = new DatabaseSync(data.path);
+  v11.exec(TO_SCHEMA_11);
+  v11.close();
+  const now = Date.now();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.equal(SCHEMA_VERSION, 12);
+    assert.deepEqual(await s.recentRenames(10), []);
+    assert.deepEqual(await s.sessions(["alice"], 0, now), new Map());
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    await s.noteSession("Alice", "s1", 1000);
+    await s.noteSession("alice", "s2", 2000);
+  }
+  await using s = open(data.path);
+  assert.deepEqual(
+    (await s.recentRenames(10)).map(({ room, name }) => [room, name]),
+    [["ops", "deploys"]],
+    "renames survive a reopen",
+  );
+  assert.deepEqual(
+    await s.sessions(["ALICE"], 0, now),
+    new Map([["ALICE", [{ session: "s2", seen: 2000 }, { session: "s1", seen: 1000 }]]]),
+    "sessions survive a reopen",
+  );
+  assert.deepEqual((await s.page("deploys", { limit: 10 })).messages.map((m) => m.text), [
+    "before the upgrade",
+  ]);
+});
+
+Deno.test("SqliteStore.renameRoom() lists the rename in its own transaction: committed with it, or neither", async () => {
+  await using data = await tempData();
+  await using s = open(data.path);
+  await s.join("alice", "ops");
+  peekExec(
+    data.path,
+    "CREATE TRIGGER no_renames BEFORE INSERT ON renames BEGIN SELECT RAISE(ABORT, 'refused'); END",
+  );
+  await assert.rejects(s.renameRoom("ops", "deploys"), /refused/);
+  assert.deepEqual([await s.roomExists("ops"), await s.roomExists("deploys")], [true, false]);
+  peekExec(data.path, "DROP TRIGGER no_renames");
+  assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+  // Read on another connection, without a flush: in the file when the rename resolved.
+  assert.deepEqual(
+    peek(
+      data.path,
+      (db) => db.prepare("SELECT room, name FROM renames").all().map((r) => ({ ...r })),
+    ),
+    [{ room: "ops", name: "deploys" }],
+  );
+});
+
+Deno.test("SqliteStore.sessions() reads every user's sessions in one query, along the index, unsorted", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    for (let u = 0; u < 5; u++) {
+      for (let i = 0; i < 3; i++) await s.noteSession(`u${u}`, `s${u}-${i}`, 1000 * i + u);
+    }
+  }
+  const plan = peek(data.path, (db) =>
+    db.prepare(
+      `EXPLAIN QUERY PLAN SELECT folded, session, seen FROM sessions AS s
+       WHERE folded IN (SELECT value FROM json_each(?1)) AND seen >= ?2
+         AND NOT EXISTS (SELECT 1 FROM revoked AS r WHERE r.session = s.session AND r.until > ?3)
+       ORDER BY folded, seen DESC, session DESC`,
+    ).all('["u1","u2"]', 0, 0).map((r) => String(r.detail)).join("; "));
+  assert.match(plan, /USING COVERING INDEX sessions_by_seen/);
+  assert.doesNotMatch(plan, /TEMP B-TREE/, "without sorting");
+  await using s = open(data.path);
+  const found = await s.sessions(["u1", "U3", "nobody"], 1000, Date.now());
+  assert.deepEqual(
+    [...found].map(([user, list]) => [user, list.map((x) => x.session)]),
+    [["u1", ["s1-2", "s1-1"]], ["U3", ["s3-2", "s3-1"]]],
   );
 });

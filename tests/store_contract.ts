@@ -12,10 +12,12 @@ import {
   type Draft,
   type Page,
   REF_WINDOW,
+  RENAMES_KEPT,
   ReplyChanged,
   replyRef,
   RoomGone,
   type RoomInfo,
+  SESSIONS_KEPT,
   type Store,
 } from "../server/store/store.ts";
 import type { FileMeta } from "../server/files/files.ts";
@@ -2124,6 +2126,189 @@ export function storeContract<S extends Store>(
     // Refused sends after accepted ones only: the rename is one point in the order.
     const kinds = results.map((r) => r.status);
     assert.deepEqual(kinds, [...kinds].sort((a, b) => a === b ? 0 : a === "fulfilled" ? -1 : 1));
+  });
+
+  test("recentRenames() lists renames newest first, at most limit, with their time", async (s) => {
+    assert.deepEqual(await s.recentRenames(10), [], "none yet");
+    await s.join("alice", "ops");
+    await s.join("alice", "dev");
+    const t0 = Date.now();
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.equal(await s.renameRoom("dev", "build"), "renamed");
+    assert.equal(await s.renameRoom("deploys", "ops"), "renamed");
+    const t1 = Date.now();
+    const all = await s.recentRenames(10);
+    assert.deepEqual(all.map(({ room, name }) => [room, name]), [
+      ["deploys", "ops"],
+      ["dev", "build"],
+      ["ops", "deploys"],
+    ]);
+    for (const r of all) assert.ok(r.at >= t0 && r.at <= t1, `at ${r.at} in [${t0}, ${t1}]`);
+    assert.ok(all[0].at >= all[1].at && all[1].at >= all[2].at, "newest first");
+    assert.deepEqual(await s.recentRenames(2), all.slice(0, 2));
+    assert.deepEqual(await s.recentRenames(0), []);
+  });
+
+  test("recentRenames() leaves out refused renames", async (s) => {
+    await s.join("alice", "ops");
+    await s.join("alice", "dev");
+    assert.equal(await s.renameRoom("nowhere", "deploys"), "unknown");
+    assert.equal(await s.renameRoom("ops", "dev"), "taken");
+    assert.deepEqual(await s.recentRenames(10), []);
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.equal(await s.renameRoom("ops", "other"), "unknown", "its old name is no room now");
+    assert.equal(await s.renameRoom("dev", "deploys"), "taken");
+    assert.deepEqual((await s.recentRenames(10)).map(({ room, name }) => [room, name]), [
+      ["ops", "deploys"],
+    ]);
+  });
+
+  test("recentRenames() keeps the latest RENAMES_KEPT, dropping the oldest", async (s) => {
+    await s.join("alice", "r0");
+    const total = RENAMES_KEPT + 3;
+    for (let i = 0; i < total; i++) {
+      assert.equal(await s.renameRoom(`r${i}`, `r${i + 1}`), "renamed");
+    }
+    const kept = await s.recentRenames(total);
+    // Every backend here trims to exactly RENAMES_KEPT: the list stays bounded.
+    assert.equal(kept.length, RENAMES_KEPT);
+    assert.deepEqual(
+      kept.map(({ room, name }) => [room, name]),
+      Array.from({ length: RENAMES_KEPT }, (_, k) => [`r${total - 1 - k}`, `r${total - k}`]),
+    );
+    assert.deepEqual((await s.recentRenames(1)).map((r) => r.name), [`r${total}`]);
+  });
+
+  test("noteSession() moves a session's time forward only; sessions() lists latest first", async (s) => {
+    const now = Date.now();
+    await s.noteSession("Alice", "s1", 1000);
+    await s.noteSession("alice", "s2", 3000);
+    await s.noteSession("ALICE", "s1", 2000);
+    await s.noteSession("alice", "s1", 500);
+    await s.noteSession("alice", "s3", 1500);
+    assert.deepEqual(
+      await s.sessions(["alice"], 0, now),
+      new Map([["alice", [
+        { session: "s2", seen: 3000 },
+        { session: "s1", seen: 2000 },
+        { session: "s3", seen: 1500 },
+      ]]]),
+    );
+  });
+
+  test("sessions() reads several users at once, keyed by the names as given", async (s) => {
+    const now = Date.now();
+    await s.noteSession("Alice", "a1", 1000);
+    await s.noteSession("bob", "b1", 2000);
+    await s.noteSession("bob", "b2", 2500);
+    await s.noteSession("erin", "e1", 3000);
+    const found = await s.sessions(["ALICE", "Bob", "carol", "alice"], 0, now);
+    assert.deepEqual(
+      found,
+      new Map([
+        ["ALICE", [{ session: "a1", seen: 1000 }]],
+        ["Bob", [{ session: "b2", seen: 2500 }, { session: "b1", seen: 2000 }]],
+        ["alice", [{ session: "a1", seen: 1000 }]],
+      ]),
+      "carol has none and erin was not asked for",
+    );
+    assert.deepEqual(await s.sessions([], 0, now), new Map());
+  });
+
+  test("sessions() lists those seen at or after since", async (s) => {
+    const now = Date.now();
+    await s.noteSession("alice", "s1", 1000);
+    await s.noteSession("alice", "s2", 2000);
+    await s.noteSession("alice", "s3", 3000);
+    await s.noteSession("bob", "b1", 1999);
+    const names = async (since: number) =>
+      [...(await s.sessions(["alice", "bob"], since, now))].map((
+        [user, list],
+      ) => [user, list.map((x) => x.session)]);
+    assert.deepEqual(await names(2000), [["alice", ["s3", "s2"]]], "bob's is too old");
+    assert.deepEqual(await names(1999), [["alice", ["s3", "s2"]], ["bob", ["b1"]]]);
+    assert.deepEqual(await names(3001), []);
+  });
+
+  test("sessions() leaves out revoked sessions until the revocation lapses", async (s) => {
+    const now = Date.now();
+    await s.noteSession("alice", "s1", 1000);
+    await s.noteSession("alice", "s2", 2000);
+    await s.noteSession("bob", "b1", 3000);
+    await s.revokeSession("s2", now + 60_000);
+    await s.revokeSession("b1", now + 60_000);
+    assert.deepEqual(
+      await s.sessions(["alice", "bob"], 0, now),
+      new Map([["alice", [{ session: "s1", seen: 1000 }]]]),
+      "bob's only session is revoked: bob is left out",
+    );
+    assert.deepEqual(
+      await s.sessions(["alice", "bob"], 0, now + 60_000),
+      new Map([
+        ["alice", [{ session: "s2", seen: 2000 }, { session: "s1", seen: 1000 }]],
+        ["bob", [{ session: "b1", seen: 3000 }]],
+      ]),
+      "lapsed at until",
+    );
+  });
+
+  test("noteSession() keeps SESSIONS_KEPT per user, dropping the least recently seen", async (s) => {
+    const now = Date.now();
+    // Noted latest first: the first noted are the last to go.
+    for (let k = SESSIONS_KEPT + 1; k >= 0; k--) await s.noteSession("alice", `s${k}`, 1000 + k);
+    await s.noteSession("bob", "b1", 10);
+    const ids = async () =>
+      (await s.sessions(["alice"], 0, now)).get("alice")!.map((x) => x.session);
+    const expected = Array.from({ length: SESSIONS_KEPT }, (_, i) => `s${SESSIONS_KEPT + 1 - i}`);
+    assert.deepEqual(await ids(), expected, "s0 and s1 are dropped");
+    await s.noteSession("alice", "s10", 5000);
+    assert.deepEqual(
+      await ids(),
+      ["s10", ...expected.filter((x) => x !== "s10")],
+      "a kept session seen again drops none",
+    );
+    await s.noteSession("alice", "s0", 6000);
+    assert.deepEqual(
+      await ids(),
+      ["s0", "s10", ...expected.filter((x) => x !== "s10" && x !== "s2")],
+      "a new one drops the least recently seen",
+    );
+    assert.deepEqual(
+      await s.sessions(["bob"], 0, now),
+      new Map([["bob", [{ session: "b1", seen: 10 }]]]),
+      "per user",
+    );
+  });
+
+  test("forgetSessions() forgets the user's sessions, in any spelling, and no one else's", async (s) => {
+    const now = Date.now();
+    await s.noteSession("Alice", "s1", 1000);
+    await s.noteSession("bob", "b1", 2000);
+    await s.forgetSessions("ALICE");
+    assert.deepEqual(
+      await s.sessions(["alice", "bob"], 0, now),
+      new Map([["bob", [{ session: "b1", seen: 2000 }]]]),
+    );
+    await s.noteSession("alice", "s2", 3000);
+    assert.deepEqual(
+      await s.sessions(["alice"], 0, now),
+      new Map([["alice", [{ session: "s2", seen: 3000 }]]]),
+      "noted afresh after",
+    );
+  });
+
+  test("releaseName() forgets the holder's sessions", async (s) => {
+    const now = Date.now();
+    await s.claimName("Alice", "c1", 1000, true);
+    await s.noteSession("Alice", "s1", 1000);
+    await s.noteSession("bob", "b1", 2000);
+    assert.equal(await s.releaseName("alice", "other"), null);
+    assert.equal((await s.sessions(["alice"], 0, now)).size, 1, "a refused release keeps them");
+    assert.deepEqual(await s.releaseName("ALICE", "c1"), []);
+    assert.deepEqual(
+      await s.sessions(["Alice", "bob"], 0, now),
+      new Map([["bob", [{ session: "b1", seen: 2000 }]]]),
+    );
   });
 }
 

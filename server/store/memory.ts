@@ -28,7 +28,9 @@ import {
   type PageQuery,
   type RecentQuery,
   REF_WINDOW,
+  type Rename,
   type RenameResult,
+  RENAMES_KEPT,
   ReplyChanged,
   replyRef,
   RoomGone,
@@ -38,6 +40,8 @@ import {
   type SearchScope,
   searchText,
   searchWords,
+  SESSIONS_KEPT,
+  type SessionSeen,
   sinceGap,
   type Store,
 } from "./store.ts";
@@ -125,6 +129,10 @@ export class MemoryStore implements Store {
   #claims = new Map<string, NameClaim>();
   /** Revoked session → until when (ms). */
   #revoked = new Map<string, number>();
+  /** Renames, oldest first, at most {@link RENAMES_KEPT}. */
+  #renames: Rename[] = [];
+  /** Lower-cased name → session → when it last signed in (ms). */
+  #sessions = new Map<string, Map<string, number>>();
   /**
    * Per sender: ref → conversation and message of their latest message with
    * that ref, oldest first, at most {@link REF_WINDOW} refs.
@@ -596,7 +604,16 @@ export class MemoryStore implements Store {
         sent.msg = this.#kept(to, sent.id) ?? { ...sent.msg, room: to };
       }
     }
+    this.#renames.push({ room, name: to, at: Date.now() });
+    if (this.#renames.length > RENAMES_KEPT) this.#renames.shift();
     return Promise.resolve("renamed");
+  }
+
+  /** The latest renames, newest first. */
+  recentRenames(limit: number): Promise<Rename[]> {
+    const n = Math.max(0, Math.min(limit, this.#renames.length));
+    const out = this.#renames.slice(this.#renames.length - n).reverse();
+    return Promise.resolve(out.map((r) => ({ ...r })));
   }
 
   /**
@@ -708,8 +725,8 @@ export class MemoryStore implements Store {
 
   /**
    * Releases a name held by `session` and wipes its DMs (keeping their id
-   * counters), read markers, memberships, "known" mark, last-seen time and
-   * refs, in one step.
+   * counters), read markers, memberships, "known" mark, last-seen time,
+   * sessions and refs, in one step.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const key = name.toLowerCase();
@@ -741,6 +758,7 @@ export class MemoryStore implements Store {
     this.#roomsOf.delete(user);
     this.#users.delete(user);
     this.#seen.delete(key);
+    this.#sessions.delete(key);
     this.#sent.delete(user);
     for (const [room, creator] of this.#creators) {
       if (creator === user) this.#creators.set(room, "");
@@ -815,6 +833,43 @@ export class MemoryStore implements Store {
     return Promise.resolve((this.#revoked.get(session) ?? 0) > now);
   }
 
+  /** Records a sign-in of `session` for `user`, keeping the latest {@link SESSIONS_KEPT}. */
+  noteSession(user: string, session: string, seen: number): Promise<void> {
+    const key = user.toLowerCase();
+    const kept = this.#sessions.get(key) ?? new Map<string, number>();
+    this.#sessions.set(key, kept);
+    kept.set(session, Math.max(seen, kept.get(session) ?? -Infinity));
+    if (kept.size > SESSIONS_KEPT) {
+      const [oldest] = latestFirst(kept).slice(-1);
+      kept.delete(oldest.session);
+    }
+    return Promise.resolve();
+  }
+
+  /** Each user's sessions seen since `since` and not revoked at `now`, latest first. */
+  sessions(
+    users: readonly string[],
+    since: number,
+    now: number,
+  ): Promise<Map<string, SessionSeen[]>> {
+    const out = new Map<string, SessionSeen[]>();
+    for (const user of users) {
+      const kept = this.#sessions.get(user.toLowerCase());
+      if (!kept) continue;
+      const live = latestFirst(kept).filter((s) =>
+        s.seen >= since && (this.#revoked.get(s.session) ?? 0) <= now
+      );
+      if (live.length > 0) out.set(user, live);
+    }
+    return Promise.resolve(out);
+  }
+
+  /** Forgets the user's sessions. */
+  forgetSessions(user: string): Promise<void> {
+    this.#sessions.delete(user.toLowerCase());
+    return Promise.resolve();
+  }
+
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();
@@ -828,6 +883,14 @@ export class MemoryStore implements Store {
     }
     return s;
   }
+}
+
+/** Sessions latest seen first (ties: greater session id first, as every store orders them). */
+function latestFirst(kept: Map<string, number>): SessionSeen[] {
+  const all = [...kept].map(([session, seen]) => ({ session, seen }));
+  return all.sort((a, b) =>
+    b.seen - a.seen || (a.session < b.session ? 1 : a.session > b.session ? -1 : 0)
+  );
 }
 
 /** Moves the entry of `from` to `to`, if there is one. */

@@ -35,6 +35,10 @@
  * |                  |        | `c` since when held (ms; absent for claims made before: 0)       |
  * | `claims`         | zset   | lower-cased claimed name → seen (ms)                             |
  * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then               |
+ * | `sess:<name>`    | zset   | sessions of a lower-cased name (score: last signed in, ms),      |
+ * |                  |        | the latest 50 (`SESSIONS_KEPT`)                                  |
+ * | `renames`        | list   | `{room, name, at}` JSON of the latest renames, newest first,     |
+ * |                  |        | 100 at most (`RENAMES_KEPT`)                                     |
  * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref         |
  * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)            |
  *
@@ -98,7 +102,9 @@ import {
   type RecentQuery,
   REF_WINDOW,
   refreshReplies,
+  type Rename,
   type RenameResult,
+  RENAMES_KEPT,
   ReplyChanged,
   RoomGone,
   type RoomInfo,
@@ -107,6 +113,8 @@ import {
   type SearchScope,
   searchText,
   searchWords,
+  SESSIONS_KEPT,
+  type SessionSeen,
   sinceGap,
   type Store,
 } from "./store.ts";
@@ -603,8 +611,9 @@ return {1, flags}
 `);
 
 /**
- * Renames a room (see {@link Store.renameRoom}). ARGV: prefix, room, to.
- * Returns 'unknown', 'taken' or 'renamed'.
+ * Renames a room (see {@link Store.renameRoom}) and lists the rename in
+ * `renames` (at Redis's time, keeping the newest `kept`). ARGV: prefix,
+ * room, to, kept. Returns 'unknown', 'taken' or 'renamed'.
  *
  * Every message is rewritten with its new `room` (one HSET per 500; a room
  * of 10,000 messages took 60 to 110 ms of Redis's time on a busy 2-core
@@ -689,6 +698,10 @@ for _, h in ipairs({'rooms', 'topics', 'settings'}) do
 end
 redis.call('SADD', p .. 'gone', room)
 redis.call('SREM', p .. 'gone', to)
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('LPUSH', p .. 'renames', cjson.encode({room = room, name = to, at = at}))
+redis.call('LTRIM', p .. 'renames', 0, tonumber(ARGV[4]) - 1)
 return 'renamed'
 `);
 
@@ -793,7 +806,7 @@ return {1, ARGV[3], ARGV[4], now, now}
  * continue, and `trimmed` rises to them: a reader of the old conversation
  * has a gap), both parties' listing
  * and read markers of them, its own markers, its refs, its memberships, its
- * last-seen time and its `users` mark. ARGV: prefix, folded name, session,
+ * last-seen time, its sessions and its `users` mark. ARGV: prefix, folded name, session,
  * seen-before (or empty).
  * Returns {1, {room, …}},
  * or nil when the session does not hold the name or was seen since.
@@ -808,6 +821,7 @@ local user = held[1]
 redis.call('DEL', key)
 redis.call('ZREM', p .. 'claims', folded)
 redis.call('HDEL', p .. 'seen', folded)
+redis.call('DEL', p .. 'sess:' .. folded)
 for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
   local i = string.find(conv, ':', 1, true)
   -- Their texts leave the broker's feed too (as a delete's do), and their
@@ -884,6 +898,42 @@ local key = ARGV[1] .. 'revoked:' .. ARGV[2]
 local held = tonumber(redis.call('GET', key) or '0')
 if tonumber(ARGV[3]) > held then redis.call('SET', key, ARGV[3], 'PXAT', ARGV[3]) end
 return 0
+`);
+
+/**
+ * Records a sign-in: the session's time moves forward only, and the user's
+ * least recently seen sessions past `kept` go (ties: the lowest id first).
+ * ARGV: prefix, lower-cased name, session, seen (ms), kept.
+ */
+const NOTE_SESSION = new Script(`
+local key = ARGV[1] .. 'sess:' .. ARGV[2]
+local cur = redis.call('ZSCORE', key, ARGV[3])
+if not cur or tonumber(ARGV[4]) > tonumber(cur) then redis.call('ZADD', key, ARGV[4], ARGV[3]) end
+redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[5]) - 1)
+return 0
+`);
+
+/**
+ * Sessions of several users seen at or after a time and not revoked at
+ * another, latest first (ties: the highest id first), in one script.
+ * ARGV: prefix, since, now, lower-cased names…
+ * Returns one {session, seen, …} per name, in order.
+ */
+const SESSIONS = new Script(`
+local p, since, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV do
+  local live = {}
+  local all = redis.call('ZRANGE', p .. 'sess:' .. ARGV[i], '+inf', since, 'BYSCORE', 'REV', 'WITHSCORES')
+  for j = 1, #all, 2 do
+    if tonumber(redis.call('GET', p .. 'revoked:' .. all[j]) or '0') <= now then
+      live[#live + 1] = all[j]
+      live[#live + 1] = all[j + 1]
+    end
+  end
+  out[#out + 1] = live
+end
+return out
 `);
 
 /** Messages one search command reads (newest first). */
@@ -1442,7 +1492,22 @@ export class RedisStore implements Store {
 
   /** Renames a room in one script (see {@link Store.renameRoom} and the script's notes). */
   async renameRoom(room: string, to: string): Promise<RenameResult> {
-    return await this.#run(RENAME, [room, to]) as RenameResult;
+    return await this.#run(RENAME, [room, to, String(RENAMES_KEPT)]) as RenameResult;
+  }
+
+  /** The latest renames, newest first, in one LRANGE. */
+  async recentRenames(limit: number): Promise<Rename[]> {
+    if (limit <= 0) return [];
+    const raw = await this.#call([
+      "LRANGE",
+      `${this.#prefix}renames`,
+      "0",
+      String(limit - 1),
+    ]) as string[];
+    return raw.map((json) => {
+      const r = JSON.parse(json) as Rename;
+      return { room: String(r.room), name: String(r.name), at: Number(r.at) };
+    });
   }
 
   /** The user's rooms and DMs with newest ids, positions, read markers and unread counts. */
@@ -1604,6 +1669,45 @@ export class RedisStore implements Store {
   /** Whether the session's revocation lasts past `now`. */
   async sessionRevoked(session: string, now: number): Promise<boolean> {
     return Number(await this.#call(["GET", `${this.#prefix}revoked:${session}`]) ?? 0) > now;
+  }
+
+  /** Records a sign-in of `session` for `user`, keeping the latest {@link SESSIONS_KEPT}. */
+  async noteSession(user: string, session: string, seen: number): Promise<void> {
+    await this.#run(NOTE_SESSION, [
+      user.toLowerCase(),
+      session,
+      String(seen),
+      String(SESSIONS_KEPT),
+    ]);
+  }
+
+  /** The users' sessions seen since `since` and not revoked at `now`, in one script. */
+  async sessions(
+    users: readonly string[],
+    since: number,
+    now: number,
+  ): Promise<Map<string, SessionSeen[]>> {
+    const out = new Map<string, SessionSeen[]>();
+    if (users.length === 0) return out;
+    const lists = await this.#run(SESSIONS, [
+      String(since),
+      String(now),
+      ...users.map((u) => u.toLowerCase()),
+    ]) as string[][];
+    users.forEach((user, i) => {
+      const flat = lists[i];
+      const live: SessionSeen[] = [];
+      for (let j = 0; j < flat.length; j += 2) {
+        live.push({ session: flat[j], seen: Number(flat[j + 1]) });
+      }
+      if (live.length > 0) out.set(user, live);
+    });
+    return out;
+  }
+
+  /** Forgets the user's sessions. */
+  async forgetSessions(user: string): Promise<void> {
+    await this.#call(["DEL", `${this.#prefix}sess:${user.toLowerCase()}`]);
   }
 
   /** Closes the client if this store opened it. */

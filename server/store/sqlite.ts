@@ -66,7 +66,9 @@ import {
   type PageQuery,
   type RecentQuery,
   refreshReplies,
+  type Rename,
   type RenameResult,
+  RENAMES_KEPT,
   ReplyChanged,
   RoomGone,
   type RoomInfo,
@@ -75,6 +77,8 @@ import {
   searchable,
   type SearchScope,
   searchWords,
+  SESSIONS_KEPT,
+  type SessionSeen,
   sinceGap,
   type Store,
 } from "./store.ts";
@@ -892,7 +896,20 @@ export class SqliteStore implements Store {
     for (const [conv, s] of [[to, moved], [room, left]] as const) {
       sql.putConv.run(conv, s.seq, s.newest, s.kept, s.trimmed);
     }
+    sql.addRename.run(room, to, this.#now());
+    sql.trimRenames.run(RENAMES_KEPT);
     return { moved, left };
+  }
+
+  /** The latest committed renames, newest first. */
+  recentRenames(limit: number): Promise<Rename[]> {
+    return this.#read(() =>
+      this.#sql.recentRenames.all(Math.max(0, limit)).map((r) => ({
+        room: String(r.room),
+        name: String(r.name),
+        at: Number(r.at),
+      }))
+    );
   }
 
   /**
@@ -1004,7 +1021,7 @@ export class SqliteStore implements Store {
    * its DMs (their rows and reactions; the rows leave the search index by
    * trigger; `convs` keeps the counters, so ids continue, and the counter
    * becomes the watermark), their read markers, its own markers, its
-   * memberships, its last-seen time and its `users` row.
+   * memberships, its last-seen time, its sessions and its `users` row.
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const folded = name.toLowerCase();
@@ -1015,6 +1032,7 @@ export class SqliteStore implements Store {
       const user = String(row.name);
       this.#sql.deleteClaim.run(folded);
       this.#sql.forgetSeen.run(folded);
+      this.#sql.forgetSessions.run(folded);
       this.#sql.forgetCreator.run(user);
       for (const r of this.#sql.dmsOf.all(user)) {
         const conv = String(r.conv);
@@ -1070,6 +1088,51 @@ export class SqliteStore implements Store {
   /** Whether a committed revocation of the session lasts past `now`. */
   sessionRevoked(session: string, now: number): Promise<boolean> {
     return this.#read(() => Number(this.#sql.revoked.get(session)?.until ?? 0) > now);
+  }
+
+  /**
+   * Records a sign-in in the next commit, dropping the user's least recently
+   * seen sessions past {@link SESSIONS_KEPT}.
+   */
+  noteSession(user: string, session: string, seen: number): Promise<void> {
+    const folded = user.toLowerCase();
+    return this.#write(() => {
+      this.#sql.noteSession.run(folded, session, seen);
+      this.#sql.trimSessions.run(folded, SESSIONS_KEPT);
+    });
+  }
+
+  /** Committed sessions of the users seen since `since` and not revoked at `now`, in one query. */
+  sessions(
+    users: readonly string[],
+    since: number,
+    now: number,
+  ): Promise<Map<string, SessionSeen[]>> {
+    return this.#read(() => {
+      const out = new Map<string, SessionSeen[]>();
+      if (users.length === 0) return out;
+      const folded = users.map((u) => u.toLowerCase());
+      const found = new Map<string, SessionSeen[]>();
+      for (const r of this.#sql.sessions.all(JSON.stringify(folded), since, now)) {
+        const key = String(r.folded);
+        const list = found.get(key) ?? [];
+        found.set(key, list);
+        list.push({ session: String(r.session), seen: Number(r.seen) });
+      }
+      users.forEach((user, i) => {
+        const list = found.get(folded[i]);
+        if (list) out.set(user, list.map((s) => ({ ...s })));
+      });
+      return out;
+    });
+  }
+
+  /** Forgets the user's sessions in the next commit. */
+  forgetSessions(user: string): Promise<void> {
+    const folded = user.toLowerCase();
+    return this.#write(() => {
+      this.#sql.forgetSessions.run(folded);
+    });
   }
 
   /**
@@ -1786,6 +1849,27 @@ function statements(db: DatabaseSync) {
        ON CONFLICT (session) DO UPDATE SET until = max(until, excluded.until)`,
     ),
     revoked: p("SELECT until FROM revoked WHERE session = ?"),
+    addRename: p("INSERT INTO renames (room, name, at) VALUES (?, ?, ?)"),
+    // The newest `n` stay: rows are numbered in the order made.
+    trimRenames: p("DELETE FROM renames WHERE n <= (SELECT max(n) FROM renames) - ?"),
+    recentRenames: p("SELECT room, name, at FROM renames ORDER BY n DESC LIMIT ?"),
+    noteSession: p(
+      `INSERT INTO sessions (folded, session, seen) VALUES (?, ?, ?)
+       ON CONFLICT (folded, session) DO UPDATE SET seen = max(seen, excluded.seen)`,
+    ),
+    trimSessions: p(
+      `DELETE FROM sessions WHERE folded = ?1 AND session IN
+         (SELECT session FROM sessions WHERE folded = ?1
+          ORDER BY seen DESC, session DESC LIMIT -1 OFFSET ?2)`,
+    ),
+    // Along sessions_by_seen, each user's latest first: no sort.
+    sessions: p(
+      `SELECT folded, session, seen FROM sessions AS s
+       WHERE folded IN (SELECT value FROM json_each(?1)) AND seen >= ?2
+         AND NOT EXISTS (SELECT 1 FROM revoked AS r WHERE r.session = s.session AND r.until > ?3)
+       ORDER BY folded, seen DESC, session DESC`,
+    ),
+    forgetSessions: p("DELETE FROM sessions WHERE folded = ?"),
     expired: p("SELECT seq, conv, id, rev FROM messages WHERE ts < ? ORDER BY ts LIMIT ?"),
     deleteSeq: p("DELETE FROM messages WHERE seq = ?"),
   } satisfies Record<string, StatementSync>;

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 11;
+export const SCHEMA_VERSION = 12;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -309,6 +309,27 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       ALTER TABLE rooms ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE rooms ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE rooms ADD COLUMN auto_join INTEGER NOT NULL DEFAULT 0;
+    `),
+  // 12: the latest room renames (Store.recentRenames), in the order made
+  // (`n`; the oldest are trimmed), and each user's sessions with when each
+  // last signed in (Store.sessions), keyed by the lower-cased name; the
+  // index reads a user's sessions latest first (and finds the ones past the
+  // cap) without sorting.
+  (db) =>
+    db.exec(`
+      CREATE TABLE renames (
+        n INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at INTEGER NOT NULL
+      );
+      CREATE TABLE sessions (
+        folded TEXT NOT NULL,
+        session TEXT NOT NULL,
+        seen INTEGER NOT NULL,
+        PRIMARY KEY (folded, session)
+      ) WITHOUT ROWID;
+      CREATE INDEX sessions_by_seen ON sessions (folded, seen DESC, session DESC);
     `),
 ];
 

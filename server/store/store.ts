@@ -184,6 +184,30 @@ export type RenameResult =
   /** A room of the new name exists (nothing changed). */
   | "taken";
 
+/** A room's rename, as {@link Store.recentRenames} lists it. */
+export interface Rename {
+  /** The room's old name. */
+  room: string;
+  /** The name it was given. */
+  name: string;
+  /** When (ms since the epoch). */
+  at: number;
+}
+
+/** How many renames {@link Store.recentRenames} keeps at least (the newest). */
+export const RENAMES_KEPT = 100;
+
+/** A user's session as {@link Store.sessions} lists it. */
+export interface SessionSeen {
+  /** The session id (carried by its tokens). */
+  session: string;
+  /** When it last signed in (ms since the epoch). */
+  seen: number;
+}
+
+/** How many sessions {@link Store.noteSession} keeps per user at most (the latest seen). */
+export const SESSIONS_KEPT = 50;
+
 /** Which page of a conversation to read. */
 export interface PageQuery {
   /** Only messages with a smaller id (the newest `limit` of them), oldest first. */
@@ -399,6 +423,14 @@ export interface Store {
    */
   renameRoom(room: string, to: string): Promise<RenameResult>;
   /**
+   * The latest renames, newest first, at most `limit` (at least the last
+   * {@link RENAMES_KEPT} are kept; older ones may be forgotten). Each
+   * {@link renameRoom} that resolved `"renamed"` is listed, in the same
+   * atomic step as the rename. A client that was away follows them from a
+   * name it holds to the room's name now.
+   */
+  recentRenames(limit: number): Promise<Rename[]>;
+  /**
    * The user's rooms and DM conversations with newest id, `seq`, read marker
    * and unread count (messages of others after the marker, not deleted, up
    * to `UNREAD_CAP`).
@@ -447,7 +479,7 @@ export interface Store {
    * after the old ones), every read marker of those conversations, its own
    * read markers, its room memberships, its "known user" mark, its count of
    * rooms created (the rooms stay, so a later holder starts at none), its
-   * last-seen time and its refs (a later holder's sends are never taken for
+   * last-seen time, its sessions and its refs (a later holder's sends are never taken for
    * its resends). Room
    * messages it sent stay. Resolves the rooms it was in (to announce the
    * leaves), or null when `session` did not hold the name (nothing changed).
@@ -468,6 +500,25 @@ export interface Store {
   revokeSession(session: string, until: number): Promise<void>;
   /** Whether a session was revoked (and the revocation has not lapsed at `now`). */
   sessionRevoked(session: string, now: number): Promise<boolean>;
+  /**
+   * Records that `user` signed in with `session` at `seen` (ms; only moves
+   * forward). At most {@link SESSIONS_KEPT} sessions are kept per user: the
+   * least recently seen go first. Names compare ignoring case.
+   */
+  noteSession(user: string, session: string, seen: number): Promise<void>;
+  /**
+   * The sessions of each of `users` seen at or after `since` (ms) and not
+   * revoked at `now` (see {@link revokeSession}), latest first, in one read
+   * however many users (keyed by the names as given; users without any are
+   * left out).
+   */
+  sessions(
+    users: readonly string[],
+    since: number,
+    now: number,
+  ): Promise<Map<string, SessionSeen[]>>;
+  /** Forgets every session recorded for `user` (signed out everywhere, or removed). */
+  forgetSessions(user: string): Promise<void>;
   /** Makes everything written so far durable and releases the backend. */
   close(): Promise<void>;
 }
