@@ -895,7 +895,7 @@ function msg(
  * the test push frames or drop the connection.
  */
 function standIn(
-  welcome: Pick<WelcomeFrame, "rooms" | "conversations">,
+  welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed">,
   answer: (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => void,
 ) {
   const received: (ClientFrame & { ref?: string })[] = [];
@@ -1747,23 +1747,41 @@ function roomMsg(room: string, id: number, from: string, text: string): ChatMess
   return msg(id, from, text, { room });
 }
 
-/** The stand-in's answer to `join`: each room's members and history, as `rooms` says. */
+/**
+ * The stand-in's answer to `join` (and to `history` with `since`): each
+ * room's members and history, as `rooms` says, at most `page` messages a
+ * reply as the server pages them — the newest ones for a plain join, the
+ * next ones by `seq` after a `since`, with `more` while some are left.
+ */
 function joinAnswer(
   rooms: Record<string, { history: ChatMessage[]; topic?: string; private?: true }>,
+  page = Infinity,
 ) {
   return (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => {
-    if (f.type !== "join") return;
+    if (f.type !== "join" && !(f.type === "history" && f.since !== undefined)) return;
+    if (f.room === undefined) return;
     const room = rooms[f.room];
     if (!room) return;
-    const history = f.since === undefined
-      ? room.history
-      : room.history.filter((m) => (m.seq ?? m.id) > f.since!);
+    const last = room.history.at(-1)?.seq ?? 0;
+    let messages = page === Infinity ? room.history : room.history.slice(-page);
+    let more = false;
+    if (f.since !== undefined) {
+      const after = room.history.filter((m) => (m.seq ?? m.id) > f.since!);
+      messages = after.slice(0, page);
+      more = after.length > messages.length;
+    }
+    const seq = more ? messages.at(-1)!.seq! : last;
+    if (f.type === "history") {
+      reply({ type: "history", room: f.room, messages, more, seq });
+      return;
+    }
     reply({
       type: "joined",
       room: f.room,
       members: ["alice", "bob"],
-      history,
-      seq: room.history.at(-1)?.seq ?? 0,
+      history: messages,
+      ...(more ? { more } : {}),
+      seq,
       ...(room.topic ? { topic: room.topic } : {}),
       ...(room.private ? { private: true } : {}),
     });
@@ -1927,11 +1945,11 @@ Deno.test("ChatModel.renameRoom() sends rename_room and settles with the server'
   }
 });
 
-Deno.test("ChatModel recognizes a room renamed while it was away: no ghost, the draft and unsent messages follow", async () => {
+Deno.test("ChatModel moves a room renamed while it was away (welcome.renamed): the same conversation, resumed, with all it held", async () => {
   const storage = new MemoryStorage();
   const plans = [roomMsg("plans", 1, "bob", "one"), roomMsg("plans", 2, "bob", "two")];
   const old = [roomMsg("old", 1, "bob", "from a room alice left elsewhere")];
-  const welcome: Pick<WelcomeFrame, "rooms" | "conversations"> = {
+  const welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed"> = {
     rooms: ["general", "plans", "old"],
     conversations: [
       { room: "plans", last: 2, read: 2, seq: 2, unread: 0 },
@@ -1952,12 +1970,18 @@ Deno.test("ChatModel recognizes a room renamed while it was away: no ghost, the 
     alice.open("#plans");
     const conv = alice.convs.value.get("#plans")!;
     conv.draft.value = "still typing";
+    alice.reply(conv, 1);
+    alice.attach(conv, [new File([], "empty.txt")]);
+    assert.equal(alice.uploads.value.get("#plans")?.length, 1);
+    // Never answered: on its way when the connection drops.
     alice.send("written before the rename");
     const sent = await fake.next("send");
 
-    // While the device is away, plans becomes ideas (with a message more) and alice leaves old.
+    // While the device is away, plans becomes ideas (it was brainstorm before that, which
+    // this device never knew), bob writes in it, and alice leaves old on another device.
     welcome.rooms = ["general", "ideas"];
     welcome.conversations = [{ room: "ideas", last: 3, read: 2, seq: 3, unread: 1 }];
+    welcome.renamed = [{ room: "plans", name: "ideas" }, { room: "brainstorm", name: "ideas" }];
     rooms.ideas = {
       history: [...plans.map((m) => ({ ...m, room: "ideas" })), roomMsg("ideas", 3, "bob", "new")],
     };
@@ -1971,25 +1995,210 @@ Deno.test("ChatModel recognizes a room renamed while it was away: no ghost, the 
       sent.ref,
       "written before the rename",
     ]);
-    const ideas = alice.convs.value.get("#ideas")!;
+    // Resumed from where the device was, under the new name; nothing asked of the old one.
+    const joins = fake.received.slice(before).filter((f) => f.type === "join");
+    assert.deepEqual(joins.map((f) => f.type === "join" && [f.room, f.since]).sort(), [
+      ["general", 0],
+      ["ideas", 2],
+    ]);
+    assert.equal(alice.convs.value.get("#ideas"), conv, "the same conversation, renamed");
     assert.deepEqual([...alice.convs.value.keys()].sort(), ["#general", "#ideas"], "no ghost");
     assert.deepEqual(alice.rooms.value.map((c) => c.name), ["general", "ideas"]);
     assert.equal(alice.active.value, "#ideas");
-    assert.equal(ideas.draft.value, "still typing");
-    assert.deepEqual(ideas.messages.value.map((m) => m.text), ["one", "two", "new"]);
-    assert.equal(ideas.unread.value, 1);
-    assert.deepEqual(ideas.notices.value.map((n) => n.text), [
-      "#plans was renamed to #ideas while you were away",
+    assert.equal(storage.getItem("chat.active.alice"), "#ideas");
+    assert.equal(conv.draft.value, "still typing");
+    assert.equal(conv.replyTo.value?.id, 1);
+    assert.deepEqual(alice.uploads.value.get("#ideas")?.map((u) => u.name), ["empty.txt"]);
+    assert.equal(alice.uploads.value.has("#plans"), false);
+    assert.deepEqual(conv.messages.value.map((m) => [m.id, m.room, m.text]), [
+      [1, "ideas", "one"],
+      [2, "ideas", "two"],
+      [3, "ideas", "new"],
     ]);
+    assert.equal(conv.unread.value, 1);
+    // The line sits where the device left off: before what came while it was away.
+    assert.deepEqual(conv.notices.value.map((n) => [n.kind, n.text, n.after]), [
+      ["rename", "#plans was renamed to #ideas while you were away", 2],
+    ]);
+    assert.equal(alice.toasts.value.length, 0);
+    // Old links follow, an older name of the room's too; a room left is not taken for it.
     assert.equal(alice.movedLink("#/plans/1"), "#/ideas/1");
-    assert.equal(alice.movedLink("#/old"), null, "a room left is not taken for a renamed one");
+    assert.equal(alice.movedLink("#/brainstorm"), "#/ideas");
+    assert.equal(alice.movedLink("#/old"), null);
     await waitUntil(
       () => /"#ideas"/.test(storage.getItem("chat.drafts.alice") ?? ""),
       "the draft is saved under the new name",
     );
     assert.doesNotMatch(storage.getItem("chat.drafts.alice")!, /"#plans"/);
+    assert.deepEqual([...loadUnsent(storage, "alice").keys()], ["#ideas"]);
   } finally {
     alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel moves an empty room renamed while it was away: the draft, an unsent message and the open room follow", async () => {
+  const storage = new MemoryStorage();
+  const welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed"> = {
+    rooms: ["general", "plans"],
+    conversations: [{ room: "plans", last: 0, read: 0, seq: 0, unread: 0 }],
+  };
+  const rooms: Parameters<typeof joinAnswer>[0] = {
+    general: { history: [] },
+    plans: { history: [] },
+  };
+  const fake = standIn(welcome, (f, reply) => joinAnswer(rooms)(f, reply));
+  const alice = new ChatModel({ origin: fake.http, storage, backoff: 50, maxBackoff: 100 });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#plans")?.loaded.value, "plans is loaded");
+    alice.open("#plans");
+    const conv = alice.convs.value.get("#plans")!;
+    assert.equal(conv.newest, 0, "nothing was ever said in it");
+    conv.draft.value = "the first words";
+    alice.send("the first message");
+    const sent = await fake.next("send");
+
+    welcome.rooms = ["general", "ideas"];
+    welcome.conversations = [{ room: "ideas", last: 0, read: 0, seq: 0, unread: 0 }];
+    welcome.renamed = [{ room: "plans", name: "ideas" }];
+    rooms.ideas = { history: [] };
+    delete rooms.plans;
+    const before = fake.received.length;
+    fake.drop();
+
+    const again = await fake.next("send", before);
+    assert.deepEqual([again.room, again.ref, again.text], ["ideas", sent.ref, "the first message"]);
+    assert.equal(alice.convs.value.get("#ideas"), conv);
+    assert.deepEqual([...alice.convs.value.keys()].sort(), ["#general", "#ideas"]);
+    assert.equal(alice.active.value, "#ideas");
+    assert.equal(conv.draft.value, "the first words");
+    assert.deepEqual(conv.pending.value.map((p) => p.text), ["the first message"]);
+    assert.deepEqual(conv.notices.value.map((n) => [n.text, n.after]), [
+      ["#plans was renamed to #ideas while you were away", 0],
+    ]);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel moves a room renamed while it was away when more than a page came meanwhile: every message, no gap", async () => {
+  const storage = new MemoryStorage();
+  const PAGE = 50;
+  const plans = [roomMsg("plans", 1, "bob", "m1"), roomMsg("plans", 2, "bob", "m2")];
+  const welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed"> = {
+    rooms: ["general", "plans"],
+    conversations: [{ room: "plans", last: 2, read: 2, seq: 2, unread: 0 }],
+  };
+  const rooms: Parameters<typeof joinAnswer>[0] = {
+    general: { history: [] },
+    plans: { history: plans },
+  };
+  const fake = standIn(welcome, (f, reply) => joinAnswer(rooms, PAGE)(f, reply));
+  const alice = new ChatModel({ origin: fake.http, storage, backoff: 50, maxBackoff: 100 });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#plans")?.loaded.value, "plans is loaded");
+    alice.open("#plans");
+    const conv = alice.convs.value.get("#plans")!;
+    conv.draft.value = "kept through it all";
+
+    // 120 messages while away: the newest page no longer holds anything the device had.
+    const ideas: ChatMessage[] = plans.map((m) => ({ ...m, room: "ideas" }));
+    for (let id = 3; id <= 122; id++) ideas.push(roomMsg("ideas", id, "bob", `m${id}`));
+    welcome.rooms = ["general", "ideas"];
+    welcome.conversations = [{ room: "ideas", last: 122, read: 2, seq: 122, unread: 120 }];
+    welcome.renamed = [{ room: "plans", name: "ideas" }];
+    rooms.ideas = { history: ideas };
+    delete rooms.plans;
+    const before = fake.received.length;
+    fake.drop();
+
+    await waitUntil(() => conv.newest === 122 && !conv.resuming, "caught up under the new name");
+    const asked = fake.received.slice(before).filter((f) =>
+      (f.type === "join" || f.type === "history") && f.room === "ideas"
+    );
+    assert.deepEqual(asked.map((f) => [f.type, "since" in f ? f.since : undefined]), [
+      ["join", 2],
+      ["history", 52],
+      ["history", 102],
+    ]);
+    assert.equal(alice.convs.value.get("#ideas"), conv);
+    assert.deepEqual([...alice.convs.value.keys()].sort(), ["#general", "#ideas"]);
+    assert.deepEqual(ids(alice, "#ideas"), Array.from({ length: 122 }, (_, i) => i + 1));
+    assert.equal(conv.unread.value, 120);
+    assert.equal(conv.draft.value, "kept through it all");
+    assert.equal(alice.active.value, "#ideas");
+    assert.deepEqual(conv.notices.value.map((n) => [n.kind, n.after]), [["rename", 2]]);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel after a reload opens a room renamed meanwhile under its new name, with its draft and old links", async () => {
+  const storage = new MemoryStorage();
+  const plans = [roomMsg("plans", 1, "bob", "one")];
+  const welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed"> = {
+    rooms: ["general", "plans"],
+    conversations: [{ room: "plans", last: 1, read: 1, seq: 1, unread: 0 }],
+  };
+  const rooms: Parameters<typeof joinAnswer>[0] = {
+    general: { history: [] },
+    plans: { history: plans },
+  };
+  const fake = standIn(welcome, (f, reply) => joinAnswer(rooms)(f, reply));
+  const first = new ChatModel({ origin: fake.http, storage });
+  let second: ChatModel | null = null;
+  let third: ChatModel | null = null;
+  try {
+    await first.start();
+    first.signIn("alice", "pw");
+    await waitUntil(() => first.convs.value.get("#plans")?.loaded.value, "plans is loaded");
+    first.open("#plans");
+    first.convs.value.get("#plans")!.draft.value = "typed before the reload";
+    first.saveDrafts();
+    first.close();
+
+    welcome.rooms = ["general", "ideas"];
+    welcome.conversations = [{ room: "ideas", last: 1, read: 1, seq: 1, unread: 0 }];
+    welcome.renamed = [{ room: "plans", name: "ideas" }];
+    rooms.ideas = { history: plans.map((m) => ({ ...m, room: "ideas" })) };
+    delete rooms.plans;
+
+    second = new ChatModel({ origin: fake.http, storage });
+    await second.start();
+    await waitUntil(() => second!.convs.value.get("#ideas")?.loaded.value, "ideas is loaded");
+    const conv = second.convs.value.get("#ideas")!;
+    assert.deepEqual([...second.convs.value.keys()].sort(), ["#general", "#ideas"]);
+    assert.equal(second.active.value, "#ideas");
+    assert.equal(conv.draft.value, "typed before the reload");
+    assert.deepEqual(conv.messages.value.map((m) => m.text), ["one"]);
+    assert.deepEqual(conv.notices.value.map((n) => n.text), [
+      "#plans was renamed to #ideas while you were away",
+    ]);
+    // The old address, opened now, is the room's new one.
+    second.open("#general");
+    assert.equal(second.followLink("#/plans/1"), true);
+    assert.equal(second.active.value, "#ideas");
+    second.close();
+
+    // So is a page opened at the old address: the link waits for the welcome that explains it.
+    storage.setItem("chat.active.alice", "#general");
+    third = new ChatModel({ origin: fake.http, storage });
+    assert.equal(third.followLink("#/plans/1"), true);
+    await third.start();
+    await waitUntil(() => third!.convs.value.get("#ideas")?.loaded.value, "ideas is loaded");
+    assert.equal(third.active.value, "#ideas");
+    assert.equal(third.movedLink("#/plans/1"), "#/ideas/1");
+    assert.equal(third.convs.value.has("#plans"), false);
+  } finally {
+    first.close();
+    second?.close();
+    third?.close();
     await fake.close();
   }
 });

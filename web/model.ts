@@ -48,6 +48,7 @@ import {
   type RenameRoomFrame,
   type ReplyRef,
   type RoomKind,
+  type RoomRename,
   type RoomRenamedFrame,
   type RoomSettingsChangedFrame,
   type RoomSettingsFrame,
@@ -406,15 +407,6 @@ export class ChatModel {
    * is joined).
    */
   #renamed = new Map<string, string>();
-  /**
-   * Rooms of the user's that were missing from the welcome while others were
-   * new in it: perhaps renamed while this device was away. Each waits, out
-   * of the sidebar, for the new rooms' history to show whether one of them
-   * is it (see {@link #claimMoved}).
-   */
-  #missing = new Map<string, Conversation>();
-  /** The new rooms of the welcome whose `joined` has not come yet. */
-  #newRooms = new Set<string>();
   /** Messages on their way when their room was renamed: a refusal sends them again. */
   #sentBeforeRename = new Set<string>();
 
@@ -2017,40 +2009,73 @@ export class ChatModel {
    * the room says who renamed it (a toast too, when it is open).
    */
   #onRenamed(f: RoomRenamedFrame): void {
-    const from = `#${f.room}`;
-    const to = `#${f.name}`;
+    const open = this.active.value === `#${f.room}`;
+    const conv = this.#followRename(f.room, f.name);
+    if (conv) {
+      const text = `${f.by || "An admin"} renamed #${f.room} to #${f.name}`;
+      conv.notice("rename", text, new Date().toISOString());
+      if (open) this.toast(text, `renamed:${f.name}`);
+    }
+    this.#answer(f);
+  }
+
+  /**
+   * Rooms renamed while this device was away (`welcome.renamed`, newest
+   * first): each one the app holds under its old name moves to the name now
+   * as a live rename moves it, with a line that says so; links to any of the
+   * old names follow for the rest of the session. `rooms` are the user's
+   * rooms now: a name among them is a room of its own, never moved.
+   */
+  #followRenamesAway(renamed: readonly RoomRename[], rooms: ReadonlySet<string>): void {
+    const now = new Date().toISOString();
+    const moved = new Set<string>();
+    // Oldest first: the newest renames are remembered last, so they are the last forgotten.
+    for (const { room, name } of [...renamed].reverse()) {
+      // Two old names for one room (a device away through both): the first one moved keeps it.
+      if (rooms.has(room) || !rooms.has(name) || moved.has(name)) continue;
+      const conv = this.#followRename(room, name);
+      if (!conv) continue;
+      moved.add(name);
+      conv.notice("rename", `#${room} was renamed to #${name} while you were away`, now);
+    }
+  }
+
+  /**
+   * The room `room` is called `name` now: links and late frames of the old
+   * name find it from now on, and what the app keeps under the old name —
+   * the conversation (see {@link #moveRoom}), its row in the room browser,
+   * search results, a join or an "added you" under way — moves to the new
+   * one. Returns the conversation moved, if the app held one.
+   */
+  #followRename(room: string, name: string): Conversation | undefined {
+    const from = `#${room}`;
+    const to = `#${name}`;
     // Older renames that led to the old name now lead on to the new one.
     for (const [k, v] of this.#renamed) if (v === from) this.#renamed.set(k, to);
     this.#renamed.delete(to);
     this.#renamed.set(from, to);
     if (this.#renamed.size > MAX_RENAMES) this.#renamed.delete(this.#renamed.keys().next().value!);
     const conv = this.convs.value.get(from);
-    if (conv) {
-      const open = this.active.value === from;
-      this.#moveRoom(conv, f.name);
-      const text = `${f.by || "An admin"} renamed #${f.room} to #${f.name}`;
-      conv.notice("rename", text, new Date().toISOString());
-      if (open) this.toast(text, `renamed:${f.name}`);
-    }
+    if (conv) this.#moveRoom(conv, name);
     const listed = this.roomList.value;
-    if (listed?.some((r) => r.name === f.room)) {
-      this.roomList.value = listed.map((r) => r.name === f.room ? { ...r, name: f.name } : r);
+    if (listed?.some((r) => r.name === room)) {
+      this.roomList.value = listed.map((r) => r.name === room ? { ...r, name } : r);
     }
     const s = this.search.value;
-    if (s && (s.key === from || s.results?.some((m) => m.room === f.room))) {
+    if (s && (s.key === from || s.results?.some((m) => m.room === room))) {
       this.search.value = {
         ...s,
         key: s.key === from ? to : s.key,
-        results: s.results?.map((m) => m.room === f.room ? { ...m, room: f.name } : m) ?? null,
+        results: s.results?.map((m) => m.room === room ? { ...m, room: name } : m) ?? null,
       };
     }
-    if (this.#openAfterJoin === f.room) this.#openAfterJoin = f.name;
-    const by = this.#addedBy.get(f.room);
+    if (this.#openAfterJoin === room) this.#openAfterJoin = name;
+    const by = this.#addedBy.get(room);
     if (by !== undefined) {
-      this.#addedBy.delete(f.room);
-      this.#addedBy.set(f.name, by);
+      this.#addedBy.delete(room);
+      this.#addedBy.set(name, by);
     }
-    this.#answer(f);
+    return conv;
   }
 
   /**
@@ -2072,7 +2097,8 @@ export class ChatModel {
     batch(() => {
       conv.rename(name);
       const next = new Map<string, Conversation>();
-      // A room of the new name looked at through a link (not joined) gives way.
+      // What the app held under the new name gives way: a room looked at through a link
+      // (not joined), or after an absence a room that had the name before and is elsewhere now.
       for (const [k, c] of this.convs.value) if (k !== from && k !== to) next.set(k, c);
       next.set(to, conv);
       this.convs.value = next;
@@ -2178,32 +2204,21 @@ export class ChatModel {
       // Only a default until the next welcome.
     }
 
-    const convs = new Map(this.convs.value);
     const rooms = new Set(f.rooms);
-    // Rooms still waiting from the last welcome to be recognized are looked at again.
-    for (const [key, c] of this.#missing) if (!convs.has(key)) convs.set(key, c);
-    this.#missing.clear();
-    this.#newRooms = new Set(f.rooms.filter((r) => !convs.has(`#${r}`)));
-    // A copy: a room kept for its unsent messages goes back into `convs` as it is looked at.
-    for (const [key, c] of [...convs]) {
+    // Before anything else: what the app holds under an old name is the renamed room's.
+    this.#followRenamesAway(f.renamed ?? [], rooms);
+    const convs = new Map(this.convs.value);
+    for (const [key, c] of convs) {
       if (c.kind !== "room") continue;
       if (rooms.has(c.name)) c.member.value = true;
       else if (!f.more) {
-        convs.delete(key);
-        // Renamed while this device was away, perhaps: a new room of the
-        // welcome whose history holds its newest message is it. It waits out
-        // of the sidebar for their `joined` (see #claimMoved).
-        if (c.member.value && c.newest > 0 && this.#newRooms.size > 0) this.#missing.set(key, c);
         // Left on another device while this one was away (unless the welcome
         // was cut short and simply did not list it): kept while it holds
         // messages that were not sent, which say why.
-        else if (c.pending.value.length > 0) {
-          this.#leftWithUnsent(c);
-          convs.set(key, c);
-        }
+        if (c.pending.value.length > 0) this.#leftWithUnsent(c);
+        else convs.delete(key);
       }
     }
-    if (this.#missing.size === 0) this.#newRooms.clear();
     for (const c of f.conversations) {
       const key = convKey(c);
       let conv = convs.get(key);
@@ -2254,11 +2269,11 @@ export class ChatModel {
     const link = this.#link === null ? null : parseRoute(this.#link, f.user);
     this.#link = null;
     if (link !== null) this.#follow(link);
-    else if (active !== null && this.#missing.has(active)) {
-      // The open room may come back under a new name: nothing else opens meanwhile.
-    } else if (active === null || !convs.has(active)) {
+    else if (active === null || !convs.has(active)) {
+      // The room open before a reload, under its name now if it was renamed meanwhile.
       const saved = storage.getItem(`${ACTIVE_KEY}.${f.user}`);
-      this.open(saved && convs.has(saved) ? saved : `#${LOBBY}`);
+      const key = saved === null ? null : this.#current(saved);
+      this.open(key !== null && convs.has(key) ? key : `#${LOBBY}`);
     } else if (!this.current.value?.loaded.value && this.current.value?.kind === "dm") {
       this.#history(this.current.value, "initial");
     }
@@ -2269,7 +2284,6 @@ export class ChatModel {
     // The name is a room of the user's again: its links are its own.
     this.#renamed.delete(key);
     const conv = this.#ensure(key);
-    const fresh = this.#newRooms.delete(f.room);
     const wasMember = conv.member.value && conv.loaded.value;
     conv.member.value = true;
     const resumed = conv.resuming;
@@ -2279,7 +2293,6 @@ export class ChatModel {
     conv.topic.value = f.topic ?? "";
     conv.settings.value = kindOf(f);
     conv.add(f.history, resumed);
-    if (fresh) this.#claimMoved(conv, f);
     if (f.gap) {
       conv.notice("gap", "Some messages from while you were away are no longer kept", "", before);
     }
@@ -2317,58 +2330,6 @@ export class ChatModel {
       this.open(key);
     }
     if (this.#jump?.key === key) this.#continueJump(conv);
-  }
-
-  /**
-   * A room new in the welcome answered its `join`: if its history holds the
-   * newest message of a room that went missing from the welcome (the same
-   * id, author and time), it is that room, renamed while this device was
-   * away. What the user had there that the server does not keep — the
-   * draft, unsent messages, the reply being written, attached files, being
-   * the open room — moves to it, with a line that says so; its history is
-   * the server's. Once every new room answered, rooms not recognized are
-   * taken as left (kept while they hold unsent messages).
-   */
-  #claimMoved(conv: Conversation, f: JoinedFrame): void {
-    for (const [key, old] of this.#missing) {
-      const m = old.messages.peek().at(-1);
-      if (!m || !f.history.some((h) => h.id === m.id && h.from === m.from && h.ts === m.ts)) {
-        continue;
-      }
-      this.#missing.delete(key);
-      this.#renamed.set(key, conv.key);
-      batch(() => {
-        if (conv.draft.value === "") conv.draft.value = old.draft.value;
-        const refs = new Set(conv.pending.value.map((p) => p.ref));
-        conv.pending.value = [
-          ...old.pending.value.filter((p) => !refs.has(p.ref)),
-          ...conv.pending.value,
-        ];
-        conv.replyTo.value ??= old.replyTo.value;
-        this.#moveKeyed(key, conv.key);
-        if (this.active.value === conv.key) {
-          conv.divider.value = conv.read.value < conv.newest ? conv.read.value : Infinity;
-        }
-        conv.notice(
-          "rename",
-          `#${old.name} was renamed to #${conv.name} while you were away`,
-          new Date().toISOString(),
-        );
-      });
-      break;
-    }
-    if (this.#newRooms.size > 0) return;
-    const left = [...this.#missing.values()];
-    this.#missing.clear();
-    for (const old of left) {
-      if (old.pending.value.length === 0) continue;
-      this.#leftWithUnsent(old);
-      const next = new Map(this.convs.value);
-      next.set(old.key, old);
-      this.convs.value = next;
-    }
-    const active = this.active.value;
-    if (active !== null && !this.convs.value.has(active)) this.open(`#${LOBBY}`);
   }
 
   #onHistory(f: HistoryPageFrame): void {
@@ -2800,8 +2761,6 @@ export class ChatModel {
     this.#readsDue.clear();
     this.#addedBy.clear();
     this.#renamed.clear();
-    this.#missing.clear();
-    this.#newRooms.clear();
     this.#sentBeforeRename.clear();
     this.#abortUploads();
     batch(() => {

@@ -6,18 +6,24 @@
  * history entry; Back and an old link still make sense) with the history,
  * the draft and a line saying who renamed it; carol, elsewhere, keeps her
  * unread count under the new name; a page signed in afterwards knows only
- * the new name, and bob's laptop, offline meanwhile, comes back to the room
- * under its new name with its own draft and no trace of the old one. Admins
+ * the new name, and bob's laptop, offline meanwhile (while more than a join's
+ * page is said in the room), comes back to the room under its new name — its
+ * `welcome` says so in `renamed` — with its own draft, every message and no
+ * trace of the old one. Admins
  * also rename from the room's members panel (the admin's own app follows);
  * `general` and members are offered no rename. Screenshots of the open rename field
  * (Rooms tab, members panel) and of bob's room after the rename.
  */
 import assert from "node:assert/strict";
-import { startTestServer } from "../helpers.ts";
+import { signIn as signInSocket, startTestServer } from "../helpers.ts";
+import { JOIN_REPLAY } from "../../protocol.ts";
 import { screenshot } from "./browser.ts";
 import { Network, type Person, person, send, signIn, until, withBrowser } from "./people.ts";
 
 const PASSWORDS = { alice: "alice-pass", bob: "bob-pass-1", carol: "carol-pass" };
+
+/** Messages said in the room while bob's laptop is away: more than a join brings. */
+const AWAY = JOIN_REPLAY + 5;
 
 /** users.json: alice is the admin, bob and carol members. */
 function users(): Record<string, string | { password: string; role: string }> {
@@ -199,6 +205,26 @@ Deno.test("web app: an admin renames a room; every member's app follows, with hi
     await until(async () => (await hash(bob)) === `#/q3-roadmap/${id}`, "the link is rewritten");
     assert.deepEqual(await sidebarRooms(bob), ["#general", "#q3-roadmap"]);
 
+    // While the laptop is away, carol says more than a join's page in the room: the laptop
+    // must take up from where it was, not from the newest page. A new sign-in is told the rename.
+    const carolSocket = await signInSocket(server.ws, "carol", PASSWORDS.carol);
+    try {
+      assert.deepEqual(carolSocket.welcome.renamed, [{ room: "plans", name: "q3-roadmap" }]);
+      for (let i = 1; i <= AWAY; i++) {
+        carolSocket.send({
+          type: "send",
+          room: "q3-roadmap",
+          text: `while away ${i}`,
+          ref: `a${i}`,
+        });
+      }
+      for (let i = 1; i <= AWAY; i++) {
+        await carolSocket.next((f) => f.type === "message" && f.ref === `a${i}`);
+      }
+    } finally {
+      await carolSocket.close();
+    }
+
     // The laptop comes back: the room under its new name, its history and draft, no ghost.
     net.restore();
     await reconnect(laptop);
@@ -207,9 +233,17 @@ Deno.test("web app: an admin renames a room; every member's app follows, with hi
       hasText: "#plans was renamed to #q3-roadmap while you were away",
     }).waitFor();
     await laptop.page.locator(".msg", { hasText: "a draft about the plan" }).waitFor();
+    await laptop.page.locator(".msg", { hasText: `while away ${AWAY}` }).waitFor();
+    // Every message, from before it went away to the last one said meanwhile: no hole.
+    assert.equal(await laptop.page.locator(".msg", { hasText: "while away " }).count(), AWAY);
+    await laptop.page.locator(".msg", { hasText: "first plan" }).waitFor();
+    assert.equal(await laptop.page.locator(".notice", { hasText: "no longer kept" }).count(), 0);
     assert.deepEqual(await sidebarRooms(laptop), ["#general", "#q3-roadmap"]);
     assert.equal(await laptop.page.locator("#composer").inputValue(), "typed on the laptop");
     await until(async () => (await hash(laptop)) === "#/q3-roadmap", "the laptop's address");
+    // The picture shows where the laptop left off: the line, then what came meanwhile.
+    await laptop.page.locator(".notice", { hasText: "while you were away" })
+      .scrollIntoViewIfNeeded();
     await screenshot(laptop.page, "renamed-while-away-desktop");
 
     // A page signed in after the rename knows only the new name.
@@ -218,7 +252,7 @@ Deno.test("web app: an admin renames a room; every member's app follows, with hi
     await later.page.locator('[data-conv="#q3-roadmap"]').waitFor();
     assert.deepEqual(await sidebarRooms(later), ["#general", "#ideas", "#q3-roadmap"]);
     await open(later, "q3-roadmap");
-    await later.page.locator(".msg", { hasText: "first plan" }).waitFor();
+    await later.page.locator(".msg", { hasText: `while away ${AWAY}` }).waitFor();
     await later.context.close();
 
     // From the room itself: an admin's members panel offers Rename, not in general.
