@@ -11,7 +11,9 @@
  *   a subset of scenarios; `search` (chat only) runs only when named here; an
  *   `+upload` scenario (chat only) brings the scenario it is compared with
  * - `--targets relay,chat`: a subset of servers
- * - `--variants memory,sqlite,redis`: chat server variants (see {@link VARIANTS})
+ * - `--variants memory,sqlite,redis,metrics`: chat server variants (see {@link VARIANTS});
+ *   `memory,metrics` checks that `--metrics` costs fan-out at most 3 % (on a quiet machine;
+ *   `bench/metrics_overhead.ts` measures the cost per delivery in one process, load or not)
  * - `--redis URL`: the Redis server the `redis` variant uses (default: one of
  *   its own per run, on a free port)
  * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
@@ -43,7 +45,8 @@ interface Target {
 /**
  * Chat server variants. `memory` is the default store; `sqlite` keeps history
  * in a file (`--data`), `redis` runs two nodes sharing one chat through Redis
- * (`--redis`). A variant runs only when asked for with `--variants`.
+ * (`--redis`), `metrics` is `memory` counting its metrics (`--metrics`, served
+ * on an address of its own). A variant runs only when asked for with `--variants`.
  */
 const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
   memory: () => ({ name: "chat", kind: "chat", filesInMemory: true }),
@@ -54,6 +57,12 @@ const VARIANTS: Record<string, (opts: { redis?: string }) => Target> = {
   }),
   // Without --redis, each run gets a fresh redis-server of its own on the
   // server's core: the machine's shared instance is never touched.
+  metrics: () => ({
+    name: "chat+metrics",
+    kind: "chat",
+    filesInMemory: true,
+    args: () => ["--metrics", "--metrics-listen", "127.0.0.1:0"],
+  }),
   redis: ({ redis }) => ({
     name: "chat+redis",
     kind: "chat",
@@ -191,6 +200,21 @@ const GOALS = [
     what: "RSS per idle connection",
     op: "<=",
     ratio: 1.15,
+  },
+] as const;
+
+/**
+ * Targets of a chat variant against the plain chat server in the same run,
+ * checked when both ran (`--variants memory,metrics`).
+ */
+const VARIANT_GOALS = [
+  {
+    scenario: "fanout",
+    field: "deliveriesPerSec",
+    target: "chat+metrics",
+    what: "fan-out deliveries/s with --metrics",
+    op: ">=",
+    ratio: 0.97,
   },
 ] as const;
 
@@ -504,6 +528,16 @@ export interface Report {
     target: string;
     met: boolean | null;
   }[];
+  /** Chat variants against the plain chat server (see {@link VARIANT_GOALS}), when both ran. */
+  variantGoals: {
+    what: string;
+    variant: string;
+    value: number | null;
+    chat: number | null;
+    ratio: number | null;
+    target: string;
+    met: boolean | null;
+  }[];
 }
 
 /** A scenario with an upload against the same scenario without it. */
@@ -617,6 +651,14 @@ export function table(report: Report): string {
       `${status} ${g.what}: chat/relay = ${g.ratio ?? "-"} (target ${g.target}; chat ${
         g.chat ?? "-"
       }, relay ${g.relay ?? "-"})`,
+    );
+  }
+  for (const g of report.variantGoals) {
+    const status = g.met === null ? "n/a " : g.met ? "MET " : "MISS";
+    lines.push(
+      `${status} ${g.what}: ${g.variant}/chat = ${
+        g.ratio ?? "-"
+      } (target ${g.target}; ${g.variant} ${g.value ?? "-"}, chat ${g.chat ?? "-"})`,
     );
   }
   for (const u of report.uploads) {
@@ -775,6 +817,27 @@ function goals(rows: Row[]): Report["goals"] {
   });
 }
 
+/** Each variant goal whose rows are there. */
+function variantGoals(rows: Row[]): Report["variantGoals"] {
+  const get = (scenario: string, target: string, field: keyof Result) => {
+    const v = rows.find((r) => r.scenario === scenario && r.target === target)?.result?.[field];
+    return typeof v === "number" ? v : null;
+  };
+  return VARIANT_GOALS.filter((g) => rows.some((r) => r.target === g.target)).map((g) => {
+    const value = get(g.scenario, g.target, g.field), chat = get(g.scenario, "chat", g.field);
+    const ratio = value !== null && chat ? Math.round((value / chat) * 1000) / 1000 : null;
+    return {
+      what: g.what,
+      variant: g.target,
+      value,
+      chat,
+      ratio,
+      target: `${g.op} ${g.ratio}x`,
+      met: ratio === null ? null : g.op === ">=" ? ratio >= g.ratio : ratio <= g.ratio,
+    };
+  });
+}
+
 /** Runs the bench; resolves the report. */
 export async function runBench(args: string[]): Promise<Report> {
   const { values } = parseArgs({
@@ -877,6 +940,7 @@ export async function runBench(args: string[]): Promise<Report> {
       new Map(targets.map((t) => [t.name, t.filesInMemory ?? false])),
     ),
     goals: goals(rows),
+    variantGoals: variantGoals(rows),
   };
 }
 

@@ -39,6 +39,7 @@ export const DEFAULTS = {
   quiet: false,
   maxUploadBytes: 25 * 1000 * 1000,
   filesQuotaBytes: 1000 * 1000 * 1000,
+  metrics: false,
 } as const satisfies Partial<Config>;
 
 /** The files quota of a server that keeps files in memory: they take its RAM. */
@@ -115,6 +116,12 @@ export interface Config {
    * or 256 MB when files are kept in memory.
    */
   filesQuotaBytes?: number;
+  /** Whether to serve Prometheus metrics at `/metrics`. @default {false} */
+  metrics: boolean;
+  /** With {@link Config.metrics}: the bearer token `/metrics` on the main port asks for. */
+  metricsToken?: string;
+  /** With {@link Config.metrics}: `HOST:PORT` that serves `/metrics` alone, without a token. */
+  metricsListen?: string;
 }
 
 /** One flag: its name, environment variable, kind, default and help line. */
@@ -445,6 +452,32 @@ export const OPTIONS: OptionSpec[] = [
     default: DEFAULTS.quiet,
     help: "Print only warnings and errors",
   },
+  {
+    flag: "metrics",
+    key: "metrics",
+    env: ["CHAT_METRICS"],
+    kind: "bool",
+    default: DEFAULTS.metrics,
+    help:
+      "Serve Prometheus metrics at /metrics, behind --metrics-token or on --metrics-listen (off: 404)",
+  },
+  {
+    flag: "metrics-token",
+    key: "metricsToken",
+    env: ["CHAT_METRICS_TOKEN"],
+    kind: "string",
+    arg: "TOKEN",
+    help: "With --metrics: scrapers of /metrics on the main port send Authorization: Bearer TOKEN",
+  },
+  {
+    flag: "metrics-listen",
+    key: "metricsListen",
+    env: ["CHAT_METRICS_LISTEN"],
+    kind: "string",
+    arg: "HOST:PORT",
+    help:
+      "With --metrics: serve /metrics on this address instead, without a token (e.g. 127.0.0.1:9090)",
+  },
 ];
 
 /**
@@ -473,6 +506,52 @@ export function readDotEnv(path = ".env"): Record<string, string> {
     }
     throw new ConfigError(`Cannot read "${path}": ${(err as Error).message}`);
   }
+}
+
+/** Shortest `--metrics-token`: long enough that nobody guesses it. */
+const MIN_METRICS_TOKEN = 16;
+
+/**
+ * Checks the metrics flags: metrics on the main port need a token, since
+ * they tell anyone who can reach the port how many people use the chat.
+ */
+function checkMetrics(c: Config): void {
+  if (c.metricsListen !== undefined) {
+    if (!c.metrics) {
+      throw new ConfigError(
+        "--metrics-listen needs --metrics: pass --metrics to serve metrics on that address",
+      );
+    }
+    parseListen(c.metricsListen);
+  }
+  if (c.metrics && c.metricsListen === undefined && !c.metricsToken) {
+    throw new ConfigError(
+      "--metrics on the main port needs --metrics-token (or CHAT_METRICS_TOKEN): metrics tell " +
+        "anyone who can reach the port how many people use the chat; or serve them on a private " +
+        "address with --metrics-listen 127.0.0.1:9090",
+    );
+  }
+  if (c.metricsToken !== undefined && c.metricsToken.length < MIN_METRICS_TOKEN) {
+    throw new ConfigError(
+      `The metrics token must be at least ${MIN_METRICS_TOKEN} characters: generate one with \`openssl rand -hex 16\``,
+    );
+  }
+}
+
+/**
+ * `HOST:PORT` (`[::1]:9090` for IPv6) as a listen address.
+ *
+ * @throws {ConfigError} when it is not one.
+ */
+export function parseListen(text: string): { hostname: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:\[\]]+)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new ConfigError(
+      `Invalid --metrics-listen "${text}": use HOST:PORT, such as 127.0.0.1:9090`,
+    );
+  }
+  return { hostname: m[1] ?? m[2], port };
 }
 
 /** `--public-url` checked and without a trailing slash. */
@@ -610,6 +689,7 @@ export function parseConfig(
       "--redis and --data cannot be used together: with --redis the history is kept in Redis",
     );
   }
+  checkMetrics(c);
   if (c.secret !== undefined && c.secret.length < 32) {
     throw new ConfigError(
       "The secret must be at least 32 characters: generate one with `openssl rand -base64 32`",

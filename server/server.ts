@@ -7,7 +7,7 @@
  */
 import { Auth, newSessionId } from "./auth/auth.ts";
 import { type Broker, LocalBroker } from "./broker/broker.ts";
-import { type Config, ConfigError, DEFAULTS, MEMORY_FILES_QUOTA } from "./config.ts";
+import { type Config, ConfigError, DEFAULTS, MEMORY_FILES_QUOTA, parseListen } from "./config.ts";
 import type { FileStore } from "./files/files.ts";
 import { FileJanitor } from "./files/janitor.ts";
 import { MemoryFileStore } from "./files/memory.ts";
@@ -20,7 +20,9 @@ import { fileRoutes } from "./http/files.ts";
 import { VERSION } from "../version.ts";
 import {
   createHandler,
+  createMetricsHandler,
   createStartingHandler,
+  type MetricsRoute,
   SECURITY_HEADERS,
   type StaticHandler,
   TUNNEL_HEADER,
@@ -38,6 +40,7 @@ import type { Store } from "./store/store.ts";
 import type { ThrottleOptions } from "./auth/throttle.ts";
 import { openTunnel, type Tunnel, type TunnelOpener } from "./http/tunnel.ts";
 import { bounded } from "./bounded.ts";
+import { ChatMetrics } from "./metrics/chat.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -49,6 +52,8 @@ export interface ChatServer {
   url: string;
   /** The public `https://…` URL of the ngrok tunnel, or null without one. */
   publicUrl: string | null;
+  /** `http://HOST:PORT/metrics` of `--metrics-listen`, or null without it. */
+  metricsUrl: string | null;
   /** The hub (for tests and health); throws while the node still waits for Redis. */
   readonly hub: Hub;
   /** The auth state (for tests). */
@@ -104,6 +109,8 @@ export interface StartOptions {
   throttle?: Partial<ThrottleOptions>;
   /** Use this file store instead of the one beside the store. */
   files?: FileStore;
+  /** Milliseconds between the metrics' samples (tests shorten them). @default {lag 500, Redis PING 5000} */
+  metricsSampling?: { lagMs?: number; pingMs?: number };
 }
 
 /** What serves chat once the store can be used. */
@@ -132,11 +139,18 @@ export async function startServer(
   const log = options.log ?? consoleLogger(config.quiet);
   const started = Date.now();
   const tls = await readTls(config);
+  const metrics = config.metrics
+    ? new ChatMetrics({
+      version: VERSION,
+      lagInterval: options.metricsSampling?.lagMs,
+      pingInterval: options.metricsSampling?.pingMs,
+    })
+    : null;
   // Redis first: a refused password or an unusable server is the likeliest
   // startup failure, and says so in one line. A Redis that is not up yet is
   // waited for behind a listener that says so.
   const redis = config.redisUrl && !options.store && !options.broker
-    ? connectShared(config, log)
+    ? connectShared(config, log, metrics)
     : null;
   const shared = redis ? await Promise.race([redis.ready, redis.waiting.then(() => null)]) : null;
   const hasher = new PasswordHasher();
@@ -144,10 +158,13 @@ export async function startServer(
   // Store and broker opened for serving, until the hub is built on them.
   let opening: Pick<Serving, "store" | "broker"> | null = null;
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let metricsServer: Deno.HttpServer<Deno.NetAddr> | null = null;
   let tunnel: Tunnel | null = null;
   // Whatever step fails, what the steps before it opened is closed again.
   const abandon = async () => {
+    metrics?.stop();
     await tunnel?.close();
+    await metricsServer?.shutdown();
     await server?.shutdown();
     await redis?.stop();
     const parts = serving ?? opening ?? shared;
@@ -196,6 +213,11 @@ export async function startServer(
       }`;
     };
 
+    const metricsRoute: MetricsRoute | undefined = metrics
+      ? { render: () => metrics.render(), token: config.metricsToken }
+      : undefined;
+    metrics?.watchHub(() => serving?.hub ?? null);
+
     /** Builds the hub and the handler on a usable store. */
     const serve = (
       store: Store,
@@ -206,6 +228,16 @@ export async function startServer(
       const files = options.files ?? sharedFiles ?? openFiles(config, store);
       const admin = sharedAdmin ?? openAdmin(store);
       const janitor = new FileJanitor(files, store, log);
+      // Signed out everywhere (here, by the shell, or on another node): the
+      // admins' count of their sessions starts again from none.
+      auth.onSignedOut((names) => {
+        for (const name of names) {
+          store.forgetSessions(name).catch((err) =>
+            log.warn(`Could not forget "${name}"'s sessions: ${(err as Error).message}`)
+          );
+        }
+      });
+      metrics?.timeStore(store);
       const hub = new Hub({
         store,
         broker,
@@ -230,9 +262,10 @@ export async function startServer(
           maxRooms: config.maxRooms,
         },
         throttle: options.throttle,
-        outbox: { maxBuffered: config.maxBufferedBytes },
+        outbox: { maxBuffered: config.maxBufferedBytes, meter: metrics?.outbox },
         presence: options.presence,
         nameExpiry: config.nameExpiryDays * 24 * 3600_000,
+        meter: metrics?.hub,
       });
       const handler = createHandler({
         hub,
@@ -244,6 +277,8 @@ export async function startServer(
         tls: Boolean(config.certPath),
         tunnelSecret,
         static: staticFiles,
+        // On the main port only behind its token; with --metrics-listen, only there.
+        metrics: config.metricsListen === undefined ? metricsRoute : undefined,
         files: fileRoutes({
           files,
           urls: hub.fileUrls,
@@ -262,6 +297,10 @@ export async function startServer(
           usersChanged: () => hub.revalidate(),
           evict: (user, by) => hub.evict([user], by),
           rooms: () => store.rooms(),
+          sessions: (users) => {
+            const now = Date.now();
+            return store.sessions(users, now - auth.tokenTtl * 1000, now);
+          },
           linkBase: (req) => linkBase(req),
         }),
         info: () => ({
@@ -294,6 +333,7 @@ export async function startServer(
       log,
       waitingFor: "Redis",
       static: staticFiles,
+      metrics: config.metricsListen === undefined ? metricsRoute : undefined,
       health: () =>
         Promise.resolve({
           status: "starting",
@@ -327,12 +367,40 @@ export async function startServer(
       throw listenError(err as Error, config);
     }
     const addr = await listening.promise;
+    const metricsUrl = metricsRoute && config.metricsListen !== undefined
+      ? await listenMetrics(config.metricsListen, { ...metricsRoute, token: undefined })
+      : null;
+    metrics?.start();
     tunnel = await openTunnel(config, addr.port, {
       log,
       opener: options.tunnel,
       tls: Boolean(config.certPath),
       headers: tunnelSecret ? { [TUNNEL_HEADER]: tunnelSecret } : undefined,
     });
+
+    /** Serves `/metrics` alone on `--metrics-listen`; resolves its URL. */
+    async function listenMetrics(listen: string, route: MetricsRoute): Promise<string> {
+      const { hostname, port } = parseListen(listen);
+      const bound = Promise.withResolvers<Deno.NetAddr>();
+      try {
+        metricsServer = Deno.serve({
+          hostname,
+          port,
+          onListen: (a) => bound.resolve(a as Deno.NetAddr),
+        }, createMetricsHandler(route, log));
+      } catch (err) {
+        throw new ConfigError(
+          `Cannot serve metrics on ${listen} (--metrics-listen): ${
+            err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message
+          }`,
+        );
+      }
+      const a = await bound.promise;
+      const host = a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname;
+      const url = `http://${host}:${a.port}/metrics`;
+      log.info(`Metrics on ${url}`);
+      return url;
+    }
 
     let ticker: ReturnType<typeof setInterval> | undefined;
     let reloader: ReturnType<typeof setInterval> | undefined;
@@ -400,6 +468,7 @@ export async function startServer(
       stopping ??= (async () => {
         await redis?.stop();
         await waited.catch(() => {});
+        metrics?.stop();
         clearInterval(ticker);
         clearInterval(reloader);
         await reloading?.catch(() => {});
@@ -415,6 +484,7 @@ export async function startServer(
         // after its 408 (Deno's HTTP/1.1 server waits for the rest of the body);
         // the store must still be closed cleanly.
         await bounded(listener.shutdown(), options.closeGrace ?? 5000);
+        await metricsServer?.shutdown();
         await serving?.janitor.idle();
         await serving?.broker.close();
         await serving?.files.close();
@@ -440,6 +510,7 @@ export async function startServer(
       hostname: addr.hostname,
       url: `${scheme}://${shownHost.includes(":") ? `[${shownHost}]` : shownHost}:${addr.port}`,
       publicUrl: tunnel?.url ?? null,
+      metricsUrl,
       get hub(): Hub {
         if (!serving) throw new Error("The server is still starting: waiting for Redis");
         return serving.hub;
@@ -527,13 +598,13 @@ interface SharedStart {
  * Connects the Redis store and broker (`--redis`), retrying while Redis is
  * not there yet (see `waitForRedis`); the modules load only when used.
  */
-function connectShared(config: Config, log: Logger): SharedStart {
+function connectShared(config: Config, log: Logger, metrics: ChatMetrics | null): SharedStart {
   const url = config.redisUrl!;
   const abort = new AbortController();
   const waiting = Promise.withResolvers<void>();
   let patience: ReturnType<typeof setTimeout> | undefined;
   const ready = (async (): Promise<Shared | null> => {
-    const { waitForRedis } = await import("./broker/redis_client.ts");
+    const { command, redisReconnects, waitForRedis } = await import("./broker/redis_client.ts");
     const { RedisStore } = await import("./store/redis.ts");
     const { RedisBroker } = await import("./broker/redis.ts");
     const { RedisFileStore } = await import("./files/redis.ts");
@@ -567,6 +638,13 @@ function connectShared(config: Config, log: Logger): SharedStart {
       return null;
     }
     if (shared) log.info(`Sharing the chat through Redis as node "${shared.broker.node}"`);
+    if (shared && metrics) {
+      const store = shared.store as InstanceType<typeof RedisStore>;
+      metrics.watchRedis({
+        ping: () => command(store.client, ["PING"], store.timeout),
+        reconnects: redisReconnects,
+      });
+    }
     return shared;
   })().finally(() => clearTimeout(patience));
   return {

@@ -62,3 +62,54 @@ Deno.test("readDotEnv() reads a .env file and a missing one is empty", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("parseConfig() turns metrics on only with a token or a private address", async (t) => {
+  const refused = (args: string[], env: Record<string, string>, message: RegExp) =>
+    assert.throws(() => parseConfig(args, env), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, message);
+      return true;
+    });
+  const token = "0123456789abcdef";
+  await t.step("off by default", () => {
+    const c = parseConfig([], {});
+    assert.equal(c.metrics, false);
+    assert.equal(c.metricsToken, undefined);
+    assert.equal(c.metricsListen, undefined);
+  });
+  await t.step("on the main port behind a token, from a flag or the environment", () => {
+    const f = parseConfig(["--metrics", "--metrics-token", token], {});
+    assert.deepEqual([f.metrics, f.metricsToken], [true, token]);
+    const e = parseConfig([], { CHAT_METRICS: "true", CHAT_METRICS_TOKEN: token });
+    assert.deepEqual([e.metrics, e.metricsToken], [true, token]);
+  });
+  await t.step("on a separate address without a token", () => {
+    const c = parseConfig(["--metrics", "--metrics-listen", "127.0.0.1:9090"], {});
+    assert.deepEqual([c.metrics, c.metricsListen, c.metricsToken], [
+      true,
+      "127.0.0.1:9090",
+      undefined,
+    ]);
+    assert.equal(
+      parseConfig(["--metrics", "--metrics-listen", "[::1]:0"], {}).metricsListen,
+      "[::1]:0",
+    );
+  });
+  await t.step("refused on the main port without a token", () => {
+    refused(
+      ["--metrics"],
+      {},
+      /--metrics on the main port needs --metrics-token .*how many people use the chat/,
+    );
+  });
+  await t.step("refuses a short token, a bad address, and an address without --metrics", () => {
+    refused(["--metrics", "--metrics-token", "short"], {}, /at least 16 characters/);
+    refused(
+      ["--metrics", "--metrics-listen", "9090"],
+      {},
+      /Invalid --metrics-listen "9090": use HOST:PORT/,
+    );
+    refused(["--metrics", "--metrics-listen", "a:70000"], {}, /Invalid --metrics-listen/);
+    refused(["--metrics-listen", "127.0.0.1:9090"], {}, /--metrics-listen needs --metrics/);
+  });
+});

@@ -8,6 +8,7 @@ import { CloseCode, type ServerFrame } from "../protocol.ts";
 import {
   signIn,
   signInWithToken,
+  signOut,
   startTestServer,
   TestClient,
   type TestServer,
@@ -266,9 +267,12 @@ Deno.test("people routes: roles change live, the last admin stays, a removed use
     });
     return { status: res.status, body: await res.json() };
   };
-  assert.deepEqual((await api("GET", "/api/people")).body, {
-    people: [{ name: "alice", role: "admin" }, { name: "bob", role: "member" }],
-  });
+  const listed = (await api("GET", "/api/people")).body.people;
+  assert.deepEqual(
+    listed.map((p: Record<string, unknown>) => [p.name, p.role, p.sessions]),
+    [["alice", "admin", 1], ["bob", "member", 1]],
+  );
+  for (const p of listed) assert.ok(Math.abs(p.signedIn - Date.now()) < 60_000, "signed in now");
   const member = await api("GET", "/api/people", undefined, bob.welcome.token);
   assert.equal(member.status, 403);
   const last = await api("POST", "/api/people/alice/role", { role: "member" });
@@ -379,6 +383,24 @@ Deno.test("sign out everywhere: every session of the user ends and their tokens 
   const call = (path: string, token: string) =>
     fetch(`${srv.http}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}` } })
       .then(async (r) => ({ status: r.status, body: await r.json() }));
+  // What admins see of each person's sessions: those that can still sign in.
+  const sessionsOf = async (name: string) => {
+    const res = await fetch(`${srv.http}/api/people`, {
+      headers: { authorization: `Bearer ${alice.welcome.token}` },
+    });
+    const { people } = await res.json() as { people: { name: string; sessions: number }[] };
+    return people.find((p) => p.name === name)?.sessions;
+  };
+  // Two password sign-ins: two sessions; a token sign-in is one of them again.
+  assert.equal(await sessionsOf("bob"), 2);
+  await using again = await signInWithToken(srv.ws, phone.welcome.token);
+  assert.equal(await sessionsOf("bob"), 2);
+  await again.close();
+  // One device signs out: its session no longer counts.
+  await using tablet = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.equal(await sessionsOf("bob"), 3);
+  assert.equal(await signOut(srv.http, tablet.welcome.token), 204);
+  assert.equal(await sessionsOf("bob"), 2);
   assert.equal((await call("/api/people/bob/signout", carol.welcome.token)).status, 403);
   assert.equal((await call("/api/people/zed/signout", alice.welcome.token)).status, 404);
   const done = await call("/api/people/BOB/signout", alice.welcome.token);
@@ -389,8 +411,11 @@ Deno.test("sign out everywhere: every session of the user ends and their tokens 
   }
   assert.equal(carol.ws.readyState, WebSocket.OPEN, "nobody else is signed out");
   await assert.rejects(signInWithToken(srv.ws, phone.welcome.token), /auth_failed/);
+  await waitUntil(async () => await sessionsOf("bob") === 0, "bob has no session left");
   await using back = await signIn(srv.ws, "bob", "bob-pass-1");
   assert.equal(back.welcome.user, "bob");
+  assert.equal(await sessionsOf("bob"), 1);
+  assert.equal(await sessionsOf("carol"), 1, "nobody else's sessions are forgotten");
   const users = JSON.parse(await Deno.readTextFile(`${srv.dir}/users.json`));
   assert.deepEqual(Object.keys(users.bob).sort(), ["password", "sessions"]);
   assert.equal(users.bob.sessions, 1);
@@ -407,6 +432,10 @@ Deno.test("sign out everywhere: every session of the user ends and their tokens 
   assert.equal(r.stdout, `Signed "bob" out everywhere: their sessions end within a second\n`);
   const closed = await back.closed();
   assert.equal(closed.code, CloseCode.AuthFailed);
+  await waitUntil(
+    async () => await sessionsOf("bob") === 0,
+    "the shell's sign-out reached the count",
+  );
 });
 
 Deno.test("people routes tell nobody but admins whether an account exists; admins are not removed", async () => {
@@ -436,4 +465,29 @@ Deno.test("people routes tell nobody but admins whether an account exists; admin
     },
   );
   assert.ok(srv.server.auth.has("root"));
+});
+
+Deno.test("admins see a password change leave the user one session: the device that changed it", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using phone = await signIn(srv.ws, "bob", "bob-pass-1");
+  await using laptop = await signIn(srv.ws, "bob", "bob-pass-1");
+  const people = async () => {
+    const res = await fetch(`${srv.http}/api/people`, {
+      headers: { authorization: `Bearer ${alice.welcome.token}` },
+    });
+    const body = await res.json() as { people: { name: string; sessions: number }[] };
+    return Object.fromEntries(body.people.map((p) => [p.name, p.sessions]));
+  };
+  assert.equal((await people()).bob, 2);
+  phone.send({ type: "passwd", current: "bob-pass-1", password: "bob-pass-new", ref: "p" });
+  const done = await phone.next((f) => f.type === "passwd" || f.type === "error");
+  assert.equal(done.type, "passwd");
+  assert.equal((await laptop.closed()).code, CloseCode.AuthFailed);
+  assert.deepEqual(await people(), { alice: 1, bob: 1, carol: 0, root: 0 });
+  // The new session is the one that counts: its token signs in, and is still one session.
+  const token = done.type === "passwd" ? done.token : "";
+  await using again = await signInWithToken(srv.ws, token);
+  assert.equal(again.welcome.user, "bob");
+  assert.equal((await people()).bob, 1);
 });

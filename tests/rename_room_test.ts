@@ -254,6 +254,19 @@ Deno.test("after a rename the old name is free: a new room of that name starts e
     "unknown_room",
     "#dev2 was renamed #dev3: use its new name",
   ]);
+  // A device of bob's that was away hears of both old names, newest first.
+  await using away = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.deepEqual(away.welcome.renamed, [
+    { room: "dev2", name: "dev3" },
+    { room: "dev", name: "dev3" },
+  ]);
+  // Once bob is in the new "dev" too, that name is that room's: not listed.
+  await join(bob, "dev");
+  await using later = await signIn(srv.ws, "bob", "bob-pass-1");
+  assert.deepEqual(later.welcome.renamed, [{ room: "dev2", name: "dev3" }]);
+  // carol is in none of the renamed rooms: she hears of no rename.
+  await using carol2 = await signIn(srv.ws, "carol", "carol-pass");
+  assert.equal(carol2.welcome.renamed, undefined);
 });
 
 Deno.test("sends racing a rename are each stored under the new name or refused, never lost", async () => {

@@ -142,6 +142,8 @@ export class Auth {
   /** The users file on disk is broken or gone: the users are the last good ones. */
   #broken = false;
   #stamp = "";
+  /** Told the names of users signed out everywhere (see {@link onSignedOut}). */
+  #signedOut: (names: string[]) => void = () => {};
   #queue: Promise<void> = Promise.resolve();
   #ttl: number;
 
@@ -183,6 +185,16 @@ export class Auth {
   /** Whether the users file read cleanly at its last look (else the last good users apply). */
   get usersFileOk(): boolean {
     return !this.#broken;
+  }
+
+  /**
+   * Calls `listener` with the names of users signed out everywhere: by
+   * {@link endSessions} here, or found so when users.json is reread (the
+   * shell's `chat user signout`, another node). One listener; a later call
+   * replaces it.
+   */
+  onSignedOut(listener: (names: string[]) => void): void {
+    this.#signedOut = listener;
   }
 
   /** Token lifetime in seconds (in the current mode). */
@@ -298,6 +310,7 @@ export class Auth {
       if (stored === undefined) return "missing";
       this.#setUsers(file);
       this.#stamp = await stamp(this.#opts.usersPath);
+      this.#signedOut([stored]);
       return "ended";
     });
   }
@@ -513,6 +526,8 @@ export class Auth {
     const wasOpen = this.#open;
     this.#open = false;
     this.#setUsers(parsed);
+    const signedOut = [...parsed.epochs].filter(([k, v]) => v > (epochsBefore.get(k) ?? 0));
+    if (signedOut.length > 0) this.#signedOut(signedOut.map(([k]) => k));
     if (parsed.users.size === 0) this.#opts.log.error(this.#nobody());
     const same = !wasOpen && before.size === parsed.users.size &&
       [...before].every(([k, v]) => parsed.users.get(k) === v) &&

@@ -199,6 +199,14 @@ function unavailable(url: string, err: unknown): RedisUnavailableError {
   );
 }
 
+/** Reconnections of every client {@link connectRedis} opened in this process. */
+let reconnects = 0;
+
+/** How many times the Redis connections of this process were lost and tried again (`/metrics`). */
+export function redisReconnects(): number {
+  return reconnects;
+}
+
 /** Options for {@link connectRedis}. */
 export interface ConnectOptions {
   /** Connection name shown by `CLIENT LIST` (helps operators and tests). */
@@ -267,6 +275,7 @@ export async function connectRedis(
     );
   }
   let first: unknown = null;
+  client.on("reconnecting", () => reconnects++);
   client.on("error", (err: Error) => {
     if (connected) options.onError?.(err);
     else first ??= err;

@@ -58,6 +58,8 @@ export interface AdminRoutesDeps {
   usersChanged?: () => void;
   /** Every room with its members count, topic and kind (private and archived ones too). */
   rooms?: () => Promise<({ name: string; members: number; topic?: string } & RoomKind)[]>;
+  /** Each user's sessions that can still sign in, latest first (users without any left out). */
+  sessions?: (users: string[]) => Promise<Map<string, { seen: number }[]>>;
   /** Takes a removed user out of every room (`by`: the admin who removed them). */
   evict?: (user: string, by: string) => Promise<void>;
   /** Where invite links point: `<base>/#/invite/<code>`. */
@@ -344,8 +346,18 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
   async function people(req: Request, url: URL): Promise<Response> {
     await adminOf(req, url);
     const auth = deps.auth;
-    const list = [...auth.names()].sort((a, b) => a.toLowerCase() < b.toLowerCase() ? -1 : 1)
-      .map((name) => ({ name, role: auth.role(name) ?? "member" }));
+    const names = [...auth.names()].sort((a, b) => a.toLowerCase() < b.toLowerCase() ? -1 : 1);
+    const sessions = await deps.sessions?.(names) ?? new Map<string, { seen: number }[]>();
+    const list = names.map((name) => {
+      const mine = sessions.get(name) ?? [];
+      const person: { name: string; role: string; sessions: number; signedIn?: number } = {
+        name,
+        role: auth.role(name) ?? "member",
+        sessions: mine.length,
+      };
+      if (mine.length > 0) person.signedIn = mine[0].seen;
+      return person;
+    });
     return json({ people: list }, { "cache-control": "no-store" });
   }
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Conn, Hub } from "../hub/hub.ts";
 import type { Logger } from "../log.ts";
@@ -14,6 +14,7 @@ import { DEFAULTS } from "../config.ts";
 import type { SocketReaper } from "../hub/reaper.ts";
 import type { FileRoutes } from "./files.ts";
 import type { AdminRoutes } from "./admin.ts";
+import { CONTENT_TYPE } from "../metrics/metrics.ts";
 
 /**
  * An error with an HTTP status, safe to show to the client. With a `code`
@@ -100,6 +101,16 @@ export interface HttpDeps {
   files?: FileRoutes;
   /** Invite links and the audit log; absent: those paths are 404. */
   admin?: AdminRoutes;
+  /** `GET /metrics` on this port (`--metrics` with `--metrics-token`); absent: 404. */
+  metrics?: MetricsRoute;
+}
+
+/** What `/metrics` serves, and who may read it. */
+export interface MetricsRoute {
+  /** The metrics in the Prometheus text format. */
+  render: () => string;
+  /** The bearer token a scraper must send; absent: anyone may read them (a private address). */
+  token?: string;
 }
 
 /** The paths of the admin routes (`server/http/admin.ts`). */
@@ -219,6 +230,9 @@ export function createHandler(
         }
         return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
       }
+      case "/metrics":
+        if (!deps.metrics) throw new HttpError(404, "Not found");
+        return metricsResponse(req, deps.metrics);
       case "/api/files":
         if (!deps.files) break;
         only("POST");
@@ -313,6 +327,52 @@ async function respond(
   return res;
 }
 
+/**
+ * The answer to `GET /metrics`: 401 without the right bearer token (when
+ * there is one), the metrics otherwise.
+ */
+function metricsResponse(req: Request, metrics: MetricsRoute): Response {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    throw new HttpError(405, `Method ${req.method} is not allowed here`, { allow: "GET, HEAD" });
+  }
+  if (metrics.token !== undefined && !bearerIs(req, metrics.token)) {
+    throw new HttpError(401, "Send the metrics token as Authorization: Bearer TOKEN", {
+      "www-authenticate": 'Bearer realm="metrics"',
+    });
+  }
+  return new Response(metrics.render(), {
+    headers: { "content-type": CONTENT_TYPE, "cache-control": "no-store" },
+  });
+}
+
+/**
+ * Whether the request's bearer token is `token`, compared in constant time:
+ * both are hashed first, so neither their bytes nor their lengths show in
+ * the time it takes.
+ */
+function bearerIs(req: Request, token: string): boolean {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.get("authorization") ?? "");
+  if (!m) return false;
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(m[1]), digest(token));
+}
+
+/**
+ * The handler of the address `--metrics-listen` names: `/metrics` (without
+ * a token unless `metrics.token` says so) and 404 for anything else.
+ */
+export function createMetricsHandler(
+  metrics: MetricsRoute,
+  log: Logger,
+): (req: Request) => Promise<Response> {
+  return (req) =>
+    respond(req, log, () => {
+      checkSize(req);
+      if (new URL(req.url).pathname !== "/metrics") throw new HttpError(404, "Not found");
+      return Promise.resolve(metricsResponse(req, metrics));
+    });
+}
+
 /** What {@link createStartingHandler} needs. */
 export interface StartingDeps {
   log: Logger;
@@ -322,6 +382,8 @@ export interface StartingDeps {
   health: () => Promise<Record<string, unknown>>;
   /** Static files (the web app). */
   static?: StaticHandler;
+  /** `GET /metrics` on this port, as {@link HttpDeps.metrics}: a node that waits says so there too. */
+  metrics?: MetricsRoute;
 }
 
 /**
@@ -349,6 +411,7 @@ export function createStartingHandler(deps: StartingDeps): (req: Request) => Pro
       }
       return json(await deps.health(), { "cache-control": "no-store" }, 503);
     }
+    if (path === "/metrics" && deps.metrics) return metricsResponse(req, deps.metrics);
     if (path === "/ws" || path.startsWith("/api/") || path.startsWith("/files/")) throw starting();
     const res = await deps.static?.(req, path);
     if (res) {

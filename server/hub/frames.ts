@@ -9,6 +9,7 @@
 import {
   type ChatMessage,
   type Conversation,
+  type RoomRename,
   type SendLimits,
   type ServerFrame,
   type Target,
@@ -147,6 +148,8 @@ export interface WelcomeParts {
   mode: string;
   /** The user's role (login mode only). */
   role?: "admin" | "member";
+  /** The user's rooms renamed lately (old name → name now); left out when empty. */
+  renamed?: RoomRename[];
   /** The send limits the client should keep to. */
   limits: SendLimits;
   /** The reply budget in bytes. */
@@ -165,7 +168,9 @@ export function welcomeFrame(parts: WelcomeParts): string {
     token: parts.token,
   } satisfies Partial<WelcomeFrame>;
   const online = parts.online;
-  const budget = parts.replyBytes - headBytes(head) - utf8Length(online) - 64;
+  const renamed = parts.renamed?.length ? parts.renamed : undefined;
+  const budget = parts.replyBytes - headBytes(head) - utf8Length(online) - 64 -
+    (renamed ? utf8Length(JSON.stringify(renamed)) : 0);
   const rooms = fitItems([...parts.rooms].sort(), budget / 2, "first");
   const conversations = parts.conversations;
   const ordered = [
@@ -174,12 +179,19 @@ export function welcomeFrame(parts: WelcomeParts): string {
     ...conversations.filter((c) => c.room === undefined && c.unread === 0),
   ];
   const convs = fitItems(ordered, budget - rooms.bytes, "first");
-  const tail: { mode: string; role?: string; limits: SendLimits; more?: boolean } = {
+  const tail: {
+    mode: string;
+    role?: string;
+    limits: SendLimits;
+    more?: boolean;
+    renamed?: RoomRename[];
+  } = {
     mode: parts.mode,
     limits: parts.limits,
   };
   if (parts.role !== undefined) tail.role = parts.role;
   if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
+  if (renamed) tail.renamed = renamed;
   const first = withArrays(head, { rooms: rooms.parts });
   const rest = withArrays(tail, { conversations: convs.parts });
   return `${first.slice(0, -1)},${online},${rest.slice(1)}`;

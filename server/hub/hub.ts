@@ -24,7 +24,13 @@
  * @module
  */
 import type { Auth } from "../auth/auth.ts";
-import { type Identity, type MemberChange, RETRY_CONNECT, SignIns } from "./sign_in.ts";
+import {
+  type Identity,
+  type MemberChange,
+  RETRY_CONNECT,
+  type SignInRead,
+  SignIns,
+} from "./sign_in.ts";
 import { Passwords } from "./passwd.ts";
 import { Commands } from "./commands.ts";
 import { DEFAULTS, MEMORY_FILES_QUOTA } from "../config.ts";
@@ -33,13 +39,7 @@ import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
 import { Joins } from "./join.ts";
 import { hold, Routes } from "./routes.ts";
-import type {
-  Broker,
-  BrokerEvent,
-  MemberEvent,
-  Origin,
-  RenamedEvent,
-} from "../broker/broker.ts";
+import type { Broker, BrokerEvent, MemberEvent, Origin, RenamedEvent } from "../broker/broker.ts";
 import { DEFAULT_LIMITS, KeyedCounter, type Limits, RoomQuota, takeToken } from "./limits.ts";
 import { closeSocket, Conn, type Drop, type Refusal, type SendError, type User } from "./conn.ts";
 import type { Logger } from "../log.ts";
@@ -49,7 +49,6 @@ import {
   type ChatMessage,
   type ClientFrame,
   CloseCode,
-  type Conversation,
   type ErrorCode,
   FrameError,
   MAX_FRAME_BYTES,
@@ -57,17 +56,18 @@ import {
   type ServerFrame,
   utf8Length,
 } from "../../protocol.ts";
-import { type Applied, dmPair, type Store } from "../store/store.ts";
+import { type Applied, dmPair, type Rename, type Store } from "../store/store.ts";
 import { changeFrame, Changes } from "./changes.ts";
 import { encode, messageFrame, peerOf, targetOf, welcomeFrame, withRef } from "./frames.ts";
 import { Directory } from "./directory.ts";
 import type { ThrottleOptions } from "../auth/throttle.ts";
 import { Typists } from "./typing.ts";
 import { banMessage, Moderation } from "./moderation.ts";
-import { kindOf, RoomCommands, RoomKinds } from "./rooms.ts";
+import { kindOf, renamesFor, RoomCommands, RoomKinds } from "./rooms.ts";
 import type { AdminStore } from "../admin/admin.ts";
 import { MemoryAdminStore } from "../admin/memory.ts";
 import { Replies, SearchSlots } from "./replies.ts";
+import { type HubMeter, NO_HUB_METER } from "../metrics/meter.ts";
 
 export { Conn } from "./conn.ts";
 export { DEFAULT_LIMITS, type Limits } from "./limits.ts";
@@ -109,6 +109,8 @@ export interface HubOptions {
   now?: () => number;
   /** Where uploads are kept. @default {a MemoryFileStore with the in-memory quota} */
   files?: FileStore;
+  /** Counting hooks (`--metrics`). @default {hooks that do nothing} */
+  meter?: HubMeter;
 }
 
 /** What the HTTP layer knows about a new connection. */
@@ -163,6 +165,7 @@ export class Hub {
   #roomCommands: RoomCommands;
   #files: FileStore;
   #urls: FileUrls;
+  #meter: HubMeter;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -171,6 +174,7 @@ export class Hub {
     this.#auth = options.auth;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
+    this.#meter = options.meter ?? NO_HUB_METER;
     this.#maxText = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
     const nameExpiry = options.nameExpiry ?? DEFAULTS.nameExpiryDays * 24 * 3600_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -206,14 +210,14 @@ export class Hub {
       banned: (name) => this.#moderation.banOf(name),
       recentBan: (name) => this.#moderation.recentBan(name),
       directory: { moved: (name) => this.#directory.moved(name) },
-      register: (conn, who, rooms, conversations, changes) =>
-        this.#register(conn, who, rooms, conversations, changes),
+      register: (conn, who, read, changes) => this.#register(conn, who, read, changes),
       handle: (conn, data) => this.#handle(conn, data),
     }, {
       limits: this.#limits,
       authTimeout: options.authTimeout ?? 10_000,
       nameExpiry,
       throttle: options.throttle,
+      meter: this.#meter,
     });
     this.#rooms = new RoomQuota(this.#store, this.#limits.maxRoomsPerUser, this.#limits.maxRooms);
     this.#typists = new Typists(node, {
@@ -349,6 +353,7 @@ export class Hub {
         },
       };
     } else this.#signIns.admit(conn);
+    if (conn.refusal) this.#meter.closed(conn.refusal.code);
     return conn;
   }
 
@@ -384,6 +389,7 @@ export class Hub {
       return;
     }
     if (typeof data !== "string") {
+      this.#meter.frameIn("other");
       this.#error(
         conn,
         "bad_request",
@@ -411,12 +417,14 @@ export class Hub {
       frame = parseClientFrame(data, { maxMessageBytes: this.#maxText });
     } catch (err) {
       if (err instanceof FrameError) {
+        this.#meter.frameIn("other");
         this.#error(conn, err.code, err.message, err.ref);
         if (conn.user === null) this.#drop(conn, CloseCode.BadFrame, "invalid frame");
         return;
       }
       throw err;
     }
+    this.#meter.frameIn(frame.type);
     if (conn.user === null) this.#signIns.begin(conn, frame);
     else this.#dispatch(conn, frame);
   }
@@ -538,15 +546,17 @@ export class Hub {
   #register(
     conn: Conn,
     who: Identity,
-    rooms: string[],
-    conversations: Conversation[],
+    read: SignInRead,
     changes: readonly MemberChange[],
   ): boolean {
+    const { rooms } = read;
+    let { conversations } = read;
     const { name, session, fingerprint } = who;
     const auth = this.#auth;
     // Banned while this sign-in read the store: the ban's event came first.
     const ban = this.#moderation.recentBan(name);
     if (ban) {
+      this.#meter.signInFailed("banned");
       this.#drop(conn, CloseCode.Banned, "banned", { code: "banned", message: banMessage(ban) });
       return false;
     }
@@ -582,10 +592,14 @@ export class Hub {
       this.#users.set(name, user);
     }
     // The conversations were read before any rename heard since: under the new name.
+    const heard: Rename[] = [];
     for (const c of changes) {
       if (c.to === undefined) continue;
-      conversations = conversations.map((v) => v.room === c.room ? { ...v, room: c.to } : v);
+      const to = c.to;
+      conversations = conversations.map((v) => v.room === c.room ? { ...v, room: to } : v);
+      heard.unshift({ room: c.room, name: to, at: 0 });
     }
+    const renamed = renamesFor([...heard, ...read.renames], user.rooms);
     user.conns.add(conn);
     conn.user = user;
     conn.fingerprint = fingerprint;
@@ -603,6 +617,7 @@ export class Hub {
         online: this.#presence.welcomeFields(),
         mode: auth.mode,
         role: user.role,
+        renamed,
         limits: {
           rate: this.#limits.frameRate,
           burst: this.#limits.frameBurst,
@@ -903,6 +918,7 @@ export class Hub {
     if (msg.room !== undefined) {
       const route = this.#routes.get(msg.room);
       if (!route) return;
+      this.#meter.message(route.conns.size);
       this.#outbox.fanout(route.conns, text, sender ?? undefined);
       if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
       for (const [c, buf] of route.joining) {
@@ -913,6 +929,7 @@ export class Hub {
     }
     const a = this.#users.get(msg.from);
     const b = msg.to !== msg.from ? this.#users.get(msg.to!) : undefined;
+    this.#meter.message((a?.conns.size ?? 0) + (b?.conns.size ?? 0));
     if (a) this.#outbox.fanout(a.conns, text, sender ?? undefined);
     if (b) this.#outbox.fanout(b.conns, text, sender ?? undefined);
     if (sender) this.#outbox.push(sender, own);
@@ -938,6 +955,7 @@ export class Hub {
     if (msg.room !== undefined) {
       const route = this.#routes.get(msg.room);
       if (!route) return;
+      this.#meter.message(route.conns.size);
       for (const c of route.conns) this.#outbox.push(c, textFor(c));
       for (const [c, buf] of route.joining) {
         hold(buf, { seq: msg.seq, text: textFor(c), own: c === sender && ref !== undefined });
@@ -948,6 +966,7 @@ export class Hub {
     const b = msg.to !== msg.from ? this.#users.get(msg.to!) : undefined;
     const conns = new Set([...(a?.conns ?? []), ...(b?.conns ?? [])]);
     if (sender) conns.add(sender);
+    this.#meter.message(conns.size);
     for (const c of conns) this.#outbox.push(c, textFor(c));
   }
 
@@ -1043,6 +1062,7 @@ export class Hub {
     const { frameRate: rate, frameBurst: burst } = this.#limits;
     const retryAfter = takeToken(conn, { rate, burst, now: this.#now });
     if (retryAfter === 0) return true;
+    this.#meter.rateLimited();
     this.#error(
       conn,
       "rate_limited",
@@ -1075,6 +1095,7 @@ export class Hub {
    * from {@link opened} instead.
    */
   #drop(conn: Conn, code: number, reason: string, error?: Refusal["error"]): void {
+    if (!conn.closed) this.#meter.closed(code);
     if (conn.socket.readyState === CONNECTING) {
       conn.refusal ??= { code, reason, ...(error ? { error } : {}) };
       this.close(conn);
@@ -1087,6 +1108,7 @@ export class Hub {
   }
 
   #slow(conn: Conn): void {
+    this.#meter.closed(CloseCode.SlowConsumer);
     this.#log.warn(
       `Disconnecting a slow consumer${conn.user ? ` ("${conn.user.name}")` : ""} from ${conn.addr}`,
     );

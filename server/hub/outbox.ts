@@ -14,6 +14,7 @@
  */
 import { clearImmediate, setImmediate } from "node:timers";
 import { DEFAULTS } from "../config.ts";
+import type { OutboxMeter } from "../metrics/meter.ts";
 
 /** The part of a WebSocket the outbox needs. */
 export interface Socket {
@@ -95,6 +96,8 @@ export interface OutboxOptions {
   schedule?: (fn: () => void) => () => void;
   /** Called once for a sink whose socket buffers too much. */
   onSlow?: (sink: Sink) => void;
+  /** Counts the socket writes (`--metrics`); absent: nothing is counted. */
+  meter?: OutboxMeter;
 }
 
 const OPEN = 1;
@@ -107,6 +110,7 @@ export class Outbox {
   #schedule: (fn: () => void) => () => void;
   #cancel: (() => void) | null = null;
   #onSlow: (sink: Sink) => void;
+  #meter: OutboxMeter | null;
   #root = Batch.root();
   #dirty: Sink[] = [];
   #batching = false;
@@ -124,6 +128,7 @@ export class Outbox {
     );
     this.#schedule = options.schedule ?? defaultSchedule;
     this.#onSlow = options.onSlow ?? ((s) => s.socket.close(4008, "slow consumer"));
+    this.#meter = options.meter ?? null;
   }
 
   /**
@@ -170,7 +175,7 @@ export class Outbox {
       const b = s.pending;
       if (b === null) continue;
       s.pending = null;
-      this.#write(s, b.text);
+      this.#write(s, b.text, b.count);
     }
   }
 
@@ -179,7 +184,7 @@ export class Outbox {
     const b = sink.pending;
     if (b === null) return;
     sink.pending = null;
-    this.#write(sink, b.text);
+    this.#write(sink, b.text, b.count);
   }
 
   /** Drops what is queued for a sink (its connection is gone). */
@@ -197,17 +202,17 @@ export class Outbox {
     ) {
       // The batch is full: send it now and start another one.
       s.pending = null;
-      if (this.#write(s, b.text)) s.pending = this.#root.then(text);
+      if (this.#write(s, b.text, b.count)) s.pending = this.#root.then(text);
     } else s.pending = b.then(text);
   }
 
   /**
-   * Sends `text`; false when the socket is gone or was just cut off as slow.
+   * Sends `text` (`frames` frames); false when the socket is gone or was just cut off as slow.
    * A socket with nothing buffered always takes the frame, however large: the
    * slow-consumer rule is about a backlog that keeps growing, and one large
    * reply must never cut off the client that asked for it.
    */
-  #write(s: Sink, text: string): boolean {
+  #write(s: Sink, text: string, frames = 1): boolean {
     const ws = s.socket;
     if (ws.readyState !== OPEN) return false;
     const buffered = ws.bufferedAmount;
@@ -217,6 +222,7 @@ export class Outbox {
       return false;
     }
     ws.send(text);
+    if (this.#meter !== null) this.#meter.written(frames, text);
     return true;
   }
 

@@ -13,6 +13,7 @@ import { HasherBusyError } from "../auth/password.ts";
 import type { LoginThrottle, Outcome } from "../auth/throttle.ts";
 import type { Broker, BrokerEvent } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
+import type { Store } from "../store/store.ts";
 import {
   CloseCode,
   FrameError,
@@ -47,6 +48,8 @@ interface Renewal {
 /** What {@link Passwords} needs from the node. */
 export interface PasswordsContext {
   auth: Auth;
+  /** Where each user's sessions are counted (for admins): a change leaves only the new one. */
+  store: Pick<Store, "forgetSessions" | "noteSession">;
   broker: Pick<Broker, "publish">;
   log: Logger;
   /** Clock in milliseconds. */
@@ -211,6 +214,8 @@ export class Passwords {
         return;
     }
     this.#ctx.log.info(`"${name}" changed their password: their other connections end`);
+    const next = this.#renewals.get(session)?.next;
+    await this.#noteSessions(name, next);
     // This node at once: the asking connection gets its new token, in a
     // session of its own; every other connection of the user ends — other
     // tabs of the same session too, so that a copied token goes with them.
@@ -219,6 +224,19 @@ export class Passwords {
     // The other nodes reread users.json now rather than at their next look.
     if (fingerprint !== null) {
       await this.#announce({ kind: "passwd", user: name, session, fingerprint });
+    }
+  }
+
+  /**
+   * The user's sessions are this one's new session now (what admins see);
+   * a failure only leaves the count stale, the change is done.
+   */
+  async #noteSessions(user: string, next: string | undefined): Promise<void> {
+    try {
+      await this.#ctx.store.forgetSessions(user);
+      if (next !== undefined) await this.#ctx.store.noteSession(user, next, this.#ctx.now());
+    } catch (err) {
+      this.#ctx.log.warn(`Could not record "${user}"'s new session: ${(err as Error).message}`);
     }
   }
 

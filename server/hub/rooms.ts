@@ -21,6 +21,7 @@ import {
   LOBBY,
   type RenameRoomFrame,
   type RoomKind,
+  type RoomRename,
   type RoomSettingsFrame,
   type ServerFrame,
 } from "../../protocol.ts";
@@ -107,6 +108,31 @@ export class RoomKinds {
     }
     this.#known.set(room, settings);
   }
+}
+
+/**
+ * The renames `user` should hear of at sign-in, from the store's latest
+ * (newest first): each old name of a room the user is in now, with the
+ * room's name now (renames of renames followed), except names the user is
+ * in now (a new room of an old name is its own room).
+ */
+export function renamesFor(
+  renames: readonly { room: string; name: string }[],
+  rooms: ReadonlySet<string>,
+): RoomRename[] {
+  // Newest first: a name's latest rename is the one that counts.
+  const next = new Map<string, string>();
+  for (const r of renames) if (!next.has(r.room)) next.set(r.room, r.name);
+  const out: RoomRename[] = [];
+  for (const room of next.keys()) {
+    if (rooms.has(room)) continue;
+    let name = next.get(room)!;
+    for (let hops = 0; next.has(name) && !rooms.has(name) && hops < renames.length; hops++) {
+      name = next.get(name)!;
+    }
+    if (rooms.has(name)) out.push({ room, name });
+  }
+  return out;
 }
 
 /** The fields of {@link RoomKind} that are set in `s`, for frames. */

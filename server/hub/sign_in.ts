@@ -26,6 +26,8 @@ import type { Conn, Drop, SendError } from "./conn.ts";
 import type { Limits } from "./limits.ts";
 import { banMessage } from "./moderation.ts";
 import type { NodeContext } from "./context.ts";
+import { type Rename, RENAMES_KEPT } from "../store/store.ts";
+import { type HubMeter, NO_HUB_METER } from "../metrics/meter.ts";
 
 /** Seconds a client refused for too many connections (or a busy server) is told to wait. */
 export const RETRY_CONNECT = 10;
@@ -35,6 +37,12 @@ const PENDING_GRACE = 1000;
 
 /** How long the list of default rooms is kept before it is read again (ms). */
 const DEFAULTS_TTL = 2000;
+
+/** A session's sign-ins are recorded at most this often (ms) by a node. */
+const SESSION_NOTE_EVERY = 10 * 60_000;
+
+/** Sessions whose last record a node remembers (forgotten all at once past it). */
+const MAX_NOTED = 100_000;
 
 /**
  * The throttle's key for password checks made on behalf of a session (a
@@ -68,12 +76,21 @@ export interface SignInContext extends NodeContext {
   register: (
     conn: Conn,
     who: Identity,
-    rooms: string[],
-    conversations: Conversation[],
+    read: SignInRead,
     changes: readonly MemberChange[],
   ) => boolean;
   /** Handles a frame of a signed-in connection (the backlog, once signed in). */
   handle: (conn: Conn, data: string) => void;
+}
+
+/** What a sign-in read of the user's state (before `changes`). */
+export interface SignInRead {
+  /** The user's rooms. */
+  rooms: string[];
+  /** The user's conversations with their markers. */
+  conversations: Conversation[];
+  /** The latest renames of any room, newest first (the welcome lists the user's). */
+  renames: readonly Rename[];
 }
 
 /** A membership change seen while a user signs in. */
@@ -104,6 +121,8 @@ export interface SignInOptions {
   nameExpiry: number;
   /** Sign-in throttling. */
   throttle?: Partial<ThrottleOptions>;
+  /** Counts sign-ins and their failures (`--metrics`). @default {hooks that do nothing} */
+  meter?: Pick<HubMeter, "signedIn" | "signInFailed">;
 }
 
 /** Who a sign-in proved its sender to be. */
@@ -123,6 +142,7 @@ export class SignIns {
   #limits: Pick<Limits, "maxPendingPerAddr" | "maxPending">;
   #throttle: LoginThrottle;
   #authTimeout: number;
+  #meter: Pick<HubMeter, "signedIn" | "signInFailed">;
   /** Connections that have not sent a sign-in frame yet, by address, oldest first. */
   #pending = new Map<string, Set<Conn>>();
   /** The same, all addresses together, oldest first. */
@@ -135,6 +155,10 @@ export class SignIns {
   #arriving = new Map<string, Arriving>();
   /** The default rooms as last read (see `#defaultRooms`). */
   #defaults: { at: number; rooms: string[] } | null = null;
+  /** The latest renames, read at most every {@link DEFAULTS_TTL} ms (see {@link #latestRenames}). */
+  #renames: { at: number; list: Rename[] } | null = null;
+  /** When this node last recorded each session's sign-in (see {@link #noteSession}). */
+  #noted = new Map<string, number>();
 
   /** Checks sign-ins with what `ctx` gives. */
   constructor(ctx: SignInContext, options: SignInOptions) {
@@ -143,6 +167,7 @@ export class SignIns {
     this.#names = new Names(ctx, { nameExpiry: options.nameExpiry });
     this.#throttle = new LoginThrottle(options.throttle);
     this.#authTimeout = options.authTimeout;
+    this.#meter = options.meter ?? NO_HUB_METER;
   }
 
   /** The throttle for password checks (sign-ins and password changes). */
@@ -246,9 +271,37 @@ export class SignIns {
     return this.#defaults.rooms;
   }
 
-  /** A room's settings changed (on any node): the default rooms are read again. */
+  /**
+   * Records the session's sign-in for the admins' count of sessions (login
+   * mode), at most once per {@link SESSION_NOTE_EVERY} per session from this
+   * node: a storm of reconnects writes each session once, not each time.
+   */
+  async #noteSession(name: string, session: string): Promise<void> {
+    if (this.#ctx.auth.mode !== "login") return;
+    const now = this.#ctx.now();
+    const last = this.#noted.get(session);
+    if (last !== undefined && now - last < SESSION_NOTE_EVERY) return;
+    if (this.#noted.size >= MAX_NOTED) this.#noted.clear();
+    this.#noted.set(session, now);
+    await this.#ctx.store.noteSession(name, session, now);
+  }
+
+  /**
+   * The store's latest renames, read at most every {@link DEFAULTS_TTL} ms
+   * and after every rename heard, like {@link #defaultRooms}.
+   */
+  async #latestRenames(): Promise<Rename[]> {
+    const now = this.#ctx.now();
+    if (this.#renames === null || now - this.#renames.at > DEFAULTS_TTL) {
+      this.#renames = { at: now, list: await this.#ctx.store.recentRenames(RENAMES_KEPT) };
+    }
+    return this.#renames.list;
+  }
+
+  /** A room's settings or name changed (on any node): default rooms and renames are read again. */
   roomsChanged(): void {
     this.#defaults = null;
+    this.#renames = null;
   }
 
   /** Takes a connection out of the signing-in count. */
@@ -291,11 +344,13 @@ export class SignIns {
     this.unpend(conn);
     this.#signIn(conn, frame).catch((err) => {
       if (err instanceof HasherBusyError) {
+        this.#meter.signInFailed("rate_limited");
         this.#ctx.error(conn, "rate_limited", err.message, undefined, RETRY_CONNECT);
         this.#ctx.drop(conn, CloseCode.RateLimited, "server busy");
         return;
       }
       this.#ctx.log.error(`Sign-in failed: ${(err as Error).stack ?? err}`);
+      this.#meter.signInFailed("unavailable");
       this.#ctx.error(conn, "unavailable", "The server could not sign you in: try again shortly");
       this.#ctx.drop(conn, CloseCode.GoingAway, "sign-in failed");
     });
@@ -317,6 +372,7 @@ export class SignIns {
     // Open mode has no admins, so nobody to ban (and no store read per sign-in).
     const ban = auth.mode === "login" ? await this.#ctx.banned(name) : null;
     if (ban !== null) {
+      this.#meter.signInFailed("banned");
       if (tracked.session !== null) this.#untrack(conn, tracked.session);
       this.#ctx.drop(conn, CloseCode.Banned, "banned", {
         code: "banned",
@@ -334,10 +390,11 @@ export class SignIns {
     try {
       if (conn.closed) return;
       const store = this.#ctx.store;
-      await store.touchUser(name, this.#ctx.now());
+      await Promise.all([store.touchUser(name, this.#ctx.now()), this.#noteSession(name, session)]);
       // Banned since the check above: not even back into general.
       const late = this.#ctx.recentBan(name);
       if (late !== null) {
+        this.#meter.signInFailed("banned");
         this.#ctx.drop(conn, CloseCode.Banned, "banned", {
           code: "banned",
           message: banMessage(late),
@@ -358,9 +415,10 @@ export class SignIns {
           });
         }
       }
-      const [rooms, conversations] = await Promise.all([
+      const [rooms, conversations, renames] = await Promise.all([
         store.roomsOf(name),
         store.conversations(name),
+        this.#latestRenames(),
       ]);
       if (conn.closed) return;
       // users.json may have changed while we awaited: the session is bound to
@@ -374,8 +432,11 @@ export class SignIns {
         );
         return;
       }
-      if (!this.#ctx.register(conn, who, rooms, conversations, arriving.changes)) return;
+      if (!this.#ctx.register(conn, who, { rooms, conversations, renames }, arriving.changes)) {
+        return;
+      }
       welcomed = true;
+      this.#meter.signedIn();
     } finally {
       if (--arriving.count === 0) this.#arriving.delete(name);
       this.#untrack(conn, session);
@@ -581,6 +642,7 @@ export class SignIns {
   ): Promise<T | null> {
     const gate = this.#throttle.admit(user, conn.addr, this.#ctx.now());
     if (!gate.ok) {
+      this.#meter.signInFailed("rate_limited");
       const message = `Too many sign-in attempts: try again in ${gate.retryAfter} s`;
       this.#ctx.error(conn, "rate_limited", message, undefined, gate.retryAfter);
       this.#ctx.drop(conn, CloseCode.RateLimited, "too many sign-in attempts");
@@ -599,6 +661,7 @@ export class SignIns {
   }
 
   #deny(conn: Conn, code: ErrorCode, message: string, close: number): null {
+    this.#meter.signInFailed(code);
     this.#ctx.error(conn, code, message);
     this.#ctx.drop(conn, close, message.split(":")[0]);
     return null;
@@ -606,6 +669,7 @@ export class SignIns {
 
   /** Refuses a sign-in over a connection limit: `rate_limited`, then 4029. */
   refuse(conn: Conn, message: string): void {
+    this.#meter.signInFailed("rate_limited");
     this.#ctx.error(conn, "rate_limited", message, undefined, RETRY_CONNECT);
     this.#ctx.drop(conn, CloseCode.RateLimited, "too many connections");
   }
