@@ -297,6 +297,7 @@ export async function startServer(
           usersChanged: () => hub.revalidate(),
           evict: (user, by) => hub.evict([user], by),
           rooms: () => store.rooms(),
+          forgetSessions: (user) => store.forgetSessions(auth.canonical(user) ?? user),
           sessions: (users) => {
             const now = Date.now();
             return store.sessions(users, now - auth.tokenTtl * 1000, now);

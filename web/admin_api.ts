@@ -55,6 +55,10 @@ export interface AuditEntry {
 export interface Account {
   name: string;
   role: "admin" | "member";
+  /** Sessions (signed-in devices) that can still sign in; absent from older servers. */
+  sessions?: number;
+  /** When the latest of them signed in (ms since the epoch). */
+  signedIn?: number;
 }
 
 /** A ban in force (`GET /api/bans`). */

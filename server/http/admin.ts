@@ -60,6 +60,8 @@ export interface AdminRoutesDeps {
   rooms?: () => Promise<({ name: string; members: number; topic?: string } & RoomKind)[]>;
   /** Each user's sessions that can still sign in, latest first (users without any left out). */
   sessions?: (users: string[]) => Promise<Map<string, { seen: number }[]>>;
+  /** Forgets a user's sessions (signed out everywhere). */
+  forgetSessions?: (user: string) => Promise<void>;
   /** Takes a removed user out of every room (`by`: the admin who removed them). */
   evict?: (user: string, by: string) => Promise<void>;
   /** Where invite links point: `<base>/#/invite/<code>`. */
@@ -411,6 +413,8 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     if (result === "missing") throw noUser(user);
     if (result === "unavailable") throw unavailable();
     deps.usersChanged?.();
+    // Forgotten before the answer, so that the list the admin reloads says so.
+    await deps.forgetSessions?.(user);
     await record(deps.admin, deps.log, { at: now(), by, action: "signout", target: user });
     return json({ ok: true }, { "cache-control": "no-store" });
   }

@@ -202,12 +202,18 @@ Deno.test("web app: the People tab lists roles, presence and bans; role changes 
 
       // Signing dave out everywhere asks once; his session ends, his password still works.
       const daveRow = rowOf(alice, "dave");
+      const devices = (row: Locator) => row.locator(".sessions").textContent();
+      assert.equal((await devices(daveRow))?.trim(), "· signed in on 1 device");
       await daveRow.getByRole("button", { name: "Sign out everywhere…" }).click();
       await daveRow.getByRole("group", { name: "Sign dave out everywhere?" })
         .getByRole("button", { name: "Sign out everywhere" }).click();
       await daveRow.getByRole("status").filter({ hasText: "dave is signed out everywhere" })
         .waitFor();
       assert.equal((await dave.waitClose()).code, 4003);
+      await until(
+        async () => (await devices(daveRow))?.trim() === "· no device signed in",
+        "the row counts no session of dave's",
+      );
       daveAgain = await connect(server.ws, "dave", PASSWORDS.dave);
 
       // Removing dave's account asks once, then his session ends and he leaves the list.

@@ -201,6 +201,7 @@ function PersonItem(
   const signOut = () =>
     act(async () => {
       await api.signOut(name);
+      onChange();
       return `${name} is signed out everywhere`;
     });
 
@@ -226,6 +227,17 @@ function PersonItem(
             {listed
               ? <span class="seen" title={seen}>{lastSeen(online, seen)}</span>
               : <span class="seen">not in the directory's first 500</span>}
+            {account.sessions !== undefined && (
+              <span
+                class="sessions"
+                title={account.signedIn === undefined
+                  ? "No device can sign in without a password"
+                  : `Latest sign-in ${when(account.signedIn)}`}
+              >
+                {" · "}
+                {sessionsText(account.sessions)}
+              </span>
+            )}
           </p>
           {ban && <p class="person-meta ban-text" title={`Since ${when(ban.at)}`}>{banText(ban)}
           </p>}
@@ -398,4 +410,10 @@ function Confirm(
       </div>
     </div>
   );
+}
+
+/** How many sessions, in words ("signed in on 2 devices"). */
+export function sessionsText(n: number): string {
+  if (n === 0) return "no device signed in";
+  return `signed in on ${n} device${n === 1 ? "" : "s"}`;
 }
