@@ -38,7 +38,7 @@ import type { FileStore } from "../files/files.ts";
 import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
 import { Joins } from "./join.ts";
-import { hold, Routes } from "./routes.ts";
+import { hold, type Route, Routes } from "./routes.ts";
 import type { Broker, BrokerEvent, MemberEvent, Origin, RenamedEvent } from "../broker/broker.ts";
 import { DEFAULT_LIMITS, KeyedCounter, type Limits, RoomQuota, takeToken } from "./limits.ts";
 import { closeSocket, Conn, type Drop, type Refusal, type SendError, type User } from "./conn.ts";
@@ -917,14 +917,16 @@ export class Hub {
     const own = sender && origin?.ref !== undefined ? withRef(text, origin.ref) : text;
     if (msg.room !== undefined) {
       const route = this.#routes.get(msg.room);
-      if (!route) return;
-      this.#meter.message(route.conns.size);
-      this.#outbox.fanout(route.conns, text, sender ?? undefined);
-      if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
-      for (const [c, buf] of route.joining) {
-        const mine = c === sender && own !== text;
-        hold(buf, { seq: msg.seq, text: mine ? own : text, own: mine });
+      if (route) {
+        this.#meter.message(route.conns.size);
+        this.#outbox.fanout(route.conns, text, sender ?? undefined);
+        if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
+        for (const [c, buf] of route.joining) {
+          const mine = c === sender && own !== text;
+          hold(buf, { seq: msg.seq, text: mine ? own : text, own: mine });
+        }
       }
+      if (sender && own !== text && unrouted(route, sender)) this.#outbox.push(sender, own);
       return;
     }
     const a = this.#users.get(msg.from);
@@ -954,11 +956,15 @@ export class Hub {
     };
     if (msg.room !== undefined) {
       const route = this.#routes.get(msg.room);
-      if (!route) return;
-      this.#meter.message(route.conns.size);
-      for (const c of route.conns) this.#outbox.push(c, textFor(c));
-      for (const [c, buf] of route.joining) {
-        hold(buf, { seq: msg.seq, text: textFor(c), own: c === sender && ref !== undefined });
+      if (route) {
+        this.#meter.message(route.conns.size);
+        for (const c of route.conns) this.#outbox.push(c, textFor(c));
+        for (const [c, buf] of route.joining) {
+          hold(buf, { seq: msg.seq, text: textFor(c), own: c === sender && ref !== undefined });
+        }
+      }
+      if (sender && ref !== undefined && unrouted(route, sender)) {
+        this.#outbox.push(sender, textFor(sender));
       }
       return;
     }
@@ -981,15 +987,17 @@ export class Hub {
     const pair = dmPair(applied.conv);
     if (pair === null) {
       const route = this.#routes.get(applied.conv);
-      if (!route) return;
       const text = encode(changeFrame(applied, applied.user));
       const own = ref !== undefined ? withRef(text, ref) : text;
-      this.#outbox.fanout(route.conns, text, ref !== undefined ? asker! : undefined);
-      if (ref !== undefined && route.conns.has(asker!)) this.#outbox.push(asker!, own);
-      for (const [c, buf] of route.joining) {
-        const mine = c === asker && own !== text;
-        hold(buf, { seq: applied.seq, text: mine ? own : text, own: mine });
+      if (route) {
+        this.#outbox.fanout(route.conns, text, ref !== undefined ? asker! : undefined);
+        if (ref !== undefined && route.conns.has(asker!)) this.#outbox.push(asker!, own);
+        for (const [c, buf] of route.joining) {
+          const mine = c === asker && own !== text;
+          hold(buf, { seq: applied.seq, text: mine ? own : text, own: mine });
+        }
       }
+      if (ref !== undefined && unrouted(route, asker!)) this.#outbox.push(asker!, own);
       return;
     }
     for (const name of pair[0] === pair[1] ? [pair[0]] : pair) {
@@ -1115,6 +1123,15 @@ export class Hub {
     this.close(conn);
     closeSocket(conn, CloseCode.SlowConsumer, "slow consumer");
   }
+}
+
+/**
+ * Whether `conn` is neither receiving nor awaiting the room: it left it
+ * while its request was being stored, and gets the answer (its `ref` copy)
+ * all the same — a request is never left unanswered.
+ */
+function unrouted(route: Route | undefined, conn: Conn): boolean {
+  return !route || (!route.conns.has(conn) && !route.joining.has(conn));
 }
 
 function* othersOf(conns: Iterable<Conn>, user: string): Iterable<Conn> {
