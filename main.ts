@@ -26,7 +26,7 @@ const HELP = `chat ${VERSION}: a private group chat you run with one command.
 Usage:
   chat [serve] [options]               Run the server (the default command)
   chat client [URL] [options]          Chat from a terminal or a script
-  chat user add|passwd|role|remove|list
+  chat user add|passwd|role|signout|remove|list
                                        Manage who may sign in and their roles
   chat invite [options]                Print an invite link and its QR code
   chat export --data FILE [--room R]   Write kept messages as JSON lines

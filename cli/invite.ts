@@ -1,18 +1,23 @@
 /**
  * `chat invite`: asks the running server for an invite link and prints it
  * with its QR code. It runs on the server's machine: it signs its request
- * (and its body, once) with a key derived from the server's token secret
- * (see `server/admin/shell.ts`), which only the server's shell can read.
+ * as the server's shell (see `./shell_request.ts`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
 import { renderUnicodeCompact } from "uqr";
 import { flagError, UsageError } from "./flags.ts";
 import { table } from "./help.ts";
-import { deriveKey } from "../server/auth/auth.ts";
-import { shellAuthorization } from "../server/admin/shell.ts";
+import {
+  NoAnswerError,
+  refusal,
+  secretOf,
+  secretRefused,
+  serverUrl,
+  type ShellAnswer,
+  shellRequest,
+} from "./shell_request.ts";
 import { MAX_INVITE_TTL, MAX_INVITE_USES } from "../server/admin/admin.ts";
 
 /** `chat invite --help`. */
@@ -65,24 +70,6 @@ export function parseDuration(text: string): number {
   return seconds;
 }
 
-/** The token secret the server signs with: --secret, CHAT_SECRET, or the file beside users.json. */
-async function secretOf(flag: string | undefined, usersPath: string): Promise<string> {
-  const given = flag ?? Deno.env.get("CHAT_SECRET");
-  if (given) return given;
-  const path = join(dirname(usersPath), ".chat-secret");
-  try {
-    const secret = (await Deno.readTextFile(path)).trim();
-    if (secret.length >= 32) return secret;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) {
-      throw new Error(`Cannot read the server's token secret "${path}": ${(err as Error).message}`);
-    }
-  }
-  throw new UsageError(
-    `Cannot find the server's token secret at "${path}": run chat invite where the server runs, beside its users.json (or pass --users FILE or --secret)`,
-  );
-}
-
 /** Runs `chat invite …`; resolves the exit code. */
 export async function inviteCommand(args: string[]): Promise<number> {
   const names = ["uses", "expires", "admin", "url", "users", "secret", "help"];
@@ -121,61 +108,31 @@ export async function inviteCommand(args: string[]): Promise<number> {
   const usersPath = v.users ?? Deno.env.get("USERS_FILE") ?? "./users.json";
   const secret = await secretOf(v.secret, usersPath);
   const server = serverUrl(v.url);
-  const path = "/api/invites";
-  const body = JSON.stringify({ uses, expires, admin: v.admin === true });
-  const key = deriveKey(secret, "shell");
-  let res: Response;
+  const body = { uses, expires, admin: v.admin === true };
+  let res: ShellAnswer;
   try {
-    res = await fetch(new URL(path, server), {
-      method: "POST",
-      headers: {
-        authorization: shellAuthorization(key, "POST", path, Date.now(), body),
-        "content-type": "application/json",
-      },
-      body,
-      signal: AbortSignal.timeout(10_000),
-    });
+    res = await shellRequest(server, secret, { method: "POST", path: "/api/invites", body });
   } catch (err) {
-    throw new Error(
-      `No chat server answers at ${server} (${
-        (err as Error).message
-      }): start it with "chat", or pass --url`,
-    );
+    if (!(err instanceof NoAnswerError)) throw err;
+    throw new Error(`${err.message}: start it with "chat", or pass --url`);
   }
-  const answer = await res.json().catch(() => ({})) as Record<string, unknown>;
+  const answer = res.body;
   if (res.status === 409 && answer.error === "open_mode" && typeof answer.url === "string") {
     out(`${answer.message}\n\nThe chat's link (anyone with it can join):\n  ${answer.url}\n`);
     out(renderUnicodeCompact(answer.url, { border: 2 }));
     return 0;
   }
-  if (res.status === 401 || res.status === 403) {
+  if (secretRefused(res)) {
     throw new Error(
       `The server at ${server} does not accept this shell's secret: run chat invite with the secret the server uses (--users FILE beside it, or --secret)`,
     );
   }
   if (res.status !== 201 || typeof answer.url !== "string") {
-    throw new Error(
-      `The server at ${server} refused: ${
-        typeof answer.message === "string" ? answer.message : `HTTP ${res.status}`
-      }`,
-    );
+    throw new Error(`The server at ${server} refused: ${refusal(res)}`);
   }
   const until = new Date(Number(answer.expires)).toLocaleString();
   const who = uses === 1 ? "one person" : `${uses} people`;
   out(`Invite link for ${who}${v.admin ? " (as admins)" : ""}, until ${until}:\n  ${answer.url}\n`);
   out(renderUnicodeCompact(answer.url, { border: 2 }));
   return 0;
-}
-
-/** The server's address: --url, else this machine on $PORT (8000). */
-function serverUrl(flag: string | undefined): string {
-  const raw = flag ?? `http://localhost:${Deno.env.get("PORT") || 8000}`;
-  const withScheme = /^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`;
-  try {
-    const url = new URL(withScheme);
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
-    return url.origin;
-  } catch {
-    throw new UsageError(`--url "${raw}" is not an http or https address`);
-  }
 }

@@ -1,9 +1,12 @@
 /**
- * `chat user add|remove|passwd|role|list`: manage users.json from the command line.
- * The running server picks the change up within a second; sessions of a
- * removed user, or one whose password changed, end. Names are
- * case-insensitive: `passwd ALICE` changes the password of the stored
- * `alice`, and `add Alice` is refused while `alice` exists.
+ * `chat user add|remove|passwd|role|signout|list`: manage users.json from the
+ * command line. The running server picks the change up within a second;
+ * sessions of a removed user, or one whose password changed, end. Each change
+ * made is then recorded in the server's audit log as the server's shell
+ * (`POST /api/audit`, signed as `chat invite` signs); without a server that
+ * answers, the change stands and `chat user` says it is not in the log.
+ * Names are case-insensitive: `passwd ALICE` changes the password of the
+ * stored `alice`, and `add Alice` is refused while `alice` exists.
  *
  * @module
  */
@@ -25,6 +28,14 @@ import {
 } from "../server/auth/users.ts";
 import { table } from "./help.ts";
 import { askHidden, say } from "./prompt.ts";
+import {
+  NoAnswerError,
+  refusal,
+  secretOf,
+  secretRefused,
+  serverUrl,
+  shellRequest,
+} from "./shell_request.ts";
 
 /** `chat user --help`. */
 export const USER_HELP = `Manage the users who may sign in (users.json).
@@ -47,6 +58,7 @@ ${
     ["--users FILE", "Users file [default ./users.json; env USERS_FILE]"],
     ["--admin", "Add the user as an admin"],
     ["--force", "Let remove take the last user too"],
+    ["--url URL", "The server, for its audit log [default http://localhost:PORT; env PORT]"],
     ["-h, --help", "Show this help"],
   ])
 }
@@ -66,11 +78,17 @@ user, or of one whose password changed, end. A server started without
 users.json runs in open mode; adding the first user turns login on. Removing
 the last user does not turn it off: nobody can sign in until a user is added.
 
+Each change is recorded in the running server's audit log as made by the
+server's shell (signed with its token secret: .chat-secret beside users.json,
+or CHAT_SECRET). When no server answers at --url, the change stands and
+chat user says that it is not in the audit log.
+
 Examples:
   chat user add alice
   CHAT_PASSWORD=s3cret-pass chat user add bot --users /data/users.json
   chat user passwd alice
   chat user role bob admin
+  chat user remove bob --url http://localhost:9000
   chat user list`;
 
 function out(line: string): void {
@@ -110,13 +128,14 @@ export async function userCommand(args: string[]): Promise<number> {
         users: { type: "string" },
         force: { type: "boolean" },
         admin: { type: "boolean" },
+        url: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
       strict: true,
     });
   } catch (err) {
-    throw flagError(err as Error, ["users", "force", "admin", "help"]);
+    throw flagError(err as Error, ["users", "force", "admin", "url", "help"]);
   }
   const [action, name, ...more] = parsed.positionals;
   // `role NAME ROLE` takes one more word than the others.
@@ -137,6 +156,11 @@ export async function userCommand(args: string[]): Promise<number> {
   if (parsed.values.admin && action !== "add") {
     throw new UsageError(`--admin goes with "chat user add" (see chat user --help)`);
   }
+  // A bad --url is refused before anything changes.
+  const url = parsed.values.url;
+  if (url !== undefined) serverUrl(url);
+  const audit = (action: string, target: string, detail?: string) =>
+    recordChange(url, path, { action, target, detail });
   if (action === "list") {
     const { users, admins } = await readUsers(path);
     if (users.size === 0) {
@@ -191,12 +215,14 @@ export async function userCommand(args: string[]): Promise<number> {
     });
     if (raced !== undefined) throw exists(name, raced);
     out(`Added "${name}" to ${path}${admin ? " as an admin" : ""}`);
+    await audit("user.add", name, admin ? "admin" : "member");
     return 0;
   }
   if (action === "signout") {
     const { stored } = await endSessions(path, name);
     if (stored === undefined) throw new UsageError(`There is no user "${name}" in "${path}"`);
     out(`Signed "${stored}" out everywhere: their sessions end within a second`);
+    await audit("signout", stored);
     return 0;
   }
   if (action === "role") {
@@ -212,6 +238,7 @@ export async function userCommand(args: string[]): Promise<number> {
         ? `"${stored}" is already ${role === "admin" ? "an admin" : "a member"}`
         : `"${stored}" is now ${role === "admin" ? "an admin" : "a member"} in ${path}`,
     );
+    if (result === "changed") await audit("role", stored!, role);
     return 0;
   }
   // passwd and remove act on the user the server knows, in its stored case.
@@ -241,13 +268,65 @@ export async function userCommand(args: string[]): Promise<number> {
       );
     }
     out(`Removed "${stored}" from ${path}`);
+    await audit("remove", stored);
     return 0;
   }
   const hash = await hashed(await newPassword(stored));
   const { result } = await setPassword(path, { name: stored, hash });
   if (result === "missing") throw new UsageError(`There is no user "${stored}" in "${path}"`);
   out(`Changed the password of "${stored}" in ${path}`);
+  await audit("passwd", stored);
   return 0;
+}
+
+/**
+ * Records a change made in users.json in the audit log of the server at
+ * `url` (--url, else localhost on $PORT). The change is done whatever happens
+ * here: a server that does not answer or refuses is told in one line on
+ * stderr, and the exit code stays 0.
+ */
+async function recordChange(
+  url: string | undefined,
+  usersPath: string,
+  entry: { action: string; target: string; detail?: string },
+): Promise<void> {
+  const miss = (why: string) => say(`Not in the audit log: ${why}\n`);
+  let server: string;
+  let secret: string;
+  try {
+    // Read only now: a bad $PORT must not stop a change (it is made already).
+    server = serverUrl(url);
+  } catch (err) {
+    return miss(lowerFirst((err as Error).message));
+  }
+  try {
+    secret = await secretOf(undefined, usersPath, "chat user");
+  } catch (err) {
+    if (!(err instanceof UsageError)) return miss(lowerFirst((err as Error).message));
+    // Every server keeps its secret beside its users.json unless given one.
+    return miss(
+      `no server's token secret beside "${usersPath}" (no server has run with it; or set CHAT_SECRET)`,
+    );
+  }
+  try {
+    const res = await shellRequest(server, secret, {
+      method: "POST",
+      path: "/api/audit",
+      body: entry,
+    }, { timeout: 5_000 });
+    if (res.status === 201) return;
+    if (secretRefused(res)) {
+      return miss(
+        `the server at ${server} does not accept this shell's secret (run chat user beside the server's users.json, or set CHAT_SECRET to its secret)`,
+      );
+    }
+    return miss(`the server at ${server} refused: ${refusal(res)}`);
+  } catch (err) {
+    if (!(err instanceof NoAnswerError)) {
+      return miss(`it could not be sent to ${server}: ${(err as Error).message}`);
+    }
+    return miss(`no chat server was reached at ${server} (pass --url if it runs elsewhere)`);
+  }
 }
 
 function exists(name: string, stored: string): UsageError {
@@ -264,4 +343,8 @@ async function hashed(password: string): Promise<string> {
   } finally {
     hasher.close();
   }
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }

@@ -425,11 +425,22 @@ Deno.test("sign out everywhere: every session of the user ends and their tokens 
   // The same from the server's shell: chat user signout.
   const { runClient } = await import("./client_helpers.ts");
   const { SERVE } = await import("./chat_process.ts");
-  const r = await runClient(["user", "signout", "bob", "--users", `${srv.dir}/users.json`], {
+  const r = await runClient([
+    "user",
+    "signout",
+    "bob",
+    "--users",
+    `${srv.dir}/users.json`,
+    "--url",
+    srv.http,
+  ], {
     permissions: SERVE,
   });
   assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
   assert.equal(r.stdout, `Signed "bob" out everywhere: their sessions end within a second\n`);
+  const shell = (await audit(srv, alice.welcome.token)).find((e) => e.by === "");
+  assert.deepEqual([shell?.action, shell?.target], ["signout", "bob"]);
   const closed = await back.closed();
   assert.equal(closed.code, CloseCode.AuthFailed);
   await waitUntil(

@@ -11,6 +11,9 @@
  *   `POST /api/people/<name>/signout`, `DELETE /api/people/<name>`: admins only (`Authorization: Bearer
  *   <token>`), or the server's shell (`Authorization: Shell …`, see
  *   `server/admin/shell.ts`).
+ * - `POST /api/audit` `{"action","target","detail"?}`: the server's shell
+ *   only, recording what `chat user` changed in users.json (see
+ *   {@link SHELL_ACTIONS}).
  *
  * @module
  */
@@ -46,6 +49,16 @@ const REDEEM_RATE = { rate: 0.2, burst: 10 };
 
 /** Invite codes: 22 base64url characters. */
 const CODE = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * What the server's shell records with `POST /api/audit`: the changes
+ * `chat user` makes in users.json, which the server only sees as a reload.
+ * `user.add` and `role` take the role as their detail.
+ */
+export const SHELL_ACTIONS: readonly string[] = ["user.add", "remove", "passwd", "role", "signout"];
+
+/** The longest free detail the shell may record (`remove`, `passwd`, `signout`). */
+export const MAX_SHELL_DETAIL = 200;
 
 /** What the admin routes need. */
 export interface AdminRoutesDeps {
@@ -127,6 +140,35 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
       throw new HttpError(403, "Only admins may do this", {}, "forbidden");
     }
     return user;
+  }
+
+  /**
+   * Lets only the server's shell through: an account's token, even an
+   * admin's, gets 403 (admins' actions are recorded as they happen); no
+   * valid signature or token gets 401.
+   */
+  async function shellOnly(req: Request, url: URL): Promise<void> {
+    const header = req.headers.get("authorization");
+    if (header?.startsWith("Shell ")) {
+      const request = { method: req.method, path: url.pathname, body: await textOf(req) };
+      if (shell.take(header, shellKey, request, now())) return;
+    } else {
+      const m = /^Bearer\s+(\S{1,1024})$/i.exec(header ?? "");
+      if (m && await deps.tokenUser(m[1]) !== null) {
+        throw new HttpError(
+          403,
+          "Only the server's shell may add to the audit log",
+          {},
+          "forbidden",
+        );
+      }
+    }
+    throw new HttpError(
+      401,
+      "Sign the request as the server's shell (chat user does)",
+      { "www-authenticate": "Shell" },
+      "unauthorized",
+    );
   }
 
   function view(invite: Invite, base: string, at: number) {
@@ -335,6 +377,43 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
     return json({ entries }, { "cache-control": "no-store" });
   }
 
+  /** Records a change the server's shell made in users.json (`chat user`). */
+  async function note(req: Request, url: URL): Promise<Response> {
+    await shellOnly(req, url);
+    const b = await body(req);
+    const bad = (message: string) => new HttpError(400, message, {}, "bad_request");
+    const action = b.action;
+    if (typeof action !== "string" || !SHELL_ACTIONS.includes(action)) {
+      throw bad(`"action" must be one of ${SHELL_ACTIONS.join(", ")}`);
+    }
+    const target = b.target;
+    if (typeof target !== "string" || !NAME_PATTERN.test(target)) {
+      throw bad(`"target" must be an account name: 1-32 letters, digits, - or _`);
+    }
+    const detail = b.detail;
+    if (action === "user.add" || action === "role") {
+      if (detail !== "admin" && detail !== "member") {
+        throw bad(`"detail" of ${action} must be "admin" or "member"`);
+      }
+    } else if (
+      detail !== undefined &&
+      (typeof detail !== "string" || detail.length < 1 || detail.length > MAX_SHELL_DETAIL ||
+        /[\p{Cc}]/u.test(detail))
+    ) {
+      throw bad(`"detail" must be text of 1-${MAX_SHELL_DETAIL} characters on one line`);
+    }
+    // The target need not exist: a removed account is gone, and an added one
+    // may not be loaded yet (the server rereads users.json within a second).
+    const entry = await deps.admin.audit({
+      at: now(),
+      by: "",
+      action,
+      target,
+      ...(typeof detail === "string" ? { detail } : {}),
+    });
+    return json(entry, { "cache-control": "no-store" }, 201);
+  }
+
   async function bans(req: Request, url: URL): Promise<Response> {
     await adminOf(req, url);
     return json({ bans: await deps.admin.bans(now()) }, { "cache-control": "no-store" });
@@ -453,8 +532,8 @@ export function adminRoutes(deps: AdminRoutesDeps): AdminRoutes {
         }
       };
       if (path === "/api/audit") {
-        only("GET", "HEAD");
-        return await audit(req, url);
+        only("GET", "HEAD", "POST");
+        return method === "POST" ? await note(req, url) : await audit(req, url);
       }
       if (path === "/api/bans") {
         only("GET", "HEAD");

@@ -23,6 +23,11 @@ function what(e: AuditEntry): string {
       return /admin/.test(e.detail ?? "")
         ? "joined as an admin with an invite link"
         : "joined with an invite link";
+    case "user.add":
+      // The shell's `chat user add`: the detail is the new account's role.
+      return e.detail === "admin" ? "added the account as an admin" : "added the account";
+    case "passwd":
+      return "changed the password";
     case "role":
       return e.detail === "admin" || e.detail === "member"
         ? `changed the role to ${e.detail}`
@@ -51,6 +56,7 @@ function what(e: AuditEntry): string {
 /** What an entry's detail adds, in words, or "" when {@link what} said it all. */
 function detail(e: AuditEntry): string {
   switch (e.action) {
+    case "user.add":
     case "role":
     case "invite.use":
     case "kick":
