@@ -665,3 +665,26 @@ Deno.test("Hub: a sign-in under way when its user is banned never gets in, not e
   );
   assert.deepEqual(await h.store.roomsOf("bob"), [], "and the sign-in did not put him back");
 });
+
+Deno.test("Hub: a change the joined page already reflected, heard late from the broker, is not sent again", async () => {
+  await using h = await setup();
+  const ann = await h.connect("ann");
+  // Another node stored #1 and #2 of "r1"; their events have not reached this node yet.
+  await h.store.join("ben", "r1");
+  const one = await h.store.append({ conv: "r1", room: "r1", from: "ben", text: "one" });
+  const two = await h.store.append({ conv: "r1", room: "r1", from: "ben", text: "two" });
+  send(h.hub, ann.conn, { type: "join", room: "r1" });
+  await h.until(() => ann.socket.frames.some((f) => f.type === "joined"));
+  const joined = ann.socket.take("joined")[0] as Extract<ServerFrame, { type: "joined" }>;
+  assert.deepEqual(joined.history.map((m) => m.text), ["one", "two"]);
+  // Now the late events, then a new message: only the new one goes out live.
+  await h.broker.publish({ kind: "message", conv: "r1", msg: one });
+  await h.broker.publish({ kind: "message", conv: "r1", msg: two });
+  const three = await h.store.append({ conv: "r1", room: "r1", from: "ben", text: "three" });
+  await h.broker.publish({ kind: "message", conv: "r1", msg: three });
+  await h.until(() => ann.socket.frames.some((f) => f.type === "message"));
+  assert.deepEqual(
+    ann.socket.take("message").map((f) => f.type === "message" && f.text),
+    ["three"],
+  );
+});

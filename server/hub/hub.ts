@@ -38,7 +38,7 @@ import type { FileStore } from "../files/files.ts";
 import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
 import { Joins } from "./join.ts";
-import { hold, type Route, Routes } from "./routes.ts";
+import { hold, receivers, type Route, Routes } from "./routes.ts";
 import type { Broker, BrokerEvent, MemberEvent, Origin, RenamedEvent } from "../broker/broker.ts";
 import { DEFAULT_LIMITS, KeyedCounter, type Limits, RoomQuota, takeToken } from "./limits.ts";
 import { closeSocket, Conn, type Drop, type Refusal, type SendError, type User } from "./conn.ts";
@@ -919,8 +919,12 @@ export class Hub {
       const route = this.#routes.get(msg.room);
       if (route) {
         this.#meter.message(route.conns.size);
-        this.#outbox.fanout(route.conns, text, sender ?? undefined);
-        if (sender && route.conns.has(sender)) this.#outbox.push(sender, own);
+        const { conns, skipped } = receivers(route, msg.seq);
+        this.#outbox.fanout(conns, text, sender ?? undefined);
+        // The sender's copy: its acknowledgement, even where the page had the message.
+        if (sender && route.conns.has(sender) && (own !== text || !skipped?.has(sender))) {
+          this.#outbox.push(sender, own);
+        }
         for (const [c, buf] of route.joining) {
           const mine = c === sender && own !== text;
           hold(buf, { seq: msg.seq, text: mine ? own : text, own: mine });
@@ -958,7 +962,11 @@ export class Hub {
       const route = this.#routes.get(msg.room);
       if (route) {
         this.#meter.message(route.conns.size);
-        for (const c of route.conns) this.#outbox.push(c, textFor(c));
+        const { conns, skipped } = receivers(route, msg.seq);
+        for (const c of conns) this.#outbox.push(c, textFor(c));
+        if (sender && ref !== undefined && skipped?.has(sender)) {
+          this.#outbox.push(sender, textFor(sender));
+        }
         for (const [c, buf] of route.joining) {
           hold(buf, { seq: msg.seq, text: textFor(c), own: c === sender && ref !== undefined });
         }
@@ -990,7 +998,8 @@ export class Hub {
       const text = encode(changeFrame(applied, applied.user));
       const own = ref !== undefined ? withRef(text, ref) : text;
       if (route) {
-        this.#outbox.fanout(route.conns, text, ref !== undefined ? asker! : undefined);
+        const { conns } = receivers(route, applied.seq);
+        this.#outbox.fanout(conns, text, ref !== undefined ? asker! : undefined);
         if (ref !== undefined && route.conns.has(asker!)) this.#outbox.push(asker!, own);
         for (const [c, buf] of route.joining) {
           const mine = c === asker && own !== text;

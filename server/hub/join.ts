@@ -250,6 +250,9 @@ export class Joins {
     const seen = tail.seq;
     const pagesOn = overflow || (since !== undefined && tail.more === true);
     for (const b of mine) if (b.own || (b.seq > seen && !pagesOn)) this.#ctx.push(conn, b.text);
+    // Changes the page reflects may still be on their way to this node (the
+    // store answered ahead of the broker): they are not sent again.
+    if (page.seq > 0) route.floors.set(conn, page.seq);
   }
 }
 

@@ -27,6 +27,33 @@ export interface Route {
   conns: Set<Conn>;
   /** Connections waiting for their `joined` frame; live messages wait here. */
   joining: Map<Conn, Buffered[]>;
+  /**
+   * Connections whose `joined` reflected the room up to a position (`seq`)
+   * this node had not delivered yet (its store read ran ahead of the
+   * broker): live changes at or below it are not sent to them again. Each
+   * goes once a change at or past its position has come by.
+   */
+  floors: Map<Conn, number>;
+}
+
+/**
+ * The connections of `route` that get a live change at position `seq`, and
+ * the ones left out because their `joined` already reflected it (null when
+ * none). Forgets the floors that change reaches.
+ */
+export function receivers(
+  route: Route,
+  seq: number,
+): { conns: Iterable<Conn>; skipped: Set<Conn> | null } {
+  if (route.floors.size === 0) return { conns: route.conns, skipped: null };
+  let skipped: Set<Conn> | null = null;
+  for (const [c, floor] of route.floors) {
+    if (seq <= floor) (skipped ??= new Set()).add(c);
+    if (seq >= floor) route.floors.delete(c);
+  }
+  if (skipped === null) return { conns: route.conns, skipped };
+  const left = skipped;
+  return { conns: [...route.conns].filter((c) => !left.has(c)), skipped };
 }
 
 /** Live messages held for one connection while its `joined` waits. */
@@ -72,7 +99,7 @@ export class Routes {
   route(room: string): Route {
     let r = this.#routes.get(room);
     if (!r) {
-      r = { conns: new Set(), joining: new Map() };
+      r = { conns: new Set(), joining: new Map(), floors: new Map() };
       this.#routes.set(room, r);
     }
     return r;
@@ -84,6 +111,7 @@ export class Routes {
     if (!r) return;
     r.conns.delete(conn);
     r.joining.delete(conn);
+    r.floors.delete(conn);
     this.dropIfUnused(room);
   }
 
@@ -102,6 +130,7 @@ export class Routes {
     }
     for (const c of r.conns) there.conns.add(c);
     for (const [c, held] of r.joining) if (!there.joining.has(c)) there.joining.set(c, held);
+    for (const [c, floor] of r.floors) if (!there.floors.has(c)) there.floors.set(c, floor);
     return there;
   }
 
