@@ -995,3 +995,46 @@ Deno.test("RedisStore.sessions() reads every user's sessions in one script, howe
   assert.deepEqual([calls("evalsha"), calls("eval")], [1, 0]);
   assert.equal(calls("zrange"), users.length, "one ZRANGE per user, inside the script");
 });
+
+Deno.test("RedisStore.renameRoom() records `renamedto` old → `top\\nnew`; a rename to a name drops its entry", async () => {
+  await using store = await openStore(100);
+  await store.join("bob", "ops");
+  const first = await store.appendOnce({
+    conv: "ops",
+    room: "ops",
+    from: "bob",
+    text: "hello",
+    ref: "r1",
+  });
+  assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+  assert.equal(await store.cli("HGETALL", "chat:renamedto"), "ops\n1\ndeploys");
+  assert.match(
+    await store.cli("HGET", "chat:sent:bob", "r1"),
+    /\nops$/,
+    "the sender's record is not rewritten",
+  );
+  assert.equal(await store.renameRoom("deploys", "ops"), "renamed");
+  assert.equal(await store.cli("HGETALL", "chat:renamedto"), "deploys\n2\nops");
+  const again = await store.appendOnce({
+    conv: "ops",
+    room: "ops",
+    from: "bob",
+    text: "hello",
+    ref: "r1",
+  });
+  assert.deepEqual(again, { msg: first.msg, fresh: false });
+});
+
+Deno.test("RedisStore.appendAndPublish() with member: a non-member's message is neither stored nor published", async () => {
+  await using store = await openStore(100);
+  await store.join("alice", "ops");
+  const target = { channel: "chat:events", feedLength: 100, json: "{}" };
+  const draft = { conv: "ops", room: "ops", from: "bob", text: "x", member: true as const };
+  await assert.rejects(store.appendAndPublish(draft, target), RoomGone);
+  await assert.rejects(store.appendAndPublish({ ...draft, ref: "b1" }, target), RoomGone);
+  assert.equal(await store.cli("EXISTS", "chat:feed"), "0", "nothing in the feed");
+  assert.equal(await store.cli("GET", "chat:evseq"), "", "no feed number taken");
+  assert.equal(await store.cli("EXISTS", "chat:sent:bob"), "0", "no ref remembered");
+  const ok = await store.appendAndPublish({ ...draft, from: "alice" }, target);
+  assert.deepEqual([ok.msg.id, ok.seq, ok.fresh], [1, 1, true]);
+});

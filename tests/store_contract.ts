@@ -2128,6 +2128,178 @@ export function storeContract<S extends Store>(
     assert.deepEqual(kinds, [...kinds].sort((a, b) => a === b ? 0 : a === "fulfilled" ? -1 : 1));
   });
 
+  // ---------------------------------------------------------------------------
+  // `member`: the sender must be in the room at the append (a send racing a
+  // rename, a leave or a kick lands nowhere).
+
+  const sent = (from: string, text: string, ref = ""): Draft & { ref: string } => ({
+    conv: "ops",
+    room: "ops",
+    from,
+    text,
+    ref,
+    member: true,
+  });
+
+  test("append() with member refuses a sender not in the room with RoomGone, taking nothing", async (s) => {
+    await s.join("alice", "ops");
+    await assert.rejects(s.append(sent("bob", "let me in")), RoomGone);
+    await assert.rejects(s.appendOnce(sent("bob", "let me in", "b1")), RoomGone);
+    await assert.rejects(
+      s.append({ ...sent("bob", "nowhere"), conv: "void", room: "void" }),
+      RoomGone,
+      "no such room",
+    );
+    const a = await s.append(sent("alice", "hi"));
+    assert.equal(a.id, 1, "a refusal takes no id");
+    // Refused, the ref is not remembered: the same ref later is a new message.
+    await s.join("bob", "ops");
+    const b = await s.appendOnce(sent("bob", "let me in", "b1"));
+    assert.deepEqual([b.fresh, b.msg.id, b.msg.room], [true, 2, "ops"]);
+    await s.leave("alice", "ops");
+    await assert.rejects(s.append(sent("alice", "still here?")), RoomGone, "after a leave");
+    // Without the flag nothing is checked (as before).
+    const c = await s.append({ conv: "ops", room: "ops", from: "alice", text: "unchecked" });
+    assert.equal(c.id, 3);
+    await settle(s);
+    assert.deepEqual(
+      (await s.page("ops", { limit: 10 })).messages.map((m) => [m.id, m.from, m.text]),
+      [[1, "alice", "hi"], [2, "bob", "let me in"], [3, "alice", "unchecked"]],
+    );
+    assert.deepEqual((await s.page("void", { limit: 10 })).messages, []);
+  });
+
+  test("append() with member checks membership at its turn, after joins and leaves asked before", async (s) => {
+    await s.join("alice", "ops");
+    const [joined, first] = await Promise.all([s.join("bob", "ops"), s.append(sent("bob", "in"))]);
+    assert.deepEqual([joined.added, first.id], [true, 1], "a join asked just before counts");
+    const [left, late] = await Promise.allSettled([
+      s.leave("bob", "ops"),
+      s.append(sent("bob", "out")),
+    ]);
+    assert.deepEqual(left, { status: "fulfilled", value: true });
+    assert.ok(late.status === "rejected" && late.reason instanceof RoomGone, "a leave just before");
+    // A released name leaves every room, in order with the append after it.
+    await s.join("carol", "ops");
+    await s.claimName("carol", "s1", 1000, true);
+    const [released, gone] = await Promise.allSettled([
+      s.releaseName("carol", "s1"),
+      s.append(sent("carol", "still mine?")),
+    ]);
+    assert.deepEqual(released, { status: "fulfilled", value: ["ops"] });
+    assert.ok(gone.status === "rejected" && gone.reason instanceof RoomGone, "released before");
+    // A release that does not apply (another session) leaves the membership.
+    await s.join("dave", "ops");
+    await s.claimName("dave", "s2", 1000, true);
+    const [kept, taken] = await Promise.all([
+      s.releaseName("dave", "other"),
+      s.append(sent("dave", "here")),
+    ]);
+    assert.deepEqual([kept, taken.id], [null, 2]);
+    await settle(s);
+    assert.deepEqual(
+      (await s.page("ops", { limit: 10 })).messages.map((m) => m.text),
+      ["in", "here"],
+    );
+  });
+
+  test("append() with member after a rename and a new room of the old name: refused there", async (s) => {
+    // The hub checked bob's membership of private "ops", then the room was
+    // renamed and carol created a new "ops" before bob's send took its turn.
+    await s.join("alice", "ops", { private: true });
+    await s.join("bob", "ops");
+    const before = await s.append(sent("bob", "secret"));
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.deepEqual(await s.join("carol", "ops"), { added: true, created: true });
+    await assert.rejects(s.append(sent("bob", "secret 2")), RoomGone);
+    await assert.rejects(s.appendOnce(sent("bob", "secret 3", "k3")), RoomGone);
+    await settle(s);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages, [], "carol's room is empty");
+    assert.deepEqual(
+      (await s.page("deploys", { limit: 10 })).messages,
+      [{ ...before, room: "deploys" }],
+    );
+    const carol = await s.append(sent("carol", "mine"));
+    assert.equal(carol.room, "ops");
+  });
+
+  test("appendOnce() with member answers a resend of a message stored while a member, after a leave", async (s) => {
+    // It was stored; the client only lost its acknowledgement. Refusing it
+    // would tell the sender it was not stored.
+    await s.join("alice", "ops");
+    await s.join("bob", "ops");
+    const first = await s.appendOnce(sent("bob", "bye", "k1"));
+    assert.equal(first.fresh, true);
+    await s.leave("bob", "ops");
+    assert.deepEqual(await s.appendOnce(sent("bob", "bye", "k1")), {
+      msg: first.msg,
+      fresh: false,
+    });
+    await assert.rejects(s.appendOnce(sent("bob", "bye", "k2")), RoomGone, "a new message");
+    await assert.rejects(s.appendOnce(sent("bob", "other text", "k1")), RoomGone, "another text");
+    await settle(s);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages, [first.msg]);
+  });
+
+  test("appendOnce() recognizes a resend under the room's new name", async (s) => {
+    await s.join("bob", "ops");
+    const first = await s.appendOnce(sent("bob", "hello", "r1"));
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    const under = (name: string) => ({ ...sent("bob", "hello", "r1"), conv: name, room: name });
+    const again = await s.appendOnce(under("deploys"));
+    assert.deepEqual(again, { msg: { ...first.msg, room: "deploys" }, fresh: false });
+    // Through several renames, and back to the first name.
+    assert.equal(await s.renameRoom("deploys", "ship"), "renamed");
+    assert.deepEqual((await s.appendOnce(under("ship"))).fresh, false);
+    assert.equal(await s.renameRoom("ship", "ops"), "renamed");
+    assert.deepEqual(await s.appendOnce(under("ops")), { msg: first.msg, fresh: false });
+    await settle(s);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages, [first.msg], "stored once");
+  });
+
+  test("appendOnce() does not take a send to a new room of the old name for a resend", async (s) => {
+    await s.join("bob", "ops");
+    const first = await s.appendOnce(sent("bob", "hello", "r1"));
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    await s.join("bob", "ops");
+    // The same ref and text under the old name: the message is in "deploys" now.
+    const there = await s.appendOnce(sent("bob", "hello", "r1"));
+    assert.equal(there.fresh, true);
+    assert.ok(there.msg.id > first.msg.id);
+    assert.equal(there.msg.room, "ops");
+    await settle(s);
+    assert.deepEqual((await s.page("ops", { limit: 10 })).messages, [there.msg]);
+    assert.deepEqual(
+      (await s.page("deploys", { limit: 10 })).messages,
+      [{ ...first.msg, room: "deploys" }],
+    );
+  });
+
+  test("appendOnce() follows the room a message moved with, not a later room of its old name", async (s) => {
+    await s.join("alice", "ops");
+    const first = await s.appendOnce(sent("alice", "hello", "r1"));
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    // A new room of the old name, with messages of its own, renamed in turn.
+    await s.join("bob", "ops");
+    await s.append(sent("bob", "one"));
+    await s.append(sent("bob", "two"));
+    assert.equal(await s.renameRoom("ops", "ship"), "renamed");
+    await s.join("alice", "ship");
+    const ship = { ...sent("alice", "hello", "r1"), conv: "ship", room: "ship" };
+    const there = await s.appendOnce(ship);
+    assert.equal(there.fresh, true, "the first message is in deploys, not in ship");
+    assert.deepEqual(await s.appendOnce(ship), { msg: there.msg, fresh: false });
+    await settle(s);
+    assert.deepEqual(
+      (await s.page("ship", { limit: 10 })).messages.map((m) => [m.from, m.text]),
+      [["bob", "one"], ["bob", "two"], ["alice", "hello"]],
+    );
+    assert.deepEqual(
+      (await s.page("deploys", { limit: 10 })).messages,
+      [{ ...first.msg, room: "deploys" }],
+    );
+  });
+
   test("recentRenames() lists renames newest first, at most limit, with their time", async (s) => {
     assert.deepEqual(await s.recentRenames(10), [], "none yet");
     await s.join("alice", "ops");

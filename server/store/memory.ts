@@ -175,7 +175,12 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Appends unless the draft is a resend (see {@link Store.appendOnce}). */
+  /**
+   * Appends unless the draft is a resend (see {@link Store.appendOnce}). The
+   * `member` check is the append's: a resend of a message stored while the
+   * sender was a member answers it even after they left (it was stored; the
+   * client only lost its acknowledgement).
+   */
   appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
     // Before the resend check: a resend to a renamed room's old name is refused as a send is.
     if (this.#isGone(draft)) return Promise.reject(new RoomGone(draft.conv));
@@ -192,9 +197,13 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Stores the draft; throws {@link ReplyChanged} (storing nothing) for a stale `replyTo`. */
+  /**
+   * Stores the draft; throws {@link ReplyChanged} for a stale `replyTo`, and
+   * {@link RoomGone} for a renamed-away room or (with `member`) a sender who
+   * is not in the room, storing nothing.
+   */
   #append(draft: Draft): ChatMessage {
-    if (this.#isGone(draft)) throw new RoomGone(draft.conv);
+    if (this.#isGone(draft) || this.#notMember(draft)) throw new RoomGone(draft.conv);
     const reply = draft.replyTo;
     if (reply) {
       // Checked before anything is taken: a refused reply uses no position and no ref.
@@ -237,6 +246,12 @@ export class MemoryStore implements Store {
   /** Whether `draft` goes to a room renamed away (see {@link Store.renameRoom}). */
   #isGone(draft: Draft): boolean {
     return draft.room !== undefined && this.#gone.has(draft.conv);
+  }
+
+  /** Whether `draft` asks for a member (`member`) and its sender is not in its room. */
+  #notMember(draft: Draft): boolean {
+    return draft.member === true && draft.room !== undefined &&
+      !(this.#rooms.get(draft.room)?.has(draft.from) ?? false);
   }
 
   /** Drops a log's `n` oldest messages, raising its watermark to the highest seq dropped. */

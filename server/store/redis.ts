@@ -22,6 +22,8 @@
  * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
  * | `rooms`          | hash   | room → creator                                                   |
  * | `gone`           | set    | old names of renamed rooms, until a room of the name is created  |
+ * | `renamedto`      | hash   | old name of a renamed room → `top\nnew`: its ids up to `top`     |
+ * |                  |        | moved to `new` (resends recorded under the old name find them)   |
  * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
  * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived,      |
  * |                  |        | `j` auto-join, in that order (plain rooms are not listed)        |
@@ -166,6 +168,34 @@ end
 `;
 
 /**
+ * How many renames in a row a resend's recorded room name is followed
+ * through (see `WHERE_NOW_LUA`): a resend comes within seconds of its send, so
+ * more renames than this in between are not worth a longer walk.
+ */
+const RENAME_HOPS = 4;
+
+/**
+ * Lua: the name, now, of the room where the message `id` was sent under the
+ * name `conv`, or nil past {@link RENAME_HOPS} renames. `renamedto` holds,
+ * for each name a room was renamed away from, `top\nnew`: messages of that
+ * name up to id `top` moved to `new`; later ones are a later room's of the
+ * name. The rename script drops the entry of the name it renames to, so a
+ * chain has no cycles.
+ */
+const WHERE_NOW_LUA = `
+local function where_now(p, conv, id)
+  for _ = 1, ${RENAME_HOPS} do
+    local entry = redis.call('HGET', p .. 'renamedto', conv)
+    if not entry then return conv end
+    local top, to = string.match(entry, '^(%d+)\\n(.*)$')
+    if id > tonumber(top) then return conv end
+    conv = to
+  end
+  return nil
+end
+`;
+
+/**
  * Lua: ISO-8601 UTC of a time in ms (`2025-01-02T03:04:05.678Z`), as
  * JavaScript's `toISOString` writes it (Redis's Lua has no `os.date`).
  * Days to a civil date after Howard Hinnant's `civil_from_days`.
@@ -203,22 +233,28 @@ end
  * and kept after: if the sender's latest message with the ref went to the
  * same conversation with the same text (by SHA-1), that message is returned
  * (its JSON in its current state, when still kept) and nothing is stored or
- * published. A reply is then checked against its original: kept, not
- * deleted and still at the `seq` the quote was taken at, or nothing is
- * stored ({-1}); it joins the original's reply index.
+ * published. A record names the room as it was named then (a rename
+ * leaves `sent:<user>` as it is): `renamedto` leads from it to the room's
+ * name now (see `WHERE_NOW_LUA`). A kept message must be the sender's with
+ * the recorded time; one that moved with a rename must still be kept. With `member`,
+ * a sender not in the room is then refused ({-2}): after the resend check,
+ * so a resend of a message stored while a member is still answered. A reply
+ * is then checked against its original: kept, not deleted and still at the
+ * `seq` the quote was taken at, or nothing is stored ({-1}); it joins the
+ * original's reply index.
  *
  * Returns {id, ms, seq, 1} for a new message, {id, ms, 0, 0, json?} for a
  * resend, {-1} when the original changed, {-2} when the room was renamed
- * away (its old name is in `gone`).
+ * away (its old name is in `gone`) or the sender is not in it (`member`).
  *
  * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
  * ref (or empty), once (1/0), refWindow, refTtl ms, room (or empty), to (or
  * empty), replyTo id (or empty), its from, its snippet, its seq, files JSON
- * (or empty), text (last).
+ * (or empty), member ('1' or empty), text (last).
  */
 const APPEND = new Script(
-  CLOCK_LUA + CAP_LUA + `
-local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[21]
+  CLOCK_LUA + CAP_LUA + WHERE_NOW_LUA + `
+local p, conv, ref, text = ARGV[1], ARGV[2], ARGV[10], ARGV[22]
 local mkey = p .. 'm:' .. conv
 -- The old name of a renamed room (before the resend check: a resend there is refused too).
 if ARGV[14] ~= '' and redis.call('SISMEMBER', p .. 'gone', conv) == 1 then return {-2} end
@@ -229,13 +265,30 @@ if ref ~= '' then
   prev = redis.call('HGET', sent, ref)
   if prev and ARGV[11] == '1' then
     local pid, pms, pdigest, pconv = string.match(prev, '^(%d+)\\n(%d+)\\n(%x+)\\n(.*)$')
-    if pconv == conv and pdigest == digest then
-      -- As it is now (edited, deleted…); rebuilt by the caller once dropped.
+    -- Recorded under the name the room had then (records are not rewritten by a rename).
+    local now = pconv
+    if ARGV[14] ~= '' then now = where_now(p, pconv, tonumber(pid)) end
+    if now == conv and pdigest == digest then
       local stored = redis.call('HGET', mkey, pid)
-      if stored then return {tonumber(pid), tonumber(pms), 0, 0, stored} end
-      return {tonumber(pid), tonumber(pms), 0, 0}
+      if stored then
+        -- As it is now (edited, deleted…), if it is the sender's of that time:
+        -- an entry overwritten by a later rename of the name may lead elsewhere.
+        local m = cjson.decode(stored)
+        if m.from == ARGV[9] and m.ms == tonumber(pms) then
+          return {tonumber(pid), tonumber(pms), 0, 0, stored}
+        end
+      elseif now == pconv then
+        -- Dropped since: rebuilt by the caller. One that moved and is not
+        -- here cannot be told from a stale lead: a new message (as SQLite has it).
+        return {tonumber(pid), tonumber(pms), 0, 0}
+      end
     end
   end
+end
+if ARGV[21] == '1' and ARGV[14] ~= '' and
+    redis.call('SISMEMBER', p .. 'members:' .. ARGV[14], ARGV[9]) == 0 then
+  -- Not in the room (a send that raced a rename, a leave or a kick): nothing is written.
+  return {-2}
 end
 if ARGV[16] ~= '' then
   -- Checked before anything is written: a refused reply leaves no trace.
@@ -615,14 +668,16 @@ return {1, flags}
  * `renames` (at Redis's time, keeping the newest `kept`). ARGV: prefix,
  * room, to, kept. Returns 'unknown', 'taken' or 'renamed'.
  *
- * Every message is rewritten with its new `room` (one HSET per 500; a room
- * of 10,000 messages took 60 to 110 ms of Redis's time on a busy 2-core
- * box), its zsets and reply indexes are renamed, and the counters merge with any the
+ * Every message is rewritten with its new `room` (one HSET per 500): Redis
+ * does nothing else meanwhile (a room of 10,000 messages took 60 to 110 ms,
+ * one of 50,000 about 1.2 s, on a busy 2-core box), its zsets and reply indexes are renamed, and the counters merge with any the
  * new name had (the old name of a room renamed before). The old name keeps
  * `last` and `ms`, and its `seq` and `trimmed` become one past the
  * room's: a reader at an old position has a gap, and a later room of the
  * name continues after it. Read markers move for the members only (no index
  * lists every user's markers of a room): an ex-member's stays under the old name.
+ * The senders' resend records stay as they are: `renamedto` leads from the
+ * old name to the new (see `WHERE_NOW_LUA`).
  */
 const RENAME = new Script(`
 local p, room, to = ARGV[1], ARGV[2], ARGV[3]
@@ -698,6 +753,11 @@ for _, h in ipairs({'rooms', 'topics', 'settings'}) do
 end
 redis.call('SADD', p .. 'gone', room)
 redis.call('SREM', p .. 'gone', to)
+-- Resends recorded under the old name find the room (see APPEND); the senders'
+-- records are not rewritten (that would be every member's, at every rename).
+-- Ids up to seq moved; a later room of the old name gives out ids after it.
+redis.call('HSET', p .. 'renamedto', room, seq .. '\\n' .. to)
+redis.call('HDEL', p .. 'renamedto', to)
 local t = redis.call('TIME')
 local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('LPUSH', p .. 'renames', cjson.encode({room = room, name = to, at = at}))
@@ -1230,6 +1290,7 @@ export class RedisStore implements Store {
       reply?.snippet ?? "",
       reply ? String(reply.seq) : "",
       draft.files && draft.files.length > 0 ? JSON.stringify(filesOf(draft.files)) : "",
+      draft.member ? "1" : "",
       draft.text,
     ]).then((out) => {
       const [id, ms, seq, fresh, stored] = out as [number, number, number, number, string?];

@@ -268,6 +268,13 @@ export class SqliteStore implements Store {
   #dmsListed = new Set<string>();
   /** Old names of renamed rooms that a join in the batch being built creates again. */
   #revived = new Set<string>();
+  /**
+   * Memberships the batch being built changes, by {@link memberKey}: whether
+   * the user is in the room after it (the last join or leave asked for).
+   */
+  #batchMembers = new Map<string, boolean>();
+  /** Lower-cased names the batch being built may release, with their memberships. */
+  #batchReleases = new Set<string>();
   #timer: (() => void) | undefined;
   #commitDelay: number;
   #closed = false;
@@ -410,12 +417,14 @@ export class SqliteStore implements Store {
    * view changes are checked against): when its original is not kept, is
    * deleted or has changed since it was quoted, it rejects with
    * {@link ReplyChanged}, after what is queued (the caller's next read of the
-   * original sees the change), and takes nothing.
+   * original sees the change), and takes nothing. So does a `member` draft
+   * whose sender is not in the room as the file plus the queue leave it,
+   * with {@link RoomGone}.
    */
   append(draft: Draft): Promise<ChatMessage> {
     if (this.#closed) return Promise.reject(closedError());
-    const gone = this.#goneCheck(draft);
-    if (gone) return gone;
+    const refused = this.#goneCheck(draft) ?? this.#memberCheck(draft);
+    if (refused) return refused;
     const reply = draft.replyTo;
     if (reply) {
       let original: Live | undefined;
@@ -512,11 +521,48 @@ export class SqliteStore implements Store {
   }
 
   /**
+   * A rejection with {@link RoomGone} (after what is queued) when `draft`
+   * asks for a member (`member`) and its sender is not in its room once the
+   * queue is written, or null.
+   */
+  #memberCheck(draft: Draft): Promise<never> | null {
+    if (draft.member !== true || draft.room === undefined) return null;
+    let member: boolean;
+    try {
+      member = this.#isMember(draft.room, draft.from);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (member) return null;
+    const refused = new RoomGone(draft.room);
+    return this.#after(null).then(() => Promise.reject(refused));
+  }
+
+  /**
+   * Whether `user` is in `room` once the queue is written: the batch's last
+   * join or leave of it, else the file. Joins and leaves are queued in call
+   * order with the appends, so this is the membership at the append's turn.
+   */
+  #isMember(room: string, user: string): boolean {
+    // A release in the batch takes its holder out of every room, but whether
+    // it applies (the session, the time) is known only as it runs: write the
+    // batch first, then ask the file. Releases are rare.
+    if (this.#batchReleases.has(user.toLowerCase())) {
+      const failed = this.#commit();
+      if (failed) throw failed;
+    }
+    return this.#batchMembers.get(memberKey(room, user)) ??
+      this.#sql.isMember.get(room, user) !== undefined;
+  }
+
+  /**
    * Appends unless the draft is a resend (see {@link Store.appendOnce}): the
    * sender's latest message with the ref is looked up among the batch being
    * built, then among the kept messages, and numbered in the same turn, so
    * no other write comes between. A resend of a message still in the batch
-   * resolves once it committed.
+   * resolves once it committed. The `member` check is the append's: a
+   * resend of a message stored while the sender was a member answers it even
+   * after they left (it was stored; the client only lost its acknowledgement).
    */
   appendOnce(draft: Draft & { ref: string }): Promise<Appended> {
     if (this.#closed) return Promise.reject(closedError());
@@ -757,6 +803,7 @@ export class SqliteStore implements Store {
       state.kept = 0;
       this.#revived.add(room);
     }
+    this.#batchMembers.set(memberKey(room, user), true);
     return this.#write(() => {
       const priv = create?.private ? 1 : 0;
       const created = this.#sql.createRoom.run(room, user, this.#now(), priv).changes > 0;
@@ -773,6 +820,8 @@ export class SqliteStore implements Store {
 
   /** Removes a member in the next commit; the room stays. */
   leave(user: string, room: string): Promise<boolean> {
+    if (this.#closed) return Promise.reject(closedError());
+    this.#batchMembers.set(memberKey(room, user), false);
     return this.#write(() => this.#sql.removeMember.run(room, user).changes > 0);
   }
 
@@ -1025,6 +1074,8 @@ export class SqliteStore implements Store {
    */
   releaseName(name: string, session: string, seenBefore?: number): Promise<string[] | null> {
     const folded = name.toLowerCase();
+    if (this.#closed) return Promise.reject(closedError());
+    this.#batchReleases.add(folded);
     return this.#write(() => {
       const row = this.#sql.claim.get(folded);
       if (row === undefined || String(row.session) !== session) return null;
@@ -1313,6 +1364,8 @@ export class SqliteStore implements Store {
     this.#batchFirst = new Map();
     // Committed or rolled back below: either way the file answers from now on.
     this.#batchRefs = new Map();
+    this.#batchMembers.clear();
+    this.#batchReleases.clear();
     this.#live.clear();
     const ran = this.#ran = newRan();
     const results: unknown[] = [];
@@ -1549,6 +1602,11 @@ function refKey(from: string, ref: string): string {
   return `${from}\n${ref}`;
 }
 
+/** A membership's key in the batch's view of memberships. */
+function memberKey(room: string, user: string): string {
+  return `${room}\n${user}`;
+}
+
 /** A message's key in the batch's view of messages. */
 function liveKey(conv: string, id: number): string {
   return `${conv}\n${id}`;
@@ -1775,6 +1833,7 @@ function statements(db: DatabaseSync) {
     removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),
     roomsOf: p("SELECT room FROM members WHERE member = ? ORDER BY room"),
     members: p("SELECT member FROM members WHERE room = ? ORDER BY member"),
+    isMember: p("SELECT 1 FROM members WHERE room = ? AND member = ?"),
     // Unread: others' kept messages after the marker, not deleted; the LIMIT ?2 stops the
     // count, and it looks at the newest ?3 messages after the marker only, so a reader far
     // behind in a conversation full of tombstones or of its own messages costs no more.

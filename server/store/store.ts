@@ -44,6 +44,12 @@ export interface Draft {
    * so that {@link Store.appendOnce} recognizes a resend. Empty means none.
    */
   ref?: string;
+  /**
+   * The sender must be a member of `room` at the append, checked in the same
+   * atomic step; otherwise the append rejects with {@link RoomGone} (a send
+   * that raced a rename, or a leave or kick).
+   */
+  member?: true;
 }
 
 /**
