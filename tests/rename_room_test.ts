@@ -361,3 +361,106 @@ async function hashed(): Promise<Record<string, string | { password: string; rol
   }
   return out;
 }
+
+Deno.test("joins by a non-member racing a rename: the server keeps answering, and they learn nothing of the new name", async () => {
+  // Its own process: a server stuck in a loop shows as a missing pong, not a hung test run.
+  const { spawnServer } = await import("./chat_process.ts");
+  const dir = await Deno.makeTempDir({ prefix: "chat-rename-race-" });
+  await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(await hashed()));
+  await using proc = await spawnServer([
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--users",
+    `${dir}/users.json`,
+    "--rate",
+    "100000",
+    "--burst",
+    "100000",
+  ]);
+  try {
+    await using alice = await signIn(proc.ws, "alice", "alice-pass");
+    await using carol = await signIn(proc.ws, "carol", "carol-pass");
+    for (let t = 0; t < 12; t++) {
+      const [p, q, secret] = [`jp${t}`, `jq${t}`, t % 2 === 0];
+      await join(alice, p);
+      await ask(alice, { type: "room_settings", room: p, private: secret });
+      // A private room's joins are refused; a public one's are taken — either way racing the rename.
+      const joins = secret ? 20 : 1;
+      for (let i = 0; i < joins; i++) carol.send({ type: "join", room: p });
+      alice.send({ type: "rename_room", room: p, name: q, ref: `rn${t}` });
+      if (secret) { for (let i = 0; i < joins; i++) carol.send({ type: "join", room: p }); }
+      await alice.next((f) => "ref" in f && f.ref === `rn${t}`);
+      carol.send({ type: "join", room: q });
+      await carol.next((f) =>
+        (f.type === "joined" && f.room === q) || (f.type === "error" && f.code === "unknown_room")
+      );
+      await alice.barrier();
+      await carol.barrier();
+      if (secret) {
+        assert.equal(carol.peek((f) => f.type === "room_renamed").length, 0, `trial ${t}`);
+        assert.equal(carol.peek((f) => f.type === "joined" && f.room === q).length, 0);
+      }
+      carol.inbox.length = 0;
+    }
+    const health = await fetch(`http://127.0.0.1:${proc.port}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("renamesFor() follows each room by the order of renames, never through another room of a reused name", async () => {
+  const { renamesFor } = await import("../server/hub/rooms.ts");
+  const list = (...pairs: string[]) =>
+    pairs.map((p) => ({ room: p.split(">")[0], name: p.split(">")[1] }));
+  // Newest first: a→b, then b→c: both old names lead to c.
+  assert.deepEqual(renamesFor(list("b>c", "a>b"), new Set(["c"])), [
+    { room: "b", name: "c" },
+    { room: "a", name: "c" },
+  ]);
+  // secret→x, x→y, then another room took "x": the old room is y, not the new x.
+  assert.deepEqual(renamesFor(list("x>y", "secret>x"), new Set(["x"])), []);
+  assert.deepEqual(renamesFor(list("x>y", "secret>x"), new Set(["x", "y"])), [
+    { room: "secret", name: "y" },
+  ]);
+  // b→x first, later a→b, later b→c: the old b is x; the old a is c.
+  assert.deepEqual(renamesFor(list("b>c", "a>b", "b>x"), new Set(["x", "c"])), [
+    { room: "b", name: "c" },
+    { room: "a", name: "c" },
+  ]);
+  // A cycle (a→b, b→a) ends where the renames end; a name the user is in is never listed.
+  assert.deepEqual(renamesFor(list("b>a", "a>b"), new Set(["a"])), [{ room: "b", name: "a" }]);
+  assert.deepEqual(renamesFor(list("a>b"), new Set(["a", "b"])), []);
+});
+
+Deno.test("a non-member is not told where a private room went, by a refusal or by a welcome", async () => {
+  await using srv = await startTestServer({ users: USERS });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using carol = await signIn(srv.ws, "carol", "carol-pass");
+  alice.send({ type: "join", room: "secret-plans", private: true });
+  await alice.next((f) => f.type === "joined" && f.room === "secret-plans");
+  assert.equal(
+    (await ask(alice, { type: "rename_room", room: "secret-plans", name: "x" })).type,
+    "room_renamed",
+  );
+  assert.deepEqual(errorOf(await ask(carol, { type: "send", room: "secret-plans", text: "hi" })), [
+    "unknown_room",
+    'You are not in room "secret-plans": join it first',
+  ]);
+  assert.equal(
+    (await ask(alice, { type: "rename_room", room: "x", name: "y" })).type,
+    "room_renamed",
+  );
+  await join(carol, "x");
+  await using again = await signIn(srv.ws, "carol", "carol-pass");
+  assert.equal(again.welcome.renamed, undefined);
+  await using aliceAgain = await signIn(srv.ws, "alice", "alice-pass");
+  // alice was in it all along: both its old names lead her to y.
+  assert.deepEqual(aliceAgain.welcome.renamed, [
+    { room: "x", name: "y" },
+    { room: "secret-plans", name: "y" },
+  ]);
+});

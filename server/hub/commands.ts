@@ -91,7 +91,9 @@ export class Commands {
    */
   async conv(user: User, frame: Target, ref?: string): Promise<{ conv: string; target: Target }> {
     if (frame.room !== undefined) {
-      if (!(await this.isMember(user, frame.room))) throw this.#notIn(frame.room, ref);
+      if (!(await this.isMember(user, frame.room))) {
+        throw await this.#notIn(user.name, frame.room, ref);
+      }
       return { conv: frame.room, target: { room: frame.room } };
     }
     const peer = await this.resolveUser(frame.to!);
@@ -136,6 +138,8 @@ export class Commands {
       const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
       if (frame.ref !== undefined) origin.ref = frame.ref;
       const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
+      // Checked again where it is stored: a leave, kick or rename may come first.
+      if (target.room !== undefined) draft.member = true;
       if (frame.files) draft.files = await this.#attach(user.name, frame, conv);
       if (frame.replyTo === undefined) {
         if (turn.ready) await turn.ready;
@@ -206,12 +210,17 @@ export class Commands {
     });
   }
 
-  /** The refusal of a frame about a room the user is not in: where it went, if it was renamed. */
-  #notIn(room: string, ref?: string): FrameError {
+  /**
+   * The refusal of a frame about a room `user` is not in: where it went, if
+   * it was renamed and they are in it (a non-member must not learn the new
+   * name of a private room from its old one).
+   */
+  async #notIn(user: string, room: string, ref?: string): Promise<FrameError> {
     const now = this.#ctx.kinds.renamedTo(room);
-    const message = now === undefined
-      ? `You are not in room "${room}": join it first`
-      : `#${room} was renamed #${now}: use its new name`;
+    const theirs = now !== undefined && (await this.#ctx.store.roomsOf(user)).includes(now);
+    const message = theirs
+      ? `#${room} was renamed #${now}: use its new name`
+      : `You are not in room "${room}": join it first`;
     return new FrameError("unknown_room", message, ref);
   }
 
@@ -221,7 +230,7 @@ export class Commands {
       return await this.#ctx.broker.publishMessage(draft, origin);
     } catch (err) {
       if (err instanceof ReplyChanged) throw err;
-      if (err instanceof RoomGone) throw this.#notIn(draft.room!, ref);
+      if (err instanceof RoomGone) throw await this.#notIn(draft.from, draft.room!, ref);
       this.#ctx.log.warn(`Message from "${draft.from}" not stored: ${(err as Error).message}`);
       throw new FrameError(
         "unavailable",

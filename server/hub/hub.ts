@@ -889,20 +889,34 @@ export class Hub {
     this.#signIns.noteRename(e.room, e.name);
     this.#signIns.roomsChanged();
     this.#typists.forgetRoom(e.room);
-    const route = this.#routes.rename(e.room, e.name);
-    if (!route) return;
-    const conns = [...route.conns, ...route.joining.keys()];
-    for (const c of conns) {
+    const old = this.#routes.get(e.room);
+    if (!old) return;
+    // Joins under way by people who are not members (a first join, perhaps
+    // one about to be refused) asked for the name, not for this room: they
+    // stay with the old name, which is free now, and learn nothing of the new.
+    const staying = [...old.joining].filter(([c]) => !c.user?.rooms.has(e.room));
+    for (const [c] of staying) old.joining.delete(c);
+    const rejoining = [...old.joining.keys()];
+    const members = [...old.conns, ...rejoining];
+    this.#routes.rename(e.room, e.name);
+    if (staying.length > 0) {
+      const route = this.#routes.route(e.room);
+      for (const [c, held] of staying) route.joining.set(c, held);
+    }
+    for (const c of members) {
       const user = c.user;
       if (user?.rooms.delete(e.room)) user.rooms.add(e.name);
-      if (user?.joining?.has(e.room)) {
-        user.joining.set(e.name, user.joining.get(e.room)!);
-        user.joining.delete(e.room);
-      }
     }
     const text = encode({ type: "room_renamed", room: e.room, name: e.name, by: e.by });
     const admin = this.#originConn(e.origin);
-    this.#outbox.fanout(conns, text, admin ?? undefined);
+    this.#outbox.fanout(members, text, admin ?? undefined);
+    // A member's `joined` on its way reads the old name: it is answered under the new one.
+    for (const c of rejoining) {
+      this.#joins.sendJoined(c, e.name).catch((err) => {
+        this.#log.error(`Sending "joined" failed: ${(err as Error).message}`);
+        this.#error(c, "unavailable", `Could not load room "${e.name}": try joining again`);
+      });
+    }
   }
 
   #originConn(origin: Origin | undefined): Conn | null {

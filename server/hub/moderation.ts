@@ -27,6 +27,9 @@ import type { NodeContext } from "./context.ts";
 /** How long a node remembers a ban it heard of (ms): longer than any sign-in takes. */
 const RECENT_BAN_MS = 60_000;
 
+/** How many times {@link Moderation.evict} reads a user's rooms again (renames racing it). */
+const EVICT_PASSES = 3;
+
 /** What {@link Moderation} needs from the node. */
 export interface ModerationContext extends NodeContext {
   admin: AdminStore;
@@ -166,15 +169,17 @@ export class Moderation {
     if (!(await this.#ctx.isMember(user, room))) {
       throw new FrameError("unknown_user", `"${user}" is not in room "${room}"`, frame.ref);
     }
-    if (await this.#remove(user, room, by)) {
-      await record(this.#ctx.admin, this.#ctx.log, {
-        at: this.#ctx.now(),
-        by,
-        action: "kick",
-        target: user,
-        detail: room,
-      });
+    // Not removed: they left, or the room was renamed meanwhile (its members went with it).
+    if (!(await this.#remove(user, room, by))) {
+      throw new FrameError("unknown_user", `"${user}" is not in room "${room}"`, frame.ref);
     }
+    await record(this.#ctx.admin, this.#ctx.log, {
+      at: this.#ctx.now(),
+      by,
+      action: "kick",
+      target: user,
+      detail: room,
+    });
     const reply: ServerFrame = { type: "kicked", room, user };
     if (frame.ref !== undefined) reply.ref = frame.ref;
     this.#ctx.reply(conn, reply);
@@ -186,7 +191,12 @@ export class Moderation {
    * who did it, if one did. For the banned and the removed.
    */
   async evict(user: string, by?: string): Promise<void> {
-    for (const room of await this.#ctx.store.roomsOf(user)) await this.#remove(user, room, by);
+    // Read again after each pass: a room renamed meanwhile kept them under its new name.
+    for (let pass = 0; pass < EVICT_PASSES; pass++) {
+      const rooms = await this.#ctx.store.roomsOf(user);
+      if (rooms.length === 0) return;
+      for (const room of rooms) await this.#remove(user, room, by);
+    }
   }
 
   /** Takes `user` out of `room` (kept first, then told on every node); false when not a member. */

@@ -113,22 +113,32 @@ export class RoomKinds {
 /**
  * The renames `user` should hear of at sign-in, from the store's latest
  * (newest first): each old name of a room the user is in now, with the
- * room's name now (renames of renames followed), except names the user is
- * in now (a new room of an old name is its own room).
+ * room's name now, except names the user is in now (a new room of an old
+ * name is its own room). A name's latest rename is followed through the
+ * renames that came after it, each the first later rename of the name the
+ * room had then: a name taken again by another room and renamed later is
+ * that other room's, so the order of renames, not their names alone, says
+ * where a room went.
  */
 export function renamesFor(
   renames: readonly { room: string; name: string }[],
   rooms: ReadonlySet<string>,
 ): RoomRename[] {
-  // Newest first: a name's latest rename is the one that counts.
-  const next = new Map<string, string>();
-  for (const r of renames) if (!next.has(r.room)) next.set(r.room, r.name);
+  // Each name's renames, oldest first, by their place in the list (newest first).
+  const byName = new Map<string, { order: number; name: string }[]>();
+  renames.forEach((r, i) => {
+    let list = byName.get(r.room);
+    if (!list) byName.set(r.room, list = []);
+    list.unshift({ order: renames.length - i, name: r.name });
+  });
   const out: RoomRename[] = [];
-  for (const room of next.keys()) {
+  for (const [room, list] of byName) {
     if (rooms.has(room)) continue;
-    let name = next.get(room)!;
-    for (let hops = 0; next.has(name) && !rooms.has(name) && hops < renames.length; hops++) {
-      name = next.get(name)!;
+    let { order, name } = list[list.length - 1];
+    for (let hops = 0; hops < renames.length; hops++) {
+      const next = byName.get(name)?.find((r) => r.order > order);
+      if (!next) break;
+      ({ order, name } = next);
     }
     if (rooms.has(name)) out.push({ room, name });
   }
@@ -254,10 +264,22 @@ export class RoomCommands {
     this.#ctx.reply(conn, reply);
   }
 
+  /** Moves a refused rename's files back to the room's name. */
+  async #filesBack(room: string, to: string): Promise<void> {
+    try {
+      await retried(() => this.#ctx.files.rebind(to, room));
+    } catch (err) {
+      this.#ctx.log.error(
+        `Files of #${room} left under #${to} after a refused rename: ${(err as Error).message}`,
+      );
+    }
+  }
+
   /**
-   * `rename_room`: an admin renames a room. The store moves everything of it
-   * in one step, then its files follow, then every node re-keys its routes
-   * and tells the room's members (`room_renamed`).
+   * `rename_room`: an admin renames a room. Its files move, then the store
+   * moves everything else of it in one step (the files go back if it
+   * refuses), then every node re-keys its routes and tells the room's
+   * members (`room_renamed`).
    */
   async rename(conn: Conn, frame: RenameRoomFrame): Promise<void> {
     const by = conn.user!.name;
@@ -275,18 +297,43 @@ export class RoomCommands {
     ) {
       throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
     }
-    const result = await this.#ctx.store.renameRoom(room, to);
-    if (result === "unknown") throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
-    if (result === "taken") throw new FrameError("name_taken", `There is a room "${to}" already`, ref);
+    // Checked again by the store's rename, in its atomic step: these only
+    // spare the files a move there and back for a rename bound to be refused.
+    const store = this.#ctx.store;
+    if (!(await store.roomExists(room))) {
+      throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+    }
+    if (await store.roomExists(to)) {
+      throw new FrameError("name_taken", `There is a room "${to}" already`, ref);
+    }
+    // The files move first: if they cannot, nothing is renamed. Left behind
+    // under the old name, they could be opened by whoever creates a room of
+    // it and holds an old link. Until the messages follow, a file link of the
+    // room is refused for a moment (and the janitor leaves files of a name
+    // that has no room alone).
     try {
       await retried(() => this.#ctx.files.rebind(room, to));
     } catch (err) {
-      // The room is renamed: its members must hear of it all the same.
-      this.#ctx.log.error(
-        `Files of #${room} not moved to #${to} (they cannot be opened until they are): ${
-          (err as Error).message
-        }`,
+      this.#ctx.log.error(`Files of #${room} could not move to #${to}: ${(err as Error).message}`);
+      throw new FrameError(
+        "unavailable",
+        `#${room} was not renamed: its files cannot be moved right now, try again shortly`,
+        ref,
       );
+    }
+    let result;
+    try {
+      result = await this.#ctx.store.renameRoom(room, to);
+    } catch (err) {
+      await this.#filesBack(room, to);
+      throw err;
+    }
+    if (result !== "renamed") {
+      await this.#filesBack(room, to);
+      if (result === "unknown") {
+        throw new FrameError("unknown_room", `There is no room "${room}"`, ref);
+      }
+      throw new FrameError("name_taken", `There is a room "${to}" already`, ref);
     }
     this.#ctx.kinds.renamed(room, to);
     await this.#ctx.broker.publish({
