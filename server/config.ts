@@ -476,7 +476,7 @@ export const OPTIONS: OptionSpec[] = [
     kind: "string",
     arg: "HOST:PORT",
     help:
-      "With --metrics: serve /metrics on this address instead, without a token (e.g. 127.0.0.1:9090)",
+      "With --metrics: serve /metrics on this address instead (e.g. 127.0.0.1:9090), behind --metrics-token when one is given",
   },
 ];
 

@@ -369,7 +369,8 @@ export async function startServer(
     }
     const addr = await listening.promise;
     const metricsUrl = metricsRoute && config.metricsListen !== undefined
-      ? await listenMetrics(config.metricsListen, { ...metricsRoute, token: undefined })
+      // A token given too guards that address as well: one who set it expects it asked for.
+      ? await listenMetrics(config.metricsListen, metricsRoute)
       : null;
     metrics?.start();
     tunnel = await openTunnel(config, addr.port, {

@@ -289,6 +289,22 @@ Deno.test("GET /metrics is 404 when metrics are off", async () => {
   assert.equal(s.server.metricsUrl, null);
 });
 
+Deno.test("--metrics-listen with --metrics-token asks for the token on that address too", async () => {
+  await using s = await startTestServer({
+    args: ["--metrics", "--metrics-listen", "127.0.0.1:0", "--metrics-token", TOKEN],
+  });
+  const url = s.server.metricsUrl!;
+  const without = await fetch(url);
+  assert.equal(without.status, 401);
+  await without.body?.cancel();
+  const wrong = await scrape(url, "not-the-token-at-all");
+  assert.equal(wrong.status, 401);
+  await wrong.body?.cancel();
+  const right = await scrape(url, TOKEN);
+  assert.equal(right.status, 200);
+  await right.body?.cancel();
+});
+
 Deno.test("--metrics-listen serves /metrics on its own address without a token", async () => {
   let s: TestServer | null = await startTestServer({
     args: ["--metrics", "--metrics-listen", "127.0.0.1:0"],
