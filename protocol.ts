@@ -705,6 +705,14 @@ export type DeletedFrame = {
   type: "deleted";
   id: number;
   seq: number;
+  /**
+   * The message's author. With `ts`, what a client that does not hold the
+   * message (it missed its creation) needs to place the tombstone at `id`.
+   * Absent on an answer at `seq` 0 (a delete of a tombstone) and from older servers.
+   */
+  from?: string;
+  /** When the message was sent (ISO-8601 UTC, as its `ts`); present with `from`. */
+  ts?: string;
   /** An admin removed the message (someone else's): the tombstone says so. */
   removed?: true;
   ref?: string;

@@ -100,7 +100,8 @@ export type SessionEvent =
   | { type: "message"; message: ChatMessage; replay: boolean }
   /**
    * A live change to a message (`edited`, `deleted`, `reaction`); `before`
-   * and `message` (the state after it) when the client holds the message.
+   * and `message` (the state after it) when the client holds the message,
+   * `message` alone for the tombstone of a deleted one it never held.
    */
   | { type: "change"; change: ChangeFrame; before?: ChatMessage; message?: ChatMessage }
   /**
@@ -222,6 +223,28 @@ function reflects(m: ChatMessage, frame: ClientFrame, user: string): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * The tombstone of a message known only from its `deleted` frame, or null
+ * when the frame does not say whose it was and when (an older server's). In
+ * a DM, `to` is the other party of the author.
+ */
+function tombstoneOf(f: DeletedFrame, me: string): ChatMessage | null {
+  const { from, ts } = f;
+  if (from === undefined || ts === undefined) return null;
+  const where = f.room !== undefined ? { room: f.room } : { to: from === me ? f.to! : me };
+  const stone: ChatMessage = {
+    id: f.id,
+    seq: f.seq,
+    ...where,
+    from,
+    text: "",
+    ts,
+    deleted: true,
+  };
+  if (f.removed) stone.removed = true;
+  return stone;
 }
 
 /** A conversation's key on the client: the room, or `@peer`. */
@@ -1272,7 +1295,11 @@ export class Session {
     }
     if (advance) this.#advance(key, seqOf(m));
     if (before !== undefined) {
-      if (seqOf(m) <= seqOf(before)) return { kind: "same" };
+      // At the same position a page's whole message wins over a copy a live
+      // change was applied to while it was out of date (protocol.md, "Catching up").
+      if (seqOf(m) < seqOf(before) || (seqOf(m) === seqOf(before) && sameState(before, m))) {
+        return { kind: "same" };
+      }
       seen.set(m.id, m);
       return { kind: "changed", before };
     }
@@ -1288,7 +1315,9 @@ export class Session {
 
   /**
    * Applies a live change to the held message; `null` when it is not news
-   * (the message already shows it, or a catch-up went past it).
+   * (the message already shows it, or a catch-up went past it). A delete of
+   * a message never held (its creation was missed) is held as its tombstone
+   * when the frame says whose it was and when.
    */
   #applyChange(f: ChangeFrame): { before?: ChatMessage; message?: ChatMessage } | null {
     const key = convOf(f, this.#user);
@@ -1302,7 +1331,10 @@ export class Session {
     }
     if (f.seq <= (this.#cursor.get(key) ?? 0)) return null;
     this.#advance(key, f.seq);
-    return {};
+    const stone = f.type === "deleted" ? tombstoneOf(f, this.#user) : null;
+    if (stone === null) return {};
+    this.#remember(stone, false);
+    return { message: stone };
   }
 
   #onFrame(f: ServerFrame): void {
@@ -1457,4 +1489,10 @@ export class Session {
 function stripType(f: ServerFrame & { type: "message" }): ChatMessage {
   const { type: _, ...m } = f;
   return m;
+}
+
+/** Whether two copies of a message at one position say the same thing. */
+function sameState(a: ChatMessage, b: ChatMessage): boolean {
+  return a.text === b.text && a.deleted === b.deleted && a.edited === b.edited &&
+    JSON.stringify(a.reactions ?? null) === JSON.stringify(b.reactions ?? null);
 }

@@ -130,7 +130,14 @@ for (const [name, backend] of Object.entries(BACKENDS)) {
         await carol.close();
 
         alice.send({ type: "delete", room: "general", id: rude.id, ref: "d1" });
-        const frame = { type: "deleted", room: "general", id: rude.id, seq: rude.seq + 1 };
+        const frame = {
+          type: "deleted",
+          room: "general",
+          id: rude.id,
+          seq: rude.seq + 1,
+          from: "bob",
+          ts: rude.ts,
+        };
         assert.deepEqual(
           await alice.next((f) => f.type === "deleted"),
           { ...frame, removed: true, ref: "d1" },
@@ -196,6 +203,8 @@ for (const [name, backend] of Object.entries(BACKENDS)) {
           room: "general",
           id: mine.id,
           seq: own.seq,
+          from: "alice",
+          ts: mine.ts,
         });
 
         const entry = {
@@ -234,6 +243,8 @@ Deno.test("admin delete: in the admin's own DM; the audit target names no room",
       to: "bob",
       id: m.id,
       seq: m.seq + 1,
+      from: "bob",
+      ts: m.ts,
       removed: true,
       ref: "d",
     });
@@ -242,6 +253,8 @@ Deno.test("admin delete: in the admin's own DM; the audit target names no room",
       to: "alice",
       id: m.id,
       seq: m.seq + 1,
+      from: "bob",
+      ts: m.ts,
       removed: true,
     });
     assert.deepEqual(await audit(t, alice.welcome.token), [

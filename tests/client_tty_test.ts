@@ -577,6 +577,8 @@ Deno.test("chat client (terminal): an admin deletes someone else's message; it s
       room: "general",
       id: rude.id,
       seq: rude.seq + 1,
+      from: "bob",
+      ts: rude.ts,
       removed: true,
     });
     await tty.waitFor(`bob's message #${rude.id} was removed by an admin`);

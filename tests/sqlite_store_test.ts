@@ -914,7 +914,15 @@ Deno.test("SqliteStore.change() delete leaves the text nowhere: not the file, it
     const deleted = await s.change({ kind: "delete", conv: "general", id: m.id, user: "alice" });
     assert.deepEqual(deleted, {
       ok: true,
-      applied: { kind: "deleted", conv: "general", id: m.id, seq: 5, user: "alice" },
+      applied: {
+        kind: "deleted",
+        conv: "general",
+        id: m.id,
+        seq: 5,
+        user: "alice",
+        from: "alice",
+        ts: m.ts,
+      },
     });
     // The checkpoint comes by itself soon after the commit, and empties the log.
     await until(() => walSize(data.path) === 0, "the log is checkpointed");
@@ -1148,7 +1156,16 @@ Deno.test("SqliteStore keeps an admin's removal over a reopen, in pages, search 
     });
     assert.deepEqual(removed, {
       ok: true,
-      applied: { kind: "deleted", conv: "ops", id: 1, seq: 3, user: "alice", removed: true },
+      applied: {
+        kind: "deleted",
+        conv: "ops",
+        id: 1,
+        seq: 3,
+        user: "alice",
+        from: "bob",
+        ts,
+        removed: true,
+      },
     });
     const own = await s.change({
       kind: "delete",
@@ -1159,7 +1176,15 @@ Deno.test("SqliteStore keeps an admin's removal over a reopen, in pages, search 
     });
     assert.deepEqual(own, {
       ok: true,
-      applied: { kind: "deleted", conv: "ops", id: 2, seq: 4, user: "alice" },
+      applied: {
+        kind: "deleted",
+        conv: "ops",
+        id: 2,
+        seq: 4,
+        user: "alice",
+        from: "alice",
+        ts: ownTs,
+      },
     });
   }
   // The existing column carries it: 2 for removed, 1 for deleted by its author.

@@ -1017,7 +1017,7 @@ export function storeContract<S extends Store>(
     const d = applied(await del(s, 1, "alice", sent));
     assert.deepEqual(
       d,
-      { kind: "deleted", conv: "r", id: 1, seq: 3, user: "alice" },
+      { kind: "deleted", conv: "r", id: 1, seq: 3, user: "alice", from: "alice", ts: a.ts },
       "sent at sentAfter: in time",
     );
     assert.deepEqual(
@@ -1062,7 +1062,16 @@ export function storeContract<S extends Store>(
     assert.equal(applied(await edit(s, 2, "alice", "secret words, edited")).seq, 3);
     assert.equal(applied(await react(s, 2, "bob", "👍")).seq, 4);
     const d = applied(await del(s, 2, "alice"));
-    assert.deepEqual(d, { kind: "deleted", conv: "r", id: 2, seq: 5, user: "alice" });
+    // The author and time: what a client that never had the message needs for its tombstone.
+    assert.deepEqual(d, {
+      kind: "deleted",
+      conv: "r",
+      id: 2,
+      seq: 5,
+      user: "alice",
+      from: "alice",
+      ts: a.ts,
+    });
     const stone: ChatMessage = {
       id: 2,
       seq: 5,
@@ -1874,8 +1883,17 @@ export function storeContract<S extends Store>(
     const sent = Date.parse(rude.ts);
     assert.deepEqual(
       applied(await remove(s, 2, "alice", sent + 60_000)),
-      { kind: "deleted", conv: "r", id: 2, seq: 5, user: "alice", removed: true },
-      "neither the author nor sentAfter is checked",
+      {
+        kind: "deleted",
+        conv: "r",
+        id: 2,
+        seq: 5,
+        user: "alice",
+        from: "bob",
+        ts: rude.ts,
+        removed: true,
+      },
+      "neither the author nor sentAfter is checked; the author and time are the message's",
     );
     const stone: ChatMessage = {
       id: 2,
@@ -1913,7 +1931,7 @@ export function storeContract<S extends Store>(
     await settle(s);
     assert.deepEqual(
       applied(await remove(s, 1, "alice", Date.parse(own.ts) + 60_000)),
-      { kind: "deleted", conv: "r", id: 1, seq: 2, user: "alice" },
+      { kind: "deleted", conv: "r", id: 1, seq: 2, user: "alice", from: "alice", ts: own.ts },
       "no removed: its author deleted it",
     );
     await settle(s);
@@ -1938,6 +1956,8 @@ export function storeContract<S extends Store>(
       id: 1,
       seq: 2,
       user: "alice",
+      from: "bob",
+      ts: d.ts,
       removed: true,
     });
     await settle(s);

@@ -1112,6 +1112,120 @@ Deno.test("ChatModel merges edits, deletes and reactions by id and seq; they nev
   }
 });
 
+Deno.test("ChatModel places the tombstone of a deleted message it never had, never before the oldest loaded one", async () => {
+  const dm = (id: number, from: string): ChatMessage => ({
+    id,
+    seq: id,
+    to: from === "bob" ? "alice" : "bob",
+    from,
+    text: "",
+    ts: msg(id, from, "").ts,
+    deleted: true,
+  });
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [{ room: "general", last: 8, read: 8, seq: 8, unread: 0 }],
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({
+          type: "joined",
+          room: "general",
+          members: ["alice", "bob", "carol"],
+          // Older messages exist (the first id is not 1): the page starts at #5.
+          history: [
+            msg(5, "alice", "five"),
+            msg(6, "bob", "six"),
+            msg(8, "bob", "about seven", {
+              replyTo: { id: 7, from: "carol", snippet: "seven" },
+            }),
+          ],
+          seq: 8,
+        });
+      } else if (f.type === "history" && f.to === "bob" && f.since === undefined) {
+        // The whole conversation, and nothing in it yet.
+        reply({ type: "history", to: "bob", messages: [], more: false, seq: 0 });
+      }
+    },
+  );
+  const alice = new ChatModel({ origin: fake.http, storage: new MemoryStorage() });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    const conv = alice.convs.value.get("#general")!;
+    assert.equal(conv.hasOlder.value, true);
+
+    // #7 was created and deleted while alice's server caught up: only its delete came.
+    fake.push({
+      type: "deleted",
+      room: "general",
+      id: 7,
+      seq: 9,
+      from: "carol",
+      ts: msg(7, "carol", "").ts,
+    });
+    // Older than the oldest loaded message: its page brings it.
+    fake.push({
+      type: "deleted",
+      room: "general",
+      id: 3,
+      seq: 10,
+      from: "bob",
+      ts: msg(3, "bob", "").ts,
+    });
+    // An older server's frame says nothing of whose it was: nothing to place.
+    fake.push({ type: "deleted", room: "general", id: 11, seq: 12 });
+    // Newer than everything loaded, removed by an admin.
+    fake.push({
+      type: "deleted",
+      room: "general",
+      id: 13,
+      seq: 14,
+      from: "bob",
+      ts: msg(13, "bob", "").ts,
+      removed: true,
+    });
+    // The same delete again (a duplicate delivery): the tombstone is there already.
+    fake.push({
+      type: "deleted",
+      room: "general",
+      id: 7,
+      seq: 9,
+      from: "carol",
+      ts: msg(7, "carol", "").ts,
+    });
+    await waitUntil(() => conv.cursor === 14, "every frame is in");
+
+    assert.deepEqual(conv.messages.value, [
+      msg(5, "alice", "five"),
+      msg(6, "bob", "six"),
+      { ...msg(7, "carol", ""), seq: 9, deleted: true },
+      msg(8, "bob", "about seven", {
+        replyTo: { id: 7, from: "carol", snippet: "", deleted: true },
+      }),
+      { ...msg(13, "bob", ""), seq: 14, deleted: true, removed: true },
+    ]);
+    assert.equal(conv.last.value, 13);
+    assert.equal(conv.unread.value, 0, "a tombstone is never unread");
+    assert.equal(conv.oldest, 5, "no tombstone before the oldest loaded message");
+
+    // A DM loaded whole (nothing older on the server): a tombstone of either party goes in.
+    alice.openDm("bob");
+    await waitUntil(() => alice.convs.value.get("@bob")?.loaded.value, "the DM is loaded");
+    const bob = alice.convs.value.get("@bob")!;
+    assert.equal(bob.hasOlder.value, false);
+    fake.push({ type: "deleted", to: "bob", id: 3, seq: 3, from: "bob", ts: dm(3, "bob").ts });
+    fake.push({ type: "deleted", to: "bob", id: 1, seq: 4, from: "alice", ts: dm(1, "alice").ts });
+    await waitUntil(() => bob.messages.value.length === 2, "both tombstones are in");
+    assert.deepEqual(bob.messages.value, [{ ...dm(1, "alice"), seq: 4 }, dm(3, "bob")]);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
 Deno.test("ChatModel resumes with since = the highest seq it saw, and takes the catch-up's state by id", async () => {
   let joins = 0;
   const dm = (id: number, from: string, text: string): ChatMessage => ({
@@ -2201,4 +2315,41 @@ Deno.test("ChatModel after a reload opens a room renamed meanwhile under its new
     third?.close();
     await fake.close();
   }
+});
+
+Deno.test("Conversation: a page's whole message wins over a held copy at the same position, and a change that came before its message is applied when it comes", async () => {
+  const { Conversation } = await import("../web/conversation.ts");
+  const { signal } = await import("@preact/signals");
+  const c = new Conversation("#r", signal("ann"));
+  const msg = (id: number, seq: number, text: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    seq,
+    room: "r",
+    from: "ben",
+    text,
+    ts: "2026-12-07T00:00:00.000Z",
+    ...extra,
+  });
+  // Held at position 5; an edit at 9 was missed; a reaction at 12 arrives live on the stale copy.
+  c.add([msg(1, 1, "one"), msg(2, 5, "old text")]);
+  c.change({ type: "reaction", room: "r", id: 2, emoji: "👍", user: "cat", on: true, seq: 12 });
+  assert.equal(c.messages.value[1].seq, 12);
+  assert.equal(c.messages.value[1].text, "old text");
+  // The catch-up page brings the message as it is, at the same position: it wins.
+  c.add([
+    msg(2, 12, "new text", { edited: "2026-12-07T00:01:00.000Z", reactions: { "👍": ["cat"] } }),
+  ]);
+  assert.equal(c.messages.value[1].text, "new text");
+  // A change of a message not held yet (its page is on its way, read before the change).
+  c.change({ type: "edited", room: "r", id: 3, text: "third, edited", editedAt: "x", seq: 20 });
+  c.change({ type: "reaction", room: "r", id: 3, emoji: "🎉", user: "ann", on: true, seq: 21 });
+  c.add([msg(3, 14, "third")]);
+  assert.deepEqual(
+    [c.messages.value[2].text, c.messages.value[2].seq, c.messages.value[2].reactions],
+    ["third, edited", 21, { "🎉": ["ann"] }],
+  );
+  // A page that brings it in a later state than the held change: the change is not applied again.
+  c.change({ type: "edited", room: "r", id: 4, text: "stale edit", editedAt: "y", seq: 22 });
+  c.add([msg(4, 30, "fresher")]);
+  assert.equal(c.messages.value[3].text, "fresher");
 });

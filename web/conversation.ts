@@ -13,6 +13,7 @@ import {
   applyChange,
   type ChangeFrame,
   type ChatMessage,
+  type DeletedFrame,
   type FileInfo,
   type ReplyRef,
   type RoomKind,
@@ -75,8 +76,11 @@ export function convKey(target: { room?: string; to?: string }): string {
 
 /**
  * Merges messages into a list sorted by id. A message already there is
- * replaced only by a later state of it (a higher `seq`: edited, deleted,
- * reacted to since). Returns the same array when nothing changed, so
+ * replaced only by a state of it at least as late (`seq` as high: edited,
+ * deleted, reacted to since). At the same `seq` the incoming whole message
+ * wins: a copy held may have had a live change applied on top of a state
+ * older than that change's (a catch-up under way), and only the page's copy
+ * is the message as it is. Returns the same array when nothing changed, so
  * signals do not fire for nothing.
  *
  * @example
@@ -107,7 +111,7 @@ export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): Cha
   let changed = false;
   for (const m of incoming) {
     const old = byId.get(m.id);
-    if (!old || seqOf(m) > seqOf(old)) {
+    if (!old || seqOf(m) > seqOf(old) || (seqOf(m) === seqOf(old) && !sameState(old, m))) {
       byId.set(m.id, strip(m));
       changed = true;
     }
@@ -115,6 +119,15 @@ export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): Cha
   if (!changed) return list;
   return [...byId.values()].sort((a, b) => a.id - b.id);
 }
+
+/** Whether two copies of a message at one position say the same thing. */
+function sameState(a: ChatMessage, b: ChatMessage): boolean {
+  return a.text === b.text && a.deleted === b.deleted && a.edited === b.edited &&
+    JSON.stringify(a.reactions ?? null) === JSON.stringify(b.reactions ?? null);
+}
+
+/** Changes of messages not held yet that a conversation keeps at most. */
+const MAX_EARLY = 200;
 
 /** A message's position: its latest change (its id for a server that does not say). */
 function seqOf(m: ChatMessage): number {
@@ -183,8 +196,12 @@ export class Conversation {
   readonly kind: "room" | "dm";
   /** The room's name or the peer's username; a signal, since a room may be renamed. */
   readonly #name = signal("");
+  /** The signed-in user (the other party of a DM's messages from the peer). */
+  readonly #me: ReadonlySignal<string | null>;
   /** Confirmed messages, by id. */
   readonly messages = signal<ChatMessage[]>([]);
+  /** Changes of messages not held yet, by id (see {@link #holdEarly}). */
+  readonly #early = new Map<number, ChangeFrame[]>();
   /** Own messages not confirmed yet, in the order written. */
   readonly pending = signal<Pending[]>([]);
   /** Join/leave and gap notices. */
@@ -260,6 +277,7 @@ export class Conversation {
   constructor(key: string, me: ReadonlySignal<string | null>) {
     this.kind = key[0] === "#" ? "room" : "dm";
     this.#name.value = key.slice(1);
+    this.#me = me;
     this.unread = computed(() => {
       const read = this.read.value;
       const last = this.last.value;
@@ -362,7 +380,7 @@ export class Conversation {
       for (const m of incoming) {
         const old = before[indexOfId(before, m.id)];
         if (
-          old && seqOf(m) > seqOf(old) && (old.text !== m.text || old.deleted !== m.deleted)
+          old && seqOf(m) >= seqOf(old) && (old.text !== m.text || old.deleted !== m.deleted)
         ) {
           changed.set(m.id, m);
         }
@@ -370,18 +388,21 @@ export class Conversation {
       next = refreshReplies(next, changed);
       this.messages.value = next;
     }
+    this.#applyEarly(incoming);
     const newest = this.newest;
     if (newest > this.last.value) this.last.value = newest;
   }
 
   /**
    * Applies an `edited`, `deleted` or `reaction` frame to the loaded message
-   * it names (nothing for one not loaded, or a change it has already).
+   * it names (nothing for one not loaded, or a change it has already). A
+   * `deleted` one for a message never held places its tombstone.
    */
   change(f: ChangeFrame): void {
     const msgs = this.messages.value;
     const i = indexOfId(msgs, f.id);
-    if (i === -1) return;
+    if (i === -1 && f.type === "deleted") return this.#placeTombstone(f);
+    if (i === -1) return this.#holdEarly(f);
     const next = applyChange(msgs[i], f);
     if (next === msgs[i]) return;
     let list = msgs.slice();
@@ -393,6 +414,71 @@ export class Conversation {
       if (next.deleted && this.editing.value === f.id) this.editing.value = null;
     }
     this.messages.value = list;
+  }
+
+  /**
+   * A change of a message not held yet: its page may be on its way (a
+   * catch-up, or a `history` page read before the change), and would bring
+   * it in a state older than this. Kept, a few, until its message comes.
+   */
+  #holdEarly(f: ChangeFrame): void {
+    if (f.seq <= 0) return;
+    if (this.#early.size >= MAX_EARLY && !this.#early.has(f.id)) {
+      this.#early.delete(this.#early.keys().next().value!);
+    }
+    const held = this.#early.get(f.id) ?? [];
+    held.push(f);
+    this.#early.set(f.id, held);
+  }
+
+  /** Applies the changes held for messages that just came, those newer than what came. */
+  #applyEarly(incoming: ChatMessage[]): void {
+    if (this.#early.size === 0) return;
+    for (const m of incoming) {
+      const held = this.#early.get(m.id);
+      if (!held) continue;
+      this.#early.delete(m.id);
+      for (const f of held.sort((a, b) => a.seq - b.seq)) {
+        const msgs = this.messages.value;
+        const i = indexOfId(msgs, f.id);
+        if (i !== -1 && f.seq > seqOf(msgs[i])) this.change(f);
+      }
+    }
+  }
+
+  /**
+   * A message this conversation never held was deleted (its creation was
+   * missed: the user's server caught up after losing its link, or it fell
+   * between two pages): its tombstone goes in at its id, as everyone else
+   * holds it, when the frame says whose it was and when (`from`, `ts`), and
+   * the loaded messages reach back that far. One older than the oldest
+   * loaded message is left to the older page that holds it: placed now, it
+   * would stand alone before a hole in the scrollback.
+   */
+  #placeTombstone(f: DeletedFrame): void {
+    // Position 0: the answer to a delete that changed nothing.
+    if (f.from === undefined || f.ts === undefined || f.seq <= 0) return;
+    const msgs = this.messages.value;
+    const complete = this.loaded.value && !this.hasOlder.value;
+    if (!complete && (msgs.length === 0 || f.id < msgs[0].id)) return;
+    // A DM message goes to the other party: the user, when the peer wrote it.
+    const me = this.#me.peek() ?? this.name;
+    const where = this.kind === "room"
+      ? { room: this.name }
+      : { to: f.from === this.name ? me : this.name };
+    const stone: ChatMessage = {
+      id: f.id,
+      seq: f.seq,
+      ...where,
+      from: f.from,
+      text: "",
+      ts: f.ts,
+      deleted: true,
+    };
+    if (f.removed) stone.removed = true;
+    // Replies that quoted it live say it was deleted.
+    this.messages.value = refreshReplies(mergeMessages(msgs, [stone]), new Map([[f.id, stone]]));
+    if (f.id > this.last.value) this.last.value = f.id;
   }
 
   /** The user's newest message that is not deleted (for Up arrow: edit it), if loaded. */

@@ -2429,8 +2429,9 @@ export class ChatModel {
 
   /**
    * A message was edited, deleted or reacted to. Only the loaded copy
-   * changes (an older one comes in its current state with its page); it
-   * never counts as unread and never notifies.
+   * changes (an older one comes in its current state with its page), or a
+   * deleted one never held gets its tombstone; it never counts as unread
+   * and never notifies.
    */
   #onChange(f: ChangeFrame): void {
     if (f.ref !== undefined) this.#changes.delete(f.ref);

@@ -340,10 +340,14 @@ export function changeFrame(applied: Applied, viewer: string): ChangeFrame {
         editedAt: applied.editedAt!,
         seq: applied.seq,
       };
-    case "deleted":
-      return applied.removed
-        ? { type: "deleted", ...target, id: applied.id, seq: applied.seq, removed: true }
-        : { type: "deleted", ...target, id: applied.id, seq: applied.seq };
+    case "deleted": {
+      const frame: ChangeFrame = { type: "deleted", ...target, id: applied.id, seq: applied.seq };
+      // The author and time let a client that never had the message place its tombstone.
+      if (applied.from !== undefined) frame.from = applied.from;
+      if (applied.ts !== undefined) frame.ts = applied.ts;
+      if (applied.removed) frame.removed = true;
+      return frame;
+    }
     case "reaction":
       return {
         type: "reaction",

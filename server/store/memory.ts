@@ -325,7 +325,7 @@ export class MemoryStore implements Store {
       if (removed) msgs[i].removed = true;
       this.#resync(change.conv, msgs[i]);
       this.#requote(change.conv, msgs, i);
-      const applied: Applied = { kind: "deleted", ...base, seq };
+      const applied: Applied = { kind: "deleted", ...base, seq, from: msg.from, ts: msg.ts };
       if (removed) applied.removed = true;
       return { ok: true, applied };
     }

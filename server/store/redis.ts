@@ -451,6 +451,9 @@ elseif kind == 'delete' then
     redis.call('SREM', p .. 'rp:' .. conv .. ':' .. msg.replyTo.id, msg.id)
   end
   local removed = moderator and msg.from ~= user
+  -- What a tombstone shows, for clients that never had the message: its
+  -- creation's feed entry is gone, and a node catching up skips it.
+  applied.from, applied.ts = msg.from, iso(msg.ms)
   msg = {id = msg.id, room = msg.room, to = msg.to, from = msg.from, text = '', ms = msg.ms,
     deleted = true}
   applied.kind = 'deleted'
@@ -1149,8 +1152,11 @@ export function toApplied(a: Applied): Applied {
   } else if (a.kind === "reaction") {
     out.emoji = a.emoji;
     out.on = a.on;
-  } else if (a.removed) {
-    out.removed = true;
+  } else {
+    // Events published before deletes carried the author and time have neither.
+    if (a.from !== undefined) out.from = a.from;
+    if (a.ts !== undefined) out.ts = a.ts;
+    if (a.removed) out.removed = true;
   }
   return out;
 }

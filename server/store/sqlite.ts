@@ -670,7 +670,7 @@ export class SqliteStore implements Store {
     } else if (change.kind === "delete") {
       live.deleted = true;
       live.reactions.clear();
-      applied = { kind: "deleted", conv, id, seq, user };
+      applied = { kind: "deleted", conv, id, seq, user, from: live.from, ts: iso(live.ts) };
       const removed = moderator && live.from !== user;
       if (removed) applied.removed = true;
       write = () => {

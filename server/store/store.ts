@@ -140,6 +140,13 @@ export interface Applied {
   emoji?: string;
   /** `reaction`: added (true) or removed. */
   on?: boolean;
+  /**
+   * `deleted`: the message's author, so that a client that never had the
+   * message (it missed the creation) can still place its tombstone.
+   */
+  from?: string;
+  /** `deleted`: when the message was sent, ISO-8601 UTC (as its `ts`). */
+  ts?: string;
   /** `deleted`: an admin removed someone else's message (a moderator delete). */
   removed?: true;
 }

@@ -864,3 +864,112 @@ Deno.test("Session follows the welcome's renamed rooms: caught up under the name
     await proxy.close();
   }
 });
+
+/**
+ * A stand-in server that signs anyone in as alice (in #general) and lets
+ * the test push frames: what no real server can be made to do at will.
+ */
+function standIn() {
+  const sockets = new Set<WebSocket>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    sockets.add(socket);
+    socket.onclose = () => sockets.delete(socket);
+    socket.onmessage = (e) => {
+      if (JSON.parse(e.data).type !== "auth") return;
+      const welcome: ServerFrame = {
+        type: "welcome",
+        user: "alice",
+        token: "v1.test",
+        rooms: ["general"],
+        online: ["alice"],
+        mode: "login",
+        limits: { rate: 20, burst: 60, maxMessage: 4096 },
+        conversations: [],
+      };
+      socket.send(JSON.stringify(welcome));
+    };
+    return response;
+  });
+  return {
+    url: `ws://127.0.0.1:${server.addr.port}`,
+    push(frame: ServerFrame): void {
+      for (const s of sockets) s.send(JSON.stringify(frame));
+    },
+    async close(): Promise<void> {
+      for (const s of sockets) s.close();
+      await server.shutdown();
+    },
+  };
+}
+
+Deno.test("Session holds the tombstone of a deleted message it never had", async () => {
+  const fake = standIn();
+  const alice = recorder(fake.url, "alice", USERS.alice);
+  const ts = (minute: number) => new Date(Date.UTC(2026, 0, 1, 9, minute)).toISOString();
+  const general = { room: "general" } as const;
+  try {
+    await alice.session.start();
+    fake.push({
+      type: "message",
+      id: 5,
+      seq: 5,
+      room: "general",
+      from: "bob",
+      text: "hi",
+      ts: ts(5),
+    });
+    // #4 was created and deleted while alice's server caught up: only its delete came.
+    fake.push({ type: "deleted", room: "general", id: 4, seq: 6, from: "carol", ts: ts(4) });
+    fake.push({ type: "deleted", to: "bob", id: 2, seq: 2, from: "bob", ts: ts(2), removed: true });
+    // An older server's frame says nothing of whose it was: nothing to hold.
+    fake.push({ type: "deleted", room: "general", id: 7, seq: 8 });
+    // The same delete again (a duplicate delivery): not news.
+    fake.push({ type: "deleted", room: "general", id: 4, seq: 6, from: "carol", ts: ts(4) });
+    fake.push({
+      type: "message",
+      id: 9,
+      seq: 9,
+      room: "general",
+      from: "bob",
+      text: "end",
+      ts: ts(9),
+    });
+    await waitUntil(() => alice.messages().some((m) => m.id === 9), "every frame is in");
+
+    const carols: ChatMessage = {
+      id: 4,
+      seq: 6,
+      room: "general",
+      from: "carol",
+      text: "",
+      ts: ts(4),
+      deleted: true,
+    };
+    const bobs: ChatMessage = {
+      id: 2,
+      seq: 2,
+      to: "alice",
+      from: "bob",
+      text: "",
+      ts: ts(2),
+      deleted: true,
+      removed: true,
+    };
+    assert.deepEqual(alice.session.message(general, 4), carols);
+    assert.deepEqual(alice.session.message({ to: "bob" }, 2), bobs);
+    assert.equal(alice.session.message(general, 7), undefined);
+    const changes = alice.events.filter((e) => e.type === "change");
+    assert.deepEqual(
+      changes.map((e) => e.type === "change" && [e.change.id, e.before, e.message]),
+      [
+        [4, undefined, carols],
+        [2, undefined, bobs],
+        [7, undefined, undefined],
+      ],
+    );
+  } finally {
+    await alice.session.close();
+    await fake.close();
+  }
+});
