@@ -19,6 +19,8 @@
  * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
  * - `--cpu-prof DIR`: profile the chat server during the fan-out scenario
  * - `--repeat N`: run every scenario N times (targets interleaved) and report medians
+ * - `--soak DURATION`: instead of the scenarios, a soak of one chat server under
+ *   mixed traffic for that long (30s, 10m), reporting its memory over time (bench/soak.ts)
  *
  * @module
  */
@@ -944,7 +946,20 @@ export async function runBench(args: string[]): Promise<Report> {
   };
 }
 
-if (import.meta.main) {
+if (import.meta.main && Deno.args.includes("--soak")) {
+  // The soak has flags and a report of its own (bench/soak.ts); it starts one plain chat server.
+  const { soakMain } = await import("./soak.ts");
+  try {
+    await soakMain(
+      Deno.args,
+      (dir, args) => startTarget({ name: "chat", kind: "chat" }, dir, false, undefined, args),
+    );
+  } catch (err) {
+    // deno-lint-ignore no-console
+    console.error(`error: ${(err as Error).message}`);
+    Deno.exit(2);
+  }
+} else if (import.meta.main) {
   const outIndex = Deno.args.indexOf("--out");
   const out = outIndex === -1 ? `${ROOT}/bench/results/latest.json` : Deno.args[outIndex + 1];
   let report: Report;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Report } from "../bench/run.ts";
+import type { SoakReport } from "../bench/soak.ts";
 
 const SCENARIOS = [
   "fanout",
@@ -162,6 +163,66 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       assert.equal(typeof u.latencyMet, "boolean", where);
       assert.equal(typeof u.memoryMet, "boolean", where);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// The soak's tooling, exactly as `deno task bench --soak` runs it but for a few
+// seconds with few clients: the run ends by itself and the report has its shape.
+// Memory numbers are not asserted (a few seconds are all warm-up and GC).
+Deno.test("deno task bench --soak ends by itself and reports samples, slopes and a verdict", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-soak-test-" });
+  try {
+    const out = `${dir}/soak.json`;
+    const task = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
+      .tasks.bench as string;
+    const args = task.replace(/^deno /, "").split(" ");
+    const started = performance.now();
+    const res = await new Deno.Command(Deno.execPath(), {
+      args: [...args, "--soak", "6s", "--clients", "10", "--out", out],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const seconds = (performance.now() - started) / 1000;
+    const stdout = new TextDecoder().decode(res.stdout);
+    const stderr = new TextDecoder().decode(res.stderr);
+    assert.equal(res.code, 0, `soak failed:\n${stdout}\n${stderr}`);
+    assert.ok(seconds < 30, `the soak ran ${seconds}s for 6s of traffic`);
+    assert.match(stdout, /^ +t s +RSS MiB +heap MiB/m, "prints the table");
+    assert.match(stdout, /^RSS : .* MiB\/min .*: (flat|growing|shrinking)$/m);
+
+    const report = JSON.parse(await Deno.readTextFile(out)) as SoakReport;
+    assert.equal(report.seconds, 6);
+    assert.equal(report.warmupSeconds, 1.2);
+    assert.equal(report.clients, 10);
+    assert.equal(report.heapSource, "metrics");
+    // A reading at the start and one a second after (samples every second on a short run).
+    assert.ok(report.samples.length >= 5, `${report.samples.length} samples`);
+    assert.equal(report.samples[0].t, 0);
+    assert.ok(report.samples.at(-1)!.t >= 6);
+    for (const s of report.samples) {
+      assert.ok(typeof s.rssMB === "number" && s.rssMB > 0, `rssMB = ${s.rssMB}`);
+      assert.ok(typeof s.heapUsedMB === "number" && s.heapUsedMB > 0);
+    }
+    for (const fit of [report.rss!, report.heap!]) {
+      for (
+        const key of [
+          "slopeMBPerMin",
+          "floorSlopeMBPerMin",
+          "startMB",
+          "endMB",
+          "thresholdMBPerMin",
+        ] as const
+      ) {
+        assert.ok(Number.isFinite(fit[key]), `${key} = ${fit[key]}`);
+      }
+      assert.ok(["flat", "growing", "shrinking"].includes(fit.verdict));
+    }
+    assert.equal(report.verdict, report.rss!.verdict);
+    assert.ok(report.traffic.messages > 0 && report.traffic.edits + report.traffic.reactions > 0);
+    assert.ok(report.traffic.stalledConnects >= 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
