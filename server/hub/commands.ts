@@ -138,8 +138,11 @@ export class Commands {
       const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
       if (frame.ref !== undefined) origin.ref = frame.ref;
       const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
-      // Checked again where it is stored: a leave, kick or rename may come first.
-      if (target.room !== undefined) draft.member = true;
+      // Checked again where it is stored: a leave, kick or rename may come
+      // first. Not in general, which everyone is in and nobody leaves, kicks
+      // from or renames: there it would only refuse sends after Redis lost
+      // its data (memberships gone, the sessions still up).
+      if (target.room !== undefined && target.room !== LOBBY) draft.member = true;
       if (frame.files) draft.files = await this.#attach(user.name, frame, conv);
       if (frame.replyTo === undefined) {
         if (turn.ready) await turn.ready;
