@@ -464,3 +464,31 @@ Deno.test("a non-member is not told where a private room went, by a refusal or b
     { room: "secret-plans", name: "y" },
   ]);
 });
+
+Deno.test("a kick racing a rename either removes the user from the renamed room or says it did not", async () => {
+  await using srv = await startTestServer({
+    users: USERS,
+    args: ["--rate", "10000", "--burst", "10000"],
+  });
+  await using alice = await signIn(srv.ws, "alice", "alice-pass");
+  await using dave = await signIn(srv.ws, "dave", "dave-pass-1");
+  await using bob = await signIn(srv.ws, "bob", "bob-pass-1");
+  for (let t = 0; t < 10; t++) {
+    const [p, q] = [`k${t}`, `kq${t}`];
+    for (const c of [alice, dave, bob]) await join(c, p);
+    // The rename first, the kick right behind it: the kick's checks pass, then its leave finds
+    // the room gone (sometimes the kick wins instead: both outcomes must be told truly).
+    alice.send({ type: "rename_room", room: p, name: q, ref: `r${t}` });
+    dave.send({ type: "kick", room: p, user: "bob", ref: `k${t}` });
+    await alice.next((f) => "ref" in f && f.ref === `r${t}`);
+    const kick = await dave.next((f) => "ref" in f && f.ref === `k${t}`);
+    await bob.barrier();
+    const sent = await ask(bob, { type: "send", room: q, text: "still here?" });
+    if (kick.type === "kicked") {
+      assert.deepEqual(errorOf(sent)?.[0], "unknown_room", `trial ${t}: kicked, so out of #${q}`);
+    } else {
+      assert.deepEqual(errorOf(kick), ["unknown_user", `"bob" is not in room "${p}"`]);
+      assert.equal(sent.type, "message", `trial ${t}: the kick said it did nothing`);
+    }
+  }
+});
