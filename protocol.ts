@@ -1556,6 +1556,16 @@ export function applyChange(msg: ChatMessage, change: ChangeFrame): ChatMessage 
   return next;
 }
 
+/**
+ * Whether two copies of a message say the same thing (text, tombstone,
+ * edit, reactions): at one position, clients keep the copy they hold only
+ * when it does (see docs/protocol.md, "Catching up").
+ */
+export function sameMessageState(a: ChatMessage, b: ChatMessage): boolean {
+  return a.text === b.text && a.deleted === b.deleted && a.edited === b.edited &&
+    JSON.stringify(a.reactions ?? null) === JSON.stringify(b.reactions ?? null);
+}
+
 /** What is left of a deleted message: its place, author and time. */
 export function tombstone(msg: ChatMessage): ChatMessage {
   const out: ChatMessage = msg.room !== undefined

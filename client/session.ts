@@ -34,6 +34,7 @@ import {
   type RoomRenamedFrame,
   type RoomSettingsChangedFrame,
   type RoomsListFrame,
+  sameMessageState,
   type ServerFrame,
   splitFrames,
   type UnbannedFrame,
@@ -1297,7 +1298,7 @@ export class Session {
     if (before !== undefined) {
       // At the same position a page's whole message wins over a copy a live
       // change was applied to while it was out of date (protocol.md, "Catching up").
-      if (seqOf(m) < seqOf(before) || (seqOf(m) === seqOf(before) && sameState(before, m))) {
+      if (seqOf(m) < seqOf(before) || (seqOf(m) === seqOf(before) && sameMessageState(before, m))) {
         return { kind: "same" };
       }
       seen.set(m.id, m);
@@ -1489,10 +1490,4 @@ export class Session {
 function stripType(f: ServerFrame & { type: "message" }): ChatMessage {
   const { type: _, ...m } = f;
   return m;
-}
-
-/** Whether two copies of a message at one position say the same thing. */
-function sameState(a: ChatMessage, b: ChatMessage): boolean {
-  return a.text === b.text && a.deleted === b.deleted && a.edited === b.edited &&
-    JSON.stringify(a.reactions ?? null) === JSON.stringify(b.reactions ?? null);
 }

@@ -17,6 +17,7 @@ import {
   type FileInfo,
   type ReplyRef,
   type RoomKind,
+  sameMessageState,
   snippetOf,
   type Target,
 } from "../protocol.ts";
@@ -111,19 +112,13 @@ export function mergeMessages(list: ChatMessage[], incoming: ChatMessage[]): Cha
   let changed = false;
   for (const m of incoming) {
     const old = byId.get(m.id);
-    if (!old || seqOf(m) > seqOf(old) || (seqOf(m) === seqOf(old) && !sameState(old, m))) {
+    if (!old || seqOf(m) > seqOf(old) || (seqOf(m) === seqOf(old) && !sameMessageState(old, m))) {
       byId.set(m.id, strip(m));
       changed = true;
     }
   }
   if (!changed) return list;
   return [...byId.values()].sort((a, b) => a.id - b.id);
-}
-
-/** Whether two copies of a message at one position say the same thing. */
-function sameState(a: ChatMessage, b: ChatMessage): boolean {
-  return a.text === b.text && a.deleted === b.deleted && a.edited === b.edited &&
-    JSON.stringify(a.reactions ?? null) === JSON.stringify(b.reactions ?? null);
 }
 
 /** Changes of messages not held yet that a conversation keeps at most. */
