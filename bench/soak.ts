@@ -52,6 +52,10 @@ export interface SoakSample {
   /** V8 heap in use and reserved (from /metrics), in MiB. */
   heapUsedMB: number | null;
   heapTotalMB: number | null;
+  /** Memory outside the V8 heap that JavaScript holds (buffers), in MiB (from /metrics). */
+  externalMB: number | null;
+  /** The anonymous part of RSS (RssAnon: heap, malloc arenas, stacks), in MiB. */
+  anonMB: number | null;
   /** Open connections the server counts. */
   connections: number | null;
   /** Frames sent by the clients so far. */
@@ -107,6 +111,7 @@ export interface SoakReport {
   samples: SoakSample[];
   rss: SoakFit | null;
   heap: SoakFit | null;
+  external: SoakFit | null;
   verdict: "flat" | "growing" | "shrinking" | "unknown";
 }
 
@@ -177,7 +182,7 @@ function floors(points: [number, number][], windows: number): [number, number][]
 function fit(
   samples: SoakSample[],
   from: number,
-  key: "rssMB" | "heapUsedMB",
+  key: "rssMB" | "heapUsedMB" | "externalMB",
   threshold: number,
 ): SoakFit | null {
   const points = samples.filter((s) => s.t >= from && s[key] !== null)
@@ -206,13 +211,14 @@ function fit(
 export function summarize(
   samples: SoakSample[],
   warmupSeconds: number,
-): { rss: SoakFit | null; heap: SoakFit | null } {
+): { rss: SoakFit | null; heap: SoakFit | null; external: SoakFit | null } {
   const warm = samples.filter((s) => s.t >= warmupSeconds && s.rssMB !== null);
   const mean = warm.reduce((sum, s) => sum + s.rssMB!, 0) / Math.max(1, warm.length);
   const threshold = flatThreshold(mean);
   return {
     rss: fit(samples, warmupSeconds, "rssMB", threshold),
     heap: fit(samples, warmupSeconds, "heapUsedMB", threshold),
+    external: fit(samples, warmupSeconds, "externalMB", threshold),
   };
 }
 
@@ -401,16 +407,24 @@ async function stalledReader(url: string, traffic: Traffic, stop: AbortSignal): 
   }
 }
 
-/** Reads a process's VmRSS in MiB; through `sh`, as Deno grants /proc/<pid> reads only with --allow-all. */
-async function rssMB(pid: number): Promise<number | null> {
+/**
+ * Reads a process's VmRSS and RssAnon in MiB; through `sh`, as Deno grants
+ * /proc/<pid> reads only with --allow-all.
+ */
+async function rssMB(pid: number): Promise<{ rss: number; anon: number | null } | null> {
   try {
     const out = await new Deno.Command("sh", {
       args: ["-c", `cat /proc/${pid}/status`],
       stdout: "piped",
       stderr: "null",
     }).output();
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(new TextDecoder().decode(out.stdout));
-    return m ? round(Number(m[1]) / 1024) : null;
+    const text = new TextDecoder().decode(out.stdout);
+    const kB = (field: string) => {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
+      return m ? round(Number(m[1]) / 1024) : null;
+    };
+    const rss = kB("VmRSS");
+    return rss === null ? null : { rss, anon: kB("RssAnon") };
   } catch {
     return null;
   }
@@ -561,9 +575,11 @@ export async function runSoak(start: StartServer, options: SoakOptions): Promise
       const mb = (v: number | undefined) => (v === undefined ? null : round(v / 1048576));
       samples.push({
         t: round(elapsed(), 1),
-        rssMB: rss ?? mb(metrics?.get("process_resident_memory_bytes")),
+        rssMB: rss?.rss ?? mb(metrics?.get("process_resident_memory_bytes")),
+        anonMB: rss?.anon ?? null,
         heapUsedMB: mb(heap),
         heapTotalMB: mb(metrics?.get("deno_heap_total_bytes")),
+        externalMB: mb(metrics?.get("deno_external_memory_bytes")),
         connections: metrics?.get("chat_connections") ?? null,
         sent: traffic.messages + traffic.edits + traffic.reactions,
       });
@@ -605,7 +621,7 @@ export async function runSoak(start: StartServer, options: SoakOptions): Promise
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   const warmupSeconds = round(seconds * WARM_SHARE, 1);
-  const { rss, heap } = summarize(samples, warmupSeconds);
+  const { rss, heap, external } = summarize(samples, warmupSeconds);
   return {
     date: new Date().toISOString(),
     seconds,
@@ -628,19 +644,20 @@ export async function runSoak(start: StartServer, options: SoakOptions): Promise
     samples,
     rss,
     heap,
+    external,
     verdict: rss?.verdict ?? "unknown",
   };
 }
 
 /** The report as text: about ten samples spread over the run, then the fits. */
 export function soakTable(report: SoakReport): string {
-  const lines = ["     t s   RSS MiB  heap MiB  heap tot  conns    frames"];
+  const lines = ["     t s   RSS MiB  heap MiB  heap tot  external  conns    frames"];
   const step = Math.max(1, Math.ceil(report.samples.length / 10));
   const shown = report.samples.filter((_, i, all) => i % step === 0 || i === all.length - 1);
   for (const s of shown) {
     lines.push(
-      [s.t, s.rssMB, s.heapUsedMB, s.heapTotalMB, s.connections, s.sent]
-        .map((v, i) => String(v ?? "-").padStart(i === 0 ? 8 : i === 5 ? 9 : 9)).join(" "),
+      [s.t, s.rssMB, s.heapUsedMB, s.heapTotalMB, s.externalMB, s.connections, s.sent]
+        .map((v, i) => String(v ?? "-").padStart(i === 0 ? 8 : i === 5 ? 6 : 9)).join(" "),
     );
   }
   lines.push("");
@@ -655,6 +672,7 @@ export function soakTable(report: SoakReport): string {
   lines.push(
     report.heapSource ? describe("heap", report.heap) : "heap: /metrics unreadable, RSS only",
   );
+  if (report.external) lines.push(describe("ext ", report.external));
   const t = report.traffic;
   lines.push(
     `traffic: ${t.messages} messages, ${t.edits} edits, ${t.reactions} reactions, ` +
