@@ -18,6 +18,7 @@
  * @module
  */
 import type { ChangeFrame, ChatMessage, ServerFrame } from "../../protocol.ts";
+import { fileBytes } from "./actor.ts";
 import { describeEntry, type Entry, type History } from "./history.ts";
 import { convKey, ConvView, describeState, dmKey, type MsgState, stateOf } from "./view.ts";
 
@@ -36,6 +37,8 @@ export interface Violation {
 /** What the record holds, counted (for the report). */
 export interface Stats {
   acked: Record<"send" | "edit" | "delete" | "react", number>;
+  /** Of the acknowledged: replies, messages with files, and admins' deletes of others' messages. */
+  ackedParts: { replies: number; files: number; removals: number };
   refused: number;
   unanswered: number;
   pages: number;
@@ -69,16 +72,6 @@ interface Request {
   };
 }
 
-/**
- * Violations of bugs found and not fixed yet (docs/reliability.md): reported
- * and counted, but they fail a run only when asked to (`--strict`).
- */
-export const KNOWN: Readonly<Record<string, string>> = {
-  repeat: "Redis: a live change repeats what a `joined` page already reflected",
-  tombstone:
-    "Redis: a message deleted while a node caught up from the feed never reaches its clients",
-};
-
 /** Checks a whole record; returns every violation found and the counts. */
 export function check(h: History): Verdict {
   return new Checker(h).run();
@@ -95,7 +88,6 @@ class Checker {
   /** `client/conn/conv` → highest position a `joined` page reflected. */
   readonly #joinedHigh = new Map<string, number>();
   /** `client conv#id`: a `deleted` came for a message the client never had. */
-  readonly #blindDeletes = new Set<string>();
   /** `client conv#id`: a live `deleted` came for the message. */
   readonly #liveDeletes = new Set<string>();
   /** `client conv` → covered intervals [lo, hi] (inclusive), with where. */
@@ -108,6 +100,7 @@ class Checker {
   readonly #reads = new Map<string, Map<string, Set<number>>>();
   readonly #stats: Stats = {
     acked: { send: 0, edit: 0, delete: 0, react: 0 },
+    ackedParts: { replies: 0, files: 0, removals: 0 },
     refused: 0,
     unanswered: 0,
     pages: 0,
@@ -134,9 +127,17 @@ class Checker {
     this.#holes();
     this.#views_();
     this.#readings();
+    this.#files();
     for (const r of this.#requests.values()) {
-      if (r.outcome?.ok) this.#stats.acked[r.kind]++;
-      else if (r.outcome) this.#stats.refused++;
+      if (r.outcome?.ok) {
+        this.#stats.acked[r.kind]++;
+        const parts = this.#stats.ackedParts;
+        if (r.frame.replyTo !== undefined) parts.replies++;
+        if (r.frame.files !== undefined) parts.files++;
+        if (r.kind === "delete" && this.#final.get(r.conv)?.get(r.outcome.id)?.removed) {
+          parts.removals++;
+        }
+      } else if (r.outcome) this.#stats.refused++;
       else this.#stats.unanswered++;
     }
     return { violations: this.#v, stats: this.#stats };
@@ -251,11 +252,8 @@ class Checker {
       ? `delete #${f.id}`
       : `react #${f.id} ${f.emoji} ${f.user} ${f.on ? "on" : "off"}`;
     this.#position(conv, f.seq, sig, e.i);
-    const known = this.#view(e.client, conv).applyChange(f);
-    if (f.type === "deleted") {
-      this.#liveDeletes.add(`${e.client} ${conv}#${f.id}`);
-      if (!known) this.#blindDeletes.add(`${e.client} ${conv}#${f.id}`);
-    }
+    this.#view(e.client, conv).applyChange(f);
+    if (f.type === "deleted") this.#liveDeletes.add(`${e.client} ${conv}#${f.id}`);
   }
 
   #ack(r: Request, id: number, seq: number, at: number): void {
@@ -428,6 +426,7 @@ class Checker {
             r.client,
           );
         }
+        this.#sameParts(r, fm, what, at);
       } else if (r.kind === "delete") {
         if (!fm.deleted) {
           this.#fail(
@@ -482,6 +481,31 @@ class Checker {
     }
   }
 
+  /** A kept message answers what its send named and carries the files it named, in order. */
+  #sameParts(r: Request, fm: MsgState, what: string, at?: number): void {
+    if (fm.deleted) return;
+    const replyTo = (r.frame.replyTo as number | undefined) ?? 0;
+    if (fm.replyTo !== replyTo) {
+      this.#fail(
+        "lost",
+        `${what} answers #${
+          fm.replyTo || "nothing"
+        } in the final state, but ${r.client} sent it answering #${replyTo || "nothing"}`,
+        at,
+        r.client,
+      );
+    }
+    const files = (r.frame.files as string[] | undefined) ?? [];
+    if (fm.files.join(",") !== files.join(",")) {
+      this.#fail(
+        "lost",
+        `${what} carries files [${fm.files}] in the final state, but ${r.client} sent [${files}]`,
+        at,
+        r.client,
+      );
+    }
+  }
+
   /** Nothing in the final state that nobody sent; nothing stored twice. */
   #provenance(): void {
     for (const [conv, msgs] of this.#final) {
@@ -495,13 +519,14 @@ class Checker {
         const original = acked?.frame.text ?? origin?.text ??
           (!fm.deleted && !fm.edited ? fm.text : undefined);
         if (original !== undefined) {
-          if (!sends.some((r) => r.frame.text === original)) {
+          const send = sends.find((r) => r.frame.text === original);
+          if (!send) {
             this.#fail(
               "unsent",
               `${conv}: ${describeState(fm)} was never sent by ${fm.from}`,
               origin?.at,
             );
-          }
+          } else this.#sameParts(send, fm, `${conv} #${fm.id}`, origin?.at);
           const twin = texts.get(original as string);
           if (twin !== undefined) {
             this.#fail(
@@ -520,10 +545,21 @@ class Checker {
         ) {
           this.#fail("unsent", `${conv}: ${describeState(fm)}: nobody sent that edit`);
         }
-        if (
-          fm.deleted && !this.#requestsOf("delete", conv, fm.id).some((r) => r.client === fm.from)
-        ) {
-          this.#fail("unsent", `${conv}: #${fm.id} is deleted but nobody asked`);
+        if (fm.deleted) {
+          // The author deletes; an admin removes someone else's (the tombstone says which).
+          const asked = this.#requestsOf("delete", conv, fm.id).filter((r) =>
+            fm.removed
+              ? r.client !== fm.from && this.#h.admins.includes(r.client)
+              : r.client === fm.from
+          );
+          if (asked.length === 0) {
+            this.#fail(
+              "unsent",
+              `${conv}: #${fm.id} is ${
+                fm.removed ? "removed by an admin" : "deleted by its author"
+              } but nobody who may asked`,
+            );
+          }
         }
         for (const [emoji, who] of fm.reactions) {
           for (const u of who) {
@@ -576,13 +612,8 @@ class Checker {
         const spans = [...(this.#cover.get(`${client} ${conv}`) ?? [])].sort((a, b) => a.lo - b.lo);
         const covered = new Set<number>();
         for (const s of spans) for (let p = s.lo; p <= Math.min(s.hi, last); p++) covered.add(p);
-        const blind: number[] = [];
         for (let p = 1; p <= last; p++) {
-          if (covered.has(p)) continue;
-          if (this.#blindTombstone(client, conv, p)) {
-            blind.push(p);
-            continue;
-          }
+          if (covered.has(p) || this.#forgotten(client, conv, p)) continue;
           const after = spans.find((s) => s.lo > p);
           this.#fail(
             "hole",
@@ -592,16 +623,6 @@ class Checker {
           );
           break;
         }
-        if (blind.length > 0) {
-          this.#fail(
-            "tombstone",
-            `${conv}: ${client} never received positions ${
-              blind.join(",")
-            }: changes of messages deleted meanwhile, announced only by a \`deleted\` for an id it never had`,
-            undefined,
-            client,
-          );
-        }
       }
     }
   }
@@ -609,9 +630,10 @@ class Checker {
   /**
    * Position `p` belongs to a message whose delete the client received live
    * (its creation, or a change between it and the delete): the Redis feed
-   * forgets those positions when the message is deleted.
+   * forgets those positions when the message is deleted, so a node catching
+   * up from it skips them (docs/scaling.md); the `deleted` brings the tombstone.
    */
-  #blindTombstone(client: string, conv: string, p: number): boolean {
+  #forgotten(client: string, conv: string, p: number): boolean {
     if (this.#h.mode !== "redis") return false;
     for (const fm of this.#final.get(conv)?.values() ?? []) {
       if (!fm.deleted || !this.#liveDeletes.has(`${client} ${conv}#${fm.id}`)) continue;
@@ -643,23 +665,8 @@ class Checker {
       for (const conv of this.#memberConvs(client)) {
         const view = this.#views.get(client)?.get(conv);
         const finalMsgs = [...(this.#final.get(conv)?.values() ?? [])];
-        const blind = finalMsgs.filter((fm) =>
-          this.#h.mode === "redis" && fm.deleted && !view?.messages.has(fm.id) &&
-          this.#blindDeletes.has(`${client} ${conv}#${fm.id}`)
-        );
-        if (blind.length > 0) {
-          this.#fail(
-            "tombstone",
-            `${conv}: ${client} lacks the tombstones of ${
-              blind.map((m) => `#${m.id}`).join(",")
-            }: it only ever got their \`deleted\``,
-            undefined,
-            client,
-          );
-        }
         const mine = view?.lines() ?? [];
-        const want = finalMsgs.filter((fm) => !blind.includes(fm)).sort((a, b) => a.id - b.id)
-          .map(describeState);
+        const want = finalMsgs.sort((a, b) => a.id - b.id).map(describeState);
         const diff = firstDiff(mine, want);
         if (diff) {
           this.#fail(
@@ -695,6 +702,37 @@ class Checker {
   }
 
   /** Fresh readers agree with the final state; unread counts agree with read markers. */
+  /** Every file of the final state downloads, through its link, as the bytes its uploader sent. */
+  #files(): void {
+    const uploads = new Map<string, { client: string; ref: string }>();
+    for (const e of this.#h.entries) {
+      if (e.kind === "upload" && e.id) uploads.set(e.id, { client: e.client, ref: e.ref });
+    }
+    for (const [conv, msgs] of this.#final) {
+      for (const fm of msgs.values()) {
+        for (const id of fm.files) {
+          const up = uploads.get(id);
+          const got = this.#h.files[id];
+          if (!up) {
+            this.#fail("unsent", `${conv} #${fm.id} carries file ${id}, which nobody uploaded`);
+          } else if (up.client !== fm.from) {
+            this.#fail(
+              "unsent",
+              `${conv} #${fm.id} from ${fm.from} carries ${up.client}'s file ${id}`,
+            );
+          } else if (got !== fileBytes(up.ref)) {
+            this.#fail(
+              "file",
+              `${conv} #${fm.id}: file ${id} downloads as ${
+                typeof got === "number" ? `HTTP ${got}` : JSON.stringify(String(got).slice(0, 60))
+              }, not the bytes ${up.client} uploaded for ${up.ref}`,
+            );
+          }
+        }
+      }
+    }
+  }
+
   #readings(): void {
     for (const reading of this.#h.readings) {
       const user = reading.user;
@@ -712,8 +750,17 @@ class Checker {
           );
         }
       }
+      const finalReads = this.#h.finalReads[user] ?? {};
       for (const c of reading.welcome.conversations) {
         const conv = c.room !== undefined ? `#${c.room}` : dmKey(user, c.to!);
+        if (conv in finalReads && c.read !== finalReads[conv]) {
+          this.#fail(
+            "read",
+            `${conv}: ${user} set its read marker to ${
+              finalReads[conv]
+            } at the end and heard it back, but a fresh connection reads ${c.read}`,
+          );
+        }
         const msgs = [...(this.#final.get(conv)?.values() ?? [])];
         const sent = this.#reads.get(user)?.get(conv) ?? new Set<number>();
         if (c.read !== 0 && !sent.has(c.read)) {

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { ChatMessage, ServerFrame, WelcomeFrame } from "../../protocol.ts";
+import { fileBytes } from "./actor.ts";
 import { check, describeViolation } from "./checker.ts";
 import { type Entry, type History, Recorder } from "./history.ts";
 import { ConvView } from "./view.ts";
@@ -74,6 +75,9 @@ class Script {
       entries: this.rec.entries as Entry[],
       final: { "#general": final },
       readings,
+      admins: ["a"],
+      finalReads: {},
+      files: {},
     };
   }
 }
@@ -234,7 +238,7 @@ Deno.test("check() reports a live frame that repeats what a joined page reflecte
   );
 });
 
-Deno.test("check() excuses a deleted message's lost positions only with Redis", () => {
+Deno.test("check() excuses a deleted message's forgotten positions only with Redis, and wants its tombstone", () => {
   // b never saw #1 nor its edit at 2, only the delete at 3 (the Redis feed forgets them).
   const s = new Script().open("a").open("b")
     .got("a", { type: "joined", room: "general", members: ["a", "b"], history: [], seq: 0 }, 0)
@@ -246,13 +250,23 @@ Deno.test("check() excuses a deleted message's lost positions only with Redis", 
     conn: 1,
     frame: { type: "delete", room: "general", id: 1, ref: "d1" },
   });
-  s.got("a", { type: "deleted", room: "general", id: 1, seq: 2, ref: "d1" })
-    .got("b", { type: "deleted", room: "general", id: 1, seq: 2 });
   const final = [msg(1, "a", "", { seq: 2, deleted: true })];
-  const redis = { ...s.history(final, { a: [0, 0], b: [0, 0] }), mode: "redis" };
-  assert.deepEqual(check(redis).violations.map((x) => x.rule), ["tombstone", "tombstone"]);
-  const memory = s.history(final, { a: [0, 0], b: [0, 0] });
-  assert.deepEqual(check(memory).violations.map((x) => x.rule).sort(), ["hole", "state"]);
+  const deleted = { type: "deleted", room: "general", id: 1, seq: 2 } as const;
+  const placed = new Script();
+  placed.rec.entries.push(...s.rec.entries);
+  placed.got("a", { ...deleted, from: "a", ts: TS, ref: "d1" }).got("b", {
+    ...deleted,
+    from: "a",
+    ts: TS,
+  });
+  const redis = { ...placed.history(final, { a: [0, 0], b: [0, 0] }), mode: "redis" };
+  assert.deepEqual(check(redis).violations, []);
+  // A memory node forgets nothing: the same positions are a hole there.
+  assert.deepEqual(rules(placed.history(final, { a: [0, 0], b: [0, 0] })), ["hole"]);
+  // A `deleted` that cannot place its tombstone (an older server's) leaves b short of it.
+  s.got("a", { ...deleted, ref: "d1" }).got("b", deleted);
+  const bare = { ...s.history(final, { a: [0, 0], b: [0, 0] }), mode: "redis" };
+  assert.deepEqual(rules(bare), ["state"]);
 });
 
 Deno.test("ConvView.applyMessage() lets a page's whole state replace one built on a stale base", () => {
@@ -290,4 +304,141 @@ Deno.test("ConvView.applyChange() keeps a change that overtook its message's pag
   // The `history` page was read before the edit: it brings #1 as it was at 1.
   view.applyMessage(msg(1, "ann", "ann whispers 2"));
   assert.deepEqual(view.lines(), ['#1@2 ann "ann edits 9" (edited)']);
+});
+
+/** a sends m1; b answers it with r2 (a reply carrying a file) that both see. */
+function withReply(file: string): Script {
+  const s = clean();
+  s.rec.add({ kind: "upload", client: "b", ref: "rb", status: 201, id: file });
+  s.rec.add({
+    kind: "out",
+    client: "b",
+    conn: 1,
+    frame: { type: "send", room: "general", text: "re", replyTo: 1, files: [file], ref: "rb" },
+  });
+  const reply = msg(3, "b", "re", {
+    replyTo: { id: 1, from: "a", snippet: "m1" },
+    files: [{ id: file, name: "rb.txt", size: 1, type: "text/plain" }],
+  });
+  return s.got("b", live(reply, "rb")).got("a", live(reply));
+}
+
+const FILE = "f".repeat(22);
+
+Deno.test("check() accepts a reply with a file kept as sent and downloading as uploaded", () => {
+  const reply = msg(3, "b", "re", {
+    replyTo: { id: 1, from: "a", snippet: "m1" },
+    files: [{ id: FILE, name: "rb.txt", size: 1, type: "text/plain" }],
+  });
+  const h = withReply(FILE).history([msg(1, "a", "m1"), msg(2, "a", "m2"), reply], {
+    a: [0, 1],
+    b: [0, 2],
+  });
+  h.files[FILE] = fileBytes("rb");
+  assert.deepEqual(check(h).violations, []);
+  assert.deepEqual(check(h).stats.ackedParts, { replies: 1, files: 1, removals: 0 });
+});
+
+Deno.test("check() reports a reply that lost its link or its file, and a file that changed", () => {
+  const kept = msg(3, "b", "re", {
+    files: [{ id: FILE, name: "rb.txt", size: 1, type: "text/plain" }],
+  });
+  const h = withReply(FILE).history([msg(1, "a", "m1"), msg(2, "a", "m2"), kept], {
+    a: [0, 1],
+    b: [0, 2],
+  });
+  h.files[FILE] = "other bytes";
+  const v = check(h).violations;
+  assert.ok(
+    v.some((x) =>
+      x.rule === "lost" && /#general #3 answers #nothing .* answering #1/.test(x.message)
+    ),
+    JSON.stringify(v),
+  );
+  assert.ok(v.some((x) => x.rule === "file" && /downloads as "other bytes"/.test(x.message)));
+  const noFile = withReply(FILE).history(
+    [
+      msg(1, "a", "m1"),
+      msg(2, "a", "m2"),
+      msg(3, "b", "re", {
+        replyTo: { id: 1, from: "a", snippet: "m1" },
+      }),
+    ],
+    { a: [0, 1], b: [0, 2] },
+  );
+  assert.ok(
+    check(noFile).violations.some((x) =>
+      x.rule === "lost" &&
+      /carries files \[\] in the final state, but b sent \[f+\]/.test(x.message)
+    ),
+  );
+  const refused = withReply(FILE).history(
+    [
+      msg(1, "a", "m1"),
+      msg(2, "a", "m2"),
+      msg(3, "b", "re", {
+        replyTo: { id: 1, from: "a", snippet: "m1" },
+        files: [{ id: FILE, name: "rb.txt", size: 1, type: "text/plain" }],
+      }),
+    ],
+    { a: [0, 1], b: [0, 2] },
+  );
+  refused.files[FILE] = 404;
+  assert.ok(check(refused).violations.some((x) => /downloads as HTTP 404/.test(x.message)));
+});
+
+Deno.test("check() tells an admin's removal from a member's deletion of someone else's message", () => {
+  const byAdmin = (client: string, removed: boolean) => {
+    const s = clean();
+    s.rec.add({
+      kind: "out",
+      client,
+      conn: 1,
+      frame: { type: "delete", room: "general", id: 1, ref: "d1" },
+    });
+    s.got(client, { type: "deleted", room: "general", id: 1, seq: 3, from: "a", ref: "d1" });
+    const gone = msg(1, "a", "", { seq: 3, deleted: true, ...(removed ? { removed: true } : {}) });
+    return s.history([gone, msg(2, "a", "m2")], { a: [0, 0], b: [0, 1] });
+  };
+  // b is no admin: a removal nobody who may asked for.
+  const h = byAdmin("b", true);
+  assert.ok(
+    check(h).violations.some((x) =>
+      x.rule === "unsent" && /#1 is removed by an admin but nobody who may asked/.test(x.message)
+    ),
+  );
+  // A tombstone that says "deleted by its author" when only someone else asked.
+  assert.ok(
+    check(byAdmin("b", false)).violations.some((x) =>
+      /#1 is deleted by its author but nobody who may asked/.test(x.message)
+    ),
+  );
+});
+
+Deno.test("check() reports a read marker that did not survive the final round trip", () => {
+  const h = clean().history([msg(1, "a", "m1"), msg(2, "a", "m2")], { a: [0, 0], b: [1, 1] });
+  h.entries.push({
+    i: h.entries.length,
+    t: 0,
+    kind: "out",
+    client: "b",
+    conn: 1,
+    frame: { type: "read", room: "general", id: 1 },
+  });
+  h.entries.push({
+    i: h.entries.length,
+    t: 0,
+    kind: "out",
+    client: "b",
+    conn: 1,
+    frame: { type: "read", room: "general", id: 2 },
+  });
+  h.finalReads = { b: { "#general": 2 } };
+  assert.deepEqual(rules(h), ["read"]);
+  assert.match(
+    check(h).violations[0].message,
+    /b set its read marker to 2 at the end and heard it back, but a fresh connection reads 1/,
+  );
+  h.finalReads = { b: { "#general": 1 } };
+  assert.deepEqual(rules(h), []);
 });

@@ -1,8 +1,8 @@
 /**
  * The processes of one chaos schedule and the faults done to them: one
- * `main.ts` node (memory or `--data` SQLite), or two nodes sharing a real
- * `redis-server` (AOF, `appendfsync always`), each through a TCP proxy that
- * can cut its Redis link. Every fault heals itself before it returns.
+ * `main.ts` node (memory or `--data` SQLite), or two or three nodes sharing a
+ * real `redis-server` (AOF, `appendfsync always`), each through a TCP proxy
+ * that can cut its Redis link. Every fault heals itself before it returns.
  *
  * @module
  */
@@ -15,6 +15,21 @@ import type { Rng } from "./prng.ts";
 
 /** Where history lives. */
 export type Mode = "memory" | "sqlite" | "redis";
+
+/** The accounts of a schedule (users.json): the first is an admin. */
+export const ACCOUNTS: Readonly<Record<string, string | { password: string; role: "admin" }>> = {
+  ann: { password: "ann-pass-1", role: "admin" },
+  ben: "ben-pass-1",
+  cat: "cat-pass-1",
+  dan: "dan-pass-1",
+  zaudit: "zaudit-pass",
+};
+
+/** The password of `user` in {@link ACCOUNTS}. */
+export function passwordOf(user: string): string {
+  const a = ACCOUNTS[user];
+  return typeof a === "string" ? a : a.password;
+}
 
 /** The faults each mode gets (a node's in-memory history cannot survive `kill -9`). */
 export const FAULTS: Record<Mode, readonly string[]> = {
@@ -135,10 +150,15 @@ export class Deployment implements AsyncDisposable {
     this.#rec = rec;
   }
 
-  /** Starts the processes of `mode` and waits until every node serves. */
-  static async start(mode: Mode, rec: Recorder): Promise<Deployment> {
+  /**
+   * Starts the processes of `mode` (with Redis, `redisNodes` nodes) and waits
+   * until every node serves.
+   */
+  static async start(mode: Mode, rec: Recorder, redisNodes = 2): Promise<Deployment> {
     const dir = await Deno.makeTempDir({ prefix: "chat-chaos-" });
-    // Open mode (no users file); fast clients must not meet the flood limits.
+    // Accounts with an admin (who may remove anyone's message); fast clients
+    // must not meet the flood limits.
+    await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(ACCOUNTS));
     const common = [
       ...["--host", "127.0.0.1", "--port", "0", "--users", `${dir}/users.json`],
       ...["--rate", "500", "--burst", "1000", "--history", "100000"],
@@ -150,7 +170,7 @@ export class Deployment implements AsyncDisposable {
       if (mode === "redis") {
         redis = new Redis(dir);
         await redis.start();
-        for (let i = 0; i < 2; i++) {
+        for (let i = 0; i < redisNodes; i++) {
           const proxy = new TcpProxy(redis.port);
           proxies.push(proxy);
           nodes.push(new Node([...common, "--redis", proxy.url, "--secret", SECRET]));

@@ -30,6 +30,8 @@ export type Entry =
     | { kind: "open"; client: string; conn: number; node: number }
     | { kind: "close"; client: string; conn: number; why: string }
     | { kind: "fault"; what: string }
+    /** `POST /api/files` for the message `ref`: 201 with the file's id, or why not (0: no answer). */
+    | { kind: "upload"; client: string; ref: string; status: number; id?: string; why?: string }
   );
 
 /** What a fresh connection of one user read at the end. */
@@ -52,6 +54,15 @@ export interface History {
   final: Record<string, ChatMessage[]>;
   /** Each user's fresh connection at the end. */
   readings: Reading[];
+  /** Users with the admin role (they may remove others' messages). */
+  admins: string[];
+  /** The final read-marker round trip: user → conversation key → the marker set and heard. */
+  finalReads: Record<string, Record<string, number>>;
+  /**
+   * Every file of the final state, downloaded at the end by a member through
+   * its link: file id → the bytes as text, or the HTTP status when refused.
+   */
+  files: Record<string, string | number>;
 }
 
 /** Appends entries with their index and time. */
@@ -89,6 +100,10 @@ export function describeEntry(e: Entry): string {
       return `${head} ${e.client}/${e.conn} closed: ${e.why}`;
     case "fault":
       return `${head} FAULT ${e.what}`;
+    case "upload":
+      return `${head} ${e.client} upload for ${e.ref}: ${e.status}${e.id ? ` ${e.id}` : ""}${
+        e.why ? ` (${e.why})` : ""
+      }`;
   }
 }
 

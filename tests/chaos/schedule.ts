@@ -7,8 +7,8 @@
  */
 import type { ChatMessage, ServerFrame, WelcomeFrame } from "../../protocol.ts";
 import { type Action, Actor, ROOMS } from "./actor.ts";
-import { check, describeViolation, KNOWN, type Verdict, type Violation } from "./checker.ts";
-import { Deployment, FAULTS, type Mode, sleep } from "./cluster.ts";
+import { check, describeViolation, type Verdict, type Violation } from "./checker.ts";
+import { ACCOUNTS, Deployment, FAULTS, type Mode, passwordOf, sleep } from "./cluster.ts";
 import { type History, type Reading, Recorder } from "./history.ts";
 import { Rng } from "./prng.ts";
 import { dmKey } from "./view.ts";
@@ -23,7 +23,9 @@ export type Step =
   | { delay: number; kind: "fault"; fault: string; ms: number; seed: number };
 
 const ACTIONS: Record<Action, number> = {
-  send: 30,
+  send: 26,
+  reply: 6,
+  file: 4,
   dm: 12,
   edit: 12,
   delete: 5,
@@ -61,16 +63,17 @@ export function plan(seed: number, mode: Mode, steps: number): Step[] {
   return out;
 }
 
+/** The nodes of a schedule: one, or with Redis two (even seeds) or three (odd seeds). */
+export function nodesFor(seed: number, mode: Mode): number {
+  return mode !== "redis" ? 1 : seed % 2 === 0 ? 2 : 3;
+}
+
 /** How to run one schedule. */
 export interface ScheduleOptions {
   seed: number;
   mode: Mode;
   /** Steps of the plan. @default {150} */
   steps?: number;
-  /** Clients leave rooms with requests to them unanswered (a known bug). @default {false} */
-  raceLeave?: boolean;
-  /** Count the violations of known bugs ({@link KNOWN}) as failures. @default {false} */
-  strict?: boolean;
 }
 
 /** What one schedule did and what the checker found. */
@@ -80,8 +83,8 @@ export interface ScheduleResult {
   verdict: Verdict;
   /** The violations that fail the schedule. */
   failures: Violation[];
-  /** Violations of known bugs, when not `strict`. */
-  known: Violation[];
+  /** Nodes that served clients. */
+  nodes: number;
   /** Each failure with its seed and the events around it. */
   report: string[];
   ms: number;
@@ -96,11 +99,12 @@ export async function runSchedule(options: ScheduleOptions): Promise<ScheduleRes
   const started = performance.now();
   const rec = new Recorder();
   const steps = plan(seed, mode, options.steps ?? 150);
-  await using dep = await Deployment.start(mode, rec);
+  await using dep = await Deployment.start(mode, rec, nodesFor(seed, mode));
   const users = [...USERS];
+  const admins = users.filter((u) => typeof ACCOUNTS[u] !== "string");
   const actors = users.map((u, i) =>
     new Actor(u, users.filter((p) => p !== u), i % dep.size, { dep, rec }, {
-      raceLeave: options.raceLeave,
+      admin: admins.includes(u),
     })
   );
   const stuck: string[] = [];
@@ -124,6 +128,14 @@ export async function runSchedule(options: ScheduleOptions): Promise<ScheduleRes
     await dep.healed();
     const settled = await Promise.allSettled(actors.map((a) => a.settle(SETTLE_MS)));
     for (const s of settled) if (s.status === "rejected") stuck.push((s.reason as Error).message);
+    const finalReads: Record<string, Record<string, number>> = {};
+    for (const a of actors) {
+      try {
+        finalReads[a.name] = await a.readAll(SETTLE_MS);
+      } catch (err) {
+        stuck.push((err as Error).message);
+      }
+    }
     const readings: Reading[] = [];
     const final: Record<string, ChatMessage[]> = {};
     for (const [i, a] of actors.entries()) {
@@ -139,9 +151,27 @@ export async function runSchedule(options: ScheduleOptions): Promise<ScheduleRes
         if (conv.startsWith("@") && !(conv in final)) final[conv] = msgs;
       }
     }
-    const audit = await read(dep, 0, { type: "auth", username: "zaudit" }, "zaudit", [], true);
+    const audit = await read(
+      dep,
+      0,
+      { type: "auth", username: "zaudit", password: passwordOf("zaudit") },
+      "zaudit",
+      [],
+      true,
+    );
     for (const [conv, msgs] of Object.entries(audit.convs)) final[conv] = msgs;
-    history = { seed, mode, users, entries: rec.entries, final, readings };
+    const files = await downloads(dep, final);
+    history = {
+      seed,
+      mode,
+      users,
+      entries: rec.entries,
+      final,
+      readings,
+      admins,
+      finalReads,
+      files,
+    };
   } finally {
     await Promise.all(actors.map((a) => a.stop()));
   }
@@ -160,14 +190,13 @@ export async function runSchedule(options: ScheduleOptions): Promise<ScheduleRes
       });
     }
   }
-  const known = options.strict ? [] : verdict.violations.filter((v) => v.rule in KNOWN);
-  const failures = verdict.violations.filter((v) => !known.includes(v));
+  const failures = verdict.violations;
   return {
     seed,
     mode,
     verdict,
     failures,
-    known,
+    nodes: dep.size,
     report: failures.map((v) => describeViolation(history, v)),
     ms: Math.round(performance.now() - started),
     history,
@@ -236,6 +265,30 @@ async function read(
     wire.drop("reader done");
     await wire.done;
   }
+}
+
+/**
+ * Downloads every file of the final state through the link its reader was
+ * given, from the last node (another than most uploads went to, with Redis).
+ */
+async function downloads(
+  dep: Deployment,
+  final: Record<string, ChatMessage[]>,
+): Promise<Record<string, string | number>> {
+  const out: Record<string, string | number> = {};
+  const port = dep.port(dep.size - 1);
+  for (const msgs of Object.values(final)) {
+    for (const m of msgs) {
+      for (const f of m.files ?? []) {
+        const res = await fetch(`http://127.0.0.1:${port}${f.url}`, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        out[f.id] = res.status === 200 ? await res.text() : res.status;
+        if (res.status !== 200) await res.body?.cancel();
+      }
+    }
+  }
+  return out;
 }
 
 /** Every message of a conversation, in its current state, paging `since` from 0. */

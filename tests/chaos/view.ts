@@ -15,7 +15,13 @@ export interface MsgState {
   from: string;
   text: string;
   deleted: boolean;
+  /** A tombstone an admin made (someone else's message), not its author. */
+  removed: boolean;
   edited: boolean;
+  /** The id of the message it answers (0: none). */
+  replyTo: number;
+  /** Ids of its files, in order (none on a tombstone). */
+  files: string[];
   /** Emoji → who reacted, in order; emoji sorted. */
   reactions: [string, string[]][];
 }
@@ -44,7 +50,10 @@ export function stateOf(m: ChatMessage): MsgState {
     from: m.from,
     text: m.text,
     deleted: m.deleted === true,
+    removed: m.removed === true,
     edited: m.edited !== undefined,
+    replyTo: m.replyTo?.id ?? 0,
+    files: (m.files ?? []).map((f) => f.id),
     reactions: Object.entries(m.reactions ?? {}).filter(([, who]) => who.length > 0)
       .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0),
   };
@@ -53,9 +62,12 @@ export function stateOf(m: ChatMessage): MsgState {
 /** One line per message, for comparing states and printing them. */
 export function describeState(s: MsgState): string {
   const r = s.reactions.map(([e, who]) => `${e}:${who.join(",")}`).join(" ");
-  return `#${s.id}@${s.seq} ${s.from} ${s.deleted ? "(deleted)" : JSON.stringify(s.text)}${
+  const deleted = s.removed ? "(removed)" : "(deleted)";
+  return `#${s.id}@${s.seq} ${s.from} ${s.deleted ? deleted : JSON.stringify(s.text)}${
     s.edited ? " (edited)" : ""
-  }${r ? ` [${r}]` : ""}`;
+  }${s.replyTo ? ` ↩${s.replyTo}` : ""}${s.files.length ? ` +${s.files.join(",")}` : ""}${
+    r ? ` [${r}]` : ""
+  }`;
 }
 
 /** One conversation as a client holds it. */
@@ -88,11 +100,30 @@ export class ConvView {
 
   /**
    * Applies a change; false when it names a message this view does not hold
-   * (the client learns it from a page instead).
+   * (the client learns it from a page instead). A `deleted` of a message never
+   * held places its tombstone (its `from` says whose; with Redis, a node
+   * catching up from the feed may hear only that of a message created and
+   * deleted meanwhile).
    */
   applyChange(f: ChangeFrame): boolean {
     if (f.seq === 0) return true;
     const cur = this.messages.get(f.id);
+    if (!cur && f.type === "deleted" && f.from !== undefined) {
+      this.#early.delete(f.id);
+      this.messages.set(f.id, {
+        id: f.id,
+        seq: f.seq,
+        from: f.from,
+        text: "",
+        deleted: true,
+        removed: f.removed === true,
+        edited: false,
+        replyTo: 0,
+        files: [],
+        reactions: [],
+      });
+      return false;
+    }
     if (!cur) {
       const early = this.#early.get(f.id) ?? [];
       this.#early.set(f.id, early);
@@ -111,8 +142,11 @@ export class ConvView {
     } else if (f.type === "deleted") {
       next.text = "";
       next.deleted = true;
+      next.removed = f.removed === true;
       next.edited = false;
       next.reactions = [];
+      next.files = [];
+      next.replyTo = 0;
     } else {
       next.reactions = react(next.reactions, f.emoji, f.user, f.on);
     }
