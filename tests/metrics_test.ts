@@ -279,6 +279,45 @@ Deno.test("GET /metrics answers 401 without the right bearer token", async () =>
   assert.equal((await metricsOf(url, TOKEN)).size > 10, true);
 });
 
+Deno.test("docs/grafana/chat-dashboard.json charts only series a real scrape has", async () => {
+  const dash = JSON.parse(
+    await Deno.readTextFile(new URL("../docs/grafana/chat-dashboard.json", import.meta.url)),
+  );
+  const exprs: string[] = dash.panels.flatMap((p: { targets?: { expr: string }[] }) =>
+    (p.targets ?? []).map((t) => t.expr)
+  );
+  assert.ok(exprs.length >= 20, `${exprs.length} queries`);
+  await using s = await startTestServer({ args: ["--metrics", "--metrics-token", TOKEN] });
+  const have = await metricsOf(`${s.http}/metrics`, TOKEN);
+  for (const expr of exprs) {
+    const names = expr.match(/\b(?:chat|deno|process)_[a-z_]+/g) ?? [];
+    assert.ok(names.length > 0, expr);
+    for (const name of names) {
+      const family = name.replace(/_(bucket|sum|count)$/, "");
+      const metric = have.get(family);
+      assert.ok(metric, `${expr}: no ${family} in a scrape`);
+      // _bucket/_sum/_count only of histograms; rate() only of counters and histograms.
+      if (family !== name) assert.equal(metric.type, "histogram", `${name} in ${expr}`);
+      if (/rate\(|increase\(/.test(expr) && family === name) {
+        assert.equal(metric.type, "counter", `${name} in ${expr}`);
+      }
+    }
+    // Every label a query groups by or selects exists on that family (or is the scrape's own).
+    for (const [, labels] of expr.matchAll(/by \(([^)]*)\)/g)) {
+      for (const label of labels.split(",").map((l) => l.trim())) {
+        if (["le", "instance"].includes(label)) continue;
+        const family = (expr.match(/\b(?:chat|deno|process)_[a-z_]+/) ?? [""])[0]
+          .replace(/_(bucket|sum|count)$/, "");
+        const data = have.get(family)!.data as { labels?: Record<string, string> }[];
+        assert.ok(
+          data.some((d) => d.labels && label in d.labels),
+          `${expr}: ${family} has no label ${label}`,
+        );
+      }
+    }
+  }
+});
+
 Deno.test("GET /metrics is 404 when metrics are off", async () => {
   await using s = await startTestServer();
   for (const token of [undefined, TOKEN]) {
