@@ -69,3 +69,76 @@ Deno.test("sends and reactions answered after their sender left the room: each g
     assert.equal(ann.peek((f) => "ref" in f && f.ref === ref).length, 1, `${ref} answered once`);
   }
 });
+
+for (const backend of ["memory", "sqlite"] as const) {
+  Deno.test(`a resend after its sender left the room is answered with the stored message (${backend}); nothing else gets in`, async () => {
+    const dir = backend === "sqlite" ? await Deno.makeTempDir({ prefix: "chat-answers-" }) : null;
+    try {
+      await using srv = await startTestServer({
+        users: USERS,
+        args: dir ? ["--data", `${dir}/chat.db`] : [],
+      });
+      await using ben = await signIn(srv.ws, "ben", "ben-pass-1");
+      let id: number;
+      {
+        await using ann = await signIn(srv.ws, "ann", "ann-pass-1");
+        for (const c of [ann, ben]) {
+          c.send({ type: "join", room: "r1" });
+          await c.next((f) => f.type === "joined" && f.room === "r1");
+        }
+        ann.send({ type: "send", room: "r1", text: "said before leaving", ref: "k1" });
+        const ack = await ann.next((f) => f.type === "message" && f.ref === "k1");
+        id = ack.type === "message" ? ack.id : 0;
+        // The acknowledgement is taken as lost: the client leaves, then resends from another connection.
+        ann.send({ type: "leave", room: "r1" });
+        await ann.next((f) => f.type === "left" && f.room === "r1");
+      }
+      await using again = await signIn(srv.ws, "ann", "ann-pass-1");
+      again.send({ type: "send", room: "r1", text: "said before leaving", ref: "k1" });
+      const answer = await again.next((f) => "ref" in f && f.ref === "k1");
+      assert.equal(answer.type, "message", JSON.stringify(answer));
+      assert.equal(answer.type === "message" && answer.id, id);
+      // Not a resend: a new ref, or the same ref with other text, is refused as before.
+      again.send({ type: "send", room: "r1", text: "said after leaving", ref: "k2" });
+      again.send({ type: "send", room: "r1", text: "other words", ref: "k1" });
+      for (const ref of ["k2", "k1"]) {
+        const refused = await again.next((f) =>
+          f.type === "error" && f.ref === ref ||
+          f.type === "message" && f.ref === ref && f.text !== "said before leaving"
+        );
+        assert.deepEqual(refused, {
+          type: "error",
+          code: "unknown_room",
+          message: 'You are not in room "r1": join it first',
+          ref,
+        });
+      }
+      // A stranger's send to a room that does not exist, or to a private one, says the same.
+      again.send({ type: "send", room: "nowhere", text: "x", ref: "k3" });
+      const nowhere = await again.next((f) => f.type === "error" && f.ref === "k3");
+      assert.equal(
+        nowhere.type === "error" && nowhere.message,
+        'You are not in room "nowhere": join it first',
+      );
+      // Nor did it leave a room of that name behind.
+      again.send({ type: "rooms" });
+      const rooms = await again.next((f) => f.type === "rooms");
+      assert.deepEqual(rooms.type === "rooms" && rooms.rooms.map((r) => r.name).sort(), [
+        "general",
+        "r1",
+      ]);
+      // ben got the message once, and nothing after it.
+      ben.send({ type: "ping" });
+      await ben.next((f) => f.type === "pong");
+      assert.equal(ben.peek((f) => f.type === "message" && f.room === "r1").length, 1);
+      ben.send({ type: "history", room: "r1", limit: 10 });
+      const page = await ben.next((f) => f.type === "history");
+      assert.deepEqual(
+        page.type === "history" ? page.messages.map((m) => [m.id, m.text]) : [],
+        [[id, "said before leaving"]],
+      );
+    } finally {
+      if (dir) await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -126,15 +126,24 @@ export class Commands {
     let sent, conv;
     try {
       const user = conn.user!;
-      const found = await this.conv(user, frame, frame.ref);
+      // Someone no longer in the room (they left or were kicked before the
+      // answer came back) may be resending a message stored while they were
+      // in it: the store recognizes a resend before it checks membership and
+      // answers it with the stored message; anything else it refuses
+      // (RoomGone: unknown_room, as below). docs/scaling.md.
+      const outsider = frame.room !== undefined && frame.ref !== undefined &&
+        !(await this.isMember(user, frame.room));
+      const found = outsider
+        ? { conv: frame.room!, target: { room: frame.room! } }
+        : await this.conv(user, frame, frame.ref);
       conv = found.conv;
       const target = found.target;
-      if (target.room !== undefined) {
+      if (target.room !== undefined && !outsider) {
         const admin = this.#ctx.auth.role(user.name) === "admin";
         const refusal = sendRefusal(await this.#ctx.kinds.of(target.room), target.room, admin);
         if (refusal !== null) throw new FrameError("forbidden", refusal, frame.ref);
       }
-      this.#ctx.typists.stop(conv, target, user.name);
+      if (!outsider) this.#ctx.typists.stop(conv, target, user.name);
       const origin: Origin = { node: this.#ctx.broker.node, conn: conn.id };
       if (frame.ref !== undefined) origin.ref = frame.ref;
       const draft: Draft = { conv, ...target, from: user.name, text: frame.text };
@@ -142,9 +151,10 @@ export class Commands {
       // first. Not in general, which everyone is in and nobody leaves, kicks
       // from or renames: there it would only refuse sends after Redis lost
       // its data (memberships gone, the sessions still up).
-      if (target.room !== undefined && target.room !== LOBBY) draft.member = true;
-      if (frame.files) draft.files = await this.#attach(user.name, frame, conv);
-      if (frame.replyTo === undefined) {
+      if (target.room !== undefined && (target.room !== LOBBY || outsider)) draft.member = true;
+      // An outsider's send is a resend or nothing: the stored message has its files and quote.
+      if (frame.files && !outsider) draft.files = await this.#attach(user.name, frame, conv);
+      if (frame.replyTo === undefined || outsider) {
         if (turn.ready) await turn.ready;
         const stored = this.#publish(draft, origin, frame.ref);
         turn.done();
@@ -158,6 +168,7 @@ export class Commands {
     } finally {
       turn.done();
     }
+    // Also on a resend: the first attempt may have stored the message and died before this.
     if (frame.files) await this.#ctx.files.bind(frame.files, conv, sent.msg.id);
     if (sent.fresh || frame.ref === undefined) return;
     // A resend of a stored message: nobody gets it again but this connection,
