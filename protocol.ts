@@ -24,6 +24,7 @@ export const RESERVED_NAMES: readonly string[] = [
   "server",
   "everyone",
   "here",
+  "room",
   "chat",
 ];
 
@@ -103,7 +104,8 @@ export type ErrorCode =
   | "unknown_message"
   | "too_many_reactions"
   | "unknown_file"
-  | "banned";
+  | "banned"
+  | "bad_endpoint";
 
 /** WebSocket close codes the server uses (4000-4999 are the application's). */
 export const CloseCode = {
@@ -372,6 +374,72 @@ export interface ReadAllFrame {
   /** Always `"read_all"`. */
   type: "read_all";
 }
+/**
+ * Whether this connection's page is visible now. A connection that never
+ * says counts as visible (the terminal client never says); the server sends
+ * no push to a user who has a visible connection anywhere. No answer.
+ */
+export interface VisibleFrame {
+  /** Always `"visible"`. */
+  type: "visible";
+  /** The page is visible (`document.visibilityState === "visible"`). */
+  visible: boolean;
+}
+/** Longest push endpoint URL, in characters. */
+export const MAX_PUSH_ENDPOINT = 1024;
+/** Bytes of a subscription's `p256dh` key (an uncompressed P-256 point). */
+export const PUSH_P256DH_BYTES = 65;
+/** Bytes of a subscription's `auth` secret. */
+export const PUSH_AUTH_BYTES = 16;
+/** A browser's push subscription, as `PushSubscription.toJSON()` gives it. */
+export interface PushSubscriptionInfo {
+  /** The push service's URL for this device (https). */
+  endpoint: string;
+  /** The keys the payload is encrypted for (RFC 8291), base64url without padding. */
+  keys: {
+    /** The device's public key: an uncompressed P-256 point ({@link PUSH_P256DH_BYTES} bytes). */
+    p256dh: string;
+    /** The shared authentication secret ({@link PUSH_AUTH_BYTES} bytes). */
+    auth: string;
+  };
+}
+/**
+ * Keep this device's push subscription for the signed-in user and session
+ * (signing that session out removes it); answered with `push_subscribed`.
+ * Subscribing an endpoint again replaces its keys.
+ */
+export interface PushSubscribeFrame {
+  /** Always `"push_subscribe"`. */
+  type: "push_subscribe";
+  /** The subscription. */
+  subscription: PushSubscriptionInfo;
+  /** Echoed on the reply. */
+  ref?: string;
+}
+/** Forget one of the user's own push subscriptions; answered with `push_unsubscribed`. */
+export interface PushUnsubscribeFrame {
+  /** Always `"push_unsubscribe"`. */
+  type: "push_unsubscribe";
+  /** The subscription's endpoint. */
+  endpoint: string;
+  /** Echoed on the reply. */
+  ref?: string;
+}
+/** How much of a conversation notifies the user (pushes and in-app notifications). */
+export type NotifyLevel = "all" | "mentions" | "none";
+/** The level of a room (default `"mentions"`) or a DM (default `"all"`). */
+export const DEFAULT_ROOM_LEVEL: NotifyLevel = "mentions";
+/** The level of a direct-message conversation nobody set. */
+export const DEFAULT_DM_LEVEL: NotifyLevel = "all";
+/**
+ * Set the user's notification level of a room they are in or of the DMs
+ * with a user; every connection of the user gets the `notify_level` back.
+ */
+export type NotifyLevelFrame = {
+  type: "notify_level";
+  level: NotifyLevel;
+  ref?: string;
+} & Target;
 
 /** Every frame a client may send. */
 export type ClientFrame =
@@ -398,7 +466,11 @@ export type ClientFrame =
   | KickFrame
   | InviteFrame
   | RoomSettingsFrame
-  | RenameRoomFrame;
+  | RenameRoomFrame
+  | VisibleFrame
+  | PushSubscribeFrame
+  | PushUnsubscribeFrame
+  | NotifyLevelFrame;
 
 // ---------------------------------------------------------------------------
 // Server → client
@@ -488,6 +560,11 @@ export interface SendLimits {
   burst: number;
   /** Largest message text, in bytes as it travels ({@link wireLength}). */
   maxMessage: number;
+  /**
+   * Rooms with more members than this take `@room`/`@here` from admins only
+   * (anyone else's is an ordinary word there); absent: rooms of any size.
+   */
+  roomMentionMax?: number;
 }
 
 /** A conversation the user has, with its newest id and read marker. */
@@ -540,6 +617,55 @@ export interface WelcomeFrame {
    * when there are none.
    */
   renamed?: RoomRename[];
+  /** Web Push, when the server has it on (absent when it is off). */
+  push?: PushInfo;
+  /**
+   * The user's notification levels that differ from the default, keyed
+   * `#room` or `@user`; absent when there are none.
+   */
+  levels?: Record<string, NotifyLevel>;
+}
+/** What a client needs to subscribe to pushes (see {@link WelcomeFrame.push}). */
+export interface PushInfo {
+  /** The server's VAPID public key: an uncompressed P-256 point, base64url (`applicationServerKey`). */
+  key: string;
+  /** Pushes carry no message text or room name ("New message from bob"). */
+  contentFree: boolean;
+}
+/**
+ * What a push carries (encrypted, RFC 8291) to the web app's service worker:
+ * a message to show, or word that the user read a conversation elsewhere.
+ */
+export type PushPayload = PushMessagePayload | PushReadPayload;
+/** A message that should notify: one notification per conversation (`conv` is its tag). */
+export interface PushMessagePayload {
+  /** Payload version. */
+  v: 1;
+  /** Always `"message"`. */
+  kind: "message";
+  /** The conversation key as the web app uses it: `#room` or `@peer`. */
+  conv: string;
+  /** The message's id. */
+  id: number;
+  /** Who wrote it. */
+  from: string;
+  /** The notification's title (`"bob in #dev"`; content-free: `"New message from bob"`). */
+  title: string;
+  /** The message's text, shortened (content-free: `""`). */
+  body: string;
+  /** Where a click opens the app: `/#/dev/42` or `/#/@bob`. */
+  url: string;
+}
+/** The user read `conv` up to `id` on some device: close its notifications. */
+export interface PushReadPayload {
+  /** Payload version. */
+  v: 1;
+  /** Always `"read"`. */
+  kind: "read";
+  /** The conversation key: `#room` or `@peer`. */
+  conv: string;
+  /** Read up to this id. */
+  id: number;
 }
 /** A room's old name and its name now (see {@link WelcomeFrame.renamed}). */
 export interface RoomRename {
@@ -916,8 +1042,39 @@ export interface RoleFrame {
   role: "admin" | "member";
 }
 
+/** The answer to `push_subscribe`. */
+export interface PushSubscribedFrame {
+  /** Always `"push_subscribed"`. */
+  type: "push_subscribed";
+  /** The subscription's endpoint. */
+  endpoint: string;
+  /** The request's ref. */
+  ref?: string;
+}
+/** The answer to `push_unsubscribe` (also when there was no such subscription). */
+export interface PushUnsubscribedFrame {
+  /** Always `"push_unsubscribed"`. */
+  type: "push_unsubscribed";
+  /** The endpoint. */
+  endpoint: string;
+  /** The request's ref. */
+  ref?: string;
+}
+/**
+ * The user's notification level of a conversation changed: sent to each of
+ * the user's connections on every node (`ref` only to the one that asked).
+ */
+export type NotifyLevelEventFrame = {
+  type: "notify_level";
+  level: NotifyLevel;
+  ref?: string;
+} & Target;
+
 /** Every frame the server may send. */
 export type ServerFrame =
+  | PushSubscribedFrame
+  | PushUnsubscribedFrame
+  | NotifyLevelEventFrame
   | WelcomeFrame
   | RoleFrame
   | BannedFrame
@@ -1416,9 +1573,139 @@ export function parseClientFrame(
       if (l !== undefined) frame.limit = l;
       return frame;
     }
+    case "visible": {
+      const visible = o.visible;
+      if (typeof visible !== "boolean") {
+        bad(
+          visible === undefined
+            ? 'Field "visible" is required (true or false)'
+            : 'Field "visible" must be true or false',
+          ref,
+        );
+      }
+      return { type, visible };
+    }
+    case "push_subscribe": {
+      const frame: PushSubscribeFrame = { type, subscription: pushSubscription(o, ref) };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "push_unsubscribe": {
+      const endpoint = o.endpoint;
+      if (typeof endpoint !== "string") {
+        bad(
+          endpoint === undefined
+            ? 'Field "endpoint" is required'
+            : 'Field "endpoint" must be a string',
+          ref,
+        );
+      }
+      if (endpoint.length > MAX_PUSH_ENDPOINT) {
+        throw new FrameError(
+          "bad_endpoint",
+          `A push endpoint is at most ${MAX_PUSH_ENDPOINT} characters`,
+          ref,
+        );
+      }
+      const frame: PushUnsubscribeFrame = { type, endpoint };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
+    case "notify_level": {
+      const t = target(o, ref);
+      const level = o.level;
+      if (level !== "all" && level !== "mentions" && level !== "none") {
+        bad('Field "level" must be "all", "mentions" or "none"', ref);
+      }
+      const frame: NotifyLevelFrame = { type, level, ...t };
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
+    }
     default:
       bad(`Unknown frame type "${type.slice(0, 40)}"`, ref);
   }
+}
+
+function badEndpoint(message: string, ref?: string): never {
+  throw new FrameError("bad_endpoint", message, ref);
+}
+
+/**
+ * A `push_subscribe`'s subscription, checked for shape and sizes (the
+ * server checks the endpoint's address on top): `bad_request` when a field
+ * is missing or not a string, `bad_endpoint` when the endpoint is too long
+ * or not an http(s) URL, or a key is not base64url of its size.
+ */
+function pushSubscription(o: Obj, ref?: string): PushSubscriptionInfo {
+  const sub = o.subscription;
+  if (typeof sub !== "object" || sub === null || Array.isArray(sub)) {
+    bad(
+      sub === undefined
+        ? 'Field "subscription" is required'
+        : 'Field "subscription" must be an object {"endpoint","keys":{"p256dh","auth"}}',
+      ref,
+    );
+  }
+  const s = sub as Obj;
+  const endpoint = s.endpoint;
+  if (typeof endpoint !== "string") {
+    bad(
+      endpoint === undefined
+        ? 'Field "subscription.endpoint" is required'
+        : 'Field "subscription.endpoint" must be a string',
+      ref,
+    );
+  }
+  if (endpoint.length > MAX_PUSH_ENDPOINT) {
+    badEndpoint(`A push endpoint is at most ${MAX_PUSH_ENDPOINT} characters`, ref);
+  }
+  if (!/^https?:\/\//i.test(endpoint) || !URL.canParse(endpoint)) {
+    badEndpoint("A push endpoint must be an https URL", ref);
+  }
+  const keys = s.keys;
+  if (typeof keys !== "object" || keys === null || Array.isArray(keys)) {
+    bad(
+      keys === undefined
+        ? 'Field "subscription.keys" is required'
+        : 'Field "subscription.keys" must be an object {"p256dh","auth"}',
+      ref,
+    );
+  }
+  const k = keys as Obj;
+  const p256dh = pushKey(k, "p256dh", PUSH_P256DH_BYTES, ref);
+  const auth = pushKey(k, "auth", PUSH_AUTH_BYTES, ref);
+  if (base64urlBytes(p256dh)[0] !== 4) {
+    badEndpoint('Key "p256dh" must be an uncompressed P-256 point (its first byte 4)', ref);
+  }
+  return { endpoint, keys: { p256dh, auth } };
+}
+
+/** A key of a subscription: base64url of exactly `bytes` bytes, returned without padding. */
+function pushKey(k: Obj, key: string, bytes: number, ref?: string): string {
+  const v = k[key];
+  if (typeof v !== "string") {
+    bad(
+      v === undefined
+        ? `Field "subscription.keys.${key}" is required`
+        : `Field "subscription.keys.${key}" must be a string`,
+      ref,
+    );
+  }
+  const bare = v.replace(/=+$/, "");
+  const chars = Math.ceil(bytes * 4 / 3);
+  if (bare.length !== chars || !/^[A-Za-z0-9_-]*$/.test(bare)) {
+    badEndpoint(`Key "${key}" must be base64url of ${bytes} bytes`, ref);
+  }
+  return bare;
+}
+
+/** Decodes base64url (padding optional). */
+function base64urlBytes(text: string): Uint8Array {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
 function parseAuth(o: Obj): AuthFrame {
@@ -1477,6 +1764,54 @@ export function conversationKey(
   if (target.room !== undefined) return target.room;
   const peer = target.to as string;
   return user < peer ? `@${user}:${peer}` : `@${peer}:${user}`;
+}
+
+/**
+ * Links and mentions in message text, in one pass: a link runs to the next
+ * space or quote (an `@` inside it is no mention); a mention is `@name` not
+ * preceded by a word character or `@` (so `a@b.c` stays an address), the
+ * name 1-32 letters, digits, `-` or `_`. Both alternatives are linear on any
+ * input: the link's run is greedy with nothing after it to backtrack into,
+ * and a name backtracks over at most 32 characters.
+ */
+export const TEXT_TOKEN: RegExp =
+  /\bhttps?:\/\/[^\s<>"'`]+|(?<![\w@])@[A-Za-z0-9_-]{1,32}(?![A-Za-z0-9_-])/gi;
+
+/** Mentions that address everyone in a room (`@room`, `@here`), lower case. */
+export const ROOM_MENTIONS: readonly string[] = ["room", "here"];
+
+/** What a message's text mentions (see {@link mentionsIn}). */
+export interface Mentions {
+  /** Names mentioned with `@name`, lower case, each once, without `room`/`here`. */
+  names: string[];
+  /** `@room` or `@here`: the whole room. */
+  room: boolean;
+}
+
+/**
+ * Who `text` mentions: the one rule for the web app, the terminal client and
+ * the server's pushes. Linear in the length of `text`.
+ *
+ * @example
+ * ```ts
+ * import { mentionsIn } from "./protocol.ts";
+ * const m = mentionsIn("hi @Bob and @room, not a@b.c or https://x.org/@carol");
+ * if (m.names.join() !== "bob" || !m.room) throw new Error("mentions");
+ * ```
+ */
+export function mentionsIn(text: string): Mentions {
+  const names = new Set<string>();
+  let room = false;
+  if (text.includes("@")) {
+    for (const m of text.matchAll(TEXT_TOKEN)) {
+      const token = m[0];
+      if (token[0] !== "@") continue;
+      const name = token.slice(1).toLowerCase();
+      if (ROOM_MENTIONS.includes(name)) room = true;
+      else names.add(name);
+    }
+  }
+  return { names: [...names], room };
 }
 
 /** Splits text into user-perceived characters. */

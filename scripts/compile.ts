@@ -54,6 +54,7 @@ export const DATA_FILES: readonly string[] = [
   "users.json.lock",
   "users.json.tmp",
   ".chat-secret",
+  "vapid.json",
   ".chat-signouts",
   ".chat-signouts.lock",
   ".chat-signouts.tmp",

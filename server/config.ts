@@ -40,6 +40,9 @@ export const DEFAULTS = {
   maxUploadBytes: 25 * 1000 * 1000,
   filesQuotaBytes: 1000 * 1000 * 1000,
   metrics: false,
+  pushContentFree: false,
+  unsafePushEndpoints: false,
+  roomMentionMax: 100,
 } as const satisfies Partial<Config>;
 
 /** The files quota of a server that keeps files in memory: they take its RAM. */
@@ -122,6 +125,12 @@ export interface Config {
   metricsToken?: string;
   /** With {@link Config.metrics}: `HOST:PORT` that serves `/metrics` alone, without a token. */
   metricsListen?: string;
+  /** Web pushes carry no message text nor room name ("New message from bob"). @default {false} */
+  pushContentFree: boolean;
+  /** Tests only: push endpoints may be http and loopback or private addresses. @default {false} */
+  unsafePushEndpoints: boolean;
+  /** Rooms with more members than this take `@room`/`@here` from admins only; 0: any size. @default {100} */
+  roomMentionMax: number;
 }
 
 /** One flag: its name, environment variable, kind, default and help line. */
@@ -451,6 +460,34 @@ export const OPTIONS: OptionSpec[] = [
     kind: "bool",
     default: DEFAULTS.quiet,
     help: "Print only warnings and errors",
+  },
+  {
+    flag: "push-content-free",
+    key: "pushContentFree",
+    env: ["CHAT_PUSH_CONTENT_FREE"],
+    kind: "bool",
+    default: DEFAULTS.pushContentFree,
+    help:
+      'Web pushes carry no message text nor room name, only "New message from NAME" (VAPID keys: vapid.json beside users.json, or CHAT_VAPID_* for several nodes)',
+  },
+  {
+    flag: "room-mention-max",
+    key: "roomMentionMax",
+    env: ["ROOM_MENTION_MAX"],
+    kind: "int",
+    default: DEFAULTS.roomMentionMax,
+    arg: "N",
+    help:
+      "In rooms with more than N members only admins' @room/@here notify everyone (0: any room)",
+    min: 0,
+  },
+  {
+    flag: "unsafe-push-endpoints",
+    key: "unsafePushEndpoints",
+    kind: "bool",
+    default: DEFAULTS.unsafePushEndpoints,
+    help:
+      "FOR TESTS ONLY: allow http push endpoints and loopback, private and link-local addresses (lets users make the server send requests into its own network)",
   },
   {
     flag: "metrics",

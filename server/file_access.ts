@@ -31,6 +31,14 @@ export function neededFiles(config: Config): NeededFile[] {
       what: "token secret",
     });
   }
+  // The Web Push keys, made on first start unless the environment gives them (server/push/vapid.ts).
+  if (Deno.env.get("CHAT_VAPID_PUBLIC_KEY") === undefined) {
+    files.push({
+      path: join(dirname(config.usersPath), "vapid.json"),
+      write: true,
+      what: "push keys",
+    });
+  }
   if (!config.dataPath && !config.redisUrl) {
     files.push(...replaced(signoutsPath(config), "sign-outs file"));
   }
@@ -72,7 +80,7 @@ function granted(name: "read" | "write", path: string): boolean {
 /** How to get access to a file this process may not touch. */
 export function accessHint(): string {
   return Deno.build.standalone
-    ? "this chat binary may only use users.json, .chat-secret, chat.db and .env in the folder it runs in: start it there, or see docs/deployment.md"
+    ? "this chat binary may only use users.json, .chat-secret, vapid.json, chat.db and .env in the folder it runs in: start it there, or see docs/deployment.md"
     : "grant it with --allow-read and --allow-write (deno task start does)";
 }
 

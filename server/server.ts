@@ -7,7 +7,14 @@
  */
 import { Auth, newSessionId } from "./auth/auth.ts";
 import { type Broker, LocalBroker } from "./broker/broker.ts";
-import { type Config, ConfigError, DEFAULTS, MEMORY_FILES_QUOTA, parseListen } from "./config.ts";
+import {
+  type Config,
+  ConfigError,
+  DEFAULTS,
+  MEMORY_FILES_QUOTA,
+  parseListen,
+  readDotEnv,
+} from "./config.ts";
 import type { FileStore } from "./files/files.ts";
 import { FileJanitor } from "./files/janitor.ts";
 import { MemoryFileStore } from "./files/memory.ts";
@@ -41,6 +48,15 @@ import type { ThrottleOptions } from "./auth/throttle.ts";
 import { openTunnel, type Tunnel, type TunnelOpener } from "./http/tunnel.ts";
 import { bounded } from "./bounded.ts";
 import { ChatMetrics } from "./metrics/chat.ts";
+import { dirname } from "node:path";
+import type { PushStore } from "./push/push_store.ts";
+import { MemoryPushStore } from "./push/memory.ts";
+import { SqlitePushStore } from "./push/sqlite.ts";
+import { loadVapid } from "./push/vapid.ts";
+import { PushQueue, PushSender } from "./push/send.ts";
+import { checkEndpoint } from "./push/endpoint.ts";
+import { PushDispatcher } from "./push/dispatch.ts";
+import type { PushSending } from "./hub/push.ts";
 
 /** A running chat server. */
 export interface ChatServer {
@@ -111,6 +127,8 @@ export interface StartOptions {
   files?: FileStore;
   /** Milliseconds between the metrics' samples (tests shorten them). @default {lag 500, Redis PING 5000} */
   metricsSampling?: { lagMs?: number; pingMs?: number };
+  /** Extra root certificates the push sender trusts (tests' https push endpoints). */
+  pushCaCerts?: string[];
 }
 
 /** What serves chat once the store can be used. */
@@ -122,6 +140,10 @@ interface Serving {
   admin: AdminStore;
   janitor: FileJanitor;
   handler: (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
+  /** Push subscriptions, levels and visibility. */
+  pushStore: PushStore;
+  /** Stops the push queue and sender (after the hub stopped dispatching). */
+  stopPush: () => Promise<void>;
 }
 
 /**
@@ -188,6 +210,11 @@ export async function startServer(
       allowSignup: config.allowSignup,
       openTokenTtl: config.nameExpiryDays * 24 * 3600,
     });
+    // Web Push's keys live where the token secret does, or come from CHAT_VAPID_*
+    // (several nodes must share one pair: the env, or one shared directory).
+    // No `shared` warning: nodes sharing a directory (as the cluster tests do) are
+    // fine, and a node waiting for Redis says only that it waits.
+    const vapid = await loadVapid({ dir: dirname(config.usersPath), log, env: environment() });
 
     // Added by the tunnel to what it forwards: only those requests may name their client address.
     const tunnelSecret = config.ngrok ? newSessionId() : undefined;
@@ -224,16 +251,51 @@ export async function startServer(
       broker: Broker,
       sharedFiles?: FileStore,
       sharedAdmin?: AdminStore,
+      sharedPush?: PushStore,
     ): Serving => {
       const files = options.files ?? sharedFiles ?? openFiles(config, store);
       const admin = sharedAdmin ?? openAdmin(store);
+      const pushStore = sharedPush ?? openPush(store);
       const janitor = new FileJanitor(files, store, log);
+      const unsafe = config.unsafePushEndpoints;
+      const sender = new PushSender({ vapid, unsafe, caCerts: options.pushCaCerts });
+      const queue = new PushQueue(sender, {
+        log,
+        onGone: (endpoint) =>
+          pushStore.drop(endpoint).catch((err) =>
+            log.warn(`Could not forget a gone push subscription: ${(err as Error).message}`)
+          ),
+      });
+      const push: PushSending = {
+        info: { key: vapid.publicKey, contentFree: config.pushContentFree },
+        checkEndpoint: (url) => checkEndpoint(url, { unsafe }),
+        dispatcher: new PushDispatcher({
+          store: pushStore,
+          members: (room) => store.members(room),
+          out: queue,
+          contentFree: config.pushContentFree,
+          log,
+          // Credentials changed since it was made (a password change, every session
+          // signed out, the account gone): the subscription goes.
+          current: (sub) => auth.fingerprint(sub.user) === sub.fp,
+          roomMentionMax: config.roomMentionMax,
+          isAdmin: (user) => auth.role(user) === "admin",
+        }),
+      };
+      const stopPush = async () => {
+        await queue.close();
+        await sender.close();
+      };
       // Signed out everywhere (here, by the shell, or on another node): the
-      // admins' count of their sessions starts again from none.
+      // admins' count of their sessions starts again from none, and their
+      // devices get no more pushes.
       auth.onSignedOut((names) => {
         for (const name of names) {
           store.forgetSessions(name).catch((err) =>
             log.warn(`Could not forget "${name}"'s sessions: ${(err as Error).message}`)
+          );
+          pushStore.forgetSubscriptions(name).catch((err) =>
+            log.warn(`Could not forget "${name}"'s push subscriptions: ${(err as Error).message}`)
           );
         }
       });
@@ -266,6 +328,9 @@ export async function startServer(
         presence: options.presence,
         nameExpiry: config.nameExpiryDays * 24 * 3600_000,
         meter: metrics?.hub,
+        pushStore,
+        push,
+        roomMentionMax: config.roomMentionMax,
       });
       const handler = createHandler({
         hub,
@@ -322,13 +387,13 @@ export async function startServer(
           ...options.health?.(),
         }),
       });
-      return { hub, store, broker, files, admin, janitor, handler };
+      return { hub, store, broker, files, admin, janitor, handler, pushStore, stopPush };
     };
 
     if (!redis || shared) {
       const store = options.store ?? shared?.store ?? openStore(config, log);
       opening = { store, broker: options.broker ?? shared?.broker ?? new LocalBroker(store) };
-      serving = serve(opening.store, opening.broker, shared?.files, shared?.admin);
+      serving = serve(opening.store, opening.broker, shared?.files, shared?.admin, shared?.push);
     }
     const starting = createStartingHandler({
       log,
@@ -454,7 +519,7 @@ export async function startServer(
         let failed: unknown = null;
         if (!stopping) {
           try {
-            run(serve(parts.store, parts.broker, parts.files, parts.admin));
+            run(serve(parts.store, parts.broker, parts.files, parts.admin, parts.push));
             return;
           } catch (err) {
             failed = err;
@@ -488,6 +553,9 @@ export async function startServer(
         await bounded(listener.shutdown(), options.closeGrace ?? 5000);
         await metricsServer?.shutdown();
         await serving?.janitor.idle();
+        await serving?.hub.stopPushes();
+        await serving?.stopPush();
+        await serving?.pushStore.close();
         await serving?.broker.close();
         await serving?.files.close();
         await serving?.store.close();
@@ -570,6 +638,22 @@ function networkAddress(): string | null {
   }
 }
 
+/** The process environment with `.env` underneath (as main.ts reads the flags). */
+function environment(): Record<string, string | undefined> {
+  let real: Record<string, string> = {};
+  try {
+    real = Deno.env.toObject();
+  } catch {
+    // No permission to read the environment: `.env` and files only.
+  }
+  return { ...readDotEnv(), ...real };
+}
+
+/** The push store beside `store`: in the same data file, or memory (Redis: see {@link connectShared}). */
+function openPush(store: Store): PushStore {
+  return store instanceof SqliteStore ? SqlitePushStore.open(store) : new MemoryPushStore();
+}
+
 /** The admin store beside `store`: in the same data file, or memory (Redis: see {@link connectShared}). */
 function openAdmin(store: Store): AdminStore {
   return store instanceof SqliteStore ? SqliteAdminStore.open(store) : new MemoryAdminStore();
@@ -584,6 +668,7 @@ interface Shared {
   broker: Broker;
   files: FileStore;
   admin: AdminStore;
+  push: PushStore;
 }
 
 /** Connecting to Redis, in the background. */
@@ -611,6 +696,7 @@ function connectShared(config: Config, log: Logger, metrics: ChatMetrics | null)
     const { RedisBroker } = await import("./broker/redis.ts");
     const { RedisFileStore } = await import("./files/redis.ts");
     const { RedisAdminStore } = await import("./admin/redis.ts");
+    const { RedisPushStore } = await import("./push/redis.ts");
     // A first attempt that hangs (a host that drops packets: 10 s until it
     // times out) must not keep the listener down either.
     patience = setTimeout(() => waiting.resolve(), FIRST_ATTEMPT_PATIENCE);
@@ -627,7 +713,11 @@ function connectShared(config: Config, log: Logger, metrics: ChatMetrics | null)
           prefix: store.prefix,
           timeout: store.timeout,
         });
-        return { store, broker, files, admin };
+        const push = new RedisPushStore(store.client, {
+          prefix: store.prefix,
+          timeout: store.timeout,
+        });
+        return { store, broker, files, admin, push };
       } catch (err) {
         await store.close();
         throw err;

@@ -9,6 +9,7 @@ Deno.test("neededFiles() lists users.json, the secret beside it, and the data fi
   assert.deepEqual(basic, [
     { path: "./users.json", write: false, what: "users file" },
     { path: ".chat-secret", write: true, what: "token secret" },
+    { path: "vapid.json", write: true, what: "push keys" },
     { path: ".chat-signouts", write: true, what: "sign-outs file" },
     { path: ".chat-signouts.lock", write: true, what: "sign-outs file lock" },
     { path: ".chat-signouts.tmp", write: true, what: "temporary sign-outs file" },
@@ -28,6 +29,7 @@ Deno.test("neededFiles() lists users.json, the secret beside it, and the data fi
   ], {}));
   assert.deepEqual(full.map((f) => [f.path, f.write]), [
     ["/data/users.json", true],
+    ["/data/vapid.json", true],
     ["/data/chat.db", true],
     ["/data/chat.db-wal", true],
     ["/data/chat.db-shm", true],

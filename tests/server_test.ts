@@ -509,7 +509,12 @@ Deno.test("server: welcome announces the limits the client must pace itself to",
   });
   const c = await signIn(t.ws, "pacer");
   try {
-    assert.deepEqual(c.welcome.limits, { rate: 7, burst: 9, maxMessage: 1000 });
+    assert.deepEqual(c.welcome.limits, {
+      rate: 7,
+      burst: 9,
+      maxMessage: 1000,
+      roomMentionMax: 100,
+    });
   } finally {
     await c.close();
   }

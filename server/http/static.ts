@@ -14,14 +14,16 @@ import appJs from "../../web/dist/app.js" with { type: "text" };
 import appCss from "../../web/dist/app.css" with { type: "text" };
 import faviconSvg from "../../web/dist/favicon.svg" with { type: "text" };
 import manifest from "../../web/dist/manifest.webmanifest" with { type: "text" };
+import serviceWorker from "../../web/dist/sw.js" with { type: "text" };
+import icons from "../../web/dist/icons.json" with { type: "json" };
 import type { StaticHandler } from "./http.ts";
 
 /** One file the app serves. */
 export interface StaticFile {
   /** URL path, e.g. `/app.js`. */
   path: string;
-  /** Text content. */
-  body: string;
+  /** Content: text, or bytes (the icons). */
+  body: string | Uint8Array<ArrayBuffer>;
   /** `Content-Type` header. */
   type: string;
 }
@@ -46,7 +48,14 @@ const CACHE_CONTROL: Record<Caching, string> = {
 /** Files smaller than this are not worth compressing. */
 const MIN_GZIP = 512;
 
-/** The embedded web app: index, bundle, stylesheet, icon and manifest. */
+/** Where the service worker is served: its scope is the whole app. */
+export const SERVICE_WORKER_PATH = "/sw.js";
+
+function base64(text: string): Uint8Array<ArrayBuffer> {
+  return Uint8Array.fromBase64(text) as Uint8Array<ArrayBuffer>;
+}
+
+/** The embedded web app's files as they are in `web/dist/`: index, bundle, stylesheet, icon, manifest and service worker. */
 export const WEB_APP_FILES: StaticFile[] = [
   { path: "/index.html", body: indexHtml, type: "text/html; charset=utf-8" },
   { path: "/app.js", body: appJs, type: "text/javascript; charset=utf-8" },
@@ -57,7 +66,16 @@ export const WEB_APP_FILES: StaticFile[] = [
     body: manifest,
     type: "application/manifest+json; charset=utf-8",
   },
+  { path: SERVICE_WORKER_PATH, body: serviceWorker, type: "text/javascript; charset=utf-8" },
 ];
+
+/**
+ * The app's PNG icons (for the manifest and the install prompt), carried as
+ * base64 in `web/dist/icons.json`: the server embeds text and JSON only.
+ */
+export const WEB_APP_ICONS: StaticFile[] = Object.entries(icons as Record<string, string>).map((
+  [name, b64],
+) => ({ path: `/${name}`, body: base64(b64), type: "image/png" }));
 
 async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
@@ -69,9 +87,22 @@ async function gzip(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuf
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-async function prepare(body: string, type: string, caching: Caching): Promise<Prepared> {
-  const bytes = new TextEncoder().encode(body) as Uint8Array<ArrayBuffer>;
-  const zipped = bytes.length >= MIN_GZIP ? await gzip(bytes) : null;
+function bytesOf(body: string | Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  return typeof body === "string"
+    ? new TextEncoder().encode(body) as Uint8Array<ArrayBuffer>
+    : body;
+}
+
+async function prepare(
+  body: string | Uint8Array<ArrayBuffer>,
+  type: string,
+  caching: Caching,
+): Promise<Prepared> {
+  const bytes = bytesOf(body);
+  // Compressed images gain nothing from gzip.
+  const zipped = bytes.length >= MIN_GZIP && !type.startsWith("image/png")
+    ? await gzip(bytes)
+    : null;
   return {
     type,
     body: bytes,
@@ -127,6 +158,12 @@ function respond(req: Request, file: Prepared): Response {
  * under content-hashed names (`/assets/app.<hash>.js`) that `index.html`
  * refers to; `/` serves `index.html`.
  *
+ * The service worker (`/sw.js`) gets `self.CHAT_BUILD = {version, shell}`
+ * in front: `version` hashes every other file, so any change to the app is a
+ * new worker (which the page offers to reload into), and `shell` lists what
+ * it keeps for starting offline. It is revalidated on every check, as the
+ * browser's update check needs.
+ *
  * @example
  * ```ts
  * import { createStaticHandler } from "./static.ts";
@@ -146,21 +183,35 @@ export async function createStaticHandler(files: StaticFile[]): Promise<StaticHa
   for (const f of files) {
     const m = f.path.match(/^\/(app)\.(js|css)$/);
     if (!m) continue;
-    const bytes = new TextEncoder().encode(f.body) as Uint8Array<ArrayBuffer>;
+    const bytes = bytesOf(f.body);
     const hashed = `/assets/${m[1]}.${(await sha256(bytes)).slice(0, 12)}.${m[2]}`;
     renamed.set(f.path, hashed);
     table.set(hashed, await prepare(f.body, f.type, "immutable"));
   }
+  let worker: StaticFile | undefined;
   for (const f of files) {
     if (renamed.has(f.path)) continue;
-    if (f.path === "/index.html") {
-      index = f.body;
+    if (f.path === SERVICE_WORKER_PATH) worker = f;
+    else if (f.path === "/index.html") {
+      index = typeof f.body === "string" ? f.body : new TextDecoder().decode(f.body);
       for (const [from, to] of renamed) index = index.replaceAll(`"${from}"`, `"${to}"`);
       table.set("/index.html", await prepare(index, f.type, "revalidate"));
     } else table.set(f.path, await prepare(f.body, f.type, "day"));
   }
   const home = table.get("/index.html");
   if (home) table.set("/", home);
+  if (worker) {
+    const paths = [...table.keys()].filter((p) => p !== "/index.html").sort();
+    const etags = paths.map((p) => `${p} ${table.get(p)!.etag}`).join("\n") + "\n" +
+      (typeof worker.body === "string" ? worker.body : new TextDecoder().decode(worker.body));
+    const version = (await sha256(new TextEncoder().encode(etags) as Uint8Array<ArrayBuffer>))
+      .slice(0, 12);
+    const prefix = `self.CHAT_BUILD=${JSON.stringify({ version, shell: paths })};\n`;
+    const body = typeof worker.body === "string"
+      ? prefix + worker.body
+      : prefix + new TextDecoder().decode(worker.body);
+    table.set(SERVICE_WORKER_PATH, await prepare(body, worker.type, "revalidate"));
+  }
   return (req, path) => {
     const file = table.get(path);
     return file ? respond(req, file) : null;
@@ -171,6 +222,6 @@ let webApp: Promise<StaticHandler> | undefined;
 
 /** The embedded web app's handler, prepared once per process. */
 export function webAppHandler(): Promise<StaticHandler> {
-  webApp ??= createStaticHandler(WEB_APP_FILES);
+  webApp ??= createStaticHandler([...WEB_APP_FILES, ...WEB_APP_ICONS]);
   return webApp;
 }

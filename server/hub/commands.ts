@@ -11,6 +11,7 @@
  */
 import type { BrokerEvent, Origin } from "../broker/broker.ts";
 import {
+  type ChatMessage,
   type ClientFrame,
   conversationKey,
   FrameError,
@@ -61,6 +62,10 @@ export interface CommandsContext extends NodeContext, FilesContext {
   typists: Typists;
   searches: SearchSlots;
   directory: Directory;
+  /** A message was stored afresh by this node (Web Push looks at it; never awaited). */
+  stored?: (msg: ChatMessage) => void;
+  /** The user read `conv` (`#room` or `@peer`) up to `id` (Web Push tells their devices). */
+  readUpTo?: (user: string, conv: string, id: number) => void;
 }
 
 /** Handlers of the commands that need no routing changes. */
@@ -70,6 +75,28 @@ export class Commands {
   /** Handles commands with what `ctx` gives. */
   constructor(ctx: CommandsContext) {
     this.#ctx = ctx;
+  }
+
+  /** Hands a message stored afresh to Web Push, which must never hold up or fail the send. */
+  #pushed(msg: ChatMessage): void {
+    try {
+      this.#ctx.stored?.(msg);
+    } catch (err) {
+      this.#ctx.log.warn(`Web Push could not take a message: ${(err as Error).message}`);
+    }
+  }
+
+  /** Tells Web Push the user read a conversation (their other devices close its notifications). */
+  #read(user: string, target: Target, id: number): void {
+    try {
+      this.#ctx.readUpTo?.(
+        user,
+        target.room !== undefined ? `#${target.room}` : `@${target.to}`,
+        id,
+      );
+    } catch (err) {
+      this.#ctx.log.warn(`Web Push could not take a read: ${(err as Error).message}`);
+    }
   }
 
   /** Answers `rooms`: every room, cut at the reply bound. */
@@ -168,6 +195,7 @@ export class Commands {
     } finally {
       turn.done();
     }
+    if (sent.fresh) this.#pushed(sent.msg);
     // Also on a resend: the first attempt may have stored the message and died before this.
     if (frame.files) await this.#ctx.files.bind(frame.files, conv, sent.msg.id);
     if (sent.fresh || frame.ref === undefined) return;
@@ -392,6 +420,7 @@ export class Commands {
     const user = conn.user!;
     const { conv, target: t } = await this.conv(user, frame);
     const marker = await this.#ctx.store.setRead(user.name, conv, id);
+    this.#read(user.name, t, marker);
     await this.#ctx.broker.publish({
       kind: "read",
       user: user.name,
@@ -484,6 +513,7 @@ export class Commands {
           const conv = conversationKey(name, target);
           const id = await this.#ctx.store.setRead(name, conv, c.last);
           if (id > c.read) {
+            this.#read(name, target, id);
             await this.#ctx.broker.publish({ kind: "read", user: name, conv, ...target, id });
           }
         }),

@@ -81,6 +81,8 @@ export class Conn implements Bucket {
   refilled: number;
   /** Whether the hub has let go of this connection. */
   closed = false;
+  /** Whether its page is visible (`visible` frames); one that never says counts as visible. */
+  visible = true;
   /**
    * How the connection is to be closed once its socket opens: refused by a
    * limit or shutdown, or dropped while its socket was still connecting (a

@@ -9,6 +9,8 @@
 import {
   type ChatMessage,
   type Conversation,
+  type NotifyLevel,
+  type PushInfo,
   type RoomRename,
   type SendLimits,
   type ServerFrame,
@@ -154,6 +156,10 @@ export interface WelcomeParts {
   limits: SendLimits;
   /** The reply budget in bytes. */
   replyBytes: number;
+  /** Web Push, when it is on. */
+  push?: PushInfo;
+  /** The user's levels that differ from the default; left out when none. */
+  levels?: Record<string, NotifyLevel>;
 }
 
 /**
@@ -169,8 +175,9 @@ export function welcomeFrame(parts: WelcomeParts): string {
   } satisfies Partial<WelcomeFrame>;
   const online = parts.online;
   const renamed = parts.renamed?.length ? parts.renamed : undefined;
+  const extra = { push: parts.push, levels: parts.levels };
   const budget = parts.replyBytes - headBytes(head) - utf8Length(online) - 64 -
-    (renamed ? utf8Length(JSON.stringify(renamed)) : 0);
+    (renamed ? utf8Length(JSON.stringify(renamed)) : 0) - headBytes(extra);
   const rooms = fitItems([...parts.rooms].sort(), budget / 2, "first");
   const conversations = parts.conversations;
   const ordered = [
@@ -185,6 +192,8 @@ export function welcomeFrame(parts: WelcomeParts): string {
     limits: SendLimits;
     more?: boolean;
     renamed?: RoomRename[];
+    push?: PushInfo;
+    levels?: Record<string, NotifyLevel>;
   } = {
     mode: parts.mode,
     limits: parts.limits,
@@ -192,6 +201,8 @@ export function welcomeFrame(parts: WelcomeParts): string {
   if (parts.role !== undefined) tail.role = parts.role;
   if (rooms.dropped > 0 || convs.dropped > 0) tail.more = true;
   if (renamed) tail.renamed = renamed;
+  if (parts.push) tail.push = parts.push;
+  if (parts.levels) tail.levels = parts.levels;
   const first = withArrays(head, { rooms: rooms.parts });
   const rest = withArrays(tail, { conversations: convs.parts });
   return `${first.slice(0, -1)},${online},${rest.slice(1)}`;

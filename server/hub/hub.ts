@@ -52,6 +52,7 @@ import {
   type ErrorCode,
   FrameError,
   MAX_FRAME_BYTES,
+  type NotifyLevel,
   parseClientFrame,
   type ServerFrame,
   utf8Length,
@@ -68,6 +69,9 @@ import type { AdminStore } from "../admin/admin.ts";
 import { MemoryAdminStore } from "../admin/memory.ts";
 import { Replies, SearchSlots } from "./replies.ts";
 import { type HubMeter, NO_HUB_METER } from "../metrics/meter.ts";
+import type { PushStore } from "../push/push_store.ts";
+import { MemoryPushStore } from "../push/memory.ts";
+import { type NotifyLevelEvent, Pushes, type PushSending } from "./push.ts";
 
 export { Conn } from "./conn.ts";
 export { DEFAULT_LIMITS, type Limits } from "./limits.ts";
@@ -111,6 +115,12 @@ export interface HubOptions {
   files?: FileStore;
   /** Counting hooks (`--metrics`). @default {hooks that do nothing} */
   meter?: HubMeter;
+  /** Push subscriptions, levels and visibility. @default {a MemoryPushStore} */
+  pushStore?: PushStore;
+  /** Web Push, when it is on. @default {off} */
+  push?: PushSending | null;
+  /** Rooms with more members take `@room` from admins only; 0: any size. @default {100} */
+  roomMentionMax?: number;
 }
 
 /** What the HTTP layer knows about a new connection. */
@@ -166,6 +176,9 @@ export class Hub {
   #files: FileStore;
   #urls: FileUrls;
   #meter: HubMeter;
+  /** Web Push frames, visibility and levels. */
+  #pushes: Pushes;
+  #roomMentionMax: number;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -176,6 +189,7 @@ export class Hub {
     this.#now = options.now ?? Date.now;
     this.#meter = options.meter ?? NO_HUB_METER;
     this.#maxText = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
+    this.#roomMentionMax = options.roomMentionMax ?? DEFAULTS.roomMentionMax;
     const nameExpiry = options.nameExpiry ?? DEFAULTS.nameExpiryDays * 24 * 3600_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#files = options.files ?? new MemoryFileStore({ quota: MEMORY_FILES_QUOTA });
@@ -211,6 +225,18 @@ export class Hub {
       recentBan: (name) => this.#moderation.recentBan(name),
       directory: { moved: (name) => this.#directory.moved(name) },
       register: (conn, who, read, changes) => this.#register(conn, who, read, changes),
+      levels: (name) => this.#pushes.levels(name),
+      signedOut: (user, session) =>
+        this.#pushes.store.forgetSession(user, session).then(() => {}, (err) =>
+          this.#log.warn(
+            `Could not forget the push subscriptions of a session of "${user}": ${
+              (err as Error).message
+            }`,
+          )),
+      released: (user) =>
+        this.#pushes.store.forgetUser(user).catch((err) =>
+          this.#log.warn(`Could not forget "${user}"'s push data: ${(err as Error).message}`)
+        ),
       handle: (conn, data) => this.#handle(conn, data),
     }, {
       limits: this.#limits,
@@ -218,6 +244,17 @@ export class Hub {
       nameExpiry,
       throttle: options.throttle,
       meter: this.#meter,
+    });
+    this.#pushes = new Pushes({
+      store: options.pushStore ?? new MemoryPushStore(),
+      broker: this.#broker,
+      log: this.#log,
+      now: node.now,
+      sending: options.push ?? null,
+      conv: (user, frame, ref) => this.#commands.conv(user, frame, ref),
+      reply: (conn, frame) => this.#reply(conn, frame),
+      userConns: (name) => this.#users.get(name)?.conns,
+      users: () => this.#users.values(),
     });
     this.#rooms = new RoomQuota(this.#store, this.#limits.maxRoomsPerUser, this.#limits.maxRooms);
     this.#typists = new Typists(node, {
@@ -232,6 +269,15 @@ export class Hub {
       revalidate,
       throttle: this.#signIns.throttle,
       reply: (conn, frame) => this.#reply(conn, frame),
+      sessionsEnded: (user, keep, next) =>
+        this.#pushes.store.keepSession(user, keep, next, this.#auth.fingerprint(user) ?? undefined)
+          .catch((err) =>
+            this.#log.warn(
+              `Could not forget the push subscriptions of "${user}"'s other sessions: ${
+                (err as Error).message
+              }`,
+            )
+          ),
     });
     this.#outbox = new Outbox({
       ...options.outbox,
@@ -276,6 +322,8 @@ export class Hub {
       typists: this.#typists,
       searches: this.#searches,
       directory: this.#directory,
+      stored: (msg) => this.#pushes.dispatcher?.message(msg),
+      readUpTo: (user, conv, id) => this.#pushes.dispatcher?.read(user, conv, id),
     });
     this.#roomCommands = new RoomCommands({
       ...node,
@@ -285,6 +333,14 @@ export class Hub {
       resolveUser: (name) => this.#commands.resolveUser(name),
       banned: (name) => this.#moderation.banOf(name),
       reply: (conn, frame) => this.#reply(conn, frame),
+      renamed: (room, to) =>
+        this.#pushes.store.renameRoom(room, to).catch((err) =>
+          this.#log.warn(
+            `Notification levels of #${room} did not follow it to #${to}: ${
+              (err as Error).message
+            }`,
+          )
+        ),
     });
     this.#changes = new Changes({
       ...node,
@@ -442,7 +498,9 @@ export class Hub {
     this.#addrs.remove(conn.addr);
     for (const room of user.rooms) this.#routes.unroute(room, conn);
     for (const room of user.joining?.keys() ?? []) this.#routes.unroute(room, conn);
+    const wasVisible = conn.visible || this.#pushes.visibleHere(user);
     user.conns.delete(conn);
+    this.#pushes.closed(user, wasVisible);
     if (user.conns.size === 0) {
       this.#users.delete(user.name);
       this.#typists.clear(user.name);
@@ -473,6 +531,7 @@ export class Hub {
     this.#typists.tick(now);
     this.#replies.tick();
     this.#signIns.tick(now);
+    this.#pushes.tick(now);
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
   }
@@ -482,7 +541,27 @@ export class Hub {
    * server's shell) out of every room; `by` names the admin, if one did it.
    */
   async evict(users: Iterable<string>, by?: string): Promise<void> {
-    for (const user of users) await this.#moderation.evict(user, by);
+    for (const user of users) {
+      await this.#moderation.evict(user, by);
+      // Their devices must not hear of a namesake's messages: subscriptions and levels go.
+      await this.#pushes.store.forgetUser(user).catch((err) =>
+        this.#log.warn(`Could not forget "${user}"'s push subscriptions: ${(err as Error).message}`)
+      );
+    }
+  }
+
+  /** Web Push: subscriptions, levels and visibility. */
+  get pushStore(): PushStore {
+    return this.#pushes.store;
+  }
+
+  /**
+   * Stops looking for pushes to send and withdraws this node's visible
+   * users (call before the stores close).
+   */
+  async stopPushes(): Promise<void> {
+    await this.#pushes.dispatcher?.close();
+    await this.#pushes.leave();
   }
 
   /**
@@ -600,7 +679,9 @@ export class Hub {
       heard.unshift({ room: c.room, name: to, at: 0 });
     }
     const renamed = renamesFor([...heard, ...read.renames], user.rooms);
+    const wasVisible = this.#pushes.visibleHere(user);
     user.conns.add(conn);
+    this.#pushes.registered(user, conn, wasVisible);
     conn.user = user;
     conn.fingerprint = fingerprint;
     conn.session = session;
@@ -618,10 +699,13 @@ export class Hub {
         mode: auth.mode,
         role: user.role,
         renamed,
+        push: this.#pushes.info,
+        levels: levelsFor(read.levels, user.rooms),
         limits: {
           rate: this.#limits.frameRate,
           burst: this.#limits.frameBurst,
           maxMessage: this.#maxText,
+          ...(this.#roomMentionMax > 0 ? { roomMentionMax: this.#roomMentionMax } : {}),
         },
         replyBytes: this.#outbox.replyBytes,
       }),
@@ -750,6 +834,18 @@ export class Hub {
       case "kick":
         work = this.#moderation.kick(conn, frame);
         break;
+      case "visible":
+        this.#pushes.visible(conn, frame);
+        break;
+      case "push_subscribe":
+        work = this.#pushes.subscribe(conn, frame);
+        break;
+      case "push_unsubscribe":
+        work = this.#pushes.unsubscribe(conn, frame);
+        break;
+      case "notify_level":
+        work = this.#pushes.level(conn, frame);
+        break;
       case "auth":
       case "register":
         this.#error(conn, "bad_request", "Already signed in");
@@ -776,6 +872,11 @@ export class Hub {
   // Events from every node
 
   #onEvent(e: BrokerEvent): void {
+    // Not in the broker's union yet (see push.ts): told to the user's connections.
+    if ((e as { kind: string }).kind === "notify_level") {
+      const level = e as unknown as NotifyLevelEvent;
+      return this.#pushes.heard(level, this.#originConn(level.origin));
+    }
     switch (e.kind) {
       case "message":
         return this.#onMessage(this.#current(e.msg), e.origin);
@@ -1155,6 +1256,22 @@ export class Hub {
  */
 function unrouted(route: Route | undefined, conn: Conn): boolean {
   return !route || (!route.conns.has(conn) && !route.joining.has(conn));
+}
+
+/** The levels a welcome lists: of DMs and of rooms the user is in (a room left keeps none). */
+function levelsFor(
+  levels: Record<string, NotifyLevel> | undefined,
+  rooms: ReadonlySet<string>,
+): Record<string, NotifyLevel> | undefined {
+  if (levels === undefined) return undefined;
+  const out: Record<string, NotifyLevel> = {};
+  let any = false;
+  for (const [key, level] of Object.entries(levels)) {
+    if (key.startsWith("#") && !rooms.has(key.slice(1))) continue;
+    out[key] = level;
+    any = true;
+  }
+  return any ? out : undefined;
 }
 
 function* othersOf(conns: Iterable<Conn>, user: string): Iterable<Conn> {

@@ -20,6 +20,8 @@ const NAME_SWEEP_BATCH = 200;
 export interface NamesContext extends NodeContext {
   /** Whether the node is shutting down. */
   closing: () => boolean;
+  /** A name was released: what else was private to it goes (push subscriptions, levels). */
+  released?: (user: string) => Promise<void>;
 }
 
 /** Options for {@link Names}. */
@@ -99,6 +101,7 @@ export class Names {
   async release(name: string, session: string, seenBefore?: number): Promise<boolean> {
     const rooms = await this.#ctx.store.releaseName(name, session, seenBefore);
     if (rooms === null) return false;
+    await this.#ctx.released?.(name);
     const ts = new Date(this.#ctx.now()).toISOString();
     for (const room of rooms) {
       await this.#ctx.broker.publish({ kind: "member", user: name, room, joined: false, ts });

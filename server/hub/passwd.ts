@@ -64,6 +64,11 @@ export interface PasswordsContext {
   drop: Drop;
   /** Ends the sessions users.json no longer allows (see {@link Passwords.revalidate}). */
   revalidate: () => void;
+  /**
+   * The user's sessions but `keep` ended (its connection goes on in `next`):
+   * their push subscriptions go, `keep`'s move to `next`.
+   */
+  sessionsEnded?: (user: string, keep: string, next: string | undefined) => Promise<void>;
 }
 
 /** Password changes and the sessions they end. */
@@ -216,6 +221,7 @@ export class Passwords {
     this.#ctx.log.info(`"${name}" changed their password: their other connections end`);
     const next = this.#renewals.get(session)?.next;
     await this.#noteSessions(name, next);
+    await this.#ctx.sessionsEnded?.(name, session, next);
     // This node at once: the asking connection gets its new token, in a
     // session of its own; every other connection of the user ends — other
     // tabs of the same session too, so that a copied token goes with them.

@@ -177,6 +177,8 @@ export interface RoomCommandsContext extends NodeContext, Pick<FilesContext, "fi
   banned: (user: string) => Promise<unknown | null>;
   /** Sends a frame to one connection. */
   reply: (conn: Conn, frame: ServerFrame) => void;
+  /** A room was renamed: what else is kept under its name (notification levels) follows. */
+  renamed?: (room: string, to: string) => Promise<void>;
 }
 
 /** `invite`, `room_settings` and `rename_room`. */
@@ -336,6 +338,7 @@ export class RoomCommands {
       throw new FrameError("name_taken", `There is a room "${to}" already`, ref);
     }
     this.#ctx.kinds.renamed(room, to);
+    await this.#ctx.renamed?.(room, to);
     await this.#ctx.broker.publish({
       kind: "renamed",
       room,

@@ -18,6 +18,7 @@ import {
   type ErrorCode,
   isReservedName,
   LOBBY,
+  type NotifyLevel,
 } from "../../protocol.ts";
 import { HasherBusyError } from "../auth/password.ts";
 import type { Directory } from "./directory.ts";
@@ -56,6 +57,12 @@ export function sessionKey(session: string): string {
 export interface SignInContext extends NodeContext {
   /** Whether the node is shutting down. */
   closing: () => boolean;
+  /** The user's notification levels, for the welcome. */
+  levels?: (user: string) => Promise<Record<string, NotifyLevel>>;
+  /** A session signed out (here): its push subscriptions go. */
+  signedOut?: (user: string, session: string) => Promise<void>;
+  /** Open mode: a name was released; what was private to it (push data) goes. */
+  released?: (user: string) => Promise<void>;
   /** The ban of `user` in force now, or null. */
   banned: (user: string) => Promise<{ reason?: string; until?: number } | null>;
   /** A ban of `user` this node heard of while the sign-in was under way, or null. */
@@ -91,6 +98,8 @@ export interface SignInRead {
   conversations: Conversation[];
   /** The latest renames of any room, newest first (the welcome lists the user's). */
   renames: readonly Rename[];
+  /** The user's notification levels (conversation key → level). */
+  levels?: Record<string, NotifyLevel>;
 }
 
 /** A membership change seen while a user signs in. */
@@ -415,10 +424,11 @@ export class SignIns {
           });
         }
       }
-      const [rooms, conversations, renames] = await Promise.all([
+      const [rooms, conversations, renames, levels] = await Promise.all([
         store.roomsOf(name),
         store.conversations(name),
         this.#latestRenames(),
+        this.#ctx.levels?.(name),
       ]);
       if (conn.closed) return;
       // users.json may have changed while we awaited: the session is bound to
@@ -432,7 +442,9 @@ export class SignIns {
         );
         return;
       }
-      if (!this.#ctx.register(conn, who, { rooms, conversations, renames }, arriving.changes)) {
+      const read: SignInRead = { rooms, conversations, renames };
+      if (levels !== undefined) read.levels = levels;
+      if (!this.#ctx.register(conn, who, read, arriving.changes)) {
         return;
       }
       welcomed = true;
@@ -626,6 +638,7 @@ export class SignIns {
     // Every node closes the session's connections and its sign-ins under way,
     // before the name is free for anyone else.
     await this.#ctx.broker.publish({ kind: "signout", user: claims.user, session: claims.session });
+    await this.#ctx.signedOut?.(claims.user, claims.session);
     if (auth.mode === "open") await this.#names.release(claims.user, claims.session);
     return !already;
   }

@@ -38,6 +38,10 @@ const FRAME_TYPES = [
   "invite",
   "room_settings",
   "rename_room",
+  "visible",
+  "push_subscribe",
+  "push_unsubscribe",
+  "notify_level",
 ] as const satisfies readonly ClientFrame["type"][];
 
 // A frame type added to the protocol but not above fails to type-check here.
