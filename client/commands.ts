@@ -11,6 +11,7 @@ import {
   MAX_PAGE,
   NAME_PATTERN,
 } from "../protocol.ts";
+import type { Completion } from "./editor.ts";
 
 /** Messages `/history` shows when no number is given. */
 export const DEFAULT_HISTORY = 20;
@@ -93,6 +94,7 @@ export const COMMANDS_HELP = `Commands:
 Anything else is sent as a message (Markdown: **bold**, _italic_, ~~struck~~, \`code\`,
 > quotes, - lists, [text](url)); start it with // to send a leading /.
 Keys: Left/Right, Home/End, Up/Down (input history), Ctrl+U/Ctrl+K/Ctrl+W erase,
+Tab completes @names, /commands and rooms (again for the next match),
 Ctrl+C cancels an upload or download under way.`;
 
 /** The admins' commands, added to `/help` for admins. */
@@ -431,4 +433,138 @@ export function parseCommand(line: string): Command {
     default:
       return { kind: "unknown", name: `/${match[1]}` };
   }
+}
+
+/** Every command's name, for Tab. */
+const COMMAND_NAMES = [
+  "join",
+  "invite",
+  "leave",
+  "rooms",
+  "who",
+  "dm",
+  "history",
+  "search",
+  "passwd",
+  "edit",
+  "delete",
+  "react",
+  "reply",
+  "upload",
+  "download",
+  "ids",
+  "help",
+  "quit",
+];
+
+/** The admins' commands' names, for Tab. */
+const ADMIN_COMMAND_NAMES = ["kick", "ban", "unban", "readonly", "archive", "private", "rename"];
+
+/** Commands whose first argument is a person (with their aliases). */
+const USER_COMMANDS = new Set(["dm", "msg", "invite", "add", "kick", "remove", "ban", "unban"]);
+
+/** Commands whose first argument is a room (with their aliases). */
+const ROOM_COMMANDS = new Set(["join", "j", "leave", "part"]);
+
+/** What the client knows when Tab is pressed, for {@link complete}. */
+export interface CompletionContext {
+  /** The user's own name (never offered). */
+  me: string;
+  /** The people of the conversation on screen: a room's members, a DM's peer. */
+  here: Iterable<string>;
+  /** Other people the client knows of (online, in the user's other rooms). */
+  others: Iterable<string>;
+  /** Rooms the client knows of, for `/join` and `/leave`. */
+  rooms: Iterable<string>;
+  /**
+   * `@room` is offered: the conversation on screen is a room where the user's
+   * `@room` reaches everyone (see `roomMentionMax`).
+   */
+  everyone: boolean;
+  /** The user is an admin: their commands are offered too. */
+  admin: boolean;
+}
+
+// A mention being typed: "@" where a mention may start (not after a word
+// character or "@", as in an address), then name characters up to the cursor.
+const TYPED_MENTION = /(?<![\w@])@([A-Za-z0-9_-]{0,32})$/;
+
+/**
+ * What Tab completes at the end of `before` (the text before the cursor):
+ * a command's name after `/` at the start of the line; a room after
+ * `/join` or `/leave`; a person after `/dm`, `/invite`, `/kick`, `/ban` or
+ * `/unban`; and `@name` (the conversation's people first, then others the
+ * client knows of, then `@room` where
+ * {@link CompletionContext.everyone} allows it) anywhere a mention may start.
+ * Names match from their start, ignoring case. Null when there is nothing
+ * to complete there.
+ *
+ * @example
+ * ```ts
+ * import { complete } from "./commands.ts";
+ * const c = complete("hi @b", {
+ *   me: "alice", here: ["bob", "bea"], others: [], rooms: [], everyone: true, admin: false,
+ * });
+ * if (c?.options.join() !== "@bea ,@bob ") throw new Error("complete");
+ * ```
+ */
+export function complete(before: string, ctx: CompletionContext): Completion | null {
+  const command = /^\/([\w-]*)$/.exec(before);
+  if (command) {
+    const names = ctx.admin ? [...COMMAND_NAMES, ...ADMIN_COMMAND_NAMES] : COMMAND_NAMES;
+    return {
+      word: before,
+      options: startingWith(command[1], names).map((n) => `/${n} `),
+    };
+  }
+  const argument = /^\/(\S+)\s+(#?[\w-]*)$/.exec(before);
+  if (argument) {
+    const name = argument[1].toLowerCase();
+    const word = argument[2];
+    if (ROOM_COMMANDS.has(name)) {
+      return { word, options: startingWith(word.replace(/^#/, ""), ctx.rooms).map((r) => `${r} `) };
+    }
+    if (USER_COMMANDS.has(name)) {
+      return { word, options: people(word, ctx).map((n) => `${n} `) };
+    }
+  }
+  if (before.startsWith("/") && !before.startsWith("//")) {
+    // A command's other arguments: nothing to complete, not even a mention, but /reply
+    // and /edit take text where mentions make sense.
+    const name = /^\/(\S*)/.exec(before)![1].toLowerCase();
+    if (!["reply", "re", "edit", "dm", "msg"].includes(name)) return null;
+  }
+  const mention = TYPED_MENTION.exec(before);
+  if (!mention) return null;
+  // "https://x.org/@bob" is a link, not a mention.
+  let start = mention.index;
+  while (start > 0 && !/\s/.test(before[start - 1])) start--;
+  if (/^https?:\/\//i.test(before.slice(start, mention.index))) return null;
+  const options = people(mention[1], ctx).map((n) => `@${n} `);
+  if (ctx.everyone && "room".startsWith(mention[1].toLowerCase())) options.push("@room ");
+  return { word: before.slice(mention.index), options };
+}
+
+/** The names in `names` that start with `prefix` (ignoring case), sorted, each once. */
+function startingWith(prefix: string, names: Iterable<string>): string[] {
+  const p = prefix.toLowerCase();
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const n of names) {
+    const lower = n.toLowerCase();
+    if (!lower.startsWith(p) || seen.has(lower)) continue;
+    seen.add(lower);
+    out.push(n);
+  }
+  return out.sort((a, b) => a.toLowerCase() < b.toLowerCase() ? -1 : 1);
+}
+
+/** People matching `prefix`: those of the conversation first, then the others; never the user. */
+function people(prefix: string, ctx: CompletionContext): string[] {
+  const me = ctx.me.toLowerCase();
+  const here = startingWith(prefix, ctx.here).filter((n) => n.toLowerCase() !== me);
+  const taken = new Set(here.map((n) => n.toLowerCase()));
+  const others = startingWith(prefix, ctx.others)
+    .filter((n) => n.toLowerCase() !== me && !taken.has(n.toLowerCase()));
+  return [...here, ...others];
 }

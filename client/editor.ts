@@ -182,6 +182,12 @@ export function textWidth(text: string): number {
 export type EditResult =
   | { kind: "submit"; line: string }
   | { kind: "changed" }
+  /**
+   * Tab put in `options[index]`; the same key again puts in the next one.
+   * `options` are all the choices there were; `again` when this Tab went
+   * on to the next choice rather than completing afresh.
+   */
+  | { kind: "completed"; options: string[]; index: number; again: boolean }
   | { kind: "none" }
   | { kind: "redraw" }
   | { kind: "interrupt" }
@@ -195,10 +201,23 @@ export interface Rendered {
   cursor: number;
 }
 
+/** What Tab may put in place of the end of the text before the cursor. */
+export interface Completion {
+  /** The end of the text before the cursor that is replaced. */
+  word: string;
+  /** The replacements, best first (the first goes in at the first Tab). */
+  options: string[];
+}
+
 /** Options for {@link LineEditor}. */
 export interface LineEditorOptions {
   /** Lines of input history kept for Up/Down. @default {100} */
   historySize?: number;
+  /**
+   * What Tab completes, given the text before the cursor; without it, Tab
+   * does nothing.
+   */
+  complete?: (before: string) => Completion | null;
 }
 
 /** A one-line text editor with input history, driven by {@link Key}s. */
@@ -210,10 +229,14 @@ export class LineEditor {
   /** Position in the history while browsing it; `history.length` means the draft. */
   #browse = 0;
   #draft: string[] = [];
+  #complete: LineEditorOptions["complete"];
+  /** The choices Tab is going through: which one is in, where, and how long it is. */
+  #cycle: { options: string[]; index: number; start: number; length: number } | null = null;
 
   /** Creates an empty editor. */
   constructor(options: LineEditorOptions = {}) {
     this.#historySize = options.historySize ?? 100;
+    this.#complete = options.complete;
   }
 
   /** The current text. */
@@ -228,6 +251,7 @@ export class LineEditor {
 
   /** Replaces the text and puts the cursor at its end. */
   set(text: string): void {
+    this.#cycle = null;
     this.#chars = [...text];
     this.#cursor = this.#chars.length;
   }
@@ -235,6 +259,7 @@ export class LineEditor {
   /** Applies one key. */
   handle(key: Key): EditResult {
     const chars = this.#chars;
+    if (key.name !== "tab") this.#cycle = null;
     switch (key.name) {
       case "text": {
         const add = [...key.text];
@@ -308,8 +333,34 @@ export class LineEditor {
       case "redraw":
         return { kind: "redraw" };
       case "tab":
-        return { kind: "none" };
+        return this.#tab();
     }
+  }
+
+  /**
+   * Tab: the first choice for the word before the cursor; pressed again
+   * right after, the next choice instead (round and round).
+   */
+  #tab(): EditResult {
+    const cycle = this.#cycle;
+    if (cycle) {
+      cycle.index = (cycle.index + 1) % cycle.options.length;
+      const next = [...cycle.options[cycle.index]];
+      this.#chars.splice(cycle.start, cycle.length, ...next);
+      cycle.length = next.length;
+      this.#cursor = cycle.start + next.length;
+      return { kind: "completed", options: cycle.options, index: cycle.index, again: true };
+    }
+    const found = this.#complete?.(this.#chars.slice(0, this.#cursor).join(""));
+    if (!found || found.options.length === 0) return { kind: "none" };
+    const start = this.#cursor - [...found.word].length;
+    const first = [...found.options[0]];
+    this.#chars.splice(start, this.#cursor - start, ...first);
+    this.#cursor = start + first.length;
+    if (found.options.length > 1) {
+      this.#cycle = { options: found.options, index: 0, start, length: first.length };
+    }
+    return { kind: "completed", options: found.options, index: 0, again: false };
   }
 
   #move(to: number): EditResult {

@@ -14,7 +14,7 @@ import type {
   WelcomeFrame,
 } from "../protocol.ts";
 import { applyPresence, LOBBY, MAX_PAGE, presenceCount } from "../protocol.ts";
-import { ADMIN_COMMANDS, type Command, helpText, parseCommand } from "./commands.ts";
+import { ADMIN_COMMANDS, type Command, complete, helpText, parseCommand } from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import {
   type Access,
@@ -169,6 +169,9 @@ interface Transfer {
   finish: () => void;
 }
 
+/** The most matches the first Tab lists (Tab still goes through all of them). */
+const MAX_LISTED = 20;
+
 /** Milliseconds between two redraws of a transfer's progress. */
 const PROGRESS_MS = 100;
 
@@ -214,10 +217,16 @@ export class TerminalUI {
   #base: string;
   #showProgress: boolean;
   #transfer: Transfer | null = null;
-  #editor = new LineEditor();
+  #editor = new LineEditor({ complete: (before) => this.#completions(before) });
+  /** Rooms seen in the latest `/rooms`, for Tab after `/join`. */
+  #listedRooms = new Set<string>();
   #decoder = new KeyDecoder();
   #here: Place = { room: LOBBY };
   #members = new Map<string, Set<string>>();
+  /** How many members each room had when joined (its list may be partial in a very large room). */
+  #memberCounts = new Map<string, number>();
+  /** Rooms larger than this take `@room` from admins only (0: any size); from the welcome. */
+  #roomMentionMax: number;
   #online = new Set<string>();
   /** Users online in all when the chat is too large to send names, else null. */
   #onlineCount: number | null = null;
@@ -254,6 +263,7 @@ export class TerminalUI {
     this.#me = options.welcome.user;
     this.#mode = options.welcome.mode;
     this.#role = options.welcome.role;
+    this.#roomMentionMax = options.welcome.limits.roomMentionMax ?? 0;
     this.#firstRoom = options.room ?? LOBBY;
     for (const u of options.welcome.online) this.#online.add(u);
     this.#onlineCount = presenceCount(options.welcome);
@@ -333,6 +343,18 @@ export class TerminalUI {
             break;
           case "changed":
             this.#typed();
+            this.#draw();
+            break;
+          case "completed":
+            this.#typed();
+            // The first Tab of several choices says what they are; Tab again goes through them.
+            if (!result.again && result.options.length > 1) {
+              const shown = result.options.slice(0, MAX_LISTED).map((o) => o.trim());
+              const more = result.options.length - shown.length;
+              this.#print(
+                this.#notice(shown.join("  ") + (more > 0 ? `  … and ${more} more` : "")),
+              );
+            }
             this.#draw();
             break;
           case "redraw":
@@ -437,6 +459,28 @@ export class TerminalUI {
     };
   }
 
+  /** What Tab completes before the cursor: commands, rooms, and the people known here. */
+  #completions(before: string) {
+    const room = this.#here.room;
+    const members = room !== undefined ? this.#members.get(room) ?? new Set<string>() : null;
+    const others = new Set(this.#online);
+    for (const m of this.#members.values()) for (const name of m) others.add(name);
+    const admin = this.#role === "admin";
+    // In a room larger than the server's limit, only an admin's @room reaches everyone.
+    const size = room === undefined
+      ? 0
+      : Math.max(members!.size, this.#memberCounts.get(room) ?? 0);
+    const max = this.#roomMentionMax;
+    return complete(before, {
+      me: this.#me,
+      here: members ?? [this.#here.to!],
+      others,
+      rooms: new Set([...this.#session.rooms, ...this.#members.keys(), ...this.#listedRooms]),
+      everyone: room !== undefined && (admin || max === 0 || size <= max),
+      admin,
+    });
+  }
+
   #hereKey(): string {
     return this.#here.room !== undefined ? this.#here.room : `@${this.#here.to}`;
   }
@@ -475,6 +519,7 @@ export class TerminalUI {
           this.#print(this.#notice(formatRole(e.welcome.role)));
         }
         this.#role = e.welcome.role;
+        this.#roomMentionMax = e.welcome.limits.roomMentionMax ?? 0;
         if (e.reconnect) this.#print(this.#notice("Reconnected; catching up…"));
         return;
       case "resumed": {
@@ -602,6 +647,7 @@ export class TerminalUI {
       }
       case "joined":
         this.#members.set(f.room, new Set(f.members));
+        this.#memberCounts.set(f.room, f.memberCount ?? f.members.length);
         this.#kinds.set(f.room, kindOf(f));
         if (this.#invitedTo.delete(f.room)) return;
         this.#print(this.#notice(`You joined #${f.room} in another window`));
@@ -633,6 +679,7 @@ export class TerminalUI {
    */
   #renamed(room: string, name: string): void {
     moveKey(this.#members, room, name);
+    moveKey(this.#memberCounts, room, name);
     moveKey(this.#kinds, room, name);
     moveKey(this.#typing, room, name);
     moveKey(this.#sending, room, name);
@@ -851,6 +898,7 @@ export class TerminalUI {
       }
       case "rooms": {
         const rooms = await session.listRooms();
+        this.#listedRooms = new Set(rooms.map((r) => r.name));
         if (rooms.length === 0) return this.#print(this.#notice("There are no rooms"));
         const width = Math.max(...rooms.map((r) => r.name.length)) + 1;
         this.#print(
@@ -1296,6 +1344,7 @@ export class TerminalUI {
     const options = isPrivate ? { private: true } : {};
     return this.#session.join(room, undefined, options).then((joined: JoinedFrame) => {
       this.#members.set(room, new Set(joined.members));
+      this.#memberCounts.set(room, joined.memberCount ?? joined.members.length);
       this.#kinds.set(room, kindOf(joined));
       this.#here = { room };
       const others = joined.members.filter((m) => m !== this.#me);

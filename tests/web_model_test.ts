@@ -18,6 +18,14 @@ import type { Pending } from "../web/conversation.ts";
 import { ChatModel, PACE_NOTICE } from "../web/model.ts";
 import { loadUnsent } from "../web/unsent.ts";
 import {
+  loadSnapshot,
+  saveSnapshot,
+  type Snapshot,
+  SNAPSHOT_MAX,
+  SNAPSHOT_MESSAGES,
+  snapshotKey,
+} from "../web/offline.ts";
+import {
   checkFileInfo,
   fetchUploader,
   fileKind,
@@ -173,7 +181,12 @@ Deno.test("ChatModel.send() refuses text over limits.maxMessage, counted as the 
   });
   const alice = await signedIn(t, "alice");
   try {
-    assert.deepEqual(alice.limits.value, { rate: 20, burst: 60, maxMessage: 10 });
+    assert.deepEqual(alice.limits.value, {
+      rate: 20,
+      burst: 60,
+      maxMessage: 10,
+      roomMentionMax: 100,
+    });
     const conv = alice.current.value!;
     // Quotes, tabs, newlines and backslashes take 2 bytes, é 2, an emoji 4.
     assert.equal(
@@ -895,7 +908,7 @@ function msg(
  * the test push frames or drop the connection.
  */
 function standIn(
-  welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed">,
+  welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed" | "levels" | "push">,
   answer: (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => void,
 ) {
   const received: (ClientFrame & { ref?: string })[] = [];
@@ -934,6 +947,10 @@ function standIn(
     /** Sends a frame to every connection. */
     push(frame: ServerFrame): void {
       for (const s of sockets) s.send(JSON.stringify(frame));
+    },
+    /** Sends frames as the server batches them: one WebSocket message, a line each. */
+    pushBatch(frames: ServerFrame[]): void {
+      for (const s of sockets) s.send(frames.map((f) => JSON.stringify(f)).join("\n"));
     },
     /** The next frame the client sends (after `from` already seen) that matches. */
     next<T extends ClientFrame["type"]>(
@@ -2352,4 +2369,206 @@ Deno.test("Conversation: a page's whole message wins over a held copy at the sam
   c.change({ type: "edited", room: "r", id: 4, text: "stale edit", editedAt: "y", seq: 22 });
   c.add([msg(4, 30, "fresher")]);
   assert.equal(c.messages.value[3].text, "fresher");
+});
+
+/** A stand-in whose `#general` join answers with an empty room. */
+function generalStandIn(welcome: Parameters<typeof standIn>[0] = {
+  rooms: ["general"],
+  conversations: [],
+}) {
+  return standIn(welcome, (f, reply) => {
+    if (f.type === "join") {
+      reply({ type: "joined", room: "general", members: ["alice", "bob"], history: [], seq: 0 });
+    }
+  });
+}
+
+for (const how of ["throws", "rejects"] as const) {
+  Deno.test(`ChatModel applies every frame of a batch when notify ${how}`, async () => {
+    const fake = generalStandIn();
+    const tried: string[] = [];
+    const alice = new ChatModel({
+      origin: fake.http,
+      storage: new MemoryStorage(),
+      // As `new Notification()` does on Android Chrome, or a refused showNotification.
+      notify(alert) {
+        tried.push(alert.body);
+        if (how === "throws") throw new TypeError("Illegal constructor");
+        return Promise.reject(new TypeError("No active registration"));
+      },
+    });
+    // deno-lint-ignore no-console
+    const warn = console.warn;
+    const warned: unknown[] = [];
+    // deno-lint-ignore no-console
+    console.warn = (...args: unknown[]) => warned.push(args[0]);
+    try {
+      await alice.start();
+      alice.signIn("alice", "pw");
+      await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+      alice.setVisible(false);
+      fake.pushBatch([1, 2, 3].map((id) => ({
+        type: "message" as const,
+        ...msg(id, "bob", `@alice number ${id}`),
+      })));
+      await waitUntil(() => texts(alice).length === 3, "all three messages are there");
+      assert.deepEqual(texts(alice), ["@alice number 1", "@alice number 2", "@alice number 3"]);
+      await waitUntil(() => warned.length === 3, "each failure is logged");
+      assert.deepEqual(tried, ["@alice number 1", "@alice number 2", "@alice number 3"]);
+      assert.equal(alice.convs.value.get("#general")!.unread.value, 3);
+    } finally {
+      // deno-lint-ignore no-console
+      console.warn = warn;
+      alice.close();
+      await fake.close();
+    }
+  });
+}
+
+Deno.test("ChatModel notification levels: from welcome, set, and changed live; they govern in-app notifications", async () => {
+  const fake = generalStandIn({
+    rooms: ["general"],
+    conversations: [],
+    levels: { "#general": "all", "@bob": "none" },
+  });
+  const notes: string[] = [];
+  const alice = new ChatModel({
+    origin: fake.http,
+    storage: new MemoryStorage(),
+    notify: (a) => void notes.push(a.body),
+  });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    assert.equal(alice.levelOf("#general"), "all");
+    assert.equal(alice.levelOf("@bob"), "none");
+    assert.equal(alice.levelOf("@carol"), "all", "DMs default to all");
+    assert.equal(alice.levelOf("#other"), "mentions", "rooms default to mentions");
+    alice.setVisible(false);
+    fake.push({ type: "message", ...msg(1, "bob", "no mention") });
+    fake.push({ type: "message", id: 2, seq: 2, from: "bob", to: "alice", text: "psst", ts: "" });
+    await waitUntil(() => texts(alice).length === 1, "the room message arrives");
+    await waitUntil(() => texts(alice, "@bob").length === 1, "the DM arrives");
+    assert.deepEqual(notes, ["no mention"], "the room notifies all; the DM nothing");
+
+    // Another device changed it: this one follows.
+    fake.push({ type: "notify_level", room: "general", level: "none" });
+    await waitUntil(() => alice.levelOf("#general") === "none", "the level follows");
+    fake.push({ type: "message", ...msg(3, "bob", "@alice still nothing") });
+    await waitUntil(() => texts(alice).length === 2, "the message arrives");
+    assert.deepEqual(notes, ["no mention"]);
+
+    // Set here: sent with a ref, shown at once, and the default is no entry.
+    const from = fake.received.length;
+    alice.setLevel("#general", "mentions");
+    const sent = await fake.next("notify_level", from);
+    assert.equal(sent.room, "general");
+    assert.equal(sent.level, "mentions");
+    assert.equal(typeof sent.ref, "string");
+    assert.equal(alice.levelOf("#general"), "mentions");
+    assert.equal(alice.levels.value.has("#general"), false);
+    fake.push({ type: "message", ...msg(4, "bob", "@alice now you hear") });
+    await waitUntil(() => notes.length === 2, "the mention notifies");
+    assert.equal(notes[1], "@alice now you hear");
+
+    // Refused: put back, and said.
+    const again = fake.received.length;
+    alice.setLevel("@bob", "all");
+    const frame = await fake.next("notify_level", again);
+    assert.equal(frame.to, "bob");
+    assert.equal(alice.levelOf("@bob"), "all");
+    fake.push({ type: "error", code: "bad_request", message: "No", ref: frame.ref });
+    await waitUntil(() => alice.levelOf("@bob") === "none", "the old level is back");
+    assert.match(alice.toasts.value.at(-1)?.text ?? "", /^Cannot change the notifications: No/);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("ChatModel says whether the page is visible after each welcome and on every change", async () => {
+  const fake = generalStandIn({
+    rooms: ["general"],
+    conversations: [],
+    push: { key: "BPublicKey", contentFree: false },
+  });
+  const alice = new ChatModel({ origin: fake.http, storage: new MemoryStorage(), backoff: 50 });
+  try {
+    alice.visible.value = false;
+    await alice.start();
+    alice.signIn("alice", "pw");
+    const first = await fake.next("visible");
+    assert.equal(first.visible, false, "a page opened in the background says so at once");
+    assert.deepEqual(alice.push.value, { key: "BPublicKey", contentFree: false });
+    const from = fake.received.length;
+    alice.setVisible(true);
+    assert.equal((await fake.next("visible", from)).visible, true);
+    fake.drop();
+    const after = fake.received.length;
+    await waitUntil(() => fake.received.slice(after).some((f) => f.type === "visible"), "again");
+    assert.equal((await fake.next("visible", after)).visible, true);
+
+    // Push subscriptions: answered by ref, refusals in the server's words.
+    const sub = { endpoint: "https://push.example/abc", keys: { p256dh: "p", auth: "a" } };
+    const ok = alice.pushSubscribe(sub);
+    const asked = await fake.next("push_subscribe", after);
+    assert.deepEqual(asked.subscription, sub);
+    fake.push({ type: "push_subscribed", endpoint: sub.endpoint, ref: asked.ref });
+    assert.equal(await ok, null);
+    const mark = fake.received.length;
+    const refused = alice.pushUnsubscribe(sub.endpoint);
+    const gone = await fake.next("push_unsubscribe", mark);
+    fake.push({ type: "error", code: "bad_request", message: "Not yours", ref: gone.ref });
+    assert.equal(await refused, "Not yours");
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+Deno.test("saveSnapshot() keeps within its bound, dropping the least recent conversations' messages first", () => {
+  const storage = new MemoryStorage();
+  const big = "x".repeat(1900);
+  const messages = (n: number) =>
+    Array.from({ length: SNAPSHOT_MESSAGES }, (_, i) => ({
+      id: n * 100 + i,
+      from: "bob",
+      text: big,
+      ts: "2026-01-01T09:00:00.000Z",
+    }));
+  const snap: Snapshot = {
+    v: 1,
+    user: "Alice",
+    saved: "2026-01-01T09:00:00.000Z",
+    active: "#a",
+    conversations: ["#a", "#b", "#c", "#d", "@bob"].map((key, i) => ({
+      key,
+      unread: i,
+      messages: messages(i),
+    })),
+  };
+  assert.ok(JSON.stringify(snap).length > SNAPSHOT_MAX);
+  assert.equal(saveSnapshot(storage, snap, ["#a", "@bob", "#b", "#c", "#d"]), true);
+  const raw = storage.getItem(snapshotKey("alice"))!;
+  assert.ok(raw.length <= SNAPSHOT_MAX);
+  const back = loadSnapshot(storage, "ALICE")!;
+  assert.deepEqual(
+    back.conversations.filter((c) => c.messages).map((c) => c.key),
+    ["#a", "#b", "@bob"],
+    "the three most recent keep theirs",
+  );
+  assert.deepEqual(back.conversations.map((c) => c.key), ["#a", "#b", "#c", "#d", "@bob"]);
+  assert.equal(back.active, "#a");
+  // Another user's name never reads it; junk is skipped.
+  assert.equal(loadSnapshot(storage, "bob"), null);
+  storage.setItem(
+    snapshotKey("bob"),
+    JSON.stringify({
+      v: 1,
+      user: "bob",
+      conversations: [{ key: "<script>" }, { key: "#ok", unread: -3 }],
+    }),
+  );
+  assert.deepEqual(loadSnapshot(storage, "bob")!.conversations, [{ key: "#ok", unread: 0 }]);
 });

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { highlight, mentions, safeHref, segments } from "../web/text.ts";
+import {
+  highlight,
+  insertMention,
+  mentionAt,
+  mentions,
+  rankNames,
+  safeHref,
+  segments,
+} from "../web/text.ts";
+import { mentionsIn } from "../protocol.ts";
 import { mergeMessages } from "../web/conversation.ts";
 
 Deno.test("segments() finds links and mentions and leaves markup as text", () => {
@@ -167,6 +176,116 @@ Deno.test("mentions() matches @name only, case-insensitively", () => {
   assert.equal(mentions("ping @bobby", "bob"), false);
   assert.equal(mentions("bob@example.com", "bob"), false);
   assert.equal(mentions("ping @bob", null), false);
+});
+
+/** The names `segments()` shows as mentions, lower case, each once. */
+function shown(text: string): string[] {
+  const names = segments(text).flatMap((s) => s.kind === "mention" ? [s.name.toLowerCase()] : []);
+  return [...new Set(names)];
+}
+
+Deno.test("segments() and mentionsIn() follow the one mention rule", async (t) => {
+  const cases: [string, string[], boolean][] = [
+    ["mail a@b.c or alice@example.com", [], false],
+    ['hi @bob, @carol. @dave! @erin? (@finn) @gus: [@hal] "@ida" @jo;', [
+      "bob",
+      "carol",
+      "dave",
+      "erin",
+      "finn",
+      "gus",
+      "hal",
+      "ida",
+      "jo",
+    ], false],
+    ["@room and @here", [], true],
+    ["@Room", [], true],
+    ["@roomy @rooms", ["roomy", "rooms"], false],
+    ["@@bob @", [], false],
+    ["https://x.org/@bob and http://y.org/a@carol", [], false],
+    ["see https://x.org/ @bob", ["bob"], false],
+    [`@${"a".repeat(32)}`, ["a".repeat(32)], false],
+    [`@${"a".repeat(33)}`, [], false],
+    ["@bob-smith @bob_2 @BOB", ["bob-smith", "bob_2", "bob"], false],
+    ["@bob's @bob’s «@bob» 日本@bob", ["bob"], false],
+    ["@bob\n@carol\t@dave", ["bob", "carol", "dave"], false],
+    ["x@bob _@bob 9@bob", [], false],
+    ["@bobé", ["bob"], false],
+  ];
+  for (const [text, names, room] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      const found = mentionsIn(text);
+      assert.deepEqual(found.names, names);
+      assert.equal(found.room, room);
+      // segments() shows @room and @here as mentions too; mentionsIn() says "room" for them.
+      const everyone = ["room", "here"].filter((r) => new RegExp(`@${r}\\b`, "i").test(text));
+      assert.deepEqual(shown(text).sort(), [...names, ...everyone].sort());
+    });
+  }
+});
+
+Deno.test("mentionAt() finds the mention being typed at the caret, by the same rule", () => {
+  assert.deepEqual(mentionAt("@", 1), { start: 0, query: "" });
+  assert.deepEqual(mentionAt("hi @bo", 6), { start: 3, query: "bo" });
+  assert.deepEqual(mentionAt("hi @bo there", 6), { start: 3, query: "bo" });
+  assert.deepEqual(mentionAt("hi @bob", 5), { start: 3, query: "b" }, "the caret inside a name");
+  assert.deepEqual(mentionAt("(@b", 3), { start: 1, query: "b" });
+  assert.deepEqual(mentionAt("line\n@b", 7), { start: 5, query: "b" });
+  assert.equal(mentionAt("hi @bob ", 8), null, "the name is over");
+  assert.equal(mentionAt("hi bob", 6), null);
+  assert.equal(mentionAt("mail bob@ex", 11), null, "an address");
+  assert.equal(mentionAt("@@b", 3), null);
+  assert.equal(mentionAt("https://x.org/@b", 16), null, "a link");
+  assert.equal(mentionAt("@" + "b".repeat(33), 34), null, "longer than a name");
+  assert.deepEqual(mentionAt("x ".repeat(50) + "@" + "b".repeat(32), 133), {
+    start: 100,
+    query: "b".repeat(32),
+  });
+  assert.equal(mentionAt("a" + "@" + "b".repeat(32), 34), null, "what is before the look-back");
+  const long = "x".repeat(100_000) + " @b";
+  assert.deepEqual(mentionAt(long, long.length), { start: 100_001, query: "b" });
+});
+
+Deno.test("insertMention() puts the whole name in, with one space, and says where the caret goes", () => {
+  assert.deepEqual(insertMention("hi @b", 3, "bob"), { text: "hi @bob ", caret: 8 });
+  assert.deepEqual(insertMention("hi @bo there", 3, "bob"), { text: "hi @bob there", caret: 8 });
+  assert.deepEqual(insertMention("hi @bxx, ok", 3, "bob"), { text: "hi @bob , ok", caret: 8 });
+  assert.deepEqual(insertMention("@", 0, "room"), { text: "@room ", caret: 6 });
+});
+
+Deno.test("rankNames() puts prefixes first, then online people, then by name", () => {
+  const people = [
+    { name: "rob" },
+    { name: "bob" },
+    { name: "Bea", online: true },
+    { name: "abby", online: true },
+    { name: "carl" },
+    { name: "bert" },
+  ];
+  assert.deepEqual(rankNames("b", people).map((p) => p.name), [
+    "Bea",
+    "bert",
+    "bob",
+    "abby",
+    "rob",
+  ]);
+  assert.deepEqual(rankNames("B", people).map((p) => p.name), [
+    "Bea",
+    "bert",
+    "bob",
+    "abby",
+    "rob",
+  ]);
+  assert.deepEqual(rankNames("", people).map((p) => p.name), [
+    "abby",
+    "Bea",
+    "bert",
+    "bob",
+    "carl",
+    "rob",
+  ]);
+  assert.deepEqual(rankNames("b", people, 2).map((p) => p.name), ["Bea", "bert"]);
+  assert.deepEqual(rankNames("z", people), []);
 });
 
 Deno.test("safeHref() accepts http and https only", () => {

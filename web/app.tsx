@@ -4,29 +4,47 @@
  *
  * @module
  */
-import { effect } from "@preact/signals";
+import { effect, signal } from "@preact/signals";
 import { render } from "preact";
 import { useEffect } from "preact/hooks";
 import { AdminPage } from "./components/admin_page.tsx";
 import { ChatScreen } from "./components/chat_screen.tsx";
 import { Logo } from "./components/icons.tsx";
 import { InvitePage } from "./components/invite_page.tsx";
+import { OfflineScreen, UpdateBanner } from "./components/offline_screen.tsx";
 import { promptDismissed } from "./components/settings.tsx";
 import { SignIn } from "./components/sign_in.tsx";
 import { shortcut } from "./keys.ts";
-import { ChatModel, TOKEN_KEY } from "./model.ts";
+import { ChatModel, TOKEN_KEY, USER_KEY } from "./model.ts";
+import {
+  clearSnapshots,
+  loadSnapshot,
+  saveSnapshot,
+  type Snapshot,
+  SNAPSHOT_CONVERSATIONS,
+  takeSnapshot,
+} from "./offline.ts";
+import { PushControl } from "./push.ts";
+import { AppWorker } from "./sw_client.ts";
 import { parsePage, routeHash } from "./route.ts";
 import { UiState } from "./ui.ts";
+
+/** What the app last had, for starting offline (null once the server answered). */
+const offline = signal<Snapshot | null>(null);
 
 /**
  * The whole page: a loading mark, the sign-in card or the chat — or a page
  * of its own address instead: an invite link (signed in or not) or, once
- * signed in, the admin page.
+ * signed in, the admin page. Started without a connection, the chat as it
+ * last was, read-only, until the server answers.
  */
 export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
   const phase = model.phase.value;
   const page = ui.page.value;
   const chat = phase === "chat" && page === null;
+  const snapshot = offline.value;
+  const startedOffline = chat && snapshot !== null && !model.ready.value &&
+    (model.conn.value === "waiting" || (typeof navigator !== "undefined" && !navigator.onLine));
   useEffect(() => {
     if (!chat) return;
     const onKey = (e: KeyboardEvent) => {
@@ -43,6 +61,7 @@ export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
       data-conn={model.conn.value}
       data-ready={model.ready.value ? "true" : undefined}
     >
+      {ui.worker && <UpdateBanner worker={ui.worker} />}
       {page?.kind === "invite"
         ? <InvitePage key={page.code} model={model} ui={ui} code={page.code} />
         : page?.kind === "admin" && phase === "chat"
@@ -55,28 +74,96 @@ export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
         )
         : phase === "signin"
         ? <SignIn model={model} />
+        : startedOffline
+        ? <OfflineScreen model={model} ui={ui} snapshot={snapshot} />
         : <ChatScreen model={model} ui={ui} />}
     </div>
   );
 }
 
+/**
+ * The installed app's part of the page: the service worker, Web Push, the
+ * snapshot for starting offline (taken while connected, dropped on
+ * sign-out) and closing the notifications of what is read here.
+ */
+function installable(model: ChatModel, ui: UiState, worker: AppWorker): void {
+  const push = new PushControl(model, worker, localStorage);
+  ui.worker = worker;
+  ui.push = push;
+  worker.start((url) => {
+    focus();
+    // Off the admin page, if it is open: the conversation is what was asked for.
+    ui.page.value = null;
+    const hash = new URL(url, location.origin).hash;
+    if (location.hash !== hash) location.hash = hash;
+    else model.followLink(hash);
+  });
+  push.refresh();
+
+  const user = localStorage.getItem(USER_KEY);
+  const saved = user === null ? null : loadSnapshot(localStorage, user);
+  offline.value = saved;
+  // Conversations open lately, the latest first: their messages are kept.
+  let recent = saved?.conversations.filter((c) => c.messages).map((c) => c.key) ?? [];
+  if (saved?.active) recent = [saved.active, ...recent.filter((k) => k !== saved.active)];
+  const save = () => {
+    if (!model.ready.peek()) return;
+    const snap = takeSnapshot(model, recent);
+    if (snap) saveSnapshot(localStorage, snap, recent);
+  };
+  effect(() => {
+    const key = model.active.value;
+    if (key === null) return;
+    recent = [key, ...recent.filter((k) => k !== key)].slice(0, SNAPSHOT_CONVERSATIONS);
+  });
+  let welcomes = 0;
+  effect(() => {
+    if (!model.ready.value) return;
+    offline.value = null;
+    // A reconnect may be to a new version of the server: look for a new app.
+    if (welcomes++ > 0) worker.checkForUpdate();
+    push.sync();
+    save();
+  });
+  const timer = setInterval(save, 30_000);
+  addEventListener("pagehide", () => {
+    save();
+    clearInterval(timer);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") save();
+  });
+  // Signed out (or the session ended): nothing of the user's stays on the device.
+  let signedIn = false;
+  effect(() => {
+    const phase = model.phase.value;
+    if (phase === "chat") signedIn = true;
+    if (phase !== "signin") return;
+    offline.value = null;
+    recent = [];
+    clearSnapshots(localStorage);
+    if (signedIn) push.forget();
+    signedIn = false;
+  });
+  // What is read here needs no notification anywhere on this device.
+  effect(() => {
+    const key = model.active.value;
+    if (key === null || !model.ready.value || !model.visible.value) return;
+    worker.closeNotifications(key).catch(() => {});
+  });
+}
+
 function boot(): void {
   const ui = new UiState();
+  const worker = new AppWorker();
   const model = new ChatModel({
     origin: location.origin,
     storage: localStorage,
-    notify(alert) {
-      if (!("Notification" in globalThis) || Notification.permission !== "granted") return;
-      const n = new Notification(alert.title, { body: alert.body, tag: alert.key });
-      n.onclick = () => {
-        focus();
-        // Off the admin page, if it is open: the conversation is what was asked for.
-        ui.page.value = null;
-        model.open(alert.key);
-        n.close();
-      };
-    },
+    // Through the service worker: the constructor throws on Android Chrome. With
+    // pushes on, the server's push says it (the page is hidden, so it is sent): not twice.
+    notify: (alert) => ui.push?.state.peek() === "on" ? undefined : worker.notify(alert),
   });
+  installable(model, ui, worker);
   if ("Notification" in globalThis) ui.notifications.value = Notification.permission;
   ui.promptDismissed.value = promptDismissed();
   model.visible.value = document.visibilityState === "visible";

@@ -1,6 +1,7 @@
 /**
- * Builds the web app into `web/dist/`: the Preact bundle (`deno bundle`) and
- * the static files beside it. The server embeds `web/dist/` with text
+ * Builds the web app into `web/dist/`: the Preact bundle and the service
+ * worker (`deno bundle`), the static files beside them, and the PNG icons
+ * as base64 in `icons.json` (the server embeds text and JSON only). The server embeds `web/dist/` with text
  * imports, so the build output is committed; a test rebuilds into a
  * temporary folder and fails when it differs.
  *
@@ -20,6 +21,17 @@ export const STATIC_FILES: Record<string, string> = {
   "manifest.webmanifest": "manifest.webmanifest",
 };
 
+/** PNG icons (in `web/icons/`) served at `/<name>`, carried in `icons.json`. */
+export const ICONS: readonly string[] = [
+  "icon-192.png",
+  "icon-512.png",
+  "maskable-192.png",
+  "maskable-512.png",
+];
+
+/** Scripts bundled: entry point in `web/` → name in the output. */
+const BUNDLES: Record<string, string> = { "app.tsx": "app.js", "sw.ts": "sw.js" };
+
 /**
  * Stylesheets joined, in this order, into `app.css`: the page's one
  * stylesheet (the server serves and hashes that one file).
@@ -35,32 +47,20 @@ export async function build(outDir: string): Promise<string[]> {
   await Deno.mkdir(outDir, { recursive: true });
   const tmp = await Deno.makeTempDir({ prefix: "chat-web-build-" });
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        "--platform=browser",
-        "--minify",
-        "-o",
-        `${tmp}/app.js`,
-        new URL("app.tsx", WEB).pathname,
-      ],
-      cwd: new URL("..", WEB).pathname,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
-      const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
-      throw new Error(`Cannot bundle "web/app.tsx": ${text.trim()}`);
+    const files: Record<string, Uint8Array> = {};
+    for (const [entry, name] of Object.entries(BUNDLES)) {
+      files[name] = await bundle(entry, `${tmp}/${name}`);
     }
-    const files: Record<string, Uint8Array> = {
-      "app.js": await Deno.readFile(`${tmp}/app.js`),
-    };
     for (const [from, to] of Object.entries(STATIC_FILES)) {
       files[to] = await Deno.readFile(new URL(from, WEB));
     }
     const css = await Promise.all(STYLESHEETS.map((f) => Deno.readTextFile(new URL(f, WEB))));
     files["app.css"] = new TextEncoder().encode(css.join("\n"));
+    const icons: Record<string, string> = {};
+    for (const name of ICONS) {
+      icons[name] = (await Deno.readFile(new URL(`icons/${name}`, WEB))).toBase64();
+    }
+    files["icons.json"] = new TextEncoder().encode(JSON.stringify(icons, null, 1) + "\n");
     const written: string[] = [];
     for (const [name, bytes] of Object.entries(files)) {
       const path = `${outDir}/${name}`;
@@ -73,6 +73,28 @@ export async function build(outDir: string): Promise<string[]> {
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+}
+
+async function bundle(entry: string, out: string): Promise<Uint8Array> {
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform=browser",
+      "--minify",
+      "-o",
+      out,
+      new URL(entry, WEB).pathname,
+    ],
+    cwd: new URL("..", WEB).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!res.success) {
+    const text = new TextDecoder().decode(res.stderr) + new TextDecoder().decode(res.stdout);
+    throw new Error(`Cannot bundle "web/${entry}": ${text.trim()}`);
+  }
+  return await Deno.readFile(out);
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

@@ -25,6 +25,8 @@ import {
   type ChatMessage,
   type ClientFrame,
   CloseCode,
+  DEFAULT_DM_LEVEL,
+  DEFAULT_ROOM_LEVEL,
   DEFAULT_SEND_LIMITS,
   type DirectoryEntry,
   type ErrorFrame,
@@ -43,7 +45,11 @@ import {
   MAX_REACTIONS,
   type MessageFrame,
   NAME_PATTERN,
+  type NotifyLevel,
+  type NotifyLevelEventFrame,
   presenceCount,
+  type PushInfo,
+  type PushSubscriptionInfo,
   type RegisterFrame,
   type RenameRoomFrame,
   type ReplyRef,
@@ -126,8 +132,12 @@ export interface ChatEnv {
   origin: string;
   /** Where the session token is kept (the page's localStorage). */
   storage: Pick<Storage, "getItem" | "setItem" | "removeItem">;
-  /** Shows a desktop notification. @default {no notifications} */
-  notify?: (alert: Alert) => void;
+  /**
+   * Shows a desktop notification (through the service worker). It may throw
+   * or reject: the model catches and logs that, so a failing notification
+   * never stops the frames after it. @default {no notifications}
+   */
+  notify?: (alert: Alert) => unknown;
   /** Milliseconds before the first reconnect attempt. @default {500} */
   backoff?: number;
   /** Longest wait between reconnect attempts. @default {15000} */
@@ -199,7 +209,8 @@ export interface SearchState {
 
 /** Where the session token is kept (other tabs watch it: see `adoptToken`). */
 export const TOKEN_KEY = "chat.token";
-const USER_KEY = "chat.user";
+/** Where the signed-in user's name is kept beside the token. */
+export const USER_KEY = "chat.user";
 const ACTIVE_KEY = "chat.active";
 const LIMITS_KEY = "chat.limits";
 /** The reaction emoji this browser used last, most recent first. */
@@ -310,6 +321,10 @@ export class ChatModel {
   readonly toasts = signal<Toast[]>([]);
   /** Whether the page is visible (reads are only marked while it is). */
   readonly visible = signal(true);
+  /** Web Push as the server offers it (from `welcome`), or null when it is off. */
+  readonly push = signal<PushInfo | null>(null);
+  /** Notification levels set by the user, by conversation key (the defaults are not listed). */
+  readonly levels = signal<ReadonlyMap<string, NotifyLevel>>(new Map());
   /** What the server lets this connection send (from `welcome`; the last known before it). */
   readonly limits = signal<SendLimits>(DEFAULT_LIMITS);
   /** Reaction emoji used lately on this browser, most recent first. */
@@ -366,6 +381,10 @@ export class ChatModel {
   #invites = signal(0);
   /** The `ref` of the password change on its way. */
   #passwdRef: string | null = null;
+  /** Push requests waiting for the server's answer, by ref. */
+  #pushWaits = new Map<string, (error: string | null) => void>();
+  /** Level changes sent and not answered yet: what to put back if refused. */
+  #levelRefs = new Map<string, { key: string; before: NotifyLevel }>();
   #disposeEffects: (() => void)[] = [];
   #closed = false;
   /** Whose unsent messages and drafts are loaded, and saved as they change. */
@@ -660,10 +679,73 @@ export class ChatModel {
     this.#abortUploads();
   }
 
-  /** Sets whether the page is visible; coming back reconnects at once. */
+  /**
+   * Sets whether the page is visible; coming back reconnects at once. The
+   * server hears it too: it pushes only to users with no visible page.
+   */
   setVisible(visible: boolean): void {
+    const changed = this.visible.peek() !== visible;
     this.visible.value = visible;
+    if (changed) this.#send({ type: "visible", visible });
     if (visible) this.retryNow();
+  }
+
+  /** How much of conversation `key` notifies: the user's choice or the default. */
+  levelOf(key: string): NotifyLevel {
+    return this.levels.value.get(key) ??
+      (key.startsWith("@") ? DEFAULT_DM_LEVEL : DEFAULT_ROOM_LEVEL);
+  }
+
+  /**
+   * Sets the notification level of conversation `key` (pushes and in-app
+   * notifications, on every device of the user). Shown at once; put back
+   * with a toast if the server refuses.
+   */
+  setLevel(key: string, level: NotifyLevel): void {
+    const before = this.levelOf(key);
+    if (before === level) return;
+    const conv = this.convs.value.get(key);
+    if (!conv) return;
+    const ref = newRef();
+    const target = conv.kind === "room" ? { room: conv.name } : { to: conv.name };
+    if (!this.#send({ type: "notify_level", level, ref, ...target })) {
+      this.toast("Not connected: try again once the chat is back", "level");
+      return;
+    }
+    this.#levelRefs.set(ref, { key, before });
+    this.#applyLevel(key, level);
+  }
+
+  #applyLevel(key: string, level: NotifyLevel): void {
+    const next = new Map(this.levels.value);
+    if (level === (key.startsWith("@") ? DEFAULT_DM_LEVEL : DEFAULT_ROOM_LEVEL)) next.delete(key);
+    else next.set(key, level);
+    this.levels.value = next;
+  }
+
+  #onLevel(f: NotifyLevelEventFrame): void {
+    if (f.ref !== undefined) this.#levelRefs.delete(f.ref);
+    this.#applyLevel(this.#current(convKey(f)), f.level);
+  }
+
+  /**
+   * Keeps this device's push subscription on the server (for the signed-in
+   * session). Resolves null once the server has it, else why not.
+   */
+  pushSubscribe(subscription: PushSubscriptionInfo): Promise<string | null> {
+    return this.#pushRequest({ type: "push_subscribe", subscription, ref: newRef() });
+  }
+
+  /** Asks the server to forget a push subscription of this user's. */
+  pushUnsubscribe(endpoint: string): Promise<string | null> {
+    return this.#pushRequest({ type: "push_unsubscribe", endpoint, ref: newRef() });
+  }
+
+  #pushRequest(
+    frame: ClientFrame & { type: "push_subscribe" | "push_unsubscribe"; ref: string },
+  ): Promise<string | null> {
+    if (!this.#send(frame)) return Promise.resolve("Not connected: try again in a moment");
+    return new Promise((resolve) => this.#pushWaits.set(frame.ref, resolve));
   }
 
   // ---------------------------------------------------------------------------
@@ -1563,7 +1645,15 @@ export class ChatModel {
         return;
       }
       batch(() => {
-        for (const f of frames) this.#onFrame(f);
+        for (const f of frames) {
+          // One frame that cannot be applied must not cost the rest of the batch.
+          try {
+            this.#onFrame(f);
+          } catch (err) {
+            // deno-lint-ignore no-console
+            console.error(`Cannot apply a "${f.type}" frame:`, err);
+          }
+        }
       });
     };
     ws.onclose = (e) => this.#onClose(gen, e.code);
@@ -1598,6 +1688,11 @@ export class ChatModel {
   /** Questions the connection that ended will never answer. */
   #unanswered(): void {
     this.#dropLookups();
+    for (const done of this.#pushWaits.values()) {
+      done("The connection was lost before the server answered: try again");
+    }
+    this.#pushWaits.clear();
+    this.#levelRefs.clear();
     this.#changes.clear();
     const moderating = [...this.#moderating.values()];
     this.#moderating.clear();
@@ -1998,6 +2093,16 @@ export class ChatModel {
       }
       case "pong":
         return;
+      case "notify_level":
+        return this.#onLevel(f);
+      case "push_subscribed":
+      case "push_unsubscribed": {
+        const done = f.ref === undefined ? undefined : this.#pushWaits.get(f.ref);
+        if (!done) return;
+        this.#pushWaits.delete(f.ref!);
+        done(null);
+        return;
+      }
       case "error":
         return this.#onError(f);
     }
@@ -2057,6 +2162,14 @@ export class ChatModel {
     if (this.#renamed.size > MAX_RENAMES) this.#renamed.delete(this.#renamed.keys().next().value!);
     const conv = this.convs.value.get(from);
     if (conv) this.#moveRoom(conv, name);
+    // The server moved the room's notification level with it.
+    const level = this.levels.value.get(from);
+    if (level !== undefined) {
+      const levels = new Map(this.levels.value);
+      levels.delete(from);
+      levels.set(to, level);
+      this.levels.value = levels;
+    }
     const listed = this.roomList.value;
     if (listed?.some((r) => r.name === room)) {
       this.roomList.value = listed.map((r) => r.name === room ? { ...r, name } : r);
@@ -2236,6 +2349,11 @@ export class ChatModel {
     }
     this.convs.value = convs;
 
+    this.push.value = f.push ?? null;
+    const levels = new Map<string, NotifyLevel>();
+    for (const [key, level] of Object.entries(f.levels ?? {})) levels.set(key, level);
+    this.levels.value = levels;
+
     this.conn.value = "open";
     this.ready.value = true;
     // The server counted the sign-in frame already.
@@ -2262,6 +2380,10 @@ export class ChatModel {
       }
     }
 
+    // Started offline, the page never heard how sign-in works: asked now, for signing out.
+    if (this.info.peek() === null) this.loadInfo();
+    // A page opened in the background must say so, or it holds back the pushes.
+    this.#send({ type: "visible", visible: this.visible.peek() });
     // Who has an account: for the people lists and for telling real mentions.
     this.#send({ type: "users" });
 
@@ -2416,14 +2538,29 @@ export class ChatModel {
       return;
     }
     const hidden = !this.visible.value;
-    if (hidden && (conv.kind === "dm" || mentions(f.text, me))) {
+    const level = this.levelOf(key);
+    if (hidden && (level === "all" || (level === "mentions" && mentions(f.text, me)))) {
       // A message of files alone says what they are.
       const text = f.text !== "" ? f.text : filesLine(f.files ?? []);
-      this.#env.notify?.({
+      this.#notify({
         title: conv.kind === "dm" ? `${f.from} (direct message)` : `${f.from} in #${conv.name}`,
         body: text.length > 200 ? `${text.slice(0, 200)}…` : text,
         key,
       });
+    }
+  }
+
+  /** Hands an alert to the page; whatever goes wrong there is logged, never thrown. */
+  #notify(alert: Alert): void {
+    const fail = (err: unknown) => {
+      // deno-lint-ignore no-console
+      console.warn("Cannot show a notification:", err);
+    };
+    try {
+      const done = this.#env.notify?.(alert);
+      if (done instanceof Promise) done.then(undefined, fail);
+    } catch (err) {
+      fail(err);
     }
   }
 
@@ -2442,6 +2579,19 @@ export class ChatModel {
   }
 
   #onError(f: ServerFrame & { type: "error" }): void {
+    const waiting = f.ref === undefined ? undefined : this.#pushWaits.get(f.ref);
+    if (waiting) {
+      this.#pushWaits.delete(f.ref!);
+      waiting(f.message);
+      return;
+    }
+    const level = f.ref === undefined ? undefined : this.#levelRefs.get(f.ref);
+    if (level) {
+      this.#levelRefs.delete(f.ref!);
+      this.#applyLevel(level.key, level.before);
+      this.toast(`Cannot change the notifications: ${f.message}`, "level");
+      return;
+    }
     if (f.ref !== undefined && f.ref === this.#passwdRef) {
       this.#passwdRef = null;
       // The server's words: a wrong password, an account changed meanwhile, a wait.
@@ -2783,6 +2933,8 @@ export class ChatModel {
       this.peopleFound.value = null;
       this.passwd.value = null;
       this.#passwdRef = null;
+      this.push.value = null;
+      this.levels.value = new Map();
     });
     this.#dropLookups();
   }

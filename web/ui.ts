@@ -6,7 +6,9 @@
  * @module
  */
 import { signal } from "@preact/signals";
+import type { PushControl } from "./push.ts";
 import type { Page } from "./route.ts";
+import type { AppWorker } from "./sw_client.ts";
 
 /** What the right-hand panel shows. */
 export type Panel = "members" | "search" | null;
@@ -32,4 +34,8 @@ export class UiState {
   readonly focusSearch = signal(0);
   /** The sidebar's "notify me" prompt was dismissed (it comes back from settings). */
   readonly promptDismissed = signal(false);
+  /** The service worker, in a page (absent in tests that render without one). */
+  worker: AppWorker | null = null;
+  /** This device's Web Push, in a page. */
+  push: PushControl | null = null;
 }

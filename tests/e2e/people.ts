@@ -62,9 +62,19 @@ export async function person(
       const Original = w.Notification;
       w.Notification = class extends Original {
         constructor(title: string, options?: NotificationOptions) {
-          w.__notes.push({ title, body: options?.body });
+          w.__notes.push({ title, body: options?.body, viaConstructor: true });
           super(title, options);
         }
+      };
+      // The app shows notifications through its service worker (never the constructor).
+      const show = ServiceWorkerRegistration.prototype.showNotification;
+      ServiceWorkerRegistration.prototype.showNotification = function (
+        this: ServiceWorkerRegistration,
+        title: string,
+        options?: NotificationOptions,
+      ) {
+        w.__notes.push({ title, body: options?.body });
+        return show.call(this, title, options);
       };
     });
   }

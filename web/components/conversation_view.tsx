@@ -7,13 +7,13 @@
  *
  * @module
  */
-import { useEffect, useLayoutEffect, useRef } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { type ChatMessage, wireLength } from "../../protocol.ts";
 import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, FAILED_FILES_TOAST, STORE_NOTICE } from "../model.ts";
 import { postingClosed } from "../room_kind.ts";
 import { routeHash } from "../route.ts";
-import { bytes, mentions } from "../text.ts";
+import { bytes, insertMention, mentionAt, mentions } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import {
@@ -37,6 +37,13 @@ import {
   useLongPress,
 } from "./message_actions.tsx";
 import { MessageText } from "./message_text.tsx";
+import {
+  MENTION_LIST_ID,
+  type MentionOption,
+  mentionOptionId,
+  mentionOptions,
+  MentionPicker,
+} from "./mention_picker.tsx";
 
 /** Messages from one sender this close together share one header. */
 const GROUP_MS = 5 * 60 * 1000;
@@ -522,7 +529,9 @@ function JoinBar({ model, conv }: { model: ChatModel; conv: Conversation }) {
  * The message box: Enter sends, Shift+Enter starts a new line. Near the
  * largest message the server takes, a counter shows the bytes left (counted
  * as the server counts them); above it, sending is off until the text is
- * shortened.
+ * shortened. `@` at the start of a word opens the list of people to mention
+ * (see mention_picker.tsx): while it is open, ↑/↓ choose, Enter or Tab put
+ * the name in, Escape closes it.
  */
 export function Composer(
   { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
@@ -543,6 +552,36 @@ export function Composer(
   }, [focusTick, conv]);
 
   useLayoutEffect(() => fit(ref.current), [draft]);
+
+  // The mention being typed (its "@" and the letters after it), while its list is open.
+  const [typing, setTyping] = useState<{ start: number; query: string; active: number } | null>(
+    null,
+  );
+  // Where the "@" was whose list Escape closed: it stays closed for that mention.
+  const dismissed = useRef<number | null>(null);
+  // Where the caret goes once a picked name is in the box.
+  const caretAfter = useRef<number | null>(null);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (el && caretAfter.current !== null) {
+      el.setSelectionRange(caretAfter.current, caretAfter.current);
+    }
+    caretAfter.current = null;
+  }, [draft]);
+  useEffect(() => {
+    setTyping(null);
+    dismissed.current = null;
+  }, [conv]);
+  /** Opens, moves or closes the list for where the caret is now. */
+  const lookAtCaret = () => {
+    const el = ref.current;
+    const at = el && el.selectionStart === el.selectionEnd
+      ? mentionAt(el.value, el.selectionStart)
+      : null;
+    if (at === null || dismissed.current !== at.start) dismissed.current = null;
+    if (at === null || dismissed.current !== null) return setTyping(null);
+    setTyping((t) => t && t.start === at.start && t.query === at.query ? t : { ...at, active: 0 });
+  };
 
   // Toasts float above the message box, however tall its chips make it.
   const form = useRef<HTMLFormElement>(null);
@@ -596,6 +635,21 @@ export function Composer(
 
   const label = conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
   const absent = model.absentMentions(conv, draft);
+
+  // The list shows while the text still holds the mention it was opened for.
+  const current = typing && draft.startsWith(`@${typing.query}`, typing.start) ? typing : null;
+  const options = current ? mentionOptions(model, conv, current.query) : [];
+  const open = current !== null && options.length > 0;
+  const active = open ? Math.min(current.active, options.length - 1) : -1;
+  const pickMention = (o: MentionOption) => {
+    if (!current) return;
+    const next = insertMention(conv.draft.peek(), current.start, o.name);
+    caretAfter.current = next.caret;
+    conv.draft.value = next.text;
+    model.typing(next.text);
+    setTyping(null);
+    ref.current?.focus();
+  };
   return (
     <>
       {absent.length > 0 && (
@@ -632,6 +686,15 @@ export function Composer(
           ref.current?.focus();
         }}
       >
+        {open && (
+          <MentionPicker
+            conv={conv}
+            options={options}
+            active={active}
+            onPick={pickMention}
+            onActive={(i) => setTyping({ ...current, active: i })}
+          />
+        )}
         <UploadTray model={model} ui={ui} conv={conv} />
         <AttachButton model={model} ui={ui} conv={conv} />
         <label for="composer" class="sr-only">{label}</label>
@@ -644,11 +707,21 @@ export function Composer(
           aria-describedby={near ? "composer-hint composer-count" : "composer-hint"}
           aria-invalid={over ? "true" : undefined}
           enterkeyhint="send"
+          aria-autocomplete="list"
+          aria-expanded={open}
+          aria-controls={open ? MENTION_LIST_ID : undefined}
+          aria-activedescendant={open ? mentionOptionId(active) : undefined}
           onInput={(e) => {
             const v = (e.currentTarget as HTMLTextAreaElement).value;
             conv.draft.value = v;
             model.typing(v);
+            lookAtCaret();
           }}
+          onClick={lookAtCaret}
+          onKeyUp={(e) => {
+            if (["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) lookAtCaret();
+          }}
+          onBlur={() => setTyping(null)}
           onPaste={(e) => {
             // A screenshot or copied files are attached; text pastes as text.
             const files = pastedFiles(e);
@@ -658,6 +731,28 @@ export function Composer(
           }}
           onKeyDown={(e) => {
             const plain = !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing;
+            // The open list of names takes its keys first (never while an IME composes).
+            if (open && plain && e.keyCode !== 229) {
+              const n = options.length;
+              if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+                e.preventDefault();
+                const step = e.key === "ArrowDown" ? 1 : -1;
+                setTyping({ ...current, active: (active + step + n) % n });
+                return;
+              }
+              if (e.key === "Enter" || e.key === "Tab") {
+                e.preventDefault();
+                pickMention(options[active]);
+                return;
+              }
+              if (e.key === "Escape") {
+                // Closes the list only: a second Escape does what it always did.
+                e.preventDefault();
+                dismissed.current = current.start;
+                setTyping(null);
+                return;
+              }
+            }
             if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
               e.preventDefault();
               submit();
@@ -679,8 +774,8 @@ export function Composer(
           }}
         />
         <span id="composer-hint" class="sr-only">
-          Enter sends, Shift+Enter starts a new line, Up arrow edits your last message. Paste or
-          drop files to attach them.
+          Enter sends, Shift+Enter starts a new line, Up arrow edits your last message. Type @ to
+          mention someone. Paste or drop files to attach them.
         </span>
         {/* The placeholder as text, so that a long name ends in an ellipsis (a textarea's cannot). */}
         {draft === "" && <span class="composer-placeholder" aria-hidden="true">{label}</span>}

@@ -104,6 +104,19 @@ export function BellIcon() {
   );
 }
 
+/** A bell struck through: a conversation that notifies nothing. */
+export function BellOffIcon() {
+  return (
+    <Icon size={18}>
+      <path d="M13.73 21a2 2 0 0 1-3.46 0" />
+      <path d="M18.63 13A17.9 17.9 0 0 1 18 8" />
+      <path d="M6.26 6.26A5.9 5.9 0 0 0 6 8c0 7-3 9-3 9h14" />
+      <path d="M18 8a6 6 0 0 0-9.33-5" />
+      <path d="M2 2l20 20" />
+    </Icon>
+  );
+}
+
 /** Arrow down: jump to the latest messages. */
 export function ArrowDownIcon() {
   return (

@@ -16,6 +16,7 @@ import { Avatar } from "./avatar.tsx";
 import { AddPeople, RemoveFromRoom } from "./room_people.tsx";
 import { mayRename, RenameRoom } from "./rename_room.tsx";
 import { CloseIcon, LockIcon, MenuIcon, PeopleIcon, SearchIcon } from "./icons.tsx";
+import { LevelMenu } from "./level_menu.tsx";
 
 /** Opens a panel, or closes it when it is already open. */
 function toggle(ui: UiState, panel: "members" | "search"): void {
@@ -110,6 +111,9 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
         )}
       </div>
       <div class="actions">
+        {conv && ready && (conv.kind === "dm" || conv.member.value) && (
+          <LevelMenu key={conv.key} model={model} conv={conv} />
+        )}
         <button
           type="button"
           class={ui.panel.value === "search" ? "icon-btn pressed" : "icon-btn"}

@@ -1,5 +1,7 @@
 /**
- * Settings: desktop notifications (and the sidebar's reminder about them),
+ * Settings: notifications on this device — Web Push when the browser and
+ * the server have it, else only while a tab is open — (and the sidebar's
+ * reminder about them),
  * changing one's own password, and signing out.
  *
  * @module
@@ -31,18 +33,82 @@ export function dismissPrompt(ui: UiState, dismissed: boolean): void {
   }
 }
 
-/** Asks the browser for permission to show notifications. */
+/**
+ * Turns notifications on (call from a click: it asks the browser's
+ * permission): Web Push where there is one, else while a tab is open.
+ */
 export async function askNotifications(ui: UiState): Promise<void> {
   if (!("Notification" in globalThis)) return;
+  const push = ui.push;
   try {
-    ui.notifications.value = await Notification.requestPermission();
+    if (push?.supported && push.state.peek() !== "server-off") await push.enable();
+    else await Notification.requestPermission();
+    ui.notifications.value = Notification.permission;
   } catch {
     ui.notifications.value = "denied";
   }
 }
 
+/** Web Push on this device: on, off, or why it cannot be. */
+function PushSetting({ ui }: { ui: UiState }) {
+  const push = ui.push!;
+  const state = push.state.value;
+  const error = push.error.value;
+  return (
+    <section class="modal-section" aria-labelledby="notify-title">
+      <h3 id="notify-title" class="field-title">Notifications on this device</h3>
+      <div class="push-row">
+        <p class="setting-state" data-push={state}>
+          {state === "on"
+            ? "On: this device is notified even when the chat is closed."
+            : state === "denied"
+            ? "Blocked: allow notifications for this site in your browser's settings."
+            : state === "busy"
+            ? "Just a moment…"
+            : "Off: you only see new messages while the chat is open."}
+        </p>
+        {state === "on"
+          ? (
+            <button type="button" class="btn" onClick={() => push.disable()}>
+              Turn off
+            </button>
+          )
+          : (state === "off" || state === "busy") && (
+            <button
+              type="button"
+              class="btn primary"
+              disabled={state === "busy"}
+              onClick={async () => {
+                await push.enable();
+                ui.notifications.value = Notification.permission;
+              }}
+            >
+              Turn on
+            </button>
+          )}
+      </div>
+      <p id="push-error" class="form-error" role="alert" hidden={!error}>{error}</p>
+      <p class="hint">
+        What notifies you is set per conversation with the bell at the top: all messages, mentions
+        only, or nothing. Rooms start at mentions only, direct messages at all messages.
+      </p>
+      {ui.notifications.value === "default" && ui.promptDismissed.value && (
+        <div class="form-actions start">
+          <button type="button" class="btn" onClick={() => dismissPrompt(ui, false)}>
+            Show the reminder in the sidebar
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}
+
 function Notifications({ ui }: { ui: UiState }) {
   const perm = ui.notifications.value;
+  const push = ui.push;
+  if (push?.supported && push.state.value !== "server-off" && push.state.value !== "unsupported") {
+    return <PushSetting ui={ui} />;
+  }
   return (
     <section class="modal-section" aria-labelledby="notify-title">
       <h3 id="notify-title" class="field-title">Notifications</h3>

@@ -1,0 +1,724 @@
+/**
+ * The installable app in a real Chromium: the manifest and its icons, the
+ * service worker (controls the page, keeps the shell, starts offline into
+ * the last conversations, offers a new version), notifications only through
+ * the service worker (a failing one loses nothing), a notification read back
+ * with `getNotifications()` and its click opening the conversation, and the
+ * per-conversation notification level.
+ *
+ * A real push service needs the internet: pushes are delivered here by
+ * dispatching the service worker's own `push` event (see docs/web.md for
+ * checking end to end on a real browser). Headless Chromium cannot click a
+ * system notification either: the test dispatches `notificationclick` in
+ * the service worker with the notification it shows.
+ */
+import assert from "node:assert/strict";
+import type { BrowserContext, Page, Worker } from "playwright-core";
+import { createStaticHandler, WEB_APP_FILES, WEB_APP_ICONS } from "../../server/http/static.ts";
+import type { StaticHandler } from "../../server/http/http.ts";
+import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
+import { screenshot } from "./browser.ts";
+import { Network, type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
+
+const PASSWORDS = { alice: "alice-password", bob: "bob-password" };
+
+async function users(): Promise<Record<string, string>> {
+  return {
+    alice: await hashPassword(PASSWORDS.alice),
+    bob: await hashPassword(PASSWORDS.bob),
+  };
+}
+
+/** Waits until a service worker controls the page. */
+async function controlled(page: Page): Promise<void> {
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+}
+
+/** The context's service worker (playwright's handle, to run code in it). */
+async function serviceWorker(context: BrowserContext): Promise<Worker> {
+  return context.serviceWorkers()[0] ?? await context.waitForEvent("serviceworker");
+}
+
+/** Pretends the page went to the background (or came back). */
+async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  await page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", {
+      value: hidden ? "hidden" : "visible",
+      configurable: true,
+    });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+/** Width and height from a PNG's IHDR chunk. */
+function pngSize(bytes: Uint8Array): [number, number] {
+  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  assert.deepEqual([...bytes.subarray(0, 8)], sig, "a PNG signature");
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  return [view.getUint32(16), view.getUint32(20)];
+}
+
+async function signedIn(
+  server: TestServer,
+  browser: Parameters<typeof person>[0],
+  name: "alice" | "bob",
+  opts: Parameters<typeof person>[3] = {},
+): Promise<Person> {
+  const p = await person(browser, server.http + "/", name, opts);
+  await signIn(p, PASSWORDS[name]);
+  return p;
+}
+
+Deno.test("web app: the manifest is valid and its icons load at their sizes", async () => {
+  const server = await startTestServer({ users: await users() });
+  try {
+    const res = await fetch(server.http + "/manifest.webmanifest");
+    assert.equal(res.headers.get("content-type"), "application/manifest+json; charset=utf-8");
+    const m = await res.json();
+    for (const field of ["id", "name", "short_name", "description", "start_url", "scope"]) {
+      assert.equal(typeof m[field], "string", `manifest.${field}`);
+    }
+    assert.equal(m.display, "standalone");
+    assert.equal(m.start_url, "/");
+    assert.equal(m.scope, "/");
+    assert.match(m.theme_color, /^#[0-9a-f]{6}$/);
+    assert.match(m.background_color, /^#[0-9a-f]{6}$/);
+    const pngs = m.icons.filter((i: { type: string }) => i.type === "image/png");
+    const want = ["192x192 any", "512x512 any", "192x192 maskable", "512x512 maskable"];
+    assert.deepEqual(
+      pngs.map((i: { sizes: string; purpose: string }) => `${i.sizes} ${i.purpose}`).sort(),
+      want.sort(),
+    );
+    for (const icon of pngs) {
+      const r = await fetch(new URL(icon.src, server.http));
+      assert.equal(r.status, 200, icon.src);
+      assert.equal(r.headers.get("content-type"), "image/png");
+      const [w, h] = pngSize(new Uint8Array(await r.arrayBuffer()));
+      assert.equal(`${w}x${h}`, icon.sizes, icon.src);
+    }
+    // The page names the manifest and a theme colour for each scheme.
+    const html = await (await fetch(server.http + "/")).text();
+    assert.match(html, /<link rel="manifest" href="\/manifest.webmanifest">/);
+    assert.match(
+      html,
+      /<meta name="theme-color" content="#[0-9a-f]{6}" media="\(prefers-color-scheme: dark\)">/,
+    );
+    // The service worker: JavaScript, never cached by the HTTP cache, stamped with the build.
+    const sw = await fetch(server.http + "/sw.js");
+    assert.equal(sw.headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.equal(sw.headers.get("cache-control"), "no-cache");
+    const text = await sw.text();
+    const build = JSON.parse(text.slice(text.indexOf("=") + 1, text.indexOf(";\n")));
+    assert.match(build.version, /^[0-9a-f]{12}$/);
+    assert.ok(build.shell.includes("/"));
+    assert.ok(build.shell.some((p: string) => /^\/assets\/app\.[0-9a-f]{12}\.js$/.test(p)));
+    assert.ok(build.shell.includes("/manifest.webmanifest"));
+    assert.ok(!build.shell.some((p: string) => p.startsWith("/api") || p === "/sw.js"));
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("web app: the service worker controls the page and it starts offline into the last conversations", async () => {
+  const server = await startTestServer({ users: await users() });
+  await withBrowser(async (browser) => {
+    const alice = await signedIn(server, browser, "alice");
+    const page = alice.page;
+    await page.evaluate(() => navigator.serviceWorker.ready.then(() => {}));
+    await page.reload();
+    await controlled(page);
+    await ready(alice);
+    await send(alice, "kept for offline");
+    // Only the shell is kept: nothing per user, no API answers.
+    const cached = await page.evaluate(async () => {
+      const out: string[] = [];
+      for (const name of await caches.keys()) {
+        for (const req of await (await caches.open(name)).keys()) {
+          out.push(new URL(req.url).pathname);
+        }
+      }
+      return out.sort();
+    });
+    assert.ok(cached.includes("/"), `the index is kept: ${cached}`);
+    assert.ok(!cached.some((p) => /^\/(api|ws|files)/.test(p)), `nothing per user: ${cached}`);
+
+    await alice.context.setOffline(true);
+    await page.reload();
+    const banner = page.locator(".offline-banner");
+    await banner.waitFor();
+    assert.match((await banner.textContent()) ?? "", /^Offline — reconnecting/);
+    await page.locator(".offline-list .msg", { hasText: "kept for offline" }).waitFor();
+    await page.locator('.offline-shell [data-conv="#general"]').waitFor({ state: "attached" });
+    await screenshot(page, "pwa-offline-desktop");
+
+    await alice.context.setOffline(false);
+    await ready(alice);
+    await page.locator(".msg:not(.pending)", { hasText: "kept for offline" }).waitFor();
+    assert.equal(await page.locator(".offline-banner").count(), 0);
+    await send(alice, "back online");
+
+    // The same on a phone in the dark: the conversations are in the drawer.
+    const phone = await signedIn(server, browser, "alice", { phone: true, dark: true });
+    await phone.page.reload();
+    await controlled(phone.page);
+    await ready(phone);
+    await phone.page.locator(".msg:not(.pending)", { hasText: "back online" }).waitFor();
+    await phone.context.setOffline(true);
+    await phone.page.reload();
+    await phone.page.locator(".offline-list .msg", { hasText: "back online" }).waitFor();
+    await screenshot(phone.page, "pwa-offline-phone-dark");
+    await phone.page.getByRole("button", { name: "Conversations" }).click();
+    await phone.page.locator(".offline-shell .sidebar.open").waitFor();
+    await phone.context.setOffline(false);
+    await ready(phone);
+    assert.deepEqual(phone.errors, []);
+    await phone.context.close();
+
+    // Signing out leaves nothing of alice's behind.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Password").waitFor();
+    const left = await page.evaluate(() =>
+      Object.keys(localStorage).filter((k) => k.startsWith("chat.offline."))
+    );
+    assert.deepEqual(left, []);
+    assert.deepEqual(alice.errors, []);
+  }, server);
+});
+
+Deno.test("web app: notifications go through the service worker and a click opens the conversation", async () => {
+  const server = await startTestServer({ users: await users() });
+  const bob = await connect(server.ws, "bob", PASSWORDS.bob);
+  await withBrowser(
+    async (browser) => {
+      const alice = await signedIn(server, browser, "alice", { notifications: true });
+      const page = alice.page;
+      await controlled(page).catch(async () => {
+        await page.reload();
+        await controlled(page);
+      });
+      await ready(alice);
+      const sw = await serviceWorker(alice.context);
+      await setHidden(page, true);
+      bob.send({ type: "send", to: "alice", text: "are you there?" });
+      const shown = () =>
+        page.evaluate(async () => {
+          const reg = await navigator.serviceWorker.ready;
+          return (await reg.getNotifications()).map((n) => ({
+            title: n.title,
+            body: n.body,
+            tag: n.tag,
+            url: (n.data as { url: string }).url,
+          }));
+        });
+      await until(async () => (await shown()).length === 1, "a notification is shown");
+      assert.deepEqual(await shown(), [{
+        title: "bob (direct message)",
+        body: "are you there?",
+        tag: "@bob",
+        url: "/#/@bob",
+      }]);
+      // The constructor was never used (the people helper marks its calls).
+      assert.deepEqual(
+        await page.evaluate(() =>
+          (globalThis as unknown as { __notes: { viaConstructor?: true }[] }).__notes
+            .filter((n) => n.viaConstructor === true)
+        ),
+        [],
+      );
+
+      // Clicked: the open window shows the conversation.
+      await sw.evaluate(async () => {
+        const scope = globalThis as unknown as {
+          registration: ServiceWorkerRegistration;
+          NotificationEvent: new (t: string, i: { notification: Notification }) => Event;
+        };
+        const [n] = await scope.registration.getNotifications({ tag: "@bob" });
+        globalThis.dispatchEvent(
+          new scope.NotificationEvent("notificationclick", { notification: n }),
+        );
+      });
+      await until(async () => (await page.title()).includes("bob · Chat"), "the DM opens");
+      assert.equal(new URL(page.url()).hash, "#/@bob");
+      await until(async () => (await shown()).length === 0, "the clicked notification closes");
+
+      // A push (the service worker's own handler): one per conversation, and
+      // "read elsewhere" closes it.
+      const push = (payload: unknown) =>
+        sw.evaluate(async (data) => {
+          const scope = globalThis as unknown as {
+            PushEvent: new (t: string, i: { data: string }) => Event;
+          };
+          globalThis.dispatchEvent(new scope.PushEvent("push", { data }));
+          await new Promise((r) => setTimeout(r, 0));
+        }, JSON.stringify(payload));
+      await push({
+        v: 1,
+        kind: "message",
+        conv: "#general",
+        id: 7,
+        from: "bob",
+        title: "bob in #general",
+        body: "@alice look",
+        url: "/#/general/7",
+      });
+      await until(async () => (await shown()).length === 1, "the pushed notification shows");
+      assert.deepEqual(await shown(), [{
+        title: "bob in #general",
+        body: "@alice look",
+        tag: "#general",
+        url: "/#/general/7",
+      }]);
+      await push({ v: 1, kind: "read", conv: "#general", id: 7 });
+      await until(async () => (await shown()).length === 0, "read elsewhere closes it");
+      assert.deepEqual(alice.errors, []);
+    },
+    server,
+    bob,
+  );
+});
+
+Deno.test("web app: a notification that throws loses none of the messages batched with it", async () => {
+  const server = await startTestServer({ users: await users() });
+  const bob = await connect(server.ws, "bob", PASSWORDS.bob);
+  await withBrowser(
+    async (browser) => {
+      const alice = await person(browser, server.http + "/", "alice", {
+        notifications: true,
+        async setup(context) {
+          // Android Chrome: the constructor throws; and here the worker refuses too.
+          await context.addInitScript(() => {
+            const w = globalThis as unknown as { __tried: number };
+            w.__tried = 0;
+            globalThis.Notification = class {
+              static permission = "granted";
+              static requestPermission() {
+                return Promise.resolve("granted");
+              }
+              constructor() {
+                throw new TypeError("Illegal constructor");
+              }
+            } as unknown as typeof Notification;
+            ServiceWorkerRegistration.prototype.showNotification = function () {
+              w.__tried++;
+              throw new TypeError("Illegal invocation");
+            };
+          });
+          // The server's own batching, made certain: bob's three lines in one WebSocket message.
+          await context.routeWebSocket(/\/ws$/, (ws) => {
+            const server = ws.connectToServer();
+            const held: string[] = [];
+            server.onMessage((data) => {
+              const text = String(data);
+              if (!text.includes('"batched ')) return ws.send(text);
+              held.push(text);
+              if (held.length === 3) ws.send(held.splice(0).join("\n"));
+            });
+          });
+        },
+      });
+      await signIn(alice, PASSWORDS.alice);
+      const page = alice.page;
+      await page.locator('[data-conv="#general"][aria-current="page"]').waitFor();
+      await setHidden(page, true);
+      for (const n of [1, 2, 3]) {
+        bob.send({
+          type: "send",
+          room: "general",
+          text: `@alice batched ${n}`,
+        });
+      }
+      for (const n of [1, 2, 3]) {
+        await page.locator(".msg", { hasText: `@alice batched ${n}` }).waitFor();
+      }
+      await until(
+        async () =>
+          (await page.evaluate(() => (globalThis as unknown as { __tried: number }).__tried)) === 3,
+        "a notification was tried for each",
+      );
+      assert.deepEqual(alice.errors, []);
+    },
+    server,
+    bob,
+  );
+});
+
+/**
+ * A static handler that can be swapped while the server runs: a new build
+ * of the web app, as after an upgrade.
+ */
+function swappable(
+  first: StaticHandler,
+): { handler: StaticHandler; swap(next: StaticHandler): void } {
+  let current = first;
+  return {
+    handler: (req, path) => current(req, path),
+    swap(next) {
+      current = next;
+    },
+  };
+}
+
+Deno.test("web app: a new version is offered and a click reloads into it", async () => {
+  const web = swappable(await createStaticHandler([...WEB_APP_FILES, ...WEB_APP_ICONS]));
+  const server = await startTestServer({ users: await users(), static: web.handler });
+  await withBrowser(async (browser) => {
+    const shots: [string, boolean, boolean][] = [
+      ["desktop", false, false],
+      ["phone-dark", true, true],
+    ];
+    for (const [name, phone, dark] of shots) {
+      const network = new Network();
+      const alice = await signedIn(server, browser, "alice", {
+        phone,
+        dark,
+        setup: (context) => network.attach(context),
+      });
+      const page = alice.page;
+      await page.reload();
+      await controlled(page);
+      await ready(alice);
+      assert.equal(await page.locator(".update-bar").count(), 0);
+
+      // The server now has a different build: another index, hence another worker.
+      const build = `${name}-${Date.now()}`;
+      web.swap(
+        await createStaticHandler(
+          [...WEB_APP_FILES, ...WEB_APP_ICONS].map((f) =>
+            f.path === "/index.html"
+              ? {
+                ...f,
+                body: String(f.body).replace(
+                  "<head>",
+                  `<head>\n    <meta name="chat-build" content="${build}">`,
+                ),
+              }
+              : f
+          ),
+        ),
+      );
+      // A reconnect (as after the server's restart) makes the page look for a new version.
+      await network.cut();
+      await page.locator('.app:not([data-ready="true"])').waitFor({ state: "attached" });
+      network.restore();
+      await ready(alice);
+      const bar = page.locator(".update-bar");
+      await bar.waitFor();
+      assert.equal((await bar.textContent())?.startsWith("A new version is ready."), true);
+      await screenshot(page, `pwa-update-${name}`);
+      await bar.getByRole("button", { name: "Reload" }).click();
+      await page.locator(`meta[name="chat-build"][content="${build}"]`).waitFor({
+        state: "attached",
+      });
+      await ready(alice);
+      await controlled(page);
+      assert.equal(await page.locator(".update-bar").count(), 0);
+      assert.deepEqual(alice.errors, []);
+      await alice.context.close();
+      web.swap(await createStaticHandler([...WEB_APP_FILES, ...WEB_APP_ICONS]));
+    }
+  }, server);
+});
+
+Deno.test("web app: the notification level menu sets the level on every device and keeps it", async () => {
+  const server = await startTestServer({ users: await users() });
+  // Alice's other device hears of the change.
+  const other = await connect(server.ws, "alice", PASSWORDS.alice);
+  await withBrowser(
+    async (browser) => {
+      for (
+        const [name, phone, dark] of [["desktop", false, false], [
+          "phone-dark",
+          true,
+          true,
+        ]] as const
+      ) {
+        const alice = await signedIn(server, browser, "alice", { phone, dark });
+        const page = alice.page;
+        await page.locator('[data-conv="#general"][aria-current="page"]').waitFor({
+          state: "attached",
+        });
+        const bell = page.locator(".level-btn");
+        const want = name === "desktop" ? "all" : "none";
+        const label = want === "all" ? "All messages" : "Nothing";
+        // Rooms start at mentions only (then at what the desktop chose).
+        const before = name === "desktop" ? "Mentions only" : "All messages";
+        assert.equal(await bell.getAttribute("aria-label"), `Notifications: ${before}`);
+        const menu = page.getByRole("menu", { name: "Notify me about" });
+        if (phone) {
+          await bell.click();
+          await menu.waitFor();
+          await screenshot(page, `pwa-level-menu-${name}`);
+          await menu.getByRole("menuitemradio", { name: new RegExp(`^${label}`) }).click();
+        } else {
+          // By keyboard: Enter opens it on the current choice, arrows move, Enter picks.
+          await bell.focus();
+          await page.keyboard.press("Enter");
+          await menu.waitFor();
+          await screenshot(page, `pwa-level-menu-${name}`);
+          const focused = () =>
+            page.evaluate(() => document.activeElement?.getAttribute("data-level"));
+          await until(async () => (await focused()) === "mentions", "the current choice has focus");
+          await page.keyboard.press("Escape");
+          await menu.waitFor({ state: "detached" });
+          await until(
+            async () =>
+              (await page.evaluate(() => document.activeElement?.className)) ===
+                "icon-btn level-btn",
+            "Escape gives the focus back to the bell",
+          );
+          await page.keyboard.press("Enter");
+          await menu.waitFor();
+          await page.keyboard.press("ArrowUp");
+          await until(async () => (await focused()) === "all", "ArrowUp moves to All messages");
+          await page.keyboard.press("Enter");
+        }
+        await menu.waitFor({ state: "detached" });
+        assert.equal(await bell.getAttribute("aria-label"), `Notifications: ${label}`);
+        const heard = await other.next((f) => f.type === "notify_level" && f.level === want);
+        assert.deepEqual(heard, { type: "notify_level", room: "general", level: want });
+        // Kept by the server: a reload gets it with the welcome.
+        await page.reload();
+        await ready(alice);
+        await page.locator(`.level-btn[data-level="${want}"]`).waitFor();
+        assert.deepEqual(alice.errors, []);
+        await alice.context.close();
+      }
+    },
+    server,
+    other,
+  );
+});
+
+/**
+ * Stands in for the browser's push service inside the page: Chromium
+ * without the internet cannot reach its own. The subscription is a real
+ * P-256 key and auth secret with an endpoint of the test's; the server's
+ * key the page passed is kept to compare.
+ */
+function fakePushManager(endpoint: string): void {
+  {
+    const w = globalThis as unknown as {
+      __sub: PushSubscription | null;
+      __serverKey: string | null;
+      __keys: { jwk: JsonWebKey; auth: string } | null;
+    };
+    w.__sub = null;
+    w.__serverKey = null;
+    const b64url = (b: ArrayBuffer) =>
+      btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_")
+        .replace(/=+$/, "");
+    PushManager.prototype.getSubscription = function () {
+      return Promise.resolve(w.__sub);
+    };
+    PushManager.prototype.subscribe = async function (opts?: PushSubscriptionOptionsInit) {
+      const key = new Uint8Array(opts!.applicationServerKey as Uint8Array).slice().buffer;
+      w.__serverKey = b64url(key);
+      const pair = await crypto.subtle.generateKey(
+        { name: "ECDH", namedCurve: "P-256" },
+        true,
+        ["deriveBits"],
+      );
+      const p256dh = await crypto.subtle.exportKey("raw", pair.publicKey);
+      const auth = crypto.getRandomValues(new Uint8Array(16)).buffer;
+      w.__keys = { jwk: await crypto.subtle.exportKey("jwk", pair.privateKey), auth: b64url(auth) };
+      const sub = {
+        endpoint: endpoint,
+        expirationTime: null,
+        options: { applicationServerKey: key, userVisibleOnly: true },
+        getKey: (name: string) => name === "p256dh" ? p256dh : auth,
+        unsubscribe() {
+          w.__sub = null;
+          return Promise.resolve(true);
+        },
+        toJSON: () => ({
+          endpoint: endpoint,
+          keys: { p256dh: b64url(p256dh), auth: b64url(auth) },
+        }),
+      };
+      w.__sub = sub as unknown as PushSubscription;
+      return w.__sub;
+    };
+  }
+}
+
+function fromB64url(text: string): Uint8Array<ArrayBuffer> {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(
+    atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, "=")),
+    (c) => c.charCodeAt(0),
+  );
+}
+
+async function hkdf(
+  salt: Uint8Array<ArrayBuffer>,
+  ikm: Uint8Array<ArrayBuffer>,
+  info: Uint8Array<ArrayBuffer>,
+  bytes: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const key = await crypto.subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
+  return new Uint8Array(
+    await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, key, bytes * 8),
+  );
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Decrypts an RFC 8291 (aes128gcm) push body with the subscription's
+ * private key and auth secret, as the browser does: written here from the
+ * RFC, independent of the server's library.
+ */
+async function decryptPush(
+  body: Uint8Array<ArrayBuffer>,
+  keys: { jwk: JsonWebKey; auth: string },
+): Promise<string> {
+  const salt = body.slice(0, 16);
+  const idlen = body[20];
+  const senderPublic = body.slice(21, 21 + idlen);
+  const ciphertext = body.slice(21 + idlen);
+  const priv = await crypto.subtle.importKey(
+    "jwk",
+    keys.jwk,
+    { name: "ECDH", namedCurve: "P-256" },
+    false,
+    ["deriveBits"],
+  );
+  const { x, y } = keys.jwk;
+  const uaPublic = concat(new Uint8Array([4]), fromB64url(x!), fromB64url(y!));
+  const sender = await crypto.subtle.importKey(
+    "raw",
+    senderPublic,
+    { name: "ECDH", namedCurve: "P-256" },
+    false,
+    [],
+  );
+  const secret = new Uint8Array(
+    await crypto.subtle.deriveBits({ name: "ECDH", public: sender }, priv, 256),
+  );
+  const text = new TextEncoder();
+  const ikm = await hkdf(
+    fromB64url(keys.auth),
+    secret,
+    concat(text.encode("WebPush: info\0"), uaPublic, senderPublic),
+    32,
+  );
+  const cek = await hkdf(salt, ikm, text.encode("Content-Encoding: aes128gcm\0"), 16);
+  const nonce = await hkdf(salt, ikm, text.encode("Content-Encoding: nonce\0"), 12);
+  const key = await crypto.subtle.importKey("raw", cek, "AES-GCM", false, ["decrypt"]);
+  const padded = new Uint8Array(
+    await crypto.subtle.decrypt({ name: "AES-GCM", iv: nonce }, key, ciphertext),
+  );
+  // The last record ends with 0x02, then padding zeros.
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end--;
+  assert.equal(padded[end], 2, "the last record's delimiter");
+  return new TextDecoder().decode(padded.subarray(0, end));
+}
+
+Deno.test("web app: notifications on this device subscribe to pushes, which come only while the page is hidden", async () => {
+  // The push service's side: what the server sends, as it arrives.
+  const posts: Uint8Array<ArrayBuffer>[] = [];
+  const encodings: string[] = [];
+  await using endpoint = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      encodings.push(req.headers.get("content-encoding") ?? "");
+      posts.push(new Uint8Array(await req.arrayBuffer()));
+      return new Response(null, { status: 201 });
+    },
+  );
+  const url = `http://127.0.0.1:${endpoint.addr.port}/push/alice-laptop`;
+  const server = await startTestServer({ users: await users(), args: ["--unsafe-push-endpoints"] });
+  const bob = await connect(server.ws, "bob", PASSWORDS.bob);
+  const shots = [["desktop", false, false], ["phone-dark", true, true]] as const;
+  await withBrowser(
+    async (browser) => {
+      for (const [name, phone, dark] of shots) {
+        const alice = await person(browser, server.http + "/", "alice", {
+          phone,
+          dark,
+          notifications: true,
+          setup: async (context) => void await context.addInitScript(fakePushManager, url),
+        });
+        await signIn(alice, PASSWORDS.alice);
+        const page = alice.page;
+        if (phone) await page.getByRole("button", { name: /^Conversations/ }).click();
+        await page.getByRole("button", { name: "Settings" }).click();
+        const dialog = page.locator("#settings-dialog");
+        await dialog.getByText("Notifications on this device").waitFor();
+        assert.equal(await dialog.locator("[data-push]").getAttribute("data-push"), "off");
+        await dialog.getByRole("button", { name: "Turn on" }).click();
+        await dialog.locator('[data-push="on"]').waitFor();
+        assert.equal(
+          await page.evaluate(() => (globalThis as unknown as { __serverKey: string }).__serverKey),
+          (bob.welcome as { push?: { key: string } }).push?.key,
+          "subscribed with the server's VAPID key",
+        );
+        await screenshot(page, `pwa-settings-${name}`);
+        if (name !== "desktop") {
+          // Off again: the browser forgets the subscription.
+          await dialog.getByRole("button", { name: "Turn off" }).click();
+          await dialog.locator('[data-push="off"]').waitFor();
+          assert.equal(
+            await page.evaluate(() => (globalThis as unknown as { __sub: unknown }).__sub),
+            null,
+          );
+          assert.deepEqual(alice.errors, []);
+          await alice.context.close();
+          continue;
+        }
+        await page.keyboard.press("Escape");
+
+        // Seen on screen: no push. Hidden: one, which the service worker shows,
+        // and its click opens the conversation.
+        bob.send({ type: "send", to: "alice", text: "seen on screen" });
+        await page.locator(`[data-conv="@bob"]`).waitFor({ state: "attached" });
+        await setHidden(page, true);
+        bob.send({ type: "send", to: "alice", text: "while away" });
+        await until(() => Promise.resolve(posts.length > 0), "a push arrives");
+        assert.equal(encodings[0], "aes128gcm");
+        const keys = await page.evaluate(() =>
+          (globalThis as unknown as { __keys: { jwk: JsonWebKey; auth: string } }).__keys
+        );
+        const payload = JSON.parse(await decryptPush(posts[0], keys));
+        assert.equal(payload.kind, "message");
+        assert.equal(payload.conv, "@bob");
+        assert.equal(payload.body, "while away", "the first push is the hidden page's");
+        // The message's own address: the page opens the DM at it.
+        assert.equal(payload.url, `/#/@alice+bob/${payload.id}`);
+        const sw = await serviceWorker(alice.context);
+        await sw.evaluate(async (data) => {
+          const scope = globalThis as unknown as {
+            registration: ServiceWorkerRegistration;
+            PushEvent: new (t: string, i: { data: string }) => Event;
+            NotificationEvent: new (t: string, i: { notification: Notification }) => Event;
+          };
+          globalThis.dispatchEvent(new scope.PushEvent("push", { data }));
+          let shown: Notification[] = [];
+          while (shown.length === 0) {
+            await new Promise((r) => setTimeout(r, 20));
+            shown = await scope.registration.getNotifications({ tag: "@bob" });
+          }
+          globalThis.dispatchEvent(
+            new scope.NotificationEvent("notificationclick", { notification: shown[0] }),
+          );
+        }, JSON.stringify(payload));
+        await until(async () => (await page.title()).includes("bob · Chat"), "the DM opens");
+        await page.locator(`.msg[data-id="${payload.id}"]`, { hasText: "while away" }).waitFor();
+        await setHidden(page, false);
+        assert.deepEqual(alice.errors, []);
+        await alice.context.close();
+      }
+    },
+    server,
+    bob,
+  );
+});
