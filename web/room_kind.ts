@@ -1,9 +1,9 @@
 // This module is browser compatible.
 /**
  * What kind of room a room is (private, read-only, archived, a default room,
- * `@room` for admins only),
- * in words: the flags a `joined` frame carries, and the room notices an
- * admin's `room_settings` leaves ("alice made #news read-only").
+ * `@room` for admins only), in words: the flags a `joined` frame carries,
+ * the room notices an admin's `room_settings` leaves ("alice made #news
+ * read-only"), and what the app offers or refuses in each kind of room.
  *
  * @module
  */

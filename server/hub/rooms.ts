@@ -2,13 +2,14 @@
  * Kinds of rooms: private (members only see and reach it), read-only (only
  * admins send: announcements), archived (kept, read-only for everyone, out
  * of the list), a default room (new accounts join it) and one where only
- * admins notify everyone with `@room` or `@here`. The store keeps each room's settings; this node keeps
- * those it has read, updated at once where an admin changes them and by the
- * `room` event on every other node, so that a send does not read the store
- * each time. Only rooms that exist are remembered: a room another node
- * creates private is read from the store the first time it is asked about
- * here. (A node that misses an event — Redis unreachable as it is published —
- * keeps the old kind until the admin sets it again.)
+ * admins notify everyone with `@room` or `@here`. The store keeps each
+ * room's settings; this node keeps those it has read, updated at once where
+ * an admin changes them and by the `room` event on every other node, so that
+ * a send does not read the store each time. Only rooms that exist are
+ * remembered: a room another node creates private is read from the store the
+ * first time it is asked about here. (A node that misses an event — Redis
+ * unreachable as it is published — keeps the old kind until the admin sets
+ * it again.)
  *
  * Also the commands on rooms' membership, kind and name: `invite` (a member
  * adds someone: the way into a private room), `room_settings` and
