@@ -341,6 +341,8 @@ export interface RoomSettingsFrame {
   archived?: boolean;
   /** New accounts join it, as they join `general`. */
   autoJoin?: boolean;
+  /** Only admins may notify everyone in it with `@room` or `@here` (see {@link mentionsRoom}). */
+  restrictRoomMentions?: boolean;
   /** Echoed on the reply. */
   ref?: string;
 }
@@ -694,6 +696,10 @@ export interface JoinedFrame {
   readOnly?: true;
   /** Archived: read-only for everyone. */
   archived?: true;
+  /** A default room: new accounts join it. */
+  autoJoin?: true;
+  /** Only admins may use `@room` and `@here` in it. */
+  restrictRoomMentions?: true;
   /**
    * The newest messages (by id); or, after the join's `since`, every message
    * created or changed since, in its current state, by `seq`.
@@ -946,6 +952,8 @@ export interface RoomKind {
   archived?: true;
   /** New accounts join it (a default room). */
   autoJoin?: true;
+  /** Only admins may notify everyone in it with `@room` or `@here` (see {@link mentionsRoom}). */
+  restrictRoomMentions?: true;
 }
 /**
  * `user` was added to `room` by `by` (an `invite`): sent to each of their
@@ -1209,6 +1217,9 @@ export function checkMessageText(raw: string, maxBytes: number, ref?: string): s
 
 type Obj = Record<string, unknown>;
 
+/** The flags a `room_settings` frame may set or clear. */
+const SETTINGS = ["private", "readOnly", "archived", "autoJoin", "restrictRoomMentions"] as const;
+
 /** A send's `files`: 1 to {@link MAX_FILES} different file ids, or undefined when absent. */
 function fileIds(o: Obj, ref?: string): string[] | undefined {
   const v = o.files;
@@ -1366,17 +1377,17 @@ export function parseClientFrame(
     }
     case "room_settings": {
       const frame: RoomSettingsFrame = { type, room: name(o, "room", "room name", ref) };
-      for (const key of ["private", "readOnly", "archived", "autoJoin"] as const) {
+      for (const key of SETTINGS) {
         const v = o[key];
         if (v === undefined || v === null) continue;
         if (typeof v !== "boolean") bad(`Field "${key}" must be true or false`, ref);
         frame[key] = v;
       }
-      if (
-        frame.private === undefined && frame.readOnly === undefined &&
-        frame.archived === undefined && frame.autoJoin === undefined
-      ) {
-        bad('Say what to change: "private", "readOnly", "archived" or "autoJoin"', ref);
+      if (SETTINGS.every((key) => frame[key] === undefined)) {
+        bad(
+          'Say what to change: "private", "readOnly", "archived", "autoJoin" or "restrictRoomMentions"',
+          ref,
+        );
       }
       if (ref !== undefined) frame.ref = ref;
       return frame;
@@ -1858,6 +1869,25 @@ export function snippetOf(text: string): string {
   const flat = text.replace(/\s+/g, " ").trim();
   const points = [...flat];
   return points.length <= SNIPPET_CHARS ? flat : points.slice(0, SNIPPET_CHARS).join("");
+}
+
+/**
+ * Whether `text` notifies everyone in a room: it mentions `@room` or `@here`
+ * (any case) by the one mention rule ({@link mentionsIn}) — not `@roomy`,
+ * `a@room` or `email@here.com`, nor inside a link. Inline code and code
+ * blocks count too, as they do for `@name` mentions. Linear in the length of
+ * `text`.
+ *
+ * @example
+ * ```ts
+ * import { mentionsRoom } from "./protocol.ts";
+ * if (!mentionsRoom("deploy at 5, @Here!") || mentionsRoom("mail ops@here.com")) {
+ *   throw new Error("mentionsRoom");
+ * }
+ * ```
+ */
+export function mentionsRoom(text: string): boolean {
+  return mentionsIn(text).room;
 }
 
 /**

@@ -60,8 +60,8 @@ export type Command =
   | { kind: "invalid"; message: string }
   | { kind: "unknown"; name: string };
 
-/** A room setting an admin switches: `/readonly`, `/archive`, `/private`. */
-export type RoomSetting = "readOnly" | "archived" | "private";
+/** A room setting an admin switches: `/readonly`, `/archive`, `/private`, `/atroom`. */
+export type RoomSetting = "readOnly" | "archived" | "private" | "restrictRoomMentions";
 
 /** Commands only admins may use, by name. */
 export const ADMIN_COMMANDS: ReadonlySet<Command["kind"]> = new Set([
@@ -107,6 +107,7 @@ export const ADMIN_HELP = `Admin commands:
   /readonly on|off   Only admins may post in this room (announcements), or everyone again
   /archive on|off    Archive this room (kept, read-only, out of /rooms), or bring it back
   /private on|off    Make this room private (members add people with /invite), or public
+  /atroom on|off     Only admins may notify everyone here with @room or @here, or everyone
   /rename [ROOM] NEW Rename this room (or ROOM) to NEW, with all it has`;
 
 /** What `/help` shows: {@link COMMANDS_HELP}, and {@link ADMIN_HELP} for an admin. */
@@ -298,6 +299,8 @@ export function parseCommand(line: string): Command {
       return onOff(words, "archive", "archived");
     case "private":
       return onOff(words, "private", "private");
+    case "atroom":
+      return onOff(words, "atroom", "restrictRoomMentions");
     case "rename":
       return renameArgs(words);
     case "leave":

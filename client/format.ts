@@ -483,9 +483,10 @@ export function kindWords(kind: RoomKind | undefined): string[] {
   return words;
 }
 
-/** Whether two room kinds are the same. */
+/** Whether two room kinds are the same (in what this client shows of them). */
 export function sameKind(a: RoomKind | undefined, b: RoomKind | undefined): boolean {
-  return kindWords(a).join() === kindWords(b).join();
+  return kindWords(a).join() === kindWords(b).join() &&
+    !!a?.restrictRoomMentions === !!b?.restrictRoomMentions;
 }
 
 /**
@@ -517,6 +518,9 @@ export function formatRoomSettings(
   const arch = flag("archived");
   if (arch === true) other.push(`archived ${room}`);
   if (arch === false) other.push(`took ${room} out of the archive`);
+  const mentions = flag("restrictRoomMentions");
+  if (mentions === true) other.push(`let only admins use @room and @here in ${room}`);
+  if (mentions === false) other.push(`let everyone use @room and @here in ${room} again`);
   const parts = [...(made.length > 0 ? [`made ${room} ${nameList(made)}`] : []), ...other];
   if (parts.length === 0) {
     return before === undefined

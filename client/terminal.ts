@@ -14,7 +14,14 @@ import type {
   WelcomeFrame,
 } from "../protocol.ts";
 import { applyPresence, LOBBY, MAX_PAGE, presenceCount } from "../protocol.ts";
-import { ADMIN_COMMANDS, type Command, complete, helpText, parseCommand } from "./commands.ts";
+import {
+  ADMIN_COMMANDS,
+  type Command,
+  complete,
+  helpText,
+  parseCommand,
+  type RoomSetting,
+} from "./commands.ts";
 import { KeyDecoder, LineEditor } from "./editor.ts";
 import {
   type Access,
@@ -849,7 +856,9 @@ export class TerminalUI {
         if (before !== undefined && sameKind(before, f.settings)) {
           const words = kindWords(f.settings);
           this.#print(this.#notice(
-            `#${room} is ${words.length > 0 ? nameList(words) : "an open room"} already`,
+            cmd.setting === "restrictRoomMentions"
+              ? `#${room} lets ${cmd.on ? "only admins" : "everyone"} use @room already`
+              : `#${room} is ${words.length > 0 ? nameList(words) : "an open room"} already`,
           ));
         } else if (now === undefined || !sameKind(now, f.settings)) {
           // Not told as a member of the room (yet): the answer says it.
@@ -1368,6 +1377,13 @@ export class TerminalUI {
             : `#${room} is read-only: only admins post in it`,
         ));
       }
+      if (joined.restrictRoomMentions && !joined.archived && !joined.readOnly) {
+        lines.push(this.#notice(
+          this.#role === "admin"
+            ? `In #${room} only admins (like you) notify everyone with @room or @here`
+            : `In #${room} only admins notify everyone with @room or @here`,
+        ));
+      }
       if (joined.more) lines.push(this.#notice("Older messages: /history 200"));
       if (joined.history.length > 0) lines.push(...joined.history.map((m) => this.#line(m)));
       else lines.push(this.#notice(`No messages in #${room} yet`));
@@ -1397,6 +1413,7 @@ function kindOf(f: RoomKind): RoomKind {
   if (f.private) kind.private = true;
   if (f.readOnly) kind.readOnly = true;
   if (f.archived) kind.archived = true;
+  if (f.restrictRoomMentions) kind.restrictRoomMentions = true;
   return kind;
 }
 
@@ -1408,8 +1425,14 @@ function moveKey<V>(map: Map<string, V>, from: string, to: string): void {
 }
 
 /** The command that switches a room setting. */
-function settingName(setting: "readOnly" | "archived" | "private"): string {
-  return setting === "readOnly" ? "/readonly" : setting === "archived" ? "/archive" : "/private";
+function settingName(setting: RoomSetting): string {
+  return setting === "readOnly"
+    ? "/readonly"
+    : setting === "archived"
+    ? "/archive"
+    : setting === "private"
+    ? "/private"
+    : "/atroom";
 }
 
 /** A path as the final line of a download shows it: `./name` in the current directory. */

@@ -127,6 +127,7 @@ Deno.test("SqliteStore.open() migrates a version 9 file: empty invites, bans and
   v9.exec(`
     ALTER TABLE rooms DROP COLUMN private; ALTER TABLE rooms DROP COLUMN read_only;
     ALTER TABLE rooms DROP COLUMN archived; ALTER TABLE rooms DROP COLUMN auto_join;
+    ALTER TABLE rooms DROP COLUMN room_mentions;
     DROP TABLE invites; DROP TABLE bans; DROP TABLE audit;
     DROP TABLE renames; DROP TABLE sessions; PRAGMA user_version = 9`);
   v9.close();
@@ -140,7 +141,7 @@ Deno.test("SqliteStore.open() migrates a version 9 file: empty invites, bans and
     }
   };
   assert.equal(version(), SCHEMA_VERSION);
-  assert.equal(SCHEMA_VERSION, 12);
+  assert.equal(SCHEMA_VERSION, 13);
   assert.deepEqual(await everything(both.admin, T), { invites: [], live: 0, bans: [], audit: [] });
   assert.deepEqual(
     (await both.store.page("general", { limit: 10 })).messages.map((m) => m.text),

@@ -674,6 +674,41 @@ Deno.test("chat client (terminal): an admin kicks, makes a room read-only and ba
   assert.equal(await alice.exitCode(), 0);
 });
 
+Deno.test("chat client (terminal): /atroom lets only admins use @room; a member's is not sent, in the server's words", async () => {
+  await using t = await startTestServer({ users: ADMIN_USERS });
+  await using aliceConfig = new ConfigHome();
+  await using bobConfig = new ConfigHome();
+  await using alice = new Tmux();
+  await using bob = new Tmux();
+  await startAs(alice, aliceConfig, "alice", "alice-pass", ["--room", "dev", t.ws]);
+  await alice.waitFor("-- You are in #dev (nobody else is here yet)");
+  await startAs(bob, bobConfig, "bob", "bob-pass-1", ["--room", "dev", t.ws]);
+  await bob.waitFor("-- You are in #dev with alice");
+
+  await bob.line("/atroom on");
+  await bob.waitFor("! /atroom is for admins: you are a member");
+  await alice.line("/atroom on");
+  await alice.waitFor("-- You let only admins use @room and @here in #dev");
+  await bob.waitFor("-- alice let only admins use @room and @here in #dev");
+  await alice.line("/atroom on");
+  await alice.waitFor("-- #dev lets only admins use @room already");
+  await bob.line("@room lunch?");
+  await bob.waitFor("! Not sent: Only admins may notify everyone in #dev with @room or @here");
+  await bob.line("lunch, anyone?");
+  await alice.waitFor(/bob: lunch, anyone\?/);
+  await alice.line("@here lunch at noon");
+  await bob.waitFor(/alice: @here lunch at noon/);
+  // Joining again says so.
+  await bob.line("/join general");
+  await bob.waitFor(/#general>$/);
+  await bob.line("/join dev");
+  await bob.waitFor("-- In #dev only admins notify everyone with @room or @here");
+  await alice.line("/atroom off");
+  await bob.waitFor("-- alice let everyone use @room and @here in #dev again");
+  await alice.line("/quit");
+  assert.equal(await alice.exitCode(), 0);
+});
+
 Deno.test("chat client (terminal): a member creates a private room and invites someone, who is told", async () => {
   await using t = await startTestServer({ users: ADMIN_USERS });
   await using aliceConfig = new ConfigHome();

@@ -1,16 +1,19 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   applyPresence,
   checkTopic,
   conversationKey,
   FrameError,
   MAX_TOPIC_BYTES,
+  mentionsRoom,
   parseClientFrame,
   presenceCount,
   splitFrames,
   utf8Length,
   wireLength,
 } from "../protocol.ts";
+import { segments } from "../web/text.ts";
 
 function fails(data: string, code: string, message: RegExp, ref?: string) {
   assert.throws(() => parseClientFrame(data), (err: unknown) => {
@@ -295,4 +298,93 @@ Deno.test("checkTopic() refuses bidirectional controls that would reorder the he
   }
   // Right-to-left text itself is welcome.
   assert.equal(checkTopic("שלום עולם"), "שלום עולם");
+});
+
+Deno.test("mentionsRoom() finds @room and @here as whole mentions, in any case", () => {
+  for (
+    const text of [
+      "@room",
+      "@here",
+      "deploy at 5, @Room!",
+      "@HERE",
+      "(@room)",
+      "hey\n@here: look",
+      "see `@room`",
+      "```\n@here\n```",
+      "@room's build",
+      "x @room.",
+      "@here—now",
+      "https://example.com @room",
+    ]
+  ) assert.equal(mentionsRoom(text), true, JSON.stringify(text));
+  for (
+    const text of [
+      "",
+      "room here",
+      "@roomy",
+      "@room-1",
+      "@here_",
+      "@here2",
+      "a@room",
+      "email@here.com",
+      "@@room",
+      "_@here",
+      "@ room",
+      "https://example.com/@room",
+      "@alice @bob",
+    ]
+  ) assert.equal(mentionsRoom(text), false, JSON.stringify(text));
+});
+
+Deno.test("mentionsRoom() agrees with the mentions the web app finds", () => {
+  const piece = fc.constantFrom(
+    "@room",
+    "@here",
+    "@Room",
+    "@roomy",
+    "@",
+    "a",
+    "_",
+    "-",
+    " ",
+    ".",
+    "`",
+    "/",
+    "\n",
+    "https://",
+    "x.org",
+    "é",
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), (parts) => {
+      const text = parts.join("");
+      const web = segments(text).some((s) =>
+        s.kind === "mention" && ["room", "here"].includes(s.name.toLowerCase())
+      );
+      assert.equal(mentionsRoom(text), web, JSON.stringify(text));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("parseClientFrame() takes restrictRoomMentions in room_settings, true or false only", () => {
+  assert.deepEqual(
+    parseClientFrame('{"type":"room_settings","room":"dev","restrictRoomMentions":true,"ref":"s"}'),
+    { type: "room_settings", room: "dev", restrictRoomMentions: true, ref: "s" },
+  );
+  assert.deepEqual(
+    parseClientFrame('{"type":"room_settings","room":"dev","restrictRoomMentions":false}'),
+    { type: "room_settings", room: "dev", restrictRoomMentions: false },
+  );
+  fails(
+    '{"type":"room_settings","room":"dev","restrictRoomMentions":1,"ref":"s"}',
+    "bad_request",
+    /^Field "restrictRoomMentions" must be true or false$/,
+    "s",
+  );
+  fails(
+    '{"type":"room_settings","room":"dev"}',
+    "bad_request",
+    /"autoJoin" or "restrictRoomMentions"$/,
+  );
 });

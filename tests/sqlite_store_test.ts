@@ -398,8 +398,14 @@ Deno.test("SqliteStore.open() migrates a version 2 file: claims and revocations 
   ]);
 });
 
+/** Turns a file of this version back into schema 12: rooms without the room mentions flag. */
+const TO_SCHEMA_12 = `
+  ALTER TABLE rooms DROP COLUMN room_mentions;
+  PRAGMA user_version = 12`;
+
 /** Turns a file of this version back into schema 11: no renames or sessions listed. */
 const TO_SCHEMA_11 = `
+  ${TO_SCHEMA_12};
   DROP TABLE renames;
   DROP TABLE sessions;
   PRAGMA user_version = 11`;
@@ -510,7 +516,7 @@ Deno.test("SqliteStore.open() migrates a version 3 file: messages kept before ha
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 12);
+    assert.equal(SCHEMA_VERSION, 13);
     first = await s.appendOnce(draft);
     assert.deepEqual([first.fresh, first.msg.id], [true, 2], "a message without a ref is new");
     assert.deepEqual(await s.appendOnce(draft), { msg: first.msg, fresh: false });
@@ -1823,7 +1829,7 @@ Deno.test("SqliteStore.open() migrates a version 11 file: no renames or sessions
       peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
       SCHEMA_VERSION,
     );
-    assert.equal(SCHEMA_VERSION, 12);
+    assert.equal(SCHEMA_VERSION, 13);
     assert.deepEqual(await s.recentRenames(10), []);
     assert.deepEqual(await s.sessions(["alice"], 0, now), new Map());
     assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
@@ -1842,6 +1848,42 @@ Deno.test("SqliteStore.open() migrates a version 11 file: no renames or sessions
     "sessions survive a reopen",
   );
   assert.deepEqual((await s.page("deploys", { limit: 10 })).messages.map((m) => m.text), [
+    "before the upgrade",
+  ]);
+});
+
+Deno.test("SqliteStore.open() migrates a version 12 file: rooms keep their settings, @room open to all", async () => {
+  await using data = await tempData();
+  {
+    await using s = open(data.path);
+    await s.join("alice", "ops");
+    await s.join("alice", "news");
+    await s.setRoomSettings("news", { readOnly: true, autoJoin: true });
+    await s.append(room("ops", "alice", "before the upgrade"));
+  }
+  const v12 = new DatabaseSync(data.path);
+  v12.exec(TO_SCHEMA_12);
+  v12.close();
+  {
+    await using s = open(data.path);
+    assert.equal(
+      peek(data.path, (db) => db.prepare("PRAGMA user_version").get()!.user_version),
+      SCHEMA_VERSION,
+    );
+    assert.equal(SCHEMA_VERSION, 13);
+    assert.deepEqual(await s.roomSettings("ops"), {});
+    assert.deepEqual(await s.roomSettings("news"), { readOnly: true, autoJoin: true });
+    assert.deepEqual(await s.setRoomSettings("ops", { restrictRoomMentions: true }), {
+      restrictRoomMentions: true,
+    });
+  }
+  await using s = open(data.path);
+  assert.deepEqual(await s.roomSettings("ops"), { restrictRoomMentions: true }, "kept on reopen");
+  assert.deepEqual(await s.rooms(), [
+    { name: "news", members: 1, readOnly: true, autoJoin: true },
+    { name: "ops", members: 1, restrictRoomMentions: true },
+  ]);
+  assert.deepEqual((await s.page("ops", { limit: 10 })).messages.map((m) => m.text), [
     "before the upgrade",
   ]);
 });

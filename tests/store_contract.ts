@@ -778,6 +778,32 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.setRoomSettings("ops", { autoJoin: false, readOnly: false }), {});
   });
 
+  test("setRoomSettings() keeps restrictRoomMentions beside the other flags, through a rename", async (s) => {
+    await s.join("alice", "ops");
+    assert.deepEqual(await s.setRoomSettings("ops", { restrictRoomMentions: true }), {
+      restrictRoomMentions: true,
+    });
+    assert.deepEqual(await s.roomSettings("ops"), { restrictRoomMentions: true });
+    assert.deepEqual(await s.setRoomSettings("ops", { readOnly: true, autoJoin: true }), {
+      readOnly: true,
+      autoJoin: true,
+      restrictRoomMentions: true,
+    });
+    assert.deepEqual(await s.setRoomSettings("ops", { readOnly: false, autoJoin: false }), {
+      restrictRoomMentions: true,
+    }, "clearing the others leaves it");
+    assert.deepEqual(await s.rooms(), [{ name: "ops", members: 1, restrictRoomMentions: true }]);
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.deepEqual(await s.roomSettings("deploys"), { restrictRoomMentions: true }, "renamed");
+    assert.deepEqual(await s.rooms(), [
+      { name: "deploys", members: 1, restrictRoomMentions: true },
+    ]);
+    await s.join("alice", "ops");
+    assert.deepEqual(await s.roomSettings("ops"), {}, "a new room of the old name is plain");
+    assert.deepEqual(await s.setRoomSettings("deploys", { restrictRoomMentions: false }), {});
+    assert.deepEqual(await s.roomSettings("deploys"), {});
+  });
+
   test("setRoomSettings() of a room that does not exist resolves null and creates nothing", async (s) => {
     assert.equal(await s.setRoomSettings("nowhere", { private: true, readOnly: true }), null);
     assert.equal(await s.setRoomSettings("nowhere", {}), null);
@@ -794,11 +820,13 @@ export function storeContract<S extends Store>(
       s.setRoomSettings("ops", { private: true }),
       s.setRoomSettings("ops", { readOnly: true }),
       s.setRoomSettings("ops", { archived: true }),
+      s.setRoomSettings("ops", { restrictRoomMentions: true }),
     ]);
     assert.deepEqual(await s.roomSettings("ops"), {
       private: true,
       readOnly: true,
       archived: true,
+      restrictRoomMentions: true,
     });
   });
 

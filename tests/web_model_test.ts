@@ -2572,3 +2572,46 @@ Deno.test("saveSnapshot() keeps within its bound, dropping the least recent conv
   );
   assert.deepEqual(loadSnapshot(storage, "bob")!.conversations, [{ key: "#ok", unread: 0 }]);
 });
+Deno.test("ChatModel: a member's @room where only admins may use it fails in the server's words; edit() says so at once", async () => {
+  await using t = await startTestServer({
+    users: {
+      alice: { password: await hashPassword(PASSWORDS.alice), role: "admin" },
+      bob: await hashPassword(PASSWORDS.bob),
+    },
+  });
+  const alice = await signedIn(t, "alice");
+  const bob = await signedIn(t, "bob");
+  try {
+    for (const m of [alice, bob]) {
+      assert.equal(m.joinRoom("dev"), null);
+      await waitUntil(() => m.convs.value.get("#dev")?.loaded.value, "in dev");
+    }
+    const dev = bob.convs.value.get("#dev")!;
+    bob.open("#dev");
+    bob.send("hello all");
+    await waitUntil(() => dev.messages.value.length === 1, "bob's message is stored");
+    const id = dev.messages.value[0].id;
+    const answer = await alice.roomSettings("dev", { restrictRoomMentions: true });
+    assert.deepEqual(answer.settings, { restrictRoomMentions: true });
+    await waitUntil(() => dev.settings.value.restrictRoomMentions === true, "bob hears of it");
+    const words = "Only admins may notify everyone in #dev with @room or @here";
+
+    bob.send("@room lunch?");
+    await waitUntil(() => dev.pending.value[0]?.state === "failed", "refused");
+    assert.equal(dev.pending.value[0].error, words);
+    assert.equal(bob.edit(dev, id, "@here hello all"), words, "said before anything is sent");
+    assert.equal(bob.edit(dev, id, "hello everyone"), null);
+    await waitUntil(() => dev.messages.value[0].text === "hello everyone", "the plain edit goes");
+
+    alice.open("#dev");
+    alice.send("@room release at 5");
+    await waitUntil(
+      () => dev.messages.value.some((m) => m.text === "@room release at 5"),
+      "an admin's @room reaches bob",
+    );
+    assert.equal(dev.messages.value.length, 2, "nothing of bob's refused message was stored");
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});

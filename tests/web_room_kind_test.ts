@@ -5,8 +5,15 @@
  */
 import assert from "node:assert/strict";
 import type { RoomKind } from "../protocol.ts";
-import { sendRefusal } from "../server/hub/rooms.ts";
-import { kindNotices, kindOf, messageRights, postingClosed, sameKind } from "../web/room_kind.ts";
+import { mentionRefusal, sendRefusal } from "../server/hub/rooms.ts";
+import {
+  kindNotices,
+  kindOf,
+  mentionClosed,
+  messageRights,
+  postingClosed,
+  sameKind,
+} from "../web/room_kind.ts";
 
 /** Every combination of the four flags. */
 function allKinds(): RoomKind[] {
@@ -90,4 +97,32 @@ Deno.test("kindOf() keeps only the flags, and sameKind() ignores absent against 
   assert.deepEqual(kindOf(frame), { private: true, readOnly: true });
   assert.ok(sameKind({}, { private: undefined }));
   assert.ok(!sameKind({ archived: true }, {}));
+});
+
+Deno.test("mentionClosed() refuses a member's @room exactly where the server does, in its words", () => {
+  for (const kind of [{}, { restrictRoomMentions: true as const }, { private: true as const }]) {
+    for (const admin of [false, true]) {
+      for (const text of ["@room now", "@here", "mail ops@here.com", "@roomy", "hi"]) {
+        assert.equal(
+          mentionClosed("dev", kind, { admin, text }),
+          mentionRefusal(kind, "dev", { admin, text }),
+          `${JSON.stringify(kind)} admin=${admin} ${text}`,
+        );
+      }
+    }
+  }
+  assert.equal(
+    mentionClosed("dev", { restrictRoomMentions: true }, { admin: false, text: "@Here!" }),
+    "Only admins may notify everyone in #dev with @room or @here",
+  );
+  assert.deepEqual(kindNotices("dev", "alice", {}, { restrictRoomMentions: true }), [
+    "alice let only admins use @room and @here in #dev",
+  ]);
+  assert.deepEqual(kindNotices("dev", "alice", { restrictRoomMentions: true }, {}), [
+    "alice let everyone use @room and @here in #dev again",
+  ]);
+  assert.deepEqual(kindOf({ restrictRoomMentions: true, x: 1 } as RoomKind), {
+    restrictRoomMentions: true,
+  });
+  assert.ok(!sameKind({ restrictRoomMentions: true }, {}));
 });

@@ -77,7 +77,7 @@ import {
   replyRefOf,
 } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
-import { kindNotices, kindOf, sameKind } from "./room_kind.ts";
+import { kindNotices, kindOf, mentionClosed, sameKind } from "./room_kind.ts";
 import { bytes, mentions, segments } from "./text.ts";
 import {
   defaultUploader,
@@ -1115,8 +1115,9 @@ export class ChatModel {
   /**
    * Replaces the text of one of the user's messages (`edited` comes back to
    * every member). The same text changes nothing. Returns why it cannot be
-   * edited (empty without files, too long, offline), or null. A message
-   * with files may be left without text.
+   * edited (empty without files, too long, a member's `@room` where only
+   * admins may use it, offline), or null. A message with files may be left
+   * without text.
    */
   edit(conv: Conversation, id: number, text: string): string | null {
     const m = conv.find(id);
@@ -1127,7 +1128,13 @@ export class ChatModel {
       text = "";
     }
     if (text === m.text) return null;
-    const problem = this.tooLong(text);
+    const problem = this.tooLong(text) ??
+      (conv.kind === "room"
+        ? mentionClosed(conv.name, conv.settings.value, {
+          admin: this.role.value === "admin",
+          text,
+        })
+        : null);
     if (problem !== null) return problem;
     return this.#change(conv, { type: "edit", id, text, ...conv.target });
   }
@@ -1210,7 +1217,10 @@ export class ChatModel {
   /** An admin sets or clears a room's flags: resolves the room's kind afterwards. */
   roomSettings(
     room: string,
-    change: Pick<RoomSettingsFrame, "private" | "readOnly" | "archived" | "autoJoin">,
+    change: Pick<
+      RoomSettingsFrame,
+      "private" | "readOnly" | "archived" | "autoJoin" | "restrictRoomMentions"
+    >,
   ): Promise<RoomSettingsChangedFrame> {
     return this.moderate({ type: "room_settings", room, ...change });
   }

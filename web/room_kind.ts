@@ -1,12 +1,13 @@
 // This module is browser compatible.
 /**
- * What kind of room a room is (private, read-only, archived, a default room),
- * in words: the flags a `joined` frame carries, and the room notices an
- * admin's `room_settings` leaves ("alice made #news read-only").
+ * What kind of room a room is (private, read-only, archived, a default room,
+ * `@room` for admins only), in words: the flags a `joined` frame carries,
+ * the room notices an admin's `room_settings` leaves ("alice made #news
+ * read-only"), and what the app offers or refuses in each kind of room.
  *
  * @module
  */
-import type { RoomKind } from "../protocol.ts";
+import { mentionsRoom, type RoomKind } from "../protocol.ts";
 
 /** The flags of a room a frame carries (`joined`, a `rooms` entry), without anything else. */
 export function kindOf(f: RoomKind): RoomKind {
@@ -15,13 +16,15 @@ export function kindOf(f: RoomKind): RoomKind {
   if (f.readOnly) kind.readOnly = true;
   if (f.archived) kind.archived = true;
   if (f.autoJoin) kind.autoJoin = true;
+  if (f.restrictRoomMentions) kind.restrictRoomMentions = true;
   return kind;
 }
 
 /** Whether two kinds are the same. */
 export function sameKind(a: RoomKind, b: RoomKind): boolean {
   return !!a.private === !!b.private && !!a.readOnly === !!b.readOnly &&
-    !!a.archived === !!b.archived && !!a.autoJoin === !!b.autoJoin;
+    !!a.archived === !!b.archived && !!a.autoJoin === !!b.autoJoin &&
+    !!a.restrictRoomMentions === !!b.restrictRoomMentions;
 }
 
 /**
@@ -55,7 +58,29 @@ export function kindNotices(room: string, by: string, before: RoomKind, after: R
       d ? `${who} made #${room} a default room` : `${who} made #${room} no longer a default room`,
     );
   }
+  const m = turned("restrictRoomMentions");
+  if (m !== null) {
+    out.push(
+      m
+        ? `${who} let only admins use @room and @here in #${room}`
+        : `${who} let everyone use @room and @here in #${room} again`,
+    );
+  }
   return out;
+}
+
+/**
+ * Why `text` may not go to a room of kind `kind` as this user's message or
+ * edit, as the server says it, or null: where only admins notify everyone,
+ * a member's `@room` or `@here` ({@link mentionsRoom}).
+ */
+export function mentionClosed(
+  room: string,
+  kind: RoomKind,
+  opts: { admin: boolean; text: string },
+): string | null {
+  if (!kind.restrictRoomMentions || opts.admin || !mentionsRoom(opts.text)) return null;
+  return `Only admins may notify everyone in #${room} with @room or @here`;
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   type Target,
 } from "../../protocol.ts";
 import { type AdminStore, record } from "../admin/admin.ts";
-import type { RoomKinds } from "./rooms.ts";
+import { mentionRefusal, type RoomKinds } from "./rooms.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -63,7 +63,16 @@ export class Changes {
 
   async #edit(conn: Conn, frame: ClientFrame & { type: "edit" }, turn: Turn): Promise<void> {
     const user = conn.user!;
-    const { conv } = await this.#open(user, frame, frame.ref, false, true);
+    const { conv, target } = await this.#open(user, frame, frame.ref, false, true);
+    if (target.room !== undefined) {
+      // The new text alone decides: an edit must not put a member's @room
+      // into a room where only admins may use it (an old one may be edited out).
+      const refusal = mentionRefusal(await this.#ctx.kinds.of(target.room), target.room, {
+        admin: this.#ctx.auth.role(user.name) === "admin",
+        text: frame.text,
+      });
+      if (refusal !== null) throw new FrameError("forbidden", refusal, frame.ref);
+    }
     if (frame.text === "") await this.#mayBeEmpty(conv, frame.id, frame.ref);
     const window = this.#ctx.editWindow;
     const bound = await this.#heldSince(user.name);

@@ -26,7 +26,7 @@ import { createHash } from "node:crypto";
 import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
-import { type RoomKinds, sendRefusal } from "./rooms.ts";
+import { mentionRefusal, type RoomKinds, sendRefusal } from "./rooms.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -167,7 +167,9 @@ export class Commands {
       const target = found.target;
       if (target.room !== undefined && !outsider) {
         const admin = this.#ctx.auth.role(user.name) === "admin";
-        const refusal = sendRefusal(await this.#ctx.kinds.of(target.room), target.room, admin);
+        const kind = await this.#ctx.kinds.of(target.room);
+        const refusal = sendRefusal(kind, target.room, admin) ??
+          mentionRefusal(kind, target.room, { admin, text: frame.text });
         if (refusal !== null) throw new FrameError("forbidden", refusal, frame.ref);
       }
       if (!outsider) this.#ctx.typists.stop(conv, target, user.name);

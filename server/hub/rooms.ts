@@ -1,13 +1,15 @@
 /**
  * Kinds of rooms: private (members only see and reach it), read-only (only
- * admins send: announcements) and archived (kept, read-only for everyone,
- * out of the list). The store keeps each room's settings; this node keeps
- * those it has read, updated at once where an admin changes them and by the
- * `room` event on every other node, so that a send does not read the store
- * each time. Only rooms that exist are remembered: a room another node
- * creates private is read from the store the first time it is asked about
- * here. (A node that misses an event — Redis unreachable as it is published —
- * keeps the old kind until the admin sets it again.)
+ * admins send: announcements), archived (kept, read-only for everyone, out
+ * of the list), a default room (new accounts join it) and one where only
+ * admins notify everyone with `@room` or `@here`. The store keeps each
+ * room's settings; this node keeps those it has read, updated at once where
+ * an admin changes them and by the `room` event on every other node, so that
+ * a send does not read the store each time. Only rooms that exist are
+ * remembered: a room another node creates private is read from the store the
+ * first time it is asked about here. (A node that misses an event — Redis
+ * unreachable as it is published — keeps the old kind until the admin sets
+ * it again.)
  *
  * Also the commands on rooms' membership, kind and name: `invite` (a member
  * adds someone: the way into a private room), `room_settings` and
@@ -19,6 +21,7 @@ import {
   FrameError,
   type InviteFrame,
   LOBBY,
+  mentionsRoom,
   type RenameRoomFrame,
   type RoomKind,
   type RoomRename,
@@ -152,6 +155,7 @@ export function kindOf(s: RoomSettings): RoomKind {
   if (s.readOnly) kind.readOnly = true;
   if (s.archived) kind.archived = true;
   if (s.autoJoin) kind.autoJoin = true;
+  if (s.restrictRoomMentions) kind.restrictRoomMentions = true;
   return kind;
 }
 
@@ -163,6 +167,21 @@ export function sendRefusal(s: RoomSettings | null, room: string, admin: boolean
   if (s?.archived) return `#${room} is archived: it is kept, read-only`;
   if (s?.readOnly && !admin) return `Only admins post in #${room}: it is read-only`;
   return null;
+}
+
+/**
+ * Why `text` may not go to a room of kind `s` (`forbidden`), or null when it
+ * may: where admins keep `@room` and `@here` to themselves
+ * (`restrictRoomMentions`), a member's text that notifies everyone
+ * ({@link mentionsRoom}) — in a send or an edit alike.
+ */
+export function mentionRefusal(
+  s: RoomSettings | null,
+  room: string,
+  opts: { admin: boolean; text: string },
+): string | null {
+  if (!s?.restrictRoomMentions || opts.admin || !mentionsRoom(opts.text)) return null;
+  return `Only admins may notify everyone in #${room} with @room or @here`;
 }
 
 /** What {@link RoomCommands} needs from the node. */
@@ -240,6 +259,9 @@ export class RoomCommands {
     if (frame.readOnly !== undefined) change.readOnly = frame.readOnly;
     if (frame.archived !== undefined) change.archived = frame.archived;
     if (frame.autoJoin !== undefined) change.autoJoin = frame.autoJoin;
+    if (frame.restrictRoomMentions !== undefined) {
+      change.restrictRoomMentions = frame.restrictRoomMentions;
+    }
     // A private room is its members' even to admins: one who is not in it
     // changes nothing about it (and cannot open it up to read it).
     if (
@@ -378,4 +400,5 @@ const WORDS: Record<string, string> = {
   readOnly: "read-only",
   archived: "archived",
   autoJoin: "a default room",
+  restrictRoomMentions: "@room for admins only",
 };

@@ -923,6 +923,9 @@ function changedSettings(settings: RoomSettings, change: RoomSettingsChange): Ro
   if (change.readOnly ?? settings.readOnly) out.readOnly = true;
   if (change.archived ?? settings.archived) out.archived = true;
   if (change.autoJoin ?? settings.autoJoin) out.autoJoin = true;
+  if (change.restrictRoomMentions ?? settings.restrictRoomMentions) {
+    out.restrictRoomMentions = true;
+  }
   return out;
 }
 

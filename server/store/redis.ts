@@ -26,7 +26,8 @@
  * |                  |        | moved to `new` (resends recorded under the old name find them)   |
  * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
  * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived,      |
- * |                  |        | `j` auto-join, in that order (plain rooms are not listed)        |
+ * |                  |        | `j` auto-join, `m` `@room` for admins only, in that order (plain |
+ * |                  |        | rooms are not listed)                                            |
  * | `created`        | hash   | user → number of rooms created                                   |
  * | `members:<room>` | set    | members of a room                                                |
  * | `in:<user>`      | set    | rooms of a user                                                  |
@@ -643,7 +644,8 @@ return {1, redis.call('HGET', p .. 'settings', room) or ''}
 
 /**
  * Sets and clears a room's flags. ARGV: prefix, room, then private,
- * read-only, archived and auto-join: '1' sets, '0' clears, '' leaves it. Returns {1,
+ * read-only, archived, auto-join and room mentions restricted: '1' sets, '0'
+ * clears, '' leaves it. Returns {1,
  * flags} after the change (a plain room's field is deleted), or {0} when the
  * room does not exist (nothing is written).
  */
@@ -652,7 +654,7 @@ local p, room = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', p .. 'rooms', room) == 0 then return {0} end
 local old = redis.call('HGET', p .. 'settings', room) or ''
 local flags = ''
-for i, letter in ipairs({'p', 'r', 'a', 'j'}) do
+for i, letter in ipairs({'p', 'r', 'a', 'j', 'm'}) do
   local want = ARGV[i + 2]
   if want == '1' or (want == '' and string.find(old, letter, 1, true)) then
     flags = flags .. letter
@@ -1117,13 +1119,17 @@ export function toMessage(
   return msg;
 }
 
-/** A room's flags as `settings` keeps them (letters `p`, `r`, `a`, `j`) as {@link RoomSettings}. */
+/**
+ * A room's flags as `settings` keeps them (letters `p`, `r`, `a`, `j`, `m`) as
+ * {@link RoomSettings}.
+ */
 function settingsOf(flags: string): RoomSettings {
   const out: RoomSettings = {};
   if (flags.includes("p")) out.private = true;
   if (flags.includes("r")) out.readOnly = true;
   if (flags.includes("a")) out.archived = true;
   if (flags.includes("j")) out.autoJoin = true;
+  if (flags.includes("m")) out.restrictRoomMentions = true;
   return out;
 }
 
@@ -1553,6 +1559,7 @@ export class RedisStore implements Store {
       flag(change.readOnly),
       flag(change.archived),
       flag(change.autoJoin),
+      flag(change.restrictRoomMentions),
     ]) as [number, string?];
     return found === 1 ? settingsOf(String(flags)) : null;
   }

@@ -866,6 +866,7 @@ export class SqliteStore implements Store {
         flag(change.readOnly),
         flag(change.archived),
         flag(change.autoJoin),
+        flag(change.restrictRoomMentions),
       );
       return row ? settingsOf(row) : null;
     });
@@ -1659,6 +1660,7 @@ function settingsOf(r: Record<string, unknown>): RoomSettings {
   if (Number(r.read_only) === 1) out.readOnly = true;
   if (Number(r.archived) === 1) out.archived = true;
   if (Number(r.auto_join) === 1) out.autoJoin = true;
+  if (Number(r.room_mentions) === 1) out.restrictRoomMentions = true;
   return out;
 }
 
@@ -1811,16 +1813,19 @@ function statements(db: DatabaseSync) {
        ORDER BY messages_fts.rowid DESC LIMIT ?3`,
     ),
     rooms: p(
-      `SELECT r.name, r.topic, r.private, r.read_only, r.archived, r.auto_join,
+      `SELECT r.name, r.topic, r.private, r.read_only, r.archived, r.auto_join, r.room_mentions,
          (SELECT count(*) FROM members AS m WHERE m.room = r.name) AS members
        FROM rooms AS r`,
     ),
-    roomSettings: p("SELECT private, read_only, archived, auto_join FROM rooms WHERE name = ?"),
+    roomSettings: p(
+      "SELECT private, read_only, archived, auto_join, room_mentions FROM rooms WHERE name = ?",
+    ),
     // A NULL flag stays as it is.
     setRoomSettings: p(
       `UPDATE rooms SET private = coalesce(?2, private), read_only = coalesce(?3, read_only),
-         archived = coalesce(?4, archived), auto_join = coalesce(?5, auto_join)
-       WHERE name = ?1 RETURNING private, read_only, archived, auto_join`,
+         archived = coalesce(?4, archived), auto_join = coalesce(?5, auto_join),
+         room_mentions = coalesce(?6, room_mentions)
+       WHERE name = ?1 RETURNING private, read_only, archived, auto_join, room_mentions`,
     ),
     topic: p("SELECT topic FROM rooms WHERE name = ?"),
     setTopic: p("UPDATE rooms SET topic = ?2 WHERE name = ?1 AND topic <> ?2"),

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { plainText } from "../../markdown.ts";
 
 /** The schema this version of chat writes. */
-export const SCHEMA_VERSION = 12;
+export const SCHEMA_VERSION = 13;
 
 /** `PRAGMA application_id` of chat data files: "chat" in ASCII. */
 export const APPLICATION_ID = 0x63686174;
@@ -331,6 +331,9 @@ const MIGRATIONS: ((db: DatabaseSync) => void)[] = [
       ) WITHOUT ROWID;
       CREATE INDEX sessions_by_seen ON sessions (folded, seen DESC, session DESC);
     `),
+  // 13: one more room setting: `@room` and `@here` for admins only
+  // (RoomSettings.restrictRoomMentions). Existing rooms let everyone use them.
+  (db) => db.exec("ALTER TABLE rooms ADD COLUMN room_mentions INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /** Whether the SQLite library is at least `major.minor`. */

@@ -286,6 +286,8 @@ export interface RoomSettings {
   archived?: true;
   /** New accounts join it, as they join `general` (an admin's choice of default rooms). */
   autoJoin?: true;
+  /** Only admins may notify everyone in it with `@room` or `@here`. */
+  restrictRoomMentions?: true;
 }
 
 /** A change of {@link RoomSettings}: each flag given is set (`true`) or cleared (`false`). */
@@ -298,6 +300,8 @@ export interface RoomSettingsChange {
   archived?: boolean;
   /** A default room for new accounts, or not. */
   autoJoin?: boolean;
+  /** `@room` and `@here` for admins only, or for everyone again. */
+  restrictRoomMentions?: boolean;
 }
 
 /** A room and how many members it has, with its settings. */

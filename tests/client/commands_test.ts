@@ -220,6 +220,9 @@ Deno.test("parseCommand() reads the admin commands", () => {
     ["/archive off", { kind: "setting", setting: "archived", on: false }],
     ["/private on", { kind: "setting", setting: "private", on: true }],
     ["/private off", { kind: "setting", setting: "private", on: false }],
+    ["/atroom on", { kind: "setting", setting: "restrictRoomMentions", on: true }],
+    ["/atroom off", { kind: "setting", setting: "restrictRoomMentions", on: false }],
+    ["/atroom", { kind: "invalid", message: "Usage: /atroom on|off" }],
   ];
   for (const [line, want] of cases) assert.deepEqual(parseCommand(line), want, line);
   for (const kind of ["kick", "ban", "unban", "setting"] as const) {

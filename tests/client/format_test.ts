@@ -519,6 +519,19 @@ Deno.test("formatRoomSettings() says what an admin changed about a room", () => 
     "without the kind before, the whole kind",
   );
   assert.equal(formatRoomSettings(f({}), "bob"), "alice made #news an open room again");
+  assert.equal(
+    formatRoomSettings(f({ restrictRoomMentions: true }), "bob", {}),
+    "alice let only admins use @room and @here in #news",
+  );
+  assert.equal(
+    formatRoomSettings(f({}), "alice", { restrictRoomMentions: true }),
+    "You let everyone use @room and @here in #news again",
+  );
+  assert.equal(
+    formatRoomSettings(f({ readOnly: true, restrictRoomMentions: true }), "bob"),
+    "alice made #news read-only and let only admins use @room and @here in #news",
+  );
+  assert.ok(!sameKind({ restrictRoomMentions: true }, {}));
 });
 
 Deno.test("kindWords() and sameKind() read a room's kind", () => {

@@ -40,7 +40,9 @@ async function tokenOf(page: Page): Promise<string> {
 async function apiRooms(
   server: TestServer,
   token: string,
-): Promise<{ name: string; members: number; private?: true; autoJoin?: true }[]> {
+): Promise<
+  { name: string; members: number; private?: true; autoJoin?: true; restrictRoomMentions?: true }[]
+> {
   const res = await fetch(server.http + "/api/rooms", {
     headers: { authorization: `Bearer ${token}` },
   });
@@ -310,6 +312,75 @@ Deno.test("web app: the admin's Rooms tab sets read-only, archived and default r
     await members(bob);
     await bob.page.locator('.panel [data-member="alice"]').waitFor();
     assert.equal(await bob.page.locator(".panel .member-remove").count(), 0);
+
+    assert.deepEqual([...alice.errors, ...bob.errors], []);
+  }, server);
+});
+
+Deno.test("web app: an admin lets only admins use @room from the Rooms tab; a member's @room comes back Not sent in the server's words", async () => {
+  const server = await startTestServer({ users: users() });
+  await withBrowser(async (browser) => {
+    const alice = await person(browser, server.http + "/", "alice");
+    const bob = await person(browser, server.http + "/", "bob");
+    await signIn(alice, PASSWORDS.alice);
+    await signIn(bob, PASSWORDS.bob);
+    await join(bob, "dev");
+    await join(alice, "dev");
+
+    await openRoomsTab(alice);
+    const row = alice.page.locator('li.room-admin[data-room="dev"]');
+    const toggle = row.getByRole("switch", { name: "Only admins may use @room" });
+    assert.equal(await toggle.isChecked(), false);
+    assert.equal(
+      await flip(alice, "dev", "Only admins may use @room"),
+      "#dev lets only admins use @room and @here now",
+    );
+    assert.equal(await toggle.isChecked(), true);
+    const token = await tokenOf(alice.page);
+    assert.equal(
+      (await apiRooms(server, token)).find((r) => r.name === "dev")?.restrictRoomMentions,
+      true,
+    );
+    await screenshot(alice.page, "admin-rooms-mentions-desktop");
+
+    // bob's room says who did it; his @room is refused, in the server's words.
+    await bob.page.locator(".notice", {
+      hasText: "alice let only admins use @room and @here in #dev",
+    })
+      .waitFor();
+    const box = bob.page.locator("#composer");
+    await box.fill("@room lunch?");
+    await box.press("Enter");
+    const failed = bob.page.locator(".msg.pending.failed", { hasText: "@room lunch?" });
+    await failed.getByText("Not sent: Only admins may notify everyone in #dev with @room or @here")
+      .waitFor();
+    await failed.getByRole("button", { name: "Delete" }).waitFor();
+    // The connection goes on: a message without @room is sent, and alice's @room goes too.
+    await send(bob, "lunch anyone?");
+    await alice.page.getByRole("button", { name: "Back to the chat" }).click();
+    await open(alice, "dev");
+    await send(alice, "@here release at 5");
+    await bob.page.locator(".msg:not(.pending)", { hasText: "@here release at 5" }).waitFor();
+    assert.equal(
+      await alice.page.locator(".msg", { hasText: "@room lunch?" }).count(),
+      0,
+      "nothing of the refused message reached alice",
+    );
+
+    // Turned off again from the tab.
+    await openRoomsTab(alice);
+    assert.equal(
+      await flip(alice, "dev", "Only admins may use @room"),
+      "#dev lets everyone use @room and @here again",
+    );
+    assert.equal(
+      (await apiRooms(server, token)).find((r) => r.name === "dev")?.restrictRoomMentions,
+      undefined,
+    );
+    await bob.page.locator(".notice", {
+      hasText: "alice let everyone use @room and @here in #dev again",
+    })
+      .waitFor();
 
     assert.deepEqual([...alice.errors, ...bob.errors], []);
   }, server);

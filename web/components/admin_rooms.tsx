@@ -1,8 +1,9 @@
 /**
  * The admin page's rooms (`GET /api/rooms`): every room, private and
  * archived ones included, with its size, topic and kind — never its
- * messages. Switches set a room private, read-only, archived or a default
- * room (new accounts join it): each sends a `room_settings` frame over the
+ * messages. Switches set a room private, read-only, archived, a default
+ * room (new accounts join it) or one where only admins may notify everyone
+ * with `@room` or `@here`: each sends a `room_settings` frame over the
  * app's connection, and the row shows the server's answer, or its refusal
  * in its words (`general` cannot be private or archived). **Rename** opens a
  * field for a new name in the row (not for `general`); the row then shows
@@ -47,6 +48,13 @@ const FLAGS: { key: keyof RoomKind; label: string; on: string; off: string; hint
     on: "is a default room now: new accounts join it",
     off: "is no longer a default room",
     hint: "New accounts join it on their first sign-in",
+  },
+  {
+    key: "restrictRoomMentions",
+    label: "Only admins may use @room",
+    on: "lets only admins use @room and @here now",
+    off: "lets everyone use @room and @here again",
+    hint: "Members' messages with @room or @here are refused (for large rooms)",
   },
 ];
 
