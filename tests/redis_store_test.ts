@@ -566,22 +566,29 @@ function applied(result: ChangeResult): Applied {
   return result.applied;
 }
 
-/** Publishing helpers for a store used as the broker uses it: every write goes to the feed. */
-function publisher(store: RedisStore, feedLength = 100) {
+/**
+ * Publishing helpers for a store used as the broker uses it: every write goes
+ * to the feed. With `old`, replies are published as versions before the fix
+ * of chaos seed 236 did: their feed entry quotes the original.
+ */
+function publisher(store: RedisStore, feedLength = 100, old = false) {
   const target = { channel: "chat:events", feedLength };
+  const event = (from: string, text: string, replyTo?: Record<string, unknown>) =>
+    JSON.stringify({ kind: "message", conv: "r", room: "r", from, text, replyTo });
   return {
     send: (from: string, text: string, replyTo?: Draft["replyTo"], ref?: string) =>
       store.appendAndPublish({ conv: "r", room: "r", from, text, replyTo, ref }, {
         ...target,
-        // As the broker publishes it: the quote without the original's seq.
-        json: JSON.stringify({
-          kind: "message",
-          conv: "r",
-          room: "r",
+        // As the broker publishes it: the quote without the original's seq,
+        // and in the feed without the original's text.
+        json: event(
           from,
           text,
-          replyTo: replyTo && { id: replyTo.id, from: replyTo.from, snippet: replyTo.snippet },
-        }),
+          replyTo && { id: replyTo.id, from: replyTo.from, snippet: replyTo.snippet },
+        ),
+        feedJson: replyTo && !old
+          ? event(from, text, { id: replyTo.id, from: replyTo.from })
+          : undefined,
       }),
     change: (c: Change) => store.changeAndPublish(c, { ...target, origin: "" }),
   };
@@ -592,7 +599,7 @@ function quote(msg: ChatMessage): NonNullable<Draft["replyTo"]> {
   return { ...replyRef(msg), seq: msg.seq };
 }
 
-Deno.test("RedisStore: deleting an original empties its replies' quotes and takes their feed entries out: its text is in no key", async () => {
+Deno.test("RedisStore: deleting an original empties its replies' quotes and leaves their feed entries, which never quoted it: its text is in no key", async () => {
   await using store = await openStore(10);
   const { send, change } = publisher(store);
   const original = (await send("alice", "the zanzibar plan")).msg; // 1, feed 1
@@ -612,8 +619,13 @@ Deno.test("RedisStore: deleting an original empties its replies' quotes and take
   ][];
   assert.deepEqual(
     feed.map(([id]) => id),
-    ["3-0", "4-0", "5-0"],
-    "the original's and the reply's creation entries are gone; the reply's edit stays",
+    ["2-0", "3-0", "4-0", "5-0"],
+    "the original's creation entry is gone; the reply's stay (a node catching up delivers it)",
+  );
+  assert.deepEqual(
+    JSON.parse(feed[0][1][1].split("\n")[3]).replyTo,
+    { id: 1, from: "alice" },
+    "the reply's creation entry names the original without quoting it",
   );
   assert.deepEqual((await stored(store, "r", 2)).replyTo, {
     id: 1,
@@ -629,6 +641,73 @@ Deno.test("RedisStore: deleting an original empties its replies' quotes and take
     replyTo: { id: 1, from: "alice", snippet: "", deleted: true },
   });
   assert.deepEqual(await store.message("r", 3), other);
+});
+
+Deno.test("RedisStore: a reply's feed entry written by an older version quotes its original: deleting the original takes it out", async () => {
+  await using store = await openStore(10);
+  const { send, change } = publisher(store, 100, true);
+  const original = (await send("alice", "the zanzibar plan")).msg; // 1, feed 1
+  await send("bob", "sounds good", quote(original)); // 2, feed 2
+  await send("carol", "unrelated"); // 3, feed 3
+  assert.match(await store.cli("XRANGE", "chat:feed", "2", "2"), /zanzibar/);
+  applied(await change({ kind: "delete", conv: "r", id: 1, user: "alice" })); // feed 4
+  assert.doesNotMatch(await everything(store), /zanzibar/, "the original's text is in no key");
+  const feed = await command(store.client, ["XRANGE", "chat:feed", "-", "+"], 5000) as [
+    string,
+    string[],
+  ][];
+  assert.deepEqual(feed.map(([id]) => id), ["3-0", "4-0"]);
+});
+
+Deno.test("RedisStore.quoteNow(): a reply read back from the feed quotes its original as it is now", async () => {
+  await using store = await openStore(3);
+  const { send, change } = publisher(store);
+  const original = (await send("alice", "draft one")).msg; // 1
+  const reply = (await send("bob", "agreed", quote(original))).msg; // 2
+  // As the feed has it: the original named, not quoted.
+  const fromFeed = {
+    ...reply,
+    replyTo: { id: 1, from: "alice" } as NonNullable<ChatMessage["replyTo"]>,
+  };
+  const plain = (await send("carol", "no reply")).msg; // 3
+  assert.equal(await store.quoteNow("r", plain), plain, "a message that is no reply is as it is");
+  assert.deepEqual((await store.quoteNow("r", fromFeed)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "draft one",
+  });
+  applied(await change({ kind: "edit", conv: "r", id: 1, user: "alice", text: "draft two" }));
+  assert.deepEqual((await store.quoteNow("r", fromFeed)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "draft two",
+  }, "the original's edit");
+  // An entry of an older version quotes the original as it was: quoted as it is.
+  const old = { ...reply, replyTo: { id: 1, from: "alice", snippet: "draft one" } };
+  assert.deepEqual((await store.quoteNow("r", old)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "draft two",
+  });
+  applied(await change({ kind: "delete", conv: "r", id: 1, user: "alice" }));
+  const stone = { id: 1, from: "alice", snippet: "", deleted: true };
+  assert.deepEqual(await store.quoteNow("r", fromFeed), { ...reply, replyTo: stone });
+  // The tombstone dropped by the cap: the quote the reply keeps says so still.
+  await send("dan", "four"); // drops 1
+  assert.equal(await store.message("r", 1), null);
+  assert.deepEqual(await store.quoteNow("r", fromFeed), { ...reply, replyTo: stone });
+  await send("dan", "five"); // drops the reply too
+  assert.equal(await store.message("r", 2), null);
+  assert.deepEqual((await store.quoteNow("r", fromFeed)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "",
+  }, "neither kept: what the entry says, no text made up");
+  assert.deepEqual((await store.quoteNow("r", old)).replyTo, {
+    id: 1,
+    from: "alice",
+    snippet: "draft one",
+  }, "an older entry's quote, which a delete would have taken out of the feed");
 });
 
 Deno.test("RedisStore: an original's edit rewrites its kept replies' stored quotes; a deleted reply leaves the index", async () => {

@@ -20,7 +20,9 @@
  *   numbers it has delivered already. After reconnecting it reads everything
  *   past its last number. Deleting a message removes the feed entries that
  *   hold its text (its creation, its edits): those holes are skipped quietly,
- *   only entries the cap trimmed count as missed.
+ *   only entries the cap trimmed count as missed. A reply's entry names its
+ *   original without quoting it (the original's edits and delete leave it
+ *   in place): a node reading it quotes the original as it is then.
  * - **Presence.** Each node keeps `node:<id>` (expiring after `nodeTimeout`)
  *   and `online:<id>` (its users) fresh with a heartbeat and announces
  *   changes at once; a node whose key expired is removed by the next
@@ -386,24 +388,30 @@ export class RedisBroker implements Broker {
    * since its quote was taken rejects with `ReplyChanged` (nothing published).
    */
   publishMessage(draft: Draft, origin: Origin): Promise<Appended> {
-    const json = JSON.stringify({
-      kind: "message",
-      conv: draft.conv,
-      room: draft.room,
-      to: draft.to,
-      from: draft.from,
-      text: draft.text,
-      // The quote as stored: the original's `seq` was for the store's check only.
-      replyTo: draft.replyTo &&
-        { id: draft.replyTo.id, from: draft.replyTo.from, snippet: draft.replyTo.snippet },
-      files: draft.files,
-      origin,
-    });
+    const event = (replyTo: Record<string, unknown> | undefined) =>
+      JSON.stringify({
+        kind: "message",
+        conv: draft.conv,
+        room: draft.room,
+        to: draft.to,
+        from: draft.from,
+        text: draft.text,
+        replyTo,
+        files: draft.files,
+        origin,
+      });
+    const reply = draft.replyTo;
+    // The quote as stored: the original's `seq` was for the store's check only.
+    const json = event(reply && { id: reply.id, from: reply.from, snippet: reply.snippet });
+    // The feed keeps a reply without its quote's text, which the original's
+    // edits and delete would leave stale there: a node catching up quotes
+    // the original as it is then (see #replay).
+    const feedJson = reply && event({ id: reply.id, from: reply.from });
     // As many promise steps as publishChange: a conversation's messages and
     // changes resolve in the order Redis ran them.
     return this.#store.appendAndPublish(
       origin.ref === undefined ? draft : { ...draft, ref: origin.ref },
-      { channel: this.#channel, feedLength: this.#feedLength, json },
+      { channel: this.#channel, feedLength: this.#feedLength, json, feedJson },
     ).then(({ msg, fresh }) => ({ msg, fresh }));
   }
 
@@ -521,15 +529,30 @@ export class RedisBroker implements Broker {
       for (const entry of entries) {
         const [id, fields] = entry as [string, string[]];
         const seq = parseInt(id);
-        if (seq > this.#lastSeq! + 1 && !await this.#hole(this.#lastSeq! + 1, seq - 1)) {
-          return false;
+        if (seq > this.#lastSeq! + 1) {
+          if (!await this.#hole(this.#lastSeq! + 1, seq - 1)) return false;
+          this.#lastSeq = seq - 1;
         }
-        this.#lastSeq = seq;
+        let event;
         try {
-          this.#deliver(parsePayload(fields[1]).event);
+          event = parsePayload(fields[1]).event;
         } catch (err) {
           this.#log.error(`Ignoring a malformed event from Redis: ${(err as Error).message}`);
+          this.#lastSeq = seq;
+          continue;
         }
+        if (event.kind === "message" && event.msg.replyTo) {
+          // The feed names a reply's original without quoting it: quoted as
+          // it is now (edited, deleted…), as a page would bring the reply.
+          try {
+            event = { ...event, msg: await this.#store.quoteNow(event.conv, event.msg) };
+          } catch (err) {
+            this.#log.warn(`Could not catch up from Redis yet: ${(err as Error).message}`);
+            return false;
+          }
+        }
+        this.#lastSeq = seq;
+        this.#deliver(event);
       }
     }
     return true;

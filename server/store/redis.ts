@@ -58,8 +58,11 @@
  *
  * A reply's `replyTo` quotes its original: the original's edits rewrite the
  * snippet of every kept reply (found through `rp:<conv>:<id>`), and its
- * delete empties it and deletes the replies' creation entries from the feed
- * (they quote it too), so the original's text outlives it nowhere. The
+ * delete empties it, so the original's text outlives it nowhere. A reply's
+ * creation entry in the feed names its original without quoting it (a node
+ * catching up quotes the original as it is then, see {@link RedisStore.quoteNow}),
+ * so the original's edits and delete leave it as it is. (Entries written
+ * before that quote it: a delete still removes those.) The
  * previous layout (`log:<conv>` streams) is converted at connect (see
  * {@link RedisStore.connect}).
  *
@@ -109,6 +112,7 @@ import {
   type RenameResult,
   RENAMES_KEPT,
   ReplyChanged,
+  replyRef,
   RoomGone,
   type RoomInfo,
   type RoomSettings,
@@ -248,10 +252,14 @@ end
  * resend, {-1} when the original changed, {-2} when the room was renamed
  * away (its old name is in `gone`) or the sender is not in it (`member`).
  *
+ * The feed keeps `feedJson` when given (a reply's event without its quote's
+ * text: the original's edits and delete would leave it stale), the channel
+ * gets `eventJson`.
+ *
  * ARGV: prefix, conv, keep, dmA, dmB, channel, feedLength, eventJson, from,
  * ref (or empty), once (1/0), refWindow, refTtl ms, room (or empty), to (or
  * empty), replyTo id (or empty), its from, its snippet, its seq, files JSON
- * (or empty), member ('1' or empty), text (last).
+ * (or empty), member ('1' or empty), text, feedJson (or empty: eventJson).
  */
 const APPEND = new Script(
   CLOCK_LUA + CAP_LUA + WHERE_NOW_LUA + `
@@ -311,7 +319,8 @@ if ARGV[20] ~= '' then msg.files = cjson.decode(ARGV[20]) end
 local seq = 0
 if ARGV[6] ~= '' then
   seq = redis.call('INCR', p .. 'evseq')
-  -- The feed entry holds the text (and a reply's quote): a delete removes it (see CHANGE).
+  -- The feed entry holds the text (a reply's names its original without
+  -- quoting it): a delete removes it (see CHANGE).
   msg.ev = {seq}
 end
 redis.call('HSET', mkey, id, cjson.encode(msg))
@@ -324,9 +333,11 @@ if ARGV[4] ~= '' then
   redis.call('SADD', p .. 'dms:' .. ARGV[5], conv)
 end
 if seq > 0 then
-  local payload = seq .. '\\n' .. id .. '\\n' .. ms .. '\\n' .. ARGV[8]
-  redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[7], seq .. '-0', 'p', payload)
-  redis.call('PUBLISH', ARGV[6], payload)
+  local head = seq .. '\\n' .. id .. '\\n' .. ms .. '\\n'
+  local entry = ARGV[8]
+  if ARGV[23] and ARGV[23] ~= '' then entry = ARGV[23] end
+  redis.call('XADD', p .. 'feed', 'MAXLEN', '~', ARGV[7], seq .. '-0', 'p', head .. entry)
+  redis.call('PUBLISH', ARGV[6], head .. ARGV[8])
 end
 if ref ~= '' then
   redis.call('HSET', sent, ref, id .. '\\n' .. ms .. '\\n' .. digest .. '\\n' .. conv)
@@ -349,9 +360,11 @@ return {id, ms, seq, 1}
  * the same step (as APPEND does for messages).
  *
  * An edit rewrites the quote of every kept reply to the message with the new
- * snippet; a delete empties those quotes and deletes the replies' creation
- * entries from the feed, as well as the message's own entries: the text it
- * had survives nowhere. A reply deleted leaves its original's reply index.
+ * snippet; a delete empties those quotes and deletes the message's own
+ * entries from the feed: the text it had survives nowhere. The replies'
+ * creation entries stay (they name the original without quoting it; a node
+ * catching up quotes it as it is then), except those written before that,
+ * which quote it. A reply deleted leaves its original's reply index.
  *
  * Returns {1, appliedJson} when applied, {1} when there was nothing to do (a
  * reaction that is already so, a delete of a tombstone), {0, refusal}.
@@ -443,9 +456,17 @@ elseif kind == 'delete' then
   for _, e in ipairs(msg.ev or {}) do redis.call('XDEL', feed, e .. '-0') end
   replies(function(reply)
     reply.replyTo = {id = msg.id, from = msg.from, snippet = '', deleted = true}
-    -- Its creation entry quotes this message. Its edits' entries do not: they stay.
+    -- Its creation entry names this message without quoting it, and stays
+    -- (a node catching up delivers the reply, quoting the tombstone). One
+    -- written by an older version quotes it: that one goes. A quote in the
+    -- text is escaped, so only the key itself matches.
     local created = reply.ev and reply.ev[1] or 0
-    if created > 0 then redis.call('XDEL', feed, created .. '-0') end
+    if created > 0 then
+      local e = redis.call('XRANGE', feed, created .. '-0', created .. '-0')
+      if e[1] and string.find(e[1][2][2], '"snippet":', 1, true) then
+        redis.call('XDEL', feed, created .. '-0')
+      end
+    end
   end)
   redis.call('DEL', rp)
   if msg.replyTo then
@@ -1037,6 +1058,11 @@ export interface PublishTarget {
    * script prefixes `seq\nid\nms\n`.
    */
   json: string;
+  /**
+   * The event as the feed keeps it, when it differs from `json`: a reply's
+   * without its quote's text (see {@link RedisStore.quoteNow}).
+   */
+  feedJson?: string;
 }
 
 /** Where {@link RedisStore.changeAndPublish} announces a change. */
@@ -1304,6 +1330,7 @@ export class RedisStore implements Store {
       draft.files && draft.files.length > 0 ? JSON.stringify(filesOf(draft.files)) : "",
       draft.member ? "1" : "",
       draft.text,
+      target?.feedJson ?? "",
     ]).then((out) => {
       const [id, ms, seq, fresh, stored] = out as [number, number, number, number, string?];
       if (id === -1) throw new ReplyChanged(reply!.id);
@@ -1392,6 +1419,29 @@ export class RedisStore implements Store {
       | null;
     if (raw === null) return null;
     return (await this.#refresh(conv, [fromStored(raw)]))[0];
+  }
+
+  /**
+   * A reply read back from the event feed, quoting its original as it is
+   * now, as a page would bring it: the feed names the original without
+   * quoting it (entries of older versions quote it as it was). The original
+   * when kept, else the quote the reply keeps (updated by the original's
+   * edits and delete until it was dropped), else what the entry says. One
+   * HMGET; a message that is no reply is returned as it is.
+   */
+  async quoteNow(conv: string, msg: ChatMessage): Promise<ChatMessage> {
+    const r = msg.replyTo;
+    if (!r) return msg;
+    const [original, reply] = await this.#call(
+      ["HMGET", `${this.#prefix}m:${conv}`, String(r.id), String(msg.id)],
+    ) as (string | null)[];
+    const kept = reply === null ? undefined : (JSON.parse(reply) as Stored).replyTo;
+    const quote = original !== null
+      ? replyRef(fromStored(original))
+      : kept && kept.id === r.id
+      ? replyOf(kept)
+      : replyOf({ id: r.id, from: r.from, snippet: r.snippet ?? "", deleted: r.deleted });
+    return { ...msg, replyTo: quote };
   }
 
   /** Refreshes the replies among `messages` of `conv` from their originals, in one HMGET. */
