@@ -261,6 +261,15 @@ export async function startServer(
       const sender = new PushSender({ vapid, unsafe, caCerts: options.pushCaCerts });
       const queue = new PushQueue(sender, {
         log,
+        // A push waiting in the queue (a retry) goes only while its subscription
+        // is still kept with the same keys: not after a sign-out, a ban, a removal.
+        stillSubscribed: async (sub) => {
+          const held = await pushStore.get(sub.endpoint);
+          if (held === null || held.p256dh !== sub.keys.p256dh || held.auth !== sub.keys.auth) {
+            return false;
+          }
+          return (await admin.banned(held.user, Date.now())) === null;
+        },
         onGone: (endpoint) =>
           pushStore.drop(endpoint).catch((err) =>
             log.warn(`Could not forget a gone push subscription: ${(err as Error).message}`)
@@ -280,6 +289,7 @@ export async function startServer(
           current: (sub) => auth.fingerprint(sub.user) === sub.fp,
           roomMentionMax: config.roomMentionMax,
           isAdmin: (user) => auth.role(user) === "admin",
+          banned: async (user) => (await admin.banned(user, Date.now())) !== null,
         }),
       };
       const stopPush = async () => {

@@ -104,6 +104,10 @@ Deno.test("dispatch: read pushes go once per interval per conversation, newest i
     now: () => now,
     readInterval: 3000,
   });
+  // Each endpoint was sent a message push of these conversations.
+  const shown = () =>
+    Promise.all(["@alice", "#quiet"].map((c) => store.notified([bobs.endpoint], c, 3600_000)));
+  await shown();
   d.read("bob", "@alice", 5);
   d.read("bob", "@alice", 6);
   d.read("bob", "@alice", 7);
@@ -116,6 +120,7 @@ Deno.test("dispatch: read pushes go once per interval per conversation, newest i
   d.tick(now);
   await d.idle();
   assert.equal(out.sent.length, 1, "not before the interval");
+  await shown();
   now += 2000;
   d.tick(now);
   await d.idle();
@@ -197,6 +202,9 @@ Deno.test("dispatch: one user's read pushes are capped per interval (a read_all 
     log: memoryLogger(),
     now: () => now,
   });
+  const bobs = (await store.subscriptions("bob")).map((s) => s.endpoint);
+  for (let i = 0; i < 100; i++) await store.notified(bobs, `@user${i}`, 60_000);
+  await store.notified(bobs, "@late", 60_000);
   for (let i = 0; i < 100; i++) d.read("bob", `@user${i}`, 10);
   await d.idle();
   assert.equal(out.sent.length, 20);
@@ -205,5 +213,73 @@ Deno.test("dispatch: one user's read pushes are capped per interval (a read_all 
   d.read("bob", "@late", 3);
   await d.idle();
   assert.equal(out.sent.length, 21);
+  await d.close();
+});
+
+Deno.test("dispatch: a read goes only to devices sent a message push of it since, never to Apple's", async () => {
+  const store = new MemoryPushStore();
+  const phone = aSub({ user: "bob" });
+  const mac = aSub({
+    user: "bob",
+    endpoint: "https://web.push.apple.com/QGx-" + crypto.randomUUID(),
+  });
+  await store.subscribe(phone);
+  await store.subscribe(mac);
+  const out = outlet();
+  let now = 9_000_000;
+  const d = new PushDispatcher({
+    store,
+    members: () => Promise.resolve([]),
+    out,
+    log: memoryLogger(),
+    now: () => now,
+    readInterval: 10,
+  });
+  // No message push of the conversation yet: a read sends nothing.
+  d.read("bob", "@alice", 1);
+  await d.idle();
+  assert.equal(out.sent.length, 0);
+
+  // A DM to bob: a message push to both devices.
+  const m = msg({ to: "bob", text: "hi bob" });
+  d.message(m);
+  await d.idle();
+  assert.deepEqual(out.sent.map((s) => s.endpoint).sort(), [mac.endpoint, phone.endpoint].sort());
+  // A laptop subscribed after it: it shows no notification of it.
+  const laptop = aSub({ user: "bob" });
+  await store.subscribe(laptop);
+  out.sent.length = 0;
+
+  now += 100;
+  d.read("bob", "@alice", m.id);
+  await d.idle();
+  assert.deepEqual(out.sent, [
+    { endpoint: phone.endpoint, payload: { v: 1, kind: "read", conv: "@alice", id: m.id } },
+  ]);
+
+  // Read again with nothing new shown: nothing goes.
+  out.sent.length = 0;
+  now += 100;
+  d.read("bob", "@alice", m.id + 1);
+  await d.idle();
+  assert.deepEqual(out.sent, []);
+  await d.close();
+});
+
+Deno.test("dispatch: levels of a room set by people who left it go with its next message", async () => {
+  const store = new MemoryPushStore();
+  await store.setLevel("zed", "#dev", "all");
+  await store.setLevel("Bob", "#dev", "none");
+  await store.setLevel("zed", "#other", "all");
+  const d = new PushDispatcher({
+    store,
+    members: () => Promise.resolve(["alice", "bob"]),
+    out: outlet(),
+    log: memoryLogger(),
+  });
+  d.message(msg({ room: "dev", text: "hi" }));
+  await d.idle();
+  assert.deepEqual(await store.levels("zed"), { "#other": "all" });
+  assert.deepEqual(await store.levels("bob"), { "#dev": "none" });
   await d.close();
 });

@@ -336,6 +336,7 @@ Deno.test("PushQueue calls onGone for 410 and 404 and drops the endpoint's other
       retried: 0,
       dropped: 0,
       expired: 0,
+      unsubscribed: 0,
     });
   } finally {
     await queue.close();

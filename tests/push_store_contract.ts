@@ -76,6 +76,51 @@ export function pushStoreContract(name: string, open: OpenPushStore): void {
     assert.deepEqual(await s.subscriptions("alice"), [again]);
   });
 
+  test("get() finds a subscription by endpoint, whoever holds it, until it goes", async (s) => {
+    const a = aSub();
+    const b = aSub({ user: "Bob", session: "b1" });
+    await s.subscribe(a);
+    await s.subscribe(b);
+    assert.deepEqual(await s.get(a.endpoint), a);
+    assert.deepEqual(await s.get(b.endpoint), b);
+    assert.equal(await s.get("https://push.example.com/none"), null);
+    await s.forgetSession("alice", "s1");
+    assert.equal(await s.get(a.endpoint), null);
+    await s.drop(b.endpoint);
+    assert.equal(await s.get(b.endpoint), null);
+  });
+
+  test("subscribe() of the same endpoint and keys again is idempotent and renews its time", async (s) => {
+    const a = aSub({ at: T + 1 });
+    const b = aSub({ at: T + 2 });
+    await s.subscribe(a, 2);
+    await s.subscribe(b, 2);
+    // The app sends push_subscribe again on every welcome: a is the newest now.
+    const again = { ...a, at: T + 3 };
+    assert.deepEqual(await s.subscribe(again, 2), { ok: true, dropped: [] });
+    assert.deepEqual(await s.subscribe(again, 2), { ok: true, dropped: [] });
+    assert.deepEqual(await s.subscriptions("alice"), [b, again]);
+    const c = aSub({ at: T + 4 });
+    assert.deepEqual(await s.subscribe(c, 2), { ok: true, dropped: [b.endpoint] });
+    assert.deepEqual(await s.get(a.endpoint), again);
+  });
+
+  test("notified() marks endpoints of a conversation until takeNotified() takes them or they expire", async (s) => {
+    const [a, b, c] = ["a", "b", "c"].map((x) => `https://push.example.com/n/${x}`);
+    assert.deepEqual(await s.takeNotified([a, b], "@bob"), new Set());
+    await s.notified([a, b], "@bob", 60_000);
+    await s.notified([c], "#dev", 60_000);
+    await s.notified([c], "#short", 1);
+    assert.deepEqual(await s.takeNotified([a, c], "@bob"), new Set([a]));
+    assert.deepEqual(await s.takeNotified([a, b, c], "@bob"), new Set([b]));
+    assert.deepEqual(await s.takeNotified([a, b, c], "@bob"), new Set());
+    assert.deepEqual(await s.takeNotified([c], "#dev"), new Set([c]));
+    await s.notified([], "#dev", 60_000);
+    assert.deepEqual(await s.takeNotified([], "#dev"), new Set());
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(await s.takeNotified([c], "#short"), new Set());
+  });
+
   test("subscribe() past the cap drops the user's oldest, and only theirs", async (s) => {
     const subs = [1, 2, 3].map((i) => aSub({ at: T + i }));
     const bobs = aSub({ user: "bob", at: T });

@@ -214,6 +214,8 @@ export class Hub {
       admin,
       reply: (conn, frame) => this.#reply(conn, frame),
       isMember: async (user, room) => (await this.#store.roomsOf(user)).includes(room),
+      // Read only when a ban happens, after the push parts below exist.
+      forgetPushes: (user) => this.#pushes.store.forgetSubscriptions(user),
     });
     this.#signIns = new SignIns({
       ...node,

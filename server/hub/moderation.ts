@@ -37,6 +37,8 @@ export interface ModerationContext extends NodeContext {
   reply: (conn: Conn, frame: ServerFrame) => void;
   /** Whether the user is in the room. */
   isMember: (user: string, room: string) => Promise<boolean>;
+  /** Forgets the user's push subscriptions (a ban): their devices get no more pushes. */
+  forgetPushes?: (user: string) => Promise<void>;
 }
 
 /** The words a banned user is told. */
@@ -100,6 +102,12 @@ export class Moderation {
     if (frame.reason) ban.reason = frame.reason;
     if (frame.duration !== undefined) ban.until = now + frame.duration * 1000;
     await this.#ctx.admin.ban(ban);
+    // Their devices get no more pushes (the dispatcher also skips the banned).
+    await this.#ctx.forgetPushes?.(user).catch((err) =>
+      this.#ctx.log.warn(
+        `Could not forget "${user}"'s push subscriptions: ${(err as Error).message}`,
+      )
+    );
     const event: BanEvent = { kind: "ban", user };
     if (ban.reason) event.reason = ban.reason;
     if (ban.until !== undefined) event.until = ban.until;

@@ -236,11 +236,12 @@ export class Pushes {
     const user = conn.user!;
     const { target } = await this.#ctx.conv(user, frame, frame.ref);
     const key = target.room !== undefined ? `#${target.room}` : `@${target.to}`;
-    const kept = await this.#ctx.store.setLevel(
-      user.name,
-      key,
-      isDefaultLevel(key, frame.level) ? null : frame.level,
-    );
+    const level = isDefaultLevel(key, frame.level) ? null : frame.level;
+    let kept = await this.#ctx.store.setLevel(user.name, key, level);
+    // At the cap: levels of rooms the user is no longer in go, then once more.
+    if (!kept && await this.#dropStale(user)) {
+      kept = await this.#ctx.store.setLevel(user.name, key, level);
+    }
     if (!kept) {
       throw new FrameError(
         "limit_reached",
@@ -257,6 +258,26 @@ export class Pushes {
     };
     if (frame.ref !== undefined) event.origin!.ref = frame.ref;
     await this.#ctx.broker.publish(event as unknown as BrokerEvent);
+  }
+
+  /**
+   * Drops the user's levels of rooms they are no longer in (left, kicked,
+   * the room gone): such a level cannot be set back. Whether any went.
+   */
+  async #dropStale(user: User): Promise<boolean> {
+    let dropped = false;
+    for (const conv of Object.keys(await this.#ctx.store.levels(user.name))) {
+      if (!conv.startsWith("#")) continue;
+      try {
+        await this.#ctx.conv(user, { room: conv.slice(1) });
+      } catch (err) {
+        // Only a refusal says they are not in it; a store error keeps the level.
+        if (!(err instanceof FrameError)) continue;
+        await this.#ctx.store.setLevel(user.name, conv, null);
+        dropped = true;
+      }
+    }
+    return dropped;
   }
 
   /** A `notify_level` event from any node: to the user's connections here. */

@@ -8,7 +8,14 @@
  * For a message, every member of the room (the peer of a DM) but the sender
  * whose level says so — `all`; `mentions` (a room's default) when the text
  * names them (`@name`) or the room (`@room`, `@here`); never `none` — and who
- * has no visible connection on any node, gets one push per subscription.
+ * has no visible connection on any node, and is not banned, gets one push per
+ * subscription.
+ *
+ * A `read` push (a conversation read on another device) shows no
+ * notification, and browsers penalise pushes that show none (Chrome's "site
+ * updated in the background", Safari ends the subscription): it goes only to
+ * endpoints the store says were sent a message push of that conversation
+ * since its last read ({@link PushStore.notified}), never to Apple's.
  *
  * @module
  */
@@ -24,14 +31,14 @@ import {
 import { createHmac, randomBytes } from "node:crypto";
 import type { Logger } from "../log.ts";
 import type { PushStore, PushSubscriptionRecord } from "./push_store.ts";
-import type { SendOptions } from "./send.ts";
+import type { EnqueueOptions } from "./send.ts";
 
 /** Where pushes go: {@link PushQueue} (`enqueue` returns at once, never throws). */
 export interface PushOutlet {
   enqueue(
     sub: { endpoint: string; keys: { p256dh: string; auth: string } },
     payload: string,
-    opts: SendOptions,
+    opts: EnqueueOptions,
   ): void;
 }
 
@@ -63,6 +70,8 @@ export interface DispatcherOptions {
   roomMentionMax?: number;
   /** Whether a user is an admin (their `@room` counts in rooms of any size). @default {nobody is} */
   isAdmin?: (user: string) => boolean;
+  /** Whether a user is banned now: they get no pushes. @default {nobody is} */
+  banned?: (user: string) => boolean | Promise<boolean>;
 }
 
 /** Seconds a push service keeps a message push for an offline device. */
@@ -108,6 +117,7 @@ export class PushDispatcher {
   #current: (sub: PushSubscriptionRecord) => boolean;
   #roomMentionMax: number;
   #isAdmin: (user: string) => boolean;
+  #banned: (user: string) => boolean | Promise<boolean>;
   #jobs: Job[] = [];
   #head = 0;
   #running: Promise<void> | null = null;
@@ -137,6 +147,7 @@ export class PushDispatcher {
     this.#current = options.current ?? (() => true);
     this.#roomMentionMax = options.roomMentionMax ?? 0;
     this.#isAdmin = options.isAdmin ?? (() => false);
+    this.#banned = options.banned ?? (() => false);
   }
 
   /** Counters since start. */
@@ -316,6 +327,7 @@ export class PushDispatcher {
         (max === 0 || members.length + 1 <= max || this.#isAdmin(msg.from));
       // One read of the levels set for the room (by folded name), not one per member.
       const levels = await this.#store.convLevels(`#${room}`);
+      await this.#dropLeft(`#${room}`, levels, members, from);
       recipients = members.filter((m) => {
         const level = levels.get(m.toLowerCase()) ?? DEFAULT_ROOM_LEVEL;
         if (level === "all") return true;
@@ -332,16 +344,53 @@ export class PushDispatcher {
       if (subs.length === 0) continue;
       const payload = JSON.stringify(this.#messagePayload(msg, user));
       for (const sub of subs) {
-        this.#send(sub, payload, { ttl: MESSAGE_TTL, urgency: "high", topic: topicOf("m", conv) });
+        this.#send(sub, payload, {
+          ttl: MESSAGE_TTL,
+          urgency: "high",
+          topic: topicOf("m", conv),
+          user,
+        });
       }
+      // A later read of the conversation goes to these devices (and only these).
+      const readable = subs.map((s) => s.endpoint).filter(takesReads);
+      if (readable.length > 0) {
+        await this.#store.notified(readable, convKey(conv), MESSAGE_TTL * 1000);
+      }
+    }
+  }
+
+  /**
+   * Levels of a room set by people no longer in it (they left or were
+   * kicked) go: they count toward the user's cap, and a room one is not in
+   * cannot be set back.
+   */
+  async #dropLeft(
+    conv: string,
+    levels: Map<string, unknown>,
+    members: string[],
+    from: string,
+  ): Promise<void> {
+    if (levels.size === 0) return;
+    const here = new Set(members.map((m) => m.toLowerCase()));
+    here.add(from);
+    for (const user of levels.keys()) {
+      if (here.has(user)) continue;
+      levels.delete(user);
+      await this.#store.setLevel(user, conv, null).catch((err) =>
+        this.#log.warn(`Could not drop a level of a room left: ${(err as Error).message}`)
+      );
     }
   }
 
   async #read(user: string, conv: string, id: number): Promise<void> {
     const level = (await this.#store.levelsOf(conv, [user])).get(user);
     if (level === "none") return;
-    const subs = await this.#subscriptions(user);
+    const subs = (await this.#subscriptions(user)).filter((s) => takesReads(s.endpoint));
     if (subs.length === 0) return;
+    // A read push shows no notification: only devices that may show one of
+    // this conversation get it (browsers penalise pushes that show none).
+    const notified = await this.#store.takeNotified(subs.map((s) => s.endpoint), convKey(conv));
+    if (notified.size === 0) return;
     const payload: PushReadPayload = {
       v: 1,
       kind: "read",
@@ -350,17 +399,19 @@ export class PushDispatcher {
     };
     const text = JSON.stringify(payload);
     for (const sub of subs) {
-      this.#send(sub, text, { ttl: READ_TTL, urgency: "normal", topic: topicOf("r", conv) });
+      if (!notified.has(sub.endpoint)) continue;
+      this.#send(sub, text, { ttl: READ_TTL, urgency: "normal", topic: topicOf("r", conv), user });
     }
   }
 
   /**
    * The user's subscriptions that are still theirs: one made before their
    * credentials changed (a password change, every session signed out) is
-   * dropped.
+   * dropped. A banned user has none.
    */
   async #subscriptions(user: string): Promise<PushSubscriptionRecord[]> {
     const subs = await this.#store.subscriptions(user);
+    if (subs.length === 0 || await this.#banned(user)) return [];
     const kept = subs.filter((s) => this.#current(s));
     for (const s of subs) {
       if (kept.includes(s)) continue;
@@ -371,7 +422,7 @@ export class PushDispatcher {
     return kept;
   }
 
-  #send(sub: PushSubscriptionRecord, payload: string, opts: SendOptions): void {
+  #send(sub: PushSubscriptionRecord, payload: string, opts: EnqueueOptions): void {
     this.#stats.pushes++;
     this.#out.enqueue(
       { endpoint: sub.endpoint, keys: { p256dh: sub.p256dh, auth: sub.auth } },
@@ -423,6 +474,24 @@ function bodyOf(msg: ChatMessage): string {
   if (files.length === 0) return "";
   const names = files.map((f) => f.name).join(", ");
   return snippetOf(`📎 ${names}`);
+}
+
+/** The conversation key read tracking uses: names compared ignoring case. */
+function convKey(conv: string): string {
+  return conv.toLowerCase();
+}
+
+/**
+ * Whether an endpoint may be sent `read` pushes, which show no notification:
+ * Safari's push service (Apple) ends subscriptions whose pushes show none.
+ */
+export function takesReads(endpoint: string): boolean {
+  try {
+    const host = new URL(endpoint).hostname.toLowerCase();
+    return host !== "push.apple.com" && !host.endsWith(".push.apple.com");
+  } catch {
+    return false;
+  }
 }
 
 /** Keys the topics: the push service must not learn which conversation a push is about. */

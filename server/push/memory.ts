@@ -1,6 +1,9 @@
 /**
  * The push store of a server without `--data` or `--redis`: everything in
- * memory, gone at restart (browsers subscribe again when the app starts).
+ * memory, gone at restart. The web app sends its subscription again
+ * (`push_subscribe`) with every `welcome`, so a browser's subscription is
+ * back as soon as it reconnects; subscribing the same endpoint and keys
+ * again only renews its time.
  * Visibility is kept here by the SQLite store too: one process, one node.
  *
  * @module
@@ -70,6 +73,51 @@ export class VisibleSet {
   }
 }
 
+/** Most endpoint+conversation pairs a {@link NotifiedSet} keeps; the oldest go beyond. */
+const MAX_NOTIFIED = 100_000;
+
+/** Which endpoints were sent a message push of which conversation, until when (ms). */
+export class NotifiedSet {
+  /** endpoint\nconv → until (insertion order: oldest first). */
+  #pairs = new Map<string, number>();
+  #now: () => number;
+
+  /** Uses `now` as the clock. */
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** See {@link PushStore.notified}. */
+  add(endpoints: string[], conv: string, ttl: number): void {
+    const until = this.#now() + ttl;
+    for (const e of endpoints) {
+      const key = `${e}\n${conv}`;
+      this.#pairs.delete(key);
+      this.#pairs.set(key, until);
+    }
+    if (this.#pairs.size <= MAX_NOTIFIED) return;
+    const now = this.#now();
+    for (const [key, at] of this.#pairs) {
+      if (this.#pairs.size <= MAX_NOTIFIED && at > now) break;
+      this.#pairs.delete(key);
+    }
+  }
+
+  /** See {@link PushStore.takeNotified}. */
+  take(endpoints: string[], conv: string): Set<string> {
+    const out = new Set<string>();
+    const now = this.#now();
+    for (const e of endpoints) {
+      const key = `${e}\n${conv}`;
+      const until = this.#pairs.get(key);
+      if (until === undefined) continue;
+      this.#pairs.delete(key);
+      if (until > now) out.add(e);
+    }
+    return out;
+  }
+}
+
 /** Options for {@link MemoryPushStore}. */
 export interface MemoryPushStoreOptions {
   /** Clock in ms (visibility expiry). @default {Date.now} */
@@ -85,10 +133,12 @@ export class MemoryPushStore implements PushStore {
   /** folded user → conv → level. */
   #levels = new Map<string, Map<string, NotifyLevel>>();
   #visible: VisibleSet;
+  #notified: NotifiedSet;
 
   /** An empty store. */
   constructor(options: MemoryPushStoreOptions = {}) {
     this.#visible = new VisibleSet(options.now);
+    this.#notified = new NotifiedSet(options.now);
   }
 
   subscribe(sub: PushSubscriptionRecord, max = MAX_SUBSCRIPTIONS_PER_USER): Promise<Subscribed> {
@@ -124,6 +174,11 @@ export class MemoryPushStore implements PushStore {
 
   subscriptions(user: string): Promise<PushSubscriptionRecord[]> {
     return Promise.resolve(this.#of(user).map((s) => ({ ...s })));
+  }
+
+  get(endpoint: string): Promise<PushSubscriptionRecord | null> {
+    const held = this.#subs.get(endpoint);
+    return Promise.resolve(held ? { ...held } : null);
   }
 
   forgetSession(user: string, session: string): Promise<number> {
@@ -204,6 +259,15 @@ export class MemoryPushStore implements PushStore {
       mine.set(next, level);
     }
     return Promise.resolve();
+  }
+
+  notified(endpoints: string[], conv: string, ttl: number): Promise<void> {
+    this.#notified.add(endpoints, conv, ttl);
+    return Promise.resolve();
+  }
+
+  takeNotified(endpoints: string[], conv: string): Promise<Set<string>> {
+    return Promise.resolve(this.#notified.take(endpoints, conv));
   }
 
   setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {

@@ -28,11 +28,19 @@ export interface PinnedProxyOptions {
   port?: number;
   /** Time allowed for the CONNECT request, the lookup and the connection, in ms. @default {10000} */
   connectTimeout?: number;
+  /** Tunnels open or being opened at most; past it a CONNECT is answered 503. @default {MAX_TUNNELS} */
+  maxTunnels?: number;
   /** Extra root certificates for the client (tests). */
   caCerts?: string[];
 }
 
 const MAX_HEAD = 8192;
+
+/** Tunnels open or being opened at most, by default; past it a CONNECT is answered 503. */
+export const MAX_TUNNELS = 64;
+
+/** Addresses of one name tried at most (a name with many blackholed addresses costs no more). */
+export const MAX_DIALS = 4;
 
 /** A loopback CONNECT proxy that tunnels only to checked addresses, and the `fetch` client that uses it. */
 export class PinnedProxy {
@@ -53,6 +61,7 @@ export class PinnedProxy {
       check: opts.check ?? addressesProblem,
       port: opts.port ?? 443,
       connectTimeout: opts.connectTimeout ?? 10_000,
+      maxTunnels: opts.maxTunnels ?? MAX_TUNNELS,
     };
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const password = toHex(crypto.getRandomValues(new Uint8Array(16)));
@@ -112,6 +121,11 @@ export class PinnedProxy {
           closeQuietly(conn);
           break;
         }
+        if (tunnels.size >= this.#opts.maxTunnels) {
+          // Busy (many slow push services at once): the push is retried later.
+          answer(conn, "503 Service Unavailable").finally(() => closeQuietly(conn));
+          continue;
+        }
         const t = this.#serve(conn).finally(() => tunnels.delete(t));
         tunnels.add(t);
       }
@@ -124,9 +138,16 @@ export class PinnedProxy {
   async #serve(conn: Deno.Conn): Promise<void> {
     this.#conns.add(conn);
     let upstream: Deno.Conn | null = null;
+    // One deadline for the whole tunnel set-up (head, lookup, every dial), and
+    // one signal that ends it: the deadline, or the proxy closing.
+    const ac = new AbortController();
+    const deadline = Date.now() + this.#opts.connectTimeout;
     const timer = setTimeout(() => {
+      ac.abort();
       if (upstream === null) closeQuietly(conn);
     }, this.#opts.connectTimeout);
+    const stop = () => ac.abort();
+    this.#abort.signal.addEventListener("abort", stop, { once: true });
     try {
       // The timer stays armed until the tunnel is up: a slow lookup or connect ends it too.
       const head = await readHead(conn);
@@ -149,20 +170,22 @@ export class PinnedProxy {
         // Not a refusal: a lookup that fails now may work later (the fetch fails, and is retried).
         return await answer(conn, "502 Bad Gateway");
       }
+      if (ac.signal.aborted) return;
       const why = this.#opts.check(addresses);
       if (why) {
         this.#refuse(urlHost, why);
         return await answer(conn, "403 Forbidden");
       }
       upstream = await connectFirst(
-        addresses,
+        addresses.slice(0, MAX_DIALS),
         target.port,
-        this.#opts.connectTimeout,
-        this.#abort.signal,
+        deadline,
+        ac.signal,
       );
       if (upstream === null) return await answer(conn, "502 Bad Gateway");
       this.#conns.add(upstream);
-      if (this.#closed) return;
+      if (this.#closed || ac.signal.aborted) return;
+      clearTimeout(timer);
       await writeAll(conn, "HTTP/1.1 200 Connection Established\r\n\r\n");
       await Promise.allSettled([
         conn.readable.pipeTo(upstream.writable),
@@ -172,6 +195,8 @@ export class PinnedProxy {
       // a tunnel that breaks is the fetch's error to report
     } finally {
       clearTimeout(timer);
+      ac.abort();
+      this.#abort.signal.removeEventListener("abort", stop);
       closeQuietly(conn);
       this.#conns.delete(conn);
       if (upstream) {
@@ -209,25 +234,37 @@ function parseTarget(authority: string): { host: string; port: number } | null {
   return { host: m[1] ?? m[2], port: Number(m[3]) };
 }
 
+/**
+ * A connection to the first of `addresses` that answers, all within
+ * `deadline` (ms since the epoch): each try gets an equal share of the time
+ * left, so one blackholed address does not use it all. Null when none did,
+ * or `signal` aborted (the tunnel's deadline, or the proxy closing).
+ */
 async function connectFirst(
   addresses: string[],
   port: number,
-  timeoutMs: number,
-  closing: AbortSignal,
+  deadline: number,
+  signal: AbortSignal,
 ): Promise<Deno.Conn | null> {
-  for (const hostname of addresses) {
-    if (closing.aborted) return null;
+  for (let i = 0; i < addresses.length; i++) {
+    const left = deadline - Date.now();
+    if (signal.aborted || left <= 0) return null;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeoutMs);
+    const timer = setTimeout(() => ac.abort(), Math.max(1, left / (addresses.length - i)));
     const stop = () => ac.abort();
-    closing.addEventListener("abort", stop, { once: true });
+    signal.addEventListener("abort", stop, { once: true });
     try {
-      return await Deno.connect({ hostname, port, signal: ac.signal });
+      const conn = await Deno.connect({ hostname: addresses[i], port, signal: ac.signal });
+      if (signal.aborted) {
+        closeQuietly(conn);
+        return null;
+      }
+      return conn;
     } catch {
       // try the next address
     } finally {
       clearTimeout(timer);
-      closing.removeEventListener("abort", stop);
+      signal.removeEventListener("abort", stop);
     }
   }
   return null;

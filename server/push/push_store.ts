@@ -67,6 +67,8 @@ export interface PushStore {
   drop(endpoint: string): Promise<void>;
   /** The user's subscriptions, oldest first. */
   subscriptions(user: string): Promise<PushSubscriptionRecord[]>;
+  /** The subscription of `endpoint`, whoever holds it, or null. */
+  get(endpoint: string): Promise<PushSubscriptionRecord | null>;
   /** Removes the subscriptions `session` made; resolves how many. */
   forgetSession(user: string, session: string): Promise<number>;
   /**
@@ -94,6 +96,15 @@ export interface PushStore {
   convLevels(conv: string): Promise<Map<string, NotifyLevel>>;
   /** A room was renamed: its levels (`#room`) move to `#to`, replacing any there. */
   renameRoom(room: string, to: string): Promise<void>;
+
+  /**
+   * Message pushes of `conv` were sent to `endpoints`: remembered for `ttl`
+   * ms, or until {@link takeNotified} takes them (a `read` push goes only to
+   * endpoints that were sent a message push since the last read).
+   */
+  notified(endpoints: string[], conv: string, ttl: number): Promise<void>;
+  /** Which of `endpoints` were sent a message push of `conv` since; forgets them. */
+  takeNotified(endpoints: string[], conv: string): Promise<Set<string>>;
 
   /**
    * A user has (or no longer has) a visible connection on `node`. Kept for

@@ -12,6 +12,8 @@
  * | `push:user:<user>`     | zset | the user's endpoints → time (oldest first)                            |
  * | `push:lv:<user>`       | hash | conversation key → level (only levels that differ from the default)  |
  * | `push:conv:<conv>`     | set  | users who set a level of the conversation (a rename moves them)       |
+ * | `push:nt:<endpoint>\n<conv>` | string | set while the endpoint was sent a message push of the |
+ * |                        |      | conversation and no `read` push since; expires with the push's TTL    |
  * | `push:vis:<node>`      | set  | users with a visible connection on the node; expires unless renewed   |
  * | `push:visnodes`        | set  | nodes that may have a `push:vis:` key (pruned when it expired)        |
  *
@@ -205,6 +207,27 @@ redis.call('DEL', fk)
 return 1
 `);
 
+/** Marks endpoints as sent a message push of a conversation. ARGV: prefix, conv, ttl ms, endpoints… */
+const NOTIFIED = new Script(`
+local p, conv, ttl = ARGV[1], ARGV[2], ARGV[3]
+for i = 4, #ARGV do
+  redis.call('SET', p .. 'push:nt:' .. ARGV[i] .. '\\n' .. conv, '1', 'PX', ttl)
+end
+return 1
+`);
+
+/** Which endpoints were marked, unmarking them. ARGV: prefix, conv, endpoints… Returns those. */
+const TAKE_NOTIFIED = new Script(`
+local p, conv = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  if redis.call('DEL', p .. 'push:nt:' .. ARGV[i] .. '\\n' .. conv) == 1 then
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+`);
+
 /** One user's visibility on a node. ARGV: prefix, node, folded, on (1/0), ttl ms. */
 const SET_VISIBLE = new Script(`
 local p, node = ARGV[1], ARGV[2]
@@ -324,6 +347,25 @@ export class RedisPushStore implements PushStore {
     }));
   }
 
+  async get(endpoint: string): Promise<PushSubscriptionRecord | null> {
+    const h = await command(
+      this.#client,
+      ["HMGET", `${this.#prefix}push:sub:${endpoint}`, "u", "s", "k", "a", "t", "c"],
+      this.#timeout,
+    ) as (string | null)[];
+    const [u, session, p256dh, auth, at, fp] = h;
+    if (u === null || u === undefined) return null;
+    return {
+      endpoint,
+      user: u,
+      session: session ?? "",
+      fp: fp ?? "",
+      p256dh: p256dh ?? "",
+      auth: auth ?? "",
+      at: Number(at),
+    };
+  }
+
   async forgetSession(user: string, session: string): Promise<number> {
     return Number(await this.#run(FORGET, [user.toLowerCase(), "only", session, "", ""]));
   }
@@ -385,6 +427,16 @@ export class RedisPushStore implements PushStore {
 
   async renameRoom(room: string, to: string): Promise<void> {
     await this.#run(RENAME, [`#${room}`, `#${to}`]);
+  }
+
+  async notified(endpoints: string[], conv: string, ttl: number): Promise<void> {
+    if (endpoints.length === 0) return;
+    await this.#run(NOTIFIED, [conv, String(Math.max(1, Math.ceil(ttl))), ...endpoints]);
+  }
+
+  async takeNotified(endpoints: string[], conv: string): Promise<Set<string>> {
+    if (endpoints.length === 0) return new Set();
+    return new Set(await this.#run(TAKE_NOTIFIED, [conv, ...endpoints]) as string[]);
   }
 
   async setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {

@@ -48,6 +48,8 @@ export interface SendOutcome {
   retryAfterMs?: number;
   /** Why it did not succeed, for the log (never holds the endpoint's path). */
   reason?: string;
+  /** No answer came within the sender's timeout. */
+  timedOut?: boolean;
 }
 
 /**
@@ -62,7 +64,7 @@ export interface PushSenderOptions {
   vapid: Pick<VapidKeys, "publicKey" | "privateKey" | "subject">;
   /** `--unsafe-push-endpoints`: allow http and private addresses, connect directly (tests only). @default {false} */
   unsafe?: boolean;
-  /** Time for one request, connection to response body, in ms. @default {10000} */
+  /** Time for one request, connection to response body, in ms. @default {5000} */
   timeout?: number;
   /** Resolves host names for the address check (tests). @default {the system resolver} */
   resolve?: (hostname: string) => Promise<string[]>;
@@ -158,7 +160,7 @@ export class PushSender {
     }
     const url = new URL(sub.endpoint);
     const ac = new AbortController();
-    const timeout = this.#opts.timeout ?? 10_000;
+    const timeout = this.#opts.timeout ?? 5_000;
     const timer = setTimeout(
       () => ac.abort(new DOMException("timed out", "TimeoutError")),
       timeout,
@@ -181,7 +183,9 @@ export class PushSender {
     } catch (err) {
       if (ac.signal.aborted) {
         const timedOut = (ac.signal.reason as Error)?.name === "TimeoutError";
-        return { result: "retry", reason: timedOut ? `no answer within ${timeout} ms` : "aborted" };
+        return timedOut
+          ? { result: "retry", reason: `no answer within ${timeout} ms`, timedOut }
+          : { result: "retry", reason: "aborted" };
       }
       const refused = this.#proxy?.takeRefusal(url.host);
       if (refused) return { result: "failed", reason: refused };
@@ -203,6 +207,8 @@ export class PushSender {
 
   #pinned(): PinnedProxy {
     this.#proxy ??= PinnedProxy.start({
+      // A tunnel is not worth opening once the request it is for gave up.
+      connectTimeout: Math.min(10_000, this.#opts.timeout ?? 5_000),
       resolve: this.#opts.resolve,
       caCerts: this.#opts.caCerts,
     });
@@ -273,18 +279,39 @@ export interface Deliverer {
   ): Promise<SendOutcome>;
 }
 
+/** Options of one push in {@link PushQueue.enqueue}. */
+export interface EnqueueOptions extends SendOptions {
+  /**
+   * The user it is for: a user's pushes have at most `maxPerUser` requests in
+   * flight, and a full queue drops from the user with the most waiting.
+   * @default {each endpoint counts as a user of its own}
+   */
+  user?: string;
+}
+
 /** Options for {@link PushQueue}. */
 export interface PushQueueOptions {
   /** Told when a push service says a subscription no longer exists (404/410): remove it. */
   onGone?: (endpoint: string) => void | Promise<void>;
+  /**
+   * Asked just before each attempt whether the subscription is still kept,
+   * with the same keys (a session signed out meanwhile, the user banned): a
+   * push whose subscription went is dropped, not sent.
+   * @default {every subscription is}
+   */
+  stillSubscribed?: (sub: PushTarget) => boolean | Promise<boolean>;
   /** Where failures are logged, once per push service and kind of failure. */
   log?: Logger;
-  /** Pushes waiting at most, over all endpoints; the oldest is dropped beyond. @default {10000} */
+  /** Pushes waiting at most, over all endpoints; beyond, the user with the most waiting loses their oldest. @default {10000} */
   maxQueued?: number;
   /** Pushes waiting at most for one endpoint; its oldest is dropped beyond. @default {50} */
   maxPerEndpoint?: number;
-  /** Requests in flight at most. @default {8} */
+  /** Requests in flight at most. @default {16} */
   concurrency?: number;
+  /** Requests in flight at most to one push service host (1 while its last request timed out). @default {4} */
+  maxPerHost?: number;
+  /** Requests in flight at most for one user's pushes. @default {2} */
+  maxPerUser?: number;
   /** Attempts per push at most. @default {5} */
   maxAttempts?: number;
   /** First retry delay, in ms; doubles with each failure of the endpoint. @default {1000} */
@@ -313,9 +340,11 @@ export interface PushQueueStats {
   dropped: number;
   /** Dropped because their TTL ran out before delivery. */
   expired: number;
+  /** Dropped because their subscription was no longer kept when their turn came. */
+  unsubscribed: number;
 }
 
-type Counter = "sent" | "gone" | "failed" | "dropped" | "expired";
+type Counter = "sent" | "gone" | "failed" | "dropped" | "expired" | "unsubscribed";
 
 interface Job {
   sub: PushTarget;
@@ -324,50 +353,85 @@ interface Job {
   topic?: string;
   expiresAt: number;
   attempts: number;
+  /** The key of its user's {@link Bucket}. */
+  user: string;
   state: "waiting" | "flight" | "done";
 }
 
 interface EndpointState {
   jobs: Job[];
+  host: string;
   busy: boolean;
+  /** Waiting in a host's or user's `parked` for a free slot. */
+  parked: boolean;
   failures: number;
   until: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
+/** Requests in flight to one host or for one user, and endpoints waiting for a slot there. */
+interface Bucket {
+  inFlight: number;
+  parked: Set<string>;
+  /** Hosts: the last request timed out (one request at a time until one is answered). */
+  slow: boolean;
+  /** Users: their jobs (finished ones are skipped and pruned lazily), oldest first. */
+  jobs: Job[];
+  /** Users: how many of `jobs` wait. */
+  waiting: number;
+}
+
+/** Longest delay setTimeout takes (2^31 − 1 ms); longer ones fire at once. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 /**
  * Pushes waiting for delivery. {@link PushQueue.enqueue} returns at once and
- * never throws; one request per endpoint at a time, at most `concurrency` in
- * all; an endpoint that fails backs off exponentially with jitter (or as its
- * Retry-After says) and a push is given up after `maxAttempts` or when its
- * TTL would run out.
+ * never throws; one request per endpoint at a time, at most `maxPerHost` to
+ * one push service (one while it does not answer), `maxPerUser` for one
+ * user's devices and `concurrency` in all, so that one member's slow
+ * endpoints cannot hold up everyone's pushes; an endpoint that fails backs
+ * off exponentially with jitter (or as its Retry-After says, within the
+ * push's TTL) and a push is given up after `maxAttempts` or when its TTL
+ * would run out.
  */
 export class PushQueue {
   #sender: Deliverer;
-  #opts: Required<Omit<PushQueueOptions, "onGone" | "log">>;
+  #opts: Required<Omit<PushQueueOptions, "onGone" | "log" | "stillSubscribed">>;
   #onGone?: (endpoint: string) => void | Promise<void>;
+  #stillSubscribed?: (sub: PushTarget) => boolean | Promise<boolean>;
   #log?: Logger;
   #eps = new Map<string, EndpointState>();
   #ready = new Set<string>();
-  #order: Job[] = [];
-  #head = 0;
+  #hosts = new Map<string, Bucket>();
+  #users = new Map<string, Bucket>();
   #waiting = 0;
   #flights = new Set<Promise<void>>();
   #abort = new AbortController();
   #closed = false;
   #idle: (() => void)[] = [];
   #logged = new Set<string>();
-  #stats = { sent: 0, gone: 0, failed: 0, retried: 0, dropped: 0, expired: 0 };
+  #stats = {
+    sent: 0,
+    gone: 0,
+    failed: 0,
+    retried: 0,
+    dropped: 0,
+    expired: 0,
+    unsubscribed: 0,
+  };
 
   /** A queue that delivers through `sender`. */
   constructor(sender: Deliverer, opts: PushQueueOptions = {}) {
     this.#sender = sender;
     this.#onGone = opts.onGone;
+    this.#stillSubscribed = opts.stillSubscribed;
     this.#log = opts.log;
     this.#opts = {
       maxQueued: opts.maxQueued ?? 10_000,
       maxPerEndpoint: opts.maxPerEndpoint ?? 50,
-      concurrency: opts.concurrency ?? 8,
+      concurrency: opts.concurrency ?? 16,
+      maxPerHost: Math.max(1, opts.maxPerHost ?? 4),
+      maxPerUser: Math.max(1, opts.maxPerUser ?? 2),
       maxAttempts: opts.maxAttempts ?? 5,
       baseDelay: opts.baseDelay ?? 1000,
       maxDelay: opts.maxDelay ?? 300_000,
@@ -381,7 +445,7 @@ export class PushQueue {
   }
 
   /** Queues one push; returns at once, never throws, ignored after {@link PushQueue.close}. */
-  enqueue(sub: PushTarget, payload: string, opts: SendOptions): void {
+  enqueue(sub: PushTarget, payload: string, opts: EnqueueOptions): void {
     if (this.#closed) return;
     try {
       const endpoint = sub.endpoint;
@@ -392,22 +456,34 @@ export class PushQueue {
         topic: opts.topic,
         expiresAt: Date.now() + Math.max(0, opts.ttl) * 1000,
         attempts: 0,
+        user: opts.user !== undefined ? `u:${opts.user.toLowerCase()}` : `e:${endpoint}`,
         state: "waiting",
       };
       let ep = this.#eps.get(endpoint);
       if (!ep) {
-        ep = { jobs: [], busy: false, failures: 0, until: 0 };
+        ep = {
+          jobs: [],
+          host: hostOf(endpoint),
+          busy: false,
+          parked: false,
+          failures: 0,
+          until: 0,
+        };
         this.#eps.set(endpoint, ep);
       }
       while (ep.jobs.length >= this.#opts.maxPerEndpoint) {
         this.#finish(ep.jobs.shift()!, "dropped");
       }
       ep.jobs.push(job);
-      this.#order.push(job);
+      const user = this.#bucket(this.#users, job.user);
+      user.jobs.push(job);
+      user.waiting++;
       this.#waiting++;
-      while (this.#waiting > this.#opts.maxQueued) this.#dropOldest();
-      this.#compact();
-      if (!ep.busy && ep.timer === undefined) this.#ready.add(endpoint);
+      while (this.#waiting > this.#opts.maxQueued) this.#dropFromLargest();
+      if (user.jobs.length > 2 * user.waiting + 16) {
+        user.jobs = user.jobs.filter((j) => j.state !== "done");
+      }
+      this.#settle(endpoint, ep);
       this.#pump();
     } catch (err) {
       this.#stats.failed++;
@@ -430,9 +506,34 @@ export class PushQueue {
     await Promise.allSettled([...this.#flights]);
     this.#eps.clear();
     this.#ready.clear();
-    this.#order = [];
+    this.#hosts.clear();
+    this.#users.clear();
     this.#waiting = 0;
     this.#wakeIdle();
+  }
+
+  #bucket(map: Map<string, Bucket>, key: string): Bucket {
+    let b = map.get(key);
+    if (!b) map.set(key, b = { inFlight: 0, parked: new Set(), slow: false, jobs: [], waiting: 0 });
+    return b;
+  }
+
+  #hostCap(host: Bucket): number {
+    return host.slow ? 1 : this.#opts.maxPerHost;
+  }
+
+  /** Moves up to `n` endpoints parked in `b` back to the ready ones. */
+  #release(b: Bucket, n: number): void {
+    for (const endpoint of b.parked) {
+      if (n <= 0) break;
+      b.parked.delete(endpoint);
+      const ep = this.#eps.get(endpoint);
+      if (!ep) continue;
+      ep.parked = false;
+      this.#settle(endpoint, ep);
+      // One with nothing left to send takes no slot.
+      if (ep.jobs.length > 0) n--;
+    }
   }
 
   #pump(): void {
@@ -440,43 +541,99 @@ export class PushQueue {
       const endpoint: string = this.#ready.values().next().value!;
       this.#ready.delete(endpoint);
       const ep = this.#eps.get(endpoint);
-      const job = ep?.jobs.shift();
-      if (!ep || !job) continue;
+      const job = ep?.jobs[0];
+      if (!ep || !job) {
+        if (ep) this.#settle(endpoint, ep);
+        continue;
+      }
       if (Date.now() >= job.expiresAt) {
+        ep.jobs.shift();
         this.#finish(job, "expired");
         this.#settle(endpoint, ep);
         continue;
       }
+      const host = this.#bucket(this.#hosts, ep.host);
+      const user = this.#bucket(this.#users, job.user);
+      const userFree = user.inFlight < this.#opts.maxPerUser;
+      const hostFree = host.inFlight < this.#hostCap(host);
+      if (!hostFree || !userFree) {
+        // Waits for a slot where it is full; a slot this leaves free elsewhere goes to another.
+        ep.parked = true;
+        if (!hostFree) {
+          host.parked.add(endpoint);
+          if (userFree) this.#release(user, 1);
+        } else {
+          user.parked.add(endpoint);
+          this.#release(host, 1);
+        }
+        continue;
+      }
+      ep.jobs.shift();
       this.#waiting--;
+      user.waiting--;
       job.state = "flight";
       ep.busy = true;
+      host.inFlight++;
+      user.inFlight++;
       const flight = this.#run(endpoint, ep, job).catch((err) =>
         this.#logOnce("run", `Push queue error: ${(err as Error)?.message ?? err}`)
       );
       this.#flights.add(flight);
       flight.finally(() => {
         this.#flights.delete(flight);
+        host.inFlight--;
+        user.inFlight--;
+        if (!this.#closed) {
+          this.#release(host, this.#hostCap(host) - host.inFlight);
+          this.#release(user, this.#opts.maxPerUser - user.inFlight);
+          this.#prune(this.#hosts, ep.host, host);
+          this.#prune(this.#users, job.user, user);
+        }
         this.#pump();
       });
     }
     this.#wakeIdle();
   }
 
+  /** Forgets a bucket with nothing in it (a slow host is remembered, up to a bound). */
+  #prune(map: Map<string, Bucket>, key: string, b: Bucket): void {
+    if (b.inFlight > 0 || b.parked.size > 0 || b.waiting > 0) return;
+    if (b.slow && this.#hosts.size < 1000) return;
+    if (map.get(key) === b) map.delete(key);
+  }
+
   async #run(endpoint: string, ep: EndpointState, job: Job): Promise<void> {
-    let out: SendOutcome;
+    let out: SendOutcome = { result: "retry" };
+    let unsubscribed = false;
     try {
-      out = await this.#sender.deliver(job.sub, job.payload, {
-        ttl: Math.max(0, Math.ceil((job.expiresAt - Date.now()) / 1000)),
-        urgency: job.urgency,
-        topic: job.topic,
-        signal: this.#abort.signal,
-      });
+      if (this.#stillSubscribed && !(await this.#stillSubscribed(job.sub))) {
+        unsubscribed = true;
+      } else {
+        out = await this.#sender.deliver(job.sub, job.payload, {
+          ttl: Math.max(0, Math.ceil((job.expiresAt - Date.now()) / 1000)),
+          urgency: job.urgency,
+          topic: job.topic,
+          signal: this.#abort.signal,
+        });
+      }
     } catch (err) {
       out = { result: "retry", reason: (err as Error)?.message ?? String(err) };
     }
     ep.busy = false;
-    job.attempts++;
     if (this.#closed) return;
+    const host = this.#hosts.get(ep.host);
+    if (host) {
+      if (out.timedOut) host.slow = true;
+      else if (out.status !== undefined) host.slow = false;
+    }
+    if (unsubscribed) {
+      // The store no longer keeps it: nothing waiting for it goes either.
+      this.#finish(job, "unsubscribed");
+      for (const other of ep.jobs.splice(0)) this.#finish(other, "unsubscribed");
+      this.#settle(endpoint, ep);
+      return;
+    }
+    job.attempts++;
     const origin = originOf(endpoint);
     switch (out.result) {
       case "ok":
@@ -505,21 +662,26 @@ export class PushQueue {
           this.#opts.baseDelay * 2 ** (ep.failures - 1),
         );
         const jittered = backoff / 2 + this.#opts.random() * backoff / 2;
-        const delay = out.retryAfterMs !== undefined
+        const asked = out.retryAfterMs !== undefined
           ? Math.max(out.retryAfterMs, jittered)
           : jittered;
+        // Never past what the push may wait (nor what setTimeout can count).
+        const delay = Math.max(0, Math.min(asked, job.expiresAt - Date.now(), MAX_TIMER));
         if (job.attempts >= this.#opts.maxAttempts) {
           this.#finish(job, "failed");
           this.#logOnce(
             `${origin} gave up`,
             `Push to ${origin} given up after ${job.attempts} attempts: ${out.reason}`,
           );
-        } else if (Date.now() + delay >= job.expiresAt) {
+        } else if (Date.now() + asked >= job.expiresAt) {
           this.#finish(job, "expired");
         } else {
           job.state = "waiting";
           ep.jobs.unshift(job);
           this.#waiting++;
+          const user = this.#bucket(this.#users, job.user);
+          user.waiting++;
+          if (!user.jobs.includes(job)) user.jobs.unshift(job);
           this.#stats.retried++;
         }
         ep.until = Date.now() + delay;
@@ -537,39 +699,49 @@ export class PushQueue {
 
   /** Makes an endpoint ready when it has work and may send, or forgets it when it has none. */
   #settle(endpoint: string, ep: EndpointState): void {
-    if (ep.busy || ep.timer !== undefined) return;
+    if (ep.busy || ep.timer !== undefined || ep.parked) return;
     if (ep.jobs.length > 0) this.#ready.add(endpoint);
-    else if (this.#eps.get(endpoint) === ep) this.#eps.delete(endpoint);
+    else if (this.#eps.get(endpoint) === ep) {
+      this.#eps.delete(endpoint);
+      this.#ready.delete(endpoint);
+    }
   }
 
   #finish(job: Job, how: Counter): void {
     if (job.state === "done") return;
-    if (job.state === "waiting") this.#waiting--;
+    if (job.state === "waiting") {
+      this.#waiting--;
+      const user = this.#users.get(job.user);
+      if (user) user.waiting--;
+    }
     job.state = "done";
     this.#stats[how]++;
+    const user = this.#users.get(job.user);
+    if (user) this.#prune(this.#users, job.user, user);
   }
 
-  #dropOldest(): void {
-    while (this.#head < this.#order.length && this.#order[this.#head].state === "done") {
-      this.#head++;
+  /** The queue is full: the user with the most pushes waiting loses their oldest. */
+  #dropFromLargest(): void {
+    let largest: Bucket | null = null;
+    for (const b of this.#users.values()) {
+      if (b.waiting > 0 && (largest === null || b.waiting > largest.waiting)) largest = b;
     }
-    for (let i = this.#head; i < this.#order.length; i++) {
-      const job = this.#order[i];
-      if (job.state !== "waiting") continue;
-      const ep = this.#eps.get(job.sub.endpoint);
-      const at = ep?.jobs.indexOf(job) ?? -1;
-      if (ep && at !== -1) ep.jobs.splice(at, 1);
-      this.#finish(job, "dropped");
+    if (largest === null) {
+      // Cannot happen (the counts agree); stop rather than loop.
+      this.#waiting = Math.min(this.#waiting, this.#opts.maxQueued);
       return;
     }
-  }
-
-  /** Forgets finished jobs once they outnumber the live ones. */
-  #compact(): void {
-    const live = this.#waiting + this.#flights.size;
-    if (this.#order.length - this.#head <= 2 * live + 64) return;
-    this.#order = this.#order.slice(this.#head).filter((j) => j.state !== "done");
-    this.#head = 0;
+    const jobs = largest.jobs;
+    let i = 0;
+    while (i < jobs.length && jobs[i].state !== "waiting") i++;
+    const job = jobs[i];
+    // Finished jobs before it go with it; one in flight stays (it may wait again).
+    largest.jobs = jobs.slice(0, i).filter((j) => j.state === "flight").concat(jobs.slice(i + 1));
+    if (!job) return;
+    const ep = this.#eps.get(job.sub.endpoint);
+    const at = ep?.jobs.indexOf(job) ?? -1;
+    if (ep && at !== -1) ep.jobs.splice(at, 1);
+    this.#finish(job, "dropped");
   }
 
   #callOnGone(endpoint: string): void {
@@ -601,5 +773,14 @@ function originOf(endpoint: string): string {
     return new URL(endpoint).origin;
   } catch {
     return "an invalid endpoint";
+  }
+}
+
+/** The host (with port) a request to `endpoint` goes to; the endpoint itself when it is no URL. */
+function hostOf(endpoint: string): string {
+  try {
+    return new URL(endpoint).host;
+  } catch {
+    return String(endpoint);
   }
 }

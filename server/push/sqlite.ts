@@ -15,7 +15,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { NotifyLevel } from "../../protocol.ts";
 import { immediate } from "../store/sqlite_tx.ts";
 import type { SqliteStore } from "../store/sqlite.ts";
-import { VisibleSet } from "./memory.ts";
+import { NotifiedSet, VisibleSet } from "./memory.ts";
 import {
   MAX_LEVELS_PER_USER,
   MAX_SUBSCRIPTIONS_PER_USER,
@@ -66,6 +66,7 @@ export class SqlitePushStore implements PushStore {
   #db: DatabaseSync;
   #sql: ReturnType<typeof statements>;
   #visible: VisibleSet;
+  #notified: NotifiedSet;
   #closed = false;
 
   private constructor(db: DatabaseSync, options: SqlitePushStoreOptions) {
@@ -73,6 +74,7 @@ export class SqlitePushStore implements PushStore {
     immediate(db, () => db.exec(SCHEMA));
     this.#sql = statements(db);
     this.#visible = new VisibleSet(options.now);
+    this.#notified = new NotifiedSet(options.now);
   }
 
   /** The push store in `store`'s data file, creating its tables when missing. */
@@ -131,6 +133,13 @@ export class SqlitePushStore implements PushStore {
     return this.#run(() =>
       (this.#sql.subsOf.all(user.toLowerCase()) as unknown as SubRow[]).map(toRecord)
     );
+  }
+
+  get(endpoint: string): Promise<PushSubscriptionRecord | null> {
+    return this.#run(() => {
+      const row = this.#sql.sub.get(endpoint) as SubRow | undefined;
+      return row ? toRecord(row) : null;
+    });
   }
 
   forgetSession(user: string, session: string): Promise<number> {
@@ -228,6 +237,14 @@ export class SqlitePushStore implements PushStore {
         this.#sql.renameConv.run(`#${to}`, `#${room}`);
       })
     );
+  }
+
+  notified(endpoints: string[], conv: string, ttl: number): Promise<void> {
+    return this.#run(() => this.#notified.add(endpoints, conv, ttl));
+  }
+
+  takeNotified(endpoints: string[], conv: string): Promise<Set<string>> {
+    return this.#run(() => this.#notified.take(endpoints, conv));
   }
 
   setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {
