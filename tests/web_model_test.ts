@@ -16,6 +16,8 @@ import {
 } from "../protocol.ts";
 import type { Pending } from "../web/conversation.ts";
 import { ChatModel, PACE_NOTICE } from "../web/model.ts";
+import { NOT_CONNECTED, PushControl, toBase64Url } from "../web/push.ts";
+import type { AppWorker } from "../web/sw_client.ts";
 import { loadUnsent } from "../web/unsent.ts";
 import {
   loadSnapshot,
@@ -908,7 +910,9 @@ function msg(
  * the test push frames or drop the connection.
  */
 function standIn(
-  welcome: Pick<WelcomeFrame, "rooms" | "conversations" | "renamed" | "levels" | "push">,
+  welcome:
+    & Pick<WelcomeFrame, "rooms" | "conversations" | "renamed" | "levels" | "push">
+    & Partial<Pick<WelcomeFrame, "limits">>,
   answer: (f: ClientFrame & { ref?: string }, reply: (frame: ServerFrame) => void) => void,
 ) {
   const received: (ClientFrame & { ref?: string })[] = [];
@@ -2613,5 +2617,195 @@ Deno.test("ChatModel: a member's @room where only admins may use it fails in the
   } finally {
     alice.close();
     bob.close();
+  }
+});
+
+Deno.test("ChatModel: @room and @here notify at mentions only in rooms up to roomMentionMax, or where only admins may say them", async () => {
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [],
+      limits: { rate: 20, burst: 60, maxMessage: 4096, roomMentionMax: 3 },
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({ type: "joined", room: "general", members: ["alice", "bob"], history: [], seq: 0 });
+      }
+    },
+  );
+  const notes: string[] = [];
+  const alice = new ChatModel({
+    origin: fake.http,
+    storage: new MemoryStorage(),
+    notify: (a) => void notes.push(a.body),
+  });
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.convs.value.get("#general")?.loaded.value, "alice is in");
+    assert.equal(alice.levelOf("#general"), "mentions");
+    const conv = alice.convs.value.get("#general")!;
+    alice.setVisible(false);
+    const say = async (id: number, text: string) => {
+      fake.push({ type: "message", ...msg(id, "bob", text) });
+      await waitUntil(() => texts(alice).length === id, `message ${id} arrives`);
+    };
+    await say(1, "@room meeting now");
+    await say(2, "@Here too");
+    await say(3, "not @roomy nor mail ops@here.com");
+    await say(4, "hi @alice");
+    assert.deepEqual(notes, ["@room meeting now", "@Here too", "hi @alice"]);
+    assert.ok(alice.mentionsMe(conv, { from: "bob", text: "@room" }), "the highlight agrees");
+    assert.ok(!alice.mentionsMe(conv, { from: "alice", text: "@room" }), "never one's own");
+
+    // Larger than roomMentionMax: a member's @room is an ordinary word there.
+    conv.members.value = ["alice", "bob", "carol", "dan"];
+    await say(5, "@room in a big room");
+    await say(6, "@alice in a big room");
+    assert.deepEqual(notes.slice(3), ["@alice in a big room"]);
+    assert.ok(!alice.mentionsMe(conv, { from: "bob", text: "@room" }));
+    // Where only admins may say it, whoever said it was an admin.
+    conv.settings.value = { restrictRoomMentions: true };
+    await say(7, "@here admins speaking");
+    assert.deepEqual(notes.slice(3), ["@alice in a big room", "@here admins speaking"]);
+  } finally {
+    alice.close();
+    await fake.close();
+  }
+});
+
+/** Browser globals PushControl needs, in Deno: a granted permission and a PushManager. */
+function browserPush(): { asked: () => number; restore: () => void } {
+  const g = globalThis as unknown as Record<string, unknown>;
+  let asked = 0;
+  g.PushManager = class {};
+  g.Notification = {
+    permission: "granted",
+    requestPermission: () => {
+      asked++;
+      return Promise.resolve("granted");
+    },
+  };
+  return {
+    asked: () => asked,
+    restore: () => {
+      delete g.PushManager;
+      delete g.Notification;
+    },
+  };
+}
+
+/** A service worker registration holding one push subscription made with `key`. */
+function workerWith(key: Uint8Array<ArrayBuffer>) {
+  const p256dh = new Uint8Array(65).fill(4).buffer;
+  const auth = new Uint8Array(16).fill(7).buffer;
+  const state = {
+    sub: null as PushSubscription | null,
+  };
+  state.sub = {
+    endpoint: "https://push.example/alice",
+    options: { applicationServerKey: key.buffer, userVisibleOnly: true },
+    getKey: (name: string) => name === "p256dh" ? p256dh : auth,
+    unsubscribe() {
+      state.sub = null;
+      return Promise.resolve(true);
+    },
+  } as unknown as PushSubscription;
+  const reg = {
+    pushManager: {
+      getSubscription: () => Promise.resolve(state.sub),
+      subscribe: () => Promise.reject(new Error("not in this test")),
+    },
+  };
+  const worker = {
+    supported: true,
+    registration: () => Promise.resolve(reg),
+  } as unknown as AppWorker;
+  return { state, worker };
+}
+
+Deno.test("PushControl sends the subscription after every welcome; a refusal turns it off with the server's words", async () => {
+  const globals = browserPush();
+  const key = new Uint8Array(65).fill(9);
+  let refuse = false;
+  const fake = standIn(
+    {
+      rooms: ["general"],
+      conversations: [],
+      push: { key: toBase64Url(key), contentFree: false },
+    },
+    (f, reply) => {
+      if (f.type === "join") {
+        reply({ type: "joined", room: "general", members: ["alice", "bob"], history: [], seq: 0 });
+      }
+      if (f.type === "push_subscribe") {
+        reply(
+          refuse
+            ? {
+              type: "error",
+              code: "bad_request",
+              message: "That push service is not allowed",
+              ref: f.ref,
+            }
+            : { type: "push_subscribed", endpoint: f.subscription.endpoint, ref: f.ref },
+        );
+      }
+    },
+  );
+  const storage = new MemoryStorage();
+  // What versions before this remembered: never read again, and removed.
+  storage.setItem("chat.push.sent", "{}");
+  const alice = new ChatModel({ origin: fake.http, storage, backoff: 50, maxBackoff: 100 });
+  const { state, worker } = workerWith(key);
+  const push = new PushControl(alice, worker, storage);
+  const sent = () => fake.received.filter((f) => f.type === "push_subscribe").length;
+  try {
+    await alice.start();
+    alice.signIn("alice", "pw");
+    await waitUntil(() => alice.ready.value, "alice is in");
+    await push.sync();
+    assert.equal(push.state.value, "on");
+    assert.equal(sent(), 1);
+    // A reconnect (a restarted server with a memory store forgot it): sent again.
+    for (const n of [2, 3]) {
+      fake.drop();
+      await waitUntil(() => !alice.ready.value, "the connection drops");
+      await waitUntil(() => alice.ready.value, "the welcome again");
+      await push.sync();
+      assert.equal(sent(), n, `sent after welcome ${n}`);
+      assert.equal(push.state.value, "on");
+    }
+    assert.equal(storage.getItem("chat.push.sent"), null);
+
+    // Refused: off here too, saying why.
+    refuse = true;
+    fake.drop();
+    await waitUntil(() => !alice.ready.value, "the connection drops");
+    await waitUntil(() => alice.ready.value, "the welcome again");
+    await push.sync();
+    assert.equal(push.state.value, "off");
+    assert.equal(push.error.value, "Notifications are off: That push service is not allowed");
+    assert.equal(state.sub, null, "the browser's subscription is gone too");
+  } finally {
+    alice.close();
+    await fake.close();
+    globals.restore();
+  }
+});
+
+Deno.test("PushControl: turning notifications on before the welcome says so and stays off", async () => {
+  const globals = browserPush();
+  const alice = new ChatModel({ origin: "http://127.0.0.1:9", storage: new MemoryStorage() });
+  const { worker } = workerWith(new Uint8Array(65));
+  const push = new PushControl(alice, worker, new MemoryStorage());
+  try {
+    push.state.value = "off";
+    await push.enable();
+    assert.equal(push.state.value, "off");
+    assert.equal(push.error.value, NOT_CONNECTED);
+    assert.equal(globals.asked(), 0, "nothing asked of the browser");
+  } finally {
+    alice.close();
+    globals.restore();
   }
 });

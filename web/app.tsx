@@ -43,8 +43,9 @@ export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
   const page = ui.page.value;
   const chat = phase === "chat" && page === null;
   const snapshot = offline.value;
-  const startedOffline = chat && snapshot !== null && !model.ready.value &&
-    (model.conn.value === "waiting" || (typeof navigator !== "undefined" && !navigator.onLine));
+  // Until the server first answers (offline, or the server down, or still
+  // connecting): the snapshot, steadily, whatever the connection does meanwhile.
+  const startedOffline = chat && snapshot !== null && !model.ready.value;
   useEffect(() => {
     if (!chat) return;
     const onKey = (e: KeyboardEvent) => {
@@ -142,6 +143,8 @@ function installable(model: ChatModel, ui: UiState, worker: AppWorker): void {
     offline.value = null;
     recent = [];
     clearSnapshots(localStorage);
+    // Their text is the user's too: none stays in the tray.
+    worker.closeNotifications().catch(() => {});
     if (signedIn) push.forget();
     signedIn = false;
   });

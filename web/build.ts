@@ -25,6 +25,7 @@ export const STATIC_FILES: Record<string, string> = {
 export const ICONS: readonly string[] = [
   "icon-192.png",
   "icon-512.png",
+  "badge-96.png",
   "maskable-192.png",
   "maskable-512.png",
 ];

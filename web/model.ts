@@ -43,6 +43,7 @@ import {
   MAX_FILES,
   MAX_PAGE,
   MAX_REACTIONS,
+  mentionsIn,
   type MessageFrame,
   NAME_PATTERN,
   type NotifyLevel,
@@ -78,7 +79,7 @@ import {
 } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
 import { kindNotices, kindOf, mentionClosed, sameKind } from "./room_kind.ts";
-import { bytes, mentions, segments } from "./text.ts";
+import { bytes, segments } from "./text.ts";
 import {
   defaultUploader,
   filesLine,
@@ -106,6 +107,11 @@ export interface ServerInfo {
   /** The largest file the server takes, in bytes (absent from servers without files). */
   maxUpload?: number;
 }
+
+/** What a push request answers when it never reached the server. */
+export const PUSH_NOT_CONNECTED = "Not connected: try again in a moment";
+/** What a push request answers when the connection closed before the answer. */
+export const PUSH_CONNECTION_LOST = "The connection was lost before the server answered: try again";
 
 /** The state of the connection, for the status indicator. */
 export type ConnState = "offline" | "connecting" | "open" | "waiting";
@@ -690,6 +696,25 @@ export class ChatModel {
     if (visible) this.retryNow();
   }
 
+  /**
+   * Whether a message from someone else is for the user: it names them, or,
+   * in a room, says `@room`/`@here` (the one rule, {@link mentionsIn}, as the
+   * server's pushes). In a room larger than the server's `roomMentionMax`
+   * only an admin's `@room` reaches everyone; who sent it as an admin is not
+   * known here, so there it counts only where the room takes `@room` from
+   * admins alone (`restrictRoomMentions`).
+   */
+  mentionsMe(conv: Conversation, m: { from: string; text: string }): boolean {
+    const me = this.me.peek();
+    if (!me || m.from.toLowerCase() === me.toLowerCase()) return false;
+    const found = mentionsIn(m.text);
+    if (found.names.includes(me.toLowerCase())) return true;
+    if (!found.room || conv.kind !== "room") return false;
+    const max = this.limits.peek().roomMentionMax ?? 0;
+    if (max === 0 || conv.settings.peek().restrictRoomMentions) return true;
+    return Math.max(conv.memberCount.peek() ?? 0, conv.members.peek().length) <= max;
+  }
+
   /** How much of conversation `key` notifies: the user's choice or the default. */
   levelOf(key: string): NotifyLevel {
     return this.levels.value.get(key) ??
@@ -744,7 +769,7 @@ export class ChatModel {
   #pushRequest(
     frame: ClientFrame & { type: "push_subscribe" | "push_unsubscribe"; ref: string },
   ): Promise<string | null> {
-    if (!this.#send(frame)) return Promise.resolve("Not connected: try again in a moment");
+    if (!this.#send(frame)) return Promise.resolve(PUSH_NOT_CONNECTED);
     return new Promise((resolve) => this.#pushWaits.set(frame.ref, resolve));
   }
 
@@ -1699,7 +1724,7 @@ export class ChatModel {
   #unanswered(): void {
     this.#dropLookups();
     for (const done of this.#pushWaits.values()) {
-      done("The connection was lost before the server answered: try again");
+      done(PUSH_CONNECTION_LOST);
     }
     this.#pushWaits.clear();
     this.#levelRefs.clear();
@@ -2549,7 +2574,7 @@ export class ChatModel {
     }
     const hidden = !this.visible.value;
     const level = this.levelOf(key);
-    if (hidden && (level === "all" || (level === "mentions" && mentions(f.text, me)))) {
+    if (hidden && (level === "all" || (level === "mentions" && this.mentionsMe(conv, f)))) {
       // A message of files alone says what they are.
       const text = f.text !== "" ? f.text : filesLine(f.files ?? []);
       this.#notify({

@@ -3,15 +3,16 @@
  * "Notifications on this device": the browser's permission and its Web Push
  * subscription, kept in step with the server. Turning it on asks for the
  * permission (only ever on a click), subscribes with the server's VAPID key
- * and sends `push_subscribe`; turning it off unsubscribes both. After each
- * `welcome` the subscription is sent again if it changed since it was last
- * sent for this user (a new key on the server means a new subscription).
+ * and sends `push_subscribe`; turning it off unsubscribes both. After every
+ * `welcome` the subscription is sent again while it is on (a restarted server
+ * with a memory store has forgotten it; a new key on the server means a new
+ * subscription); if the server refuses it, notifications are off here too.
  *
  * @module
  */
 import { signal } from "@preact/signals";
 import type { PushSubscriptionInfo } from "../protocol.ts";
-import type { ChatModel } from "./model.ts";
+import { type ChatModel, PUSH_CONNECTION_LOST, PUSH_NOT_CONNECTED } from "./model.ts";
 import type { AppWorker } from "./sw_client.ts";
 
 /** What the settings show. */
@@ -26,7 +27,11 @@ export type PushState =
   | "busy"
   | "on";
 
+/** Where versions before 2026-12 remembered the last subscription sent: removed. */
 const SENT_KEY = "chat.push.sent";
+
+/** Said when notifications are turned on before the chat is connected. */
+export const NOT_CONNECTED = "Not connected: try again once the chat is back";
 
 /** Decodes base64url (VAPID keys). */
 export function fromBase64Url(text: string): Uint8Array<ArrayBuffer> {
@@ -73,6 +78,7 @@ export class PushControl {
     this.#model = model;
     this.#worker = worker;
     this.#storage = storage;
+    this.#forgetSent();
   }
 
   /** Whether this browser can take pushes at all. */
@@ -106,8 +112,9 @@ export class PushControl {
   }
 
   /**
-   * After each welcome: the server learns the subscription again if it
-   * changed since last sent (or its key changed: then it is made anew).
+   * After every welcome: the server learns the subscription again (a
+   * restarted server may have lost it; a new key makes it anew). A refusal
+   * turns notifications off on this device, with the server's words.
    */
   async sync(): Promise<void> {
     await this.refresh();
@@ -122,10 +129,15 @@ export class PushControl {
       sub = await this.#subscribe(info.key);
     }
     const data = sub && subscriptionInfo(sub);
-    if (!data) return;
-    const sent = JSON.stringify({ user, data });
-    if (this.#storage.getItem(SENT_KEY) === sent) return;
-    if ((await this.#model.pushSubscribe(data)) === null) this.#remember(sent);
+    if (!sub || !data) return;
+    const problem = await this.#model.pushSubscribe(data);
+    // Not connected any more: the next welcome sends it again.
+    if (problem === null || problem === PUSH_NOT_CONNECTED || problem === PUSH_CONNECTION_LOST) {
+      return;
+    }
+    await sub.unsubscribe().catch(() => false);
+    this.error.value = `Notifications are off: ${problem}`;
+    this.state.value = "off";
   }
 
   async #subscribe(key: string): Promise<PushSubscription | null> {
@@ -137,18 +149,22 @@ export class PushControl {
     });
   }
 
-  #remember(sent: string | null): void {
+  #forgetSent(): void {
     try {
-      if (sent === null) this.#storage.removeItem(SENT_KEY);
-      else this.#storage.setItem(SENT_KEY, sent);
+      this.#storage.removeItem(SENT_KEY);
     } catch {
-      // Sent again after the next welcome: harmless.
+      // Storage refused: the key is never read.
     }
   }
 
   /** Turns notifications on for this device (asks the permission: call from a click). */
   async enable(): Promise<void> {
     if (!this.supported) return;
+    if (!this.#model.ready.peek()) {
+      // The server's key and answer are needed: nothing is asked or subscribed.
+      this.error.value = NOT_CONNECTED;
+      return;
+    }
     this.error.value = null;
     this.state.value = "busy";
     try {
@@ -175,7 +191,6 @@ export class PushControl {
         await sub.unsubscribe().catch(() => false);
         throw new Error(problem);
       }
-      this.#remember(JSON.stringify({ user: this.#model.me.peek(), data }));
       this.state.value = "on";
     } catch (err) {
       this.error.value = `Cannot turn notifications on: ${(err as Error).message}`;
@@ -195,7 +210,6 @@ export class PushControl {
         const problem = await this.#model.pushUnsubscribe(endpoint);
         if (problem !== null) throw new Error(problem);
       }
-      this.#remember(null);
       this.state.value = "off";
     } catch (err) {
       this.error.value = `Cannot turn notifications off: ${(err as Error).message}`;
@@ -208,7 +222,6 @@ export class PushControl {
    * session's already), so nothing more arrives for the user who left.
    */
   async forget(): Promise<void> {
-    this.#remember(null);
     const sub = await this.#subscription().catch(() => null);
     await sub?.unsubscribe().catch(() => false);
     await this.refresh();

@@ -185,7 +185,7 @@ async function onPush(p: PushPayload): Promise<void> {
   const options: NotificationOptions & { renotify?: boolean } = {
     body: p.body ?? "",
     icon: "/icon-192.png",
-    badge: "/icon-192.png",
+    badge: "/badge-96.png",
     data: { url: p.url ?? "/", conv: p.conv, id: p.id },
   };
   // One notification per conversation; a new message replaces it and alerts again.
@@ -207,7 +207,10 @@ sw.addEventListener("notificationclick", (e) => {
 
 /** Shows `url` in an open window of the app (the focused one first), or opens one. */
 async function openAt(url: string): Promise<void> {
-  const windows = await sw.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const all = await sw.clients.matchAll({ type: "window", includeUncontrolled: true });
+  // Only the app's own page hears "open": another page of the origin (a
+  // file, the API) would be focused and show nothing.
+  const windows = all.filter((w) => new URL(w.url).pathname === "/");
   const win = windows.find((w) => w.focused) ?? windows[0];
   if (!win) {
     await sw.clients.openWindow(url);

@@ -2,9 +2,10 @@
 /**
  * The page's side of the service worker (`web/sw.ts`): registers it, says
  * when a new version of the app waits ({@link AppWorker.updateReady}) and
- * switches to it on request, shows notifications through it (never with the
- * `Notification` constructor, which throws on Android Chrome) and hears
- * which conversation a clicked notification is about.
+ * switches to it on request, shows notifications through it (the
+ * `Notification` constructor throws on Android Chrome: it is used only where
+ * there is no service worker) and hears which conversation a clicked
+ * notification is about.
  *
  * @module
  */
@@ -19,6 +20,7 @@ export class AppWorker {
   readonly updateReady = signal(false);
   #registration: Promise<ServiceWorkerRegistration | null> = Promise.resolve(null);
   #switching = false;
+  #onOpen: (url: string) => void = () => {};
 
   /** Whether the browser has service workers (they need https or localhost). */
   get supported(): boolean {
@@ -30,6 +32,7 @@ export class AppWorker {
    * conversation whose notification was clicked.
    */
   start(onOpen: (url: string) => void): void {
+    this.#onOpen = onOpen;
     if (!this.supported) return;
     const container = navigator.serviceWorker;
     container.addEventListener("message", (e: MessageEvent) => {
@@ -100,23 +103,38 @@ export class AppWorker {
    */
   async notify(alert: Alert): Promise<void> {
     if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
-    if (!(await this.#registration)) return;
-    // Only an active worker shows notifications: the first moments of the first visit wait.
-    const reg = await navigator.serviceWorker.ready;
+    const url = `/${routeHash(alert.key)}`;
     const options: NotificationOptions & { renotify: boolean } = {
       body: alert.body,
       tag: alert.key,
       renotify: true,
       icon: "/icon-192.png",
-      data: { url: `/${routeHash(alert.key)}`, conv: alert.key },
+      badge: "/badge-96.png",
+      data: { url, conv: alert.key },
     };
+    if (!(await this.#registration)) {
+      // No service worker (plain http, or turned off): the page's own, where
+      // the constructor works; where it throws, the model logs it.
+      const note = new Notification(alert.title, options);
+      note.onclick = () => {
+        focus();
+        note.close();
+        this.#onOpen(url);
+      };
+      return;
+    }
+    // Only an active worker shows notifications: the first moments of the first visit wait.
+    const reg = await navigator.serviceWorker.ready;
     await reg.showNotification(alert.title, options);
   }
 
-  /** Closes the notifications about conversation `key` (it was read here). */
-  async closeNotifications(key: string): Promise<void> {
+  /**
+   * Closes the notifications about conversation `key` (it was read here), or
+   * all of them without a key (signed out: no message text stays in the tray).
+   */
+  async closeNotifications(key?: string): Promise<void> {
     const reg = await this.#registration;
     if (!reg) return;
-    for (const n of await reg.getNotifications({ tag: key })) n.close();
+    for (const n of await reg.getNotifications(key === undefined ? {} : { tag: key })) n.close();
   }
 }

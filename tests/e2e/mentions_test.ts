@@ -172,6 +172,22 @@ Deno.test("web app: @ opens the room's people, filters, and is worked with keys,
       assert.equal(await page.evaluate(() => document.activeElement?.id), "composer");
       await box.fill("");
 
+      // A pick that leaves the text as it was (the name typed in full before a space)
+      // still moves the caret after the name and its space.
+      await box.fill("hi @bo there");
+      await box.evaluate((el: HTMLTextAreaElement) => el.setSelectionRange(6, 6));
+      await box.pressSequentially("b");
+      await shows(page, ["bob"]);
+      await box.press("Enter");
+      await closed(page);
+      assert.equal(await draft(page), "hi @bob there");
+      assert.equal(
+        await box.evaluate((el: HTMLTextAreaElement) => el.selectionStart),
+        "hi @bob ".length,
+        "the caret is after the name and its space",
+      );
+      await box.fill("");
+
       // No list in an address or a link, nor for a name that nobody has.
       await box.pressSequentially("mail bob@b");
       await closed(page);

@@ -16,7 +16,13 @@ import assert from "node:assert/strict";
 import type { BrowserContext, Page, Worker } from "playwright-core";
 import { createStaticHandler, WEB_APP_FILES, WEB_APP_ICONS } from "../../server/http/static.ts";
 import type { StaticHandler } from "../../server/http/http.ts";
-import { hashPassword, signIn as connect, startTestServer, type TestServer } from "../helpers.ts";
+import {
+  freePort,
+  hashPassword,
+  signIn as connect,
+  startTestServer,
+  type TestServer,
+} from "../helpers.ts";
 import { screenshot } from "./browser.ts";
 import { Network, type Person, person, ready, send, signIn, until, withBrowser } from "./people.ts";
 
@@ -56,6 +62,26 @@ function pngSize(bytes: Uint8Array): [number, number] {
   assert.deepEqual([...bytes.subarray(0, 8)], sig, "a PNG signature");
   const view = new DataView(bytes.buffer, bytes.byteOffset);
   return [view.getUint32(16), view.getUint32(20)];
+}
+
+/**
+ * Has `from` write `text` to alice until the push service got more than
+ * `seen` pushes: the page's "hidden" and the message travel on different
+ * connections, so the first may reach the server after the message.
+ */
+async function writeUntilPushed(
+  from: { send(frame: unknown): void },
+  text: string,
+  posts: unknown[],
+  seen: number,
+): Promise<void> {
+  let tick = 0;
+  await until(() => {
+    if (posts.length > seen) return Promise.resolve(true);
+    // About once a second (until polls every 50 ms).
+    if (tick++ % 20 === 0) from.send({ type: "send", to: "alice", text });
+    return Promise.resolve(false);
+  }, `a push of "${text}"`);
 }
 
 async function signedIn(
@@ -185,6 +211,90 @@ Deno.test("web app: the service worker controls the page and it starts offline i
   }, server);
 });
 
+Deno.test("web app: with the server down (the network up) the offline screen stays, on the conversation chosen", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-pwa-" });
+  const port = String(freePort());
+  const all = await users();
+  const start = () => startTestServer({ users: all, dir, args: ["--port", port] });
+  let server = await start();
+  try {
+    const bob = await connect(server.ws, "bob", PASSWORDS.bob);
+    await withBrowser(async (browser) => {
+      const alice = await signedIn(server, browser, "alice");
+      const page = alice.page;
+      await page.evaluate(() => navigator.serviceWorker.ready.then(() => {}));
+      await page.reload();
+      await controlled(page);
+      await ready(alice);
+      bob.send({ type: "send", to: "alice", text: "hi alice" });
+      await page.locator('[data-conv="@bob"]').waitFor({ state: "attached" });
+      await send(alice, "said in general");
+      // Hidden: the snapshot is saved.
+      await setHidden(page, true);
+      await setHidden(page, false);
+      await bob.close();
+
+      // The server stops; the device is online.
+      await server.close();
+      await page.reload();
+      const banner = page.locator(".offline-banner");
+      await banner.waitFor();
+      await page.locator('.offline-shell [data-conv="@bob"]').click();
+      await page.locator('.offline-shell [data-conv="@bob"][aria-current="page"]').waitFor();
+      // Every change of the page from now on: what shows, and which conversation.
+      await page.evaluate(() => {
+        const w = globalThis as unknown as { __seen: string[] };
+        w.__seen = [];
+        const note = () => {
+          const shell = document.querySelector(".offline-shell");
+          const conn = document.querySelector(".app")?.getAttribute("data-conn");
+          w.__seen.push(
+            shell
+              ? `offline:${shell.querySelector(".conv-item.active")?.getAttribute("data-conv")}`
+              : `chat(${conn})`,
+          );
+        };
+        new MutationObserver(note).observe(document.getElementById("app")!, {
+          subtree: true,
+          childList: true,
+          attributes: true,
+        });
+      });
+      // Attempts fail one after the other: the screen stays as it is.
+      const retry = banner.getByRole("button", { name: "Retry now" });
+      for (let i = 0; i < 3; i++) {
+        await retry.waitFor();
+        assert.match((await banner.textContent()) ?? "", /^The chat server is not answering/);
+        await retry.click();
+        await page.locator('.app[data-conn="waiting"]').waitFor({ state: "attached" });
+      }
+      await retry.waitFor();
+      await screenshot(page, "pwa-server-down-desktop");
+      const seen = await page.evaluate(() =>
+        (globalThis as unknown as { __seen: string[] }).__seen
+      );
+      assert.ok(seen.length > 0);
+      assert.deepEqual(
+        [...new Set(seen)],
+        ["offline:@bob"],
+        "no other screen, no other conversation",
+      );
+
+      // Back: the chat takes over, on the conversation chosen.
+      server = await start();
+      // As when the network comes back: the app tries at once.
+      await page.evaluate(() => dispatchEvent(new Event("online")));
+      await ready(alice);
+      assert.equal(await page.locator(".offline-shell").count(), 0);
+      assert.deepEqual(alice.errors, []);
+      await alice.context.close();
+    });
+  } finally {
+    await server.close().catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
 Deno.test("web app: notifications go through the service worker and a click opens the conversation", async () => {
   const server = await startTestServer({ users: await users() });
   const bob = await connect(server.ws, "bob", PASSWORDS.bob);
@@ -270,6 +380,115 @@ Deno.test("web app: notifications go through the service worker and a click open
       }]);
       await push({ v: 1, kind: "read", conv: "#general", id: 7 });
       await until(async () => (await shown()).length === 0, "read elsewhere closes it");
+
+      // Another page of the site, in front: only the app's own page counts; with
+      // none, a window is opened at the conversation's address.
+      const other = await alice.context.newPage();
+      await other.goto(server.http + "/favicon.svg");
+      await other.bringToFront();
+      const click = (tag: string) =>
+        sw.evaluate(async (tag) => {
+          const scope = globalThis as unknown as {
+            registration: ServiceWorkerRegistration;
+            clients: {
+              opened?: string[];
+              openWindow(url: string | URL): Promise<unknown>;
+              matchAll(o: { type: string }): Promise<{ url: string; focused: boolean }[]>;
+            };
+            NotificationEvent: new (t: string, i: { notification: Notification }) => Event;
+          };
+          // A made-up click may not open windows: what would be opened is noted.
+          scope.clients.opened ??= [];
+          scope.clients.openWindow = (url: string | URL) => {
+            scope.clients.opened!.push(String(url));
+            return Promise.resolve(null);
+          };
+          const windows = await scope.clients.matchAll({ type: "window" });
+          const [n] = await scope.registration.getNotifications({ tag });
+          globalThis.dispatchEvent(
+            new scope.NotificationEvent("notificationclick", { notification: n }),
+          );
+          await new Promise((r) => setTimeout(r, 50));
+          return {
+            opened: scope.clients.opened,
+            windows: windows.map((w) => `${new URL(w.url).pathname} ${w.focused}`),
+          };
+        }, tag);
+      await page.evaluate(() => (location.hash = "#/general"));
+      await until(async () => (await page.title()).includes("general · Chat"), "general is open");
+      bob.send({ type: "send", to: "alice", text: "over here" });
+      await until(async () => (await shown()).length === 1, "a notification is shown");
+      const first = await click("@bob");
+      await until(
+        async () => (await page.title()).includes("bob · Chat"),
+        `the app opens it: ${JSON.stringify(first)}`,
+      );
+      assert.deepEqual(first.opened, []);
+      // No page of the app open (it went elsewhere): a window is opened.
+      await page.goto(server.http + "/favicon.svg");
+      await sw.evaluate(async () => {
+        const scope = globalThis as unknown as { registration: ServiceWorkerRegistration };
+        await scope.registration.showNotification("bob (direct message)", {
+          tag: "@bob",
+          data: { url: "/#/@bob", conv: "@bob" },
+        });
+      });
+      const second = await click("@bob");
+      assert.deepEqual(second.opened, [server.http + "/#/@bob"], JSON.stringify(second));
+      await other.close();
+
+      // Signing out leaves no message text in the tray.
+      await page.goto(server.http + "/");
+      await ready(alice);
+      await push({
+        v: 1,
+        kind: "message",
+        conv: "#general",
+        id: 9,
+        from: "bob",
+        title: "bob in #general",
+        body: "secret plans",
+        url: "/#/general/9",
+      });
+      await until(async () => (await shown()).length > 0, "the pushed notification shows");
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByLabel("Password").waitFor();
+      await until(async () => (await shown()).length === 0, "sign-out closes every notification");
+      assert.deepEqual(alice.errors, []);
+    },
+    server,
+    bob,
+  );
+});
+
+Deno.test("web app: without a service worker, notifications come from the page itself", async () => {
+  const server = await startTestServer({ users: await users() });
+  const bob = await connect(server.ws, "bob", PASSWORDS.bob);
+  await withBrowser(
+    async (browser) => {
+      const alice = await person(browser, server.http + "/", "alice", {
+        notifications: true,
+        // Service workers turned off (a browser setting, a private window in some browsers).
+        setup: async (context) =>
+          void await context.addInitScript(() => {
+            ServiceWorkerContainer.prototype.register = () =>
+              Promise.reject(new DOMException("Service workers are disabled", "SecurityError"));
+          }),
+      });
+      await signIn(alice, PASSWORDS.alice);
+      const page = alice.page;
+      await setHidden(page, true);
+      bob.send({ type: "send", to: "alice", text: "no worker here" });
+      const notes = () =>
+        page.evaluate(() =>
+          (globalThis as unknown as { __notes: { body?: string; viaConstructor?: true }[] }).__notes
+        );
+      await until(async () => (await notes()).length > 0, "a notification is shown");
+      assert.deepEqual(await notes(), [{
+        title: "bob (direct message)",
+        body: "no worker here",
+        viaConstructor: true,
+      }]);
       assert.deepEqual(alice.errors, []);
     },
     server,
@@ -455,8 +674,14 @@ Deno.test("web app: the notification level menu sets the level on every device a
           await page.keyboard.press("Enter");
           await menu.waitFor();
           await screenshot(page, `pwa-level-menu-${name}`);
+          // The choice in the menu that has the focus (the bell has a data-level too).
           const focused = () =>
-            page.evaluate(() => document.activeElement?.getAttribute("data-level"));
+            page.evaluate(() => {
+              const el = document.activeElement;
+              return el?.getAttribute("role") === "menuitemradio"
+                ? el.getAttribute("data-level")
+                : null;
+            });
           await until(async () => (await focused()) === "mentions", "the current choice has focus");
           await page.keyboard.press("Escape");
           await menu.waitFor({ state: "detached" });
@@ -468,6 +693,9 @@ Deno.test("web app: the notification level menu sets the level on every device a
           );
           await page.keyboard.press("Enter");
           await menu.waitFor();
+          // The current choice has the focus as soon as the menu shows (before, the focus
+          // and the arrows' listener came a frame later: an ArrowUp then was lost).
+          assert.equal(await focused(), "mentions", "the reopened menu has the choice focused");
           await page.keyboard.press("ArrowUp");
           await until(async () => (await focused()) === "all", "ArrowUp moves to All messages");
           await page.keyboard.press("Enter");
@@ -682,8 +910,7 @@ Deno.test("web app: notifications on this device subscribe to pushes, which come
         bob.send({ type: "send", to: "alice", text: "seen on screen" });
         await page.locator(`[data-conv="@bob"]`).waitFor({ state: "attached" });
         await setHidden(page, true);
-        bob.send({ type: "send", to: "alice", text: "while away" });
-        await until(() => Promise.resolve(posts.length > 0), "a push arrives");
+        await writeUntilPushed(bob, "while away", posts, 0);
         assert.equal(encodings[0], "aes128gcm");
         const keys = await page.evaluate(() =>
           (globalThis as unknown as { __keys: { jwk: JsonWebKey; auth: string } }).__keys
@@ -721,4 +948,83 @@ Deno.test("web app: notifications on this device subscribe to pushes, which come
     server,
     bob,
   );
+});
+
+Deno.test("web app: after the server restarts, pushes still come, and a refused subscription says it is off", async () => {
+  const posts: number[] = [];
+  await using endpoint = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      await req.arrayBuffer();
+      posts.push(Date.now());
+      return new Response(null, { status: 201 });
+    },
+  );
+  const url = `http://127.0.0.1:${endpoint.addr.port}/push/alice`;
+  const dir = await Deno.makeTempDir({ prefix: "chat-pwa-" });
+  const all = await users();
+  const port = String(freePort());
+  // The push store is in memory (the default): a restart forgets every subscription.
+  const start = (unsafe = true) =>
+    startTestServer({
+      users: all,
+      dir,
+      args: ["--port", port, ...(unsafe ? ["--unsafe-push-endpoints"] : [])],
+    });
+  let server = await start();
+  let bob = await connect(server.ws, "bob", PASSWORDS.bob);
+  try {
+    await withBrowser(async (browser) => {
+      const alice = await person(browser, server.http + "/", "alice", {
+        notifications: true,
+        setup: async (context) => void await context.addInitScript(fakePushManager, url),
+      });
+      await signIn(alice, PASSWORDS.alice);
+      const page = alice.page;
+      await page.getByRole("button", { name: "Settings" }).click();
+      const dialog = page.locator("#settings-dialog");
+      await dialog.getByRole("button", { name: "Turn on" }).click();
+      await dialog.locator('[data-push="on"]').waitFor();
+      await page.keyboard.press("Escape");
+      await setHidden(page, true);
+      await writeUntilPushed(bob, "before the restart", posts, 0);
+
+      // Restarted: the page's next welcome gives the server its subscription again.
+      const restart = async (unsafe: boolean) => {
+        await bob.close();
+        await server.close();
+        await page.locator('.app:not([data-ready="true"])').waitFor({ state: "attached" });
+        server = await start(unsafe);
+        bob = await connect(server.ws, "bob", PASSWORDS.bob);
+        await page.evaluate(() => dispatchEvent(new Event("online")));
+        await ready(alice);
+      };
+      await restart(true);
+      // The subscription reaches the server a moment after the welcome (before the
+      // fix, it never did: no push came however long bob wrote).
+      const before = posts.length;
+      await writeUntilPushed(bob, "after the restart", posts, before);
+
+      // Restarted without the test's push service allowed: the server refuses the
+      // subscription, and the settings say so.
+      await restart(false);
+      await setHidden(page, false);
+      await page.getByRole("button", { name: "Settings" }).click();
+      await dialog.locator('[data-push="off"]').waitFor();
+      assert.match(
+        (await dialog.locator("#push-error").textContent()) ?? "",
+        /^Notifications are off: ./,
+      );
+      assert.equal(
+        await page.evaluate(() => (globalThis as unknown as { __sub: unknown }).__sub),
+        null,
+      );
+      assert.deepEqual(alice.errors, []);
+      await alice.context.close();
+    });
+  } finally {
+    await bob.close();
+    await server.close().catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 });

@@ -13,7 +13,7 @@ import type { Conversation, Notice, Pending } from "../conversation.ts";
 import { type ChatModel, FAILED_FILES_TOAST, STORE_NOTICE } from "../model.ts";
 import { postingClosed } from "../room_kind.ts";
 import { routeHash } from "../route.ts";
-import { bytes, insertMention, mentionAt, mentions } from "../text.ts";
+import { bytes, insertMention, mentionAt } from "../text.ts";
 import { clock, dayKey, dayLabel, fullDate } from "../time.ts";
 import type { UiState } from "../ui.ts";
 import {
@@ -121,7 +121,7 @@ function Message(
     if (!m.deleted && conv.editing.peek() !== m.id) openSheet(conv, m.id);
   });
   const cls = `msg${grouped ? " grouped" : ""}${own ? " own" : ""}${
-    !own && mentions(m.text, me) ? " mentions-me" : ""
+    !own && model.mentionsMe(conv, m) ? " mentions-me" : ""
   }${m.deleted ? " deleted" : ""}${editing ? " editing" : ""}`;
   const href = messageHash(m, me);
   // A message of files alone that was edited (its text removed): the mark goes
@@ -644,11 +644,16 @@ export function Composer(
   const pickMention = (o: MentionOption) => {
     if (!current) return;
     const next = insertMention(conv.draft.peek(), current.start, o.name);
+    setTyping(null);
+    ref.current?.focus();
+    if (next.text === conv.draft.peek()) {
+      // The same text (the name was typed in full): no new draft moves the caret, so here.
+      ref.current?.setSelectionRange(next.caret, next.caret);
+      return;
+    }
     caretAfter.current = next.caret;
     conv.draft.value = next.text;
     model.typing(next.text);
-    setTyping(null);
-    ref.current?.focus();
   };
   return (
     <>

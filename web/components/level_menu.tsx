@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { NotifyLevel } from "../../protocol.ts";
 import type { Conversation } from "../conversation.ts";
 import type { ChatModel } from "../model.ts";
@@ -31,7 +31,9 @@ export function LevelMenu({ model, conv }: { model: ChatModel; conv: Conversatio
   const [open, setOpen] = useState(false);
   const box = useRef<HTMLDivElement>(null);
   const level = model.levelOf(conv.key);
-  useEffect(() => {
+  // In the same commit as the menu (not after the next paint): a key pressed
+  // as soon as it shows finds the current choice focused and the arrows heard.
+  useLayoutEffect(() => {
     if (!open) return;
     const away = (e: Event) => {
       if (!box.current?.contains(e.target as Node)) setOpen(false);

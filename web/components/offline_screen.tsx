@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { signal } from "@preact/signals";
 import { useState } from "preact/hooks";
 import type { ChatModel } from "../model.ts";
 import type { Snapshot } from "../offline.ts";
@@ -14,6 +15,29 @@ import { Avatar } from "./avatar.tsx";
 import { Logo, MenuIcon, RoomIcon } from "./icons.tsx";
 
 /**
+ * The conversation chosen on the offline screen: kept outside it, so that it
+ * stays chosen whatever is drawn meanwhile.
+ */
+const chosen = signal<string | null>(null);
+
+/**
+ * What the offline screen's bar says: offline (the device has no network),
+ * the server not answering, or connecting.
+ */
+function offlineStatus(model: ChatModel): string {
+  const conn = model.conn.value;
+  const online = typeof navigator === "undefined" || navigator.onLine;
+  const waiting = conn === "waiting";
+  if (!online) {
+    return waiting
+      ? `Offline — reconnecting in ${model.retryIn.value} s.`
+      : "Offline — reconnecting…";
+  }
+  if (waiting) return `The chat server is not answering — retrying in ${model.retryIn.value} s.`;
+  return "Connecting to the chat…";
+}
+
+/**
  * The conversations and last messages the app had, read-only, under a bar
  * that says the app is offline and reconnecting (it keeps trying; the real
  * chat takes over once the server answers).
@@ -21,9 +45,9 @@ import { Logo, MenuIcon, RoomIcon } from "./icons.tsx";
 export function OfflineScreen(
   { model, ui, snapshot }: { model: ChatModel; ui: UiState; snapshot: Snapshot },
 ) {
-  const [open, setOpen] = useState(
-    snapshot.active ?? snapshot.conversations.find((c) => c.messages)?.key ?? null,
-  );
+  const open = chosen.value ??
+    snapshot.active ?? snapshot.conversations.find((c) => c.messages)?.key ?? null;
+  const setOpen = (key: string) => (chosen.value = key);
   const conv = snapshot.conversations.find((c) => c.key === open);
   const rooms = snapshot.conversations.filter((c) => c.key.startsWith("#"));
   const dms = snapshot.conversations.filter((c) => c.key.startsWith("@"));
@@ -101,9 +125,7 @@ export function OfflineScreen(
         </header>
         <div class="banner offline-banner" role="status">
           <span>
-            {waiting
-              ? `Offline — reconnecting in ${model.retryIn.value} s.`
-              : "Offline — reconnecting…"}{" "}
+            {offlineStatus(model)}{" "}
             Showing your conversations as they were when you were last online.
           </span>
           {waiting && (

@@ -7,7 +7,9 @@
  * `icon-*.png` are the logo as it is (rounded corners, for "any" purpose);
  * `maskable-*.png` fill the whole square with the logo's colour and keep the
  * bubble well inside the central circle, so every launcher mask (circle, squircle)
- * leaves it whole.
+ * leaves it whole. `badge-96.png` is the bubble alone in white on
+ * transparency, filling the square: Android draws a notification's badge
+ * from its alpha only, so a full-colour icon there is a blank blot.
  *
  * @module
  */
@@ -27,13 +29,21 @@ const maskable = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
   <g transform="translate(16 16) scale(0.75) translate(-16 -15.75)">${bubble}</g>
 </svg>`;
 
+// The bubble alone (8..24 of 32, its tail to 23.5): white, nothing behind it.
+const badge = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="7 7.75 18 18">
+  ${bubble.replace(/fill="[^"]*"/, 'fill="#fff"')}
+</svg>`;
+
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu"],
 });
 try {
-  for (const [prefix, svg] of [["icon", logo], ["maskable", maskable]] as const) {
-    for (const size of SIZES) {
+  const renders = [["icon", logo, SIZES], ["maskable", maskable, SIZES], ["badge", badge, [
+    96,
+  ]]] as const;
+  for (const [prefix, svg, sizes] of renders) {
+    for (const size of sizes) {
       const page = await browser.newPage({ viewport: { width: size, height: size } });
       const url = `data:image/svg+xml;base64,${btoa(svg)}`;
       await page.setContent(
