@@ -76,9 +76,9 @@ On a terminal, recent history is shown, then new messages appear above the
 input line as they arrive, their Markdown styled. Type /help in the chat for
 its commands: /join (/join ROOM private creates a private room), /invite,
 /leave, /rooms, /who, /dm, /history, /search, /passwd and /quit; admins also
-/kick, /ban, /unban, /readonly, /archive, /private and /atroom, and may /rename a
-room. /edit, /delete, /react and /reply change and answer messages, and /ids
-shows their ids. /upload
+/kick, /ban, /unban, /readonly, /archive, /private and /atroom, and may
+/rename a room. /edit, /delete, /react and /reply change and answer messages,
+and /ids shows their ids. Tab completes @names, commands and rooms. /upload
 sends a file and /download saves one (into $XDG_DOWNLOAD_DIR or ~/Downloads
 when there is one, else the current directory); a file the client may not
 read or write yet is asked for with Deno's question, that one file only

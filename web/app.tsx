@@ -44,8 +44,11 @@ export function App({ model, ui }: { model: ChatModel; ui: UiState }) {
   const chat = phase === "chat" && page === null;
   const snapshot = offline.value;
   // Until the server first answers (offline, or the server down, or still
-  // connecting): the snapshot, steadily, whatever the connection does meanwhile.
-  const startedOffline = chat && snapshot !== null && !model.ready.value;
+  // connecting): the snapshot, steadily, whatever the connection does meanwhile
+  // — unless this device holds conversations of its own (unsent messages,
+  // drafts): those show in the chat itself, where they can still be written.
+  const startedOffline = chat && snapshot !== null && !model.ready.value &&
+    model.convs.value.size === 0;
   useEffect(() => {
     if (!chat) return;
     const onKey = (e: KeyboardEvent) => {
