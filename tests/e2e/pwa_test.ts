@@ -440,15 +440,16 @@ Deno.test("web app: notifications go through the service worker and a click open
       // Signing out leaves no message text in the tray.
       await page.goto(server.http + "/");
       await ready(alice);
+      // Of a conversation the page does not show: reading one closes its notifications.
       await push({
         v: 1,
         kind: "message",
-        conv: "#general",
+        conv: "@carol",
         id: 9,
-        from: "bob",
-        title: "bob in #general",
+        from: "carol",
+        title: "carol (direct message)",
         body: "secret plans",
-        url: "/#/general/9",
+        url: "/#/@carol",
       });
       await until(async () => (await shown()).length > 0, "the pushed notification shows");
       await page.getByRole("button", { name: "Sign out" }).click();
