@@ -828,6 +828,8 @@ Deno.test("web app: a message of files alone shows its files wherever it is prev
     const plainEditor = page.locator(`#edit-${plainId}`);
     assert.equal(await plainEditor.getAttribute("placeholder"), null);
     await plainEditor.fill("  ");
+    // The editor has taken the blank text (a busy machine may still be rendering the fill).
+    await until(async () => (await plainEditor.inputValue()) === "  ", "the editor holds blanks");
     await plainEditor.press("Enter");
     await page.locator(`#edit-${plainId}-error`, {
       hasText: "A message cannot be empty: delete it instead",
