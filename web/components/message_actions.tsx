@@ -438,7 +438,9 @@ export function MessageEditor(
   const [text, setText] = useState(m.text);
   const [error, setError] = useState<string | null>(null);
   const ref = useRef<HTMLTextAreaElement>(null);
-  useEffect(() => {
+  // Before the browser paints or takes input: done later, the caret could jump to
+  // the end under keys (or a paste) that came in first, appending instead of replacing.
+  useLayoutEffect(() => {
     const el = ref.current;
     if (!el) return;
     el.focus();
