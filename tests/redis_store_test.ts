@@ -992,7 +992,7 @@ Deno.test("RedisStore.renameRoom(): the renamed room and the gone old name survi
       store.append({ conv: "ops", room: "ops", from: "a", text: "x" }),
       RoomGone,
     );
-    assert.deepEqual(await store.join("dave", "ops"), { added: true, created: true });
+    assert.deepEqual(await store.join("dave", "ops"), { added: true, created: true, count: 1 });
     const first = await store.append({ conv: "ops", room: "ops", from: "dave", text: "new" });
     assert.equal(first.id, before.history.seq + 2, "after the renamed room's ids and its gap");
   } finally {
@@ -1116,4 +1116,88 @@ Deno.test("RedisStore.appendAndPublish() with member: a non-member's message is 
   assert.equal(await store.cli("EXISTS", "chat:sent:bob"), "0", "no ref remembered");
   const ok = await store.appendAndPublish({ ...draft, from: "alice" }, target);
   assert.deepEqual([ok.msg.id, ok.seq, ok.fresh], [1, 1, true]);
+});
+
+/** The name index of `room` (`membersz:`) and its member set, each sorted. */
+async function memberKeys(store: RedisStore, room: string): Promise<[string[], string[]]> {
+  const zset = await command(store.client, ["ZRANGE", `chat:membersz:${room}`, "0", "-1"], 5000);
+  const set = await command(store.client, ["SMEMBERS", `chat:members:${room}`], 5000);
+  return [zset as string[], (set as string[]).sort()];
+}
+
+/** Every member of `room`, read by pages of `limit`. */
+async function allPages(store: RedisStore, room: string, limit: number): Promise<string[]> {
+  const out: string[] = [];
+  for (;;) {
+    const page = await store.membersPage(room, out.at(-1), limit);
+    if (page.members.length === 0) return out;
+    out.push(...page.members);
+  }
+}
+
+Deno.test("RedisStore.membersPage() rebuilds the name index of members written without one", async (t) => {
+  await using store = await openStore(100);
+  // As an older version left them: a set, no zset.
+  const names = Array.from({ length: 1200 }, (_, i) => `${"-0A_az"[i % 6]}${i}`);
+  const sorted = [...names].sort();
+  for (let i = 0; i < names.length; i += 400) {
+    await command(store.client, ["SADD", "chat:members:old", ...names.slice(i, i + 400)], 5000);
+  }
+  await command(store.client, ["HSET", "chat:rooms", "old", "alice"], 5000);
+  await t.step("a join before any page adds to the index, not the whole set", async () => {
+    assert.deepEqual(await store.join("zed", "old"), { added: true, created: false, count: 1201 });
+    assert.equal(await store.cli("ZCARD", "chat:membersz:old"), "1");
+    sorted.push("zed");
+  });
+  await t.step("the first page rebuilds it: every page is right", async () => {
+    assert.deepEqual(await store.membersPage("old", undefined, 3), {
+      members: sorted.slice(0, 3),
+      count: 1201,
+    });
+    const [zset, set] = await memberKeys(store, "old");
+    assert.deepEqual(zset, set);
+    assert.deepEqual(await allPages(store, "old", 500), sorted);
+    assert.equal(await store.memberCount("old"), 1201);
+  });
+  await t.step(
+    "a member taken out of the set only (an older node's leave) is dropped",
+    async () => {
+      await command(store.client, ["SREM", "chat:members:old", sorted[0]], 5000);
+      await command(store.client, ["SADD", "chat:members:old", "--new"], 5000);
+      // Same sizes, different names: the page finds the stale name and rebuilds.
+      assert.deepEqual(await store.membersPage("old", undefined, 2), {
+        members: ["--new", sorted[1]],
+        count: 1201,
+      });
+      const [zset, set] = await memberKeys(store, "old");
+      assert.deepEqual(zset, set);
+    },
+  );
+});
+
+Deno.test("RedisStore keeps the name index of a room in step through joins, leaves, renames and releases", async () => {
+  await using store = await openStore(100);
+  const inStep = async (room: string, members: string[]) => {
+    assert.deepEqual(await memberKeys(store, room), [members, members], room);
+    assert.deepEqual(await store.membersPage(room, undefined, 50), {
+      members,
+      count: members.length,
+    });
+  };
+  for (const n of ["carol", "alice", "Bob", "dave"]) await store.join(n, "ops");
+  await store.join("alice", "general");
+  await inStep("ops", ["Bob", "alice", "carol", "dave"]);
+  assert.equal(await store.leave("carol", "ops"), true);
+  await inStep("ops", ["Bob", "alice", "dave"]);
+  // A name without a room but with stray members: the rename replaces them.
+  await command(store.client, ["SADD", "chat:members:deploys", "stray"], 5000);
+  await command(store.client, ["ZADD", "chat:membersz:deploys", "0", "stray"], 5000);
+  assert.equal(await store.renameRoom("ops", "deploys"), "renamed");
+  assert.equal(await store.cli("EXISTS", "chat:members:ops", "chat:membersz:ops"), "0");
+  await inStep("deploys", ["Bob", "alice", "dave"]);
+  await inStep("ops", []);
+  await store.claimName("alice", "s1", 1000, true);
+  assert.deepEqual(await store.releaseName("alice", "s1"), ["deploys", "general"]);
+  await inStep("deploys", ["Bob", "dave"]);
+  await inStep("general", []);
 });

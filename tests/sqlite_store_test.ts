@@ -152,7 +152,7 @@ Deno.test("SqliteStore.append() resolves after its transaction committed; a tick
   ]);
   assert.equal(s.stats.commits - before, 1, "51 messages, a join and a read marker: one commit");
   assert.deepEqual(writes.slice(0, 50).map((m) => (m as { id: number }).id).at(-1), 51);
-  assert.deepEqual(writes[50], { added: true, created: true });
+  assert.deepEqual(writes[50], { added: true, created: true, count: 1 });
   assert.equal(writes[51], 40);
   assert.equal(count(data.path), 51);
 });
@@ -1729,6 +1729,7 @@ Deno.test("SqliteStore.open() migrates a version 10 file: existing rooms are pla
     assert.deepEqual(await s.join("carol", "hidden", { private: true }), {
       added: true,
       created: true,
+      count: 1,
     });
   }
   await using s = open(data.path);
@@ -1774,7 +1775,7 @@ Deno.test("SqliteStore.renameRoom() is durable when it resolves: the room and th
   await using s = open(data.path);
   await assertRenamed(s, before);
   await assert.rejects(s.append(room("ops", "alice", "lost?")), RoomGone);
-  assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true });
+  assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true, count: 1 });
   const first = await s.append(room("ops", "dave", "new"));
   assert.equal(first.id, before.history.seq + 2, "after the renamed room's ids and its gap");
 });
@@ -1800,7 +1801,7 @@ Deno.test("SqliteStore.renameRoom() moves every user's read marker; a join that 
     // Not awaited: the send after the join is taken, in order.
     const joined = s.join("bob", "ops");
     const sent = s.append(room("ops", "bob", "hi"));
-    assert.deepEqual(await joined, { added: true, created: true });
+    assert.deepEqual(await joined, { added: true, created: true, count: 1 });
     assert.equal((await sent).id, 3);
   }
   await using s = open(data.path);
@@ -1933,4 +1934,55 @@ Deno.test("SqliteStore.sessions() reads every user's sessions in one query, alon
     [...found].map(([user, list]) => [user, list.map((x) => x.session)]),
     [["u1", ["s1-2", "s1-1"]], ["U3", ["s3-2", "s3-1"]]],
   );
+});
+
+Deno.test("SqliteStore.memberCount() forgets the counts of a failed commit", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/chat.db`;
+  const s = SqliteStore.open(path);
+  try {
+    await s.join("alice", "r");
+    assert.equal(await s.memberCount("r"), 1, "counted: from now on kept in memory");
+    const db = new DatabaseSync(path);
+    db.exec(`CREATE TRIGGER boom BEFORE INSERT ON messages WHEN new.text = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+    db.close();
+    const batch = await Promise.allSettled([
+      s.join("bob", "r"),
+      s.leave("alice", "r"),
+      s.join("carol", "r"),
+      s.append({ conv: "r", room: "r", from: "alice", text: "boom" }),
+    ]);
+    assert.deepEqual(batch.map((r) => r.status), ["rejected", "rejected", "rejected", "rejected"]);
+    assert.equal(await s.memberCount("r"), 1);
+    assert.deepEqual(await s.membersPage("r", undefined, 10), { members: ["alice"], count: 1 });
+    assert.deepEqual(await s.join("bob", "r"), { added: true, created: false, count: 2 });
+  } finally {
+    await s.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteStore.memberCount() reads committed members, as members() does", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/chat.db`;
+  const s = SqliteStore.open(path, { commitDelay: 50 });
+  try {
+    await s.join("alice", "r");
+    const joined = s.join("bob", "r");
+    assert.equal(await s.memberCount("r"), 1);
+    assert.deepEqual(await s.members("r"), ["alice"]);
+    assert.equal((await joined).count, 2);
+    assert.equal(await s.memberCount("r"), 2);
+    // Counted by a later open: the file is the truth.
+  } finally {
+    await s.close();
+  }
+  const again = SqliteStore.open(path);
+  try {
+    assert.equal(await again.memberCount("r"), 2);
+  } finally {
+    await again.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -257,10 +257,10 @@ export function storeContract<S extends Store>(
 
   test("join(), leave(), members(), roomsOf() and rooms() track membership", async (s) => {
     assert.equal(await s.roomExists("ops"), false);
-    assert.deepEqual(await s.join("alice", "ops"), { added: true, created: true });
-    assert.deepEqual(await s.join("alice", "ops"), { added: false, created: false });
-    assert.deepEqual(await s.join("bob", "ops"), { added: true, created: false });
-    assert.deepEqual(await s.join("alice", "general"), { added: true, created: true });
+    assert.deepEqual(await s.join("alice", "ops"), { added: true, created: true, count: 1 });
+    assert.deepEqual(await s.join("alice", "ops"), { added: false, created: false, count: 1 });
+    assert.deepEqual(await s.join("bob", "ops"), { added: true, created: false, count: 2 });
+    assert.deepEqual(await s.join("alice", "general"), { added: true, created: true, count: 1 });
     assert.equal(await s.roomsCreatedBy("alice"), 2);
     assert.equal(await s.roomsCreatedBy("bob"), 0);
     assert.equal(await s.roomExists("ops"), true);
@@ -275,6 +275,104 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.members("ops"), ["bob"]);
     assert.deepEqual(await s.roomsOf("alice"), ["general"]);
     assert.equal(await s.roomExists("ops"), true, "a room outlives its members leaving");
+  });
+
+  test("membersPage() pages through a room as members() lists it, with the count", async (s) => {
+    // Digits, upper case, `-` and `_` around the lower-case names: JS order is by code unit.
+    const names = Array.from({ length: 300 }, (_, i) => `${"-0A_az"[i % 6]}${i.toString(36)}`);
+    await Promise.all(names.map((n) => s.join(n, "big")));
+    const all = await s.members("big");
+    assert.deepEqual(all, [...names].sort());
+    for (const limit of [1, 7, 50, 299, 300, 1000]) {
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (let pages = 0;; pages++) {
+        assert.ok(pages <= 300, `limit ${limit}: the pages end`);
+        const page = await s.membersPage("big", after, limit);
+        assert.equal(page.count, 300);
+        assert.ok(page.members.length <= limit, `limit ${limit}: at most the limit`);
+        if (page.members.length === 0) break;
+        seen.push(...page.members);
+        after = page.members.at(-1);
+      }
+      assert.deepEqual(seen, all, `limit ${limit}`);
+    }
+    assert.deepEqual(await s.membersPage("big", undefined, 0), { members: [], count: 300 });
+    assert.deepEqual(await s.membersPage("big", all[299], 10), { members: [], count: 300 });
+    assert.equal(await s.memberCount("big"), 300);
+  });
+
+  test("membersPage() orders names by JS string order and starts after any name", async (s) => {
+    for (const n of ["b", "B", "_x", "-y", "9z", "a1", "a10", "a2", "Z", "a-", "a_"]) {
+      await s.join(n, "ops");
+    }
+    const sorted = ["-y", "9z", "B", "Z", "_x", "a-", "a1", "a10", "a2", "a_", "b"];
+    assert.deepEqual(await s.membersPage("ops", undefined, 20), { members: sorted, count: 11 });
+    assert.deepEqual(await s.members("ops"), sorted);
+    assert.deepEqual(await s.membersPage("ops", "a", 3), {
+      members: ["a-", "a1", "a10"],
+      count: 11,
+    }, "after a name not in the room: from the next one");
+    assert.deepEqual(await s.membersPage("ops", "a1", 2), { members: ["a10", "a2"], count: 11 });
+    assert.deepEqual(await s.membersPage("ops", "C", 2), { members: ["Z", "_x"], count: 11 });
+    assert.deepEqual(await s.membersPage("ops", "-", 1), { members: ["-y"], count: 11 });
+    assert.deepEqual(await s.membersPage("ops", "zzz", 5), { members: [], count: 11 });
+  });
+
+  test("membersPage() and memberCount() of no room and of an emptied room", async (s) => {
+    assert.deepEqual(await s.membersPage("nowhere", undefined, 10), { members: [], count: 0 });
+    assert.deepEqual(await s.membersPage("nowhere", "a", 10), { members: [], count: 0 });
+    assert.equal(await s.memberCount("nowhere"), 0);
+    await s.join("alice", "ops");
+    await s.leave("alice", "ops");
+    assert.equal(await s.roomExists("ops"), true);
+    assert.deepEqual(await s.membersPage("ops", undefined, 10), { members: [], count: 0 });
+    assert.equal(await s.memberCount("ops"), 0);
+    assert.deepEqual(await s.join("bob", "ops"), { added: true, created: false, count: 1 });
+    assert.deepEqual(await s.membersPage("ops", undefined, 10), { members: ["bob"], count: 1 });
+  });
+
+  test("join() counts the members after it, in call order", async (s) => {
+    const names = Array.from({ length: 20 }, (_, i) => `u${i}`);
+    const joined = await Promise.all([...names, "u3"].map((n) => s.join(n, "ops")));
+    assert.deepEqual(joined.map((j) => j.count), [...names.map((_, i) => i + 1), 20]);
+    assert.equal(joined[20].added, false);
+    assert.equal(await s.memberCount("ops"), 20);
+  });
+
+  test("memberCount() and membersPage() follow leave(), renameRoom() and releaseName()", async (s) => {
+    // Counted before anything changes, so that a store caching counts keeps them up to date.
+    assert.equal(await s.memberCount("ops"), 0);
+    for (const n of ["alice", "bob", "carol"]) await s.join(n, "ops");
+    await s.join("alice", "general");
+    assert.equal(await s.memberCount("ops"), 3);
+    assert.equal(await s.leave("bob", "ops"), true);
+    assert.equal(await s.leave("bob", "ops"), false);
+    assert.equal(await s.memberCount("ops"), 2);
+    assert.deepEqual(await s.membersPage("ops", undefined, 10), {
+      members: ["alice", "carol"],
+      count: 2,
+    });
+    assert.equal(await s.memberCount("deploys"), 0);
+    assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
+    assert.equal(await s.memberCount("ops"), 0);
+    assert.deepEqual(await s.membersPage("ops", undefined, 10), { members: [], count: 0 });
+    assert.equal(await s.memberCount("deploys"), 2);
+    assert.deepEqual(await s.membersPage("deploys", undefined, 10), {
+      members: ["alice", "carol"],
+      count: 2,
+    });
+    assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true, count: 1 });
+    assert.deepEqual(await s.join("bob", "deploys"), { added: true, created: false, count: 3 });
+    await s.claimName("alice", "s1", 1000, true);
+    assert.deepEqual(await s.releaseName("alice", "s1"), ["deploys", "general"]);
+    assert.equal(await s.memberCount("deploys"), 2);
+    assert.equal(await s.memberCount("general"), 0);
+    assert.deepEqual(await s.membersPage("deploys", undefined, 10), {
+      members: ["bob", "carol"],
+      count: 2,
+    });
+    assert.deepEqual(await s.membersPage("ops", undefined, 10), { members: ["dave"], count: 1 });
   });
 
   test("conversations() and setRead() keep read markers per user", async (s) => {
@@ -675,6 +773,7 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.join("alice", "secret", { private: true }), {
       added: true,
       created: true,
+      count: 1,
     });
     await s.join("alice", "general");
     assert.deepEqual(await s.roomSettings("secret"), { private: true });
@@ -683,7 +782,7 @@ export function storeContract<S extends Store>(
       { name: "secret", members: 1, private: true },
     ]);
     assert.equal(await s.roomsCreatedBy("alice"), 2);
-    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false });
+    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false, count: 2 });
     assert.deepEqual(await s.members("secret"), ["alice", "bob"]);
     assert.deepEqual(await s.roomsOf("bob"), ["secret"]);
     assert.equal(await s.leave("alice", "secret"), true);
@@ -699,18 +798,21 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.join("bob", "ops", { private: true }), {
       added: true,
       created: false,
+      count: 2,
     });
     assert.deepEqual(await s.join("alice", "ops", { private: true }), {
       added: false,
       created: false,
+      count: 2,
     });
     assert.deepEqual(await s.roomSettings("ops"), {}, "not made private by a later join");
     await s.join("alice", "secret", { private: true });
     await s.setRoomSettings("secret", { readOnly: true });
-    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false });
+    assert.deepEqual(await s.join("bob", "secret"), { added: true, created: false, count: 2 });
     assert.deepEqual(await s.join("carol", "secret", { private: false }), {
       added: true,
       created: false,
+      count: 3,
     });
     assert.deepEqual(await s.roomSettings("secret"), { private: true, readOnly: true });
     assert.deepEqual(await s.rooms(), [
@@ -810,7 +912,7 @@ export function storeContract<S extends Store>(
     assert.equal(await s.roomSettings("nowhere"), null);
     assert.equal(await s.roomExists("nowhere"), false);
     assert.deepEqual(await s.rooms(), []);
-    assert.deepEqual(await s.join("alice", "nowhere"), { added: true, created: true });
+    assert.deepEqual(await s.join("alice", "nowhere"), { added: true, created: true, count: 1 });
     assert.deepEqual(await s.roomSettings("nowhere"), {}, "created later: plain");
   });
 
@@ -2068,7 +2170,7 @@ export function storeContract<S extends Store>(
     const next = await s.append({ conv: "deploys", room: "deploys", from: "bob", text: "on" });
     assert.equal(next.id, top + 1);
     // Created again: it starts empty, after the old room's ids, and takes sends.
-    assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true });
+    assert.deepEqual(await s.join("dave", "ops"), { added: true, created: true, count: 1 });
     assert.equal(await s.roomsCreatedBy("dave"), 1);
     assert.deepEqual(await s.roomSettings("ops"), {}, "a new room: none of the old settings");
     assert.equal(await s.topic("ops"), "");
@@ -2258,7 +2360,7 @@ export function storeContract<S extends Store>(
     await s.join("bob", "ops");
     const before = await s.append(sent("bob", "secret"));
     assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
-    assert.deepEqual(await s.join("carol", "ops"), { added: true, created: true });
+    assert.deepEqual(await s.join("carol", "ops"), { added: true, created: true, count: 1 });
     await assert.rejects(s.append(sent("bob", "secret 2")), RoomGone);
     await assert.rejects(s.appendOnce(sent("bob", "secret 3", "k3")), RoomGone);
     await settle(s);

@@ -23,6 +23,7 @@ import {
   dmPair,
   type Draft,
   type JoinResult,
+  type MembersPage,
   type NameClaim,
   type Page,
   type PageQuery,
@@ -47,6 +48,7 @@ import {
 } from "./store.ts";
 import { appendLocked, replaceLocked } from "../locked_file.ts";
 import { Slice } from "./time_slice.ts";
+import { SortedNames } from "./sorted_names.ts";
 
 /** One conversation: its kept messages and its sequence. */
 interface Log {
@@ -108,7 +110,8 @@ export class MemoryStore implements Store {
   #total = 0;
   /** Every conversation's log, least recently written first. */
   #logs = new Map<string, Log>();
-  #rooms = new Map<string, Set<string>>();
+  /** Room → its members, kept sorted: a page of them costs the page, not the room. */
+  #rooms = new Map<string, SortedNames>();
   #creators = new Map<string, string>();
   #roomsOf = new Map<string, Set<string>>();
   #dms = new Map<string, Set<string>>();
@@ -515,11 +518,14 @@ export class MemoryStore implements Store {
     // A new room of a renamed room's old name: its history continues the old counters.
     if (created) this.#gone.delete(room);
     if (created && create?.private) this.#settings.set(room, { private: true });
-    const members = this.#set(this.#rooms, room);
-    if (members.has(user)) return Promise.resolve({ added: false, created });
-    members.add(user);
+    let members = this.#rooms.get(room);
+    if (!members) {
+      members = new SortedNames();
+      this.#rooms.set(room, members);
+    }
+    if (!members.add(user)) return Promise.resolve({ added: false, created, count: members.size });
     this.#set(this.#roomsOf, user).add(room);
-    return Promise.resolve({ added: true, created });
+    return Promise.resolve({ added: true, created, count: members.size });
   }
 
   /** Rooms created by a user. */
@@ -541,9 +547,21 @@ export class MemoryStore implements Store {
     return Promise.resolve([...(this.#roomsOf.get(user) ?? [])].sort());
   }
 
-  /** Members of a room. */
+  /** Members of a room (kept sorted). */
   members(room: string): Promise<string[]> {
-    return Promise.resolve([...(this.#rooms.get(room) ?? [])].sort());
+    return Promise.resolve([...(this.#rooms.get(room) ?? [])]);
+  }
+
+  /** A page of a room's members after `after`: a binary search plus the page. */
+  membersPage(room: string, after: string | undefined, limit: number): Promise<MembersPage> {
+    const members = this.#rooms.get(room);
+    if (!members) return Promise.resolve({ members: [], count: 0 });
+    return Promise.resolve({ members: members.after(after, limit), count: members.size });
+  }
+
+  /** How many members a room has. */
+  memberCount(room: string): Promise<number> {
+    return Promise.resolve(this.#rooms.get(room)?.size ?? 0);
   }
 
   /** The room's topic, `""` for none. */

@@ -8,42 +8,44 @@
  *
  * Keys (all under `prefix`, `chat:` by default):
  *
- * | key              | type   | holds                                                            |
- * | ---------------- | ------ | ---------------------------------------------------------------- |
- * | `schema`         | string | layout version (`2`); set once data of older layouts is migrated |
- * | `seq`            | hash   | conversation → its position: latest message or change            |
- * | `last`           | hash   | conversation → newest message id                                 |
- * | `trimmed`        | hash   | conversation → highest `seq` of any message dropped              |
- * | `ms`             | hash   | conversation → newest timestamp (ms)                             |
- * | `m:<conv>`       | hash   | message id → the message as JSON, in its current state           |
- * | `ids:<conv>`     | zset   | kept message ids (score: id)                                     |
- * | `revs:<conv>`    | zset   | kept message ids (score: `seq` of the latest change)             |
- * | `rp:<conv>:<id>` | set    | ids of the kept replies to message `id` (while `id` is kept)     |
- * | `dms:<user>`     | set    | DM conversation keys the user is in                              |
- * | `rooms`          | hash   | room → creator                                                   |
- * | `gone`           | set    | old names of renamed rooms, until a room of the name is created  |
- * | `renamedto`      | hash   | old name of a renamed room → `top\nnew`: its ids up to `top`     |
- * |                  |        | moved to `new` (resends recorded under the old name find them)   |
- * | `topics`         | hash   | room → topic (rooms without one are not listed)                  |
- * | `settings`       | hash   | room → its flags: `p` private, `r` read-only, `a` archived,      |
- * |                  |        | `j` auto-join, `m` `@room` for admins only, in that order (plain |
- * |                  |        | rooms are not listed)                                            |
- * | `created`        | hash   | user → number of rooms created                                   |
- * | `members:<room>` | set    | members of a room                                                |
- * | `in:<user>`      | set    | rooms of a user                                                  |
- * | `read:<user>`    | hash   | conversation → read marker                                       |
- * | `users`          | set    | users who ever signed in                                         |
- * | `seen`           | hash   | lower-cased name → when last seen (ms)                           |
- * | `claim:<name>`   | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen,    |
- * |                  |        | `c` since when held (ms; absent for claims made before: 0)       |
- * | `claims`         | zset   | lower-cased claimed name → seen (ms)                             |
- * | `revoked:<sid>`  | string | until when (ms) a session is revoked; expires then               |
- * | `sess:<name>`    | zset   | sessions of a lower-cased name (score: last signed in, ms),      |
- * |                  |        | the latest 50 (`SESSIONS_KEPT`)                                  |
- * | `renames`        | list   | `{room, name, at}` JSON of the latest renames, newest first,     |
- * |                  |        | 100 at most (`RENAMES_KEPT`)                                     |
- * | `sent:<user>`    | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref         |
- * | `sentq:<user>`   | list   | the refs of `sent:<user>`, newest first (256 at most)            |
+ * | key               | type   | holds                                                            |
+ * | ----------------- | ------ | ---------------------------------------------------------------- |
+ * | `schema`          | string | layout version (`2`); set once data of older layouts is migrated |
+ * | `seq`             | hash   | conversation → its position: latest message or change            |
+ * | `last`            | hash   | conversation → newest message id                                 |
+ * | `trimmed`         | hash   | conversation → highest `seq` of any message dropped              |
+ * | `ms`              | hash   | conversation → newest timestamp (ms)                             |
+ * | `m:<conv>`        | hash   | message id → the message as JSON, in its current state           |
+ * | `ids:<conv>`      | zset   | kept message ids (score: id)                                     |
+ * | `revs:<conv>`     | zset   | kept message ids (score: `seq` of the latest change)             |
+ * | `rp:<conv>:<id>`  | set    | ids of the kept replies to message `id` (while `id` is kept)     |
+ * | `dms:<user>`      | set    | DM conversation keys the user is in                              |
+ * | `rooms`           | hash   | room → creator                                                   |
+ * | `gone`            | set    | old names of renamed rooms, until a room of the name is created  |
+ * | `renamedto`       | hash   | old name of a renamed room → `top\nnew`: its ids up to `top`     |
+ * |                   |        | moved to `new` (resends recorded under the old name find them)   |
+ * | `topics`          | hash   | room → topic (rooms without one are not listed)                  |
+ * | `settings`        | hash   | room → its flags: `p` private, `r` read-only, `a` archived,      |
+ * |                   |        | `j` auto-join, `m` `@room` for admins only, in that order (plain |
+ * |                   |        | rooms are not listed)                                            |
+ * | `created`         | hash   | user → number of rooms created                                   |
+ * | `members:<room>`  | set    | members of a room                                                |
+ * | `membersz:<room>` | zset   | the same members (score 0), for pages by name; a page rebuilds   |
+ * |                   |        | it from `members:<room>` when they differ (data of old versions) |
+ * | `in:<user>`       | set    | rooms of a user                                                  |
+ * | `read:<user>`     | hash   | conversation → read marker                                       |
+ * | `users`           | set    | users who ever signed in                                         |
+ * | `seen`            | hash   | lower-cased name → when last seen (ms)                           |
+ * | `claim:<name>`    | hash   | claim of a lower-cased name: `n` name, `s` session, `t` seen,    |
+ * |                   |        | `c` since when held (ms; absent for claims made before: 0)       |
+ * | `claims`          | zset   | lower-cased claimed name → seen (ms)                             |
+ * | `revoked:<sid>`   | string | until when (ms) a session is revoked; expires then               |
+ * | `sess:<name>`     | zset   | sessions of a lower-cased name (score: last signed in, ms),      |
+ * |                   |        | the latest 50 (`SESSIONS_KEPT`)                                  |
+ * | `renames`         | list   | `{room, name, at}` JSON of the latest renames, newest first,     |
+ * |                   |        | 100 at most (`RENAMES_KEPT`)                                     |
+ * | `sent:<user>`     | hash   | ref → `id\nms\nsha1(text)\nconv`, latest message per ref         |
+ * | `sentq:<user>`    | list   | the refs of `sent:<user>`, newest first (256 at most)            |
  *
  * A stored message is `{id, seq, room | to, from, text, ms, edited?,
  * deleted?, removed?, reactions?, replyTo?, files?, ev?}` with `ms` the time in milliseconds,
@@ -102,6 +104,7 @@ import {
   dmPair,
   type Draft,
   type JoinResult,
+  type MembersPage,
   type NameClaim,
   type Page,
   type PageQuery,
@@ -599,8 +602,8 @@ return #entries
 `);
 /**
  * ARGV: prefix, user, room, private ('1' to create the room private). Returns
- * {added, created}. Only the creation sets the settings: a room that exists
- * keeps its own.
+ * {added, created, members after the join}. Only the creation sets the
+ * settings: a room that exists keeps its own.
  */
 const JOIN = new Script(`
 local p, user, room = ARGV[1], ARGV[2], ARGV[3]
@@ -612,14 +615,63 @@ if created == 1 then
 end
 if created == 1 and ARGV[4] == '1' then redis.call('HSET', p .. 'settings', room, 'p') end
 local added = redis.call('SADD', p .. 'members:' .. room, user)
+-- Whether or not the set had the user: a name index from before it existed catches up.
+redis.call('ZADD', p .. 'membersz:' .. room, 0, user)
 redis.call('SADD', p .. 'in:' .. user, room)
-return {added, created}
+return {added, created, redis.call('SCARD', p .. 'members:' .. room)}
 `);
 
 /** ARGV: prefix, user, room. Returns 1 if the user was a member. */
 const LEAVE = new Script(`
 redis.call('SREM', ARGV[1] .. 'in:' .. ARGV[2], ARGV[3])
+redis.call('ZREM', ARGV[1] .. 'membersz:' .. ARGV[3], ARGV[2])
 return redis.call('SREM', ARGV[1] .. 'members:' .. ARGV[3], ARGV[2])
+`);
+
+/**
+ * A page of a room's members by name. ARGV: prefix, room, after ('' for
+ * from the first), limit. Returns {member count, {name, …}}. BYLEX compares
+ * bytes: for names of `NAME_PATTERN` (ASCII) that is JS string order.
+ *
+ * Every script that changes `members:<room>` changes `membersz:<room>`
+ * alike, so the zset only lacks names of members that joined before it
+ * existed (data of an older version): then its size differs from the set's,
+ * and it is rebuilt from the set once (O(members), in chunks) before the
+ * page is read. A name in the page that is not a member (a node of an older
+ * version took a member out of the set only) also rebuilds it.
+ */
+const MEMBERS_PAGE = new Script(`
+local p, after, limit = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local set, zset = p .. 'members:' .. ARGV[2], p .. 'membersz:' .. ARGV[2]
+local count = redis.call('SCARD', set)
+local function rebuild()
+  redis.call('DEL', zset)
+  local all = redis.call('SMEMBERS', set)
+  for i = 1, #all, 500 do
+    local args = {}
+    for j = i, math.min(i + 499, #all) do
+      args[#args + 1] = 0
+      args[#args + 1] = all[j]
+    end
+    redis.call('ZADD', zset, unpack(args))
+  end
+end
+local function page()
+  if limit <= 0 then return {} end
+  local from = '-'
+  if after ~= '' then from = '(' .. after end
+  return redis.call('ZRANGE', zset, from, '+', 'BYLEX', 'LIMIT', 0, ARGV[4])
+end
+if redis.call('ZCARD', zset) ~= count then rebuild() end
+local names = page()
+for _, name in ipairs(names) do
+  if redis.call('SISMEMBER', set, name) == 0 then
+    rebuild()
+    names = page()
+    break
+  end
+end
+return {count, names}
 `);
 
 /**
@@ -759,7 +811,7 @@ redis.call('HSET', p .. 'trimmed', to, math.max(num('trimmed', room), num('trimm
 redis.call('HSET', p .. 'last', to, math.max(num('last', room), num('last', to)))
 redis.call('HSET', p .. 'ms', to, math.max(num('ms', room), num('ms', to)))
 local members = redis.call('SMEMBERS', p .. 'members:' .. room)
-redis.call('DEL', p .. 'members:' .. to)
+redis.call('DEL', p .. 'members:' .. to, p .. 'membersz:' .. to)
 for _, user in ipairs(members) do
   redis.call('SREM', p .. 'in:' .. user, room)
   redis.call('SADD', p .. 'in:' .. user, to)
@@ -770,6 +822,10 @@ for _, user in ipairs(members) do
   if marker then redis.call('HSET', read, to, marker) end
 end
 if #members > 0 then redis.call('RENAME', p .. 'members:' .. room, p .. 'members:' .. to) end
+-- Absent for a room of an older version (or an empty one): the next page rebuilds it.
+if redis.call('EXISTS', p .. 'membersz:' .. room) == 1 then
+  redis.call('RENAME', p .. 'membersz:' .. room, p .. 'membersz:' .. to)
+end
 for _, h in ipairs({'rooms', 'topics', 'settings'}) do
   local v = redis.call('HGET', p .. h, room)
   if v then
@@ -926,7 +982,10 @@ for _, conv in ipairs(redis.call('SMEMBERS', p .. 'dms:' .. user)) do
 end
 redis.call('DEL', p .. 'read:' .. user, p .. 'sent:' .. user, p .. 'sentq:' .. user)
 local rooms = redis.call('SMEMBERS', p .. 'in:' .. user)
-for _, room in ipairs(rooms) do redis.call('SREM', p .. 'members:' .. room, user) end
+for _, room in ipairs(rooms) do
+  redis.call('SREM', p .. 'members:' .. room, user)
+  redis.call('ZREM', p .. 'membersz:' .. room, user)
+end
 redis.call('DEL', p .. 'in:' .. user)
 redis.call('SREM', p .. 'users', user)
 redis.call('HDEL', p .. 'created', user)
@@ -1560,8 +1619,8 @@ export class RedisStore implements Store {
   /** Adds a member, creating the room (private when asked) in the same script. */
   async join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const wish = create?.private ? "1" : "";
-    const [added, created] = await this.#run(JOIN, [user, room, wish]) as number[];
-    return { added: added === 1, created: created === 1 };
+    const [added, created, count] = await this.#run(JOIN, [user, room, wish]) as number[];
+    return { added: added === 1, created: created === 1, count };
   }
 
   /** Rooms created by a user. */
@@ -1582,6 +1641,24 @@ export class RedisStore implements Store {
   /** Members of a room. */
   async members(room: string): Promise<string[]> {
     return (await this.#call(["SMEMBERS", `${this.#prefix}members:${room}`]) as string[]).sort();
+  }
+
+  /**
+   * A page of a room's members from its name index (`membersz:<room>`, see
+   * the module's table), in one script that also counts them.
+   */
+  async membersPage(room: string, after: string | undefined, limit: number): Promise<MembersPage> {
+    const [count, names] = await this.#run(MEMBERS_PAGE, [
+      room,
+      after ?? "",
+      String(Math.max(0, Math.floor(limit))),
+    ]) as [number, string[]];
+    return { members: names, count };
+  }
+
+  /** How many members a room has (`SCARD`). */
+  async memberCount(room: string): Promise<number> {
+    return Number(await this.#call(["SCARD", `${this.#prefix}members:${room}`]));
   }
 
   /** The room's topic, `""` for none. */

@@ -61,6 +61,7 @@ import {
   dmPair,
   type Draft,
   type JoinResult,
+  type MembersPage,
   type NameClaim,
   type Page,
   type PageQuery,
@@ -256,6 +257,12 @@ export class SqliteStore implements Store {
   #clock = 0;
   #convs = new Map<string, ConvState>();
   #users = new Set<string>();
+  /**
+   * Room → its committed member count (`count(*)` reads every member, so
+   * each room is counted once, then kept up to date by the writes that move
+   * members, as they run). Cleared when a batch rolls back.
+   */
+  #memberCounts = new Map<string, number>();
   #queue: Op[] = [];
   /** Convs given a new position in the batch being built: their counters before it. */
   #batchFirst = new Map<string, BatchStart>();
@@ -809,7 +816,8 @@ export class SqliteStore implements Store {
       const created = this.#sql.createRoom.run(room, user, this.#now(), priv).changes > 0;
       if (created) this.#sql.revive.run(room);
       const added = this.#sql.addMember.run(room, user, this.#now()).changes > 0;
-      return { added, created };
+      if (added) this.#countMembers(room, 1);
+      return { added, created, count: this.#membersIn(room) };
     });
   }
 
@@ -822,7 +830,11 @@ export class SqliteStore implements Store {
   leave(user: string, room: string): Promise<boolean> {
     if (this.#closed) return Promise.reject(closedError());
     this.#batchMembers.set(memberKey(room, user), false);
-    return this.#write(() => this.#sql.removeMember.run(room, user).changes > 0);
+    return this.#write(() => {
+      const left = this.#sql.removeMember.run(room, user).changes > 0;
+      if (left) this.#countMembers(room, -1);
+      return left;
+    });
   }
 
   /** Rooms of a user. */
@@ -833,6 +845,41 @@ export class SqliteStore implements Store {
   /** Members of a room. */
   members(room: string): Promise<string[]> {
     return this.#read(() => this.#sql.members.all(room).map((r) => String(r.member)));
+  }
+
+  /**
+   * A page of a room's committed members after `after` (a range of the
+   * primary key: the page's rows only) with its committed member count.
+   */
+  membersPage(room: string, after: string | undefined, limit: number): Promise<MembersPage> {
+    return this.#read(() => {
+      const rows = this.#sql.membersAfter.all(room, after ?? "", Math.max(0, limit));
+      return { members: rows.map((r) => String(r.member)), count: this.#membersIn(room) };
+    });
+  }
+
+  /** How many committed members a room has (counted once, then kept). */
+  memberCount(room: string): Promise<number> {
+    return this.#read(() => this.#membersIn(room));
+  }
+
+  /**
+   * A room's member count as the file (inside a batch: plus the batch so
+   * far) has it: counted at the first ask, then from {@link #memberCounts}.
+   */
+  #membersIn(room: string): number {
+    let n = this.#memberCounts.get(room);
+    if (n === undefined) {
+      n = Number(this.#sql.countMembers.get(room)?.n ?? 0);
+      this.#memberCounts.set(room, n);
+    }
+    return n;
+  }
+
+  /** Adds `delta` to a counted room's member count (an uncounted one is counted when asked). */
+  #countMembers(room: string, delta: number): void {
+    const n = this.#memberCounts.get(room);
+    if (n !== undefined) this.#memberCounts.set(room, n + delta);
   }
 
   /** The room's committed topic, `""` for none. */
@@ -895,7 +942,12 @@ export class SqliteStore implements Store {
       );
     }
     if (typeof done === "string") return Promise.resolve(done);
-    // Committed: the counters in memory follow.
+    // Committed: the counters in memory follow. The new name's members
+    // were dropped, then the room's moved in.
+    const members = this.#memberCounts.get(room);
+    this.#memberCounts.set(room, 0);
+    if (members === undefined) this.#memberCounts.delete(to);
+    else this.#memberCounts.set(to, members);
     this.#convs.set(to, done.moved);
     this.#convs.set(room, done.left);
     if (this.#over.delete(room)) this.#over.add(to);
@@ -1103,6 +1155,7 @@ export class SqliteStore implements Store {
       }
       this.#sql.unreadAll.run(user);
       const rooms = this.#sql.leaveAll.all(user).map((r) => String(r.room)).sort();
+      for (const room of rooms) this.#countMembers(room, -1);
       this.#sql.forgetUser.run(user);
       this.#sql.forgetRefs.run(user);
       this.#users.delete(user);
@@ -1390,8 +1443,9 @@ export class SqliteStore implements Store {
       db.exec("COMMIT");
     } catch (err) {
       rollback(db);
-      // The ops updated the cache of known users as they ran.
+      // The ops updated the caches of known users and member counts as they ran.
       this.#users.clear();
+      this.#memberCounts.clear();
       // Nothing of the batch was kept or delivered: give its positions out again.
       for (const [conv, first] of firsts) {
         const s = this.#convs.get(conv)!;
@@ -1838,6 +1892,10 @@ function statements(db: DatabaseSync) {
     removeMember: p("DELETE FROM members WHERE room = ? AND member = ?"),
     roomsOf: p("SELECT room FROM members WHERE member = ? ORDER BY room"),
     members: p("SELECT member FROM members WHERE room = ? ORDER BY member"),
+    membersAfter: p(
+      "SELECT member FROM members WHERE room = ? AND member > ? ORDER BY member LIMIT ?",
+    ),
+    countMembers: p("SELECT count(*) AS n FROM members WHERE room = ?"),
     isMember: p("SELECT 1 FROM members WHERE room = ? AND member = ?"),
     // Unread: others' kept messages after the marker, not deleted; the LIMIT ?2 stops the
     // count, and it looks at the newest ?3 messages after the marker only, so a reader far
