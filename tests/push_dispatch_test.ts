@@ -271,6 +271,8 @@ Deno.test("dispatch: levels of a room set by people who left it go with its next
   await store.setLevel("zed", "#dev", "all");
   await store.setLevel("Bob", "#dev", "none");
   await store.setLevel("zed", "#other", "all");
+  // Someone has pushes on (without any, messages are not looked at).
+  await store.subscribe(aSub({ user: "alice" }));
   const d = new PushDispatcher({
     store,
     members: () => Promise.resolve(["alice", "bob"]),
@@ -282,4 +284,50 @@ Deno.test("dispatch: levels of a room set by people who left it go with its next
   assert.deepEqual(await store.levels("zed"), { "#other": "all" });
   assert.deepEqual(await store.levels("bob"), { "#dev": "none" });
   await d.close();
+});
+
+Deno.test("dispatch: while nobody has a subscription, messages cost no read of their room's members", async () => {
+  const store = new MemoryPushStore();
+  const out = outlet();
+  let reads = 0, now = 0;
+  const d = new PushDispatcher({
+    store,
+    members: () => (reads++, Promise.resolve(["alice", "bob"])),
+    out,
+    log: memoryLogger(),
+    now: () => now,
+  });
+  try {
+    for (let i = 0; i < 5; i++) d.message(msg({ room: "dev", text: "@bob hi" }));
+    await d.idle();
+    assert.equal(reads, 0, "no subscription: no members read");
+    assert.equal(out.sent.length, 0);
+    // Subscribed through another node: believed within a second.
+    await store.subscribe(aSub({ user: "bob" }));
+    d.message(msg({ room: "dev", text: "@bob hi" }));
+    await d.idle();
+    assert.equal(reads, 0, "the store is not asked again within the second");
+    now = 1000;
+    d.message(msg({ room: "dev", text: "@bob again" }));
+    await d.idle();
+    assert.equal(reads, 1);
+    assert.equal(out.sent.length, 1);
+    // Subscribed on this node: seen at once (and for good).
+    const e = new PushDispatcher({
+      store: new MemoryPushStore(),
+      members: () => (reads++, Promise.resolve(["alice", "bob"])),
+      out,
+      log: memoryLogger(),
+      now: () => now,
+    });
+    e.message(msg({ room: "dev" }));
+    await e.idle();
+    e.subscribed();
+    e.message(msg({ room: "dev" }));
+    await e.idle();
+    assert.equal(reads, 2, "looked at once subscribed() said so");
+    await e.close();
+  } finally {
+    await d.close();
+  }
 });

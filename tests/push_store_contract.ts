@@ -68,6 +68,12 @@ export function pushStoreContract(name: string, open: OpenPushStore): void {
     assert.deepEqual(await s.subscriptions("carol"), []);
   });
 
+  test("anySubscriptions() is false until someone subscribes", async (s) => {
+    assert.equal(await s.anySubscriptions(), false);
+    await s.subscribe(aSub({ user: "bob" }));
+    assert.equal(await s.anySubscriptions(), true);
+  });
+
   test("subscribe() of an endpoint again replaces its keys, session and time", async (s) => {
     const a = aSub();
     await s.subscribe(a);

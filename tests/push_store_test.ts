@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { MemoryPushStore } from "../server/push/memory.ts";
 import { RedisPushStore } from "../server/push/redis.ts";
 import { SqlitePushStore } from "../server/push/sqlite.ts";
-import { connectRedis } from "../server/broker/redis_client.ts";
+import { command, connectRedis } from "../server/broker/redis_client.ts";
 import { SqliteStore } from "../server/store/sqlite.ts";
 import { aSub, pushStoreContract } from "./push_store_contract.ts";
 import { RedisServer } from "./redis_helpers.ts";
@@ -82,5 +82,28 @@ Deno.test("RedisPushStore: two nodes' clients share subscriptions, levels and vi
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+Deno.test("RedisPushStore: anySubscriptions() finds subscriptions kept before its marker existed", async () => {
+  await using redis = await RedisServer.start();
+  const client = await connectRedis(redis.url, { name: "old" });
+  const push = new RedisPushStore(client, { ownsClient: true });
+  try {
+    // What a chat from before `push:any` holds: a user's endpoints, no marker.
+    await command(client, ["ZADD", "chat:push:user:bob", "1", "https://push.example/bob"], 5000);
+    assert.equal(await push.anySubscriptions(), true);
+    assert.equal(
+      await command(client, ["GET", "chat:push:any"], 5000),
+      "1",
+      "the scan left the marker",
+    );
+    await command(client, ["FLUSHALL"], 5000);
+    const fresh = new RedisPushStore(client);
+    assert.equal(await fresh.anySubscriptions(), false);
+    await fresh.subscribe(aSub());
+    assert.equal(await fresh.anySubscriptions(), true);
+  } finally {
+    await push.close();
   }
 });

@@ -212,6 +212,7 @@ export class Pushes {
         ref,
       );
     }
+    this.dispatcher?.subscribed();
     const reply: ServerFrame = { type: "push_subscribed", endpoint };
     if (ref !== undefined) reply.ref = ref;
     this.#ctx.reply(conn, reply);

@@ -104,6 +104,12 @@ export interface DispatchStats {
   dropped: number;
 }
 
+/**
+ * How long "nobody has a push subscription" is believed before the store is
+ * asked again (a first subscription on another node is seen this late).
+ */
+const ANY_RECHECK = 1000;
+
 /** Decides who gets pushes and hands them to the queue. */
 export class PushDispatcher {
   #store: PushStore;
@@ -133,6 +139,12 @@ export class PushDispatcher {
   #warned = -Infinity;
   #failedAt = -Infinity;
   #stats: DispatchStats = { messages: 0, pushes: 0, dropped: 0 };
+  /**
+   * Whether anyone may hold a subscription (null: not asked yet). True
+   * sticks; false is asked again after {@link ANY_RECHECK} ms.
+   */
+  #any: boolean | null = null;
+  #anyAt = -Infinity;
 
   /** A dispatcher on `options.store`, sending through `options.out`. */
   constructor(options: DispatcherOptions) {
@@ -165,6 +177,8 @@ export class PushDispatcher {
    * background. Returns at once, never throws.
    */
   message(msg: ChatMessage): void {
+    // Nobody turned pushes on: no job, no read of the message's recipients.
+    if (this.#any === false && this.#now() - this.#anyAt < ANY_RECHECK) return;
     const key = `${msg.room ?? `@${msg.from}:${msg.to}`}\n${msg.id}`;
     if (this.#seen.has(key)) return;
     this.#seen.add(key);
@@ -305,8 +319,18 @@ export class PushDispatcher {
     }
   }
 
+  /** A subscription was kept on this node: messages are looked at from now on. */
+  subscribed(): void {
+    this.#any = true;
+  }
+
   async #message(msg: ChatMessage): Promise<void> {
     if (msg.deleted) return;
+    if (this.#any !== true) {
+      this.#any = await this.#store.anySubscriptions();
+      this.#anyAt = this.#now();
+      if (!this.#any) return;
+    }
     this.#stats.messages++;
     const from = msg.from.toLowerCase();
     const room = msg.room;

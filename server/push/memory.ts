@@ -141,6 +141,10 @@ export class MemoryPushStore implements PushStore {
     this.#notified = new NotifiedSet(options.now);
   }
 
+  anySubscriptions(): Promise<boolean> {
+    return Promise.resolve(this.#subs.size > 0);
+  }
+
   subscribe(sub: PushSubscriptionRecord, max = MAX_SUBSCRIPTIONS_PER_USER): Promise<Subscribed> {
     const held = this.#subs.get(sub.endpoint);
     if (

@@ -67,6 +67,12 @@ export interface PushStore {
   drop(endpoint: string): Promise<void>;
   /** The user's subscriptions, oldest first. */
   subscriptions(user: string): Promise<PushSubscriptionRecord[]>;
+  /**
+   * Whether anyone may hold a subscription: never false while one is kept
+   * (it may stay true once all are gone). Lets a chat where nobody turned
+   * pushes on skip reading each message's recipients.
+   */
+  anySubscriptions(): Promise<boolean>;
   /** The subscription of `endpoint`, whoever holds it, or null. */
   get(endpoint: string): Promise<PushSubscriptionRecord | null>;
   /** Removes the subscriptions `session` made; resolves how many. */

@@ -16,6 +16,8 @@
  * |                        |      | conversation and no `read` push since; expires with the push's TTL    |
  * | `push:vis:<node>`      | set  | users with a visible connection on the node; expires unless renewed   |
  * | `push:visnodes`        | set  | nodes that may have a `push:vis:` key (pruned when it expired)        |
+ * | `push:any`             | string | set by the first subscription (and found by a scan of `push:user:` |
+ * |                        |      | keys of a chat from before it); never removed                         |
  *
  * A node renews its `push:vis:` key with every heartbeat, writing the whole
  * set: a node that dies stops counting once the key expires (its `ttl`), and
@@ -56,6 +58,7 @@ redis.call('HSET', key, 'u', ARGV[3], 'f', ARGV[4], 's', ARGV[5], 'k', ARGV[6], 
   't', ARGV[8], 'c', ARGV[10])
 local uk = p .. 'push:user:' .. ARGV[4]
 redis.call('ZADD', uk, ARGV[8], e)
+redis.call('SET', p .. 'push:any', '1')
 local out = {1}
 local n = redis.call('ZCARD', uk) - tonumber(ARGV[9])
 if n > 0 then
@@ -294,6 +297,8 @@ export class RedisPushStore implements PushStore {
   #prefix: string;
   #timeout: number;
   #owns: boolean;
+  /** The keyspace was scanned once for subscriptions from before `push:any`. */
+  #scanned = false;
 
   /** Uses a connected client, normally the message store's, under the same prefix. */
   constructor(client: RedisClient, options: RedisPushStoreOptions = {}) {
@@ -332,6 +337,31 @@ export class RedisPushStore implements PushStore {
 
   async drop(endpoint: string): Promise<void> {
     await this.#run(DROP, [endpoint]);
+  }
+
+  async anySubscriptions(): Promise<boolean> {
+    const marker = `${this.#prefix}push:any`;
+    if (Number(await command(this.#client, ["EXISTS", marker], this.#timeout)) === 1) return true;
+    // A chat from before the marker: one scan per process finds its subscriptions.
+    if (this.#scanned) return false;
+    let cursor = "0";
+    do {
+      const [next, keys] = await command(this.#client, [
+        "SCAN",
+        cursor,
+        "MATCH",
+        `${this.#prefix}push:user:*`,
+        "COUNT",
+        "1000",
+      ], this.#timeout) as [string, string[]];
+      if (keys.length > 0) {
+        await command(this.#client, ["SET", marker, "1"], this.#timeout);
+        return true;
+      }
+      cursor = String(next);
+    } while (cursor !== "0");
+    this.#scanned = true;
+    return false;
   }
 
   async subscriptions(user: string): Promise<PushSubscriptionRecord[]> {

@@ -129,6 +129,10 @@ export class SqlitePushStore implements PushStore {
     });
   }
 
+  anySubscriptions(): Promise<boolean> {
+    return this.#run(() => this.#sql.any.get() !== undefined);
+  }
+
   subscriptions(user: string): Promise<PushSubscriptionRecord[]> {
     return this.#run(() =>
       (this.#sql.subsOf.all(user.toLowerCase()) as unknown as SubRow[]).map(toRecord)
@@ -296,6 +300,7 @@ function statements(db: DatabaseSync) {
   const cols = "endpoint, user, session, fp, p256dh, auth, at";
   return {
     sub: p(`SELECT ${cols} FROM push_subscriptions WHERE endpoint = ?`),
+    any: p("SELECT 1 FROM push_subscriptions LIMIT 1"),
     put: p(
       `INSERT OR REPLACE INTO push_subscriptions (endpoint, folded, user, session, fp, p256dh, auth, at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
