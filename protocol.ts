@@ -66,6 +66,12 @@ export const MAX_PAGE = 200;
 /** Messages replayed in a `joined` frame when no `since` is given. */
 export const JOIN_REPLAY = 50;
 
+/**
+ * Members a `joined` frame lists at most (the first ones by name); a
+ * `members` request pages through the rest, up to {@link MAX_PAGE} a page.
+ */
+export const MEMBERS_PAGE = 100;
+
 /** The room every user belongs to. */
 export const LOBBY = "general";
 
@@ -260,6 +266,19 @@ export interface UsersFrame {
   type: "users";
   /** Only names containing this text, ignoring case. */
   q?: string;
+}
+/** A page of a room's members, by name, after `after`; members of the room only. */
+export interface MembersFrame {
+  /** Always `"members"`. */
+  type: "members";
+  /** The room. */
+  room: string;
+  /** Only names after this one (the last name of the previous page). */
+  after?: string;
+  /** Most names to return (1 to {@link MAX_PAGE}; default {@link MEMBERS_PAGE}). */
+  limit?: number;
+  /** Echoed on an error about this request. */
+  ref?: string;
 }
 /** Sets (or, with `""`, clears) a room's topic; members only. */
 export interface TopicFrame {
@@ -460,6 +479,7 @@ export type ClientFrame =
   | SearchFrame
   | PingFrame
   | UsersFrame
+  | MembersFrame
   | TopicFrame
   | PasswdFrame
   | ReadAllFrame
@@ -684,9 +704,15 @@ export interface JoinedFrame {
   type: "joined";
   /** The room joined. */
   room: string;
-  /** Members, sorted; only the first ones when the room is very large (see `memberCount`). */
+  /**
+   * The first members by name: at most {@link MEMBERS_PAGE}, fewer when the
+   * reply's size requires; page on with a `members` request.
+   */
   members: string[];
-  /** Set when `members` is cut short: how many members the room has. */
+  /**
+   * How many members the room has (more than `members` holds when it is cut
+   * short). Always sent; servers before it sent it only when cut short.
+   */
   memberCount?: number;
   /** The room's topic, when it has one. */
   topic?: string;
@@ -902,6 +928,36 @@ export interface UsersListFrame {
   /** More people matched than fitted in one reply: narrow with `q`. */
   more?: boolean;
 }
+/** The answer to a {@link MembersFrame}: names after `after`, sorted. */
+export interface MembersPageFrame {
+  /** Always `"members"`. */
+  type: "members";
+  /** The room. */
+  room: string;
+  /** The request's `after`, echoed (absent when it had none). */
+  after?: string;
+  /** Members, sorted by name. */
+  members: string[];
+  /** How many members the room has. */
+  count: number;
+  /** More names follow: ask again with `after` set to the last one here. */
+  more: boolean;
+  /** The request's `ref`, echoed. */
+  ref?: string;
+}
+/**
+ * How many members a room has now, when joins and leaves are no longer
+ * announced one by one (rooms of `--announce-below` members or more): at
+ * most once per tick per room, to the room's members.
+ */
+export interface MemberCountFrame {
+  /** Always `"member_count"`. */
+  type: "member_count";
+  /** The room. */
+  room: string;
+  /** How many members it has. */
+  count: number;
+}
 /** A room's topic changed (`topic` is `""` when cleared); to the room's members. */
 export interface TopicEventFrame {
   /** Always `"topic"`. */
@@ -1106,6 +1162,8 @@ export type ServerFrame =
   | SearchResultFrame
   | PongFrame
   | UsersListFrame
+  | MembersPageFrame
+  | MemberCountFrame
   | TopicEventFrame
   | PasswdDoneFrame
   | ErrorFrame;
@@ -1412,6 +1470,16 @@ export function parseClientFrame(
       const q = optString(o, "q");
       if (q !== undefined && q.length > 32) bad("Search text is longer than 32 characters");
       return q === undefined || q === "" ? { type } : { type, q };
+    }
+    case "members": {
+      const frame: MembersFrame = { type, room: name(o, "room", "room name", ref) };
+      if (o.after !== undefined && o.after !== null) {
+        frame.after = name(o, "after", "user name", ref);
+      }
+      const l = limit(o, ref);
+      if (l !== undefined) frame.limit = l;
+      if (ref !== undefined) frame.ref = ref;
+      return frame;
     }
     case "topic": {
       const room = name(o, "room", "room name");

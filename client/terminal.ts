@@ -595,8 +595,13 @@ export class TerminalUI {
       case "system": {
         if (f.room !== undefined && f.user !== undefined) {
           const members = this.#members.get(f.room);
+          const count = this.#memberCounts.get(f.room);
+          const before = members?.size;
           if (f.event === "join") members?.add(f.user);
           else if (f.event === "leave") members?.delete(f.user);
+          if (count !== undefined && members?.size !== before) {
+            this.#memberCounts.set(f.room, count + (f.event === "join" ? 1 : -1));
+          }
           // The answer to this client's own /invite or /kick said it already.
           if (
             f.by === this.#me &&
@@ -652,6 +657,10 @@ export class TerminalUI {
         if (lines.length > 0) this.#print(...lines);
         return;
       }
+      case "member_count":
+        // A large room's joins and leaves are no longer posted: its count moves alone.
+        if (this.#members.has(f.room)) this.#memberCounts.set(f.room, f.count);
+        return;
       case "joined":
         this.#members.set(f.room, new Set(f.members));
         this.#memberCounts.set(f.room, f.memberCount ?? f.members.length);
@@ -931,8 +940,15 @@ export class TerminalUI {
         }
         const room = this.#here.room!;
         const members = [...(this.#members.get(room) ?? [])].sort();
+        const count = Math.max(members.length, this.#memberCounts.get(room) ?? 0);
+        // A large room's list is its first page: say how many are not shown.
+        const rest = count - members.length;
         this.#print(
-          this.#notice(`In #${room} (${members.length}): ${nameList(members)}`),
+          this.#notice(
+            `In #${room} (${count}): ${
+              rest > 0 ? `${members.join(", ")} and ${rest} more` : nameList(members)
+            }`,
+          ),
           this.#notice(
             this.#onlineCount === null
               ? `Online (${online.length}): ${nameList(online)}`

@@ -43,6 +43,7 @@ export const DEFAULTS = {
   pushContentFree: false,
   unsafePushEndpoints: false,
   roomMentionMax: 100,
+  announceBelow: 100,
 } as const satisfies Partial<Config>;
 
 /** The files quota of a server that keeps files in memory: they take its RAM. */
@@ -131,6 +132,12 @@ export interface Config {
   unsafePushEndpoints: boolean;
   /** Rooms with more members than this take `@room`/`@here` from admins only; 0: any size. @default {100} */
   roomMentionMax: number;
+  /**
+   * Joins and leaves are posted one by one only in rooms with fewer members
+   * than this; larger rooms get a coalesced member count instead; 0 posts
+   * them in every room. @default {100}
+   */
+  announceBelow: number;
 }
 
 /** One flag: its name, environment variable, kind, default and help line. */
@@ -469,6 +476,17 @@ export const OPTIONS: OptionSpec[] = [
     default: DEFAULTS.pushContentFree,
     help:
       'Web pushes carry no message text nor room name, only "New message from NAME" (VAPID keys: vapid.json beside users.json, or CHAT_VAPID_* for several nodes)',
+  },
+  {
+    flag: "announce-below",
+    key: "announceBelow",
+    env: ["ANNOUNCE_BELOW"],
+    kind: "int",
+    default: DEFAULTS.announceBelow,
+    arg: "N",
+    help:
+      "Post joins and leaves only in rooms with fewer than N members; larger rooms get their member count at most once a second instead (0: post in every room)",
+    min: 0,
   },
   {
     flag: "room-mention-max",

@@ -341,6 +341,7 @@ export async function startServer(
         pushStore,
         push,
         roomMentionMax: config.roomMentionMax,
+        announceBelow: config.announceBelow,
       });
       const handler = createHandler({
         hub,

@@ -875,3 +875,24 @@ Deno.test("chat client (terminal): a room renamed while it was offline is the ro
     await proxy.close();
   }
 });
+
+Deno.test("chat client (terminal): /who in a large room counts everyone and follows member_count", async () => {
+  await using t = await startTestServer({ args: ["--announce-below", "3"] });
+  await using config = new ConfigHome();
+  await using tty = new Tmux();
+  const names = Array.from({ length: 104 }, (_, i) => `m${String(i).padStart(3, "0")}`);
+  for (const name of names) await (await signIn(t.ws, name)).close();
+  await startClient(tty, config, ["--user", "alice", "--room", "general", t.ws], { width: 200 });
+  await tty.waitFor(/#general>$/);
+  await tty.line("/who");
+  // The first page (100 names: alice and m000 to m098), then how many more.
+  await tty.waitFor("m097, m098 and 5 more");
+  await tty.waitFor("-- In #general (105): alice, m000, m001");
+  // A join that is not posted (a room of 3 or more) still moves the count.
+  await (await signIn(t.ws, "zed")).close();
+  await waitUntil(async () => {
+    await tty.line("/who");
+    return (await tty.screen()).includes("-- In #general (106):");
+  }, "the count followed zed's join");
+  assert.ok(!(await tty.screen()).includes("zed joined"), "the join was not posted");
+});

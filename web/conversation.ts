@@ -15,6 +15,7 @@ import {
   type ChatMessage,
   type DeletedFrame,
   type FileInfo,
+  type MembersPageFrame,
   type ReplyRef,
   type RoomKind,
   sameMessageState,
@@ -205,10 +206,28 @@ export class Conversation {
   readonly last = signal(0);
   /** The user's read marker. */
   readonly read = signal(0);
-  /** Room members (rooms only); only the first ones of a very large room. */
+  /**
+   * Room members loaded so far (rooms only), sorted: the first ones by name
+   * from `joined`, then page after page (see {@link askMembers}).
+   */
   readonly members = signal<string[]>([]);
-  /** How many members a very large room has when `members` is partial, else null. */
+  /**
+   * How many members the room has: from `joined`, `member_count` and the
+   * pages, moved by the joins and leaves announced; null before `joined`.
+   */
   readonly memberCount = signal<number | null>(null);
+  /** `members` holds every member (what is known before `joined` counts as whole). */
+  readonly membersComplete: ReadonlySignal<boolean>;
+  /**
+   * The last page said no names follow the last one loaded: no more pages
+   * until the next `joined` (joins the room no longer announces may still
+   * be missing, as the count shows).
+   */
+  readonly membersEnd = signal(false);
+  /** A page of members is on its way. */
+  readonly loadingMembers = signal(false);
+  /** Another page of members may be asked for. */
+  readonly moreMembers: ReadonlySignal<boolean>;
   /** The room's topic (`""` when it has none). */
   readonly topic = signal("");
   /**
@@ -268,11 +287,25 @@ export class Conversation {
   inflight: HistoryKind | null = null;
   queue: HistoryKind[] = [];
 
+  /**
+   * The `members` request on its way: its `ref`, the room name it went
+   * under, the name it asked after (the reply echoes all three) and when it
+   * went.
+   */
+  #membersAsked: { ref: string; room: string; after: string | undefined; at: number } | null = null;
+
   /** Creates an empty conversation; `me` is the signed-in user. */
   constructor(key: string, me: ReadonlySignal<string | null>) {
     this.kind = key[0] === "#" ? "room" : "dm";
     this.#name.value = key.slice(1);
     this.#me = me;
+    this.membersComplete = computed(() => {
+      const count = this.memberCount.value;
+      return count === null || this.members.value.length >= count;
+    });
+    this.moreMembers = computed(() =>
+      this.kind === "room" && !this.membersComplete.value && !this.membersEnd.value
+    );
     this.unread = computed(() => {
       const read = this.read.value;
       const last = this.last.value;
@@ -328,6 +361,109 @@ export class Conversation {
         m.room !== undefined && m.room !== name ? { ...m, room: name } : m
       );
       this.expireTyping();
+      // A page asked for under the old name is not waited for: asked again under the new one.
+      this.#membersAsked = null;
+      this.loadingMembers.value = false;
+    });
+  }
+
+  /**
+   * The members a `joined` lists (the first ones by name) and how many there
+   * are (a server that does not say lists them all): the pages loaded
+   * before are dropped, and a page still on its way is not taken.
+   */
+  resetMembers(first: readonly string[], count?: number): void {
+    batch(() => {
+      this.members.value = [...first].sort();
+      this.memberCount.value = count ?? first.length;
+      this.membersEnd.value = false;
+      this.#membersAsked = null;
+      this.loadingMembers.value = false;
+    });
+  }
+
+  /**
+   * What to ask for next (`after`: the last name loaded), marked as asked
+   * under `ref`; null when no page should go: every member is here, the
+   * end was reached, or a page is on its way (one asked for `stale` ms ago
+   * or longer is given up, its answer ignored).
+   */
+  askMembers(ref: string, now = Date.now(), stale = 15_000): { after?: string } | null {
+    if (!this.moreMembers.peek()) return null;
+    if (this.#membersAsked !== null && now - this.#membersAsked.at < stale) return null;
+    const list = this.members.peek();
+    const after = list.length > 0 ? list[list.length - 1] : undefined;
+    this.#membersAsked = { ref, room: this.#name.peek(), after, at: now };
+    this.loadingMembers.value = true;
+    return after === undefined ? {} : { after };
+  }
+
+  /**
+   * The page asked for under `ref` went nowhere: not sent (not connected),
+   * given up, or refused. No page is on its way then; with `last`, none is
+   * asked for again before the next `joined` (a refusal asking again would
+   * only repeat). Returns whether `ref` was the page on its way.
+   */
+  cancelMembers(ref: string, last = false): boolean {
+    if (this.#membersAsked?.ref !== ref) return false;
+    batch(() => {
+      this.#membersAsked = null;
+      this.loadingMembers.value = false;
+      if (last) this.membersEnd.value = true;
+    });
+    return true;
+  }
+
+  /**
+   * A `members` reply: merged in (sorted, without duplicates) when it answers
+   * the page on its way (its `ref`, or for a server that does not echo it,
+   * its room and `after`), else ignored (asked before a new `joined` or a
+   * rename). Returns whether it was taken.
+   */
+  takeMembers(page: MembersPageFrame): boolean {
+    const asked = this.#membersAsked;
+    if (asked === null) return false;
+    if (page.ref !== undefined ? page.ref !== asked.ref : asked.room !== page.room) return false;
+    if (asked.after !== page.after) return false;
+    this.#membersAsked = null;
+    batch(() => {
+      const list = this.members.peek();
+      const merged = new Set(list);
+      for (const name of page.members) merged.add(name);
+      if (merged.size !== list.length) this.members.value = [...merged].sort();
+      this.memberCount.value = page.count;
+      // A page that brings nothing new would be asked for forever.
+      this.membersEnd.value = !page.more || merged.size === list.length;
+      this.loadingMembers.value = false;
+    });
+    return true;
+  }
+
+  /**
+   * `user` joined (an announced join): counted, and listed when the loaded
+   * names reach past theirs (else a later page brings them).
+   */
+  memberJoined(user: string): void {
+    const list = this.members.peek();
+    if (list.includes(user)) return;
+    const count = this.memberCount.peek();
+    const whole = count === null || this.membersEnd.peek() || list.length >= count;
+    batch(() => {
+      if (count !== null) this.memberCount.value = count + 1;
+      if (whole || user < list[list.length - 1]) this.members.value = [...list, user].sort();
+    });
+  }
+
+  /** `user` left (an announced leave): no longer counted or listed. */
+  memberLeft(user: string): void {
+    const list = this.members.peek();
+    const count = this.memberCount.peek();
+    const listed = list.includes(user);
+    // Not among the names of a whole list: the count never held them.
+    if (!listed && (count === null || list.length >= count)) return;
+    batch(() => {
+      if (count !== null) this.memberCount.value = Math.max(0, count - 1);
+      if (listed) this.members.value = list.filter((m) => m !== user);
     });
   }
 

@@ -247,6 +247,8 @@ export const PACE_NOTICE = "You're sending messages too fast — they'll go out 
 export const STORE_NOTICE = "The server couldn't store your message — it will be retried";
 /** Milliseconds to wait for the server to say who has a name. */
 const LOOKUP_TIMEOUT = 10_000;
+/** How long a page of a room's members is waited for before it may be asked again (ms). */
+const MEMBERS_WAIT = 15_000;
 /** Typing flags older than this are dropped even without an `active:false`. */
 const TYPING_TTL = 6000;
 /** Send `typing` again after this long while the user keeps typing. */
@@ -371,6 +373,8 @@ export class ChatModel {
   #lastFrame = 0;
   #toastId = 0;
   #toastTimers = new Map<number, ReturnType<typeof setTimeout>>();
+  /** The wait for each room's page of members on its way (see {@link loadMoreMembers}). */
+  #membersTimers = new Map<Conversation, ReturnType<typeof setTimeout>>();
   #openAfterJoin: string | null = null;
   /** Typing flag we sent: conversation key and when. */
   #typingSent: { key: string; at: number; cleared?: boolean } | null = null;
@@ -680,6 +684,8 @@ export class ChatModel {
     clearTimeout(this.#draftTimer);
     for (const t of this.#toastTimers.values()) clearTimeout(t);
     this.#toastTimers.clear();
+    for (const t of this.#membersTimers.values()) clearTimeout(t);
+    this.#membersTimers.clear();
     for (const d of this.#disposeEffects) d();
     this.#disposeEffects = [];
     this.#abortUploads();
@@ -1518,14 +1524,38 @@ export class ChatModel {
   }
 
   /**
+   * Asks for the next page of room `conv`'s members (after the last name
+   * loaded): one page at a time, none once every member is loaded.
+   */
+  loadMoreMembers(conv: Conversation): void {
+    if (conv.kind !== "room" || !conv.member.peek()) return;
+    const ref = newRef();
+    const page = conv.askMembers(ref, Date.now(), MEMBERS_WAIT);
+    if (page === null) return;
+    if (!this.#send({ type: "members", room: conv.name, ...page, ref })) {
+      conv.cancelMembers(ref);
+      return;
+    }
+    // No answer (a connection lost on the way): the panel may ask again.
+    clearTimeout(this.#membersTimers.get(conv));
+    this.#membersTimers.set(
+      conv,
+      setTimeout(() => {
+        this.#membersTimers.delete(conv);
+        conv.cancelMembers(ref);
+      }, MEMBERS_WAIT),
+    );
+  }
+
+  /**
    * People `text` mentions who exist but are not in room `conv` (so will not
    * see it); empty outside rooms, in the lobby, while the list of people is
-   * unknown, or when the room is too large for its whole member list.
+   * unknown, or while the room's members are not all loaded.
    */
   absentMentions(conv: Conversation, text: string): string[] {
     // Read so that an invitation sent updates whoever shows this list.
     this.#invites.value;
-    if (conv.kind !== "room" || conv.name === LOBBY || conv.memberCount.value !== null) return [];
+    if (conv.kind !== "room" || conv.name === LOBBY || !conv.membersComplete.value) return [];
     if (!text.includes("@") || this.people.value === null) return [];
     const members = new Set(conv.members.value.map((m) => m.toLowerCase()));
     for (const u of this.#invited.get(conv.key) ?? []) members.add(u);
@@ -2016,15 +2046,8 @@ export class ChatModel {
           ? this.convs.value.get(this.#current(`#${f.room}`))
           : undefined;
         if (!conv || !f.user) return;
-        const members = new Set(conv.members.value);
-        const count = conv.memberCount.value;
-        if (f.event === "join") members.add(f.user);
-        else members.delete(f.user);
-        batch(() => {
-          // A very large room's list is partial: its count moves on its own.
-          if (count !== null) conv.memberCount.value = count + (f.event === "join" ? 1 : -1);
-          conv.members.value = [...members].sort();
-        });
+        if (f.event === "join") conv.memberJoined(f.user);
+        else conv.memberLeft(f.user);
         conv.notice(
           f.event === "join" ? "join" : "leave",
           f.event === "join"
@@ -2067,6 +2090,22 @@ export class ChatModel {
       }
       case "users":
         return this.#onUsers(f);
+      case "members": {
+        // A page asked for before a rename or a new `joined` is not taken.
+        const conv = this.convs.value.get(this.#current(`#${f.room}`));
+        if (conv?.takeMembers(f)) {
+          clearTimeout(this.#membersTimers.get(conv));
+          this.#membersTimers.delete(conv);
+        }
+        return;
+      }
+      case "member_count": {
+        // A large room's joins and leaves, counted instead of announced one by one.
+        // Before the room's `joined` (which counts them too) the loaded names would look cut short.
+        const conv = this.convs.value.get(this.#current(`#${f.room}`));
+        if (conv && conv.memberCount.peek() !== null) conv.memberCount.value = f.count;
+        return;
+      }
       case "topic": {
         const conv = this.convs.value.get(this.#current(`#${f.room}`));
         if (!conv) return;
@@ -2445,8 +2484,8 @@ export class ChatModel {
     conv.member.value = true;
     const resumed = conv.resuming;
     const before = conv.newest;
-    conv.members.value = [...f.members].sort();
-    conv.memberCount.value = f.memberCount ?? null;
+    // The first page again (a reconnect, a rejoin): the panel pages on from there.
+    conv.resetMembers(f.members, f.memberCount);
     conv.topic.value = f.topic ?? "";
     conv.settings.value = kindOf(f);
     conv.add(f.history, resumed);
@@ -2655,6 +2694,17 @@ export class ChatModel {
       this.#changes.delete(f.ref);
       this.toast(changeRefused(f, kind), "change");
       return;
+    }
+    if (f.ref !== undefined) {
+      // A page of members refused: asked for again only when the limits were the reason.
+      for (const conv of this.convs.value.values()) {
+        if (conv.cancelMembers(f.ref, f.code !== "rate_limited")) {
+          clearTimeout(this.#membersTimers.get(conv));
+          this.#membersTimers.delete(conv);
+          if (f.code !== "rate_limited") return;
+          break;
+        }
+      }
     }
     if (f.code === "rate_limited") return this.#onRateLimited(f);
     if (f.ref !== undefined) {

@@ -86,6 +86,11 @@ export interface MemberEvent {
   origin?: Origin;
   /** For a leave: the admin who removed the user (a `kick`); for a join: who added them (an `invite`). */
   by?: string;
+  /**
+   * How many members the room has after the change, when the node that made
+   * it knows: it decides whether the change is posted (`--announce-below`).
+   */
+  count?: number;
 }
 
 /** An admin changed what kind of room a room is. */

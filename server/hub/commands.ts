@@ -17,6 +17,7 @@ import {
   FrameError,
   JOIN_REPLAY,
   LOBBY,
+  MEMBERS_PAGE,
   type ReplyRef,
   type Target,
 } from "../../protocol.ts";
@@ -26,6 +27,7 @@ import { createHash } from "node:crypto";
 import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
+import { sizeOf } from "./member_counts.ts";
 import { mentionRefusal, type RoomKinds, sendRefusal } from "./rooms.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
@@ -379,7 +381,9 @@ export class Commands {
     const was = await this.#ctx.store.leave(user.name, room);
     this.#ctx.removeMember(user, room);
     this.#ctx.typists.clear(user.name, room);
-    if (was) await this.#ctx.broker.publish(event);
+    if (!was) return;
+    const count = await sizeOf(this.#ctx.store, room);
+    await this.#ctx.broker.publish(count === undefined ? event : { ...event, count });
   }
 
   async typing(conn: Conn, frame: Target, active: boolean): Promise<void> {
@@ -416,6 +420,32 @@ export class Commands {
       if (frame.since !== undefined) head.seq = page.messages[fit.end - 1].seq;
     }
     this.#ctx.send(conn, withArrays(head, { messages: fit.parts }));
+  }
+
+  /**
+   * `members`: a page of a room's members by name, after `after`; for the
+   * room's members only (anyone else learns nothing a missing room would not say).
+   */
+  async members(conn: Conn, frame: ClientFrame & { type: "members" }): Promise<void> {
+    const { room, after } = frame;
+    if (!(await this.isMember(conn.user!, room))) {
+      throw new FrameError("unknown_room", `You are not in room "${room}"`, frame.ref);
+    }
+    const limit = frame.limit ?? MEMBERS_PAGE;
+    // One name beyond the page says whether another page follows.
+    const page = await this.#ctx.store.membersPage(room, after, limit + 1);
+    const names = page.members.slice(0, limit);
+    const head = {
+      type: "members",
+      room,
+      ...(after === undefined ? {} : { after }),
+      count: page.count,
+      more: page.members.length > limit,
+      ...(frame.ref === undefined ? {} : { ref: frame.ref }),
+    };
+    const fit = fitItems(names, this.#ctx.replyBytes() - headBytes(head) - 16, "first");
+    if (fit.dropped > 0) head.more = true;
+    this.#ctx.send(conn, withArrays(head, { members: fit.parts }));
   }
 
   async read(conn: Conn, frame: Target, id: number): Promise<void> {

@@ -37,6 +37,7 @@ import { DEFAULTS, MEMORY_FILES_QUOTA } from "../config.ts";
 import type { FileStore } from "../files/files.ts";
 import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
+import { MemberCounts } from "./member_counts.ts";
 import { Joins } from "./join.ts";
 import { hold, receivers, type Route, Routes } from "./routes.ts";
 import type { Broker, BrokerEvent, MemberEvent, Origin, RenamedEvent } from "../broker/broker.ts";
@@ -121,6 +122,8 @@ export interface HubOptions {
   push?: PushSending | null;
   /** Rooms with more members take `@room` from admins only; 0: any size. @default {100} */
   roomMentionMax?: number;
+  /** Joins and leaves are posted only in rooms with fewer members. @default {100} */
+  announceBelow?: number;
 }
 
 /** What the HTTP layer knows about a new connection. */
@@ -179,6 +182,8 @@ export class Hub {
   /** Web Push frames, visibility and levels. */
   #pushes: Pushes;
   #roomMentionMax: number;
+  /** Which joins and leaves are posted; the counts of rooms where they are not. */
+  #memberCounts: MemberCounts;
 
   /** Creates a hub and subscribes it to the broker. */
   constructor(options: HubOptions) {
@@ -190,6 +195,7 @@ export class Hub {
     this.#meter = options.meter ?? NO_HUB_METER;
     this.#maxText = options.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
     this.#roomMentionMax = options.roomMentionMax ?? DEFAULTS.roomMentionMax;
+    this.#memberCounts = new MemberCounts(options.announceBelow ?? DEFAULTS.announceBelow);
     const nameExpiry = options.nameExpiry ?? DEFAULTS.nameExpiryDays * 24 * 3600_000;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#files = options.files ?? new MemoryFileStore({ quota: MEMORY_FILES_QUOTA });
@@ -536,6 +542,10 @@ export class Hub {
     this.#pushes.tick(now);
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
+    for (const [room, text] of this.#memberCounts.take(now)) {
+      const route = this.#routes.get(room);
+      if (route) this.#outbox.fanout(route.conns, text);
+    }
   }
 
   /**
@@ -815,6 +825,9 @@ export class Hub {
       case "users":
         work = this.#replies.inTurn(conn, () => this.#commands.users(conn, frame.q));
         break;
+      case "members":
+        work = this.#replies.inTurn(conn, () => this.#commands.members(conn, frame));
+        break;
       case "topic":
         work = this.#commands.topic(conn, frame);
         break;
@@ -989,6 +1002,7 @@ export class Hub {
    */
   #onRenamed(e: RenamedEvent): void {
     this.#kinds.renamed(e.room, e.name);
+    this.#memberCounts.moved(e.room, e.name);
     this.#signIns.noteRename(e.room, e.name);
     this.#signIns.roomsChanged();
     this.#typists.forgetRoom(e.room);
@@ -1139,21 +1153,27 @@ export class Hub {
   #onMember(e: MemberEvent): void {
     const user = this.#users.get(e.user);
     const originConn = this.#originConn(e.origin);
-    const system = encode({
-      type: "system",
-      room: e.room,
-      event: e.joined ? "join" : "leave",
-      user: e.user,
-      ...(e.by === undefined ? {} : { by: e.by }),
-      ts: e.ts,
-    });
+    // Posted to every member only in rooms small enough; larger ones hear the
+    // count, coalesced, so that a storm of sign-ins costs no frame per member.
+    const announced = this.#memberCounts.announces(e);
+    if (!announced) this.#memberCounts.note(e.room, e.count!);
+    const system = announced
+      ? encode({
+        type: "system",
+        room: e.room,
+        event: e.joined ? "join" : "leave",
+        user: e.user,
+        ...(e.by === undefined ? {} : { by: e.by }),
+        ts: e.ts,
+      })
+      : null;
     // A sign-in of this user under way read its rooms before this change:
     // it replays the change if it ends up creating the user afresh.
     this.#signIns.noteMember(e.user, e.room, e.joined);
     if (e.joined) {
       this.#kinds.joined(e.room);
       const route = this.#routes.get(e.room);
-      if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
+      if (route && system !== null) this.#outbox.fanout(othersOf(route.conns, e.user), system);
       if (!user) return;
       if (e.by !== undefined && !user.rooms.has(e.room)) {
         // Added by someone else (an invite): told who, then given the room.
@@ -1175,7 +1195,7 @@ export class Hub {
     }
     if (user) this.#removeMember(user, e.room, e.by);
     const route = this.#routes.get(e.room);
-    if (route) this.#outbox.fanout(othersOf(route.conns, e.user), system);
+    if (route && system !== null) this.#outbox.fanout(othersOf(route.conns, e.user), system);
   }
 
   /** Takes a room from the user's local state and tells its connections (and who removed them). */

@@ -10,9 +10,9 @@
 import type { FilesContext } from "./context.ts";
 import type { Broker, MemberEvent } from "../broker/broker.ts";
 import type { Logger } from "../log.ts";
-import { FrameError, JOIN_REPLAY, MAX_PAGE } from "../../protocol.ts";
+import { FrameError, JOIN_REPLAY, MAX_PAGE, MEMBERS_PAGE } from "../../protocol.ts";
 import { kindOf, type RoomKinds } from "./rooms.ts";
-import type { Store } from "../store/store.ts";
+import type { JoinResult, Store } from "../store/store.ts";
 import type { Conn } from "./conn.ts";
 import { fitItems, headBytes, withArrays } from "./frames.ts";
 import type { RoomQuota } from "./limits.ts";
@@ -112,15 +112,15 @@ export class Joins {
             throw cannotJoin(room);
           }
         }
-        return joined.added;
+        return joined;
       } finally {
         release();
       }
     })();
     (user.joining ??= new Map()).set(room, work);
-    let added: boolean;
+    let joined: JoinResult;
     try {
-      added = await work;
+      joined = await work;
     } catch (err) {
       if (!user.rooms.has(room)) {
         for (const c of user.conns) this.#ctx.routes.unroute(room, c);
@@ -142,7 +142,8 @@ export class Joins {
       origin: { node: this.#ctx.broker.node, conn: conn.id },
     };
     if (since !== undefined) event.since = since;
-    if (!added) return this.#ctx.onMember(event);
+    if (!joined.added) return this.#ctx.onMember(event);
+    event.count = joined.count;
     try {
       await this.#ctx.broker.publish(event);
     } catch (err) {
@@ -196,7 +197,8 @@ export class Joins {
           room,
           since === undefined ? { limit: JOIN_REPLAY } : { since, limit: MAX_PAGE },
         ),
-        this.#ctx.store.members(room),
+        // The first page only: a join costs the same in a room of 100,000.
+        this.#ctx.store.membersPage(room, undefined, MEMBERS_PAGE),
         this.#ctx.store.topic(room),
         this.#ctx.kinds.of(room),
       ]);
@@ -215,13 +217,13 @@ export class Joins {
     // Bounded by its encoded size: members may take half the budget, the
     // history what is left; whatever is cut is said (`memberCount`, `more`).
     const budget = this.#ctx.replyBytes();
-    const people = fitItems(members, budget / 2, "first");
-    const head: { type: "joined"; room: string; memberCount?: number; topic?: string } = {
+    const people = fitItems(members.members, budget / 2, "first");
+    const head: { type: "joined"; room: string; memberCount: number; topic?: string } = {
       type: "joined",
       room,
       ...(kind ? kindOf(kind) : {}),
+      memberCount: members.count,
     };
-    if (people.dropped > 0) head.memberCount = members.length;
     if (topic !== "") head.topic = topic;
     // Without `since` the newest messages matter most; after `since`, the oldest.
     const viewer = conn.user!.name;

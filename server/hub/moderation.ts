@@ -19,6 +19,7 @@ import {
   type ServerFrame,
   type UnbanFrame,
 } from "../../protocol.ts";
+import { sizeOf } from "./member_counts.ts";
 import { type AdminStore, type Ban, record } from "../admin/admin.ts";
 import type { BanEvent } from "../broker/broker.ts";
 import type { Conn } from "./conn.ts";
@@ -210,6 +211,7 @@ export class Moderation {
   /** Takes `user` out of `room` (kept first, then told on every node); false when not a member. */
   async #remove(user: string, room: string, by?: string): Promise<boolean> {
     if (!(await this.#ctx.store.leave(user, room))) return false;
+    const count = await sizeOf(this.#ctx.store, room);
     await this.#ctx.broker.publish({
       kind: "member",
       user,
@@ -217,6 +219,7 @@ export class Moderation {
       joined: false,
       ts: new Date(this.#ctx.now()).toISOString(),
       ...(by === undefined ? {} : { by }),
+      ...(count === undefined ? {} : { count }),
     });
     return true;
   }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { sizeOf } from "./member_counts.ts";
 import type { NameClaim } from "../store/store.ts";
 import type { NodeContext } from "./context.ts";
 
@@ -104,7 +105,15 @@ export class Names {
     await this.#ctx.released?.(name);
     const ts = new Date(this.#ctx.now()).toISOString();
     for (const room of rooms) {
-      await this.#ctx.broker.publish({ kind: "member", user: name, room, joined: false, ts });
+      const count = await sizeOf(this.#ctx.store, room);
+      await this.#ctx.broker.publish({
+        kind: "member",
+        user: name,
+        room,
+        joined: false,
+        ts,
+        ...(count === undefined ? {} : { count }),
+      });
     }
     return true;
   }

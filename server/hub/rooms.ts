@@ -228,7 +228,8 @@ export class RoomCommands {
     if (this.#ctx.auth.mode === "login" && await this.#ctx.banned(target) !== null) {
       throw new FrameError("forbidden", `"${target}" is banned from this chat`, ref);
     }
-    if (!(await this.#ctx.store.join(target, room)).added) {
+    const joined = await this.#ctx.store.join(target, room);
+    if (!joined.added) {
       throw new FrameError("bad_request", `"${target}" is in #${room} already`, ref);
     }
     await this.#ctx.broker.publish({
@@ -238,6 +239,7 @@ export class RoomCommands {
       joined: true,
       ts: new Date(this.#ctx.now()).toISOString(),
       by: user.name,
+      count: joined.count,
     });
     const reply: ServerFrame = { type: "invited", room, user: target, by: user.name };
     if (ref !== undefined) reply.ref = ref;

@@ -411,16 +411,19 @@ export class SignIns {
         return;
       }
       this.#ctx.directory.moved(name);
-      if ((await store.join(name, LOBBY)).added) {
+      const lobby = await store.join(name, LOBBY);
+      if (lobby.added) {
         // New here (or back after a removal): general, and the rooms admins chose for newcomers.
         for (const room of [LOBBY, ...await this.#defaultRooms()]) {
-          if (room !== LOBBY && !(await store.join(name, room)).added) continue;
+          const joined = room === LOBBY ? lobby : await store.join(name, room);
+          if (!joined.added) continue;
           await this.#ctx.broker.publish({
             kind: "member",
             user: name,
             room,
             joined: true,
             ts: new Date(this.#ctx.now()).toISOString(),
+            count: joined.count,
           });
         }
       }

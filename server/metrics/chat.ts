@@ -32,6 +32,7 @@ const FRAME_TYPES = [
   "topic",
   "passwd",
   "read_all",
+  "members",
   "ban",
   "unban",
   "kick",

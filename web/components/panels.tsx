@@ -38,8 +38,13 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
     subtitle = "You're not in this room";
   } else if (conv?.kind === "room") {
     const members = conv.members.value;
-    const here = members.filter((m) => online.has(m)).length;
     const total = conv.memberCount.value ?? members.length;
+    // Who is online among members not loaded yet is unknown, but everyone is in the lobby.
+    const here = conv.name === LOBBY
+      ? online.size
+      : conv.membersComplete.value
+      ? members.filter((m) => online.has(m)).length
+      : null;
     const kind = conv.settings.value;
     // What kind of room, first: it says why the composer may be missing.
     const kinds = [
@@ -51,7 +56,8 @@ export function Topbar({ model, ui }: { model: ChatModel; ui: UiState }) {
     }`;
     const count = model.onlineCount.value;
     // A very large chat sends only how many are online, not who.
-    if (ready) subtitle += count === null ? ` · ${here} online` : ` · ${count} online in the chat`;
+    if (ready && count !== null) subtitle += ` · ${count} online in the chat`;
+    else if (ready && here !== null) subtitle += ` · ${here} online`;
   } else if (conv) {
     subtitle = !ready ? "Direct message" : online.has(conv.name) ? "Online" : "Offline";
   }
@@ -194,39 +200,94 @@ function Person(
   );
 }
 
-/** Room members, online first. */
+/** How far below the panel's visible end the next page of members is asked for (px). */
+const MEMBERS_AHEAD = 240;
+
+/**
+ * Room members, online first (among those loaded), how many there are in
+ * all, and the next page of a large room's members asked for as the end of
+ * the list comes near.
+ */
 export function MembersPanel(
   { model, ui, conv }: { model: ChatModel; ui: UiState; conv: Conversation },
 ) {
   const online = model.online.value;
   const members = conv.members.value;
-  const on = members.filter((m) => online.has(m));
+  const total = conv.memberCount.value ?? members.length;
+  const complete = conv.membersComplete.value;
+  const more = conv.moreMembers.value;
+  const loading = conv.loadingMembers.value;
+  // Online first: everyone online in the lobby (everyone is a member), else
+  // those among the members loaded. Counted per list only once every member
+  // is known to be listed (among the first pages a count says less than it seems).
+  const lobby = conv.name === LOBBY;
+  const on = lobby ? [...online].sort() : members.filter((m) => online.has(m));
   const off = members.filter((m) => !online.has(m));
+  const body = useRef<HTMLDivElement>(null);
+  const sentinel = useRef<HTMLDivElement>(null);
+  // Scrolling (or the keyboard) brings the end near: the next page.
+  useEffect(() => {
+    const el = sentinel.current;
+    if (!el || !more) return;
+    const seen = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) model.loadMoreMembers(conv);
+    }, { root: body.current, rootMargin: `0px 0px ${MEMBERS_AHEAD}px 0px` });
+    seen.observe(el);
+    return () => seen.disconnect();
+  }, [conv, more]);
+  // A page that leaves the end in sight (a tall screen) calls for the next one at once:
+  // the observer says nothing while the end stays in sight.
+  useEffect(() => {
+    const el = sentinel.current;
+    const box = body.current;
+    if (!el || !box || !more || loading) return;
+    if (el.getBoundingClientRect().top < box.getBoundingClientRect().bottom + MEMBERS_AHEAD) {
+      model.loadMoreMembers(conv);
+    }
+  }, [conv, members.length, more, loading]);
+  const countId = `member-count-${conv.id}`;
   return (
-    <aside class="panel" aria-label="Members">
+    <aside class="panel" aria-label="Members" aria-describedby={countId}>
       <PanelHead ui={ui} title="Members" />
-      <div class="panel-body">
+      <div class="panel-body" ref={body}>
         {conv.name !== LOBBY && conv.member.value && !conv.settings.value.archived && (
           <AddPeople key={conv.key} model={model} conv={conv} />
         )}
-        <h3>Online — {on.length}</h3>
-        <ul class="people" data-list="online">
+        <p id={countId} class="member-total">
+          {total.toLocaleString("en-US")} member{total === 1 ? "" : "s"}
+          {!complete && (
+            <span class="member-shown">
+              {` · ${members.length.toLocaleString("en-US")} listed`}
+            </span>
+          )}
+        </p>
+        <h3 id="members-online">Online{complete || lobby ? ` — ${on.length}` : ""}</h3>
+        <ul class="people" data-list="online" aria-labelledby="members-online">
           {on.map((n) => <Person key={n} model={model} ui={ui} conv={conv} name={n} online />)}
         </ul>
         {off.length > 0 && (
           <>
-            <h3>Offline — {off.length}</h3>
-            <ul class="people" data-list="offline">
+            <h3 id="members-offline">Offline{complete ? ` — ${off.length}` : ""}</h3>
+            <ul class="people" data-list="offline" aria-labelledby="members-offline">
               {off.map((n) => (
                 <Person key={n} model={model} ui={ui} conv={conv} name={n} online={false} />
               ))}
             </ul>
           </>
         )}
-        {conv.memberCount.value !== null && conv.memberCount.value > members.length && (
-          <p class="muted">
-            and {conv.memberCount.value - members.length} more, too many to list
-          </p>
+        {more && (
+          <div ref={sentinel} class="members-more" role="status">
+            {loading && (
+              <>
+                <span class="typing-dots" aria-hidden="true">
+                  <span />
+                  <span />
+                  <span />
+                </span>
+                Loading more members…
+              </>
+            )}
+          </div>
         )}
       </div>
       {conv.name !== LOBBY && conv.member.value && (
