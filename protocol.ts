@@ -1959,6 +1959,31 @@ export function mentionsRoom(text: string): boolean {
 }
 
 /**
+ * Why `text` may not go to `room` as this user's message or edit (a
+ * `forbidden` error), or null when it may: where only admins notify everyone
+ * (`restrictRoomMentions`), a member's `@room` or `@here` ({@link mentionsRoom}).
+ * The server refuses by it and the web app checks by it first, so both say
+ * the same words.
+ *
+ * @example
+ * ```ts
+ * import { roomMentionRefusal } from "./protocol.ts";
+ * const kind = { restrictRoomMentions: true as const };
+ * const why = roomMentionRefusal("dev", kind, { admin: false, text: "@here!" });
+ * if (why !== "Only admins may notify everyone in #dev with @room or @here") throw new Error(why!);
+ * if (roomMentionRefusal("dev", kind, { admin: true, text: "@here!" }) !== null) throw new Error();
+ * ```
+ */
+export function roomMentionRefusal(
+  room: string,
+  kind: RoomKind | null,
+  opts: { admin: boolean; text: string },
+): string | null {
+  if (!kind?.restrictRoomMentions || opts.admin || !mentionsRoom(opts.text)) return null;
+  return `Only admins may notify everyone in #${room} with @room or @here`;
+}
+
+/**
  * A message with a change applied (a new object; the input is not touched).
  * Clients merge `edited`, `deleted` and `reaction` frames with it; a change
  * older than the message's own `seq` is ignored.

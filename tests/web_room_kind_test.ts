@@ -4,16 +4,9 @@
  * which must be what the server allows, or users meet buttons that fail.
  */
 import assert from "node:assert/strict";
-import type { RoomKind } from "../protocol.ts";
-import { mentionRefusal, sendRefusal } from "../server/hub/rooms.ts";
-import {
-  kindNotices,
-  kindOf,
-  mentionClosed,
-  messageRights,
-  postingClosed,
-  sameKind,
-} from "../web/room_kind.ts";
+import { type RoomKind, roomMentionRefusal } from "../protocol.ts";
+import { sendRefusal } from "../server/hub/rooms.ts";
+import { kindNotices, kindOf, messageRights, postingClosed, sameKind } from "../web/room_kind.ts";
 
 /** Every combination of the four flags. */
 function allKinds(): RoomKind[] {
@@ -99,22 +92,30 @@ Deno.test("kindOf() keeps only the flags, and sameKind() ignores absent against 
   assert.ok(!sameKind({ archived: true }, {}));
 });
 
-Deno.test("mentionClosed() refuses a member's @room exactly where the server does, in its words", () => {
-  for (const kind of [{}, { restrictRoomMentions: true as const }, { private: true as const }]) {
+Deno.test("roomMentionRefusal() refuses only a member's @room or @here where only admins may use them", () => {
+  const words = "Only admins may notify everyone in #dev with @room or @here";
+  for (
+    const kind of [null, {}, { restrictRoomMentions: true as const }, { private: true as const }]
+  ) {
     for (const admin of [false, true]) {
-      for (const text of ["@room now", "@here", "mail ops@here.com", "@roomy", "hi"]) {
+      for (
+        const [text, notifies] of [
+          ["@room now", true],
+          ["@Here!", true],
+          ["mail ops@here.com", false],
+          ["@roomy", false],
+          ["hi", false],
+        ] as const
+      ) {
+        const refused = !!kind?.restrictRoomMentions && !admin && notifies;
         assert.equal(
-          mentionClosed("dev", kind, { admin, text }),
-          mentionRefusal(kind, "dev", { admin, text }),
+          roomMentionRefusal("dev", kind, { admin, text }),
+          refused ? words : null,
           `${JSON.stringify(kind)} admin=${admin} ${text}`,
         );
       }
     }
   }
-  assert.equal(
-    mentionClosed("dev", { restrictRoomMentions: true }, { admin: false, text: "@Here!" }),
-    "Only admins may notify everyone in #dev with @room or @here",
-  );
   assert.deepEqual(kindNotices("dev", "alice", {}, { restrictRoomMentions: true }), [
     "alice let only admins use @room and @here in #dev",
   ]);

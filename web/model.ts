@@ -55,6 +55,7 @@ import {
   type RenameRoomFrame,
   type ReplyRef,
   type RoomKind,
+  roomMentionRefusal,
   type RoomRename,
   type RoomRenamedFrame,
   type RoomSettingsChangedFrame,
@@ -78,7 +79,7 @@ import {
   replyRefOf,
 } from "./conversation.ts";
 import { Pacer } from "./pacer.ts";
-import { kindNotices, kindOf, mentionClosed, sameKind } from "./room_kind.ts";
+import { kindNotices, kindOf, sameKind } from "./room_kind.ts";
 import { bytes, segments } from "./text.ts";
 import {
   defaultUploader,
@@ -1161,7 +1162,7 @@ export class ChatModel {
     if (text === m.text) return null;
     const problem = this.tooLong(text) ??
       (conv.kind === "room"
-        ? mentionClosed(conv.name, conv.settings.value, {
+        ? roomMentionRefusal(conv.name, conv.settings.value, {
           admin: this.role.value === "admin",
           text,
         })

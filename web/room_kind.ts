@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { mentionsRoom, type RoomKind } from "../protocol.ts";
+import type { RoomKind } from "../protocol.ts";
 
 /** The flags of a room a frame carries (`joined`, a `rooms` entry), without anything else. */
 export function kindOf(f: RoomKind): RoomKind {
@@ -67,20 +67,6 @@ export function kindNotices(room: string, by: string, before: RoomKind, after: R
     );
   }
   return out;
-}
-
-/**
- * Why `text` may not go to a room of kind `kind` as this user's message or
- * edit, as the server says it, or null: where only admins notify everyone,
- * a member's `@room` or `@here` ({@link mentionsRoom}).
- */
-export function mentionClosed(
-  room: string,
-  kind: RoomKind,
-  opts: { admin: boolean; text: string },
-): string | null {
-  if (!kind.restrictRoomMentions || opts.admin || !mentionsRoom(opts.text)) return null;
-  return `Only admins may notify everyone in #${room} with @room or @here`;
 }
 
 /**

@@ -16,10 +16,11 @@ import {
   FrameError,
   MAX_REACTIONS,
   MAX_REACTIONS_TOTAL,
+  roomMentionRefusal,
   type Target,
 } from "../../protocol.ts";
 import { type AdminStore, record } from "../admin/admin.ts";
-import { mentionRefusal, type RoomKinds } from "./rooms.ts";
+import type { RoomKinds } from "./rooms.ts";
 import type { Applied, Change, ChangeRefusal } from "../store/store.ts";
 import { type Conn, takeTurn, type Turn, type User } from "./conn.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -67,7 +68,7 @@ export class Changes {
     if (target.room !== undefined) {
       // The new text alone decides: an edit must not put a member's @room
       // into a room where only admins may use it (an old one may be edited out).
-      const refusal = mentionRefusal(await this.#ctx.kinds.of(target.room), target.room, {
+      const refusal = roomMentionRefusal(target.room, await this.#ctx.kinds.of(target.room), {
         admin: this.#ctx.auth.role(user.name) === "admin",
         text: frame.text,
       });

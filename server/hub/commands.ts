@@ -19,6 +19,7 @@ import {
   LOBBY,
   MEMBERS_PAGE,
   type ReplyRef,
+  roomMentionRefusal,
   type Target,
 } from "../../protocol.ts";
 import { type Appended, type Draft, ReplyChanged, replyRef, RoomGone } from "../store/store.ts";
@@ -28,7 +29,7 @@ import { type Conn, takeTurn, type User } from "./conn.ts";
 import type { Directory } from "./directory.ts";
 import { encode, fitItems, headBytes, targetOf, withArrays } from "./frames.ts";
 import { sizeOf } from "./member_counts.ts";
-import { mentionRefusal, type RoomKinds, sendRefusal } from "./rooms.ts";
+import { type RoomKinds, sendRefusal } from "./rooms.ts";
 import type { SearchSlots } from "./replies.ts";
 import type { Typists } from "./typing.ts";
 import type { FilesContext, NodeContext } from "./context.ts";
@@ -171,7 +172,7 @@ export class Commands {
         const admin = this.#ctx.auth.role(user.name) === "admin";
         const kind = await this.#ctx.kinds.of(target.room);
         const refusal = sendRefusal(kind, target.room, admin) ??
-          mentionRefusal(kind, target.room, { admin, text: frame.text });
+          roomMentionRefusal(target.room, kind, { admin, text: frame.text });
         if (refusal !== null) throw new FrameError("forbidden", refusal, frame.ref);
       }
       if (!outsider) this.#ctx.typists.stop(conv, target, user.name);

@@ -21,7 +21,6 @@ import {
   FrameError,
   type InviteFrame,
   LOBBY,
-  mentionsRoom,
   type RenameRoomFrame,
   type RoomKind,
   type RoomRename,
@@ -167,21 +166,6 @@ export function sendRefusal(s: RoomSettings | null, room: string, admin: boolean
   if (s?.archived) return `#${room} is archived: it is kept, read-only`;
   if (s?.readOnly && !admin) return `Only admins post in #${room}: it is read-only`;
   return null;
-}
-
-/**
- * Why `text` may not go to a room of kind `s` (`forbidden`), or null when it
- * may: where admins keep `@room` and `@here` to themselves
- * (`restrictRoomMentions`), a member's text that notifies everyone
- * ({@link mentionsRoom}) — in a send or an edit alike.
- */
-export function mentionRefusal(
-  s: RoomSettings | null,
-  room: string,
-  opts: { admin: boolean; text: string },
-): string | null {
-  if (!s?.restrictRoomMentions || opts.admin || !mentionsRoom(opts.text)) return null;
-  return `Only admins may notify everyone in #${room} with @room or @here`;
 }
 
 /** What {@link RoomCommands} needs from the node. */
