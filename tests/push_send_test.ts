@@ -8,6 +8,7 @@ import { join } from "node:path";
 import webpush from "web-push";
 import { b64url, startPushEndpoint, unb64url } from "./push_endpoint.ts";
 import { waitUntil } from "./helpers.ts";
+import { makeCertificates } from "./test_certs.ts";
 import {
   type Deliverer,
   MAX_PAYLOAD_BYTES,
@@ -591,67 +592,10 @@ Deno.test("PushSender refuses at send time a public name that resolves to a priv
   }
 });
 
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`openssl: ${new TextDecoder().decode(out.stderr)}`);
-}
-
 Deno.test("PinnedProxy tunnels TLS to the checked address only", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "chat-push-tls-" });
   try {
-    // A CA, and a certificate for push.test signed by it.
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    await openssl(
-      dir,
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=push test CA",
-    );
-    await openssl(
-      dir,
-      "req",
-      ...ec,
-      "-keyout",
-      "key.pem",
-      "-out",
-      "leaf.csr",
-      "-subj",
-      "/CN=push.test",
-    );
-    await Deno.writeTextFile(
-      join(dir, "ext.cnf"),
-      "subjectAltName=DNS:push.test\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    );
-    await openssl(
-      dir,
-      "x509",
-      "-req",
-      "-in",
-      "leaf.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "cert.pem",
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-    );
-    const ca = await Deno.readTextFile(join(dir, "ca.pem"));
-    const cert = await Deno.readTextFile(join(dir, "cert.pem"));
-    const key = await Deno.readTextFile(join(dir, "key.pem"));
+    const { ca, cert, key } = await makeCertificates(dir, ["push.test"]);
     const seen: string[] = [];
     await using server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, cert, key, onListen() {} },

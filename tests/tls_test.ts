@@ -5,74 +5,10 @@
 import assert from "node:assert/strict";
 import { startTestServer } from "./helpers.ts";
 import { SERVE, spawnServer } from "./chat_process.ts";
+import { makeCertificates } from "./test_certs.ts";
 
 const USERS = { alice: "alice-pass" };
 const CLIENT = new URL("./fixtures/wss_client.ts", import.meta.url).pathname;
-
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", {
-    args,
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
-
-/** A CA (ca.pem) and a certificate for localhost and 127.0.0.1 signed by it (cert.pem, key.pem). */
-async function makeCertificates(dir: string): Promise<void> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(
-    dir,
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=chat test CA",
-  );
-  await openssl(
-    dir,
-    "req",
-    ...ec,
-    "-keyout",
-    "key.pem",
-    "-out",
-    "leaf.csr",
-    "-subj",
-    "/CN=localhost",
-  );
-  await Deno.writeTextFile(
-    `${dir}/ext.cnf`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl(
-    dir,
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "cert.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  );
-}
 
 async function runClient(
   url: string,
@@ -99,14 +35,16 @@ async function runClient(
 Deno.test("startServer() with --cert and --key serves https and wss", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "chat-tls-" });
   try {
-    await makeCertificates(dir);
+    const { ca, caFile, certFile, keyFile } = await makeCertificates(dir, [
+      "localhost",
+      "127.0.0.1",
+    ]);
     await using s = await startTestServer({
       users: USERS,
-      args: ["--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
+      args: ["--cert", certFile, "--key", keyFile],
     });
     const port = s.server.port;
     assert.equal(s.server.url, `https://127.0.0.1:${port}`);
-    const ca = await Deno.readTextFile(`${dir}/ca.pem`);
 
     await t.step("https answers with the security headers", async () => {
       using client = Deno.createHttpClient({ caCerts: [ca] });
@@ -130,7 +68,7 @@ Deno.test("startServer() with --cert and --key serves https and wss", async (t) 
     });
 
     await t.step("a client that trusts the CA chats over wss", async () => {
-      const r = await runClient(`wss://localhost:${port}/ws`, `${dir}/ca.pem`);
+      const r = await runClient(`wss://localhost:${port}/ws`, caFile);
       assert.equal(r.code, 0, r.out);
       assert.deepEqual(JSON.parse(r.out.trim().split("\n").at(-1)!), {
         user: "alice",
@@ -151,7 +89,8 @@ Deno.test("startServer() with --cert and --key serves https and wss", async (t) 
 Deno.test("main() with --cert and --key prints https and wss addresses; bad files are clear errors", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "chat-tls-" });
   try {
-    await makeCertificates(dir);
+    // Named as they are written (cert.pem, key.pem): the server runs in `dir`.
+    await makeCertificates(dir, ["localhost", "127.0.0.1"]);
     await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify(USERS));
     await t.step("banner", async () => {
       await using proc = await spawnServer(
