@@ -596,10 +596,13 @@ export class TerminalUI {
         if (f.room !== undefined && f.user !== undefined) {
           const members = this.#members.get(f.room);
           const count = this.#memberCounts.get(f.room);
-          const before = members?.size;
+          // A large room's list holds its first page: someone leaving may not be on it.
+          const partial = count !== undefined && members !== undefined && count > members.size;
+          let moved = false;
+          if (f.event === "join") moved = members !== undefined && !members.has(f.user);
           if (f.event === "join") members?.add(f.user);
-          else if (f.event === "leave") members?.delete(f.user);
-          if (count !== undefined && members?.size !== before) {
+          else if (f.event === "leave") moved = members?.delete(f.user) === true || partial;
+          if (count !== undefined && moved) {
             this.#memberCounts.set(f.room, count + (f.event === "join" ? 1 : -1));
           }
           // The answer to this client's own /invite or /kick said it already.

@@ -91,6 +91,11 @@ export interface MemberEvent {
    * it knows: it decides whether the change is posted (`--announce-below`).
    */
   count?: number;
+  /**
+   * Applied on this node only, and posted nowhere: the user was a member
+   * already (another node's join won the race and told everyone).
+   */
+  quiet?: boolean;
 }
 
 /** An admin changed what kind of room a room is. */

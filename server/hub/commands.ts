@@ -430,7 +430,7 @@ export class Commands {
   async members(conn: Conn, frame: ClientFrame & { type: "members" }): Promise<void> {
     const { room, after } = frame;
     if (!(await this.isMember(conn.user!, room))) {
-      throw new FrameError("unknown_room", `You are not in room "${room}"`, frame.ref);
+      throw await this.#notIn(conn.user!.name, room, frame.ref);
     }
     const limit = frame.limit ?? MEMBERS_PAGE;
     // One name beyond the page says whether another page follows.

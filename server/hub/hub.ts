@@ -37,7 +37,7 @@ import { DEFAULTS, MEMORY_FILES_QUOTA } from "../config.ts";
 import type { FileStore } from "../files/files.ts";
 import { MemoryFileStore } from "../files/memory.ts";
 import { FileUrls } from "../files/urls.ts";
-import { MemberCounts } from "./member_counts.ts";
+import { memberCountFrame, MemberCounts } from "./member_counts.ts";
 import { Joins } from "./join.ts";
 import { hold, receivers, type Route, Routes } from "./routes.ts";
 import type { Broker, BrokerEvent, MemberEvent, Origin, RenamedEvent } from "../broker/broker.ts";
@@ -542,10 +542,7 @@ export class Hub {
     this.#pushes.tick(now);
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
-    for (const [room, text] of this.#memberCounts.take(now)) {
-      const route = this.#routes.get(room);
-      if (route) this.#outbox.fanout(route.conns, text);
-    }
+    for (const room of this.#memberCounts.take(now)) this.#sendCount(room);
   }
 
   /**
@@ -1155,8 +1152,8 @@ export class Hub {
     const originConn = this.#originConn(e.origin);
     // Posted to every member only in rooms small enough; larger ones hear the
     // count, coalesced, so that a storm of sign-ins costs no frame per member.
-    const announced = this.#memberCounts.announces(e);
-    if (!announced) this.#memberCounts.note(e.room, e.count!);
+    const announced = !e.quiet && this.#memberCounts.announces(e);
+    if (!announced && !e.quiet) this.#memberCounts.note(e.room);
     const system = announced
       ? encode({
         type: "system",
@@ -1196,6 +1193,21 @@ export class Hub {
     if (user) this.#removeMember(user, e.room, e.by);
     const route = this.#routes.get(e.room);
     if (route && system !== null) this.#outbox.fanout(othersOf(route.conns, e.user), system);
+  }
+
+  /**
+   * Tells the members of `room` on this node its count, read from the store
+   * now: the newest, whatever order the changes were heard in.
+   */
+  #sendCount(room: string): void {
+    if (!this.#routes.get(room)) return;
+    this.#store.memberCount(room).then((count) => {
+      const route = this.#routes.get(room);
+      if (route) this.#outbox.fanout(route.conns, memberCountFrame(room, count));
+    }).catch((err) => {
+      // Told again with the room's next change.
+      this.#log.warn(`Could not count the members of "${room}": ${(err as Error).message}`);
+    });
   }
 
   /** Takes a room from the user's local state and tells its connections (and who removed them). */

@@ -142,7 +142,9 @@ export class Joins {
       origin: { node: this.#ctx.broker.node, conn: conn.id },
     };
     if (since !== undefined) event.since = since;
-    if (!joined.added) return this.#ctx.onMember(event);
+    // A member already (another connection's join, perhaps on another node,
+    // came first and was told): only this user's connections need their `joined`.
+    if (!joined.added) return this.#ctx.onMember({ ...event, quiet: true });
     event.count = joined.count;
     try {
       await this.#ctx.broker.publish(event);

@@ -7,6 +7,8 @@
  * Discord, rooms of `--announce-below` members or more stop posting joins
  * and leaves; their members get `{"type":"member_count",…}` instead, at most
  * once per interval per room, whatever the number of changes in between.
+ * The count sent is read from the store when it goes out, not taken from the
+ * events: nodes may hear changes in another order than the store made them.
  *
  * @module
  */
@@ -20,8 +22,8 @@ export const MEMBER_COUNT_INTERVAL = 1000;
 export class MemberCounts {
   #below: number;
   #interval: number;
-  /** Rooms whose count changed since it last went out, with the newest count. */
-  #due = new Map<string, number>();
+  /** Rooms whose count changed since it last went out. */
+  #due = new Set<string>();
   #last = -Infinity;
 
   /**
@@ -42,30 +44,29 @@ export class MemberCounts {
     return (e.joined ? e.count : e.count + 1) < this.#below;
   }
 
-  /** Notes a room's count after a change that was not posted. */
-  note(room: string, count: number): void {
-    this.#due.set(room, count);
+  /** Notes a change in `room` that was not posted: its count goes out on a later tick. */
+  note(room: string): void {
+    this.#due.add(room);
   }
 
-  /** A room was renamed or is gone: its pending count follows or goes. */
-  moved(room: string, to?: string): void {
-    const n = this.#due.get(room);
-    if (n === undefined) return;
-    this.#due.delete(room);
-    if (to !== undefined) this.#due.set(to, n);
+  /** A room was renamed: its pending count follows it. */
+  moved(room: string, to: string): void {
+    if (this.#due.delete(room)) this.#due.add(to);
   }
 
-  /** The counts due at `now` (ms), each as its frame's text; empty between intervals. */
-  take(now: number): [room: string, text: string][] {
+  /** The rooms whose count is due at `now` (ms); none between intervals. */
+  take(now: number): string[] {
     if (this.#due.size === 0 || now - this.#last < this.#interval) return [];
     this.#last = now;
-    const out: [string, string][] = [];
-    for (const [room, count] of this.#due) {
-      out.push([room, JSON.stringify({ type: "member_count", room, count })]);
-    }
+    const out = [...this.#due];
     this.#due.clear();
     return out;
   }
+}
+
+/** The frame that tells a room's members its count. */
+export function memberCountFrame(room: string, count: number): string {
+  return JSON.stringify({ type: "member_count", room, count });
 }
 
 /**

@@ -327,7 +327,9 @@ export class PushDispatcher {
   async #message(msg: ChatMessage): Promise<void> {
     if (msg.deleted) return;
     if (this.#any !== true) {
-      this.#any = await this.#store.anySubscriptions();
+      const any = await this.#store.anySubscriptions();
+      // subscribed() may have said so while the store was asked: that stands.
+      if ((this.#any as boolean | null) !== true) this.#any = any;
       this.#anyAt = this.#now();
       if (!this.#any) return;
     }
