@@ -28,17 +28,30 @@ export interface Spec {
   urls: string[];
   /** Server process ids, for CPU and memory readings. */
   pids: number[];
-  scenario: "fanout" | "rate" | "living" | "rooms" | "idle" | "search";
+  scenario: "fanout" | "rate" | "living" | "rooms" | "idle" | "search" | "signin" | "c100k";
   /** Receivers in the room (fanout, rate, living). */
   receivers?: number;
   /** Messages in flight at most (fanout). */
   inflight?: number;
   /** Messages per second (rate), or frames per second of every kind (living). */
   rate?: number;
-  /** Clients (rooms), or connections (idle). */
+  /** Clients (rooms), or connections (idle, signin, c100k). */
   clients?: number;
-  /** Members per room (rooms). */
+  /** Members per room (rooms); for signin, the room each user joins after general. */
   roomSize?: number;
+  /**
+   * Loopback source addresses the connections are spread over, 127.0.0.1 and
+   * up (signin, c100k): one address has about 28,000 ephemeral ports to a server port.
+   */
+  sources?: number;
+  /** Messages sent at once into the room when everyone is in (c100k). */
+  messages?: number;
+  /**
+   * Milliseconds of each CPU reading while waiting for the servers to go
+   * quiet (idle, signin, c100k): quiet is under 5 % of a core over one.
+   * @default 500
+   */
+  quietMs?: number;
   /** Unmeasured seconds before the window. */
   warmup?: number;
   /** Measured seconds. */
@@ -83,8 +96,21 @@ export interface Result {
   rssBaseMB?: number;
   rssMB?: number;
   rssPerConnKB?: number;
-  /** Text received per connection while connecting and settling (idle), in KB. */
+  /** Text received per connection while connecting and settling (idle, signin, c100k), in KB. */
   inPerConnKB?: number;
+  /**
+   * Time from opening a connection until it was ready (signed in and joined
+   * for the chat) while connecting (idle, signin, c100k): p50, p99 and the slowest.
+   */
+  connectP50Ms?: number;
+  connectP99Ms?: number;
+  connectMaxMs?: number;
+  /** Connections the server closed before the scenario did (signin, c100k): should be 0. */
+  dropped?: number;
+  /** Distinct source addresses of the connections, read from the kernel's socket table (with `sources`). */
+  sourceAddresses?: number;
+  /** Presence frames received once signed in, over all connections (c100k): presence was on. */
+  presenceFrames?: number;
   /** Searches answered during the window (search). */
   searches?: number;
   searchP50Ms?: number;
@@ -158,12 +184,30 @@ type Client = WebSocket;
 type Handler = (this: WebSocket, e: MessageEvent) => void;
 
 /**
- * Opens one client; for the chat it signs in as `name` and joins `room`.
- * Resolves once the client is ready, with `onFrame` installed.
+ * Deno's WebSocket constructor with its `client` option (an HTTP client, which
+ * may set `localAddress`); the DOM types this project also loads hide it.
  */
-function connect(spec: Spec, url: string, name: string, room: string, onFrame: Handler) {
+const WebSocketVia = WebSocket as unknown as new (
+  url: string,
+  options: { client: Deno.HttpClient },
+) => WebSocket;
+
+/**
+ * Opens one client; for the chat it signs in as `name` and joins `room`.
+ * Resolves once the client is ready, with `onFrame` installed. A `client`
+ * (an HTTP client with a `localAddress`) picks the connection's source address.
+ */
+function connect(
+  spec: Spec,
+  url: string,
+  name: string,
+  room: string,
+  onFrame: Handler,
+  client?: Deno.HttpClient,
+) {
   return new Promise<Client>((resolve, reject) => {
-    const ws = new WebSocket(spec.target === "relay" ? `${url}?room=${room}` : url);
+    const to = spec.target === "relay" ? `${url}?room=${room}` : url;
+    const ws = client ? new WebSocketVia(to, { client }) : new WebSocket(to);
     const timer = setTimeout(
       () => fail(new Error(`Client "${name}" not ready in time`)),
       CONNECT_TIMEOUT,
@@ -204,7 +248,10 @@ function connect(spec: Spec, url: string, name: string, room: string, onFrame: H
         if (room === "general") return ready();
         ws.send(JSON.stringify({ type: "join", room }));
       }
-      if (welcomed && data.includes('"type":"joined"')) ready();
+      // A first sign-in may be told of general too: wait for this room's answer.
+      if (welcomed && data.includes('"type":"joined"') && data.includes(`"room":"${room}"`)) {
+        ready();
+      }
     };
   });
 }
@@ -765,44 +812,251 @@ async function rooms(spec: Spec): Promise<Result> {
 /**
  * `clients` signed-in connections doing nothing. A first pass signs every
  * user in once and out again, so the measured pass is returning users (a
- * first sign-in joins the lobby, which every member is told about).
+ * first sign-in joins the lobby, which every member is told about: `signin`
+ * measures that).
  */
 async function idle(spec: Spec): Promise<Result> {
   const n = spec.clients ?? 5000, concurrency = spec.concurrency ?? 200;
   const urls = spec.urls;
-  let chars = 0;
-  const count = (e: MessageEvent) => void (chars += (e.data as string).length);
-  const open = (i: number) => connect(spec, urls[i % urls.length], `i${i}`, "general", count);
+  const open = (i: number) => connect(spec, urls[i % urls.length], `i${i}`, "general", countText);
   // Warm-up: the same users once, a few at a time, each closed right away.
   await openAll(n, concurrency, async (i) => {
     const ws = await open(i);
     await closeAll([ws]);
     return ws;
   });
+  const { clients, fields } = await storm(spec, n, concurrency, open);
+  await closeAll(clients);
+  return fields;
+}
+
+/**
+ * `clients` users who were never seen before sign in, `concurrency` at a
+ * time: each joins general (a first sign-in does that by itself) and, with
+ * `roomSize`, then a room of that many. The relay just connects (to a room
+ * of `roomSize`, or general). Names are new on every run: the server never
+ * saw them, whatever it keeps.
+ */
+async function signin(spec: Spec): Promise<Result> {
+  const n = spec.clients ?? 5000, size = spec.roomSize;
+  const urls = spec.urls, prefix = freshPrefix();
+  const room = (i: number) => (size ? `r${Math.floor(i / size)}` : "general");
+  const via = sourceClients(spec);
+  try {
+    const { clients, fields } = await storm(
+      spec,
+      n,
+      spec.concurrency ?? 200,
+      (i) =>
+        connect(
+          spec,
+          urls[i % urls.length],
+          `${prefix}${i}`,
+          room(i),
+          countText,
+          via[i % via.length],
+        ),
+    );
+    if (via.length > 1) fields.sourceAddresses = sourceAddresses(urls);
+    await closeAll(clients);
+    return fields;
+  } finally {
+    for (const c of via) c?.close();
+  }
+}
+
+/**
+ * C100k: `clients` first-time users (as in `signin`) all in general, their
+ * connections spread over `sources` loopback source addresses (one address
+ * runs out of ephemeral ports near 28,000 connections); presence is
+ * on (the server's default). Once everyone is in and the server is quiet,
+ * the first client sends `messages` messages into general at once and every
+ * other connection's copies are counted as they arrive: deliveries/s is
+ * their number over the time from the first send to the last delivery.
+ * Every process needs an open-file limit above `clients`.
+ */
+async function c100k(spec: Spec): Promise<Result> {
+  const n = spec.clients ?? 100_000, k = spec.messages ?? 10;
+  const urls = spec.urls, prefix = freshPrefix();
+  const via = sourceClients(spec);
+  let delivered = 0, lastAt = 0, presence = 0;
+  const receive = (counts: boolean): Handler => (e) => {
+    const data = e.data as string;
+    heldChars += data.length;
+    if (data.includes('"type":"presence"')) presence++;
+    if (counts) {
+      scan(data, () => delivered++);
+      lastAt = performance.now();
+    }
+  };
+  try {
+    const { clients, fields } = await storm(
+      spec,
+      n,
+      spec.concurrency ?? 200,
+      // Client 0 sends: its own copies (the chat echoes) are not deliveries.
+      (i) =>
+        connect(
+          spec,
+          urls[i % urls.length],
+          `${prefix}${i}`,
+          "general",
+          receive(i > 0),
+          via[i % via.length],
+        ),
+    );
+    const addresses = sourceAddresses(urls);
+    const expected = k * (n - 1), t0 = performance.now();
+    for (let s = 0; s < k; s++) clients[0].send(messageFrame("general", s));
+    // Until every copy is in, or none came for 10 s (then some are missing).
+    let last = 0, lastProgress = performance.now();
+    while (delivered < expected && performance.now() - lastProgress < 10_000) {
+      await delay(5);
+      if (delivered !== last) (last = delivered, lastProgress = performance.now());
+    }
+    const seconds = (lastAt - t0) / 1000;
+    await closeAll(clients);
+    return {
+      ...fields,
+      sourceAddresses: addresses,
+      presenceFrames: presence,
+      sent: k,
+      deliveries: delivered,
+      deliveriesPerSec: seconds > 0 ? Math.round(delivered / seconds) : 0,
+      missing: expected - delivered,
+    };
+  } finally {
+    for (const c of via) c?.close();
+  }
+}
+
+/**
+ * One HTTP client per source address of `spec.sources` (127.0.0.1 and up),
+ * for {@link connect}: the WebSocket API itself has no local-address option.
+ * Without `sources`, one entry that leaves the choice to the kernel.
+ */
+function sourceClients(spec: Spec): (Deno.HttpClient | undefined)[] {
+  if (!spec.sources) return [undefined];
+  return Array.from(
+    { length: spec.sources },
+    (_, i) => Deno.createHttpClient({ localAddress: `127.0.0.${i + 1}` }),
+  );
+}
+
+/** Text received by ready clients (idle, signin, c100k), beside {@link setupChars}. */
+let heldChars = 0;
+const countText: Handler = (e) => void (heldChars += (e.data as string).length);
+
+/** A name prefix no earlier run used. */
+function freshPrefix(): string {
+  return `u${crypto.randomUUID().slice(0, 8)}-`;
+}
+
+/**
+ * After the servers have quieted down, opens `n` clients with `open`,
+ * `concurrency` handshakes at a time, and once the servers are quiet again
+ * reads what the connections cost them: connections/s, RSS per connection,
+ * text received per connection, and the servers' CPU while connecting.
+ */
+async function storm(
+  spec: Spec,
+  n: number,
+  concurrency: number,
+  open: (i: number) => Promise<Client>,
+): Promise<{ clients: Client[]; fields: Result }> {
+  needOpenFiles(spec, n);
   await quiet(spec);
   const rssBase = sumRss(spec);
-  chars = setupChars = 0;
+  let dropped = 0;
+  heldChars = setupChars = 0;
   const from = sample(spec);
   const t0 = performance.now();
-  const clients = await openAll(n, concurrency, open);
+  const took = new Histogram();
+  const clients = await openAll(n, concurrency, async (i) => {
+    const t = performance.now();
+    const ws = await open(i);
+    took.record((performance.now() - t) * 1000);
+    // Closed by the server before the scenario closes it (a slow consumer, say).
+    ws.onclose = () => void dropped++;
+    return ws;
+  });
   const connectSeconds = (performance.now() - t0) / 1000;
   const u = usage(spec, from);
   await quiet(spec);
   const rss = sumRss(spec);
-  const received = chars + setupChars;
-  await closeAll(clients);
+  const received = heldChars + setupChars;
   const mb = (b: number | null) => (b === null ? undefined : Math.round(b / 1048576 * 10) / 10);
   return {
-    connections: n,
-    connsPerSec: Math.round(n / connectSeconds),
-    rssBaseMB: mb(rssBase),
-    rssMB: mb(rss),
-    rssPerConnKB: rss === null || rssBase === null
-      ? undefined
-      : Math.round((rss - rssBase) / n / 1024 * 100) / 100,
-    inPerConnKB: Math.round(received / n / 1024 * 100) / 100,
-    ...u,
+    clients,
+    fields: {
+      connections: n,
+      connsPerSec: Math.round(n / connectSeconds),
+      rssBaseMB: mb(rssBase),
+      rssMB: mb(rss),
+      rssPerConnKB: rss === null || rssBase === null
+        ? undefined
+        : Math.round((rss - rssBase) / n / 1024 * 100) / 100,
+      inPerConnKB: Math.round(received / n / 1024 * 100) / 100,
+      connectP50Ms: ms(took.quantile(0.5)),
+      connectP99Ms: ms(took.quantile(0.99)),
+      connectMaxMs: ms(took.max),
+      dropped,
+      ...u,
+    },
   };
+}
+
+/** The soft open-file limit of a process, from /proc (null where it cannot be read). */
+function openFileLimit(pid: number | "self"): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(
+      Deno.readTextFileSync(`/proc/${pid}/limits`),
+    );
+    return m === null ? null : m[1] === "unlimited" ? Infinity : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Fails early, saying why, when this process cannot hold `n` sockets or a
+ * server its share of them (with room for the files a process opens anyway).
+ */
+function needOpenFiles(spec: Spec, n: number): void {
+  for (const pid of ["self" as const, ...spec.pids]) {
+    const need = (pid === "self" ? n : Math.ceil(n / spec.urls.length)) + 1000;
+    const limit = openFileLimit(pid);
+    if (limit === null || limit >= need) continue;
+    const who = pid === "self" ? "the load generator" : `server process ${pid}`;
+    throw new RangeError(
+      `Cannot hold ${n} connections: ${who} may open ${limit} files, ${need} needed ` +
+        "(raising the hard limit needs CAP_SYS_RESOURCE)",
+    );
+  }
+}
+
+/**
+ * How many distinct source addresses this machine's established TCP
+ * connections to the first server have, read from /proc/net/tcp: the proof
+ * that the connections really were spread (0 where it cannot be read).
+ */
+function sourceAddresses(urls: string[]): number {
+  const port = Number(new URL(urls[0]).port).toString(16).toUpperCase().padStart(4, "0");
+  // 127.0.0.1 as the kernel writes it: the bytes of the address in host order (little-endian).
+  const server = `0100007F:${port}`;
+  let table: string;
+  try {
+    table = Deno.readTextFileSync("/proc/self/net/tcp");
+  } catch {
+    return 0;
+  }
+  const seen = new Set<string>();
+  for (const line of table.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    // sl, local address, remote address, state (01: established).
+    if (f[2] === server && f[3] === "01") seen.add(f[1].slice(0, 8));
+  }
+  return seen.size;
 }
 
 function sumRss(spec: Spec): number | null {
@@ -816,11 +1070,11 @@ function sumRss(spec: Spec): number | null {
 
 /** Waits until the servers are nearly idle (at most 30 s): late broadcasts done, memory settled. */
 async function quiet(spec: Spec): Promise<void> {
-  const deadline = performance.now() + 30_000;
-  await delay(500);
+  const deadline = performance.now() + 30_000, step = spec.quietMs ?? 500;
+  await delay(step);
   while (performance.now() < deadline) {
     const from = sample(spec);
-    await delay(500);
+    await delay(step);
     const { serverCpu } = usage(spec, from);
     if (serverCpu === null || serverCpu < 0.05) return;
   }
@@ -946,7 +1200,7 @@ async function search(spec: Spec): Promise<Result> {
   };
 }
 
-const SCENARIOS = { fanout, rate, living, rooms, idle, search };
+const SCENARIOS = { fanout, rate, living, rooms, idle, search, signin, c100k };
 
 /** Runs one scenario. */
 export function runScenario(spec: Spec): Promise<Result> {

@@ -12,6 +12,10 @@ const SCENARIOS = [
   "rooms",
   "idle5k",
   "idle15k",
+  "signin5k",
+  // Opt-in at full size, but --short runs them (small) so they cannot rot.
+  "signin50k",
+  "c100k",
 ];
 const TARGETS = ["relay", "chat"];
 /** Scenarios only the chat runs (the relay has no uploads). */
@@ -55,6 +59,35 @@ const FIELDS: Record<string, string[]> = {
   rooms: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
   idle5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
   idle15k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
+  signin5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB", "dropped"],
+  signin50k: [
+    "connections",
+    "connsPerSec",
+    "rssPerConnKB",
+    "rssMB",
+    "inPerConnKB",
+    "dropped",
+    "sourceAddresses",
+  ],
+  c100k: [
+    "connections",
+    "connsPerSec",
+    "rssPerConnKB",
+    "rssMB",
+    "inPerConnKB",
+    "dropped",
+    "sourceAddresses",
+    "presenceFrames",
+    "deliveries",
+    "deliveriesPerSec",
+    "missing",
+  ],
+};
+/** Connections and source addresses of the short sizes (bench/run.ts), as the kernel saw them. */
+const SHORT_SIZES: Record<string, { connections: number; sourceAddresses?: number }> = {
+  signin5k: { connections: 200 },
+  signin50k: { connections: 300, sourceAddresses: 2 },
+  c100k: { connections: 300, sourceAddresses: 3 },
 };
 FIELDS["fanout+upload"] = [...FIELDS.fanout, ...UPLOAD_FIELDS];
 FIELDS["rate50+upload"] = [...FIELDS.rate50, ...UPLOAD_FIELDS];
@@ -108,6 +141,17 @@ Deno.test("deno task bench --short completes and reports every scenario for both
         );
       }
       if ("missing" in result) assert.equal(result.missing, 0, `${where}: deliveries lost`);
+      // The server's default --max-buffered dropped no slow consumer.
+      if ("dropped" in result) assert.equal(result.dropped, 0, `${where}: connections dropped`);
+      const size = SHORT_SIZES[row.scenario];
+      if (size) {
+        assert.equal(result.connections, size.connections, where);
+        // The connections really came from that many loopback addresses.
+        assert.equal(result.sourceAddresses, size.sourceAddresses, where);
+      }
+      if (row.scenario === "c100k" && row.target === "chat") {
+        assert.ok((result.presenceFrames as number) > 0, `${where}: no presence frame`);
+      }
       if ("deliveries" in result) assert.ok((result.deliveries as number) > 0, where);
       if (CHAT_ONLY.includes(row.scenario)) {
         // The 25 MB upload (the server's default --max-upload) was stored while the traffic ran.
@@ -129,6 +173,10 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       "p99 at 50 msg/s",
       "p99 at 50 frames/s, a quarter edits and reactions",
       "RSS per idle connection",
+      "RSS per connection, 5,000 first-time sign-ins",
+      "connections/s, 5,000 first-time sign-ins",
+      "RSS per connection, 50,000 first-time sign-ins",
+      "connections/s, 50,000 first-time sign-ins",
     ]);
     // Each upload run beside the same scenario without it, for the chat.
     assert.deepEqual(
