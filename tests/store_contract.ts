@@ -257,6 +257,7 @@ export function storeContract<S extends Store>(
 
   test("join(), leave(), members(), roomsOf() and rooms() track membership", async (s) => {
     assert.equal(await s.roomExists("ops"), false);
+    assert.equal(await s.roomCount(), 0);
     assert.deepEqual(await s.join("alice", "ops"), { added: true, created: true, count: 1 });
     assert.deepEqual(await s.join("alice", "ops"), { added: false, created: false, count: 1 });
     assert.deepEqual(await s.join("bob", "ops"), { added: true, created: false, count: 2 });
@@ -275,6 +276,7 @@ export function storeContract<S extends Store>(
     assert.deepEqual(await s.members("ops"), ["bob"]);
     assert.deepEqual(await s.roomsOf("alice"), ["general"]);
     assert.equal(await s.roomExists("ops"), true, "a room outlives its members leaving");
+    assert.equal(await s.roomCount(), 2, "as many as rooms() lists");
   });
 
   test("membersPage() pages through a room as members() lists it, with the count", async (s) => {
@@ -2109,9 +2111,12 @@ export function storeContract<S extends Store>(
 
   test("renameRoom() moves history, replies, reactions, search, members, markers, topic, settings", async (s) => {
     const before = await roomToRename(s, settle);
+    const rooms = await s.roomCount();
     assert.equal(await s.renameRoom("ops", "deploys"), "renamed");
     await settle(s);
     await assertRenamed(s, before);
+    assert.equal(await s.roomCount(), rooms, "a rename counts one room still");
+    assert.equal(await s.roomCount(), (await s.rooms()).length);
     // Changes under the new name reach what moved: the reply follows its original.
     const top = before.history.seq;
     const edited = await s.change({

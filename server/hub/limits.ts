@@ -177,7 +177,9 @@ export class RoomQuota {
     }
     if (
       this.#maxTotal !== Infinity &&
-      (await this.#store.rooms()).length + this.#pendingTotal >= this.#maxTotal
+      // The count alone: listing every room (and its members) per new room
+      // made each creation cost the whole chat.
+      await this.#store.roomCount() + this.#pendingTotal >= this.#maxTotal
     ) {
       throw new FrameError(
         "limit_reached",

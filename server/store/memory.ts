@@ -511,6 +511,11 @@ export class MemoryStore implements Store {
     return Promise.resolve(this.#rooms.has(room));
   }
 
+  /** How many rooms there are. */
+  roomCount(): Promise<number> {
+    return Promise.resolve(this.#rooms.size);
+  }
+
   /** Adds a member, creating the room (private when asked; an existing room keeps its settings). */
   join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const created = !this.#rooms.has(room);

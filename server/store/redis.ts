@@ -1616,6 +1616,11 @@ export class RedisStore implements Store {
     return await this.#call(["HEXISTS", `${this.#prefix}rooms`, room]) === 1;
   }
 
+  /** How many rooms there are: one HLEN. */
+  async roomCount(): Promise<number> {
+    return Number(await this.#call(["HLEN", `${this.#prefix}rooms`]));
+  }
+
   /** Adds a member, creating the room (private when asked) in the same script. */
   async join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const wish = create?.private ? "1" : "";

@@ -791,6 +791,11 @@ export class SqliteStore implements Store {
     return this.#read(() => this.#sql.roomExists.get(room) !== undefined);
   }
 
+  /** How many rooms there are (the rooms table alone: no member is counted). */
+  roomCount(): Promise<number> {
+    return this.#read(() => Number(this.#sql.roomCount.get()?.n ?? 0));
+  }
+
   /**
    * Adds a member (creating the room, private when asked) in the next
    * commit; a room that exists keeps its settings (the insert is ignored).
@@ -1884,6 +1889,7 @@ function statements(db: DatabaseSync) {
     topic: p("SELECT topic FROM rooms WHERE name = ?"),
     setTopic: p("UPDATE rooms SET topic = ?2 WHERE name = ?1 AND topic <> ?2"),
     roomExists: p("SELECT 1 FROM rooms WHERE name = ?"),
+    roomCount: p("SELECT count(*) AS n FROM rooms"),
     createRoom: p(
       "INSERT OR IGNORE INTO rooms (name, creator, created, private) VALUES (?, ?, ?, ?)",
     ),

@@ -404,6 +404,8 @@ export interface Store {
   rooms(): Promise<RoomInfo[]>;
   /** Whether a room exists. */
   roomExists(room: string): Promise<boolean>;
+  /** How many rooms there are (as many as {@link rooms} lists), without reading them. */
+  roomCount(): Promise<number>;
   /**
    * Adds `user` to `room`, creating the room (with `user` as its creator) if
    * it is new, private when `create.private` is true. The settings of a room
