@@ -79,6 +79,28 @@ Deno.test("Hub.tick() clears typing after the timeout and ends sign-in windows",
   assert.equal(silent.closed?.code, 4001);
 });
 
+Deno.test("Hub: the time to sign in counts from the socket's open, not from its upgrade", async () => {
+  await using h = await setup();
+  // Under a storm of handshakes the socket may open seconds after its upgrade was accepted.
+  const late = new FakeSocket();
+  const conn = h.hub.open(late, { addr: "127.0.0.1" });
+  h.advance(9_000);
+  h.hub.opened(conn);
+  h.advance(9_000);
+  await h.until(() => true);
+  assert.equal(late.closed, null, "18 s after the upgrade, 9 s after the open: still waiting");
+  h.advance(1_001);
+  await h.until(() => late.closed !== null);
+  assert.equal((late.take("error")[0] as { code: string }).code, "not_authenticated");
+  assert.equal((late.closed as { code?: number } | null)?.code, 4001);
+  // A socket that never opens times out from its upgrade.
+  const never = new FakeSocket();
+  h.hub.open(never, { addr: "127.0.0.1" });
+  h.advance(10_001);
+  await h.until(() => never.closed !== null);
+  assert.equal(never.closed?.code, 4001);
+});
+
 Deno.test("Hub presence counts users, not connections, and coalesces changes per tick", async () => {
   await using h = await setup();
   const a = await h.connect("alice");

@@ -74,8 +74,12 @@ export class Conn implements Bucket {
    * reached the store (null when none is on its way): see {@link takeTurn}.
    */
   storeTail: Promise<void> | null = null;
-  /** When the connection opened (ms). */
-  readonly opened: number;
+  /**
+   * When the connection opened (ms): when its upgrade was accepted, then when
+   * its socket opened. The time to sign in counts from the latter, when the
+   * client can first send: under a storm of handshakes the two are seconds apart.
+   */
+  opened: number;
   /** Token bucket: frames left and when it was last refilled. */
   tokens: number;
   refilled: number;

@@ -421,10 +421,16 @@ export class Hub {
     return conn;
   }
 
-  /** The socket is open: refuses the connection now if {@link open} decided so. */
+  /**
+   * The socket is open: refuses the connection now if {@link open} decided
+   * so, else its time to sign in starts now.
+   */
   opened(conn: Conn): void {
     const r = conn.refusal;
-    if (r === null) return;
+    if (r === null) {
+      if (!conn.closed && conn.user === null) conn.opened = this.#now();
+      return;
+    }
     conn.refusal = null;
     if (r.error) {
       const { code, message, retryAfter } = r.error;
