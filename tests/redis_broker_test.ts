@@ -103,6 +103,36 @@ Deno.test("RedisBroker tells the other nodes who comes online and goes offline, 
   assert.deepEqual([...b.broker.onlineUsers()], ["bob"]);
 });
 
+Deno.test("RedisBroker: someone online on two nodes stays online until both let go, one change at a time", async () => {
+  await using redis = await RedisServer.start();
+  await using a = await openNode(redis, { node: "a" });
+  await using b = await openNode(redis, { node: "b" });
+  const heardA: (string | undefined)[] = [], heardB: (string | undefined)[] = [];
+  a.broker.onPresence((user) => heardA.push(user));
+  b.broker.onPresence((user) => heardB.push(user));
+  const dana = (heard: (string | undefined)[]) => heard.filter((u) => u === "dana").length;
+  a.broker.online("dana");
+  b.broker.online("dana");
+  // One node's changes arrive in order: hearing the next one says the node heard dana's.
+  a.broker.online("finn");
+  b.broker.online("erin");
+  await waitUntil(() => heardA.includes("erin") && heardB.includes("finn"), "each hears the other");
+  // dana leaves node a: still online on b, so nobody hears a change.
+  a.broker.offline("dana");
+  a.broker.online("gus");
+  await waitUntil(() => heardB.includes("gus"), "b hears what a did after dana's offline");
+  assert.equal(a.broker.isOnline("dana"), true, "online on b still");
+  assert.equal(b.broker.isOnline("dana"), true);
+  assert.equal(dana(heardA), 1, "a heard dana come once, and not go");
+  assert.equal(dana(heardB), 1);
+  b.broker.offline("dana");
+  await waitUntil(() => dana(heardA) === 2, "a hears dana go");
+  assert.equal(dana(heardB), 2);
+  assert.equal(a.broker.isOnline("dana"), false);
+  assert.equal(b.broker.isOnline("dana"), false);
+  assert.deepEqual([...a.broker.onlineUsers()].sort(), ["erin", "finn", "gus"]);
+});
+
 Deno.test("RedisBroker.status is degraded while Redis is down, ok once it serves again, and catches up", async () => {
   await using redis = await RedisServer.start();
   await using a = await openNode(redis, { heartbeat: 50 });

@@ -638,7 +638,7 @@ export class RedisBroker implements Broker {
 
   #changed(user: string, on: boolean): void {
     const v = ++this.#version;
-    this.#recompute();
+    this.#recomputeOne(user);
     if (this.#closed) return;
     const payload = `\n\n\n${JSON.stringify({ kind: "presence", node: this.node, user, on, v })}`;
     // A failure is repaired by the next heartbeat, which writes the whole set.
@@ -666,10 +666,33 @@ export class RedisBroker implements Broker {
     n.v = e.v;
     if (e.on) n.users.add(e.user);
     else n.users.delete(e.user);
-    this.#recompute();
+    this.#recomputeOne(e.user);
   }
 
-  /** Rebuilds the set of online users; calls the presence handler when it changed. */
+  /**
+   * One user's status after a change of theirs, in O(nodes): rebuilding the
+   * whole set per sign-in made a storm of N sign-ins cost O(N²).
+   */
+  #recomputeOne(user: string): void {
+    let on = this.#local.has(user);
+    if (!on) {
+      for (const n of this.#remote.values()) {
+        if (n.users.has(user)) {
+          on = true;
+          break;
+        }
+      }
+    }
+    if (on === this.#union.has(user)) return;
+    if (on) this.#union.add(user);
+    else this.#union.delete(user);
+    this.#presence(user);
+  }
+
+  /**
+   * Rebuilds the set of online users (after a heartbeat replaced what other
+   * nodes hold, or a node went); calls the presence handler for each change.
+   */
   #recompute(): void {
     const next = new Set(this.#local);
     for (const n of this.#remote.values()) for (const u of n.users) next.add(u);
