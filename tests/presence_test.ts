@@ -183,3 +183,27 @@ Deno.test("server: presence switches to deltas above the threshold; welcome keep
     await closeAll(...clients);
   }
 });
+
+Deno.test("Presence keeps the online list sorted through thousands of changes, and counts it", () => {
+  const o = online();
+  const expected = new Set<string>();
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let i = 0; i < 5000; i++) {
+    const user = `u${next() % 3000}`;
+    if (next() % 3 === 0 && expected.has(user)) {
+      expected.delete(user);
+      o.remove(user);
+    } else if (!expected.has(user)) {
+      expected.add(user);
+      o.add(user);
+    }
+    if (i % 997 === 0) assert.deepEqual(o.p.online(), [...expected].sort());
+  }
+  assert.deepEqual(o.p.online(), [...expected].sort());
+  assert.equal(o.p.count(), expected.size);
+  // An unknown change rebuilds from the source: the same list.
+  o.p.changed();
+  assert.deepEqual(o.p.online(), [...expected].sort());
+  assert.equal(o.p.count(), expected.size);
+});

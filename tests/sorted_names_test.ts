@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SortedNames } from "../server/store/sorted_names.ts";
+import { SortedNames } from "../server/sorted_names.ts";
 
 /** A small seeded generator (mulberry32): a failure repeats with its seed. */
 function random(seed: number): () => number {

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { SortedNames } from "../sorted_names.ts";
 
 /** Online users up to which presence frames carry the full list. */
 export const PRESENCE_FULL_MAX = 200;
@@ -51,14 +52,20 @@ export class Presence {
   #maxInterval: number;
   #maxChanges: number;
   #namesMax: number;
-  /** Online users, sorted; rebuilt from the source when `#stale`. */
-  #sorted: string[] = [];
+  /**
+   * Online users, sorted; rebuilt from the source when `#stale`. A chunked
+   * sorted list: a sign-in moves a chunk, not the whole list (an array's
+   * splice made a storm of N sign-ins O(N²)).
+   */
+  #sorted = new SortedNames();
+  /** `#sorted` as an array, built when asked for after a change. */
+  #list: string[] | null = [];
   #stale = false;
   #json: string | null = "[]";
   /** Users whose status changed since the last frame. */
   #changed = new Set<string>();
-  /** The online set as of the last frame. */
-  #sent = new Set<string>();
+  /** The online set as of the last frame (null after a count-only frame). */
+  #sent: Set<string> | null = new Set<string>();
   #dirty = false;
   /** When the last frame went out (ms). */
   #last = -Infinity;
@@ -87,21 +94,29 @@ export class Presence {
       return;
     }
     this.#changed.add(user);
-    const list = this.#sorted;
-    const i = lowerBound(list, user);
-    const present = list[i] === user;
-    const online = this.#source.isOnline(user);
-    if (online && !present) list.splice(i, 0, user);
-    else if (!online && present) list.splice(i, 1);
+    if (this.#source.isOnline(user)) this.#sorted.add(user);
+    else this.#sorted.delete(user);
+    this.#list = null;
+  }
+
+  /** How many users are online. */
+  count(): number {
+    this.#fresh();
+    return this.#sorted.size;
   }
 
   /** Online users, sorted (the array is reused: do not keep or change it). */
   online(): readonly string[] {
-    if (this.#stale) {
-      this.#sorted = [...this.#source.onlineUsers()].sort(compare);
-      this.#stale = false;
-    }
-    return this.#sorted;
+    this.#fresh();
+    return this.#list ??= [...this.#sorted];
+  }
+
+  #fresh(): void {
+    if (!this.#stale) return;
+    this.#sorted = new SortedNames();
+    for (const u of this.#source.onlineUsers()) this.#sorted.add(u);
+    this.#list = null;
+    this.#stale = false;
   }
 
   /** The online list as JSON, built once per change. */
@@ -114,39 +129,46 @@ export class Presence {
    * empty list and `"onlineCount":N`.
    */
   welcomeFields(): string {
-    const n = this.online().length;
+    const n = this.count();
     return n > this.#namesMax ? `"online":[],"onlineCount":${n}` : `"online":${this.json()}`;
   }
 
   /** The presence frame due at `now` (ms), or null when none is due. */
   frame(now: number): string | null {
     if (!this.#dirty) return null;
-    const online = this.online();
-    const n = online.length;
+    const n = this.count();
     // A storm of changes goes out in frames of about maxChanges names rather
     // than one huge frame per interval: smaller bursts, same bytes.
     if (
       n > this.#fullMax && now - this.#last < Math.min(this.#maxInterval, n * this.#msPerUser) &&
       this.#changed.size < this.#maxChanges
     ) return null;
-    // Every user whose status changed since the last frame, with the status
-    // it has now: a client that got the full list in its welcome after the
-    // last frame ends up right whatever happened in between.
-    const changed = this.#changed;
-    const now_ = new Set(online);
-    for (const u of this.#sent) if (!now_.has(u)) changed.add(u);
-    for (const u of online) if (!this.#sent.has(u)) changed.add(u);
-    this.#sent = now_;
-    this.#changed = new Set();
     this.#dirty = false;
     this.#last = now;
     const wasCountOnly = this.#countOnly;
     this.#countOnly = n > this.#namesMax;
+    if (this.#countOnly) {
+      // Names go out again only with a full list, once the count is low enough.
+      this.#changed = new Set();
+      this.#sent = null;
+      return `{"type":"presence","count":${n},"added":[],"removed":[]}`;
+    }
+    // Every user whose status changed since the last frame, with the status
+    // it has now: a client that got the full list in its welcome after the
+    // last frame ends up right whatever happened in between.
+    const online = this.online();
+    const changed = this.#changed;
+    const now_ = new Set(online);
+    if (this.#sent !== null) {
+      for (const u of this.#sent) if (!now_.has(u)) changed.add(u);
+      for (const u of online) if (!this.#sent.has(u)) changed.add(u);
+    }
+    this.#sent = now_;
+    this.#changed = new Set();
     // Coming back from count-only frames, clients need the whole list again.
-    if (n <= this.#fullMax || wasCountOnly && !this.#countOnly) {
+    if (n <= this.#fullMax || wasCountOnly) {
       return `{"type":"presence","online":${this.json()}}`;
     }
-    if (this.#countOnly) return `{"type":"presence","count":${n},"added":[],"removed":[]}`;
     const added: string[] = [], removed: string[] = [];
     for (const u of [...changed].sort(compare)) (now_.has(u) ? added : removed).push(u);
     return `{"type":"presence","count":${n},"added":${JSON.stringify(added)},"removed":${
@@ -157,15 +179,4 @@ export class Presence {
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Index of the first element not less than `x` in a sorted array. */
-function lowerBound(list: string[], x: string): number {
-  let lo = 0, hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (list[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -48,7 +48,7 @@ import {
 } from "./store.ts";
 import { appendLocked, replaceLocked } from "../locked_file.ts";
 import { Slice } from "./time_slice.ts";
-import { SortedNames } from "./sorted_names.ts";
+import { SortedNames } from "../sorted_names.ts";
 
 /** One conversation: its kept messages and its sequence. */
 interface Log {
