@@ -108,6 +108,18 @@ Deno.test("Presence.frame() sends early once maxChanges changes are pending", ()
   assert.equal(p.frame(20), '{"type":"presence","count":6,"added":["d","e","f"],"removed":[]}');
 });
 
+Deno.test("Presence: above namesMax a storm of changes waits for the interval, however many", () => {
+  const set = new Set<string>();
+  const source = { isOnline: (u: string) => set.has(u), onlineUsers: () => set };
+  const p = new Presence(source, { fullMax: 2, namesMax: 3, msPerUser: 1000, maxChanges: 3 });
+  for (const u of ["a", "b", "c", "d"]) set.add(u), p.changed(u);
+  assert.equal(p.frame(0), '{"type":"presence","count":4,"added":[],"removed":[]}');
+  for (let i = 0; i < 50; i++) set.add(`n${i}`), p.changed(`n${i}`);
+  assert.equal(p.frame(10), null, "50 changes, no names to bound: the count waits");
+  assert.equal(p.frame(9_999), null, "54 online: 54 s apart, capped at 10 s");
+  assert.equal(p.frame(10_000), '{"type":"presence","count":54,"added":[],"removed":[]}');
+});
+
 Deno.test("Presence works from whole lists when the broker does not name the user", () => {
   const set = new Set<string>(["b", "a"]);
   const source = { isOnline: (u: string) => set.has(u), onlineUsers: () => set };

@@ -10,8 +10,9 @@
  * costs one frame per connection per interval rather than one per sign-in
  * (or per `maxChanges` changes, which bounds the size of a frame). Above
  * {@link PRESENCE_NAMES_MAX} users, frames and the welcome carry only the
- * count: every name sent to every connection costs each idle connection
- * memory in proportion to N, which a very large chat cannot afford.
+ * count, at most once per interval: every name sent to every connection
+ * costs each idle connection memory in proportion to N, which a very large
+ * chat cannot afford.
  * See docs/protocol.md, "Presence at scale".
  *
  * @module
@@ -138,10 +139,12 @@ export class Presence {
     if (!this.#dirty) return null;
     const n = this.count();
     // A storm of changes goes out in frames of about maxChanges names rather
-    // than one huge frame per interval: smaller bursts, same bytes.
+    // than one huge frame per interval: smaller bursts, same bytes. A count
+    // has no names to bound: it waits for its interval, or a storm of N
+    // sign-ins would cost every connection a frame per maxChanges of them.
     if (
       n > this.#fullMax && now - this.#last < Math.min(this.#maxInterval, n * this.#msPerUser) &&
-      this.#changed.size < this.#maxChanges
+      (n > this.#namesMax || this.#changed.size < this.#maxChanges)
     ) return null;
     this.#dirty = false;
     this.#last = now;
