@@ -305,6 +305,7 @@ Deno.test("topic sets a room's topic for its members only, and joined and rooms 
     assert.deepEqual(await bob.next("joined"), {
       type: "joined",
       room: "ops",
+      memberCount: 2,
       members: ["alice", "bob"],
       seq: 0,
       history: [],
@@ -373,6 +374,7 @@ Deno.test("topic sets a room's topic for its members only, and joined and rooms 
     assert.deepEqual(await carol.next("joined"), {
       type: "joined",
       room: "ops",
+      memberCount: 3,
       members: ["alice", "bob", "carol"],
       topic: "Deploys: Fridays only",
       seq: 0,
