@@ -3,6 +3,7 @@
  * the pacing of `read` pushes (the end-to-end cases are in push_test.ts).
  */
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import type { ChatMessage } from "../protocol.ts";
 import { memoryLogger } from "../server/log.ts";
 import { PushDispatcher, type PushOutlet } from "../server/push/dispatch.ts";
@@ -154,18 +155,28 @@ Deno.test("hub without push: push_subscribe is unavailable; levels and visibilit
     { type: "notify_level", room: "general", level: "all" },
   ]);
   assert.deepEqual(await h.hub.pushStore.levels("alice"), { "#general": "all" });
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set(["alice"]));
+  // Visibility is written once per event-loop turn: the store has it after that turn.
+  const visible = async () => (await h.hub.pushStore.visibleUsers(["alice"])).has("alice");
+  // setImmediate runs its callbacks in order: after this one, the hub's write has run.
+  const settled = () => new Promise((r) => setImmediate(r));
+  await settled();
+  assert.equal(await visible(), true);
   send(h.hub, a.conn, { type: "visible", visible: false });
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set(["alice"]));
+  await settled();
+  assert.equal(await visible(), true, "another tab of hers is visible");
   send(h.hub, b.conn, { type: "visible", visible: false });
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set());
+  await settled();
+  assert.equal(await visible(), false);
   send(h.hub, b.conn, { type: "visible", visible: true });
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set(["alice"]));
+  await settled();
+  assert.equal(await visible(), true);
   h.hub.close(b.conn);
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set());
+  await settled();
+  assert.equal(await visible(), false);
   const c = await h.connect("alice", "alice-pass");
   assert.deepEqual(c.welcome.levels, { "#general": "all" });
-  assert.deepEqual(await h.hub.pushStore.visibleUsers(["alice"]), new Set(["alice"]));
+  await settled();
+  assert.equal(await visible(), true);
 });
 
 Deno.test("dispatch: in a room larger than roomMentionMax only an admin's @room reaches everyone", async () => {

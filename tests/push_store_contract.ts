@@ -270,6 +270,21 @@ export function pushStoreContract(name: string, open: OpenPushStore): void {
     assert.deepEqual(await s.visibleUsers([]), new Set());
   });
 
+  test("setVisibleMany() writes several users' visibility on a node at once, any case", async (s) => {
+    await s.setVisibleMany(
+      "n1",
+      new Map([["Alice", true], ["bob", true], ["carol", false]]),
+      60_000,
+    );
+    assert.deepEqual(await s.visibleUsers(["alice", "bob", "carol"]), new Set(["alice", "bob"]));
+    await s.setVisibleMany("n1", new Map([["alice", false], ["Carol", true]]), 60_000);
+    assert.deepEqual(await s.visibleUsers(["alice", "bob", "carol"]), new Set(["bob", "carol"]));
+    await s.setVisibleMany("n1", new Map(), 60_000);
+    assert.deepEqual(await s.visibleUsers(["bob", "carol"]), new Set(["bob", "carol"]));
+    await s.leave("n1");
+    assert.deepEqual(await s.visibleUsers(["bob", "carol"]), new Set());
+  });
+
   test("visibility of a node that stops renewing it expires", async (s) => {
     await s.heartbeat("dead", ["alice"], 60_000);
     await s.heartbeat("dying", ["bob"], 150);

@@ -279,6 +279,11 @@ export class MemoryPushStore implements PushStore {
     return Promise.resolve();
   }
 
+  setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void> {
+    for (const [user, visible] of changes) this.#visible.set(node, user, visible, ttl);
+    return Promise.resolve();
+  }
+
   heartbeat(node: string, users: string[], ttl: number): Promise<void> {
     this.#visible.heartbeat(node, users, ttl);
     return Promise.resolve();

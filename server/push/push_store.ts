@@ -118,6 +118,11 @@ export interface PushStore {
    * counting after that.
    */
   setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void>;
+  /**
+   * {@link setVisible} for several users at once (user → visible), in one
+   * write: a storm of sign-ins costs one call per event-loop turn, not one each.
+   */
+  setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void>;
   /** Everyone with a visible connection on `node` now (the whole set, replacing it), for `ttl` ms. */
   heartbeat(node: string, users: string[], ttl: number): Promise<void>;
   /** Which of `users` have a visible connection on any live node, as given. */

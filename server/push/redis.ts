@@ -241,6 +241,21 @@ redis.call('SADD', p .. 'push:visnodes', node)
 return 1
 `);
 
+/**
+ * Several users' visibility on a node. ARGV: prefix, node, ttl ms, then
+ * pairs of folded user and '1' (visible) or '0'.
+ */
+const SET_VISIBLE_MANY = new Script(`
+local p, node = ARGV[1], ARGV[2]
+local key = p .. 'push:vis:' .. node
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '1' then redis.call('SADD', key, ARGV[i]) else redis.call('SREM', key, ARGV[i]) end
+end
+redis.call('PEXPIRE', key, ARGV[3])
+redis.call('SADD', p .. 'push:visnodes', node)
+return 1
+`);
+
 /** A node's whole visible set. ARGV: prefix, node, ttl ms, folded users… */
 const HEARTBEAT = new Script(`
 local p, node = ARGV[1], ARGV[2]
@@ -471,6 +486,17 @@ export class RedisPushStore implements PushStore {
 
   async setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {
     await this.#run(SET_VISIBLE, [node, user.toLowerCase(), visible ? "1" : "0", String(ttl)]);
+  }
+
+  async setVisibleMany(
+    node: string,
+    changes: ReadonlyMap<string, boolean>,
+    ttl: number,
+  ): Promise<void> {
+    if (changes.size === 0) return;
+    const args = [node, String(ttl)];
+    for (const [user, visible] of changes) args.push(user.toLowerCase(), visible ? "1" : "0");
+    await this.#run(SET_VISIBLE_MANY, args);
   }
 
   async heartbeat(node: string, users: string[], ttl: number): Promise<void> {

@@ -255,6 +255,12 @@ export class SqlitePushStore implements PushStore {
     return this.#run(() => this.#visible.set(node, user, visible, ttl));
   }
 
+  setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void> {
+    return this.#run(() => {
+      for (const [user, visible] of changes) this.#visible.set(node, user, visible, ttl);
+    });
+  }
+
   heartbeat(node: string, users: string[], ttl: number): Promise<void> {
     return this.#run(() => this.#visible.heartbeat(node, users, ttl));
   }
