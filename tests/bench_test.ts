@@ -34,6 +34,9 @@ const UPLOAD_FIELDS = [
   "uploadDeliveries",
 ];
 
+/** Fields of every scenario that measures connecting. */
+const CONNECTING = ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"];
+
 /** Fields every row of a scenario must have, as finite non-negative numbers. */
 const FIELDS: Record<string, string[]> = {
   fanout: ["deliveries", "deliveriesPerSec", "p50Ms", "p99Ms", "maxMs", "seconds"],
@@ -57,24 +60,12 @@ const FIELDS: Record<string, string[]> = {
     "reordered",
   ],
   rooms: ["deliveries", "deliveriesPerSec", "missing", "p50Ms", "p99Ms", "maxMs"],
-  idle5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
-  idle15k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"],
-  signin5k: ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB", "dropped"],
-  signin50k: [
-    "connections",
-    "connsPerSec",
-    "rssPerConnKB",
-    "rssMB",
-    "inPerConnKB",
-    "dropped",
-    "sourceAddresses",
-  ],
+  idle5k: CONNECTING,
+  idle15k: CONNECTING,
+  signin5k: [...CONNECTING, "dropped"],
+  signin50k: [...CONNECTING, "dropped", "sourceAddresses"],
   c100k: [
-    "connections",
-    "connsPerSec",
-    "rssPerConnKB",
-    "rssMB",
-    "inPerConnKB",
+    ...CONNECTING,
     "dropped",
     "sourceAddresses",
     "presenceFrames",

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Rng } from "./chaos/prng.ts";
 import { Presence, PRESENCE_FULL_MAX } from "../server/hub/presence.ts";
 import type { ServerFrame } from "../protocol.ts";
 import { closeAll, signIn, startTestServer, type TestClient } from "./helpers.ts";
@@ -199,11 +200,10 @@ Deno.test("server: presence switches to deltas above the threshold; welcome keep
 Deno.test("Presence keeps the online list sorted through thousands of changes, and counts it", () => {
   const o = online();
   const expected = new Set<string>();
-  let seed = 7;
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  const rng = new Rng(7);
   for (let i = 0; i < 5000; i++) {
-    const user = `u${next() % 3000}`;
-    if (next() % 3 === 0 && expected.has(user)) {
+    const user = `u${rng.int(3000)}`;
+    if (rng.chance(1 / 3) && expected.has(user)) {
       expected.delete(user);
       o.remove(user);
     } else if (!expected.has(user)) {
