@@ -579,6 +579,11 @@ export class Hub {
     await this.#pushes.leave();
   }
 
+  /** Settles once the rereads of users.json that password changes started are done. */
+  settled(): Promise<void> {
+    return this.#passwords.settled();
+  }
+
   /**
    * Ends every session of users whose credentials changed (after users.json
    * reloads), except a session that changed its own password: its

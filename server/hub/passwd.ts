@@ -76,6 +76,8 @@ export class Passwords {
   #ctx: PasswordsContext;
   /** Password changes by session (see {@link Renewal}). */
   #renewals = new Map<string, Renewal>();
+  /** Rereads of users.json under way (see {@link Passwords.reload}). */
+  #rereads = new Set<Promise<void>>();
 
   /** Changes passwords with what `ctx` gives. */
   constructor(ctx: PasswordsContext) {
@@ -261,11 +263,17 @@ export class Passwords {
 
   /** Rereads users.json now and ends the sessions it no longer allows. */
   reload(): void {
-    this.#ctx.auth.reload().then(
+    const reread = this.#ctx.auth.reload().then(
       (changed) => {
         if (changed) this.#ctx.revalidate();
       },
       (err) => this.#ctx.log.warn(`Could not reread the users file: ${(err as Error).message}`),
-    );
+    ).finally(() => this.#rereads.delete(reread));
+    this.#rereads.add(reread);
+  }
+
+  /** Settles once no reread of users.json is under way (shutdown awaits it: they read the file). */
+  async settled(): Promise<void> {
+    while (this.#rereads.size > 0) await Promise.all(this.#rereads);
   }
 }
