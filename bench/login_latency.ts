@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { V8_FLAGS } from "../scripts/compile.ts";
 import { parseArgs } from "node:util";
 import { PasswordHasher } from "../server/auth/password.ts";
 import { splitFrames } from "../protocol.ts";
@@ -128,6 +129,7 @@ async function main(): Promise<void> {
         `--allow-write=${dir}`,
         "--allow-env",
         "--allow-sys=setPriority",
+        `--v8-flags=${V8_FLAGS}`,
         new URL("../main.ts", import.meta.url).pathname,
         "--port",
         "0",

@@ -21,6 +21,9 @@
  *   its own per run, on a free port)
  * - `--out FILE`: where the JSON goes (default bench/results/latest.json)
  * - `--cpu-prof DIR`: profile the chat server during the fan-out scenario
+ * - `--v8-flags FLAGS`: V8 flags for the chat server (default: the ones
+ *   `deno task start` and the binary run with, `V8_FLAGS` in scripts/compile.ts;
+ *   `--v8-flags=` for V8's own defaults)
  * - `--repeat N`: run every scenario N times (targets interleaved) and report medians
  * - `--soak DURATION`: instead of the scenarios, a soak of one chat server under
  *   mixed traffic for that long (30s, 10m), reporting its memory over time (bench/soak.ts)
@@ -28,6 +31,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { V8_FLAGS } from "../scripts/compile.ts";
 import type { Result, Spec } from "./loadgen.ts";
 
 /** A server under test: how to start it and where clients connect. */
@@ -381,6 +385,7 @@ async function startTarget(
   pin: boolean,
   profileDir?: string,
   extraArgs: string[] = [],
+  v8Flags: string = V8_FLAGS,
 ): Promise<Running> {
   const procs: Deno.ChildProcess[] = [];
   const output: string[] = [];
@@ -451,6 +456,8 @@ async function startTarget(
           "--allow-read",
           `--allow-write=${dir}`,
           "--allow-env",
+          // As `deno task start` and the binary run it (an empty --v8-flags: V8's defaults).
+          ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
           ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
           "main.ts",
           "--port",
@@ -545,11 +552,11 @@ async function measure(
   spec: Scenario["spec"],
   target: Target,
   dir: string,
-  opts: { pin: boolean; profile?: string; args?: string[] },
+  opts: { pin: boolean; profile?: string; args?: string[]; v8Flags?: string },
 ): Promise<Result> {
   let server: Running | null = null;
   try {
-    server = await startTarget(target, dir, opts.pin, opts.profile, opts.args);
+    server = await startTarget(target, dir, opts.pin, opts.profile, opts.args, opts.v8Flags);
     return await runLoadgen(
       { ...spec, target: target.kind, urls: server.urls, pids: server.pids },
       opts.pin,
@@ -912,6 +919,7 @@ export async function runBench(args: string[]): Promise<Report> {
       redis: { type: "string" },
       out: { type: "string", default: `${ROOT}/bench/results/latest.json` },
       "cpu-prof": { type: "string" },
+      "v8-flags": { type: "string", default: V8_FLAGS },
       repeat: { type: "string", default: "1" },
     },
     strict: true,
@@ -969,6 +977,7 @@ export async function runBench(args: string[]): Promise<Report> {
                 pin,
                 profile: round === 0 ? profile : undefined,
                 args: scenario.args,
+                v8Flags: values["v8-flags"],
               }),
             );
           } catch (err) {

@@ -12,6 +12,7 @@ import {
   INCLUDES,
   permissionFlags,
   ROOT,
+  V8_FLAGS,
 } from "../scripts/compile.ts";
 import { isHashed } from "../server/auth/password.ts";
 import { WEB_APP_FILES } from "../server/http/static.ts";
@@ -29,6 +30,7 @@ Deno.test("compileArgs() bakes in the permission flags, includes and target", as
       args.includes("server/store/checkpoint_worker.ts"),
       "the checkpoint worker is included",
     );
+    assert.ok(args.includes(`--v8-flags=${V8_FLAGS}`), "the V8 flags");
     assert.ok(!args.includes("-A") && !args.includes("--allow-all"));
     assert.ok(!args.some((a) => a === "--allow-read" || a === "--allow-write"), "scoped fs");
     assert.equal(
@@ -53,6 +55,15 @@ Deno.test("compileArgs() bakes in the permission flags, includes and target", as
     assert.ok(read.includes("/data") && write.includes("/data"));
     assert.ok(!write.includes("./.env"), ".env is read-only");
   });
+});
+
+Deno.test("deno task start and dev run the server with the binary's V8 flags", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  assert.match(V8_FLAGS, /^--max-semi-space-size=\d+$/);
+  for (const task of ["start", "dev"]) {
+    const server = (tasks[task] as string).split("&").find((c) => c.includes("main.ts"))!;
+    assert.ok(server.includes(` --v8-flags=${V8_FLAGS} `), `${task}: ${server}`);
+  }
 });
 
 Deno.test("deno task compile --print shows the command it runs", async () => {

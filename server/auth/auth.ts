@@ -19,6 +19,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { HmacKey } from "./hmac.ts";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -131,6 +132,8 @@ export function newSessionId(): string {
 export class Auth {
   #opts: AuthOptions;
   #secret: Buffer;
+  /** Signs tokens and fingerprints with {@link Auth.#secret}. */
+  #hmac: HmacKey;
   #users: Users = new Map();
   /** The admins, spelled as stored. */
   #admins = new Set<string>();
@@ -150,6 +153,7 @@ export class Auth {
   private constructor(opts: AuthOptions, secret: string) {
     this.#opts = opts;
     this.#secret = Buffer.from(secret);
+    this.#hmac = new HmacKey(this.#secret);
     this.#ttl = opts.tokenTtl ?? 30 * 24 * 3600;
   }
 
@@ -386,7 +390,7 @@ export class Auth {
     // Bound to the sessions count too once there is one (tokens from before it stay as they were).
     const epoch = this.#epochs.get(user) ?? 0;
     const bound = epoch > 0 ? `fp:${user}:${cred}:${epoch}` : `fp:${user}:${cred}`;
-    return createHmac("sha256", this.#secret).update(bound).digest("base64url").slice(0, 16);
+    return this.#hmac.sign(bound).toString("base64url").slice(0, 16);
   }
 
   /** A signed token for `user` in `session`. */
@@ -569,9 +573,7 @@ export class Auth {
   }
 
   #sign(payload: string): string {
-    return createHmac("sha256", this.#secret).update(payload).digest(
-      "base64url",
-    );
+    return this.#hmac.sign(payload).toString("base64url");
   }
 }
 

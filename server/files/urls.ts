@@ -8,17 +8,18 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { HmacKey } from "../auth/hmac.ts";
 import type { ChatMessage, FileInfo } from "../../protocol.ts";
 import type { FileMeta } from "./files.ts";
 
 /** Signs and checks file links with a key derived from the server's secret. */
 export class FileUrls {
-  #key: Uint8Array;
+  #key: HmacKey;
 
   /** Links signed with `key` (every node of a chat must use the same). */
   constructor(key: Uint8Array) {
-    this.#key = key;
+    this.#key = new HmacKey(key);
   }
 
   /** The link to `file` for `viewer`. */
@@ -52,7 +53,6 @@ export class FileUrls {
 
   /** 128 bits of HMAC-SHA256 over the id and the viewer (names compare ignoring case). */
   #sign(id: string, viewer: string): string {
-    return createHmac("sha256", this.#key).update(`${id}\n${viewer.toLowerCase()}`).digest()
-      .subarray(0, 16).toString("base64url");
+    return this.#key.sign(`${id}\n${viewer.toLowerCase()}`).subarray(0, 16).toString("base64url");
   }
 }
