@@ -52,6 +52,12 @@ export interface Spec {
    * @default 500
    */
   quietMs?: number;
+  /**
+   * Milliseconds after the servers went quiet over which the lowest RSS is
+   * taken as settled (idle, signin, c100k): what is left once the runtime
+   * has handed back what the burst grew. @default 10000
+   */
+  settleMs?: number;
   /** Unmeasured seconds before the window. */
   warmup?: number;
   /** Measured seconds. */
@@ -96,6 +102,8 @@ export interface Result {
   rssBaseMB?: number;
   rssMB?: number;
   rssPerConnKB?: number;
+  /** RSS per connection once settled (the lowest over {@link Spec.settleMs} after quiet). */
+  rssSettledPerConnKB?: number;
   /** Text received per connection while connecting and settling (idle, signin, c100k), in KB. */
   inPerConnKB?: number;
   /**
@@ -984,8 +992,11 @@ async function storm(
   const u = usage(spec, from);
   await quiet(spec);
   const rss = sumRss(spec);
+  const settled = await settledRss(spec, rss);
   const received = heldChars + setupChars;
   const mb = (b: number | null) => (b === null ? undefined : Math.round(b / 1048576 * 10) / 10);
+  const perConn = (b: number | null) =>
+    b === null || rssBase === null ? undefined : Math.round((b - rssBase) / n / 1024 * 100) / 100;
   return {
     clients,
     fields: {
@@ -993,9 +1004,8 @@ async function storm(
       connsPerSec: Math.round(n / connectSeconds),
       rssBaseMB: mb(rssBase),
       rssMB: mb(rss),
-      rssPerConnKB: rss === null || rssBase === null
-        ? undefined
-        : Math.round((rss - rssBase) / n / 1024 * 100) / 100,
+      rssPerConnKB: perConn(rss),
+      rssSettledPerConnKB: perConn(settled),
       inPerConnKB: Math.round(received / n / 1024 * 100) / 100,
       connectP50Ms: ms(took.quantile(0.5)),
       connectP99Ms: ms(took.quantile(0.99)),
@@ -1066,6 +1076,25 @@ function sumRss(spec: Spec): number | null {
     total = r === null || total === null ? null : total + r;
   }
   return total;
+}
+
+/**
+ * The lowest RSS of the servers over {@link Spec.settleMs} from now, read
+ * every 250 ms, starting from `now` (null where it cannot be read). A
+ * runtime hands memory back some seconds after a burst (V8's memory
+ * reducer), which the reading right after quiet does not see.
+ */
+async function settledRss(spec: Spec, now: number | null): Promise<number | null> {
+  if (now === null) return null;
+  let lowest = now;
+  const until = performance.now() + (spec.settleMs ?? 10_000);
+  while (performance.now() < until) {
+    await delay(250);
+    const r = sumRss(spec);
+    if (r === null) return null;
+    lowest = Math.min(lowest, r);
+  }
+  return lowest;
 }
 
 /** Waits until the servers are nearly idle (at most 30 s): late broadcasts done, memory settled. */

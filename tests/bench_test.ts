@@ -35,7 +35,14 @@ const UPLOAD_FIELDS = [
 ];
 
 /** Fields of every scenario that measures connecting. */
-const CONNECTING = ["connections", "connsPerSec", "rssPerConnKB", "rssMB", "inPerConnKB"];
+const CONNECTING = [
+  "connections",
+  "connsPerSec",
+  "rssPerConnKB",
+  "rssSettledPerConnKB",
+  "rssMB",
+  "inPerConnKB",
+];
 
 /** Fields every row of a scenario must have, as finite non-negative numbers. */
 const FIELDS: Record<string, string[]> = {
@@ -125,7 +132,7 @@ Deno.test("deno task bench --short completes and reports every scenario for both
       for (const field of FIELDS[row.scenario]) {
         const v = result[field];
         // RSS can shrink between readings of a short run: only per-connection RSS may be negative.
-        const min = field === "rssPerConnKB" ? -Infinity : 0;
+        const min = field.startsWith("rss") && field.endsWith("PerConnKB") ? -Infinity : 0;
         assert.ok(
           typeof v === "number" && Number.isFinite(v) && v >= min,
           `${where}.${field} = ${v}`,
