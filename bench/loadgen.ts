@@ -855,15 +855,7 @@ async function signin(spec: Spec): Promise<Result> {
       spec,
       n,
       spec.concurrency ?? 200,
-      (i) =>
-        connect(
-          spec,
-          urls[i % urls.length],
-          `${prefix}${i}`,
-          room(i),
-          countText,
-          via[i % via.length],
-        ),
+      newcomers(spec, prefix, via, room, () => countText),
     );
     if (via.length > 1) fields.sourceAddresses = sourceAddresses(urls);
     await closeAll(clients);
@@ -903,15 +895,7 @@ async function c100k(spec: Spec): Promise<Result> {
       n,
       spec.concurrency ?? 200,
       // Client 0 sends: its own copies (the chat echoes) are not deliveries.
-      (i) =>
-        connect(
-          spec,
-          urls[i % urls.length],
-          `${prefix}${i}`,
-          "general",
-          receive(i > 0),
-          via[i % via.length],
-        ),
+      newcomers(spec, prefix, via, () => "general", (i) => receive(i > 0)),
     );
     const addresses = sourceAddresses(urls);
     const expected = k * (n - 1), t0 = performance.now();
@@ -936,6 +920,22 @@ async function c100k(spec: Spec): Promise<Result> {
   } finally {
     for (const c of via) c?.close();
   }
+}
+
+/**
+ * Opens client `i` as the never-seen user `${prefix}${i}`, into `room(i)`,
+ * over the servers in turn and the source addresses of `via` in turn.
+ */
+function newcomers(
+  spec: Spec,
+  prefix: string,
+  via: (Deno.HttpClient | undefined)[],
+  room: (i: number) => string,
+  onFrame: (i: number) => Handler,
+): (i: number) => Promise<Client> {
+  const urls = spec.urls;
+  return (i) =>
+    connect(spec, urls[i % urls.length], `${prefix}${i}`, room(i), onFrame(i), via[i % via.length]);
 }
 
 /**

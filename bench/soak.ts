@@ -26,6 +26,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { Rng } from "../tests/chaos/prng.ts";
 
 /** Starts one chat server with extra flags; resolves its pid, URL and a stop function. */
 export type StartServer = (
@@ -219,16 +220,6 @@ export function summarize(
     rss: fit(samples, warmupSeconds, "rssMB", threshold),
     heap: fit(samples, warmupSeconds, "heapUsedMB", threshold),
     external: fit(samples, warmupSeconds, "externalMB", threshold),
-  };
-}
-
-/** A small seeded generator, so two soaks send the same traffic. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -472,19 +463,19 @@ function freePort(): number {
 }
 
 /** Sends one frame of mixed traffic from a random ready client. */
-function act(clients: SoakClient[], rnd: () => number, traffic: Traffic): void {
-  const c = clients[Math.floor(rnd() * clients.length)];
+function act(clients: SoakClient[], rnd: Rng, traffic: Traffic): void {
+  const c = clients[Math.floor(rnd.next() * clients.length)];
   if (!c.ready || c.seq.size === 0) return;
   const rooms = [...c.seq.keys()];
-  const room = rooms[Math.floor(rnd() * rooms.length)];
-  const p = rnd();
+  const room = rooms[Math.floor(rnd.next() * rooms.length)];
+  const p = rnd.next();
   const own = c.own.get(room), others = c.others.get(room);
   if (p < 0.15 && own?.length) {
-    const id = own[Math.floor(rnd() * own.length)];
+    const id = own[Math.floor(rnd.next() * own.length)];
     c.send({ type: "edit", room, id, text: `edited ${traffic.edits} by ${c.name}` });
     traffic.edits++;
   } else if (p < 0.3 && others?.length) {
-    const id = others[Math.floor(rnd() * others.length)];
+    const id = others[Math.floor(rnd.next() * others.length)];
     // Toggle, so the reactions a message holds stay bounded.
     const on = !c.reacted.has(id);
     if (on) c.reacted.add(id);
@@ -499,11 +490,11 @@ function act(clients: SoakClient[], rnd: () => number, traffic: Traffic): void {
 }
 
 /** Moves a random client from one of its rooms to another. */
-function churn(clients: SoakClient[], rnd: () => number, traffic: Traffic): void {
-  const c = clients[Math.floor(rnd() * clients.length)];
+function churn(clients: SoakClient[], rnd: Rng, traffic: Traffic): void {
+  const c = clients[Math.floor(rnd.next() * clients.length)];
   if (!c.ready) return;
   const rooms = [...c.seq.keys()];
-  const from = rooms[Math.floor(rnd() * rooms.length)];
+  const from = rooms[Math.floor(rnd.next() * rooms.length)];
   const to = ROOMS.filter((r) => !c.seq.has(r))[0];
   if (!from || !to) return;
   c.send({ type: "leave", room: from });
@@ -550,7 +541,8 @@ export async function runSoak(start: StartServer, options: SoakOptions): Promise
       `127.0.0.1:${metricsPort}`,
     ]);
     const url = server.urls[0], pid = server.pids[0];
-    const rnd = random(20);
+    // Seeded, so two soaks send the same traffic.
+    const rnd = new Rng(20);
     for (let i = 0; i < count; i++) {
       const c = new SoakClient(`soak${i}`, url, traffic);
       // Two rooms each, spread evenly.
@@ -590,9 +582,9 @@ export async function runSoak(start: StartServer, options: SoakOptions): Promise
     timers.push(setInterval(() => {
       owed += rate / 10;
       for (; owed >= 1; owed--) act(clients, rnd, traffic);
-      if (rnd() < 0.1) churn(clients, rnd, traffic);
-      if (rnd() < 0.05) {
-        const c = clients[Math.floor(rnd() * clients.length)];
+      if (rnd.next() < 0.1) churn(clients, rnd, traffic);
+      if (rnd.next() < 0.05) {
+        const c = clients[Math.floor(rnd.next() * clients.length)];
         if (c.ready) {
           traffic.reconnects++;
           c.close().then(() => stop.signal.aborted ? undefined : c.open()).catch(() => {});

@@ -10,6 +10,7 @@ import { crc32, readOrientation } from "../server/files/exif.ts";
 import { Flow, MAX_READ, read } from "../server/files/flow.ts";
 import { orientationSegment } from "../server/files/jpeg.ts";
 import { launchBrowser } from "./e2e/browser.ts";
+import { Rng } from "./chaos/prng.ts";
 
 const FIXTURES = new URL("./fixtures/images/", import.meta.url);
 const HEAD_BYTES = 262144;
@@ -39,14 +40,10 @@ function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Deterministic random numbers (mulberry32). */
+/** Deterministic random numbers in [0, 1) from `seed`. */
 function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** Cuts `input` into pieces: a fixed size, or random sizes from a seed. */
