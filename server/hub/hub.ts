@@ -548,7 +548,8 @@ export class Hub {
     this.#pushes.tick(now);
     const presence = this.#presence.frame(now);
     if (presence !== null) this.#outbox.fanout(this.#authed, presence);
-    for (const room of this.#memberCounts.take(now)) this.#sendCount(room);
+    const conns = (room: string) => this.#routes.get(room)?.conns.size ?? 0;
+    for (const room of this.#memberCounts.take(now, conns)) this.#sendCount(room);
   }
 
   /**

@@ -6,7 +6,8 @@
  * sign-ins into a room of N members would cost N² frames. Like Slack and
  * Discord, rooms of `--announce-below` members or more stop posting joins
  * and leaves; their members get `{"type":"member_count",…}` instead, at most
- * once per interval per room, whatever the number of changes in between.
+ * once per interval per room (longer in rooms with thousands connected),
+ * whatever the number of changes in between.
  * The count sent is read from the store when it goes out, not taken from the
  * events: nodes may hear changes in another order than the store made them.
  *
@@ -15,8 +16,14 @@
 import type { MemberEvent } from "../broker/broker.ts";
 import type { Store } from "../store/store.ts";
 
-/** Milliseconds between two counts of one room. */
+/** Milliseconds between two counts of one room, at least. */
 export const MEMBER_COUNT_INTERVAL = 1000;
+
+/** Above 2,000 connections in a room: milliseconds between its counts per connection. */
+export const MEMBER_COUNT_MS_PER_CONN = 0.5;
+
+/** Milliseconds between two counts of one room, at most. */
+export const MEMBER_COUNT_MAX_INTERVAL = 10_000;
 
 /** The announce-or-count rule and the counts waiting to go out. */
 export class MemberCounts {
@@ -24,11 +31,13 @@ export class MemberCounts {
   #interval: number;
   /** Rooms whose count changed since it last went out. */
   #due = new Set<string>();
-  #last = -Infinity;
+  /** When each room's count last went out (ms), while it may still hold the next one back. */
+  #sentAt = new Map<string, number>();
+  #pruned = 0;
 
   /**
    * Posts changes in rooms below `below` members (0: in every room); sends
-   * counts at most once per `interval` ms.
+   * a room's count at most once per `interval` ms.
    */
   constructor(below: number, interval = MEMBER_COUNT_INTERVAL) {
     this.#below = below;
@@ -54,13 +63,49 @@ export class MemberCounts {
     if (this.#due.delete(room)) this.#due.add(to);
   }
 
-  /** The rooms whose count is due at `now` (ms); none between intervals. */
-  take(now: number): string[] {
-    if (this.#due.size === 0 || now - this.#last < this.#interval) return [];
-    this.#last = now;
-    const out = [...this.#due];
-    this.#due.clear();
+  /**
+   * Milliseconds between two counts of a room with `conns` connections on
+   * this node: a count costs a frame per connection, so a room of 100,000
+   * counted every second would cost a core in a storm of joins. Like
+   * presence, the interval grows with the room (0.5 ms per connection),
+   * between one second and ten.
+   */
+  intervalFor(conns: number): number {
+    return Math.min(
+      Math.max(this.#interval, conns * MEMBER_COUNT_MS_PER_CONN),
+      Math.max(this.#interval, MEMBER_COUNT_MAX_INTERVAL),
+    );
+  }
+
+  /**
+   * The rooms whose count is due at `now` (ms): those that changed and whose
+   * last count is older than their interval (`conns` says how many
+   * connections a room has on this node).
+   */
+  take(now: number, conns: (room: string) => number): string[] {
+    if (now - this.#pruned >= MEMBER_COUNT_MAX_INTERVAL) this.#prune(now);
+    if (this.#due.size === 0) return [];
+    const out: string[] = [];
+    for (const room of this.#due) {
+      const last = this.#sentAt.get(room);
+      if (last !== undefined && now - last < this.intervalFor(conns(room))) continue;
+      this.#due.delete(room);
+      this.#sentAt.set(room, now);
+      out.push(room);
+    }
     return out;
+  }
+
+  /** Rooms whose last send time is still kept (it may hold their next count back). */
+  get remembered(): number {
+    return this.#sentAt.size;
+  }
+
+  /** Forgets send times that can no longer hold a count back. */
+  #prune(now: number): void {
+    this.#pruned = now;
+    const longest = Math.max(this.#interval, MEMBER_COUNT_MAX_INTERVAL);
+    for (const [room, at] of this.#sentAt) if (now - at >= longest) this.#sentAt.delete(room);
   }
 }
 
