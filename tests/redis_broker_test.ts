@@ -133,6 +133,41 @@ Deno.test("RedisBroker: someone online on two nodes stays online until both let 
   assert.deepEqual([...a.broker.onlineUsers()].sort(), ["erin", "finn", "gus"]);
 });
 
+Deno.test("RedisBroker: a turn's presence changes reach the other nodes in one message, in order", async () => {
+  await using redis = await RedisServer.start();
+  await using a = await openNode(redis, { node: "a" });
+  await using b = await openNode(redis, { node: "b" });
+  const publishes = async () =>
+    Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.cli("INFO", "commandstats"))?.[1] ?? 0);
+  const before = await publishes();
+  // A storm in one turn: 300 come, 100 of them go, 10 of those come back;
+  // "x" comes, goes and comes; "y" comes and goes.
+  for (let i = 0; i < 300; i++) a.broker.online(`u${i}`);
+  for (let i = 0; i < 100; i++) a.broker.offline(`u${i}`);
+  for (let i = 0; i < 10; i++) a.broker.online(`u${i}`);
+  for (const [user, on] of [["x", 1], ["y", 1], ["x", 0], ["y", 0], ["x", 1]] as const) {
+    if (on) a.broker.online(user);
+    else a.broker.offline(user);
+  }
+  const expected = [
+    ...Array.from({ length: 10 }, (_, i) => `u${i}`),
+    ...Array.from({ length: 200 }, (_, i) => `u${i + 100}`),
+    "x",
+  ].sort();
+  // Node a knows at once; b once the turn's one message arrives.
+  assert.deepEqual([...a.broker.onlineUsers()].sort(), expected);
+  await waitUntil(() => b.broker.isOnline("x") && b.broker.isOnline("u299"), "b hears the storm");
+  assert.deepEqual([...b.broker.onlineUsers()].sort(), expected);
+  assert.equal(await publishes() - before, 1, "one message for the turn");
+  // What Redis keeps for a (what a heartbeat would also say) is the same set.
+  const kept = (await redis.cli("SMEMBERS", "contract:online:a")).split("\n").filter(Boolean);
+  assert.deepEqual(kept.sort(), expected);
+  // The next turn's change is a message of its own, in the one-change form.
+  a.broker.offline("x");
+  await waitUntil(() => !b.broker.isOnline("x"), "b hears x go");
+  assert.equal(await publishes() - before, 2);
+});
+
 Deno.test("RedisBroker.status is degraded while Redis is down, ok once it serves again, and catches up", async () => {
   await using redis = await RedisServer.start();
   await using a = await openNode(redis, { heartbeat: 50 });

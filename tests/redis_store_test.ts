@@ -113,6 +113,34 @@ Deno.test("RedisStore.revokeSession() lets Redis expire the revocation when it l
   assert.equal(await store.sessionRevoked("s1", now), true);
 });
 
+Deno.test("RedisStore.touchUser(): the sign-ins of one turn write last-seen in one script, each as it asked", async () => {
+  await using store = await openStore(10);
+  const scripts = async () =>
+    Number(/cmdstat_evalsha:calls=(\d+)/.exec(await store.cli("INFO", "commandstats"))?.[1] ?? 0);
+  await store.touchUser("old", 5000);
+  const before = await scripts();
+  // 50 sign-ins in one turn; "Zoe" twice (the later time counts, never an earlier one).
+  await Promise.all([
+    ...Array.from({ length: 50 }, (_, i) => store.touchUser(`u${i}`, 1000 + i)),
+    store.touchUser("Zoe", 900),
+    store.touchUser("Zoe", 800),
+    store.touchUser("old", 10),
+  ]);
+  assert.equal(await scripts() - before, 1, "one script for the turn");
+  const seen = await store.lastSeen(["u0", "u49", "Zoe", "old", "never"]);
+  assert.deepEqual(Object.fromEntries(seen), { u0: 1000, u49: 1049, Zoe: 900, old: 5000 });
+  const known = (await store.cli("SMEMBERS", "chat:users")).split("\n");
+  assert.ok(["u0", "u49", "Zoe", "old"].every((u) => known.includes(u)), "every user is known");
+  // A later turn is a script of its own, and markSeen still moves times forward only.
+  await store.touchUser("u0", 2000);
+  await store.markSeen(["U1", "old"], 3000);
+  assert.equal(await scripts() - before, 3);
+  assert.deepEqual(
+    Object.fromEntries(await store.lastSeen(["u0", "u1", "old"])),
+    { u0: 2000, u1: 3000, old: 5000 },
+  );
+});
+
 Deno.test("RedisStore: a claim keeps its time in `c`; a claim made before without one reads as 0", async () => {
   await using store = await openStore(10);
   await store.claimName("Alice", "s1", 1000, true);

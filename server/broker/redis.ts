@@ -40,6 +40,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import type { Broker, BrokerEvent, BrokerHandler, ChangeEvent, Origin } from "./broker.ts";
 import type { Logger } from "../log.ts";
 import {
@@ -69,17 +70,20 @@ return seq
 `);
 
 /**
- * One user came online or went offline on a node. ARGV: prefix, node,
- * ttl ms, version, user, on (1/0), channel, payload.
+ * Users came online or went offline on a node, in order. ARGV: prefix,
+ * node, ttl ms, version, channel, payload, then user and on (1/0) for each
+ * change.
  */
 const PRESENCE = new Script(`
 local p, node = ARGV[1], ARGV[2]
 local set = p .. 'online:' .. node
-if ARGV[6] == '1' then redis.call('SADD', set, ARGV[5]) else redis.call('SREM', set, ARGV[5]) end
+for i = 7, #ARGV, 2 do
+  if ARGV[i + 1] == '1' then redis.call('SADD', set, ARGV[i]) else redis.call('SREM', set, ARGV[i]) end
+end
 redis.call('PEXPIRE', set, ARGV[3])
 redis.call('SET', p .. 'node:' .. node, ARGV[4], 'PX', ARGV[3])
 redis.call('SADD', p .. 'nodes', node)
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 `);
 
@@ -136,7 +140,18 @@ return {redis.call('GET', ARGV[1] .. 'epoch'), redis.call('GET', ARGV[1] .. 'evs
 
 /** Broker-internal events on the channel (never handed to the hub). */
 type Internal =
-  | { kind: "presence"; node: string; user: string; on: boolean; v: number }
+  /**
+   * One change (`user`, `on`), or several in order (`changes`, from one
+   * event-loop turn); `v` is the node's version after the last.
+   */
+  | {
+    kind: "presence";
+    node: string;
+    v: number;
+    user?: string;
+    on?: boolean;
+    changes?: [string, boolean][];
+  }
   | { kind: "gone"; node: string };
 
 /** Options for {@link RedisBroker.start}. */
@@ -228,6 +243,8 @@ export class RedisBroker implements Broker {
 
   #local = new Set<string>();
   #version = 0;
+  /** Presence changes of this turn, written in one script at its end (see {@link RedisBroker.#changed}). */
+  #pending: [string, boolean][] = [];
   #remote = new Map<string, RemoteNode>();
   #union = new Set<string>();
   #round = 0;
@@ -636,22 +653,40 @@ export class RedisBroker implements Broker {
     this.#presence = handler;
   }
 
+  /**
+   * A local user's change: this node knows at once; Redis and the other
+   * nodes at the end of the event-loop turn, with every change of the turn
+   * in one script and one message (a storm of sign-ins made one round trip
+   * each).
+   */
   #changed(user: string, on: boolean): void {
-    const v = ++this.#version;
+    ++this.#version;
     this.#recomputeOne(user);
     if (this.#closed) return;
-    const payload = `\n\n\n${JSON.stringify({ kind: "presence", node: this.node, user, on, v })}`;
-    // A failure is repaired by the next heartbeat, which writes the whole set.
-    PRESENCE.run(this.#cmd, [
+    if (this.#pending.length === 0) setImmediate(() => this.#flushPresence());
+    this.#pending.push([user, on]);
+  }
+
+  #flushPresence(): void {
+    const changes = this.#pending;
+    this.#pending = [];
+    if (this.#closed || changes.length === 0) return;
+    // Every change of the turn is in: the version now is the last one's.
+    const v = this.#version;
+    const event: Internal = changes.length === 1
+      ? { kind: "presence", node: this.node, user: changes[0][0], on: changes[0][1], v }
+      : { kind: "presence", node: this.node, changes, v };
+    const args = [
       this.#prefix,
       this.node,
       String(this.#nodeTimeout),
       String(v),
-      user,
-      on ? "1" : "0",
       this.#channel,
-      payload,
-    ], this.#timeout).catch(() => {});
+      `\n\n\n${JSON.stringify(event)}`,
+    ];
+    for (const [user, on] of changes) args.push(user, on ? "1" : "0");
+    // A failure is repaired by the next heartbeat, which writes the whole set.
+    PRESENCE.run(this.#cmd, args, this.#timeout).catch(() => {});
   }
 
   #onPresence(e: Internal & { kind: "presence" }): void {
@@ -664,9 +699,12 @@ export class RedisBroker implements Broker {
     n.touched = this.#round;
     if (e.v <= n.v) return;
     n.v = e.v;
-    if (e.on) n.users.add(e.user);
-    else n.users.delete(e.user);
-    this.#recomputeOne(e.user);
+    const changes = e.changes ?? (e.user === undefined ? [] : [[e.user, e.on === true] as const]);
+    for (const [user, on] of changes) {
+      if (on) n.users.add(user);
+      else n.users.delete(user);
+      this.#recomputeOne(user);
+    }
   }
 
   /**

@@ -77,6 +77,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import {
   type ChatMessage,
   type Conversation,
@@ -848,16 +849,16 @@ return 'renamed'
 `);
 
 /**
- * Moves last-seen times forward (never back), and makes a user known when
- * one is given. ARGV: prefix, at (ms), user to add to `users` (or empty),
- * lower-cased names…
+ * Moves last-seen times forward (never back), and makes users known. ARGV:
+ * prefix, then for each user: the name to add to `users` (or empty), the
+ * lower-cased name, at (ms).
  */
 const SEEN = new Script(`
-local p, at = ARGV[1], tonumber(ARGV[2])
-if ARGV[3] ~= '' then redis.call('SADD', p .. 'users', ARGV[3]) end
-for i = 4, #ARGV do
-  local cur = redis.call('HGET', p .. 'seen', ARGV[i])
-  if not cur or at > tonumber(cur) then redis.call('HSET', p .. 'seen', ARGV[i], ARGV[2]) end
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  if ARGV[i] ~= '' then redis.call('SADD', p .. 'users', ARGV[i]) end
+  local at, cur = tonumber(ARGV[i + 2]), redis.call('HGET', p .. 'seen', ARGV[i + 1])
+  if not cur or at > tonumber(cur) then redis.call('HSET', p .. 'seen', ARGV[i + 1], ARGV[i + 2]) end
 end
 return 0
 `);
@@ -1260,6 +1261,8 @@ export class RedisStore implements Store {
   #timeout: number;
   #owns: boolean;
   #refTtl: number;
+  /** Sign-ins of this event-loop turn waiting for their last-seen write (see {@link RedisStore.touchUser}). */
+  #seenBatch: { users: Map<string, number>; done: Promise<unknown> } | null = null;
 
   /**
    * Uses a connected client (see {@link connectRedis}). Data of an older key
@@ -1743,16 +1746,32 @@ export class RedisStore implements Store {
     return Number(await this.#run(SET_READ, [user, conv, String(id)]));
   }
 
-  /** Remembers a user (and, in the same script, when it was seen). */
+  /**
+   * Remembers a user (and when it was seen). Every sign-in does this: the
+   * users of one event-loop turn share one script, settled for all of them.
+   */
   async touchUser(user: string, seen?: number): Promise<void> {
-    if (seen === undefined) await this.#call(["SADD", `${this.#prefix}users`, user]);
-    else await this.#run(SEEN, [String(seen), user, user.toLowerCase()]);
+    if (seen === undefined) return void await this.#call(["SADD", `${this.#prefix}users`, user]);
+    let batch = this.#seenBatch;
+    if (batch === null) {
+      const users = new Map<string, number>();
+      const done = new Promise((resolve) => setImmediate(resolve)).then(() => {
+        this.#seenBatch = null;
+        return this.#run(
+          SEEN,
+          [...users].flatMap(([name, at]) => [name, name.toLowerCase(), `${at}`]),
+        );
+      });
+      batch = this.#seenBatch = { users, done };
+    }
+    batch.users.set(user, Math.max(seen, batch.users.get(user) ?? -Infinity));
+    await batch.done;
   }
 
   /** Moves the users' last-seen times forward, in one script. */
   async markSeen(users: readonly string[], at: number): Promise<void> {
     if (users.length === 0) return;
-    await this.#run(SEEN, [String(at), "", ...users.map((u) => u.toLowerCase())]);
+    await this.#run(SEEN, users.flatMap((u) => ["", u.toLowerCase(), `${at}`]));
   }
 
   /** Last-seen times of the users seen, in one HMGET. */
