@@ -141,6 +141,36 @@ Deno.test("RedisStore.touchUser(): the sign-ins of one turn write last-seen in o
   );
 });
 
+Deno.test("RedisStore.sessionRevoked(): the checks of one turn are one MGET, each answered for its session", async () => {
+  await using store = await openStore(10);
+  const calls = async (cmd: string) =>
+    Number(
+      new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await store.cli("INFO", "commandstats"))
+        ?.[1] ?? 0,
+    );
+  const now = Date.now();
+  await store.revokeSession("gone", now + 60_000);
+  await store.revokeSession("lapsing", now + 100);
+  const before = await calls("mget"), gets = await calls("get");
+  const answers = await Promise.all(
+    ["ok1", "gone", "ok2", "lapsing", "gone"].map((s) => store.sessionRevoked(s, now)),
+  );
+  assert.deepEqual(answers, [false, true, false, true, true]);
+  assert.equal(await calls("mget") - before, 1, "one MGET for the turn");
+  assert.equal(await calls("get") - gets, 0, "no GET per session");
+  // Revoked in the same turn as the check: the check sees it (Redis answers in order).
+  const [, late] = await Promise.all([
+    store.revokeSession("ok1", now + 60_000),
+    store.sessionRevoked("ok1", now),
+  ]);
+  assert.equal(late, true);
+  assert.equal(
+    await store.sessionRevoked("lapsing", now + 100),
+    false,
+    "a lapsed one no longer counts",
+  );
+});
+
 Deno.test("RedisStore: a claim keeps its time in `c`; a claim made before without one reads as 0", async () => {
   await using store = await openStore(10);
   await store.claimName("Alice", "s1", 1000, true);

@@ -40,9 +40,9 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import type { Broker, BrokerEvent, BrokerHandler, ChangeEvent, Origin } from "./broker.ts";
 import type { Logger } from "../log.ts";
+import { TurnBatch } from "../turn_batch.ts";
 import {
   closeRedis,
   command,
@@ -243,8 +243,12 @@ export class RedisBroker implements Broker {
 
   #local = new Set<string>();
   #version = 0;
-  /** Presence changes of this turn, written in one script at its end (see {@link RedisBroker.#changed}). */
-  #pending: [string, boolean][] = [];
+  /**
+   * Presence changes of this event-loop turn: this node knows each at once,
+   * Redis and the other nodes at the turn's end, in one script and one
+   * message (a storm of sign-ins made a round trip each).
+   */
+  #presenceWrites = new TurnBatch<[string, boolean]>((changes) => this.#writePresence(changes));
   #remote = new Map<string, RemoteNode>();
   #union = new Set<string>();
   #round = 0;
@@ -653,24 +657,17 @@ export class RedisBroker implements Broker {
     this.#presence = handler;
   }
 
-  /**
-   * A local user's change: this node knows at once; Redis and the other
-   * nodes at the end of the event-loop turn, with every change of the turn
-   * in one script and one message (a storm of sign-ins made one round trip
-   * each).
-   */
   #changed(user: string, on: boolean): void {
     ++this.#version;
     this.#recomputeOne(user);
     if (this.#closed) return;
-    if (this.#pending.length === 0) setImmediate(() => this.#flushPresence());
-    this.#pending.push([user, on]);
+    // A failure is repaired by the next heartbeat, which writes the whole set.
+    this.#presenceWrites.add([user, on]).catch(() => {});
   }
 
-  #flushPresence(): void {
-    const changes = this.#pending;
-    this.#pending = [];
-    if (this.#closed || changes.length === 0) return;
+  /** Writes a turn's presence changes and tells the other nodes, in one script. */
+  async #writePresence(changes: [string, boolean][]): Promise<void> {
+    if (this.#closed) return;
     // Every change of the turn is in: the version now is the last one's.
     const v = this.#version;
     const event: Internal = changes.length === 1
@@ -685,8 +682,7 @@ export class RedisBroker implements Broker {
       `\n\n\n${JSON.stringify(event)}`,
     ];
     for (const [user, on] of changes) args.push(user, on ? "1" : "0");
-    // A failure is repaired by the next heartbeat, which writes the whole set.
-    PRESENCE.run(this.#cmd, args, this.#timeout).catch(() => {});
+    await PRESENCE.run(this.#cmd, args, this.#timeout);
   }
 
   #onPresence(e: Internal & { kind: "presence" }): void {

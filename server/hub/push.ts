@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
+import { TurnBatch } from "../turn_batch.ts";
 import {
   type ClientFrame,
   FrameError,
@@ -75,8 +75,13 @@ export class Pushes {
   #beating = false;
   /** When a visibility write last failed and was logged (once a minute at most). */
   #failedAt = -Infinity;
-  /** Visibility changes of this event-loop turn (user → visible), written together after it. */
-  #pending = new Map<string, boolean>();
+  /** Visibility changes of this event-loop turn, written together after it (the last of a user's counts). */
+  #writes = new TurnBatch<[string, boolean]>((changes) => {
+    const visible = new Map(changes);
+    return this.#ctx.store.setVisibleMany(this.#ctx.broker.node, visible, VISIBLE_TTL).catch((
+      err,
+    ) => this.#failed(`Could not record whether ${visible.size} people are visible`, err));
+  });
 
   /** Handles push frames with what `ctx` gives. */
   constructor(ctx: PushesContext) {
@@ -153,17 +158,7 @@ export class Pushes {
    * was an eighth of a storm's cost.
    */
   #write(name: string, visible: boolean): void {
-    if (this.#pending.size === 0) setImmediate(() => this.#flush());
-    this.#pending.set(name, visible);
-  }
-
-  #flush(): void {
-    const changes = this.#pending;
-    if (changes.size === 0) return;
-    this.#pending = new Map();
-    this.#ctx.store.setVisibleMany(this.#ctx.broker.node, changes, VISIBLE_TTL).catch((err) =>
-      this.#failed(`Could not record whether ${changes.size} people are visible`, err)
-    );
+    void this.#writes.add([name, visible]);
   }
 
   /** Logs a failed visibility write, once a minute at most (the next heartbeat repairs it). */

@@ -77,7 +77,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import {
   type ChatMessage,
   type Conversation,
@@ -129,6 +128,7 @@ import {
   sinceGap,
   type Store,
 } from "./store.ts";
+import { TurnBatch } from "../turn_batch.ts";
 import { Slice } from "./time_slice.ts";
 import type { FileMeta } from "../files/files.ts";
 
@@ -1261,8 +1261,14 @@ export class RedisStore implements Store {
   #timeout: number;
   #owns: boolean;
   #refTtl: number;
-  /** Sign-ins of this event-loop turn waiting for their last-seen write (see {@link RedisStore.touchUser}). */
-  #seenBatch: { users: Map<string, number>; done: Promise<unknown> } | null = null;
+  /** Last-seen writes of this event-loop turn (see {@link RedisStore.touchUser}). */
+  #seen = new TurnBatch<[string, number]>(async (users) => {
+    await this.#run(SEEN, users.flatMap(([name, at]) => [name, name.toLowerCase(), `${at}`]));
+  });
+  /** Revocation checks of this event-loop turn, in one MGET (see {@link RedisStore.sessionRevoked}). */
+  #revoked = new TurnBatch<string, Reply>((keys) =>
+    this.#call(["MGET", ...keys]) as Promise<Reply[]>
+  );
 
   /**
    * Uses a connected client (see {@link connectRedis}). Data of an older key
@@ -1751,21 +1757,8 @@ export class RedisStore implements Store {
    * users of one event-loop turn share one script, settled for all of them.
    */
   async touchUser(user: string, seen?: number): Promise<void> {
-    if (seen === undefined) return void await this.#call(["SADD", `${this.#prefix}users`, user]);
-    let batch = this.#seenBatch;
-    if (batch === null) {
-      const users = new Map<string, number>();
-      const done = new Promise((resolve) => setImmediate(resolve)).then(() => {
-        this.#seenBatch = null;
-        return this.#run(
-          SEEN,
-          [...users].flatMap(([name, at]) => [name, name.toLowerCase(), `${at}`]),
-        );
-      });
-      batch = this.#seenBatch = { users, done };
-    }
-    batch.users.set(user, Math.max(seen, batch.users.get(user) ?? -Infinity));
-    await batch.done;
+    if (seen === undefined) await this.#call(["SADD", `${this.#prefix}users`, user]);
+    else await this.#seen.add([user, seen]);
   }
 
   /** Moves the users' last-seen times forward, in one script. */
@@ -1893,7 +1886,8 @@ export class RedisStore implements Store {
 
   /** Whether the session's revocation lasts past `now`. */
   async sessionRevoked(session: string, now: number): Promise<boolean> {
-    return Number(await this.#call(["GET", `${this.#prefix}revoked:${session}`]) ?? 0) > now;
+    // Every returning sign-in asks: the turn's questions share one MGET.
+    return Number(await this.#revoked.add(`${this.#prefix}revoked:${session}`) ?? 0) > now;
   }
 
   /** Records a sign-in of `session` for `user`, keeping the latest {@link SESSIONS_KEPT}. */
