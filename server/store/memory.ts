@@ -113,6 +113,8 @@ export class MemoryStore implements Store {
   /** Room → its members, kept sorted: a page of them costs the page, not the room. */
   #rooms = new Map<string, SortedNames>();
   #creators = new Map<string, string>();
+  /** Rooms created by each user, counted (the room quota asks on every new room). */
+  #created = new Map<string, number>();
   #roomsOf = new Map<string, Set<string>>();
   #dms = new Map<string, Set<string>>();
   #read = new Map<string, Map<string, number>>();
@@ -519,7 +521,10 @@ export class MemoryStore implements Store {
   /** Adds a member, creating the room (private when asked; an existing room keeps its settings). */
   join(user: string, room: string, create?: { private?: boolean }): Promise<JoinResult> {
     const created = !this.#rooms.has(room);
-    if (created) this.#creators.set(room, user);
+    if (created) {
+      this.#creators.set(room, user);
+      this.#created.set(user, (this.#created.get(user) ?? 0) + 1);
+    }
     // A new room of a renamed room's old name: its history continues the old counters.
     if (created) this.#gone.delete(room);
     if (created && create?.private) this.#settings.set(room, { private: true });
@@ -535,9 +540,7 @@ export class MemoryStore implements Store {
 
   /** Rooms created by a user. */
   roomsCreatedBy(user: string): Promise<number> {
-    let n = 0;
-    for (const creator of this.#creators.values()) if (creator === user) n++;
-    return Promise.resolve(n);
+    return Promise.resolve(this.#created.get(user) ?? 0);
   }
 
   /** Removes a member; the room stays. */
@@ -801,6 +804,7 @@ export class MemoryStore implements Store {
     for (const [room, creator] of this.#creators) {
       if (creator === user) this.#creators.set(room, "");
     }
+    this.#created.delete(user);
     return Promise.resolve(rooms);
   }
 
