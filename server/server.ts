@@ -550,7 +550,7 @@ export async function startServer(
         clearInterval(ticker);
         clearInterval(reloader);
         await reloading?.catch(() => {});
-        await serving?.hub.settled();
+        await serving?.hub.stopRereads();
         await tunnel?.close();
         const sockets = serving?.hub.shutdown() ?? [];
         // Deno's own shutdown would close the sockets again with its own reason: let ours finish.

@@ -109,13 +109,17 @@ async function npmCache(): Promise<string> {
 }
 
 /**
- * The binary's permissions, as `deno run` flags for a copy in `app`. A
- * compiled binary may always read its own embedded files (Deno grants read
- * access to its virtual file system), so the copy and the npm packages are
- * added to --allow-read; nothing else is.
+ * The binary's permissions and V8 flags, as `deno run` flags for a copy in
+ * `app` (so this Deno is shown to accept the V8 flags: an unknown one stops
+ * it). A compiled binary may always read its own embedded files (Deno grants
+ * read access to its virtual file system), so the copy and the npm packages
+ * are added to --allow-read; nothing else is.
  */
 function binaryFlags(app: string, npm: string): string[] {
-  return permissionFlags().map((f) => f.startsWith("--allow-read=") ? `${f},${app},${npm}` : f);
+  return [
+    ...permissionFlags().map((f) => f.startsWith("--allow-read=") ? `${f},${app},${npm}` : f),
+    `--v8-flags=${V8_FLAGS}`,
+  ];
 }
 
 interface Run {

@@ -35,10 +35,17 @@ Deno.test("MemberCounts: each room waits its own interval, longer for rooms with
   counts.note("small");
   assert.deepEqual(counts.take(14_999, size), []);
   assert.deepEqual(counts.take(15_000, size), ["small"]);
-  // A renamed room's pending count follows it, and goes out at once under its new name.
-  counts.note("big");
-  counts.moved("big", "bigger");
-  assert.deepEqual(counts.take(15_100, size), ["bigger"]);
+  // A renamed room's pending count follows it, with its last send time: it waits
+  // out the room's interval under its new name, and a new room of the old name does not.
+  const renamed = new MemberCounts(100);
+  const big = () => 5000;
+  renamed.note("big");
+  assert.deepEqual(renamed.take(0, big), ["big"]);
+  renamed.note("big");
+  renamed.moved("big", "bigger");
+  renamed.note("big");
+  assert.deepEqual(renamed.take(2499, big), ["big"]);
+  assert.deepEqual(renamed.take(2500, big), ["bigger"]);
 });
 
 Deno.test("MemberCounts: send times are forgotten once they can hold nothing back", () => {

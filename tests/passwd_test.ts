@@ -317,31 +317,45 @@ Deno.test("server --redis: a password change on one node signs every other conne
   }
 });
 
-Deno.test("Passwords: shutdown can wait for a reread of users.json a password change started", async () => {
+Deno.test("Passwords: shutdown waits for a reread of users.json under way and starts no more", async () => {
   // A reread reads the file: a node that closed under it leaked the read
   // (seen once as Deno's leak check failing a test of this file).
   let finish!: (changed: boolean) => void;
-  let revalidated = 0;
+  let reads = 0, revalidated = 0;
+  const warnings: string[] = [];
   const passwords = new Passwords({
-    auth: { reload: () => new Promise<boolean>((r) => finish = r) } as unknown as Auth,
+    auth: {
+      reload: () => (reads++, new Promise<boolean>((r) => finish = r)),
+    } as unknown as Auth,
     store: {} as PasswordsContext["store"],
     broker: {} as PasswordsContext["broker"],
-    log: { info() {}, warn() {}, error() {} } as unknown as PasswordsContext["log"],
+    log: {
+      info() {},
+      warn: (m: string) => void warnings.push(m),
+      error() {},
+    } as unknown as PasswordsContext["log"],
     now: () => 0,
     throttle: {} as PasswordsContext["throttle"],
     reply() {},
     error() {},
     drop() {},
-    revalidate: () => void revalidated++,
+    revalidate: () => {
+      if (++revalidated === 1) throw new Error("revalidate broke");
+    },
   });
-  await passwords.settled(); // nothing under way
   passwords.reload();
   let settled = false;
-  const waiting = passwords.settled().then(() => settled = true);
+  const closing = passwords.close().then(() => settled = true);
   await Promise.resolve();
   await Promise.resolve();
   assert.equal(settled, false, "the reread is still under way");
   finish(true);
-  await waiting;
+  // A failure after the read is logged, and does not fail the shutdown.
+  await closing;
   assert.equal(revalidated, 1, "the sessions were checked before it settled");
+  assert.deepEqual(warnings, ["Could not reread the users file: revalidate broke"]);
+  // Closed: another node's event or a late password change reads nothing.
+  passwords.reload();
+  assert.equal(reads, 1);
+  await passwords.close();
 });

@@ -580,9 +580,9 @@ export class Hub {
     await this.#pushes.leave();
   }
 
-  /** Settles once the rereads of users.json that password changes started are done. */
-  settled(): Promise<void> {
-    return this.#passwords.settled();
+  /** Starts no more rereads of users.json for password changes; settles once those under way are done. */
+  stopRereads(): Promise<void> {
+    return this.#passwords.close();
   }
 
   /**

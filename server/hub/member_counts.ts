@@ -61,6 +61,9 @@ export class MemberCounts {
   /** A room was renamed: its pending count follows it. */
   moved(room: string, to: string): void {
     if (this.#due.delete(room)) this.#due.add(to);
+    const at = this.#sentAt.get(room);
+    this.#sentAt.delete(room);
+    if (at !== undefined) this.#sentAt.set(to, at);
   }
 
   /**

@@ -78,6 +78,7 @@ export class Passwords {
   #renewals = new Map<string, Renewal>();
   /** Rereads of users.json under way (see {@link Passwords.reload}). */
   #rereads = new Set<Promise<void>>();
+  #closed = false;
 
   /** Changes passwords with what `ctx` gives. */
   constructor(ctx: PasswordsContext) {
@@ -261,19 +262,24 @@ export class Passwords {
     }
   }
 
-  /** Rereads users.json now and ends the sessions it no longer allows. */
+  /** Rereads users.json now and ends the sessions it no longer allows (not once closed). */
   reload(): void {
-    const reread = this.#ctx.auth.reload().then(
-      (changed) => {
-        if (changed) this.#ctx.revalidate();
-      },
-      (err) => this.#ctx.log.warn(`Could not reread the users file: ${(err as Error).message}`),
+    if (this.#closed) return;
+    const reread = this.#ctx.auth.reload().then((changed) => {
+      if (changed) this.#ctx.revalidate();
+    }).catch((err) =>
+      this.#ctx.log.warn(`Could not reread the users file: ${(err as Error).message}`)
     ).finally(() => this.#rereads.delete(reread));
     this.#rereads.add(reread);
   }
 
-  /** Settles once no reread of users.json is under way (shutdown awaits it: they read the file). */
-  async settled(): Promise<void> {
+  /**
+   * Starts no more rereads of users.json and settles once those under way
+   * are done (shutdown awaits it: they read the file, and a password change
+   * or another node's event could start one until the very end).
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
     while (this.#rereads.size > 0) await Promise.all(this.#rereads);
   }
 }
