@@ -46,7 +46,7 @@ Deno.test("dispatch: room members by level and mention, never the sender, the vi
   }
   await store.setLevel("carol", "#dev", "all");
   await store.setLevel("dave", "#dev", "none");
-  await store.setVisible("n1", "erin", true, 60_000);
+  await store.setVisibleMany("n1", new Map([["erin", true]]), 60_000);
   const m = msg({ room: "dev", text: "ping @bob @dave @erin @alice" });
   d.message(m);
   d.message(m); // the same message again: looked at once

@@ -254,10 +254,10 @@ export function pushStoreContract(name: string, open: OpenPushStore): void {
   });
 
   test("visibility: per node, any case; a heartbeat replaces the node's set; leave() ends it", async (s) => {
-    await s.setVisible("n1", "Alice", true, 60_000);
-    await s.setVisible("n2", "bob", true, 60_000);
+    await s.setVisibleMany("n1", new Map([["Alice", true]]), 60_000);
+    await s.setVisibleMany("n2", new Map([["bob", true]]), 60_000);
     assert.deepEqual(await s.visibleUsers(["alice", "bob", "carol"]), new Set(["alice", "bob"]));
-    await s.setVisible("n1", "alice", false, 60_000);
+    await s.setVisibleMany("n1", new Map([["alice", false]]), 60_000);
     assert.deepEqual(await s.visibleUsers(["alice", "bob"]), new Set(["bob"]));
     await s.heartbeat("n1", ["carol", "dave"], 60_000);
     await s.heartbeat("n2", [], 60_000);
@@ -288,7 +288,7 @@ export function pushStoreContract(name: string, open: OpenPushStore): void {
   test("visibility of a node that stops renewing it expires", async (s) => {
     await s.heartbeat("dead", ["alice"], 60_000);
     await s.heartbeat("dying", ["bob"], 150);
-    await s.setVisible("dying", "carol", true, 150);
+    await s.setVisibleMany("dying", new Map([["carol", true]]), 150);
     assert.deepEqual(
       await s.visibleUsers(["alice", "bob", "carol"]),
       new Set(["alice", "bob", "carol"]),

@@ -75,7 +75,7 @@ Deno.test("RedisPushStore: two nodes' clients share subscriptions, levels and vi
     const sub = aSub();
     await a.subscribe(sub);
     await a.setLevel("alice", "#dev", "none");
-    await a.setVisible("node-a", "bob", true, 60_000);
+    await a.setVisibleMany("node-a", new Map([["bob", true]]), 60_000);
     assert.deepEqual(await b.subscriptions("alice"), [sub]);
     assert.deepEqual(await b.levels("alice"), { "#dev": "none" });
     assert.deepEqual(await b.visibleUsers(["bob"]), new Set(["bob"]));

@@ -274,11 +274,6 @@ export class MemoryPushStore implements PushStore {
     return Promise.resolve(this.#notified.take(endpoints, conv));
   }
 
-  setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {
-    this.#visible.set(node, user, visible, ttl);
-    return Promise.resolve();
-  }
-
   setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void> {
     for (const [user, visible] of changes) this.#visible.set(node, user, visible, ttl);
     return Promise.resolve();

@@ -113,14 +113,10 @@ export interface PushStore {
   takeNotified(endpoints: string[], conv: string): Promise<Set<string>>;
 
   /**
-   * A user has (or no longer has) a visible connection on `node`. Kept for
-   * `ttl` ms unless {@link heartbeat} renews it: a node that dies stops
-   * counting after that.
-   */
-  setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void>;
-  /**
-   * {@link setVisible} for several users at once (user → visible), in one
-   * write: a storm of sign-ins costs one call per event-loop turn, not one each.
+   * Users have (or no longer have) a visible connection on `node` (user →
+   * visible), in one write: a storm of sign-ins costs one call per event-loop
+   * turn, not one each. Kept for `ttl` ms unless {@link heartbeat} renews it:
+   * a node that dies stops counting after that.
    */
   setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void>;
   /** Everyone with a visible connection on `node` now (the whole set, replacing it), for `ttl` ms. */

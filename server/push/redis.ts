@@ -231,16 +231,6 @@ end
 return out
 `);
 
-/** One user's visibility on a node. ARGV: prefix, node, folded, on (1/0), ttl ms. */
-const SET_VISIBLE = new Script(`
-local p, node = ARGV[1], ARGV[2]
-local key = p .. 'push:vis:' .. node
-if ARGV[4] == '1' then redis.call('SADD', key, ARGV[3]) else redis.call('SREM', key, ARGV[3]) end
-redis.call('PEXPIRE', key, ARGV[5])
-redis.call('SADD', p .. 'push:visnodes', node)
-return 1
-`);
-
 /**
  * Several users' visibility on a node. ARGV: prefix, node, ttl ms, then
  * pairs of folded user and '1' (visible) or '0'.
@@ -482,10 +472,6 @@ export class RedisPushStore implements PushStore {
   async takeNotified(endpoints: string[], conv: string): Promise<Set<string>> {
     if (endpoints.length === 0) return new Set();
     return new Set(await this.#run(TAKE_NOTIFIED, [conv, ...endpoints]) as string[]);
-  }
-
-  async setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {
-    await this.#run(SET_VISIBLE, [node, user.toLowerCase(), visible ? "1" : "0", String(ttl)]);
   }
 
   async setVisibleMany(

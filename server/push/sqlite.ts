@@ -251,10 +251,6 @@ export class SqlitePushStore implements PushStore {
     return this.#run(() => this.#notified.take(endpoints, conv));
   }
 
-  setVisible(node: string, user: string, visible: boolean, ttl: number): Promise<void> {
-    return this.#run(() => this.#visible.set(node, user, visible, ttl));
-  }
-
   setVisibleMany(node: string, changes: ReadonlyMap<string, boolean>, ttl: number): Promise<void> {
     return this.#run(() => {
       for (const [user, visible] of changes) this.#visible.set(node, user, visible, ttl);
